@@ -1,0 +1,376 @@
+//! Media: user-space readers that turn a device, an image file or a directory into `DriveFiles`
+//! (relative path -> bytes, bounded). Read-only: nothing here writes, mounts or follows a
+//! symlink, and no name read from a drive can address anything outside the drive tree.
+
+pub mod dir;
+pub mod iso9660;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Bounds applied while reading untrusted media, so a hostile image cannot exhaust memory or loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest single file read into memory.
+    pub max_file_size: u64,
+    /// Sum of all file sizes read from one drive.
+    pub max_total_bytes: u64,
+    /// Deepest directory nesting below the drive root (root = depth 0).
+    pub max_depth: usize,
+    /// Most directory entries (files, directories, symlinks) over the whole drive.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Ironic allows 64 MiB drives and CloudStack caps its ISO at 64 MiB; user data can be that
+        // large, so a single file may be too. The totals leave room for both with margin.
+        Limits {
+            max_file_size: 64 << 20,
+            max_total_bytes: 128 << 20,
+            max_depth: 16,
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// Which limit a drive exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LimitKind {
+    FileSize,
+    TotalBytes,
+    Depth,
+    Entries,
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitKind::FileSize => "file size",
+            LimitKind::TotalBytes => "total bytes",
+            LimitKind::Depth => "directory depth",
+            LimitKind::Entries => "entry count",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("{device}: cannot read: {source}")]
+    Io {
+        device: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{device}: not an ISO9660 filesystem (no CD001 volume descriptor at sector 16)")]
+    NotIso9660 { device: String },
+    #[error("{device}: unsupported source type (expected a block device, an image file or a directory)")]
+    Unsupported { device: String },
+    #[error("{device}: {path}: {kind} limit exceeded ({value} > {limit})")]
+    Limit {
+        device: String,
+        path: String,
+        kind: LimitKind,
+        value: u64,
+        limit: u64,
+    },
+    #[error("{device}: {path}: corrupt filesystem: {detail}")]
+    Corrupt {
+        device: String,
+        path: String,
+        detail: String,
+    },
+}
+
+/// A name on the drive that could not be used as a path component, reported, never used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The parent directory (relative, `/`-separated) and the raw name, lossily decoded.
+    pub path: String,
+    pub reason: String,
+}
+
+/// The files of one drive, read fully into memory (bounded by `Limits`).
+///
+/// Paths are relative, `/`-separated, as the drive names them (Rock Ridge or Joliet names when
+/// present, else the plain ISO9660 name without its `;N` version). Lookups through [`get`] are
+/// case-insensitive, ignore `;N` suffixes and also match 8.3-mangled level-1 names.
+///
+/// [`get`]: DriveFiles::get
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DriveFiles {
+    /// Where it came from, e.g. `/dev/loop3` or `images/sample/config-2.iso`.
+    pub device: String,
+    /// `iso9660` or `dir`.
+    pub fstype: String,
+    /// Volume label (ISO9660 primary volume identifier, trailing spaces removed).
+    pub label: Option<String>,
+    /// Regular files: path -> content.
+    #[serde(skip)]
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Symbolic links: path -> target. Reported, never followed.
+    pub symlinks: BTreeMap<String, String>,
+    /// Entries that were not usable (unsafe names) with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Checks one path component read from a drive. `None` when it can be used, else why not.
+pub fn unsafe_component(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty name")
+    } else if name == "." || name == ".." {
+        Some("name is . or ..")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("name contains a path separator")
+    } else if name.chars().any(|c| c.is_control()) {
+        Some("name contains a control character")
+    } else if name.len() > 255 {
+        Some("name longer than 255 bytes")
+    } else {
+        None
+    }
+}
+
+/// Strips an ISO9660 `;N` version suffix and the lone trailing dot of an extension-less
+/// level-1 name (`USER_DATA.;1` -> `USER_DATA`).
+pub fn strip_version(name: &str) -> &str {
+    let base = match name.rfind(';') {
+        Some(i) if i > 0 && name[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &name[..i],
+        _ => name,
+    };
+    match base.strip_suffix('.') {
+        Some(b) if !b.is_empty() && !b.contains('.') => b,
+        _ => base,
+    }
+}
+
+/// The ISO9660 level-1 (8.3, d-characters) form a producer gives `name`: upper case, characters
+/// outside `A-Z0-9_` replaced by `_`, base cut to 8, extension to 3 (directories: 8, no dot).
+fn level1_name(name: &str, is_dir: bool) -> String {
+    fn dchars(s: &str, max: usize) -> String {
+        s.chars()
+            .map(|c| {
+                let c = c.to_ascii_uppercase();
+                if c.is_ascii_uppercase() || c.is_ascii_digit() {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(max)
+            .collect()
+    }
+    if is_dir {
+        return dchars(&name.replace('.', "_"), 8);
+    }
+    match name.rfind('.') {
+        Some(i) if i > 0 => {
+            let base = name[..i].replace('.', "_");
+            format!("{}.{}", dchars(&base, 8), dchars(&name[i + 1..], 3))
+        }
+        _ => dchars(name, 8),
+    }
+}
+
+/// Whether a stored name matches a wanted name: case-insensitively, ignoring `;N`, or as the
+/// 8.3 level-1 mangling of the wanted name.
+fn name_matches(stored: &str, wanted: &str, is_dir: bool) -> bool {
+    let stored = strip_version(stored);
+    stored.eq_ignore_ascii_case(wanted) || stored.eq_ignore_ascii_case(&level1_name(wanted, is_dir))
+}
+
+impl DriveFiles {
+    pub fn new(device: impl Into<String>, fstype: impl Into<String>) -> Self {
+        DriveFiles {
+            device: device.into(),
+            fstype: fstype.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Total bytes of all regular files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|v| v.len() as u64).sum()
+    }
+
+    /// Finds a file by its logical path (`openstack/latest/meta_data.json`). Exact match first;
+    /// then component by component case-insensitively, ignoring `;N`, accepting level-1 names.
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        if let Some(v) = self.files.get(path) {
+            return Some(v);
+        }
+        self.resolve(path).and_then(|p| self.files.get(p).map(|v| v.as_slice()))
+    }
+
+    /// The stored path that `get` would return for a logical path.
+    pub fn resolve(&self, path: &str) -> Option<&str> {
+        let wanted: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        // Exact-case matches win over mangled ones: scan all candidates, prefer the best score.
+        let mut best: Option<(&str, usize)> = None;
+        for stored in self.files.keys() {
+            let parts: Vec<&str> = stored.split('/').collect();
+            if parts.len() != wanted.len() {
+                continue;
+            }
+            let mut score = 0;
+            let mut ok = true;
+            for (i, (s, w)) in parts.iter().zip(&wanted).enumerate() {
+                let is_dir = i + 1 < wanted.len();
+                if strip_version(s) == *w {
+                    score += 2;
+                } else if strip_version(s).eq_ignore_ascii_case(w) {
+                    score += 1;
+                } else if !name_matches(s, w, is_dir) {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok && best.is_none_or(|(_, b)| score > b) {
+                best = Some((stored.as_str(), score));
+            }
+        }
+        best.map(|(p, _)| p)
+    }
+
+    /// Names of the immediate subdirectories of `dir` (logical, `;N` stripped), sorted.
+    pub fn subdirs(&self, dir: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let want: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        for stored in self.files.keys() {
+            let parts: Vec<&str> = stored.split('/').collect();
+            if parts.len() <= want.len() + 1 {
+                continue;
+            }
+            let under = parts
+                .iter()
+                .zip(&want)
+                .all(|(s, w)| name_matches(s, w, true));
+            if under {
+                let name = strip_version(parts[want.len()]).to_string();
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// What a `--source` path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    BlockDevice,
+    ImageFile,
+    Directory,
+}
+
+pub fn source_kind(path: &Path) -> Result<SourceKind, MediaError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|e| MediaError::Io {
+        device: path.display().to_string(),
+        source: e,
+    })?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        Ok(SourceKind::Directory)
+    } else if ft.is_block_device() {
+        Ok(SourceKind::BlockDevice)
+    } else if ft.is_file() {
+        Ok(SourceKind::ImageFile)
+    } else {
+        Err(MediaError::Unsupported {
+            device: path.display().to_string(),
+        })
+    }
+}
+
+/// Reads a source given on the command line: a directory tree, or a block device / image file
+/// holding ISO9660.
+pub fn read_source(path: &Path, limits: &Limits) -> Result<DriveFiles, MediaError> {
+    let device = path.display().to_string();
+    match source_kind(path)? {
+        SourceKind::Directory => dir::read_dir_tree(path, limits),
+        SourceKind::BlockDevice | SourceKind::ImageFile => {
+            let file = File::open(path).map_err(|e| MediaError::Io {
+                device: device.clone(),
+                source: e,
+            })?;
+            iso9660::read_iso9660(file, &device, limits)
+        }
+    }
+}
+
+/// A device node path under a (possibly redirected) `/dev`.
+pub fn dev_path(dev_root: &Path, name: &str) -> PathBuf {
+    dev_root.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drive(paths: &[&str]) -> DriveFiles {
+        let mut d = DriveFiles::new("test", "dir");
+        for p in paths {
+            d.files.insert(p.to_string(), p.as_bytes().to_vec());
+        }
+        d
+    }
+
+    #[test]
+    fn strip_version_cases() {
+        assert_eq!(strip_version("META_DAT.JSO;1"), "META_DAT.JSO");
+        assert_eq!(strip_version("USER_DATA.;1"), "USER_DATA");
+        assert_eq!(strip_version("USER_DATA."), "USER_DATA");
+        assert_eq!(strip_version("a;b"), "a;b");
+        assert_eq!(strip_version("meta_data.json"), "meta_data.json");
+    }
+
+    #[test]
+    fn lookup_exact_case_insensitive_and_level1() {
+        let d = drive(&["openstack/latest/meta_data.json"]);
+        assert!(d.get("openstack/latest/meta_data.json").is_some());
+        let d = drive(&["OPENSTACK/LATEST/META_DATA.JSON;1"]);
+        assert!(d.get("openstack/latest/meta_data.json").is_some());
+        let d = drive(&["OPENSTAC/LATEST/META_DAT.JSO;1", "OPENSTAC/LATEST/USER_DAT.;1"]);
+        assert_eq!(
+            d.resolve("openstack/latest/meta_data.json"),
+            Some("OPENSTAC/LATEST/META_DAT.JSO;1")
+        );
+        assert!(d.get("openstack/latest/user_data").is_some());
+        assert!(d.get("openstack/latest/vendor_data.json").is_none());
+    }
+
+    #[test]
+    fn exact_beats_mangled() {
+        let d = drive(&["openstack/latest/META_DAT.JSO", "openstack/latest/meta_data.json"]);
+        assert_eq!(
+            d.resolve("openstack/latest/meta_data.json"),
+            Some("openstack/latest/meta_data.json")
+        );
+    }
+
+    #[test]
+    fn subdirs_listing() {
+        let d = drive(&[
+            "openstack/2012-08-10/meta_data.json",
+            "openstack/latest/meta_data.json",
+            "openstack/content/0000",
+            "ec2/latest/meta-data.json",
+        ]);
+        assert_eq!(d.subdirs("openstack"), vec!["2012-08-10", "content", "latest"]);
+    }
+
+    #[test]
+    fn unsafe_names() {
+        assert!(unsafe_component("..").is_some());
+        assert!(unsafe_component("a/b").is_some());
+        assert!(unsafe_component("a\nb").is_some());
+        assert!(unsafe_component("").is_some());
+        assert!(unsafe_component("meta_data.json").is_none());
+    }
+}
