@@ -1,4 +1,61 @@
 //! primer: a first-boot agent. This crate holds all logic; `main.rs` only parses the command
-//! line and maps outcomes to exit codes.
+//! line, sets up logging and maps the outcome to an exit code.
+//!
+//! The pipeline, module by module (see DESIGN.md):
+//! - [`probe`]: which block devices look like a config drive, ranked, each with a reason;
+//! - [`media`]: read a device, image file or directory into [`media::DriveFiles`] without mounting;
+//! - [`source`]: parse one format into the typed [`model::Instance`] and a warnings report;
+//! - [`plan`]: a pure, deterministic list of steps from the instance, host facts and policy;
+//! - [`apply`]: the only writer, atomic and confined to the target root;
+//! - [`state`]: the local copy and the per-instance record that make re-runs idempotent;
+//! - [`cli`]: the commands that drive the pipeline.
 
+pub mod apply;
+pub mod cli;
 pub mod media;
+pub mod model;
+pub mod plan;
+pub mod probe;
+pub mod source;
+pub mod state;
+
+/// Errors that stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error("output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Process exit statuses (documented in the README and `primer --help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success: changes applied, or output printed.
+    Changed = 0,
+    /// A fatal error.
+    Error = 1,
+    /// Some steps failed; the others were applied.
+    Partial = 3,
+    /// Everything was already applied.
+    Unchanged = 10,
+    /// No config drive was found: a normal boot, not a failure.
+    NoDrive = 11,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Exit::Changed => "changed",
+            Exit::Error => "error",
+            Exit::Partial => "partial",
+            Exit::Unchanged => "unchanged",
+            Exit::NoDrive => "no-drive",
+        }
+    }
+}

@@ -12,7 +12,8 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
     let mut entries = 0usize;
     let mut total = 0u64;
     // Explicit stack instead of recursion: depth is bounded by `limits.max_depth`.
-    let mut stack: Vec<(std::path::PathBuf, String, usize)> = vec![(root.to_path_buf(), String::new(), 0)];
+    let mut stack: Vec<(std::path::PathBuf, String, usize)> =
+        vec![(root.to_path_buf(), String::new(), 0)];
     while let Some((dir, rel, depth)) = stack.pop() {
         let io = |e| MediaError::Io {
             device: format!("{device} ({})", dir.display()),
@@ -39,7 +40,11 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
             }
             let raw = entry.file_name();
             let name = raw.to_string_lossy().into_owned();
-            let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
             if let Some(reason) = unsafe_component(&name) {
                 out.skipped.push(Skipped {
                     path,

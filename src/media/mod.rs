@@ -67,7 +67,9 @@ pub enum MediaError {
     },
     #[error("{device}: not an ISO9660 filesystem (no CD001 volume descriptor at sector 16)")]
     NotIso9660 { device: String },
-    #[error("{device}: unsupported source type (expected a block device, an image file or a directory)")]
+    #[error(
+        "{device}: unsupported source type (expected a block device, an image file or a directory)"
+    )]
     Unsupported { device: String },
     #[error("{device}: {path}: {kind} limit exceeded ({value} > {limit})")]
     Limit {
@@ -202,7 +204,8 @@ impl DriveFiles {
         if let Some(v) = self.files.get(path) {
             return Some(v);
         }
-        self.resolve(path).and_then(|p| self.files.get(p).map(|v| v.as_slice()))
+        self.resolve(path)
+            .and_then(|p| self.files.get(p).map(|v| v.as_slice()))
     }
 
     /// The stored path that `get` would return for a logical path.
@@ -336,7 +339,10 @@ mod tests {
         assert!(d.get("openstack/latest/meta_data.json").is_some());
         let d = drive(&["OPENSTACK/LATEST/META_DATA.JSON;1"]);
         assert!(d.get("openstack/latest/meta_data.json").is_some());
-        let d = drive(&["OPENSTAC/LATEST/META_DAT.JSO;1", "OPENSTAC/LATEST/USER_DAT.;1"]);
+        let d = drive(&[
+            "OPENSTAC/LATEST/META_DAT.JSO;1",
+            "OPENSTAC/LATEST/USER_DAT.;1",
+        ]);
         assert_eq!(
             d.resolve("openstack/latest/meta_data.json"),
             Some("OPENSTAC/LATEST/META_DAT.JSO;1")
@@ -347,7 +353,10 @@ mod tests {
 
     #[test]
     fn exact_beats_mangled() {
-        let d = drive(&["openstack/latest/META_DAT.JSO", "openstack/latest/meta_data.json"]);
+        let d = drive(&[
+            "openstack/latest/META_DAT.JSO",
+            "openstack/latest/meta_data.json",
+        ]);
         assert_eq!(
             d.resolve("openstack/latest/meta_data.json"),
             Some("openstack/latest/meta_data.json")
@@ -362,7 +371,10 @@ mod tests {
             "openstack/content/0000",
             "ec2/latest/meta-data.json",
         ]);
-        assert_eq!(d.subdirs("openstack"), vec!["2012-08-10", "content", "latest"]);
+        assert_eq!(
+            d.subdirs("openstack"),
+            vec!["2012-08-10", "content", "latest"]
+        );
     }
 
     #[test]

@@ -1,0 +1,554 @@
+//! CLI: the clap definitions of every command and the glue that runs the pipeline for each
+//! (probe -> media -> source -> plan -> apply) and prints the result as text or JSON. Holds no
+//! format or planning logic of its own; writes only through `apply`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::apply::{self, ApplyReport, Outcome, Target};
+use crate::media::{self, DriveFiles, Limits};
+use crate::model::{Instance, Report};
+use crate::plan::{self, Change, Plan, Policy};
+use crate::probe::linux::{self, ProbeRoots};
+use crate::source;
+use crate::{Error, Exit};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   success: changes applied (or printed, for probe/show/plan/--dry-run)
+  1   error: the drive could not be read or parsed, or another fatal error
+  2   usage error
+  3   partial: some steps failed (the others were applied)
+  10  nothing to do: everything was already applied
+  11  no config drive found (a normal boot without a drive)";
+
+/// primer: first-boot agent for cloud config drives.
+///
+/// Finds the configuration volume the cloud attached (an OpenStack config drive: ISO9660
+/// labelled config-2), reads it without mounting, and applies host name, SSH keys and a
+/// private copy of the data to the target root. Re-running changes nothing.
+#[derive(Debug, Parser)]
+#[command(name = "primer", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level on stderr: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List block devices and the ranked config-drive candidates, with why each matched.
+    ///
+    /// Reads sysfs and one 2 KiB block per device; mounts and writes nothing.
+    Probe(ProbeArgs),
+    /// Parse a drive and print the instance it describes (secrets redacted).
+    Show(SourceArgs),
+    /// Print what `run` would do, step by step, with a why per step. Changes nothing.
+    Plan(PlanArgs),
+    /// Find the drive, parse it, plan, and apply: host name, SSH keys, local copy.
+    ///
+    /// What the systemd unit calls at boot. A second run with the same drive changes nothing
+    /// (exit 10); no drive at all is a normal outcome (exit 11).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub roots: RootsArgs,
+}
+
+/// Where the probe looks (redirect for tests).
+#[derive(Debug, Args, Clone)]
+pub struct RootsArgs {
+    /// sysfs mount to enumerate block devices from.
+    #[arg(
+        long,
+        default_value = "/sys",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub sys_root: PathBuf,
+    /// Directory holding the device nodes.
+    #[arg(
+        long,
+        default_value = "/dev",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub dev_root: PathBuf,
+}
+
+impl RootsArgs {
+    fn roots(&self) -> ProbeRoots {
+        ProbeRoots {
+            sys: self.sys_root.clone(),
+            dev: self.dev_root.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// The drive: a block device (/dev/sr0), an image file (config.iso) or a directory holding
+    /// a drive tree. Without it, primer probes block devices and uses the best candidate.
+    #[arg(long, value_name = "PATH")]
+    pub source: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub roots: RootsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The system to configure: `/` for the running machine, or a mounted image.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Account that receives the drive's SSH keys.
+    #[arg(long, default_value = "root", value_name = "NAME")]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Print the plan and stop: change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs one parsed command; returns the exit status.
+pub fn execute(cli: &Cli) -> Result<Exit, Error> {
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Probe(a) => cmd_probe(a, &mut out),
+        Command::Show(a) => cmd_show(a, &mut out),
+        Command::Plan(a) => cmd_plan(a, &mut out),
+        Command::Run(a) => cmd_run(a, &mut out),
+    }
+}
+
+fn print_json<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Error> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn cmd_probe(a: &ProbeArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let (devices, candidates) = linux::probe(&a.roots.roots());
+    if a.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            devices: &'a [crate::probe::BlockDevice],
+            candidates: &'a [crate::probe::Candidate],
+        }
+        print_json(
+            out,
+            &Doc {
+                devices: &devices,
+                candidates: &candidates,
+            },
+        )?;
+    } else {
+        writeln!(out, "{} block device(s) examined", devices.len())?;
+        if candidates.is_empty() {
+            writeln!(out, "no config drive found")?;
+        }
+        for (i, c) in candidates.iter().enumerate() {
+            writeln!(
+                out,
+                "{}. {:<9} {:<14} {:<8} {:<10} {}",
+                i + 1,
+                format!("{:?}", c.kind).to_lowercase(),
+                c.device.path,
+                c.fstype,
+                c.label.as_deref().unwrap_or("-"),
+                c.reason
+            )?;
+        }
+    }
+    Ok(if candidates.is_empty() {
+        Exit::NoDrive
+    } else {
+        Exit::Changed
+    })
+}
+
+/// A drive that was read and parsed.
+pub struct Loaded {
+    pub drive: DriveFiles,
+    pub instance: Instance,
+    pub report: Report,
+    /// Why this drive was used (`--source` or the probe's reason).
+    pub origin: String,
+}
+
+/// Reads the drive named by `--source`, or the best probe candidate. `Ok(None)`: no drive.
+pub fn load(a: &SourceArgs) -> Result<Option<Loaded>, Error> {
+    let limits = Limits::default();
+    let (drive, origin) = match &a.source {
+        Some(p) => (
+            media::read_source(p, &limits)?,
+            format!("--source {}", p.display()),
+        ),
+        None => {
+            let (_, candidates) = linux::probe(&a.roots.roots());
+            let Some(best) = candidates.first() else {
+                return Ok(None);
+            };
+            for other in &candidates[1..] {
+                tracing::warn!(
+                    "another candidate ignored: {} (using {})",
+                    other.reason,
+                    best.device.path
+                );
+            }
+            tracing::info!("using {}", best.reason);
+            (
+                media::read_source(Path::new(&best.device.path), &limits)?,
+                best.reason.clone(),
+            )
+        }
+    };
+    for s in &drive.skipped {
+        tracing::warn!("{}: {}: skipped: {}", drive.device, s.path, s.reason);
+    }
+    let (instance, report) = source::parse_drive(&drive)?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(Some(Loaded {
+        drive,
+        instance,
+        report,
+        origin,
+    }))
+}
+
+fn no_drive(out: &mut impl Write, json: bool) -> Result<Exit, Error> {
+    if json {
+        print_json(out, &serde_json::json!({ "outcome": "no-drive" }))?;
+    } else {
+        writeln!(out, "no config drive found")?;
+    }
+    tracing::info!("no config drive found; nothing to do");
+    Ok(Exit::NoDrive)
+}
+
+fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let Some(l) = load(a)? else {
+        return no_drive(out, a.json);
+    };
+    if a.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            origin: &'a str,
+            device: &'a str,
+            fstype: &'a str,
+            label: Option<&'a str>,
+            files: Vec<&'a str>,
+            symlinks: &'a std::collections::BTreeMap<String, String>,
+            skipped: &'a [media::Skipped],
+            instance: &'a Instance,
+            warnings: &'a Report,
+        }
+        print_json(
+            out,
+            &Doc {
+                origin: &l.origin,
+                device: &l.drive.device,
+                fstype: &l.drive.fstype,
+                label: l.drive.label.as_deref(),
+                files: l.drive.files.keys().map(String::as_str).collect(),
+                symlinks: &l.drive.symlinks,
+                skipped: &l.drive.skipped,
+                instance: &l.instance,
+                warnings: &l.report,
+            },
+        )?;
+    } else {
+        let i = &l.instance;
+        writeln!(out, "source:       {}", l.origin)?;
+        writeln!(
+            out,
+            "drive:        {} ({}, label {}, {} files, {} bytes)",
+            l.drive.device,
+            l.drive.fstype,
+            l.drive.label.as_deref().unwrap_or("-"),
+            l.drive.files.len(),
+            l.drive.total_bytes()
+        )?;
+        writeln!(out, "format:       {} {}", i.format, i.version)?;
+        writeln!(out, "instance id:  {}", i.instance_id)?;
+        writeln!(
+            out,
+            "hostname:     {}",
+            i.hostname.as_deref().unwrap_or("-")
+        )?;
+        writeln!(out, "name:         {}", i.name.as_deref().unwrap_or("-"))?;
+        writeln!(out, "ssh keys:     {}", i.ssh_keys.len())?;
+        for k in &i.ssh_keys {
+            writeln!(out, "  {}", key_summary(k))?;
+        }
+        writeln!(
+            out,
+            "admin pass:   {}",
+            i.admin_pass.as_ref().map_or("-".into(), |s| s.to_string())
+        )?;
+        writeln!(
+            out,
+            "random seed:  {}",
+            i.random_seed.as_ref().map_or("-".into(), |s| s.to_string())
+        )?;
+        writeln!(out, "meta:         {} key(s)", i.meta.len())?;
+        writeln!(out, "files:        {}", i.files.len())?;
+        for f in &i.files {
+            writeln!(
+                out,
+                "  {} <- {}{}",
+                f.path,
+                f.content_path,
+                if f.content.is_none() {
+                    " (missing)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(
+            out,
+            "user data:    {}",
+            i.user_data
+                .as_ref()
+                .map_or("-".into(), |b| format!("{} bytes", b.0.len()))
+        )?;
+        writeln!(
+            out,
+            "vendor data:  {}",
+            i.vendor_data.keys().cloned().collect::<Vec<_>>().join(", ")
+        )?;
+        writeln!(
+            out,
+            "network data: {}",
+            i.network_data
+                .as_ref()
+                .map_or("-".into(), |b| format!("{} bytes", b.0.len()))
+        )?;
+        print_warnings(out, &l.report)?;
+    }
+    Ok(Exit::Changed)
+}
+
+/// `ssh-ed25519 AAAA...last8 comment`: enough to recognise a key without a wall of base64.
+fn key_summary(k: &str) -> String {
+    let t: Vec<&str> = k.split_whitespace().collect();
+    match t.as_slice() {
+        [ty, data, rest @ ..] if data.len() > 16 => {
+            format!(
+                "{ty} {}...{} {}",
+                &data[..8],
+                &data[data.len() - 8..],
+                rest.join(" ")
+            )
+        }
+        _ => k.to_string(),
+    }
+}
+
+fn print_warnings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    for w in &r.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
+    let live = std::fs::canonicalize(&a.root).is_ok_and(|p| p == Path::new("/"));
+    let policy = Policy {
+        ssh_user: a.user.clone(),
+    };
+    let facts = plan::facts::read_host_facts(&a.root, &l.instance, &policy, live);
+    (plan::plan(&l.instance, &l.drive, &facts, &policy), live)
+}
+
+fn print_plan(out: &mut impl Write, l: &Loaded, plan: &Plan) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "drive: {} ({} {}, instance {})",
+        l.origin, l.instance.format, l.instance.version, l.instance.instance_id
+    )?;
+    let mut copies = [0usize; 6];
+    for s in &plan.steps {
+        if s.id.starts_with("copy:") {
+            copies[s.change as usize] += 1;
+            continue;
+        }
+        writeln!(
+            out,
+            "  {:<9} {:<14} {}",
+            format!("{:?}", s.change).to_lowercase(),
+            s.id,
+            s.why
+        )?;
+    }
+    let total: usize = copies.iter().sum();
+    if total > 0 {
+        writeln!(
+            out,
+            "  {:<9} {:<14} local copy of {total} drive file(s): {} to create, {} to update, {} unchanged",
+            if copies[Change::Create as usize] + copies[Change::Update as usize] > 0 { "copy" } else { "unchanged" },
+            "copy:*",
+            copies[Change::Create as usize],
+            copies[Change::Update as usize],
+            copies[Change::Unchanged as usize]
+        )?;
+    }
+    print_warnings(out, &plan.warnings)
+}
+
+fn cmd_plan(a: &PlanArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let Some(l) = load(&a.source)? else {
+        return no_drive(out, a.source.json);
+    };
+    let (plan, _) = make_plan(a, &l);
+    if a.source.json {
+        print_json(out, &plan)?;
+    } else {
+        print_plan(out, &l, &plan)?;
+    }
+    Ok(Exit::Changed)
+}
+
+fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let json = a.plan.source.json;
+    let Some(l) = load(&a.plan.source)? else {
+        return no_drive(out, json);
+    };
+    let (plan, live) = make_plan(&a.plan, &l);
+    if a.dry_run {
+        if json {
+            print_json(out, &plan)?;
+        } else {
+            print_plan(out, &l, &plan)?;
+        }
+        return Ok(Exit::Changed);
+    }
+    let target = Target {
+        root: a.plan.root.clone(),
+        live,
+    };
+    let report = apply::apply_plan(&plan, &target);
+    let exit = if report.count(Outcome::Failed) > 0 {
+        Exit::Partial
+    } else if report.count(Outcome::Changed) == 0 {
+        Exit::Unchanged
+    } else {
+        Exit::Changed
+    };
+    if json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            origin: &'a str,
+            instance_id: &'a str,
+            outcome: &'static str,
+            steps: &'a ApplyReport,
+            warnings: Vec<&'a crate::model::Warning>,
+        }
+        let warnings = l
+            .report
+            .warnings
+            .iter()
+            .chain(&plan.warnings.warnings)
+            .collect();
+        print_json(
+            out,
+            &Doc {
+                origin: &l.origin,
+                instance_id: &l.instance.instance_id,
+                outcome: exit.name(),
+                steps: &report,
+                warnings,
+            },
+        )?;
+    } else {
+        print_run(out, &l, &plan, &report)?;
+    }
+    tracing::info!(
+        "{}: {} changed, {} unchanged, {} skipped, {} failed",
+        exit.name(),
+        report.count(Outcome::Changed),
+        report.count(Outcome::Unchanged),
+        report.count(Outcome::Skipped),
+        report.count(Outcome::Failed)
+    );
+    Ok(exit)
+}
+
+fn print_run(
+    out: &mut impl Write,
+    l: &Loaded,
+    plan: &Plan,
+    r: &ApplyReport,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "drive: {} ({} {}, instance {})",
+        l.origin, l.instance.format, l.instance.version, l.instance.instance_id
+    )?;
+    let mut copies = [0usize; 4];
+    for s in &r.steps {
+        if s.id.starts_with("copy:") && s.outcome != Outcome::Failed {
+            copies[s.outcome as usize] += 1;
+            continue;
+        }
+        writeln!(
+            out,
+            "  {:<9} {:<14} {}",
+            format!("{:?}", s.outcome).to_lowercase(),
+            s.id,
+            s.detail
+        )?;
+    }
+    let total: usize = copies.iter().sum();
+    if total > 0 {
+        let changed = copies[Outcome::Changed as usize];
+        writeln!(
+            out,
+            "  {:<9} {:<14} local copy of {total} drive file(s): {changed} written, {} unchanged",
+            if changed > 0 { "changed" } else { "unchanged" },
+            "copy:*",
+            copies[Outcome::Unchanged as usize]
+        )?;
+    }
+    print_warnings(out, &plan.warnings)?;
+    writeln!(
+        out,
+        "summary: {} changed, {} unchanged, {} skipped, {} failed",
+        r.count(Outcome::Changed),
+        r.count(Outcome::Unchanged),
+        r.count(Outcome::Skipped),
+        r.count(Outcome::Failed)
+    )
+}

@@ -1,0 +1,174 @@
+//! Host facts: reads, once and read-only, what the planner compares against under the target
+//! root (host name files, passwd, the SSH user's keys, primer's own state for this instance).
+//! Never writes; every path is resolved inside the root.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::{FileFact, HostFacts, Meta, PasswdEntry, Policy};
+use crate::apply::fs::resolve_in_root;
+use crate::model::Instance;
+use crate::state::{self, Record};
+
+/// Largest host file read for comparison; larger ones are treated as different (rewritten).
+const MAX_FACT_FILE: u64 = 64 << 20;
+/// Bounds on walking primer's own copy directory.
+const MAX_COPY_ENTRIES: usize = 20_000;
+const MAX_COPY_DEPTH: usize = 32;
+
+/// Reads the host facts for planning `instance` into `root`.
+pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: bool) -> HostFacts {
+    let mut facts = HostFacts {
+        live,
+        ..Default::default()
+    };
+    if live {
+        facts.kernel_hostname = nix::unistd::gethostname()
+            .ok()
+            .map(|h| h.to_string_lossy().into_owned());
+    }
+    for p in ["etc/hostname", "etc/hosts"] {
+        read_file_fact(root, p, &mut facts);
+    }
+    if let Some(f) = read_file(root, "etc/passwd") {
+        facts.passwd = parse_passwd(&String::from_utf8_lossy(&f.content));
+    }
+    if let Some(pw) = facts
+        .passwd
+        .iter()
+        .find(|p| p.name == policy.ssh_user)
+        .cloned()
+    {
+        let home = pw.home.trim_matches('/');
+        let ssh_dir = if home.is_empty() {
+            ".ssh".to_string()
+        } else {
+            format!("{home}/.ssh")
+        };
+        if let Some(m) = read_meta(root, &ssh_dir).filter(|(_, is_dir)| *is_dir) {
+            facts.dirs.insert(ssh_dir.clone(), m.0);
+        }
+        read_file_fact(root, &format!("{ssh_dir}/authorized_keys"), &mut facts);
+    }
+    if state::invalid_instance_id(&instance.instance_id).is_none() {
+        let id = &instance.instance_id;
+        let record_path = state::record_path(id);
+        read_file_fact(root, &record_path, &mut facts);
+        facts.record = facts
+            .files
+            .get(&record_path)
+            .and_then(|f| serde_json::from_slice::<Record>(&f.content).ok());
+        read_file_fact(root, &state::instance_json_path(id), &mut facts);
+        let copy = state::drive_copy_dir(id);
+        for rel in walk_files(root, &copy) {
+            read_file_fact(root, &rel, &mut facts);
+            facts.copy_files.insert(rel);
+        }
+    }
+    facts
+}
+
+fn read_meta(root: &Path, rel: &str) -> Option<(Meta, bool)> {
+    let host = resolve_in_root(root, rel).ok()?;
+    let m = fs::metadata(host).ok()?;
+    Some((
+        Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+        m.is_dir(),
+    ))
+}
+
+fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
+    let host = resolve_in_root(root, rel).ok()?;
+    let f = fs::File::open(&host).ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    let mut content = Vec::new();
+    f.take(MAX_FACT_FILE).read_to_end(&mut content).ok()?;
+    Some(FileFact {
+        content,
+        meta: Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+    })
+}
+
+fn read_file_fact(root: &Path, rel: &str, facts: &mut HostFacts) {
+    if let Some(f) = read_file(root, rel) {
+        facts.files.insert(rel.to_string(), f);
+    }
+}
+
+/// Every regular file below `rel_dir` (relative to the root), bounded, not following symlinks.
+fn walk_files(root: &Path, rel_dir: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(start) = resolve_in_root(root, rel_dir) else {
+        return out;
+    };
+    let mut stack = vec![(start, rel_dir.to_string(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, rel, depth)) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            seen += 1;
+            if seen > MAX_COPY_ENTRIES {
+                return out;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = format!("{rel}/{name}");
+            match e.file_type() {
+                Ok(t) if t.is_dir() && depth < MAX_COPY_DEPTH => {
+                    stack.push((e.path(), child, depth + 1))
+                }
+                Ok(t) if t.is_file() || t.is_symlink() => {
+                    out.insert(child);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Parses `/etc/passwd` text; malformed lines are skipped.
+pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd() {
+        let p = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\nbad\ndebian:x:1000:1000::/home/debian:/bin/sh\n",
+        );
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].uid, 1000);
+        assert_eq!(p[1].home, "/home/debian");
+    }
+}

@@ -1,0 +1,175 @@
+//! Hostname rules: sanitise a name from the drive into a valid RFC 1123 host name, and render
+//! the managed `/etc/hosts` line. Pure functions; never returns a name that was not validated.
+
+/// The result of sanitising: the FQDN (labels joined by dots) and what was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hostname {
+    pub fqdn: String,
+    pub notes: Vec<String>,
+}
+
+impl Hostname {
+    /// The first label: what goes into `/etc/hostname` and `sethostname(2)`.
+    pub fn short(&self) -> &str {
+        self.fqdn.split('.').next().unwrap_or(&self.fqdn)
+    }
+}
+
+const MAX_LABEL: usize = 63;
+const MAX_TOTAL: usize = 253;
+
+/// Sanitises a host name: lower case; characters other than `a-z 0-9 -` become `-`; labels lose
+/// leading/trailing `-`, empty labels are dropped, labels are cut to 63 bytes, and whole labels are
+/// dropped from the end until the name fits in 253 bytes. `None` when nothing usable remains.
+pub fn sanitize_hostname(raw: &str) -> Option<Hostname> {
+    let mut notes = Vec::new();
+    let trimmed = raw.trim().trim_end_matches('.');
+    let mut labels: Vec<String> = Vec::new();
+    let mut replaced = false;
+    for label in trimmed.split('.') {
+        let mapped: String = label
+            .chars()
+            .map(|c| {
+                let l = c.to_ascii_lowercase();
+                if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '-' {
+                    l
+                } else {
+                    replaced = true;
+                    '-'
+                }
+            })
+            .collect();
+        let mut l = mapped.trim_matches('-').to_string();
+        if l.len() > MAX_LABEL {
+            notes.push(format!(
+                "label {:?} cut to {MAX_LABEL} characters",
+                truncate_for_note(&l)
+            ));
+            l.truncate(MAX_LABEL);
+            l = l.trim_end_matches('-').to_string();
+        }
+        if !l.is_empty() {
+            labels.push(l);
+        }
+    }
+    if replaced {
+        notes.push("characters outside a-z, 0-9 and - were replaced by -".into());
+    }
+    if trimmed.chars().any(|c| c.is_ascii_uppercase()) {
+        notes.push("upper case letters were lowered".into());
+    }
+    while !labels.is_empty() && labels.join(".").len() > MAX_TOTAL {
+        labels.pop();
+        notes.push(format!(
+            "name longer than {MAX_TOTAL} characters: trailing labels dropped"
+        ));
+    }
+    if labels.is_empty() {
+        return None;
+    }
+    Some(Hostname {
+        fqdn: labels.join("."),
+        notes,
+    })
+}
+
+fn truncate_for_note(s: &str) -> String {
+    if s.len() > 20 {
+        format!("{}...", &s[..20])
+    } else {
+        s.to_string()
+    }
+}
+
+/// Marker that identifies the line primer owns in `/etc/hosts`.
+pub const HOSTS_MARKER: &str = "# managed by primer";
+
+/// Returns `existing` `/etc/hosts` with primer's line for `name`: the marked line is replaced;
+/// without one, a Debian-style `127.0.1.1` line is taken over; otherwise the line is appended.
+/// Every other line is kept byte for byte.
+pub fn render_hosts(existing: &str, name: &Hostname) -> String {
+    let names = if name.fqdn == name.short() {
+        name.fqdn.clone()
+    } else {
+        format!("{} {}", name.fqdn, name.short())
+    };
+    let line = format!("127.0.1.1\t{names}\t{HOSTS_MARKER}");
+    let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
+    if let Some(i) = lines.iter().position(|l| l.contains(HOSTS_MARKER)) {
+        lines[i] = line;
+        // Only one managed line: drop any duplicate a previous tool left.
+        let mut seen = false;
+        lines.retain(|l| {
+            if l.contains(HOSTS_MARKER) {
+                let keep = !seen;
+                seen = true;
+                keep
+            } else {
+                true
+            }
+        });
+    } else if let Some(i) = lines
+        .iter()
+        .position(|l| l.split_whitespace().next() == Some("127.0.1.1"))
+    {
+        lines[i] = line;
+    } else {
+        lines.push(line);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(raw: &str) -> Option<String> {
+        sanitize_hostname(raw).map(|h| h.fqdn)
+    }
+
+    #[test]
+    fn sanitize_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("test", Some("test")),
+            ("test.novalocal", Some("test.novalocal")),
+            ("My_Host Name", Some("my-host-name")),
+            ("-bad-.ok.", Some("bad.ok")),
+            ("...", None),
+            ("", None),
+            ("host\nname", Some("host-name")),
+            ("ünicode", Some("nicode")),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(s(raw).as_deref(), *want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn long_names() {
+        let long = "a".repeat(100);
+        let h = sanitize_hostname(&long).unwrap();
+        assert_eq!(h.fqdn.len(), 63);
+        assert!(!h.notes.is_empty());
+        let many = vec!["b".repeat(60); 10].join(".");
+        let h = sanitize_hostname(&many).unwrap();
+        assert!(h.fqdn.len() <= 253);
+        assert!(h.fqdn.split('.').all(|l| l.len() <= 63));
+    }
+
+    #[test]
+    fn hosts_rendering() {
+        let h = sanitize_hostname("web.example.com").unwrap();
+        let base = "127.0.0.1\tlocalhost\n127.0.1.1\told\n::1 localhost\n";
+        let out = render_hosts(base, &h);
+        assert_eq!(
+            out,
+            "127.0.0.1\tlocalhost\n127.0.1.1\tweb.example.com web\t# managed by primer\n::1 localhost\n"
+        );
+        assert_eq!(render_hosts(&out, &h), out);
+        let out2 = render_hosts("127.0.0.1 localhost", &h);
+        assert!(out2.ends_with("web\t# managed by primer\n"));
+        assert!(out2.starts_with("127.0.0.1 localhost\n"));
+    }
+}

@@ -1,0 +1,578 @@
+//! Plan: turns an `Instance`, the drive's files, the host facts and the policy into an ordered
+//! list of steps, each with a one-line why. Pure and deterministic (sorted maps, no clock, no
+//! randomness, no I/O): the same inputs give the same plan. Idempotence is decided here.
+
+pub mod facts;
+pub mod hostname;
+pub mod keys;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Serialize, Serializer};
+
+pub use crate::apply::fs::Meta;
+use crate::media::DriveFiles;
+use crate::model::{Instance, Report};
+use crate::state::{self, Record};
+
+/// Choices that are the operator's, not the drive's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The account whose `authorized_keys` receives the drive's SSH keys.
+    pub ssh_user: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            ssh_user: "root".into(),
+        }
+    }
+}
+
+/// An existing file under the target root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFact {
+    pub content: Vec<u8>,
+    pub meta: Meta,
+}
+
+/// One `/etc/passwd` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// What the planner knows about the target, read once before planning (`facts::read_host_facts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The target root is the running system (`/`): live changes (sethostname) apply.
+    pub live: bool,
+    pub kernel_hostname: Option<String>,
+    /// Files the planner may compare against, by path relative to the root. Absent = missing.
+    pub files: BTreeMap<String, FileFact>,
+    /// Directories the planner may compare against (mode and owner).
+    pub dirs: BTreeMap<String, Meta>,
+    pub passwd: Vec<PasswdEntry>,
+    /// Every file currently in the instance's local drive copy (relative to the root).
+    pub copy_files: BTreeSet<String>,
+    /// The record of the previous run for this instance, when there is one.
+    pub record: Option<Record>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    /// Write a whole file atomically.
+    WriteFile {
+        path: String,
+        #[serde(skip)]
+        content: Vec<u8>,
+        bytes: usize,
+        sha256: String,
+        #[serde(serialize_with = "octal")]
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// Make sure a directory exists with this mode and owner.
+    EnsureDir {
+        path: String,
+        #[serde(serialize_with = "octal")]
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// Remove a file primer owns (a stale file of the local copy).
+    RemoveFile { path: String },
+    /// Set the running kernel's host name (live system only).
+    SetHostname { name: String },
+    /// Write the per-instance record (content settled by apply: failed steps are left out).
+    WriteRecord {
+        path: String,
+        #[serde(skip)]
+        record: Record,
+    },
+    /// Nothing can be done (see the step's why).
+    Nothing,
+}
+
+fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+/// What the step will change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Create,
+    Update,
+    Remove,
+    Unchanged,
+    /// Deliberately not done (e.g. local edits kept).
+    Skip,
+    /// Cannot be done (e.g. the SSH user does not exist); reported as failed by apply.
+    Error,
+}
+
+impl Change {
+    /// Whether apply has anything to do.
+    pub fn acts(self) -> bool {
+        matches!(self, Change::Create | Change::Update | Change::Remove)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Stable identifier (`hostname`, `hosts`, `ssh-keys`, `copy:openstack/latest/...`).
+    pub id: String,
+    pub change: Change,
+    pub action: Action,
+    pub why: String,
+    /// Hash of the input this step applies, kept in the record (see `state::Record`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub instance_id: String,
+    pub steps: Vec<Step>,
+    /// Warnings raised while planning (sanitised host name, refused keys...).
+    pub warnings: Report,
+}
+
+impl Plan {
+    pub fn count(&self, c: Change) -> usize {
+        self.steps.iter().filter(|s| s.change == c).count()
+    }
+}
+
+const FILE_META: Meta = Meta {
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+};
+const PRIVATE_FILE: Meta = Meta {
+    mode: 0o600,
+    uid: 0,
+    gid: 0,
+};
+const PRIVATE_DIR: Meta = Meta {
+    mode: 0o700,
+    uid: 0,
+    gid: 0,
+};
+/// Parents primer creates outside its own state (e.g. a missing `/etc`).
+pub const PUBLIC_DIR: Meta = Meta {
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+};
+
+/// Default `/etc/hosts` when the target has none.
+const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// Builds the plan. `drive` is the drive the instance was parsed from (its files are copied).
+pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: &Policy) -> Plan {
+    let mut p = Planner {
+        facts,
+        steps: Vec::new(),
+        warnings: Report::default(),
+    };
+    let id = &instance.instance_id;
+    if let Some(reason) = state::invalid_instance_id(id) {
+        p.steps.push(Step {
+            id: "instance".into(),
+            change: Change::Error,
+            action: Action::Nothing,
+            why: format!("instance id {id:?} is not usable as a directory name: {reason}"),
+            input: None,
+        });
+        return p.finish(id);
+    }
+    p.plan_hostname(instance);
+    p.plan_ssh_keys(instance, policy);
+    p.plan_local_copy(instance, drive);
+    p.plan_record(instance, drive);
+    p.finish(id)
+}
+
+struct Planner<'a> {
+    facts: &'a HostFacts,
+    steps: Vec<Step>,
+    warnings: Report,
+}
+
+impl Planner<'_> {
+    fn finish(self, id: &str) -> Plan {
+        Plan {
+            instance_id: id.to_string(),
+            steps: self.steps,
+            warnings: self.warnings,
+        }
+    }
+
+    /// Input recorded for `id` by the previous run, when it equals `input`.
+    fn applied_before(&self, id: &str, input: &str) -> bool {
+        self.facts
+            .record
+            .as_ref()
+            .and_then(|r| r.steps.get(id))
+            .is_some_and(|h| h == input)
+    }
+
+    /// Adds a whole-file step: unchanged when content, mode and owner already match; skipped
+    /// (local edits kept) when `respect_local` and this same input was applied before.
+    #[allow(clippy::too_many_arguments)]
+    fn file_step(
+        &mut self,
+        id: &str,
+        path: &str,
+        content: Vec<u8>,
+        meta: Meta,
+        input: Option<String>,
+        what: &str,
+        respect_local: bool,
+    ) {
+        let existing = self.facts.files.get(path);
+        let (change, why) = match existing {
+            Some(f) if f.content == content && f.meta == meta => {
+                (Change::Unchanged, format!("{what}: /{path} is already up to date"))
+            }
+            Some(_)
+                if respect_local
+                    && input.as_deref().is_some_and(|i| self.applied_before(id, i)) =>
+            {
+                (
+                    Change::Skip,
+                    format!("{what}: already applied for this instance and /{path} was changed since; local edits kept"),
+                )
+            }
+            Some(f) if f.content == content => (
+                Change::Update,
+                format!(
+                    "{what}: /{path} mode/owner {:04o} {}:{} -> {:04o} {}:{}",
+                    f.meta.mode, f.meta.uid, f.meta.gid, meta.mode, meta.uid, meta.gid
+                ),
+            ),
+            Some(_) => (Change::Update, format!("{what}: /{path} differs")),
+            None => (Change::Create, format!("{what}: /{path} does not exist")),
+        };
+        self.steps.push(Step {
+            id: id.to_string(),
+            change,
+            action: Action::WriteFile {
+                path: path.to_string(),
+                bytes: content.len(),
+                sha256: state::sha256_hex(&content),
+                content,
+                mode: meta.mode,
+                uid: meta.uid,
+                gid: meta.gid,
+            },
+            why,
+            input,
+        });
+    }
+
+    fn plan_hostname(&mut self, instance: &Instance) {
+        let Some(raw) = instance.hostname.as_deref() else {
+            return;
+        };
+        let Some(name) = hostname::sanitize_hostname(raw) else {
+            self.warnings.warn(
+                "meta_data.json",
+                "hostname",
+                format!("{raw:?} has no usable host name characters; host name left as it is"),
+            );
+            return;
+        };
+        for note in &name.notes {
+            self.warnings.warn(
+                "meta_data.json",
+                "hostname",
+                format!("{raw:?}: {note}; using {:?}", name.fqdn),
+            );
+        }
+        let input = Some(state::sha256_hex(name.fqdn.as_bytes()));
+        let what = format!("host name {} from the drive", name.fqdn);
+        let meta = self
+            .facts
+            .files
+            .get("etc/hostname")
+            .map_or(FILE_META, |f| f.meta);
+        self.file_step(
+            "hostname",
+            "etc/hostname",
+            format!("{}\n", name.short()).into_bytes(),
+            meta,
+            input.clone(),
+            &what,
+            true,
+        );
+        let (existing, meta) = match self.facts.files.get("etc/hosts") {
+            Some(f) => (String::from_utf8_lossy(&f.content).into_owned(), f.meta),
+            None => (DEFAULT_HOSTS.to_string(), FILE_META),
+        };
+        let hosts = hostname::render_hosts(&existing, &name);
+        self.file_step(
+            "hosts",
+            "etc/hosts",
+            hosts.into_bytes(),
+            meta,
+            input.clone(),
+            &what,
+            true,
+        );
+        if self.facts.live {
+            let short = name.short().to_string();
+            let (change, why) = if self.facts.kernel_hostname.as_deref() == Some(short.as_str()) {
+                (
+                    Change::Unchanged,
+                    format!("kernel host name is already {short}"),
+                )
+            } else if input
+                .as_deref()
+                .is_some_and(|i| self.applied_before("hostname-live", i))
+            {
+                (
+                    Change::Skip,
+                    "kernel host name applied before for this instance and changed since; kept"
+                        .to_string(),
+                )
+            } else {
+                (
+                    Change::Update,
+                    format!(
+                        "kernel host name {:?} -> {short}",
+                        self.facts.kernel_hostname.as_deref().unwrap_or("")
+                    ),
+                )
+            };
+            self.steps.push(Step {
+                id: "hostname-live".into(),
+                change,
+                action: Action::SetHostname { name: short },
+                why,
+                input,
+            });
+        }
+    }
+
+    fn plan_ssh_keys(&mut self, instance: &Instance, policy: &Policy) {
+        let mut keys = Vec::new();
+        for (i, k) in instance.ssh_keys.iter().enumerate() {
+            match keys::validate_key_line(k) {
+                Ok(k) => keys.push(k),
+                Err(e) => self.warnings.warn(
+                    "meta_data.json",
+                    "public_keys",
+                    format!("key {} refused: {e}", i + 1),
+                ),
+            }
+        }
+        let user = &policy.ssh_user;
+        let Some(pw) = self.facts.passwd.iter().find(|p| &p.name == user) else {
+            if !keys.is_empty() {
+                self.steps.push(Step {
+                    id: "ssh-keys".into(),
+                    change: Change::Error,
+                    action: Action::Nothing,
+                    why: format!(
+                        "{} SSH key(s) for user {user:?}, but /etc/passwd has no such user",
+                        keys.len()
+                    ),
+                    input: None,
+                });
+            }
+            return;
+        };
+        let home = pw.home.trim_start_matches('/').trim_end_matches('/');
+        let ssh_dir = if home.is_empty() {
+            ".ssh".to_string()
+        } else {
+            format!("{home}/.ssh")
+        };
+        let path = format!("{ssh_dir}/authorized_keys");
+        let existing = self.facts.files.get(&path);
+        let has_block = existing.is_some_and(|f| {
+            String::from_utf8_lossy(&f.content)
+                .lines()
+                .any(|l| l == keys::BEGIN)
+        });
+        if keys.is_empty() && !has_block {
+            // Nothing to install and nothing of ours to remove: don't create an empty file.
+            return;
+        }
+        let dir_meta = Meta {
+            mode: 0o700,
+            uid: pw.uid,
+            gid: pw.gid,
+        };
+        let (change, why) = match self.facts.dirs.get(&ssh_dir) {
+            Some(m) if *m == dir_meta => (
+                Change::Unchanged,
+                format!("/{ssh_dir} exists with mode 0700, owner {user}"),
+            ),
+            Some(m) => (
+                Change::Update,
+                format!(
+                    "/{ssh_dir} mode/owner {:04o} {}:{} -> 0700 {}:{}",
+                    m.mode, m.uid, m.gid, pw.uid, pw.gid
+                ),
+            ),
+            None => (Change::Create, format!("/{ssh_dir} does not exist")),
+        };
+        self.steps.push(Step {
+            id: "ssh-dir".into(),
+            change,
+            action: Action::EnsureDir {
+                path: ssh_dir.clone(),
+                mode: 0o700,
+                uid: pw.uid,
+                gid: pw.gid,
+            },
+            why,
+            input: None,
+        });
+        let text = existing
+            .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+            .unwrap_or_default();
+        let content = keys::render_authorized_keys(&text, &keys);
+        let input = Some(state::sha256_hex(keys.join("\n").as_bytes()));
+        let what = format!("{} SSH key(s) for {user}", keys.len());
+        self.file_step(
+            "ssh-keys",
+            &path,
+            content.into_bytes(),
+            Meta {
+                mode: 0o600,
+                uid: pw.uid,
+                gid: pw.gid,
+            },
+            input,
+            &what,
+            true,
+        );
+    }
+
+    fn plan_local_copy(&mut self, instance: &Instance, drive: &DriveFiles) {
+        let dir = state::drive_copy_dir(&instance.instance_id);
+        let mut wanted = BTreeSet::new();
+        for (path, data) in &drive.files {
+            let dest = format!("{dir}/{path}");
+            wanted.insert(dest.clone());
+            self.file_step(
+                &format!("copy:{path}"),
+                &dest,
+                data.clone(),
+                PRIVATE_FILE,
+                None,
+                "local copy of the drive",
+                false,
+            );
+        }
+        for stale in self.facts.copy_files.difference(&wanted) {
+            let rel = stale.strip_prefix(&format!("{dir}/")).unwrap_or(stale);
+            self.steps.push(Step {
+                id: format!("copy-remove:{rel}"),
+                change: Change::Remove,
+                action: Action::RemoveFile {
+                    path: stale.clone(),
+                },
+                why: format!("local copy: {rel} is no longer on the drive"),
+                input: None,
+            });
+        }
+        let json = instance_json(instance, drive);
+        self.file_step(
+            "instance-json",
+            &state::instance_json_path(&instance.instance_id),
+            json,
+            PRIVATE_FILE,
+            None,
+            "normalised instance (secrets redacted)",
+            false,
+        );
+    }
+
+    fn plan_record(&mut self, instance: &Instance, drive: &DriveFiles) {
+        let steps: BTreeMap<String, String> = self
+            .steps
+            .iter()
+            .filter(|s| s.change != Change::Error)
+            .filter_map(|s| s.input.clone().map(|i| (s.id.clone(), i)))
+            .collect();
+        let record = Record {
+            instance_id: instance.instance_id.clone(),
+            format: instance.format.to_string(),
+            version: instance.version.clone(),
+            drive_sha256: state::drive_hash(drive),
+            steps,
+        };
+        let path = state::record_path(&instance.instance_id);
+        let content = record.to_json();
+        let (change, why) = match self.facts.files.get(&path) {
+            Some(f) if f.content == content && f.meta == PRIVATE_FILE => (
+                Change::Unchanged,
+                "record of this drive is up to date".to_string(),
+            ),
+            Some(_) => (
+                Change::Update,
+                "record: drive or applied steps changed".to_string(),
+            ),
+            None => (
+                Change::Create,
+                "record: first run for this instance".to_string(),
+            ),
+        };
+        self.steps.push(Step {
+            id: "record".into(),
+            change,
+            action: Action::WriteRecord { path, record },
+            why,
+            input: None,
+        });
+    }
+}
+
+/// The normalised `instance.json`: the model (secrets redacted), where it came from and the
+/// drive's content hash. Deterministic (no device name, no time), so a re-run is byte-identical.
+pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        instance: &'a Instance,
+        drive: DriveDoc<'a>,
+    }
+    #[derive(Serialize)]
+    struct DriveDoc<'a> {
+        fstype: &'a str,
+        label: Option<&'a str>,
+        sha256: String,
+        files: usize,
+        symlinks: &'a BTreeMap<String, String>,
+    }
+    let doc = Doc {
+        instance,
+        drive: DriveDoc {
+            fstype: &drive.fstype,
+            label: drive.label.as_deref(),
+            sha256: state::drive_hash(drive),
+            files: drive.files.len(),
+            symlinks: &drive.symlinks,
+        },
+    };
+    let mut v = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// Copy of the private directory meta for apply (state directories).
+pub fn private_dir_meta() -> Meta {
+    PRIVATE_DIR
+}

@@ -1,0 +1,122 @@
+//! State: where primer keeps its private copy of the drive and its per-instance record of what
+//! was applied, and the content hash that identifies a drive. Layout and types only; the files
+//! are written by `apply` (the only writer) from steps that `plan` chose.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::media::DriveFiles;
+
+/// Root of primer's state, relative to the target root.
+pub const STATE_DIR: &str = "var/lib/primer";
+
+/// The per-instance directory (relative to the target root).
+pub fn instance_dir(instance_id: &str) -> String {
+    format!("{STATE_DIR}/instance/{instance_id}")
+}
+
+/// Where the drive's files are copied.
+pub fn drive_copy_dir(instance_id: &str) -> String {
+    format!("{}/drive", instance_dir(instance_id))
+}
+
+pub fn instance_json_path(instance_id: &str) -> String {
+    format!("{}/instance.json", instance_dir(instance_id))
+}
+
+pub fn record_path(instance_id: &str) -> String {
+    format!("{}/applied.json", instance_dir(instance_id))
+}
+
+/// An instance id is used as a directory name: it must be a single safe path component.
+/// Returns why not, when it is not.
+pub fn invalid_instance_id(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("empty")
+    } else if id.len() > 128 {
+        Some("longer than 128 bytes")
+    } else if id == "." || id == ".." || id.starts_with('.') {
+        Some("starts with a dot")
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@' | b'+'))
+    {
+        Some("contains a character other than A-Z a-z 0-9 - _ . : @ +")
+    } else {
+        None
+    }
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let d = Sha256::digest(data);
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Content hash of a whole drive: every regular file's path and bytes, in path order, plus the
+/// label. The device name is not part of it, so the same drive on another device is the same.
+pub fn drive_hash(drive: &DriveFiles) -> String {
+    let mut h = Sha256::new();
+    h.update(drive.label.as_deref().unwrap_or("").as_bytes());
+    h.update([0]);
+    for (path, data) in &drive.files {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((data.len() as u64).to_le_bytes());
+        h.update(data);
+    }
+    let d = h.finalize();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What was applied for one instance: read by the next run's planner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub instance_id: String,
+    pub format: String,
+    pub version: String,
+    pub drive_sha256: String,
+    /// Step id -> hash of the input the step applied (e.g. the hostname, the key list).
+    /// A step whose input is unchanged since it was applied is not re-applied over local edits.
+    pub steps: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids() {
+        assert!(invalid_instance_id("83679162-1378-4288-a2d4-70e13ec132aa").is_none());
+        assert!(invalid_instance_id("i-0000002a").is_none());
+        assert!(invalid_instance_id("../etc").is_some());
+        assert!(invalid_instance_id("a/b").is_some());
+        assert!(invalid_instance_id("..").is_some());
+        assert!(invalid_instance_id("").is_some());
+    }
+
+    #[test]
+    fn drive_hash_ignores_device() {
+        let mut a = DriveFiles::new("/dev/loop1", "iso9660");
+        a.files.insert("x".into(), b"1".to_vec());
+        let mut b = a.clone();
+        b.device = "/dev/loop2".into();
+        assert_eq!(drive_hash(&a), drive_hash(&b));
+        b.files.insert("y".into(), vec![]);
+        assert_ne!(drive_hash(&a), drive_hash(&b));
+    }
+}
