@@ -80,7 +80,9 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
                 failed_ids.push(step.id.clone());
             }
             // One line per copied file would drown the boot log: those are debug.
-            Outcome::Changed if !step.id.starts_with("copy") => tracing::info!(step = %step.id, "{detail}"),
+            Outcome::Changed if !step.id.starts_with("copy") => {
+                tracing::info!(step = %step.id, "{detail}")
+            }
             _ => tracing::debug!(step = %step.id, "{detail}"),
         }
         report.steps.push(StepReport {

@@ -576,3 +576,156 @@ pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
 pub fn private_dir_meta() -> Meta {
     PRIVATE_DIR
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Format;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
+
+    fn inputs() -> (Instance, DriveFiles, HostFacts) {
+        let mut i = Instance::new(Format::OpenStack, "latest", "id-1");
+        i.hostname = Some("web.example".into());
+        i.ssh_keys = vec![ED.into(), "ssh-rsa broken".into()];
+        let mut d = DriveFiles::new("/dev/x", "iso9660");
+        d.files
+            .insert("openstack/latest/meta_data.json".into(), b"{}".to_vec());
+        let facts = HostFacts {
+            passwd: vec![PasswdEntry {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }],
+            ..Default::default()
+        };
+        (i, d, facts)
+    }
+
+    fn change(p: &Plan, id: &str) -> Change {
+        p.steps
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.change)
+            .unwrap()
+    }
+
+    /// Facts as they would be after applying `p` (every write landed).
+    fn applied(p: &Plan, mut f: HostFacts) -> HostFacts {
+        for s in &p.steps {
+            match &s.action {
+                Action::WriteFile {
+                    path,
+                    content,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                } => {
+                    f.files.insert(
+                        path.clone(),
+                        FileFact {
+                            content: content.clone(),
+                            meta: Meta {
+                                mode: *mode,
+                                uid: *uid,
+                                gid: *gid,
+                            },
+                        },
+                    );
+                    if path.contains("/drive/") {
+                        f.copy_files.insert(path.clone());
+                    }
+                }
+                Action::EnsureDir {
+                    path,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    f.dirs.insert(
+                        path.clone(),
+                        Meta {
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
+                        },
+                    );
+                }
+                Action::WriteRecord { path, record } => {
+                    f.files.insert(
+                        path.clone(),
+                        FileFact {
+                            content: record.to_json(),
+                            meta: PRIVATE_FILE,
+                        },
+                    );
+                    f.record = Some(record.clone());
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn first_run_then_idempotent() {
+        let (i, d, f) = inputs();
+        let p1 = plan(&i, &d, &f, &Policy::default());
+        assert_eq!(p1, plan(&i, &d, &f, &Policy::default()), "deterministic");
+        assert_eq!(change(&p1, "hostname"), Change::Create);
+        assert_eq!(change(&p1, "ssh-keys"), Change::Create);
+        assert_eq!(p1.warnings.warnings.len(), 1, "the broken key is refused");
+        let f2 = applied(&p1, f);
+        let p2 = plan(&i, &d, &f2, &Policy::default());
+        assert!(
+            p2.steps.iter().all(|s| s.change == Change::Unchanged),
+            "{:#?}",
+            p2.steps
+        );
+    }
+
+    #[test]
+    fn local_edit_kept_until_drive_changes() {
+        let (mut i, d, f) = inputs();
+        let p1 = plan(&i, &d, &f, &Policy::default());
+        let mut f2 = applied(&p1, f);
+        f2.files.get_mut("etc/hostname").unwrap().content = b"mine\n".to_vec();
+        let p2 = plan(&i, &d, &f2, &Policy::default());
+        assert_eq!(change(&p2, "hostname"), Change::Skip);
+        i.hostname = Some("other".into());
+        let p3 = plan(&i, &d, &f2, &Policy::default());
+        assert_eq!(change(&p3, "hostname"), Change::Update);
+        assert_eq!(change(&p3, "ssh-keys"), Change::Unchanged);
+    }
+
+    #[test]
+    fn missing_user_and_bad_id() {
+        let (i, d, f) = inputs();
+        let p = plan(
+            &i,
+            &d,
+            &f,
+            &Policy {
+                ssh_user: "debian".into(),
+            },
+        );
+        assert_eq!(change(&p, "ssh-keys"), Change::Error);
+        let mut bad = i.clone();
+        bad.instance_id = "../../etc".into();
+        let p = plan(&bad, &d, &f, &Policy::default());
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.steps[0].change, Change::Error);
+    }
+
+    #[test]
+    fn stale_copy_files_removed() {
+        let (i, d, mut f) = inputs();
+        f.copy_files
+            .insert(format!("{}/old", state::drive_copy_dir("id-1")));
+        let p = plan(&i, &d, &f, &Policy::default());
+        assert_eq!(change(&p, "copy-remove:old"), Change::Remove);
+    }
+}

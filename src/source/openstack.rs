@@ -50,11 +50,7 @@ const MAX_JSON_DEPTH: usize = 64;
 /// Chooses the version directory: the newest known version present, else `latest`, else the
 /// newest date-named directory. `None` when the drive has no usable `meta_data.json`.
 pub fn choose_version(drive: &DriveFiles) -> Option<String> {
-    let has = |v: &str| {
-        drive
-            .get(&format!("openstack/{v}/meta_data.json"))
-            .is_some()
-    };
+    let has = |v: &str| meta_data_file(drive, v).is_some();
     if let Some(v) = KNOWN_VERSIONS.iter().rev().find(|v| has(v)) {
         return Some(v.to_string());
     }
@@ -68,6 +64,15 @@ pub fn choose_version(drive: &DriveFiles) -> Option<String> {
         .collect();
     dated.sort();
     dated.pop()
+}
+
+/// The metadata file of a version directory: `meta_data.json`, or the legacy `meta-data.json`
+/// that some producers (an Ironic test drive) write.
+fn meta_data_file(drive: &DriveFiles, version: &str) -> Option<String> {
+    ["meta_data.json", "meta-data.json"]
+        .iter()
+        .map(|n| format!("openstack/{version}/{n}"))
+        .find(|p| drive.get(p).is_some())
 }
 
 fn is_date_dir(name: &str) -> bool {
@@ -103,7 +108,8 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         file: "openstack/latest/meta_data.json".into(),
     })?;
     let dir = format!("openstack/{version}");
-    let md_file = format!("{dir}/meta_data.json");
+    let md_file =
+        meta_data_file(drive, &version).unwrap_or_else(|| format!("{dir}/meta_data.json"));
     let bytes = drive.get(&md_file).ok_or_else(|| SourceError::Missing {
         device: device.clone(),
         file: md_file.clone(),
@@ -132,6 +138,13 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
     };
 
     let mut report = Report::default();
+    if md_file.ends_with("meta-data.json") {
+        report.warn(
+            &md_file,
+            "",
+            "legacy name meta-data.json used (nova writes meta_data.json)",
+        );
+    }
     let uuid = match obj.get("uuid") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
         Some(Value::String(_)) => return Err(field_err("uuid", "empty instance id".into())),
@@ -172,7 +185,9 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         inst.admin_pass = Some(Secret::new(v.into_bytes()));
     }
     if let Some(seed) = string_field("random_seed", &mut report) {
-        match base64::engine::general_purpose::STANDARD.decode(seed.trim()) {
+        match base64::engine::general_purpose::STANDARD
+            .decode(seed.split_whitespace().collect::<String>())
+        {
             Ok(b) => inst.random_seed = Some(Secret::new(b)),
             Err(e) => report.warn(
                 &md_file,
@@ -360,5 +375,144 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
+
+    fn drive(files: &[(&str, &str)]) -> DriveFiles {
+        let mut d = DriveFiles::new("/dev/test", "iso9660");
+        for (p, c) in files {
+            d.files.insert(p.to_string(), c.as_bytes().to_vec());
+        }
+        d
+    }
+
+    #[test]
+    fn version_choice() {
+        let md = r#"{"uuid":"u"}"#;
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["2012-08-10", "2018-08-27", "latest"], Some("2018-08-27")),
+            (&["2012-08-10", "latest"], Some("2012-08-10")),
+            (&["latest"], Some("latest")),
+            (&["2030-01-01", "2029-05-05"], Some("2030-01-01")),
+            (&["2030-01-01", "latest"], Some("latest")),
+            (&["notadate"], None),
+            (&[], None),
+        ];
+        for (dirs, want) in cases {
+            let files: Vec<(String, &str)> = dirs
+                .iter()
+                .map(|d| (format!("openstack/{d}/meta_data.json"), md))
+                .collect();
+            let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+            assert_eq!(choose_version(&drive(&refs)).as_deref(), *want, "{dirs:?}");
+        }
+    }
+
+    #[test]
+    fn full_parse() {
+        let md = format!(
+            r#"{{"uuid":"abc","hostname":"h.example","name":"H","public_keys":{{"k":"{ED}\n{ED}"}},
+            "keys":[{{"name":"k","type":"ssh","data":"{ED}"}},{{"type":"x509","data":"cert"}}],
+            "meta":{{"role":"web","admin_pass":"s3cret"}},"launch_index":"2","random_seed":"QUJD REVG",
+            "files":[{{"path":"/etc/x","content_path":"/content/0000"}},{{"path":"/etc/y","content_path":"/content/0001"}}],
+            "something_new":{{"a":1}}}}"#
+        );
+        let d = drive(&[
+            ("openstack/latest/meta_data.json", &md),
+            ("openstack/latest/user_data", "#!/bin/sh\n"),
+            ("openstack/latest/vendor_data2.json", "{}"),
+            ("openstack/latest/network_data.json", "{}"),
+            ("openstack/content/0000", "X"),
+        ]);
+        let (i, r) = parse_openstack(&d).unwrap();
+        assert_eq!(i.instance_id, "abc");
+        assert_eq!(i.hostname.as_deref(), Some("h.example"));
+        assert_eq!(
+            i.ssh_keys,
+            vec![ED.to_string()],
+            "deduplicated across public_keys and keys"
+        );
+        assert_eq!(
+            i.admin_pass.as_ref().map(|s| s.expose()),
+            Some(&b"s3cret"[..])
+        );
+        assert!(!i.meta.contains_key("admin_pass"));
+        assert_eq!(i.launch_index, Some(2));
+        assert_eq!(
+            i.random_seed.as_ref().map(|s| s.expose()),
+            Some(&b"ABCDEF"[..])
+        );
+        assert_eq!(i.files.len(), 2);
+        assert!(i.files[0].content.is_some());
+        assert!(i.files[1].content.is_none());
+        assert!(i.user_data.is_some() && i.network_data.is_some());
+        assert!(i.vendor_data.contains_key("vendor_data2.json"));
+        assert!(i.unknown.contains_key("something_new"));
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        assert!(fields.contains(&"something_new"), "{fields:?}");
+        assert!(fields.contains(&"files[1].content_path"), "{fields:?}");
+        assert!(r
+            .warnings
+            .iter()
+            .all(|w| w.file == "openstack/latest/meta_data.json"));
+    }
+
+    #[test]
+    fn errors_name_file_and_position() {
+        let d = drive(&[(
+            "openstack/latest/meta_data.json",
+            "{\n  \"uuid\": \"x\",\n  oops\n}",
+        )]);
+        let e = parse_openstack(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("/dev/test: openstack/latest/meta_data.json: invalid JSON at line 3"),
+            "{e}"
+        );
+        let d = drive(&[("openstack/latest/meta_data.json", r#"{"hostname":"x"}"#)]);
+        let e = parse_openstack(&d).unwrap_err().to_string();
+        assert!(e.contains("uuid: missing"), "{e}");
+        let d = drive(&[("openstack/latest/meta_data.json", "[]")]);
+        assert!(parse_openstack(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("not a JSON object"));
+        let d = drive(&[("openstack/latest/user_data", "x")]);
+        assert!(parse_openstack(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
+        let deep = format!(
+            "{{\"uuid\":\"u\",\"meta\":{}{}}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let d = drive(&[("openstack/latest/meta_data.json", &deep)]);
+        assert!(parse_openstack(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("nesting"));
+    }
+
+    #[test]
+    fn wrong_types_are_warnings() {
+        let md = r#"{"uuid":"u","hostname":5,"public_keys":[1],"keys":"x","meta":[],"files":{},"launch_index":true}"#;
+        let (i, r) = parse_openstack(&drive(&[("openstack/latest/meta_data.json", md)])).unwrap();
+        assert!(i.hostname.is_none());
+        assert_eq!(r.warnings.len(), 6, "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn legacy_hyphen_name() {
+        let d = drive(&[("openstack/latest/meta-data.json", r#"{"uuid":"u"}"#)]);
+        let (i, r) = parse_openstack(&d).unwrap();
+        assert_eq!(i.instance_id, "u");
+        assert!(r.warnings[0].message.contains("legacy"));
     }
 }
