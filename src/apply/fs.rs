@@ -86,30 +86,31 @@ pub struct Meta {
     pub gid: u32,
 }
 
-/// Creates every missing directory of `dir` (a host path inside the root) with `meta`.
-/// Existing directories are left as they are.
+/// Creates every missing directory of `rel_dir` (resolved inside the root first, so a symlinked
+/// component leads to its re-rooted target) with `meta`. Existing directories are left as they are.
 pub fn create_dirs(root: &Path, rel_dir: &str, meta: Meta) -> io::Result<PathBuf> {
-    let mut sofar = String::new();
-    let mut host = root.to_path_buf();
-    for comp in split(rel_dir) {
-        sofar = if sofar.is_empty() {
-            comp
-        } else {
-            format!("{sofar}/{comp}")
-        };
-        host = resolve_in_root(root, &sofar)?;
-        match fs::symlink_metadata(&host) {
+    let host = resolve_in_root(root, rel_dir)?;
+    // Every existing component of `host` is a real directory now (resolution followed the links);
+    // what is missing is created one level at a time.
+    let rel = host
+        .strip_prefix(root)
+        .map_err(io::Error::other)?
+        .to_path_buf();
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        match fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(io::Error::other(format!(
                     "{}: exists and is not a directory",
-                    host.display()
+                    cur.display()
                 )))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&host)?;
-                set_meta(&host, meta)?;
-                sync_parent(&host)?;
+                fs::create_dir(&cur)?;
+                set_meta(&cur, meta)?;
+                sync_parent(&cur)?;
             }
             Err(e) => return Err(e),
         }
@@ -144,6 +145,11 @@ pub fn write_atomic(
         create_dirs(root, dir_rel, parents)?;
     }
     let target = resolve_in_root(root, rel)?;
+    if let Some(parent) = target.parent() {
+        if let Ok(p) = parent.strip_prefix(root) {
+            create_dirs(root, &p.to_string_lossy(), parents)?;
+        }
+    }
     if let Ok(m) = fs::symlink_metadata(&target) {
         if m.is_dir() {
             return Err(io::Error::other(format!(

@@ -68,7 +68,12 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
             Change::Skip => (Outcome::Skipped, step.why.clone()),
             Change::Error => (Outcome::Failed, step.why.clone()),
             Change::Create | Change::Update | Change::Remove => {
-                match apply_action(&step.action, target, &failed_ids) {
+                match apply_action(&step.action, target, &failed_ids).map_err(
+                    |e| match action_path(&step.action) {
+                        Some(p) => std::io::Error::new(e.kind(), format!("/{p}: {e}")),
+                        None => e,
+                    },
+                ) {
                     Ok(()) => (Outcome::Changed, step.why.clone()),
                     Err(e) => (Outcome::Failed, format!("{}: {e}", step.why)),
                 }
@@ -92,6 +97,16 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
         });
     }
     report
+}
+
+fn action_path(action: &Action) -> Option<&str> {
+    match action {
+        Action::WriteFile { path, .. }
+        | Action::EnsureDir { path, .. }
+        | Action::RemoveFile { path }
+        | Action::WriteRecord { path, .. } => Some(path),
+        _ => None,
+    }
 }
 
 fn apply_action(action: &Action, target: &Target, failed: &[String]) -> std::io::Result<()> {

@@ -1,0 +1,237 @@
+//! Shared helpers for integration tests: run the real `primer` binary, build drives with real
+//! producers (genisoimage, xorriso), attach them as real loop devices, snapshot target trees.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const ED: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo@test";
+pub const ED2: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINtqymTVklmxp6/+U+CviC0Xm/x873RZzSWKP1r+ez8O second@test";
+
+/// Fails the test with a clear message when a required tool is missing: the core suite never
+/// skips. The README's test command installs them.
+pub fn require_tool(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{tool} is not installed: run the README's test command (scripts/test), which installs it"
+    );
+}
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "loop-device tests need root (losetup); run the README's test command as root"
+    );
+}
+
+/// Runs the primer binary.
+pub fn primer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(args)
+        .output()
+        .expect("run primer")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
+}
+
+/// Writes an OpenStack drive tree: `meta_data.json` under `latest` and one dated version.
+pub fn write_drive_tree(dir: &Path, meta_data: &serde_json::Value) {
+    for v in ["latest", "2018-08-27"] {
+        let d = dir.join("openstack").join(v);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("meta_data.json"),
+            serde_json::to_vec_pretty(meta_data).unwrap(),
+        )
+        .unwrap();
+        fs::write(d.join("user_data"), b"#!/bin/sh\necho hello\n").unwrap();
+        fs::write(
+            d.join("network_data.json"),
+            b"{\"links\":[],\"networks\":[],\"services\":[]}\n",
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(dir.join("openstack/content")).unwrap();
+    fs::write(dir.join("openstack/content/0000"), b"injected\n").unwrap();
+}
+
+pub fn sample_meta(hostname: &str, keys: &[&str]) -> serde_json::Value {
+    let pk: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (format!("key{i}"), serde_json::Value::String(k.to_string())))
+        .collect();
+    serde_json::json!({
+        "uuid": "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9",
+        "hostname": hostname,
+        "name": "test vm",
+        "public_keys": pk,
+        "meta": {"role": "test"},
+        "admin_pass": "do-not-print-me",
+        "files": [{"path": "/etc/injected", "content_path": "/content/0000"}],
+    })
+}
+
+/// How to build an ISO.
+#[derive(Debug, Clone, Copy)]
+pub enum IsoTool {
+    /// genisoimage with nova's flags.
+    Nova,
+    /// xorriso's mkisofs emulation with Rock Ridge and Joliet.
+    Xorriso,
+    /// genisoimage, plain ISO9660 level 1 (no Rock Ridge, no Joliet), label upper case.
+    Level1,
+}
+
+pub fn make_iso(tree: &Path, out: &Path, tool: IsoTool) {
+    let (prog, args): (&str, Vec<&str>) = match tool {
+        IsoTool::Nova => (
+            "genisoimage",
+            vec![
+                "-quiet",
+                "-J",
+                "-r",
+                "-l",
+                "-ldots",
+                "-allow-lowercase",
+                "-allow-multidot",
+                "-V",
+                "config-2",
+            ],
+        ),
+        IsoTool::Xorriso => (
+            "xorriso",
+            vec!["-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2"],
+        ),
+        IsoTool::Level1 => ("genisoimage", vec!["-quiet", "-V", "CONFIG-2"]),
+    };
+    require_tool(prog);
+    let o = Command::new(prog)
+        .args(&args)
+        .arg("-o")
+        .arg(out)
+        .arg(tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{prog} failed: {}", text(&o));
+}
+
+/// A loop device attached read-only to an image; detached on drop, even when a test fails.
+pub struct Loop {
+    pub dev: String,
+}
+
+impl Loop {
+    pub fn attach(image: &Path) -> Loop {
+        require_root();
+        require_tool("losetup");
+        let o = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "losetup failed: {}", text(&o));
+        Loop {
+            dev: String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.dev.trim_start_matches("/dev/")
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// A scratch target root with `/etc/passwd` holding root and a `debian` user (uid 1000).
+pub fn scratch_root() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("etc")).unwrap();
+    fs::write(
+        t.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n",
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("etc/hosts"),
+        "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    )
+    .unwrap();
+    t
+}
+
+/// Everything about a tree that a re-run must not change: type, mode, owner, size, mtime and
+/// content of every entry.
+/// mode, uid, gid, mtime, mtime_nsec, content.
+pub type EntryState = (u32, u32, u32, i64, i64, Vec<u8>);
+
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, EntryState> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            let content = if m.is_file() {
+                fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.insert(
+                e.path().strip_prefix(root).unwrap().to_path_buf(),
+                (
+                    m.mode(),
+                    m.uid(),
+                    m.gid(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    content,
+                ),
+            );
+        }
+    }
+    out
+}
+
+pub fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().mode() & 0o7777
+}
+
+pub fn owner(p: &Path) -> (u32, u32) {
+    let m = fs::metadata(p).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// Path of the shared conformance fixtures, when present beside the checkout.
+pub fn shared_fixtures() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    p.is_dir().then_some(p)
+}
