@@ -137,14 +137,8 @@ pub fn write_atomic(
     meta: Meta,
     parents: Meta,
 ) -> io::Result<()> {
-    let (dir_rel, _) = rel
-        .trim_start_matches('/')
-        .rsplit_once('/')
-        .unwrap_or(("", rel));
-    if !dir_rel.is_empty() {
-        create_dirs(root, dir_rel, parents)?;
-    }
     let target = resolve_in_root(root, rel)?;
+    // Parents of the resolved target (a symlinked last component may point elsewhere in the root).
     if let Some(parent) = target.parent() {
         if let Ok(p) = parent.strip_prefix(root) {
             create_dirs(root, &p.to_string_lossy(), parents)?;
