@@ -1,1 +1,172 @@
-fn main() {}
+//! Pipeline benchmark (plain harness, `cargo bench`): per-stage wall time of read (ISO9660 from
+//! the sample image), parse, host facts + plan, and a first and a second apply into a scratch
+//! root. Then the whole binary: `primer run --source /dev/loopN` on the sample drive attached as
+//! a loop device (an image file when not root), into a scratch root, N times: CPU time (user +
+//! sys, from getrusage of the children, microsecond resolution), peak RSS and binary size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use primer::apply::{apply_plan, Target};
+use primer::media::{read_source, Limits};
+use primer::plan::{facts::read_host_facts, plan, Policy};
+use primer::source::parse_drive;
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let median = v[v.len() / 2];
+    let p95 = v[v.len() * 95 / 100];
+    let mean = v.iter().sum::<Duration>() / v.len() as u32;
+    println!(
+        "{name:<24} median {:>9.1} us  mean {:>9.1} us  p95 {:>9.1} us  (n={})",
+        median.as_secs_f64() * 1e6,
+        mean.as_secs_f64() * 1e6,
+        p95.as_secs_f64() * 1e6,
+        v.len()
+    );
+}
+
+fn main() {
+    let iso = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/sample/config-2.iso");
+    let n = 300;
+    let limits = Limits::default();
+    let policy = Policy::default();
+    let (mut read, mut parse, mut planning, mut first, mut second) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\n",
+        )
+        .expect("passwd");
+        let t = Instant::now();
+        let drive = read_source(&iso, &limits).expect("read sample drive");
+        read.push(t.elapsed());
+        let t = Instant::now();
+        let (instance, _) = parse_drive(&drive).expect("parse");
+        parse.push(t.elapsed());
+        let t = Instant::now();
+        let facts = read_host_facts(root.path(), &instance, &policy, false);
+        let p = plan(&instance, &drive, &facts, &policy);
+        planning.push(t.elapsed());
+        let target = Target {
+            root: root.path().to_path_buf(),
+            live: false,
+        };
+        let t = Instant::now();
+        apply_plan(&p, &target);
+        first.push(t.elapsed());
+        let t = Instant::now();
+        let facts = read_host_facts(root.path(), &instance, &policy, false);
+        let p = plan(&instance, &drive, &facts, &policy);
+        apply_plan(&p, &target);
+        second.push(t.elapsed());
+    }
+    println!("sample drive: {}", iso.display());
+    stats("read iso9660", read);
+    stats("parse openstack", parse);
+    stats("facts + plan", planning);
+    stats("apply (first run)", first);
+    stats("facts+plan+apply (rerun)", second);
+    binary(&iso, 50);
+}
+
+fn children_usage() -> (Duration, i64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    (tv(u.user_time()) + tv(u.system_time()), u.max_rss())
+}
+
+/// Runs the real binary `n` times per case and reports CPU time per run and peak RSS.
+fn binary(iso: &Path, n: u32) {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_primer");
+    let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
+    let mut loop_dev = None;
+    if nix::unistd::geteuid().is_root() {
+        let o = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(iso)
+            .output();
+        if let Some(o) = o.ok().filter(|o| o.status.success()) {
+            loop_dev = Some(String::from_utf8_lossy(&o.stdout).trim().to_string());
+        }
+    }
+    let source = loop_dev
+        .clone()
+        .unwrap_or_else(|| iso.display().to_string());
+    println!("binary: {bin} ({size} bytes), source {source}");
+    for rerun in [false, true] {
+        let root = tempfile::tempdir().expect("tempdir");
+        let fresh = |r: &Path| {
+            let _ = std::fs::remove_dir_all(r);
+            std::fs::create_dir_all(r.join("etc")).expect("etc");
+            std::fs::write(r.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+        };
+        fresh(root.path());
+        let mut cpu = Vec::new();
+        for _ in 0..n {
+            if !rerun {
+                fresh(root.path());
+            }
+            let (before, _) = children_usage();
+            let status = Command::new(bin)
+                .args(["run", "--log-level", "error", "--source", &source, "--root"])
+                .arg(root.path())
+                .stdout(Stdio::null())
+                .status()
+                .expect("run primer");
+            let (after, _) = children_usage();
+            assert!(
+                matches!(status.code(), Some(0) | Some(10)),
+                "primer run failed: {status}"
+            );
+            cpu.push(after - before);
+        }
+        stats(
+            if rerun {
+                "binary re-run (cpu)"
+            } else {
+                "binary first run (cpu)"
+            },
+            cpu,
+        );
+    }
+    // Peak RSS of primer alone (getrusage of the children would include losetup): GNU time.
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+    std::fs::write(
+        root.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\n",
+    )
+    .expect("passwd");
+    let rss = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%M",
+            bin,
+            "run",
+            "--log-level",
+            "error",
+            "--source",
+            &source,
+            "--root",
+        ])
+        .arg(root.path())
+        .stdout(Stdio::null())
+        .output();
+    match rss {
+        Ok(o) => println!(
+            "peak RSS (first run, GNU time): {} KiB",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => println!("peak RSS: /usr/bin/time not available ({e})"),
+    }
+    if let Some(dev) = loop_dev {
+        let _ = Command::new("losetup").args(["-d", &dev]).status();
+    }
+}
