@@ -32,7 +32,12 @@ fn truncated_image_is_a_clear_error_and_writes_nothing() {
     let iso = t.path().join("d.iso");
     make_iso(&t.path().join("tree"), &iso, IsoTool::Nova);
     let full = fs::read(&iso).unwrap();
-    for cut in [20 * 1024, 40 * 1024, full.len() / 2] {
+    // Inside the volume descriptors, inside the directory area, inside a file's data.
+    let data_at = full
+        .windows(9)
+        .position(|w| w == b"injected\n")
+        .expect("file data in image");
+    for cut in [20 * 1024, 40 * 1024, data_at + 4] {
         let p = t.path().join(format!("cut{cut}.iso"));
         fs::write(&p, &full[..cut]).unwrap();
         let root = scratch_root();

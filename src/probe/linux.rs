@@ -122,3 +122,84 @@ pub fn probe(roots: &ProbeRoots) -> (Vec<BlockDevice>, Vec<Candidate>) {
         .collect();
     (devices, rank_candidates(found))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer holding just an ISO9660 primary volume descriptor with `label`.
+    fn pvd(label: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 18 * 2048];
+        let d = &mut b[16 * 2048..17 * 2048];
+        d[0] = 1;
+        d[1..6].copy_from_slice(b"CD001");
+        d[6] = 1;
+        let mut id = [b' '; 32];
+        id[..label.len()].copy_from_slice(label.as_bytes());
+        d[40..72].copy_from_slice(&id);
+        b
+    }
+
+    fn attr(dir: &Path, name: &str, value: &str) {
+        fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
+        fs::write(dir.join(name), value).unwrap();
+    }
+
+    #[test]
+    fn fake_sysfs_and_dev() {
+        let t = tempfile::tempdir().unwrap();
+        let sys = t.path().join("sys");
+        let dev = t.path().join("dev");
+        fs::create_dir_all(&dev).unwrap();
+        let block = sys.join("class/block");
+        // loop0: attached, holds a config drive. loop1: detached. sr0: no medium.
+        attr(&block.join("loop0"), "size", "72\n");
+        attr(&block.join("loop0"), "ro", "1\n");
+        attr(
+            &block.join("loop0"),
+            "loop/backing_file",
+            "/images/drive.iso\n",
+        );
+        fs::write(dev.join("loop0"), pvd("CONFIG-2")).unwrap();
+        attr(&block.join("loop1"), "size", "0\n");
+        attr(&block.join("sr0"), "size", "0\n");
+        // vdb: a disk whose node is missing in /dev: skipped at read time, never an error.
+        attr(&block.join("vdb"), "size", "2048\n");
+        // vdc: a disk with another label.
+        attr(&block.join("vdc"), "size", "72\n");
+        fs::write(dev.join("vdc"), pvd("cidata")).unwrap();
+        // vda1: a partition.
+        attr(&block.join("vda1"), "size", "72\n");
+        attr(&block.join("vda1"), "partition", "1\n");
+        fs::write(dev.join("vda1"), pvd("config-2")).unwrap();
+        attr(&block.join("ram0"), "size", "8192\n");
+
+        let roots = ProbeRoots {
+            sys,
+            dev: dev.clone(),
+        };
+        let (devices, candidates) = probe(&roots);
+        let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["loop0", "vda1", "vdb", "vdc"]);
+        assert_eq!(
+            devices[0].backing_file.as_deref(),
+            Some("/images/drive.iso")
+        );
+        assert!(devices[0].read_only);
+        assert_eq!(devices[0].size_bytes, 72 * 512);
+        assert_eq!(devices[1].class, DeviceClass::Partition);
+        let got: Vec<(&str, &str)> = candidates
+            .iter()
+            .map(|c| (c.device.name.as_str(), c.reason.as_str()))
+            .collect();
+        let reason0 = format!(
+            "label CONFIG-2 on {} (iso9660)",
+            dev.join("loop0").display()
+        );
+        let reason1 = format!("label config-2 on {} (iso9660)", dev.join("vda1").display());
+        assert_eq!(
+            got,
+            [("loop0", reason0.as_str()), ("vda1", reason1.as_str())]
+        );
+    }
+}
