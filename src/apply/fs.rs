@@ -2,6 +2,7 @@
 //! `..`, absolute paths or symlinks) and write files atomically with explicit mode and owner.
 //! The write helpers are the only code in primer that creates, replaces or removes files.
 
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -17,6 +18,12 @@ const MAX_SYMLINKS: usize = 40;
 /// The last component may be missing (it is about to be created); missing middle components
 /// are kept as they are.
 pub fn resolve_in_root(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    resolve_cached(root, rel, &HashSet::new())
+}
+
+/// `resolve_in_root`, skipping the `lstat` of directories already known to be real directories
+/// (not symlinks) inside the root: a `Writer` resolves many paths below the same parents.
+fn resolve_cached(root: &Path, rel: &str, known_dirs: &HashSet<PathBuf>) -> io::Result<PathBuf> {
     let mut pending: Vec<String> = split(rel);
     pending.reverse();
     let mut resolved: Vec<String> = Vec::new();
@@ -31,6 +38,10 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> io::Result<PathBuf> {
             _ => {}
         }
         let candidate = join(root, &resolved).join(&comp);
+        if known_dirs.contains(&candidate) {
+            resolved.push(comp);
+            continue;
+        }
         match fs::symlink_metadata(&candidate) {
             Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
@@ -86,107 +97,225 @@ pub struct Meta {
     pub gid: u32,
 }
 
-/// Creates every missing directory of `rel_dir` (resolved inside the root first, so a symlinked
-/// component leads to its re-rooted target) with `meta`. Existing directories are left as they are.
-pub fn create_dirs(root: &Path, rel_dir: &str, meta: Meta) -> io::Result<PathBuf> {
-    let host = resolve_in_root(root, rel_dir)?;
-    // Every existing component of `host` is a real directory now (resolution followed the links);
-    // what is missing is created one level at a time.
-    let rel = host
-        .strip_prefix(root)
-        .map_err(io::Error::other)?
-        .to_path_buf();
-    let mut cur = root.to_path_buf();
-    for comp in rel.components() {
-        cur.push(comp);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
+/// The one writer under a target root. Every file is written atomically: a temporary file in
+/// the same directory, written and given its mode and owner (`stage`), made durable, then renamed
+/// over the target, and the directory fsynced (`commit`). Batching the flush and the directory
+/// fsyncs over all staged files keeps a first boot to one journal commit instead of one per
+/// file; a crash still leaves each file old or new, never partial.
+pub struct Writer {
+    root: PathBuf,
+    /// Directories inside the root known to exist as real directories.
+    known_dirs: HashSet<PathBuf>,
+    /// Directories with a created, renamed or removed entry, not yet fsynced.
+    dirty_dirs: BTreeSet<PathBuf>,
+    /// Staged files: (tag, temporary file, target), renamed by `commit`.
+    pending: Vec<(usize, PathBuf, PathBuf)>,
+    seq: u64,
+}
+
+impl Writer {
+    pub fn new(root: &Path) -> Writer {
+        Writer {
+            root: root.to_path_buf(),
+            known_dirs: HashSet::new(),
+            dirty_dirs: BTreeSet::new(),
+            pending: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    pub fn resolve(&self, rel: &str) -> io::Result<PathBuf> {
+        resolve_cached(&self.root, rel, &self.known_dirs)
+    }
+
+    fn touched(&mut self, path: &Path) {
+        if let Some(p) = path.parent() {
+            self.dirty_dirs.insert(p.to_path_buf());
+        }
+    }
+
+    /// Creates every missing directory of `rel_dir` (resolved inside the root first, so a
+    /// symlinked component leads to its re-rooted target) with `meta`. Existing directories are
+    /// left as they are. Returns the resolved host path.
+    pub fn create_dirs(&mut self, rel_dir: &str, meta: Meta) -> io::Result<PathBuf> {
+        let host = self.resolve(rel_dir)?;
+        // Every existing component of `host` is a real directory now (resolution followed the
+        // links); what is missing is created one level at a time.
+        let rel = host
+            .strip_prefix(&self.root)
+            .map_err(io::Error::other)?
+            .to_path_buf();
+        let mut cur = self.root.clone();
+        for comp in rel.components() {
+            cur.push(comp);
+            if self.known_dirs.contains(&cur) {
+                continue;
+            }
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(io::Error::other(format!(
+                        "{}: exists and is not a directory",
+                        cur.display()
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&cur)?;
+                    set_meta(&cur, meta)?;
+                    self.touched(&cur);
+                }
+                Err(e) => return Err(e),
+            }
+            self.known_dirs.insert(cur.clone());
+        }
+        Ok(host)
+    }
+
+    /// Makes sure `rel_dir` exists with exactly `meta` (mode and owner); missing parents are
+    /// created with `parents`.
+    pub fn ensure_dir(&mut self, rel_dir: &str, meta: Meta, parents: Meta) -> io::Result<()> {
+        let host = self.resolve(rel_dir)?;
+        if let Some(parent) = host.parent().and_then(|p| p.strip_prefix(&self.root).ok()) {
+            self.create_dirs(&parent.to_string_lossy(), parents)?;
+        }
+        let host = self.create_dirs(rel_dir, meta)?;
+        set_meta(&host, meta)
+    }
+
+    /// Writes `content` to `rel` atomically with `meta` (missing parents get `parents`) and
+    /// makes it durable: `stage` + `commit` for a single file.
+    pub fn write_atomic(
+        &mut self,
+        rel: &str,
+        content: &[u8],
+        meta: Meta,
+        parents: Meta,
+    ) -> io::Result<()> {
+        self.stage(0, rel, content, meta, parents)?;
+        match self.commit().into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `content` to a temporary file beside `rel` (same directory, so the rename is
+    /// atomic) with `meta`; `commit` makes every staged file durable and renames it into place.
+    /// `tag` identifies the caller's step in `commit`'s errors.
+    pub fn stage(
+        &mut self,
+        tag: usize,
+        rel: &str,
+        content: &[u8],
+        meta: Meta,
+        parents: Meta,
+    ) -> io::Result<()> {
+        let target = self.resolve(rel)?;
+        // Parents of the resolved target (a symlinked last component may point elsewhere).
+        if let Some(parent) = target
+            .parent()
+            .and_then(|p| p.strip_prefix(&self.root).ok())
+        {
+            self.create_dirs(&parent.to_string_lossy(), parents)?;
+        }
+        if let Ok(m) = fs::symlink_metadata(&target) {
+            if m.is_dir() {
                 return Err(io::Error::other(format!(
-                    "{}: exists and is not a directory",
-                    cur.display()
-                )))
+                    "{}: is a directory",
+                    target.display()
+                )));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur)?;
-                set_meta(&cur, meta)?;
-                sync_parent(&cur)?;
+        }
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("target has no parent"))?;
+        let name = target
+            .file_name()
+            .unwrap_or(OsStr::new("file"))
+            .to_string_lossy();
+        self.seq += 1;
+        let tmp = dir.join(format!(
+            ".{name}.primer-tmp.{}.{}",
+            std::process::id(),
+            self.seq
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                // Created private; the final mode is set below, before the file is visible.
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(content)?;
+            set_meta_file(&f, meta)
+        })();
+        match result {
+            Ok(()) => {
+                self.pending.push((tag, tmp, target));
+                Ok(())
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
     }
-    Ok(host)
-}
 
-/// Makes sure `rel_dir` exists with exactly `meta` (mode and owner), creating it if needed.
-pub fn ensure_dir(root: &Path, rel_dir: &str, meta: Meta, parents: Meta) -> io::Result<()> {
-    if let Some((parent, _)) = rel_dir.trim_end_matches('/').rsplit_once('/') {
-        create_dirs(root, parent, parents)?;
+    /// Makes every staged file durable with one filesystem flush (`syncfs`; per-file `fsync`
+    /// where that fails), then renames each over its target in staging order and fsyncs the
+    /// directories that changed. A crash at any point leaves every target old or new, never
+    /// partial. Returns the errors by the tag given to `stage`.
+    pub fn commit(&mut self) -> Vec<(usize, io::Error)> {
+        let mut errors = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() {
+            let flushed = File::open(&self.root)
+                .ok()
+                .is_some_and(|d| nix::unistd::syncfs(&d).is_ok());
+            for (tag, tmp, target) in pending {
+                let r = (|| {
+                    if !flushed {
+                        File::open(&tmp)?.sync_all()?;
+                    }
+                    fs::rename(&tmp, &target)
+                })();
+                if let Err(e) = r {
+                    let _ = fs::remove_file(&tmp);
+                    errors.push((tag, e));
+                }
+                self.touched(&target);
+            }
+        }
+        if let Err(e) = self.finish() {
+            errors.push((usize::MAX, e));
+        }
+        errors
     }
-    let host = create_dirs(root, rel_dir, meta)?;
-    set_meta(&host, meta)
-}
 
-/// Writes `content` to `rel` under `root` atomically: a temporary file in the same directory,
-/// written, given `meta`, fsynced, renamed over the target, then the directory fsynced. A crash
-/// leaves the old file or the new one, never a mix. Missing parents are created with `parents`.
-pub fn write_atomic(
-    root: &Path,
-    rel: &str,
-    content: &[u8],
-    meta: Meta,
-    parents: Meta,
-) -> io::Result<()> {
-    let target = resolve_in_root(root, rel)?;
-    // Parents of the resolved target (a symlinked last component may point elsewhere in the root).
-    if let Some(parent) = target.parent() {
-        if let Ok(p) = parent.strip_prefix(root) {
-            create_dirs(root, &p.to_string_lossy(), parents)?;
+    /// Removes a file under the root (never a directory).
+    pub fn remove_file(&mut self, rel: &str) -> io::Result<()> {
+        let target = self.resolve(rel)?;
+        match fs::remove_file(&target) {
+            Ok(()) => {
+                self.touched(&target);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
     }
-    if let Ok(m) = fs::symlink_metadata(&target) {
-        if m.is_dir() {
-            return Err(io::Error::other(format!(
-                "{}: is a directory",
-                target.display()
-            )));
-        }
-    }
-    let dir = target
-        .parent()
-        .ok_or_else(|| io::Error::other("target has no parent"))?;
-    let name = target
-        .file_name()
-        .unwrap_or(OsStr::new("file"))
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.primer-tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            // Created private; the final mode is set below before any content is visible.
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        set_meta_file(&f, meta)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &target)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
 
-/// Removes a file under the root (never a directory), then fsyncs its directory.
-pub fn remove_file(root: &Path, rel: &str) -> io::Result<()> {
-    let target = resolve_in_root(root, rel)?;
-    match fs::remove_file(&target) {
-        Ok(()) => sync_parent(&target),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+    /// Fsyncs every directory whose entries changed (part of `commit`).
+    fn finish(&mut self) -> io::Result<()> {
+        // Deepest first, so a new directory's own entries are durable before its parent's entry.
+        let dirs: Vec<PathBuf> = std::mem::take(&mut self.dirty_dirs)
+            .into_iter()
+            .rev()
+            .collect();
+        for d in dirs {
+            sync_dir(&d)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: fsync: {e}", d.display())))?;
+        }
+        Ok(())
     }
 }
 
@@ -198,13 +327,6 @@ fn set_meta(path: &Path, meta: Meta) -> io::Result<()> {
 fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
     std::os::unix::fs::fchown(f, Some(meta.uid), Some(meta.gid))?;
     f.set_permissions(fs::Permissions::from_mode(meta.mode))
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(p) => sync_dir(p),
-        None => Ok(()),
-    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -265,8 +387,10 @@ mod tests {
         );
         let m = Meta { uid, gid, ..m };
         let d = Meta { uid, gid, ..d };
-        write_atomic(root, "var/lib/x/file", b"one", m, d).unwrap();
-        write_atomic(root, "var/lib/x/file", b"two", m, d).unwrap();
+        let mut w = Writer::new(root);
+        w.write_atomic("var/lib/x/file", b"one", m, d).unwrap();
+        w.write_atomic("var/lib/x/file", b"two", m, d).unwrap();
+        w.finish().unwrap();
         assert_eq!(fs::read(root.join("var/lib/x/file")).unwrap(), b"two");
         let mode = fs::metadata(root.join("var/lib/x"))
             .unwrap()
@@ -284,7 +408,9 @@ mod tests {
         assert_eq!(fs::read_dir(root.join("var/lib/x")).unwrap().count(), 1);
         // A symlinked target directory pointing outside stays inside the root.
         symlink("/tmp", root.join("var/lib/out")).unwrap();
-        write_atomic(root, "var/lib/out/f", b"x", m, d).unwrap();
+        let mut w = Writer::new(root);
+        w.write_atomic("var/lib/out/f", b"x", m, d).unwrap();
+        w.finish().unwrap();
         assert!(root.join("tmp/f").exists());
     }
 

@@ -58,45 +58,103 @@ fn parents_for(path: &str) -> Meta {
     }
 }
 
-/// Applies every step of `plan` in order.
+/// Applies every step of `plan` in order. Directories and removals happen at once; file
+/// writes are staged and committed together (one flush), then the record is written last with
+/// the steps that really landed.
 pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
+    let mut writer = fs::Writer::new(&target.root);
+    let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
+    let mut record_step = None;
+    for (i, step) in plan.steps.iter().enumerate() {
+        let r = match (&step.change, &step.action) {
+            (c, _) if !c.acts() => Ok(()),
+            (_, Action::WriteRecord { .. }) => {
+                record_step = Some(i);
+                Ok(())
+            }
+            (_, action) => apply_action(action, target, &mut writer, i),
+        };
+        results.push(r);
+    }
+    for (i, e) in writer.commit() {
+        match results.get_mut(i) {
+            Some(r) => *r = Err(e),
+            None => results.push(Err(e)),
+        }
+    }
+    if let Some(i) = record_step {
+        let failed: Vec<&str> = plan
+            .steps
+            .iter()
+            .zip(&results)
+            .filter(|(s, r)| r.is_err() || s.change == Change::Error)
+            .map(|(s, _)| s.id.as_str())
+            .collect();
+        if let Action::WriteRecord { path, record } = &plan.steps[i].action {
+            // A failed step did not apply its input: leave it out so the next run retries it.
+            let mut record = record.clone();
+            record.steps.retain(|id, _| !failed.contains(&id.as_str()));
+            results[i] = write_state(&mut writer, path, &record.to_json());
+        }
+    }
+
     let mut report = ApplyReport::default();
-    let mut failed_ids: Vec<String> = Vec::new();
-    for step in &plan.steps {
-        let (outcome, detail) = match step.change {
-            Change::Unchanged => (Outcome::Unchanged, step.why.clone()),
-            Change::Skip => (Outcome::Skipped, step.why.clone()),
-            Change::Error => (Outcome::Failed, step.why.clone()),
-            Change::Create | Change::Update | Change::Remove => {
-                match apply_action(&step.action, target, &failed_ids).map_err(
-                    |e| match action_path(&step.action) {
-                        Some(p) => std::io::Error::new(e.kind(), format!("/{p}: {e}")),
-                        None => e,
-                    },
-                ) {
-                    Ok(()) => (Outcome::Changed, step.why.clone()),
-                    Err(e) => (Outcome::Failed, format!("{}: {e}", step.why)),
-                }
+    for (i, r) in results.into_iter().enumerate() {
+        let (id, why, change) = match plan.steps.get(i) {
+            Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
+            None => ("sync", "making the changes durable", Change::Update),
+        };
+        let (outcome, detail) = match (change, r) {
+            (Change::Unchanged, _) => (Outcome::Unchanged, why.to_string()),
+            (Change::Skip, _) => (Outcome::Skipped, why.to_string()),
+            (Change::Error, _) => (Outcome::Failed, why.to_string()),
+            (_, Ok(())) => (Outcome::Changed, why.to_string()),
+            (_, Err(e)) => {
+                let e = match plan.steps.get(i).and_then(|s| action_path(&s.action)) {
+                    Some(p) if !e.to_string().contains(p) => format!("/{p}: {e}"),
+                    _ => e.to_string(),
+                };
+                (Outcome::Failed, format!("{why}: {e}"))
             }
         };
         match outcome {
-            Outcome::Failed => {
-                tracing::error!(step = %step.id, "{detail}");
-                failed_ids.push(step.id.clone());
-            }
+            Outcome::Failed => tracing::error!(step = %id, "{detail}"),
             // One line per copied file would drown the boot log: those are debug.
-            Outcome::Changed if !step.id.starts_with("copy") => {
-                tracing::info!(step = %step.id, "{detail}")
-            }
-            _ => tracing::debug!(step = %step.id, "{detail}"),
+            Outcome::Changed if !id.starts_with("copy") => tracing::info!(step = %id, "{detail}"),
+            _ => tracing::debug!(step = %id, "{detail}"),
         }
         report.steps.push(StepReport {
-            id: step.id.clone(),
+            id: id.to_string(),
             outcome,
             detail,
         });
     }
     report
+}
+
+/// Writes one file of primer's private state (0600, root) and commits it.
+fn write_state(w: &mut fs::Writer, path: &str, content: &[u8]) -> std::io::Result<()> {
+    ensure_state_parents(w, path)?;
+    let private = crate::plan::private_dir_meta();
+    w.write_atomic(
+        path,
+        content,
+        Meta {
+            mode: 0o600,
+            ..private
+        },
+        parents_for(path),
+    )
+}
+
+/// `var/lib` is public; only primer's own tree below it is private.
+fn ensure_state_parents(w: &mut fs::Writer, path: &str) -> std::io::Result<()> {
+    if path.starts_with(STATE_DIR) {
+        if let Some((public, _)) = STATE_DIR.rsplit_once('/') {
+            w.create_dirs(public, PUBLIC_DIR)?;
+        }
+    }
+    Ok(())
 }
 
 fn action_path(action: &Action) -> Option<&str> {
@@ -109,19 +167,14 @@ fn action_path(action: &Action) -> Option<&str> {
     }
 }
 
-fn apply_action(action: &Action, target: &Target, failed: &[String]) -> std::io::Result<()> {
-    let root = &target.root;
-    let touches_state = match action {
-        Action::WriteFile { path, .. }
-        | Action::EnsureDir { path, .. }
-        | Action::WriteRecord { path, .. } => path.starts_with(STATE_DIR),
-        _ => false,
-    };
-    if touches_state {
-        // `var/lib` is public; only primer's own tree below it is private.
-        if let Some((public, _)) = STATE_DIR.rsplit_once('/') {
-            fs::create_dirs(root, public, PUBLIC_DIR)?;
-        }
+fn apply_action(
+    action: &Action,
+    target: &Target,
+    w: &mut fs::Writer,
+    tag: usize,
+) -> std::io::Result<()> {
+    if let Some(p) = action_path(action) {
+        ensure_state_parents(w, p)?;
     }
     match action {
         Action::WriteFile {
@@ -131,8 +184,8 @@ fn apply_action(action: &Action, target: &Target, failed: &[String]) -> std::io:
             uid,
             gid,
             ..
-        } => fs::write_atomic(
-            root,
+        } => w.stage(
+            tag,
             path,
             content,
             Meta {
@@ -147,8 +200,7 @@ fn apply_action(action: &Action, target: &Target, failed: &[String]) -> std::io:
             mode,
             uid,
             gid,
-        } => fs::ensure_dir(
-            root,
+        } => w.ensure_dir(
             path,
             Meta {
                 mode: *mode,
@@ -157,29 +209,14 @@ fn apply_action(action: &Action, target: &Target, failed: &[String]) -> std::io:
             },
             parents_for(path),
         ),
-        Action::RemoveFile { path } => fs::remove_file(root, path),
+        Action::RemoveFile { path } => w.remove_file(path),
         Action::SetHostname { name } => {
             if !target.live {
                 return Err(std::io::Error::other("not a live system"));
             }
             nix::unistd::sethostname(name).map_err(std::io::Error::from)
         }
-        Action::WriteRecord { path, record } => {
-            // A failed step did not apply its input: leave it out so the next run retries it.
-            let mut record = record.clone();
-            record.steps.retain(|id, _| !failed.contains(id));
-            let private = crate::plan::private_dir_meta();
-            fs::write_atomic(
-                root,
-                path,
-                &record.to_json(),
-                Meta {
-                    mode: 0o600,
-                    ..private
-                },
-                parents_for(path),
-            )
-        }
-        Action::Nothing => Ok(()),
+        // Written by apply_plan after everything else.
+        Action::WriteRecord { .. } | Action::Nothing => Ok(()),
     }
 }
