@@ -71,6 +71,53 @@ fn main() {
     stats("apply (first run)", first);
     stats("facts+plan+apply (rerun)", second);
     binary(&iso, 50);
+    probe_scaling();
+}
+
+/// Probe cost against the number of devices: a fake sysfs and /dev with N disks, every fourth
+/// holding an ISO9660 volume descriptor (the others zeros), probed through the real code path.
+fn probe_scaling() {
+    use primer::probe::linux::{probe, ProbeRoots};
+    let mut pvd = vec![0u8; 17 * 2048];
+    pvd[16 * 2048] = 1;
+    pvd[16 * 2048 + 1..16 * 2048 + 6].copy_from_slice(b"CD001");
+    pvd[16 * 2048 + 6] = 1;
+    pvd[16 * 2048 + 40..16 * 2048 + 72].copy_from_slice(b"OTHER                           ");
+    let zeros = vec![0u8; 17 * 2048];
+    for n in [10usize, 100, 1000] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let sys = t.path().join("sys/class/block");
+        let dev = t.path().join("dev");
+        std::fs::create_dir_all(&dev).expect("dev");
+        for i in 0..n {
+            let name = format!("vd{i}");
+            std::fs::create_dir_all(sys.join(&name)).expect("sys");
+            std::fs::write(sys.join(&name).join("size"), "68\n").expect("size");
+            std::fs::write(dev.join(&name), if i % 4 == 0 { &pvd } else { &zeros }).expect("node");
+        }
+        let roots = ProbeRoots {
+            sys: t.path().join("sys"),
+            dev,
+        };
+        let runs: Vec<Duration> = (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                let (devices, _) = probe(&roots);
+                assert_eq!(devices.len(), n);
+                t.elapsed()
+            })
+            .collect();
+        let median = {
+            let mut r = runs.clone();
+            r.sort();
+            r[r.len() / 2]
+        };
+        println!(
+            "probe {n:>5} devices        median {:>9.1} us  ({:.2} us/device)",
+            median.as_secs_f64() * 1e6,
+            median.as_secs_f64() * 1e6 / n as f64
+        );
+    }
 }
 
 fn children_usage() -> (Duration, i64) {
