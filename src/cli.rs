@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::apply::{self, ApplyReport, Outcome, Target};
 use crate::media::{self, DriveFiles, Limits};
 use crate::model::{Instance, Report};
-use crate::plan::{self, Change, Plan, Policy};
+use crate::plan::{self, Plan, Policy};
 use crate::probe::linux::{self, ProbeRoots};
 use crate::source;
 use crate::{Error, Exit};
@@ -393,38 +393,53 @@ fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
     (plan::plan(&l.instance, &l.drive, &facts, &policy), live)
 }
 
-fn print_plan(out: &mut impl Write, l: &Loaded, plan: &Plan) -> std::io::Result<()> {
+/// Prints one line per step (status, id, why); the many `copy:` steps of the local copy are
+/// folded into one line counting them by status.
+fn print_steps<'a>(
+    out: &mut impl Write,
+    l: &Loaded,
+    rows: impl Iterator<Item = (String, &'a str, &'a str)>,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "drive: {} ({} {}, instance {})",
         l.origin, l.instance.format, l.instance.version, l.instance.instance_id
     )?;
-    let mut copies = [0usize; 6];
-    for s in &plan.steps {
-        if s.id.starts_with("copy:") {
-            copies[s.change as usize] += 1;
+    let mut copies: std::collections::BTreeMap<String, usize> = Default::default();
+    for (status, id, detail) in rows {
+        if id.starts_with("copy:") && status != "failed" && status != "error" {
+            *copies.entry(status).or_default() += 1;
             continue;
         }
-        writeln!(
-            out,
-            "  {:<9} {:<14} {}",
-            format!("{:?}", s.change).to_lowercase(),
-            s.id,
-            s.why
-        )?;
+        writeln!(out, "  {status:<9} {id:<14} {detail}")?;
     }
-    let total: usize = copies.iter().sum();
-    if total > 0 {
+    if !copies.is_empty() {
+        let total: usize = copies.values().sum();
+        let counts: Vec<String> = copies.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let status = if copies.len() == 1 {
+            copies.keys().next().map_or("", |s| s.as_str())
+        } else {
+            "mixed"
+        };
         writeln!(
             out,
-            "  {:<9} {:<14} local copy of {total} drive file(s): {} to create, {} to update, {} unchanged",
-            if copies[Change::Create as usize] + copies[Change::Update as usize] > 0 { "copy" } else { "unchanged" },
+            "  {status:<9} {:<14} local copy of {total} drive file(s): {}",
             "copy:*",
-            copies[Change::Create as usize],
-            copies[Change::Update as usize],
-            copies[Change::Unchanged as usize]
+            counts.join(", ")
         )?;
     }
+    Ok(())
+}
+
+fn print_plan(out: &mut impl Write, l: &Loaded, plan: &Plan) -> std::io::Result<()> {
+    let rows = plan.steps.iter().map(|s| {
+        (
+            format!("{:?}", s.change).to_lowercase(),
+            s.id.as_str(),
+            s.why.as_str(),
+        )
+    });
+    print_steps(out, l, rows)?;
     print_warnings(out, &plan.warnings)
 }
 
@@ -512,36 +527,14 @@ fn print_run(
     plan: &Plan,
     r: &ApplyReport,
 ) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "drive: {} ({} {}, instance {})",
-        l.origin, l.instance.format, l.instance.version, l.instance.instance_id
-    )?;
-    let mut copies = [0usize; 4];
-    for s in &r.steps {
-        if s.id.starts_with("copy:") && s.outcome != Outcome::Failed {
-            copies[s.outcome as usize] += 1;
-            continue;
-        }
-        writeln!(
-            out,
-            "  {:<9} {:<14} {}",
+    let rows = r.steps.iter().map(|s| {
+        (
             format!("{:?}", s.outcome).to_lowercase(),
-            s.id,
-            s.detail
-        )?;
-    }
-    let total: usize = copies.iter().sum();
-    if total > 0 {
-        let changed = copies[Outcome::Changed as usize];
-        writeln!(
-            out,
-            "  {:<9} {:<14} local copy of {total} drive file(s): {changed} written, {} unchanged",
-            if changed > 0 { "changed" } else { "unchanged" },
-            "copy:*",
-            copies[Outcome::Unchanged as usize]
-        )?;
-    }
+            s.id.as_str(),
+            s.detail.as_str(),
+        )
+    });
+    print_steps(out, l, rows)?;
     print_warnings(out, &plan.warnings)?;
     writeln!(
         out,

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{make_iso, IsoTool};
 use primer::media::iso9660::{read_iso9660, read_iso9660_label};
 use primer::media::{DriveFiles, LimitKind, Limits, MediaError};
 
@@ -19,19 +21,6 @@ const SECTOR: usize = 2048;
 const BIG: &str = "openstack/content/0001";
 const LINK: &str = "openstack/link";
 const LINK_TARGET: &str = "latest/meta_data.json";
-
-/// Fails (never skips) when a tool is missing.
-fn require(tool: &str) {
-    let found = Command::new("which")
-        .arg(tool)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is not installed: run the README's test command, which installs genisoimage and xorriso"
-    );
-}
 
 /// Tiny xorshift PRNG: deterministic data and mutations without extra dependencies.
 struct XorShift(u64);
@@ -111,58 +100,28 @@ fn source() -> Source {
 
 static IMAGES: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `program args -o <image> <tree>` and returns the image bytes.
-fn build(src: &Source, program: &str, args: &[&str]) -> Vec<u8> {
-    require(program);
+/// Builds an image of the source tree with `tool` and returns its bytes.
+fn build(src: &Source, tool: IsoTool) -> Vec<u8> {
     let n = IMAGES.fetch_add(1, Ordering::Relaxed);
     let out = src.dir.path().join(format!("image-{n}.iso"));
-    let result = Command::new(program)
-        .args(args)
-        .arg("-o")
-        .arg(&out)
-        .arg(src.root())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        result.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    make_iso(&src.root(), &out, tool);
     std::fs::read(&out).unwrap()
 }
 
-/// genisoimage exactly as nova calls it.
 fn nova(src: &Source) -> Vec<u8> {
-    let flags = [
-        "-quiet",
-        "-J",
-        "-r",
-        "-l",
-        "-ldots",
-        "-allow-lowercase",
-        "-allow-multidot",
-    ];
-    build(
-        src,
-        "genisoimage",
-        &[&flags[..], &["-V", "config-2"]].concat(),
-    )
+    build(src, IsoTool::Nova)
 }
 
 fn xorriso(src: &Source) -> Vec<u8> {
-    build(
-        src,
-        "xorriso",
-        &["-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2"],
-    )
+    build(src, IsoTool::Xorriso)
 }
 
 fn level1(src: &Source) -> Vec<u8> {
-    build(src, "genisoimage", &["-quiet", "-V", "CONFIG-2"])
+    build(src, IsoTool::Level1)
 }
 
 fn joliet(src: &Source) -> Vec<u8> {
-    build(src, "genisoimage", &["-quiet", "-J", "-V", "config-2"])
+    build(src, IsoTool::Joliet)
 }
 
 /// Runs `f` on another thread; fails if it panics or takes more than `secs` seconds.
@@ -236,27 +195,16 @@ fn assert_big_exact(drive: &DriveFiles, src: &Source) {
 }
 
 #[test]
-fn nova_style_image() {
+fn nova_style_and_xorriso_images() {
     let src = source();
-    let image = nova(&src);
-    assert_eq!(label(&image).as_deref(), Some("config-2"));
-    let drive = read(image);
-    assert_eq!(drive.label.as_deref(), Some("config-2"));
-    assert_files(&drive, &src.files, false);
-    assert_rock_ridge_link(&drive);
-    assert_big_exact(&drive, &src);
-}
-
-#[test]
-fn xorriso_image() {
-    let src = source();
-    let image = xorriso(&src);
-    assert_eq!(label(&image).as_deref(), Some("config-2"));
-    let drive = read(image);
-    assert_eq!(drive.label.as_deref(), Some("config-2"));
-    assert_files(&drive, &src.files, false);
-    assert_rock_ridge_link(&drive);
-    assert_big_exact(&drive, &src);
+    for image in [nova(&src), xorriso(&src)] {
+        assert_eq!(label(&image).as_deref(), Some("config-2"));
+        let drive = read(image);
+        assert_eq!(drive.label.as_deref(), Some("config-2"));
+        assert_files(&drive, &src.files, false);
+        assert_rock_ridge_link(&drive);
+        assert_big_exact(&drive, &src);
+    }
 }
 
 #[test]

@@ -102,30 +102,37 @@ pub enum IsoTool {
     Xorriso,
     /// genisoimage, plain ISO9660 level 1 (no Rock Ridge, no Joliet), label upper case.
     Level1,
+    /// genisoimage with Joliet and no Rock Ridge.
+    Joliet,
 }
 
-pub fn make_iso(tree: &Path, out: &Path, tool: IsoTool) {
-    let (prog, args): (&str, Vec<&str>) = match tool {
-        IsoTool::Nova => (
-            "genisoimage",
-            vec![
-                "-quiet",
-                "-J",
-                "-r",
-                "-l",
-                "-ldots",
-                "-allow-lowercase",
-                "-allow-multidot",
-                "-V",
-                "config-2",
-            ],
-        ),
+/// Program and flags (without `-o OUT TREE`) for each way of building an ISO.
+pub fn iso_command(tool: IsoTool) -> (&'static str, Vec<&'static str>) {
+    // nova/virt/configdrive.py: genisoimage -J -r -l -ldots -allow-lowercase -allow-multidot.
+    const NOVA: &[&str] = &[
+        "-quiet",
+        "-J",
+        "-r",
+        "-l",
+        "-ldots",
+        "-allow-lowercase",
+        "-allow-multidot",
+        "-V",
+        "config-2",
+    ];
+    match tool {
+        IsoTool::Nova => ("genisoimage", NOVA.to_vec()),
         IsoTool::Xorriso => (
             "xorriso",
             vec!["-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2"],
         ),
         IsoTool::Level1 => ("genisoimage", vec!["-quiet", "-V", "CONFIG-2"]),
-    };
+        IsoTool::Joliet => ("genisoimage", vec!["-quiet", "-J", "-V", "config-2"]),
+    }
+}
+
+pub fn make_iso(tree: &Path, out: &Path, tool: IsoTool) {
+    let (prog, args) = iso_command(tool);
     require_tool(prog);
     let o = Command::new(prog)
         .args(&args)
