@@ -416,11 +416,11 @@ fn print_steps<'a>(
     if !copies.is_empty() {
         let total: usize = copies.values().sum();
         let counts: Vec<String> = copies.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let status = if copies.len() == 1 {
-            copies.keys().next().map_or("", |s| s.as_str())
-        } else {
-            "mixed"
-        };
+        // The line's status is what happened to any of the files, "unchanged" only if all were.
+        let status = copies
+            .keys()
+            .find(|s| s.as_str() != "unchanged")
+            .map_or("unchanged", |s| s.as_str());
         writeln!(
             out,
             "  {status:<9} {:<14} local copy of {total} drive file(s): {}",
