@@ -382,6 +382,18 @@ mod tests {
     }
 
     #[test]
+    fn cluster_number_below_two_is_an_error_not_a_panic() {
+        // Found by fuzz/fat: a directory entry whose first cluster is 0/1 made fatfs compute
+        // `cluster - 2` (panics with overflow checks; wraps past the device without).
+        let data = include_bytes!("testdata/fat-cluster-underflow.bin");
+        let r = read_fat(Cursor::new(&data[..]), "dev7", &Limits::default());
+        if let Err(e) = r {
+            assert!(e.to_string().contains("dev7"), "{e}");
+        }
+        let _ = read_fat_summary(Cursor::new(&data[..]), "dev7");
+    }
+
+    #[test]
     fn read_budget_stops_reading() {
         let mut s = ReadOnly::new(Cursor::new(vec![1u8; 100]), 10).unwrap();
         let mut buf = [0u8; 64];
