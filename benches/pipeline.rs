@@ -74,50 +74,156 @@ fn main() {
     probe_scaling();
 }
 
-/// Probe cost against the number of devices: a fake sysfs and /dev with N disks, every fourth
-/// holding an ISO9660 volume descriptor (the others zeros), probed through the real code path.
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Probe cost against the number of devices, most empty and one candidate (a `config-2`
+/// ISO9660 volume descriptor), through the real code path (`probe::linux::probe`): first on a
+/// fake sysfs whose device nodes are regular files, then on real loop devices (as root) with a
+/// sysfs mirror holding just them, so other loop devices on the machine do not count.
 fn probe_scaling() {
     use primer::probe::linux::{probe, ProbeRoots};
-    let mut pvd = vec![0u8; 17 * 2048];
+    use primer::probe::Rules;
+    let mut pvd = vec![0u8; 1 << 20];
     pvd[16 * 2048] = 1;
     pvd[16 * 2048 + 1..16 * 2048 + 6].copy_from_slice(b"CD001");
     pvd[16 * 2048 + 6] = 1;
-    pvd[16 * 2048 + 40..16 * 2048 + 72].copy_from_slice(b"OTHER                           ");
-    let zeros = vec![0u8; 17 * 2048];
-    for n in [10usize, 100, 1000] {
+    pvd[16 * 2048 + 40..16 * 2048 + 72].copy_from_slice(b"config-2                        ");
+    let rules = Rules::default();
+    let measure = |roots: &ProbeRoots, n: usize| -> Duration {
+        median(
+            (0..30)
+                .map(|_| {
+                    let t = Instant::now();
+                    let p = probe(roots, &rules);
+                    assert_eq!(p.devices.len(), n);
+                    assert_eq!(p.candidates.len(), 1);
+                    t.elapsed()
+                })
+                .collect(),
+        )
+    };
+    let mut figures = Vec::new();
+    for n in [10usize, 64, 128, 1000] {
         let t = tempfile::tempdir().expect("tempdir");
         let sys = t.path().join("sys/class/block");
         let dev = t.path().join("dev");
         std::fs::create_dir_all(&dev).expect("dev");
         for i in 0..n {
-            let name = format!("vd{i}");
+            let name = format!("vd{i:04}");
             std::fs::create_dir_all(sys.join(&name)).expect("sys");
-            std::fs::write(sys.join(&name).join("size"), "68\n").expect("size");
-            std::fs::write(dev.join(&name), if i % 4 == 0 { &pvd } else { &zeros }).expect("node");
+            std::fs::write(sys.join(&name).join("size"), "2048\n").expect("size");
+            if i == n / 2 {
+                std::fs::write(dev.join(&name), &pvd).expect("node");
+            } else {
+                let f = std::fs::File::create(dev.join(&name)).expect("node");
+                f.set_len(1 << 20).expect("size");
+            }
         }
         let roots = ProbeRoots {
             sys: t.path().join("sys"),
             dev,
+            root: t.path().to_path_buf(),
         };
-        let runs: Vec<Duration> = (0..20)
-            .map(|_| {
-                let t = Instant::now();
-                let (devices, _) = probe(&roots);
-                assert_eq!(devices.len(), n);
-                t.elapsed()
-            })
-            .collect();
-        let median = {
-            let mut r = runs.clone();
-            r.sort();
-            r[r.len() / 2]
-        };
+        let m = measure(&roots, n);
+        figures.push((n, m));
         println!(
-            "probe {n:>5} devices        median {:>9.1} us  ({:.2} us/device)",
-            median.as_secs_f64() * 1e6,
-            median.as_secs_f64() * 1e6 / n as f64
+            "probe {n:>5} fake devices   median {:>9.1} us  ({:.2} us/device)",
+            m.as_secs_f64() * 1e6,
+            m.as_secs_f64() * 1e6 / n as f64
         );
     }
+    ratio("fake", &figures);
+    if nix::unistd::geteuid().is_root() {
+        let mut real = Vec::new();
+        for n in [64usize, 128] {
+            match probe_real_loops(n, &pvd, &measure) {
+                Some(m) => {
+                    real.push((n, m));
+                    println!(
+                        "probe {n:>5} loop devices   median {:>9.1} us  ({:.2} us/device)",
+                        m.as_secs_f64() * 1e6,
+                        m.as_secs_f64() * 1e6 / n as f64
+                    );
+                }
+                None => println!("probe {n:>5} loop devices   could not attach {n} loop devices"),
+            }
+        }
+        ratio("loop", &real);
+    } else {
+        println!("probe over real loop devices: needs root (skipped)");
+    }
+}
+
+fn ratio(what: &str, figures: &[(usize, Duration)]) {
+    let get = |n| figures.iter().find(|(k, _)| *k == n).map(|(_, d)| *d);
+    if let (Some(a), Some(b)) = (get(64), get(128)) {
+        println!(
+            "probe {what}: 64 -> {:.2} ms (goal <= 5 ms), 128 -> {:.2} ms = {:.2}x the 64 figure (goal <= 2.1x)",
+            a.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3,
+            b.as_secs_f64() / a.as_secs_f64()
+        );
+    }
+}
+
+/// Attaches `n` loop devices (one holding `pvd`, the others 1 MiB of zeros), mirrors their
+/// sysfs attributes into a temporary sysfs, measures, detaches. `None` if attaching failed.
+fn probe_real_loops(
+    n: usize,
+    pvd: &[u8],
+    measure: &dyn Fn(&primer::probe::linux::ProbeRoots, usize) -> Duration,
+) -> Option<Duration> {
+    use std::process::Command;
+    let t = tempfile::tempdir().expect("tempdir");
+    let mut loops = Vec::new();
+    let sys = t.path().join("sys/class/block");
+    let mut ok = true;
+    for i in 0..n {
+        let img = t.path().join(format!("img{i}"));
+        if i == n / 2 {
+            std::fs::write(&img, pvd).expect("img");
+        } else {
+            std::fs::File::create(&img)
+                .and_then(|f| f.set_len(1 << 20))
+                .expect("img");
+        }
+        let o = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(&img)
+            .output();
+        match o {
+            Ok(o) if o.status.success() => {
+                let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                let name = dev.trim_start_matches("/dev/").to_string();
+                let real = Path::new("/sys/class/block").join(&name);
+                let fake = sys.join(&name);
+                std::fs::create_dir_all(fake.join("loop")).expect("mirror");
+                for attr in ["size", "ro", "removable", "loop/backing_file"] {
+                    let _ = std::fs::copy(real.join(attr), fake.join(attr));
+                }
+                loops.push(dev);
+            }
+            _ => {
+                ok = false;
+                break;
+            }
+        }
+    }
+    let result = ok.then(|| {
+        let roots = primer::probe::linux::ProbeRoots {
+            sys: t.path().join("sys"),
+            dev: "/dev".into(),
+            root: t.path().to_path_buf(),
+        };
+        measure(&roots, n)
+    });
+    for d in &loops {
+        let _ = Command::new("losetup").args(["-d", d]).status();
+    }
+    result
 }
 
 fn children_usage() -> (Duration, i64) {

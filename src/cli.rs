@@ -9,10 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::apply::{self, ApplyReport, Outcome, Target};
+use crate::config::Config;
 use crate::media::{self, DriveFiles, Limits};
 use crate::model::{Instance, Report};
-use crate::plan::{self, Plan, Policy};
+use crate::plan::{self, Plan};
 use crate::probe::linux::{self, ProbeRoots};
+use crate::probe::trust::{self, Pin, PinDecision, Refusal};
+use crate::probe::{BlockDevice, Candidate};
 use crate::source;
 use crate::{Error, Exit};
 
@@ -23,7 +26,8 @@ Exit codes:
   2   usage error
   3   partial: some steps failed (the others were applied)
   10  nothing to do: everything was already applied
-  11  no config drive found (a normal boot without a drive)";
+  11  no config drive found (a normal boot without a drive)
+  12  refused by the trust policy (duplicate drives, DMI binding, pinning)";
 
 /// primer: first-boot agent for cloud config drives.
 ///
@@ -53,7 +57,8 @@ pub enum LogLevel {
 pub enum Command {
     /// List block devices and the ranked config-drive candidates, with why each matched.
     ///
-    /// Reads sysfs and one 2 KiB block per device; mounts and writes nothing.
+    /// Reads sysfs, two small blocks per device and the partition tables of whole disks;
+    /// mounts and writes nothing. Shows which candidate the trust policy selects or refuses.
     Probe(ProbeArgs),
     /// Parse a drive and print the instance it describes (secrets redacted).
     Show(SourceArgs),
@@ -73,6 +78,20 @@ pub struct ProbeArgs {
     pub json: bool,
     #[command(flatten)]
     pub roots: RootsArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Where the operator's settings come from, and how long to wait for a late drive.
+#[derive(Debug, Args, Clone)]
+pub struct PolicyArgs {
+    /// Configuration file [default: <root>/etc/primer/primer.yaml when present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Wait up to SECONDS for a config drive to appear when none is found at once
+    /// [default: probe.wait_seconds from the configuration (3); `probe`: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<f64>,
 }
 
 /// Where the probe looks (redirect for tests).
@@ -97,10 +116,11 @@ pub struct RootsArgs {
 }
 
 impl RootsArgs {
-    fn roots(&self) -> ProbeRoots {
+    fn roots(&self, root: &Path) -> ProbeRoots {
         ProbeRoots {
             sys: self.sys_root.clone(),
             dev: self.dev_root.clone(),
+            root: root.to_path_buf(),
         }
     }
 }
@@ -114,8 +134,15 @@ pub struct SourceArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Read the drive by mounting it (read-only, nosuid, nodev, noexec, on a private temporary
+    /// mount point) instead of with primer's own readers. For comparison; needs the kernel's
+    /// filesystem driver and a device node.
+    #[arg(long)]
+    pub mount: bool,
     #[command(flatten)]
     pub roots: RootsArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -125,9 +152,10 @@ pub struct PlanArgs {
     /// The system to configure: `/` for the running machine, or a mounted image.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
-    /// Account that receives the drive's SSH keys.
-    #[arg(long, default_value = "root", value_name = "NAME")]
-    pub user: String,
+    /// Account that receives the drive's SSH keys [default: ssh_user from the configuration,
+    /// root].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -142,11 +170,19 @@ pub struct RunArgs {
 /// Runs one parsed command; returns the exit status.
 pub fn execute(cli: &Cli) -> Result<Exit, Error> {
     let mut out = std::io::stdout().lock();
-    match &cli.command {
+    let r = match &cli.command {
         Command::Probe(a) => cmd_probe(a, &mut out),
         Command::Show(a) => cmd_show(a, &mut out),
         Command::Plan(a) => cmd_plan(a, &mut out),
         Command::Run(a) => cmd_run(a, &mut out),
+    };
+    match r {
+        // A refusal is its own outcome (exit 12), already logged with the rule that fired.
+        Err(Error::Refused(r)) => {
+            eprintln!("primer: {r}");
+            Ok(Exit::Refused)
+        }
+        r => r,
     }
 }
 
@@ -157,18 +193,34 @@ fn print_json<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Error> {
 }
 
 fn cmd_probe(a: &ProbeArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let (devices, candidates) = linux::probe(&a.roots.roots());
+    let root = Path::new("/");
+    let config = Config::load(a.policy.config.as_deref(), root)?;
+    let wait = a.policy.wait.map_or(std::time::Duration::ZERO, secs);
+    let probe = linux::probe_wait(&a.roots.roots(root), &config.probe.rules(), wait);
+    let (devices, candidates) = (&probe.devices, &probe.candidates);
+    let decision = trust::select(candidates, config.probe.duplicates);
+    if let Err(r) = &decision {
+        tracing::warn!(rule = r.rule, "{r}");
+    }
     if a.json {
         #[derive(Serialize)]
         struct Doc<'a> {
-            devices: &'a [crate::probe::BlockDevice],
-            candidates: &'a [crate::probe::Candidate],
+            devices: &'a [BlockDevice],
+            candidates: &'a [Candidate],
+            selected: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            refused: Option<&'a Refusal>,
         }
         print_json(
             out,
             &Doc {
-                devices: &devices,
-                candidates: &candidates,
+                devices,
+                candidates,
+                selected: decision
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| c.map(|c| c.device.name.as_str())),
+                refused: decision.as_ref().err(),
             },
         )?;
     } else {
@@ -179,14 +231,19 @@ fn cmd_probe(a: &ProbeArgs, out: &mut impl Write) -> Result<Exit, Error> {
         for (i, c) in candidates.iter().enumerate() {
             writeln!(
                 out,
-                "{}. {:<9} {:<14} {:<8} {:<10} {}",
+                "{}. {:<10} {:<22} {:<8} {:<10} {}",
                 i + 1,
-                format!("{:?}", c.kind).to_lowercase(),
-                c.device.path,
+                c.kind.name(),
+                c.device.display(),
                 c.fstype,
                 c.label.as_deref().unwrap_or("-"),
                 c.reason
             )?;
+        }
+        match &decision {
+            Ok(Some(c)) => writeln!(out, "selected: {}", c.device.display())?,
+            Ok(None) => {}
+            Err(r) => writeln!(out, "{r}")?,
         }
     }
     Ok(if candidates.is_empty() {
@@ -196,6 +253,122 @@ fn cmd_probe(a: &ProbeArgs, out: &mut impl Write) -> Result<Exit, Error> {
     })
 }
 
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Refusal", 2)?;
+        st.serialize_field("rule", self.rule)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.end()
+    }
+}
+
+fn secs(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.0, 600.0)
+    } else {
+        0.0
+    })
+}
+
+/// Logs a refusal with the rule that fired and turns it into the error that ends the command.
+fn refuse(r: Refusal) -> Error {
+    tracing::error!(rule = r.rule, "{r}");
+    Error::Refused(r)
+}
+
+/// Reads a probe candidate: user-space readers (through an offset reader for a partition read
+/// from the table), or mount mode.
+fn read_candidate(c: &Candidate, limits: &Limits, mount: bool) -> Result<DriveFiles, Error> {
+    let device = c.device.display();
+    if mount {
+        if c.device.table_only {
+            return Err(media::MediaError::Mount {
+                device,
+                detail: "the kernel shows no node for this partition; mount mode needs one".into(),
+            }
+            .into());
+        }
+        return Ok(media::mount::read_mounted(
+            Path::new(&c.device.path),
+            &c.fstype,
+            c.label.clone(),
+            &media::mount::default_base(),
+            limits,
+        )?);
+    }
+    let file = std::fs::File::open(&c.device.path).map_err(|e| media::MediaError::Io {
+        device: device.clone(),
+        source: e,
+    })?;
+    Ok(match c.device.byte_range() {
+        Some((start, len)) => media::read_fs(
+            media::part::OffsetReader::new(file, start, len),
+            &device,
+            limits,
+        )?,
+        None => media::read_fs(file, &device, limits)?,
+    })
+}
+
+/// `--source PATH --mount`: the filesystem type comes from the device's signature.
+fn read_source_mounted(p: &Path, limits: &Limits) -> Result<DriveFiles, Error> {
+    let device = p.display().to_string();
+    let mount_err = |detail: String| media::MediaError::Mount {
+        device: device.clone(),
+        detail,
+    };
+    if media::source_kind(p)? != media::SourceKind::BlockDevice {
+        return Err(mount_err("needs a block device (attach an image with losetup)".into()).into());
+    }
+    let mut f = std::fs::File::open(p).map_err(|e| media::MediaError::Io {
+        device: device.clone(),
+        source: e,
+    })?;
+    match crate::probe::sig::read_signature(&mut f, &device) {
+        crate::probe::sig::Found::Fs(s) => Ok(media::mount::read_mounted(
+            p,
+            &s.fstype,
+            s.label,
+            &media::mount::default_base(),
+            limits,
+        )?),
+        _ => Err(mount_err("no filesystem recognised to mount".into()).into()),
+    }
+}
+
+/// The DMI system UUID under `root`, bounded; `None` when unreadable.
+fn read_product_uuid(root: &Path) -> Option<String> {
+    use std::io::Read;
+    let p = apply::fs::resolve_in_root(root, "sys/class/dmi/id/product_uuid").ok()?;
+    let mut s = String::new();
+    std::fs::File::open(p)
+        .ok()?
+        .take(256)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s.trim().to_string())
+}
+
+/// The pinning record under `root`, when there is a readable one.
+fn read_pin(root: &Path) -> Option<Pin> {
+    use std::io::Read;
+    let p = apply::fs::resolve_in_root(root, &apply::pin::pin_path()).ok()?;
+    let mut v = Vec::new();
+    std::fs::File::open(p)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut v)
+        .ok()?;
+    match serde_json::from_slice(&v) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!("{}: unreadable pinning record: {e}", apply::pin::pin_path());
+            None
+        }
+    }
+}
+
 /// A drive that was read and parsed.
 pub struct Loaded {
     pub drive: DriveFiles,
@@ -203,32 +376,42 @@ pub struct Loaded {
     pub report: Report,
     /// Why this drive was used (`--source` or the probe's reason).
     pub origin: String,
+    pub config: Config,
+    /// The drive to pin after a successful run (first-boot pinning on, no pin yet or a new
+    /// drive allowed).
+    pub pin: Option<Pin>,
 }
 
-/// Reads the drive named by `--source`, or the best probe candidate. `Ok(None)`: no drive.
-pub fn load(a: &SourceArgs) -> Result<Option<Loaded>, Error> {
+/// Reads the drive named by `--source`, or the best probe candidate the trust policy accepts
+/// (waiting for a late device up to the deadline). `Ok(None)`: no drive. `root` is the target
+/// system: its configuration, DMI data and pinning record are used.
+pub fn load(a: &SourceArgs, root: &Path) -> Result<Option<Loaded>, Error> {
+    let config = Config::load(a.policy.config.as_deref(), root)?;
     let limits = Limits::default();
-    let (drive, origin) = match &a.source {
-        Some(p) => (
-            media::read_source(p, &limits)?,
-            format!("--source {}", p.display()),
-        ),
-        None => {
-            let (_, candidates) = linux::probe(&a.roots.roots());
-            let Some(best) = candidates.first() else {
-                return Ok(None);
+    let rules = config.probe.rules();
+    let mount = a.mount || config.probe.mount;
+    let (drive, origin, candidate) = match &a.source {
+        Some(p) => {
+            let drive = if mount {
+                read_source_mounted(p, &limits)?
+            } else {
+                media::read_source_with(p, &limits, &rules, config.probe.duplicates)?
             };
-            for other in &candidates[1..] {
-                tracing::warn!(
-                    "another candidate ignored: {} (using {})",
-                    other.reason,
-                    best.device.path
-                );
-            }
+            (drive, format!("--source {}", p.display()), None)
+        }
+        None => {
+            let wait = a.policy.wait.map_or(config.probe.wait(), secs);
+            let probe = linux::probe_wait(&a.roots.roots(root), &rules, wait);
+            let best = match trust::select(&probe.candidates, config.probe.duplicates) {
+                Ok(Some(b)) => b.clone(),
+                Ok(None) => return Ok(None),
+                Err(r) => return Err(refuse(r)),
+            };
             tracing::info!("using {}", best.reason);
             (
-                media::read_source(Path::new(&best.device.path), &limits)?,
+                read_candidate(&best, &limits, mount)?,
                 best.reason.clone(),
+                Some(best),
             )
         }
     };
@@ -239,11 +422,49 @@ pub fn load(a: &SourceArgs) -> Result<Option<Loaded>, Error> {
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
+    if config.probe.bind_dmi_uuid {
+        let uuid = read_product_uuid(root);
+        trust::check_dmi(&instance.instance_id, uuid.as_deref()).map_err(refuse)?;
+        tracing::info!("DMI binding: instance id is this machine's system UUID");
+    }
+    let mut pin = None;
+    if config.probe.pin_first_boot {
+        match &candidate {
+            Some(c) => {
+                let current = Pin::of(c, &instance.instance_id);
+                match trust::check_pin(
+                    &current,
+                    read_pin(root).as_ref(),
+                    config.probe.pin_allow_new,
+                )
+                .map_err(refuse)?
+                {
+                    PinDecision::Same => tracing::info!("pinning: the drive pinned at first boot"),
+                    PinDecision::Record => {
+                        tracing::info!("pinning: first boot, pinning {}", c.device.display());
+                        pin = Some(current);
+                    }
+                    PinDecision::Replace => {
+                        tracing::warn!(
+                            rule = "pinning",
+                            "a new drive {} is allowed by pin_allow_new; re-pinning",
+                            c.device.display()
+                        );
+                        pin = Some(current);
+                    }
+                }
+            }
+            // The operator named the drive: pinning guards the probe's choice only.
+            None => tracing::info!("pinning: not checked for an explicit --source"),
+        }
+    }
     Ok(Some(Loaded {
         drive,
         instance,
         report,
         origin,
+        config,
+        pin,
     }))
 }
 
@@ -258,7 +479,7 @@ fn no_drive(out: &mut impl Write, json: bool) -> Result<Exit, Error> {
 }
 
 fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let Some(l) = load(a)? else {
+    let Some(l) = load(a, Path::new("/"))? else {
         return no_drive(out, a.json);
     };
     if a.json {
@@ -386,9 +607,10 @@ fn print_warnings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 
 fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
     let live = std::fs::canonicalize(&a.root).is_ok_and(|p| p == Path::new("/"));
-    let policy = Policy {
-        ssh_user: a.user.clone(),
-    };
+    let mut policy = l.config.policy();
+    if let Some(u) = &a.user {
+        policy.ssh_user = u.clone();
+    }
     let facts = plan::facts::read_host_facts(&a.root, &l.instance, &policy, live);
     (plan::plan(&l.instance, &l.drive, &facts, &policy), live)
 }
@@ -444,7 +666,7 @@ fn print_plan(out: &mut impl Write, l: &Loaded, plan: &Plan) -> std::io::Result<
 }
 
 fn cmd_plan(a: &PlanArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let Some(l) = load(&a.source)? else {
+    let Some(l) = load(&a.source, &a.root)? else {
         return no_drive(out, a.source.json);
     };
     let (plan, _) = make_plan(a, &l);
@@ -458,7 +680,7 @@ fn cmd_plan(a: &PlanArgs, out: &mut impl Write) -> Result<Exit, Error> {
 
 fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let json = a.plan.source.json;
-    let Some(l) = load(&a.plan.source)? else {
+    let Some(l) = load(&a.plan.source, &a.plan.root)? else {
         return no_drive(out, json);
     };
     let (plan, live) = make_plan(&a.plan, &l);
@@ -474,7 +696,32 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
         root: a.plan.root.clone(),
         live,
     };
-    let report = apply::apply_plan(&plan, &target);
+    let mut report = apply::apply_plan(&plan, &target);
+    if let Some(pin) = &l.pin {
+        // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
+        if report.count(Outcome::Failed) == 0 {
+            let r = apply::pin::apply_pin(&target.root, pin);
+            let (outcome, detail) = match r {
+                Ok(()) => (
+                    Outcome::Changed,
+                    format!(
+                        "pinned {} drive {} for later boots",
+                        pin.kind.name(),
+                        pin.device
+                    ),
+                ),
+                Err(e) => (
+                    Outcome::Failed,
+                    format!("cannot write /{}: {e}", apply::pin::pin_path()),
+                ),
+            };
+            report.steps.push(apply::StepReport {
+                id: "pin".into(),
+                outcome,
+                detail,
+            });
+        }
+    }
     let exit = if report.count(Outcome::Failed) > 0 {
         Exit::Partial
     } else if report.count(Outcome::Changed) == 0 {

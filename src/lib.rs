@@ -8,10 +8,12 @@
 //! - [`plan`]: a pure, deterministic list of steps from the instance, host facts and policy;
 //! - [`apply`]: the only writer, atomic and confined to the target root;
 //! - [`state`]: the local copy and the per-instance record that make re-runs idempotent;
+//! - [`config`]: the operator's settings (`/etc/primer/primer.yaml`): probe rules, trust policy;
 //! - [`cli`]: the commands that drive the pipeline.
 
 pub mod apply;
 pub mod cli;
+pub mod config;
 pub mod media;
 pub mod model;
 pub mod plan;
@@ -26,6 +28,11 @@ pub enum Error {
     Media(#[from] media::MediaError),
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A candidate drive was refused by the trust policy (duplicates, DMI binding, pinning).
+    #[error(transparent)]
+    Refused(#[from] probe::trust::Refusal),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -43,6 +50,8 @@ pub enum Exit {
     Unchanged = 10,
     /// No config drive was found: a normal boot, not a failure.
     NoDrive = 11,
+    /// A drive was found but refused by the trust policy; nothing was applied.
+    Refused = 12,
 }
 
 impl Exit {
@@ -56,6 +65,7 @@ impl Exit {
             Exit::Partial => "partial",
             Exit::Unchanged => "unchanged",
             Exit::NoDrive => "no-drive",
+            Exit::Refused => "refused",
         }
     }
 }

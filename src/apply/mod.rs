@@ -4,6 +4,7 @@
 //! leave the rest undone.
 
 pub mod fs;
+pub mod pin;
 
 use std::path::PathBuf;
 

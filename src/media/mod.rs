@@ -3,11 +3,19 @@
 //! symlink, and no name read from a drive can address anything outside the drive tree.
 
 pub mod dir;
+pub mod fat;
 pub mod iso9660;
+pub mod mount;
+pub mod part;
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use crate::probe::sig::Found;
+use crate::probe::trust::DuplicateRule;
+use crate::probe::Rules;
 
 use serde::Serialize;
 
@@ -85,6 +93,14 @@ pub enum MediaError {
         path: String,
         detail: String,
     },
+    #[error("{device}: no ISO9660 or FAT filesystem, and no partition table holding one")]
+    Unrecognised { device: String },
+    #[error("{device}: partition table holds no config partition ({detail})")]
+    NoConfigPartition { device: String, detail: String },
+    #[error("{device}: {detail}")]
+    Refused { device: String, detail: String },
+    #[error("{device}: mount mode: {detail}")]
+    Mount { device: String, detail: String },
 }
 
 /// A name on the drive that could not be used as a path component, reported, never used.
@@ -106,9 +122,10 @@ pub struct Skipped {
 pub struct DriveFiles {
     /// Where it came from, e.g. `/dev/loop3` or `images/sample/config-2.iso`.
     pub device: String,
-    /// `iso9660` or `dir`.
+    /// `iso9660`, `vfat` or `dir` (mount mode: the mounted filesystem type).
     pub fstype: String,
-    /// Volume label (ISO9660 primary volume identifier, trailing spaces removed).
+    /// Volume label (ISO9660 primary volume identifier; FAT root label entry, else the boot
+    /// sector's), trailing spaces removed.
     pub label: Option<String>,
     /// Regular files: path -> content.
     #[serde(skip)]
@@ -179,7 +196,7 @@ fn level1_name(name: &str, is_dir: bool) -> String {
 
 /// Whether a stored name matches a wanted name: case-insensitively, ignoring `;N`, or as the
 /// 8.3 level-1 mangling of the wanted name.
-fn name_matches(stored: &str, wanted: &str, is_dir: bool) -> bool {
+pub(crate) fn name_matches(stored: &str, wanted: &str, is_dir: bool) -> bool {
     let stored = strip_version(stored);
     stored.eq_ignore_ascii_case(wanted) || stored.eq_ignore_ascii_case(&level1_name(wanted, is_dir))
 }
@@ -292,19 +309,155 @@ pub fn source_kind(path: &Path) -> Result<SourceKind, MediaError> {
 }
 
 /// Reads a source given on the command line: a directory tree, or a block device / image file
-/// holding ISO9660.
+/// holding ISO9660 or FAT, or a partition table with a config partition inside (default
+/// matching rules; duplicates refused).
 pub fn read_source(path: &Path, limits: &Limits) -> Result<DriveFiles, MediaError> {
+    read_source_with(path, limits, &Rules::default(), DuplicateRule::Refuse)
+}
+
+/// `read_source` with the operator's matching rules and duplicate rule. A device or image whose
+/// start is not a filesystem is looked into: its partition table is read (the kernel may show
+/// no partitions), each partition's signature matched like the probe does, and the best
+/// candidate read through an offset reader.
+pub fn read_source_with(
+    path: &Path,
+    limits: &Limits,
+    rules: &Rules,
+    duplicates: DuplicateRule,
+) -> Result<DriveFiles, MediaError> {
     let device = path.display().to_string();
     match source_kind(path)? {
         SourceKind::Directory => dir::read_dir_tree(path, limits),
         SourceKind::BlockDevice | SourceKind::ImageFile => {
-            let file = File::open(path).map_err(|e| MediaError::Io {
+            let io = |e| MediaError::Io {
                 device: device.clone(),
                 source: e,
-            })?;
-            iso9660::read_iso9660(file, &device, limits)
+            };
+            let mut file = File::open(path).map_err(io)?;
+            match crate::probe::sig::read_signature(&mut file, &device) {
+                Found::Fs(s) if s.fstype == "iso9660" || s.fstype == "vfat" => {
+                    read_fs(file, &device, limits)
+                }
+                Found::Table => read_from_table(file, &device, limits, rules, duplicates),
+                _ => read_fs(file, &device, limits),
+            }
         }
     }
+}
+
+/// Reads whatever filesystem `reader` holds from its start: ISO9660 or FAT.
+pub fn read_fs<R: Read + Seek>(
+    mut reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    let io = |e| MediaError::Io {
+        device: device.to_string(),
+        source: e,
+    };
+    let mut head = [0u8; 512];
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    let n = read_up_to(&mut reader, &mut head).map_err(io)?;
+    let is_iso = iso9660::read_iso9660_label(&mut reader)
+        .map_err(io)?
+        .is_some();
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    if is_iso {
+        iso9660::read_iso9660(reader, device, limits)
+    } else if n == 512 && fat::is_fat_boot_sector(&head) {
+        fat::read_fat(reader, device, limits)
+    } else if n == 512 && part::looks_like_table(&head) {
+        Err(MediaError::Unrecognised {
+            device: device.to_string(),
+        })
+    } else {
+        // Neither: keep the ISO9660 reader's precise error (most drives are ISO9660).
+        iso9660::read_iso9660(reader, device, limits)
+    }
+}
+
+fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads the config partition of a partitioned device or image (see `read_source_with`).
+fn read_from_table(
+    mut file: File,
+    device: &str,
+    limits: &Limits,
+    rules: &Rules,
+    duplicates: DuplicateRule,
+) -> Result<DriveFiles, MediaError> {
+    use crate::probe::{match_signature, rank_candidates, trust, BlockDevice, DeviceClass};
+    let table = part::read_partition_table(&mut file, device, 512)?.ok_or_else(|| {
+        MediaError::Unrecognised {
+            device: device.to_string(),
+        }
+    })?;
+    let trailing = table.trailing().map(|p| p.number);
+    let mut found = Vec::new();
+    let mut seen = Vec::new();
+    for p in &table.partitions {
+        let mut d = BlockDevice::whole(
+            &format!("{device}:{}", p.number),
+            device,
+            DeviceClass::Partition,
+            p.size,
+        );
+        d.partition = Some(p.clone());
+        d.table_only = true;
+        d.trailing = trailing == Some(p.number);
+        let mut r = part::OffsetReader::new(&mut file, p.start, p.size);
+        let sig = crate::probe::sig::read_signature(&mut r, &d.display());
+        match &sig {
+            Found::Fs(s) => seen.push(format!(
+                "{}: {}{}",
+                p.number,
+                s.fstype,
+                s.label
+                    .as_deref()
+                    .map(|l| format!(" {l}"))
+                    .unwrap_or_default()
+            )),
+            _ => seen.push(format!("{}: unrecognised", p.number)),
+        }
+        if let Found::Fs(s) = sig {
+            found.extend(match_signature(&d, &s, rules));
+        }
+    }
+    let ranked = rank_candidates(found);
+    let best = trust::select(&ranked, duplicates)
+        .map_err(|r| MediaError::Refused {
+            device: device.to_string(),
+            detail: r.to_string(),
+        })?
+        .ok_or_else(|| MediaError::NoConfigPartition {
+            device: device.to_string(),
+            detail: format!("{:?} table, partitions {}", table.kind, seen.join(", ")),
+        })?;
+    let p = best
+        .device
+        .partition
+        .clone()
+        .ok_or_else(|| MediaError::Unrecognised {
+            device: device.to_string(),
+        })?;
+    tracing::info!("{device}: using {}", best.reason);
+    let name = best.device.display();
+    read_fs(
+        part::OffsetReader::new(file, p.start, p.size),
+        &name,
+        limits,
+    )
 }
 
 /// A device node path under a (possibly redirected) `/dev`.

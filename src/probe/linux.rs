@@ -1,18 +1,29 @@
-//! Linux probe: enumerates `/sys/class/block` (whole disks, partitions, `sr*`, attached `loop*`)
-//! and reads each device's ISO9660 label straight from the device node. No blkid, no udev
-//! database, no mount. Both roots (sysfs and /dev) can be redirected for tests.
+//! Linux probe: enumerates `/sys/class/block` (whole disks, partitions, `sr*`, attached `loop*`),
+//! reads each device's signature straight from the device node, and reads the partition table
+//! of whole disks itself (kernels without partition support show no `vda2`; image-backed loop
+//! devices have none unless attached with `-P`). No blkid, no udev database, no mount, no
+//! `udevadm settle`: late devices are waited for with inotify plus short polling, up to a
+//! deadline. Both roots (sysfs and /dev) can be redirected for tests.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use super::{match_signature, rank_candidates, BlockDevice, Candidate, DeviceClass, Signature};
-use crate::media::iso9660::read_iso9660_label;
+use super::sig::{read_signature, Found};
+use super::{
+    match_signature, rank_candidates, BlockDevice, Candidate, DeviceClass, Rules, Signature,
+};
+use crate::media::part::{read_partition_table, OffsetReader};
 
-/// Where to look: `sys` is the sysfs mount (`/sys`), `dev` the device directory (`/dev`).
+/// Where to look: `sys` is the sysfs mount (`/sys`), `dev` the device directory (`/dev`),
+/// `root` the system whose disk is the boot disk (`/`).
 #[derive(Debug, Clone)]
 pub struct ProbeRoots {
     pub sys: PathBuf,
     pub dev: PathBuf,
+    pub root: PathBuf,
 }
 
 impl Default for ProbeRoots {
@@ -20,17 +31,41 @@ impl Default for ProbeRoots {
         ProbeRoots {
             sys: PathBuf::from("/sys"),
             dev: PathBuf::from("/dev"),
+            root: PathBuf::from("/"),
         }
     }
+}
+
+/// What one probe saw.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// Every device examined, partitions found in tables included, sorted by name.
+    pub devices: Vec<BlockDevice>,
+    /// Candidates, best first.
+    pub candidates: Vec<Candidate>,
 }
 
 fn read_attr(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
+/// One sysfs entry with what the probe needs beyond `BlockDevice`.
+struct SysDev {
+    dev: BlockDevice,
+    /// `major:minor`.
+    devno: Option<String>,
+    /// Kernel partition number (`partition` attribute).
+    number: Option<u32>,
+    logical_block: u64,
+}
+
 /// Lists the block devices in sysfs that could hold a filesystem, sorted by name.
 /// Skipped: devices of size 0 (empty CD-ROM drives, detached loops), ram and zram devices.
 pub fn probe_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
+    list_sysfs(roots).into_iter().map(|s| s.dev).collect()
+}
+
+fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
     let class = roots.sys.join("class/block");
     let Ok(rd) = fs::read_dir(&class) else {
         tracing::debug!("{}: cannot list block devices", class.display());
@@ -50,9 +85,10 @@ pub fn probe_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
             tracing::debug!(device = %name, "size 0 (no medium or detached): skipped");
             continue;
         }
+        let number: Option<u32> = read_attr(&sys.join("partition")).and_then(|s| s.parse().ok());
         let is_partition = sys.join("partition").exists();
         let backing_file = read_attr(&sys.join("loop/backing_file"));
-        if name.starts_with("loop") && backing_file.is_none() {
+        if name.starts_with("loop") && !is_partition && backing_file.is_none() {
             continue;
         }
         let class = if is_partition {
@@ -74,53 +110,214 @@ pub fn probe_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
         } else {
             None
         };
-        out.push(BlockDevice {
-            path: roots.dev.join(&name).display().to_string(),
-            name,
+        let mut dev = BlockDevice::whole(
+            &name,
+            &roots.dev.join(&name).display().to_string(),
             class,
             // sysfs `size` is always in 512-byte units, whatever the logical sector size.
-            size_bytes: sectors.saturating_mul(512),
-            read_only: read_attr(&sys.join("ro")).as_deref() == Some("1"),
-            removable: read_attr(&sys.join("removable")).as_deref() == Some("1"),
-            parent,
-            backing_file,
+            sectors.saturating_mul(512),
+        );
+        dev.read_only = read_attr(&sys.join("ro")).as_deref() == Some("1");
+        dev.removable = read_attr(&sys.join("removable")).as_deref() == Some("1");
+        dev.parent = parent;
+        dev.backing_file = backing_file;
+        out.push(SysDev {
+            dev,
+            devno: read_attr(&sys.join("dev")),
+            number,
+            logical_block: read_attr(&sys.join("queue/logical_block_size"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(512),
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| a.dev.name.cmp(&b.dev.name));
     out
 }
 
-/// Reads a device's filesystem signature. `None` when it cannot be opened or read (logged at
-/// debug level) or holds nothing primer recognises.
-pub fn read_signature(dev: &BlockDevice) -> Option<Signature> {
-    let mut f = match File::open(&dev.path) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
-            return None;
-        }
-    };
-    match read_iso9660_label(&mut f) {
-        Ok(Some(label)) => Some(Signature {
-            fstype: "iso9660".into(),
-            label: if label.is_empty() { None } else { Some(label) },
-        }),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::debug!(device = %dev.path, "cannot read: {e}; skipped");
-            None
-        }
+/// The kernel-style name of partition `n` of `disk` (`vda` -> `vda2`, `loop3` -> `loop3p2`).
+fn partition_name(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
     }
 }
 
-/// The whole probe: devices, signatures, ranked candidates.
-pub fn probe(roots: &ProbeRoots) -> (Vec<BlockDevice>, Vec<Candidate>) {
-    let devices = probe_devices(roots);
-    let found = devices
-        .iter()
-        .filter_map(|d| read_signature(d).and_then(|s| match_signature(d, &s)))
-        .collect();
-    (devices, rank_candidates(found))
+/// Reads a device's (or a table-only partition's) signature. `None`: cannot be opened, or
+/// nothing there; logged at debug level.
+pub fn read_device_signature(dev: &BlockDevice) -> Found {
+    let f = match File::open(&dev.path) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
+            return Found::Nothing;
+        }
+    };
+    match dev.byte_range() {
+        Some((start, len)) => read_signature(&mut OffsetReader::new(f, start, len), &dev.display()),
+        None => read_signature(&mut { f }, &dev.path),
+    }
+}
+
+/// `major:minor` of the filesystem holding `root`.
+fn root_devno(root: &Path) -> Option<String> {
+    let m = fs::metadata(root).ok()?;
+    let d = m.dev();
+    Some(format!(
+        "{}:{}",
+        nix::sys::stat::major(d),
+        nix::sys::stat::minor(d)
+    ))
+}
+
+/// The whole probe: devices, partitions read from tables, signatures, ranked candidates.
+pub fn probe(roots: &ProbeRoots, rules: &Rules) -> Probe {
+    let sys = list_sysfs(roots);
+    let with_kernel_parts: BTreeSet<String> =
+        sys.iter().filter_map(|s| s.dev.parent.clone()).collect();
+    let root_dev = root_devno(&roots.root);
+    let mut devices: Vec<(BlockDevice, Found)> = Vec::new();
+    // Tables of whole disks, by disk name, to annotate kernel partitions.
+    let mut tables = BTreeMap::new();
+    let mut boot_disks: BTreeSet<String> = BTreeSet::new();
+    for s in sys.iter().filter(|s| s.dev.class != DeviceClass::Partition) {
+        let found = read_device_signature(&s.dev);
+        if found == Found::Table {
+            let table = File::open(&s.dev.path).ok().and_then(|mut f| {
+                read_partition_table(&mut f, &s.dev.path, s.logical_block)
+                    .map_err(|e| tracing::debug!(device = %s.dev.path, "partition table: {e}"))
+                    .ok()
+                    .flatten()
+            });
+            if let Some(t) = table {
+                let trailing = t.trailing().map(|p| p.number);
+                if !with_kernel_parts.contains(&s.dev.name) {
+                    // The kernel shows no partitions: reach each through an offset reader.
+                    for p in &t.partitions {
+                        let mut d = BlockDevice::whole(
+                            &partition_name(&s.dev.name, p.number),
+                            &s.dev.path,
+                            DeviceClass::Partition,
+                            p.size,
+                        );
+                        d.read_only = s.dev.read_only;
+                        d.parent = Some(s.dev.name.clone());
+                        d.partition = Some(p.clone());
+                        d.table_only = true;
+                        d.trailing = trailing == Some(p.number);
+                        let f = read_device_signature(&d);
+                        devices.push((d, f));
+                    }
+                }
+                tables.insert(s.dev.name.clone(), t);
+            }
+        }
+        devices.push((s.dev.clone(), found));
+    }
+    for s in sys.iter().filter(|s| s.dev.class == DeviceClass::Partition) {
+        let mut d = s.dev.clone();
+        if let (Some(t), Some(n)) = (d.parent.as_ref().and_then(|p| tables.get(p)), s.number) {
+            d.partition = t.partitions.iter().find(|p| p.number == n).cloned();
+            d.trailing = t.trailing().is_some_and(|p| p.number == n);
+        }
+        if root_dev.is_some() && s.devno == root_dev {
+            boot_disks.extend(d.parent.clone());
+        }
+        let found = read_device_signature(&d);
+        devices.push((d, found));
+    }
+    // A disk holding a Linux system filesystem is a boot disk: its ordinary partitions are the
+    // easiest place to plant a label, so they rank last.
+    for (d, f) in &devices {
+        if let (Some(p), Found::Fs(Signature { fstype, .. })) = (&d.parent, f) {
+            if fstype == "ext4" || fstype == "xfs" {
+                boot_disks.insert(p.clone());
+            }
+        }
+    }
+    let rules = rules.clone();
+    let mut found = Vec::new();
+    let mut out = Vec::new();
+    for (mut d, f) in devices {
+        d.on_boot_disk = d.parent.as_ref().is_some_and(|p| boot_disks.contains(p));
+        if let Found::Fs(sig) = &f {
+            if let Some(c) = match_signature(&d, sig, &rules) {
+                found.push(c);
+            }
+        }
+        out.push(d);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Probe {
+        devices: out,
+        candidates: rank_candidates(found),
+    }
+}
+
+/// Probes until a candidate shows up or `deadline` has passed: re-probes when sysfs or /dev
+/// changes (inotify) and at least every 100 ms (sysfs does not report every change, e.g. a
+/// loop device or CD-ROM getting its medium). Returns the last probe; never hangs.
+pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Probe {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+
+    let start = Instant::now();
+    let first = probe(roots, rules);
+    if !first.candidates.is_empty() || deadline.is_zero() {
+        return first;
+    }
+    tracing::info!(
+        "no config drive yet; waiting up to {:.1} s for late devices",
+        deadline.as_secs_f64()
+    );
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
+    if let Some(i) = &inotify {
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_MOVED_TO;
+        for dir in [roots.sys.join("class/block"), roots.dev.clone()] {
+            if let Err(e) = i.add_watch(&dir, mask) {
+                tracing::debug!("inotify on {}: {e}; polling only", dir.display());
+            }
+        }
+    }
+    let mut last = first;
+    let mut rounds = 0u32;
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            tracing::info!(
+                "no config drive after {:.1} s ({rounds} re-probes)",
+                start.elapsed().as_secs_f64()
+            );
+            return last;
+        }
+        let wait = left.min(Duration::from_millis(100));
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(100).max(1);
+        if let Some(i) = &inotify {
+            let mut fds = [PollFd::new(i.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+            // Drain: what changed does not matter, only that something did.
+            while let Ok(ev) = i.read_events() {
+                if ev.is_empty() {
+                    break;
+                }
+            }
+        } else {
+            std::thread::sleep(wait);
+        }
+        rounds += 1;
+        last = probe(roots, rules);
+        if !last.candidates.is_empty() {
+            tracing::info!(
+                "config drive appeared after {:.2} s",
+                start.elapsed().as_secs_f64()
+            );
+            return last;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +343,13 @@ mod tests {
     }
 
     #[test]
+    fn partition_names() {
+        assert_eq!(partition_name("vda", 2), "vda2");
+        assert_eq!(partition_name("loop3", 2), "loop3p2");
+        assert_eq!(partition_name("nvme0n1", 1), "nvme0n1p1");
+    }
+
+    #[test]
     fn fake_sysfs_and_dev() {
         let t = tempfile::tempdir().unwrap();
         let sys = t.path().join("sys");
@@ -167,7 +371,7 @@ mod tests {
         attr(&block.join("vdb"), "size", "2048\n");
         // vdc: a disk with another label.
         attr(&block.join("vdc"), "size", "72\n");
-        fs::write(dev.join("vdc"), pvd("cidata")).unwrap();
+        fs::write(dev.join("vdc"), pvd("cidata-x")).unwrap();
         // vda1: a partition.
         attr(&block.join("vda1"), "size", "72\n");
         attr(&block.join("vda1"), "partition", "1\n");
@@ -177,18 +381,20 @@ mod tests {
         let roots = ProbeRoots {
             sys,
             dev: dev.clone(),
+            root: t.path().to_path_buf(),
         };
-        let (devices, candidates) = probe(&roots);
-        let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+        let p = probe(&roots, &Rules::default());
+        let names: Vec<&str> = p.devices.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["loop0", "vda1", "vdb", "vdc"]);
         assert_eq!(
-            devices[0].backing_file.as_deref(),
+            p.devices[0].backing_file.as_deref(),
             Some("/images/drive.iso")
         );
-        assert!(devices[0].read_only);
-        assert_eq!(devices[0].size_bytes, 72 * 512);
-        assert_eq!(devices[1].class, DeviceClass::Partition);
-        let got: Vec<(&str, &str)> = candidates
+        assert!(p.devices[0].read_only);
+        assert_eq!(p.devices[0].size_bytes, 72 * 512);
+        assert_eq!(p.devices[1].class, DeviceClass::Partition);
+        let got: Vec<(&str, &str)> = p
+            .candidates
             .iter()
             .map(|c| (c.device.name.as_str(), c.reason.as_str()))
             .collect();
@@ -201,5 +407,47 @@ mod tests {
             got,
             [("loop0", reason0.as_str()), ("vda1", reason1.as_str())]
         );
+    }
+
+    #[test]
+    fn wait_returns_at_the_deadline_when_nothing_appears() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("sys/class/block")).unwrap();
+        fs::create_dir_all(t.path().join("dev")).unwrap();
+        let roots = ProbeRoots {
+            sys: t.path().join("sys"),
+            dev: t.path().join("dev"),
+            root: t.path().to_path_buf(),
+        };
+        let start = Instant::now();
+        let p = probe_wait(&roots, &Rules::default(), Duration::from_millis(300));
+        let took = start.elapsed();
+        assert!(p.candidates.is_empty());
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[test]
+    fn wait_finds_a_device_that_appears_late() {
+        let t = tempfile::tempdir().unwrap();
+        let block = t.path().join("sys/class/block");
+        fs::create_dir_all(&block).unwrap();
+        fs::create_dir_all(t.path().join("dev")).unwrap();
+        let roots = ProbeRoots {
+            sys: t.path().join("sys"),
+            dev: t.path().join("dev"),
+            root: t.path().to_path_buf(),
+        };
+        let dev = roots.dev.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            fs::write(dev.join("vdz"), pvd("config-2")).unwrap();
+            attr(&block.join("vdz"), "size", "72\n");
+        });
+        let start = Instant::now();
+        let p = probe_wait(&roots, &Rules::default(), Duration::from_secs(5));
+        h.join().unwrap();
+        assert_eq!(p.candidates.len(), 1);
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 }

@@ -1,0 +1,403 @@
+//! FAT reader (FAT12/16/32, long names) over any `Read + Seek`, behind primer's media interface,
+//! using the `fatfs` crate. Read-only: the stream handed to fatfs refuses every write (and
+//! counts the attempts), so nothing on the drive can change. Bounded like the ISO9660 reader:
+//! file size, total bytes, depth and entry count from `Limits`, plus a cap on the bytes fatfs
+//! may pull from the device, which is what stops cyclic cluster chains. Unsafe names are
+//! reported in `skipped`, never used.
+
+use std::cell::Cell;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::rc::Rc;
+
+use super::dir::check_size;
+use super::{unsafe_component, DriveFiles, LimitKind, Limits, MediaError, Skipped};
+
+/// Bytes of the device cached at once: fatfs reads directory entries 32 bytes at a time.
+const BLOCK: usize = 64 * 1024;
+/// Root entries looked at when the probe lists the root directory.
+const MAX_ROOT_NAMES: usize = 512;
+
+/// Whether `boot` (the first sector, at least 512 bytes) is a FAT boot sector: jump
+/// instruction, a plausible BIOS parameter block and the boot signature.
+pub fn is_fat_boot_sector(boot: &[u8]) -> bool {
+    if boot.len() < 512 {
+        return false;
+    }
+    let jump = boot[0] == 0xeb || boot[0] == 0xe9;
+    let bps = u16::from_le_bytes([boot[11], boot[12]]);
+    let spc = boot[13];
+    let reserved = u16::from_le_bytes([boot[14], boot[15]]);
+    let fats = boot[16];
+    let sig = boot[510] == 0x55 && boot[511] == 0xaa;
+    jump && sig
+        && matches!(bps, 512 | 1024 | 2048 | 4096)
+        && spc.is_power_of_two()
+        && reserved > 0
+        && (1..=4).contains(&fats)
+}
+
+/// The label in the boot sector's extended BIOS parameter block (offset 43 for FAT12/16, 71
+/// for FAT32, present when the extended boot signature 0x29 is set). `None` when absent, blank
+/// or the `NO NAME` placeholder.
+pub fn boot_sector_label(boot: &[u8]) -> Option<String> {
+    if boot.len() < 90 {
+        return None;
+    }
+    let fat32 = u16::from_le_bytes([boot[22], boot[23]]) == 0;
+    let (sig_at, label_at) = if fat32 { (66, 71) } else { (38, 43) };
+    if boot[sig_at] != 0x29 {
+        return None;
+    }
+    label_text(&boot[label_at..label_at + 11])
+}
+
+/// An 11-byte label, trailing spaces and NULs removed; the `NO NAME` placeholder is no label.
+fn label_text(raw: &[u8]) -> Option<String> {
+    let end = raw
+        .iter()
+        .rposition(|&b| b != b' ' && b != 0)
+        .map_or(0, |i| i + 1);
+    let s: String = raw[..end]
+        .iter()
+        .map(|&b| if b.is_ascii() { b as char } else { '\u{fffd}' })
+        .collect();
+    (!s.is_empty() && s != "NO NAME").then_some(s)
+}
+
+/// The stream fatfs works on: reads cached in aligned blocks, every write refused, and reading
+/// capped at `budget` bytes delivered (a cyclic cluster chain would otherwise never end).
+pub struct ReadOnly<R> {
+    inner: R,
+    len: u64,
+    pos: u64,
+    block: Vec<u8>,
+    block_at: Option<u64>,
+    budget: u64,
+    /// Write attempts seen (and refused); shared so tests can check it after fatfs drops us.
+    pub writes: Rc<Cell<u64>>,
+}
+
+impl<R: Read + Seek> ReadOnly<R> {
+    pub fn new(mut inner: R, budget: u64) -> io::Result<Self> {
+        let len = inner.seek(SeekFrom::End(0))?;
+        inner.seek(SeekFrom::Start(0))?;
+        Ok(ReadOnly {
+            inner,
+            len,
+            pos: 0,
+            block: Vec::new(),
+            block_at: None,
+            budget,
+            writes: Rc::new(Cell::new(0)),
+        })
+    }
+
+    fn fill(&mut self, at: u64) -> io::Result<()> {
+        if self.block_at == Some(at) {
+            return Ok(());
+        }
+        let n = usize::try_from((self.len - at).min(BLOCK as u64)).unwrap_or(BLOCK);
+        self.block.resize(n, 0);
+        self.inner.seek(SeekFrom::Start(at))?;
+        self.inner.read_exact(&mut self.block)?;
+        self.block_at = Some(at);
+        Ok(())
+    }
+}
+
+impl<R: Read + Seek> Read for ReadOnly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.budget == 0 {
+            return Err(io::Error::other(
+                "read budget exhausted (cyclic cluster chain or directory?)",
+            ));
+        }
+        let at = self.pos - self.pos % BLOCK as u64;
+        self.fill(at)?;
+        let off = (self.pos - at) as usize;
+        let n = buf
+            .len()
+            .min(self.block.len() - off)
+            .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
+        buf[..n].copy_from_slice(&self.block[off..off + n]);
+        self.pos += n as u64;
+        self.budget -= n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for ReadOnly<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let new = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let p = new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad seek"))?;
+        self.pos = p;
+        Ok(p)
+    }
+}
+
+impl<R> Write for ReadOnly<R> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        self.writes.set(self.writes.get() + 1);
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "primer reads FAT volumes read-only",
+        ))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+type Fs<R> = fatfs::FileSystem<ReadOnly<R>>;
+
+fn open<R: Read + Seek>(
+    reader: R,
+    device: &str,
+    budget: u64,
+) -> Result<(Fs<R>, Rc<Cell<u64>>), MediaError> {
+    let stream = ReadOnly::new(reader, budget).map_err(|e| MediaError::Io {
+        device: device.to_string(),
+        source: e,
+    })?;
+    let writes = stream.writes.clone();
+    let fs = fatfs::FileSystem::new(stream, fatfs::FsOptions::new()).map_err(|e| {
+        MediaError::Corrupt {
+            device: device.to_string(),
+            path: String::new(),
+            detail: format!("FAT boot sector: {e}"),
+        }
+    })?;
+    Ok((fs, writes))
+}
+
+/// The label: the root directory's volume-label entry, else the boot sector's.
+fn label_of<R: Read + Seek>(fs: &Fs<R>) -> Option<String> {
+    match fs.read_volume_label_from_root_dir_as_bytes() {
+        Ok(Some(raw)) => label_text(&raw),
+        _ => label_text(fs.volume_label_as_bytes()),
+    }
+}
+
+/// What the probe needs from a FAT volume: its label and the names in its root directory.
+pub type FatSummary = (Option<String>, Vec<String>);
+
+/// Reads only what the probe needs: the label and the names in the root directory (at most
+/// 512). `Ok(None)` when the stream is not FAT.
+pub fn read_fat_summary<R: Read + Seek>(
+    reader: R,
+    device: &str,
+) -> Result<Option<FatSummary>, MediaError> {
+    let (fs, _) = match open(reader, device, 1 << 20) {
+        Ok(x) => x,
+        Err(MediaError::Corrupt { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let label = label_of(&fs);
+    let mut names = Vec::new();
+    for entry in fs.root_dir().iter().take(MAX_ROOT_NAMES) {
+        match entry {
+            Ok(e) => names.push(e.file_name()),
+            Err(_) => break,
+        }
+    }
+    Ok(Some((label, names)))
+}
+
+/// Reads every file of a FAT volume into `DriveFiles`, within `limits`.
+pub fn read_fat<R: Read + Seek>(
+    reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    read_fat_counting_writes(reader, device, limits).map(|(d, _)| d)
+}
+
+/// `read_fat`, also returning how many writes fatfs attempted (always refused; tests assert 0).
+pub fn read_fat_counting_writes<R: Read + Seek>(
+    reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<(DriveFiles, u64), MediaError> {
+    // Directory entries and FAT sectors come on top of the file data.
+    let budget = limits
+        .max_total_bytes
+        .saturating_mul(2)
+        .saturating_add(64 << 20);
+    let (fs, writes) = open(reader, device, budget)?;
+    let mut out = DriveFiles::new(device, "vfat");
+    out.label = label_of(&fs);
+    tracing::debug!(device, label = ?out.label, fat = ?fs.fat_type(), "reading FAT volume");
+    let corrupt = |path: &str, e: io::Error| MediaError::Corrupt {
+        device: device.to_string(),
+        path: path.to_string(),
+        detail: e.to_string(),
+    };
+    let mut entries = 0usize;
+    let mut total = 0u64;
+    let mut stack = vec![(fs.root_dir(), String::new(), 0usize)];
+    while let Some((dir, rel, depth)) = stack.pop() {
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| corrupt(&rel, e))?;
+            let name = entry.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            // Volume-label entries are not files (fatfs already hides them; be explicit).
+            if entry
+                .attributes()
+                .contains(fatfs::FileAttributes::VOLUME_ID)
+            {
+                continue;
+            }
+            entries += 1;
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if entries > limits.max_entries {
+                return Err(MediaError::Limit {
+                    device: device.to_string(),
+                    path,
+                    kind: LimitKind::Entries,
+                    value: entries as u64,
+                    limit: limits.max_entries as u64,
+                });
+            }
+            if let Some(reason) = unsafe_component(&name) {
+                out.skipped.push(Skipped {
+                    path,
+                    reason: reason.to_string(),
+                });
+                continue;
+            }
+            if entry.is_dir() {
+                if depth + 1 > limits.max_depth {
+                    return Err(MediaError::Limit {
+                        device: device.to_string(),
+                        path,
+                        kind: LimitKind::Depth,
+                        value: (depth + 1) as u64,
+                        limit: limits.max_depth as u64,
+                    });
+                }
+                stack.push((entry.to_dir(), path, depth + 1));
+            } else {
+                let len = entry.len();
+                check_size(device, &path, len, total, limits)?;
+                let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                entry
+                    .to_file()
+                    .take(len)
+                    .read_to_end(&mut data)
+                    .map_err(|e| corrupt(&path, e))?;
+                if data.len() as u64 != len {
+                    return Err(MediaError::Corrupt {
+                        device: device.to_string(),
+                        path,
+                        detail: format!(
+                            "file is {len} bytes but its cluster chain holds {}",
+                            data.len()
+                        ),
+                    });
+                }
+                total += len;
+                out.files.insert(path, data);
+            }
+        }
+    }
+    drop(stack);
+    drop(fs);
+    let w = writes.get();
+    if w > 0 {
+        tracing::warn!(device, "fatfs attempted {w} write(s); all refused");
+    }
+    Ok((out, w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A minimal FAT12 boot sector (1.44 MB floppy geometry) with `label` in the EBPB.
+    fn boot(label: &[u8; 11]) -> Vec<u8> {
+        let mut b = vec![0u8; 512];
+        b[0] = 0xeb;
+        b[1] = 0x3c;
+        b[2] = 0x90;
+        b[11..13].copy_from_slice(&512u16.to_le_bytes());
+        b[13] = 1;
+        b[14..16].copy_from_slice(&1u16.to_le_bytes());
+        b[16] = 2;
+        b[17..19].copy_from_slice(&224u16.to_le_bytes());
+        b[19..21].copy_from_slice(&2880u16.to_le_bytes());
+        b[21] = 0xf0;
+        b[22..24].copy_from_slice(&9u16.to_le_bytes());
+        b[38] = 0x29;
+        b[43..54].copy_from_slice(label);
+        b[54..62].copy_from_slice(b"FAT12   ");
+        b[510] = 0x55;
+        b[511] = 0xaa;
+        b
+    }
+
+    #[test]
+    fn boot_sector_checks() {
+        let b = boot(b"CONFIG-2   ");
+        assert!(is_fat_boot_sector(&b));
+        assert_eq!(boot_sector_label(&b).as_deref(), Some("CONFIG-2"));
+        assert_eq!(boot_sector_label(&boot(b"NO NAME    ")), None);
+        assert!(!is_fat_boot_sector(&vec![0u8; 512]));
+        let mut mbr = b.clone();
+        mbr[0] = 0xfa;
+        assert!(!is_fat_boot_sector(&mbr));
+        assert!(!is_fat_boot_sector(&b[..100]));
+    }
+
+    #[test]
+    fn not_fat_is_a_clear_error() {
+        let e = read_fat(Cursor::new(vec![0u8; 4096]), "dev9", &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("dev9"), "{e}");
+        assert!(read_fat_summary(Cursor::new(vec![0u8; 4096]), "dev9")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn writes_are_refused_and_counted() {
+        let mut s = ReadOnly::new(Cursor::new(vec![1u8; 100]), 1000).unwrap();
+        assert!(s.write(b"x").is_err());
+        assert_eq!(s.writes.get(), 1);
+        let mut buf = [0u8; 10];
+        s.seek(SeekFrom::Start(95)).unwrap();
+        assert_eq!(s.read(&mut buf).unwrap(), 5);
+    }
+
+    #[test]
+    fn cluster_number_below_two_is_an_error_not_a_panic() {
+        // Found by fuzz/fat: a directory entry whose first cluster is 0/1 made fatfs compute
+        // `cluster - 2` (panics with overflow checks; wraps past the device without).
+        let data = include_bytes!("testdata/fat-cluster-underflow.bin");
+        let r = read_fat(Cursor::new(&data[..]), "dev7", &Limits::default());
+        if let Err(e) = r {
+            assert!(e.to_string().contains("dev7"), "{e}");
+        }
+        let _ = read_fat_summary(Cursor::new(&data[..]), "dev7");
+    }
+
+    #[test]
+    fn read_budget_stops_reading() {
+        let mut s = ReadOnly::new(Cursor::new(vec![1u8; 100]), 10).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).unwrap(), 10);
+        assert!(s.read(&mut buf).is_err());
+    }
+}
