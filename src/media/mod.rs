@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod iso9660;
+pub mod packed;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -298,6 +299,11 @@ pub fn read_source(path: &Path, limits: &Limits) -> Result<DriveFiles, MediaErro
     match source_kind(path)? {
         SourceKind::Directory => dir::read_dir_tree(path, limits),
         SourceKind::BlockDevice | SourceKind::ImageFile => {
+            // Ironic packed drives (gzip, gzip + base64) and a lone ovf-env.xml are files that
+            // hold no filesystem: unpack or wrap them (media::packed); anything else is an image.
+            if let Some(d) = packed::read_special_file(path, &device, limits)? {
+                return Ok(d);
+            }
             let file = File::open(path).map_err(|e| MediaError::Io {
                 device: device.clone(),
                 source: e,
