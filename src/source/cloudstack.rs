@@ -62,7 +62,11 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
             }
             Err(e) => {
                 // The cloudstack/ tree may still identify the instance: warn and go on.
-                report.warn("openstack/", "", format!("{e}; using cloudstack/ alone"));
+                report.warn(
+                    e.file().unwrap_or("openstack/"),
+                    "",
+                    format!("{}; using cloudstack/ alone", e.reason()),
+                );
                 os_error = Some(e);
                 None
             }
@@ -249,11 +253,11 @@ fn read_password(drive: &DriveFiles, report: &mut Report) -> Result<Option<Secre
     let bytes = drive.get(&file).unwrap_or_default();
     check_size(device, &file, "", bytes.len(), MAX_DOC_BYTES)?;
     // One value per file; the trailing line break is not part of the password.
-    let mut end = bytes.len();
-    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
-        end -= 1;
-    }
-    let pass = &bytes[..end];
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b'\n' | b'\r'))
+        .map_or(0, |i| i + 1);
+    let pass = bytes.get(..end).unwrap_or_default();
     if NO_PASSWORD.iter().any(|m| m.as_bytes() == pass) {
         tracing::debug!("{device}: {file}: no new password on this drive");
         return Ok(None);

@@ -47,14 +47,17 @@ pub enum SourceError {
         position: u64,
         detail: String,
     },
-    #[error("{device}: {file}: {field}: {detail}")]
+    #[error("{device}: {file}{}: {detail}", at(field))]
     Field {
         device: String,
         file: String,
         field: String,
         detail: String,
     },
-    #[error("{device}: {file}{}: too large ({size} bytes > limit {limit})", if field.is_empty() { String::new() } else { format!(": {field}") })]
+    #[error(
+        "{device}: {file}{}: too large ({size} bytes > limit {limit})",
+        at(field)
+    )]
     TooLarge {
         device: String,
         file: String,
@@ -64,6 +67,60 @@ pub enum SourceError {
     },
     #[error("{device}: no known format found (expected an openstack/, cloudstack/ or ec2/ tree, an ovf-env.xml, or NoCloud meta-data/user-data at the top)")]
     UnknownFormat { device: String },
+}
+
+/// `": field"`, or nothing for a message about the whole file.
+fn at(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!(": {field}")
+    }
+}
+
+impl SourceError {
+    /// The drive file the error is about, when it is about one.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            SourceError::Missing { file, .. }
+            | SourceError::Json { file, .. }
+            | SourceError::Yaml { file, .. }
+            | SourceError::Xml { file, .. }
+            | SourceError::Field { file, .. }
+            | SourceError::TooLarge { file, .. } => Some(file),
+            SourceError::UnknownFormat { .. } => None,
+        }
+    }
+
+    /// The message without the device and file, for a warning that names the file itself.
+    pub fn reason(&self) -> String {
+        match self {
+            SourceError::Missing { .. } => "missing".into(),
+            SourceError::Json {
+                line,
+                column,
+                detail,
+                ..
+            } => format!("invalid JSON at line {line}, column {column}: {detail}"),
+            SourceError::Yaml { detail, .. } => format!("invalid YAML: {detail}"),
+            SourceError::Xml {
+                position, detail, ..
+            } => format!("invalid XML at byte {position}: {detail}"),
+            SourceError::Field { field, detail, .. } if field.is_empty() => detail.clone(),
+            SourceError::Field { field, detail, .. } => format!("{field}: {detail}"),
+            SourceError::TooLarge {
+                field, size, limit, ..
+            } => format!(
+                "{}too large ({size} bytes > limit {limit})",
+                if field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{field}: ")
+                }
+            ),
+            SourceError::UnknownFormat { .. } => self.to_string(),
+        }
+    }
 }
 
 /// The format a drive holds, by its layout alone (no parsing).
@@ -156,5 +213,55 @@ pub(crate) fn collect_keys(
                 ),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Format;
+
+    fn drive(paths: &[&str]) -> DriveFiles {
+        let mut d = DriveFiles::new("/dev/t", "dir");
+        for p in paths {
+            d.files.insert(p.to_string(), b"x".to_vec());
+        }
+        d
+    }
+
+    #[test]
+    fn detection_order() {
+        let cases: &[(&[&str], Option<Format>)] = &[
+            (&["cloudstack/metadata/vm-id.txt"], Some(Format::CloudStack)),
+            (
+                &[
+                    "openstack/latest/meta_data.json",
+                    "cloudstack/password/vm_password.txt",
+                ],
+                Some(Format::CloudStack),
+            ),
+            (
+                &[
+                    "openstack/latest/meta_data.json",
+                    "ec2/latest/meta-data.json",
+                ],
+                Some(Format::OpenStack),
+            ),
+            (&["ec2/latest/meta-data.json"], Some(Format::OpenStack)),
+            (&["ovf-env.xml"], Some(Format::Ovf)),
+            (&["OVF_ENV.XML;1"], Some(Format::Ovf)),
+            (&["ovf_env.xml"], Some(Format::Ovf)),
+            (&["meta-data"], Some(Format::NoCloud)),
+            (&["user-data"], Some(Format::NoCloud)),
+            (&["META_DAT.;1"], Some(Format::NoCloud)),
+            (&["openstack"], None),
+            (&["random/file"], None),
+            (&[], None),
+        ];
+        for (paths, want) in cases {
+            assert_eq!(detect(&drive(paths)), *want, "{paths:?}");
+        }
+        let e = parse_drive(&drive(&["x"])).unwrap_err().to_string();
+        assert!(e.starts_with("/dev/t: no known format"), "{e}");
     }
 }

@@ -152,7 +152,7 @@ pub fn parse_nocloud(drive: &DriveFiles) -> Result<(Instance, Report), SourceErr
                     inst.network.push(nc);
                 }
             }
-            Err(e) => report.warn(&f, "", format!("{e}; network config ignored")),
+            Err(e) => report.warn(&f, "", format!("{}; network config ignored", e.reason())),
         }
     }
     if let Some(eni) = eni {

@@ -7,7 +7,9 @@
 
 use serde_json::{Map, Value};
 
-use super::value::{check_size, decode_base64, kind, parse_json, scalar_text, MAX_USER_DATA_BYTES};
+use super::value::{
+    check_size, decode_base64, describe, kind, parse_json, scalar_text, MAX_USER_DATA_BYTES,
+};
 use super::{collect_keys, SourceError};
 use crate::media::DriveFiles;
 use crate::model::{
@@ -255,7 +257,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
                         _ => report.warn(
                             &md_file,
                             "meta.admin_username",
-                            format!("expected a non-empty string, found {}; ignored", kind(v)),
+                            format!("expected a user name, found {}; ignored", describe(v)),
                         ),
                     },
                     _ => {
@@ -362,7 +364,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
                     None => report.warn(
                         &md_file,
                         &format!("dedicated_cpus[{i}]"),
-                        format!("expected a CPU number, found {}; ignored", kind(c)),
+                        format!("expected a CPU number, found {}; ignored", describe(c)),
                     ),
                 }
             }
@@ -518,7 +520,11 @@ fn parse_device(d: &Value, file: &str, i: usize, report: &mut Report) -> Option<
                 // nova writes the VLAN id as a string or a number depending on the release.
                 _ => match scalar_text(v).and_then(|s| s.trim().parse::<u32>().ok()) {
                     Some(n) => dev.vlan = Some(n),
-                    None => warn_type(report, "a VLAN id"),
+                    None => report.warn(
+                        file,
+                        &field,
+                        format!("expected a VLAN id, found {}; ignored", describe(v)),
+                    ),
                 },
             },
             "vf_trusted" => match v {
@@ -568,7 +574,10 @@ fn read_version_files(
             Err(e) => report.warn(
                 &file,
                 "",
-                format!("{e}; kept raw, no vendor user-data taken from it"),
+                format!(
+                    "{}; kept raw, no vendor user-data taken from it",
+                    e.reason()
+                ),
             ),
         }
     }
@@ -599,7 +608,7 @@ fn read_version_files(
                     kind(&other)
                 ),
             ),
-            Err(e) => report.warn(&file, "", format!("{e}; network data ignored")),
+            Err(e) => report.warn(&file, "", format!("{}; network data ignored", e.reason())),
         }
     }
     Ok(())

@@ -158,7 +158,7 @@ pub fn parse_ovf_env(
                     inst.network.push(c);
                 }
             }
-            Err(e) => report.warn(file, "network-config", format!("{e}; ignored")),
+            Err(e) => report.warn(file, "network-config", format!("{}; ignored", e.reason())),
         }
     }
     for (k, v) in &last {
@@ -227,6 +227,8 @@ fn read_properties(
     let mut seen_root = false;
     let mut azure = false;
     let mut props = Vec::new();
+    // Every Property element seen, for warnings (accepted or not).
+    let mut seen_props = 0usize;
     loop {
         let ev = reader
             .read_event()
@@ -294,8 +296,9 @@ fn read_properties(
                 .get(1)
                 .is_some_and(|(o, n)| *o && n == "PropertySection");
         if parent_is_section && in_ovf && local == "Property" {
+            seen_props += 1;
             if let Some(p) =
-                property(&reader, e, file, props.len(), report).map_err(|d| xml_err(pos, d))?
+                property(&reader, e, file, seen_props - 1, report).map_err(|d| xml_err(pos, d))?
             {
                 props.push(p);
             }
@@ -334,6 +337,7 @@ fn property(
     let mut value = None;
     let mut bare_key = None;
     let mut bare_value = None;
+    let field = format!("Property[{index}]");
     for attr in e.attributes() {
         let attr = attr.map_err(|e| e.to_string())?;
         let (ns, local) = reader.resolver().resolve_attribute(attr.key);
@@ -351,10 +355,17 @@ fn property(
             (true, _, "value") => value = Some(v()?),
             (_, true, "key") => bare_key = Some(v()?),
             (_, true, "value") => bare_value = Some(v()?),
-            _ => {}
+            _ => {
+                if let ResolveResult::Unknown(prefix) = &ns {
+                    report.warn(
+                        file,
+                        &field,
+                        format!("attribute prefix {prefix:?} is not declared; attribute ignored"),
+                    );
+                }
+            }
         }
     }
-    let field = format!("Property[{index}]");
     if key.is_none() && bare_key.is_some() {
         report.warn(
             file,

@@ -143,12 +143,17 @@ pub fn parse_json(device: &str, file: &str, bytes: &[u8]) -> Result<Value, Sourc
     let v = ValueSeed { depth: 0 }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| SourceError::Json {
-            device: device.to_string(),
-            file: file.to_string(),
-            line: e.line(),
-            column: e.column(),
-            detail: e.to_string(),
+        .map_err(|e| {
+            // serde_json appends the position to its message; the error shows it already.
+            let msg = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            SourceError::Json {
+                device: device.to_string(),
+                file: file.to_string(),
+                line: e.line(),
+                column: e.column(),
+                detail: msg.strip_suffix(&suffix).unwrap_or(&msg).to_string(),
+            }
         })?;
     Ok(v)
 }
@@ -203,8 +208,13 @@ pub fn parse_yaml(
         // One-line errors: the message goes to a log line naming file and position.
         with_snippet: false,
     };
-    let v: CheckedValue = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| err(one_line(&e.to_string())))?;
+    let v: CheckedValue = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        // The crate's hint names its own API, which means nothing to an operator.
+        let msg = e
+            .to_string()
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+        err(one_line(&msg))
+    })?;
     Ok(v.0)
 }
 
@@ -235,6 +245,21 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
         .decode(&compact)
         .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(&compact))
         .ok()
+}
+
+/// A value as a message shows it: scalars as short JSON text, containers by kind.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(_) | Value::Object(_) => kind(v).to_string(),
+        _ => {
+            let t = v.to_string();
+            if t.chars().count() > 40 {
+                format!("{}...", t.chars().take(40).collect::<String>())
+            } else {
+                t
+            }
+        }
+    }
 }
 
 /// What a JSON value is, for messages.
