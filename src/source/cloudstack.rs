@@ -176,18 +176,10 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
     inst.cloudstack = Some(cs);
 
     // Metadata files primer does not know: kept, with a warning.
-    for stored in drive.files.keys() {
-        let parts: Vec<&str> = stored.split('/').collect();
-        let [top, sub, name] = parts.as_slice() else {
+    for stored in dir_files(drive, "metadata") {
+        let Some(name) = stored.rsplit('/').next() else {
             continue;
         };
-        let dir_is = |s: &str, want: &str, l1: &str| {
-            let s = strip_version(s);
-            s.eq_ignore_ascii_case(want) || s.eq_ignore_ascii_case(l1)
-        };
-        if !dir_is(top, "cloudstack", "CLOUDSTA") || !dir_is(sub, "metadata", "METADATA") {
-            continue;
-        }
         if used.contains(stored) {
             continue;
         }
@@ -238,43 +230,117 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
     Ok((inst, report))
 }
 
-/// Reads `cloudstack/password/vm_password.txt` and checks it against
-/// `vm-password-md5checksum.txt` when that exists. `None` when absent, a "no password" marker, or
-/// failing the checksum (a warning names the file).
-fn read_password(drive: &DriveFiles, report: &mut Report) -> Result<Option<Secret>, SourceError> {
-    let device = &drive.device;
-    let Some(file) = ["vm_password.txt", "vm-password.txt"]
-        .iter()
-        .find_map(|n| drive.resolve(&format!("cloudstack/password/{n}")))
-        .map(str::to_string)
-    else {
-        return Ok(None);
+/// The stored paths of the files directly in `cloudstack/<sub>/`, matching the directory names
+/// case-insensitively and in their level-1 (8.3) form.
+fn dir_files<'d>(drive: &'d DriveFiles, sub: &str) -> Vec<&'d String> {
+    let dir_is = |s: &str, want: &str| {
+        let s = strip_version(s);
+        let l1: String = want.chars().take(8).collect();
+        s.eq_ignore_ascii_case(want) || s.eq_ignore_ascii_case(&l1)
     };
-    let bytes = drive.get(&file).unwrap_or_default();
-    check_size(device, &file, "", bytes.len(), MAX_DOC_BYTES)?;
-    // One value per file; the trailing line break is not part of the password.
+    drive
+        .files
+        .keys()
+        .filter(|stored| {
+            let parts: Vec<&str> = stored.split('/').collect();
+            matches!(parts.as_slice(), [top, s, _] if dir_is(top, "cloudstack") && dir_is(s, sub))
+        })
+        .collect()
+}
+
+/// One value per file; the trailing line break is not part of it.
+fn one_line_value(bytes: &[u8]) -> &[u8] {
     let end = bytes
         .iter()
         .rposition(|b| !matches!(b, b'\n' | b'\r'))
         .map_or(0, |i| i + 1);
-    let pass = bytes.get(..end).unwrap_or_default();
+    bytes.get(..end).unwrap_or_default()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads `cloudstack/password/vm_password.txt` and checks it against
+/// `vm-password-md5checksum.txt` when that exists. `None` when absent, a "no password" marker, or
+/// failing the checksum (a warning names the file).
+///
+/// On a level-1 (8.3) ISO both names become `VM_PASSW.TXT` and the producer renames one of them
+/// (`VM_PA000.TXT`), so the names say nothing: there the two files are told apart by content,
+/// the checksum being the MD5 of the other.
+fn read_password(drive: &DriveFiles, report: &mut Report) -> Result<Option<Secret>, SourceError> {
+    let device = &drive.device;
+    let files = dir_files(drive, "password");
+    let named = |names: &[&str]| {
+        files
+            .iter()
+            .find(|f| {
+                let n = strip_version(f.rsplit('/').next().unwrap_or_default());
+                names.iter().any(|w| n.eq_ignore_ascii_case(w))
+            })
+            .map(|f| f.to_string())
+    };
+    let mut pass_file = named(&["vm_password.txt", "vm-password.txt"]);
+    let mut sum_file = named(&["vm-password-md5checksum.txt", "vm_password_md5checksum.txt"]);
+    for f in &files {
+        check_size(
+            device,
+            f,
+            "",
+            drive.get(f).map_or(0, <[u8]>::len),
+            MAX_DOC_BYTES,
+        )?;
+    }
+    if pass_file.is_none() {
+        let value = |f: &str| one_line_value(drive.get(f).unwrap_or_default()).to_vec();
+        match files.as_slice() {
+            [] => return Ok(None),
+            [only] => pass_file = Some(only.to_string()),
+            [a, b] => {
+                let (va, vb) = (value(a), value(b));
+                let is_sum = |sum: &[u8], of: &[u8]| {
+                    String::from_utf8_lossy(sum)
+                        .trim()
+                        .eq_ignore_ascii_case(&md5_hex(of))
+                };
+                if is_sum(&vb, &va) {
+                    (pass_file, sum_file) = (Some(a.to_string()), Some(b.to_string()));
+                } else if is_sum(&va, &vb) {
+                    (pass_file, sum_file) = (Some(b.to_string()), Some(a.to_string()));
+                } else {
+                    report.warn(
+                        a,
+                        "password",
+                        format!("{a} and {b} (8.3 names): neither is the MD5 checksum of the other; password ignored"),
+                    );
+                    return Ok(None);
+                }
+            }
+            more => {
+                report.warn(
+                    more[0],
+                    "password",
+                    format!("{} files in the password directory and none named vm_password.txt; password ignored", more.len()),
+                );
+                return Ok(None);
+            }
+        }
+    }
+    let Some(file) = pass_file else {
+        return Ok(None);
+    };
+    let pass = one_line_value(drive.get(&file).unwrap_or_default());
     if NO_PASSWORD.iter().any(|m| m.as_bytes() == pass) {
         tracing::debug!("{device}: {file}: no new password on this drive");
         return Ok(None);
     }
-    let sum_file = ["vm-password-md5checksum.txt", "vm_password_md5checksum.txt"]
-        .iter()
-        .find_map(|n| drive.resolve(&format!("cloudstack/password/{n}")))
-        .map(str::to_string);
     if let Some(sum_file) = sum_file {
         let sum = drive.get(&sum_file).unwrap_or_default();
-        check_size(device, &sum_file, "", sum.len(), MAX_DOC_BYTES)?;
         let want = String::from_utf8_lossy(sum).trim().to_ascii_lowercase();
-        let got: String = Md5::digest(pass)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if want != got {
+        if want != md5_hex(pass) {
             report.warn(
                 &file,
                 "password",
@@ -350,6 +416,33 @@ mod tests {
         assert_eq!(r.warnings.len(), 1);
         assert!(r.warnings[0].message.contains("MD5"));
         assert!(!format!("{r:?}").contains("hunter3"));
+    }
+
+    #[test]
+    fn level1_names_told_apart_by_content() {
+        for (a, b) in [("hunter2\n", MD5_HUNTER2), (MD5_HUNTER2, "hunter2")] {
+            let d = drive(&[
+                ("CLOUDSTA/METADATA/VM_ID.TXT;1", "id-1"),
+                ("CLOUDSTA/PASSWORD/VM_PASSW.TXT;1", a),
+                ("CLOUDSTA/PASSWORD/VM_PA000.TXT;1", b),
+            ]);
+            let (i, r) = parse_cloudstack(&d).unwrap();
+            assert_eq!(i.instance_id, "id-1");
+            assert_eq!(i.admin_pass.unwrap().expose(), b"hunter2");
+            assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        }
+        let d = drive(&[
+            ("CLOUDSTA/METADATA/VM_ID.TXT;1", "id-1"),
+            ("CLOUDSTA/PASSWORD/VM_PASSW.TXT;1", "x"),
+            ("CLOUDSTA/PASSWORD/VM_PA000.TXT;1", "y"),
+        ]);
+        let (i, r) = parse_cloudstack(&d).unwrap();
+        assert!(i.admin_pass.is_none());
+        assert!(
+            r.warnings[0].message.contains("neither"),
+            "{:?}",
+            r.warnings
+        );
     }
 
     #[test]
