@@ -710,9 +710,11 @@ pub fn parse_ec2(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> 
         dated
             .or(dirs.last())
             .cloned()
-            .ok_or_else(|| SourceError::Missing {
+            .ok_or_else(|| SourceError::Field {
                 device: device.clone(),
                 file: "ec2/latest/meta-data.json".into(),
+                field: String::new(),
+                detail: "missing (no ec2/<version>/meta-data.json and no openstack/ tree)".into(),
             })?
     };
     let dir = format!("ec2/{version}");
@@ -937,6 +939,34 @@ mod tests {
         let (i, r) = parse_openstack(&drive(&[("openstack/latest/meta_data.json", md)])).unwrap();
         assert!(i.hostname.is_none());
         assert_eq!(r.warnings.len(), 6, "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn ec2_view_only_without_openstack() {
+        let d = drive(&[
+            (
+                "ec2/2009-04-04/meta-data.json",
+                r#"{"instance-id":"i-old"}"#,
+            ),
+            ("ec2/1.0/meta-data.json", r#"{"instance-id":"i-oldest"}"#),
+        ]);
+        let (i, r) = parse_ec2(&d).unwrap();
+        assert_eq!(
+            (i.instance_id.as_str(), i.version.as_str()),
+            ("i-old", "ec2/2009-04-04")
+        );
+        assert!(r.warnings[0].message.contains("legacy EC2 view"));
+        let d = drive(&[("ec2/latest/user-data", "x")]);
+        let e = parse_ec2(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("/dev/test: ec2/latest/meta-data.json: missing"),
+            "{e}"
+        );
+        let d = drive(&[("ec2/latest/meta-data.json", r#"{"hostname":"h"}"#)]);
+        assert!(parse_ec2(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("instance-id"));
     }
 
     #[test]
