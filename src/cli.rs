@@ -535,8 +535,11 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
         }
         writeln!(
             out,
-            "admin pass:   {}",
-            i.admin_pass.as_ref().map_or("-".into(), |s| s.to_string())
+            "admin pass:   {}{}",
+            i.admin_pass.as_ref().map_or("-".into(), |s| s.to_string()),
+            i.admin_username
+                .as_deref()
+                .map_or(String::new(), |u| format!(" (user {u})"))
         )?;
         writeln!(
             out,
@@ -544,6 +547,14 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
             i.random_seed.as_ref().map_or("-".into(), |s| s.to_string())
         )?;
         writeln!(out, "meta:         {} key(s)", i.meta.len())?;
+        if !i.devices.is_empty() || !i.dedicated_cpus.is_empty() {
+            writeln!(
+                out,
+                "devices:      {} (dedicated cpus: {})",
+                i.devices.len(),
+                i.dedicated_cpus.len()
+            )?;
+        }
         writeln!(out, "files:        {}", i.files.len())?;
         for f in &i.files {
             writeln!(
@@ -567,16 +578,50 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
         )?;
         writeln!(
             out,
-            "vendor data:  {}",
-            i.vendor_data.keys().cloned().collect::<Vec<_>>().join(", ")
+            "vendor data:  {}{}",
+            i.vendor_data.keys().cloned().collect::<Vec<_>>().join(", "),
+            if i.vendor_user_data.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} user-data part(s))", i.vendor_user_data.len())
+            }
         )?;
+        let nets: Vec<String> = i
+            .network
+            .iter()
+            .map(|n| {
+                let kind = match n {
+                    crate::model::NetworkConfig::OpenStack { .. } => "network_data",
+                    crate::model::NetworkConfig::V1 { .. } => "v1",
+                    crate::model::NetworkConfig::V2 { .. } => "v2",
+                    crate::model::NetworkConfig::Eni { .. } => "eni",
+                    crate::model::NetworkConfig::Disabled { .. } => "disabled",
+                };
+                format!("{kind} ({})", n.file())
+            })
+            .collect();
         writeln!(
             out,
-            "network data: {}",
-            i.network_data
-                .as_ref()
-                .map_or("-".into(), |b| format!("{} bytes", b.0.len()))
+            "network:      {}",
+            if nets.is_empty() {
+                "-".to_string()
+            } else {
+                nets.join(", ")
+            }
         )?;
+        if let Some(s) = &i.seedfrom {
+            writeln!(out, "seedfrom:     {s} (recorded, not fetched)")?;
+        }
+        if let Some(cs) = &i.cloudstack {
+            writeln!(
+                out,
+                "cloudstack:   vm-id {}, instance {}, offering {}",
+                cs.vm_id.as_deref().unwrap_or("-"),
+                cs.instance_name.as_deref().unwrap_or("-"),
+                cs.service_offering.as_deref().unwrap_or("-")
+            )?;
+        }
+        writeln!(out, "warnings:     {}", l.report.warnings.len())?;
         print_warnings(out, &l.report)?;
     }
     Ok(Exit::Changed)

@@ -6,6 +6,7 @@ pub mod dir;
 pub mod fat;
 pub mod iso9660;
 pub mod mount;
+pub mod packed;
 pub mod part;
 
 use std::collections::BTreeMap;
@@ -329,6 +330,11 @@ pub fn read_source_with(
     match source_kind(path)? {
         SourceKind::Directory => dir::read_dir_tree(path, limits),
         SourceKind::BlockDevice | SourceKind::ImageFile => {
+            // Ironic packed drives (gzip, gzip + base64) and a lone ovf-env.xml are files that
+            // hold no filesystem: unpack or wrap them (media::packed); anything else is an image.
+            if let Some(d) = packed::read_special_file(path, &device, limits)? {
+                return Ok(d);
+            }
             let io = |e| MediaError::Io {
                 device: device.clone(),
                 source: e,

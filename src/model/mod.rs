@@ -65,13 +65,23 @@ impl Serialize for Blob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// OpenStack config drive (`openstack/<version>/`), or its legacy `ec2/` view.
     OpenStack,
+    /// CloudStack config drive (`cloudstack/`, merged with `openstack/` when both exist).
+    CloudStack,
+    /// OVF environment transport (`ovf-env.xml`, DMTF DSP0243).
+    Ovf,
+    /// NoCloud seed (`meta-data`, `user-data`, `vendor-data`, `network-config`).
+    NoCloud,
 }
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Format::OpenStack => "openstack",
+            Format::CloudStack => "cloudstack",
+            Format::Ovf => "ovf",
+            Format::NoCloud => "nocloud",
         })
     }
 }
@@ -87,11 +97,107 @@ pub struct InjectedFile {
     pub content: Option<Blob>,
 }
 
+/// One entry of OpenStack `devices` (2016-06-30+): a NIC, disk or share with its tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// `nic`, `disk` or `share` (kept as given when unknown, with a warning).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub bus: Option<String>,
+    pub address: Option<String>,
+    pub mac: Option<String>,
+    pub serial: Option<String>,
+    pub path: Option<String>,
+    pub tags: Vec<String>,
+    pub vlan: Option<u32>,
+    pub vf_trusted: Option<bool>,
+    /// Keys primer does not interpret, kept verbatim.
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Network configuration as the drive gives it, with the file it came from. The `net` stage turns
+/// it into the typed network model; here it is only parsed, unwrapped and checked for shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum NetworkConfig {
+    /// OpenStack `network_data.json` (`links`, `networks`, `services`).
+    OpenStack {
+        file: String,
+        data: serde_json::Value,
+    },
+    /// Network config version 1 (a list of `physical`, `bond`, `vlan`, ... entries): `config`
+    /// is the whole document, a top-level `network:` wrapper removed.
+    V1 {
+        file: String,
+        config: serde_json::Value,
+    },
+    /// Network config version 2 (netplan YAML), a top-level `network:` wrapper removed.
+    V2 {
+        file: String,
+        config: serde_json::Value,
+    },
+    /// ifupdown (`/etc/network/interfaces`) text: OpenStack's legacy `network_config`, NoCloud's
+    /// `network-interfaces`.
+    Eni { file: String, text: String },
+    /// `config: disabled`: the drive asks that networking be left alone.
+    Disabled { file: String },
+}
+
+impl NetworkConfig {
+    /// The drive file the configuration came from.
+    pub fn file(&self) -> &str {
+        match self {
+            NetworkConfig::OpenStack { file, .. }
+            | NetworkConfig::V1 { file, .. }
+            | NetworkConfig::V2 { file, .. }
+            | NetworkConfig::Eni { file, .. }
+            | NetworkConfig::Disabled { file } => file,
+        }
+    }
+}
+
+/// One piece of vendor user-data: what OpenStack `vendor_data*.json` carries under `cloud-init`
+/// (a string, or each element of a list), or NoCloud's `vendor-data` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VendorPart {
+    /// The drive file it came from.
+    pub file: String,
+    /// MIME type when the producer named one (`{content, type}` list elements).
+    pub content_type: Option<String>,
+    pub data: Blob,
+}
+
+/// What a CloudStack drive says beyond the common fields (FORMATS.md §2), from
+/// `cloudstack/metadata/*.txt` and the hyphenated keys CloudStack adds to `meta_data.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CloudStackInfo {
+    /// `instance-id`: CloudStack's internal instance name (`i-2-34-VM`).
+    pub instance_name: Option<String>,
+    /// `vm-id`: the VM's UUID (what `meta_data.json` calls `uuid`).
+    pub vm_id: Option<String>,
+    pub service_offering: Option<String>,
+    pub local_ipv4: Option<String>,
+    pub public_ipv4: Option<String>,
+    pub public_hostname: Option<String>,
+    pub cloud_identifier: Option<String>,
+    pub cloud_name: Option<String>,
+    pub cloud_domain: Option<String>,
+    pub hypervisor_host_name: Option<String>,
+}
+
+impl CloudStackInfo {
+    pub fn is_empty(&self) -> bool {
+        *self == CloudStackInfo::default()
+    }
+}
+
 /// The normalised description of one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
     pub format: Format,
-    /// The version directory the data was read from (`2018-08-27`, `latest`).
+    /// What was read: the OpenStack version directory (`2018-08-27`, `latest`, `ec2/latest` for
+    /// the EC2 fallback); for CloudStack the OpenStack version merged in, or `cloudstack` alone;
+    /// `environment/1` for OVF; `seed` for NoCloud.
     pub version: String,
     pub instance_id: String,
     /// As the drive gives it (may be an FQDN, may be invalid: planning sanitises).
@@ -100,18 +206,36 @@ pub struct Instance {
     pub name: Option<String>,
     /// SSH public key lines, in drive order, deduplicated.
     pub ssh_keys: Vec<String>,
+    /// Free-form user key/values (OpenStack `meta` without the secrets, OVF properties primer
+    /// does not interpret).
     pub meta: BTreeMap<String, serde_json::Value>,
     pub availability_zone: Option<String>,
     pub project_id: Option<String>,
     pub launch_index: Option<i64>,
     pub random_seed: Option<Secret>,
+    /// The administrator password: OpenStack `admin_pass` (top level or in `meta`), the CloudStack
+    /// password file, the OVF `password` property.
     pub admin_pass: Option<Secret>,
+    /// The account the password (and keys) are meant for: OpenStack `meta.admin_username`, the
+    /// OVF `username` property.
+    pub admin_username: Option<String>,
+    /// OpenStack `devices` (2016-06-30+).
+    pub devices: Vec<Device>,
+    /// OpenStack `dedicated_cpus` (2020-10-14+).
+    pub dedicated_cpus: Vec<u32>,
     pub files: Vec<InjectedFile>,
     pub user_data: Option<Blob>,
-    /// `vendor_data.json`, `vendor_data2.json`: file name -> raw bytes.
+    /// Raw vendor data files (`vendor_data.json`, `vendor_data2.json`, `vendor-data`).
     pub vendor_data: BTreeMap<String, Blob>,
-    pub network_data: Option<Blob>,
-    /// Keys of `meta_data.json` primer does not interpret, kept verbatim.
+    /// The vendor user-data extracted from them, in file order.
+    pub vendor_user_data: Vec<VendorPart>,
+    /// Network inputs, the preferred one first (e.g. `network_data.json` before the legacy ENI).
+    pub network: Vec<NetworkConfig>,
+    /// NoCloud/OVF `seedfrom`: recorded only; primer never fetches it.
+    pub seedfrom: Option<String>,
+    /// CloudStack specifics; `None` for other formats.
+    pub cloudstack: Option<CloudStackInfo>,
+    /// Keys of the metadata primer does not interpret, kept verbatim.
     pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
@@ -130,11 +254,31 @@ impl Instance {
             launch_index: None,
             random_seed: None,
             admin_pass: None,
+            admin_username: None,
+            devices: Vec::new(),
+            dedicated_cpus: Vec::new(),
             files: Vec::new(),
             user_data: None,
             vendor_data: BTreeMap::new(),
-            network_data: None,
+            vendor_user_data: Vec::new(),
+            network: Vec::new(),
+            seedfrom: None,
+            cloudstack: None,
             unknown: BTreeMap::new(),
+        }
+    }
+
+    /// Adds SSH key lines from a text holding one or several (one per line), skipping blanks,
+    /// `#` comments and keys already present.
+    pub fn add_ssh_keys(&mut self, text: &str) {
+        for line in text.lines() {
+            let line = line.trim();
+            if !line.is_empty()
+                && !line.starts_with('#')
+                && !self.ssh_keys.iter().any(|k| k == line)
+            {
+                self.ssh_keys.push(line.to_string());
+            }
         }
     }
 }

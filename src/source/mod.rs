@@ -1,7 +1,23 @@
-//! Source: parses the files of one drive (`DriveFiles`) into the typed `Instance` and a `Report`
-//! of warnings. Pure: no I/O, no clock; every problem names the file and field.
+//! Source: detects which format a drive holds and parses its files (`DriveFiles`) into the typed
+//! `Instance` and a `Report` of warnings. Pure: no I/O, no clock, no network (a `seedfrom` URL is
+//! recorded, never fetched); every problem names the device, file and field; hostile input gives
+//! an error or a warning, never a panic.
+//!
+//! Detection order (first match wins), see FORMATS.md:
+//! 1. `cloudstack/` tree → CloudStack (merged with `openstack/<version>` when present);
+//! 2. `openstack/` tree → OpenStack;
+//! 3. `ovf-env.xml` at the top (any spelling of FORMATS.md §3) → OVF;
+//! 4. `meta-data` or `user-data` at the top → NoCloud;
+//! 5. `ec2/` tree alone → OpenStack's legacy EC2 view (used only when `openstack/` is absent).
 
+pub mod cloudstack;
+pub mod harness;
+pub mod nocloud;
 pub mod openstack;
+pub mod ovf;
+pub mod value;
+
+use serde_json::Value;
 
 use crate::media::DriveFiles;
 use crate::model::{Instance, Report};
@@ -18,23 +34,234 @@ pub enum SourceError {
         column: usize,
         detail: String,
     },
-    #[error("{device}: {file}: {field}: {detail}")]
+    #[error("{device}: {file}: invalid YAML: {detail}")]
+    Yaml {
+        device: String,
+        file: String,
+        detail: String,
+    },
+    #[error("{device}: {file}: invalid XML at byte {position}: {detail}")]
+    Xml {
+        device: String,
+        file: String,
+        position: u64,
+        detail: String,
+    },
+    #[error("{device}: {file}{}: {detail}", at(field))]
     Field {
         device: String,
         file: String,
         field: String,
         detail: String,
     },
-    #[error("{device}: no known format found (no openstack/ tree)")]
+    #[error(
+        "{device}: {file}{}: too large ({size} bytes > limit {limit})",
+        at(field)
+    )]
+    TooLarge {
+        device: String,
+        file: String,
+        field: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{device}: no known format found (expected an openstack/, cloudstack/ or ec2/ tree, an ovf-env.xml, or NoCloud meta-data/user-data at the top)")]
     UnknownFormat { device: String },
+}
+
+/// `": field"`, or nothing for a message about the whole file.
+fn at(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!(": {field}")
+    }
+}
+
+impl SourceError {
+    /// The drive file the error is about, when it is about one.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            SourceError::Missing { file, .. }
+            | SourceError::Json { file, .. }
+            | SourceError::Yaml { file, .. }
+            | SourceError::Xml { file, .. }
+            | SourceError::Field { file, .. }
+            | SourceError::TooLarge { file, .. } => Some(file),
+            SourceError::UnknownFormat { .. } => None,
+        }
+    }
+
+    /// The message without the device and file, for a warning that names the file itself.
+    pub fn reason(&self) -> String {
+        match self {
+            SourceError::Missing { .. } => "missing".into(),
+            SourceError::Json {
+                line,
+                column,
+                detail,
+                ..
+            } => format!("invalid JSON at line {line}, column {column}: {detail}"),
+            SourceError::Yaml { detail, .. } => format!("invalid YAML: {detail}"),
+            SourceError::Xml {
+                position, detail, ..
+            } => format!("invalid XML at byte {position}: {detail}"),
+            SourceError::Field { field, detail, .. } if field.is_empty() => detail.clone(),
+            SourceError::Field { field, detail, .. } => format!("{field}: {detail}"),
+            SourceError::TooLarge {
+                field, size, limit, ..
+            } => format!(
+                "{}too large ({size} bytes > limit {limit})",
+                if field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{field}: ")
+                }
+            ),
+            SourceError::UnknownFormat { .. } => self.to_string(),
+        }
+    }
+}
+
+/// The format a drive holds, by its layout alone (no parsing).
+pub fn detect(drive: &DriveFiles) -> Option<crate::model::Format> {
+    use crate::model::Format;
+    let has_dir = |d: &str| !drive.subdirs(d).is_empty();
+    if has_dir("cloudstack") {
+        Some(Format::CloudStack)
+    } else if has_dir("openstack") {
+        Some(Format::OpenStack)
+    } else if ovf::env_file(drive).is_some() {
+        Some(Format::Ovf)
+    } else if nocloud::is_seed(drive) {
+        Some(Format::NoCloud)
+    } else if has_dir("ec2") {
+        Some(Format::OpenStack)
+    } else {
+        None
+    }
 }
 
 /// Detects the format of a drive and parses it.
 pub fn parse_drive(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> {
-    if !drive.subdirs("openstack").is_empty() {
-        return openstack::parse_openstack(drive);
+    let has_dir = |d: &str| !drive.subdirs(d).is_empty();
+    let parsed = if has_dir("cloudstack") {
+        cloudstack::parse_cloudstack(drive)
+    } else if has_dir("openstack") {
+        openstack::parse_openstack(drive)
+    } else if ovf::env_file(drive).is_some() {
+        ovf::parse_ovf(drive)
+    } else if nocloud::is_seed(drive) {
+        nocloud::parse_nocloud(drive)
+    } else if has_dir("ec2") {
+        openstack::parse_ec2(drive)
+    } else {
+        return Err(SourceError::UnknownFormat {
+            device: drive.device.clone(),
+        });
+    };
+    if let Ok((i, r)) = &parsed {
+        tracing::debug!(
+            "{}: {} {} instance {} ({} warning(s))",
+            drive.device,
+            i.format,
+            i.version,
+            i.instance_id,
+            r.warnings.len()
+        );
     }
-    Err(SourceError::UnknownFormat {
-        device: drive.device.clone(),
-    })
+    parsed
+}
+
+/// Adds SSH keys from the shapes producers use for `public-keys`: a string of lines, a list of
+/// strings, an object of name → string or list, EC2's `{"0": {"openssh-key": "..."}}`. Anything
+/// else is a warning naming `file` and the field path. Depth is bounded by the value parser.
+pub(crate) fn collect_keys(
+    v: &Value,
+    file: &str,
+    field: &str,
+    inst: &mut Instance,
+    report: &mut Report,
+) {
+    // Explicit stack: the value came from the drive.
+    let mut stack: Vec<(&Value, String)> = vec![(v, field.to_string())];
+    while let Some((v, path)) = stack.pop() {
+        match v {
+            Value::Null => {}
+            Value::String(s) => inst.add_ssh_keys(s),
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate().rev() {
+                    stack.push((x, format!("{path}[{i}]")));
+                }
+            }
+            Value::Object(m) => {
+                // Reverse so that the stack pops them in key order.
+                for (k, x) in m.iter().rev() {
+                    // nova's EC2 view labels each key with `_name: "0=keyname"`: not a key.
+                    if k == "_name" {
+                        continue;
+                    }
+                    stack.push((x, format!("{path}.{k}")));
+                }
+            }
+            other => report.warn(
+                file,
+                &path,
+                format!(
+                    "expected a key (string), found {}; ignored",
+                    value::kind(other)
+                ),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Format;
+
+    fn drive(paths: &[&str]) -> DriveFiles {
+        let mut d = DriveFiles::new("/dev/t", "dir");
+        for p in paths {
+            d.files.insert(p.to_string(), b"x".to_vec());
+        }
+        d
+    }
+
+    #[test]
+    fn detection_order() {
+        let cases: &[(&[&str], Option<Format>)] = &[
+            (&["cloudstack/metadata/vm-id.txt"], Some(Format::CloudStack)),
+            (
+                &[
+                    "openstack/latest/meta_data.json",
+                    "cloudstack/password/vm_password.txt",
+                ],
+                Some(Format::CloudStack),
+            ),
+            (
+                &[
+                    "openstack/latest/meta_data.json",
+                    "ec2/latest/meta-data.json",
+                ],
+                Some(Format::OpenStack),
+            ),
+            (&["ec2/latest/meta-data.json"], Some(Format::OpenStack)),
+            (&["ovf-env.xml"], Some(Format::Ovf)),
+            (&["OVF_ENV.XML;1"], Some(Format::Ovf)),
+            (&["ovf_env.xml"], Some(Format::Ovf)),
+            (&["meta-data"], Some(Format::NoCloud)),
+            (&["user-data"], Some(Format::NoCloud)),
+            (&["META_DAT.;1"], Some(Format::NoCloud)),
+            (&["openstack"], None),
+            (&["random/file"], None),
+            (&[], None),
+        ];
+        for (paths, want) in cases {
+            assert_eq!(detect(&drive(paths)), *want, "{paths:?}");
+        }
+        let e = parse_drive(&drive(&["x"])).unwrap_err().to_string();
+        assert!(e.starts_with("/dev/t: no known format"), "{e}");
+    }
 }

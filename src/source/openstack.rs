@@ -1,13 +1,21 @@
-//! OpenStack config drive: picks the version directory and parses `meta_data.json` into the
-//! model; keeps user data, vendor data and network data as raw bytes. Pure: never does I/O, never
-//! fails on an unknown key (that is a warning), never panics on hostile JSON.
+//! OpenStack config drive: picks the version directory and parses `meta_data.json` (every key of
+//! FORMATS.md §1) into the model, resolves injected files and the legacy `network_config` to
+//! their `content/NNNN`, extracts vendor user-data from `vendor_data.json`/`vendor_data2.json`,
+//! and parses `network_data.json`. Also the legacy `ec2/` view, used only without `openstack/`.
+//! Pure: never does I/O, never fails on an unknown key or a missing content file (warnings),
+//! never panics on hostile JSON.
 
-use base64::Engine;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::SourceError;
+use super::value::{
+    check_size, decode_base64, describe, kind, parse_json, scalar_text, MAX_USER_DATA_BYTES,
+};
+use super::{collect_keys, SourceError};
 use crate::media::DriveFiles;
-use crate::model::{Blob, Format, InjectedFile, Instance, Report, Secret};
+use crate::model::{
+    Blob, CloudStackInfo, Device, Format, InjectedFile, Instance, NetworkConfig, Report, Secret,
+    VendorPart,
+};
 
 /// Version directories nova writes, oldest first (FORMATS.md §1).
 pub const KNOWN_VERSIONS: &[&str] = &[
@@ -23,7 +31,7 @@ pub const KNOWN_VERSIONS: &[&str] = &[
     "2025-04-04",
 ];
 
-/// Keys of `meta_data.json` this parser interprets or knowingly ignores.
+/// Keys of `meta_data.json` this parser interprets.
 const KNOWN_KEYS: &[&str] = &[
     "uuid",
     "hostname",
@@ -32,20 +40,22 @@ const KNOWN_KEYS: &[&str] = &[
     "keys",
     "meta",
     "files",
+    "network_config",
     "random_seed",
     "admin_pass",
     "availability_zone",
     "launch_index",
     "project_id",
-    // Interpreted by later stages from the raw drive (network, devices): known, not unknown.
-    "network_config",
     "devices",
     "dedicated_cpus",
+    // CloudStack-built meta_data.json (FORMATS.md §1).
+    "cloud-domain",
+    "cloud-name",
+    "hypervisor-host-name",
 ];
 
-/// Hard cap on JSON nesting: serde_json already stops at 128, this keeps the walk of `meta` and
-/// `unknown` values small and says so clearly.
-const MAX_JSON_DEPTH: usize = 64;
+/// `devices[].type` values nova writes.
+const DEVICE_TYPES: &[&str] = &["nic", "disk", "share"];
 
 /// Chooses the version directory: the newest known version present, else `latest`, else the
 /// newest date-named directory. `None` when the drive has no usable `meta_data.json`.
@@ -67,7 +77,7 @@ pub fn choose_version(drive: &DriveFiles) -> Option<String> {
 }
 
 /// The metadata file of a version directory: `meta_data.json`, or the legacy `meta-data.json`
-/// that some producers (an Ironic test drive) write.
+/// that some producers (an Ironic test drive) write. The stored path, as `get` resolves it.
 fn meta_data_file(drive: &DriveFiles, version: &str) -> Option<String> {
     ["meta_data.json", "meta-data.json"]
         .iter()
@@ -78,26 +88,13 @@ fn meta_data_file(drive: &DriveFiles, version: &str) -> Option<String> {
 fn is_date_dir(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-}
-
-fn depth(v: &Value) -> usize {
-    // Iterative: the input is untrusted.
-    let mut max = 0;
-    let mut stack = vec![(v, 1usize)];
-    while let Some((v, d)) = stack.pop() {
-        max = max.max(d);
-        match v {
-            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
-            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
-            _ => {}
-        }
-    }
-    max
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 /// Parses an OpenStack drive.
@@ -114,25 +111,13 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         device: device.clone(),
         file: md_file.clone(),
     })?;
-    let md: Value = serde_json::from_slice(bytes).map_err(|e| SourceError::Json {
-        device: device.clone(),
-        file: md_file.clone(),
-        line: e.line(),
-        column: e.column(),
-        detail: e.to_string(),
-    })?;
+    let md = parse_json(&device, &md_file, bytes)?;
     let field_err = |field: &str, detail: String| SourceError::Field {
         device: device.clone(),
         file: md_file.clone(),
         field: field.into(),
         detail,
     };
-    if depth(&md) > MAX_JSON_DEPTH {
-        return Err(field_err(
-            "",
-            format!("nesting deeper than {MAX_JSON_DEPTH}"),
-        ));
-    }
     let Value::Object(obj) = md else {
         return Err(field_err("", "top level is not a JSON object".into()));
     };
@@ -162,45 +147,32 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         }
     };
     let mut inst = Instance::new(Format::OpenStack, version.clone(), uuid);
-
-    let string_field = |key: &str, report: &mut Report| -> Option<String> {
-        match obj.get(key)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => {
-                report.warn(
-                    &md_file,
-                    key,
-                    format!("expected a string, found {}; ignored", kind(other)),
-                );
-                None
-            }
-        }
+    let m = Meta {
+        obj: &obj,
+        file: &md_file,
     };
-    inst.hostname = string_field("hostname", &mut report);
-    inst.name = string_field("name", &mut report);
-    inst.availability_zone = string_field("availability_zone", &mut report);
-    inst.project_id = string_field("project_id", &mut report);
-    if let Some(v) = string_field("admin_pass", &mut report) {
+
+    inst.hostname = m.string("hostname", &mut report);
+    inst.name = m.string("name", &mut report);
+    inst.availability_zone = m.string("availability_zone", &mut report);
+    inst.project_id = m.string("project_id", &mut report);
+    if let Some(v) = m.string("admin_pass", &mut report) {
         inst.admin_pass = Some(Secret::new(v.into_bytes()));
     }
-    if let Some(seed) = string_field("random_seed", &mut report) {
-        match base64::engine::general_purpose::STANDARD
-            .decode(seed.split_whitespace().collect::<String>())
-        {
-            Ok(b) => inst.random_seed = Some(Secret::new(b)),
-            Err(e) => report.warn(
-                &md_file,
-                "random_seed",
-                format!("not valid base64 ({e}); ignored"),
-            ),
+    if let Some(seed) = m.string("random_seed", &mut report) {
+        // Producers wrap or space the base64 (a real drive has a space in it): be lenient.
+        match decode_base64(&seed) {
+            Some(b) => inst.random_seed = Some(Secret::new(b)),
+            None => report.warn(&md_file, "random_seed", "not valid base64; ignored"),
         }
     }
     match obj.get("launch_index") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) if n.as_i64().is_some() => inst.launch_index = n.as_i64(),
         // nova writes an integer; some producers quote it.
-        Some(Value::String(s)) if s.parse::<i64>().is_ok() => inst.launch_index = s.parse().ok(),
+        Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => {
+            inst.launch_index = s.trim().parse().ok()
+        }
         Some(other) => report.warn(
             &md_file,
             "launch_index",
@@ -209,21 +181,12 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
     }
 
     // SSH keys: public_keys (object name -> one or several lines), then keys[type=ssh].
-    let mut keys: Vec<String> = Vec::new();
-    let mut add_keys = |text: &str| {
-        for line in text.lines() {
-            let line = line.trim();
-            if !line.is_empty() && !keys.iter().any(|k| k == line) {
-                keys.push(line.to_string());
-            }
-        }
-    };
     match obj.get("public_keys") {
         None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (name, v) in m {
+        Some(Value::Object(keys)) => {
+            for (name, v) in keys {
                 match v {
-                    Value::String(s) => add_keys(s),
+                    Value::String(s) => inst.add_ssh_keys(s),
                     other => report.warn(
                         &md_file,
                         &format!("public_keys.{name}"),
@@ -245,7 +208,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
                 let ty = k.get("type").and_then(Value::as_str);
                 let data = k.get("data").and_then(Value::as_str);
                 match (ty, data) {
-                    (Some("ssh"), Some(d)) => add_keys(d),
+                    (Some("ssh"), Some(d)) => inst.add_ssh_keys(d),
                     (Some("ssh"), None) => report.warn(
                         &md_file,
                         &format!("keys[{i}].data"),
@@ -267,22 +230,40 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
             format!("expected a list, found {}; ignored", kind(other)),
         ),
     }
-    inst.ssh_keys = keys;
 
     match obj.get("meta") {
         None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                if k == "admin_pass" {
-                    // A password in `meta` is a convention of some tools: keep it secret.
-                    if let Value::String(s) = v {
-                        if inst.admin_pass.is_none() {
-                            inst.admin_pass = Some(Secret::new(s.clone().into_bytes()));
+        Some(Value::Object(meta)) => {
+            for (k, v) in meta {
+                match k.as_str() {
+                    // A password in `meta` is a convention of some tools: keep it secret. The
+                    // top-level admin_pass (set by the compute driver) wins.
+                    "admin_pass" => match v {
+                        Value::String(s) => {
+                            if inst.admin_pass.is_none() {
+                                inst.admin_pass = Some(Secret::new(s.clone().into_bytes()));
+                            }
                         }
+                        other => report.warn(
+                            &md_file,
+                            "meta.admin_pass",
+                            format!("expected a string, found {}; ignored", kind(other)),
+                        ),
+                    },
+                    "admin_username" => match scalar_text(v) {
+                        Some(s) if !s.trim().is_empty() => {
+                            inst.admin_username = Some(s.trim().to_string())
+                        }
+                        _ => report.warn(
+                            &md_file,
+                            "meta.admin_username",
+                            format!("expected a user name, found {}; ignored", describe(v)),
+                        ),
+                    },
+                    _ => {
+                        inst.meta.insert(k.clone(), v.clone());
                     }
-                    continue;
                 }
-                inst.meta.insert(k.clone(), v.clone());
             }
         }
         Some(other) => report.warn(
@@ -306,26 +287,9 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
                     );
                     continue;
                 };
-                // content_path is `/content/0000`, relative to `openstack/`.
-                let rel = format!("openstack/{}", cp.trim_start_matches('/'));
-                let content = if cp.split('/').any(|c| c == "..") {
-                    report.warn(
-                        &md_file,
-                        &format!("files[{i}].content_path"),
-                        format!("{cp:?} contains `..`; content ignored"),
-                    );
-                    None
-                } else {
-                    let c = drive.get(&rel).map(|b| Blob(b.to_vec()));
-                    if c.is_none() {
-                        report.warn(
-                            &md_file,
-                            &format!("files[{i}].content_path"),
-                            format!("{rel} is not on the drive"),
-                        );
-                    }
-                    c
-                };
+                let field = format!("files[{i}].content_path");
+                let content = content_file(drive, cp, &md_file, &field, &mut report)
+                    .map(|(_, b)| Blob(b.to_vec()));
                 inst.files.push(InjectedFile {
                     path: path.to_string(),
                     content_path: cp.to_string(),
@@ -340,6 +304,89 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         ),
     }
 
+    // Legacy network_config: an ifupdown text in content/NNNN. Applied after network_data.json
+    // (pushed at the end), so it is kept in the model but never preferred.
+    let mut legacy_eni: Option<NetworkConfig> = None;
+    match obj.get("network_config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(nc)) => match nc.get("content_path").and_then(Value::as_str) {
+            Some(cp) => {
+                let field = "network_config.content_path";
+                if let Some((rel, b)) = content_file(drive, cp, &md_file, field, &mut report) {
+                    if std::str::from_utf8(b).is_err() {
+                        report.warn(
+                            &rel,
+                            "",
+                            "legacy network_config is not UTF-8; invalid bytes replaced",
+                        );
+                    }
+                    legacy_eni = Some(NetworkConfig::Eni {
+                        file: rel,
+                        text: String::from_utf8_lossy(b).into_owned(),
+                    });
+                }
+            }
+            None => report.warn(
+                &md_file,
+                "network_config.content_path",
+                "missing or not a string; ignored",
+            ),
+        },
+        Some(other) => report.warn(
+            &md_file,
+            "network_config",
+            format!("expected an object, found {}; ignored", kind(other)),
+        ),
+    }
+
+    match obj.get("devices") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, d) in list.iter().enumerate() {
+                if let Some(dev) = parse_device(d, &md_file, i, &mut report) {
+                    inst.devices.push(dev);
+                }
+            }
+        }
+        Some(other) => report.warn(
+            &md_file,
+            "devices",
+            format!("expected a list, found {}; ignored", kind(other)),
+        ),
+    }
+
+    match obj.get("dedicated_cpus") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, c) in list.iter().enumerate() {
+                match c.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => inst.dedicated_cpus.push(n),
+                    None => report.warn(
+                        &md_file,
+                        &format!("dedicated_cpus[{i}]"),
+                        format!("expected a CPU number, found {}; ignored", describe(c)),
+                    ),
+                }
+            }
+        }
+        Some(other) => report.warn(
+            &md_file,
+            "dedicated_cpus",
+            format!("expected a list, found {}; ignored", kind(other)),
+        ),
+    }
+
+    // CloudStack writes these hyphenated keys into its meta_data.json.
+    let cs = CloudStackInfo {
+        cloud_domain: m.string("cloud-domain", &mut report),
+        cloud_name: m.string("cloud-name", &mut report),
+        hypervisor_host_name: m.string("hypervisor-host-name", &mut report),
+        ..Default::default()
+    };
+    if !cs.is_empty() {
+        inst.cloudstack = Some(cs);
+    }
+
     for (k, v) in &obj {
         if !KNOWN_KEYS.contains(&k.as_str()) {
             report.warn(
@@ -351,31 +398,417 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         }
     }
 
-    // Raw files for later stages, from the same version directory.
-    inst.user_data = drive
-        .get(&format!("{dir}/user_data"))
-        .map(|b| Blob(b.to_vec()));
-    for name in ["vendor_data.json", "vendor_data2.json"] {
-        if let Some(b) = drive.get(&format!("{dir}/{name}")) {
-            inst.vendor_data.insert(name.to_string(), Blob(b.to_vec()));
-        }
+    read_version_files(drive, &dir, &mut inst, &mut report)?;
+    if let Some(eni) = legacy_eni {
+        inst.network.push(eni);
     }
-    inst.network_data = drive
-        .get(&format!("{dir}/network_data.json"))
-        .map(|b| Blob(b.to_vec()));
-
     Ok((inst, report))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+/// A parsed `meta_data.json` object and its file, for typed lookups that warn.
+struct Meta<'a> {
+    obj: &'a Map<String, Value>,
+    file: &'a str,
+}
+
+impl Meta<'_> {
+    /// A string key: `None` when absent or null; a warning when of another type.
+    fn string(&self, key: &str, report: &mut Report) -> Option<String> {
+        match self.obj.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => {
+                report.warn(
+                    self.file,
+                    key,
+                    format!("expected a string, found {}; ignored", kind(other)),
+                );
+                None
+            }
+        }
     }
+}
+
+/// Resolves a `content_path` (`/content/0000`, relative to `openstack/`) on the drive. A path
+/// with `..` or a missing file is a warning naming `file` and `field`, never an error.
+fn content_file<'d>(
+    drive: &'d DriveFiles,
+    content_path: &str,
+    file: &str,
+    field: &str,
+    report: &mut Report,
+) -> Option<(String, &'d [u8])> {
+    if content_path.split('/').any(|c| c == "..") {
+        report.warn(
+            file,
+            field,
+            format!("{content_path:?} contains `..`; content ignored"),
+        );
+        return None;
+    }
+    let rel = format!("openstack/{}", content_path.trim_start_matches('/'));
+    match drive.get(&rel) {
+        Some(b) => Some((rel, b)),
+        None => {
+            report.warn(file, field, format!("{rel} is not on the drive"));
+            None
+        }
+    }
+}
+
+fn parse_device(d: &Value, file: &str, i: usize, report: &mut Report) -> Option<Device> {
+    let Value::Object(o) = d else {
+        report.warn(
+            file,
+            &format!("devices[{i}]"),
+            format!("expected an object, found {}; ignored", kind(d)),
+        );
+        return None;
+    };
+    let mut dev = Device::default();
+    for (k, v) in o {
+        let field = format!("devices[{i}].{k}");
+        let warn_type = |report: &mut Report, want: &str| {
+            report.warn(
+                file,
+                &field,
+                format!("expected {want}, found {}; ignored", kind(v)),
+            )
+        };
+        match k.as_str() {
+            "type" => match v.as_str() {
+                Some(t) => {
+                    if !DEVICE_TYPES.contains(&t) {
+                        report.warn(file, &field, format!("unknown device type {t:?}; kept"));
+                    }
+                    dev.kind = t.to_string();
+                }
+                None => warn_type(report, "a string"),
+            },
+            "bus" | "address" | "mac" | "serial" | "path" => {
+                let slot = match k.as_str() {
+                    "bus" => &mut dev.bus,
+                    "address" => &mut dev.address,
+                    "mac" => &mut dev.mac,
+                    "serial" => &mut dev.serial,
+                    _ => &mut dev.path,
+                };
+                match v {
+                    Value::Null => {}
+                    Value::String(s) => *slot = Some(s.clone()),
+                    _ => warn_type(report, "a string"),
+                }
+            }
+            "tags" => match v {
+                Value::Null => {}
+                Value::Array(tags) => {
+                    for (j, t) in tags.iter().enumerate() {
+                        match t.as_str() {
+                            Some(t) => dev.tags.push(t.to_string()),
+                            None => report.warn(
+                                file,
+                                &format!("{field}[{j}]"),
+                                format!("expected a string, found {}; ignored", kind(t)),
+                            ),
+                        }
+                    }
+                }
+                _ => warn_type(report, "a list"),
+            },
+            "vlan" => match v {
+                Value::Null => {}
+                // nova writes the VLAN id as a string or a number depending on the release.
+                _ => match scalar_text(v).and_then(|s| s.trim().parse::<u32>().ok()) {
+                    Some(n) => dev.vlan = Some(n),
+                    None => report.warn(
+                        file,
+                        &field,
+                        format!("expected a VLAN id, found {}; ignored", describe(v)),
+                    ),
+                },
+            },
+            "vf_trusted" => match v {
+                Value::Null => {}
+                Value::Bool(b) => dev.vf_trusted = Some(*b),
+                _ => warn_type(report, "a boolean"),
+            },
+            _ => {
+                report.warn(file, &field, "unknown device key; kept, not interpreted");
+                dev.extra.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if dev.kind.is_empty() {
+        report.warn(
+            file,
+            &format!("devices[{i}].type"),
+            "missing; device ignored",
+        );
+        return None;
+    }
+    Some(dev)
+}
+
+/// Reads the raw files beside `meta_data.json`: `user_data`, vendor data, network data.
+fn read_version_files(
+    drive: &DriveFiles,
+    dir: &str,
+    inst: &mut Instance,
+    report: &mut Report,
+) -> Result<(), SourceError> {
+    let device = &drive.device;
+    let user_data = format!("{dir}/user_data");
+    if let Some(b) = drive.get(&user_data) {
+        check_size(device, &user_data, "", b.len(), MAX_USER_DATA_BYTES)?;
+        inst.user_data = Some(Blob(b.to_vec()));
+    }
+    for name in ["vendor_data.json", "vendor_data2.json"] {
+        let file = format!("{dir}/{name}");
+        let Some(b) = drive.get(&file) else { continue };
+        check_size(device, &file, "", b.len(), MAX_USER_DATA_BYTES)?;
+        inst.vendor_data.insert(name.to_string(), Blob(b.to_vec()));
+        match parse_json(device, &file, b) {
+            Ok(v) => inst
+                .vendor_user_data
+                .extend(vendor_parts(&v, &file, report)),
+            Err(e) => report.warn(
+                &file,
+                "",
+                format!(
+                    "{}; kept raw, no vendor user-data taken from it",
+                    e.reason()
+                ),
+            ),
+        }
+    }
+    // network_info.json is the name of a theoretical Liberty layout that glean reads.
+    let net = [("network_data.json", false), ("network_info.json", true)]
+        .iter()
+        .map(|(n, legacy)| (format!("{dir}/{n}"), *legacy))
+        .find(|(p, _)| drive.get(p).is_some());
+    if let Some((file, legacy)) = net {
+        if legacy {
+            report.warn(
+                &file,
+                "",
+                "legacy name network_info.json used (nova writes network_data.json)",
+            );
+        }
+        let b = drive.get(&file).unwrap_or_default();
+        match parse_json(device, &file, b) {
+            Ok(data @ Value::Object(_)) => inst.network.push(NetworkConfig::OpenStack {
+                file: file.clone(),
+                data,
+            }),
+            Ok(other) => report.warn(
+                &file,
+                "",
+                format!(
+                    "expected an object, found {}; network data ignored",
+                    kind(&other)
+                ),
+            ),
+            Err(e) => report.warn(&file, "", format!("{}; network data ignored", e.reason())),
+        }
+    }
+    Ok(())
+}
+
+/// The vendor user-data in a vendor data document, as cloud-init reads it: a string is the
+/// user-data, a list holds parts (strings, or `{content, type}` objects), an object carries it
+/// under `cloud-init` (one level only); anything else holds none.
+pub(crate) fn vendor_parts(v: &Value, file: &str, report: &mut Report) -> Vec<VendorPart> {
+    let mut out = Vec::new();
+    let (v, field) = match v {
+        Value::Object(o) => match o.get("cloud-init") {
+            Some(inner) => (inner, "cloud-init"),
+            None => return out,
+        },
+        other => (other, ""),
+    };
+    let part = |data: &str, content_type: Option<String>| VendorPart {
+        file: file.to_string(),
+        content_type,
+        data: Blob(data.as_bytes().to_vec()),
+    };
+    match v {
+        Value::Null => {}
+        Value::String(s) => out.push(part(s, None)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = if field.is_empty() {
+                    format!("[{i}]")
+                } else {
+                    format!("{field}[{i}]")
+                };
+                match item {
+                    Value::String(s) => out.push(part(s, None)),
+                    Value::Object(o) => match o.get("content").and_then(Value::as_str) {
+                        Some(c) => out.push(part(
+                            c,
+                            o.get("type").and_then(Value::as_str).map(str::to_string),
+                        )),
+                        None => {
+                            report.warn(file, &at, "object without a string `content`; ignored")
+                        }
+                    },
+                    other => report.warn(
+                        file,
+                        &at,
+                        format!(
+                            "expected a string or an object, found {}; ignored",
+                            kind(other)
+                        ),
+                    ),
+                }
+            }
+        }
+        other => report.warn(
+            file,
+            field,
+            format!(
+                "expected a string or a list, found {}; ignored",
+                kind(other)
+            ),
+        ),
+    }
+    out
+}
+
+/// EC2 metadata keys nova writes that primer keeps without interpreting (no warning).
+const EC2_KNOWN: &[&str] = &[
+    "ami-id",
+    "ami-manifest-path",
+    "block-device-mapping",
+    "instance-action",
+    "instance-type",
+    "kernel-id",
+    "local-ipv4",
+    "public-hostname",
+    "public-ipv4",
+    "ramdisk-id",
+    "reservation-id",
+    "security-groups",
+];
+
+/// Parses the legacy EC2 view (`ec2/<version>/meta-data.json`, `user-data`). Nova says not to
+/// depend on it: detection uses it only when `openstack/` is absent.
+pub fn parse_ec2(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> {
+    let device = drive.device.clone();
+    let has = |v: &str| drive.get(&format!("ec2/{v}/meta-data.json")).is_some();
+    let mut dirs: Vec<String> = drive
+        .subdirs("ec2")
+        .into_iter()
+        .filter(|d| has(d))
+        .collect();
+    dirs.sort();
+    let version = if has("latest") {
+        "latest".to_string()
+    } else {
+        // Date-named versions sort by date; others (`1.0`) before them.
+        let dated = dirs.iter().rev().find(|d| is_date_dir(d));
+        dated
+            .or(dirs.last())
+            .cloned()
+            .ok_or_else(|| SourceError::Field {
+                device: device.clone(),
+                file: "ec2/latest/meta-data.json".into(),
+                field: String::new(),
+                detail: "missing (no ec2/<version>/meta-data.json and no openstack/ tree)".into(),
+            })?
+    };
+    let dir = format!("ec2/{version}");
+    let md_file = format!("{dir}/meta-data.json");
+    let bytes = drive.get(&md_file).unwrap_or_default();
+    let md = parse_json(&device, &md_file, bytes)?;
+    let field_err = |field: &str, detail: String| SourceError::Field {
+        device: device.clone(),
+        file: md_file.clone(),
+        field: field.into(),
+        detail,
+    };
+    let Value::Object(obj) = md else {
+        return Err(field_err("", "top level is not a JSON object".into()));
+    };
+    let id = match obj.get("instance-id").and_then(scalar_text) {
+        Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            return Err(field_err(
+                "instance-id",
+                "missing or empty (the instance id is required)".into(),
+            ))
+        }
+    };
+    let mut report = Report::default();
+    report.warn(
+        &md_file,
+        "",
+        "no openstack/ tree: using the legacy EC2 view (nova advises against depending on it)",
+    );
+    let mut inst = Instance::new(Format::OpenStack, dir.clone(), id);
+    let m = Meta {
+        obj: &obj,
+        file: &md_file,
+    };
+    inst.hostname = m
+        .string("hostname", &mut report)
+        .or_else(|| m.string("local-hostname", &mut report));
+    if let Some(pk) = obj.get("public-keys") {
+        collect_keys(pk, &md_file, "public-keys", &mut inst, &mut report);
+    }
+    match obj.get("placement") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(p)) => {
+            inst.availability_zone = p
+                .get("availability-zone")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }
+        Some(other) => report.warn(
+            &md_file,
+            "placement",
+            format!("expected an object, found {}; ignored", kind(other)),
+        ),
+    }
+    match obj.get("ami-launch-index") {
+        None | Some(Value::Null) => {}
+        Some(v) => match scalar_text(v).and_then(|s| s.trim().parse::<i64>().ok()) {
+            Some(n) => inst.launch_index = Some(n),
+            None => report.warn(
+                &md_file,
+                "ami-launch-index",
+                format!("expected an integer, found {}; ignored", kind(v)),
+            ),
+        },
+    }
+    for (k, v) in &obj {
+        let interpreted = matches!(
+            k.as_str(),
+            "instance-id"
+                | "hostname"
+                | "local-hostname"
+                | "public-keys"
+                | "placement"
+                | "ami-launch-index"
+        );
+        if interpreted {
+            continue;
+        }
+        if !EC2_KNOWN.contains(&k.as_str()) {
+            report.warn(
+                &md_file,
+                k,
+                "unknown key; kept in the model, not interpreted",
+            );
+        }
+        inst.unknown.insert(k.clone(), v.clone());
+    }
+    let ud = format!("{dir}/user-data");
+    if let Some(b) = drive.get(&ud) {
+        check_size(&device, &ud, "", b.len(), MAX_USER_DATA_BYTES)?;
+        inst.user_data = Some(Blob(b.to_vec()));
+    }
+    Ok((inst, report))
 }
 
 #[cfg(test)]
@@ -452,7 +885,7 @@ mod tests {
         assert_eq!(i.files.len(), 2);
         assert!(i.files[0].content.is_some());
         assert!(i.files[1].content.is_none());
-        assert!(i.user_data.is_some() && i.network_data.is_some());
+        assert!(i.user_data.is_some() && i.network.len() == 1);
         assert!(i.vendor_data.contains_key("vendor_data2.json"));
         assert!(i.unknown.contains_key("something_new"));
         let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
@@ -506,6 +939,34 @@ mod tests {
         let (i, r) = parse_openstack(&drive(&[("openstack/latest/meta_data.json", md)])).unwrap();
         assert!(i.hostname.is_none());
         assert_eq!(r.warnings.len(), 6, "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn ec2_view_only_without_openstack() {
+        let d = drive(&[
+            (
+                "ec2/2009-04-04/meta-data.json",
+                r#"{"instance-id":"i-old"}"#,
+            ),
+            ("ec2/1.0/meta-data.json", r#"{"instance-id":"i-oldest"}"#),
+        ]);
+        let (i, r) = parse_ec2(&d).unwrap();
+        assert_eq!(
+            (i.instance_id.as_str(), i.version.as_str()),
+            ("i-old", "ec2/2009-04-04")
+        );
+        assert!(r.warnings[0].message.contains("legacy EC2 view"));
+        let d = drive(&[("ec2/latest/user-data", "x")]);
+        let e = parse_ec2(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("/dev/test: ec2/latest/meta-data.json: missing"),
+            "{e}"
+        );
+        let d = drive(&[("ec2/latest/meta-data.json", r#"{"hostname":"h"}"#)]);
+        assert!(parse_ec2(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("instance-id"));
     }
 
     #[test]
