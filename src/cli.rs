@@ -490,6 +490,8 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
             fstype: &'a str,
             label: Option<&'a str>,
             files: Vec<&'a str>,
+            /// Content hash of every file: lets a reader be compared with another (`--mount`).
+            file_sha256: std::collections::BTreeMap<&'a str, String>,
             symlinks: &'a std::collections::BTreeMap<String, String>,
             skipped: &'a [media::Skipped],
             instance: &'a Instance,
@@ -503,6 +505,12 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
                 fstype: &l.drive.fstype,
                 label: l.drive.label.as_deref(),
                 files: l.drive.files.keys().map(String::as_str).collect(),
+                file_sha256: l
+                    .drive
+                    .files
+                    .iter()
+                    .map(|(p, d)| (p.as_str(), crate::state::sha256_hex(d)))
+                    .collect(),
                 symlinks: &l.drive.symlinks,
                 skipped: &l.drive.skipped,
                 instance: &l.instance,

@@ -454,6 +454,28 @@ impl Boot<'_> {
     }
 }
 
+/// `--mount` (the kernel's reader) and primer's own reader agree on every file of the drive.
+fn assert_mount_agrees(r: &Report, name: &str, dev: &str) {
+    assert_eq!(r.get("mount_device"), dev, "[{name}] {}", r.serial);
+    assert_eq!(
+        r.get("mount_equal"),
+        "yes",
+        "[{name}] differences: {:?}",
+        r.all("mount_diff")
+    );
+    let files: usize = r.get("mount_files").trim().parse().unwrap_or(0);
+    assert!(
+        files >= 7,
+        "[{name}] only {files} files read through the mount"
+    );
+    assert_eq!(
+        r.get("mounts_left"),
+        "0",
+        "[{name}] a mount was left behind"
+    );
+    println!("[{name}] --mount and the user-space reader agree on all {files} files of {dev}");
+}
+
 /// What every boot with a drive must show.
 fn assert_applied(r: &Report, name: &str, keys: &[&str]) {
     let ctx = || format!("[{name}] journal:\n{}", r.journal());
@@ -553,6 +575,7 @@ fn cdrom() {
         "{}",
         r.journal()
     );
+    assert_mount_agrees(&r, "cdrom", "/dev/sr0");
 }
 
 #[test]
@@ -574,6 +597,44 @@ fn second_disk() {
         "{}",
         r.journal()
     );
+    assert_mount_agrees(&r, "second-disk", "/dev/vdb");
+}
+
+#[test]
+fn vfat_second_disk() {
+    let (_, public) = keypair();
+    let w = Work::new("vfat");
+    drive(&w.path, "drive", &[public]);
+    // The same tree on VFAT labelled CONFIG-2 (Ironic's fallback), made by mkfs.vfat + mcopy.
+    let img = w.path.join("drive.vfat");
+    require_tool("mkfs.vfat");
+    require_tool("mcopy");
+    sh(Command::new("mkfs.vfat")
+        .args(["-C", "-n", "CONFIG-2"])
+        .arg(&img)
+        .arg("8192"));
+    let tree = w.path.join("drive-tree");
+    sh(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-s", "-i"])
+        .arg(&img)
+        .arg(tree.join("openstack"))
+        .arg("::"));
+    let r = Boot {
+        work: &w,
+        attach: Attach::SecondDisk,
+        drive: Some(img),
+        ssh: None,
+    }
+    .run();
+    println!("{}", r.timing("vfat"));
+    assert_applied(&r, "vfat", &[public]);
+    assert!(
+        r.journal().contains("on /dev/vdb (vfat)"),
+        "{}",
+        r.journal()
+    );
+    assert_mount_agrees(&r, "vfat", "/dev/vdb");
 }
 
 #[test]
