@@ -14,6 +14,7 @@ pub mod apply;
 pub mod cli;
 pub mod media;
 pub mod model;
+pub mod net;
 pub mod plan;
 pub mod probe;
 pub mod source;
@@ -26,6 +27,8 @@ pub enum Error {
     Media(#[from] media::MediaError),
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Network(#[from] net::NetError),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }
