@@ -41,55 +41,27 @@ pub struct NetFacts {
     pub resolv_conf_symlink: bool,
 }
 
-/// How long to wait, on a live system, for the NICs the drive names to appear (udev may still
-/// be loading virtio_net when primer starts).
+/// How long to wait, on a live system rendering for ifupdown, for the NICs the drive names to
+/// appear and be renamed by udev (udev may still be loading virtio_net when primer starts).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
 /// Largest network file read for comparison.
 const MAX_FILE: u64 = 1 << 20;
 
-/// Reads the network facts. `wait` applies only when `live` and the drive names NICs that are
-/// not there yet. Returns the facts and the existing files (by root-relative path) that the
+/// Reads the network facts. `wait` applies only when `live`, the backend (`choice`, else the
+/// detected one) is ifupdown and the drive names NICs that are not there yet. Returns the facts and the existing files (by root-relative path) that the
 /// planner compares rendered files against.
 pub fn read_net_facts(
     root: &Path,
     instance: Option<&Instance>,
     live: bool,
     wait: Duration,
+    choice: Option<Backend>,
 ) -> (NetFacts, BTreeMap<String, FileFact>) {
-    let wanted = instance.map(wanted_macs).unwrap_or_default();
     let mut facts = NetFacts {
         interfaces: read_interfaces(root),
         ..Default::default()
     };
-    if live && !wanted.is_empty() {
-        let start = Instant::now();
-        loop {
-            let missing: Vec<&String> = wanted
-                .iter()
-                .filter(|m| !facts.interfaces.contains_key(*m))
-                .collect();
-            let settled = udev_settled(root, &facts.interfaces, &wanted);
-            if missing.is_empty() && settled {
-                break;
-            }
-            if start.elapsed() >= wait {
-                tracing::warn!(
-                    "network: after {:?}, {} NIC(s) named by the drive are not present: {}",
-                    wait,
-                    missing.len(),
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            facts.interfaces = read_interfaces(root);
-        }
-    }
     let wants = |svc: &str| enabled(root, svc);
     let exists = |p: &str| {
         resolve_in_root(root, p)
@@ -115,6 +87,39 @@ pub fn read_net_facts(
     } else {
         None
     };
+    // Only ifupdown needs interface names; the others match NICs by MAC, so boot is not held
+    // up waiting for udev.
+    let backend = choice.or(facts.detected.as_ref().map(|(b, _)| *b));
+    let wanted = instance.map(wanted_macs).unwrap_or_default();
+    if live && backend == Some(Backend::Eni) && !wanted.is_empty() {
+        let start = Instant::now();
+        loop {
+            let missing: Vec<&String> = wanted
+                .iter()
+                .filter(|m| !facts.interfaces.contains_key(*m))
+                .collect();
+            let settled = udev_settled(root, &facts.interfaces, &wanted);
+            if missing.is_empty() && settled {
+                tracing::debug!("network: NICs present after {:?}", start.elapsed());
+                break;
+            }
+            if start.elapsed() >= wait {
+                tracing::warn!(
+                    "network: after {:?}, {} NIC(s) named by the drive are not present: {}",
+                    wait,
+                    missing.len(),
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            facts.interfaces = read_interfaces(root);
+        }
+    }
     facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
     facts.resolv_conf_symlink = resolve_in_root(root, "etc")
         .ok()
@@ -212,8 +217,9 @@ pub fn read_interfaces(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// On a live system with udevd running, an interface is final (renamed to its predictable
-/// name) once udev has written its database entry.
+/// On a live system with udevd running, an interface name is final once udev has written its
+/// database entry and, unless predictable names are switched off, the kernel's `ethN` name
+/// (`name_assign_type` 1, "enumerated") has been replaced.
 fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String]) -> bool {
     let Ok(run) = resolve_in_root(root, "run/udev") else {
         return true;
@@ -221,26 +227,53 @@ fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String
     if !run.join("control").exists() {
         return true;
     }
+    let keeps_kernel_names = kernel_names_kept(root);
     wanted.iter().all(|m| {
         let Some(name) = ifaces.get(m) else {
             return true;
         };
-        let idx = resolve_in_root(root, &format!("sys/class/net/{name}/ifindex"))
-            .ok()
-            .and_then(|p| fs::read_to_string(p).ok());
-        match idx {
-            Some(i) => run.join(format!("data/n{}", i.trim())).exists(),
+        let attr = |a: &str| {
+            resolve_in_root(root, &format!("sys/class/net/{name}/{a}"))
+                .ok()
+                .and_then(|p| fs::read_to_string(p).ok())
+                .map(|s| s.trim().to_string())
+        };
+        let in_db = match attr("ifindex") {
+            Some(i) => run.join(format!("data/n{i}")).exists(),
             None => true,
-        }
+        };
+        in_db && (keeps_kernel_names || attr("name_assign_type").as_deref() != Some("1"))
     })
 }
 
+/// Predictable interface names are switched off (`net.ifnames=0`, or the default `.link` or
+/// the udev rule masked): udev keeps the kernel's `ethN` names.
+fn kernel_names_kept(root: &Path) -> bool {
+    let cmdline = resolve_in_root(root, "proc/cmdline")
+        .ok()
+        .and_then(|p| fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    // The link itself is read, not followed: resolve its directory only.
+    let masked = |dir: &str, file: &str| {
+        resolve_in_root(root, dir)
+            .ok()
+            .and_then(|h| fs::read_link(h.join(file)).ok())
+            .is_some_and(|t| t == Path::new("/dev/null"))
+    };
+    cmdline.split_whitespace().any(|w| w == "net.ifnames=0")
+        || masked("etc/systemd/network", "99-default.link")
+        || masked("etc/udev/rules.d", "80-net-setup-link.rules")
+}
+
 /// Whether a unit is enabled: a link named `unit` in some `*.wants` directory under
-/// `etc/systemd/system`.
+/// `etc/systemd/system`, and the unit not masked (linked to /dev/null).
 fn enabled(root: &Path, unit: &str) -> bool {
     let Ok(dir) = resolve_in_root(root, "etc/systemd/system") else {
         return false;
     };
+    if fs::read_link(dir.join(unit)).is_ok_and(|t| t == Path::new("/dev/null")) {
+        return false;
+    }
     let Ok(rd) = fs::read_dir(dir) else {
         return false;
     };
@@ -267,4 +300,84 @@ fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
             gid: m.gid(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn detect(root: &Path) -> Option<Backend> {
+        read_net_facts(root, None, false, Duration::ZERO, None)
+            .0
+            .detected
+            .map(|(b, _)| b)
+    }
+
+    #[test]
+    fn detection_order_and_masking() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        assert_eq!(detect(r), None);
+        fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        fs::write(r.join("usr/lib/systemd/systemd-networkd"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::Networkd), "installed networkd");
+        fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        fs::write(r.join("usr/sbin/NetworkManager"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::NetworkManager), "installed NM");
+        fs::write(r.join("usr/sbin/ifup"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::Eni), "installed ifupdown");
+        let wants = r.join("etc/systemd/system/multi-user.target.wants");
+        fs::create_dir_all(&wants).unwrap();
+        symlink("/x", wants.join("systemd-networkd.service")).unwrap();
+        assert_eq!(detect(r), Some(Backend::Networkd), "enabled networkd");
+        // A masked unit is not enabled, whatever links name it.
+        symlink(
+            "/dev/null",
+            r.join("etc/systemd/system/systemd-networkd.service"),
+        )
+        .unwrap();
+        assert_eq!(detect(r), Some(Backend::Eni));
+        symlink("/x", wants.join("NetworkManager.service")).unwrap();
+        assert_eq!(detect(r), Some(Backend::NetworkManager), "enabled NM");
+        fs::write(r.join("usr/sbin/netplan"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::Netplan), "netplan first");
+    }
+
+    #[test]
+    fn interfaces_from_fake_sysfs() {
+        let t = tempfile::tempdir().unwrap();
+        let net = t.path().join("sys/class/net");
+        for (n, mac, extra) in [
+            ("lo", "00:00:00:00:00:00", ""),
+            ("ens3", "52:54:00:AA:00:01", ""),
+            ("bond0", "52:54:00:aa:00:02", "DEVTYPE=bond\n"),
+            ("ens4", "52:54:00:aa:00:02", ""),
+        ] {
+            fs::create_dir_all(net.join(n)).unwrap();
+            fs::write(net.join(n).join("address"), format!("{mac}\n")).unwrap();
+            fs::write(
+                net.join(n).join("uevent"),
+                format!("INTERFACE={n}\n{extra}"),
+            )
+            .unwrap();
+        }
+        // An enslaved NIC shows the bond's MAC; its own is the permanent one.
+        fs::create_dir_all(net.join("ens5/bonding_slave")).unwrap();
+        fs::write(net.join("ens5/address"), "52:54:00:aa:00:02\n").unwrap();
+        fs::write(
+            net.join("ens5/bonding_slave/perm_hwaddr"),
+            "52:54:00:aa:00:03\n",
+        )
+        .unwrap();
+        let i = read_interfaces(t.path());
+        assert_eq!(
+            i.into_iter().collect::<Vec<_>>(),
+            [
+                ("52:54:00:aa:00:01".to_string(), "ens3".to_string()),
+                ("52:54:00:aa:00:02".to_string(), "ens4".to_string()),
+                ("52:54:00:aa:00:03".to_string(), "ens5".to_string()),
+            ]
+        );
+    }
 }
