@@ -1,6 +1,7 @@
 //! Fuzz target: network config v1/v2 YAML (or JSON) bytes (after one selector byte) into the
 //! network model, then every renderer. Parsing never panics; whatever parses renders for all
-//! four backends, deterministically, each file starting with primer's header, inside the root.
+//! four backends, deterministically, each file starting with primer's header, inside the backend's
+//! own directory.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -35,7 +36,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(r, render(b, &config, &names, &opts));
         for f in &r.files {
             assert!(f.content.starts_with(HEADER));
-            assert!(!f.path.starts_with('/') && !f.path.contains(".."));
+            // Inside the backend's own directory (or its one extra file), no `..` component.
+            let o = primer::net::render::owned(b);
+            assert!(
+                f.path.starts_with(&format!("{}/", o.dir)) || o.extra.contains(&f.path.as_str())
+            );
+            assert!(!f.path.split('/').any(|c| c.is_empty() || c == "." || c == ".."));
         }
     }
 });

@@ -68,7 +68,7 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
                 match (&l.mac, names.name(&l.id)) {
                     (Some(m), name) => {
                         let _ = writeln!(s, "      match:\n        macaddress: {}", q(m));
-                        if let Some(n) = name {
+                        if let Some(n) = name.filter(|_| names.rename(&l.id)) {
                             let _ = writeln!(s, "      set-name: {}", q(n));
                         }
                     }
