@@ -631,6 +631,24 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
     for w in &r.warnings {
         tracing::warn!("{}: {w}", a.backend);
     }
+    if a.source.json {
+        let files: Vec<serde_json::Value> = r
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "path": format!("/{}", f.path),
+                    "mode": format!("{:04o}", f.mode),
+                    "content": f.content,
+                })
+            })
+            .collect();
+        print_json(
+            out,
+            &serde_json::json!({"backend": a.backend, "files": files, "warnings": r.warnings}),
+        )?;
+        return Ok(Exit::Changed);
+    }
     for f in &r.files {
         writeln!(out, "# file: /{} (mode {:04o})", f.path, f.mode)?;
         out.write_all(f.content.as_bytes())?;

@@ -601,6 +601,23 @@ fn net_render_cli_prints_files_with_their_paths() {
         .output()
         .unwrap();
     assert!(g.status.success(), "{}", text(&g));
+    // --json: the same files as data.
+    let o = primer(&[
+        "net",
+        "render",
+        "--backend",
+        "eni",
+        "--json",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let v = common::json(&o);
+    assert_eq!(
+        v["files"][0]["path"],
+        "/etc/network/interfaces.d/primer",
+        "{}",
+        text(&o)
+    );
     // A drive directory as --source works too.
     let drive = tempfile::tempdir().unwrap();
     write_drive(
