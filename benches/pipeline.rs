@@ -3,6 +3,8 @@
 //! root. Then the whole binary: `primer run --source /dev/loopN` on the sample drive attached as
 //! a loop device (an image file when not root), into a scratch root, N times: CPU time (user +
 //! sys, from getrusage of the children, microsecond resolution), peak RSS and binary size.
+//! Network: parsing and rendering all four backends for the 11-NIC `os-glean-liberty` case of
+//! the shared fixtures (skipped, with the reason printed, when ../shared/fixtures is absent).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,8 +72,65 @@ fn main() {
     stats("facts + plan", planning);
     stats("apply (first run)", first);
     stats("facts+plan+apply (rerun)", second);
+    network_render();
     binary(&iso, 50);
     probe_scaling();
+}
+
+/// Parse + name + render for networkd, NetworkManager, ifupdown and netplan, for the 11-NIC
+/// glean "liberty" case: wall time per iteration and CPU time (getrusage of this process).
+fn network_render() {
+    use primer::net::naming::assign_names;
+    use primer::net::render::{render, RenderOptions};
+    use primer::net::{parse_network, Backend, InputFormat};
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/os-glean-liberty");
+    let input = case.join("drive/openstack/latest/network_info.json");
+    let Ok(bytes) = std::fs::read(&input) else {
+        println!(
+            "network render: skipped ({} not present: ../shared/fixtures is absent)",
+            input.display()
+        );
+        return;
+    };
+    let host: std::collections::BTreeMap<String, String> =
+        std::fs::read(case.join("known_macs.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+    let opts = RenderOptions::default();
+    let self_cpu = || {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+        };
+        tv(u.user_time()) + tv(u.system_time())
+    };
+    let n = 2000u32;
+    let (mut parse, mut rend) = (Vec::new(), Vec::new());
+    let mut files = 0;
+    let cpu0 = self_cpu();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (c, _) = parse_network(&bytes, InputFormat::NetworkData, "network_info.json")
+            .expect("liberty case parses");
+        parse.push(t.elapsed());
+        let t = Instant::now();
+        let names = assign_names(&c, &host);
+        files = 0;
+        for b in Backend::ALL {
+            files += render(b, &c, &names, &opts).files.len();
+        }
+        rend.push(t.elapsed());
+    }
+    let cpu = (self_cpu() - cpu0) / n;
+    println!("network (os-glean-liberty, 11 NICs, 17 links, {files} files over 4 backends):");
+    stats("  parse network_info", parse);
+    stats("  name + render 4 backends", rend);
+    println!(
+        "  CPU per parse + render of all 4 backends: {:.1} us",
+        cpu.as_secs_f64() * 1e6
+    );
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

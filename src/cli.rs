@@ -64,11 +64,40 @@ pub enum Command {
     Show(SourceArgs),
     /// Print what `run` would do, step by step, with a why per step. Changes nothing.
     Plan(PlanArgs),
-    /// Find the drive, parse it, plan, and apply: host name, SSH keys, local copy.
+    /// Find the drive, parse it, plan, and apply: host name, SSH keys, network, local copy.
     ///
     /// What the systemd unit calls at boot. A second run with the same drive changes nothing
     /// (exit 10); no drive at all is a normal outcome (exit 11).
     Run(RunArgs),
+    /// Network configuration tools.
+    #[command(subcommand)]
+    Net(NetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Print the network files one backend would get, each after a `# file: PATH` line.
+    ///
+    /// The input is the drive's network data (`--source`, or the probed drive), or one network
+    /// file (`--input`: network_data.json, or network config v1/v2 YAML). Interfaces are named
+    /// against `--root`'s /sys/class/net. Changes nothing.
+    Render(NetRenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetRenderArgs {
+    /// Backend to render for.
+    #[arg(long, value_enum)]
+    pub backend: crate::net::Backend,
+    /// A network file instead of a drive: OpenStack network_data.json (JSON with links or
+    /// networks) or network config version 1 or 2.
+    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The system whose interfaces (sys/class/net) name the links.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +185,9 @@ pub struct PlanArgs {
     /// root].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Network backend to render for, instead of the configured or detected one.
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub network_backend: Option<crate::net::Backend>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +207,7 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
         Command::Show(a) => cmd_show(a, &mut out),
         Command::Plan(a) => cmd_plan(a, &mut out),
         Command::Run(a) => cmd_run(a, &mut out),
+        Command::Net(NetCommand::Render(a)) => cmd_net_render(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.
@@ -664,6 +697,9 @@ fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
     if let Some(u) = &a.user {
         policy.ssh_user = u.clone();
     }
+    if a.network_backend.is_some() {
+        policy.network.backend = a.network_backend;
+    }
     let facts = plan::facts::read_host_facts(&a.root, &l.instance, &policy, live);
     (plan::plan(&l.instance, &l.drive, &facts, &policy), live)
 }
@@ -844,4 +880,77 @@ fn print_run(
         r.count(Outcome::Skipped),
         r.count(Outcome::Failed)
     )
+}
+
+/// `primer net render`: the files of one backend on stdout, each after `# file: /PATH`.
+fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    use crate::net::{self, naming, render, InputFormat};
+    let (config, report) = match &a.input {
+        Some(p) => {
+            let bytes = std::fs::read(p)?;
+            let file = p.display().to_string();
+            // JSON with links/networks is network_data.json; anything else network config.
+            let fmt = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(serde_json::Value::Object(o))
+                    if !o.contains_key("version")
+                        && !o.contains_key("network")
+                        && (o.is_empty()
+                            || o.contains_key("links")
+                            || o.contains_key("networks")) =>
+                {
+                    InputFormat::NetworkData
+                }
+                _ => InputFormat::NetworkConfig,
+            };
+            net::parse_network(&bytes, fmt, &file)?
+        }
+        None => {
+            let Some(l) = load(&a.source, &a.root)? else {
+                return no_drive(out, false);
+            };
+            match plan::network::instance_network(&l.instance, &l.drive)? {
+                Some((c, r, _)) => (c, r),
+                None => {
+                    writeln!(out, "# the drive has no network data")?;
+                    return Ok(Exit::Unchanged);
+                }
+            }
+        }
+    };
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    let (facts, _) = net::host::read_net_facts(&a.root, None, false, Default::default(), None);
+    let names = naming::assign_names(&config, &facts.interfaces);
+    let opts = render::RenderOptions {
+        netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
+        eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
+    };
+    let r = render::render(a.backend, &config, &names, &opts);
+    for w in &r.warnings {
+        tracing::warn!("{}: {w}", a.backend);
+    }
+    if a.source.json {
+        let files: Vec<serde_json::Value> = r
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "path": format!("/{}", f.path),
+                    "mode": format!("{:04o}", f.mode),
+                    "content": f.content,
+                })
+            })
+            .collect();
+        print_json(
+            out,
+            &serde_json::json!({"backend": a.backend, "files": files, "warnings": r.warnings}),
+        )?;
+        return Ok(Exit::Changed);
+    }
+    for f in &r.files {
+        writeln!(out, "# file: /{} (mode {:04o})", f.path, f.mode)?;
+        out.write_all(f.content.as_bytes())?;
+    }
+    Ok(Exit::Changed)
 }

@@ -7,6 +7,7 @@
 //! ```yaml
 //! # /etc/primer/primer.yaml — every key optional; the values shown are the defaults.
 //! ssh_user: root            # account that receives the drive's SSH keys (--user overrides)
+//! network_backend: ~        # networkd | networkmanager | eni | netplan (default: detected)
 //! probe:
 //!   wait_seconds: 3         # how long to wait for a late config drive (--wait overrides)
 //!   duplicates: refuse      # two drives of one kind: refuse (name both) | best (use the best-ranked)
@@ -54,6 +55,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Account that receives the drive's SSH keys.
     pub ssh_user: String,
+    /// Network backend to render for instead of the detected one (`--network-backend`
+    /// overrides): networkd, networkmanager, eni or netplan.
+    pub network_backend: Option<crate::net::Backend>,
     pub probe: ProbeConfig,
 }
 
@@ -61,6 +65,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             ssh_user: "root".into(),
+            network_backend: None,
             probe: ProbeConfig::default(),
         }
     }
@@ -118,6 +123,10 @@ impl Config {
     pub fn policy(&self) -> Policy {
         Policy {
             ssh_user: self.ssh_user.clone(),
+            network: crate::plan::network::NetPolicy {
+                backend: self.network_backend,
+                ..Default::default()
+            },
         }
     }
 

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod media;
 pub mod model;
+pub mod net;
 pub mod plan;
 pub mod probe;
 pub mod source;
@@ -33,6 +34,8 @@ pub enum Error {
     /// A candidate drive was refused by the trust policy (duplicates, DMI binding, pinning).
     #[error(transparent)]
     Refused(#[from] probe::trust::Refusal),
+    #[error(transparent)]
+    Network(#[from] net::NetError),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -4,7 +4,10 @@
 //! the report and, after poweroff, on files read from the disk image.
 //!
 //! Scenarios: drive in the trailing GPT partition, on a CD-ROM, as a second disk; no drive; a
-//! second boot with the same drive; a boot with an updated drive; SSH login with the drive's key.
+//! second boot with the same drive; a boot with an updated drive; SSH login with the drive's key;
+//! network (one per backend variant: networkd, ifupdown, NetworkManager): three virtio NICs on
+//! restricted user networks, static IPv4 + IPv6 + routes + DNS on the first, an active-backup
+//! bond of the other two with a VLAN on top, checked inside the guest with `ip -j`.
 //! `cargo test --test vm -- --ignored cloud_init_comparison` boots the same guest with Debian's
 //! cloud-init instead of primer and prints both services' times.
 //!
@@ -90,18 +93,8 @@ fn assets() -> &'static Assets {
         ] {
             require_tool(tool);
         }
-        let deb = match std::env::var_os("PRIMER_DEB") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                // A separate target dir: the outer `cargo test` may hold the default one.
-                let out = sh(Command::new(repo().join("packaging/build-deb.sh"))
-                    .env("CARGO_TARGET_DIR", repo().join("target/vm-build"))
-                    .arg(repo().join("target/vm-build/debian")));
-                PathBuf::from(out.trim())
-            }
-        };
         let (kernel, initrd) = kernel_and_initrd();
-        let (base, cfg_offset, cfg_len) = image("base", Some(&deb));
+        let (base, cfg_offset, cfg_len) = image("base", Some(deb()));
         Assets {
             kernel,
             initrd,
@@ -110,6 +103,32 @@ fn assets() -> &'static Assets {
             cfg_len,
         }
     })
+}
+
+/// The primer package installed in the guests, built once.
+fn deb() -> &'static Path {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| match std::env::var_os("PRIMER_DEB") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            // A separate target dir: the outer `cargo test` may hold the default one.
+            let out = sh(Command::new(repo().join("packaging/build-deb.sh"))
+                .env("CARGO_TARGET_DIR", repo().join("target/vm-build"))
+                .arg(repo().join("target/vm-build/debian")));
+            PathBuf::from(out.trim())
+        }
+    })
+}
+
+/// The base image of another variant (`ifupdown`, `nm`) with primer installed, built once.
+fn variant_image(variant: &str) -> (PathBuf, u64, u64) {
+    static M: std::sync::Mutex<BTreeMap<String, (PathBuf, u64, u64)>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    assets();
+    let mut m = M.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(variant.to_string())
+        .or_insert_with(|| image(variant, Some(deb())))
+        .clone()
 }
 
 /// An SSH key pair for the drive, generated once.
@@ -152,24 +171,32 @@ struct Work {
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
     name: String,
+    /// Byte offset and length of the trailing config partition.
+    cfg: (u64, u64),
 }
 
 impl Work {
     fn new(name: &str) -> Work {
+        let a = assets();
+        Work::on(name, &a.base, (a.cfg_offset, a.cfg_len))
+    }
+
+    /// A work dir whose disk is an overlay of `base`.
+    fn on(name: &str, base: &Path, cfg: (u64, u64)) -> Work {
         let dir = tempfile::Builder::new()
             .prefix(&format!("primer-vm-{name}-"))
             .tempdir()
             .unwrap();
         let path = dir.path().to_path_buf();
-        let a = assets();
         sh(Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&a.base)
+            .arg(base)
             .arg(path.join("disk.qcow2")));
         Work {
             dir: Some(dir),
             path,
             name: name.to_string(),
+            cfg,
         }
     }
 
@@ -179,17 +206,17 @@ impl Work {
 
     /// Writes a drive image into the trailing partition of the overlay.
     fn write_partition(&self, iso: &Path) {
-        let a = assets();
+        let (offset, cfg_len) = self.cfg;
         let len = fs::metadata(iso).unwrap().len();
-        assert!(len <= a.cfg_len, "drive larger than the config partition");
+        assert!(len <= cfg_len, "drive larger than the config partition");
         // Zero the partition first so a smaller new drive leaves no stale bytes.
         sh(Command::new("qemu-io")
             .arg("-c")
-            .arg(format!("write -z {} {}", a.cfg_offset, a.cfg_len))
+            .arg(format!("write -z {offset} {cfg_len}"))
             .arg(self.disk()));
         sh(Command::new("qemu-io")
             .arg("-c")
-            .arg(format!("write -s {} {} {len}", iso.display(), a.cfg_offset))
+            .arg(format!("write -s {} {offset} {len}", iso.display()))
             .arg(self.disk()));
     }
 
@@ -285,6 +312,9 @@ struct Boot<'a> {
     drive: Option<PathBuf>,
     /// Keep the guest up for SSH (seconds), with a forwarded port.
     ssh: Option<(u16, u32)>,
+    /// Extra virtio NICs, by MAC, each on its own restricted user network; the guest waits
+    /// for its network backend and reports the network state.
+    nics: &'a [&'a str],
 }
 
 fn parallel_cpus() -> &'static str {
@@ -310,6 +340,9 @@ impl Boot<'_> {
         );
         if let Some((_, hold)) = self.ssh {
             append.push_str(&format!(" primer_e2e.hold={hold}"));
+        }
+        if !self.nics.is_empty() {
+            append.push_str(" primer_e2e.net=1");
         }
         let mut c = Command::new("qemu-system-x86_64");
         c.args([
@@ -366,6 +399,14 @@ impl Boot<'_> {
                 &format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
             ])
             .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"]);
+        }
+        for (i, mac) in self.nics.iter().enumerate() {
+            // No route out of QEMU (restrict=on): the guest only sees its own addresses.
+            c.args(["-netdev", &format!("user,id=net{i},restrict=on")])
+                .args([
+                    "-device",
+                    &format!("virtio-net-pci,netdev=net{i},mac={mac}"),
+                ]);
         }
         c.stdout(Stdio::null()).stderr(Stdio::piped());
         (c.spawn().expect("start qemu"), serial)
@@ -534,6 +575,7 @@ fn trailing_partition() {
         attach: Attach::Partition,
         drive: Some(iso),
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", r.timing("partition"));
@@ -566,6 +608,7 @@ fn cdrom() {
         attach: Attach::CdRom,
         drive: Some(iso),
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", r.timing("cdrom"));
@@ -588,6 +631,7 @@ fn second_disk() {
         attach: Attach::SecondDisk,
         drive: Some(iso),
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", r.timing("second-disk"));
@@ -625,6 +669,7 @@ fn vfat_second_disk() {
         attach: Attach::SecondDisk,
         drive: Some(img),
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", r.timing("vfat"));
@@ -645,6 +690,7 @@ fn no_drive() {
         attach: Attach::None,
         drive: None,
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", r.timing("no-drive"));
@@ -668,6 +714,7 @@ fn second_boot_unchanged_then_updated_drive() {
         attach: Attach::Partition,
         drive: Some(iso.clone()),
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", first.timing("reboot-1"));
@@ -679,6 +726,7 @@ fn second_boot_unchanged_then_updated_drive() {
         attach: Attach::None,
         drive: None,
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", second.timing("reboot-2 same drive"));
@@ -699,6 +747,7 @@ fn second_boot_unchanged_then_updated_drive() {
         attach: Attach::Partition,
         drive: Some(iso2),
         ssh: None,
+        nics: &[],
     }
     .run();
     println!("{}", third.timing("reboot-3 updated drive"));
@@ -754,6 +803,7 @@ fn ssh_login_with_the_drives_key() {
         attach: Attach::Partition,
         drive: Some(iso),
         ssh: Some((port, 150)),
+        nics: &[],
     }
     .run_with(|_| {
         let t = Instant::now();
@@ -795,6 +845,7 @@ fn cloud_init_comparison() {
         attach: Attach::Partition,
         drive: Some(iso.clone()),
         ssh: None,
+        nics: &[],
     }
     .run();
     let primer_ms = p
@@ -818,12 +869,14 @@ fn cloud_init_comparison() {
         dir: Some(dir),
         path: disk.parent().unwrap().to_path_buf(),
         name: "cloud-init".into(),
+        cfg: (off, 0),
     };
     let c = Boot {
         work: &cw,
         attach: Attach::None,
         drive: None,
         ssh: None,
+        nics: &[],
     }
     .run();
     let mut total_ci = 0.0;
@@ -854,4 +907,328 @@ fn cloud_init_comparison() {
         "cloud-init did not apply the drive: {}",
         c.serial
     );
+}
+
+// ---- network, one scenario per backend variant ----
+
+const NIC1: &str = "52:54:00:e2:00:01";
+const NIC2: &str = "52:54:00:e2:00:02";
+const NIC3: &str = "52:54:00:e2:00:03";
+
+/// The drive's network: static IPv4 + IPv6 + two routes + DNS on NIC 1; an active-backup bond
+/// of NICs 2 and 3 (no MAC of its own) with VLAN 42 on top carrying static IPv4 + IPv6 and a
+/// route. MTUs below the NICs' 1500 so each one is visibly applied.
+fn network_data() -> serde_json::Value {
+    serde_json::json!({
+        "links": [
+            {"id": "tap-nic1", "type": "phy", "ethernet_mac_address": NIC1, "mtu": 1480},
+            {"id": "tap-nic2", "type": "phy", "ethernet_mac_address": NIC2, "mtu": 1450},
+            {"id": "tap-nic3", "type": "phy", "ethernet_mac_address": NIC3, "mtu": 1450},
+            {"id": "bond0", "type": "bond", "bond_mode": "active-backup", "bond_miimon": 100,
+             "bond_links": ["tap-nic2", "tap-nic3"], "mtu": 1450},
+            {"id": "vlan-e2e", "type": "vlan", "vlan_link": "bond0", "vlan_id": 42, "mtu": 1400}
+        ],
+        "networks": [
+            {"id": "n1v4", "link": "tap-nic1", "type": "ipv4", "ip_address": "10.0.2.15",
+             "netmask": "255.255.255.0", "network_id": "a",
+             "routes": [
+                {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"},
+                {"network": "192.0.2.0", "netmask": "255.255.255.0", "gateway": "10.0.2.3", "metric": 50}
+             ],
+             "dns_search": ["e2e.test"]},
+            {"id": "n1v6", "link": "tap-nic1", "type": "ipv6", "ip_address": "2001:db8:e2::15/64",
+             "network_id": "b",
+             "routes": [{"network": "::", "netmask": "::", "gateway": "2001:db8:e2::1"}],
+             "services": [{"type": "dns", "address": "2001:db8:e2::53"}]},
+            {"id": "vlanv4", "link": "vlan-e2e", "type": "ipv4", "ip_address": "192.168.42.10",
+             "netmask": "255.255.255.0", "network_id": "c",
+             "routes": [{"network": "198.51.100.0", "netmask": "255.255.255.0", "gateway": "192.168.42.1"}]},
+            {"id": "vlanv6", "link": "vlan-e2e", "type": "ipv6", "ip_address": "fd42::10",
+             "netmask": "ffff:ffff:ffff:ffff::", "network_id": "d"}
+        ],
+        "services": [{"type": "dns", "address": "10.0.2.3"}]
+    })
+}
+
+fn network_drive(dir: &Path) -> PathBuf {
+    let tree = dir.join("net-tree");
+    let meta = serde_json::json!({"uuid": INSTANCE, "hostname": FQDN, "name": "vm guest"});
+    common::write_drive_tree(&tree, &meta);
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            tree.join("openstack").join(v).join("network_data.json"),
+            serde_json::to_vec_pretty(&network_data()).unwrap(),
+        )
+        .unwrap();
+    }
+    let iso = dir.join("net.iso");
+    common::make_iso(&tree, &iso, common::IsoTool::Nova);
+    iso
+}
+
+fn json_kv(r: &Report, k: &str) -> serde_json::Value {
+    serde_json::from_str(r.get(k))
+        .unwrap_or_else(|e| panic!("{k} is not JSON ({e}): {:?}", r.get(k)))
+}
+
+/// The interface with this MAC (its own or, for a bond member, its permanent one).
+fn by_mac<'a>(links: &'a [serde_json::Value], mac: &str) -> &'a serde_json::Value {
+    links
+        .iter()
+        .find(|l| l["address"] == mac || l["permaddr"] == mac)
+        .unwrap_or_else(|| panic!("no interface with MAC {mac}"))
+}
+
+fn by_name<'a>(links: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    links
+        .iter()
+        .find(|l| l["ifname"] == name)
+        .unwrap_or_else(|| panic!("no interface {name}"))
+}
+
+/// Global addresses of an interface as `addr/prefix`, sorted.
+fn globals(addrs: &[serde_json::Value], ifname: &str) -> Vec<String> {
+    let mut v: Vec<String> = addrs
+        .iter()
+        .filter(|a| a["ifname"] == ifname)
+        .flat_map(|a| a["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter(|i| i["scope"] == "global")
+        .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or(""), i["prefixlen"]))
+        .collect();
+    v.sort();
+    v
+}
+
+fn has_route(
+    routes: &[serde_json::Value],
+    dst: &str,
+    gw: &str,
+    dev: &str,
+    metric: Option<u64>,
+) -> bool {
+    routes.iter().any(|r| {
+        r["dst"] == dst
+            && r["gateway"] == gw
+            && r["dev"] == dev
+            && metric.is_none_or(|m| r["metric"].as_u64() == Some(m))
+    })
+}
+
+/// Boots `variant` with the network drive and three NICs and checks, inside the guest, that
+/// exactly the drive's network is configured.
+fn network_scenario(variant: &str) {
+    let (base, off, len) = if variant == "base" {
+        let a = assets();
+        (a.base.clone(), a.cfg_offset, a.cfg_len)
+    } else {
+        variant_image(variant)
+    };
+    let w = Work::on(&format!("net-{variant}"), &base, (off, len));
+    let iso = network_drive(&w.path);
+    let r = Boot {
+        work: &w,
+        attach: Attach::Partition,
+        drive: Some(iso),
+        ssh: None,
+        nics: &[NIC1, NIC2, NIC3],
+    }
+    .run();
+    println!(
+        "{} (network wait {})",
+        r.timing(&format!("network-{variant}")),
+        r.get("net_wait")
+    );
+    check_network(&r, variant, true);
+    if variant == "base" {
+        // A later boot without the drive: primer finds nothing (exit 11) and tears nothing
+        // down; the backend brings up exactly the same network from the files left in place.
+        sh(Command::new("qemu-io")
+            .arg("-c")
+            .arg(format!("write -z {off} {len}"))
+            .arg(w.disk()));
+        let again = Boot {
+            work: &w,
+            attach: Attach::None,
+            drive: None,
+            ssh: None,
+            nics: &[NIC1, NIC2, NIC3],
+        }
+        .run();
+        println!(
+            "{}",
+            again.timing("network-base, later boot without the drive")
+        );
+        assert_eq!(again.get("primer_status"), "11", "{}", again.journal());
+        check_network(&again, variant, false);
+    }
+}
+
+/// Checks the network state a guest reported against the drive's network.
+fn check_network(r: &Report, variant: &str, first: bool) {
+    let ctx = || {
+        format!(
+            "[{variant}] files: {}\nprimer journal:\n{}\nbackend log:\n{}\naddr: {}\nroute: {}\n{}",
+            r.get("net_files"),
+            r.journal(),
+            r.all("netlog").join("\n"),
+            r.get("ip_addr"),
+            r.get("ip_route4"),
+            r.get("ip_route6"),
+        )
+    };
+    assert_unit_ok(r, variant);
+    let backend = match variant {
+        "base" => "networkd",
+        "ifupdown" => "eni",
+        _ => "networkmanager",
+    };
+    assert!(
+        !first || r.journal().contains(&format!("network ({backend}:")),
+        "{}",
+        ctx()
+    );
+
+    let links: Vec<serde_json::Value> = json_kv(r, "ip_link")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let addrs: Vec<serde_json::Value> = json_kv(r, "ip_addr")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let r4: Vec<serde_json::Value> = json_kv(r, "ip_route4")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let r6: Vec<serde_json::Value> = json_kv(r, "ip_route6")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+
+    // NIC 1: static IPv4 + IPv6, MTU, nothing from router advertisements.
+    let nic1 = by_mac(&links, NIC1);
+    let n1 = nic1["ifname"].as_str().unwrap_or_default().to_string();
+    assert_eq!(nic1["mtu"], 1480, "{}", ctx());
+    assert_eq!(
+        globals(&addrs, &n1),
+        ["10.0.2.15/24", "2001:db8:e2::15/64"],
+        "{}",
+        ctx()
+    );
+
+    // The bond: active-backup, miimon 100, both NICs enslaved, MTU.
+    let bond = links
+        .iter()
+        .find(|l| l["linkinfo"]["info_kind"] == "bond")
+        .unwrap_or_else(|| panic!("no bond\n{}", ctx()));
+    let bn = bond["ifname"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        bond["linkinfo"]["info_data"]["mode"],
+        "active-backup",
+        "{}",
+        ctx()
+    );
+    assert_eq!(bond["linkinfo"]["info_data"]["miimon"], 100, "{}", ctx());
+    assert_eq!(bond["mtu"], 1450, "{}", ctx());
+    for mac in [NIC2, NIC3] {
+        let m = by_mac(&links, mac);
+        assert_eq!(m["master"], bn.as_str(), "{mac} not in the bond\n{}", ctx());
+        assert!(
+            globals(&addrs, m["ifname"].as_str().unwrap_or("")).is_empty(),
+            "{}",
+            ctx()
+        );
+    }
+    assert!(
+        globals(&addrs, &bn).is_empty(),
+        "the bond carries no address\n{}",
+        ctx()
+    );
+
+    // The VLAN on the bond: id 42, MTU, its addresses.
+    let vlan = links
+        .iter()
+        .find(|l| l["linkinfo"]["info_kind"] == "vlan")
+        .unwrap_or_else(|| panic!("no vlan\n{}", ctx()));
+    let vn = vlan["ifname"].as_str().unwrap_or_default().to_string();
+    assert_eq!(vlan["linkinfo"]["info_data"]["id"], 42, "{}", ctx());
+    assert_eq!(vlan["link"], bn.as_str(), "{}", ctx());
+    assert_eq!(vlan["mtu"], 1400, "{}", ctx());
+    assert_eq!(by_name(&links, &vn)["operstate"], "UP", "{}", ctx());
+    assert_eq!(
+        globals(&addrs, &vn),
+        ["192.168.42.10/24", "fd42::10/64"],
+        "{}",
+        ctx()
+    );
+
+    // No other global address anywhere (restricted user networks send router advertisements:
+    // they must not have been taken).
+    let all: usize = links
+        .iter()
+        .filter_map(|l| l["ifname"].as_str())
+        .map(|n| globals(&addrs, n).len())
+        .sum();
+    assert_eq!(all, 4, "{}", ctx());
+
+    // Routes.
+    assert!(
+        has_route(&r4, "default", "10.0.2.2", &n1, None),
+        "{}",
+        ctx()
+    );
+    assert!(
+        has_route(&r4, "192.0.2.0/24", "10.0.2.3", &n1, Some(50)),
+        "{}",
+        ctx()
+    );
+    assert!(
+        has_route(&r4, "198.51.100.0/24", "192.168.42.1", &vn, None),
+        "{}",
+        ctx()
+    );
+    assert!(
+        has_route(&r6, "default", "2001:db8:e2::1", &n1, None),
+        "{}",
+        ctx()
+    );
+    let defaults4 = r4.iter().filter(|x| x["dst"] == "default").count();
+    assert_eq!(defaults4, 1, "only the drive's default route\n{}", ctx());
+
+    // Resolver configuration: networkd's per-link state (no resolved in the guest), the
+    // resolv.conf NetworkManager or primer (ifupdown, no resolvconf) wrote.
+    let dns: Vec<String> = if variant == "base" {
+        r.all("netif_dns").iter().map(|s| s.to_string()).collect()
+    } else {
+        r.all("resolv_conf").iter().map(|s| s.to_string()).collect()
+    };
+    let joined = dns.join("\n");
+    for want in ["10.0.2.3", "2001:db8:e2::53", "e2e.test"] {
+        assert!(
+            joined.contains(want),
+            "{want} missing from resolver config:\n{joined}\n{}",
+            ctx()
+        );
+    }
+    // The network files were written by this boot's primer run, before the backend started.
+    assert!(
+        !first || r.steps("changed").iter().any(|s| s.starts_with("net:")),
+        "{}",
+        ctx()
+    );
+}
+
+#[test]
+fn network_networkd() {
+    network_scenario("base");
+}
+
+#[test]
+fn network_ifupdown() {
+    network_scenario("ifupdown");
+}
+
+#[test]
+fn network_networkmanager() {
+    network_scenario("nm");
 }

@@ -51,7 +51,14 @@ if [ ! -s "$img" ]; then
     install -m 0644 "$here/guest/primer-e2e.service" "$tree/etc/systemd/system/primer-e2e.service"
     ln -sf /etc/systemd/system/primer-e2e.service "$tree/etc/systemd/system/multi-user.target.wants/primer-e2e.service"
     install -m 0644 "$here/guest/10-e2e.network" "$tree/etc/systemd/network/10-e2e.network"
-    ln -sf /usr/lib/systemd/system/systemd-networkd.service "$tree/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+    # networkd is the base guest's network backend. The ifupdown and nm variants mask it: the
+    # first boot applies systemd's presets, which would enable it beside their own backend.
+    case "$variant" in
+        base|cloudinit) ln -sf /usr/lib/systemd/system/systemd-networkd.service "$tree/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" ;;
+        *) for u in systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service; do
+               ln -sf /dev/null "$tree/etc/systemd/system/$u"
+           done ;;
+    esac
     # A fixed machine id (first-boot units run via systemd.condition-first-boot=1 on the kernel
     # line, without the 12-17 s TCG cost of initialising one), a placeholder host name that the
     # drive must replace, locked root password, fresh SSH host keys for this image.

@@ -7,13 +7,15 @@ MIRROR=http://deb.debian.org/debian
 # Base packages of the guest (see shared/notes/guest-vm.md for why each is needed).
 BASE_PACKAGES="systemd,systemd-sysv,udev,kmod,iproute2,dbus,openssh-server"
 
-# Extra packages per variant: base (primer), cloudinit (Debian's cloud-init for comparison),
-# ifupdown and nm (network backends for later issues).
+# Extra packages per variant: base (primer, systemd-networkd), cloudinit (Debian's cloud-init for
+# comparison), ifupdown and nm (the other network backends primer renders for). ifupdown needs
+# ifenslave for bonds, vlan for VLANs and procps: it sets accept_ra/autoconf with sysctl and
+# silently skips that when sysctl is missing.
 variant_packages() {
     case "$1" in
         base) echo "" ;;
         cloudinit) echo ",cloud-init" ;;
-        ifupdown) echo ",ifupdown,isc-dhcp-client" ;;
+        ifupdown) echo ",ifupdown,isc-dhcp-client,ifenslave,vlan,procps" ;;
         nm) echo ",network-manager" ;;
         *) echo "unknown variant $1" >&2; return 1 ;;
     esac

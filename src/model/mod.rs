@@ -1,6 +1,8 @@
 //! Model: the one typed description of an instance that every source format produces, and the
 //! report of warnings. Pure data: no I/O, no parsing of drive formats (that is `source/`).
 
+pub mod network;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod hostname;
 pub mod keys;
+pub mod network;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,12 +21,14 @@ use crate::state::{self, Record};
 pub struct Policy {
     /// The account whose `authorized_keys` receives the drive's SSH keys.
     pub ssh_user: String,
+    pub network: network::NetPolicy,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             ssh_user: "root".into(),
+            network: Default::default(),
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct HostFacts {
     pub copy_files: BTreeSet<String>,
     /// The record of the previous run for this instance, when there is one.
     pub record: Option<Record>,
+    /// Interfaces, network backend and primer's network files on the target.
+    pub network: crate::net::host::NetFacts,
 }
 
 /// What a step does.
@@ -197,6 +202,7 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     }
     p.plan_hostname(instance);
     p.plan_ssh_keys(instance, policy);
+    p.plan_network(instance, drive, &policy.network);
     p.plan_local_copy(instance, drive);
     p.plan_record(instance, drive);
     p.finish(id)
@@ -710,6 +716,7 @@ mod tests {
             &f,
             &Policy {
                 ssh_user: "debian".into(),
+                ..Default::default()
             },
         );
         assert_eq!(change(&p, "ssh-keys"), Change::Error);

@@ -1,0 +1,369 @@
+//! The typed network IR every input converts into (OpenStack `network_data.json`, network
+//! config v1 and v2) and every renderer reads (networkd, NetworkManager, ifupdown, netplan).
+//! Pure data with small helpers: no parsing of drive formats (that is `net/`), no I/O.
+//!
+//! Shape: a flat list of links (physical, bond, VLAN, bridge), each carrying its own layer-3
+//! configuration (static addresses with prefix, DHCPv4, the IPv6 autoconfiguration mode,
+//! routes, DNS), plus DNS that applies to the whole machine. Links refer to each other by `id`
+//! (the source's identifier), never by OS name: naming happens later against the target.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// The whole network description of one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkConfig {
+    /// In source order; members and parents may come before or after the links using them.
+    pub links: Vec<Link>,
+    /// DNS that is not tied to one link (top-level services, `nameserver` entries).
+    pub dns: Dns,
+}
+
+impl NetworkConfig {
+    pub fn link(&self, id: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.id == id)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+    /// The bond or bridge a link is a member of, if any.
+    pub fn controller_of(&self, id: &str) -> Option<&Link> {
+        self.links
+            .iter()
+            .find(|l| l.kind.members().iter().any(|m| m == id))
+    }
+}
+
+/// One interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// The source's identifier (nova's tap name or `interface0`, a v1 name, a v2 key).
+    pub id: String,
+    pub kind: LinkKind,
+    /// Lower-case `aa:bb:cc:dd:ee:ff`. For a physical link, the NIC to match; for a virtual
+    /// link, the address to set on it.
+    pub mac: Option<String>,
+    /// The OS interface name the source asks for (`name`, `set-name`, a v1 name).
+    pub name: Option<String>,
+    pub mtu: Option<u32>,
+    pub l3: L3,
+}
+
+impl Link {
+    pub fn new(id: impl Into<String>, kind: LinkKind) -> Link {
+        Link {
+            id: id.into(),
+            kind,
+            mac: None,
+            name: None,
+            mtu: None,
+            l3: L3::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LinkKind {
+    Physical,
+    Bond {
+        /// Member link ids.
+        members: Vec<String>,
+        params: BondParams,
+    },
+    Vlan {
+        /// The parent link id (a physical link or a bond).
+        parent: String,
+        vlan_id: u16,
+    },
+    Bridge {
+        members: Vec<String>,
+        stp: Option<bool>,
+    },
+}
+
+impl LinkKind {
+    pub fn members(&self) -> &[String] {
+        match self {
+            LinkKind::Bond { members, .. } | LinkKind::Bridge { members, .. } => members,
+            _ => &[],
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::Physical => "physical",
+            LinkKind::Bond { .. } => "bond",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Bridge { .. } => "bridge",
+        }
+    }
+}
+
+/// Bonding driver modes (kernel names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BondMode {
+    #[serde(rename = "balance-rr")]
+    BalanceRr,
+    #[serde(rename = "active-backup")]
+    ActiveBackup,
+    #[serde(rename = "balance-xor")]
+    BalanceXor,
+    #[serde(rename = "broadcast")]
+    Broadcast,
+    #[serde(rename = "802.3ad")]
+    Lacp,
+    #[serde(rename = "balance-tlb")]
+    BalanceTlb,
+    #[serde(rename = "balance-alb")]
+    BalanceAlb,
+}
+
+impl BondMode {
+    pub const ALL: [BondMode; 7] = [
+        BondMode::BalanceRr,
+        BondMode::ActiveBackup,
+        BondMode::BalanceXor,
+        BondMode::Broadcast,
+        BondMode::Lacp,
+        BondMode::BalanceTlb,
+        BondMode::BalanceAlb,
+    ];
+    /// The kernel's name (`802.3ad`, `active-backup`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BondMode::BalanceRr => "balance-rr",
+            BondMode::ActiveBackup => "active-backup",
+            BondMode::BalanceXor => "balance-xor",
+            BondMode::Broadcast => "broadcast",
+            BondMode::Lacp => "802.3ad",
+            BondMode::BalanceTlb => "balance-tlb",
+            BondMode::BalanceAlb => "balance-alb",
+        }
+    }
+    /// Accepts the kernel's names and numbers (`0`..`6`), case-insensitively.
+    pub fn parse(s: &str) -> Option<BondMode> {
+        let s = s.trim().to_ascii_lowercase();
+        if let Ok(n) = s.parse::<usize>() {
+            return BondMode::ALL.get(n).copied();
+        }
+        BondMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl fmt::Display for BondMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BondParams {
+    pub mode: BondMode,
+    /// MII link monitoring interval, milliseconds.
+    pub miimon: Option<u32>,
+    /// `layer2`, `layer3+4`, `layer2+3`, `encap2+3`, `encap3+4`.
+    pub xmit_hash_policy: Option<String>,
+    /// `slow` or `fast` (802.3ad).
+    pub lacp_rate: Option<String>,
+    /// Preferred member id (active-backup).
+    pub primary: Option<String>,
+}
+
+impl BondParams {
+    pub fn new(mode: BondMode) -> BondParams {
+        BondParams {
+            mode,
+            miimon: None,
+            xmit_hash_policy: None,
+            lacp_rate: None,
+            primary: None,
+        }
+    }
+}
+
+/// How IPv6 is configured automatically on a link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ipv6Auto {
+    /// No router advertisements, no DHCPv6: only static addresses (if any).
+    #[default]
+    Off,
+    /// Router advertisements on (SLAAC), no DHCPv6 client.
+    Slaac,
+    /// Router advertisements for addresses, DHCPv6 for other information only.
+    DhcpStateless,
+    /// Addresses from DHCPv6 (router advertisements still give the default route).
+    DhcpStateful,
+}
+
+impl Ipv6Auto {
+    /// Whether router advertisements are accepted.
+    pub fn accept_ra(self) -> bool {
+        self != Ipv6Auto::Off
+    }
+    /// The stronger of two modes (stateful > stateless > SLAAC > off): when two networks on
+    /// one link ask for different modes, the one that configures more wins.
+    pub fn max_mode(self, other: Ipv6Auto) -> Ipv6Auto {
+        let rank = |m: Ipv6Auto| match m {
+            Ipv6Auto::Off => 0,
+            Ipv6Auto::Slaac => 1,
+            Ipv6Auto::DhcpStateless => 2,
+            Ipv6Auto::DhcpStateful => 3,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Layer-3 configuration of one link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct L3 {
+    /// Static addresses with their prefix, in source order.
+    pub addresses: Vec<IpNet>,
+    pub dhcp4: bool,
+    pub ipv6: Ipv6Auto,
+    pub routes: Vec<Route>,
+    pub dns: Dns,
+}
+
+impl L3 {
+    /// Whether the link carries any layer-3 configuration.
+    pub fn is_configured(&self) -> bool {
+        !self.addresses.is_empty() || self.dhcp4 || self.ipv6 != Ipv6Auto::Off
+    }
+    pub fn has_v4(&self) -> bool {
+        self.dhcp4 || self.addresses.iter().any(|a| matches!(a, IpNet::V4(_)))
+    }
+    pub fn has_v6(&self) -> bool {
+        self.ipv6 != Ipv6Auto::Off || self.addresses.iter().any(|a| matches!(a, IpNet::V6(_)))
+    }
+    /// Adds a route unless an identical one is there.
+    pub fn add_route(&mut self, r: Route) {
+        if !self.routes.contains(&r) {
+            self.routes.push(r);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Destination; `0.0.0.0/0` or `::/0` for a default route.
+    pub to: IpNet,
+    pub via: Option<IpAddr>,
+    pub metric: Option<u32>,
+}
+
+impl Route {
+    pub fn is_default(&self) -> bool {
+        self.to.prefix_len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Dns {
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+}
+
+impl Dns {
+    pub fn is_empty(&self) -> bool {
+        self.nameservers.is_empty() && self.search.is_empty()
+    }
+    pub fn add_server(&mut self, a: IpAddr) {
+        if !self.nameservers.contains(&a) {
+            self.nameservers.push(a);
+        }
+    }
+    pub fn add_search(&mut self, s: &str) {
+        let s = s.trim().trim_end_matches('.');
+        if !s.is_empty() && !self.search.iter().any(|x| x == s) {
+            self.search.push(s.to_string());
+        }
+    }
+    /// This set followed by what `other` adds.
+    pub fn merged(&self, other: &Dns) -> Dns {
+        let mut d = self.clone();
+        for a in &other.nameservers {
+            d.add_server(*a);
+        }
+        for s in &other.search {
+            d.add_search(s);
+        }
+        d
+    }
+}
+
+/// Normalises a MAC address to lower-case colon form; `None` when it is not 6 octets.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    let s = s.trim();
+    let parts: Vec<&str> = if s.contains(':') {
+        s.split(':').collect()
+    } else if s.contains('-') {
+        s.split('-').collect()
+    } else {
+        return None;
+    };
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = String::with_capacity(17);
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        if i > 0 {
+            out.push(':');
+        }
+        if p.len() == 1 {
+            out.push('0');
+        }
+        out.push_str(&p.to_ascii_lowercase());
+    }
+    Some(out)
+}
+
+/// Whether `s` is usable as a Linux interface name (IFNAMSIZ 16 with the NUL, no `/`,
+/// whitespace, `:` or control characters, not `.` or `..`).
+pub fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b'%' && b != b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            normalize_mac("BC:76:4E:12:a4:bb").as_deref(),
+            Some("bc:76:4e:12:a4:bb")
+        );
+        assert_eq!(
+            normalize_mac("0-1-2-3-4-5").as_deref(),
+            Some("00:01:02:03:04:05")
+        );
+        assert_eq!(normalize_mac("aa:bb:cc:dd:ee"), None);
+        assert_eq!(normalize_mac("zz:bb:cc:dd:ee:ff"), None);
+    }
+
+    #[test]
+    fn bond_modes_and_names() {
+        assert_eq!(BondMode::parse("802.3AD"), Some(BondMode::Lacp));
+        assert_eq!(BondMode::parse("1"), Some(BondMode::ActiveBackup));
+        assert_eq!(BondMode::parse("7"), None);
+        assert!(valid_ifname("bond0.101"));
+        assert!(!valid_ifname("a-very-long-interface"));
+        assert!(!valid_ifname("../etc"));
+    }
+}

@@ -1,0 +1,385 @@
+//! Network host facts: reads, read-only and inside the target root, what network planning
+//! needs: the interfaces present (MAC -> name from `sys/class/net/*/address`, waiting a bounded
+//! time for NICs the drive names when the root is the running system), which backend the
+//! target uses, and primer's existing files of every backend. Never writes.
+//!
+//! Backend detection, first match wins (documented in the README):
+//! 1. netplan installed (`usr/sbin/netplan`): netplan owns networkd/NetworkManager config;
+//! 2. NetworkManager enabled (a `*.wants/NetworkManager.service` link under `etc/systemd/system`);
+//! 3. systemd-networkd enabled (a `*.wants/systemd-networkd.service` link);
+//! 4. ifupdown installed (`sbin/ifup`);
+//! 5. NetworkManager installed (`usr/sbin/NetworkManager`);
+//! 6. systemd-networkd installed (`lib/systemd/systemd-networkd`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::render::{owned, HEADER};
+use super::Backend;
+use crate::apply::fs::resolve_in_root;
+use crate::model::Instance;
+use crate::plan::{FileFact, Meta};
+
+/// What network planning knows about the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetFacts {
+    /// Lower-case MAC -> interface name, from `<root>/sys/class/net`.
+    pub interfaces: BTreeMap<String, String>,
+    /// The detected backend and why.
+    pub detected: Option<(Backend, String)>,
+    /// For each backend, primer's files (first line is the header) that exist now.
+    pub owned: BTreeMap<Backend, Vec<String>>,
+    /// NetworkManager is enabled (netplan then renders through it).
+    pub nm_enabled: bool,
+    /// ifupdown: a resolvconf program is installed (it applies `dns-*` lines).
+    pub resolvconf: bool,
+    /// `/etc/resolv.conf` is a symlink (managed by resolved, resolvconf, NetworkManager...).
+    pub resolv_conf_symlink: bool,
+}
+
+/// How long to wait, on a live system rendering for ifupdown, for the NICs the drive names to
+/// appear and be renamed by udev (udev may still be loading virtio_net when primer starts).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// Largest network file read for comparison.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads the network facts. `wait` applies only when `live`, the backend (`choice`, else the
+/// detected one) is ifupdown and the drive names NICs that are not there yet. Returns the facts and the existing files (by root-relative path) that the
+/// planner compares rendered files against.
+pub fn read_net_facts(
+    root: &Path,
+    instance: Option<&Instance>,
+    live: bool,
+    wait: Duration,
+    choice: Option<Backend>,
+) -> (NetFacts, BTreeMap<String, FileFact>) {
+    let mut facts = NetFacts {
+        interfaces: read_interfaces(root),
+        ..Default::default()
+    };
+    let wants = |svc: &str| enabled(root, svc);
+    let exists = |p: &str| {
+        resolve_in_root(root, p)
+            .ok()
+            .is_some_and(|h| fs::symlink_metadata(h).is_ok())
+    };
+    facts.nm_enabled = wants("NetworkManager.service");
+    facts.detected = if exists("usr/sbin/netplan") || exists("sbin/netplan") {
+        Some((Backend::Netplan, "netplan is installed".into()))
+    } else if facts.nm_enabled {
+        Some((Backend::NetworkManager, "NetworkManager is enabled".into()))
+    } else if wants("systemd-networkd.service") {
+        Some((Backend::Networkd, "systemd-networkd is enabled".into()))
+    } else if exists("sbin/ifup") || exists("usr/sbin/ifup") {
+        Some((Backend::Eni, "ifupdown is installed".into()))
+    } else if exists("usr/sbin/NetworkManager") {
+        Some((
+            Backend::NetworkManager,
+            "NetworkManager is installed".into(),
+        ))
+    } else if exists("lib/systemd/systemd-networkd") || exists("usr/lib/systemd/systemd-networkd") {
+        Some((Backend::Networkd, "systemd-networkd is installed".into()))
+    } else {
+        None
+    };
+    // Only ifupdown needs interface names; the others match NICs by MAC, so boot is not held
+    // up waiting for udev.
+    let backend = choice.or(facts.detected.as_ref().map(|(b, _)| *b));
+    let wanted = instance.map(wanted_macs).unwrap_or_default();
+    if live && backend == Some(Backend::Eni) && !wanted.is_empty() {
+        let start = Instant::now();
+        loop {
+            let missing: Vec<&String> = wanted
+                .iter()
+                .filter(|m| !facts.interfaces.contains_key(*m))
+                .collect();
+            let settled = udev_settled(root, &facts.interfaces, &wanted);
+            if missing.is_empty() && settled {
+                tracing::debug!("network: NICs present after {:?}", start.elapsed());
+                break;
+            }
+            if start.elapsed() >= wait {
+                tracing::warn!(
+                    "network: after {:?}, {} NIC(s) named by the drive are not present: {}",
+                    wait,
+                    missing.len(),
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            facts.interfaces = read_interfaces(root);
+        }
+    }
+    facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
+    facts.resolv_conf_symlink = resolve_in_root(root, "etc")
+        .ok()
+        .and_then(|etc| fs::symlink_metadata(etc.join("resolv.conf")).ok())
+        .is_some_and(|m| m.file_type().is_symlink());
+
+    let mut files = BTreeMap::new();
+    for b in Backend::ALL {
+        let o = owned(b);
+        let mut mine = Vec::new();
+        let mut candidates: Vec<String> = o.extra.iter().map(|s| s.to_string()).collect();
+        if let Ok(dir) = resolve_in_root(root, o.dir) {
+            if let Ok(rd) = fs::read_dir(dir) {
+                for e in rd.flatten().take(10_000) {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with(o.prefix) {
+                        candidates.push(format!("{}/{n}", o.dir));
+                    }
+                }
+            }
+        }
+        candidates.sort();
+        for rel in candidates {
+            if let Some(f) = read_file(root, &rel) {
+                if f.content.starts_with(HEADER.as_bytes()) {
+                    mine.push(rel.clone());
+                }
+                files.insert(rel, f);
+            }
+        }
+        facts.owned.insert(b, mine);
+    }
+    if let Some(f) = read_file(root, "etc/network/interfaces") {
+        files.insert("etc/network/interfaces".into(), f);
+    }
+    (facts, files)
+}
+
+/// MACs of the NICs the instance's network data names (best effort: unparsable data names none).
+fn wanted_macs(i: &Instance) -> Vec<String> {
+    let Some((bytes, file, format)) =
+        crate::plan::network::network_input(i, &crate::media::DriveFiles::default())
+    else {
+        return Vec::new();
+    };
+    match super::parse_network(&bytes, format, &file) {
+        Ok((c, _)) => c
+            .links
+            .iter()
+            .filter(|l| matches!(l.kind, crate::model::network::LinkKind::Physical))
+            .filter_map(|l| l.mac.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Interfaces under `<root>/sys/class/net`: lower-case MAC -> name (loopback and interfaces
+/// without an Ethernet address are left out; a MAC seen twice keeps the first name in order).
+pub fn read_interfaces(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = resolve_in_root(root, "sys/class/net") else {
+        return out;
+    };
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return out;
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .take(4096)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in names {
+        if n == "lo" {
+            continue;
+        }
+        // A bond or VLAN shares its MAC with a NIC: only devices backed by hardware (with a
+        // `device` link) name a NIC; on a fake sysfs tree without it, take what is there.
+        let base = dir.join(&n);
+        let is_virtual = base.join("bonding").exists()
+            || fs::read_to_string(base.join("uevent")).is_ok_and(|u| u.contains("DEVTYPE="));
+        if is_virtual {
+            continue;
+        }
+        // An enslaved NIC shows its bond's MAC; its own is kept in bonding_slave/perm_hwaddr.
+        let Ok(addr) = fs::read_to_string(base.join("bonding_slave/perm_hwaddr"))
+            .or_else(|_| fs::read_to_string(base.join("address")))
+        else {
+            continue;
+        };
+        if let Some(mac) = crate::model::network::normalize_mac(addr.trim()) {
+            if mac != "00:00:00:00:00:00" {
+                out.entry(mac).or_insert(n);
+            }
+        }
+    }
+    out
+}
+
+/// On a live system with udevd running, an interface name is final once udev has written its
+/// database entry and, unless predictable names are switched off, the kernel's `ethN` name
+/// (`name_assign_type` 1, "enumerated") has been replaced.
+fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String]) -> bool {
+    let Ok(run) = resolve_in_root(root, "run/udev") else {
+        return true;
+    };
+    if !run.join("control").exists() {
+        return true;
+    }
+    let keeps_kernel_names = kernel_names_kept(root);
+    wanted.iter().all(|m| {
+        let Some(name) = ifaces.get(m) else {
+            return true;
+        };
+        let attr = |a: &str| {
+            resolve_in_root(root, &format!("sys/class/net/{name}/{a}"))
+                .ok()
+                .and_then(|p| fs::read_to_string(p).ok())
+                .map(|s| s.trim().to_string())
+        };
+        let in_db = match attr("ifindex") {
+            Some(i) => run.join(format!("data/n{i}")).exists(),
+            None => true,
+        };
+        in_db && (keeps_kernel_names || attr("name_assign_type").as_deref() != Some("1"))
+    })
+}
+
+/// Predictable interface names are switched off (`net.ifnames=0`, or the default `.link` or
+/// the udev rule masked): udev keeps the kernel's `ethN` names.
+fn kernel_names_kept(root: &Path) -> bool {
+    let cmdline = resolve_in_root(root, "proc/cmdline")
+        .ok()
+        .and_then(|p| fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    // The link itself is read, not followed: resolve its directory only.
+    let masked = |dir: &str, file: &str| {
+        resolve_in_root(root, dir)
+            .ok()
+            .and_then(|h| fs::read_link(h.join(file)).ok())
+            .is_some_and(|t| t == Path::new("/dev/null"))
+    };
+    cmdline.split_whitespace().any(|w| w == "net.ifnames=0")
+        || masked("etc/systemd/network", "99-default.link")
+        || masked("etc/udev/rules.d", "80-net-setup-link.rules")
+}
+
+/// Whether a unit is enabled: a link named `unit` in some `*.wants` directory under
+/// `etc/systemd/system`, and the unit not masked (linked to /dev/null).
+fn enabled(root: &Path, unit: &str) -> bool {
+    let Ok(dir) = resolve_in_root(root, "etc/systemd/system") else {
+        return false;
+    };
+    if fs::read_link(dir.join(unit)).is_ok_and(|t| t == Path::new("/dev/null")) {
+        return false;
+    }
+    let Ok(rd) = fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().take(1000).any(|e| {
+        e.file_name().to_string_lossy().ends_with(".wants")
+            && fs::symlink_metadata(e.path().join(unit)).is_ok()
+    })
+}
+
+fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
+    let host = resolve_in_root(root, rel).ok()?;
+    let f = fs::File::open(&host).ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    let mut content = Vec::new();
+    f.take(MAX_FILE).read_to_end(&mut content).ok()?;
+    Some(FileFact {
+        content,
+        meta: Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn detect(root: &Path) -> Option<Backend> {
+        read_net_facts(root, None, false, Duration::ZERO, None)
+            .0
+            .detected
+            .map(|(b, _)| b)
+    }
+
+    #[test]
+    fn detection_order_and_masking() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        assert_eq!(detect(r), None);
+        fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        fs::write(r.join("usr/lib/systemd/systemd-networkd"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::Networkd), "installed networkd");
+        fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        fs::write(r.join("usr/sbin/NetworkManager"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::NetworkManager), "installed NM");
+        fs::write(r.join("usr/sbin/ifup"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::Eni), "installed ifupdown");
+        let wants = r.join("etc/systemd/system/multi-user.target.wants");
+        fs::create_dir_all(&wants).unwrap();
+        symlink("/x", wants.join("systemd-networkd.service")).unwrap();
+        assert_eq!(detect(r), Some(Backend::Networkd), "enabled networkd");
+        // A masked unit is not enabled, whatever links name it.
+        symlink(
+            "/dev/null",
+            r.join("etc/systemd/system/systemd-networkd.service"),
+        )
+        .unwrap();
+        assert_eq!(detect(r), Some(Backend::Eni));
+        symlink("/x", wants.join("NetworkManager.service")).unwrap();
+        assert_eq!(detect(r), Some(Backend::NetworkManager), "enabled NM");
+        fs::write(r.join("usr/sbin/netplan"), "").unwrap();
+        assert_eq!(detect(r), Some(Backend::Netplan), "netplan first");
+    }
+
+    #[test]
+    fn interfaces_from_fake_sysfs() {
+        let t = tempfile::tempdir().unwrap();
+        let net = t.path().join("sys/class/net");
+        for (n, mac, extra) in [
+            ("lo", "00:00:00:00:00:00", ""),
+            ("ens3", "52:54:00:AA:00:01", ""),
+            ("bond0", "52:54:00:aa:00:02", "DEVTYPE=bond\n"),
+            ("ens4", "52:54:00:aa:00:02", ""),
+        ] {
+            fs::create_dir_all(net.join(n)).unwrap();
+            fs::write(net.join(n).join("address"), format!("{mac}\n")).unwrap();
+            fs::write(
+                net.join(n).join("uevent"),
+                format!("INTERFACE={n}\n{extra}"),
+            )
+            .unwrap();
+        }
+        // An enslaved NIC shows the bond's MAC; its own is the permanent one.
+        fs::create_dir_all(net.join("ens5/bonding_slave")).unwrap();
+        fs::write(net.join("ens5/address"), "52:54:00:aa:00:02\n").unwrap();
+        fs::write(
+            net.join("ens5/bonding_slave/perm_hwaddr"),
+            "52:54:00:aa:00:03\n",
+        )
+        .unwrap();
+        let i = read_interfaces(t.path());
+        assert_eq!(
+            i.into_iter().collect::<Vec<_>>(),
+            [
+                ("52:54:00:aa:00:01".to_string(), "ens3".to_string()),
+                ("52:54:00:aa:00:02".to_string(), "ens4".to_string()),
+                ("52:54:00:aa:00:03".to_string(), "ens5".to_string()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! ifupdown renderer: one `/etc/network/interfaces.d/primer` with a stanza per link and family
+//! (bonds need `ifenslave`, VLANs are named `parent.vid`, which ifupdown creates itself), and,
+//! where nothing else manages it, `/etc/resolv.conf` (ifupdown acts on `dns-*` lines only
+//! through resolvconf). Pure. ifupdown configures interfaces by name only: a link whose name
+//! is unknown is left out and reported.
+
+use std::fmt::Write;
+
+use super::{link_dns, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
+use super::{RenderedFile, HEADER};
+use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig, Route};
+use crate::net::naming::Names;
+
+pub const PATH: &str = "etc/network/interfaces.d/primer";
+pub const RESOLV_CONF: &str = "etc/resolv.conf";
+
+pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Rendered {
+    let mut out = Rendered::default();
+    let mut s = format!("{HEADER}\n");
+    for (_, l) in ordered(c) {
+        if let Some(w) = member_l3_warning(c, l) {
+            out.warnings.push(w);
+        }
+        let Some(name) = names.name(&l.id) else {
+            out.warnings.push(format!(
+                "link {:?}{}: no interface with this MAC on the target and no name given; ifupdown needs a name, so it is left out",
+                l.id,
+                l.mac.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+            ));
+            continue;
+        };
+        if names.rename(&l.id) {
+            out.warnings.push(format!(
+                "link {:?}: ifupdown cannot rename a NIC; configured as {name:?}, which must exist under that name",
+                l.id
+            ));
+        }
+        let mut common = String::new();
+        if let Some(mtu) = l.mtu {
+            let _ = writeln!(common, "    mtu {mtu}");
+        }
+        if !matches!(l.kind, LinkKind::Physical) {
+            if let Some(m) = &l.mac {
+                let _ = writeln!(common, "    hwaddress ether {m}");
+            }
+        }
+        let ctl = c.controller_of(&l.id);
+        match (&l.kind, ctl) {
+            (_, Some(ctl)) if matches!(ctl.kind, LinkKind::Bond { .. }) => {
+                let cn = names.name(&ctl.id).unwrap_or(&ctl.id);
+                let _ = writeln!(common, "    bond-master {cn}");
+                if let LinkKind::Bond { params, .. } = &ctl.kind {
+                    if params.primary.as_deref() == Some(l.id.as_str()) {
+                        let _ = writeln!(common, "    bond-primary {name}");
+                    }
+                }
+            }
+            (LinkKind::Bond { members, params }, _) => {
+                let m: Vec<&str> = members.iter().filter_map(|m| names.name(m)).collect();
+                if m.len() < members.len() {
+                    out.warnings.push(format!(
+                        "bond {:?}: {} member(s) without a name are left out",
+                        l.id,
+                        members.len() - m.len()
+                    ));
+                }
+                // The members name their bond (bond-master); the bond waits for them.
+                let _ = writeln!(common, "    bond-slaves none");
+                let _ = writeln!(common, "    bond-mode {}", params.mode);
+                if let Some(x) = params.miimon {
+                    let _ = writeln!(common, "    bond-miimon {x}");
+                }
+                if let Some(x) = &params.xmit_hash_policy {
+                    let _ = writeln!(common, "    bond-xmit-hash-policy {x}");
+                }
+                if let Some(x) = &params.lacp_rate {
+                    let _ = writeln!(common, "    bond-lacp-rate {x}");
+                }
+                if let Some(p) = params.primary.as_deref().and_then(|p| names.name(p)) {
+                    let _ = writeln!(common, "    bond-primary {p}");
+                }
+            }
+            (LinkKind::Vlan { parent, vlan_id }, _) => match names.name(parent) {
+                Some(p) => {
+                    let _ = writeln!(common, "    vlan-raw-device {p}");
+                    if name != format!("{p}.{vlan_id}") {
+                        out.warnings.push(format!(
+                            "vlan {:?}: named {name:?}; ifupdown derives the VLAN id from a name of the form parent.id",
+                            l.id
+                        ));
+                    }
+                }
+                None => {
+                    out.warnings.push(format!(
+                        "vlan {:?}: its parent {parent:?} has no name; left out",
+                        l.id
+                    ));
+                    continue;
+                }
+            },
+            (LinkKind::Bridge { members, stp }, _) => {
+                let m: Vec<&str> = members.iter().filter_map(|m| names.name(m)).collect();
+                let _ = writeln!(
+                    common,
+                    "    bridge_ports {}",
+                    if m.is_empty() {
+                        "none".to_string()
+                    } else {
+                        m.join(" ")
+                    }
+                );
+                if let Some(stp) = stp {
+                    let _ = writeln!(common, "    bridge_stp {}", if *stp { "on" } else { "off" });
+                }
+            }
+            _ => {}
+        }
+
+        let _ = write!(s, "\nauto {name}\n");
+        if ctl.is_some() {
+            let _ = write!(s, "iface {name} inet manual\n{common}");
+            continue;
+        }
+        let l3 = &l.l3;
+        let dns = link_dns(c, l);
+        let v4: Vec<_> = l3.addresses.iter().filter(|a| a.addr().is_ipv4()).collect();
+        let v6: Vec<_> = l3.addresses.iter().filter(|a| a.addr().is_ipv6()).collect();
+        let routes4: Vec<&Route> = l3.routes.iter().filter(|r| r.to.addr().is_ipv4()).collect();
+        let routes6: Vec<&Route> = l3.routes.iter().filter(|r| r.to.addr().is_ipv6()).collect();
+        // IPv4: the first stanza carries the link options, DNS and the routes.
+        let method4 = if l3.dhcp4 {
+            "dhcp"
+        } else if v4.is_empty() {
+            "manual"
+        } else {
+            "static"
+        };
+        let _ = write!(s, "iface {name} inet {method4}\n{common}");
+        if method4 == "static" {
+            let _ = writeln!(s, "    address {}", v4[0]);
+        }
+        if !dns.nameservers.is_empty() {
+            let ns: Vec<String> = dns.nameservers.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(s, "    dns-nameservers {}", ns.join(" "));
+        }
+        if !dns.search.is_empty() {
+            let _ = writeln!(s, "    dns-search {}", dns.search.join(" "));
+        }
+        if l3.ipv6 == Ipv6Auto::Off && v6.is_empty() {
+            // No IPv6 asked for: keep the kernel from taking addresses from router
+            // advertisements (it would by default). Runs right after the link is set up,
+            // before the first router solicitation goes out.
+            let _ = writeln!(
+                s,
+                "    up sysctl -q -e -w net.ipv6.conf.{}.accept_ra=0",
+                name.replace('.', "/")
+            );
+        }
+        route_lines(&mut s, name, l3, &routes4);
+        for a in v4.iter().skip(1) {
+            let _ = write!(s, "iface {name} inet static\n    address {a}\n");
+        }
+        // IPv6.
+        match l3.ipv6 {
+            Ipv6Auto::Off if v6.is_empty() => {}
+            Ipv6Auto::Off => {
+                let _ = write!(
+                    s,
+                    "iface {name} inet6 static\n    address {}\n    accept_ra 0\n    autoconf 0\n",
+                    v6[0]
+                );
+                if method4 == "manual" && l.mtu.is_some() {
+                    let _ = writeln!(s, "    mtu {}", l.mtu.unwrap_or_default());
+                }
+            }
+            Ipv6Auto::Slaac => {
+                let _ = write!(s, "iface {name} inet6 auto\n    accept_ra 1\n    dhcp 0\n");
+            }
+            Ipv6Auto::DhcpStateless => {
+                let _ = write!(s, "iface {name} inet6 auto\n    accept_ra 1\n    dhcp 1\n");
+            }
+            Ipv6Auto::DhcpStateful => {
+                let _ = write!(s, "iface {name} inet6 dhcp\n    accept_ra 1\n");
+            }
+        }
+        let first6 = if l3.ipv6 == Ipv6Auto::Off { 1 } else { 0 };
+        if !routes6.is_empty() {
+            if l3.ipv6 == Ipv6Auto::Off && v6.is_empty() {
+                out.warnings.push(format!(
+                    "link {:?}: IPv6 routes without IPv6 configuration are left out",
+                    l.id
+                ));
+            } else {
+                route_lines(&mut s, name, l3, &routes6);
+            }
+        }
+        for a in v6.iter().skip(first6) {
+            let _ = write!(
+                s,
+                "iface {name} inet6 static\n    address {a}\n    accept_ra 0\n    autoconf 0\n"
+            );
+        }
+    }
+    out.files.push(RenderedFile {
+        path: PATH.to_string(),
+        content: s,
+        mode: 0o644,
+    });
+    if o.eni_resolv_conf {
+        let mut dns = c.dns.clone();
+        for l in &c.links {
+            dns = dns.merged(&link_dns(c, l));
+        }
+        if !dns.is_empty() {
+            let mut r = format!("{HEADER}\n");
+            // The resolver reads at most three servers and six search domains.
+            for a in dns.nameservers.iter().take(3) {
+                let _ = writeln!(r, "nameserver {a}");
+            }
+            if !dns.search.is_empty() {
+                let _ = writeln!(
+                    r,
+                    "search {}",
+                    dns.search
+                        .iter()
+                        .take(6)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            out.files.push(RenderedFile {
+                path: RESOLV_CONF.to_string(),
+                content: r,
+                mode: 0o644,
+            });
+        }
+    }
+    out
+}
+
+/// `up`/`down` commands for routes: ifupdown's `gateway` option takes only one route, without
+/// a metric for IPv6 on older releases; `ip route` states each route exactly.
+fn route_lines(s: &mut String, name: &str, l3: &crate::model::network::L3, routes: &[&Route]) {
+    for r in routes {
+        let mut spec = format!("{}", r.to);
+        if r.is_default() {
+            spec = "default".to_string();
+        }
+        if let Some(g) = r.via {
+            spec.push_str(&format!(" via {g}"));
+        }
+        if let Some(m) = r.metric {
+            spec.push_str(&format!(" metric {m}"));
+        }
+        let fam = if r.to.addr().is_ipv6() { "-6 " } else { "" };
+        let onlink = if needs_onlink(l3, r) { " onlink" } else { "" };
+        let _ = writeln!(s, "    up ip {fam}route add {spec} dev {name}{onlink}");
+        let _ = writeln!(s, "    down ip {fam}route del {spec} dev {name} || true");
+    }
+}

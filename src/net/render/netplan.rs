@@ -1,0 +1,208 @@
+//! netplan renderer: one `/etc/netplan/50-primer.yaml` (mode 0600: netplan warns about
+//! readable files) in netplan's own v2 syntax. Pure. Every string is double-quoted, so no value
+//! can change the YAML structure. NICs are matched by MAC (`set-name` when a name is asked for).
+
+use std::fmt::Write;
+
+use super::{link_dns, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
+use super::{Rendered, RenderedFile, HEADER};
+use crate::model::network::{Ipv6Auto, Link, LinkKind, NetworkConfig};
+use crate::net::naming::Names;
+
+pub const PATH: &str = "etc/netplan/50-primer.yaml";
+
+/// A YAML double-quoted scalar.
+fn q(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The netplan id of a link: its interface name when known (required for virtual links),
+/// else a safe form of its id (a NIC matched by MAC).
+fn key(c: &NetworkConfig, names: &Names, l: &Link) -> String {
+    match names.name(&l.id) {
+        Some(n) if !matches!(l.kind, LinkKind::Physical) || !names.rename(&l.id) => n.to_string(),
+        _ => {
+            let base = safe_id(&l.id);
+            // Never collide with a named link's key.
+            if c.links
+                .iter()
+                .any(|o| o.id != l.id && names.name(&o.id) == Some(base.as_str()))
+            {
+                format!("primer-{base}")
+            } else {
+                base
+            }
+        }
+    }
+}
+
+pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Rendered {
+    let mut out = Rendered::default();
+    let mut sections: [(&str, String); 4] = [
+        ("ethernets", String::new()),
+        ("bonds", String::new()),
+        ("bridges", String::new()),
+        ("vlans", String::new()),
+    ];
+    for (_, l) in ordered(c) {
+        if let Some(w) = member_l3_warning(c, l) {
+            out.warnings.push(w);
+        }
+        let k = key(c, names, l);
+        let mut s = format!("    {}:\n", q(&k));
+        let section = match &l.kind {
+            LinkKind::Physical => {
+                match (&l.mac, names.name(&l.id)) {
+                    (Some(m), name) => {
+                        let _ = writeln!(s, "      match:\n        macaddress: {}", q(m));
+                        if let Some(n) = name.filter(|_| names.rename(&l.id)) {
+                            let _ = writeln!(s, "      set-name: {}", q(n));
+                        }
+                    }
+                    (None, Some(n)) => {
+                        let _ = writeln!(s, "      match:\n        name: {}", q(n));
+                    }
+                    (None, None) => {
+                        out.warnings.push(format!(
+                            "link {:?}: neither a MAC address nor a name to match; not rendered",
+                            l.id
+                        ));
+                        continue;
+                    }
+                }
+                0
+            }
+            LinkKind::Bond { members, params } => {
+                let m: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| c.link(m))
+                    .map(|m| q(&key(c, names, m)))
+                    .collect();
+                let _ = writeln!(s, "      interfaces: [{}]", m.join(", "));
+                let _ = writeln!(
+                    s,
+                    "      parameters:\n        mode: {}",
+                    q(params.mode.as_str())
+                );
+                if let Some(x) = params.miimon {
+                    let _ = writeln!(s, "        mii-monitor-interval: {x}");
+                }
+                if let Some(x) = &params.xmit_hash_policy {
+                    let _ = writeln!(s, "        transmit-hash-policy: {}", q(x));
+                }
+                if let Some(x) = &params.lacp_rate {
+                    let _ = writeln!(s, "        lacp-rate: {}", q(x));
+                }
+                if let Some(p) = params.primary.as_deref().and_then(|p| c.link(p)) {
+                    let _ = writeln!(s, "        primary: {}", q(&key(c, names, p)));
+                }
+                1
+            }
+            LinkKind::Bridge { members, stp } => {
+                let m: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| c.link(m))
+                    .map(|m| q(&key(c, names, m)))
+                    .collect();
+                let _ = writeln!(s, "      interfaces: [{}]", m.join(", "));
+                if let Some(stp) = stp {
+                    let _ = writeln!(s, "      parameters:\n        stp: {stp}");
+                }
+                2
+            }
+            LinkKind::Vlan { parent, vlan_id } => {
+                let p = c.link(parent).map(|p| key(c, names, p)).unwrap_or_default();
+                let _ = writeln!(s, "      id: {vlan_id}\n      link: {}", q(&p));
+                3
+            }
+        };
+        if !matches!(l.kind, LinkKind::Physical) {
+            if let Some(m) = &l.mac {
+                let _ = writeln!(s, "      macaddress: {}", q(m));
+            }
+        }
+        if let Some(mtu) = l.mtu {
+            let _ = writeln!(s, "      mtu: {mtu}");
+        }
+        if c.controller_of(&l.id).is_none() {
+            let l3 = &l.l3;
+            let _ = writeln!(s, "      dhcp4: {}", l3.dhcp4);
+            let _ = writeln!(s, "      dhcp6: {}", l3.ipv6 == Ipv6Auto::DhcpStateful);
+            let _ = writeln!(s, "      accept-ra: {}", l3.ipv6.accept_ra());
+            if !l3.is_configured() {
+                let _ = writeln!(s, "      link-local: []");
+            }
+            if !l3.addresses.is_empty() {
+                s.push_str("      addresses:\n");
+                for a in &l3.addresses {
+                    let _ = writeln!(s, "        - {}", q(&a.to_string()));
+                }
+            }
+            if !l3.routes.is_empty() {
+                s.push_str("      routes:\n");
+                for r in &l3.routes {
+                    let to = if r.is_default() {
+                        "default".to_string()
+                    } else {
+                        r.to.to_string()
+                    };
+                    let _ = writeln!(s, "        - to: {}", q(&to));
+                    if let Some(g) = r.via {
+                        let _ = writeln!(s, "          via: {}", q(&g.to_string()));
+                    }
+                    if let Some(m) = r.metric {
+                        let _ = writeln!(s, "          metric: {m}");
+                    }
+                    if needs_onlink(l3, r) {
+                        s.push_str("          on-link: true\n");
+                    }
+                }
+            }
+            let dns = link_dns(c, l);
+            if !dns.is_empty() {
+                s.push_str("      nameservers:\n");
+                if !dns.nameservers.is_empty() {
+                    let a: Vec<String> =
+                        dns.nameservers.iter().map(|a| q(&a.to_string())).collect();
+                    let _ = writeln!(s, "        addresses: [{}]", a.join(", "));
+                }
+                if !dns.search.is_empty() {
+                    let a: Vec<String> = dns.search.iter().map(|x| q(x)).collect();
+                    let _ = writeln!(s, "        search: [{}]", a.join(", "));
+                }
+            }
+        } else {
+            // A member carries no addresses of its own.
+            s.push_str("      dhcp4: false\n      dhcp6: false\n      accept-ra: false\n      link-local: []\n");
+        }
+        sections[section].1.push_str(&s);
+    }
+    let mut y = format!("{HEADER}\nnetwork:\n  version: 2\n");
+    if let Some(r) = &o.netplan_renderer {
+        let _ = writeln!(y, "  renderer: {r}");
+    }
+    for (name, body) in &sections {
+        if !body.is_empty() {
+            let _ = write!(y, "  {name}:\n{body}");
+        }
+    }
+    out.files.push(RenderedFile {
+        path: PATH.to_string(),
+        content: y,
+        mode: 0o600,
+    });
+    out
+}

@@ -1,0 +1,196 @@
+//! systemd-networkd renderer: `10-primer-<id>.network` for every link, `.netdev` for bonds,
+//! VLANs and bridges, `.link` for a NIC the source wants renamed. Pure. NICs are matched by
+//! `PermanentMACAddress=` (systemd >= 251): a bond member's current MAC changes when it is
+//! enslaved and a VLAN inherits its parent's MAC, so matching the current MAC would pick the
+//! wrong interface.
+
+use std::fmt::Write;
+
+use super::{file_ids, is_member, link_dns, member_l3_warning, needs_onlink, ordered, Rendered};
+use super::{RenderedFile, HEADER};
+use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
+use crate::net::naming::Names;
+
+const DIR: &str = "etc/systemd/network";
+
+pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
+    let mut out = Rendered::default();
+    let ids = file_ids(c);
+    for (i, l) in ordered(c) {
+        let base = format!("{DIR}/10-primer-{}", ids[i]);
+        let name = names.name(&l.id);
+        if let Some(w) = member_l3_warning(c, l) {
+            out.warnings.push(w);
+        }
+        // Rename a NIC by its permanent MAC.
+        if matches!(l.kind, LinkKind::Physical) && names.rename(&l.id) {
+            if let (Some(mac), Some(n)) = (&l.mac, name) {
+                out.files.push(file(
+                    format!("{base}.link"),
+                    format!("{HEADER}\n[Match]\nPermanentMACAddress={mac}\n\n[Link]\nName={n}\n"),
+                ));
+            }
+        }
+        // Virtual devices.
+        let mut netdev = String::new();
+        match &l.kind {
+            LinkKind::Bond { params, .. } => {
+                netdev_head(&mut netdev, name, "bond", l.mac.as_deref(), l.mtu);
+                let _ = write!(netdev, "\n[Bond]\nMode={}\n", params.mode);
+                if let Some(m) = params.miimon {
+                    let _ = writeln!(netdev, "MIIMonitorSec={m}ms");
+                }
+                if let Some(x) = &params.xmit_hash_policy {
+                    let _ = writeln!(netdev, "TransmitHashPolicy={x}");
+                }
+                if let Some(x) = &params.lacp_rate {
+                    let _ = writeln!(netdev, "LACPTransmitRate={x}");
+                }
+            }
+            LinkKind::Vlan { vlan_id, .. } => {
+                netdev_head(&mut netdev, name, "vlan", l.mac.as_deref(), l.mtu);
+                let _ = write!(netdev, "\n[VLAN]\nId={vlan_id}\n");
+            }
+            LinkKind::Bridge { stp, .. } => {
+                netdev_head(&mut netdev, name, "bridge", l.mac.as_deref(), l.mtu);
+                if let Some(stp) = stp {
+                    let _ = write!(netdev, "\n[Bridge]\nSTP={}\n", yes(*stp));
+                }
+            }
+            LinkKind::Physical => {}
+        }
+        if !netdev.is_empty() {
+            out.files.push(file(format!("{base}.netdev"), netdev));
+        }
+
+        let mut s = format!("{HEADER}\n[Match]\n");
+        match (&l.kind, &l.mac, name) {
+            (LinkKind::Physical, Some(mac), _) => {
+                let _ = writeln!(s, "PermanentMACAddress={mac}");
+            }
+            (_, _, Some(n)) => {
+                let _ = writeln!(s, "Name={n}");
+            }
+            _ => {
+                out.warnings.push(format!(
+                    "link {:?}: neither a MAC address nor a name to match; not rendered",
+                    l.id
+                ));
+                continue;
+            }
+        }
+        if let Some(mtu) = l.mtu {
+            let _ = write!(s, "\n[Link]\nMTUBytes={mtu}\n");
+        }
+        s.push_str("\n[Network]\n");
+        let member = is_member(c, &l.id);
+        if let Some(ctl) = c.controller_of(&l.id) {
+            let ctl_name = names.name(&ctl.id).unwrap_or(&ctl.id);
+            let key = if matches!(ctl.kind, LinkKind::Bond { .. }) {
+                "Bond"
+            } else {
+                "Bridge"
+            };
+            let _ = writeln!(s, "{key}={ctl_name}");
+            if let LinkKind::Bond { params, .. } = &ctl.kind {
+                if params.primary.as_deref() == Some(l.id.as_str())
+                    || (params.primary.is_some() && params.primary.as_deref() == name)
+                {
+                    let _ = writeln!(s, "PrimarySlave=yes");
+                }
+            }
+        } else {
+            let l3 = &l.l3;
+            let dhcp = match (l3.dhcp4, l3.ipv6 == Ipv6Auto::DhcpStateful) {
+                (true, true) => "yes",
+                (true, false) => "ipv4",
+                (false, true) => "ipv6",
+                (false, false) => "no",
+            };
+            let _ = writeln!(s, "DHCP={dhcp}");
+            let _ = writeln!(s, "IPv6AcceptRA={}", yes(l3.ipv6.accept_ra()));
+            if !l3.is_configured() {
+                // A bare parent of VLANs, or a link the drive leaves unconfigured.
+                let _ = writeln!(s, "LinkLocalAddressing=no");
+            }
+            for a in &l3.addresses {
+                let _ = writeln!(s, "Address={a}");
+            }
+            let dns = link_dns(c, l);
+            for d in &dns.nameservers {
+                let _ = writeln!(s, "DNS={d}");
+            }
+            if !dns.search.is_empty() {
+                let _ = writeln!(s, "Domains={}", dns.search.join(" "));
+            }
+        }
+        // VLANs on this link.
+        for v in &c.links {
+            if let LinkKind::Vlan { parent, .. } = &v.kind {
+                if parent == &l.id {
+                    if let Some(vn) = names.name(&v.id) {
+                        let _ = writeln!(s, "VLAN={vn}");
+                    }
+                }
+            }
+        }
+        if !member {
+            for r in &l.l3.routes {
+                s.push_str("\n[Route]\n");
+                let _ = writeln!(s, "Destination={}", r.to);
+                if let Some(g) = r.via {
+                    let _ = writeln!(s, "Gateway={g}");
+                    if needs_onlink(&l.l3, r) {
+                        let _ = writeln!(s, "GatewayOnLink=yes");
+                    }
+                }
+                if let Some(m) = r.metric {
+                    let _ = writeln!(s, "Metric={m}");
+                }
+            }
+            match l.l3.ipv6 {
+                Ipv6Auto::Slaac => s.push_str("\n[IPv6AcceptRA]\nDHCPv6Client=no\n"),
+                Ipv6Auto::DhcpStateless => s.push_str("\n[IPv6AcceptRA]\nDHCPv6Client=yes\n"),
+                _ => {}
+            }
+        }
+        out.files.push(file(format!("{base}.network"), s));
+    }
+    out
+}
+
+fn netdev_head(
+    s: &mut String,
+    name: Option<&str>,
+    kind: &str,
+    mac: Option<&str>,
+    mtu: Option<u32>,
+) {
+    let _ = write!(
+        s,
+        "{HEADER}\n[NetDev]\nName={}\nKind={kind}\n",
+        name.unwrap_or_default()
+    );
+    if let Some(m) = mac {
+        let _ = writeln!(s, "MACAddress={m}");
+    }
+    if let Some(m) = mtu {
+        let _ = writeln!(s, "MTUBytes={m}");
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn file(path: String, content: String) -> RenderedFile {
+    RenderedFile {
+        path,
+        content,
+        mode: 0o644,
+    }
+}

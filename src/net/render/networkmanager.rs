@@ -1,0 +1,209 @@
+//! NetworkManager keyfile renderer: one `primer-<id>.nmconnection` (mode 0600: NetworkManager
+//! ignores keyfiles others can read) per link: ethernet, bond, bond port, VLAN, bridge. Pure.
+//! Connection UUIDs derive from the link id, so a re-render is byte-identical. A NIC without a
+//! known name is matched by `mac-address`.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use super::{
+    file_ids, link_dns, member_l3_warning, needs_onlink, ordered, stable_uuid, Rendered,
+    RenderedFile, HEADER,
+};
+use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
+use crate::net::naming::Names;
+
+const DIR: &str = "etc/NetworkManager/system-connections";
+
+pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
+    let mut out = Rendered::default();
+    let ids = file_ids(c);
+    for (i, l) in ordered(c) {
+        let name = names.name(&l.id);
+        if let Some(w) = member_l3_warning(c, l) {
+            out.warnings.push(w);
+        }
+        let ty = match l.kind {
+            LinkKind::Physical => "ethernet",
+            LinkKind::Bond { .. } => "bond",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Bridge { .. } => "bridge",
+        };
+        if matches!(l.kind, LinkKind::Physical) && l.mac.is_none() && name.is_none() {
+            out.warnings.push(format!(
+                "link {:?}: neither a MAC address nor a name to match; not rendered",
+                l.id
+            ));
+            continue;
+        }
+        let mut s = format!(
+            "{HEADER}\n[connection]\nid=primer-{}\nuuid={}\ntype={ty}\n",
+            ids[i],
+            stable_uuid(&l.id)
+        );
+        if let Some(n) = name {
+            // A NIC that is still to be renamed is matched by MAC alone.
+            if !(matches!(l.kind, LinkKind::Physical) && names.rename(&l.id)) {
+                let _ = writeln!(s, "interface-name={n}");
+            }
+        }
+        s.push_str("autoconnect=true\n");
+        let ctl = c.controller_of(&l.id);
+        if let Some(ctl) = ctl {
+            let kind = if matches!(ctl.kind, LinkKind::Bond { .. }) {
+                "bond"
+            } else {
+                "bridge"
+            };
+            let _ = writeln!(s, "master={}\nslave-type={kind}", stable_uuid(&ctl.id));
+        }
+        if matches!(l.kind, LinkKind::Bond { .. } | LinkKind::Bridge { .. }) {
+            // Bring the ports up with the controller.
+            s.push_str("autoconnect-slaves=1\n");
+        }
+        // Link layer: MAC match for a NIC, a set MAC for a virtual link, MTU.
+        let mut eth = String::new();
+        match (&l.kind, &l.mac) {
+            (LinkKind::Physical, Some(m)) => {
+                let _ = writeln!(eth, "mac-address={}", m.to_ascii_uppercase());
+            }
+            (_, Some(m)) => {
+                let _ = writeln!(eth, "cloned-mac-address={}", m.to_ascii_uppercase());
+            }
+            _ => {}
+        }
+        if let Some(mtu) = l.mtu {
+            let _ = writeln!(eth, "mtu={mtu}");
+        }
+        if !eth.is_empty() || matches!(l.kind, LinkKind::Physical) {
+            let _ = write!(s, "\n[ethernet]\n{eth}");
+        }
+        match &l.kind {
+            LinkKind::Bond { params, .. } => {
+                let _ = write!(s, "\n[bond]\nmode={}\n", params.mode);
+                if let Some(m) = params.miimon {
+                    let _ = writeln!(s, "miimon={m}");
+                }
+                if let Some(x) = &params.xmit_hash_policy {
+                    let _ = writeln!(s, "xmit_hash_policy={x}");
+                }
+                if let Some(x) = &params.lacp_rate {
+                    let _ = writeln!(s, "lacp_rate={x}");
+                }
+                if let Some(p) = params.primary.as_deref() {
+                    if let Some(pn) = names.name(p).or(Some(p)) {
+                        let _ = writeln!(s, "primary={pn}");
+                    }
+                }
+            }
+            LinkKind::Vlan { parent, vlan_id } => {
+                // The parent's interface name when known, else its connection (matched by MAC).
+                let p = names
+                    .name(parent)
+                    .filter(|_| !names.rename(parent))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| stable_uuid(parent));
+                let _ = write!(s, "\n[vlan]\nid={vlan_id}\nparent={p}\n");
+            }
+            LinkKind::Bridge { stp, .. } => {
+                if let Some(stp) = stp {
+                    let _ = write!(s, "\n[bridge]\nstp={stp}\n");
+                }
+            }
+            LinkKind::Physical => {}
+        }
+        if ctl.is_none() {
+            ip_sections(&mut s, c, l);
+        }
+        out.files.push(RenderedFile {
+            path: format!("{DIR}/primer-{}.nmconnection", ids[i]),
+            content: s,
+            mode: 0o600,
+        });
+    }
+    out
+}
+
+fn ip_sections(s: &mut String, c: &NetworkConfig, l: &crate::model::network::Link) {
+    let l3 = &l.l3;
+    let dns = link_dns(c, l);
+    for v6 in [false, true] {
+        let addrs: Vec<_> = l3
+            .addresses
+            .iter()
+            .filter(|a| a.addr().is_ipv6() == v6)
+            .collect();
+        let method = if v6 {
+            match l3.ipv6 {
+                Ipv6Auto::Off if addrs.is_empty() => "disabled",
+                Ipv6Auto::Off => "manual",
+                // NetworkManager's `auto` follows the router advertisement's M and O flags:
+                // SLAAC alone, stateless DHCPv6, or stateful DHCPv6.
+                _ => "auto",
+            }
+        } else if l3.dhcp4 {
+            "auto"
+        } else if addrs.is_empty() {
+            "disabled"
+        } else {
+            "manual"
+        };
+        let _ = write!(
+            s,
+            "\n[{}]\nmethod={method}\n",
+            if v6 { "ipv6" } else { "ipv4" }
+        );
+        if v6 && method != "disabled" {
+            // The address SLAAC gives is the one the cloud computed (EUI-64), not a random one.
+            s.push_str("addr-gen-mode=eui64\n");
+        }
+        for (k, a) in addrs.iter().enumerate() {
+            let _ = writeln!(s, "address{}={a}", k + 1);
+        }
+        let routes: Vec<_> = l3
+            .routes
+            .iter()
+            .filter(|r| r.to.addr().is_ipv6() == v6)
+            .collect();
+        for (k, r) in routes.iter().enumerate() {
+            // NetworkManager takes the default route as an ordinary route too.
+            let mut line = format!("route{}={}", k + 1, r.to);
+            match (r.via, r.metric) {
+                (Some(g), Some(m)) => line.push_str(&format!(",{g},{m}")),
+                (Some(g), None) => line.push_str(&format!(",{g}")),
+                (None, Some(m)) => line.push_str(&format!(",{},{m}", unspecified(v6))),
+                (None, None) => {}
+            }
+            let _ = writeln!(s, "{line}");
+            if needs_onlink(l3, r) {
+                let _ = writeln!(s, "route{}_options=onlink=true", k + 1);
+            }
+        }
+        if method != "disabled" {
+            let servers: Vec<String> = dns
+                .nameservers
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .map(|a| a.to_string())
+                .collect();
+            if !servers.is_empty() {
+                let _ = writeln!(s, "dns={};", servers.join(";"));
+            }
+            if !dns.search.is_empty() && (!v6 || !l3.has_v4()) {
+                let _ = writeln!(s, "dns-search={};", dns.search.join(";"));
+            }
+            if l3.has_v4() && l3.has_v6() {
+                // Dual stack: the connection is up when either family is.
+                s.push_str("may-fail=true\n");
+            }
+        }
+    }
+}
+
+fn unspecified(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    }
+}

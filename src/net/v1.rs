@@ -1,0 +1,526 @@
+//! Network config version 1 (cloud-init's list of `physical`, `bond`, `vlan`, `bridge`,
+//! `nameserver` and `route` entries with `subnets`; NoCloud and OVF carry it) into the network
+//! model. Pure; liberal with warnings naming file and field; a reference to a missing link is
+//! an error naming both ids.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use super::{address_with_prefix, kind, number, parse_ip, scalar, truthy, NetError, PrefixSource};
+use crate::model::network::{
+    normalize_mac, valid_ifname, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
+    NetworkConfig, Route, L3,
+};
+use crate::model::Report;
+
+/// Parses v1 bytes (YAML or JSON, with or without a `network:` wrapper).
+pub fn parse_v1(bytes: &[u8], file: &str) -> Result<(NetworkConfig, Report), NetError> {
+    let doc = super::load_yaml(bytes, file)?;
+    let (doc, _) = super::unwrap_network_key(doc);
+    parse_v1_value(&doc, file)
+}
+
+/// Parses a decoded v1 document (the mapping holding `version: 1` and `config`).
+pub fn parse_v1_value(doc: &Value, file: &str) -> Result<(NetworkConfig, Report), NetError> {
+    let Value::Object(top) = doc else {
+        return Err(NetError::new(
+            file,
+            "",
+            format!("top level is {}, not a mapping", kind(doc)),
+        ));
+    };
+    let entries = match top.get("config") {
+        Some(Value::Array(a)) => a.as_slice(),
+        None | Some(Value::Null) => &[],
+        Some(other) => {
+            return Err(NetError::new(
+                file,
+                "config",
+                format!("expected a list, found {}", kind(other)),
+            ))
+        }
+    };
+    let mut c = Conv {
+        file,
+        report: Report::default(),
+        config: NetworkConfig::default(),
+    };
+    let mut global_routes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let field = format!("config[{i}]");
+        let Value::Object(o) = e else {
+            c.warn(
+                &field,
+                format!("expected a mapping, found {}; ignored", kind(e)),
+            );
+            continue;
+        };
+        let ty = o.get("type").and_then(scalar).unwrap_or_default();
+        match ty.as_str() {
+            "physical" | "bond" | "vlan" | "bridge" => c.link_entry(&field, &ty, o),
+            "nameserver" => {
+                let iface = o.get("interface").and_then(scalar);
+                let mut dns = Dns::default();
+                c.dns_lists(&field, o, "address", "search", &mut dns);
+                match iface.and_then(|n| c.config.links.iter().position(|l| l.id == n)) {
+                    Some(li) => c.config.links[li].l3.dns = c.config.links[li].l3.dns.merged(&dns),
+                    None => c.config.dns = c.config.dns.merged(&dns),
+                }
+            }
+            "route" => {
+                if let Some(r) = c.route(&field, o) {
+                    global_routes.push((field, r));
+                }
+            }
+            "" => c.warn(&format!("{field}.type"), "entry without a type; ignored"),
+            other => c.warn(
+                &format!("{field}.type"),
+                format!("unknown entry type {other:?}; treated as ignored"),
+            ),
+        }
+    }
+    // A top-level route belongs to the link whose subnet holds its gateway, else to the first
+    // link with a configuration of that family.
+    for (field, r) in global_routes {
+        let target = c
+            .config
+            .links
+            .iter()
+            .position(|l| {
+                r.via
+                    .is_some_and(|g| l.l3.addresses.iter().any(|a| a.contains(&g)))
+            })
+            .or_else(|| {
+                c.config.links.iter().position(|l| {
+                    if r.to.addr().is_ipv6() {
+                        l.l3.has_v6()
+                    } else {
+                        l.l3.has_v4()
+                    }
+                })
+            });
+        match target {
+            Some(li) => c.config.links[li].l3.add_route(r),
+            None => c.warn(
+                &field,
+                format!("no link to carry the route to {}; ignored", r.to),
+            ),
+        }
+    }
+    super::validate(&c.config, file)?;
+    super::normalize(&mut c.config, &mut c.report, file);
+    Ok((c.config, c.report))
+}
+
+pub(crate) struct Conv<'a> {
+    pub file: &'a str,
+    pub report: Report,
+    pub config: NetworkConfig,
+}
+
+impl Conv<'_> {
+    pub fn warn(&mut self, field: &str, msg: impl Into<String>) {
+        self.report.warn(self.file, field, msg);
+    }
+
+    fn link_entry(&mut self, field: &str, ty: &str, o: &Map<String, Value>) {
+        let Some(name) = o.get("name").and_then(scalar).filter(|n| !n.is_empty()) else {
+            self.warn(
+                &format!("{field}.name"),
+                format!("{ty} entry without a name; ignored"),
+            );
+            return;
+        };
+        let field = format!("{field} (name {name})");
+        if self.config.link(&name).is_some() {
+            self.warn(&field, format!("a second entry named {name:?}; ignored"));
+            return;
+        }
+        let params = match o.get("params") {
+            Some(Value::Object(p)) => p.clone(),
+            _ => Map::new(),
+        };
+        let kind = match ty {
+            "bond" => {
+                let members = self.names(&field, o, "bond_interfaces");
+                // Keys appear as `bond-mode` and `bond_mode`, inside `params` or beside it.
+                let get = |k: &str| {
+                    let alt = k.replace('-', "_");
+                    params
+                        .get(k)
+                        .or_else(|| params.get(&alt))
+                        .or_else(|| o.get(k))
+                        .or_else(|| o.get(&alt))
+                        .cloned()
+                };
+                let mode = match get("bond-mode").as_ref().and_then(scalar) {
+                    Some(m) => BondMode::parse(&m).unwrap_or_else(|| {
+                        self.warn(
+                            &format!("{field}.params.bond-mode"),
+                            format!("unknown bond mode {m:?}; using balance-rr"),
+                        );
+                        BondMode::BalanceRr
+                    }),
+                    None => {
+                        self.warn(
+                            &format!("{field}.params.bond-mode"),
+                            "missing; using balance-rr (the kernel's default)",
+                        );
+                        BondMode::BalanceRr
+                    }
+                };
+                let mut p = BondParams::new(mode);
+                p.miimon = get("bond-miimon")
+                    .as_ref()
+                    .and_then(number)
+                    .and_then(|n| u32::try_from(n).ok());
+                p.xmit_hash_policy = get("bond-xmit-hash-policy")
+                    .as_ref()
+                    .and_then(scalar)
+                    .map(|x| x.to_ascii_lowercase())
+                    .filter(|x| {
+                        let ok = super::XMIT_HASH_POLICIES.contains(&x.as_str());
+                        if !ok {
+                            self.report.warn(
+                                self.file,
+                                &format!("{field}.params.bond-xmit-hash-policy"),
+                                format!("unknown policy {x:?}; ignored"),
+                            );
+                        }
+                        ok
+                    });
+                p.lacp_rate = get("bond-lacp-rate")
+                    .as_ref()
+                    .and_then(scalar)
+                    .and_then(|x| match x.to_ascii_lowercase().as_str() {
+                        "fast" | "1" => Some("fast".to_string()),
+                        "slow" | "0" => Some("slow".to_string()),
+                        _ => None,
+                    });
+                p.primary = get("bond-primary").as_ref().and_then(scalar);
+                LinkKind::Bond { members, params: p }
+            }
+            "vlan" => {
+                let parent = o.get("vlan_link").and_then(scalar).unwrap_or_default();
+                let id = o.get("vlan_id").and_then(number).filter(|n| *n <= 4094);
+                match (parent.is_empty(), id) {
+                    (false, Some(id)) => LinkKind::Vlan {
+                        parent,
+                        vlan_id: id as u16,
+                    },
+                    _ => {
+                        self.warn(
+                            &field,
+                            "vlan needs vlan_link and a vlan_id in 0-4094; ignored",
+                        );
+                        return;
+                    }
+                }
+            }
+            "bridge" => LinkKind::Bridge {
+                members: self.names(&field, o, "bridge_interfaces"),
+                stp: params
+                    .get("bridge_stp")
+                    .or_else(|| params.get("bridge-stp"))
+                    .and_then(truthy),
+            },
+            _ => LinkKind::Physical,
+        };
+        let mut link = Link::new(name.clone(), kind);
+        if valid_ifname(&name) {
+            link.name = Some(name.clone());
+        } else {
+            self.warn(
+                &format!("{field}.name"),
+                format!("{name:?} is not a valid interface name; matched by MAC only"),
+            );
+        }
+        if let Some(m) = o.get("mac_address").and_then(scalar) {
+            match normalize_mac(&m) {
+                Some(m) => link.mac = Some(m),
+                None => self.warn(
+                    &format!("{field}.mac_address"),
+                    format!("{m:?} is not a MAC address; ignored"),
+                ),
+            }
+        }
+        link.mtu = o
+            .get("mtu")
+            .and_then(number)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (68..=65535).contains(n));
+        if let Some(Value::Array(subnets)) = o.get("subnets") {
+            for (j, s) in subnets.iter().enumerate() {
+                self.subnet(&format!("{field}.subnets[{j}]"), s, &mut link.l3);
+            }
+        }
+        self.config.links.push(link);
+    }
+
+    fn names(&mut self, field: &str, o: &Map<String, Value>, key: &str) -> Vec<String> {
+        match o.get(key) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(scalar)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(other) => {
+                self.warn(
+                    &format!("{field}.{key}"),
+                    format!("expected a list, found {}; ignored", kind(other)),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn subnet(&mut self, field: &str, v: &Value, l3: &mut L3) {
+        let Value::Object(o) = v else {
+            self.warn(
+                field,
+                format!("expected a mapping, found {}; ignored", kind(v)),
+            );
+            return;
+        };
+        let ty = o.get("type").and_then(scalar).unwrap_or_default();
+        match ty.as_str() {
+            "dhcp" | "dhcp4" => l3.dhcp4 = true,
+            "dhcp6" | "ipv6_dhcpv6-stateful" => l3.ipv6 = l3.ipv6.max_mode(Ipv6Auto::DhcpStateful),
+            "ipv6_dhcpv6-stateless" => l3.ipv6 = l3.ipv6.max_mode(Ipv6Auto::DhcpStateless),
+            "ipv6_slaac" => l3.ipv6 = l3.ipv6.max_mode(Ipv6Auto::Slaac),
+            "static" | "static6" => match o.get("address") {
+                Some(Value::Array(a)) => {
+                    for (k, x) in a.iter().enumerate() {
+                        let s = scalar(x).unwrap_or_default();
+                        self.address(&format!("{field}.address[{k}]"), &s, o, l3);
+                    }
+                }
+                Some(x) => {
+                    let s = scalar(x).unwrap_or_default();
+                    self.address(&format!("{field}.address"), &s, o, l3);
+                }
+                None => self.warn(
+                    &format!("{field}.address"),
+                    "static subnet without an address",
+                ),
+            },
+            "manual" | "" => {}
+            other => self.warn(
+                &format!("{field}.type"),
+                format!("unknown subnet type {other:?}; ignored"),
+            ),
+        }
+        if let Some(g) = o.get("gateway").and_then(scalar).filter(|g| !g.is_empty()) {
+            match parse_ip(&g) {
+                Some(ip) => l3.add_route(Route {
+                    to: default_net(ip),
+                    via: Some(ip),
+                    metric: None,
+                }),
+                None => self.warn(
+                    &format!("{field}.gateway"),
+                    format!("{g:?} is not an IP address; ignored"),
+                ),
+            }
+        }
+        if let Some(Value::Array(routes)) = o.get("routes") {
+            for (k, r) in routes.iter().enumerate() {
+                let f = format!("{field}.routes[{k}]");
+                match r {
+                    Value::Object(ro) => {
+                        if let Some(r) = self.route(&f, ro) {
+                            l3.add_route(r);
+                        }
+                    }
+                    other => self.warn(&f, format!("expected a mapping, found {}", kind(other))),
+                }
+            }
+        }
+        self.dns_lists(field, o, "dns_nameservers", "dns_search", &mut l3.dns);
+    }
+
+    fn address(&mut self, field: &str, s: &str, o: &Map<String, Value>, l3: &mut L3) {
+        let mask = o
+            .get("netmask")
+            .and_then(scalar)
+            .or_else(|| o.get("prefix").and_then(scalar));
+        match address_with_prefix(s, mask.as_deref()) {
+            Ok((net, src)) => {
+                if src == PrefixSource::Default {
+                    self.warn(
+                        field,
+                        format!("no prefix or netmask; /{} assumed", net.prefix_len()),
+                    );
+                }
+                if !l3.addresses.contains(&net) {
+                    l3.addresses.push(net);
+                }
+            }
+            Err(e) => self.warn(field, format!("{e}; ignored")),
+        }
+    }
+
+    /// A route from `destination` (CIDR) or `network` + `netmask`, `gateway`, `metric`.
+    pub fn route(&mut self, field: &str, o: &Map<String, Value>) -> Option<Route> {
+        let gateway = o.get("gateway").and_then(scalar).filter(|g| !g.is_empty());
+        let via = match gateway.as_deref().map(|g| (g, parse_ip(g))) {
+            None => None,
+            Some((_, Some(ip))) => Some(ip),
+            Some((g, None)) => {
+                self.warn(
+                    &format!("{field}.gateway"),
+                    format!("{g:?} is not an IP address; route ignored"),
+                );
+                return None;
+            }
+        };
+        let dest = o
+            .get("destination")
+            .or_else(|| o.get("network"))
+            .and_then(scalar)
+            .unwrap_or_default();
+        let to = if dest.is_empty() || dest == "default" {
+            match via {
+                Some(ip) => default_net(ip),
+                None => {
+                    self.warn(field, "route without destination or gateway; ignored");
+                    return None;
+                }
+            }
+        } else {
+            let mask = o.get("netmask").and_then(scalar);
+            match super::route_destination(&dest, mask.as_deref()) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.warn(field, format!("{e}; route ignored"));
+                    return None;
+                }
+            }
+        };
+        if via.is_some_and(|v| v.is_ipv6() != to.addr().is_ipv6()) {
+            self.warn(
+                field,
+                format!("gateway and destination {to} differ in family; route ignored"),
+            );
+            return None;
+        }
+        let metric = o
+            .get("metric")
+            .and_then(number)
+            .and_then(|m| u32::try_from(m).ok());
+        Some(Route { to, via, metric })
+    }
+
+    /// Nameservers and search domains: each key may hold a list or one string (v1 allows
+    /// space-separated lists in one string).
+    pub fn dns_lists(
+        &mut self,
+        field: &str,
+        o: &Map<String, Value>,
+        servers: &str,
+        search: &str,
+        dns: &mut Dns,
+    ) {
+        for (key, is_search) in [(servers, false), (search, true)] {
+            let items: Vec<String> = match o.get(key) {
+                Some(Value::Array(a)) => a.iter().filter_map(scalar).collect(),
+                Some(v) => scalar(v)
+                    .map(|s| s.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            for s in items {
+                if is_search {
+                    dns.add_search(&s);
+                } else if let Some(ip) = parse_ip(&s) {
+                    dns.add_server(ip);
+                } else {
+                    self.warn(
+                        &format!("{field}.{key}"),
+                        format!("{s:?} is not an IP address; ignored"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `0.0.0.0/0` or `::/0`, matching the family of `ip`.
+pub(crate) fn default_net(ip: IpAddr) -> ipnet::IpNet {
+    match ip {
+        IpAddr::V4(_) => ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+        IpAddr::V6(_) => ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_full() {
+        let y = r#"
+version: 1
+config:
+  - type: physical
+    name: eth1
+    mac_address: "52:54:00:00:00:02"
+  - type: physical
+    name: eth2
+    mac_address: "52:54:00:00:00:03"
+  - type: bond
+    name: bond0
+    bond_interfaces: [eth1, eth2]
+    params: {bond-mode: active-backup, bond-miimon: 100}
+    mtu: 1400
+  - type: vlan
+    name: bond0.42
+    vlan_link: bond0
+    vlan_id: 42
+    subnets:
+      - type: static
+        address: 192.0.2.10/24
+        gateway: 192.0.2.1
+        dns_nameservers: [192.0.2.53]
+        dns_search: [example.test]
+      - type: ipv6_slaac
+  - type: nameserver
+    address: 9.9.9.9
+  - type: route
+    destination: 198.51.100.0/24
+    gateway: 192.0.2.254
+    metric: 5
+"#;
+        let (c, r) = parse_v1(y.as_bytes(), "network-config").unwrap();
+        assert!(r.warnings.is_empty(), "{r:?}");
+        let v = c.link("bond0.42").unwrap();
+        assert_eq!(v.l3.addresses[0].to_string(), "192.0.2.10/24");
+        assert_eq!(v.l3.ipv6, Ipv6Auto::Slaac);
+        assert_eq!(v.l3.routes.len(), 2, "gateway and the top-level route");
+        assert_eq!(v.l3.routes[1].metric, Some(5));
+        assert_eq!(c.dns.nameservers.len(), 1);
+        match &c.link("bond0").unwrap().kind {
+            LinkKind::Bond { members, params } => {
+                assert_eq!(members, &["eth1", "eth2"]);
+                assert_eq!(params.mode, BondMode::ActiveBackup);
+                assert_eq!(params.miimon, Some(100));
+            }
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_member_is_an_error() {
+        let e = parse_v1(
+            b"version: 1\nconfig:\n  - {type: bond, name: bond0, bond_interfaces: [ethX], params: {bond-mode: 1}}\n",
+            "nc",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("bond0") && e.message.contains("ethX"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Network planning: turns the drive's network input into steps that write the rendered files
+//! of the target's backend and remove primer's own stale files of that backend. Pure (the
+//! host's interfaces, backend and existing files come from `HostFacts::network`).
+//!
+//! Never tears down: without network input on the drive, or with an empty one (`{}`: the cloud
+//! knows nothing), no network step is planned and existing files stay as they are. A run
+//! without a drive never reaches the planner at all.
+
+use std::time::Duration;
+
+use super::{Action, Change, Planner, Step};
+use crate::media::DriveFiles;
+use crate::model::Instance;
+use crate::net::naming::assign_names;
+use crate::net::render::{self, eni, RenderOptions, HEADER};
+use crate::net::{self, Backend, InputFormat, NetworkConfig};
+use crate::plan::Meta;
+use crate::state;
+
+/// The operator's network choices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPolicy {
+    /// Render for this backend instead of the detected one (config or `--network-backend`).
+    pub backend: Option<Backend>,
+    /// How long a live run waits for NICs the drive names (see `net::host`).
+    pub wait: Duration,
+}
+
+impl Default for NetPolicy {
+    fn default() -> Self {
+        NetPolicy {
+            backend: None,
+            wait: net::host::DEFAULT_WAIT,
+        }
+    }
+}
+
+/// The network input of an instance: its bytes, the drive file it came from and the format.
+/// The source parsers hand over every network document they found (`Instance::network`, in
+/// their order of preference); the first typed one wins: OpenStack `network_data.json` (or its
+/// legacy `network_info.json`), else network config v1/v2 (NoCloud, OVF). A drive that says
+/// `config: disabled`, or holds only legacy ENI text, gets no rendered network.
+pub fn network_input(
+    instance: &Instance,
+    drive: &DriveFiles,
+) -> Option<(Vec<u8>, String, InputFormat)> {
+    use crate::model::NetworkConfig as Doc;
+    for doc in &instance.network {
+        // The documents were parsed once by the source; the network parsers read JSON too.
+        match doc {
+            Doc::OpenStack { file, data } => {
+                return serde_json::to_vec(data)
+                    .ok()
+                    .map(|b| (b, file.clone(), InputFormat::NetworkData))
+            }
+            Doc::V1 { file, config } | Doc::V2 { file, config } => {
+                return serde_json::to_vec(config)
+                    .ok()
+                    .map(|b| (b, file.clone(), InputFormat::NetworkConfig))
+            }
+            Doc::Disabled { .. } => return None,
+            Doc::Eni { .. } => {}
+        }
+    }
+    let legacy = format!("openstack/{}/network_info.json", instance.version);
+    drive
+        .get(&legacy)
+        .map(|b| (b.to_vec(), legacy, InputFormat::NetworkData))
+}
+
+/// Parses an instance's network input; `Ok(None)` when there is none.
+pub fn instance_network(
+    instance: &Instance,
+    drive: &DriveFiles,
+) -> Result<Option<(NetworkConfig, crate::model::Report, String)>, net::NetError> {
+    let Some((bytes, file, fmt)) = network_input(instance, drive) else {
+        return Ok(None);
+    };
+    let (c, r) = net::parse_network(&bytes, fmt, &file)?;
+    Ok(Some((c, r, file)))
+}
+
+impl Planner<'_> {
+    pub(super) fn plan_network(
+        &mut self,
+        instance: &Instance,
+        drive: &DriveFiles,
+        policy: &NetPolicy,
+    ) {
+        let Some((bytes, file, fmt)) = network_input(instance, drive) else {
+            return;
+        };
+        let (config, report) = match net::parse_network(&bytes, fmt, &file) {
+            Ok(x) => x,
+            Err(e) => {
+                self.steps.push(Step {
+                    id: "network".into(),
+                    change: Change::Error,
+                    action: Action::Nothing,
+                    why: format!("network configuration not applied: {e}"),
+                    input: None,
+                });
+                return;
+            }
+        };
+        self.warnings.warnings.extend(report.warnings);
+        if config.is_empty() {
+            // `{}`: the cloud describes no network; the image's own configuration stays.
+            return;
+        }
+        let facts = &self.facts.network;
+        let (backend, why) = match (policy.backend, &facts.detected) {
+            (Some(b), _) => (b, "chosen by configuration".to_string()),
+            (None, Some((b, why))) => (*b, why.clone()),
+            (None, None) => {
+                self.warnings.warn(
+                    &file,
+                    "",
+                    "no network backend found on the target (networkd, NetworkManager, ifupdown, netplan); network not configured (choose one with --network-backend)",
+                );
+                return;
+            }
+        };
+        let names = assign_names(&config, &facts.interfaces);
+        for id in &names.missing_macs {
+            let mac = config
+                .link(id)
+                .and_then(|l| l.mac.clone())
+                .unwrap_or_default();
+            self.warnings.warn(
+                &file,
+                &format!("links (id {id})"),
+                format!("no interface with MAC {mac} on the target yet; configuration matches it by MAC"),
+            );
+        }
+        let opts = RenderOptions {
+            netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
+            eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
+        };
+        let rendered = render::render(backend, &config, &names, &opts);
+        for w in &rendered.warnings {
+            self.warnings
+                .warn(&file, "links", format!("{backend}: {w}"));
+        }
+        let mut hasher_input = bytes.to_vec();
+        hasher_input.extend_from_slice(backend.as_str().as_bytes());
+        let input = Some(state::sha256_hex(&hasher_input));
+        let what = format!("network ({backend}: {why})");
+        let mut wanted = Vec::new();
+        for f in rendered.files {
+            wanted.push(f.path.clone());
+            self.file_step(
+                &format!("net:{}", f.path),
+                &f.path,
+                f.content.into_bytes(),
+                Meta {
+                    mode: f.mode,
+                    uid: 0,
+                    gid: 0,
+                },
+                input.clone(),
+                &what,
+                true,
+            );
+        }
+        if let Some(stale) = facts.owned.get(&backend) {
+            for path in stale.iter().filter(|p| !wanted.contains(p)) {
+                self.steps.push(Step {
+                    id: format!("net-remove:{path}"),
+                    change: Change::Remove,
+                    action: Action::RemoveFile { path: path.clone() },
+                    why: format!("{what}: /{path} is primer's and no longer rendered"),
+                    input: None,
+                });
+            }
+        }
+        if backend == Backend::Eni {
+            self.plan_eni_source(input);
+        }
+    }
+
+    /// ifupdown reads `interfaces.d` only through a `source` line in `/etc/network/interfaces`:
+    /// add one (the rest of the file kept byte for byte), or create the file.
+    fn plan_eni_source(&mut self, input: Option<String>) {
+        const PATH: &str = "etc/network/interfaces";
+        let existing = self
+            .facts
+            .files
+            .get(PATH)
+            .map(|f| (String::from_utf8_lossy(&f.content).into_owned(), f.meta));
+        let sourced = |text: &str| {
+            text.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                matches!(w.as_slice(),
+                    ["source", p] if *p == format!("/{}", eni::PATH) || *p == "/etc/network/interfaces.d/*" || *p == "interfaces.d/*")
+                    || matches!(w.as_slice(), ["source-directory", p] if p.trim_end_matches('/') == "/etc/network/interfaces.d" || p.trim_end_matches('/') == "interfaces.d")
+            })
+        };
+        let (content, meta) = match existing {
+            // Already sourced: an unchanged step keeps the record of this input stable.
+            Some((text, meta)) if sourced(&text) => (text, meta),
+            Some((mut text, meta)) => {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!("{HEADER}\nsource /{}\n", eni::PATH));
+                (text, meta)
+            }
+            None => (
+                format!(
+                    "{HEADER}\nauto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n"
+                ),
+                Meta {
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+        };
+        self.file_step(
+            "net:eni-source",
+            PATH,
+            content.into_bytes(),
+            meta,
+            input,
+            "network (eni): /etc/network/interfaces sources primer's file",
+            true,
+        );
+    }
+}

@@ -1,0 +1,718 @@
+//! Network: golden files per renderer for the project's own cases (`tests/fixtures/network/`),
+//! real validators (`netplan generate --root-dir`, `ifquery`) on every rendered netplan and ENI
+//! file, the planner through the real binary (detection, idempotence, stale files, never tear
+//! down), `primer net render`, and conformance over `../shared/fixtures` (os-* and nc-* cases).
+//!
+//! Golden files: `tests/golden/network/<case>/<backend>/<path>` plus `RENDER.txt` (modes and
+//! warnings) and `<case>/model.json`. Regenerate with `PRIMER_UPDATE_GOLDEN=1 cargo test --test
+//! network` and review the diff.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{primer, require_tool, shared_fixtures, text};
+use primer::model::network::{LinkKind, NetworkConfig};
+use primer::model::Report;
+use primer::net::naming::{assign_names, Names};
+use primer::net::render::{render, RenderOptions, Rendered};
+use primer::net::{parse_network, Backend, InputFormat};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(repo().join("tests/fixtures/network"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Loads a project case: its input (network_data.json or network-config) and the target's
+/// interfaces (`interfaces.txt`: `MAC NAME` lines).
+fn load(case: &Path) -> (NetworkConfig, Report, BTreeMap<String, String>) {
+    let (file, fmt) = if case.join("network_data.json").exists() {
+        ("network_data.json", InputFormat::NetworkData)
+    } else {
+        ("network-config", InputFormat::NetworkConfig)
+    };
+    let bytes = fs::read(case.join(file)).unwrap();
+    let (c, r) =
+        parse_network(&bytes, fmt, file).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let mut ifaces = BTreeMap::new();
+    if let Ok(t) = fs::read_to_string(case.join("interfaces.txt")) {
+        for l in t.lines() {
+            let mut w = l.split_whitespace();
+            if let (Some(m), Some(n)) = (w.next(), w.next()) {
+                ifaces.insert(m.to_string(), n.to_string());
+            }
+        }
+    }
+    (c, r, ifaces)
+}
+
+fn opts() -> RenderOptions {
+    RenderOptions {
+        netplan_renderer: None,
+        eni_resolv_conf: true,
+    }
+}
+
+/// What a render looks like on disk in the golden tree.
+fn golden_tree(r: &Rendered) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    let mut summary = String::new();
+    for f in &r.files {
+        t.insert(f.path.clone(), f.content.clone());
+        summary.push_str(&format!("mode {:04o} {}\n", f.mode, f.path));
+    }
+    for w in &r.warnings {
+        summary.push_str(&format!("warning: {w}\n"));
+    }
+    t.insert("RENDER.txt".into(), summary);
+    t
+}
+
+fn read_tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn check_golden(dir: &Path, actual: &BTreeMap<String, String>) -> Vec<String> {
+    if std::env::var_os("PRIMER_UPDATE_GOLDEN").is_some() {
+        let _ = fs::remove_dir_all(dir);
+        for (p, c) in actual {
+            let f = dir.join(p);
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(f, c).unwrap();
+        }
+        return Vec::new();
+    }
+    let expected = read_tree(dir);
+    let mut diffs = Vec::new();
+    for (p, c) in actual {
+        match expected.get(p) {
+            Some(e) if e == c => {}
+            Some(e) => diffs.push(format!(
+                "{}/{p} differs:\n--- expected\n{e}\n--- actual\n{c}",
+                dir.display()
+            )),
+            None => diffs.push(format!("{}/{p} is new:\n{c}", dir.display())),
+        }
+    }
+    for p in expected.keys().filter(|p| !actual.contains_key(*p)) {
+        diffs.push(format!("{}/{p} is no longer rendered", dir.display()));
+    }
+    diffs
+}
+
+#[test]
+fn golden_files_for_every_case_and_backend() {
+    let mut diffs = Vec::new();
+    for case in cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let (c, report, ifaces) = load(&case);
+        let names = assign_names(&c, &ifaces);
+        let golden = repo().join("tests/golden/network").join(&name);
+        let model = serde_json::to_string_pretty(&serde_json::json!({
+            "model": c,
+            "warnings": report.warnings,
+        }))
+        .unwrap()
+            + "\n";
+        let mut m = BTreeMap::new();
+        m.insert("model.json".to_string(), model);
+        for d in check_golden(&golden.join("model"), &m) {
+            diffs.push(d);
+        }
+        for b in Backend::ALL {
+            let r = render(b, &c, &names, &opts());
+            // Deterministic: a second render is identical.
+            assert_eq!(r, render(b, &c, &names, &opts()), "{name}/{b}");
+            for f in &r.files {
+                assert!(
+                    f.content.starts_with(primer::net::render::HEADER),
+                    "{name}/{b}: {} has no header",
+                    f.path
+                );
+            }
+            diffs.extend(check_golden(&golden.join(b.as_str()), &golden_tree(&r)));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{}\n(regenerate with PRIMER_UPDATE_GOLDEN=1 and review)",
+        diffs.join("\n")
+    );
+}
+
+/// The addresses and routes the model asks for, on links that carry layer 3, as text.
+fn wanted(c: &NetworkConfig) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut a = BTreeSet::new();
+    let mut r = BTreeSet::new();
+    for l in &c.links {
+        if c.controller_of(&l.id).is_some() {
+            continue;
+        }
+        for x in &l.l3.addresses {
+            a.insert(x.to_string());
+        }
+        for x in &l.l3.routes {
+            r.insert(format!(
+                "{} via {}",
+                x.to,
+                x.via.map(|v| v.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    (a, r)
+}
+
+/// `netplan generate --root-dir` accepts the file and generates networkd configuration with
+/// exactly the model's addresses and routes.
+fn netplan_validate(label: &str, c: &NetworkConfig, names: &Names) {
+    require_tool("netplan");
+    let r = render(Backend::Netplan, c, names, &opts());
+    let root = tempfile::tempdir().unwrap();
+    for f in &r.files {
+        let p = root.path().join(&f.path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, &f.content).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(f.mode)).unwrap();
+    }
+    let o = Command::new("netplan")
+        .args(["generate", "--root-dir"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !err.contains("Error") && !err.contains("WARNING"),
+        "{label}: netplan generate refused:\n{}\n{}",
+        text(&o),
+        r.files[0].content
+    );
+    let gen = root.path().join("run/systemd/network");
+    let mut addrs = BTreeSet::new();
+    let mut routes = BTreeSet::new();
+    for (_, content) in read_tree(&gen) {
+        let mut dest = None;
+        let mut gw = None;
+        let flush =
+            |dest: &mut Option<String>, gw: &mut Option<String>, routes: &mut BTreeSet<String>| {
+                if let Some(d) = dest.take() {
+                    routes.insert(format!("{d} via {}", gw.take().unwrap_or_default()));
+                }
+                *gw = None;
+            };
+        for line in content.lines() {
+            if line.starts_with('[') {
+                flush(&mut dest, &mut gw, &mut routes);
+            }
+            if let Some(a) = line.strip_prefix("Address=") {
+                addrs.insert(a.to_string());
+            } else if let Some(d) = line.strip_prefix("Destination=") {
+                dest = Some(d.to_string());
+            } else if let Some(g) = line.strip_prefix("Gateway=") {
+                gw = Some(g.to_string());
+            }
+        }
+        flush(&mut dest, &mut gw, &mut routes);
+    }
+    let (wa, wr) = wanted(c);
+    assert_eq!(addrs, wa, "{label}: addresses netplan generated");
+    assert_eq!(routes, wr, "{label}: routes netplan generated");
+}
+
+/// `ifquery` parses the ENI file; every interface it lists is queried, and every static
+/// address of a named link appears.
+fn ifquery_validate(label: &str, c: &NetworkConfig, names: &Names) {
+    require_tool("ifquery");
+    let r = render(Backend::Eni, c, names, &opts());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("interfaces");
+    fs::write(&file, &r.files[0].content).unwrap();
+    let o = Command::new("ifquery")
+        .arg("-i")
+        .arg(&file)
+        .args(["--list", "--allow=auto"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{label}: ifquery --list: {}", text(&o));
+    let listed: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut all = String::new();
+    for iface in &listed {
+        let o = Command::new("ifquery")
+            .arg("-i")
+            .arg(&file)
+            .arg(iface)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{label}: ifquery {iface}: {}\n{}",
+            text(&o),
+            r.files[0].content
+        );
+        all.push_str(&String::from_utf8_lossy(&o.stdout));
+    }
+    for l in &c.links {
+        let Some(n) = names.name(&l.id) else { continue };
+        if c.controller_of(&l.id).is_some() {
+            continue;
+        }
+        if let LinkKind::Vlan { parent, .. } = &l.kind {
+            if names.name(parent).is_none() {
+                continue;
+            }
+        }
+        assert!(
+            listed.contains(&n.to_string()),
+            "{label}: {n} not listed: {listed:?}"
+        );
+        for a in &l.l3.addresses {
+            assert!(
+                all.contains(&format!("address: {}\n", a.addr())),
+                "{label}: {n}: address {a} missing from ifquery:\n{all}"
+            );
+        }
+    }
+}
+
+#[test]
+fn netplan_generate_accepts_every_case() {
+    for case in cases() {
+        let (c, _, ifaces) = load(&case);
+        let names = assign_names(&c, &ifaces);
+        netplan_validate(&case.display().to_string(), &c, &names);
+    }
+}
+
+#[test]
+fn ifquery_parses_every_case() {
+    for case in cases() {
+        let (c, _, ifaces) = load(&case);
+        let names = assign_names(&c, &ifaces);
+        ifquery_validate(&case.display().to_string(), &c, &names);
+    }
+}
+
+#[test]
+fn model_facts_the_issue_names() {
+    use primer::model::network::{BondMode, Ipv6Auto};
+    let case = |n: &str| load(&repo().join("tests/fixtures/network").join(n)).0;
+    let c = case("dhcp4-slaac");
+    assert!(c.links[0].l3.dhcp4);
+    assert_eq!(c.links[0].l3.ipv6, Ipv6Auto::Slaac, "SLAAC is not DHCPv6");
+    assert!(c.links[0].l3.addresses.is_empty());
+    let c = case("dhcpv6-stateful-stateless");
+    assert_eq!(c.links[0].l3.ipv6, Ipv6Auto::DhcpStateful);
+    assert_eq!(c.links[1].l3.ipv6, Ipv6Auto::DhcpStateless);
+    let c = case("bond-lacp-vlan");
+    match &c.link("bond0").unwrap().kind {
+        LinkKind::Bond { members, params } => {
+            assert_eq!(members.len(), 2);
+            assert_eq!(params.mode, BondMode::Lacp);
+            assert_eq!(params.lacp_rate.as_deref(), Some("fast"));
+        }
+        k => panic!("{k:?}"),
+    }
+    assert_eq!(c.link("vlan0").unwrap().l3.routes.len(), 2);
+    let c = case("ipv6-prefix-in-address");
+    assert_eq!(
+        c.links[0].l3.addresses[0].to_string(),
+        "2001:cdba::3257:9652/64"
+    );
+    let c = case("cloudstack-shared-ids");
+    assert_eq!(
+        c.links[0].l3.addresses.len(),
+        2,
+        "both networks with id eth0 kept"
+    );
+    assert!(c.links[0].l3.routes.iter().all(|r| r.is_default()));
+    let c = case("mtu");
+    let mtus: Vec<Option<u32>> = c.links.iter().map(|l| l.mtu).collect();
+    assert_eq!(mtus, [Some(9000), Some(1400), None]);
+    let c = case("static-v4-v6");
+    assert_eq!(c.links[0].l3.dns.nameservers.len(), 1, "per-network DNS");
+    assert_eq!(c.dns.nameservers.len(), 2, "top-level DNS");
+    assert_eq!(c.links[0].l3.routes[1].metric, Some(50));
+}
+
+// ---- the planner through the real binary ----
+
+fn write_drive(dir: &Path, network_data: Option<&str>) {
+    let meta = serde_json::json!({"uuid": "net-test-0001", "hostname": "net-test"});
+    for v in ["latest", "2018-08-27"] {
+        let d = dir.join("openstack").join(v);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("meta_data.json"), meta.to_string()).unwrap();
+        let nd = d.join("network_data.json");
+        match network_data {
+            Some(n) => fs::write(nd, n).unwrap(),
+            None => {
+                let _ = fs::remove_file(nd);
+            }
+        }
+    }
+}
+
+fn target_with_networkd() -> tempfile::TempDir {
+    let root = common::scratch_root();
+    let wants = root
+        .path()
+        .join("etc/systemd/system/multi-user.target.wants");
+    fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/systemd-networkd.service",
+        wants.join("systemd-networkd.service"),
+    )
+    .unwrap();
+    // The target's NIC (a fake sysfs entry) names the link for ifupdown.
+    let n = root.path().join("sys/class/net/ens3");
+    fs::create_dir_all(&n).unwrap();
+    fs::write(n.join("address"), "52:54:00:aa:00:01\n").unwrap();
+    root
+}
+
+fn run(drive: &Path, root: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        "--source",
+        drive.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    primer(&args)
+}
+
+fn files_under(root: &Path, dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join(dir))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn run_detects_networkd_writes_once_removes_stale_never_tears_down() {
+    let nd =
+        fs::read_to_string(repo().join("tests/fixtures/network/static-v4-v6/network_data.json"))
+            .unwrap();
+    let drive = tempfile::tempdir().unwrap();
+    write_drive(drive.path(), Some(&nd));
+    let root = target_with_networkd();
+    let o = run(drive.path(), root.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("systemd-networkd is enabled"),
+        "{}",
+        text(&o)
+    );
+    let net = files_under(root.path(), "etc/systemd/network");
+    assert_eq!(net, ["10-primer-tap0.network"], "{}", text(&o));
+    let content = fs::read_to_string(
+        root.path()
+            .join("etc/systemd/network/10-primer-tap0.network"),
+    )
+    .unwrap();
+    assert!(
+        content.contains("Address=192.0.2.10/24") && content.contains("Address=2001:db8:10::10/64")
+    );
+
+    // Same drive again: nothing changes.
+    let before = common::snapshot(root.path());
+    let o = run(drive.path(), root.path(), &[]);
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    assert_eq!(before, common::snapshot(root.path()));
+
+    // A user's own file in the same directory is never touched.
+    fs::write(
+        root.path()
+            .join("etc/systemd/network/10-primer-mine.network"),
+        "[Match]\n",
+    )
+    .unwrap();
+    // The drive's network changes: a second NIC appears, the first is renamed in the data.
+    let nd2 = nd.replace("\"tap0\"", "\"tapX\"");
+    write_drive(drive.path(), Some(&nd2));
+    let o = run(drive.path(), root.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        files_under(root.path(), "etc/systemd/network"),
+        ["10-primer-mine.network", "10-primer-tapX.network"],
+        "stale primer file removed, user file kept: {}",
+        text(&o)
+    );
+
+    // A drive without network data, then an empty `{}`: existing network files stay.
+    for nd in [None, Some("{}")] {
+        write_drive(drive.path(), nd);
+        let o = run(drive.path(), root.path(), &[]);
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(10)),
+            "{}",
+            text(&o)
+        );
+        assert_eq!(
+            files_under(root.path(), "etc/systemd/network"),
+            ["10-primer-mine.network", "10-primer-tapX.network"],
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn run_with_each_backend_flag() {
+    let nd =
+        fs::read_to_string(repo().join("tests/fixtures/network/static-v4-v6/network_data.json"))
+            .unwrap();
+    let drive = tempfile::tempdir().unwrap();
+    write_drive(drive.path(), Some(&nd));
+    for (b, path, mode) in [
+        (
+            "networkd",
+            "etc/systemd/network/10-primer-tap0.network",
+            0o644,
+        ),
+        (
+            "networkmanager",
+            "etc/NetworkManager/system-connections/primer-tap0.nmconnection",
+            0o600,
+        ),
+        ("eni", "etc/network/interfaces.d/primer", 0o644),
+        ("netplan", "etc/netplan/50-primer.yaml", 0o600),
+    ] {
+        let root = target_with_networkd();
+        let o = run(drive.path(), root.path(), &["--network-backend", b]);
+        assert_eq!(o.status.code(), Some(0), "{b}: {}", text(&o));
+        assert_eq!(
+            common::mode(&root.path().join(path)),
+            mode,
+            "{b}: {}",
+            text(&o)
+        );
+        if b == "eni" {
+            let i = fs::read_to_string(root.path().join("etc/network/interfaces")).unwrap();
+            assert!(i.contains("source /etc/network/interfaces.d/*"), "{i}");
+            let r = fs::read_to_string(root.path().join("etc/resolv.conf")).unwrap();
+            assert!(
+                r.contains("nameserver 2001:db8:10::53") || r.contains("nameserver 192.0.2.53"),
+                "{r}"
+            );
+            let e = fs::read_to_string(root.path().join(path)).unwrap();
+            assert!(
+                e.contains("iface ens3 inet static"),
+                "named from sysfs: {e}"
+            );
+        }
+        let o = run(drive.path(), root.path(), &["--network-backend", b]);
+        assert_eq!(o.status.code(), Some(10), "{b}: {}", text(&o));
+    }
+}
+
+#[test]
+fn broken_network_data_fails_only_the_network_step() {
+    let drive = tempfile::tempdir().unwrap();
+    write_drive(
+        drive.path(),
+        Some(r#"{"links":[],"networks":[{"id":"net9","link":"tapGone","type":"ipv4_dhcp"}]}"#),
+    );
+    let root = target_with_networkd();
+    let o = run(drive.path(), root.path(), &[]);
+    assert_eq!(o.status.code(), Some(3), "partial: {}", text(&o));
+    assert!(
+        text(&o).contains("net9") && text(&o).contains("tapGone"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        fs::read_to_string(root.path().join("etc/hostname")).unwrap(),
+        "net-test\n"
+    );
+}
+
+#[test]
+fn net_render_cli_prints_files_with_their_paths() {
+    let input = repo().join("tests/fixtures/network/v2-bond-vlan-bridge/network-config");
+    for b in ["networkd", "networkmanager", "eni", "netplan"] {
+        let o = primer(&[
+            "net",
+            "render",
+            "--backend",
+            b,
+            "--input",
+            input.to_str().unwrap(),
+            "--root",
+            "/nonexistent",
+        ]);
+        assert!(o.status.success(), "{b}: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.starts_with("# file: /etc/"), "{b}: {out}");
+        assert!(out.contains("# managed by primer"), "{b}");
+    }
+    // The netplan output as a whole is one valid netplan file.
+    let o = primer(&[
+        "net",
+        "render",
+        "--backend",
+        "netplan",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("etc/netplan")).unwrap();
+    let f = root.path().join("etc/netplan/50-primer.yaml");
+    fs::write(&f, &o.stdout).unwrap();
+    fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let g = Command::new("netplan")
+        .args(["generate", "--root-dir"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(g.status.success(), "{}", text(&g));
+    // --json: the same files as data.
+    let o = primer(&[
+        "net",
+        "render",
+        "--backend",
+        "eni",
+        "--json",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let v = common::json(&o);
+    assert_eq!(
+        v["files"][0]["path"],
+        "/etc/network/interfaces.d/primer",
+        "{}",
+        text(&o)
+    );
+    // A drive directory as --source works too.
+    let drive = tempfile::tempdir().unwrap();
+    write_drive(
+        drive.path(),
+        Some(
+            &fs::read_to_string(
+                repo().join("tests/fixtures/network/bond-lacp-vlan/network_data.json"),
+            )
+            .unwrap(),
+        ),
+    );
+    let o = primer(&[
+        "net",
+        "render",
+        "--backend",
+        "networkd",
+        "--source",
+        drive.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Kind=bond"));
+}
+
+// ---- conformance over the shared real-world fixtures ----
+
+/// The network input of a shared case, if it has one.
+fn shared_input(case: &Path) -> Option<(PathBuf, InputFormat)> {
+    let os = case.join("drive/openstack/latest");
+    for n in ["network_data.json", "network_info.json"] {
+        if os.join(n).exists() {
+            return Some((os.join(n), InputFormat::NetworkData));
+        }
+    }
+    let nc = case.join("seed/network-config");
+    nc.exists().then_some((nc, InputFormat::NetworkConfig))
+}
+
+#[test]
+fn conformance_every_shared_case_converts_and_renders() {
+    let Some(dir) = shared_fixtures() else {
+        println!("SKIP network conformance: ../shared/fixtures not present beside the checkout");
+        return;
+    };
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("os-") || n.starts_with("nc-")
+        })
+        .collect();
+    cases.sort();
+    let mut with_network = 0;
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((input, fmt)) = shared_input(case) else {
+            println!("{name}: no network input");
+            continue;
+        };
+        with_network += 1;
+        let bytes = fs::read(&input).unwrap();
+        let label = input.file_name().unwrap().to_string_lossy().into_owned();
+        let (c, report) = parse_network(&bytes, fmt, &label)
+            .unwrap_or_else(|e| panic!("{name}: does not convert: {e}"));
+        for w in &report.warnings {
+            assert!(!w.file.is_empty() && !w.field.is_empty(), "{name}: {w}");
+        }
+        let ifaces: BTreeMap<String, String> = fs::read(case.join("known_macs.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let names = assign_names(&c, &ifaces);
+        let mut files = 0;
+        for b in Backend::ALL {
+            let r = render(b, &c, &names, &opts());
+            assert!(
+                !r.files.is_empty() || c.is_empty(),
+                "{name}/{b}: nothing rendered"
+            );
+            files += r.files.len();
+        }
+        if !c.is_empty() {
+            netplan_validate(&name, &c, &names);
+            ifquery_validate(&name, &c, &names);
+        }
+        println!(
+            "{name}: {} link(s), {} warning(s), {files} file(s) over 4 backends, netplan generate + ifquery ok",
+            c.links.len(),
+            report.warnings.len()
+        );
+    }
+    println!(
+        "{} cases, {with_network} with network input, all converted and rendered",
+        cases.len()
+    );
+    assert!(with_network >= 15, "expected the os-*/nc-* network cases");
+}
