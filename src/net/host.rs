@@ -13,8 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,7 +20,7 @@ use super::render::{owned, HEADER};
 use super::Backend;
 use crate::apply::fs::resolve_in_root;
 use crate::model::Instance;
-use crate::plan::{FileFact, Meta};
+use crate::plan::FileFact;
 
 /// What network planning knows about the target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -286,22 +284,7 @@ fn enabled(root: &Path, unit: &str) -> bool {
 }
 
 fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
-    let host = resolve_in_root(root, rel).ok()?;
-    let f = fs::File::open(&host).ok()?;
-    let m = f.metadata().ok()?;
-    if !m.is_file() {
-        return None;
-    }
-    let mut content = Vec::new();
-    f.take(MAX_FILE).read_to_end(&mut content).ok()?;
-    Some(FileFact {
-        content,
-        meta: Meta {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-        },
-    })
+    crate::plan::facts::read_file_capped(root, rel, MAX_FILE)
 }
 
 #[cfg(test)]

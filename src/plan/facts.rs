@@ -94,6 +94,12 @@ fn read_meta(root: &Path, rel: &str) -> Option<(Meta, bool)> {
 }
 
 fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
+    read_file_capped(root, rel, MAX_FACT_FILE)
+}
+
+/// Reads a regular file under the root (resolved inside it) with its mode and owner, at most
+/// `max` bytes; `None` when it is missing, unreadable or not a regular file.
+pub(crate) fn read_file_capped(root: &Path, rel: &str, max: u64) -> Option<FileFact> {
     let host = resolve_in_root(root, rel).ok()?;
     let f = fs::File::open(&host).ok()?;
     let m = f.metadata().ok()?;
@@ -101,7 +107,7 @@ fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
         return None;
     }
     let mut content = Vec::new();
-    f.take(MAX_FACT_FILE).read_to_end(&mut content).ok()?;
+    f.take(max).read_to_end(&mut content).ok()?;
     Some(FileFact {
         content,
         meta: Meta {
