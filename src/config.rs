@@ -125,7 +125,8 @@ impl Config {
             ssh_user: self.ssh_user.clone(),
             network: crate::plan::network::NetPolicy {
                 backend: self.network_backend,
-                ..Default::default()
+                // NICs the drive names get the same deadline as late config drives.
+                wait: self.probe.wait(),
             },
         }
     }

@@ -39,9 +39,10 @@ pub struct NetFacts {
     pub resolv_conf_symlink: bool,
 }
 
-/// How long to wait, on a live system rendering for ifupdown, for the NICs the drive names to
-/// appear and be renamed by udev (udev may still be loading virtio_net when primer starts).
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// How long a live run waits for the NICs the drive names to appear (and, for ifupdown, to be
+/// renamed by udev, which may still be loading virtio_net when primer starts): the probe's
+/// default deadline for late devices (`probe.wait_seconds` sets both).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(3);
 
 /// Largest network file read for comparison.
 const MAX_FILE: u64 = 1 << 20;
@@ -85,25 +86,28 @@ pub fn read_net_facts(
     } else {
         None
     };
-    // Only ifupdown needs interface names; the others match NICs by MAC, so boot is not held
-    // up waiting for udev.
+    // A NIC the drive names may appear after primer starts: on a live run wait for it, up to the
+    // deadline, then render anyway (networkd, NetworkManager and netplan match by MAC; ifupdown
+    // reports the links it could not name). Only ifupdown also needs udev's final names.
     let backend = choice.or(facts.detected.as_ref().map(|(b, _)| *b));
+    let needs_names = backend == Some(Backend::Eni);
     let wanted = instance.map(wanted_macs).unwrap_or_default();
-    if live && backend == Some(Backend::Eni) && !wanted.is_empty() {
+    if live && !wanted.is_empty() {
         let start = Instant::now();
         loop {
             let missing: Vec<&String> = wanted
                 .iter()
                 .filter(|m| !facts.interfaces.contains_key(*m))
                 .collect();
-            let settled = udev_settled(root, &facts.interfaces, &wanted);
+            let settled = !needs_names || udev_settled(root, &facts.interfaces, &wanted);
             if missing.is_empty() && settled {
                 tracing::debug!("network: NICs present after {:?}", start.elapsed());
                 break;
             }
             if start.elapsed() >= wait {
                 tracing::warn!(
-                    "network: after {:?}, {} NIC(s) named by the drive are not present: {}",
+                    "network: after {:?}, {} NIC(s) named by the drive are not present \
+                     (their configuration is written anyway, matched by MAC): {}",
                     wait,
                     missing.len(),
                     missing
