@@ -920,7 +920,7 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
-    let (facts, _) = net::host::read_net_facts(&a.root, None, false, Default::default(), None);
+    let (facts, _) = net::host::read_net_facts(&a.root, None, false, Default::default());
     let names = naming::assign_names(&config, &facts.interfaces);
     let opts = render::RenderOptions {
         netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),

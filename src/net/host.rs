@@ -47,15 +47,14 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(3);
 /// Largest network file read for comparison.
 const MAX_FILE: u64 = 1 << 20;
 
-/// Reads the network facts. `wait` applies only when `live`, the backend (`choice`, else the
-/// detected one) is ifupdown and the drive names NICs that are not there yet. Returns the facts and the existing files (by root-relative path) that the
-/// planner compares rendered files against.
+/// Reads the network facts. On a live system, `wait` bounds the wait for NICs the drive names
+/// that are not there yet (or not yet renamed by udev). Returns the facts and the existing files
+/// (by root-relative path) that the planner compares rendered files against.
 pub fn read_net_facts(
     root: &Path,
     instance: Option<&Instance>,
     live: bool,
     wait: Duration,
-    choice: Option<Backend>,
 ) -> (NetFacts, BTreeMap<String, FileFact>) {
     let mut facts = NetFacts {
         interfaces: read_interfaces(root),
@@ -88,9 +87,9 @@ pub fn read_net_facts(
     };
     // A NIC the drive names may appear after primer starts: on a live run wait for it, up to the
     // deadline, then render anyway (networkd, NetworkManager and netplan match by MAC; ifupdown
-    // reports the links it could not name). Only ifupdown also needs udev's final names.
-    let backend = choice.or(facts.detected.as_ref().map(|(b, _)| *b));
-    let needs_names = backend == Some(Backend::Eni);
+    // reports the links it could not name). A NIC that is present is also waited for until udev
+    // has given it its final name: a kernel name (eth0) seen before the rename would otherwise
+    // end up in the rendered files and match nothing.
     let wanted = instance.map(wanted_macs).unwrap_or_default();
     if live && !wanted.is_empty() {
         let start = Instant::now();
@@ -99,7 +98,7 @@ pub fn read_net_facts(
                 .iter()
                 .filter(|m| !facts.interfaces.contains_key(*m))
                 .collect();
-            let settled = !needs_names || udev_settled(root, &facts.interfaces, &wanted);
+            let settled = udev_settled(root, &facts.interfaces, &wanted);
             if missing.is_empty() && settled {
                 tracing::debug!("network: NICs present after {:?}", start.elapsed());
                 break;
@@ -297,7 +296,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn detect(root: &Path) -> Option<Backend> {
-        read_net_facts(root, None, false, Duration::ZERO, None)
+        read_net_facts(root, None, false, Duration::ZERO)
             .0
             .detected
             .map(|(b, _)| b)

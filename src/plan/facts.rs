@@ -53,13 +53,8 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         }
         read_file_fact(root, &format!("{ssh_dir}/authorized_keys"), &mut facts);
     }
-    let (net, net_files) = crate::net::host::read_net_facts(
-        root,
-        Some(instance),
-        live,
-        policy.network.wait,
-        policy.network.backend,
-    );
+    let (net, net_files) =
+        crate::net::host::read_net_facts(root, Some(instance), live, policy.network.wait);
     facts.files.extend(net_files);
     facts.network = net;
     if state::invalid_instance_id(&instance.instance_id).is_none() {
