@@ -1,0 +1,45 @@
+//! Shared body of the network fuzz targets (`network_data`, `network_config`): parse the input
+//! (after one selector byte) into the network model, then render every backend. Parsing never
+//! panics; whatever parses renders for all four backends, deterministically, each file starting
+//! with primer's header, inside the backend's own directory.
+
+use std::collections::BTreeMap;
+
+use primer::net::naming::assign_names;
+use primer::net::render::{render, RenderOptions, HEADER};
+use primer::net::{parse_network, Backend, InputFormat};
+
+pub fn run(data: &[u8], format: InputFormat) {
+    // The first byte varies the target (known MAC, resolv.conf); the rest is the input.
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok((config, report)) = parse_network(rest, format, "fuzz") else {
+        return;
+    };
+    assert!(report.warnings.iter().all(|w| w.file == "fuzz"));
+    let mut host = BTreeMap::new();
+    if sel & 2 == 2 {
+        if let Some(m) = config.links.iter().find_map(|l| l.mac.clone()) {
+            host.insert(m, "eth0".to_string());
+        }
+    }
+    let names = assign_names(&config, &host);
+    let opts = RenderOptions {
+        netplan_renderer: (sel & 8 == 8).then(|| "NetworkManager".to_string()),
+        eni_resolv_conf: sel & 4 == 4,
+    };
+    for b in Backend::ALL {
+        let r = render(b, &config, &names, &opts);
+        assert_eq!(r, render(b, &config, &names, &opts));
+        for f in &r.files {
+            assert!(f.content.starts_with(HEADER));
+            // Inside the backend's own directory (or its one extra file), no `..` component.
+            let o = primer::net::render::owned(b);
+            assert!(
+                f.path.starts_with(&format!("{}/", o.dir)) || o.extra.contains(&f.path.as_str())
+            );
+            assert!(!f.path.split('/').any(|c| c.is_empty() || c == "." || c == ".."));
+        }
+    }
+}
