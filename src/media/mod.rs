@@ -466,6 +466,26 @@ fn read_from_table(
     )
 }
 
+/// Reads up to `buf.len()` bytes at `at`; a short device gives a short read, not an error.
+/// The one positioned-read helper of the probe and the partition-table reader.
+pub(crate) fn read_at<R: std::io::Read + std::io::Seek + ?Sized>(
+    r: &mut R,
+    at: u64,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    r.seek(std::io::SeekFrom::Start(at))?;
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// A device node path under a (possibly redirected) `/dev`.
 pub fn dev_path(dev_root: &Path, name: &str) -> PathBuf {
     dev_root.join(name)

@@ -4,6 +4,7 @@
 //! here writes a table. Hostile tables are bounded (entry count, bytes read, EBR chain) and are
 //! never handed to a crate code path that can panic on them (see `read_mbr`).
 
+use crate::media::read_at;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::Serialize;
@@ -99,20 +100,6 @@ impl<R: Seek + ?Sized> Seek for Budget<'_, R> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.inner.seek(pos)
     }
-}
-
-fn read_at<R: Read + Seek + ?Sized>(r: &mut R, at: u64, buf: &mut [u8]) -> io::Result<usize> {
-    r.seek(SeekFrom::Start(at))?;
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Whether `sector0` (at least 512 bytes) ends with the MBR boot signature and holds a used

@@ -4,6 +4,7 @@
 //! ISO9660 or FAT filesystem costs more: its root directory is listed (bounded) so the kind can
 //! be told from the contents. Read-only; never an error: unreadable means "nothing here".
 
+use crate::media::read_at;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use super::Signature;
@@ -27,21 +28,6 @@ pub enum Found {
     /// A partition table (read with `media::part`).
     Table,
     Nothing,
-}
-
-/// Reads up to `buf.len()` bytes at `at`; a short device gives a short read, not an error.
-fn read_at<R: Read + Seek + ?Sized>(r: &mut R, at: u64, buf: &mut [u8]) -> io::Result<usize> {
-    r.seek(SeekFrom::Start(at))?;
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Decodes a fixed-width, space- or NUL-padded label.
