@@ -1105,6 +1105,17 @@ fn check_network(r: &Report, variant: &str, first: bool) {
         .cloned()
         .unwrap_or_default();
 
+    // NetworkManager's own DHCP fallback profile must never take a NIC the drive configures
+    // (primer's conf.d drop-in lists them in no-auto-default).
+    if backend == "networkmanager" {
+        let active = r.get("nm_active");
+        assert!(
+            !active.contains("Wired connection") && active.contains("primer-tap-nic1:"),
+            "NetworkManager's active profiles: {active}\n{}",
+            ctx()
+        );
+    }
+
     // NIC 1: static IPv4 + IPv6, MTU, nothing from router advertisements.
     let nic1 = by_mac(&links, NIC1);
     let n1 = nic1["ifname"].as_str().unwrap_or_default().to_string();

@@ -69,7 +69,7 @@ pub fn owned(b: Backend) -> Owned {
         Backend::NetworkManager => Owned {
             dir: "etc/NetworkManager/system-connections",
             prefix: "primer-",
-            extra: &[],
+            extra: &[networkmanager::NO_AUTO_DEFAULT],
         },
         Backend::Eni => Owned {
             dir: "etc/network/interfaces.d",

@@ -1,7 +1,8 @@
 //! NetworkManager keyfile renderer: one `primer-<id>.nmconnection` (mode 0600: NetworkManager
 //! ignores keyfiles others can read) per link: ethernet, bond, bond port, VLAN, bridge. Pure.
 //! Connection UUIDs derive from the link id, so a re-render is byte-identical. A NIC without a
-//! known name is matched by `mac-address`.
+//! known name is matched by `mac-address`. A `conf.d` drop-in keeps NetworkManager from
+//! creating its DHCP "Wired connection N" for the NICs the drive configures.
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -14,6 +15,8 @@ use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
 
 const DIR: &str = "etc/NetworkManager/system-connections";
+/// NetworkManager's own configuration drop-in primer owns.
+pub const NO_AUTO_DEFAULT: &str = "etc/NetworkManager/conf.d/90-primer.conf";
 
 pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
     let mut out = Rendered::default();
@@ -119,6 +122,28 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
             path: format!("{DIR}/primer-{}.nmconnection", ids[i]),
             content: s,
             mode: 0o600,
+        });
+    }
+    // NetworkManager gives every ethernet device that no profile matches *when the device
+    // appears* an in-memory DHCP profile ("Wired connection 1"). Seen in the guest: that
+    // profile won the NIC over the drive's static one, leaving DHCP and the default MTU. The
+    // NICs the drive configures must only ever get the drive's profile. `+=` appends to
+    // whatever the image's own configuration lists instead of replacing it.
+    let macs: Vec<String> = c
+        .links
+        .iter()
+        .filter(|l| matches!(l.kind, LinkKind::Physical))
+        .filter_map(|l| l.mac.as_deref())
+        .map(|m| format!("mac:{}", m.to_ascii_lowercase()))
+        .collect();
+    if !macs.is_empty() {
+        out.files.push(RenderedFile {
+            path: NO_AUTO_DEFAULT.to_string(),
+            content: format!(
+                "{HEADER}\n# No automatic DHCP profile for the NICs of the drive's network data.\n[main]\nno-auto-default+={}\n",
+                macs.join(",")
+            ),
+            mode: 0o644,
         });
     }
     out
