@@ -6,8 +6,26 @@
 //!
 //! ```yaml
 //! # /etc/primer/primer.yaml — every key optional; the values shown are the defaults.
-//! ssh_user: root            # account that receives the drive's SSH keys (--user overrides)
+//! ssh_user: root            # account that receives the drive's SSH keys (--user overrides);
+//!                           # default: the default user's name when one is configured, else root
 //! network_backend: ~        # networkd | networkmanager | eni | netplan (default: detected)
+//! default_user: ~           # an account created on first boot, e.g.:
+//! #  name: debian
+//! #  gecos: Debian
+//! #  groups: [adm, sudo]     # missing groups are created
+//! #  shell: /bin/bash
+//! #  sudo: "ALL=(ALL) NOPASSWD:ALL"   # sudoers rule (a drop-in in /etc/sudoers.d), or ~
+//! #  lock_password: true     # no password login unless the drive sets a password
+//! password:
+//!   user: ~                 # who gets the drive's password (admin_pass, CloudStack, OVF):
+//!                           # default: the drive's admin user name, else the default user, else root
+//!   updates: auto           # a new password on a changed drive: auto (CloudStack resets only) |
+//!                           # always | never
+//! ssh_pwauth: keep          # SSH password login: keep (never touched) | yes | no |
+//!                           # user-data (as #cloud-config ssh_pwauth says)
+//! user_data: apply          # apply | ignore (leave user-data and vendor-data to another agent)
+//! files_mode: 0o644         # mode of injected files (meta_data.json "files")
+//! script_timeout_seconds: 600  # a user-data script or runcmd that runs longer is killed
 //! probe:
 //!   wait_seconds: 3         # how long to wait for a late config drive (--wait overrides)
 //!   duplicates: refuse      # two drives of one kind: refuse (name both) | best (use the best-ranked)
@@ -25,6 +43,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::plan::users::{DefaultUser, PasswordUpdates, SshPwauth, UserDataMode};
 use crate::plan::Policy;
 use crate::probe::trust::DuplicateRule;
 use crate::probe::Rules;
@@ -59,16 +78,40 @@ pub struct Config {
     /// overrides): networkd, networkmanager, eni or netplan.
     pub network_backend: Option<crate::net::Backend>,
     pub probe: ProbeConfig,
+    /// An account created on first boot (see `plan::users::DefaultUser`).
+    pub default_user: Option<DefaultUser>,
+    pub password: PasswordConfig,
+    pub ssh_pwauth: SshPwauth,
+    pub user_data: UserDataMode,
+    /// Mode of injected files.
+    pub files_mode: u32,
+    pub script_timeout_seconds: u64,
 }
+
+/// `ssh_user` when the file does not set it: marks "not set" so a default user can take over.
+const SSH_USER_UNSET: &str = "";
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            ssh_user: "root".into(),
+            ssh_user: SSH_USER_UNSET.into(),
             network_backend: None,
             probe: ProbeConfig::default(),
+            default_user: None,
+            password: PasswordConfig::default(),
+            ssh_pwauth: SshPwauth::Keep,
+            user_data: UserDataMode::Apply,
+            files_mode: 0o644,
+            script_timeout_seconds: 600,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    pub user: Option<String>,
+    pub updates: PasswordUpdates,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -121,12 +164,28 @@ impl ProbeConfig {
 impl Config {
     /// The planner's policy from this configuration.
     pub fn policy(&self) -> Policy {
+        let ssh_user = if self.ssh_user != SSH_USER_UNSET {
+            self.ssh_user.clone()
+        } else if let Some(d) = &self.default_user {
+            d.name.clone()
+        } else {
+            "root".to_string()
+        };
         Policy {
-            ssh_user: self.ssh_user.clone(),
+            ssh_user,
             network: crate::plan::network::NetPolicy {
                 backend: self.network_backend,
                 // NICs the drive names get the same deadline as late config drives.
                 wait: self.probe.wait(),
+            },
+            users: crate::plan::users::UserPolicy {
+                default_user: self.default_user.clone(),
+                password_user: self.password.user.clone(),
+                password_updates: self.password.updates,
+                ssh_pwauth: self.ssh_pwauth,
+                user_data: self.user_data,
+                files_mode: self.files_mode,
+                script_timeout: Duration::from_secs(self.script_timeout_seconds),
             },
         }
     }
@@ -149,7 +208,22 @@ impl Config {
                 ),
             });
         }
-        if c.ssh_user.is_empty() || c.ssh_user.contains(['/', ':', '\n']) {
+        let bad_name = |n: &str| n.is_empty() || n.contains(['/', ':', '\n']);
+        if let Some(d) = &c.default_user {
+            if bad_name(&d.name) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_string(),
+                    detail: format!("default_user.name: {:?} is not a user name", d.name),
+                });
+            }
+        }
+        if c.files_mode > 0o7777 {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                detail: format!("files_mode: {:o} is not a file mode", c.files_mode),
+            });
+        }
+        if c.ssh_user != SSH_USER_UNSET && bad_name(&c.ssh_user) {
             return Err(ConfigError::Invalid {
                 path: path.to_string(),
                 detail: format!("ssh_user: {:?} is not a user name", c.ssh_user),

@@ -283,6 +283,7 @@ impl Writer {
                     errors.push((tag, e));
                 }
                 self.touched(&target);
+                crate::apply::fault::point("rename");
             }
         }
         if let Err(e) = self.finish() {
@@ -316,6 +317,41 @@ impl Writer {
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: fsync: {e}", d.display())))?;
         }
         Ok(())
+    }
+}
+
+/// Whether a directory entry is one of primer's temporary files (`.NAME.primer-tmp.PID.SEQ`).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".primer-tmp.")
+}
+
+impl Writer {
+    /// Removes temporary files an interrupted run left in the directory of each of `rels`
+    /// (a crash between staging and renaming leaves them; the target itself is untouched).
+    /// Returns how many were removed. Call with the run lock held.
+    pub fn sweep_temps<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
+        let mut dirs = BTreeSet::new();
+        for rel in rels {
+            if let Ok(p) = self.resolve(rel) {
+                if let Some(d) = p.parent() {
+                    dirs.insert(d.to_path_buf());
+                }
+            }
+        }
+        let mut n = 0;
+        for d in dirs {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                if is_temp_name(&e.file_name().to_string_lossy())
+                    && e.file_type().is_ok_and(|t| t.is_file())
+                    && fs::remove_file(e.path()).is_ok()
+                {
+                    tracing::debug!("removed {} left by an interrupted run", e.path().display());
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 }
 

@@ -3,8 +3,10 @@
 //! logs file contents or secrets, and keeps going after a failed step so one failure does not
 //! leave the rest undone.
 
+pub mod fault;
 pub mod fs;
 pub mod pin;
+pub mod script;
 
 use std::path::PathBuf;
 
@@ -64,8 +66,35 @@ fn parents_for(path: &str) -> Meta {
 /// the steps that really landed.
 pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
     let mut writer = fs::Writer::new(&target.root);
+    // One primer writes to a root at a time; the lock lives (and dies) with this call. A plan
+    // that changes nothing writes nothing, not even the lock file.
+    let acts = plan.steps.iter().any(|s| s.change.acts());
+    let _lock = match acts.then(|| run_lock(&mut writer)).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            let mut report = ApplyReport::default();
+            for s in &plan.steps {
+                report.steps.push(StepReport {
+                    id: s.id.clone(),
+                    outcome: if s.change.acts() {
+                        Outcome::Failed
+                    } else {
+                        Outcome::Unchanged
+                    },
+                    detail: format!("{}: not applied: {e}", s.why),
+                });
+            }
+            return report;
+        }
+    };
+    let swept = writer.sweep_temps(plan.steps.iter().filter_map(|s| action_path(&s.action)));
+    if swept > 0 {
+        tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
+    }
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
+    let mut scripts = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let r = match (&step.change, &step.action) {
             (c, _) if !c.acts() => Ok(()),
@@ -73,9 +102,17 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
                 record_step = Some(i);
                 Ok(())
             }
+            (_, Action::RunScript { .. }) => {
+                // Scripts see the finished system: they run after the commit below.
+                scripts.push(i);
+                Ok(())
+            }
             (_, action) => apply_action(action, target, &mut writer, i),
         };
         results.push(r);
+        if step.change.acts() {
+            fault::point(&step.id);
+        }
     }
     for (i, e) in writer.commit() {
         match results.get_mut(i) {
@@ -83,13 +120,27 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
             None => results.push(Err(e)),
         }
     }
+    // Scripts that were started: recorded as run even when they fail (they run once per
+    // instance; a script that half-worked must not run again on the next boot).
+    let mut started = Vec::new();
+    for i in scripts {
+        if let Action::RunScript { path, timeout_secs } = &plan.steps[i].action {
+            let (ran, r) = script::run_script(target, &plan.steps[i].id, path, *timeout_secs);
+            if ran {
+                started.push(i);
+            }
+            results[i] = r;
+            fault::point(&plan.steps[i].id);
+        }
+    }
     if let Some(i) = record_step {
         let failed: Vec<&str> = plan
             .steps
             .iter()
+            .enumerate()
             .zip(&results)
-            .filter(|(s, r)| r.is_err() || s.change == Change::Error)
-            .map(|(s, _)| s.id.as_str())
+            .filter(|((n, s), r)| (r.is_err() && !started.contains(n)) || s.change == Change::Error)
+            .map(|((_, s), _)| s.id.as_str())
             .collect();
         if let Action::WriteRecord { path, record } = &plan.steps[i].action {
             // A failed step did not apply its input: leave it out so the next run retries it.
@@ -131,6 +182,39 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
         });
     }
     report
+}
+
+/// Path of the run lock, relative to the root.
+pub const LOCK_PATH: &str = "var/lib/primer/lock";
+
+/// Takes the exclusive run lock (`flock` on [`LOCK_PATH`]), waiting up to 30 s for another run.
+fn run_lock(w: &mut fs::Writer) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    ensure_state_parents(w, LOCK_PATH)?;
+    let dir = w.create_dirs(STATE_DIR, crate::plan::private_dir_meta())?;
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err((_, e)) => {
+                return Err(std::io::Error::other(format!(
+                    "{}: another primer run holds the lock: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
 }
 
 /// Writes one file of primer's private state (0600, root) and commits it.
@@ -217,7 +301,13 @@ fn apply_action(
             }
             nix::unistd::sethostname(name).map_err(std::io::Error::from)
         }
-        // Written by apply_plan after everything else.
-        Action::WriteRecord { .. } | Action::Nothing => Ok(()),
+        Action::SeedEntropy { data, .. } => {
+            if !target.live {
+                return Err(std::io::Error::other("not a live system"));
+            }
+            script::seed_entropy(data.expose())
+        }
+        // Written or run by apply_plan after everything else.
+        Action::WriteRecord { .. } | Action::RunScript { .. } | Action::Nothing => Ok(()),
     }
 }

@@ -57,6 +57,9 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         crate::net::host::read_net_facts(root, Some(instance), live, policy.network.wait);
     facts.files.extend(net_files);
     facts.network = net;
+    for rel in super::wanted_files(instance, policy) {
+        read_file_fact(root, &rel, &mut facts);
+    }
     if state::invalid_instance_id(&instance.instance_id).is_none() {
         let id = &instance.instance_id;
         let record_path = state::record_path(id);

@@ -4,8 +4,10 @@
 
 pub mod facts;
 pub mod hostname;
+pub mod inject;
 pub mod keys;
 pub mod network;
+pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +24,7 @@ pub struct Policy {
     /// The account whose `authorized_keys` receives the drive's SSH keys.
     pub ssh_user: String,
     pub network: network::NetPolicy,
+    pub users: users::UserPolicy,
 }
 
 impl Default for Policy {
@@ -29,6 +32,7 @@ impl Default for Policy {
         Policy {
             ssh_user: "root".into(),
             network: Default::default(),
+            users: Default::default(),
         }
     }
 }
@@ -96,6 +100,15 @@ pub enum Action {
     RemoveFile { path: String },
     /// Set the running kernel's host name (live system only).
     SetHostname { name: String },
+    /// Add the drive's random seed to the kernel's entropy pool (live system only).
+    SeedEntropy {
+        bytes: usize,
+        #[serde(skip)]
+        data: crate::model::Secret,
+    },
+    /// Run a stored script (live system only), after every file of the plan is in place.
+    /// A script that was started counts as run for its instance, whatever its exit status.
+    RunScript { path: String, timeout_secs: u64 },
     /// Write the per-instance record (content settled by apply: failed steps are left out).
     WriteRecord {
         path: String,
@@ -203,9 +216,21 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_hostname(instance);
     p.plan_ssh_keys(instance, policy);
     p.plan_network(instance, drive, &policy.network);
+    p.plan_injected_files(instance, policy.users.files_mode);
+    p.plan_entropy(instance);
     p.plan_local_copy(instance, drive);
     p.plan_record(instance, drive);
     p.finish(id)
+}
+
+/// Files under the root (besides the fixed ones) whose content and meta the planner compares
+/// against: read by `facts::read_host_facts`.
+pub fn wanted_files(instance: &Instance, _policy: &Policy) -> Vec<String> {
+    instance
+        .files
+        .iter()
+        .filter_map(|f| inject::injected_path(&f.path).ok())
+        .collect()
 }
 
 struct Planner<'a> {
@@ -257,6 +282,14 @@ impl Planner<'_> {
                 (
                     Change::Skip,
                     format!("{what}: already applied for this instance and /{path} was changed since; local edits kept"),
+                )
+            }
+            None if respect_local
+                && input.as_deref().is_some_and(|i| self.applied_before(id, i)) =>
+            {
+                (
+                    Change::Skip,
+                    format!("{what}: already applied for this instance and /{path} was removed since; not re-created"),
                 )
             }
             Some(f) if f.content == content => (

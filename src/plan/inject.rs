@@ -1,0 +1,159 @@
+//! Injected files (OpenStack `meta_data.json` `files`) and the drive's entropy seed, planned once
+//! per instance. Pure: paths are validated here (absolute on the instance, no `..`, never into
+//! primer's state, /proc, /sys or /dev); the writer additionally keeps every write inside the
+//! root. The seed's bytes never appear in a why, a warning or the plan's JSON.
+
+use super::{Action, Change, Meta, Planner, Step};
+use crate::model::{Instance, Secret};
+use crate::state;
+
+/// Longest injected-file path accepted.
+const MAX_PATH: usize = 4096;
+
+/// Places an injected file may never go.
+const FORBIDDEN: &[&str] = &["proc", "sys", "dev", "run", state::STATE_DIR];
+
+/// The path relative to the root for an injected file's destination, or why it is refused.
+pub fn injected_path(path: &str) -> Result<String, String> {
+    if path.len() > MAX_PATH {
+        return Err(format!("longer than {MAX_PATH} bytes"));
+    }
+    if path.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    if !path.starts_with('/') {
+        return Err("not an absolute path".into());
+    }
+    let rel = path.trim_start_matches('/');
+    if rel.ends_with('/')
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("has an empty, '.' or '..' component".into());
+    }
+    if !crate::apply::fs::is_clean_relative(rel) {
+        return Err("is not a clean path".into());
+    }
+    if let Some(f) = FORBIDDEN
+        .iter()
+        .find(|f| rel == **f || rel.starts_with(&format!("{f}/")))
+    {
+        return Err(format!("is inside /{f}"));
+    }
+    Ok(rel.to_string())
+}
+
+impl Planner<'_> {
+    pub(super) fn plan_injected_files(&mut self, instance: &Instance, mode: u32) {
+        for f in &instance.files {
+            let rel = match injected_path(&f.path) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.warnings.warn(
+                        "meta_data.json",
+                        "files",
+                        format!("{:?} refused: {e}", f.path),
+                    );
+                    continue;
+                }
+            };
+            let Some(content) = &f.content else {
+                // Already reported by the source as a missing content file.
+                continue;
+            };
+            let input = Some(state::sha256_hex(&content.0));
+            self.file_step(
+                &format!("file:{rel}"),
+                &rel,
+                content.0.clone(),
+                Meta {
+                    mode,
+                    uid: 0,
+                    gid: 0,
+                },
+                input,
+                &format!("injected file {} from {}", f.path, f.content_path),
+                true,
+            );
+        }
+    }
+
+    /// `random_seed` into the kernel's pool, once per instance, live systems only.
+    pub(super) fn plan_entropy(&mut self, instance: &Instance) {
+        let Some(seed) = &instance.random_seed else {
+            return;
+        };
+        if seed.is_empty() {
+            return;
+        }
+        let id = "entropy";
+        let input = state::sha256_hex(seed.expose());
+        let (change, why, input) = if !self.facts.live {
+            (
+                Change::Skip,
+                format!(
+                    "random_seed ({} bytes): not a live system; nothing to seed",
+                    seed.len()
+                ),
+                None,
+            )
+        } else if self.applied_before(id, &input) {
+            (
+                Change::Unchanged,
+                "random_seed already added to the kernel's pool for this instance".to_string(),
+                Some(input),
+            )
+        } else {
+            (
+                Change::Update,
+                format!(
+                    "random_seed: {} bytes into the kernel's entropy pool",
+                    seed.len()
+                ),
+                Some(input),
+            )
+        };
+        self.steps.push(Step {
+            id: id.into(),
+            change,
+            action: Action::SeedEntropy {
+                bytes: seed.len(),
+                data: Secret::new(seed.expose().to_vec()),
+            },
+            why,
+            input,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_paths() {
+        assert_eq!(injected_path("/etc/motd").unwrap(), "etc/motd");
+        assert_eq!(
+            injected_path("/root/.ssh/config").unwrap(),
+            "root/.ssh/config"
+        );
+        for bad in [
+            "etc/motd",
+            "/etc/../../x",
+            "/../x",
+            "/etc/./x",
+            "/etc//x",
+            "/etc/",
+            "/",
+            "",
+            "/proc/sys/kernel/x",
+            "/dev/sda",
+            "/var/lib/primer/instance/x/applied.json",
+            "/a\0b",
+        ] {
+            assert!(injected_path(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(injected_path(&format!("/{}", "a".repeat(5000))).is_err());
+    }
+}
