@@ -1,0 +1,131 @@
+//! Crash safety: a run killed at every fault point (after each applied step, each rename of the
+//! commit, each script; `PRIMER_FAULT_AFTER=N`, compiled into test builds only), then run again,
+//! must leave exactly the tree an uninterrupted run leaves, with no temporary file anywhere.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+/// A drive touching every kind of step: host name, keys, injected files, network, local copy.
+fn drive() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("crash-1.example.org", &[ED, ED2]);
+    meta["files"] = serde_json::json!([
+        {"path": "/etc/injected", "content_path": "/content/0000"},
+        {"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}
+    ]);
+    write_drive_tree(t.path(), &meta);
+    let net = serde_json::json!({
+        "links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56", "mtu": 1450}],
+        "networks": [{"id": "n4", "link": "eth0", "type": "ipv4", "ip_address": "192.0.2.10",
+                      "netmask": "255.255.255.0", "network_id": "a",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.1"}]}],
+        "services": [{"type": "dns", "address": "192.0.2.53"}]
+    });
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            t.path().join("openstack").join(v).join("network_data.json"),
+            serde_json::to_vec(&net).unwrap(),
+        )
+        .unwrap();
+    }
+    t
+}
+
+fn run(src: &Path, root: &Path, fault: Option<usize>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_primer"));
+    c.args(["run", "--source"])
+        .arg(src)
+        .arg("--root")
+        .arg(root)
+        .args(["--user", "debian", "--network-backend", "networkd"]);
+    match fault {
+        Some(n) => c.env("PRIMER_FAULT_AFTER", n.to_string()),
+        None => c.env_remove("PRIMER_FAULT_AFTER"),
+    };
+    c.output().expect("run primer")
+}
+
+/// Type, mode, owner and content of every entry (mtimes differ between runs by nature), without
+/// the run-time status file.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with("var/lib/primer/status.json"))
+        .map(|(p, (mode, uid, gid, _, _, content))| (p, (mode, uid, gid, content)))
+        .collect()
+}
+
+fn temps(root: &Path) -> Vec<PathBuf> {
+    tree(root)
+        .into_keys()
+        .filter(|p| p.to_string_lossy().contains(".primer-tmp."))
+        .collect()
+}
+
+#[test]
+fn killed_after_every_step_then_rerun_converges() {
+    let src = drive();
+    let reference = scratch_root();
+    let o = run(src.path(), reference.path(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let want = tree(reference.path());
+    assert!(want.contains_key(Path::new("etc/injected")));
+
+    let mut points = 0;
+    for n in 1..500 {
+        let root = scratch_root();
+        let o = run(src.path(), root.path(), Some(n));
+        if o.status.code().is_some() {
+            // Fewer fault points than n: the run completed.
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+            break;
+        }
+        assert_eq!(o.status.signal(), Some(6), "fault {n}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(&format!("PRIMER_FAULT_AFTER={n}")),
+            "{}",
+            text(&o)
+        );
+        points = n;
+        let again = run(src.path(), root.path(), None);
+        assert!(
+            matches!(again.status.code(), Some(0) | Some(10)),
+            "re-run after fault {n}: {}",
+            text(&again)
+        );
+        assert_eq!(temps(root.path()), Vec::<PathBuf>::new(), "after fault {n}");
+        let got = tree(root.path());
+        let diff: Vec<&PathBuf> = want
+            .keys()
+            .chain(got.keys())
+            .filter(|k| want.get(*k) != got.get(*k))
+            .collect();
+        assert!(diff.is_empty(), "after fault {n}, differs: {diff:?}");
+        // And a third run changes nothing.
+        let third = run(src.path(), root.path(), None);
+        assert_eq!(third.status.code(), Some(10), "{}", text(&third));
+    }
+    // Every step of this drive is a fault point; a handful means the switch is not wired.
+    assert!(points >= 20, "only {points} fault points");
+    println!("{points} fault points, each converged");
+}
+
+#[test]
+fn leftover_temporary_files_are_removed() {
+    let src = drive();
+    let root = scratch_root();
+    // A temp file as an interrupted run leaves it beside a file primer writes.
+    let stale = root.path().join("etc/.hostname.primer-tmp.4242.1");
+    fs::write(&stale, b"half").unwrap();
+    let o = run(src.path(), root.path(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stale.exists());
+    assert_eq!(temps(root.path()), Vec::<PathBuf>::new());
+}
