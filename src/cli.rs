@@ -17,6 +17,8 @@ use crate::probe::linux::{self, ProbeRoots};
 use crate::probe::trust::{self, Pin, PinDecision, Refusal};
 use crate::probe::{BlockDevice, Candidate};
 use crate::source;
+use crate::state::{self, Record};
+use crate::status::{self, Status};
 use crate::{Error, Exit};
 
 const AFTER_HELP: &str = "\
@@ -25,8 +27,8 @@ Exit codes:
   1   error: the drive could not be read or parsed, or another fatal error
   2   usage error
   3   partial: some steps failed (the others were applied)
-  10  nothing to do: everything was already applied
-  11  no config drive found (a normal boot without a drive)
+  10  nothing to do: everything was already applied (clean: nothing to remove)
+  11  no config drive found (a normal boot without a drive); status: no run recorded yet
   12  refused by the trust policy (duplicate drives, DMI binding, pinning)";
 
 /// primer: first-boot agent for cloud config drives.
@@ -72,6 +74,92 @@ pub enum Command {
     /// Network configuration tools.
     #[command(subcommand)]
     Net(NetCommand),
+    /// Show what the last `run` did: when, the outcome, the drive, the instance, every step.
+    ///
+    /// Reads /var/lib/primer/status.json (written by every `run` that applied a drive or found
+    /// none) and the record of its instance, under `--root`. Changes nothing. Exit 11 when no
+    /// run has been recorded yet.
+    #[command(after_help = STATUS_HELP)]
+    Status(StatusArgs),
+    /// Print one value of the current instance's data, by a dotted path into instance.json.
+    ///
+    /// The current instance is the one the last `run` applied (see `status`). A string prints
+    /// as it is, anything else as JSON; a missing key is an error (exit 1) naming the key and
+    /// the file. Secrets print as `<redacted N bytes>` unless `--sensitive`.
+    #[command(after_help = QUERY_HELP)]
+    Query(QueryArgs),
+    /// Forget an instance's records so the next `run` applies its drive as a first boot.
+    ///
+    /// Removes /var/lib/primer/instance/<id>/ (applied.json, instance.json and the private copy
+    /// of the drive) and status.json when it is about that instance. Never touches what a run
+    /// applied: host name, SSH keys and network files stay as they are, and so does the pinning
+    /// record. Prints every path it removed; exit 10 when there was nothing to remove.
+    #[command(after_help = CLEAN_HELP)]
+    Clean(CleanArgs),
+}
+
+const STATUS_HELP: &str = "\
+Examples:
+  primer status                       last run, outcome, drive, instance, step table
+  primer status --json | jq .summary  the same as JSON (the status.json fields plus `record`)
+  primer status --root /mnt/image     the record inside a mounted image";
+
+const QUERY_HELP: &str = "\
+Examples:
+  primer query hostname               web-1 (a string prints raw)
+  primer query meta.role              a key of the user metadata
+  primer query network.0.kind         array elements by index
+  primer query ssh_keys               a list prints as JSON
+  primer query drive.sha256           keys outside the instance: drive.*, instance.*
+  sudo primer query admin_pass --sensitive
+                                      the real password, parsed again from the private copy
+  primer query hostname --instance i-0000002a --root /mnt/image";
+
+const CLEAN_HELP: &str = "\
+Examples:
+  primer clean                        forget the instance of the last run
+  primer clean --instance i-0000002a  forget that instance
+  primer clean --all                  forget every instance and the status
+  primer clean --root /mnt/image      inside a mounted image (before sealing it)";
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The system whose record to read: `/` for the running machine, or a mounted image.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Dotted path into the instance data: `hostname`, `meta.role`, `network.0.kind`.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// Print secrets (admin_pass; random_seed as base64) in the clear, parsed again from the
+    /// private copy of the drive. Root only.
+    #[arg(long)]
+    pub sensitive: bool,
+    /// Query this instance instead of the one the last run applied.
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+    /// The system whose record to read.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Forget this instance instead of the one the last run applied.
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    pub instance: Option<String>,
+    /// Forget every recorded instance and the status.
+    #[arg(long)]
+    pub all: bool,
+    /// The system whose records to remove.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +296,9 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
         Command::Plan(a) => cmd_plan(a, &mut out),
         Command::Run(a) => cmd_run(a, &mut out),
         Command::Net(NetCommand::Render(a)) => cmd_net_render(a, &mut out),
+        Command::Status(a) => cmd_status(a, &mut out),
+        Command::Query(a) => cmd_query(a, &mut out),
+        Command::Clean(a) => cmd_clean(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.
@@ -768,8 +859,17 @@ fn cmd_plan(a: &PlanArgs, out: &mut impl Write) -> Result<Exit, Error> {
 }
 
 fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let started = (std::time::SystemTime::now(), std::time::Instant::now());
     let json = a.plan.source.json;
     let Some(l) = load(&a.plan.source, &a.plan.root)? else {
+        if !a.dry_run {
+            let ms = elapsed_ms(started.1);
+            let previous = previous_status(&a.plan.root);
+            record_status(
+                &a.plan.root,
+                &status::no_drive_status(started.0, ms, previous),
+            );
+        }
         return no_drive(out, json);
     };
     let (plan, live) = make_plan(&a.plan, &l);
@@ -785,7 +885,9 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
         root: a.plan.root.clone(),
         live,
     };
+    let applied_at = std::time::SystemTime::now();
     let mut report = apply::apply_plan(&plan, &target);
+    let plan_steps = report.steps.len();
     if let Some(pin) = &l.pin {
         // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
         if report.count(Outcome::Failed) == 0 {
@@ -818,6 +920,32 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
     } else {
         Exit::Changed
     };
+    let previous = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
+        previous_status(&target.root)
+    } else {
+        None
+    };
+    let status = status::run_status(status::RunFacts {
+        started: started.0,
+        applied: applied_at,
+        finished: std::time::SystemTime::now(),
+        duration_ms: elapsed_ms(started.1),
+        exit,
+        origin: &l.origin,
+        drive: &l.drive,
+        instance: &l.instance,
+        plan_steps,
+        report: &report,
+        warnings: l
+            .report
+            .warnings
+            .iter()
+            .chain(&plan.warnings.warnings)
+            .map(|w| w.to_string())
+            .collect(),
+        previous,
+    });
+    record_status(&target.root, &status);
     if json {
         #[derive(Serialize)]
         struct Doc<'a> {
@@ -952,5 +1080,251 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
         writeln!(out, "# file: /{} (mode {:04o})", f.path, f.mode)?;
         out.write_all(f.content.as_bytes())?;
     }
+    Ok(Exit::Changed)
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The status before this run, when it is readable (a broken one is replaced, with a warning).
+fn previous_status(root: &Path) -> Option<Status> {
+    status::read_status(root).unwrap_or_else(|e| {
+        tracing::warn!("{e}; replacing it");
+        None
+    })
+}
+
+/// Writes `status.json`; a failure is logged and does not change the run's outcome.
+fn record_status(root: &Path, s: &Status) {
+    match status::write_status(root, s) {
+        Ok(()) => tracing::debug!("{}: {}", state::status_path(), s.outcome),
+        Err(e) => tracing::error!("cannot write /{}: {e}", state::status_path()),
+    }
+}
+
+/// `primer status`: the last run, its drive and instance, and a table of its steps.
+fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let Some(s) = status::read_status(&a.root)? else {
+        let msg = format!(
+            "no run recorded under {}: /{} does not exist (primer has not run there, or the \
+             status was cleaned)",
+            a.root.display(),
+            state::status_path()
+        );
+        if a.json {
+            print_json(
+                out,
+                &serde_json::json!({ "outcome": "none", "message": msg }),
+            )?;
+        } else {
+            writeln!(out, "{msg}")?;
+        }
+        return Ok(Exit::NoDrive);
+    };
+    // The record of this run's instance; for a run without a drive (or with an id primer keeps
+    // no state for), the last applied one.
+    let id = s
+        .instance
+        .as_ref()
+        .map(|i| i.id.as_str())
+        .filter(|id| state::invalid_instance_id(id).is_none())
+        .or_else(|| s.current_instance())
+        .map(str::to_string);
+    let record = match id.as_deref() {
+        Some(id) => status::read_record(&a.root, id).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        }),
+        _ => None,
+    };
+    if a.json {
+        #[derive(Serialize)]
+        struct RecordDoc<'a> {
+            path: String,
+            drive_sha256: &'a str,
+            /// The steps whose input is recorded (their hashes stay in the file).
+            steps: Vec<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            #[serde(flatten)]
+            status: &'a Status,
+            record: Option<RecordDoc<'a>>,
+        }
+        let record = record.as_ref().map(|r| RecordDoc {
+            path: format!("/{}", state::record_path(&r.instance_id)),
+            drive_sha256: &r.drive_sha256,
+            steps: r.steps.keys().map(String::as_str).collect(),
+        });
+        print_json(out, &Doc { status: &s, record })?;
+    } else {
+        print_status(out, &s, id.as_deref(), record.as_ref())?;
+    }
+    Ok(Exit::Changed)
+}
+
+fn print_status(
+    out: &mut impl Write,
+    s: &Status,
+    id: Option<&str>,
+    record: Option<&Record>,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "last run:     {} (primer {}, {} ms)",
+        s.time, s.primer_version, s.duration_ms
+    )?;
+    let summary = &s.summary;
+    if s.drive.is_none() {
+        writeln!(
+            out,
+            "outcome:      {} (exit {}): no config drive found, nothing changed",
+            s.outcome, s.exit_code
+        )?;
+    } else {
+        writeln!(
+            out,
+            "outcome:      {} (exit {}): {} changed, {} unchanged, {} skipped, {} failed",
+            s.outcome,
+            s.exit_code,
+            summary.changed,
+            summary.unchanged,
+            summary.skipped,
+            summary.failed
+        )?;
+    }
+    match &s.drive {
+        Some(d) => {
+            writeln!(
+                out,
+                "drive:        {} ({}, label {}, {} files)",
+                d.device,
+                d.fstype,
+                d.label.as_deref().unwrap_or("-"),
+                d.files
+            )?;
+            writeln!(out, "found by:     {}", d.origin)?;
+            writeln!(out, "drive sha256: {}", d.sha256)?;
+        }
+        None => writeln!(out, "drive:        -")?,
+    }
+    match &s.instance {
+        Some(i) => writeln!(out, "instance:     {} ({} {})", i.id, i.format, i.version)?,
+        None => writeln!(out, "instance:     -")?,
+    }
+    if let Some(l) = &s.last_applied {
+        if s.instance.as_ref() != Some(&l.instance) {
+            writeln!(
+                out,
+                "last applied: {} ({}): instance {} ({} {})",
+                l.time, l.outcome, l.instance.id, l.instance.format, l.instance.version
+            )?;
+        }
+    }
+    match (id, record) {
+        (Some(id), Some(r)) => writeln!(
+            out,
+            "record:       /{} ({} step input(s){})",
+            state::record_path(id),
+            r.steps.len(),
+            if s.drive.as_ref().is_some_and(|d| d.sha256 != r.drive_sha256) {
+                ", another drive"
+            } else {
+                ""
+            }
+        )?,
+        (Some(id), None) => writeln!(
+            out,
+            "record:       none (/{} is missing: cleaned, or never written)",
+            state::record_path(id)
+        )?,
+        (None, _) => {}
+    }
+    for w in &s.warnings {
+        writeln!(out, "warning:      {w}")?;
+    }
+    if s.steps.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "steps:")?;
+    writeln!(
+        out,
+        "  {:<9} {:<14} {:<20} DETAIL",
+        "OUTCOME", "STEP", "TIME"
+    )?;
+    // The many `copy:` steps of the local copy fold into one line, as in `run`.
+    let mut copies: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut copy_time = "";
+    for st in &s.steps {
+        if st.id.starts_with("copy:") && st.outcome != "failed" {
+            *copies.entry(st.outcome.as_str()).or_default() += 1;
+            copy_time = &st.time;
+            continue;
+        }
+        writeln!(
+            out,
+            "  {:<9} {:<14} {:<20} {}",
+            st.outcome, st.id, st.time, st.detail
+        )?;
+    }
+    if !copies.is_empty() {
+        let total: usize = copies.values().sum();
+        let counts: Vec<String> = copies.iter().map(|(o, n)| format!("{n} {o}")).collect();
+        let outcome = copies
+            .keys()
+            .find(|o| **o != "unchanged")
+            .copied()
+            .unwrap_or("unchanged");
+        writeln!(
+            out,
+            "  {outcome:<9} {:<14} {copy_time:<20} local copy of {total} drive file(s): {}",
+            "copy:*",
+            counts.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// `primer query KEY`: one value of the current instance's data.
+fn cmd_query(a: &QueryArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let r = status::query(&a.root, &a.key, a.instance.as_deref(), a.sensitive, euid)?;
+    // Only the key and the file: never the value, which may be a secret.
+    tracing::debug!("{}: {} (instance {})", a.key, r.file, r.instance_id);
+    match &r.value {
+        serde_json::Value::String(s) => writeln!(out, "{s}")?,
+        v => print_json(out, v)?,
+    }
+    Ok(Exit::Changed)
+}
+
+/// `primer clean`: forget instance records; prints what was removed.
+fn cmd_clean(a: &CleanArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let r = status::clean(&a.root, a.instance.as_deref(), a.all)?;
+    if r.removed.is_empty() {
+        if r.instances.is_empty() {
+            writeln!(
+                out,
+                "no instance recorded under {}: nothing to remove",
+                a.root.display()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "nothing recorded for instance {}: nothing to remove",
+                r.instances.join(", ")
+            )?;
+        }
+        return Ok(Exit::Unchanged);
+    }
+    for p in &r.removed {
+        writeln!(out, "removed {p}")?;
+    }
+    writeln!(
+        out,
+        "kept: every file the runs applied (host name, SSH keys, network files) and the pinning \
+         record; the next run applies the drive as a first boot"
+    )?;
     Ok(Exit::Changed)
 }

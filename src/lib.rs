@@ -8,6 +8,7 @@
 //! - [`plan`]: a pure, deterministic list of steps from the instance, host facts and policy;
 //! - [`apply`]: the only writer, atomic and confined to the target root;
 //! - [`state`]: the local copy and the per-instance record that make re-runs idempotent;
+//! - [`status`]: what the last run did (`status.json`), `query` of the instance data, `clean`;
 //! - [`config`]: the operator's settings (`/etc/primer/primer.yaml`): probe rules, trust policy;
 //! - [`cli`]: the commands that drive the pipeline.
 
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod probe;
 pub mod source;
 pub mod state;
+pub mod status;
 
 /// Errors that stop a command.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum Error {
     Refused(#[from] probe::trust::Refusal),
     #[error(transparent)]
     Network(#[from] net::NetError),
+    /// `status`, `query` or `clean` could not do what was asked.
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -12,9 +12,19 @@ use crate::media::DriveFiles;
 /// Root of primer's state, relative to the target root.
 pub const STATE_DIR: &str = "var/lib/primer";
 
+/// The directory holding one directory per instance (relative to the target root).
+pub fn instances_dir() -> String {
+    format!("{STATE_DIR}/instance")
+}
+
 /// The per-instance directory (relative to the target root).
 pub fn instance_dir(instance_id: &str) -> String {
-    format!("{STATE_DIR}/instance/{instance_id}")
+    format!("{}/{instance_id}", instances_dir())
+}
+
+/// What the last `primer run` did (see `status::Status`); relative to the target root.
+pub fn status_path() -> String {
+    format!("{STATE_DIR}/status.json")
 }
 
 /// Where the drive's files are copied.
@@ -75,7 +85,7 @@ pub fn drive_hash(drive: &DriveFiles) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What was applied for one instance: read by the next run's planner.
+/// What was applied for one instance: read by the next run's planner (and `primer status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub instance_id: String,
@@ -107,6 +117,13 @@ mod tests {
         assert!(invalid_instance_id("a/b").is_some());
         assert!(invalid_instance_id("..").is_some());
         assert!(invalid_instance_id("").is_some());
+    }
+
+    #[test]
+    fn layout() {
+        assert_eq!(instance_dir("i-1"), "var/lib/primer/instance/i-1");
+        assert_eq!(drive_copy_dir("i-1"), "var/lib/primer/instance/i-1/drive");
+        assert_eq!(status_path(), "var/lib/primer/status.json");
     }
 
     #[test]

@@ -1,0 +1,984 @@
+//! Status: the record of the last `primer run` (`var/lib/primer/status.json`), one value of the
+//! current instance's data (`primer query`), and forgetting an instance's records (`primer
+//! clean`). Writes and removes only primer's own private state below `var/lib/primer` — never a
+//! file `run` applied to the system — and never logs a secret or prints one unless asked for it
+//! (`--sensitive`, root only). Plans and applies nothing.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::fs::{resolve_in_root, Meta, Writer};
+use crate::apply::{ApplyReport, Outcome};
+use crate::media::{DriveFiles, Limits};
+use crate::model::Instance;
+use crate::state::{self, Record};
+use crate::{Error, Exit};
+
+/// Version of the `status.json` layout; bumped when a field changes meaning.
+pub const STATUS_SCHEMA: u32 = 1;
+
+/// Largest state file read back (status.json lists every copied drive file; instance.json holds
+/// network documents): far above what a drive within `media::Limits` produces.
+const MAX_STATE_FILE: u64 = 64 << 20;
+
+/// Why `status`, `query` or `clean` could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("invalid instance id {id:?}: {reason}")]
+    InvalidInstanceId { id: String, reason: &'static str },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{path}: {detail}")]
+    Invalid { path: String, detail: String },
+    #[error("{key}: no such key in {file}")]
+    MissingKey { key: String, file: String },
+    #[error("no instance is recorded under {root} (primer has not applied a drive there, or it was cleaned)")]
+    NoInstance { root: String },
+    #[error(
+        "several instances are recorded under {root} ({ids}) and no status names the current one: \
+         choose one with --instance"
+    )]
+    Ambiguous { root: String, ids: String },
+    #[error(
+        "--sensitive needs root (effective uid 0; this process runs as uid {euid}): the secrets \
+         are only in the private copy of the drive"
+    )]
+    NotRoot { euid: u32 },
+    #[error("{path}: reached through a symbolic link; refusing to remove anything through it")]
+    Symlink { path: String },
+}
+
+/// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp (`2024-02-29T12:00:00Z`).
+pub fn rfc3339_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m as u32, d as u32)
+}
+
+/// The wall clock now, as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    rfc3339_utc(epoch_secs(SystemTime::now()))
+}
+
+fn epoch_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// What the last `primer run` did: `var/lib/primer/status.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// [`STATUS_SCHEMA`].
+    pub schema: u32,
+    /// When the run started, RFC 3339 UTC.
+    pub time: String,
+    /// Wall time of the whole run (probe, read, plan, apply), milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+    pub primer_version: String,
+    /// `changed`, `unchanged`, `partial` or `no-drive` (see `Exit::name`).
+    pub outcome: String,
+    pub exit_code: u8,
+    #[serde(default)]
+    pub summary: Summary,
+    /// The drive this run read; `None` when no drive was found.
+    #[serde(default)]
+    pub drive: Option<DriveStatus>,
+    /// The instance this run applied; `None` when no drive was found.
+    #[serde(default)]
+    pub instance: Option<InstanceRef>,
+    /// Every step, in the order it ran.
+    #[serde(default)]
+    pub steps: Vec<StepStatus>,
+    /// Warnings from reading the drive and planning (file and field, never a value of a secret).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The last run that applied a drive with a usable instance id: this one, or, after a boot
+    /// without a drive, the one before. `query` and `clean` act on its instance by default.
+    #[serde(default)]
+    pub last_applied: Option<LastApplied>,
+}
+
+/// Steps by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub changed: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// The drive a run read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveStatus {
+    /// Why this drive was used: `--source PATH`, or the probe's reason
+    /// (`label config-2 on /dev/sr0 (iso9660)`).
+    pub origin: String,
+    /// Device, image file or directory it was read from.
+    pub device: String,
+    /// `iso9660`, `vfat`, `dir`, ...
+    pub fstype: String,
+    pub label: Option<String>,
+    /// Content hash of the whole drive (`state::drive_hash`).
+    pub sha256: String,
+    pub files: usize,
+}
+
+/// Which instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRef {
+    pub id: String,
+    pub format: String,
+    pub version: String,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStatus {
+    pub id: String,
+    /// `changed`, `unchanged`, `skipped` or `failed`.
+    pub outcome: String,
+    /// The plan's why, or the error.
+    pub detail: String,
+    /// When the step ran, RFC 3339 UTC: the time apply started for the plan's steps (apply does
+    /// not time steps one by one), the time of the pinning for the `pin` step.
+    pub time: String,
+}
+
+/// The last run that applied a drive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastApplied {
+    pub time: String,
+    pub outcome: String,
+    pub instance: InstanceRef,
+}
+
+impl Status {
+    /// The instance `query` and `clean` act on by default, when it is a usable id.
+    pub fn current_instance(&self) -> Option<&str> {
+        self.last_applied
+            .as_ref()
+            .map(|l| l.instance.id.as_str())
+            .filter(|id| state::invalid_instance_id(id).is_none())
+    }
+
+    /// Whether this status is about `id` (this run's instance or the last applied one).
+    pub fn refers_to(&self, id: &str) -> bool {
+        self.instance.as_ref().is_some_and(|i| i.id == id)
+            || self
+                .last_applied
+                .as_ref()
+                .is_some_and(|l| l.instance.id == id)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+/// A step outcome's name, as `ApplyReport` serialises it.
+fn outcome_name(o: Outcome) -> String {
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{o:?}").to_lowercase())
+}
+
+/// Everything `run` knows when it records a run that applied a drive.
+pub struct RunFacts<'a> {
+    /// When the run started.
+    pub started: SystemTime,
+    /// When apply started (the time of every plan step).
+    pub applied: SystemTime,
+    /// When the extra steps after apply (pinning) ran.
+    pub finished: SystemTime,
+    pub duration_ms: u64,
+    pub exit: Exit,
+    pub origin: &'a str,
+    pub drive: &'a DriveFiles,
+    pub instance: &'a Instance,
+    /// How many steps came from the plan; later ones (pinning) ran after apply.
+    pub plan_steps: usize,
+    pub report: &'a ApplyReport,
+    pub warnings: Vec<String>,
+    /// The status before this run (carries `last_applied` when this instance id is unusable).
+    pub previous: Option<Status>,
+}
+
+/// The status of a run that applied a drive. Any step detail or warning that would contain the
+/// drive's password is redacted (none does: details are the plan's whys and I/O errors).
+pub fn run_status(f: RunFacts<'_>) -> Status {
+    let applied = rfc3339_utc(epoch_secs(f.applied));
+    let finished = rfc3339_utc(epoch_secs(f.finished));
+    let secrets = secret_texts(f.instance);
+    let steps = f
+        .report
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepStatus {
+            id: s.id.clone(),
+            outcome: outcome_name(s.outcome),
+            detail: scrub(&s.detail, &secrets),
+            time: if i < f.plan_steps {
+                applied.clone()
+            } else {
+                finished.clone()
+            },
+        })
+        .collect();
+    let instance = InstanceRef {
+        id: f.instance.instance_id.clone(),
+        format: f.instance.format.to_string(),
+        version: f.instance.version.clone(),
+    };
+    let time = rfc3339_utc(epoch_secs(f.started));
+    let last_applied = if state::invalid_instance_id(&instance.id).is_none() {
+        Some(LastApplied {
+            time: time.clone(),
+            outcome: f.exit.name().to_string(),
+            instance: instance.clone(),
+        })
+    } else {
+        // No record was kept for this id: the current instance stays the previous one.
+        f.previous.and_then(|p| p.last_applied)
+    };
+    Status {
+        schema: STATUS_SCHEMA,
+        time,
+        duration_ms: f.duration_ms,
+        primer_version: env!("CARGO_PKG_VERSION").to_string(),
+        outcome: f.exit.name().to_string(),
+        exit_code: f.exit.code(),
+        summary: Summary {
+            changed: f.report.count(Outcome::Changed),
+            unchanged: f.report.count(Outcome::Unchanged),
+            skipped: f.report.count(Outcome::Skipped),
+            failed: f.report.count(Outcome::Failed),
+        },
+        drive: Some(DriveStatus {
+            origin: f.origin.to_string(),
+            device: f.drive.device.clone(),
+            fstype: f.drive.fstype.clone(),
+            label: f.drive.label.clone(),
+            sha256: state::drive_hash(f.drive),
+            files: f.drive.files.len(),
+        }),
+        instance: Some(instance),
+        steps,
+        warnings: f.warnings.iter().map(|w| scrub(w, &secrets)).collect(),
+        last_applied,
+    }
+}
+
+/// The status of a run that found no drive: nothing changed; the last applied instance is
+/// carried over from `previous`.
+pub fn no_drive_status(started: SystemTime, duration_ms: u64, previous: Option<Status>) -> Status {
+    Status {
+        schema: STATUS_SCHEMA,
+        time: rfc3339_utc(epoch_secs(started)),
+        duration_ms,
+        primer_version: env!("CARGO_PKG_VERSION").to_string(),
+        outcome: Exit::NoDrive.name().to_string(),
+        exit_code: Exit::NoDrive.code(),
+        summary: Summary::default(),
+        drive: None,
+        instance: None,
+        steps: Vec::new(),
+        warnings: Vec::new(),
+        last_applied: previous.and_then(|p| p.last_applied),
+    }
+}
+
+/// Texts that must not appear in the status: the password (as text; a random seed is binary).
+/// Very short ones are left out: replacing every `ab` in the details would only garble them.
+fn secret_texts(i: &Instance) -> Vec<String> {
+    i.admin_pass
+        .iter()
+        .filter_map(|s| std::str::from_utf8(s.expose()).ok())
+        .filter(|s| s.len() >= 6)
+        .map(str::to_string)
+        .collect()
+}
+
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    for s in secrets {
+        if t.contains(s.as_str()) {
+            t = t.replace(s.as_str(), &format!("<redacted {} bytes>", s.len()));
+        }
+    }
+    t
+}
+
+/// `/path` as the target system sees it.
+fn shown(rel: &str) -> String {
+    format!("/{}", rel.trim_start_matches('/'))
+}
+
+/// Reads one of primer's state files under `root` (resolved inside it), at most
+/// `MAX_STATE_FILE` bytes. `Ok(None)` when it does not exist.
+fn read_state_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
+    let io = |source| StatusError::Io {
+        path: shown(rel),
+        source,
+    };
+    let host = resolve_in_root(root, rel).map_err(io)?;
+    let f = match fs::File::open(&host) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut v = Vec::new();
+    f.take(MAX_STATE_FILE + 1).read_to_end(&mut v).map_err(io)?;
+    if v.len() as u64 > MAX_STATE_FILE {
+        return Err(StatusError::Invalid {
+            path: shown(rel),
+            detail: format!("larger than {MAX_STATE_FILE} bytes"),
+        });
+    }
+    Ok(Some(v))
+}
+
+fn parse_state<T: serde::de::DeserializeOwned>(rel: &str, bytes: &[u8]) -> Result<T, StatusError> {
+    serde_json::from_slice(bytes).map_err(|e| StatusError::Invalid {
+        path: shown(rel),
+        detail: format!("not a valid primer state file: {e}"),
+    })
+}
+
+/// The status of the last run under `root`; `Ok(None)` when there is none.
+pub fn read_status(root: &Path) -> Result<Option<Status>, StatusError> {
+    let rel = state::status_path();
+    read_state_file(root, &rel)?
+        .map(|b| parse_state(&rel, &b))
+        .transpose()
+}
+
+/// The record (`applied.json`) of one instance; `Ok(None)` when there is none.
+pub fn read_record(root: &Path, id: &str) -> Result<Option<Record>, StatusError> {
+    valid_id(id)?;
+    let rel = state::record_path(id);
+    read_state_file(root, &rel)?
+        .map(|b| parse_state(&rel, &b))
+        .transpose()
+}
+
+/// Writes `status.json` (0600, root) atomically in primer's private state directory (0700),
+/// through the one writer, as `apply` writes the record.
+pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
+    let mut w = Writer::new(root);
+    if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
+        w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
+    }
+    let private = crate::plan::private_dir_meta();
+    w.write_atomic(
+        &state::status_path(),
+        &status.to_json(),
+        Meta {
+            mode: 0o600,
+            ..private
+        },
+        private,
+    )
+}
+
+fn valid_id(id: &str) -> Result<(), StatusError> {
+    match state::invalid_instance_id(id) {
+        Some(reason) => Err(StatusError::InvalidInstanceId {
+            id: id.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `rel` under `root`, refused when any component is a symbolic link (resolution inside the
+/// root would land somewhere else): removal must never be redirected to an applied file.
+fn real_path(root: &Path, rel: &str) -> Result<PathBuf, StatusError> {
+    let host = resolve_in_root(root, rel).map_err(|source| StatusError::Io {
+        path: shown(rel),
+        source,
+    })?;
+    if host != root.join(rel) {
+        return Err(StatusError::Symlink { path: shown(rel) });
+    }
+    Ok(host)
+}
+
+/// Every instance with a state directory under `root`, sorted. Entries that are not real
+/// directories with a valid instance id are skipped (logged).
+pub fn list_instances(root: &Path) -> Result<Vec<String>, StatusError> {
+    let rel = state::instances_dir();
+    let host = real_path(root, &rel)?;
+    let io = |source| StatusError::Io {
+        path: shown(&rel),
+        source,
+    };
+    let entries = match fs::read_dir(&host) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut ids = Vec::new();
+    for e in entries {
+        let e = e.map_err(io)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        match state::invalid_instance_id(&name) {
+            None if is_dir => ids.push(name),
+            None => tracing::warn!("{}/{name}: not a directory; skipped", shown(&rel)),
+            Some(why) => tracing::warn!("{}/{name}: not an instance ({why}); skipped", shown(&rel)),
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// The instance of the last run (`status.json`), or the only one recorded.
+pub fn current_instance(root: &Path, status: Option<&Status>) -> Result<String, StatusError> {
+    if let Some(id) = status.and_then(Status::current_instance) {
+        return Ok(id.to_string());
+    }
+    let ids = list_instances(root)?;
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(StatusError::NoInstance {
+            root: root.display().to_string(),
+        }),
+        _ => Err(StatusError::Ambiguous {
+            root: root.display().to_string(),
+            ids: ids.join(", "),
+        }),
+    }
+}
+
+/// The instance named by `--instance` (validated), or the current one.
+fn chosen_instance(root: &Path, instance: Option<&str>) -> Result<String, StatusError> {
+    match instance {
+        Some(id) => valid_id(id).map(|()| id.to_string()),
+        None => {
+            // An unreadable status is no reason to refuse: fall back to the instance list.
+            let status = read_status(root).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                None
+            });
+            current_instance(root, status.as_ref())
+        }
+    }
+}
+
+/// A value found by `query`, and the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub instance_id: String,
+    /// `/var/lib/primer/instance/<id>/instance.json`, or the drive copy for `--sensitive`.
+    pub file: String,
+    pub value: serde_json::Value,
+}
+
+/// Looks up `key` (a dotted path: `hostname`, `meta.role`, `network.0.kind`, `drive.sha256`)
+/// in the `instance.json` of `instance` (default: the current instance). Paths are tried inside
+/// the instance first, then from the top of the file (`drive.*`, `instance.*`). A key holding
+/// dots is matched whole (`meta.a.b` finds `meta["a.b"]`).
+///
+/// With `sensitive` (only when `euid` is 0) the instance is parsed again from the private copy
+/// of its drive, so the secrets hold their real values: the password as text, the random seed
+/// as base64. The caller prints the value; nothing here logs it.
+pub fn query(
+    root: &Path,
+    key: &str,
+    instance: Option<&str>,
+    sensitive: bool,
+    euid: u32,
+) -> Result<QueryResult, Error> {
+    if sensitive && euid != 0 {
+        return Err(StatusError::NotRoot { euid }.into());
+    }
+    let id = chosen_instance(root, instance)?;
+    let rel = state::instance_json_path(&id);
+    let mut doc: serde_json::Value = match read_state_file(root, &rel)? {
+        Some(b) => parse_state(&rel, &b)?,
+        None => {
+            return Err(StatusError::Invalid {
+                path: shown(&rel),
+                detail: format!("no such file (no record of instance {id})"),
+            }
+            .into())
+        }
+    };
+    let mut file = shown(&rel);
+    if sensitive {
+        let (inst, copy) = reparse_copy(root, &id)?;
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("instance".into(), exposed(&inst));
+        }
+        file = format!("{} (re-read from {}/)", file, shown(&copy));
+    }
+    let segs: Vec<&str> = key.split('.').collect();
+    let value = doc
+        .get("instance")
+        .and_then(|i| lookup(i, &segs))
+        .or_else(|| lookup(&doc, &segs))
+        .cloned()
+        .ok_or_else(|| StatusError::MissingKey {
+            key: key.to_string(),
+            file: file.clone(),
+        })?;
+    Ok(QueryResult {
+        instance_id: id,
+        file,
+        value,
+    })
+}
+
+/// Parses the private copy of an instance's drive again (a directory source).
+fn reparse_copy(root: &Path, id: &str) -> Result<(Instance, String), Error> {
+    let copy = state::drive_copy_dir(id);
+    let host = real_path(root, &copy)?;
+    let drive = crate::media::dir::read_dir_tree(&host, &Limits::default())?;
+    let (inst, _report) = crate::source::parse_drive(&drive)?;
+    if inst.instance_id != id {
+        tracing::warn!(
+            "{}: the copy describes instance {}, not {id}",
+            shown(&copy),
+            inst.instance_id
+        );
+    }
+    Ok((inst, copy))
+}
+
+/// The instance as JSON with its secrets in the clear: for `query --sensitive` only.
+fn exposed(inst: &Instance) -> serde_json::Value {
+    use base64::Engine;
+    let mut v = serde_json::to_value(inst).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        if let Some(p) = &inst.admin_pass {
+            let text = match std::str::from_utf8(p.expose()) {
+                Ok(s) => s.to_string(),
+                Err(_) => base64::engine::general_purpose::STANDARD.encode(p.expose()),
+            };
+            o.insert("admin_pass".into(), text.into());
+        }
+        if let Some(s) = &inst.random_seed {
+            o.insert(
+                "random_seed".into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(s.expose())
+                    .into(),
+            );
+        }
+    }
+    v
+}
+
+/// Follows a dotted path: object keys (the longest key matching the next segments wins, so a key
+/// holding dots is reachable) and array indices.
+pub fn lookup<'v>(v: &'v serde_json::Value, segs: &[&str]) -> Option<&'v serde_json::Value> {
+    let mut cur = v;
+    let mut rest = segs;
+    while let Some(first) = rest.first() {
+        match cur {
+            serde_json::Value::Object(m) => {
+                let n = (1..=rest.len())
+                    .rev()
+                    .find(|&n| m.contains_key(&rest[..n].join(".")))?;
+                cur = m.get(&rest[..n].join("."))?;
+                rest = &rest[n..];
+            }
+            serde_json::Value::Array(a) => {
+                let i: usize = first.parse().ok()?;
+                cur = a.get(i)?;
+                rest = &rest[1..];
+            }
+            _ => return None,
+        }
+    }
+    Some(cur)
+}
+
+/// What `clean` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanReport {
+    /// The instances whose records were looked for.
+    pub instances: Vec<String>,
+    /// What was removed, as paths on the target (`/var/lib/primer/...`; directories end in `/`).
+    pub removed: Vec<String>,
+}
+
+/// Forgets instance records so the next run applies the drive as a first boot: removes the
+/// instance's state directory (`applied.json`, `instance.json`, the drive copy), and
+/// `status.json` when it refers to a removed instance. `instance`: that one (validated);
+/// `all`: every instance (and the status); neither: the current instance. Files the runs
+/// applied (host name, keys, network files) and the pinning record are left alone. Nothing is
+/// removed through a symbolic link.
+pub fn clean(root: &Path, instance: Option<&str>, all: bool) -> Result<CleanReport, Error> {
+    let status = read_status(root).unwrap_or_else(|e| {
+        tracing::warn!("{e}");
+        None
+    });
+    let ids = if all {
+        list_instances(root)?
+    } else {
+        match instance {
+            Some(id) => {
+                valid_id(id)?;
+                vec![id.to_string()]
+            }
+            None => match current_instance(root, status.as_ref()) {
+                Ok(id) => vec![id],
+                Err(StatusError::NoInstance { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            },
+        }
+    };
+    let mut report = CleanReport {
+        instances: ids.clone(),
+        removed: Vec::new(),
+    };
+    for id in &ids {
+        report
+            .removed
+            .extend(remove_instance_dir(root, &state::instance_dir(id))?);
+    }
+    let status_rel = state::status_path();
+    let forget_status = if all {
+        // Everything is forgotten, the status too (even when unreadable).
+        real_path(root, &status_rel)
+            .map(|p| fs::symlink_metadata(p).is_ok())
+            .unwrap_or(false)
+    } else {
+        status
+            .as_ref()
+            .is_some_and(|s| ids.iter().any(|id| s.refers_to(id)))
+    };
+    if forget_status {
+        let host = real_path(root, &status_rel)?;
+        match fs::remove_file(&host) {
+            Ok(()) => {
+                sync_parent(&host);
+                report.removed.push(shown(&status_rel));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StatusError::Io {
+                    path: shown(&status_rel),
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+    for r in &report.removed {
+        tracing::debug!("removed {r}");
+    }
+    Ok(report)
+}
+
+/// Removes one instance's state directory, entry by entry, never following a symbolic link
+/// (a link is removed as a link). `apply::fs::Writer` removes files only, so the directories of
+/// primer's private state are removed here. Returns the lines to print: each top-level file,
+/// each top-level directory with its file count, then the directory itself.
+fn remove_instance_dir(root: &Path, rel: &str) -> Result<Vec<String>, StatusError> {
+    let host = real_path(root, rel)?;
+    let io = |path: &Path, source| StatusError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match fs::symlink_metadata(&host) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(StatusError::Invalid {
+                path: shown(rel),
+                detail: "not a directory; not removing it".into(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&host, e)),
+    }
+    let mut top: Vec<fs::DirEntry> = fs::read_dir(&host)
+        .and_then(|d| d.collect::<Result<_, _>>())
+        .map_err(|e| io(&host, e))?;
+    top.sort_by_key(|e| e.file_name());
+    let mut lines = Vec::new();
+    for e in top {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let is_dir = e.file_type().map_err(|x| io(&path, x))?.is_dir();
+        if is_dir {
+            let n = remove_tree_nofollow(&path)?;
+            lines.push(format!("{}/{name}/ ({n} file(s))", shown(rel)));
+        } else {
+            fs::remove_file(&path).map_err(|x| io(&path, x))?;
+            lines.push(format!("{}/{name}", shown(rel)));
+        }
+    }
+    fs::remove_dir(&host).map_err(|e| io(&host, e))?;
+    sync_parent(&host);
+    lines.push(format!("{}/", shown(rel)));
+    Ok(lines)
+}
+
+/// Removes a directory tree without following links (`DirEntry::file_type` does not); returns
+/// how many non-directories it removed. Iterative: the depth of the tree costs no stack.
+fn remove_tree_nofollow(dir: &Path) -> Result<usize, StatusError> {
+    let io = |path: &Path, source| StatusError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut files = 0;
+    let mut i = 0;
+    while let Some(d) = dirs.get(i).cloned() {
+        i += 1;
+        for e in fs::read_dir(&d).map_err(|e| io(&d, e))? {
+            let e = e.map_err(|x| io(&d, x))?;
+            let p = e.path();
+            if e.file_type().map_err(|x| io(&p, x))?.is_dir() {
+                dirs.push(p);
+            } else {
+                fs::remove_file(&p).map_err(|x| io(&p, x))?;
+                files += 1;
+            }
+        }
+    }
+    // Deepest first: every directory is empty by the time it is removed.
+    for d in dirs.iter().rev() {
+        fs::remove_dir(d).map_err(|e| io(d, e))?;
+    }
+    Ok(files)
+}
+
+/// Makes a removal durable (best effort: the removal itself already happened).
+fn sync_parent(path: &Path) {
+    if let Some(p) = path.parent() {
+        if let Err(e) = fs::File::open(p).and_then(|d| d.sync_all()) {
+            tracing::warn!("{}: fsync: {e}", p.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::StepReport;
+    use crate::model::{Format, Secret};
+    use serde_json::json;
+
+    #[test]
+    fn rfc3339() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (1_709_164_800, "2024-02-29T00:00:00Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+            (-86_400, "1969-12-31T00:00:00Z"),
+            (-1, "1969-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(rfc3339_utc(secs), want, "{secs}");
+        }
+        let now = now_rfc3339();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.ends_with('Z') && now.starts_with("20"), "{now}");
+    }
+
+    #[test]
+    fn lookups() {
+        let v = json!({
+            "hostname": "web",
+            "meta": {"role": "db", "a.b": {"c": 1}},
+            "network": [{"kind": "openstack"}, {"kind": "eni"}],
+        });
+        let q = |k: &str| lookup(&v, &k.split('.').collect::<Vec<_>>()).cloned();
+        assert_eq!(q("hostname"), Some(json!("web")));
+        assert_eq!(q("meta.role"), Some(json!("db")));
+        assert_eq!(q("meta.a.b.c"), Some(json!(1)));
+        assert_eq!(q("network.1.kind"), Some(json!("eni")));
+        assert_eq!(q("network.2.kind"), None);
+        assert_eq!(q("network.x"), None);
+        assert_eq!(q("hostname.x"), None);
+        assert_eq!(q("nope"), None);
+        assert_eq!(q("meta"), Some(v["meta"].clone()));
+    }
+
+    fn report() -> ApplyReport {
+        ApplyReport {
+            steps: vec![
+                StepReport {
+                    id: "hostname".into(),
+                    outcome: Outcome::Changed,
+                    detail: "host name web (was: -) hunter2-secret".into(),
+                },
+                StepReport {
+                    id: "record".into(),
+                    outcome: Outcome::Unchanged,
+                    detail: "record of this drive is up to date".into(),
+                },
+                StepReport {
+                    id: "pin".into(),
+                    outcome: Outcome::Failed,
+                    detail: "cannot write".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn run_status_counts_times_and_scrubs() {
+        let mut inst = Instance::new(Format::OpenStack, "latest", "i-1");
+        inst.admin_pass = Some(Secret::new(b"hunter2-secret".to_vec()));
+        let mut drive = DriveFiles::new("/dev/sr0", "iso9660");
+        drive.label = Some("config-2".into());
+        drive.files.insert("a".into(), b"x".to_vec());
+        let t0 = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        let s = run_status(RunFacts {
+            started: t0,
+            applied: t0,
+            finished: t1,
+            duration_ms: 1200,
+            exit: Exit::Partial,
+            origin: "label config-2 on /dev/sr0 (iso9660)",
+            drive: &drive,
+            instance: &inst,
+            plan_steps: 2,
+            report: &report(),
+            warnings: vec!["meta_data.json: x: odd".into()],
+            previous: None,
+        });
+        assert_eq!(s.time, "2023-11-14T22:13:20Z");
+        assert_eq!(s.outcome, "partial");
+        assert_eq!(s.exit_code, 3);
+        assert_eq!(
+            s.summary,
+            Summary {
+                changed: 1,
+                unchanged: 1,
+                skipped: 0,
+                failed: 1
+            }
+        );
+        assert_eq!(s.steps[0].outcome, "changed");
+        assert_eq!(s.steps[1].time, "2023-11-14T22:13:20Z");
+        assert_eq!(s.steps[2].time, "2023-11-14T22:13:21Z");
+        let json = String::from_utf8(s.to_json()).unwrap();
+        assert!(!json.contains("hunter2-secret"), "{json}");
+        assert!(json.contains("<redacted 14 bytes>"));
+        assert_eq!(s.current_instance(), Some("i-1"));
+        let back: Status = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+
+        // No drive: nothing changed, the last applied instance carried over.
+        let n = no_drive_status(t1, 3, Some(s.clone()));
+        assert_eq!(n.outcome, "no-drive");
+        assert_eq!(n.exit_code, 11);
+        assert!(n.drive.is_none() && n.steps.is_empty());
+        assert_eq!(n.current_instance(), Some("i-1"));
+        assert!(n.refers_to("i-1") && !n.refers_to("i-2"));
+
+        // An unusable instance id keeps the previous current instance.
+        let bad = Instance::new(Format::OpenStack, "latest", "../x");
+        let b = run_status(RunFacts {
+            started: t1,
+            applied: t1,
+            finished: t1,
+            duration_ms: 1,
+            exit: Exit::Partial,
+            origin: "o",
+            drive: &drive,
+            instance: &bad,
+            plan_steps: 3,
+            report: &report(),
+            warnings: vec![],
+            previous: Some(s),
+        });
+        assert_eq!(b.current_instance(), Some("i-1"));
+    }
+
+    #[test]
+    fn sensitive_needs_root_before_reading_anything() {
+        let t = tempfile::tempdir().unwrap();
+        let e = query(t.path(), "admin_pass", None, true, 1000).unwrap_err();
+        assert!(e.to_string().contains("needs root"), "{e}");
+        assert!(e.to_string().contains("uid 1000"), "{e}");
+    }
+
+    #[test]
+    fn clean_refuses_bad_ids_and_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for bad in ["..", "../etc", "a/b", ""] {
+            assert!(clean(r, Some(bad), false).is_err(), "{bad}");
+        }
+        // Nothing recorded: nothing removed.
+        assert_eq!(clean(r, None, false).unwrap().removed, Vec::<String>::new());
+        // An instance directory that is a link into the system is not followed.
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("etc/hostname"), "web\n").unwrap();
+        fs::create_dir_all(r.join("var/lib/primer/instance")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("var/lib/primer/instance/i-1")).unwrap();
+        let e = clean(r, Some("i-1"), false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(r.join("etc/hostname").exists());
+        // --all skips it (not a directory) and removes nothing through it.
+        clean(r, None, true).unwrap();
+        assert!(r.join("etc/hostname").exists());
+    }
+
+    #[test]
+    fn clean_removes_the_tree_not_following_links() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("etc/hostname"), "web\n").unwrap();
+        let dir = r.join("var/lib/primer/instance/i-1");
+        fs::create_dir_all(dir.join("drive/openstack/latest")).unwrap();
+        fs::write(dir.join("drive/openstack/latest/meta_data.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("drive/link")).unwrap();
+        fs::write(dir.join("applied.json"), "{}").unwrap();
+        fs::write(dir.join("instance.json"), "{}").unwrap();
+        let rep = clean(r, None, false).unwrap();
+        assert_eq!(rep.instances, ["i-1"]);
+        assert_eq!(
+            rep.removed,
+            [
+                "/var/lib/primer/instance/i-1/applied.json",
+                "/var/lib/primer/instance/i-1/drive/ (2 file(s))",
+                "/var/lib/primer/instance/i-1/instance.json",
+                "/var/lib/primer/instance/i-1/",
+            ]
+        );
+        assert!(!dir.exists());
+        assert_eq!(fs::read_to_string(r.join("etc/hostname")).unwrap(), "web\n");
+    }
+}

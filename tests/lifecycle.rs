@@ -1,0 +1,511 @@
+//! Lifecycle commands end to end with the real binary: `run` records its status, `status` shows
+//! it, `query` reads the instance data (secrets only with `--sensitive`), `clean` forgets an
+//! instance so the next run is a first boot, and a boot without a drive is recorded too.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+const UUID: &str = "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9";
+const SECRET: &str = "do-not-print-me";
+
+fn drive(hostname: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    write_drive_tree(t.path(), &sample_meta(hostname, &[ED]));
+    t
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn run(src: &Path, root: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--source", s(src), "--root", s(root)];
+    args.extend_from_slice(extra);
+    primer(&args)
+}
+
+/// A run that probes an empty sysfs: no drive, whatever loop devices other tests attached.
+fn run_without_drive(root: &Path) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    primer(&[
+        "run",
+        "--sys-root",
+        s(empty.path()),
+        "--dev-root",
+        s(empty.path()),
+        "--wait",
+        "0",
+        "--root",
+        s(root),
+    ])
+}
+
+fn status_json(root: &Path) -> serde_json::Value {
+    let o = primer(&["status", "--json", "--root", s(root)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    json(&o)
+}
+
+fn query(root: &Path, args: &[&str]) -> Output {
+    let mut a = vec!["query", "--root", s(root)];
+    a.extend_from_slice(args);
+    primer(&a)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+fn is_rfc3339_utc(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+fn step_ids(v: &serde_json::Value, outcome: &str) -> Vec<String> {
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == outcome)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn status_shows_each_step_and_the_instance_then_unchanged_steps() {
+    let d = drive("web-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let o = run(d.path(), r, &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ran = json(&o);
+
+    // The file: private, in the private state directory.
+    let status_file = r.join("var/lib/primer/status.json");
+    assert_eq!(mode(&status_file), 0o600);
+    assert_eq!(mode(&r.join("var/lib/primer")), 0o700);
+    assert_eq!(owner(&status_file), (0, 0));
+
+    // Text: last run, outcome, drive, instance, a table with every step.
+    let o = primer(&["status", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    for want in [
+        "last run:",
+        "outcome:      changed (exit 0)",
+        &format!("drive:        {} (dir,", d.path().display()),
+        &format!("found by:     --source {}", d.path().display()),
+        &format!("instance:     {UUID} (openstack 2018-08-27)"),
+        &format!("record:       /var/lib/primer/instance/{UUID}/applied.json"),
+        "OUTCOME   STEP",
+        "copy:*",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    for step in ran["steps"]["steps"].as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        if id.starts_with("copy:") {
+            continue;
+        }
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap_or_else(|| panic!("no line for step {id}:\n{out}"));
+        assert!(line.trim_start().starts_with("changed"), "{line}");
+        let time = line.split_whitespace().nth(2).unwrap();
+        assert!(is_rfc3339_utc(time), "{line}");
+    }
+
+    // JSON: the same, parseable, every step with id, outcome, detail and time.
+    let v = status_json(r);
+    assert_eq!(v["schema"], 1);
+    assert!(is_rfc3339_utc(v["time"].as_str().unwrap()), "{v}");
+    assert_eq!(v["primer_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["outcome"], "changed");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["instance"]["id"], UUID);
+    assert_eq!(v["instance"]["format"], "openstack");
+    assert_eq!(v["instance"]["version"], "2018-08-27");
+    assert_eq!(v["last_applied"]["instance"]["id"], UUID);
+    assert_eq!(v["drive"]["fstype"], "dir");
+    assert_eq!(v["drive"]["device"], s(d.path()));
+    let instance_json: serde_json::Value = serde_json::from_slice(
+        &fs::read(r.join(format!("var/lib/primer/instance/{UUID}/instance.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["drive"]["sha256"], instance_json["drive"]["sha256"]);
+    assert_eq!(
+        v["record"]["drive_sha256"],
+        instance_json["drive"]["sha256"]
+    );
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), ran["steps"]["steps"].as_array().unwrap().len());
+    for (st, want) in steps.iter().zip(ran["steps"]["steps"].as_array().unwrap()) {
+        assert_eq!(st["id"], want["id"]);
+        assert_eq!(st["outcome"], want["outcome"]);
+        assert_eq!(st["detail"], want["detail"]);
+        assert!(is_rfc3339_utc(st["time"].as_str().unwrap()), "{st}");
+    }
+    let changed = step_ids(&v, "changed");
+    for id in ["hostname", "hosts", "ssh-keys", "instance-json", "record"] {
+        assert!(changed.iter().any(|c| c == id), "{id} not changed: {v}");
+    }
+    assert_eq!(
+        v["summary"]["changed"].as_u64().unwrap() as usize,
+        changed.len()
+    );
+
+    // Second run: nothing to do; the status says so, step by step.
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    let v2 = status_json(r);
+    assert_eq!(v2["outcome"], "unchanged");
+    assert_eq!(v2["exit_code"], 10);
+    assert_eq!(v2["summary"]["changed"], 0);
+    assert_eq!(step_ids(&v2, "unchanged").len(), steps.len(), "{v2}");
+    let out = stdout(&primer(&["status", "--root", s(r)]));
+    assert!(out.contains("outcome:      unchanged (exit 10)"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("unchanged hostname")),
+        "{out}"
+    );
+}
+
+#[test]
+fn query_scalars_nested_arrays_and_missing_keys() {
+    let d = drive("web-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for (key, want) in [
+        ("hostname", "web-1.example.org\n"),
+        ("instance_id", &format!("{UUID}\n")),
+        ("meta.role", "test\n"),
+        ("ssh_keys.0", &format!("{ED}\n")),
+        ("files.0.path", "/etc/injected\n"),
+        ("network.0.kind", "openstack\n"),
+        ("instance.name", "test vm\n"),
+        ("drive.fstype", "dir\n"),
+    ] {
+        let o = query(r, &[key]);
+        assert_eq!(o.status.code(), Some(0), "{key}: {}", text(&o));
+        assert_eq!(stdout(&o), want, "{key}");
+    }
+    // Anything but a string prints as JSON.
+    let o = query(r, &["ssh_keys"]);
+    assert_eq!(json(&o), serde_json::json!([ED]));
+    let o = query(r, &["meta"]);
+    assert_eq!(json(&o)["role"], "test");
+    let o = query(r, &["drive.files"]);
+    assert!(json(&o).as_u64().unwrap() > 0);
+    // The instance can be named.
+    let o = query(r, &["hostname", "--instance", UUID]);
+    assert_eq!(stdout(&o), "web-1.example.org\n", "{}", text(&o));
+
+    // Missing keys: exit 1, the key and the file named, nothing on stdout.
+    for key in [
+        "nope",
+        "meta.nope",
+        "ssh_keys.7",
+        "hostname.x",
+        "network.x.kind",
+    ] {
+        let o = query(r, &[key]);
+        assert_eq!(o.status.code(), Some(1), "{key}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "{key}: no such key in /var/lib/primer/instance/{UUID}/instance.json"
+            )),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    // An instance that is not recorded, and one that is not an id.
+    let o = query(r, &["hostname", "--instance", "i-other"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no record of instance i-other"),
+        "{}",
+        text(&o)
+    );
+    let o = query(r, &["hostname", "--instance", "../../etc"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("invalid instance id"), "{}", text(&o));
+}
+
+#[test]
+fn secrets_only_with_sensitive_and_never_in_status_records_or_logs() {
+    let d = drive("web-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let mut logs = String::new();
+    for expect in [0, 10] {
+        let o = run(d.path(), r, &["--log-level", "trace"]);
+        assert_eq!(o.status.code(), Some(expect), "{}", text(&o));
+        logs.push_str(&text(&o));
+    }
+    let o = query(r, &["admin_pass"]);
+    assert_eq!(stdout(&o), "<redacted 15 bytes>\n", "{}", text(&o));
+    logs.push_str(&text(&o));
+
+    let o = query(r, &["admin_pass", "--sensitive", "--log-level", "trace"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stdout(&o), format!("{SECRET}\n"));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains(SECRET), "the secret reached the log: {err}");
+    // Other keys read the same with --sensitive.
+    let o = query(r, &["meta.role", "--sensitive"]);
+    assert_eq!(stdout(&o), "test\n", "{}", text(&o));
+    let o = query(r, &["nope", "--sensitive"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("nope: no such key"), "{}", text(&o));
+
+    for (name, o) in [
+        ("status", primer(&["status", "--root", s(r)])),
+        (
+            "status --json",
+            primer(&["status", "--json", "--root", s(r)]),
+        ),
+    ] {
+        assert!(!text(&o).contains(SECRET), "{name}: {}", text(&o));
+    }
+    assert!(!logs.contains(SECRET), "{logs}");
+    let state = r.join("var/lib/primer");
+    for f in [
+        "status.json".to_string(),
+        format!("instance/{UUID}/instance.json"),
+        format!("instance/{UUID}/applied.json"),
+    ] {
+        let content = fs::read_to_string(state.join(&f)).unwrap();
+        assert!(!content.contains(SECRET), "{f}: {content}");
+    }
+
+    // Not root: refused before anything is read.
+    if nix::unistd::geteuid().is_root() && std::path::Path::new("/usr/bin/setpriv").exists() {
+        let o = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_primer"))
+            .args(["query", "admin_pass", "--sensitive", "--root", s(r)])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("--sensitive needs root"), "{}", text(&o));
+        assert!(!text(&o).contains(SECRET));
+    }
+}
+
+#[test]
+fn random_seed_prints_as_base64_with_sensitive() {
+    let t = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("seeded", &[ED]);
+    meta["random_seed"] = "c2VlZCBieXRlcw==".into();
+    write_drive_tree(t.path(), &meta);
+    let root = scratch_root();
+    let o = run(t.path(), root.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = query(root.path(), &["random_seed"]);
+    assert_eq!(stdout(&o), "<redacted 10 bytes>\n", "{}", text(&o));
+    let o = query(root.path(), &["random_seed", "--sensitive"]);
+    assert_eq!(stdout(&o), "c2VlZCBieXRlcw==\n", "{}", text(&o));
+}
+
+#[test]
+fn clean_forgets_the_instance_and_the_next_run_is_a_first_boot() {
+    let d = drive("web-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let first = run(d.path(), r, &["--json"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let first_changed = step_ids(&json(&first)["steps"], "changed");
+    let inst = r.join(format!("var/lib/primer/instance/{UUID}"));
+    assert!(inst.join("applied.json").exists());
+
+    // An invalid id is refused and removes nothing.
+    let before = snapshot(r);
+    let status_before = fs::read(r.join(RUN_STATUS)).unwrap();
+    for bad in ["../../etc", "a/b", "..", ".hidden", ""] {
+        let o = primer(&["clean", "--instance", bad, "--root", s(r)]);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {}", text(&o));
+        assert!(text(&o).contains("invalid instance id"), "{}", text(&o));
+    }
+    assert_eq!(snapshot(r), before);
+    assert_eq!(fs::read(r.join(RUN_STATUS)).unwrap(), status_before);
+    // --instance and --all do not go together.
+    let o = primer(&["clean", "--all", "--instance", UUID, "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // The applied files before cleaning.
+    let applied = ["etc/hostname", "etc/hosts", "root/.ssh/authorized_keys"];
+    let applied_before: Vec<Vec<u8>> = applied
+        .iter()
+        .map(|p| fs::read(r.join(p)).unwrap())
+        .collect();
+
+    let o = primer(&["clean", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    for want in [
+        format!("removed /var/lib/primer/instance/{UUID}/applied.json"),
+        format!("removed /var/lib/primer/instance/{UUID}/instance.json"),
+        format!("removed /var/lib/primer/instance/{UUID}/drive/ ("),
+        format!("removed /var/lib/primer/instance/{UUID}/\n"),
+        "removed /var/lib/primer/status.json".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want:?} missing:\n{out}");
+    }
+    assert!(!inst.exists());
+    assert!(!r.join(RUN_STATUS).exists());
+    // Nothing the run applied was touched.
+    for (p, b) in applied.iter().zip(&applied_before) {
+        assert_eq!(&fs::read(r.join(p)).unwrap(), b, "{p}");
+    }
+    // Nothing left to forget.
+    let o = primer(&["clean", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    let o = primer(&["status", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    let o = query(r, &["hostname"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no instance is recorded"), "{}", text(&o));
+
+    // The next run is a first boot: the record, instance.json and the copy are created again;
+    // the applied files already hold the drive's values.
+    let o = run(d.path(), r, &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let steps = v["steps"]["steps"].as_array().unwrap();
+    let record = steps.iter().find(|s| s["id"] == "record").unwrap();
+    assert_eq!(record["outcome"], "changed");
+    assert_eq!(record["detail"], "record: first run for this instance");
+    let changed = step_ids(&v["steps"], "changed");
+    for id in first_changed
+        .iter()
+        .filter(|id| id.starts_with("copy:") || *id == "instance-json")
+    {
+        assert!(changed.contains(id), "{id} not re-created: {v}");
+    }
+    assert_eq!(status_json(r)["outcome"], "changed");
+
+    // --all forgets every instance and the status.
+    let d2 = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("other", &[ED]);
+    meta["uuid"] = "i-second".into();
+    write_drive_tree(d2.path(), &meta);
+    let o = run(d2.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stdout(&query(r, &["instance_id"])), "i-second\n");
+    let o = primer(&["clean", "--all", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for id in [UUID, "i-second"] {
+        assert!(stdout(&o).contains(&format!("removed /var/lib/primer/instance/{id}/\n")));
+    }
+    assert!(fs::read_dir(r.join("var/lib/primer/instance"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!r.join(RUN_STATUS).exists());
+    assert_eq!(
+        fs::read_to_string(r.join("etc/hostname")).unwrap(),
+        "other\n"
+    );
+}
+
+#[test]
+fn a_boot_without_a_drive_is_recorded_and_keeps_the_instance() {
+    // Fresh root: no status yet.
+    let root = scratch_root();
+    let r = root.path();
+    let o = primer(&["status", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    assert!(stdout(&o).contains("no run recorded"), "{}", text(&o));
+    let o = primer(&["status", "--json", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    assert_eq!(json(&o)["outcome"], "none");
+
+    // A boot without a drive on a fresh machine: recorded, nothing else written.
+    let o = run_without_drive(r);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    let v = status_json(r);
+    assert_eq!(v["outcome"], "no-drive");
+    assert_eq!(v["exit_code"], 11);
+    assert!(v["drive"].is_null() && v["instance"].is_null() && v["last_applied"].is_null());
+    assert_eq!(v["steps"], serde_json::json!([]));
+    assert_eq!(mode(&r.join(RUN_STATUS)), 0o600);
+    assert!(!r.join("var/lib/primer/instance").exists());
+    assert!(!r.join("etc/hostname").exists());
+
+    // After a run that applied a drive, a boot without one: recorded as such, the instance
+    // records untouched, the instance still current for query.
+    let d = drive("web-1.example.org");
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let applied = status_json(r);
+    let inst = Path::new("var/lib/primer/instance");
+    let records = |snap: &std::collections::BTreeMap<std::path::PathBuf, EntryState>| {
+        snap.iter()
+            .filter(|(p, _)| p.starts_with(inst))
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect::<Vec<_>>()
+    };
+    let before = records(&snapshot(r));
+    assert!(!before.is_empty());
+    let o = run_without_drive(r);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    assert_eq!(records(&snapshot(r)), before, "instance records touched");
+    let v = status_json(r);
+    assert_eq!(v["outcome"], "no-drive");
+    assert!(v["drive"].is_null() && v["instance"].is_null());
+    assert_eq!(v["summary"]["changed"], 0);
+    assert_eq!(v["last_applied"], applied["last_applied"]);
+    assert_eq!(
+        v["record"]["path"],
+        format!("/var/lib/primer/instance/{UUID}/applied.json")
+    );
+    let out = stdout(&primer(&["status", "--root", s(r)]));
+    assert!(out.contains("outcome:      no-drive (exit 11)"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("last applied:") && l.contains(&format!("instance {UUID}"))),
+        "{out}"
+    );
+    assert_eq!(stdout(&query(r, &["hostname"])), "web-1.example.org\n");
+    assert_eq!(
+        fs::read_to_string(r.join("etc/hostname")).unwrap(),
+        "web-1\n"
+    );
+
+    // A dry run records nothing.
+    let before = fs::read(r.join(RUN_STATUS)).unwrap();
+    let o = run(d.path(), r, &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(fs::read(r.join(RUN_STATUS)).unwrap(), before);
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    for (cmd, want) in [
+        ("status", "primer status --json"),
+        ("query", "primer query meta.role"),
+        ("clean", "primer clean --instance"),
+    ] {
+        let o = primer(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(stdout(&o).contains(want), "{cmd}: {}", text(&o));
+    }
+}
