@@ -825,16 +825,7 @@ impl Planner<'_> {
                 Some(si) => {
                     sh.set_field(si, 1, &value);
                 }
-                None => {
-                    let opt = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
-                    let day = self.day.map(|v| v.to_string()).unwrap_or_default();
-                    sh.push(format!(
-                        "{name}:{value}:{day}:{}:{}:{}:::",
-                        opt(d.pass_min_days),
-                        opt(d.pass_max_days),
-                        opt(d.pass_warn_age)
-                    ));
-                }
+                None => sh.push(shadow_line(d, self.day, name, &value, !spec.system)),
             }
         } else if matches!(pw_op, Some(PwOp::Set { .. })) {
             self.warn(format!(
@@ -998,15 +989,13 @@ impl Planner<'_> {
                 PwOp::Lock if current.is_empty() => "!".to_string(),
                 _ => op.apply(current),
             };
-            let day = self.day.map(|v| v.to_string()).unwrap_or_default();
-            let d = self.defs;
-            let opt = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
-            sh.push(format!(
-                "{name}:{new}:{day}:{}:{}:{}:::",
-                opt(d.pass_min_days),
-                opt(d.pass_max_days),
-                opt(d.pass_warn_age)
-            ));
+            // Aging as for a new account of its kind (a uid below UID_MIN: a system account).
+            let regular = self
+                .passwd
+                .field(pi, 2)
+                .and_then(|u| u.parse::<u32>().ok())
+                .is_some_and(|u| u >= self.defs.uid_min);
+            sh.push(shadow_line(self.defs, self.day, name, &new, regular));
             if in_passwd != "x" {
                 self.passwd.set_field(pi, 1, "x");
             }
@@ -1014,6 +1003,22 @@ impl Planner<'_> {
         self.out.passwords_changed.push(name.to_string());
         true
     }
+}
+
+/// A new shadow line as useradd writes it: aging fields from login.defs for a regular account,
+/// empty for a system account (useradd `-r`), no inactivity, expiry or flag.
+fn shadow_line(d: &LoginDefs, day: Option<u64>, name: &str, pw: &str, aging: bool) -> String {
+    let opt = |v: Option<u32>| match v {
+        Some(v) if aging => v.to_string(),
+        _ => String::new(),
+    };
+    let day = day.map(|v| v.to_string()).unwrap_or_default();
+    format!(
+        "{name}:{pw}:{day}:{}:{}:{}:::",
+        opt(d.pass_min_days),
+        opt(d.pass_max_days),
+        opt(d.pass_warn_age)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1402,7 +1407,7 @@ debian:!::\n";
                     ..user("svc")
                 },
                 passwd: vec!["svc:x:100:999::/nonexistent:/usr/sbin/nologin"],
-                shadow: vec!["svc:!::0:99999:7:::"],
+                shadow: vec!["svc:!:::::::"],
                 group: vec!["svc:x:999:"],
                 gshadow: vec!["svc:!::"],
                 members: vec![],
