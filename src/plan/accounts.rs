@@ -483,6 +483,8 @@ fn reserved_id(id: u32) -> bool {
 /// handed out again while the range has room (a new account would inherit the old one's files);
 /// only a full range falls back to the lowest (highest, for system accounts) free id.
 fn allocate(used: &BTreeSet<u32>, min: u32, max: u32, system: bool) -> Option<u32> {
+    // 0 is root's: never handed out, whatever login.defs says (shadow does the same).
+    let min = min.max(1);
     if min > max {
         return None;
     }
@@ -637,8 +639,12 @@ impl Planner<'_> {
             .gshadow
             .as_ref()
             .and_then(|t| changed(t, files.gshadow.as_deref().unwrap_or("")));
-        out.passwords_changed.sort();
-        out.passwords_changed.dedup();
+        let created: BTreeSet<&str> = out.created.iter().map(|c| c.name.as_str()).collect();
+        let mut changed: Vec<String> = out.passwords_changed.clone();
+        changed.retain(|n| !created.contains(n.as_str()));
+        changed.sort();
+        changed.dedup();
+        out.passwords_changed = changed;
         out
     }
 
@@ -694,9 +700,7 @@ impl Planner<'_> {
         .collect();
         self.out.warnings.extend(notes);
         if let Some(op) = pw_op {
-            if self.set_password(name, &op) {
-                self.out.passwords_changed.push(name.clone());
-            }
+            self.set_password(name, &op);
         }
         self.memberships(spec);
     }
@@ -732,8 +736,9 @@ impl Planner<'_> {
         }
         let used_uids = self.passwd.ids(2);
         let uid = match spec.uid {
-            Some(u) if u == u32::MAX => {
-                self.warn(format!("user {name:?} not created: uid {u} is invalid"));
+            // uid 0 would be a second root; (uid_t)-1 is "no change" to chown.
+            Some(u) if u == 0 || u == u32::MAX => {
+                self.warn(format!("user {name:?} not created: uid {u} is not allowed"));
                 return;
             }
             Some(u) if used_uids.contains(&u) => {
@@ -760,54 +765,8 @@ impl Planner<'_> {
                 }
             }
         };
-        // The primary group: an existing one by name, else one created for this user.
-        let wanted = match (&spec.primary_group, d.usergroups_enab) {
-            (Some(g), _) => Some(g.as_str()),
-            (None, true) => Some(name),
-            (None, false) => None,
-        };
-        let gid = match wanted {
-            None => d.default_group,
-            Some(g) => match self.group.find(g) {
-                Some(gi) => match self.group.field(gi, 2).and_then(|v| v.parse().ok()) {
-                    Some(gid) => {
-                        if spec.primary_group.is_none() {
-                            // useradd refuses here; adopting it lets a run interrupted after
-                            // writing /etc/group finish.
-                            self.warn(format!(
-                                "group {g:?} already exists; used as the primary group of new user {name:?}"
-                            ));
-                        }
-                        gid
-                    }
-                    None => {
-                        self.warn(format!(
-                            "user {name:?} not created: group {g:?} has no valid gid"
-                        ));
-                        return;
-                    }
-                },
-                None => {
-                    if let Err(why) = check_name(g) {
-                        self.warn(format!(
-                            "user {name:?} not created: primary group {g:?} is not a valid name ({why})"
-                        ));
-                        return;
-                    }
-                    match self.new_gid(Some(uid), spec.system) {
-                        Some(gid) => {
-                            self.add_group(g, gid);
-                            gid
-                        }
-                        None => {
-                            self.warn(format!(
-                                "user {name:?} not created: no free gid for group {g:?}"
-                            ));
-                            return;
-                        }
-                    }
-                }
-            },
+        let Some(gid) = self.primary_gid(spec, uid) else {
+            return;
         };
         let has_shadow = self.shadow.is_some();
         let pw_field = if has_shadow { "x" } else { "!" };
@@ -841,6 +800,58 @@ impl Planner<'_> {
             create_home: spec.create_home,
         });
         self.memberships(spec);
+    }
+
+    /// The new user's primary group id: an existing group by name, else a group created for it
+    /// (gid = uid when free), or `default_group` without user-private groups. `None` (warned):
+    /// the user cannot be created.
+    fn primary_gid(&mut self, spec: &UserSpec, uid: u32) -> Option<u32> {
+        let name = spec.name.as_str();
+        let d = self.defs;
+        let wanted = match (&spec.primary_group, d.usergroups_enab) {
+            (Some(g), _) => Some(g.as_str()),
+            (None, true) => Some(name),
+            (None, false) => None,
+        };
+        match wanted {
+            None => Some(d.default_group),
+            Some(g) => match self.group.find(g) {
+                Some(gi) => match self.group.field(gi, 2).and_then(|v| v.parse().ok()) {
+                    Some(gid) => {
+                        if spec.primary_group.is_none() {
+                            // useradd refuses here; adopting it lets a run interrupted after
+                            // writing /etc/group finish.
+                            self.warn(format!(
+                                "group {g:?} already exists; used as the primary group of new user {name:?}"
+                            ));
+                        }
+                        Some(gid)
+                    }
+                    None => {
+                        self.warn(format!(
+                            "user {name:?} not created: group {g:?} has no valid gid"
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    if let Err(why) = check_name(g) {
+                        self.warn(format!(
+                            "user {name:?} not created: primary group {g:?} is not a valid name ({why})"
+                        ));
+                        return None;
+                    }
+                    let gid = self.new_gid(Some(uid), spec.system);
+                    match gid {
+                        Some(gid) => self.add_group(g, gid),
+                        None => self.warn(format!(
+                            "user {name:?} not created: no free gid for group {g:?}"
+                        )),
+                    }
+                    gid
+                }
+            },
+        }
     }
 
     /// A gid for a new group: `preferred` (the new user's uid) when it is free and in range,
@@ -1305,6 +1316,8 @@ debian:!::\n";
             (vec![100, 998], 100, 999, true, Some(999)),
             (vec![100, 999], 100, 101, true, Some(101)),
             (vec![], 2000, 1000, false, None),
+            (vec![], 0, 10, true, Some(10)),
+            (vec![1, 2], 0, 2, true, None),
             // The 16-bit -1 is never handed out.
             (vec![65534], 65530, 65536, false, Some(65536)),
         ] {
@@ -1473,7 +1486,7 @@ debian:!::\n";
                 group: vec![],
                 gshadow: vec![],
                 members: vec![],
-                warn: Some("user \"toor\" not created: uid 0 is already used"),
+                warn: Some("user \"toor\" not created: uid 0 is not allowed"),
             },
             Case {
                 what: "existing primary group by name",
@@ -1592,6 +1605,10 @@ debian:!::\n";
         let e = plan_accounts(&files(), &LoginDefs::default(), &[spec], &[]);
         assert!(!e.changes());
         assert!(e.created.is_empty());
+        assert_eq!(
+            e.warnings,
+            ["user \"carol\" not created: uid 998 is already used"]
+        );
     }
 
     #[test]
@@ -1700,6 +1717,15 @@ debian:!::\n";
         let e2 = plan_accounts(&f2, &LoginDefs::default(), &[], &[pw("root", "$6$r$h")]);
         assert!(!e2.changes());
         assert!(e2.passwords_changed.is_empty());
+        // A user created in the same run is reported as created, not as a password change.
+        let e3 = plan_accounts(
+            &files(),
+            &LoginDefs::default(),
+            &[user("new")],
+            &[pw("new", "$6$n$h")],
+        );
+        assert_eq!(e3.passwords_changed, Vec::<String>::new());
+        assert!(e3.shadow.unwrap().ends_with("\nnew:$6$n$h::0:99999:7:::\n"));
     }
 
     #[test]
