@@ -3,6 +3,7 @@
 //! logs file contents or secrets, and keeps going after a failed step so one failure does not
 //! leave the rest undone.
 
+pub mod accounts;
 pub mod fault;
 pub mod fs;
 pub mod pin;

@@ -2,6 +2,7 @@
 //! list of steps, each with a one-line why. Pure and deterministic (sorted maps, no clock, no
 //! randomness, no I/O): the same inputs give the same plan. Idempotence is decided here.
 
+pub mod accounts;
 pub mod facts;
 pub mod hostname;
 pub mod inject;

@@ -1,0 +1,244 @@
+//! Apply accounts: writes planned `/etc/passwd`, `/etc/shadow`, `/etc/group` and `/etc/gshadow`
+//! contents under the shadow suite's lock (`/etc/.pwd.lock`, as `lckpwdf(3)` takes it), after
+//! checking that no file changed since it was planned. Never decides content (that is
+//! `plan::accounts`), writes the account files only through `fs::Writer` (the one other file it
+//! creates is the empty lock file, as `lckpwdf` does), and never logs file contents.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::libc;
+
+use super::fs::{is_clean_relative, Meta, Writer};
+use crate::plan::PUBLIC_DIR;
+use crate::state::sha256_hex;
+
+/// The lock file of `lckpwdf(3)`, relative to the root. `useradd`, `passwd`, `chpasswd`, `vipw`
+/// and glibc's `lckpwdf` all take a write lock on it while they edit the account files.
+pub const LOCK_PATH: &str = "etc/.pwd.lock";
+
+/// How long `apply_accounts` waits for the lock: glibc's `lckpwdf` gives up after 15 s too.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Pause between two attempts to take the lock.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Largest account file re-read for the change check (larger: treated as changed).
+const MAX_ACCOUNT_FILE: u64 = 64 << 20;
+
+/// One account file to write.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountWrite {
+    /// Relative to the root, e.g. `etc/shadow`.
+    pub path: String,
+    /// SHA-256 (hex) of the content the plan was made from; `None`: the file was absent.
+    pub expect_sha256: Option<String>,
+    pub content: Vec<u8>,
+    /// Mode and owner (the existing file's: shadow and gshadow are 0640 root:shadow on Debian).
+    pub meta: Meta,
+}
+
+/// Shadow lines hold password hashes: Debug shows sizes, never content.
+impl fmt::Debug for AccountWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountWrite")
+            .field("path", &self.path)
+            .field("expect_sha256", &self.expect_sha256)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// Why account files were not written. Carried inside the `io::Error` that `apply_accounts`
+/// returns (`io::Error::get_ref` + `downcast_ref`).
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error(
+        "/{path}: held by another process (useradd, passwd, vipw...); gave up after {waited:?}"
+    )]
+    Locked { path: String, waited: Duration },
+    #[error("/{path}: changed since planning; re-run")]
+    Changed { path: String },
+    #[error("{path:?}: not a path inside the root")]
+    BadPath { path: String },
+    #[error("/{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<AccountsError> for io::Error {
+    fn from(e: AccountsError) -> io::Error {
+        let kind = match &e {
+            AccountsError::Locked { .. } => io::ErrorKind::TimedOut,
+            AccountsError::BadPath { .. } => io::ErrorKind::InvalidInput,
+            AccountsError::Io { source, .. } => source.kind(),
+            AccountsError::Changed { .. } => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Writes `edits` under the account lock, waiting up to `LOCK_TIMEOUT` for it.
+pub fn apply_accounts(w: &mut Writer, edits: &[AccountWrite]) -> io::Result<()> {
+    apply_accounts_with_timeout(w, edits, LOCK_TIMEOUT)
+}
+
+/// `apply_accounts` with the lock wait given. Takes the lock, re-reads every target and refuses
+/// all writes when one differs from what was planned (another tool edited it meanwhile: the plan
+/// would undo that edit), then writes each file atomically and releases the lock. Files are
+/// written group, gshadow, shadow, passwd: a user appears (passwd) only after its group and
+/// shadow lines exist, so a crash in between leaves lines the next plan adopts, never a user
+/// without its group.
+pub fn apply_accounts_with_timeout(
+    w: &mut Writer,
+    edits: &[AccountWrite],
+    timeout: Duration,
+) -> io::Result<()> {
+    if edits.is_empty() {
+        return Ok(());
+    }
+    for e in edits {
+        if !is_clean_relative(&e.path) {
+            return Err(AccountsError::BadPath {
+                path: e.path.clone(),
+            }
+            .into());
+        }
+    }
+    let _lock = PwdLock::acquire(w, timeout)?;
+    for e in edits {
+        let rel = e.path.trim_start_matches('/');
+        let current = read_current(w, rel)?;
+        let current = current.as_deref().map(sha256_hex);
+        if current != e.expect_sha256 {
+            return Err(AccountsError::Changed {
+                path: rel.to_string(),
+            }
+            .into());
+        }
+    }
+    let mut ordered: Vec<&AccountWrite> = edits.iter().collect();
+    ordered.sort_by_key(|e| write_rank(&e.path));
+    for e in ordered {
+        let rel = e.path.trim_start_matches('/');
+        w.write_atomic(rel, &e.content, e.meta, PUBLIC_DIR)
+            .map_err(|source| AccountsError::Io {
+                path: rel.to_string(),
+                source,
+            })?;
+        tracing::debug!(path = %rel, bytes = e.content.len(), "account file written");
+    }
+    Ok(())
+}
+
+/// Write order (see `apply_accounts_with_timeout`); other files go last, in the given order.
+fn write_rank(path: &str) -> u8 {
+    match path.trim_start_matches('/') {
+        "etc/group" => 0,
+        "etc/gshadow" => 1,
+        "etc/shadow" => 2,
+        "etc/passwd" => 3,
+        _ => 4,
+    }
+}
+
+/// The file's current bytes (`None`: absent), read inside the root.
+fn read_current(w: &Writer, rel: &str) -> Result<Option<Vec<u8>>, AccountsError> {
+    let io_err = |source| AccountsError::Io {
+        path: rel.to_string(),
+        source,
+    };
+    let host = w.resolve(rel).map_err(io_err)?;
+    let f = match File::open(&host) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut buf = Vec::new();
+    f.take(MAX_ACCOUNT_FILE)
+        .read_to_end(&mut buf)
+        .map_err(io_err)?;
+    Ok(Some(buf))
+}
+
+/// The `lckpwdf(3)` lock: a POSIX write lock (fcntl, whole file) on `/etc/.pwd.lock`, created
+/// 0600. Released when dropped (unlocked, then closed).
+struct PwdLock {
+    file: File,
+}
+
+fn whole_file(l_type: libc::c_int) -> libc::flock {
+    libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+impl PwdLock {
+    fn acquire(w: &mut Writer, timeout: Duration) -> Result<PwdLock, AccountsError> {
+        let io_err = |source| AccountsError::Io {
+            path: LOCK_PATH.to_string(),
+            source,
+        };
+        w.create_dirs("etc", PUBLIC_DIR).map_err(io_err)?;
+        let host = w.resolve(LOCK_PATH).map_err(io_err)?;
+        // As glibc: O_WRONLY|O_CREAT, 0600 (std adds O_CLOEXEC). O_NOFOLLOW: the resolved path
+        // is inside the root; a symlink swapped in since must not lead out of it.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&host)
+            .map_err(io_err)?;
+        let start = Instant::now();
+        let lock = whole_file(libc::F_WRLCK);
+        let mut told = false;
+        loop {
+            // F_SETLK in a loop rather than F_SETLKW: lckpwdf bounds its wait with SIGALRM,
+            // which a library must not install; polling bounds it without signals.
+            match fcntl(&file, FcntlArg::F_SETLK(&lock)) {
+                Ok(_) => return Ok(PwdLock { file }),
+                Err(Errno::EACCES | Errno::EAGAIN) => {
+                    let waited = start.elapsed();
+                    if waited >= timeout {
+                        return Err(AccountsError::Locked {
+                            path: LOCK_PATH.to_string(),
+                            waited,
+                        });
+                    }
+                    if !told {
+                        told = true;
+                        tracing::info!(
+                            "waiting for /{LOCK_PATH}: another tool is editing the account files"
+                        );
+                    }
+                    thread::sleep(LOCK_POLL.min(timeout.saturating_sub(waited)));
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(io_err(io::Error::from(e))),
+            }
+        }
+    }
+}
+
+impl Drop for PwdLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; unlocking first says so explicitly.
+        let _ = fcntl(&self.file, FcntlArg::F_SETLK(&whole_file(libc::F_UNLCK)));
+    }
+}
