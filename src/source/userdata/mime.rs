@@ -99,9 +99,15 @@ pub(crate) fn parse_headers(block: &[u8]) -> Headers {
     }
 }
 
-/// Undoes the transfer encoding (base64, quoted-printable; others are identity).
+/// Undoes the transfer encoding: base64 (mailparse, whitespace ignored), quoted-printable (as
+/// Python's `quopri`, which cloud-init uses: line breaks stay `\n`); others are identity.
 pub(crate) fn decode_body(body: &[u8], headers: &Headers) -> Result<Vec<u8>, String> {
     use mailparse::body::Body;
+    match headers.transfer_encoding.as_deref() {
+        Some("quoted-printable") => return Ok(decode_quoted_printable(body)),
+        Some("base64") => {}
+        _ => return Ok(body.to_vec()),
+    }
     // The content type only matters for charset decoding, which is not done here.
     let ctype = ParsedContentType::default();
     match Body::new(body, &ctype, &headers.transfer_encoding) {
@@ -109,6 +115,53 @@ pub(crate) fn decode_body(body: &[u8], headers: &Headers) -> Result<Vec<u8>, Str
         Body::SevenBit(b) | Body::EightBit(b) => Ok(b.get_raw().to_vec()),
         Body::Binary(b) => Ok(b.get_raw().to_vec()),
     }
+}
+
+/// Quoted-printable as Python's `quopri.decodestring` reads it: trailing whitespace (and `\r`)
+/// of each line dropped, `=` at the end of a line joins it to the next, `=XX` is a byte, any
+/// other `=` stays as it is; each line break is `\n`.
+fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
+    fn hex(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut lines = body.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let has_break = lines.peek().is_some();
+        let n = line
+            .iter()
+            .rposition(|c| !matches!(c, b' ' | b'\t' | b'\r'))
+            .map_or(0, |i| i + 1);
+        let line = &line[..n];
+        let (line, soft) = match line.strip_suffix(b"=") {
+            Some(l) => (l, true),
+            None => (line, false),
+        };
+        let mut i = 0;
+        while i < line.len() {
+            if line[i] == b'=' {
+                if let (Some(h), Some(l)) = (
+                    line.get(i + 1).copied().and_then(hex),
+                    line.get(i + 2).copied().and_then(hex),
+                ) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(line[i]);
+            i += 1;
+        }
+        if has_break && !soft {
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 /// The parts of a multipart body (RFC 2046): the text between delimiter lines `--boundary`, up
@@ -235,6 +288,11 @@ mod tests {
         assert!(decode_body(b"%%%", &h).is_err());
         let h = parse_headers(b"Content-Transfer-Encoding: quoted-printable\n");
         assert_eq!(decode_body(b"a=3Db=\r\nc", &h).unwrap(), b"a=bc");
+        assert_eq!(
+            decode_body(b"#!/bin/sh\necho =E9 =zz=\n  \t\nx=4", &h).unwrap(),
+            b"#!/bin/sh\necho \xe9 =zz\nx=4"
+        );
+        assert_eq!(decode_body(b"crlf \r\nend=", &h).unwrap(), b"crlf\nend");
         let h = parse_headers(b"");
         assert_eq!(decode_body(b"\xff raw", &h).unwrap(), b"\xff raw");
     }
