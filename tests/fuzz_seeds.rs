@@ -6,19 +6,19 @@ use std::path::Path;
 
 use primer::source::harness;
 
-type Harness =
-    fn(
-        &[u8],
-    )
-        -> Result<(primer::model::Instance, primer::model::Report), primer::source::SourceError>;
+/// Runs one seed through a target's harness; `true` when it parsed, `false` when refused.
+type Harness = fn(&[u8]) -> bool;
 
 #[test]
 fn every_seed_runs_through_its_target_harness() {
     let targets: &[(&str, Harness)] = &[
-        ("openstack", harness::openstack_meta_data),
-        ("cloudstack", harness::cloudstack),
-        ("ovf", harness::ovf_env),
-        ("nocloud", harness::nocloud),
+        ("openstack", |d| harness::openstack_meta_data(d).is_ok()),
+        ("cloudstack", |d| harness::cloudstack(d).is_ok()),
+        ("ovf", |d| harness::ovf_env(d).is_ok()),
+        ("nocloud", |d| harness::nocloud(d).is_ok()),
+        // User data never refuses: problems are warnings. A seed "parses" when it yields
+        // something (a script, a boothook or cloud-config).
+        ("userdata", |d| !harness::userdata(d).0.is_empty()),
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     for (target, run) in targets {
@@ -32,9 +32,10 @@ fn every_seed_runs_through_its_target_harness() {
         assert!(!seeds.is_empty(), "{target}: no seeds");
         let (mut ok, mut err) = (0, 0);
         for seed in &seeds {
-            match run(&std::fs::read(seed).unwrap()) {
-                Ok(_) => ok += 1,
-                Err(_) => err += 1,
+            if run(&std::fs::read(seed).unwrap()) {
+                ok += 1;
+            } else {
+                err += 1;
             }
         }
         println!(

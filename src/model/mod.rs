@@ -2,6 +2,7 @@
 //! report of warnings. Pure data: no I/O, no parsing of drive formats (that is `source/`).
 
 pub mod network;
+pub mod userdata;
 
 use std::collections::BTreeMap;
 use std::fmt;

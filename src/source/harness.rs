@@ -5,8 +5,10 @@
 //! Not used by the agent itself; does no I/O.
 
 use crate::media::DriveFiles;
+use crate::model::userdata::{Origin, PasswordValue, UserData};
 use crate::model::{Instance, Report};
 
+use super::userdata::{parse_user_data, UserDataLimits, USER_DATA_FILE};
 use super::{parse_drive, SourceError};
 
 /// The device name harness drives carry; every error must mention it.
@@ -103,4 +105,115 @@ pub fn nocloud(data: &[u8]) -> Result<(Instance, Report), SourceError> {
     let r = parse_drive(&d);
     check(&r);
     r
+}
+
+/// Separates user data from each vendor-data file in a `userdata` input.
+pub const VENDOR_SEPARATOR: &[u8] = b"\0VENDOR\0";
+
+/// Names of the vendor files of a `userdata` input, in order (the last one repeats).
+pub const USERDATA_VENDOR_FILES: &[&str] = &[
+    "vendor-data",
+    "openstack/latest/vendor_data.json",
+    "openstack/latest/vendor_data2.json",
+];
+
+/// Splits at every occurrence of `sep`.
+fn split_at_separator<'a>(data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + sep.len() <= data.len() {
+        if &data[i..i + sep.len()] == sep {
+            out.push(&data[start..i]);
+            i += sep.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&data[start..]);
+    out
+}
+
+/// User data, then vendor files after each [`VENDOR_SEPARATOR`]: parsed twice with the default
+/// limits, and checked: no panic, the same result both times, every warning names one of the
+/// input files, script and boothook names are safe and unique, vendor scripts come first, no
+/// `RANDOM` password survives, contents stay within the limits, the result serialises.
+pub fn userdata(data: &[u8]) -> (UserData, Report) {
+    let chunks = split_at_separator(data, VENDOR_SEPARATOR);
+    let user = chunks.first().copied().unwrap_or_default();
+    let vendor: Vec<(String, Vec<u8>)> = chunks
+        .iter()
+        .skip(1)
+        .enumerate()
+        .map(|(i, c)| {
+            let name = USERDATA_VENDOR_FILES[i.min(USERDATA_VENDOR_FILES.len() - 1)];
+            (name.to_string(), c.to_vec())
+        })
+        .collect();
+    let limits = UserDataLimits::default();
+    let (ud, report) = parse_user_data(Some(user), &vendor, &limits);
+    check_userdata(&ud, &report, &limits);
+    let again = parse_user_data(Some(user), &vendor, &limits);
+    assert!(again == (ud.clone(), report.clone()), "not deterministic");
+    (ud, report)
+}
+
+/// The invariants of one user-data parse; panics (a fuzz finding) when one is broken.
+pub fn check_userdata(ud: &UserData, report: &Report, limits: &UserDataLimits) {
+    for w in &report.warnings {
+        assert!(
+            w.file == USER_DATA_FILE || USERDATA_VENDOR_FILES.contains(&w.file.as_str()),
+            "warning names no input file: {w}"
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let max_content = limits.max_blob_bytes.max(limits.max_decompressed_bytes);
+    for s in ud.scripts.iter().chain(&ud.boothooks) {
+        assert!(
+            !s.name.is_empty()
+                && s.name.len() <= 64
+                && !s.name.starts_with('.')
+                && s.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
+            "unsafe script name {:?}",
+            s.name
+        );
+        assert!(names.insert(s.name.clone()), "duplicate name {:?}", s.name);
+        assert!(s.content.len() <= max_content, "script over the limits");
+    }
+    let first_user = ud
+        .scripts
+        .iter()
+        .position(|s| s.origin == Origin::UserData)
+        .unwrap_or(ud.scripts.len());
+    assert!(
+        ud.scripts[first_user..]
+            .iter()
+            .all(|s| s.origin == Origin::UserData),
+        "a vendor script after a user script"
+    );
+    let cc = &ud.cloud_config;
+    assert!(
+        cc.chpasswd
+            .users
+            .iter()
+            .all(|(u, p)| !u.is_empty() && *p != PasswordValue::Random),
+        "RANDOM or nameless chpasswd entry kept"
+    );
+    for f in &cc.write_files {
+        assert!(!f.path.is_empty(), "write_files entry without a path");
+        assert!(
+            f.content.len() <= limits.max_file_bytes,
+            "file over the limit"
+        );
+        assert!(
+            f.permissions.is_none_or(|m| m <= 0o7777),
+            "mode out of range"
+        );
+    }
+    let json = serde_json::to_string(ud);
+    assert!(json.is_ok(), "user data does not serialise: {json:?}");
+    let _ = format!("{ud:?}");
 }

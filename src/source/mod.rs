@@ -15,6 +15,7 @@ pub mod harness;
 pub mod nocloud;
 pub mod openstack;
 pub mod ovf;
+pub mod userdata;
 pub mod value;
 
 use serde_json::Value;

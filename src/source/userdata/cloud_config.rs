@@ -1,0 +1,1149 @@
+//! One cloud-config part, from its generic YAML [`Node`] to a typed [`Partial`] (only the keys
+//! the part gives), and the merge rules between parts and between vendor and user data.
+//!
+//! Types are read as cloud-init reads them (strings or lists where it accepts both, YAML 1.1
+//! booleans and `"yes"`-style strings, octal modes as integers or strings). A supported key with
+//! a wrong type is one warning naming the key and the expected type, and the key is ignored (as
+//! if absent); the rest of the part still applies. Every unsupported key, nested ones included
+//! (`users[0].expiredate`), goes into ONE warning per part, sorted. Messages name kinds, never
+//! values: a value may be a password.
+
+use super::yaml::Node;
+use super::{gunzip, Budget};
+use crate::model::userdata::{CcUser, Chpasswd, CloudConfig, Command, PasswordValue, WriteFile};
+use crate::model::{Report, Secret};
+use crate::source::value::decode_base64;
+
+/// Where a part's warnings go and what they say about the part.
+pub(crate) struct Ctx<'a> {
+    pub file: &'a str,
+    /// Appended to messages: `""` for a whole blob, `" (part 2 'cfg.yaml')"` for a MIME part.
+    pub at: String,
+    pub report: &'a mut Report,
+    pub budget: &'a mut Budget,
+    /// Largest decoded `write_files` content.
+    pub max_file_bytes: usize,
+    unsupported: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        file: &'a str,
+        at: String,
+        report: &'a mut Report,
+        budget: &'a mut Budget,
+        max_file_bytes: usize,
+    ) -> Self {
+        Ctx {
+            file,
+            at,
+            report,
+            budget,
+            max_file_bytes,
+            unsupported: Vec::new(),
+        }
+    }
+
+    fn warn(&mut self, field: &str, message: impl std::fmt::Display) {
+        let m = format!("{message}{}", self.at);
+        self.report.warn(self.file, field, m);
+    }
+
+    fn wrong(&mut self, field: &str, expected: &str, found: &Node) {
+        self.warn(
+            field,
+            format!("expected {expected}, found {}; ignored", found.kind()),
+        );
+    }
+
+    fn unsupported(&mut self, key: String) {
+        self.unsupported.push(key);
+    }
+}
+
+/// The keys one part gives: `None` = absent (or ignored for a wrong type); `Some(None)` or an
+/// empty list = given as null/empty (it still replaces an earlier part's value).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Partial {
+    pub hostname: Option<Option<String>>,
+    pub fqdn: Option<Option<String>>,
+    pub prefer_fqdn_over_hostname: Option<Option<bool>>,
+    pub user: Option<Option<CcUser>>,
+    pub users: Option<Vec<CcUser>>,
+    pub ssh_authorized_keys: Option<Vec<String>>,
+    pub write_files: Option<Vec<WriteFile>>,
+    pub runcmd: Option<Vec<Command>>,
+    pub bootcmd: Option<Vec<Command>>,
+    pub password: Option<Option<Secret>>,
+    pub chpasswd: Option<PartialChpasswd>,
+    pub ssh_pwauth: Option<Option<bool>>,
+    /// `vendor_data: {enabled: false}` (only meaningful in user data).
+    pub vendor_data_enabled: Option<Option<bool>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartialChpasswd {
+    pub users: Option<Vec<(String, PasswordValue)>>,
+    pub expire: Option<Option<bool>>,
+}
+
+macro_rules! overlay {
+    ($dst:expr, $src:expr; $($f:ident),*) => {
+        $( if $src.$f.is_some() { $dst.$f = $src.$f; } )*
+    };
+}
+
+impl Partial {
+    /// A later part of the same origin: every top-level key it gives replaces the earlier value
+    /// whole (cloud-init's `dict(replace)+list()+str()` for cloud-config parts; lists are
+    /// replaced, not appended).
+    pub fn overlay(&mut self, later: Partial) {
+        overlay!(self, later; hostname, fqdn, prefer_fqdn_over_hostname, user, users,
+            ssh_authorized_keys, write_files, runcmd, bootcmd, password, chpasswd, ssh_pwauth,
+            vendor_data_enabled);
+    }
+
+    /// User data over vendor data, key by key: a key the user gives wins; vendor keys absent
+    /// from user data still apply. `chpasswd` merges one level deeper (`list`/`users` and
+    /// `expire` separately), as cloud-init's recursive dict merge of the two does.
+    pub fn user_over_vendor(vendor: Partial, user: Partial) -> Partial {
+        let chpasswd = match (vendor.chpasswd.clone(), user.chpasswd.clone()) {
+            (Some(v), Some(u)) => Some(PartialChpasswd {
+                users: u.users.or(v.users),
+                expire: u.expire.or(v.expire),
+            }),
+            (v, u) => u.or(v),
+        };
+        let mut out = vendor;
+        out.overlay(user);
+        out.chpasswd = chpasswd;
+        out
+    }
+
+    /// The final configuration, defaults filled in.
+    pub fn finish(self) -> CloudConfig {
+        let chpasswd = self.chpasswd.unwrap_or_default();
+        CloudConfig {
+            hostname: self.hostname.flatten(),
+            fqdn: self.fqdn.flatten(),
+            prefer_fqdn_over_hostname: self.prefer_fqdn_over_hostname.flatten(),
+            user: self.user.flatten(),
+            users_given: self.users.is_some(),
+            users: self.users.unwrap_or_default(),
+            ssh_authorized_keys: self.ssh_authorized_keys.unwrap_or_default(),
+            write_files: self.write_files.unwrap_or_default(),
+            runcmd: self.runcmd.unwrap_or_default(),
+            bootcmd: self.bootcmd.unwrap_or_default(),
+            password: self.password.flatten(),
+            chpasswd: Chpasswd {
+                users: chpasswd.users.unwrap_or_default(),
+                expire: chpasswd.expire.flatten(),
+            },
+            ssh_pwauth: self.ssh_pwauth.flatten(),
+        }
+    }
+}
+
+/// Converts one part's document. Warnings go to `ctx`; the unsupported keys are flushed as one
+/// warning at the end.
+pub(crate) fn convert(node: Node, ctx: &mut Ctx) -> Partial {
+    let mut p = Partial::default();
+    let map = match node {
+        Node::Map(m) => m,
+        Node::Null => return p,
+        other => {
+            ctx.warn(
+                "",
+                format!(
+                    "cloud-config: expected a mapping, found {}; part ignored",
+                    other.kind()
+                ),
+            );
+            return p;
+        }
+    };
+    for (key, v) in map {
+        match key.as_str() {
+            "hostname" => p.hostname = opt(ctx, &key, v, "a string", text),
+            "fqdn" => p.fqdn = opt(ctx, &key, v, "a string", text),
+            "prefer_fqdn_over_hostname" => {
+                p.prefer_fqdn_over_hostname = opt(ctx, &key, v, "a boolean", boolish)
+            }
+            "user" => p.user = default_user(ctx, v),
+            "users" => p.users = users(ctx, v),
+            "ssh_authorized_keys" => p.ssh_authorized_keys = keys(ctx, &key, v),
+            "write_files" => p.write_files = write_files(ctx, v),
+            "runcmd" | "bootcmd" => {
+                let c = commands(ctx, &key, v);
+                if key == "runcmd" {
+                    p.runcmd = c
+                } else {
+                    p.bootcmd = c
+                }
+            }
+            "password" => {
+                p.password = opt(ctx, &key, v, "a string", text).map(|o| o.map(Secret::new));
+            }
+            "chpasswd" => p.chpasswd = chpasswd(ctx, v),
+            "ssh_pwauth" => p.ssh_pwauth = ssh_pwauth(ctx, v),
+            "vendor_data" => p.vendor_data_enabled = vendor_data(ctx, v),
+            _ => ctx.unsupported(key),
+        }
+    }
+    flush_unsupported(ctx);
+    p
+}
+
+fn flush_unsupported(ctx: &mut Ctx) {
+    if ctx.unsupported.is_empty() {
+        return;
+    }
+    let mut keys = std::mem::take(&mut ctx.unsupported);
+    keys.sort();
+    keys.dedup();
+    let n = keys.len();
+    ctx.warn(
+        &keys.join(", "),
+        format!(
+            "{n} unsupported cloud-config key{}; ignored",
+            if n == 1 { "" } else { "s" }
+        ),
+    );
+}
+
+// ---- scalars ----
+
+/// A scalar as text: strings as they are, numbers in decimal (YAML types `1234` as a number),
+/// UTF-8 binary as text. Booleans, null and containers are not text.
+fn text(n: &Node) -> Option<String> {
+    match n {
+        Node::Str(s) => Some(s.clone()),
+        Node::Int(i) => Some(i.to_string()),
+        Node::Float(f) if f.is_finite() => Some(f.to_string()),
+        Node::Bytes(b) => String::from_utf8(b.clone()).ok(),
+        _ => None,
+    }
+}
+
+/// A boolean as cloud-init's `translate_bool` reads it: YAML booleans, 0/1, and the strings
+/// true/false, yes/no, on/off, y/n, 1/0 in any case.
+fn boolish(n: &Node) -> Option<bool> {
+    match n {
+        Node::Bool(b) => Some(*b),
+        Node::Int(0) => Some(false),
+        Node::Int(1) => Some(true),
+        Node::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "y" | "1" => Some(true),
+            "false" | "no" | "off" | "n" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A key whose null means "given, empty": `Some(None)`; a value of the right type: `Some(Some)`;
+/// a wrong type: a warning and `None` (as if absent).
+fn opt<T>(
+    ctx: &mut Ctx,
+    field: &str,
+    v: Node,
+    expected: &str,
+    f: impl Fn(&Node) -> Option<T>,
+) -> Option<Option<T>> {
+    if v == Node::Null {
+        return Some(None);
+    }
+    match f(&v) {
+        Some(t) => Some(Some(t)),
+        None => {
+            ctx.wrong(field, expected, &v);
+            None
+        }
+    }
+}
+
+/// A boolean field of an entry: absent keeps `default`; a wrong type warns and keeps it too.
+fn entry_bool(ctx: &mut Ctx, field: &str, v: &Node, default: bool) -> bool {
+    if *v == Node::Null {
+        return default;
+    }
+    boolish(v).unwrap_or_else(|| {
+        ctx.wrong(field, "a boolean", v);
+        default
+    })
+}
+
+/// A text field of an entry; null is `None`, a wrong type warns and is `None`.
+fn entry_text(ctx: &mut Ctx, field: &str, v: &Node) -> Option<String> {
+    if *v == Node::Null {
+        return None;
+    }
+    let t = text(v);
+    if t.is_none() {
+        ctx.wrong(field, "a string", v);
+    }
+    t
+}
+
+/// A list of strings: each non-text item is a warning and skipped.
+fn text_items(ctx: &mut Ctx, field: &str, items: Vec<Node>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match text(&item) {
+            Some(s) => out.push(s),
+            None => ctx.wrong(&format!("{field}[{i}]"), "a string", &item),
+        }
+    }
+    out
+}
+
+/// `"a, b"` into `["a", "b"]`.
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// SSH keys: a list of strings, or one string of lines (blank and `#` lines skipped).
+fn key_list(ctx: &mut Ctx, field: &str, v: Node) -> Option<Vec<String>> {
+    match v {
+        Node::Null => Some(Vec::new()),
+        Node::Seq(items) => Some(
+            text_items(ctx, field, items)
+                .into_iter()
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect(),
+        ),
+        Node::Str(s) => Some(
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect(),
+        ),
+        other => {
+            ctx.wrong(field, "a list of keys", &other);
+            None
+        }
+    }
+}
+
+fn keys(ctx: &mut Ctx, field: &str, v: Node) -> Option<Vec<String>> {
+    key_list(ctx, field, v)
+}
+
+// ---- users ----
+
+/// A name `useradd` could take and that cannot break a passwd line or a path.
+fn sane_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, ':' | ',' | '/'))
+}
+
+/// A short, escaped rendering of a name for messages.
+fn shown(s: &str) -> String {
+    let t: String = s.chars().take(40).collect();
+    format!("{t:?}")
+}
+
+/// `user`: a string renames the default user; a mapping sets its fields (`name` optional).
+fn default_user(ctx: &mut Ctx, v: Node) -> Option<Option<CcUser>> {
+    match v {
+        Node::Null => Some(None),
+        Node::Map(m) => user_from_map(ctx, "user", m, None, true).map(Some),
+        other => match text(&other) {
+            Some(name) if sane_name(name.trim()) => Some(Some(CcUser {
+                name: name.trim().to_string(),
+                default_user: true,
+                ..CcUser::default()
+            })),
+            Some(name) => {
+                ctx.warn(
+                    "user",
+                    format!("{} is not a valid user name; ignored", shown(&name)),
+                );
+                None
+            }
+            None => {
+                ctx.wrong("user", "a user name or a mapping", &other);
+                None
+            }
+        },
+    }
+}
+
+fn user_by_name(ctx: &mut Ctx, field: &str, name: &str, out: &mut Vec<CcUser>) {
+    if name == CcUser::DEFAULT_NAME {
+        out.push(CcUser::default_marker());
+    } else if sane_name(name) {
+        out.push(CcUser::named(name));
+    } else {
+        ctx.warn(
+            field,
+            format!("{} is not a valid user name; ignored", shown(name)),
+        );
+    }
+}
+
+/// `users`: a list (of names, `"a, b"` strings and mappings), a comma-separated string, or a
+/// mapping of name to settings. Deduplicated by name, the first entry kept.
+fn users(ctx: &mut Ctx, v: Node) -> Option<Vec<CcUser>> {
+    let mut out = Vec::new();
+    match v {
+        Node::Null => {}
+        Node::Str(s) => {
+            for n in comma_list(&s) {
+                user_by_name(ctx, "users", &n, &mut out);
+            }
+        }
+        Node::Seq(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let field = format!("users[{i}]");
+                match item {
+                    Node::Map(m) => {
+                        if let Some(u) = user_from_map(ctx, &field, m, None, false) {
+                            out.push(u);
+                        }
+                    }
+                    Node::Str(s) => {
+                        for n in comma_list(&s) {
+                            user_by_name(ctx, &field, &n, &mut out);
+                        }
+                    }
+                    other => ctx.wrong(&field, "a user name or a mapping", &other),
+                }
+            }
+        }
+        Node::Map(m) => {
+            for (name, cfg) in m {
+                let field = format!("users.{name}");
+                match cfg {
+                    Node::Map(c) => {
+                        if let Some(u) = user_from_map(ctx, &field, c, Some(name), false) {
+                            out.push(u);
+                        }
+                    }
+                    Node::Null | Node::Bool(true) => user_by_name(ctx, &field, &name, &mut out),
+                    Node::Bool(false) => {}
+                    other => ctx.wrong(&field, "a mapping of user settings", &other),
+                }
+            }
+        }
+        other => {
+            ctx.wrong("users", "a list of users", &other);
+            return None;
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut deduped = Vec::with_capacity(out.len());
+    for u in out {
+        if seen.insert(u.name.clone()) {
+            deduped.push(u);
+        } else {
+            ctx.warn(
+                "users",
+                format!(
+                    "user {} listed more than once; the first entry is used",
+                    shown(&u.name)
+                ),
+            );
+        }
+    }
+    Some(deduped)
+}
+
+/// One user mapping. `name` comes from the mapping unless given (dict form); for `user` it is
+/// optional (the default user keeps its distribution name, `default`).
+fn user_from_map(
+    ctx: &mut Ctx,
+    path: &str,
+    mut m: std::collections::BTreeMap<String, Node>,
+    name: Option<String>,
+    is_default_user_key: bool,
+) -> Option<CcUser> {
+    let name = match name {
+        Some(n) => Some(n),
+        None => match m.remove("name") {
+            None | Some(Node::Null) => None,
+            Some(n) => match text(&n) {
+                Some(s) => Some(s.trim().to_string()),
+                None => {
+                    ctx.wrong(&format!("{path}.name"), "a string", &n);
+                    return None;
+                }
+            },
+        },
+    };
+    let mut u = CcUser::default();
+    match name {
+        None if is_default_user_key => {
+            u.name = CcUser::DEFAULT_NAME.to_string();
+            u.default_user = true;
+        }
+        None => {
+            ctx.warn(&format!("{path}.name"), "missing; user ignored");
+            return None;
+        }
+        Some(n) if n == CcUser::DEFAULT_NAME => {
+            u.name = n;
+            u.default_user = true;
+        }
+        Some(n) if sane_name(&n) => {
+            u.name = n;
+            u.default_user = is_default_user_key;
+        }
+        Some(n) => {
+            ctx.warn(
+                &format!("{path}.name"),
+                format!("{} is not a valid user name; user ignored", shown(&n)),
+            );
+            return None;
+        }
+    }
+    for (k, v) in m {
+        let field = format!("{path}.{k}");
+        match k.as_str() {
+            "gecos" => u.gecos = entry_text(ctx, &field, &v),
+            "shell" => u.shell = entry_text(ctx, &field, &v),
+            "primary_group" => u.primary_group = entry_text(ctx, &field, &v),
+            "homedir" => u.homedir = entry_text(ctx, &field, &v),
+            "passwd" => u.passwd = entry_text(ctx, &field, &v),
+            "hashed_passwd" => u.hashed_passwd = entry_text(ctx, &field, &v),
+            "plain_text_passwd" => {
+                u.plain_text_passwd = entry_text(ctx, &field, &v).map(Secret::new)
+            }
+            "lock_passwd" | "lock-passwd" => {
+                u.lock_passwd = entry_bool(ctx, &field, &v, u.lock_passwd)
+            }
+            "system" => u.system = entry_bool(ctx, &field, &v, false),
+            "no_create_home" => u.no_create_home = entry_bool(ctx, &field, &v, false),
+            "groups" => {
+                u.groups = match v {
+                    Node::Null => Vec::new(),
+                    Node::Seq(items) => text_items(ctx, &field, items)
+                        .iter()
+                        .flat_map(|g| comma_list(g))
+                        .collect(),
+                    other => match text(&other) {
+                        Some(s) => comma_list(&s),
+                        None => {
+                            ctx.wrong(&field, "a string or a list of groups", &other);
+                            Vec::new()
+                        }
+                    },
+                }
+            }
+            "sudo" => {
+                u.sudo = match v {
+                    Node::Null | Node::Bool(false) => Vec::new(),
+                    Node::Seq(items) => text_items(ctx, &field, items),
+                    Node::Str(s) if s.trim().is_empty() => Vec::new(),
+                    Node::Str(s) => vec![s],
+                    other => {
+                        ctx.wrong(&field, "a sudoers rule (string or list) or false", &other);
+                        Vec::new()
+                    }
+                }
+            }
+            "ssh_authorized_keys" => {
+                u.ssh_authorized_keys = key_list(ctx, &field, v).unwrap_or_default()
+            }
+            "uid" => {
+                u.uid = match &v {
+                    Node::Null => None,
+                    Node::Int(i) => u32::try_from(*i).ok(),
+                    Node::Str(s) => s.trim().parse::<u32>().ok(),
+                    _ => None,
+                };
+                if u.uid.is_none() && v != Node::Null {
+                    ctx.warn(
+                        &field,
+                        format!(
+                            "expected a user id (0 to {}), found {}; ignored",
+                            u32::MAX,
+                            v.kind()
+                        ),
+                    );
+                }
+            }
+            _ => ctx.unsupported(field),
+        }
+    }
+    Some(u)
+}
+
+// ---- write_files ----
+
+fn write_files(ctx: &mut Ctx, v: Node) -> Option<Vec<WriteFile>> {
+    match v {
+        Node::Null => Some(Vec::new()),
+        Node::Seq(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let field = format!("write_files[{i}]");
+                match item {
+                    Node::Map(m) => {
+                        if let Some(f) = write_file(ctx, &field, m) {
+                            out.push(f);
+                        }
+                    }
+                    other => ctx.wrong(&field, "a mapping", &other),
+                }
+            }
+            Some(out)
+        }
+        other => {
+            ctx.wrong("write_files", "a list of files", &other);
+            None
+        }
+    }
+}
+
+/// What `encoding` asks for, as cloud-init's `canonicalize_extraction` reads it.
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    Plain,
+    Base64,
+    Gzip,
+    GzipBase64,
+}
+
+fn write_file(
+    ctx: &mut Ctx,
+    path_field: &str,
+    mut m: std::collections::BTreeMap<String, Node>,
+) -> Option<WriteFile> {
+    let field = |k: &str| format!("{path_field}.{k}");
+    let path = match m.remove("path") {
+        None | Some(Node::Null) => {
+            ctx.warn(&field("path"), "missing; file ignored");
+            return None;
+        }
+        Some(p) => match text(&p) {
+            Some(s) if !s.trim().is_empty() && !s.contains('\0') => s,
+            Some(_) => {
+                ctx.warn(&field("path"), "empty or contains NUL; file ignored");
+                return None;
+            }
+            None => {
+                ctx.wrong(&field("path"), "a string; file", &p);
+                return None;
+            }
+        },
+    };
+    let encoding = match m.remove("encoding") {
+        None | Some(Node::Null) => Encoding::Plain,
+        Some(e) => match text(&e) {
+            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "" | "text/plain" => Encoding::Plain,
+                "b64" | "base64" => Encoding::Base64,
+                "gz" | "gzip" => Encoding::Gzip,
+                "gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64" => Encoding::GzipBase64,
+                _ => {
+                    let shown: String = s.chars().take(40).collect();
+                    ctx.warn(
+                        &field("encoding"),
+                        format!(
+                            "unknown encoding {shown:?}; content written as plain text, as cloud-init does"
+                        ),
+                    );
+                    Encoding::Plain
+                }
+            },
+            None => {
+                ctx.wrong(&field("encoding"), "a string", &e);
+                Encoding::Plain
+            }
+        },
+    };
+    let raw: Vec<u8> = match m.remove("content") {
+        None | Some(Node::Null) => Vec::new(),
+        Some(Node::Bytes(b)) => b,
+        Some(c) => match text(&c) {
+            Some(s) => s.into_bytes(),
+            None => {
+                ctx.wrong(&field("content"), "a string or binary; file", &c);
+                return None;
+            }
+        },
+    };
+    let content = decode_content(ctx, &field("content"), raw, encoding)?;
+    let mut f = WriteFile {
+        path,
+        content,
+        permissions: None,
+        owner: None,
+        append: false,
+        defer: false,
+    };
+    for (k, v) in m {
+        let fld = field(&k);
+        match k.as_str() {
+            "permissions" => f.permissions = permissions(ctx, &fld, &v),
+            "owner" => f.owner = entry_text(ctx, &fld, &v),
+            "append" => f.append = entry_bool(ctx, &fld, &v, false),
+            "defer" => f.defer = entry_bool(ctx, &fld, &v, false),
+            _ => ctx.unsupported(fld),
+        }
+    }
+    Some(f)
+}
+
+fn decode_content(ctx: &mut Ctx, field: &str, raw: Vec<u8>, enc: Encoding) -> Option<Vec<u8>> {
+    if raw.len() > ctx.max_file_bytes {
+        ctx.warn(
+            field,
+            format!(
+                "too large ({} bytes > limit {}); file ignored",
+                raw.len(),
+                ctx.max_file_bytes
+            ),
+        );
+        return None;
+    }
+    let b64 = |ctx: &mut Ctx, raw: Vec<u8>| -> Option<Vec<u8>> {
+        let decoded = std::str::from_utf8(&raw).ok().and_then(decode_base64);
+        if decoded.is_none() && !raw.iter().all(u8::is_ascii_whitespace) {
+            ctx.warn(field, "not valid base64; file ignored");
+            return None;
+        }
+        Some(decoded.unwrap_or_default())
+    };
+    let gz = |ctx: &mut Ctx, raw: Vec<u8>| -> Option<Vec<u8>> {
+        let cap = ctx.max_file_bytes;
+        match gunzip(&raw, cap, ctx.budget) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                ctx.warn(field, format!("gzip: {e}; file ignored"));
+                None
+            }
+        }
+    };
+    match enc {
+        Encoding::Plain => Some(raw),
+        Encoding::Base64 => b64(ctx, raw),
+        Encoding::Gzip => gz(ctx, raw),
+        Encoding::GzipBase64 => {
+            let inner = b64(ctx, raw)?;
+            gz(ctx, inner)
+        }
+    }
+}
+
+/// Mode bits: an integer (YAML `0644` is already 420) or an octal string (`'0644'`, `'644'`,
+/// `'0o644'`), at most 0o7777.
+fn permissions(ctx: &mut Ctx, field: &str, v: &Node) -> Option<u32> {
+    let mode = match v {
+        Node::Null => return None,
+        Node::Int(i) => {
+            let m = u32::try_from(*i).ok().filter(|m| *m <= 0o7777);
+            if let Some(m) = m {
+                // `644` without the leading zero is decimal to YAML (mode 01204): cloud-init
+                // uses it as is, and so does primer, but say so.
+                let digits = i.to_string();
+                if m > 0o777
+                    && digits.len() <= 4
+                    && digits.bytes().all(|d| (b'0'..=b'7').contains(&d))
+                {
+                    ctx.warn(
+                        field,
+                        format!(
+                            "{digits} is a decimal number (mode 0{m:o}), as cloud-init reads it; write 0{digits} or '0{digits}' for octal"
+                        ),
+                    );
+                }
+            }
+            m
+        }
+        Node::Str(s) => {
+            let t = s.trim();
+            let t = t
+                .strip_prefix("0o")
+                .or_else(|| t.strip_prefix("0O"))
+                .unwrap_or(t);
+            if !t.is_empty() && t.len() <= 8 && t.bytes().all(|d| (b'0'..=b'7').contains(&d)) {
+                u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o7777)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    if mode.is_none() {
+        ctx.warn(
+            field,
+            format!(
+                "expected an octal mode up to 07777 (0644 or '0644'), found {}; default mode used",
+                v.kind()
+            ),
+        );
+    }
+    mode
+}
+
+// ---- runcmd / bootcmd ----
+
+fn commands(ctx: &mut Ctx, key: &str, v: Node) -> Option<Vec<Command>> {
+    match v {
+        Node::Null => Some(Vec::new()),
+        // cloud-init's shellify takes a string as a whole script.
+        Node::Str(s) => Some(vec![Command::Shell(s)]),
+        Node::Seq(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let field = format!("{key}[{i}]");
+                match item {
+                    Node::Str(s) => out.push(Command::Shell(s)),
+                    Node::Seq(args) => {
+                        let mut argv = Vec::with_capacity(args.len());
+                        let mut ok = true;
+                        for (j, a) in args.iter().enumerate() {
+                            match text(a) {
+                                Some(s) => argv.push(s),
+                                None => {
+                                    ctx.wrong(&format!("{field}[{j}]"), "a string; command", a);
+                                    ok = false;
+                                    break;
+                                }
+                            }
+                        }
+                        if ok && argv.is_empty() {
+                            ctx.warn(&field, "empty command; ignored");
+                        } else if ok {
+                            out.push(Command::Argv(argv));
+                        }
+                    }
+                    other => ctx.wrong(&field, "a string or a list of strings", &other),
+                }
+            }
+            Some(out)
+        }
+        other => {
+            ctx.wrong(key, "a list of commands", &other);
+            None
+        }
+    }
+}
+
+// ---- passwords ----
+
+/// A crypt(3) hash as cloud-init recognises one (`^\$(1|2a|2y|5|6)(\$.+){2}$`), plus the newer
+/// bcrypt, SHA-crypt and yescrypt ids.
+pub(crate) fn is_crypt_hash(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('$') else {
+        return false;
+    };
+    let Some((id, tail)) = rest.split_once('$') else {
+        return false;
+    };
+    let t = tail.as_bytes();
+    matches!(id, "1" | "2a" | "2b" | "2y" | "5" | "6" | "7" | "y" | "gy")
+        && t.len() >= 3
+        && t[1..t.len() - 1].contains(&b'$')
+}
+
+/// A password as the `list:` form (and an untyped `users:` entry) gives it.
+fn classify_password(p: String) -> PasswordValue {
+    if p == "R" || p == "RANDOM" {
+        PasswordValue::Random
+    } else if is_crypt_hash(&p) {
+        PasswordValue::Hash(p)
+    } else {
+        PasswordValue::Plain(Secret::new(p))
+    }
+}
+
+fn push_password(
+    ctx: &mut Ctx,
+    field: &str,
+    user: String,
+    p: PasswordValue,
+    out: &mut Vec<(String, PasswordValue)>,
+) {
+    if p == PasswordValue::Random {
+        ctx.warn(
+            field,
+            format!(
+                "RANDOM password for {} is not supported (primer does not generate passwords); entry skipped",
+                shown(&user)
+            ),
+        );
+        return;
+    }
+    out.push((user, p));
+}
+
+fn chpasswd(ctx: &mut Ctx, v: Node) -> Option<PartialChpasswd> {
+    let m = match v {
+        Node::Null => {
+            return Some(PartialChpasswd {
+                users: Some(Vec::new()),
+                expire: Some(None),
+            })
+        }
+        Node::Map(m) => m,
+        other => {
+            ctx.wrong("chpasswd", "a mapping", &other);
+            return None;
+        }
+    };
+    let mut out = PartialChpasswd::default();
+    let mut entries: Option<Vec<(String, PasswordValue)>> = None;
+    let mut list_entries = Vec::new();
+    let mut user_entries = Vec::new();
+    for (k, v) in m {
+        let field = format!("chpasswd.{k}");
+        match k.as_str() {
+            "expire" => {
+                out.expire = opt(ctx, &field, v, "a boolean", boolish);
+            }
+            "list" => {
+                let lines: Vec<(String, String)> = match v {
+                    Node::Null => Vec::new(),
+                    Node::Str(s) => s
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| !l.trim().is_empty())
+                        .map(|(i, l)| (format!("{field} line {}", i + 1), l.to_string()))
+                        .collect(),
+                    Node::Seq(items) => {
+                        let mut lines = Vec::new();
+                        for (i, item) in items.into_iter().enumerate() {
+                            match text(&item) {
+                                Some(s) => lines.push((format!("{field}[{i}]"), s)),
+                                None => ctx.wrong(
+                                    &format!("{field}[{i}]"),
+                                    "a user:password string",
+                                    &item,
+                                ),
+                            }
+                        }
+                        lines
+                    }
+                    other => {
+                        ctx.wrong(&field, "a list or a string of user:password lines", &other);
+                        continue;
+                    }
+                };
+                for (at, line) in lines {
+                    // cloud-init splits at the first colon; never show the line (a password).
+                    match line.split_once(':') {
+                        Some((u, p)) if !u.trim().is_empty() => {
+                            let u = u.trim().to_string();
+                            push_password(
+                                ctx,
+                                &at,
+                                u,
+                                classify_password(p.to_string()),
+                                &mut list_entries,
+                            );
+                        }
+                        _ => ctx.warn(&at, "expected user:password; entry ignored"),
+                    }
+                }
+                entries.get_or_insert_with(Vec::new);
+            }
+            "users" => {
+                match v {
+                    Node::Null => {}
+                    Node::Seq(items) => {
+                        for (i, item) in items.into_iter().enumerate() {
+                            let at = format!("{field}[{i}]");
+                            match item {
+                                Node::Map(e) => chpasswd_user(ctx, &at, e, &mut user_entries),
+                                other => ctx.wrong(&at, "a mapping {name, password, type}", &other),
+                            }
+                        }
+                    }
+                    other => {
+                        ctx.wrong(&field, "a list of {name, password, type}", &other);
+                        continue;
+                    }
+                }
+                entries.get_or_insert_with(Vec::new);
+            }
+            _ => ctx.unsupported(field),
+        }
+    }
+    if let Some(e) = entries.as_mut() {
+        e.append(&mut list_entries);
+        e.append(&mut user_entries);
+    }
+    out.users = entries;
+    Some(out)
+}
+
+fn chpasswd_user(
+    ctx: &mut Ctx,
+    at: &str,
+    mut e: std::collections::BTreeMap<String, Node>,
+    out: &mut Vec<(String, PasswordValue)>,
+) {
+    let name = e.remove("name").as_ref().and_then(text);
+    let password = e.remove("password");
+    let kind = e.remove("type");
+    for k in e.into_keys() {
+        ctx.unsupported(format!("{at}.{k}"));
+    }
+    let Some(name) = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) else {
+        ctx.warn(
+            &format!("{at}.name"),
+            "missing or not a string; entry ignored",
+        );
+        return;
+    };
+    let kind = match &kind {
+        None | Some(Node::Null) => None,
+        Some(k) => match text(k).map(|s| s.trim().to_ascii_lowercase()) {
+            Some(s) if matches!(s.as_str(), "text" | "hash" | "random") => Some(s),
+            _ => {
+                ctx.warn(
+                    &format!("{at}.type"),
+                    "expected text, hash or RANDOM; entry ignored",
+                );
+                return;
+            }
+        },
+    };
+    let password = match &password {
+        None | Some(Node::Null) => None,
+        Some(p) => match text(p) {
+            Some(s) => Some(s),
+            None => {
+                ctx.wrong(&format!("{at}.password"), "a string; entry", p);
+                return;
+            }
+        },
+    };
+    let value = match (kind.as_deref(), password) {
+        (Some("random"), _) => PasswordValue::Random,
+        (Some("hash"), Some(p)) => PasswordValue::Hash(p),
+        (Some("text"), Some(p)) => PasswordValue::Plain(Secret::new(p)),
+        (None, Some(p)) => classify_password(p),
+        (_, None) => {
+            ctx.warn(
+                &format!("{at}.password"),
+                "missing (and type is not RANDOM); entry ignored",
+            );
+            return;
+        }
+        (Some(_), Some(p)) => classify_password(p),
+    };
+    push_password(ctx, at, name, value, out);
+}
+
+fn ssh_pwauth(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
+    if let Node::Str(s) = &v {
+        if s.trim().eq_ignore_ascii_case("unchanged") {
+            return Some(None);
+        }
+    }
+    opt(ctx, "ssh_pwauth", v, "a boolean or \"unchanged\"", boolish)
+}
+
+fn vendor_data(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
+    match v {
+        Node::Null => Some(None),
+        Node::Map(m) => {
+            let mut enabled = None;
+            for (k, v) in m {
+                let field = format!("vendor_data.{k}");
+                if k == "enabled" {
+                    enabled = opt(ctx, &field, v, "a boolean", boolish).flatten();
+                } else {
+                    ctx.unsupported(field);
+                }
+            }
+            Some(enabled)
+        }
+        other => {
+            ctx.wrong("vendor_data", "a mapping", &other);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::yaml;
+    use super::*;
+
+    fn part(text: &str) -> (Partial, Report) {
+        let limits = yaml::YamlLimits {
+            max_bytes: 1 << 20,
+            max_depth: 32,
+            max_nodes: 100_000,
+            max_aliases: 100,
+            max_replayed_events: 10_000,
+        };
+        let node = yaml::parse(text, &limits).unwrap().node;
+        let mut report = Report::default();
+        let mut budget = Budget::new(1 << 20);
+        let mut ctx = Ctx::new(
+            "user-data",
+            String::new(),
+            &mut report,
+            &mut budget,
+            1 << 20,
+        );
+        let p = convert(node, &mut ctx);
+        (p, report)
+    }
+
+    #[test]
+    fn crypt_hashes() {
+        for h in [
+            "$6$rounds=4096$salt$hash",
+            "$5$6LDowW6p$.RyFu8lVH7Cw3AB",
+            "$1$a$b",
+            "$y$j9T$salt$hash",
+            "$2a$10$x",
+        ] {
+            assert!(is_crypt_hash(h), "{h}");
+        }
+        for p in ["$6$", "$6$$", "$6$a$", "$9$a$b", "plain", "", "$", "$6$ab"] {
+            assert!(!is_crypt_hash(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn booleans_and_null_replacement() {
+        let (p, r) = part("ssh_pwauth: 'yes'\nprefer_fqdn_over_hostname: off\nhostname:\n");
+        assert_eq!(p.ssh_pwauth, Some(Some(true)));
+        assert_eq!(p.prefer_fqdn_over_hostname, Some(Some(false)));
+        assert_eq!(p.hostname, Some(None));
+        assert!(r.warnings.is_empty(), "{r:?}");
+        let (p, _) = part("ssh_pwauth: Unchanged\n");
+        assert_eq!(p.ssh_pwauth, Some(None));
+        let (p, r) = part("ssh_pwauth: maybe\n");
+        assert_eq!(p.ssh_pwauth, None);
+        assert_eq!(r.warnings[0].field, "ssh_pwauth");
+    }
+
+    #[test]
+    fn merge_rules() {
+        let (a, _) =
+            part("hostname: a\nruncmd: [x, y]\nchpasswd: {expire: false, list: 'root:p1'}\n");
+        let (b, _) = part("runcmd: [z]\nchpasswd: {users: [{name: bob, password: p2}]}\n");
+        let mut same = a.clone();
+        same.overlay(b.clone());
+        let c = same.finish();
+        assert_eq!(c.hostname.as_deref(), Some("a"));
+        assert_eq!(c.runcmd, vec![Command::Shell("z".into())]);
+        // Within one origin chpasswd is replaced whole: expire gone, only bob.
+        assert_eq!(c.chpasswd.expire, None);
+        assert_eq!(c.chpasswd.users.len(), 1);
+        // User over vendor: chpasswd merges its sub-keys.
+        let c = Partial::user_over_vendor(a, b).finish();
+        assert_eq!(c.chpasswd.expire, Some(false));
+        assert_eq!(c.chpasswd.users[0].0, "bob");
+        assert_eq!(c.runcmd, vec![Command::Shell("z".into())]);
+        assert_eq!(c.hostname.as_deref(), Some("a"));
+    }
+}
