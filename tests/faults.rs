@@ -58,8 +58,56 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
     snapshot(root)
         .into_iter()
         .filter(|(p, _)| !p.ends_with("var/lib/primer/status.json"))
-        .map(|(p, (mode, uid, gid, _, _, content))| (p, (mode, uid, gid, content)))
+        .map(|(p, (mode, uid, gid, _, _, content))| {
+            let content = unsalted(&p, content);
+            (p, (mode, uid, gid, content))
+        })
         .collect()
+}
+
+/// Password hashes carry a random salt, so two runs write different ones: compare them by
+/// whether they verify the drive's password (openssl, independent of primer) instead.
+fn unsalted(p: &Path, content: Vec<u8>) -> Vec<u8> {
+    let shadow = p.ends_with("etc/shadow");
+    if !shadow && !p.ends_with("applied.json") {
+        return content;
+    }
+    let text = String::from_utf8_lossy(&content).into_owned();
+    let mut out = text.clone();
+    for h in text
+        .split(|c: char| c == ':' || c == '"')
+        .filter(|f| f.starts_with("$6$"))
+    {
+        let salt = h[3..].split('$').next().unwrap_or("");
+        let expect = Command::new("openssl")
+            .args(["passwd", "-6", "-salt", salt, PASSWORD])
+            .output()
+            .unwrap();
+        let ok = String::from_utf8_lossy(&expect.stdout).trim() == h;
+        out = out.replace(
+            h,
+            if ok {
+                "<hash of the drive's password>"
+            } else {
+                "<other hash>"
+            },
+        );
+    }
+    out.into_bytes()
+}
+
+const PASSWORD: &str = "do-not-print-me";
+
+/// The scratch root plus a shadow file and a login.defs, so the password step runs too.
+fn root_with_shadow() -> tempfile::TempDir {
+    let t = scratch_root();
+    fs::write(
+        t.path().join("etc/shadow"),
+        "root:*:19000:0:99999:7:::\ndebian:!:19000:0:99999:7:::\n",
+    )
+    .unwrap();
+    fs::write(t.path().join("etc/group"), "root:x:0:\ndebian:x:1000:\n").unwrap();
+    t
 }
 
 fn temps(root: &Path) -> Vec<PathBuf> {
@@ -72,15 +120,21 @@ fn temps(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn killed_after_every_step_then_rerun_converges() {
     let src = drive();
-    let reference = scratch_root();
+    require_tool("openssl");
+    let reference = root_with_shadow();
     let o = run(src.path(), reference.path(), None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let want = tree(reference.path());
     assert!(want.contains_key(Path::new("etc/injected")));
+    let shadow = String::from_utf8_lossy(&want[Path::new("etc/shadow")].3).into_owned();
+    assert!(
+        shadow.contains("root:<hash of the drive's password>:"),
+        "{shadow}"
+    );
 
     let mut points = 0;
     for n in 1..500 {
-        let root = scratch_root();
+        let root = root_with_shadow();
         let o = run(src.path(), root.path(), Some(n));
         if o.status.code().is_some() {
             // Fewer fault points than n: the run completed.

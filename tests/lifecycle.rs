@@ -124,7 +124,8 @@ fn status_shows_each_step_and_the_instance_then_unchanged_steps() {
             .lines()
             .find(|l| l.split_whitespace().nth(1) == Some(id))
             .unwrap_or_else(|| panic!("no line for step {id}:\n{out}"));
-        assert!(line.trim_start().starts_with("changed"), "{line}");
+        let outcome = step["outcome"].as_str().unwrap();
+        assert!(line.trim_start().starts_with(outcome), "{outcome}: {line}");
         let time = line.split_whitespace().nth(2).unwrap();
         assert!(is_rfc3339_utc(time), "{line}");
     }

@@ -1243,3 +1243,140 @@ fn network_ifupdown() {
 fn network_networkmanager() {
     network_scenario("nm");
 }
+
+// ---- users, passwords, user-data ----
+
+const ADMIN_PASS: &str = "e2e-Admin-pass-4711";
+
+/// Multipart user-data: a `#!` script that appends to a marker (so a second run would show)
+/// and a `#cloud-config` with write_files and runcmd.
+fn users_user_data() -> String {
+    let b = "==E2E-BOUNDARY==";
+    format!(
+        "Content-Type: multipart/mixed; boundary=\"{b}\"\nMIME-Version: 1.0\n\n\
+--{b}\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n\n\
+#!/bin/sh\necho \"ran $(cat /proc/sys/kernel/random/boot_id)\" >> /var/lib/e2e-script-marker\n\n\
+--{b}\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n\n\
+#cloud-config\nwrite_files:\n  - path: /etc/e2e-written\n    content: written by user-data\n    permissions: '0640'\n    owner: debian:debian\nruncmd:\n  - [sh, -c, 'echo runcmd >> /var/lib/e2e-runcmd-marker']\n\n\
+--{b}--\n"
+    )
+}
+
+#[test]
+fn default_user_password_sudo_and_user_data_scripts() {
+    let (key, public) = keypair();
+    let (base, off, len) = variant_image("users");
+    let w = Work::on("users", &base, (off, len));
+    let tree = w.path.join("users-tree");
+    let meta = serde_json::json!({
+        "uuid": INSTANCE, "hostname": FQDN, "name": "vm guest",
+        "public_keys": {"k0": public}, "admin_pass": ADMIN_PASS,
+    });
+    common::write_drive_tree(&tree, &meta);
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            tree.join("openstack").join(v).join("user_data"),
+            users_user_data(),
+        )
+        .unwrap();
+    }
+    let iso = w.path.join("users.iso");
+    common::make_iso(&tree, &iso, common::IsoTool::Nova);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ssh = |cmd: &str| {
+        Command::new("ssh")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg("-i")
+            .arg(key)
+            .args(["-p", &port.to_string(), "debian@127.0.0.1", cmd])
+            .output()
+            .unwrap()
+    };
+    let mut seen = None;
+    let r = Boot {
+        work: &w,
+        attach: Attach::Partition,
+        drive: Some(iso),
+        ssh: Some((port, 150)),
+        nics: &[],
+    }
+    .run_with(|_| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(90) {
+            let o = ssh("id -un; sudo -n true && echo sudo-ok");
+            if o.status.success() {
+                seen = Some(String::from_utf8_lossy(&o.stdout).to_string());
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let _ = ssh("sudo -n touch /run/primer-e2e-release");
+    });
+    println!("{}", r.timing("users"));
+    let ctx = || format!("journal:\n{}", r.journal());
+    assert_unit_ok(&r, "users");
+    let out = seen.unwrap_or_else(|| panic!("ssh as debian failed\n{}\n{}", ctx(), r.serial));
+    assert_eq!(out, "debian\nsudo-ok\n", "{}", ctx());
+    assert!(!r.journal().contains(ADMIN_PASS), "password in the journal");
+    assert!(!r.serial.contains(ADMIN_PASS), "password on the console");
+
+    // A second boot of the same disk: nothing runs again.
+    let again = Boot {
+        work: &w,
+        attach: Attach::None,
+        drive: None,
+        ssh: None,
+        nics: &[],
+    }
+    .run();
+    println!("{}", again.timing("users, second boot"));
+    assert_unit_ok(&again, "users-2");
+
+    let marker = w.read_guest_file("/var/lib/e2e-script-marker");
+    assert_eq!(
+        marker.lines().count(),
+        1,
+        "script ran {marker:?}\n{}",
+        ctx()
+    );
+    let runcmd = w.read_guest_file("/var/lib/e2e-runcmd-marker");
+    assert_eq!(runcmd, "runcmd\n", "{}", ctx());
+    assert_eq!(
+        w.read_guest_file("/etc/e2e-written"),
+        "written by user-data"
+    );
+    // The password: SHA-512 crypt in shadow, checked by an independent implementation.
+    let shadow = w.read_guest_file("/etc/shadow");
+    let field = shadow
+        .lines()
+        .find_map(|l| l.strip_prefix("debian:"))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no debian in shadow"))
+        .to_string();
+    let salt = field
+        .strip_prefix("$6$")
+        .and_then(|s| s.split('$').next())
+        .unwrap_or_else(|| panic!("not SHA-512 crypt: {field:?}"));
+    let expect = sh(Command::new("openssl").args(["passwd", "-6", "-salt", salt, ADMIN_PASS]));
+    assert_eq!(field, expect.trim());
+    let sudoers = w.read_guest_file("/etc/sudoers.d/90-primer");
+    assert!(
+        sudoers.contains("debian ALL=(ALL) NOPASSWD:ALL"),
+        "{sudoers}"
+    );
+}

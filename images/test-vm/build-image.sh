@@ -3,7 +3,8 @@
 # offset and length of its trailing config partition: "IMAGE OFFSET LENGTH".
 # Usage: build-image.sh VARIANT [PRIMER_DEB]
 #   VARIANT base: Debian bookworm + primer (from PRIMER_DEB, built by packaging/build-deb.sh);
-#   VARIANT cloudinit: the same guest with Debian's cloud-init instead of primer.
+#   VARIANT cloudinit: the same guest with Debian's cloud-init instead of primer;
+#   VARIANT users: base + sudo, primer configured with a default user.
 # Disk: GPT, p1 ext4 LABEL=root, p2 the last 64 MiB (Ironic's placement) left empty: tests
 # write a config drive into it on a per-test qcow2 overlay.
 set -eu
@@ -43,6 +44,19 @@ if [ ! -s "$img" ]; then
         # builder for a slow platform raises the deadline the same way.
         printf 'probe:\n  wait_seconds: 25\n' >"$tree/etc/primer/primer.yaml"
     fi
+    if [ "$variant" = users ]; then
+        # A default user as an image builder configures one: the drive's keys and password go
+        # to it, and it may sudo without a password.
+        cat >>"$tree/etc/primer/primer.yaml" <<'EOF'
+default_user:
+  name: debian
+  gecos: Debian
+  groups: [adm, sudo]
+  shell: /bin/bash
+  sudo: "ALL=(ALL) NOPASSWD:ALL"
+  lock_password: true
+EOF
+    fi
     if [ "$variant" = cloudinit ]; then
         # Only the config drive datasource, as primer: no network probing for metadata servers.
         printf 'datasource_list: [ ConfigDrive, None ]\n' >"$tree/etc/cloud/cloud.cfg.d/90-primer-test.cfg"
@@ -54,7 +68,7 @@ if [ ! -s "$img" ]; then
     # networkd is the base guest's network backend. The ifupdown and nm variants mask it: the
     # first boot applies systemd's presets, which would enable it beside their own backend.
     case "$variant" in
-        base|cloudinit) ln -sf /usr/lib/systemd/system/systemd-networkd.service "$tree/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" ;;
+        base|cloudinit|users) ln -sf /usr/lib/systemd/system/systemd-networkd.service "$tree/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" ;;
         *) for u in systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service; do
                ln -sf /dev/null "$tree/etc/systemd/system/$u"
            done ;;

@@ -8,7 +8,8 @@ MIRROR=http://deb.debian.org/debian
 BASE_PACKAGES="systemd,systemd-sysv,udev,kmod,iproute2,dbus,openssh-server"
 
 # Extra packages per variant: base (primer, systemd-networkd), cloudinit (Debian's cloud-init for
-# comparison), ifupdown and nm (the other network backends primer renders for). ifupdown needs
+# comparison), ifupdown and nm (the other network backends primer renders for), users (sudo, for
+# primer's default user and its sudo rule). ifupdown needs
 # ifenslave for bonds, vlan for VLANs and procps: it sets accept_ra/autoconf with sysctl and
 # silently skips that when sysctl is missing.
 variant_packages() {
@@ -17,6 +18,7 @@ variant_packages() {
         cloudinit) echo ",cloud-init" ;;
         ifupdown) echo ",ifupdown,isc-dhcp-client,ifenslave,vlan,procps" ;;
         nm) echo ",network-manager" ;;
+        users) echo ",sudo" ;;
         *) echo "unknown variant $1" >&2; return 1 ;;
     esac
 }

@@ -270,17 +270,22 @@ fn apply_action(
             uid,
             gid,
             ..
-        } => w.stage(
-            tag,
-            path,
-            content,
-            Meta {
-                mode: *mode,
-                uid: *uid,
-                gid: *gid,
-            },
-            parents_for(path),
-        ),
+        } => {
+            if path.starts_with("etc/sudoers.d/") {
+                script::check_sudoers(content)?;
+            }
+            w.stage(
+                tag,
+                path,
+                content,
+                Meta {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                },
+                parents_for(path),
+            )
+        }
         Action::EnsureDir {
             path,
             mode,
@@ -302,6 +307,7 @@ fn apply_action(
             }
             nix::unistd::sethostname(name).map_err(std::io::Error::from)
         }
+        Action::EditAccounts { writes } => accounts::apply_accounts(w, writes),
         Action::SeedEntropy { data, .. } => {
             if !target.live {
                 return Err(std::io::Error::other("not a live system"));

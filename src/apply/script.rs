@@ -119,3 +119,53 @@ fn log_lines(step: &str, r: Box<dyn Read + Send>) {
         tracing::info!(step = %step, "| ({} more lines not logged)", n - MAX_LINES);
     }
 }
+
+/// Checks a sudoers drop-in with `visudo -cf` when visudo is installed on this system (a
+/// broken drop-in would lock everyone out of sudo). Without visudo the content is written as
+/// planned: primer's own rules are one `user rule` line each.
+pub fn check_sudoers(content: &[u8]) -> std::io::Result<()> {
+    let Some(visudo) = ["/usr/sbin/visudo", "/sbin/visudo", "/usr/bin/visudo"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        tracing::debug!("visudo not installed here: sudoers drop-in not validated");
+        return Ok(());
+    };
+    let mut tmp = tempfile_in_tmp()?;
+    tmp.1.write_all(content)?;
+    let out = Command::new(visudo)
+        .arg("-cf")
+        .arg(&tmp.0)
+        .stdin(Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&tmp.0);
+    let out = out?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "visudo -cf rejected the sudoers drop-in: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        )))
+    }
+}
+
+/// A private (0600) temporary file: (path, handle).
+fn tempfile_in_tmp() -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    for n in 0..100u32 {
+        let p = dir.join(format!(".primer-sudoers.{}.{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("cannot create a temporary file"))
+}

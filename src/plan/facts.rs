@@ -60,6 +60,16 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
     for rel in super::wanted_files(instance, policy) {
         read_file_fact(root, &rel, &mut facts);
     }
+    if super::users::wants_accounts(instance, &policy.users) {
+        facts.skel = read_skel(root);
+        // Salts for password hashes; a failure leaves zeros, which only makes the salt
+        // predictable (the hash is still correct), so it is logged, not fatal.
+        if let Err(e) =
+            fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut facts.salt))
+        {
+            tracing::warn!("/dev/urandom: {e}; password salts are not random");
+        }
+    }
     if state::invalid_instance_id(&instance.instance_id).is_none() {
         let id = &instance.instance_id;
         let record_path = state::record_path(id);
@@ -69,6 +79,9 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
             .get(&record_path)
             .and_then(|f| serde_json::from_slice::<Record>(&f.content).ok());
         read_file_fact(root, &state::instance_json_path(id), &mut facts);
+        for rel in walk_files(root, &super::userdata::scripts_dir(id)) {
+            read_file_fact(root, &rel, &mut facts);
+        }
         let copy = state::drive_copy_dir(id);
         for rel in walk_files(root, &copy) {
             read_file_fact(root, &rel, &mut facts);
@@ -76,6 +89,47 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         }
     }
     facts
+}
+
+/// Most files taken from /etc/skel, and the deepest level walked.
+const MAX_SKEL_FILES: usize = 200;
+const MAX_SKEL_DEPTH: usize = 4;
+
+/// Regular files under /etc/skel (path below it), for new homes. Bounded; symlinks skipped.
+fn read_skel(root: &Path) -> Vec<(String, FileFact)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), 0usize)];
+    while let Some((sub, depth)) = stack.pop() {
+        let rel = if sub.is_empty() {
+            super::users::SKEL.to_string()
+        } else {
+            format!("{}/{sub}", super::users::SKEL)
+        };
+        let Ok(dir) = resolve_in_root(root, &rel) else {
+            continue;
+        };
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = if sub.is_empty() {
+                name
+            } else {
+                format!("{sub}/{name}")
+            };
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() && depth + 1 < MAX_SKEL_DEPTH {
+                stack.push((child, depth + 1));
+            } else if t.is_file() && out.len() < MAX_SKEL_FILES {
+                if let Some(f) = read_file(root, &format!("{}/{child}", super::users::SKEL)) {
+                    out.push((child, f));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 fn read_meta(root: &Path, rel: &str) -> Option<(Meta, bool)> {

@@ -8,6 +8,7 @@ pub mod hostname;
 pub mod inject;
 pub mod keys;
 pub mod network;
+pub mod userdata;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use serde::{Serialize, Serializer};
 
 pub use crate::apply::fs::Meta;
 use crate::media::DriveFiles;
+use crate::model::userdata::UserData;
 use crate::model::{Instance, Report};
 use crate::state::{self, Record};
 
@@ -71,6 +73,10 @@ pub struct HostFacts {
     pub record: Option<Record>,
     /// Interfaces, network backend and primer's network files on the target.
     pub network: crate::net::host::NetFacts,
+    /// Random bytes for password salts (read with the facts so planning stays pure).
+    pub salt: [u8; 32],
+    /// Files of /etc/skel (path below it, content and meta), for new homes.
+    pub skel: Vec<(String, FileFact)>,
 }
 
 /// What a step does.
@@ -116,8 +122,21 @@ pub enum Action {
         #[serde(skip)]
         record: Record,
     },
+    /// Write account files (passwd, shadow, group, gshadow) under the shadow suite's lock,
+    /// refusing if one changed since planning.
+    EditAccounts {
+        #[serde(serialize_with = "account_paths")]
+        writes: Vec<crate::apply::accounts::AccountWrite>,
+    },
     /// Nothing can be done (see the step's why).
     Nothing,
+}
+
+fn account_paths<S: Serializer>(
+    w: &[crate::apply::accounts::AccountWrite],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(w.iter().map(|w| &w.path))
 }
 
 fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -152,8 +171,9 @@ pub struct Step {
     pub change: Change,
     pub action: Action,
     pub why: String,
-    /// Hash of the input this step applies, kept in the record (see `state::Record`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Hash of the input this step applies, kept in the record (see `state::Record`). Not
+    /// printed: for a password it is the crypt hash set.
+    #[serde(skip)]
     pub input: Option<String>,
 }
 
@@ -202,6 +222,9 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         facts,
         steps: Vec::new(),
         warnings: Report::default(),
+        accounts_now: BTreeMap::new(),
+        created_users: Vec::new(),
+        ssh_user: Some(policy.ssh_user.clone()),
     };
     let id = &instance.instance_id;
     if let Some(reason) = state::invalid_instance_id(id) {
@@ -214,11 +237,15 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         });
         return p.finish(id);
     }
-    p.plan_hostname(instance);
-    p.plan_ssh_keys(instance, policy);
+    let ud = p.user_data(instance, &policy.users);
+    p.plan_accounts(instance, &ud, &policy.users);
+    p.plan_hostname(instance, &ud);
+    p.plan_ssh_keys(instance, &ud, policy);
     p.plan_network(instance, drive, &policy.network);
     p.plan_injected_files(instance, policy.users.files_mode);
+    p.plan_write_files(instance, &ud);
     p.plan_entropy(instance);
+    p.plan_scripts(instance, &ud, &policy.users);
     p.plan_local_copy(instance, drive);
     p.plan_record(instance, drive);
     p.finish(id)
@@ -226,18 +253,35 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
 
 /// Files under the root (besides the fixed ones) whose content and meta the planner compares
 /// against: read by `facts::read_host_facts`.
-pub fn wanted_files(instance: &Instance, _policy: &Policy) -> Vec<String> {
-    instance
+pub fn wanted_files(instance: &Instance, policy: &Policy) -> Vec<String> {
+    let mut v: Vec<String> = instance
         .files
         .iter()
         .filter_map(|f| inject::injected_path(&f.path).ok())
-        .collect()
+        .collect();
+    if users::wants_accounts(instance, &policy.users) {
+        v.extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
+        let (ud, _) = userdata::user_data(instance, &policy.users);
+        v.extend(
+            ud.cloud_config
+                .write_files
+                .iter()
+                .filter_map(|w| inject::injected_path(&w.path).ok()),
+        );
+    }
+    v
 }
 
 struct Planner<'a> {
     facts: &'a HostFacts,
     steps: Vec<Step>,
     warnings: Report,
+    /// Account files as earlier steps of this plan leave them (path -> content, None: absent).
+    accounts_now: BTreeMap<String, Option<String>>,
+    /// Users this plan creates.
+    created_users: Vec<PasswdEntry>,
+    /// The user whose keys use the plain `ssh-dir`/`ssh-keys` step ids.
+    ssh_user: Option<String>,
 }
 
 impl Planner<'_> {
@@ -320,13 +364,20 @@ impl Planner<'_> {
         });
     }
 
-    fn plan_hostname(&mut self, instance: &Instance) {
-        let Some(raw) = instance.hostname.as_deref() else {
-            return;
+    /// The host name: `#cloud-config` `fqdn`, else its `hostname`, else the drive's metadata.
+    fn plan_hostname(&mut self, instance: &Instance, ud: &UserData) {
+        let cc = &ud.cloud_config;
+        let (raw, file) = match (cc.fqdn.as_deref(), cc.hostname.as_deref()) {
+            (Some(f), _) => (f, "user-data"),
+            (None, Some(h)) => (h, "user-data"),
+            (None, None) => match instance.hostname.as_deref() {
+                Some(h) => (h, "meta_data.json"),
+                None => return,
+            },
         };
         let Some(name) = hostname::sanitize_hostname(raw) else {
             self.warnings.warn(
-                "meta_data.json",
+                file,
                 "hostname",
                 format!("{raw:?} has no usable host name characters; host name left as it is"),
             );
@@ -334,7 +385,7 @@ impl Planner<'_> {
         };
         for note in &name.notes {
             self.warnings.warn(
-                "meta_data.json",
+                file,
                 "hostname",
                 format!("{raw:?}: {note}; using {:?}", name.fqdn),
             );
@@ -404,23 +455,54 @@ impl Planner<'_> {
         }
     }
 
-    fn plan_ssh_keys(&mut self, instance: &Instance, policy: &Policy) {
-        let mut keys = Vec::new();
-        for (i, k) in instance.ssh_keys.iter().enumerate() {
-            match keys::validate_key_line(k) {
-                Ok(k) => keys.push(k),
-                Err(e) => self.warnings.warn(
-                    "meta_data.json",
-                    "public_keys",
-                    format!("key {} refused: {e}", i + 1),
-                ),
+    /// A user of the target, including those this plan creates.
+    fn user(&self, name: &str) -> Option<PasswdEntry> {
+        self.facts
+            .passwd
+            .iter()
+            .chain(&self.created_users)
+            .find(|p| p.name == name)
+            .cloned()
+    }
+
+    /// The drive's keys (and `#cloud-config` `ssh_authorized_keys`) for the SSH user.
+    fn plan_ssh_keys(&mut self, instance: &Instance, ud: &UserData, policy: &Policy) {
+        let mut lines = instance.ssh_keys.clone();
+        for k in &ud.cloud_config.ssh_authorized_keys {
+            if !lines.contains(k) {
+                lines.push(k.clone());
             }
         }
-        let user = &policy.ssh_user;
-        let Some(pw) = self.facts.passwd.iter().find(|p| &p.name == user) else {
+        self.plan_keys_for(
+            &policy.ssh_user.clone(),
+            &lines,
+            "meta_data.json",
+            "public_keys",
+        );
+    }
+
+    /// An `authorized_keys` block of primer's for `user`. The SSH user's steps keep the ids
+    /// `ssh-dir`/`ssh-keys`; other users' carry the name.
+    fn plan_keys_for(&mut self, user: &str, lines: &[String], file: &str, field: &str) {
+        let mut keys = Vec::new();
+        for (i, k) in lines.iter().enumerate() {
+            match keys::validate_key_line(k) {
+                Ok(k) => keys.push(k),
+                Err(e) => self
+                    .warnings
+                    .warn(file, field, format!("key {} refused: {e}", i + 1)),
+            }
+        }
+        let (dir_id, keys_id) = if self.ssh_user.as_deref().is_none_or(|u| u == user) {
+            self.ssh_user = Some(user.to_string());
+            ("ssh-dir".to_string(), "ssh-keys".to_string())
+        } else {
+            (format!("ssh-dir:{user}"), format!("ssh-keys:{user}"))
+        };
+        let Some(pw) = self.user(user) else {
             if !keys.is_empty() {
                 self.steps.push(Step {
-                    id: "ssh-keys".into(),
+                    id: keys_id,
                     change: Change::Error,
                     action: Action::Nothing,
                     why: format!(
@@ -469,7 +551,7 @@ impl Planner<'_> {
             None => (Change::Create, format!("/{ssh_dir} does not exist")),
         };
         self.steps.push(Step {
-            id: "ssh-dir".into(),
+            id: dir_id,
             change,
             action: Action::EnsureDir {
                 path: ssh_dir.clone(),
@@ -487,7 +569,7 @@ impl Planner<'_> {
         let input = Some(state::sha256_hex(keys.join("\n").as_bytes()));
         let what = format!("{} SSH key(s) for {user}", keys.len());
         self.file_step(
-            "ssh-keys",
+            &keys_id,
             &path,
             content.into_bytes(),
             Meta {

@@ -1,0 +1,267 @@
+//! User-data on the target: `#cloud-config` `write_files`, `#!` scripts, `runcmd` and `bootcmd`,
+//! planned once per instance (bootcmd: every boot). Pure: scripts are planned as files under
+//! the instance's private state plus run steps that apply carries out on a live system only;
+//! with `--root` they are staged, not run. Hostname, keys, users and passwords from
+//! `#cloud-config` are planned by their own modules.
+
+use super::inject::injected_path;
+use super::users::{group_gid, GROUP};
+use super::{Action, Change, Meta, Planner, Step, PRIVATE_FILE};
+use crate::model::userdata::{Command, Origin, UserData};
+use crate::model::Instance;
+use crate::plan::users::{UserDataMode, UserPolicy};
+use crate::source::userdata::{parse_instance_user_data, UserDataLimits};
+use crate::state;
+
+/// Where an instance's scripts are stored (0700 files in primer's private state).
+pub fn scripts_dir(instance_id: &str) -> String {
+    format!("{}/scripts", state::instance_dir(instance_id))
+}
+
+/// The user-data as primer applies it (empty when the configuration leaves it to another
+/// agent).
+pub fn user_data(instance: &Instance, policy: &UserPolicy) -> (UserData, crate::model::Report) {
+    match policy.user_data {
+        UserDataMode::Apply => parse_instance_user_data(instance, &UserDataLimits::default()),
+        UserDataMode::Ignore => (UserData::default(), Default::default()),
+    }
+}
+
+/// A command line for `sh`: a shell string as is, an argv quoted word by word.
+fn shell_line(c: &Command) -> String {
+    match c {
+        Command::Shell(s) => s.clone(),
+        Command::Argv(v) => v
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+fn script_of(cmds: &[Command]) -> Vec<u8> {
+    let mut s = String::from("#!/bin/sh\n# written by primer from #cloud-config\n");
+    for c in cmds {
+        s.push_str(&shell_line(c));
+        s.push('\n');
+    }
+    s.into_bytes()
+}
+
+impl Planner<'_> {
+    pub(super) fn user_data(&mut self, instance: &Instance, policy: &UserPolicy) -> UserData {
+        let (ud, report) = user_data(instance, policy);
+        self.warnings.warnings.extend(report.warnings);
+        if policy.user_data == UserDataMode::Ignore
+            && (instance.user_data.is_some() || !instance.vendor_user_data.is_empty())
+        {
+            self.warnings.warn(
+                "user-data",
+                "",
+                "left to another agent (configuration user_data: ignore)",
+            );
+        }
+        ud
+    }
+
+    /// `write_files`: inside the root only, owner and mode as given, `append` once per instance.
+    pub(super) fn plan_write_files(&mut self, _instance: &Instance, ud: &UserData) {
+        for w in &ud.cloud_config.write_files {
+            let rel = match injected_path(&w.path) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.warnings.warn(
+                        "user-data",
+                        "write_files",
+                        format!("{:?} refused: {e}", w.path),
+                    );
+                    continue;
+                }
+            };
+            let Some((uid, gid)) = self.owner(w.owner.as_deref().unwrap_or("root:root")) else {
+                self.warnings.warn(
+                    "user-data",
+                    "write_files",
+                    format!(
+                        "{}: owner {:?} is not a user or group of the target; not written",
+                        w.path,
+                        w.owner.as_deref().unwrap_or("")
+                    ),
+                );
+                continue;
+            };
+            let meta = Meta {
+                mode: w.permissions.unwrap_or(0o644) & 0o7777,
+                uid,
+                gid,
+            };
+            let id = format!("write-file:{rel}");
+            let mut input_bytes = w.content.clone();
+            input_bytes.extend_from_slice(format!("{meta:?}{}", w.append).as_bytes());
+            let input = Some(state::sha256_hex(&input_bytes));
+            let content = if w.append {
+                if input
+                    .as_deref()
+                    .is_some_and(|i| self.applied_before(&id, i))
+                {
+                    self.steps.push(Step {
+                        id,
+                        change: Change::Unchanged,
+                        action: Action::Nothing,
+                        why: format!("write_files {}: appended before for this instance", w.path),
+                        input,
+                    });
+                    continue;
+                }
+                let mut c = self
+                    .facts
+                    .files
+                    .get(&rel)
+                    .map(|f| f.content.clone())
+                    .unwrap_or_default();
+                c.extend_from_slice(&w.content);
+                c
+            } else {
+                w.content.clone()
+            };
+            self.file_step(
+                &id,
+                &rel,
+                content,
+                meta,
+                input,
+                &format!("write_files {}", w.path),
+                true,
+            );
+        }
+    }
+
+    /// `user:group` (or `user`) to ids, with users and groups this plan creates.
+    fn owner(&self, spec: &str) -> Option<(u32, u32)> {
+        let (u, g) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let num = |s: &str| s.parse::<u32>().ok();
+        let (uid, primary) = match num(u) {
+            Some(n) => (n, n),
+            None => {
+                let pw = self.user(u)?;
+                (pw.uid, pw.gid)
+            }
+        };
+        let gid = match g {
+            None | Some("") => primary,
+            Some(g) => match num(g) {
+                Some(n) => n,
+                None => {
+                    let groups = self
+                        .accounts_now
+                        .get(GROUP)
+                        .cloned()
+                        .flatten()
+                        .or_else(|| {
+                            self.facts
+                                .files
+                                .get(GROUP)
+                                .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+                        })
+                        .unwrap_or_default();
+                    group_gid(&groups, g)?
+                }
+            },
+        };
+        Some((uid, gid))
+    }
+
+    /// Scripts (vendor first, then user), `runcmd`, and `bootcmd` (every boot, first).
+    pub(super) fn plan_scripts(&mut self, instance: &Instance, ud: &UserData, policy: &UserPolicy) {
+        let dir = scripts_dir(&instance.instance_id);
+        let timeout = policy.script_timeout.as_secs().max(1);
+        let cc = &ud.cloud_config;
+        let mut all: Vec<(String, Vec<u8>, bool)> = Vec::new();
+        if !cc.bootcmd.is_empty() {
+            all.push(("bootcmd".into(), script_of(&cc.bootcmd), true));
+        }
+        for origin in [Origin::VendorData, Origin::UserData] {
+            for s in ud.scripts.iter().filter(|s| s.origin == origin) {
+                let prefix = match origin {
+                    Origin::VendorData => "vendor-",
+                    Origin::UserData => "",
+                };
+                all.push((format!("{prefix}{}", s.name), s.content.clone(), false));
+            }
+        }
+        if !cc.runcmd.is_empty() {
+            all.push(("runcmd".into(), script_of(&cc.runcmd), false));
+        }
+        for b in &ud.boothooks {
+            self.warnings.warn(
+                "user-data",
+                &b.name,
+                "#cloud-boothook parts are not run by primer",
+            );
+        }
+        for (name, content, every_boot) in all {
+            let path = format!("{dir}/{name}");
+            let input = state::sha256_hex(&content);
+            self.file_step(
+                &format!("script-file:{name}"),
+                &path,
+                content,
+                Meta {
+                    mode: 0o700,
+                    ..PRIVATE_FILE
+                },
+                None,
+                &format!("user-data script {name} (stored)"),
+                false,
+            );
+            let id = format!("script:{name}");
+            let staged = self
+                .facts
+                .files
+                .get(&path)
+                .is_some_and(|f| state::sha256_hex(&f.content) == input);
+            let (change, why, input) = if !self.facts.live {
+                (
+                    if staged {
+                        Change::Unchanged
+                    } else {
+                        Change::Skip
+                    },
+                    format!("script {name}: staged at /{path}, not run (not the running system)"),
+                    None,
+                )
+            } else if every_boot {
+                (
+                    Change::Update,
+                    format!("bootcmd: runs every boot ({})", path),
+                    None,
+                )
+            } else if self.applied_before(&id, &input) {
+                (
+                    Change::Unchanged,
+                    format!("script {name}: already ran for this instance"),
+                    Some(input),
+                )
+            } else {
+                (
+                    Change::Update,
+                    format!("script {name}: runs once for this instance"),
+                    Some(input),
+                )
+            };
+            self.steps.push(Step {
+                id,
+                change,
+                action: Action::RunScript {
+                    path: path.clone(),
+                    timeout_secs: timeout,
+                },
+                why,
+                input,
+            });
+        }
+    }
+}
