@@ -74,10 +74,7 @@ fn unsalted(p: &Path, content: Vec<u8>) -> Vec<u8> {
     }
     let text = String::from_utf8_lossy(&content).into_owned();
     let mut out = text.clone();
-    for h in text
-        .split([':', '"'])
-        .filter(|f| f.starts_with("$6$"))
-    {
+    for h in text.split([':', '"']).filter(|f| f.starts_with("$6$")) {
         let salt = h[3..].split('$').next().unwrap_or("");
         let expect = Command::new("openssl")
             .args(["passwd", "-6", "-salt", salt, PASSWORD])

@@ -36,11 +36,13 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
     if let Some(f) = read_file(root, "etc/passwd") {
         facts.passwd = parse_passwd(&String::from_utf8_lossy(&f.content));
     }
-    if let Some(pw) = facts
+    let key_users = super::key_users(instance, policy);
+    for pw in facts
         .passwd
         .iter()
-        .find(|p| p.name == policy.ssh_user)
+        .filter(|p| key_users.contains(&p.name))
         .cloned()
+        .collect::<Vec<_>>()
     {
         let home = pw.home.trim_matches('/');
         let ssh_dir = if home.is_empty() {

@@ -272,6 +272,23 @@ pub fn wanted_files(instance: &Instance, policy: &Policy) -> Vec<String> {
     v
 }
 
+/// Users whose `~/.ssh` the planner compares against: the SSH user and the `#cloud-config`
+/// users that carry keys.
+pub fn key_users(instance: &Instance, policy: &Policy) -> Vec<String> {
+    let mut v = vec![policy.ssh_user.clone()];
+    if users::wants_accounts(instance, &policy.users) {
+        let (ud, _) = userdata::user_data(instance, &policy.users);
+        v.extend(
+            ud.cloud_config
+                .users
+                .iter()
+                .filter(|u| !u.ssh_authorized_keys.is_empty())
+                .map(|u| u.name.clone()),
+        );
+    }
+    v
+}
+
 struct Planner<'a> {
     facts: &'a HostFacts,
     steps: Vec<Step>,

@@ -339,9 +339,24 @@ impl Planner<'_> {
         }
 
         if !specs.is_empty() {
-            let users: Vec<UserSpec> = specs.iter().map(|s| s.0.clone()).collect();
+            // An existing account keeps its password field: passwords are the password steps'
+            // business, so a re-run never re-locks or re-hashes what was set before.
+            let users: Vec<UserSpec> = specs
+                .iter()
+                .map(|s| {
+                    let mut u = s.0.clone();
+                    if self.user(&u.name).is_some() {
+                        u.lock_password = false;
+                        u.password_hash = None;
+                    }
+                    u
+                })
+                .collect();
             let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
-            let input = Some(state::sha256_hex(format!("{users:?}").as_bytes()));
+            // The input is what was asked for (Debug redacts hashes), not what this run
+            // still has to do.
+            let asked: Vec<&UserSpec> = specs.iter().map(|s| &s.0).collect();
+            let input = Some(state::sha256_hex(format!("{asked:?}").as_bytes()));
             let edit = accounts::plan_accounts(&self.account_files(), &defs, &users, &[]);
             for w in &edit.warnings {
                 self.warnings.warn("users", "", w.clone());

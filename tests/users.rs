@@ -1,0 +1,505 @@
+//! Users, passwords, user-data, injected files: `primer run` into temp roots holding real
+//! Debian-style account files, checked with Debian's own tools (`pwck`, `grpck`, `visudo`) and
+//! an independent SHA-512 crypt (`openssl passwd -6`); no clear password anywhere.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine;
+use common::*;
+
+const ADMIN_PASS: &str = "Adm1n-drive-pass";
+const ALICE_PLAIN: &str = "alice-plain-text-pw";
+const ALICE_CHPASSWD: &str = "alice-chpasswd-pw";
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+bin:x:2:2:bin:/bin:/usr/sbin/nologin
+sys:x:3:3:sys:/dev:/usr/sbin/nologin
+sync:x:4:65534:sync:/bin:/bin/sync
+man:x:6:12:man:/var/cache/man:/usr/sbin/nologin
+_apt:x:42:65534::/nonexistent:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+";
+const SHADOW: &str = "root:*:19800:0:99999:7:::
+daemon:*:19800:0:99999:7:::
+bin:*:19800:0:99999:7:::
+sys:*:19800:0:99999:7:::
+sync:*:19800:0:99999:7:::
+man:*:19800:0:99999:7:::
+_apt:*:19800:0:99999:7:::
+nobody:*:19800:0:99999:7:::
+";
+const GROUP: &str = "root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+man:x:12:
+sudo:x:27:
+shadow:x:42:
+nogroup:x:65534:
+";
+const GSHADOW: &str = "root:*::
+daemon:*::
+bin:*::
+sys:*::
+adm:*::
+man:*::
+sudo:*::
+shadow:*::
+nogroup:*::
+";
+const LOGIN_DEFS: &str = "MAIL_DIR /var/mail
+UID_MIN 1000
+UID_MAX 60000
+SYS_UID_MIN 100
+SYS_UID_MAX 999
+GID_MIN 1000
+GID_MAX 60000
+SYS_GID_MIN 100
+SYS_GID_MAX 999
+ENCRYPT_METHOD SHA512
+";
+const CONFIG: &str = "default_user:
+  name: debian
+  gecos: Debian
+  groups: [adm, sudo]
+  shell: /bin/bash
+  sudo: \"ALL=(ALL) NOPASSWD:ALL\"
+  lock_password: true
+ssh_pwauth: user-data
+";
+
+/// A Debian-like target root: account files, login.defs, skel, sudoers, sshd_config.d, and the
+/// homes and shells the system users name (pwck checks them).
+fn debian_root() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    let w = |p: &str, c: &str, mode: u32| {
+        let f = r.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, c).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    w("etc/passwd", PASSWD, 0o644);
+    w("etc/shadow", SHADOW, 0o640);
+    w("etc/group", GROUP, 0o644);
+    w("etc/gshadow", GSHADOW, 0o640);
+    w("etc/login.defs", LOGIN_DEFS, 0o644);
+    w("etc/default/useradd", "SHELL=/bin/sh\n", 0o644);
+    w("etc/skel/.bashrc", "# ~/.bashrc\n", 0o644);
+    w("etc/skel/.profile", "# ~/.profile\n", 0o644);
+    w("etc/skel/.config/app/settings", "x=1\n", 0o600);
+    w(
+        "etc/sudoers",
+        "root ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
+        0o440,
+    );
+    w("etc/motd", "base motd\n", 0o644);
+    w("etc/hosts", "127.0.0.1\tlocalhost\n", 0o644);
+    w("etc/primer/primer.yaml", CONFIG, 0o644);
+    fs::create_dir_all(r.join("etc/ssh/sshd_config.d")).unwrap();
+    // pwck checks every home; Debian's own `/nonexistent` is made to exist here so that only
+    // findings about the accounts primer creates can fail the check.
+    for d in [
+        "root",
+        "usr/sbin",
+        "bin",
+        "dev",
+        "var/cache/man",
+        "nonexistent",
+    ] {
+        fs::create_dir_all(r.join(d)).unwrap();
+    }
+    for s in ["bin/bash", "bin/sh", "usr/sbin/nologin", "bin/sync"] {
+        w(s, "#!/bin/true\n", 0o755);
+    }
+    t
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+/// gzip(multipart(cloud-config, a #! script, an unsupported #include)).
+fn user_data() -> Vec<u8> {
+    let gz_b64 = base64::engine::general_purpose::STANDARD.encode(gzip(b"zipped\n"));
+    let cc = format!(
+        "#cloud-config
+hostname: ud-host
+fqdn: ud-host.example.net
+users:
+  - default
+  - name: alice
+    gecos: Alice
+    groups: [adm, project]
+    shell: /bin/bash
+    sudo: ALL=(ALL) ALL
+    lock_passwd: false
+    plain_text_passwd: {ALICE_PLAIN}
+    ssh_authorized_keys: [{ED2}]
+ssh_authorized_keys: [{ED2}]
+write_files:
+  - path: /etc/b64file
+    encoding: b64
+    content: aGVsbG8K
+    permissions: '0600'
+    owner: alice:alice
+  - path: /srv/data/gzfile
+    encoding: gz+b64
+    content: {gz_b64}
+  - path: /etc/motd
+    content: |
+      appended line
+    append: true
+  - path: /etc/../../escape
+    content: nope
+chpasswd:
+  expire: false
+  users:
+    - name: alice
+      password: {ALICE_CHPASSWD}
+      type: text
+ssh_pwauth: true
+runcmd:
+  - echo runcmd
+  - [touch, /tmp/it's here]
+bootcmd:
+  - echo boot
+package_upgrade: true
+unknown_thing: 1
+"
+    );
+    let b = "XXBOUNDARYXX";
+    let body = format!(
+        "Content-Type: multipart/mixed; boundary=\"{b}\"\nMIME-Version: 1.0\n\n--{b}\nContent-Type: text/cloud-config\n\n{cc}\n--{b}\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho script\n\n--{b}\nContent-Type: text/plain\n\n#include\nhttp://example.invalid/x\n\n--{b}--\n"
+    );
+    gzip(body.as_bytes())
+}
+
+fn drive(admin_pass: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("meta-host.example.org", &[ED]);
+    meta["admin_pass"] = admin_pass.into();
+    meta["files"] = serde_json::json!([
+        {"path": "/etc/injected", "content_path": "/content/0000"},
+        {"path": "/etc/../../escape-injected", "content_path": "/content/0000"}
+    ]);
+    write_drive_tree(t.path(), &meta);
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            t.path().join("openstack").join(v).join("user_data"),
+            user_data(),
+        )
+        .unwrap();
+    }
+    t
+}
+
+fn run(src: &Path, root: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--json", "--log-level", "trace", "--source"])
+        .arg(src)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap()
+}
+
+fn shadow_hash(root: &Path, user: &str) -> String {
+    let s = fs::read_to_string(root.join("etc/shadow")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{user}:")))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("{user} not in shadow:\n{s}"))
+        .to_string()
+}
+
+/// `openssl passwd -6` with the hash's own salt gives the same string.
+fn verifies(hash: &str, password: &str) -> bool {
+    let Some(salt) = hash.strip_prefix("$6$").and_then(|s| s.split('$').next()) else {
+        return false;
+    };
+    let o = Command::new("openssl")
+        .args(["passwd", "-6", "-salt", salt, password])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim() == hash
+}
+
+fn every_file(root: &Path) -> Vec<(String, Vec<u8>)> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(_, e)| !e.5.is_empty())
+        .map(|(p, e)| (p.display().to_string(), e.5))
+        .collect()
+}
+
+fn outcome<'a>(v: &'a serde_json::Value, id: &str) -> &'a str {
+    v["steps"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .and_then(|s| s["outcome"].as_str())
+        .unwrap_or_else(|| panic!("no step {id}: {v}"))
+}
+
+#[test]
+fn users_passwords_user_data_and_files_then_nothing_twice() {
+    require_tool("pwck");
+    require_tool("grpck");
+    require_tool("openssl");
+    let src = drive(ADMIN_PASS);
+    let root = debian_root();
+    let r = root.path();
+    let o = run(src.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let out = text(&o);
+
+    // Accounts pass Debian's own checkers.
+    for tool in ["pwck", "grpck"] {
+        let c = Command::new(tool)
+            .args(["-r", "-R"])
+            .arg(r)
+            .output()
+            .unwrap();
+        assert!(
+            c.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&c.stdout),
+            String::from_utf8_lossy(&c.stderr)
+        );
+    }
+    let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(passwd.starts_with(PASSWD), "existing lines kept:\n{passwd}");
+    assert!(
+        passwd.contains("debian:x:1000:1000:Debian:/home/debian:/bin/bash\n"),
+        "{passwd}"
+    );
+    assert!(
+        passwd.contains("alice:x:1001:1001:Alice:/home/alice:/bin/bash\n"),
+        "{passwd}"
+    );
+    let group = fs::read_to_string(r.join("etc/group")).unwrap();
+    assert!(group.contains("adm:x:4:debian,alice\n"), "{group}");
+    assert!(group.contains("sudo:x:27:debian\n"), "{group}");
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("project:x:") && l.ends_with(":alice")),
+        "{group}"
+    );
+    assert_eq!(mode(&r.join("etc/shadow")), 0o640);
+
+    // Passwords: the drive's to the default user, chpasswd over plain_text_passwd for alice.
+    assert!(verifies(&shadow_hash(r, "debian"), ADMIN_PASS));
+    assert!(verifies(&shadow_hash(r, "alice"), ALICE_CHPASSWD));
+
+    // Homes from /etc/skel, owned by the user.
+    for (home, uid) in [("home/debian", 1000), ("home/alice", 1001)] {
+        let h = r.join(home);
+        assert_eq!(owner(&h), (uid, uid), "{home}");
+        assert_eq!(
+            fs::read_to_string(h.join(".bashrc")).unwrap(),
+            "# ~/.bashrc\n"
+        );
+        assert_eq!(owner(&h.join(".config/app")), (uid, uid));
+        assert_eq!(owner(&h.join(".config/app/settings")), (uid, uid));
+        assert_eq!(mode(&h.join(".config/app/settings")), 0o600);
+    }
+    // Keys: drive + #cloud-config to the default user, the user's own to alice.
+    let dk = fs::read_to_string(r.join("home/debian/.ssh/authorized_keys")).unwrap();
+    assert!(dk.contains(ED) && dk.contains(ED2), "{dk}");
+    assert_eq!(
+        owner(&r.join("home/debian/.ssh/authorized_keys")),
+        (1000, 1000)
+    );
+    let ak = fs::read_to_string(r.join("home/alice/.ssh/authorized_keys")).unwrap();
+    assert!(ak.contains(ED2) && !ak.contains(ED), "{ak}");
+    assert_eq!(owner(&r.join("home/alice/.ssh")), (1001, 1001));
+
+    // Sudo rules in a 0440 drop-in, checked by visudo when it is installed.
+    let sudoers = r.join("etc/sudoers.d/90-primer");
+    let s = fs::read_to_string(&sudoers).unwrap();
+    assert!(
+        s.contains("debian ALL=(ALL) NOPASSWD:ALL\n") && s.contains("alice ALL=(ALL) ALL\n"),
+        "{s}"
+    );
+    assert_eq!(mode(&sudoers), 0o440);
+    if Path::new("/usr/sbin/visudo").exists() {
+        let c = Command::new("visudo")
+            .arg("-cf")
+            .arg(&sudoers)
+            .output()
+            .unwrap();
+        assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
+    }
+
+    // #cloud-config: fqdn wins over hostname and the metadata's name.
+    assert_eq!(
+        fs::read_to_string(r.join("etc/hostname")).unwrap(),
+        "ud-host\n"
+    );
+    assert!(fs::read_to_string(r.join("etc/hosts"))
+        .unwrap()
+        .contains("ud-host.example.net ud-host"));
+    assert_eq!(
+        fs::read_to_string(r.join("etc/b64file")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(mode(&r.join("etc/b64file")), 0o600);
+    assert_eq!(owner(&r.join("etc/b64file")), (1001, 1001));
+    assert_eq!(
+        fs::read_to_string(r.join("srv/data/gzfile")).unwrap(),
+        "zipped\n"
+    );
+    assert_eq!(mode(&r.join("srv/data/gzfile")), 0o644);
+    assert_eq!(
+        fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "base motd\nappended line\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.join("etc/ssh/sshd_config.d/50-primer.conf"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("PasswordAuthentication yes")
+    );
+    // Injected files: inside the root only.
+    assert_eq!(
+        fs::read_to_string(r.join("etc/injected")).unwrap(),
+        "injected\n"
+    );
+    assert!(!r.join("escape").exists() && !r.join("escape-injected").exists());
+    // (the JSON report escapes the quotes around the path)
+    assert!(
+        out.contains("/etc/../../escape-injected\\\" refused"),
+        "{out}"
+    );
+    assert!(out.contains("/etc/../../escape\\\" refused"), "{out}");
+    // Scripts staged 0700 in primer's state, not run with --root.
+    let scripts = r.join("var/lib/primer/instance/0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9/scripts");
+    let mut names: Vec<String> = fs::read_dir(&scripts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bootcmd", "part-002", "runcmd"], "{out}");
+    for n in &names {
+        assert_eq!(mode(&scripts.join(n)), 0o700);
+    }
+    let runcmd = fs::read_to_string(scripts.join("runcmd")).unwrap();
+    assert!(
+        runcmd.contains("echo runcmd\n'touch' '/tmp/it'\\''s here'\n"),
+        "{runcmd}"
+    );
+    assert!(!Path::new("/tmp/it's here").exists());
+    assert_eq!(outcome(&v, "script:runcmd"), "skipped");
+    // Unsupported keys and parts are named.
+    assert!(
+        out.contains("package_upgrade") && out.contains("unknown_thing"),
+        "{out}"
+    );
+    assert!(out.contains("#include"), "{out}");
+
+    // No clear password anywhere: not in a file of the root, not in the output or the logs.
+    for secret in [ADMIN_PASS, ALICE_PLAIN, ALICE_CHPASSWD] {
+        assert!(!out.contains(secret), "{secret} printed");
+        for (p, c) in every_file(r) {
+            if p.contains("/drive/") {
+                // The private copy of the drive holds the drive as it is (0600 in 0700 dirs).
+                continue;
+            }
+            assert!(
+                !c.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {p}"
+            );
+        }
+    }
+
+    // Second and third runs: nothing changes.
+    for n in 2..=3 {
+        let o = run(src.path(), r);
+        assert_eq!(o.status.code(), Some(10), "run {n}: {}", text(&o));
+        let v = json(&o);
+        for s in v["steps"]["steps"].as_array().unwrap() {
+            assert_eq!(s["outcome"], "unchanged", "run {n}: {s}");
+        }
+    }
+    assert_eq!(
+        fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "base motd\nappended line\n"
+    );
+}
+
+#[test]
+fn a_new_drive_password_follows_the_update_policy() {
+    require_tool("openssl");
+    let root = debian_root();
+    let r = root.path();
+    let o = run(drive(ADMIN_PASS).path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let first = shadow_hash(r, "debian");
+
+    // Same instance, a new password: OpenStack with `updates: auto` keeps the first one.
+    let o = run(drive("a-second-password").path(), r);
+    let v = json(&o);
+    assert_eq!(outcome(&v, "password:debian"), "skipped", "{}", text(&o));
+    assert_eq!(shadow_hash(r, "debian"), first);
+
+    // `updates: always` applies it.
+    let cfg = r.join("etc/primer/primer.yaml");
+    fs::write(&cfg, format!("{CONFIG}password:\n  updates: always\n")).unwrap();
+    let o = run(drive("a-second-password").path(), r);
+    let v = json(&o);
+    assert_eq!(outcome(&v, "password:debian"), "changed", "{}", text(&o));
+    assert!(verifies(&shadow_hash(r, "debian"), "a-second-password"));
+
+    // A local change of the password (same drive) is kept.
+    let shadow = fs::read_to_string(r.join("etc/shadow")).unwrap();
+    let local = "$6$localsalt$0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+    let h = shadow_hash(r, "debian");
+    fs::write(r.join("etc/shadow"), shadow.replace(&h, local)).unwrap();
+    let o = run(drive("a-second-password").path(), r);
+    let v = json(&o);
+    assert_eq!(outcome(&v, "password:debian"), "skipped", "{}", text(&o));
+    assert_eq!(shadow_hash(r, "debian"), local);
+    let _ = fs::metadata(r).map(|m| m.uid());
+}
+
+#[test]
+fn user_data_can_be_left_to_another_agent() {
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        format!("{CONFIG}user_data: ignore\n"),
+    )
+    .unwrap();
+    let o = run(drive(ADMIN_PASS).path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("left to another agent"), "{out}");
+    // The default user and the drive's metadata still apply; user-data does not.
+    assert!(fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("\ndebian:"));
+    assert!(!fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("alice"));
+    assert_eq!(
+        fs::read_to_string(r.join("etc/hostname")).unwrap(),
+        "meta-host\n"
+    );
+    assert!(!r.join("etc/b64file").exists());
+}
