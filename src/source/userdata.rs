@@ -402,7 +402,7 @@ struct Leaf<'b> {
     ctype: Option<String>,
     filename: Option<String>,
     body: std::borrow::Cow<'b, [u8]>,
-    /// `""` for a whole blob, `"part 3 'x.sh'"` for a MIME part.
+    /// `""` for a whole blob, `part 3 "x.sh"` for a MIME part.
     locator: String,
 }
 
@@ -471,7 +471,10 @@ impl Run<'_> {
         } else {
             *leaf_no += 1;
             let leaf = Leaf {
-                ctype: input.content_type.map(|t| t.trim().to_ascii_lowercase()),
+                // `text/x-shellscript; charset=utf-8` is `text/x-shellscript`.
+                ctype: input
+                    .content_type
+                    .map(|t| mailparse::parse_content_type(t).mimetype.trim().to_string()),
                 filename: None,
                 body: data,
                 locator: String::new(),

@@ -418,7 +418,7 @@ fn typed_vendor_parts() {
         },
         VendorInput {
             file: "vendor_data.json",
-            content_type: Some("Text/Cloud-Config"),
+            content_type: Some("Text/Cloud-Config; charset=\"utf-8\""),
             data: b"hostname: typed\n",
         },
     ];
