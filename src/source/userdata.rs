@@ -34,7 +34,7 @@ mod cloud_config;
 mod mime;
 mod yaml;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use crate::model::userdata::{Origin, Script, UserData};
@@ -59,6 +59,9 @@ pub struct UserDataLimits {
     pub max_mime_depth: usize,
     /// Most MIME parts (at every level together) taken from one blob; the rest are ignored.
     pub max_mime_parts: usize,
+    /// Most leaf parts (scripts, cloud-config, ...) over the whole parse, user and vendor data
+    /// together (a vendor list can hold many blobs); the rest are ignored.
+    pub max_total_parts: usize,
     /// Largest cloud-config document.
     pub max_yaml_bytes: usize,
     /// Deepest YAML nesting.
@@ -81,6 +84,7 @@ impl Default for UserDataLimits {
             max_total_bytes: 4 * MAX_USER_DATA_BYTES,
             max_mime_depth: 8,
             max_mime_parts: 1000,
+            max_total_parts: 10_000,
             max_yaml_bytes: MAX_USER_DATA_BYTES,
             max_yaml_depth: MAX_DEPTH,
             max_yaml_nodes: 1_000_000,
@@ -147,6 +151,9 @@ pub fn parse_user_data_inputs(
         report: Report::default(),
         budget: Budget::new(limits.max_total_bytes),
         names: BTreeSet::new(),
+        next_suffix: BTreeMap::new(),
+        leaves: 0,
+        leaves_capped: false,
     };
     let user_inputs: Vec<VendorInput> = user
         .map(|data| VendorInput {
@@ -395,7 +402,7 @@ struct Leaf<'b> {
     ctype: Option<String>,
     filename: Option<String>,
     body: std::borrow::Cow<'b, [u8]>,
-    /// `""` for a whole blob, `"part 3 'x.sh'"` for a MIME part.
+    /// `""` for a whole blob, `part 3 "x.sh"` for a MIME part.
     locator: String,
 }
 
@@ -406,6 +413,11 @@ struct Run<'l> {
     budget: Budget,
     /// Script and boothook names given out so far.
     names: BTreeSet<String>,
+    /// For a base name already taken: the next `-N` suffix to try.
+    next_suffix: BTreeMap<String, usize>,
+    /// Leaf parts seen in this parse (bounded by `max_total_parts`).
+    leaves: usize,
+    leaves_capped: bool,
 }
 
 impl Run<'_> {
@@ -459,7 +471,10 @@ impl Run<'_> {
         } else {
             *leaf_no += 1;
             let leaf = Leaf {
-                ctype: input.content_type.map(|t| t.trim().to_ascii_lowercase()),
+                // `text/x-shellscript; charset=utf-8` is `text/x-shellscript`.
+                ctype: input
+                    .content_type
+                    .map(|t| mailparse::parse_content_type(t).mimetype.trim().to_string()),
                 filename: None,
                 body: data,
                 locator: String::new(),
@@ -569,6 +584,21 @@ impl Run<'_> {
     }
 
     fn leaf(&mut self, origin: Origin, file: &str, leaf: Leaf, out: &mut Collected, n: usize) {
+        if self.leaves >= self.limits.max_total_parts {
+            if !self.leaves_capped {
+                self.leaves_capped = true;
+                self.report.warn(
+                    file,
+                    &leaf.locator,
+                    format!(
+                        "more than {} parts in user and vendor data together; the rest are ignored",
+                        self.limits.max_total_parts
+                    ),
+                );
+            }
+            return;
+        }
+        self.leaves += 1;
         let Leaf {
             mut ctype,
             filename,
@@ -705,14 +735,18 @@ impl Run<'_> {
             .map(sanitize)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("part-{n:03}"));
-        let mut name = base.clone();
-        let mut i = 2usize;
-        while self.names.contains(&name) {
-            name = format!("{base}-{i}");
-            i += 1;
+        if self.names.insert(base.clone()) {
+            return base;
         }
-        self.names.insert(name.clone());
-        name
+        // Suffixes resume where the last one for this base stopped: linear over a parse.
+        let next = self.next_suffix.entry(base.clone()).or_insert(2);
+        loop {
+            let name = format!("{base}-{next}");
+            *next += 1;
+            if self.names.insert(name.clone()) {
+                return name;
+            }
+        }
     }
 }
 

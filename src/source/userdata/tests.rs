@@ -120,12 +120,33 @@ fn names_are_safe_unique_deterministic() {
         report: Report::default(),
         budget: Budget::new(1),
         names: BTreeSet::new(),
+        next_suffix: BTreeMap::new(),
+        leaves: 0,
+        leaves_capped: false,
     };
     assert_eq!(run.name(Some("a.sh"), 1), "a.sh");
     assert_eq!(run.name(Some("a.sh"), 2), "a.sh-2");
     assert_eq!(run.name(Some("/"), 3), "part-003");
     assert_eq!(run.name(None, 3), "part-003-2");
     assert_eq!(run.name(Some("a.sh"), 4), "a.sh-3");
+    assert_eq!(run.name(Some("a.sh-4"), 5), "a.sh-4");
+    assert_eq!(run.name(Some("a.sh"), 6), "a.sh-5");
+}
+
+#[test]
+fn total_parts_are_bounded_over_every_blob() {
+    let limits = UserDataLimits {
+        max_total_parts: 3,
+        ..UserDataLimits::default()
+    };
+    let vendor: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("v{i}"), b"#!/bin/sh\n".to_vec()))
+        .collect();
+    let (ud, r) = parse_user_data(Some(b"#!/bin/sh\n"), &vendor, &limits);
+    assert_eq!(ud.scripts.len(), 3);
+    assert_eq!(r.warnings.len(), 1);
+    assert_eq!(r.warnings[0].file, "v2");
+    assert!(r.warnings[0].message.contains("more than 3 parts"));
 }
 
 #[test]
@@ -397,7 +418,7 @@ fn typed_vendor_parts() {
         },
         VendorInput {
             file: "vendor_data.json",
-            content_type: Some("Text/Cloud-Config"),
+            content_type: Some("Text/Cloud-Config; charset=\"utf-8\""),
             data: b"hostname: typed\n",
         },
     ];
