@@ -294,8 +294,8 @@ impl Planner<'_> {
         // Who: the default user unless #cloud-config lists users without `default`.
         let mut specs: Vec<(UserSpec, Option<String>, Vec<String>)> = Vec::new();
         let default_wanted = !cc.users_given || cc.users.iter().any(CcUser::is_default);
-        if let (Some(d), true) = (&policy.default_user, default_wanted) {
-            specs.push((
+        let mut default = policy.default_user.as_ref().map(|d| {
+            (
                 UserSpec {
                     name: d.name.clone(),
                     gecos: d.gecos.clone(),
@@ -307,7 +307,45 @@ impl Planner<'_> {
                 },
                 d.sudo.clone(),
                 Vec::new(),
-            ));
+            )
+        });
+        // `user:` adjusts the default user (cloud-init: settings for the distribution's
+        // default user); with no default user configured it names one.
+        if let Some(u) = &cc.user {
+            let d = default.get_or_insert_with(|| {
+                (
+                    UserSpec {
+                        lock_password: true,
+                        create_home: true,
+                        ..Default::default()
+                    },
+                    None,
+                    Vec::new(),
+                )
+            });
+            if !u.name.is_empty() && u.name != CcUser::DEFAULT_NAME {
+                d.0.name = u.name.clone();
+            }
+            if u.gecos.is_some() {
+                d.0.gecos = u.gecos.clone();
+            }
+            if !u.groups.is_empty() {
+                d.0.groups = u.groups.clone();
+            }
+            if u.shell.is_some() {
+                d.0.shell = u.shell.clone();
+            }
+            if !u.sudo.is_empty() {
+                d.1 = Some(u.sudo.join("\n"));
+            }
+            d.0.lock_password = u.lock_passwd;
+            d.2 = u.ssh_authorized_keys.clone();
+            if d.0.name.is_empty() {
+                default = None;
+            }
+        }
+        if let (Some(d), true) = (default, default_wanted) {
+            specs.push(d);
         }
         for (n, u) in cc.users.iter().filter(|u| !u.is_default()).enumerate() {
             let mut hash = u.hashed_passwd.clone().or_else(|| u.passwd.clone());
