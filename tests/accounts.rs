@@ -4,6 +4,9 @@
 //! (shadow is root:shadow; `-R` chroots) and the Debian packages `passwd` and `openssl`:
 //! scripts/test installs them; a missing one fails the test, it is never skipped.
 
+mod common;
+use common::require_tool_from;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -209,18 +212,6 @@ NONEXISTENT\t/nonexistent
 
 const USERADD_DEFAULTS: &str = "# Default values for useradd(8)\nSHELL=/bin/sh\n";
 
-fn require_tool(tool: &str, package: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{tool} is not installed: `apt-get install {package}` (scripts/test installs it)"
-    );
-}
-
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -349,7 +340,7 @@ fn check(tool: &str, root: &Path) {
 }
 
 fn run_checker(tool: &str, root: &Path) -> Result<(), String> {
-    require_tool(tool, "passwd");
+    require_tool_from(tool, "passwd");
     complete_root(root);
     let out = Command::new(tool)
         .args(["-r", "-R"])
@@ -635,7 +626,7 @@ fn existing_user_only_gets_its_password_field() {
 /// The system's `crypt(3)` (libcrypt, what PAM checks logins with), through Perl's `crypt`
 /// (perl-base is Essential on Debian).
 fn libcrypt_sha512(password: &[u8], salt: &str) -> String {
-    require_tool("perl", "perl-base");
+    require_tool_from("perl", "perl-base");
     use std::os::unix::ffi::OsStrExt;
     let out = Command::new("perl")
         .args(["-e", "print crypt($ENV{PW}, $ENV{SALT})"])
@@ -654,7 +645,7 @@ fn libcrypt_sha512(password: &[u8], salt: &str) -> String {
 /// `openssl passwd -6 -salt SALT PASSWORD`: the reference crypt string. (openssl prints
 /// `<NULL>` for an empty password: `libcrypt_sha512` covers that one.)
 fn openssl_sha512(password: &[u8], salt: &str) -> String {
-    require_tool("openssl", "openssl");
+    require_tool_from("openssl", "openssl");
     use std::os::unix::ffi::OsStrExt;
     let out = Command::new("openssl")
         .args(["passwd", "-6", "-salt", salt])
@@ -751,7 +742,7 @@ fn verify_password_cases() {
         assert_eq!(verify_password(pw, &hash), want, "{hash:?}");
     }
     // openssl's SHA-256 crypt and an explicit rounds count.
-    require_tool("openssl", "openssl");
+    require_tool_from("openssl", "openssl");
     let out = Command::new("openssl")
         .args(["passwd", "-5", "-salt", "rounds=7000$xyz", "pw"])
         .output()
@@ -767,7 +758,7 @@ fn verify_password_cases() {
 
 #[test]
 fn useradd_agrees_on_new_lines() {
-    require_tool("useradd", "passwd");
+    require_tool_from("useradd", "passwd");
     // Same root twice: useradd on one, primer on the other; the new lines must agree (except
     // the last-change day, which primer leaves empty: planning has no clock).
     let theirs = bookworm_root();
@@ -945,7 +936,7 @@ fn held_lock_makes_apply_wait_then_fail() {
 
 #[test]
 fn apply_lock_is_the_one_the_shadow_tools_take() {
-    require_tool("useradd", "passwd");
+    require_tool_from("useradd", "passwd");
     // While the lock is held, useradd (lckpwdf inside the root) cannot edit the files; once
     // released, it can. glibc's lckpwdf waits 15 s before giving up.
     let t = bookworm_root();

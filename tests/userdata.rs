@@ -111,27 +111,8 @@ fn golden_results_of_every_case() {
         for s in SECRETS {
             assert!(!text.contains(s), "{name}: secret {s:?} in the output");
         }
-        let golden = dir.join("expected.json");
-        if update {
-            fs::write(&golden, &text).unwrap();
-            continue;
-        }
-        match fs::read_to_string(&golden) {
-            Ok(want) if want == text => {}
-            Ok(want) => {
-                let line = want
-                    .lines()
-                    .zip(text.lines())
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
-                failures.push(format!(
-                    "{name}: differs from expected.json at line {}:\n  want: {}\n  got:  {}",
-                    line + 1,
-                    want.lines().nth(line).unwrap_or("<end>"),
-                    text.lines().nth(line).unwrap_or("<end>")
-                ));
-            }
-            Err(e) => failures.push(format!("{name}: {}: {e}", golden.display())),
+        if let Some(f) = common::check_golden(&dir.join("expected.json"), name, &text, update) {
+            failures.push(f);
         }
     }
     assert!(

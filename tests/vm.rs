@@ -151,6 +151,28 @@ fn keypair() -> &'static (PathBuf, String) {
     V.get_or_init(|| (k.1.clone(), k.2.clone()))
 }
 
+/// Runs `cmd` in the guest over SSH (forwarded `port`) as `user` with the private `key`.
+fn ssh_as(key: &Path, port: u16, user: &str, cmd: &str) -> std::process::Output {
+    Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
+        .output()
+        .unwrap()
+}
+
 /// Builds a config-drive ISO (nova's flags) holding `keys` for the test instance.
 fn drive(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
     let tree = dir.join(format!("{name}-tree"));
@@ -777,26 +799,7 @@ fn ssh_login_with_the_drives_key() {
         .local_addr()
         .unwrap()
         .port();
-    let ssh = |cmd: &str| {
-        Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg("-i")
-            .arg(key)
-            .args(["-p", &port.to_string(), "root@127.0.0.1", cmd])
-            .output()
-            .unwrap()
-    };
+    let ssh = |cmd: &str| ssh_as(key, port, "root", cmd);
     let mut login = None;
     let r = Boot {
         work: &w,
@@ -1287,26 +1290,7 @@ fn default_user_password_sudo_and_user_data_scripts() {
         .local_addr()
         .unwrap()
         .port();
-    let ssh = |cmd: &str| {
-        Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg("-i")
-            .arg(key)
-            .args(["-p", &port.to_string(), "debian@127.0.0.1", cmd])
-            .output()
-            .unwrap()
-    };
+    let ssh = |cmd: &str| ssh_as(key, port, "debian", cmd);
     let mut seen = None;
     let r = Boot {
         work: &w,

@@ -16,14 +16,24 @@ pub const ED2: &str =
 /// Fails the test with a clear message when a required tool is missing: the core suite never
 /// skips. The README's test command installs them.
 pub fn require_tool(tool: &str) {
+    require_tool_from(tool, "")
+}
+
+/// As [`require_tool`], naming the Debian package that has it.
+pub fn require_tool_from(tool: &str, package: &str) {
     let ok = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    let from = if package.is_empty() {
+        String::new()
+    } else {
+        format!(" (Debian package {package})")
+    };
     assert!(
         ok,
-        "{tool} is not installed: run the README's test command (scripts/test), which installs it"
+        "{tool} is not installed{from}: run the README's test command (scripts/test), which installs it"
     );
 }
 
@@ -257,4 +267,31 @@ pub fn owner(p: &Path) -> (u32, u32) {
 pub fn shared_fixtures() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
     p.is_dir().then_some(p)
+}
+
+/// Compares `text` with the golden file `golden` (or rewrites it when `update`): `None` when
+/// they agree, else a message naming `name` and the first differing line.
+pub fn check_golden(golden: &Path, name: &str, text: &str, update: bool) -> Option<String> {
+    if update {
+        fs::write(golden, text).unwrap();
+        return None;
+    }
+    match fs::read_to_string(golden) {
+        Ok(want) if want == text => None,
+        Ok(want) => {
+            let line = want
+                .lines()
+                .zip(text.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            Some(format!(
+                "{name}: differs from {} at line {}:\n  want: {}\n  got:  {}",
+                golden.display(),
+                line + 1,
+                want.lines().nth(line).unwrap_or("<end>"),
+                text.lines().nth(line).unwrap_or("<end>")
+            ))
+        }
+        Err(e) => Some(format!("{name}: {}: {e}", golden.display())),
+    }
 }
