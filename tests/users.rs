@@ -503,3 +503,35 @@ fn user_data_can_be_left_to_another_agent() {
     );
     assert!(!r.join("etc/b64file").exists());
 }
+
+#[test]
+fn cloud_config_user_names_the_default_user() {
+    let root = debian_root();
+    let r = root.path();
+    fs::write(r.join("etc/primer/primer.yaml"), "").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    write_drive_tree(src.path(), &sample_meta("u.example.org", &[ED]));
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            src.path().join("openstack").join(v).join("user_data"),
+            format!(
+                "#cloud-config\nuser:\n  name: ops\n  groups: [adm]\n  sudo: ALL=(ALL) NOPASSWD:ALL\n  ssh_authorized_keys: [{ED2}]\n"
+            ),
+        )
+        .unwrap();
+    }
+    let o = run(src.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("\nops:x:1000:1000::/home/ops:/bin/sh\n"),
+        "{passwd}"
+    );
+    assert!(fs::read_to_string(r.join("etc/group"))
+        .unwrap()
+        .contains("adm:x:4:ops\n"));
+    let ak = fs::read_to_string(r.join("home/ops/.ssh/authorized_keys")).unwrap();
+    assert!(ak.contains(ED2), "{ak}");
+    let s = fs::read_to_string(r.join("etc/sudoers.d/90-primer")).unwrap();
+    assert!(s.contains("ops ALL=(ALL) NOPASSWD:ALL\n"), "{s}");
+}
