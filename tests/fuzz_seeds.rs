@@ -20,6 +20,13 @@ fn every_seed_runs_through_its_target_harness() {
         // something (a script, a boothook or cloud-config).
         ("userdata", |d| !harness::userdata(d).0.is_empty()),
     ];
+    // The planning target replays the user-data seeds (a plan always has its record steps).
+    for seed in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/userdata"))
+        .unwrap()
+        .flatten()
+    {
+        assert!(harness::plan_user_data(&std::fs::read(seed.path()).unwrap()) > 0);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     for (target, run) in targets {
         let dir = root.join(target);

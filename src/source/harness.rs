@@ -217,3 +217,93 @@ pub fn check_userdata(ud: &UserData, report: &Report, limits: &UserDataLimits) {
     assert!(json.is_ok(), "user data does not serialise: {json:?}");
     let _ = format!("{ud:?}");
 }
+
+/// The password the planning harness puts on its instance; it must never appear in a plan.
+pub const PLAN_SECRET: &str = "fuzz-Secret-pw-0451";
+
+/// User data (same input layout as [`userdata`]) planned against a Debian-like target with a
+/// default user and a drive password: planning must not panic, must be deterministic, must keep
+/// every path inside the root, and must never show the password. Returns the number of steps.
+pub fn plan_user_data(data: &[u8]) -> usize {
+    use crate::model::{Blob, Format, Secret, VendorPart};
+    use crate::plan::users::DefaultUser;
+    use crate::plan::{plan, Action, FileFact, HostFacts, Meta, Policy};
+
+    let chunks = split_at_separator(data, VENDOR_SEPARATOR);
+    let mut inst = Instance::new(Format::OpenStack, "latest", "fuzz-instance");
+    inst.user_data = chunks.first().map(|c| Blob(c.to_vec()));
+    inst.vendor_user_data = chunks
+        .iter()
+        .skip(1)
+        .map(|c| VendorPart {
+            file: "vendor_data.json".into(),
+            content_type: None,
+            data: Blob(c.to_vec()),
+        })
+        .collect();
+    inst.admin_pass = Some(Secret::new(PLAN_SECRET.as_bytes().to_vec()));
+    let mut facts = HostFacts::default();
+    let file = |c: &str, mode| FileFact {
+        content: c.as_bytes().to_vec(),
+        meta: Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+        },
+    };
+    for (p, c, m) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644),
+        ("etc/shadow", "root:*:19800:0:99999:7:::\n", 0o640),
+        ("etc/group", "root:x:0:\nadm:x:4:\nsudo:x:27:\n", 0o644),
+        ("etc/gshadow", "root:*::\nadm:*::\nsudo:*::\n", 0o640),
+        ("etc/sudoers", "root ALL=(ALL) ALL\n", 0o440),
+    ] {
+        facts.files.insert(p.to_string(), file(c, m));
+    }
+    facts.passwd = vec![crate::plan::PasswdEntry {
+        name: "root".into(),
+        uid: 0,
+        gid: 0,
+        home: "/root".into(),
+    }];
+    facts.skel = vec![(".profile".into(), file("# profile\n", 0o644))];
+    facts.live = true;
+    let mut policy = Policy::default();
+    policy.users.default_user = Some(DefaultUser {
+        name: "debian".into(),
+        gecos: None,
+        groups: vec!["sudo".into()],
+        shell: None,
+        sudo: Some("ALL=(ALL) NOPASSWD:ALL".into()),
+        lock_password: true,
+    });
+    let drive = DriveFiles::new(DEVICE, "fuzz");
+    let p = plan(&inst, &drive, &facts, &policy);
+    assert_eq!(
+        p,
+        plan(&inst, &drive, &facts, &policy),
+        "planning is not deterministic"
+    );
+    let shown = format!("{p:?}{}", serde_json::to_string(&p).unwrap_or_default());
+    assert!(
+        !shown.contains(PLAN_SECRET),
+        "the password shows in the plan"
+    );
+    for s in &p.steps {
+        let path = match &s.action {
+            Action::WriteFile { path, .. }
+            | Action::EnsureDir { path, .. }
+            | Action::RemoveFile { path }
+            | Action::RunScript { path, .. } => Some(path),
+            _ => None,
+        };
+        if let Some(path) = path {
+            assert!(
+                crate::apply::fs::is_clean_relative(path) && !path.starts_with('/'),
+                "step {} writes outside the root: {path:?}",
+                s.id
+            );
+        }
+    }
+    p.steps.len()
+}
