@@ -5,6 +5,9 @@
 //! sys, from getrusage of the children, microsecond resolution), peak RSS and binary size.
 //! Network: parsing and rendering all four backends for the 11-NIC `os-glean-liberty` case of
 //! the shared fixtures (skipped, with the reason printed, when ../shared/fixtures is absent).
+//! Users: the sample drive with a drive password and a configured default user on a Debian-like
+//! root (account files, skel, sudoers): first run (user created, SHA-512 crypt hash) and re-run
+//! (one crypt verification).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,6 +75,7 @@ fn main() {
     stats("facts + plan", planning);
     stats("apply (first run)", first);
     stats("facts+plan+apply (rerun)", second);
+    users(&iso);
     network_render();
     binary(&iso, 50);
     probe_scaling();
@@ -381,4 +385,55 @@ fn binary(iso: &Path, n: u32) {
     if let Some(dev) = loop_dev {
         let _ = Command::new("losetup").args(["-d", &dev]).status();
     }
+}
+
+/// First run and re-run with a default user and a drive password.
+fn users(iso: &Path) {
+    use primer::model::Secret;
+    use primer::plan::users::DefaultUser;
+    let limits = Limits::default();
+    let drive = read_source(iso, &limits).expect("read sample drive");
+    let (mut instance, _) = parse_drive(&drive).expect("parse");
+    instance.admin_pass = Some(Secret::new(b"bench-password".to_vec()));
+    let mut policy = Policy::default();
+    policy.users.default_user = Some(DefaultUser {
+        name: "debian".into(),
+        gecos: Some("Debian".into()),
+        groups: vec!["adm".into(), "sudo".into()],
+        shell: Some("/bin/bash".into()),
+        sudo: Some("ALL=(ALL) NOPASSWD:ALL".into()),
+        lock_password: true,
+    });
+    policy.ssh_user = "debian".into();
+    let (mut first, mut second) = (vec![], vec![]);
+    for _ in 0..100 {
+        let root = tempfile::tempdir().expect("tempdir");
+        let r = root.path();
+        for (p, c) in [
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+            ("etc/shadow", "root:*:19800:0:99999:7:::\n"),
+            ("etc/group", "root:x:0:\nadm:x:4:\nsudo:x:27:\n"),
+            ("etc/gshadow", "root:*::\nadm:*::\nsudo:*::\n"),
+            ("etc/sudoers", "root ALL=(ALL) ALL\n"),
+            ("etc/skel/.profile", "# profile\n"),
+            ("etc/skel/.bashrc", "# bashrc\n"),
+        ] {
+            std::fs::create_dir_all(r.join(p).parent().expect("parent")).expect("dir");
+            std::fs::write(r.join(p), c).expect("write");
+        }
+        let target = Target {
+            root: r.to_path_buf(),
+            live: false,
+        };
+        for times in [&mut first, &mut second] {
+            let t = Instant::now();
+            let facts = read_host_facts(r, &instance, &policy, false);
+            let p = plan(&instance, &drive, &facts, &policy);
+            apply_plan(&p, &target);
+            times.push(t.elapsed());
+        }
+    }
+    println!("users (default user + drive password, Debian-like root):");
+    stats("facts+plan+apply (first run)", first);
+    stats("facts+plan+apply (rerun)", second);
 }

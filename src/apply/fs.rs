@@ -191,11 +191,17 @@ impl Writer {
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
-        self.stage(0, rel, content, meta, parents)?;
-        match self.commit().into_iter().next() {
-            Some((_, e)) => Err(e),
-            None => Ok(()),
-        }
+        // Only this file: files other steps staged stay pending for their own commit (and
+        // their errors stay theirs).
+        let others = std::mem::take(&mut self.pending);
+        let r = self.stage(0, rel, content, meta, parents).and_then(|()| {
+            match self.commit().into_iter().next() {
+                Some((_, e)) => Err(e),
+                None => Ok(()),
+            }
+        });
+        self.pending = others;
+        r
     }
 
     /// Writes `content` to a temporary file beside `rel` (same directory, so the rename is
@@ -373,6 +379,26 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn write_atomic_leaves_other_staged_files_pending() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = Writer::new(t.path());
+        let m = Meta {
+            mode: 0o644,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        w.stage(7, "a", b"staged", m, m).unwrap();
+        w.write_atomic("b", b"now", m, m).unwrap();
+        assert_eq!(fs::read(t.path().join("b")).unwrap(), b"now");
+        assert!(
+            !t.path().join("a").exists(),
+            "a staged file was committed early"
+        );
+        assert!(w.commit().is_empty());
+        assert_eq!(fs::read(t.path().join("a")).unwrap(), b"staged");
+    }
 
     #[test]
     fn resolve_stays_inside_root() {
