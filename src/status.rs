@@ -50,6 +50,11 @@ pub enum StatusError {
     NotRoot { euid: u32 },
     #[error("{path}: reached through a symbolic link; refusing to remove anything through it")]
     Symlink { path: String },
+    #[error(
+        "{key}: primer never keeps a password in clear (not even in its copy of the drive); only \
+         its SHA-512 crypt hash is stored, in /etc/shadow"
+    )]
+    PasswordNotKept { key: String },
 }
 
 /// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp (`2024-02-29T12:00:00Z`).
@@ -512,8 +517,9 @@ pub struct QueryResult {
 /// dots is matched whole (`meta.a.b` finds `meta["a.b"]`).
 ///
 /// With `sensitive` (only when `euid` is 0) the instance is parsed again from the private copy
-/// of its drive, so the secrets hold their real values: the password as text, the random seed
-/// as base64. The caller prints the value; nothing here logs it.
+/// of its drive, so the secrets it keeps hold their real values (the random seed as base64).
+/// Passwords are not among them: the copy never holds one (`plan::scrub`), so asking for
+/// `admin_pass` says so. The caller prints the value; nothing here logs it.
 pub fn query(
     root: &Path,
     key: &str,
@@ -537,6 +543,12 @@ pub fn query(
         }
     };
     let mut file = shown(&rel);
+    if sensitive && key == "admin_pass" {
+        return Err(StatusError::PasswordNotKept {
+            key: key.to_string(),
+        }
+        .into());
+    }
     if sensitive {
         let (inst, copy) = reparse_copy(root, &id)?;
         if let Some(o) = doc.as_object_mut() {

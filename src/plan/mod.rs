@@ -8,6 +8,7 @@ pub mod hostname;
 pub mod inject;
 pub mod keys;
 pub mod network;
+pub mod scrub;
 pub mod userdata;
 pub mod users;
 
@@ -246,7 +247,7 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_write_files(instance, &ud);
     p.plan_entropy(instance);
     p.plan_scripts(instance, &ud, &policy.users);
-    p.plan_local_copy(instance, drive);
+    p.plan_local_copy(instance, drive, &ud);
     p.plan_record(instance, drive);
     p.finish(id)
 }
@@ -600,7 +601,7 @@ impl Planner<'_> {
         );
     }
 
-    fn plan_local_copy(&mut self, instance: &Instance, drive: &DriveFiles) {
+    fn plan_local_copy(&mut self, instance: &Instance, drive: &DriveFiles, ud: &UserData) {
         let dir = state::drive_copy_dir(&instance.instance_id);
         let mut wanted = BTreeSet::new();
         for (path, data) in &drive.files {
@@ -609,7 +610,7 @@ impl Planner<'_> {
             self.file_step(
                 &format!("copy:{path}"),
                 &dest,
-                data.clone(),
+                scrub::copy_content(path, data, instance, ud),
                 PRIVATE_FILE,
                 None,
                 "local copy of the drive",
