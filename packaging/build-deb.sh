@@ -16,6 +16,7 @@ cargo run --quiet --example gen-assets -- "$stage/assets" >/dev/null
 root="$stage/root"
 install -D -m 0755 target/release/primer "$root/usr/bin/primer"
 install -D -m 0644 units/primer.service "$root/usr/lib/systemd/system/primer.service"
+install -D -m 0644 units/primer-scripts.service "$root/usr/lib/systemd/system/primer-scripts.service"
 install -D -m 0644 units/90-primer.preset "$root/usr/lib/systemd/system-preset/90-primer.preset"
 install -D -m 0644 packaging/primer.yaml "$root/etc/primer/primer.yaml"
 mkdir -p "$root/usr/share/man/man1"
@@ -49,16 +50,18 @@ cat >"$root/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
 set -e
 if [ "$1" = configure ] || [ "$1" = abort-upgrade ]; then
-    if deb-systemd-helper debian-installed primer.service; then
-        deb-systemd-helper unmask primer.service >/dev/null || true
-        if deb-systemd-helper --quiet was-enabled primer.service; then
-            deb-systemd-helper enable primer.service >/dev/null || true
+    for unit in primer.service primer-scripts.service; do
+        if deb-systemd-helper debian-installed "$unit"; then
+            deb-systemd-helper unmask "$unit" >/dev/null || true
+            if deb-systemd-helper --quiet was-enabled "$unit"; then
+                deb-systemd-helper enable "$unit" >/dev/null || true
+            else
+                deb-systemd-helper update-state "$unit" >/dev/null || true
+            fi
         else
-            deb-systemd-helper update-state primer.service >/dev/null || true
+            deb-systemd-helper enable "$unit" >/dev/null || true
         fi
-    else
-        deb-systemd-helper enable primer.service >/dev/null || true
-    fi
+    done
     if [ -d /run/systemd/system ]; then
         systemctl --system daemon-reload >/dev/null || true
     fi
@@ -68,11 +71,11 @@ cat >"$root/DEBIAN/postrm" <<'SCRIPT'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
-    deb-systemd-helper mask primer.service >/dev/null || true
+    deb-systemd-helper mask primer.service primer-scripts.service >/dev/null || true
 fi
 if [ "$1" = purge ] && [ -x /usr/bin/deb-systemd-helper ]; then
-    deb-systemd-helper purge primer.service >/dev/null || true
-    deb-systemd-helper unmask primer.service >/dev/null || true
+    deb-systemd-helper purge primer.service primer-scripts.service >/dev/null || true
+    deb-systemd-helper unmask primer.service primer-scripts.service >/dev/null || true
     rm -rf /var/lib/primer
 fi
 if [ -d /run/systemd/system ]; then

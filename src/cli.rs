@@ -96,7 +96,23 @@ pub enum Command {
     /// record. Prints every path it removed; exit 10 when there was nothing to remove.
     #[command(after_help = CLEAN_HELP)]
     Clean(CleanArgs),
+    /// Run the current instance's user-data scripts that have not run yet (once per instance).
+    ///
+    /// `run --defer-scripts` (what the boot unit does) stores `#!` scripts and `runcmd` under
+    /// /var/lib/primer/instance/<id>/scripts/ without running them; primer-scripts.service calls
+    /// this once the network is online. Each script's marker (scripts-ran/) is written before it
+    /// starts, so a script runs once per instance even if it reboots the machine. Output goes to
+    /// the log line by line; a script running longer than `script_timeout_seconds` is killed.
+    /// Exit 0: scripts ran and succeeded; 10: nothing to run; 3: a script failed.
+    #[command(after_help = SCRIPTS_HELP)]
+    Scripts(ScriptsArgs),
 }
+
+const SCRIPTS_HELP: &str = "\
+Examples:
+  primer scripts                      run what `run --defer-scripts` stored (as the unit does)
+  primer status                       the last run's steps; scripts show as `script:NAME`
+  ls /var/lib/primer/instance/*/scripts-ran/   which scripts have run";
 
 const STATUS_HELP: &str = "\
 Examples:
@@ -130,6 +146,19 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScriptsArgs {
+    /// The running system (`/`); any other root is refused: scripts run only on a live system.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The instance whose scripts to run [default: the one the last `run` applied].
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+    /// Configuration file [default: /etc/primer/primer.yaml under --root] (script time-out).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +305,10 @@ pub struct PlanArgs {
     /// Network backend to render for, instead of the configured or detected one.
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub network_backend: Option<crate::net::Backend>,
+    /// Store per-instance user-data scripts and `runcmd` but leave running them to
+    /// `primer scripts` (the boot unit does this: scripts then run after the network is up).
+    #[arg(long)]
+    pub defer_scripts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -299,6 +332,7 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
         Command::Status(a) => cmd_status(a, &mut out),
         Command::Query(a) => cmd_query(a, &mut out),
         Command::Clean(a) => cmd_clean(a, &mut out),
+        Command::Scripts(a) => cmd_scripts(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.
@@ -791,6 +825,7 @@ fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
     if a.network_backend.is_some() {
         policy.network.backend = a.network_backend;
     }
+    policy.defer_scripts = a.defer_scripts;
     let facts = plan::facts::read_host_facts(&a.root, &l.instance, &policy, live);
     (plan::plan(&l.instance, &l.drive, &facts, &policy), live)
 }
@@ -1104,6 +1139,48 @@ fn record_status(root: &Path, s: &Status) {
 }
 
 /// `primer status`: the last run, its drive and instance, and a table of its steps.
+fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let live = std::fs::canonicalize(&a.root).is_ok_and(|p| p == Path::new("/"));
+    if !live {
+        return Err(Error::Unsupported(format!(
+            "--root {}: scripts run only on the running system (--root /)",
+            a.root.display()
+        )));
+    }
+    let config = Config::load(a.config.as_deref(), &a.root)?;
+    let id = match status::chosen_instance(&a.root, a.instance.as_deref()) {
+        Ok(id) => id,
+        Err(status::StatusError::NoInstance { .. }) => {
+            writeln!(out, "no instance recorded: nothing to run")?;
+            return Ok(Exit::Unchanged);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let target = Target {
+        root: a.root.clone(),
+        live,
+    };
+    let report =
+        apply::deferred::run_pending_scripts(&target, &id, config.script_timeout_seconds.max(1));
+    for s in &report.steps {
+        writeln!(
+            out,
+            "  {:<9} {:<14} {}",
+            format!("{:?}", s.outcome).to_lowercase(),
+            s.id,
+            s.detail
+        )?;
+    }
+    Ok(if report.count(Outcome::Failed) > 0 {
+        Exit::Partial
+    } else if report.count(Outcome::Changed) == 0 {
+        writeln!(out, "instance {id}: no script left to run")?;
+        Exit::Unchanged
+    } else {
+        Exit::Changed
+    })
+}
+
 fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let Some(s) = status::read_status(&a.root)? else {
         let msg = format!(

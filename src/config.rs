@@ -24,7 +24,8 @@
 //! ssh_pwauth: keep          # SSH password login: keep (never touched) | yes | no |
 //!                           # user-data (as #cloud-config ssh_pwauth says)
 //! user_data: apply          # apply | ignore (leave user-data and vendor-data to another agent)
-//! files_mode: 0o644         # mode of injected files (meta_data.json "files")
+//! files_mode: 0o644         # mode of injected files (meta_data.json "files"): octal, written
+//!                           # 0o644, 0644 or "0644"; at most 0o777
 //! script_timeout_seconds: 600  # a user-data script or runcmd that runs longer is killed
 //! probe:
 //!   wait_seconds: 3         # how long to wait for a late config drive (--wait overrides)
@@ -83,9 +84,52 @@ pub struct Config {
     pub password: PasswordConfig,
     pub ssh_pwauth: SshPwauth,
     pub user_data: UserDataMode,
-    /// Mode of injected files.
+    /// Mode of injected files: octal, written `0o644`, `0644` or `"0644"` (see
+    /// [`files_mode`]).
+    #[serde(deserialize_with = "files_mode")]
     pub files_mode: u32,
     pub script_timeout_seconds: u64,
+}
+
+/// Largest `files_mode` accepted: permission bits only (no setuid, setgid or sticky bit).
+const MAX_FILES_MODE: u32 = 0o777;
+
+/// Reads `files_mode` from its text, so that the YAML 1.2 `0o644`, the YAML 1.1 `0644` and a
+/// quoted `"0644"` all mean octal 644 (the parser's YAML 1.2 default would reject `0644`).
+/// Only octal spellings are taken: a bare `644` would be decimal (0o1204) and `444` would
+/// quietly be 0o674, so an unprefixed number other than 0 is refused rather than guessed.
+/// Reading the field's text leaves every other key parsed as before.
+fn files_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_files_mode(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_files_mode(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let digits = match t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        Some(d) => d,
+        None if t == "0" => "0",
+        None => match t.strip_prefix('0') {
+            Some(d) if !d.is_empty() => d,
+            _ => {
+                return Err(format!(
+                    "files_mode: {t:?} is not an octal file mode: write it like 0o644"
+                ))
+            }
+        },
+    };
+    let mode = (!digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| u32::from_str_radix(digits, 8).ok())
+        .flatten()
+        .ok_or_else(|| {
+            format!("files_mode: {t:?} is not an octal file mode: write it like 0o644")
+        })?;
+    if mode > MAX_FILES_MODE {
+        return Err(format!(
+            "files_mode: {t} is more than 0o777 (permission bits only): write it like 0o644"
+        ));
+    }
+    Ok(mode)
 }
 
 /// `ssh_user` when the file does not set it: marks "not set" so a default user can take over.
@@ -187,6 +231,8 @@ impl Config {
                 files_mode: self.files_mode,
                 script_timeout: Duration::from_secs(self.script_timeout_seconds),
             },
+            // A command-line choice (`run --defer-scripts`, used by the boot unit).
+            defer_scripts: false,
         }
     }
 
@@ -217,10 +263,13 @@ impl Config {
                 });
             }
         }
-        if c.files_mode > 0o7777 {
+        if c.files_mode > MAX_FILES_MODE {
             return Err(ConfigError::Invalid {
                 path: path.to_string(),
-                detail: format!("files_mode: {:o} is not a file mode", c.files_mode),
+                detail: format!(
+                    "files_mode: 0o{:o} is not a file mode (at most 0o777; e.g. 0o644)",
+                    c.files_mode
+                ),
             });
         }
         if c.ssh_user != SSH_USER_UNSET && bad_name(&c.ssh_user) {
@@ -308,6 +357,78 @@ mod tests {
         assert!(e.to_string().contains("p.yaml"), "{e}");
         let e = Config::parse("ssh_user: a\nssh_user: b\n", "p.yaml").unwrap_err();
         assert!(e.to_string().contains("p.yaml"), "{e}");
+    }
+
+    #[test]
+    fn files_mode_spellings() {
+        for text in [
+            "files_mode: 0o644\n",
+            "files_mode: 0644\n",
+            "files_mode: \"0644\"\n",
+            "files_mode: '0o644'\n",
+        ] {
+            let c = Config::parse(text, "p.yaml").unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.files_mode, 0o644, "{text}");
+            assert_eq!(c.policy().users.files_mode, 0o644, "{text}");
+        }
+        assert_eq!(
+            Config::parse("files_mode: 0600\n", "p").unwrap().files_mode,
+            0o600
+        );
+        assert_eq!(
+            Config::parse("files_mode: 0o777\n", "p")
+                .unwrap()
+                .files_mode,
+            0o777
+        );
+        assert_eq!(Config::parse("files_mode: 0\n", "p").unwrap().files_mode, 0);
+        assert_eq!(
+            Config::parse("ssh_user: a\n", "p").unwrap().files_mode,
+            0o644
+        );
+    }
+
+    #[test]
+    fn files_mode_rejections_name_file_and_field() {
+        for text in [
+            "files_mode: 0o1777\n", // above 0o777
+            "files_mode: 01644\n",
+            "files_mode: 644\n", // decimal: 0o1204
+            "files_mode: 444\n", // decimal: would be 0o674
+            "files_mode: 0o648\n",
+            "files_mode: 0x1a4\n",
+            "files_mode: rw-r--r--\n",
+            "files_mode: 0o\n",
+            "files_mode: -0644\n",
+            "files_mode: 0o77777777777777777777\n",
+            "files_mode: ~\n",
+        ] {
+            let e = Config::parse(text, "/etc/primer/primer.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("/etc/primer/primer.yaml") && e.contains("files_mode"),
+                "{text}: {e}"
+            );
+            if text != "files_mode: ~\n" {
+                assert!(e.contains("0o644"), "{text}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn files_mode_leaves_other_numbers_alone() {
+        // Hex bytes stay hex; a zero-prefixed number elsewhere is still refused (YAML 1.2),
+        // not read as octal.
+        let c = Config::parse(
+            "files_mode: 0644\nscript_timeout_seconds: 60\nprobe:\n  mbr_types: [0x99, 0x0c, 12]\n",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(c.probe.mbr_types, vec![0x99, 0x0c, 12]);
+        assert_eq!(c.script_timeout_seconds, 60);
+        assert!(Config::parse("script_timeout_seconds: 0600\n", "p").is_err());
+        assert!(Config::parse("probe:\n  mbr_types: [010]\n", "p").is_err());
     }
 
     #[test]

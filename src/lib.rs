@@ -41,6 +41,9 @@ pub enum Error {
     /// `status`, `query` or `clean` could not do what was asked.
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    /// A command was asked for something it does not do (e.g. `scripts` for a non-live root).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }

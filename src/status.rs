@@ -488,7 +488,7 @@ pub fn current_instance(root: &Path, status: Option<&Status>) -> Result<String, 
 }
 
 /// The instance named by `--instance` (validated), or the current one.
-fn chosen_instance(root: &Path, instance: Option<&str>) -> Result<String, StatusError> {
+pub fn chosen_instance(root: &Path, instance: Option<&str>) -> Result<String, StatusError> {
     match instance {
         Some(id) => valid_id(id).map(|()| id.to_string()),
         None => {

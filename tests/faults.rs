@@ -21,6 +21,13 @@ fn drive() -> tempfile::TempDir {
         {"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}
     ]);
     write_drive_tree(t.path(), &meta);
+    // User-data: a user with a home, keys, a sudo rule, an append, a script (staged: --root).
+    let ud = format!(
+        "#cloud-config\nusers:\n  - default\n  - name: alice\n    sudo: ALL=(ALL) ALL\n    ssh_authorized_keys: [{ED2}]\nwrite_files:\n  - {{path: /etc/motd, content: \"appended\\n\", append: true}}\nruncmd:\n  - echo hi\n"
+    );
+    for v in ["latest", "2018-08-27"] {
+        fs::write(t.path().join("openstack").join(v).join("user_data"), &ud).unwrap();
+    }
     let net = serde_json::json!({
         "links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56", "mtu": 1450}],
         "networks": [{"id": "n4", "link": "eth0", "type": "ipv4", "ip_address": "192.0.2.10",
@@ -103,7 +110,27 @@ fn root_with_shadow() -> tempfile::TempDir {
         "root:*:19000:0:99999:7:::\ndebian:!:19000:0:99999:7:::\n",
     )
     .unwrap();
-    fs::write(t.path().join("etc/group"), "root:x:0:\ndebian:x:1000:\n").unwrap();
+    fs::write(
+        t.path().join("etc/group"),
+        "root:x:0:\ndebian:x:1000:\nsudo:x:27:\n",
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("etc/gshadow"),
+        "root:*::\ndebian:!::\nsudo:*::\n",
+    )
+    .unwrap();
+    fs::write(t.path().join("etc/sudoers"), "root ALL=(ALL) ALL\n").unwrap();
+    fs::write(t.path().join("etc/motd"), "base\n").unwrap();
+    fs::create_dir_all(t.path().join("etc/skel/.config")).unwrap();
+    fs::write(t.path().join("etc/skel/.profile"), "# profile\n").unwrap();
+    fs::write(t.path().join("etc/skel/.config/x"), "x\n").unwrap();
+    fs::create_dir_all(t.path().join("etc/primer")).unwrap();
+    fs::write(
+        t.path().join("etc/primer/primer.yaml"),
+        "ssh_user: debian\ndefault_user:\n  name: admin\n  groups: [sudo]\n  sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n",
+    )
+    .unwrap();
     t
 }
 
@@ -123,9 +150,12 @@ fn killed_after_every_step_then_rerun_converges() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let want = tree(reference.path());
     assert!(want.contains_key(Path::new("etc/injected")));
+    assert!(want.contains_key(Path::new("home/alice/.config/x")));
+    assert!(want.contains_key(Path::new("home/admin/.profile")));
+    assert_eq!(want[Path::new("etc/motd")].3, b"base\nappended\n");
     let shadow = String::from_utf8_lossy(&want[Path::new("etc/shadow")].3).into_owned();
     assert!(
-        shadow.contains("root:<hash of the drive's password>:"),
+        shadow.contains("admin:<hash of the drive's password>:"),
         "{shadow}"
     );
 
@@ -158,7 +188,29 @@ fn killed_after_every_step_then_rerun_converges() {
             .chain(got.keys())
             .filter(|k| want.get(*k) != got.get(*k))
             .collect();
-        assert!(diff.is_empty(), "after fault {n}, differs: {diff:?}");
+        assert!(
+            diff.is_empty(),
+            "after fault {n}, differs: {}",
+            diff.iter()
+                .map(|k| format!(
+                    "{}:\n  want {:?}\n  got  {:?}",
+                    k.display(),
+                    want.get(*k).map(|e| (
+                        e.0,
+                        e.1,
+                        e.2,
+                        String::from_utf8_lossy(&e.3).into_owned()
+                    )),
+                    got.get(*k).map(|e| (
+                        e.0,
+                        e.1,
+                        e.2,
+                        String::from_utf8_lossy(&e.3).into_owned()
+                    ))
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         // And a third run changes nothing.
         let third = run(src.path(), root.path(), None);
         assert_eq!(third.status.code(), Some(10), "{}", text(&third));

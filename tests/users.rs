@@ -328,18 +328,28 @@ fn users_passwords_user_data_and_files_then_nothing_twice() {
     assert!(ak.contains(ED2) && !ak.contains(ED), "{ak}");
     assert_eq!(owner(&r.join("home/alice/.ssh")), (1001, 1001));
 
-    // Sudo rules in a 0440 drop-in, checked by visudo when it is installed.
+    // Sudo rules in 0440 drop-ins, checked by visudo when it is installed: the configuration's
+    // default user in one, user-data's users in another.
     let sudoers = r.join("etc/sudoers.d/90-primer");
     let s = fs::read_to_string(&sudoers).unwrap();
     assert!(
-        s.contains("debian ALL=(ALL) NOPASSWD:ALL\n") && s.contains("alice ALL=(ALL) ALL\n"),
+        s.contains("debian ALL=(ALL) NOPASSWD:ALL\n") && !s.contains("alice"),
         "{s}"
     );
-    assert_eq!(mode(&sudoers), 0o440);
+    let ud_sudoers = r.join("etc/sudoers.d/91-primer-user-data");
+    let s = fs::read_to_string(&ud_sudoers).unwrap();
+    assert!(
+        s.contains("alice ALL=(ALL) ALL\n") && !s.contains("debian"),
+        "{s}"
+    );
+    for f in [&sudoers, &ud_sudoers] {
+        assert_eq!(mode(f), 0o440);
+    }
     if Path::new("/usr/sbin/visudo").exists() {
         let c = Command::new("visudo")
             .arg("-cf")
             .arg(&sudoers)
+            .arg(&ud_sudoers)
             .output()
             .unwrap();
         assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
@@ -394,17 +404,29 @@ fn users_passwords_user_data_and_files_then_nothing_twice() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["bootcmd", "part-002", "runcmd"], "{out}");
+    assert_eq!(
+        names,
+        ["00-bootcmd", "20-user-part-002", "30-runcmd"],
+        "{out}"
+    );
     for n in &names {
         assert_eq!(mode(&scripts.join(n)), 0o700);
     }
-    let runcmd = fs::read_to_string(scripts.join("runcmd")).unwrap();
+    let runcmd = fs::read_to_string(scripts.join("30-runcmd")).unwrap();
     assert!(
         runcmd.contains("echo runcmd\n'touch' '/tmp/it'\\''s here'\n"),
         "{runcmd}"
     );
     assert!(!Path::new("/tmp/it's here").exists());
-    assert_eq!(outcome(&v, "script:runcmd"), "skipped");
+    assert_eq!(outcome(&v, "script:30-runcmd"), "skipped");
+    // `primer scripts` runs only on the running system.
+    let o = primer(&["scripts", "--root", r.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("only on the running system"),
+        "{}",
+        text(&o)
+    );
     // Unsupported keys and parts are named.
     assert!(
         out.contains("package_upgrade") && out.contains("unknown_thing"),
@@ -529,6 +551,97 @@ fn cloud_config_user_names_the_default_user() {
         .contains("adm:x:4:ops\n"));
     let ak = fs::read_to_string(r.join("home/ops/.ssh/authorized_keys")).unwrap();
     assert!(ak.contains(ED2), "{ak}");
-    let s = fs::read_to_string(r.join("etc/sudoers.d/90-primer")).unwrap();
+    let s = fs::read_to_string(r.join("etc/sudoers.d/91-primer-user-data")).unwrap();
     assert!(s.contains("ops ALL=(ALL) NOPASSWD:ALL\n"), "{s}");
+}
+
+/// A drive with `user_data` as given (and the sample metadata: ED as the drive's key).
+fn drive_with(user_data: &str, admin_pass: Option<&str>) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("r.example.org", &[ED]);
+    match admin_pass {
+        Some(p) => meta["admin_pass"] = p.into(),
+        None => {
+            meta.as_object_mut().unwrap().remove("admin_pass");
+        }
+    }
+    write_drive_tree(t.path(), &meta);
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            t.path().join("openstack").join(v).join("user_data"),
+            user_data,
+        )
+        .unwrap();
+    }
+    t
+}
+
+fn all_unchanged(o: &Output) {
+    assert_eq!(o.status.code(), Some(10), "{}", text(o));
+}
+
+#[test]
+fn review_regressions_keys_appends_names_homes_and_renamed_default() {
+    let root = debian_root();
+    let r = root.path();
+    fs::create_dir_all(r.join("srv/www")).unwrap();
+    fs::write(r.join("srv/www/.bashrc"), "# the site's own\n").unwrap();
+    let b = "BB";
+    let ud = format!(
+        "Content-Type: multipart/mixed; boundary=\"{b}\"\nMIME-Version: 1.0\n\n\
+--{b}\nContent-Type: text/cloud-config\n\n#cloud-config\n\
+user:\n  name: ubuntu\n  ssh_authorized_keys: [{ED2}]\n\
+password: renamed-default-pw\n\
+users:\n  - default\n  - name: web\n    homedir: /srv/www\n\
+write_files:\n  - {{path: /etc/motd, content: \"A\\n\", append: true}}\n  - {{path: /etc/motd, content: \"B\\n\", append: true}}\n\
+runcmd:\n  - echo from-runcmd\n\
+\n--{b}\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\nContent-Disposition: attachment; filename=\"runcmd\"\n\n#!/bin/sh\necho a part named runcmd\n\n--{b}--\n"
+    );
+    let src = drive_with(&ud, None);
+    let o = run(src.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // `user:` renamed the default user: it gets the drive's key and user-data's, in one block,
+    // and the #cloud-config password.
+    let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("\nubuntu:x:1000:1000:Debian:/home/ubuntu:/bin/bash\n"),
+        "{passwd}"
+    );
+    assert!(!passwd.contains("\ndebian:"), "{passwd}");
+    let ak = fs::read_to_string(r.join("home/ubuntu/.ssh/authorized_keys")).unwrap();
+    assert!(ak.contains(ED) && ak.contains(ED2), "{ak}");
+    assert_eq!(ak.matches("# BEGIN primer").count(), 1, "{ak}");
+    assert!(verifies(&shadow_hash(r, "ubuntu"), "renamed-default-pw"));
+
+    // Two appends to one file: both, once.
+    assert_eq!(
+        fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "base motd\nA\nB\n"
+    );
+
+    // A part named `runcmd` does not replace primer's runcmd script.
+    let scripts = r.join("var/lib/primer/instance/0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9/scripts");
+    assert!(fs::read_to_string(scripts.join("30-runcmd"))
+        .unwrap()
+        .contains("from-runcmd"));
+    assert!(fs::read_to_string(scripts.join("20-user-runcmd"))
+        .unwrap()
+        .contains("a part named runcmd"));
+
+    // An existing home is not taken over.
+    assert_eq!(owner(&r.join("srv/www")), (0, 0));
+    assert_eq!(
+        fs::read_to_string(r.join("srv/www/.bashrc")).unwrap(),
+        "# the site's own\n"
+    );
+    assert!(text(&o).contains("/srv/www exists"), "{}", text(&o));
+
+    for _ in 0..2 {
+        all_unchanged(&run(src.path(), r));
+    }
+    assert_eq!(
+        fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "base motd\nA\nB\n"
+    );
 }

@@ -4,6 +4,7 @@
 //! leave the rest undone.
 
 pub mod accounts;
+pub mod deferred;
 pub mod fault;
 pub mod fs;
 pub mod pin;
@@ -125,7 +126,20 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
     // instance; a script that half-worked must not run again on the next boot).
     let mut started = Vec::new();
     for i in scripts {
-        if let Action::RunScript { path, timeout_secs } = &plan.steps[i].action {
+        if let Action::RunScript {
+            path,
+            timeout_secs,
+            marker,
+        } = &plan.steps[i].action
+        {
+            // The marker first, durably: a script that reboots the machine (or is killed with
+            // the unit) must not run again on the next boot.
+            if let Some(m) = marker {
+                if let Err(e) = write_state(&mut writer, m, b"started\n") {
+                    results[i] = Err(e);
+                    continue;
+                }
+            }
             let (ran, r) = script::run_script(target, &plan.steps[i].id, path, *timeout_secs);
             if ran {
                 started.push(i);
@@ -219,7 +233,7 @@ fn run_lock(w: &mut fs::Writer) -> std::io::Result<nix::fcntl::Flock<std::fs::Fi
 }
 
 /// Writes one file of primer's private state (0600, root) and commits it.
-fn write_state(w: &mut fs::Writer, path: &str, content: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_state(w: &mut fs::Writer, path: &str, content: &[u8]) -> std::io::Result<()> {
     ensure_state_parents(w, path)?;
     let private = crate::plan::private_dir_meta();
     w.write_atomic(

@@ -820,10 +820,16 @@ impl Planner<'_> {
                     Some(gid) => {
                         if spec.primary_group.is_none() {
                             // useradd refuses here; adopting it lets a run interrupted after
-                            // writing /etc/group finish.
+                            // writing /etc/group finish (gshadow, written after group, may
+                            // lack the line: add it).
                             self.warn(format!(
                                 "group {g:?} already exists; used as the primary group of new user {name:?}"
                             ));
+                            if let Some(gs) = self.gshadow.as_mut() {
+                                if gs.find(g).is_none() {
+                                    gs.push(format!("{g}:!::"));
+                                }
+                            }
                         }
                         Some(gid)
                     }

@@ -64,6 +64,52 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
     }
     if super::users::wants_accounts(instance, &policy.users) {
         facts.skel = read_skel(root);
+        // Homes: whether each exists, its owner, and whether it is empty.
+        for (name, homedir) in super::wanted_homes(instance, policy) {
+            let home = homedir
+                .or_else(|| {
+                    facts
+                        .passwd
+                        .iter()
+                        .find(|p| p.name == name)
+                        .map(|p| p.home.clone())
+                })
+                .unwrap_or_else(|| format!("/home/{name}"));
+            let rel = home.trim_matches('/').to_string();
+            if rel.is_empty() {
+                continue;
+            }
+            if let Some((m, true)) = read_meta(root, &rel) {
+                facts.dirs.insert(rel.clone(), m);
+                let entries: Vec<String> = resolve_in_root(root, &rel)
+                    .ok()
+                    .and_then(|p| fs::read_dir(p).ok())
+                    .map(|rd| {
+                        rd.flatten()
+                            .take(MAX_SKEL_FILES + 1)
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            // An interrupted run's temporary files: swept when the skeleton
+                            // is written again.
+                            .filter(|n| !crate::apply::fs::is_temp_name(n))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // What of the skeleton is already there (an interrupted run's work).
+                let skel: Vec<String> = facts.skel.iter().map(|(sub, _)| sub.clone()).collect();
+                for sub in skel {
+                    let mut d = sub.as_str();
+                    while let Some((parent, _)) = d.rsplit_once('/') {
+                        let dir = format!("{rel}/{parent}");
+                        if let Some((m, true)) = read_meta(root, &dir) {
+                            facts.dirs.insert(dir, m);
+                        }
+                        d = parent;
+                    }
+                    read_file_fact(root, &format!("{rel}/{sub}"), &mut facts);
+                }
+                facts.home_entries.insert(rel, entries);
+            }
+        }
         // Salts for password hashes; a failure leaves zeros, which only makes the salt
         // predictable (the hash is still correct), so it is logged, not fatal.
         if let Err(e) =
@@ -81,8 +127,13 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
             .get(&record_path)
             .and_then(|f| serde_json::from_slice::<Record>(&f.content).ok());
         read_file_fact(root, &state::instance_json_path(id), &mut facts);
-        for rel in walk_files(root, &super::userdata::scripts_dir(id)) {
-            read_file_fact(root, &rel, &mut facts);
+        for dir in [
+            super::userdata::scripts_dir(id),
+            super::userdata::ran_dir(id),
+        ] {
+            for rel in walk_files(root, &dir) {
+                read_file_fact(root, &rel, &mut facts);
+            }
         }
         let copy = state::drive_copy_dir(id);
         for rel in walk_files(root, &copy) {

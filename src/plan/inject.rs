@@ -11,7 +11,16 @@ use crate::state;
 const MAX_PATH: usize = 4096;
 
 /// Places an injected file may never go.
-const FORBIDDEN: &[&str] = &["proc", "sys", "dev", "run", state::STATE_DIR];
+/// `var/run` and `var/lock` are links to `run` and `run/lock` on current systems.
+const FORBIDDEN: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "run",
+    "var/run",
+    "var/lock",
+    state::STATE_DIR,
+];
 
 /// The path relative to the root for an injected file's destination, or why it is refused.
 pub fn injected_path(path: &str) -> Result<String, String> {

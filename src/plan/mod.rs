@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 
 pub use crate::apply::fs::Meta;
 use crate::media::DriveFiles;
-use crate::model::userdata::UserData;
+use crate::model::userdata::{CcUser, UserData};
 use crate::model::{Instance, Report};
 use crate::state::{self, Record};
 
@@ -29,6 +29,9 @@ pub struct Policy {
     pub ssh_user: String,
     pub network: network::NetPolicy,
     pub users: users::UserPolicy,
+    /// Leave per-instance scripts to `primer scripts` (the boot unit does: scripts then run
+    /// after the network is online, in `primer-scripts.service`).
+    pub defer_scripts: bool,
 }
 
 impl Default for Policy {
@@ -37,6 +40,7 @@ impl Default for Policy {
             ssh_user: "root".into(),
             network: Default::default(),
             users: Default::default(),
+            defer_scripts: false,
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct HostFacts {
     pub salt: [u8; 32],
     /// Files of /etc/skel (path below it, content and meta), for new homes.
     pub skel: Vec<(String, FileFact)>,
+    /// Entries of the existing homes the planner may fill (top-level names, bounded): a home
+    /// holding only what primer puts there was left by an interrupted run.
+    pub home_entries: BTreeMap<String, Vec<String>>,
 }
 
 /// What a step does.
@@ -115,8 +122,14 @@ pub enum Action {
         data: crate::model::Secret,
     },
     /// Run a stored script (live system only), after every file of the plan is in place.
-    /// A script that was started counts as run for its instance, whatever its exit status.
-    RunScript { path: String, timeout_secs: u64 },
+    /// `marker` (per-instance scripts) is written, durably, just before the script starts: a
+    /// script that was started counts as run for its instance, whatever its exit status and even
+    /// if the machine reboots under it.
+    RunScript {
+        path: String,
+        timeout_secs: u64,
+        marker: Option<String>,
+    },
     /// Write the per-instance record (content settled by apply: failed steps are left out).
     WriteRecord {
         path: String,
@@ -226,6 +239,9 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         accounts_now: BTreeMap::new(),
         created_users: Vec::new(),
         ssh_user: Some(policy.ssh_user.clone()),
+        keys_for: BTreeMap::new(),
+        default_user: None,
+        salt: mixed_salt(facts, instance),
     };
     let id = &instance.instance_id;
     if let Some(reason) = state::invalid_instance_id(id) {
@@ -246,10 +262,22 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_injected_files(instance, policy.users.files_mode);
     p.plan_write_files(instance, &ud);
     p.plan_entropy(instance);
-    p.plan_scripts(instance, &ud, &policy.users);
+    p.plan_scripts(instance, &ud, &policy.users, policy.defer_scripts);
     p.plan_local_copy(instance, drive, &ud);
     p.plan_record(instance, drive);
     p.finish(id)
+}
+
+/// The facts' random bytes mixed with the drive's `random_seed` (which the kernel only gets
+/// when apply runs, after the facts were read).
+fn mixed_salt(facts: &HostFacts, instance: &Instance) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(facts.salt);
+    if let Some(seed) = &instance.random_seed {
+        h.update(seed.expose());
+    }
+    h.finalize().into()
 }
 
 /// Files under the root (besides the fixed ones) whose content and meta the planner compares
@@ -277,14 +305,52 @@ pub fn wanted_files(instance: &Instance, policy: &Policy) -> Vec<String> {
 /// users that carry keys.
 pub fn key_users(instance: &Instance, policy: &Policy) -> Vec<String> {
     let mut v = vec![policy.ssh_user.clone()];
+    v.extend(policy.users.default_user.iter().map(|d| d.name.clone()));
     if users::wants_accounts(instance, &policy.users) {
         let (ud, _) = userdata::user_data(instance, &policy.users);
+        let cc = &ud.cloud_config;
         v.extend(
-            ud.cloud_config
-                .users
+            cc.users
                 .iter()
-                .filter(|u| !u.ssh_authorized_keys.is_empty())
+                .filter(|u| !u.is_default() && !u.name.is_empty())
                 .map(|u| u.name.clone()),
+        );
+        // `user:` is always the default user, possibly renamed.
+        v.extend(
+            cc.user
+                .iter()
+                .filter(|u| !u.name.is_empty() && u.name != CcUser::DEFAULT_NAME)
+                .map(|u| u.name.clone()),
+        );
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Home directories the planner may create, by user: the `homedir` user-data gives, else
+/// `None` (the account's home from /etc/passwd, or /home/NAME for a new one).
+pub fn wanted_homes(instance: &Instance, policy: &Policy) -> Vec<(String, Option<String>)> {
+    let mut v: Vec<(String, Option<String>)> = policy
+        .users
+        .default_user
+        .iter()
+        .map(|d| (d.name.clone(), None))
+        .collect();
+    if users::wants_accounts(instance, &policy.users) {
+        let (ud, _) = userdata::user_data(instance, &policy.users);
+        let cc = &ud.cloud_config;
+        v.extend(
+            cc.users
+                .iter()
+                .filter(|u| !u.is_default() && !u.name.is_empty())
+                .map(|u| (u.name.clone(), u.homedir.clone())),
+        );
+        v.extend(
+            cc.user
+                .iter()
+                .filter(|u| !u.name.is_empty() && u.name != CcUser::DEFAULT_NAME)
+                .map(|u| (u.name.clone(), u.homedir.clone())),
         );
     }
     v
@@ -300,6 +366,12 @@ struct Planner<'a> {
     created_users: Vec<PasswdEntry>,
     /// The user whose keys use the plain `ssh-dir`/`ssh-keys` step ids.
     ssh_user: Option<String>,
+    /// Keys from user-data per user, planned together with the SSH user's (one block each).
+    keys_for: BTreeMap<String, Vec<String>>,
+    /// The default user's name as this plan uses it (configuration, adjusted by `user:`).
+    default_user: Option<String>,
+    /// Random bytes for password salts: the facts' mixed with the drive's random seed.
+    salt: [u8; 32],
 }
 
 impl Planner<'_> {
@@ -485,18 +557,25 @@ impl Planner<'_> {
 
     /// The drive's keys (and `#cloud-config` `ssh_authorized_keys`) for the SSH user.
     fn plan_ssh_keys(&mut self, instance: &Instance, ud: &UserData, policy: &Policy) {
+        // The default user under the name `user:` gives it, when the SSH user is the
+        // configured default user; then the user-data keys of every other account.
+        let configured_default = policy.users.default_user.as_ref().map(|d| d.name.as_str());
+        let ssh_user = match (&self.default_user, configured_default) {
+            (Some(now), Some(conf)) if policy.ssh_user == conf => now.clone(),
+            _ => policy.ssh_user.clone(),
+        };
+        self.ssh_user = Some(ssh_user.clone());
         let mut lines = instance.ssh_keys.clone();
-        for k in &ud.cloud_config.ssh_authorized_keys {
+        let extra = self.keys_for.remove(&ssh_user).unwrap_or_default();
+        for k in ud.cloud_config.ssh_authorized_keys.iter().chain(&extra) {
             if !lines.contains(k) {
                 lines.push(k.clone());
             }
         }
-        self.plan_keys_for(
-            &policy.ssh_user.clone(),
-            &lines,
-            "meta_data.json",
-            "public_keys",
-        );
+        self.plan_keys_for(&ssh_user, &lines, "meta_data.json", "public_keys");
+        for (user, keys) in std::mem::take(&mut self.keys_for) {
+            self.plan_keys_for(&user, &keys, "user-data", "users");
+        }
     }
 
     /// An `authorized_keys` block of primer's for `user`. The SSH user's steps keep the ids

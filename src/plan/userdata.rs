@@ -4,6 +4,8 @@
 //! with `--root` they are staged, not run. Hostname, keys, users and passwords from
 //! `#cloud-config` are planned by their own modules.
 
+use std::collections::BTreeMap;
+
 use super::inject::injected_path;
 use super::users::{group_gid, GROUP};
 use super::{Action, Change, Meta, Planner, Step, PRIVATE_FILE};
@@ -17,6 +19,14 @@ use crate::state;
 pub fn scripts_dir(instance_id: &str) -> String {
     format!("{}/scripts", state::instance_dir(instance_id))
 }
+
+/// Where a marker per started script is written just before it starts (once per instance).
+pub fn ran_dir(instance_id: &str) -> String {
+    format!("{}/scripts-ran", state::instance_dir(instance_id))
+}
+
+/// The stored name of `bootcmd` (run every boot by `primer run`, never by `primer scripts`).
+pub const BOOTCMD: &str = "00-bootcmd";
 
 /// The user-data as primer applies it (empty when the configuration leaves it to another
 /// agent).
@@ -65,8 +75,14 @@ impl Planner<'_> {
     }
 
     /// `write_files`: inside the root only, owner and mode as given, `append` once per instance.
+    /// `write_files`: inside the root only, owner and mode as given, once per instance. Entries
+    /// are applied in order, so two for one path build on each other; an `append` whose text the
+    /// file already holds (appended before, even by a run interrupted before its record) is not
+    /// appended again.
     pub(super) fn plan_write_files(&mut self, _instance: &Instance, ud: &UserData) {
-        for w in &ud.cloud_config.write_files {
+        // Content as earlier entries of this plan leave each path.
+        let mut planned: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (n, w) in ud.cloud_config.write_files.iter().enumerate() {
             let rel = match injected_path(&w.path) {
                 Ok(r) => r,
                 Err(e) => {
@@ -95,15 +111,25 @@ impl Planner<'_> {
                 uid,
                 gid,
             };
-            let id = format!("write-file:{rel}");
+            // One id per entry: the same path may be listed twice.
+            let id = format!("write-file:{n}:{rel}");
             let mut input_bytes = w.content.clone();
             input_bytes.extend_from_slice(format!("{meta:?}{}", w.append).as_bytes());
             let input = Some(state::sha256_hex(&input_bytes));
+            let current = planned
+                .get(&rel)
+                .cloned()
+                .or_else(|| self.facts.files.get(&rel).map(|f| f.content.clone()));
             let content = if w.append {
-                if input
+                let done = input
                     .as_deref()
                     .is_some_and(|i| self.applied_before(&id, i))
-                {
+                    || current.as_deref().is_some_and(|c| {
+                        !w.content.is_empty()
+                            && c.windows(w.content.len())
+                                .any(|x| x == w.content.as_slice())
+                    });
+                if done {
                     self.steps.push(Step {
                         id,
                         change: Change::Unchanged,
@@ -113,17 +139,13 @@ impl Planner<'_> {
                     });
                     continue;
                 }
-                let mut c = self
-                    .facts
-                    .files
-                    .get(&rel)
-                    .map(|f| f.content.clone())
-                    .unwrap_or_default();
+                let mut c = current.unwrap_or_default();
                 c.extend_from_slice(&w.content);
                 c
             } else {
                 w.content.clone()
             };
+            planned.insert(rel.clone(), content.clone());
             self.file_step(
                 &id,
                 &rel,
@@ -174,26 +196,35 @@ impl Planner<'_> {
         Some((uid, gid))
     }
 
-    /// Scripts (vendor first, then user), `runcmd`, and `bootcmd` (every boot, first).
-    pub(super) fn plan_scripts(&mut self, instance: &Instance, ud: &UserData, policy: &UserPolicy) {
+    /// Scripts (vendor first, then user, then `runcmd`), once per instance, and `bootcmd`, every
+    /// boot. Stored names carry their run order and origin (`10-vendor-…`, `20-user-…`,
+    /// `30-runcmd`, `00-bootcmd`), so a part named like primer's own scripts never collides.
+    pub(super) fn plan_scripts(
+        &mut self,
+        instance: &Instance,
+        ud: &UserData,
+        policy: &UserPolicy,
+        defer: bool,
+    ) {
         let dir = scripts_dir(&instance.instance_id);
+        let ran_dir = ran_dir(&instance.instance_id);
         let timeout = policy.script_timeout.as_secs().max(1);
         let cc = &ud.cloud_config;
         let mut all: Vec<(String, Vec<u8>, bool)> = Vec::new();
         if !cc.bootcmd.is_empty() {
-            all.push(("bootcmd".into(), script_of(&cc.bootcmd), true));
+            all.push((BOOTCMD.into(), script_of(&cc.bootcmd), true));
         }
         for origin in [Origin::VendorData, Origin::UserData] {
             for s in ud.scripts.iter().filter(|s| s.origin == origin) {
                 let prefix = match origin {
-                    Origin::VendorData => "vendor-",
-                    Origin::UserData => "",
+                    Origin::VendorData => "10-vendor-",
+                    Origin::UserData => "20-user-",
                 };
                 all.push((format!("{prefix}{}", s.name), s.content.clone(), false));
             }
         }
         if !cc.runcmd.is_empty() {
-            all.push(("runcmd".into(), script_of(&cc.runcmd), false));
+            all.push(("30-runcmd".into(), script_of(&cc.runcmd), false));
         }
         for b in &ud.boothooks {
             self.warnings.warn(
@@ -205,6 +236,11 @@ impl Planner<'_> {
         for (name, content, every_boot) in all {
             let path = format!("{dir}/{name}");
             let input = state::sha256_hex(&content);
+            let staged = self
+                .facts
+                .files
+                .get(&path)
+                .is_some_and(|f| state::sha256_hex(&f.content) == input);
             self.file_step(
                 &format!("script-file:{name}"),
                 &path,
@@ -218,12 +254,9 @@ impl Planner<'_> {
                 false,
             );
             let id = format!("script:{name}");
-            let staged = self
-                .facts
-                .files
-                .get(&path)
-                .is_some_and(|f| state::sha256_hex(&f.content) == input);
-            let (change, why, input) = if !self.facts.live {
+            let marker = format!("{ran_dir}/{name}");
+            let ran = self.facts.files.contains_key(&marker) || self.applied_before(&id, &input);
+            let (change, why) = if !self.facts.live {
                 (
                     if staged {
                         Change::Unchanged
@@ -231,25 +264,32 @@ impl Planner<'_> {
                         Change::Skip
                     },
                     format!("script {name}: staged at /{path}, not run (not the running system)"),
-                    None,
                 )
             } else if every_boot {
                 (
                     Change::Update,
-                    format!("bootcmd: runs every boot ({})", path),
-                    None,
+                    format!("bootcmd: runs every boot (/{path})"),
                 )
-            } else if self.applied_before(&id, &input) {
+            } else if ran {
                 (
                     Change::Unchanged,
                     format!("script {name}: already ran for this instance"),
-                    Some(input),
+                )
+            } else if defer {
+                (
+                    if staged {
+                        Change::Unchanged
+                    } else {
+                        Change::Skip
+                    },
+                    format!(
+                        "script {name}: staged; runs once in primer-scripts.service (`primer scripts`), after the network is online"
+                    ),
                 )
             } else {
                 (
                     Change::Update,
                     format!("script {name}: runs once for this instance"),
-                    Some(input),
                 )
             };
             self.steps.push(Step {
@@ -258,9 +298,10 @@ impl Planner<'_> {
                 action: Action::RunScript {
                     path: path.clone(),
                     timeout_secs: timeout,
+                    marker: (!every_boot).then_some(marker),
                 },
                 why,
-                input,
+                input: None,
             });
         }
     }

@@ -92,7 +92,7 @@ impl Default for UserPolicy {
     }
 }
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
@@ -111,8 +111,9 @@ pub const GSHADOW: &str = "etc/gshadow";
 pub const LOGIN_DEFS: &str = "etc/login.defs";
 pub const USERADD_DEFAULTS: &str = "etc/default/useradd";
 pub const SUDOERS: &str = "etc/sudoers";
-/// primer's sudoers drop-in.
+/// primer's sudoers drop-ins: the configuration's default user, and users from user-data.
 pub const SUDOERS_DROPIN: &str = "etc/sudoers.d/90-primer";
+pub const SUDOERS_USER_DATA_DROPIN: &str = "etc/sudoers.d/91-primer-user-data";
 /// primer's sshd drop-in (Debian's sshd_config includes sshd_config.d/*.conf first).
 pub const SSHD_DROPIN: &str = "etc/ssh/sshd_config.d/50-primer.conf";
 pub const SKEL: &str = "etc/skel";
@@ -138,6 +139,7 @@ pub const ACCOUNT_FACTS: &[&str] = &[
     USERADD_DEFAULTS,
     SUDOERS,
     SUDOERS_DROPIN,
+    SUDOERS_USER_DATA_DROPIN,
     SSHD_DROPIN,
 ];
 
@@ -174,6 +176,10 @@ pub fn group_gid(group: &str, name: &str) -> Option<u32> {
 fn text(f: Option<&FileFact>) -> Option<String> {
     f.map(|f| String::from_utf8_lossy(&f.content).into_owned())
 }
+
+/// One account asked for: the account, its sudo rule (and whether it came from user-data, not
+/// the configuration), and the SSH keys user-data gives it.
+type Wish = (UserSpec, Option<(String, bool)>, Vec<String>);
 
 /// One password to set: who, from where, and the secret or hash.
 struct Wanted<'a> {
@@ -292,7 +298,7 @@ impl Planner<'_> {
         let cc = &ud.cloud_config;
 
         // Who: the default user unless #cloud-config lists users without `default`.
-        let mut specs: Vec<(UserSpec, Option<String>, Vec<String>)> = Vec::new();
+        let mut specs: Vec<Wish> = Vec::new();
         let default_wanted = !cc.users_given || cc.users.iter().any(CcUser::is_default);
         let mut default = policy.default_user.as_ref().map(|d| {
             (
@@ -305,7 +311,7 @@ impl Planner<'_> {
                     create_home: true,
                     ..Default::default()
                 },
-                d.sudo.clone(),
+                d.sudo.clone().map(|r| (r, false)),
                 Vec::new(),
             )
         });
@@ -336,7 +342,7 @@ impl Planner<'_> {
                 d.0.shell = u.shell.clone();
             }
             if !u.sudo.is_empty() {
-                d.1 = Some(u.sudo.join("\n"));
+                d.1 = Some((u.sudo.join("\n"), true));
             }
             d.0.lock_password = u.lock_passwd;
             d.2 = u.ssh_authorized_keys.clone();
@@ -345,6 +351,7 @@ impl Planner<'_> {
             }
         }
         if let (Some(d), true) = (default, default_wanted) {
+            self.default_user = Some(d.0.name.clone());
             specs.push(d);
         }
         for (n, u) in cc.users.iter().filter(|u| !u.is_default()).enumerate() {
@@ -353,7 +360,7 @@ impl Planner<'_> {
                 if let Some(p) = &u.plain_text_passwd {
                     hash = Some(accounts::hash_password(
                         p.expose(),
-                        &salt(&self.facts.salt, 1000 + n, &u.name),
+                        &salt(&self.salt, 1000 + n, &u.name),
                     ));
                 }
             }
@@ -371,7 +378,7 @@ impl Planner<'_> {
                     password_hash: hash,
                     create_home: !u.no_create_home && !u.system,
                 },
-                (!u.sudo.is_empty()).then(|| u.sudo.join("\n")),
+                (!u.sudo.is_empty()).then(|| (u.sudo.join("\n"), true)),
                 u.ssh_authorized_keys.clone(),
             ));
         }
@@ -417,12 +424,20 @@ impl Planner<'_> {
                     input,
                 });
             } else {
-                let why = if created.is_empty() && !edit.changes() {
-                    format!("users {}: already present", names.join(", "))
-                } else if created.is_empty() {
-                    format!("users {}: group memberships", names.join(", "))
+                let refused = if edit.warnings.is_empty() {
+                    String::new()
                 } else {
-                    format!("create users {}", created.join(", "))
+                    format!(
+                        "; {} request(s) refused (see the warnings)",
+                        edit.warnings.len()
+                    )
+                };
+                let why = if created.is_empty() && !edit.changes() {
+                    format!("users {}: nothing to change{refused}", names.join(", "))
+                } else if created.is_empty() {
+                    format!("users {}: group memberships{refused}", names.join(", "))
+                } else {
+                    format!("create users {}{refused}", created.join(", "))
                 };
                 self.accounts_step("users", &edit, why, input);
                 for c in &edit.created {
@@ -432,58 +447,112 @@ impl Planner<'_> {
                         gid: c.gid,
                         home: c.home.clone(),
                     });
-                    if c.create_home {
-                        self.plan_home(c.uid, c.gid, &c.home, defs.home_mode);
+                }
+            }
+            // Homes: for new accounts, and for the requested accounts whose home is missing (a
+            // run interrupted between writing the accounts and making the home).
+            for (spec, _, _) in &specs {
+                if !spec.create_home {
+                    continue;
+                }
+                if let Some(pw) = self.user(&spec.name) {
+                    let new = edit.created.iter().any(|c| c.name == spec.name);
+                    self.plan_home(pw.uid, pw.gid, &pw.home, defs.home_mode, new);
+                }
+            }
+            // Keys of #cloud-config users, planned with the SSH user's (one block per user).
+            for (spec, _, keys) in &specs {
+                if !keys.is_empty() {
+                    let k = self.keys_for.entry(spec.name.clone()).or_default();
+                    for key in keys {
+                        if !k.contains(key) {
+                            k.push(key.clone());
+                        }
                     }
                 }
             }
-            // Keys of #cloud-config users.
-            for (spec, _, keys) in &specs {
-                if !keys.is_empty() && self.user(&spec.name).is_some() {
-                    self.plan_keys_for(&spec.name, keys, "user-data", "users");
-                }
+            // Sudo rules of accounts that exist (or are created); the configuration's and
+            // user-data's in two drop-ins, so a bad user-data rule cannot take the configured
+            // default user's away.
+            for from_user_data in [false, true] {
+                let rules: Vec<String> = specs
+                    .iter()
+                    .filter(|(s, _, _)| self.user(&s.name).is_some())
+                    .filter_map(|(s, sudo, _)| sudo.as_ref().map(|r| (s, r)))
+                    .filter(|(_, (_, ud))| *ud == from_user_data)
+                    .flat_map(|(s, (r, _))| {
+                        r.lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .map(|l| format!("{} {}", s.name, l.trim()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                self.plan_sudoers(&rules, from_user_data);
             }
-            let rules: Vec<String> = specs
-                .iter()
-                .filter_map(|(s, sudo, _)| sudo.as_ref().map(|r| (s, r)))
-                .flat_map(|(s, r)| {
-                    r.lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .map(|l| format!("{} {}", s.name, l.trim()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            self.plan_sudoers(&rules);
         }
 
         self.plan_passwords(instance, ud, policy);
         self.plan_pwauth(ud, policy);
     }
 
-    /// The home directory and /etc/skel's files, owned by the new user.
-    fn plan_home(&mut self, uid: u32, gid: u32, home: &str, mode: u32) {
+    /// The home directory and /etc/skel's files, owned by the user, as `useradd -m` makes them.
+    /// A home that exists is never taken over: only one owned by the user and holding nothing
+    /// but what primer puts there (left by an interrupted run) gets the missing skeleton files;
+    /// any other existing home is left as it is (with a warning when the user is new).
+    fn plan_home(&mut self, uid: u32, gid: u32, home: &str, mode: u32, new: bool) {
         let rel = home.trim_matches('/').to_string();
         if rel.is_empty() || !crate::apply::fs::is_clean_relative(&rel) {
-            self.warnings.warn(
-                "users",
-                "homedir",
-                format!("{home:?} is not usable; no home created"),
-            );
+            if new {
+                self.warnings.warn(
+                    "users",
+                    "homedir",
+                    format!("{home:?} is not usable; no home created"),
+                );
+            }
             return;
         }
-        self.steps.push(Step {
-            id: format!("home:{rel}"),
-            change: Change::Create,
-            action: Action::EnsureDir {
-                path: rel.clone(),
-                mode,
-                uid,
-                gid,
-            },
-            why: format!("home directory /{rel} of a new user"),
-            input: None,
-        });
-        let mut dirs = std::collections::BTreeSet::new();
+        let skel_tops: BTreeSet<&str> = self
+            .facts
+            .skel
+            .iter()
+            .map(|(sub, _)| sub.split('/').next().unwrap_or(sub))
+            .chain([".ssh"])
+            .collect();
+        match self.facts.dirs.get(&rel) {
+            None => self.steps.push(Step {
+                id: format!("home:{rel}"),
+                change: Change::Create,
+                action: Action::EnsureDir {
+                    path: rel.clone(),
+                    mode,
+                    uid,
+                    gid,
+                },
+                why: format!("home directory /{rel}"),
+                input: None,
+            }),
+            Some(m)
+                if m.uid == uid
+                    && self
+                        .facts
+                        .home_entries
+                        .get(&rel)
+                        .is_some_and(|e| e.iter().all(|n| skel_tops.contains(n.as_str()))) => {}
+            Some(m) => {
+                if new {
+                    self.warnings.warn(
+                        "users",
+                        "homedir",
+                        format!(
+                            "/{rel} exists (owner uid {}): not taken over, /etc/skel not copied",
+                            m.uid
+                        ),
+                    );
+                }
+                return;
+            }
+        }
+        let mut dirs = BTreeSet::new();
         for (sub, _) in &self.facts.skel {
             let mut d = sub.as_str();
             while let Some((parent, _)) = d.rsplit_once('/') {
@@ -491,13 +560,18 @@ impl Planner<'_> {
                 d = parent;
             }
         }
-        // Parents first (BTreeSet order puts `a` before `a/b`), owned by the user.
+        // Parents first (BTreeSet order puts `a` before `a/b`), owned by the user; only what is
+        // missing.
         for d in dirs {
+            let path = format!("{rel}/{d}");
+            if self.facts.dirs.contains_key(&path) {
+                continue;
+            }
             self.steps.push(Step {
-                id: format!("skel-dir:{rel}/{d}"),
+                id: format!("skel-dir:{path}"),
                 change: Change::Create,
                 action: Action::EnsureDir {
-                    path: format!("{rel}/{d}"),
+                    path,
                     mode: 0o755,
                     uid,
                     gid,
@@ -508,6 +582,9 @@ impl Planner<'_> {
         }
         for (sub, f) in &self.facts.skel {
             let dest = format!("{rel}/{sub}");
+            if self.facts.files.contains_key(&dest) {
+                continue;
+            }
             self.steps.push(Step {
                 id: format!("skel:{dest}"),
                 change: Change::Create,
@@ -526,8 +603,13 @@ impl Planner<'_> {
         }
     }
 
-    fn plan_sudoers(&mut self, rules: &[String]) {
-        if rules.is_empty() && !self.facts.files.contains_key(SUDOERS_DROPIN) {
+    fn plan_sudoers(&mut self, rules: &[String], from_user_data: bool) {
+        let (id, path) = if from_user_data {
+            ("sudoers-user-data", SUDOERS_USER_DATA_DROPIN)
+        } else {
+            ("sudoers", SUDOERS_DROPIN)
+        };
+        if rules.is_empty() && !self.facts.files.contains_key(path) {
             return;
         }
         if !self.facts.files.contains_key(SUDOERS) {
@@ -545,8 +627,8 @@ impl Planner<'_> {
         }
         let input = Some(state::sha256_hex(content.as_bytes()));
         self.file_step(
-            "sudoers",
-            SUDOERS_DROPIN,
+            id,
+            path,
             content.into_bytes(),
             Meta {
                 mode: 0o440,
@@ -565,7 +647,7 @@ impl Planner<'_> {
             .password_user
             .clone()
             .or_else(|| instance.admin_username.clone())
-            .or_else(|| policy.default_user.as_ref().map(|d| d.name.clone()))
+            .or_else(|| self.default_user.clone())
             .unwrap_or_else(|| "root".to_string());
         let mut wanted: Vec<Wanted> = Vec::new();
         if let Some(p) = instance.admin_pass.as_ref().filter(|p| !p.is_empty()) {
@@ -704,9 +786,7 @@ impl Planner<'_> {
                 continue;
             }
             let hash = match &w.value {
-                WantedValue::Plain(p) => {
-                    accounts::hash_password(p, &salt(&self.facts.salt, n, &w.user))
-                }
+                WantedValue::Plain(p) => accounts::hash_password(p, &salt(&self.salt, n, &w.user)),
                 WantedValue::Hash(h) => h.to_string(),
             };
             let edit = accounts::plan_accounts(
