@@ -67,6 +67,15 @@ EOF
     install -m 0644 "$here/guest/10-e2e.network" "$tree/etc/systemd/network/10-e2e.network"
     # networkd is the base guest's network backend. The ifupdown and nm variants mask it: the
     # first boot applies systemd's presets, which would enable it beside their own backend.
+    # primer-scripts.service runs after network-online.target; a guest without a configured NIC
+    # would wait the full wait-online time-out (2 min) first. The test guests reach
+    # network-online at once (the network tests wait for their links themselves); cloud-init's
+    # comparison guest keeps the stock behaviour.
+    if [ "$variant" != cloudinit ]; then
+        for u in systemd-networkd-wait-online.service NetworkManager-wait-online.service; do
+            ln -sf /dev/null "$tree/etc/systemd/system/$u"
+        done
+    fi
     case "$variant" in
         base|cloudinit|users) ln -sf /usr/lib/systemd/system/systemd-networkd.service "$tree/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" ;;
         *) for u in systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service; do
