@@ -301,28 +301,16 @@ pub fn wanted_files(instance: &Instance, policy: &Policy) -> Vec<String> {
     v
 }
 
-/// Users whose `~/.ssh` the planner compares against: the SSH user and the `#cloud-config`
-/// users that carry keys.
+/// Users whose `~/.ssh` the planner compares against: the SSH user and every account the
+/// configuration or user-data asks for.
 pub fn key_users(instance: &Instance, policy: &Policy) -> Vec<String> {
-    let mut v = vec![policy.ssh_user.clone()];
-    v.extend(policy.users.default_user.iter().map(|d| d.name.clone()));
-    if users::wants_accounts(instance, &policy.users) {
-        let (ud, _) = userdata::user_data(instance, &policy.users);
-        let cc = &ud.cloud_config;
-        v.extend(
-            cc.users
-                .iter()
-                .filter(|u| !u.is_default() && !u.name.is_empty())
-                .map(|u| u.name.clone()),
-        );
-        // `user:` is always the default user, possibly renamed.
-        v.extend(
-            cc.user
-                .iter()
-                .filter(|u| !u.name.is_empty() && u.name != CcUser::DEFAULT_NAME)
-                .map(|u| u.name.clone()),
-        );
-    }
+    let mut v: Vec<String> = std::iter::once(policy.ssh_user.clone())
+        .chain(
+            wanted_homes(instance, policy)
+                .into_iter()
+                .map(|(name, _)| name),
+        )
+        .collect();
     v.sort();
     v.dedup();
     v
