@@ -241,11 +241,15 @@ fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String
                 .and_then(|p| fs::read_to_string(p).ok())
                 .map(|s| s.trim().to_string())
         };
-        let in_db = match attr("ifindex") {
-            Some(i) => run.join(format!("data/n{i}")).exists(),
-            None => true,
+        // Gone since the interfaces were read: udev renamed it just now (seen in the ifupdown
+        // guest: eth0 read, renamed to enp0s1 before this check, and eth0 rendered). Not
+        // settled: the caller reads the names again.
+        let Some(i) = attr("ifindex") else {
+            return false;
         };
-        in_db && (keeps_kernel_names || attr("name_assign_type").as_deref() != Some("1"))
+        // (name_assign_type reads as an error for devices whose naming is unknown: fine.)
+        run.join(format!("data/n{i}")).exists()
+            && (keeps_kernel_names || attr("name_assign_type").as_deref() != Some("1"))
     })
 }
 
@@ -330,6 +334,31 @@ mod tests {
         assert_eq!(detect(r), Some(Backend::NetworkManager), "enabled NM");
         fs::write(r.join("usr/sbin/netplan"), "").unwrap();
         assert_eq!(detect(r), Some(Backend::Netplan), "netplan first");
+    }
+
+    #[test]
+    fn a_name_is_settled_only_once_udev_has_it_and_it_still_exists() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("run/udev/data")).unwrap();
+        fs::write(r.join("run/udev/control"), "").unwrap();
+        let mac = "52:54:00:aa:00:01".to_string();
+        let ifaces: BTreeMap<String, String> = [(mac.clone(), "eth0".to_string())].into();
+        // eth0 was read, then renamed: it is gone from sysfs.
+        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        // Present with the kernel's enumerated name: not final yet.
+        let dev = r.join("sys/class/net/eth0");
+        fs::create_dir_all(&dev).unwrap();
+        fs::write(dev.join("ifindex"), "2\n").unwrap();
+        fs::write(dev.join("name_assign_type"), "1\n").unwrap();
+        fs::write(r.join("run/udev/data/n2"), "").unwrap();
+        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        // Renamed by udev (name_assign_type 4) and in udev's database: final.
+        fs::write(dev.join("name_assign_type"), "4\n").unwrap();
+        assert!(udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        // Not yet in udev's database: not final.
+        fs::remove_file(r.join("run/udev/data/n2")).unwrap();
+        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
     }
 
     #[test]
