@@ -382,7 +382,8 @@ pub fn read_fs<R: Read + Seek>(
     }
 }
 
-fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads until `buf` is full or the end: the number of bytes read.
+fn read_up_to<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
@@ -474,16 +475,7 @@ pub(crate) fn read_at<R: std::io::Read + std::io::Seek + ?Sized>(
     buf: &mut [u8],
 ) -> std::io::Result<usize> {
     r.seek(std::io::SeekFrom::Start(at))?;
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
+    read_up_to(r, buf)
 }
 
 /// A device node path under a (possibly redirected) `/dev`.

@@ -154,18 +154,8 @@ pub(crate) fn json_depth(v: &serde_json::Value) -> usize {
     max
 }
 
-/// A JSON value's kind, for messages.
-pub(crate) fn kind(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
+/// A JSON value's kind, for messages (the sources' wording).
+pub(crate) use crate::source::value::kind;
 
 /// A scalar as text (numbers and booleans too: YAML and sloppy JSON mix them).
 pub(crate) fn scalar(v: &serde_json::Value) -> Option<String> {

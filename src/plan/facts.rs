@@ -36,7 +36,8 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
     if let Some(f) = read_file(root, "etc/passwd") {
         facts.passwd = parse_passwd(&String::from_utf8_lossy(&f.content));
     }
-    let key_users = super::key_users(instance, policy);
+    let wanted = super::wanted(instance, policy);
+    let key_users = &wanted.key_users;
     for pw in facts
         .passwd
         .iter()
@@ -59,13 +60,13 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         crate::net::host::read_net_facts(root, Some(instance), live, policy.network.wait);
     facts.files.extend(net_files);
     facts.network = net;
-    for rel in super::wanted_files(instance, policy) {
-        read_file_fact(root, &rel, &mut facts);
+    for rel in &wanted.files {
+        read_file_fact(root, rel, &mut facts);
     }
     if super::users::wants_accounts(instance, &policy.users) {
         facts.skel = read_skel(root);
         // Homes: whether each exists, its owner, and whether it is empty.
-        for (name, homedir) in super::wanted_homes(instance, policy) {
+        for (name, homedir) in wanted.homes {
             let home = homedir
                 .or_else(|| {
                     facts

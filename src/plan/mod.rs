@@ -280,68 +280,59 @@ fn mixed_salt(facts: &HostFacts, instance: &Instance) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Files under the root (besides the fixed ones) whose content and meta the planner compares
-/// against: read by `facts::read_host_facts`.
-pub fn wanted_files(instance: &Instance, policy: &Policy) -> Vec<String> {
-    let mut v: Vec<String> = instance
-        .files
-        .iter()
-        .filter_map(|f| inject::injected_path(&f.path).ok())
-        .collect();
-    if users::wants_accounts(instance, &policy.users) {
-        v.extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
-        let (ud, _) = userdata::user_data(instance, &policy.users);
-        v.extend(
-            ud.cloud_config
-                .write_files
-                .iter()
-                .filter_map(|w| inject::injected_path(&w.path).ok()),
-        );
-    }
-    v
+/// What of the target the planner compares against besides the fixed files, derived from the
+/// instance and one parse of its user-data: read by `facts::read_host_facts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// Files under the root (injected files, `write_files`, the account files).
+    pub files: Vec<String>,
+    /// Users whose `~/.ssh` matters: the SSH user and every account asked for.
+    pub key_users: Vec<String>,
+    /// Home directories the planner may create, by user: the `homedir` user-data gives, else
+    /// `None` (the account's home from /etc/passwd, or /home/NAME for a new one).
+    pub homes: Vec<(String, Option<String>)>,
 }
 
-/// Users whose `~/.ssh` the planner compares against: the SSH user and every account the
-/// configuration or user-data asks for.
-pub fn key_users(instance: &Instance, policy: &Policy) -> Vec<String> {
-    let mut v: Vec<String> = std::iter::once(policy.ssh_user.clone())
-        .chain(
-            wanted_homes(instance, policy)
-                .into_iter()
-                .map(|(name, _)| name),
-        )
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
-/// Home directories the planner may create, by user: the `homedir` user-data gives, else
-/// `None` (the account's home from /etc/passwd, or /home/NAME for a new one).
-pub fn wanted_homes(instance: &Instance, policy: &Policy) -> Vec<(String, Option<String>)> {
-    let mut v: Vec<(String, Option<String>)> = policy
-        .users
-        .default_user
-        .iter()
-        .map(|d| (d.name.clone(), None))
-        .collect();
+pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
+    let mut w = Wanted {
+        files: instance
+            .files
+            .iter()
+            .filter_map(|f| inject::injected_path(&f.path).ok())
+            .collect(),
+        key_users: vec![policy.ssh_user.clone()],
+        homes: policy
+            .users
+            .default_user
+            .iter()
+            .map(|d| (d.name.clone(), None))
+            .collect(),
+    };
     if users::wants_accounts(instance, &policy.users) {
+        w.files
+            .extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
         let (ud, _) = userdata::user_data(instance, &policy.users);
         let cc = &ud.cloud_config;
-        v.extend(
+        w.files.extend(
+            cc.write_files
+                .iter()
+                .filter_map(|f| inject::injected_path(&f.path).ok()),
+        );
+        w.homes.extend(
             cc.users
                 .iter()
-                .filter(|u| !u.is_default() && !u.name.is_empty())
-                .map(|u| (u.name.clone(), u.homedir.clone())),
-        );
-        v.extend(
-            cc.user
-                .iter()
-                .filter(|u| !u.name.is_empty() && u.name != CcUser::DEFAULT_NAME)
+                .filter(|u| !u.is_default())
+                // `user:` is always the default user, possibly renamed.
+                .chain(cc.user.iter().filter(|u| u.name != CcUser::DEFAULT_NAME))
+                .filter(|u| !u.name.is_empty())
                 .map(|u| (u.name.clone(), u.homedir.clone())),
         );
     }
-    v
+    w.key_users
+        .extend(w.homes.iter().map(|(name, _)| name.clone()));
+    w.key_users.sort();
+    w.key_users.dedup();
+    w
 }
 
 struct Planner<'a> {

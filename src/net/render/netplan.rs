@@ -29,6 +29,16 @@ fn q(s: &str) -> String {
     o
 }
 
+/// A bond's or bridge's members as a netplan flow list of their quoted keys.
+fn member_keys(c: &NetworkConfig, names: &Names, members: &[String]) -> String {
+    members
+        .iter()
+        .filter_map(|m| c.link(m))
+        .map(|m| q(&key(c, names, m)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The netplan id of a link: its interface name when known (required for virtual links),
 /// else a safe form of its id (a NIC matched by MAC).
 fn key(c: &NetworkConfig, names: &Names, l: &Link) -> String {
@@ -86,12 +96,7 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
                 0
             }
             LinkKind::Bond { members, params } => {
-                let m: Vec<String> = members
-                    .iter()
-                    .filter_map(|m| c.link(m))
-                    .map(|m| q(&key(c, names, m)))
-                    .collect();
-                let _ = writeln!(s, "      interfaces: [{}]", m.join(", "));
+                let _ = writeln!(s, "      interfaces: [{}]", member_keys(c, names, members));
                 let _ = writeln!(
                     s,
                     "      parameters:\n        mode: {}",
@@ -112,12 +117,7 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
                 1
             }
             LinkKind::Bridge { members, stp } => {
-                let m: Vec<String> = members
-                    .iter()
-                    .filter_map(|m| c.link(m))
-                    .map(|m| q(&key(c, names, m)))
-                    .collect();
-                let _ = writeln!(s, "      interfaces: [{}]", m.join(", "));
+                let _ = writeln!(s, "      interfaces: [{}]", member_keys(c, names, members));
                 if let Some(stp) = stp {
                     let _ = writeln!(s, "      parameters:\n        stp: {stp}");
                 }
