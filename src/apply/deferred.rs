@@ -9,6 +9,31 @@ use super::{script, write_state, ApplyReport, Outcome, StepReport, Target};
 use crate::apply::fs::{is_temp_name, resolve_in_root};
 use crate::plan::userdata::{ran_dir, scripts_dir, BOOTCMD};
 
+/// Runs one script after writing its `marker` durably (when given): a script that reboots the
+/// machine, or is killed with its unit, must not run again on the next boot. Returns whether
+/// it was started and its outcome (an unwritable marker: not started).
+pub(crate) fn run_marked(
+    w: &mut super::fs::Writer,
+    target: &Target,
+    step: &str,
+    path: &str,
+    marker: Option<&str>,
+    timeout_secs: u64,
+) -> (bool, std::io::Result<()>) {
+    if let Some(m) = marker {
+        if let Err(e) = write_state(w, m, b"started\n") {
+            return (
+                false,
+                Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot write /{m}: {e}; not run"),
+                )),
+            );
+        }
+    }
+    script::run_script(target, step, path, timeout_secs)
+}
+
 /// Most scripts taken from one instance's directory.
 const MAX_SCRIPTS: usize = 1000;
 
@@ -59,15 +84,14 @@ pub fn run_pending_scripts(target: &Target, instance_id: &str, timeout_secs: u64
             });
             continue;
         }
-        if let Err(e) = write_state(&mut w, &marker, b"started\n") {
-            report.steps.push(StepReport {
-                id,
-                outcome: Outcome::Failed,
-                detail: format!("script {name}: cannot write /{marker}: {e}; not run"),
-            });
-            continue;
-        }
-        let (_, r) = script::run_script(target, &id, &format!("{dir}/{name}"), timeout_secs);
+        let (_, r) = run_marked(
+            &mut w,
+            target,
+            &id,
+            &format!("{dir}/{name}"),
+            Some(&marker),
+            timeout_secs,
+        );
         let (outcome, detail) = match r {
             Ok(()) => (
                 Outcome::Changed,

@@ -132,15 +132,14 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
             marker,
         } = &plan.steps[i].action
         {
-            // The marker first, durably: a script that reboots the machine (or is killed with
-            // the unit) must not run again on the next boot.
-            if let Some(m) = marker {
-                if let Err(e) = write_state(&mut writer, m, b"started\n") {
-                    results[i] = Err(e);
-                    continue;
-                }
-            }
-            let (ran, r) = script::run_script(target, &plan.steps[i].id, path, *timeout_secs);
+            let (ran, r) = deferred::run_marked(
+                &mut writer,
+                target,
+                &plan.steps[i].id,
+                path,
+                marker.as_deref(),
+                *timeout_secs,
+            );
             if ran {
                 started.push(i);
             }
