@@ -255,7 +255,7 @@ impl Planner<'_> {
             );
             let id = format!("script:{name}");
             let marker = format!("{ran_dir}/{name}");
-            let ran = self.facts.files.contains_key(&marker) || self.applied_before(&id, &input);
+            let ran = self.facts.files.contains_key(&marker);
             let (change, why) = if !self.facts.live {
                 (
                     if staged {
