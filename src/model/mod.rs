@@ -1,6 +1,7 @@
 //! Model: the one typed description of an instance that every source format produces, and the
 //! report of warnings. Pure data: no I/O, no parsing of drive formats (that is `source/`).
 
+pub mod grammar;
 pub mod network;
 pub mod userdata;
 

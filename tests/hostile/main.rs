@@ -2,7 +2,15 @@
 //! names, unsafe instance ids and escaping symlinks. Each gives a clear error or warning, never
 //! a panic, and writes nothing unsafe.
 
+#[path = "../common/mod.rs"]
 mod common;
+
+// One module per area (issue 10): each builds its hostile drives with real producers and
+// asserts the exact outcome (exit code, error naming file and field, nothing injected).
+mod accounts;
+mod apply;
+mod drive;
+mod net;
 
 use std::fs;
 use std::path::Path;

@@ -1,0 +1,218 @@
+//! Grammar checks for drive strings that end up in a file or a log: one-line text, DNS names,
+//! and a log-safe rendering of any drive string. Pure and leaf-level (every layer may use it);
+//! it decides only whether a string fits, never rewrites one into a file.
+//!
+//! Drive strings come from tenants and control planes. Every renderer and planner that writes a
+//! drive string into a file first checks it here against the grammar of what the string stands
+//! for (a search domain is a DNS name, a comment is one line), so a newline can never add a line
+//! to a configuration file. Renderers call [`line_safe`] again as their last line of defence.
+
+use std::fmt;
+
+/// Why a string does not fit its grammar. `Display` never prints the raw string (it may hold
+/// control characters): it names the offending character by its code point and position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrammarError {
+    #[error("is empty")]
+    Empty,
+    #[error("is {len} bytes long (at most {max})")]
+    TooLong { len: usize, max: usize },
+    #[error("holds the control character U+{code:04X} at byte {at} (a file line cannot carry it)")]
+    Control { code: u32, at: usize },
+    #[error("holds {ch:?} at byte {at}, which {why}")]
+    Forbidden {
+        ch: char,
+        at: usize,
+        why: &'static str,
+    },
+    #[error("label {label} is {problem}")]
+    Label { label: usize, problem: &'static str },
+}
+
+/// Characters no line-oriented file can carry: C0 and C1 controls (newline, carriage return,
+/// NUL, escape…), DEL, and the Unicode line and paragraph separators (some parsers, YAML and
+/// Python's `splitlines` among them, end a line there).
+pub fn is_line_breaking(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `s` fits on one line of a text file: no control character of any kind, no line separator.
+pub fn line_safe(s: &str) -> Result<(), GrammarError> {
+    match s.char_indices().find(|(_, c)| is_line_breaking(*c)) {
+        Some((at, c)) => Err(GrammarError::Control {
+            code: c as u32,
+            at,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// [`line_safe`], and none of `forbidden` (for example `#` and `;` where they start a comment).
+pub fn line_safe_without(
+    s: &str,
+    forbidden: &[char],
+    why: &'static str,
+) -> Result<(), GrammarError> {
+    line_safe(s)?;
+    match s.char_indices().find(|(_, c)| forbidden.contains(c)) {
+        Some((at, ch)) => Err(GrammarError::Forbidden { ch, at, why }),
+        None => Ok(()),
+    }
+}
+
+/// Longest DNS name in presentation form without the trailing dot (RFC 1035 §2.3.4).
+pub const DNS_NAME_MAX: usize = 253;
+/// Longest DNS label (RFC 1035 §2.3.4).
+pub const DNS_LABEL_MAX: usize = 63;
+
+/// `s` is a DNS host or domain name by RFC 1123 §2.1: dot-separated labels of ASCII letters,
+/// digits and hyphens, each 1 to 63 bytes, not starting or ending with a hyphen, 253 bytes at
+/// most. One trailing dot (a rooted name) is accepted. Labels may start with a digit (RFC 1123
+/// relaxed RFC 952). Underscores are refused: resolvers and network managers accept them in
+/// search lists, but no host name carries one and nothing on a drive needs them.
+pub fn dns_name(s: &str) -> Result<(), GrammarError> {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    if name.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if name.len() > DNS_NAME_MAX {
+        return Err(GrammarError::TooLong {
+            len: name.len(),
+            max: DNS_NAME_MAX,
+        });
+    }
+    line_safe(s)?;
+    for (i, label) in name.split('.').enumerate() {
+        let label_no = i + 1;
+        if label.is_empty() {
+            return Err(GrammarError::Label {
+                label: label_no,
+                problem: "empty",
+            });
+        }
+        if label.len() > DNS_LABEL_MAX {
+            return Err(GrammarError::Label {
+                label: label_no,
+                problem: "longer than 63 bytes",
+            });
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(GrammarError::Label {
+                label: label_no,
+                problem: "not made of ASCII letters, digits and hyphens",
+            });
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(GrammarError::Label {
+                label: label_no,
+                problem: "starting or ending with a hyphen",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Longest drive string a log line carries before it is cut.
+pub const LOG_MAX: usize = 200;
+
+/// A drive string as it may appear in a log line or an error message: control characters and
+/// line separators escaped (`\n`, `\u{1b}`), backslashes and quotes escaped, cut after
+/// [`LOG_MAX`] characters with the original length noted, always in double quotes. A drive
+/// cannot forge a log line through it.
+///
+/// ```
+/// use primer::model::grammar::Esc;
+/// assert_eq!(Esc("a\nb").to_string(), r#""a\nb""#);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Esc<'a>(pub &'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for (n, c) in self.0.chars().enumerate() {
+            if n == LOG_MAX {
+                return write!(f, "…\" ({} bytes)", self.0.len());
+            }
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if is_line_breaking(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => fmt::Write::write_char(f, c)?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+impl fmt::Debug for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_safety() {
+        assert!(line_safe("example.com").is_ok());
+        assert!(line_safe("x ü y").is_ok());
+        for bad in ["a\nb", "a\rb", "a\0b", "a\u{1b}[31m", "a\u{7f}", "a\u{85}", "a\u{2028}"] {
+            assert!(line_safe(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            line_safe("ab\n").unwrap_err().to_string(),
+            "holds the control character U+000A at byte 2 (a file line cannot carry it)"
+        );
+        assert!(line_safe_without("a#b", &['#', ';'], "starts a comment").is_err());
+        assert!(line_safe_without("a.b", &['#', ';'], "starts a comment").is_ok());
+    }
+
+    #[test]
+    fn dns_names() {
+        for good in [
+            "example.com",
+            "example.com.",
+            "a",
+            "1a.2b",
+            "xn--bcher-kva.example",
+            &format!("{}.x", "a".repeat(63)),
+        ] {
+            assert_eq!(dns_name(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a_b.c",
+            "a b",
+            "a\nup rm -rf /",
+            "ex#ample",
+            "bücher.example",
+            &format!("{}.x", "a".repeat(64)),
+            &["abcdefghi"; 26].join("."),
+        ] {
+            assert!(dns_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_for_logs() {
+        assert_eq!(Esc("plain").to_string(), "\"plain\"");
+        assert_eq!(
+            Esc("a\nWARN forged\u{1b}\"\\").to_string(),
+            r#""a\nWARN forged\u{1b}\"\\""#
+        );
+        let long = "x".repeat(1000);
+        let s = Esc(&long).to_string();
+        assert!(s.ends_with("…\" (1000 bytes)"), "{s}");
+        assert!(s.len() < 220);
+    }
+}
