@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod fat;
+mod index;
 pub mod iso9660;
 pub mod mount;
 pub mod packed;
@@ -135,6 +136,9 @@ pub struct DriveFiles {
     pub symlinks: BTreeMap<String, String>,
     /// Entries that were not usable (unsafe names) with the reason.
     pub skipped: Vec<Skipped>,
+    /// Lookup index over `files`, built on the first lookup (see [`index`]).
+    #[serde(skip)]
+    index: index::Cache,
 }
 
 /// Checks one path component read from a drive. `None` when it can be used, else why not.
@@ -169,7 +173,7 @@ pub fn strip_version(name: &str) -> &str {
 
 /// The ISO9660 level-1 (8.3, d-characters) form a producer gives `name`: upper case, characters
 /// outside `A-Z0-9_` replaced by `_`, base cut to 8, extension to 3 (directories: 8, no dot).
-fn level1_name(name: &str, is_dir: bool) -> String {
+pub(crate) fn level1_name(name: &str, is_dir: bool) -> String {
     fn dchars(s: &str, max: usize) -> String {
         s.chars()
             .map(|c| {
@@ -226,57 +230,27 @@ impl DriveFiles {
             .and_then(|p| self.files.get(p).map(|v| v.as_slice()))
     }
 
-    /// The stored path that `get` would return for a logical path.
+    /// The stored path that `get` would return for a logical path: resolved one component at
+    /// a time, each to the best-matching name in its directory (exact, else case-insensitive,
+    /// else the 8.3 level-1 mangling; ties to the first stored name), the way a case-insensitive
+    /// filesystem resolves a path. Uses an index built once per drive: O(components × log n).
     pub fn resolve(&self, path: &str) -> Option<&str> {
         let wanted: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        // Exact-case matches win over mangled ones: scan all candidates, prefer the best score.
-        let mut best: Option<(&str, usize)> = None;
-        for stored in self.files.keys() {
-            let parts: Vec<&str> = stored.split('/').collect();
-            if parts.len() != wanted.len() {
-                continue;
-            }
-            let mut score = 0;
-            let mut ok = true;
-            for (i, (s, w)) in parts.iter().zip(&wanted).enumerate() {
-                let is_dir = i + 1 < wanted.len();
-                if strip_version(s) == *w {
-                    score += 2;
-                } else if strip_version(s).eq_ignore_ascii_case(w) {
-                    score += 1;
-                } else if !name_matches(s, w, is_dir) {
-                    ok = false;
-                    break;
-                }
-            }
-            if ok && best.is_none_or(|(_, b)| score > b) {
-                best = Some((stored.as_str(), score));
-            }
-        }
-        best.map(|(p, _)| p)
+        let stored = self.index.get(&self.files).resolve(&wanted)?;
+        // The index is rebuilt when `files` changed; look the key up again all the same, so a
+        // stale index can only miss, never hand out a path that is not there.
+        self.files
+            .get_key_value(stored.as_str())
+            .map(|(k, _)| k.as_str())
     }
 
-    /// Names of the immediate subdirectories of `dir` (logical, `;N` stripped), sorted.
+    /// Names of the immediate subdirectories of `dir` (logical, `;N` stripped), sorted: those
+    /// of the directory `dir` resolves to (as [`resolve`](DriveFiles::resolve) resolves it).
     pub fn subdirs(&self, dir: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
         let want: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
-        for stored in self.files.keys() {
-            let parts: Vec<&str> = stored.split('/').collect();
-            if parts.len() <= want.len() + 1 {
-                continue;
-            }
-            let under = parts
-                .iter()
-                .zip(&want)
-                .all(|(s, w)| name_matches(s, w, true));
-            if under {
-                let name = strip_version(parts[want.len()]).to_string();
-                if !out.contains(&name) {
-                    out.push(name);
-                }
-            }
-        }
+        let mut out = self.index.get(&self.files).subdirs(&want);
         out.sort();
+        out.dedup();
         out
     }
 }

@@ -73,11 +73,41 @@ pub fn sanitize_hostname(raw: &str) -> Option<Hostname> {
     })
 }
 
+/// The first 20 characters of a (sanitised, ASCII) label for a note.
 fn truncate_for_note(s: &str) -> String {
-    if s.len() > 20 {
-        format!("{}...", &s[..20])
-    } else {
-        s.to_string()
+    match s.char_indices().nth(20) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+/// Where a format keeps the instance's host name and SSH keys, for warnings: the metadata file
+/// as the drive names it and the two fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaNames {
+    pub file: &'static str,
+    pub hostname: &'static str,
+    pub keys: &'static str,
+}
+
+/// The metadata file and fields of `instance`'s format (NoCloud: `meta-data`; OVF:
+/// `ovf-env.xml`; the EC2 view: `meta-data.json`), so a warning names the file the value came
+/// from rather than OpenStack's.
+pub fn meta_names(instance: &crate::model::Instance) -> MetaNames {
+    use crate::model::Format;
+    let (file, hostname, keys) = match instance.format {
+        Format::OpenStack if instance.version.starts_with("ec2") => {
+            ("meta-data.json", "hostname", "public-keys")
+        }
+        Format::OpenStack => ("meta_data.json", "hostname", "public_keys"),
+        Format::CloudStack => ("cloudstack/metadata", "local-hostname", "public-keys"),
+        Format::NoCloud => ("meta-data", "local-hostname", "public-keys"),
+        Format::Ovf => ("ovf-env.xml", "hostname", "public-keys"),
+    };
+    MetaNames {
+        file,
+        hostname,
+        keys,
     }
 }
 
@@ -88,6 +118,8 @@ pub const HOSTS_MARKER: &str = "# managed by primer";
 /// without one, a Debian-style `127.0.1.1` line is taken over; otherwise the line is appended.
 /// Every other line is kept byte for byte.
 pub fn render_hosts(existing: &str, name: &Hostname) -> String {
+    // `Hostname` only comes from `sanitize_hostname`, whose output is a DNS name; the planner
+    // checks it again with `grammar::dns_name` before calling this (see `plan_hostname`).
     let names = if name.fqdn == name.short() {
         name.fqdn.clone()
     } else {

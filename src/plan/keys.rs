@@ -31,9 +31,81 @@ pub const BEGIN: &str =
     "# BEGIN primer: keys from the config drive (edits inside this block are replaced)";
 pub const END: &str = "# END primer";
 
-/// Validates one key line: no control characters; an optional options prefix; a known key type;
-/// base64 key data whose embedded type names the same type. Returns the normalised line
-/// (surrounding white space removed) or why it was refused.
+/// Splits an `authorized_keys` options list off the start of `line` the way sshd does
+/// (`auth_parse_options`): the list ends at the first space or tab outside double quotes, and
+/// `\"` inside quotes is a literal quote. Each option is a name (`no-pty`) or `name="value"`;
+/// anything else (an unterminated quote, a bare value, an empty option) is refused, so sshd and
+/// primer never disagree on where the options end and the key begins.
+fn split_options(line: &str) -> Result<(&str, &str), String> {
+    let b = line.as_bytes();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < b.len() && (quoted || (b[i] != b' ' && b[i] != b'\t')) {
+        if quoted && b[i] == b'\\' && b.get(i + 1) == Some(&b'"') {
+            i += 2;
+            continue;
+        }
+        if b[i] == b'"' {
+            quoted = !quoted;
+        }
+        i += 1;
+    }
+    if quoted {
+        return Err("options: unterminated double quote".into());
+    }
+    let (opts, rest) = line.split_at(i);
+    check_options(opts)?;
+    Ok((opts, rest.trim_start_matches([' ', '\t'])))
+}
+
+/// Checks an options list: comma-separated `name` or `name="value"` (value: any text, `\"`
+/// escaped), names made of ASCII letters, digits, `-`, `_` and `@`/`.` (vendor options).
+fn check_options(opts: &str) -> Result<(), String> {
+    let b = opts.as_bytes();
+    let mut i = 0;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b"-_@.".contains(&b[i])) {
+            i += 1;
+        }
+        if i == start {
+            return Err(format!("options: option {n} has no name"));
+        }
+        if b.get(i) == Some(&b'=') {
+            if b.get(i + 1) != Some(&b'"') {
+                return Err(format!(
+                    "options: option {n} has a value outside double quotes"
+                ));
+            }
+            i += 2;
+            loop {
+                match b.get(i) {
+                    None => return Err("options: unterminated double quote".into()),
+                    Some(b'\\') if b.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => break,
+                    Some(_) => i += 1,
+                }
+            }
+            i += 1;
+        }
+        match b.get(i) {
+            None => return Ok(()),
+            Some(b',') => i += 1,
+            Some(_) => {
+                return Err(format!(
+                    "options: option {n} is followed by something other than a comma"
+                ))
+            }
+        }
+    }
+}
+
+/// Validates one key line per sshd's `authorized_keys` format: no control characters; an
+/// optional options list (double quotes honoured, see [`split_options`]); a known key type;
+/// base64 key data whose embedded type names the same type; an optional comment. Returns the
+/// line verbatim (surrounding white space removed) or why it was refused.
 pub fn validate_key_line(line: &str) -> Result<String, String> {
     let line = line.trim();
     if line.is_empty() {
@@ -42,20 +114,27 @@ pub fn validate_key_line(line: &str) -> Result<String, String> {
     if line.len() > MAX_LINE {
         return Err(format!("longer than {MAX_LINE} bytes"));
     }
-    if line.chars().any(|c| c.is_control()) {
-        return Err("contains a control character".into());
-    }
-    let tokens: Vec<&str> = line.split_whitespace().collect();
-    // The type is the first token, or the second when the first is an options list.
-    let pos = tokens
-        .iter()
-        .take(2)
-        .position(|t| KEY_TYPES.contains(t))
-        .ok_or_else(|| {
-            "no known key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-*, sk-*, *-cert-v01)".to_string()
-        })?;
-    let ty = tokens[pos];
-    let data = tokens.get(pos + 1).ok_or("key type without key data")?;
+    // One line of the file: no control character (newline, NUL, escape...), no line separator.
+    crate::model::grammar::line_safe(line).map_err(|e| format!("key line {e}"))?;
+    let first = line.split([' ', '\t']).next().unwrap_or("");
+    // The type is the first token, or the first after an options list (sshd tries the line as
+    // a key first, then skips the options).
+    let body = if KEY_TYPES.contains(&first) {
+        line
+    } else {
+        let (_, rest) = split_options(line)?;
+        let ty = rest.split([' ', '\t']).next().unwrap_or("");
+        if !KEY_TYPES.contains(&ty) {
+            return Err(
+                "no known key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-*, sk-*, *-cert-v01)"
+                    .to_string(),
+            );
+        }
+        rest
+    };
+    let mut tokens = body.split([' ', '\t']).filter(|t| !t.is_empty());
+    let ty = tokens.next().unwrap_or("");
+    let data = tokens.next().ok_or("key type without key data")?;
     let blob = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| "key data is not base64".to_string())?;
@@ -63,12 +142,12 @@ pub fn validate_key_line(line: &str) -> Result<String, String> {
     let inner = blob
         .get(..4)
         .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
-        .and_then(|n| blob.get(4..4 + n))
+        .and_then(|n| blob.get(4..4usize.checked_add(n)?))
         .ok_or("key data is truncated")?;
     if inner != ty.as_bytes() {
         return Err(format!(
-            "key data is for {:?}, not {ty}",
-            String::from_utf8_lossy(inner)
+            "key data is for {}, not {ty}",
+            crate::model::grammar::Esc(&String::from_utf8_lossy(inner))
         ));
     }
     if line.contains(BEGIN) || line.contains(END) {
@@ -141,6 +220,29 @@ mod tests {
         assert!(validate_key_line("").is_err());
         assert!(validate_key_line("ssh-ed25519").is_err());
         assert!(validate_key_line("ssh-ed25519 AAAA").is_err());
+        assert!(validate_key_line(&format!("{ED}\u{2028}x")).is_err());
+    }
+
+    #[test]
+    fn options_follow_sshd_quoting() {
+        for good in [
+            format!("command=\"a b\",no-pty {ED}"),
+            format!("no-pty,from=\"10.0.0.0/8\" {ED}"),
+            format!("command=\"echo \\\"x y\\\"\",restrict {ED}"),
+            format!("environment=\"A=b c\"  {ED}"),
+        ] {
+            assert_eq!(validate_key_line(&good), Ok(good.clone()), "{good}");
+        }
+        for (bad, why) in [
+            (format!("command=\"a b {ED}"), "unterminated"),
+            (format!("command=x {ED}"), "outside double quotes"),
+            (format!("no-pty,,x {ED}"), "no name"),
+            (format!("command=\"a\"x {ED}"), "other than a comma"),
+            (format!("no-pty ssh-foo AAAA"), "no known key type"),
+        ] {
+            let e = validate_key_line(&bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde::{Serialize, Serializer};
 
 pub use crate::apply::fs::Meta;
 use crate::media::DriveFiles;
+use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, UserData};
 use crate::model::{Instance, Report};
 use crate::state::{self, Record};
@@ -249,7 +250,10 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
             id: "instance".into(),
             change: Change::Error,
             action: Action::Nothing,
-            why: format!("instance id {id:?} is not usable as a directory name: {reason}"),
+            why: format!(
+                "instance id {} is not usable as a directory name: {reason}",
+                Esc(id)
+            ),
             input: None,
         });
         return p.finish(id);
@@ -264,6 +268,7 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_entropy(instance);
     p.plan_scripts(instance, &ud, &policy.users, policy.defer_scripts);
     p.plan_local_copy(instance, drive, &ud);
+    p.refuse_shared_paths();
     p.plan_record(instance, drive);
     p.finish(id)
 }
@@ -436,27 +441,38 @@ impl Planner<'_> {
     /// The host name: `#cloud-config` `fqdn`, else its `hostname`, else the drive's metadata.
     fn plan_hostname(&mut self, instance: &Instance, ud: &UserData) {
         let cc = &ud.cloud_config;
-        let (raw, file) = match (cc.fqdn.as_deref(), cc.hostname.as_deref()) {
-            (Some(f), _) => (f, "user-data"),
-            (None, Some(h)) => (h, "user-data"),
+        let md = hostname::meta_names(instance);
+        let (raw, file, field) = match (cc.fqdn.as_deref(), cc.hostname.as_deref()) {
+            (Some(f), _) => (f, "user-data", "fqdn"),
+            (None, Some(h)) => (h, "user-data", "hostname"),
             (None, None) => match instance.hostname.as_deref() {
-                Some(h) => (h, "meta_data.json"),
+                Some(h) => (h, md.file, md.hostname),
                 None => return,
             },
         };
+        let shown = Esc(raw);
         let Some(name) = hostname::sanitize_hostname(raw) else {
             self.warnings.warn(
                 file,
-                "hostname",
-                format!("{raw:?} has no usable host name characters; host name left as it is"),
+                field,
+                format!("{shown} has no usable host name characters; host name left as it is"),
             );
             return;
         };
+        // Last line of defence before /etc/hostname and the /etc/hosts line: a DNS name.
+        if let Err(e) = grammar::dns_name(&name.fqdn) {
+            self.warnings.warn(
+                file,
+                field,
+                format!("{shown}: sanitised name {e}; host name left as it is"),
+            );
+            return;
+        }
         for note in &name.notes {
             self.warnings.warn(
                 file,
-                "hostname",
-                format!("{raw:?}: {note}; using {:?}", name.fqdn),
+                field,
+                format!("{shown}: {note}; using {:?}", name.fqdn),
             );
         }
         let input = Some(state::sha256_hex(name.fqdn.as_bytes()));
@@ -544,14 +560,16 @@ impl Planner<'_> {
             _ => policy.ssh_user.clone(),
         };
         self.ssh_user = Some(ssh_user.clone());
-        let mut lines = instance.ssh_keys.clone();
         let extra = self.keys_for.remove(&ssh_user).unwrap_or_default();
-        for k in ud.cloud_config.ssh_authorized_keys.iter().chain(&extra) {
-            if !lines.contains(k) {
-                lines.push(k.clone());
-            }
-        }
-        self.plan_keys_for(&ssh_user, &lines, "meta_data.json", "public_keys");
+        let lines = unique_keys(
+            instance
+                .ssh_keys
+                .iter()
+                .chain(&ud.cloud_config.ssh_authorized_keys)
+                .chain(&extra),
+        );
+        let md = hostname::meta_names(instance);
+        self.plan_keys_for(&ssh_user, &lines, md.file, md.keys);
         for (user, keys) in std::mem::take(&mut self.keys_for) {
             self.plan_keys_for(&user, &keys, "user-data", "users");
         }
@@ -699,6 +717,68 @@ impl Planner<'_> {
         );
     }
 
+    /// One pass over every path the plan writes, creates or removes: a path claimed by a step
+    /// whose path the drive chose (an injected file, a `write_files` entry) and by one of
+    /// primer's own steps (host name, hosts, SSH keys, network, accounts, homes, local copy...)
+    /// stays primer's; the drive's step is skipped, with a warning naming both steps and the
+    /// path. Whatever the order of the steps, primer's step wins, so a drive cannot override
+    /// what primer manages. Two drive steps on one path keep their order (cloud-init's rule).
+    fn refuse_shared_paths(&mut self) {
+        /// The drive's steps: their paths come from the drive.
+        fn drive_chosen(id: &str) -> Option<(&'static str, &'static str, &'static str)> {
+            if id.starts_with("file:") {
+                Some(("meta_data.json", "files", "injected file"))
+            } else if id.starts_with("write-file:") {
+                Some(("user-data", "write_files", "write_files entry"))
+            } else {
+                None
+            }
+        }
+        fn paths(a: &Action) -> Vec<&str> {
+            match a {
+                Action::WriteFile { path, .. }
+                | Action::EnsureDir { path, .. }
+                | Action::RemoveFile { path }
+                | Action::WriteRecord { path, .. } => vec![path.as_str()],
+                Action::EditAccounts { writes } => writes.iter().map(|w| w.path.as_str()).collect(),
+                _ => Vec::new(),
+            }
+        }
+        // Path -> the first of primer's steps claiming it (ordered map: deterministic, n log n).
+        let mut owned: BTreeMap<String, String> = BTreeMap::new();
+        for s in &self.steps {
+            if drive_chosen(&s.id).is_none() {
+                for p in paths(&s.action) {
+                    owned
+                        .entry(p.trim_end_matches('/').to_string())
+                        .or_insert_with(|| s.id.clone());
+                }
+            }
+        }
+        for s in &mut self.steps {
+            let Some((file, field, what)) = drive_chosen(&s.id) else {
+                continue;
+            };
+            let Some(owner) = paths(&s.action)
+                .into_iter()
+                .find_map(|p| owned.get(p.trim_end_matches('/')))
+            else {
+                continue;
+            };
+            let path = paths(&s.action).first().map(|p| p.to_string()).unwrap_or_default();
+            let msg = format!(
+                "/{path}: claimed by step {} ({what}) and by primer's step {owner}; \
+                 primer's step wins, the {what} is not written",
+                Esc(&s.id)
+            );
+            self.warnings.warn(file, field, msg.clone());
+            s.change = Change::Skip;
+            s.why = msg;
+            // Not applied, so not recorded as applied either.
+            s.input = None;
+        }
+    }
+
     fn plan_record(&mut self, instance: &Instance, drive: &DriveFiles) {
         let steps: BTreeMap<String, String> = self
             .steps
@@ -768,6 +848,14 @@ pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
     let mut v = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     v.push(b'\n');
     v
+}
+
+/// The key lines in order, each once: one ordered-set pass, O(n log n) for a drive's 64k keys.
+fn unique_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    keys.filter(|k| seen.insert(k.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Copy of the private directory meta for apply (state directories).

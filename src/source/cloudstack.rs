@@ -156,7 +156,7 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
         inst.availability_zone = text("availability-zone");
     }
     if let Some(v) = get("public-keys") {
-        inst.add_ssh_keys(&v.text);
+        super::push_keys(&mut inst, &v.text);
     }
     let mut cs = inst.cloudstack.take().unwrap_or_default();
     let fill = |slot: &mut Option<String>, v: Option<String>| {
@@ -227,6 +227,7 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
     if let Some(pass) = read_password(drive, &mut report)? {
         inst.admin_pass = Some(pass);
     }
+    super::dedup_keys(&mut inst.ssh_keys);
     Ok((inst, report))
 }
 

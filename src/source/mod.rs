@@ -189,7 +189,7 @@ pub(crate) fn collect_keys(
     while let Some((v, path)) = stack.pop() {
         match v {
             Value::Null => {}
-            Value::String(s) => inst.add_ssh_keys(s),
+            Value::String(s) => push_keys(inst, s),
             Value::Array(a) => {
                 for (i, x) in a.iter().enumerate().rev() {
                     stack.push((x, format!("{path}[{i}]")));
@@ -215,6 +215,24 @@ pub(crate) fn collect_keys(
             ),
         }
     }
+}
+
+/// Appends the key lines of `text` (blank lines and `#` comments skipped) without looking for
+/// duplicates: each parser calls [`dedup_keys`] once at its end, so a drive listing 64k keys
+/// costs n log n, not n² (`Instance::add_ssh_keys` compares each line with every kept one).
+pub(crate) fn push_keys(inst: &mut Instance, text: &str) {
+    inst.ssh_keys.extend(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string),
+    );
+}
+
+/// Drops repeated key lines, keeping the first of each in order. O(n log n).
+pub(crate) fn dedup_keys(keys: &mut Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
 }
 
 #[cfg(test)]

@@ -158,6 +158,7 @@ pub fn parse_nocloud(drive: &DriveFiles) -> Result<(Instance, Report), SourceErr
     if let Some(eni) = eni {
         inst.network.push(eni);
     }
+    super::dedup_keys(&mut inst.ssh_keys);
     Ok((inst, report))
 }
 

@@ -186,7 +186,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
         Some(Value::Object(keys)) => {
             for (name, v) in keys {
                 match v {
-                    Value::String(s) => inst.add_ssh_keys(s),
+                    Value::String(s) => super::push_keys(&mut inst, s),
                     other => report.warn(
                         &md_file,
                         &format!("public_keys.{name}"),
@@ -208,7 +208,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
                 let ty = k.get("type").and_then(Value::as_str);
                 let data = k.get("data").and_then(Value::as_str);
                 match (ty, data) {
-                    (Some("ssh"), Some(d)) => inst.add_ssh_keys(d),
+                    (Some("ssh"), Some(d)) => super::push_keys(&mut inst, d),
                     (Some("ssh"), None) => report.warn(
                         &md_file,
                         &format!("keys[{i}].data"),
@@ -402,6 +402,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
     if let Some(eni) = legacy_eni {
         inst.network.push(eni);
     }
+    super::dedup_keys(&mut inst.ssh_keys);
     Ok((inst, report))
 }
 
@@ -808,6 +809,7 @@ pub fn parse_ec2(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> 
         check_size(&device, &ud, "", b.len(), MAX_USER_DATA_BYTES)?;
         inst.user_data = Some(Blob(b.to_vec()));
     }
+    super::dedup_keys(&mut inst.ssh_keys);
     Ok((inst, report))
 }
 

@@ -122,7 +122,7 @@ pub fn parse_ovf_env(
     for p in props.iter().filter(|p| p.key == "public-keys") {
         for line in p.value.lines() {
             for key in split_joined_keys(line) {
-                inst.add_ssh_keys(&key);
+                super::push_keys(&mut inst, &key);
             }
         }
     }
@@ -181,6 +181,7 @@ pub fn parse_ovf_env(
                 .insert(k.to_string(), Value::String(v.to_string()));
         }
     }
+    super::dedup_keys(&mut inst.ssh_keys);
     Ok((inst, report))
 }
 
