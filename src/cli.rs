@@ -948,7 +948,10 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             });
         }
     }
-    let exit = if report.count(Outcome::Failed) > 0 {
+    let exit = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
+        // The drive is refused whole (its plan is that one error step): nothing was applied.
+        Exit::Error
+    } else if report.count(Outcome::Failed) > 0 {
         Exit::Partial
     } else if report.count(Outcome::Changed) == 0 {
         Exit::Unchanged

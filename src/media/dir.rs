@@ -46,10 +46,7 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
                 format!("{rel}/{name}")
             };
             if let Some(reason) = unsafe_component(&name) {
-                out.skipped.push(Skipped {
-                    path,
-                    reason: reason.to_string(),
-                });
+                out.skipped.push(Skipped::new(&path, reason));
                 continue;
             }
             let ft = entry.file_type().map_err(|e| MediaError::Io {
@@ -84,10 +81,10 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
                 total += data.len() as u64;
                 out.files.insert(path, data);
             } else {
-                out.skipped.push(Skipped {
-                    path,
-                    reason: "not a regular file, directory or symlink".into(),
-                });
+                out.skipped.push(Skipped::new(
+                    &path,
+                    "not a regular file, directory or symlink",
+                ));
             }
         }
     }

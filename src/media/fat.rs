@@ -5,7 +5,8 @@
 //! may pull from the device, which is what stops cyclic cluster chains. Unsafe names are
 //! reported in `skipped`, never used.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
 
@@ -34,6 +35,15 @@ pub fn is_fat_boot_sector(boot: &[u8]) -> bool {
         && spc.is_power_of_two()
         && reserved > 0
         && (1..=4).contains(&fats)
+}
+
+/// Whether `boot` is meant to be a FAT boot sector even if its fields are damaged: the boot
+/// signature and the `FAT` file-system type string of the FAT12/16 or FAT32 extended block.
+pub fn looks_like_fat(boot: &[u8]) -> bool {
+    boot.len() >= 512
+        && boot[510] == 0x55
+        && boot[511] == 0xaa
+        && (boot[54..57] == *b"FAT" || boot[82..85] == *b"FAT")
 }
 
 /// The label in the boot sector's extended BIOS parameter block (offset 43 for FAT12/16, 71
@@ -75,6 +85,71 @@ pub struct ReadOnly<R> {
     budget: u64,
     /// Write attempts seen (and refused); shared so tests can check it after fatfs drops us.
     pub writes: Rc<Cell<u64>>,
+    /// Data clusters whose first byte was read, while `watch.on` (see [`Watch`]).
+    watch: Rc<RefCell<Watch>>,
+}
+
+/// Catches cluster chains that loop (or two files sharing clusters): during the walk of the
+/// volume every directory and file is read once, from the first byte of each of its clusters,
+/// so a cluster whose start is read a second time belongs to a chain that came back on itself.
+/// fatfs itself would follow such a chain until the read budget ran out (a directory) or
+/// return a file made of repeated clusters (read as invalid JSON further on).
+#[derive(Debug, Default)]
+struct Watch {
+    on: bool,
+    /// Byte offset of cluster 2 and the cluster size, from the boot sector.
+    data_start: u64,
+    cluster: u64,
+    seen: HashSet<u64>,
+}
+
+impl Watch {
+    /// Notes a read at byte `pos`: an error when it starts a cluster read before.
+    fn note(&mut self, pos: u64) -> io::Result<()> {
+        if !self.on || self.cluster == 0 || pos < self.data_start {
+            return Ok(());
+        }
+        let off = pos - self.data_start;
+        if off % self.cluster != 0 {
+            return Ok(());
+        }
+        let n = off / self.cluster + 2;
+        if self.seen.insert(n) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "cluster {n} is read a second time: its cluster chain loops (or is shared \
+                     with another file or directory)"
+                ),
+            ))
+        }
+    }
+}
+
+/// Where cluster 2 starts and how large a cluster is, from a FAT boot sector (`None` when the
+/// fields make no sense; fatfs then refuses the volume anyway).
+fn geometry(boot: &[u8]) -> Option<(u64, u64)> {
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([boot[i], boot[i + 1]]));
+    if boot.len() < 512 {
+        return None;
+    }
+    let bps = u16_at(11);
+    let spc = u64::from(boot[13]);
+    let reserved = u16_at(14);
+    let fats = u64::from(boot[16]);
+    let root_entries = u16_at(17);
+    let fat_size = match u16_at(22) {
+        0 => u64::from(u32::from_le_bytes([boot[36], boot[37], boot[38], boot[39]])),
+        n => n,
+    };
+    if bps == 0 || spc == 0 {
+        return None;
+    }
+    let root_sectors = (root_entries * 32).div_ceil(bps);
+    let data = (reserved + fats * fat_size + root_sectors) * bps;
+    Some((data, bps * spc))
 }
 
 impl<R: Read + Seek> ReadOnly<R> {
@@ -89,6 +164,7 @@ impl<R: Read + Seek> ReadOnly<R> {
             block_at: None,
             budget,
             writes: Rc::new(Cell::new(0)),
+            watch: Rc::default(),
         })
     }
 
@@ -107,14 +183,25 @@ impl<R: Read + Seek> ReadOnly<R> {
 
 impl<R: Read + Seek> Read for ReadOnly<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len || buf.is_empty() {
+        if buf.is_empty() {
             return Ok(0);
+        }
+        // fatfs reads clusters at offsets its tables give; a truncated image puts some of them
+        // past the end. An end-of-file there would read as an empty directory or a short file
+        // (a silent partial read): it is an error, worded like the ISO9660 reader's.
+        if self.pos >= self.len {
+            // Not `UnexpectedEof`: fatfs reads that kind as the end of a full directory.
+            return Err(io::Error::other(format!(
+                "data at byte {} lies beyond the end of the device ({} bytes)",
+                self.pos, self.len
+            )));
         }
         if self.budget == 0 {
             return Err(io::Error::other(
                 "read budget exhausted (cyclic cluster chain or directory?)",
             ));
         }
+        self.watch.borrow_mut().note(self.pos)?;
         let at = self.pos - self.pos % BLOCK as u64;
         self.fill(at)?;
         let off = (self.pos - at) as usize;
@@ -157,16 +244,32 @@ impl<R> Write for ReadOnly<R> {
 
 type Fs<R> = fatfs::FileSystem<ReadOnly<R>>;
 
+/// What went wrong reading `what` (`directory`, `file data`), in words: fatfs reports a cyclic
+/// cluster chain only as the exhausted read budget, and a cluster past the device's end as
+/// the stream's error; anything else is passed on as fatfs words it.
+fn detail(what: &str, e: &io::Error) -> String {
+    format!("{what}: {e}")
+}
+
 fn open<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     device: &str,
     budget: u64,
-) -> Result<(Fs<R>, Rc<Cell<u64>>), MediaError> {
-    let stream = ReadOnly::new(reader, budget).map_err(|e| MediaError::Io {
+) -> Result<(Fs<R>, Rc<Cell<u64>>, Rc<RefCell<Watch>>), MediaError> {
+    let io = |e| MediaError::Io {
         device: device.to_string(),
         source: e,
-    })?;
+    };
+    let mut boot = [0u8; 512];
+    let n = super::read_at(&mut reader, 0, &mut boot).map_err(io)?;
+    let stream = ReadOnly::new(reader, budget).map_err(io)?;
     let writes = stream.writes.clone();
+    let watch = stream.watch.clone();
+    if let Some((data_start, cluster)) = geometry(&boot[..n]) {
+        let mut w = watch.borrow_mut();
+        w.data_start = data_start;
+        w.cluster = cluster;
+    }
     let fs = fatfs::FileSystem::new(stream, fatfs::FsOptions::new()).map_err(|e| {
         MediaError::Corrupt {
             device: device.to_string(),
@@ -174,7 +277,7 @@ fn open<R: Read + Seek>(
             detail: format!("FAT boot sector: {e}"),
         }
     })?;
-    Ok((fs, writes))
+    Ok((fs, writes, watch))
 }
 
 /// The label: the root directory's volume-label entry, else the boot sector's.
@@ -194,7 +297,7 @@ pub fn read_fat_summary<R: Read + Seek>(
     reader: R,
     device: &str,
 ) -> Result<Option<FatSummary>, MediaError> {
-    let (fs, _) = match open(reader, device, 1 << 20) {
+    let (fs, _, _) = match open(reader, device, 1 << 20) {
         Ok(x) => x,
         Err(MediaError::Corrupt { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -230,21 +333,23 @@ pub fn read_fat_counting_writes<R: Read + Seek>(
         .max_total_bytes
         .saturating_mul(2)
         .saturating_add(64 << 20);
-    let (fs, writes) = open(reader, device, budget)?;
+    let (fs, writes, watch) = open(reader, device, budget)?;
     let mut out = DriveFiles::new(device, "vfat");
     out.label = label_of(&fs);
+    // From here on every directory and file is read once: watch for clusters read twice.
+    watch.borrow_mut().on = true;
     tracing::debug!(device, label = ?out.label, fat = ?fs.fat_type(), "reading FAT volume");
-    let corrupt = |path: &str, e: io::Error| MediaError::Corrupt {
+    let corrupt = |path: &str, what: &str, e: io::Error| MediaError::Corrupt {
         device: device.to_string(),
         path: path.to_string(),
-        detail: e.to_string(),
+        detail: detail(what, &e),
     };
     let mut entries = 0usize;
     let mut total = 0u64;
     let mut stack = vec![(fs.root_dir(), String::new(), 0usize)];
     while let Some((dir, rel, depth)) = stack.pop() {
         for entry in dir.iter() {
-            let entry = entry.map_err(|e| corrupt(&rel, e))?;
+            let entry = entry.map_err(|e| corrupt(&rel, "directory", e))?;
             let name = entry.file_name();
             if name == "." || name == ".." {
                 continue;
@@ -272,10 +377,7 @@ pub fn read_fat_counting_writes<R: Read + Seek>(
                 });
             }
             if let Some(reason) = unsafe_component(&name) {
-                out.skipped.push(Skipped {
-                    path,
-                    reason: reason.to_string(),
-                });
+                out.skipped.push(Skipped::new(&path, reason));
                 continue;
             }
             if entry.is_dir() {
@@ -297,7 +399,7 @@ pub fn read_fat_counting_writes<R: Read + Seek>(
                     .to_file()
                     .take(len)
                     .read_to_end(&mut data)
-                    .map_err(|e| corrupt(&path, e))?;
+                    .map_err(|e| corrupt(&path, "file data", e))?;
                 if data.len() as u64 != len {
                     return Err(MediaError::Corrupt {
                         device: device.to_string(),

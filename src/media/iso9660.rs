@@ -18,6 +18,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use super::dir::check_size;
 use super::{strip_version, unsafe_component, DriveFiles, LimitKind, Limits, MediaError, Skipped};
+use crate::model::grammar::Esc;
 
 /// Volume descriptors and directory record layout use 2048-byte sectors whatever the logical
 /// block size.
@@ -618,17 +619,14 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
         if record.flags & FLAG_ASSOCIATED != 0 || susp.relocated {
             // Associated files are not part of the tree; a relocated directory is listed where
             // its `CL` placeholder is.
-            tracing::debug!(dir = shown(&dir.path), name = ?String::from_utf8_lossy(&record.name), "skipping associated or relocated record");
+            tracing::debug!(dir = %super::shown_path(&dir.path), name = %Esc(&String::from_utf8_lossy(&record.name)), "skipping associated or relocated record");
             return self.skip_chain(&dir.path, record, not_final, pending);
         }
         let name = self.record_name(&record, &susp);
         let path = join(&dir.path, &name);
         if let Some(reason) = unsafe_component(&name) {
-            tracing::debug!(path = %path, reason, "skipping unsafe name");
-            self.out.skipped.push(Skipped {
-                path,
-                reason: reason.to_string(),
-            });
+            tracing::debug!(path = %Esc(&path), reason, "skipping unsafe name");
+            self.out.skipped.push(Skipped::new(&path, reason));
             return self.skip_chain(&dir.path, record, not_final, pending);
         }
         if let Some(block) = susp.child_link {
@@ -681,11 +679,11 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
     }
 
     fn duplicate(&mut self, path: String) {
-        tracing::debug!(path = %path, "skipping duplicate name");
-        self.out.skipped.push(Skipped {
-            path,
-            reason: "duplicate name (an earlier entry has it)".into(),
-        });
+        tracing::debug!(path = %Esc(&path), "skipping duplicate name");
+        self.out.skipped.push(Skipped::new(
+            &path,
+            "duplicate name (an earlier entry has it)",
+        ));
     }
 
     /// For a record whose content is not read: consume its continuation records, if any.

@@ -81,7 +81,10 @@ pub enum MediaError {
         "{device}: unsupported source type (expected a block device, an image file or a directory)"
     )]
     Unsupported { device: String },
-    #[error("{device}: {path}: {kind} limit exceeded ({value} > {limit})")]
+    #[error(
+        "{device}: {}: {kind} limit exceeded ({value} > {limit})",
+        shown_path(path)
+    )]
     Limit {
         device: String,
         path: String,
@@ -89,7 +92,7 @@ pub enum MediaError {
         value: u64,
         limit: u64,
     },
-    #[error("{device}: {path}: corrupt filesystem: {detail}")]
+    #[error("{device}: {}: corrupt filesystem: {detail}", shown_path(path))]
     Corrupt {
         device: String,
         path: String,
@@ -105,12 +108,34 @@ pub enum MediaError {
     Mount { device: String, detail: String },
 }
 
+/// A drive path in a message: `/` for the root directory (never an empty path), else the path
+/// escaped and capped by `grammar::Esc`, so a name holding a newline cannot forge a log line.
+pub fn shown_path(path: &str) -> String {
+    if path.is_empty() || path == "/" {
+        "/".to_string()
+    } else {
+        crate::model::grammar::Esc(path).to_string()
+    }
+}
+
 /// A name on the drive that could not be used as a path component, reported, never used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
-    /// The parent directory (relative, `/`-separated) and the raw name, lossily decoded.
+    /// The parent directory (relative, `/`-separated) and the name, lossily decoded, in the
+    /// escaped and capped form of [`shown_path`]: a skipped name is only ever shown, and every
+    /// log line, JSON document and status record that shows it gets the safe form.
     pub path: String,
     pub reason: String,
+}
+
+impl Skipped {
+    /// A skipped entry for the raw `path` (escaped here, once for every consumer).
+    pub fn new(path: &str, reason: impl Into<String>) -> Skipped {
+        Skipped {
+            path: shown_path(path),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// The files of one drive, read fully into memory (bounded by `Limits`).
@@ -344,7 +369,9 @@ pub fn read_fs<R: Read + Seek>(
     reader.seek(SeekFrom::Start(0)).map_err(io)?;
     if is_iso {
         iso9660::read_iso9660(reader, device, limits)
-    } else if n == 512 && fat::is_fat_boot_sector(&head) {
+    } else if n == 512 && (fat::is_fat_boot_sector(&head) || fat::looks_like_fat(&head)) {
+        // A damaged FAT boot sector still names its filesystem: fatfs says what is wrong,
+        // rather than the ISO9660 reader saying it is not ISO9660.
         fat::read_fat(reader, device, limits)
     } else if n == 512 && part::looks_like_table(&head) {
         Err(MediaError::Unrecognised {
@@ -415,6 +442,12 @@ fn read_from_table(
             found.extend(match_signature(&d, &s, rules));
         }
     }
+    seen.extend(
+        table
+            .dropped
+            .iter()
+            .map(|d| format!("{}: ignored ({})", d.number, d.reason)),
+    );
     let ranked = rank_candidates(found);
     let best = trust::select(&ranked, duplicates)
         .map_err(|r| MediaError::Refused {

@@ -57,6 +57,23 @@ pub struct PartitionTable {
     pub disk_guid: Option<String>,
     /// Used entries, by number.
     pub partitions: Vec<Partition>,
+    /// Used entries that were left out, with the reason (outside the disk, empty...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<Dropped>,
+}
+
+/// A used table entry primer does not list as a partition, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    pub number: u32,
+    pub reason: String,
+}
+
+/// Records a dropped entry, logged at warn level with its reason (a table that lost its config
+/// partition this way must say so, not only that no partition was recognised).
+fn drop_entry(dropped: &mut Vec<Dropped>, device: &str, kind: &str, number: u32, reason: String) {
+    tracing::warn!("{device}: {kind} entry {number} ignored: {reason}");
+    dropped.push(Dropped { number, reason });
 }
 
 impl PartitionTable {
@@ -199,6 +216,7 @@ fn read_gpt<R: Read + Seek + ?Sized>(
                 }
             };
             let mut partitions = Vec::new();
+            let mut dropped = Vec::new();
             for (i, e) in entries.iter().enumerate() {
                 if e.is_unused() {
                     continue;
@@ -210,17 +228,40 @@ fn read_gpt<R: Read + Seek + ?Sized>(
                         .checked_add(1)
                         .and_then(|x| x.checked_mul(sector)),
                 ) else {
-                    tracing::debug!(device, number, "GPT entry out of range: ignored");
+                    drop_entry(
+                        &mut dropped,
+                        device,
+                        "GPT",
+                        number,
+                        format!(
+                            "LBA range {}..={} does not fit in a byte offset",
+                            e.starting_lba, e.ending_lba
+                        ),
+                    );
                     continue;
                 };
-                if end <= start || end > len {
-                    tracing::debug!(
+                if end <= start {
+                    drop_entry(
+                        &mut dropped,
                         device,
+                        "GPT",
                         number,
-                        start,
-                        end,
-                        len,
-                        "GPT entry outside the disk: ignored"
+                        format!(
+                            "ends (LBA {}) before it starts (LBA {})",
+                            e.ending_lba, e.starting_lba
+                        ),
+                    );
+                    continue;
+                }
+                if end > len {
+                    drop_entry(
+                        &mut dropped,
+                        device,
+                        "GPT",
+                        number,
+                        format!(
+                            "bytes {start}..{end} lie beyond the end of the disk ({len} bytes)"
+                        ),
                     );
                     continue;
                 }
@@ -243,6 +284,7 @@ fn read_gpt<R: Read + Seek + ?Sized>(
                 sector_size: sector,
                 disk_guid: Some(guid_string(&header.disk_guid)),
                 partitions,
+                dropped,
             });
         }
     }
@@ -289,6 +331,7 @@ fn read_mbr<R: Read + Seek + ?Sized>(
         }
     }
     let mut partitions = Vec::new();
+    let mut dropped = Vec::new();
     for (number, e) in entries {
         if e.is_unused() || e.is_extended() {
             continue;
@@ -296,14 +339,17 @@ fn read_mbr<R: Read + Seek + ?Sized>(
         let start = u64::from(e.starting_lba) * sector;
         let size = u64::from(e.sectors) * sector;
         if e.starting_lba == 0 || size == 0 || start + size > len {
-            tracing::debug!(
-                device,
-                number,
-                start,
-                size,
-                len,
-                "MBR entry outside the disk: ignored"
-            );
+            let reason = if e.starting_lba == 0 {
+                "starts at LBA 0 (the table's own sector)".to_string()
+            } else if size == 0 {
+                "is empty (0 sectors)".to_string()
+            } else {
+                format!(
+                    "bytes {start}..{} lie beyond the end of the disk ({len} bytes)",
+                    start + size
+                )
+            };
+            drop_entry(&mut dropped, device, "MBR", number, reason);
             continue;
         }
         partitions.push(Partition {
@@ -321,6 +367,7 @@ fn read_mbr<R: Read + Seek + ?Sized>(
         sector_size: sector,
         disk_guid: None,
         partitions,
+        dropped,
     })
 }
 

@@ -39,10 +39,7 @@ pub fn is_line_breaking(c: char) -> bool {
 /// `s` fits on one line of a text file: no control character of any kind, no line separator.
 pub fn line_safe(s: &str) -> Result<(), GrammarError> {
     match s.char_indices().find(|(_, c)| is_line_breaking(*c)) {
-        Some((at, c)) => Err(GrammarError::Control {
-            code: c as u32,
-            at,
-        }),
+        Some((at, c)) => Err(GrammarError::Control { code: c as u32, at }),
         None => Ok(()),
     }
 }
@@ -96,7 +93,10 @@ pub fn dns_name(s: &str) -> Result<(), GrammarError> {
                 problem: "longer than 63 bytes",
             });
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(GrammarError::Label {
                 label: label_no,
                 problem: "not made of ASCII letters, digits and hyphens",
@@ -154,6 +154,22 @@ impl fmt::Debug for Esc<'_> {
     }
 }
 
+/// `s` as a log line or message may carry it: unchanged when it is one line (see
+/// [`line_safe`]) of at most `max` characters; a longer clean text cut there with `…`; anything
+/// holding a control character or line separator in its [`Esc`] form (escaped, quoted, cut).
+/// For texts assembled from drive strings (warnings, step reasons) at the boundary where they
+/// leave a stage.
+pub fn log_safe(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    if line_safe(s).is_err() {
+        return Cow::Owned(Esc(s).to_string());
+    }
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((at, _)) => Cow::Owned(format!("{}… ({} bytes)", &s[..at], s.len())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +178,15 @@ mod tests {
     fn line_safety() {
         assert!(line_safe("example.com").is_ok());
         assert!(line_safe("x ü y").is_ok());
-        for bad in ["a\nb", "a\rb", "a\0b", "a\u{1b}[31m", "a\u{7f}", "a\u{85}", "a\u{2028}"] {
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "a\0b",
+            "a\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{2028}",
+        ] {
             assert!(line_safe(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -214,5 +238,12 @@ mod tests {
         let s = Esc(&long).to_string();
         assert!(s.ends_with("…\" (1000 bytes)"), "{s}");
         assert!(s.len() < 220);
+    }
+
+    #[test]
+    fn log_safe_texts() {
+        assert_eq!(log_safe("plain", 10), "plain");
+        assert_eq!(log_safe("a\nb", 10), r#""a\nb""#);
+        assert_eq!(log_safe("abcdef", 3), "abc… (6 bytes)");
     }
 }

@@ -359,11 +359,24 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn finish(self, id: &str) -> Plan {
+    fn finish(mut self, id: &str) -> Plan {
+        self.log_safe_texts();
         Plan {
             instance_id: id.to_string(),
             steps: self.steps,
             warnings: self.warnings,
+        }
+    }
+
+    /// Every warning and step reason log-safe where it leaves the planner (drive paths, names
+    /// and values are quoted into them): escaped when it holds a control character, cut when
+    /// too long (`grammar::log_safe`).
+    fn log_safe_texts(&mut self) {
+        crate::source::log_safe_report(&mut self.warnings);
+        for s in &mut self.steps {
+            if let std::borrow::Cow::Owned(safe) = grammar::log_safe(&s.why, 2000) {
+                s.why = safe;
+            }
         }
     }
 
@@ -765,7 +778,10 @@ impl Planner<'_> {
             else {
                 continue;
             };
-            let path = paths(&s.action).first().map(|p| p.to_string()).unwrap_or_default();
+            let path = paths(&s.action)
+                .first()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
             let msg = format!(
                 "/{path}: claimed by step {} ({what}) and by primer's step {owner}; \
                  primer's step wins, the {what} is not written",
@@ -853,9 +869,7 @@ pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
 /// The key lines in order, each once: one ordered-set pass, O(n log n) for a drive's 64k keys.
 fn unique_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    keys.filter(|k| seen.insert(k.as_str()))
-        .cloned()
-        .collect()
+    keys.filter(|k| seen.insert(k.as_str())).cloned().collect()
 }
 
 /// Copy of the private directory meta for apply (state directories).

@@ -25,9 +25,13 @@ use crate::model::{Instance, Report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{device}: {file}: missing (is this an OpenStack config drive? expected openstack/<version>/meta_data.json)")]
+    #[error("{device}: {}: missing (is this an OpenStack config drive? expected openstack/<version>/meta_data.json)", safe(file))]
     Missing { device: String, file: String },
-    #[error("{device}: {file}: invalid JSON at line {line}, column {column}: {detail}")]
+    #[error(
+        "{device}: {}: invalid JSON at line {line}, column {column}: {}",
+        safe(file),
+        safe(detail)
+    )]
     Json {
         device: String,
         file: String,
@@ -35,20 +39,24 @@ pub enum SourceError {
         column: usize,
         detail: String,
     },
-    #[error("{device}: {file}: invalid YAML: {detail}")]
+    #[error("{device}: {}: invalid YAML: {}", safe(file), safe(detail))]
     Yaml {
         device: String,
         file: String,
         detail: String,
     },
-    #[error("{device}: {file}: invalid XML at byte {position}: {detail}")]
+    #[error(
+        "{device}: {}: invalid XML at byte {position}: {}",
+        safe(file),
+        safe(detail)
+    )]
     Xml {
         device: String,
         file: String,
         position: u64,
         detail: String,
     },
-    #[error("{device}: {file}{}: {detail}", at(field))]
+    #[error("{device}: {}{}: {}", safe(file), at(field), safe(detail))]
     Field {
         device: String,
         file: String,
@@ -56,7 +64,8 @@ pub enum SourceError {
         detail: String,
     },
     #[error(
-        "{device}: {file}{}: too large ({size} bytes > limit {limit})",
+        "{device}: {}{}: too large ({size} bytes > limit {limit})",
+        safe(file),
         at(field)
     )]
     TooLarge {
@@ -66,8 +75,13 @@ pub enum SourceError {
         size: u64,
         limit: u64,
     },
-    #[error("{device}: no known format found (expected an openstack/, cloudstack/ or ec2/ tree, an ovf-env.xml, or NoCloud meta-data/user-data at the top)")]
-    UnknownFormat { device: String },
+    #[error("{device}: no known format found ({fstype} volume holding {files} file(s); expected an openstack/, cloudstack/ or ec2/ tree, an ovf-env.xml, or NoCloud meta-data/user-data at the top)")]
+    UnknownFormat {
+        device: String,
+        /// What was read, so an empty or half-read volume shows as such.
+        fstype: String,
+        files: usize,
+    },
 }
 
 /// `": field"`, or nothing for a message about the whole file.
@@ -75,8 +89,14 @@ fn at(field: &str) -> String {
     if field.is_empty() {
         String::new()
     } else {
-        format!(": {field}")
+        format!(": {}", safe(field))
     }
+}
+
+/// A drive-derived part of an error message (a stored file name, a field path built from
+/// drive keys, a parser's detail quoting the drive): log-safe, see `grammar::log_safe`.
+fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::model::grammar::log_safe(s, crate::model::grammar::LOG_MAX)
 }
 
 impl SourceError {
@@ -159,8 +179,14 @@ pub fn parse_drive(drive: &DriveFiles) -> Result<(Instance, Report), SourceError
     } else {
         return Err(SourceError::UnknownFormat {
             device: drive.device.clone(),
+            fstype: drive.fstype.clone(),
+            files: drive.files.len(),
         });
     };
+    let parsed = parsed.map(|(i, mut r)| {
+        log_safe_report(&mut r);
+        (i, r)
+    });
     if let Ok((i, r)) = &parsed {
         tracing::debug!(
             "{}: {} {} instance {} ({} warning(s))",
@@ -213,6 +239,28 @@ pub(crate) fn collect_keys(
                     value::kind(other)
                 ),
             ),
+        }
+    }
+}
+
+/// Longest warning text kept whole (lists of keys can be long; a drive value is cut sooner).
+const WARNING_MAX: usize = 2000;
+
+/// Makes every warning log-safe where it leaves the source stage: a file, field or message
+/// that carries a drive string with a newline or another control character is shown in its
+/// escaped form (`grammar::log_safe`), and none is longer than a log line should be. Field
+/// names often are drive keys (`public_keys.<name>`, unknown keys), file names drive names.
+pub fn log_safe_report(report: &mut Report) {
+    use crate::model::grammar::{log_safe, LOG_MAX};
+    for w in &mut report.warnings {
+        for (s, max) in [
+            (&mut w.file, LOG_MAX),
+            (&mut w.field, LOG_MAX),
+            (&mut w.message, WARNING_MAX),
+        ] {
+            if let std::borrow::Cow::Owned(safe) = log_safe(s, max) {
+                *s = safe;
+            }
         }
     }
 }

@@ -149,7 +149,7 @@ fn unsafe_instance_id_writes_nothing_and_fails() {
     let root = scratch_root();
     let before = snapshot(root.path());
     let o = run_dir(src.path(), root.path());
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("not usable as a directory name"),
         "{}",
