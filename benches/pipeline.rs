@@ -79,6 +79,7 @@ fn main() {
     network_render();
     binary(&iso, 50);
     probe_scaling();
+    drive_scaling();
 }
 
 /// Parse + name + render for networkd, NetworkManager, ifupdown and netplan, for the 11-NIC
@@ -135,6 +136,96 @@ fn network_render() {
         "  CPU per parse + render of all 4 backends: {:.1} us",
         cpu.as_secs_f64() * 1e6
     );
+}
+
+/// Stage cost against the size of the drive (issue 10, item 6): an OpenStack tree with N
+/// injected files (content paths in upper case, so each goes through the case-insensitive
+/// lookup) and 8N SSH keys, for N = 1000, 2000, 4000, 8000 (8,000 files, 64k keys). Read, parse
+/// and facts + plan, median of 5; the 2N/N ratio of each stage should stay near 2 (linear).
+fn drive_scaling() {
+    use base64::Engine;
+    let policy = Policy::default();
+    let mut rows: Vec<(usize, [Duration; 3])> = Vec::new();
+    for n in [1000usize, 2000, 4000, 8000] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = t.path().join("drive");
+        std::fs::create_dir_all(d.join("openstack/latest")).expect("dir");
+        std::fs::create_dir_all(d.join("openstack/content")).expect("dir");
+        let mut files = Vec::new();
+        for i in 0..n {
+            std::fs::write(
+                d.join(format!("openstack/content/{i:04}")),
+                format!("{i}\n"),
+            )
+            .expect("content");
+            files.push(serde_json::json!({
+                "path": format!("/srv/f/{i:04}"),
+                "content_path": format!("/CONTENT/{i:04}"),
+            }));
+        }
+        let mut keys = String::new();
+        for i in 0..8 * n {
+            let mut blob = Vec::new();
+            blob.extend_from_slice(&11u32.to_be_bytes());
+            blob.extend_from_slice(b"ssh-ed25519");
+            blob.extend_from_slice(&32u32.to_be_bytes());
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            blob.extend_from_slice(&k);
+            let b = base64::engine::general_purpose::STANDARD.encode(&blob);
+            keys.push_str(&format!("ssh-ed25519 {b} k{i}\n"));
+        }
+        let meta = serde_json::json!({
+            "uuid": "scale", "hostname": "scale", "files": files, "public_keys": {"all": keys},
+        });
+        std::fs::write(
+            d.join("openstack/latest/meta_data.json"),
+            serde_json::to_vec(&meta).expect("json"),
+        )
+        .expect("meta");
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).expect("etc");
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+        let limits = Limits::default();
+        let (mut read, mut parse, mut planning) = (vec![], vec![], vec![]);
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            let drive = read_source(&d, &limits).expect("read");
+            read.push(t0.elapsed());
+            let t0 = Instant::now();
+            let (instance, _) = parse_drive(&drive).expect("parse");
+            parse.push(t0.elapsed());
+            assert_eq!(instance.files.len(), n);
+            assert!(instance.files.iter().all(|f| f.content.is_some()));
+            assert_eq!(instance.ssh_keys.len(), 8 * n);
+            let t0 = Instant::now();
+            let facts = read_host_facts(&root, &instance, &policy, false);
+            let p = plan(&instance, &drive, &facts, &policy);
+            planning.push(t0.elapsed());
+            assert!(p.steps.len() > 2 * n);
+        }
+        let m = [median(read), median(parse), median(planning)];
+        println!(
+            "drive {n:>5} files {:>6} keys  read {:>8.1} ms  parse {:>8.1} ms  facts+plan {:>8.1} ms",
+            8 * n,
+            m[0].as_secs_f64() * 1e3,
+            m[1].as_secs_f64() * 1e3,
+            m[2].as_secs_f64() * 1e3
+        );
+        rows.push((n, m));
+    }
+    for w in rows.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let r = |i: usize| b.1[i].as_secs_f64() / a.1[i].as_secs_f64();
+        println!(
+            "drive {} -> {}: read {:.2}x  parse {:.2}x  facts+plan {:.2}x  (goal <= 2.5x each)",
+            a.0,
+            b.0,
+            r(0),
+            r(1),
+            r(2)
+        );
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -243,6 +243,8 @@ impl<R> Write for ReadOnly<R> {
 }
 
 type Fs<R> = fatfs::FileSystem<ReadOnly<R>>;
+/// An opened volume, its count of refused writes and its cluster-loop watch.
+type Opened<R> = (Fs<R>, Rc<Cell<u64>>, Rc<RefCell<Watch>>);
 
 /// What went wrong reading `what` (`directory`, `file data`), in words: fatfs reports a cyclic
 /// cluster chain only as the exhausted read budget, and a cluster past the device's end as
@@ -251,11 +253,7 @@ fn detail(what: &str, e: &io::Error) -> String {
     format!("{what}: {e}")
 }
 
-fn open<R: Read + Seek>(
-    mut reader: R,
-    device: &str,
-    budget: u64,
-) -> Result<(Fs<R>, Rc<Cell<u64>>, Rc<RefCell<Watch>>), MediaError> {
+fn open<R: Read + Seek>(mut reader: R, device: &str, budget: u64) -> Result<Opened<R>, MediaError> {
     let io = |e| MediaError::Io {
         device: device.to_string(),
         source: e,

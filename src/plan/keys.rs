@@ -238,7 +238,7 @@ mod tests {
             (format!("command=x {ED}"), "outside double quotes"),
             (format!("no-pty,,x {ED}"), "no name"),
             (format!("command=\"a\"x {ED}"), "other than a comma"),
-            (format!("no-pty ssh-foo AAAA"), "no known key type"),
+            ("no-pty ssh-foo AAAA".to_string(), "no known key type"),
         ] {
             let e = validate_key_line(&bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

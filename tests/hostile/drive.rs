@@ -168,7 +168,10 @@ fn corrupt_fat_boot_sector_is_not_called_iso9660() {
         let o = primer(&["show", "--source", s(&p)]);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         let err = stderr(&o);
-        assert!(err.contains("FAT boot sector") && err.contains(what), "{err}");
+        assert!(
+            err.contains("FAT boot sector") && err.contains(what),
+            "{err}"
+        );
         assert!(!err.contains("ISO9660"), "{err}");
     }
 }
@@ -197,10 +200,7 @@ fn gpt_entry_beyond_the_disk_is_dropped_with_its_reason() {
     let fat = t.path().join("fat.img");
     fat_image(&tree, &fat, 3000, 12);
     let disk = t.path().join("disk.img");
-    fs::File::create(&disk)
-        .unwrap()
-        .set_len(8 << 20)
-        .unwrap();
+    fs::File::create(&disk).unwrap().set_len(8 << 20).unwrap();
     sh(Command::new("sgdisk").args([
         "-n",
         "1:2048:+2M",
@@ -246,7 +246,10 @@ fn nocloud_host_name_warning_names_meta_data() {
     let o = primer(&["plan", "--source", s(src.path()), "--root", s(root.path())]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("meta-data: local-hostname: \"Bad_Name.example\""), "{out}");
+    assert!(
+        out.contains("meta-data: local-hostname: \"Bad_Name.example\""),
+        "{out}"
+    );
     assert!(!out.contains("meta_data.json"), "{out}");
 }
 
@@ -294,14 +297,20 @@ fn drive_names_with_newlines_cannot_forge_log_lines() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let err = stderr(&o);
     for line in err.lines() {
-        assert!(!line.trim_start().starts_with("ERROR forged"), "forged: {err}");
+        assert!(
+            !line.trim_start().starts_with("ERROR forged"),
+            "forged: {err}"
+        );
         assert!(!line.contains('\u{1b}'), "raw escape: {err}");
     }
     assert!(
         err.contains(r#""openstack/latest/x\n ERROR forged line\u{1b}[2J": skipped"#),
         "the name is shown escaped: {err}"
     );
-    assert!(err.contains(r"missing\n ERROR forged content path"), "{err}");
+    assert!(
+        err.contains(r"missing\n ERROR forged content path"),
+        "{err}"
+    );
 }
 
 /// An OpenStack tree with `files` injected files (content paths spelt in upper case, so every
@@ -312,7 +321,11 @@ fn big_drive(dir: &Path, files: usize, keys: usize) {
     fs::create_dir_all(dir.join("openstack/content")).unwrap();
     let mut list = Vec::new();
     for i in 0..files {
-        fs::write(dir.join(format!("openstack/content/{i:04}")), format!("{i}\n")).unwrap();
+        fs::write(
+            dir.join(format!("openstack/content/{i:04}")),
+            format!("{i}\n"),
+        )
+        .unwrap();
         list.push(serde_json::json!({"path": format!("/srv/f/{i:04}"), "content_path": format!("/CONTENT/{i:04}")}));
     }
     let mut lines = String::new();
@@ -378,7 +391,10 @@ fn thousands_of_injected_files_and_keys_plan_in_linear_time() {
     let v = json(&o);
     let files = v["instance"]["files"].as_array().unwrap();
     assert_eq!(files.len(), 8000);
-    assert!(files.iter().all(|f| !f["content"].is_null()), "all resolved");
+    assert!(
+        files.iter().all(|f| !f["content"].is_null()),
+        "all resolved"
+    );
     assert_eq!(v["instance"]["ssh_keys"].as_array().unwrap().len(), 64_000);
 
     let a = plan_cpu(&small, root.path(), &out);
@@ -490,7 +506,11 @@ fn key_options_follow_openssh_quoting() {
     if Command::new("ssh-keygen").arg("-?").output().is_ok() {
         // OpenSSH reads the installed file the same way.
         let o = Command::new("ssh-keygen")
-            .args(["-l", "-f", s(&root.path().join("root/.ssh/authorized_keys"))])
+            .args([
+                "-l",
+                "-f",
+                s(&root.path().join("root/.ssh/authorized_keys")),
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
@@ -516,7 +536,9 @@ fn host_name_with_newline_lands_as_one_dns_name() {
     );
     let name = fs::read_to_string(root.path().join("etc/hostname")).unwrap();
     assert!(
-        name.trim_end().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        name.trim_end()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
         "{name:?}"
     );
     assert!(
