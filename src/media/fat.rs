@@ -69,7 +69,14 @@ fn label_text(raw: &[u8]) -> Option<String> {
         .map_or(0, |i| i + 1);
     let s: String = raw[..end]
         .iter()
-        .map(|&b| if b.is_ascii() { b as char } else { '\u{fffd}' })
+        .map(|&b| {
+            // A label is shown in logs and reasons: no control character gets through.
+            if b.is_ascii() && !b.is_ascii_control() {
+                b as char
+            } else {
+                '\u{fffd}'
+            }
+        })
         .collect();
     (!s.is_empty() && s != "NO NAME").then_some(s)
 }

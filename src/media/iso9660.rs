@@ -66,7 +66,13 @@ fn primary_label(sector: &[u8]) -> Option<String> {
         .iter()
         .rposition(|&b| b != b' ' && b != 0)
         .map_or(0, |i| i + 1);
-    Some(String::from_utf8_lossy(id.get(..end)?).into_owned())
+    // Shown in logs and reasons: a control character becomes U+FFFD, like invalid UTF-8.
+    Some(
+        String::from_utf8_lossy(id.get(..end)?)
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect(),
+    )
 }
 
 fn le16(b: &[u8], at: usize) -> Option<u16> {

@@ -433,7 +433,7 @@ fn read_from_table(
                 s.fstype,
                 s.label
                     .as_deref()
-                    .map(|l| format!(" {l}"))
+                    .map(|l| format!(" {}", crate::model::grammar::Esc(l)))
                     .unwrap_or_default()
             )),
             _ => seen.push(format!("{}: unrecognised", p.number)),

@@ -595,9 +595,11 @@ impl Planner<'_> {
         for (i, k) in lines.iter().enumerate() {
             match keys::validate_key_line(k) {
                 Ok(k) => keys.push(k),
-                Err(e) => self
-                    .warnings
-                    .warn(file, field, format!("key {} refused: {e}", i + 1)),
+                Err(e) => self.warnings.warn(
+                    file,
+                    field,
+                    format!("key {} refused: {e}: {}", i + 1, Esc(k)),
+                ),
             }
         }
         let (dir_id, keys_id) = if self.ssh_user.as_deref().is_none_or(|u| u == user) {

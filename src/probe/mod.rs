@@ -242,7 +242,8 @@ fn kind_from_contents(names: &[String]) -> Option<DriveKind> {
 pub fn match_signature(dev: &BlockDevice, sig: &Signature, rules: &Rules) -> Option<Candidate> {
     let label = sig.label.as_deref().filter(|l| !l.is_empty());
     let what = match label {
-        Some(l) => format!("{}, label {l}", sig.fstype),
+        // Any label the drive gives (only known ones match below): escaped for the reason.
+        Some(l) => format!("{}, label {}", sig.fstype, crate::model::grammar::Esc(l)),
         None => format!("{}, no label", sig.fstype),
     };
     let has_ovf_env = root_has(&sig.root_names, "ovf-env.xml", false);

@@ -131,8 +131,9 @@ pub fn check_dmi(instance_id: &str, product_uuid: Option<&str>) -> Result<(), Re
         Some(u) => Err(Refusal {
             rule: "dmi-binding",
             detail: format!(
-                "instance id {instance_id} is not this machine's DMI system UUID {}",
-                u.trim()
+                "instance id {} is not this machine's DMI system UUID {}",
+                crate::model::grammar::Esc(instance_id),
+                crate::model::grammar::Esc(u.trim())
             ),
         }),
         None => Err(Refusal {
@@ -211,10 +212,10 @@ pub fn check_pin(
                 "{} drive on {} (instance {}) is not the drive pinned at first boot ({} drive on {}, instance {}); set probe.pin_allow_new: true to accept a new drive",
                 current.kind.name(),
                 current.device,
-                current.instance_id,
+                crate::model::grammar::Esc(&current.instance_id),
                 p.kind.name(),
                 p.device,
-                p.instance_id
+                crate::model::grammar::Esc(&p.instance_id)
             ),
         }),
     }

@@ -335,7 +335,10 @@ fn read_password(drive: &DriveFiles, report: &mut Report) -> Result<Option<Secre
     };
     let pass = one_line_value(drive.get(&file).unwrap_or_default());
     if NO_PASSWORD.iter().any(|m| m.as_bytes() == pass) {
-        tracing::debug!("{device}: {file}: no new password on this drive");
+        tracing::debug!(
+            "{device}: {}: no new password on this drive",
+            crate::media::shown_path(&file)
+        );
         return Ok(None);
     }
     if let Some(sum_file) = sum_file {

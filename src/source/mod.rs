@@ -193,7 +193,7 @@ pub fn parse_drive(drive: &DriveFiles) -> Result<(Instance, Report), SourceError
             drive.device,
             i.format,
             i.version,
-            i.instance_id,
+            crate::model::grammar::Esc(&i.instance_id),
             r.warnings.len()
         );
     }
