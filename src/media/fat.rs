@@ -501,6 +501,42 @@ mod tests {
     }
 
     #[test]
+    fn reads_past_the_end_are_errors_not_eof() {
+        let mut s = ReadOnly::new(Cursor::new(vec![1u8; 100]), 1000).unwrap();
+        s.seek(SeekFrom::Start(100)).unwrap();
+        let e = s.read(&mut [0u8; 4]).unwrap_err();
+        // fatfs takes UnexpectedEof for the end of a full directory.
+        assert_ne!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            e.to_string().contains("beyond the end of the device"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_read_twice_is_a_loop() {
+        let mut w = Watch {
+            on: true,
+            data_start: 1000,
+            cluster: 512,
+            ..Default::default()
+        };
+        assert!(w.note(0).is_ok(), "before the data area");
+        assert!(w.note(1000).is_ok());
+        assert!(w.note(1100).is_ok(), "inside a cluster");
+        assert!(w.note(1512).is_ok());
+        let e = w.note(1000).unwrap_err();
+        assert!(
+            e.to_string().contains("cluster 2 is read a second time"),
+            "{e}"
+        );
+        assert_eq!(
+            geometry(&boot(b"CONFIG-2   ")),
+            Some(((1 + 2 * 9 + 14) * 512, 512))
+        );
+    }
+
+    #[test]
     fn read_budget_stops_reading() {
         let mut s = ReadOnly::new(Cursor::new(vec![1u8; 100]), 10).unwrap();
         let mut buf = [0u8; 64];
