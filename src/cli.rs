@@ -935,7 +935,11 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
     // finished state (a plan made before the other run wrote would be stale).
     let lock = take_lock(&a.plan.root)?;
     let (plan, live) = make_plan(&a.plan, &l);
-    lock.sweep(plan.steps.iter().filter_map(|s| apply::action_path(&s.action)));
+    lock.sweep(
+        plan.steps
+            .iter()
+            .filter_map(|s| apply::action_path(&s.action)),
+    );
     let target = Target {
         root: a.plan.root.clone(),
         live,

@@ -463,8 +463,31 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Gives an existing directory `meta` when its mode or owner differ (the run lock's own state
-/// tree, which older versions could leave 0755 after a crash). Returns whether it changed.
+/// Gives `dir` and every directory below it (not following symlinks; at most `max_dirs`) `meta`
+/// where mode or owner differ: primer's private state tree, which an older version's crash
+/// between mkdir and chmod could leave 0755. Returns the directories changed.
+pub fn repair_tree(dir: &Path, meta: Meta, max_dirs: usize) -> io::Result<Vec<PathBuf>> {
+    let mut changed = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        seen += 1;
+        if seen > max_dirs {
+            break;
+        }
+        if repair_dir(&d, meta)? {
+            changed.push(d.clone());
+        }
+        for e in fs::read_dir(&d).map_err(|e| at(&d, e))?.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Gives an existing directory `meta` when its mode or owner differ. Returns whether it changed.
 pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let m = fs::symlink_metadata(dir).map_err(|e| at(dir, e))?;

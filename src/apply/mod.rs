@@ -176,6 +176,9 @@ pub fn apply_plan(plan: &Plan, target: &Target, _lock: &RunLock) -> ApplyReport 
 /// Path of the run lock, relative to the root.
 pub const LOCK_PATH: &str = "var/lib/primer/lock";
 
+/// Most directories of primer's state tree checked (and repaired) per run.
+const MAX_STATE_DIRS: usize = 20_000;
+
 /// Longest wait for another run holding the lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -209,11 +212,15 @@ impl RunLock {
         let lock = loop {
             match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
                 Ok(l) => break l,
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                Err((f, nix::errno::Errno::EWOULDBLOCK))
+                    if std::time::Instant::now() < deadline =>
+                {
                     if !told {
                         told = true;
-                        let holder = lock_holder(&f)
-                            .map_or_else(|| "another primer run".to_string(), |p| format!("primer run pid {p}"));
+                        let holder = lock_holder(&f).map_or_else(
+                            || "another primer run".to_string(),
+                            |p| format!("primer run pid {p}"),
+                        );
                         tracing::info!(
                             "waiting up to {} s for {holder}, which holds {}",
                             wait.as_secs(),
@@ -236,13 +243,19 @@ impl RunLock {
             }
         };
         if told {
-            tracing::info!("{}: lock taken; planning against the finished run", path.display());
+            tracing::info!(
+                "{}: lock taken; planning against the finished run",
+                path.display()
+            );
         }
         // An older version's crash could leave the state directory 0755: primer's state is
         // private whatever happened before.
-        match fs::repair_dir(&dir, crate::plan::private_dir_meta()) {
-            Ok(true) => tracing::warn!("{}: mode and owner repaired (0700, root)", dir.display()),
-            Ok(false) => {}
+        match fs::repair_tree(&dir, crate::plan::private_dir_meta(), MAX_STATE_DIRS) {
+            Ok(fixed) => {
+                for d in fixed {
+                    tracing::warn!("{}: mode and owner repaired (0700, root)", d.display());
+                }
+            }
             Err(e) => tracing::warn!("{e}"),
         }
         Ok(RunLock {

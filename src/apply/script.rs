@@ -299,7 +299,6 @@ fn visudo_diagnostics(streams: &[&[u8]], content: &[u8]) -> String {
     said.join("; ")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
