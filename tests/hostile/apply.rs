@@ -31,6 +31,7 @@ fn root() -> tempfile::TempDir {
     .unwrap();
     fs::write(etc.join("group"), "root:x:0:\ndebian:x:1000:\nsudo:x:27:\n").unwrap();
     fs::write(etc.join("gshadow"), "root:*::\ndebian:!::\nsudo:*::\n").unwrap();
+    fs::write(etc.join("sudoers"), "root ALL=(ALL) ALL\n").unwrap();
     fs::create_dir_all(etc.join("skel/.config")).unwrap();
     fs::write(etc.join("skel/.profile"), "# profile\n").unwrap();
     fs::write(etc.join("skel/.config/x"), "x\n").unwrap();
