@@ -21,10 +21,12 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Writes `seed` to `/dev/urandom`: mixed into the pool without being credited, which is the
 /// only safe thing to do with bytes whose origin primer cannot vouch for.
 pub fn seed_entropy(seed: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    let dev = std::path::Path::new("/dev/urandom");
+    std::fs::OpenOptions::new()
         .write(true)
-        .open("/dev/urandom")?;
-    f.write_all(seed)
+        .open(dev)
+        .and_then(|mut f| f.write_all(seed))
+        .map_err(|e| super::fs::at(dev, e))
 }
 
 /// Runs the script at `path` (relative to the root). Returns whether it was started, and its
@@ -62,7 +64,7 @@ pub fn run_script(
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return (false, Err(e)),
+        Err(e) => return (false, Err(super::fs::at(&full, e))),
     };
     tracing::info!(step = %step, "started /{path} (pid {})", child.id());
     // Each reader reports on `done` when its stream ends.
