@@ -912,11 +912,13 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             if let Some(lock) = &lock {
                 lock.sweep([]);
             }
-            if let Err(e) = record_status(
+            if record_status(
                 &a.plan.root,
                 &status::no_drive_status(started.0, ms, previous),
-            ) {
-                tracing::error!("{e}");
+            )
+            .is_err()
+            {
+                // Logged (naming the file) by record_status: the run is partial.
                 return Ok(Exit::Partial);
             }
         }
