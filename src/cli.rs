@@ -935,7 +935,13 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
     }
     // The lock before the facts: a second run waits for the first, then plans against the
     // finished state (a plan made before the other run wrote would be stale).
-    let lock = take_lock(&a.plan.root)?;
+    // A drive whose instance id cannot name primer's state changes nothing (the planner refuses
+    // every step): it takes no lock, so it writes nothing.
+    let lock = if state::invalid_instance_id(&l.instance.instance_id).is_none() {
+        take_lock(&a.plan.root)?
+    } else {
+        apply::RunLock::none(&a.plan.root)
+    };
     let (plan, live) = make_plan(&a.plan, &l);
     lock.sweep(
         plan.steps

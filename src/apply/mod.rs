@@ -67,8 +67,27 @@ fn parents_for(path: &str) -> Meta {
 /// were read, so the plan is still true). Directories and removals happen at once; file
 /// writes are staged and committed together (one flush), then the record is written last with
 /// the steps that really landed.
-pub fn apply_plan(plan: &Plan, target: &Target, _lock: &RunLock) -> ApplyReport {
+pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
     let mut writer = fs::Writer::new(&target.root);
+    if lock.lock.is_none() && plan.steps.iter().any(|s| s.change.acts()) {
+        // Only a plan that changes nothing may go without the lock.
+        let mut report = ApplyReport::default();
+        for s in &plan.steps {
+            report.steps.push(StepReport {
+                id: s.id.clone(),
+                outcome: if s.change.acts() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Unchanged
+                },
+                detail: format!(
+                    "{}: not applied: the run lock /{LOCK_PATH} is not held",
+                    s.why
+                ),
+            });
+        }
+        return report;
+    }
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
     let mut scripts = Vec::new();
@@ -186,7 +205,8 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// facts are read until the run's status is written: a second run waits, then plans against
 /// the finished state. Released when dropped (or when the process dies).
 pub struct RunLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    /// `None`: no lock (`RunLock::none`), for a plan that changes nothing.
+    lock: Option<nix::fcntl::Flock<std::fs::File>>,
     root: PathBuf,
 }
 
@@ -259,15 +279,28 @@ impl RunLock {
             Err(e) => tracing::warn!("{e}"),
         }
         Ok(RunLock {
-            _lock: lock,
+            lock: Some(lock),
             root: root.to_path_buf(),
         })
+    }
+
+    /// No lock, and nothing written to take it: for a run whose plan cannot change anything
+    /// (a drive whose instance id cannot name primer's state). `apply_plan` refuses any step
+    /// that would act under it.
+    pub fn none(root: &std::path::Path) -> RunLock {
+        RunLock {
+            lock: None,
+            root: root.to_path_buf(),
+        }
     }
 
     /// Removes the temporary files and directories an interrupted run left on the way to each
     /// of `rels` (and in primer's state directory: `status.json`, the pin). Only with the lock
     /// held: another run's temporary files are never swept.
     pub fn sweep<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
+        if self.lock.is_none() {
+            return 0;
+        }
         let status = crate::state::status_path();
         let pin = pin::pin_path();
         let w = fs::Writer::new(&self.root);
