@@ -603,6 +603,64 @@ mod tests {
     }
 
     #[test]
+    fn new_directories_appear_finished_and_temporaries_are_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let me = Meta {
+            mode: 0o710,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.create_dirs("a/b", me).unwrap();
+        for d in ["a", "a/b"] {
+            let m = fs::metadata(root.join(d)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o710, "{d}");
+        }
+        // Nothing but the finished directories: the temporary names were renamed away.
+        assert_eq!(fs::read_dir(root).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(root.join("a")).unwrap().count(), 1);
+        // What a crash leaves: an empty temporary directory and a temporary file, swept; a
+        // non-empty directory with a look-alike name is not primer's and stays.
+        fs::create_dir(root.join("a/.c.primer-tmp.1.1")).unwrap();
+        fs::write(root.join(".x.primer-tmp.1.2"), b"half").unwrap();
+        fs::create_dir_all(root.join("a/.d.primer-tmp.1.3/keep")).unwrap();
+        let w = Writer::new(root);
+        assert_eq!(w.sweep_temps(["a/b/file"]), 2);
+        assert!(!root.join("a/.c.primer-tmp.1.1").exists());
+        assert!(!root.join(".x.primer-tmp.1.2").exists());
+        assert!(root.join("a/.d.primer-tmp.1.3/keep").exists());
+        // An existing directory is never replaced; a file in the way is an error naming it.
+        fs::write(root.join("a/b/f"), b"x").unwrap();
+        let mut w = Writer::new(root);
+        w.create_dirs("a/b", Meta { mode: 0o700, ..me }).unwrap();
+        assert!(root.join("a/b/f").exists());
+        let e = w.create_dirs("a/b/f/g", me).unwrap_err().to_string();
+        assert!(e.contains(&root.join("a/b/f").display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn repair_tree_fixes_modes_below() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("state");
+        fs::create_dir_all(top.join("x/y")).unwrap();
+        for d in ["", "x", "x/y"] {
+            fs::set_permissions(top.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let me = Meta {
+            mode: 0o700,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        assert_eq!(repair_tree(&top, me, 100).unwrap().len(), 3);
+        assert_eq!(
+            fs::metadata(top.join("x/y")).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(repair_tree(&top, me, 100).unwrap().is_empty());
+    }
+
+    #[test]
     fn clean_relative() {
         assert!(is_clean_relative("etc/hostname"));
         assert!(!is_clean_relative("etc/../x"));
