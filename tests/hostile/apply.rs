@@ -297,11 +297,21 @@ fn the_sudoers_check_writes_nothing_outside_the_root() {
         eprintln!("skipped: no visudo");
         return;
     }
+    require_tool("strace");
     let tmp = tempfile::tempdir().unwrap();
     let src = small_drive("ALL=(ALL) NOPASSWD:ALL");
     let root = root();
-    let o = cmd(src.path(), root.path())
-        .env("TMPDIR", tmp.path())
+    // Every file created by primer or visudo, traced: none outside the root (a crash while a
+    // file outside exists would leak it).
+    let log = tmp.path().join("trace");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,creat", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--source"])
+        .arg(src.path())
+        .arg("--root")
+        .arg(root.path())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -313,6 +323,18 @@ fn the_sudoers_check_writes_nothing_outside_the_root() {
             .count()
             > 0
     );
+    let trace = fs::read_to_string(&log).unwrap();
+    fs::remove_file(&log).unwrap();
+    let inside = format!("\"{}/", root.path().display());
+    let outside: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("O_CREAT") && !l.contains(&inside) && !l.contains("\"/dev/"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "files created outside the root: {outside:#?}"
+    );
+    assert!(trace.contains("O_CREAT"), "nothing traced: {trace}");
     // A rule visudo refuses: checked in place, refused, nothing left anywhere.
     let bad = small_drive("ALL=(ALL NOPASSWD ALL");
     let root = self::root();
