@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use primer::apply::{apply_plan, Target};
+use primer::apply::{apply_plan, RunLock, Target, LOCK_WAIT};
 use primer::media::{read_source, Limits};
 use primer::plan::{facts::read_host_facts, plan, Policy};
 use primer::source::parse_drive;
@@ -52,6 +52,8 @@ fn main() {
         let t = Instant::now();
         let (instance, _) = parse_drive(&drive).expect("parse");
         parse.push(t.elapsed());
+        // As `primer run`: the run lock before the host facts.
+        let lock = RunLock::take(root.path(), LOCK_WAIT).expect("run lock");
         let t = Instant::now();
         let facts = read_host_facts(root.path(), &instance, &policy, false);
         let p = plan(&instance, &drive, &facts, &policy);
@@ -61,12 +63,12 @@ fn main() {
             live: false,
         };
         let t = Instant::now();
-        apply_plan(&p, &target);
+        apply_plan(&p, &target, &lock);
         first.push(t.elapsed());
         let t = Instant::now();
         let facts = read_host_facts(root.path(), &instance, &policy, false);
         let p = plan(&instance, &drive, &facts, &policy);
-        apply_plan(&p, &target);
+        apply_plan(&p, &target, &lock);
         second.push(t.elapsed());
     }
     println!("sample drive: {}", iso.display());
@@ -516,11 +518,12 @@ fn users(iso: &Path) {
             root: r.to_path_buf(),
             live: false,
         };
+        let lock = RunLock::take(r, LOCK_WAIT).expect("run lock");
         for times in [&mut first, &mut second] {
             let t = Instant::now();
             let facts = read_host_facts(r, &instance, &policy, false);
             let p = plan(&instance, &drive, &facts, &policy);
-            apply_plan(&p, &target);
+            apply_plan(&p, &target, &lock);
             times.push(t.elapsed());
         }
     }

@@ -817,6 +817,7 @@ fn print_warnings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 }
 
 fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
+    // Reads host facts: a run that will apply takes the run lock before calling this.
     let live = std::fs::canonicalize(&a.root).is_ok_and(|p| p == Path::new("/"));
     let mut policy = l.config.policy();
     if let Some(u) = &a.user {
@@ -899,16 +900,32 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let Some(l) = load(&a.plan.source, &a.plan.root)? else {
         if !a.dry_run {
             let ms = elapsed_ms(started.1);
+            // Only a root primer already keeps state in gets a status (and so the lock).
+            let lock = a
+                .plan
+                .root
+                .join(state::STATE_DIR)
+                .is_dir()
+                .then(|| take_lock(&a.plan.root))
+                .transpose()?;
             let previous = previous_status(&a.plan.root);
-            record_status(
+            if let Some(lock) = &lock {
+                lock.sweep([]);
+            }
+            if record_status(
                 &a.plan.root,
                 &status::no_drive_status(started.0, ms, previous),
-            );
+            )
+            .is_err()
+            {
+                // Logged (naming the file) by record_status: the run is partial.
+                return Ok(Exit::Partial);
+            }
         }
         return no_drive(out, json);
     };
-    let (plan, live) = make_plan(&a.plan, &l);
     if a.dry_run {
+        let (plan, _) = make_plan(&a.plan, &l);
         if json {
             print_json(out, &plan)?;
         } else {
@@ -916,12 +933,27 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
         }
         return Ok(Exit::Changed);
     }
+    // The lock before the facts: a second run waits for the first, then plans against the
+    // finished state (a plan made before the other run wrote would be stale).
+    // A drive whose instance id cannot name primer's state changes nothing (the planner refuses
+    // every step): it takes no lock, so it writes nothing.
+    let lock = if state::invalid_instance_id(&l.instance.instance_id).is_none() {
+        take_lock(&a.plan.root)?
+    } else {
+        apply::RunLock::none(&a.plan.root)
+    };
+    let (plan, live) = make_plan(&a.plan, &l);
+    lock.sweep(
+        plan.steps
+            .iter()
+            .filter_map(|s| apply::action_path(&s.action)),
+    );
     let target = Target {
         root: a.plan.root.clone(),
         live,
     };
     let applied_at = std::time::SystemTime::now();
-    let mut report = apply::apply_plan(&plan, &target);
+    let mut report = apply::apply_plan(&plan, &target, &lock);
     let plan_steps = report.steps.len();
     if let Some(pin) = &l.pin {
         // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
@@ -948,15 +980,11 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             });
         }
     }
-    let exit = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
+    let mut exit = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
         // The drive is refused whole (its plan is that one error step): nothing was applied.
         Exit::Error
-    } else if report.count(Outcome::Failed) > 0 {
-        Exit::Partial
-    } else if report.count(Outcome::Changed) == 0 {
-        Exit::Unchanged
     } else {
-        Exit::Changed
+        run_exit(&report)
     };
     let previous = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
         previous_status(&target.root)
@@ -983,7 +1011,18 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             .collect(),
         previous,
     });
-    record_status(&target.root, &status);
+    if let Err(e) = record_status(&target.root, &status) {
+        // The status is part of the run: a run whose status was not written is partial.
+        report.steps.push(apply::StepReport {
+            id: "status".into(),
+            outcome: Outcome::Failed,
+            detail: e,
+        });
+        if !matches!(exit, Exit::Error) {
+            exit = run_exit(&report);
+        }
+    }
+    drop(lock);
     if json {
         #[derive(Serialize)]
         struct Doc<'a> {
@@ -1133,12 +1172,37 @@ fn previous_status(root: &Path) -> Option<Status> {
     })
 }
 
-/// Writes `status.json`; a failure is logged and does not change the run's outcome.
-fn record_status(root: &Path, s: &Status) {
+/// Writes `status.json`; a failure is logged and returned (the message names the file): the
+/// caller counts it as a failed step.
+fn record_status(root: &Path, s: &Status) -> Result<(), String> {
     match status::write_status(root, s) {
-        Ok(()) => tracing::debug!("{}: {}", state::status_path(), s.outcome),
-        Err(e) => tracing::error!("cannot write /{}: {e}", state::status_path()),
+        Ok(()) => {
+            tracing::debug!("{}: {}", state::status_path(), s.outcome);
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("cannot write /{}: {e}", state::status_path());
+            tracing::error!(step = "status", "{msg}");
+            Err(msg)
+        }
     }
+}
+
+/// The exit code of a run from its steps: failed > changed > unchanged.
+fn run_exit(report: &ApplyReport) -> Exit {
+    if report.count(Outcome::Failed) > 0 {
+        Exit::Partial
+    } else if report.count(Outcome::Changed) == 0 {
+        Exit::Unchanged
+    } else {
+        Exit::Changed
+    }
+}
+
+/// Takes the run lock under `root` (waiting for another run, bounded).
+fn take_lock(root: &Path) -> Result<apply::RunLock, Error> {
+    // The error names the lock file (or the directory that could not be made).
+    Ok(apply::RunLock::take(root, apply::LOCK_WAIT)?)
 }
 
 /// `primer status`: the last run, its drive and instance, and a table of its steps.

@@ -1,6 +1,13 @@
 //! Crash safety: a run killed at every fault point (after each applied step, each rename of the
 //! commit, each script; `PRIMER_FAULT_AFTER=N`, compiled into test builds only), then run again,
 //! must leave exactly the tree an uninterrupted run leaves, with no temporary file anywhere.
+//!
+//! The same at the level of system calls: `strace -f -e inject=CALL:signal=KILL:when=N` kills
+//! the run at the N-th call of each mutating system call (mkdir, chmod, chown, rename, write,
+//! fsync, unlink and their *at/f* variants). The calls of an uninterrupted run are counted
+//! first; CI runs a deterministic sample of N per call (the first, the last and every k-th,
+//! about `SAMPLE_PER_CALL` of them); `PRIMER_CRASH_ALL=1` runs every N (done by hand: see the
+//! report printed by the test).
 
 mod common;
 
@@ -231,4 +238,182 @@ fn leftover_temporary_files_are_removed() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(!stale.exists());
     assert_eq!(temps(root.path()), Vec::<PathBuf>::new());
+}
+
+/// Mutating system calls the run is killed at (x86_64 names; the *at variants included).
+const CALLS: &[&str] = &[
+    "mkdir",
+    "mkdirat",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "write",
+    "pwrite64",
+    "fsync",
+    "fdatasync",
+    "syncfs",
+    "unlink",
+    "unlinkat",
+];
+
+/// Kill points per system call in the CI sample.
+const SAMPLE_PER_CALL: usize = 6;
+
+fn strace_run(src: &Path, root: &Path, strace_args: &[String]) -> Output {
+    Command::new("strace")
+        .args(["-f", "-qq"])
+        .args(strace_args)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--source"])
+        .arg(src)
+        .arg("--root")
+        .arg(root)
+        .args(["--user", "debian", "--network-backend", "networkd"])
+        .env_remove("PRIMER_FAULT_AFTER")
+        .output()
+        .expect("run strace")
+}
+
+/// How often primer's own process makes each of `CALLS` in an uninterrupted run.
+fn count_calls(src: &Path) -> BTreeMap<&'static str, usize> {
+    let root = root_with_shadow();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let o = strace_run(
+        src,
+        root.path(),
+        &[
+            "-o".into(),
+            log.path().display().to_string(),
+            "-e".into(),
+            format!("trace={}", CALLS.join(",")),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let trace = fs::read_to_string(log.path()).unwrap();
+    let main = trace
+        .split_whitespace()
+        .next()
+        .expect("a traced call")
+        .to_string();
+    let mut counts = BTreeMap::new();
+    for l in trace.lines() {
+        let Some((pid, rest)) = l.split_once(' ') else {
+            continue;
+        };
+        if pid != main {
+            continue;
+        }
+        let name = rest.trim_start().split('(').next().unwrap_or("");
+        if let Some(c) = CALLS.iter().find(|c| **c == name) {
+            *counts.entry(*c).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The kill points for a call made `count` times: all, or the first, the last and every k-th.
+fn sample(count: usize, all: bool) -> Vec<usize> {
+    if all || count <= SAMPLE_PER_CALL {
+        return (1..=count).collect();
+    }
+    let k = count.div_ceil(SAMPLE_PER_CALL - 1);
+    let mut v: Vec<usize> = (1..=count).step_by(k).collect();
+    if v.last() != Some(&count) {
+        v.push(count);
+    }
+    v
+}
+
+#[test]
+fn killed_at_every_mutating_system_call_then_rerun_converges() {
+    require_tool("strace");
+    require_tool("openssl");
+    let src = drive();
+    let reference = root_with_shadow();
+    let o = run(src.path(), reference.path(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let want = tree(reference.path());
+    let counts = count_calls(src.path());
+    for c in ["write", "rename", "chown", "mkdir"] {
+        assert!(
+            counts.keys().any(|k| k.contains(c)),
+            "no {c} traced: {counts:?}"
+        );
+    }
+    let all = std::env::var_os("PRIMER_CRASH_ALL").is_some();
+    let (mut trials, mut killed, mut converged) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (call, count) in &counts {
+        for n in sample(*count, all) {
+            trials += 1;
+            let root = root_with_shadow();
+            let o = strace_run(
+                src.path(),
+                root.path(),
+                &[
+                    "-o".into(),
+                    "/dev/null".into(),
+                    "-e".into(),
+                    format!("trace={call}"),
+                    "-e".into(),
+                    format!("inject={call}:signal=KILL:when={n}"),
+                ],
+            );
+            if o.status.signal() == Some(9) {
+                killed += 1;
+            }
+            let again = run(src.path(), root.path(), None);
+            let third = run(src.path(), root.path(), None);
+            let got = tree(root.path());
+            let diff: Vec<String> = want
+                .keys()
+                .chain(got.keys())
+                .filter(|k| want.get(*k) != got.get(*k))
+                .map(|k| {
+                    let show = |e: Option<&(u32, u32, u32, Vec<u8>)>| {
+                        e.map(|e| format!("{:o} {}:{}", e.0, e.1, e.2))
+                    };
+                    format!(
+                        "{}: want {:?} got {:?}",
+                        k.display(),
+                        show(want.get(k)),
+                        show(got.get(k))
+                    )
+                })
+                .collect();
+            let ok = matches!(again.status.code(), Some(0) | Some(10))
+                && third.status.code() == Some(10)
+                && temps(root.path()).is_empty()
+                && diff.is_empty();
+            if ok {
+                converged += 1;
+            } else {
+                failures.push(format!(
+                    "{call} #{n} (killed run {:?}): re-run {:?}, third {:?}, temps {:?}, differs: {}\n{}",
+                    o.status,
+                    again.status.code(),
+                    third.status.code(),
+                    temps(root.path()),
+                    diff.join("; "),
+                    text(&again)
+                ));
+            }
+        }
+    }
+    println!(
+        "system calls {counts:?}: {trials} trials ({}), {killed} killed, {converged} converged",
+        if all { "every N" } else { "CI sample" }
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        killed * 2 >= trials,
+        "only {killed} of {trials} trials killed the run"
+    );
 }

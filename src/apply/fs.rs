@@ -51,7 +51,7 @@ fn resolve_cached(root: &Path, rel: &str, known_dirs: &HashSet<PathBuf>) -> io::
                         candidate.display()
                     )));
                 }
-                let target = fs::read_link(&candidate)?;
+                let target = fs::read_link(&candidate).map_err(|e| at(&candidate, e))?;
                 let target = target.to_string_lossy();
                 if target.starts_with('/') {
                     resolved.clear();
@@ -160,15 +160,57 @@ impl Writer {
                     )))
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&cur)?;
-                    set_meta(&cur, meta)?;
+                    self.make_dir(&cur, meta)?;
                     self.touched(&cur);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(at(&cur, e)),
             }
             self.known_dirs.insert(cur.clone());
         }
         Ok(host)
+    }
+
+    /// Creates the missing directory `dir` (its parent exists) with `meta` already in place when
+    /// it appears: made under a temporary name beside it, given its owner and mode, then renamed
+    /// (never over an existing entry). A crash leaves either no directory or the finished one;
+    /// the empty temporary directory it may leave is swept by the next run (`sweep_temps`).
+    fn make_dir(&mut self, dir: &Path, meta: Meta) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let tmp = self.temp_name(dir);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| at(&tmp, e))?;
+        let r = set_meta(&tmp, meta).and_then(|()| {
+            crate::apply::fault::point("mkdir");
+            rename_noreplace(&tmp, dir)
+        });
+        match r {
+            Ok(()) => Ok(()),
+            // Created meanwhile by someone else: an existing directory is left as it is.
+            Err(_) if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) => {
+                let _ = fs::remove_dir(&tmp);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_dir(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// A fresh temporary name beside `target`: `.NAME.primer-tmp.PID.SEQ` (see `is_temp_name`).
+    fn temp_name(&mut self, target: &Path) -> PathBuf {
+        let name = target
+            .file_name()
+            .unwrap_or(OsStr::new("file"))
+            .to_string_lossy();
+        self.seq += 1;
+        let tmp = format!(".{name}.primer-tmp.{}.{}", std::process::id(), self.seq);
+        match target.parent() {
+            Some(d) => d.join(tmp),
+            None => PathBuf::from(tmp),
+        }
     }
 
     /// Makes sure `rel_dir` exists with exactly `meta` (mode and owner); missing parents are
@@ -180,6 +222,31 @@ impl Writer {
         }
         let host = self.create_dirs(rel_dir, meta)?;
         set_meta(&host, meta)
+    }
+
+    /// `stage`, then `check` on the staged temporary file (its final bytes, mode and owner,
+    /// inside the root beside the target) before it is kept for `commit`; a refused file is
+    /// removed at once. Used for the sudoers drop-in, which `visudo -cf` checks in place.
+    pub fn stage_checked(
+        &mut self,
+        tag: usize,
+        rel: &str,
+        content: &[u8],
+        meta: Meta,
+        parents: Meta,
+        check: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.stage(tag, rel, content, meta, parents)?;
+        let Some((_, tmp, _)) = self.pending.last() else {
+            return Err(io::Error::other(format!("{rel}: not staged")));
+        };
+        let tmp = tmp.clone();
+        if let Err(e) = check(&tmp) {
+            self.pending.pop();
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Writes `content` to `rel` atomically with `meta` (missing parents get `parents`) and
@@ -231,19 +298,7 @@ impl Writer {
                 )));
             }
         }
-        let dir = target
-            .parent()
-            .ok_or_else(|| io::Error::other("target has no parent"))?;
-        let name = target
-            .file_name()
-            .unwrap_or(OsStr::new("file"))
-            .to_string_lossy();
-        self.seq += 1;
-        let tmp = dir.join(format!(
-            ".{name}.primer-tmp.{}.{}",
-            std::process::id(),
-            self.seq
-        ));
+        let tmp = self.temp_name(&target);
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -253,7 +308,8 @@ impl Writer {
                 .open(&tmp)?;
             f.write_all(content)?;
             set_meta_file(&f, meta)
-        })();
+        })()
+        .map_err(|e| at(&tmp, e));
         match result {
             Ok(()) => {
                 self.pending.push((tag, tmp, target));
@@ -280,9 +336,11 @@ impl Writer {
             for (tag, tmp, target) in pending {
                 let r = (|| {
                     if !flushed {
-                        File::open(&tmp)?.sync_all()?;
+                        File::open(&tmp)
+                            .and_then(|f| f.sync_all())
+                            .map_err(|e| at(&tmp, e))?;
                     }
-                    fs::rename(&tmp, &target)
+                    fs::rename(&tmp, &target).map_err(|e| at(&target, e))
                 })();
                 if let Err(e) = r {
                     let _ = fs::remove_file(&tmp);
@@ -307,7 +365,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(at(&target, e)),
         }
     }
 
@@ -319,8 +377,7 @@ impl Writer {
             .rev()
             .collect();
         for d in dirs {
-            sync_dir(&d)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: fsync: {e}", d.display())))?;
+            sync_dir(&d).map_err(|e| at(&d, io::Error::new(e.kind(), format!("fsync: {e}"))))?;
         }
         Ok(())
     }
@@ -332,26 +389,37 @@ pub fn is_temp_name(name: &str) -> bool {
 }
 
 impl Writer {
-    /// Removes temporary files an interrupted run left in the directory of each of `rels`
-    /// (a crash between staging and renaming leaves them; the target itself is untouched).
-    /// Returns how many were removed. Call with the run lock held.
+    /// Removes temporary files and (empty) temporary directories an interrupted run left in
+    /// every directory on the way to each of `rels`, the root included (a crash between staging
+    /// and renaming leaves them; the targets themselves are untouched). Returns how many were
+    /// removed. Call with the run lock held: another run's temporary files are not stale.
     pub fn sweep_temps<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
         let mut dirs = BTreeSet::new();
         for rel in rels {
-            if let Ok(p) = self.resolve(rel) {
-                if let Some(d) = p.parent() {
-                    dirs.insert(d.to_path_buf());
+            let Ok(p) = self.resolve(rel) else { continue };
+            let mut d = p.parent();
+            while let Some(dir) = d.filter(|d| d.starts_with(&self.root)) {
+                if !dirs.insert(dir.to_path_buf()) {
+                    break; // its ancestors are in already
                 }
+                d = dir.parent();
             }
         }
         let mut n = 0;
         for d in dirs {
             let Ok(rd) = fs::read_dir(&d) else { continue };
             for e in rd.flatten() {
-                if is_temp_name(&e.file_name().to_string_lossy())
-                    && e.file_type().is_ok_and(|t| t.is_file())
-                    && fs::remove_file(e.path()).is_ok()
-                {
+                if !is_temp_name(&e.file_name().to_string_lossy()) {
+                    continue;
+                }
+                let removed = match e.file_type() {
+                    Ok(t) if t.is_file() => fs::remove_file(e.path()).is_ok(),
+                    // Nothing is put in a temporary directory before its rename: only an empty
+                    // one is primer's (remove_dir refuses anything else).
+                    Ok(t) if t.is_dir() => fs::remove_dir(e.path()).is_ok(),
+                    _ => false,
+                };
+                if removed {
                     tracing::debug!("removed {} left by an interrupted run", e.path().display());
                     n += 1;
                 }
@@ -361,9 +429,29 @@ impl Writer {
     }
 }
 
+/// `e` with the path it is about (every I/O error names its path).
+pub fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Renames `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`; a plain rename
+/// where the filesystem does not support the flag and `to` is still missing).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS)
+            if fs::symlink_metadata(to).is_err() =>
+        {
+            fs::rename(from, to).map_err(|e| at(to, e))
+        }
+        Err(e) => Err(at(to, io::Error::from(e))),
+    }
+}
+
 fn set_meta(path: &Path, meta: Meta) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
+    std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).map_err(|e| at(path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).map_err(|e| at(path, e))
 }
 
 fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
@@ -373,6 +461,44 @@ fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Gives `dir` and every directory below it (not following symlinks; at most `max_dirs`) `meta`
+/// where mode or owner differ: primer's private state tree, which an older version's crash
+/// between mkdir and chmod could leave 0755. Returns the directories changed.
+pub fn repair_tree(dir: &Path, meta: Meta, max_dirs: usize) -> io::Result<Vec<PathBuf>> {
+    let mut changed = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        seen += 1;
+        if seen > max_dirs {
+            break;
+        }
+        if repair_dir(&d, meta)? {
+            changed.push(d.clone());
+        }
+        for e in fs::read_dir(&d).map_err(|e| at(&d, e))?.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Gives an existing directory `meta` when its mode or owner differ. Returns whether it changed.
+pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(dir).map_err(|e| at(dir, e))?;
+    if !m.is_dir() {
+        return Err(at(dir, io::Error::other("not a directory")));
+    }
+    if m.mode() & 0o7777 == meta.mode && m.uid() == meta.uid && m.gid() == meta.gid {
+        return Ok(false);
+    }
+    set_meta(dir, meta)?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -474,6 +600,64 @@ mod tests {
         w.write_atomic("var/lib/out/f", b"x", m, d).unwrap();
         w.finish().unwrap();
         assert!(root.join("tmp/f").exists());
+    }
+
+    #[test]
+    fn new_directories_appear_finished_and_temporaries_are_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let me = Meta {
+            mode: 0o710,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.create_dirs("a/b", me).unwrap();
+        for d in ["a", "a/b"] {
+            let m = fs::metadata(root.join(d)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o710, "{d}");
+        }
+        // Nothing but the finished directories: the temporary names were renamed away.
+        assert_eq!(fs::read_dir(root).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(root.join("a")).unwrap().count(), 1);
+        // What a crash leaves: an empty temporary directory and a temporary file, swept; a
+        // non-empty directory with a look-alike name is not primer's and stays.
+        fs::create_dir(root.join("a/.c.primer-tmp.1.1")).unwrap();
+        fs::write(root.join(".x.primer-tmp.1.2"), b"half").unwrap();
+        fs::create_dir_all(root.join("a/.d.primer-tmp.1.3/keep")).unwrap();
+        let w = Writer::new(root);
+        assert_eq!(w.sweep_temps(["a/b/file"]), 2);
+        assert!(!root.join("a/.c.primer-tmp.1.1").exists());
+        assert!(!root.join(".x.primer-tmp.1.2").exists());
+        assert!(root.join("a/.d.primer-tmp.1.3/keep").exists());
+        // An existing directory is never replaced; a file in the way is an error naming it.
+        fs::write(root.join("a/b/f"), b"x").unwrap();
+        let mut w = Writer::new(root);
+        w.create_dirs("a/b", Meta { mode: 0o700, ..me }).unwrap();
+        assert!(root.join("a/b/f").exists());
+        let e = w.create_dirs("a/b/f/g", me).unwrap_err().to_string();
+        assert!(e.contains(&root.join("a/b/f").display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn repair_tree_fixes_modes_below() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("state");
+        fs::create_dir_all(top.join("x/y")).unwrap();
+        for d in ["", "x", "x/y"] {
+            fs::set_permissions(top.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let me = Meta {
+            mode: 0o700,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        assert_eq!(repair_tree(&top, me, 100).unwrap().len(), 3);
+        assert_eq!(
+            fs::metadata(top.join("x/y")).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(repair_tree(&top, me, 100).unwrap().is_empty());
     }
 
     #[test]

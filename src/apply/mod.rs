@@ -63,36 +63,30 @@ fn parents_for(path: &str) -> Meta {
     }
 }
 
-/// Applies every step of `plan` in order. Directories and removals happen at once; file
+/// Applies every step of `plan` in order, with the run lock held (taken before the host facts
+/// were read, so the plan is still true). Directories and removals happen at once; file
 /// writes are staged and committed together (one flush), then the record is written last with
 /// the steps that really landed.
-pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
+pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
     let mut writer = fs::Writer::new(&target.root);
-    // One primer writes to a root at a time; the lock lives (and dies) with this call. A plan
-    // that changes nothing writes nothing, not even the lock file.
-    let acts = plan.steps.iter().any(|s| s.change.acts());
-    let _lock = match acts.then(|| run_lock(&mut writer)).transpose() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            let mut report = ApplyReport::default();
-            for s in &plan.steps {
-                report.steps.push(StepReport {
-                    id: s.id.clone(),
-                    outcome: if s.change.acts() {
-                        Outcome::Failed
-                    } else {
-                        Outcome::Unchanged
-                    },
-                    detail: format!("{}: not applied: {e}", s.why),
-                });
-            }
-            return report;
+    if lock.lock.is_none() && plan.steps.iter().any(|s| s.change.acts()) {
+        // Only a plan that changes nothing may go without the lock.
+        let mut report = ApplyReport::default();
+        for s in &plan.steps {
+            report.steps.push(StepReport {
+                id: s.id.clone(),
+                outcome: if s.change.acts() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Unchanged
+                },
+                detail: format!(
+                    "{}: not applied: the run lock /{LOCK_PATH} is not held",
+                    s.why
+                ),
+            });
         }
-    };
-    let swept = writer.sweep_temps(plan.steps.iter().filter_map(|s| action_path(&s.action)));
-    if swept > 0 {
-        tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
+        return report;
     }
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
@@ -201,34 +195,146 @@ pub fn apply_plan(plan: &Plan, target: &Target) -> ApplyReport {
 /// Path of the run lock, relative to the root.
 pub const LOCK_PATH: &str = "var/lib/primer/lock";
 
-/// Takes the exclusive run lock (`flock` on [`LOCK_PATH`]), waiting up to 30 s for another run.
-fn run_lock(w: &mut fs::Writer) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    ensure_state_parents(w, LOCK_PATH)?;
-    let dir = w.create_dirs(STATE_DIR, crate::plan::private_dir_meta())?;
-    let path = dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
-                file = f;
-                std::thread::sleep(std::time::Duration::from_millis(50));
+/// Most directories of primer's state tree checked (and repaired) per run.
+const MAX_STATE_DIRS: usize = 20_000;
+
+/// Longest wait for another run holding the lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The exclusive run lock (`flock` on [`LOCK_PATH`] inside the root), held from before the host
+/// facts are read until the run's status is written: a second run waits, then plans against
+/// the finished state. Released when dropped (or when the process dies).
+pub struct RunLock {
+    /// `None`: no lock (`RunLock::none`), for a plan that changes nothing.
+    lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    root: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock under `root`, waiting up to `wait` for another run (logged once, naming
+    /// the holder's pid when the kernel tells it). Creates primer's state directory (0700) when
+    /// missing and repairs its mode and owner when they differ.
+    pub fn take(root: &std::path::Path, wait: std::time::Duration) -> std::io::Result<RunLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut w = fs::Writer::new(root);
+        ensure_state_parents(&mut w, LOCK_PATH)?;
+        let dir = w.create_dirs(STATE_DIR, crate::plan::private_dir_meta())?;
+        let path = dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| fs::at(&path, e))?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        let lock = loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((f, nix::errno::Errno::EWOULDBLOCK))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    if !told {
+                        told = true;
+                        let holder = lock_holder(&f).map_or_else(
+                            || "another primer run".to_string(),
+                            |p| format!("primer run pid {p}"),
+                        );
+                        tracing::info!(
+                            "waiting up to {} s for {holder}, which holds {}",
+                            wait.as_secs(),
+                            path.display()
+                        );
+                    }
+                    file = f;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err((_, e)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{}: another primer run holds the lock ({} s): {e}",
+                            path.display(),
+                            wait.as_secs()
+                        ),
+                    ))
+                }
             }
-            Err((_, e)) => {
-                return Err(std::io::Error::other(format!(
-                    "{}: another primer run holds the lock: {e}",
-                    path.display()
-                )))
+        };
+        if told {
+            tracing::info!(
+                "{}: lock taken; planning against the finished run",
+                path.display()
+            );
+        }
+        // An older version's crash could leave the state directory 0755: primer's state is
+        // private whatever happened before.
+        match fs::repair_tree(&dir, crate::plan::private_dir_meta(), MAX_STATE_DIRS) {
+            Ok(fixed) => {
+                for d in fixed {
+                    tracing::warn!("{}: mode and owner repaired (0700, root)", d.display());
+                }
             }
+            Err(e) => tracing::warn!("{e}"),
+        }
+        Ok(RunLock {
+            lock: Some(lock),
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// No lock, and nothing written to take it: for a run whose plan cannot change anything
+    /// (a drive whose instance id cannot name primer's state). `apply_plan` refuses any step
+    /// that would act under it.
+    pub fn none(root: &std::path::Path) -> RunLock {
+        RunLock {
+            lock: None,
+            root: root.to_path_buf(),
         }
     }
+
+    /// Removes the temporary files and directories an interrupted run left on the way to each
+    /// of `rels` (and in primer's state directory: `status.json`, the pin). Only with the lock
+    /// held: another run's temporary files are never swept.
+    pub fn sweep<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
+        if self.lock.is_none() {
+            return 0;
+        }
+        let status = crate::state::status_path();
+        let pin = pin::pin_path();
+        let w = fs::Writer::new(&self.root);
+        let mut all: Vec<&str> = rels.into_iter().collect();
+        all.extend([status.as_str(), pin.as_str(), LOCK_PATH]);
+        let swept = w.sweep_temps(all);
+        if swept > 0 {
+            tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
+        }
+        swept
+    }
+}
+
+/// The pid holding an flock on `f`, from `/proc/locks` (matched by device and inode).
+fn lock_holder(f: &std::fs::File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().ok()?;
+    let want = (
+        nix::sys::stat::major(m.dev()),
+        nix::sys::stat::minor(m.dev()),
+        m.ino(),
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (major and minor in hex)
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let i = f.iter().position(|x| *x == "FLOCK")?;
+        let pid: u32 = f.get(i + 3)?.parse().ok()?;
+        let mut id = f.get(i + 4)?.split(':');
+        let major = u64::from_str_radix(id.next()?, 16).ok()?;
+        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        ((major, minor, ino) == want).then_some(pid)
+    })
 }
 
 /// Writes one file of primer's private state (0600, root) and commits it.
@@ -256,7 +362,8 @@ fn ensure_state_parents(w: &mut fs::Writer, path: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-fn action_path(action: &Action) -> Option<&str> {
+/// The path a step writes or removes, relative to the root.
+pub fn action_path(action: &Action) -> Option<&str> {
     match action {
         Action::WriteFile { path, .. }
         | Action::EnsureDir { path, .. }
@@ -284,20 +391,19 @@ fn apply_action(
             gid,
             ..
         } => {
+            let meta = Meta {
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            };
             if path.starts_with("etc/sudoers.d/") {
-                script::check_sudoers(content)?;
+                // visudo checks the staged file itself: inside the root, beside its target,
+                // never a copy in the host's /tmp.
+                return w.stage_checked(tag, path, content, meta, parents_for(path), |tmp| {
+                    script::check_sudoers(tmp, content)
+                });
             }
-            w.stage(
-                tag,
-                path,
-                content,
-                Meta {
-                    mode: *mode,
-                    uid: *uid,
-                    gid: *gid,
-                },
-                parents_for(path),
-            )
+            w.stage(tag, path, content, meta, parents_for(path))
         }
         Action::EnsureDir {
             path,

@@ -21,10 +21,12 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Writes `seed` to `/dev/urandom`: mixed into the pool without being credited, which is the
 /// only safe thing to do with bytes whose origin primer cannot vouch for.
 pub fn seed_entropy(seed: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    let dev = std::path::Path::new("/dev/urandom");
+    std::fs::OpenOptions::new()
         .write(true)
-        .open("/dev/urandom")?;
-    f.write_all(seed)
+        .open(dev)
+        .and_then(|mut f| f.write_all(seed))
+        .map_err(|e| super::fs::at(dev, e))
 }
 
 /// Runs the script at `path` (relative to the root). Returns whether it was started, and its
@@ -62,7 +64,7 @@ pub fn run_script(
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return (false, Err(e)),
+        Err(e) => return (false, Err(super::fs::at(&full, e))),
     };
     tracing::info!(step = %step, "started /{path} (pid {})", child.id());
     // Each reader reports on `done` when its stream ends.
@@ -243,9 +245,11 @@ fn incomplete_utf8_tail(b: &[u8]) -> usize {
 }
 
 /// Checks a sudoers drop-in with `visudo -cf` when visudo is installed on this system (a
-/// broken drop-in would lock everyone out of sudo). Without visudo the content is written as
-/// planned: primer's own rules are one `user rule` line each.
-pub fn check_sudoers(content: &[u8]) -> std::io::Result<()> {
+/// broken drop-in would lock everyone out of sudo). `staged` is the drop-in itself, staged
+/// beside its target inside the root (no copy anywhere else); `content` its bytes, kept out of
+/// the diagnostics. Without visudo the content is written as planned: primer's own rules are
+/// one `user rule` line each.
+pub fn check_sudoers(staged: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
     let Some(visudo) = ["/usr/sbin/visudo", "/sbin/visudo", "/usr/bin/visudo"]
         .iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -253,19 +257,16 @@ pub fn check_sudoers(content: &[u8]) -> std::io::Result<()> {
         tracing::debug!("visudo not installed here: sudoers drop-in not validated");
         return Ok(());
     };
-    let mut tmp = tempfile_in_tmp()?;
-    tmp.1.write_all(content)?;
     let out = Command::new(visudo)
         .arg("-cf")
-        .arg(&tmp.0)
+        .arg(staged)
         .stdin(Stdio::null())
-        .output();
-    let _ = std::fs::remove_file(&tmp.0);
-    let out = out?;
+        .output()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{visudo}: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
-    let tmp_name = tmp.0.display().to_string();
+    let tmp_name = staged.display().to_string();
     let said =
         visudo_diagnostics(&[&out.stderr, &out.stdout], content).replace(&tmp_name, "drop-in");
     Err(std::io::Error::other(if said.is_empty() {
@@ -298,26 +299,6 @@ fn visudo_diagnostics(streams: &[&[u8]], content: &[u8]) -> String {
         }
     }
     said.join("; ")
-}
-
-/// A private (0600) temporary file: (path, handle).
-fn tempfile_in_tmp() -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::env::temp_dir();
-    for n in 0..100u32 {
-        let p = dir.join(format!(".primer-sudoers.{}.{n}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&p)
-        {
-            Ok(f) => return Ok((p, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("cannot create a temporary file"))
 }
 
 #[cfg(test)]
@@ -508,8 +489,14 @@ mod tests {
         if !std::path::Path::new("/usr/sbin/visudo").exists() {
             return;
         }
-        check_sudoers(b"debian ALL=(ALL) NOPASSWD:ALL\n").unwrap();
-        let e = check_sudoers(b"debian ALL=(ALL NOPASSWD ALL\n")
+        let t = tempfile::tempdir().unwrap();
+        let check = |content: &[u8]| {
+            let p = t.path().join(".90-primer.primer-tmp.1.1");
+            std::fs::write(&p, content).unwrap();
+            check_sudoers(&p, content)
+        };
+        check(b"debian ALL=(ALL) NOPASSWD:ALL\n").unwrap();
+        let e = check(b"debian ALL=(ALL NOPASSWD ALL\n")
             .unwrap_err()
             .to_string();
         assert!(
@@ -517,7 +504,7 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("NOPASSWD") && !e.contains("debian"), "{e}");
-        assert!(!e.contains(".primer-sudoers"), "{e}");
+        assert!(!e.contains(".primer-tmp"), "{e}");
     }
 
     #[test]

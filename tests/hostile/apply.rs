@@ -1,4 +1,451 @@
 //! Hostile drives: the writer: crashes, concurrent runs, leftovers and I/O errors.
 
-#[allow(unused_imports)]
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
 use crate::common::*;
+
+/// A small drive: host name and a key for `debian`, and a user-data user with a sudo rule and
+/// a home (so homes, sudoers and the state tree are all written).
+fn small_drive(sudo: &str) -> tempfile::TempDir {
+    let t = super::tree(&sample_meta("apply-1", &[ED]));
+    let ud = format!(
+        "#cloud-config\nusers:\n  - name: alice\n    sudo: \"{sudo}\"\n    ssh_authorized_keys: [{ED2}]\n"
+    );
+    for v in ["latest", "2018-08-27"] {
+        fs::write(t.path().join("openstack").join(v).join("user_data"), &ud).unwrap();
+    }
+    t
+}
+
+/// A scratch root with the account files and a skeleton, so users get a home.
+fn root() -> tempfile::TempDir {
+    let t = scratch_root();
+    let etc = t.path().join("etc");
+    fs::write(
+        etc.join("shadow"),
+        "root:*:19000:0:99999:7:::\ndebian:!:19000:0:99999:7:::\n",
+    )
+    .unwrap();
+    fs::write(etc.join("group"), "root:x:0:\ndebian:x:1000:\nsudo:x:27:\n").unwrap();
+    fs::write(etc.join("gshadow"), "root:*::\ndebian:!::\nsudo:*::\n").unwrap();
+    fs::write(etc.join("sudoers"), "root ALL=(ALL) ALL\n").unwrap();
+    fs::create_dir_all(etc.join("skel/.config")).unwrap();
+    fs::write(etc.join("skel/.profile"), "# profile\n").unwrap();
+    fs::write(etc.join("skel/.config/x"), "x\n").unwrap();
+    t
+}
+
+fn cmd(src: &Path, root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_primer"));
+    c.args(["run", "--source"])
+        .arg(src)
+        .arg("--root")
+        .arg(root)
+        .env_remove("PRIMER_FAULT_AFTER");
+    c
+}
+
+fn run(src: &Path, root: &Path) -> Output {
+    cmd(src, root).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every primer temporary file or directory under `root`.
+fn temps(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            if e.file_name().to_string_lossy().contains(".primer-tmp.") {
+                out.push(e.path());
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn concurrent_runs_both_succeed_and_the_record_holds() {
+    let src = small_drive("ALL=(ALL) ALL");
+    let mut exits = std::collections::BTreeMap::new();
+    for trial in 0..50 {
+        let root = root();
+        let a = cmd(src.path(), root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let b = cmd(src.path(), root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        for o in [&a, &b] {
+            assert!(
+                matches!(o.status.code(), Some(0) | Some(10)),
+                "trial {trial}: {:?}: {}",
+                o.status,
+                stderr(o)
+            );
+            assert!(!stderr(o).contains("os error 17"), "{}", stderr(o));
+        }
+        // One of the two applied the drive, the other found it applied.
+        let mut pair = [a.status.code().unwrap(), b.status.code().unwrap()];
+        pair.sort();
+        assert_eq!(pair, [0, 10], "trial {trial}");
+        *exits.entry(format!("{pair:?}")).or_insert(0) += 1;
+        let third = run(src.path(), root.path());
+        assert_eq!(
+            third.status.code(),
+            Some(10),
+            "trial {trial}: {}",
+            text(&third)
+        );
+        assert_eq!(temps(root.path()), Vec::<PathBuf>::new(), "trial {trial}");
+    }
+    println!("50 concurrent pairs: {exits:?}");
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_and_says_for_whom() {
+    require_tool("flock");
+    let src = small_drive("ALL=(ALL) ALL");
+    let root = root();
+    let lock = root.path().join("var/lib/primer/lock");
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    fs::set_permissions(lock.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["sleep", "1.5"])
+        .spawn()
+        .unwrap();
+    // Until flock holds it.
+    let t0 = std::time::Instant::now();
+    while !fs::read_to_string("/proc/locks")
+        .unwrap()
+        .contains(&format!(" {} ", holder.id()))
+    {
+        assert!(t0.elapsed().as_secs() < 10, "flock did not take the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let started = std::time::Instant::now();
+    let o = run(src.path(), root.path());
+    holder.wait().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(started.elapsed().as_millis() >= 1000, "did not wait");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "waiting up to 60 s for primer run pid {}",
+            holder.id()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("var/lib/primer/lock"), "{err}");
+    // A dry run reads only: it does not wait for the lock.
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["sleep", "5"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let o = primer(&[
+        "run",
+        "--dry-run",
+        "--source",
+        src.path().to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        started.elapsed().as_secs() < 3,
+        "a dry run waited for the lock"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_state_tree_left_0755_is_repaired_to_0700() {
+    let src = small_drive("ALL=(ALL) ALL");
+    let root = root();
+    assert_eq!(run(src.path(), root.path()).status.code(), Some(0));
+    // As an interrupted older run left it: mkdir done, chmod not.
+    let state = root.path().join("var/lib/primer");
+    let inst = state.join("instance");
+    for d in [&state, &inst] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(&inst, Some(1000), Some(1000)).unwrap();
+    let o = run(src.path(), root.path());
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(10)),
+        "{}",
+        text(&o)
+    );
+    for d in [&state, &inst] {
+        assert_eq!(mode(d), 0o700, "{}", d.display());
+        assert_eq!(owner(d), (0, 0), "{}", d.display());
+    }
+    assert!(
+        stderr(&o).contains("mode and owner repaired"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Kills the run (strace) at each chown of the first `limit` and checks that no home is ever
+/// left `root:root` and that the next run completes the skeleton.
+#[test]
+fn a_kill_at_any_chown_never_leaves_a_root_owned_home() {
+    require_tool("strace");
+    let src = small_drive("ALL=(ALL) ALL");
+    let reference = root();
+    assert_eq!(run(src.path(), reference.path()).status.code(), Some(0));
+    let home = reference.path().join("home/alice");
+    let uid = owner(&home);
+    assert_ne!(uid, (0, 0));
+    let mut killed = 0;
+    for call in ["fchownat", "lchown", "fchown"] {
+        for n in 1..=40 {
+            let r = root();
+            let o = Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+                .arg(format!("inject={call}:signal=KILL:when={n}"))
+                .arg(env!("CARGO_BIN_EXE_primer"))
+                .args(["run", "--source"])
+                .arg(src.path())
+                .arg("--root")
+                .arg(r.path())
+                .output()
+                .unwrap();
+            let h = r.path().join("home/alice");
+            if h.exists() {
+                assert_eq!(owner(&h), uid, "{call} #{n}: home owned by root");
+            }
+            if o.status.code() == Some(0) {
+                break; // fewer calls than n: the run completed
+            }
+            killed += 1;
+            let again = run(src.path(), r.path());
+            assert!(
+                matches!(again.status.code(), Some(0) | Some(10)),
+                "{}",
+                text(&again)
+            );
+            assert_eq!(owner(&h), uid, "{call} #{n}");
+            for f in [".profile", ".config/x", ".ssh/authorized_keys"] {
+                let p = h.join(f);
+                assert!(p.exists(), "{call} #{n}: {f} missing");
+                assert_eq!(owner(&p), uid, "{call} #{n}: {f}");
+            }
+            assert_eq!(owner(&h.join(".config")), uid);
+            assert_eq!(temps(r.path()), Vec::<PathBuf>::new(), "{call} #{n}");
+        }
+    }
+    assert!(killed >= 5, "only {killed} kills");
+}
+
+#[test]
+fn temporary_files_left_by_a_crash_are_swept_status_directory_included() {
+    let src = small_drive("ALL=(ALL) ALL");
+    let root = root();
+    assert_eq!(run(src.path(), root.path()).status.code(), Some(0));
+    let stale = [
+        root.path()
+            .join("var/lib/primer/.status.json.primer-tmp.4242.1"),
+        root.path()
+            .join("etc/sudoers.d/.90-primer.primer-tmp.4242.2"),
+    ];
+    for s in &stale {
+        fs::create_dir_all(s.parent().unwrap()).unwrap();
+        fs::write(s, b"half").unwrap();
+    }
+    // A directory being built under a temporary name (empty until renamed).
+    let stale_dir = root.path().join("home/.bob.primer-tmp.4242.3");
+    fs::create_dir(&stale_dir).unwrap();
+    // Not primer's: kept.
+    let foreign = root.path().join("home/.bob.primer-tmp.4242.4");
+    fs::create_dir_all(foreign.join("data")).unwrap();
+    // Nothing to apply, still swept.
+    let o = run(src.path(), root.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    for s in stale.iter().chain([&stale_dir]) {
+        assert!(!s.exists(), "{} left", s.display());
+    }
+    assert!(foreign.join("data").exists());
+    assert!(stderr(&o).contains("temporary file(s) left by an interrupted run"));
+}
+
+#[test]
+fn the_sudoers_check_writes_nothing_outside_the_root() {
+    if !Path::new("/usr/sbin/visudo").exists() {
+        eprintln!("skipped: no visudo");
+        return;
+    }
+    require_tool("strace");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = small_drive("ALL=(ALL) NOPASSWD:ALL");
+    let root = root();
+    // Every file created by primer or visudo, traced: none outside the root (a crash while a
+    // file outside exists would leak it).
+    let log = tmp.path().join("trace");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,creat", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--source"])
+        .arg(src.path())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        root.path()
+            .join("etc/sudoers.d")
+            .read_dir()
+            .unwrap()
+            .count()
+            > 0
+    );
+    let trace = fs::read_to_string(&log).unwrap();
+    fs::remove_file(&log).unwrap();
+    let inside = format!("\"{}/", root.path().display());
+    let outside: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("O_CREAT") && !l.contains(&inside) && !l.contains("\"/dev/"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "files created outside the root: {outside:#?}"
+    );
+    assert!(trace.contains("O_CREAT"), "nothing traced: {trace}");
+    // A rule visudo refuses: checked in place, refused, nothing left anywhere.
+    let bad = small_drive("ALL=(ALL NOPASSWD ALL");
+    let root = self::root();
+    let o = cmd(bad.path(), root.path())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(stderr(&o).contains("visudo -cf rejected"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(".primer-tmp"), "{}", stderr(&o));
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "a file in TMPDIR"
+    );
+    assert_eq!(temps(root.path()), Vec::<PathBuf>::new());
+    let leaked: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".primer-sudoers")
+        })
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
+
+#[test]
+fn an_unwritable_status_is_a_failed_step_naming_the_file() {
+    let src = small_drive("ALL=(ALL) ALL");
+    let root = root();
+    // A directory where status.json goes: the write fails whatever the user.
+    fs::create_dir_all(root.path().join("var/lib/primer/status.json/x")).unwrap();
+    let o = run(src.path(), root.path());
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot write /var/lib/primer/status.json"),
+        "{err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("failed    status"), "{out}");
+    assert!(out.contains("1 failed"), "{out}");
+    // Everything else landed: the next run (status fixed) has nothing to do.
+    fs::remove_dir_all(root.path().join("var/lib/primer/status.json")).unwrap();
+    let o = run(src.path(), root.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+}
+
+#[test]
+fn an_unusable_target_directory_is_named_in_the_error() {
+    let mut meta = sample_meta("apply-2", &[ED]);
+    meta["files"] = serde_json::json!([
+        {"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}
+    ]);
+    let src = super::tree(&meta);
+    let root = root();
+    // A file where a directory must go.
+    fs::write(root.path().join("opt"), b"not a dir").unwrap();
+    let o = run(src.path(), root.path());
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("not a directory"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains(&format!("{}/opt: ", root.path().display())),
+        "the error names the directory: {line}"
+    );
+    // The other steps landed.
+    assert_eq!(
+        fs::read_to_string(root.path().join("etc/hostname")).unwrap(),
+        "apply-2\n"
+    );
+}
+
+#[test]
+fn new_directories_appear_with_their_final_mode_and_owner() {
+    require_tool("strace");
+    let src = small_drive("ALL=(ALL) ALL");
+    let root = root();
+    let log = root.path().join("../trace.log");
+    let o = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=mkdir,mkdirat,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--source"])
+        .arg(src.path())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let trace = fs::read_to_string(&log).unwrap();
+    let _ = fs::remove_file(&log);
+    // Every mkdir under the root makes a temporary name; the real name only comes by rename.
+    let mut mkdirs = 0;
+    for l in trace.lines().filter(|l| l.contains("mkdir")) {
+        mkdirs += 1;
+        assert!(l.contains(".primer-tmp."), "a directory made in place: {l}");
+    }
+    assert!(mkdirs >= 5, "{trace}");
+    let home = root.path().join("home/alice");
+    assert_ne!(owner(&home), (0, 0));
+    assert_eq!(mode(&root.path().join("var/lib/primer")), 0o700);
+}
