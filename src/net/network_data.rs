@@ -6,14 +6,23 @@
 
 use serde_json::{Map, Value};
 
+use std::collections::BTreeSet;
+
 use super::{
-    address_with_prefix, kind, number, parse_ip, route_destination, scalar, NetError, PrefixSource,
+    address_with_prefix, kind, number, parse_ip, refused, route_destination, scalar, with_id,
+    NetError, PrefixSource,
 };
 use crate::model::network::{
-    normalize_mac, valid_ifname, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
     NetworkConfig, Route,
 };
+use crate::model::grammar::Esc;
 use crate::model::Report;
+
+/// The id of a link object as given (for the set of dropped links).
+fn link_id_of(o: &Map<String, Value>) -> String {
+    o.get("id").and_then(scalar).unwrap_or_default()
+}
 
 /// Link types nova and others use for a plain NIC (FORMATS.md §1).
 const PHYSICAL_TYPES: &[&str] = &[
@@ -82,6 +91,7 @@ pub fn parse_network_data_value(
         file,
         report: Report::default(),
         config: NetworkConfig::default(),
+        dropped: BTreeSet::new(),
     };
     for (i, l) in list(top, "links", file, &mut p.report).iter().enumerate() {
         p.link(i, l);
@@ -129,6 +139,9 @@ struct Parser<'a> {
     file: &'a str,
     report: Report,
     config: NetworkConfig,
+    /// Ids of links dropped for an unusable value: a network on one is dropped too (with a
+    /// warning) instead of failing the whole file.
+    dropped: BTreeSet<String>,
 }
 
 impl Parser<'_> {
@@ -189,6 +202,14 @@ impl Parser<'_> {
             self.warn(&field, "link without an id; ignored");
             return;
         };
+        if let Err(e) = check_link_id(&id) {
+            self.warn(
+                &format!("{field}.id"),
+                format!("{}; link ignored", refused(&id, e)),
+            );
+            self.dropped.insert(id);
+            return;
+        }
         let field = format!("links[{i}] (id {id})");
         if self.config.link(&id).is_some() {
             self.warn(&field, format!("a second link with id {id:?}; ignored"));
@@ -237,6 +258,14 @@ impl Parser<'_> {
                     );
                     return;
                 };
+                if let Err(e) = check_link_id(&parent) {
+                    self.warn(
+                        &format!("{field}.vlan_link"),
+                        format!("{}; VLAN ignored", refused(&parent, e)),
+                    );
+                    self.dropped.insert(link_id_of(o));
+                    return;
+                }
                 let Some(vlan_id) = self.u32_field(o, &field, "vlan_id", 0, 4094) else {
                     self.warn(
                         &format!("{field}.vlan_id"),
@@ -274,13 +303,12 @@ impl Parser<'_> {
         };
         link.mtu = self.u32_field(o, &field, "mtu", 68, 65535);
         if let Some(name) = self.text(o, &field, "name") {
-            if valid_ifname(&name) {
-                link.name = Some(name);
-            } else {
-                self.warn(
+            match check_ifname(&name) {
+                Ok(()) => link.name = Some(name),
+                Err(e) => self.warn(
                     &format!("{field}.name"),
-                    format!("{name:?} is not a valid interface name; ignored"),
-                );
+                    format!("{}: not a valid interface name; ignored", refused(&name, e)),
+                ),
             }
         }
         if matches!(link.kind, LinkKind::Physical) && link.mac.is_none() && link.name.is_none() {
@@ -322,8 +350,14 @@ impl Parser<'_> {
                 let mut out: Vec<String> = Vec::new();
                 for (j, x) in a.iter().enumerate() {
                     match scalar(x) {
-                        Some(s) if !s.is_empty() && !out.contains(&s) => out.push(s),
-                        Some(_) => {}
+                        Some(s) if s.is_empty() || out.contains(&s) => {}
+                        Some(s) => match check_link_id(&s) {
+                            Ok(()) => out.push(s),
+                            Err(e) => self.warn(
+                                &format!("{field}.{key}[{j}]"),
+                                format!("{}; member ignored", refused(&s, e)),
+                            ),
+                        },
                         None => self.warn(
                             &format!("{field}.{key}[{j}]"),
                             format!("expected a link id, found {}; ignored", kind(x)),
@@ -382,19 +416,36 @@ impl Parser<'_> {
         let id = self
             .text(o, &field, "id")
             .unwrap_or_else(|| format!("#{i}"));
-        let field = format!("networks[{i}] (id {id})");
+        let field = with_id(&format!("networks[{i}]"), "id", &id);
         let Some(link_id) = self.text(o, &field, "link") else {
             return Err(NetError::new(
                 self.file,
                 &format!("{field}.link"),
-                format!("network {id:?} names no link"),
+                format!("network {} names no link", Esc(&id)),
             ));
         };
+        if let Err(e) = check_link_id(&link_id) {
+            self.warn(
+                &format!("{field}.link"),
+                format!("{}; network ignored", refused(&link_id, e)),
+            );
+            return Ok(());
+        }
+        if self.dropped.contains(&link_id) && self.config.link(&link_id).is_none() {
+            self.warn(
+                &format!("{field}.link"),
+                format!("link {link_id:?} was dropped (see above); network ignored"),
+            );
+            return Ok(());
+        }
         let Some(li) = self.config.links.iter().position(|l| l.id == link_id) else {
             return Err(NetError::new(
                 self.file,
                 &format!("{field}.link"),
-                format!("network {id:?} points at link {link_id:?}, which is not in links"),
+                format!(
+                    "network {} points at link {link_id:?}, which is not in links",
+                    Esc(&id)
+                ),
             ));
         };
         let ty = self
@@ -500,7 +551,12 @@ impl Parser<'_> {
                 for (j, x) in a.iter().enumerate() {
                     let s = scalar(x).unwrap_or_default();
                     if search {
-                        l3.dns.add_search(&s);
+                        if let Err(e) = l3.dns.add_search(&s) {
+                            self.warn(
+                                &format!("{field}.{key}[{j}]"),
+                                format!("{}: not a DNS name; ignored", refused(&s, e)),
+                            );
+                        }
                     } else if let Some(ip) = parse_ip(&s) {
                         l3.dns.add_server(ip);
                     } else {
