@@ -417,7 +417,10 @@ pub fn check_mac(s: &str) -> Result<(), GrammarError> {
     } else {
         grammar::line_safe(s)?;
         Err(GrammarError::Forbidden {
-            ch: s.chars().find(|c| !c.is_ascii_hexdigit() && *c != ':').unwrap_or(' '),
+            ch: s
+                .chars()
+                .find(|c| !c.is_ascii_hexdigit() && *c != ':')
+                .unwrap_or(' '),
             at: s
                 .char_indices()
                 .find(|(_, c)| !c.is_ascii_hexdigit() && *c != ':')

@@ -12,11 +12,11 @@ use super::{
     address_with_prefix, kind, number, parse_ip, refused, route_destination, scalar, with_id,
     NetError, PrefixSource,
 };
-use crate::model::network::{
-    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
-    NetworkConfig, Route,
-};
 use crate::model::grammar::Esc;
+use crate::model::network::{
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link,
+    LinkKind, NetworkConfig, Route,
+};
 use crate::model::Report;
 
 /// The id of a link object as given (for the set of dropped links).
@@ -378,13 +378,13 @@ impl Parser<'_> {
     }
 
     fn hash_policy(&mut self, field: &str, x: &str) -> Option<String> {
-        let x = x.to_ascii_lowercase();
-        if super::XMIT_HASH_POLICIES.contains(&x.as_str()) {
-            Some(x)
+        let lower = x.to_ascii_lowercase();
+        if super::XMIT_HASH_POLICIES.contains(&lower.as_str()) {
+            Some(lower)
         } else {
             self.warn(
                 &format!("{field}.bond_xmit_hash_policy"),
-                format!("unknown policy {x:?}; ignored"),
+                format!("unknown policy {}; ignored", Esc(x)),
             );
             None
         }

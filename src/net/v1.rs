@@ -10,9 +10,10 @@ use serde_json::{Map, Value};
 use super::{
     address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError, PrefixSource,
 };
+use crate::model::grammar::Esc;
 use crate::model::network::{
-    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
-    NetworkConfig, Route, L3,
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link,
+    LinkKind, NetworkConfig, Route, L3,
 };
 use crate::model::Report;
 
@@ -187,17 +188,17 @@ impl Conv<'_> {
                 p.xmit_hash_policy = get("bond-xmit-hash-policy")
                     .as_ref()
                     .and_then(scalar)
-                    .map(|x| x.to_ascii_lowercase())
-                    .filter(|x| {
-                        let ok = super::XMIT_HASH_POLICIES.contains(&x.as_str());
-                        if !ok {
-                            self.report.warn(
-                                self.file,
+                    .and_then(|x| {
+                        let lower = x.to_ascii_lowercase();
+                        if super::XMIT_HASH_POLICIES.contains(&lower.as_str()) {
+                            Some(lower)
+                        } else {
+                            self.warn(
                                 &format!("{field}.params.bond-xmit-hash-policy"),
-                                format!("unknown policy {x:?}; ignored"),
+                                format!("unknown policy {}; ignored", Esc(&x)),
                             );
+                            None
                         }
-                        ok
                     });
                 p.lacp_rate = get("bond-lacp-rate")
                     .as_ref()

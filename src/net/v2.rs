@@ -8,8 +8,8 @@ use super::v1::{default_net, Conv};
 use super::{address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError};
 use crate::model::grammar::Esc;
 use crate::model::network::{
-    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind, NetworkConfig,
-    Route, L3,
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind,
+    NetworkConfig, Route, L3,
 };
 use crate::model::Report;
 

@@ -114,28 +114,36 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-/// `ifquery` parses the rendered ifupdown file: every interface it lists can be queried, and
-/// no option it reports carries the injected text.
+/// `ifquery` parses the rendered ifupdown file: it lists the interfaces (`--list -a`), each
+/// can be queried, and no option it reports carries the injected text.
 fn ifquery_accepts(label: &str, file: &Path) {
     require_tool("ifquery");
     let o = Command::new("ifquery")
         .arg("-i")
         .arg(file)
-        .arg("--list")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{label}: ifquery --list: {}", text(&o));
-    let o = Command::new("ifquery")
-        .arg("-i")
-        .arg(file)
-        .arg("-a")
+        .args(["--list", "-a"])
         .output()
         .unwrap();
     assert!(
-        o.status.success() && !contains(&o.stdout, MARK),
-        "{label}: ifquery -a: {}",
+        o.status.success(),
+        "{label}: ifquery --list -a: {}",
         text(&o)
     );
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(listed.lines().count() > 0, "{label}: nothing listed");
+    for iface in listed.lines() {
+        let o = Command::new("ifquery")
+            .arg("-i")
+            .arg(file)
+            .arg(iface)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty() && !contains(&o.stdout, MARK),
+            "{label}: ifquery {iface}: {}",
+            text(&o)
+        );
+    }
 }
 
 /// `netplan generate` accepts the rendered YAML and generates nothing with the injected text.
@@ -161,7 +169,11 @@ fn netplan_accepts(label: &str, root: &Path) {
         text(&o)
     );
     for (p, c) in files(&gen.path().join("run")) {
-        assert!(!contains(&c, MARK), "{label}: {} generated from it", p.display());
+        assert!(
+            !contains(&c, MARK),
+            "{label}: {} generated from it",
+            p.display()
+        );
     }
 }
 
@@ -188,8 +200,16 @@ fn check(case: &Case) {
         let warning = out
             .lines()
             .find(|l| l.contains(case.file) && l.contains(case.field))
-            .unwrap_or_else(|| panic!("{label}: no warning naming {}: {}: {out}", case.file, case.field));
-        assert!(warning.contains(MARK), "{label}: the warning shows the value: {warning}");
+            .unwrap_or_else(|| {
+                panic!(
+                    "{label}: no warning naming {}: {}: {out}",
+                    case.file, case.field
+                )
+            });
+        assert!(
+            warning.contains(MARK),
+            "{label}: the warning shows the value: {warning}"
+        );
         for line in out.lines().filter(|l| l.contains(MARK)) {
             assert!(
                 line.contains('"'),
@@ -263,7 +283,8 @@ fn nd_search(search: &[&str]) -> Input {
     }))
 }
 
-const ND: &str = "openstack/latest/network_data.json";
+/// The file the warnings name (`openstack/<version>/network_data.json`).
+const ND: &str = "/network_data.json";
 
 fn search_case(name: &'static str, evil: &str) -> Case {
     Case {
@@ -295,7 +316,10 @@ fn search_domain_with_nul_c1_and_line_separator() {
     check(&search_case("nul", "evil.example\0INJECTED"));
     check(&search_case("c1 next line", "evil.example\u{85}INJECTED"));
     check(&search_case("escape", "evil.example\u{1b}[2JINJECTED"));
-    check(&search_case("line separator", "evil.example\u{2028}INJECTED"));
+    check(&search_case(
+        "line separator",
+        "evil.example\u{2028}INJECTED",
+    ));
 }
 
 #[test]
@@ -407,7 +431,12 @@ fn v2_nameservers_search_and_names() {
                                  "parameters": {"mode": "active-backup",
                                                 "primary": "eth1\nINJECTED"}}}}})
     };
-    let input = || nc(serde_json::json!(["good.example", "x.example\nINJECTED"]), "bond0");
+    let input = || {
+        nc(
+            serde_json::json!(["good.example", "x.example\nINJECTED"]),
+            "bond0",
+        )
+    };
     for field in [
         "ethernets.eth0.nameservers.search[1]",
         "ethernets.eth1: \"e;INJECTED\"",

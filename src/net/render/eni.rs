@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{link_dns, lf, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
+use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
 use super::{Check, RenderError, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig, Route};
 use crate::net::naming::Names;
@@ -26,7 +26,10 @@ pub fn render_eni(
     let ck = Check { file: PATH };
     // A name by link id, checked.
     let name_of = |i: usize, id: &str| -> Result<Option<&str>, RenderError> {
-        names.name(id).map(|n| ck.token(&lf(i, "name"), n)).transpose()
+        names
+            .name(id)
+            .map(|n| ck.token(&lf(i, "name"), n))
+            .transpose()
     };
     for (i, l) in ordered(c) {
         if let Some(w) = member_l3_warning(c, l) {

@@ -134,7 +134,10 @@ pub fn check_lines(path: &str, content: &str) -> Result<(), RenderError> {
         message: m,
     };
     if !content.ends_with('\n') {
-        return Err(err(content.lines().count(), "file does not end with a newline".into()));
+        return Err(err(
+            content.lines().count(),
+            "file does not end with a newline".into(),
+        ));
     }
     for (n, line) in content.split('\n').enumerate() {
         grammar::line_safe(line).map_err(|e| err(n, format!("{} {e}", Esc(line))))?;
@@ -144,7 +147,10 @@ pub fn check_lines(path: &str, content: &str) -> Result<(), RenderError> {
         if !line_shape(syntax, line) {
             return Err(err(
                 n,
-                format!("{} is not a line of {syntax:?} syntax primer writes", Esc(line)),
+                format!(
+                    "{} is not a line of {syntax:?} syntax primer writes",
+                    Esc(line)
+                ),
             ));
         }
     }
@@ -152,7 +158,9 @@ pub fn check_lines(path: &str, content: &str) -> Result<(), RenderError> {
 }
 
 fn is_key(s: &str, extra: &[char]) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
 }
 
 fn line_shape(syntax: Syntax, line: &str) -> bool {
@@ -201,8 +209,7 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
                     // safe words (`down` ones end in `|| true`).
                     "up" | "down" => {
                         let args = args.strip_suffix(" || true").unwrap_or(args);
-                        (args.starts_with("ip ") || args.starts_with("sysctl "))
-                            && words(args)
+                        (args.starts_with("ip ") || args.starts_with("sysctl ")) && words(args)
                     }
                     _ => ENI_OPTIONS.contains(&k) && words(args),
                 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{link_dns, lf, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
+use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
 use super::{Check, RenderError, Rendered, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, Link, LinkKind, NetworkConfig};
 use crate::net::naming::Names;

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use super::{file_ids, is_member, link_dns, lf, member_l3_warning, needs_onlink, ordered, Rendered};
+use super::{
+    file_ids, is_member, lf, link_dns, member_l3_warning, needs_onlink, ordered, Rendered,
+};
 use super::{Check, RenderError, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
@@ -25,8 +27,15 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
         let ck = Check {
             file: &network_path,
         };
-        let name = names.name(&l.id).map(|n| ck.token(&lf(i, "name"), n)).transpose()?;
-        let mac = l.mac.as_deref().map(|m| ck.token(&lf(i, "mac"), m)).transpose()?;
+        let name = names
+            .name(&l.id)
+            .map(|n| ck.token(&lf(i, "name"), n))
+            .transpose()?;
+        let mac = l
+            .mac
+            .as_deref()
+            .map(|m| ck.token(&lf(i, "mac"), m))
+            .transpose()?;
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }

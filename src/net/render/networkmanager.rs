@@ -25,10 +25,17 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
         let path = format!("{DIR}/primer-{}.nmconnection", ids[i]);
         // Every drive-derived value is one safe word of the keyfile, or nothing is rendered.
         let ck = Check { file: &path };
-        let name = names.name(&l.id).map(|n| ck.token(&lf(i, "name"), n)).transpose()?;
+        let name = names
+            .name(&l.id)
+            .map(|n| ck.token(&lf(i, "name"), n))
+            .transpose()?;
         let conn_id = format!("primer-{}", ids[i]);
         let conn_id = ck.token(&lf(i, "id"), &conn_id)?;
-        let mac = l.mac.as_deref().map(|m| ck.token(&lf(i, "mac"), m)).transpose()?;
+        let mac = l
+            .mac
+            .as_deref()
+            .map(|m| ck.token(&lf(i, "mac"), m))
+            .transpose()?;
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
