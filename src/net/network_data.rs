@@ -717,6 +717,53 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_search_domain_is_dropped_and_the_network_kept() {
+        let (c, r) = parse(
+            r#"{"links":[{"id":"tap0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01"}],
+               "networks":[{"id":"n0","link":"tap0","type":"ipv4","ip_address":"10.0.0.5/24",
+                 "dns_search":["good.example","x.example\n    up touch /tmp/pwned","a_b.example"]}]}"#,
+        )
+        .unwrap();
+        let l = &c.links[0];
+        assert_eq!(l.l3.dns.search, ["good.example"]);
+        assert_eq!(l.l3.addresses.len(), 1);
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("network_data.json: networks[0] (id n0).dns_search[1]: \"x.example\\n    up touch /tmp/pwned\" holds the control character U+000A"),
+            "{w:?}"
+        );
+        assert!(w[1].contains(".dns_search[2]"), "{w:?}");
+        assert!(w.iter().all(|w| !w.contains('\n')));
+    }
+
+    #[test]
+    fn a_bad_link_id_drops_the_link_and_its_networks_only() {
+        let (c, r) = parse(
+            r#"{"links":[{"id":"t\nx","type":"phy","ethernet_mac_address":"52:54:00:00:00:09"},
+                        {"id":"tap0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01",
+                         "name":"e;reboot"},
+                        {"id":"b","type":"bond","bond_mode":"1","bond_links":["tap0","t\nx"]}],
+               "networks":[{"id":"n9","link":"t\nx","type":"ipv4_dhcp"},
+                           {"id":"n0","link":"tap0","type":"ipv4_dhcp"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.links.len(), 2);
+        assert_eq!(c.links[0].name, None, "the bad name dropped, the link kept");
+        assert!(c.links[0].l3.dhcp4);
+        assert_eq!(c.links[1].kind.members(), ["tap0"]);
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        for f in [
+            "links[0].id",
+            "links[1] (id tap0).name",
+            "links[2] (id b).bond_links[1]",
+            "networks[0] (id n9).link",
+        ] {
+            assert!(fields.contains(&f), "{f}: {fields:?}");
+        }
+    }
+
+    #[test]
     fn bond_without_mac_and_prefix_in_address() {
         let (c, _) = parse(
             r#"{"links":[{"id":"l0","type":"phy","ethernet_mac_address":"00:00:00:00:00:01"},

@@ -570,6 +570,31 @@ config:
     }
 
     #[test]
+    fn search_strings_split_at_spaces_only_and_references_checked() {
+        let y = "version: 1\nconfig:\n  - {type: physical, name: eth0, subnets: [{type: dhcp}]}\n  - {type: physical, name: \"eth1\\nx\"}\n  - {type: bond, name: bond0, bond_interfaces: [eth0, \"eth1\\nx\"], params: {bond-mode: 1, bond-primary: \"eth0\\nx\"}}\n  - {type: nameserver, address: 192.0.2.1, search: \"a.example b.example\\nup x\"}\n";
+        let (c, r) = parse_v1(y.as_bytes(), "nc").unwrap();
+        // "b.example\nup" is one word (split at spaces only) and refused; "x" is a name.
+        assert_eq!(c.dns.search, ["a.example", "x"]);
+        assert_eq!(c.links.len(), 2);
+        match &c.link("bond0").unwrap().kind {
+            LinkKind::Bond { members, params } => {
+                assert_eq!(members, &["eth0"]);
+                assert_eq!(params.primary, None);
+            }
+            k => panic!("{k:?}"),
+        }
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        for f in [
+            "config[1].name",
+            "config[2] (name bond0).bond_interfaces[1]",
+            "config[2] (name bond0).params.bond-primary",
+            "config[3].search",
+        ] {
+            assert!(fields.contains(&f), "{f}: {fields:?}");
+        }
+    }
+
+    #[test]
     fn missing_member_is_an_error() {
         let e = parse_v1(
             b"version: 1\nconfig:\n  - {type: bond, name: bond0, bond_interfaces: [ethX], params: {bond-mode: 1}}\n",

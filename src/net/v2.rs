@@ -323,6 +323,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn v2_bad_key_search_and_name_dropped() {
+        let y = "version: 2\nethernets:\n  \"e\\nx\": {dhcp4: true}\n  eth0:\n    set-name: \"e$(reboot)\"\n    match: {macaddress: \"52:54:00:00:00:01\"}\n    dhcp4: true\n    nameservers: {search: [ok.example, \"x#y\"]}\n";
+        let (c, r) = parse_v2(y.as_bytes(), "nc").unwrap();
+        assert_eq!(c.links.len(), 1);
+        assert_eq!(c.links[0].name, None);
+        assert_eq!(c.links[0].l3.dns.search, ["ok.example"]);
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter().any(|w| w.starts_with("nc: ethernets.\"e\\nx\": ")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.eth0.nameservers.search[1]: \"x#y\"")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.eth0: \"e$(reboot)\"")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn v2_bond_vlan() {
         let y = r#"
 network:

@@ -538,4 +538,167 @@ mod tests {
         assert_eq!(safe_id("a/b c"), "a_b_c");
         assert_eq!(safe_id(".."), "link..");
     }
+
+    use crate::model::network::{BondMode, BondParams};
+    use crate::net::naming::{assign_names, LinkName};
+
+    /// One NIC with an address, a search domain and a bond over it.
+    fn model(search: &str) -> NetworkConfig {
+        let mut nic = Link::new("tap0", LinkKind::Physical);
+        nic.mac = Some("52:54:00:aa:00:01".into());
+        nic.name = Some("ens3".into());
+        let mut bond = Link::new(
+            "bond0",
+            LinkKind::Bond {
+                members: vec!["tap0".into()],
+                params: BondParams::new(BondMode::ActiveBackup),
+            },
+        );
+        bond.l3.addresses.push("192.0.2.10/24".parse().unwrap());
+        bond.l3.dns.search.push(search.into());
+        NetworkConfig {
+            links: vec![nic, bond],
+            ..Default::default()
+        }
+    }
+
+    fn opts() -> RenderOptions {
+        RenderOptions {
+            netplan_renderer: None,
+            eni_resolv_conf: true,
+        }
+    }
+
+    #[test]
+    fn every_backend_renders_lines_of_its_syntax() {
+        let c = model("ok.example");
+        let names = assign_names(&c, &Default::default());
+        for b in Backend::ALL {
+            let r = try_render(b, &c, &names, &opts()).unwrap();
+            assert!(!r.files.is_empty(), "{b}");
+            for f in &r.files {
+                assert_eq!(check_lines(&f.path, &f.content), Ok(()), "{b}: {}", f.path);
+            }
+            assert!(
+                r.files.iter().any(|f| f.content.contains("ok.example")),
+                "{b}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_the_file_cannot_carry_is_refused_by_every_backend() {
+        // A model built around the parsers' checks: the renderers' own check refuses it.
+        for evil in [
+            "x.example\n    up touch /tmp/pwned",
+            "x.example\n[Network]\nDNS=203.0.113.1",
+            "x.example#c",
+            "x.example;c",
+            "x\0y",
+            "x\u{85}y",
+            "x\u{2028}y",
+            "a b",
+        ] {
+            let c = model(evil);
+            let names = assign_names(&c, &Default::default());
+            for b in Backend::ALL {
+                let e = try_render(b, &c, &names, &opts()).unwrap_err();
+                assert!(e.field.starts_with("links[1].dns.search"), "{b}: {e}");
+                assert!(e.file.starts_with("etc/"), "{b}: {e}");
+                assert!(!e.to_string().contains('\n'), "{b}: {e}");
+                let r = render(b, &c, &names, &opts());
+                assert!(r.files.is_empty(), "{b}: nothing half-rendered");
+                assert!(r.warnings[0].starts_with("refused: /etc/"), "{r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_from_outside_the_model_are_checked_too() {
+        // A name handed in by the caller (not from the drive's model) with a shell character.
+        let c = model("ok.example");
+        let mut names = assign_names(&c, &Default::default());
+        names.links.insert(
+            "bond0".into(),
+            LinkName {
+                name: Some("b;reboot".into()),
+                rename: false,
+            },
+        );
+        for b in Backend::ALL {
+            let e = try_render(b, &c, &names, &opts()).unwrap_err();
+            assert!(e.field.starts_with("links["), "{b}: {e}");
+            assert!(e.to_string().contains("\"b;reboot\""), "{b}: {e}");
+        }
+    }
+
+    #[test]
+    fn line_shapes() {
+        let ok = [
+            ("etc/systemd/network/10-primer-a.network", "# c\n[Match]\nName=eth0\n\n[Network]\nDomains=a.example b.example\n"),
+            ("etc/NetworkManager/system-connections/primer-a.nmconnection", "[connection]\nid=primer-a\n[ipv4]\ndns-search=a.example;\nroute1=10.0.0.0/8,10.0.0.1,100\n"),
+            ("etc/NetworkManager/conf.d/90-primer.conf", "[main]\nno-auto-default+=mac:52:54:00:aa:00:01\n"),
+            ("etc/network/interfaces.d/primer", "auto eth0\niface eth0 inet static\n    address 10.0.0.5/24\n    dns-search a.example\n    up ip -6 route add default via fe80::1 dev eth0\n    down ip route del default dev eth0 || true\n    up sysctl -q -e -w net.ipv6.conf.eth0/1.accept_ra=0\n"),
+            ("etc/resolv.conf", "# c\nnameserver 192.0.2.53\nsearch a.example b.example\n"),
+            ("etc/netplan/50-primer.yaml", "network:\n  version: 2\n  ethernets:\n    \"eth0\":\n      match:\n        macaddress: \"52:54:00:aa:00:01\"\n      interfaces: [\"a\", \"b\"]\n      link-local: []\n      routes:\n        - to: \"default\"\n      nameservers:\n        search: [\"a.example\"]\n"),
+        ];
+        for (p, c) in ok {
+            assert_eq!(check_lines(p, c), Ok(()), "{p}");
+        }
+        let bad = [
+            (
+                "etc/systemd/network/10-primer-a.network",
+                "[Network]\nDomains=a\r\n",
+            ),
+            (
+                "etc/systemd/network/10-primer-a.network",
+                "[Network]\nExecStart /bin/sh\n",
+            ),
+            (
+                "etc/NetworkManager/system-connections/primer-a.nmconnection",
+                "[ipv4]\ndns-search=a b;\n",
+            ),
+            (
+                "etc/network/interfaces.d/primer",
+                "iface eth0 inet static\n    up touch /tmp/x\n",
+            ),
+            (
+                "etc/network/interfaces.d/primer",
+                "iface eth0 inet static\n    up ip route add default dev e;reboot\n",
+            ),
+            (
+                "etc/network/interfaces.d/primer",
+                "iface eth0 inet static\n    pre-up reboot\n",
+            ),
+            ("etc/network/interfaces.d/primer", "touch /tmp/x\n"),
+            ("etc/resolv.conf", "search a_b.example\n"),
+            ("etc/resolv.conf", "options rotate\n"),
+            ("etc/netplan/50-primer.yaml", "network:\n  x: \"a\" # c\n"),
+            ("etc/netplan/50-primer.yaml", "network:\n  x: \"a\"\"\n"),
+            ("etc/resolv.conf", "search a.example"),
+        ];
+        for (p, c) in bad {
+            let e = check_lines(p, c).unwrap_err();
+            assert_eq!(e.file, p);
+            assert!(e.field.starts_with("line "), "{e}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        for good in [
+            "eth0",
+            "52:54:00:aa:00:01",
+            "layer3+4",
+            "a.example",
+            "primer-tap0",
+        ] {
+            assert_eq!(check_token(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "", "a b", "a\tb", "a#b", "a;b", "a$b", "a`b", "a\"b", "-a", "a\nb", "a=b",
+        ] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+    }
 }
