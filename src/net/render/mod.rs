@@ -170,7 +170,7 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
         s.split(' ').all(|w| {
             !w.is_empty()
                 && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._:/+=@-".contains(c))
+                    .all(|c| c.is_ascii_alphanumeric() || "._:/+=@_-".contains(c))
         })
     };
     match syntax {
