@@ -48,7 +48,10 @@ pub fn run(data: &[u8], format: InputFormat) {
             assert!(
                 f.path.starts_with(&format!("{}/", o.dir)) || o.extra.contains(&f.path.as_str())
             );
-            assert!(!f.path.split('/').any(|c| c.is_empty() || c == "." || c == ".."));
+            assert!(!f
+                .path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == ".."));
         }
     }
 }

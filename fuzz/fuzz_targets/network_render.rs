@@ -21,8 +21,8 @@ use primer::net::Backend;
 /// and then any character (controls, separators, quotes).
 fn text(u: &mut Unstructured) -> Result<String> {
     const ALPHA: &[char] = &[
-        'a', 'b', 'e', 't', 'h', '0', '1', '.', '-', '_', ':', ' ', '#', ';', '\n', '\0', '$',
-        '"', '\\', '/', '=', '\u{85}', '\u{2028}', 'x',
+        'a', 'b', 'e', 't', 'h', '0', '1', '.', '-', '_', ':', ' ', '#', ';', '\n', '\0', '$', '"',
+        '\\', '/', '=', '\u{85}', '\u{2028}', 'x',
     ];
     let n = u.int_in_range(0..=12)?;
     let mut s = String::new();
@@ -138,7 +138,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            assert!(!valid, "{b}: a model that passes the boundary was refused: {e}");
+            assert!(
+                !valid,
+                "{b}: a model that passes the boundary was refused: {e}"
+            );
             assert!(e.file.starts_with("etc/"), "{e}");
             assert!(!e.to_string().contains('\n'), "{e:?}");
         }

@@ -109,8 +109,8 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
                 }
                 // The primary member's interface name; a member without a known name (matched
                 // by MAC) cannot be named here, and its id is no interface name.
-                match params.primary.as_deref() {
-                    Some(p) => match names.name(p) {
+                if let Some(p) = params.primary.as_deref() {
+                    match names.name(p) {
                         Some(pn) => {
                             let pn = ck.token(&lf(i, "primary"), pn)?;
                             let _ = writeln!(s, "primary={pn}");
@@ -119,8 +119,7 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
                             "bond {:?}: primary {p:?} has no interface name; left to the driver",
                             l.id
                         )),
-                    },
-                    None => {}
+                    }
                 }
             }
             LinkKind::Vlan { parent, vlan_id } => {
