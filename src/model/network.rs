@@ -13,6 +13,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::grammar::{self, GrammarError};
+
 /// The whole network description of one instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkConfig {
@@ -280,11 +282,16 @@ impl Dns {
             self.nameservers.push(a);
         }
     }
-    pub fn add_search(&mut self, s: &str) {
+    /// Adds a search domain unless it is there. Refused (nothing added) unless it is a DNS
+    /// name ([`check_search_domain`]): this is the gate every parser goes through, so no
+    /// search list of the model can carry a newline, a comment character or a space.
+    pub fn add_search(&mut self, s: &str) -> Result<(), GrammarError> {
+        check_search_domain(s)?;
         let s = s.trim().trim_end_matches('.');
-        if !s.is_empty() && !self.search.iter().any(|x| x == s) {
+        if !self.search.iter().any(|x| x == s) {
             self.search.push(s.to_string());
         }
+        Ok(())
     }
     /// This set followed by what `other` adds.
     pub fn merged(&self, other: &Dns) -> Dns {
@@ -293,7 +300,9 @@ impl Dns {
             d.add_server(*a);
         }
         for s in &other.search {
-            d.add_search(s);
+            // Both sets passed `add_search`; one invalid by direct construction is left out
+            // here and refused by the renderers' own check of `self.search`.
+            let _ = d.add_search(s);
         }
         d
     }
@@ -328,15 +337,179 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Whether `s` is usable as a Linux interface name (IFNAMSIZ 16 with the NUL, no `/`,
-/// whitespace, `:` or control characters, not `.` or `..`).
+/// Whether `s` is usable as a Linux interface name: see [`check_ifname`].
 pub fn valid_ifname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b'%' && b != b'\\')
+    check_ifname(s).is_ok()
+}
+
+/// Longest interface name (IFNAMSIZ 16 with the NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// `s` is an interface name primer writes into a configuration file: 1 to 15 bytes of ASCII
+/// letters, digits, `-`, `_`, `.` and `@`, not starting with `-` or `.`. Narrower than the
+/// kernel (which takes any byte but `/`, `:` and white space): the name lands unquoted in
+/// ifupdown `up` lines that `/bin/sh` runs, in `ip` arguments and in key files, so it must be
+/// one shell word, never an option and never a comment.
+pub fn check_ifname(s: &str) -> Result<(), GrammarError> {
+    if s.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if s.len() > IFNAME_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: IFNAME_MAX,
+        });
+    }
+    grammar::line_safe(s)?;
+    if let Some((at, ch)) = s
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')))
+    {
+        return Err(GrammarError::Forbidden {
+            ch,
+            at,
+            why: "is not a letter, digit, '-', '_', '.' or '@' of an interface name",
+        });
+    }
+    if let Some(ch) = s.chars().next().filter(|c| matches!(c, '-' | '.')) {
+        return Err(GrammarError::Forbidden {
+            ch,
+            at: 0,
+            why: "cannot start an interface name",
+        });
+    }
+    Ok(())
+}
+
+/// Longest link id accepted (nova's tap names, Ironic's port UUIDs and v1/v2 names are far
+/// shorter).
+pub const LINK_ID_MAX: usize = 255;
+
+/// `s` is usable as a link id: 1 to 255 bytes on one line. Ids name links in warnings and
+/// derive file names and NetworkManager connection ids (through `render::safe_id`, which keeps
+/// only `[A-Za-z0-9_.-]`); renderers never write an id itself into a file. A link whose id
+/// fails is dropped (everything about the link hangs on its id).
+pub fn check_link_id(s: &str) -> Result<(), GrammarError> {
+    if s.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if s.len() > LINK_ID_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: LINK_ID_MAX,
+        });
+    }
+    grammar::line_safe(s)
+}
+
+/// `s` is a DNS search domain: a DNS name by RFC 1123 ([`grammar::dns_name`]) after the
+/// surrounding white space the parsers trim. Underscores, spaces, `#`, `;` and every control
+/// character are refused.
+pub fn check_search_domain(s: &str) -> Result<(), GrammarError> {
+    grammar::dns_name(s.trim())
+}
+
+/// `s` is a MAC address in the model's form (`aa:bb:cc:dd:ee:ff`, lower case), as
+/// [`normalize_mac`] makes it.
+pub fn check_mac(s: &str) -> Result<(), GrammarError> {
+    if normalize_mac(s).as_deref() == Some(s) {
+        Ok(())
+    } else {
+        grammar::line_safe(s)?;
+        Err(GrammarError::Forbidden {
+            ch: s
+                .chars()
+                .find(|c| !c.is_ascii_hexdigit() && *c != ':')
+                .unwrap_or(' '),
+            at: s
+                .char_indices()
+                .find(|(_, c)| !c.is_ascii_hexdigit() && *c != ':')
+                .map_or(0, |(i, _)| i),
+            why: "is not part of a MAC address in aa:bb:cc:dd:ee:ff form",
+        })
+    }
+}
+
+impl NetworkConfig {
+    /// Checks every string of the model against the grammar of what it stands for (link ids,
+    /// interface names, MAC addresses, member and parent references, bond options, search
+    /// domains). The parsers drop every value that fails, with a warning naming its field, so
+    /// a parsed config always passes; `net::validate` asserts it at the end of every parser,
+    /// and the renderers check the values they write once more. Returns the first failure as
+    /// (field, reason); the field names the link by index (the id itself may be the problem).
+    pub fn check_grammar(&self) -> Result<(), (String, ValueError)> {
+        fn at<E: Into<ValueError>>(f: String) -> impl FnOnce(E) -> (String, ValueError) {
+            move |e| (f, e.into())
+        }
+        let dns = |d: &Dns, f: &str| -> Result<(), (String, ValueError)> {
+            for (j, s) in d.search.iter().enumerate() {
+                check_search_domain(s).map_err(at(format!("{f}.search[{j}]")))?;
+            }
+            Ok(())
+        };
+        dns(&self.dns, "dns")?;
+        for (i, l) in self.links.iter().enumerate() {
+            let f = format!("links[{i}]");
+            check_link_id(&l.id).map_err(at(format!("{f}.id")))?;
+            if let Some(n) = &l.name {
+                check_ifname(n).map_err(at(format!("{f}.name")))?;
+            }
+            if let Some(m) = &l.mac {
+                check_mac(m).map_err(at(format!("{f}.mac")))?;
+            }
+            for (j, m) in l.kind.members().iter().enumerate() {
+                check_link_id(m).map_err(at(format!("{f}.members[{j}]")))?;
+            }
+            match &l.kind {
+                LinkKind::Vlan { parent, .. } => {
+                    check_link_id(parent).map_err(at(format!("{f}.parent")))?;
+                }
+                LinkKind::Bond { params, .. } => {
+                    if let Some(x) = &params.xmit_hash_policy {
+                        check_choice(x, XMIT_HASH_POLICIES)
+                            .map_err(at(format!("{f}.xmit_hash_policy")))?;
+                    }
+                    if let Some(x) = &params.lacp_rate {
+                        check_choice(x, &["slow", "fast"]).map_err(at(format!("{f}.lacp_rate")))?;
+                    }
+                    if let Some(x) = &params.primary {
+                        check_link_id(x).map_err(at(format!("{f}.primary")))?;
+                    }
+                }
+                _ => {}
+            }
+            dns(&l.l3.dns, &format!("{f}.dns"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Transmit hash policies the bonding driver knows.
+pub const XMIT_HASH_POLICIES: &[&str] = &[
+    "layer2",
+    "layer2+3",
+    "layer3+4",
+    "encap2+3",
+    "encap3+4",
+    "vlan+srcmac",
+];
+
+/// Why a value of the model does not fit: its grammar, or a closed set of keywords.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error(transparent)]
+    Grammar(#[from] GrammarError),
+    #[error("is not one of {0}")]
+    NotOneOf(String),
+}
+
+/// `s` is one of `choices` (a keyword of a closed set, such as a bond option value).
+pub fn check_choice(s: &str, choices: &[&str]) -> Result<(), ValueError> {
+    if choices.contains(&s) {
+        return Ok(());
+    }
+    grammar::line_safe(s)?;
+    Err(ValueError::NotOneOf(choices.join(", ")))
 }
 
 #[cfg(test)]
@@ -365,5 +538,111 @@ mod tests {
         assert!(valid_ifname("bond0.101"));
         assert!(!valid_ifname("a-very-long-interface"));
         assert!(!valid_ifname("../etc"));
+    }
+
+    #[test]
+    fn interface_names_are_one_shell_word() {
+        for good in [
+            "eth0",
+            "enp0s3",
+            "bond0.101",
+            "br-ex",
+            "ens3f0np0",
+            "veth_a@b",
+            "a",
+        ] {
+            assert_eq!(check_ifname(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "eth0\nup rm",
+            "e/x",
+            "e;x",
+            "e#x",
+            "e x",
+            "e$x",
+            "e`x`",
+            "e:1",
+            "-e",
+            ".e",
+            "e\0",
+            "e\u{2028}",
+            "0123456789abcdef",
+        ] {
+            assert!(check_ifname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn link_ids_search_domains_and_macs() {
+        assert!(check_link_id("tap0a1b2c3d-e5").is_ok());
+        assert!(check_link_id("a bond with spaces").is_ok());
+        assert!(check_link_id("").is_err());
+        assert!(check_link_id("tap\n[connection]").is_err());
+        assert!(check_link_id(&"x".repeat(256)).is_err());
+        assert!(check_mac("52:54:00:aa:bb:cc").is_ok());
+        assert!(check_mac("52:54:00:AA:bb:cc").is_err());
+        assert!(check_mac("52:54:00:aa:bb:cc\nx").is_err());
+        assert!(check_choice("layer3+4", XMIT_HASH_POLICIES).is_ok());
+        assert_eq!(
+            check_choice("layer9", XMIT_HASH_POLICIES)
+                .unwrap_err()
+                .to_string(),
+            format!("is not one of {}", XMIT_HASH_POLICIES.join(", "))
+        );
+
+        let mut d = Dns::default();
+        assert_eq!(d.add_search(" Example.COM. "), Ok(()));
+        assert_eq!(
+            d.add_search("Example.COM"),
+            Ok(()),
+            "a duplicate is no error"
+        );
+        for bad in [
+            "a.example\n    up touch /x",
+            "a.example#x",
+            "a.example;x",
+            "a_b.example",
+            "a b",
+            "a\0b",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "",
+        ] {
+            assert!(d.add_search(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(d.search, ["Example.COM"]);
+    }
+
+    #[test]
+    fn the_model_boundary_names_the_first_bad_value() {
+        let mut l = Link::new("tap0", LinkKind::Physical);
+        l.l3.dns.search.push("ok.example".into());
+        let mut c = NetworkConfig {
+            links: vec![l],
+            ..Default::default()
+        };
+        assert_eq!(c.check_grammar(), Ok(()));
+        // Built around the parsers (directly): caught here, and by the renderers.
+        c.links[0].l3.dns.search.push("x\nINJECTED".into());
+        let (field, _) = c.check_grammar().unwrap_err();
+        assert_eq!(field, "links[0].dns.search[1]");
+        c.links[0].l3.dns.search.pop();
+        c.links[0].name = Some("e;reboot".into());
+        assert_eq!(c.check_grammar().unwrap_err().0, "links[0].name");
+        c.links[0].name = None;
+        c.links.push(Link::new(
+            "b",
+            LinkKind::Bond {
+                members: vec!["tap0".into()],
+                params: BondParams {
+                    lacp_rate: Some("fast\nx".into()),
+                    ..BondParams::new(BondMode::Lacp)
+                },
+            },
+        ));
+        assert_eq!(c.check_grammar().unwrap_err().0, "links[1].lacp_rate");
+        c.dns.search.push("#".into());
+        assert_eq!(c.check_grammar().unwrap_err().0, "dns.search[0]");
     }
 }

@@ -154,6 +154,21 @@ pub(crate) fn json_depth(v: &serde_json::Value) -> usize {
     max
 }
 
+/// A refused drive value for a warning: the value escaped (never raw: it may hold a newline
+/// or an escape sequence) and why it does not fit.
+pub(crate) fn refused(v: &str, why: impl fmt::Display) -> String {
+    format!("{} {why}", crate::model::grammar::Esc(v))
+}
+
+/// A field path naming an entry by index and, when it is printable, by its id.
+pub(crate) fn with_id(base: &str, what: &str, id: &str) -> String {
+    if crate::model::network::check_link_id(id).is_ok() {
+        format!("{base} ({what} {id})")
+    } else {
+        base.to_string()
+    }
+}
+
 /// A JSON value's kind, for messages (the sources' wording).
 pub(crate) use crate::source::value::kind;
 
@@ -308,20 +323,21 @@ pub fn normalize(c: &mut NetworkConfig, report: &mut Report, file: &str) {
     }
 }
 
-/// Transmit hash policies the bonding driver knows.
-pub const XMIT_HASH_POLICIES: &[&str] = &[
-    "layer2",
-    "layer2+3",
-    "layer3+4",
-    "encap2+3",
-    "encap3+4",
-    "vlan+srcmac",
-];
+pub use crate::model::network::XMIT_HASH_POLICIES;
 
-/// Checks the references between links: every bond/bridge member and VLAN parent exists, no
-/// link is a member of two controllers, VLAN chains end. Errors name both ids.
+/// The model boundary every parser ends with (and so every renderer relies on). Checks:
+/// - every string of the model fits the grammar of what it stands for
+///   ([`NetworkConfig::check_grammar`]: link ids, interface names, MACs, references, bond
+///   options, search domains). The parsers drop each value that fails with a warning naming
+///   its field, so this is an invariant: a failure here is a parser bug, refused as an error
+///   rather than rendered;
+/// - the references between links: every bond/bridge member and VLAN parent exists, no link
+///   is a member of two controllers, VLAN chains end. Errors name both ids.
 pub fn validate(c: &NetworkConfig, file: &str) -> Result<(), NetError> {
     use crate::model::network::LinkKind;
+    if let Err((field, e)) = c.check_grammar() {
+        return Err(NetError::new(file, &field, e.to_string()));
+    }
     let mut owner: std::collections::BTreeMap<&str, &str> = Default::default();
     for l in &c.links {
         for m in l.kind.members() {

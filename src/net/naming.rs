@@ -43,7 +43,13 @@ pub fn assign_names(c: &NetworkConfig, host: &BTreeMap<String, String>) -> Names
         if !matches!(l.kind, LinkKind::Physical) {
             continue;
         }
-        let current = l.mac.as_ref().and_then(|m| host.get(m));
+        // A target's interface name that primer could not write safely is treated as
+        // unknown (the link is matched by MAC).
+        let current = l
+            .mac
+            .as_ref()
+            .and_then(|m| host.get(m))
+            .filter(|n| valid_ifname(n));
         if l.mac.is_some() && current.is_none() {
             names.missing_macs.push(l.id.clone());
         }

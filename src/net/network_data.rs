@@ -6,14 +6,23 @@
 
 use serde_json::{Map, Value};
 
+use std::collections::BTreeSet;
+
 use super::{
-    address_with_prefix, kind, number, parse_ip, route_destination, scalar, NetError, PrefixSource,
+    address_with_prefix, kind, number, parse_ip, refused, route_destination, scalar, with_id,
+    NetError, PrefixSource,
 };
+use crate::model::grammar::Esc;
 use crate::model::network::{
-    normalize_mac, valid_ifname, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
-    NetworkConfig, Route,
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link,
+    LinkKind, NetworkConfig, Route,
 };
 use crate::model::Report;
+
+/// The id of a link object as given (for the set of dropped links).
+fn link_id_of(o: &Map<String, Value>) -> String {
+    o.get("id").and_then(scalar).unwrap_or_default()
+}
 
 /// Link types nova and others use for a plain NIC (FORMATS.md §1).
 const PHYSICAL_TYPES: &[&str] = &[
@@ -82,6 +91,7 @@ pub fn parse_network_data_value(
         file,
         report: Report::default(),
         config: NetworkConfig::default(),
+        dropped: BTreeSet::new(),
     };
     for (i, l) in list(top, "links", file, &mut p.report).iter().enumerate() {
         p.link(i, l);
@@ -129,6 +139,9 @@ struct Parser<'a> {
     file: &'a str,
     report: Report,
     config: NetworkConfig,
+    /// Ids of links dropped for an unusable value: a network on one is dropped too (with a
+    /// warning) instead of failing the whole file.
+    dropped: BTreeSet<String>,
 }
 
 impl Parser<'_> {
@@ -189,6 +202,14 @@ impl Parser<'_> {
             self.warn(&field, "link without an id; ignored");
             return;
         };
+        if let Err(e) = check_link_id(&id) {
+            self.warn(
+                &format!("{field}.id"),
+                format!("{}; link ignored", refused(&id, e)),
+            );
+            self.dropped.insert(id);
+            return;
+        }
         let field = format!("links[{i}] (id {id})");
         if self.config.link(&id).is_some() {
             self.warn(&field, format!("a second link with id {id:?}; ignored"));
@@ -237,6 +258,14 @@ impl Parser<'_> {
                     );
                     return;
                 };
+                if let Err(e) = check_link_id(&parent) {
+                    self.warn(
+                        &format!("{field}.vlan_link"),
+                        format!("{}; VLAN ignored", refused(&parent, e)),
+                    );
+                    self.dropped.insert(link_id_of(o));
+                    return;
+                }
                 let Some(vlan_id) = self.u32_field(o, &field, "vlan_id", 0, 4094) else {
                     self.warn(
                         &format!("{field}.vlan_id"),
@@ -274,13 +303,12 @@ impl Parser<'_> {
         };
         link.mtu = self.u32_field(o, &field, "mtu", 68, 65535);
         if let Some(name) = self.text(o, &field, "name") {
-            if valid_ifname(&name) {
-                link.name = Some(name);
-            } else {
-                self.warn(
+            match check_ifname(&name) {
+                Ok(()) => link.name = Some(name),
+                Err(e) => self.warn(
                     &format!("{field}.name"),
-                    format!("{name:?} is not a valid interface name; ignored"),
-                );
+                    format!("{}: not a valid interface name; ignored", refused(&name, e)),
+                ),
             }
         }
         if matches!(link.kind, LinkKind::Physical) && link.mac.is_none() && link.name.is_none() {
@@ -322,8 +350,14 @@ impl Parser<'_> {
                 let mut out: Vec<String> = Vec::new();
                 for (j, x) in a.iter().enumerate() {
                     match scalar(x) {
-                        Some(s) if !s.is_empty() && !out.contains(&s) => out.push(s),
-                        Some(_) => {}
+                        Some(s) if s.is_empty() || out.contains(&s) => {}
+                        Some(s) => match check_link_id(&s) {
+                            Ok(()) => out.push(s),
+                            Err(e) => self.warn(
+                                &format!("{field}.{key}[{j}]"),
+                                format!("{}; member ignored", refused(&s, e)),
+                            ),
+                        },
                         None => self.warn(
                             &format!("{field}.{key}[{j}]"),
                             format!("expected a link id, found {}; ignored", kind(x)),
@@ -344,13 +378,13 @@ impl Parser<'_> {
     }
 
     fn hash_policy(&mut self, field: &str, x: &str) -> Option<String> {
-        let x = x.to_ascii_lowercase();
-        if super::XMIT_HASH_POLICIES.contains(&x.as_str()) {
-            Some(x)
+        let lower = x.to_ascii_lowercase();
+        if super::XMIT_HASH_POLICIES.contains(&lower.as_str()) {
+            Some(lower)
         } else {
             self.warn(
                 &format!("{field}.bond_xmit_hash_policy"),
-                format!("unknown policy {x:?}; ignored"),
+                format!("unknown policy {}; ignored", Esc(x)),
             );
             None
         }
@@ -382,19 +416,36 @@ impl Parser<'_> {
         let id = self
             .text(o, &field, "id")
             .unwrap_or_else(|| format!("#{i}"));
-        let field = format!("networks[{i}] (id {id})");
+        let field = with_id(&format!("networks[{i}]"), "id", &id);
         let Some(link_id) = self.text(o, &field, "link") else {
             return Err(NetError::new(
                 self.file,
                 &format!("{field}.link"),
-                format!("network {id:?} names no link"),
+                format!("network {} names no link", Esc(&id)),
             ));
         };
+        if let Err(e) = check_link_id(&link_id) {
+            self.warn(
+                &format!("{field}.link"),
+                format!("{}; network ignored", refused(&link_id, e)),
+            );
+            return Ok(());
+        }
+        if self.dropped.contains(&link_id) && self.config.link(&link_id).is_none() {
+            self.warn(
+                &format!("{field}.link"),
+                format!("link {link_id:?} was dropped (see above); network ignored"),
+            );
+            return Ok(());
+        }
         let Some(li) = self.config.links.iter().position(|l| l.id == link_id) else {
             return Err(NetError::new(
                 self.file,
                 &format!("{field}.link"),
-                format!("network {id:?} points at link {link_id:?}, which is not in links"),
+                format!(
+                    "network {} points at link {link_id:?}, which is not in links",
+                    Esc(&id)
+                ),
             ));
         };
         let ty = self
@@ -500,7 +551,12 @@ impl Parser<'_> {
                 for (j, x) in a.iter().enumerate() {
                     let s = scalar(x).unwrap_or_default();
                     if search {
-                        l3.dns.add_search(&s);
+                        if let Err(e) = l3.dns.add_search(&s) {
+                            self.warn(
+                                &format!("{field}.{key}[{j}]"),
+                                format!("{}: not a DNS name; ignored", refused(&s, e)),
+                            );
+                        }
                     } else if let Some(ip) = parse_ip(&s) {
                         l3.dns.add_server(ip);
                     } else {
@@ -658,6 +714,53 @@ mod tests {
             e.to_string().contains("\"b\"") && e.to_string().contains("\"x\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_bad_search_domain_is_dropped_and_the_network_kept() {
+        let (c, r) = parse(
+            r#"{"links":[{"id":"tap0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01"}],
+               "networks":[{"id":"n0","link":"tap0","type":"ipv4","ip_address":"10.0.0.5/24",
+                 "dns_search":["good.example","x.example\n    up touch /tmp/pwned","a_b.example"]}]}"#,
+        )
+        .unwrap();
+        let l = &c.links[0];
+        assert_eq!(l.l3.dns.search, ["good.example"]);
+        assert_eq!(l.l3.addresses.len(), 1);
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("network_data.json: networks[0] (id n0).dns_search[1]: \"x.example\\n    up touch /tmp/pwned\" holds the control character U+000A"),
+            "{w:?}"
+        );
+        assert!(w[1].contains(".dns_search[2]"), "{w:?}");
+        assert!(w.iter().all(|w| !w.contains('\n')));
+    }
+
+    #[test]
+    fn a_bad_link_id_drops_the_link_and_its_networks_only() {
+        let (c, r) = parse(
+            r#"{"links":[{"id":"t\nx","type":"phy","ethernet_mac_address":"52:54:00:00:00:09"},
+                        {"id":"tap0","type":"phy","ethernet_mac_address":"52:54:00:00:00:01",
+                         "name":"e;reboot"},
+                        {"id":"b","type":"bond","bond_mode":"1","bond_links":["tap0","t\nx"]}],
+               "networks":[{"id":"n9","link":"t\nx","type":"ipv4_dhcp"},
+                           {"id":"n0","link":"tap0","type":"ipv4_dhcp"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.links.len(), 2);
+        assert_eq!(c.links[0].name, None, "the bad name dropped, the link kept");
+        assert!(c.links[0].l3.dhcp4);
+        assert_eq!(c.links[1].kind.members(), ["tap0"]);
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        for f in [
+            "links[0].id",
+            "links[1] (id tap0).name",
+            "links[2] (id b).bond_links[1]",
+            "networks[0] (id n9).link",
+        ] {
+            assert!(fields.contains(&f), "{f}: {fields:?}");
+        }
     }
 
     #[test]

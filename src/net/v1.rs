@@ -7,10 +7,13 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use super::{address_with_prefix, kind, number, parse_ip, scalar, truthy, NetError, PrefixSource};
+use super::{
+    address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError, PrefixSource,
+};
+use crate::model::grammar::Esc;
 use crate::model::network::{
-    normalize_mac, valid_ifname, BondMode, BondParams, Dns, Ipv6Auto, Link, LinkKind,
-    NetworkConfig, Route, L3,
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Dns, Ipv6Auto, Link,
+    LinkKind, NetworkConfig, Route, L3,
 };
 use crate::model::Report;
 
@@ -132,6 +135,13 @@ impl Conv<'_> {
             );
             return;
         };
+        if let Err(e) = check_link_id(&name) {
+            self.warn(
+                &format!("{field}.name"),
+                format!("{}; {ty} entry ignored", refused(&name, e)),
+            );
+            return;
+        }
         let field = format!("{field} (name {name})");
         if self.config.link(&name).is_some() {
             self.warn(&field, format!("a second entry named {name:?}; ignored"));
@@ -178,17 +188,17 @@ impl Conv<'_> {
                 p.xmit_hash_policy = get("bond-xmit-hash-policy")
                     .as_ref()
                     .and_then(scalar)
-                    .map(|x| x.to_ascii_lowercase())
-                    .filter(|x| {
-                        let ok = super::XMIT_HASH_POLICIES.contains(&x.as_str());
-                        if !ok {
-                            self.report.warn(
-                                self.file,
+                    .and_then(|x| {
+                        let lower = x.to_ascii_lowercase();
+                        if super::XMIT_HASH_POLICIES.contains(&lower.as_str()) {
+                            Some(lower)
+                        } else {
+                            self.warn(
                                 &format!("{field}.params.bond-xmit-hash-policy"),
-                                format!("unknown policy {x:?}; ignored"),
+                                format!("unknown policy {}; ignored", Esc(&x)),
                             );
+                            None
                         }
-                        ok
                     });
                 p.lacp_rate = get("bond-lacp-rate")
                     .as_ref()
@@ -198,11 +208,18 @@ impl Conv<'_> {
                         "slow" | "0" => Some("slow".to_string()),
                         _ => None,
                     });
-                p.primary = get("bond-primary").as_ref().and_then(scalar);
+                p.primary = get("bond-primary")
+                    .as_ref()
+                    .and_then(scalar)
+                    .and_then(|x| self.link_ref(&format!("{field}.params.bond-primary"), x));
                 LinkKind::Bond { members, params: p }
             }
             "vlan" => {
-                let parent = o.get("vlan_link").and_then(scalar).unwrap_or_default();
+                let parent = o
+                    .get("vlan_link")
+                    .and_then(scalar)
+                    .and_then(|x| self.link_ref(&format!("{field}.vlan_link"), x))
+                    .unwrap_or_default();
                 let id = o.get("vlan_id").and_then(number).filter(|n| *n <= 4094);
                 match (parent.is_empty(), id) {
                     (false, Some(id)) => LinkKind::Vlan {
@@ -228,13 +245,15 @@ impl Conv<'_> {
             _ => LinkKind::Physical,
         };
         let mut link = Link::new(name.clone(), kind);
-        if valid_ifname(&name) {
-            link.name = Some(name.clone());
-        } else {
-            self.warn(
+        match check_ifname(&name) {
+            Ok(()) => link.name = Some(name.clone()),
+            Err(e) => self.warn(
                 &format!("{field}.name"),
-                format!("{name:?} is not a valid interface name; matched by MAC only"),
-            );
+                format!(
+                    "{}: not a valid interface name; matched by MAC only",
+                    refused(&name, e)
+                ),
+            ),
         }
         if let Some(m) = o.get("mac_address").and_then(scalar) {
             match normalize_mac(&m) {
@@ -258,13 +277,33 @@ impl Conv<'_> {
         self.config.links.push(link);
     }
 
-    fn names(&mut self, field: &str, o: &Map<String, Value>, key: &str) -> Vec<String> {
+    /// A reference to another link (a member, a parent, a bond's primary): a usable link id,
+    /// else `None` with a warning naming `field`.
+    pub fn link_ref(&mut self, field: &str, s: String) -> Option<String> {
+        match check_link_id(&s) {
+            Ok(()) => Some(s),
+            Err(_) if s.is_empty() => None,
+            Err(e) => {
+                self.warn(field, format!("{}; ignored", refused(&s, e)));
+                None
+            }
+        }
+    }
+
+    /// A list of link references (`bond_interfaces`, v2 `interfaces`), each checked.
+    pub fn names(&mut self, field: &str, o: &Map<String, Value>, key: &str) -> Vec<String> {
         match o.get(key) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(scalar)
-                .filter(|s| !s.is_empty())
-                .collect(),
+            Some(Value::Array(a)) => {
+                let mut out = Vec::new();
+                for (j, x) in a.iter().enumerate() {
+                    if let Some(s) = scalar(x).filter(|s| !s.is_empty()) {
+                        if let Some(s) = self.link_ref(&format!("{field}.{key}[{j}]"), s) {
+                            out.push(s);
+                        }
+                    }
+                }
+                out
+            }
             None | Some(Value::Null) => Vec::new(),
             Some(other) => {
                 self.warn(
@@ -424,16 +463,35 @@ impl Conv<'_> {
         dns: &mut Dns,
     ) {
         for (key, is_search) in [(servers, false), (search, true)] {
-            let items: Vec<String> = match o.get(key) {
-                Some(Value::Array(a)) => a.iter().filter_map(scalar).collect(),
+            // A list names each item by index; a string is split at spaces and tabs only (a
+            // newline inside it makes one item that the grammar refuses, never a new line).
+            let items: Vec<(String, String)> = match o.get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, x)| scalar(x).map(|s| (format!("{field}.{key}[{k}]"), s)))
+                    .collect(),
                 Some(v) => scalar(v)
-                    .map(|s| s.split_whitespace().map(str::to_string).collect())
+                    .map(|s| {
+                        let words: Vec<&str> = if is_search {
+                            s.split([' ', '\t']).collect()
+                        } else {
+                            s.split_whitespace().collect()
+                        };
+                        words
+                            .into_iter()
+                            .filter(|x| !x.is_empty())
+                            .map(|x| (format!("{field}.{key}"), x.to_string()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            for s in items {
+            for (f, s) in items {
                 if is_search {
-                    dns.add_search(&s);
+                    if let Err(e) = dns.add_search(&s) {
+                        self.warn(&f, format!("{}: not a DNS name; ignored", refused(&s, e)));
+                    }
                 } else if let Some(ip) = parse_ip(&s) {
                     dns.add_server(ip);
                 } else {
@@ -508,6 +566,31 @@ config:
                 assert_eq!(params.miimon, Some(100));
             }
             k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn search_strings_split_at_spaces_only_and_references_checked() {
+        let y = "version: 1\nconfig:\n  - {type: physical, name: eth0, subnets: [{type: dhcp}]}\n  - {type: physical, name: \"eth1\\nx\"}\n  - {type: bond, name: bond0, bond_interfaces: [eth0, \"eth1\\nx\"], params: {bond-mode: 1, bond-primary: \"eth0\\nx\"}}\n  - {type: nameserver, address: 192.0.2.1, search: \"a.example b.example\\nup x\"}\n";
+        let (c, r) = parse_v1(y.as_bytes(), "nc").unwrap();
+        // "b.example\nup" is one word (split at spaces only) and refused; "x" is a name.
+        assert_eq!(c.dns.search, ["a.example", "x"]);
+        assert_eq!(c.links.len(), 2);
+        match &c.link("bond0").unwrap().kind {
+            LinkKind::Bond { members, params } => {
+                assert_eq!(members, &["eth0"]);
+                assert_eq!(params.primary, None);
+            }
+            k => panic!("{k:?}"),
+        }
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        for f in [
+            "config[1].name",
+            "config[2] (name bond0).bond_interfaces[1]",
+            "config[2] (name bond0).params.bond-primary",
+            "config[3].search",
+        ] {
+            assert!(fields.contains(&f), "{f}: {fields:?}");
         }
     }
 

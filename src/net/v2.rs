@@ -5,10 +5,11 @@
 use serde_json::{Map, Value};
 
 use super::v1::{default_net, Conv};
-use super::{address_with_prefix, kind, number, parse_ip, scalar, truthy, NetError};
+use super::{address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError};
+use crate::model::grammar::Esc;
 use crate::model::network::{
-    normalize_mac, valid_ifname, BondMode, BondParams, Ipv6Auto, Link, LinkKind, NetworkConfig,
-    Route, L3,
+    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind,
+    NetworkConfig, Route, L3,
 };
 use crate::model::Report;
 
@@ -61,6 +62,13 @@ pub fn parse_v2_value(doc: &Value, file: &str) -> Result<(NetworkConfig, Report)
 }
 
 fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
+    if let Err(e) = check_link_id(id) {
+        c.warn(
+            &format!("{section}.{}", Esc(id)),
+            format!("{}; entry ignored", refused(id, e)),
+        );
+        return;
+    }
     let field = format!("{section}.{id}");
     let Value::Object(o) = v else {
         c.warn(
@@ -101,14 +109,21 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                 .and_then(scalar)
                 .map(|x| x.to_ascii_lowercase())
                 .filter(|x| x == "fast" || x == "slow");
-            p.primary = params.get("primary").and_then(scalar);
+            p.primary = params
+                .get("primary")
+                .and_then(scalar)
+                .and_then(|x| c.link_ref(&format!("{field}.parameters.primary"), x));
             LinkKind::Bond {
-                members: list(o, "interfaces"),
+                members: c.names(&field, o, "interfaces"),
                 params: p,
             }
         }
         "vlans" => {
-            let parent = o.get("link").and_then(scalar).unwrap_or_default();
+            let parent = o
+                .get("link")
+                .and_then(scalar)
+                .and_then(|x| c.link_ref(&format!("{field}.link"), x))
+                .unwrap_or_default();
             match (
                 parent.is_empty(),
                 o.get("id").and_then(number).filter(|n| *n <= 4094),
@@ -124,7 +139,7 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
             }
         }
         "bridges" => LinkKind::Bridge {
-            members: list(o, "interfaces"),
+            members: c.names(&field, o, "interfaces"),
             stp: params.get("stp").and_then(truthy),
         },
         _ => LinkKind::Physical,
@@ -163,24 +178,31 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                     &format!("{field}.match.name"),
                     format!("glob {n:?} cannot name one interface; ignored"),
                 );
-            } else if valid_ifname(&n) {
-                link.name = Some(n);
             } else {
-                c.warn(
-                    &field,
-                    format!("{n:?} is not a valid interface name; ignored"),
-                );
+                match check_ifname(&n) {
+                    Ok(()) => link.name = Some(n),
+                    Err(e) => c.warn(
+                        &field,
+                        format!("{}: not a valid interface name; ignored", refused(&n, e)),
+                    ),
+                }
             }
         }
         if link.mac.is_none() && link.name.is_none() {
             c.warn(&field, "matches no interface by MAC or name");
         }
     } else {
-        if valid_ifname(id) {
+        if check_ifname(id).is_ok() {
             link.name = Some(id.to_string());
         }
         if let Some(mac) = o.get("macaddress").and_then(scalar) {
             link.mac = normalize_mac(&mac);
+            if link.mac.is_none() {
+                c.warn(
+                    &format!("{field}.macaddress"),
+                    format!("{}: not a MAC address; ignored", Esc(&mac)),
+                );
+            }
         }
     }
     link.mtu = o
@@ -190,17 +212,6 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
         .filter(|n| (68..=65535).contains(n));
     l3(c, &field, o, &mut link.l3);
     c.config.links.push(link);
-}
-
-fn list(o: &Map<String, Value>, key: &str) -> Vec<String> {
-    match o.get(key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(scalar)
-            .filter(|s| !s.is_empty())
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Milliseconds from `100`, `"100"`, `"100ms"` or `"1s"`.
@@ -310,6 +321,30 @@ fn l3(c: &mut Conv, field: &str, o: &Map<String, Value>, l3: &mut L3) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_bad_key_search_and_name_dropped() {
+        let y = "version: 2\nethernets:\n  \"e\\nx\": {dhcp4: true}\n  eth0:\n    set-name: \"e$(reboot)\"\n    match: {macaddress: \"52:54:00:00:00:01\"}\n    dhcp4: true\n    nameservers: {search: [ok.example, \"x#y\"]}\n";
+        let (c, r) = parse_v2(y.as_bytes(), "nc").unwrap();
+        assert_eq!(c.links.len(), 1);
+        assert_eq!(c.links[0].name, None);
+        assert_eq!(c.links[0].l3.dns.search, ["ok.example"]);
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter().any(|w| w.starts_with("nc: ethernets.\"e\\nx\": ")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.eth0.nameservers.search[1]: \"x#y\"")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.eth0: \"e$(reboot)\"")),
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn v2_bond_vlan() {

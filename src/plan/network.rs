@@ -137,7 +137,21 @@ impl Planner<'_> {
             netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
             eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
         };
-        let rendered = render::render(backend, &config, &names, &opts);
+        let rendered = match render::try_render(backend, &config, &names, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                // The renderers' last check refused a value: nothing of this backend is
+                // written (the image's own network stays), and the run reports a failed step.
+                self.steps.push(Step {
+                    id: "network".into(),
+                    change: Change::Error,
+                    action: Action::Nothing,
+                    why: format!("network configuration not applied ({backend}): {e}"),
+                    input: None,
+                });
+                return;
+            }
+        };
         for w in &rendered.warnings {
             self.warnings
                 .warn(&file, "links", format!("{backend}: {w}"));

@@ -6,22 +6,36 @@
 
 use std::fmt::Write;
 
-use super::{link_dns, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
-use super::{RenderedFile, HEADER};
+use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
+use super::{Check, RenderError, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig, Route};
 use crate::net::naming::Names;
 
 pub const PATH: &str = "etc/network/interfaces.d/primer";
 pub const RESOLV_CONF: &str = "etc/resolv.conf";
 
-pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Rendered {
+pub fn render_eni(
+    c: &NetworkConfig,
+    names: &Names,
+    o: &RenderOptions,
+) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let mut s = format!("{HEADER}\n");
-    for (_, l) in ordered(c) {
+    // Every drive-derived value is one safe word (ifupdown hands `up` lines to the shell), or
+    // nothing is rendered.
+    let ck = Check { file: PATH };
+    // A name by link id, checked.
+    let name_of = |i: usize, id: &str| -> Result<Option<&str>, RenderError> {
+        names
+            .name(id)
+            .map(|n| ck.token(&lf(i, "name"), n))
+            .transpose()
+    };
+    for (i, l) in ordered(c) {
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
-        let Some(name) = names.name(&l.id) else {
+        let Some(name) = name_of(i, &l.id)? else {
             out.warnings.push(format!(
                 "link {:?}{}: no interface with this MAC on the target and no name given; ifupdown needs a name, so it is left out",
                 l.id,
@@ -41,13 +55,21 @@ pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Render
         }
         if !matches!(l.kind, LinkKind::Physical) {
             if let Some(m) = &l.mac {
+                let m = ck.token(&lf(i, "mac"), m)?;
                 let _ = writeln!(common, "    hwaddress ether {m}");
             }
         }
         let ctl = c.controller_of(&l.id);
         match (&l.kind, ctl) {
             (_, Some(ctl)) if matches!(ctl.kind, LinkKind::Bond { .. }) => {
-                let cn = names.name(&ctl.id).unwrap_or(&ctl.id);
+                // A bond always has a name (generated when the drive gives none).
+                let Some(cn) = name_of(i, &ctl.id)? else {
+                    out.warnings.push(format!(
+                        "link {:?}: its bond {:?} has no name; left out",
+                        l.id, ctl.id
+                    ));
+                    continue;
+                };
                 let _ = writeln!(common, "    bond-master {cn}");
                 if let LinkKind::Bond { params, .. } = &ctl.kind {
                     if params.primary.as_deref() == Some(l.id.as_str()) {
@@ -71,16 +93,20 @@ pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Render
                     let _ = writeln!(common, "    bond-miimon {x}");
                 }
                 if let Some(x) = &params.xmit_hash_policy {
+                    let x = ck.token(&lf(i, "xmit_hash_policy"), x)?;
                     let _ = writeln!(common, "    bond-xmit-hash-policy {x}");
                 }
                 if let Some(x) = &params.lacp_rate {
+                    let x = ck.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(common, "    bond-lacp-rate {x}");
                 }
-                if let Some(p) = params.primary.as_deref().and_then(|p| names.name(p)) {
-                    let _ = writeln!(common, "    bond-primary {p}");
+                if let Some(p) = params.primary.as_deref() {
+                    if let Some(p) = name_of(i, p)? {
+                        let _ = writeln!(common, "    bond-primary {p}");
+                    }
                 }
             }
-            (LinkKind::Vlan { parent, vlan_id }, _) => match names.name(parent) {
+            (LinkKind::Vlan { parent, vlan_id }, _) => match name_of(i, parent)? {
                 Some(p) => {
                     let _ = writeln!(common, "    vlan-raw-device {p}");
                     if name != format!("{p}.{vlan_id}") {
@@ -99,7 +125,12 @@ pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Render
                 }
             },
             (LinkKind::Bridge { members, stp }, _) => {
-                let m: Vec<&str> = members.iter().filter_map(|m| names.name(m)).collect();
+                let mut m: Vec<&str> = Vec::new();
+                for x in members {
+                    if let Some(n) = name_of(i, x)? {
+                        m.push(n);
+                    }
+                }
                 let _ = writeln!(
                     common,
                     "    bridge_ports {}",
@@ -144,7 +175,8 @@ pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Render
             let _ = writeln!(s, "    dns-nameservers {}", ns.join(" "));
         }
         if !dns.search.is_empty() {
-            let _ = writeln!(s, "    dns-search {}", dns.search.join(" "));
+            let d = ck.tokens(&lf(i, "dns.search"), &dns.search)?;
+            let _ = writeln!(s, "    dns-search {}", d.join(" "));
         }
         if l3.ipv6 == Ipv6Auto::Off && v6.is_empty() {
             // No IPv6 asked for: keep the kernel from taking addresses from router
@@ -218,16 +250,9 @@ pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Render
                 let _ = writeln!(r, "nameserver {a}");
             }
             if !dns.search.is_empty() {
-                let _ = writeln!(
-                    r,
-                    "search {}",
-                    dns.search
-                        .iter()
-                        .take(6)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                let rc = Check { file: RESOLV_CONF };
+                let d = rc.tokens("search", &dns.search)?;
+                let _ = writeln!(r, "search {}", d[..d.len().min(6)].join(" "));
             }
             out.files.push(RenderedFile {
                 path: RESOLV_CONF.to_string(),
@@ -236,7 +261,7 @@ pub fn render_eni(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Render
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// `up`/`down` commands for routes: ifupdown's `gateway` option takes only one route, without

@@ -2,6 +2,13 @@
 //! (`render_*`): no I/O, deterministic (source order, no clock). Every file starts with the
 //! [`HEADER`] line, which is how primer recognises its own files when it removes stale ones; a
 //! renderer never produces a file outside [`Owned`] for its backend.
+//!
+//! Last line of defence against injected configuration: the parsers already dropped every
+//! value that does not fit its grammar (`net::validate`), and still every renderer writes each
+//! drive string through [`Check::token`] (one word: no control character, no white space, no
+//! comment or shell character) and [`try_render`] checks every line of every file against the
+//! shape of its syntax ([`check_lines`]). A failure refuses the whole backend's output with a
+//! [`RenderError`] naming the file and field: nothing half-rendered is ever written.
 
 pub mod eni;
 pub mod netplan;
@@ -14,7 +21,279 @@ use sha2::{Digest, Sha256};
 
 use super::naming::Names;
 use super::Backend;
+use crate::model::grammar::{self, Esc};
 use crate::model::network::{Dns, Link, LinkKind, NetworkConfig, Route, L3};
+
+/// A value or a line a renderer refuses to write. Names the file and the field (or line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("/{file}: {field}: {message}")]
+pub struct RenderError {
+    pub file: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// The syntax of a rendered file, for the checks of values and lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// systemd `.network`, `.netdev`, `.link` (INI: `[Section]`, `Key=value`, `#`/`;` comments).
+    Networkd,
+    /// NetworkManager keyfile and `conf.d` drop-in (GKeyFile: `[group]`, `key=value`).
+    Keyfile,
+    /// ifupdown `interfaces` (stanzas; `up`/`down` lines run by `/bin/sh`).
+    Eni,
+    /// `resolv.conf` (`nameserver`, `search`).
+    ResolvConf,
+    /// netplan YAML.
+    Netplan,
+}
+
+impl Syntax {
+    /// The syntax of a file primer renders, from its path.
+    pub fn of(path: &str) -> Syntax {
+        if path.ends_with(".yaml") {
+            Syntax::Netplan
+        } else if path.ends_with("resolv.conf") {
+            Syntax::ResolvConf
+        } else if path.starts_with("etc/NetworkManager/") {
+            Syntax::Keyfile
+        } else if path.starts_with("etc/network/") {
+            Syntax::Eni
+        } else {
+            Syntax::Networkd
+        }
+    }
+}
+
+/// Characters no rendered value may hold besides control characters: white space (it would
+/// split one value into two words), `#` and `;` (comments in INI, keyfiles, `resolv.conf` and
+/// the shell), quotes and the shell's metacharacters (ifupdown hands `up` lines to `/bin/sh`).
+/// Every legitimate value (interface names, MAC addresses, DNS names, bond keywords, file-name
+/// ids) is one word without any of them.
+pub const NOT_IN_TOKEN: &[char] = &[
+    ' ', '#', ';', '\'', '"', '`', '$', '&', '|', '<', '>', '(', ')', '{', '}', '*', '?', '!',
+    '\\', '~', '=', ',',
+];
+
+/// `v` may be written as one value of a rendered file.
+pub fn check_token(v: &str) -> Result<(), grammar::GrammarError> {
+    if v.is_empty() {
+        return Err(grammar::GrammarError::Empty);
+    }
+    grammar::line_safe_without(
+        v,
+        NOT_IN_TOKEN,
+        "cannot be part of a value in a rendered network file (white space, comment, quote or shell character)",
+    )?;
+    if v.starts_with('-') {
+        return Err(grammar::GrammarError::Forbidden {
+            ch: '-',
+            at: 0,
+            why: "would start an option in an ifupdown command",
+        });
+    }
+    Ok(())
+}
+
+/// The value check of one file: every drive-derived string goes through [`Check::token`].
+pub(crate) struct Check<'p> {
+    pub file: &'p str,
+}
+
+impl Check<'_> {
+    /// `v` unchanged when it is one safe word; else an error naming the file and `field`.
+    pub fn token<'v>(&self, field: &str, v: &'v str) -> Result<&'v str, RenderError> {
+        check_token(v).map(|()| v).map_err(|e| RenderError {
+            file: self.file.to_string(),
+            field: field.to_string(),
+            message: format!("{} {e}; nothing rendered", Esc(v)),
+        })
+    }
+    /// Every element of a list through [`Check::token`].
+    pub fn tokens<'v>(&self, field: &str, vs: &'v [String]) -> Result<Vec<&'v str>, RenderError> {
+        vs.iter()
+            .enumerate()
+            .map(|(j, v)| self.token(&format!("{field}[{j}]"), v))
+            .collect()
+    }
+}
+
+/// The field name of link `i` (its index in the model; the id may be what is wrong).
+pub(crate) fn lf(i: usize, what: &str) -> String {
+    format!("links[{i}].{what}")
+}
+
+/// Checks every line of a rendered file against the shape of its syntax: one line each (no
+/// control character), and a comment, a section header, a `key=value` line, a stanza line or
+/// a YAML mapping/list line as the syntax has them. An error names the file and the line.
+pub fn check_lines(path: &str, content: &str) -> Result<(), RenderError> {
+    let syntax = Syntax::of(path);
+    let err = |n: usize, m: String| RenderError {
+        file: path.to_string(),
+        field: format!("line {}", n + 1),
+        message: m,
+    };
+    if !content.ends_with('\n') {
+        return Err(err(
+            content.lines().count(),
+            "file does not end with a newline".into(),
+        ));
+    }
+    for (n, line) in content.split('\n').enumerate() {
+        grammar::line_safe(line).map_err(|e| err(n, format!("{} {e}", Esc(line))))?;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line_shape(syntax, line) {
+            return Err(err(
+                n,
+                format!(
+                    "{} is not a line of {syntax:?} syntax primer writes",
+                    Esc(line)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_key(s: &str, extra: &[char]) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+fn line_shape(syntax: Syntax, line: &str) -> bool {
+    // ifupdown words: what primer writes there (names, addresses, MACs, DNS names, `ip` and
+    // `sysctl` arguments) and nothing the shell gives a meaning to.
+    let words = |s: &str| {
+        s.split(' ').all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._:/+=@_-".contains(c))
+        })
+    };
+    match syntax {
+        Syntax::Networkd | Syntax::Keyfile => {
+            let extra: &[char] = if syntax == Syntax::Keyfile {
+                &['-', '_', '+']
+            } else {
+                &[]
+            };
+            if let Some(sec) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                return is_key(sec, &['-']);
+            }
+            match line.split_once('=') {
+                Some((k, v)) => {
+                    is_key(k, extra)
+                        && !v.is_empty()
+                        && !v.starts_with(' ')
+                        && !v.contains(['"', '\'', '\\'])
+                        && (syntax == Syntax::Networkd || !v.contains(' '))
+                }
+                None => false,
+            }
+        }
+        Syntax::ResolvConf => match line.split_once(' ') {
+            Some(("nameserver", v)) => v.parse::<std::net::IpAddr>().is_ok(),
+            Some(("search", v)) => v.split(' ').all(|d| grammar::dns_name(d).is_ok()),
+            _ => false,
+        },
+        Syntax::Eni => {
+            if let Some(opt) = line.strip_prefix("    ") {
+                let Some((k, args)) = opt.split_once(' ') else {
+                    return false;
+                };
+                match k {
+                    // The only commands primer writes: `ip` and `sysctl`, each a list of
+                    // safe words (`down` ones end in `|| true`).
+                    "up" | "down" => {
+                        let args = args.strip_suffix(" || true").unwrap_or(args);
+                        (args.starts_with("ip ") || args.starts_with("sysctl ")) && words(args)
+                    }
+                    _ => ENI_OPTIONS.contains(&k) && words(args),
+                }
+            } else {
+                let w: Vec<&str> = line.split(' ').collect();
+                match w.as_slice() {
+                    ["auto", n] => check_token(n).is_ok() && words(n),
+                    ["iface", n, "inet" | "inet6", m] => {
+                        check_token(n).is_ok()
+                            && words(n)
+                            && matches!(*m, "static" | "dhcp" | "manual" | "auto" | "loopback")
+                    }
+                    ["source" | "source-directory", p] => p.starts_with('/') || !p.is_empty(),
+                    _ => false,
+                }
+            }
+        }
+        Syntax::Netplan => {
+            let body = line.trim_start_matches(' ');
+            let body = body.strip_prefix("- ").unwrap_or(body);
+            if body.starts_with('"') && body.ends_with('"') && body.len() >= 2 {
+                // A list item that is one quoted scalar.
+                return yaml_quoted(body);
+            }
+            let (k, v) = match body.split_once(": ") {
+                Some((k, v)) => (k, Some(v)),
+                None => match body.strip_suffix(':') {
+                    Some(k) => (k, None),
+                    None => return false,
+                },
+            };
+            let key_ok = is_key(k, &['-']) || (k.len() >= 2 && yaml_quoted(k));
+            key_ok
+                && v.is_none_or(|v| {
+                    yaml_quoted(v)
+                        || v == "[]"
+                        || (v.starts_with('[')
+                            && v.ends_with(']')
+                            && v[1..v.len() - 1].split(", ").all(yaml_quoted))
+                        || is_key(v, &['-', '.', '_'])
+                })
+        }
+    }
+}
+
+/// Options primer writes inside an ifupdown stanza.
+const ENI_OPTIONS: &[&str] = &[
+    "address",
+    "mtu",
+    "hwaddress",
+    "bond-master",
+    "bond-primary",
+    "bond-slaves",
+    "bond-mode",
+    "bond-miimon",
+    "bond-xmit-hash-policy",
+    "bond-lacp-rate",
+    "vlan-raw-device",
+    "bridge_ports",
+    "bridge_stp",
+    "dns-nameservers",
+    "dns-search",
+    "accept_ra",
+    "autoconf",
+    "dhcp",
+];
+
+/// `s` is one YAML double-quoted scalar as `netplan::q` writes it: quotes and backslashes
+/// escaped inside, nothing after the closing quote.
+fn yaml_quoted(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('"').and_then(|x| x.strip_suffix('"')) else {
+        return false;
+    };
+    let mut esc = false;
+    for c in inner.chars() {
+        match (esc, c) {
+            (true, _) => esc = false,
+            (false, '\\') => esc = true,
+            (false, '"') => return false,
+            _ => {}
+        }
+    }
+    !esc
+}
 
 /// First line of every file primer renders (with the comment character of `#`, which all four
 /// syntaxes accept).
@@ -84,14 +363,33 @@ pub fn owned(b: Backend) -> Owned {
     }
 }
 
-/// Renders `c` for `backend`.
-pub fn render(backend: Backend, c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Rendered {
-    match backend {
+/// Renders `c` for `backend`, or refuses: a value that cannot be written into its file or a
+/// line that is not of the file's syntax gives an error naming the file and field, and no
+/// file at all (a half-rendered network is worse than the image's own).
+pub fn try_render(
+    backend: Backend,
+    c: &NetworkConfig,
+    names: &Names,
+    o: &RenderOptions,
+) -> Result<Rendered, RenderError> {
+    let r = match backend {
         Backend::Networkd => networkd::render_networkd(c, names),
         Backend::NetworkManager => networkmanager::render_networkmanager(c, names),
         Backend::Eni => eni::render_eni(c, names, o),
         Backend::Netplan => netplan::render_netplan(c, names, o),
+    }?;
+    for f in &r.files {
+        check_lines(&f.path, &f.content)?;
     }
+    Ok(r)
+}
+
+/// [`try_render`] for callers that print: a refusal gives no file and the error as a warning.
+pub fn render(backend: Backend, c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Rendered {
+    try_render(backend, c, names, o).unwrap_or_else(|e| Rendered {
+        files: Vec::new(),
+        warnings: vec![format!("refused: {e}")],
+    })
 }
 
 /// A link id as a file name part: `[A-Za-z0-9_.-]`, others as `_`; never empty, never a dot
@@ -239,5 +537,168 @@ mod tests {
         assert_eq!(&u[14..15], "5");
         assert_eq!(safe_id("a/b c"), "a_b_c");
         assert_eq!(safe_id(".."), "link..");
+    }
+
+    use crate::model::network::{BondMode, BondParams};
+    use crate::net::naming::{assign_names, LinkName};
+
+    /// One NIC with an address, a search domain and a bond over it.
+    fn model(search: &str) -> NetworkConfig {
+        let mut nic = Link::new("tap0", LinkKind::Physical);
+        nic.mac = Some("52:54:00:aa:00:01".into());
+        nic.name = Some("ens3".into());
+        let mut bond = Link::new(
+            "bond0",
+            LinkKind::Bond {
+                members: vec!["tap0".into()],
+                params: BondParams::new(BondMode::ActiveBackup),
+            },
+        );
+        bond.l3.addresses.push("192.0.2.10/24".parse().unwrap());
+        bond.l3.dns.search.push(search.into());
+        NetworkConfig {
+            links: vec![nic, bond],
+            ..Default::default()
+        }
+    }
+
+    fn opts() -> RenderOptions {
+        RenderOptions {
+            netplan_renderer: None,
+            eni_resolv_conf: true,
+        }
+    }
+
+    #[test]
+    fn every_backend_renders_lines_of_its_syntax() {
+        let c = model("ok.example");
+        let names = assign_names(&c, &Default::default());
+        for b in Backend::ALL {
+            let r = try_render(b, &c, &names, &opts()).unwrap();
+            assert!(!r.files.is_empty(), "{b}");
+            for f in &r.files {
+                assert_eq!(check_lines(&f.path, &f.content), Ok(()), "{b}: {}", f.path);
+            }
+            assert!(
+                r.files.iter().any(|f| f.content.contains("ok.example")),
+                "{b}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_the_file_cannot_carry_is_refused_by_every_backend() {
+        // A model built around the parsers' checks: the renderers' own check refuses it.
+        for evil in [
+            "x.example\n    up touch /tmp/pwned",
+            "x.example\n[Network]\nDNS=203.0.113.1",
+            "x.example#c",
+            "x.example;c",
+            "x\0y",
+            "x\u{85}y",
+            "x\u{2028}y",
+            "a b",
+        ] {
+            let c = model(evil);
+            let names = assign_names(&c, &Default::default());
+            for b in Backend::ALL {
+                let e = try_render(b, &c, &names, &opts()).unwrap_err();
+                assert!(e.field.starts_with("links[1].dns.search"), "{b}: {e}");
+                assert!(e.file.starts_with("etc/"), "{b}: {e}");
+                assert!(!e.to_string().contains('\n'), "{b}: {e}");
+                let r = render(b, &c, &names, &opts());
+                assert!(r.files.is_empty(), "{b}: nothing half-rendered");
+                assert!(r.warnings[0].starts_with("refused: /etc/"), "{r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_from_outside_the_model_are_checked_too() {
+        // A name handed in by the caller (not from the drive's model) with a shell character.
+        let c = model("ok.example");
+        let mut names = assign_names(&c, &Default::default());
+        names.links.insert(
+            "bond0".into(),
+            LinkName {
+                name: Some("b;reboot".into()),
+                rename: false,
+            },
+        );
+        for b in Backend::ALL {
+            let e = try_render(b, &c, &names, &opts()).unwrap_err();
+            assert!(e.field.starts_with("links["), "{b}: {e}");
+            assert!(e.to_string().contains("\"b;reboot\""), "{b}: {e}");
+        }
+    }
+
+    #[test]
+    fn line_shapes() {
+        let ok = [
+            ("etc/systemd/network/10-primer-a.network", "# c\n[Match]\nName=eth0\n\n[Network]\nDomains=a.example b.example\n"),
+            ("etc/NetworkManager/system-connections/primer-a.nmconnection", "[connection]\nid=primer-a\n[ipv4]\ndns-search=a.example;\nroute1=10.0.0.0/8,10.0.0.1,100\n"),
+            ("etc/NetworkManager/conf.d/90-primer.conf", "[main]\nno-auto-default+=mac:52:54:00:aa:00:01\n"),
+            ("etc/network/interfaces.d/primer", "auto eth0\niface eth0 inet static\n    address 10.0.0.5/24\n    dns-search a.example\n    up ip -6 route add default via fe80::1 dev eth0\n    down ip route del default dev eth0 || true\n    up sysctl -q -e -w net.ipv6.conf.eth0/1.accept_ra=0\n"),
+            ("etc/resolv.conf", "# c\nnameserver 192.0.2.53\nsearch a.example b.example\n"),
+            ("etc/netplan/50-primer.yaml", "network:\n  version: 2\n  ethernets:\n    \"eth0\":\n      match:\n        macaddress: \"52:54:00:aa:00:01\"\n      interfaces: [\"a\", \"b\"]\n      link-local: []\n      routes:\n        - to: \"default\"\n      nameservers:\n        search: [\"a.example\"]\n"),
+        ];
+        for (p, c) in ok {
+            assert_eq!(check_lines(p, c), Ok(()), "{p}");
+        }
+        let bad = [
+            (
+                "etc/systemd/network/10-primer-a.network",
+                "[Network]\nDomains=a\r\n",
+            ),
+            (
+                "etc/systemd/network/10-primer-a.network",
+                "[Network]\nExecStart /bin/sh\n",
+            ),
+            (
+                "etc/NetworkManager/system-connections/primer-a.nmconnection",
+                "[ipv4]\ndns-search=a b;\n",
+            ),
+            (
+                "etc/network/interfaces.d/primer",
+                "iface eth0 inet static\n    up touch /tmp/x\n",
+            ),
+            (
+                "etc/network/interfaces.d/primer",
+                "iface eth0 inet static\n    up ip route add default dev e;reboot\n",
+            ),
+            (
+                "etc/network/interfaces.d/primer",
+                "iface eth0 inet static\n    pre-up reboot\n",
+            ),
+            ("etc/network/interfaces.d/primer", "touch /tmp/x\n"),
+            ("etc/resolv.conf", "search a_b.example\n"),
+            ("etc/resolv.conf", "options rotate\n"),
+            ("etc/netplan/50-primer.yaml", "network:\n  x: \"a\" # c\n"),
+            ("etc/netplan/50-primer.yaml", "network:\n  x: \"a\"\"\n"),
+            ("etc/resolv.conf", "search a.example"),
+        ];
+        for (p, c) in bad {
+            let e = check_lines(p, c).unwrap_err();
+            assert_eq!(e.file, p);
+            assert!(e.field.starts_with("line "), "{e}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        for good in [
+            "eth0",
+            "52:54:00:aa:00:01",
+            "layer3+4",
+            "a.example",
+            "primer-tap0",
+        ] {
+            assert_eq!(check_token(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "", "a b", "a\tb", "a#b", "a;b", "a$b", "a`b", "a\"b", "-a", "a\nb", "a=b",
+        ] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::{link_dns, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
-use super::{Rendered, RenderedFile, HEADER};
+use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
+use super::{Check, RenderError, Rendered, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, Link, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
 
@@ -59,19 +59,32 @@ fn key(c: &NetworkConfig, names: &Names, l: &Link) -> String {
     }
 }
 
-pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Rendered {
+pub fn render_netplan(
+    c: &NetworkConfig,
+    names: &Names,
+    o: &RenderOptions,
+) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
+    // Values are quoted (`q`), and still each drive-derived one must be one safe word: a YAML
+    // escape is no excuse for a newline in an interface name or a search domain.
+    let ck = Check { file: PATH };
     let mut sections: [(&str, String); 4] = [
         ("ethernets", String::new()),
         ("bonds", String::new()),
         ("bridges", String::new()),
         ("vlans", String::new()),
     ];
-    for (_, l) in ordered(c) {
+    for (i, l) in ordered(c) {
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
         let k = key(c, names, l);
+        if let Some(m) = &l.mac {
+            ck.token(&lf(i, "mac"), m)?;
+        }
+        if let Some(n) = names.name(&l.id) {
+            ck.token(&lf(i, "name"), n)?;
+        }
         let mut s = format!("    {}:\n", q(&k));
         let section = match &l.kind {
             LinkKind::Physical => {
@@ -106,9 +119,11 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
                     let _ = writeln!(s, "        mii-monitor-interval: {x}");
                 }
                 if let Some(x) = &params.xmit_hash_policy {
+                    let x = ck.token(&lf(i, "xmit_hash_policy"), x)?;
                     let _ = writeln!(s, "        transmit-hash-policy: {}", q(x));
                 }
                 if let Some(x) = &params.lacp_rate {
+                    let x = ck.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(s, "        lacp-rate: {}", q(x));
                 }
                 if let Some(p) = params.primary.as_deref().and_then(|p| c.link(p)) {
@@ -180,7 +195,8 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
                     let _ = writeln!(s, "        addresses: [{}]", a.join(", "));
                 }
                 if !dns.search.is_empty() {
-                    let a: Vec<String> = dns.search.iter().map(|x| q(x)).collect();
+                    let d = ck.tokens(&lf(i, "dns.search"), &dns.search)?;
+                    let a: Vec<String> = d.iter().map(|x| q(x)).collect();
                     let _ = writeln!(s, "        search: [{}]", a.join(", "));
                 }
             }
@@ -192,6 +208,7 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
     }
     let mut y = format!("{HEADER}\nnetwork:\n  version: 2\n");
     if let Some(r) = &o.netplan_renderer {
+        let r = ck.token("renderer", r)?;
         let _ = writeln!(y, "  renderer: {r}");
     }
     for (name, body) in &sections {
@@ -204,5 +221,5 @@ pub fn render_netplan(c: &NetworkConfig, names: &Names, o: &RenderOptions) -> Re
         content: y,
         mode: 0o600,
     });
-    out
+    Ok(out)
 }

@@ -6,53 +6,73 @@
 
 use std::fmt::Write;
 
-use super::{file_ids, is_member, link_dns, member_l3_warning, needs_onlink, ordered, Rendered};
-use super::{RenderedFile, HEADER};
+use super::{
+    file_ids, is_member, lf, link_dns, member_l3_warning, needs_onlink, ordered, Rendered,
+};
+use super::{Check, RenderError, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
 
 const DIR: &str = "etc/systemd/network";
 
-pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
+pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let ids = file_ids(c);
     for (i, l) in ordered(c) {
         let base = format!("{DIR}/10-primer-{}", ids[i]);
-        let name = names.name(&l.id);
+        let network_path = format!("{base}.network");
+        let netdev_path = format!("{base}.netdev");
+        let link_path = format!("{base}.link");
+        // Every drive-derived value is one safe word of its file, or nothing is rendered.
+        let ck = Check {
+            file: &network_path,
+        };
+        let name = names
+            .name(&l.id)
+            .map(|n| ck.token(&lf(i, "name"), n))
+            .transpose()?;
+        let mac = l
+            .mac
+            .as_deref()
+            .map(|m| ck.token(&lf(i, "mac"), m))
+            .transpose()?;
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
         // Rename a NIC by its permanent MAC.
         if matches!(l.kind, LinkKind::Physical) && names.rename(&l.id) {
-            if let (Some(mac), Some(n)) = (&l.mac, name) {
+            if let (Some(mac), Some(n)) = (mac, name) {
                 out.files.push(file(
-                    format!("{base}.link"),
+                    link_path,
                     format!("{HEADER}\n[Match]\nPermanentMACAddress={mac}\n\n[Link]\nName={n}\n"),
                 ));
             }
         }
         // Virtual devices.
         let mut netdev = String::new();
+        let nd = Check { file: &netdev_path };
         match &l.kind {
             LinkKind::Bond { params, .. } => {
-                netdev_head(&mut netdev, name, "bond", l.mac.as_deref(), l.mtu);
+                netdev_head(&mut netdev, name, "bond", mac, l.mtu);
                 let _ = write!(netdev, "\n[Bond]\nMode={}\n", params.mode);
                 if let Some(m) = params.miimon {
                     let _ = writeln!(netdev, "MIIMonitorSec={m}ms");
                 }
                 if let Some(x) = &params.xmit_hash_policy {
+                    let x = nd.token(&lf(i, "xmit_hash_policy"), x)?;
                     let _ = writeln!(netdev, "TransmitHashPolicy={x}");
                 }
                 if let Some(x) = &params.lacp_rate {
+                    let x = nd.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(netdev, "LACPTransmitRate={x}");
                 }
             }
             LinkKind::Vlan { vlan_id, .. } => {
-                netdev_head(&mut netdev, name, "vlan", l.mac.as_deref(), l.mtu);
+                netdev_head(&mut netdev, name, "vlan", mac, l.mtu);
                 let _ = write!(netdev, "\n[VLAN]\nId={vlan_id}\n");
             }
             LinkKind::Bridge { stp, .. } => {
-                netdev_head(&mut netdev, name, "bridge", l.mac.as_deref(), l.mtu);
+                netdev_head(&mut netdev, name, "bridge", mac, l.mtu);
                 if let Some(stp) = stp {
                     let _ = write!(netdev, "\n[Bridge]\nSTP={}\n", yes(*stp));
                 }
@@ -60,11 +80,11 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
             LinkKind::Physical => {}
         }
         if !netdev.is_empty() {
-            out.files.push(file(format!("{base}.netdev"), netdev));
+            out.files.push(file(netdev_path.clone(), netdev));
         }
 
         let mut s = format!("{HEADER}\n[Match]\n");
-        match (&l.kind, &l.mac, name) {
+        match (&l.kind, mac, name) {
             (LinkKind::Physical, Some(mac), _) => {
                 let _ = writeln!(s, "PermanentMACAddress={mac}");
             }
@@ -85,7 +105,17 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
         s.push_str("\n[Network]\n");
         let member = is_member(c, &l.id);
         if let Some(ctl) = c.controller_of(&l.id) {
-            let ctl_name = names.name(&ctl.id).unwrap_or(&ctl.id);
+            // A bond or bridge always has a name (generated when the drive gives none).
+            let Some(ctl_name) = names.name(&ctl.id) else {
+                out.warnings.push(format!(
+                    "link {:?}: its {} {:?} has no name; not rendered",
+                    l.id,
+                    ctl.kind.name(),
+                    ctl.id
+                ));
+                continue;
+            };
+            let ctl_name = ck.token(&lf(i, "controller"), ctl_name)?;
             let key = if matches!(ctl.kind, LinkKind::Bond { .. }) {
                 "Bond"
             } else {
@@ -121,7 +151,8 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
                 let _ = writeln!(s, "DNS={d}");
             }
             if !dns.search.is_empty() {
-                let _ = writeln!(s, "Domains={}", dns.search.join(" "));
+                let d = ck.tokens(&lf(i, "dns.search"), &dns.search)?;
+                let _ = writeln!(s, "Domains={}", d.join(" "));
             }
         }
         // VLANs on this link.
@@ -129,6 +160,7 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
             if let LinkKind::Vlan { parent, .. } = &v.kind {
                 if parent == &l.id {
                     if let Some(vn) = names.name(&v.id) {
+                        let vn = ck.token(&lf(i, "vlans"), vn)?;
                         let _ = writeln!(s, "VLAN={vn}");
                     }
                 }
@@ -154,9 +186,9 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Rendered {
                 _ => {}
             }
         }
-        out.files.push(file(format!("{base}.network"), s));
+        out.files.push(file(network_path, s));
     }
-    out
+    Ok(out)
 }
 
 fn netdev_head(

@@ -8,8 +8,8 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::{
-    file_ids, link_dns, member_l3_warning, needs_onlink, ordered, stable_uuid, Rendered,
-    RenderedFile, HEADER,
+    file_ids, lf, link_dns, member_l3_warning, needs_onlink, ordered, stable_uuid, Check,
+    RenderError, Rendered, RenderedFile, HEADER,
 };
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
@@ -18,11 +18,24 @@ const DIR: &str = "etc/NetworkManager/system-connections";
 /// NetworkManager's own configuration drop-in primer owns.
 pub const NO_AUTO_DEFAULT: &str = "etc/NetworkManager/conf.d/90-primer.conf";
 
-pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
+pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let ids = file_ids(c);
     for (i, l) in ordered(c) {
-        let name = names.name(&l.id);
+        let path = format!("{DIR}/primer-{}.nmconnection", ids[i]);
+        // Every drive-derived value is one safe word of the keyfile, or nothing is rendered.
+        let ck = Check { file: &path };
+        let name = names
+            .name(&l.id)
+            .map(|n| ck.token(&lf(i, "name"), n))
+            .transpose()?;
+        let conn_id = format!("primer-{}", ids[i]);
+        let conn_id = ck.token(&lf(i, "id"), &conn_id)?;
+        let mac = l
+            .mac
+            .as_deref()
+            .map(|m| ck.token(&lf(i, "mac"), m))
+            .transpose()?;
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
@@ -32,7 +45,7 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
             LinkKind::Vlan { .. } => "vlan",
             LinkKind::Bridge { .. } => "bridge",
         };
-        if matches!(l.kind, LinkKind::Physical) && l.mac.is_none() && name.is_none() {
+        if matches!(l.kind, LinkKind::Physical) && mac.is_none() && name.is_none() {
             out.warnings.push(format!(
                 "link {:?}: neither a MAC address nor a name to match; not rendered",
                 l.id
@@ -40,8 +53,7 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
             continue;
         }
         let mut s = format!(
-            "{HEADER}\n[connection]\nid=primer-{}\nuuid={}\ntype={ty}\n",
-            ids[i],
+            "{HEADER}\n[connection]\nid={conn_id}\nuuid={}\ntype={ty}\n",
             stable_uuid(&l.id)
         );
         if let Some(n) = name {
@@ -66,7 +78,7 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
         }
         // Link layer: MAC match for a NIC, a set MAC for a virtual link, MTU.
         let mut eth = String::new();
-        match (&l.kind, &l.mac) {
+        match (&l.kind, mac) {
             (LinkKind::Physical, Some(m)) => {
                 let _ = writeln!(eth, "mac-address={}", m.to_ascii_uppercase());
             }
@@ -88,24 +100,34 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
                     let _ = writeln!(s, "miimon={m}");
                 }
                 if let Some(x) = &params.xmit_hash_policy {
+                    let x = ck.token(&lf(i, "xmit_hash_policy"), x)?;
                     let _ = writeln!(s, "xmit_hash_policy={x}");
                 }
                 if let Some(x) = &params.lacp_rate {
+                    let x = ck.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(s, "lacp_rate={x}");
                 }
+                // The primary member's interface name; a member without a known name (matched
+                // by MAC) cannot be named here, and its id is no interface name.
                 if let Some(p) = params.primary.as_deref() {
-                    if let Some(pn) = names.name(p).or(Some(p)) {
-                        let _ = writeln!(s, "primary={pn}");
+                    match names.name(p) {
+                        Some(pn) => {
+                            let pn = ck.token(&lf(i, "primary"), pn)?;
+                            let _ = writeln!(s, "primary={pn}");
+                        }
+                        None => out.warnings.push(format!(
+                            "bond {:?}: primary {p:?} has no interface name; left to the driver",
+                            l.id
+                        )),
                     }
                 }
             }
             LinkKind::Vlan { parent, vlan_id } => {
                 // The parent's interface name when known, else its connection (matched by MAC).
-                let p = names
-                    .name(parent)
-                    .filter(|_| !names.rename(parent))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| stable_uuid(parent));
+                let p = match names.name(parent).filter(|_| !names.rename(parent)) {
+                    Some(n) => ck.token(&lf(i, "parent"), n)?.to_string(),
+                    None => stable_uuid(parent),
+                };
                 let _ = write!(s, "\n[vlan]\nid={vlan_id}\nparent={p}\n");
             }
             LinkKind::Bridge { stp, .. } => {
@@ -116,10 +138,10 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
             LinkKind::Physical => {}
         }
         if ctl.is_none() {
-            ip_sections(&mut s, c, l);
+            ip_sections(&mut s, c, l, &ck, i)?;
         }
         out.files.push(RenderedFile {
-            path: format!("{DIR}/primer-{}.nmconnection", ids[i]),
+            path,
             content: s,
             mode: 0o600,
         });
@@ -129,13 +151,16 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
     // profile won the NIC over the drive's static one, leaving DHCP and the default MTU. The
     // NICs the drive configures must only ever get the drive's profile. `+=` appends to
     // whatever the image's own configuration lists instead of replacing it.
-    let macs: Vec<String> = c
-        .links
-        .iter()
-        .filter(|l| matches!(l.kind, LinkKind::Physical))
-        .filter_map(|l| l.mac.as_deref())
-        .map(|m| format!("mac:{}", m.to_ascii_lowercase()))
-        .collect();
+    let ck = Check {
+        file: NO_AUTO_DEFAULT,
+    };
+    let mut macs: Vec<String> = Vec::new();
+    for (i, l) in c.links.iter().enumerate() {
+        if let (LinkKind::Physical, Some(m)) = (&l.kind, l.mac.as_deref()) {
+            let m = ck.token(&lf(i, "mac"), m)?;
+            macs.push(format!("mac:{}", m.to_ascii_lowercase()));
+        }
+    }
     if !macs.is_empty() {
         out.files.push(RenderedFile {
             path: NO_AUTO_DEFAULT.to_string(),
@@ -146,10 +171,16 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Rendered {
             mode: 0o644,
         });
     }
-    out
+    Ok(out)
 }
 
-fn ip_sections(s: &mut String, c: &NetworkConfig, l: &crate::model::network::Link) {
+fn ip_sections(
+    s: &mut String,
+    c: &NetworkConfig,
+    l: &crate::model::network::Link,
+    ck: &Check,
+    i: usize,
+) -> Result<(), RenderError> {
     let l3 = &l.l3;
     let dns = link_dns(c, l);
     for v6 in [false, true] {
@@ -215,7 +246,8 @@ fn ip_sections(s: &mut String, c: &NetworkConfig, l: &crate::model::network::Lin
                 let _ = writeln!(s, "dns={};", servers.join(";"));
             }
             if !dns.search.is_empty() && (!v6 || !l3.has_v4()) {
-                let _ = writeln!(s, "dns-search={};", dns.search.join(";"));
+                let d = ck.tokens(&lf(i, "dns.search"), &dns.search)?;
+                let _ = writeln!(s, "dns-search={};", d.join(";"));
             }
             if l3.has_v4() && l3.has_v6() {
                 // Dual stack: the connection is up when either family is.
@@ -223,6 +255,7 @@ fn ip_sections(s: &mut String, c: &NetworkConfig, l: &crate::model::network::Lin
             }
         }
     }
+    Ok(())
 }
 
 fn unspecified(v6: bool) -> IpAddr {
