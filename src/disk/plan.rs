@@ -166,6 +166,31 @@ fn decide(i: &Input<'_>, c: &mut Vec<Check>) -> Decision {
     }
     // The last partition must be the config drive primer applied, root directly before it.
     let cfg = last;
+    let content = i.contents.get(&cfg.number).cloned().unwrap_or_default();
+    let label = content.label.clone().unwrap_or_default();
+    let label_ok = label.eq_ignore_ascii_case(CONFIG_LABEL);
+    if !check(
+        c,
+        "config label",
+        label_ok,
+        format!(
+            "{} label {:?}{}",
+            content.fstype.as_deref().unwrap_or("no filesystem"),
+            label,
+            content
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
+    ) {
+        return Decision::Refuse(format!(
+            "the last partition {} is not a config drive (label {label:?}, want config-2): \
+             root is not followed by a config partition",
+            cfg.number
+        ));
+    }
+    // The last partition must be the config drive primer applied, root directly before it.
     for p in t.parts.iter().filter(|p| p.number != cfg.number) {
         if p.last >= cfg.first {
             check(
@@ -208,30 +233,6 @@ fn decide(i: &Input<'_>, c: &mut Vec<Check>) -> Decision {
         true,
         format!("no partition between {} and {}", root.number, cfg.number),
     );
-    let content = i.contents.get(&cfg.number).cloned().unwrap_or_default();
-    let label = content.label.clone().unwrap_or_default();
-    let label_ok = label.eq_ignore_ascii_case(CONFIG_LABEL);
-    if !check(
-        c,
-        "config label",
-        label_ok,
-        format!(
-            "{} label {:?}{}",
-            content.fstype.as_deref().unwrap_or("no filesystem"),
-            label,
-            content
-                .error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        ),
-    ) {
-        return Decision::Refuse(format!(
-            "the last partition {} is not a config drive (label {label:?}, want config-2): \
-             root is not followed by a config partition",
-            cfg.number
-        ));
-    }
     let Some(applied) = i.applied else {
         check(
             c,
