@@ -124,6 +124,63 @@ nix::ioctl_read!(xfs_fsgeometry_v1, b'X', 100, XfsGeomV1);
 nix::ioctl_write_ptr!(xfs_growfsdata, b'X', 110, XfsGrowfsData);
 nix::ioctl_write_ptr!(btrfs_resize, 0x94, 3, BtrfsVolArgs);
 
+/// `struct btrfs_ioctl_dev_info_args`.
+#[repr(C)]
+pub struct BtrfsDevInfo {
+    pub devid: u64,
+    pub uuid: [u8; 16],
+    pub bytes_used: u64,
+    pub total_bytes: u64,
+    pub unused: [u64; 379],
+    pub path: [u8; 1024],
+}
+
+const _: () = assert!(std::mem::size_of::<BtrfsDevInfo>() == 4096);
+
+nix::ioctl_readwrite!(btrfs_dev_info, 0x94, 30, BtrfsDevInfo);
+
+/// The size of a mounted filesystem as the filesystem itself knows it now (its on-disk
+/// superblock may lag behind its log): XFS geometry, btrfs device 1's size, ext4's superblock
+/// through the partition node (the buffer ext4 updates in place). `None`: another filesystem.
+pub fn mounted_size(mountpoint: &Path, fstype: &str, node: &Path) -> Option<FsSize> {
+    match fstype {
+        "ext4" | "ext3" | "ext2" => {
+            let mut f = File::open(node).ok()?;
+            fs_size(&mut f, 0).filter(|s| s.fstype == "ext4")
+        }
+        "xfs" => {
+            let dir = File::open(mountpoint).ok()?;
+            let mut g = XfsGeomV1::default();
+            unsafe { xfs_fsgeometry_v1(dir.as_raw_fd(), &mut g) }.ok()?;
+            let block = u64::from(g.blocksize);
+            Some(FsSize {
+                fstype: "xfs",
+                bytes: g.datablocks * block,
+                block,
+            })
+        }
+        "btrfs" => {
+            let dir = File::open(mountpoint).ok()?;
+            let mut a = BtrfsDevInfo {
+                devid: 1,
+                uuid: [0; 16],
+                bytes_used: 0,
+                total_bytes: 0,
+                unused: [0; 379],
+                path: [0; 1024],
+            };
+            unsafe { btrfs_dev_info(dir.as_raw_fd(), &mut a) }.ok()?;
+            let st = nix::sys::statvfs::fstatvfs(&dir).ok()?;
+            Some(FsSize {
+                fstype: "btrfs",
+                bytes: a.total_bytes,
+                block: st.block_size().max(4096),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Grows the filesystem mounted on `mountpoint` to fill `part_bytes`. Returns a one-line
 /// description of what was asked. ext4 needs CAP_SYS_RESOURCE (EPERM otherwise).
 pub fn grow(mountpoint: &Path, fstype: &str, part_bytes: u64, block: u64) -> io::Result<String> {

@@ -618,19 +618,6 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
         r.outcome = Outcome::Planned;
         return Ok(r);
     }
-    // Intent first: a crash from here on is recognised by the next run.
-    let rec = Record {
-        schema: 1,
-        device: r.device.clone(),
-        old: table.clone(),
-        new: change.new.clone(),
-        config: change.config.clone(),
-        wipe: change.wipe,
-        wiped: false,
-        table_done: false,
-        old_root_last: change.root.last,
-    };
-    write_record(&o.root, &rec).map_err(ioe(&o.root.display().to_string(), RECORD_PATH))?;
     tracing::info!(
         "reclaim {}: table before:\n{}",
         r.device,
@@ -662,6 +649,8 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
         }
     }
     let writes = compute_writes(&mut disk, &raw2, &change)?;
+    // From here on the report lists what was done, not the plan.
+    r.steps.clear();
     if let (Some(cfg), Some(name)) = (&change.config, &sys_disk) {
         if linux::sys_children(name)
             .iter()
@@ -692,12 +681,34 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
                 r.device,
                 cfg.number
             );
+            r.steps
+                .push(format!("BLKPG_DEL_PARTITION {} (config)", cfg.number));
         }
         crate::apply::fault::point("reclaim: BLKPG_DEL_PARTITION");
     }
+    // Intent before the first table write: a crash from here on is recognised by the next run
+    // (a torn primary is repaired only towards the recorded new table).
+    let rec = Record {
+        schema: 1,
+        device: r.device.clone(),
+        old: table.clone(),
+        new: change.new.clone(),
+        config: change.config.clone(),
+        wipe: change.wipe,
+        wiped: false,
+        table_done: false,
+        old_root_last: change.root.last,
+    };
+    write_record(&o.root, &rec).map_err(ioe(&o.root.display().to_string(), RECORD_PATH))?;
     for w in &writes {
         torn(w, &disk.file, sector);
         linux::write_at(&disk.file, w.offset, &w.bytes).map_err(ioe(&r.device, w.what))?;
+        r.steps.push(format!(
+            "wrote {} ({} bytes at {})",
+            w.what,
+            w.bytes.len(),
+            w.offset
+        ));
         tracing::info!(
             "{}: wrote {} ({} bytes at {})",
             r.device,
@@ -981,59 +992,87 @@ fn after_table(
             }
         }
     }
-    // The filesystem: grown while smaller than its partition (every boot until done).
+    // The filesystem: grown while smaller than its partition (every boot until done). A
+    // mounted filesystem is measured through itself (its superblock on the disk may lag behind
+    // its log); an unmounted one from its superblock, and grows once mounted.
     if let Some(p) = &root {
         let part_bytes = p.sectors() * sector;
-        let f = fs::fs_size(&mut disk.file, p.first * sector);
-        r.filesystem = Some(match &f {
-            Some(f) if f.bytes + f.block <= part_bytes => format!(
-                "{} {} bytes < partition {} bytes",
-                f.fstype, f.bytes, part_bytes
-            ),
-            Some(f) => format!("{} {} bytes: fills its partition", f.fstype, f.bytes),
-            None => "no ext4, XFS or btrfs filesystem found on root".into(),
+        let kp = sys_disk.as_ref().and_then(|name| {
+            linux::sys_children(name)
+                .into_iter()
+                .find(|k| k.number == p.number)
         });
-        if let (Some(f), Some(name)) = (f, &sys_disk) {
-            if f.bytes + f.block <= part_bytes {
-                let kp = linux::sys_children(name)
-                    .into_iter()
-                    .find(|k| k.number == p.number);
-                let mounts = linux::mounts();
-                let mp = kp.as_ref().and_then(|k| {
-                    let dev =
-                        std::fs::read_to_string(format!("/sys/class/block/{}/dev", k.name)).ok()?;
-                    mounts
-                        .iter()
-                        .find(|m| {
-                            linux::mount_dev(m)
-                                .map(|(a, b)| format!("{a}:{b}"))
-                                .as_deref()
-                                == Some(dev.trim())
-                        })
-                        .map(|m| m.mountpoint.clone())
-                });
-                match mp {
-                    Some(mp) => {
+        let mounted = kp.as_ref().and_then(|k| {
+            let dev = std::fs::read_to_string(format!("/sys/class/block/{}/dev", k.name)).ok()?;
+            linux::mounts().into_iter().find(|m| {
+                linux::mount_dev(m)
+                    .map(|(a, b)| format!("{a}:{b}"))
+                    .as_deref()
+                    == Some(dev.trim())
+            })
+        });
+        match (mounted, kp) {
+            (Some(m), Some(k)) => {
+                // The kernel's size bounds the growth (BLKPG_RESIZE may have failed).
+                let bytes = part_bytes.min(k.size * 512);
+                let node = PathBuf::from("/dev").join(&k.name);
+                match fs::mounted_size(&m.mountpoint, &m.fstype, &node) {
+                    Some(f) if f.bytes + f.block <= bytes => {
                         tracing::info!(
-                            "{}: growing {} on {} to {part_bytes} bytes",
+                            "{}: growing {} on {} from {} to {bytes} bytes",
                             r.device,
-                            f.fstype,
-                            mp.display()
+                            m.fstype,
+                            m.mountpoint.display(),
+                            f.bytes
                         );
-                        match fs::grow(&mp, f.fstype, part_bytes, f.block) {
+                        match fs::grow(&m.mountpoint, &m.fstype, bytes, f.block) {
                             Ok(what) => {
+                                r.filesystem = Some(format!(
+                                    "{} on {}: {} -> {bytes} bytes ({what})",
+                                    m.fstype,
+                                    m.mountpoint.display(),
+                                    f.bytes
+                                ));
                                 r.steps.push(what);
                                 changed = true;
                             }
-                            Err(e) => partial = Some(e.to_string()),
+                            Err(e) => {
+                                r.filesystem = Some(format!(
+                                    "{} on {}: {} bytes, partition {bytes}: {e}",
+                                    m.fstype,
+                                    m.mountpoint.display(),
+                                    f.bytes
+                                ));
+                                partial = Some(e.to_string());
+                            }
                         }
                         crate::apply::fault::point("reclaim: filesystem grown");
                     }
-                    None => r
-                        .steps
-                        .push("filesystem not mounted: grows when mounted by a later run".into()),
+                    Some(f) => {
+                        r.filesystem = Some(format!(
+                            "{} on {}: {} bytes, fills its partition",
+                            m.fstype,
+                            m.mountpoint.display(),
+                            f.bytes
+                        ))
+                    }
+                    None => {
+                        r.filesystem = Some(format!(
+                            "{} on {}: size unknown; not grown (ext4, xfs, btrfs only)",
+                            m.fstype,
+                            m.mountpoint.display()
+                        ))
+                    }
                 }
             }
+            _ => r.filesystem = Some(match fs::fs_size(&mut disk.file, p.first * sector) {
+                Some(f) if f.bytes + f.block <= part_bytes => format!(
+                    "{} {} bytes < partition {part_bytes} bytes: grows when mounted (next boot)",
+                    f.fstype, f.bytes
+                ),
+                Some(f) => format!("{} {} bytes: fills its partition", f.fstype, f.bytes),
+                None => "no ext4, XFS or btrfs filesystem found on root".into(),
+            }),
         }
     }
     r.after = Some(table.clone());
