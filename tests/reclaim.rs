@@ -765,6 +765,9 @@ fn crash_case(tag: &str) -> Case {
     c
 }
 
+/// What, the fault switch (variable, value), the expected (primary, backup) state.
+type CrashCase = (String, Vec<(&'static str, String)>, (&'static str, &'static str));
+
 #[test]
 fn crash_after_each_write_converges() {
     // A reference run gives the new table.
@@ -776,7 +779,7 @@ fn crash_after_each_write_converges() {
     // Fault points of an image run (PRIMER_FAULT_AFTER counts every point of the process):
     // 1 intent record, 2 backup entries, 3 backup header, 4 commit, 5 record "table done",
     // 6 record "wiped", 7 after the wipe.
-    let mut cases: Vec<(String, Vec<(&str, String)>, (&str, &str))> = [
+    let mut cases: Vec<CrashCase> = [
         ("old", "old"),
         ("old", "invalid"),
         ("old", "new"),

@@ -271,6 +271,6 @@ mod tests {
         assert_eq!(nix::request_code_write!(b'f', 16, 8), 1074292240);
         assert_eq!(nix::request_code_write!(0x94, 3, 4096), 1342215171);
         assert_eq!(nix::request_code_write!(b'X', 110, 16), 0x4010586e);
-        assert_eq!(nix::request_code_read!(b'X', 100, 112), 0x8070587c);
+        assert_eq!(nix::request_code_read!(b'X', 100, 112), 0x80705864);
     }
 }

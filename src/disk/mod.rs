@@ -845,6 +845,9 @@ fn after_table_plan(
 
 /// The steps after the table write (and of every re-run that finds the new table): the kernel's
 /// view, the wipe of the old config range, the filesystem. Each derived from the disk.
+// The run's state handed on from three places (change, repair, re-run); a struct for it would
+// only rename these.
+#[allow(clippy::too_many_arguments)]
 fn after_table(
     o: &Options,
     disk: &mut Disk,

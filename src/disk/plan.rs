@@ -54,6 +54,8 @@ pub struct Change {
     pub wipe: Option<(u64, u64)>,
 }
 
+// One decision per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", content = "detail", rename_all = "kebab-case")]
 pub enum Decision {

@@ -134,6 +134,8 @@ pub struct GptCopy {
 }
 
 /// What is on the disk, each structure checked on its own.
+// Read once or twice per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Raw {
     Gpt {
