@@ -766,7 +766,11 @@ fn crash_case(tag: &str) -> Case {
 }
 
 /// What, the fault switch (variable, value), the expected (primary, backup) state.
-type CrashCase = (String, Vec<(&'static str, String)>, (&'static str, &'static str));
+type CrashCase = (
+    String,
+    Vec<(&'static str, String)>,
+    (&'static str, &'static str),
+);
 
 #[test]
 fn crash_after_each_write_converges() {

@@ -815,25 +815,11 @@ fn after_table_plan(
         }
     }
     if let Some(name) = sys_disk {
-        let kernel = linux::sys_children(name);
-        for k in &kernel {
-            match table.part(k.number) {
-                None => {
-                    r.steps.push(format!(
-                        "BLKPG_DEL_PARTITION {} (the kernel still has it)",
-                        k.number
-                    ));
-                    any = true;
-                }
-                Some(p) if p.sectors() * table.sector / 512 != k.size => {
-                    r.steps.push(format!(
-                        "BLKPG_RESIZE_PARTITION {} (the kernel is behind the table)",
-                        k.number
-                    ));
-                    any = true;
-                }
-                _ => {}
-            }
+        let rec = record.filter(|rec| rec.new == *table);
+        for op in kernel_ops(table, rec, root_no, &linux::sys_children(name)) {
+            r.steps
+                .push(format!("{op} (the kernel is behind the table)"));
+            any = true;
         }
     }
     r.filesystem = table
@@ -911,42 +897,22 @@ fn after_table(
             let _ = write_record(&o.root, rec);
         }
     }
-    // The kernel's view (live devices only): drop partitions the table no longer has, resize
-    // the ones whose size differs (same start; BLKPG refuses a start change).
+    // The kernel's view (live devices only): only the partitions this change is about, each
+    // matched by its identity (number and start).
     if let Some(name) = &sys_disk {
-        for k in linux::sys_children(name) {
-            match table.part(k.number) {
-                None => match linux::del_partition(&disk.file, k.number) {
-                    Ok(()) => {
-                        r.steps.push(format!("BLKPG_DEL_PARTITION {}", k.number));
-                        changed = true;
-                    }
-                    Err(e) => partial = Some(format!("BLKPG_DEL_PARTITION {}: {e}", k.number)),
-                },
-                Some(p)
-                    if p.sectors() * sector / 512 != k.size
-                        && p.first * sector / 512 == k.start =>
-                {
-                    match linux::resize_partition(
-                        &disk.file,
-                        k.number,
-                        p.first * sector,
-                        p.sectors() * sector,
-                    ) {
-                        Ok(()) => {
-                            r.steps.push(format!(
-                                "BLKPG_RESIZE_PARTITION {} -> {} bytes",
-                                k.number,
-                                p.sectors() * sector
-                            ));
-                            changed = true;
-                        }
-                        Err(e) => {
-                            partial = Some(format!("BLKPG_RESIZE_PARTITION {}: {e}", k.number))
-                        }
-                    }
+        for op in kernel_ops(&table, rec.as_ref(), root_no, &linux::sys_children(name)) {
+            let res = match op {
+                KernelOp::Del(n) => linux::del_partition(&disk.file, n),
+                KernelOp::Resize(n, start, len) => {
+                    linux::resize_partition(&disk.file, n, start, len)
                 }
-                _ => {}
+            };
+            match res {
+                Ok(()) => {
+                    r.steps.push(op.to_string());
+                    changed = true;
+                }
+                Err(e) => partial = Some(format!("{op}: {e}")),
             }
         }
         crate::apply::fault::point("reclaim: kernel view");
@@ -1068,14 +1034,16 @@ fn after_table(
                     }
                 }
             }
-            _ => r.filesystem = Some(match fs::fs_size(&mut disk.file, p.first * sector) {
-                Some(f) if f.bytes + f.block <= part_bytes => format!(
+            _ => {
+                r.filesystem = Some(match fs::fs_size(&mut disk.file, p.first * sector) {
+                    Some(f) if f.bytes + f.block <= part_bytes => format!(
                     "{} {} bytes < partition {part_bytes} bytes: grows when mounted (next boot)",
                     f.fstype, f.bytes
                 ),
-                Some(f) => format!("{} {} bytes: fills its partition", f.fstype, f.bytes),
-                None => "no ext4, XFS or btrfs filesystem found on root".into(),
-            }),
+                    Some(f) => format!("{} {} bytes: fills its partition", f.fstype, f.bytes),
+                    None => "no ext4, XFS or btrfs filesystem found on root".into(),
+                })
+            }
         }
     }
     r.after = Some(table.clone());
@@ -1091,4 +1059,124 @@ fn after_table(
         r.decision = "nothing".into();
     }
     Ok(r)
+}
+
+/// A change of the kernel's partition view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelOp {
+    Del(u32),
+    /// Number, start and length in bytes.
+    Resize(u32, u64, u64),
+}
+
+impl std::fmt::Display for KernelOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelOp::Del(n) => write!(f, "BLKPG_DEL_PARTITION {n}"),
+            KernelOp::Resize(n, _, len) => write!(f, "BLKPG_RESIZE_PARTITION {n} -> {len} bytes"),
+        }
+    }
+}
+
+/// What the kernel still needs once the table is new: the recorded config partition removed
+/// (when the kernel has a partition with its number and start), root resized (same start).
+/// Partitions the change is not about are left alone.
+fn kernel_ops(
+    table: &Table,
+    rec: Option<&Record>,
+    root_no: u32,
+    kernel: &[linux::SysPart],
+) -> Vec<KernelOp> {
+    let ss = table.sector;
+    let mut ops = Vec::new();
+    for k in kernel {
+        let cfg = rec.and_then(|r| r.config.as_ref());
+        if let Some(c) = cfg.filter(|c| c.number == k.number && table.part(k.number).is_none()) {
+            if c.first * ss / 512 == k.start {
+                ops.push(KernelOp::Del(k.number));
+            }
+        }
+        if k.number == root_no {
+            if let Some(p) = table.part(root_no) {
+                if p.first * ss / 512 == k.start && p.sectors() * ss / 512 != k.size {
+                    ops.push(KernelOp::Resize(k.number, p.first * ss, p.sectors() * ss));
+                }
+            }
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(n: u32, first: u64, last: u64) -> Part {
+        Part {
+            number: n,
+            first,
+            last,
+            type_code: "T".into(),
+            guid: None,
+            name: None,
+            attrs: 0,
+        }
+    }
+
+    fn sys(n: u32, start: u64, size: u64) -> linux::SysPart {
+        linux::SysPart {
+            name: format!("vda{n}"),
+            disk: "vda".into(),
+            number: n,
+            start,
+            size,
+        }
+    }
+
+    #[test]
+    fn kernel_ops_touch_only_the_recorded_change() {
+        let old = Table {
+            kind: table::TableKind::Gpt,
+            sector: 512,
+            disk_sectors: 1445888,
+            disk_id: "d".into(),
+            first_usable: 34,
+            last_usable: 1445854,
+            backup_lba: Some(1445887),
+            parts: vec![part(1, 2048, 1312767), part(2, 1312768, 1445854)],
+        };
+        let mut new = old.clone();
+        new.parts = vec![part(1, 2048, 1443839)];
+        let rec = Record {
+            schema: 1,
+            device: "/dev/vda".into(),
+            old: old.clone(),
+            new: new.clone(),
+            config: Some(part(2, 1312768, 1445854)),
+            wipe: None,
+            wiped: true,
+            table_done: true,
+            old_root_last: 1312767,
+        };
+        let kernel = [
+            sys(1, 2048, 1310720),
+            sys(2, 1312768, 133087),
+            sys(3, 99, 1),
+        ];
+        assert_eq!(
+            kernel_ops(&new, Some(&rec), 1, &kernel),
+            vec![
+                KernelOp::Resize(1, 2048 * 512, 1441792 * 512),
+                KernelOp::Del(2)
+            ]
+        );
+        // Without the record, the kernel's extra partitions are not primer's to remove.
+        assert_eq!(
+            kernel_ops(&new, None, 1, &kernel),
+            vec![KernelOp::Resize(1, 2048 * 512, 1441792 * 512)]
+        );
+        // A partition 2 at another start is someone else's.
+        let kernel = [sys(1, 2048, 1441792), sys(2, 4096, 10)];
+        assert!(kernel_ops(&new, Some(&rec), 1, &kernel).is_empty());
+    }
 }
