@@ -1125,3 +1125,52 @@ fn live_config_open_is_refused_with_nothing_written() {
         .join("var/lib/primer/reclaim.json")
         .exists());
 }
+
+#[test]
+fn live_crash_after_the_commit_leaves_the_kernel_behind_and_a_rerun_finishes() {
+    // Fault points of a live run: 1 BLKPG_DEL_PARTITION, 2 intent record, 3 backup entries,
+    // 4 backup header, 5 commit. After 5 the table is new, the kernel still has root's old
+    // size and the filesystem its old size: the re-run derives both from the disk.
+    require_tool_from("mkfs.xfs", "xfsprogs");
+    let mut d = LiveDisk::new(&["mkfs.xfs", "-q"], "livecrash");
+    let old_size = d.sys("p1").unwrap();
+    let before = d.fs_bytes();
+    let mut args = vec![
+        "reclaim".to_string(),
+        "--disk".into(),
+        d.dev.clone(),
+        "--root-partition".into(),
+        "1".into(),
+        "--root".into(),
+        d.case.root.path().display().to_string(),
+        "--apply".into(),
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(&args)
+        .env("PRIMER_FAULT_AFTER", "5")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), None, "{}", text(&o));
+    assert_eq!(d.sys("p2"), None);
+    assert_eq!(d.sys("p1"), Some(old_size), "kernel behind the table");
+    sgdisk_clean(d.case.d());
+    // The plan names what is left.
+    args.pop();
+    let o = primer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{s}");
+    assert!(
+        s.contains("BLKPG_RESIZE_PARTITION 1") && s.contains("zero the old config range"),
+        "{s}"
+    );
+    args.push("--apply".into());
+    let o = primer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let new_last = aligned_last(LIVE_DISK / 512 - 34, 512);
+    assert_eq!(d.sys("p1"), Some(new_last + 1 - 2048));
+    assert!(d.fs_bytes() > before + 100 * MIB);
+    let o = primer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(13), "{}", text(&o));
+    d.umount();
+    run_tool("xfs_repair", &["-n", &format!("{}p1", d.dev)]);
+}
