@@ -458,6 +458,14 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
                 return Ok(r);
             }
             linux::lock(&disk.file, LOCK_WAIT).map_err(ioe(&r.device, "flock"))?;
+            // Under the lock: still a torn primary, and the backup still the recorded table.
+            let still = matches!(
+                disk.raw().ok().flatten().map(|raw| position(&raw, record.as_ref())),
+                Some(Ok((Position::Torn { table: ref t, .. }, _))) if *t == table
+            );
+            if !still {
+                return Ok(refused(r, "the table changed since planning".into()));
+            }
             linux::write_at(&disk.file, w.offset, &w.bytes).map_err(ioe(&r.device, w.what))?;
             tracing::info!("{}: {} written from the backup", r.device, w.what);
             crate::apply::fault::point("reclaim: primary repaired");
@@ -527,6 +535,14 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
                     }
                     if o.apply {
                         linux::lock(&disk.file, LOCK_WAIT).map_err(ioe(&r.device, "flock"))?;
+                        // Under the lock: the primary is still the recorded new table.
+                        let still = matches!(
+                            disk.raw().ok().flatten().map(|raw| position(&raw, None)),
+                            Some(Ok((Position::Table { table: ref t, .. }, _))) if *t == table
+                        );
+                        if !still {
+                            return Ok(refused(r, "the table changed since planning".into()));
+                        }
                         for w in ws.iter().filter(|w| !w.commit) {
                             linux::write_at(&disk.file, w.offset, &w.bytes)
                                 .map_err(ioe(&r.device, w.what))?;
