@@ -17,6 +17,7 @@ root="$stage/root"
 install -D -m 0755 target/release/primer "$root/usr/bin/primer"
 install -D -m 0644 units/primer.service "$root/usr/lib/systemd/system/primer.service"
 install -D -m 0644 units/primer-scripts.service "$root/usr/lib/systemd/system/primer-scripts.service"
+install -D -m 0644 units/primer-reclaim.service "$root/usr/lib/systemd/system/primer-reclaim.service"
 install -D -m 0644 units/90-primer.preset "$root/usr/lib/systemd/system-preset/90-primer.preset"
 install -D -m 0644 packaging/primer.yaml "$root/etc/primer/primer.yaml"
 mkdir -p "$root/usr/share/man/man1"
@@ -50,7 +51,7 @@ cat >"$root/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
 set -e
 if [ "$1" = configure ] || [ "$1" = abort-upgrade ]; then
-    for unit in primer.service primer-scripts.service; do
+    for unit in primer.service primer-scripts.service primer-reclaim.service; do
         if deb-systemd-helper debian-installed "$unit"; then
             deb-systemd-helper unmask "$unit" >/dev/null || true
             if deb-systemd-helper --quiet was-enabled "$unit"; then
@@ -71,11 +72,11 @@ cat >"$root/DEBIAN/postrm" <<'SCRIPT'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
-    deb-systemd-helper mask primer.service primer-scripts.service >/dev/null || true
+    deb-systemd-helper mask primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
 fi
 if [ "$1" = purge ] && [ -x /usr/bin/deb-systemd-helper ]; then
-    deb-systemd-helper purge primer.service primer-scripts.service >/dev/null || true
-    deb-systemd-helper unmask primer.service primer-scripts.service >/dev/null || true
+    deb-systemd-helper purge primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
+    deb-systemd-helper unmask primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
     rm -rf /var/lib/primer
 fi
 if [ -d /run/systemd/system ]; then

@@ -29,7 +29,9 @@ Exit codes:
   3   partial: some steps failed (the others were applied)
   10  nothing to do: everything was already applied (clean: nothing to remove)
   11  no config drive found (a normal boot without a drive); status: no run recorded yet
-  12  refused by the trust policy (duplicate drives, DMI binding, pinning)";
+  12  refused by the trust policy (duplicate drives, DMI binding, pinning)
+  13  reclaim: nothing to reclaim (done, no config partition, or disabled)
+  14  reclaim: refused (a precondition failed); nothing written";
 
 /// primer: first-boot agent for cloud config drives.
 ///
@@ -106,6 +108,16 @@ pub enum Command {
     /// Exit 0: scripts ran and succeeded; 10: nothing to run; 3: a script failed.
     #[command(after_help = SCRIPTS_HELP)]
     Scripts(ScriptsArgs),
+    /// Delete the trailing config partition and grow root into the disk (dry run unless --apply).
+    ///
+    /// The config partition must be the last partition, hold the drive primer applied (label
+    /// config-2 and the same content hash) and follow root directly (a gap of free space is
+    /// fine). One table write in crash-safe order; the kernel is told with BLKPG and the root
+    /// filesystem (ext4, XFS, btrfs) grown online. Without --apply it prints what it found,
+    /// every check, the table before and after, and changes nothing. Exit 13: nothing to
+    /// reclaim; 14: refused, nothing written.
+    #[command(after_help = RECLAIM_HELP)]
+    Reclaim(ReclaimArgs),
 }
 
 const SCRIPTS_HELP: &str = "\
@@ -333,6 +345,7 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
         Command::Query(a) => cmd_query(a, &mut out),
         Command::Clean(a) => cmd_clean(a, &mut out),
         Command::Scripts(a) => cmd_scripts(a, &mut out),
+        Command::Reclaim(a) => cmd_reclaim(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.
@@ -1471,4 +1484,98 @@ fn cmd_clean(a: &CleanArgs, out: &mut impl Write) -> Result<Exit, Error> {
          record; the next run applies the drive as a first boot"
     )?;
     Ok(Exit::Changed)
+}
+
+const RECLAIM_HELP: &str = "\
+Examples:
+  primer reclaim                      the plan for the disk holding / (changes nothing)
+  primer reclaim --apply              do it (needs reclaim.enabled: true in primer.yaml)
+  primer reclaim --disk disk.img --root-partition 1 --root /mnt/image --apply
+                                      on an image file: table and wipe only";
+
+#[derive(Debug, Args)]
+pub struct ReclaimArgs {
+    /// The disk or image file [default: the disk holding the mounted /].
+    #[arg(long, value_name = "DEV|IMAGE")]
+    pub disk: Option<PathBuf>,
+    /// Root's partition number (required for an image file).
+    #[arg(long, value_name = "N")]
+    pub root_partition: Option<u32>,
+    /// Write: without it, only the plan is printed.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The system whose state (the applied drive's record) and configuration to use.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Configuration file [default: /etc/primer/primer.yaml under --root].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+fn cmd_reclaim(a: &ReclaimArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    use crate::disk::{Options, Outcome as R};
+    let config = Config::load(a.config.as_deref(), &a.root)?;
+    if a.apply && !config.reclaim.enabled {
+        writeln!(
+            out,
+            "reclaim is disabled (reclaim.enabled: false in primer.yaml): nothing to do"
+        )?;
+        return Ok(Exit::NothingToReclaim);
+    }
+    let report = crate::disk::reclaim(&Options {
+        disk: a.disk.clone(),
+        root_partition: a.root_partition,
+        root: a.root.clone(),
+        apply: a.apply,
+        settings: config.reclaim.settings(),
+    })?;
+    if a.json {
+        print_json(out, &report)?;
+    } else {
+        writeln!(out, "disk     {} ({})", report.device, report.kind)?;
+        if !report.position.is_empty() {
+            writeln!(out, "position {}", report.position)?;
+        }
+        for c in &report.checks {
+            writeln!(
+                out,
+                "check    {:<4} {:<30} {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.what,
+                c.detail
+            )?;
+        }
+        if let Some(d) = &report.before_dump {
+            writeln!(out, "before:\n{d}")?;
+        }
+        if let (Some(d), true) = (&report.after_dump, report.before_dump != report.after_dump) {
+            writeln!(out, "after:\n{d}")?;
+        }
+        for s in &report.steps {
+            writeln!(out, "step     {s}")?;
+        }
+        if let Some(f) = &report.filesystem {
+            writeln!(out, "fs       {f}")?;
+        }
+        let what = match report.outcome {
+            R::Planned => "planned (dry run: nothing written; --apply to do it)",
+            R::Changed => "changed",
+            R::Nothing => "nothing to reclaim",
+            R::Refused => "refused: nothing written",
+            R::Partial => "partial: the table is done, a later step failed (retried next run)",
+        };
+        writeln!(out, "outcome  {what}")?;
+        if let Some(r) = &report.reason {
+            writeln!(out, "reason   {r}")?;
+        }
+    }
+    Ok(match report.outcome {
+        R::Planned | R::Changed => Exit::Changed,
+        R::Nothing => Exit::NothingToReclaim,
+        R::Refused => Exit::ReclaimRefused,
+        R::Partial => Exit::Partial,
+    })
 }

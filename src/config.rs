@@ -37,6 +37,11 @@
 //!   gpt_types: []           # GPT partition type GUIDs that mark a config partition
 //!   mbr_types: []           # MBR partition type bytes (e.g. 0x99) that mark a config partition
 //!   mount: false            # read drives by mounting them (--mount) instead of in user space
+//! reclaim:                  # primer reclaim / primer-reclaim.service (README "Reclaim")
+//!   enabled: false          # delete the trailing config partition and grow root at boot
+//!   delete_config_partition: true  # delete the config partition (once its data is applied)
+//!   grow_root: true         # grow root to the end of the disk (also into plain free space)
+//!   wipe_config: true       # zero the old config range (it held the clear admin password)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -89,6 +94,39 @@ pub struct Config {
     #[serde(deserialize_with = "files_mode")]
     pub files_mode: u32,
     pub script_timeout_seconds: u64,
+    pub reclaim: ReclaimConfig,
+}
+
+/// `reclaim:`: what `primer reclaim --apply` may do (nothing unless `enabled`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReclaimConfig {
+    pub enabled: bool,
+    pub delete_config_partition: bool,
+    pub grow_root: bool,
+    pub wipe_config: bool,
+}
+
+impl Default for ReclaimConfig {
+    fn default() -> Self {
+        // Off unless enabled; once enabled, the whole job by default.
+        ReclaimConfig {
+            enabled: false,
+            delete_config_partition: true,
+            grow_root: true,
+            wipe_config: true,
+        }
+    }
+}
+
+impl ReclaimConfig {
+    pub fn settings(&self) -> crate::disk::plan::Settings {
+        crate::disk::plan::Settings {
+            delete_config: self.delete_config_partition,
+            grow_root: self.grow_root,
+            wipe_config: self.wipe_config,
+        }
+    }
 }
 
 /// Largest `files_mode` accepted: permission bits only (no setuid, setgid or sticky bit).
@@ -147,6 +185,7 @@ impl Default for Config {
             user_data: UserDataMode::Apply,
             files_mode: 0o644,
             script_timeout_seconds: 600,
+            reclaim: ReclaimConfig::default(),
         }
     }
 }
@@ -439,5 +478,16 @@ mod tests {
         std::fs::create_dir_all(t.path().join("etc/primer")).unwrap();
         std::fs::write(t.path().join(CONFIG_PATH), "ssh_user: admin\n").unwrap();
         assert_eq!(Config::load(None, t.path()).unwrap().ssh_user, "admin");
+    }
+
+    #[test]
+    fn reclaim_section() {
+        let c = Config::parse("", "p").unwrap();
+        assert!(!c.reclaim.enabled);
+        assert!(c.reclaim.delete_config_partition && c.reclaim.grow_root && c.reclaim.wipe_config);
+        let c = Config::parse("reclaim:\n  enabled: true\n  wipe_config: false\n", "p").unwrap();
+        assert!(c.reclaim.enabled && !c.reclaim.wipe_config && c.reclaim.grow_root);
+        let e = Config::parse("reclaim:\n  enable: true\n", "p.yaml").unwrap_err();
+        assert!(e.to_string().contains("enable"), "{e}");
     }
 }

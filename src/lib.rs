@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod media;
 pub mod model;
 pub mod net;
@@ -44,6 +45,9 @@ pub enum Error {
     /// A command was asked for something it does not do (e.g. `scripts` for a non-live root).
     #[error("{0}")]
     Unsupported(String),
+    /// `reclaim` could not read or write the disk.
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,6 +67,10 @@ pub enum Exit {
     NoDrive = 11,
     /// A drive was found but refused by the trust policy; nothing was applied.
     Refused = 12,
+    /// `reclaim`: nothing to reclaim (done, no config partition, or disabled): a normal boot.
+    NothingToReclaim = 13,
+    /// `reclaim`: refused (a precondition failed); nothing was written.
+    ReclaimRefused = 14,
 }
 
 impl Exit {
@@ -77,6 +85,8 @@ impl Exit {
             Exit::Unchanged => "unchanged",
             Exit::NoDrive => "no-drive",
             Exit::Refused => "refused",
+            Exit::NothingToReclaim => "nothing-to-reclaim",
+            Exit::ReclaimRefused => "reclaim-refused",
         }
     }
 }
