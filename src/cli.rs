@@ -1144,7 +1144,7 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
         netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
         eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
     };
-    let r = render::render(a.backend, &config, &names, &opts);
+    let r = render::try_render(a.backend, &config, &names, &opts)?;
     for w in &r.warnings {
         tracing::warn!("{}: {w}", a.backend);
     }

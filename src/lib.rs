@@ -39,6 +39,10 @@ pub enum Error {
     Refused(#[from] probe::trust::Refusal),
     #[error(transparent)]
     Network(#[from] net::NetError),
+    /// A renderer refused a value it cannot write (the last line of defence behind the model's
+    /// checks): nothing is printed or written for that backend.
+    #[error("{0}")]
+    Render(#[from] net::render::RenderError),
     /// `status`, `query` or `clean` could not do what was asked.
     #[error(transparent)]
     Status(#[from] status::StatusError),
