@@ -18,7 +18,7 @@ build {
   provisioner "shell" {
     inline = [
       "sudo dpkg -i /tmp/primer.deb",
-      "sudo systemctl enable primer.service primer-scripts.service",
+      "sudo systemctl enable primer.service primer-scripts.service primer-reclaim.service",
       # A golden image must not carry the builder VM's instance state or identity.
       "sudo rm -rf /var/lib/primer /tmp/primer.deb",
       "sudo truncate -s 0 /etc/machine-id",
