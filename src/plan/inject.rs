@@ -21,7 +21,7 @@ impl Planner<'_> {
                 Ok(r) => r,
                 Err(e) => {
                     self.warnings
-                        .warn("meta_data.json", "files", format!("refused: {e}"));
+                        .warn("meta_data.json", "files", e);
                     continue;
                 }
             };

@@ -45,10 +45,10 @@ fn inside(rel: &str, dir: &str) -> bool {
     rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
-/// The path relative to the root for a drive path used as `what`, or why it is refused (the
-/// reason quotes the path escaped for logs).
+/// The path relative to the root for a drive path used as `what`, or why it is refused
+/// (`"<path>" refused: <why>`, the path escaped for logs).
 pub fn target_path(path: &str, what: Use) -> Result<String, String> {
-    check(path, what).map_err(|why| format!("{} {why}", Esc(path)))
+    check(path, what).map_err(|why| format!("{} refused: {why}", Esc(path)))
 }
 
 fn check(path: &str, what: Use) -> Result<String, String> {

@@ -124,6 +124,17 @@ pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData)
     }
 }
 
+/// What a listing of the drive (`show --json`'s `file_sha256`) may print for drive file `path`:
+/// its SHA-256 when the file holds no password, else a placeholder. The SHA-256 of a password
+/// carrier is an unkeyed digest of the password (a CloudStack password file is the password).
+pub fn shown_sha256(path: &str, data: &[u8], instance: &Instance, ud: &UserData) -> String {
+    if copy_content(path, data, instance, ud) == data {
+        crate::state::sha256_hex(data)
+    } else {
+        "<redacted: holds a password>".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +238,17 @@ mod tests {
             &UserData::default(),
         );
         assert!(String::from_utf8_lossy(&out).starts_with("# primer: "));
+    }
+
+    #[test]
+    fn listings_show_no_digest_of_a_password_carrier() {
+        let i = inst(Some("cs-pass-77"));
+        let ud = UserData::default();
+        let shown = shown_sha256("cloudstack/password/vm_password.txt", b"cs-pass-77", &i, &ud);
+        assert_eq!(shown, "<redacted: holds a password>");
+        assert_eq!(
+            shown_sha256("cloudstack/metadata/vm-id.txt", b"x", &i, &ud),
+            state::sha256_hex(b"x")
+        );
     }
 }

@@ -90,7 +90,7 @@ impl Planner<'_> {
                     self.warnings.warn(
                         "user-data",
                         &format!("write_files[{n}].path"),
-                        format!("refused: {e}"),
+                        e,
                     );
                     continue;
                 }

@@ -783,16 +783,24 @@ impl Planner<'_> {
     pub(super) fn state_key(&mut self) -> password::StateKey {
         let key = self.facts.state_key.clone();
         let id = "state-key";
-        if !key.stored && !self.steps.iter().any(|s| s.id == id) {
+        // One step per plan whenever the key is used (unchanged once stored), so every run
+        // of a drive lists the same steps.
+        if !self.steps.iter().any(|s| s.id == id) {
             let path = password::KEY_PATH.to_string();
-            let existed = self.facts.files.contains_key(&path);
+            let (change, why) = if key.stored {
+                (
+                    Change::Unchanged,
+                    format!("/{path}: primer's per-machine digest key is in place"),
+                )
+            } else {
+                (
+                    Change::Create,
+                    format!("/{path}: primer's per-machine key for keyed digests of secrets"),
+                )
+            };
             self.steps.push(Step {
                 id: id.into(),
-                change: if existed {
-                    Change::Update
-                } else {
-                    Change::Create
-                },
+                change,
                 action: Action::WriteFile {
                     path: path.clone(),
                     bytes: key.key.len(),
@@ -803,7 +811,7 @@ impl Planner<'_> {
                     uid: 0,
                     gid: 0,
                 },
-                why: format!("/{path}: primer's per-machine key for keyed digests of secrets"),
+                why,
                 input: None,
             });
         }
