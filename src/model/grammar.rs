@@ -39,10 +39,7 @@ pub fn is_line_breaking(c: char) -> bool {
 /// `s` fits on one line of a text file: no control character of any kind, no line separator.
 pub fn line_safe(s: &str) -> Result<(), GrammarError> {
     match s.char_indices().find(|(_, c)| is_line_breaking(*c)) {
-        Some((at, c)) => Err(GrammarError::Control {
-            code: c as u32,
-            at,
-        }),
+        Some((at, c)) => Err(GrammarError::Control { code: c as u32, at }),
         None => Ok(()),
     }
 }
@@ -96,7 +93,10 @@ pub fn dns_name(s: &str) -> Result<(), GrammarError> {
                 problem: "longer than 63 bytes",
             });
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(GrammarError::Label {
                 label: label_no,
                 problem: "not made of ASCII letters, digits and hyphens",
@@ -162,7 +162,15 @@ mod tests {
     fn line_safety() {
         assert!(line_safe("example.com").is_ok());
         assert!(line_safe("x ü y").is_ok());
-        for bad in ["a\nb", "a\rb", "a\0b", "a\u{1b}[31m", "a\u{7f}", "a\u{85}", "a\u{2028}"] {
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "a\0b",
+            "a\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{2028}",
+        ] {
             assert!(line_safe(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -235,7 +243,9 @@ pub fn crypt_hash(s: &str) -> bool {
     ) && tail.split('$').filter(|f| !f.is_empty()).count() >= 2
         && !tail.starts_with('$')
         && !tail.ends_with('$')
-        && !s.chars().any(|c| c == ':' || c.is_whitespace() || is_line_breaking(c))
+        && !s
+            .chars()
+            .any(|c| c == ':' || c.is_whitespace() || is_line_breaking(c))
 }
 
 /// A field of a colon-separated account file (`/etc/passwd`, `shadow`, `group`, `gshadow`):

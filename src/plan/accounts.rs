@@ -343,13 +343,17 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A field value may not break the line format: no `:`, no control characters (newline).
+/// A field value may not break the line format: no `:`, no control characters (newline) nor
+/// line separators (`model::grammar::account_field`, which the planner checks first, naming the
+/// source; this is the editor's own last line of defence).
 fn valid_field(s: &str) -> bool {
-    !s.chars().any(|c| c == ':' || c.is_control())
+    crate::model::grammar::account_field(s).is_ok()
 }
 
+/// A home or shell: absolute, one field, and clean (no `.` or `..` component), so what lands in
+/// /etc/passwd is the directory the checks saw.
 fn valid_path(s: &str) -> bool {
-    s.starts_with('/') && valid_field(s)
+    s.starts_with('/') && valid_field(s) && !s.split('/').any(|c| c == "." || c == "..")
 }
 
 /// A name looked up in the group file (existing groups may predate useradd's rules): it only

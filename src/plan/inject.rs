@@ -20,8 +20,7 @@ impl Planner<'_> {
             let rel = match injected_path(&f.path) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.warnings
-                        .warn("meta_data.json", "files", e);
+                    self.warnings.warn("meta_data.json", "files", e);
                     continue;
                 }
             };

@@ -331,9 +331,9 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
                 .filter(|u| !u.name.is_empty())
                 // A home the placement rules refuse is never looked at (nor created).
                 .filter(|u| {
-                    u.homedir.as_deref().is_none_or(|h| {
-                        placement::target_path(h, placement::Use::Home).is_ok()
-                    })
+                    u.homedir
+                        .as_deref()
+                        .is_none_or(|h| placement::target_path(h, placement::Use::Home).is_ok())
                 })
                 .map(|u| (u.name.clone(), u.homedir.clone())),
         );

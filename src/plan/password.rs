@@ -181,7 +181,9 @@ mod tests {
             accept(&long_hash, Kind::Hash),
             Err(Refused::TooLong { len: 600 })
         );
-        assert!(Refused::TooLong { len: 65536 }.to_string().contains("65536"));
+        assert!(Refused::TooLong { len: 65536 }
+            .to_string()
+            .contains("65536"));
         assert_eq!(
             accept(&[b'a'; 511], Kind::Clear),
             Ok(Accepted::Clear(&[b'a'; 511][..]))
@@ -198,7 +200,10 @@ mod tests {
             "$gy$j9T$salt$hash",
             "$7$CU..../....$hash",
         ] {
-            assert_eq!(accept(h.as_bytes(), Kind::ClearOrHash), Ok(Accepted::Hash(h)));
+            assert_eq!(
+                accept(h.as_bytes(), Kind::ClearOrHash),
+                Ok(Accepted::Hash(h))
+            );
             assert_eq!(accept(h.as_bytes(), Kind::Hash), Ok(Accepted::Hash(h)));
             // plain_text_passwd is never a hash.
             assert_eq!(
@@ -206,7 +211,9 @@ mod tests {
                 Ok(Accepted::Clear(h.as_bytes()))
             );
         }
-        for clear in ["$6$", "$6$only", "$9$a$b", "secret", "$6$a$b:c", "$6$a$b\n", "$6$a b$c"] {
+        for clear in [
+            "$6$", "$6$only", "$9$a$b", "secret", "$6$a$b:c", "$6$a$b\n", "$6$a b$c",
+        ] {
             assert_eq!(
                 accept(clear.as_bytes(), Kind::ClearOrHash),
                 Ok(Accepted::Clear(clear.as_bytes())),

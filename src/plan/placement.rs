@@ -158,7 +158,12 @@ mod tests {
 
     #[test]
     fn files() {
-        for good in ["/etc/motd", "/etc/hosts", "/root/.ssh/config", "/etc/shadowsocks"] {
+        for good in [
+            "/etc/motd",
+            "/etc/hosts",
+            "/root/.ssh/config",
+            "/etc/shadowsocks",
+        ] {
             assert!(target_path(good, Use::File).is_ok(), "{good}");
         }
         for bad in [

@@ -93,9 +93,9 @@ pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData)
     let name = lower.rsplit('/').next().unwrap_or(&lower);
     let passwords = plain_passwords(instance, ud);
     let holds_one = |d: &[u8]| {
-        passwords.iter().any(|p| {
-            contains(d, p) || json_escaped(p).is_some_and(|e| contains(d, &e))
-        })
+        passwords
+            .iter()
+            .any(|p| contains(d, p) || json_escaped(p).is_some_and(|e| contains(d, &e)))
     };
     if matches!(name, "meta_data.json" | "meta-data.json") {
         if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(data) {
@@ -139,8 +139,8 @@ pub fn shown_sha256(path: &str, data: &[u8], instance: &Instance, ud: &UserData)
 mod tests {
     use super::*;
     use crate::model::{Format, Secret};
-    use crate::state;
     use crate::source::userdata::{parse_user_data, UserDataLimits};
+    use crate::state;
 
     fn inst(pass: Option<&str>) -> Instance {
         let mut i = Instance::new(Format::OpenStack, "latest", "i");
@@ -213,10 +213,8 @@ mod tests {
             content_type: None,
             data: Blob(inner),
         });
-        let (ud, _) = crate::source::userdata::parse_instance_user_data(
-            &i,
-            &UserDataLimits::default(),
-        );
+        let (ud, _) =
+            crate::source::userdata::parse_instance_user_data(&i, &UserDataLimits::default());
         for name in ["vendor_data.json", "vendor_data2.json"] {
             let out = copy_content(&format!("openstack/latest/{name}"), vd, &i, &ud);
             let t = String::from_utf8_lossy(&out);
@@ -244,7 +242,12 @@ mod tests {
     fn listings_show_no_digest_of_a_password_carrier() {
         let i = inst(Some("cs-pass-77"));
         let ud = UserData::default();
-        let shown = shown_sha256("cloudstack/password/vm_password.txt", b"cs-pass-77", &i, &ud);
+        let shown = shown_sha256(
+            "cloudstack/password/vm_password.txt",
+            b"cs-pass-77",
+            &i,
+            &ud,
+        );
         assert_eq!(shown, "<redacted: holds a password>");
         assert_eq!(
             shown_sha256("cloudstack/metadata/vm-id.txt", b"x", &i, &ud),

@@ -87,11 +87,8 @@ impl Planner<'_> {
             let rel = match injected_path(&w.path) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.warnings.warn(
-                        "user-data",
-                        &format!("write_files[{n}].path"),
-                        e,
-                    );
+                    self.warnings
+                        .warn("user-data", &format!("write_files[{n}].path"), e);
                     continue;
                 }
             };

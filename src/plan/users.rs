@@ -99,9 +99,9 @@ use sha2::{Digest, Sha256};
 use super::accounts::{self, AccountFiles, LoginDefs, UserSpec};
 use super::password;
 use super::placement;
-use crate::model::grammar::{self, Esc};
 use super::{Action, Change, FileFact, Meta, PasswdEntry, Planner, Step};
 use crate::apply::accounts::AccountWrite;
+use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, PasswordValue, UserData};
 use crate::model::{Format, Instance};
 use crate::state;
@@ -388,8 +388,16 @@ impl Planner<'_> {
             // given passes the gate (a refused one is warned and the next one used).
             let mut plain = None;
             let given = [
-                ("hashed_passwd", u.hashed_passwd.as_deref().map(str::as_bytes), password::Kind::Hash),
-                ("passwd", u.passwd.as_deref().map(str::as_bytes), password::Kind::Hash),
+                (
+                    "hashed_passwd",
+                    u.hashed_passwd.as_deref().map(str::as_bytes),
+                    password::Kind::Hash,
+                ),
+                (
+                    "passwd",
+                    u.passwd.as_deref().map(str::as_bytes),
+                    password::Kind::Hash,
+                ),
                 (
                     "plain_text_passwd",
                     u.plain_text_passwd.as_ref().map(|p| p.expose()),
@@ -844,9 +852,12 @@ impl Planner<'_> {
             }
         }
         if let Some(p) = cc.password.as_ref().filter(|p| !p.is_empty()) {
-            if let Some(value) =
-                self.gate("user-data", "password", p.expose(), password::Kind::ClearOrHash)
-            {
+            if let Some(value) = self.gate(
+                "user-data",
+                "password",
+                p.expose(),
+                password::Kind::ClearOrHash,
+            ) {
                 wanted.push(Wanted {
                     user: target.clone(),
                     from: "#cloud-config password",
