@@ -655,3 +655,114 @@ fn vendor_data_and_cloudstack_passwords_leave_no_clear_text_or_plain_digest() {
         );
     }
 }
+
+/// A NoCloud seed directory (`meta-data`, `user-data`, `vendor-data`).
+fn nocloud(user_data: &str, vendor_data: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(
+        t.path().join("meta-data"),
+        "instance-id: nc-hostile-1\nlocal-hostname: nc-host\n",
+    )
+    .unwrap();
+    fs::write(t.path().join("user-data"), user_data).unwrap();
+    fs::write(t.path().join("vendor-data"), vendor_data).unwrap();
+    t
+}
+
+#[test]
+fn nocloud_vendor_data_password_and_state_home_are_refused_or_scrubbed() {
+    const NC_PW: &str = "nc-vendor-pw-31337";
+    let long = "n".repeat(512);
+    let ud = format!(
+        "#cloud-config\nusers:\n  - {{name: x, homedir: /var/lib/primer}}\n  - {{name: yuki, plain_text_passwd: '{long}', lock_passwd: false}}\n"
+    );
+    let vd = format!("#cloud-config\nchpasswd:\n  users:\n    - {{name: daemon, password: {NC_PW}, type: text}}\n");
+    let src = nocloud(&ud, &vd);
+    let root = acct_root();
+    let r = root.path();
+    let (o, took) = timed_run(src.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        has_warning(&o, "users[0].homedir", "inside /var/lib/primer"),
+        "{:#?}",
+        warnings(&o)
+    );
+    assert!(
+        has_warning(
+            &o,
+            "users[1].plain_text_passwd",
+            "512 bytes long (at most 511)"
+        ),
+        "{:#?}",
+        warnings(&o)
+    );
+    assert_eq!(read(r, "etc/hostname"), "nc-host\n");
+    assert!(!read(r, "etc/passwd").lines().any(|l| l.starts_with("x:")));
+    assert_eq!(shadow_field(r, "yuki").as_deref(), Some("!"));
+    assert!(shadow_field(r, "daemon").unwrap().starts_with("$6$"));
+    let m = fs::metadata(r.join("var/lib/primer")).unwrap();
+    assert_eq!(m.uid(), nix::unistd::getuid().as_raw());
+    for needle in [
+        NC_PW.to_string(),
+        sha256_hex(NC_PW.as_bytes()),
+        long.clone(),
+    ] {
+        assert!(
+            files_holding(r, needle.as_bytes()).is_empty(),
+            "{needle}: {:?}",
+            files_holding(r, needle.as_bytes())
+        );
+    }
+    pwck_clean(r);
+}
+
+#[test]
+fn values_given_as_hashes_that_are_not_hashes_are_refused() {
+    let ud = "#cloud-config\nchpasswd:\n  users:\n    - {name: daemon, password: 'not-a-hash', type: hash}\nusers:\n  - {name: bob, passwd: 'clear-text-in-passwd', lock_passwd: false}\n  - {name: carol, hashed_passwd: '$6$onlysalt', lock_passwd: false}\n";
+    let src = os_drive(None, ud, None);
+    let root = acct_root();
+    let r = root.path();
+    let o = run(src.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for field in [
+        "chpasswd.users[0] (\"daemon\")",
+        "users[0].passwd",
+        "users[1].hashed_passwd",
+    ] {
+        assert!(
+            has_warning(&o, field, "not one"),
+            "{field}: {:#?}",
+            warnings(&o)
+        );
+    }
+    // Never copied into shadow as if it were a hash.
+    assert_eq!(shadow_field(r, "daemon").as_deref(), Some("*"));
+    assert_eq!(shadow_field(r, "bob").as_deref(), Some("!"));
+    assert_eq!(shadow_field(r, "carol").as_deref(), Some("!"));
+    assert!(files_holding(r, b"clear-text-in-passwd").is_empty());
+    pwck_clean(r);
+}
+
+#[test]
+fn the_configured_default_user_is_checked_too() {
+    let root = acct_root();
+    let r = root.path();
+    fs::create_dir_all(r.join("etc/primer")).unwrap();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "default_user:\n  name: debian\n  sudo: \"ALL=(ALL) ALL\\n@includedir /tmp\"\n  shell: /bin/bash\n",
+    )
+    .unwrap();
+    let src = os_drive(None, "#cloud-config\n", None);
+    let o = run(src.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        has_warning(&o, "default_user.sudo[0]", "U+000A"),
+        "{:#?}",
+        warnings(&o)
+    );
+    assert!(read(r, "etc/passwd").contains("debian:x:1000:1000::/home/debian:/bin/bash"));
+    assert!(!r.join("etc/sudoers.d/90-primer").exists());
+    pwck_clean(r);
+}
