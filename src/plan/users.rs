@@ -1149,3 +1149,96 @@ const PUBLIC_FILE: Meta = Meta {
     uid: 0,
     gid: 0,
 };
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::media::DriveFiles;
+    use crate::plan::{plan, FileFact, HostFacts, Policy};
+
+    fn fact(text: &str, mode: u32) -> FileFact {
+        FileFact {
+            content: text.as_bytes().to_vec(),
+            meta: Meta {
+                mode,
+                uid: 0,
+                gid: 0,
+            },
+        }
+    }
+
+    /// The password step of a boot after the first: decided by two HMACs, no crypt hash; the
+    /// timings are printed (`--nocapture`) for the record of the password step's budget.
+    #[test]
+    fn rerun_decides_the_password_by_keyed_digests() {
+        let mut i = Instance::new(Format::OpenStack, "latest", "id-pw");
+        let pw = "p".repeat(password::MAX_PASSWORD_BYTES);
+        i.admin_pass = Some(crate::model::Secret::new(pw.as_bytes().to_vec()));
+        let drive = DriveFiles::new("/dev/x", "iso9660");
+        let mut facts = HostFacts {
+            passwd: vec![PasswdEntry {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }],
+            state_key: password::StateKey {
+                key: [7; 32],
+                stored: true,
+            },
+            ..Default::default()
+        };
+        facts.files.insert(
+            PASSWD.into(),
+            fact("root:x:0:0:root:/root:/bin/bash\n", 0o644),
+        );
+        facts
+            .files
+            .insert(SHADOW.into(), fact("root:*:19800:0:99999:7:::\n", 0o640));
+        let policy = Policy::default();
+        let t = Instant::now();
+        let first = plan(&i, &drive, &facts, &policy);
+        let first_took = t.elapsed();
+        let step = first
+            .steps
+            .iter()
+            .find(|s| s.id == "password:root")
+            .unwrap();
+        assert_eq!(step.change, Change::Update);
+        let Action::EditAccounts { writes } = &step.action else {
+            panic!("{step:?}")
+        };
+        let shadow = String::from_utf8(writes[0].content.clone()).unwrap();
+        facts.files.insert(SHADOW.into(), fact(&shadow, 0o640));
+        let mut record = state::Record::default();
+        for s in &first.steps {
+            if let Some(input) = &s.input {
+                record.steps.insert(s.id.clone(), input.clone());
+            }
+        }
+        // The record holds keyed digests only: no crypt hash, no plain digest of the password.
+        let recorded = &record.steps["password:root"];
+        assert!(password::Recorded::parse(recorded).is_some(), "{recorded}");
+        assert!(!recorded.contains("$6$") && !recorded.contains(&state::sha256_hex(pw.as_bytes())));
+        facts.record = Some(record);
+        let t = Instant::now();
+        let second = plan(&i, &drive, &facts, &policy);
+        let second_took = t.elapsed();
+        let step = second
+            .steps
+            .iter()
+            .find(|s| s.id == "password:root")
+            .unwrap();
+        assert_eq!(step.change, Change::Unchanged, "{step:?}");
+        assert!(step.why.contains("no hash computed"), "{}", step.why);
+        let t = Instant::now();
+        let hash = shadow_field(&shadow, "root").unwrap();
+        assert!(accounts::verify_password(pw.as_bytes(), hash));
+        let verify_took = t.elapsed();
+        eprintln!(
+            "511-byte password: first plan {first_took:?} (hashes), rerun plan {second_took:?} (keyed digests), one SHA-512 crypt verify {verify_took:?}"
+        );
+    }
+}
