@@ -283,4 +283,26 @@ mod tests {
         assert!(s.ends_with("…\" (1000 bytes)"), "{s}");
         assert!(s.len() < 220);
     }
+
+    #[test]
+    fn account_fields_sudo_rules_and_crypt_hashes() {
+        assert!(account_field("Ada Lovelace,,,").is_ok());
+        assert!(account_field("a:b").is_err() && account_field("a\nb").is_err());
+        assert!(sudo_rule("ALL=(ALL) NOPASSWD:ALL").is_ok());
+        assert!(sudo_rule("ALL=(#1000) ALL").is_ok());
+        for bad in [
+            "",
+            "  ",
+            "ALL=(ALL) ALL\nroot ALL=(ALL) ALL",
+            "@includedir /tmp",
+            "@include /tmp/x",
+            "#includedir /tmp",
+            "ALL=(ALL) ALL #include /x",
+            "ALL=(ALL) ALL \\",
+        ] {
+            assert!(sudo_rule(bad).is_err(), "{bad:?}");
+        }
+        assert!(crypt_hash("$5$salt$hash") && crypt_hash("$2x$10$abc"));
+        assert!(!crypt_hash("$5$") && !crypt_hash("$5$$x") && !crypt_hash("plain"));
+    }
 }
