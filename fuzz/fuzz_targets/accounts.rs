@@ -11,9 +11,15 @@ use primer::plan::accounts::{plan_accounts, AccountFiles, LoginDefs, UserSpec};
 /// Fields per line of passwd, shadow, group, gshadow.
 const FIELDS: [usize; 4] = [7, 9, 4, 4];
 
+/// Lines as the editor sees them: split at `\n` only (`str::lines` would also eat the `\r` of a
+/// last line that gains its newline when a line is appended after it).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').filter(|l| !l.is_empty())
+}
+
 fn check(file: usize, before: &str, after: &str) {
-    let old: Vec<&str> = before.lines().collect();
-    for line in after.lines() {
+    let old: Vec<&str> = lines(before).collect();
+    for line in lines(after) {
         if old.contains(&line) {
             continue;
         }

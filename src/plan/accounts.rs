@@ -967,7 +967,15 @@ impl Planner<'_> {
                     "{name:?} not added to group {g:?} in /etc/gshadow: its line is malformed"
                 )),
             },
-            None => gs.push(format!("{g}:!::{group_members}")),
+            None => {
+                // Only members that are names: a control character in a broken group line
+                // is not carried into a line primer writes.
+                let members: Vec<&str> = group_members
+                    .split(',')
+                    .filter(|m| valid_group_ref(m))
+                    .collect();
+                gs.push(format!("{g}:!::{}", members.join(",")))
+            }
         }
     }
 
@@ -1986,5 +1994,25 @@ debian:!::\n";
         ] {
             assert_eq!(verify_password(pw, hash), ok, "{hash}");
         }
+    }
+
+    /// Found by fuzz/accounts: a new gshadow line copied a broken group line's member list.
+    #[test]
+    fn new_gshadow_line_carries_only_member_names() {
+        let files = AccountFiles {
+            passwd: "root:x:0:0:root:/root:/bin/bash\n".into(),
+            shadow: Some("root:*:1:0:99999:7:::\n".into()),
+            group: "root:x:0:\nadm:x:4:\u{2},bob\n".into(),
+            gshadow: Some("root:*::\n".into()),
+        };
+        let spec = UserSpec {
+            name: "new".into(),
+            groups: vec!["adm".into()],
+            ..Default::default()
+        };
+        let e = plan_accounts(&files, &LoginDefs::default(), &[spec], &[]);
+        let gs = e.gshadow.unwrap();
+        assert!(gs.contains("adm:!::bob,new\n"), "{gs:?}");
+        assert!(!gs.contains('\u{2}'));
     }
 }
