@@ -985,7 +985,11 @@ impl Planner<'_> {
             // The first run, or something changed: the crypt hashes are compared (bounded:
             // the gate capped the password's length).
             let matches = |hash: &str| match w.value {
-                password::Accepted::Clear(p) => accounts::verify_password(p, hash),
+                // A hash with a huge `rounds=` (one a drive set earlier through chpasswd can
+                // say 999,999,999) is not verified: it counts as different.
+                password::Accepted::Clear(p) => {
+                    crypt_rounds(hash) <= MAX_VERIFY_ROUNDS && accounts::verify_password(p, hash)
+                }
                 password::Accepted::Hash(h) => h == hash,
             };
             let drive_same = match (&parsed, recorded.as_deref()) {
@@ -1095,6 +1099,22 @@ impl Planner<'_> {
             ),
             true,
         );
+    }
+}
+
+/// Most SHA-crypt rounds primer spends verifying a password against an existing hash (the
+/// default is 5000; a bigger value could stall the boot).
+const MAX_VERIFY_ROUNDS: usize = 100_000;
+
+/// The `rounds=` of a SHA-crypt hash (5000 when absent; unparsable counts as too many).
+fn crypt_rounds(hash: &str) -> usize {
+    match hash
+        .split('$')
+        .nth(2)
+        .and_then(|f| f.strip_prefix("rounds="))
+    {
+        Some(n) => n.parse().unwrap_or(usize::MAX),
+        None => 5000,
     }
 }
 
