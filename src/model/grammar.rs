@@ -170,6 +170,66 @@ pub fn log_safe(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `s` is a crypt(3) hash as cloud-init recognises one before it sets a password as given
+/// (`^\$(1|2a|2y|5|6)(\$.+){2}$` in cc_set_passwords, widened to the ids current libxcrypt
+/// writes: bcrypt `2b`/`2x`, scrypt `7`, yescrypt `y` and gost-yescrypt `gy`): `$ID$` and at
+/// least two more non-empty `$`-separated fields. A hash lands in one shadow field, so it also
+/// must be one line without `:` or whitespace; anything else is a clear-text password.
+pub fn crypt_hash(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('$') else {
+        return false;
+    };
+    let Some((id, tail)) = rest.split_once('$') else {
+        return false;
+    };
+    matches!(
+        id,
+        "1" | "2a" | "2b" | "2x" | "2y" | "5" | "6" | "7" | "y" | "gy"
+    ) && tail.split('$').filter(|f| !f.is_empty()).count() >= 2
+        && !tail.starts_with('$')
+        && !tail.ends_with('$')
+        && !s
+            .chars()
+            .any(|c| c == ':' || c.is_whitespace() || is_line_breaking(c))
+}
+
+/// A field of a colon-separated account file (`/etc/passwd`, `shadow`, `group`, `gshadow`):
+/// one line, no `:` (the field separator).
+pub fn account_field(s: &str) -> Result<(), GrammarError> {
+    line_safe_without(s, &[':'], "separates the fields of an account file")
+}
+
+/// A sudoers rule primer writes after a user name, one line of a drop-in: no control character
+/// (a newline would start a line of the drive's choosing), no trailing backslash (it continues
+/// the line onto the next rule), not empty, and no directive (`@include`, `@includedir`,
+/// `#include`, `#includedir`), which sudo reads only at the start of a line but which makes the
+/// prefixed line invalid and so the whole sudoers policy unusable.
+pub fn sudo_rule(s: &str) -> Result<(), GrammarError> {
+    line_safe(s)?;
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if t.ends_with('\\') {
+        return Err(GrammarError::Forbidden {
+            ch: '\\',
+            at: s.len() - 1,
+            why: "continues the rule onto the next line of the drop-in",
+        });
+    }
+    for (at, _) in s.match_indices(['@', '#']) {
+        let rest = &s[at + 1..];
+        if rest.starts_with("include") {
+            return Err(GrammarError::Forbidden {
+                ch: s[at..].chars().next().unwrap_or('@'),
+                at,
+                why: "starts an include directive, which a rule may not hold",
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +305,27 @@ mod tests {
         assert_eq!(log_safe("plain", 10), "plain");
         assert_eq!(log_safe("a\nb", 10), r#""a\nb""#);
         assert_eq!(log_safe("abcdef", 3), "abc… (6 bytes)");
+    }
+
+    #[test]
+    fn account_fields_sudo_rules_and_crypt_hashes() {
+        assert!(account_field("Ada Lovelace,,,").is_ok());
+        assert!(account_field("a:b").is_err() && account_field("a\nb").is_err());
+        assert!(sudo_rule("ALL=(ALL) NOPASSWD:ALL").is_ok());
+        assert!(sudo_rule("ALL=(#1000) ALL").is_ok());
+        for bad in [
+            "",
+            "  ",
+            "ALL=(ALL) ALL\nroot ALL=(ALL) ALL",
+            "@includedir /tmp",
+            "@include /tmp/x",
+            "#includedir /tmp",
+            "ALL=(ALL) ALL #include /x",
+            "ALL=(ALL) ALL \\",
+        ] {
+            assert!(sudo_rule(bad).is_err(), "{bad:?}");
+        }
+        assert!(crypt_hash("$5$salt$hash") && crypt_hash("$2x$10$abc"));
+        assert!(!crypt_hash("$5$") && !crypt_hash("$5$$x") && !crypt_hash("plain"));
     }
 }

@@ -343,13 +343,17 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A field value may not break the line format: no `:`, no control characters (newline).
+/// A field value may not break the line format: no `:`, no control characters (newline) nor
+/// line separators (`model::grammar::account_field`, which the planner checks first, naming the
+/// source; this is the editor's own last line of defence).
 fn valid_field(s: &str) -> bool {
-    !s.chars().any(|c| c == ':' || c.is_control())
+    crate::model::grammar::account_field(s).is_ok()
 }
 
+/// A home or shell: absolute, one field, and clean (no `.` or `..` component), so what lands in
+/// /etc/passwd is the directory the checks saw.
 fn valid_path(s: &str) -> bool {
-    s.starts_with('/') && valid_field(s)
+    s.starts_with('/') && valid_field(s) && !s.split('/').any(|c| c == "." || c == "..")
 }
 
 /// A name looked up in the group file (existing groups may predate useradd's rules): it only
@@ -963,7 +967,15 @@ impl Planner<'_> {
                     "{name:?} not added to group {g:?} in /etc/gshadow: its line is malformed"
                 )),
             },
-            None => gs.push(format!("{g}:!::{group_members}")),
+            None => {
+                // Only members that are names: a control character in a broken group line
+                // is not carried into a line primer writes.
+                let members: Vec<&str> = group_members
+                    .split(',')
+                    .filter(|m| valid_group_ref(m))
+                    .collect();
+                gs.push(format!("{g}:!::{}", members.join(",")))
+            }
         }
     }
 
@@ -1982,5 +1994,25 @@ debian:!::\n";
         ] {
             assert_eq!(verify_password(pw, hash), ok, "{hash}");
         }
+    }
+
+    /// Found by fuzz/accounts: a new gshadow line copied a broken group line's member list.
+    #[test]
+    fn new_gshadow_line_carries_only_member_names() {
+        let files = AccountFiles {
+            passwd: "root:x:0:0:root:/root:/bin/bash\n".into(),
+            shadow: Some("root:*:1:0:99999:7:::\n".into()),
+            group: "root:x:0:\nadm:x:4:\u{2},bob\n".into(),
+            gshadow: Some("root:*::\n".into()),
+        };
+        let spec = UserSpec {
+            name: "new".into(),
+            groups: vec!["adm".into()],
+            ..Default::default()
+        };
+        let e = plan_accounts(&files, &LoginDefs::default(), &[spec], &[]);
+        let gs = e.gshadow.unwrap();
+        assert!(gs.contains("adm:!::bob,new\n"), "{gs:?}");
+        assert!(!gs.contains('\u{2}'));
     }
 }

@@ -119,6 +119,7 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
             tracing::warn!("/dev/urandom: {e}; password salts are not random");
         }
     }
+    facts.state_key = read_state_key(root);
     if state::invalid_instance_id(&instance.instance_id).is_none() {
         let id = &instance.instance_id;
         let record_path = state::record_path(id);
@@ -143,6 +144,25 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         }
     }
     facts
+}
+
+/// primer's per-machine key (`/var/lib/primer/secret`, 32 bytes), for keyed digests of secrets.
+/// Missing or not 32 bytes: fresh random bytes, which the plan writes there when it uses them.
+/// Reading it here keeps planning pure.
+fn read_state_key(root: &Path) -> super::password::StateKey {
+    let mut key = super::password::StateKey::default();
+    if let Some(f) = read_file_capped(root, super::password::KEY_PATH, 64) {
+        if let Ok(k) = <[u8; 32]>::try_from(f.content.as_slice()) {
+            key.key = k;
+            key.stored = true;
+            return key;
+        }
+    }
+    if let Err(e) = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key.key)) {
+        // Zeros still give correct digests; they are only guessable. Logged, not fatal.
+        tracing::warn!("/dev/urandom: {e}; primer's digest key is not random");
+    }
+    key
 }
 
 /// Most files taken from /etc/skel, and the deepest level walked.

@@ -1,56 +1,17 @@
 //! Injected files (OpenStack `meta_data.json` `files`) and the drive's entropy seed, planned once
-//! per instance. Pure: paths are validated here (absolute on the instance, no `..`, never into
-//! primer's state, /proc, /sys or /dev); the writer additionally keeps every write inside the
-//! root. The seed's bytes never appear in a why, a warning or the plan's JSON.
+//! per instance. Pure: paths are validated by `placement` (absolute on the instance, no `..`,
+//! never into primer's state, /proc, /sys or /dev, never onto the account files); the writer
+//! additionally keeps every write inside the root. The seed's bytes never appear in a why, a warning or the plan's JSON.
 
 use super::{Action, Change, Meta, Planner, Step};
 use crate::model::{Instance, Secret};
 use crate::state;
 
-/// Longest injected-file path accepted.
-const MAX_PATH: usize = 4096;
-
-/// Places an injected file may never go.
-/// `var/run` and `var/lock` are links to `run` and `run/lock` on current systems.
-const FORBIDDEN: &[&str] = &[
-    "proc",
-    "sys",
-    "dev",
-    "run",
-    "var/run",
-    "var/lock",
-    state::STATE_DIR,
-];
-
-/// The path relative to the root for an injected file's destination, or why it is refused.
+/// The path relative to the root for an injected file's (or a `write_files` entry's)
+/// destination, or why it is refused: the rule set homes share (`placement`), where a file may
+/// go into /etc but never onto the account files or into primer's state.
 pub fn injected_path(path: &str) -> Result<String, String> {
-    if path.len() > MAX_PATH {
-        return Err(format!("longer than {MAX_PATH} bytes"));
-    }
-    if path.contains('\0') {
-        return Err("contains a NUL byte".into());
-    }
-    if !path.starts_with('/') {
-        return Err("not an absolute path".into());
-    }
-    let rel = path.trim_start_matches('/');
-    if rel.ends_with('/')
-        || rel
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err("has an empty, '.' or '..' component".into());
-    }
-    if !crate::apply::fs::is_clean_relative(rel) {
-        return Err("is not a clean path".into());
-    }
-    if let Some(f) = FORBIDDEN
-        .iter()
-        .find(|f| rel == **f || rel.starts_with(&format!("{f}/")))
-    {
-        return Err(format!("is inside /{f}"));
-    }
-    Ok(rel.to_string())
+    super::placement::target_path(path, super::placement::Use::File)
 }
 
 impl Planner<'_> {
@@ -59,11 +20,7 @@ impl Planner<'_> {
             let rel = match injected_path(&f.path) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.warnings.warn(
-                        "meta_data.json",
-                        "files",
-                        format!("{:?} refused: {e}", f.path),
-                    );
+                    self.warnings.warn("meta_data.json", "files", e);
                     continue;
                 }
             };
@@ -97,7 +54,9 @@ impl Planner<'_> {
             return;
         }
         let id = "entropy";
-        let input = state::sha256_hex(seed.expose());
+        // Keyed: the record holds no plain digest of the seed.
+        let key = self.state_key();
+        let input = super::password::keyed_hex(&key, &[b"random-seed", seed.expose()]);
         let (change, why, input) = if !self.facts.live {
             (
                 Change::Skip,

@@ -8,6 +8,8 @@ pub mod hostname;
 pub mod inject;
 pub mod keys;
 pub mod network;
+pub mod password;
+pub mod placement;
 pub mod scrub;
 pub mod userdata;
 pub mod users;
@@ -86,6 +88,8 @@ pub struct HostFacts {
     /// Entries of the existing homes the planner may fill (top-level names, bounded): a home
     /// holding only what primer puts there was left by an interrupted run.
     pub home_entries: BTreeMap<String, Vec<String>>,
+    /// primer's per-machine key for keyed digests of secrets (`facts::read_state_key`).
+    pub state_key: password::StateKey,
 }
 
 /// What a step does.
@@ -330,6 +334,12 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
                 // `user:` is always the default user, possibly renamed.
                 .chain(cc.user.iter().filter(|u| u.name != CcUser::DEFAULT_NAME))
                 .filter(|u| !u.name.is_empty())
+                // A home the placement rules refuse is never looked at (nor created).
+                .filter(|u| {
+                    u.homedir
+                        .as_deref()
+                        .is_none_or(|h| placement::target_path(h, placement::Use::Home).is_ok())
+                })
                 .map(|u| (u.name.clone(), u.homedir.clone())),
         );
     }

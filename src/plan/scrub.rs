@@ -1,55 +1,102 @@
 //! The local copy of the drive without its passwords: primer keeps a private copy of every
 //! drive file, but a password is never stored in clear anywhere (only its crypt hash, in
-//! /etc/shadow). Pure: decides, per drive file, the bytes the copy holds. Files that carry a
-//! password are rewritten without it where the format allows (OpenStack `meta_data.json`) and
-//! replaced by a short note otherwise (CloudStack's password file, an OVF environment or a
-//! user-data blob holding a plain password). Never prints a password, not even in the note.
+//! /etc/shadow), nor any unkeyed digest of one. Pure: decides, per drive file, the bytes the copy
+//! holds. Files that carry a password are rewritten without it where the format allows
+//! (OpenStack `meta_data.json`) and replaced by a short note otherwise: CloudStack's password
+//! file, an OVF environment with a password property, and every user-data or vendor-data file
+//! (`user_data`, `vendor_data.json`, `vendor_data2.json`, NoCloud `user-data`/`vendor-data`, an
+//! OVF environment's user-data) whose cloud-config sets a password (`password`, `chpasswd`, a
+//! user's `passwd`, `hashed_passwd`, `plain_text_passwd`) or that mentions one. Never prints a
+//! password, not even in the note, and the note holds no digest of the original.
 
 use crate::model::userdata::{PasswordValue, UserData};
 use crate::model::Instance;
-use crate::state;
 
-/// The plain passwords the drive carries (drive password, `#cloud-config` `password`,
-/// `chpasswd` plain entries, `users:` `plain_text_passwd`).
+/// The password values the drive carries, clear and hashed (drive password, `#cloud-config`
+/// `password`, `chpasswd` entries, `users:` `plain_text_passwd`, `passwd`, `hashed_passwd`).
 pub fn plain_passwords<'a>(instance: &'a Instance, ud: &'a UserData) -> Vec<&'a [u8]> {
     let cc = &ud.cloud_config;
     let mut v: Vec<&[u8]> = Vec::new();
     v.extend(instance.admin_pass.iter().map(|s| s.expose()));
     v.extend(cc.password.iter().map(|s| s.expose()));
     for (_, p) in &cc.chpasswd.users {
-        if let PasswordValue::Plain(s) = p {
-            v.push(s.expose());
+        match p {
+            PasswordValue::Plain(s) => v.push(s.expose()),
+            PasswordValue::Hash(h) => v.push(h.as_bytes()),
+            PasswordValue::Random => {}
         }
     }
     for u in cc.users.iter().chain(cc.user.iter()) {
         v.extend(u.plain_text_passwd.iter().map(|s| s.expose()));
+        v.extend(u.passwd.iter().map(|s| s.as_bytes()));
+        v.extend(u.hashed_passwd.iter().map(|s| s.as_bytes()));
     }
     v.retain(|p| !p.is_empty());
     v
 }
 
-fn note(path: &str, data: &[u8]) -> Vec<u8> {
+/// Whether the merged cloud-config sets any password.
+fn sets_passwords(ud: &UserData) -> bool {
+    let cc = &ud.cloud_config;
+    cc.password.is_some()
+        || !cc.chpasswd.users.is_empty()
+        || cc.users.iter().chain(cc.user.iter()).any(|u| {
+            u.plain_text_passwd.is_some() || u.passwd.is_some() || u.hashed_passwd.is_some()
+        })
+}
+
+fn note(path: &str) -> Vec<u8> {
     format!(
         "# primer: {path} held a password, which primer never keeps in clear; this copy stands \
-         in for it. sha256 of the original: {}\n",
-        state::sha256_hex(data)
+         in for it.\n"
     )
     .into_bytes()
 }
 
-fn is_user_data(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-    matches!(name.as_str(), "user_data" | "user-data" | "user_data.txt")
+/// Files that hold user-data or vendor-data (the cloud-config that may set passwords), of
+/// every format; an OVF environment carries user-data as a property.
+fn is_user_or_vendor_data(name: &str) -> bool {
+    matches!(
+        name,
+        "user_data"
+            | "user-data"
+            | "user_data.txt"
+            | "userdata"
+            | "vendor_data"
+            | "vendor-data"
+            | "vendor_data.json"
+            | "vendor_data2.json"
+    ) || name.ends_with(".xml")
+}
+
+/// Whether `hay` mentions a password key, in any case (`password`, `passwd`, `chpasswd`,
+/// `hashed_passwd`, `plain_text_passwd` all contain `passw`).
+fn mentions_password(hay: &[u8]) -> bool {
+    hay.windows(5).any(|w| w.eq_ignore_ascii_case(b"passw"))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A password as it appears inside a JSON string (escaped), when that differs.
+fn json_escaped(p: &[u8]) -> Option<Vec<u8>> {
+    let s = std::str::from_utf8(p).ok()?;
+    let j = serde_json::to_string(s).ok()?;
+    let inner = j.get(1..j.len().saturating_sub(1))?.as_bytes().to_vec();
+    (inner != p).then_some(inner)
+}
+
 /// The bytes the local copy keeps for drive file `path`.
 pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData) -> Vec<u8> {
     let lower = path.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or(&lower);
+    let passwords = plain_passwords(instance, ud);
+    let holds_one = |d: &[u8]| {
+        passwords
+            .iter()
+            .any(|p| contains(d, p) || json_escaped(p).is_some_and(|e| contains(d, &e)))
+    };
     if matches!(name, "meta_data.json" | "meta-data.json") {
         if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(data) {
             let mut changed = m.remove("admin_pass").is_some();
@@ -59,33 +106,32 @@ pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData)
             if changed {
                 let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
                 out.push(b'\n');
-                return out;
+                // Another key may still hold the password (a drive is free to repeat it).
+                return if holds_one(&out) { note(path) } else { out };
             }
         }
     }
-    let passwords = plain_passwords(instance, ud);
     let carries = name.starts_with("vm_password")
         || name.starts_with("vm-password")
+        || lower.contains("/password/")
         || (name.ends_with(".xml") && instance.admin_pass.is_some())
-        || (is_user_data(path) && {
-            let cc = &ud.cloud_config;
-            cc.password.is_some()
-                || cc
-                    .chpasswd
-                    .users
-                    .iter()
-                    .any(|(_, p)| matches!(p, PasswordValue::Plain(_)))
-                || cc
-                    .users
-                    .iter()
-                    .chain(cc.user.iter())
-                    .any(|u| u.plain_text_passwd.is_some())
-        })
-        || passwords.iter().any(|p| contains(data, p));
+        || (is_user_or_vendor_data(name) && (sets_passwords(ud) || mentions_password(data)))
+        || holds_one(data);
     if carries {
-        note(path, data)
+        note(path)
     } else {
         data.to_vec()
+    }
+}
+
+/// What a listing of the drive (`show --json`'s `file_sha256`) may print for drive file `path`:
+/// its SHA-256 when the file holds no password, else a placeholder. The SHA-256 of a password
+/// carrier is an unkeyed digest of the password (a CloudStack password file is the password).
+pub fn shown_sha256(path: &str, data: &[u8], instance: &Instance, ud: &UserData) -> String {
+    if copy_content(path, data, instance, ud) == data {
+        crate::state::sha256_hex(data)
+    } else {
+        "<redacted: holds a password>".to_string()
     }
 }
 
@@ -94,6 +140,7 @@ mod tests {
     use super::*;
     use crate::model::{Format, Secret};
     use crate::source::userdata::{parse_user_data, UserDataLimits};
+    use crate::state;
 
     fn inst(pass: Option<&str>) -> Instance {
         let mut i = Instance::new(Format::OpenStack, "latest", "i");
@@ -153,5 +200,58 @@ mod tests {
         let raw = b"#!/bin/sh\necho hi\n";
         let (ud, _) = parse_user_data(Some(raw), &[], &UserDataLimits::default());
         assert_eq!(copy_content("user-data", raw, &i, &ud), raw);
+    }
+
+    #[test]
+    fn vendor_data_and_hashes_are_scrubbed_and_notes_hold_no_digest() {
+        use crate::model::{Blob, VendorPart};
+        let vd = br##"{"cloud-init": "#cloud-config\nchpasswd:\n  list: |\n    root:vd-\"secret\"-9\n"}"##;
+        let mut i = inst(None);
+        let inner = b"#cloud-config\nchpasswd:\n  list: |\n    root:vd-\"secret\"-9\n".to_vec();
+        i.vendor_user_data.push(VendorPart {
+            file: "openstack/latest/vendor_data.json".into(),
+            content_type: None,
+            data: Blob(inner),
+        });
+        let (ud, _) =
+            crate::source::userdata::parse_instance_user_data(&i, &UserDataLimits::default());
+        for name in ["vendor_data.json", "vendor_data2.json"] {
+            let out = copy_content(&format!("openstack/latest/{name}"), vd, &i, &ud);
+            let t = String::from_utf8_lossy(&out);
+            assert!(t.starts_with("# primer: ") && !t.contains("secret"), "{t}");
+            assert!(!t.contains(&state::sha256_hex(vd)), "{t}");
+            assert!(!t.contains("sha256"), "{t}");
+        }
+        // A hash in users: is a password carrier too.
+        let raw = b"#cloud-config\nusers: [{name: bob, passwd: '$6$s$hashhash'}]\n";
+        let (ud, _) = parse_user_data(Some(raw), &[], &UserDataLimits::default());
+        let out = copy_content("user-data", raw, &inst(None), &ud);
+        assert!(!String::from_utf8_lossy(&out).contains("hashhash"));
+        // The password escaped inside another JSON file.
+        let i = inst(Some("a\"b\\c-pw"));
+        let out = copy_content(
+            "openstack/latest/network_data.json",
+            br#"{"x": "a\"b\\c-pw"}"#,
+            &i,
+            &UserData::default(),
+        );
+        assert!(String::from_utf8_lossy(&out).starts_with("# primer: "));
+    }
+
+    #[test]
+    fn listings_show_no_digest_of_a_password_carrier() {
+        let i = inst(Some("cs-pass-77"));
+        let ud = UserData::default();
+        let shown = shown_sha256(
+            "cloudstack/password/vm_password.txt",
+            b"cs-pass-77",
+            &i,
+            &ud,
+        );
+        assert_eq!(shown, "<redacted: holds a password>");
+        assert_eq!(
+            shown_sha256("cloudstack/metadata/vm-id.txt", b"x", &i, &ud),
+            state::sha256_hex(b"x")
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use super::inject::injected_path;
 use super::users::{group_gid, GROUP};
 use super::{Action, Change, Meta, Planner, Step, PRIVATE_FILE};
+use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{Command, Origin, UserData};
 use crate::model::Instance;
 use crate::plan::users::{UserDataMode, UserPolicy};
@@ -86,22 +87,34 @@ impl Planner<'_> {
             let rel = match injected_path(&w.path) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.warnings.warn(
-                        "user-data",
-                        "write_files",
-                        format!("{:?} refused: {e}", w.path),
-                    );
+                    self.warnings
+                        .warn("user-data", &format!("write_files[{n}].path"), e);
                     continue;
                 }
             };
-            let Some((uid, gid)) = self.owner(w.owner.as_deref().unwrap_or("root:root")) else {
+            let owner = w.owner.as_deref().unwrap_or("root:root");
+            // `user[:group]`, each a name or a number: one field of the account files each.
+            if let Err(e) = owner
+                .split_once(':')
+                .map_or(grammar::account_field(owner), |(u, g)| {
+                    grammar::account_field(u).and_then(|()| grammar::account_field(g))
+                })
+            {
                 self.warnings.warn(
                     "user-data",
-                    "write_files",
+                    &format!("write_files[{n}].owner"),
+                    format!("{} refused: {e}; {} not written", Esc(owner), Esc(&w.path)),
+                );
+                continue;
+            }
+            let Some((uid, gid)) = self.owner(owner) else {
+                self.warnings.warn(
+                    "user-data",
+                    &format!("write_files[{n}].owner"),
                     format!(
-                        "{}: owner {:?} is not a user or group of the target; not written",
-                        w.path,
-                        w.owner.as_deref().unwrap_or("")
+                        "{}: owner {} is not a user or group of the target; not written",
+                        Esc(&w.path),
+                        Esc(owner)
                     ),
                 );
                 continue;

@@ -97,8 +97,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use sha2::{Digest, Sha256};
 
 use super::accounts::{self, AccountFiles, LoginDefs, UserSpec};
+use super::password;
+use super::placement;
 use super::{Action, Change, FileFact, Meta, PasswdEntry, Planner, Step};
 use crate::apply::accounts::AccountWrite;
+use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, PasswordValue, UserData};
 use crate::model::{Format, Instance};
 use crate::state;
@@ -181,18 +184,13 @@ fn text(f: Option<&FileFact>) -> Option<String> {
 /// the configuration), and the SSH keys user-data gives it.
 type Wish = (UserSpec, Option<(String, bool)>, Vec<String>);
 
-/// One password to set: who, from where, and the secret or hash.
+/// One password to set: who, from where, and the secret or hash (past the gate).
 struct Wanted<'a> {
     user: String,
     from: &'static str,
-    value: WantedValue<'a>,
+    value: password::Accepted<'a>,
     /// Subject to the `password.updates` policy (the drive's admin password).
     drive: bool,
-}
-
-enum WantedValue<'a> {
-    Plain(&'a [u8]),
-    Hash(&'a str),
 }
 
 impl Planner<'_> {
@@ -299,6 +297,9 @@ impl Planner<'_> {
 
         // Who: the default user unless #cloud-config lists users without `default`.
         let mut specs: Vec<Wish> = Vec::new();
+        // A clear password per spec (index-aligned), hashed only for an account this run
+        // creates: an existing account's password field is the password steps' business.
+        let mut clear: Vec<Option<(&[u8], usize)>> = Vec::new();
         let default_wanted = !cc.users_given || cc.users.iter().any(CcUser::is_default);
         let mut default = policy.default_user.as_ref().map(|d| {
             (
@@ -311,13 +312,15 @@ impl Planner<'_> {
                     create_home: true,
                     ..Default::default()
                 },
-                d.sudo.clone().map(|r| (r, false)),
+                d.sudo.iter().cloned().collect::<Vec<_>>(),
                 Vec::new(),
             )
         });
+        let mut default_from = ("configuration", "default_user".to_string(), false);
         // `user:` adjusts the default user (cloud-init: settings for the distribution's
         // default user); with no default user configured it names one.
         if let Some(u) = &cc.user {
+            default_from = ("user-data", "user".to_string(), true);
             let d = default.get_or_insert_with(|| {
                 (
                     UserSpec {
@@ -325,7 +328,7 @@ impl Planner<'_> {
                         create_home: true,
                         ..Default::default()
                     },
-                    None,
+                    Vec::new(),
                     Vec::new(),
                 )
             });
@@ -342,7 +345,7 @@ impl Planner<'_> {
                 d.0.shell = u.shell.clone();
             }
             if !u.sudo.is_empty() {
-                d.1 = Some((u.sudo.join("\n"), true));
+                d.1 = u.sudo.clone();
             }
             d.0.lock_password = u.lock_passwd;
             d.2 = u.ssh_authorized_keys.clone();
@@ -350,49 +353,97 @@ impl Planner<'_> {
                 default = None;
             }
         }
-        if let (Some(d), true) = (default, default_wanted) {
-            self.default_user = Some(d.0.name.clone());
-            specs.push(d);
+        if let (Some(mut d), true) = (default, default_wanted) {
+            let (file, at, from_ud) = &default_from;
+            // The default user keeps its sudo rule's origin: the configuration's rule goes to
+            // the configuration's drop-in unless `user:` replaced it.
+            let sudo_from_ud = *from_ud && cc.user.as_ref().is_some_and(|u| !u.sudo.is_empty());
+            if self.check_wish(&mut d.0, &mut d.1, file, at) {
+                self.default_user = Some(d.0.name.clone());
+                let rules = (!d.1.is_empty()).then(|| (d.1.join("\n"), sudo_from_ud));
+                specs.push((d.0, rules, d.2));
+                clear.push(None);
+            }
         }
-        for (n, u) in cc.users.iter().filter(|u| !u.is_default()).enumerate() {
-            let mut hash = u.hashed_passwd.clone().or_else(|| u.passwd.clone());
-            if hash.is_none() {
-                if let Some(p) = &u.plain_text_passwd {
-                    hash = Some(accounts::hash_password(
-                        p.expose(),
-                        &salt(&self.salt, 1000 + n, &u.name),
-                    ));
+        for (n, u) in cc.users.iter().enumerate().filter(|(_, u)| !u.is_default()) {
+            let at = format!("users[{n}]");
+            let mut spec = UserSpec {
+                name: u.name.clone(),
+                gecos: u.gecos.clone(),
+                primary_group: u.primary_group.clone(),
+                groups: u.groups.clone(),
+                shell: u.shell.clone(),
+                home: u.homedir.clone(),
+                system: u.system,
+                uid: u.uid,
+                lock_password: u.lock_passwd,
+                password_hash: None,
+                create_home: !u.no_create_home && !u.system,
+            };
+            let mut sudo = u.sudo.clone();
+            if !self.check_wish(&mut spec, &mut sudo, "user-data", &at) {
+                continue;
+            }
+            // Precedence as before: hashed_passwd, passwd, then plain_text_passwd; each value
+            // given passes the gate (a refused one is warned and the next one used).
+            let mut plain = None;
+            let given = [
+                (
+                    "hashed_passwd",
+                    u.hashed_passwd.as_deref().map(str::as_bytes),
+                    password::Kind::Hash,
+                ),
+                (
+                    "passwd",
+                    u.passwd.as_deref().map(str::as_bytes),
+                    password::Kind::Hash,
+                ),
+                (
+                    "plain_text_passwd",
+                    u.plain_text_passwd.as_ref().map(|p| p.expose()),
+                    password::Kind::Clear,
+                ),
+            ];
+            for (field, raw, kind) in given {
+                let Some(raw) = raw else { continue };
+                match self.gate("user-data", &format!("{at}.{field}"), raw, kind) {
+                    Some(_) if spec.password_hash.is_some() || plain.is_some() => {}
+                    Some(password::Accepted::Hash(h)) => spec.password_hash = Some(h.to_string()),
+                    Some(password::Accepted::Clear(p)) => {
+                        plain = Some((p, n));
+                        // Stands for the hash until the account is known to be new (see
+                        // `clear`); Debug output (and so the recorded input) shows only that
+                        // a password was asked for.
+                        spec.password_hash = Some(String::new());
+                    }
+                    None => {}
                 }
             }
             specs.push((
-                UserSpec {
-                    name: u.name.clone(),
-                    gecos: u.gecos.clone(),
-                    primary_group: u.primary_group.clone(),
-                    groups: u.groups.clone(),
-                    shell: u.shell.clone(),
-                    home: u.homedir.clone(),
-                    system: u.system,
-                    uid: u.uid,
-                    lock_password: u.lock_passwd,
-                    password_hash: hash,
-                    create_home: !u.no_create_home && !u.system,
-                },
-                (!u.sudo.is_empty()).then(|| (u.sudo.join("\n"), true)),
+                spec,
+                (!sudo.is_empty()).then(|| (sudo.join("\n"), true)),
                 u.ssh_authorized_keys.clone(),
             ));
+            clear.push(plain);
         }
-
         if !specs.is_empty() {
             // An existing account keeps its password field: passwords are the password steps'
             // business, so a re-run never re-locks or re-hashes what was set before.
             let users: Vec<UserSpec> = specs
                 .iter()
-                .map(|s| {
+                .zip(&clear)
+                .map(|(s, plain)| {
                     let mut u = s.0.clone();
                     if self.user(&u.name).is_some() {
                         u.lock_password = false;
                         u.password_hash = None;
+                    } else if let Some((p, n)) = plain {
+                        // The only hashing of an account's clear password: once, for the
+                        // account this run creates.
+                        u.password_hash = Some(accounts::hash_password(
+                            p,
+                            &salt(&self.salt, 1000 + n, &u.name),
+                        ));
                     }
                     u
                 })
@@ -500,17 +551,18 @@ impl Planner<'_> {
     /// but what primer puts there (left by an interrupted run) gets the missing skeleton files;
     /// any other existing home is left as it is (with a warning when the user is new).
     fn plan_home(&mut self, uid: u32, gid: u32, home: &str, mode: u32, new: bool) {
-        let rel = home.trim_matches('/').to_string();
-        if rel.is_empty() || !crate::apply::fs::is_clean_relative(&rel) {
-            if new {
-                self.warnings.warn(
-                    "users",
-                    "homedir",
-                    format!("{home:?} is not usable; no home created"),
-                );
+        // The rules a requested home passed, applied again to the home /etc/passwd names (an
+        // existing account's): primer makes no home it would refuse to assign.
+        let rel = match placement::target_path(home, placement::Use::Home) {
+            Ok(rel) => rel,
+            Err(e) => {
+                if new {
+                    self.warnings
+                        .warn("users", "homedir", format!("{e}; no home created"));
+                }
+                return;
             }
-            return;
-        }
+        };
         let skel_tops: BTreeSet<&str> = self
             .facts
             .skel
@@ -641,6 +693,139 @@ impl Planner<'_> {
         );
     }
 
+    /// Checks a requested account against the grammar of the files it lands in, before anything
+    /// is planned: a refused name, gecos, shell, home or primary group drops the account; a
+    /// refused supplementary group or sudo rule drops only that entry. Every refusal is a
+    /// warning naming the source field (`users[2].gecos`) and the value, escaped.
+    fn check_wish(
+        &mut self,
+        spec: &mut UserSpec,
+        sudo: &mut Vec<String>,
+        file: &str,
+        at: &str,
+    ) -> bool {
+        let mut refused: Vec<(String, String)> = Vec::new();
+        if let Err(why) = accounts::check_name(&spec.name) {
+            refused.push(("name".into(), format!("{} {why}", Esc(&spec.name))));
+        }
+        if let Some(g) = &spec.gecos {
+            if let Err(e) = bounded(g).and_then(|()| grammar::account_field(g)) {
+                refused.push(("gecos".into(), format!("{} {e}", Esc(g))));
+            }
+        }
+        if let Some(sh) = &spec.shell {
+            if let Err(e) = shell_path(sh) {
+                refused.push(("shell".into(), format!("{} {e}", Esc(sh))));
+            }
+        }
+        if let Some(h) = &spec.home {
+            if let Err(e) = placement::target_path(h, placement::Use::Home) {
+                refused.push(("homedir".into(), e));
+            }
+        }
+        if let Some(g) = &spec.primary_group {
+            if let Err(e) = group_ref(g) {
+                refused.push(("primary_group".into(), format!("{} {e}", Esc(g))));
+            }
+        }
+        if !refused.is_empty() {
+            for (field, why) in refused {
+                self.warnings.warn(
+                    file,
+                    &format!("{at}.{field}"),
+                    format!("{why}; user not created"),
+                );
+            }
+            return false;
+        }
+        let mut groups = Vec::new();
+        for g in std::mem::take(&mut spec.groups) {
+            match group_ref(&g) {
+                Ok(()) => groups.push(g),
+                Err(e) => self.warnings.warn(
+                    file,
+                    &format!("{at}.groups"),
+                    format!("{} {e}; group ignored", Esc(&g)),
+                ),
+            }
+        }
+        spec.groups = groups;
+        let mut rules = Vec::new();
+        for (i, r) in std::mem::take(sudo).into_iter().enumerate() {
+            match grammar::sudo_rule(&r) {
+                Ok(()) => rules.push(r),
+                Err(e) => self.warnings.warn(
+                    file,
+                    &format!("{at}.sudo[{i}]"),
+                    format!("{} {e}; rule not written", Esc(&r)),
+                ),
+            }
+        }
+        *sudo = rules;
+        true
+    }
+
+    /// The gate every password passes (see `password::accept`): a refused one is a warning
+    /// naming the source and the length, and is left out; everything else is applied.
+    fn gate<'a>(
+        &mut self,
+        file: &str,
+        field: &str,
+        raw: &'a [u8],
+        kind: password::Kind,
+    ) -> Option<password::Accepted<'a>> {
+        match password::accept(raw, kind) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.warnings.warn(
+                    file,
+                    field,
+                    format!("password refused: {e}; everything else is applied"),
+                );
+                None
+            }
+        }
+    }
+
+    /// primer's per-machine digest key; planned to be stored when it is fresh (once per plan).
+    pub(super) fn state_key(&mut self) -> password::StateKey {
+        let key = self.facts.state_key.clone();
+        let id = "state-key";
+        // One step per plan whenever the key is used (unchanged once stored), so every run
+        // of a drive lists the same steps.
+        if !self.steps.iter().any(|s| s.id == id) {
+            let path = password::KEY_PATH.to_string();
+            let (change, why) = if key.stored {
+                (
+                    Change::Unchanged,
+                    format!("/{path}: primer's per-machine digest key is in place"),
+                )
+            } else {
+                (
+                    Change::Create,
+                    format!("/{path}: primer's per-machine key for keyed digests of secrets"),
+                )
+            };
+            self.steps.push(Step {
+                id: id.into(),
+                change,
+                action: Action::WriteFile {
+                    path: path.clone(),
+                    bytes: key.key.len(),
+                    // Not the SHA-256 of the key: nothing unkeyed about a secret is printed.
+                    sha256: password::keyed_hex(&key, &[b"state-key"]),
+                    content: key.key.to_vec(),
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                },
+                why,
+                input: None,
+            });
+        }
+        key
+    }
+
     fn plan_passwords(&mut self, instance: &Instance, ud: &UserData, policy: &UserPolicy) {
         let cc = &ud.cloud_config;
         let target = policy
@@ -651,33 +836,51 @@ impl Planner<'_> {
             .unwrap_or_else(|| "root".to_string());
         let mut wanted: Vec<Wanted> = Vec::new();
         if let Some(p) = instance.admin_pass.as_ref().filter(|p| !p.is_empty()) {
-            wanted.push(Wanted {
-                user: target.clone(),
-                from: "the drive's administrator password",
-                value: WantedValue::Plain(p.expose()),
-                drive: true,
-            });
+            let (file, field) = match instance.format {
+                Format::OpenStack => ("meta_data.json", "admin_pass"),
+                Format::CloudStack => ("cloudstack password file", ""),
+                Format::Ovf => ("ovf-env.xml", "password"),
+                Format::NoCloud => ("meta-data", "password"),
+            };
+            if let Some(value) = self.gate(file, field, p.expose(), password::Kind::Clear) {
+                wanted.push(Wanted {
+                    user: target.clone(),
+                    from: "the drive's administrator password",
+                    value,
+                    drive: true,
+                });
+            }
         }
         if let Some(p) = cc.password.as_ref().filter(|p| !p.is_empty()) {
-            wanted.push(Wanted {
-                user: target.clone(),
-                from: "#cloud-config password",
-                value: WantedValue::Plain(p.expose()),
-                drive: false,
-            });
+            if let Some(value) = self.gate(
+                "user-data",
+                "password",
+                p.expose(),
+                password::Kind::ClearOrHash,
+            ) {
+                wanted.push(Wanted {
+                    user: target.clone(),
+                    from: "#cloud-config password",
+                    value,
+                    drive: false,
+                });
+            }
         }
-        for (user, v) in &cc.chpasswd.users {
-            let value = match v {
-                PasswordValue::Plain(p) => WantedValue::Plain(p.expose()),
-                PasswordValue::Hash(h) => WantedValue::Hash(h),
+        for (i, (user, v)) in cc.chpasswd.users.iter().enumerate() {
+            let (raw, kind) = match v {
+                PasswordValue::Plain(p) => (p.expose(), password::Kind::Clear),
+                PasswordValue::Hash(h) => (h.as_bytes(), password::Kind::Hash),
                 PasswordValue::Random => continue,
             };
-            wanted.push(Wanted {
-                user: user.clone(),
-                from: "#cloud-config chpasswd",
-                value,
-                drive: false,
-            });
+            let field = format!("chpasswd.users[{i}] ({})", Esc(user));
+            if let Some(value) = self.gate("user-data", &field, raw, kind) {
+                wanted.push(Wanted {
+                    user: user.clone(),
+                    from: "#cloud-config chpasswd",
+                    value,
+                    drive: false,
+                });
+            }
         }
         // The last source for a user wins (user-data over the drive's metadata).
         let mut last: BTreeMap<String, usize> = BTreeMap::new();
@@ -689,6 +892,10 @@ impl Planner<'_> {
             PasswordUpdates::Never => false,
             PasswordUpdates::Auto => instance.format == Format::CloudStack,
         };
+        if !wanted.is_empty() {
+            // The key is needed below; drawn (and planned to be stored) once.
+            self.state_key();
+        }
         for (n, w) in wanted.iter().enumerate() {
             if last.get(&w.user) != Some(&n) {
                 continue;
@@ -700,8 +907,9 @@ impl Planner<'_> {
                     change: Change::Error,
                     action: Action::Nothing,
                     why: format!(
-                        "{} for user {:?}, but there is no such user",
-                        w.from, w.user
+                        "{} for user {}, but there is no such user",
+                        w.from,
+                        Esc(&w.user)
                     ),
                     input: None,
                 });
@@ -723,55 +931,108 @@ impl Planner<'_> {
                 .and_then(|s| shadow_field(s, &w.user))
                 .unwrap_or("")
                 .to_string();
+            let key = self.facts.state_key.clone();
+            let wanted_d = password::wanted_digest(&key, &w.user, w.value);
+            let field_d = password::field_digest(&key, &w.user, &current);
             let recorded = self
                 .facts
                 .record
                 .as_ref()
                 .and_then(|r| r.steps.get(&id))
                 .cloned();
-            let matches = |hash: &str| match &w.value {
-                WantedValue::Plain(p) => accounts::verify_password(p, hash),
-                WantedValue::Hash(h) => *h == hash,
+            let parsed = recorded.as_deref().and_then(password::Recorded::parse);
+            let record = |kept: bool, field: String| {
+                Some(
+                    password::Recorded {
+                        wanted: wanted_d.clone(),
+                        field,
+                        kept,
+                    }
+                    .render(),
+                )
             };
-            // What the step decides, and the hash it records (the record keeps the crypt hash
-            // set, as /etc/shadow does, never the password).
-            let (change, why, hash) = if matches(&current) {
+            // Every boot after the first: neither the drive's password nor the shadow field
+            // changed since the last decision, which therefore stands. Two HMACs; no crypt.
+            if let Some(r) = parsed
+                .as_ref()
+                .filter(|r| r.wanted == wanted_d && r.field == field_d)
+            {
+                let why = if r.kept {
+                    format!(
+                        "{} for {}: applied for this instance and changed since; kept (keyed digests unchanged, no hash computed)",
+                        w.from, w.user
+                    )
+                } else {
+                    format!(
+                        "{} for {}: already set (keyed digests unchanged, no hash computed)",
+                        w.from, w.user
+                    )
+                };
+                tracing::debug!(step = %id, "password step decided by keyed digests; no hash computed");
+                self.steps.push(Step {
+                    id,
+                    change: if r.kept {
+                        Change::Skip
+                    } else {
+                        Change::Unchanged
+                    },
+                    action: Action::Nothing,
+                    why,
+                    input: recorded,
+                });
+                continue;
+            }
+            // The first run, or something changed: the crypt hashes are compared (bounded:
+            // the gate capped the password's length).
+            let matches = |hash: &str| match w.value {
+                // A hash with a huge `rounds=` (one a drive set earlier through chpasswd can
+                // say 999,999,999) is not verified: it counts as different.
+                password::Accepted::Clear(p) => {
+                    crypt_rounds(hash) <= MAX_VERIFY_ROUNDS && accounts::verify_password(p, hash)
+                }
+                password::Accepted::Hash(h) => h == hash,
+            };
+            let drive_same = match (&parsed, recorded.as_deref()) {
+                (Some(r), _) => r.wanted == wanted_d,
+                // A record of an older primer holds the crypt hash it set.
+                (None, Some(rec)) => matches(rec),
+                (None, None) => false,
+            };
+            let (change, why, input) = if matches(&current) {
                 (
                     Change::Unchanged,
                     format!("{} for {}: already set", w.from, w.user),
-                    Some(current.clone()),
+                    record(false, field_d.clone()),
                 )
-            } else if let Some(rec) = recorded.as_deref() {
-                if matches(rec) {
-                    (
-                        Change::Skip,
-                        format!(
-                            "{} for {}: applied for this instance and changed since; kept",
-                            w.from, w.user
-                        ),
-                        Some(rec.to_string()),
-                    )
-                } else if w.drive && !updates_allowed {
-                    (
-                        Change::Skip,
-                        format!(
-                            "{} for {}: a new password on the drive; not applied (password.updates: {})",
-                            w.from,
-                            w.user,
-                            match policy.password_updates {
-                                PasswordUpdates::Never => "never",
-                                _ => "auto, not CloudStack",
-                            }
-                        ),
-                        Some(rec.to_string()),
-                    )
-                } else {
-                    (
-                        Change::Update,
-                        format!("{} for {}: a new password on the drive", w.from, w.user),
-                        None,
-                    )
-                }
+            } else if recorded.is_some() && drive_same {
+                (
+                    Change::Skip,
+                    format!(
+                        "{} for {}: applied for this instance and changed since; kept",
+                        w.from, w.user
+                    ),
+                    record(true, field_d.clone()),
+                )
+            } else if recorded.is_some() && w.drive && !updates_allowed {
+                (
+                    Change::Skip,
+                    format!(
+                        "{} for {}: a new password on the drive; not applied (password.updates: {})",
+                        w.from,
+                        w.user,
+                        match policy.password_updates {
+                            PasswordUpdates::Never => "never",
+                            _ => "auto, not CloudStack",
+                        }
+                    ),
+                    recorded.clone(),
+                )
+            } else if recorded.is_some() {
+                (
+                    Change::Update,
+                    format!("{} for {}: a new password on the drive", w.from, w.user),
+                    None,
+                )
             } else {
                 (Change::Update, format!("{} for {}", w.from, w.user), None)
             };
@@ -781,13 +1042,15 @@ impl Planner<'_> {
                     change,
                     action: Action::Nothing,
                     why,
-                    input: hash,
+                    input,
                 });
                 continue;
             }
-            let hash = match &w.value {
-                WantedValue::Plain(p) => accounts::hash_password(p, &salt(&self.salt, n, &w.user)),
-                WantedValue::Hash(h) => h.to_string(),
+            let hash = match w.value {
+                password::Accepted::Clear(p) => {
+                    accounts::hash_password(p, &salt(&self.salt, n, &w.user))
+                }
+                password::Accepted::Hash(h) => h.to_string(),
             };
             let edit = accounts::plan_accounts(
                 &files,
@@ -798,7 +1061,9 @@ impl Planner<'_> {
             for x in &edit.warnings {
                 self.warnings.warn("password", &w.user, x.clone());
             }
-            self.accounts_step(&id, &edit, why, Some(hash));
+            // Recorded: the digests of the password and of the field as this step sets it.
+            let set = password::field_digest(&key, &w.user, &hash);
+            self.accounts_step(&id, &edit, why, record(false, set));
         }
     }
 
@@ -837,8 +1102,163 @@ impl Planner<'_> {
     }
 }
 
+/// Most SHA-crypt rounds primer spends verifying a password against an existing hash (the
+/// default is 5000; a bigger value could stall the boot).
+const MAX_VERIFY_ROUNDS: usize = 100_000;
+
+/// The `rounds=` of a SHA-crypt hash (5000 when absent; unparsable counts as too many).
+fn crypt_rounds(hash: &str) -> usize {
+    match hash
+        .split('$')
+        .nth(2)
+        .and_then(|f| f.strip_prefix("rounds="))
+    {
+        Some(n) => n.parse().unwrap_or(usize::MAX),
+        None => 5000,
+    }
+}
+
+/// Longest account field primer writes from a drive (gecos, shell, group names).
+const MAX_FIELD: usize = 1024;
+
+fn bounded(s: &str) -> Result<(), grammar::GrammarError> {
+    if s.len() > MAX_FIELD {
+        return Err(grammar::GrammarError::TooLong {
+            len: s.len(),
+            max: MAX_FIELD,
+        });
+    }
+    Ok(())
+}
+
+/// A login shell: a clean absolute path (no empty, `.` or `..` component) that fits a passwd
+/// field.
+fn shell_path(s: &str) -> Result<(), String> {
+    bounded(s).map_err(|e| e.to_string())?;
+    grammar::account_field(s).map_err(|e| e.to_string())?;
+    let Some(rel) = s.strip_prefix('/') else {
+        return Err("is not an absolute path".into());
+    };
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.chars().any(char::is_whitespace))
+    {
+        return Err("is not a clean path to a program".into());
+    }
+    Ok(())
+}
+
+/// A group named by the drive (it may exist already with a name older than useradd's rules):
+/// one group-file field, not a member-list separator.
+fn group_ref(g: &str) -> Result<(), grammar::GrammarError> {
+    if g.is_empty() {
+        return Err(grammar::GrammarError::Empty);
+    }
+    bounded(g)?;
+    grammar::account_field(g)?;
+    grammar::line_safe_without(
+        g,
+        &[',', ' ', '\t'],
+        "separates the members of a group line",
+    )
+}
+
 const PUBLIC_FILE: Meta = Meta {
     mode: 0o644,
     uid: 0,
     gid: 0,
 };
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::media::DriveFiles;
+    use crate::plan::{plan, FileFact, HostFacts, Policy};
+
+    fn fact(text: &str, mode: u32) -> FileFact {
+        FileFact {
+            content: text.as_bytes().to_vec(),
+            meta: Meta {
+                mode,
+                uid: 0,
+                gid: 0,
+            },
+        }
+    }
+
+    /// The password step of a boot after the first: decided by two HMACs, no crypt hash; the
+    /// timings are printed (`--nocapture`) for the record of the password step's budget.
+    #[test]
+    fn rerun_decides_the_password_by_keyed_digests() {
+        let mut i = Instance::new(Format::OpenStack, "latest", "id-pw");
+        let pw = "p".repeat(password::MAX_PASSWORD_BYTES);
+        i.admin_pass = Some(crate::model::Secret::new(pw.as_bytes().to_vec()));
+        let drive = DriveFiles::new("/dev/x", "iso9660");
+        let mut facts = HostFacts {
+            passwd: vec![PasswdEntry {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }],
+            state_key: password::StateKey {
+                key: [7; 32],
+                stored: true,
+            },
+            ..Default::default()
+        };
+        facts.files.insert(
+            PASSWD.into(),
+            fact("root:x:0:0:root:/root:/bin/bash\n", 0o644),
+        );
+        facts
+            .files
+            .insert(SHADOW.into(), fact("root:*:19800:0:99999:7:::\n", 0o640));
+        let policy = Policy::default();
+        let t = Instant::now();
+        let first = plan(&i, &drive, &facts, &policy);
+        let first_took = t.elapsed();
+        let step = first
+            .steps
+            .iter()
+            .find(|s| s.id == "password:root")
+            .unwrap();
+        assert_eq!(step.change, Change::Update);
+        let Action::EditAccounts { writes } = &step.action else {
+            panic!("{step:?}")
+        };
+        let shadow = String::from_utf8(writes[0].content.clone()).unwrap();
+        facts.files.insert(SHADOW.into(), fact(&shadow, 0o640));
+        let mut record = state::Record::default();
+        for s in &first.steps {
+            if let Some(input) = &s.input {
+                record.steps.insert(s.id.clone(), input.clone());
+            }
+        }
+        // The record holds keyed digests only: no crypt hash, no plain digest of the password.
+        let recorded = &record.steps["password:root"];
+        assert!(password::Recorded::parse(recorded).is_some(), "{recorded}");
+        assert!(!recorded.contains("$6$") && !recorded.contains(&state::sha256_hex(pw.as_bytes())));
+        facts.record = Some(record);
+        let t = Instant::now();
+        let second = plan(&i, &drive, &facts, &policy);
+        let second_took = t.elapsed();
+        let step = second
+            .steps
+            .iter()
+            .find(|s| s.id == "password:root")
+            .unwrap();
+        assert_eq!(step.change, Change::Unchanged, "{step:?}");
+        assert!(step.why.contains("no hash computed"), "{}", step.why);
+        let t = Instant::now();
+        let hash = shadow_field(&shadow, "root").unwrap();
+        assert!(accounts::verify_password(pw.as_bytes(), hash));
+        let verify_took = t.elapsed();
+        eprintln!(
+            "511-byte password: first plan {first_took:?} (hashes), rerun plan {second_took:?} (keyed digests), one SHA-512 crypt verify {verify_took:?}"
+        );
+    }
+}

@@ -833,19 +833,10 @@ fn commands(ctx: &mut Ctx, key: &str, v: Node) -> Option<Vec<Command>> {
 
 // ---- passwords ----
 
-/// A crypt(3) hash as cloud-init recognises one (`^\$(1|2a|2y|5|6)(\$.+){2}$`), plus the newer
-/// bcrypt, SHA-crypt and yescrypt ids.
+/// A crypt(3) hash as cloud-init recognises one: the one recogniser every password source
+/// shares (`model::grammar::crypt_hash`).
 pub(crate) fn is_crypt_hash(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix('$') else {
-        return false;
-    };
-    let Some((id, tail)) = rest.split_once('$') else {
-        return false;
-    };
-    let t = tail.as_bytes();
-    matches!(id, "1" | "2a" | "2b" | "2y" | "5" | "6" | "7" | "y" | "gy")
-        && t.len() >= 3
-        && t[1..t.len() - 1].contains(&b'$')
+    crate::model::grammar::crypt_hash(s)
 }
 
 /// A password as the `list:` form (and an untyped `users:` entry) gives it.

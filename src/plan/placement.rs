@@ -1,0 +1,186 @@
+//! Where a drive-named path may land on the target: one rule set for home directories, injected
+//! files and `write_files`. Pure: decides from the path text alone (the writer additionally keeps
+//! every write inside the root and refuses escaping symlinks). Never rewrites a path into a
+//! usable one: a path that is not clean is refused, so what lands in /etc/passwd is what was
+//! checked.
+
+use crate::model::grammar::{self, Esc};
+use crate::state;
+
+/// Longest drive path accepted.
+pub const MAX_PATH: usize = 4096;
+
+/// What the path is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// A user's home directory (created and owned by the user, written into /etc/passwd).
+    Home,
+    /// A file primer writes for the drive (injected files, `write_files`).
+    File,
+}
+
+/// Places nothing of the drive's may go: primer's own state (the pinning record, staged
+/// scripts), the kernel's and udev's pseudo filesystems, and runtime state. `var/run` and
+/// `var/lock` are links to `run` and `run/lock` on current systems.
+const NEVER: &[&str] = &[
+    state::STATE_DIR,
+    "proc",
+    "sys",
+    "dev",
+    "run",
+    "var/run",
+    "var/lock",
+];
+
+/// Trees a home may not lie in: a user owning its home would own part of the system.
+const NOT_HOMES: &[&str] = &["boot", "etc", "usr", "bin", "sbin"];
+/// Directories that may not be a home themselves (their children may be).
+const NOT_HOME_ITSELF: &[&str] = &["var/lib", "var", "home", "tmp", "srv", "opt", "root"];
+
+/// The account files (behind the shadow suite's lock, edited only by primer's account step),
+/// their backups and lock files: never a drive file's destination.
+const ACCOUNT_FILES: &[&str] = &["passwd", "shadow", "group", "gshadow"];
+
+fn inside(rel: &str, dir: &str) -> bool {
+    rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+}
+
+/// The path relative to the root for a drive path used as `what`, or why it is refused
+/// (`"<path>" refused: <why>`, the path escaped for logs).
+pub fn target_path(path: &str, what: Use) -> Result<String, String> {
+    check(path, what).map_err(|why| format!("{} refused: {why}", Esc(path)))
+}
+
+fn check(path: &str, what: Use) -> Result<String, String> {
+    if path.len() > MAX_PATH {
+        return Err(format!("is longer than {MAX_PATH} bytes"));
+    }
+    grammar::line_safe(path).map_err(|e| e.to_string())?;
+    if what == Use::Home {
+        grammar::account_field(path).map_err(|e| e.to_string())?;
+    }
+    if !path.starts_with('/') {
+        return Err("is not an absolute path".into());
+    }
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() {
+        return Err("is the root directory".into());
+    }
+    if path.starts_with("//")
+        || rel.ends_with('/')
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("is not a clean path (empty, '.' or '..' component)".into());
+    }
+    if !crate::apply::fs::is_clean_relative(rel) {
+        return Err("is not a clean path".into());
+    }
+    if let Some(d) = NEVER.iter().find(|d| inside(rel, d)) {
+        return Err(format!("is inside /{d}"));
+    }
+    match what {
+        Use::Home => {
+            let top = rel.split('/').next().unwrap_or(rel);
+            if let Some(d) = NOT_HOMES.iter().find(|d| top == **d) {
+                return Err(format!("is inside /{d}, which no user may own"));
+            }
+            if top.starts_with("lib") {
+                return Err(format!("is inside /{top}, which no user may own"));
+            }
+            if NOT_HOME_ITSELF.contains(&rel) {
+                return Err(format!("is /{rel} itself, which no user may own"));
+            }
+        }
+        Use::File => {
+            if let Some(name) = rel.strip_prefix("etc/") {
+                let base = name
+                    .strip_suffix(".lock")
+                    .or_else(|| name.strip_suffix('-'))
+                    .or_else(|| name.strip_suffix('+'))
+                    .unwrap_or(name);
+                if ACCOUNT_FILES.contains(&base) || name == ".pwd.lock" {
+                    return Err(format!(
+                        "is the account file /etc/{name}, which only primer's account step edits (under the shadow suite's lock)"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(rel.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn homes() {
+        for good in ["/home/x", "/srv/www", "/var/lib/app", "/opt/a/b", "/data"] {
+            assert_eq!(
+                target_path(good, Use::Home).as_deref(),
+                Ok(&good[1..]),
+                "{good}"
+            );
+        }
+        for bad in [
+            "/var/lib/primer",
+            "/var/lib/primer/instance",
+            "/var/lib",
+            "/proc/self",
+            "/../../../tmp/h",
+            "/",
+            "//",
+            "/etc/x",
+            "/etc",
+            "home/x",
+            "",
+            "/usr/local/x",
+            "/lib64/x",
+            "/lib",
+            "/boot/x",
+            "/run/user/1",
+            "/dev/shm/x",
+            "/sys/x",
+            "/home/x/",
+            "/home/./x",
+            "/home//x",
+            "/home/x:y",
+            "/home/x\ny",
+            "/home/a\0b",
+        ] {
+            assert!(target_path(bad, Use::Home).is_err(), "{bad:?} accepted");
+        }
+        let e = target_path("/home/x\nroot::0:0::/:/bin/sh", Use::Home).unwrap_err();
+        assert!(!e.contains('\n') && e.contains("\\n"), "{e}");
+    }
+
+    #[test]
+    fn files() {
+        for good in [
+            "/etc/motd",
+            "/etc/hosts",
+            "/root/.ssh/config",
+            "/etc/shadowsocks",
+        ] {
+            assert!(target_path(good, Use::File).is_ok(), "{good}");
+        }
+        for bad in [
+            "/etc/shadow",
+            "/etc/passwd",
+            "/etc/group",
+            "/etc/gshadow",
+            "/etc/shadow-",
+            "/etc/passwd.lock",
+            "/etc/.pwd.lock",
+            "/var/lib/primer/secret",
+            "/proc/sys/kernel/x",
+            "/",
+            "/etc/../x",
+            "/etc/x\ny",
+        ] {
+            assert!(target_path(bad, Use::File).is_err(), "{bad:?} accepted");
+        }
+    }
+}
