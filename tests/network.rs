@@ -361,6 +361,21 @@ fn model_facts_the_issue_names() {
     assert_eq!(c.links[0].l3.dns.nameservers.len(), 1, "per-network DNS");
     assert_eq!(c.dns.nameservers.len(), 2, "top-level DNS");
     assert_eq!(c.links[0].l3.routes[1].metric, Some(50));
+    // Issue 11 item 4: the backup IPv6 default (no metric on the drive) must not beat the
+    // primary through the kernel's 1024: every default gets an explicit metric per family,
+    // in drive order.
+    let c = case("two-ipv6-defaults");
+    let defaults: Vec<(bool, Option<u32>)> = c
+        .links
+        .iter()
+        .flat_map(|l| l.l3.routes.iter())
+        .filter(|r| r.is_default())
+        .map(|r| (r.to.addr().is_ipv6(), r.metric))
+        .collect();
+    assert_eq!(
+        defaults,
+        [(false, Some(100)), (true, Some(100)), (true, Some(200))]
+    );
 }
 
 // ---- the planner through the real binary ----
