@@ -344,6 +344,49 @@ pub fn normalize(c: &mut NetworkConfig, report: &mut Report, file: &str) {
 
 pub use crate::model::network::XMIT_HASH_POLICIES;
 
+/// Carries the bonding options of one bond entry into `p`: each `(key, option, value)` is the
+/// source's key (for warnings), the kernel option name it stands for (`None`: unknown to
+/// primer) and the value. A known option is typed by [`crate::model::network::BondOptSpec::parse`]
+/// or dropped with a warning naming the field; an unknown one is a warning naming it. Never
+/// silence: every key of a bond reaches the model or the report.
+pub(crate) fn bond_options<'v>(
+    report: &mut Report,
+    file: &str,
+    field: &str,
+    p: &mut crate::model::network::BondParams,
+    entries: impl IntoIterator<Item = (&'v str, Option<String>, &'v serde_json::Value)>,
+) {
+    use crate::model::grammar::Esc;
+    for (key, kernel, v) in entries {
+        let f = if key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+        {
+            format!("{field}.{key}")
+        } else {
+            format!("{field}.{}", Esc(key))
+        };
+        // The kernel's two names of one setting (peer notifications after a failover).
+        let kernel = kernel.map(|k| {
+            if k == "num_unsol_na" {
+                "num_grat_arp".to_string()
+            } else {
+                k
+            }
+        });
+        match kernel
+            .as_deref()
+            .and_then(crate::model::network::bond_option)
+        {
+            Some(spec) => match spec.parse(v, v2::millis) {
+                Ok(val) => p.set_option(spec, val),
+                Err(e) => report.warn(file, &f, format!("{e}; ignored")),
+            },
+            None => report.warn(file, &f, "unknown bond option; ignored"),
+        }
+    }
+}
+
 /// The model boundary every parser ends with (and so every renderer relies on). Checks:
 /// - every string of the model fits the grammar of what it stands for
 ///   ([`NetworkConfig::check_grammar`]: link ids, interface names, MACs, references, bond
