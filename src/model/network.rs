@@ -855,9 +855,12 @@ impl NetworkConfig {
                             (BondValue::Mac(m), BondKind::Mac) => {
                                 check_mac(m).map_err(ValueError::from).map_err(at)?
                             }
-                            (BondValue::Num(_), BondKind::Num(..) | BondKind::Millis)
-                            | (BondValue::Bool(_), BondKind::Bool)
-                            | (BondValue::Ips(_), BondKind::Ips) => {}
+                            (BondValue::Num(n), BondKind::Num(lo, hi)) if (lo..=hi).contains(n) => {
+                            }
+                            (BondValue::Num(n), BondKind::Millis) if *n <= i32::MAX as u32 => {}
+                            (BondValue::Ips(v), BondKind::Ips)
+                                if !v.is_empty() && v.len() <= BOND_ARP_TARGETS_MAX => {}
+                            (BondValue::Bool(_), BondKind::Bool) => {}
                             _ => {
                                 return Err(at(ValueError::NotOneOf(format!(
                                     "the values of {}",
@@ -1035,5 +1038,42 @@ mod tests {
         assert_eq!(c.check_grammar().unwrap_err().0, "links[1].lacp_rate");
         c.dns.search.push("#".into());
         assert_eq!(c.check_grammar().unwrap_err().0, "dns.search[0]");
+    }
+
+    #[test]
+    fn bond_options_are_typed_and_checked() {
+        let spec = bond_option("num_grat_arp").unwrap();
+        let n = |v: serde_json::Value| spec.parse(&v, |_| None);
+        assert_eq!(n(serde_json::json!(3)), Ok(BondValue::Num(3)));
+        assert_eq!(n(serde_json::json!("3")), Ok(BondValue::Num(3)));
+        assert!(n(serde_json::json!(256)).is_err());
+        assert!(n(serde_json::json!("3\nx")).is_err());
+        let sel = bond_option("ad_select").unwrap();
+        assert_eq!(
+            sel.parse(&serde_json::json!(2), |_| None),
+            Ok(BondValue::Word("count"))
+        );
+        assert!(sel.parse(&serde_json::json!("fastest"), |_| None).is_err());
+        // A model built around the parsers: out of range or of the wrong type is refused.
+        let mut p = BondParams::new(BondMode::ActiveBackup);
+        p.set_option(spec, BondValue::Num(1000));
+        let c = NetworkConfig {
+            links: vec![Link::new(
+                "b",
+                LinkKind::Bond {
+                    members: vec![],
+                    params: p.clone(),
+                },
+            )],
+            ..Default::default()
+        };
+        assert_eq!(c.check_grammar().unwrap_err().0, "links[0].num_grat_arp");
+        p.set_option(spec, BondValue::Word("x"));
+        let mut c2 = c.clone();
+        c2.links[0].kind = LinkKind::Bond {
+            members: vec![],
+            params: p,
+        };
+        assert!(c2.check_grammar().is_err());
     }
 }
