@@ -361,6 +361,66 @@ fn model_facts_the_issue_names() {
     assert_eq!(c.links[0].l3.dns.nameservers.len(), 1, "per-network DNS");
     assert_eq!(c.dns.nameservers.len(), 2, "top-level DNS");
     assert_eq!(c.links[0].l3.routes[1].metric, Some(50));
+    // Issue 11 item 4: the backup IPv6 default (no metric on the drive) must not beat the
+    // primary through the kernel's 1024: every default gets an explicit metric per family,
+    // in drive order.
+    // Issue 11 item 3: every bond option reaches the typed model, or a warning names it.
+    let (c, r, _) = load(&repo().join("tests/fixtures/network/bond-options"));
+    let LinkKind::Bond { params, .. } = &c.link("bond0").unwrap().kind else {
+        panic!()
+    };
+    use primer::model::network::BondValue;
+    assert_eq!(params.primary.as_deref(), Some("port-a"));
+    assert_eq!(params.option("updelay"), Some(&BondValue::Num(200)));
+    assert_eq!(params.option("downdelay"), Some(&BondValue::Num(200)));
+    assert_eq!(
+        params.option("ad_select"),
+        Some(&BondValue::Word("bandwidth"))
+    );
+    assert_eq!(params.option("num_grat_arp"), Some(&BondValue::Num(3)));
+    assert_eq!(params.option("use_carrier"), Some(&BondValue::Bool(true)));
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.field.ends_with("bond_flux_capacitor")
+            && w.message.contains("unknown bond option")));
+    let (c, r, _) = load(&repo().join("tests/fixtures/network/bond-arp-options"));
+    let LinkKind::Bond { params, .. } = &c.link("bond1").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        params.option("arp_ip_target"),
+        Some(&BondValue::Ips(vec![
+            "10.20.0.1".parse().unwrap(),
+            "10.20.0.2".parse().unwrap()
+        ]))
+    );
+    assert_eq!(
+        params.option("ad_actor_system"),
+        Some(&BondValue::Mac("02:00:00:00:00:01".into()))
+    );
+    assert_eq!(params.option("updelay"), None, "\"fast\" is no time");
+    assert!(r.warnings.iter().any(|w| w.field.ends_with("bond_updelay")));
+    let names = assign_names(&c, &Default::default());
+    let nd = render(Backend::Netplan, &c, &names, &opts());
+    assert!(
+        nd.warnings
+            .iter()
+            .any(|w| w.contains("ad_actor_system") && w.contains("netplan")),
+        "{nd:?}"
+    );
+    let c = case("two-ipv6-defaults");
+    let defaults: Vec<(bool, Option<u32>)> = c
+        .links
+        .iter()
+        .flat_map(|l| l.l3.routes.iter())
+        .filter(|r| r.is_default())
+        .map(|r| (r.to.addr().is_ipv6(), r.metric))
+        .collect();
+    assert_eq!(
+        defaults,
+        [(false, Some(100)), (true, Some(100)), (true, Some(200))]
+    );
 }
 
 // ---- the planner through the real binary ----

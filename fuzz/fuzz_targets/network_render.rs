@@ -11,11 +11,30 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use primer::model::network::{
-    check_ifname, BondMode, BondParams, Ipv6Auto, Link, LinkKind, NetworkConfig, Route,
+    check_ifname, BondKind, BondMode, BondOpt, BondParams, BondValue, BOND_OPTIONS, Ipv6Auto, Link, LinkKind, NetworkConfig, Route,
 };
 use primer::net::naming::assign_names;
 use primer::net::render::{check_lines, try_render, RenderOptions};
 use primer::net::Backend;
+
+/// Up to three bonding options with values of any type (a MAC from [`text`]: the renderers
+/// must refuse one that is not a word).
+fn bond_options(u: &mut Unstructured) -> Result<Vec<BondOpt>> {
+    let mut v = Vec::new();
+    for _ in 0..u.int_in_range(0..=3)? {
+        let spec = u.choose(BOND_OPTIONS)?;
+        let value = match (u.int_in_range(0..=4)?, spec.kind) {
+            (0, BondKind::Enum(ws)) => BondValue::Word(u.choose(ws)?),
+            (0, _) => BondValue::Word("x y"),
+            (1, _) => BondValue::Num(u.arbitrary()?),
+            (2, _) => BondValue::Bool(u.arbitrary()?),
+            (3, _) => BondValue::Ips(vec![u32::from(u.arbitrary::<u32>()?).into()]),
+            _ => BondValue::Mac(text(u)?),
+        };
+        v.push(BondOpt { spec, value });
+    }
+    Ok(v)
+}
 
 /// A short string: mostly from a small alphabet that makes valid and near-valid values, now
 /// and then any character (controls, separators, quotes).
@@ -62,6 +81,7 @@ fn model(u: &mut Unstructured) -> Result<NetworkConfig> {
                     xmit_hash_policy: u.arbitrary::<bool>()?.then(|| text(u)).transpose()?,
                     lacp_rate: u.arbitrary::<bool>()?.then(|| text(u)).transpose()?,
                     primary: u.arbitrary::<bool>()?.then(|| id(u, &ids)).transpose()?,
+                    options: bond_options(u)?,
                 },
             },
             2 => LinkKind::Vlan {

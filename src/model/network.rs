@@ -172,6 +172,9 @@ pub struct BondParams {
     pub lacp_rate: Option<String>,
     /// Preferred member id (active-backup).
     pub primary: Option<String>,
+    /// Every other option of the kernel's bonding driver the source gives, typed and checked
+    /// against [`BOND_OPTIONS`], in the key order of the source's mapping, one per option.
+    pub options: Vec<BondOpt>,
 }
 
 impl BondParams {
@@ -182,6 +185,374 @@ impl BondParams {
             xmit_hash_policy: None,
             lacp_rate: None,
             primary: None,
+            options: Vec::new(),
+        }
+    }
+    /// The value of a kernel option (`updelay`...), if given.
+    pub fn option(&self, kernel: &str) -> Option<&BondValue> {
+        self.options
+            .iter()
+            .find(|o| o.spec.kernel == kernel)
+            .map(|o| &o.value)
+    }
+    /// Sets an option, replacing an earlier value of the same option.
+    pub fn set_option(&mut self, spec: &'static BondOptSpec, value: BondValue) {
+        self.options.retain(|o| o.spec.kernel != spec.kernel);
+        self.options.push(BondOpt { spec, value });
+    }
+}
+
+/// One bonding driver option with its typed value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BondOpt {
+    #[serde(serialize_with = "ser_spec")]
+    pub spec: &'static BondOptSpec,
+    pub value: BondValue,
+}
+
+fn ser_spec<S: serde::Serializer>(s: &&'static BondOptSpec, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.kernel)
+}
+
+/// A typed bond option value: never a drive string, so nothing of it needs escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum BondValue {
+    /// A count, or a time in milliseconds ([`BondKind::Millis`]).
+    Num(u32),
+    /// One keyword of the option's closed set (the kernel's name).
+    Word(&'static str),
+    Bool(bool),
+    /// IPv4 ARP targets (at most [`BOND_ARP_TARGETS_MAX`], the kernel's limit).
+    Ips(Vec<std::net::Ipv4Addr>),
+    /// A MAC address in the model's form.
+    Mac(String),
+}
+
+/// The kernel's limit of ARP targets per bond.
+pub const BOND_ARP_TARGETS_MAX: usize = 16;
+
+/// What values a bonding option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BondKind {
+    /// A number in `min..=max`.
+    Num(u32, u32),
+    /// Milliseconds (`0..=i32::MAX`).
+    Millis,
+    /// The kernel's keywords; a number picks by index, as sysfs accepts.
+    Enum(&'static [&'static str]),
+    /// `0`/`1` in sysfs.
+    Bool,
+    Ips,
+    Mac,
+}
+
+/// One option of the kernel bonding driver (Documentation/networking/bonding.rst) and how each
+/// backend spells it (`None`: the backend cannot express it, which is warned, naming the
+/// option and the backend). ifupdown's `bond-*` name is the kernel's with `-` for `_`
+/// (ifenslave writes it to sysfs), unless `eni` is false.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BondOptSpec {
+    pub kernel: &'static str,
+    pub kind: BondKind,
+    pub networkd: Option<&'static str>,
+    pub netplan: Option<&'static str>,
+    /// NetworkManager's `[bond]` takes the kernel names.
+    pub nm: bool,
+    /// Debian's ifenslave knows the option.
+    pub eni: bool,
+}
+
+const MS: BondKind = BondKind::Millis;
+const fn o(
+    kernel: &'static str,
+    kind: BondKind,
+    networkd: Option<&'static str>,
+    netplan: Option<&'static str>,
+    nm: bool,
+    eni: bool,
+) -> BondOptSpec {
+    BondOptSpec {
+        kernel,
+        kind,
+        networkd,
+        netplan,
+        nm,
+        eni,
+    }
+}
+
+/// The bonding options besides `mode`, `miimon`, `xmit_hash_policy`, `lacp_rate` and
+/// `primary` (typed fields of [`BondParams`]).
+pub static BOND_OPTIONS: &[BondOptSpec] = &[
+    o(
+        "updelay",
+        MS,
+        Some("UpDelaySec"),
+        Some("up-delay"),
+        true,
+        true,
+    ),
+    o(
+        "downdelay",
+        MS,
+        Some("DownDelaySec"),
+        Some("down-delay"),
+        true,
+        true,
+    ),
+    o(
+        "ad_select",
+        BondKind::Enum(&["stable", "bandwidth", "count"]),
+        Some("AdSelect"),
+        Some("ad-select"),
+        true,
+        true,
+    ),
+    o(
+        "ad_actor_sys_prio",
+        BondKind::Num(1, 65535),
+        Some("AdActorSystemPriority"),
+        None,
+        true,
+        true,
+    ),
+    o(
+        "ad_user_port_key",
+        BondKind::Num(0, 1023),
+        Some("AdUserPortKey"),
+        None,
+        true,
+        true,
+    ),
+    o(
+        "ad_actor_system",
+        BondKind::Mac,
+        Some("AdActorSystem"),
+        None,
+        true,
+        true,
+    ),
+    o(
+        "arp_interval",
+        MS,
+        Some("ARPIntervalSec"),
+        Some("arp-interval"),
+        true,
+        true,
+    ),
+    o(
+        "arp_ip_target",
+        BondKind::Ips,
+        Some("ARPIPTargets"),
+        Some("arp-ip-targets"),
+        true,
+        true,
+    ),
+    o(
+        "arp_validate",
+        BondKind::Enum(&[
+            "none",
+            "active",
+            "backup",
+            "all",
+            "filter",
+            "filter_active",
+            "filter_backup",
+        ]),
+        Some("ARPValidate"),
+        Some("arp-validate"),
+        true,
+        true,
+    ),
+    o(
+        "arp_all_targets",
+        BondKind::Enum(&["any", "all"]),
+        Some("ARPAllTargets"),
+        Some("arp-all-targets"),
+        true,
+        true,
+    ),
+    o(
+        "fail_over_mac",
+        BondKind::Enum(&["none", "active", "follow"]),
+        Some("FailOverMACPolicy"),
+        Some("fail-over-mac-policy"),
+        true,
+        true,
+    ),
+    // `num_unsol_na` is the kernel's other name of this one setting; parsers map it here.
+    o(
+        "num_grat_arp",
+        BondKind::Num(0, 255),
+        Some("GratuitousARP"),
+        Some("gratuitous-arp"),
+        true,
+        true,
+    ),
+    o(
+        "primary_reselect",
+        BondKind::Enum(&["always", "better", "failure"]),
+        Some("PrimaryReselectPolicy"),
+        Some("primary-reselect-policy"),
+        true,
+        true,
+    ),
+    o("use_carrier", BondKind::Bool, None, None, true, true),
+    o(
+        "min_links",
+        BondKind::Num(0, 65535),
+        Some("MinLinks"),
+        Some("min-links"),
+        true,
+        true,
+    ),
+    o(
+        "resend_igmp",
+        BondKind::Num(0, 255),
+        Some("ResendIGMP"),
+        Some("resend-igmp"),
+        true,
+        true,
+    ),
+    o(
+        "lp_interval",
+        BondKind::Num(1, 0x7fff_ffff),
+        Some("LearnPacketIntervalSec"),
+        Some("learn-packet-interval"),
+        true,
+        true,
+    ),
+    o(
+        "packets_per_slave",
+        BondKind::Num(0, 65535),
+        Some("PacketsPerSlave"),
+        Some("packets-per-member"),
+        true,
+        true,
+    ),
+    o(
+        "all_slaves_active",
+        BondKind::Bool,
+        Some("AllSlavesActive"),
+        Some("all-members-active"),
+        true,
+        true,
+    ),
+    o(
+        "tlb_dynamic_lb",
+        BondKind::Bool,
+        Some("DynamicTransmitLoadBalancing"),
+        None,
+        true,
+        true,
+    ),
+    o(
+        "peer_notif_delay",
+        MS,
+        Some("PeerNotifyDelaySec"),
+        None,
+        true,
+        false,
+    ),
+];
+
+/// The spec of a kernel option name.
+pub fn bond_option(kernel: &str) -> Option<&'static BondOptSpec> {
+    BOND_OPTIONS.iter().find(|s| s.kernel == kernel)
+}
+
+impl BondOptSpec {
+    /// Parses a source's value: numbers as numbers (or numeric strings), keywords
+    /// case-insensitively (or the kernel's index), booleans as `0`/`1`/`true`/`false`/`yes`/
+    /// `no`/`on`/`off`, IPv4 targets as a list or a string split on `,` and white space, a MAC
+    /// in any form [`normalize_mac`] takes. `millis` converts a time with units. An error says
+    /// what was expected (the caller names the field).
+    pub fn parse(
+        &'static self,
+        v: &serde_json::Value,
+        millis: impl Fn(&serde_json::Value) -> Option<u32>,
+    ) -> Result<BondValue, String> {
+        use serde_json::Value;
+        let text = match v {
+            Value::String(s) => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_string()),
+            _ => None,
+        };
+        let num = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<u64>().ok());
+        match self.kind {
+            BondKind::Num(lo, hi) => match num(&text) {
+                Some(n) if n >= u64::from(lo) && n <= u64::from(hi) => Ok(BondValue::Num(n as u32)),
+                _ => Err(format!("not a number in {lo}-{hi}")),
+            },
+            BondKind::Millis => match millis(v) {
+                Some(n) if n <= i32::MAX as u32 => Ok(BondValue::Num(n)),
+                _ => Err("not a time in milliseconds".into()),
+            },
+            BondKind::Enum(words) => {
+                let t = text.unwrap_or_default().to_ascii_lowercase();
+                if let Ok(i) = t.parse::<usize>() {
+                    if let Some(w) = words.get(i) {
+                        return Ok(BondValue::Word(w));
+                    }
+                }
+                words
+                    .iter()
+                    .find(|w| **w == t)
+                    .map(|w| BondValue::Word(w))
+                    .ok_or_else(|| format!("not one of {}", words.join(", ")))
+            }
+            BondKind::Bool => match text.unwrap_or_default().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(BondValue::Bool(true)),
+                "0" | "false" | "no" | "off" => Ok(BondValue::Bool(false)),
+                _ => Err("not a boolean (0 or 1)".into()),
+            },
+            BondKind::Ips => {
+                let parts: Vec<String> = match v {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().map(str::to_string).unwrap_or_default())
+                        .collect(),
+                    _ => text
+                        .unwrap_or_default()
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                };
+                if parts.is_empty() || parts.len() > BOND_ARP_TARGETS_MAX {
+                    return Err(format!("not 1 to {BOND_ARP_TARGETS_MAX} IPv4 addresses"));
+                }
+                parts
+                    .iter()
+                    .map(|p| p.trim().parse::<std::net::Ipv4Addr>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(BondValue::Ips)
+                    .map_err(|_| "not a list of IPv4 addresses".into())
+            }
+            BondKind::Mac => text
+                .as_deref()
+                .and_then(normalize_mac)
+                .map(BondValue::Mac)
+                .ok_or_else(|| "not a MAC address".into()),
+        }
+    }
+}
+
+impl BondValue {
+    /// The value as sysfs, NetworkManager and ifenslave take it (`sep` between ARP targets).
+    pub fn kernel(&self, sep: &str) -> String {
+        match self {
+            BondValue::Num(n) => n.to_string(),
+            BondValue::Word(w) => (*w).to_string(),
+            BondValue::Bool(b) => u8::from(*b).to_string(),
+            BondValue::Ips(v) => v
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(sep),
+            BondValue::Mac(m) => m.clone(),
         }
     }
 }
@@ -475,6 +846,29 @@ impl NetworkConfig {
                     if let Some(x) = &params.primary {
                         check_link_id(x).map_err(at(format!("{f}.primary")))?;
                     }
+                    for o in &params.options {
+                        let at = at(format!("{f}.{}", o.spec.kernel));
+                        match (&o.value, o.spec.kind) {
+                            (BondValue::Word(w), BondKind::Enum(ws)) => {
+                                check_choice(w, ws).map_err(at)?
+                            }
+                            (BondValue::Mac(m), BondKind::Mac) => {
+                                check_mac(m).map_err(ValueError::from).map_err(at)?
+                            }
+                            (BondValue::Num(n), BondKind::Num(lo, hi)) if (lo..=hi).contains(n) => {
+                            }
+                            (BondValue::Num(n), BondKind::Millis) if *n <= i32::MAX as u32 => {}
+                            (BondValue::Ips(v), BondKind::Ips)
+                                if !v.is_empty() && v.len() <= BOND_ARP_TARGETS_MAX => {}
+                            (BondValue::Bool(_), BondKind::Bool) => {}
+                            _ => {
+                                return Err(at(ValueError::NotOneOf(format!(
+                                    "the values of {}",
+                                    o.spec.kernel
+                                ))))
+                            }
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -644,5 +1038,42 @@ mod tests {
         assert_eq!(c.check_grammar().unwrap_err().0, "links[1].lacp_rate");
         c.dns.search.push("#".into());
         assert_eq!(c.check_grammar().unwrap_err().0, "dns.search[0]");
+    }
+
+    #[test]
+    fn bond_options_are_typed_and_checked() {
+        let spec = bond_option("num_grat_arp").unwrap();
+        let n = |v: serde_json::Value| spec.parse(&v, |_| None);
+        assert_eq!(n(serde_json::json!(3)), Ok(BondValue::Num(3)));
+        assert_eq!(n(serde_json::json!("3")), Ok(BondValue::Num(3)));
+        assert!(n(serde_json::json!(256)).is_err());
+        assert!(n(serde_json::json!("3\nx")).is_err());
+        let sel = bond_option("ad_select").unwrap();
+        assert_eq!(
+            sel.parse(&serde_json::json!(2), |_| None),
+            Ok(BondValue::Word("count"))
+        );
+        assert!(sel.parse(&serde_json::json!("fastest"), |_| None).is_err());
+        // A model built around the parsers: out of range or of the wrong type is refused.
+        let mut p = BondParams::new(BondMode::ActiveBackup);
+        p.set_option(spec, BondValue::Num(1000));
+        let c = NetworkConfig {
+            links: vec![Link::new(
+                "b",
+                LinkKind::Bond {
+                    members: vec![],
+                    params: p.clone(),
+                },
+            )],
+            ..Default::default()
+        };
+        assert_eq!(c.check_grammar().unwrap_err().0, "links[0].num_grat_arp");
+        p.set_option(spec, BondValue::Word("x"));
+        let mut c2 = c.clone();
+        c2.links[0].kind = LinkKind::Bond {
+            members: vec![],
+            params: p,
+        };
+        assert!(c2.check_grammar().is_err());
     }
 }

@@ -290,40 +290,102 @@ pub fn route_destination(network: &str, netmask: Option<&str>) -> Result<IpNet, 
     Ok(net.trunc())
 }
 
-/// Makes a parsed config renderable everywhere: default routes of one family that share a
-/// metric (the kernel keeps only one; netplan refuses them) keep their order, the first as
-/// given, each later one with the next free metric of 100, 200, ... (warned, naming the link).
+/// Makes a parsed config renderable everywhere: every default route gets an explicit metric
+/// per family, so the drive's order decides which one wins in every backend. Without one the
+/// kernel gives an IPv6 default 1024 (and an IPv4 one 0), so a backup route given a metric
+/// here would beat, or lose to, the primary by accident of family. A metric the drive gives
+/// is kept; a default route without one, or with one an earlier default of its family already
+/// uses (the kernel keeps only one; netplan refuses them; warned, naming the link), gets the
+/// next free of 100, 200, ... in drive order.
 pub fn normalize(c: &mut NetworkConfig, report: &mut Report, file: &str) {
     for v6 in [false, true] {
-        let mut used: Vec<Option<u32>> = Vec::new();
+        let is_it =
+            |r: &crate::model::network::Route| r.is_default() && r.to.addr().is_ipv6() == v6;
+        // Explicit metrics are reserved first, so an implicit one never takes a later route's.
+        let explicit: Vec<u32> = c
+            .links
+            .iter()
+            .flat_map(|l| l.l3.routes.iter())
+            .filter(|r| is_it(r))
+            .filter_map(|r| r.metric)
+            .collect();
+        let mut used: Vec<u32> = Vec::new();
+        let mut next = 100u32;
         for l in &mut c.links {
             for r in l.l3.routes.iter_mut() {
-                if !r.is_default() || r.to.addr().is_ipv6() != v6 {
+                if !is_it(r) {
                     continue;
                 }
-                if used.contains(&r.metric) {
-                    let mut m = 100;
-                    while used.contains(&Some(m)) {
-                        m += 100;
+                let dup = r.metric.is_some_and(|m| used.contains(&m));
+                if r.metric.is_none() || dup {
+                    while used.contains(&next) || explicit.contains(&next) {
+                        next = next.saturating_add(100);
                     }
-                    report.warn(
-                        file,
-                        &format!("links (id {}).routes", l.id),
-                        format!(
-                            "a second IPv{} default route (via {}) with the same metric; given metric {m} so both can exist",
-                            if v6 { 6 } else { 4 },
-                            r.via.map(|v| v.to_string()).unwrap_or_else(|| "on-link".into())
-                        ),
-                    );
-                    r.metric = Some(m);
+                    if dup {
+                        report.warn(
+                            file,
+                            &format!("links (id {}).routes", l.id),
+                            format!(
+                                "a second IPv{} default route (via {}) with the same metric; given metric {next} so both can exist",
+                                if v6 { 6 } else { 4 },
+                                r.via.map(|v| v.to_string()).unwrap_or_else(|| "on-link".into())
+                            ),
+                        );
+                    }
+                    r.metric = Some(next);
                 }
-                used.push(r.metric);
+                if let Some(m) = r.metric {
+                    used.push(m);
+                }
             }
         }
     }
 }
 
 pub use crate::model::network::XMIT_HASH_POLICIES;
+
+/// Carries the bonding options of one bond entry into `p`: each `(key, option, value)` is the
+/// source's key (for warnings), the kernel option name it stands for (`None`: unknown to
+/// primer) and the value. A known option is typed by [`crate::model::network::BondOptSpec::parse`]
+/// or dropped with a warning naming the field; an unknown one is a warning naming it. Never
+/// silence: every key of a bond reaches the model or the report.
+pub(crate) fn bond_options<'v>(
+    report: &mut Report,
+    file: &str,
+    field: &str,
+    p: &mut crate::model::network::BondParams,
+    entries: impl IntoIterator<Item = (&'v str, Option<String>, &'v serde_json::Value)>,
+) {
+    use crate::model::grammar::Esc;
+    for (key, kernel, v) in entries {
+        let f = if key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+        {
+            format!("{field}.{key}")
+        } else {
+            format!("{field}.{}", Esc(key))
+        };
+        // The kernel's two names of one setting (peer notifications after a failover).
+        let kernel = kernel.map(|k| {
+            if k == "num_unsol_na" {
+                "num_grat_arp".to_string()
+            } else {
+                k
+            }
+        });
+        match kernel
+            .as_deref()
+            .and_then(crate::model::network::bond_option)
+        {
+            Some(spec) => match spec.parse(v, v2::millis) {
+                Ok(val) => p.set_option(spec, val),
+                Err(e) => report.warn(file, &f, format!("{e}; ignored")),
+            },
+            None => report.warn(file, &f, "unknown bond option; ignored"),
+        }
+    }
+}
 
 /// The model boundary every parser ends with (and so every renderer relies on). Checks:
 /// - every string of the model fits the grammar of what it stands for

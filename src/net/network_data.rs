@@ -244,6 +244,38 @@ impl Parser<'_> {
                 params.lacp_rate = self
                     .text(o, &field, "bond_lacp_rate")
                     .and_then(|x| self.lacp_rate(&field, &x));
+                if let Some(x) = self.text(o, &field, "bond_primary") {
+                    params.primary = match check_link_id(&x) {
+                        Ok(()) => Some(x),
+                        Err(e) => {
+                            self.warn(
+                                &format!("{field}.bond_primary"),
+                                format!("{}; ignored", refused(&x, e)),
+                            );
+                            None
+                        }
+                    };
+                }
+                // Every other `bond_*` key nova and Ironic emit, by its kernel name, or a
+                // warning naming it.
+                let typed = [
+                    "bond_mode",
+                    "bond_links",
+                    "bond_miimon",
+                    "bond_xmit_hash_policy",
+                    "bond_lacp_rate",
+                    "bond_primary",
+                ];
+                let rest: Vec<(&str, Option<String>, &Value)> = o
+                    .iter()
+                    .filter(|(k, v)| !typed.contains(&k.as_str()) && !v.is_null())
+                    .filter_map(|(k, v)| {
+                        let opt = k.strip_prefix("bond_")?;
+                        Some((k.as_str(), Some(opt.to_string()), v))
+                    })
+                    .collect();
+                let file = self.file;
+                super::bond_options(&mut self.report, file, &field, &mut params, rest);
                 let members = self.id_list(o, &field, "bond_links");
                 if members.is_empty() {
                     self.warn(&format!("{field}.bond_links"), "bond without members");

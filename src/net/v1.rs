@@ -212,6 +212,37 @@ impl Conv<'_> {
                     .as_ref()
                     .and_then(scalar)
                     .and_then(|x| self.link_ref(&format!("{field}.params.bond-primary"), x));
+                // Every other `bond-*`/`bond_*` key (inside `params` or beside it) by its
+                // kernel name, or a warning naming it.
+                let typed = [
+                    "mode",
+                    "miimon",
+                    "xmit_hash_policy",
+                    "lacp_rate",
+                    "primary",
+                    "interfaces",
+                    "slaves",
+                    "master",
+                ];
+                let rest: Vec<(&str, Option<String>, &Value)> = params
+                    .iter()
+                    .chain(o.iter())
+                    .filter_map(|(k, v)| {
+                        let opt = k
+                            .strip_prefix("bond-")
+                            .or_else(|| k.strip_prefix("bond_"))?;
+                        let kernel = opt.replace('-', "_");
+                        (!typed.contains(&kernel.as_str())).then_some((k.as_str(), Some(kernel), v))
+                    })
+                    .collect();
+                let file = self.file;
+                super::bond_options(
+                    &mut self.report,
+                    file,
+                    &format!("{field}.params"),
+                    &mut p,
+                    rest,
+                );
                 LinkKind::Bond { members, params: p }
             }
             "vlan" => {
@@ -604,6 +635,40 @@ config:
         assert!(
             e.message.contains("bond0") && e.message.contains("ethX"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn v1_bond_params_are_typed_or_warned() {
+        use crate::model::network::BondValue;
+        let y = "version: 1\nconfig:\n  - {type: physical, name: eth0, mac_address: \"52:54:00:00:00:01\"}\n  - {type: bond, name: bond0, bond_interfaces: [eth0], params: {bond-mode: 1, bond-updelay: 100, bond_downdelay: 100, bond-arp-ip-target: \"192.0.2.1 192.0.2.2\", bond-num-unsol-na: 2, bond-min-links: \"x\", bond-hyperdrive: 1}}\n";
+        let (c, r) = parse_v1(y.as_bytes(), "nc").unwrap();
+        let LinkKind::Bond { params, .. } = &c.link("bond0").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(params.option("updelay"), Some(&BondValue::Num(100)));
+        assert_eq!(params.option("downdelay"), Some(&BondValue::Num(100)));
+        assert_eq!(
+            params.option("num_grat_arp"),
+            Some(&BondValue::Num(2)),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(params.option("min_links"), None);
+        match params.option("arp_ip_target") {
+            Some(BondValue::Ips(v)) => assert_eq!(v.len(), 2),
+            o => panic!("{o:?}"),
+        }
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.contains("bond-min-links") && w.contains("not a number")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("bond-hyperdrive") && w.contains("unknown bond option")),
+            "{w:?}"
         );
     }
 }

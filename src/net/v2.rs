@@ -113,6 +113,40 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                 .get("primary")
                 .and_then(scalar)
                 .and_then(|x| c.link_ref(&format!("{field}.parameters.primary"), x));
+            // Every other parameter by its netplan name (and the names netplan had before
+            // 0.105), or a warning naming it.
+            let rest: Vec<(&str, Option<String>, &Value)> = params
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "mode"
+                            | "mii-monitor-interval"
+                            | "transmit-hash-policy"
+                            | "lacp-rate"
+                            | "primary"
+                    )
+                })
+                .map(|(k, v)| {
+                    let k2 = match k.as_str() {
+                        "all-slaves-active" => "all-members-active",
+                        "packets-per-slave" => "packets-per-member",
+                        k => k,
+                    };
+                    let kernel = crate::model::network::BOND_OPTIONS
+                        .iter()
+                        .find(|s| s.netplan == Some(k2))
+                        .map(|s| s.kernel.to_string());
+                    (k.as_str(), kernel, v)
+                })
+                .collect();
+            super::bond_options(
+                &mut c.report,
+                c.file,
+                &format!("{field}.parameters"),
+                &mut p,
+                rest,
+            );
             LinkKind::Bond {
                 members: c.names(&field, o, "interfaces"),
                 params: p,
@@ -215,7 +249,7 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
 }
 
 /// Milliseconds from `100`, `"100"`, `"100ms"` or `"1s"`.
-fn millis(v: &Value) -> Option<u32> {
+pub(crate) fn millis(v: &Value) -> Option<u32> {
     if let Some(n) = number(v) {
         return u32::try_from(n).ok();
     }
@@ -382,5 +416,37 @@ network:
             LinkKind::Bond { params, .. } => assert_eq!(params.miimon, Some(100)),
             k => panic!("{k:?}"),
         }
+    }
+
+    #[test]
+    fn v2_bond_parameters_are_typed_or_warned() {
+        use crate::model::network::BondValue;
+        let y = "version: 2\nethernets:\n  a: {match: {macaddress: \"52:54:00:00:00:01\"}}\nbonds:\n  bond0:\n    interfaces: [a]\n    parameters: {mode: active-backup, up-delay: 2s, down-delay: 300, all-slaves-active: true, arp-ip-targets: [192.0.2.1], fail-over-mac-policy: bogus, warp-drive: 9}\n";
+        let (c, r) = parse_v2(y.as_bytes(), "nc").unwrap();
+        let LinkKind::Bond { params, .. } = &c.link("bond0").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(params.option("updelay"), Some(&BondValue::Num(2000)));
+        assert_eq!(params.option("downdelay"), Some(&BondValue::Num(300)));
+        assert_eq!(
+            params.option("all_slaves_active"),
+            Some(&BondValue::Bool(true))
+        );
+        assert_eq!(
+            params.option("arp_ip_target"),
+            Some(&BondValue::Ips(vec!["192.0.2.1".parse().unwrap()]))
+        );
+        assert_eq!(params.option("fail_over_mac"), None);
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.contains("fail-over-mac-policy") && w.contains("not one of")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("warp-drive") && w.contains("unknown bond option")),
+            "{w:?}"
+        );
     }
 }

@@ -6,8 +6,8 @@
 
 use std::fmt::Write;
 
+use super::{bond_option_warning, bond_value, Check, RenderError, RenderedFile, HEADER};
 use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
-use super::{Check, RenderError, RenderedFile, HEADER};
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig, Route};
 use crate::net::naming::Names;
 
@@ -99,6 +99,16 @@ pub fn render_eni(
                 if let Some(x) = &params.lacp_rate {
                     let x = ck.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(common, "    bond-lacp-rate {x}");
+                }
+                // ifenslave writes each `bond-<option>` to the bond's sysfs file of that name.
+                for o in &params.options {
+                    if !o.spec.eni {
+                        out.warnings
+                            .push(bond_option_warning(l, o.spec.kernel, "ifupdown"));
+                        continue;
+                    }
+                    let v = bond_value(&ck, i, o, " ")?;
+                    let _ = writeln!(common, "    bond-{} {v}", o.spec.kernel.replace('_', "-"));
                 }
                 if let Some(p) = params.primary.as_deref() {
                     if let Some(p) = name_of(i, p)? {

@@ -211,7 +211,14 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
                         let args = args.strip_suffix(" || true").unwrap_or(args);
                         (args.starts_with("ip ") || args.starts_with("sysctl ")) && words(args)
                     }
-                    _ => ENI_OPTIONS.contains(&k) && words(args),
+                    _ => {
+                        (ENI_OPTIONS.contains(&k)
+                            || k.strip_prefix("bond-").is_some_and(|o| {
+                                crate::model::network::bond_option(&o.replace('-', "_"))
+                                    .is_some_and(|s| s.eni)
+                            }))
+                            && words(args)
+                    }
                 }
             } else {
                 let w: Vec<&str> = line.split(' ').collect();
@@ -252,6 +259,30 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
                         || is_key(v, &['-', '.', '_'])
                 })
         }
+    }
+}
+
+/// A warning for a bond option `backend` cannot express (left out of its files).
+pub(crate) fn bond_option_warning(l: &Link, kernel: &str, backend: &str) -> String {
+    format!(
+        "bond {:?}: option {kernel} cannot be expressed in {backend}; left out",
+        l.id
+    )
+}
+
+/// A bond option's value as one word of a rendered file: keywords and MACs through
+/// [`Check::token`] once more, numbers, booleans and addresses as typed.
+pub(crate) fn bond_value(
+    ck: &Check<'_>,
+    i: usize,
+    o: &crate::model::network::BondOpt,
+    sep: &str,
+) -> Result<String, RenderError> {
+    use crate::model::network::BondValue;
+    match &o.value {
+        BondValue::Word(w) => ck.token(&lf(i, o.spec.kernel), w).map(str::to_string),
+        BondValue::Mac(m) => ck.token(&lf(i, o.spec.kernel), m).map(str::to_string),
+        v => Ok(v.kernel(sep)),
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::fmt::Write;
 
+use super::{bond_option_warning, bond_value, Check, RenderError, Rendered, RenderedFile, HEADER};
 use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
-use super::{Check, RenderError, Rendered, RenderedFile, HEADER};
-use crate::model::network::{Ipv6Auto, Link, LinkKind, NetworkConfig};
+use crate::model::network::{BondValue, Ipv6Auto, Link, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
 
 pub const PATH: &str = "etc/netplan/50-primer.yaml";
@@ -128,6 +128,26 @@ pub fn render_netplan(
                 }
                 if let Some(p) = params.primary.as_deref().and_then(|p| c.link(p)) {
                     let _ = writeln!(s, "        primary: {}", q(&key(c, names, p)));
+                }
+                for o in &params.options {
+                    let Some(k) = o.spec.netplan else {
+                        out.warnings
+                            .push(bond_option_warning(l, o.spec.kernel, "netplan"));
+                        continue;
+                    };
+                    let v = match &o.value {
+                        BondValue::Word(_) | BondValue::Mac(_) => q(&bond_value(&ck, i, o, "")?),
+                        BondValue::Bool(b) => b.to_string(),
+                        BondValue::Num(n) => n.to_string(),
+                        BondValue::Ips(a) => format!(
+                            "[{}]",
+                            a.iter()
+                                .map(|x| q(&x.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    let _ = writeln!(s, "        {k}: {v}");
                 }
                 1
             }

@@ -6,11 +6,11 @@
 
 use std::fmt::Write;
 
+use super::{bond_option_warning, bond_value, Check, RenderError, RenderedFile, HEADER};
 use super::{
     file_ids, is_member, lf, link_dns, member_l3_warning, needs_onlink, ordered, Rendered,
 };
-use super::{Check, RenderError, RenderedFile, HEADER};
-use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
+use crate::model::network::{BondKind, BondValue, Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
 
 const DIR: &str = "etc/systemd/network";
@@ -65,6 +65,22 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
                 if let Some(x) = &params.lacp_rate {
                     let x = nd.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(netdev, "LACPTransmitRate={x}");
+                }
+                for o in &params.options {
+                    let Some(key) = o.spec.networkd else {
+                        out.warnings.push(bond_option_warning(
+                            l,
+                            o.spec.kernel,
+                            "systemd-networkd",
+                        ));
+                        continue;
+                    };
+                    let v = match (&o.value, o.spec.kind) {
+                        (BondValue::Num(n), BondKind::Millis) => format!("{n}ms"),
+                        (BondValue::Bool(b), _) => yes(*b).to_string(),
+                        _ => bond_value(&nd, i, o, " ")?,
+                    };
+                    let _ = writeln!(netdev, "{key}={v}");
                 }
             }
             LinkKind::Vlan { vlan_id, .. } => {

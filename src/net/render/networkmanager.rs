@@ -8,8 +8,8 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::{
-    file_ids, lf, link_dns, member_l3_warning, needs_onlink, ordered, stable_uuid, Check,
-    RenderError, Rendered, RenderedFile, HEADER,
+    bond_option_warning, bond_value, file_ids, lf, link_dns, member_l3_warning, needs_onlink,
+    ordered, stable_uuid, Check, RenderError, Rendered, RenderedFile, HEADER,
 };
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
@@ -106,6 +106,16 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
                 if let Some(x) = &params.lacp_rate {
                     let x = ck.token(&lf(i, "lacp_rate"), x)?;
                     let _ = writeln!(s, "lacp_rate={x}");
+                }
+                // NetworkManager takes every bonding option by its kernel name.
+                for o in &params.options {
+                    if !o.spec.nm {
+                        out.warnings
+                            .push(bond_option_warning(l, o.spec.kernel, "NetworkManager"));
+                        continue;
+                    }
+                    let v = bond_value(&ck, i, o, ",")?;
+                    let _ = writeln!(s, "{}={v}", o.spec.kernel);
                 }
                 // The primary member's interface name; a member without a known name (matched
                 // by MAC) cannot be named here, and its id is no interface name.
