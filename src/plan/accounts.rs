@@ -999,8 +999,17 @@ impl Planner<'_> {
             ));
             return false;
         };
+        // A password field holding a control character is a broken line, not a password: it is
+        // never carried into a changed or new line (found by fuzz/accounts).
+        let broken = |f: &str| f.chars().any(crate::model::grammar::is_line_breaking);
         if let Some(si) = sh.find(name) {
             let current = sh.field(si, 1).unwrap_or("").to_string();
+            if broken(&current) {
+                self.out.warnings.push(format!(
+                    "password of {name:?} left unchanged: its /etc/shadow line holds a control character"
+                ));
+                return false;
+            }
             let new = op.apply(&current);
             if new == current {
                 return false;
@@ -1008,6 +1017,12 @@ impl Planner<'_> {
             sh.set_field(si, 1, &new);
         } else {
             let in_passwd = self.passwd.field(pi, 1).unwrap_or("").to_string();
+            if broken(&in_passwd) {
+                self.out.warnings.push(format!(
+                    "password of {name:?} left unchanged: its /etc/passwd line holds a control character"
+                ));
+                return false;
+            }
             // `x` means "see shadow": with no shadow line there is no usable password.
             let current = if in_passwd == "x" {
                 ""
@@ -1774,6 +1789,39 @@ debian:!::\n";
         assert_eq!(
             e.shadow.as_deref(),
             Some("legacy:!$1$x$y:20000:0:99999:7:::\nnoline:!:20000:0:99999:7:::\n")
+        );
+    }
+
+    #[test]
+    fn a_password_field_with_a_control_character_is_never_carried_into_shadow() {
+        let f = AccountFiles {
+            passwd: "cr:ab\rc:1000:1000::/home/cr:/bin/sh\nsh:x:1001:1001::/:/bin/sh\n".into(),
+            shadow: Some("sh:a\u{1b}b:20000:0:99999:7:::\n".into()),
+            group: String::new(),
+            gshadow: None,
+        };
+        let spec = |n: &str| UserSpec {
+            lock_password: true,
+            ..user(n)
+        };
+        let e = plan_accounts_on(
+            &f,
+            &LoginDefs::default(),
+            &[spec("cr"), spec("sh")],
+            &[],
+            Some(20000),
+        );
+        // Neither file changes; each refusal is a warning naming the user.
+        assert_eq!(e.shadow, None, "{:?}", e.shadow);
+        assert_eq!(e.passwd, None, "{:?}", e.passwd);
+        assert_eq!(
+            e.warnings
+                .iter()
+                .filter(|w| w.contains("holds a control character"))
+                .count(),
+            2,
+            "{:?}",
+            e.warnings
         );
     }
 
