@@ -654,6 +654,11 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
         return no_drive(out, a.json);
     };
     if a.json {
+        // Parsed whatever `user_data:` says: only to know which files carry a password.
+        let (ud, _) = crate::source::userdata::parse_instance_user_data(
+            &l.instance,
+            &crate::source::userdata::UserDataLimits::default(),
+        );
         #[derive(Serialize)]
         struct Doc<'a> {
             origin: &'a str,
@@ -680,7 +685,14 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
                     .drive
                     .files
                     .iter()
-                    .map(|(p, d)| (p.as_str(), crate::state::sha256_hex(d)))
+                    // A file that carries a password shows no digest of it (a bare SHA-256 of a
+                    // short password file is a password hash anyone can brute-force).
+                    .map(|(p, d)| {
+                        (
+                            p.as_str(),
+                            crate::plan::scrub::shown_sha256(p, d, &l.instance, &ud),
+                        )
+                    })
                     .collect(),
                 symlinks: &l.drive.symlinks,
                 skipped: &l.drive.skipped,
