@@ -594,7 +594,7 @@ impl Planner<'_> {
         let md = hostname::meta_names(instance);
         self.plan_keys_for(&ssh_user, &lines, md.file, md.keys);
         for (user, keys) in std::mem::take(&mut self.keys_for) {
-            self.plan_keys_for(&user, &keys, "user-data", "users");
+            self.plan_keys_for(&user, &unique_keys(keys.iter()), "user-data", "users");
         }
     }
 

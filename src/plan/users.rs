@@ -514,12 +514,9 @@ impl Planner<'_> {
             // Keys of #cloud-config users, planned with the SSH user's (one block per user).
             for (spec, _, keys) in &specs {
                 if !keys.is_empty() {
+                    // Duplicates are removed once, where the block is planned (linear).
                     let k = self.keys_for.entry(spec.name.clone()).or_default();
-                    for key in keys {
-                        if !k.contains(key) {
-                            k.push(key.clone());
-                        }
-                    }
+                    k.extend(keys.iter().cloned());
                 }
             }
             // Sudo rules of accounts that exist (or are created); the configuration's and
