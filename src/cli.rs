@@ -1005,13 +1005,14 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             });
         }
     }
-    let mut exit = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
+    let refused = state::invalid_instance_id(&l.instance.instance_id).is_some();
+    let mut exit = if refused {
         // The drive is refused whole (its plan is that one error step): nothing was applied.
         Exit::Error
     } else {
         run_exit(&report)
     };
-    let previous = if state::invalid_instance_id(&l.instance.instance_id).is_some() {
+    let previous = if refused {
         previous_status(&target.root)
     } else {
         None
