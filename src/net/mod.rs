@@ -380,7 +380,16 @@ pub(crate) fn bond_options<'v>(
         {
             Some(spec) => match spec.parse(v, v2::millis) {
                 Ok(val) => p.set_option(spec, val),
-                Err(e) => report.warn(file, &f, format!("{e}; ignored")),
+                // The refused value is shown escaped and cut (a drive cannot forge a log line
+                // through it, nor flood the log with a huge list).
+                Err(e) => {
+                    let shown = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let shown = crate::model::grammar::Esc(&shown);
+                    report.warn(file, &f, format!("{shown}: {e}; ignored"))
+                }
             },
             None => report.warn(file, &f, "unknown bond option; ignored"),
         }

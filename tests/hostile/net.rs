@@ -487,3 +487,41 @@ fn v1_dns_search_per_subnet_and_in_a_nameserver_entry() {
         });
     }
 }
+
+/// The bond options issue 11 added (every `bond_*` key): a newline in a keyword, a number far
+/// out of range (dropped too), an ARP target list of 50,000 (the document cap of 1 MiB refuses larger ones whole) with a newline inside, and a
+/// primary with a newline: each refused with its field named, nothing injected, the rest kept.
+#[test]
+fn new_bond_options_with_newlines_huge_values_and_huge_lists_are_refused() {
+    let mut targets: Vec<String> = (0..50_000)
+        .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    targets.insert(0, "192.0.2.1\nINJECTED".into());
+    let nd = serde_json::json!({
+        "links": [
+            {"id": "tap0", "type": "phy", "ethernet_mac_address": "52:54:00:aa:00:01"},
+            {"id": "bond0", "type": "bond", "bond_mode": "802.3ad",
+             "bond_links": ["tap0"],
+             "bond_ad_select": "stable\nINJECTED",
+             "bond_updelay": "100\nINJECTED",
+             "bond_downdelay": 1e30,
+             "bond_primary": "tap0\nINJECTED",
+             "bond_arp_ip_target": targets}],
+        "networks": [{"id": "n0", "link": "bond0", "type": "ipv4",
+                      "ip_address": "192.0.2.10", "netmask": "255.255.255.0"}],
+    });
+    for field in [
+        "links[1] (id bond0).bond_ad_select",
+        "links[1] (id bond0).bond_updelay",
+        "links[1] (id bond0).bond_primary",
+        "links[1] (id bond0).bond_arp_ip_target",
+    ] {
+        check(&Case {
+            name: "new bond options",
+            input: Input::NetworkData(nd.clone()),
+            file: ND,
+            field,
+            kept: "192.0.2.10",
+        });
+    }
+}
