@@ -13,8 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use primer::apply::{apply_plan, RunLock, Target, LOCK_WAIT};
-use primer::media::{read_source, Limits};
-use primer::plan::{facts::read_host_facts, plan, Policy};
+use primer::facts::read_host_facts;
+use primer::media::Limits;
+use primer::plan::{plan, wanted, Policy};
+use primer::probe::image::read_source;
 use primer::source::parse_drive;
 
 fn stats(name: &str, mut v: Vec<Duration>) {
@@ -55,7 +57,7 @@ fn main() {
         // As `primer run`: the run lock before the host facts.
         let lock = RunLock::take(root.path(), LOCK_WAIT).expect("run lock");
         let t = Instant::now();
-        let facts = read_host_facts(root.path(), &instance, &policy, false);
+        let facts = read_host_facts(root.path(), &wanted(&instance, &policy), false);
         let p = plan(&instance, &drive, &facts, &policy);
         planning.push(t.elapsed());
         let target = Target {
@@ -66,7 +68,7 @@ fn main() {
         apply_plan(&p, &target, &lock);
         first.push(t.elapsed());
         let t = Instant::now();
-        let facts = read_host_facts(root.path(), &instance, &policy, false);
+        let facts = read_host_facts(root.path(), &wanted(&instance, &policy), false);
         let p = plan(&instance, &drive, &facts, &policy);
         apply_plan(&p, &target, &lock);
         second.push(t.elapsed());
@@ -201,7 +203,7 @@ fn drive_scaling() {
             assert!(instance.files.iter().all(|f| f.content.is_some()));
             assert_eq!(instance.ssh_keys.len(), 8 * n);
             let t0 = Instant::now();
-            let facts = read_host_facts(&root, &instance, &policy, false);
+            let facts = read_host_facts(&root, &wanted(&instance, &policy), false);
             let p = plan(&instance, &drive, &facts, &policy);
             planning.push(t0.elapsed());
             assert!(p.steps.len() > 2 * n);
@@ -521,14 +523,14 @@ fn users(iso: &Path) {
         let lock = RunLock::take(r, LOCK_WAIT).expect("run lock");
         for times in [&mut first, &mut second] {
             let t = Instant::now();
-            let facts = read_host_facts(r, &instance, &policy, false);
+            let facts = read_host_facts(r, &wanted(&instance, &policy), false);
             let p = plan(&instance, &drive, &facts, &policy);
             apply_plan(&p, &target, &lock);
             times.push(t.elapsed());
         }
         // Planning alone on a boot after the first: the password step is decided by keyed
         // digests (no SHA-512 crypt), so this bounds the password step's cost.
-        let facts = read_host_facts(r, &instance, &policy, false);
+        let facts = read_host_facts(r, &wanted(&instance, &policy), false);
         let t = Instant::now();
         let p = plan(&instance, &drive, &facts, &policy);
         replan.push(t.elapsed());

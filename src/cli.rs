@@ -511,7 +511,7 @@ fn read_source_mounted(p: &Path, limits: &Limits) -> Result<DriveFiles, Error> {
 /// The DMI system UUID under `root`, bounded; `None` when unreadable.
 fn read_product_uuid(root: &Path) -> Option<String> {
     use std::io::Read;
-    let p = apply::fs::resolve_in_root(root, "sys/class/dmi/id/product_uuid").ok()?;
+    let p = crate::paths::resolve_in_root(root, "sys/class/dmi/id/product_uuid").ok()?;
     let mut s = String::new();
     std::fs::File::open(p)
         .ok()?
@@ -524,7 +524,7 @@ fn read_product_uuid(root: &Path) -> Option<String> {
 /// The pinning record under `root`, when there is a readable one.
 fn read_pin(root: &Path) -> Option<Pin> {
     use std::io::Read;
-    let p = apply::fs::resolve_in_root(root, &apply::pin::pin_path()).ok()?;
+    let p = crate::paths::resolve_in_root(root, &apply::pin::pin_path()).ok()?;
     let mut v = Vec::new();
     std::fs::File::open(p)
         .ok()?
@@ -566,7 +566,7 @@ pub fn load(a: &SourceArgs, root: &Path) -> Result<Option<Loaded>, Error> {
             let drive = if mount {
                 read_source_mounted(p, &limits)?
             } else {
-                media::read_source_with(p, &limits, &rules, config.probe.duplicates)?
+                crate::probe::image::read_source_with(p, &limits, &rules, config.probe.duplicates)?
             };
             (drive, format!("--source {}", p.display()), None)
         }
@@ -852,7 +852,7 @@ fn make_plan(a: &PlanArgs, l: &Loaded) -> (Plan, bool) {
         policy.network.backend = a.network_backend;
     }
     policy.defer_scripts = a.defer_scripts;
-    let facts = plan::facts::read_host_facts(&a.root, &l.instance, &policy, live);
+    let facts = crate::facts::read_host_facts(&a.root, &plan::wanted(&l.instance, &policy), live);
     (plan::plan(&l.instance, &l.drive, &facts, &policy), live)
 }
 
@@ -1151,7 +1151,7 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
-    let (facts, _) = net::host::read_net_facts(&a.root, None, false, Default::default());
+    let (facts, _) = crate::facts::net::read_net_facts(&a.root, &[], false, Default::default());
     let names = naming::assign_names(&config, &facts.interfaces);
     let opts = render::RenderOptions {
         netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),

@@ -12,6 +12,10 @@ use crate::media::DriveFiles;
 /// Root of primer's state, relative to the target root.
 pub const STATE_DIR: &str = "var/lib/primer";
 
+/// primer's per-machine key for keyed digests of secrets (32 random bytes, mode 0600),
+/// relative to the root.
+pub const KEY_PATH: &str = "var/lib/primer/secret";
+
 /// The directory holding one directory per instance (relative to the target root).
 pub fn instances_dir() -> String {
     format!("{STATE_DIR}/instance")

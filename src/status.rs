@@ -11,10 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::fs::{resolve_in_root, Meta, Writer};
+use crate::apply::fs::Writer;
 use crate::apply::{ApplyReport, Outcome};
+use crate::facts::Meta;
 use crate::media::{DriveFiles, Limits};
 use crate::model::Instance;
+use crate::paths::resolve_in_root;
 use crate::state::{self, Record};
 use crate::{Error, Exit};
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use primer::media::{self, DriveFiles, Limits};
+use primer::media::{DriveFiles, Limits};
 use primer::source::{self, harness};
 use serde_json::{json, Value};
 
@@ -64,7 +64,7 @@ fn preview(b: &[u8]) -> String {
 
 /// The normalised result of reading and parsing one source, as the golden file holds it.
 fn golden_doc(input: &Path) -> Value {
-    let drive = match media::read_source(input, &Limits::default()) {
+    let drive = match primer::probe::image::read_source(input, &Limits::default()) {
         Ok(d) => d,
         Err(e) => return json!({ "error": e.to_string() }),
     };

@@ -11,7 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use primer::media::{self, Limits};
+use primer::media::Limits;
 use primer::model::userdata::{CcUser, Command, Origin, PasswordValue, UserData};
 use primer::model::Report;
 use primer::source::harness;
@@ -592,7 +592,7 @@ fn user_data_of_every_drive_fixture() {
             } else {
                 case.join("ovf-env.xml")
             };
-            let Ok(drive) = media::read_source(&input, &Limits::default()) else {
+            let Ok(drive) = primer::probe::image::read_source(&input, &Limits::default()) else {
                 continue;
             };
             let Ok((inst, _)) = primer::source::parse_drive(&drive) else {
@@ -613,7 +613,7 @@ fn user_data_of_every_drive_fixture() {
     }
     assert!(n >= 30, "only {n} drives");
     // The NoCloud `full` seed: its write_files mode is octal 0644.
-    let drive = media::read_source(
+    let drive = primer::probe::image::read_source(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nocloud/full/drive"),
         &Limits::default(),
     )

@@ -4,7 +4,6 @@
 //! `plan::accounts`), writes the account files only through `fs::Writer` (the one other file it
 //! creates is the empty lock file, as `lckpwdf` does), and never logs file contents.
 
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,7 +14,9 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::libc;
 
-use super::fs::{is_clean_relative, Meta, Writer};
+use super::fs::Writer;
+use crate::paths::is_clean_relative;
+pub use crate::plan::accounts::AccountWrite;
 use crate::plan::PUBLIC_DIR;
 use crate::state::sha256_hex;
 
@@ -31,30 +32,6 @@ const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// Largest account file re-read for the change check (larger: treated as changed).
 const MAX_ACCOUNT_FILE: u64 = 64 << 20;
-
-/// One account file to write.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccountWrite {
-    /// Relative to the root, e.g. `etc/shadow`.
-    pub path: String,
-    /// SHA-256 (hex) of the content the plan was made from; `None`: the file was absent.
-    pub expect_sha256: Option<String>,
-    pub content: Vec<u8>,
-    /// Mode and owner (the existing file's: shadow and gshadow are 0640 root:shadow on Debian).
-    pub meta: Meta,
-}
-
-/// Shadow lines hold password hashes: Debug shows sizes, never content.
-impl fmt::Debug for AccountWrite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccountWrite")
-            .field("path", &self.path)
-            .field("expect_sha256", &self.expect_sha256)
-            .field("content", &format_args!("<{} bytes>", self.content.len()))
-            .field("meta", &self.meta)
-            .finish()
-    }
-}
 
 /// Why account files were not written. Carried inside the `io::Error` that `apply_accounts`
 /// returns (`io::Error::get_ref` + `downcast_ref`).

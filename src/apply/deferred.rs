@@ -6,7 +6,7 @@
 //! script's content.
 
 use super::{script, write_state, ApplyReport, Outcome, StepReport, Target};
-use crate::apply::fs::{is_temp_name, resolve_in_root};
+use crate::paths::{is_temp_name, resolve_in_root};
 use crate::plan::userdata::{ran_dir, scripts_dir, BOOTCMD};
 
 /// Runs one script after writing its `marker` durably (when given): a script that reboots the

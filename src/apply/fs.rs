@@ -7,95 +7,10 @@ use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-/// Most symlinks followed while resolving one path (as the kernel's MAXSYMLINKS).
-const MAX_SYMLINKS: usize = 40;
-
-/// Resolves `rel` (a `/`-separated path meant relative to `root`; a leading `/` is allowed)
-/// to a host path inside `root`, as if `root` were `/`: `..` stops at the root, and symlinks,
-/// absolute or relative, are followed but re-rooted, so nothing resolves outside `root`.
-/// The last component may be missing (it is about to be created); missing middle components
-/// are kept as they are.
-pub fn resolve_in_root(root: &Path, rel: &str) -> io::Result<PathBuf> {
-    resolve_cached(root, rel, &HashSet::new())
-}
-
-/// `resolve_in_root`, skipping the `lstat` of directories already known to be real directories
-/// (not symlinks) inside the root: a `Writer` resolves many paths below the same parents.
-fn resolve_cached(root: &Path, rel: &str, known_dirs: &HashSet<PathBuf>) -> io::Result<PathBuf> {
-    let mut pending: Vec<String> = split(rel);
-    pending.reverse();
-    let mut resolved: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(comp) = pending.pop() {
-        match comp.as_str() {
-            "" | "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = join(root, &resolved).join(&comp);
-        if known_dirs.contains(&candidate) {
-            resolved.push(comp);
-            continue;
-        }
-        match fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > MAX_SYMLINKS {
-                    return Err(io::Error::other(format!(
-                        "{}: too many levels of symbolic links",
-                        candidate.display()
-                    )));
-                }
-                let target = fs::read_link(&candidate).map_err(|e| at(&candidate, e))?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
-                    resolved.clear();
-                }
-                let mut more = split(&target);
-                more.reverse();
-                pending.extend(more);
-            }
-            _ => resolved.push(comp),
-        }
-    }
-    Ok(join(root, &resolved))
-}
-
-fn split(p: &str) -> Vec<String> {
-    p.split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn join(root: &Path, comps: &[String]) -> PathBuf {
-    let mut p = root.to_path_buf();
-    for c in comps {
-        p.push(c);
-    }
-    p
-}
-
-/// A relative path is clean when it names something below the root without `..`.
-pub fn is_clean_relative(rel: &str) -> bool {
-    let p = Path::new(rel);
-    !rel.is_empty()
-        && p.components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::RootDir))
-}
-
-/// Explicit ownership and permissions for a file or directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-}
+pub use crate::facts::Meta;
+use crate::paths::{is_temp_name, resolve_cached};
 
 /// The one writer under a target root. Every file is written atomically: a temporary file in
 /// the same directory, written and given its mode and owner (`stage`), made durable, then renamed
@@ -206,7 +121,7 @@ impl Writer {
             .unwrap_or(OsStr::new("file"))
             .to_string_lossy();
         self.seq += 1;
-        let tmp = format!(".{name}.primer-tmp.{}.{}", std::process::id(), self.seq);
+        let tmp = crate::paths::temp_name(&name, std::process::id(), self.seq);
         match target.parent() {
             Some(d) => d.join(tmp),
             None => PathBuf::from(tmp),
@@ -383,11 +298,6 @@ impl Writer {
     }
 }
 
-/// Whether a directory entry is one of primer's temporary files (`.NAME.primer-tmp.PID.SEQ`).
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".primer-tmp.")
-}
-
 impl Writer {
     /// Removes temporary files and (empty) temporary directories an interrupted run left in
     /// every directory on the way to each of `rels`, the root included (a crash between staging
@@ -504,6 +414,7 @@ pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::{is_clean_relative, resolve_in_root};
     use std::os::unix::fs::symlink;
 
     #[test]

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::facts::Meta;
 use crate::plan::{Action, Change, Plan, PUBLIC_DIR};
 use crate::state::STATE_DIR;
-use fs::Meta;
 
 /// Where apply writes.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use super::fs::{Meta, Writer};
+use super::fs::Writer;
+use crate::facts::Meta;
 use crate::probe::trust::Pin;
 use crate::state::STATE_DIR;
 

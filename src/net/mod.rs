@@ -5,7 +5,6 @@
 //! target's interfaces and detecting its backend live in [`host`] (read-only). Nothing here
 //! writes: rendered files become plan steps that `apply` carries out.
 
-pub mod host;
 pub mod naming;
 pub mod network_data;
 pub mod render;

@@ -11,6 +11,30 @@ use std::fmt;
 
 use sha_crypt::{Sha256Params, Sha512Params, ROUNDS_MAX, ROUNDS_MIN};
 
+/// One account file to write.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountWrite {
+    /// Relative to the root, e.g. `etc/shadow`.
+    pub path: String,
+    /// SHA-256 (hex) of the content the plan was made from; `None`: the file was absent.
+    pub expect_sha256: Option<String>,
+    pub content: Vec<u8>,
+    /// Mode and owner (the existing file's: shadow and gshadow are 0640 root:shadow on Debian).
+    pub meta: crate::facts::Meta,
+}
+
+/// Shadow lines hold password hashes: Debug shows sizes, never content.
+impl std::fmt::Debug for AccountWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountWrite")
+            .field("path", &self.path)
+            .field("expect_sha256", &self.expect_sha256)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // login.defs and /etc/default/useradd
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 //! randomness, no I/O): the same inputs give the same plan. Idempotence is decided here.
 
 pub mod accounts;
-pub mod facts;
 pub mod hostname;
 pub mod inject;
 pub mod keys;
@@ -18,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Serialize, Serializer};
 
-pub use crate::apply::fs::Meta;
+pub use crate::facts::{FileFact, HostFacts, Meta, PasswdEntry, Wanted, WantedState};
 use crate::media::DriveFiles;
 use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, UserData};
@@ -46,50 +45,6 @@ impl Default for Policy {
             defer_scripts: false,
         }
     }
-}
-
-/// An existing file under the target root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileFact {
-    pub content: Vec<u8>,
-    pub meta: Meta,
-}
-
-/// One `/etc/passwd` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswdEntry {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: String,
-}
-
-/// What the planner knows about the target, read once before planning (`facts::read_host_facts`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostFacts {
-    /// The target root is the running system (`/`): live changes (sethostname) apply.
-    pub live: bool,
-    pub kernel_hostname: Option<String>,
-    /// Files the planner may compare against, by path relative to the root. Absent = missing.
-    pub files: BTreeMap<String, FileFact>,
-    /// Directories the planner may compare against (mode and owner).
-    pub dirs: BTreeMap<String, Meta>,
-    pub passwd: Vec<PasswdEntry>,
-    /// Every file currently in the instance's local drive copy (relative to the root).
-    pub copy_files: BTreeSet<String>,
-    /// The record of the previous run for this instance, when there is one.
-    pub record: Option<Record>,
-    /// Interfaces, network backend and primer's network files on the target.
-    pub network: crate::net::host::NetFacts,
-    /// Random bytes for password salts (read with the facts so planning stays pure).
-    pub salt: [u8; 32],
-    /// Files of /etc/skel (path below it, content and meta), for new homes.
-    pub skel: Vec<(String, FileFact)>,
-    /// Entries of the existing homes the planner may fill (top-level names, bounded): a home
-    /// holding only what primer puts there was left by an interrupted run.
-    pub home_entries: BTreeMap<String, Vec<String>>,
-    /// primer's per-machine key for keyed digests of secrets (`facts::read_state_key`).
-    pub state_key: password::StateKey,
 }
 
 /// What a step does.
@@ -145,16 +100,13 @@ pub enum Action {
     /// refusing if one changed since planning.
     EditAccounts {
         #[serde(serialize_with = "account_paths")]
-        writes: Vec<crate::apply::accounts::AccountWrite>,
+        writes: Vec<accounts::AccountWrite>,
     },
     /// Nothing can be done (see the step's why).
     Nothing,
 }
 
-fn account_paths<S: Serializer>(
-    w: &[crate::apply::accounts::AccountWrite],
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn account_paths<S: Serializer>(w: &[accounts::AccountWrite], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(w.iter().map(|w| &w.path))
 }
 
@@ -289,19 +241,6 @@ fn mixed_salt(facts: &HostFacts, instance: &Instance) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// What of the target the planner compares against besides the fixed files, derived from the
-/// instance and one parse of its user-data: read by `facts::read_host_facts`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wanted {
-    /// Files under the root (injected files, `write_files`, the account files).
-    pub files: Vec<String>,
-    /// Users whose `~/.ssh` matters: the SSH user and every account asked for.
-    pub key_users: Vec<String>,
-    /// Home directories the planner may create, by user: the `homedir` user-data gives, else
-    /// `None` (the account's home from /etc/passwd, or /home/NAME for a new one).
-    pub homes: Vec<(String, Option<String>)>,
-}
-
 pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
     let mut w = Wanted {
         files: instance
@@ -316,8 +255,23 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
             .iter()
             .map(|d| (d.name.clone(), None))
             .collect(),
+        macs: network::wanted_macs(instance),
+        net_wait: policy.network.wait,
+        state: state::invalid_instance_id(&instance.instance_id)
+            .is_none()
+            .then(|| WantedState {
+                record: state::record_path(&instance.instance_id),
+                files: vec![state::instance_json_path(&instance.instance_id)],
+                dirs: vec![
+                    userdata::scripts_dir(&instance.instance_id),
+                    userdata::ran_dir(&instance.instance_id),
+                ],
+                copy_dir: state::drive_copy_dir(&instance.instance_id),
+            }),
+        ..Default::default()
     };
     if users::wants_accounts(instance, &policy.users) {
+        w.skel = Some(users::SKEL);
         w.files
             .extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
         let (ud, _) = userdata::user_data(instance, &policy.users);

@@ -30,7 +30,7 @@ impl Default for NetPolicy {
     fn default() -> Self {
         NetPolicy {
             backend: None,
-            wait: net::host::DEFAULT_WAIT,
+            wait: crate::facts::net::DEFAULT_WAIT,
         }
     }
 }
@@ -240,5 +240,21 @@ impl Planner<'_> {
             "network (eni): /etc/network/interfaces sources primer's file",
             true,
         );
+    }
+}
+
+/// MACs of the NICs the instance's network data names (best effort: unparsable data names none).
+pub fn wanted_macs(i: &Instance) -> Vec<String> {
+    let Some((bytes, file, format)) = network_input(i, &crate::media::DriveFiles::default()) else {
+        return Vec::new();
+    };
+    match crate::net::parse_network(&bytes, format, &file) {
+        Ok((c, _)) => c
+            .links
+            .iter()
+            .filter(|l| matches!(l.kind, crate::model::network::LinkKind::Physical))
+            .filter_map(|l| l.mac.clone())
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }

@@ -70,23 +70,8 @@ pub fn accept(raw: &[u8], kind: Kind) -> Result<Accepted<'_>, Refused> {
     }
 }
 
-/// primer's per-machine key for keyed digests (`/var/lib/primer/secret`, 0600), read with the
-/// host facts. `stored`: it was read from that file; otherwise these are fresh random bytes the
-/// plan writes there when it uses them.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct StateKey {
-    pub key: [u8; 32],
-    pub stored: bool,
-}
-
-impl fmt::Debug for StateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StateKey(<redacted>, stored: {})", self.stored)
-    }
-}
-
-/// Where the key lives, relative to the root.
-pub const KEY_PATH: &str = "var/lib/primer/secret";
+pub use crate::facts::StateKey;
+pub use crate::state::KEY_PATH;
 
 /// HMAC-SHA256 of `parts` (each length-prefixed, so no two part lists collide) under `key`,
 /// in hex. What primer records about a secret: without the machine's key it tells nothing,

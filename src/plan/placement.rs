@@ -74,7 +74,7 @@ fn check(path: &str, what: Use) -> Result<String, String> {
     {
         return Err("is not a clean path (empty, '.' or '..' component)".into());
     }
-    if !crate::apply::fs::is_clean_relative(rel) {
+    if !crate::paths::is_clean_relative(rel) {
         return Err("is not a clean path".into());
     }
     if let Some(d) = NEVER.iter().find(|d| inside(rel, d)) {

@@ -96,11 +96,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
+use super::accounts::AccountWrite;
 use super::accounts::{self, AccountFiles, LoginDefs, UserSpec};
 use super::password;
 use super::placement;
 use super::{Action, Change, FileFact, Meta, PasswdEntry, Planner, Step};
-use crate::apply::accounts::AccountWrite;
 use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, PasswordValue, UserData};
 use crate::model::{Format, Instance};

@@ -299,7 +299,7 @@ pub fn plan_user_data(data: &[u8]) -> usize {
         };
         if let Some(path) = path {
             assert!(
-                crate::apply::fs::is_clean_relative(path) && !path.starts_with('/'),
+                crate::paths::is_clean_relative(path) && !path.starts_with('/'),
                 "step {} writes outside the root: {path:?}",
                 s.id
             );

@@ -1,17 +1,120 @@
 //! Host facts: reads, once and read-only, what the planner compares against under the target
-//! root (host name files, passwd, the SSH user's keys, primer's own state for this instance).
-//! Never writes; every path is resolved inside the root.
+//! root (host name files, passwd, the SSH user's keys, homes and /etc/skel, NICs and network
+//! files, primer's own state for this instance) and hands it to planning as data. What to read
+//! comes from the planner as data too (`Wanted`). Never writes; every path is resolved inside
+//! the root; imports no planning and no writer.
 
-use std::collections::BTreeSet;
+pub mod net;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{FileFact, HostFacts, Meta, PasswdEntry, Policy};
-use crate::apply::fs::resolve_in_root;
-use crate::model::Instance;
+use crate::paths::resolve_in_root;
 use crate::state::{self, Record};
+
+/// Explicit ownership and permissions for a file or directory: as read from the target, or as
+/// a plan wants it written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// An existing file under the target root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFact {
+    pub content: Vec<u8>,
+    pub meta: Meta,
+}
+
+/// One `/etc/passwd` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// primer's per-machine key for keyed digests of secrets (`state::KEY_PATH`), read with the
+/// host facts. `stored`: it was read from that file; otherwise these are fresh random bytes the
+/// plan writes there when it uses them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StateKey {
+    pub key: [u8; 32],
+    pub stored: bool,
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateKey(<redacted>, stored: {})", self.stored)
+    }
+}
+
+/// What the planner knows about the target, read once before planning (`read_host_facts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The target root is the running system (`/`): live changes (sethostname) apply.
+    pub live: bool,
+    pub kernel_hostname: Option<String>,
+    /// Files the planner may compare against, by path relative to the root. Absent = missing.
+    pub files: BTreeMap<String, FileFact>,
+    /// Directories the planner may compare against (mode and owner).
+    pub dirs: BTreeMap<String, Meta>,
+    pub passwd: Vec<PasswdEntry>,
+    /// Every file currently in the instance's local drive copy (relative to the root).
+    pub copy_files: BTreeSet<String>,
+    /// The record of the previous run for this instance, when there is one.
+    pub record: Option<Record>,
+    /// Interfaces, network backend and primer's network files on the target.
+    pub network: net::NetFacts,
+    /// Random bytes for password salts (read with the facts so planning stays pure).
+    pub salt: [u8; 32],
+    /// Files of /etc/skel (path below it, content and meta), for new homes.
+    pub skel: Vec<(String, FileFact)>,
+    /// Entries of the existing homes the planner may fill (top-level names, bounded): a home
+    /// holding only what primer puts there was left by an interrupted run.
+    pub home_entries: BTreeMap<String, Vec<String>>,
+    /// primer's per-machine key for keyed digests of secrets (`read_state_key`).
+    pub state_key: StateKey,
+}
+
+/// What the planner asks to be read (made by `plan::wanted`): the facts layer knows how to
+/// read, the planner knows what matters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// Files under the root (injected files, `write_files`, the account files).
+    pub files: Vec<String>,
+    /// Users whose `~/.ssh` matters: the SSH user and every account asked for.
+    pub key_users: Vec<String>,
+    /// Home directories the planner may create, by user: the `homedir` user-data gives, else
+    /// `None` (the account's home from /etc/passwd, or /home/NAME for a new one).
+    pub homes: Vec<(String, Option<String>)>,
+    /// Accounts are managed: read /etc/skel (at this path), the homes and salt bytes.
+    pub skel: Option<&'static str>,
+    /// primer's state for this instance (none for an instance id that cannot name it).
+    pub state: Option<WantedState>,
+    /// MACs of the NICs the drive names, and how long a live run waits for them.
+    pub macs: Vec<String>,
+    pub net_wait: std::time::Duration,
+}
+
+/// primer's own files for one instance, relative to the root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WantedState {
+    /// The per-instance record (parsed into `HostFacts::record`).
+    pub record: String,
+    /// Other single files compared by the plan.
+    pub files: Vec<String>,
+    /// Directories whose every file is read (scripts, markers).
+    pub dirs: Vec<String>,
+    /// The local copy of the drive (its files also listed in `HostFacts::copy_files`).
+    pub copy_dir: String,
+}
 
 /// Largest host file read for comparison; larger ones are treated as different (rewritten).
 const MAX_FACT_FILE: u64 = 64 << 20;
@@ -19,8 +122,9 @@ const MAX_FACT_FILE: u64 = 64 << 20;
 const MAX_COPY_ENTRIES: usize = 20_000;
 const MAX_COPY_DEPTH: usize = 32;
 
-/// Reads the host facts for planning `instance` into `root`.
-pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: bool) -> HostFacts {
+/// Reads the host facts the planner asked for (`wanted`) under `root`; `live`: the root is the
+/// running system.
+pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
     let mut facts = HostFacts {
         live,
         ..Default::default()
@@ -36,7 +140,6 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
     if let Some(f) = read_file(root, "etc/passwd") {
         facts.passwd = parse_passwd(&String::from_utf8_lossy(&f.content));
     }
-    let wanted = super::wanted(instance, policy);
     let key_users = &wanted.key_users;
     for pw in facts
         .passwd
@@ -56,23 +159,23 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         }
         read_file_fact(root, &format!("{ssh_dir}/authorized_keys"), &mut facts);
     }
-    let (net, net_files) =
-        crate::net::host::read_net_facts(root, Some(instance), live, policy.network.wait);
+    let (net, net_files) = net::read_net_facts(root, &wanted.macs, live, wanted.net_wait);
     facts.files.extend(net_files);
     facts.network = net;
     for rel in &wanted.files {
         read_file_fact(root, rel, &mut facts);
     }
-    if super::users::wants_accounts(instance, &policy.users) {
-        facts.skel = read_skel(root);
+    if let Some(skel) = wanted.skel {
+        facts.skel = read_skel(root, skel);
         // Homes: whether each exists, its owner, and whether it is empty.
-        for (name, homedir) in wanted.homes {
+        for (name, homedir) in &wanted.homes {
             let home = homedir
+                .clone()
                 .or_else(|| {
                     facts
                         .passwd
                         .iter()
-                        .find(|p| p.name == name)
+                        .find(|p| &p.name == name)
                         .map(|p| p.home.clone())
                 })
                 .unwrap_or_else(|| format!("/home/{name}"));
@@ -91,7 +194,7 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
                             .map(|e| e.file_name().to_string_lossy().into_owned())
                             // An interrupted run's temporary files: swept when the skeleton
                             // is written again.
-                            .filter(|n| !crate::apply::fs::is_temp_name(n))
+                            .filter(|n| !crate::paths::is_temp_name(n))
                             .collect()
                     })
                     .unwrap_or_default();
@@ -120,25 +223,21 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
         }
     }
     facts.state_key = read_state_key(root);
-    if state::invalid_instance_id(&instance.instance_id).is_none() {
-        let id = &instance.instance_id;
-        let record_path = state::record_path(id);
-        read_file_fact(root, &record_path, &mut facts);
+    if let Some(st) = &wanted.state {
+        read_file_fact(root, &st.record, &mut facts);
         facts.record = facts
             .files
-            .get(&record_path)
+            .get(&st.record)
             .and_then(|f| serde_json::from_slice::<Record>(&f.content).ok());
-        read_file_fact(root, &state::instance_json_path(id), &mut facts);
-        for dir in [
-            super::userdata::scripts_dir(id),
-            super::userdata::ran_dir(id),
-        ] {
-            for rel in walk_files(root, &dir) {
+        for rel in &st.files {
+            read_file_fact(root, rel, &mut facts);
+        }
+        for dir in &st.dirs {
+            for rel in walk_files(root, dir) {
                 read_file_fact(root, &rel, &mut facts);
             }
         }
-        let copy = state::drive_copy_dir(id);
-        for rel in walk_files(root, &copy) {
+        for rel in walk_files(root, &st.copy_dir) {
             read_file_fact(root, &rel, &mut facts);
             facts.copy_files.insert(rel);
         }
@@ -149,9 +248,9 @@ pub fn read_host_facts(root: &Path, instance: &Instance, policy: &Policy, live: 
 /// primer's per-machine key (`/var/lib/primer/secret`, 32 bytes), for keyed digests of secrets.
 /// Missing or not 32 bytes: fresh random bytes, which the plan writes there when it uses them.
 /// Reading it here keeps planning pure.
-fn read_state_key(root: &Path) -> super::password::StateKey {
-    let mut key = super::password::StateKey::default();
-    if let Some(f) = read_file_capped(root, super::password::KEY_PATH, 64) {
+fn read_state_key(root: &Path) -> StateKey {
+    let mut key = StateKey::default();
+    if let Some(f) = read_file_capped(root, state::KEY_PATH, 64) {
         if let Ok(k) = <[u8; 32]>::try_from(f.content.as_slice()) {
             key.key = k;
             key.stored = true;
@@ -170,14 +269,14 @@ const MAX_SKEL_FILES: usize = 200;
 const MAX_SKEL_DEPTH: usize = 4;
 
 /// Regular files under /etc/skel (path below it), for new homes. Bounded; symlinks skipped.
-fn read_skel(root: &Path) -> Vec<(String, FileFact)> {
+fn read_skel(root: &Path, skel: &str) -> Vec<(String, FileFact)> {
     let mut out = Vec::new();
     let mut stack = vec![(String::new(), 0usize)];
     while let Some((sub, depth)) = stack.pop() {
         let rel = if sub.is_empty() {
-            super::users::SKEL.to_string()
+            skel.to_string()
         } else {
-            format!("{}/{sub}", super::users::SKEL)
+            format!("{skel}/{sub}")
         };
         let Ok(dir) = resolve_in_root(root, &rel) else {
             continue;
@@ -196,7 +295,7 @@ fn read_skel(root: &Path) -> Vec<(String, FileFact)> {
             if t.is_dir() && depth + 1 < MAX_SKEL_DEPTH {
                 stack.push((child, depth + 1));
             } else if t.is_file() && out.len() < MAX_SKEL_FILES {
-                if let Some(f) = read_file(root, &format!("{}/{child}", super::users::SKEL)) {
+                if let Some(f) = read_file(root, &format!("{skel}/{child}")) {
                     out.push((child, f));
                 }
             }

@@ -16,11 +16,10 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::render::{owned, HEADER};
-use super::Backend;
-use crate::apply::fs::resolve_in_root;
-use crate::model::Instance;
-use crate::plan::FileFact;
+use super::FileFact;
+use crate::net::render::{owned, HEADER};
+use crate::net::Backend;
+use crate::paths::resolve_in_root;
 
 /// What network planning knows about the target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,7 +51,7 @@ const MAX_FILE: u64 = 1 << 20;
 /// (by root-relative path) that the planner compares rendered files against.
 pub fn read_net_facts(
     root: &Path,
-    instance: Option<&Instance>,
+    wanted_macs: &[String],
     live: bool,
     wait: Duration,
 ) -> (NetFacts, BTreeMap<String, FileFact>) {
@@ -90,7 +89,7 @@ pub fn read_net_facts(
     // reports the links it could not name). A NIC that is present is also waited for until udev
     // has given it its final name: a kernel name (eth0) seen before the rename would otherwise
     // end up in the rendered files and match nothing.
-    let wanted = instance.map(wanted_macs).unwrap_or_default();
+    let wanted = wanted_macs;
     if live && !wanted.is_empty() {
         let start = Instant::now();
         loop {
@@ -98,7 +97,7 @@ pub fn read_net_facts(
                 .iter()
                 .filter(|m| !facts.interfaces.contains_key(*m))
                 .collect();
-            let settled = udev_settled(root, &facts.interfaces, &wanted);
+            let settled = udev_settled(root, &facts.interfaces, wanted);
             if missing.is_empty() && settled {
                 tracing::debug!("network: NICs present after {:?}", start.elapsed());
                 break;
@@ -157,24 +156,6 @@ pub fn read_net_facts(
         files.insert("etc/network/interfaces".into(), f);
     }
     (facts, files)
-}
-
-/// MACs of the NICs the instance's network data names (best effort: unparsable data names none).
-fn wanted_macs(i: &Instance) -> Vec<String> {
-    let Some((bytes, file, format)) =
-        crate::plan::network::network_input(i, &crate::media::DriveFiles::default())
-    else {
-        return Vec::new();
-    };
-    match super::parse_network(&bytes, format, &file) {
-        Ok((c, _)) => c
-            .links
-            .iter()
-            .filter(|l| matches!(l.kind, crate::model::network::LinkKind::Physical))
-            .filter_map(|l| l.mac.clone())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 /// Interfaces under `<root>/sys/class/net`: lower-case MAC -> name (loopback and interfaces
@@ -291,7 +272,7 @@ fn enabled(root: &Path, unit: &str) -> bool {
 }
 
 fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
-    crate::plan::facts::read_file_capped(root, rel, MAX_FILE)
+    super::read_file_capped(root, rel, MAX_FILE)
 }
 
 #[cfg(test)]
@@ -300,7 +281,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn detect(root: &Path) -> Option<Backend> {
-        read_net_facts(root, None, false, Duration::ZERO)
+        read_net_facts(root, &[], false, Duration::ZERO)
             .0
             .detected
             .map(|(b, _)| b)
