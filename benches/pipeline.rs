@@ -238,11 +238,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Probe cost against the number of devices, most empty and one candidate (a `config-2`
-/// ISO9660 volume descriptor), through the real code path (`probe::linux::probe`): first on a
+/// ISO9660 volume descriptor), through the real code path (`platform::sysfs::probe`): first on a
 /// fake sysfs whose device nodes are regular files, then on real loop devices (as root) with a
 /// sysfs mirror holding just them, so other loop devices on the machine do not count.
 fn probe_scaling() {
-    use primer::probe::linux::{probe, ProbeRoots};
+    use primer::platform::sysfs::{probe, ProbeRoots};
     use primer::probe::Rules;
     let mut pvd = vec![0u8; 1 << 20];
     pvd[16 * 2048] = 1;
@@ -332,7 +332,7 @@ fn ratio(what: &str, figures: &[(usize, Duration)]) {
 fn probe_real_loops(
     n: usize,
     pvd: &[u8],
-    measure: &dyn Fn(&primer::probe::linux::ProbeRoots, usize) -> Duration,
+    measure: &dyn Fn(&primer::platform::ProbeRoots, usize) -> Duration,
 ) -> Option<Duration> {
     use std::process::Command;
     let t = tempfile::tempdir().expect("tempdir");
@@ -371,7 +371,7 @@ fn probe_real_loops(
         }
     }
     let result = ok.then(|| {
-        let roots = primer::probe::linux::ProbeRoots {
+        let roots = primer::platform::ProbeRoots {
             sys: t.path().join("sys"),
             dev: "/dev".into(),
             root: t.path().to_path_buf(),

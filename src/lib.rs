@@ -12,16 +12,19 @@
 //! - [`config`]: the operator's settings (`/etc/primer/primer.yaml`): probe rules, trust policy;
 //! - [`cli`]: the commands that drive the pipeline.
 
+pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod facts;
+pub mod harness;
 pub mod media;
 pub mod model;
 pub mod net;
 pub mod paths;
 pub mod plan;
+pub mod platform;
 pub mod probe;
 pub mod source;
 pub mod state;

@@ -26,6 +26,11 @@ pub fn instance_dir(instance_id: &str) -> String {
     format!("{}/{instance_id}", instances_dir())
 }
 
+/// The pinning record (the drive used at first boot), relative to the target root.
+pub fn pin_path() -> String {
+    format!("{STATE_DIR}/pinned.json")
+}
+
 /// What the last `primer run` did (see `status::Status`); relative to the target root.
 pub fn status_path() -> String {
     format!("{STATE_DIR}/status.json")

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use primer::harness;
 use primer::media::{DriveFiles, Limits};
-use primer::source::{self, harness};
+use primer::source;
 use serde_json::{json, Value};
 
 const FORMATS: &[&str] = &["openstack", "cloudstack", "ovf", "nocloud"];

@@ -1,10 +1,10 @@
 //! Fuzz seed corpora: every file under `fuzz/seeds/<target>/` (committed; `fuzz/corpus` is not)
-//! runs through the same harness the cargo-fuzz target uses (`primer::source::harness`), so the
+//! runs through the same harness the cargo-fuzz target uses (`primer::harness`), so the
 //! suite proves the seeds parse without a panic and keep the harness invariants.
 
 use std::path::Path;
 
-use primer::source::harness;
+use primer::harness;
 
 /// Runs one seed through a target's harness; `true` when it parsed, `false` when refused.
 type Harness = fn(&[u8]) -> bool;

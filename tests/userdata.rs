@@ -11,10 +11,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use primer::harness;
 use primer::media::Limits;
 use primer::model::userdata::{CcUser, Command, Origin, PasswordValue, UserData};
 use primer::model::Report;
-use primer::source::harness;
 use primer::source::userdata::{
     parse_instance_user_data, parse_user_data, UserDataLimits, USER_DATA_FILE,
 };

@@ -1,10 +1,10 @@
 //! Fuzz target: the CloudStack source (cloudstack/ metadata, user data, password + MD5, merged openstack/latest) over NUL-separated file chunks.
-//! The harness (primer::source::harness) checks the invariants; the test suite replays
+//! The harness (primer::harness) checks the invariants; the test suite replays
 //! fuzz/seeds/cloudstack through the same harness.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = primer::source::harness::cloudstack(data);
+    let _ = primer::harness::cloudstack(data);
 });

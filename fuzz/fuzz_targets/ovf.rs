@@ -1,10 +1,10 @@
 //! Fuzz target: the OVF source over arbitrary ovf-env.xml bytes (namespace matching, DOCTYPE refusal, base64 user-data and network-config).
-//! The harness (primer::source::harness) checks the invariants; the test suite replays
+//! The harness (primer::harness) checks the invariants; the test suite replays
 //! fuzz/seeds/ovf through the same harness.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = primer::source::harness::ovf_env(data);
+    let _ = primer::harness::ovf_env(data);
 });

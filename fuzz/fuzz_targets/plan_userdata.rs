@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use primer::source::harness;
+use primer::harness;
 
 fuzz_target!(|data: &[u8]| {
     harness::plan_user_data(data);

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use crate::facts::Meta;
@@ -360,13 +360,11 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 fn set_meta(path: &Path, meta: Meta) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).map_err(|e| at(path, e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).map_err(|e| at(path, e))
+    crate::platform::set_owner_mode(path, meta).map_err(|e| at(path, e))
 }
 
 fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
-    std::os::unix::fs::fchown(f, Some(meta.uid), Some(meta.gid))?;
-    f.set_permissions(fs::Permissions::from_mode(meta.mode))
+    crate::platform::set_owner_mode_file(f, meta)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -416,6 +414,7 @@ mod tests {
     use super::*;
     use crate::paths::{is_clean_relative, resolve_in_root};
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn write_atomic_leaves_other_staged_files_pending() {

@@ -90,12 +90,18 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
     }
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
+    let mut pin_step = None;
     let mut scripts = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let r = match (&step.change, &step.action) {
             (c, _) if !c.acts() => Ok(()),
             (_, Action::WriteRecord { .. }) => {
                 record_step = Some(i);
+                Ok(())
+            }
+            (_, Action::WritePin { .. }) => {
+                // Written last, and only when everything else landed.
+                pin_step = Some(i);
                 Ok(())
             }
             (_, Action::RunScript { .. }) => {
@@ -157,6 +163,23 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
             results[i] = write_state(&mut writer, path, &record.to_json());
         }
     }
+    // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
+    let mut not_pinned = None;
+    if let Some(i) = pin_step {
+        let failed = plan
+            .steps
+            .iter()
+            .zip(&results)
+            .enumerate()
+            .any(|(n, (s, r))| n != i && (r.is_err() || s.change == Change::Error))
+            || results.len() > plan.steps.len();
+        if failed {
+            not_pinned = Some(i);
+        } else if let Action::WritePin { path, content } = &plan.steps[i].action {
+            results[i] = pin::write_pin(&mut writer, path, content);
+            fault::point(&plan.steps[i].id);
+        }
+    }
 
     let mut report = ApplyReport::default();
     for (i, r) in results.into_iter().enumerate() {
@@ -165,6 +188,10 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
             None => ("sync", "making the changes durable", Change::Update),
         };
         let (outcome, detail) = match (change, r) {
+            _ if not_pinned == Some(i) => (
+                Outcome::Skipped,
+                "not pinned: a step of this run failed; the next boot retries unpinned".to_string(),
+            ),
             (Change::Unchanged, _) => (Outcome::Unchanged, why.to_string()),
             (Change::Skip, _) => (Outcome::Skipped, why.to_string()),
             (Change::Error, _) => (Outcome::Failed, why.to_string()),
@@ -206,7 +233,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// the finished state. Released when dropped (or when the process dies).
 pub struct RunLock {
     /// `None`: no lock (`RunLock::none`), for a plan that changes nothing.
-    lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    lock: Option<crate::platform::FileLock>,
     root: PathBuf,
 }
 
@@ -230,14 +257,12 @@ impl RunLock {
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         let lock = loop {
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            match crate::platform::try_lock(file) {
                 Ok(l) => break l,
-                Err((f, nix::errno::Errno::EWOULDBLOCK))
-                    if std::time::Instant::now() < deadline =>
-                {
+                Err((f, true, _)) if std::time::Instant::now() < deadline => {
                     if !told {
                         told = true;
-                        let holder = lock_holder(&f).map_or_else(
+                        let holder = crate::platform::lock_holder(&f).map_or_else(
                             || "another primer run".to_string(),
                             |p| format!("primer run pid {p}"),
                         );
@@ -250,7 +275,7 @@ impl RunLock {
                     file = f;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err((_, e)) => {
+                Err((_, _, e)) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!(
@@ -302,7 +327,7 @@ impl RunLock {
             return 0;
         }
         let status = crate::state::status_path();
-        let pin = pin::pin_path();
+        let pin = crate::state::pin_path();
         let w = fs::Writer::new(&self.root);
         let mut all: Vec<&str> = rels.into_iter().collect();
         all.extend([status.as_str(), pin.as_str(), LOCK_PATH]);
@@ -312,29 +337,6 @@ impl RunLock {
         }
         swept
     }
-}
-
-/// The pid holding an flock on `f`, from `/proc/locks` (matched by device and inode).
-fn lock_holder(f: &std::fs::File) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let m = f.metadata().ok()?;
-    let want = (
-        nix::sys::stat::major(m.dev()),
-        nix::sys::stat::minor(m.dev()),
-        m.ino(),
-    );
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|l| {
-        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (major and minor in hex)
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let i = f.iter().position(|x| *x == "FLOCK")?;
-        let pid: u32 = f.get(i + 3)?.parse().ok()?;
-        let mut id = f.get(i + 4)?.split(':');
-        let major = u64::from_str_radix(id.next()?, 16).ok()?;
-        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
-        let ino: u64 = id.next()?.parse().ok()?;
-        ((major, minor, ino) == want).then_some(pid)
-    })
 }
 
 /// Writes one file of primer's private state (0600, root) and commits it.
@@ -368,7 +370,8 @@ pub fn action_path(action: &Action) -> Option<&str> {
         Action::WriteFile { path, .. }
         | Action::EnsureDir { path, .. }
         | Action::RemoveFile { path }
-        | Action::WriteRecord { path, .. } => Some(path),
+        | Action::WriteRecord { path, .. }
+        | Action::WritePin { path, .. } => Some(path),
         _ => None,
     }
 }
@@ -424,16 +427,19 @@ fn apply_action(
             if !target.live {
                 return Err(std::io::Error::other("not a live system"));
             }
-            nix::unistd::sethostname(name).map_err(std::io::Error::from)
+            crate::platform::set_hostname(name)
         }
         Action::EditAccounts { writes } => accounts::apply_accounts(w, writes),
         Action::SeedEntropy { data, .. } => {
             if !target.live {
                 return Err(std::io::Error::other("not a live system"));
             }
-            script::seed_entropy(data.expose())
+            crate::platform::seed_entropy(data.expose())
         }
         // Written or run by apply_plan after everything else.
-        Action::WriteRecord { .. } | Action::RunScript { .. } | Action::Nothing => Ok(()),
+        Action::WriteRecord { .. }
+        | Action::WritePin { .. }
+        | Action::RunScript { .. }
+        | Action::Nothing => Ok(()),
     }
 }

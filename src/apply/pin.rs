@@ -1,33 +1,21 @@
 //! Pinning record: writes the identity of the drive used at first boot to primer's state
-//! (`var/lib/primer/pinned.json`, 0600 in a 0700 tree) through the one `fs::Writer`, after a
-//! run applied the drive. Decides nothing (that is `probe::trust::check_pin`) and writes
-//! nothing else.
-
-use std::path::Path;
+//! (`var/lib/primer/pinned.json`, 0600 in a 0700 tree) through the one `fs::Writer`, as the
+//! plan's `pin` step, after every other step landed. Decides nothing (that is
+//! `probe::trust::check_pin`, and `plan::add_pin` makes the step) and writes nothing else.
 
 use super::fs::Writer;
 use crate::facts::Meta;
-use crate::probe::trust::Pin;
 use crate::state::STATE_DIR;
 
-/// The record's path, relative to the target root.
-pub fn pin_path() -> String {
-    format!("{STATE_DIR}/pinned.json")
-}
-
-/// Writes `pin` atomically under `root`.
-pub fn apply_pin(root: &Path, pin: &Pin) -> std::io::Result<()> {
-    let mut w = Writer::new(root);
-    let path = pin_path();
+/// Writes the pinning record `content` atomically at `path` (relative to the writer's root).
+pub fn write_pin(w: &mut Writer, path: &str, content: &[u8]) -> std::io::Result<()> {
     if let Some((public, _)) = STATE_DIR.rsplit_once('/') {
         w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
     }
-    let mut content = serde_json::to_vec_pretty(pin).map_err(std::io::Error::other)?;
-    content.push(b'\n');
     let private = crate::plan::private_dir_meta();
     w.write_atomic(
-        &path,
-        &content,
+        path,
+        content,
         Meta {
             mode: 0o600,
             ..private
@@ -39,7 +27,9 @@ pub fn apply_pin(root: &Path, pin: &Pin) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::trust::Pin;
     use crate::probe::DriveKind;
+    use crate::state::pin_path;
 
     #[test]
     fn writes_a_private_record() {
@@ -53,7 +43,9 @@ mod tests {
             label: Some("config-2".into()),
             instance_id: "i-1".into(),
         };
-        apply_pin(t.path(), &pin).unwrap();
+        let mut content = serde_json::to_vec_pretty(&pin).unwrap();
+        content.push(b'\n');
+        write_pin(&mut Writer::new(t.path()), &pin_path(), &content).unwrap();
         let p = t.path().join(pin_path());
         let back: Pin = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         assert_eq!(back, pin);

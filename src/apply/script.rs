@@ -2,8 +2,7 @@
 //! and feeds the drive's random seed to the kernel. Never runs anything for a target root that
 //! is not the running system, and never logs the seed.
 
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,17 +16,6 @@ const MAX_LINES: usize = 10_000;
 const CHUNK: usize = 4096;
 /// How long to wait for a script's output to end once the script has ended or been killed.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
-
-/// Writes `seed` to `/dev/urandom`: mixed into the pool without being credited, which is the
-/// only safe thing to do with bytes whose origin primer cannot vouch for.
-pub fn seed_entropy(seed: &[u8]) -> std::io::Result<()> {
-    let dev = std::path::Path::new("/dev/urandom");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dev)
-        .and_then(|mut f| f.write_all(seed))
-        .map_err(|e| super::fs::at(dev, e))
-}
 
 /// Runs the script at `path` (relative to the root). Returns whether it was started, and its
 /// outcome: exit status 0 within `timeout_secs`, else an error naming the status or the time-out.
@@ -47,21 +35,10 @@ pub fn run_script(
         return (false, Err(std::io::Error::other("not a live system")));
     }
     let full = target.root.join(path);
-    let mut cmd = Command::new(&full);
-    cmd.current_dir("/")
-        .stdin(Stdio::null())
+    let mut cmd = crate::platform::script_command(&full);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a time-out kills whatever it started too (except a
-        // process that left the group: a `setsid` grandchild escapes `killpg`, and only the
-        // grace period below bounds the wait for its output).
-        .process_group(0);
-    if std::env::var_os("PATH").is_none() {
-        cmd.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-    }
+        .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return (false, Err(super::fs::at(&full, e))),
@@ -97,9 +74,7 @@ pub fn run_script(
         match child.try_wait() {
             Ok(Some(s)) => break Ok(s),
             Ok(None) if Instant::now() >= deadline => {
-                let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait();
+                crate::platform::kill_tree(&mut child);
                 break Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("/{path}: killed after {timeout_secs} s"),

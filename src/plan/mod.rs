@@ -102,6 +102,13 @@ pub enum Action {
         #[serde(serialize_with = "account_paths")]
         writes: Vec<accounts::AccountWrite>,
     },
+    /// Write the pinning record (the drive used at first boot), after every other step
+    /// landed: when one failed it is skipped, so a failed first boot is retried unpinned.
+    WritePin {
+        path: String,
+        #[serde(skip)]
+        content: Vec<u8>,
+    },
     /// Nothing can be done (see the step's why).
     Nothing,
 }
@@ -302,6 +309,29 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
     w.key_users.sort();
     w.key_users.dedup();
     w
+}
+
+/// Appends the pinning step for `pin` (already decided by the trust policy): shown by a dry
+/// run, written by apply once every other step of the run landed.
+pub fn add_pin(plan: &mut Plan, pin: &crate::probe::trust::Pin) {
+    // A plain struct of strings: serialising it cannot fail, but an empty record would only
+    // be rejected as unreadable on the next boot, never trusted.
+    let mut content = serde_json::to_vec_pretty(pin).unwrap_or_default();
+    content.push(b'\n');
+    plan.steps.push(Step {
+        id: "pin".into(),
+        change: Change::Create,
+        action: Action::WritePin {
+            path: state::pin_path(),
+            content,
+        },
+        why: format!(
+            "pinned {} drive {} for later boots",
+            pin.kind.name(),
+            grammar::Esc(&pin.device)
+        ),
+        input: None,
+    });
 }
 
 struct Planner<'a> {
@@ -718,7 +748,8 @@ impl Planner<'_> {
                 Action::WriteFile { path, .. }
                 | Action::EnsureDir { path, .. }
                 | Action::RemoveFile { path }
-                | Action::WriteRecord { path, .. } => vec![path.as_str()],
+                | Action::WriteRecord { path, .. }
+                | Action::WritePin { path, .. } => vec![path.as_str()],
                 Action::EditAccounts { writes } => writes.iter().map(|w| w.path.as_str()).collect(),
                 _ => Vec::new(),
             }

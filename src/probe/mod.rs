@@ -12,7 +12,7 @@
 //! 3. kind (OpenStack, CloudStack, NoCloud, OVF), then device name.
 
 pub mod image;
-pub mod linux;
+
 pub mod sig;
 pub mod trust;
 

@@ -11,7 +11,7 @@
 //! 5. `ec2/` tree alone → OpenStack's legacy EC2 view (used only when `openstack/` is absent).
 
 pub mod cloudstack;
-pub mod harness;
+
 pub mod nocloud;
 pub mod openstack;
 pub mod ovf;

@@ -11,11 +11,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::sig::{read_signature, Found};
-use super::{
+use crate::media::part::{read_partition_table, OffsetReader};
+use crate::probe::sig::{read_signature, Found};
+use crate::probe::{
     match_signature, rank_candidates, BlockDevice, Candidate, DeviceClass, Rules, Signature,
 };
-use crate::media::part::{read_partition_table, OffsetReader};
 
 /// Where to look: `sys` is the sysfs mount (`/sys`), `dev` the device directory (`/dev`),
 /// `root` the system whose disk is the boot disk (`/`).

@@ -1,5 +1,6 @@
-//! Fuzz harnesses for the source parsers, shared by the cargo-fuzz targets (`fuzz/`) and the test
-//! that replays their seed corpora (`tests/fuzz_seeds.rs`), so both run the same code. Each takes
+//! Fuzz harnesses for the source parsers and user-data planning, shared by the cargo-fuzz targets
+//! (`fuzz/`) and the test that replays their seed corpora (`tests/fuzz_seeds.rs`), so both run
+//! the same code. Above both `source` and `plan`, which it exercises. Each takes
 //! arbitrary bytes, builds an in-memory drive, parses it, and checks the invariants: no panic,
 //! every error names the device, every warning names its file, the model serialises.
 //! Not used by the agent itself; does no I/O.
@@ -8,8 +9,8 @@ use crate::media::DriveFiles;
 use crate::model::userdata::{Origin, PasswordValue, UserData};
 use crate::model::{Instance, Report};
 
-use super::userdata::{parse_user_data, UserDataLimits, USER_DATA_FILE};
-use super::{parse_drive, SourceError};
+use crate::source::userdata::{parse_user_data, UserDataLimits, USER_DATA_FILE};
+use crate::source::{parse_drive, SourceError};
 
 /// The device name harness drives carry; every error must mention it.
 pub const DEVICE: &str = "fuzz";

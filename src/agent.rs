@@ -1,0 +1,744 @@
+//! The pipeline as a library call: locate (probe or an explicit source) -> read -> parse ->
+//! trust (duplicates, DMI binding, pinning) -> host facts -> plan -> apply -> status record ->
+//! exit decision. `run`, `show`, `plan`, `probe`, `net_render`, `scripts` and `reclaim` are
+//! what the CLI (and the Windows service) call. No argument parsing and no printing here: every
+//! outcome is returned as data for the face to print. Writes only through `apply`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::apply::{self, ApplyReport, Outcome, Target};
+use crate::config::Config;
+use crate::media::{self, DriveFiles, Limits};
+use crate::model::{Instance, Report};
+use crate::net::{self, naming, render, Backend, InputFormat};
+use crate::plan::{self, Plan};
+use crate::platform::{self, ProbeRoots};
+use crate::probe::trust::{self, Pin, PinDecision, Refusal};
+use crate::probe::{BlockDevice, Candidate};
+use crate::source;
+use crate::state;
+use crate::status::{self, Status};
+use crate::{Error, Exit};
+
+/// Where the drive comes from and which settings apply: the part of every command that
+/// locates and reads a drive.
+#[derive(Debug, Clone)]
+pub struct Locate {
+    /// An explicit drive (block device, image file or directory); `None`: probe for one.
+    pub source: Option<PathBuf>,
+    /// Read by mounting instead of with primer's own readers.
+    pub mount: bool,
+    /// The configuration file [default: `<root>/etc/primer/primer.yaml` when present].
+    pub config: Option<PathBuf>,
+    /// How long to wait for a late drive [default: the configuration's].
+    pub wait: Option<Duration>,
+    /// Where the probe enumerates block devices (sysfs and the device nodes).
+    pub sys_root: PathBuf,
+    pub dev_root: PathBuf,
+}
+
+impl Default for Locate {
+    fn default() -> Self {
+        Locate {
+            source: None,
+            mount: false,
+            config: None,
+            wait: None,
+            sys_root: "/sys".into(),
+            dev_root: "/dev".into(),
+        }
+    }
+}
+
+impl Locate {
+    fn probe_roots(&self, root: &Path) -> ProbeRoots {
+        ProbeRoots {
+            sys: self.sys_root.clone(),
+            dev: self.dev_root.clone(),
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+/// What to plan for: the drive, the target root and the operator's overrides.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    pub locate: Locate,
+    /// The system to configure: `/` for the running machine, or a mounted image.
+    pub root: PathBuf,
+    /// Account that receives the drive's SSH keys [default: the configuration's].
+    pub user: Option<String>,
+    /// Network backend to render for, instead of the configured or detected one.
+    pub network_backend: Option<Backend>,
+    /// Store per-instance scripts but leave running them to `scripts`.
+    pub defer_scripts: bool,
+}
+
+/// A drive that was read and parsed.
+pub struct Loaded {
+    pub drive: DriveFiles,
+    pub instance: Instance,
+    pub report: Report,
+    /// Why this drive was used (`--source` or the probe's reason).
+    pub origin: String,
+    pub config: Config,
+    /// The drive to pin after a successful run (first-boot pinning on, no pin yet or a new
+    /// drive allowed).
+    pub pin: Option<Pin>,
+}
+
+/// Logs a refusal with the rule that fired and turns it into the error that ends the command.
+fn refuse(r: Refusal) -> Error {
+    tracing::error!(rule = r.rule, "{r}");
+    Error::Refused(r)
+}
+
+/// Reads a probe candidate: user-space readers (through an offset reader for a partition read
+/// from the table), or mount mode.
+fn read_candidate(c: &Candidate, limits: &Limits, mount: bool) -> Result<DriveFiles, Error> {
+    let device = c.device.display();
+    if mount {
+        if c.device.table_only {
+            return Err(media::MediaError::Mount {
+                device,
+                detail: "the kernel shows no node for this partition; mount mode needs one".into(),
+            }
+            .into());
+        }
+        return Ok(media::mount::read_mounted(
+            Path::new(&c.device.path),
+            &c.fstype,
+            c.label.clone(),
+            &media::mount::default_base(),
+            limits,
+        )?);
+    }
+    let file = std::fs::File::open(&c.device.path).map_err(|e| media::MediaError::Io {
+        device: device.clone(),
+        source: e,
+    })?;
+    Ok(match c.device.byte_range() {
+        Some((start, len)) => media::read_fs(
+            media::part::OffsetReader::new(file, start, len),
+            &device,
+            limits,
+        )?,
+        None => media::read_fs(file, &device, limits)?,
+    })
+}
+
+/// `--source PATH --mount`: the filesystem type comes from the device's signature.
+fn read_source_mounted(p: &Path, limits: &Limits) -> Result<DriveFiles, Error> {
+    let device = p.display().to_string();
+    let mount_err = |detail: String| media::MediaError::Mount {
+        device: device.clone(),
+        detail,
+    };
+    if media::source_kind(p)? != media::SourceKind::BlockDevice {
+        return Err(mount_err("needs a block device (attach an image with losetup)".into()).into());
+    }
+    let mut f = std::fs::File::open(p).map_err(|e| media::MediaError::Io {
+        device: device.clone(),
+        source: e,
+    })?;
+    match crate::probe::sig::read_signature(&mut f, &device) {
+        crate::probe::sig::Found::Fs(s) => Ok(media::mount::read_mounted(
+            p,
+            &s.fstype,
+            s.label,
+            &media::mount::default_base(),
+            limits,
+        )?),
+        _ => Err(mount_err("no filesystem recognised to mount".into()).into()),
+    }
+}
+
+/// The pinning record under `root`, when there is a readable one.
+fn read_pin(root: &Path) -> Option<Pin> {
+    use std::io::Read;
+    let p = crate::paths::resolve_in_root(root, &state::pin_path()).ok()?;
+    let mut v = Vec::new();
+    std::fs::File::open(p)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut v)
+        .ok()?;
+    match serde_json::from_slice(&v) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!("{}: unreadable pinning record: {e}", state::pin_path());
+            None
+        }
+    }
+}
+
+/// Reads the drive named by `locate.source`, or the best probe candidate the trust policy
+/// accepts (waiting for a late device up to the deadline). `Ok(None)`: no drive. `root` is the
+/// target system: its configuration, DMI data and pinning record are used.
+pub fn load(locate: &Locate, root: &Path) -> Result<Option<Loaded>, Error> {
+    let config = Config::load(locate.config.as_deref(), root)?;
+    let limits = Limits::default();
+    let rules = config.probe.rules();
+    let mount = locate.mount || config.probe.mount;
+    let (drive, origin, candidate) = match &locate.source {
+        Some(p) => {
+            let drive = if mount {
+                read_source_mounted(p, &limits)?
+            } else {
+                crate::probe::image::read_source_with(p, &limits, &rules, config.probe.duplicates)?
+            };
+            (drive, format!("--source {}", p.display()), None)
+        }
+        None => {
+            let wait = locate.wait.unwrap_or(config.probe.wait());
+            let probe = platform::probe_devices(&locate.probe_roots(root), &rules, wait);
+            let best = match trust::select(&probe.candidates, config.probe.duplicates) {
+                Ok(Some(b)) => b.clone(),
+                Ok(None) => return Ok(None),
+                Err(r) => return Err(refuse(r)),
+            };
+            tracing::info!("using {}", best.reason);
+            (
+                read_candidate(&best, &limits, mount)?,
+                best.reason.clone(),
+                Some(best),
+            )
+        }
+    };
+    for s in &drive.skipped {
+        tracing::warn!("{}: {}: skipped: {}", drive.device, s.path, s.reason);
+    }
+    let (instance, report) = source::parse_drive(&drive)?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    if config.probe.bind_dmi_uuid {
+        let uuid = platform::system_uuid(root);
+        trust::check_dmi(&instance.instance_id, uuid.as_deref()).map_err(refuse)?;
+        tracing::info!("DMI binding: instance id is this machine's system UUID");
+    }
+    let mut pin = None;
+    if config.probe.pin_first_boot {
+        match &candidate {
+            Some(c) => {
+                let current = Pin::of(c, &instance.instance_id);
+                match trust::check_pin(
+                    &current,
+                    read_pin(root).as_ref(),
+                    config.probe.pin_allow_new,
+                )
+                .map_err(refuse)?
+                {
+                    PinDecision::Same => tracing::info!("pinning: the drive pinned at first boot"),
+                    PinDecision::Record => {
+                        tracing::info!("pinning: first boot, pinning {}", c.device.display());
+                        pin = Some(current);
+                    }
+                    PinDecision::Replace => {
+                        tracing::warn!(
+                            rule = "pinning",
+                            "a new drive {} is allowed by pin_allow_new; re-pinning",
+                            c.device.display()
+                        );
+                        pin = Some(current);
+                    }
+                }
+            }
+            // The operator named the drive: pinning guards the probe's choice only.
+            None => tracing::info!("pinning: not checked for an explicit --source"),
+        }
+    }
+    Ok(Some(Loaded {
+        drive,
+        instance,
+        report,
+        origin,
+        config,
+        pin,
+    }))
+}
+
+/// What `probe` found: every device, the ranked candidates and the trust policy's decision.
+pub struct Probed {
+    pub devices: Vec<BlockDevice>,
+    pub candidates: Vec<Candidate>,
+    /// The candidate the trust policy selects (`None`: no candidate), or its refusal.
+    pub decision: Result<Option<Candidate>, Refusal>,
+    pub exit: Exit,
+}
+
+/// `probe`: enumerates block devices and ranks the candidates (waiting up to `locate.wait`,
+/// default no wait). Reads two small blocks per device; mounts and writes nothing.
+pub fn probe(locate: &Locate) -> Result<Probed, Error> {
+    let root = Path::new("/");
+    let config = Config::load(locate.config.as_deref(), root)?;
+    let wait = locate.wait.unwrap_or(Duration::ZERO);
+    let probe = platform::probe_devices(&locate.probe_roots(root), &config.probe.rules(), wait);
+    let decision = trust::select(&probe.candidates, config.probe.duplicates).map(|c| c.cloned());
+    if let Err(r) = &decision {
+        tracing::warn!(rule = r.rule, "{r}");
+    }
+    let exit = if probe.candidates.is_empty() {
+        Exit::NoDrive
+    } else {
+        Exit::Changed
+    };
+    Ok(Probed {
+        devices: probe.devices,
+        candidates: probe.candidates,
+        decision,
+        exit,
+    })
+}
+
+/// A drive as `show` presents it: the parsed drive and the digest it may show of each file.
+pub struct Shown {
+    pub loaded: Loaded,
+    /// SHA-256 of every file, except that a file carrying a password shows none (a bare SHA-256
+    /// of a short password file is a password hash anyone can brute-force).
+    pub file_sha256: BTreeMap<String, String>,
+}
+
+/// `show`: reads and parses the drive (`Ok(None)`: no drive). Changes nothing.
+pub fn show(locate: &Locate) -> Result<Option<Shown>, Error> {
+    let Some(loaded) = load(locate, Path::new("/"))? else {
+        return Ok(None);
+    };
+    // Parsed whatever `user_data:` says: only to know which files carry a password.
+    let (ud, _) = source::userdata::parse_instance_user_data(
+        &loaded.instance,
+        &source::userdata::UserDataLimits::default(),
+    );
+    let file_sha256 = loaded
+        .drive
+        .files
+        .iter()
+        .map(|(p, d)| {
+            (
+                p.clone(),
+                plan::scrub::shown_sha256(p, d, &loaded.instance, &ud),
+            )
+        })
+        .collect();
+    Ok(Some(Shown {
+        loaded,
+        file_sha256,
+    }))
+}
+
+/// Whether `root` is the running system (`/`): live actions (host name, entropy, scripts)
+/// apply only there.
+pub fn is_live(root: &Path) -> bool {
+    std::fs::canonicalize(root).is_ok_and(|p| p == Path::new("/"))
+}
+
+/// Reads the host facts and plans `loaded` for `req.root`; the pin, when there is one to
+/// record, is the plan's last step. A run that will apply takes the run lock before this.
+pub fn make_plan(req: &PlanRequest, loaded: &Loaded) -> Plan {
+    let live = is_live(&req.root);
+    let mut policy = loaded.config.policy();
+    if let Some(u) = &req.user {
+        policy.ssh_user = u.clone();
+    }
+    if req.network_backend.is_some() {
+        policy.network.backend = req.network_backend;
+    }
+    policy.defer_scripts = req.defer_scripts;
+    let facts =
+        crate::facts::read_host_facts(&req.root, &plan::wanted(&loaded.instance, &policy), live);
+    let mut plan = plan::plan(&loaded.instance, &loaded.drive, &facts, &policy);
+    if let Some(pin) = &loaded.pin {
+        plan::add_pin(&mut plan, pin);
+    }
+    plan
+}
+
+/// `plan`: the drive and its plan (`Ok(None)`: no drive). Changes nothing.
+pub fn plan(req: &PlanRequest) -> Result<Option<(Loaded, Plan)>, Error> {
+    let Some(loaded) = load(&req.locate, &req.root)? else {
+        return Ok(None);
+    };
+    let plan = make_plan(req, &loaded);
+    Ok(Some((loaded, plan)))
+}
+
+/// What a run did.
+pub enum RunOutcome {
+    /// No drive was found. `exit` is `NoDrive`, or `Partial` when the status could not be
+    /// written (logged, naming the file).
+    NoDrive { exit: Exit },
+    /// `--dry-run`: the plan, nothing applied.
+    Planned { loaded: Loaded, plan: Plan },
+    /// The plan was applied; `report` has a line per step (and `status` when the status
+    /// record failed).
+    Applied {
+        loaded: Loaded,
+        plan: Plan,
+        report: ApplyReport,
+        exit: Exit,
+    },
+}
+
+impl RunOutcome {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RunOutcome::NoDrive { exit } | RunOutcome::Applied { exit, .. } => *exit,
+            RunOutcome::Planned { .. } => Exit::Changed,
+        }
+    }
+}
+
+/// `run`: the whole pipeline. With `dry_run` it stops after planning.
+pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
+    let started = (SystemTime::now(), Instant::now());
+    let root = &req.root;
+    let Some(loaded) = load(&req.locate, root)? else {
+        if dry_run {
+            return Ok(RunOutcome::NoDrive {
+                exit: Exit::NoDrive,
+            });
+        }
+        let ms = elapsed_ms(started.1);
+        // Only a root primer already keeps state in gets a status (and so the lock).
+        let lock = root
+            .join(state::STATE_DIR)
+            .is_dir()
+            .then(|| take_lock(root))
+            .transpose()?;
+        let previous = previous_status(root);
+        if let Some(lock) = &lock {
+            lock.sweep([]);
+        }
+        let exit = match record_status(root, &status::no_drive_status(started.0, ms, previous)) {
+            Ok(()) => Exit::NoDrive,
+            // Logged (naming the file) by record_status: the run is partial.
+            Err(_) => Exit::Partial,
+        };
+        return Ok(RunOutcome::NoDrive { exit });
+    };
+    if dry_run {
+        let plan = make_plan(req, &loaded);
+        return Ok(RunOutcome::Planned { loaded, plan });
+    }
+    // A drive whose instance id cannot name primer's state changes nothing (the planner refuses
+    // every step): it takes no lock, so it writes nothing. Decided once.
+    let refused = state::invalid_instance_id(&loaded.instance.instance_id).is_some();
+    // The lock before the facts: a second run waits for the first, then plans against the
+    // finished state (a plan made before the other run wrote would be stale).
+    let lock = if refused {
+        apply::RunLock::none(root)
+    } else {
+        take_lock(root)?
+    };
+    let plan = make_plan(req, &loaded);
+    lock.sweep(
+        plan.steps
+            .iter()
+            .filter_map(|s| apply::action_path(&s.action)),
+    );
+    let target = Target {
+        root: root.clone(),
+        live: is_live(root),
+    };
+    let applied_at = SystemTime::now();
+    let mut report = apply::apply_plan(&plan, &target, &lock);
+    let plan_steps = report.steps.len();
+    let mut exit = if refused {
+        // The drive is refused whole (its plan is that one error step): nothing was applied.
+        Exit::Error
+    } else {
+        run_exit(&report)
+    };
+    let previous = if refused { previous_status(root) } else { None };
+    let status = status::run_status(status::RunFacts {
+        started: started.0,
+        applied: applied_at,
+        finished: SystemTime::now(),
+        duration_ms: elapsed_ms(started.1),
+        exit,
+        origin: &loaded.origin,
+        drive: &loaded.drive,
+        instance: &loaded.instance,
+        plan_steps,
+        report: &report,
+        warnings: loaded
+            .report
+            .warnings
+            .iter()
+            .chain(&plan.warnings.warnings)
+            .map(|w| w.to_string())
+            .collect(),
+        previous,
+    });
+    if let Err(e) = record_status(root, &status) {
+        // The status is part of the run: a run whose status was not written is partial.
+        report.steps.push(apply::StepReport {
+            id: "status".into(),
+            outcome: Outcome::Failed,
+            detail: e,
+        });
+        if !matches!(exit, Exit::Error) {
+            exit = run_exit(&report);
+        }
+    }
+    drop(lock);
+    tracing::info!(
+        "{}: {} changed, {} unchanged, {} skipped, {} failed",
+        exit.name(),
+        report.count(Outcome::Changed),
+        report.count(Outcome::Unchanged),
+        report.count(Outcome::Skipped),
+        report.count(Outcome::Failed)
+    );
+    Ok(RunOutcome::Applied {
+        loaded,
+        plan,
+        report,
+        exit,
+    })
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The status before this run, when it is readable (a broken one is replaced, with a warning).
+fn previous_status(root: &Path) -> Option<Status> {
+    status::read_status(root).unwrap_or_else(|e| {
+        tracing::warn!("{e}; replacing it");
+        None
+    })
+}
+
+/// Writes `status.json`; a failure is logged and returned (the message names the file): the
+/// caller counts it as a failed step.
+fn record_status(root: &Path, s: &Status) -> Result<(), String> {
+    match status::write_status(root, s) {
+        Ok(()) => {
+            tracing::debug!("{}: {}", state::status_path(), s.outcome);
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("cannot write /{}: {e}", state::status_path());
+            tracing::error!(step = "status", "{msg}");
+            Err(msg)
+        }
+    }
+}
+
+/// The exit code of a run from its steps: failed > changed > unchanged.
+fn run_exit(report: &ApplyReport) -> Exit {
+    if report.count(Outcome::Failed) > 0 {
+        Exit::Partial
+    } else if report.count(Outcome::Changed) == 0 {
+        Exit::Unchanged
+    } else {
+        Exit::Changed
+    }
+}
+
+/// Takes the run lock under `root` (waiting for another run, bounded).
+fn take_lock(root: &Path) -> Result<apply::RunLock, Error> {
+    // The error names the lock file (or the directory that could not be made).
+    Ok(apply::RunLock::take(root, apply::LOCK_WAIT)?)
+}
+
+/// Where `net_render` takes the network from.
+pub enum NetInput<'a> {
+    /// One network file: network_data.json, or network config v1/v2.
+    File(&'a Path),
+    /// The drive's network data.
+    Drive(&'a Locate),
+}
+
+/// What `net_render` produced.
+pub enum NetRendered {
+    NoDrive,
+    /// The drive has no network data.
+    NoNetwork,
+    Files(render::Rendered),
+}
+
+/// `net render`: one backend's files for the network of `input`, links named against `root`'s
+/// interfaces. Changes nothing.
+pub fn net_render(
+    input: NetInput<'_>,
+    root: &Path,
+    backend: Backend,
+) -> Result<NetRendered, Error> {
+    let (config, report) = match input {
+        NetInput::File(p) => {
+            let bytes = std::fs::read(p)?;
+            let file = p.display().to_string();
+            // JSON with links/networks is network_data.json; anything else network config.
+            let fmt = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(serde_json::Value::Object(o))
+                    if !o.contains_key("version")
+                        && !o.contains_key("network")
+                        && (o.is_empty()
+                            || o.contains_key("links")
+                            || o.contains_key("networks")) =>
+                {
+                    InputFormat::NetworkData
+                }
+                _ => InputFormat::NetworkConfig,
+            };
+            net::parse_network(&bytes, fmt, &file)?
+        }
+        NetInput::Drive(locate) => {
+            let Some(l) = load(locate, root)? else {
+                return Ok(NetRendered::NoDrive);
+            };
+            match plan::network::instance_network(&l.instance, &l.drive)? {
+                Some((c, r, _)) => (c, r),
+                None => return Ok(NetRendered::NoNetwork),
+            }
+        }
+    };
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    let (facts, _) = crate::facts::net::read_net_facts(root, &[], false, Duration::ZERO);
+    let names = naming::assign_names(&config, &facts.interfaces);
+    let opts = render::RenderOptions {
+        netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
+        eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
+    };
+    let r = render::try_render(backend, &config, &names, &opts)?;
+    for w in &r.warnings {
+        tracing::warn!("{backend}: {w}");
+    }
+    Ok(NetRendered::Files(r))
+}
+
+/// What `scripts` did.
+pub enum ScriptsOutcome {
+    /// No instance is recorded under the root.
+    NoInstance,
+    Ran {
+        instance_id: String,
+        report: ApplyReport,
+        exit: Exit,
+    },
+}
+
+/// `scripts`: runs the instance's stored scripts that have not run yet (live system only).
+pub fn scripts(
+    root: &Path,
+    config: Option<&Path>,
+    instance: Option<&str>,
+) -> Result<ScriptsOutcome, Error> {
+    if !is_live(root) {
+        return Err(Error::Unsupported(format!(
+            "--root {}: scripts run only on the running system (--root /)",
+            root.display()
+        )));
+    }
+    let config = Config::load(config, root)?;
+    let id = match status::chosen_instance(root, instance) {
+        Ok(id) => id,
+        Err(status::StatusError::NoInstance { .. }) => return Ok(ScriptsOutcome::NoInstance),
+        Err(e) => return Err(e.into()),
+    };
+    let target = Target {
+        root: root.to_path_buf(),
+        live: true,
+    };
+    let report =
+        apply::deferred::run_pending_scripts(&target, &id, config.script_timeout_seconds.max(1));
+    let exit = if report.count(Outcome::Failed) > 0 {
+        Exit::Partial
+    } else if report.count(Outcome::Changed) == 0 {
+        Exit::Unchanged
+    } else {
+        Exit::Changed
+    };
+    Ok(ScriptsOutcome::Ran {
+        instance_id: id,
+        report,
+        exit,
+    })
+}
+
+/// What to reclaim.
+#[derive(Debug, Clone)]
+pub struct ReclaimRequest {
+    /// The disk or image file [default: the disk holding the mounted /].
+    pub disk: Option<PathBuf>,
+    /// Root's partition number (required for an image file).
+    pub root_partition: Option<u32>,
+    /// Write; without it only the plan is made.
+    pub apply: bool,
+    /// The system whose state and configuration to use.
+    pub root: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// What `reclaim` did.
+pub enum ReclaimOutcome {
+    /// `--apply` with `reclaim.enabled: false`: nothing done (exit 13).
+    Disabled,
+    Done {
+        report: Box<crate::disk::Report>,
+        exit: Exit,
+    },
+}
+
+/// `reclaim`: deletes the trailing config partition and grows root (a dry run unless `apply`).
+pub fn reclaim(req: &ReclaimRequest) -> Result<ReclaimOutcome, Error> {
+    use crate::disk::{Options, Outcome as R};
+    let config = Config::load(req.config.as_deref(), &req.root)?;
+    if req.apply && !config.reclaim.enabled {
+        return Ok(ReclaimOutcome::Disabled);
+    }
+    let report = crate::disk::reclaim(&Options {
+        disk: req.disk.clone(),
+        root_partition: req.root_partition,
+        root: req.root.clone(),
+        apply: req.apply,
+        settings: config.reclaim.settings(),
+    })?;
+    let exit = match report.outcome {
+        R::Planned | R::Changed => Exit::Changed,
+        R::Nothing => Exit::NothingToReclaim,
+        R::Refused => Exit::ReclaimRefused,
+        R::Partial => Exit::Partial,
+    };
+    Ok(ReclaimOutcome::Done {
+        report: Box::new(report),
+        exit,
+    })
+}
+
+/// The last run recorded under a root, with the record of its instance.
+pub struct LastRun {
+    pub status: Status,
+    /// The instance whose record is shown: this run's, or for a run without a drive (or with
+    /// an id primer keeps no state for) the last applied one.
+    pub id: Option<String>,
+    pub record: Option<state::Record>,
+}
+
+/// `status`: the last run under `root` (`Ok(None)`: no run recorded). Reads only.
+pub fn last_run(root: &Path) -> Result<Option<LastRun>, Error> {
+    let Some(status) = status::read_status(root)? else {
+        return Ok(None);
+    };
+    let id = status
+        .instance
+        .as_ref()
+        .map(|i| i.id.as_str())
+        .filter(|id| state::invalid_instance_id(id).is_none())
+        .or_else(|| status.current_instance())
+        .map(str::to_string);
+    let record = match id.as_deref() {
+        Some(id) => status::read_record(root, id).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        }),
+        None => None,
+    };
+    Ok(Some(LastRun { status, id, record }))
+}

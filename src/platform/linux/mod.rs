@@ -1,0 +1,125 @@
+//! Linux: block devices from sysfs (`sysfs`), `sethostname(2)`, `/dev/urandom`, POSIX mode and
+//! uid/gid, `flock(2)`, DMI from sysfs, and scripts in their own process group. Each function
+//! does one system-level thing and decides nothing: when to call it is the agent's or the
+//! writer's choice.
+
+pub mod sysfs;
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+pub use sysfs::{Probe, ProbeRoots};
+
+use crate::facts::Meta;
+use crate::probe::Rules;
+
+/// Enumerates block devices and ranks the config-drive candidates, waiting up to `wait` for a
+/// late device (inotify on /dev plus short polling).
+pub fn probe_devices(roots: &ProbeRoots, rules: &Rules, wait: Duration) -> Probe {
+    sysfs::probe_wait(roots, rules, wait)
+}
+
+/// The DMI system UUID under `root` (`sys/class/dmi/id/product_uuid`), bounded; `None` when
+/// unreadable.
+pub fn system_uuid(root: &Path) -> Option<String> {
+    use std::io::Read;
+    let p = crate::paths::resolve_in_root(root, "sys/class/dmi/id/product_uuid").ok()?;
+    let mut s = String::new();
+    File::open(p).ok()?.take(256).read_to_string(&mut s).ok()?;
+    Some(s.trim().to_string())
+}
+
+/// Sets the running kernel's host name.
+pub fn set_hostname(name: &str) -> io::Result<()> {
+    nix::unistd::sethostname(name).map_err(io::Error::from)
+}
+
+/// Writes `seed` to `/dev/urandom`: mixed into the pool without being credited, which is the
+/// only safe thing to do with bytes whose origin primer cannot vouch for.
+pub fn seed_entropy(seed: &[u8]) -> io::Result<()> {
+    let dev = Path::new("/dev/urandom");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(dev)
+        .and_then(|mut f| f.write_all(seed))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dev.display())))
+}
+
+/// Gives `path` (not following a final symlink for the owner) the owner and mode of `meta`.
+pub fn set_owner_mode(path: &Path, meta: Meta) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
+}
+
+/// Gives an open file the owner and mode of `meta`.
+pub fn set_owner_mode_file(f: &File, meta: Meta) -> io::Result<()> {
+    std::os::unix::fs::fchown(f, Some(meta.uid), Some(meta.gid))?;
+    f.set_permissions(fs::Permissions::from_mode(meta.mode))
+}
+
+/// An exclusive lock on an open file, held until dropped (or the process dies).
+pub type FileLock = nix::fcntl::Flock<File>;
+
+/// Tries to take an exclusive lock on `file` without waiting. `Err((file, busy))`: the file
+/// back, and whether another holder has it (`false`: another error, in the message).
+pub fn try_lock(file: File) -> Result<FileLock, (File, bool, io::Error)> {
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((f, e)) => Err((f, e == nix::errno::Errno::EWOULDBLOCK, io::Error::from(e))),
+    }
+}
+
+/// The pid holding an flock on `f`, from `/proc/locks` (matched by device and inode).
+pub fn lock_holder(f: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().ok()?;
+    let want = (
+        nix::sys::stat::major(m.dev()),
+        nix::sys::stat::minor(m.dev()),
+        m.ino(),
+    );
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (major and minor in hex)
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let i = f.iter().position(|x| *x == "FLOCK")?;
+        let pid: u32 = f.get(i + 3)?.parse().ok()?;
+        let mut id = f.get(i + 4)?.split(':');
+        let major = u64::from_str_radix(id.next()?, 16).ok()?;
+        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        ((major, minor, ino) == want).then_some(pid)
+    })
+}
+
+/// A command for a script at `path`: run from `/`, in its own process group (so `kill_tree`
+/// reaches whatever it starts), with a default PATH when primer has none (systemd gives one;
+/// an initramfs hook may not).
+pub fn script_command(path: &Path) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.current_dir("/").process_group(0);
+    if std::env::var_os("PATH").is_none() {
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
+    cmd
+}
+
+/// Kills a script started by `script_command` and its process group (a process that left the
+/// group, such as a `setsid` grandchild, escapes), then reaps it.
+pub fn kill_tree(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.wait();
+}

@@ -1,0 +1,319 @@
+//! Architecture: reads the `crate::` paths of every file under `src/` and checks the layering
+//! rules of the README's *Layout* section: the layers that parse, plan and render never import
+//! the writer or the platform seam; media never imports probe; net never imports plan; the
+//! path leaf imports nothing of primer; the faces (`cli`) are the only importers of the
+//! agent; and no import cycle joins two top-level modules. A failure names the file and the
+//! import. Reads source text only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One reference from a file to a top-level module of the crate.
+#[derive(Debug, Clone)]
+struct Import {
+    /// Path of the file, relative to the package root.
+    file: String,
+    line: usize,
+    /// The module referred to (`apply` for `crate::apply::fs::Writer`).
+    target: String,
+    /// The source line, trimmed, for the message.
+    text: String,
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level module a file belongs to (`src/plan/users.rs` -> `plan`, `src/state.rs` ->
+/// `state`); `None` for the crate root and the binary.
+fn module_of(rel: &Path) -> Option<String> {
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (!matches!(name, "lib" | "main")).then(|| name.to_string())
+}
+
+/// The modules declared by `src/lib.rs` (`pub mod x;`).
+fn top_modules() -> BTreeSet<String> {
+    let lib = fs::read_to_string(src().join("lib.rs")).expect("src/lib.rs");
+    lib.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("mod "))?;
+            Some(rest.trim_end_matches(';').trim().to_string())
+        })
+        .collect()
+}
+
+/// The code of a file without its unit-test module (tests may reach anywhere) and with its
+/// comment lines blanked (a comment naming a path is not an import); line numbers are kept.
+fn without_tests(text: &str) -> String {
+    let code = match text.find("\n#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    code.lines()
+        .map(|l| {
+            if l.trim_start().starts_with("//") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every `crate::MODULE` reference in `text`, including the names of a grouped
+/// `use crate::{a, b::c}` (which may span lines).
+fn imports_of(file: &str, text: &str, modules: &BTreeSet<String>) -> Vec<Import> {
+    let mut out = Vec::new();
+    let code = without_tests(text);
+    let code = code.as_str();
+    let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
+    let text_of = |line: usize| code.lines().nth(line - 1).unwrap_or("").trim().to_string();
+    let mut push = |pos: usize, name: &str| {
+        if modules.contains(name) {
+            let line = line_of(pos);
+            out.push(Import {
+                file: file.to_string(),
+                line,
+                target: name.to_string(),
+                text: text_of(line),
+            });
+        }
+    };
+    let mut at = 0;
+    while let Some(i) = code[at..].find("crate::") {
+        let start = at + i;
+        // `primer_crate::x` or `my_crate::x` are other paths, not this crate.
+        let before = code[..start].chars().next_back();
+        at = start + "crate::".len();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[at..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            let mut depth = 0;
+            let mut name_start = Some(0);
+            for (k, c) in group[..end].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => name_start = Some(k + 1),
+                    _ => {}
+                }
+                if let Some(s) = name_start {
+                    let tail = &group[s..];
+                    let skipped = tail.len() - tail.trim_start().len();
+                    let name: String = tail
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        push(at + 1 + s + skipped, &name);
+                        name_start = None;
+                    }
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            push(start, &name);
+        }
+    }
+    out
+}
+
+/// Every import of the crate, by the module of the file that makes it.
+fn all_imports() -> Vec<(String, Import)> {
+    let modules = top_modules();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(src()).expect("under src");
+        let Some(module) = module_of(rel) else {
+            continue;
+        };
+        let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let shown = f.strip_prefix(root).unwrap_or(&f).display().to_string();
+        for i in imports_of(&shown, &text, &modules) {
+            if i.target != module {
+                out.push((module.clone(), i));
+            }
+        }
+    }
+    out
+}
+
+fn describe(i: &Import) -> String {
+    format!("{}:{}: {}", i.file, i.line, i.text)
+}
+
+/// The layering rules: (importing modules, forbidden targets, why).
+const RULES: &[(&[&str], &[&str], &str)] = &[
+    (
+        &["model", "source", "net", "plan", "media", "facts", "paths"],
+        &["apply"],
+        "parsing, planning and reading never import the writer",
+    ),
+    (
+        &[
+            "model", "source", "net", "plan", "media", "facts", "paths", "probe", "state",
+        ],
+        &["platform", "agent", "cli", "status", "disk"],
+        "lower layers never import the platform seam, the pipeline or the faces",
+    ),
+    (&["media"], &["probe"], "media only reads what it is told"),
+    (
+        &["net"],
+        &["plan", "facts"],
+        "net is pure: models and renderers",
+    ),
+    (
+        &["facts"],
+        &["plan"],
+        "facts are read from a request, then handed to plan as data",
+    ),
+    (
+        &["paths"],
+        &[
+            "agent", "apply", "cli", "config", "disk", "facts", "media", "model", "net", "plan",
+            "platform", "probe", "source", "state", "status",
+        ],
+        "the path leaf imports nothing of primer",
+    ),
+    (
+        &[
+            "apply", "config", "disk", "facts", "media", "model", "net", "paths", "plan",
+            "platform", "probe", "source", "state", "status",
+        ],
+        &["agent", "cli"],
+        "only the faces call the pipeline",
+    ),
+];
+
+#[test]
+fn layers_never_point_back_up() {
+    let imports = all_imports();
+    let mut broken = Vec::new();
+    for (from, forbidden, why) in RULES {
+        for (module, i) in &imports {
+            if from.contains(&module.as_str()) && forbidden.contains(&i.target.as_str()) {
+                broken.push(format!(
+                    "{module} imports {} ({why}): {}",
+                    i.target,
+                    describe(i)
+                ));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "layering rules broken:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn no_cycle_among_top_level_modules() {
+    let imports = all_imports();
+    // module -> target -> the first import making that edge (for the message).
+    let mut graph: BTreeMap<String, BTreeMap<String, Import>> = BTreeMap::new();
+    for (module, i) in imports {
+        graph
+            .entry(module)
+            .or_default()
+            .entry(i.target.clone())
+            .or_insert(i);
+    }
+    // Depth-first search with colours; a grey target closes a cycle.
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeMap<String, Import>>,
+        colour: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+        cycles: &mut Vec<Vec<String>>,
+    ) {
+        colour.insert(n.to_string(), 1);
+        stack.push(n.to_string());
+        for t in graph.get(n).map(|m| m.keys()).into_iter().flatten() {
+            match colour.get(t.as_str()).copied().unwrap_or(0) {
+                0 => visit(t, graph, colour, stack, cycles),
+                1 => {
+                    let from = stack.iter().position(|s| s == t).unwrap_or(0);
+                    let mut c = stack[from..].to_vec();
+                    c.push(t.clone());
+                    cycles.push(c);
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        colour.insert(n.to_string(), 2);
+    }
+    let mut colour = BTreeMap::new();
+    let mut cycles = Vec::new();
+    for n in graph.keys() {
+        if colour.get(n.as_str()).copied().unwrap_or(0) == 0 {
+            visit(n, &graph, &mut colour, &mut Vec::new(), &mut cycles);
+        }
+    }
+    let shown: Vec<String> = cycles
+        .iter()
+        .map(|c| {
+            let edges: Vec<String> = c
+                .windows(2)
+                .map(|w| format!("  {} -> {}: {}", w[0], w[1], describe(&graph[&w[0]][&w[1]])))
+                .collect();
+            format!("cycle {}:\n{}", c.join(" -> "), edges.join("\n"))
+        })
+        .collect();
+    assert!(shown.is_empty(), "{}", shown.join("\n"));
+}
+
+/// The reader itself: a grouped import, a plain path, a longer crate name and a test module.
+#[test]
+fn the_import_reader_sees_grouped_and_inline_paths() {
+    let modules: BTreeSet<String> = ["apply", "plan", "model"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let text = "use crate::{\n    apply::fs,\n    plan::{Plan, Step},\n};\nfn f() { crate::model::x(); my_crate::apply::y(); }\n/// `crate::apply` in a comment\n\n#[cfg(test)]\nmod tests {\n    use crate::apply::z;\n}\n";
+    let found: Vec<(String, usize)> = imports_of("x.rs", text, &modules)
+        .into_iter()
+        .map(|i| (i.target, i.line))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("apply".to_string(), 2),
+            ("plan".to_string(), 3),
+            ("model".to_string(), 5)
+        ]
+    );
+}
