@@ -712,6 +712,54 @@ fn first_boot_pinning_across_runs() {
     assert_eq!(pin["device"], "vdb");
 }
 
+/// The pin is the plan's last step: `--dry-run` shows it (and writes nothing); a run in which
+/// another step failed skips it, so a failed first boot is retried unpinned.
+#[test]
+fn pinning_is_a_plan_step_skipped_when_another_step_fails() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a.iso");
+    iso(&openstack_tree(t.path(), "pinned"), &a, "config-2");
+    let la = Loop::attach(&a);
+    let m = Mirror::with(&[(&la, "sr0")]);
+    let root = scratch_root();
+    let r = root.path();
+    with_config(r, "probe:\n  pin_first_boot: true\n");
+    let pin_file = r.join("var/lib/primer/pinned.json");
+
+    let o = run_probed(&m, r, &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("pin"))
+        .unwrap_or_else(|| panic!("no pin step in the dry run:\n{out}"));
+    assert!(
+        line.contains("create") && line.contains("openstack drive sr0"),
+        "{line}"
+    );
+    assert!(!pin_file.exists(), "a dry run wrote the pin");
+
+    // The SSH user does not exist: that step fails, the pin is skipped.
+    let o = run_probed(&m, r, &["--user", "nobody-here"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("pin"))
+        .unwrap_or_else(|| panic!("no pin step in the run:\n{out}"));
+    assert!(
+        line.contains("skipped") && line.contains("not pinned"),
+        "{line}"
+    );
+    assert!(!pin_file.exists(), "pinned after a failed step");
+
+    // The next boot, everything lands: pinned.
+    let o = run_probed(&m, r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let pin: serde_json::Value = serde_json::from_slice(&fs::read(&pin_file).unwrap()).unwrap();
+    assert_eq!(pin["device"], "sr0");
+}
+
 #[test]
 fn a_device_that_appears_one_second_after_start_is_found() {
     let t = tempfile::tempdir().unwrap();

@@ -328,7 +328,7 @@ pub fn add_pin(plan: &mut Plan, pin: &crate::probe::trust::Pin) {
         why: format!(
             "pinned {} drive {} for later boots",
             pin.kind.name(),
-            grammar::Esc(&pin.device)
+            grammar::log_safe(&pin.device, 200)
         ),
         input: None,
     });
