@@ -645,3 +645,62 @@ runcmd:\n  - echo from-runcmd\n\
         "base motd\nA\nB\n"
     );
 }
+
+/// Issue 11 item 5: a bare user-data `hostname` keeps the metadata's domain (cloud-init keeps
+/// the metadata FQDN in /etc/hosts); a dotted one, or metadata without a domain, is used as is.
+#[test]
+fn user_data_hostname_keeps_the_metadata_domain() {
+    for (meta_name, user_data, short, hosts_names) in [
+        (
+            "web.example.com",
+            "hostname: web",
+            "web",
+            "web.example.com web",
+        ),
+        ("web.example.com", "hostname: db", "db", "db.example.com db"),
+        ("web", "hostname: db", "db", "127.0.1.1\tdb\t"),
+        (
+            "web.example.com",
+            "hostname: db.other.org",
+            "db",
+            "db.other.org db",
+        ),
+        (
+            "web.example.com",
+            "fqdn: api.example.net",
+            "api",
+            "api.example.net api",
+        ),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        write_drive_tree(&tree, &sample_meta(meta_name, &[]));
+        for v in ["latest", "2018-08-27"] {
+            fs::write(
+                tree.join("openstack").join(v).join("user_data"),
+                format!("#cloud-config\n{user_data}\n"),
+            )
+            .unwrap();
+        }
+        let root = scratch_root();
+        let r = root.path();
+        let o = primer(&[
+            "run",
+            "--source",
+            tree.to_str().unwrap(),
+            "--root",
+            r.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{user_data}: {}", text(&o));
+        assert_eq!(
+            fs::read_to_string(r.join("etc/hostname")).unwrap(),
+            format!("{short}\n"),
+            "{meta_name} + {user_data}"
+        );
+        let hosts = fs::read_to_string(r.join("etc/hosts")).unwrap();
+        assert!(
+            hosts.contains(hosts_names),
+            "{meta_name} + {user_data}: {hosts}"
+        );
+    }
+}

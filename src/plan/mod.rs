@@ -458,7 +458,7 @@ impl Planner<'_> {
             },
         };
         let shown = Esc(raw);
-        let Some(name) = hostname::sanitize_hostname(raw) else {
+        let Some(mut name) = hostname::sanitize_hostname(raw) else {
             self.warnings.warn(
                 file,
                 field,
@@ -466,6 +466,22 @@ impl Planner<'_> {
             );
             return;
         };
+        // A bare user-data `hostname` keeps the metadata's domain, as cloud-init keeps the
+        // metadata FQDN in /etc/hosts: `hostname: web` with metadata `web.example.com` is
+        // web.example.com, not a bare web.
+        if field == "hostname" && file == "user-data" && !name.fqdn.contains('.') {
+            let domain = instance
+                .hostname
+                .as_deref()
+                .and_then(hostname::sanitize_hostname)
+                .and_then(|m| m.fqdn.split_once('.').map(|(_, d)| d.to_string()));
+            if let Some(full) = domain
+                .and_then(|d| hostname::sanitize_hostname(&format!("{}.{d}", name.fqdn)))
+                .filter(|f| f.short() == name.fqdn && f.fqdn.contains('.'))
+            {
+                name.fqdn = full.fqdn;
+            }
+        }
         // Last line of defence before /etc/hostname and the /etc/hosts line: a DNS name.
         if let Err(e) = grammar::dns_name(&name.fqdn) {
             self.warnings.warn(
