@@ -704,3 +704,33 @@ fn user_data_hostname_keeps_the_metadata_domain() {
         );
     }
 }
+
+/// Issue 11 item 9: `users:` without `default` leaves the configured default user out; where it
+/// does not exist the drive's keys are skipped with a warning (cloud-init gives them to root
+/// behind `disable_root`, which logs nobody in), never a failed boot and never root's; the
+/// listed users get their own keys.
+#[test]
+fn drive_keys_without_their_default_user_are_skipped_not_failed() {
+    let d = drive_with(
+        &format!("#cloud-config\nusers:\n  - name: alice\n    ssh_authorized_keys: [{ED2}]\n"),
+        None,
+    );
+    let root = debian_root();
+    let r = root.path();
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(outcome(&v, "ssh-keys"), "skipped", "{v:#}");
+    assert!(
+        text(&o).contains("leaves out the default user"),
+        "{}",
+        text(&o)
+    );
+    let ak = fs::read_to_string(r.join("home/alice/.ssh/authorized_keys")).unwrap();
+    assert!(ak.contains(ED2) && !ak.contains(ED), "{ak}");
+    assert!(!r.join("root/.ssh/authorized_keys").exists());
+    assert!(!fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("\ndebian:"));
+    all_unchanged(&run(d.path(), r));
+}

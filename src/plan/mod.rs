@@ -592,7 +592,31 @@ impl Planner<'_> {
                 .chain(&extra),
         );
         let md = hostname::meta_names(instance);
-        self.plan_keys_for(&ssh_user, &lines, md.file, md.keys);
+        // `users:` without `default` leaves the configured default user out (cloud-init's
+        // rule). Where that account does not exist, the drive's keys have no owner: cloud-init
+        // gives them to root behind `disable_root`'s refusal, which logs nobody in; primer
+        // skips them with a warning rather than fail the boot or open root.
+        let default_left_out = self.default_user.is_none()
+            && configured_default == Some(policy.ssh_user.as_str())
+            && self.user(&ssh_user).is_none();
+        if default_left_out && !lines.is_empty() {
+            let why = format!(
+                "{} SSH key(s) of the drive not installed: user-data `users:` leaves out the \
+                 default user {ssh_user:?}, which does not exist (list `default` in `users:`, or \
+                 give the keys to a listed user)",
+                lines.len()
+            );
+            self.warnings.warn(md.file, md.keys, why.clone());
+            self.steps.push(Step {
+                id: "ssh-keys".into(),
+                change: Change::Skip,
+                action: Action::Nothing,
+                why,
+                input: None,
+            });
+        } else {
+            self.plan_keys_for(&ssh_user, &lines, md.file, md.keys);
+        }
         for (user, keys) in std::mem::take(&mut self.keys_for) {
             self.plan_keys_for(&user, &unique_keys(keys.iter()), "user-data", "users");
         }
