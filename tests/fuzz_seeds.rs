@@ -1,4 +1,4 @@
-//! Fuzz seed corpora: every file under `fuzz/seeds/<target>/` (committed; `fuzz/corpus` is not)
+//! Fuzz seed corpora: every file under `fuzz/seeds/<target>/` (and the committed iso9660 corpus)
 //! runs through the same harness the cargo-fuzz target uses (`primer::harness`), so the
 //! suite proves the seeds parse without a panic and keep the harness invariants.
 
@@ -51,4 +51,41 @@ fn every_seed_runs_through_its_target_harness() {
         );
         assert!(ok > 0, "{target}: no seed parses");
     }
+}
+
+/// The committed, minimised ISO9660 corpus (`fuzz/corpus/iso9660`, a finished campaign) through
+/// the reader with the fuzz target's limits: no panic, and every refusal names the device.
+#[test]
+fn the_iso9660_corpus_replays_without_a_panic() {
+    use primer::media::iso9660::{read_iso9660, read_iso9660_label};
+    use primer::media::Limits;
+    use std::io::Cursor;
+    let limits = Limits {
+        max_file_size: 1 << 20,
+        max_total_bytes: 4 << 20,
+        max_depth: 16,
+        max_entries: 1000,
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/iso9660");
+    let (mut ok, mut refused) = (0, 0);
+    for e in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
+        let data = std::fs::read(e.path()).unwrap();
+        let _ = read_iso9660_label(&mut Cursor::new(&data));
+        match read_iso9660(Cursor::new(&data), "fuzz", &limits) {
+            Ok(_) => ok += 1,
+            Err(err) => {
+                assert!(
+                    err.to_string().contains("fuzz"),
+                    "{}: {err}",
+                    e.path().display()
+                );
+                refused += 1;
+            }
+        }
+    }
+    println!("iso9660 corpus: {ok} read, {refused} refused");
+    assert!(ok + refused > 100, "{}: corpus missing", dir.display());
 }
