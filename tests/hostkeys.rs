@@ -82,7 +82,7 @@ fn step<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no step {id}: {v}"))
 }
 
-fn outcome<'a>(v: &'a serde_json::Value) -> &'a str {
+fn outcome(v: &serde_json::Value) -> &str {
     step(v, "ssh-host-keys")["outcome"].as_str().unwrap()
 }
 
@@ -102,7 +102,12 @@ fn keys(root: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// `ssh-keygen -l -f PATH`'s line (fails the test when ssh-keygen rejects the file).
 fn fingerprint(path: &Path) -> String {
-    let o = Command::new(KEYGEN).arg("-l").arg("-f").arg(path).output().unwrap();
+    let o = Command::new(KEYGEN)
+        .arg("-l")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}: {}", path.display(), text(&o));
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
@@ -151,11 +156,18 @@ fn check_new_keys(root: &Path, types: &[(&str, &str)], o: &Output) {
             assert!(fp.starts_with("3072 SHA256:"), "{fp}");
         }
         // The private key yields the same public key (a whole, usable pair).
-        let derived = Command::new(KEYGEN).args(["-y", "-f"]).arg(&key).output().unwrap();
+        let derived = Command::new(KEYGEN)
+            .args(["-y", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
         assert!(derived.status.success(), "{}", text(&derived));
         let pub_text = fs::read_to_string(&pubk).unwrap();
         let blob = |s: &str| s.split_whitespace().nth(1).unwrap().to_string();
-        assert_eq!(blob(&String::from_utf8_lossy(&derived.stdout)), blob(&pub_text));
+        assert_eq!(
+            blob(&String::from_utf8_lossy(&derived.stdout)),
+            blob(&pub_text)
+        );
         assert!(fps.contains(&fp), "{fp} not in {fps:?}");
         assert!(pubs.contains(&pub_text.trim().to_string()), "{pubs:?}");
     }
@@ -178,16 +190,24 @@ fn first_run_replaces_the_image_keys_then_keeps_them_until_a_new_instance() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json(&o);
     assert_eq!(outcome(&v), "changed", "{v}");
-    let detail = step(&v, "ssh-host-keys")["detail"].as_str().unwrap().to_string();
+    let detail = step(&v, "ssh-host-keys")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
-        detail.contains("ed25519, ecdsa, rsa (3072 bits)") && detail.contains("/usr/bin/ssh-keygen"),
+        detail.contains("ed25519, ecdsa, rsa (3072 bits)")
+            && detail.contains("/usr/bin/ssh-keygen"),
         "{detail}"
     );
     // Every type replaced (the image's DSA key is gone too), and nothing equal to the image's.
     check_new_keys(r, &ALL, &o);
     let first = keys(r);
     for (name, bytes) in &first {
-        assert_ne!(before.get(name), Some(bytes), "{name} kept the image's bytes");
+        assert_ne!(
+            before.get(name),
+            Some(bytes),
+            "{name} kept the image's bytes"
+        );
     }
 
     // The same instance again: unchanged, keys byte for byte the same.
@@ -252,7 +272,10 @@ fn missing_ssh_keygen_is_skipped_with_a_warning() {
             .unwrap()
             .iter()
             .any(|w| w["field"] == "ssh-keygen"
-                && w["message"].as_str().unwrap().contains("image's keys are kept")),
+                && w["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("image's keys are kept")),
         "{v}"
     );
     assert_eq!(keys(r), before);
@@ -335,4 +358,38 @@ fn user_data_chooses_types_and_keeps_keys_when_asked() {
     let o = run(a.path(), r, true, &[]);
     assert_eq!(outcome(&json(&o)), "changed", "{}", text(&o));
     check_new_keys(r, &[("ed25519", "ED25519")], &o);
+}
+
+#[test]
+fn hostile_key_types_choose_nothing_but_the_known_types() {
+    // Option-like, multi-line, escape-laden and a huge list: only exact known types are used,
+    // each once; the warnings name positions, never the drive's text.
+    let mut list = vec![
+        "\"rsa -f /etc/shadow\"".to_string(),
+        "\"ed25519\\nrsa\"".to_string(),
+        "\"\\e[2Jecdsa\"".to_string(),
+        "\"-t\"".to_string(),
+    ];
+    list.extend(std::iter::repeat_n("ED25519".to_string(), 50_000));
+    let ud = format!("#cloud-config\nssh_genkeytypes: [{}]\n", list.join(", "));
+    let root = image(&["rsa"], true);
+    let r = root.path();
+    let shadow_before = fs::read(r.join("etc/passwd")).unwrap();
+    let a = drive(UUID_A, Some(&ud));
+    let o = run(a.path(), r, true, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(outcome(&v), "changed", "{v}");
+    check_new_keys(r, &[("ed25519", "ED25519")], &o);
+    let warnings: Vec<&serde_json::Value> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["field"].as_str().unwrap().starts_with("ssh_genkeytypes"))
+        .collect();
+    assert_eq!(warnings.len(), 4, "{v}");
+    let all = serde_json::to_string(&warnings).unwrap();
+    assert!(!all.contains("shadow") && !all.contains("\\u001b"), "{all}");
+    assert_eq!(fs::read(r.join("etc/passwd")).unwrap(), shadow_before);
+    assert!(!r.join("etc/shadow").exists());
 }

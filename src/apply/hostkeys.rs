@@ -77,11 +77,7 @@ pub fn apply_host_keys(
         .and_then(|d| d.sync_all())
         .map_err(|e| at(&dir, e))?;
     let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
-    tracing::info!(
-        "{}: new SSH host keys: {}",
-        dir.display(),
-        names.join(", ")
-    );
+    tracing::info!("{}: new SSH host keys: {}", dir.display(), names.join(", "));
     print_fingerprints(target, &keygen, &dir);
     Ok(())
 }
@@ -133,8 +129,14 @@ fn run_bounded(mut cmd: Command, program: &Path) -> io::Result<(bool, String)> {
     // Readers on threads: a full pipe must not stall the child while we wait for it.
     let mut pipes = Vec::new();
     for r in [
-        child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
-        child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -201,7 +203,9 @@ fn remove_own_temps(dir: &Path) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(".ssh_host_") && is_temp_name(&n) && e.file_type().is_ok_and(|t| t.is_file())
+        if n.starts_with(".ssh_host_")
+            && is_temp_name(&n)
+            && e.file_type().is_ok_and(|t| t.is_file())
         {
             let _ = fs::remove_file(e.path());
         }

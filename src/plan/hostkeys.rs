@@ -173,10 +173,12 @@ impl Planner<'_> {
         let delete = cc.ssh_deletekeys.unwrap_or(true);
         let (types, from) = match &cc.ssh_genkeytypes {
             Some(t) => (
-                t.iter().filter_map(|s| KeyType::parse(s)).collect::<Vec<_>>(),
-                "user-data ssh_genkeytypes",
+                t.iter()
+                    .filter_map(|s| KeyType::parse(s))
+                    .collect::<Vec<_>>(),
+                "as user-data ssh_genkeytypes says",
             ),
-            None => (policy.types.clone(), "configuration"),
+            None => (policy.types.clone(), "as configured"),
         };
         if types.is_empty() && delete {
             let why = "host keys: ssh_genkeytypes names no key type; deleting the image's keys \
@@ -193,7 +195,8 @@ impl Planner<'_> {
                 "host keys: no ssh-keygen in the target (/{}); the image's keys are kept",
                 KEYGEN_PATHS.join(", /")
             );
-            self.warnings.warn(KEYGEN_PATHS[0], "ssh-keygen", why.clone());
+            self.warnings
+                .warn(KEYGEN_PATHS[0], "ssh-keygen", why.clone());
             return kept(why);
         };
         let present: Vec<KeyType> = KeyType::ALL
@@ -283,8 +286,10 @@ mod tests {
             f.files.insert(KEYGEN.into(), file(b"\x7fELF"));
         }
         for t in pubs {
-            f.files
-                .insert(format!("{}.pub", t.key_path()), file(b"ssh-x AAAA root@image\n"));
+            f.files.insert(
+                format!("{}.pub", t.key_path()),
+                file(b"ssh-x AAAA root@image\n"),
+            );
         }
         f
     }
@@ -330,7 +335,11 @@ mod tests {
                 types: vec![KeyType::Ed25519, KeyType::Ecdsa, KeyType::Rsa],
             }
         );
-        assert!(s.why.contains("ed25519, ecdsa, rsa (3072 bits)"), "{}", s.why);
+        assert!(
+            s.why.contains("ed25519, ecdsa, rsa (3072 bits)"),
+            "{}",
+            s.why
+        );
         assert!(s.why.contains("/usr/bin/ssh-keygen"), "{}", s.why);
         assert_eq!(p, run(&f, None, &Policy::default()), "deterministic");
         // Same instance later: unchanged, the record's value carried on.
@@ -353,9 +362,16 @@ mod tests {
         let p = run(&f, None, &Policy::default());
         assert_eq!(step(&p).change, Change::Skip);
         assert_eq!(step(&p).action, Action::Nothing);
-        assert!(step(&p).why.contains("shared by every copy"), "{}", step(&p).why);
+        assert!(
+            step(&p).why.contains("shared by every copy"),
+            "{}",
+            step(&p).why
+        );
         let f2 = recorded(f, &p);
-        assert_eq!(step(&run(&f2, None, &Policy::default())).change, Change::Unchanged);
+        assert_eq!(
+            step(&run(&f2, None, &Policy::default())).change,
+            Change::Unchanged
+        );
         // The running system with that record: this is the instance's first real run.
         let mut live = f2.clone();
         live.live = true;
@@ -373,7 +389,11 @@ mod tests {
         policy.host_keys.regenerate = false;
         let p = run(&facts(true, true, &KeyType::ALL), None, &policy);
         assert_eq!(step(&p).change, Change::Skip);
-        assert!(step(&p).why.contains("regenerate is false"), "{}", step(&p).why);
+        assert!(
+            step(&p).why.contains("regenerate is false"),
+            "{}",
+            step(&p).why
+        );
         assert!(p.warnings.warnings.is_empty());
         assert!(wanted_files(&policy.host_keys).is_empty());
 
@@ -387,7 +407,10 @@ mod tests {
         );
         // Settled: the next run is unchanged, even once ssh-keygen is installed.
         let f2 = recorded(facts(true, true, &KeyType::ALL), &p);
-        assert_eq!(step(&run(&f2, None, &Policy::default())).change, Change::Unchanged);
+        assert_eq!(
+            step(&run(&f2, None, &Policy::default())).change,
+            Change::Unchanged
+        );
     }
 
     #[test]
@@ -432,6 +455,8 @@ mod tests {
         let mut policy = Policy::default();
         policy.host_keys.types = vec![KeyType::Ed25519];
         let p = run(&f, None, &policy);
-        assert!(matches!(&step(&p).action, Action::HostKeys { types, .. } if types == &[KeyType::Ed25519]));
+        assert!(
+            matches!(&step(&p).action, Action::HostKeys { types, .. } if types == &[KeyType::Ed25519])
+        );
     }
 }

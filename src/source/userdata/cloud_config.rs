@@ -1190,7 +1190,10 @@ mod tests {
         assert!(r.warnings.is_empty(), "{r:?}");
         let c = p.finish();
         assert_eq!(c.ssh_deletekeys, Some(false));
-        assert_eq!(c.ssh_genkeytypes, Some(vec!["ed25519".into(), "rsa".into()]));
+        assert_eq!(
+            c.ssh_genkeytypes,
+            Some(vec!["ed25519".into(), "rsa".into()])
+        );
         // Unknown types and non-text items: one warning each, by position, never the value.
         let (p, r) = part("ssh_genkeytypes: [dsa, \"e\\x1b[2J\", [x], ecdsa]\nssh_deletekeys: 1\n");
         let c = p.finish();
@@ -1199,9 +1202,16 @@ mod tests {
         let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["ssh_genkeytypes[0]", "ssh_genkeytypes[1]", "ssh_genkeytypes[2]"]
+            [
+                "ssh_genkeytypes[0]",
+                "ssh_genkeytypes[1]",
+                "ssh_genkeytypes[2]"
+            ]
         );
-        assert!(r.warnings.iter().all(|w| !w.message.contains('\x1b')), "{r:?}");
+        assert!(
+            r.warnings.iter().all(|w| !w.message.contains('\x1b')),
+            "{r:?}"
+        );
         // One string is a list of one; a mapping is the wrong type; null is given-but-empty.
         assert_eq!(
             part("ssh_genkeytypes: rsa\n").0.finish().ssh_genkeytypes,
