@@ -393,3 +393,75 @@ fn hostile_key_types_choose_nothing_but_the_known_types() {
     assert_eq!(fs::read(r.join("etc/passwd")).unwrap(), shadow_before);
     assert!(!r.join("etc/shadow").exists());
 }
+
+#[test]
+fn a_crash_at_any_point_leaves_whole_keys_and_the_next_run_finishes() {
+    // PRIMER_FAULT_AFTER=N aborts at the N-th fault point (after each step, inside the host key
+    // step after generating and after removing the image's keys, each rename of the commit).
+    // Fast key types only (no RSA): one run per fault point.
+    const FAST: [(&str, &str); 2] = [("ecdsa", "ECDSA"), ("ed25519", "ED25519")];
+    let a = drive(UUID_A, None);
+    let mut aborted = 0;
+    for n in 1..=60 {
+        let root = image(&["ecdsa", "ed25519"], true);
+        let r = root.path();
+        fs::create_dir_all(r.join("etc/primer")).unwrap();
+        fs::write(
+            r.join("etc/primer/primer.yaml"),
+            "ssh_host_keys:\n  types: [ed25519, ecdsa]\n",
+        )
+        .unwrap();
+        let before = keys(r);
+        let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+            .args(["run", "--json", "--source", s(a.path()), "--root", s(r)])
+            .env("PRIMER_TEST_HOSTKEYS_ROOT", "1")
+            .env("PRIMER_FAULT_AFTER", n.to_string())
+            .output()
+            .unwrap();
+        if o.status.success() {
+            break;
+        }
+        aborted += 1;
+        // Under a real name: only whole keys, each pair matching (or none at all).
+        let now = keys(r);
+        for name in now.keys().filter(|n| n.ends_with("_key")) {
+            let key = r.join("etc/ssh").join(name);
+            let derived = Command::new(KEYGEN)
+                .args(["-y", "-f"])
+                .arg(&key)
+                .output()
+                .unwrap();
+            assert!(derived.status.success(), "n={n} {name}: {}", text(&derived));
+            fingerprint(&key.with_extension("pub"));
+        }
+        // The image's keys are either all there or all gone, never a mix of old and new.
+        let image_left = before
+            .iter()
+            .filter(|(k, v)| now.get(*k) == Some(*v))
+            .count();
+        let new_real = now
+            .iter()
+            .filter(|(k, v)| !k.starts_with('.') && before.get(*k) != Some(*v))
+            .count();
+        assert!(image_left == 0 || new_real == 0, "n={n}: {:?}", now.keys());
+        // The next run (no fault) finishes the job: it generates anew, unless the crash came
+        // after the record was written (then the new keys are complete already).
+        let o = run(a.path(), r, true, &[]);
+        let v = json(&o);
+        match outcome(&v) {
+            "changed" => check_new_keys(r, &FAST, &o),
+            "unchanged" => {
+                let now = keys(r);
+                let mut names: Vec<&String> = now.keys().collect();
+                names.sort();
+                assert_eq!(names, before.keys().collect::<Vec<_>>(), "n={n}");
+                assert!(
+                    now.iter().all(|(k, v)| before.get(k) != Some(v)),
+                    "n={n}: an image key survived a finished run"
+                );
+            }
+            other => panic!("n={n}: {other}: {}", text(&o)),
+        }
+    }
+    assert!(aborted >= 3, "only {aborted} fault points reached");
+}

@@ -63,12 +63,16 @@ pub fn apply_host_keys(
         made.push((tmp.clone(), name.clone()));
         made.push((format!("{tmp}.pub"), format!("{name}.pub")));
     }
+    // Crash-test points: new keys only under temporary names; then, with `delete`, no key under
+    // a real name at all (the record is not written yet, so the next run starts over).
+    super::fault::point("ssh-host-keys: generated");
     if delete {
         for name in image_keys(&dir)? {
             let p = dir.join(&name);
             fs::remove_file(&p).map_err(|e| at(&p, e))?;
         }
     }
+    super::fault::point("ssh-host-keys: image keys removed");
     for (tmp, name) in &made {
         let (from, to) = (dir.join(tmp), dir.join(name));
         fs::rename(&from, &to).map_err(|e| at(&to, e))?;
