@@ -37,6 +37,10 @@
 //!   gpt_types: []           # GPT partition type GUIDs that mark a config partition
 //!   mbr_types: []           # MBR partition type bytes (e.g. 0x99) that mark a config partition
 //!   mount: false            # read drives by mounting them (--mount) instead of in user space
+//! ssh_host_keys:            # README "SSH host keys"
+//!   regenerate: true        # replace the image's host keys on an instance's first boot;
+//!                           # false keeps them (#cloud-config ssh_deletekeys cannot override)
+//!   types: [ed25519, ecdsa, rsa]  # generated (rsa: 3072 bits); ssh_genkeytypes overrides
 //! reclaim:                  # primer reclaim / primer-reclaim.service (README "Reclaim")
 //!   enabled: false          # delete the trailing config partition and grow root at boot
 //!   delete_config_partition: true  # delete the config partition (once its data is applied)
@@ -95,6 +99,7 @@ pub struct Config {
     pub files_mode: u32,
     pub script_timeout_seconds: u64,
     pub reclaim: ReclaimConfig,
+    pub ssh_host_keys: crate::plan::hostkeys::HostKeyPolicy,
 }
 
 /// `reclaim:`: what `primer reclaim --apply` may do (nothing unless `enabled`).
@@ -170,6 +175,20 @@ fn parse_files_mode(text: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
+/// Test builds only: `PRIMER_TEST_HOSTKEYS_ROOT=1` lets `--root DIR` generate host keys as if
+/// DIR were the running system (integration tests exercise the generation on a scratch root).
+/// The release binary never reads the variable.
+fn host_keys_scratch_root() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        std::env::var_os("PRIMER_TEST_HOSTKEYS_ROOT").is_some_and(|v| v == "1")
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        false
+    }
+}
+
 /// `ssh_user` when the file does not set it: marks "not set" so a default user can take over.
 const SSH_USER_UNSET: &str = "";
 
@@ -186,6 +205,7 @@ impl Default for Config {
             files_mode: 0o644,
             script_timeout_seconds: 600,
             reclaim: ReclaimConfig::default(),
+            ssh_host_keys: Default::default(),
         }
     }
 }
@@ -272,6 +292,10 @@ impl Config {
             },
             // A command-line choice (`run --defer-scripts`, used by the boot unit).
             defer_scripts: false,
+            host_keys: crate::plan::hostkeys::HostKeyPolicy {
+                scratch_root: host_keys_scratch_root(),
+                ..self.ssh_host_keys.clone()
+            },
         }
     }
 
@@ -309,6 +333,15 @@ impl Config {
                     "files_mode: 0o{:o} is not a file mode (at most 0o777; e.g. 0o644)",
                     c.files_mode
                 ),
+            });
+        }
+        let types = &c.ssh_host_keys.types;
+        if types.is_empty() || (1..types.len()).any(|i| types[..i].contains(&types[i])) {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                detail: "ssh_host_keys.types: list each key type once, at least one \
+                         (regenerate: false keeps the image's keys)"
+                    .into(),
             });
         }
         if c.ssh_user != SSH_USER_UNSET && bad_name(&c.ssh_user) {
@@ -489,5 +522,30 @@ mod tests {
         assert!(c.reclaim.enabled && !c.reclaim.wipe_config && c.reclaim.grow_root);
         let e = Config::parse("reclaim:\n  enable: true\n", "p.yaml").unwrap_err();
         assert!(e.to_string().contains("enable"), "{e}");
+    }
+
+    #[test]
+    fn ssh_host_keys_section() {
+        use crate::plan::hostkeys::KeyType;
+        let c = Config::parse("", "p").unwrap();
+        assert!(c.ssh_host_keys.regenerate);
+        assert_eq!(c.ssh_host_keys.types, KeyType::ALL.to_vec());
+        let c = Config::parse(
+            "ssh_host_keys:\n  regenerate: false\n  types: [rsa, ed25519]\n",
+            "p",
+        )
+        .unwrap();
+        let p = c.policy();
+        assert!(!p.host_keys.regenerate);
+        assert_eq!(p.host_keys.types, vec![KeyType::Rsa, KeyType::Ed25519]);
+        for bad in [
+            "ssh_host_keys:\n  types: []\n",
+            "ssh_host_keys:\n  types: [rsa, rsa]\n",
+            "ssh_host_keys:\n  types: [dsa]\n",
+            "ssh_host_keys:\n  regen: false\n",
+        ] {
+            let e = Config::parse(bad, "p.yaml").unwrap_err().to_string();
+            assert!(e.contains("p.yaml"), "{bad}: {e}");
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod deferred;
 pub mod fault;
 pub mod fs;
+pub mod hostkeys;
 pub mod pin;
 pub mod script;
 
@@ -436,6 +437,13 @@ fn apply_action(
             }
             crate::platform::seed_entropy(data.expose())
         }
+        // Planned for the running system only (or a test's scratch root, see
+        // `plan::hostkeys::HostKeyPolicy::scratch_root`).
+        Action::HostKeys {
+            keygen,
+            delete,
+            types,
+        } => hostkeys::apply_host_keys(target, keygen, *delete, types),
         // Written or run by apply_plan after everything else.
         Action::WriteRecord { .. }
         | Action::WritePin { .. }

@@ -87,6 +87,15 @@ pub struct CloudConfig {
     pub chpasswd: Chpasswd,
     /// `ssh_pwauth`; `None` when absent or `unchanged`.
     pub ssh_pwauth: Option<bool>,
+    /// `ssh_deletekeys`: remove the image's SSH host keys on the instance's first run (`None`:
+    /// absent, the configuration decides). Shown only when given, so the model of a user-data
+    /// without it reads as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_deletekeys: Option<bool>,
+    /// `ssh_genkeytypes`: host key types to create, each one of `rsa`, `ecdsa`, `ed25519`, in
+    /// order, each once (`None`: absent, the configuration decides). Shown only when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_genkeytypes: Option<Vec<String>>,
 }
 
 /// One `users` entry (or the `user` key).

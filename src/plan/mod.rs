@@ -3,6 +3,7 @@
 //! randomness, no I/O): the same inputs give the same plan. Idempotence is decided here.
 
 pub mod accounts;
+pub mod hostkeys;
 pub mod hostname;
 pub mod inject;
 pub mod keys;
@@ -34,6 +35,8 @@ pub struct Policy {
     /// Leave per-instance scripts to `primer scripts` (the boot unit does: scripts then run
     /// after the network is online, in `primer-scripts.service`).
     pub defer_scripts: bool,
+    /// SSH host keys per instance (configuration `ssh_host_keys`).
+    pub host_keys: hostkeys::HostKeyPolicy,
 }
 
 impl Default for Policy {
@@ -43,6 +46,7 @@ impl Default for Policy {
             network: Default::default(),
             users: Default::default(),
             defer_scripts: false,
+            host_keys: Default::default(),
         }
     }
 }
@@ -108,6 +112,14 @@ pub enum Action {
         path: String,
         #[serde(skip)]
         content: Vec<u8>,
+    },
+    /// Replace the SSH host keys (live system only): generate `types` with the target's
+    /// `ssh-keygen` under temporary names, then (when `delete`) remove the image's
+    /// `etc/ssh/ssh_host_*key*`, rename the new keys in place and print their fingerprints.
+    HostKeys {
+        keygen: String,
+        delete: bool,
+        types: Vec<hostkeys::KeyType>,
     },
     /// Nothing can be done (see the step's why).
     Nothing,
@@ -225,6 +237,7 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_accounts(instance, &ud, &policy.users);
     p.plan_hostname(instance, &ud);
     p.plan_ssh_keys(instance, &ud, policy);
+    p.plan_host_keys(&ud, &policy.host_keys);
     p.plan_network(instance, drive, &policy.network);
     p.plan_injected_files(instance, policy.users.files_mode);
     p.plan_write_files(instance, &ud);
@@ -304,6 +317,7 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
                 .map(|u| (u.name.clone(), u.homedir.clone())),
         );
     }
+    w.files.extend(hostkeys::wanted_files(&policy.host_keys));
     w.key_users
         .extend(w.homes.iter().map(|(name, _)| name.clone()));
     w.key_users.sort();

@@ -77,6 +77,8 @@ pub(crate) struct Partial {
     pub password: Option<Option<Secret>>,
     pub chpasswd: Option<PartialChpasswd>,
     pub ssh_pwauth: Option<Option<bool>>,
+    pub ssh_deletekeys: Option<Option<bool>>,
+    pub ssh_genkeytypes: Option<Option<Vec<String>>>,
     /// `vendor_data: {enabled: false}` (only meaningful in user data).
     pub vendor_data_enabled: Option<Option<bool>>,
 }
@@ -101,6 +103,7 @@ impl Partial {
         overlay!(self, later; hostname, fqdn, prefer_fqdn_over_hostname, user, users,
             ssh_authorized_keys, write_files, runcmd, bootcmd, password, chpasswd, ssh_pwauth,
             vendor_data_enabled);
+        overlay!(self, later; ssh_deletekeys, ssh_genkeytypes);
     }
 
     /// User data over vendor data, key by key: a key the user gives wins; vendor keys absent
@@ -140,6 +143,8 @@ impl Partial {
                 expire: chpasswd.expire.flatten(),
             },
             ssh_pwauth: self.ssh_pwauth.flatten(),
+            ssh_deletekeys: self.ssh_deletekeys.flatten(),
+            ssh_genkeytypes: self.ssh_genkeytypes.flatten(),
         }
     }
 }
@@ -187,6 +192,8 @@ pub(crate) fn convert(node: Node, ctx: &mut Ctx) -> Partial {
             "chpasswd" => p.chpasswd = chpasswd(ctx, v),
             "ssh_pwauth" => p.ssh_pwauth = ssh_pwauth(ctx, v),
             "vendor_data" => p.vendor_data_enabled = vendor_data(ctx, v),
+            "ssh_deletekeys" => p.ssh_deletekeys = opt(ctx, &key, v, "a boolean", boolish),
+            "ssh_genkeytypes" => p.ssh_genkeytypes = genkeytypes(ctx, v),
             _ => ctx.unsupported(key),
         }
     }
@@ -1038,6 +1045,45 @@ fn ssh_pwauth(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
     opt(ctx, "ssh_pwauth", v, "a boolean or \"unchanged\"", boolish)
 }
 
+/// Host key types `ssh_genkeytypes` may name (cloud-init's list; DSA is gone from OpenSSH).
+pub(crate) const HOST_KEY_TYPES: [&str; 3] = ["rsa", "ecdsa", "ed25519"];
+
+/// `ssh_genkeytypes`: a list (or one string) of host key types. An item that is not one of
+/// [`HOST_KEY_TYPES`] is a warning (naming its position, not its text) and left out; a type
+/// given twice is kept once, so the result holds at most three entries whatever the input.
+fn genkeytypes(ctx: &mut Ctx, v: Node) -> Option<Option<Vec<String>>> {
+    let items = match v {
+        Node::Null => return Some(None),
+        Node::Seq(items) => items,
+        s @ Node::Str(_) => vec![s],
+        other => {
+            ctx.wrong("ssh_genkeytypes", "a list of key types", &other);
+            return None;
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let field = format!("ssh_genkeytypes[{i}]");
+        let Some(t) = text(&item) else {
+            ctx.wrong(&field, "a key type", &item);
+            continue;
+        };
+        let t = t.trim().to_ascii_lowercase();
+        match HOST_KEY_TYPES.iter().find(|k| **k == t) {
+            Some(k) if !out.iter().any(|o| o == k) => out.push(k.to_string()),
+            Some(_) => {}
+            None => ctx.warn(
+                &field,
+                format!(
+                    "not a host key type primer generates ({}); ignored",
+                    HOST_KEY_TYPES.join(", ")
+                ),
+            ),
+        }
+    }
+    Some(Some(out))
+}
+
 fn vendor_data(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
     match v {
         Node::Null => Some(None),
@@ -1136,5 +1182,45 @@ mod tests {
         assert_eq!(c.chpasswd.users[0].0, "bob");
         assert_eq!(c.runcmd, vec![Command::Shell("z".into())]);
         assert_eq!(c.hostname.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn host_key_settings() {
+        let (p, r) = part("ssh_deletekeys: false\nssh_genkeytypes: [ED25519, rsa, rsa]\n");
+        assert!(r.warnings.is_empty(), "{r:?}");
+        let c = p.finish();
+        assert_eq!(c.ssh_deletekeys, Some(false));
+        assert_eq!(
+            c.ssh_genkeytypes,
+            Some(vec!["ed25519".into(), "rsa".into()])
+        );
+        // Unknown types and non-text items: one warning each, by position, never the value.
+        let (p, r) = part("ssh_genkeytypes: [dsa, \"e\\x1b[2J\", [x], ecdsa]\nssh_deletekeys: 1\n");
+        let c = p.finish();
+        assert_eq!(c.ssh_genkeytypes, Some(vec!["ecdsa".into()]));
+        assert_eq!(c.ssh_deletekeys, Some(true));
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "ssh_genkeytypes[0]",
+                "ssh_genkeytypes[1]",
+                "ssh_genkeytypes[2]"
+            ]
+        );
+        assert!(
+            r.warnings.iter().all(|w| !w.message.contains('\x1b')),
+            "{r:?}"
+        );
+        // One string is a list of one; a mapping is the wrong type; null is given-but-empty.
+        assert_eq!(
+            part("ssh_genkeytypes: rsa\n").0.finish().ssh_genkeytypes,
+            Some(vec!["rsa".into()])
+        );
+        let (p, r) = part("ssh_genkeytypes: {a: 1}\nssh_deletekeys: maybe\n");
+        assert_eq!(p.ssh_genkeytypes, None);
+        assert_eq!(p.ssh_deletekeys, None);
+        assert_eq!(r.warnings.len(), 2, "{r:?}");
+        assert_eq!(part("ssh_genkeytypes:\n").0.ssh_genkeytypes, Some(None));
     }
 }
