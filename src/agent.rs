@@ -301,11 +301,18 @@ pub struct Shown {
     pub file_sha256: BTreeMap<String, String>,
 }
 
-/// `show`: reads and parses the drive (`Ok(None)`: no drive). Changes nothing.
-pub fn show(locate: &Locate) -> Result<Option<Shown>, Error> {
+/// `show`: reads and parses the drive (`Ok(None)`: no drive); with `digests`, the digest of
+/// each file it may show (an empty map otherwise: the text form shows none). Changes nothing.
+pub fn show(locate: &Locate, digests: bool) -> Result<Option<Shown>, Error> {
     let Some(loaded) = load(locate, Path::new("/"))? else {
         return Ok(None);
     };
+    if !digests {
+        return Ok(Some(Shown {
+            loaded,
+            file_sha256: BTreeMap::new(),
+        }));
+    }
     // Parsed whatever `user_data:` says: only to know which files carry a password.
     let (ud, _) = source::userdata::parse_instance_user_data(
         &loaded.instance,
@@ -349,7 +356,12 @@ pub fn make_plan(req: &PlanRequest, loaded: &Loaded) -> Plan {
     let facts =
         crate::facts::read_host_facts(&req.root, &plan::wanted(&loaded.instance, &policy), live);
     let mut plan = plan::plan(&loaded.instance, &loaded.drive, &facts, &policy);
-    if let Some(pin) = &loaded.pin {
+    // A drive refused whole (its instance id cannot name primer's state) is never pinned.
+    if let Some(pin) = loaded
+        .pin
+        .as_ref()
+        .filter(|_| state::invalid_instance_id(&loaded.instance.instance_id).is_none())
+    {
         plan::add_pin(&mut plan, pin);
     }
     plan

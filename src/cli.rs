@@ -1,6 +1,6 @@
-//! CLI: the clap definitions of every command and the glue that runs the pipeline for each
-//! (probe -> media -> source -> plan -> apply) and prints the result as text or JSON. Holds no
-//! format or planning logic of its own; writes only through `apply`.
+//! CLI: the face of `agent`. The clap definitions of every command, one call into the agent per
+//! command, and the printing of its outcome as text (long forms in `cli/print.rs`) or JSON.
+//! Decides nothing, reads no drive and writes nothing itself.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -467,7 +467,7 @@ fn no_drive(out: &mut impl Write, json: bool) -> Result<Exit, Error> {
 }
 
 fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let Some(shown) = agent::show(&a.locate())? else {
+    let Some(shown) = agent::show(&a.locate(), a.json)? else {
         return no_drive(out, a.json);
     };
     let l = &shown.loaded;
@@ -618,7 +618,7 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
     Ok(Exit::Changed)
 }
 
-/// `primer status`: the last run, its drive and instance, and a table of its steps.
+/// `primer scripts`: the instance's scripts that have not run yet.
 fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let (id, report, exit) =
         match agent::scripts(&a.root, a.config.as_deref(), a.instance.as_deref())? {
@@ -647,6 +647,7 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     Ok(exit)
 }
 
+/// `primer status`: the last run, its drive and instance, and a table of its steps.
 fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let Some(agent::LastRun {
         status: s,

@@ -233,7 +233,8 @@ pub struct RunFacts<'a> {
     pub origin: &'a str,
     pub drive: &'a DriveFiles,
     pub instance: &'a Instance,
-    /// How many steps came from the plan; later ones (pinning) ran after apply.
+    /// How many steps came from the plan (the pin included); a later one (the status record)
+    /// ran after apply.
     pub plan_steps: usize,
     pub report: &'a ApplyReport,
     pub warnings: Vec<String>,

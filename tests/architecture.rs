@@ -82,16 +82,19 @@ fn without_tests(text: &str) -> String {
         .join("\n")
 }
 
-/// Every `crate::MODULE` reference in `text`, including the names of a grouped
-/// `use crate::{a, b::c}` (which may span lines).
-fn imports_of(file: &str, text: &str, modules: &BTreeSet<String>) -> Vec<Import> {
+/// Every reference to a top-level module in `text`: `crate::MODULE`, the names of a grouped
+/// `use crate::{a, b::{c, d}, e}` (which may span lines and nest), and `super::`…`MODULE` when
+/// the `super` chain climbs from the file (`depth` modules deep) to the crate root. A glob or a
+/// renamed crate (`crate::*`, `use crate as x`) hides what it imports: reported as the target
+/// `*` (which no rule allows).
+fn imports_of(file: &str, depth: usize, text: &str, modules: &BTreeSet<String>) -> Vec<Import> {
     let mut out = Vec::new();
     let code = without_tests(text);
     let code = code.as_str();
     let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
     let text_of = |line: usize| code.lines().nth(line - 1).unwrap_or("").trim().to_string();
     let mut push = |pos: usize, name: &str| {
-        if modules.contains(name) {
+        if modules.contains(name) || name == "*" {
             let line = line_of(pos);
             out.push(Import {
                 file: file.to_string(),
@@ -101,50 +104,89 @@ fn imports_of(file: &str, text: &str, modules: &BTreeSet<String>) -> Vec<Import>
             });
         }
     };
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut at = 0;
-    while let Some(i) = code[at..].find("crate::") {
-        let start = at + i;
-        // `primer_crate::x` or `my_crate::x` are other paths, not this crate.
+    while at < code.len() {
+        // The next path that starts at the crate root: `crate::` or enough `super::`s.
+        let next_crate = code[at..].find("crate").map(|i| at + i);
+        let next_super = code[at..].find("super::").map(|i| at + i);
+        let Some(start) = [next_crate, next_super].into_iter().flatten().min() else {
+            break;
+        };
         let before = code[..start].chars().next_back();
-        at = start + "crate::".len();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        // `my_crate::x`, `self.super_x` or the inside of a longer path are not roots.
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '.') {
+            at = start + 1;
             continue;
         }
-        let rest = &code[at..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            let mut depth = 0;
-            let mut name_start = Some(0);
-            for (k, c) in group[..end].char_indices() {
+        let rest = &code[start..];
+        let (after, is_root) = if let Some(r) = rest.strip_prefix("crate::") {
+            (start + rest.len() - r.len(), true)
+        } else if let Some(r) = rest.strip_prefix("crate as ") {
+            let _ = r;
+            push(start, "*");
+            at = start + "crate as ".len();
+            continue;
+        } else if rest.starts_with("super::") {
+            let mut n = 0;
+            let mut r = rest;
+            while let Some(x) = r.strip_prefix("super::") {
+                n += 1;
+                r = x;
+            }
+            (start + rest.len() - r.len(), n == depth)
+        } else {
+            at = start + 1;
+            continue;
+        };
+        at = after;
+        if !is_root {
+            continue;
+        }
+        let tail = &code[after..];
+        if tail.starts_with('*') {
+            push(after, "*");
+        } else if let Some(group) = tail.strip_prefix('{') {
+            // Names at nesting depth 0 of the group, up to its matching brace.
+            let mut nest = 0usize;
+            let mut expect_name = true;
+            for (k, c) in group.char_indices() {
                 match c {
-                    '{' => depth += 1,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => name_start = Some(k + 1),
-                    _ => {}
-                }
-                if let Some(s) = name_start {
-                    let tail = &group[s..];
-                    let skipped = tail.len() - tail.trim_start().len();
-                    let name: String = tail
-                        .trim_start()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() {
-                        push(at + 1 + s + skipped, &name);
-                        name_start = None;
+                    '{' => nest += 1,
+                    '}' if nest == 0 => break,
+                    '}' => nest -= 1,
+                    ',' if nest == 0 => expect_name = true,
+                    '*' if nest == 0 && expect_name => {
+                        push(after + 1 + k, "*");
+                        expect_name = false;
                     }
+                    c if expect_name && nest == 0 && (c.is_alphanumeric() || c == '_') => {
+                        push(after + 1 + k, &ident(&group[k..]));
+                        expect_name = false;
+                    }
+                    _ => {}
                 }
             }
         } else {
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            push(start, &name);
+            push(start, &ident(tail));
         }
     }
     out
+}
+
+/// How many modules deep a file is below the crate root (`src/state.rs`, `src/plan/mod.rs`:
+/// 1; `src/plan/users.rs`: 2): the number of `super::` that reach the root from it.
+fn depth_of(rel: &Path) -> usize {
+    let n = rel.components().count();
+    if rel.file_name().is_some_and(|f| f == "mod.rs") {
+        n - 1
+    } else {
+        n
+    }
 }
 
 /// Every import of the crate, by the module of the file that makes it.
@@ -161,7 +203,7 @@ fn all_imports() -> Vec<(String, Import)> {
         };
         let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let shown = f.strip_prefix(root).unwrap_or(&f).display().to_string();
-        for i in imports_of(&shown, &text, &modules) {
+        for i in imports_of(&shown, depth_of(rel), &text, &modules) {
             if i.target != module {
                 out.push((module.clone(), i));
             }
@@ -202,15 +244,15 @@ const RULES: &[(&[&str], &[&str], &str)] = &[
     (
         &["paths"],
         &[
-            "agent", "apply", "cli", "config", "disk", "facts", "media", "model", "net", "plan",
-            "platform", "probe", "source", "state", "status",
+            "agent", "apply", "cli", "config", "disk", "facts", "harness", "media", "model", "net",
+            "plan", "platform", "probe", "source", "state", "status",
         ],
         "the path leaf imports nothing of primer",
     ),
     (
         &[
-            "apply", "config", "disk", "facts", "media", "model", "net", "paths", "plan",
-            "platform", "probe", "source", "state", "status",
+            "apply", "config", "disk", "facts", "harness", "media", "model", "net", "paths",
+            "plan", "platform", "probe", "source", "state", "status",
         ],
         &["agent", "cli"],
         "only the faces call the pipeline",
@@ -296,24 +338,49 @@ fn no_cycle_among_top_level_modules() {
     assert!(shown.is_empty(), "{}", shown.join("\n"));
 }
 
-/// The reader itself: a grouped import, a plain path, a longer crate name and a test module.
+/// The reader itself: grouped and nested imports (a name after a nested group too), inline
+/// paths, a longer crate name, comments, the test module, `super` chains that reach the root
+/// (or not), a glob and a renamed crate.
 #[test]
-fn the_import_reader_sees_grouped_and_inline_paths() {
-    let modules: BTreeSet<String> = ["apply", "plan", "model"]
+fn the_import_reader_sees_grouped_nested_inline_and_super_paths() {
+    let modules: BTreeSet<String> = ["apply", "plan", "model", "net", "state"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let text = "use crate::{\n    apply::fs,\n    plan::{Plan, Step},\n};\nfn f() { crate::model::x(); my_crate::apply::y(); }\n/// `crate::apply` in a comment\n\n#[cfg(test)]\nmod tests {\n    use crate::apply::z;\n}\n";
-    let found: Vec<(String, usize)> = imports_of("x.rs", text, &modules)
-        .into_iter()
-        .map(|i| (i.target, i.line))
-        .collect();
+    let text = "use crate::{\n    plan::{Plan, Step},\n    apply::fs,\n};\n\
+                fn f() { crate::model::x(); my_crate::apply::y(); }\n\
+                /// `crate::apply` in a comment\n\
+                use super::super::net::x;\n\
+                use super::state;\n\
+                use crate::*;\n\
+                \n#[cfg(test)]\nmod tests {\n    use crate::apply::z;\n}\n";
+    let found = |depth: usize| -> Vec<(String, usize)> {
+        imports_of("x.rs", depth, text, &modules)
+            .into_iter()
+            .map(|i| (i.target, i.line))
+            .collect()
+    };
+    let s = |n: &str, l: usize| (n.to_string(), l);
+    // Two modules deep: `super::super::net` reaches the root, `super::state` does not.
     assert_eq!(
-        found,
+        found(2),
         vec![
-            ("apply".to_string(), 2),
-            ("plan".to_string(), 3),
-            ("model".to_string(), 5)
+            s("plan", 2),
+            s("apply", 3),
+            s("model", 5),
+            s("net", 7),
+            s("*", 9)
+        ]
+    );
+    // One module deep: `super::state` is the root's `state`.
+    assert_eq!(
+        found(1),
+        vec![
+            s("plan", 2),
+            s("apply", 3),
+            s("model", 5),
+            s("state", 8),
+            s("*", 9)
         ]
     );
 }

@@ -6,7 +6,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -111,8 +110,7 @@ fn generate(keygen: &Path, t: KeyType, path: &Path) -> io::Result<()> {
         (PathBuf::from(pub_path), PUBLIC_KEY),
     ] {
         let f = File::open(&p).map_err(|e| at(&p, e))?;
-        std::os::unix::fs::fchown(&f, Some(meta.uid), Some(meta.gid)).map_err(|e| at(&p, e))?;
-        f.set_permissions(fs::Permissions::from_mode(meta.mode))
+        crate::platform::set_owner_mode_file(&f, meta)
             .and_then(|()| f.sync_all())
             .map_err(|e| at(&p, e))?;
     }

@@ -81,6 +81,8 @@ pub struct HostFacts {
     pub home_entries: BTreeMap<String, Vec<String>>,
     /// primer's per-machine key for keyed digests of secrets (`read_state_key`).
     pub state_key: StateKey,
+    /// Which of `Wanted::present` exist as regular files (tools looked for, never read).
+    pub present: BTreeSet<String>,
 }
 
 /// What the planner asks to be read (made by `plan::wanted`): the facts layer knows how to
@@ -89,6 +91,8 @@ pub struct HostFacts {
 pub struct Wanted {
     /// Files under the root (injected files, `write_files`, the account files).
     pub files: Vec<String>,
+    /// Files whose existence alone matters (a tool such as `ssh-keygen`): looked up, not read.
+    pub present: Vec<String>,
     /// Users whose `~/.ssh` matters: the SSH user and every account asked for.
     pub key_users: Vec<String>,
     /// Home directories the planner may create, by user: the `homedir` user-data gives, else
@@ -164,6 +168,15 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
     facts.network = net;
     for rel in &wanted.files {
         read_file_fact(root, rel, &mut facts);
+    }
+    for rel in &wanted.present {
+        let is_file = resolve_in_root(root, rel)
+            .ok()
+            .and_then(|p| fs::metadata(p).ok())
+            .is_some_and(|m| m.is_file());
+        if is_file {
+            facts.present.insert(rel.clone());
+        }
     }
     if let Some(skel) = wanted.skel {
         facts.skel = read_skel(root, skel);

@@ -76,14 +76,25 @@ impl Default for HostKeyPolicy {
     }
 }
 
-/// Files the planner compares against: the target's `ssh-keygen` and the public host keys
-/// (never the private ones: their bytes have no business in the facts).
+/// The tools whose presence the planner needs: the target's `ssh-keygen` (looked up, never
+/// read: a 500 KB binary has no business in the facts of every boot).
+pub fn wanted_present(policy: &HostKeyPolicy) -> Vec<String> {
+    if !policy.regenerate {
+        return Vec::new();
+    }
+    KEYGEN_PATHS.iter().map(|p| p.to_string()).collect()
+}
+
+/// Files the planner compares against: the public host keys (never the private ones: their
+/// bytes have no business in the facts).
 pub fn wanted_files(policy: &HostKeyPolicy) -> Vec<String> {
     if !policy.regenerate {
         return Vec::new();
     }
-    let mut v: Vec<String> = KEYGEN_PATHS.iter().map(|p| p.to_string()).collect();
-    v.extend(KeyType::ALL.iter().map(|t| format!("{}.pub", t.key_path())));
+    let mut v: Vec<String> = KeyType::ALL
+        .iter()
+        .map(|t| format!("{}.pub", t.key_path()))
+        .collect();
     v.push(format!("{SSH_DIR}/ssh_host_dsa_key.pub"));
     v
 }
@@ -189,7 +200,7 @@ impl Planner<'_> {
         }
         let Some(keygen) = KEYGEN_PATHS
             .iter()
-            .find(|p| self.facts.files.contains_key(**p))
+            .find(|p| self.facts.present.contains(**p))
         else {
             let why = format!(
                 "host keys: no ssh-keygen in the target (/{}); the image's keys are kept",
@@ -283,7 +294,7 @@ mod tests {
             ..Default::default()
         };
         if keygen {
-            f.files.insert(KEYGEN.into(), file(b"\x7fELF"));
+            f.present.insert(KEYGEN.into());
         }
         for t in pubs {
             f.files.insert(

@@ -318,6 +318,8 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
         );
     }
     w.files.extend(hostkeys::wanted_files(&policy.host_keys));
+    w.present
+        .extend(hostkeys::wanted_present(&policy.host_keys));
     w.key_users
         .extend(w.homes.iter().map(|(name, _)| name.clone()));
     w.key_users.sort();
@@ -332,18 +334,33 @@ pub fn add_pin(plan: &mut Plan, pin: &crate::probe::trust::Pin) {
     // be rejected as unreadable on the next boot, never trusted.
     let mut content = serde_json::to_vec_pretty(pin).unwrap_or_default();
     content.push(b'\n');
+    // A step that cannot be done fails the run, and a failed run is never pinned: say so now.
+    let refused = plan.steps.iter().find(|s| s.change == Change::Error);
+    let (change, why) = match refused {
+        Some(s) => (
+            Change::Skip,
+            format!(
+                "not pinned: step {} cannot be done; the next boot retries unpinned",
+                s.id
+            ),
+        ),
+        None => (
+            Change::Create,
+            format!(
+                "pinned {} drive {} for later boots",
+                pin.kind.name(),
+                grammar::log_safe(&pin.device, 200)
+            ),
+        ),
+    };
     plan.steps.push(Step {
         id: "pin".into(),
-        change: Change::Create,
+        change,
         action: Action::WritePin {
             path: state::pin_path(),
             content,
         },
-        why: format!(
-            "pinned {} drive {} for later boots",
-            pin.kind.name(),
-            grammar::log_safe(&pin.device, 200)
-        ),
+        why,
         input: None,
     });
 }
@@ -797,14 +814,20 @@ impl Planner<'_> {
                 None
             }
         }
-        fn paths(a: &Action) -> Vec<&str> {
+        fn paths(a: &Action) -> Vec<String> {
             match a {
                 Action::WriteFile { path, .. }
                 | Action::EnsureDir { path, .. }
                 | Action::RemoveFile { path }
                 | Action::WriteRecord { path, .. }
-                | Action::WritePin { path, .. } => vec![path.as_str()],
-                Action::EditAccounts { writes } => writes.iter().map(|w| w.path.as_str()).collect(),
+                | Action::WritePin { path, .. } => vec![path.clone()],
+                Action::EditAccounts { writes } => writes.iter().map(|w| w.path.clone()).collect(),
+                // Generating host keys replaces every `ssh_host_*` key: a drive file written
+                // there afterwards would silently replace the printed fingerprint's key.
+                Action::HostKeys { .. } => hostkeys::KeyType::ALL
+                    .iter()
+                    .flat_map(|t| [t.key_path(), format!("{}.pub", t.key_path())])
+                    .collect(),
                 _ => Vec::new(),
             }
         }
@@ -824,15 +847,12 @@ impl Planner<'_> {
                 continue;
             };
             let Some(owner) = paths(&s.action)
-                .into_iter()
+                .iter()
                 .find_map(|p| owned.get(p.trim_end_matches('/')))
             else {
                 continue;
             };
-            let path = paths(&s.action)
-                .first()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
+            let path = paths(&s.action).into_iter().next().unwrap_or_default();
             let msg = format!(
                 "/{path}: claimed by step {} ({what}) and by primer's step {owner}; \
                  primer's step wins, the {what} is not written",

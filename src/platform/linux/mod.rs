@@ -70,7 +70,12 @@ pub type FileLock = nix::fcntl::Flock<File>;
 pub fn try_lock(file: File) -> Result<FileLock, (File, bool, io::Error)> {
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(l),
-        Err((f, e)) => Err((f, e == nix::errno::Errno::EWOULDBLOCK, io::Error::from(e))),
+        // The errno's own text (`EAGAIN: Try again`), as the lock's messages always showed.
+        Err((f, e)) => Err((
+            f,
+            e == nix::errno::Errno::EWOULDBLOCK,
+            io::Error::new(io::Error::from(e).kind(), e.to_string()),
+        )),
     }
 }
 
