@@ -160,7 +160,12 @@ EOF
         btrfs)
             # mkfs.btrfs populates from a directory itself (no mount).
             truncate -s "${root_mib}M" "$work/root.fs"
-            mkfs.btrfs -q -L root --rootdir "$tree" "$work/root.fs" >/dev/null
+            # btrfs-progs 6.2 --rootdir sizes the filesystem itself and extends the file past
+            # the partition (773 MiB for this tree, -b or not); --shrink makes it the minimum
+            # (~480 MiB), smaller than its partition, which reclaim grows like any other.
+            mkfs.btrfs -q -L root --shrink --rootdir "$tree" "$work/root.fs" >/dev/null 2>&1
+            [ "$(stat -c %s "$work/root.fs")" -le $((root_mib * 1048576)) ] ||
+                { echo "build-image: btrfs root larger than ${root_mib} MiB" >&2; exit 1; }
             dd if="$work/root.fs" of="$img.tmp" bs=1M seek=1 conv=notrunc,sparse status=none
             ;;
         xfs)
