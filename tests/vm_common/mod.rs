@@ -418,12 +418,16 @@ impl Boot<'_> {
             "file={},format=qcow2,if=virtio",
             self.work.disk().display()
         ));
-        for (img, format, serial, ro) in &self.extra.disks {
-            c.arg("-drive").arg(format!(
-                "file={},format={format},if=virtio,serial={serial}{}",
-                img.display(),
-                if *ro { ",readonly=on" } else { "" }
-            ));
+        for (i, (img, format, serial, ro)) in self.extra.disks.iter().enumerate() {
+            // QEMU 10 takes the serial on the device, not on -drive.
+            c.arg("-drive")
+                .arg(format!(
+                    "file={},format={format},if=none,id=xd{i}{}",
+                    img.display(),
+                    if *ro { ",readonly=on" } else { "" }
+                ))
+                .arg("-device")
+                .arg(format!("virtio-blk-pci,drive=xd{i},serial={serial}"));
         }
         match (self.attach, &self.drive) {
             (Attach::CdRom, Some(iso)) => {
