@@ -1208,7 +1208,14 @@ fn table_changed_between_planning_and_the_write_is_refused() {
     .unwrap();
     let rp = c.root_part.to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_primer"))
-        .args(["reclaim", "--disk", c.d(), "--root-partition", &rp, "--root"])
+        .args([
+            "reclaim",
+            "--disk",
+            c.d(),
+            "--root-partition",
+            &rp,
+            "--root",
+        ])
         .arg(c.root.path())
         .arg("--apply")
         .stdout(Stdio::piped())
@@ -1233,4 +1240,3 @@ fn table_changed_between_planning_and_the_write_is_refused() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     sgdisk_clean(c.d());
 }
-

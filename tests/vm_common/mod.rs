@@ -353,6 +353,8 @@ pub struct Extra {
     pub initrd: Option<PathBuf>,
     pub append: String,
     pub disks: Vec<(PathBuf, &'static str, String, bool)>,
+    /// A longer bound on the boot than the default 240 s (a guest with much work to do).
+    pub deadline: Option<Duration>,
 }
 
 pub fn parallel_cpus() -> &'static str {
@@ -477,7 +479,7 @@ impl Boot<'_> {
         }
         let start = Instant::now();
         let (mut child, serial) = self.spawn();
-        let deadline = Duration::from_secs(240);
+        let deadline = self.extra.deadline.unwrap_or(Duration::from_secs(240));
         let mut during = Some(during);
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait qemu") {
