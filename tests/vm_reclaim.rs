@@ -111,7 +111,8 @@ fn reclaim_guest(v: &Variant) {
         initrd: initrd.clone(),
         append: "primer_e2e.reclaim=1".into(),
         disks: Vec::new(),
-        deadline: None,
+        // Boots took up to 190 s wall here under load (two guests, builds, a fuzz campaign).
+        deadline: Some(Duration::from_secs(420)),
     };
     let r1 = Boot {
         work: &w,

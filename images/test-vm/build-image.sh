@@ -175,7 +175,7 @@ EOF
             mkfs.xfs -q -L root "$work/root.fs"
             mkdir -p "$work/mnt"
             mount -o loop "$work/root.fs" "$work/mnt"
-            trap 'umount "$work/mnt" 2>/dev/null; rm -rf "$work"' EXIT
+            trap 'umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
             cp -a "$tree/." "$work/mnt/"
             umount "$work/mnt"
             dd if="$work/root.fs" of="$img.tmp" bs=1M seek=1 conv=notrunc,sparse status=none
