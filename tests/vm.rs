@@ -11,6 +11,9 @@
 //! `cargo test --test vm -- --ignored cloud_init_comparison` boots the same guest with Debian's
 //! cloud-init instead of primer and prints both services' times.
 //!
+//! The harness (images, QEMU boots, the guest's report) is `tests/vm_common/mod.rs`, shared
+//! with the reclaim guests of `tests/vm_reclaim.rs`.
+//!
 //! Environment: PRIMER_DEB (a prebuilt package; else packaging/build-deb.sh runs with its own
 //! target dir), PRIMER_VM_KEEP=1 (keep every guest's work dir: serial log, overlay disk),
 //! PRIMER_VM_CACHE (image cache, default /var/cache/primer-test).
