@@ -1174,3 +1174,69 @@ fn live_crash_after_the_commit_leaves_the_kernel_behind_and_a_rerun_finishes() {
     d.umount();
     run_tool("xfs_repair", &["-n", &format!("{}p1", d.dev)]);
 }
+
+/// Waits (bounded) until process `pid` sleeps in nanosleep: primer's wait for the disk lock,
+/// which comes after planning and before the re-check.
+fn wait_sleeping(pid: u32) {
+    for _ in 0..300 {
+        let syscall = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        // x86-64: 35 nanosleep, 230 clock_nanosleep.
+        let nr = syscall.split_whitespace().next().unwrap_or("");
+        if nr == "230" || nr == "35" || wchan.contains("nanosleep") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("primer (pid {pid}) never waited for the disk lock");
+}
+
+#[test]
+fn table_changed_between_planning_and_the_write_is_refused() {
+    // The re-check under the disk lock, driven for real: the test holds the lock (flock, as
+    // systemd and growpart take it), primer plans and waits for it, the table changes (another
+    // partitioner renames root), the lock is released: primer re-reads, finds a field changed
+    // and writes nothing.
+    let mut c = gpt_case(120, &[&["-n", "1:2048:+40M"], &["-n", "2:-64M:0"]]);
+    let iso = config_iso(&c.dir, "racing");
+    c.fill(1, 2, &iso);
+    c.apply_drive();
+    let lock = nix::fcntl::Flock::lock(
+        fs::File::open(&c.disk).unwrap(),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .unwrap();
+    let rp = c.root_part.to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args([
+            "reclaim",
+            "--disk",
+            c.d(),
+            "--root-partition",
+            &rp,
+            "--root",
+        ])
+        .arg(c.root.path())
+        .arg("--apply")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_sleeping(child.id());
+    c.sgdisk(&["-c", "1:renamed"]);
+    let changed = c.image();
+    drop(lock);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(14), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed since planning"),
+        "{}",
+        text(&o)
+    );
+    assert!(c.image() == changed, "primer wrote after the table changed");
+    assert!(!c.root.path().join("var/lib/primer/reclaim.json").exists());
+    // Planned again from the changed table, the same disk reclaims.
+    let o = c.reclaim(&["--apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    sgdisk_clean(c.d());
+}

@@ -2,12 +2,15 @@
 # Installs what the VM tests need on a Debian 12 host (CI or a developer machine): QEMU from
 # bookworm-backports (the host's qemu-utils comes from there; bookworm's qemu-system-x86 7.2
 # conflicts with it), mmdebstrap, busybox-static for the initrd, e2fsprogs, gdisk, genisoimage,
-# openssh-client, kmod, zstd. Idempotent: does nothing when everything is present.
+# openssh-client, kmod, zstd; for the reclaim guests sfdisk (MBR), xfsprogs and btrfs-progs
+# (XFS/btrfs roots and their checkers), binutils (objcopy strips the test build). Idempotent:
+# does nothing when everything is present.
 set -eu
 need=""
 for pair in qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap busybox:busybox-static \
     mkfs.ext4:e2fsprogs debugfs:e2fsprogs sgdisk:gdisk genisoimage:genisoimage ssh:openssh-client \
-    depmod:kmod zstd:zstd cpio:cpio qemu-img:qemu-utils; do
+    depmod:kmod zstd:zstd cpio:cpio qemu-img:qemu-utils sfdisk:fdisk mkfs.xfs:xfsprogs \
+    mkfs.btrfs:btrfs-progs objcopy:binutils; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     if [ "$cmd" = busybox ]; then
