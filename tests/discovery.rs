@@ -760,6 +760,36 @@ fn pinning_is_a_plan_step_skipped_when_another_step_fails() {
     assert_eq!(pin["device"], "sr0");
 }
 
+/// A probed drive whose instance id cannot name primer's state is refused whole: one failed
+/// `instance` step, no pin step, nothing written (the pin is never planned for it).
+#[test]
+fn a_refused_instance_id_is_never_pinned() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    let mut meta = sample_meta("bad-id", &[ED]);
+    meta["uuid"] = "../x".into();
+    write_drive_tree(&tree, &meta);
+    let a = t.path().join("a.iso");
+    iso(&tree, &a, "config-2");
+    let la = Loop::attach(&a);
+    let m = Mirror::with(&[(&la, "sr0")]);
+    let root = scratch_root();
+    let r = root.path();
+    with_config(r, "probe:\n  pin_first_boot: true\n");
+    let before = snapshot(r);
+    let o = run_probed(&m, r, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ids: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(ids, ["instance"], "{out}");
+    assert!(out.contains("failed    instance"), "{out}");
+    assert_eq!(snapshot(r), before);
+}
+
 #[test]
 fn a_device_that_appears_one_second_after_start_is_found() {
     let t = tempfile::tempdir().unwrap();
