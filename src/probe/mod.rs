@@ -349,6 +349,55 @@ pub fn rank_candidates(mut found: Vec<Candidate>) -> Vec<Candidate> {
     found
 }
 
+/// What one probe saw.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// Every device examined, partitions found in tables included, sorted by name.
+    pub devices: Vec<BlockDevice>,
+    /// Candidates, best first.
+    pub candidates: Vec<Candidate>,
+}
+
+/// What the platform's device enumeration saw, before any ranking.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// Every device with its signature (partitions found in tables included).
+    pub devices: Vec<(BlockDevice, sig::Found)>,
+    /// Disks holding the running root file system (by device number).
+    pub root_disks: std::collections::BTreeSet<String>,
+}
+
+/// Ranks a scan: marks boot disks (the root's, and any disk holding a Linux system
+/// filesystem: its ordinary partitions are the easiest place to plant a label, so they rank
+/// last), matches each filesystem signature against `rules`, ranks the candidates and sorts
+/// the devices by name. Pure.
+pub fn rank_scan(scan: Scan, rules: &Rules) -> Probe {
+    let mut boot_disks = scan.root_disks;
+    for (d, f) in &scan.devices {
+        if let (Some(p), sig::Found::Fs(Signature { fstype, .. })) = (&d.parent, f) {
+            if fstype == "ext4" || fstype == "xfs" {
+                boot_disks.insert(p.clone());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut out = Vec::new();
+    for (mut d, f) in scan.devices {
+        d.on_boot_disk = d.parent.as_ref().is_some_and(|p| boot_disks.contains(p));
+        if let sig::Found::Fs(sig) = &f {
+            if let Some(c) = match_signature(&d, sig, rules) {
+                found.push(c);
+            }
+        }
+        out.push(d);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Probe {
+        devices: out,
+        candidates: rank_candidates(found),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-pub use sysfs::{Probe, ProbeRoots};
+pub use crate::probe::Probe;
+pub use sysfs::ProbeRoots;
 
 use crate::facts::Meta;
 use crate::probe::Rules;

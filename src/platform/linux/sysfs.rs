@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::media::part::{read_partition_table, OffsetReader};
 use crate::probe::sig::{read_signature, Found};
-use crate::probe::{
-    match_signature, rank_candidates, BlockDevice, Candidate, DeviceClass, Rules, Signature,
-};
+use crate::probe::{rank_scan, BlockDevice, DeviceClass, Probe, Rules, Scan};
 
 /// Where to look: `sys` is the sysfs mount (`/sys`), `dev` the device directory (`/dev`),
 /// `root` the system whose disk is the boot disk (`/`).
@@ -36,15 +34,6 @@ impl Default for ProbeRoots {
     }
 }
 
-/// What one probe saw.
-#[derive(Debug, Clone, Default)]
-pub struct Probe {
-    /// Every device examined, partitions found in tables included, sorted by name.
-    pub devices: Vec<BlockDevice>,
-    /// Candidates, best first.
-    pub candidates: Vec<Candidate>,
-}
-
 fn read_attr(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
@@ -61,7 +50,7 @@ struct SysDev {
 
 /// Lists the block devices in sysfs that could hold a filesystem, sorted by name.
 /// Skipped: devices of size 0 (empty CD-ROM drives, detached loops), ram and zram devices.
-pub fn probe_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
+pub fn list_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
     list_sysfs(roots).into_iter().map(|s| s.dev).collect()
 }
 
@@ -170,8 +159,10 @@ fn root_devno(root: &Path) -> Option<String> {
     ))
 }
 
-/// The whole probe: devices, partitions read from tables, signatures, ranked candidates.
-pub fn probe(roots: &ProbeRoots, rules: &Rules) -> Probe {
+/// What the machine shows: every block device (partitions found in tables included) with its
+/// signature, and the disks holding the running root (by device number). Reads only; the
+/// ranking is `probe::rank_scan`'s.
+pub fn scan(roots: &ProbeRoots) -> Scan {
     let sys = list_sysfs(roots);
     let with_kernel_parts: BTreeSet<String> =
         sys.iter().filter_map(|s| s.dev.parent.clone()).collect();
@@ -179,6 +170,7 @@ pub fn probe(roots: &ProbeRoots, rules: &Rules) -> Probe {
     let mut devices: Vec<(BlockDevice, Found)> = Vec::new();
     // Tables of whole disks, by disk name, to annotate kernel partitions.
     let mut tables = BTreeMap::new();
+    // Disks holding the running root, by device number.
     let mut boot_disks: BTreeSet<String> = BTreeSet::new();
     for s in sys.iter().filter(|s| s.dev.class != DeviceClass::Partition) {
         let found = read_device_signature(&s.dev);
@@ -226,32 +218,15 @@ pub fn probe(roots: &ProbeRoots, rules: &Rules) -> Probe {
         let found = read_device_signature(&d);
         devices.push((d, found));
     }
-    // A disk holding a Linux system filesystem is a boot disk: its ordinary partitions are the
-    // easiest place to plant a label, so they rank last.
-    for (d, f) in &devices {
-        if let (Some(p), Found::Fs(Signature { fstype, .. })) = (&d.parent, f) {
-            if fstype == "ext4" || fstype == "xfs" {
-                boot_disks.insert(p.clone());
-            }
-        }
+    Scan {
+        devices,
+        root_disks: boot_disks,
     }
-    let rules = rules.clone();
-    let mut found = Vec::new();
-    let mut out = Vec::new();
-    for (mut d, f) in devices {
-        d.on_boot_disk = d.parent.as_ref().is_some_and(|p| boot_disks.contains(p));
-        if let Found::Fs(sig) = &f {
-            if let Some(c) = match_signature(&d, sig, &rules) {
-                found.push(c);
-            }
-        }
-        out.push(d);
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Probe {
-        devices: out,
-        candidates: rank_candidates(found),
-    }
+}
+
+/// The whole probe: the scan, ranked with `rules` (`probe::rank_scan`).
+pub fn probe(roots: &ProbeRoots, rules: &Rules) -> Probe {
+    rank_scan(scan(roots), rules)
 }
 
 /// Probes until a candidate shows up or `deadline` has passed: re-probes when sysfs or /dev
