@@ -754,3 +754,14 @@ pub fn last_run(root: &Path) -> Result<Option<LastRun>, Error> {
     };
     Ok(Some(LastRun { status, id, record }))
 }
+
+/// `query`: one value of the current instance's data (`--sensitive`: root only, checked
+/// against this process's effective user).
+pub fn query(
+    root: &Path,
+    key: &str,
+    instance: Option<&str>,
+    sensitive: bool,
+) -> Result<status::QueryResult, Error> {
+    status::query(root, key, instance, sensitive, platform::effective_uid())
+}

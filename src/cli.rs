@@ -9,13 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::agent;
-use crate::apply::ApplyReport;
-use crate::media;
-use crate::model::{Instance, Report};
-use crate::probe::trust::Refusal;
-use crate::probe::{BlockDevice, Candidate};
 use crate::state;
-use crate::status::{self, Status};
+use crate::status;
 use crate::{Error, Exit};
 
 mod print;
@@ -347,7 +342,7 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
     }
 }
 
-fn print_json<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Error> {
+pub(super) fn print_json<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Error> {
     serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
@@ -355,62 +350,8 @@ fn print_json<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Error> {
 
 fn cmd_probe(a: &ProbeArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let p = agent::probe(&locate_probe(a))?;
-    let (devices, candidates, decision) = (&p.devices, &p.candidates, &p.decision);
-    if a.json {
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            devices: &'a [BlockDevice],
-            candidates: &'a [Candidate],
-            selected: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            refused: Option<&'a Refusal>,
-        }
-        print_json(
-            out,
-            &Doc {
-                devices,
-                candidates,
-                selected: decision
-                    .as_ref()
-                    .ok()
-                    .and_then(|c| c.as_ref().map(|c| c.device.name.as_str())),
-                refused: decision.as_ref().err(),
-            },
-        )?;
-    } else {
-        writeln!(out, "{} block device(s) examined", devices.len())?;
-        if candidates.is_empty() {
-            writeln!(out, "no config drive found")?;
-        }
-        for (i, c) in candidates.iter().enumerate() {
-            writeln!(
-                out,
-                "{}. {:<10} {:<22} {:<8} {:<10} {}",
-                i + 1,
-                c.kind.name(),
-                c.device.display(),
-                c.fstype,
-                c.label.as_deref().unwrap_or("-"),
-                c.reason
-            )?;
-        }
-        match decision {
-            Ok(Some(c)) => writeln!(out, "selected: {}", c.device.display())?,
-            Ok(None) => {}
-            Err(r) => writeln!(out, "{r}")?,
-        }
-    }
+    print::probe(out, &p, a.json)?;
     Ok(p.exit)
-}
-
-impl Serialize for Refusal {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Refusal", 2)?;
-        st.serialize_field("rule", self.rule)?;
-        st.serialize_field("detail", &self.detail)?;
-        st.end()
-    }
 }
 
 fn secs(s: f64) -> std::time::Duration {
@@ -472,39 +413,7 @@ fn cmd_show(a: &SourceArgs, out: &mut impl Write) -> Result<Exit, Error> {
     };
     let l = &shown.loaded;
     if a.json {
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            origin: &'a str,
-            device: &'a str,
-            fstype: &'a str,
-            label: Option<&'a str>,
-            files: Vec<&'a str>,
-            /// Content hash of every file: lets a reader be compared with another (`--mount`).
-            file_sha256: std::collections::BTreeMap<&'a str, String>,
-            symlinks: &'a std::collections::BTreeMap<String, String>,
-            skipped: &'a [media::Skipped],
-            instance: &'a Instance,
-            warnings: &'a Report,
-        }
-        print_json(
-            out,
-            &Doc {
-                origin: &l.origin,
-                device: &l.drive.device,
-                fstype: &l.drive.fstype,
-                label: l.drive.label.as_deref(),
-                files: l.drive.files.keys().map(String::as_str).collect(),
-                file_sha256: shown
-                    .file_sha256
-                    .iter()
-                    .map(|(p, d)| (p.as_str(), d.clone()))
-                    .collect(),
-                symlinks: &l.drive.symlinks,
-                skipped: &l.drive.skipped,
-                instance: &l.instance,
-                warnings: &l.report,
-            },
-        )?;
+        print::show_json(out, &shown)?;
     } else {
         print::show(out, l)?;
     }
@@ -546,30 +455,7 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             exit,
         } => {
             if json {
-                #[derive(Serialize)]
-                struct Doc<'a> {
-                    origin: &'a str,
-                    instance_id: &'a str,
-                    outcome: &'static str,
-                    steps: &'a ApplyReport,
-                    warnings: Vec<&'a crate::model::Warning>,
-                }
-                let warnings = loaded
-                    .report
-                    .warnings
-                    .iter()
-                    .chain(&plan.warnings.warnings)
-                    .collect();
-                print_json(
-                    out,
-                    &Doc {
-                        origin: &loaded.origin,
-                        instance_id: &loaded.instance.instance_id,
-                        outcome: exit.name(),
-                        steps: &report,
-                        warnings,
-                    },
-                )?;
+                print::run_json(out, &loaded, &plan, &report, exit)?;
             } else {
                 print_run(out, &loaded, &plan, &report)?;
             }
@@ -672,25 +558,7 @@ fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
         return Ok(Exit::NoDrive);
     };
     if a.json {
-        #[derive(Serialize)]
-        struct RecordDoc<'a> {
-            path: String,
-            drive_sha256: &'a str,
-            /// The steps whose input is recorded (their hashes stay in the file).
-            steps: Vec<&'a str>,
-        }
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            #[serde(flatten)]
-            status: &'a Status,
-            record: Option<RecordDoc<'a>>,
-        }
-        let record = record.as_ref().map(|r| RecordDoc {
-            path: format!("/{}", state::record_path(&r.instance_id)),
-            drive_sha256: &r.drive_sha256,
-            steps: r.steps.keys().map(String::as_str).collect(),
-        });
-        print_json(out, &Doc { status: &s, record })?;
+        print::status_json(out, &s, record.as_ref())?;
     } else {
         print_status(out, &s, id.as_deref(), record.as_ref())?;
     }
@@ -699,8 +567,7 @@ fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
 
 /// `primer query KEY`: one value of the current instance's data.
 fn cmd_query(a: &QueryArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let euid = nix::unistd::geteuid().as_raw();
-    let r = status::query(&a.root, &a.key, a.instance.as_deref(), a.sensitive, euid)?;
+    let r = agent::query(&a.root, &a.key, a.instance.as_deref(), a.sensitive)?;
     // Only the key and the file: never the value, which may be a secret.
     tracing::debug!("{}: {} (instance {})", a.key, r.file, r.instance_id);
     match &r.value {

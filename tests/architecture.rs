@@ -384,3 +384,54 @@ fn the_import_reader_sees_grouped_nested_inline_and_super_paths() {
         ]
     );
 }
+
+/// Parsing, planning and rendering (and the faces) use no operating-system API: they are the
+/// same on every platform. `std::os::*`, `nix::` and `libc::` belong to the platform seam and
+/// the code that reads or writes the target (facts, apply, disk, media's mount mode).
+#[test]
+fn planning_parsing_and_rendering_use_no_os_api() {
+    let neutral = [
+        "model",
+        "source",
+        "net",
+        "plan",
+        "paths.rs",
+        "harness.rs",
+        "cli.rs",
+        "cli",
+    ];
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(src()).expect("under src");
+        let first = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or("");
+        if !neutral.contains(&first) {
+            continue;
+        }
+        let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for (n, line) in without_tests(&text).lines().enumerate() {
+            if ["std::os::", "nix::", "libc::"]
+                .iter()
+                .any(|api| line.contains(api))
+            {
+                found.push(format!(
+                    "{}:{}: {}",
+                    f.strip_prefix(root).unwrap_or(&f).display(),
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "operating-system API outside the platform side:\n{}",
+        found.join("\n")
+    );
+}

@@ -3,9 +3,17 @@
 
 use std::io::Write;
 
+use serde::Serialize;
+
+use super::print_json;
+use crate::probe::trust::Refusal;
+use crate::probe::{BlockDevice, Candidate};
+use crate::Error;
+
 use crate::agent;
 use crate::apply::{ApplyReport, Outcome};
-use crate::model::Report;
+use crate::media;
+use crate::model::{Instance, Report};
 use crate::plan::Plan;
 use crate::state::{self, Record};
 use crate::status::Status;
@@ -391,5 +399,167 @@ pub(super) fn print_status(
             counts.join(", ")
         )?;
     }
+    Ok(())
+}
+
+/// `probe`: every device's count, the ranked candidates and the decision (text or JSON).
+pub(super) fn probe(out: &mut impl Write, p: &agent::Probed, json: bool) -> Result<(), Error> {
+    let (devices, candidates, decision) = (&p.devices, &p.candidates, &p.decision);
+    if json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            devices: &'a [BlockDevice],
+            candidates: &'a [Candidate],
+            selected: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            refused: Option<&'a Refusal>,
+        }
+        print_json(
+            out,
+            &Doc {
+                devices,
+                candidates,
+                selected: decision
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| c.as_ref().map(|c| c.device.name.as_str())),
+                refused: decision.as_ref().err(),
+            },
+        )?;
+    } else {
+        writeln!(out, "{} block device(s) examined", devices.len())?;
+        if candidates.is_empty() {
+            writeln!(out, "no config drive found")?;
+        }
+        for (i, c) in candidates.iter().enumerate() {
+            writeln!(
+                out,
+                "{}. {:<10} {:<22} {:<8} {:<10} {}",
+                i + 1,
+                c.kind.name(),
+                c.device.display(),
+                c.fstype,
+                c.label.as_deref().unwrap_or("-"),
+                c.reason
+            )?;
+        }
+        match decision {
+            Ok(Some(c)) => writeln!(out, "selected: {}", c.device.display())?,
+            Ok(None) => {}
+            Err(r) => writeln!(out, "{r}")?,
+        }
+    }
+    Ok(())
+}
+
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Refusal", 2)?;
+        st.serialize_field("rule", self.rule)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.end()
+    }
+}
+
+/// `show --json`: the drive, its files with the digests it may show, the instance, warnings.
+pub(super) fn show_json(out: &mut impl Write, shown: &agent::Shown) -> Result<(), Error> {
+    let l = &shown.loaded;
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        origin: &'a str,
+        device: &'a str,
+        fstype: &'a str,
+        label: Option<&'a str>,
+        files: Vec<&'a str>,
+        /// Content hash of every file: lets a reader be compared with another (`--mount`).
+        file_sha256: std::collections::BTreeMap<&'a str, String>,
+        symlinks: &'a std::collections::BTreeMap<String, String>,
+        skipped: &'a [media::Skipped],
+        instance: &'a Instance,
+        warnings: &'a Report,
+    }
+    print_json(
+        out,
+        &Doc {
+            origin: &l.origin,
+            device: &l.drive.device,
+            fstype: &l.drive.fstype,
+            label: l.drive.label.as_deref(),
+            files: l.drive.files.keys().map(String::as_str).collect(),
+            file_sha256: shown
+                .file_sha256
+                .iter()
+                .map(|(p, d)| (p.as_str(), d.clone()))
+                .collect(),
+            symlinks: &l.drive.symlinks,
+            skipped: &l.drive.skipped,
+            instance: &l.instance,
+            warnings: &l.report,
+        },
+    )?;
+    Ok(())
+}
+
+/// `run --json`: origin, instance, outcome, every step and the warnings.
+pub(super) fn run_json(
+    out: &mut impl Write,
+    loaded: &agent::Loaded,
+    plan: &Plan,
+    report: &ApplyReport,
+    exit: crate::Exit,
+) -> Result<(), Error> {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        origin: &'a str,
+        instance_id: &'a str,
+        outcome: &'static str,
+        steps: &'a ApplyReport,
+        warnings: Vec<&'a crate::model::Warning>,
+    }
+    let warnings = loaded
+        .report
+        .warnings
+        .iter()
+        .chain(&plan.warnings.warnings)
+        .collect();
+    print_json(
+        out,
+        &Doc {
+            origin: &loaded.origin,
+            instance_id: &loaded.instance.instance_id,
+            outcome: exit.name(),
+            steps: report,
+            warnings,
+        },
+    )?;
+    Ok(())
+}
+
+/// `status --json`: the status as written, and which steps its instance's record holds.
+pub(super) fn status_json(
+    out: &mut impl Write,
+    s: &Status,
+    record: Option<&Record>,
+) -> Result<(), Error> {
+    #[derive(Serialize)]
+    struct RecordDoc<'a> {
+        path: String,
+        drive_sha256: &'a str,
+        /// The steps whose input is recorded (their hashes stay in the file).
+        steps: Vec<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        #[serde(flatten)]
+        status: &'a Status,
+        record: Option<RecordDoc<'a>>,
+    }
+    let record = record.map(|r| RecordDoc {
+        path: format!("/{}", state::record_path(&r.instance_id)),
+        drive_sha256: &r.drive_sha256,
+        steps: r.steps.keys().map(String::as_str).collect(),
+    });
+    print_json(out, &Doc { status: &s, record })?;
     Ok(())
 }

@@ -35,6 +35,11 @@ pub fn system_uuid(root: &Path) -> Option<String> {
     Some(s.trim().to_string())
 }
 
+/// The effective user id of this process (`--sensitive` queries are root's).
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
 /// Sets the running kernel's host name.
 pub fn set_hostname(name: &str) -> io::Result<()> {
     nix::unistd::sethostname(name).map_err(io::Error::from)
