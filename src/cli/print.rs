@@ -560,6 +560,6 @@ pub(super) fn status_json(
         drive_sha256: &r.drive_sha256,
         steps: r.steps.keys().map(String::as_str).collect(),
     });
-    print_json(out, &Doc { status: &s, record })?;
+    print_json(out, &Doc { status: s, record })?;
     Ok(())
 }
