@@ -657,8 +657,10 @@ impl Dns {
     /// name ([`check_search_domain`]): this is the gate every parser goes through, so no
     /// search list of the model can carry a newline, a comment character or a space.
     pub fn add_search(&mut self, s: &str) -> Result<(), GrammarError> {
+        // Input is trimmed here; what is stored is then checked as written (`check_grammar`).
+        let s = s.trim();
         check_search_domain(s)?;
-        let s = s.trim().trim_end_matches('.');
+        let s = s.trim_end_matches('.');
         if !self.search.iter().any(|x| x == s) {
             self.search.push(s.to_string());
         }
@@ -777,7 +779,10 @@ pub fn check_link_id(s: &str) -> Result<(), GrammarError> {
 /// surrounding white space the parsers trim. Underscores, spaces, `#`, `;` and every control
 /// character are refused.
 pub fn check_search_domain(s: &str) -> Result<(), GrammarError> {
-    grammar::dns_name(s.trim())
+    // The value itself, not a trimmed view of it: the renderers write it as one token, so
+    // `"x\n"` or `" x"` passing here would make them refuse the whole network (found by the
+    // network_render fuzz target).
+    grammar::dns_name(s)
 }
 
 /// `s` is a MAC address in the model's form (`aa:bb:cc:dd:ee:ff`, lower case), as
@@ -1075,5 +1080,13 @@ mod tests {
             params: p,
         };
         assert!(c2.check_grammar().is_err());
+    }
+
+    #[test]
+    fn a_search_domain_is_checked_as_written() {
+        assert!(check_search_domain("example.com").is_ok());
+        for bad in ["x\n", " x", "x ", "x\ty", ""] {
+            assert!(check_search_domain(bad).is_err(), "{bad:?}");
+        }
     }
 }

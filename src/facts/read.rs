@@ -1,0 +1,286 @@
+//! Reading the host facts: the Unix side of `facts` (mode and owner from file metadata, the
+//! kernel's host name, salt bytes from /dev/urandom). Reads only, inside the root; what to read
+//! comes from the planner's `Wanted`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::{net, parse_passwd, FileFact, HostFacts, Meta, StateKey, Wanted};
+use crate::paths::resolve_in_root;
+use crate::state::{self, Record};
+
+/// Largest host file read for comparison; larger ones are treated as different (rewritten).
+const MAX_FACT_FILE: u64 = 64 << 20;
+/// Bounds on walking primer's own copy directory.
+const MAX_COPY_ENTRIES: usize = 20_000;
+const MAX_COPY_DEPTH: usize = 32;
+
+/// Reads the host facts the planner asked for (`wanted`) under `root`; `live`: the root is the
+/// running system.
+pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
+    let mut facts = HostFacts {
+        live,
+        ..Default::default()
+    };
+    if live {
+        facts.kernel_hostname = nix::unistd::gethostname()
+            .ok()
+            .map(|h| h.to_string_lossy().into_owned());
+    }
+    for p in ["etc/hostname", "etc/hosts"] {
+        read_file_fact(root, p, &mut facts);
+    }
+    if let Some(f) = read_file(root, "etc/passwd") {
+        facts.passwd = parse_passwd(&String::from_utf8_lossy(&f.content));
+    }
+    let key_users = &wanted.key_users;
+    for pw in facts
+        .passwd
+        .iter()
+        .filter(|p| key_users.contains(&p.name))
+        .cloned()
+        .collect::<Vec<_>>()
+    {
+        let home = pw.home.trim_matches('/');
+        let ssh_dir = if home.is_empty() {
+            ".ssh".to_string()
+        } else {
+            format!("{home}/.ssh")
+        };
+        if let Some(m) = read_meta(root, &ssh_dir).filter(|(_, is_dir)| *is_dir) {
+            facts.dirs.insert(ssh_dir.clone(), m.0);
+        }
+        read_file_fact(root, &format!("{ssh_dir}/authorized_keys"), &mut facts);
+    }
+    let (net, net_files) = net::read_net_facts(root, &wanted.macs, live, wanted.net_wait);
+    facts.files.extend(net_files);
+    facts.network = net;
+    for rel in &wanted.files {
+        read_file_fact(root, rel, &mut facts);
+    }
+    for rel in &wanted.present {
+        let is_file = resolve_in_root(root, rel)
+            .ok()
+            .and_then(|p| fs::metadata(p).ok())
+            .is_some_and(|m| m.is_file());
+        if is_file {
+            facts.present.insert(rel.clone());
+        }
+    }
+    if let Some(skel) = wanted.skel {
+        facts.skel = read_skel(root, skel);
+        // Homes: whether each exists, its owner, and whether it is empty.
+        for (name, homedir) in &wanted.homes {
+            let home = homedir
+                .clone()
+                .or_else(|| {
+                    facts
+                        .passwd
+                        .iter()
+                        .find(|p| &p.name == name)
+                        .map(|p| p.home.clone())
+                })
+                .unwrap_or_else(|| format!("/home/{name}"));
+            let rel = home.trim_matches('/').to_string();
+            if rel.is_empty() {
+                continue;
+            }
+            if let Some((m, true)) = read_meta(root, &rel) {
+                facts.dirs.insert(rel.clone(), m);
+                let entries: Vec<String> = resolve_in_root(root, &rel)
+                    .ok()
+                    .and_then(|p| fs::read_dir(p).ok())
+                    .map(|rd| {
+                        rd.flatten()
+                            .take(MAX_SKEL_FILES + 1)
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            // An interrupted run's temporary files: swept when the skeleton
+                            // is written again.
+                            .filter(|n| !crate::paths::is_temp_name(n))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // What of the skeleton is already there (an interrupted run's work).
+                let skel: Vec<String> = facts.skel.iter().map(|(sub, _)| sub.clone()).collect();
+                for sub in skel {
+                    let mut d = sub.as_str();
+                    while let Some((parent, _)) = d.rsplit_once('/') {
+                        let dir = format!("{rel}/{parent}");
+                        if let Some((m, true)) = read_meta(root, &dir) {
+                            facts.dirs.insert(dir, m);
+                        }
+                        d = parent;
+                    }
+                    read_file_fact(root, &format!("{rel}/{sub}"), &mut facts);
+                }
+                facts.home_entries.insert(rel, entries);
+            }
+        }
+        // Salts for password hashes; a failure leaves zeros, which only makes the salt
+        // predictable (the hash is still correct), so it is logged, not fatal.
+        if let Err(e) =
+            fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut facts.salt))
+        {
+            tracing::warn!("/dev/urandom: {e}; password salts are not random");
+        }
+    }
+    facts.state_key = read_state_key(root);
+    if let Some(st) = &wanted.state {
+        read_file_fact(root, &st.record, &mut facts);
+        facts.record = facts
+            .files
+            .get(&st.record)
+            .and_then(|f| serde_json::from_slice::<Record>(&f.content).ok());
+        for rel in &st.files {
+            read_file_fact(root, rel, &mut facts);
+        }
+        for dir in &st.dirs {
+            for rel in walk_files(root, dir) {
+                read_file_fact(root, &rel, &mut facts);
+            }
+        }
+        for rel in walk_files(root, &st.copy_dir) {
+            read_file_fact(root, &rel, &mut facts);
+            facts.copy_files.insert(rel);
+        }
+    }
+    facts
+}
+
+/// primer's per-machine key (`/var/lib/primer/secret`, 32 bytes), for keyed digests of secrets.
+/// Missing or not 32 bytes: fresh random bytes, which the plan writes there when it uses them.
+/// Reading it here keeps planning pure.
+fn read_state_key(root: &Path) -> StateKey {
+    let mut key = StateKey::default();
+    if let Some(f) = read_file_capped(root, state::KEY_PATH, 64) {
+        if let Ok(k) = <[u8; 32]>::try_from(f.content.as_slice()) {
+            key.key = k;
+            key.stored = true;
+            return key;
+        }
+    }
+    if let Err(e) = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key.key)) {
+        // Zeros still give correct digests; they are only guessable. Logged, not fatal.
+        tracing::warn!("/dev/urandom: {e}; primer's digest key is not random");
+    }
+    key
+}
+
+/// Most files taken from /etc/skel, and the deepest level walked.
+const MAX_SKEL_FILES: usize = 200;
+const MAX_SKEL_DEPTH: usize = 4;
+
+/// Regular files under /etc/skel (path below it), for new homes. Bounded; symlinks skipped.
+fn read_skel(root: &Path, skel: &str) -> Vec<(String, FileFact)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), 0usize)];
+    while let Some((sub, depth)) = stack.pop() {
+        let rel = if sub.is_empty() {
+            skel.to_string()
+        } else {
+            format!("{skel}/{sub}")
+        };
+        let Ok(dir) = resolve_in_root(root, &rel) else {
+            continue;
+        };
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = if sub.is_empty() {
+                name
+            } else {
+                format!("{sub}/{name}")
+            };
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() && depth + 1 < MAX_SKEL_DEPTH {
+                stack.push((child, depth + 1));
+            } else if t.is_file() && out.len() < MAX_SKEL_FILES {
+                if let Some(f) = read_file(root, &format!("{skel}/{child}")) {
+                    out.push((child, f));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn read_meta(root: &Path, rel: &str) -> Option<(Meta, bool)> {
+    let host = resolve_in_root(root, rel).ok()?;
+    let m = fs::metadata(host).ok()?;
+    Some((
+        Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+        m.is_dir(),
+    ))
+}
+
+fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
+    read_file_capped(root, rel, MAX_FACT_FILE)
+}
+
+/// Reads a regular file under the root (resolved inside it) with its mode and owner, at most
+/// `max` bytes; `None` when it is missing, unreadable or not a regular file.
+pub(crate) fn read_file_capped(root: &Path, rel: &str, max: u64) -> Option<FileFact> {
+    let host = resolve_in_root(root, rel).ok()?;
+    let f = fs::File::open(&host).ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    let mut content = Vec::new();
+    f.take(max).read_to_end(&mut content).ok()?;
+    Some(FileFact {
+        content,
+        meta: Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+    })
+}
+
+fn read_file_fact(root: &Path, rel: &str, facts: &mut HostFacts) {
+    if let Some(f) = read_file(root, rel) {
+        facts.files.insert(rel.to_string(), f);
+    }
+}
+
+/// Every regular file below `rel_dir` (relative to the root), bounded, not following symlinks.
+fn walk_files(root: &Path, rel_dir: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(start) = resolve_in_root(root, rel_dir) else {
+        return out;
+    };
+    let mut stack = vec![(start, rel_dir.to_string(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, rel, depth)) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            seen += 1;
+            if seen > MAX_COPY_ENTRIES {
+                return out;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = format!("{rel}/{name}");
+            match e.file_type() {
+                Ok(t) if t.is_dir() && depth < MAX_COPY_DEPTH => {
+                    stack.push((e.path(), child, depth + 1))
+                }
+                Ok(t) if t.is_file() || t.is_symlink() => {
+                    out.insert(child);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
