@@ -128,45 +128,33 @@ fn run_bounded(mut cmd: Command, program: &Path) -> io::Result<(bool, String)> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| at(program, e))?;
-    // Readers on threads: a full pipe must not stall the child while we wait for it.
-    let mut pipes = Vec::new();
-    for r in [
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        pipes.push(std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.take(MAX_OUTPUT as u64).read_to_end(&mut buf);
-            buf
-        }));
-    }
+    let pipes: Vec<_> = super::script::take_streams(&mut child)
+        .into_iter()
+        .map(|r| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.take(MAX_OUTPUT as u64).read_to_end(&mut buf);
+                buf
+            })
+        })
+        .collect();
     let deadline = Instant::now() + KEYGEN_TIMEOUT;
-    let status = loop {
-        match child.try_wait().map_err(|e| at(program, e))? {
-            Some(s) => break s,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "{}: killed after {} s",
-                        program.display(),
-                        KEYGEN_TIMEOUT.as_secs()
-                    ),
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
+    // One tool, not a process group of its own: only it is killed.
+    let kill = |c: &mut std::process::Child| {
+        let _ = c.kill();
+        let _ = c.wait();
+    };
+    let Some(status) =
+        super::script::wait_until(&mut child, deadline, kill).map_err(|e| at(program, e))?
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{}: killed after {} s",
+                program.display(),
+                KEYGEN_TIMEOUT.as_secs()
+            ),
+        ));
     };
     let mut outs = pipes.into_iter().map(|h| h.join().unwrap_or_default());
     let stdout = String::from_utf8_lossy(&outs.next().unwrap_or_default()).into_owned();

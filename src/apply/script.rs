@@ -46,19 +46,7 @@ pub fn run_script(
     tracing::info!(step = %step, "started /{path} (pid {})", child.id());
     // Each reader reports on `done` when its stream ends.
     let (done_tx, done) = std::sync::mpsc::channel::<()>();
-    let streams: Vec<Box<dyn Read + Send>> = [
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let streams = take_streams(&mut child);
     let readers = streams.len();
     for r in streams {
         let step = step.to_string();
@@ -70,19 +58,13 @@ pub fn run_script(
     }
     drop(done_tx);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Ok(s),
-            Ok(None) if Instant::now() >= deadline => {
-                crate::platform::kill_tree(&mut child);
-                break Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("/{path}: killed after {timeout_secs} s"),
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => break Err(e),
-        }
+    let status = match wait_until(&mut child, deadline, crate::platform::kill_tree) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("/{path}: killed after {timeout_secs} s"),
+        )),
+        Err(e) => Err(e),
     };
     // The script is gone: its output ends now unless something else still holds the pipes.
     let grace_end = Instant::now() + OUTPUT_GRACE;
@@ -110,6 +92,44 @@ pub fn run_script(
         Err(e) => Err(e),
     };
     (true, r)
+}
+
+/// The child's stdout and stderr (whichever are piped), taken from it as readers to drain on
+/// threads: a full pipe must never stall the child while primer waits for it.
+pub(crate) fn take_streams(child: &mut std::process::Child) -> Vec<Box<dyn Read + Send>> {
+    [
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Polls `child` until it exits or `deadline` passes; past it, `kill` ends it (and reaps it)
+/// and the result is `Ok(None)`. The caller chooses how far the kill reaches (a script's whole
+/// process group, or one tool).
+pub(crate) fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Instant,
+    kill: impl FnOnce(&mut std::process::Child),
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        match child.try_wait()? {
+            Some(s) => return Ok(Some(s)),
+            None if Instant::now() >= deadline => {
+                kill(child);
+                return Ok(None);
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Logs what `r` yields, line by line, reading fixed-size chunks: memory stays bounded by
