@@ -472,6 +472,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         exit,
         origin: &loaded.origin,
         drive: &loaded.drive,
+        drive_sha256: plan.drive_sha256.as_deref().unwrap_or_default(),
         instance: &loaded.instance,
         plan_steps,
         report: &report,

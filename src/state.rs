@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::media::DriveFiles;
-
 /// Root of primer's state, relative to the target root.
 pub const STATE_DIR: &str = "var/lib/primer";
 
@@ -78,22 +76,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
     s
 }
 
-/// Content hash of a whole drive: every regular file's path and bytes, in path order, plus the
-/// label. The device name is not part of it, so the same drive on another device is the same.
-pub fn drive_hash(drive: &DriveFiles) -> String {
-    let mut h = Sha256::new();
-    h.update(drive.label.as_deref().unwrap_or("").as_bytes());
-    h.update([0]);
-    for (path, data) in &drive.files {
-        h.update((path.len() as u64).to_le_bytes());
-        h.update(path.as_bytes());
-        h.update((data.len() as u64).to_le_bytes());
-        h.update(data);
-    }
-    let d = h.finalize();
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What was applied for one instance: read by the next run's planner (and `primer status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -133,16 +115,5 @@ mod tests {
         assert_eq!(instance_dir("i-1"), "var/lib/primer/instance/i-1");
         assert_eq!(drive_copy_dir("i-1"), "var/lib/primer/instance/i-1/drive");
         assert_eq!(status_path(), "var/lib/primer/status.json");
-    }
-
-    #[test]
-    fn drive_hash_ignores_device() {
-        let mut a = DriveFiles::new("/dev/loop1", "iso9660");
-        a.files.insert("x".into(), b"1".to_vec());
-        let mut b = a.clone();
-        b.device = "/dev/loop2".into();
-        assert_eq!(drive_hash(&a), drive_hash(&b));
-        b.files.insert("y".into(), vec![]);
-        assert_ne!(drive_hash(&a), drive_hash(&b));
     }
 }

@@ -153,7 +153,7 @@ pub struct DriveStatus {
     /// `iso9660`, `vfat`, `dir`, ...
     pub fstype: String,
     pub label: Option<String>,
-    /// Content hash of the whole drive (`state::drive_hash`).
+    /// Content hash of the whole drive, passwords left out (`plan::scrub::drive_hash`).
     pub sha256: String,
     pub files: usize,
 }
@@ -232,6 +232,8 @@ pub struct RunFacts<'a> {
     pub exit: Exit,
     pub origin: &'a str,
     pub drive: &'a DriveFiles,
+    /// The drive's content hash as the plan computed it (`plan::scrub::drive_hash`).
+    pub drive_sha256: &'a str,
     pub instance: &'a Instance,
     /// How many steps came from the plan (the pin included); a later one (the status record)
     /// ran after apply.
@@ -298,7 +300,7 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
             device: f.drive.device.clone(),
             fstype: f.drive.fstype.clone(),
             label: f.drive.label.clone(),
-            sha256: state::drive_hash(f.drive),
+            sha256: f.drive_sha256.to_string(),
             files: f.drive.files.len(),
         }),
         instance: Some(instance),
@@ -885,6 +887,7 @@ mod tests {
             exit: Exit::Partial,
             origin: "label config-2 on /dev/sr0 (iso9660)",
             drive: &drive,
+            drive_sha256: "abc123",
             instance: &inst,
             plan_steps: 2,
             report: &report(),
@@ -931,6 +934,7 @@ mod tests {
             exit: Exit::Partial,
             origin: "o",
             drive: &drive,
+            drive_sha256: "",
             instance: &bad,
             plan_steps: 3,
             report: &report(),

@@ -163,11 +163,24 @@ fn content_of(file: &mut File, device: &str, p: &Part, sector: u64) -> Content {
         &name,
         &Limits::default(),
     ) {
-        Ok(d) => Content {
-            fstype: Some(d.fstype.clone()),
-            label: d.label.clone(),
-            drive_sha256: Some(crate::state::drive_hash(&d)),
-            error: None,
+        // Hashed as the record hashed the applied drive: parsed, passwords left out. A
+        // partition that does not parse is not the drive that was applied.
+        Ok(d) => match crate::source::parse_drive(&d) {
+            Ok((instance, _)) => {
+                let ud = crate::plan::scrub::secrets_user_data(&instance);
+                Content {
+                    fstype: Some(d.fstype.clone()),
+                    label: d.label.clone(),
+                    drive_sha256: Some(crate::plan::scrub::drive_hash(&d, &instance, &ud)),
+                    error: None,
+                }
+            }
+            Err(e) => Content {
+                fstype: Some(d.fstype.clone()),
+                label: d.label.clone(),
+                drive_sha256: None,
+                error: Some(format!("not a config drive primer can read: {e}")),
+            },
         },
         Err(e) => Content {
             fstype: fsize.map(|f| f.fstype.to_string()),

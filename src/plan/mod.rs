@@ -23,6 +23,7 @@ use crate::media::DriveFiles;
 use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, UserData};
 use crate::model::{Instance, Report};
+use crate::plan::users::UserDataMode;
 use crate::state::{self, Record};
 
 /// Choices that are the operator's, not the drive's.
@@ -173,6 +174,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Warnings raised while planning (sanitised host name, refused keys...).
     pub warnings: Report,
+    /// The drive's content hash as the record keeps it (`scrub::drive_hash`); `None` when the
+    /// plan stopped before the drive was considered (an unusable instance id).
+    pub drive_sha256: Option<String>,
 }
 
 impl Plan {
@@ -218,6 +222,7 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         keys_for: BTreeMap::new(),
         default_user: None,
         salt: mixed_salt(facts, instance),
+        drive_sha256: None,
     };
     let id = &instance.instance_id;
     if let Some(reason) = state::invalid_instance_id(id) {
@@ -243,9 +248,20 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_write_files(instance, &ud);
     p.plan_entropy(instance);
     p.plan_scripts(instance, &ud, &policy.users, policy.defer_scripts);
-    p.plan_local_copy(instance, drive, &ud);
+    // The copy and the drive hash leave out every password the drive carries, in user-data the
+    // configuration ignores too.
+    let ignored;
+    let secrets = if policy.users.user_data == UserDataMode::Apply {
+        &ud
+    } else {
+        ignored = scrub::secrets_user_data(instance);
+        &ignored
+    };
+    let drive_sha256 = scrub::drive_hash(drive, instance, secrets);
+    p.plan_local_copy(instance, drive, secrets, &drive_sha256);
     p.refuse_shared_paths();
-    p.plan_record(instance, drive);
+    p.plan_record(instance, &drive_sha256);
+    p.drive_sha256 = Some(drive_sha256);
     p.finish(id)
 }
 
@@ -381,6 +397,7 @@ struct Planner<'a> {
     default_user: Option<String>,
     /// Random bytes for password salts: the facts' mixed with the drive's random seed.
     salt: [u8; 32],
+    drive_sha256: Option<String>,
 }
 
 impl Planner<'_> {
@@ -390,6 +407,7 @@ impl Planner<'_> {
             instance_id: id.to_string(),
             steps: self.steps,
             warnings: self.warnings,
+            drive_sha256: self.drive_sha256,
         }
     }
 
@@ -757,7 +775,13 @@ impl Planner<'_> {
         );
     }
 
-    fn plan_local_copy(&mut self, instance: &Instance, drive: &DriveFiles, ud: &UserData) {
+    fn plan_local_copy(
+        &mut self,
+        instance: &Instance,
+        drive: &DriveFiles,
+        ud: &UserData,
+        drive_sha256: &str,
+    ) {
         let dir = state::drive_copy_dir(&instance.instance_id);
         let mut wanted = BTreeSet::new();
         for (path, data) in &drive.files {
@@ -785,7 +809,7 @@ impl Planner<'_> {
                 input: None,
             });
         }
-        let json = instance_json(instance, drive);
+        let json = instance_json(instance, drive, drive_sha256);
         self.file_step(
             "instance-json",
             &state::instance_json_path(&instance.instance_id),
@@ -866,7 +890,7 @@ impl Planner<'_> {
         }
     }
 
-    fn plan_record(&mut self, instance: &Instance, drive: &DriveFiles) {
+    fn plan_record(&mut self, instance: &Instance, drive_sha256: &str) {
         let steps: BTreeMap<String, String> = self
             .steps
             .iter()
@@ -877,7 +901,7 @@ impl Planner<'_> {
             instance_id: instance.instance_id.clone(),
             format: instance.format.to_string(),
             version: instance.version.clone(),
-            drive_sha256: state::drive_hash(drive),
+            drive_sha256: drive_sha256.to_string(),
             steps,
         };
         let path = state::record_path(&instance.instance_id);
@@ -908,7 +932,7 @@ impl Planner<'_> {
 
 /// The normalised `instance.json`: the model (secrets redacted), where it came from and the
 /// drive's content hash. Deterministic (no device name, no time), so a re-run is byte-identical.
-pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
+pub fn instance_json(instance: &Instance, drive: &DriveFiles, drive_sha256: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct Doc<'a> {
         instance: &'a Instance,
@@ -918,7 +942,7 @@ pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
     struct DriveDoc<'a> {
         fstype: &'a str,
         label: Option<&'a str>,
-        sha256: String,
+        sha256: &'a str,
         files: usize,
         symlinks: &'a BTreeMap<String, String>,
     }
@@ -927,7 +951,7 @@ pub fn instance_json(instance: &Instance, drive: &DriveFiles) -> Vec<u8> {
         drive: DriveDoc {
             fstype: &drive.fstype,
             label: drive.label.as_deref(),
-            sha256: state::drive_hash(drive),
+            sha256: drive_sha256,
             files: drive.files.len(),
             symlinks: &drive.symlinks,
         },

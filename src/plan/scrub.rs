@@ -9,6 +9,7 @@
 //! user's `passwd`, `hashed_passwd`, `plain_text_passwd`) or that mentions one. Never prints a
 //! password, not even in the note, and the note holds no digest of the original.
 
+use crate::media::DriveFiles;
 use crate::model::userdata::{PasswordValue, UserData};
 use crate::model::Instance;
 
@@ -122,6 +123,38 @@ pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData)
     } else {
         data.to_vec()
     }
+}
+
+/// Content hash of the drive as primer keeps it: the label, then every file's path and the bytes
+/// its local copy holds (`copy_content`), in path order. Password carriers enter as their
+/// stand-in, so the record, `instance.json`, `status.json` and reclaim's content check hold no
+/// unkeyed digest of a password (a CloudStack password file *is* the password), while any other
+/// change to the drive still changes the hash. The device name is not part of it: the same
+/// drive on another device hashes the same. `ud` must be the user-data parsed whatever the
+/// configuration says about applying it (a password in ignored user-data is still a secret).
+pub fn drive_hash(drive: &DriveFiles, instance: &Instance, ud: &UserData) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(drive.label.as_deref().unwrap_or("").as_bytes());
+    h.update([0]);
+    for (path, data) in &drive.files {
+        let kept = copy_content(path, data, instance, ud);
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((kept.len() as u64).to_le_bytes());
+        h.update(&kept);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The user-data whose passwords the scrub leaves out: the planner's when it applies user-data,
+/// else parsed here (only to find its passwords).
+pub fn secrets_user_data(instance: &Instance) -> UserData {
+    crate::source::userdata::parse_instance_user_data(
+        instance,
+        &crate::source::userdata::UserDataLimits::default(),
+    )
+    .0
 }
 
 /// What a listing of the drive (`show --json`'s `file_sha256`) may print for drive file `path`:
@@ -253,5 +286,35 @@ mod tests {
             shown_sha256("cloudstack/metadata/vm-id.txt", b"x", &i, &ud),
             state::sha256_hex(b"x")
         );
+    }
+
+    #[test]
+    fn drive_hash_leaves_passwords_out_and_sees_everything_else() {
+        let drive = |pass: &[u8], host: &str, dev: &str| {
+            let mut d = DriveFiles::new(dev, "iso9660");
+            d.label = Some("config-2".into());
+            d.files
+                .insert("cloudstack/password/vm_password.txt".into(), pass.to_vec());
+            d.files
+                .insert("cloudstack/metadata/local-hostname.txt".into(), host.into());
+            d
+        };
+        let hash = |pass: &str, host: &str, dev: &str| {
+            let i = inst(Some(pass));
+            drive_hash(&drive(pass.as_bytes(), host, dev), &i, &UserData::default())
+        };
+        let base = hash("pw-one-1", "web", "/dev/sr0");
+        // Only the password differs: the hash tells nothing about it.
+        assert_eq!(base, hash("pw-two-2", "web", "/dev/sr0"));
+        // The device is not part of the drive.
+        assert_eq!(base, hash("pw-one-1", "web", "/dev/loop3"));
+        // Any other change is seen.
+        assert_ne!(base, hash("pw-one-1", "db", "/dev/sr0"));
+        // And it is not the plain SHA-256 of the files (which would digest the password).
+        let mut h = sha2::Sha256::new();
+        use sha2::Digest;
+        h.update(b"pw-one-1");
+        let plain: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(base, plain);
     }
 }
