@@ -280,8 +280,11 @@ pub fn probe(locate: &Locate) -> Result<Probed, Error> {
     if let Err(r) = &decision {
         tracing::warn!(rule = r.rule, "{r}");
     }
+    // The trust policy's refusal is the outcome `run` would have: exit 12.
     let exit = if probe.candidates.is_empty() {
         Exit::NoDrive
+    } else if decision.is_err() {
+        Exit::Refused
     } else {
         Exit::Changed
     };

@@ -58,6 +58,8 @@ pub enum Command {
     ///
     /// Reads sysfs, two small blocks per device and the partition tables of whole disks;
     /// mounts and writes nothing. Shows which candidate the trust policy selects or refuses.
+    /// Exit 0: a candidate is selected; 11: no candidate; 12: the trust policy refuses (as
+    /// `run` would).
     Probe(ProbeArgs),
     /// Parse a drive and print the instance it describes (secrets redacted).
     Show(SourceArgs),
@@ -319,7 +321,10 @@ pub struct RunArgs {
 
 /// Runs one parsed command; returns the exit status.
 pub fn execute(cli: &Cli) -> Result<Exit, Error> {
-    let mut out = std::io::stdout().lock();
+    let mut out = ClosedPipeQuiet {
+        inner: std::io::stdout().lock(),
+        closed: false,
+    };
     let r = match &cli.command {
         Command::Probe(a) => cmd_probe(a, &mut out),
         Command::Show(a) => cmd_show(a, &mut out),
@@ -339,6 +344,43 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
             Ok(Exit::Refused)
         }
         r => r,
+    }
+}
+
+/// stdout that a reader may close early (`primer show | head`): the rest of the output is
+/// dropped and the command ends with its own outcome, never an error or an abort. Ignoring
+/// SIGPIPE (Rust's default) rather than dying of it keeps a `run` whose journal stream closes
+/// from stopping between two writes.
+struct ClosedPipeQuiet<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Write for ClosedPipeQuiet<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 
@@ -473,8 +515,17 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
     };
     let r = match agent::net_render(input, &a.root, a.backend)? {
         agent::NetRendered::NoDrive => return no_drive(out, false),
+        // Nothing to render is "nothing to do" (exit 10), in either output form.
         agent::NetRendered::NoNetwork => {
-            writeln!(out, "# the drive has no network data")?;
+            if a.source.json {
+                print_json(
+                    out,
+                    &serde_json::json!({"backend": a.backend, "files": [], "warnings": [],
+                        "network": false}),
+                )?;
+            } else {
+                writeln!(out, "# the drive has no network data")?;
+            }
             return Ok(Exit::Unchanged);
         }
         agent::NetRendered::Files(r) => r,
