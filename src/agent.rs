@@ -304,6 +304,11 @@ pub struct Shown {
     pub file_sha256: BTreeMap<String, String>,
 }
 
+/// `config show`: the configuration as every command loads it, with where each value came from.
+pub fn config(explicit: Option<&Path>, root: &Path) -> Result<crate::config::Layered, Error> {
+    Ok(crate::config::load_layered(explicit, root)?)
+}
+
 /// `show`: reads and parses the drive (`Ok(None)`: no drive); with `digests`, the digest of
 /// each file it may show (an empty map otherwise: the text form shows none). Changes nothing.
 pub fn show(locate: &Locate, digests: bool) -> Result<Option<Shown>, Error> {

@@ -73,6 +73,9 @@ pub enum Command {
     /// Network configuration tools.
     #[command(subcommand)]
     Net(NetCommand),
+    /// primer's own configuration: `config show` prints it with where each value came from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Show what the last `run` did: when, the outcome, the drive, the instance, every step.
     ///
     /// Reads /var/lib/primer/status.json (written by every `run` that applied a drive or found
@@ -198,6 +201,32 @@ pub struct CleanArgs {
     /// The system whose records to remove.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration every command uses, key by key, with the file that set each
+    /// value (`default` when no file did).
+    ///
+    /// Reads /etc/primer/primer.yaml (or `--config FILE`), then every `*.yaml` in the
+    /// directory beside it named like it plus `.d` (/etc/primer/primer.yaml.d/), in name order:
+    /// maps merge key by key, a list or a value replaces the earlier one. An invalid file is an
+    /// error naming it (exit 1). Changes nothing.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// The main configuration file [default: /etc/primer/primer.yaml under --root]; its
+    /// drop-ins are FILE.d/*.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The system whose configuration to read.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Print JSON: `config` (every key), `origins` (key -> file) and `files` (merge order).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +360,7 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
         Command::Plan(a) => cmd_plan(a, &mut out),
         Command::Run(a) => cmd_run(a, &mut out),
         Command::Net(NetCommand::Render(a)) => cmd_net_render(a, &mut out),
+        Command::Config(ConfigCommand::Show(a)) => cmd_config_show(a, &mut out),
         Command::Status(a) => cmd_status(a, &mut out),
         Command::Query(a) => cmd_query(a, &mut out),
         Command::Clean(a) => cmd_clean(a, &mut out),
@@ -552,6 +582,25 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
         writeln!(out, "# file: /{} (mode {:04o})", f.path, f.mode)?;
         out.write_all(f.content.as_bytes())?;
     }
+    Ok(Exit::Changed)
+}
+
+/// `primer config show`: the layered configuration, one `key: value  # file` line per setting.
+fn cmd_config_show(a: &ConfigShowArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let l = agent::config(a.config.as_deref(), &a.root)?;
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({"config": l.merged, "origins": l.origins, "files": l.files}),
+        )?;
+        return Ok(Exit::Changed);
+    }
+    if l.files.is_empty() {
+        writeln!(out, "# no configuration file: every value is the default")?;
+    } else {
+        writeln!(out, "# files, in merge order: {}", l.files.join(", "))?;
+    }
+    print::config_leaves(out, "", &l.merged, &l.origins)?;
     Ok(Exit::Changed)
 }
 

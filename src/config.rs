@@ -48,10 +48,11 @@
 //!   wipe_config: true       # zero the old config range (it held the clear admin password)
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::users::{DefaultUser, PasswordUpdates, SshPwauth, UserDataMode};
 use crate::plan::Policy;
@@ -79,7 +80,7 @@ pub enum ConfigError {
     Invalid { path: String, detail: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Account that receives the drive's SSH keys.
@@ -95,7 +96,7 @@ pub struct Config {
     pub user_data: UserDataMode,
     /// Mode of injected files: octal, written `0o644`, `0644` or `"0644"` (see
     /// [`files_mode`]).
-    #[serde(deserialize_with = "files_mode")]
+    #[serde(deserialize_with = "files_mode", serialize_with = "files_mode_text")]
     pub files_mode: u32,
     pub script_timeout_seconds: u64,
     pub reclaim: ReclaimConfig,
@@ -103,7 +104,7 @@ pub struct Config {
 }
 
 /// `reclaim:`: what `primer reclaim --apply` may do (nothing unless `enabled`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReclaimConfig {
     pub enabled: bool,
@@ -145,6 +146,12 @@ const MAX_FILES_MODE: u32 = 0o777;
 fn files_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let text = String::deserialize(d)?;
     parse_files_mode(&text).map_err(serde::de::Error::custom)
+}
+
+/// `files_mode` as the text `files_mode` reads back (`0o644`): the layered loading merges
+/// settings as data and reads the result again.
+fn files_mode_text<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("0o{mode:o}"))
 }
 
 fn parse_files_mode(text: &str) -> Result<u32, String> {
@@ -210,14 +217,14 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {
     pub user: Option<String>,
     pub updates: PasswordUpdates,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProbeConfig {
     pub wait_seconds: f64,
@@ -301,16 +308,27 @@ impl Config {
 
     /// Parses configuration text; `path` names the file in errors.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let c = Config::parse_unchecked(text, path)?;
+        c.validate().map_err(|b| b.at(path))?;
+        Ok(c)
+    }
+
+    fn parse_unchecked(text: &str, path: &str) -> Result<Config, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let c: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid {
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_string(),
             detail: e.to_string(),
-        })?;
+        })
+    }
+
+    /// The checks a type cannot express; the error names the key, its caller the file.
+    fn validate(&self) -> Result<(), Bad> {
+        let c = self;
         if !c.probe.wait_seconds.is_finite() || !(0.0..=MAX_WAIT).contains(&c.probe.wait_seconds) {
-            return Err(ConfigError::Invalid {
-                path: path.to_string(),
+            return Err(Bad {
+                key: "probe.wait_seconds",
                 detail: format!(
                     "probe.wait_seconds: {} is outside 0..={MAX_WAIT}",
                     c.probe.wait_seconds
@@ -320,15 +338,15 @@ impl Config {
         let bad_name = |n: &str| n.is_empty() || n.contains(['/', ':', '\n']);
         if let Some(d) = &c.default_user {
             if bad_name(&d.name) {
-                return Err(ConfigError::Invalid {
-                    path: path.to_string(),
+                return Err(Bad {
+                    key: "default_user.name",
                     detail: format!("default_user.name: {:?} is not a user name", d.name),
                 });
             }
         }
         if c.files_mode > MAX_FILES_MODE {
-            return Err(ConfigError::Invalid {
-                path: path.to_string(),
+            return Err(Bad {
+                key: "files_mode",
                 detail: format!(
                     "files_mode: 0o{:o} is not a file mode (at most 0o777; e.g. 0o644)",
                     c.files_mode
@@ -337,53 +355,247 @@ impl Config {
         }
         let types = &c.ssh_host_keys.types;
         if types.is_empty() || (1..types.len()).any(|i| types[..i].contains(&types[i])) {
-            return Err(ConfigError::Invalid {
-                path: path.to_string(),
+            return Err(Bad {
+                key: "ssh_host_keys.types",
                 detail: "ssh_host_keys.types: list each key type once, at least one \
                          (regenerate: false keeps the image's keys)"
                     .into(),
             });
         }
         if c.ssh_user != SSH_USER_UNSET && bad_name(&c.ssh_user) {
-            return Err(ConfigError::Invalid {
-                path: path.to_string(),
+            return Err(Bad {
+                key: "ssh_user",
                 detail: format!("ssh_user: {:?} is not a user name", c.ssh_user),
             });
         }
-        Ok(c)
+        if c.script_timeout_seconds == 0 {
+            return Err(Bad {
+                key: "script_timeout_seconds",
+                detail: "script_timeout_seconds: 0 is not a time-out: give the longest a \
+                         user-data script may run, in seconds (default 600)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Loads `explicit` (must exist), else `<root>/etc/primer/primer.yaml` when present, else
-    /// the defaults.
+    /// the defaults; then the drop-ins beside it (see [`load_layered`]).
     pub fn load(explicit: Option<&Path>, root: &Path) -> Result<Config, ConfigError> {
-        let (path, required): (PathBuf, bool) = match explicit {
-            Some(p) => (p.to_path_buf(), true),
-            None => (root.join(CONFIG_PATH), false),
-        };
-        let name = path.display().to_string();
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::debug!("{name}: not present; using defaults");
-                return Ok(Config::default());
-            }
-            Err(e) => {
-                return Err(ConfigError::Io {
-                    path: name,
-                    source: e,
-                })
-            }
-        };
-        if meta.len() > MAX_CONFIG {
-            return Err(ConfigError::TooLarge { path: name });
+        Ok(load_layered(explicit, root)?.config)
+    }
+}
+
+/// A setting that fails a check, by key.
+struct Bad {
+    key: &'static str,
+    detail: String,
+}
+
+impl Bad {
+    fn at(self, path: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_string(),
+            detail: self.detail,
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Io {
+    }
+}
+
+/// Most drop-in files read from `primer.yaml.d/`.
+pub const MAX_DROPINS: usize = 64;
+
+/// The configuration as its files layer it: the main file, then every drop-in in name order.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    pub config: Config,
+    /// The files read, in merge order (the main file first when it exists).
+    pub files: Vec<String>,
+    /// Per leaf key (dotted path, e.g. `probe.wait_seconds`), the file that set it last. A key
+    /// not listed has its default.
+    pub origins: BTreeMap<String, String>,
+    /// The merged settings, every key present (what `primer config show` prints).
+    pub merged: serde_json::Value,
+}
+
+/// Reads one configuration file: its typed settings (checked on their own, so an error names
+/// this file) and the keys it sets (the shape of its YAML, values not used).
+fn read_layer(
+    path: &Path,
+    required: bool,
+) -> Result<Option<(Config, serde_json::Value)>, ConfigError> {
+    let name = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError::Io {
+                path: name,
+                source: e,
+            })
+        }
+    };
+    if meta.len() > MAX_CONFIG {
+        return Err(ConfigError::TooLarge { path: name });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: name.clone(),
+        source: e,
+    })?;
+    // Typed (types, key names and syntax checked, errors at this file's line) but not
+    // validated: a drop-in may set part of a section whose other keys another file holds.
+    let config = Config::parse_unchecked(&text, &name)?;
+    let shape = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| ConfigError::Invalid {
             path: name.clone(),
-            source: e,
+            detail: e.to_string(),
+        })?
+    };
+    tracing::debug!("{name}: loaded");
+    Ok(Some((config, shape)))
+}
+
+/// The drop-in files of `main`: `<main>.d/*.yaml` (regular files, hidden ones skipped), in
+/// byte order of their names, at most [`MAX_DROPINS`]. A missing directory is none.
+fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut dir = main.as_os_str().to_owned();
+    dir.push(".d");
+    let dir = PathBuf::from(dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for e in entries {
+        let e = e.map_err(|source| ConfigError::Io {
+            path: dir.display().to_string(),
+            source,
         })?;
-        let c = Config::parse(&text, &name)?;
-        tracing::debug!("{name}: loaded");
-        Ok(c)
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.starts_with('.') || !n.ends_with(".yaml") || !e.path().is_file() {
+            continue;
+        }
+        files.push(e.path());
+        if files.len() > MAX_DROPINS {
+            return Err(ConfigError::Invalid {
+                path: dir.display().to_string(),
+                detail: format!("more than {MAX_DROPINS} drop-in files"),
+            });
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Loads the configuration the way every command sees it: `explicit` (must exist) or
+/// `<root>/etc/primer/primer.yaml` (optional), then each `*.yaml` of the directory beside it
+/// named like it plus `.d` (`/etc/primer/primer.yaml.d/`), in name order. Maps merge key by
+/// key; any other value (a list, a scalar, `~`) replaces the earlier one whole. Each file is
+/// checked on its own first, so an error names the file that holds it; the merged result is
+/// checked again.
+pub fn load_layered(explicit: Option<&Path>, root: &Path) -> Result<Layered, ConfigError> {
+    let (main, required): (PathBuf, bool) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => (root.join(CONFIG_PATH), false),
+    };
+    let mut layers = Vec::new();
+    if let Some(l) = read_layer(&main, required)? {
+        layers.push((main.display().to_string(), l));
+    } else {
+        tracing::debug!("{}: not present; using defaults", main.display());
+    }
+    for f in dropins(&main)? {
+        if let Some(l) = read_layer(&f, true)? {
+            layers.push((f.display().to_string(), l));
+        }
+    }
+    let to_value = |c: &Config| {
+        serde_json::to_value(c).map_err(|e| ConfigError::Invalid {
+            path: main.display().to_string(),
+            detail: format!("cannot merge: {e}"),
+        })
+    };
+    let mut merged = to_value(&Config::default())?;
+    let mut origins = BTreeMap::new();
+    for (file, (config, shape)) in &layers {
+        overlay(
+            &mut merged,
+            shape,
+            &to_value(config)?,
+            "",
+            file,
+            &mut origins,
+        );
+    }
+    let only = (layers.len() == 1).then(|| layers[0].1 .0.clone());
+    let files: Vec<String> = layers.into_iter().map(|(f, _)| f).collect();
+    let what = files.join(" + ");
+    let config = match only {
+        // One file: its own reading, as before drop-ins existed.
+        Some(c) => c,
+        None => serde_json::from_value(merged.clone()).map_err(|e| ConfigError::Invalid {
+            path: what.clone(),
+            detail: e.to_string(),
+        })?,
+    };
+    // Named by the file that set the key (all files when it kept its default).
+    config.validate().map_err(|b| {
+        let file = origins.get(b.key).cloned().unwrap_or(what);
+        b.at(&file)
+    })?;
+    Ok(Layered {
+        config,
+        files,
+        origins,
+        merged,
+    })
+}
+
+/// Lays the keys `shape` sets (a file's YAML) over `merged`, taking their values from `typed`
+/// (the same file read as settings, so every value is in its checked form).
+fn overlay(
+    merged: &mut serde_json::Value,
+    shape: &serde_json::Value,
+    typed: &serde_json::Value,
+    prefix: &str,
+    file: &str,
+    origins: &mut BTreeMap<String, String>,
+) {
+    let serde_json::Value::Object(keys) = shape else {
+        return;
+    };
+    for (k, set) in keys {
+        let Some(value) = typed.get(k) else { continue };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let slot = match merged {
+            serde_json::Value::Object(m) => m.entry(k.clone()).or_insert(serde_json::Value::Null),
+            _ => return,
+        };
+        if set.is_object() && value.is_object() {
+            // A map over a map: key by key. Over anything else (an absent optional section),
+            // the file's whole section with its defaults.
+            if !slot.is_object() {
+                *slot = value.clone();
+            }
+            overlay(slot, set, value, &path, file, origins);
+        } else {
+            *slot = value.clone();
+            let inner = format!("{path}.");
+            origins.retain(|p, _| !p.starts_with(&inner));
+            origins.insert(path, file.to_string());
+        }
     }
 }
 
@@ -547,5 +759,98 @@ mod tests {
             let e = Config::parse(bad, "p.yaml").unwrap_err().to_string();
             assert!(e.contains("p.yaml"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn drop_ins_merge_over_the_main_file_in_name_order() {
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path().join("etc/primer");
+        std::fs::create_dir_all(etc.join("primer.yaml.d")).unwrap();
+        std::fs::write(
+            etc.join("primer.yaml"),
+            "probe:\n  wait_seconds: 25\n  mbr_types: [0x99]\ndefault_user:\n  name: debian\n  groups: [adm]\n",
+        )
+        .unwrap();
+        let d = etc.join("primer.yaml.d");
+        std::fs::write(
+            d.join("20-b.yaml"),
+            "probe:\n  wait_seconds: 5\nfiles_mode: 0600\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("10-a.yaml"),
+            "probe:\n  duplicates: best\n  mbr_types: [0x0c, 0x12]\ndefault_user:\n  groups: [sudo]\n",
+        )
+        .unwrap();
+        // Not drop-ins: hidden, another suffix.
+        std::fs::write(d.join(".30-hidden.yaml"), "bogus: 1\n").unwrap();
+        std::fs::write(d.join("40-note.yaml.dpkg-old"), "bogus: 1\n").unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        let c = &l.config;
+        assert_eq!(c.probe.wait_seconds, 5.0);
+        assert_eq!(c.probe.duplicates, DuplicateRule::Best);
+        // Lists replace, maps merge.
+        assert_eq!(c.probe.mbr_types, vec![0x0c, 0x12]);
+        let du = c.default_user.as_ref().unwrap();
+        assert_eq!(du.name, "debian");
+        assert_eq!(du.groups, vec!["sudo".to_string()]);
+        assert_eq!(c.files_mode, 0o600);
+        assert_eq!(l.files.len(), 3);
+        assert!(l.files[1].ends_with("10-a.yaml") && l.files[2].ends_with("20-b.yaml"));
+        let from = |k: &str| {
+            l.origins
+                .get(k)
+                .map(|f| f.rsplit('/').next().unwrap().to_string())
+        };
+        assert_eq!(from("probe.wait_seconds").as_deref(), Some("20-b.yaml"));
+        assert_eq!(from("probe.duplicates").as_deref(), Some("10-a.yaml"));
+        assert_eq!(from("default_user.name").as_deref(), Some("primer.yaml"));
+        assert_eq!(from("files_mode").as_deref(), Some("20-b.yaml"));
+        assert_eq!(from("ssh_user"), None);
+
+        // A later `~` removes a whole section, and its keys' origins.
+        std::fs::write(d.join("50-c.yaml"), "default_user: ~\n").unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        assert_eq!(l.config.default_user, None);
+        assert_eq!(from_of(&l, "default_user"), Some("50-c.yaml".into()));
+        assert!(!l.origins.keys().any(|k| k.starts_with("default_user.")));
+
+        // An invalid drop-in is an error naming that file and key.
+        std::fs::write(d.join("60-bad.yaml"), "probe:\n  wait_seconds: 9999\n").unwrap();
+        let e = load_layered(None, t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("60-bad.yaml") && e.contains("probe.wait_seconds"),
+            "{e}"
+        );
+        std::fs::write(d.join("60-bad.yaml"), "no_such_key: 1\n").unwrap();
+        let e = load_layered(None, t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("60-bad.yaml") && e.contains("no_such_key"),
+            "{e}"
+        );
+    }
+
+    fn from_of(l: &Layered, k: &str) -> Option<String> {
+        l.origins
+            .get(k)
+            .map(|f| f.rsplit('/').next().unwrap().to_string())
+    }
+
+    #[test]
+    fn no_files_and_one_file_read_as_before() {
+        let t = tempfile::tempdir().unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        assert_eq!(l.config, Config::default());
+        assert!(l.files.is_empty() && l.origins.is_empty());
+        let f = t.path().join("p.yaml");
+        std::fs::write(&f, "files_mode: 0o640\nscript_timeout_seconds: 7\n").unwrap();
+        let l = load_layered(Some(&f), t.path()).unwrap();
+        assert_eq!(l.config.files_mode, 0o640);
+        assert_eq!(l.merged["files_mode"], "0o640");
+        assert_eq!(l.config.script_timeout_seconds, 7);
+        // And a zero time-out is refused, naming the key.
+        std::fs::write(&f, "script_timeout_seconds: 0\n").unwrap();
+        let e = load_layered(Some(&f), t.path()).unwrap_err().to_string();
+        assert!(e.contains("script_timeout_seconds"), "{e}");
     }
 }

@@ -80,3 +80,59 @@ fn net_render_without_network_data_is_exit_10_in_both_forms() {
     assert_eq!(v["network"], false);
     assert_eq!(v["files"].as_array().map(Vec::len), Some(0));
 }
+
+/// Drop-ins over the main file, as every command loads them; `config show` names the file of
+/// each value, and an invalid drop-in is an error naming it.
+#[test]
+fn config_show_layers_drop_ins_and_names_each_origin() {
+    let t = tempfile::tempdir().unwrap();
+    let etc = t.path().join("etc/primer");
+    std::fs::create_dir_all(etc.join("primer.yaml.d")).unwrap();
+    std::fs::write(etc.join("primer.yaml"), "probe:\n  wait_seconds: 25\n").unwrap();
+    std::fs::write(
+        etc.join("primer.yaml.d/50-image.yaml"),
+        "reclaim:\n  enabled: true\nprobe:\n  duplicates: best\n",
+    )
+    .unwrap();
+    let root = t.path().to_str().unwrap();
+    let o = primer(&["config", "show", "--root", root, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(v["config"]["probe"]["wait_seconds"], 25.0);
+    assert_eq!(v["config"]["probe"]["duplicates"], "best");
+    assert_eq!(v["config"]["reclaim"]["enabled"], true);
+    let origin = |k: &str| v["origins"][k].as_str().unwrap_or("").to_string();
+    assert!(origin("probe.wait_seconds").ends_with("etc/primer/primer.yaml"));
+    assert!(origin("reclaim.enabled").ends_with("primer.yaml.d/50-image.yaml"));
+    assert_eq!(v["origins"]["ssh_user"], serde_json::Value::Null);
+    let o = primer(&["config", "show", "--root", root]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("probe.duplicates: \"best\"") && l.ends_with("50-image.yaml")),
+        "{out}"
+    );
+    assert!(
+        out.contains("script_timeout_seconds: 600  # default"),
+        "{out}"
+    );
+
+    // The layered settings are the ones `plan` uses: the drop-in's wait bound shows in the
+    // error of a bad drop-in, which names its file and key.
+    std::fs::write(
+        etc.join("primer.yaml.d/60-bad.yaml"),
+        "probe:\n  wait_seconds: 601\n",
+    )
+    .unwrap();
+    let o = primer(&["config", "show", "--root", root]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("60-bad.yaml") && err.contains("probe.wait_seconds"),
+        "{err}"
+    );
+    let src = t.path().join("drive");
+    let o = primer(&["plan", "--root", root, "--source", &drive(&src)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("60-bad.yaml"), "{}", text(&o));
+}

@@ -563,3 +563,30 @@ pub(super) fn status_json(
     print_json(out, &Doc { status: s, record })?;
     Ok(())
 }
+
+/// One `key: value  # origin` line per leaf of the merged configuration (maps are walked; a
+/// list or a value is one leaf, printed as JSON).
+pub(super) fn config_leaves(
+    out: &mut impl Write,
+    prefix: &str,
+    v: &serde_json::Value,
+    origins: &std::collections::BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                config_leaves(out, &path, child, origins)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let from = origins.get(prefix).map_or("default", String::as_str);
+            writeln!(out, "{prefix}: {v}  # {from}")
+        }
+    }
+}

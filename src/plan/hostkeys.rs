@@ -53,7 +53,7 @@ impl KeyType {
 }
 
 /// `ssh_host_keys:` of primer's configuration, used as the planner's host key policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostKeyPolicy {
     /// Replace the image's host keys on an instance's first run; `false` keeps them.

@@ -6,12 +6,15 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The account created on first boot (configuration `default_user`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultUser {
+    /// Required; defaulted only so that a configuration drop-in can change one key of the
+    /// section (the merged configuration is checked for a name).
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub gecos: Option<String>,
@@ -31,7 +34,7 @@ fn yes() -> bool {
 }
 
 /// Whether a new password on a changed drive (same instance) is applied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PasswordUpdates {
     /// Only for CloudStack, whose password server resets passwords through the drive.
@@ -42,7 +45,7 @@ pub enum PasswordUpdates {
 }
 
 /// SSH password login.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SshPwauth {
     /// Never touched by primer.
@@ -55,7 +58,7 @@ pub enum SshPwauth {
 }
 
 /// Whether primer handles user-data and vendor-data.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserDataMode {
     #[default]
