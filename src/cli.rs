@@ -349,7 +349,9 @@ pub struct RunArgs {
 }
 
 /// Runs one parsed command; returns the exit status.
-pub fn execute(cli: &Cli) -> Result<Exit, Error> {
+/// Runs one command. `brief`: stdout is the journal that already holds every step and warning
+/// as an event (primer under systemd), so `run` prints only its summary there.
+pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
     let mut out = ClosedPipeQuiet {
         inner: std::io::stdout().lock(),
         closed: false,
@@ -358,7 +360,7 @@ pub fn execute(cli: &Cli) -> Result<Exit, Error> {
         Command::Probe(a) => cmd_probe(a, &mut out),
         Command::Show(a) => cmd_show(a, &mut out),
         Command::Plan(a) => cmd_plan(a, &mut out),
-        Command::Run(a) => cmd_run(a, &mut out),
+        Command::Run(a) => cmd_run(a, brief, &mut out),
         Command::Net(NetCommand::Render(a)) => cmd_net_render(a, &mut out),
         Command::Config(ConfigCommand::Show(a)) => cmd_config_show(a, &mut out),
         Command::Status(a) => cmd_status(a, &mut out),
@@ -504,7 +506,7 @@ fn cmd_plan(a: &PlanArgs, out: &mut impl Write) -> Result<Exit, Error> {
     Ok(Exit::Changed)
 }
 
-fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
+fn cmd_run(a: &RunArgs, brief: bool, out: &mut impl Write) -> Result<Exit, Error> {
     let json = a.plan.source.json;
     match agent::run(&a.plan.request(), a.dry_run)? {
         // The status could not be written (logged, naming the file): nothing more to print.
@@ -529,7 +531,7 @@ fn cmd_run(a: &RunArgs, out: &mut impl Write) -> Result<Exit, Error> {
             if json {
                 print::run_json(out, &loaded, &plan, &report, exit)?;
             } else {
-                print_run(out, &loaded, &plan, &report)?;
+                print_run(out, &loaded, &plan, &report, brief)?;
             }
             Ok(exit)
         }

@@ -17,14 +17,36 @@ fn main() -> ExitCode {
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Trace => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .init();
-    match primer::cli::execute(&cli).map_err(anyhow::Error::from) {
+    // Under systemd (stderr is the journal stream): native journal entries, so journald keeps
+    // each event's priority (`journalctl -p warning -u primer`) and primer's fields
+    // (PRIMER_STEP, PRIMER_DEVICE, PRIMER_INSTANCE). Plain text otherwise.
+    let journal = primer::platform::journal_stream(2)
+        && tracing_journald::layer()
+            .map(|layer| {
+                use tracing_subscriber::layer::SubscriberExt;
+                use tracing_subscriber::util::SubscriberInitExt;
+                tracing_subscriber::registry()
+                    .with(
+                        layer
+                            .with_field_prefix(Some("PRIMER".into()))
+                            .with_syslog_identifier("primer".into()),
+                    )
+                    .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+                    .init();
+            })
+            .is_ok();
+    if !journal {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(level)
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .without_time()
+            .init();
+    }
+    // Steps and warnings are journal events already: stdout (the journal too) gets the summary.
+    let brief = journal && primer::platform::journal_stream(1);
+    match primer::cli::execute(&cli, brief).map_err(anyhow::Error::from) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
             eprintln!("primer: error: {e:#}");

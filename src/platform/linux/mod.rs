@@ -134,3 +134,20 @@ pub fn kill_tree(child: &mut Child) {
     }
     let _ = child.wait();
 }
+
+/// Whether file descriptor `fd` is the journal stream systemd connected (`JOURNAL_STREAM` is
+/// `DEVICE:INODE` of that stream; it is inherited, so it is compared, not just tested).
+pub fn journal_stream(fd: i32) -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    // SAFETY: fstat on a raw fd number only reads its metadata; an invalid fd is an error.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match nix::sys::stat::fstat(fd) {
+        Ok(st) => dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino),
+        Err(_) => false,
+    }
+}
