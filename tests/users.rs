@@ -734,3 +734,201 @@ fn drive_keys_without_their_default_user_are_skipped_not_failed() {
         .contains("\ndebian:"));
     all_unchanged(&run(d.path(), r));
 }
+
+/// A drive naming `meta.admin_username` (and an admin password), with `config` as the target's
+/// primer.yaml (no default user unless it says so).
+fn admin_drive(name: &str, pass: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("win.example.org", &[ED]);
+    meta["admin_pass"] = pass.into();
+    meta["meta"] = serde_json::json!({ "admin_username": name });
+    write_drive_tree(t.path(), &meta);
+    t
+}
+
+fn pwck_grpck(r: &Path) {
+    for tool in ["pwck", "grpck"] {
+        let c = Command::new(tool)
+            .args(["-r", "-R"])
+            .arg(r)
+            .output()
+            .unwrap();
+        assert!(
+            c.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&c.stdout),
+            String::from_utf8_lossy(&c.stderr)
+        );
+    }
+}
+
+fn step<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["steps"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}: {v:#}"))
+}
+
+/// Issue 11 item 6: the admin user a drive names and the image lacks is created as
+/// cloudbase-init does (own group, the configured admin groups, home from /etc/skel, the
+/// configured sudo rule) and gets the drive's password; a re-run changes nothing.
+#[test]
+fn a_drive_admin_user_the_image_lacks_is_created() {
+    require_tool("pwck");
+    require_tool("grpck");
+    require_tool("openssl");
+    require_tool("visudo");
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  sudo: \"ALL=(ALL) ALL\"\n  shell: /bin/bash\n",
+    )
+    .unwrap();
+    let d = admin_drive("winadmin", ADMIN_PASS);
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let s = step(&v, "admin-user");
+    assert_eq!(s["outcome"], "changed", "{v:#}");
+    let why = s["detail"].as_str().unwrap();
+    assert!(
+        why.contains("winadmin") && why.contains("meta.admin_username"),
+        "{why}"
+    );
+    pwck_grpck(r);
+    let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(passwd.starts_with(PASSWD), "{passwd}");
+    assert!(
+        passwd.ends_with("winadmin:x:1000:1000::/home/winadmin:/bin/bash\n"),
+        "{passwd}"
+    );
+    let group = fs::read_to_string(r.join("etc/group")).unwrap();
+    for want in [
+        "adm:x:4:winadmin\n",
+        "sudo:x:27:winadmin\n",
+        "winadmin:x:1000:\n",
+    ] {
+        assert!(group.contains(want), "{want}: {group}");
+    }
+    // The drive's password, as openssl computes it; nothing else of the password anywhere.
+    assert!(verifies(&shadow_hash(r, "winadmin"), ADMIN_PASS));
+    assert_eq!(outcome(&v, "password:winadmin"), "changed");
+    // Home from /etc/skel, owned by the new account.
+    let h = r.join("home/winadmin");
+    assert_eq!(owner(&h), (1000, 1000));
+    assert_eq!(
+        fs::read_to_string(h.join(".profile")).unwrap(),
+        "# ~/.profile\n"
+    );
+    assert_eq!(owner(&h.join(".config/app/settings")), (1000, 1000));
+    // The configured sudo rule, in the configuration's drop-in, accepted by visudo.
+    let dropin = r.join("etc/sudoers.d/90-primer");
+    let rules = fs::read_to_string(&dropin).unwrap();
+    assert!(rules.contains("\nwinadmin ALL=(ALL) ALL\n"), "{rules}");
+    let c = Command::new("visudo")
+        .args(["-c", "-f"])
+        .arg(&dropin)
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
+    // The drive's keys keep their owner (ssh_user: root here).
+    assert!(fs::read_to_string(r.join("root/.ssh/authorized_keys"))
+        .unwrap()
+        .contains(ED));
+    // Idempotent: the account is primer's (recorded), its rule stays, nothing changes.
+    let files = every_file(r);
+    let o2 = run(d.path(), r);
+    all_unchanged(&o2);
+    let v2 = json(&o2);
+    let s2 = step(&v2, "admin-user");
+    assert_eq!(s2["outcome"], "unchanged", "{v2:#}");
+    assert!(
+        s2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("created for this instance"),
+        "{v2:#}"
+    );
+    let after: Vec<_> = every_file(r)
+        .into_iter()
+        .filter(|(p, _)| !p.contains("var/lib/primer"))
+        .collect();
+    let before: Vec<_> = files
+        .into_iter()
+        .filter(|(p, _)| !p.contains("var/lib/primer"))
+        .collect();
+    assert_eq!(before, after);
+    // In the plan with a why.
+    let p = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["plan", "--json", "--source"])
+        .arg(d.path())
+        .arg("--root")
+        .arg(r)
+        .output()
+        .unwrap();
+    let pt = text(&p);
+    assert!(pt.contains("admin-user"), "{pt}");
+}
+
+/// Issue 11 item 6: with `admin_user.create: false` the admin user is not created and its
+/// password not set: both steps are skipped (never failed), with a warning naming the user and
+/// the drive's field; the boot succeeds.
+#[test]
+fn admin_user_creation_switched_off_is_skipped_not_failed() {
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  create: false\n",
+    )
+    .unwrap();
+    let d = admin_drive("winadmin", ADMIN_PASS);
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(outcome(&v, "admin-user"), "skipped", "{v:#}");
+    assert_eq!(outcome(&v, "password:winadmin"), "skipped", "{v:#}");
+    let warned = v["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings: {v:#}"))
+        .iter()
+        .any(|w| {
+            let w = w.to_string();
+            w.contains("winadmin") && w.contains("meta.admin_username")
+        });
+    assert!(warned, "{v:#}");
+    assert!(!fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("winadmin"));
+    assert_eq!(fs::read_to_string(r.join("etc/shadow")).unwrap(), SHADOW);
+    // Same again: nothing to do, still no failure.
+    let o2 = run(d.path(), r);
+    assert!(matches!(o2.status.code(), Some(0 | 10)), "{}", text(&o2));
+    assert_eq!(outcome(&json(&o2), "admin-user"), "skipped");
+}
+
+/// An admin user the image has (root, or an account of its own) is left as it is: the drive's
+/// password goes to it as before, it gains no group and no sudo rule.
+#[test]
+fn an_existing_admin_user_only_gets_the_password() {
+    require_tool("openssl");
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n",
+    )
+    .unwrap();
+    let d = admin_drive("man", ADMIN_PASS);
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(outcome(&v, "admin-user"), "unchanged", "{v:#}");
+    assert!(verifies(&shadow_hash(r, "man"), ADMIN_PASS));
+    assert_eq!(fs::read_to_string(r.join("etc/group")).unwrap(), GROUP);
+    assert_eq!(fs::read_to_string(r.join("etc/passwd")).unwrap(), PASSWD);
+    assert!(!r.join("etc/sudoers.d/90-primer").exists());
+}

@@ -102,6 +102,41 @@ fn check_options(opts: &str) -> Result<(), String> {
     }
 }
 
+/// Longest options list accepted for `disable_root_opts` (cloud-init's default is ~150 bytes).
+const MAX_OPTIONS: usize = 1024;
+
+/// Checks an `authorized_keys` options list given on its own (`disable_root_opts`): one line,
+/// bounded, parsed as sshd parses options (see [`split_options`]): the whole text must be the
+/// options, so nothing of it can be read as a key.
+pub fn check_options_list(opts: &str) -> Result<(), String> {
+    if opts.len() > MAX_OPTIONS {
+        return Err(format!("longer than {MAX_OPTIONS} bytes"));
+    }
+    crate::model::grammar::line_safe(opts).map_err(|e| format!("options {e}"))?;
+    let (list, rest) = split_options(opts)?;
+    if !rest.is_empty() || list.is_empty() {
+        return Err("not one options list (a space or tab outside double quotes)".into());
+    }
+    Ok(())
+}
+
+/// `line` (a key line, possibly with its own options) with `opts` in place of its options, as
+/// cloud-init's `setup_user_keys(.., options)` writes it. A line whose key type cannot be found
+/// is returned as it is (validation refuses it).
+pub fn with_options(line: &str, opts: &str) -> String {
+    let line = line.trim();
+    let first = line.split([' ', '\t']).next().unwrap_or("");
+    if KEY_TYPES.contains(&first) {
+        return format!("{opts} {line}");
+    }
+    match split_options(line) {
+        Ok((_, rest)) if KEY_TYPES.contains(&rest.split([' ', '\t']).next().unwrap_or("")) => {
+            format!("{opts} {rest}")
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// Validates one key line per sshd's `authorized_keys` format: no control characters; an
 /// optional options list (double quotes honoured, see [`split_options`]); a known key type;
 /// base64 key data whose embedded type names the same type; an optional comment. Returns the

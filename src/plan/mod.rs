@@ -301,6 +301,16 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
                 .iter()
                 .filter_map(|f| inject::injected_path(&f.path).ok()),
         );
+        // The drive's admin user, when primer may create it (a refused name is never looked
+        // up: its home would be a path the name chose).
+        w.homes.extend(
+            instance
+                .admin_username
+                .iter()
+                .filter(|_| policy.users.admin_user.create)
+                .filter(|n| accounts::check_name(n).is_ok())
+                .map(|n| (n.clone(), None)),
+        );
         w.homes.extend(
             cc.users
                 .iter()
