@@ -932,3 +932,63 @@ fn an_existing_admin_user_only_gets_the_password() {
     assert_eq!(fs::read_to_string(r.join("etc/passwd")).unwrap(), PASSWD);
     assert!(!r.join("etc/sudoers.d/90-primer").exists());
 }
+
+/// The admin user of an OVF environment (`username`) and of a CloudStack drive (its OpenStack
+/// tree's `meta.admin_username`, with the password server's file) is created and gets the
+/// drive's password.
+#[test]
+fn ovf_and_cloudstack_admin_users_are_created() {
+    require_tool("openssl");
+    require_tool("pwck");
+    require_tool("grpck");
+    let ovf = tempfile::tempdir().unwrap();
+    fs::write(
+        ovf.path().join("ovf-env.xml"),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1">
+  <PropertySection>
+    <Property oe:key="instance-id" oe:value="ovf-1"/>
+    <Property oe:key="hostname" oe:value="ovf-host"/>
+    <Property oe:key="username" oe:value="vmadmin"/>
+    <Property oe:key="password" oe:value="Ovf-admin-pw"/>
+  </PropertySection>
+</Environment>
+"#,
+    )
+    .unwrap();
+    let cs = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("cs-host", &[]);
+    meta.as_object_mut().unwrap().remove("admin_pass");
+    meta["meta"] = serde_json::json!({ "admin_username": "csadmin" });
+    write_drive_tree(cs.path(), &meta);
+    for (p, c) in [
+        ("cloudstack/metadata/vm-id.txt", "cs-vm-1\n"),
+        ("cloudstack/password/vm_password.txt", "Cs-admin-pw\n"),
+    ] {
+        let f = cs.path().join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, c).unwrap();
+    }
+    for (src, user, pass, field) in [
+        (ovf.path(), "vmadmin", "Ovf-admin-pw", "username"),
+        (cs.path(), "csadmin", "Cs-admin-pw", "meta.admin_username"),
+    ] {
+        let root = debian_root();
+        let r = root.path();
+        fs::write(r.join("etc/primer/primer.yaml"), "").unwrap();
+        let o = run(src, r);
+        assert_eq!(o.status.code(), Some(0), "{user}: {}", text(&o));
+        let v = json(&o);
+        let s = step(&v, "admin-user");
+        assert_eq!(s["outcome"], "changed", "{v:#}");
+        assert!(s["detail"].as_str().unwrap().contains(field), "{s}");
+        pwck_grpck(r);
+        let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+        assert!(
+            passwd.ends_with(&format!("{user}:x:1000:1000::/home/{user}:/bin/sh\n")),
+            "{passwd}"
+        );
+        assert!(verifies(&shadow_hash(r, user), pass), "{user}");
+        all_unchanged(&run(src, r));
+    }
+}
