@@ -992,3 +992,130 @@ fn ovf_and_cloudstack_admin_users_are_created() {
         all_unchanged(&run(src, r));
     }
 }
+
+/// cloud-init's `disable_root_opts` with `$USER` = `user`.
+fn refusal(user: &str) -> String {
+    format!(
+        r#"no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \"{user}\" rather than the user \"root\".';echo;sleep 10;exit 142""#
+    )
+}
+
+/// The lines of primer's block in an authorized_keys file.
+fn block(root: &Path, file: &str) -> Vec<String> {
+    let t = fs::read_to_string(root.join(file)).unwrap();
+    t.lines()
+        .skip_while(|l| !l.starts_with("# BEGIN primer"))
+        .skip(1)
+        .take_while(|l| *l != "# END primer")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 11 item 9: `disable_root`. Off by default (root's keys as given); `on` puts
+/// cloud-init's refusal options before the drive's keys when root receives them (`NONE` without
+/// a default user, the default user's name with one), replacing a key's own options;
+/// `user-data` follows `#cloud-config` `disable_root`/`disable_root_opts` (on when silent); a
+/// default user that receives the keys never gets the options. ssh-keygen reads every result.
+#[test]
+fn disable_root_restricts_root_keys_only_when_configured() {
+    require_tool("ssh-keygen");
+    let run_with = |config: &str, user_data: &str| {
+        let root = debian_root();
+        let r = root.path();
+        fs::write(r.join("etc/primer/primer.yaml"), config).unwrap();
+        let d = drive_with(user_data, None);
+        let o = run(d.path(), r);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{config} {user_data}: {}",
+            text(&o)
+        );
+        (root, d, o)
+    };
+    let cases: Vec<(&str, String, &str, Vec<String>)> = vec![
+        // Default: root untouched by the rule; user-data's `disable_root: true` is warned.
+        (
+            "",
+            "#cloud-config\ndisable_root: true\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![ED.into()],
+        ),
+        (
+            "disable_root: on\n",
+            "#cloud-config\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("{} {ED}", refusal("NONE"))],
+        ),
+        // A key with its own options, and one from #cloud-config: both restricted; root's own
+        // `users:` key stays as given.
+        (
+            "disable_root: true\n",
+            format!(
+                "#cloud-config\nssh_authorized_keys: ['no-pty,from=\"10.0.0.1\" {ED2}']\nuser: {{name: ops}}\nusers: [default, {{name: root, ssh_authorized_keys: ['{ED2} own', '{ED}']}}]\n"
+            ),
+            "root/.ssh/authorized_keys",
+            vec![
+                format!("{} {ED}", refusal("ops")),
+                format!("{} {ED2}", refusal("ops")),
+                format!("{ED2} own"),
+            ],
+        ),
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root_opts: 'no-pty,command=\"echo $USER not $DISABLE_USER\"'\n"
+                .into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("no-pty,command=\"echo NONE not root\" {ED}")],
+        ),
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root: false\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![ED.into()],
+        ),
+        // A bad options list from user-data: warned, cloud-init's default used.
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root_opts: 'no-pty x'\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("{} {ED}", refusal("NONE"))],
+        ),
+        // The default user receives the keys: never restricted, root untouched.
+        (
+            "disable_root: on\ndefault_user: {name: debian}\n",
+            "#cloud-config\n".into(),
+            "home/debian/.ssh/authorized_keys",
+            vec![ED.into()],
+        ),
+    ];
+    for (config, user_data, file, want) in cases {
+        let (root, d, o) = run_with(config, &user_data);
+        let r = root.path();
+        assert_eq!(block(r, file), want, "{config} {user_data}: {}", text(&o));
+        // sshd's own parser (ssh-keygen reads authorized_keys options) takes every line.
+        let k = Command::new("ssh-keygen")
+            .args(["-l", "-f"])
+            .arg(r.join(file))
+            .output()
+            .unwrap();
+        assert!(k.status.success(), "{}", text(&k));
+        assert_eq!(
+            String::from_utf8_lossy(&k.stdout).lines().count(),
+            want.len(),
+            "{}",
+            text(&k)
+        );
+        if file != "root/.ssh/authorized_keys" {
+            assert!(!r.join("root/.ssh/authorized_keys").exists());
+        }
+        let warns = text(&o);
+        if config.is_empty() {
+            assert!(warns.contains("disable_root: off"), "{warns}");
+        }
+        if user_data.contains("no-pty x") {
+            assert!(warns.contains("disable_root_opts"), "{warns}");
+        }
+        all_unchanged(&run(d.path(), r));
+    }
+}

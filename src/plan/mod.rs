@@ -625,13 +625,8 @@ impl Planner<'_> {
         };
         self.ssh_user = Some(ssh_user.clone());
         let extra = self.keys_for.remove(&ssh_user).unwrap_or_default();
-        let lines = unique_keys(
-            instance
-                .ssh_keys
-                .iter()
-                .chain(&ud.cloud_config.ssh_authorized_keys)
-                .chain(&extra),
-        );
+        // Root's may carry `disable_root`'s options (users.rs).
+        let lines = self.owner_keys(instance, ud, &policy.users, &ssh_user, &extra);
         let md = hostname::meta_names(instance);
         // `users:` without `default` leaves the configured default user out (cloud-init's
         // rule). Where that account does not exist, the drive's keys have no owner: cloud-init

@@ -173,6 +173,7 @@ use sha2::{Digest, Sha256};
 
 use super::accounts::AccountWrite;
 use super::accounts::{self, AccountFiles, LoginDefs, UserSpec};
+use super::keys;
 use super::password;
 use super::placement;
 use super::{Action, Change, FileFact, Meta, PasswdEntry, Planner, Step};
@@ -626,6 +627,83 @@ impl Planner<'_> {
 
         self.plan_passwords(instance, ud, policy);
         self.plan_pwauth(ud, policy);
+    }
+
+    /// The key lines of `owner`, the account that receives the drive's keys: the drive's and
+    /// `#cloud-config` `ssh_authorized_keys`, then the `users:` keys given to that account. When
+    /// the owner is root and `disable_root` applies, the first get cloud-init's options (the
+    /// configuration's `disable_root_opts`, else user-data's, else cloud-init's default; `$USER`
+    /// is the default user, `NONE` when there is none, `$DISABLE_USER` root), replacing a key's
+    /// own options as cloud-init does; a `users:` entry for root keeps its keys as given, unless
+    /// the same key also came from the drive (cloud-init's last write, the restricted one, wins).
+    pub(super) fn owner_keys(
+        &mut self,
+        instance: &Instance,
+        ud: &UserData,
+        policy: &UserPolicy,
+        owner: &str,
+        extra: &[String],
+    ) -> Vec<String> {
+        let cc = &ud.cloud_config;
+        let on = match policy.disable_root {
+            DisableRoot::Off => {
+                if cc.disable_root == Some(true) {
+                    self.warnings.warn(
+                        "user-data",
+                        "disable_root",
+                        "not applied: the configuration keeps root's keys as given (disable_root: off)",
+                    );
+                }
+                false
+            }
+            DisableRoot::On => true,
+            DisableRoot::UserData => cc.disable_root.unwrap_or(true),
+        };
+        let drive = super::unique_keys(instance.ssh_keys.iter().chain(&cc.ssh_authorized_keys));
+        if owner != "root" || !on || drive.is_empty() {
+            return super::unique_keys(drive.iter().chain(extra));
+        }
+        let from_user_data = match cc.disable_root_opts.as_deref() {
+            Some(o) if policy.disable_root_opts.is_none() => match keys::check_options_list(o) {
+                Ok(()) => Some(o),
+                Err(e) => {
+                    self.warnings.warn(
+                        "user-data",
+                        "disable_root_opts",
+                        format!("{e}; cloud-init's default options used"),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        let template = policy
+            .disable_root_opts
+            .as_deref()
+            .or(from_user_data)
+            .unwrap_or(DISABLE_ROOT_OPTS);
+        // The default user's name passed the account-name grammar: no quote, no space.
+        let user = self.default_user.clone().unwrap_or_else(|| "NONE".into());
+        let mut opts = template
+            .replace("$USER", &user)
+            .replace("$DISABLE_USER", "root");
+        if let Err(e) = keys::check_options_list(&opts) {
+            // Only a configured template can get here (checked when loaded, but `$USER`
+            // stands in it); the default never fails.
+            self.warnings.warn(
+                "configuration",
+                "disable_root_opts",
+                format!("{e}; cloud-init's default options used"),
+            );
+            opts = DISABLE_ROOT_OPTS
+                .replace("$USER", &user)
+                .replace("$DISABLE_USER", "root");
+        }
+        let restricted: Vec<String> = drive.iter().map(|k| keys::with_options(k, &opts)).collect();
+        let own = extra
+            .iter()
+            .filter(|k| !restricted.contains(&keys::with_options(k, &opts)));
+        super::unique_keys(restricted.iter().chain(own))
     }
 
     /// The account the drive names as its administrator (`meta.admin_username`, OVF
