@@ -578,4 +578,45 @@ mod tests {
             assert!(e.contains("p.yaml"), "{bad}: {e}");
         }
     }
+
+    #[test]
+    fn admin_user_and_disable_root_keys() {
+        let p = Config::parse("", "p").unwrap().policy();
+        assert!(p.users.admin_user.create);
+        assert_eq!(p.users.admin_user.groups, ["adm", "sudo"]);
+        assert_eq!(p.users.admin_user.sudo, None);
+        assert_eq!(p.users.disable_root, DisableRoot::Off);
+        let c = Config::parse(
+            "admin_user:\n  create: false\n  groups: [wheel]\n  sudo: \"ALL=(ALL) ALL\"\ndisable_root: user-data\ndisable_root_opts: 'no-pty,command=\"echo $USER\"'\n",
+            "p",
+        )
+        .unwrap();
+        let p = c.policy();
+        assert!(!p.users.admin_user.create);
+        assert_eq!(p.users.admin_user.groups, ["wheel"]);
+        assert_eq!(p.users.disable_root, DisableRoot::UserData);
+        assert_eq!(
+            p.users.disable_root_opts.as_deref(),
+            Some("no-pty,command=\"echo $USER\"")
+        );
+        for (text, want) in [
+            ("disable_root: on\n", DisableRoot::On),
+            ("disable_root: true\n", DisableRoot::On),
+            ("disable_root: false\n", DisableRoot::Off),
+            ("disable_root: off\n", DisableRoot::Off),
+        ] {
+            assert_eq!(Config::parse(text, "p").unwrap().disable_root, want, "{text}");
+        }
+        for bad in [
+            "disable_root: maybe\n",
+            "disable_root_opts: 'no-pty ssh-ed25519 AAAA'\n",
+            "disable_root_opts: 'command=\"x'\n",
+            "disable_root_opts: ''\n",
+            "disable_root_opts: \"no-pty\\nssh-rsa\"\n",
+            "admin_user:\n  make: true\n",
+        ] {
+            let e = Config::parse(bad, "p.yaml").unwrap_err().to_string();
+            assert!(e.contains("p.yaml"), "{bad}: {e}");
+        }
+    }
 }

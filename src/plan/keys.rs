@@ -295,4 +295,39 @@ mod tests {
         let removed = render_authorized_keys(&with_after, &[]);
         assert_eq!(removed, format!("{user}# added later\n"));
     }
+
+    #[test]
+    fn options_lists_and_replacing_a_key_s_options() {
+        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c";
+        for ok in [
+            "no-pty",
+            r#"no-pty,command="echo \"hi\"; exit 1",from="10.0.0.1""#,
+            crate::plan::users::DISABLE_ROOT_OPTS,
+        ] {
+            assert_eq!(check_options_list(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "no-pty ssh-rsa",
+            "command=\"x",
+            "command=x",
+            "no-pty,",
+            "a\nb",
+            &"x".repeat(2000),
+        ] {
+            assert!(check_options_list(bad).is_err(), "{bad:?}");
+        }
+        for (line, want) in [
+            (ed.to_string(), format!("no-pty {ed}")),
+            (format!("  {ed}  "), format!("no-pty {ed}")),
+            (format!("restrict,command=\"a b\" {ed}"), format!("no-pty {ed}")),
+            ("not a key".to_string(), "not a key".to_string()),
+        ] {
+            let got = with_options(&line, "no-pty");
+            assert_eq!(got, want);
+        }
+        // The default options in front of a key make a line sshd's grammar accepts.
+        let line = with_options(ed, crate::plan::users::DISABLE_ROOT_OPTS);
+        assert_eq!(validate_key_line(&line), Ok(line.clone()));
+    }
 }
