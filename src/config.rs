@@ -605,7 +605,11 @@ mod tests {
             ("disable_root: false\n", DisableRoot::Off),
             ("disable_root: off\n", DisableRoot::Off),
         ] {
-            assert_eq!(Config::parse(text, "p").unwrap().disable_root, want, "{text}");
+            assert_eq!(
+                Config::parse(text, "p").unwrap().disable_root,
+                want,
+                "{text}"
+            );
         }
         for bad in [
             "disable_root: maybe\n",

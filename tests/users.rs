@@ -788,6 +788,40 @@ fn a_drive_admin_user_the_image_lacks_is_created() {
     )
     .unwrap();
     let d = admin_drive("winadmin", ADMIN_PASS);
+    // The plan's account steps with their whys, as a golden.
+    let p = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["plan", "--json", "--source"])
+        .arg(d.path())
+        .arg("--root")
+        .arg(r)
+        .output()
+        .unwrap();
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p));
+    let plan = json(&p);
+    let lines: String = plan["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan:#}"))
+        .iter()
+        .filter(|s| {
+            let id = s["id"].as_str().unwrap_or("");
+            ["admin-user", "home:", "skel", "sudoers", "password:"]
+                .iter()
+                .any(|p| id.starts_with(p))
+        })
+        .map(|s| {
+            format!(
+                "{} {} {}\n",
+                s["id"].as_str().unwrap(),
+                s["change"],
+                s["why"]
+            )
+        })
+        .collect();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/admin-user-plan.txt");
+    let update = std::env::var_os("PRIMER_UPDATE_GOLDEN").is_some();
+    if let Some(e) = check_golden(&golden, "admin-user plan", &lines, update) {
+        panic!("{e}\n{lines}");
+    }
     let o = run(d.path(), r);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json(&o);
@@ -871,6 +905,26 @@ fn a_drive_admin_user_the_image_lacks_is_created() {
         .unwrap();
     let pt = text(&p);
     assert!(pt.contains("admin-user"), "{pt}");
+    // Removed by the operator since: not made again for this instance, and no failed boot.
+    let keep = |f: &str| {
+        let t = fs::read_to_string(r.join(f)).unwrap();
+        let kept: String = t
+            .lines()
+            .filter(|l| !l.starts_with("winadmin:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(r.join(f), kept).unwrap();
+    };
+    keep("etc/passwd");
+    keep("etc/shadow");
+    let o3 = run(d.path(), r);
+    assert!(matches!(o3.status.code(), Some(0 | 10)), "{}", text(&o3));
+    let v3 = json(&o3);
+    assert_eq!(outcome(&v3, "admin-user"), "skipped", "{v3:#}");
+    assert_eq!(outcome(&v3, "password:winadmin"), "skipped", "{v3:#}");
+    assert!(!fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("winadmin"));
 }
 
 /// Issue 11 item 6: with `admin_user.create: false` the admin user is not created and its

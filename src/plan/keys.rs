@@ -298,7 +298,8 @@ mod tests {
 
     #[test]
     fn options_lists_and_replacing_a_key_s_options() {
-        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c";
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c";
         for ok in [
             "no-pty",
             r#"no-pty,command="echo \"hi\"; exit 1",from="10.0.0.1""#,
@@ -320,7 +321,10 @@ mod tests {
         for (line, want) in [
             (ed.to_string(), format!("no-pty {ed}")),
             (format!("  {ed}  "), format!("no-pty {ed}")),
-            (format!("restrict,command=\"a b\" {ed}"), format!("no-pty {ed}")),
+            (
+                format!("restrict,command=\"a b\" {ed}"),
+                format!("no-pty {ed}"),
+            ),
             ("not a key".to_string(), "not a key".to_string()),
         ] {
             let got = with_options(&line, "no-pty");
