@@ -1,6 +1,7 @@
 //! Users and passwords: the default user of the configuration, `#cloud-config` `users:`, the
-//! drive's password (admin_pass, CloudStack, OVF) and cloud-config `password`/`chpasswd`, sudo
-//! rules and SSH password login, planned as edits of the target's account files. Pure: the salt
+//! drive's admin user (`meta.admin_username`, OVF `username`), the drive's password (admin_pass,
+//! CloudStack, OVF) and cloud-config `password`/`chpasswd`, sudo rules, SSH password login and
+//! `disable_root`'s options on root's keys, planned as edits of the target's account files. Pure: the salt
 //! for new password hashes comes from the host facts; nothing here reads or writes files, and no
 //! clear password ever reaches a step, a why or a warning.
 

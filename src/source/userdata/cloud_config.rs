@@ -1112,6 +1112,32 @@ fn vendor_data(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
     }
 }
 
+/// Longest `disable_root_opts` kept (cloud-init's default is ~150 bytes); a longer one is a
+/// warning and ignored, so the planner never walks a huge options list.
+const MAX_DISABLE_ROOT_OPTS: usize = 1024;
+
+/// `disable_root` (a boolean) and `disable_root_opts` (a string, bounded; its grammar is
+/// checked where it is used, as an `authorized_keys` options list).
+fn disable_root(ctx: &mut Ctx, key: &str, v: Node, p: &mut Partial) {
+    if key == "disable_root" {
+        p.disable_root = opt(ctx, key, v, "a boolean", boolish);
+        return;
+    }
+    p.disable_root_opts = match opt(ctx, key, v, "a string", text) {
+        Some(Some(s)) if s.len() > MAX_DISABLE_ROOT_OPTS => {
+            ctx.warn(
+                key,
+                format!(
+                    "{} bytes long (at most {MAX_DISABLE_ROOT_OPTS}); ignored",
+                    s.len()
+                ),
+            );
+            None
+        }
+        other => other,
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::yaml;
@@ -1229,30 +1255,4 @@ mod tests {
         assert_eq!(r.warnings.len(), 2, "{r:?}");
         assert_eq!(part("ssh_genkeytypes:\n").0.ssh_genkeytypes, Some(None));
     }
-}
-
-/// Longest `disable_root_opts` kept (cloud-init's default is ~150 bytes); a longer one is a
-/// warning and ignored, so the planner never walks a huge options list.
-const MAX_DISABLE_ROOT_OPTS: usize = 1024;
-
-/// `disable_root` (a boolean) and `disable_root_opts` (a string, bounded; its grammar is
-/// checked where it is used, as an `authorized_keys` options list).
-fn disable_root(ctx: &mut Ctx, key: &str, v: Node, p: &mut Partial) {
-    if key == "disable_root" {
-        p.disable_root = opt(ctx, key, v, "a boolean", boolish);
-        return;
-    }
-    p.disable_root_opts = match opt(ctx, key, v, "a string", text) {
-        Some(Some(s)) if s.len() > MAX_DISABLE_ROOT_OPTS => {
-            ctx.warn(
-                key,
-                format!(
-                    "{} bytes long (at most {MAX_DISABLE_ROOT_OPTS}); ignored",
-                    s.len()
-                ),
-            );
-            None
-        }
-        other => other,
-    };
 }
