@@ -27,6 +27,15 @@
 //! files_mode: 0o644         # mode of injected files (meta_data.json "files"): octal, written
 //!                           # 0o644, 0644 or "0644"; at most 0o777
 //! script_timeout_seconds: 600  # a user-data script or runcmd that runs longer is killed
+//! admin_user:               # the drive's admin user (meta.admin_username, OVF username)
+//!   create: true            # create it when the image lacks it (false: skipped, warned)
+//!   groups: [adm, sudo]     # its supplementary groups (missing groups are created)
+//!   shell: ~                # its shell (default: useradd's)
+//!   sudo: ~                 # a sudoers rule for it when primer created it, e.g. "ALL=(ALL) ALL"
+//! disable_root: off         # root's SSH keys: off (as given) | on (cloud-init's refusal
+//!                           # options) | user-data (as #cloud-config disable_root says, on
+//!                           # when it says nothing)
+//! disable_root_opts: ~      # the options put before root's keys (default cloud-init's)
 //! probe:
 //!   wait_seconds: 3         # how long to wait for a late config drive (--wait overrides)
 //!   duplicates: refuse      # two drives of one kind: refuse (name both) | best (use the best-ranked)
@@ -54,7 +63,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::users::{DefaultUser, PasswordUpdates, SshPwauth, UserDataMode};
+use crate::plan::users::{
+    AdminUser, DefaultUser, DisableRoot, PasswordUpdates, SshPwauth, UserDataMode,
+};
 use crate::plan::Policy;
 use crate::probe::trust::DuplicateRule;
 use crate::probe::Rules;
@@ -99,6 +110,13 @@ pub struct Config {
     #[serde(deserialize_with = "files_mode", serialize_with = "files_mode_text")]
     pub files_mode: u32,
     pub script_timeout_seconds: u64,
+    /// The drive's administrator account (see `plan::users::AdminUser`).
+    pub admin_user: AdminUser,
+    /// cloud-init's `disable_root` for root's keys: off (default) | on | user-data.
+    pub disable_root: DisableRoot,
+    /// Options put before root's keys when `disable_root` applies (an `authorized_keys`
+    /// options list; `$USER` is the default user, `$DISABLE_USER` root); default cloud-init's.
+    pub disable_root_opts: Option<String>,
     pub reclaim: ReclaimConfig,
     pub ssh_host_keys: crate::plan::hostkeys::HostKeyPolicy,
 }
@@ -211,6 +229,9 @@ impl Default for Config {
             user_data: UserDataMode::Apply,
             files_mode: 0o644,
             script_timeout_seconds: 600,
+            admin_user: AdminUser::default(),
+            disable_root: DisableRoot::Off,
+            disable_root_opts: None,
             reclaim: ReclaimConfig::default(),
             ssh_host_keys: Default::default(),
         }
@@ -290,6 +311,9 @@ impl Config {
             },
             users: crate::plan::users::UserPolicy {
                 default_user: self.default_user.clone(),
+                admin_user: self.admin_user.clone(),
+                disable_root: self.disable_root,
+                disable_root_opts: self.disable_root_opts.clone(),
                 password_user: self.password.user.clone(),
                 password_updates: self.password.updates,
                 ssh_pwauth: self.ssh_pwauth,
@@ -361,6 +385,12 @@ impl Config {
                          (regenerate: false keeps the image's keys)"
                     .into(),
             });
+        }
+        if let Some(o) = &c.disable_root_opts {
+            crate::plan::keys::check_options_list(o).map_err(|e| Bad {
+                key: "disable_root_opts",
+                detail: format!("disable_root_opts: {e}"),
+            })?;
         }
         if c.ssh_user != SSH_USER_UNSET && bad_name(&c.ssh_user) {
             return Err(Bad {
@@ -852,5 +882,50 @@ mod tests {
         std::fs::write(&f, "script_timeout_seconds: 0\n").unwrap();
         let e = load_layered(Some(&f), t.path()).unwrap_err().to_string();
         assert!(e.contains("script_timeout_seconds"), "{e}");
+    }
+
+    #[test]
+    fn admin_user_and_disable_root_keys() {
+        let p = Config::parse("", "p").unwrap().policy();
+        assert!(p.users.admin_user.create);
+        assert_eq!(p.users.admin_user.groups, ["adm", "sudo"]);
+        assert_eq!(p.users.admin_user.sudo, None);
+        assert_eq!(p.users.disable_root, DisableRoot::Off);
+        let c = Config::parse(
+            "admin_user:\n  create: false\n  groups: [wheel]\n  sudo: \"ALL=(ALL) ALL\"\ndisable_root: user-data\ndisable_root_opts: 'no-pty,command=\"echo $USER\"'\n",
+            "p",
+        )
+        .unwrap();
+        let p = c.policy();
+        assert!(!p.users.admin_user.create);
+        assert_eq!(p.users.admin_user.groups, ["wheel"]);
+        assert_eq!(p.users.disable_root, DisableRoot::UserData);
+        assert_eq!(
+            p.users.disable_root_opts.as_deref(),
+            Some("no-pty,command=\"echo $USER\"")
+        );
+        for (text, want) in [
+            ("disable_root: on\n", DisableRoot::On),
+            ("disable_root: true\n", DisableRoot::On),
+            ("disable_root: false\n", DisableRoot::Off),
+            ("disable_root: off\n", DisableRoot::Off),
+        ] {
+            assert_eq!(
+                Config::parse(text, "p").unwrap().disable_root,
+                want,
+                "{text}"
+            );
+        }
+        for bad in [
+            "disable_root: maybe\n",
+            "disable_root_opts: 'no-pty ssh-ed25519 AAAA'\n",
+            "disable_root_opts: 'command=\"x'\n",
+            "disable_root_opts: ''\n",
+            "disable_root_opts: \"no-pty\\nssh-rsa\"\n",
+            "admin_user:\n  make: true\n",
+        ] {
+            let e = Config::parse(bad, "p.yaml").unwrap_err().to_string();
+            assert!(e.contains("p.yaml"), "{bad}: {e}");
+        }
     }
 }

@@ -734,3 +734,442 @@ fn drive_keys_without_their_default_user_are_skipped_not_failed() {
         .contains("\ndebian:"));
     all_unchanged(&run(d.path(), r));
 }
+
+/// A drive naming `meta.admin_username` (and an admin password), with `config` as the target's
+/// primer.yaml (no default user unless it says so).
+fn admin_drive(name: &str, pass: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("win.example.org", &[ED]);
+    meta["admin_pass"] = pass.into();
+    meta["meta"] = serde_json::json!({ "admin_username": name });
+    write_drive_tree(t.path(), &meta);
+    t
+}
+
+fn pwck_grpck(r: &Path) {
+    for tool in ["pwck", "grpck"] {
+        let c = Command::new(tool)
+            .args(["-r", "-R"])
+            .arg(r)
+            .output()
+            .unwrap();
+        assert!(
+            c.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&c.stdout),
+            String::from_utf8_lossy(&c.stderr)
+        );
+    }
+}
+
+fn step<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["steps"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}: {v:#}"))
+}
+
+/// Issue 11 item 6: the admin user a drive names and the image lacks is created as
+/// cloudbase-init does (own group, the configured admin groups, home from /etc/skel, the
+/// configured sudo rule) and gets the drive's password; a re-run changes nothing.
+#[test]
+fn a_drive_admin_user_the_image_lacks_is_created() {
+    require_tool("pwck");
+    require_tool("grpck");
+    require_tool("openssl");
+    require_tool("visudo");
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  sudo: \"ALL=(ALL) ALL\"\n  shell: /bin/bash\n",
+    )
+    .unwrap();
+    let d = admin_drive("winadmin", ADMIN_PASS);
+    // The plan's account steps with their whys, as a golden.
+    let p = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["plan", "--json", "--source"])
+        .arg(d.path())
+        .arg("--root")
+        .arg(r)
+        .output()
+        .unwrap();
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p));
+    let plan = json(&p);
+    let lines: String = plan["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan:#}"))
+        .iter()
+        .filter(|s| {
+            let id = s["id"].as_str().unwrap_or("");
+            ["admin-user", "home:", "skel", "sudoers", "password:"]
+                .iter()
+                .any(|p| id.starts_with(p))
+        })
+        .map(|s| {
+            format!(
+                "{} {} {}\n",
+                s["id"].as_str().unwrap(),
+                s["change"],
+                s["why"]
+            )
+        })
+        .collect();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/admin-user-plan.txt");
+    let update = std::env::var_os("PRIMER_UPDATE_GOLDEN").is_some();
+    if let Some(e) = check_golden(&golden, "admin-user plan", &lines, update) {
+        panic!("{e}\n{lines}");
+    }
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let s = step(&v, "admin-user");
+    assert_eq!(s["outcome"], "changed", "{v:#}");
+    let why = s["detail"].as_str().unwrap();
+    assert!(
+        why.contains("winadmin") && why.contains("meta.admin_username"),
+        "{why}"
+    );
+    pwck_grpck(r);
+    let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(passwd.starts_with(PASSWD), "{passwd}");
+    assert!(
+        passwd.ends_with("winadmin:x:1000:1000::/home/winadmin:/bin/bash\n"),
+        "{passwd}"
+    );
+    let group = fs::read_to_string(r.join("etc/group")).unwrap();
+    for want in [
+        "adm:x:4:winadmin\n",
+        "sudo:x:27:winadmin\n",
+        "winadmin:x:1000:\n",
+    ] {
+        assert!(group.contains(want), "{want}: {group}");
+    }
+    // The drive's password, as openssl computes it; nothing else of the password anywhere.
+    assert!(verifies(&shadow_hash(r, "winadmin"), ADMIN_PASS));
+    assert_eq!(outcome(&v, "password:winadmin"), "changed");
+    // Home from /etc/skel, owned by the new account.
+    let h = r.join("home/winadmin");
+    assert_eq!(owner(&h), (1000, 1000));
+    assert_eq!(
+        fs::read_to_string(h.join(".profile")).unwrap(),
+        "# ~/.profile\n"
+    );
+    assert_eq!(owner(&h.join(".config/app/settings")), (1000, 1000));
+    // The configured sudo rule, in the configuration's drop-in, accepted by visudo.
+    let dropin = r.join("etc/sudoers.d/90-primer");
+    let rules = fs::read_to_string(&dropin).unwrap();
+    assert!(rules.contains("\nwinadmin ALL=(ALL) ALL\n"), "{rules}");
+    let c = Command::new("visudo")
+        .args(["-c", "-f"])
+        .arg(&dropin)
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
+    // The drive's keys keep their owner (ssh_user: root here).
+    assert!(fs::read_to_string(r.join("root/.ssh/authorized_keys"))
+        .unwrap()
+        .contains(ED));
+    // Idempotent: the account is primer's (recorded), its rule stays, nothing changes.
+    let files = every_file(r);
+    let o2 = run(d.path(), r);
+    all_unchanged(&o2);
+    let v2 = json(&o2);
+    let s2 = step(&v2, "admin-user");
+    assert_eq!(s2["outcome"], "unchanged", "{v2:#}");
+    assert!(
+        s2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("created for this instance"),
+        "{v2:#}"
+    );
+    let after: Vec<_> = every_file(r)
+        .into_iter()
+        .filter(|(p, _)| !p.contains("var/lib/primer"))
+        .collect();
+    let before: Vec<_> = files
+        .into_iter()
+        .filter(|(p, _)| !p.contains("var/lib/primer"))
+        .collect();
+    assert_eq!(before, after);
+    // In the plan with a why.
+    let p = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["plan", "--json", "--source"])
+        .arg(d.path())
+        .arg("--root")
+        .arg(r)
+        .output()
+        .unwrap();
+    let pt = text(&p);
+    assert!(pt.contains("admin-user"), "{pt}");
+    // Removed by the operator since: not made again for this instance, and no failed boot.
+    let keep = |f: &str| {
+        let t = fs::read_to_string(r.join(f)).unwrap();
+        let kept: String = t
+            .lines()
+            .filter(|l| !l.starts_with("winadmin:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(r.join(f), kept).unwrap();
+    };
+    keep("etc/passwd");
+    keep("etc/shadow");
+    let o3 = run(d.path(), r);
+    assert!(matches!(o3.status.code(), Some(0 | 10)), "{}", text(&o3));
+    let v3 = json(&o3);
+    assert_eq!(outcome(&v3, "admin-user"), "skipped", "{v3:#}");
+    assert_eq!(outcome(&v3, "password:winadmin"), "skipped", "{v3:#}");
+    assert!(!fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("winadmin"));
+}
+
+/// Issue 11 item 6: with `admin_user.create: false` the admin user is not created and its
+/// password not set: both steps are skipped (never failed), with a warning naming the user and
+/// the drive's field; the boot succeeds.
+#[test]
+fn admin_user_creation_switched_off_is_skipped_not_failed() {
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  create: false\n",
+    )
+    .unwrap();
+    let d = admin_drive("winadmin", ADMIN_PASS);
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(outcome(&v, "admin-user"), "skipped", "{v:#}");
+    assert_eq!(outcome(&v, "password:winadmin"), "skipped", "{v:#}");
+    let warned = v["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings: {v:#}"))
+        .iter()
+        .any(|w| {
+            let w = w.to_string();
+            w.contains("winadmin") && w.contains("meta.admin_username")
+        });
+    assert!(warned, "{v:#}");
+    assert!(!fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("winadmin"));
+    assert_eq!(fs::read_to_string(r.join("etc/shadow")).unwrap(), SHADOW);
+    // Same again: nothing to do, still no failure.
+    let o2 = run(d.path(), r);
+    assert!(matches!(o2.status.code(), Some(0 | 10)), "{}", text(&o2));
+    assert_eq!(outcome(&json(&o2), "admin-user"), "skipped");
+}
+
+/// An admin user the image has (root, or an account of its own) is left as it is: the drive's
+/// password goes to it as before, it gains no group and no sudo rule.
+#[test]
+fn an_existing_admin_user_only_gets_the_password() {
+    require_tool("openssl");
+    let root = debian_root();
+    let r = root.path();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n",
+    )
+    .unwrap();
+    let d = admin_drive("man", ADMIN_PASS);
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(outcome(&v, "admin-user"), "unchanged", "{v:#}");
+    assert!(verifies(&shadow_hash(r, "man"), ADMIN_PASS));
+    assert_eq!(fs::read_to_string(r.join("etc/group")).unwrap(), GROUP);
+    assert_eq!(fs::read_to_string(r.join("etc/passwd")).unwrap(), PASSWD);
+    assert!(!r.join("etc/sudoers.d/90-primer").exists());
+}
+
+/// The admin user of an OVF environment (`username`) and of a CloudStack drive (its OpenStack
+/// tree's `meta.admin_username`, with the password server's file) is created and gets the
+/// drive's password.
+#[test]
+fn ovf_and_cloudstack_admin_users_are_created() {
+    require_tool("openssl");
+    require_tool("pwck");
+    require_tool("grpck");
+    let ovf = tempfile::tempdir().unwrap();
+    fs::write(
+        ovf.path().join("ovf-env.xml"),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1">
+  <PropertySection>
+    <Property oe:key="instance-id" oe:value="ovf-1"/>
+    <Property oe:key="hostname" oe:value="ovf-host"/>
+    <Property oe:key="username" oe:value="vmadmin"/>
+    <Property oe:key="password" oe:value="Ovf-admin-pw"/>
+  </PropertySection>
+</Environment>
+"#,
+    )
+    .unwrap();
+    let cs = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("cs-host", &[]);
+    meta.as_object_mut().unwrap().remove("admin_pass");
+    meta["meta"] = serde_json::json!({ "admin_username": "csadmin" });
+    write_drive_tree(cs.path(), &meta);
+    for (p, c) in [
+        ("cloudstack/metadata/vm-id.txt", "cs-vm-1\n"),
+        ("cloudstack/password/vm_password.txt", "Cs-admin-pw\n"),
+    ] {
+        let f = cs.path().join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, c).unwrap();
+    }
+    for (src, user, pass, field) in [
+        (ovf.path(), "vmadmin", "Ovf-admin-pw", "username"),
+        (cs.path(), "csadmin", "Cs-admin-pw", "meta.admin_username"),
+    ] {
+        let root = debian_root();
+        let r = root.path();
+        fs::write(r.join("etc/primer/primer.yaml"), "").unwrap();
+        let o = run(src, r);
+        assert_eq!(o.status.code(), Some(0), "{user}: {}", text(&o));
+        let v = json(&o);
+        let s = step(&v, "admin-user");
+        assert_eq!(s["outcome"], "changed", "{v:#}");
+        assert!(s["detail"].as_str().unwrap().contains(field), "{s}");
+        pwck_grpck(r);
+        let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+        assert!(
+            passwd.ends_with(&format!("{user}:x:1000:1000::/home/{user}:/bin/sh\n")),
+            "{passwd}"
+        );
+        assert!(verifies(&shadow_hash(r, user), pass), "{user}");
+        all_unchanged(&run(src, r));
+    }
+}
+
+/// cloud-init's `disable_root_opts` with `$USER` = `user`.
+fn refusal(user: &str) -> String {
+    format!(
+        r#"no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \"{user}\" rather than the user \"root\".';echo;sleep 10;exit 142""#
+    )
+}
+
+/// The lines of primer's block in an authorized_keys file.
+fn block(root: &Path, file: &str) -> Vec<String> {
+    let t = fs::read_to_string(root.join(file)).unwrap();
+    t.lines()
+        .skip_while(|l| !l.starts_with("# BEGIN primer"))
+        .skip(1)
+        .take_while(|l| *l != "# END primer")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 11 item 9: `disable_root`. Off by default (root's keys as given); `on` puts
+/// cloud-init's refusal options before the drive's keys when root receives them (`NONE` without
+/// a default user, the default user's name with one), replacing a key's own options;
+/// `user-data` follows `#cloud-config` `disable_root`/`disable_root_opts` (on when silent); a
+/// default user that receives the keys never gets the options. ssh-keygen reads every result.
+#[test]
+fn disable_root_restricts_root_keys_only_when_configured() {
+    require_tool("ssh-keygen");
+    let run_with = |config: &str, user_data: &str| {
+        let root = debian_root();
+        let r = root.path();
+        fs::write(r.join("etc/primer/primer.yaml"), config).unwrap();
+        let d = drive_with(user_data, None);
+        let o = run(d.path(), r);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{config} {user_data}: {}",
+            text(&o)
+        );
+        (root, d, o)
+    };
+    let cases: Vec<(&str, String, &str, Vec<String>)> = vec![
+        // Default: root untouched by the rule; user-data's `disable_root: true` is warned.
+        (
+            "",
+            "#cloud-config\ndisable_root: true\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![ED.into()],
+        ),
+        (
+            "disable_root: on\n",
+            "#cloud-config\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("{} {ED}", refusal("NONE"))],
+        ),
+        // A key with its own options, and one from #cloud-config: both restricted; root's own
+        // `users:` key stays as given.
+        (
+            "disable_root: true\n",
+            format!(
+                "#cloud-config\nssh_authorized_keys: ['no-pty,from=\"10.0.0.1\" {ED2}']\nuser: {{name: ops}}\nusers: [default, {{name: root, ssh_authorized_keys: ['{ED2} own', '{ED}']}}]\n"
+            ),
+            "root/.ssh/authorized_keys",
+            vec![
+                format!("{} {ED}", refusal("ops")),
+                format!("{} {ED2}", refusal("ops")),
+                format!("{ED2} own"),
+            ],
+        ),
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root_opts: 'no-pty,command=\"echo $USER not $DISABLE_USER\"'\n"
+                .into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("no-pty,command=\"echo NONE not root\" {ED}")],
+        ),
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root: false\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![ED.into()],
+        ),
+        // A bad options list from user-data: warned, cloud-init's default used.
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root_opts: 'no-pty x'\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("{} {ED}", refusal("NONE"))],
+        ),
+        // The default user receives the keys: never restricted, root untouched.
+        (
+            "disable_root: on\ndefault_user: {name: debian}\n",
+            "#cloud-config\n".into(),
+            "home/debian/.ssh/authorized_keys",
+            vec![ED.into()],
+        ),
+    ];
+    for (config, user_data, file, want) in cases {
+        let (root, d, o) = run_with(config, &user_data);
+        let r = root.path();
+        assert_eq!(block(r, file), want, "{config} {user_data}: {}", text(&o));
+        // sshd's own parser (ssh-keygen reads authorized_keys options) takes every line.
+        let k = Command::new("ssh-keygen")
+            .args(["-l", "-f"])
+            .arg(r.join(file))
+            .output()
+            .unwrap();
+        assert!(k.status.success(), "{}", text(&k));
+        assert_eq!(
+            String::from_utf8_lossy(&k.stdout).lines().count(),
+            want.len(),
+            "{}",
+            text(&k)
+        );
+        if file != "root/.ssh/authorized_keys" {
+            assert!(!r.join("root/.ssh/authorized_keys").exists());
+        }
+        let warns = text(&o);
+        if config.is_empty() {
+            assert!(warns.contains("disable_root: off"), "{warns}");
+        }
+        if user_data.contains("no-pty x") {
+            assert!(warns.contains("disable_root_opts"), "{warns}");
+        }
+        all_unchanged(&run(d.path(), r));
+    }
+}

@@ -96,6 +96,14 @@ pub struct CloudConfig {
     /// order, each once (`None`: absent, the configuration decides). Shown only when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_genkeytypes: Option<Vec<String>>,
+    /// `disable_root`: root's keys get `disable_root_opts` (`None`: absent; what happens is
+    /// the configuration's `disable_root`). Shown only when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_root: Option<bool>,
+    /// `disable_root_opts`: the options put before root's keys, as given (checked by the
+    /// planner as an `authorized_keys` options list). Shown only when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_root_opts: Option<String>,
 }
 
 /// One `users` entry (or the `user` key).

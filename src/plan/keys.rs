@@ -102,6 +102,41 @@ fn check_options(opts: &str) -> Result<(), String> {
     }
 }
 
+/// Longest options list accepted for `disable_root_opts` (cloud-init's default is ~150 bytes).
+const MAX_OPTIONS: usize = 1024;
+
+/// Checks an `authorized_keys` options list given on its own (`disable_root_opts`): one line,
+/// bounded, parsed as sshd parses options (see [`split_options`]): the whole text must be the
+/// options, so nothing of it can be read as a key.
+pub fn check_options_list(opts: &str) -> Result<(), String> {
+    if opts.len() > MAX_OPTIONS {
+        return Err(format!("longer than {MAX_OPTIONS} bytes"));
+    }
+    crate::model::grammar::line_safe(opts).map_err(|e| format!("options {e}"))?;
+    let (list, rest) = split_options(opts)?;
+    if !rest.is_empty() || list.is_empty() {
+        return Err("not one options list (a space or tab outside double quotes)".into());
+    }
+    Ok(())
+}
+
+/// `line` (a key line, possibly with its own options) with `opts` in place of its options, as
+/// cloud-init's `setup_user_keys(.., options)` writes it. A line whose key type cannot be found
+/// is returned as it is (validation refuses it).
+pub fn with_options(line: &str, opts: &str) -> String {
+    let line = line.trim();
+    let first = line.split([' ', '\t']).next().unwrap_or("");
+    if KEY_TYPES.contains(&first) {
+        return format!("{opts} {line}");
+    }
+    match split_options(line) {
+        Ok((_, rest)) if KEY_TYPES.contains(&rest.split([' ', '\t']).next().unwrap_or("")) => {
+            format!("{opts} {rest}")
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// Validates one key line per sshd's `authorized_keys` format: no control characters; an
 /// optional options list (double quotes honoured, see [`split_options`]); a known key type;
 /// base64 key data whose embedded type names the same type; an optional comment. Returns the
@@ -259,5 +294,44 @@ mod tests {
         assert_eq!(again, with_after);
         let removed = render_authorized_keys(&with_after, &[]);
         assert_eq!(removed, format!("{user}# added later\n"));
+    }
+
+    #[test]
+    fn options_lists_and_replacing_a_key_s_options() {
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl c";
+        for ok in [
+            "no-pty",
+            r#"no-pty,command="echo \"hi\"; exit 1",from="10.0.0.1""#,
+            crate::plan::users::DISABLE_ROOT_OPTS,
+        ] {
+            assert_eq!(check_options_list(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "no-pty ssh-rsa",
+            "command=\"x",
+            "command=x",
+            "no-pty,",
+            "a\nb",
+            &"x".repeat(2000),
+        ] {
+            assert!(check_options_list(bad).is_err(), "{bad:?}");
+        }
+        for (line, want) in [
+            (ed.to_string(), format!("no-pty {ed}")),
+            (format!("  {ed}  "), format!("no-pty {ed}")),
+            (
+                format!("restrict,command=\"a b\" {ed}"),
+                format!("no-pty {ed}"),
+            ),
+            ("not a key".to_string(), "not a key".to_string()),
+        ] {
+            let got = with_options(&line, "no-pty");
+            assert_eq!(got, want);
+        }
+        // The default options in front of a key make a line sshd's grammar accepts.
+        let line = with_options(ed, crate::plan::users::DISABLE_ROOT_OPTS);
+        assert_eq!(validate_key_line(&line), Ok(line.clone()));
     }
 }

@@ -317,6 +317,16 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
                 .iter()
                 .filter_map(|f| inject::injected_path(&f.path).ok()),
         );
+        // The drive's admin user, when primer may create it (a refused name is never looked
+        // up: its home would be a path the name chose).
+        w.homes.extend(
+            instance
+                .admin_username
+                .iter()
+                .filter(|_| policy.users.admin_user.create)
+                .filter(|n| accounts::check_name(n).is_ok())
+                .map(|n| (n.clone(), None)),
+        );
         w.homes.extend(
             cc.users
                 .iter()
@@ -633,13 +643,8 @@ impl Planner<'_> {
         };
         self.ssh_user = Some(ssh_user.clone());
         let extra = self.keys_for.remove(&ssh_user).unwrap_or_default();
-        let lines = unique_keys(
-            instance
-                .ssh_keys
-                .iter()
-                .chain(&ud.cloud_config.ssh_authorized_keys)
-                .chain(&extra),
-        );
+        // Root's may carry `disable_root`'s options (users.rs).
+        let lines = self.owner_keys(instance, ud, &policy.users, &ssh_user, &extra);
         let md = hostname::meta_names(instance);
         // `users:` without `default` leaves the configured default user out (cloud-init's
         // rule). Where that account does not exist, the drive's keys have no owner: cloud-init

@@ -1,6 +1,7 @@
 //! Users and passwords: the default user of the configuration, `#cloud-config` `users:`, the
-//! drive's password (admin_pass, CloudStack, OVF) and cloud-config `password`/`chpasswd`, sudo
-//! rules and SSH password login, planned as edits of the target's account files. Pure: the salt
+//! drive's admin user (`meta.admin_username`, OVF `username`), the drive's password (admin_pass,
+//! CloudStack, OVF) and cloud-config `password`/`chpasswd`, sudo rules, SSH password login and
+//! `disable_root`'s options on root's keys, planned as edits of the target's account files. Pure: the salt
 //! for new password hashes comes from the host facts; nothing here reads or writes files, and no
 //! clear password ever reaches a step, a why or a warning.
 
@@ -67,10 +68,93 @@ pub enum UserDataMode {
     Ignore,
 }
 
+/// The drive's administrator account (OpenStack `meta.admin_username`, also in the OpenStack
+/// tree of a CloudStack drive; OVF `username`): created when the image lacks it, as
+/// cloudbase-init does (configuration `admin_user`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminUser {
+    /// Create the account when the image lacks it; `false`: the step (and the drive's password
+    /// for that account) is skipped with a warning.
+    pub create: bool,
+    /// Supplementary groups of a created account (missing groups are created).
+    pub groups: Vec<String>,
+    pub shell: Option<String>,
+    /// A sudoers rule for an account primer created (never for one the image had).
+    pub sudo: Option<String>,
+}
+
+impl Default for AdminUser {
+    fn default() -> Self {
+        // Debian's administrator groups: logs (adm) and sudo with the account's password.
+        AdminUser {
+            create: true,
+            groups: vec!["adm".into(), "sudo".into()],
+            shell: None,
+            sudo: None,
+        }
+    }
+}
+
+/// Whether root's `authorized_keys` block gets cloud-init's `disable_root` options. Written
+/// `off`/`on`/`user-data` (a YAML boolean is read as off/on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DisableRoot {
+    /// Root's keys are installed as given (user-data `disable_root` is warned about).
+    #[default]
+    Off,
+    On,
+    /// As `#cloud-config` `disable_root` says; cloud-init's default (on) when it says nothing.
+    UserData,
+}
+
+/// Written as it is read (`off`, `on`, `user-data`): the configuration's layers merge as data.
+impl Serialize for DisableRoot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            DisableRoot::Off => "off",
+            DisableRoot::On => "on",
+            DisableRoot::UserData => "user-data",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for DisableRoot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(if b { DisableRoot::On } else { DisableRoot::Off }),
+            Raw::Text(t) => match t.as_str() {
+                "off" | "false" => Ok(DisableRoot::Off),
+                "on" | "true" => Ok(DisableRoot::On),
+                "user-data" => Ok(DisableRoot::UserData),
+                _ => Err(serde::de::Error::custom(format!(
+                    "disable_root: {:?} is not off, on or user-data",
+                    grammar::log_safe(&t, 64)
+                ))),
+            },
+        }
+    }
+}
+
+/// cloud-init's `disable_root_opts` default (`$USER`: the default user, `NONE` when there is
+/// none; `$DISABLE_USER`: root).
+pub const DISABLE_ROOT_OPTS: &str = r#"no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \"$USER\" rather than the user \"$DISABLE_USER\".';echo;sleep 10;exit 142""#;
+
 /// The operator's choices about accounts, user-data, injected files and scripts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPolicy {
     pub default_user: Option<DefaultUser>,
+    pub admin_user: AdminUser,
+    pub disable_root: DisableRoot,
+    /// Replaces `disable_root_opts` (user-data's and the default); validated by the
+    /// configuration as an `authorized_keys` options list.
+    pub disable_root_opts: Option<String>,
     /// Who receives the drive's password; `None`: the drive's admin user name, else the default
     /// user, else root.
     pub password_user: Option<String>,
@@ -85,6 +169,9 @@ impl Default for UserPolicy {
     fn default() -> Self {
         UserPolicy {
             default_user: None,
+            admin_user: AdminUser::default(),
+            disable_root: DisableRoot::Off,
+            disable_root_opts: None,
             password_user: None,
             password_updates: PasswordUpdates::Auto,
             ssh_pwauth: SshPwauth::Keep,
@@ -101,6 +188,7 @@ use sha2::{Digest, Sha256};
 
 use super::accounts::AccountWrite;
 use super::accounts::{self, AccountFiles, LoginDefs, UserSpec};
+use super::keys;
 use super::password;
 use super::placement;
 use super::{Action, Change, FileFact, Meta, PasswdEntry, Planner, Step};
@@ -131,6 +219,7 @@ const DROPIN_HEADER: &str = "# managed by primer: written from the configuration
 pub fn wants_accounts(instance: &Instance, policy: &UserPolicy) -> bool {
     policy.default_user.is_some()
         || instance.admin_pass.is_some()
+        || (instance.admin_username.is_some() && policy.admin_user.create)
         || (policy.user_data == UserDataMode::Apply
             && (instance.user_data.is_some() || !instance.vendor_user_data.is_empty()))
 }
@@ -522,11 +611,16 @@ impl Planner<'_> {
                     k.extend(keys.iter().cloned());
                 }
             }
+        }
+        // The drive's administrator account, after the users above (it may be one of them).
+        let asked: Vec<&str> = specs.iter().map(|s| s.0.name.as_str()).collect();
+        let admin_rules = self.plan_admin_user(instance, policy, &defs, &asked);
+        if !specs.is_empty() || !admin_rules.is_empty() {
             // Sudo rules of accounts that exist (or are created); the configuration's and
             // user-data's in two drop-ins, so a bad user-data rule cannot take the configured
             // default user's away.
             for from_user_data in [false, true] {
-                let rules: Vec<String> = specs
+                let mut rules: Vec<String> = specs
                     .iter()
                     .filter(|(s, _, _)| self.user(&s.name).is_some())
                     .filter_map(|(s, sudo, _)| sudo.as_ref().map(|r| (s, r)))
@@ -538,12 +632,238 @@ impl Planner<'_> {
                             .collect::<Vec<_>>()
                     })
                     .collect();
+                if !from_user_data {
+                    // The admin account's rule is the configuration's.
+                    rules.extend(admin_rules.iter().cloned());
+                }
                 self.plan_sudoers(&rules, from_user_data);
             }
         }
 
         self.plan_passwords(instance, ud, policy);
         self.plan_pwauth(ud, policy);
+    }
+
+    /// The key lines of `owner`, the account that receives the drive's keys: the drive's and
+    /// `#cloud-config` `ssh_authorized_keys`, then the `users:` keys given to that account. When
+    /// the owner is root and `disable_root` applies, the first get cloud-init's options (the
+    /// configuration's `disable_root_opts`, else user-data's, else cloud-init's default; `$USER`
+    /// is the default user, `NONE` when there is none, `$DISABLE_USER` root), replacing a key's
+    /// own options as cloud-init does; a `users:` entry for root keeps its keys as given, unless
+    /// the same key also came from the drive (cloud-init's last write, the restricted one, wins).
+    pub(super) fn owner_keys(
+        &mut self,
+        instance: &Instance,
+        ud: &UserData,
+        policy: &UserPolicy,
+        owner: &str,
+        extra: &[String],
+    ) -> Vec<String> {
+        let cc = &ud.cloud_config;
+        let on = match policy.disable_root {
+            DisableRoot::Off => {
+                if cc.disable_root == Some(true) {
+                    self.warnings.warn(
+                        "user-data",
+                        "disable_root",
+                        "not applied: the configuration keeps root's keys as given (disable_root: off)",
+                    );
+                }
+                false
+            }
+            DisableRoot::On => true,
+            DisableRoot::UserData => cc.disable_root.unwrap_or(true),
+        };
+        let drive = super::unique_keys(instance.ssh_keys.iter().chain(&cc.ssh_authorized_keys));
+        if owner != "root" || !on || drive.is_empty() {
+            return super::unique_keys(drive.iter().chain(extra));
+        }
+        let from_user_data = match cc.disable_root_opts.as_deref() {
+            Some(o) if policy.disable_root_opts.is_none() => match keys::check_options_list(o) {
+                Ok(()) => Some(o),
+                Err(e) => {
+                    self.warnings.warn(
+                        "user-data",
+                        "disable_root_opts",
+                        format!("{e}; cloud-init's default options used"),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        let template = policy
+            .disable_root_opts
+            .as_deref()
+            .or(from_user_data)
+            .unwrap_or(DISABLE_ROOT_OPTS);
+        // The default user's name passed the account-name grammar: no quote, no space.
+        let user = self.default_user.clone().unwrap_or_else(|| "NONE".into());
+        let mut opts = template
+            .replace("$USER", &user)
+            .replace("$DISABLE_USER", "root");
+        if let Err(e) = keys::check_options_list(&opts) {
+            // Only a configured template can get here (checked when loaded, but `$USER`
+            // stands in it); the default never fails.
+            self.warnings.warn(
+                "configuration",
+                "disable_root_opts",
+                format!("{e}; cloud-init's default options used"),
+            );
+            opts = DISABLE_ROOT_OPTS
+                .replace("$USER", &user)
+                .replace("$DISABLE_USER", "root");
+        }
+        let restricted: Vec<String> = drive.iter().map(|k| keys::with_options(k, &opts)).collect();
+        let own = extra
+            .iter()
+            .filter(|k| !restricted.contains(&keys::with_options(k, &opts)));
+        super::unique_keys(restricted.iter().chain(own))
+    }
+
+    /// The account the drive names as its administrator (`meta.admin_username`, OVF
+    /// `username`), created as cloudbase-init does when the image lacks it: its own group, the
+    /// configured groups, a home from /etc/skel, a locked password until the password step sets
+    /// the drive's. One step `admin-user`; its input (the account asked for) is recorded, so a
+    /// re-run knows the account is primer's and one removed since is not made again. Returns
+    /// the sudoers lines for the account (only one primer created: a drive never gains sudo for
+    /// an account the image already had).
+    fn plan_admin_user(
+        &mut self,
+        instance: &Instance,
+        policy: &UserPolicy,
+        defs: &LoginDefs,
+        asked: &[&str],
+    ) -> Vec<String> {
+        let Some(name) = instance.admin_username.as_deref() else {
+            return Vec::new();
+        };
+        let (file, field) = admin_source(instance.format);
+        let id = "admin-user";
+        let skip = |why: String| Step {
+            id: id.into(),
+            change: Change::Skip,
+            action: Action::Nothing,
+            why,
+            input: None,
+        };
+        if let Err(e) = accounts::check_name(name) {
+            let why = format!(
+                "admin user {} {e}: not created, the drive's password not set",
+                Esc(name)
+            );
+            self.warnings.warn(file, field, why.clone());
+            self.steps.push(skip(format!("{field}: {why}")));
+            return Vec::new();
+        }
+        let admin = &policy.admin_user;
+        let mut spec = UserSpec {
+            name: name.to_string(),
+            groups: admin.groups.clone(),
+            shell: admin.shell.clone(),
+            lock_password: true,
+            create_home: true,
+            ..Default::default()
+        };
+        let mut sudo: Vec<String> = admin.sudo.iter().cloned().collect();
+        // What was asked for, recorded: the configuration's settings and the name.
+        let input = Some(state::sha256_hex(
+            format!("admin-user {spec:?} {sudo:?}").as_bytes(),
+        ));
+        let ours = input.as_deref().is_some_and(|i| self.applied_before(id, i));
+        if self.user(name).is_some() {
+            // An account of the image (or one the users step made) is left as it is; one this
+            // instance created earlier keeps its record and its sudo rule.
+            let (why, input) = if asked.contains(&name) {
+                (
+                    format!("admin user {name} ({field}): a user of this plan"),
+                    None,
+                )
+            } else if ours {
+                (
+                    format!("admin user {name} ({field}): created for this instance; exists"),
+                    input,
+                )
+            } else {
+                (
+                    format!("admin user {name} ({field}) exists in the image; not changed"),
+                    None,
+                )
+            };
+            self.steps.push(Step {
+                id: id.into(),
+                change: Change::Unchanged,
+                action: Action::Nothing,
+                why,
+                input: input.clone(),
+            });
+            return if input.is_some()
+                && name != "root"
+                && self.check_wish(&mut spec, &mut sudo, "configuration", "admin_user")
+            {
+                admin_rule_lines(name, &sudo)
+            } else {
+                Vec::new()
+            };
+        }
+        if !admin.create {
+            let why = format!(
+                "user {name} does not exist in the image and admin_user.create is false: not \
+                 created, the drive's password not set"
+            );
+            self.warnings.warn(file, field, why.clone());
+            self.steps.push(skip(format!("{field}: {why}")));
+            return Vec::new();
+        }
+        if ours {
+            self.steps.push(Step {
+                input,
+                ..skip(format!(
+                    "admin user {name} ({field}): created for this instance and removed since; kept"
+                ))
+            });
+            return Vec::new();
+        }
+        if !self.check_wish(&mut spec, &mut sudo, "configuration", "admin_user") {
+            self.steps.push(skip(format!(
+                "admin user {name} ({field}): the configuration's admin_user is refused (see \
+                 the warnings)"
+            )));
+            return Vec::new();
+        }
+        let edit = accounts::plan_accounts(
+            &self.account_files(),
+            defs,
+            std::slice::from_ref(&spec),
+            &[],
+        );
+        for w in &edit.warnings {
+            self.warnings.warn(file, field, w.clone());
+        }
+        let Some(c) = edit.created.first().cloned() else {
+            // Refused by the editor (a uid range used up, a malformed file): warned above.
+            self.steps.push(skip(format!(
+                "admin user {name} ({field}): not created (see the warnings)"
+            )));
+            return Vec::new();
+        };
+        let groups = if spec.groups.is_empty() {
+            String::new()
+        } else {
+            format!(", groups {}", spec.groups.join(", "))
+        };
+        let why = format!(
+            "create admin user {name} named by the drive ({file} {field}): own group{groups}"
+        );
+        self.accounts_step(id, &edit, why, input);
+        self.created_users.push(PasswdEntry {
+            name: c.name.clone(),
+            uid: c.uid,
+            gid: c.gid,
+            home: c.home.clone(),
+        });
+        self.plan_home(c.uid, c.gid, &c.home, defs.home_mode, true);
+        admin_rule_lines(name, &sudo)
     }
 
     /// The home directory and /etc/skel's files, owned by the user, as `useradd -m` makes them.
@@ -901,6 +1221,25 @@ impl Planner<'_> {
                 continue;
             }
             let id = format!("password:{}", w.user);
+            let admin_named = policy.password_user.is_none()
+                && instance.admin_username.as_deref() == Some(w.user.as_str());
+            if self.user(&w.user).is_none() && admin_named {
+                // The admin-user step said why the account is missing (refused name, creation
+                // switched off, removed since): the password waits, the boot goes on.
+                let (file, field) = admin_source(instance.format);
+                self.steps.push(Step {
+                    id,
+                    change: Change::Skip,
+                    action: Action::Nothing,
+                    why: format!(
+                        "{} for user {} ({file} {field}): no such user (see the admin-user step); not set",
+                        w.from,
+                        Esc(&w.user)
+                    ),
+                    input: None,
+                });
+                continue;
+            }
             if self.user(&w.user).is_none() {
                 self.steps.push(Step {
                     id,
@@ -1100,6 +1439,26 @@ impl Planner<'_> {
             true,
         );
     }
+}
+
+/// Where a drive names its administrator account: file and field, for warnings and whys.
+fn admin_source(format: Format) -> (&'static str, &'static str) {
+    match format {
+        // A CloudStack drive carries it in the OpenStack tree beside its own files.
+        Format::OpenStack | Format::CloudStack => ("meta_data.json", "meta.admin_username"),
+        Format::Ovf => ("ovf-env.xml", "username"),
+        Format::NoCloud => ("meta-data", "admin_username"),
+    }
+}
+
+/// The sudoers lines of the admin account (rules already checked by `check_wish`).
+fn admin_rule_lines(name: &str, rules: &[String]) -> Vec<String> {
+    rules
+        .iter()
+        .flat_map(|r| r.lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{name} {}", l.trim()))
+        .collect()
 }
 
 /// Most SHA-crypt rounds primer spends verifying a password against an existing hash (the

@@ -772,3 +772,137 @@ fn the_configured_default_user_is_checked_too() {
     assert!(!r.join("etc/sudoers.d/90-primer").exists());
     pwck_clean(r);
 }
+
+// ---- issue 11 item 6: the drive's admin user -------------------------------------------------
+
+/// `meta.admin_username` values that are not account names (a path, a newline, 10 kB, upper
+/// case) are refused with a warning naming the field: no account, no home, no password, no
+/// failed step, the rest of the drive applied. `root` (which the image has) keeps today's
+/// behaviour: the drive's password is root's; it gains no group and no sudo rule.
+#[test]
+fn hostile_admin_usernames_are_refused_and_root_is_left_as_it_is() {
+    let long = "a".repeat(10 * 1024);
+    for name in [
+        "../x",
+        "a\nb",
+        "x:0:0::/:/bin/sh",
+        long.as_str(),
+        "Admin",
+        "-x",
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let mut meta = sample_meta("acct.example.org", &[ED]);
+        meta["admin_pass"] = "Hostile-admin-pw".into();
+        meta["meta"] = serde_json::json!({ "admin_username": name });
+        write_drive_tree(d.path(), &meta);
+        let root = acct_root();
+        let r = root.path();
+        fs::create_dir_all(r.join("etc/primer")).unwrap();
+        fs::write(
+            r.join("etc/primer/primer.yaml"),
+            "admin_user:\n  sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n",
+        )
+        .unwrap();
+        let (o, took) = timed_run(d.path(), r);
+        let shown = &name[..name.len().min(20)];
+        assert_eq!(o.status.code(), Some(0), "{shown:?}: {}", text(&o));
+        assert!(took < Duration::from_secs(3), "{shown:?} took {took:?}");
+        let v = json(&o);
+        assert_eq!(
+            step(&v, "admin-user").map(|s| s["outcome"].clone()),
+            Some("skipped".into()),
+            "{shown:?}: {v:#}"
+        );
+        assert!(
+            has_warning(&o, "meta.admin_username", "admin user"),
+            "{shown:?}: {:#?}",
+            warnings(&o)
+        );
+        // Every warning is one line and bounded, whatever the name.
+        for w in warnings(&o) {
+            assert!(!w.contains('\n') && w.len() < 2048, "{w:?}");
+        }
+        assert_eq!(read(r, "etc/passwd"), PASSWD, "{shown:?}");
+        assert_eq!(read(r, "etc/shadow"), SHADOW, "{shown:?}");
+        assert_eq!(read(r, "etc/group"), GROUP, "{shown:?}");
+        assert!(!r.join("etc/sudoers.d/90-primer").exists(), "{shown:?}");
+        assert!(!r.join("x").exists() && !r.parent().unwrap().join("x").exists());
+        assert_eq!(
+            fs::read_dir(r.join("home")).unwrap().count(),
+            0,
+            "{shown:?}"
+        );
+        // The rest of the drive applied.
+        assert_eq!(read(r, "etc/hostname"), "acct\n", "{shown:?}");
+        assert!(read(r, "root/.ssh/authorized_keys").contains(ED));
+        assert!(files_holding(r, b"Hostile-admin-pw").is_empty());
+        pwck_clean(r);
+    }
+
+    // root: the image has it; the password is root's as before, nothing else changes.
+    require_tool("openssl");
+    let d = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("acct.example.org", &[]);
+    meta["admin_pass"] = "Root-admin-pw".into();
+    meta["meta"] = serde_json::json!({ "admin_username": "root" });
+    write_drive_tree(d.path(), &meta);
+    let root = acct_root();
+    let r = root.path();
+    fs::create_dir_all(r.join("etc/primer")).unwrap();
+    fs::write(
+        r.join("etc/primer/primer.yaml"),
+        "admin_user:\n  sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n",
+    )
+    .unwrap();
+    let o = run(d.path(), r);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(step(&v, "admin-user").unwrap()["outcome"], "unchanged");
+    let hash = shadow_field(r, "root").unwrap();
+    let salt = hash.strip_prefix("$6$").unwrap().split('$').next().unwrap();
+    let c = Command::new("openssl")
+        .args(["passwd", "-6", "-salt", salt, "Root-admin-pw"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&c.stdout).trim(), hash);
+    assert_eq!(read(r, "etc/passwd"), PASSWD);
+    assert_eq!(read(r, "etc/group"), GROUP);
+    assert!(!r.join("etc/sudoers.d/90-primer").exists());
+    pwck_clean(r);
+}
+
+/// An OVF `username` with a newline or a path is refused the same way (field `username`).
+#[test]
+fn hostile_ovf_usernames_are_refused() {
+    for name in ["evil&#10;root", "../../etc", "Ab"] {
+        let ovf = tempfile::tempdir().unwrap();
+        fs::write(
+            ovf.path().join("ovf-env.xml"),
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1">
+  <PropertySection>
+    <Property oe:key="instance-id" oe:value="ovf-1"/>
+    <Property oe:key="hostname" oe:value="ovf-host"/>
+    <Property oe:key="username" oe:value="{name}"/>
+    <Property oe:key="password" oe:value="Ovf-admin-pw"/>
+  </PropertySection>
+</Environment>
+"#
+            ),
+        )
+        .unwrap();
+        let root = acct_root();
+        let r = root.path();
+        let o = run(ovf.path(), r);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o));
+        assert!(
+            has_warning(&o, "username", "admin user"),
+            "{name}: {:#?}",
+            warnings(&o)
+        );
+        assert_eq!(read(r, "etc/passwd"), PASSWD, "{name}");
+        assert_eq!(read(r, "etc/shadow"), SHADOW, "{name}");
+        assert_eq!(read(r, "etc/hostname"), "ovf-host\n");
+    }
+}

@@ -81,6 +81,8 @@ pub(crate) struct Partial {
     pub ssh_genkeytypes: Option<Option<Vec<String>>>,
     /// `vendor_data: {enabled: false}` (only meaningful in user data).
     pub vendor_data_enabled: Option<Option<bool>>,
+    pub disable_root: Option<Option<bool>>,
+    pub disable_root_opts: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,6 +106,7 @@ impl Partial {
             ssh_authorized_keys, write_files, runcmd, bootcmd, password, chpasswd, ssh_pwauth,
             vendor_data_enabled);
         overlay!(self, later; ssh_deletekeys, ssh_genkeytypes);
+        overlay!(self, later; disable_root, disable_root_opts);
     }
 
     /// User data over vendor data, key by key: a key the user gives wins; vendor keys absent
@@ -145,6 +148,8 @@ impl Partial {
             ssh_pwauth: self.ssh_pwauth.flatten(),
             ssh_deletekeys: self.ssh_deletekeys.flatten(),
             ssh_genkeytypes: self.ssh_genkeytypes.flatten(),
+            disable_root: self.disable_root.flatten(),
+            disable_root_opts: self.disable_root_opts.flatten(),
         }
     }
 }
@@ -194,6 +199,7 @@ pub(crate) fn convert(node: Node, ctx: &mut Ctx) -> Partial {
             "vendor_data" => p.vendor_data_enabled = vendor_data(ctx, v),
             "ssh_deletekeys" => p.ssh_deletekeys = opt(ctx, &key, v, "a boolean", boolish),
             "ssh_genkeytypes" => p.ssh_genkeytypes = genkeytypes(ctx, v),
+            "disable_root" | "disable_root_opts" => disable_root(ctx, &key, v, &mut p),
             _ => ctx.unsupported(key),
         }
     }
@@ -1104,6 +1110,32 @@ fn vendor_data(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
             None
         }
     }
+}
+
+/// Longest `disable_root_opts` kept (cloud-init's default is ~150 bytes); a longer one is a
+/// warning and ignored, so the planner never walks a huge options list.
+const MAX_DISABLE_ROOT_OPTS: usize = 1024;
+
+/// `disable_root` (a boolean) and `disable_root_opts` (a string, bounded; its grammar is
+/// checked where it is used, as an `authorized_keys` options list).
+fn disable_root(ctx: &mut Ctx, key: &str, v: Node, p: &mut Partial) {
+    if key == "disable_root" {
+        p.disable_root = opt(ctx, key, v, "a boolean", boolish);
+        return;
+    }
+    p.disable_root_opts = match opt(ctx, key, v, "a string", text) {
+        Some(Some(s)) if s.len() > MAX_DISABLE_ROOT_OPTS => {
+            ctx.warn(
+                key,
+                format!(
+                    "{} bytes long (at most {MAX_DISABLE_ROOT_OPTS}); ignored",
+                    s.len()
+                ),
+            );
+            None
+        }
+        other => other,
+    };
 }
 
 #[cfg(test)]
