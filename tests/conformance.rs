@@ -170,8 +170,14 @@ fn every_shared_fixture_matches_its_expectation() {
         }
     }
     println!(
-        "{checked} cases compared with {EXPECT}: {} mismatches",
+        "{checked} cases, {} fields compared with {EXPECT}: {} mismatches",
+        bad.1,
         bad.0.len()
+    );
+    assert!(
+        checked > 0 && bad.1 >= checked * 5,
+        "too little compared: {checked} cases, {} fields",
+        bad.1
     );
     assert!(
         bad.0.is_empty(),
@@ -181,8 +187,10 @@ fn every_shared_fixture_matches_its_expectation() {
     );
 }
 
+/// Every mismatch found, and how many fields were compared (so a run that compares nothing
+/// fails).
 #[derive(Default)]
-struct Mismatches(Vec<String>);
+struct Mismatches(Vec<String>, usize);
 
 impl Mismatches {
     fn push(
@@ -196,6 +204,7 @@ impl Mismatches {
             .push(format!("{case}: {field}: expected {want}, got {got}"));
     }
     fn cmp(&mut self, case: &str, field: &str, want: &Value, got: &Value) {
+        self.1 += 1;
         if want != got {
             self.push(case, field, want, got);
         }
