@@ -8,7 +8,7 @@ use super::v1::{default_net, Conv};
 use super::{address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError};
 use crate::model::grammar::Esc;
 use crate::model::network::{
-    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind,
+    check_glob, check_ifname, check_link_id, is_glob, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind,
     NetworkConfig, Route, L3,
 };
 use crate::model::Report;
@@ -194,25 +194,52 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                 ),
             }
         }
-        let match_name = m.get("name").and_then(scalar);
-        if m.keys().any(|k| k != "macaddress" && k != "name") {
+        let glob_at = |c: &mut Conv, key: &str| -> Option<String> {
+            let g = m.get(key)?;
+            let f = format!("{field}.match.{key}");
+            let Some(g) = scalar(g) else {
+                c.warn(&f, format!("expected a string, found {}; ignored", super::kind(g)));
+                return None;
+            };
+            match check_glob(&g) {
+                Ok(()) => Some(g),
+                Err(e) => {
+                    c.warn(&f, format!("{}: not a match glob; ignored", refused(&g, e)));
+                    None
+                }
+            }
+        };
+        // netplan: every property given under `match` must match (MAC, name glob, driver glob).
+        let match_name = glob_at(c, "name");
+        let match_driver = glob_at(c, "driver");
+        if m
+            .keys()
+            .any(|k| !matches!(k.as_str(), "macaddress" | "name" | "driver"))
+        {
             c.warn(
                 &format!("{field}.match"),
-                "only macaddress and name are matched; other keys ignored",
+                "only macaddress, name and driver are matched; other keys ignored",
             );
         }
         let set_name = o.get("set-name").and_then(scalar);
-        let candidate = set_name.or(match_name.clone()).or_else(|| {
-            // Without match, the key is the interface name.
-            (!o.contains_key("match")).then(|| id.to_string())
-        });
-        if let Some(n) = candidate {
-            if n.contains(['*', '?', '[']) {
-                c.warn(
-                    &format!("{field}.match.name"),
-                    format!("glob {n:?} cannot name one interface; ignored"),
-                );
-            } else {
+        if let Some(n) = &set_name {
+            match check_ifname(n) {
+                Ok(()) => link.name = Some(n.clone()),
+                Err(e) => c.warn(
+                    &field,
+                    format!("{}: not a valid interface name; ignored", refused(n, e)),
+                ),
+            }
+        }
+        match match_name {
+            // A literal name alone names the interface (as before); with a MAC or a driver it
+            // is one more property that must match.
+            Some(n)
+                if !is_glob(&n)
+                    && link.mac.is_none()
+                    && match_driver.is_none()
+                    && link.name.is_none() =>
+            {
                 match check_ifname(&n) {
                     Ok(()) => link.name = Some(n),
                     Err(e) => c.warn(
@@ -221,9 +248,22 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                     ),
                 }
             }
+            Some(n) => link.match_name = Some(n),
+            None => {}
         }
-        if link.mac.is_none() && link.name.is_none() {
-            c.warn(&field, "matches no interface by MAC or name");
+        link.match_driver = match_driver;
+        if !o.contains_key("match") && link.name.is_none() {
+            // Without match, the key is the interface name.
+            match check_ifname(id) {
+                Ok(()) => link.name = Some(id.to_string()),
+                Err(e) => c.warn(
+                    &field,
+                    format!("{}: not a valid interface name; ignored", refused(id, e)),
+                ),
+            }
+        }
+        if link.mac.is_none() && link.name.is_none() && !link.has_match_rules() {
+            c.warn(&field, "matches no interface by MAC, name or driver");
         }
     } else {
         if check_ifname(id).is_ok() {
