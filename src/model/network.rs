@@ -947,7 +947,11 @@ pub fn check_glob(s: &str) -> Result<(), GrammarError> {
                         break;
                     }
                     if !(name_char(c) || c == '-') {
-                        return Err(bad(c, a, "is not part of a glob bracket (name characters and -)"));
+                        return Err(bad(
+                            c,
+                            a,
+                            "is not part of a glob bracket (name characters and -)",
+                        ));
                     }
                     j += 1;
                 }
@@ -1252,5 +1256,80 @@ mod tests {
         for bad in ["x\n", " x", "x ", "x\ty", ""] {
             assert!(check_search_domain(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn globs_match_as_fnmatch_and_stay_linear() {
+        for (p, n, want) in [
+            ("eth*", "eth0", true),
+            ("eth*", "eth", true),
+            ("eth*", "ens3", false),
+            ("en?3", "ens3", true),
+            ("en?3", "ens33", false),
+            ("ens[0-4]", "ens3", true),
+            ("ens[!0-4]", "ens3", false),
+            ("ens[^0-4]", "ens5", true),
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("virtio*", "virtio_net", true),
+            ("*_net", "virtio_net", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbYcZ", false),
+            ("[a", "[a", true),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p:?} {n:?}");
+        }
+        // A hostile glob against a long name: one backtracking point, so at most
+        // len(p) * len(n) steps, not exponential.
+        let p = format!("{}b", "*a".repeat(31));
+        assert!(p.len() <= GLOB_MAX && check_glob(&p).is_ok());
+        let n = "a".repeat(4096);
+        let t = std::time::Instant::now();
+        for _ in 0..100 {
+            assert!(!glob_match(&p, &n));
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn globs_fit_the_grammar_of_every_file() {
+        for good in [
+            "eth*",
+            "en?[0-9]",
+            "ens[!3]",
+            "virtio_net",
+            "mlx5_*",
+            "e@x.1-2",
+        ] {
+            assert_eq!(check_glob(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "eth* ens*",
+            "eth*\nName=x",
+            "e\"x",
+            "e'x",
+            "e;x",
+            "e#x",
+            "e\\x",
+            "e/x",
+            "e:x",
+            "[abc",
+            "[]",
+            "[!]",
+            "e]",
+            "e$x",
+            "e{a,b}",
+            "e\u{2028}",
+        ] {
+            assert!(check_glob(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_glob(&"*".repeat(GLOB_MAX + 1)).is_err());
+        assert!(is_glob("eth*") && !is_glob("eth0"));
     }
 }

@@ -208,7 +208,11 @@ pub fn expand_matches(c: &NetworkConfig, host: &[HostNic]) -> (NetworkConfig, Ve
         let hits: Vec<&HostNic> = host
             .iter()
             .filter(|h| l.mac.as_ref().is_none_or(|m| *m == h.mac))
-            .filter(|h| l.match_name.as_deref().is_none_or(|g| glob_match(g, &h.name)))
+            .filter(|h| {
+                l.match_name
+                    .as_deref()
+                    .is_none_or(|g| glob_match(g, &h.name))
+            })
             .filter(|h| {
                 l.match_driver
                     .as_deref()
@@ -300,7 +304,9 @@ pub fn expand_matches(c: &NetworkConfig, host: &[HostNic]) -> (NetworkConfig, Ve
             break;
         }
         for g in &gone {
-            warnings.push(format!("vlan {g:?}: its parent is not configured; left out"));
+            warnings.push(format!(
+                "vlan {g:?}: its parent is not configured; left out"
+            ));
         }
         out.links.retain(|l| !gone.contains(&l.id));
     }
@@ -377,5 +383,74 @@ mod tests {
         assert_eq!(n.missing_macs, ["tap-c"]);
         assert_eq!(n.name("a bond with spaces"), Some("bond0"));
         assert_eq!(n.name("vlan0"), Some("enp0s1.42"));
+    }
+
+    #[test]
+    fn matches_resolve_against_the_target_in_name_order() {
+        let nic = |n: &str, m: &str, d: Option<&str>| HostNic {
+            name: n.into(),
+            mac: m.into(),
+            driver: d.map(str::to_string),
+        };
+        let host = vec![
+            nic("eth1", "52:54:00:00:00:02", Some("virtio_net")),
+            nic("eth0", "52:54:00:00:00:01", Some("virtio_net")),
+            nic("ens5", "52:54:00:00:00:05", Some("ixgbe")),
+            nic("ens9", "52:54:00:00:00:09", None),
+        ];
+        let mut glob = Link::new("lan", LinkKind::Physical);
+        glob.match_name = Some("eth*".into());
+        let mut drv = Link::new("fast", LinkKind::Physical);
+        drv.match_driver = Some("ixg*".into());
+        // MAC and name both given: both must match (ens9 has this MAC but another name).
+        let mut both = Link::new("pinned", LinkKind::Physical);
+        both.mac = Some("52:54:00:00:00:09".into());
+        both.match_name = Some("enp9".into());
+        let bond = Link::new(
+            "bond0",
+            LinkKind::Bond {
+                members: vec!["lan".into()],
+                params: BondParams::new(BondMode::ActiveBackup),
+            },
+        );
+        let vlan = Link::new(
+            "v5",
+            LinkKind::Vlan {
+                parent: "pinned".into(),
+                vlan_id: 5,
+            },
+        );
+        let cfg = NetworkConfig {
+            links: vec![glob, drv, both, bond, vlan],
+            ..Default::default()
+        };
+        let mut sorted = host.clone();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let (x, w) = expand_matches(&cfg, &sorted);
+        let ids: Vec<&str> = x.links.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["lan", "lan#eth1", "fast", "bond0"], "{w:?}");
+        assert_eq!(x.links[0].mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(x.links[2].mac.as_deref(), Some("52:54:00:00:00:05"));
+        assert_eq!(x.links[3].kind.members(), ["lan", "lan#eth1"]);
+        assert!(x.links.iter().all(|l| !l.has_match_rules()));
+        assert!(
+            w.iter()
+                .any(|w| w.contains("\"pinned\"") && w.contains("matches no interface")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("\"v5\"") && w.contains("left out")),
+            "{w:?}"
+        );
+        let names = assign_names_host(&x, &sorted);
+        assert_eq!(names.name("lan#eth1"), Some("eth1"));
+        assert_eq!(names.name("fast"), Some("ens5"));
+        // Nothing to resolve: the config is unchanged.
+        let plain = NetworkConfig {
+            links: vec![Link::new("eth0", LinkKind::Physical)],
+            ..Default::default()
+        };
+        assert_eq!(expand_matches(&plain, &sorted), (plain.clone(), vec![]));
     }
 }

@@ -8,8 +8,8 @@ use super::v1::{default_net, Conv};
 use super::{address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError};
 use crate::model::grammar::Esc;
 use crate::model::network::{
-    check_glob, check_ifname, check_link_id, is_glob, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind,
-    NetworkConfig, Route, L3,
+    check_glob, check_ifname, check_link_id, is_glob, normalize_mac, BondMode, BondParams,
+    Ipv6Auto, Link, LinkKind, NetworkConfig, Route, L3,
 };
 use crate::model::Report;
 
@@ -198,7 +198,10 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
             let g = m.get(key)?;
             let f = format!("{field}.match.{key}");
             let Some(g) = scalar(g) else {
-                c.warn(&f, format!("expected a string, found {}; ignored", super::kind(g)));
+                c.warn(
+                    &f,
+                    format!("expected a string, found {}; ignored", super::kind(g)),
+                );
                 return None;
             };
             match check_glob(&g) {
@@ -212,8 +215,7 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
         // netplan: every property given under `match` must match (MAC, name glob, driver glob).
         let match_name = glob_at(c, "name");
         let match_driver = glob_at(c, "driver");
-        if m
-            .keys()
+        if m.keys()
             .any(|k| !matches!(k.as_str(), "macaddress" | "name" | "driver"))
         {
             c.warn(
@@ -486,6 +488,56 @@ network:
         assert!(
             w.iter()
                 .any(|w| w.contains("warp-drive") && w.contains("unknown bond option")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn v2_name_globs_drivers_and_combined_matches() {
+        let y = r#"
+version: 2
+ethernets:
+  lan:
+    match: {name: "eth*"}
+    dhcp4: true
+  fast:
+    match: {driver: ixgbe}
+  pinned:
+    match: {macaddress: "52:54:00:00:00:09", name: ens9}
+  named:
+    match: {name: ens3}
+  renamed:
+    match: {name: "en*", driver: "virtio*"}
+    set-name: wan0
+  bad:
+    match: {name: "eth*\nName=x"}
+  hostile:
+    match: {name: "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"}
+"#;
+        let (c, r) = parse_v2(y.as_bytes(), "nc").unwrap();
+        let l = |id: &str| c.link(id).unwrap();
+        assert_eq!(l("lan").match_name.as_deref(), Some("eth*"));
+        assert_eq!(l("lan").name, None);
+        assert_eq!(l("fast").match_driver.as_deref(), Some("ixgbe"));
+        assert_eq!(l("pinned").mac.as_deref(), Some("52:54:00:00:00:09"));
+        assert_eq!(l("pinned").match_name.as_deref(), Some("ens9"));
+        assert_eq!(l("pinned").name, None, "both must match: not a rename");
+        assert_eq!(l("named").name.as_deref(), Some("ens3"));
+        assert!(!l("named").has_match_rules());
+        assert_eq!(l("renamed").name.as_deref(), Some("wan0"));
+        assert_eq!(l("renamed").match_driver.as_deref(), Some("virtio*"));
+        assert!(!l("bad").has_match_rules());
+        assert!(!l("hostile").has_match_rules());
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.bad.match.name: ")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.hostile.match.name: ")
+                    && w.contains("at most 64")),
             "{w:?}"
         );
     }

@@ -97,7 +97,11 @@ pub fn render_netplan(
                     let _ = writeln!(s, "        name: {}", q(ck.glob(&lf(i, "match_name"), g)?));
                 }
                 if let Some(g) = &l.match_driver {
-                    let _ = writeln!(s, "        driver: {}", q(ck.glob(&lf(i, "match_driver"), g)?));
+                    let _ = writeln!(
+                        s,
+                        "        driver: {}",
+                        q(ck.glob(&lf(i, "match_driver"), g)?)
+                    );
                 }
                 if let Some(n) = &l.name {
                     let _ = writeln!(s, "      set-name: {}", q(ck.token(&lf(i, "name"), n)?));
