@@ -45,7 +45,10 @@ pub fn render_eni(
         // pattern `auto mac/MAC/=LOGICAL` (interfaces(5), "PATTERN MATCHING INTERFACES"):
         // `ifup -a` at boot finds the interface with that MAC, whatever the image named it, and
         // configures it with the logical stanza ($IFACE is the real name in its commands).
-        let (name, pattern) = match name_of(i, &l.id)? {
+        // A NIC the source wants renamed and that is not on the target is mapped by MAC too:
+        // ifupdown cannot rename, so the wanted name would match nothing.
+        let offline_rename = names.rename(&l.id) && names.missing_macs.contains(&l.id);
+        let (name, pattern) = match name_of(i, &l.id)?.filter(|_| !offline_rename) {
             Some(n) => (n.to_string(), None),
             None => match (&l.kind, &l.mac) {
                 (LinkKind::Physical, Some(m)) => {
