@@ -1058,7 +1058,7 @@ fn eni_offline_maps_stanzas_by_mac() {
         .expect("an interface with a MAC");
     let eni = render_eni(&host_mac);
     fs::write(&f, &eni).unwrap();
-    assert_eq!(ifquery_list(&f), [host_if.clone()], "{eni}");
+    assert_eq!(ifquery_list(&f), std::slice::from_ref(&host_if), "{eni}");
     require_tool("ifup");
     let o = Command::new("ifup")
         .args(["-a", "--no-act", "-v", "-i"])
