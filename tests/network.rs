@@ -281,10 +281,42 @@ fn ifquery_validate(label: &str, c: &NetworkConfig, names: &Names) {
         all.push_str(&String::from_utf8_lossy(&o.stdout));
     }
     for l in &c.links {
-        let Some(n) = names.name(&l.id) else { continue };
         if c.controller_of(&l.id).is_some() {
             continue;
         }
+        // A NIC not on the target (unnamed, or to be renamed) is mapped by its MAC to a
+        // logical stanza: queried as `PHYS=LOGICAL`, with its addresses.
+        let absent = names.name(&l.id).is_none() || names.missing_macs.contains(&l.id);
+        if let (LinkKind::Physical, Some(mac), true) = (&l.kind, &l.mac, absent) {
+            let logical = primer::net::render::eni::logical_name(mac);
+            assert!(
+                r.files[0]
+                    .content
+                    .contains(&format!("auto mac/{mac}/={logical}\n")),
+                "{label}: {mac} not mapped:\n{}",
+                r.files[0].content
+            );
+            let o = Command::new("ifquery")
+                .arg("-i")
+                .arg(&file)
+                .arg(format!("x={logical}"))
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{label}: {}",
+                text(&o)
+            );
+            let q = String::from_utf8_lossy(&o.stdout);
+            for a in l.l3.addresses.iter().filter(|a| a.addr().is_ipv4()).take(1) {
+                assert!(
+                    q.contains(&format!("address: {}\n", a.addr())),
+                    "{label}: {logical}: address {a} missing:\n{q}"
+                );
+            }
+            continue;
+        }
+        let Some(n) = names.name(&l.id) else { continue };
         if let LinkKind::Vlan { parent, .. } = &l.kind {
             if names.name(parent).is_none() {
                 continue;

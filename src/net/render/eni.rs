@@ -27,15 +27,28 @@ pub fn render_eni(
     // Every drive-derived value is one safe word (ifupdown hands `up` lines to the shell), or
     // nothing is rendered.
     let ck = Check { file: PATH };
-    // A name by link id, checked.
+    // A NIC configured through a MAC-mapped stanza: not on the target (unnamed, or absent and
+    // to be renamed). Its real name is known only to ifupdown at boot.
+    let mapped = |id: &str| {
+        c.link(id).is_some_and(|l| {
+            matches!(l.kind, LinkKind::Physical)
+                && l.mac.is_some()
+                && (names.name(id).is_none()
+                    || (names.rename(id) && names.missing_macs.iter().any(|m| m == id)))
+        })
+    };
+    // A real interface name by link id, checked (none for a MAC-mapped NIC).
     let name_of = |i: usize, id: &str| -> Result<Option<&str>, RenderError> {
+        if mapped(id) {
+            return Ok(None);
+        }
         names
             .name(id)
             .map(|n| ck.token(&lf(i, "name"), n))
             .transpose()
     };
     // Logical names of the MAC-mapped stanzas so far (one per MAC).
-    let mut mapped = std::collections::BTreeSet::new();
+    let mut mapped_macs = std::collections::BTreeSet::new();
     for (i, l) in ordered(c) {
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
@@ -47,14 +60,13 @@ pub fn render_eni(
         // configures it with the logical stanza ($IFACE is the real name in its commands).
         // A NIC the source wants renamed and that is not on the target is mapped by MAC too:
         // ifupdown cannot rename, so the wanted name would match nothing.
-        let offline_rename = names.rename(&l.id) && names.missing_macs.contains(&l.id);
-        let (name, pattern) = match name_of(i, &l.id)?.filter(|_| !offline_rename) {
+        let (name, pattern) = match name_of(i, &l.id)? {
             Some(n) => (n.to_string(), None),
             None => match (&l.kind, &l.mac) {
                 (LinkKind::Physical, Some(m)) => {
                     let m = ck.token(&lf(i, "mac"), m)?;
                     let logical = logical_name(m);
-                    if !mapped.insert(logical.clone()) {
+                    if !mapped_macs.insert(logical.clone()) {
                         out.warnings.push(format!(
                             "link {:?} ({m}): another link already matches this MAC; left out",
                             l.id
@@ -113,7 +125,16 @@ pub fn render_eni(
                 let _ = writeln!(common, "    bond-master {cn}");
                 if let LinkKind::Bond { params, .. } = &ctl.kind {
                     if params.primary.as_deref() == Some(l.id.as_str()) {
-                        let _ = writeln!(common, "    bond-primary {name}");
+                        if pattern.is_none() {
+                            let _ = writeln!(common, "    bond-primary {name}");
+                        } else {
+                            // A MAC-mapped primary has no name to write: once enslaved, it
+                            // makes itself the primary under its real name.
+                            let _ = writeln!(
+                                common,
+                                "    up ip link set dev {cn} type bond primary {IFACE}"
+                            );
+                        }
                     }
                 }
             }
@@ -121,12 +142,7 @@ pub fn render_eni(
                 // A member without a name is still configured when it is mapped by its MAC.
                 let m: Vec<&str> = members
                     .iter()
-                    .filter(|m| {
-                        names.name(m).is_some()
-                            || c.link(m).is_some_and(|x| {
-                                matches!(x.kind, LinkKind::Physical) && x.mac.is_some()
-                            })
-                    })
+                    .filter(|m| names.name(m).is_some() || mapped(m))
                     .map(String::as_str)
                     .collect();
                 if m.len() < members.len() {
@@ -163,7 +179,7 @@ pub fn render_eni(
                 if let Some(p) = params.primary.as_deref() {
                     if let Some(p) = name_of(i, p)? {
                         let _ = writeln!(common, "    bond-primary {p}");
-                    } else {
+                    } else if !mapped(p) {
                         out.warnings.push(format!(
                             "bond {:?}: its primary {p:?} has no known interface name; bond-primary left out",
                             l.id
