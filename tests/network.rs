@@ -281,10 +281,42 @@ fn ifquery_validate(label: &str, c: &NetworkConfig, names: &Names) {
         all.push_str(&String::from_utf8_lossy(&o.stdout));
     }
     for l in &c.links {
-        let Some(n) = names.name(&l.id) else { continue };
         if c.controller_of(&l.id).is_some() {
             continue;
         }
+        // A NIC not on the target (unnamed, or to be renamed) is mapped by its MAC to a
+        // logical stanza: queried as `PHYS=LOGICAL`, with its addresses.
+        let absent = names.name(&l.id).is_none() || names.missing_macs.contains(&l.id);
+        if let (LinkKind::Physical, Some(mac), true) = (&l.kind, &l.mac, absent) {
+            let logical = primer::net::render::eni::logical_name(mac);
+            assert!(
+                r.files[0]
+                    .content
+                    .contains(&format!("auto mac/{mac}/={logical}\n")),
+                "{label}: {mac} not mapped:\n{}",
+                r.files[0].content
+            );
+            let o = Command::new("ifquery")
+                .arg("-i")
+                .arg(&file)
+                .arg(format!("x={logical}"))
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{label}: {}",
+                text(&o)
+            );
+            let q = String::from_utf8_lossy(&o.stdout);
+            for a in l.l3.addresses.iter().filter(|a| a.addr().is_ipv4()).take(1) {
+                assert!(
+                    q.contains(&format!("address: {}\n", a.addr())),
+                    "{label}: {logical}: address {a} missing:\n{q}"
+                );
+            }
+            continue;
+        }
+        let Some(n) = names.name(&l.id) else { continue };
         if let LinkKind::Vlan { parent, .. } = &l.kind {
             if names.name(parent).is_none() {
                 continue;
@@ -775,4 +807,300 @@ fn conformance_every_shared_case_converts_and_renders() {
         cases.len()
     );
     assert!(with_network >= 15, "expected the os-*/nc-* network cases");
+}
+
+/// Issue 11 item 2: the NoCloud seed of the report (a v2 `match: {name: "eth*"}`), with a
+/// `driver:` match and a MAC + name match that must both hold. A real seed ISO (genisoimage,
+/// volume `cidata`), run by the real binary for each backend against a target whose NICs
+/// (fake sysfs, drivers as `device/driver` links) are eth0, eth1 (virtio_net), ens5 (ixgbe)
+/// and ens9 (the MAC of the pinned entry, but not its name). networkd and netplan carry the
+/// match rules; NetworkManager and ifupdown get every matching NIC, in name order.
+const GLOB_SEED: &str = r#"version: 2
+ethernets:
+  lan:
+    match: {name: "eth*"}
+    dhcp4: true
+  fast:
+    match: {driver: ixgbe}
+    addresses: [192.0.2.10/24]
+    gateway4: 192.0.2.1
+  pinned:
+    match: {macaddress: "52:54:00:00:00:09", name: enp9}
+    dhcp4: true
+"#;
+
+fn glob_seed_iso(dir: &Path) -> PathBuf {
+    require_tool("genisoimage");
+    let tree = dir.join("seed");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(
+        tree.join("meta-data"),
+        "instance-id: glob-0001\nlocal-hostname: glob\n",
+    )
+    .unwrap();
+    fs::write(tree.join("user-data"), "#cloud-config\n").unwrap();
+    fs::write(tree.join("network-config"), GLOB_SEED).unwrap();
+    let iso = dir.join("seed.iso");
+    let o = Command::new("genisoimage")
+        .args(["-quiet", "-J", "-r", "-V", "cidata", "-o"])
+        .arg(&iso)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "genisoimage: {}", text(&o));
+    iso
+}
+
+/// A fake NIC under `<root>/sys/class/net`, with its driver link when given.
+fn fake_nic(root: &Path, name: &str, mac: &str, driver: Option<&str>) {
+    let n = root.join("sys/class/net").join(name);
+    fs::create_dir_all(n.join("device")).unwrap();
+    fs::write(n.join("address"), format!("{mac}\n")).unwrap();
+    if let Some(d) = driver {
+        std::os::unix::fs::symlink(
+            format!("../../../bus/pci/drivers/{d}"),
+            n.join("device/driver"),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn v2_glob_and_driver_matches_from_a_nocloud_seed() {
+    let t = tempfile::tempdir().unwrap();
+    let iso = glob_seed_iso(t.path());
+    let golden = repo().join("tests/golden/network/nocloud-eth-glob");
+    let mut diffs = Vec::new();
+    for b in Backend::ALL {
+        let root = common::scratch_root();
+        fake_nic(root.path(), "eth0", "52:54:00:00:00:01", Some("virtio_net"));
+        fake_nic(root.path(), "eth1", "52:54:00:00:00:02", Some("virtio_net"));
+        fake_nic(root.path(), "ens5", "52:54:00:00:00:05", Some("ixgbe"));
+        fake_nic(root.path(), "ens9", "52:54:00:00:00:09", None);
+        let o = run(&iso, root.path(), &["--network-backend", b.as_str()]);
+        assert_eq!(o.status.code(), Some(0), "{b}: {}", text(&o));
+        let out = text(&o);
+        let dir = primer::net::render::owned(b).dir;
+        let mut tree = BTreeMap::new();
+        for (p, c) in read_tree(&root.path().join(dir)) {
+            tree.insert(format!("{dir}/{p}"), c);
+        }
+        let all: String = tree.values().cloned().collect();
+        match b {
+            Backend::Networkd => {
+                // One .network per entry, each with the entry's rules ANDed in [Match].
+                assert!(all.contains("[Match]\nName=eth*\n"), "{all}");
+                assert!(all.contains("[Match]\nDriver=ixgbe\n"), "{all}");
+                assert!(
+                    all.contains("[Match]\nPermanentMACAddress=52:54:00:00:00:09\nName=enp9\n"),
+                    "{all}"
+                );
+            }
+            Backend::Netplan => {
+                assert!(all.contains("name: \"eth*\""), "{all}");
+                netplan_generate_root(root.path(), &["Name=eth*", "Driver=ixgbe"]);
+            }
+            Backend::NetworkManager => {
+                let files: Vec<&String> = tree
+                    .keys()
+                    .filter(|p| p.ends_with(".nmconnection"))
+                    .collect();
+                assert_eq!(files.len(), 3, "eth0, eth1, ens5: {files:?}");
+                for mac in [
+                    "52:54:00:00:00:01",
+                    "52:54:00:00:00:02",
+                    "52:54:00:00:00:05",
+                ] {
+                    assert!(
+                        all.contains(&format!("mac-address={}", mac.to_uppercase())),
+                        "{mac}: {all}"
+                    );
+                }
+                assert!(
+                    !all.contains("52:54:00:00:00:09")
+                        && !all.to_lowercase().contains("52:54:00:00:00:09"),
+                    "{all}"
+                );
+                assert!(
+                    out.contains("\"pinned\"") && out.contains("matches no interface"),
+                    "{out}"
+                );
+            }
+            Backend::Eni => {
+                let f = root.path().join(primer::net::render::eni::PATH);
+                let listed = ifquery_list(&f);
+                // v2 entries in key order (fast, lan, pinned); each match in name order.
+                assert_eq!(listed, ["ens5", "eth0", "eth1"], "{all}");
+                let q = ifquery(&f, "ens5");
+                assert!(q.contains("address: 192.0.2.10\n"), "{q}");
+                assert!(
+                    ifquery(&f, "eth1")
+                        .contains("up: sysctl -q -e -w net.ipv6.conf.eth1.accept_ra=0"),
+                    "{all}"
+                );
+                assert!(
+                    out.contains("\"pinned\"") && out.contains("matches no interface"),
+                    "{out}"
+                );
+            }
+        }
+        diffs.extend(check_golden(&golden.join(b.as_str()), &tree));
+    }
+    assert!(
+        diffs.is_empty(),
+        "{}\n(regenerate with PRIMER_UPDATE_GOLDEN=1 and review)",
+        diffs.join("\n")
+    );
+}
+
+/// `netplan generate` over a target root holding primer's netplan file: accepted, and the
+/// generated networkd files hold each of `want`.
+fn netplan_generate_root(root: &Path, want: &[&str]) {
+    require_tool("netplan");
+    let o = Command::new("netplan")
+        .args(["generate", "--root-dir"])
+        .arg(root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !err.contains("Error") && !err.contains("WARNING"),
+        "netplan generate refused: {}",
+        text(&o)
+    );
+    let gen: String = read_tree(&root.join("run/systemd/network"))
+        .into_values()
+        .collect();
+    for w in want {
+        assert!(gen.contains(&format!("{w}\n")), "{w} not generated:\n{gen}");
+    }
+}
+
+/// `ifquery --list --allow=auto` of an interfaces file (patterns expanded against this
+/// machine's interfaces, as ifupdown does at boot), without ifupdown's built-in `lo` unless
+/// the file maps it.
+fn ifquery_list(file: &Path) -> Vec<String> {
+    require_tool("ifquery");
+    let o = Command::new("ifquery")
+        .arg("-i")
+        .arg(file)
+        .args(["--list", "--allow=auto"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "ifquery --list: {}",
+        text(&o)
+    );
+    let mapped_lo = fs::read_to_string(file)
+        .unwrap()
+        .contains("auto mac/00:00:00:00:00:00/=");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| *l != "lo" || mapped_lo)
+        .map(str::to_string)
+        .collect()
+}
+
+/// `ifquery IFACE` (or `PHYS=LOGICAL`): the options of its stanza, as ifupdown parsed them.
+fn ifquery(file: &Path, iface: &str) -> String {
+    let o = Command::new("ifquery")
+        .arg("-i")
+        .arg(file)
+        .arg(iface)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "ifquery {iface}: {}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Issue 11 item 7: `primer net render --backend eni` for an image whose NICs are not present
+/// renders MAC-mapped stanzas (`auto mac/MAC/=primer-mac-…`). ifupdown's own parser accepts
+/// them; the logical stanza holds the addresses and routes (commands on `"$IFACE"`, the real
+/// name); and with a MAC this machine has, ifupdown's pattern expansion picks exactly that
+/// interface and `ifup -a --no-act` configures it under the logical stanza.
+#[test]
+fn eni_offline_maps_stanzas_by_mac() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("network-config");
+    let render_eni = |mac: &str| -> String {
+        fs::write(
+            &input,
+            format!(
+                "version: 2\nethernets:\n  nic0:\n    match: {{macaddress: \"{mac}\"}}\n    set-name: lan0\n    addresses: [192.0.2.20/24, \"2001:db8::20/64\"]\n    routes: [{{to: 198.51.100.0/24, via: 192.0.2.1}}]\n"
+            ),
+        )
+        .unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let o = primer(&[
+            "net",
+            "render",
+            "--backend",
+            "eni",
+            "--input",
+            input.to_str().unwrap(),
+            "--root",
+            empty.path().to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(!text(&o).contains("ifupdown needs a name"), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("# file: "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let eni = render_eni("52:54:00:12:34:56");
+    let logical = "primer-mac-525400123456";
+    assert!(
+        eni.contains(&format!(
+            "auto mac/52:54:00:12:34:56/={logical}\niface {logical} inet static\n"
+        )),
+        "{eni}"
+    );
+    assert!(eni.contains("dev \"$IFACE\""), "{eni}");
+    let f = dir.path().join("interfaces");
+    fs::write(&f, &eni).unwrap();
+    // No interface here has that MAC: the pattern expands to nothing, and parses.
+    assert!(ifquery_list(&f).is_empty());
+    let q = ifquery(&f, &format!("ens3={logical}"));
+    for want in [
+        "address: 192.0.2.20\n",
+        "up: ip route add 198.51.100.0/24 via 192.0.2.1 dev \"$IFACE\"\n",
+    ] {
+        assert!(q.contains(want), "{want}: {q}");
+    }
+
+    // A MAC this machine has (the first NIC with one; lo's 00:00:… otherwise): ifupdown maps
+    // that interface, whatever its name, to the logical stanza.
+    let (host_if, host_mac) = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let m = fs::read_to_string(e.path().join("address")).ok()?;
+            let m = m.trim().to_string();
+            (m.len() == 17).then_some((n, m))
+        })
+        .min_by_key(|(n, m)| (m == "00:00:00:00:00:00", n.clone()))
+        .expect("an interface with a MAC");
+    let eni = render_eni(&host_mac);
+    fs::write(&f, &eni).unwrap();
+    assert_eq!(ifquery_list(&f), std::slice::from_ref(&host_if), "{eni}");
+    require_tool("ifup");
+    let o = Command::new("ifup")
+        .args(["-a", "--no-act", "-v", "-i"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let logical = format!("primer-mac-{}", host_mac.replace(':', ""));
+    assert!(
+        text(&o).contains(&format!("configuring interface {host_if}={logical} (inet)")),
+        "{}",
+        text(&o)
+    );
 }

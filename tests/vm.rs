@@ -7,7 +7,9 @@
 //! second boot with the same drive; a boot with an updated drive; SSH login with the drive's key;
 //! network (one per backend variant: networkd, ifupdown, NetworkManager): three virtio NICs on
 //! restricted user networks, static IPv4 + IPv6 + routes + DNS on the first, an active-backup
-//! bond of the other two with a VLAN on top, checked inside the guest with `ip -j`.
+//! bond of the other two with a VLAN on top, checked inside the guest with `ip -j`; for
+//! ifupdown also with the stanzas mapped by MAC (rendered with no NIC present, booted with the
+//! NICs under other names).
 //! `cargo test --test vm -- --ignored cloud_init_comparison` boots the same guest with Debian's
 //! cloud-init instead of primer and prints both services' times.
 //!
@@ -702,6 +704,93 @@ fn network_ifupdown() {
 #[test]
 fn network_networkmanager() {
     network_scenario("nm");
+}
+
+/// Issue 11 item 7: ifupdown stanzas mapped by MAC bring the NICs up whatever the image names
+/// them. Boot 1: the ifupdown guest with the network drive and none of its NICs attached, so
+/// primer (live, after its bounded wait for the drive's MACs) knows no interface name and
+/// renders `auto mac/MAC/=primer-mac-…` stanzas, as for an image rendered offline. Boot 2: the
+/// drive gone (primer finds nothing, exit 11, changes nothing), the three NICs attached and
+/// `net.ifnames=0`, so the image names them eth0..eth2 (never seen by primer): ifupdown maps
+/// each by its MAC to primer's stanza and the whole network of the drive is up (the checks of
+/// `network_ifupdown`: addresses, routes on "$IFACE", the bond of two mapped NICs, the VLAN).
+#[test]
+fn network_ifupdown_mac_mapped() {
+    let (base, off, len) = variant_image("ifupdown");
+    let w = Work::on("net-ifupdown-mac", &base, (off, len));
+    let iso = network_drive(&w.path);
+    let first = Boot {
+        work: &w,
+        attach: Attach::Partition,
+        drive: Some(iso),
+        ssh: None,
+        nics: &[],
+        extra: Extra::default(),
+    }
+    .run();
+    println!(
+        "{}",
+        first.timing("network-ifupdown-mac, boot without NICs")
+    );
+    assert_unit_ok(&first, "ifupdown-mac");
+    assert_eq!(first.get("primer_status"), "0", "{}", first.journal());
+    let eni = w.read_guest_file("/etc/network/interfaces.d/primer");
+    for mac in [NIC1, NIC2, NIC3] {
+        let logical = format!("primer-mac-{}", mac.replace(':', ""));
+        assert!(
+            eni.contains(&format!("auto mac/{mac}/={logical}\niface {logical} inet ")),
+            "{mac} not mapped by MAC:\n{eni}\n{}",
+            first.journal()
+        );
+    }
+    assert!(
+        !first.journal().contains("ifupdown needs a name"),
+        "{}",
+        first.journal()
+    );
+
+    // Boot 2: no drive, the NICs under names primer never saw.
+    sh(Command::new("qemu-io")
+        .arg("-c")
+        .arg(format!("write -z {off} {len}"))
+        .arg(w.disk()));
+    let again = Boot {
+        work: &w,
+        attach: Attach::None,
+        drive: None,
+        ssh: None,
+        nics: &[NIC1, NIC2, NIC3],
+        extra: Extra {
+            append: "net.ifnames=0".into(),
+            ..Extra::default()
+        },
+    }
+    .run();
+    println!(
+        "{}",
+        again.timing("network-ifupdown-mac, NICs renamed, no drive")
+    );
+    assert_eq!(again.get("primer_status"), "11", "{}", again.journal());
+    let links: Vec<serde_json::Value> = json_kv(&again, "ip_link")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for mac in [NIC1, NIC2, NIC3] {
+        let name = by_mac(&links, mac)["ifname"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            name.starts_with("eth"),
+            "{mac} is {name:?}: the image's kernel names were asked for"
+        );
+    }
+    assert_eq!(
+        w.read_guest_file("/etc/network/interfaces.d/primer"),
+        eni,
+        "the later boot changed primer's file"
+    );
+    check_network(&again, "ifupdown", false);
 }
 
 // ---- users, passwords, user-data ----

@@ -120,6 +120,14 @@ fn model(u: &mut Unstructured) -> Result<NetworkConfig> {
     for _ in 0..u.int_in_range(0..=2)? {
         c.dns.search.push(text(u)?);
     }
+    // v2 match rules (name and driver globs), drawn last so the corpus's inputs keep their
+    // meaning: networkd and netplan write them, NetworkManager and ifupdown resolve them.
+    for l in &mut c.links {
+        if matches!(l.kind, LinkKind::Physical) {
+            l.match_name = u.arbitrary::<bool>()?.then(|| text(u)).transpose()?;
+            l.match_driver = u.arbitrary::<bool>()?.then(|| text(u)).transpose()?;
+        }
+    }
     Ok(c)
 }
 

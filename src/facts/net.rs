@@ -26,6 +26,9 @@ use crate::paths::resolve_in_root;
 pub struct NetFacts {
     /// Lower-case MAC -> interface name, from `<root>/sys/class/net`.
     pub interfaces: BTreeMap<String, String>,
+    /// Interface name -> kernel driver (`virtio_net`), for v2 `driver:` matches: the name of
+    /// the `device/driver` link of each interface in `interfaces` that has one.
+    pub drivers: BTreeMap<String, String>,
     /// The detected backend and why.
     pub detected: Option<(Backend, String)>,
     /// For each backend, primer's files (first line is the header) that exist now.
@@ -120,6 +123,7 @@ pub fn read_net_facts(
             facts.interfaces = read_interfaces(root);
         }
     }
+    facts.drivers = read_drivers(root, &facts.interfaces);
     facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
     facts.resolv_conf_symlink = resolve_in_root(root, "etc")
         .ok()
@@ -196,6 +200,35 @@ pub fn read_interfaces(root: &Path) -> BTreeMap<String, String> {
             if mac != "00:00:00:00:00:00" {
                 out.entry(mac).or_insert(n);
             }
+        }
+    }
+    out
+}
+
+/// Longest driver name kept (the kernel's are far shorter; a longer one is not matched).
+const DRIVER_MAX: usize = 64;
+
+/// The kernel driver of each interface: the last component of the `device/driver` link's
+/// target under `<root>/sys/class/net/NAME` (read, never followed outside the root). Interfaces
+/// without one (virtual, or a fake sysfs tree) have none; a name that is not one line of at
+/// most 64 bytes is left out.
+pub fn read_drivers(
+    root: &Path,
+    interfaces: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = resolve_in_root(root, "sys/class/net") else {
+        return out;
+    };
+    for name in interfaces.values() {
+        let Ok(target) = fs::read_link(dir.join(name).join("device/driver")) else {
+            continue;
+        };
+        let Some(d) = target.file_name().and_then(|d| d.to_str()) else {
+            continue;
+        };
+        if !d.is_empty() && d.len() <= DRIVER_MAX && crate::model::grammar::line_safe(d).is_ok() {
+            out.insert(name.clone(), d.to_string());
         }
     }
     out
@@ -368,7 +401,19 @@ mod tests {
             "52:54:00:aa:00:03\n",
         )
         .unwrap();
+        // ens3's driver is a link's last component; ens4 has none.
+        fs::create_dir_all(net.join("ens3/device")).unwrap();
+        symlink(
+            "../../../bus/virtio/drivers/virtio_net",
+            net.join("ens3/device/driver"),
+        )
+        .unwrap();
         let i = read_interfaces(t.path());
+        let d = read_drivers(t.path(), &i);
+        assert_eq!(
+            d.into_iter().collect::<Vec<_>>(),
+            [("ens3".to_string(), "virtio_net".to_string())]
+        );
         assert_eq!(
             i.into_iter().collect::<Vec<_>>(),
             [

@@ -50,6 +50,14 @@ pub struct Link {
     pub mac: Option<String>,
     /// The OS interface name the source asks for (`name`, `set-name`, a v1 name).
     pub name: Option<String>,
+    /// netplan v2 `match: {name: GLOB}` of a physical link: a shell-style glob ([`check_glob`])
+    /// the interface's name must match (with `mac` and `match_driver`, every given property
+    /// must match). A literal name without a MAC or driver stays in `name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_name: Option<String>,
+    /// netplan v2 `match: {driver: GLOB}`: the kernel driver's name must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_driver: Option<String>,
     pub mtu: Option<u32>,
     pub l3: L3,
 }
@@ -61,9 +69,18 @@ impl Link {
             kind,
             mac: None,
             name: None,
+            match_name: None,
+            match_driver: None,
             mtu: None,
             l3: L3::default(),
         }
+    }
+    /// A physical link matched by a name glob or a driver: the renderers with match rules
+    /// (networkd, netplan) write the match; NetworkManager and ifupdown resolve it against the
+    /// target's interfaces first ([`crate::net::naming::expand_matches`]).
+    pub fn has_match_rules(&self) -> bool {
+        matches!(self.kind, LinkKind::Physical)
+            && (self.match_name.is_some() || self.match_driver.is_some())
     }
 }
 
@@ -833,6 +850,12 @@ impl NetworkConfig {
             if let Some(m) = &l.mac {
                 check_mac(m).map_err(at(format!("{f}.mac")))?;
             }
+            if let Some(g) = &l.match_name {
+                check_glob(g).map_err(at(format!("{f}.match_name")))?;
+            }
+            if let Some(g) = &l.match_driver {
+                check_glob(g).map_err(at(format!("{f}.match_driver")))?;
+            }
             for (j, m) in l.kind.members().iter().enumerate() {
                 check_link_id(m).map_err(at(format!("{f}.members[{j}]")))?;
             }
@@ -880,6 +903,151 @@ impl NetworkConfig {
             dns(&l.l3.dns, &format!("{f}.dns"))?;
         }
         Ok(())
+    }
+}
+
+/// Longest match glob accepted (interface names are at most 15 bytes and driver names short:
+/// a longer glob is a hostile one).
+pub const GLOB_MAX: usize = 64;
+
+/// `s` is a match glob primer writes into every backend's file (networkd `Name=`/`Driver=`,
+/// netplan `match:`) and evaluates itself: 1 to [`GLOB_MAX`] bytes of the characters of an
+/// interface or driver name (ASCII letters, digits, `-`, `_`, `.`, `@`) and the shell glob's
+/// `*`, `?` and `[...]` (with `!` or `^` negation and `a-z` ranges), every bracket closed.
+/// Nothing else: no white space (networkd's `Name=` is a white-space separated list), no
+/// quote, no `\` escape, no `/` or `:`.
+pub fn check_glob(s: &str) -> Result<(), GrammarError> {
+    if s.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if s.len() > GLOB_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: GLOB_MAX,
+        });
+    }
+    grammar::line_safe(s)?;
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@');
+    let bad = |ch: char, at: usize, why: &'static str| GrammarError::Forbidden { ch, at, why };
+    let chars: Vec<(usize, char)> = s.char_indices().collect();
+    let mut k = 0;
+    while k < chars.len() {
+        let (at, ch) = chars[k];
+        match ch {
+            '*' | '?' => k += 1,
+            '[' => {
+                // `[`, an optional `!`/`^`, one or more name characters or `-`, `]`.
+                let mut j = k + 1;
+                if matches!(chars.get(j), Some((_, '!' | '^'))) {
+                    j += 1;
+                }
+                let first = j;
+                while let Some((a, c)) = chars.get(j).copied() {
+                    if c == ']' && j > first {
+                        break;
+                    }
+                    if !(name_char(c) || c == '-') {
+                        return Err(bad(
+                            c,
+                            a,
+                            "is not part of a glob bracket (name characters and -)",
+                        ));
+                    }
+                    j += 1;
+                }
+                if j >= chars.len() {
+                    return Err(bad('[', at, "opens a glob bracket that is never closed"));
+                }
+                k = j + 1;
+            }
+            c if name_char(c) => k += 1,
+            c => {
+                return Err(bad(
+                    c,
+                    at,
+                    "is not part of a match glob (name characters, *, ? and [...])",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `s` holds a glob character (`*`, `?`, `[`): a pattern, not one name.
+pub fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Whether `name` matches the glob `pat` (fnmatch(3) without flags, as networkd, netplan and
+/// ifupdown match; the pattern is assumed to pass [`check_glob`], an unclosed bracket matches
+/// itself literally). Linear in practice and bounded in the worst case: one backtracking point
+/// (the last `*`), so time is at most `pat.len() * name.len()` steps, never exponential, and
+/// the caller caps both lengths.
+pub fn glob_match(pat: &str, name: &str) -> bool {
+    let p = pat.as_bytes();
+    let n = name.as_bytes();
+    let (mut pi, mut ni) = (0usize, 0usize);
+    // After a `*`: where the pattern resumes and the next name position to try.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi + 1, ni));
+                pi += 1;
+                continue;
+            }
+            Some(b'?') => Some(pi + 1),
+            Some(b'[') => match class(p, pi, n[ni]) {
+                Some((true, end)) => Some(end),
+                Some((false, _)) => None,
+                // Unclosed: a literal `[`.
+                None => (n[ni] == b'[').then_some(pi + 1),
+            },
+            Some(c) => (*c == n[ni]).then_some(pi + 1),
+            None => None,
+        };
+        match step {
+            Some(next) => {
+                pi = next;
+                ni += 1;
+            }
+            None => match star {
+                Some((sp, sn)) => {
+                    pi = sp;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+/// A bracket expression at `p[start] == b'['`: whether `c` is in it and the index after it;
+/// `None` when it is not closed.
+fn class(p: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let x = *p.get(i)?;
+        if x == b']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|y| *y != b']') {
+            let y = p[i + 2];
+            hit |= x <= c && c <= y;
+            i += 3;
+        } else {
+            hit |= x == c;
+            i += 1;
+        }
     }
 }
 
@@ -1088,5 +1256,80 @@ mod tests {
         for bad in ["x\n", " x", "x ", "x\ty", ""] {
             assert!(check_search_domain(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn globs_match_as_fnmatch_and_stay_linear() {
+        for (p, n, want) in [
+            ("eth*", "eth0", true),
+            ("eth*", "eth", true),
+            ("eth*", "ens3", false),
+            ("en?3", "ens3", true),
+            ("en?3", "ens33", false),
+            ("ens[0-4]", "ens3", true),
+            ("ens[!0-4]", "ens3", false),
+            ("ens[^0-4]", "ens5", true),
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("virtio*", "virtio_net", true),
+            ("*_net", "virtio_net", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbYcZ", false),
+            ("[a", "[a", true),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p:?} {n:?}");
+        }
+        // A hostile glob against a long name: one backtracking point, so at most
+        // len(p) * len(n) steps, not exponential.
+        let p = format!("{}b", "*a".repeat(31));
+        assert!(p.len() <= GLOB_MAX && check_glob(&p).is_ok());
+        let n = "a".repeat(4096);
+        let t = std::time::Instant::now();
+        for _ in 0..100 {
+            assert!(!glob_match(&p, &n));
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn globs_fit_the_grammar_of_every_file() {
+        for good in [
+            "eth*",
+            "en?[0-9]",
+            "ens[!3]",
+            "virtio_net",
+            "mlx5_*",
+            "e@x.1-2",
+        ] {
+            assert_eq!(check_glob(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "eth* ens*",
+            "eth*\nName=x",
+            "e\"x",
+            "e'x",
+            "e;x",
+            "e#x",
+            "e\\x",
+            "e/x",
+            "e:x",
+            "[abc",
+            "[]",
+            "[!]",
+            "e]",
+            "e$x",
+            "e{a,b}",
+            "e\u{2028}",
+        ] {
+            assert!(check_glob(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_glob(&"*".repeat(GLOB_MAX + 1)).is_err());
+        assert!(is_glob("eth*") && !is_glob("eth0"));
     }
 }

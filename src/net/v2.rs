@@ -8,8 +8,8 @@ use super::v1::{default_net, Conv};
 use super::{address_with_prefix, kind, number, parse_ip, refused, scalar, truthy, NetError};
 use crate::model::grammar::Esc;
 use crate::model::network::{
-    check_ifname, check_link_id, normalize_mac, BondMode, BondParams, Ipv6Auto, Link, LinkKind,
-    NetworkConfig, Route, L3,
+    check_glob, check_ifname, check_link_id, is_glob, normalize_mac, BondMode, BondParams,
+    Ipv6Auto, Link, LinkKind, NetworkConfig, Route, L3,
 };
 use crate::model::Report;
 
@@ -194,25 +194,54 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                 ),
             }
         }
-        let match_name = m.get("name").and_then(scalar);
-        if m.keys().any(|k| k != "macaddress" && k != "name") {
+        let glob_at = |c: &mut Conv, key: &str| -> Option<String> {
+            let g = m.get(key)?;
+            let f = format!("{field}.match.{key}");
+            let Some(g) = scalar(g) else {
+                c.warn(
+                    &f,
+                    format!("expected a string, found {}; ignored", super::kind(g)),
+                );
+                return None;
+            };
+            match check_glob(&g) {
+                Ok(()) => Some(g),
+                Err(e) => {
+                    c.warn(&f, format!("{}: not a match glob; ignored", refused(&g, e)));
+                    None
+                }
+            }
+        };
+        // netplan: every property given under `match` must match (MAC, name glob, driver glob).
+        let match_name = glob_at(c, "name");
+        let match_driver = glob_at(c, "driver");
+        if m.keys()
+            .any(|k| !matches!(k.as_str(), "macaddress" | "name" | "driver"))
+        {
             c.warn(
                 &format!("{field}.match"),
-                "only macaddress and name are matched; other keys ignored",
+                "only macaddress, name and driver are matched; other keys ignored",
             );
         }
         let set_name = o.get("set-name").and_then(scalar);
-        let candidate = set_name.or(match_name.clone()).or_else(|| {
-            // Without match, the key is the interface name.
-            (!o.contains_key("match")).then(|| id.to_string())
-        });
-        if let Some(n) = candidate {
-            if n.contains(['*', '?', '[']) {
-                c.warn(
-                    &format!("{field}.match.name"),
-                    format!("glob {n:?} cannot name one interface; ignored"),
-                );
-            } else {
+        if let Some(n) = &set_name {
+            match check_ifname(n) {
+                Ok(()) => link.name = Some(n.clone()),
+                Err(e) => c.warn(
+                    &field,
+                    format!("{}: not a valid interface name; ignored", refused(n, e)),
+                ),
+            }
+        }
+        match match_name {
+            // A literal name alone names the interface (as before); with a MAC or a driver it
+            // is one more property that must match.
+            Some(n)
+                if !is_glob(&n)
+                    && link.mac.is_none()
+                    && match_driver.is_none()
+                    && link.name.is_none() =>
+            {
                 match check_ifname(&n) {
                     Ok(()) => link.name = Some(n),
                     Err(e) => c.warn(
@@ -221,9 +250,22 @@ fn section_entry(c: &mut Conv, section: &str, id: &str, v: &Value) {
                     ),
                 }
             }
+            Some(n) => link.match_name = Some(n),
+            None => {}
         }
-        if link.mac.is_none() && link.name.is_none() {
-            c.warn(&field, "matches no interface by MAC or name");
+        link.match_driver = match_driver;
+        if !o.contains_key("match") && link.name.is_none() {
+            // Without match, the key is the interface name.
+            match check_ifname(id) {
+                Ok(()) => link.name = Some(id.to_string()),
+                Err(e) => c.warn(
+                    &field,
+                    format!("{}: not a valid interface name; ignored", refused(id, e)),
+                ),
+            }
+        }
+        if link.mac.is_none() && link.name.is_none() && !link.has_match_rules() {
+            c.warn(&field, "matches no interface by MAC, name or driver");
         }
     } else {
         if check_ifname(id).is_ok() {
@@ -446,6 +488,56 @@ network:
         assert!(
             w.iter()
                 .any(|w| w.contains("warp-drive") && w.contains("unknown bond option")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn v2_name_globs_drivers_and_combined_matches() {
+        let y = r#"
+version: 2
+ethernets:
+  lan:
+    match: {name: "eth*"}
+    dhcp4: true
+  fast:
+    match: {driver: ixgbe}
+  pinned:
+    match: {macaddress: "52:54:00:00:00:09", name: ens9}
+  named:
+    match: {name: ens3}
+  renamed:
+    match: {name: "en*", driver: "virtio*"}
+    set-name: wan0
+  bad:
+    match: {name: "eth*\nName=x"}
+  hostile:
+    match: {name: "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"}
+"#;
+        let (c, r) = parse_v2(y.as_bytes(), "nc").unwrap();
+        let l = |id: &str| c.link(id).unwrap();
+        assert_eq!(l("lan").match_name.as_deref(), Some("eth*"));
+        assert_eq!(l("lan").name, None);
+        assert_eq!(l("fast").match_driver.as_deref(), Some("ixgbe"));
+        assert_eq!(l("pinned").mac.as_deref(), Some("52:54:00:00:00:09"));
+        assert_eq!(l("pinned").match_name.as_deref(), Some("ens9"));
+        assert_eq!(l("pinned").name, None, "both must match: not a rename");
+        assert_eq!(l("named").name.as_deref(), Some("ens3"));
+        assert!(!l("named").has_match_rules());
+        assert_eq!(l("renamed").name.as_deref(), Some("wan0"));
+        assert_eq!(l("renamed").match_driver.as_deref(), Some("virtio*"));
+        assert!(!l("bad").has_match_rules());
+        assert!(!l("hostile").has_match_rules());
+        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.bad.match.name: ")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("nc: ethernets.hostile.match.name: ")
+                    && w.contains("at most 64")),
             "{w:?}"
         );
     }

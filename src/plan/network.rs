@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Action, Change, Planner, Step};
 use crate::media::DriveFiles;
 use crate::model::Instance;
-use crate::net::naming::assign_names;
+use crate::net::naming::assign_names_with_drivers;
 use crate::net::render::{self, eni, RenderOptions, HEADER};
 use crate::net::{self, Backend, InputFormat, NetworkConfig};
 use crate::plan::Meta;
@@ -121,7 +121,7 @@ impl Planner<'_> {
                 return;
             }
         };
-        let names = assign_names(&config, &facts.interfaces);
+        let names = assign_names_with_drivers(&config, &facts.interfaces, &facts.drivers);
         for id in &names.missing_macs {
             let mac = config
                 .link(id)

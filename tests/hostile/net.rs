@@ -525,3 +525,103 @@ fn new_bond_options_with_newlines_huge_values_and_huge_lists_are_refused() {
         });
     }
 }
+
+/// Issue 11 item 2: v2 match globs and drivers are drive strings too. A glob or driver with a
+/// newline, a comment or shell character, white space (a second networkd `Name=` word) or
+/// more than 64 bytes is dropped with a warning naming the field; the MAC-matched link and its
+/// search domain stay, in every backend.
+#[test]
+fn v2_match_globs_and_drivers_with_injections_are_refused() {
+    let nc = |key: &str, value: &str| {
+        serde_json::json!({"network": {"version": 2, "ethernets": {
+            "eth0": {"match": {"macaddress": "52:54:00:aa:00:01"}, "set-name": "ens3",
+                     "addresses": ["192.0.2.10/24"],
+                     "nameservers": {"addresses": ["192.0.2.53"], "search": ["good.example"]}},
+            "evil": {"match": {key: value}, "dhcp4": true}}}})
+    };
+    for (key, value) in [
+        ("name", "eth*\n[Match]\nINJECTED=1"),
+        ("name", "eth* INJECTED*"),
+        ("name", "e*;INJECTED"),
+        ("name", "e*$(INJECTED)"),
+        ("driver", "virtio*\"INJECTED"),
+        ("driver", "ixgbe\u{2028}INJECTED"),
+        (
+            "name",
+            "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*INJECTED",
+        ),
+    ] {
+        check(&Case {
+            name: "v2 match glob",
+            input: Input::NoCloud(nc(key, value)),
+            file: "network-config",
+            field: if key == "name" {
+                "ethernets.evil.match.name"
+            } else {
+                "ethernets.evil.match.driver"
+            },
+            kept: "good.example",
+        });
+    }
+}
+
+/// Hostile globs at the limit (`*a*a…*b`, 63 bytes, the backtracking worst case) on many
+/// entries, against a target with many NICs of long names: resolving them is bounded (one
+/// backtracking point per glob), so the run ends quickly for every backend.
+#[test]
+fn hostile_globs_resolve_in_bounded_time() {
+    let glob = format!("{}b", "*a".repeat(31));
+    let mut eth = serde_json::Map::new();
+    for i in 0..300 {
+        eth.insert(
+            format!("g{i}"),
+            serde_json::json!({"match": {"name": glob, "driver": glob}, "dhcp4": true}),
+        );
+    }
+    eth.insert(
+        "eth0".into(),
+        serde_json::json!({"match": {"macaddress": "52:54:00:aa:00:01"}, "dhcp4": true,
+                           "nameservers": {"search": ["good.example"]}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = build(
+        &Input::NoCloud(serde_json::json!({"network": {"version": 2, "ethernets": eth}})),
+        dir.path(),
+    );
+    for b in BACKENDS {
+        let root = target();
+        for i in 0..64 {
+            let n = root
+                .path()
+                .join(format!("sys/class/net/{}{i:02}", "a".repeat(200)));
+            fs::create_dir_all(n.join("device")).unwrap();
+            fs::write(n.join("address"), format!("52:54:00:bb:00:{i:02x}\n")).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../drivers/{}", "a".repeat(60)),
+                n.join("device/driver"),
+            )
+            .unwrap();
+        }
+        let t = std::time::Instant::now();
+        let o = primer(&[
+            "run",
+            "--source",
+            src.to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--network-backend",
+            b,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{b}: {}", text(&o));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{b}: {:?}",
+            t.elapsed()
+        );
+        let all: Vec<u8> = files(&root.path().join("etc"))
+            .into_iter()
+            .flat_map(|(_, c)| c)
+            .collect();
+        assert!(contains(&all, "good.example"), "{b}: {}", text(&o));
+    }
+}

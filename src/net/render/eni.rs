@@ -1,8 +1,11 @@
 //! ifupdown renderer: one `/etc/network/interfaces.d/primer` with a stanza per link and family
 //! (bonds need `ifenslave`, VLANs are named `parent.vid`, which ifupdown creates itself), and,
 //! where nothing else manages it, `/etc/resolv.conf` (ifupdown acts on `dns-*` lines only
-//! through resolvconf). Pure. ifupdown configures interfaces by name only: a link whose name
-//! is unknown is left out and reported.
+//! through resolvconf). Pure. A NIC whose name is unknown (not on the target, as when an image
+//! is rendered offline) is configured by MAC: ifupdown's `auto mac/MAC/=LOGICAL` pattern maps
+//! whatever interface has that MAC at boot to a logical stanza. Name globs and driver matches
+//! arrive resolved (`render::try_render`). What ifupdown cannot express (a VLAN or bridge port
+//! on a NIC of unknown name) is left out and reported.
 
 use std::fmt::Write;
 
@@ -24,26 +27,75 @@ pub fn render_eni(
     // Every drive-derived value is one safe word (ifupdown hands `up` lines to the shell), or
     // nothing is rendered.
     let ck = Check { file: PATH };
-    // A name by link id, checked.
+    // A NIC configured through a MAC-mapped stanza: not on the target (unnamed, or absent and
+    // to be renamed). Its real name is known only to ifupdown at boot.
+    let mapped = |id: &str| {
+        c.link(id).is_some_and(|l| {
+            matches!(l.kind, LinkKind::Physical)
+                && l.mac.is_some()
+                && (names.name(id).is_none()
+                    || (names.rename(id) && names.missing_macs.iter().any(|m| m == id)))
+        })
+    };
+    // A real interface name by link id, checked (none for a MAC-mapped NIC).
     let name_of = |i: usize, id: &str| -> Result<Option<&str>, RenderError> {
+        if mapped(id) {
+            return Ok(None);
+        }
         names
             .name(id)
             .map(|n| ck.token(&lf(i, "name"), n))
             .transpose()
     };
+    // Logical names of the MAC-mapped stanzas so far (one per MAC).
+    let mut mapped_macs = std::collections::BTreeSet::new();
     for (i, l) in ordered(c) {
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
-        let Some(name) = name_of(i, &l.id)? else {
-            out.warnings.push(format!(
-                "link {:?}{}: no interface with this MAC on the target and no name given; ifupdown needs a name, so it is left out",
-                l.id,
-                l.mac.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
-            ));
-            continue;
+        // A NIC not present under a known name (an image rendered offline, a NIC that appears
+        // later): a stanza under a logical name, mapped from the NIC's MAC by ifupdown's own
+        // pattern `auto mac/MAC/=LOGICAL` (interfaces(5), "PATTERN MATCHING INTERFACES"):
+        // `ifup -a` at boot finds the interface with that MAC, whatever the image named it, and
+        // configures it with the logical stanza ($IFACE is the real name in its commands).
+        // A NIC the source wants renamed and that is not on the target is mapped by MAC too:
+        // ifupdown cannot rename, so the wanted name would match nothing.
+        let (name, pattern) = match name_of(i, &l.id)? {
+            Some(n) => (n.to_string(), None),
+            None => match (&l.kind, &l.mac) {
+                (LinkKind::Physical, Some(m)) => {
+                    let m = ck.token(&lf(i, "mac"), m)?;
+                    let logical = logical_name(m);
+                    if !mapped_macs.insert(logical.clone()) {
+                        out.warnings.push(format!(
+                            "link {:?} ({m}): another link already matches this MAC; left out",
+                            l.id
+                        ));
+                        continue;
+                    }
+                    if l.name.is_some() {
+                        out.warnings.push(format!(
+                            "link {:?} ({m}): ifupdown cannot rename a NIC; configured by MAC under its own name",
+                            l.id
+                        ));
+                    }
+                    (logical.clone(), Some(format!("mac/{m}/={logical}")))
+                }
+                _ => {
+                    out.warnings.push(format!(
+                        "link {:?}{}: no interface with this MAC on the target and no name given; ifupdown needs a name, so it is left out",
+                        l.id,
+                        l.mac.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+                    ));
+                    continue;
+                }
+            },
         };
-        if names.rename(&l.id) {
+        let name = name.as_str();
+        // What the stanza's shell commands call the interface: the real name, which for a
+        // MAC-mapped stanza only ifupdown knows ($IFACE, quoted: one word whatever it is).
+        let dev = if pattern.is_some() { IFACE } else { name };
+        if pattern.is_none() && names.rename(&l.id) {
             out.warnings.push(format!(
                 "link {:?}: ifupdown cannot rename a NIC; configured as {name:?}, which must exist under that name",
                 l.id
@@ -73,12 +125,26 @@ pub fn render_eni(
                 let _ = writeln!(common, "    bond-master {cn}");
                 if let LinkKind::Bond { params, .. } = &ctl.kind {
                     if params.primary.as_deref() == Some(l.id.as_str()) {
-                        let _ = writeln!(common, "    bond-primary {name}");
+                        if pattern.is_none() {
+                            let _ = writeln!(common, "    bond-primary {name}");
+                        } else {
+                            // A MAC-mapped primary has no name to write: once enslaved, it
+                            // makes itself the primary under its real name.
+                            let _ = writeln!(
+                                common,
+                                "    up ip link set dev {cn} type bond primary {IFACE}"
+                            );
+                        }
                     }
                 }
             }
             (LinkKind::Bond { members, params }, _) => {
-                let m: Vec<&str> = members.iter().filter_map(|m| names.name(m)).collect();
+                // A member without a name is still configured when it is mapped by its MAC.
+                let m: Vec<&str> = members
+                    .iter()
+                    .filter(|m| names.name(m).is_some() || mapped(m))
+                    .map(String::as_str)
+                    .collect();
                 if m.len() < members.len() {
                     out.warnings.push(format!(
                         "bond {:?}: {} member(s) without a name are left out",
@@ -113,6 +179,11 @@ pub fn render_eni(
                 if let Some(p) = params.primary.as_deref() {
                     if let Some(p) = name_of(i, p)? {
                         let _ = writeln!(common, "    bond-primary {p}");
+                    } else if !mapped(p) {
+                        out.warnings.push(format!(
+                            "bond {:?}: its primary {p:?} has no known interface name; bond-primary left out",
+                            l.id
+                        ));
                     }
                 }
             }
@@ -157,7 +228,7 @@ pub fn render_eni(
             _ => {}
         }
 
-        let _ = write!(s, "\nauto {name}\n");
+        let _ = write!(s, "\nauto {}\n", pattern.as_deref().unwrap_or(name));
         if ctl.is_some() {
             let _ = write!(s, "iface {name} inet manual\n{common}");
             continue;
@@ -195,10 +266,14 @@ pub fn render_eni(
             let _ = writeln!(
                 s,
                 "    up sysctl -q -e -w net.ipv6.conf.{}.accept_ra=0",
-                name.replace('.', "/")
+                if pattern.is_some() {
+                    dev.to_string()
+                } else {
+                    name.replace('.', "/")
+                }
             );
         }
-        route_lines(&mut s, name, l3, &routes4);
+        route_lines(&mut s, dev, l3, &routes4);
         for a in v4.iter().skip(1) {
             let _ = write!(s, "iface {name} inet static\n    address {a}\n");
         }
@@ -233,7 +308,7 @@ pub fn render_eni(
                     l.id
                 ));
             } else {
-                route_lines(&mut s, name, l3, &routes6);
+                route_lines(&mut s, dev, l3, &routes6);
             }
         }
         for a in v6.iter().skip(first6) {
@@ -272,6 +347,16 @@ pub fn render_eni(
         }
     }
     Ok(out)
+}
+
+/// ifupdown's variable holding the real interface name in a stanza's commands, quoted.
+pub const IFACE: &str = "\"$IFACE\"";
+
+/// The logical name of a MAC-mapped stanza: `primer-mac-` and the MAC's 12 hex digits. Longer
+/// than an interface name can be (15 bytes), so it never names a real interface by accident
+/// (`ifup NAME` takes a real name first); no `.` (ifupdown's VLAN naming).
+pub fn logical_name(mac: &str) -> String {
+    format!("primer-mac-{}", mac.replace(':', ""))
 }
 
 /// `up`/`down` commands for routes: ifupdown's `gateway` option takes only one route, without

@@ -109,6 +109,17 @@ impl Check<'_> {
             message: format!("{} {e}; nothing rendered", Esc(v)),
         })
     }
+    /// `v` unchanged when it is a match glob ([`crate::model::network::check_glob`]: name
+    /// characters and `*`, `?`, `[...]`, nothing a file or a shell gives another meaning).
+    pub fn glob<'v>(&self, field: &str, v: &'v str) -> Result<&'v str, RenderError> {
+        crate::model::network::check_glob(v)
+            .map(|()| v)
+            .map_err(|e| RenderError {
+                file: self.file.to_string(),
+                field: field.to_string(),
+                message: format!("{} {e}; nothing rendered", Esc(v)),
+            })
+    }
     /// Every element of a list through [`Check::token`].
     pub fn tokens<'v>(&self, field: &str, vs: &'v [String]) -> Result<Vec<&'v str>, RenderError> {
         vs.iter()
@@ -167,6 +178,9 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
     // ifupdown words: what primer writes there (names, addresses, MACs, DNS names, `ip` and
     // `sysctl` arguments) and nothing the shell gives a meaning to.
     let words = |s: &str| {
+        // `"$IFACE"` (eni::IFACE) is the one quoted word primer writes: the real name of a
+        // MAC-mapped interface, set by ifupdown, expanded by the shell as one word.
+        let s = s.replace(eni::IFACE, "IFACE");
         s.split(' ').all(|w| {
             !w.is_empty()
                 && w.chars()
@@ -223,7 +237,15 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
             } else {
                 let w: Vec<&str> = line.split(' ').collect();
                 match w.as_slice() {
-                    ["auto", n] => check_token(n).is_ok() && words(n),
+                    ["auto", n] => match n.strip_prefix("mac/").and_then(|x| x.split_once("/=")) {
+                        // A MAC-mapped stanza: `auto mac/MAC/=LOGICAL`.
+                        Some((mac, logical)) => {
+                            crate::model::network::check_mac(mac).is_ok()
+                                && check_token(logical).is_ok()
+                                && words(logical)
+                        }
+                        None => check_token(n).is_ok() && words(n),
+                    },
                     ["iface", n, "inet" | "inet6", m] => {
                         check_token(n).is_ok()
                             && words(n)
@@ -403,12 +425,34 @@ pub fn try_render(
     names: &Names,
     o: &RenderOptions,
 ) -> Result<Rendered, RenderError> {
-    let r = match backend {
+    // NetworkManager and ifupdown have no name-glob or driver match (ifupdown's patterns see
+    // only the NICs present when it runs, NetworkManager's `[match]` is not in every release
+    // primer targets): those links are resolved against the target's interfaces here, and the
+    // names chosen again for the result.
+    let resolved;
+    let renamed;
+    let mut pre = Vec::new();
+    let (c, names) = if matches!(backend, Backend::NetworkManager | Backend::Eni)
+        && c.links.iter().any(Link::has_match_rules)
+    {
+        let (x, w) = super::naming::expand_matches(c, &names.host);
+        pre = w;
+        resolved = x;
+        renamed = super::naming::assign_names_host(&resolved, &names.host);
+        (&resolved, &renamed)
+    } else {
+        (c, names)
+    };
+    let mut r = match backend {
         Backend::Networkd => networkd::render_networkd(c, names),
         Backend::NetworkManager => networkmanager::render_networkmanager(c, names),
         Backend::Eni => eni::render_eni(c, names, o),
         Backend::Netplan => netplan::render_netplan(c, names, o),
     }?;
+    if !pre.is_empty() {
+        pre.append(&mut r.warnings);
+        r.warnings = pre;
+    }
     for f in &r.files {
         check_lines(&f.path, &f.content)?;
     }

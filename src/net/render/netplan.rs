@@ -87,6 +87,27 @@ pub fn render_netplan(
         }
         let mut s = format!("    {}:\n", q(&k));
         let section = match &l.kind {
+            LinkKind::Physical if l.has_match_rules() => {
+                // netplan's own match: every given property must match.
+                let _ = writeln!(s, "      match:");
+                if let Some(m) = &l.mac {
+                    let _ = writeln!(s, "        macaddress: {}", q(m));
+                }
+                if let Some(g) = &l.match_name {
+                    let _ = writeln!(s, "        name: {}", q(ck.glob(&lf(i, "match_name"), g)?));
+                }
+                if let Some(g) = &l.match_driver {
+                    let _ = writeln!(
+                        s,
+                        "        driver: {}",
+                        q(ck.glob(&lf(i, "match_driver"), g)?)
+                    );
+                }
+                if let Some(n) = &l.name {
+                    let _ = writeln!(s, "      set-name: {}", q(ck.token(&lf(i, "name"), n)?));
+                }
+                0
+            }
             LinkKind::Physical => {
                 match (&l.mac, names.name(&l.id)) {
                     (Some(m), name) => {

@@ -39,8 +39,43 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
         if let Some(w) = member_l3_warning(c, l) {
             out.warnings.push(w);
         }
+        // The match rules of a NIC matched by name glob or driver (with its MAC when given):
+        // networkd ANDs the keys of one `[Match]`, as netplan means them.
+        let mut rules = String::new();
+        if l.has_match_rules() {
+            if let Some(m) = mac {
+                let _ = writeln!(rules, "PermanentMACAddress={m}");
+            }
+            if let Some(g) = &l.match_driver {
+                let _ = writeln!(rules, "Driver={}", ck.glob(&lf(i, "match_driver"), g)?);
+            }
+        }
+        let name_glob = if l.has_match_rules() {
+            l.match_name
+                .as_deref()
+                .map(|g| ck.glob(&lf(i, "match_name"), g))
+                .transpose()?
+        } else {
+            None
+        };
+        if l.has_match_rules() {
+            if let Some(n) = l.name.as_deref().and(name) {
+                // set-name: a `.link` renames whatever matches (by its kernel name, as netplan
+                // writes it), and the `.network` matches the new name.
+                let orig = name_glob
+                    .map(|g| format!("OriginalName={g}\n"))
+                    .unwrap_or_default();
+                out.files.push(file(
+                    link_path.clone(),
+                    format!("{HEADER}\n[Match]\n{rules}{orig}\n[Link]\nName={n}\n"),
+                ));
+                rules = format!("Name={n}\n");
+            } else if let Some(g) = name_glob {
+                let _ = writeln!(rules, "Name={g}");
+            }
+        }
         // Rename a NIC by its permanent MAC.
-        if matches!(l.kind, LinkKind::Physical) && names.rename(&l.id) {
+        if matches!(l.kind, LinkKind::Physical) && !l.has_match_rules() && names.rename(&l.id) {
             if let (Some(mac), Some(n)) = (mac, name) {
                 out.files.push(file(
                     link_path,
@@ -101,6 +136,7 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
 
         let mut s = format!("{HEADER}\n[Match]\n");
         match (&l.kind, mac, name) {
+            (LinkKind::Physical, _, _) if !rules.is_empty() => s.push_str(&rules),
             (LinkKind::Physical, Some(mac), _) => {
                 let _ = writeln!(s, "PermanentMACAddress={mac}");
             }
