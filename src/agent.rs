@@ -622,7 +622,7 @@ pub fn net_render(
         tracing::warn!("{w}");
     }
     let (facts, _) = crate::facts::net::read_net_facts(root, &[], false, Duration::ZERO);
-    let names = naming::assign_names(&config, &facts.interfaces);
+    let names = naming::assign_names_with_drivers(&config, &facts.interfaces, &facts.drivers);
     let opts = render::RenderOptions {
         netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
         eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
