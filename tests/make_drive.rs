@@ -1,0 +1,477 @@
+//! `primer make-drive`: every format read back by primer (`show --json` says what the
+//! description says) and the ISO9660 images by independent readers (isoinfo with Rock Ridge
+//! and with Joliet, xorriso, blkid), contents byte for byte; names as nova's genisoimage writes
+//! them; byte-identical output; Ironic's packed form; descriptions refused naming the field.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const EPOCH: &str = "1700000000";
+
+fn make(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_primer"))
+        .arg("make-drive")
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .expect("run primer")
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", text(o));
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn tool(prog: &str, args: &[&str]) -> String {
+    require_tool(prog);
+    let o = Command::new(prog).args(args).output().expect(prog);
+    assert!(o.status.success(), "{prog} {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A description with every field, its inputs beside it.
+fn description(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    fs::write(
+        dir.join("user-data.yaml"),
+        "#cloud-config\nruncmd: [echo hi]\n",
+    )
+    .unwrap();
+    fs::write(dir.join("motd"), "welcome\n").unwrap();
+    fs::write(
+        dir.join("network_data.json"),
+        r#"{"links":[{"id":"eth0","type":"phy","ethernet_mac_address":"52:54:00:12:34:56"}],
+            "networks":[{"id":"n0","link":"eth0","type":"ipv4","ip_address":"192.0.2.10",
+            "netmask":"255.255.255.0","routes":[{"network":"0.0.0.0","netmask":"0.0.0.0","gateway":"192.0.2.1"}]}],
+            "services":[{"type":"dns","address":"192.0.2.53"}]}"#,
+    )
+    .unwrap();
+    let p = dir.join(name);
+    fs::write(
+        &p,
+        format!(
+            "instance_id: 0a1b2c3d-0000-4000-8000-000000000001
+hostname: node-1.example.org
+public_keys:
+  - {ED}
+  - {ED2}
+meta: {{role: web, tier: \"1\"}}
+user_data: {{file: user-data.yaml}}
+{extra}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn openstack_description(dir: &Path) -> PathBuf {
+    description(
+        dir,
+        "node.yaml",
+        "admin_pass: s3cret-pw
+admin_username: ops
+network: {file: network_data.json}
+vendor_data: \"#cloud-config\\npackages: [jq]\\n\"
+files:
+  - {path: /etc/motd, content: {file: motd}}
+  - {path: /etc/issue, content: \"inline\\n\"}
+",
+    )
+}
+
+/// `show --json` of an image.
+fn show(img: &Path) -> serde_json::Value {
+    let o = primer(&["show", "--json", "--source", s(img)]);
+    ok(&o);
+    json(&o)
+}
+
+/// Files and sizes as a reader lists them: `isoinfo -R|-J -l` output parsed.
+fn isoinfo_listing(img: &Path, ext: &str) -> BTreeMap<String, u64> {
+    let out = tool("isoinfo", &[ext, "-l", "-i", s(img)]);
+    let mut dir = String::new();
+    let mut files = BTreeMap::new();
+    for line in out.lines() {
+        if let Some(d) = line.strip_prefix("Directory listing of ") {
+            dir = d.trim().to_string();
+        } else if line.starts_with('-') {
+            // mode links uid gid size date... [extent flags]  name
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let size: u64 = f[4].parse().expect("size");
+            let name = line.rsplit("]  ").next().expect("name").trim_end();
+            files.insert(
+                format!("{dir}{name}").trim_start_matches('/').to_string(),
+                size,
+            );
+        }
+    }
+    files
+}
+
+/// Every regular file under `dir`: relative path -> bytes.
+fn tree_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn xorriso_extract(img: &Path, to: &Path) -> BTreeMap<String, Vec<u8>> {
+    require_tool("xorriso");
+    let o = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev", s(img), "-extract", "/", s(to)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    tree_of(to)
+}
+
+#[test]
+fn openstack_drive_reads_back_as_described_by_primer_and_every_reader() {
+    let t = tempfile::tempdir().unwrap();
+    let desc = openstack_description(t.path());
+    let img = t.path().join("config-2.iso");
+    ok(&make(&["--from", s(&desc), "--ec2", "-o", s(&img)]));
+
+    // primer's own reader: the description, exactly.
+    let v = show(&img);
+    let i = &v["instance"];
+    assert_eq!(v["label"], "config-2");
+    assert_eq!(v["fstype"], "iso9660");
+    assert_eq!(v["warnings"]["warnings"], serde_json::json!([]));
+    assert_eq!(i["format"], "openstack");
+    assert_eq!(i["version"], "2025-04-04");
+    assert_eq!(i["instance_id"], "0a1b2c3d-0000-4000-8000-000000000001");
+    assert_eq!(i["hostname"], "node-1.example.org");
+    assert_eq!(i["ssh_keys"], serde_json::json!([ED, ED2]));
+    assert_eq!(i["meta"], serde_json::json!({"role": "web", "tier": "1"}));
+    assert_eq!(i["admin_pass"], "<redacted 9 bytes>");
+    assert_eq!(i["admin_username"], "ops");
+    assert_eq!(i["files"][0]["path"], "/etc/motd");
+    assert_eq!(i["files"][1]["path"], "/etc/issue");
+    assert_eq!(i["network"][0]["kind"], "openstack");
+    assert_eq!(
+        i["network"][0]["data"]["networks"][0]["ip_address"],
+        "192.0.2.10"
+    );
+    assert!(v["instance"]["vendor_data"]
+        .as_object()
+        .is_some_and(|m| m.contains_key("vendor_data.json")));
+
+    // Independent readers: Rock Ridge and Joliet names and sizes agree with each other and with
+    // what xorriso extracts; contents byte for byte.
+    let rr = isoinfo_listing(&img, "-R");
+    let joliet = isoinfo_listing(&img, "-J");
+    let x = xorriso_extract(&img, &t.path().join("x"));
+    let sizes: BTreeMap<String, u64> = x.iter().map(|(k, v)| (k.clone(), v.len() as u64)).collect();
+    assert_eq!(rr, sizes);
+    assert_eq!(joliet, sizes);
+    for v in [
+        "2012-08-10",
+        "2013-04-04",
+        "2013-10-17",
+        "2015-10-15",
+        "2016-06-30",
+        "2016-10-06",
+        "2017-02-22",
+        "2018-08-27",
+        "2020-10-14",
+        "2025-04-04",
+        "latest",
+    ] {
+        assert_eq!(
+            x[&format!("openstack/{v}/user_data")],
+            b"#cloud-config\nruncmd: [echo hi]\n"
+        );
+        assert!(x.contains_key(&format!("openstack/{v}/meta_data.json")));
+    }
+    assert!(!x.contains_key("openstack/2012-08-10/network_data.json"));
+    assert!(x.contains_key("openstack/2015-10-15/network_data.json"));
+    assert_eq!(x["openstack/content/0000"], b"welcome\n");
+    assert_eq!(x["openstack/content/0001"], b"inline\n");
+    assert!(x.contains_key("ec2/latest/meta-data.json"));
+    assert_eq!(
+        x["ec2/2009-04-04/user-data"],
+        x["openstack/latest/user_data"]
+    );
+    let md: serde_json::Value =
+        serde_json::from_slice(&x["openstack/latest/meta_data.json"]).unwrap();
+    assert_eq!(md["uuid"], "0a1b2c3d-0000-4000-8000-000000000001");
+    assert_eq!(md["files"][0]["content_path"], "/content/0000");
+
+    // blkid (libblkid's own prober): type and label.
+    let b = tool("blkid", &["-p", "-o", "export", s(&img)]);
+    assert!(b.contains("TYPE=iso9660"), "{b}");
+    assert!(b.contains("LABEL=config-2"), "{b}");
+}
+
+#[test]
+fn a_directory_is_copied_byte_for_byte_with_novas_genisoimage_names() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("tree");
+    write_drive_tree(&src, &sample_meta("dir-host", &[ED]));
+    // Names that exercise the level-1 rules: several dots, a dash, a long name, no extension.
+    fs::write(src.join("a.b.c.d.txt"), "dots\n").unwrap();
+    fs::write(src.join("meta-data"), "dash\n").unwrap();
+    fs::write(
+        src.join("averyveryveryverylongfilenamethatexceeds31chars.json"),
+        "long\n",
+    )
+    .unwrap();
+    fs::write(src.join("empty"), "").unwrap();
+    // A file over several sectors with every byte value.
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(src.join("openstack/content/0001"), &big).unwrap();
+    let img = t.path().join("dir.iso");
+    ok(&make(&[
+        "--dir",
+        s(&src),
+        "--label",
+        "config-2",
+        "-o",
+        s(&img),
+    ]));
+
+    assert_eq!(xorriso_extract(&img, &t.path().join("x")), tree_of(&src));
+
+    // The plain ISO9660 names (no Rock Ridge, no Joliet) are the ones genisoimage writes with
+    // nova's flags for the same tree.
+    let nova = t.path().join("nova.iso");
+    make_iso(&src, &nova, IsoTool::Nova);
+    let names = |img: &Path| -> Vec<String> {
+        tool("isoinfo", &["-l", "-i", s(img)])
+            .lines()
+            .filter(|l| l.starts_with('-') || l.starts_with('d') || l.starts_with("Directory"))
+            .map(|l| match l.rsplit_once("]  ") {
+                Some((_, n)) => n.trim_end().to_string(),
+                None => l.trim_end().to_string(),
+            })
+            .collect()
+    };
+    assert_eq!(names(&img), names(&nova));
+
+    // primer reads the image as it reads the directory.
+    let a = show(&img);
+    let b = show(&src);
+    assert_eq!(a["instance"], b["instance"]);
+    assert_eq!(a["file_sha256"], b["file_sha256"]);
+}
+
+#[test]
+fn cloudstack_nocloud_and_ovf_drives_read_back_with_their_labels() {
+    let t = tempfile::tempdir().unwrap();
+    let nc = t.path().join("nocloud.yaml");
+    fs::write(
+        &nc,
+        format!(
+            "instance_id: nc-1\nhostname: seed-host\npublic_keys: [\"{ED}\"]\n\
+             user_data: \"#!/bin/sh\\necho hi\\n\"\nvendor_data: \"#cloud-config\\n{{}}\\n\"\n\
+             network: {{version: 2, ethernets: {{eth0: {{dhcp4: true}}}}}}\n"
+        ),
+    )
+    .unwrap();
+    let cs = description(
+        t.path(),
+        "cs.yaml",
+        "admin_pass: Cl0udStack-pw\nnetwork: {file: network_data.json}\n",
+    );
+    let ovf = description(
+        t.path(),
+        "ovf.yaml",
+        "admin_pass: ovf-pw\nadmin_username: ovfadmin\nnetwork: {version: 1, config: [{type: physical, name: eth0, subnets: [{type: dhcp}]}]}\n",
+    );
+    for (desc, format, label, extra) in [
+        (&cs, "cloudstack", "config-2", vec![]),
+        (
+            &cs,
+            "cloudstack",
+            "config-2",
+            vec!["--cloudstack-names", "underscore"],
+        ),
+        (&nc, "nocloud", "cidata", vec![]),
+        (&ovf, "ovf", "OVF ENV", vec![]),
+    ] {
+        let img = t.path().join(format!("{format}.iso"));
+        let mut args = vec!["--from", s(desc), "--format", format, "-o", s(&img)];
+        args.extend(extra.iter().copied());
+        ok(&make(&args));
+        let v = show(&img);
+        let i = &v["instance"];
+        assert_eq!(v["label"], label, "{format}");
+        assert_eq!(i["format"], format);
+        assert_eq!(v["warnings"]["warnings"], serde_json::json!([]), "{format}");
+        let want_id = if format == "nocloud" {
+            "nc-1"
+        } else {
+            "0a1b2c3d-0000-4000-8000-000000000001"
+        };
+        assert_eq!(i["instance_id"], want_id, "{format}");
+        assert!(
+            i["ssh_keys"].as_array().is_some_and(|k| k[0] == ED),
+            "{format}"
+        );
+        assert_eq!(i["network"].as_array().map(Vec::len), Some(1), "{format}");
+        let b = tool("blkid", &["-p", "-o", "export", s(&img)]);
+        assert!(
+            b.contains(&format!("LABEL={label}"))
+                || b.contains(&format!("LABEL=\"{label}\""))
+                || b.contains(&format!("LABEL={}", label.replace(' ', "\\ "))),
+            "{format}: {b}"
+        );
+        match format {
+            "cloudstack" => {
+                assert_eq!(i["admin_pass"], "<redacted 13 bytes>");
+                let names = isoinfo_listing(&img, "-R");
+                let spelled = if extra.is_empty() {
+                    "cloudstack/metadata/instance-id.txt"
+                } else {
+                    "cloudstack/metadata/instance_id.txt"
+                };
+                assert!(names.contains_key(spelled), "{names:?}");
+            }
+            "nocloud" => {
+                assert_eq!(i["hostname"], "seed-host");
+                assert_eq!(i["network"][0]["kind"], "v2");
+            }
+            "ovf" => {
+                assert_eq!(i["admin_pass"], "<redacted 6 bytes>");
+                assert_eq!(i["admin_username"], "ovfadmin");
+                assert_eq!(i["meta"]["role"], "web");
+                assert_eq!(i["network"][0]["kind"], "v1");
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[test]
+fn the_same_input_gives_the_same_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let desc = openstack_description(t.path());
+    let a = t.path().join("a.iso");
+    let b = t.path().join("b.iso");
+    ok(&make(&["--from", s(&desc), "-o", s(&a)]));
+    ok(&make(&["--from", s(&desc), "-o", s(&b)]));
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    // --deterministic without SOURCE_DATE_EPOCH: time 0, still identical.
+    let run = |out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+            .args([
+                "make-drive",
+                "--deterministic",
+                "--from",
+                s(&desc),
+                "-o",
+                s(out),
+            ])
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap();
+        ok(&o);
+        fs::read(out).unwrap()
+    };
+    let c = run(&t.path().join("c.iso"));
+    assert_eq!(c, run(&t.path().join("d.iso")));
+    assert_ne!(c, fs::read(&a).unwrap(), "SOURCE_DATE_EPOCH is stamped");
+    let info = tool("isoinfo", &["-d", "-i", s(&a)]);
+    assert!(info.contains("Volume id: config-2"), "{info}");
+}
+
+#[test]
+fn packed_form_is_the_image_gzipped_then_base64() {
+    use base64::Engine;
+    use std::io::Read;
+    let t = tempfile::tempdir().unwrap();
+    let desc = openstack_description(t.path());
+    let raw = t.path().join("raw.iso");
+    ok(&make(&["--from", s(&desc), "-o", s(&raw)]));
+    let packed = t.path().join("configdrive");
+    ok(&make(&["--from", s(&desc), "--packed", "-o", s(&packed)]));
+    let text = fs::read(&packed).unwrap();
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .expect("base64");
+    let mut back = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut back)
+        .expect("gzip");
+    assert_eq!(back, fs::read(&raw).unwrap());
+    // To standard output as well, identical.
+    let o = make(&["--from", s(&desc), "--packed", "-o", "-"]);
+    ok(&o);
+    assert_eq!(o.stdout, text);
+}
+
+#[test]
+fn a_wrong_description_is_refused_naming_the_field_and_nothing_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        ("instance_id: \"a\\nb\"\n", "openstack", "instance_id"),
+        ("instance_id: i-1\nhostname: bad_host\n", "openstack", "hostname"),
+        (
+            "instance_id: i-1\npublic_keys: [\"ssh-ed25519 AAAA\"]\n",
+            "openstack",
+            "public_keys[0]",
+        ),
+        (
+            "instance_id: i-1\npublic_keys: {admin: \"ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"}\n",
+            "openstack",
+            "public_keys.admin",
+        ),
+        ("instance_id: i-1\nmeta: {k: \"v\\r\"}\n", "openstack", "meta.k"),
+        ("instance_id: i-1\nadmin_pass: pw\n", "nocloud", "admin_pass"),
+        (
+            "instance_id: i-1\nfiles: [{path: etc/x, content: x}]\n",
+            "openstack",
+            "files[0].path",
+        ),
+        (
+            "instance_id: i-1\nnetwork: {version: 2, ethernets: {e0: {dhcp4: true}}}\n",
+            "openstack",
+            "network",
+        ),
+        (
+            "instance_id: i-1\nnetwork: {links: [{id: a, type: vlan, vlan_link: nowhere, vlan_id: 5}], networks: []}\n",
+            "openstack",
+            "network",
+        ),
+        ("instance_id: i-1\nuser_data: {file: missing.txt}\n", "openstack", "user_data"),
+        ("instance_id: i-1\nhostnmae: typo\n", "openstack", "hostnmae"),
+    ];
+    for (i, (yaml, format, field)) in cases.iter().enumerate() {
+        let d = t.path().join(format!("d{i}.yaml"));
+        fs::write(&d, yaml).unwrap();
+        let img = t.path().join(format!("d{i}.iso"));
+        let o = make(&["--from", s(&d), "--format", format, "-o", s(&img)]);
+        assert_eq!(o.status.code(), Some(1), "{yaml}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(field), "{yaml}: expected {field} in: {err}");
+        assert!(!img.exists(), "{yaml}: an image was written");
+        assert!(
+            fs::read_dir(t.path()).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("primer-tmp")),
+            "a temporary file was left"
+        );
+    }
+}
