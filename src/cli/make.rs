@@ -52,7 +52,7 @@ pub enum FormatArg {
 pub enum FsArg {
     /// ISO9660 with Rock Ridge and Joliet, names as nova's genisoimage writes them.
     Iso9660,
-    /// FAT (not written yet).
+    /// FAT12, FAT16 or FAT32 (by size) with long names; label upper case (CONFIG-2, CIDATA).
     Vfat,
 }
 
@@ -99,6 +99,12 @@ pub struct MakeDriveArgs {
     /// Write Ironic's packed form (gzip, then base64) instead of the raw image.
     #[arg(long)]
     pub packed: bool,
+    /// Image size (bytes, or with K, M, G suffix: 64M) [default: the smallest that fits].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// FAT logical sector size: 512 or 4096 (for 4Kn disks).
+    #[arg(long, default_value = "512", value_name = "BYTES")]
+    pub sector_size: u32,
     /// The output file, or `-` for standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
@@ -130,6 +136,8 @@ pub fn run(a: &MakeDriveArgs, out: &mut impl Write) -> Result<Exit, Error> {
         },
         repro: make::Reproducible::from_env(a.deterministic).map_err(make_err)?,
         packed: a.packed,
+        size: a.size,
+        sector_size: a.sector_size,
         target: if a.output.as_os_str() == "-" {
             make::Target::Stdout
         } else {
@@ -151,6 +159,21 @@ pub fn run(a: &MakeDriveArgs, out: &mut impl Write) -> Result<Exit, Error> {
         writeln!(out, "{line}")?;
     }
     Ok(Exit::Changed)
+}
+
+/// `64M`, `1G`, `4096`, `512K` (binary multiples).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))
 }
 
 /// `crate::Error` has no make-drive variant yet (lib.rs is not ours to edit): the message

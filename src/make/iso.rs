@@ -406,7 +406,7 @@ impl Layout<'_> {
 }
 
 /// Civil date (UTC) of a Unix time: (year, month, day, hour, minute, second).
-fn civil(epoch: i64) -> (i64, u32, u32, u32, u32, u32) {
+pub(crate) fn civil(epoch: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = epoch.div_euclid(86_400);
     let secs = epoch.rem_euclid(86_400) as u32;
     // Howard Hinnant's days_from_civil inverse.

@@ -6,6 +6,7 @@
 
 pub mod container;
 pub mod desc;
+pub mod fat;
 pub mod iso;
 pub mod tree;
 
@@ -377,6 +378,10 @@ pub struct Request {
     pub repro: Reproducible,
     /// Ironic's packed form (gzip, then base64) instead of the raw image.
     pub packed: bool,
+    /// Image size in bytes; `None`: the smallest that fits (ISO9660: exactly the volume).
+    pub size: Option<u64>,
+    /// FAT logical sector size (512 or 4096).
+    pub sector_size: u32,
     pub target: Target,
 }
 
@@ -402,22 +407,52 @@ pub fn make(req: &Request, stdout: &mut dyn Write) -> Result<Made, MakeError> {
         .label
         .clone()
         .unwrap_or_else(|| req.format.label(req.filesystem).to_string());
-    if req.filesystem == Filesystem::Vfat {
-        return Err(MakeError::field(
-            "arguments",
-            "--filesystem",
-            "vfat is not written yet (only iso9660)",
-        ));
-    }
-    iso::check_label(&label)?;
-    let image_bytes = iso::image_size(&tree)?;
+    let (fs_name, image_bytes) = match req.filesystem {
+        Filesystem::Iso9660 => {
+            iso::check_label(&label)?;
+            let n = iso::image_size(&tree)?;
+            match req.size {
+                Some(s) if s < n => {
+                    return Err(MakeError::Limit {
+                        path: "--size".into(),
+                        message: format!("{s} bytes; the ISO9660 volume needs {n}"),
+                    })
+                }
+                Some(s) => ("iso9660", s),
+                None => ("iso9660", n),
+            }
+        }
+        Filesystem::Vfat => {
+            fat::check_label(&label)?;
+            ("vfat", fat::image_size(&tree, req.sector_size, req.size)?)
+        }
+    };
+    let image = |w: &mut dyn Write| -> Result<(), MakeError> {
+        match req.filesystem {
+            Filesystem::Iso9660 => {
+                let n = iso::write(&tree, &label, req.repro.epoch, &mut *w)?;
+                // --size larger than the volume: zeros after it (the volume size says where
+                // the filesystem ends).
+                let zero = [0u8; 4096];
+                let mut left = image_bytes - n;
+                while left > 0 {
+                    let k = left.min(zero.len() as u64) as usize;
+                    w.write_all(&zero[..k])
+                        .map_err(|e| MakeError::io("output", e))?;
+                    left -= k as u64;
+                }
+                Ok(())
+            }
+            Filesystem::Vfat => {
+                fat::write(&tree, &label, req.repro.epoch, req.sector_size, req.size, w).map(|_| ())
+            }
+        }
+    };
     let write_to = |w: &mut dyn Write| -> Result<(), MakeError> {
         if req.packed {
-            container::pack_with(w, |inner| {
-                iso::write(&tree, &label, req.repro.epoch, inner).map(|_| ())
-            })
+            container::pack_with(w, image)
         } else {
-            iso::write(&tree, &label, req.repro.epoch, w).map(|_| ())
+            image(w)
         }
     };
     match &req.target {
@@ -425,9 +460,8 @@ pub fn make(req: &Request, stdout: &mut dyn Write) -> Result<Made, MakeError> {
         Target::File(p) => write_atomic(p, write_to)?,
     }
     tracing::info!(
-        "made a {} {} drive labelled {label}: {} file(s), {image_bytes} bytes",
+        "made a {} {fs_name} drive labelled {label}: {} file(s), {image_bytes} bytes",
         req.format.name(),
-        "iso9660",
         tree.files.len()
     );
     Ok(Made {
