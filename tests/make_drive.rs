@@ -475,3 +475,128 @@ fn a_wrong_description_is_refused_naming_the_field_and_nothing_is_written() {
         );
     }
 }
+
+/// Every file of a FAT image as mtools reads it: `mcopy -s` of the whole volume.
+fn mtools_extract(img: &Path, to: &Path) -> BTreeMap<String, Vec<u8>> {
+    require_tool("mcopy");
+    fs::create_dir_all(to).unwrap();
+    let o = Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-s", "-n", "-i", s(img), "::/", s(to)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    tree_of(to)
+}
+
+#[test]
+fn vfat_images_of_every_fat_type_and_sector_size_pass_fsck_and_read_back() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("tree");
+    write_drive_tree(&src, &sample_meta("fat-host", &[ED]));
+    fs::write(
+        src.join("averyveryveryverylongfilenamethatexceeds31chars.json"),
+        "long\n",
+    )
+    .unwrap();
+    fs::write(src.join("README.TXT"), "an exact 8.3 name\n").unwrap();
+    fs::write(src.join("empty"), "").unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    fs::write(src.join("openstack/content/0001"), &big).unwrap();
+    let want = tree_of(&src);
+    let from_dir = show(&src);
+    for (sector, size, fat) in [
+        ("512", None, "FAT12"),
+        ("512", Some("40M"), "FAT16"),
+        ("512", Some("600M"), "FAT32"),
+        ("4096", None, "FAT12"),
+        ("4096", Some("64M"), "FAT16"),
+        ("4096", Some("600M"), "FAT32"),
+    ] {
+        let case = format!("{sector}-{fat}");
+        let img = t.path().join(format!("{case}.img"));
+        let mut args = vec![
+            "--dir",
+            s(&src),
+            "--filesystem",
+            "vfat",
+            "--label",
+            "CONFIG-2",
+            "--sector-size",
+            sector,
+            "-o",
+            s(&img),
+        ];
+        if let Some(sz) = size {
+            args.extend(["--size", sz]);
+        }
+        ok(&make(&args));
+        require_tool("fsck.vfat");
+        let o = Command::new("fsck.vfat")
+            .args(["-n", s(&img)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{case}: {}", text(&o));
+        let b = tool("blkid", &["-p", "-o", "export", s(&img)]);
+        assert!(b.contains("TYPE=vfat"), "{case}: {b}");
+        assert!(b.contains(&format!("VERSION={fat}")), "{case}: {b}");
+        assert!(
+            b.contains("LABEL=CONFIG-2") && b.contains("LABEL_FATBOOT=CONFIG-2"),
+            "{case}: {b}"
+        );
+        assert!(b.contains(&format!("BLOCK_SIZE={sector}")), "{case}: {b}");
+        assert_eq!(mtools_extract(&img, &t.path().join(&case)), want, "{case}");
+        let v = show(&img);
+        assert_eq!(v["fstype"], "vfat", "{case}");
+        assert_eq!(v["label"], "CONFIG-2", "{case}");
+        assert_eq!(v["instance"], from_dir["instance"], "{case}");
+        assert_eq!(v["file_sha256"], from_dir["file_sha256"], "{case}");
+    }
+    // Described drives too, with the format's FAT label.
+    let desc = openstack_description(t.path());
+    let img = t.path().join("described.img");
+    ok(&make(&[
+        "--from",
+        s(&desc),
+        "--filesystem",
+        "vfat",
+        "-o",
+        s(&img),
+    ]));
+    let v = show(&img);
+    assert_eq!(v["label"], "CONFIG-2");
+    assert_eq!(v["instance"]["hostname"], "node-1.example.org");
+    let img2 = t.path().join("described2.img");
+    ok(&make(&[
+        "--from",
+        s(&desc),
+        "--filesystem",
+        "vfat",
+        "-o",
+        s(&img2),
+    ]));
+    assert_eq!(
+        fs::read(&img).unwrap(),
+        fs::read(&img2).unwrap(),
+        "reproducible"
+    );
+    // A size that cannot hold the files is refused before anything is written.
+    let small = t.path().join("small.img");
+    let o = make(&[
+        "--dir",
+        s(&src),
+        "--filesystem",
+        "vfat",
+        "--size",
+        "64K",
+        "-o",
+        s(&small),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--size"),
+        "{}",
+        text(&o)
+    );
+    assert!(!small.exists());
+}
