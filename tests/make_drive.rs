@@ -600,3 +600,159 @@ fn vfat_images_of_every_fat_type_and_sector_size_pass_fsck_and_read_back() {
     );
     assert!(!small.exists());
 }
+
+fn sfdisk_parts(disk: &Path) -> Vec<String> {
+    tool("sfdisk", &["--dump", s(disk)])
+        .lines()
+        .filter(|l| l.contains(" : start="))
+        .map(|l| {
+            l.split_once(" : ")
+                .map(|(_, r)| r.to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn into_a_disk_image_the_partition_goes_where_ironic_puts_it() {
+    require_tool("sgdisk");
+    let t = tempfile::tempdir().unwrap();
+    let desc = openstack_description(t.path());
+    // A GPT disk with a root partition, then grown (the backup header is no longer at the end).
+    let gpt = t.path().join("gpt.img");
+    let f = fs::File::create(&gpt).unwrap();
+    f.set_len(200 << 20).unwrap();
+    tool("sgdisk", &["-n", "1:2048:+100M", "-t", "1:8300", s(&gpt)]);
+    f.set_len(300 << 20).unwrap();
+    let ironic = t.path().join("ironic.img");
+    fs::copy(&gpt, &ironic).unwrap();
+    ok(&make(&["--from", s(&desc), "--into", s(&gpt)]));
+    // Ironic's own steps on the same disk: move the backup header, `sgdisk -n 0:-64MB:0`.
+    tool("sgdisk", &["-e", s(&ironic)]);
+    tool("sgdisk", &["-n", "0:-64MB:0", s(&ironic)]);
+    let ours = sfdisk_parts(&gpt);
+    let theirs = sfdisk_parts(&ironic);
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    let geometry = |p: &str| p.split(", type=").next().unwrap_or("").to_string();
+    assert_eq!(
+        geometry(&ours[1]),
+        geometry(&theirs[1]),
+        "{ours:?} vs {theirs:?}"
+    );
+    assert!(
+        ours[1].contains("type=0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
+        "{ours:?}"
+    );
+    let v = tool("sgdisk", &["-v", s(&gpt)]);
+    assert!(v.contains("No problems found"), "{v}");
+    let shown = show(&gpt);
+    assert_eq!(shown["device"], format!("{} partition 2", s(&gpt)));
+    assert_eq!(shown["label"], "config-2");
+    assert_eq!(shown["instance"]["hostname"], "node-1.example.org");
+
+    // SOURCE_DATE_EPOCH makes the partition GUID reproducible; the disk bytes are identical.
+    let fresh = |p: &Path| {
+        let f = fs::File::create(p).unwrap();
+        f.set_len(200 << 20).unwrap();
+        tool(
+            "sgdisk",
+            &[
+                "-n",
+                "1:2048:+100M",
+                "-U",
+                "11111111-2222-3333-4444-555555555555",
+                "-u",
+                "1:66666666-7777-8888-9999-000000000000",
+                s(p),
+            ],
+        );
+    };
+    let (a, b) = (t.path().join("a.img"), t.path().join("b.img"));
+    fresh(&a);
+    fresh(&b);
+    ok(&make(&[
+        "--from",
+        s(&desc),
+        "--filesystem",
+        "vfat",
+        "--into",
+        s(&a),
+    ]));
+    ok(&make(&[
+        "--from",
+        s(&desc),
+        "--filesystem",
+        "vfat",
+        "--into",
+        s(&b),
+    ]));
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    assert_eq!(show(&a)["fstype"], "vfat");
+
+    // MBR: a primary of type 0x0c at the end; refused when four primaries exist.
+    let mbr = t.path().join("mbr.img");
+    fs::File::create(&mbr).unwrap().set_len(200 << 20).unwrap();
+    let sf = |disk: &Path, script: &str| {
+        use std::io::Write;
+        let mut c = Command::new("sfdisk")
+            .args(["-q", s(disk)])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+    };
+    sf(&mbr, "label: dos\n2048,100M,83\n");
+    ok(&make(&[
+        "--from",
+        s(&desc),
+        "--filesystem",
+        "vfat",
+        "--into",
+        s(&mbr),
+    ]));
+    let parts = sfdisk_parts(&mbr);
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[1], "start=      278528, size=      131072, type=c");
+    let shown = show(&mbr);
+    assert_eq!(shown["label"], "CONFIG-2");
+    assert_eq!(
+        shown["instance"]["instance_id"],
+        "0a1b2c3d-0000-4000-8000-000000000001"
+    );
+    let full = t.path().join("full.img");
+    fs::File::create(&full).unwrap().set_len(200 << 20).unwrap();
+    sf(
+        &full,
+        "label: dos\n2048,20M,83\n,20M,83\n,20M,83\n,20M,83\n",
+    );
+    let before = fs::read(&full).unwrap();
+    let o = make(&["--from", s(&desc), "--into", s(&full)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("four MBR primary"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(&full).unwrap(), before, "nothing written");
+    // Too little free space: refused, nothing written.
+    let tight = t.path().join("tight.img");
+    fs::File::create(&tight)
+        .unwrap()
+        .set_len(120 << 20)
+        .unwrap();
+    tool("sgdisk", &["-n", "1:2048:+100M", s(&tight)]);
+    let before = fs::read(&tight).unwrap();
+    let o = make(&["--from", s(&desc), "--into", s(&tight)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot hold"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(&tight).unwrap(), before, "nothing written");
+}

@@ -106,8 +106,23 @@ pub struct MakeDriveArgs {
     #[arg(long, default_value = "512", value_name = "BYTES")]
     pub sector_size: u32,
     /// The output file, or `-` for standard output.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: PathBuf,
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "FILE",
+        required_unless_present = "into",
+        conflicts_with = "into"
+    )]
+    pub output: Option<PathBuf>,
+    /// Write the drive into a new trailing partition of this disk image, as Ironic does: at the
+    /// end of the largest free block; GPT (backup header moved to the end first; random
+    /// partition GUID unless --deterministic/SOURCE_DATE_EPOCH) or MBR (a primary of type 0x0c;
+    /// refused when four primaries exist).
+    #[arg(long, value_name = "DISK.img")]
+    pub into: Option<PathBuf>,
+    /// Size of the partition `--into` creates.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub partition_size: u64,
 }
 
 /// Runs `make-drive`; prints one line saying what was made (to stderr when the image goes to
@@ -138,16 +153,28 @@ pub fn run(a: &MakeDriveArgs, out: &mut impl Write) -> Result<Exit, Error> {
         packed: a.packed,
         size: a.size,
         sector_size: a.sector_size,
-        target: if a.output.as_os_str() == "-" {
-            make::Target::Stdout
-        } else {
-            make::Target::File(a.output.clone())
+        target: match (&a.into, &a.output) {
+            (Some(disk), _) => make::Target::Into {
+                disk: disk.clone(),
+                partition: a.partition_size,
+            },
+            (None, Some(o)) if o.as_os_str() == "-" => make::Target::Stdout,
+            (None, Some(o)) => make::Target::File(o.clone()),
+            (None, None) => {
+                return Err(Error::Unsupported(
+                    "give --output FILE or --into DISK".into(),
+                ))
+            }
         },
     };
     let made = make::make(&req, out).map_err(make_err)?;
     let line = format!(
         "{}: {} file(s), label {}, {} bytes{}",
-        a.output.display(),
+        a.into
+            .as_ref()
+            .or(a.output.as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         made.files,
         made.label,
         made.image_bytes,

@@ -576,7 +576,7 @@ impl<W: Write> Out<W> {
         Ok(())
     }
     fn pad_to(&mut self, at: u64) -> Result<(), MakeError> {
-        const ZERO: [u8; 65536] = [0; 65536];
+        static ZERO: [u8; 65536] = [0; 65536];
         while self.pos < at {
             let n = ((at - self.pos) as usize).min(ZERO.len());
             self.put(&ZERO[..n])?;

@@ -364,6 +364,9 @@ pub enum Target {
     File(PathBuf),
     /// The caller's output stream (`-`).
     Stdout,
+    /// A trailing partition of this many bytes in an existing disk image (`--into`), placed as
+    /// Ironic places its config partition.
+    Into { disk: PathBuf, partition: u64 },
 }
 
 /// One make-drive request, as the CLI builds it.
@@ -407,6 +410,29 @@ pub fn make(req: &Request, stdout: &mut dyn Write) -> Result<Made, MakeError> {
         .label
         .clone()
         .unwrap_or_else(|| req.format.label(req.filesystem).to_string());
+    // Into a partition: plan it first (reads only); a FAT volume fills it.
+    let placement = match &req.target {
+        Target::Into { disk, partition } => Some(container::plan_partition(
+            disk,
+            *partition,
+            req.repro.deterministic,
+        )?),
+        _ => None,
+    };
+    let mut req = req.clone();
+    if let Some(p) = &placement {
+        if req.packed {
+            return Err(MakeError::field(
+                "arguments",
+                "--packed",
+                "cannot go into a partition",
+            ));
+        }
+        if req.filesystem == Filesystem::Vfat {
+            req.size = Some(p.len);
+        }
+    }
+    let req = &req;
     let (fs_name, image_bytes) = match req.filesystem {
         Filesystem::Iso9660 => {
             iso::check_label(&label)?;
@@ -455,9 +481,30 @@ pub fn make(req: &Request, stdout: &mut dyn Write) -> Result<Made, MakeError> {
             image(w)
         }
     };
-    match &req.target {
-        Target::Stdout => write_to(stdout)?,
-        Target::File(p) => write_atomic(p, write_to)?,
+    match (&req.target, placement) {
+        (Target::Stdout, _) => write_to(stdout)?,
+        (Target::File(p), _) => write_atomic(p, write_to)?,
+        (Target::Into { disk, .. }, Some(p)) => {
+            if image_bytes > p.len {
+                return Err(MakeError::Disk {
+                    path: disk.display().to_string(),
+                    message: format!(
+                        "the image ({image_bytes} bytes) is larger than the partition ({} bytes)",
+                        p.len
+                    ),
+                });
+            }
+            tracing::info!(
+                "{}: {} partition {} at byte {}, {} bytes",
+                disk.display(),
+                p.kind,
+                p.number,
+                p.start,
+                p.len
+            );
+            container::write_partition(disk, p, write_to)?
+        }
+        (Target::Into { .. }, None) => unreachable!("planned above"),
     }
     tracing::info!(
         "made a {} {fs_name} drive labelled {label}: {} file(s), {image_bytes} bytes",
