@@ -756,3 +756,49 @@ fn into_a_disk_image_the_partition_goes_where_ironic_puts_it() {
     );
     assert_eq!(fs::read(&tight).unwrap(), before, "nothing written");
 }
+
+#[test]
+fn a_60_mib_drive_is_streamed_in_bounded_memory() {
+    require_tool("/usr/bin/time");
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("tree");
+    write_drive_tree(&src, &sample_meta("big-host", &[ED]));
+    let big: Vec<u8> = (0..60u32 << 20).map(|i| (i % 251) as u8).collect();
+    fs::write(src.join("openstack/content/0001"), &big).unwrap();
+    drop(big);
+    for (fs_name, extra) in [
+        ("iso9660", vec![]),
+        ("vfat", vec![]),
+        ("iso9660", vec!["--packed"]),
+    ] {
+        let out = t.path().join(format!("big.{fs_name}"));
+        let mut args = vec![
+            "-f",
+            "%M",
+            env!("CARGO_BIN_EXE_primer"),
+            "make-drive",
+            "--dir",
+            s(&src),
+            "--filesystem",
+            fs_name,
+            "--label",
+            "config-2",
+            "-o",
+            s(&out),
+        ];
+        args.extend(extra.iter().copied());
+        let o = Command::new("/usr/bin/time").args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let kib: u64 = err
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("max RSS");
+        // The 60 MiB file is copied through a small buffer, never held.
+        assert!(kib < 32 * 1024, "{fs_name} {extra:?}: peak RSS {kib} KiB");
+        if extra.is_empty() {
+            assert!(fs::metadata(&out).unwrap().len() > 60 << 20);
+        }
+    }
+}
