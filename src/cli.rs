@@ -114,8 +114,8 @@ pub enum Command {
     /// reclaim; 14: refused, nothing written.
     #[command(after_help = RECLAIM_HELP)]
     Reclaim(ReclaimArgs),
-    /// Build a config drive (ISO9660) from a description or a directory: for bare-metal
-    /// machines, image builders and tests.
+    /// Build a config drive (ISO9660 or VFAT) from a description or a directory: an image file,
+    /// a trailing partition of a disk image, or Ironic's packed form.
     ///
     /// Formats: openstack (nova's tree), cloudstack, nocloud, ovf. The description is checked
     /// field by field and the drive read back with primer's own parsers before it is written;

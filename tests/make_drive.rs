@@ -802,3 +802,23 @@ fn a_60_mib_drive_is_streamed_in_bounded_memory() {
         }
     }
 }
+
+#[test]
+fn help_teaches_with_examples_and_a_description() {
+    let o = primer(&["make-drive", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let h = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "primer make-drive --from node.yaml --output config-2.iso",
+        "--into disk.img",
+        "--packed",
+        "SOURCE_DATE_EPOCH",
+        "instance_id:",
+        "public_keys:",
+    ] {
+        assert!(h.contains(want), "{want}: {h}");
+    }
+    // Neither --output nor --into: a usage error, nothing written.
+    let o = primer(&["make-drive", "--from", "x.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

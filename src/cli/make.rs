@@ -17,6 +17,10 @@ Examples:
         a NoCloud seed (label cidata) for cloud-init or primer
   primer make-drive --from node.yaml --packed --output configdrive.b64
         Ironic's packed form (gzip, then base64) for `baremetal node deploy --config-drive`
+  primer make-drive --from node.yaml --filesystem vfat --output config-2.img
+        the same as VFAT (label CONFIG-2; --sector-size 4096 for 4Kn disks)
+  primer make-drive --from node.yaml --into disk.img
+        into a new 64 MiB partition at the end of disk.img's largest free block (as Ironic)
   primer make-drive --dir ./tree --label config-2 --output drive.iso
         an existing drive tree, used as is
   SOURCE_DATE_EPOCH=1700000000 primer make-drive --from node.yaml --output a.iso
