@@ -421,6 +421,14 @@ fn layout(tree: &Tree, sector: u32, size: Option<u64>) -> Result<Layout, MakeErr
     // Root entries fill whole sectors.
     let per = sector / 32;
     let root_entries = root_need.div_ceil(per) * per;
+    // FAT12/16 keep the root's entry count in 16 bits (FAT32's root is a cluster chain, but
+    // one layout serves both, so the smaller limit holds for every type).
+    if root_entries > 65_024 {
+        return Err(MakeError::Limit {
+            path: "/".into(),
+            message: "more than 65024 entries in the root directory".into(),
+        });
+    }
     let clusters_needed = |g: &Geometry, nodes: &[Node]| -> u64 {
         let cb = g.cluster_bytes();
         nodes
