@@ -311,8 +311,18 @@ pub fn read_back(tree: &Tree, desc: &Description, format: DriveFormat) -> Result
         message,
     };
     let mut drive = crate::media::DriveFiles::new("make-drive", "dir");
+    // Every OpenStack version directory holds the same files (by construction), and the
+    // parser reads the newest: load that one only, so user data is held once, not eleven times.
+    let newest = tree::OPENSTACK_VERSIONS.last().copied().unwrap_or("latest");
     for (p, c) in &tree.files {
-        drive.files.insert(p.clone(), c.load()?);
+        let other_version = format == DriveFormat::OpenStack
+            && (p.starts_with("ec2/")
+                || p.strip_prefix("openstack/").is_some_and(|r| {
+                    !r.starts_with("content/") && !r.starts_with(&format!("{newest}/"))
+                }));
+        if !other_version {
+            drive.files.insert(p.clone(), c.load()?);
+        }
     }
     let (inst, report) = crate::source::parse_drive(&drive).map_err(|e| err(e.to_string()))?;
     if let Some(w) = report.warnings.first() {
