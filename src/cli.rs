@@ -13,6 +13,7 @@ use crate::state;
 use crate::status;
 use crate::{Error, Exit};
 
+mod make;
 mod print;
 use print::{print_plan, print_run, print_status};
 
@@ -118,6 +119,15 @@ pub enum Command {
     /// reclaim; 14: refused, nothing written.
     #[command(after_help = RECLAIM_HELP)]
     Reclaim(ReclaimArgs),
+    /// Build a config drive (ISO9660 or VFAT) from a description or a directory: an image file,
+    /// a trailing partition of a disk image, or Ironic's packed form.
+    ///
+    /// Formats: openstack (nova's tree), cloudstack, nocloud, ovf. The description is checked
+    /// field by field and the drive read back with primer's own parsers before it is written;
+    /// with SOURCE_DATE_EPOCH or --deterministic the same input gives byte-identical output.
+    /// --packed writes Ironic's gzip+base64 form.
+    #[command(after_help = make::MAKE_HELP)]
+    MakeDrive(make::MakeDriveArgs),
 }
 
 const SCRIPTS_HELP: &str = "\
@@ -368,6 +378,7 @@ pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
         Command::Clean(a) => cmd_clean(a, &mut out),
         Command::Scripts(a) => cmd_scripts(a, &mut out),
         Command::Reclaim(a) => cmd_reclaim(a, &mut out),
+        Command::MakeDrive(a) => make::run(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod disk;
 pub mod facts;
 pub mod harness;
+pub mod make;
 pub mod media;
 pub mod model;
 pub mod net;

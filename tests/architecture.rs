@@ -257,6 +257,22 @@ const RULES: &[(&[&str], &[&str], &str)] = &[
         &["agent", "cli"],
         "only the faces call the pipeline",
     ),
+    (
+        &["make"],
+        &[
+            "agent", "apply", "cli", "config", "disk", "facts", "harness", "paths", "plan",
+            "platform", "probe", "state", "status",
+        ],
+        "make-drive builds drives from the model, the parsers and the readers only",
+    ),
+    (
+        &[
+            "agent", "apply", "config", "disk", "facts", "harness", "media", "model", "net",
+            "paths", "plan", "platform", "probe", "source", "state", "status",
+        ],
+        &["make"],
+        "only the CLI calls make-drive",
+    ),
 ];
 
 #[test]
