@@ -469,17 +469,24 @@ impl Planner<'_> {
     fn plan_mounts(&mut self, entries: &[MountEntry]) {
         let mut ok: Vec<MountEntry> = Vec::new();
         let mut dirs: Vec<String> = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            let field = format!("mounts[{i}]");
+        // Warnings name the entry by its device and mount point: `entries` is the parsed
+        // list, whose positions need not be the user data's.
+        let field = "mounts";
+        for e in entries {
             match check_mount(e) {
-                Err(why) => {
-                    self.warnings
-                        .warn("user-data", &field, format!("{why}; entry not written"))
-                }
+                Err(why) => self.warnings.warn(
+                    "user-data",
+                    field,
+                    format!(
+                        "entry {} {}: {why}; entry not written",
+                        Esc(&e.spec),
+                        Esc(&e.file)
+                    ),
+                ),
                 Ok(_) if ok.iter().any(|o| o.file == e.file && e.file != "none") => {
                     self.warnings.warn(
                         "user-data",
-                        &field,
+                        field,
                         format!(
                             "mount point {} given twice; the first entry is kept",
                             Esc(&e.file)

@@ -1414,6 +1414,26 @@ fn mounts(ctx: &mut Ctx, v: Node) -> Option<Option<Vec<Vec<Option<String>>>>> {
             );
             continue;
         }
+        if let Some(Some(dir)) = entry.get(1) {
+            if dir != "none" && !dir.starts_with('/') {
+                ctx.warn(
+                    &format!("{at}[1]"),
+                    "mount point is not an absolute path (nor none); entry ignored",
+                );
+                continue;
+            }
+        }
+        if let Some(j) = (4..entry.len()).find(|&j| {
+            entry[j]
+                .as_deref()
+                .is_some_and(|f| f.len() > 3 || !f.bytes().all(|b| b.is_ascii_digit()))
+        }) {
+            ctx.warn(
+                &format!("{at}[{j}]"),
+                "dump and pass are small numbers; entry ignored",
+            );
+            continue;
+        }
         if spec.starts_with("ephemeral") || spec == "swap" {
             ctx.warn(
                 &format!("{at}[0]"),
