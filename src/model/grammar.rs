@@ -548,4 +548,70 @@ mod tests {
         assert!(crypt_hash("$5$salt$hash") && crypt_hash("$2x$10$abc"));
         assert!(!crypt_hash("$5$") && !crypt_hash("$5$$x") && !crypt_hash("plain"));
     }
+    #[test]
+    fn system_key_grammars() {
+        for ok in [
+            "UTC",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+        ] {
+            assert_eq!(tz_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/shadow",
+            "../x",
+            "Europe/../../x",
+            "a//b",
+            "Europe/Ber lin",
+            "a\nb",
+            ".hidden",
+            "-x",
+        ] {
+            assert!(tz_name(bad).is_err(), "{bad:?}");
+        }
+        for ok in [
+            "C",
+            "POSIX",
+            "C.UTF-8",
+            "en_US.UTF-8",
+            "de_DE",
+            "sr_RS.UTF-8@latin",
+            "ast_ES.UTF-8",
+        ] {
+            assert_eq!(locale_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "en US",
+            "en_US.UTF-8\nX=1",
+            "EN_us",
+            "en_US.UTF-8;x",
+            "e",
+            "en_US.",
+            "en@",
+        ] {
+            assert!(locale_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(ntp_server("192.0.2.1").is_ok() && ntp_server("2001:db8::1").is_ok());
+        assert!(ntp_server("a b").is_err() && ntp_server("x\nNTP=y").is_err());
+        assert!(fstab_field("defaults,nofail").is_ok() && fstab_field("UUID=ab-12").is_ok());
+        for bad in ["", "a b", "a\tb", "a\nb", "a#b", "a\\040b"] {
+            assert!(fstab_field(bad).is_err(), "{bad:?}");
+        }
+        let pem = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_certificates(pem), Ok(1));
+        assert_eq!(pem_certificates(&format!("{pem}\n{pem}")), Ok(2));
+        for bad in [
+            "",
+            "x",
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n",
+            "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n",
+            "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(pem_certificates(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1680,4 +1680,78 @@ mod tests {
         assert_eq!(r.warnings.len(), 2, "{r:?}");
         assert_eq!(part("ssh_genkeytypes:\n").0.ssh_genkeytypes, Some(None));
     }
+    #[test]
+    fn system_keys() {
+        let (p, r) = part(
+            "manage_etc_hosts: localhost\npreserve_hostname: 'yes'\ntimezone: ' Europe/Berlin '\n\
+             locale: sr_RS.UTF-8@latin\nntp: {servers: [a.example, '192.0.2.1', a.example], pools: 'p.example', ntp_client: auto}\n\
+             mounts: [[sdb, /data], [/dev/vdc, /x, ext4]]\nmount_default_fields: [~, ~, xfs, defaults, '0', '0']\n\
+             growpart: {mode: auto}\nresize_rootfs: false\n",
+        );
+        assert!(r.warnings.is_empty(), "{r:?}");
+        let c = p.finish();
+        assert_eq!(c.manage_etc_hosts, Some(ManageEtcHosts::Localhost));
+        assert_eq!(c.preserve_hostname, Some(true));
+        assert_eq!(c.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(c.locale.as_deref(), Some("sr_RS.UTF-8@latin"));
+        let ntp = c.ntp.unwrap();
+        assert!(ntp.enabled);
+        assert_eq!(ntp.servers, ["a.example", "192.0.2.1"]);
+        assert_eq!(ntp.pools, ["p.example"]);
+        let m = c.mounts.unwrap();
+        assert_eq!(
+            (
+                m[0].spec.as_str(),
+                m[0].vfstype.as_str(),
+                m[0].passno.as_str()
+            ),
+            ("/dev/sdb", "xfs", "0")
+        );
+        assert_eq!(m[1].vfstype, "ext4");
+        // resize_rootfs: false wins over growpart's auto.
+        assert_eq!(c.grow_root, Some(false));
+        assert_eq!(
+            part("manage_etc_hosts: true\n").0.finish().manage_etc_hosts,
+            Some(ManageEtcHosts::Template)
+        );
+        assert_eq!(
+            part("manage_etc_hosts: false\n")
+                .0
+                .finish()
+                .manage_etc_hosts,
+            Some(ManageEtcHosts::Off)
+        );
+        assert_eq!(
+            part("growpart: {mode: 'off'}\n").0.finish().grow_root,
+            Some(false)
+        );
+        assert_eq!(
+            part("resize_rootfs: noblock\n").0.finish().grow_root,
+            Some(true)
+        );
+        assert_eq!(part("hostname: x\n").0.finish().grow_root, None);
+        // Wrong values: one warning each naming the key; the key is ignored.
+        let (p, r) = part(
+            "timezone: ../etc/shadow\nlocale: 'en US'\nmanage_etc_hosts: sometimes\n\
+             ntp: [a]\nca_certs: {trusted: [x], bogus: 1}\ngrowpart: {mode: fast}\n",
+        );
+        let c = p.finish();
+        assert_eq!(
+            (c.timezone, c.locale, c.manage_etc_hosts),
+            (None, None, None)
+        );
+        assert_eq!(c.ca_certs.map(|x| x.trusted.len()), Some(0));
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        for f in [
+            "timezone",
+            "locale",
+            "manage_etc_hosts",
+            "ntp",
+            "ca_certs.trusted[0]",
+            "growpart.mode",
+            "ca_certs.bogus",
+        ] {
+            assert!(fields.contains(&f), "{f}: {fields:?}");
+        }
+    }
 }
