@@ -313,8 +313,8 @@ pub fn locale_name(s: &str) -> Result<(), GrammarError> {
         None => (rest, None),
     };
     let special = matches!(lang, "C" | "POSIX") && territory.is_none() && modifier.is_none();
-    if !special && !((2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase()))
-    {
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase());
+    if !(special || lang_ok) {
         return bad("a language that is not 2 or 3 lower-case letters");
     }
     if let Some(t) = territory {
@@ -408,9 +408,7 @@ pub fn pem_certificates(s: &str) -> Result<usize, GrammarError> {
             .strip_suffix('\r')
             .unwrap_or(raw)
             .trim_end_matches([' ', '\t']);
-        if let Err(e) = line_safe(line) {
-            return Err(e);
-        }
+        line_safe(line)?;
         match body.as_mut() {
             None if line.is_empty() => {}
             None if line == BEGIN => body = Some(String::new()),
