@@ -641,4 +641,58 @@ mod tests {
             render_chrony(&s, &p).ends_with("server 192.0.2.1 iburst\npool pool.ntp.org iburst\n")
         );
     }
+    fn plan_with(ud: &str, facts: &crate::facts::HostFacts) -> super::super::Plan {
+        use crate::model::{Blob, Format, Instance};
+        let mut i = Instance::new(Format::NoCloud, "seed", "iid-1");
+        i.user_data = Some(Blob(ud.as_bytes().to_vec()));
+        let d = crate::media::DriveFiles::new("/dev/x", "iso9660");
+        super::super::plan(&i, &d, facts, &super::super::Policy::default())
+    }
+
+    fn step<'a>(p: &'a super::super::Plan, id: &str) -> &'a Step {
+        p.steps.iter().find(|s| s.id == id).unwrap()
+    }
+
+    #[test]
+    fn update_ca_certificates_runs_live_once_per_certificate_list() {
+        let pem = "-----BEGIN CERTIFICATE-----\n      MAMCAQA=\n      -----END CERTIFICATE-----";
+        let ud = format!("#cloud-config\nca_certs:\n  trusted:\n    - |\n      {pem}\n");
+        let mut facts = crate::facts::HostFacts {
+            live: true,
+            ..Default::default()
+        };
+        // No tool in the target: skipped with a warning.
+        let p = plan_with(&ud, &facts);
+        assert_eq!(step(&p, "ca-cert:0").change, Change::Create);
+        assert_eq!(step(&p, "ca-certs-update").change, Change::Skip);
+        assert!(p.warnings.warnings.iter().any(|w| w.field == "ca_certs"));
+        facts.present.insert(UPDATE_CA.into());
+        let p = plan_with(&ud, &facts);
+        let s = step(&p, "ca-certs-update");
+        assert_eq!(s.change, Change::Update);
+        assert!(matches!(&s.action, Action::UpdateCaCertificates { tool } if tool == UPDATE_CA));
+        // Applied: the certificate in place and the update recorded -> unchanged.
+        let Action::WriteFile { content, .. } = &step(&p, "ca-cert:0").action else {
+            panic!()
+        };
+        facts.files.insert(
+            ca_path(0),
+            crate::facts::FileFact {
+                content: content.clone(),
+                meta: FILE_META,
+            },
+        );
+        let mut steps = std::collections::BTreeMap::new();
+        steps.insert("ca-certs-update".to_string(), s.input.clone().unwrap());
+        facts.record = Some(crate::state::Record {
+            instance_id: "iid-1".into(),
+            format: String::new(),
+            version: String::new(),
+            drive_sha256: String::new(),
+            steps,
+        });
+        let p = plan_with(&ud, &facts);
+        assert_eq!(step(&p, "ca-cert:0").change, Change::Unchanged);
+        assert_eq!(step(&p, "ca-certs-update").change, Change::Unchanged);
+    }
 }
