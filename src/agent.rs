@@ -719,7 +719,8 @@ pub fn reclaim(req: &ReclaimRequest) -> Result<ReclaimOutcome, Error> {
         root_partition: req.root_partition,
         root: req.root.clone(),
         apply: req.apply,
-        settings: config.reclaim.settings(),
+        // User-data `growpart`/`resize_rootfs` may turn growth off (never on).
+        settings: config.reclaim.settings_at(&req.root),
     })?;
     let exit = match report.outcome {
         R::Planned | R::Changed => Exit::Changed,

@@ -151,6 +151,36 @@ impl ReclaimConfig {
             wipe_config: self.wipe_config,
         }
     }
+
+    /// [`settings`](Self::settings) for the system under `root`, with the instance's
+    /// `#cloud-config` growth setting applied: `growpart: {mode: off}` or
+    /// `resize_rootfs: false` turns `grow_root` off (`primer run` records it in
+    /// `plan::system::GROW_FILE`; README "Cloud-config keys"). User data can only turn growth
+    /// off, never on: a missing or unreadable file leaves the configuration as it is.
+    pub fn settings_at(&self, root: &std::path::Path) -> crate::disk::plan::Settings {
+        let mut s = self.settings();
+        if user_data_grow_off(root) {
+            s.grow_root = false;
+        }
+        s
+    }
+}
+
+/// Whether the instance's user data turned root growth off (see `ReclaimConfig::settings_at`).
+fn user_data_grow_off(root: &std::path::Path) -> bool {
+    use std::io::Read;
+    let Ok(path) = crate::paths::resolve_in_root(root, crate::plan::system::GROW_FILE) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    let read = std::fs::File::open(&path).and_then(|f| f.take(4096).read_to_end(&mut buf));
+    if read.is_err() {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(&buf)
+        .ok()
+        .and_then(|v| v.get("grow_root").and_then(|g| g.as_bool()))
+        == Some(false)
 }
 
 /// Largest `files_mode` accepted: permission bits only (no setuid, setgid or sticky bit).

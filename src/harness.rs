@@ -291,14 +291,16 @@ pub fn plan_user_data(data: &[u8]) -> usize {
         "the password shows in the plan"
     );
     for s in &p.steps {
-        let path = match &s.action {
+        let paths: Vec<&String> = match &s.action {
             Action::WriteFile { path, .. }
             | Action::EnsureDir { path, .. }
             | Action::RemoveFile { path }
-            | Action::RunScript { path, .. } => Some(path),
-            _ => None,
+            | Action::Symlink { path, .. }
+            | Action::RunScript { path, .. } => vec![path],
+            Action::MakeDirs { paths } => paths.iter().collect(),
+            _ => Vec::new(),
         };
-        if let Some(path) = path {
+        for path in paths {
             assert!(
                 crate::paths::is_clean_relative(path) && !path.starts_with('/'),
                 "step {} writes outside the root: {path:?}",

@@ -58,6 +58,9 @@ pub enum Error {
     /// `reclaim` could not read or write the disk.
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
+    /// `make-drive` could not build the drive (the message names the field, file or path).
+    #[error(transparent)]
+    Make(#[from] make::MakeError),
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use primer::harness;
 use primer::media::Limits;
-use primer::model::userdata::{CcUser, Command, Origin, PasswordValue, UserData};
+use primer::model::userdata::{CcUser, Command, ManageEtcHosts, Origin, PasswordValue, UserData};
 use primer::model::Report;
 use primer::source::userdata::{
     parse_instance_user_data, parse_user_data, UserDataLimits, USER_DATA_FILE,
@@ -337,9 +337,11 @@ fn unknown_keys_in_one_sorted_warning() {
     assert_eq!(w.file, "user-data");
     assert_eq!(
         w.field,
-        "apt, merge_how, package_update, packages, timezone, write_files[0].source"
+        "apt, merge_how, package_update, packages, write_files[0].source"
     );
-    assert_eq!(w.message, "6 unsupported cloud-config keys; ignored");
+    assert_eq!(w.message, "5 unsupported cloud-config keys; ignored");
+    // `timezone` is supported now: parsed, not in the list.
+    assert_eq!(ud.cloud_config.timezone.as_deref(), Some("Europe/Berlin"));
 }
 
 #[test]
@@ -433,12 +435,8 @@ fn proxmox_style() {
     assert!(c.password.is_some());
     assert_eq!(c.chpasswd.expire, Some(false));
     assert_eq!(c.users, [CcUser::default_marker()]);
-    assert_eq!(
-        fields(&r),
-        ["manage_etc_hosts, package_upgrade"],
-        "{:#?}",
-        r.warnings
-    );
+    assert_eq!(c.manage_etc_hosts, Some(ManageEtcHosts::Template));
+    assert_eq!(fields(&r), ["package_upgrade"], "{:#?}", r.warnings);
 }
 
 #[test]

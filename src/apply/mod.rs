@@ -10,6 +10,7 @@ pub mod fs;
 pub mod hostkeys;
 pub mod pin;
 pub mod script;
+pub mod system;
 
 use std::path::PathBuf;
 
@@ -93,6 +94,7 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
     let mut record_step = None;
     let mut pin_step = None;
     let mut scripts = Vec::new();
+    let mut tools = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let r = match (&step.change, &step.action) {
             (c, _) if !c.acts() => Ok(()),
@@ -110,6 +112,11 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
                 scripts.push(i);
                 Ok(())
             }
+            (_, Action::UpdateCaCertificates { .. }) => {
+                // Reads the certificate files staged above: runs after the commit below.
+                tools.push(i);
+                Ok(())
+            }
             (_, action) => apply_action(action, target, &mut writer, i),
         };
         results.push(r);
@@ -122,6 +129,12 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
         match results.get_mut(i) {
             Some(r) => *r = Err(e),
             None => results.push(Err(e)),
+        }
+    }
+    for i in tools {
+        if let Action::UpdateCaCertificates { tool } = &plan.steps[i].action {
+            results[i] = system::update_ca_certificates(target, tool);
+            fault::point(&plan.steps[i].id);
         }
     }
     // Scripts that were started: recorded as run even when they fail (they run once per
@@ -373,7 +386,8 @@ pub fn action_path(action: &Action) -> Option<&str> {
         | Action::EnsureDir { path, .. }
         | Action::RemoveFile { path }
         | Action::WriteRecord { path, .. }
-        | Action::WritePin { path, .. } => Some(path),
+        | Action::WritePin { path, .. }
+        | Action::Symlink { path, .. } => Some(path),
         _ => None,
     }
 }
@@ -445,8 +459,11 @@ fn apply_action(
             delete,
             types,
         } => hostkeys::apply_host_keys(target, keygen, *delete, types),
+        Action::Symlink { path, target } => system::symlink(w, path, target),
+        Action::MakeDirs { paths } => system::make_dirs(w, paths),
         // Written or run by apply_plan after everything else.
-        Action::WriteRecord { .. }
+        Action::UpdateCaCertificates { .. }
+        | Action::WriteRecord { .. }
         | Action::WritePin { .. }
         | Action::RunScript { .. }
         | Action::Nothing => Ok(()),

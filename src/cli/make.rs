@@ -153,7 +153,7 @@ pub fn run(a: &MakeDriveArgs, out: &mut impl Write) -> Result<Exit, Error> {
             ec2: a.ec2,
             cloudstack_underscores: matches!(a.cloudstack_names, CloudStackNames::Underscore),
         },
-        repro: make::Reproducible::from_env(a.deterministic).map_err(make_err)?,
+        repro: make::Reproducible::from_env(a.deterministic)?,
         packed: a.packed,
         size: a.size,
         sector_size: a.sector_size,
@@ -171,7 +171,7 @@ pub fn run(a: &MakeDriveArgs, out: &mut impl Write) -> Result<Exit, Error> {
             }
         },
     };
-    let made = make::make(&req, out).map_err(make_err)?;
+    let made = make::make(&req, out)?;
     let line = format!(
         "{}: {} file(s), label {}, {} bytes{}",
         a.into
@@ -205,10 +205,4 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(mult))
         .filter(|&n| n > 0)
         .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))
-}
-
-/// `crate::Error` has no make-drive variant yet (lib.rs is not ours to edit): the message
-/// carries the field, file or path the error names.
-fn make_err(e: make::MakeError) -> Error {
-    Error::Unsupported(e.to_string())
 }

@@ -230,6 +230,224 @@ pub fn sudo_rule(s: &str) -> Result<(), GrammarError> {
     Ok(())
 }
 
+// ---- cloud-config system keys (timezone, locale, ntp, ca_certs, mounts) ----
+
+/// Longest time zone name accepted (the longest in tzdata is 32 bytes).
+pub const TZ_NAME_MAX: usize = 64;
+
+/// `s` is a tz database zone name as `/usr/share/zoneinfo` names its files (`Europe/Paris`,
+/// `America/Argentina/Buenos_Aires`, `Etc/GMT+5`, `UTC`): `/`-separated components of ASCII
+/// letters, digits, `.`, `_`, `-` and `+`, none empty, none starting with `.` or `-` (so no
+/// `..`, no hidden file, no option), no leading `/`. The file's existence is the planner's
+/// second check.
+pub fn tz_name(s: &str) -> Result<(), GrammarError> {
+    if s.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if s.len() > TZ_NAME_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: TZ_NAME_MAX,
+        });
+    }
+    line_safe(s)?;
+    let mut at = 0;
+    for (i, comp) in s.split('/').enumerate() {
+        let label = i + 1;
+        if comp.is_empty() {
+            return Err(GrammarError::Label {
+                label,
+                problem: "empty",
+            });
+        }
+        if comp.starts_with('.') || comp.starts_with('-') {
+            return Err(GrammarError::Label {
+                label,
+                problem: "starting with a dot or a hyphen",
+            });
+        }
+        if let Some((off, ch)) = comp
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')))
+        {
+            return Err(GrammarError::Forbidden {
+                ch,
+                at: at + off,
+                why: "is not in a time zone name",
+            });
+        }
+        at += comp.len() + 1;
+    }
+    Ok(())
+}
+
+/// Longest locale name accepted.
+pub const LOCALE_MAX: usize = 64;
+
+/// `s` is a POSIX locale name as `/etc/default/locale` carries it: `C`, `POSIX`, `C.UTF-8`, or
+/// `ll[_CC][.CHARSET][@modifier]`: a language of 2 or 3 ASCII lower-case letters, a territory
+/// of 2 or 3 upper-case letters or digits, a charset of letters, digits and `-`, a modifier of
+/// letters, digits and `_` (`sr_RS.UTF-8@latin`). Nothing a shell line could misread.
+pub fn locale_name(s: &str) -> Result<(), GrammarError> {
+    if s.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if s.len() > LOCALE_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: LOCALE_MAX,
+        });
+    }
+    line_safe(s)?;
+    let bad = |problem| Err(GrammarError::Label { label: 1, problem });
+    let (rest, modifier) = match s.split_once('@') {
+        Some((r, m)) => (r, Some(m)),
+        None => (s, None),
+    };
+    let (rest, charset) = match rest.split_once('.') {
+        Some((r, c)) => (r, Some(c)),
+        None => (rest, None),
+    };
+    let (lang, territory) = match rest.split_once('_') {
+        Some((l, t)) => (l, Some(t)),
+        None => (rest, None),
+    };
+    let special = matches!(lang, "C" | "POSIX") && territory.is_none() && modifier.is_none();
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase());
+    if !(special || lang_ok) {
+        return bad("a language that is not 2 or 3 lower-case letters");
+    }
+    if let Some(t) = territory {
+        if !((2..=3).contains(&t.len())
+            && t.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        {
+            return bad("a territory that is not 2 or 3 upper-case letters or digits");
+        }
+    }
+    if let Some(c) = charset {
+        if c.is_empty()
+            || c.len() > 32
+            || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("a character set that is not letters, digits and hyphens");
+        }
+    }
+    if let Some(m) = modifier {
+        if m.is_empty()
+            || m.len() > 32
+            || !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return bad("a modifier that is not letters, digits and underscores");
+        }
+    }
+    Ok(())
+}
+
+/// `s` is a time server as timesyncd's `NTP=` and chrony's `server`/`pool` take it: an IPv4 or
+/// IPv6 address, or a DNS name ([`dns_name`]).
+pub fn ntp_server(s: &str) -> Result<(), GrammarError> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    dns_name(s)
+}
+
+/// Longest fstab field accepted.
+pub const FSTAB_FIELD_MAX: usize = 1024;
+
+/// `s` is one field of an `/etc/fstab` line: not empty, one line, no blank (space and tab
+/// separate the fields; primer does not write fstab's `\040` escapes), no `#` (starts a
+/// comment) and no `\` (starts an escape), at most [`FSTAB_FIELD_MAX`] bytes.
+pub fn fstab_field(s: &str) -> Result<(), GrammarError> {
+    if s.is_empty() {
+        return Err(GrammarError::Empty);
+    }
+    if s.len() > FSTAB_FIELD_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: FSTAB_FIELD_MAX,
+        });
+    }
+    line_safe_without(
+        s,
+        &[' ', '#', '\\', '\u{a0}'],
+        "cannot be part of an fstab field (separator, comment or escape)",
+    )?;
+    match s.char_indices().find(|(_, c)| c.is_whitespace()) {
+        Some((at, ch)) => Err(GrammarError::Forbidden {
+            ch,
+            at,
+            why: "separates the fields of an fstab line",
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Largest PEM text of one `ca_certs.trusted` entry.
+pub const PEM_MAX: usize = 64 * 1024;
+
+/// `s` is one or more PEM `CERTIFICATE` blocks and nothing else but blank lines: every block
+/// `-----BEGIN CERTIFICATE-----`, lines of base64, `-----END CERTIFICATE-----`, with a body
+/// that decodes. Returns the number of blocks. Linear in `s`; at most [`PEM_MAX`] bytes.
+pub fn pem_certificates(s: &str) -> Result<usize, GrammarError> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    if s.len() > PEM_MAX {
+        return Err(GrammarError::TooLong {
+            len: s.len(),
+            max: PEM_MAX,
+        });
+    }
+    let bad = |label, problem| Err(GrammarError::Label { label, problem });
+    let mut blocks = 0;
+    let mut body: Option<String> = None;
+    for (i, raw) in s.split('\n').enumerate() {
+        let line_no = i + 1;
+        let line = raw
+            .strip_suffix('\r')
+            .unwrap_or(raw)
+            .trim_end_matches([' ', '\t']);
+        line_safe(line)?;
+        match body.as_mut() {
+            None if line.is_empty() => {}
+            None if line == BEGIN => body = Some(String::new()),
+            None => return bad(line_no, "outside a BEGIN/END CERTIFICATE block"),
+            Some(b) if line == END => {
+                use base64::Engine;
+                let ok = !b.is_empty()
+                    && base64::engine::general_purpose::STANDARD
+                        .decode(b.as_bytes())
+                        .is_ok_and(|d| d.first() == Some(&0x30));
+                if !ok {
+                    return bad(
+                        line_no,
+                        "the end of a block whose body is not DER in base64",
+                    );
+                }
+                blocks += 1;
+                body = None;
+            }
+            Some(b) => {
+                if !line
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+                {
+                    return bad(line_no, "not base64 inside a certificate block");
+                }
+                b.push_str(line);
+            }
+        }
+    }
+    if body.is_some() {
+        return bad(0, "an unterminated certificate block");
+    }
+    if blocks == 0 {
+        return Err(GrammarError::Empty);
+    }
+    Ok(blocks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +545,71 @@ mod tests {
         }
         assert!(crypt_hash("$5$salt$hash") && crypt_hash("$2x$10$abc"));
         assert!(!crypt_hash("$5$") && !crypt_hash("$5$$x") && !crypt_hash("plain"));
+    }
+    #[test]
+    fn system_key_grammars() {
+        for ok in [
+            "UTC",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+        ] {
+            assert_eq!(tz_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/shadow",
+            "../x",
+            "Europe/../../x",
+            "a//b",
+            "Europe/Ber lin",
+            "a\nb",
+            ".hidden",
+            "-x",
+        ] {
+            assert!(tz_name(bad).is_err(), "{bad:?}");
+        }
+        for ok in [
+            "C",
+            "POSIX",
+            "C.UTF-8",
+            "en_US.UTF-8",
+            "de_DE",
+            "sr_RS.UTF-8@latin",
+            "ast_ES.UTF-8",
+        ] {
+            assert_eq!(locale_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "en US",
+            "en_US.UTF-8\nX=1",
+            "EN_us",
+            "en_US.UTF-8;x",
+            "e",
+            "en_US.",
+            "en@",
+        ] {
+            assert!(locale_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(ntp_server("192.0.2.1").is_ok() && ntp_server("2001:db8::1").is_ok());
+        assert!(ntp_server("a b").is_err() && ntp_server("x\nNTP=y").is_err());
+        assert!(fstab_field("defaults,nofail").is_ok() && fstab_field("UUID=ab-12").is_ok());
+        for bad in ["", "a b", "a\tb", "a\nb", "a#b", "a\\040b"] {
+            assert!(fstab_field(bad).is_err(), "{bad:?}");
+        }
+        let pem = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_certificates(pem), Ok(1));
+        assert_eq!(pem_certificates(&format!("{pem}\n{pem}")), Ok(2));
+        for bad in [
+            "",
+            "x",
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n",
+            "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n",
+            "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(pem_certificates(bad).is_err(), "{bad:?}");
+        }
     }
 }

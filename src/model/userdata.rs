@@ -104,6 +104,90 @@ pub struct CloudConfig {
     /// planner as an `authorized_keys` options list). Shown only when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_root_opts: Option<String>,
+    // ---- system keys (README "Cloud-config keys"); each shown only when given ----
+    /// `manage_etc_hosts`: how primer treats `/etc/hosts` (`None`: primer's default, the
+    /// marked `127.0.1.1` line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manage_etc_hosts: Option<ManageEtcHosts>,
+    /// `preserve_hostname: true`: the host name is the image's; primer leaves it alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preserve_hostname: Option<bool>,
+    /// `timezone`: a tz database name (`grammar::tz_name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `locale`: `LANG` for `/etc/default/locale` (`grammar::locale_name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// `ntp`: time servers for timesyncd and chrony.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ntp: Option<Ntp>,
+    /// `ca_certs` (or `ca-certs`): certificates added to the system store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<CaCerts>,
+    /// `mounts`, every entry completed by `mount_default_fields`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<Vec<MountEntry>>,
+    /// Whether the root file system may grow, from `growpart` and `resize_rootfs` (`Some(false)`
+    /// when either turns growth off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grow_root: Option<bool>,
+}
+
+/// Most `ca_certs.trusted` entries kept (`primer-0.crt` … `primer-31.crt`).
+pub const MAX_CA_CERTS: usize = 32;
+
+/// `manage_etc_hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManageEtcHosts {
+    /// `true` / `template`: primer writes the whole file on every run.
+    Template,
+    /// `localhost`: primer keeps its `127.0.1.1` line current on every run, the rest untouched.
+    Localhost,
+    /// `false`: `/etc/hosts` is left alone.
+    Off,
+}
+
+/// `ntp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ntp {
+    /// `enabled` (cloud-init's default is `true` once `ntp` is given).
+    pub enabled: bool,
+    /// `servers`: addresses or DNS names, validated, in order, each once.
+    pub servers: Vec<String>,
+    /// `pools`: as `servers`.
+    pub pools: Vec<String>,
+}
+
+/// `ca_certs`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CaCerts {
+    /// `trusted`: PEM texts, each one or more `CERTIFICATE` blocks, validated.
+    #[serde(serialize_with = "texts_summary")]
+    pub trusted: Vec<String>,
+}
+
+impl fmt::Debug for CaCerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s: Vec<Summary> = self.trusted.iter().map(|t| Summary(t.as_bytes())).collect();
+        f.debug_struct("CaCerts").field("trusted", &s).finish()
+    }
+}
+
+fn texts_summary<S: Serializer>(t: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(t.iter().map(|x| Summary(x.as_bytes()).to_string()))
+}
+
+/// One `mounts` entry: the six fields of an fstab line, each checked by
+/// `grammar::fstab_field`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountEntry {
+    pub spec: String,
+    pub file: String,
+    pub vfstype: String,
+    pub mntops: String,
+    pub freq: String,
+    pub passno: String,
 }
 
 /// One `users` entry (or the `user` key).

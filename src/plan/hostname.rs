@@ -153,6 +153,27 @@ pub fn render_hosts(existing: &str, name: &Hostname) -> String {
     out
 }
 
+/// The whole `/etc/hosts` for `manage_etc_hosts: true` (cloud-init's Debian template, with
+/// primer's marked `127.0.1.1` line): replaces the file on every run.
+pub fn render_hosts_template(name: &Hostname) -> String {
+    let names = if name.fqdn == name.short() {
+        name.fqdn.clone()
+    } else {
+        format!("{} {}", name.fqdn, name.short())
+    };
+    format!(
+        "# Written by primer (#cloud-config manage_etc_hosts: true): replaced on every run.\n\
+         # Drop manage_etc_hosts from user data to keep local changes.\n\
+         127.0.1.1\t{names}\t{HOSTS_MARKER}\n\
+         127.0.0.1\tlocalhost\n\
+         \n\
+         # The following lines are desirable for IPv6 capable hosts\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n\
+         ff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +224,11 @@ mod tests {
         let out2 = render_hosts("127.0.0.1 localhost", &h);
         assert!(out2.ends_with("web\t# managed by primer\n"));
         assert!(out2.starts_with("127.0.0.1 localhost\n"));
+        let t = render_hosts_template(&h);
+        assert!(t.contains(
+            "\n127.0.1.1\tweb.example.com web\t# managed by primer\n127.0.0.1\tlocalhost\n"
+        ));
+        // Switching back to the default keeps (and updates) the marked line.
+        assert_eq!(render_hosts(&t, &h), t);
     }
 }

@@ -11,6 +11,7 @@ pub mod network;
 pub mod password;
 pub mod placement;
 pub mod scrub;
+pub mod system;
 pub mod userdata;
 pub mod users;
 
@@ -21,7 +22,7 @@ use serde::{Serialize, Serializer};
 pub use crate::facts::{FileFact, HostFacts, Meta, PasswdEntry, Wanted, WantedState};
 use crate::media::DriveFiles;
 use crate::model::grammar::{self, Esc};
-use crate::model::userdata::{CcUser, UserData};
+use crate::model::userdata::{CcUser, ManageEtcHosts, UserData};
 use crate::model::{Instance, Report};
 use crate::plan::users::UserDataMode;
 use crate::state::{self, Record};
@@ -122,6 +123,14 @@ pub enum Action {
         delete: bool,
         types: Vec<hostkeys::KeyType>,
     },
+    /// Point `path` at `target` (a symbolic link, replaced atomically): `/etc/localtime`.
+    Symlink { path: String, target: String },
+    /// Make each missing directory (0755 root; existing ones are left as they are): mount
+    /// points of user-data `mounts`.
+    MakeDirs { paths: Vec<String> },
+    /// Run the target's `update-ca-certificates` (live system only), after every file of the
+    /// plan is in place.
+    UpdateCaCertificates { tool: String },
     /// Nothing can be done (see the step's why).
     Nothing,
 }
@@ -243,6 +252,7 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
     p.plan_hostname(instance, &ud);
     p.plan_ssh_keys(instance, &ud, policy);
     p.plan_host_keys(&ud, &policy.host_keys);
+    p.plan_system(id, &ud);
     p.plan_network(instance, drive, &policy.network);
     p.plan_injected_files(instance, policy.users.files_mode);
     p.plan_write_files(instance, &ud);
@@ -344,6 +354,12 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
         );
     }
     w.files.extend(hostkeys::wanted_files(&policy.host_keys));
+    {
+        // System keys of user data (README "Cloud-config keys").
+        let (ud, _) = userdata::user_data(instance, &policy.users);
+        w.files.extend(system::wanted_files(&ud.cloud_config));
+        w.present.extend(system::wanted_present(&ud.cloud_config));
+    }
     w.present
         .extend(hostkeys::wanted_present(&policy.host_keys));
     w.key_users
@@ -559,35 +575,96 @@ impl Planner<'_> {
         }
         let input = Some(state::sha256_hex(name.fqdn.as_bytes()));
         let what = format!("host name {} from the drive", name.fqdn);
-        let meta = self
-            .facts
-            .files
-            .get("etc/hostname")
-            .map_or(FILE_META, |f| f.meta);
-        self.file_step(
-            "hostname",
-            "etc/hostname",
-            format!("{}\n", name.short()).into_bytes(),
-            meta,
-            input.clone(),
-            &what,
-            true,
-        );
+        // `preserve_hostname: true` and `manage_etc_hosts` (README "Cloud-config keys").
+        let preserve = cc.preserve_hostname == Some(true);
+        let skip = |id: &str, why: String| Step {
+            id: id.to_string(),
+            change: Change::Skip,
+            action: Action::Nothing,
+            why,
+            input: None,
+        };
+        if preserve {
+            self.steps.push(skip(
+                "hostname",
+                format!("user-data preserve_hostname: true: /etc/hostname is the image's (drive name {} not set)", name.fqdn),
+            ));
+        } else {
+            let meta = self
+                .facts
+                .files
+                .get("etc/hostname")
+                .map_or(FILE_META, |f| f.meta);
+            self.file_step(
+                "hostname",
+                "etc/hostname",
+                format!("{}\n", name.short()).into_bytes(),
+                meta,
+                input.clone(),
+                &what,
+                true,
+            );
+        }
         let (existing, meta) = match self.facts.files.get("etc/hosts") {
             Some(f) => (String::from_utf8_lossy(&f.content).into_owned(), f.meta),
             None => (DEFAULT_HOSTS.to_string(), FILE_META),
         };
-        let hosts = hostname::render_hosts(&existing, &name);
-        self.file_step(
-            "hosts",
-            "etc/hosts",
-            hosts.into_bytes(),
-            meta,
-            input.clone(),
-            &what,
-            true,
-        );
-        if self.facts.live {
+        match cc.manage_etc_hosts {
+            Some(ManageEtcHosts::Off) => self.steps.push(skip(
+                "hosts",
+                "user-data manage_etc_hosts: false: /etc/hosts left alone".into(),
+            )),
+            None if preserve => self.steps.push(skip(
+                "hosts",
+                "user-data preserve_hostname: true: /etc/hosts left alone (manage_etc_hosts \
+                 not given)"
+                    .into(),
+            )),
+            None => {
+                let hosts = hostname::render_hosts(&existing, &name);
+                self.file_step(
+                    "hosts",
+                    "etc/hosts",
+                    hosts.into_bytes(),
+                    meta,
+                    input.clone(),
+                    &what,
+                    true,
+                );
+            }
+            // Re-asserted on every run, as cloud-init renders it on every boot: local edits
+            // are not kept.
+            Some(ManageEtcHosts::Localhost) => {
+                let hosts = hostname::render_hosts(&existing, &name);
+                self.file_step(
+                    "hosts",
+                    "etc/hosts",
+                    hosts.into_bytes(),
+                    meta,
+                    input.clone(),
+                    &format!("{what} (manage_etc_hosts: localhost, every run)"),
+                    false,
+                );
+            }
+            Some(ManageEtcHosts::Template) => {
+                let hosts = hostname::render_hosts_template(&name);
+                self.file_step(
+                    "hosts",
+                    "etc/hosts",
+                    hosts.into_bytes(),
+                    meta,
+                    input.clone(),
+                    &format!("{what} (manage_etc_hosts: true, whole file, every run)"),
+                    false,
+                );
+            }
+        }
+        if self.facts.live && preserve {
+            self.steps.push(skip(
+                "hostname-live",
+                "user-data preserve_hostname: true: the kernel host name is left alone".into(),
+            ));
+        } else if self.facts.live {
             let short = name.short().to_string();
             let (change, why) = if self.facts.kernel_hostname.as_deref() == Some(short.as_str()) {
                 (
@@ -849,7 +926,9 @@ impl Planner<'_> {
                 | Action::EnsureDir { path, .. }
                 | Action::RemoveFile { path }
                 | Action::WriteRecord { path, .. }
-                | Action::WritePin { path, .. } => vec![path.clone()],
+                | Action::WritePin { path, .. }
+                | Action::Symlink { path, .. } => vec![path.clone()],
+                Action::MakeDirs { paths } => paths.clone(),
                 Action::EditAccounts { writes } => writes.iter().map(|w| w.path.clone()).collect(),
                 // Generating host keys replaces every `ssh_host_*` key: a drive file written
                 // there afterwards would silently replace the printed fingerprint's key.

@@ -441,3 +441,172 @@ fn new_directories_appear_with_their_final_mode_and_owner() {
     assert_ne!(owner(&home), (0, 0));
     assert_eq!(mode(&root.path().join("var/lib/primer")), 0o700);
 }
+
+/// Hostile `#cloud-config` system keys (README "Cloud-config keys"): every value that does not
+/// fit the grammar of its file is refused with a warning naming the key, and nothing of it is
+/// written.
+mod cloud_config_keys {
+    use std::fs;
+    use std::path::Path;
+    use std::process::Command;
+
+    use crate::common::*;
+
+    fn seed(user_data: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(
+            d.path().join("meta-data"),
+            "instance-id: iid-hostile-cc\nlocal-hostname: h\n",
+        )
+        .unwrap();
+        fs::write(d.path().join("user-data"), user_data).unwrap();
+        d
+    }
+
+    fn target() -> tempfile::TempDir {
+        let r = scratch_root();
+        fs::create_dir_all(r.path().join("usr/share/zoneinfo/Europe")).unwrap();
+        fs::write(r.path().join("usr/share/zoneinfo/Europe/Berlin"), "TZif2").unwrap();
+        fs::write(r.path().join("etc/shadow"), "root:*:1::::::\n").unwrap();
+        fs::write(r.path().join("etc/fstab"), "UUID=1 / ext4 defaults 0 1\n").unwrap();
+        r
+    }
+
+    /// Runs primer; returns the warnings (JSON text) and the run's document.
+    fn run(ud: &str, root: &Path) -> (String, serde_json::Value) {
+        let src = seed(ud);
+        let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+            .args(["run", "--json", "--source"])
+            .arg(src.path())
+            .arg("--root")
+            .arg(root)
+            .output()
+            .unwrap();
+        let v = json(&o);
+        assert!(
+            v["steps"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["outcome"] != "failed"),
+            "{}",
+            text(&o)
+        );
+        (v["warnings"].to_string(), v)
+    }
+
+    fn untouched(root: &Path) {
+        assert!(!root.join("etc/timezone").exists());
+        assert!(fs::symlink_metadata(root.join("etc/localtime")).is_err());
+        assert!(!root.join("etc/default/locale").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("etc/shadow")).unwrap(),
+            "root:*:1::::::\n"
+        );
+    }
+
+    #[test]
+    fn a_time_zone_with_a_newline_or_a_path_escape_is_refused() {
+        for (tz, why) in [
+            ("\"Europe/Berlin\\nEtc/UTC\"", "U+000A"),
+            ("../../etc/shadow", "starting with a dot"),
+            ("/etc/shadow", "empty"),
+            ("Europe/../../../etc/shadow", "starting with a dot"),
+            ("\"Europe/Ber lin\"", "is not in a time zone name"),
+        ] {
+            let r = target();
+            let (w, _) = run(&format!("#cloud-config\ntimezone: {tz}\n"), r.path());
+            assert!(w.contains("\"field\":\"timezone\""), "{tz}: {w}");
+            assert!(w.contains(why), "{tz}: {w}");
+            untouched(r.path());
+        }
+    }
+
+    #[test]
+    fn a_locale_that_would_add_a_line_is_refused() {
+        let r = target();
+        let (w, _) = run(
+            "#cloud-config\nlocale: \"en_US.UTF-8\\nLD_PRELOAD=/tmp/x.so\"\n",
+            r.path(),
+        );
+        assert!(w.contains("\"field\":\"locale\""), "{w}");
+        untouched(r.path());
+        let (w, _) = run("#cloud-config\nlocale: 'en_US.UTF-8; rm -rf /'\n", r.path());
+        assert!(w.contains("\"field\":\"locale\""), "{w}");
+        untouched(r.path());
+    }
+
+    #[test]
+    fn time_servers_that_are_not_names_or_addresses_are_dropped() {
+        let r = target();
+        let (w, _) = run(
+            "#cloud-config\nntp:\n  servers: [\"a.example\\nFallbackNTP=evil\", 'b c', 'x;y', ok.example]\n",
+            r.path(),
+        );
+        for i in 0..3 {
+            assert!(w.contains(&format!("ntp.servers[{i}]")), "{w}");
+        }
+        let conf = fs::read_to_string(r.path().join("etc/systemd/timesyncd.conf.d/50-primer.conf"))
+            .unwrap();
+        assert!(conf.ends_with("[Time]\nNTP=ok.example\n"), "{conf}");
+    }
+
+    #[test]
+    fn fstab_fields_with_blanks_newlines_or_comments_are_refused() {
+        let r = target();
+        let (w, _) = run(
+            "#cloud-config\nmounts:\n  - [/dev/vdb, '/da ta']\n  - [\"/dev/vdc\\n/dev/sda\", /x]\n  - [/dev/vdd, '/y#z']\n  - [/dev/vde, /proc/x]\n  - [/dev/vdf, ../etc]\n  - [/dev/vdg, /ok, auto, defaults, x, 0]\n",
+            r.path(),
+        );
+        for i in [0, 1, 2, 4, 5] {
+            assert!(w.contains(&format!("mounts[{i}]")), "mounts[{i}]: {w}");
+        }
+        // Refused by the planner's placement rules (proc is the kernel's).
+        assert!(w.contains(r#"\"/proc/x\" refused: is inside /proc"#), "{w}");
+        // Every entry refused: primer's block is empty, so fstab stays as it was.
+        assert_eq!(
+            fs::read_to_string(r.path().join("etc/fstab")).unwrap(),
+            "UUID=1 / ext4 defaults 0 1\n"
+        );
+        assert!(!r.path().join("da ta").exists() && !r.path().join("proc").exists());
+    }
+
+    #[test]
+    fn ten_thousand_mounts_are_capped() {
+        let r = target();
+        let mut ud = String::from("#cloud-config\nmounts:\n");
+        for i in 0..10_000 {
+            ud.push_str(&format!("  - [/dev/vd{i}, /m/{i}]\n"));
+        }
+        let (w, _) = run(&ud, r.path());
+        assert!(w.contains("10000 entries; only the first 64"), "{w}");
+        let fstab = fs::read_to_string(r.path().join("etc/fstab")).unwrap();
+        assert_eq!(
+            fstab.lines().filter(|l| l.starts_with("/dev/vd")).count(),
+            64
+        );
+        assert_eq!(fs::read_dir(r.path().join("m")).unwrap().count(), 64);
+        if Path::new("/usr/bin/findmnt").exists() || Path::new("/bin/findmnt").exists() {
+            let o = Command::new("findmnt")
+                .args(["--verify", "--tab-file"])
+                .arg(r.path().join("etc/fstab"))
+                .output()
+                .unwrap();
+            assert!(text(&o).contains("0 parse errors"), "{}", text(&o));
+        }
+    }
+
+    #[test]
+    fn certificates_that_are_not_pem_are_not_installed() {
+        let r = target();
+        let (w, _) = run(
+            "#cloud-config\nca_certs:\n  remove_defaults: true\n  trusted:\n    - not a certificate\n    - |\n      -----BEGIN CERTIFICATE-----\n      !!!!\n      -----END CERTIFICATE-----\n    - |\n      -----BEGIN CERTIFICATE-----\n      QUJD\n    - |\n      -----BEGIN RSA PRIVATE KEY-----\n      QUJD\n      -----END RSA PRIVATE KEY-----\n",
+            r.path(),
+        );
+        for i in 0..4 {
+            assert!(w.contains(&format!("ca_certs.trusted[{i}]")), "{w}");
+        }
+        assert!(w.contains("ca_certs.remove_defaults"), "{w}");
+        assert!(!r.path().join("usr/local/share/ca-certificates").exists());
+    }
+}

@@ -10,7 +10,11 @@
 
 use super::yaml::Node;
 use super::{gunzip, Budget};
-use crate::model::userdata::{CcUser, Chpasswd, CloudConfig, Command, PasswordValue, WriteFile};
+use crate::model::grammar;
+use crate::model::userdata::{
+    CaCerts, CcUser, Chpasswd, CloudConfig, Command, ManageEtcHosts, MountEntry, Ntp,
+    PasswordValue, WriteFile,
+};
 use crate::model::{Report, Secret};
 use crate::source::value::decode_base64;
 
@@ -83,6 +87,18 @@ pub(crate) struct Partial {
     pub vendor_data_enabled: Option<Option<bool>>,
     pub disable_root: Option<Option<bool>>,
     pub disable_root_opts: Option<Option<String>>,
+    // ---- system keys (README "Cloud-config keys") ----
+    pub manage_etc_hosts: Option<Option<ManageEtcHosts>>,
+    pub preserve_hostname: Option<Option<bool>>,
+    pub timezone: Option<Option<String>>,
+    pub locale: Option<Option<String>>,
+    pub ntp: Option<Option<Ntp>>,
+    pub ca_certs: Option<Option<CaCerts>>,
+    /// Entries as given (1 to 6 fields, `None` for a null field), completed in `finish`.
+    pub mounts: Option<Option<Vec<Vec<Option<String>>>>>,
+    pub mount_default_fields: Option<Option<Vec<Option<String>>>>,
+    pub growpart: Option<Option<bool>>,
+    pub resize_rootfs: Option<Option<bool>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +123,8 @@ impl Partial {
             vendor_data_enabled);
         overlay!(self, later; ssh_deletekeys, ssh_genkeytypes);
         overlay!(self, later; disable_root, disable_root_opts);
+        overlay!(self, later; manage_etc_hosts, preserve_hostname, timezone, locale, ntp,
+            ca_certs, mounts, mount_default_fields, growpart, resize_rootfs);
     }
 
     /// User data over vendor data, key by key: a key the user gives wins; vendor keys absent
@@ -150,6 +168,20 @@ impl Partial {
             ssh_genkeytypes: self.ssh_genkeytypes.flatten(),
             disable_root: self.disable_root.flatten(),
             disable_root_opts: self.disable_root_opts.flatten(),
+            manage_etc_hosts: self.manage_etc_hosts.flatten(),
+            preserve_hostname: self.preserve_hostname.flatten(),
+            timezone: self.timezone.flatten(),
+            locale: self.locale.flatten(),
+            ntp: self.ntp.flatten(),
+            ca_certs: self.ca_certs.flatten(),
+            mounts: self
+                .mounts
+                .flatten()
+                .map(|m| complete_mounts(m, self.mount_default_fields.flatten())),
+            grow_root: match (self.growpart.flatten(), self.resize_rootfs.flatten()) {
+                (None, None) => None,
+                (g, r) => Some(g.unwrap_or(true) && r.unwrap_or(true)),
+            },
         }
     }
 }
@@ -200,6 +232,16 @@ pub(crate) fn convert(node: Node, ctx: &mut Ctx) -> Partial {
             "ssh_deletekeys" => p.ssh_deletekeys = opt(ctx, &key, v, "a boolean", boolish),
             "ssh_genkeytypes" => p.ssh_genkeytypes = genkeytypes(ctx, v),
             "disable_root" | "disable_root_opts" => disable_root(ctx, &key, v, &mut p),
+            "manage_etc_hosts" => p.manage_etc_hosts = manage_etc_hosts(ctx, v),
+            "preserve_hostname" => p.preserve_hostname = opt(ctx, &key, v, "a boolean", boolish),
+            "timezone" => p.timezone = checked_text(ctx, &key, v, grammar::tz_name),
+            "locale" => p.locale = checked_text(ctx, &key, v, grammar::locale_name),
+            "ntp" => p.ntp = ntp(ctx, v),
+            "ca_certs" | "ca-certs" => p.ca_certs = ca_certs(ctx, &key, v),
+            "mounts" => p.mounts = mounts(ctx, v),
+            "mount_default_fields" => p.mount_default_fields = mount_default_fields(ctx, v),
+            "growpart" => p.growpart = growpart(ctx, v),
+            "resize_rootfs" => p.resize_rootfs = resize_rootfs(ctx, v),
             _ => ctx.unsupported(key),
         }
     }
@@ -1138,6 +1180,421 @@ fn disable_root(ctx: &mut Ctx, key: &str, v: Node, p: &mut Partial) {
     };
 }
 
+// ---- system keys (README "Cloud-config keys") ----
+
+/// Most `ntp` servers (and, separately, pools) kept.
+pub(crate) const MAX_NTP_SERVERS: usize = 16;
+use crate::model::userdata::MAX_CA_CERTS;
+/// Most `mounts` entries kept.
+pub(crate) const MAX_MOUNTS: usize = 64;
+/// `mount_default_fields` when the drive gives none (cloud-init's, without its unit ordering).
+const MOUNT_DEFAULTS: [&str; 6] = ["", "", "auto", "defaults,nofail", "0", "2"];
+
+/// A text key checked against its grammar; a value that does not fit is one warning naming the
+/// key and the rule it breaks (never the value), and the key is ignored.
+fn checked_text(
+    ctx: &mut Ctx,
+    key: &str,
+    v: Node,
+    check: fn(&str) -> Result<(), grammar::GrammarError>,
+) -> Option<Option<String>> {
+    let t = opt(ctx, key, v, "a string", text)?;
+    let Some(t) = t else { return Some(None) };
+    let t = t.trim().to_string();
+    match check(&t) {
+        Ok(()) => Some(Some(t)),
+        Err(e) => {
+            ctx.warn(key, format!("value {e}; ignored"));
+            None
+        }
+    }
+}
+
+/// `manage_etc_hosts`: `true`/`template`, `localhost`, `false` (YAML booleans and the usual
+/// boolean strings too).
+fn manage_etc_hosts(ctx: &mut Ctx, v: Node) -> Option<Option<ManageEtcHosts>> {
+    if let Node::Str(s) = &v {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "template" => return Some(Some(ManageEtcHosts::Template)),
+            "localhost" => return Some(Some(ManageEtcHosts::Localhost)),
+            _ => {}
+        }
+    }
+    opt(
+        ctx,
+        "manage_etc_hosts",
+        v,
+        "true, false, \"template\" or \"localhost\"",
+        |n| {
+            boolish(n).map(|b| {
+                if b {
+                    ManageEtcHosts::Template
+                } else {
+                    ManageEtcHosts::Off
+                }
+            })
+        },
+    )
+}
+
+/// A list of time servers (or one string), each checked (`grammar::ntp_server`), each once,
+/// at most [`MAX_NTP_SERVERS`].
+fn ntp_list(ctx: &mut Ctx, field: &str, v: Node) -> Vec<String> {
+    let items = match v {
+        Node::Null => return Vec::new(),
+        Node::Seq(items) => items,
+        s @ Node::Str(_) => vec![s],
+        other => {
+            ctx.wrong(field, "a list of servers", &other);
+            return Vec::new();
+        }
+    };
+    let total = items.len();
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if out.len() == MAX_NTP_SERVERS {
+            ctx.warn(
+                field,
+                format!("{total} entries; only the first {MAX_NTP_SERVERS} usable ones are kept"),
+            );
+            break;
+        }
+        let at = format!("{field}[{i}]");
+        let Some(t) = text(&item) else {
+            ctx.wrong(&at, "a host name or address", &item);
+            continue;
+        };
+        let t = t.trim().to_string();
+        match grammar::ntp_server(&t) {
+            Ok(()) if !out.contains(&t) => out.push(t),
+            Ok(()) => {}
+            Err(e) => ctx.warn(&at, format!("not an IP address or DNS name: {e}; ignored")),
+        }
+    }
+    out
+}
+
+/// `ntp: {enabled, servers, pools}`. `ntp_client: auto` (or the client primer would pick
+/// anyway) is accepted; every other sub-key is unsupported.
+fn ntp(ctx: &mut Ctx, v: Node) -> Option<Option<Ntp>> {
+    let m = match v {
+        Node::Null => return Some(None),
+        Node::Map(m) => m,
+        other => {
+            ctx.wrong("ntp", "a mapping", &other);
+            return None;
+        }
+    };
+    let mut out = Ntp {
+        enabled: true,
+        ..Ntp::default()
+    };
+    for (k, v) in m {
+        let field = format!("ntp.{k}");
+        match k.as_str() {
+            "enabled" => out.enabled = entry_bool(ctx, &field, &v, true),
+            "servers" => out.servers = ntp_list(ctx, &field, v),
+            "pools" => out.pools = ntp_list(ctx, &field, v),
+            "ntp_client"
+                if text(&v).is_some_and(|c| {
+                    matches!(c.trim(), "auto" | "systemd-timesyncd" | "chrony")
+                }) => {}
+            _ => ctx.unsupported(field),
+        }
+    }
+    Some(Some(out))
+}
+
+/// `ca_certs: {trusted: [PEM...], remove_defaults}`: each entry checked as PEM certificate
+/// blocks (`grammar::pem_certificates`), at most [`MAX_CA_CERTS`]. `remove_defaults: true` is
+/// refused with a warning: emptying the system store from a drive is not something primer does.
+fn ca_certs(ctx: &mut Ctx, key: &str, v: Node) -> Option<Option<CaCerts>> {
+    let m = match v {
+        Node::Null => return Some(None),
+        Node::Map(m) => m,
+        other => {
+            ctx.wrong(key, "a mapping", &other);
+            return None;
+        }
+    };
+    let mut out = CaCerts::default();
+    for (k, v) in m {
+        let field = format!("{key}.{k}");
+        match k.as_str() {
+            "trusted" => {
+                let items = match v {
+                    Node::Null => Vec::new(),
+                    Node::Seq(items) => items,
+                    s @ Node::Str(_) => vec![s],
+                    other => {
+                        ctx.wrong(&field, "a list of PEM certificates", &other);
+                        continue;
+                    }
+                };
+                let total = items.len();
+                for (i, item) in items.into_iter().enumerate() {
+                    if out.trusted.len() == MAX_CA_CERTS {
+                        ctx.warn(
+                            &field,
+                            format!("{total} entries; only the first {MAX_CA_CERTS} are kept"),
+                        );
+                        break;
+                    }
+                    let at = format!("{field}[{i}]");
+                    let Some(t) = text(&item) else {
+                        ctx.wrong(&at, "a PEM certificate", &item);
+                        continue;
+                    };
+                    match grammar::pem_certificates(&t) {
+                        Ok(_) => {
+                            let mut t = t.trim().replace("\r\n", "\n");
+                            t.push('\n');
+                            out.trusted.push(t);
+                        }
+                        Err(e) => {
+                            ctx.warn(&at, format!("not PEM certificate blocks: {e}; ignored"))
+                        }
+                    }
+                }
+            }
+            "remove_defaults" | "remove-defaults" => {
+                if entry_bool(ctx, &field, &v, false) {
+                    ctx.warn(
+                        &field,
+                        "not supported (primer never empties the system's certificate store); \
+                         the default certificates stay trusted",
+                    );
+                }
+            }
+            _ => ctx.unsupported(field),
+        }
+    }
+    Some(Some(out))
+}
+
+/// One field of a `mounts` entry or of `mount_default_fields`: text or null.
+fn mount_field(ctx: &mut Ctx, at: &str, n: &Node) -> Result<Option<String>, ()> {
+    if *n == Node::Null {
+        return Ok(None);
+    }
+    let Some(t) = text(n) else {
+        ctx.wrong(at, "a string", n);
+        return Err(());
+    };
+    let t = t.trim().to_string();
+    match grammar::fstab_field(&t) {
+        Ok(()) => Ok(Some(t)),
+        Err(e) => {
+            ctx.warn(at, format!("not an fstab field: {e}; entry ignored"));
+            Err(())
+        }
+    }
+}
+
+/// `mounts`: a list of entries, each a list of 1 to 6 fields (device, mount point, type,
+/// options, dump, pass), at most [`MAX_MOUNTS`] entries.
+#[allow(clippy::type_complexity)]
+fn mounts(ctx: &mut Ctx, v: Node) -> Option<Option<Vec<Vec<Option<String>>>>> {
+    let items = match v {
+        Node::Null => return Some(None),
+        Node::Seq(items) => items,
+        other => {
+            ctx.wrong("mounts", "a list of entries", &other);
+            return None;
+        }
+    };
+    let total = items.len();
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if out.len() == MAX_MOUNTS {
+            ctx.warn(
+                "mounts",
+                format!("{total} entries; only the first {MAX_MOUNTS} usable ones are kept"),
+            );
+            break;
+        }
+        let at = format!("mounts[{i}]");
+        let fields = match item {
+            Node::Seq(f) if (1..=6).contains(&f.len()) => f,
+            other => {
+                ctx.wrong(&at, "a list of 1 to 6 fields; entry", &other);
+                continue;
+            }
+        };
+        let mut entry = Vec::with_capacity(6);
+        let mut ok = true;
+        for (j, f) in fields.iter().enumerate() {
+            match mount_field(ctx, &format!("{at}[{j}]"), f) {
+                Ok(v) => entry.push(v),
+                Err(()) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let Some(Some(spec)) = entry.first().cloned() else {
+            ctx.warn(&at, "no device; entry ignored");
+            continue;
+        };
+        if matches!(entry.get(1), None | Some(None)) {
+            ctx.warn(
+                &at,
+                "no mount point (removing an fstab entry is not supported); entry ignored",
+            );
+            continue;
+        }
+        if let Some(Some(dir)) = entry.get(1) {
+            if dir != "none" && !dir.starts_with('/') {
+                ctx.warn(
+                    &format!("{at}[1]"),
+                    "mount point is not an absolute path (nor none); entry ignored",
+                );
+                continue;
+            }
+        }
+        if let Some(j) = (4..entry.len()).find(|&j| {
+            entry[j]
+                .as_deref()
+                .is_some_and(|f| f.len() > 3 || !f.bytes().all(|b| b.is_ascii_digit()))
+        }) {
+            ctx.warn(
+                &format!("{at}[{j}]"),
+                "dump and pass are small numbers; entry ignored",
+            );
+            continue;
+        }
+        if spec.starts_with("ephemeral") || spec == "swap" {
+            ctx.warn(
+                &format!("{at}[0]"),
+                "cloud-init's ephemeral and swap device aliases are not supported; entry ignored",
+            );
+            continue;
+        }
+        // cloud-init's short device names: `sdb` is /dev/sdb.
+        if !spec.contains(['/', '=', ':']) {
+            entry[0] = Some(format!("/dev/{spec}"));
+        }
+        out.push(entry);
+    }
+    Some(Some(out))
+}
+
+/// `mount_default_fields`: up to six fields (null: the built-in default for that field).
+fn mount_default_fields(ctx: &mut Ctx, v: Node) -> Option<Option<Vec<Option<String>>>> {
+    let items = match v {
+        Node::Null => return Some(None),
+        Node::Seq(items) if items.len() <= 6 => items,
+        other => {
+            ctx.wrong("mount_default_fields", "a list of at most 6 fields", &other);
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(6);
+    for (j, f) in items.iter().enumerate() {
+        match mount_field(ctx, &format!("mount_default_fields[{j}]"), f) {
+            Ok(v) => out.push(v),
+            Err(()) => return None,
+        }
+    }
+    Some(Some(out))
+}
+
+/// The entries with every missing field from `defaults`, then from [`MOUNT_DEFAULTS`].
+fn complete_mounts(
+    entries: Vec<Vec<Option<String>>>,
+    defaults: Option<Vec<Option<String>>>,
+) -> Vec<MountEntry> {
+    let defaults = defaults.unwrap_or_default();
+    entries
+        .into_iter()
+        .map(|e| {
+            let f = |j: usize| -> String {
+                e.get(j)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| defaults.get(j).cloned().flatten())
+                    .unwrap_or_else(|| MOUNT_DEFAULTS[j].to_string())
+            };
+            MountEntry {
+                spec: f(0),
+                file: f(1),
+                vfstype: f(2),
+                mntops: f(3),
+                freq: f(4),
+                passno: f(5),
+            }
+        })
+        .collect()
+}
+
+/// `growpart: {mode, devices}`: `mode: off` (or `false`) turns growth off; `auto`, `growpart`,
+/// `gpart` (or `true`) leave it to primer's configuration. `devices` other than `/` are
+/// warned about: primer grows only the root file system.
+fn growpart(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
+    let m = match v {
+        Node::Null => return Some(None),
+        Node::Map(m) => m,
+        other => {
+            ctx.wrong("growpart", "a mapping", &other);
+            return None;
+        }
+    };
+    let mut out = None;
+    for (k, v) in m {
+        let field = format!("growpart.{k}");
+        match k.as_str() {
+            "mode" => {
+                let mode = match &v {
+                    Node::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                        "off" => Some(false),
+                        "auto" | "growpart" | "gpart" => Some(true),
+                        _ => boolish(&v),
+                    },
+                    n => boolish(n),
+                };
+                match mode {
+                    Some(b) => out = Some(b),
+                    None => ctx.wrong(&field, "auto, growpart, gpart or off", &v),
+                }
+            }
+            "devices" => {
+                let items = match v {
+                    Node::Seq(items) => items,
+                    Node::Null => Vec::new(),
+                    other => {
+                        ctx.wrong(&field, "a list of mount points", &other);
+                        continue;
+                    }
+                };
+                if items
+                    .iter()
+                    .any(|d| text(d).as_deref().map(str::trim) != Some("/"))
+                {
+                    ctx.warn(
+                        &field,
+                        "primer grows only the root file system (\"/\"); other devices ignored",
+                    );
+                }
+            }
+            _ => ctx.unsupported(field),
+        }
+    }
+    Some(out)
+}
+
+/// `resize_rootfs`: `false` turns growth off; `true` and `noblock` leave it on.
+fn resize_rootfs(ctx: &mut Ctx, v: Node) -> Option<Option<bool>> {
+    if let Node::Str(s) = &v {
+        if s.trim().eq_ignore_ascii_case("noblock") {
+            return Some(Some(true));
+        }
+    }
+    opt(ctx, "resize_rootfs", v, "a boolean or \"noblock\"", boolish)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::yaml;
@@ -1254,5 +1711,79 @@ mod tests {
         assert_eq!(p.ssh_deletekeys, None);
         assert_eq!(r.warnings.len(), 2, "{r:?}");
         assert_eq!(part("ssh_genkeytypes:\n").0.ssh_genkeytypes, Some(None));
+    }
+    #[test]
+    fn system_keys() {
+        let (p, r) = part(
+            "manage_etc_hosts: localhost\npreserve_hostname: 'yes'\ntimezone: ' Europe/Berlin '\n\
+             locale: sr_RS.UTF-8@latin\nntp: {servers: [a.example, '192.0.2.1', a.example], pools: 'p.example', ntp_client: auto}\n\
+             mounts: [[sdb, /data], [/dev/vdc, /x, ext4]]\nmount_default_fields: [~, ~, xfs, defaults, '0', '0']\n\
+             growpart: {mode: auto}\nresize_rootfs: false\n",
+        );
+        assert!(r.warnings.is_empty(), "{r:?}");
+        let c = p.finish();
+        assert_eq!(c.manage_etc_hosts, Some(ManageEtcHosts::Localhost));
+        assert_eq!(c.preserve_hostname, Some(true));
+        assert_eq!(c.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(c.locale.as_deref(), Some("sr_RS.UTF-8@latin"));
+        let ntp = c.ntp.unwrap();
+        assert!(ntp.enabled);
+        assert_eq!(ntp.servers, ["a.example", "192.0.2.1"]);
+        assert_eq!(ntp.pools, ["p.example"]);
+        let m = c.mounts.unwrap();
+        assert_eq!(
+            (
+                m[0].spec.as_str(),
+                m[0].vfstype.as_str(),
+                m[0].passno.as_str()
+            ),
+            ("/dev/sdb", "xfs", "0")
+        );
+        assert_eq!(m[1].vfstype, "ext4");
+        // resize_rootfs: false wins over growpart's auto.
+        assert_eq!(c.grow_root, Some(false));
+        assert_eq!(
+            part("manage_etc_hosts: true\n").0.finish().manage_etc_hosts,
+            Some(ManageEtcHosts::Template)
+        );
+        assert_eq!(
+            part("manage_etc_hosts: false\n")
+                .0
+                .finish()
+                .manage_etc_hosts,
+            Some(ManageEtcHosts::Off)
+        );
+        assert_eq!(
+            part("growpart: {mode: 'off'}\n").0.finish().grow_root,
+            Some(false)
+        );
+        assert_eq!(
+            part("resize_rootfs: noblock\n").0.finish().grow_root,
+            Some(true)
+        );
+        assert_eq!(part("hostname: x\n").0.finish().grow_root, None);
+        // Wrong values: one warning each naming the key; the key is ignored.
+        let (p, r) = part(
+            "timezone: ../etc/shadow\nlocale: 'en US'\nmanage_etc_hosts: sometimes\n\
+             ntp: [a]\nca_certs: {trusted: [x], bogus: 1}\ngrowpart: {mode: fast}\n",
+        );
+        let c = p.finish();
+        assert_eq!(
+            (c.timezone, c.locale, c.manage_etc_hosts),
+            (None, None, None)
+        );
+        assert_eq!(c.ca_certs.map(|x| x.trusted.len()), Some(0));
+        let fields: Vec<&str> = r.warnings.iter().map(|w| w.field.as_str()).collect();
+        for f in [
+            "timezone",
+            "locale",
+            "manage_etc_hosts",
+            "ntp",
+            "ca_certs.trusted[0]",
+            "growpart.mode",
+            "ca_certs.bogus",
+        ] {
+            assert!(fields.contains(&f), "{f}: {fields:?}");
+        }
     }
 }

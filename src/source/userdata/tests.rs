@@ -440,14 +440,14 @@ fn typed_vendor_parts() {
 
 #[test]
 fn unsupported_keys_one_warning_per_part_sorted() {
-    let (ud, r) = user(b"#cloud-config\npackages: [a]\nhostname: h\napt: {}\nusers: [{name: bob, expiredate: '2030-01-01'}]\nwrite_files: [{path: /x, source: {uri: http://x}}]\nchpasswd: {foo: 1}\nmanage_etc_hosts: true\n");
+    let (ud, r) = user(b"#cloud-config\npackages: [a]\nhostname: h\napt: {}\nusers: [{name: bob, expiredate: '2030-01-01'}]\nwrite_files: [{path: /x, source: {uri: http://x}}]\nchpasswd: {foo: 1}\nsnap: {}\n");
     assert_eq!(ud.cloud_config.hostname.as_deref(), Some("h"));
     assert_eq!(r.warnings.len(), 1, "{:#?}", r.warnings);
     let w = &r.warnings[0];
     assert_eq!(w.file, "user-data");
     assert_eq!(
         w.field,
-        "apt, chpasswd.foo, manage_etc_hosts, packages, users[0].expiredate, write_files[0].source"
+        "apt, chpasswd.foo, packages, snap, users[0].expiredate, write_files[0].source"
     );
     assert_eq!(w.message, "6 unsupported cloud-config keys; ignored");
 }

@@ -1,0 +1,333 @@
+//! `#cloud-config` system keys (README "Cloud-config keys"): `primer run` of a NoCloud seed into
+//! a scratch root, key by key: the first run changes, the second is `unchanged` and leaves the
+//! tree byte for byte as it was; the written files pass the real parsers (`findmnt --verify`,
+//! `openssl x509`).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A NoCloud seed directory with `user_data`.
+fn seed(user_data: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("meta-data"),
+        "instance-id: iid-cloudconfig\nlocal-hostname: cc-host.example.org\n",
+    )
+    .unwrap();
+    fs::write(d.path().join("user-data"), user_data).unwrap();
+    d
+}
+
+/// A scratch root with the host's `Europe/Berlin` zone file (or a stand-in) and an fstab.
+fn root() -> tempfile::TempDir {
+    let r = scratch_root();
+    let zone = r.path().join("usr/share/zoneinfo/Europe");
+    fs::create_dir_all(&zone).unwrap();
+    let bytes = fs::read("/usr/share/zoneinfo/Europe/Berlin")
+        .unwrap_or_else(|_| b"TZif2 stand-in for Europe/Berlin\n".to_vec());
+    fs::write(zone.join("Berlin"), bytes).unwrap();
+    fs::write(
+        r.path().join("etc/fstab"),
+        "UUID=1234 / ext4 defaults 0 1\n",
+    )
+    .unwrap();
+    r
+}
+
+fn run(src: &Path, root: &Path) -> (Output, serde_json::Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--json", "--source", s(src), "--root", s(root)])
+        .env_remove("PRIMER_TEST_HOSTKEYS_ROOT")
+        .output()
+        .unwrap();
+    let v = json(&o);
+    (o, v)
+}
+
+fn outcome(v: &serde_json::Value, id: &str) -> String {
+    v["steps"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}: {v:#}"))["outcome"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn has_step(v: &serde_json::Value, id: &str) -> bool {
+    v["steps"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["id"] == id)
+}
+
+fn warnings(v: &serde_json::Value) -> String {
+    v["warnings"].to_string()
+}
+
+/// Runs twice: every step in `ids` changes on the first run and is unchanged on the second,
+/// which leaves the tree as it was.
+fn twice(user_data: &str, r: &Path, ids: &[&str]) -> serde_json::Value {
+    let src = seed(user_data);
+    let (o, v1) = run(src.path(), r);
+    for id in ids {
+        assert_eq!(outcome(&v1, id), "changed", "{id}: {}", text(&o));
+    }
+    let before = snapshot(r);
+    let (o, v2) = run(src.path(), r);
+    for id in ids {
+        assert_eq!(outcome(&v2, id), "unchanged", "{id}: {}", text(&o));
+    }
+    let mut after = snapshot(r);
+    let mut before = before;
+    before.remove(Path::new(RUN_STATUS));
+    after.remove(Path::new(RUN_STATUS));
+    assert_eq!(before, after, "the second run changed the tree");
+    v1
+}
+
+fn test_cert() -> String {
+    require_tool("openssl");
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/CN=primer-cloudconfig-test",
+            "-days",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn indent(text: &str, n: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(n)))
+        .collect()
+}
+
+#[test]
+fn timezone_writes_etc_timezone_and_the_localtime_link() {
+    let r = root();
+    twice(
+        "#cloud-config\ntimezone: Europe/Berlin\n",
+        r.path(),
+        &["timezone", "localtime"],
+    );
+    assert_eq!(
+        fs::read_to_string(r.path().join("etc/timezone")).unwrap(),
+        "Europe/Berlin\n"
+    );
+    assert_eq!(
+        fs::read_link(r.path().join("etc/localtime")).unwrap(),
+        Path::new("/usr/share/zoneinfo/Europe/Berlin")
+    );
+}
+
+#[test]
+fn a_zone_the_target_lacks_is_skipped_with_a_warning() {
+    let r = root();
+    let src = seed("#cloud-config\ntimezone: Mars/Olympus_Mons\n");
+    let (o, v) = run(src.path(), r.path());
+    assert_eq!(outcome(&v, "timezone"), "skipped", "{}", text(&o));
+    assert!(
+        warnings(&v).contains("is not a file of the target"),
+        "{v:#}"
+    );
+    assert!(!r.path().join("etc/timezone").exists());
+    assert!(fs::symlink_metadata(r.path().join("etc/localtime")).is_err());
+}
+
+#[test]
+fn locale_sets_lang_and_keeps_other_lines() {
+    let r = root();
+    fs::create_dir_all(r.path().join("etc/default")).unwrap();
+    fs::write(
+        r.path().join("etc/default/locale"),
+        "LANG=C.UTF-8\nLC_TIME=en_GB.UTF-8\n",
+    )
+    .unwrap();
+    twice(
+        "#cloud-config\nlocale: de_DE.UTF-8\n",
+        r.path(),
+        &["locale"],
+    );
+    assert_eq!(
+        fs::read_to_string(r.path().join("etc/default/locale")).unwrap(),
+        "LANG=de_DE.UTF-8\nLC_TIME=en_GB.UTF-8\n"
+    );
+}
+
+#[test]
+fn ntp_writes_timesyncd_and_chrony_sources() {
+    let r = root();
+    // chrony "installed": its daemon is a file of the target.
+    fs::create_dir_all(r.path().join("usr/sbin")).unwrap();
+    fs::write(r.path().join("usr/sbin/chronyd"), "").unwrap();
+    twice(
+        "#cloud-config\nntp:\n  enabled: true\n  servers: [ntp1.example.org, 192.0.2.10, '2001:db8::1']\n  pools: [pool.example.org]\n",
+        r.path(),
+        &["ntp-timesyncd", "ntp-chrony"],
+    );
+    assert_eq!(
+        fs::read_to_string(r.path().join("etc/systemd/timesyncd.conf.d/50-primer.conf")).unwrap(),
+        "# written by primer from #cloud-config ntp\n[Time]\nNTP=ntp1.example.org 192.0.2.10 2001:db8::1 pool.example.org\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.path().join("etc/chrony/sources.d/primer.sources")).unwrap(),
+        "# written by primer from #cloud-config ntp\nserver ntp1.example.org iburst\nserver 192.0.2.10 iburst\nserver 2001:db8::1 iburst\npool pool.example.org iburst\n"
+    );
+    // enabled: false removes primer's files again.
+    let src = seed("#cloud-config\nntp: {enabled: false, servers: [ntp1.example.org]}\n");
+    let (o, v) = run(src.path(), r.path());
+    assert_eq!(outcome(&v, "ntp-timesyncd"), "changed", "{}", text(&o));
+    assert!(!r
+        .path()
+        .join("etc/systemd/timesyncd.conf.d/50-primer.conf")
+        .exists());
+    assert!(!r
+        .path()
+        .join("etc/chrony/sources.d/primer.sources")
+        .exists());
+}
+
+#[test]
+fn ca_certs_land_in_the_local_store_and_parse_with_openssl() {
+    let r = root();
+    let cert = test_cert();
+    let ud = format!(
+        "#cloud-config\nca_certs:\n  trusted:\n    - |\n{}",
+        indent(&cert, 6)
+    );
+    let v = twice(&ud, r.path(), &["ca-cert:0"]);
+    // Not the running system: the store is rebuilt when the image boots.
+    assert_eq!(outcome(&v, "ca-certs-update"), "skipped");
+    let path = r
+        .path()
+        .join("usr/local/share/ca-certificates/primer-0.crt");
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in", s(&path)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("primer-cloudconfig-test"));
+    assert_eq!(mode(&path), 0o644);
+    // The certificate gone from user data: primer's file goes too.
+    let src = seed("#cloud-config\nca_certs: {trusted: []}\n");
+    let (o, v) = run(src.path(), r.path());
+    assert_eq!(outcome(&v, "ca-cert:0"), "changed", "{}", text(&o));
+    assert!(!path.exists());
+}
+
+#[test]
+fn mounts_go_into_a_marked_block_findmnt_accepts() {
+    let r = root();
+    let ud = "#cloud-config\nmount_default_fields: [~, ~, auto, 'defaults,nofail', '0', '2']\nmounts:\n  - [vdb, /data]\n  - [/dev/vdc, /srv/x, ext4, 'defaults,noatime', 0, 2]\n  - [/dev/vdd, none, swap, sw, 0, 0]\n";
+    twice(ud, r.path(), &["fstab", "mount-points"]);
+    let fstab = fs::read_to_string(r.path().join("etc/fstab")).unwrap();
+    assert_eq!(
+        fstab,
+        "UUID=1234 / ext4 defaults 0 1\n\
+         # BEGIN primer mounts (#cloud-config mounts; edits here are replaced)\n\
+         /dev/vdb\t/data\tauto\tdefaults,nofail\t0\t2\n\
+         /dev/vdc\t/srv/x\text4\tdefaults,noatime\t0\t2\n\
+         /dev/vdd\tnone\tswap\tsw\t0\t0\n\
+         # END primer mounts\n"
+    );
+    assert!(r.path().join("data").is_dir() && r.path().join("srv/x").is_dir());
+    assert_eq!(mode(&r.path().join("data")), 0o755);
+    if Path::new("/usr/bin/findmnt").exists() || Path::new("/bin/findmnt").exists() {
+        // The devices do not exist here: findmnt reports them, but must parse every line.
+        let o = Command::new("findmnt")
+            .args(["--verify", "--tab-file", s(&r.path().join("etc/fstab"))])
+            .output()
+            .unwrap();
+        let all = text(&o);
+        assert!(all.contains("0 parse errors"), "{all}");
+    }
+}
+
+#[test]
+fn growpart_off_is_recorded_for_reclaim_and_lifted_again() {
+    let r = root();
+    twice(
+        "#cloud-config\ngrowpart: {mode: 'off', devices: ['/']}\n",
+        r.path(),
+        &["grow-root"],
+    );
+    let f = r.path().join("var/lib/primer/grow-root.json");
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&f).unwrap()).unwrap();
+    assert_eq!(doc["grow_root"], false);
+    assert_eq!(mode(&f), 0o600);
+    let cfg = primer::config::ReclaimConfig::default();
+    assert!(cfg.settings().grow_root);
+    assert!(!cfg.settings_at(r.path()).grow_root);
+    // resize_rootfs: true (or no key) lifts it.
+    let src = seed("#cloud-config\nresize_rootfs: true\n");
+    let (o, v) = run(src.path(), r.path());
+    assert_eq!(outcome(&v, "grow-root"), "changed", "{}", text(&o));
+    assert!(!f.exists());
+    assert!(cfg.settings_at(r.path()).grow_root);
+}
+
+#[test]
+fn manage_etc_hosts_and_preserve_hostname() {
+    // true: the whole file, on every run (a local edit is replaced).
+    let r = root();
+    let ud = "#cloud-config\nmanage_etc_hosts: true\n";
+    twice(ud, r.path(), &["hosts"]);
+    let hosts = fs::read_to_string(r.path().join("etc/hosts")).unwrap();
+    assert!(hosts.starts_with("# Written by primer"), "{hosts}");
+    assert!(hosts.contains("127.0.1.1\tcc-host.example.org cc-host\t# managed by primer\n"));
+    fs::write(r.path().join("etc/hosts"), "127.0.0.1 mine\n").unwrap();
+    let (_, v) = run(seed(ud).path(), r.path());
+    assert_eq!(outcome(&v, "hosts"), "changed");
+    assert_eq!(
+        fs::read_to_string(r.path().join("etc/hosts")).unwrap(),
+        hosts
+    );
+
+    // false: /etc/hosts untouched; preserve_hostname: /etc/hostname untouched.
+    let r = root();
+    let before = fs::read(r.path().join("etc/hosts")).unwrap();
+    let src = seed("#cloud-config\nmanage_etc_hosts: false\npreserve_hostname: true\n");
+    for _ in 0..2 {
+        let (o, v) = run(src.path(), r.path());
+        assert_eq!(outcome(&v, "hosts"), "skipped", "{}", text(&o));
+        assert_eq!(outcome(&v, "hostname"), "skipped", "{}", text(&o));
+        assert!(!has_step(&v, "hostname-live"));
+    }
+    assert_eq!(fs::read(r.path().join("etc/hosts")).unwrap(), before);
+    assert!(!r.path().join("etc/hostname").exists());
+
+    // localhost: the marked line kept current on every run, other lines kept.
+    let r = root();
+    let ud = "#cloud-config\nmanage_etc_hosts: localhost\n";
+    twice(ud, r.path(), &["hosts"]);
+    assert_eq!(
+        fs::read_to_string(r.path().join("etc/hosts")).unwrap(),
+        "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\tcc-host.example.org cc-host\t# managed by primer\n"
+    );
+}
