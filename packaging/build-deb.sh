@@ -1,25 +1,44 @@
 #!/bin/sh
-# Builds the primer Debian package from this checkout: the release binary, the systemd unit and
-# preset, a default /etc/primer/primer.yaml (a conffile), man pages and shell completions
-# generated from the clap definitions. Prints the path of the .deb.
+# Builds the primer Debian package from this checkout: the release binary, the systemd units
+# and preset, the documented default configuration, man pages and shell completions generated
+# from the clap definitions, copyright and changelog. Prints the path of the .deb.
 # Usage: packaging/build-deb.sh [OUTDIR]   (default: target/debian)
+#
+# Reproducible: the same checkout gives a byte-identical .deb (packaging/test-package.sh checks
+# it): file times are clamped to SOURCE_DATE_EPOCH (default: the last commit's time), paths in
+# the binary are remapped away from this machine's checkout and cargo home, the dependency
+# versions come from Cargo.lock (--locked) and the build has its own target directory.
+# The Maintainer field: PRIMER_MAINTAINER, default the project's address (README "Packaging").
 set -eu
 cd "$(dirname "$0")/.."
 out=${1:-target/debian}
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# PRIMER_DEB_VERSION and PRIMER_DEFAULT_CONFIG (the documented defaults file) exist for
+# packaging/test-package.sh, which builds a "newer" package to upgrade to.
+version=${PRIMER_DEB_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)}
+default_config=${PRIMER_DEFAULT_CONFIG:-packaging/primer.yaml}
 arch=$(dpkg --print-architecture)
-cargo build --release --quiet
+maintainer=${PRIMER_MAINTAINER:-primer maintainers <maintainers@users.noreply.h-seed-0ce2c0cf.example>}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+export SOURCE_DATE_EPOCH
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+CARGO_TARGET_DIR=target/pkg \
+    RUSTFLAGS="--remap-path-prefix=$(pwd)=/primer --remap-path-prefix=$cargo_home=/cargo" \
+    cargo build --release --locked --quiet
+bin=target/pkg/release/primer
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-cargo run --quiet --example gen-assets -- "$stage/assets" >/dev/null
+cargo run --locked --quiet --example gen-assets -- "$stage/assets" >/dev/null
 
 root="$stage/root"
-install -D -m 0755 target/release/primer "$root/usr/bin/primer"
-install -D -m 0644 units/primer.service "$root/usr/lib/systemd/system/primer.service"
-install -D -m 0644 units/primer-scripts.service "$root/usr/lib/systemd/system/primer-scripts.service"
-install -D -m 0644 units/primer-reclaim.service "$root/usr/lib/systemd/system/primer-reclaim.service"
-install -D -m 0644 units/90-primer.preset "$root/usr/lib/systemd/system-preset/90-primer.preset"
-install -D -m 0644 packaging/primer.yaml "$root/etc/primer/primer.yaml"
+install -D -m 0755 "$bin" "$root/usr/bin/primer"
+install -D -m 0644 units/primer.service "$root/lib/systemd/system/primer.service"
+install -D -m 0644 units/primer-scripts.service "$root/lib/systemd/system/primer-scripts.service"
+install -D -m 0644 units/primer-reclaim.service "$root/lib/systemd/system/primer-reclaim.service"
+install -D -m 0644 units/90-primer.preset "$root/lib/systemd/system-preset/90-primer.preset"
+# The documented defaults; postinst copies them to /etc/primer/primer.yaml on first install
+# only. Not a conffile: an upgrade never asks about it (settings belong in drop-ins).
+install -D -m 0644 "$default_config" "$root/usr/share/primer/primer.yaml"
+install -d -m 0755 "$root/etc/primer/primer.yaml.d"
 mkdir -p "$root/usr/share/man/man1"
 for m in "$stage"/assets/man/*.1; do
     gzip -9n <"$m" >"$root/usr/share/man/man1/$(basename "$m").gz"
@@ -28,6 +47,17 @@ install -D -m 0644 "$stage/assets/completions/primer.bash" "$root/usr/share/bash
 install -D -m 0644 "$stage/assets/completions/_primer" "$root/usr/share/zsh/vendor-completions/_primer"
 install -D -m 0644 "$stage/assets/completions/primer.fish" "$root/usr/share/fish/vendor_completions.d/primer.fish"
 install -D -m 0644 README.md "$root/usr/share/doc/primer/README.md"
+{
+    cat packaging/copyright
+    echo
+    echo "Comment: statically linked Rust crates (name, version, license expression), from"
+    echo " Cargo.lock; each crate's copyright belongs to its authors."
+    cargo tree -e normal --prefix none --format '{p} {l}' --locked --edges no-dev |
+        sed 's/ (\*)$//; s/ (proc-macro)//; s|^| |' | LC_ALL=C sort -u | grep -v '^ primer v'
+} >"$stage/copyright"
+install -D -m 0644 "$stage/copyright" "$root/usr/share/doc/primer/copyright"
+gzip -9n <packaging/changelog >"$root/usr/share/doc/primer/changelog.gz"
+chmod 0644 "$root/usr/share/doc/primer/changelog.gz"
 
 mkdir -p "$root/DEBIAN"
 size=$(du -sk "$root" | cut -f1)
@@ -35,21 +65,31 @@ cat >"$root/DEBIAN/control" <<CONTROL
 Package: primer
 Version: $version
 Architecture: $arch
-Maintainer: primer developers <primer@localhost>
+Maintainer: $maintainer
 Installed-Size: $size
 Section: admin
 Priority: optional
 Depends: libc6 (>= 2.34)
 Description: first-boot agent for cloud config drives
- primer finds the configuration volume a cloud attached (OpenStack config
- drive), reads it without mounting, and applies host name, SSH keys and a
- private copy of the data at early boot. Re-runs change nothing.
+ primer finds the configuration volume the cloud attached - an OpenStack or
+ CloudStack config drive (ISO9660 or VFAT), an OVF environment, a NoCloud
+ cidata seed, or Ironic's trailing partition on the boot disk - and reads it
+ without mounting it, early in boot.
+ .
+ It applies network configuration (systemd-networkd, NetworkManager, ifupdown
+ or netplan), host name, users, passwords and SSH keys, per-instance SSH host
+ keys, user-data (cloud-config, scripts) and injected files, atomically, and
+ keeps a private copy and a record per instance: a re-run changes nothing.
+ Optionally it deletes the config partition and grows the root filesystem.
 CONTROL
-echo /etc/primer/primer.yaml >"$root/DEBIAN/conffiles"
 # Enable the unit the way debhelper does (works in a chroot, no running systemd needed).
 cat >"$root/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
 set -e
+if [ "$1" = configure ] && [ ! -e /etc/primer/primer.yaml ]; then
+    # First install (or the file was removed): the documented defaults, all commented out.
+    cp /usr/share/primer/primer.yaml /etc/primer/primer.yaml
+fi
 if [ "$1" = configure ] || [ "$1" = abort-upgrade ]; then
     for unit in primer.service primer-scripts.service primer-reclaim.service; do
         if deb-systemd-helper debian-installed "$unit"; then
@@ -78,12 +118,20 @@ if [ "$1" = purge ] && [ -x /usr/bin/deb-systemd-helper ]; then
     deb-systemd-helper purge primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
     deb-systemd-helper unmask primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
     rm -rf /var/lib/primer
+    # The file postinst created; an administrator's drop-ins are theirs and stay.
+    rm -f /etc/primer/primer.yaml
+    rmdir --ignore-fail-on-non-empty /etc/primer/primer.yaml.d /etc/primer 2>/dev/null || true
 fi
 if [ -d /run/systemd/system ]; then
     systemctl --system daemon-reload >/dev/null || true
 fi
 SCRIPT
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm"
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort |
+    xargs md5sum) >"$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
+# Every time clamped (dpkg-deb also clamps member times to SOURCE_DATE_EPOCH).
+find "$root" -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mkdir -p "$out"
 deb="$out/primer_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null

@@ -74,20 +74,25 @@ if [ ! -s "$img" ]; then
         # Under TCG the guest runs 20-50x slower than on hardware: udev's coldplug attaches a
         # virtio-scsi CD-ROM ~4 s after primer starts, (6-9 s with two guests at once), past the 3 s default wait. An image
         # builder for a slow platform raises the deadline the same way.
-        printf 'probe:\n  wait_seconds: 25\n' >"$tree/etc/primer/primer.yaml"
+        # Settings go into drop-ins, never into the main file (README "Configuration").
+        dropin="$tree/etc/primer/primer.yaml.d"
+        mkdir -p "$dropin"
+        printf 'probe:\n  wait_seconds: 25\n' >"$dropin/50-test-vm.yaml"
         # Under TCG an RSA 3072 host key takes tens of seconds (bignum code runs 20-50x
         # slower), which with two guests at once overran the unit's 90 s bound; the guests
         # generate the fast types (the generation path is the same).
-        printf 'ssh_host_keys:\n  types: [ed25519, ecdsa]\n' >>"$tree/etc/primer/primer.yaml"
+        printf 'ssh_host_keys:\n  types: [ed25519, ecdsa]\n' >>"$dropin/50-test-vm.yaml"
     fi
     if [ "$variant" = reclaim ]; then
-        printf 'reclaim:\n  enabled: true\n' >>"$tree/etc/primer/primer.yaml"
+        mkdir -p "$tree/etc/primer/primer.yaml.d"
+        printf 'reclaim:\n  enabled: true\n' >"$tree/etc/primer/primer.yaml.d/60-reclaim.yaml"
         ln -sf /usr/lib/systemd/system/primer-reclaim.service "$tree/etc/systemd/system/multi-user.target.wants/primer-reclaim.service"
     fi
     if [ "$variant" = users ]; then
         # A default user as an image builder configures one: the drive's keys and password go
         # to it, and it may sudo without a password.
-        cat >>"$tree/etc/primer/primer.yaml" <<'EOF'
+        mkdir -p "$tree/etc/primer/primer.yaml.d"
+        cat >"$tree/etc/primer/primer.yaml.d/60-users.yaml" <<'EOF'
 default_user:
   name: debian
   gecos: Debian
