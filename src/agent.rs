@@ -326,16 +326,12 @@ pub fn show(locate: &Locate, digests: bool) -> Result<Option<Shown>, Error> {
         &loaded.instance,
         &source::userdata::UserDataLimits::default(),
     );
+    let scrubber = plan::scrub::Scrub::new(&loaded.instance, &ud);
     let file_sha256 = loaded
         .drive
         .files
         .iter()
-        .map(|(p, d)| {
-            (
-                p.clone(),
-                plan::scrub::shown_sha256(p, d, &loaded.instance, &ud),
-            )
-        })
+        .map(|(p, d)| (p.clone(), scrubber.shown_sha256(p, d)))
         .collect();
     Ok(Some(Shown {
         loaded,

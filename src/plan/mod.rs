@@ -267,8 +267,9 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         ignored = scrub::secrets_user_data(instance);
         &ignored
     };
-    let drive_sha256 = scrub::drive_hash(drive, instance, secrets);
-    p.plan_local_copy(instance, drive, secrets, &drive_sha256);
+    let scrubber = scrub::Scrub::new(instance, secrets);
+    let drive_sha256 = scrubber.drive_hash(drive);
+    p.plan_local_copy(instance, drive, &scrubber, &drive_sha256);
     p.refuse_shared_paths();
     p.plan_record(instance, &drive_sha256);
     p.drive_sha256 = Some(drive_sha256);
@@ -861,7 +862,7 @@ impl Planner<'_> {
         &mut self,
         instance: &Instance,
         drive: &DriveFiles,
-        ud: &UserData,
+        scrubber: &scrub::Scrub<'_>,
         drive_sha256: &str,
     ) {
         let dir = state::drive_copy_dir(&instance.instance_id);
@@ -872,7 +873,7 @@ impl Planner<'_> {
             self.file_step(
                 &format!("copy:{path}"),
                 &dest,
-                scrub::copy_content(path, data, instance, ud),
+                scrubber.copy_content(path, data),
                 PRIVATE_FILE,
                 None,
                 "local copy of the drive",

@@ -76,10 +76,6 @@ fn mentions_password(hay: &[u8]) -> bool {
     hay.windows(5).any(|w| w.eq_ignore_ascii_case(b"passw"))
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A password as it appears inside a JSON string (escaped), when that differs.
 fn json_escaped(p: &[u8]) -> Option<Vec<u8>> {
     let s = std::str::from_utf8(p).ok()?;
@@ -88,41 +84,115 @@ fn json_escaped(p: &[u8]) -> Option<Vec<u8>> {
     (inner != p).then_some(inner)
 }
 
-/// The bytes the local copy keeps for drive file `path`.
-pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData) -> Vec<u8> {
-    let lower = path.to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or(&lower);
-    let passwords = plain_passwords(instance, ud);
-    let holds_one = |d: &[u8]| {
-        passwords
-            .iter()
-            .any(|p| contains(d, p) || json_escaped(p).is_some_and(|e| contains(d, &e)))
-    };
-    if matches!(name, "meta_data.json" | "meta-data.json") {
-        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(data) {
-            let mut changed = m.remove("admin_pass").is_some();
-            if let Some(serde_json::Value::Object(meta)) = m.get_mut("meta") {
-                changed |= meta.remove("admin_pass").is_some();
+/// Most distinct passwords searched for in other files, and the longest (a drive with more is
+/// absurd; the cap keeps the searcher's memory bounded whatever the user-data holds).
+const MAX_SEARCHED: usize = 4096;
+const MAX_SEARCHED_LEN: usize = 4096;
+
+/// The drive's passwords, found in any file by one linear pass (Aho-Corasick over every
+/// password and its JSON-escaped form, built once per drive): a drive with thousands of
+/// passwords and large files must not cost passwords × bytes.
+pub struct Scrub<'a> {
+    instance: &'a Instance,
+    sets: bool,
+    finder: Option<aho_corasick::AhoCorasick>,
+}
+
+impl<'a> Scrub<'a> {
+    pub fn new(instance: &'a Instance, ud: &UserData) -> Scrub<'a> {
+        let mut needles: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+        for p in plain_passwords(instance, ud) {
+            if needles.len() >= MAX_SEARCHED {
+                tracing::debug!(
+                    "more than {MAX_SEARCHED} passwords: the rest are not searched for"
+                );
+                break;
             }
-            if changed {
-                let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
-                out.push(b'\n');
-                // Another key may still hold the password (a drive is free to repeat it).
-                return if holds_one(&out) { note(path) } else { out };
+            if p.len() > MAX_SEARCHED_LEN {
+                continue;
             }
+            if let Some(e) = json_escaped(p) {
+                needles.insert(e);
+            }
+            needles.insert(p.to_vec());
+        }
+        Scrub {
+            instance,
+            sets: sets_passwords(ud),
+            finder: (!needles.is_empty())
+                .then(|| aho_corasick::AhoCorasick::new(&needles).ok())
+                .flatten(),
         }
     }
-    let carries = name.starts_with("vm_password")
-        || name.starts_with("vm-password")
-        || lower.contains("/password/")
-        || (name.ends_with(".xml") && instance.admin_pass.is_some())
-        || (is_user_or_vendor_data(name) && (sets_passwords(ud) || mentions_password(data)))
-        || holds_one(data);
-    if carries {
-        note(path)
-    } else {
-        data.to_vec()
+
+    fn holds_one(&self, d: &[u8]) -> bool {
+        self.finder.as_ref().is_some_and(|f| f.is_match(d))
     }
+
+    /// The bytes the local copy keeps for drive file `path`.
+    pub fn copy_content(&self, path: &str, data: &[u8]) -> Vec<u8> {
+        let lower = path.to_ascii_lowercase();
+        let name = lower.rsplit('/').next().unwrap_or(&lower);
+        if matches!(name, "meta_data.json" | "meta-data.json") {
+            if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(data) {
+                let mut changed = m.remove("admin_pass").is_some();
+                if let Some(serde_json::Value::Object(meta)) = m.get_mut("meta") {
+                    changed |= meta.remove("admin_pass").is_some();
+                }
+                if changed {
+                    let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
+                    out.push(b'\n');
+                    // Another key may still hold the password (a drive is free to repeat it).
+                    return if self.holds_one(&out) {
+                        note(path)
+                    } else {
+                        out
+                    };
+                }
+            }
+        }
+        let carries = name.starts_with("vm_password")
+            || name.starts_with("vm-password")
+            || lower.contains("/password/")
+            || (name.ends_with(".xml") && self.instance.admin_pass.is_some())
+            || (is_user_or_vendor_data(name) && (self.sets || mentions_password(data)))
+            || self.holds_one(data);
+        if carries {
+            note(path)
+        } else {
+            data.to_vec()
+        }
+    }
+
+    /// See [`drive_hash`].
+    pub fn drive_hash(&self, drive: &DriveFiles) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(drive.label.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        for (path, data) in &drive.files {
+            let kept = self.copy_content(path, data);
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update((kept.len() as u64).to_le_bytes());
+            h.update(&kept);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// See [`shown_sha256`].
+    pub fn shown_sha256(&self, path: &str, data: &[u8]) -> String {
+        if self.copy_content(path, data) == data {
+            crate::state::sha256_hex(data)
+        } else {
+            "<redacted: holds a password>".to_string()
+        }
+    }
+}
+
+/// The bytes the local copy keeps for drive file `path` (one file; [`Scrub`] for many).
+pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData) -> Vec<u8> {
+    Scrub::new(instance, ud).copy_content(path, data)
 }
 
 /// Content hash of the drive as primer keeps it: the label, then every file's path and the bytes
@@ -133,18 +203,7 @@ pub fn copy_content(path: &str, data: &[u8], instance: &Instance, ud: &UserData)
 /// drive on another device hashes the same. `ud` must be the user-data parsed whatever the
 /// configuration says about applying it (a password in ignored user-data is still a secret).
 pub fn drive_hash(drive: &DriveFiles, instance: &Instance, ud: &UserData) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(drive.label.as_deref().unwrap_or("").as_bytes());
-    h.update([0]);
-    for (path, data) in &drive.files {
-        let kept = copy_content(path, data, instance, ud);
-        h.update((path.len() as u64).to_le_bytes());
-        h.update(path.as_bytes());
-        h.update((kept.len() as u64).to_le_bytes());
-        h.update(&kept);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    Scrub::new(instance, ud).drive_hash(drive)
 }
 
 /// The user-data whose passwords the scrub leaves out: the planner's when it applies user-data,
@@ -161,11 +220,7 @@ pub fn secrets_user_data(instance: &Instance) -> UserData {
 /// its SHA-256 when the file holds no password, else a placeholder. The SHA-256 of a password
 /// carrier is an unkeyed digest of the password (a CloudStack password file is the password).
 pub fn shown_sha256(path: &str, data: &[u8], instance: &Instance, ud: &UserData) -> String {
-    if copy_content(path, data, instance, ud) == data {
-        crate::state::sha256_hex(data)
-    } else {
-        "<redacted: holds a password>".to_string()
-    }
+    Scrub::new(instance, ud).shown_sha256(path, data)
 }
 
 #[cfg(test)]
@@ -316,5 +371,33 @@ mod tests {
         h.update(b"pw-one-1");
         let plain: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         assert_ne!(base, plain);
+    }
+
+    /// 30,000 passwords and an 8 MiB file of near-misses: one linear pass, not passwords x
+    /// bytes (the naive search took hours on such a drive), and the password is still found.
+    #[test]
+    fn many_passwords_and_a_large_file_stay_linear() {
+        let i = inst(None);
+        let mut ud = UserData::default();
+        for n in 0..30_000 {
+            let pw = format!("{}b{n}", "a".repeat(40));
+            ud.cloud_config.chpasswd.users.push((
+                format!("u{n}"),
+                PasswordValue::Plain(Secret::new(pw.into_bytes())),
+            ));
+        }
+        let mut big = vec![b'a'; 8 << 20];
+        let t = std::time::Instant::now();
+        let s = Scrub::new(&i, &ud);
+        assert_eq!(s.copy_content("openstack/content/0000", &big), big);
+        let tail = format!("{}b17", "a".repeat(40));
+        big.extend_from_slice(tail.as_bytes());
+        let out = s.copy_content("openstack/content/0000", &big);
+        assert!(String::from_utf8_lossy(&out).starts_with("# primer: "));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }
