@@ -311,8 +311,24 @@ pub struct Report {
     pub warnings: Vec<Warning>,
 }
 
+/// Most warnings one report keeps: a drive with a million bad list entries must not become a
+/// million journal entries and a status file of that size. The last kept one says so.
+pub const MAX_WARNINGS: usize = 1000;
+
 impl Report {
     pub fn warn(&mut self, file: &str, field: &str, message: impl Into<String>) {
+        match self.warnings.len() {
+            n if n + 1 < MAX_WARNINGS => {}
+            n if n + 1 == MAX_WARNINGS => {
+                self.warnings.push(Warning {
+                    file: file.to_string(),
+                    field: String::new(),
+                    message: format!("more than {MAX_WARNINGS} warnings: the rest are left out"),
+                });
+                return;
+            }
+            _ => return,
+        }
         self.warnings.push(Warning {
             file: file.to_string(),
             field: field.to_string(),
@@ -324,6 +340,17 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_are_capped_with_a_last_word() {
+        let mut r = Report::default();
+        for n in 0..100_000 {
+            r.warn("user-data", "mounts", format!("entry {n} ignored"));
+        }
+        assert_eq!(r.warnings.len(), MAX_WARNINGS);
+        assert!(r.warnings[MAX_WARNINGS - 1].message.contains("left out"));
+        assert_eq!(r.warnings[MAX_WARNINGS - 2].message, "entry 998 ignored");
+    }
 
     #[test]
     fn secrets_never_print() {

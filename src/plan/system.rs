@@ -123,6 +123,29 @@ pub fn render_chrony(servers: &[String], pools: &[String]) -> String {
 /// `/etc/fstab` with primer's block (between [`FSTAB_BEGIN`] and [`FSTAB_END`]) holding
 /// `entries`: an existing block replaced in place, else appended; every other line kept byte
 /// for byte. No entries: the block is removed.
+/// Whether primer's block in `existing` is whole: every begin marker closed by an end marker
+/// before the next begin, no stray end marker.
+fn fstab_markers_ok(existing: &str) -> Result<(), String> {
+    let mut inside = false;
+    for l in existing.lines() {
+        if l == FSTAB_BEGIN {
+            if inside {
+                return Err(format!("holds {FSTAB_BEGIN:?} twice without {FSTAB_END:?}"));
+            }
+            inside = true;
+        } else if l == FSTAB_END {
+            if !inside {
+                return Err(format!("holds {FSTAB_END:?} without {FSTAB_BEGIN:?}"));
+            }
+            inside = false;
+        }
+    }
+    if inside {
+        return Err(format!("holds {FSTAB_BEGIN:?} without {FSTAB_END:?}"));
+    }
+    Ok(())
+}
+
 pub fn render_fstab(existing: &str, entries: &[MountEntry]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut block: Vec<String> = Vec::new();
@@ -255,6 +278,18 @@ impl Planner<'_> {
                 true,
             );
         };
+        // zone.tab, tzdata.zi and friends are files there too, but not zones: glibc would
+        // silently fall back to UTC.
+        if !zone_fact.content.starts_with(b"TZif") {
+            return self.skip_step(
+                "timezone",
+                "timezone",
+                format!(
+                    "time zone {tz}: /{zone} is not a compiled time zone (TZif); left as it is"
+                ),
+                true,
+            );
+        }
         let zone_bytes = zone_fact.content.clone();
         let input = Some(state::sha256_hex(tz.as_bytes()));
         let what = format!("time zone {tz} (user-data timezone)");
@@ -415,7 +450,9 @@ impl Planner<'_> {
                 FILE_META,
                 Some(input),
                 &format!("trusted CA certificate {} (user-data ca_certs)", count + 1),
-                false,
+                // An administrator who deletes or edits the certificate (to stop trusting
+                // it) is not overridden at every boot while the drive asks the same.
+                true,
             );
             count += 1;
         }
@@ -499,12 +536,25 @@ impl Planner<'_> {
                 }
             }
         }
-        let existing = self
-            .facts
-            .files
-            .get(FSTAB)
-            .map(|f| String::from_utf8_lossy(&f.content).into_owned())
-            .unwrap_or_default();
+        // The file is edited as text around primer's block: a file that is not UTF-8, or whose
+        // block lost a marker, is left alone (a missing END would drop every line after it).
+        let existing = match self.facts.files.get(FSTAB).map(|f| &f.content) {
+            None => String::new(),
+            Some(c) => match std::str::from_utf8(c)
+                .map_err(|_| "is not UTF-8".to_string())
+                .and_then(|t| fstab_markers_ok(t).map(|()| t))
+            {
+                Ok(t) => t.to_string(),
+                Err(why) => {
+                    return self.skip_step(
+                        "fstab",
+                        "mounts",
+                        format!("/{FSTAB} {why}; left as it is (user-data mounts not applied)"),
+                        true,
+                    )
+                }
+            },
+        };
         let content = render_fstab(&existing, &ok);
         self.file_step(
             "fstab",
@@ -694,5 +744,23 @@ mod tests {
         let p = plan_with(&ud, &facts);
         assert_eq!(step(&p, "ca-cert:0").change, Change::Unchanged);
         assert_eq!(step(&p, "ca-certs-update").change, Change::Unchanged);
+    }
+
+    #[test]
+    fn fstab_with_a_broken_block_is_refused() {
+        let b = FSTAB_BEGIN;
+        let e = FSTAB_END;
+        assert!(fstab_markers_ok(&format!(
+            "UUID=x / ext4 defaults 0 1\n{b}\na b c d 0 0\n{e}\n"
+        ))
+        .is_ok());
+        assert!(fstab_markers_ok("UUID=x / ext4 defaults 0 1\n").is_ok());
+        for bad in [
+            format!("{b}\na b c d 0 0\nUUID=x / ext4 defaults 0 1\n"),
+            format!("{b}\n{b}\n{e}\n"),
+            format!("{e}\nUUID=x / ext4 defaults 0 1\n"),
+        ] {
+            assert!(fstab_markers_ok(&bad).is_err(), "{bad}");
+        }
     }
 }

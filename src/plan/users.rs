@@ -806,6 +806,24 @@ impl Planner<'_> {
                 Vec::new()
             };
         }
+        // A new account's primary group is its own, or an existing one of that name: a drive
+        // naming its admin `sudo`, `wheel`, `disk` or `shadow` would get that group's rights
+        // (useradd refuses such a name for the same reason).
+        let group_exists = self
+            .account_files()
+            .group
+            .lines()
+            .any(|l| l.split(':').next() == Some(name));
+        if group_exists {
+            let why = format!(
+                "admin user {name}: a group named {name} exists in the image, and an account of \
+                 that name would join it as its primary group: not created, the drive's \
+                 password not set"
+            );
+            self.warnings.warn(file, field, why.clone());
+            self.steps.push(skip(format!("{field}: {why}")));
+            return Vec::new();
+        }
         if !admin.create {
             let why = format!(
                 "user {name} does not exist in the image and admin_user.create is false: not \

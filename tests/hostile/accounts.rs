@@ -789,6 +789,9 @@ fn hostile_admin_usernames_are_refused_and_root_is_left_as_it_is() {
         long.as_str(),
         "Admin",
         "-x",
+        // Existing groups: the account would get the group's rights as its primary group.
+        "sudo",
+        "adm",
     ] {
         let d = tempfile::tempdir().unwrap();
         let mut meta = sample_meta("acct.example.org", &[ED]);
