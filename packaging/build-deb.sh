@@ -52,7 +52,7 @@ install -D -m 0644 README.md "$root/usr/share/doc/primer/README.md"
     echo
     echo "Comment: statically linked Rust crates (name, version, license expression), from"
     echo " Cargo.lock; each crate's copyright belongs to its authors."
-    cargo tree -e normal --prefix none --format '{p} {l}' --locked --edges no-dev |
+    cargo tree -e normal --prefix none --format '{p} {l}' --locked |
         sed 's/ (\*)$//; s/ (proc-macro)//; s|^| |' | LC_ALL=C sort -u | grep -v '^ primer v'
 } >"$stage/copyright"
 install -D -m 0644 "$stage/copyright" "$root/usr/share/doc/primer/copyright"
