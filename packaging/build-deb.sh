@@ -111,10 +111,10 @@ SCRIPT
 cat >"$root/DEBIAN/postrm" <<'SCRIPT'
 #!/bin/sh
 set -e
-if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
+if [ "$1" = remove ] && command -v deb-systemd-helper >/dev/null; then
     deb-systemd-helper mask primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
 fi
-if [ "$1" = purge ] && [ -x /usr/bin/deb-systemd-helper ]; then
+if [ "$1" = purge ] && command -v deb-systemd-helper >/dev/null; then
     deb-systemd-helper purge primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
     deb-systemd-helper unmask primer.service primer-scripts.service primer-reclaim.service >/dev/null || true
     rm -rf /var/lib/primer

@@ -26,7 +26,7 @@ echo "built $a ($(stat -c %s "$a") bytes)"
 
 # 1. lintian. Suppressed, each for a reason:
 #  - statically-linked-binary and the like do not apply (dynamic today); none suppressed.
-lintian --fail-on error,warning --no-tag-display-limit "$a"
+lintian --fail-on error,warning --tag-display-limit 0 "$a"
 echo "lintian: clean"
 
 # 2. Reproducible: rebuild the primer crate itself (dependencies are reused) and package again.
