@@ -19,7 +19,10 @@ fn package_is_lintian_clean_reproducible_and_upgrades_without_a_prompt() {
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     println!("{out}");
-    assert!(o.status.success(), "packaging/test-package.sh failed:\n{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "packaging/test-package.sh failed:\n{out}\n{err}"
+    );
     for check in [
         "lintian: clean",
         "reproducible:",
