@@ -359,8 +359,8 @@ pub struct RunArgs {
 }
 
 /// Runs one parsed command; returns the exit status.
-/// Runs one command. `brief`: stdout is the journal that already holds every step and warning
-/// as an event (primer under systemd), so `run` prints only its summary there.
+/// Runs one command. `brief`: stdout is the journal (primer under systemd), where `run`'s
+/// warnings are logged as warning-priority events rather than printed as plain lines.
 pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
     let mut out = ClosedPipeQuiet {
         inner: std::io::stdout().lock(),

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             .without_time()
             .init();
     }
-    // Steps and warnings are journal events already: stdout (the journal too) gets the summary.
+    // Warnings go to the journal as events with their priority, not as plain stdout lines.
     let brief = journal && primer::platform::journal_stream(1);
     match primer::cli::execute(&cli, brief).map_err(anyhow::Error::from) {
         Ok(exit) => ExitCode::from(exit.code()),

@@ -262,20 +262,20 @@ pub(super) fn print_run(
     r: &ApplyReport,
     brief: bool,
 ) -> std::io::Result<()> {
+    let rows = r.steps.iter().map(|s| {
+        (
+            format!("{:?}", s.outcome).to_lowercase(),
+            s.id.as_str(),
+            s.detail.as_str(),
+        )
+    });
+    print_steps(out, l, rows)?;
     if brief {
-        // The journal gets the plan's warnings as warning-priority events instead.
+        // The journal gets the plan's warnings as warning-priority events instead of lines.
         for w in &plan.warnings.warnings {
             tracing::warn!("{w}");
         }
     } else {
-        let rows = r.steps.iter().map(|s| {
-            (
-                format!("{:?}", s.outcome).to_lowercase(),
-                s.id.as_str(),
-                s.detail.as_str(),
-            )
-        });
-        print_steps(out, l, rows)?;
         print_warnings(out, &plan.warnings)?;
     }
     writeln!(
