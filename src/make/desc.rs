@@ -425,18 +425,9 @@ impl Description {
     }
 }
 
-/// Key types an OpenSSH `authorized_keys` line may start with.
-const KEY_TYPES: &[&str] = &[
-    "ssh-rsa",
-    "ssh-dss",
-    "ssh-ed25519",
-    "ssh-ed448",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
+/// Key types an OpenSSH `authorized_keys` line may start with: the ones the OVF reader splits
+/// keys on, so that what make-drive writes reads back whole.
+use crate::source::ovf::KEY_TYPES;
 
 /// One public key line: a known type, base64 key data, an optional comment; one line.
 fn check_key(line: &str) -> Result<(), String> {

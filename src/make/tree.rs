@@ -7,19 +7,9 @@ use serde_json::{json, Map, Value};
 use super::desc::{Data, Description, NetKind};
 use super::{Content, DriveFormat, MakeError, Tree};
 
-/// Every metadata version nova writes, oldest first (FORMATS.md §1), plus `latest`.
-pub const OPENSTACK_VERSIONS: &[&str] = &[
-    "2012-08-10",
-    "2013-04-04",
-    "2013-10-17",
-    "2015-10-15",
-    "2016-06-30",
-    "2016-10-06",
-    "2017-02-22",
-    "2018-08-27",
-    "2020-10-14",
-    "2025-04-04",
-];
+/// Every metadata version nova writes, oldest first (FORMATS.md §1), as the reader knows them;
+/// `latest` is added where the tree is written.
+pub use crate::source::openstack::KNOWN_VERSIONS as OPENSTACK_VERSIONS;
 
 /// The EC2 metadata versions written with `--ec2` (nova's oldest and newest plus `latest`).
 pub const EC2_VERSIONS: &[&str] = &["2009-04-04", "latest"];

@@ -33,8 +33,8 @@ pub const ENV_FILE_NAMES: &[&str] = &["ovf-env.xml", "ovf_env.xml"];
 pub const DEFAULT_INSTANCE_ID: &str = "iid-dsovf";
 
 /// Key types that start an OpenSSH public key line, used to split keys that XML attribute
-/// normalisation joined into one line.
-const KEY_TYPES: &[&str] = &[
+/// normalisation joined into one line (and by `make-drive` to check a description's keys).
+pub(crate) const KEY_TYPES: &[&str] = &[
     "ssh-rsa",
     "ssh-dss",
     "ssh-ed25519",
