@@ -28,9 +28,10 @@ fn drive() -> tempfile::TempDir {
         {"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}
     ]);
     write_drive_tree(t.path(), &meta);
-    // User-data: a user with a home, keys, a sudo rule, an append, a script (staged: --root).
+    // User-data: a user with a home, keys, a sudo rule, an append, a script (staged: --root),
+    // and the system keys (a symlink, a mount point, fstab and locale edits).
     let ud = format!(
-        "#cloud-config\nusers:\n  - default\n  - name: alice\n    sudo: ALL=(ALL) ALL\n    ssh_authorized_keys: [{ED2}]\nwrite_files:\n  - {{path: /etc/motd, content: \"appended\\n\", append: true}}\nruncmd:\n  - echo hi\n"
+        "#cloud-config\nusers:\n  - default\n  - name: alice\n    sudo: ALL=(ALL) ALL\n    ssh_authorized_keys: [{ED2}]\nwrite_files:\n  - {{path: /etc/motd, content: \"appended\\n\", append: true}}\nruncmd:\n  - echo hi\ntimezone: Europe/Berlin\nlocale: C.UTF-8\nmounts:\n  - [/dev/vdb, /data]\n"
     );
     for v in ["latest", "2018-08-27"] {
         fs::write(t.path().join("openstack").join(v).join("user_data"), &ud).unwrap();
@@ -147,6 +148,13 @@ fn root_with_shadow() -> tempfile::TempDir {
     .unwrap();
     fs::write(t.path().join("etc/sudoers"), "root ALL=(ALL) ALL\n").unwrap();
     fs::write(t.path().join("etc/motd"), "base\n").unwrap();
+    fs::write(t.path().join("etc/fstab"), "UUID=1 / ext4 defaults 0 1\n").unwrap();
+    fs::create_dir_all(t.path().join("usr/share/zoneinfo/Europe")).unwrap();
+    fs::write(
+        t.path().join("usr/share/zoneinfo/Europe/Berlin"),
+        "TZif2 test zone\n",
+    )
+    .unwrap();
     fs::create_dir_all(t.path().join("etc/skel/.config")).unwrap();
     fs::write(t.path().join("etc/skel/.profile"), "# profile\n").unwrap();
     fs::write(t.path().join("etc/skel/.config/x"), "x\n").unwrap();

@@ -1135,6 +1135,19 @@ fn disable_root_restricts_root_keys_only_when_configured() {
             "root/.ssh/authorized_keys",
             vec![format!("{} {ED}", refusal("NONE"))],
         ),
+        // A newline (a second key line smuggled in) and a 4 KiB list: warned, the default used.
+        (
+            "disable_root: user-data\n",
+            "#cloud-config\ndisable_root_opts: \"no-pty\\nssh-ed25519 AAAAinjected\"\n".into(),
+            "root/.ssh/authorized_keys",
+            vec![format!("{} {ED}", refusal("NONE"))],
+        ),
+        (
+            "disable_root: user-data\n",
+            format!("#cloud-config\ndisable_root_opts: '{}'\n", "no-pty,".repeat(600)),
+            "root/.ssh/authorized_keys",
+            vec![format!("{} {ED}", refusal("NONE"))],
+        ),
         // The default user receives the keys: never restricted, root untouched.
         (
             "disable_root: on\ndefault_user: {name: debian}\n",
@@ -1167,7 +1180,10 @@ fn disable_root_restricts_root_keys_only_when_configured() {
         if config.is_empty() {
             assert!(warns.contains("disable_root: off"), "{warns}");
         }
-        if user_data.contains("no-pty x") {
+        if user_data.contains("no-pty x")
+            || user_data.contains("injected")
+            || user_data.len() > 4000
+        {
             assert!(warns.contains("disable_root_opts"), "{warns}");
         }
         all_unchanged(&run(d.path(), r));

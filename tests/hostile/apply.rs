@@ -609,4 +609,79 @@ mod cloud_config_keys {
         assert!(w.contains("ca_certs.remove_defaults"), "{w}");
         assert!(!r.path().join("usr/local/share/ca-certificates").exists());
     }
+
+    /// 300,000 unusable `mounts` entries and as many bad NTP servers: bounded time, and the
+    /// warnings are capped (one journal entry each) with a last word, not 600,000 of them.
+    #[test]
+    fn a_huge_list_of_bad_entries_stays_bounded() {
+        let r = target();
+        let mut ud = String::from("#cloud-config\nmounts:\n");
+        for _ in 0..300_000 {
+            ud.push_str("  - 1\n");
+        }
+        ud.push_str("ntp:\n  servers:\n");
+        for _ in 0..300_000 {
+            ud.push_str("    - \"a b\"\n");
+        }
+        let t = std::time::Instant::now();
+        let (_, v) = run(&ud, r.path());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "{:?}",
+            t.elapsed()
+        );
+        let n = v["warnings"].as_array().map_or(0, Vec::len);
+        assert!(n <= 1000, "{n} warnings");
+        assert_eq!(
+            fs::read_to_string(r.path().join("etc/fstab")).unwrap(),
+            "UUID=1 / ext4 defaults 0 1\n"
+        );
+    }
+
+    /// Mount points with `..`, and one under a directory of the target that is a symlink out
+    /// of the root: nothing is created outside the root, and fstab never names them.
+    #[test]
+    fn mount_points_cannot_climb_out_of_the_root() {
+        let r = target();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.path().join("mnt")).unwrap();
+        let (w, _) = run(
+            "#cloud-config\nmounts:\n  - [/dev/vdb, /srv/../etc]\n  - [/dev/vdc, /x/../../../tmp/pwn]\n  - [/dev/vdd, /mnt/data]\n",
+            r.path(),
+        );
+        assert!(w.contains("mounts"), "{w}");
+        let fstab = fs::read_to_string(r.path().join("etc/fstab")).unwrap();
+        assert!(
+            !fstab.contains("..") && !fstab.contains("/dev/vdb"),
+            "{fstab}"
+        );
+        assert!(!fstab.contains("/dev/vdc"), "{fstab}");
+        // The symlinked parent is resolved inside the root, never followed out of it.
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert!(!Path::new("/tmp/pwn").exists());
+    }
+
+    /// 500 certificates of 64 KiB each: at most 32 kept, the rest one warning.
+    #[test]
+    fn a_flood_of_certificates_is_capped() {
+        let r = target();
+        let mut ud = String::from("#cloud-config\nca_certs:\n  trusted:\n");
+        let body = "QUJD".repeat(16 * 1024);
+        for _ in 0..500 {
+            ud.push_str(&format!(
+                "    - \"-----BEGIN CERTIFICATE-----\\n{body}\\n-----END CERTIFICATE-----\\n\"\n"
+            ));
+        }
+        let t = std::time::Instant::now();
+        let (w, _) = run(&ud, r.path());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(w.contains("ca_certs"), "{w}");
+        let dir = r.path().join("usr/local/share/ca-certificates");
+        let kept = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        assert!(kept <= 32, "{kept} certificates written");
+    }
 }
