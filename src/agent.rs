@@ -352,6 +352,7 @@ pub fn make_plan(req: &PlanRequest, loaded: &Loaded) -> Plan {
     let mut policy = loaded.config.policy();
     if let Some(u) = &req.user {
         policy.ssh_user = u.clone();
+        policy.ssh_user_from_default = false;
     }
     if req.network_backend.is_some() {
         policy.network.backend = req.network_backend;

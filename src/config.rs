@@ -333,6 +333,7 @@ impl Config {
             "root".to_string()
         };
         Policy {
+            ssh_user_from_default: self.ssh_user == SSH_USER_UNSET && self.default_user.is_none(),
             ssh_user,
             network: crate::plan::network::NetPolicy {
                 backend: self.network_backend,

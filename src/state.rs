@@ -47,6 +47,15 @@ pub fn record_path(instance_id: &str) -> String {
     format!("{}/applied.json", instance_dir(instance_id))
 }
 
+/// What this instance set out to create, written durably before it is created (JSON object:
+/// step id -> the input's hash, as in `Record::steps`). The record is written last, so without
+/// it a run stopped after an account was made but before the record would leave an account the
+/// next run takes for the image's (no home completed, no sudo rule). Only ever read as "this
+/// instance's own, if it exists": an intent never makes anything count as done.
+pub fn intent_path(instance_id: &str) -> String {
+    format!("{}/intent.json", instance_dir(instance_id))
+}
+
 /// An instance id is used as a directory name: it must be a single safe path component.
 /// Returns why not, when it is not.
 pub fn invalid_instance_id(id: &str) -> Option<&'static str> {

@@ -21,8 +21,14 @@ use common::*;
 
 /// A drive touching every kind of step: host name, keys, injected files, network, local copy.
 fn drive() -> tempfile::TempDir {
+    drive_with(|_| {})
+}
+
+/// `drive()` with its metadata changed by `edit`.
+fn drive_with(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     let mut meta = sample_meta("crash-1.example.org", &[ED, ED2]);
+    edit(&mut meta);
     meta["files"] = serde_json::json!([
         {"path": "/etc/injected", "content_path": "/content/0000"},
         {"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}
@@ -359,9 +365,24 @@ fn sample(count: usize, all: bool) -> Vec<usize> {
 
 #[test]
 fn killed_at_every_mutating_system_call_then_rerun_converges() {
+    crash_sweep(&drive());
+}
+
+/// The drive names an admin user the image lacks: primer creates it (account files, home,
+/// sudo rule). A run killed after the account files but before its record must still finish
+/// the account on the next run: home and skeleton, sudo rule, password, no temporary file left.
+#[test]
+fn killed_while_creating_the_drives_admin_user_then_rerun_converges() {
+    let src = drive_with(|m| m["meta"] = serde_json::json!({"admin_username": "ops"}));
+    crash_sweep(&src);
+}
+
+/// Kills a run of `src` at a sample of every mutating system call (`PRIMER_CRASH_ALL`: at
+/// every one), then runs it twice more: the second run converges to the tree of an
+/// uninterrupted run, the third changes nothing, no temporary file is left.
+fn crash_sweep(src: &tempfile::TempDir) {
     require_tool("strace");
     require_tool("openssl");
-    let src = drive();
     let reference = root_with_shadow();
     let o = run(src.path(), reference.path(), None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

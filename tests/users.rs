@@ -549,10 +549,26 @@ fn cloud_config_user_names_the_default_user() {
     assert!(fs::read_to_string(r.join("etc/group"))
         .unwrap()
         .contains("adm:x:4:ops\n"));
+    // The drive's key goes to that default user with its own (cloud-init's rule), not to
+    // root: nothing configured an SSH user.
     let ak = fs::read_to_string(r.join("home/ops/.ssh/authorized_keys")).unwrap();
-    assert!(ak.contains(ED2), "{ak}");
+    assert!(ak.contains(ED2) && ak.contains(ED), "{ak}");
+    assert!(!r.join("root/.ssh/authorized_keys").exists());
     let s = fs::read_to_string(r.join("etc/sudoers.d/91-primer-user-data")).unwrap();
     assert!(s.contains("ops ALL=(ALL) NOPASSWD:ALL\n"), "{s}");
+    let again = run(src.path(), r);
+    all_unchanged(&again);
+
+    // A configuration that names root as the SSH user keeps the drive's key on root.
+    let root2 = debian_root();
+    let r2 = root2.path();
+    fs::write(r2.join("etc/primer/primer.yaml"), "ssh_user: root\n").unwrap();
+    let o = run(src.path(), r2);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let root_ak = fs::read_to_string(r2.join("root/.ssh/authorized_keys")).unwrap();
+    assert!(root_ak.contains(ED) && !root_ak.contains(ED2), "{root_ak}");
+    let ak = fs::read_to_string(r2.join("home/ops/.ssh/authorized_keys")).unwrap();
+    assert!(ak.contains(ED2) && !ak.contains(ED), "{ak}");
 }
 
 /// A drive with `user_data` as given (and the sample metadata: ED as the drive's key).
@@ -1102,9 +1118,10 @@ fn disable_root_restricts_root_keys_only_when_configured() {
             vec![format!("{} {ED}", refusal("NONE"))],
         ),
         // A key with its own options, and one from #cloud-config: both restricted; root's own
-        // `users:` key stays as given.
+        // `users:` key stays as given. (`ssh_user: root`: else the default user `user:` names
+        // would receive the drive's keys.)
         (
-            "disable_root: true\n",
+            "disable_root: true\nssh_user: root\n",
             format!(
                 "#cloud-config\nssh_authorized_keys: ['no-pty,from=\"10.0.0.1\" {ED2}']\nuser: {{name: ops}}\nusers: [default, {{name: root, ssh_authorized_keys: ['{ED2} own', '{ED}']}}]\n"
             ),

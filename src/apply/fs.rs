@@ -323,7 +323,9 @@ impl Writer {
                     continue;
                 }
                 let removed = match e.file_type() {
-                    Ok(t) if t.is_file() => fs::remove_file(e.path()).is_ok(),
+                    // A temporary symbolic link (`/etc/localtime` is replaced through one)
+                    // is removed as a link: never followed.
+                    Ok(t) if t.is_file() || t.is_symlink() => fs::remove_file(e.path()).is_ok(),
                     // Nothing is put in a temporary directory before its rename: only an empty
                     // one is primer's (remove_dir refuses anything else).
                     Ok(t) if t.is_dir() => fs::remove_dir(e.path()).is_ok(),
@@ -534,9 +536,11 @@ mod tests {
         // non-empty directory with a look-alike name is not primer's and stays.
         fs::create_dir(root.join("a/.c.primer-tmp.1.1")).unwrap();
         fs::write(root.join(".x.primer-tmp.1.2"), b"half").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("a/.l.primer-tmp.1.4")).unwrap();
         fs::create_dir_all(root.join("a/.d.primer-tmp.1.3/keep")).unwrap();
         let w = Writer::new(root);
-        assert_eq!(w.sweep_temps(["a/b/file"]), 2);
+        assert_eq!(w.sweep_temps(["a/b/file"]), 3);
+        assert!(fs::symlink_metadata(root.join("a/.l.primer-tmp.1.4")).is_err());
         assert!(!root.join("a/.c.primer-tmp.1.1").exists());
         assert!(!root.join(".x.primer-tmp.1.2").exists());
         assert!(root.join("a/.d.primer-tmp.1.3/keep").exists());

@@ -445,7 +445,14 @@ fn apply_action(
             }
             crate::platform::set_hostname(name)
         }
-        Action::EditAccounts { writes } => accounts::apply_accounts(w, writes),
+        Action::EditAccounts { writes, intent } => {
+            // The intent lands (durably) before any account file: a run stopped in between
+            // leaves an account the next plan knows as this instance's.
+            if let Some((path, content)) = intent {
+                write_state(w, path, content)?;
+            }
+            accounts::apply_accounts(w, writes)
+        }
         Action::SeedEntropy { data, .. } => {
             if !target.live {
                 return Err(std::io::Error::other("not a live system"));

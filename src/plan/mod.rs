@@ -32,6 +32,10 @@ use crate::state::{self, Record};
 pub struct Policy {
     /// The account whose `authorized_keys` receives the drive's SSH keys.
     pub ssh_user: String,
+    /// `ssh_user` is root only because nothing chose an account (no `ssh_user`, no `--user`,
+    /// no configured default user): a default user that user-data's `user:` names then takes
+    /// the drive's keys, as cloud-init gives them to its default user.
+    pub ssh_user_from_default: bool,
     pub network: network::NetPolicy,
     pub users: users::UserPolicy,
     /// Leave per-instance scripts to `primer scripts` (the boot unit does: scripts then run
@@ -45,6 +49,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             ssh_user: "root".into(),
+            ssh_user_from_default: true,
             network: Default::default(),
             users: Default::default(),
             defer_scripts: false,
@@ -107,6 +112,11 @@ pub enum Action {
     EditAccounts {
         #[serde(serialize_with = "account_paths")]
         writes: Vec<accounts::AccountWrite>,
+        /// Written durably to primer's state before the account files (`state::intent_path`):
+        /// the accounts this instance sets out to create, so a run stopped between the two
+        /// still knows them as its own (see `state::Intent`).
+        #[serde(skip)]
+        intent: Option<(String, Vec<u8>)>,
     },
     /// Write the pinning record (the drive used at first boot), after every other step
     /// landed: when one failed it is skipped, so a failed first boot is retried unpinned.
@@ -308,7 +318,10 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
             .is_none()
             .then(|| WantedState {
                 record: state::record_path(&instance.instance_id),
-                files: vec![state::instance_json_path(&instance.instance_id)],
+                files: vec![
+                    state::instance_json_path(&instance.instance_id),
+                    state::intent_path(&instance.instance_id),
+                ],
                 dirs: vec![
                     userdata::scripts_dir(&instance.instance_id),
                     userdata::ran_dir(&instance.instance_id),
@@ -451,6 +464,17 @@ impl Planner<'_> {
     }
 
     /// Input recorded for `id` by the previous run, when it equals `input`.
+    /// Whether a run of this instance recorded (`state::intent_path`) that it set out to apply
+    /// `input` for step `id`: it may have stopped before its record was written.
+    fn intended(&self, instance_id: &str, id: &str, input: &str) -> bool {
+        self.facts
+            .files
+            .get(&state::intent_path(instance_id))
+            .and_then(|f| serde_json::from_slice::<BTreeMap<String, String>>(&f.content).ok())
+            .and_then(|m| m.get(id).cloned())
+            .is_some_and(|h| h == input)
+    }
+
     fn applied_before(&self, id: &str, input: &str) -> bool {
         self.facts
             .record
@@ -713,10 +737,12 @@ impl Planner<'_> {
     /// The drive's keys (and `#cloud-config` `ssh_authorized_keys`) for the SSH user.
     fn plan_ssh_keys(&mut self, instance: &Instance, ud: &UserData, policy: &Policy) {
         // The default user under the name `user:` gives it, when the SSH user is the
-        // configured default user; then the user-data keys of every other account.
+        // configured default user or nothing chose one (`user:` alone names the default
+        // user); then the user-data keys of every other account.
         let configured_default = policy.users.default_user.as_ref().map(|d| d.name.as_str());
         let ssh_user = match (&self.default_user, configured_default) {
             (Some(now), Some(conf)) if policy.ssh_user == conf => now.clone(),
+            (Some(now), None) if policy.ssh_user_from_default => now.clone(),
             _ => policy.ssh_user.clone(),
         };
         self.ssh_user = Some(ssh_user.clone());
@@ -930,7 +956,9 @@ impl Planner<'_> {
                 | Action::WritePin { path, .. }
                 | Action::Symlink { path, .. } => vec![path.clone()],
                 Action::MakeDirs { paths } => paths.clone(),
-                Action::EditAccounts { writes } => writes.iter().map(|w| w.path.clone()).collect(),
+                Action::EditAccounts { writes, .. } => {
+                    writes.iter().map(|w| w.path.clone()).collect()
+                }
                 // Generating host keys replaces every `ssh_host_*` key: a drive file written
                 // there afterwards would silently replace the printed fingerprint's key.
                 Action::HostKeys { .. } => hostkeys::KeyType::ALL

@@ -359,7 +359,10 @@ impl Planner<'_> {
         self.steps.push(Step {
             id: id.to_string(),
             change,
-            action: Action::EditAccounts { writes },
+            action: Action::EditAccounts {
+                writes,
+                intent: None,
+            },
             why,
             input,
         });
@@ -771,7 +774,12 @@ impl Planner<'_> {
             format!("admin-user {spec:?} {sudo:?}").as_bytes(),
         ));
         let ours = input.as_deref().is_some_and(|i| self.applied_before(id, i));
-        if self.user(name).is_some() {
+        // Also this instance's: what a run set out to create (its intent landed first) and
+        // stopped before its record: the account, its group, its home are completed.
+        let intended = input
+            .as_deref()
+            .is_some_and(|i| self.intended(&instance.instance_id, id, i));
+        if let Some(pw) = self.user(name) {
             // An account of the image (or one the users step made) is left as it is; one this
             // instance created earlier keeps its record and its sudo rule.
             let (why, input) = if asked.contains(&name) {
@@ -779,7 +787,7 @@ impl Planner<'_> {
                     format!("admin user {name} ({field}): a user of this plan"),
                     None,
                 )
-            } else if ours {
+            } else if ours || intended {
                 (
                     format!("admin user {name} ({field}): created for this instance; exists"),
                     input,
@@ -797,6 +805,11 @@ impl Planner<'_> {
                 why,
                 input: input.clone(),
             });
+            if input.is_some() {
+                // A home an interrupted creation left unfinished is completed; a finished one
+                // plans nothing (`plan_home` never takes over a home that holds anything else).
+                self.plan_home(pw.uid, pw.gid, &pw.home, defs.home_mode, false);
+            }
             return if input.is_some()
                 && name != "root"
                 && self.check_wish(&mut spec, &mut sudo, "configuration", "admin_user")
@@ -814,7 +827,9 @@ impl Planner<'_> {
             .group
             .lines()
             .any(|l| l.split(':').next() == Some(name));
-        if group_exists {
+        // The group of an account this instance set out to create is its own (the account
+        // files are written group first): the editor adopts it.
+        if group_exists && !intended {
             let why = format!(
                 "admin user {name}: a group named {name} exists in the image, and an account of \
                  that name would join it as its primary group: not created, the drive's \
@@ -873,7 +888,19 @@ impl Planner<'_> {
         let why = format!(
             "create admin user {name} named by the drive ({file} {field}): own group{groups}"
         );
-        self.accounts_step(id, &edit, why, input);
+        self.accounts_step(id, &edit, why, input.clone());
+        if let (Some(i), None) = (&input, state::invalid_instance_id(&instance.instance_id)) {
+            if let Some(Step {
+                action: Action::EditAccounts { intent, .. },
+                ..
+            }) = self.steps.last_mut()
+            {
+                let doc = BTreeMap::from([(id, i.as_str())]);
+                let mut json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+                json.push(b'\n');
+                *intent = Some((state::intent_path(&instance.instance_id), json));
+            }
+        }
         self.created_users.push(PasswdEntry {
             name: c.name.clone(),
             uid: c.uid,
@@ -1604,7 +1631,7 @@ mod tests {
             .find(|s| s.id == "password:root")
             .unwrap();
         assert_eq!(step.change, Change::Update);
-        let Action::EditAccounts { writes } = &step.action else {
+        let Action::EditAccounts { writes, .. } = &step.action else {
             panic!("{step:?}")
         };
         let shadow = String::from_utf8(writes[0].content.clone()).unwrap();
@@ -1637,5 +1664,83 @@ mod tests {
         eprintln!(
             "511-byte password: first plan {first_took:?} (hashes), rerun plan {second_took:?} (keyed digests), one SHA-512 crypt verify {verify_took:?}"
         );
+    }
+
+    /// A run that stopped after creating the drive's admin user but before its record: the
+    /// intent it wrote first makes the next plan treat the account as this instance's (home
+    /// completed, sudo rule kept); without it the account is the image's, and an intent alone
+    /// never counts as done.
+    #[test]
+    fn admin_user_intent_survives_a_stop_before_the_record() {
+        let mut i = Instance::new(Format::OpenStack, "latest", "id-admin");
+        i.admin_username = Some("ops".into());
+        let drive = DriveFiles::new("/dev/x", "iso9660");
+        let mut facts = HostFacts {
+            passwd: vec![PasswdEntry {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }],
+            ..Default::default()
+        };
+        facts.files.insert(
+            PASSWD.into(),
+            fact("root:x:0:0:root:/root:/bin/bash\n", 0o644),
+        );
+        facts
+            .files
+            .insert(SHADOW.into(), fact("root:*:19800:0:99999:7:::\n", 0o640));
+        facts
+            .files
+            .insert(GROUP.into(), fact("root:x:0:\nsudo:x:27:\n", 0o644));
+        let policy = Policy::default();
+        let first = plan(&i, &drive, &facts, &policy);
+        let step = |p: &crate::plan::Plan, id: &str| p.steps.iter().find(|s| s.id == id).cloned();
+        let admin = step(&first, "admin-user").unwrap();
+        assert_eq!(admin.change, Change::Update, "{admin:?}");
+        let Action::EditAccounts { writes, intent } = &admin.action else {
+            panic!("{admin:?}")
+        };
+        let (path, content) = intent.clone().unwrap();
+        assert_eq!(path, state::intent_path("id-admin"));
+        let input = admin.input.clone().unwrap();
+        assert!(String::from_utf8_lossy(&content).contains(&input));
+        assert!(step(&first, "home:home/ops").is_some());
+
+        // Stopped after the intent only: the account is still created (not "removed since").
+        let mut only_intent = facts.clone();
+        only_intent.files.insert(
+            path.clone(),
+            fact(&String::from_utf8_lossy(&content), 0o600),
+        );
+        let again = plan(&i, &drive, &only_intent, &policy);
+        assert_eq!(step(&again, "admin-user").unwrap().change, Change::Update);
+
+        // Stopped after the account files: with the intent, this instance's (home planned,
+        // input kept for the record); without it, the image's (nothing planned).
+        let mut made = facts.clone();
+        for w in writes {
+            let text = String::from_utf8_lossy(&w.content).into_owned();
+            if w.path == PASSWD {
+                made.passwd = crate::facts::parse_passwd(&text);
+            }
+            made.files.insert(w.path.clone(), fact(&text, w.meta.mode));
+        }
+        let image = plan(&i, &drive, &made, &policy);
+        let a = step(&image, "admin-user").unwrap();
+        assert!(
+            a.input.is_none() && a.why.contains("exists in the image"),
+            "{a:?}"
+        );
+        assert!(step(&image, "home:home/ops").is_none());
+        made.files
+            .insert(path, fact(&String::from_utf8_lossy(&content), 0o600));
+        let ours = plan(&i, &drive, &made, &policy);
+        let a = step(&ours, "admin-user").unwrap();
+        assert_eq!(a.change, Change::Unchanged);
+        assert_eq!(a.input.as_deref(), Some(input.as_str()));
+        assert!(a.why.contains("created for this instance"), "{a:?}");
+        assert_eq!(step(&ours, "home:home/ops").unwrap().change, Change::Create);
     }
 }
