@@ -179,13 +179,18 @@ pub fn ssh_as(key: &Path, port: u16, user: &str, cmd: &str) -> std::process::Out
 
 /// Builds a config-drive ISO (nova's flags) holding `keys` for the test instance.
 pub fn drive(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
+    drive_for(dir, name, keys, INSTANCE)
+}
+
+/// `drive` for the instance id `instance`.
+pub fn drive_for(dir: &Path, name: &str, keys: &[&str], instance: &str) -> PathBuf {
     let tree = dir.join(format!("{name}-tree"));
     let pk: serde_json::Map<String, serde_json::Value> = keys
         .iter()
         .enumerate()
         .map(|(i, k)| (format!("k{i}"), (*k).into()))
         .collect();
-    let meta = serde_json::json!({"uuid": INSTANCE, "hostname": FQDN, "name": "vm guest", "public_keys": pk});
+    let meta = serde_json::json!({"uuid": instance, "hostname": FQDN, "name": "vm guest", "public_keys": pk});
     common::write_drive_tree(&tree, &meta);
     let iso = dir.join(format!("{name}.iso"));
     common::make_iso(&tree, &iso, common::IsoTool::Nova);
@@ -618,4 +623,61 @@ pub fn assert_unit_ok(r: &Report, name: &str) {
         "[{name}] failed units: {}",
         r.get("failed_units")
     );
+}
+
+/// The public host keys a boot printed on the console in cloud-init's block
+/// (`-----BEGIN SSH HOST KEY KEYS-----`), as `TYPE BASE64` (comment dropped); empty when the
+/// boot printed none (no new keys).
+pub fn printed_host_keys(serial: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut inside = false;
+    for l in serial
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '\r' || c == ' '))
+    {
+        match l {
+            "-----BEGIN SSH HOST KEY KEYS-----" => {
+                inside = true;
+                keys.clear();
+            }
+            "-----END SSH HOST KEY KEYS-----" => inside = false,
+            _ if inside => {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() >= 2 && (f[0].starts_with("ssh-") || f[0].starts_with("ecdsa-")) {
+                    keys.push(format!("{} {}", f[0], f[1]));
+                }
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// `ssh_as` with `StrictHostKeyChecking=yes` against `known_hosts` only: the login succeeds
+/// only if the guest's host key is one of those.
+pub fn ssh_strict(
+    key: &Path,
+    port: u16,
+    user: &str,
+    cmd: &str,
+    known_hosts: &Path,
+) -> std::process::Output {
+    Command::new("ssh")
+        .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
+        .output()
+        .unwrap()
 }
