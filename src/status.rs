@@ -798,7 +798,7 @@ fn remove_tree_nofollow(dir: &Path) -> Result<usize, StatusError> {
 /// Makes a removal durable (best effort: the removal itself already happened).
 fn sync_parent(path: &Path) {
     if let Some(p) = path.parent() {
-        if let Err(e) = fs::File::open(p).and_then(|d| d.sync_all()) {
+        if let Err(e) = crate::platform::sync_dir(p) {
             tracing::warn!("{}: fsync: {e}", p.display());
         }
     }
