@@ -953,6 +953,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn clean_refuses_bad_ids_and_symlinks() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
@@ -975,6 +976,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn clean_removes_the_tree_not_following_links() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();

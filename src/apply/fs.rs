@@ -390,7 +390,7 @@ pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
     Ok(true)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::paths::{is_clean_relative, resolve_in_root};

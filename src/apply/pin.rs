@@ -24,7 +24,7 @@ pub fn write_pin(w: &mut Writer, path: &str, content: &[u8]) -> std::io::Result<
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::probe::trust::Pin;

@@ -298,7 +298,7 @@ fn visudo_diagnostics(streams: &[&[u8]], content: &[u8]) -> String {
     said.join("; ")
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -292,7 +292,7 @@ pub fn grow(
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]
     fn opcodes() {

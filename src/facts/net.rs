@@ -308,7 +308,7 @@ fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
     super::read_file_capped(root, rel, MAX_FILE)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
