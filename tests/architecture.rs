@@ -66,7 +66,13 @@ fn top_modules() -> BTreeSet<String> {
 /// The code of a file without its unit-test module (tests may reach anywhere) and with its
 /// comment lines blanked (a comment naming a path is not an import); line numbers are kept.
 fn without_tests(text: &str) -> String {
-    let code = match text.find("\n#[cfg(test)]\nmod tests") {
+    // `#[cfg(test)]`, or `#[cfg(all(test, unix))]` for a module of Unix-only tests.
+    let code = match text.find("\n#[cfg(test)]\nmod tests").or_else(|| {
+        let i = text.find("\n#[cfg(all(test, ")?;
+        text[i..]
+            .find(")]\nmod tests")
+            .and_then(|j| (j < 60).then_some(i))
+    }) {
         Some(i) => &text[..i],
         None => text,
     };

@@ -390,11 +390,9 @@ pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
     Ok(true)
 }
 
-#[cfg(test)]
+// POSIX modes, owners and symlinks: these tests run where they exist.
+#[cfg(all(test, unix))]
 mod tests {
-    // POSIX modes, owners and symlinks: these tests run where they exist.
-    #![cfg(unix)]
-
     use super::*;
     use crate::paths::{is_clean_relative, resolve_in_root};
     use std::os::unix::fs::symlink;

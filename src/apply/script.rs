@@ -298,11 +298,9 @@ fn visudo_diagnostics(streams: &[&[u8]], content: &[u8]) -> String {
     said.join("; ")
 }
 
-#[cfg(test)]
+// Shell scripts and process groups: these tests run where they exist.
+#[cfg(all(test, unix))]
 mod tests {
-    // Shell scripts and process groups: these tests run where they exist.
-    #![cfg(unix)]
-
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

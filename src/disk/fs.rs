@@ -292,11 +292,9 @@ pub fn grow(
     ))
 }
 
-#[cfg(test)]
+// Linux ioctl numbers: these tests run where they exist.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
-    // Linux ioctl numbers: these tests run where they exist.
-    #![cfg(target_os = "linux")]
-
     #[test]
     fn opcodes() {
         // notes/reclaim.md §5 (linux-raw-sys values).
