@@ -110,10 +110,12 @@ pub fn is_private(meta: Meta) -> bool {
     meta.mode & 0o077 == 0
 }
 
-/// Prepares `opts` to create a file that nobody else can open before its ACL is set: no
-/// sharing while primer holds it.
+/// Prepares `opts` to create a private file: on Windows the ACL is set right after creation
+/// (`set_owner_mode_file`), and a new file inside a private directory inherits its protected
+/// ACL in the meantime. Sharing stays the default: the run lock file is opened by a second run
+/// to wait on `LockFileEx`, which a share mode of 0 would turn into an open error.
 pub fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
-    opts.share_mode(0)
+    opts
 }
 
 /// A new directory before its ACL is set (`set_owner_mode` follows at once).
@@ -151,14 +153,6 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Whether `path` names a raw device (`\\.\D:`, `\\.\PhysicalDrive1`): std sees no "block
-/// device" type on Windows, the device namespace prefix is what says it.
-pub fn is_device_path(path: &Path) -> bool {
-    path.as_os_str()
-        .to_str()
-        .is_some_and(|s| s.starts_with(r"\\.\") || s.starts_with(r"\\?\GLOBALROOT\"))
 }
 
 /// `%ProgramData%\primer`: where primer's state lives on a running Windows system, from the
