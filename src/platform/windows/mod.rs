@@ -294,3 +294,80 @@ pub(crate) fn from_wide(buf: &[u16]) -> PathBuf {
     let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
     PathBuf::from(OsString::from_wide(&buf[..end]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_lock_is_exclusive_until_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("lock");
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .unwrap()
+        };
+        let first = try_lock(open()).expect("first lock");
+        let Err((_f, busy, e)) = try_lock(open()) else {
+            panic!("second lock taken while the first is held");
+        };
+        assert!(busy, "busy expected, got {e}");
+        drop(first);
+        assert!(try_lock(open()).is_ok(), "lock free after drop");
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_target() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+        fs::write(&a, "new").unwrap();
+        fs::write(&b, "old").unwrap();
+        assert!(rename_noreplace(&a, &b).is_err());
+        assert_eq!(fs::read_to_string(&b).unwrap(), "old");
+        rename_noreplace(&a, &c).unwrap();
+        assert_eq!(fs::read_to_string(&c).unwrap(), "new");
+        assert!(!a.exists());
+    }
+
+    #[test]
+    fn files_and_directories_can_be_flushed() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        fs::write(&f, "x").unwrap();
+        sync_file(&f).unwrap();
+        sync_dir(t.path()).unwrap();
+    }
+
+    #[test]
+    fn what_is_not_done_yet_is_a_typed_refusal() {
+        let e = seed_entropy(b"seed").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().starts_with("not supported on Windows yet: "));
+        let e = symlink("/usr/share/zoneinfo/UTC", Path::new("localtime")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn private_meta_is_no_group_or_other_bits() {
+        let m = |mode| Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+        };
+        assert!(is_private(m(0o600)) && is_private(m(0o700)) && is_private(m(0o400)));
+        assert!(!is_private(m(0o644)) && !is_private(m(0o640)) && !is_private(m(0o755)));
+    }
+
+    #[test]
+    fn the_state_directory_comes_from_the_environment() {
+        let d = state_dir();
+        assert!(d.ends_with("primer"), "{}", d.display());
+        if let Some(base) = std::env::var_os("ProgramData").filter(|v| !v.is_empty()) {
+            assert_eq!(d, PathBuf::from(base).join("primer"));
+        }
+    }
+}
