@@ -861,7 +861,9 @@ mod tests {
         let from = |k: &str| {
             l.origins
                 .get(k)
-                .map(|f| f.rsplit('/').next().unwrap().to_string())
+                // The file name on any platform (`\\` separates on Windows).
+                .and_then(|f| std::path::Path::new(f).file_name())
+                .map(|n| n.to_string_lossy().into_owned())
         };
         assert_eq!(from("probe.wait_seconds").as_deref(), Some("20-b.yaml"));
         assert_eq!(from("probe.duplicates").as_deref(), Some("10-a.yaml"));
@@ -894,7 +896,8 @@ mod tests {
     fn from_of(l: &Layered, k: &str) -> Option<String> {
         l.origins
             .get(k)
-            .map(|f| f.rsplit('/').next().unwrap().to_string())
+            .and_then(|f| std::path::Path::new(f).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
     }
 
     #[test]

@@ -798,7 +798,7 @@ fn remove_tree_nofollow(dir: &Path) -> Result<usize, StatusError> {
 /// Makes a removal durable (best effort: the removal itself already happened).
 fn sync_parent(path: &Path) {
     if let Some(p) = path.parent() {
-        if let Err(e) = fs::File::open(p).and_then(|d| d.sync_all()) {
+        if let Err(e) = crate::platform::sync_dir(p) {
             tracing::warn!("{}: fsync: {e}", p.display());
         }
     }
@@ -953,6 +953,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn clean_refuses_bad_ids_and_symlinks() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
@@ -975,6 +976,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn clean_removes_the_tree_not_following_links() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();

@@ -4,14 +4,23 @@
 //! `plan::accounts`), writes the account files only through `fs::Writer` (the one other file it
 //! creates is the empty lock file, as `lckpwdf` does), and never logs file contents.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
+#[cfg(unix)]
+use std::fs::OpenOptions;
 use std::io::{self, Read};
+#[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
+#[cfg(unix)]
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::fcntl::{fcntl, FcntlArg};
+#[cfg(unix)]
 use nix::libc;
 
 use super::fs::Writer;
@@ -28,6 +37,7 @@ pub const LOCK_PATH: &str = "etc/.pwd.lock";
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Pause between two attempts to take the lock.
+#[cfg(unix)]
 const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// Largest account file re-read for the change check (larger: treated as changed).
@@ -151,9 +161,26 @@ fn read_current(w: &Writer, rel: &str) -> Result<Option<Vec<u8>>, AccountsError>
 /// The `lckpwdf(3)` lock: a POSIX write lock (fcntl, whole file) on `/etc/.pwd.lock`, created
 /// 0600. Released when dropped (unlocked, then closed).
 struct PwdLock {
+    #[cfg_attr(not(unix), allow(dead_code))]
     file: File,
 }
 
+/// `lckpwdf` is a POSIX lock on a file of the shadow suite: Linux by design. Windows accounts
+/// are not edited through `/etc` files (NetUser* calls, not done yet).
+#[cfg(not(unix))]
+impl PwdLock {
+    fn acquire(_w: &mut Writer, _timeout: Duration) -> Result<PwdLock, AccountsError> {
+        Err(AccountsError::Io {
+            path: LOCK_PATH.to_string(),
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "not supported on Windows yet: editing the account files",
+            ),
+        })
+    }
+}
+
+#[cfg(unix)]
 fn whole_file(l_type: libc::c_int) -> libc::flock {
     libc::flock {
         l_type: l_type as libc::c_short,
@@ -164,6 +191,7 @@ fn whole_file(l_type: libc::c_int) -> libc::flock {
     }
 }
 
+#[cfg(unix)]
 impl PwdLock {
     fn acquire(w: &mut Writer, timeout: Duration) -> Result<PwdLock, AccountsError> {
         let io_err = |source| AccountsError::Io {
@@ -213,6 +241,7 @@ impl PwdLock {
     }
 }
 
+#[cfg(unix)]
 impl Drop for PwdLock {
     fn drop(&mut self) {
         // Closing the file releases the lock too; unlocking first says so explicitly.

@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use crate::facts::Meta;
@@ -90,10 +89,8 @@ impl Writer {
     /// (never over an existing entry). A crash leaves either no directory or the finished one;
     /// the empty temporary directory it may leave is swept by the next run (`sweep_temps`).
     fn make_dir(&mut self, dir: &Path, meta: Meta) -> io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
         let tmp = self.temp_name(dir);
-        fs::DirBuilder::new()
-            .mode(0o700)
+        crate::platform::private_dir(&mut fs::DirBuilder::new())
             .create(&tmp)
             .map_err(|e| at(&tmp, e))?;
         let r = set_meta(&tmp, meta).and_then(|()| {
@@ -215,12 +212,10 @@ impl Writer {
         }
         let tmp = self.temp_name(&target);
         let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                // Created private; the final mode is set below, before the file is visible.
-                .mode(0o600)
-                .open(&tmp)?;
+            // Created private; the final mode is set below, before the file is visible.
+            let mut f =
+                crate::platform::private_file(OpenOptions::new().write(true).create_new(true))
+                    .open(&tmp)?;
             f.write_all(content)?;
             set_meta_file(&f, meta)
         })()
@@ -245,15 +240,11 @@ impl Writer {
         let mut errors = Vec::new();
         let pending = std::mem::take(&mut self.pending);
         if !pending.is_empty() {
-            let flushed = File::open(&self.root)
-                .ok()
-                .is_some_and(|d| nix::unistd::syncfs(&d).is_ok());
+            let flushed = crate::platform::sync_filesystem(&self.root);
             for (tag, tmp, target) in pending {
                 let r = (|| {
                     if !flushed {
-                        File::open(&tmp)
-                            .and_then(|f| f.sync_all())
-                            .map_err(|e| at(&tmp, e))?;
+                        crate::platform::sync_file(&tmp).map_err(|e| at(&tmp, e))?;
                     }
                     fs::rename(&tmp, &target).map_err(|e| at(&target, e))
                 })();
@@ -349,16 +340,7 @@ pub fn at(path: &Path, e: io::Error) -> io::Error {
 /// Renames `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`; a plain rename
 /// where the filesystem does not support the flag and `to` is still missing).
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS)
-            if fs::symlink_metadata(to).is_err() =>
-        {
-            fs::rename(from, to).map_err(|e| at(to, e))
-        }
-        Err(e) => Err(at(to, io::Error::from(e))),
-    }
+    crate::platform::rename_noreplace(from, to).map_err(|e| at(to, e))
 }
 
 fn set_meta(path: &Path, meta: Meta) -> io::Result<()> {
@@ -370,7 +352,7 @@ fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::platform::sync_dir(dir)
 }
 
 /// Gives `dir` and every directory below it (not following symlinks; at most `max_dirs`) `meta`
@@ -399,19 +381,19 @@ pub fn repair_tree(dir: &Path, meta: Meta, max_dirs: usize) -> io::Result<Vec<Pa
 
 /// Gives an existing directory `meta` when its mode or owner differ. Returns whether it changed.
 pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
     let m = fs::symlink_metadata(dir).map_err(|e| at(dir, e))?;
     if !m.is_dir() {
         return Err(at(dir, io::Error::other("not a directory")));
     }
-    if m.mode() & 0o7777 == meta.mode && m.uid() == meta.uid && m.gid() == meta.gid {
+    if crate::facts::meta_of(dir, &m) == meta {
         return Ok(false);
     }
     set_meta(dir, meta)?;
     Ok(true)
 }
 
-#[cfg(test)]
+// POSIX modes, owners and symlinks: these tests run where they exist.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::paths::{is_clean_relative, resolve_in_root};

@@ -76,9 +76,7 @@ pub fn apply_host_keys(
         let (from, to) = (dir.join(tmp), dir.join(name));
         fs::rename(&from, &to).map_err(|e| at(&to, e))?;
     }
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| at(&dir, e))?;
+    crate::platform::sync_dir(&dir).map_err(|e| at(&dir, e))?;
     let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
     tracing::info!("{}: new SSH host keys: {}", dir.display(), names.join(", "));
     print_fingerprints(target, &keygen, &dir);

@@ -257,18 +257,18 @@ impl RunLock {
     /// the holder's pid when the kernel tells it). Creates primer's state directory (0700) when
     /// missing and repairs its mode and owner when they differ.
     pub fn take(root: &std::path::Path, wait: std::time::Duration) -> std::io::Result<RunLock> {
-        use std::os::unix::fs::OpenOptionsExt;
         let mut w = fs::Writer::new(root);
         ensure_state_parents(&mut w, LOCK_PATH)?;
         let dir = w.create_dirs(STATE_DIR, crate::plan::private_dir_meta())?;
         let path = dir.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| fs::at(&path, e))?;
+        let mut file = crate::platform::private_file(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true),
+        )
+        .open(&path)
+        .map_err(|e| fs::at(&path, e))?;
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         let lock = loop {

@@ -24,7 +24,8 @@ pub fn write_pin(w: &mut Writer, path: &str, content: &[u8]) -> std::io::Result<
     )
 }
 
-#[cfg(test)]
+// POSIX modes: these tests run where they exist.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::probe::trust::Pin;

@@ -43,6 +43,7 @@ pub fn run_script(
         Ok(c) => c,
         Err(e) => return (false, Err(super::fs::at(&full, e))),
     };
+    crate::platform::track(&child);
     tracing::info!(step = %step, "started /{path} (pid {})", child.id());
     // Each reader reports on `done` when its stream ends.
     let (done_tx, done) = std::sync::mpsc::channel::<()>();
@@ -66,6 +67,7 @@ pub fn run_script(
         )),
         Err(e) => Err(e),
     };
+    crate::platform::untrack(&child);
     // The script is gone: its output ends now unless something else still holds the pipes.
     let grace_end = Instant::now() + OUTPUT_GRACE;
     let mut ended = 0;
@@ -296,7 +298,8 @@ fn visudo_diagnostics(streams: &[&[u8]], content: &[u8]) -> String {
     said.join("; ")
 }
 
-#[cfg(test)]
+// Shell scripts and process groups: these tests run where they exist.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

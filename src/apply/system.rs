@@ -2,7 +2,7 @@
 //! `/etc/localtime` link (replaced atomically), mount point directories, and the target's
 //! `update-ca-certificates`. Never decides what to do; every path is resolved inside the root.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,15 +24,13 @@ pub fn symlink(w: &mut Writer, rel: &str, target: &str) -> io::Result<()> {
     let dir = w.create_dirs(dir_rel, PUBLIC_DIR)?;
     let tmp = dir.join(temp_name(name, std::process::id(), 0));
     let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(|e| at(&tmp, e))?;
+    crate::platform::symlink(target, &tmp).map_err(|e| at(&tmp, e))?;
     let dest = dir.join(name);
     if let Err(e) = fs::rename(&tmp, &dest) {
         let _ = fs::remove_file(&tmp);
         return Err(at(&dest, e));
     }
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| at(&dir, e))
+    crate::platform::sync_dir(&dir).map_err(|e| at(&dir, e))
 }
 
 /// Makes every missing directory of `paths` (and its parents) 0755 root; existing ones keep

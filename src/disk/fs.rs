@@ -3,8 +3,10 @@
 //! resize2fs / xfs_growfs / btrfs binaries). Never shrinks: the size passed is never below the
 //! current one.
 
+#[cfg(target_os = "linux")]
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -74,6 +76,7 @@ pub fn fs_size<R: Read + Seek + ?Sized>(r: &mut R, offset: u64) -> Option<FsSize
     None
 }
 
+#[cfg(target_os = "linux")]
 nix::ioctl_write_ptr!(ext4_resize_fs, b'f', 16, u64);
 
 /// `struct xfs_fsop_geom_v1`.
@@ -120,8 +123,11 @@ const _: () = assert!(std::mem::size_of::<XfsGeomV1>() == 112);
 const _: () = assert!(std::mem::size_of::<XfsGrowfsData>() == 16);
 const _: () = assert!(std::mem::size_of::<BtrfsVolArgs>() == 4096);
 
+#[cfg(target_os = "linux")]
 nix::ioctl_read!(xfs_fsgeometry_v1, b'X', 100, XfsGeomV1);
+#[cfg(target_os = "linux")]
 nix::ioctl_write_ptr!(xfs_growfsdata, b'X', 110, XfsGrowfsData);
+#[cfg(target_os = "linux")]
 nix::ioctl_write_ptr!(btrfs_resize, 0x94, 3, BtrfsVolArgs);
 
 /// `struct btrfs_ioctl_dev_info_args`.
@@ -137,11 +143,13 @@ pub struct BtrfsDevInfo {
 
 const _: () = assert!(std::mem::size_of::<BtrfsDevInfo>() == 4096);
 
+#[cfg(target_os = "linux")]
 nix::ioctl_readwrite!(btrfs_dev_info, 0x94, 30, BtrfsDevInfo);
 
 /// The size of a mounted filesystem as the filesystem itself knows it now (its on-disk
 /// superblock may lag behind its log): XFS geometry, btrfs device 1's size, ext4's superblock
 /// through the partition node (the buffer ext4 updates in place). `None`: another filesystem.
+#[cfg(target_os = "linux")]
 pub fn mounted_size(mountpoint: &Path, fstype: &str, node: &Path) -> Option<FsSize> {
     match fstype {
         "ext4" | "ext3" | "ext2" => {
@@ -183,6 +191,7 @@ pub fn mounted_size(mountpoint: &Path, fstype: &str, node: &Path) -> Option<FsSi
 
 /// Grows the filesystem mounted on `mountpoint` to fill `part_bytes`. Returns a one-line
 /// description of what was asked. ext4 needs CAP_SYS_RESOURCE (EPERM otherwise).
+#[cfg(target_os = "linux")]
 pub fn grow(mountpoint: &Path, fstype: &str, part_bytes: u64, block: u64) -> io::Result<String> {
     let dir = File::open(mountpoint)?;
     let fd = dir.as_raw_fd();
@@ -263,7 +272,28 @@ pub fn grow(mountpoint: &Path, fstype: &str, part_bytes: u64, block: u64) -> io:
     }
 }
 
-#[cfg(test)]
+/// No mounted-filesystem query without Linux ioctls.
+#[cfg(not(target_os = "linux"))]
+pub fn mounted_size(_mountpoint: &Path, _fstype: &str, _node: &Path) -> Option<FsSize> {
+    None
+}
+
+/// Online growth is Linux ioctls: a typed refusal elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub fn grow(
+    _mountpoint: &Path,
+    _fstype: &str,
+    _part_bytes: u64,
+    _block: u64,
+) -> io::Result<String> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "not supported on Windows yet: growing a filesystem",
+    ))
+}
+
+// Linux ioctl numbers: these tests run where they exist.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]
     fn opcodes() {

@@ -45,6 +45,20 @@ nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 
 #[allow(non_camel_case_types)]
 type libc_int = std::ffi::c_int;
 
+/// The errno of a busy partition (BLKPG on a mounted or open one).
+pub const EBUSY: i32 = nix::libc::EBUSY;
+
+/// Whether `m` is a block device's metadata (not an image file).
+pub fn is_block_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_block_device()
+}
+
+/// Reads exactly `buf.len()` bytes at `offset` (pread).
+pub fn read_exact_at(dev: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    dev.read_exact_at(buf, offset)
+}
+
 /// A mounted filesystem from /proc/self/mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {

@@ -5,6 +5,8 @@
 //! write, and never trusts a saved phase alone. Writes nothing unless `apply` is set.
 
 pub mod fs;
+// Reclaim is Linux by design (BLKPG, mountinfo, sysfs); elsewhere the same names refuse.
+#[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
 pub mod linux;
 pub mod plan;
 pub mod table;
@@ -284,7 +286,6 @@ fn position(raw: &Raw, record: Option<&Record>) -> Result<(Position, Option<GptC
 }
 
 fn open_disk(path: &Path, write: bool) -> Result<Disk, DiskError> {
-    use std::os::unix::fs::FileTypeExt;
     let device = path.display().to_string();
     let file = OpenOptions::new()
         .read(true)
@@ -292,7 +293,7 @@ fn open_disk(path: &Path, write: bool) -> Result<Disk, DiskError> {
         .open(path)
         .map_err(ioe(&device, "open"))?;
     let meta = file.metadata().map_err(ioe(&device, "stat"))?;
-    let is_device = meta.file_type().is_block_device();
+    let is_device = linux::is_block_device(&meta);
     let (len, dev_sector) = if is_device {
         (
             linux::size_bytes(&file).map_err(ioe(&device, "BLKGETSIZE64"))?,
@@ -417,6 +418,12 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
         outcome: Outcome::Nothing,
         reason: None,
     };
+    if cfg!(not(target_os = "linux")) {
+        return Ok(refused(
+            r,
+            "not supported on Windows yet: reclaim".to_string(),
+        ));
+    }
     let (path, root_hint) = match locate(o) {
         Ok(x) => x,
         Err(why) => return Ok(refused(r, why)),
@@ -689,11 +696,11 @@ pub fn reclaim(o: &Options) -> Result<Report, DiskError> {
             loop {
                 match linux::del_partition(&disk.file, cfg.number) {
                     Ok(()) => break,
-                    Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) && tries < 5 => {
+                    Err(e) if e.raw_os_error() == Some(linux::EBUSY) && tries < 5 => {
                         tries += 1;
                         std::thread::sleep(Duration::from_millis(200));
                     }
-                    Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+                    Err(e) if e.raw_os_error() == Some(linux::EBUSY) => {
                         return Ok(refused(
                             r,
                             format!(
@@ -787,10 +794,7 @@ fn compute_writes(
         }
         Raw::Mbr { header, .. } => {
             let mut s0 = [0u8; 512];
-            use std::os::unix::fs::FileExt;
-            disk.file
-                .read_exact_at(&mut s0, 0)
-                .map_err(ioe(&dev, "MBR"))?;
+            linux::read_exact_at(&disk.file, &mut s0, 0).map_err(ioe(&dev, "MBR"))?;
             Ok(vec![table::mbr_write(
                 &s0,
                 header,

@@ -1,11 +1,11 @@
-//! Reading the host facts: the Unix side of `facts` (mode and owner from file metadata, the
-//! kernel's host name, salt bytes from /dev/urandom). Reads only, inside the root; what to read
+//! Reading the host facts: the operating-system side of `facts` (mode and owner from file
+//! metadata — on Windows primer's private/public ACL model —, the kernel's host name, salt
+//! bytes from the system RNG). Reads only, inside the root; what to read
 //! comes from the planner's `Wanted`.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{net, parse_passwd, FileFact, HostFacts, Meta, StateKey, Wanted};
@@ -26,9 +26,7 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
         ..Default::default()
     };
     if live {
-        facts.kernel_hostname = nix::unistd::gethostname()
-            .ok()
-            .map(|h| h.to_string_lossy().into_owned());
+        facts.kernel_hostname = os::hostname();
     }
     for p in ["etc/hostname", "etc/hosts"] {
         read_file_fact(root, p, &mut facts);
@@ -121,10 +119,8 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
         }
         // Salts for password hashes; a failure leaves zeros, which only makes the salt
         // predictable (the hash is still correct), so it is logged, not fatal.
-        if let Err(e) =
-            fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut facts.salt))
-        {
-            tracing::warn!("/dev/urandom: {e}; password salts are not random");
+        if let Err(e) = os::random(&mut facts.salt) {
+            tracing::warn!("{e}; password salts are not random");
         }
     }
     facts.state_key = read_state_key(root);
@@ -162,9 +158,9 @@ fn read_state_key(root: &Path) -> StateKey {
             return key;
         }
     }
-    if let Err(e) = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key.key)) {
+    if let Err(e) = os::random(&mut key.key) {
         // Zeros still give correct digests; they are only guessable. Logged, not fatal.
-        tracing::warn!("/dev/urandom: {e}; primer's digest key is not random");
+        tracing::warn!("{e}; primer's digest key is not random");
     }
     key
 }
@@ -212,15 +208,16 @@ fn read_skel(root: &Path, skel: &str) -> Vec<(String, FileFact)> {
 
 fn read_meta(root: &Path, rel: &str) -> Option<(Meta, bool)> {
     let host = resolve_in_root(root, rel).ok()?;
-    let m = fs::metadata(host).ok()?;
-    Some((
-        Meta {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-        },
-        m.is_dir(),
-    ))
+    let m = fs::metadata(&host).ok()?;
+    Some((meta_of(&host, &m), m.is_dir()))
+}
+
+/// The `Meta` of an existing file or directory at `path` (its metadata `m` already read).
+/// Unix: mode bits, uid and gid. Windows: primer's two-state ACL model read back — a protected
+/// DACL is private (0600 / 0700), anything else public (0644 / 0755), owner ids 0 — which is
+/// exactly what the writer's `set_owner_mode` can produce, so a second run compares equal.
+pub fn meta_of(path: &Path, m: &fs::Metadata) -> Meta {
+    os::meta_of(path, m)
 }
 
 fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
@@ -240,11 +237,7 @@ pub(crate) fn read_file_capped(root: &Path, rel: &str, max: u64) -> Option<FileF
     f.take(max).read_to_end(&mut content).ok()?;
     Some(FileFact {
         content,
-        meta: Meta {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-        },
+        meta: meta_of(&host, &m),
     })
 }
 
@@ -283,4 +276,138 @@ fn walk_files(root: &Path, rel_dir: &str) -> BTreeSet<String> {
         }
     }
     out
+}
+
+#[cfg(unix)]
+mod os {
+    use std::fs;
+    use std::io::{self, Read};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    use super::Meta;
+
+    pub fn meta_of(_path: &Path, m: &fs::Metadata) -> Meta {
+        Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        }
+    }
+
+    /// The running kernel's host name.
+    pub fn hostname() -> Option<String> {
+        nix::unistd::gethostname()
+            .ok()
+            .map(|h| h.to_string_lossy().into_owned())
+    }
+
+    /// Fills `buf` from `/dev/urandom`.
+    pub fn random(buf: &mut [u8]) -> io::Result<()> {
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(buf))
+            .map_err(|e| io::Error::new(e.kind(), format!("/dev/urandom: {e}")))
+    }
+}
+
+#[cfg(windows)]
+mod os {
+    use std::fs;
+    use std::io;
+    use std::os::windows::ffi::{OsStrExt, OsStringExt};
+    use std::path::Path;
+
+    use windows_sys::Win32::Foundation::LocalFree;
+    use windows_sys::Win32::Security::Authorization::{GetNamedSecurityInfoW, SE_FILE_OBJECT};
+    use windows_sys::Win32::Security::Cryptography::{
+        BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
+    };
+    use windows_sys::Win32::Security::{
+        GetSecurityDescriptorControl, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+        SE_DACL_PROTECTED,
+    };
+    use windows_sys::Win32::System::SystemInformation::{
+        ComputerNamePhysicalDnsHostname, GetComputerNameExW,
+    };
+
+    use super::Meta;
+
+    /// Whether `path` has a protected DACL; `None` when its security cannot be read.
+    fn protected(path: &Path) -> Option<bool> {
+        let name: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+        let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: `name` is NUL-terminated; `sd` receives a LocalAlloc'd descriptor, freed below.
+        let r = unsafe {
+            GetNamedSecurityInfoW(
+                name.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut sd,
+            )
+        };
+        if r != 0 || sd.is_null() {
+            return None;
+        }
+        let (mut control, mut rev) = (0u16, 0u32);
+        // SAFETY: `sd` is the descriptor just returned.
+        let ok = unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut rev) };
+        // SAFETY: allocated by GetNamedSecurityInfoW.
+        unsafe { LocalFree(sd as _) };
+        (ok != 0).then_some(control & SE_DACL_PROTECTED != 0)
+    }
+
+    pub fn meta_of(path: &Path, m: &fs::Metadata) -> Meta {
+        let private = protected(path).unwrap_or(false);
+        let mode = match (private, m.is_dir()) {
+            (true, true) => 0o700,
+            (true, false) => 0o600,
+            (false, true) => 0o755,
+            (false, false) => 0o644,
+        };
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// The computer's DNS host name (`ComputerNamePhysicalDnsHostname`).
+    pub fn hostname() -> Option<String> {
+        let mut buf = [0u16; 256];
+        let mut len = buf.len() as u32;
+        // SAFETY: `buf` holds `len` UTF-16 units; `len` receives the length written.
+        let ok = unsafe {
+            GetComputerNameExW(ComputerNamePhysicalDnsHostname, buf.as_mut_ptr(), &mut len)
+        };
+        let len = usize::try_from(len).ok()?.min(buf.len());
+        (ok != 0).then(|| {
+            std::ffi::OsString::from_wide(&buf[..len])
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// Fills `buf` from the system RNG (`BCryptGenRandom`).
+    pub fn random(buf: &mut [u8]) -> io::Result<()> {
+        let len = u32::try_from(buf.len()).map_err(io::Error::other)?;
+        // SAFETY: `buf` holds `len` bytes; no algorithm handle with the system-preferred flag.
+        let status = unsafe {
+            BCryptGenRandom(
+                std::ptr::null_mut(),
+                buf.as_mut_ptr(),
+                len,
+                BCRYPT_USE_SYSTEM_PREFERRED_RNG,
+            )
+        };
+        if status != 0 {
+            return Err(io::Error::other(format!(
+                "BCryptGenRandom: NTSTATUS {status:#x}"
+            )));
+        }
+        Ok(())
+    }
 }

@@ -6,6 +6,10 @@ pub mod dir;
 pub mod fat;
 mod index;
 pub mod iso9660;
+#[cfg(target_os = "linux")]
+pub mod mount;
+#[cfg(not(target_os = "linux"))]
+#[path = "mount_unsupported.rs"]
 pub mod mount;
 pub mod packed;
 pub mod part;
@@ -285,7 +289,15 @@ pub enum SourceKind {
 }
 
 pub fn source_kind(path: &Path) -> Result<SourceKind, MediaError> {
-    use std::os::unix::fs::FileTypeExt;
+    // Windows has no block-device file type: the device namespace (`\\.\D:`,
+    // `\\.\PhysicalDrive1`) is what names a raw device there.
+    #[cfg(windows)]
+    if path
+        .to_str()
+        .is_some_and(|s| s.starts_with(r"\\.\") || s.starts_with(r"\\?\GLOBALROOT\"))
+    {
+        return Ok(SourceKind::BlockDevice);
+    }
     let meta = std::fs::metadata(path).map_err(|e| MediaError::Io {
         device: path.display().to_string(),
         source: e,
@@ -293,7 +305,7 @@ pub fn source_kind(path: &Path) -> Result<SourceKind, MediaError> {
     let ft = meta.file_type();
     if ft.is_dir() {
         Ok(SourceKind::Directory)
-    } else if ft.is_block_device() {
+    } else if is_block_device(&ft) {
         Ok(SourceKind::BlockDevice)
     } else if ft.is_file() {
         Ok(SourceKind::ImageFile)
@@ -302,6 +314,18 @@ pub fn source_kind(path: &Path) -> Result<SourceKind, MediaError> {
             device: path.display().to_string(),
         })
     }
+}
+
+#[cfg(unix)]
+fn is_block_device(ft: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    ft.is_block_device()
+}
+
+/// Raw devices are recognised by their path on Windows (`source_kind`).
+#[cfg(not(unix))]
+fn is_block_device(_ft: &std::fs::FileType) -> bool {
+    false
 }
 
 /// Reads whatever filesystem `reader` holds from its start: ISO9660 or FAT.

@@ -7,7 +7,7 @@ pub mod sysfs;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -68,6 +68,60 @@ pub fn set_owner_mode_file(f: &File, meta: Meta) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(meta.mode))
 }
 
+/// Prepares `opts` to create a file private from the start (0600; the final mode follows
+/// before it is visible).
+pub fn private_file(opts: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
+    opts.mode(0o600)
+}
+
+/// Prepares `b` to create a directory private from the start (0700).
+pub fn private_dir(b: &mut fs::DirBuilder) -> &mut fs::DirBuilder {
+    b.mode(0o700)
+}
+
+/// Flushes the whole filesystem holding `root` in one call (`syncfs`); `false` when that
+/// failed and the caller must flush each file.
+pub fn sync_filesystem(root: &Path) -> bool {
+    File::open(root)
+        .ok()
+        .is_some_and(|d| nix::unistd::syncfs(&d).is_ok())
+}
+
+/// Makes a written file durable (`fsync`).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Makes a directory's entries durable (`fsync` on the directory).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Renames `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`; a plain rename
+/// where the filesystem does not support the flag and `to` is still missing).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS)
+            if fs::symlink_metadata(to).is_err() =>
+        {
+            fs::rename(from, to)
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Makes a symbolic link `link` pointing to `target`.
+pub fn symlink(target: &str, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// `/var/lib/primer`: where primer's state lives on a running Linux system.
+pub fn state_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from("/var/lib/primer")
+}
+
 /// An exclusive lock on an open file, held until dropped (or the process dies).
 pub type FileLock = nix::fcntl::Flock<File>;
 
@@ -122,6 +176,13 @@ pub fn script_command(path: &Path) -> Command {
     }
     cmd
 }
+
+/// Nothing to do on Linux once a script has started: its process group is its own
+/// (`script_command`). On Windows this puts it in a Job Object.
+pub fn track(_child: &Child) {}
+
+/// Nothing to forget on Linux (Windows drops the script's Job Object).
+pub fn untrack(_child: &Child) {}
 
 /// Kills a script started by `script_command` and its process group (a process that left the
 /// group, such as a `setsid` grandchild, escapes), then reaps it.

@@ -1,0 +1,167 @@
+//! Windows drive discovery: every drive letter Windows reports (`GetLogicalDrives`) that is a
+//! CD-ROM, fixed or removable volume (`GetDriveTypeW`), read raw through `\\.\X:` by primer's
+//! own signature reader (labels included: Windows may not know the label of a volume it has no
+//! driver for), then ranked by the same pure policy as Linux (`probe::rank_scan`). Read-only:
+//! opens volumes for reading, never locks, mounts or writes them. `\\.\PhysicalDriveN`
+//! enumeration (whole disks without a letter) is not done yet.
+
+use std::fs::File;
+use std::os::windows::io::AsRawHandle;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Foundation::HANDLE;
+use windows_sys::Win32::Storage::FileSystem::{GetDriveTypeW, GetLogicalDrives};
+use windows_sys::Win32::System::Ioctl::{GET_LENGTH_INFORMATION, IOCTL_DISK_GET_LENGTH_INFO};
+use windows_sys::Win32::System::IO::DeviceIoControl;
+
+use crate::probe::{rank_scan, sig, BlockDevice, DeviceClass, Probe, Rules, Scan};
+
+// GetDriveTypeW results (WinBase.h), kept here rather than pulling the large
+// Win32_System_WindowsProgramming feature for three numbers.
+const DRIVE_REMOVABLE: u32 = 2;
+const DRIVE_FIXED: u32 = 3;
+const DRIVE_CDROM: u32 = 5;
+
+/// Where to look: the same fields as Linux so the agent builds it the same way. Windows has no
+/// sysfs or /dev: `sys` and `dev` are unused; `root` is the target root.
+#[derive(Debug, Clone)]
+pub struct ProbeRoots {
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Default for ProbeRoots {
+    fn default() -> Self {
+        ProbeRoots {
+            sys: PathBuf::new(),
+            dev: PathBuf::new(),
+            root: PathBuf::from(r"C:\"),
+        }
+    }
+}
+
+/// One drive letter's volume, as enumeration saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// `D`
+    pub letter: char,
+    pub class: DeviceClass,
+}
+
+/// The letters Windows reports with a CD-ROM, fixed or removable volume. A network, RAM or
+/// unknown drive is never a config drive.
+pub fn volumes() -> Vec<Volume> {
+    // SAFETY: no arguments; returns a bit mask (bit 0 = A:).
+    let mask = unsafe { GetLogicalDrives() };
+    let mut out = Vec::new();
+    for i in 0..26u8 {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        let letter = char::from(b'A' + i);
+        let root = super::wide(std::ffi::OsStr::new(&format!("{letter}:\\")));
+        // SAFETY: `root` is a NUL-terminated UTF-16 string.
+        let class = match unsafe { GetDriveTypeW(root.as_ptr()) } {
+            DRIVE_CDROM => DeviceClass::CdRom,
+            DRIVE_FIXED | DRIVE_REMOVABLE => DeviceClass::Disk,
+            _ => continue,
+        };
+        out.push(Volume { letter, class });
+    }
+    out
+}
+
+/// The size of an open volume (`IOCTL_DISK_GET_LENGTH_INFO`); 0 when the driver does not say.
+fn length(f: &File) -> u64 {
+    let mut info = GET_LENGTH_INFORMATION { Length: 0 };
+    let mut got = 0u32;
+    // SAFETY: the handle is open; the output buffer is a GET_LENGTH_INFORMATION of that size.
+    let ok = unsafe {
+        DeviceIoControl(
+            f.as_raw_handle() as HANDLE,
+            IOCTL_DISK_GET_LENGTH_INFO,
+            std::ptr::null(),
+            0,
+            (&mut info as *mut GET_LENGTH_INFORMATION).cast(),
+            std::mem::size_of::<GET_LENGTH_INFORMATION>() as u32,
+            &mut got,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return 0;
+    }
+    u64::try_from(info.Length).unwrap_or(0)
+}
+
+/// The system drive's letter (`%SystemDrive%`, `C` when unset): its volume ranks last, as a
+/// Linux root disk's partitions do.
+fn system_letter() -> char {
+    std::env::var("SystemDrive")
+        .ok()
+        .and_then(|s| s.chars().next())
+        .map_or('C', |c| c.to_ascii_uppercase())
+}
+
+/// The name under which the system drive's volume is grouped as a "boot disk".
+const SYSTEM_DISK: &str = "system";
+
+/// Scans `vols`: opens each raw volume read-only and reads its signature. A volume that
+/// cannot be opened (no medium, access denied) is listed with nothing found.
+pub fn scan(vols: &[Volume]) -> Scan {
+    let system = system_letter();
+    let mut scan = Scan::default();
+    scan.root_disks.insert(SYSTEM_DISK.to_string());
+    for v in vols {
+        let path = format!(r"\\.\{}:", v.letter);
+        let name = format!("{}:", v.letter);
+        let (size, found) = match File::open(&path) {
+            Ok(mut f) => (length(&f), sig::read_signature(&mut f, &path)),
+            Err(e) => {
+                tracing::debug!(device = %path, "cannot open: {e}; skipped");
+                (0, sig::Found::Nothing)
+            }
+        };
+        let mut d = BlockDevice::whole(&name, &path, v.class, size);
+        if v.letter == system && v.class == DeviceClass::Disk {
+            // A volume of the disk Windows runs from: the same rank as a Linux root disk's
+            // partitions (the easiest place to plant a label).
+            d.class = DeviceClass::Partition;
+            d.parent = Some(SYSTEM_DISK.to_string());
+        }
+        scan.devices.push((d, found));
+    }
+    scan
+}
+
+/// Enumerates and ranks once.
+pub fn probe(rules: &Rules) -> Probe {
+    rank_scan(scan(&volumes()), rules)
+}
+
+/// Probes, and when nothing is found re-probes every 250 ms until `wait` has passed (Windows
+/// has no inotify on drive arrival without a window or a service control handler).
+pub fn probe_wait(_roots: &ProbeRoots, rules: &Rules, wait: Duration) -> Probe {
+    let start = Instant::now();
+    let mut last = probe(rules);
+    if !last.candidates.is_empty() || wait.is_zero() {
+        return last;
+    }
+    tracing::info!(
+        "no config drive yet; waiting up to {:.1} s for late drives",
+        wait.as_secs_f64()
+    );
+    while start.elapsed() < wait {
+        std::thread::sleep(
+            wait.saturating_sub(start.elapsed())
+                .min(Duration::from_millis(250)),
+        );
+        last = probe(rules);
+        if !last.candidates.is_empty() {
+            break;
+        }
+    }
+    last
+}
