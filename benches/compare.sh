@@ -174,7 +174,8 @@ PY
     # cloud-init: Debian's package unpacked, never installed; its Python dependencies from Debian.
     ci_lib=$cache/cloud-init/usr/lib/python3/dist-packages
     if [ ! -d "$ci_lib/cloudinit" ]; then
-        (cd "$cache" && rm -f cloud-init_*.deb && apt-get download -q cloud-init >/dev/null)
+        # (apt warns that it downloads as root into a directory _apt cannot write: harmless.)
+        (cd "$cache" && rm -f cloud-init_*.deb && apt-get download -q cloud-init >/dev/null 2>&1)
         rm -rf "$cache/cloud-init"
         dpkg -x "$cache"/cloud-init_*.deb "$cache/cloud-init"
         deps=$(dpkg-deb -f "$cache"/cloud-init_*.deb Depends | tr ',|' '\n\n' |
