@@ -4,8 +4,8 @@
 # device, the target root a directory on a journaled ext4 (itself on a loop device), networkd
 # target. Runs primer's first run (fresh root each time) and re-run (same root, nothing changes)
 # RUNS times and prints the medians of CPU time (user + system of the process, from wait4's
-# rusage, microsecond resolution) and the peak RSS; with `perf` installed, the median of the
-# instructions too (user and kernel).
+# rusage, microsecond resolution) and the peak RSS (GNU time); with `perf` and hardware counters,
+# the median of the instructions too (user and kernel); and the system calls of one run.
 #
 #   benches/compare.sh [--runs N] [--peers] [--large] [BINARY]
 #
@@ -20,7 +20,7 @@
 #            same ISO, so their figures leave out reading the ISO, which primer's include.
 #   --large  also a large drive: 32 MiB of user-data and 5,000 injected files (peak RSS, time)
 #
-# Needs root (loop devices, mount), genisoimage, mkfs.ext4, python3 (the timing helper).
+# Needs root (loop devices, mount), genisoimage, mkfs.ext4, python3 (the timing helper), GNU time.
 # The machine's other load shows in CPU time: run it on an idle machine for figures to quote.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,7 +48,7 @@ fi
 }
 bin=$(readlink -f "$bin")
 [ "$(id -u)" = 0 ] || { echo "compare.sh: needs root (loop devices, mount)" >&2; exit 1; }
-for t in genisoimage mkfs.ext4 losetup python3; do
+for t in genisoimage mkfs.ext4 losetup python3 /usr/bin/time; do
     command -v "$t" >/dev/null 2>&1 || { echo "compare.sh: $t is required" >&2; exit 1; }
 done
 fixture=${PRIMER_FIXTURE:-$here/../shared/fixtures/os-glean-liberty}
@@ -92,7 +92,6 @@ for _ in range(runs):
     if code not in ok:
         sys.exit(f"{' '.join(cmd)}: exit {code}")
     cpu.append((ru.ru_utime + ru.ru_stime) * 1000.0)
-    rss.append(ru.ru_maxrss)
     if perf:
         if prep:
             subprocess.run(prep, shell=True, check=True)
@@ -102,6 +101,15 @@ for _ in range(runs):
             f = line.split(",")
             if len(f) > 2 and f[0].isdigit():
                 (iu if f[2].startswith("instructions:u") else ik).append(int(f[0]))
+# Peak RSS from GNU time, not from this wait4: Linux carries the spawning process's high-water
+# mark across exec, so the rusage here would report Python's RSS for any smaller child.
+for _ in range(min(runs, 3)):
+    if prep:
+        subprocess.run(prep, shell=True, check=True)
+    o = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    last = o.stderr.strip().splitlines()[-1:] or ["0"]
+    rss.append(int(last[0]) if last[0].isdigit() else 0)
 med = lambda v: statistics.median(v) if v else 0
 print(f"{med(cpu):.2f} {min(cpu):.2f} {max(cpu):.2f} {max(rss)} {med(iu):.0f} {med(ik):.0f} {med(wall):.1f}")
 PY
