@@ -348,7 +348,12 @@ pub fn is_live(root: &Path) -> bool {
 /// Reads the host facts and plans `loaded` for `req.root`; the pin, when there is one to
 /// record, is the plan's last step. A run that will apply takes the run lock before this.
 pub fn make_plan(req: &PlanRequest, loaded: &Loaded) -> Plan {
-    let live = is_live(&req.root);
+    make_plan_live(req, loaded, is_live(&req.root))
+}
+
+/// [`make_plan`] for a root already known to be the running system (`live`) or not: `run`
+/// resolves the root once (canonicalising it costs a lookup per path component).
+fn make_plan_live(req: &PlanRequest, loaded: &Loaded, live: bool) -> Plan {
     let mut policy = loaded.config.policy();
     if let Some(u) = &req.user {
         policy.ssh_user = u.clone();
@@ -358,9 +363,14 @@ pub fn make_plan(req: &PlanRequest, loaded: &Loaded) -> Plan {
         policy.network.backend = req.network_backend;
     }
     policy.defer_scripts = req.defer_scripts;
-    let facts =
-        crate::facts::read_host_facts(&req.root, &plan::wanted(&loaded.instance, &policy), live);
-    let mut plan = plan::plan(&loaded.instance, &loaded.drive, &facts, &policy);
+    // User-data is parsed once per run: the facts it names and the plan share the parse.
+    let parsed = plan::parse_user_data(&loaded.instance, &policy);
+    let facts = crate::facts::read_host_facts(
+        &req.root,
+        &plan::wanted_parsed(&loaded.instance, &policy, &parsed.0),
+        live,
+    );
+    let mut plan = plan::plan_parsed(&loaded.instance, &loaded.drive, &facts, &policy, parsed);
     // A drive refused whole (its instance id cannot name primer's state) is never pinned.
     if let Some(pin) = loaded
         .pin
@@ -449,7 +459,8 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     } else {
         take_lock(root)?
     };
-    let plan = make_plan(req, &loaded);
+    let live = is_live(root);
+    let plan = make_plan_live(req, &loaded, live);
     lock.sweep(
         plan.steps
             .iter()
@@ -457,7 +468,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     );
     let target = Target {
         root: root.clone(),
-        live: is_live(root),
+        live,
     };
     let applied_at = SystemTime::now();
     let mut report = apply::apply_plan(&plan, &target, &lock);

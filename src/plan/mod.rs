@@ -229,8 +229,37 @@ pub const PUBLIC_DIR: Meta = Meta {
 /// Default `/etc/hosts` when the target has none.
 const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
+/// The drive's user-data as the policy takes it (`userdata::user_data`: parsed when the policy
+/// applies user-data, empty when it ignores it), with the parser's warnings. A run parses it
+/// once, for [`wanted_parsed`] and [`plan_parsed`]: parsing is the costliest pure step of a run
+/// with a large cloud-config.
+pub fn parse_user_data(instance: &Instance, policy: &Policy) -> (UserData, Report) {
+    userdata::user_data(instance, &policy.users)
+}
+
 /// Builds the plan. `drive` is the drive the instance was parsed from (its files are copied).
 pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: &Policy) -> Plan {
+    plan_inner(instance, drive, facts, policy, None)
+}
+
+/// [`plan`] with the user-data [`parse_user_data`] gave (not parsed again).
+pub fn plan_parsed(
+    instance: &Instance,
+    drive: &DriveFiles,
+    facts: &HostFacts,
+    policy: &Policy,
+    parsed: (UserData, Report),
+) -> Plan {
+    plan_inner(instance, drive, facts, policy, Some(parsed))
+}
+
+fn plan_inner(
+    instance: &Instance,
+    drive: &DriveFiles,
+    facts: &HostFacts,
+    policy: &Policy,
+    parsed: Option<(UserData, Report)>,
+) -> Plan {
     let mut p = Planner {
         facts,
         steps: Vec::new(),
@@ -257,7 +286,14 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         });
         return p.finish(id);
     }
-    let ud = p.user_data(instance, &policy.users);
+    let ud = match parsed {
+        // Ignored user-data is not parsed (the planner only warns that it is left alone).
+        Some((ud, report)) if policy.users.user_data == UserDataMode::Apply => {
+            p.warnings.warnings.extend(report.warnings);
+            ud
+        }
+        _ => p.user_data(instance, &policy.users),
+    };
     p.plan_accounts(instance, &ud, &policy.users);
     p.plan_hostname(instance, &ud);
     p.plan_ssh_keys(instance, &ud, policy);
@@ -277,12 +313,12 @@ pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: 
         ignored = scrub::secrets_user_data(instance);
         &ignored
     };
-    let scrubber = scrub::Scrub::new(instance, secrets);
-    let drive_sha256 = scrubber.drive_hash(drive);
-    p.plan_local_copy(instance, drive, &scrubber, &drive_sha256);
+    // Each drive file is scrubbed once, for the drive hash and the local copy both.
+    let kept = scrub::Scrub::new(instance, secrets).kept_drive(drive);
+    p.plan_local_copy(instance, drive, kept.files, &kept.sha256);
     p.refuse_shared_paths();
-    p.plan_record(instance, &drive_sha256);
-    p.drive_sha256 = Some(drive_sha256);
+    p.plan_record(instance, &kept.sha256);
+    p.drive_sha256 = Some(kept.sha256);
     p.finish(id)
 }
 
@@ -299,6 +335,11 @@ fn mixed_salt(facts: &HostFacts, instance: &Instance) -> [u8; 32] {
 }
 
 pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
+    wanted_parsed(instance, policy, &parse_user_data(instance, policy).0)
+}
+
+/// [`wanted`] with the user-data [`parse_user_data`] gave (not parsed again).
+pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wanted {
     let mut w = Wanted {
         files: instance
             .files
@@ -334,7 +375,6 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
         w.skel = Some(users::SKEL);
         w.files
             .extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
-        let (ud, _) = userdata::user_data(instance, &policy.users);
         let cc = &ud.cloud_config;
         w.files.extend(
             cc.write_files
@@ -368,12 +408,9 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
         );
     }
     w.files.extend(hostkeys::wanted_files(&policy.host_keys));
-    {
-        // System keys of user data (README "Cloud-config keys").
-        let (ud, _) = userdata::user_data(instance, &policy.users);
-        w.files.extend(system::wanted_files(&ud.cloud_config));
-        w.present.extend(system::wanted_present(&ud.cloud_config));
-    }
+    // System keys of user data (README "Cloud-config keys").
+    w.files.extend(system::wanted_files(&ud.cloud_config));
+    w.present.extend(system::wanted_present(&ud.cloud_config));
     w.present
         .extend(hostkeys::wanted_present(&policy.host_keys));
     w.key_users
@@ -888,18 +925,18 @@ impl Planner<'_> {
         &mut self,
         instance: &Instance,
         drive: &DriveFiles,
-        scrubber: &scrub::Scrub<'_>,
+        kept: Vec<(&str, std::borrow::Cow<'_, [u8]>)>,
         drive_sha256: &str,
     ) {
         let dir = state::drive_copy_dir(&instance.instance_id);
         let mut wanted = BTreeSet::new();
-        for (path, data) in &drive.files {
+        for (path, data) in kept {
             let dest = format!("{dir}/{path}");
             wanted.insert(dest.clone());
             self.file_step(
                 &format!("copy:{path}"),
                 &dest,
-                scrubber.copy_content(path, data),
+                data.into_owned(),
                 PRIVATE_FILE,
                 None,
                 "local copy of the drive",

@@ -9,6 +9,8 @@
 //! user's `passwd`, `hashed_passwd`, `plain_text_passwd`) or that mentions one. Never prints a
 //! password, not even in the note, and the note holds no digest of the original.
 
+use std::borrow::Cow;
+
 use crate::media::DriveFiles;
 use crate::model::userdata::{PasswordValue, UserData};
 use crate::model::Instance;
@@ -131,6 +133,12 @@ impl<'a> Scrub<'a> {
 
     /// The bytes the local copy keeps for drive file `path`.
     pub fn copy_content(&self, path: &str, data: &[u8]) -> Vec<u8> {
+        self.kept(path, data).into_owned()
+    }
+
+    /// The bytes the local copy keeps for drive file `path`: `data` itself (borrowed, not
+    /// copied) unless the file carries a password.
+    pub fn kept<'d>(&self, path: &str, data: &'d [u8]) -> Cow<'d, [u8]> {
         let lower = path.to_ascii_lowercase();
         let name = lower.rsplit('/').next().unwrap_or(&lower);
         if matches!(name, "meta_data.json" | "meta-data.json") {
@@ -143,11 +151,11 @@ impl<'a> Scrub<'a> {
                     let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
                     out.push(b'\n');
                     // Another key may still hold the password (a drive is free to repeat it).
-                    return if self.holds_one(&out) {
+                    return Cow::Owned(if self.holds_one(&out) {
                         note(path)
                     } else {
                         out
-                    };
+                    });
                 }
             }
         }
@@ -158,36 +166,60 @@ impl<'a> Scrub<'a> {
             || (is_user_or_vendor_data(name) && (self.sets || mentions_password(data)))
             || self.holds_one(data);
         if carries {
-            note(path)
+            Cow::Owned(note(path))
         } else {
-            data.to_vec()
+            Cow::Borrowed(data)
+        }
+    }
+
+    /// Every drive file as the local copy keeps it, with the drive hash over them: each file is
+    /// scrubbed once for both (the plan writes the copy from these bytes).
+    pub fn kept_drive<'d>(&self, drive: &'d DriveFiles) -> KeptDrive<'d> {
+        let files: Vec<(&'d str, Cow<'d, [u8]>)> = drive
+            .files
+            .iter()
+            .map(|(path, data)| (path.as_str(), self.kept(path, data)))
+            .collect();
+        KeptDrive {
+            sha256: hash_kept(drive.label.as_deref(), &files),
+            files,
         }
     }
 
     /// See [`drive_hash`].
     pub fn drive_hash(&self, drive: &DriveFiles) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(drive.label.as_deref().unwrap_or("").as_bytes());
-        h.update([0]);
-        for (path, data) in &drive.files {
-            let kept = self.copy_content(path, data);
-            h.update((path.len() as u64).to_le_bytes());
-            h.update(path.as_bytes());
-            h.update((kept.len() as u64).to_le_bytes());
-            h.update(&kept);
-        }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        self.kept_drive(drive).sha256
     }
 
     /// See [`shown_sha256`].
     pub fn shown_sha256(&self, path: &str, data: &[u8]) -> String {
-        if self.copy_content(path, data) == data {
+        if *self.kept(path, data) == *data {
             crate::state::sha256_hex(data)
         } else {
             "<redacted: holds a password>".to_string()
         }
     }
+}
+
+/// The drive's files as the local copy keeps them (path order) and the drive hash over them.
+pub struct KeptDrive<'d> {
+    pub sha256: String,
+    pub files: Vec<(&'d str, Cow<'d, [u8]>)>,
+}
+
+/// The drive hash ([`drive_hash`]) of the kept files.
+fn hash_kept(label: Option<&str>, files: &[(&str, Cow<'_, [u8]>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(label.unwrap_or("").as_bytes());
+    h.update([0]);
+    for (path, kept) in files {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((kept.len() as u64).to_le_bytes());
+        h.update(kept);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The bytes the local copy keeps for drive file `path` (one file; [`Scrub`] for many).
