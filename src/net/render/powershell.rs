@@ -128,7 +128,7 @@ pub fn line_ok(line: &str) -> bool {
         if c == '#' {
             // A comment runs to the end of the line, but only where a token starts (`a#b` is
             // one word to PowerShell); `<#` would open a block comment spanning lines.
-            return prev == ' ' && !chars.any(|x| grammar::is_line_breaking(x));
+            return prev == ' ' && !chars.any(grammar::is_line_breaking);
         }
         prev = c;
     }
@@ -659,7 +659,13 @@ fn plan_link<'c>(
                         mac: mac.clone(),
                         vlan_id: *vlan_id,
                     }),
-                    None => None,
+                    None => {
+                        warnings.push(format!(
+                            "vlan {:?}: its parent {parent:?} has no MAC address, so the Windows script cannot find its adapter; not rendered",
+                            l.id
+                        ));
+                        None
+                    }
                 },
                 LinkKind::Bond { .. } => Some(Plan::TeamVlan {
                     team: p,
