@@ -1,6 +1,7 @@
 //! Network: golden files per renderer for the project's own cases (`tests/fixtures/network/`),
 //! real validators (`netplan generate --root-dir`, `ifquery`) on every rendered netplan and ENI
-//! file, the planner through the real binary (detection, idempotence, stale files, never tear
+//! file, a structural check of every PowerShell script (no PowerShell parser is installable
+//! here), the planner through the real binary (detection, idempotence, stale files, never tear
 //! down), `primer net render`, and conformance over `../shared/fixtures` (os-* and nc-* cases).
 //!
 //! Golden files: `tests/golden/network/<case>/<backend>/<path>` plus `RENDER.txt` (modes and
@@ -926,6 +927,26 @@ fn v2_glob_and_driver_matches_from_a_nocloud_seed() {
                     "{out}"
                 );
             }
+            Backend::PowerShell => {
+                // Windows finds adapters by MAC only: the pinned entry (MAC and name match)
+                // is rendered by its MAC, its name match warned as unchecked (a match, not a
+                // rename); the glob and driver entries are warned and left out.
+                assert!(
+                    all.contains("Get-PrimerAdapter '52-54-00-00-00-09'"),
+                    "{all}"
+                );
+                assert!(!all.contains("Rename-PrimerAdapter $a"), "{all}");
+                assert!(!all.contains("52-54-00-00-00-01"), "{all}");
+                assert!(
+                    out.contains("\"lan\"") && out.contains("finds adapters by MAC only"),
+                    "{out}"
+                );
+                assert!(
+                    out.contains("\"pinned\"") && out.contains("match is not checked"),
+                    "{out}"
+                );
+                powershell_lint("nocloud-eth-glob", tree.values().next().unwrap());
+            }
             Backend::Eni => {
                 let f = root.path().join(primer::net::render::eni::PATH);
                 let listed = ifquery_list(&f);
@@ -951,6 +972,191 @@ fn v2_glob_and_driver_matches_from_a_nocloud_seed() {
         "{}\n(regenerate with PRIMER_UPDATE_GOLDEN=1 and review)",
         diffs.join("\n")
     );
+}
+
+/// The cmdlets a generated script may call (modules NetAdapter, NetTCPIP, DnsClient, NetLbfo
+/// and Microsoft.PowerShell.*, all in Windows Server 2016 and later) besides its own helpers.
+const PS_CMDLETS: &[&str] = &[
+    "Get-NetAdapter",
+    "Rename-NetAdapter",
+    "Set-NetAdapter",
+    "Get-NetIPInterface",
+    "Set-NetIPInterface",
+    "Get-NetIPAddress",
+    "New-NetIPAddress",
+    "Remove-NetIPAddress",
+    "Get-NetRoute",
+    "New-NetRoute",
+    "Remove-NetRoute",
+    "Get-DnsClient",
+    "Set-DnsClient",
+    "Set-DnsClientServerAddress",
+    "Set-DnsClientGlobalSetting",
+    "Get-NetLbfoTeam",
+    "New-NetLbfoTeam",
+    "Set-NetLbfoTeam",
+    "Get-NetLbfoTeamMember",
+    "Add-NetLbfoTeamMember",
+    "Set-NetLbfoTeamMember",
+    "Get-NetLbfoTeamNic",
+    "Add-NetLbfoTeamNic",
+    "Where-Object",
+    "ForEach-Object",
+    "Out-Null",
+    "Start-Sleep",
+    "Set-StrictMode",
+];
+
+/// A structural check of a generated PowerShell script, for want of a PowerShell parser on
+/// Debian (no `pwsh` package; see `windows/README.md`): every line one of primer's
+/// (`check_lines`), brackets balanced outside literals and comments, every `Verb-Noun` word a
+/// known cmdlet or a helper the script defines before using it, top-level statements only the
+/// preamble, function definitions, `Invoke-PrimerStep 'label' {` blocks and the final `exit 0`.
+fn powershell_lint(label: &str, script: &str) {
+    assert_eq!(
+        primer::net::render::check_lines(primer::net::render::powershell::PATH, script),
+        Ok(()),
+        "{label}"
+    );
+    let mut depth: Vec<char> = Vec::new();
+    let mut defined: Vec<String> = Vec::new();
+    for (n, line) in script.lines().enumerate() {
+        let at = format!("{label}: line {}: {line}", n + 1);
+        // Code outside literals and comments.
+        let mut code = String::new();
+        let mut lit = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (lit, c) {
+                (false, '#') => break,
+                (false, '\'') => {
+                    lit = true;
+                    code.push_str("'L");
+                }
+                (true, '\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                }
+                (true, '\'') => {
+                    lit = false;
+                    code.push('\'');
+                }
+                (true, _) => {}
+                (false, c) => code.push(c),
+            }
+        }
+        assert!(!lit, "{at}: literal not closed");
+        if depth.is_empty() && !code.trim().is_empty() {
+            let top = code.trim();
+            assert!(
+                top.starts_with("$ErrorActionPreference = ")
+                    || top.starts_with("$ProgressPreference = ")
+                    || top.starts_with("Set-StrictMode ")
+                    || top.starts_with("function ")
+                    || top.starts_with("Invoke-PrimerStep 'L' {")
+                    || top == "exit 0",
+                "{at}: not a top-level statement primer writes"
+            );
+        }
+        if let Some(f) = code.trim().strip_prefix("function ") {
+            defined.push(f.split('(').next().unwrap().to_string());
+        }
+        for c in code.chars() {
+            match c {
+                '(' | '{' | '[' => depth.push(c),
+                ')' | '}' | ']' => {
+                    let open = depth
+                        .pop()
+                        .unwrap_or_else(|| panic!("{at}: unbalanced {c}"));
+                    assert_eq!(
+                        open,
+                        match c {
+                            ')' => '(',
+                            '}' => '{',
+                            _ => '[',
+                        },
+                        "{at}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        for w in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            let Some((verb, noun)) = w.split_once('-') else {
+                continue;
+            };
+            if verb.is_empty()
+                || noun.is_empty()
+                || !verb.starts_with(|c: char| c.is_ascii_uppercase())
+                || !noun.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                continue;
+            }
+            assert!(
+                PS_CMDLETS.contains(&w) || defined.iter().any(|d| d == w),
+                "{at}: {w} is neither a known cmdlet nor a helper defined above"
+            );
+        }
+    }
+    assert!(depth.is_empty(), "{label}: unclosed {depth:?}");
+    assert!(script.ends_with("\nexit 0\n"), "{label}");
+}
+
+/// Every golden PowerShell script passes the structural check, and the cases that carry
+/// addresses, routes, DNS, MTU, bonds and VLANs give the matching calls.
+#[test]
+fn powershell_scripts_are_well_formed_and_carry_the_model() {
+    let mut checked = 0;
+    for case in cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let (c, _, ifaces) = load(&case);
+        let names = assign_names(&c, &ifaces);
+        let r = render(Backend::PowerShell, &c, &names, &opts());
+        assert_eq!(r.files.len(), 1, "{name}: {r:?}");
+        let s = &r.files[0].content;
+        powershell_lint(&name, s);
+        // Every static address of a link that gets a block is there with its prefix.
+        let (addrs, _) = wanted(&c);
+        for a in addrs {
+            let rendered_link = c
+                .links
+                .iter()
+                .any(|l| l.l3.addresses.iter().any(|x| x.to_string() == a) && l.mac.is_some());
+            if rendered_link {
+                assert!(s.contains(&format!("'{a}'")), "{name}: {a}\n{s}");
+            }
+        }
+        for l in &c.links {
+            if let (Some(m), LinkKind::Physical) = (&l.mac, &l.kind) {
+                let win = m.replace(':', "-").to_uppercase();
+                assert!(
+                    s.contains(&format!("Get-PrimerAdapter '{win}'")),
+                    "{name}: {win}"
+                );
+            }
+            if let LinkKind::Bond { .. } = &l.kind {
+                assert!(
+                    s.contains("Set-PrimerTeam")
+                        || r.warnings
+                            .iter()
+                            .any(|w| w.contains(&format!("{:?}", l.id))),
+                    "{name}: bond {}",
+                    l.id
+                );
+            }
+            if let Some(mtu) = l.mtu {
+                assert!(
+                    s.contains(&format!("-Mtu {mtu}"))
+                        || r.warnings
+                            .iter()
+                            .any(|w| w.contains(&format!("{:?}", l.id))),
+                    "{name}: mtu of {}",
+                    l.id
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} cases");
 }
 
 /// `netplan generate` over a target root holding primer's netplan file: accepted, and the

@@ -1,9 +1,9 @@
 //! Shared body of the network fuzz targets (`network_data`, `network_config`): parse the input
 //! (after one selector byte) into the network model, then render every backend. Parsing never
-//! panics; whatever parses passes the model boundary (`check_grammar`) and renders for all four
-//! backends without a refusal, deterministically, each file starting with primer's header,
-//! inside the backend's own directory, every line one line of its syntax (`check_lines`:
-//! no injected line can hide in a value).
+//! panics; whatever parses passes the model boundary (`check_grammar`) and renders for all five
+//! backends (the PowerShell script for Windows included) without a refusal, deterministically,
+//! each file starting with primer's header, inside the backend's own directory, every line one
+//! line of its syntax (`check_lines`: no injected line can hide in a value).
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! Network: converts every network input (OpenStack `network_data.json`, network config v1 and
 //! v2) into the one typed [`NetworkConfig`], names its links against the target's interfaces,
-//! and renders it for a backend (systemd-networkd, NetworkManager, ifupdown, netplan).
+//! and renders it for a backend (systemd-networkd, NetworkManager, ifupdown, netplan, and a
+//! PowerShell script for Windows).
 //! Parsers and renderers are pure (`parse_*`, `render_*`): no I/O, no clock; reading the
 //! target's interfaces and detecting its backend live in [`host`] (read-only). Nothing here
 //! writes: rendered files become plan steps that `apply` carries out.
@@ -489,14 +490,18 @@ pub enum Backend {
     NetworkManager,
     Eni,
     Netplan,
+    /// A PowerShell script for Windows (`render::powershell`), run by primer's service.
+    #[value(name = "powershell", alias = "ps")]
+    PowerShell,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::Networkd,
         Backend::NetworkManager,
         Backend::Eni,
         Backend::Netplan,
+        Backend::PowerShell,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -504,6 +509,7 @@ impl Backend {
             Backend::NetworkManager => "networkmanager",
             Backend::Eni => "eni",
             Backend::Netplan => "netplan",
+            Backend::PowerShell => "powershell",
         }
     }
     pub fn parse(s: &str) -> Option<Backend> {
@@ -512,6 +518,7 @@ impl Backend {
             "networkmanager" | "nm" | "network-manager" => Some(Backend::NetworkManager),
             "eni" | "ifupdown" => Some(Backend::Eni),
             "netplan" => Some(Backend::Netplan),
+            "powershell" | "ps" | "windows" => Some(Backend::PowerShell),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ pub mod scrub;
 pub mod system;
 pub mod userdata;
 pub mod users;
+pub mod windows;
 
 use std::collections::{BTreeMap, BTreeSet};
 

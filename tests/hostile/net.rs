@@ -3,7 +3,10 @@
 //! directory) and the real binary for every backend, and asserts: the exit code, a warning
 //! naming the file and the field, that no file under the target's `/etc` holds the injected
 //! text, that the rest of the network is still rendered, and that `ifquery` and
-//! `netplan generate` accept the ifupdown and netplan output.
+//! `netplan generate` accept the ifupdown and netplan output. The Windows backend
+//! (`powershell`, `/ProgramData/primer/network.ps1`) goes through the same cases, plus its own:
+//! quotes of every kind (PowerShell ends a single-quoted literal on U+2018 to U+201B too),
+//! `$(...)`, backtick, newline and very long values.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,18 @@ use crate::common::*;
 /// The text every hostile value carries: found in no rendered file, or the test fails.
 const MARK: &str = "INJECTED";
 
-const BACKENDS: [&str; 4] = ["networkd", "networkmanager", "eni", "netplan"];
+const BACKENDS: [&str; 5] = ["networkd", "networkmanager", "eni", "netplan", "powershell"];
+
+/// Cases whose kept link is matched by name alone once the hostile MAC is dropped: the
+/// Windows script cannot find it (adapters by MAC only) and warns instead.
+const WINDOWS_NEEDS_MAC: &[&str] = &["mac newline"];
+
+/// Every file a backend renders under the target: `/etc` and, for Windows, `/ProgramData`.
+fn rendered(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v = files(&root.join("etc"));
+    v.extend(files(&root.join("ProgramData")));
+    v
+}
 
 /// How the hostile network document reaches primer.
 enum Input {
@@ -216,8 +230,8 @@ fn check(case: &Case) {
                 "{label}: a line of output starts with the drive's text (forged log line): {line}"
             );
         }
-        // Nothing under /etc holds the injected text; the rest of the network is there.
-        let etc = files(&root.path().join("etc"));
+        // Nothing rendered holds the injected text; the rest of the network is there.
+        let etc = rendered(root.path());
         let mut kept = false;
         for (p, c) in &etc {
             assert!(
@@ -228,7 +242,12 @@ fn check(case: &Case) {
             );
             kept |= contains(c, case.kept);
         }
-        assert!(kept, "{label}: {:?} no longer rendered: {out}", case.kept);
+        if b == "powershell" && WINDOWS_NEEDS_MAC.contains(&case.name) {
+            // The link lost its MAC: Windows finds adapters by MAC only, and says so.
+            assert!(out.contains("finds adapters by MAC only"), "{label}: {out}");
+        } else {
+            assert!(kept, "{label}: {:?} no longer rendered: {out}", case.kept);
+        }
         match b {
             "eni" => {
                 let f = root.path().join("etc/network/interfaces.d/primer");
@@ -247,6 +266,7 @@ fn check(case: &Case) {
                 }
             }
             "netplan" => netplan_accepts(&label, root.path()),
+            "powershell" => powershell_accepts(&label, root.path()),
             _ => {}
         }
         // `net render` prints the same files: nothing injected there either.
@@ -618,10 +638,155 @@ fn hostile_globs_resolve_in_bounded_time() {
             "{b}: {:?}",
             t.elapsed()
         );
-        let all: Vec<u8> = files(&root.path().join("etc"))
+        let all: Vec<u8> = rendered(root.path())
             .into_iter()
             .flat_map(|(_, c)| c)
             .collect();
         assert!(contains(&all, "good.example"), "{b}: {}", text(&o));
     }
+}
+
+/// The Windows script: there, each line one of the PowerShell primer writes (every literal
+/// closed on its line, nothing expandable in it), and no character PowerShell reads as a
+/// quote or an expansion outside the few fixed ones of the helpers.
+fn powershell_accepts(label: &str, root: &Path) {
+    let path = primer::net::render::powershell::PATH;
+    let f = root.join(path);
+    let script = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{label}: {path}: {e}"));
+    assert_eq!(
+        primer::net::render::check_lines(path, &script),
+        Ok(()),
+        "{label}: {script}"
+    );
+    assert!(
+        !script.contains([
+            '"', '`', '\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}', '\u{201C}', '\u{201D}',
+            '\u{201E}'
+        ]),
+        "{label}: {script}"
+    );
+    assert!(script.ends_with("\nexit 0\n"), "{label}: {script}");
+}
+
+/// Quotes of every kind, `$(...)`, a backtick, a newline and a very long value where a
+/// PowerShell literal would carry them (an interface name, a search domain, a team name): the
+/// model boundary drops each with a warning naming the field, in every backend.
+#[test]
+fn powershell_quotes_expansions_and_long_values_are_refused() {
+    // The mark first: a warning shows a long value cut after 200 characters.
+    let long = format!("INJECTED{}", "b".repeat(300));
+    let evils = [
+        "e'INJECTED",
+        "e''INJECTED",
+        "e\u{2018}INJECTED",
+        "e\u{2019};INJECTED;\u{2019}",
+        "e\u{201A}INJECTED",
+        "e\u{201B}INJECTED",
+        "e\u{201C}INJECTED\u{201D}",
+        "e\"INJECTED",
+        "$(INJECTED)",
+        "e`INJECTED",
+        "e`nINJECTED",
+        "e\nINJECTED",
+        long.as_str(),
+    ];
+    for evil in evils {
+        let nd = serde_json::json!({
+            "links": [{"id": "tap0", "type": "phy", "name": evil,
+                       "ethernet_mac_address": "52:54:00:aa:00:01"}],
+            "networks": [{"id": "n0", "link": "tap0", "type": "ipv4",
+                          "ip_address": "192.0.2.10", "netmask": "255.255.255.0"}],
+        });
+        check(&Case {
+            name: "powershell ifname",
+            input: Input::NetworkData(nd),
+            file: ND,
+            field: "links[0] (id tap0).name",
+            kept: "192.0.2.10",
+        });
+        check(&search_case("powershell search", evil));
+    }
+    // A v2 bond key is a link id and its name: the name is refused, the team gets none of it.
+    let nc = serde_json::json!({"network": {"version": 2, "ethernets": {
+        "eth0": {"match": {"macaddress": "52:54:00:aa:00:01"}, "set-name": "ens3",
+                 "nameservers": {"search": ["good.example"]}, "dhcp4": true},
+        "eth1": {"match": {"macaddress": "52:54:00:aa:00:02"}}},
+        "bonds": {"b'$(INJECTED)": {"interfaces": ["eth1"], "dhcp4": true,
+                                     "parameters": {"mode": "active-backup"}}}}});
+    let dir = tempfile::tempdir().unwrap();
+    let src = build(&Input::NoCloud(nc), dir.path());
+    let root = target();
+    let o = primer(&[
+        "net",
+        "render",
+        "--backend",
+        "powershell",
+        "--source",
+        src.to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("$(INJECTED)") && !out.contains("b'"), "{out}");
+    assert!(out.contains("'good.example'"), "{out}");
+}
+
+/// A link id may hold any one-line text (ids only name links in warnings and file names): one
+/// made of every quote PowerShell knows, `$(...)` and a backtick is kept (its link renders)
+/// but never reaches the script raw: the step's label carries the id's file-name form.
+#[test]
+fn powershell_link_id_with_quotes_and_expansions_stays_out_of_the_script() {
+    let id = "tap0'$(Restart-Computer)`\u{2018}\u{2019}\u{201A}\u{201B}\u{201C}\u{201D}\"";
+    let nd = serde_json::json!({
+        "links": [{"id": id, "type": "phy", "name": "ens3",
+                   "ethernet_mac_address": "52:54:00:aa:00:01"}],
+        "networks": [{"id": "n0", "link": id, "type": "ipv4",
+                      "ip_address": "192.0.2.10", "netmask": "255.255.255.0",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                  "gateway": "192.0.2.1"}]}],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let src = build(&Input::NetworkData(nd), dir.path());
+    let root = target();
+    let o = primer(&[
+        "run",
+        "--source",
+        src.to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+        "--network-backend",
+        "powershell",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    powershell_accepts("link id", root.path());
+    let script =
+        fs::read_to_string(root.path().join(primer::net::render::powershell::PATH)).unwrap();
+    assert!(!script.contains("$(Restart-Computer)"), "{script}");
+    assert!(
+        script.contains("Invoke-PrimerStep 'link tap0___Restart-Computer_"),
+        "{script}"
+    );
+    assert!(script.contains("'192.0.2.10/24'"), "{script}");
+    assert!(
+        script.contains("@{ To = '0.0.0.0/0'; Via = '192.0.2.1'; Metric = 100 }"),
+        "{script}"
+    );
+    // A second run changes nothing (the plan's own idempotence, same script).
+    let o = primer(&[
+        "run",
+        "--source",
+        src.to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+        "--network-backend",
+        "powershell",
+    ]);
+    // Exit 10: nothing to do.
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    assert!(text(&o).contains("unchanged"), "{}", text(&o));
+    assert_eq!(
+        fs::read_to_string(root.path().join(primer::net::render::powershell::PATH)).unwrap(),
+        script
+    );
 }

@@ -14,6 +14,7 @@ pub mod eni;
 pub mod netplan;
 pub mod networkd;
 pub mod networkmanager;
+pub mod powershell;
 
 use std::net::IpAddr;
 
@@ -46,12 +47,16 @@ pub enum Syntax {
     ResolvConf,
     /// netplan YAML.
     Netplan,
+    /// A PowerShell script (Windows): single-quoted literals only ([`powershell::line_ok`]).
+    PowerShell,
 }
 
 impl Syntax {
     /// The syntax of a file primer renders, from its path.
     pub fn of(path: &str) -> Syntax {
-        if path.ends_with(".yaml") {
+        if path.ends_with(".ps1") {
+            Syntax::PowerShell
+        } else if path.ends_with(".yaml") {
             Syntax::Netplan
         } else if path.ends_with("resolv.conf") {
             Syntax::ResolvConf
@@ -152,7 +157,7 @@ pub fn check_lines(path: &str, content: &str) -> Result<(), RenderError> {
     }
     for (n, line) in content.split('\n').enumerate() {
         grammar::line_safe(line).map_err(|e| err(n, format!("{} {e}", Esc(line))))?;
-        if line.is_empty() || line.starts_with('#') {
+        if line.is_empty() || (line.starts_with('#') && syntax != Syntax::PowerShell) {
             continue;
         }
         if !line_shape(syntax, line) {
@@ -188,6 +193,8 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
         })
     };
     match syntax {
+        // A comment line too: `<#` would open a block comment spanning lines.
+        Syntax::PowerShell => powershell::line_ok(line),
         Syntax::Networkd | Syntax::Keyfile => {
             let extra: &[char] = if syntax == Syntax::Keyfile {
                 &['-', '_', '+']
@@ -413,6 +420,11 @@ pub fn owned(b: Backend) -> Owned {
             prefix: "50-primer.yaml",
             extra: &[],
         },
+        Backend::PowerShell => Owned {
+            dir: powershell::DIR,
+            prefix: "network.ps1",
+            extra: &[],
+        },
     }
 }
 
@@ -448,6 +460,7 @@ pub fn try_render(
         Backend::NetworkManager => networkmanager::render_networkmanager(c, names),
         Backend::Eni => eni::render_eni(c, names, o),
         Backend::Netplan => netplan::render_netplan(c, names, o),
+        Backend::PowerShell => powershell::render_powershell(c, names),
     }?;
     if !pre.is_empty() {
         pre.append(&mut r.warnings);
@@ -679,11 +692,15 @@ mod tests {
             for b in Backend::ALL {
                 let e = try_render(b, &c, &names, &opts()).unwrap_err();
                 assert!(e.field.starts_with("links[1].dns.search"), "{b}: {e}");
-                assert!(e.file.starts_with("etc/"), "{b}: {e}");
+                let dir = owned(b).dir;
+                assert!(e.file.starts_with(dir), "{b}: {e}");
                 assert!(!e.to_string().contains('\n'), "{b}: {e}");
                 let r = render(b, &c, &names, &opts());
                 assert!(r.files.is_empty(), "{b}: nothing half-rendered");
-                assert!(r.warnings[0].starts_with("refused: /etc/"), "{r:?}");
+                assert!(
+                    r.warnings[0].starts_with(&format!("refused: /{dir}")),
+                    "{r:?}"
+                );
             }
         }
     }
