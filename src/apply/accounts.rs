@@ -1,8 +1,9 @@
 //! Apply accounts: writes planned `/etc/passwd`, `/etc/shadow`, `/etc/group` and `/etc/gshadow`
 //! contents under the shadow suite's lock (`/etc/.pwd.lock`, as `lckpwdf(3)` takes it), after
 //! checking that no file changed since it was planned. Never decides content (that is
-//! `plan::accounts`), writes the account files only through `fs::Writer` (the one other file it
-//! creates is the empty lock file, as `lckpwdf` does), and never logs file contents.
+//! `plan::accounts`), writes the account files only through `fs::Writer` (the other files it
+//! writes are the empty lock file, as `lckpwdf` does, and the plan's intent in primer's state),
+//! and never logs file contents.
 
 use std::fs::File;
 #[cfg(unix)]
@@ -77,7 +78,18 @@ impl From<AccountsError> for io::Error {
 
 /// Writes `edits` under the account lock, waiting up to `LOCK_TIMEOUT` for it.
 pub fn apply_accounts(w: &mut Writer, edits: &[AccountWrite]) -> io::Result<()> {
-    apply_accounts_with_timeout(w, edits, LOCK_TIMEOUT)
+    write_accounts(w, edits, None, LOCK_TIMEOUT)
+}
+
+/// `apply_accounts`, first writing `intent` (a file of primer's state: path, content) durably
+/// under the lock, once the change check passed and just before the first account file: an
+/// intent exists only for an edit that was about to land (see `state::intent_path`).
+pub fn apply_accounts_with_intent(
+    w: &mut Writer,
+    edits: &[AccountWrite],
+    intent: Option<(&str, &[u8])>,
+) -> io::Result<()> {
+    write_accounts(w, edits, intent, LOCK_TIMEOUT)
 }
 
 /// `apply_accounts` with the lock wait given. Takes the lock, re-reads every target and refuses
@@ -89,6 +101,15 @@ pub fn apply_accounts(w: &mut Writer, edits: &[AccountWrite]) -> io::Result<()> 
 pub fn apply_accounts_with_timeout(
     w: &mut Writer,
     edits: &[AccountWrite],
+    timeout: Duration,
+) -> io::Result<()> {
+    write_accounts(w, edits, None, timeout)
+}
+
+fn write_accounts(
+    w: &mut Writer,
+    edits: &[AccountWrite],
+    intent: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> io::Result<()> {
     if edits.is_empty() {
@@ -113,6 +134,12 @@ pub fn apply_accounts_with_timeout(
             }
             .into());
         }
+    }
+    if let Some((path, content)) = intent {
+        super::write_state(w, path, content).map_err(|source| AccountsError::Io {
+            path: path.to_string(),
+            source,
+        })?;
     }
     let mut ordered: Vec<&AccountWrite> = edits.iter().collect();
     ordered.sort_by_key(|e| write_rank(&e.path));

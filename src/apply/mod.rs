@@ -446,12 +446,8 @@ fn apply_action(
             crate::platform::set_hostname(name)
         }
         Action::EditAccounts { writes, intent } => {
-            // The intent lands (durably) before any account file: a run stopped in between
-            // leaves an account the next plan knows as this instance's.
-            if let Some((path, content)) = intent {
-                write_state(w, path, content)?;
-            }
-            accounts::apply_accounts(w, writes)
+            let intent = intent.as_ref().map(|(p, c)| (p.as_str(), c.as_slice()));
+            accounts::apply_accounts_with_intent(w, writes, intent)
         }
         Action::SeedEntropy { data, .. } => {
             if !target.live {

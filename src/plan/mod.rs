@@ -502,15 +502,16 @@ impl Planner<'_> {
     }
 
     /// Input recorded for `id` by the previous run, when it equals `input`.
-    /// Whether a run of this instance recorded (`state::intent_path`) that it set out to apply
-    /// `input` for step `id`: it may have stopped before its record was written.
-    fn intended(&self, instance_id: &str, id: &str, input: &str) -> bool {
-        self.facts
-            .files
-            .get(&state::intent_path(instance_id))
-            .and_then(|f| serde_json::from_slice::<BTreeMap<String, String>>(&f.content).ok())
-            .and_then(|m| m.get(id).cloned())
-            .is_some_and(|h| h == input)
+    /// The uid and gid of the account a run of this instance recorded (`state::intent_path`)
+    /// that it set out to create for step `id` with `input` (value `INPUT UID:GID`): that run
+    /// may have stopped before its record was written.
+    fn intent_ids(&self, instance_id: &str, id: &str, input: &str) -> Option<(u32, u32)> {
+        let doc = self.facts.files.get(&state::intent_path(instance_id))?;
+        let m = serde_json::from_slice::<BTreeMap<String, String>>(&doc.content).ok()?;
+        let (recorded, ids) = m.get(id)?.split_once(' ')?;
+        let (uid, gid) = ids.split_once(':')?;
+        (recorded == input).then_some(())?;
+        Some((uid.parse().ok()?, gid.parse().ok()?))
     }
 
     fn applied_before(&self, id: &str, input: &str) -> bool {

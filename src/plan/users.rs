@@ -774,12 +774,15 @@ impl Planner<'_> {
             format!("admin-user {spec:?} {sudo:?}").as_bytes(),
         ));
         let ours = input.as_deref().is_some_and(|i| self.applied_before(id, i));
-        // Also this instance's: what a run set out to create (its intent landed first) and
-        // stopped before its record: the account, its group, its home are completed.
-        let intended = input
+        // Also this instance's: what a run set out to create (its intent lands under the
+        // account lock, just before the account files) and stopped before its record: the
+        // account, its group, its home are completed — only with the very ids it planned, so
+        // an account or group another tool made meanwhile is never taken for primer's.
+        let intent = input
             .as_deref()
-            .is_some_and(|i| self.intended(&instance.instance_id, id, i));
+            .and_then(|i| self.intent_ids(&instance.instance_id, id, i));
         if let Some(pw) = self.user(name) {
+            let intended = intent == Some((pw.uid, pw.gid));
             // An account of the image (or one the users step made) is left as it is; one this
             // instance created earlier keeps its record and its sudo rule.
             let (why, input) = if asked.contains(&name) {
@@ -805,9 +808,10 @@ impl Planner<'_> {
                 why,
                 input: input.clone(),
             });
-            if input.is_some() {
-                // A home an interrupted creation left unfinished is completed; a finished one
-                // plans nothing (`plan_home` never takes over a home that holds anything else).
+            if intended && !ours {
+                // The home an interrupted creation left unfinished is completed (`plan_home`
+                // never takes over a home that holds anything else). Once recorded, a home or
+                // skeleton file removed since is not made again.
                 self.plan_home(pw.uid, pw.gid, &pw.home, defs.home_mode, false);
             }
             return if input.is_some()
@@ -822,14 +826,15 @@ impl Planner<'_> {
         // A new account's primary group is its own, or an existing one of that name: a drive
         // naming its admin `sudo`, `wheel`, `disk` or `shadow` would get that group's rights
         // (useradd refuses such a name for the same reason).
-        let group_exists = self
-            .account_files()
-            .group
-            .lines()
-            .any(|l| l.split(':').next() == Some(name));
-        // The group of an account this instance set out to create is its own (the account
-        // files are written group first): the editor adopts it.
-        if group_exists && !intended {
+        let group_gid = self.account_files().group.lines().find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(name)).then(|| f.nth(1).and_then(|g| g.parse::<u32>().ok()))
+        });
+        // The group of an account this instance set out to create, with the gid it planned, is
+        // its own (the account files are written group first): the editor adopts it.
+        let intended_group =
+            matches!((group_gid, intent), (Some(Some(g)), Some((_, want))) if g == want);
+        if group_gid.is_some() && !intended_group {
             let why = format!(
                 "admin user {name}: a group named {name} exists in the image, and an account of \
                  that name would join it as its primary group: not created, the drive's \
@@ -895,7 +900,9 @@ impl Planner<'_> {
                 ..
             }) = self.steps.last_mut()
             {
-                let doc = BTreeMap::from([(id, i.as_str())]);
+                // The input and the ids the account gets: `Planner::intent_ids`.
+                let value = format!("{i} {}:{}", c.uid, c.gid);
+                let doc = BTreeMap::from([(id, value.as_str())]);
                 let mut json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
                 json.push(b'\n');
                 *intent = Some((state::intent_path(&instance.instance_id), json));
@@ -1705,7 +1712,7 @@ mod tests {
         let (path, content) = intent.clone().unwrap();
         assert_eq!(path, state::intent_path("id-admin"));
         let input = admin.input.clone().unwrap();
-        assert!(String::from_utf8_lossy(&content).contains(&input));
+        assert!(String::from_utf8_lossy(&content).contains(&format!("{input} 1000:1000")));
         assert!(step(&first, "home:home/ops").is_some());
 
         // Stopped after the intent only: the account is still created (not "removed since").
@@ -1742,5 +1749,27 @@ mod tests {
         assert_eq!(a.input.as_deref(), Some(input.as_str()));
         assert!(a.why.contains("created for this instance"), "{a:?}");
         assert_eq!(step(&ours, "home:home/ops").unwrap().change, Change::Create);
+
+        // The intent names the ids it planned: an account of that name with other ids (another
+        // tool made it meanwhile) is not taken for primer's.
+        let mut other = made.clone();
+        for p in other.passwd.iter_mut().filter(|p| p.name == "ops") {
+            p.uid += 1;
+        }
+        let a = step(&plan(&i, &drive, &other, &policy), "admin-user").unwrap();
+        assert!(
+            a.input.is_none() && a.why.contains("exists in the image"),
+            "{a:?}"
+        );
+
+        // Recorded: this instance's, and a home removed since is not made again.
+        let mut recorded = made.clone();
+        let mut record = state::Record::default();
+        record.steps.insert("admin-user".into(), input.clone());
+        recorded.record = Some(record);
+        let later = plan(&i, &drive, &recorded, &policy);
+        let a = step(&later, "admin-user").unwrap();
+        assert_eq!(a.input.as_deref(), Some(input.as_str()));
+        assert!(step(&later, "home:home/ops").is_none());
     }
 }

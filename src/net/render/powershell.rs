@@ -75,14 +75,17 @@ pub fn literal(v: &str) -> Result<String, GrammarError> {
         });
     }
     grammar::line_safe(v)?;
-    if let Some((at, ch)) = v
-        .char_indices()
-        .find(|(_, c)| NOT_IN_LITERAL.contains(c) || TYPOGRAPHIC_QUOTES.contains(c))
-    {
+    // ASCII only: Windows PowerShell 5.1 reads a script without a byte order mark in the ANSI
+    // code page, where the UTF-8 bytes of an innocent character decode to others — `đ` (C4 91)
+    // becomes `Ä‘` under cp1252, and U+2018 ends the literal. No value primer writes here
+    // (interface names, DNS names, MACs, addresses) needs more than ASCII.
+    if let Some((at, ch)) = v.char_indices().find(|(_, c)| {
+        !c.is_ascii() || NOT_IN_LITERAL.contains(c) || TYPOGRAPHIC_QUOTES.contains(c)
+    }) {
         return Err(GrammarError::Forbidden {
             ch,
             at,
-            why: "cannot be part of a PowerShell literal primer writes (expansion character or quotation mark)",
+            why: "cannot be part of a PowerShell literal primer writes (not ASCII, expansion character or quotation mark)",
         });
     }
     Ok(format!("'{}'", v.replace('\'', "''")))
@@ -94,6 +97,10 @@ pub fn literal(v: &str) -> Result<String, GrammarError> {
 /// opener (`@'`), so no literal boundary can be other than where primer put it. A `#` at the
 /// start of a word starts a comment that runs to the end of the line; elsewhere it is refused.
 pub fn line_ok(line: &str) -> bool {
+    // ASCII only, as in `literal` (the script is read in the ANSI code page).
+    if !line.is_ascii() {
+        return false;
+    }
     let mut chars = line.chars().peekable();
     let mut prev = ' ';
     while let Some(c) = chars.next() {
@@ -858,6 +865,9 @@ mod tests {
             "a\u{201C}b",
             "a\u{201D}b",
             "a\u{201E}b",
+            // UTF-8 `đ` (C4 91) reads as `Ä‘` (U+2018 closes the literal) in cp1252.
+            "x\u{111}; Restart-Computer; #",
+            "caf\u{e9}",
             &"x".repeat(LITERAL_MAX + 1),
         ] {
             assert!(literal(bad).is_err(), "{bad:?}");
@@ -889,6 +899,8 @@ mod tests {
             "<# x",
             "x a#b",
             "x 'a\u{2028}b'",
+            "x 'caf\u{e9}'",
+            "# caf\u{e9}",
         ] {
             assert!(!line_ok(bad), "{bad:?}");
         }

@@ -265,14 +265,20 @@ pub fn kill_tree(child: &mut Child) {
         let i = jobs.iter().position(|(pid, _)| *pid == child.id())?;
         Some(jobs.swap_remove(i).1)
     });
-    match job {
-        // SAFETY: the job handle is open; exit code 1 as `taskkill /f` gives.
-        Some(j) => unsafe {
-            TerminateJobObject(j.as_raw_handle() as HANDLE, 1);
-        },
-        None => {
-            let _ = child.kill();
+    let had_job = job.is_some();
+    // SAFETY: the job handle is open; exit code 1 as `taskkill /f` gives.
+    let ended =
+        job.is_some_and(|j| unsafe { TerminateJobObject(j.as_raw_handle() as HANDLE, 1) } != 0);
+    if !ended {
+        // No job, or the job could not be ended: at least the script itself, so the wait
+        // below cannot block on it forever.
+        if had_job {
+            tracing::warn!(
+                "TerminateJobObject: {}; killing the script alone",
+                io::Error::last_os_error()
+            );
         }
+        let _ = child.kill();
     }
     let _ = child.wait();
 }
