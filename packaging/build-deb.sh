@@ -73,6 +73,9 @@ cat >"$root/usr/share/lintian/overrides/primer" <<'OVERRIDES'
 # Static on purpose: a first-boot agent that runs on any x86_64 Linux guest, whatever its glibc
 # (README "Performance"); it resolves no users or hosts through NSS.
 primer: statically-linked-binary [usr/bin/primer]
+# A static position-independent executable (static-pie, for address space randomisation) is an
+# ELF shared object without DT_NEEDED entries: it needs no library by design.
+primer: shared-library-lacks-prerequisites [usr/bin/primer]
 OVERRIDES
 chmod 0644 "$root/usr/share/lintian/overrides/primer"
 {
