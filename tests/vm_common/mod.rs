@@ -157,20 +157,25 @@ pub fn keypair() -> &'static (PathBuf, String) {
 
 /// Runs `cmd` in the guest over SSH (forwarded `port`) as `user` with the private `key`.
 pub fn ssh_as(key: &Path, port: u16, user: &str, cmd: &str) -> std::process::Output {
-    Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("-i")
+    ssh_with(
+        &["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+        key,
+        port,
+        user,
+        cmd,
+    )
+}
+
+/// `ssh` with the host key options `host`, batch mode, a 10 s connect timeout and errors only.
+fn ssh_with(host: &[&str], key: &Path, port: u16, user: &str, cmd: &str) -> std::process::Output {
+    let mut c = Command::new("ssh");
+    for o in host
+        .iter()
+        .chain(&["BatchMode=yes", "ConnectTimeout=10", "LogLevel=ERROR"])
+    {
+        c.args(["-o", o]);
+    }
+    c.arg("-i")
         .arg(key)
         .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
         .output()
@@ -662,22 +667,16 @@ pub fn ssh_strict(
     cmd: &str,
     known_hosts: &Path,
 ) -> std::process::Output {
-    Command::new("ssh")
-        .args(["-o", "StrictHostKeyChecking=yes", "-o"])
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args([
-            "-o",
+    let known = format!("UserKnownHostsFile={}", known_hosts.display());
+    ssh_with(
+        &[
+            "StrictHostKeyChecking=yes",
+            &known,
             "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("-i")
-        .arg(key)
-        .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), cmd])
-        .output()
-        .unwrap()
+        ],
+        key,
+        port,
+        user,
+        cmd,
+    )
 }
