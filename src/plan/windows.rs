@@ -157,4 +157,29 @@ mod tests {
         let e = computer_name("\n$'\u{2019}").unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
     }
+
+    /// A hostile drive host name: 4 MiB with NUL, newlines and control characters in it. The
+    /// name is at most 15 safe characters, and the notes carry no raw control character.
+    #[test]
+    fn a_huge_name_with_control_characters_gives_a_short_safe_name() {
+        let raw = "web\0\n\r\u{1b}[2J-".repeat(4 << 18);
+        let t = std::time::Instant::now();
+        let r = computer_name(&raw);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        match r {
+            Ok(c) => {
+                assert!(c.dns_host.len() <= NETBIOS_MAX, "{}", c.dns_host);
+                assert!(c
+                    .dns_host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                assert!(c.notes.iter().all(|n| !n.chars().any(char::is_control)));
+            }
+            Err(e) => assert!(!e.to_string().chars().any(char::is_control)),
+        }
+    }
 }
