@@ -266,6 +266,8 @@ fn read_files(root: &Path) -> AccountFiles {
         shadow: read(root, "etc/shadow"),
         group: read(root, "etc/group").unwrap_or_default(),
         gshadow: read(root, "etc/gshadow"),
+        subuid: read(root, "etc/subuid"),
+        subgid: read(root, "etc/subgid"),
     }
 }
 
@@ -282,6 +284,8 @@ fn writes(root: &Path, before: &AccountFiles, edit: &AccountsEdit) -> Vec<Accoun
         ("etc/shadow", before.shadow.as_ref(), &edit.shadow),
         ("etc/group", Some(&before.group), &edit.group),
         ("etc/gshadow", before.gshadow.as_ref(), &edit.gshadow),
+        ("etc/subuid", before.subuid.as_ref(), &edit.subuid),
+        ("etc/subgid", before.subgid.as_ref(), &edit.subgid),
     ];
     pairs
         .into_iter()
@@ -763,6 +767,17 @@ fn useradd_agrees_on_new_lines() {
     // the last-change day, which primer leaves empty: planning has no clock).
     let theirs = bookworm_root();
     let ours = bookworm_root();
+    // Subordinate ids: an image range and a small one further up leave a first hole that fits
+    // one range and a second that fits one more; /etc/subgid starts empty.
+    for root in [theirs.path(), ours.path()] {
+        put(
+            root,
+            "etc/subuid",
+            "img:100000:65536\nodd:300000:10\n",
+            PUBLIC,
+        );
+        put(root, "etc/subgid", "", PUBLIC);
+    }
     for (args, name) in [
         (vec!["-s", "/bin/sh"], "alice"),
         (
@@ -770,6 +785,8 @@ fn useradd_agrees_on_new_lines() {
             "svc",
         ),
         (vec!["-u", "2000"], "bob"),
+        // Above UID_MAX: no subordinate ids.
+        (vec!["-u", "70000"], "carol"),
     ] {
         let out = Command::new("useradd")
             .arg("-R")
@@ -798,10 +815,18 @@ fn useradd_agrees_on_new_lines() {
                 uid: Some(2000),
                 ..spec("bob")
             },
+            UserSpec {
+                uid: Some(70000),
+                ..spec("carol")
+            },
         ],
         &[],
     );
-    for f in FILES {
+    assert_eq!(
+        read(ours.path(), "etc/subuid").unwrap(),
+        "img:100000:65536\nalice:165536:65536\nodd:300000:10\nbob:231072:65536\n"
+    );
+    for f in FILES.into_iter().chain(["etc/subuid", "etc/subgid"]) {
         let a = read(theirs.path(), f).unwrap();
         let b = read(ours.path(), f).unwrap();
         let strip_day = |t: &str| -> String {

@@ -55,6 +55,9 @@ fuzz_target!(|data: &[u8]| {
         shadow: part(1),
         group: part(2).unwrap_or_default(),
         gshadow: part(3),
+        // After every other part, so the minimised corpus keeps its meaning.
+        subuid: part(13),
+        subgid: part(14),
     };
     let opt = |i: usize| part(i).filter(|s| !s.is_empty());
     let spec = UserSpec {

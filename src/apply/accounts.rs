@@ -95,9 +95,9 @@ pub fn apply_accounts_with_intent(
 /// `apply_accounts` with the lock wait given. Takes the lock, re-reads every target and refuses
 /// all writes when one differs from what was planned (another tool edited it meanwhile: the plan
 /// would undo that edit), then writes each file atomically and releases the lock. Files are
-/// written group, gshadow, shadow, passwd: a user appears (passwd) only after its group and
-/// shadow lines exist, so a crash in between leaves lines the next plan adopts, never a user
-/// without its group.
+/// written group, gshadow, subuid/subgid, shadow, passwd: a user appears (passwd) only after its
+/// group, subordinate id and shadow lines exist, so a crash in between leaves lines the next plan
+/// adopts, never a user without its group.
 pub fn apply_accounts_with_timeout(
     w: &mut Writer,
     edits: &[AccountWrite],
@@ -160,9 +160,10 @@ fn write_rank(path: &str) -> u8 {
     match path.trim_start_matches('/') {
         "etc/group" => 0,
         "etc/gshadow" => 1,
-        "etc/shadow" => 2,
-        "etc/passwd" => 3,
-        _ => 4,
+        "etc/subuid" | "etc/subgid" => 2,
+        "etc/shadow" => 3,
+        "etc/passwd" => 4,
+        _ => 5,
     }
 }
 

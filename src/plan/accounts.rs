@@ -65,7 +65,26 @@ pub struct LoginDefs {
     pub home_base: String,
     /// Primary group of a new user when `usergroups_enab` is off (`/etc/default/useradd` `GROUP`).
     pub default_group: u32,
+    /// Subordinate ids of a new user (`SUB_UID_MIN`, `SUB_UID_MAX`, `SUB_UID_COUNT`; a count of 0
+    /// turns them off), and the same for groups (`SUB_GID_*`).
+    pub sub_uids: SubIds,
+    pub sub_gids: SubIds,
 }
+
+/// Where useradd takes a new user's subordinate id range from, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubIds {
+    pub min: u64,
+    pub max: u64,
+    pub count: u64,
+}
+
+/// shadow's defaults (`SUB_UID_MIN 100000`, `SUB_UID_MAX 600100000`, `SUB_UID_COUNT 65536`).
+const SUB_IDS: SubIds = SubIds {
+    min: 100_000,
+    max: 600_100_000,
+    count: 65_536,
+};
 
 /// Debian's values. `HOME_MODE` is commented out in bookworm's `login.defs`, so useradd derives
 /// it from `UMASK 022`: 0755 (Debian's `adduser` uses 0700, but that is adduser's own setting,
@@ -91,6 +110,8 @@ impl Default for LoginDefs {
             default_shell: "/bin/sh".into(),
             home_base: "/home".into(),
             default_group: 100,
+            sub_uids: SUB_IDS,
+            sub_gids: SUB_IDS,
         }
     }
 }
@@ -173,7 +194,25 @@ pub fn parse_login_defs(text: &str) -> LoginDefs {
         pass_min_days: aging("PASS_MIN_DAYS", d.pass_min_days),
         pass_max_days: aging("PASS_MAX_DAYS", d.pass_max_days),
         pass_warn_age: aging("PASS_WARN_AGE", d.pass_warn_age),
+        sub_uids: sub_ids(text, "UID"),
+        sub_gids: sub_ids(text, "GID"),
         ..d
+    }
+}
+
+/// `SUB_{kind}_MIN`, `_MAX` and `_COUNT` (shadow's `getdef_ulong`: a value that is not a
+/// number keeps the default).
+fn sub_ids(text: &str, kind: &str) -> SubIds {
+    let get = |key: &str, default: u64| -> u64 {
+        defs_value(text, &format!("SUB_{kind}_{key}"))
+            .and_then(parse_c_number)
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(default)
+    };
+    SubIds {
+        min: get("MIN", SUB_IDS.min),
+        max: get("MAX", SUB_IDS.max),
+        count: get("COUNT", SUB_IDS.count),
     }
 }
 
@@ -260,6 +299,10 @@ pub struct AccountFiles {
     pub shadow: Option<String>,
     pub group: String,
     pub gshadow: Option<String>,
+    /// `/etc/subuid` and `/etc/subgid` (subordinate ids for user namespaces): a new user gets a
+    /// range in each file that exists, as from useradd.
+    pub subuid: Option<String>,
+    pub subgid: Option<String>,
 }
 
 impl fmt::Debug for AccountFiles {
@@ -269,6 +312,8 @@ impl fmt::Debug for AccountFiles {
             .field("shadow", &redacted(&self.shadow))
             .field("group", &self.group)
             .field("gshadow", &redacted(&self.gshadow))
+            .field("subuid", &self.subuid)
+            .field("subgid", &self.subgid)
             .finish()
     }
 }
@@ -303,6 +348,8 @@ pub struct AccountsEdit {
     pub shadow: Option<String>,
     pub group: Option<String>,
     pub gshadow: Option<String>,
+    pub subuid: Option<String>,
+    pub subgid: Option<String>,
     pub created: Vec<CreatedUser>,
     pub created_groups: Vec<CreatedGroup>,
     /// Users whose password field changes (set or locked), new users excluded.
@@ -318,6 +365,8 @@ impl AccountsEdit {
             || self.shadow.is_some()
             || self.group.is_some()
             || self.gshadow.is_some()
+            || self.subuid.is_some()
+            || self.subgid.is_some()
     }
 }
 
@@ -328,6 +377,8 @@ impl fmt::Debug for AccountsEdit {
             .field("shadow", &redacted(&self.shadow))
             .field("group", &self.group)
             .field("gshadow", &redacted(&self.gshadow))
+            .field("subuid", &self.subuid)
+            .field("subgid", &self.subgid)
             .field("created", &self.created)
             .field("created_groups", &self.created_groups)
             .field("passwords_changed", &self.passwords_changed)
@@ -407,6 +458,57 @@ fn hash_problem(h: &str) -> Option<&'static str> {
 
 /// A colon-separated file as its lines, kept verbatim; edits replace one field of one line or
 /// append a line.
+/// Claims `ids.count` ids in `ids.min..=ids.max` that no range of `table` (of any owner)
+/// overlaps and returns their start, as useradd does (shadow's `find_free_range`): the lowest
+/// hole large enough between the ranges sorted by start. Like useradd, which writes the file in
+/// the order it searched, the lines are then sorted by start, count and owner, lines that are not
+/// ranges last; the caller appends the new range. `None`: no hole, the table unchanged.
+/// Empty ranges claim nothing. O(n log n).
+fn claim_sub_range(table: &mut Table, ids: SubIds) -> Option<u64> {
+    let SubIds { min, max, count } = ids;
+    if count == 0 || max < min || count - 1 > max - min {
+        return None;
+    }
+    // A range line: start, count, owner (the sort key).
+    type Range = (u64, u64, String);
+    let range = |l: &str| -> Option<Range> {
+        let mut f = split_cr(l).0.split(':');
+        let owner = f.next().filter(|o| !o.is_empty())?;
+        let start: u64 = f.next()?.parse().ok()?;
+        let n: u64 = f.next()?.parse().ok()?;
+        f.next().is_none().then(|| (start, n, owner.to_string()))
+    };
+    let mut keyed: Vec<(Option<Range>, String)> =
+        table.lines.iter().map(|l| (range(l), l.clone())).collect();
+    // Ranges first (by start, count, owner), then the other lines in their order.
+    keyed.sort_by(|(a, _), (b, _)| match (a, b) {
+        (Some(a), Some(b)) => a.cmp(b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let mut low = min;
+    let mut found = None;
+    for (first, n, _) in keyed.iter().filter_map(|(k, _)| k.as_ref()) {
+        if *n == 0 {
+            continue;
+        }
+        let high = (*first).min(max);
+        if high > low && high - low >= count {
+            found = Some(low);
+            break;
+        }
+        // The range's last id, saturating: a range past u64 claims the rest.
+        low = low.max(first.saturating_add(*n - 1).saturating_add(1));
+        if low > max {
+            return None;
+        }
+    }
+    let start = found.or((max - low >= count - 1).then_some(low))?;
+    table.lines = keyed.into_iter().map(|(_, l)| l).collect();
+    Some(start)
+}
+
 struct Table {
     lines: Vec<String>,
     /// The text ended with a newline (an empty text counts as ending with one).
@@ -567,6 +669,8 @@ struct Planner<'a> {
     shadow: Option<Table>,
     group: Table,
     gshadow: Option<Table>,
+    subuid: Option<Table>,
+    subgid: Option<Table>,
     out: AccountsEdit,
 }
 
@@ -604,6 +708,8 @@ pub fn plan_accounts_on(
         ("/etc/shadow", files.shadow.as_ref()),
         ("/etc/group", Some(&files.group)),
         ("/etc/gshadow", files.gshadow.as_ref()),
+        ("/etc/subuid", files.subuid.as_ref()),
+        ("/etc/subgid", files.subgid.as_ref()),
     ];
     for (path, text) in texts {
         if text.is_some_and(|t| t.contains('\u{FFFD}')) {
@@ -624,6 +730,8 @@ pub fn plan_accounts_on(
         shadow: files.shadow.as_deref().map(Table::parse),
         group: Table::parse(&files.group),
         gshadow: files.gshadow.as_deref().map(Table::parse),
+        subuid: files.subuid.as_deref().map(Table::parse),
+        subgid: files.subgid.as_deref().map(Table::parse),
         out: AccountsEdit::default(),
     };
     for spec in users {
@@ -667,6 +775,14 @@ impl Planner<'_> {
             .gshadow
             .as_ref()
             .and_then(|t| changed(t, files.gshadow.as_deref().unwrap_or("")));
+        out.subuid = self
+            .subuid
+            .as_ref()
+            .and_then(|t| changed(t, files.subuid.as_deref().unwrap_or("")));
+        out.subgid = self
+            .subgid
+            .as_ref()
+            .and_then(|t| changed(t, files.subgid.as_deref().unwrap_or("")));
         let created: BTreeSet<&str> = out.created.iter().map(|c| c.name.as_str()).collect();
         let mut changed: Vec<String> = out.passwords_changed.clone();
         changed.retain(|n| !created.contains(n.as_str()));
@@ -827,7 +943,38 @@ impl Planner<'_> {
             shell,
             create_home: spec.create_home,
         });
+        // useradd gives subordinate ids to a user that is not a system account and whose uid,
+        // when given, lies in the normal range.
+        if !spec.system
+            && spec
+                .uid
+                .is_none_or(|u| (d.uid_min..=d.uid_max).contains(&u))
+        {
+            self.sub_ids(name);
+        }
         self.memberships(spec);
+    }
+
+    /// Appends `name`'s subordinate uid and gid ranges to the files that exist (a name that
+    /// already has a line there, e.g. from an interrupted run, keeps it).
+    fn sub_ids(&mut self, name: &str) {
+        let d = self.defs;
+        for (file, table, ids) in [
+            ("/etc/subuid", self.subuid.as_mut(), d.sub_uids),
+            ("/etc/subgid", self.subgid.as_mut(), d.sub_gids),
+        ] {
+            let Some(table) = table else { continue };
+            if ids.count == 0 || table.find(name).is_some() {
+                continue;
+            }
+            match claim_sub_range(table, ids) {
+                Some(start) => table.push(format!("{name}:{start}:{}", ids.count)),
+                None => self.out.warnings.push(format!(
+                    "user {name:?} gets no range in {file}: no {} free ids in {}..={}",
+                    ids.count, ids.min, ids.max
+                )),
+            }
+        }
     }
 
     /// The new user's primary group id: an existing group by name, else a group created for it
@@ -1228,6 +1375,7 @@ debian:!::\n";
             shadow: Some(SHADOW.into()),
             group: GROUP.into(),
             gshadow: Some(GSHADOW.into()),
+            ..Default::default()
         }
     }
 
@@ -1448,6 +1596,7 @@ debian:!::\n";
             shadow: e.shadow.clone(),
             group: e.group.clone().unwrap(),
             gshadow: e.gshadow.clone(),
+            ..Default::default()
         };
         let e2 = plan_accounts(&again, &LoginDefs::default(), &[user("alice")], &[]);
         assert!(!e2.changes(), "{e2:?}");
@@ -1728,6 +1877,7 @@ debian:!::\n";
                 shadow: Some(format!("{shadow_line}\n")),
                 group: "u:x:1000:\n".into(),
                 gshadow: None,
+                ..Default::default()
             };
             let mut p = Planner {
                 defs: &LoginDefs::default(),
@@ -1737,6 +1887,8 @@ debian:!::\n";
                 group: Table::parse(&f.group),
                 gshadow: None,
                 out: AccountsEdit::default(),
+                subuid: None,
+                subgid: None,
             };
             p.set_password("u", &op);
             let e = p.finish(&f);
@@ -1794,6 +1946,7 @@ debian:!::\n";
             shadow: Some(String::new()),
             group: String::new(),
             gshadow: None,
+            ..Default::default()
         };
         let spec = |n: &str| UserSpec {
             lock_password: true,
@@ -1823,6 +1976,7 @@ debian:!::\n";
             shadow: Some("sh:a\u{1b}b:20000:0:99999:7:::\n".into()),
             group: String::new(),
             gshadow: None,
+            ..Default::default()
         };
         let spec = |n: &str| UserSpec {
             lock_password: true,
@@ -1856,6 +2010,7 @@ debian:!::\n";
             shadow: None,
             group: GROUP.into(),
             gshadow: None,
+            ..Default::default()
         };
         let spec = UserSpec {
             password_hash: Some("$6$a$b".into()),
@@ -1885,6 +2040,7 @@ debian:!::\n";
             shadow: Some("garbage\nroot\n".into()),
             group: "grp\nsudo:x:27\n::\n".into(),
             gshadow: Some("sudo\n".into()),
+            ..Default::default()
         };
         let spec = UserSpec {
             groups: vec!["sudo".into(), "wheel".into()],
@@ -1930,6 +2086,7 @@ debian:!::\n";
                 shadow: Some(s.clone()),
                 group: s.clone(),
                 gshadow: Some(s.clone()),
+                ..Default::default()
             };
             let e = plan_accounts(
                 &f,
@@ -1967,6 +2124,7 @@ debian:!::\n";
             shadow: Some(format!("{SHADOW}alice:!::0:99999:7:::\n")),
             group: format!("{GROUP}alice:x:1001:\n"),
             gshadow: Some(format!("{GSHADOW}alice:!::\n")),
+            ..Default::default()
         };
         let e = plan_accounts(&f, &LoginDefs::default(), &[user("alice")], &[]);
         assert_eq!(
@@ -2076,6 +2234,7 @@ debian:!::\n";
             shadow: Some("root:*:1:0:99999:7:::\n".into()),
             group: "root:x:0:\nadm:x:4:\u{2},bob\n".into(),
             gshadow: Some("root:*::\n".into()),
+            ..Default::default()
         };
         let spec = UserSpec {
             name: "new".into(),
@@ -2086,5 +2245,95 @@ debian:!::\n";
         let gs = e.gshadow.unwrap();
         assert!(gs.contains("adm:!::bob,new\n"), "{gs:?}");
         assert!(!gs.contains('\u{2}'));
+    }
+
+    fn with_subids(subuid: &str) -> AccountFiles {
+        AccountFiles {
+            subuid: Some(subuid.into()),
+            subgid: None,
+            ..files()
+        }
+    }
+
+    #[test]
+    fn new_users_get_subordinate_ids_where_the_files_exist() {
+        let e = plan_accounts(&with_subids(""), &LoginDefs::default(), &[user("new")], &[]);
+        assert_eq!(e.subuid.as_deref(), Some("new:100000:65536\n"));
+        // No /etc/subgid: none written, and no warning (useradd is silent too).
+        assert_eq!(e.subgid, None);
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        // A system user, or a uid above UID_MAX, gets none; a leftover line of the name is kept.
+        let sys = UserSpec {
+            system: true,
+            ..user("svc")
+        };
+        let high = UserSpec {
+            uid: Some(70_000),
+            ..user("high")
+        };
+        let e = plan_accounts(
+            &with_subids("new:5:7\n"),
+            &LoginDefs::default(),
+            &[sys, high, user("new")],
+            &[],
+        );
+        assert_eq!(e.subuid, None);
+        // SUB_UID_COUNT 0 turns them off.
+        let defs = parse_login_defs("SUB_UID_COUNT 0\n");
+        let e = plan_accounts(&with_subids(""), &defs, &[user("new")], &[]);
+        assert_eq!(e.subuid, None);
+    }
+
+    #[test]
+    fn subordinate_ranges_survive_hostile_files_in_linear_time() {
+        // Huge and overflowing values, junk lines, empty ranges, CRLF: no panic, no overlap.
+        let junk = format!(
+            "a:{}:{}\nb:18446744073709551615:2\nc:x:1\n:1:1\nd:100000:0\ne:100000:5\r\n#c\n",
+            u64::MAX - 1,
+            u64::MAX
+        );
+        let e = plan_accounts(
+            &with_subids(&junk),
+            &LoginDefs::default(),
+            &[user("new")],
+            &[],
+        );
+        let out = e.subuid.unwrap();
+        assert!(out.ends_with("new:100005:65536\n"), "{out}");
+        // Lines that are not ranges go last, kept as they were.
+        assert!(out.contains("c:x:1\n:1:1\n#c\n"), "{out}");
+        // Every id taken up to SUB_UID_MAX: warned, file unchanged.
+        let full = "x:100000:600000001\n";
+        let e = plan_accounts(
+            &with_subids(full),
+            &LoginDefs::default(),
+            &[user("new")],
+            &[],
+        );
+        assert_eq!(e.subuid, None);
+        assert!(
+            e.warnings[0].contains("no 65536 free ids"),
+            "{:?}",
+            e.warnings
+        );
+        // 200,000 ranges (a 4 MB file), listed backwards: one sort.
+        let mut big = String::new();
+        for i in (0..200_000u64).rev() {
+            big.push_str(&format!("u{i}:{}:1000\n", 100_000 + i * 1000));
+        }
+        let t = std::time::Instant::now();
+        let e = plan_accounts(
+            &with_subids(&big),
+            &LoginDefs::default(),
+            &[user("new")],
+            &[],
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        let start = 100_000 + 200_000 * 1000;
+        assert!(e.subuid.unwrap().ends_with(&format!("new:{start}:65536\n")));
     }
 }

@@ -39,7 +39,7 @@ const NOT_HOME_ITSELF: &[&str] = &["var/lib", "var", "home", "tmp", "srv", "opt"
 
 /// The account files (behind the shadow suite's lock, edited only by primer's account step),
 /// their backups and lock files: never a drive file's destination.
-const ACCOUNT_FILES: &[&str] = &["passwd", "shadow", "group", "gshadow"];
+const ACCOUNT_FILES: &[&str] = &["passwd", "shadow", "group", "gshadow", "subuid", "subgid"];
 
 fn inside(rel: &str, dir: &str) -> bool {
     rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))

@@ -202,6 +202,8 @@ pub const PASSWD: &str = "etc/passwd";
 pub const SHADOW: &str = "etc/shadow";
 pub const GROUP: &str = "etc/group";
 pub const GSHADOW: &str = "etc/gshadow";
+pub const SUBUID: &str = "etc/subuid";
+pub const SUBGID: &str = "etc/subgid";
 pub const LOGIN_DEFS: &str = "etc/login.defs";
 pub const USERADD_DEFAULTS: &str = "etc/default/useradd";
 pub const SUDOERS: &str = "etc/sudoers";
@@ -230,6 +232,8 @@ pub const ACCOUNT_FACTS: &[&str] = &[
     SHADOW,
     GROUP,
     GSHADOW,
+    SUBUID,
+    SUBGID,
     LOGIN_DEFS,
     USERADD_DEFAULTS,
     SUDOERS,
@@ -299,6 +303,8 @@ impl Planner<'_> {
             shadow: f(SHADOW),
             group: f(GROUP).unwrap_or_default(),
             gshadow: f(GSHADOW),
+            subuid: f(SUBUID),
+            subgid: f(SUBGID),
         }
     }
 
@@ -327,6 +333,8 @@ impl Planner<'_> {
             (SHADOW, &edit.shadow, before.shadow.clone()),
             (GROUP, &edit.group, Some(before.group.clone())),
             (GSHADOW, &edit.gshadow, before.gshadow.clone()),
+            (SUBUID, &edit.subuid, before.subuid.clone()),
+            (SUBGID, &edit.subgid, before.subgid.clone()),
         ] {
             let Some(new) = new else { continue };
             let existed = self.facts.files.get(path);
