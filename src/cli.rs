@@ -525,6 +525,14 @@ fn cmd_run(a: &RunArgs, brief: bool, out: &mut impl Write) -> Result<Exit, Error
             exit: Exit::Partial,
         } => Ok(Exit::Partial),
         agent::RunOutcome::NoDrive { .. } => no_drive(out, json),
+        agent::RunOutcome::Off => {
+            if json {
+                print_json(out, &serde_json::json!({ "outcome": "off" }))?;
+            } else {
+                writeln!(out, "primer=off on the kernel command line: nothing done")?;
+            }
+            Ok(Exit::Changed)
+        }
         agent::RunOutcome::Planned { loaded, plan } => {
             if json {
                 print_json(out, &plan)?;
