@@ -677,6 +677,11 @@ fn previous_status(root: &Path) -> Option<Status> {
 /// Writes `status.json`; a failure is logged and returned (the message names the file): the
 /// caller counts it as a failed step.
 fn record_status(root: &Path, s: &Status) -> Result<(), String> {
+    // The boot it belongs to: `status --wait` tells this boot's run from the last boot's.
+    let s = &Status {
+        boot_id: platform::boot_id(),
+        ..s.clone()
+    };
     match status::write_status(root, s) {
         Ok(()) => {
             tracing::debug!("{}: {}", state::status_path(), s.outcome);
@@ -798,10 +803,14 @@ pub fn scripts(
             root.display()
         )));
     }
+    let started = Instant::now();
     let config = Config::load(config, root)?;
     let id = match status::chosen_instance(root, instance) {
         Ok(id) => id,
-        Err(status::StatusError::NoInstance { .. }) => return Ok(ScriptsOutcome::NoInstance),
+        Err(status::StatusError::NoInstance { .. }) => {
+            record_scripts(root, None, None, Exit::Unchanged, started);
+            return Ok(ScriptsOutcome::NoInstance);
+        }
         Err(e) => return Err(e.into()),
     };
     let target = Target {
@@ -817,11 +826,137 @@ pub fn scripts(
     } else {
         Exit::Changed
     };
+    record_scripts(root, Some(&id), Some(&report), exit, started);
     Ok(ScriptsOutcome::Ran {
         instance_id: id,
         report,
         exit,
     })
+}
+
+/// Records how `scripts` ended (for `status --wait`). A failure is logged, naming the file; it
+/// does not change the scripts' own outcome.
+fn record_scripts(
+    root: &Path,
+    id: Option<&str>,
+    report: Option<&ApplyReport>,
+    exit: Exit,
+    started: Instant,
+) {
+    let s = status::ScriptsStatus::new(id, report, exit, elapsed_ms(started), platform::boot_id());
+    if let Err(e) = status::write_scripts_status(root, &s) {
+        tracing::warn!("cannot write /{}: {e}", status::scripts_status_path());
+    }
+}
+
+/// What `status --wait` saw.
+pub enum Waited {
+    /// `primer=off` on the running kernel's command line: no run comes this boot.
+    Off,
+    /// This boot's run has finished (and its scripts, when they run on this system).
+    Done {
+        last: LastRun,
+        scripts: Option<status::ScriptsStatus>,
+        exit: Exit,
+    },
+    /// The time-out passed first; what was there meanwhile (possibly an earlier boot's).
+    TimedOut {
+        last: Option<LastRun>,
+        waiting_for: &'static str,
+    },
+}
+
+/// Whether `primer-scripts.service` runs on the system under `root` (enabled by its preset or
+/// by hand): then this boot's scripts are part of what `status --wait` waits for.
+fn scripts_unit_enabled(root: &Path) -> bool {
+    [
+        "etc/systemd/system/multi-user.target.wants/primer-scripts.service",
+        "usr/lib/systemd/system/multi-user.target.wants/primer-scripts.service",
+        "lib/systemd/system/multi-user.target.wants/primer-scripts.service",
+    ]
+    .iter()
+    .any(|p| crate::paths::resolve_in_root(root, p).is_ok_and(|p| p.exists()))
+}
+
+/// Exit from a recorded exit code (an unknown one is an error).
+fn exit_of(code: u8) -> Exit {
+    [
+        Exit::Changed,
+        Exit::Partial,
+        Exit::Unchanged,
+        Exit::NoDrive,
+        Exit::Refused,
+    ]
+    .into_iter()
+    .find(|e| e.code() == code)
+    .unwrap_or(Exit::Error)
+}
+
+/// How often `status --wait` looks at the state files: cheap reads, and a provisioning tool
+/// learns the outcome within this much.
+pub const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// `status --wait`: returns once this boot's run has recorded its status (its boot id is the
+/// running kernel's) and, when primer-scripts.service is enabled and the run recorded an
+/// instance, once this boot's scripts have too; or when `timeout` passes. Where no boot id can
+/// be read, any recorded run counts. Reads only.
+pub fn wait_for_boot(root: &Path, timeout: Duration) -> Result<Waited, Error> {
+    let live = is_live(root);
+    if live && kernel_args().off {
+        return Ok(Waited::Off);
+    }
+    let boot = if live { platform::boot_id() } else { None };
+    let this_boot = |b: &Option<String>| boot.is_none() || b == &boot;
+    let start = Instant::now();
+    let mut _progress = None;
+    loop {
+        // A status being replaced is read whole or not at all (atomic rename); a broken one
+        // is waited past like a missing one.
+        let last = last_run(root).ok().flatten();
+        let outcome = match &last {
+            Some(l) if this_boot(&l.status.boot_id) => {
+                let scripts = status::read_scripts_status(root).ok().flatten();
+                let scripts = scripts.filter(|s| this_boot(&s.boot_id));
+                let expected = l.status.current_instance().is_some() && scripts_unit_enabled(root);
+                if scripts.is_some() || !expected {
+                    let run = exit_of(l.status.exit_code);
+                    // A failed script makes the whole boot's outcome partial.
+                    let exit = match scripts.as_ref().map(|s| exit_of(s.exit_code)) {
+                        Some(e @ (Exit::Partial | Exit::Error)) => e,
+                        _ => run,
+                    };
+                    Ok((scripts, exit))
+                } else {
+                    Err("primer-scripts.service")
+                }
+            }
+            _ => Err("primer.service"),
+        };
+        let waiting_for = match (outcome, last) {
+            (Ok((scripts, exit)), Some(last)) => {
+                return Ok(Waited::Done {
+                    last,
+                    scripts,
+                    exit,
+                })
+            }
+            (Err(w), l) => {
+                if start.elapsed() >= timeout {
+                    return Ok(Waited::TimedOut {
+                        last: l,
+                        waiting_for: w,
+                    });
+                }
+                w
+            }
+            // An outcome is only made from a recorded run.
+            (Ok(_), None) => "primer.service",
+        };
+        _progress.get_or_insert_with(|| {
+            crate::model::progress::Progress::start(format!("waiting for {waiting_for}"))
+        });
+        std::thread::sleep(WAIT_POLL.min(timeout.saturating_sub(start.elapsed())));
+    }
 }
 
 /// What to reclaim.

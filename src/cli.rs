@@ -139,6 +139,9 @@ Examples:
 const STATUS_HELP: &str = "\
 Examples:
   primer status                       last run, outcome, drive, instance, step table
+  primer status --wait --timeout 300  block until this boot's run and scripts are done
+                                      (exit: the run's code, 3 if a script failed, 1 on
+                                      time-out): for tools that ssh in early
   primer status --json | jq .summary  the same as JSON (the status.json fields plus `record`)
   primer status --root /mnt/image     the record inside a mounted image";
 
@@ -168,6 +171,14 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Wait until this boot's run has finished (and this boot's user-data scripts, when
+    /// primer-scripts.service is enabled and an instance was applied), then print the outcome.
+    /// Exit: the run's own code (a failed script: 3); 1 on time-out.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after SECONDS (exit 1) [default: 600].
+    #[arg(long, value_name = "SECONDS", requires = "wait", default_value = "600")]
+    pub timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -654,8 +665,81 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     Ok(exit)
 }
 
+/// `primer status --wait`: waits for this boot's run (and scripts), then prints as `status`.
+fn cmd_status_wait(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let timeout = std::time::Duration::from_secs_f64(if a.timeout.is_finite() {
+        a.timeout.clamp(0.0, 86_400.0)
+    } else {
+        0.0
+    });
+    let (last, scripts, exit) = match agent::wait_for_boot(&a.root, timeout)? {
+        agent::Waited::Off => {
+            if a.json {
+                print_json(out, &serde_json::json!({ "outcome": "off" }))?;
+            } else {
+                writeln!(
+                    out,
+                    "primer=off on the kernel command line: no run this boot"
+                )?;
+            }
+            return Ok(Exit::Changed);
+        }
+        agent::Waited::TimedOut { last, waiting_for } => {
+            let msg = format!(
+                "timed out after {:.0} s waiting for {waiting_for} to finish this boot",
+                timeout.as_secs_f64()
+            );
+            tracing::error!("{msg}");
+            if a.json {
+                print_json(
+                    out,
+                    &serde_json::json!({ "outcome": "timeout", "message": msg,
+                        "waiting_for": waiting_for,
+                        "last": last.as_ref().map(|l| &l.status) }),
+                )?;
+            } else {
+                writeln!(out, "{msg}")?;
+            }
+            // A time-out is not the run's outcome: the generic failure code.
+            return Ok(Exit::Error);
+        }
+        agent::Waited::Done {
+            last,
+            scripts,
+            exit,
+        } => (last, scripts, exit),
+    };
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({ "outcome": exit.name(), "exit_code": exit.code(),
+                "run": last.status, "record": last.record, "scripts": scripts }),
+        )?;
+        return Ok(exit);
+    }
+    print_status(out, &last.status, last.id.as_deref(), last.record.as_ref())?;
+    match &scripts {
+        Some(s) => writeln!(
+            out,
+            "scripts:      {} (exit {}) at {}: {} changed, {} unchanged, {} failed",
+            s.outcome,
+            s.exit_code,
+            s.time,
+            s.summary.changed,
+            s.summary.unchanged,
+            s.summary.failed
+        )?,
+        None => writeln!(out, "scripts:      - (not run on this system this boot)")?,
+    }
+    writeln!(out, "boot outcome: {} (exit {})", exit.name(), exit.code())?;
+    Ok(exit)
+}
+
 /// `primer status`: the last run, its drive and instance, and a table of its steps.
 fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    if a.wait {
+        return cmd_status_wait(a, out);
+    }
     let Some(agent::LastRun {
         status: s,
         id,

@@ -191,24 +191,24 @@ pub fn parse_cmdline(text: &str) -> KernelArgs {
     };
     // A NUL ends the command line as the kernel stores it.
     let text = text.split('\0').next().unwrap_or("");
-    // The last `ds=` word decides, as the last of any repeated key does.
-    let mut ds = None;
+    // The last word of each key decides (as with the kernel and systemd); only it is checked,
+    // so a line of many repeated keys gives one warning, not one per word.
+    let (mut ds, mut source) = (None, None);
     for w in words(text) {
-        let (k, v) = match w.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (w.as_str(), None),
+        let Some((k, v)) = w.split_once('=') else {
+            continue;
         };
-        match (k, v) {
-            ("primer", Some(v)) => a.off = matches!(v, "off" | "0" | "no" | "false"),
-            ("primer.source", Some(v)) => match local_path("primer.source", v) {
-                Ok(p) => a.source = Some(p),
-                Err(e) => {
-                    a.source = None;
-                    a.warnings.push(e);
-                }
-            },
-            ("ds", Some(v)) => ds = Some(v.to_string()),
+        match k {
+            "primer" => a.off = matches!(v, "off" | "0" | "no" | "false"),
+            "primer.source" => source = Some(v.to_string()),
+            "ds" => ds = Some(v.to_string()),
             _ => {}
+        }
+    }
+    if let Some(v) = source {
+        match local_path("primer.source", &v) {
+            Ok(p) => a.source = Some(p),
+            Err(e) => a.warnings.push(e),
         }
     }
     if let Some(v) = ds {
