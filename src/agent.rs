@@ -646,9 +646,10 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         }
     }
     drop(lock);
+    // The run's one summary line (stdout under the journal does not repeat it).
     tracing::info!(
-        "{}: {} changed, {} unchanged, {} skipped, {} failed",
-        exit.name(),
+        outcome = exit.name(),
+        "summary: {} changed, {} unchanged, {} skipped, {} failed",
         report.count(Outcome::Changed),
         report.count(Outcome::Unchanged),
         report.count(Outcome::Skipped),

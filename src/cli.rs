@@ -560,12 +560,47 @@ fn cmd_run(a: &RunArgs, brief: bool, out: &mut impl Write) -> Result<Exit, Error
         } => {
             if json {
                 print::run_json(out, &loaded, &plan, &report, exit)?;
+            } else if brief {
+                print_run_brief(out, &loaded, &plan, &report)?;
             } else {
-                print_run(out, &loaded, &plan, &report, brief)?;
+                print_run(out, &loaded, &plan, &report, false)?;
             }
             Ok(exit)
         }
     }
+}
+
+/// `run` when stdout is the journal: each event once. The writer logs every changed and failed
+/// step as an event of its own (with its priority and PRIMER_STEP), and the agent the summary:
+/// stdout adds only what no event carries (the drive line, unchanged and skipped steps, the
+/// local copy's count); the plan's warnings go out as warning-priority events.
+fn print_run_brief(
+    out: &mut impl Write,
+    l: &agent::Loaded,
+    plan: &crate::plan::Plan,
+    r: &crate::apply::ApplyReport,
+) -> Result<(), Error> {
+    use crate::apply::Outcome;
+    let rows = r
+        .steps
+        .iter()
+        .filter(|s| match s.outcome {
+            Outcome::Failed => false,
+            Outcome::Changed => s.id.starts_with("copy"),
+            _ => true,
+        })
+        .map(|s| {
+            (
+                format!("{:?}", s.outcome).to_lowercase(),
+                s.id.as_str(),
+                s.detail.as_str(),
+            )
+        });
+    print::print_steps(out, l, rows)?;
+    for w in &plan.warnings.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
 }
 
 /// `primer net render`: the files of one backend on stdout, each after `# file: /PATH`.
