@@ -77,8 +77,7 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(wait_ms));
         drop(p);
-        let v = lines.lock().unwrap().clone();
-        v
+        lines.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
     #[test]

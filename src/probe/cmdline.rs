@@ -195,6 +195,10 @@ pub fn parse_cmdline(text: &str) -> KernelArgs {
     // so a line of many repeated keys gives one warning, not one per word.
     let (mut ds, mut source) = (None, None);
     for w in words(text) {
+        // After a bare `--` come init's arguments, not the kernel's (the kernel stops there).
+        if w == "--" {
+            break;
+        }
         let Some((k, v)) = w.split_once('=') else {
             continue;
         };
@@ -233,6 +237,10 @@ mod tests {
         );
         assert!(!parse_cmdline("primer").off);
         assert!(!parse_cmdline("xprimer=off").off);
+        // Words after `--` are init's.
+        let a = parse_cmdline("quiet primer.source=/dev/vdb -- primer=off primer.source=/x");
+        assert_eq!(a.source.as_deref(), Some("/dev/vdb"));
+        assert!(!a.off);
     }
 
     #[test]
