@@ -852,7 +852,8 @@ fn record_scripts(
 
 /// What `status --wait` saw.
 pub enum Waited {
-    /// `primer=off` on the running kernel's command line: no run comes this boot.
+    /// `primer=off` on the running kernel's command line, or `/etc/primer/disabled`: no run
+    /// comes this boot.
     Off,
     /// This boot's run has finished (and its scripts, when they run on this system).
     Done {
@@ -903,7 +904,11 @@ pub const WAIT_POLL: Duration = Duration::from_millis(200);
 /// be read, any recorded run counts. Reads only.
 pub fn wait_for_boot(root: &Path, timeout: Duration) -> Result<Waited, Error> {
     let live = is_live(root);
-    if live && kernel_args().off {
+    // Switched off for this boot (kernel command line) or for good (the units' condition
+    // file): no run is coming, so there is nothing to wait for.
+    let disabled =
+        crate::paths::resolve_in_root(root, "etc/primer/disabled").is_ok_and(|p| p.exists());
+    if live && (disabled || kernel_args().off) {
         return Ok(Waited::Off);
     }
     let boot = if live { platform::boot_id() } else { None };
