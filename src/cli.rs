@@ -714,7 +714,8 @@ fn cmd_status_wait(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> 
             } else {
                 writeln!(
                     out,
-                    "primer=off on the kernel command line: no run this boot"
+                    "primer is off (primer=off on the kernel command line, or \
+                     /etc/primer/disabled): no run this boot"
                 )?;
             }
             return Ok(Exit::Changed);
