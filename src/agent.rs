@@ -15,6 +15,7 @@ use crate::model::{Instance, Report};
 use crate::net::{self, naming, render, Backend, InputFormat};
 use crate::plan::{self, Plan};
 use crate::platform::{self, ProbeRoots};
+use crate::probe::cmdline::{self, KernelArgs};
 use crate::probe::trust::{self, Pin, PinDecision, Refusal};
 use crate::probe::{BlockDevice, Candidate};
 use crate::source;
@@ -174,28 +175,124 @@ fn read_pin(root: &Path) -> Option<Pin> {
     }
 }
 
+/// The running kernel's command line as primer reads it (`primer=off`, `primer.source=`,
+/// `ds=nocloud;...`); what it ignores is logged as warnings. Empty when there is none.
+pub fn kernel_args() -> KernelArgs {
+    let a = platform::kernel_cmdline()
+        .map(|t| cmdline::parse_cmdline(&t))
+        .unwrap_or_default();
+    for w in &a.warnings {
+        tracing::warn!("kernel command line: {w}");
+    }
+    a
+}
+
+/// Waits (bounded by `wait`) for a path named on the kernel command line to appear: at early
+/// boot the device node of `primer.source=/dev/vdb` may not exist yet.
+fn wait_for_path(p: &Path, wait: Duration) {
+    if p.exists() || wait.is_zero() {
+        return;
+    }
+    let _progress = crate::model::progress::Progress::start(format!("waiting for {}", p.display()));
+    let start = Instant::now();
+    while !p.exists() && start.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The NoCloud meta-data the command line gives (`ds=nocloud;h=...;i=...`) as a drive of its
+/// own: what is used when no seed and no drive exist. JSON is YAML, and serde escapes every
+/// character: the values reach the parser as the strings they are, never as YAML syntax.
+fn cmdline_drive(k: &KernelArgs) -> DriveFiles {
+    let mut md = serde_json::Map::new();
+    if let Some(i) = &k.instance_id {
+        md.insert("instance-id".into(), i.clone().into());
+    }
+    if let Some(h) = &k.hostname {
+        md.insert("local-hostname".into(), h.clone().into());
+    }
+    let mut d = DriveFiles::new("kernel command line", "cmdline");
+    d.files.insert(
+        "meta-data".into(),
+        serde_json::Value::Object(md).to_string().into_bytes(),
+    );
+    d
+}
+
 /// Reads the drive named by `locate.source`, or the best probe candidate the trust policy
 /// accepts (waiting for a late device up to the deadline). `Ok(None)`: no drive. `root` is the
-/// target system: its configuration, DMI data and pinning record are used.
+/// target system: its configuration, DMI data and pinning record are used. Without
+/// `--source`, the kernel command line may name the drive (see [`load_with`]).
 pub fn load(locate: &Locate, root: &Path) -> Result<Option<Loaded>, Error> {
+    let kernel = if locate.source.is_none() {
+        kernel_args()
+    } else {
+        KernelArgs::default()
+    };
+    load_with(locate, root, &kernel)
+}
+
+/// [`load`] with the kernel command line already read. Precedence: `--source` >
+/// `primer.source=PATH` > `ds=nocloud;s=SEED` > probing. `ds=nocloud;h=HOST;i=ID` (cloud-init's
+/// short keys for `local-hostname` and `instance-id`) override a NoCloud drive's values, and
+/// make a drive of their own when nothing else is found. `--source` ignores the command line.
+pub fn load_with(
+    locate: &Locate,
+    root: &Path,
+    kernel: &KernelArgs,
+) -> Result<Option<Loaded>, Error> {
     let config = Config::load(locate.config.as_deref(), root)?;
     let limits = Limits::default();
     let rules = config.probe.rules();
     let mount = locate.mount || config.probe.mount;
-    let (drive, origin, candidate) = match &locate.source {
-        Some(p) => {
+    let wait = locate.wait.unwrap_or(config.probe.wait());
+    let named = match &locate.source {
+        Some(p) => Some((p.clone(), format!("--source {}", p.display()))),
+        None => match (&kernel.source, &kernel.seed) {
+            (Some(p), _) => Some((
+                PathBuf::from(p),
+                format!("kernel command line primer.source={p}"),
+            )),
+            (None, Some(p)) => Some((
+                PathBuf::from(p),
+                format!("kernel command line ds=nocloud;s={p}"),
+            )),
+            (None, None) => None,
+        },
+    };
+    let from_kernel = locate.source.is_none();
+    let (drive, origin, candidate) = match &named {
+        Some((p, origin)) => {
+            if from_kernel {
+                tracing::info!("using the drive named on the {origin}");
+                wait_for_path(p, wait);
+            }
             let drive = if mount {
                 read_source_mounted(p, &limits)?
             } else {
                 crate::probe::image::read_source_with(p, &limits, &rules, config.probe.duplicates)?
             };
-            (drive, format!("--source {}", p.display()), None)
+            (drive, origin.clone(), None)
         }
         None => {
-            let wait = locate.wait.unwrap_or(config.probe.wait());
             let probe = platform::probe_devices(&locate.probe_roots(root), &rules, wait);
             let best = match trust::select(&probe.candidates, config.probe.duplicates) {
                 Ok(Some(b)) => b.clone(),
+                Ok(None) if kernel.nocloud && kernel.names_data() => {
+                    tracing::info!(
+                        "no drive: using the NoCloud meta-data of the kernel command line"
+                    );
+                    let drive = cmdline_drive(kernel);
+                    let (instance, report) = source::parse_drive(&drive)?;
+                    return Ok(Some(Loaded {
+                        drive,
+                        instance,
+                        report,
+                        origin: "kernel command line ds=nocloud".into(),
+                        config,
+                        pin: None,
+                    }));
+                }
                 Ok(None) => return Ok(None),
                 Err(r) => return Err(refuse(r)),
             };
@@ -210,9 +307,31 @@ pub fn load(locate: &Locate, root: &Path) -> Result<Option<Loaded>, Error> {
     for s in &drive.skipped {
         tracing::warn!("{}: {}: skipped: {}", drive.device, s.path, s.reason);
     }
-    let (instance, report) = source::parse_drive(&drive)?;
+    let (mut instance, report) = source::parse_drive(&drive)?;
     for w in &report.warnings {
         tracing::warn!("{w}");
+    }
+    if from_kernel && (kernel.hostname.is_some() || kernel.instance_id.is_some()) {
+        if instance.format == crate::model::Format::NoCloud {
+            // The command line's values win over the seed's, as in cloud-init. Checked where
+            // they land, as the drive's own are (planning: the host name; state: the id).
+            if let Some(h) = &kernel.hostname {
+                instance.hostname = Some(h.clone());
+            }
+            if let Some(i) = &kernel.instance_id {
+                instance.instance_id = i.clone();
+            }
+            tracing::info!(
+                "NoCloud meta-data from the kernel command line applied over the drive's"
+            );
+        } else {
+            tracing::warn!(
+                "kernel command line: ds=nocloud host name or instance id ignored: the drive is \
+                 {} ({}), not NoCloud",
+                drive.device,
+                instance.format
+            );
+        }
     }
     if config.probe.bind_dmi_uuid {
         let uuid = platform::system_uuid(root);
@@ -393,6 +512,8 @@ pub fn plan(req: &PlanRequest) -> Result<Option<(Loaded, Plan)>, Error> {
 
 /// What a run did.
 pub enum RunOutcome {
+    /// `primer=off` on the kernel command line: nothing read, nothing written.
+    Off,
     /// No drive was found. `exit` is `NoDrive`, or `Partial` when the status could not be
     /// written (logged, naming the file).
     NoDrive { exit: Exit },
@@ -412,7 +533,7 @@ impl RunOutcome {
     pub fn exit(&self) -> Exit {
         match self {
             RunOutcome::NoDrive { exit } | RunOutcome::Applied { exit, .. } => *exit,
-            RunOutcome::Planned { .. } => Exit::Changed,
+            RunOutcome::Planned { .. } | RunOutcome::Off => Exit::Changed,
         }
     }
 }
@@ -421,7 +542,19 @@ impl RunOutcome {
 pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     let started = (SystemTime::now(), Instant::now());
     let root = &req.root;
-    let Some(loaded) = load(&req.locate, root)? else {
+    let kernel = kernel_args();
+    // `primer=off` switches the units off by their condition; a run started another way (by
+    // hand, from a script) honours it too. A dry run changes nothing anyway: it goes on.
+    if kernel.off && !dry_run {
+        tracing::info!("primer=off on the kernel command line: nothing done this boot");
+        return Ok(RunOutcome::Off);
+    }
+    let kernel = if req.locate.source.is_none() {
+        kernel
+    } else {
+        KernelArgs::default()
+    };
+    let Some(loaded) = load_with(&req.locate, root, &kernel)? else {
         if dry_run {
             return Ok(RunOutcome::NoDrive {
                 exit: Exit::NoDrive,
@@ -513,9 +646,10 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         }
     }
     drop(lock);
+    // The run's one summary line (stdout under the journal does not repeat it).
     tracing::info!(
-        "{}: {} changed, {} unchanged, {} skipped, {} failed",
-        exit.name(),
+        outcome = exit.name(),
+        "summary: {} changed, {} unchanged, {} skipped, {} failed",
         report.count(Outcome::Changed),
         report.count(Outcome::Unchanged),
         report.count(Outcome::Skipped),
@@ -544,6 +678,11 @@ fn previous_status(root: &Path) -> Option<Status> {
 /// Writes `status.json`; a failure is logged and returned (the message names the file): the
 /// caller counts it as a failed step.
 fn record_status(root: &Path, s: &Status) -> Result<(), String> {
+    // The boot it belongs to: `status --wait` tells this boot's run from the last boot's.
+    let s = &Status {
+        boot_id: platform::boot_id(),
+        ..s.clone()
+    };
     match status::write_status(root, s) {
         Ok(()) => {
             tracing::debug!("{}: {}", state::status_path(), s.outcome);
@@ -665,10 +804,14 @@ pub fn scripts(
             root.display()
         )));
     }
+    let started = Instant::now();
     let config = Config::load(config, root)?;
     let id = match status::chosen_instance(root, instance) {
         Ok(id) => id,
-        Err(status::StatusError::NoInstance { .. }) => return Ok(ScriptsOutcome::NoInstance),
+        Err(status::StatusError::NoInstance { .. }) => {
+            record_scripts(root, None, None, Exit::Unchanged, started);
+            return Ok(ScriptsOutcome::NoInstance);
+        }
         Err(e) => return Err(e.into()),
     };
     let target = Target {
@@ -684,11 +827,142 @@ pub fn scripts(
     } else {
         Exit::Changed
     };
+    record_scripts(root, Some(&id), Some(&report), exit, started);
     Ok(ScriptsOutcome::Ran {
         instance_id: id,
         report,
         exit,
     })
+}
+
+/// Records how `scripts` ended (for `status --wait`). A failure is logged, naming the file; it
+/// does not change the scripts' own outcome.
+fn record_scripts(
+    root: &Path,
+    id: Option<&str>,
+    report: Option<&ApplyReport>,
+    exit: Exit,
+    started: Instant,
+) {
+    let s = status::ScriptsStatus::new(id, report, exit, elapsed_ms(started), platform::boot_id());
+    if let Err(e) = status::write_scripts_status(root, &s) {
+        tracing::warn!("cannot write /{}: {e}", status::scripts_status_path());
+    }
+}
+
+/// What `status --wait` saw.
+pub enum Waited {
+    /// `primer=off` on the running kernel's command line, or `/etc/primer/disabled`: no run
+    /// comes this boot.
+    Off,
+    /// This boot's run has finished (and its scripts, when they run on this system).
+    Done {
+        last: LastRun,
+        scripts: Option<status::ScriptsStatus>,
+        exit: Exit,
+    },
+    /// The time-out passed first; what was there meanwhile (possibly an earlier boot's).
+    TimedOut {
+        last: Option<LastRun>,
+        waiting_for: &'static str,
+    },
+}
+
+/// Whether `primer-scripts.service` runs on the system under `root` (enabled by its preset or
+/// by hand): then this boot's scripts are part of what `status --wait` waits for.
+fn scripts_unit_enabled(root: &Path) -> bool {
+    [
+        "etc/systemd/system/multi-user.target.wants/primer-scripts.service",
+        "usr/lib/systemd/system/multi-user.target.wants/primer-scripts.service",
+        "lib/systemd/system/multi-user.target.wants/primer-scripts.service",
+    ]
+    .iter()
+    .any(|p| crate::paths::resolve_in_root(root, p).is_ok_and(|p| p.exists()))
+}
+
+/// Exit from a recorded exit code (an unknown one is an error).
+fn exit_of(code: u8) -> Exit {
+    [
+        Exit::Changed,
+        Exit::Partial,
+        Exit::Unchanged,
+        Exit::NoDrive,
+        Exit::Refused,
+    ]
+    .into_iter()
+    .find(|e| e.code() == code)
+    .unwrap_or(Exit::Error)
+}
+
+/// How often `status --wait` looks at the state files: cheap reads, and a provisioning tool
+/// learns the outcome within this much.
+pub const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// `status --wait`: returns once this boot's run has recorded its status (its boot id is the
+/// running kernel's) and, when primer-scripts.service is enabled and the run recorded an
+/// instance, once this boot's scripts have too; or when `timeout` passes. Where no boot id can
+/// be read, any recorded run counts. Reads only.
+pub fn wait_for_boot(root: &Path, timeout: Duration) -> Result<Waited, Error> {
+    let live = is_live(root);
+    // Switched off for this boot (kernel command line) or for good (the units' condition
+    // file): no run is coming, so there is nothing to wait for.
+    let disabled =
+        crate::paths::resolve_in_root(root, "etc/primer/disabled").is_ok_and(|p| p.exists());
+    if live && (disabled || kernel_args().off) {
+        return Ok(Waited::Off);
+    }
+    let boot = if live { platform::boot_id() } else { None };
+    let this_boot = |b: &Option<String>| boot.is_none() || b == &boot;
+    let start = Instant::now();
+    let mut _progress = None;
+    loop {
+        // A status being replaced is read whole or not at all (atomic rename); a broken one
+        // is waited past like a missing one.
+        let last = last_run(root).ok().flatten();
+        let outcome = match &last {
+            Some(l) if this_boot(&l.status.boot_id) => {
+                let scripts = status::read_scripts_status(root).ok().flatten();
+                let scripts = scripts.filter(|s| this_boot(&s.boot_id));
+                let expected = l.status.current_instance().is_some() && scripts_unit_enabled(root);
+                if scripts.is_some() || !expected {
+                    let run = exit_of(l.status.exit_code);
+                    // A failed script makes the whole boot's outcome partial.
+                    let exit = match scripts.as_ref().map(|s| exit_of(s.exit_code)) {
+                        Some(e @ (Exit::Partial | Exit::Error)) => e,
+                        _ => run,
+                    };
+                    Ok((scripts, exit))
+                } else {
+                    Err("primer-scripts.service")
+                }
+            }
+            _ => Err("primer.service"),
+        };
+        let waiting_for = match (outcome, last) {
+            (Ok((scripts, exit)), Some(last)) => {
+                return Ok(Waited::Done {
+                    last,
+                    scripts,
+                    exit,
+                })
+            }
+            (Err(w), l) => {
+                if start.elapsed() >= timeout {
+                    return Ok(Waited::TimedOut {
+                        last: l,
+                        waiting_for: w,
+                    });
+                }
+                w
+            }
+            // An outcome is only made from a recorded run.
+            (Ok(_), None) => "primer.service",
+        };
+        _progress.get_or_insert_with(|| {
+            crate::model::progress::Progress::start(format!("waiting for {waiting_for}"))
+        });
+        std::thread::sleep(WAIT_POLL.min(timeout.saturating_sub(start.elapsed())));
+    }
 }
 
 /// What to reclaim.

@@ -139,6 +139,9 @@ Examples:
 const STATUS_HELP: &str = "\
 Examples:
   primer status                       last run, outcome, drive, instance, step table
+  primer status --wait --timeout 300  block until this boot's run and scripts are done
+                                      (exit: the run's code, 3 if a script failed, 1 on
+                                      time-out): for tools that ssh in early
   primer status --json | jq .summary  the same as JSON (the status.json fields plus `record`)
   primer status --root /mnt/image     the record inside a mounted image";
 
@@ -168,6 +171,14 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Wait until this boot's run has finished (and this boot's user-data scripts, when
+    /// primer-scripts.service is enabled and an instance was applied), then print the outcome.
+    /// Exit: the run's own code (a failed script: 3); 1 on time-out.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after SECONDS (exit 1) [default: 600].
+    #[arg(long, value_name = "SECONDS", requires = "wait", default_value = "600")]
+    pub timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +536,14 @@ fn cmd_run(a: &RunArgs, brief: bool, out: &mut impl Write) -> Result<Exit, Error
             exit: Exit::Partial,
         } => Ok(Exit::Partial),
         agent::RunOutcome::NoDrive { .. } => no_drive(out, json),
+        agent::RunOutcome::Off => {
+            if json {
+                print_json(out, &serde_json::json!({ "outcome": "off" }))?;
+            } else {
+                writeln!(out, "primer=off on the kernel command line: nothing done")?;
+            }
+            Ok(Exit::Changed)
+        }
         agent::RunOutcome::Planned { loaded, plan } => {
             if json {
                 print_json(out, &plan)?;
@@ -541,12 +560,47 @@ fn cmd_run(a: &RunArgs, brief: bool, out: &mut impl Write) -> Result<Exit, Error
         } => {
             if json {
                 print::run_json(out, &loaded, &plan, &report, exit)?;
+            } else if brief {
+                print_run_brief(out, &loaded, &plan, &report)?;
             } else {
-                print_run(out, &loaded, &plan, &report, brief)?;
+                print_run(out, &loaded, &plan, &report, false)?;
             }
             Ok(exit)
         }
     }
+}
+
+/// `run` when stdout is the journal: each event once. The writer logs every changed and failed
+/// step as an event of its own (with its priority and PRIMER_STEP), and the agent the summary:
+/// stdout adds only what no event carries (the drive line, unchanged and skipped steps, the
+/// local copy's count); the plan's warnings go out as warning-priority events.
+fn print_run_brief(
+    out: &mut impl Write,
+    l: &agent::Loaded,
+    plan: &crate::plan::Plan,
+    r: &crate::apply::ApplyReport,
+) -> Result<(), Error> {
+    use crate::apply::Outcome;
+    let rows = r
+        .steps
+        .iter()
+        .filter(|s| match s.outcome {
+            Outcome::Failed => false,
+            Outcome::Changed => s.id.starts_with("copy"),
+            _ => true,
+        })
+        .map(|s| {
+            (
+                format!("{:?}", s.outcome).to_lowercase(),
+                s.id.as_str(),
+                s.detail.as_str(),
+            )
+        });
+    print::print_steps(out, l, rows)?;
+    for w in &plan.warnings.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
 }
 
 /// `primer net render`: the files of one backend on stdout, each after `# file: /PATH`.
@@ -646,8 +700,82 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     Ok(exit)
 }
 
+/// `primer status --wait`: waits for this boot's run (and scripts), then prints as `status`.
+fn cmd_status_wait(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    let timeout = std::time::Duration::from_secs_f64(if a.timeout.is_finite() {
+        a.timeout.clamp(0.0, 86_400.0)
+    } else {
+        0.0
+    });
+    let (last, scripts, exit) = match agent::wait_for_boot(&a.root, timeout)? {
+        agent::Waited::Off => {
+            if a.json {
+                print_json(out, &serde_json::json!({ "outcome": "off" }))?;
+            } else {
+                writeln!(
+                    out,
+                    "primer is off (primer=off on the kernel command line, or \
+                     /etc/primer/disabled): no run this boot"
+                )?;
+            }
+            return Ok(Exit::Changed);
+        }
+        agent::Waited::TimedOut { last, waiting_for } => {
+            let msg = format!(
+                "timed out after {:.0} s waiting for {waiting_for} to finish this boot",
+                timeout.as_secs_f64()
+            );
+            tracing::error!("{msg}");
+            if a.json {
+                print_json(
+                    out,
+                    &serde_json::json!({ "outcome": "timeout", "message": msg,
+                        "waiting_for": waiting_for,
+                        "last": last.as_ref().map(|l| &l.status) }),
+                )?;
+            } else {
+                writeln!(out, "{msg}")?;
+            }
+            // A time-out is not the run's outcome: the generic failure code.
+            return Ok(Exit::Error);
+        }
+        agent::Waited::Done {
+            last,
+            scripts,
+            exit,
+        } => (last, scripts, exit),
+    };
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({ "outcome": exit.name(), "exit_code": exit.code(),
+                "run": last.status, "record": last.record, "scripts": scripts }),
+        )?;
+        return Ok(exit);
+    }
+    print_status(out, &last.status, last.id.as_deref(), last.record.as_ref())?;
+    match &scripts {
+        Some(s) => writeln!(
+            out,
+            "scripts:      {} (exit {}) at {}: {} changed, {} unchanged, {} failed",
+            s.outcome,
+            s.exit_code,
+            s.time,
+            s.summary.changed,
+            s.summary.unchanged,
+            s.summary.failed
+        )?,
+        None => writeln!(out, "scripts:      - (not run on this system this boot)")?,
+    }
+    writeln!(out, "boot outcome: {} (exit {})", exit.name(), exit.code())?;
+    Ok(exit)
+}
+
 /// `primer status`: the last run, its drive and instance, and a table of its steps.
 fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
+    if a.wait {
+        return cmd_status_wait(a, out);
+    }
     let Some(agent::LastRun {
         status: s,
         id,

@@ -131,6 +131,10 @@ pub struct Status {
     /// without a drive, the one before. `query` and `clean` act on its instance by default.
     #[serde(default)]
     pub last_applied: Option<LastApplied>,
+    /// The kernel's boot id of the boot this run belongs to (`status --wait` waits for a
+    /// status of the current boot); absent where none could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// Steps by outcome.
@@ -307,6 +311,7 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
         steps,
         warnings: f.warnings.iter().map(|w| scrub(w, &secrets)).collect(),
         last_applied,
+        boot_id: None,
     }
 }
 
@@ -326,6 +331,7 @@ pub fn no_drive_status(started: SystemTime, duration_ms: u64, previous: Option<S
         steps: Vec::new(),
         warnings: Vec::new(),
         last_applied: previous.and_then(|p| p.last_applied),
+        boot_id: None,
     }
 }
 
@@ -1002,4 +1008,84 @@ mod tests {
         assert!(!dir.exists());
         assert_eq!(fs::read_to_string(r.join("etc/hostname")).unwrap(), "web\n");
     }
+}
+
+/// Where `primer scripts` records its last run (beside `status.json`).
+pub fn scripts_status_path() -> String {
+    format!("{}/scripts-status.json", state::STATE_DIR)
+}
+
+/// What the last `primer scripts` did: `var/lib/primer/scripts-status.json`. Written when it
+/// ends, so that `status --wait` knows this boot's scripts are done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptsStatus {
+    pub schema: u32,
+    /// When it finished, RFC 3339 UTC.
+    pub time: String,
+    pub duration_ms: u64,
+    /// The instance whose scripts ran; `None`: no instance recorded.
+    pub instance: Option<String>,
+    /// `changed` (scripts ran), `unchanged` (none left), `partial` (one failed).
+    pub outcome: String,
+    pub exit_code: u8,
+    #[serde(default)]
+    pub summary: Summary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+impl ScriptsStatus {
+    /// The record of a `scripts` run that ended now.
+    pub fn new(
+        instance: Option<&str>,
+        report: Option<&ApplyReport>,
+        exit: Exit,
+        duration_ms: u64,
+        boot_id: Option<String>,
+    ) -> ScriptsStatus {
+        let count = |o| report.map_or(0, |r| r.count(o));
+        ScriptsStatus {
+            schema: STATUS_SCHEMA,
+            time: now_rfc3339(),
+            duration_ms,
+            instance: instance.map(str::to_string),
+            outcome: exit.name().to_string(),
+            exit_code: exit.code(),
+            summary: Summary {
+                changed: count(Outcome::Changed),
+                unchanged: count(Outcome::Unchanged),
+                skipped: count(Outcome::Skipped),
+                failed: count(Outcome::Failed),
+            },
+            boot_id,
+        }
+    }
+}
+
+/// The last `scripts` run under `root`; `Ok(None)` when there is none.
+pub fn read_scripts_status(root: &Path) -> Result<Option<ScriptsStatus>, StatusError> {
+    let rel = scripts_status_path();
+    read_state_file(root, &rel)?
+        .map(|b| parse_state(&rel, &b))
+        .transpose()
+}
+
+/// Writes `scripts-status.json` (0600) atomically in primer's private state directory.
+pub fn write_scripts_status(root: &Path, status: &ScriptsStatus) -> io::Result<()> {
+    let mut w = Writer::new(root);
+    if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
+        w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
+    }
+    let private = crate::plan::private_dir_meta();
+    let mut json = serde_json::to_vec_pretty(status).unwrap_or_default();
+    json.push(b'\n');
+    w.write_atomic(
+        &scripts_status_path(),
+        &json,
+        Meta {
+            mode: 0o600,
+            ..private
+        },
+        private,
+    )
 }

@@ -59,6 +59,11 @@ pub fn run_script(
     }
     drop(done_tx);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    // A script that prints nothing for minutes still shows in the journal that it runs.
+    let progress = crate::model::progress::Progress::start(format!(
+        "{}: running (time-out {timeout_secs} s)",
+        crate::model::grammar::Esc(step)
+    ));
     let status = match wait_until(&mut child, deadline, crate::platform::kill_tree) {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(std::io::Error::new(
@@ -67,6 +72,7 @@ pub fn run_script(
         )),
         Err(e) => Err(e),
     };
+    drop(progress);
     crate::platform::untrack(&child);
     // The script is gone: its output ends now unless something else still holds the pipes.
     let grace_end = Instant::now() + OUTPUT_GRACE;

@@ -966,6 +966,11 @@ fn after_table(
                 );
                 let dev = r.device.clone();
                 let mut last_pct = u64::MAX;
+                // One BLKZEROOUT chunk may block for seconds on a slow device.
+                let _progress = crate::model::progress::Progress::start(format!(
+                    "{}: zeroing the old config range",
+                    r.device
+                ));
                 linux::zero_range(
                     &disk.file,
                     disk.is_device,
@@ -1030,7 +1035,15 @@ fn after_table(
                         // Timed: the online grow is the one step whose duration depends on
                         // the disk size (the figures in benches/README.md come from here).
                         let t0 = std::time::Instant::now();
-                        match fs::grow(&m.mountpoint, &m.fstype, bytes, f.block) {
+                        let progress = crate::model::progress::Progress::start(format!(
+                            "{}: growing {} on {}",
+                            r.device,
+                            m.fstype,
+                            m.mountpoint.display()
+                        ));
+                        let grown = fs::grow(&m.mountpoint, &m.fstype, bytes, f.block);
+                        drop(progress);
+                        match grown {
                             Ok(what) => {
                                 let ms = t0.elapsed().as_millis();
                                 tracing::info!(

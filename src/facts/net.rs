@@ -95,6 +95,8 @@ pub fn read_net_facts(
     let wanted = wanted_macs;
     if live && !wanted.is_empty() {
         let start = Instant::now();
+        // Started on the first round that has to wait: a wait that ends at once stays silent.
+        let mut progress = None;
         loop {
             let missing: Vec<&String> = wanted
                 .iter()
@@ -119,6 +121,12 @@ pub fn read_net_facts(
                 );
                 break;
             }
+            progress.get_or_insert_with(|| {
+                crate::model::progress::Progress::start(format!(
+                    "network: waiting for {} NIC(s) named by the drive",
+                    wanted.len()
+                ))
+            });
             std::thread::sleep(Duration::from_millis(50));
             facts.interfaces = read_interfaces(root);
         }

@@ -3,6 +3,7 @@
 
 pub mod grammar;
 pub mod network;
+pub mod progress;
 pub mod userdata;
 
 use std::collections::BTreeMap;

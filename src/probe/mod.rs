@@ -11,6 +11,7 @@
 //!    then the boot disk's other partitions (a label there is the easiest to plant);
 //! 3. kind (OpenStack, CloudStack, NoCloud, OVF), then device name.
 
+pub mod cmdline;
 pub mod image;
 
 pub mod sig;

@@ -318,15 +318,29 @@ impl Report {
     pub fn journal(&self) -> String {
         self.all("journal").join("\n")
     }
-    /// Steps the journal reports with a given outcome (`changed`, `unchanged`...).
+    /// Steps the journal reports with a given outcome (`changed`, `unchanged`...): the step
+    /// table's rows on stdout, and, under the journal, the events of changed (info) and failed
+    /// (error) steps, which stdout does not repeat (issue 16: each event once).
     pub fn steps(&self, outcome: &str) -> Vec<String> {
-        self.all("journal")
+        let mut v: Vec<String> = self
+            .all("journal")
             .iter()
             .filter_map(|l| {
                 let mut w = l.split_whitespace();
                 (w.next() == Some(outcome)).then(|| w.next().unwrap_or("").to_string())
             })
-            .collect()
+            .collect();
+        let priority = match outcome {
+            "changed" => "6",
+            "failed" => "3",
+            _ => return v,
+        };
+        v.extend(self.all("journal_step").iter().filter_map(|l| {
+            l.split_once(' ')
+                .filter(|(p, _)| *p == priority)
+                .map(|(_, s)| s.to_string())
+        }));
+        v
     }
     /// One line for the test output: boot and primer timings.
     pub fn timing(&self, name: &str) -> String {

@@ -212,3 +212,35 @@ pub fn journal_stream(fd: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Reads a small text file whole, at most `max` bytes (longer: the first `max`), lossily.
+fn read_bounded(path: &Path, max: u64) -> Option<String> {
+    use std::io::Read;
+    let mut v = Vec::new();
+    File::open(path).ok()?.take(max).read_to_end(&mut v).ok()?;
+    Some(String::from_utf8_lossy(&v).into_owned())
+}
+
+/// The running kernel's command line (`/proc/cmdline`), bounded; `None` when unreadable. The
+/// hidden `PRIMER_CMDLINE_FILE` names another file to read instead, so tests can give a command
+/// line to the real binary.
+pub fn kernel_cmdline() -> Option<String> {
+    let path = std::env::var_os("PRIMER_CMDLINE_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/proc/cmdline".into());
+    // One byte over the parser's limit, so that it sees (and reports) a longer text.
+    read_bounded(&path, crate::probe::cmdline::CMDLINE_MAX as u64 + 1)
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`, a UUID the kernel draws at each boot);
+/// `None` when unreadable. `PRIMER_BOOT_ID_FILE` names another file (tests).
+pub fn boot_id() -> Option<String> {
+    let path = std::env::var_os("PRIMER_BOOT_ID_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/proc/sys/kernel/random/boot_id".into());
+    let s = read_bounded(&path, 64)?;
+    let id = s.trim();
+    // A UUID: anything else is not a boot id (and never reaches the status file).
+    (id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .then(|| id.to_ascii_lowercase())
+}

@@ -229,9 +229,53 @@ pub fn probe(roots: &ProbeRoots, rules: &Rules) -> Probe {
     rank_scan(scan(roots), rules)
 }
 
+/// How long udev must show an empty event queue, with still no candidate, before the wait
+/// ends early: covers events the kernel has sent that udevd has not queued yet (the trigger
+/// unit returns once it has written the uevents, not once udevd has read them).
+pub const UDEV_SETTLED_FOR: Duration = Duration::from_secs(1);
+
+/// What udev's run directory says about device events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Udev {
+    /// udevd runs (its control socket exists) and its event queue is empty.
+    Idle,
+    /// Events are queued (`queue` exists while udevd has unprocessed events).
+    Busy,
+    /// No udevd (an initramfs without it, a container, a test): nothing to conclude.
+    Absent,
+}
+
+/// udev's run directory beside the sysfs mount: `/run/udev` for `/sys`, `T/run/udev` for a
+/// test's `T/sys`.
+fn udev_dir(roots: &ProbeRoots) -> PathBuf {
+    roots
+        .sys
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("run/udev")
+}
+
+/// udev's state from the files systemd-udevd keeps (`udevadm settle` reads the same): the
+/// control socket while it runs, `queue` while events are pending.
+fn udev_state(dir: &Path) -> Udev {
+    if fs::symlink_metadata(dir.join("control")).is_err() {
+        Udev::Absent
+    } else if fs::symlink_metadata(dir.join("queue")).is_ok() {
+        Udev::Busy
+    } else {
+        Udev::Idle
+    }
+}
+
 /// Probes until a candidate shows up or `deadline` has passed: re-probes when sysfs or /dev
 /// changes (inotify) and at least every 100 ms (sysfs does not report every change, e.g. a
 /// loop device or CD-ROM getting its medium). Returns the last probe; never hangs.
+///
+/// A boot without any drive ends early: once udev has processed every queued event (its
+/// coldplug included) and stayed idle for [`UDEV_SETTLED_FOR`] with still no candidate, no
+/// device is coming and the wait stops. While udev is busy, or where no udevd runs, the wait
+/// goes on to the deadline, so a late device (a CD-ROM's medium, a slow controller) is still
+/// found. A progress line is logged every [`crate::model::progress::EVERY`] meanwhile.
 pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Probe {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -258,6 +302,9 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
             }
         }
     }
+    let _progress = crate::model::progress::Progress::start("waiting for a config drive");
+    let udev = udev_dir(roots);
+    let mut idle_since: Option<Instant> = None;
     let mut last = first;
     let mut rounds = 0u32;
     loop {
@@ -291,6 +338,22 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
                 start.elapsed().as_secs_f64()
             );
             return last;
+        }
+        match udev_state(&udev) {
+            Udev::Idle => {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= UDEV_SETTLED_FOR {
+                    tracing::info!(
+                        "no config drive: udev has processed every device event ({} idle); \
+                         not waiting further ({:.1} s of {:.1} s, {rounds} re-probes)",
+                        udev.display(),
+                        start.elapsed().as_secs_f64(),
+                        deadline.as_secs_f64()
+                    );
+                    return last;
+                }
+            }
+            Udev::Busy | Udev::Absent => idle_since = None,
         }
     }
 }
@@ -400,6 +463,52 @@ mod tests {
         assert!(p.candidates.is_empty());
         assert!(took >= Duration::from_millis(300), "{took:?}");
         assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    fn empty_roots(t: &Path) -> ProbeRoots {
+        fs::create_dir_all(t.join("sys/class/block")).unwrap();
+        fs::create_dir_all(t.join("dev")).unwrap();
+        ProbeRoots {
+            sys: t.join("sys"),
+            dev: t.join("dev"),
+            root: t.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn wait_ends_early_once_udev_is_idle() {
+        let t = tempfile::tempdir().unwrap();
+        let roots = empty_roots(t.path());
+        let udev = t.path().join("run/udev");
+        fs::create_dir_all(&udev).unwrap();
+        fs::write(udev.join("control"), "").unwrap();
+        let start = Instant::now();
+        let p = probe_wait(&roots, &Rules::default(), Duration::from_secs(10));
+        let took = start.elapsed();
+        assert!(p.candidates.is_empty());
+        assert!(took >= UDEV_SETTLED_FOR, "{took:?}");
+        assert!(took < Duration::from_secs(4), "{took:?}");
+    }
+
+    #[test]
+    fn a_busy_udev_keeps_the_wait_going_and_a_late_device_is_found() {
+        let t = tempfile::tempdir().unwrap();
+        let roots = empty_roots(t.path());
+        let udev = t.path().join("run/udev");
+        fs::create_dir_all(&udev).unwrap();
+        fs::write(udev.join("control"), "").unwrap();
+        fs::write(udev.join("queue"), "").unwrap();
+        let (dev, block) = (roots.dev.clone(), roots.sys.join("class/block"));
+        let h = std::thread::spawn(move || {
+            // Later than the idle grace: only a busy udev keeps the probe waiting this long.
+            std::thread::sleep(UDEV_SETTLED_FOR + Duration::from_millis(800));
+            fs::write(dev.join("sr0"), pvd("config-2")).unwrap();
+            attr(&block.join("sr0"), "size", "72\n");
+            fs::remove_file(udev.join("queue")).unwrap();
+        });
+        let p = probe_wait(&roots, &Rules::default(), Duration::from_secs(10));
+        h.join().unwrap();
+        assert_eq!(p.candidates.len(), 1);
     }
 
     #[test]

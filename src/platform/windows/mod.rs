@@ -377,3 +377,13 @@ mod tests {
         }
     }
 }
+
+/// No kernel command line on Windows.
+pub fn kernel_cmdline() -> Option<String> {
+    None
+}
+
+/// No boot id on Windows: `status --wait` compares nothing and waits for the last run.
+pub fn boot_id() -> Option<String> {
+    None
+}
