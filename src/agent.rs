@@ -193,7 +193,7 @@ fn wait_for_path(p: &Path, wait: Duration) {
     if p.exists() || wait.is_zero() {
         return;
     }
-    let _progress = crate::model::progress::Progress::start(format!("waiting for {}", p.display()));
+    let _progress = crate::progress::Progress::start(format!("waiting for {}", p.display()));
     let start = Instant::now();
     while !p.exists() && start.elapsed() < wait {
         std::thread::sleep(Duration::from_millis(100));
@@ -959,7 +959,7 @@ pub fn wait_for_boot(root: &Path, timeout: Duration) -> Result<Waited, Error> {
             (Ok(_), None) => "primer.service",
         };
         _progress.get_or_insert_with(|| {
-            crate::model::progress::Progress::start(format!("waiting for {waiting_for}"))
+            crate::progress::Progress::start(format!("waiting for {waiting_for}"))
         });
         std::thread::sleep(WAIT_POLL.min(timeout.saturating_sub(start.elapsed())));
     }

@@ -27,6 +27,7 @@ pub mod paths;
 pub mod plan;
 pub mod platform;
 pub mod probe;
+pub mod progress;
 pub mod source;
 pub mod state;
 pub mod status;

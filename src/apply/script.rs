@@ -60,7 +60,7 @@ pub fn run_script(
     drop(done_tx);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     // A script that prints nothing for minutes still shows in the journal that it runs.
-    let progress = crate::model::progress::Progress::start(format!(
+    let progress = crate::progress::Progress::start(format!(
         "{}: running (time-out {timeout_secs} s)",
         crate::model::grammar::Esc(step)
     ));

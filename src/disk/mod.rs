@@ -967,7 +967,7 @@ fn after_table(
                 let dev = r.device.clone();
                 let mut last_pct = u64::MAX;
                 // One BLKZEROOUT chunk may block for seconds on a slow device.
-                let _progress = crate::model::progress::Progress::start(format!(
+                let _progress = crate::progress::Progress::start(format!(
                     "{}: zeroing the old config range",
                     r.device
                 ));
@@ -1035,7 +1035,7 @@ fn after_table(
                         // Timed: the online grow is the one step whose duration depends on
                         // the disk size (the figures in benches/README.md come from here).
                         let t0 = std::time::Instant::now();
-                        let progress = crate::model::progress::Progress::start(format!(
+                        let progress = crate::progress::Progress::start(format!(
                             "{}: growing {} on {}",
                             r.device,
                             m.fstype,

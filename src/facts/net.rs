@@ -122,7 +122,7 @@ pub fn read_net_facts(
                 break;
             }
             progress.get_or_insert_with(|| {
-                crate::model::progress::Progress::start(format!(
+                crate::progress::Progress::start(format!(
                     "network: waiting for {} NIC(s) named by the drive",
                     wanted.len()
                 ))

@@ -3,7 +3,6 @@
 
 pub mod grammar;
 pub mod network;
-pub mod progress;
 pub mod userdata;
 
 use std::collections::BTreeMap;

@@ -275,7 +275,7 @@ fn udev_state(dir: &Path) -> Udev {
 /// coldplug included) and stayed idle for [`UDEV_SETTLED_FOR`] with still no candidate, no
 /// device is coming and the wait stops. While udev is busy, or where no udevd runs, the wait
 /// goes on to the deadline, so a late device (a CD-ROM's medium, a slow controller) is still
-/// found. A progress line is logged every [`crate::model::progress::EVERY`] meanwhile.
+/// found. A progress line is logged every [`crate::progress::EVERY`] meanwhile.
 pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Probe {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -302,7 +302,7 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
             }
         }
     }
-    let _progress = crate::model::progress::Progress::start("waiting for a config drive");
+    let _progress = crate::progress::Progress::start("waiting for a config drive");
     let udev = udev_dir(roots);
     let mut idle_since: Option<Instant> = None;
     let mut last = first;
