@@ -360,6 +360,80 @@ fn cloudstack_nocloud_and_ovf_drives_read_back_with_their_labels() {
             _ => unreachable!(),
         }
     }
+    // The same formats on VFAT: the FAT label (upper case) for blkid, mdir and primer, fsck
+    // clean, and Ironic's packed form of a VFAT image is that image gzipped then base64.
+    let os = openstack_description(t.path());
+    for (desc, format, label) in [
+        (&os, "openstack", "CONFIG-2"),
+        (&cs, "cloudstack", "CONFIG-2"),
+        (&nc, "nocloud", "CIDATA"),
+        (&ovf, "ovf", "OVF ENV"),
+    ] {
+        let img = t.path().join(format!("{format}.vfat"));
+        ok(&make(&[
+            "--from",
+            s(desc),
+            "--format",
+            format,
+            "--filesystem",
+            "vfat",
+            "-o",
+            s(&img),
+        ]));
+        let v = show(&img);
+        assert_eq!(v["fstype"], "vfat", "{format}");
+        assert_eq!(v["label"], label, "{format}");
+        assert_eq!(v["instance"]["format"], format);
+        assert_eq!(v["warnings"]["warnings"], serde_json::json!([]), "{format}");
+        let b = tool("blkid", &["-p", "-o", "export", s(&img)]);
+        let quoted = label.replace(' ', "\\ ");
+        assert!(b.contains("TYPE=vfat"), "{format}: {b}");
+        assert!(
+            b.contains(&format!("LABEL={quoted}\n"))
+                && b.contains(&format!("LABEL_FATBOOT={quoted}\n")),
+            "{format}: {b}"
+        );
+        require_tool("mdir");
+        let o = Command::new("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-i", s(&img), "::/"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", text(&o));
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            listing.contains(&format!("Volume in drive : is {label}")),
+            "{format}: {listing}"
+        );
+        require_tool("fsck.vfat");
+        let o = Command::new("fsck.vfat")
+            .args(["-n", s(&img)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", text(&o));
+        let o = make(&[
+            "--from",
+            s(desc),
+            "--format",
+            format,
+            "--filesystem",
+            "vfat",
+            "--packed",
+            "-o",
+            "-",
+        ]);
+        ok(&o);
+        use base64::Engine;
+        use std::io::Read;
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(&o.stdout)
+            .expect("base64");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .expect("gzip");
+        assert!(back == fs::read(&img).unwrap(), "{format}: packed VFAT");
+    }
 }
 
 #[test]
@@ -645,6 +719,24 @@ fn into_a_disk_image_the_partition_goes_where_ironic_puts_it() {
     );
     let v = tool("sgdisk", &["-v", s(&gpt)]);
     assert!(v.contains("No problems found"), "{v}");
+    // libblkid probing the partition itself: the ISO and its label.
+    let start = |part: &str| -> String {
+        let sectors: u64 = part
+            .split("start=")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .expect("start");
+        (sectors * 512).to_string()
+    };
+    let b = tool(
+        "blkid",
+        &["-p", "-O", &start(&ours[1]), "-o", "export", s(&gpt)],
+    );
+    assert!(
+        b.contains("TYPE=iso9660") && b.contains("LABEL=config-2"),
+        "{b}"
+    );
     let shown = show(&gpt);
     assert_eq!(shown["device"], format!("{} partition 2", s(&gpt)));
     assert_eq!(shown["label"], "config-2");
@@ -718,6 +810,14 @@ fn into_a_disk_image_the_partition_goes_where_ironic_puts_it() {
     let parts = sfdisk_parts(&mbr);
     assert_eq!(parts.len(), 2, "{parts:?}");
     assert_eq!(parts[1], "start=      278528, size=      131072, type=c");
+    let b = tool(
+        "blkid",
+        &["-p", "-O", &start(&parts[1]), "-o", "export", s(&mbr)],
+    );
+    assert!(
+        b.contains("TYPE=vfat") && b.contains("LABEL=CONFIG-2"),
+        "{b}"
+    );
     let shown = show(&mbr);
     assert_eq!(shown["label"], "CONFIG-2");
     assert_eq!(
