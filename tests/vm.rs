@@ -42,7 +42,13 @@ fn trailing_partition() {
     // a new trailing partition 2 where Ironic puts it, the ISO in it.
     let tree = drive_tree(&w.path, "drive", &[public], INSTANCE);
     let info = w.make_partition(&tree);
-    assert!(info.contains("Partition size: 131072 sectors"), "{info}");
+    // Where the base image's own config partition was: the end of the largest free block.
+    let (offset, len) = w.cfg;
+    assert!(
+        info.contains(&format!("First sector: {} ", offset / 512))
+            && info.contains(&format!("Partition size: {} sectors", len / 512)),
+        "{info}"
+    );
     let r = Boot {
         work: &w,
         attach: Attach::Partition,
