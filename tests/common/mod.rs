@@ -141,6 +141,8 @@ pub fn iso_command(tool: IsoTool) -> (&'static str, Vec<&'static str>) {
     }
 }
 
+/// An ISO from another producer (genisoimage, xorriso): for cross-checks that prove the readers
+/// against what clouds' tools write. A test that only needs *a* drive uses [`make_drive`].
 pub fn make_iso(tree: &Path, out: &Path, tool: IsoTool) {
     let (prog, args) = iso_command(tool);
     require_tool(prog);
