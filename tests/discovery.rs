@@ -4,6 +4,9 @@
 //! mirror holding just the test's devices (other tests' loop devices would be duplicates), and
 //! applied by the real binary. Covers kinds and labels, partitions, ranking, the trust policy
 //! (duplicates, DMI binding, pinning), the bounded wait and mount mode's machinery.
+//!
+//! The producers here are cross-checks (discovery against what other tools write), so they
+//! stay; tests that only need *a* drive use `common::make_drive` (primer make-drive).
 
 mod common;
 

@@ -3,6 +3,9 @@
 //! `expected.json`; regenerate with `PRIMER_UPDATE_GOLDEN=1`), the CLI's `show` on every source
 //! form, Ironic packed drives built with the tools operators use, and hostile inputs (size caps,
 //! nesting, entities, garbage) that must give a clear error or warning and never a panic.
+//!
+//! Images built here with genisoimage/xorriso/mkfs.vfat are cross-checks against other
+//! producers; tests that only need *a* drive use `common::make_drive` (primer make-drive).
 
 mod common;
 

@@ -360,6 +360,80 @@ fn cloudstack_nocloud_and_ovf_drives_read_back_with_their_labels() {
             _ => unreachable!(),
         }
     }
+    // The same formats on VFAT: the FAT label (upper case) for blkid, mdir and primer, fsck
+    // clean, and Ironic's packed form of a VFAT image is that image gzipped then base64.
+    let os = openstack_description(t.path());
+    for (desc, format, label) in [
+        (&os, "openstack", "CONFIG-2"),
+        (&cs, "cloudstack", "CONFIG-2"),
+        (&nc, "nocloud", "CIDATA"),
+        (&ovf, "ovf", "OVF ENV"),
+    ] {
+        let img = t.path().join(format!("{format}.vfat"));
+        ok(&make(&[
+            "--from",
+            s(desc),
+            "--format",
+            format,
+            "--filesystem",
+            "vfat",
+            "-o",
+            s(&img),
+        ]));
+        let v = show(&img);
+        assert_eq!(v["fstype"], "vfat", "{format}");
+        assert_eq!(v["label"], label, "{format}");
+        assert_eq!(v["instance"]["format"], format);
+        assert_eq!(v["warnings"]["warnings"], serde_json::json!([]), "{format}");
+        let b = tool("blkid", &["-p", "-o", "export", s(&img)]);
+        let quoted = label.replace(' ', "\\ ");
+        assert!(b.contains("TYPE=vfat"), "{format}: {b}");
+        assert!(
+            b.contains(&format!("LABEL={quoted}\n"))
+                && b.contains(&format!("LABEL_FATBOOT={quoted}\n")),
+            "{format}: {b}"
+        );
+        require_tool("mdir");
+        let o = Command::new("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-i", s(&img), "::/"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", text(&o));
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            listing.contains(&format!("Volume in drive : is {label}")),
+            "{format}: {listing}"
+        );
+        require_tool("fsck.vfat");
+        let o = Command::new("fsck.vfat")
+            .args(["-n", s(&img)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", text(&o));
+        let o = make(&[
+            "--from",
+            s(desc),
+            "--format",
+            format,
+            "--filesystem",
+            "vfat",
+            "--packed",
+            "-o",
+            "-",
+        ]);
+        ok(&o);
+        use base64::Engine;
+        use std::io::Read;
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(&o.stdout)
+            .expect("base64");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .expect("gzip");
+        assert!(back == fs::read(&img).unwrap(), "{format}: packed VFAT");
+    }
 }
 
 #[test]
@@ -645,6 +719,24 @@ fn into_a_disk_image_the_partition_goes_where_ironic_puts_it() {
     );
     let v = tool("sgdisk", &["-v", s(&gpt)]);
     assert!(v.contains("No problems found"), "{v}");
+    // libblkid probing the partition itself: the ISO and its label.
+    let start = |part: &str| -> String {
+        let sectors: u64 = part
+            .split("start=")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .expect("start");
+        (sectors * 512).to_string()
+    };
+    let b = tool(
+        "blkid",
+        &["-p", "-O", &start(&ours[1]), "-o", "export", s(&gpt)],
+    );
+    assert!(
+        b.contains("TYPE=iso9660") && b.contains("LABEL=config-2"),
+        "{b}"
+    );
     let shown = show(&gpt);
     assert_eq!(shown["device"], format!("{} partition 2", s(&gpt)));
     assert_eq!(shown["label"], "config-2");
@@ -718,6 +810,14 @@ fn into_a_disk_image_the_partition_goes_where_ironic_puts_it() {
     let parts = sfdisk_parts(&mbr);
     assert_eq!(parts.len(), 2, "{parts:?}");
     assert_eq!(parts[1], "start=      278528, size=      131072, type=c");
+    let b = tool(
+        "blkid",
+        &["-p", "-O", &start(&parts[1]), "-o", "export", s(&mbr)],
+    );
+    assert!(
+        b.contains("TYPE=vfat") && b.contains("LABEL=CONFIG-2"),
+        "{b}"
+    );
     let shown = show(&mbr);
     assert_eq!(shown["label"], "CONFIG-2");
     assert_eq!(
@@ -821,4 +921,162 @@ fn help_teaches_with_examples_and_a_description() {
     // Neither --output nor --into: a usage error, nothing written.
     let o = primer(&["make-drive", "--from", "x.yaml"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+/// A name of `n` bytes, unique by its prefix: `n101-xxxx…`.
+fn long_name(n: usize) -> String {
+    let mut s = format!("n{n}-");
+    while s.len() < n {
+        s.push('x');
+    }
+    s
+}
+
+#[test]
+fn rock_ridge_names_up_to_name_max_continue_in_ce_areas_and_read_back_everywhere() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("tree");
+    write_drive_tree(&src, &sample_meta("long-names", &[ED]));
+    // 101 and 200 bytes (past what one record holds), 255 (Linux NAME_MAX: two NM entries),
+    // at the top, in a subdirectory and under a directory with a long name itself; twelve
+    // 255-byte names in one directory need continuation areas in more than one sector.
+    let dir_name = format!("dir-{}", long_name(196));
+    let long_dir = src.join(&dir_name);
+    fs::create_dir_all(&long_dir).unwrap();
+    fs::create_dir_all(src.join("many")).unwrap();
+    for n in [101, 200, 255] {
+        fs::write(src.join(long_name(n)), format!("top {n}\n")).unwrap();
+        fs::write(
+            src.join("openstack").join(long_name(n)),
+            format!("os {n}\n"),
+        )
+        .unwrap();
+        fs::write(long_dir.join(long_name(n)), format!("deep {n}\n")).unwrap();
+    }
+    for i in 0..12 {
+        let name = format!("{i:02}{}", &long_name(253));
+        fs::write(src.join("many").join(name), format!("many {i}\n")).unwrap();
+    }
+    let img = t.path().join("long.iso");
+    ok(&make(&[
+        "--dir",
+        s(&src),
+        "--label",
+        "config-2",
+        "-o",
+        s(&img),
+    ]));
+    let want = tree_of(&src);
+    assert!(want.keys().any(|k| k.ends_with(&long_name(255))));
+
+    // xorriso: every name and every byte.
+    assert_eq!(xorriso_extract(&img, &t.path().join("x")), want);
+    let found = tool("xorriso", &["-indev", s(&img), "-find", "/", "-type", "f"]);
+    let found: std::collections::BTreeSet<String> = found
+        .lines()
+        .map(|l| l.trim_matches('\'').trim_start_matches('/').to_string())
+        .collect();
+    assert_eq!(found, want.keys().cloned().collect());
+    // isoinfo -R: names and sizes.
+    let sizes: BTreeMap<String, u64> = want
+        .iter()
+        .map(|(k, v)| (k.clone(), v.len() as u64))
+        .collect();
+    assert_eq!(isoinfo_listing(&img, "-R"), sizes);
+    // isoinfo -J: Joliet names are cut to 64 characters (genisoimage without -joliet-long),
+    // still unique: the twelve names of `many/` differ in their first two characters.
+    let joliet = isoinfo_listing(&img, "-J");
+    assert_eq!(joliet.len(), sizes.len(), "{joliet:?}");
+    for name in joliet.keys() {
+        for part in name.split('/') {
+            assert!(part.chars().count() <= 64, "{name}");
+        }
+    }
+    // primer's own reader: the same files and digests as from the directory.
+    let a = show(&img);
+    let b = show(&src);
+    assert_eq!(a["file_sha256"], b["file_sha256"]);
+    let listed = a["file_sha256"].as_object().unwrap();
+    assert!(
+        listed.contains_key(&format!("{dir_name}/{}", long_name(255))),
+        "{listed:?}"
+    );
+    assert_eq!(a["instance"], b["instance"]);
+
+    // A name longer than NAME_MAX is refused before anything is written.
+    let bad = t.path().join("bad");
+    fs::create_dir_all(&bad).unwrap();
+    let name = long_name(256);
+    if fs::write(bad.join(&name), "x").is_ok() {
+        let out = t.path().join("bad.iso");
+        let o = make(&["--dir", s(&bad), "-o", s(&out)]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(!out.exists());
+    }
+}
+
+/// Finds `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("pattern in image")
+}
+
+fn both32(v: u32) -> Vec<u8> {
+    let mut o = v.to_le_bytes().to_vec();
+    o.extend_from_slice(&v.to_be_bytes());
+    o
+}
+
+#[test]
+fn a_continuation_loop_or_one_beyond_the_image_is_an_error_naming_the_file() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("tree");
+    write_drive_tree(&src, &sample_meta("ce", &[ED]));
+    fs::write(src.join(long_name(255)), "x\n").unwrap();
+    let img = t.path().join("ce.iso");
+    ok(&make(&[
+        "--dir",
+        s(&src),
+        "--label",
+        "config-2",
+        "-o",
+        s(&img),
+    ]));
+    let good = fs::read(&img).unwrap();
+    // The continuation area: the first NM entry of the long name (250 bytes, CONTINUE).
+    let mut nm = vec![b'N', b'M', 255, 1, 1];
+    nm.extend_from_slice(long_name(255).as_bytes().get(..20).unwrap());
+    let area = find(&good, &nm);
+    let (block, offset) = ((area / 2048) as u32, (area % 2048) as u32);
+    // The record's CE entry pointing at it.
+    let mut ce = vec![b'C', b'E', 28, 1];
+    ce.extend(both32(block));
+    ce.extend(both32(offset));
+    let at = find(&good, &ce);
+
+    // (1) The area names itself as its continuation: followed 32 times, then refused.
+    let mut looped = good.clone();
+    let mut self_ce = ce.clone();
+    self_ce.extend(both32(28));
+    looped[area..area + 265].fill(0);
+    looped[area..area + 28].copy_from_slice(&self_ce);
+    // (2) The record's CE points past the end of the image.
+    let mut beyond = good.clone();
+    beyond[at + 4..at + 12].copy_from_slice(&both32(1 << 30));
+    for (case, bytes, why) in [
+        ("loop", looped, "continuation areas"),
+        ("beyond", beyond, "beyond the end of the device"),
+    ] {
+        let p = t.path().join(format!("{case}.iso"));
+        fs::write(&p, bytes).unwrap();
+        let o = primer(&["show", "--json", "--source", s(&p)]);
+        assert_eq!(o.status.code(), Some(1), "{case}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        // Named by device and by the record's ISO name (its Rock Ridge name is what broke).
+        assert!(err.contains(s(&p)), "{case}: {err}");
+        assert!(err.contains("n255_xxxx"), "{case}: {err}");
+        assert!(err.contains(why), "{case}: {err}");
+        assert!(!err.contains("panicked"), "{case}: {err}");
+    }
 }

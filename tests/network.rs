@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{primer, require_tool, shared_fixtures, text};
+use common::{make_drive, primer, require_tool, shared_fixtures, text, DriveFs};
 use primer::model::network::{LinkKind, NetworkConfig};
 use primer::model::Report;
 use primer::net::naming::{assign_names, Names};
@@ -811,10 +811,10 @@ fn conformance_every_shared_case_converts_and_renders() {
 }
 
 /// Issue 11 item 2: the NoCloud seed of the report (a v2 `match: {name: "eth*"}`), with a
-/// `driver:` match and a MAC + name match that must both hold. A real seed ISO (genisoimage,
-/// volume `cidata`), run by the real binary for each backend against a target whose NICs
-/// (fake sysfs, drivers as `device/driver` links) are eth0, eth1 (virtio_net), ens5 (ixgbe)
-/// and ens9 (the MAC of the pinned entry, but not its name). networkd and netplan carry the
+/// `driver:` match and a MAC + name match that must both hold. A real seed ISO (primer's
+/// make-drive, volume `cidata`), run by the real binary for each backend against a target whose
+/// NICs (fake sysfs, drivers as `device/driver` links) are eth0, eth1 (virtio_net), ens5
+/// (ixgbe) and ens9 (the MAC of the pinned entry, but not its name). networkd and netplan carry the
 /// match rules; NetworkManager and ifupdown get every matching NIC, in name order.
 const GLOB_SEED: &str = r#"version: 2
 ethernets:
@@ -831,7 +831,6 @@ ethernets:
 "#;
 
 fn glob_seed_iso(dir: &Path) -> PathBuf {
-    require_tool("genisoimage");
     let tree = dir.join("seed");
     fs::create_dir_all(&tree).unwrap();
     fs::write(
@@ -841,14 +840,10 @@ fn glob_seed_iso(dir: &Path) -> PathBuf {
     .unwrap();
     fs::write(tree.join("user-data"), "#cloud-config\n").unwrap();
     fs::write(tree.join("network-config"), GLOB_SEED).unwrap();
+    // The test needs *a* seed: primer's make-drive builds it (genisoimage's seeds are proven
+    // against the reader in tests/formats.rs and tests/discovery.rs).
     let iso = dir.join("seed.iso");
-    let o = Command::new("genisoimage")
-        .args(["-quiet", "-J", "-r", "-V", "cidata", "-o"])
-        .arg(&iso)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "genisoimage: {}", text(&o));
+    make_drive(&tree, &iso, DriveFs::Iso9660, "cidata");
     iso
 }
 

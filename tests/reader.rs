@@ -1,6 +1,9 @@
 //! ISO9660 reader against real images (genisoimage with nova's flags, xorriso, plain level 1,
 //! Joliet only), hand-patched hostile images and seeded mutations. Needs `genisoimage` and
 //! `xorriso` on PATH: a missing tool fails the test, it never skips.
+//!
+//! These images are cross-checks: they prove the reader against other producers, so they
+//! stay on genisoimage/xorriso (tests that only need *a* drive use `common::make_drive`).
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

@@ -1,11 +1,11 @@
 //! `primer reclaim` on real disk images: tables made by sgdisk/sfdisk (and, for 4 KiB sectors,
-//! sgdisk on a 4096-byte loop device), a real config drive (genisoimage, mkfs.vfat + mcopy)
-//! dd'ed into the config partition and applied first by `primer run --source <image>`, then
-//! reclaimed by the real binary. Every result is checked with `sgdisk -v` / `sfdisk --verify`,
-//! `sfdisk --dump` against the expected table, root's bytes unchanged and the old config range
-//! zeroed; every refusal leaves the image byte for byte; crash injection (PRIMER_FAULT_AFTER,
-//! PRIMER_FAULT_TORN) after each write of the table step leaves old / new / torn-primary-with-
-//! new-backup, and a re-run converges. Filesystem growth on loop devices (XFS, btrfs, ext4).
+//! sgdisk on a 4096-byte loop device), a real config drive (primer make-drive; mkfs.vfat +
+//! mcopy for the 4 KiB FAT cross-check) dd'ed into the config partition and applied first by
+//! `primer run --source <image>`, then reclaimed by the real binary. Every result is checked
+//! with `sgdisk -v` / `sfdisk --verify`, `sfdisk --dump` against the expected table, root's
+//! bytes unchanged and the old config range zeroed; every refusal leaves the image byte for
+//! byte; crash injection (PRIMER_FAULT_AFTER, PRIMER_FAULT_TORN) after each write of the table
+//! step leaves old / new / torn-primary-with-new-backup, and a re-run converges. Filesystem growth on loop devices (XFS, btrfs, ext4).
 
 mod common;
 
@@ -121,17 +121,19 @@ fn pattern(len: u64, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// An OpenStack config drive as ISO9660 (genisoimage, nova's flags).
+/// An OpenStack config drive as ISO9660: reclaim needs *a* drive, so primer's make-drive makes
+/// it (genisoimage's are proven against the reader in tests/reader.rs and tests/formats.rs).
 fn config_iso(dir: &Path, host: &str) -> Vec<u8> {
     let tree = dir.join(format!("tree-{host}"));
     write_drive_tree(&tree, &sample_meta(host, &[ED]));
     let iso = dir.join(format!("{host}.iso"));
-    make_iso(&tree, &iso, IsoTool::Nova);
+    make_drive(&tree, &iso, DriveFs::Iso9660, "config-2");
     fs::read(&iso).unwrap()
 }
 
 /// The same drive as VFAT labelled CONFIG-2 with `sector`-byte logical sectors (Ironic's
-/// rebuild for 4 KiB disks).
+/// rebuild for 4 KiB disks). Kept on mkfs.vfat + mcopy: a cross-check that reclaim reads the
+/// 4 KiB-sector FAT another producer writes.
 fn config_vfat(dir: &Path, host: &str, sector: u32) -> Vec<u8> {
     let tree = dir.join(format!("tree-{host}"));
     write_drive_tree(&tree, &sample_meta(host, &[ED]));

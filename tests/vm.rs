@@ -36,12 +36,23 @@ use vm_common::*;
 #[test]
 fn trailing_partition() {
     let (_, public) = keypair();
+    require_tool("sgdisk");
     let w = Work::new("partition");
-    let iso = drive(&w.path, "drive", &[public]);
+    // `primer make-drive --into` the guest's disk, as an operator prepares a bare-metal image:
+    // a new trailing partition 2 where Ironic puts it, the ISO in it.
+    let tree = drive_tree(&w.path, "drive", &[public], INSTANCE);
+    let info = w.make_partition(&tree);
+    // Where the base image's own config partition was: the end of the largest free block.
+    let (offset, len) = w.cfg;
+    assert!(
+        info.contains(&format!("First sector: {} ", offset / 512))
+            && info.contains(&format!("Partition size: {} sectors", len / 512)),
+        "{info}"
+    );
     let r = Boot {
         work: &w,
         attach: Attach::Partition,
-        drive: Some(iso),
+        drive: None,
         ssh: None,
         nics: &[],
         extra: Extra::default(),
@@ -56,6 +67,7 @@ fn trailing_partition() {
         "{}",
         r.journal()
     );
+    assert_mount_agrees(&r, "partition", "/dev/vda2");
     // After poweroff, from the disk image itself.
     assert_eq!(w.read_guest_file("/etc/hostname"), "vm-guest\n");
     assert!(w
@@ -71,7 +83,13 @@ fn trailing_partition() {
 fn cdrom() {
     let (_, public) = keypair();
     let w = Work::new("cdrom");
-    let iso = drive(&w.path, "drive", &[public]);
+    // primer's make-drive ISO with a 200-byte Rock Ridge name (its NM entry continues in a CE
+    // area): the guest kernel's isofs must read it as primer's reader does.
+    let tree = drive_tree(&w.path, "drive", &[public], INSTANCE);
+    let long = format!("long-{}", "n".repeat(195));
+    fs::write(tree.join("openstack").join(&long), "long name\n").unwrap();
+    let iso = w.path.join("drive.iso");
+    common::make_drive(&tree, &iso, common::DriveFs::Iso9660, "config-2");
     let r = Boot {
         work: &w,
         attach: Attach::CdRom,
@@ -119,22 +137,11 @@ fn second_disk() {
 fn vfat_second_disk() {
     let (_, public) = keypair();
     let w = Work::new("vfat");
-    drive(&w.path, "drive", &[public]);
-    // The same tree on VFAT labelled CONFIG-2 (Ironic's fallback), made by mkfs.vfat + mcopy.
+    // The drive tree on VFAT labelled CONFIG-2 (Ironic's fallback), made by primer's make-drive
+    // (mkfs.vfat + mcopy images are proven against the reader in tests/discovery.rs).
+    let tree = drive_tree(&w.path, "drive", &[public], INSTANCE);
     let img = w.path.join("drive.vfat");
-    require_tool("mkfs.vfat");
-    require_tool("mcopy");
-    sh(Command::new("mkfs.vfat")
-        .args(["-C", "-n", "CONFIG-2"])
-        .arg(&img)
-        .arg("8192"));
-    let tree = w.path.join("drive-tree");
-    sh(Command::new("mcopy")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-s", "-i"])
-        .arg(&img)
-        .arg(tree.join("openstack"))
-        .arg("::"));
+    common::make_drive(&tree, &img, common::DriveFs::Vfat, "CONFIG-2");
     let r = Boot {
         work: &w,
         attach: Attach::SecondDisk,

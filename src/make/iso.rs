@@ -5,6 +5,13 @@
 //! entries) and streaming: the layout is computed from sizes first, then the image is written
 //! front to back to any `Write`, one input file at a time. Writes nothing but its output.
 //!
+//! Names longer than a directory record can carry (a record is at most 255 bytes, and the ISO
+//! name and the fixed Rock Ridge entries take about 140 of them) go to a continuation area
+//! (SUSP `CE`, IEEE P1281 §5.1): the record keeps RR, PX and TF and points to a run of `NM`
+//! entries (250 name bytes each, CONTINUE flag on all but the last) in a sector after the
+//! directories, as mkisofs does. Joliet names are cut to 64 UCS-2 characters (genisoimage
+//! without `-joliet-long`), made unique with a counter: Rock Ridge keeps the real name.
+//!
 //! Why an own writer: hadris-iso (the reader primer measured) has a writer, but it is a release
 //! candidate, needs a seekable output and holds inputs in memory unless an unstable feature is
 //! enabled, and how it maps names (nova's level-1 rules) and times was not something we could
@@ -20,10 +27,19 @@ use super::{MakeError, Tree};
 pub const SECTOR: u64 = 2048;
 /// Directory depth ISO9660 allows (ECMA-119 §6.8.2.1); config drives use four.
 pub const MAX_DEPTH: usize = 8;
-/// Longest Rock Ridge name kept in one directory record (no continuation areas for names).
-pub const MAX_NAME: usize = 100;
-/// Longest Joliet name (UCS-2 units) without `-joliet-long`.
+/// Longest Rock Ridge name: Linux NAME_MAX, what primer's reader and `--dir` accept. Names that
+/// do not fit the directory record continue in a `CE` area.
+pub const MAX_NAME: usize = 255;
+/// Longest path (Linux PATH_MAX without its NUL).
+pub const MAX_PATH: usize = 4095;
+/// Longest Joliet name (UCS-2 units) without `-joliet-long`: longer names are cut.
 pub const MAX_JOLIET: usize = 64;
+/// Name bytes in one `NM` entry (its length field is one byte, five are the header).
+const NM_CHUNK: usize = 250;
+/// The Rock Ridge entries every record carries: RR (5), PX (36), TF (26).
+const RR_FIXED: usize = 5 + 36 + 26;
+/// A `CE` entry.
+const CE_LEN: usize = 28;
 /// Largest file in one extent.
 pub const MAX_FILE: u64 = u32::MAX as u64;
 
@@ -76,6 +92,9 @@ struct Layout<'a> {
     pt_size: [u32; 2],
     pt_loc: [[u32; 2]; 2],
     ce_loc: u32,
+    /// Continuation areas of long Rock Ridge names, by (directory, entry index) in the primary
+    /// namespace: (block, offset, length). Allocated in write order, never crossing a sector.
+    long_names: BTreeMap<(usize, usize), (u32, u32, u32)>,
     total: u32,
 }
 
@@ -160,10 +179,10 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
             });
         }
         let parts: Vec<&str> = path.split('/').collect();
-        if parts.len() > MAX_DEPTH || path.len() > 255 {
+        if parts.len() > MAX_DEPTH || path.len() > MAX_PATH {
             return Err(MakeError::Limit {
                 path: path.clone(),
-                message: format!("deeper than {MAX_DEPTH} levels or longer than 255 bytes"),
+                message: format!("deeper than {MAX_DEPTH} levels or longer than {MAX_PATH} bytes"),
             });
         }
         let mut cur = 0usize;
@@ -175,12 +194,6 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
                     message: format!(
                         "component {part:?} is empty, . or .., or longer than {MAX_NAME} bytes"
                     ),
-                });
-            }
-            if part.encode_utf16().count() > MAX_JOLIET {
-                return Err(MakeError::Limit {
-                    path: path.clone(),
-                    message: format!("component longer than {MAX_JOLIET} Joliet characters"),
                 });
             }
             if !prefix.is_empty() {
@@ -233,6 +246,7 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
     for ns in [Ns::Primary, Ns::Joliet] {
         for d in &dirs {
             let mut taken = std::collections::BTreeSet::new();
+            let mut taken_joliet = std::collections::BTreeSet::new();
             let mut list = Vec::new();
             // Sorted real names first so collisions resolve the same way every time.
             let mut kids: Vec<(String, Option<usize>, Option<usize>)> = d
@@ -253,7 +267,7 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
                             .into_bytes()
                     }
                     // genisoimage writes Joliet names without a `;1` version.
-                    Ns::Joliet => utf16be(&name),
+                    Ns::Joliet => joliet_id(&name, &mut taken_joliet),
                 };
                 list.push(Entry { id, dir, file });
             }
@@ -286,6 +300,7 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
         pt_size: [0, 0],
         pt_loc: [[0, 0], [0, 0]],
         ce_loc: 19,
+        long_names: BTreeMap::new(),
         total: 0,
     };
     let n = l.dirs.len();
@@ -319,6 +334,29 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
             next += size / SECTOR as u32;
         }
     }
+    // Continuation areas of long names, packed into sectors after the directories in the order
+    // the directories are written (so the image is still written front to back).
+    let mut block = next;
+    let mut used = 0u32;
+    for i in 0..l.order[0].len() {
+        let d = l.order[0][i];
+        for (k, e) in l.entries[0][d].iter().enumerate() {
+            let name = l.name_of(e);
+            if nm_inline(e.id.len(), name.len()) {
+                continue;
+            }
+            let len = nm_entries(name).len() as u32;
+            if used + len > SECTOR as u32 {
+                block += 1;
+                used = 0;
+            }
+            l.long_names.insert((d, k), (block, used, len));
+            used += len;
+        }
+    }
+    if !l.long_names.is_empty() {
+        next = block + 1;
+    }
     for f in &mut l.files {
         if f.size == 0 {
             f.extent = 0;
@@ -346,37 +384,36 @@ impl Layout<'_> {
             .unwrap_or(&[])
     }
 
-    fn su_len(ns: usize, name: Option<&str>, root_dot: bool) -> usize {
+    /// System use bytes of a record with identifier length `id_len`.
+    fn su_len(ns: usize, name: Option<&str>, root_dot: bool, id_len: usize) -> usize {
         if ns == 1 {
             return 0;
         }
-        let mut n = 5 + 36 + 26; // RR, PX, TF
+        let mut n = RR_FIXED;
         if root_dot {
-            n += 7 + 28; // SP, CE
+            n += 7 + CE_LEN; // SP, CE (to the ER entry)
         }
         if let Some(name) = name {
-            n += 5 + name.len();
+            n += if nm_inline(id_len, name.len()) {
+                5 + name.len()
+            } else {
+                CE_LEN
+            };
         }
         n
-    }
-
-    fn rec_len(id_len: usize, su: usize) -> usize {
-        let mut n = 33 + id_len + (1 - id_len % 2);
-        n += su;
-        n + n % 2
     }
 
     /// Record lengths of directory `d` in order (`.`, `..`, entries).
     fn records(&self, ns: usize, d: usize) -> Vec<usize> {
         let mut v = vec![
-            Self::rec_len(1, Self::su_len(ns, None, d == 0)),
-            Self::rec_len(1, Self::su_len(ns, None, false)),
+            rec_len(1, Self::su_len(ns, None, d == 0, 1)),
+            rec_len(1, Self::su_len(ns, None, false, 1)),
         ];
         for e in &self.entries[ns][d] {
             let name = self.name_of(e);
-            v.push(Self::rec_len(
+            v.push(rec_len(
                 e.id.len(),
-                Self::su_len(ns, Some(name), false),
+                Self::su_len(ns, Some(name), false, e.id.len()),
             ));
         }
         v
@@ -403,6 +440,59 @@ impl Layout<'_> {
         }
         sectors * SECTOR as u32
     }
+}
+
+/// Length of a directory record: 33 fixed bytes, the identifier, a pad byte after an even one,
+/// the system use area, rounded up to even.
+fn rec_len(id_len: usize, su: usize) -> usize {
+    let n = 33 + id_len + (1 - id_len % 2) + su;
+    n + n % 2
+}
+
+/// Whether a name's `NM` entry fits in its directory record (at most 255 bytes) beside the
+/// fixed Rock Ridge entries; else it goes to a continuation area.
+fn nm_inline(id_len: usize, name_len: usize) -> bool {
+    name_len <= NM_CHUNK && rec_len(id_len, RR_FIXED + 5 + name_len) <= 255
+}
+
+/// The `NM` entries of a continued name: 250 bytes each, CONTINUE (1) on all but the last.
+fn nm_entries(name: &str) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + 5 * bytes.len().div_ceil(NM_CHUNK));
+    let mut chunks = bytes.chunks(NM_CHUNK).peekable();
+    while let Some(c) = chunks.next() {
+        let more = chunks.peek().is_some();
+        out.extend_from_slice(&[b'N', b'M', (5 + c.len()) as u8, 1, u8::from(more)]);
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+/// The Joliet identifier of `name`: UCS-2 big endian, cut to 64 units (a surrogate pair is
+/// never split), unique among `taken` by replacing the last units with a counter.
+fn joliet_id(name: &str, taken: &mut std::collections::BTreeSet<Vec<u16>>) -> Vec<u8> {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let cut = |max: usize| -> Vec<u16> {
+        let mut n = units.len().min(max);
+        // Do not end on a high surrogate.
+        if n > 0 && n < units.len() && (0xD800..0xDC00).contains(&units[n - 1]) {
+            n -= 1;
+        }
+        units[..n].to_vec()
+    };
+    let mut id = cut(MAX_JOLIET);
+    if !taken.insert(id.clone()) {
+        for k in 0..10_000u32 {
+            let tag: Vec<u16> = format!("{k:04}").encode_utf16().collect();
+            let mut cand = cut(MAX_JOLIET - tag.len());
+            cand.extend_from_slice(&tag);
+            if taken.insert(cand.clone()) {
+                id = cand;
+                break;
+            }
+        }
+    }
+    id.iter().flat_map(|u| u.to_be_bytes()).collect()
 }
 
 /// Civil date (UTC) of a Unix time: (year, month, day, hour, minute, second).
@@ -542,6 +632,16 @@ pub fn write(tree: &Tree, label: &str, epoch: i64, out: impl Write) -> Result<u6
             o.pad_to(l.extent[ns][d] as u64 * SECTOR)?;
             let bytes = dir_bytes(&l, ns, d, epoch);
             o.put(&bytes)?;
+        }
+    }
+    // Continuation areas of long names, in the order they were allocated.
+    for i in 0..l.order[0].len() {
+        let d = l.order[0][i];
+        for (k, e) in l.entries[0][d].iter().enumerate() {
+            if let Some(&(block, offset, _)) = l.long_names.get(&(d, k)) {
+                o.pad_to(block as u64 * SECTOR + offset as u64)?;
+                o.put(&nm_entries(l.name_of(e)))?;
+            }
         }
     }
     for f in &l.files {
@@ -690,25 +790,38 @@ fn record(id: &[u8], extent: u32, size: u32, dir: bool, epoch: i64, su: &[u8]) -
     r
 }
 
-/// Rock Ridge entries: RR, PX, TF, then NM for a named entry; SP and CE first for the root's `.`.
-fn rock_ridge(
-    mode: u32,
-    nlink: u32,
-    epoch: i64,
-    name: Option<&str>,
-    root_dot: bool,
-    ce: u32,
-) -> Vec<u8> {
+/// Where a record's Rock Ridge name is.
+#[derive(Debug, Clone, Copy)]
+enum Nm<'a> {
+    /// `.` and `..`: no name.
+    None,
+    /// An `NM` entry in the record.
+    Inline(&'a str),
+    /// A `CE` entry pointing at the `NM` entries: (block, offset, length).
+    Continued(u32, u32, u32),
+}
+
+/// A `CE` entry (SUSP §5.1): block, offset and length of the continuation area, both-endian.
+fn ce_entry(block: u32, offset: u32, len: u32) -> Vec<u8> {
+    let mut s = vec![b'C', b'E', CE_LEN as u8, 1];
+    s.extend_from_slice(&both32(block));
+    s.extend_from_slice(&both32(offset));
+    s.extend_from_slice(&both32(len));
+    s
+}
+
+/// Rock Ridge entries: RR, PX, TF, then NM (or the CE to it) for a named entry; SP and the CE
+/// to the ER entry first for the root's `.`.
+fn rock_ridge(mode: u32, nlink: u32, epoch: i64, nm: Nm, root_dot: bool, ce: u32) -> Vec<u8> {
     let mut s = Vec::new();
     if root_dot {
         s.extend_from_slice(&[b'S', b'P', 7, 1, 0xBE, 0xEF, 0]);
-        s.extend_from_slice(&[b'C', b'E', 28, 1]);
-        s.extend_from_slice(&both32(ce));
-        s.extend_from_slice(&both32(0));
-        s.extend_from_slice(&both32(er_entry().len() as u32));
+        s.extend_from_slice(&ce_entry(ce, 0, er_entry().len() as u32));
     }
-    // RR (RRIP 1.09): which entries follow: PX (1), NM (8), TF (0x80).
-    s.extend_from_slice(&[b'R', b'R', 5, 1, 0x81 | if name.is_some() { 8 } else { 0 }]);
+    // RR (RRIP 1.09): which entries follow: PX (1), NM (8), TF (0x80). Linux reads no name
+    // unless NM is flagged here, wherever the NM entry is.
+    let has_nm = !matches!(nm, Nm::None);
+    s.extend_from_slice(&[b'R', b'R', 5, 1, 0x81 | if has_nm { 8 } else { 0 }]);
     s.extend_from_slice(&[b'P', b'X', 36, 1]);
     s.extend_from_slice(&both32(mode));
     s.extend_from_slice(&both32(nlink));
@@ -719,18 +832,22 @@ fn rock_ridge(
     for _ in 0..3 {
         s.extend_from_slice(&date7(epoch));
     }
-    if let Some(n) = name {
-        s.extend_from_slice(&[b'N', b'M', (5 + n.len()) as u8, 1, 0]);
-        s.extend_from_slice(n.as_bytes());
+    match nm {
+        Nm::None => {}
+        Nm::Inline(n) => {
+            s.extend_from_slice(&[b'N', b'M', (5 + n.len()) as u8, 1, 0]);
+            s.extend_from_slice(n.as_bytes());
+        }
+        Nm::Continued(block, offset, len) => s.extend_from_slice(&ce_entry(block, offset, len)),
     }
     s
 }
 
 fn dir_bytes(l: &Layout, ns: usize, d: usize, epoch: i64) -> Vec<u8> {
     let nlink = |d: usize| 2 + l.dirs[d].dirs.len() as u32;
-    let rr = |mode, n, name: Option<&str>, root_dot| {
+    let rr = |mode, n, nm: Nm, root_dot| {
         if ns == 0 {
-            rock_ridge(mode, n, epoch, name, root_dot, l.ce_loc)
+            rock_ridge(mode, n, epoch, nm, root_dot, l.ce_loc)
         } else {
             Vec::new()
         }
@@ -743,7 +860,7 @@ fn dir_bytes(l: &Layout, ns: usize, d: usize, epoch: i64) -> Vec<u8> {
             l.size[ns][d],
             true,
             epoch,
-            &rr(MODE_DIR, nlink(d), None, d == 0),
+            &rr(MODE_DIR, nlink(d), Nm::None, d == 0),
         ),
         record(
             &[1],
@@ -751,11 +868,14 @@ fn dir_bytes(l: &Layout, ns: usize, d: usize, epoch: i64) -> Vec<u8> {
             l.size[ns][parent],
             true,
             epoch,
-            &rr(MODE_DIR, nlink(parent), None, false),
+            &rr(MODE_DIR, nlink(parent), Nm::None, false),
         ),
     ];
-    for e in &l.entries[ns][d] {
-        let name = l.name_of(e);
+    for (k, e) in l.entries[ns][d].iter().enumerate() {
+        let nm = match l.long_names.get(&(d, k)) {
+            Some(&(block, offset, len)) if ns == 0 => Nm::Continued(block, offset, len),
+            _ => Nm::Inline(l.name_of(e)),
+        };
         recs.push(match (e.dir, e.file) {
             (Some(c), _) => record(
                 &e.id,
@@ -763,7 +883,7 @@ fn dir_bytes(l: &Layout, ns: usize, d: usize, epoch: i64) -> Vec<u8> {
                 l.size[ns][c],
                 true,
                 epoch,
-                &rr(MODE_DIR, nlink(c), Some(name), false),
+                &rr(MODE_DIR, nlink(c), nm, false),
             ),
             (_, Some(f)) => record(
                 &e.id,
@@ -771,7 +891,7 @@ fn dir_bytes(l: &Layout, ns: usize, d: usize, epoch: i64) -> Vec<u8> {
                 l.files[f].size as u32,
                 false,
                 epoch,
-                &rr(MODE_FILE, 1, Some(name), false),
+                &rr(MODE_FILE, 1, nm, false),
             ),
             _ => continue,
         });
@@ -826,5 +946,31 @@ mod tests {
         assert_eq!(a, "meta_data.;1");
         assert_ne!(a, b);
         assert!(b.ends_with(".;1") && b.len() <= 33, "{b}");
+    }
+
+    #[test]
+    fn long_names_continue_in_nm_entries_of_250_bytes() {
+        let name = "x".repeat(255);
+        let e = nm_entries(&name);
+        assert_eq!(e.len(), 255 + 10);
+        assert_eq!(&e[..5], &[b'N', b'M', 255, 1, 1]);
+        assert_eq!(&e[255..260], &[b'N', b'M', 10, 1, 0]);
+        assert!(nm_inline(33, 100));
+        assert!(!nm_inline(33, 200));
+        assert!(!nm_inline(1, 251));
+    }
+
+    #[test]
+    fn joliet_names_are_cut_to_64_and_kept_unique() {
+        let mut taken = std::collections::BTreeSet::new();
+        let a = joliet_id(&format!("{}a", "x".repeat(80)), &mut taken);
+        let b = joliet_id(&format!("{}b", "x".repeat(80)), &mut taken);
+        assert_eq!(a.len(), 128);
+        assert_eq!(b.len(), 128);
+        assert_ne!(a, b);
+        assert!(b.ends_with(&utf16be("0000")));
+        // A surrogate pair across the cut is dropped whole.
+        let c = joliet_id(&format!("{}\u{1F600}z", "y".repeat(63)), &mut taken);
+        assert_eq!(c, utf16be(&"y".repeat(63)));
     }
 }

@@ -141,6 +141,8 @@ pub fn iso_command(tool: IsoTool) -> (&'static str, Vec<&'static str>) {
     }
 }
 
+/// An ISO from another producer (genisoimage, xorriso): for cross-checks that prove the readers
+/// against what clouds' tools write. A test that only needs *a* drive uses [`make_drive`].
 pub fn make_iso(tree: &Path, out: &Path, tool: IsoTool) {
     let (prog, args) = iso_command(tool);
     require_tool(prog);
@@ -294,4 +296,56 @@ pub fn check_golden(golden: &Path, name: &str, text: &str, update: bool) -> Opti
         }
         Err(e) => Some(format!("{name}: {}: {e}", golden.display())),
     }
+}
+
+/// A filesystem `make_drive` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveFs {
+    Iso9660,
+    Vfat,
+}
+
+/// Builds a drive image of `tree` (used as is) with primer's own `make-drive`, labelled `label`,
+/// byte-reproducible: what a test uses when it only needs *a* drive. Through the binary, not
+/// the library module, so the suite exercises the command operators run and no test depends on
+/// `primer::make`'s internal API. Tests that prove the readers against other producers use
+/// [`make_iso`] (genisoimage, xorriso) or mkfs.vfat instead.
+pub fn make_drive(tree: &Path, out: &Path, fs: DriveFs, label: &str) {
+    let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["make-drive", "--deterministic", "--label", label])
+        .arg("--filesystem")
+        .arg(match fs {
+            DriveFs::Iso9660 => "iso9660",
+            DriveFs::Vfat => "vfat",
+        })
+        .arg("--dir")
+        .arg(tree)
+        .arg("-o")
+        .arg(out)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("run primer make-drive");
+    assert!(o.status.success(), "primer make-drive: {}", text(&o));
+}
+
+/// [`make_drive`] into a new trailing partition of the disk image `disk` (`--into`, as Ironic
+/// places its config partition), `size` bytes.
+pub fn make_drive_into(tree: &Path, disk: &Path, fs: DriveFs, label: &str, size: u64) {
+    let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["make-drive", "--deterministic", "--label", label])
+        .arg("--filesystem")
+        .arg(match fs {
+            DriveFs::Iso9660 => "iso9660",
+            DriveFs::Vfat => "vfat",
+        })
+        .arg("--dir")
+        .arg(tree)
+        .arg("--into")
+        .arg(disk)
+        .arg("--partition-size")
+        .arg(size.to_string())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("run primer make-drive");
+    assert!(o.status.success(), "primer make-drive --into: {}", text(&o));
 }

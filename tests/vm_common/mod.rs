@@ -182,13 +182,14 @@ fn ssh_with(host: &[&str], key: &Path, port: u16, user: &str, cmd: &str) -> std:
         .unwrap()
 }
 
-/// Builds a config-drive ISO (nova's flags) holding `keys` for the test instance.
+/// Builds a config-drive ISO (primer's `make-drive`, label config-2) holding `keys` for the test
+/// instance; its tree is `<dir>/<name>-tree`.
 pub fn drive(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
     drive_for(dir, name, keys, INSTANCE)
 }
 
-/// `drive` for the instance id `instance`.
-pub fn drive_for(dir: &Path, name: &str, keys: &[&str], instance: &str) -> PathBuf {
+/// The drive tree `drive` images: meta_data.json for `instance` holding `keys`.
+pub fn drive_tree(dir: &Path, name: &str, keys: &[&str], instance: &str) -> PathBuf {
     let tree = dir.join(format!("{name}-tree"));
     let pk: serde_json::Map<String, serde_json::Value> = keys
         .iter()
@@ -197,8 +198,15 @@ pub fn drive_for(dir: &Path, name: &str, keys: &[&str], instance: &str) -> PathB
         .collect();
     let meta = serde_json::json!({"uuid": instance, "hostname": FQDN, "name": "vm guest", "public_keys": pk});
     common::write_drive_tree(&tree, &meta);
+    tree
+}
+
+/// `drive` for the instance id `instance`. The guests only need *a* drive, so primer makes it
+/// (genisoimage's images are proven against the reader in tests/reader.rs and tests/formats.rs).
+pub fn drive_for(dir: &Path, name: &str, keys: &[&str], instance: &str) -> PathBuf {
+    let tree = drive_tree(dir, name, keys, instance);
     let iso = dir.join(format!("{name}.iso"));
-    common::make_iso(&tree, &iso, common::IsoTool::Nova);
+    common::make_drive(&tree, &iso, common::DriveFs::Iso9660, "config-2");
     iso
 }
 
@@ -254,6 +262,28 @@ impl Work {
             .arg("-c")
             .arg(format!("write -s {} {offset} {len}", iso.display()))
             .arg(self.disk()));
+    }
+
+    /// Puts `tree` into the disk's trailing config partition the way an operator would with
+    /// `primer make-drive --into` (Ironic's placement): the disk is flattened to raw, the base
+    /// image's empty config partition (number 2) is deleted, make-drive places a new one of the
+    /// same size at the end of the largest free block and writes the ISO into it, and the raw
+    /// disk becomes the guest's disk. Returns the new partition as `sgdisk -i 2` prints it.
+    pub fn make_partition(&self, tree: &Path) -> String {
+        let raw = self.path.join("disk-into.raw");
+        sh(Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(self.disk())
+            .arg(&raw));
+        sh(Command::new("sgdisk").args(["-d", "2"]).arg(&raw));
+        common::make_drive_into(tree, &raw, common::DriveFs::Iso9660, "config-2", self.cfg.1);
+        let info = sh(Command::new("sgdisk").args(["-i", "2"]).arg(&raw));
+        sh(Command::new("qemu-img")
+            .args(["convert", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(self.disk()));
+        let _ = fs::remove_file(&raw);
+        info
     }
 
     /// Reads a file from the guest's root filesystem after poweroff (no mount: debugfs).
