@@ -27,7 +27,8 @@ Exit codes:
   11  no config drive found (a normal boot without a drive); status: no run recorded yet
   12  refused by the trust policy (duplicate drives, DMI binding, pinning)
   13  reclaim: nothing to reclaim (done, no config partition, or disabled)
-  14  reclaim: refused (a precondition failed); nothing written";
+  14  reclaim: refused (a precondition failed); nothing written
+  15  status --wait: timed out before this boot's run (and scripts) finished";
 
 /// primer: first-boot agent for cloud config drives.
 ///
@@ -736,8 +737,8 @@ fn cmd_status_wait(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> 
             } else {
                 writeln!(out, "{msg}")?;
             }
-            // A time-out is not the run's outcome: the generic failure code.
-            return Ok(Exit::Error);
+            // A time-out is not the run's outcome: a code of its own.
+            return Ok(Exit::Timeout);
         }
         agent::Waited::Done {
             last,

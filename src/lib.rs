@@ -85,6 +85,8 @@ pub enum Exit {
     NothingToReclaim = 13,
     /// `reclaim`: refused (a precondition failed); nothing was written.
     ReclaimRefused = 14,
+    /// `status --wait`: the time-out passed before this boot's run (and scripts) finished.
+    Timeout = 15,
 }
 
 impl Exit {
@@ -101,6 +103,7 @@ impl Exit {
             Exit::Refused => "refused",
             Exit::NothingToReclaim => "nothing-to-reclaim",
             Exit::ReclaimRefused => "reclaim-refused",
+            Exit::Timeout => "timeout",
         }
     }
 }

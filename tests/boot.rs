@@ -230,7 +230,7 @@ fn primer_off_touches_nothing() {
 }
 
 /// `status --wait` started before `run` returns once that run has recorded its status, with
-/// its outcome; on a root without a run it times out with exit 1.
+/// its outcome; on a root without a run it times out with exit 15.
 #[test]
 fn status_wait_returns_after_the_run() {
     let t = tempfile::tempdir().unwrap();
@@ -273,7 +273,7 @@ fn status_wait_returns_after_the_run() {
         text(&o)
     );
 
-    // A status of another boot is not this boot's: the wait times out (exit 1).
+    // A status of another boot is not this boot's: the wait times out (exit 15).
     let other = tempfile::tempdir().unwrap();
     let f = other.path().join("boot_id");
     std::fs::write(&f, "00000000-1111-2222-3333-444444444444\n").unwrap();
@@ -283,7 +283,7 @@ fn status_wait_returns_after_the_run() {
         .output()
         .unwrap();
     // `/` here has no run of this (made-up) boot.
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(15), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("timed out"),
         "{}",
