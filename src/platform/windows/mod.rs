@@ -9,6 +9,7 @@
 pub mod device;
 pub mod drives;
 pub mod security;
+pub mod service;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
