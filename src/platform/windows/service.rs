@@ -104,9 +104,12 @@ pub fn install(exe: &Path) -> io::Result<()> {
             actions: Some(vec![restart(10), restart(60), restart(300)]),
         })
         .map_err(|e| err("set the recovery actions", e))?;
-    service
-        .set_failure_actions_on_non_crash_failures(true)
-        .map_err(|e| err("set recovery on non-crash failures", e))?;
+    // Recovery on an error exit (not only a crash) makes the restart cover a failed run; a
+    // system without it (wine's SCM lacks this info level) still restarts after a crash:
+    // logged, not fatal.
+    if let Err(e) = service.set_failure_actions_on_non_crash_failures(true) {
+        tracing::warn!("{}", err("set recovery on non-crash failures", e));
+    }
     register_event_source(exe)
 }
 
