@@ -15,6 +15,8 @@ use crate::{Error, Exit};
 
 mod make;
 mod print;
+#[cfg(windows)]
+mod service;
 use print::{print_plan, print_run, print_status};
 
 const AFTER_HELP: &str = "\
@@ -129,6 +131,10 @@ pub enum Command {
     /// --packed writes Ironic's gzip+base64 form.
     #[command(after_help = make::MAKE_HELP)]
     MakeDrive(make::MakeDriveArgs),
+    /// The Windows service: install, uninstall, or run as the service (the SCM's entry).
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 const SCRIPTS_HELP: &str = "\
@@ -391,6 +397,8 @@ pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
         Command::Scripts(a) => cmd_scripts(a, &mut out),
         Command::Reclaim(a) => cmd_reclaim(a, &mut out),
         Command::MakeDrive(a) => make::run(a, &mut out),
+        #[cfg(windows)]
+        Command::Service(c) => service::execute(c, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.

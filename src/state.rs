@@ -7,12 +7,38 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Root of primer's state, relative to the target root.
-pub const STATE_DIR: &str = "var/lib/primer";
+/// A path inside primer's state directory, relative to the target root, as a `&'static str`
+/// constant: `state_path!()` is the directory itself, `state_path!("lock")` a file in it. The
+/// base is the target system's: `var/lib/primer` on Linux; `ProgramData/primer` on Windows,
+/// i.e. `%ProgramData%\primer` with the system drive (`C:\`) as the root, readable by SYSTEM
+/// and Administrators only. Chosen by the target OS when primer is compiled, so it is data to
+/// the planner (which stays pure and identical everywhere) and Linux keeps its exact layout.
+/// Every state path derives from this one definition (the run lock, the growth request, the
+/// reclaim record, the key, status, pin, instances).
+macro_rules! state_path {
+    () => {
+        if cfg!(windows) {
+            "ProgramData/primer"
+        } else {
+            "var/lib/primer"
+        }
+    };
+    ($file:literal) => {
+        if cfg!(windows) {
+            concat!("ProgramData/primer/", $file)
+        } else {
+            concat!("var/lib/primer/", $file)
+        }
+    };
+}
+pub(crate) use state_path;
+
+/// Root of primer's state, relative to the target root (see [`state_path`]).
+pub const STATE_DIR: &str = state_path!();
 
 /// primer's per-machine key for keyed digests of secrets (32 random bytes, mode 0600),
 /// relative to the root.
-pub const KEY_PATH: &str = "var/lib/primer/secret";
+pub const KEY_PATH: &str = state_path!("secret");
 
 /// The directory holding one directory per instance (relative to the target root).
 pub fn instances_dir() -> String {
@@ -121,8 +147,26 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(instance_dir("i-1"), "var/lib/primer/instance/i-1");
-        assert_eq!(drive_copy_dir("i-1"), "var/lib/primer/instance/i-1/drive");
+        let base = if cfg!(windows) {
+            "ProgramData/primer"
+        } else {
+            "var/lib/primer"
+        };
+        assert_eq!(STATE_DIR, base);
+        assert_eq!(instance_dir("i-1"), format!("{base}/instance/i-1"));
+        assert_eq!(drive_copy_dir("i-1"), format!("{base}/instance/i-1/drive"));
+        assert_eq!(status_path(), format!("{base}/status.json"));
+        assert_eq!(KEY_PATH, format!("{base}/secret"));
+        assert_eq!(state_path!("lock"), format!("{base}/lock"));
+    }
+
+    /// Linux's layout is the one every Linux image and tool knows: byte for byte.
+    #[cfg(not(windows))]
+    #[test]
+    fn linux_state_stays_under_var_lib_primer() {
+        assert_eq!(STATE_DIR, "var/lib/primer");
+        assert_eq!(KEY_PATH, "var/lib/primer/secret");
         assert_eq!(status_path(), "var/lib/primer/status.json");
+        assert_eq!(pin_path(), "var/lib/primer/pinned.json");
     }
 }

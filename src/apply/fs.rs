@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -213,9 +213,7 @@ impl Writer {
         let tmp = self.temp_name(&target);
         let result = (|| {
             // Created private; the final mode is set below, before the file is visible.
-            let mut f =
-                crate::platform::private_file(OpenOptions::new().write(true).create_new(true))
-                    .open(&tmp)?;
+            let mut f = crate::platform::create_private_file(&tmp)?;
             f.write_all(content)?;
             set_meta_file(&f, meta)
         })()

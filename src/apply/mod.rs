@@ -235,7 +235,7 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
 }
 
 /// Path of the run lock, relative to the root.
-pub const LOCK_PATH: &str = "var/lib/primer/lock";
+pub const LOCK_PATH: &str = crate::state::state_path!("lock");
 
 /// Most directories of primer's state tree checked (and repaired) per run.
 const MAX_STATE_DIRS: usize = 20_000;

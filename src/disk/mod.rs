@@ -25,7 +25,7 @@ use plan::{Check, Content, Decision, Settings};
 use table::{GptCopy, Part, Raw, SectorWrite, Table};
 
 /// The reclaim intent record, relative to the target root.
-pub const RECORD_PATH: &str = "var/lib/primer/reclaim.json";
+pub const RECORD_PATH: &str = crate::state::state_path!("reclaim.json");
 /// How long to wait for the disk lock (udev holds it shortly while probing).
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 

@@ -317,23 +317,110 @@ mod os {
     use std::os::windows::ffi::{OsStrExt, OsStringExt};
     use std::path::Path;
 
-    use windows_sys::Win32::Foundation::LocalFree;
+    use windows_sys::Win32::Foundation::{LocalFree, GENERIC_ALL};
     use windows_sys::Win32::Security::Authorization::{GetNamedSecurityInfoW, SE_FILE_OBJECT};
     use windows_sys::Win32::Security::Cryptography::{
         BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
     };
     use windows_sys::Win32::Security::{
-        GetSecurityDescriptorControl, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-        SE_DACL_PROTECTED,
+        AclSizeInformation, GetAce, GetAclInformation, GetSecurityDescriptorControl,
+        GetSecurityDescriptorDacl, GetSecurityDescriptorOwner, IsWellKnownSid,
+        WinBuiltinAdministratorsSid, WinLocalSystemSid, ACCESS_ALLOWED_ACE, ACE_HEADER, ACL,
+        ACL_SIZE_INFORMATION, DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION,
+        PSECURITY_DESCRIPTOR, PSID, SE_DACL_PROTECTED,
     };
+    use windows_sys::Win32::Storage::FileSystem::FILE_ALL_ACCESS;
     use windows_sys::Win32::System::SystemInformation::{
         ComputerNamePhysicalDnsHostname, GetComputerNameExW,
     };
 
     use super::Meta;
 
-    /// Whether `path` has a protected DACL; `None` when its security cannot be read.
-    fn protected(path: &Path) -> Option<bool> {
+    /// `ACCESS_ALLOWED_ACE_TYPE` (winnt.h), kept here rather than pulling the large
+    /// `Win32_System_SystemServices` feature for one number.
+    const ACCESS_ALLOWED: u8 = 0;
+
+    /// Whether `sid` is SYSTEM or BUILTIN\Administrators.
+    fn system_or_admins(sid: PSID) -> bool {
+        // SAFETY: `sid` points into a live security descriptor (checked non-null by callers).
+        unsafe {
+            IsWellKnownSid(sid, WinLocalSystemSid) != 0
+                || IsWellKnownSid(sid, WinBuiltinAdministratorsSid) != 0
+        }
+    }
+
+    /// Whether the security descriptor `sd` is primer's "private": owned by SYSTEM or
+    /// Administrators, a protected DACL (nothing inherited), and that DACL grants only SYSTEM
+    /// and Administrators, both with full control (what `platform::windows::security`
+    /// writes). Anything else (another owner, an inherited or extra entry, a deny entry, a
+    /// null DACL, which grants everyone) is not, so the planner repairs it.
+    pub(crate) fn sd_is_private(sd: PSECURITY_DESCRIPTOR) -> bool {
+        if sd.is_null() {
+            return false;
+        }
+        let (mut control, mut rev) = (0u16, 0u32);
+        // SAFETY: `sd` is a valid descriptor for every call below; the pointers it hands out
+        // (owner, DACL, ACEs) point into it and are only read while it lives.
+        unsafe {
+            if GetSecurityDescriptorControl(sd, &mut control, &mut rev) == 0
+                || control & SE_DACL_PROTECTED == 0
+            {
+                return false;
+            }
+            let mut owner: PSID = std::ptr::null_mut();
+            let mut defaulted = 0;
+            if GetSecurityDescriptorOwner(sd, &mut owner, &mut defaulted) == 0
+                || owner.is_null()
+                || !system_or_admins(owner)
+            {
+                return false;
+            }
+            let (mut present, mut dacl) = (0, std::ptr::null_mut::<ACL>());
+            if GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted) == 0
+                || present == 0
+                || dacl.is_null()
+            {
+                return false;
+            }
+            let mut info: ACL_SIZE_INFORMATION = std::mem::zeroed();
+            if GetAclInformation(
+                dacl,
+                (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
+                std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+                AclSizeInformation,
+            ) == 0
+            {
+                return false;
+            }
+            let (mut system, mut admins) = (false, false);
+            // An ACL holds at most 64 KiB: the count is bounded by the kernel's own format.
+            for i in 0..info.AceCount {
+                let mut ace: *mut core::ffi::c_void = std::ptr::null_mut();
+                if GetAce(dacl, i, &mut ace) == 0 || ace.is_null() {
+                    return false;
+                }
+                let header = &*ace.cast::<ACE_HEADER>();
+                if header.AceType != ACCESS_ALLOWED {
+                    return false;
+                }
+                let allowed = &*ace.cast::<ACCESS_ALLOWED_ACE>();
+                let sid: PSID = std::ptr::addr_of!(allowed.SidStart).cast_mut().cast();
+                let full = allowed.Mask & FILE_ALL_ACCESS == FILE_ALL_ACCESS
+                    || allowed.Mask & GENERIC_ALL != 0;
+                if IsWellKnownSid(sid, WinLocalSystemSid) != 0 {
+                    system |= full;
+                } else if IsWellKnownSid(sid, WinBuiltinAdministratorsSid) != 0 {
+                    admins |= full;
+                } else {
+                    return false;
+                }
+            }
+            system && admins
+        }
+    }
+
+    /// Whether `path` is private (`sd_is_private`); `None` when its security cannot be read.
+    fn private_acl(path: &Path) -> Option<bool> {
         let name: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: `name` is NUL-terminated; `sd` receives a LocalAlloc'd descriptor, freed below.
@@ -341,7 +428,7 @@ mod os {
             GetNamedSecurityInfoW(
                 name.as_ptr(),
                 SE_FILE_OBJECT,
-                DACL_SECURITY_INFORMATION,
+                OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
@@ -352,16 +439,14 @@ mod os {
         if r != 0 || sd.is_null() {
             return None;
         }
-        let (mut control, mut rev) = (0u16, 0u32);
-        // SAFETY: `sd` is the descriptor just returned.
-        let ok = unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut rev) };
+        let private = sd_is_private(sd);
         // SAFETY: allocated by GetNamedSecurityInfoW.
         unsafe { LocalFree(sd as _) };
-        (ok != 0).then_some(control & SE_DACL_PROTECTED != 0)
+        Some(private)
     }
 
     pub fn meta_of(path: &Path, m: &fs::Metadata) -> Meta {
-        let private = protected(path).unwrap_or(false);
+        let private = private_acl(path).unwrap_or(false);
         let mode = match (private, m.is_dir()) {
             (true, true) => 0o700,
             (true, false) => 0o600,
@@ -409,5 +494,61 @@ mod os {
             )));
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+        };
+
+        fn private(sddl: &str) -> bool {
+            let w: Vec<u16> = std::ffi::OsStr::new(sddl)
+                .encode_wide()
+                .chain([0])
+                .collect();
+            let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+            // SAFETY: `w` is NUL-terminated; `sd` is freed below.
+            let ok = unsafe {
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    w.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut sd,
+                    std::ptr::null_mut(),
+                )
+            };
+            assert!(ok != 0, "{sddl}");
+            let r = sd_is_private(sd);
+            // SAFETY: allocated by the conversion.
+            unsafe { LocalFree(sd as _) };
+            r
+        }
+
+        #[test]
+        fn only_a_protected_system_and_administrators_dacl_with_such_an_owner_is_private() {
+            // What the writer sets, for files and directories, owned by either.
+            assert!(private("O:SYD:P(A;;FA;;;SY)(A;;FA;;;BA)"));
+            assert!(private("O:BAD:P(A;;FA;;;BA)(A;;FA;;;SY)"));
+            assert!(private("O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"));
+            assert!(private("O:BAD:P(A;;GA;;;SY)(A;;GA;;;BA)"));
+            // Needs repair: another owner, not protected, someone else granted, a deny entry,
+            // one of the two missing or not full control, an empty or null DACL.
+            assert!(!private("O:BUD:P(A;;FA;;;SY)(A;;FA;;;BA)"));
+            assert!(!private("O:WDD:P(A;;FA;;;SY)(A;;FA;;;BA)"));
+            assert!(!private("O:BAD:(A;;FA;;;SY)(A;;FA;;;BA)"));
+            assert!(!private("O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FR;;;BU)"));
+            assert!(!private("O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FR;;;WD)"));
+            assert!(!private("O:BAD:P(D;;FA;;;BU)(A;;FA;;;SY)(A;;FA;;;BA)"));
+            assert!(!private("O:BAD:P(A;;FA;;;SY)"));
+            assert!(!private("O:BAD:P(A;;FA;;;SY)(A;;FR;;;BA)"));
+            assert!(!private("O:BAD:P"));
+            assert!(!private("O:BAD:NO_ACCESS_CONTROL"));
+            assert!(!private_acl_null());
+        }
+
+        fn private_acl_null() -> bool {
+            sd_is_private(std::ptr::null_mut())
+        }
     }
 }

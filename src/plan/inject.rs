@@ -117,7 +117,7 @@ mod tests {
             "",
             "/proc/sys/kernel/x",
             "/dev/sda",
-            "/var/lib/primer/instance/x/applied.json",
+            format!("/{}/instance/x/applied.json", state::STATE_DIR).as_str(),
             "/a\0b",
         ] {
             assert!(injected_path(bad).is_err(), "{bad:?} accepted");

@@ -125,8 +125,8 @@ mod tests {
             );
         }
         for bad in [
-            "/var/lib/primer",
-            "/var/lib/primer/instance",
+            format!("/{}", state::STATE_DIR).as_str(),
+            format!("/{}/instance", state::STATE_DIR).as_str(),
             "/var/lib",
             "/proc/self",
             "/../../../tmp/h",
@@ -174,7 +174,7 @@ mod tests {
             "/etc/shadow-",
             "/etc/passwd.lock",
             "/etc/.pwd.lock",
-            "/var/lib/primer/secret",
+            format!("/{}", state::KEY_PATH).as_str(),
             "/proc/sys/kernel/x",
             "/",
             "/etc/../x",

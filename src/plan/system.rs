@@ -26,7 +26,7 @@ pub const FSTAB_BEGIN: &str =
 pub const FSTAB_END: &str = "# END primer mounts";
 /// primer's per-machine growth setting from user data, read by `primer reclaim`
 /// (`config::ReclaimConfig::settings_at`).
-pub const GROW_FILE: &str = "var/lib/primer/grow-root.json";
+pub const GROW_FILE: &str = crate::state::state_path!("grow-root.json");
 
 /// `primer-N.crt` for the N-th trusted certificate.
 pub fn ca_path(n: usize) -> String {

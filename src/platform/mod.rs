@@ -16,3 +16,20 @@ pub use linux::*;
 pub mod windows;
 #[cfg(windows)]
 pub use windows::*;
+
+/// Opens a `--source` or candidate device for reading. Linux: the node itself (the kernel
+/// serves byte-granular reads of a block device). Windows: a raw `\\.\X:` or
+/// `\\.\PhysicalDriveN` behind a sector-aligned reader sized by the driver
+/// (`windows::device`); an image file is opened as it is.
+#[cfg(not(windows))]
+pub fn open_device(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+/// Creates the new file `path` (it must not exist) for writing, private from its first
+/// instant: Linux mode 0600 in `open(2)` (`private_file`); Windows a protected DACL in
+/// `CreateFileW`'s security attributes (`windows::security`).
+#[cfg(not(windows))]
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    private_file(std::fs::OpenOptions::new().write(true).create_new(true)).open(path)
+}

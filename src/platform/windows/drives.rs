@@ -1,19 +1,14 @@
 //! Windows drive discovery: every drive letter Windows reports (`GetLogicalDrives`) that is a
-//! CD-ROM, fixed or removable volume (`GetDriveTypeW`), read raw through `\\.\X:` by primer's
-//! own signature reader (labels included: Windows may not know the label of a volume it has no
-//! driver for), then ranked by the same pure policy as Linux (`probe::rank_scan`). Read-only:
-//! opens volumes for reading, never locks, mounts or writes them. `\\.\PhysicalDriveN`
+//! CD-ROM, fixed or removable volume (`GetDriveTypeW`), read raw through `\\.\X:`
+//! (sector-aligned, `device.rs`) by primer's own signature reader (labels included: Windows may
+//! not know the label of a volume it has no driver for), then ranked by the same pure policy as
+//! Linux (`probe::rank_scan`). Read-only: opens volumes for reading, never locks, mounts or writes them. `\\.\PhysicalDriveN`
 //! enumeration (whole disks without a letter) is not done yet.
 
-use std::fs::File;
-use std::os::windows::io::AsRawHandle;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::Storage::FileSystem::{GetDriveTypeW, GetLogicalDrives};
-use windows_sys::Win32::System::Ioctl::{GET_LENGTH_INFORMATION, IOCTL_DISK_GET_LENGTH_INFO};
-use windows_sys::Win32::System::IO::DeviceIoControl;
 
 use crate::probe::{rank_scan, sig, BlockDevice, DeviceClass, Probe, Rules, Scan};
 
@@ -73,29 +68,6 @@ pub fn volumes() -> Vec<Volume> {
     out
 }
 
-/// The size of an open volume (`IOCTL_DISK_GET_LENGTH_INFO`); 0 when the driver does not say.
-fn length(f: &File) -> u64 {
-    let mut info = GET_LENGTH_INFORMATION { Length: 0 };
-    let mut got = 0u32;
-    // SAFETY: the handle is open; the output buffer is a GET_LENGTH_INFORMATION of that size.
-    let ok = unsafe {
-        DeviceIoControl(
-            f.as_raw_handle() as HANDLE,
-            IOCTL_DISK_GET_LENGTH_INFO,
-            std::ptr::null(),
-            0,
-            (&mut info as *mut GET_LENGTH_INFORMATION).cast(),
-            std::mem::size_of::<GET_LENGTH_INFORMATION>() as u32,
-            &mut got,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return 0;
-    }
-    u64::try_from(info.Length).unwrap_or(0)
-}
-
 /// The system drive's letter (`%SystemDrive%`, `C` when unset): its volume ranks last, as a
 /// Linux root disk's partitions do.
 fn system_letter() -> char {
@@ -117,8 +89,10 @@ pub fn scan(vols: &[Volume]) -> Scan {
     for v in vols {
         let path = format!(r"\\.\{}:", v.letter);
         let name = format!("{}:", v.letter);
-        let (size, found) = match File::open(&path) {
-            Ok(mut f) => (length(&f), sig::read_signature(&mut f, &path)),
+        // Through the aligned reader: Windows refuses unaligned raw reads, and the size is the
+        // driver's (IOCTL_DISK_GET_LENGTH_INFO), not a seek to the end.
+        let (size, found) = match super::device::open_device(Path::new(&path)) {
+            Ok(mut r) => (r.len(), sig::read_signature(&mut r, &path)),
             Err(e) => {
                 tracing::debug!(device = %path, "cannot open: {e}; skipped");
                 (0, sig::Found::Nothing)

@@ -6,8 +6,10 @@
 //! yet fails with a typed "not supported on Windows yet: <what>" error, never a silent no-op.
 //! Nothing here parses drive content beyond handing a raw handle to `probe::sig`.
 
+pub mod device;
 pub mod drives;
 pub mod security;
+pub mod service;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -34,6 +36,7 @@ use windows_sys::Win32::System::SystemInformation::{
 use windows_sys::Win32::System::IO::OVERLAPPED;
 
 pub use crate::probe::Probe;
+pub use device::open_device;
 pub use drives::ProbeRoots;
 
 use crate::facts::Meta;
@@ -110,12 +113,18 @@ pub fn is_private(meta: Meta) -> bool {
     meta.mode & 0o077 == 0
 }
 
-/// Prepares `opts` to create a private file: on Windows the ACL is set right after creation
-/// (`set_owner_mode_file`), and a new file inside a private directory inherits its protected
-/// ACL in the meantime. Sharing stays the default: the run lock file is opened by a second run
+/// Prepares `opts` to create a private file where `create_private_file` cannot be used (the
+/// run lock, opened or created): a new file inside primer's private directory inherits its
+/// protected ACL, and the ACL is set right after (`set_owner_mode_file`). Sharing stays the default: the run lock file is opened by a second run
 /// to wait on `LockFileEx`, which a share mode of 0 would turn into an open error.
 pub fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
     opts
+}
+
+/// Creates the new file `path` (it must not exist) for writing, private from its creation:
+/// the protected SYSTEM + Administrators DACL is in `CreateFileW`'s security attributes.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    security::create_private_file(path)
 }
 
 /// A new directory before its ACL is set (`set_owner_mode` follows at once).
@@ -155,13 +164,27 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `%ProgramData%\primer`: where primer's state lives on a running Windows system, from the
-/// environment (never from the drive); `C:\ProgramData\primer` when the variable is missing.
+/// The system drive's root (`%SystemDrive%\`, `C:\` when unset): the target root of a live
+/// Windows run (the service's `--root`), under which `state::STATE_DIR` is
+/// `ProgramData\primer`.
+pub fn system_root() -> PathBuf {
+    std::env::var_os("SystemDrive")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || PathBuf::from(r"C:\"),
+            |d| {
+                let mut p = PathBuf::from(d);
+                p.push(r"\");
+                p
+            },
+        )
+}
+
+/// `C:\ProgramData\primer`: where primer's state lives on a running Windows system, the one
+/// state base (`state::STATE_DIR`) under the system drive's root, i.e. `%ProgramData%\primer`
+/// on every Windows that keeps ProgramData where setup puts it (Microsoft supports no other).
 pub fn state_dir() -> PathBuf {
-    let base = std::env::var_os("ProgramData")
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| OsString::from(r"C:\ProgramData"));
-    PathBuf::from(base).join("primer")
+    system_root().join(crate::state::STATE_DIR.replace('/', "\\"))
 }
 
 /// An exclusive lock on an open file (`LockFileEx` on its first byte), held until dropped:
@@ -211,15 +234,7 @@ pub fn symlink(_target: &str, link: &Path) -> io::Result<()> {
 /// Job Object right after it starts, so `kill_tree` reaches whatever it starts.
 pub fn script_command(path: &Path) -> Command {
     let mut cmd = Command::new(path);
-    let root = std::env::var_os("SystemDrive").map_or_else(
-        || PathBuf::from(r"C:\"),
-        |d| {
-            let mut p = PathBuf::from(d);
-            p.push(r"\");
-            p
-        },
-    );
-    cmd.current_dir(root);
+    cmd.current_dir(system_root());
     cmd
 }
 
@@ -369,11 +384,19 @@ mod tests {
     }
 
     #[test]
-    fn the_state_directory_comes_from_the_environment() {
+    fn the_state_directory_is_programdata_primer_on_the_system_drive() {
         let d = state_dir();
-        assert!(d.ends_with("primer"), "{}", d.display());
-        if let Some(base) = std::env::var_os("ProgramData").filter(|v| !v.is_empty()) {
-            assert_eq!(d, PathBuf::from(base).join("primer"));
+        assert!(d.starts_with(system_root()), "{}", d.display());
+        assert!(d.ends_with(r"ProgramData\primer"), "{}", d.display());
+        if let Some(pd) = std::env::var_os("ProgramData").filter(|v| !v.is_empty()) {
+            let pd = PathBuf::from(pd).join("primer");
+            assert!(
+                d.to_string_lossy()
+                    .eq_ignore_ascii_case(&pd.to_string_lossy()),
+                "{} vs %ProgramData% {}",
+                d.display(),
+                pd.display()
+            );
         }
     }
 }
