@@ -13,6 +13,7 @@ use crate::state;
 use crate::status;
 use crate::{Error, Exit};
 
+mod check;
 mod make;
 mod print;
 use print::{print_plan, print_run, print_status};
@@ -128,6 +129,14 @@ pub enum Command {
     /// --packed writes Ironic's gzip+base64 form.
     #[command(after_help = make::MAKE_HELP)]
     MakeDrive(make::MakeDriveArgs),
+    /// Check a user-data file, primer's configuration or a whole drive: every error and
+    /// warning with file:line:column.
+    ///
+    /// Uses primer's own parsers (what `run` would read), so a clean check means `run` reads
+    /// the file without a warning. Applies, writes and runs nothing; never prints a value (a
+    /// password in the file stays out of the output).
+    #[command(after_help = check::CHECK_HELP)]
+    Check(check::CheckArgs),
 }
 
 const SCRIPTS_HELP: &str = "\
@@ -379,6 +388,7 @@ pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
         Command::Scripts(a) => cmd_scripts(a, &mut out),
         Command::Reclaim(a) => cmd_reclaim(a, &mut out),
         Command::MakeDrive(a) => make::run(a, &mut out),
+        Command::Check(a) => check::run(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.
