@@ -783,3 +783,67 @@ pub fn query(
 ) -> Result<status::QueryResult, Error> {
     status::query(root, key, instance, sensitive, platform::effective_uid())
 }
+
+/// Most keys `query --list-keys` lists (a drive's metadata may hold millions).
+const MAX_QUERY_KEYS: usize = 100_000;
+
+/// `query --list-keys`: every dotted key `query` answers for an instance (default: the current
+/// one), sorted: the instance's own (`hostname`, `meta.role`, `network.0.kind`), then the rest
+/// of instance.json under its name (`drive.sha256`). Keys only; values are not returned.
+pub fn query_keys(root: &Path, instance: Option<&str>) -> Result<(String, Vec<String>), Error> {
+    // `instance` and `drive` are the document's top-level keys: asking for each returns the
+    // part `query` itself looks in, so the list matches what `query` finds.
+    let id = status::chosen_instance(root, instance)?;
+    let mut keys = Vec::new();
+    for top in ["instance", "drive"] {
+        let v = match status::query(root, top, Some(&id), false, platform::effective_uid()) {
+            Ok(r) => r.value,
+            Err(Error::Status(status::StatusError::MissingKey { .. })) => continue,
+            Err(e) => return Err(e),
+        };
+        let prefix = if top == "instance" { "" } else { top };
+        if !prefix.is_empty() {
+            keys.push(prefix.to_string());
+        }
+        json_keys(&v, prefix, 0, &mut keys);
+    }
+    keys.sort();
+    keys.dedup();
+    Ok((id, keys))
+}
+
+fn json_keys(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    if depth > 64 || out.len() >= MAX_QUERY_KEYS {
+        return;
+    }
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, c) in m {
+                if out.len() >= MAX_QUERY_KEYS {
+                    return;
+                }
+                let p = join(k);
+                out.push(p.clone());
+                json_keys(c, &p, depth + 1, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                if out.len() >= MAX_QUERY_KEYS {
+                    return;
+                }
+                let p = join(&i.to_string());
+                out.push(p.clone());
+                json_keys(c, &p, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -190,13 +190,22 @@ pub struct ScriptsArgs {
     /// Configuration file [default: /etc/primer/primer.yaml under --root] (script time-out).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print JSON: `instance_id`, `steps` (id, outcome, detail), `outcome`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// Dotted path into the instance data: `hostname`, `meta.role`, `network.0.kind`.
-    #[arg(value_name = "KEY")]
-    pub key: String,
+    #[arg(value_name = "KEY", required_unless_present = "list_keys")]
+    pub key: Option<String>,
+    /// Print every key KEY may be, one per line, sorted (values are not printed).
+    #[arg(long, conflicts_with_all = ["key", "sensitive"])]
+    pub list_keys: bool,
+    /// Print JSON: `{instance_id, key, value}` (with --list-keys: `{instance_id, keys}`).
+    #[arg(long)]
+    pub json: bool,
     /// Print secrets (admin_pass; random_seed as base64) in the clear, parsed again from the
     /// private copy of the drive. Root only.
     #[arg(long)]
@@ -220,6 +229,9 @@ pub struct CleanArgs {
     /// The system whose records to remove.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
+    /// Print JSON: `instances` (looked for), `removed` (paths), `outcome`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -632,6 +644,14 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let (id, report, exit) =
         match agent::scripts(&a.root, a.config.as_deref(), a.instance.as_deref())? {
             agent::ScriptsOutcome::NoInstance => {
+                if a.json {
+                    print_json(
+                        out,
+                        &serde_json::json!({"instance_id": null, "steps": [],
+                            "outcome": Exit::Unchanged.name()}),
+                    )?;
+                    return Ok(Exit::Unchanged);
+                }
                 writeln!(out, "no instance recorded: nothing to run")?;
                 return Ok(Exit::Unchanged);
             }
@@ -641,6 +661,14 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
                 exit,
             } => (instance_id, report, exit),
         };
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({"instance_id": id, "steps": report.steps,
+                "outcome": exit.name()}),
+        )?;
+        return Ok(exit);
+    }
     for s in &report.steps {
         writeln!(
             out,
@@ -688,11 +716,33 @@ fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
     Ok(Exit::Changed)
 }
 
-/// `primer query KEY`: one value of the current instance's data.
+/// `primer query KEY`: one value of the current instance's data; `--list-keys`: every key.
 fn cmd_query(a: &QueryArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let r = agent::query(&a.root, &a.key, a.instance.as_deref(), a.sensitive)?;
+    let key = match (&a.key, a.list_keys) {
+        (Some(k), false) => k,
+        _ => {
+            let (id, keys) = agent::query_keys(&a.root, a.instance.as_deref())?;
+            if a.json {
+                print_json(out, &serde_json::json!({"instance_id": id, "keys": keys}))?;
+            } else {
+                for k in &keys {
+                    // A drive's metadata key may hold a newline: one line per key, always.
+                    writeln!(out, "{}", crate::model::grammar::log_safe(k, usize::MAX))?;
+                }
+            }
+            return Ok(Exit::Changed);
+        }
+    };
+    let r = agent::query(&a.root, key, a.instance.as_deref(), a.sensitive)?;
     // Only the key and the file: never the value, which may be a secret.
-    tracing::debug!("{}: {} (instance {})", a.key, r.file, r.instance_id);
+    tracing::debug!("{}: {} (instance {})", key, r.file, r.instance_id);
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({"instance_id": r.instance_id, "key": key, "value": r.value}),
+        )?;
+        return Ok(Exit::Changed);
+    }
     match &r.value {
         serde_json::Value::String(s) => writeln!(out, "{s}")?,
         v => print_json(out, v)?,
@@ -703,6 +753,19 @@ fn cmd_query(a: &QueryArgs, out: &mut impl Write) -> Result<Exit, Error> {
 /// `primer clean`: forget instance records; prints what was removed.
 fn cmd_clean(a: &CleanArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let r = status::clean(&a.root, a.instance.as_deref(), a.all)?;
+    if a.json {
+        let exit = if r.removed.is_empty() {
+            Exit::Unchanged
+        } else {
+            Exit::Changed
+        };
+        print_json(
+            out,
+            &serde_json::json!({"instances": r.instances, "removed": r.removed,
+                "outcome": exit.name()}),
+        )?;
+        return Ok(exit);
+    }
     if r.removed.is_empty() {
         if r.instances.is_empty() {
             writeln!(

@@ -227,13 +227,12 @@ fn user_data_problems(file: &str, warnings: &[Warning], pos: &Positions) -> Vec<
                 "unknown key: primer does not support it; ignored"
             };
             for key in w.field.split(", ") {
-                out.push(Problem::new(
-                    sev,
-                    file,
-                    Some(pos.find(key).unwrap_or(Pos::START)),
-                    key,
-                    what,
-                ));
+                // Past the walker's bound a key has no known position: printed without one.
+                let at = match pos.find(key) {
+                    None if pos.at.is_empty() => Some(Pos::START),
+                    at => at,
+                };
+                out.push(Problem::new(sev, file, at, key, what));
             }
             continue;
         }
@@ -269,7 +268,7 @@ fn check_user_data(path: &Path) -> Vec<Problem> {
             problems.push(Problem::new(Severity::Error, &file, Some(*p), "", m));
         }
     }
-    problems.sort_by_key(|p| (p.line, p.column));
+    problems.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
     problems
 }
 

@@ -26,8 +26,8 @@ pub struct Positions {
 }
 
 /// Most paths kept: a document with millions of keys still gets a bounded map (the keys past it
-/// are reported at the nearest known parent).
-const MAX_ENTRIES: usize = 200_000;
+/// are reported without a position).
+const MAX_ENTRIES: usize = 500_000;
 /// Longest path kept (a 4 MiB key is not copied into every child's path).
 const MAX_PATH: usize = 1024;
 
