@@ -847,3 +847,115 @@ fn json_keys(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut Vec<St
         _ => {}
     }
 }
+
+/// Largest state or configuration file `collect-logs` copies, and largest journal excerpt.
+pub const MAX_COLLECTED_FILE: u64 = 16 << 20;
+
+/// A file of primer's state under `root` (`rel`: `var/lib/primer/...`), read inside the root
+/// and bounded; `Ok(None)`: not there. For `collect-logs`.
+pub fn read_state_raw(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    let p = crate::paths::resolve_in_root(root, rel).map_err(|e| format!("/{rel}: {e}"))?;
+    let f = match std::fs::File::open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("/{rel}: {e}")),
+    };
+    let mut v = Vec::new();
+    f.take(MAX_COLLECTED_FILE)
+        .read_to_end(&mut v)
+        .map_err(|e| format!("/{rel}: {e}"))?;
+    Ok(Some(v))
+}
+
+/// A host file read as it is (configuration files named by `config show`), bounded.
+pub fn read_file_raw(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v = Vec::new();
+    f.take(MAX_COLLECTED_FILE)
+        .read_to_end(&mut v)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(v)
+}
+
+/// The running kernel's release and version lines (`/proc/sys/kernel/osrelease`, `version`).
+pub fn kernel_version() -> Option<String> {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let v = std::fs::read_to_string("/proc/sys/kernel/version").unwrap_or_default();
+    Some(format!("{} {}", r.trim(), v.trim()))
+}
+
+/// This boot's journal of `units` (`journalctl -b -u U ...`), bounded; `Err`: why there is
+/// none (no journalctl, not the running system, journalctl failed).
+pub fn journal(root: &Path, units: &[&str]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if !is_live(root) {
+        return Err(format!(
+            "{} is not the running system: its journal is not this boot's",
+            root.display()
+        ));
+    }
+    let mut cmd = std::process::Command::new("journalctl");
+    cmd.args(["-b", "--no-pager", "-o", "short-iso-precise"]);
+    for u in units {
+        cmd.args(["-u", u]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("journalctl: {e}"))?;
+    let mut v = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        let _ = o.take(MAX_COLLECTED_FILE).read_to_end(&mut v);
+    }
+    // A journal past the bound: stop reading and end journalctl.
+    let _ = child.kill();
+    let status = child.wait().map_err(|e| format!("journalctl: {e}"))?;
+    if v.is_empty() && !status.success() {
+        return Err(format!("journalctl: {status}"));
+    }
+    Ok(v)
+}
+
+/// Writes `data` to `path` as a new private file (0600 from its creation): through a temporary
+/// file beside it, renamed into place; an existing `path` is an error unless `force`.
+pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), Error> {
+    use std::io::Write;
+    let at = |e| crate::apply::fs::at(path, e);
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(Error::Unsupported(format!(
+            "{}: exists; give --force to replace it",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.primer-{}", std::process::id()));
+    let mut f = platform::private_file(std::fs::OpenOptions::new().write(true).create_new(true))
+        .open(&tmp)
+        .map_err(|e| crate::apply::fs::at(&tmp, e))?;
+    let written = f
+        .write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(at)
+        .and_then(|()| {
+            if force {
+                std::fs::rename(&tmp, path).map_err(at)
+            } else {
+                platform::rename_noreplace(&tmp, path).map_err(at)
+            }
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(written?)
+}

@@ -14,6 +14,7 @@ use crate::status;
 use crate::{Error, Exit};
 
 mod check;
+mod collect;
 mod make;
 mod print;
 use print::{print_plan, print_run, print_status};
@@ -32,9 +33,13 @@ Exit codes:
 
 /// primer: first-boot agent for cloud config drives.
 ///
-/// Finds the configuration volume the cloud attached (an OpenStack config drive: ISO9660
-/// labelled config-2), reads it without mounting, and applies host name, SSH keys and a
-/// private copy of the data to the target root. Re-running changes nothing.
+/// Finds the configuration volume the cloud attached: an OpenStack config drive (config-2), a
+/// CloudStack config drive, a NoCloud seed (cidata) or an OVF environment, on ISO9660 or VFAT,
+/// a whole device or a trailing partition of the disk. Reads it without mounting, then applies
+/// network configuration, host name, SSH keys, users and passwords, user-data (cloud-config,
+/// scripts), injected files and a private copy of the data to the target root, atomically.
+/// Re-running changes nothing. `reclaim` deletes a trailing config partition and grows root;
+/// `make-drive` builds drives; `check` validates user-data, configuration and drives.
 #[derive(Debug, Parser)]
 #[command(name = "primer", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
@@ -64,15 +69,20 @@ pub enum Command {
     /// `run` would).
     Probe(ProbeArgs),
     /// Parse a drive and print the instance it describes (secrets redacted).
+    ///
+    /// The drive: a block device, an image file (ISO9660, VFAT, a disk image with a config
+    /// partition) or a directory holding a drive tree; without --source, the probe's choice.
+    /// Reads only; the JSON form adds a digest of every file that carries no password.
     Show(SourceArgs),
     /// Print what `run` would do, step by step, with a why per step. Changes nothing.
     Plan(PlanArgs),
-    /// Find the drive, parse it, plan, and apply: host name, SSH keys, network, local copy.
+    /// Find the drive, parse it, plan, and apply: network, host name, SSH keys, users and
+    /// passwords, user-data, injected files, local copy.
     ///
     /// What the systemd unit calls at boot. A second run with the same drive changes nothing
     /// (exit 10); no drive at all is a normal outcome (exit 11).
     Run(RunArgs),
-    /// Network configuration tools.
+    /// Network configuration tools: `net render` prints one backend's files.
     #[command(subcommand)]
     Net(NetCommand),
     /// primer's own configuration: `config show` prints it with where each value came from.
@@ -137,6 +147,15 @@ pub enum Command {
     /// password in the file stays out of the output).
     #[command(after_help = check::CHECK_HELP)]
     Check(check::CheckArgs),
+    /// Write one tar.gz for a bug report: versions, status, journal, redacted instance data,
+    /// configuration, probe.
+    ///
+    /// The journal is this boot's, of primer, primer-scripts and primer-reclaim (when
+    /// journalctl exists and --root is /). Secrets are redacted as `show` redacts them; the
+    /// drive's own files are not included. The archive is created 0600 and an existing one is
+    /// kept unless --force.
+    #[command(after_help = collect::COLLECT_HELP)]
+    CollectLogs(collect::CollectArgs),
 }
 
 const SCRIPTS_HELP: &str = "\
@@ -401,6 +420,7 @@ pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
         Command::Reclaim(a) => cmd_reclaim(a, &mut out),
         Command::MakeDrive(a) => make::run(a, &mut out),
         Command::Check(a) => check::run(a, &mut out),
+        Command::CollectLogs(a) => collect::run(a, &mut out),
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.
