@@ -31,7 +31,7 @@ Exit codes:
   13  reclaim: nothing to reclaim (done, no config partition, or disabled)
   14  reclaim: refused (a precondition failed); nothing written";
 
-/// primer: first-boot agent for cloud config drives.
+/// First-boot agent for cloud config drives.
 ///
 /// Finds the configuration volume the cloud attached: an OpenStack config drive (config-2), a
 /// CloudStack config drive, a NoCloud seed (cidata) or an OVF environment, on ISO9660 or VFAT,
@@ -332,6 +332,8 @@ pub struct PolicyArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RootsArgs {
     /// sysfs mount to enumerate block devices from.
+    ///
+    /// sysfs mount to enumerate block devices from (tests point it at a fixture tree).
     #[arg(
         long,
         default_value = "/sys",
@@ -340,6 +342,8 @@ pub struct RootsArgs {
     )]
     pub sys_root: PathBuf,
     /// Directory holding the device nodes.
+    ///
+    /// Directory holding the device nodes that sysfs names (tests point it at a fixture tree).
     #[arg(
         long,
         default_value = "/dev",
