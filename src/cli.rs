@@ -24,7 +24,7 @@ Exit codes:
   0   success: changes applied (or printed, for probe/show/plan/--dry-run)
   1   error: the drive could not be read or parsed, or another fatal error
   2   usage error
-  3   partial: some steps failed (the others were applied)
+  3   partial: some steps failed (the others were applied); check: warnings only
   10  nothing to do: everything was already applied (clean: nothing to remove)
   11  no config drive found (a normal boot without a drive); status: no run recorded yet
   12  refused by the trust policy (duplicate drives, DMI binding, pinning)

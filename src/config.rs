@@ -610,11 +610,12 @@ fn load_layered_keyed(
     let config = match only {
         // One file: its own reading, as before drop-ins existed.
         Some(c) => c,
-        None => serde_json::from_value(merged.clone()).map_err(|e| ConfigError::Invalid {
-            path: what.clone(),
-            detail: e.to_string(),
-        })
-        .map_err(|e| (e, None))?,
+        None => serde_json::from_value(merged.clone())
+            .map_err(|e| ConfigError::Invalid {
+                path: what.clone(),
+                detail: e.to_string(),
+            })
+            .map_err(|e| (e, None))?,
     };
     // Named by the file that set the key (all files when it kept its default).
     config.validate().map_err(|b| {
@@ -710,7 +711,11 @@ pub fn check(
         let name = f.display().to_string();
         let text = match std::fs::metadata(f) {
             Ok(m) if m.len() > MAX_CONFIG => {
-                issues.push(issue(&name, None, format!("larger than {MAX_CONFIG} bytes")));
+                issues.push(issue(
+                    &name,
+                    None,
+                    format!("larger than {MAX_CONFIG} bytes"),
+                ));
                 continue;
             }
             Ok(_) => match std::fs::read(f) {

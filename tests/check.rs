@@ -82,8 +82,14 @@ fn every_problem_is_at_its_line_and_column() {
             "{want:?} missing in {got:?}"
         );
     }
-    assert!(out.contains(&format!("{f}:3:1: warning: frobnicate: unknown key")), "{out}");
-    assert!(out.contains(&format!("{f}:5:5: error: users[0].name:")), "{out}");
+    assert!(
+        out.contains(&format!("{f}:3:1: warning: frobnicate: unknown key")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{f}:5:5: error: users[0].name:")),
+        "{out}"
+    );
     // Values never reach the output: the password does not, whatever the problems.
     assert!(!out.contains("hunter2"), "{out}");
     assert!(!j.to_string().contains("hunter2"));
@@ -183,13 +189,33 @@ fn a_4_mib_hostile_file_gives_a_bounded_safe_report() {
     let f = write(t.path(), "big.yaml", &body);
     let start = Instant::now();
     let o = primer(&["check", "--user-data", &f]);
-    assert!(start.elapsed() < Duration::from_secs(60), "took {:?}", start.elapsed());
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o).chars().take(2000).collect::<String>());
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        text(&o).chars().take(2000).collect::<String>()
+    );
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.lines().count() <= 1003, "{} lines", out.lines().count());
-    assert!(!out.contains('\u{1b}') && !out.contains('\0'), "raw control bytes printed");
-    assert!(out.contains("more problem(s) not shown"), "{}", &out[out.len() - 300..]);
-    assert!(out.contains(&format!("{f}:4:1: warning: k0000001: unknown key")), "{}", &out[..600]);
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\0'),
+        "raw control bytes printed"
+    );
+    assert!(
+        out.contains("more problem(s) not shown"),
+        "{}",
+        &out[out.len() - 300..]
+    );
+    assert!(
+        out.contains(&format!("{f}:4:1: warning: k0000001: unknown key")),
+        "{}",
+        &out[..600]
+    );
     let j = json(&primer(&["check", "--user-data", &f, "--json"]));
     assert_eq!(j["warnings"], i + 1);
 }
@@ -197,7 +223,11 @@ fn a_4_mib_hostile_file_gives_a_bounded_safe_report() {
 #[test]
 fn primer_config_and_drop_ins_are_checked_with_positions() {
     let t = tempfile::tempdir().unwrap();
-    let main = write(t.path(), "primer.yaml", "ssh_user: admin\nprobe:\n  wait_seconds: 2\n");
+    let main = write(
+        t.path(),
+        "primer.yaml",
+        "ssh_user: admin\nprobe:\n  wait_seconds: 2\n",
+    );
     let (code, out, _) = check(&["--config", &main]);
     assert_eq!(code, Some(0), "{out}");
 
@@ -213,7 +243,10 @@ fn primer_config_and_drop_ins_are_checked_with_positions() {
     assert_eq!(j["problems"][0]["file"], d1.as_str(), "{j}");
     assert_eq!(j["problems"][0]["line"], 3, "{j}");
     assert_eq!(j["problems"][0]["column"], 3, "{j}");
-    assert!(out.contains(&format!("{d1}:3:3: error: unknown field `bogus`")), "{out}");
+    assert!(
+        out.contains(&format!("{d1}:3:3: error: unknown field `bogus`")),
+        "{out}"
+    );
 
     // A value out of range after the merge: the drop-in that set it, at the key.
     write(
@@ -225,7 +258,10 @@ fn primer_config_and_drop_ins_are_checked_with_positions() {
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(j["problems"][0]["field"], "probe.wait_seconds", "{j}");
     assert_eq!(j["problems"][0]["line"], 3, "{j}");
-    assert!(out.contains(&format!("{d1}:3:3: error: probe.wait_seconds: 9999")), "{out}");
+    assert!(
+        out.contains(&format!("{d1}:3:3: error: probe.wait_seconds: 9999")),
+        "{out}"
+    );
 
     // Wrong type in the main file; tab indentation.
     let bad = write(t.path(), "bad.yaml", "files_mode: \"rw\"\n");
@@ -257,8 +293,14 @@ fn a_whole_drive_is_parsed_and_planned_and_nothing_applied() {
     let src = drive.to_str().unwrap();
     let (code, out, j) = check(&["--source", src, "--root", root.path().to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("user-data:4:5: error: users[0].name:"), "{out}");
-    assert!(out.contains("user-data:5:1: warning: frobnicate: unknown key"), "{out}");
+    assert!(
+        out.contains("user-data:4:5: error: users[0].name:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("user-data:5:1: warning: frobnicate: unknown key"),
+        "{out}"
+    );
     assert!(!out.contains("Drive-Secret-77") && !j.to_string().contains("Drive-Secret-77"));
     assert_eq!(snapshot(root.path()), before, "check applied something");
 

@@ -17,7 +17,11 @@ fn the_archive_has_every_member_and_no_password() {
     require_tool("tar");
     let t = tempfile::tempdir().unwrap();
     let root = scratch_root();
-    fs::write(root.path().join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+    fs::write(
+        root.path().join("etc/shadow"),
+        "root:*:19000:0:99999:7:::\n",
+    )
+    .unwrap();
     let drive = t.path().join("drive");
     let mut meta = sample_meta("logs-host", &[ED]);
     meta["admin_pass"] = META_PASS.into();
@@ -35,7 +39,11 @@ fn the_archive_has_every_member_and_no_password() {
     let o = primer(&["run", "--source", drive.to_str().unwrap(), "--root", r]);
     assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}", text(&o));
     fs::create_dir_all(root.path().join("etc/primer/primer.yaml.d")).unwrap();
-    fs::write(root.path().join("etc/primer/primer.yaml"), "ssh_user: root\n").unwrap();
+    fs::write(
+        root.path().join("etc/primer/primer.yaml"),
+        "ssh_user: root\n",
+    )
+    .unwrap();
     fs::write(
         root.path().join("etc/primer/primer.yaml.d/50-site.yaml"),
         "probe:\n  wait_seconds: 1\n",
@@ -43,7 +51,14 @@ fn the_archive_has_every_member_and_no_password() {
     .unwrap();
 
     let out = t.path().join("logs.tar.gz");
-    let o = primer(&["collect-logs", "-o", out.to_str().unwrap(), "--root", r, "--json"]);
+    let o = primer(&[
+        "collect-logs",
+        "-o",
+        out.to_str().unwrap(),
+        "--root",
+        r,
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j = json(&o);
     assert_eq!(mode(&out) & 0o777, 0o600);
@@ -71,7 +86,13 @@ fn the_archive_has_every_member_and_no_password() {
     // Not the running system: the journal is missing, and the archive says why.
     let x = t.path().join("x");
     fs::create_dir(&x).unwrap();
-    let un = Command::new("tar").arg("xzf").arg(&out).arg("-C").arg(&x).status().unwrap();
+    let un = Command::new("tar")
+        .arg("xzf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
     assert!(un.success());
     let notes = fs::read_to_string(x.join("primer-logs/notes.txt")).unwrap();
     assert!(notes.contains("journal.txt: not collected"), "{notes}");
@@ -81,7 +102,11 @@ fn the_archive_has_every_member_and_no_password() {
         serde_json::from_slice(&fs::read(x.join("primer-logs/show.json")).unwrap()).unwrap();
     assert_eq!(show["instance"]["hostname"], "logs-host", "{show}");
     for pass in [META_PASS, UD_PASS] {
-        let g = Command::new("grep").args(["-rF", pass]).arg(&x).output().unwrap();
+        let g = Command::new("grep")
+            .args(["-rF", pass])
+            .arg(&x)
+            .output()
+            .unwrap();
         assert!(
             g.stdout.is_empty(),
             "{pass} in the archive:\n{}",
@@ -90,7 +115,10 @@ fn the_archive_has_every_member_and_no_password() {
     }
     let raw = Command::new("sh")
         .arg("-c")
-        .arg(format!("zcat {} | grep -c -F -e {META_PASS} -e {UD_PASS}", out.display()))
+        .arg(format!(
+            "zcat {} | grep -c -F -e {META_PASS} -e {UD_PASS}",
+            out.display()
+        ))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&raw.stdout).trim(), "0");
@@ -99,10 +127,21 @@ fn the_archive_has_every_member_and_no_password() {
     let before = fs::read(&out).unwrap();
     let o = primer(&["collect-logs", "-o", out.to_str().unwrap(), "--root", r]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--force"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(fs::read(&out).unwrap(), before);
     fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let o = primer(&["collect-logs", "-o", out.to_str().unwrap(), "--root", r, "--force"]);
+    let o = primer(&[
+        "collect-logs",
+        "-o",
+        out.to_str().unwrap(),
+        "--root",
+        r,
+        "--force",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(mode(&out) & 0o777, 0o600);
     // No clock inside: the same state gives the same archive.
@@ -123,6 +162,9 @@ fn a_root_without_runs_still_gives_an_archive_that_says_so() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("no run yet") || s.contains("does not exist"), "{s}");
+    assert!(
+        s.contains("no run yet") || s.contains("does not exist"),
+        "{s}"
+    );
     assert!(s.contains("no instance recorded"), "{s}");
 }

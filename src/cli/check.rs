@@ -330,7 +330,15 @@ fn check_source(source: &Path, root: &Path) -> Vec<Problem> {
                 "no config drive found",
             )]
         }
-        Err(e) => return vec![Problem::new(Severity::Error, &file, None, "", &e.to_string())],
+        Err(e) => {
+            return vec![Problem::new(
+                Severity::Error,
+                &file,
+                None,
+                "",
+                &e.to_string(),
+            )]
+        }
     };
     let pos = loaded
         .instance

@@ -14,7 +14,11 @@ use crate::state;
 use crate::{Error, Exit};
 
 /// The units whose journal is collected.
-const UNITS: [&str; 3] = ["primer.service", "primer-scripts.service", "primer-reclaim.service"];
+const UNITS: [&str; 3] = [
+    "primer.service",
+    "primer-scripts.service",
+    "primer-reclaim.service",
+];
 /// The directory every member is under.
 const TOP: &str = "primer-logs";
 
@@ -154,7 +158,9 @@ fn collect_state(a: &CollectArgs, m: &mut Members) {
     let status_rel = state::status_path();
     match agent::read_state_raw(&a.root, &status_rel) {
         Ok(Some(b)) => m.add("status.json", b),
-        Ok(None) => m.note(format!("status.json: /{status_rel} does not exist (no run yet)")),
+        Ok(None) => m.note(format!(
+            "status.json: /{status_rel} does not exist (no run yet)"
+        )),
         Err(e) => m.note(format!("status.json: {e}")),
     }
     let id = match agent::last_run(&a.root) {

@@ -199,10 +199,19 @@ mod tests {
         assert_eq!(p.at["users[0]"], Pos { line: 4, column: 5 });
         assert_eq!(p.at["users[0].name"], Pos { line: 4, column: 5 });
         assert_eq!(p.at["users[0].groups"], Pos { line: 5, column: 5 });
-        assert_eq!(p.at["users[0].groups[1]"], Pos { line: 5, column: 17 });
+        assert_eq!(
+            p.at["users[0].groups[1]"],
+            Pos {
+                line: 5,
+                column: 17
+            }
+        );
         assert_eq!(p.at["users[1]"], Pos { line: 6, column: 5 });
         assert_eq!(p.at["write_files[0].path"], Pos { line: 8, column: 3 });
-        assert_eq!(p.find("users[0].groups[7]"), Some(Pos { line: 5, column: 5 }));
+        assert_eq!(
+            p.find("users[0].groups[7]"),
+            Some(Pos { line: 5, column: 5 })
+        );
         assert_eq!(p.find("chpasswd.list line 2"), None);
         assert_eq!(p.find("users[1].name"), Some(Pos { line: 6, column: 5 }));
     }
