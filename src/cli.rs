@@ -176,6 +176,8 @@ Examples:
   primer query meta.role              a key of the user metadata
   primer query network.0.kind         array elements by index
   primer query ssh_keys               a list prints as JSON
+  primer query --list-keys            every key, sorted (values are not printed)
+  primer query meta.role --json       {\"instance_id\", \"key\", \"value\"}
   primer query drive.sha256           keys outside the instance: drive.*, instance.*
   sudo primer query admin_pass --sensitive
                                       the real password, parsed again from the private copy
