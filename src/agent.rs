@@ -116,9 +116,12 @@ fn read_candidate(c: &Candidate, limits: &Limits, mount: bool) -> Result<DriveFi
             limits,
         )?);
     }
-    let file = std::fs::File::open(&c.device.path).map_err(|e| media::MediaError::Io {
-        device: device.clone(),
-        source: e,
+    // Through the platform: on Windows a raw volume needs sector-aligned reads.
+    let file = crate::platform::open_device(Path::new(&c.device.path)).map_err(|e| {
+        media::MediaError::Io {
+            device: device.clone(),
+            source: e,
+        }
     })?;
     Ok(match c.device.byte_range() {
         Some((start, len)) => media::read_fs(
@@ -1056,4 +1059,180 @@ pub fn query(
     sensitive: bool,
 ) -> Result<status::QueryResult, Error> {
     status::query(root, key, instance, sensitive, platform::effective_uid())
+}
+
+/// Most keys `query --list-keys` lists (a drive's metadata may hold millions).
+const MAX_QUERY_KEYS: usize = 100_000;
+
+/// `query --list-keys`: every dotted key `query` answers for an instance (default: the current
+/// one), sorted: the instance's own (`hostname`, `meta.role`, `network.0.kind`), then the rest
+/// of instance.json under its name (`drive.sha256`). Keys only; values are not returned.
+pub fn query_keys(root: &Path, instance: Option<&str>) -> Result<(String, Vec<String>), Error> {
+    // `instance` and `drive` are the document's top-level keys: asking for each returns the
+    // part `query` itself looks in, so the list matches what `query` finds.
+    let id = status::chosen_instance(root, instance)?;
+    let mut keys = Vec::new();
+    for top in ["instance", "drive"] {
+        let v = match status::query(root, top, Some(&id), false, platform::effective_uid()) {
+            Ok(r) => r.value,
+            Err(Error::Status(status::StatusError::MissingKey { .. })) => continue,
+            Err(e) => return Err(e),
+        };
+        let prefix = if top == "instance" { "" } else { top };
+        if !prefix.is_empty() {
+            keys.push(prefix.to_string());
+        }
+        json_keys(&v, prefix, 0, &mut keys);
+    }
+    keys.sort();
+    keys.dedup();
+    Ok((id, keys))
+}
+
+fn json_keys(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    if depth > 64 || out.len() >= MAX_QUERY_KEYS {
+        return;
+    }
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, c) in m {
+                if out.len() >= MAX_QUERY_KEYS {
+                    return;
+                }
+                let p = join(k);
+                out.push(p.clone());
+                json_keys(c, &p, depth + 1, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                if out.len() >= MAX_QUERY_KEYS {
+                    return;
+                }
+                let p = join(&i.to_string());
+                out.push(p.clone());
+                json_keys(c, &p, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Largest state or configuration file `collect-logs` copies, and largest journal excerpt.
+pub const MAX_COLLECTED_FILE: u64 = 16 << 20;
+
+/// A file of primer's state under `root` (`rel`: `var/lib/primer/...`), read inside the root
+/// and bounded; `Ok(None)`: not there. For `collect-logs`.
+pub fn read_state_raw(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    let p = crate::paths::resolve_in_root(root, rel).map_err(|e| format!("/{rel}: {e}"))?;
+    let f = match std::fs::File::open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("/{rel}: {e}")),
+    };
+    let mut v = Vec::new();
+    f.take(MAX_COLLECTED_FILE)
+        .read_to_end(&mut v)
+        .map_err(|e| format!("/{rel}: {e}"))?;
+    Ok(Some(v))
+}
+
+/// A host file read as it is (configuration files named by `config show`), bounded.
+pub fn read_file_raw(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v = Vec::new();
+    f.take(MAX_COLLECTED_FILE)
+        .read_to_end(&mut v)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(v)
+}
+
+/// The running kernel's release and version lines (`/proc/sys/kernel/osrelease`, `version`).
+pub fn kernel_version() -> Option<String> {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let v = std::fs::read_to_string("/proc/sys/kernel/version").unwrap_or_default();
+    Some(format!("{} {}", r.trim(), v.trim()))
+}
+
+/// This boot's journal of `units` (`journalctl -b -u U ...`), bounded; `Err`: why there is
+/// none (no journalctl, not the running system, journalctl failed).
+pub fn journal(root: &Path, units: &[&str]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if !is_live(root) {
+        return Err(format!(
+            "{} is not the running system: its journal is not this boot's",
+            root.display()
+        ));
+    }
+    let mut cmd = std::process::Command::new("journalctl");
+    cmd.args(["-b", "--no-pager", "-o", "short-iso-precise"]);
+    for u in units {
+        cmd.args(["-u", u]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("journalctl: {e}"))?;
+    let mut v = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        let _ = o.take(MAX_COLLECTED_FILE).read_to_end(&mut v);
+    }
+    // A journal past the bound: stop reading and end journalctl.
+    let _ = child.kill();
+    let status = child.wait().map_err(|e| format!("journalctl: {e}"))?;
+    if v.is_empty() && !status.success() {
+        return Err(format!("journalctl: {status}"));
+    }
+    Ok(v)
+}
+
+/// Writes `data` to `path` as a new private file (0600 from its creation): through a temporary
+/// file beside it, renamed into place; an existing `path` is an error unless `force`.
+pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), Error> {
+    use std::io::Write;
+    let at = |e| crate::apply::fs::at(path, e);
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(Error::Unsupported(format!(
+            "{}: exists; give --force to replace it",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.primer-{}", std::process::id()));
+    let mut f = platform::private_file(std::fs::OpenOptions::new().write(true).create_new(true))
+        .open(&tmp)
+        .map_err(|e| crate::apply::fs::at(&tmp, e))?;
+    let written = f
+        .write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(at)
+        .and_then(|()| {
+            if force {
+                std::fs::rename(&tmp, path).map_err(at)
+            } else {
+                platform::rename_noreplace(&tmp, path).map_err(at)
+            }
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(written?)
 }

@@ -13,6 +13,8 @@ use crate::state;
 use crate::status;
 use crate::{Error, Exit};
 
+mod check;
+mod collect;
 mod make;
 mod print;
 #[cfg(windows)]
@@ -24,7 +26,7 @@ Exit codes:
   0   success: changes applied (or printed, for probe/show/plan/--dry-run)
   1   error: the drive could not be read or parsed, or another fatal error
   2   usage error
-  3   partial: some steps failed (the others were applied)
+  3   partial: some steps failed (the others were applied); check: warnings only
   10  nothing to do: everything was already applied (clean: nothing to remove)
   11  no config drive found (a normal boot without a drive); status: no run recorded yet
   12  refused by the trust policy (duplicate drives, DMI binding, pinning)
@@ -32,11 +34,15 @@ Exit codes:
   14  reclaim: refused (a precondition failed); nothing written
   15  status --wait: timed out before this boot's run (and scripts) finished";
 
-/// primer: first-boot agent for cloud config drives.
+/// First-boot agent for cloud config drives.
 ///
-/// Finds the configuration volume the cloud attached (an OpenStack config drive: ISO9660
-/// labelled config-2), reads it without mounting, and applies host name, SSH keys and a
-/// private copy of the data to the target root. Re-running changes nothing.
+/// Finds the configuration volume the cloud attached: an OpenStack config drive (config-2), a
+/// CloudStack config drive, a NoCloud seed (cidata) or an OVF environment, on ISO9660 or VFAT,
+/// a whole device or a trailing partition of the disk. Reads it without mounting, then applies
+/// network configuration, host name, SSH keys, users and passwords, user-data (cloud-config,
+/// scripts), injected files and a private copy of the data to the target root, atomically.
+/// Re-running changes nothing. `reclaim` deletes a trailing config partition and grows root;
+/// `make-drive` builds drives; `check` validates user-data, configuration and drives.
 #[derive(Debug, Parser)]
 #[command(name = "primer", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
@@ -66,15 +72,20 @@ pub enum Command {
     /// `run` would).
     Probe(ProbeArgs),
     /// Parse a drive and print the instance it describes (secrets redacted).
+    ///
+    /// The drive: a block device, an image file (ISO9660, VFAT, a disk image with a config
+    /// partition) or a directory holding a drive tree; without --source, the probe's choice.
+    /// Reads only; the JSON form adds a digest of every file that carries no password.
     Show(SourceArgs),
     /// Print what `run` would do, step by step, with a why per step. Changes nothing.
     Plan(PlanArgs),
-    /// Find the drive, parse it, plan, and apply: host name, SSH keys, network, local copy.
+    /// Find the drive, parse it, plan, and apply: network, host name, SSH keys, users and
+    /// passwords, user-data, injected files, local copy.
     ///
     /// What the systemd unit calls at boot. A second run with the same drive changes nothing
     /// (exit 10); no drive at all is a normal outcome (exit 11).
     Run(RunArgs),
-    /// Network configuration tools.
+    /// Network configuration tools: `net render` prints one backend's files.
     #[command(subcommand)]
     Net(NetCommand),
     /// primer's own configuration: `config show` prints it with where each value came from.
@@ -131,6 +142,23 @@ pub enum Command {
     /// --packed writes Ironic's gzip+base64 form.
     #[command(after_help = make::MAKE_HELP)]
     MakeDrive(make::MakeDriveArgs),
+    /// Check a user-data file, primer's configuration or a whole drive: every error and
+    /// warning with file:line:column.
+    ///
+    /// Uses primer's own parsers (what `run` would read), so a clean check means `run` reads
+    /// the file without a warning. Applies, writes and runs nothing; never prints a value (a
+    /// password in the file stays out of the output).
+    #[command(after_help = check::CHECK_HELP)]
+    Check(check::CheckArgs),
+    /// Write one tar.gz for a bug report: versions, status, journal, redacted instance data,
+    /// configuration, probe.
+    ///
+    /// The journal is this boot's, of primer, primer-scripts and primer-reclaim (when
+    /// journalctl exists and --root is /). Secrets are redacted as `show` redacts them; the
+    /// drive's own files are not included. The archive is created 0600 and an existing one is
+    /// kept unless --force.
+    #[command(after_help = collect::COLLECT_HELP)]
+    CollectLogs(collect::CollectArgs),
     /// The Windows service: install, uninstall, or run as the service (the SCM's entry).
     #[cfg(windows)]
     #[command(subcommand)]
@@ -158,6 +186,8 @@ Examples:
   primer query meta.role              a key of the user metadata
   primer query network.0.kind         array elements by index
   primer query ssh_keys               a list prints as JSON
+  primer query --list-keys            every key, sorted (values are not printed)
+  primer query meta.role --json       {\"instance_id\", \"key\", \"value\"}
   primer query drive.sha256           keys outside the instance: drive.*, instance.*
   sudo primer query admin_pass --sensitive
                                       the real password, parsed again from the private copy
@@ -199,13 +229,22 @@ pub struct ScriptsArgs {
     /// Configuration file [default: /etc/primer/primer.yaml under --root] (script time-out).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print JSON: `instance_id`, `steps` (id, outcome, detail), `outcome`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// Dotted path into the instance data: `hostname`, `meta.role`, `network.0.kind`.
-    #[arg(value_name = "KEY")]
-    pub key: String,
+    #[arg(value_name = "KEY", required_unless_present = "list_keys")]
+    pub key: Option<String>,
+    /// Print every key KEY may be, one per line, sorted (values are not printed).
+    #[arg(long, conflicts_with_all = ["key", "sensitive"])]
+    pub list_keys: bool,
+    /// Print JSON: `{instance_id, key, value}` (with --list-keys: `{instance_id, keys}`).
+    #[arg(long)]
+    pub json: bool,
     /// Print secrets (admin_pass; random_seed as base64) in the clear, parsed again from the
     /// private copy of the drive. Root only.
     #[arg(long)]
@@ -229,6 +268,9 @@ pub struct CleanArgs {
     /// The system whose records to remove.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
+    /// Print JSON: `instances` (looked for), `removed` (paths), `outcome`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +352,8 @@ pub struct PolicyArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RootsArgs {
     /// sysfs mount to enumerate block devices from.
+    ///
+    /// sysfs mount to enumerate block devices from (tests point it at a fixture tree).
     #[arg(
         long,
         default_value = "/sys",
@@ -318,6 +362,8 @@ pub struct RootsArgs {
     )]
     pub sys_root: PathBuf,
     /// Directory holding the device nodes.
+    ///
+    /// Directory holding the device nodes that sysfs names (tests point it at a fixture tree).
     #[arg(
         long,
         default_value = "/dev",
@@ -397,6 +443,8 @@ pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
         Command::Scripts(a) => cmd_scripts(a, &mut out),
         Command::Reclaim(a) => cmd_reclaim(a, &mut out),
         Command::MakeDrive(a) => make::run(a, &mut out),
+        Command::Check(a) => check::run(a, &mut out),
+        Command::CollectLogs(a) => collect::run(a, &mut out),
         #[cfg(windows)]
         Command::Service(c) => service::execute(c, &mut out),
     };
@@ -685,6 +733,14 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let (id, report, exit) =
         match agent::scripts(&a.root, a.config.as_deref(), a.instance.as_deref())? {
             agent::ScriptsOutcome::NoInstance => {
+                if a.json {
+                    print_json(
+                        out,
+                        &serde_json::json!({"instance_id": null, "steps": [],
+                            "outcome": Exit::Unchanged.name()}),
+                    )?;
+                    return Ok(Exit::Unchanged);
+                }
                 writeln!(out, "no instance recorded: nothing to run")?;
                 return Ok(Exit::Unchanged);
             }
@@ -694,6 +750,14 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
                 exit,
             } => (instance_id, report, exit),
         };
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({"instance_id": id, "steps": report.steps,
+                "outcome": exit.name()}),
+        )?;
+        return Ok(exit);
+    }
     for s in &report.steps {
         writeln!(
             out,
@@ -815,11 +879,33 @@ fn cmd_status(a: &StatusArgs, out: &mut impl Write) -> Result<Exit, Error> {
     Ok(Exit::Changed)
 }
 
-/// `primer query KEY`: one value of the current instance's data.
+/// `primer query KEY`: one value of the current instance's data; `--list-keys`: every key.
 fn cmd_query(a: &QueryArgs, out: &mut impl Write) -> Result<Exit, Error> {
-    let r = agent::query(&a.root, &a.key, a.instance.as_deref(), a.sensitive)?;
+    let key = match (&a.key, a.list_keys) {
+        (Some(k), false) => k,
+        _ => {
+            let (id, keys) = agent::query_keys(&a.root, a.instance.as_deref())?;
+            if a.json {
+                print_json(out, &serde_json::json!({"instance_id": id, "keys": keys}))?;
+            } else {
+                for k in &keys {
+                    // A drive's metadata key may hold a newline: one line per key, always.
+                    writeln!(out, "{}", crate::model::grammar::log_safe(k, usize::MAX))?;
+                }
+            }
+            return Ok(Exit::Changed);
+        }
+    };
+    let r = agent::query(&a.root, key, a.instance.as_deref(), a.sensitive)?;
     // Only the key and the file: never the value, which may be a secret.
-    tracing::debug!("{}: {} (instance {})", a.key, r.file, r.instance_id);
+    tracing::debug!("{}: {} (instance {})", key, r.file, r.instance_id);
+    if a.json {
+        print_json(
+            out,
+            &serde_json::json!({"instance_id": r.instance_id, "key": key, "value": r.value}),
+        )?;
+        return Ok(Exit::Changed);
+    }
     match &r.value {
         serde_json::Value::String(s) => writeln!(out, "{s}")?,
         v => print_json(out, v)?,
@@ -830,6 +916,19 @@ fn cmd_query(a: &QueryArgs, out: &mut impl Write) -> Result<Exit, Error> {
 /// `primer clean`: forget instance records; prints what was removed.
 fn cmd_clean(a: &CleanArgs, out: &mut impl Write) -> Result<Exit, Error> {
     let r = status::clean(&a.root, a.instance.as_deref(), a.all)?;
+    if a.json {
+        let exit = if r.removed.is_empty() {
+            Exit::Unchanged
+        } else {
+            Exit::Changed
+        };
+        print_json(
+            out,
+            &serde_json::json!({"instances": r.instances, "removed": r.removed,
+                "outcome": exit.name()}),
+        )?;
+        return Ok(exit);
+    }
     if r.removed.is_empty() {
         if r.instances.is_empty() {
             writeln!(

@@ -563,18 +563,26 @@ fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 /// checked on its own first, so an error names the file that holds it; the merged result is
 /// checked again.
 pub fn load_layered(explicit: Option<&Path>, root: &Path) -> Result<Layered, ConfigError> {
+    load_layered_keyed(explicit, root).map_err(|(e, _)| e)
+}
+
+/// [`load_layered`], and the key a failed check names (`check --config` shows its line).
+fn load_layered_keyed(
+    explicit: Option<&Path>,
+    root: &Path,
+) -> Result<Layered, (ConfigError, Option<&'static str>)> {
     let (main, required): (PathBuf, bool) = match explicit {
         Some(p) => (p.to_path_buf(), true),
         None => (root.join(CONFIG_PATH), false),
     };
     let mut layers = Vec::new();
-    if let Some(l) = read_layer(&main, required)? {
+    if let Some(l) = read_layer(&main, required).map_err(|e| (e, None))? {
         layers.push((main.display().to_string(), l));
     } else {
         tracing::debug!("{}: not present; using defaults", main.display());
     }
-    for f in dropins(&main)? {
-        if let Some(l) = read_layer(&f, true)? {
+    for f in dropins(&main).map_err(|e| (e, None))? {
+        if let Some(l) = read_layer(&f, true).map_err(|e| (e, None))? {
             layers.push((f.display().to_string(), l));
         }
     }
@@ -584,13 +592,13 @@ pub fn load_layered(explicit: Option<&Path>, root: &Path) -> Result<Layered, Con
             detail: format!("cannot merge: {e}"),
         })
     };
-    let mut merged = to_value(&Config::default())?;
+    let mut merged = to_value(&Config::default()).map_err(|e| (e, None))?;
     let mut origins = BTreeMap::new();
     for (file, (config, shape)) in &layers {
         overlay(
             &mut merged,
             shape,
-            &to_value(config)?,
+            &to_value(config).map_err(|e| (e, None))?,
             "",
             file,
             &mut origins,
@@ -602,15 +610,18 @@ pub fn load_layered(explicit: Option<&Path>, root: &Path) -> Result<Layered, Con
     let config = match only {
         // One file: its own reading, as before drop-ins existed.
         Some(c) => c,
-        None => serde_json::from_value(merged.clone()).map_err(|e| ConfigError::Invalid {
-            path: what.clone(),
-            detail: e.to_string(),
-        })?,
+        None => serde_json::from_value(merged.clone())
+            .map_err(|e| ConfigError::Invalid {
+                path: what.clone(),
+                detail: e.to_string(),
+            })
+            .map_err(|e| (e, None))?,
     };
     // Named by the file that set the key (all files when it kept its default).
     config.validate().map_err(|b| {
         let file = origins.get(b.key).cloned().unwrap_or(what);
-        b.at(&file)
+        let key = b.key;
+        (b.at(&file), Some(key))
     })?;
     Ok(Layered {
         config,
@@ -658,6 +669,110 @@ fn overlay(
             origins.insert(path, file.to_string());
         }
     }
+}
+
+/// One problem `primer check --config` reports about a configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigIssue {
+    /// The file (main or drop-in) the problem is in.
+    pub file: String,
+    /// 1-based line and column, when the YAML reader located the problem.
+    pub position: Option<(u64, u64)>,
+    /// The dotted key a semantic check names, for the caller to locate in the file's text.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// What `primer check --config` reads: every file in merge order (main, then drop-ins) and
+/// every problem, each typed file on its own (syntax, key names, types, with positions), then
+/// the merged settings' checks (naming the key and the file that set it). `Err`: the drop-in
+/// directory cannot be listed. Nothing is written; no value is echoed beyond the reader's
+/// messages.
+pub fn check(
+    explicit: Option<&Path>,
+    root: &Path,
+) -> Result<(Vec<String>, Vec<ConfigIssue>), ConfigError> {
+    let main = explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.join(CONFIG_PATH));
+    let mut files = Vec::new();
+    if explicit.is_some() || main.exists() {
+        files.push(main.clone());
+    }
+    files.extend(dropins(&main)?);
+    let mut issues = Vec::new();
+    let issue = |file: &str, position, message: String| ConfigIssue {
+        file: file.to_string(),
+        position,
+        key: None,
+        message,
+    };
+    for f in &files {
+        let name = f.display().to_string();
+        let text = match std::fs::metadata(f) {
+            Ok(m) if m.len() > MAX_CONFIG => {
+                issues.push(issue(
+                    &name,
+                    None,
+                    format!("larger than {MAX_CONFIG} bytes"),
+                ));
+                continue;
+            }
+            Ok(_) => match std::fs::read(f) {
+                Ok(b) => b,
+                Err(e) => {
+                    issues.push(issue(&name, None, format!("cannot read: {e}")));
+                    continue;
+                }
+            },
+            Err(e) => {
+                issues.push(issue(&name, None, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let text = match String::from_utf8(text) {
+            Ok(t) => t,
+            Err(e) => {
+                issues.push(issue(
+                    &name,
+                    None,
+                    format!(
+                        "not UTF-8 (invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                ));
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = serde_saphyr::from_str::<Config>(&text) {
+            let position = e.location().map(|l| (l.line(), l.column()));
+            let message = e.without_snippet().to_string();
+            // The reader's message may repeat the position; keep it on one line.
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            issues.push(issue(&name, position, message));
+        }
+    }
+    if issues.is_empty() {
+        if let Err((e, key)) = load_layered_keyed(explicit, root) {
+            let (file, message) = match &e {
+                ConfigError::Invalid { path, detail } => (path.clone(), detail.clone()),
+                other => (main.display().to_string(), other.to_string()),
+            };
+            issues.push(ConfigIssue {
+                file,
+                position: None,
+                key: key.map(str::to_string),
+                message,
+            });
+        }
+    }
+    Ok((
+        files.iter().map(|f| f.display().to_string()).collect(),
+        issues,
+    ))
 }
 
 #[cfg(test)]
