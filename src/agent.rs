@@ -264,6 +264,7 @@ pub fn load_with(
         },
     };
     let from_kernel = locate.source.is_none();
+    let mut from_cmdline_data = false;
     let (drive, origin, candidate) = match &named {
         Some((p, origin)) => {
             if from_kernel {
@@ -279,32 +280,31 @@ pub fn load_with(
         }
         None => {
             let probe = platform::probe_devices(&locate.probe_roots(root), &rules, wait);
-            let best = match trust::select(&probe.candidates, config.probe.duplicates) {
-                Ok(Some(b)) => b.clone(),
+            match trust::select(&probe.candidates, config.probe.duplicates) {
+                Ok(Some(b)) => {
+                    let best = b.clone();
+                    tracing::info!("using {}", best.reason);
+                    (
+                        read_candidate(&best, &limits, mount)?,
+                        best.reason.clone(),
+                        Some(best),
+                    )
+                }
                 Ok(None) if kernel.nocloud && kernel.names_data() => {
                     tracing::info!(
                         "no drive: using the NoCloud meta-data of the kernel command line"
                     );
-                    let drive = cmdline_drive(kernel);
-                    let (instance, report) = source::parse_drive(&drive)?;
-                    return Ok(Some(Loaded {
-                        drive,
-                        instance,
-                        report,
-                        origin: "kernel command line ds=nocloud".into(),
-                        config,
-                        pin: None,
-                    }));
+                    // Through the same checks as a drive below (DMI binding, pinning).
+                    from_cmdline_data = true;
+                    (
+                        cmdline_drive(kernel),
+                        "kernel command line ds=nocloud".into(),
+                        None,
+                    )
                 }
                 Ok(None) => return Ok(None),
                 Err(r) => return Err(refuse(r)),
-            };
-            tracing::info!("using {}", best.reason);
-            (
-                read_candidate(&best, &limits, mount)?,
-                best.reason.clone(),
-                Some(best),
-            )
+            }
         }
     };
     for s in &drive.skipped {
@@ -314,7 +314,19 @@ pub fn load_with(
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
-    if from_kernel && (kernel.hostname.is_some() || kernel.instance_id.is_some()) {
+    let dmi_uuid = config
+        .probe
+        .bind_dmi_uuid
+        .then(|| platform::system_uuid(root));
+    if let Some(uuid) = &dmi_uuid {
+        // The drive's own id first: a command line `i=` may not stand in for a drive that is
+        // not bound to this machine (the final id is checked again below).
+        trust::check_dmi(&instance.instance_id, uuid.as_deref()).map_err(refuse)?;
+    }
+    if from_kernel
+        && !from_cmdline_data
+        && (kernel.hostname.is_some() || kernel.instance_id.is_some())
+    {
         if instance.format == crate::model::Format::NoCloud {
             // The command line's values win over the seed's, as in cloud-init. Checked where
             // they land, as the drive's own are (planning: the host name; state: the id).
@@ -336,8 +348,7 @@ pub fn load_with(
             );
         }
     }
-    if config.probe.bind_dmi_uuid {
-        let uuid = platform::system_uuid(root);
+    if let Some(uuid) = &dmi_uuid {
         trust::check_dmi(&instance.instance_id, uuid.as_deref()).map_err(refuse)?;
         tracing::info!("DMI binding: instance id is this machine's system UUID");
     }
@@ -368,8 +379,31 @@ pub fn load_with(
                     }
                 }
             }
-            // The operator named the drive: pinning guards the probe's choice only.
-            None => tracing::info!("pinning: not checked for an explicit --source"),
+            // The operator named the drive with --source: pinning guards the probe's choice.
+            None if !from_kernel => {
+                tracing::info!("pinning: not checked for an explicit --source")
+            }
+            // Named by the kernel command line (a drive path, a seed directory or meta-data):
+            // not a probe candidate, so it cannot be pinned; once a drive is pinned it is a new
+            // drive like any other, refused unless pin_allow_new.
+            None => match read_pin(root) {
+                Some(p) if !config.probe.pin_allow_new => {
+                    return Err(refuse(trust::Refusal {
+                        rule: "pinning",
+                        detail: format!(
+                            "{origin} is not the drive pinned at first boot ({} drive on {}, \
+                             instance {}); set probe.pin_allow_new: true to accept a new drive",
+                            p.kind.name(),
+                            p.device,
+                            crate::model::grammar::Esc(&p.instance_id)
+                        ),
+                    }))
+                }
+                _ => tracing::warn!(
+                    rule = "pinning",
+                    "pinning: {origin} is named on the kernel command line, not probed: not pinned"
+                ),
+            },
         }
     }
     Ok(Some(Loaded {
@@ -920,7 +954,20 @@ pub fn wait_for_boot(root: &Path, timeout: Duration) -> Result<Waited, Error> {
     let mut _progress = None;
     loop {
         // A status being replaced is read whole or not at all (atomic rename); a broken one
-        // is waited past like a missing one.
+        // is waited past like a missing one. One that cannot be read (not root: the state is
+        // private) ends the wait at once, naming the file, rather than waiting out the time-out.
+        // (Only the error's kind is looked at here; the reads below resolve inside the root.)
+        for rel in [state::status_path(), status::scripts_status_path()] {
+            let p = root.join(&rel);
+            if let Err(e) = std::fs::File::open(&p) {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    return Err(Error::Unsupported(format!(
+                        "{}: {e} (primer's state is private: run status --wait as root)",
+                        p.display()
+                    )));
+                }
+            }
+        }
         let last = last_run(root).ok().flatten();
         let outcome = match &last {
             Some(l) if this_boot(&l.status.boot_id) => {
@@ -1145,9 +1192,23 @@ pub fn read_state_raw(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, String>
     Ok(Some(v))
 }
 
-/// A host file read as it is (configuration files named by `config show`), bounded.
-pub fn read_file_raw(path: &Path) -> Result<Vec<u8>, String> {
+/// A file read as it is (configuration files named by `config show`), bounded. A path under
+/// `root` is resolved inside it (symlinks re-rooted: an image's link to `/etc/shadow` reads the
+/// image's own file, never the host's), and only a regular file is read.
+pub fn read_file_raw(root: &Path, path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
+    let path = match path.strip_prefix(root) {
+        Ok(rel) if root != Path::new("/") => {
+            crate::paths::resolve_in_root(root, &rel.to_string_lossy())
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        _ => path.to_path_buf(),
+    };
+    let path = path.as_path();
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(format!("{}: not a regular file", path.display())),
+        _ => {}
+    }
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut v = Vec::new();
     f.take(MAX_COLLECTED_FILE)
@@ -1217,9 +1278,8 @@ pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), Error>
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.primer-{}", std::process::id()));
-    let mut f = platform::private_file(std::fs::OpenOptions::new().write(true).create_new(true))
-        .open(&tmp)
-        .map_err(|e| crate::apply::fs::at(&tmp, e))?;
+    // Private from its first instant on every system (Windows: a protected DACL at creation).
+    let mut f = platform::create_private_file(&tmp).map_err(|e| crate::apply::fs::at(&tmp, e))?;
     let written = f
         .write_all(data)
         .and_then(|()| f.sync_all())

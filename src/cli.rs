@@ -175,7 +175,7 @@ const STATUS_HELP: &str = "\
 Examples:
   primer status                       last run, outcome, drive, instance, step table
   primer status --wait --timeout 300  block until this boot's run and scripts are done
-                                      (exit: the run's code, 3 if a script failed, 1 on
+                                      (exit: the run's code, 3 if a script failed, 15 on
                                       time-out): for tools that ssh in early
   primer status --json | jq .summary  the same as JSON (the status.json fields plus `record`)
   primer status --root /mnt/image     the record inside a mounted image";
@@ -210,7 +210,7 @@ pub struct StatusArgs {
     pub json: bool,
     /// Wait until this boot's run has finished (and this boot's user-data scripts, when
     /// primer-scripts.service is enabled and an instance was applied), then print the outcome.
-    /// Exit: the run's own code (a failed script: 3); 1 on time-out.
+    /// Exit: the run's own code (a failed script: 3); 15 on time-out.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after SECONDS (exit 1) [default: 600].

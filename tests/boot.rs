@@ -223,8 +223,12 @@ fn primer_off_touches_nothing() {
         text(&o)
     );
     assert_eq!(before, snapshot(root.path()));
-    // `primer=on` later on the line wins.
+    // As for systemd's `ConditionKernelCommandLine=!primer=off`: no later word undoes it.
     let o = primer_cmdline("primer=off primer=on", &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(before, snapshot(root.path()));
+    // Only `off` means off.
+    let o = primer_cmdline("primer=no", &args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(hostname(root.path()), "off-host");
 }
@@ -330,4 +334,39 @@ fn progress_lines_and_the_early_end_of_a_driveless_wait() {
         "{}",
         text(&o)
     );
+}
+
+/// The trust policy holds for what the kernel command line names as for a probed drive: with
+/// `probe.bind_dmi_uuid`, command-line-only meta-data whose `i=` is not this machine's UUID is
+/// refused (exit 12, nothing written), and one whose `i=` is applies.
+#[test]
+fn command_line_meta_data_obeys_the_dmi_binding() {
+    let empty = tempfile::tempdir().unwrap();
+    let uuid = "4c4c4544-0000-1111-2222-333333333333";
+    let bound_root = || {
+        let root = scratch_root();
+        let etc = root.path().join("etc/primer");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("primer.yaml"), "probe:\n  bind_dmi_uuid: true\n").unwrap();
+        let dmi = root.path().join("sys/class/dmi/id");
+        std::fs::create_dir_all(&dmi).unwrap();
+        std::fs::write(dmi.join("product_uuid"), format!("{uuid}\n")).unwrap();
+        root
+    };
+    let root = bound_root();
+    let before = snapshot(root.path());
+    let o = primer_cmdline(
+        "ds=nocloud;h=evil;i=iid-not-this-machine",
+        &run_args(root.path(), empty.path()),
+    );
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    assert!(text(&o).contains("dmi"), "{}", text(&o));
+    assert_eq!(before, snapshot(root.path()));
+    let root = bound_root();
+    let o = primer_cmdline(
+        &format!("ds=nocloud;h=bound;i={uuid}"),
+        &run_args(root.path(), empty.path()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(hostname(root.path()), "bound");
 }

@@ -186,7 +186,14 @@ fn collect_state(a: &CollectArgs, m: &mut Members) {
         }
     }
     // `show` of the private copy: the same redaction `primer show` applies.
-    let copy = a.root.join(state::drive_copy_dir(&id));
+    // Resolved inside the root: an image's symlink cannot point `show` at a host directory.
+    let copy = match crate::paths::resolve_in_root(&a.root, &state::drive_copy_dir(&id)) {
+        Ok(p) => p,
+        Err(e) => {
+            m.note(format!("show.json: the private copy: {e}"));
+            return;
+        }
+    };
     let locate = agent::Locate {
         source: Some(copy),
         config: a.config.clone(),
@@ -234,7 +241,7 @@ fn collect_config(a: &CollectArgs, m: &mut Members) {
             }
             _ => format!("config/{name}"),
         };
-        match agent::read_file_raw(p) {
+        match agent::read_file_raw(&a.root, p) {
             Ok(b) => m.add(&member, b),
             Err(e) => m.note(format!("{member}: {e}")),
         }

@@ -203,7 +203,10 @@ pub fn parse_cmdline(text: &str) -> KernelArgs {
             continue;
         };
         match k {
-            "primer" => a.off = matches!(v, "off" | "0" | "no" | "false"),
+            // As systemd's `ConditionKernelCommandLine=!primer=off` sees it: the word
+            // `primer=off` anywhere (before `--`) turns primer off; no later word undoes it,
+            // and no other value means off, so the units and `run` always agree.
+            "primer" if v == "off" => a.off = true,
             "primer.source" => source = Some(v.to_string()),
             "ds" => ds = Some(v.to_string()),
             _ => {}
@@ -232,7 +235,7 @@ mod tests {
         assert!(!a.off && !a.nocloud && a.warnings.is_empty());
         assert!(parse_cmdline("quiet primer=off").off);
         assert!(
-            !parse_cmdline("primer=off primer=on").off,
+            parse_cmdline("primer=off primer=on").off,
             "the last one wins"
         );
         assert!(!parse_cmdline("primer").off);
