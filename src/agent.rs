@@ -1119,6 +1119,7 @@ pub fn query_keys(root: &Path, instance: Option<&str>) -> Result<(String, Vec<St
     // part `query` itself looks in, so the list matches what `query` finds.
     let id = status::chosen_instance(root, instance)?;
     let mut keys = Vec::new();
+    let mut bytes = 0usize;
     for top in ["instance", "drive"] {
         let v = match status::query(root, top, Some(&id), false, platform::effective_uid()) {
             Ok(r) => r.value,
@@ -1129,15 +1130,29 @@ pub fn query_keys(root: &Path, instance: Option<&str>) -> Result<(String, Vec<St
         if !prefix.is_empty() {
             keys.push(prefix.to_string());
         }
-        json_keys(&v, prefix, 0, &mut keys);
+        json_keys(&v, prefix, 0, &mut keys, &mut bytes);
     }
     keys.sort();
     keys.dedup();
     Ok((id, keys))
 }
 
-fn json_keys(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
-    if depth > 64 || out.len() >= MAX_QUERY_KEYS {
+/// Total bytes of the listed keys: each key carries its whole dotted path, so a deep chain of
+/// long keys (drive meta-data is kept as it came) would cost memory quadratic in the document
+/// without this bound.
+const MAX_QUERY_KEY_BYTES: usize = 16 << 20;
+
+fn json_keys(
+    v: &serde_json::Value,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<String>,
+    bytes: &mut usize,
+) {
+    let full = |out: &Vec<String>, bytes: usize| {
+        out.len() >= MAX_QUERY_KEYS || bytes >= MAX_QUERY_KEY_BYTES
+    };
+    if depth > 64 || full(out, *bytes) {
         return;
     }
     let join = |k: &str| {
@@ -1147,28 +1162,21 @@ fn json_keys(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut Vec<St
             format!("{prefix}.{k}")
         }
     };
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, c) in m {
-                if out.len() >= MAX_QUERY_KEYS {
-                    return;
-                }
-                let p = join(k);
-                out.push(p.clone());
-                json_keys(c, &p, depth + 1, out);
-            }
-        }
+    let children: Box<dyn Iterator<Item = (String, &serde_json::Value)>> = match v {
+        serde_json::Value::Object(m) => Box::new(m.iter().map(|(k, c)| (k.clone(), c))),
         serde_json::Value::Array(a) => {
-            for (i, c) in a.iter().enumerate() {
-                if out.len() >= MAX_QUERY_KEYS {
-                    return;
-                }
-                let p = join(&i.to_string());
-                out.push(p.clone());
-                json_keys(c, &p, depth + 1, out);
-            }
+            Box::new(a.iter().enumerate().map(|(i, c)| (i.to_string(), c)))
         }
-        _ => {}
+        _ => return,
+    };
+    for (k, c) in children {
+        if full(out, *bytes) {
+            return;
+        }
+        let p = join(&k);
+        *bytes += p.len();
+        out.push(p.clone());
+        json_keys(c, &p, depth + 1, out, bytes);
     }
 }
 
@@ -1295,4 +1303,26 @@ pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), Error>
         let _ = std::fs::remove_file(&tmp);
     }
     Ok(written?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_keys_stay_within_the_byte_budget() {
+        // A 60-level chain of 13 KB keys ending in a 100,000-element list: each element's
+        // path is ~800 KB, so without the byte budget the list would take ~80 GB.
+        let mut v = serde_json::Value::Array(vec![serde_json::Value::Null; 100_000]);
+        for i in 0..60 {
+            let mut m = serde_json::Map::new();
+            m.insert(format!("{i}{}", "k".repeat(13_000)), v);
+            v = serde_json::Value::Object(m);
+        }
+        let (mut keys, mut bytes) = (Vec::new(), 0usize);
+        json_keys(&v, "", 0, &mut keys, &mut bytes);
+        let total: usize = keys.iter().map(String::len).sum();
+        assert!(total < MAX_QUERY_KEY_BYTES + 1_000_000, "{total}");
+        assert!(!keys.is_empty());
+    }
 }

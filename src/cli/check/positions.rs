@@ -30,6 +30,9 @@ pub struct Positions {
 const MAX_ENTRIES: usize = 500_000;
 /// Longest path kept (a 4 MiB key is not copied into every child's path).
 const MAX_PATH: usize = 1024;
+/// Total bytes of the paths kept: long paths times many entries would otherwise cost ~500× the
+/// input (a 1 KB key over a list of 500,000 elements).
+const MAX_PATH_BYTES: usize = 32 << 20;
 
 enum State {
     /// Expecting a key.
@@ -65,6 +68,10 @@ fn join(base: &str, key: &str) -> String {
 /// is an error at its position, as primer's own reader refuses it).
 pub fn walk(text: &str, max_depth: usize) -> Positions {
     let mut out = Positions::default();
+    // Bytes of the paths stored in `out.at`.
+    let mut stored = 0usize;
+    let room =
+        |out: &Positions, stored: usize| out.at.len() < MAX_ENTRIES && stored < MAX_PATH_BYTES;
     let mut stack: Vec<Frame> = Vec::new();
     let mut started = false;
     for ev in Parser::new_from_str(text) {
@@ -123,8 +130,9 @@ pub fn walk(text: &str, max_depth: usize) -> Positions {
                 State::Key => match &ev {
                     Event::Scalar(k, ..) => {
                         let child = join(p, k);
-                        if out.at.len() < MAX_ENTRIES {
+                        if room(&out, stored) {
                             // A repeated key keeps its last position: the value that is used.
+                            stored += child.len();
                             out.at.insert(child.clone(), pos);
                         }
                         *state = State::Value(child);
@@ -141,8 +149,9 @@ pub fn walk(text: &str, max_depth: usize) -> Positions {
         }
         let complex_key = path.is_none() && opens;
         if let Some(p) = &path {
-            if !p.is_empty() && out.at.len() < MAX_ENTRIES {
-                out.at.entry(p.clone()).or_insert(pos);
+            if !p.is_empty() && room(&out, stored) && !out.at.contains_key(p) {
+                stored += p.len();
+                out.at.insert(p.clone(), pos);
             }
         }
         if opens {
@@ -233,5 +242,19 @@ mod tests {
         let p = walk("? [a, b]\n: 1\nc: 2\n", 64);
         assert!(p.error.is_none());
         assert_eq!(p.at["c"], Pos { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn long_keys_over_long_lists_stay_within_the_byte_budget() {
+        // A 1000-byte key over a list of 200,000 elements: ~1 MB of text whose paths would
+        // take ~200 MB if every element kept its full path.
+        let key = "k".repeat(1000);
+        let mut t = format!("#cloud-config\n{key}: [");
+        t.push_str(&"0,".repeat(200_000));
+        t.push_str("0]\n");
+        let p = walk(&t, 64);
+        let bytes: usize = p.at.keys().map(String::len).sum();
+        assert!(bytes <= MAX_PATH_BYTES + MAX_PATH, "{bytes}");
+        assert_eq!(p.at[&key], Pos { line: 2, column: 1 });
     }
 }
