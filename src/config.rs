@@ -38,6 +38,7 @@
 //! disable_root_opts: ~      # the options put before root's keys (default cloud-init's)
 //! probe:
 //!   wait_seconds: 3         # how long to wait for a late config drive (--wait overrides)
+//!   early_end: true         # stop waiting once udev has settled with no drive in sight
 //!   duplicates: refuse      # two drives of one kind: refuse (name both) | best (use the best-ranked)
 //!   bind_dmi_uuid: false    # the instance id must equal /sys/class/dmi/id/product_uuid
 //!   pin_first_boot: false   # record the drive used at first boot; later boots accept only it
@@ -287,6 +288,10 @@ pub struct ProbeConfig {
     pub gpt_types: Vec<String>,
     pub mbr_types: Vec<u8>,
     pub mount: bool,
+    /// End the wait for a late drive once udev has processed every device event and no
+    /// candidate exists (a driveless boot does not wait out `wait_seconds`). Off for platforms
+    /// whose media attach after udev has settled (a BMC's virtual media, slow SCSI scans).
+    pub early_end: bool,
 }
 
 impl Default for ProbeConfig {
@@ -304,6 +309,7 @@ impl Default for ProbeConfig {
             gpt_types: rules.gpt_types,
             mbr_types: rules.mbr_types,
             mount: false,
+            early_end: rules.early_end,
         }
     }
 }
@@ -314,6 +320,7 @@ impl ProbeConfig {
             gpt_names: self.gpt_names.clone(),
             gpt_types: self.gpt_types.clone(),
             mbr_types: self.mbr_types.clone(),
+            early_end: self.early_end,
         }
     }
 

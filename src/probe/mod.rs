@@ -185,6 +185,9 @@ pub struct Rules {
     pub gpt_types: Vec<String>,
     /// MBR partition type bytes that mark a config partition.
     pub mbr_types: Vec<u8>,
+    /// The wait for a late drive may end once udev has settled with no candidate
+    /// (`probe.early_end`); off, it always runs to its deadline.
+    pub early_end: bool,
 }
 
 impl Default for Rules {
@@ -193,6 +196,7 @@ impl Default for Rules {
             gpt_names: vec!["config-v2".into()],
             gpt_types: Vec::new(),
             mbr_types: Vec::new(),
+            early_end: true,
         }
     }
 }

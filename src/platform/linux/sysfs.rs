@@ -340,7 +340,7 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
             return last;
         }
         match udev_state(&udev) {
-            Udev::Idle => {
+            Udev::Idle if rules.early_end => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= UDEV_SETTLED_FOR {
                     tracing::info!(
@@ -353,7 +353,7 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
                     return last;
                 }
             }
-            Udev::Busy | Udev::Absent => idle_since = None,
+            Udev::Idle | Udev::Busy | Udev::Absent => idle_since = None,
         }
     }
 }
@@ -488,6 +488,19 @@ mod tests {
         assert!(p.candidates.is_empty());
         assert!(took >= UDEV_SETTLED_FOR, "{took:?}");
         assert!(took < Duration::from_secs(4), "{took:?}");
+        // `probe.early_end: false`: the same idle udev, and the wait runs to its deadline.
+        let rules = Rules {
+            early_end: false,
+            ..Rules::default()
+        };
+        let start = Instant::now();
+        let p = probe_wait(&roots, &rules, Duration::from_millis(2500));
+        assert!(p.candidates.is_empty());
+        assert!(
+            start.elapsed() >= Duration::from_millis(2500),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
