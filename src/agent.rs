@@ -919,16 +919,7 @@ fn scripts_unit_enabled(root: &Path) -> bool {
 
 /// Exit from a recorded exit code (an unknown one is an error).
 fn exit_of(code: u8) -> Exit {
-    [
-        Exit::Changed,
-        Exit::Partial,
-        Exit::Unchanged,
-        Exit::NoDrive,
-        Exit::Refused,
-    ]
-    .into_iter()
-    .find(|e| e.code() == code)
-    .unwrap_or(Exit::Error)
+    Exit::of_run(code)
 }
 
 /// How often `status --wait` looks at the state files: cheap reads, and a provisioning tool

@@ -93,6 +93,20 @@ impl Exit {
     pub fn code(self) -> u8 {
         self as u8
     }
+    /// The exit of a `run` from its code (recorded in status.json, or returned by the
+    /// pipeline): one of the outcomes a run can have; any other code is an error.
+    pub fn of_run(code: u8) -> Exit {
+        [
+            Exit::Changed,
+            Exit::Partial,
+            Exit::Unchanged,
+            Exit::NoDrive,
+            Exit::Refused,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+        .unwrap_or(Exit::Error)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Exit::Changed => "changed",

@@ -61,16 +61,7 @@ pub fn execute(c: &ServiceCommand, out: &mut impl Write) -> Result<Exit, Error> 
 
 /// primer's exit for a code `pipeline` returned.
 fn exit_of(code: u8) -> Exit {
-    [
-        Exit::Changed,
-        Exit::Partial,
-        Exit::Unchanged,
-        Exit::NoDrive,
-        Exit::Refused,
-    ]
-    .into_iter()
-    .find(|e| e.code() == code)
-    .unwrap_or(Exit::Error)
+    Exit::of_run(code)
 }
 
 /// The service's run: `primer run --root <system drive>` with the service's log layer as this

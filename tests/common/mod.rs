@@ -311,26 +311,28 @@ pub enum DriveFs {
 /// `primer::make`'s internal API. Tests that prove the readers against other producers use
 /// [`make_iso`] (genisoimage, xorriso) or mkfs.vfat instead.
 pub fn make_drive(tree: &Path, out: &Path, fs: DriveFs, label: &str) {
-    let o = Command::new(env!("CARGO_BIN_EXE_primer"))
-        .args(["make-drive", "--deterministic", "--label", label])
-        .arg("--filesystem")
-        .arg(match fs {
-            DriveFs::Iso9660 => "iso9660",
-            DriveFs::Vfat => "vfat",
-        })
-        .arg("--dir")
-        .arg(tree)
-        .arg("-o")
-        .arg(out)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .expect("run primer make-drive");
-    assert!(o.status.success(), "primer make-drive: {}", text(&o));
+    make_drive_with(tree, fs, label, &["-o".as_ref(), out.as_os_str()]);
 }
 
 /// [`make_drive`] into a new trailing partition of the disk image `disk` (`--into`, as Ironic
 /// places its config partition), `size` bytes.
 pub fn make_drive_into(tree: &Path, disk: &Path, fs: DriveFs, label: &str, size: u64) {
+    let size = size.to_string();
+    make_drive_with(
+        tree,
+        fs,
+        label,
+        &[
+            "--into".as_ref(),
+            disk.as_os_str(),
+            "--partition-size".as_ref(),
+            size.as_ref(),
+        ],
+    );
+}
+
+/// `primer make-drive --deterministic` of `tree` with `output`'s arguments (where it goes).
+fn make_drive_with(tree: &Path, fs: DriveFs, label: &str, output: &[&std::ffi::OsStr]) {
     let o = Command::new(env!("CARGO_BIN_EXE_primer"))
         .args(["make-drive", "--deterministic", "--label", label])
         .arg("--filesystem")
@@ -340,12 +342,9 @@ pub fn make_drive_into(tree: &Path, disk: &Path, fs: DriveFs, label: &str, size:
         })
         .arg("--dir")
         .arg(tree)
-        .arg("--into")
-        .arg(disk)
-        .arg("--partition-size")
-        .arg(size.to_string())
+        .args(output)
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("run primer make-drive");
-    assert!(o.status.success(), "primer make-drive --into: {}", text(&o));
+    assert!(o.status.success(), "primer make-drive: {}", text(&o));
 }
