@@ -360,8 +360,9 @@ impl Report {
                 (w.next() == Some(outcome)).then(|| w.next().unwrap_or("").to_string())
             })
             .collect();
+        // tracing-journald's priorities: INFO is 5 (notice), ERROR 3.
         let priority = match outcome {
-            "changed" => "6",
+            "changed" => "5",
             "failed" => "3",
             _ => return v,
         };
