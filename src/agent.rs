@@ -1276,7 +1276,8 @@ pub fn write_private(path: &Path, data: &[u8], force: bool) -> Result<(), Error>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.primer-{}", std::process::id()));
+    // primer's one temporary-name scheme (`paths::temp_name`), which its sweeps recognise.
+    let tmp = dir.join(crate::paths::temp_name(&name, std::process::id(), 0));
     // Private from its first instant on every system (Windows: a protected DACL at creation).
     let mut f = platform::create_private_file(&tmp).map_err(|e| crate::apply::fs::at(&tmp, e))?;
     let written = f
