@@ -267,6 +267,41 @@ fn udev_state(dir: &Path) -> Udev {
     }
 }
 
+/// How long a wait saw udev in each state (sampled at each re-probe).
+#[derive(Debug, Default)]
+struct UdevTimes {
+    idle: Duration,
+    busy: Duration,
+    absent: Duration,
+}
+
+impl UdevTimes {
+    fn add(&mut self, state: Udev, d: Duration) {
+        match state {
+            Udev::Idle => self.idle += d,
+            Udev::Busy => self.busy += d,
+            Udev::Absent => self.absent += d,
+        }
+    }
+
+    /// One clause for the time-out line: why the wait was not ended early.
+    fn describe(&self, dir: &Path, early_end: bool) -> String {
+        let s = |d: Duration| d.as_secs_f64();
+        let tail = if !early_end {
+            "; probe.early_end is off"
+        } else {
+            ""
+        };
+        format!(
+            "udev in {}: events queued {:.1} s, idle {:.1} s, not running {:.1} s{tail}",
+            dir.display(),
+            s(self.busy),
+            s(self.idle),
+            s(self.absent)
+        )
+    }
+}
+
 /// Probes until a candidate shows up or `deadline` has passed: re-probes when sysfs or /dev
 /// changes (inotify) and at least every 100 ms (sysfs does not report every change, e.g. a
 /// loop device or CD-ROM getting its medium). Returns the last probe; never hangs.
@@ -307,12 +342,18 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
     let mut idle_since: Option<Instant> = None;
     let mut last = first;
     let mut rounds = 0u32;
+    // Time spent in each udev state, for the time-out message: an operator whose boot waited
+    // the whole deadline learns whether udev was still busy (the early end could not apply) or
+    // not running at all.
+    let mut in_state = UdevTimes::default();
+    let mut checked = Instant::now();
     loop {
         let left = deadline.saturating_sub(start.elapsed());
         if left.is_zero() {
             tracing::info!(
-                "no config drive after {:.1} s ({rounds} re-probes)",
-                start.elapsed().as_secs_f64()
+                "no config drive after {:.1} s ({rounds} re-probes; {})",
+                start.elapsed().as_secs_f64(),
+                in_state.describe(&udev, rules.early_end)
             );
             return last;
         }
@@ -339,7 +380,10 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
             );
             return last;
         }
-        match udev_state(&udev) {
+        let state = udev_state(&udev);
+        in_state.add(state, checked.elapsed());
+        checked = Instant::now();
+        match state {
             Udev::Idle if rules.early_end => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= UDEV_SETTLED_FOR {
@@ -501,6 +545,22 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn the_time_out_line_says_how_long_udev_was_busy() {
+        let mut t = UdevTimes::default();
+        t.add(Udev::Busy, Duration::from_millis(2400));
+        t.add(Udev::Idle, Duration::from_millis(300));
+        t.add(Udev::Busy, Duration::from_millis(100));
+        let s = t.describe(Path::new("/run/udev"), true);
+        assert_eq!(
+            s,
+            "udev in /run/udev: events queued 2.5 s, idle 0.3 s, not running 0.0 s"
+        );
+        assert!(t
+            .describe(Path::new("/run/udev"), false)
+            .ends_with("probe.early_end is off"));
     }
 
     #[test]
