@@ -591,7 +591,16 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     } else {
         KernelArgs::default()
     };
-    let Some(loaded) = load_with(&req.locate, root, &kernel)? else {
+    let loaded = match load_with(&req.locate, root, &kernel) {
+        Ok(l) => l,
+        Err(e) => {
+            if !dry_run {
+                record_stop(root, started, &e);
+            }
+            return Err(e);
+        }
+    };
+    let Some(loaded) = loaded else {
         if dry_run {
             return Ok(RunOutcome::NoDrive {
                 exit: Exit::NoDrive,
@@ -698,6 +707,41 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         report,
         exit,
     })
+}
+
+/// Records the status of a run that stopped before planning (`error`: the configuration or
+/// the drive could not be read; `refused`: the trust policy refused the drive), so that
+/// `status --wait` and `status` report this boot's outcome. Best effort: the run fails with
+/// `e` anyway, and a status that cannot be written is logged by `record_status`.
+fn record_stop(root: &Path, started: (SystemTime, Instant), e: &Error) {
+    let exit = match e {
+        Error::Refused(_) => Exit::Refused,
+        _ => Exit::Error,
+    };
+    // As for a boot without a drive: only a root primer already keeps state in takes the
+    // lock (a second run must not see a half-written status).
+    let lock = match root
+        .join(state::STATE_DIR)
+        .is_dir()
+        .then(|| take_lock(root))
+    {
+        Some(Ok(l)) => Some(l),
+        Some(Err(le)) => {
+            tracing::warn!("no status recorded for this run: {le}");
+            return;
+        }
+        None => None,
+    };
+    let previous = previous_status(root);
+    let s = status::failed_status(
+        started.0,
+        elapsed_ms(started.1),
+        exit,
+        e.to_string(),
+        previous,
+    );
+    let _ = record_status(root, &s);
+    drop(lock);
 }
 
 fn elapsed_ms(since: Instant) -> u64 {

@@ -135,6 +135,10 @@ pub struct Status {
     /// status of the current boot); absent where none could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// Why the run stopped before planning (outcome `error` or `refused`): the message the
+    /// run printed, naming the device, file and field. Absent for runs that got to apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Steps by outcome.
@@ -312,6 +316,7 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
         warnings: f.warnings.iter().map(|w| scrub(w, &secrets)).collect(),
         last_applied,
         boot_id: None,
+        error: None,
     }
 }
 
@@ -332,6 +337,26 @@ pub fn no_drive_status(started: SystemTime, duration_ms: u64, previous: Option<S
         warnings: Vec::new(),
         last_applied: previous.and_then(|p| p.last_applied),
         boot_id: None,
+        error: None,
+    }
+}
+
+/// The status of a run that stopped before planning: the configuration or the drive could not
+/// be read, or the trust policy refused the drive (`exit` is `Error` or `Refused`). Nothing was
+/// applied; the last applied instance is carried over from `previous`. Recorded so that
+/// `status --wait` reports this boot's outcome instead of waiting out its time-out.
+pub fn failed_status(
+    started: SystemTime,
+    duration_ms: u64,
+    exit: Exit,
+    error: String,
+    previous: Option<Status>,
+) -> Status {
+    Status {
+        outcome: exit.name().to_string(),
+        exit_code: exit.code(),
+        error: Some(error),
+        ..no_drive_status(started, duration_ms, previous)
     }
 }
 

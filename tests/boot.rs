@@ -362,6 +362,33 @@ fn command_line_meta_data_obeys_the_dmi_binding() {
     assert_eq!(o.status.code(), Some(12), "{}", text(&o));
     assert!(text(&o).contains("dmi"), "{}", text(&o));
     assert_eq!(before, snapshot(root.path()));
+    // The refusal is recorded as this run's outcome: `status --wait` reports it at once
+    // instead of waiting out its time-out, and `status` shows why.
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.path().join(RUN_STATUS)).unwrap()).unwrap();
+    assert_eq!(st["outcome"], "refused", "{st}");
+    assert_eq!(st["exit_code"], 12, "{st}");
+    assert!(st["error"].as_str().unwrap().contains("dmi"), "{st}");
+    assert!(st["instance"].is_null() && st["drive"].is_null(), "{st}");
+    let t = Instant::now();
+    let o = primer(&[
+        "status",
+        "--wait",
+        "--timeout",
+        "30",
+        "--root",
+        s(root.path()),
+    ]);
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("outcome:      refused (exit 12)")
+            && String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("error:") && l.contains("dmi")),
+        "{}",
+        text(&o)
+    );
     let root = bound_root();
     let o = primer_cmdline(
         &format!("ds=nocloud;h=bound;i={uuid}"),
@@ -369,4 +396,37 @@ fn command_line_meta_data_obeys_the_dmi_binding() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(hostname(root.path()), "bound");
+}
+
+/// A run that cannot read its drive records outcome `error` with the message naming the
+/// device, and keeps the instance applied before as `last applied`: `status --wait` returns 1
+/// at once instead of timing out.
+#[test]
+fn an_unreadable_drive_is_recorded_as_this_runs_error() {
+    let root = scratch_root();
+    let r = root.path();
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    write_drive_tree(&tree, &sample_meta("before", &[ED]));
+    let good = t.path().join("good.iso");
+    make_iso(&tree, &good, IsoTool::Nova);
+    let o = primer(&["run", "--source", s(&good), "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let bad = t.path().join("bad.img");
+    std::fs::write(&bad, vec![0x5a; 64 * 1024]).unwrap();
+    let o = primer(&["run", "--source", s(&bad), "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.join(RUN_STATUS)).unwrap()).unwrap();
+    assert_eq!(st["outcome"], "error", "{st}");
+    assert_eq!(st["exit_code"], 1, "{st}");
+    assert!(st["error"].as_str().unwrap().contains("bad.img"), "{st}");
+    assert_eq!(st["last_applied"]["outcome"], "changed", "{st}");
+    let o = primer(&["status", "--wait", "--timeout", "30", "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("outcome:      error (exit 1)"),
+        "{}",
+        text(&o)
+    );
 }

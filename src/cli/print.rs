@@ -365,6 +365,9 @@ pub(super) fn print_status(
         )?,
         (None, _) => {}
     }
+    if let Some(e) = &s.error {
+        writeln!(out, "error:        {e}")?;
+    }
     for w in &s.warnings {
         writeln!(out, "warning:      {w}")?;
     }
