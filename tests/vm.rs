@@ -1124,11 +1124,15 @@ fn primer_off_on_the_kernel_command_line() {
     assert!(r.get("failed_units").trim().is_empty(), "{}", r.serial);
 }
 
-/// Issue 16: a boot without any drive ends the probe once udev's coldplug is done instead of
-/// waiting out `probe.wait_seconds` (3 s). Prints primer.service's time (the `no_drive` test
-/// prints the same line for comparison with a build before the change).
+/// Issue 16: a boot without any drive ends the probe once udev's coldplug is done (its queue
+/// empty for 1 s) instead of waiting out `probe.wait_seconds` (25 s in the test image), and
+/// never ends it while udev still has events queued. Under TCG the guest's coldplug itself can
+/// take most of the deadline (measured: udev busy ~22 s of 25 s with the host loaded), so the
+/// test checks the rule from primer's own account of udev's states, not a wall-clock bound:
+/// - early end: it came at most ~2 s (1 s settle + 100 ms sampling, slow guest) after udev
+///   went idle, and before the deadline;
+/// - no early end: udev was busy or not running for all but a few seconds of the wait.
 #[test]
-#[ignore = "under TCG on this loaded 2-core machine the guest's udev queue stayed busy past the 25 s deadline (run at cc0e048: 'no config drive after 25.0 s'); the early end is proven by platform::linux::sysfs's unit tests with a fake /run/udev"]
 fn no_drive_ends_once_udev_is_idle() {
     let w = Work::new("nodrive-udev");
     let r = Boot {
@@ -1143,17 +1147,48 @@ fn no_drive_ends_once_udev_is_idle() {
     println!("{}", r.timing("no-drive udev"));
     assert_unit_ok(&r, "no-drive udev");
     assert_eq!(r.get("primer_status"), "11", "{}", r.journal());
-    assert!(
-        r.journal()
-            .contains("udev has processed every device event"),
-        "{}",
-        r.journal()
+    let journal = r.journal();
+    // "udev in /run/udev: events queued B s, idle I s, not running A s"
+    let secs = |line: &str, what: &str| -> f64 {
+        let at = line
+            .find(what)
+            .unwrap_or_else(|| panic!("{what:?} in {line}"))
+            + what.len();
+        line[at..]
+            .trim_start()
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{what:?} in {line}"))
+    };
+    if let Some(line) = journal
+        .lines()
+        .find(|l| l.contains("udev has processed every device event"))
+    {
+        let (busy, idle) = (secs(line, "events queued"), secs(line, ", idle"));
+        let waited = secs(line, "not waiting further (");
+        println!("early end after {waited:.1} s: udev busy {busy:.1} s, idle {idle:.1} s");
+        assert!(waited < 25.0, "{line}");
+        assert!(
+            (0.5..=3.0).contains(&idle),
+            "idle {idle} s before the end: {line}"
+        );
+    } else {
+        let line = journal
+            .lines()
+            .find(|l| l.contains("no config drive after"))
+            .unwrap_or_else(|| panic!("neither an early end nor a time-out line:\n{journal}"));
+        let idle = secs(line, ", idle");
+        println!("no early end (udev never settled in time): {line}");
+        assert!(idle <= 3.0, "udev idle {idle} s yet no early end: {line}");
+    }
+    // What udev did meanwhile, for the record (guest report).
+    println!(
+        "udevd ready at {} us, coldplug trigger done at {} us, primer {}..{} us; settle at report: {}",
+        r.get("udevd_start_us"),
+        r.get("udev_trigger_us"),
+        r.get("primer_start_us"),
+        r.get("primer_exit_us"),
+        r.get("udev_settle")
     );
-    let ms = r
-        .us("primer_exit_us")
-        .saturating_sub(r.us("primer_start_us"))
-        / 1000;
-    // The deadline is 3 s; the early end comes about 1 s after udev goes idle. TCG is slow,
-    // so the bound is the deadline itself: reaching it means the early end did not happen.
-    assert!(ms < 3000, "primer.service took {ms} ms\n{}", r.journal());
 }

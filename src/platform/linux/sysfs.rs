@@ -389,10 +389,11 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
                 if since.elapsed() >= UDEV_SETTLED_FOR {
                     tracing::info!(
                         "no config drive: udev has processed every device event ({} idle); \
-                         not waiting further ({:.1} s of {:.1} s, {rounds} re-probes)",
+                         not waiting further ({:.1} s of {:.1} s, {rounds} re-probes; {})",
                         udev.display(),
                         start.elapsed().as_secs_f64(),
-                        deadline.as_secs_f64()
+                        deadline.as_secs_f64(),
+                        in_state.describe(&udev, true)
                     );
                     return last;
                 }
