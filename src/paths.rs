@@ -31,14 +31,25 @@ pub(crate) fn resolve_cached(
     pending.reverse();
     let mut resolved: Vec<String> = Vec::new();
     let mut hops = 0;
+    // Where a component was missing: nothing below it exists, so what follows is joined as it
+    // is without a failing `lstat` per component, until a `..` climbs back above it (from there
+    // on, components are looked at again: one may be a symlink).
+    let mut missing_at: Option<usize> = None;
     while let Some(comp) = pending.pop() {
         match comp.as_str() {
             "" | "." => continue,
             ".." => {
                 resolved.pop();
+                if missing_at.is_some_and(|at| resolved.len() <= at) {
+                    missing_at = None;
+                }
                 continue;
             }
             _ => {}
+        }
+        if missing_at.is_some() {
+            resolved.push(comp);
+            continue;
         }
         let candidate = join(root, &resolved).join(&comp);
         if known_dirs.contains(&candidate) {
@@ -65,7 +76,13 @@ pub(crate) fn resolve_cached(
                 more.reverse();
                 pending.extend(more);
             }
-            _ => resolved.push(comp),
+            Ok(_) => resolved.push(comp),
+            Err(e) => {
+                if e.kind() == io::ErrorKind::NotFound {
+                    missing_at = Some(resolved.len());
+                }
+                resolved.push(comp);
+            }
         }
     }
     Ok(join(root, &resolved))
@@ -103,4 +120,36 @@ pub fn is_temp_name(name: &str) -> bool {
 /// `is_temp_name`): `.NAME.primer-tmp.PID.SEQ`.
 pub fn temp_name(name: &str, pid: u32, seq: u64) -> String {
     format!(".{name}.primer-tmp.{pid}.{seq}")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// Below a missing component nothing is looked up, but a `..` that climbs back above it
+    /// looks again: a symlink there is still re-rooted.
+    #[test]
+    fn missing_components_and_climbing_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("etc")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, "no/such/dir/file").unwrap(),
+            root.join("no/such/dir/file")
+        );
+        assert_eq!(
+            resolve_in_root(root, "no/such/../../abs/x").unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "no/../abs/x").unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "no/such/../abs").unwrap(),
+            root.join("no/abs")
+        );
+    }
 }

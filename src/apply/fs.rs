@@ -235,27 +235,90 @@ impl Writer {
     /// directories that changed. A crash at any point leaves every target old or new, never
     /// partial. Returns the errors by the tag given to `stage`.
     pub fn commit(&mut self) -> Vec<(usize, io::Error)> {
+        let errors = self.commit_with(false, false);
+        self.finished(errors)
+    }
+
+    /// `commit` with the directory fsyncs left for later: every staged file's data is durable
+    /// and renamed into place, but the renames themselves become durable only with the next
+    /// `commit` (whose flush covers them) or `sync_dirs`. For a batch that is always followed
+    /// by another durable write (the run's files, then the record): one flush instead of a flush
+    /// plus the directory fsyncs. A crash before that later flush leaves each target old or
+    /// new, never partial, and the record (written after it) still old: the next run redoes it.
+    pub fn commit_deferred(&mut self) -> Vec<(usize, io::Error)> {
+        self.commit_with(false, false)
+    }
+
+    /// `commit` for files that must land in staging order or not at all (the record, then the
+    /// pin): after the first failed rename, the files staged after it are removed unrenamed and
+    /// reported failed.
+    pub fn commit_chained(&mut self) -> Vec<(usize, io::Error)> {
+        let errors = self.commit_with(true, false);
+        self.finished(errors)
+    }
+
+    /// Renames every staged file into place without any flush or fsync: for a report whose
+    /// loss in a crash is harmless (`status.json`: the next run rewrites it, and a reader takes
+    /// a torn or missing one for "no status"). The kernel writes it back in its own time.
+    pub fn commit_unsynced(&mut self) -> Vec<(usize, io::Error)> {
+        let errors = self.commit_with(false, true);
+        // Nothing was made durable: the directories stay as they are (no fsync).
+        self.dirty_dirs.clear();
+        errors
+    }
+
+    /// Fsyncs the directories `commit_deferred` left (a no-op when a later `commit` flushed).
+    pub fn sync_dirs(&mut self) -> io::Result<()> {
+        self.finish()
+    }
+
+    fn finished(&mut self, mut errors: Vec<(usize, io::Error)>) -> Vec<(usize, io::Error)> {
+        if let Err(e) = self.finish() {
+            errors.push((usize::MAX, e));
+        }
+        errors
+    }
+
+    fn commit_with(&mut self, chained: bool, unsynced: bool) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         let pending = std::mem::take(&mut self.pending);
-        if !pending.is_empty() {
-            let flushed = crate::platform::sync_filesystem(&self.root);
-            for (tag, tmp, target) in pending {
-                let r = (|| {
+        if pending.is_empty() {
+            return errors;
+        }
+        // Every filesystem the staged files are on (a separate /var, say), each flushed once.
+        let flushed = unsynced || {
+            let dirs: BTreeSet<&Path> = pending.iter().filter_map(|(_, t, _)| t.parent()).collect();
+            crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
+        };
+        if flushed && !unsynced {
+            // The filesystem flush made every earlier directory change durable too (directories
+            // created before staging, renames a `commit_deferred` left): only the renames below
+            // still need their directories fsynced.
+            self.dirty_dirs.clear();
+        }
+        let mut broken = false;
+        for (tag, tmp, target) in pending {
+            let r = if broken {
+                Err(at(
+                    &target,
+                    io::Error::other("not written: an earlier file of its batch failed"),
+                ))
+            } else {
+                (|| {
                     if !flushed {
                         crate::platform::sync_file(&tmp).map_err(|e| at(&tmp, e))?;
                     }
                     fs::rename(&tmp, &target).map_err(|e| at(&target, e))
-                })();
-                if let Err(e) = r {
-                    let _ = fs::remove_file(&tmp);
-                    errors.push((tag, e));
-                }
+                })()
+            };
+            if let Err(e) = r {
+                let _ = fs::remove_file(&tmp);
+                errors.push((tag, e));
+                broken = chained;
+            } else {
                 self.touched(&target);
-                crate::apply::fault::point("rename");
             }
-        }
-        if let Err(e) = self.finish() {
-            errors.push((usize::MAX, e));
+            crate::apply::fault::point("rename");
         }
         errors
     }
