@@ -27,6 +27,30 @@ pub(crate) fn resolve_cached(
     rel: &str,
     known_dirs: &HashSet<PathBuf>,
 ) -> io::Result<PathBuf> {
+    resolve_found(root, rel, known_dirs).map(|(p, _)| p)
+}
+
+/// What resolution learnt of the resolved path's last component, so a caller need not look
+/// it up again (the writer checks that a file's target is not a directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// It does not exist.
+    Missing,
+    /// A real directory.
+    Dir,
+    /// Something other than a directory or a symlink.
+    Other,
+    /// Not looked up (the root itself, after `..`, or the lookup failed otherwise).
+    Unknown,
+}
+
+/// `resolve_cached`, also saying what the last component is.
+pub(crate) fn resolve_found(
+    root: &Path,
+    rel: &str,
+    known_dirs: &HashSet<PathBuf>,
+) -> io::Result<(PathBuf, Found)> {
+    let mut found = Found::Unknown;
     let mut pending: Vec<String> = split(rel);
     pending.reverse();
     let mut resolved: Vec<String> = Vec::new();
@@ -39,6 +63,7 @@ pub(crate) fn resolve_cached(
         match comp.as_str() {
             "" | "." => continue,
             ".." => {
+                found = Found::Unknown;
                 resolved.pop();
                 if missing_at.is_some_and(|at| resolved.len() <= at) {
                     missing_at = None;
@@ -48,16 +73,19 @@ pub(crate) fn resolve_cached(
             _ => {}
         }
         if missing_at.is_some() {
+            found = Found::Missing;
             resolved.push(comp);
             continue;
         }
         let candidate = join(root, &resolved).join(&comp);
         if known_dirs.contains(&candidate) {
+            found = Found::Dir;
             resolved.push(comp);
             continue;
         }
         match fs::symlink_metadata(&candidate) {
             Ok(m) if m.file_type().is_symlink() => {
+                found = Found::Unknown;
                 hops += 1;
                 if hops > MAX_SYMLINKS {
                     return Err(io::Error::other(format!(
@@ -76,16 +104,21 @@ pub(crate) fn resolve_cached(
                 more.reverse();
                 pending.extend(more);
             }
-            Ok(_) => resolved.push(comp),
+            Ok(m) => {
+                found = if m.is_dir() { Found::Dir } else { Found::Other };
+                resolved.push(comp);
+            }
             Err(e) => {
+                found = Found::Unknown;
                 if e.kind() == io::ErrorKind::NotFound {
+                    found = Found::Missing;
                     missing_at = Some(resolved.len());
                 }
                 resolved.push(comp);
             }
         }
     }
-    Ok(join(root, &resolved))
+    Ok((join(root, &resolved), found))
 }
 
 fn split(p: &str) -> Vec<String> {

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use crate::facts::Meta;
-use crate::paths::{is_temp_name, resolve_cached};
+use crate::paths::{is_temp_name, resolve_cached, resolve_found, Found};
 
 /// The one writer under a target root. Every file is written atomically: a temporary file in
 /// the same directory, written and given its mode and owner (`stage`), made durable, then renamed
@@ -194,7 +194,7 @@ impl Writer {
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
-        let target = self.resolve(rel)?;
+        let (target, found) = resolve_found(&self.root, rel, &self.known_dirs)?;
         // Parents of the resolved target (a symlinked last component may point elsewhere).
         if let Some(parent) = target
             .parent()
@@ -202,13 +202,18 @@ impl Writer {
         {
             self.create_dirs(&parent.to_string_lossy(), parents)?;
         }
-        if let Ok(m) = fs::symlink_metadata(&target) {
-            if m.is_dir() {
-                return Err(io::Error::other(format!(
-                    "{}: is a directory",
-                    target.display()
-                )));
-            }
+        // Resolution looked the target up already: a second lookup only when it could not say
+        // (a new file costs no failing lookup beyond the one resolution made).
+        let is_dir = match found {
+            Found::Dir => true,
+            Found::Missing | Found::Other => false,
+            Found::Unknown => fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()),
+        };
+        if is_dir {
+            return Err(io::Error::other(format!(
+                "{}: is a directory",
+                target.display()
+            )));
         }
         let tmp = self.temp_name(&target);
         let result = (|| {
@@ -479,6 +484,62 @@ mod tests {
         );
         assert!(w.commit().is_empty());
         assert_eq!(fs::read(t.path().join("a")).unwrap(), b"staged");
+    }
+
+    /// A chained batch lands in staging order or not at all: after a failed rename, the files
+    /// staged later are not renamed and their temporary files are gone.
+    #[test]
+    fn chained_commit_stops_at_the_first_failure() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = Meta {
+            mode: 0o600,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.stage(1, "first", b"1", m, m).unwrap();
+        w.stage(2, "record", b"2", m, m).unwrap();
+        w.stage(3, "pin", b"3", m, m).unwrap();
+        // The record's target becomes a non-empty directory: its rename fails.
+        fs::create_dir_all(root.join("record/x")).unwrap();
+        let errors = w.commit_chained();
+        let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [2, 3]);
+        assert!(errors[1].1.to_string().contains("an earlier file"), "{}", errors[1].1);
+        assert_eq!(fs::read(root.join("first")).unwrap(), b"1");
+        assert!(!root.join("pin").exists());
+        let left: Vec<_> = fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    /// `commit_deferred` renames without fsyncing the directories; the next `commit` (or
+    /// `sync_dirs`) does, and an unsynced commit renames too.
+    #[test]
+    fn deferred_and_unsynced_commits_rename() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = Meta {
+            mode: 0o644,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.stage(0, "a/f", b"a", m, m).unwrap();
+        assert!(w.commit_deferred().is_empty());
+        assert_eq!(fs::read(root.join("a/f")).unwrap(), b"a");
+        assert!(!w.dirty_dirs.is_empty(), "the renamed file's directory is left for later");
+        w.stage(0, "b/f", b"b", m, m).unwrap();
+        assert!(w.commit().is_empty());
+        assert!(w.dirty_dirs.is_empty());
+        w.stage(0, "a/f", b"c", m, m).unwrap();
+        assert!(w.commit_unsynced().is_empty());
+        assert_eq!(fs::read(root.join("a/f")).unwrap(), b"c");
+        assert!(w.sync_dirs().is_ok());
     }
 
     #[test]
