@@ -506,7 +506,11 @@ mod tests {
         let errors = w.commit_chained();
         let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
         assert_eq!(tags, [2, 3]);
-        assert!(errors[1].1.to_string().contains("an earlier file"), "{}", errors[1].1);
+        assert!(
+            errors[1].1.to_string().contains("an earlier file"),
+            "{}",
+            errors[1].1
+        );
         assert_eq!(fs::read(root.join("first")).unwrap(), b"1");
         assert!(!root.join("pin").exists());
         let left: Vec<_> = fs::read_dir(root)
@@ -532,7 +536,10 @@ mod tests {
         w.stage(0, "a/f", b"a", m, m).unwrap();
         assert!(w.commit_deferred().is_empty());
         assert_eq!(fs::read(root.join("a/f")).unwrap(), b"a");
-        assert!(!w.dirty_dirs.is_empty(), "the renamed file's directory is left for later");
+        assert!(
+            !w.dirty_dirs.is_empty(),
+            "the renamed file's directory is left for later"
+        );
         w.stage(0, "b/f", b"b", m, m).unwrap();
         assert!(w.commit().is_empty());
         assert!(w.dirty_dirs.is_empty());

@@ -397,12 +397,7 @@ pub(crate) fn write_state(w: &mut fs::Writer, path: &str, content: &[u8]) -> std
 }
 
 /// Stages one file of primer's private state (0600, root) for the writer's next commit.
-fn stage_state(
-    w: &mut fs::Writer,
-    tag: usize,
-    path: &str,
-    content: &[u8],
-) -> std::io::Result<()> {
+fn stage_state(w: &mut fs::Writer, tag: usize, path: &str, content: &[u8]) -> std::io::Result<()> {
     ensure_state_parents(w, path)?;
     let private = crate::plan::private_dir_meta();
     w.stage(
