@@ -290,9 +290,14 @@ impl Writer {
         if pending.is_empty() {
             return errors;
         }
-        // Every filesystem the staged files are on (a separate /var, say), each flushed once.
+        // Every filesystem the staged files are on (a separate /var, say), each flushed once,
+        // and those of the directories changed earlier (so the flush covers them, below).
         let flushed = unsynced || {
-            let dirs: BTreeSet<&Path> = pending.iter().filter_map(|(_, t, _)| t.parent()).collect();
+            let dirs: BTreeSet<&Path> = pending
+                .iter()
+                .filter_map(|(_, t, _)| t.parent())
+                .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
+                .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
         };
         if flushed && !unsynced {
