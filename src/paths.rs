@@ -27,26 +27,65 @@ pub(crate) fn resolve_cached(
     rel: &str,
     known_dirs: &HashSet<PathBuf>,
 ) -> io::Result<PathBuf> {
+    resolve_found(root, rel, known_dirs).map(|(p, _)| p)
+}
+
+/// What resolution learnt of the resolved path's last component, so a caller need not look
+/// it up again (the writer checks that a file's target is not a directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// It does not exist.
+    Missing,
+    /// A real directory.
+    Dir,
+    /// Something other than a directory or a symlink.
+    Other,
+    /// Not looked up (the root itself, after `..`, or the lookup failed otherwise).
+    Unknown,
+}
+
+/// `resolve_cached`, also saying what the last component is.
+pub(crate) fn resolve_found(
+    root: &Path,
+    rel: &str,
+    known_dirs: &HashSet<PathBuf>,
+) -> io::Result<(PathBuf, Found)> {
+    let mut found = Found::Unknown;
     let mut pending: Vec<String> = split(rel);
     pending.reverse();
     let mut resolved: Vec<String> = Vec::new();
     let mut hops = 0;
+    // Where a component was missing: nothing below it exists, so what follows is joined as it
+    // is without a failing `lstat` per component, until a `..` climbs back above it (from there
+    // on, components are looked at again: one may be a symlink).
+    let mut missing_at: Option<usize> = None;
     while let Some(comp) = pending.pop() {
         match comp.as_str() {
             "" | "." => continue,
             ".." => {
+                found = Found::Unknown;
                 resolved.pop();
+                if missing_at.is_some_and(|at| resolved.len() <= at) {
+                    missing_at = None;
+                }
                 continue;
             }
             _ => {}
         }
+        if missing_at.is_some() {
+            found = Found::Missing;
+            resolved.push(comp);
+            continue;
+        }
         let candidate = join(root, &resolved).join(&comp);
         if known_dirs.contains(&candidate) {
+            found = Found::Dir;
             resolved.push(comp);
             continue;
         }
         match fs::symlink_metadata(&candidate) {
             Ok(m) if m.file_type().is_symlink() => {
+                found = Found::Unknown;
                 hops += 1;
                 if hops > MAX_SYMLINKS {
                     return Err(io::Error::other(format!(
@@ -65,10 +104,21 @@ pub(crate) fn resolve_cached(
                 more.reverse();
                 pending.extend(more);
             }
-            _ => resolved.push(comp),
+            Ok(m) => {
+                found = if m.is_dir() { Found::Dir } else { Found::Other };
+                resolved.push(comp);
+            }
+            Err(e) => {
+                found = Found::Unknown;
+                if e.kind() == io::ErrorKind::NotFound {
+                    found = Found::Missing;
+                    missing_at = Some(resolved.len());
+                }
+                resolved.push(comp);
+            }
         }
     }
-    Ok(join(root, &resolved))
+    Ok((join(root, &resolved), found))
 }
 
 fn split(p: &str) -> Vec<String> {
@@ -103,4 +153,36 @@ pub fn is_temp_name(name: &str) -> bool {
 /// `is_temp_name`): `.NAME.primer-tmp.PID.SEQ`.
 pub fn temp_name(name: &str, pid: u32, seq: u64) -> String {
     format!(".{name}.primer-tmp.{pid}.{seq}")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// Below a missing component nothing is looked up, but a `..` that climbs back above it
+    /// looks again: a symlink there is still re-rooted.
+    #[test]
+    fn missing_components_and_climbing_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("etc")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, "no/such/dir/file").unwrap(),
+            root.join("no/such/dir/file")
+        );
+        assert_eq!(
+            resolve_in_root(root, "no/such/../../abs/x").unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "no/../abs/x").unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "no/such/../abs").unwrap(),
+            root.join("no/abs")
+        );
+    }
 }

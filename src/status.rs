@@ -435,14 +435,21 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<Record>, StatusError>
 }
 
 /// Writes `status.json` (0600, root) atomically in primer's private state directory (0700),
-/// through the one writer, as `apply` writes the record.
+/// through the one writer, as `apply` writes the record, but without a flush of its own: it is
+/// a report of the run (rewritten by every run: it holds the boot id and the times), not state
+/// any decision depends on. A crash before the kernel writes it back leaves the previous
+/// status, none, or (on a filesystem without ext4's replace-by-rename ordering) an unreadable
+/// one, which `read_status` reports and the next run replaces; `status --wait` then waits for
+/// this boot's run as it does when none has finished. The run's state (the record) was made
+/// durable before this write.
 pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
     let mut w = Writer::new(root);
     if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
         w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
     }
     let private = crate::plan::private_dir_meta();
-    w.write_atomic(
+    w.stage(
+        0,
         &state::status_path(),
         &status.to_json(),
         Meta {
@@ -450,7 +457,11 @@ pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
             ..private
         },
         private,
-    )
+    )?;
+    match w.commit_unsynced().into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn valid_id(id: &str) -> Result<(), StatusError> {

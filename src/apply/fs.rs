@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use crate::facts::Meta;
-use crate::paths::{is_temp_name, resolve_cached};
+use crate::paths::{is_temp_name, resolve_cached, resolve_found, Found};
 
 /// The one writer under a target root. Every file is written atomically: a temporary file in
 /// the same directory, written and given its mode and owner (`stage`), made durable, then renamed
@@ -194,7 +194,7 @@ impl Writer {
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
-        let target = self.resolve(rel)?;
+        let (target, found) = resolve_found(&self.root, rel, &self.known_dirs)?;
         // Parents of the resolved target (a symlinked last component may point elsewhere).
         if let Some(parent) = target
             .parent()
@@ -202,13 +202,18 @@ impl Writer {
         {
             self.create_dirs(&parent.to_string_lossy(), parents)?;
         }
-        if let Ok(m) = fs::symlink_metadata(&target) {
-            if m.is_dir() {
-                return Err(io::Error::other(format!(
-                    "{}: is a directory",
-                    target.display()
-                )));
-            }
+        // Resolution looked the target up already: a second lookup only when it could not say
+        // (a new file costs no failing lookup beyond the one resolution made).
+        let is_dir = match found {
+            Found::Dir => true,
+            Found::Missing | Found::Other => false,
+            Found::Unknown => fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()),
+        };
+        if is_dir {
+            return Err(io::Error::other(format!(
+                "{}: is a directory",
+                target.display()
+            )));
         }
         let tmp = self.temp_name(&target);
         let result = (|| {
@@ -235,27 +240,95 @@ impl Writer {
     /// directories that changed. A crash at any point leaves every target old or new, never
     /// partial. Returns the errors by the tag given to `stage`.
     pub fn commit(&mut self) -> Vec<(usize, io::Error)> {
+        let errors = self.commit_with(false, false);
+        self.finished(errors)
+    }
+
+    /// `commit` with the directory fsyncs left for later: every staged file's data is durable
+    /// and renamed into place, but the renames themselves become durable only with the next
+    /// `commit` (whose flush covers them) or `sync_dirs`. For a batch that is always followed
+    /// by another durable write (the run's files, then the record): one flush instead of a flush
+    /// plus the directory fsyncs. A crash before that later flush leaves each target old or
+    /// new, never partial, and the record (written after it) still old: the next run redoes it.
+    pub fn commit_deferred(&mut self) -> Vec<(usize, io::Error)> {
+        self.commit_with(false, false)
+    }
+
+    /// `commit` for files that must land in staging order or not at all (the record, then the
+    /// pin): after the first failed rename, the files staged after it are removed unrenamed and
+    /// reported failed.
+    pub fn commit_chained(&mut self) -> Vec<(usize, io::Error)> {
+        let errors = self.commit_with(true, false);
+        self.finished(errors)
+    }
+
+    /// Renames every staged file into place without any flush or fsync: for a report whose
+    /// loss in a crash is harmless (`status.json`: the next run rewrites it, and a reader takes
+    /// a torn or missing one for "no status"). The kernel writes it back in its own time.
+    pub fn commit_unsynced(&mut self) -> Vec<(usize, io::Error)> {
+        let errors = self.commit_with(false, true);
+        // Nothing was made durable: the directories stay as they are (no fsync).
+        self.dirty_dirs.clear();
+        errors
+    }
+
+    /// Fsyncs the directories `commit_deferred` left (a no-op when a later `commit` flushed).
+    pub fn sync_dirs(&mut self) -> io::Result<()> {
+        self.finish()
+    }
+
+    fn finished(&mut self, mut errors: Vec<(usize, io::Error)>) -> Vec<(usize, io::Error)> {
+        if let Err(e) = self.finish() {
+            errors.push((usize::MAX, e));
+        }
+        errors
+    }
+
+    fn commit_with(&mut self, chained: bool, unsynced: bool) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         let pending = std::mem::take(&mut self.pending);
-        if !pending.is_empty() {
-            let flushed = crate::platform::sync_filesystem(&self.root);
-            for (tag, tmp, target) in pending {
-                let r = (|| {
+        if pending.is_empty() {
+            return errors;
+        }
+        // Every filesystem the staged files are on (a separate /var, say), each flushed once,
+        // and those of the directories changed earlier (so the flush covers them, below).
+        let flushed = unsynced || {
+            let dirs: BTreeSet<&Path> = pending
+                .iter()
+                .filter_map(|(_, t, _)| t.parent())
+                .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
+                .collect();
+            crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
+        };
+        if flushed && !unsynced {
+            // The filesystem flush made every earlier directory change durable too (directories
+            // created before staging, renames a `commit_deferred` left): only the renames below
+            // still need their directories fsynced.
+            self.dirty_dirs.clear();
+        }
+        let mut broken = false;
+        for (tag, tmp, target) in pending {
+            let r = if broken {
+                Err(at(
+                    &target,
+                    io::Error::other("not written: an earlier file of its batch failed"),
+                ))
+            } else {
+                (|| {
                     if !flushed {
                         crate::platform::sync_file(&tmp).map_err(|e| at(&tmp, e))?;
                     }
                     fs::rename(&tmp, &target).map_err(|e| at(&target, e))
-                })();
-                if let Err(e) = r {
-                    let _ = fs::remove_file(&tmp);
-                    errors.push((tag, e));
-                }
+                })()
+            };
+            if let Err(e) = r {
+                let _ = fs::remove_file(&tmp);
+                errors.push((tag, e));
+                broken = chained;
+            } else {
                 self.touched(&target);
-                crate::apply::fault::point("rename");
             }
-        }
-        if let Err(e) = self.finish() {
-            errors.push((usize::MAX, e));
+            crate::apply::fault::point("rename");
         }
         errors
     }
@@ -416,6 +489,69 @@ mod tests {
         );
         assert!(w.commit().is_empty());
         assert_eq!(fs::read(t.path().join("a")).unwrap(), b"staged");
+    }
+
+    /// A chained batch lands in staging order or not at all: after a failed rename, the files
+    /// staged later are not renamed and their temporary files are gone.
+    #[test]
+    fn chained_commit_stops_at_the_first_failure() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = Meta {
+            mode: 0o600,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.stage(1, "first", b"1", m, m).unwrap();
+        w.stage(2, "record", b"2", m, m).unwrap();
+        w.stage(3, "pin", b"3", m, m).unwrap();
+        // The record's target becomes a non-empty directory: its rename fails.
+        fs::create_dir_all(root.join("record/x")).unwrap();
+        let errors = w.commit_chained();
+        let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [2, 3]);
+        assert!(
+            errors[1].1.to_string().contains("an earlier file"),
+            "{}",
+            errors[1].1
+        );
+        assert_eq!(fs::read(root.join("first")).unwrap(), b"1");
+        assert!(!root.join("pin").exists());
+        let left: Vec<_> = fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    /// `commit_deferred` renames without fsyncing the directories; the next `commit` (or
+    /// `sync_dirs`) does, and an unsynced commit renames too.
+    #[test]
+    fn deferred_and_unsynced_commits_rename() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = Meta {
+            mode: 0o644,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.stage(0, "a/f", b"a", m, m).unwrap();
+        assert!(w.commit_deferred().is_empty());
+        assert_eq!(fs::read(root.join("a/f")).unwrap(), b"a");
+        assert!(
+            !w.dirty_dirs.is_empty(),
+            "the renamed file's directory is left for later"
+        );
+        w.stage(0, "b/f", b"b", m, m).unwrap();
+        assert!(w.commit().is_empty());
+        assert!(w.dirty_dirs.is_empty());
+        w.stage(0, "a/f", b"c", m, m).unwrap();
+        assert!(w.commit_unsynced().is_empty());
+        assert_eq!(fs::read(root.join("a/f")).unwrap(), b"c");
+        assert!(w.sync_dirs().is_ok());
     }
 
     #[test]

@@ -125,7 +125,9 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
             fault::point(&step.id);
         }
     }
-    for (i, e) in writer.commit() {
+    // The run's files: durable data, renamed; their directories become durable with the
+    // record's flush below (or `sync_dirs` at the end): one flush fewer per run.
+    for (i, e) in writer.commit_deferred() {
         match results.get_mut(i) {
             Some(r) => *r = Err(e),
             None => results.push(Err(e)),
@@ -175,11 +177,12 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
             // A failed step did not apply its input: leave it out so the next run retries it.
             let mut record = record.clone();
             record.steps.retain(|id, _| !failed.contains(&id.as_str()));
-            results[i] = write_state(&mut writer, path, &record.to_json());
+            results[i] = stage_state(&mut writer, i, path, &record.to_json());
         }
     }
     // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
     let mut not_pinned = None;
+    let mut pin_staged = None;
     if let Some(i) = pin_step {
         let failed = plan
             .steps
@@ -191,9 +194,33 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
         if failed {
             not_pinned = Some(i);
         } else if let Action::WritePin { path, content } = &plan.steps[i].action {
-            results[i] = pin::write_pin(&mut writer, path, content);
+            results[i] = pin::stage_pin(&mut writer, i, path, content);
+            pin_staged = Some(i);
+        }
+    }
+    // The record and the pin in one batch, the run's second (and last) flush: it also makes
+    // the renames of the run's files durable before the record's own rename, so the record
+    // never says more than landed. Two flushes, not one, because the record's content depends
+    // on the results of the first batch and of the scripts. In staging order or not at all: a
+    // record that failed leaves the drive unpinned.
+    for (i, e) in writer.commit_chained() {
+        match results.get_mut(i) {
+            Some(r) => *r = Err(e),
+            None => results.push(Err(e)),
+        }
+    }
+    if let Some(i) = pin_staged {
+        let record_failed = record_step.is_some_and(|r| results[r].is_err());
+        if record_failed {
+            results[i] = Ok(());
+            not_pinned = Some(i);
+        } else {
             fault::point(&plan.steps[i].id);
         }
+    }
+    // Directories the first batch left, when no flush came after it (no record written).
+    if let Err(e) = writer.sync_dirs() {
+        results.push(Err(e));
     }
 
     let mut report = ApplyReport::default();
@@ -359,6 +386,22 @@ pub(crate) fn write_state(w: &mut fs::Writer, path: &str, content: &[u8]) -> std
     ensure_state_parents(w, path)?;
     let private = crate::plan::private_dir_meta();
     w.write_atomic(
+        path,
+        content,
+        Meta {
+            mode: 0o600,
+            ..private
+        },
+        parents_for(path),
+    )
+}
+
+/// Stages one file of primer's private state (0600, root) for the writer's next commit.
+fn stage_state(w: &mut fs::Writer, tag: usize, path: &str, content: &[u8]) -> std::io::Result<()> {
+    ensure_state_parents(w, path)?;
+    let private = crate::plan::private_dir_meta();
+    w.stage(
+        tag,
         path,
         content,
         Meta {

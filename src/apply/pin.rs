@@ -24,6 +24,25 @@ pub fn write_pin(w: &mut Writer, path: &str, content: &[u8]) -> std::io::Result<
     )
 }
 
+/// Stages the pinning record like `write_pin`, for the writer's next commit (`apply_plan`
+/// commits it with the record, in one flush).
+pub fn stage_pin(w: &mut Writer, tag: usize, path: &str, content: &[u8]) -> std::io::Result<()> {
+    if let Some((public, _)) = STATE_DIR.rsplit_once('/') {
+        w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
+    }
+    let private = crate::plan::private_dir_meta();
+    w.stage(
+        tag,
+        path,
+        content,
+        Meta {
+            mode: 0o600,
+            ..private
+        },
+        private,
+    )
+}
+
 // POSIX modes: these tests run where they exist.
 #[cfg(all(test, unix))]
 mod tests {

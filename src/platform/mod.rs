@@ -33,3 +33,11 @@ pub fn open_device(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     private_file(std::fs::OpenOptions::new().write(true).create_new(true)).open(path)
 }
+
+/// Flushes every filesystem holding one of `dirs`, each once; `false` when the caller must
+/// flush each file instead. Windows has no per-volume flush primer uses: always `false`, as
+/// `sync_filesystem` there (each file and directory is flushed on its own).
+#[cfg(windows)]
+pub fn sync_filesystems(_dirs: &[&std::path::Path]) -> bool {
+    false
+}

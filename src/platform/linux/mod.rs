@@ -79,12 +79,24 @@ pub fn private_dir(b: &mut fs::DirBuilder) -> &mut fs::DirBuilder {
     b.mode(0o700)
 }
 
-/// Flushes the whole filesystem holding `root` in one call (`syncfs`); `false` when that
+/// Flushes each filesystem holding one of `dirs` once (`syncfs` on the first directory seen on
+/// each device): files staged under a target root may sit on several filesystems (a separate
+/// `/var`), and `syncfs` flushes only the one its descriptor is on. `false` when any flush
 /// failed and the caller must flush each file.
-pub fn sync_filesystem(root: &Path) -> bool {
-    File::open(root)
-        .ok()
-        .is_some_and(|d| nix::unistd::syncfs(&d).is_ok())
+pub fn sync_filesystems(dirs: &[&Path]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut devices = Vec::new();
+    for d in dirs {
+        let Ok(m) = fs::metadata(d) else { return false };
+        if devices.contains(&m.dev()) {
+            continue;
+        }
+        if !File::open(d).is_ok_and(|f| nix::unistd::syncfs(&f).is_ok()) {
+            return false;
+        }
+        devices.push(m.dev());
+    }
+    true
 }
 
 /// Makes a written file durable (`fsync`).
