@@ -83,7 +83,9 @@ impl AttrDir {
         if n == buf.len() {
             return None;
         }
-        std::str::from_utf8(&buf[..n]).ok().map(|s| s.trim().to_string())
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 }
 
@@ -127,10 +129,7 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
         let Some(attrs) = AttrDir::open(&sys) else {
             continue;
         };
-        let sectors: u64 = attrs
-            .read("size")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let sectors: u64 = attrs.read("size").and_then(|s| s.parse().ok()).unwrap_or(0);
         if sectors == 0 {
             tracing::debug!(device = %name, "size 0 (no medium or detached): skipped");
             continue;
@@ -447,6 +446,28 @@ mod tests {
     fn attr(dir: &Path, name: &str, value: &str) {
         fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
         fs::write(dir.join(name), value).unwrap();
+    }
+
+    #[test]
+    fn attributes_read_through_the_directory_handle() {
+        let t = tempfile::tempdir().unwrap();
+        attr(t.path(), "size", "72\n");
+        attr(t.path(), "loop/backing_file", " /images/a b.iso \n");
+        attr(t.path(), "long", &"x".repeat(4097));
+        attr(t.path(), "page", &"y".repeat(4096));
+        fs::write(t.path().join("binary"), [0xff, 0xfe]).unwrap();
+        let a = AttrDir::open(t.path()).unwrap();
+        assert_eq!(a.read("size").as_deref(), Some("72"));
+        assert_eq!(
+            a.read("loop/backing_file").as_deref(),
+            Some("/images/a b.iso")
+        );
+        assert_eq!(a.read("page").map(|s| s.len()), Some(4096));
+        // Longer than a sysfs page, missing, or not text: no value, never a panic.
+        assert_eq!(a.read("long"), None);
+        assert_eq!(a.read("missing"), None);
+        assert_eq!(a.read("binary"), None);
+        assert!(AttrDir::open(&t.path().join("size")).is_none());
     }
 
     #[test]
