@@ -574,7 +574,8 @@ impl Planner<'_> {
             action: Action::WriteFile {
                 path: path.to_string(),
                 bytes: content.len(),
-                sha256: state::sha256_hex(&content),
+                // One allocation per digest (a plan may hold 10,000 file steps).
+                sha256: inject::sha256_hex(&content),
                 content,
                 mode: meta.mode,
                 uid: meta.uid,

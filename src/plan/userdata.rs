@@ -66,7 +66,7 @@ fn write_file_input(content: &[u8], tail: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(content);
     h.update(tail);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    super::inject::hex_lower(&h.finalize())
 }
 
 impl Planner<'_> {
