@@ -287,7 +287,8 @@ fn plan_inner(
         });
         return p.finish(id);
     }
-    let ud = match parsed {
+    // Mutable: write_files contents and scripts are moved out of it into their steps.
+    let mut ud = match parsed {
         // Ignored user-data is not parsed (the planner only warns that it is left alone).
         Some((ud, report)) if policy.users.user_data == UserDataMode::Apply => {
             p.warnings.warnings.extend(report.warnings);
@@ -302,9 +303,9 @@ fn plan_inner(
     p.plan_system(id, &ud);
     p.plan_network(instance, drive, &policy.network);
     p.plan_injected_files(instance, policy.users.files_mode);
-    p.plan_write_files(instance, &ud);
+    p.plan_write_files(instance, &mut ud);
     p.plan_entropy(instance);
-    p.plan_scripts(instance, &ud, &policy.users, policy.defer_scripts);
+    p.plan_scripts(instance, &mut ud, &policy.users, policy.defer_scripts);
     // The copy and the drive hash leave out every password the drive carries, in user-data the
     // configuration ignores too.
     let ignored;
@@ -573,7 +574,8 @@ impl Planner<'_> {
             action: Action::WriteFile {
                 path: path.to_string(),
                 bytes: content.len(),
-                sha256: state::sha256_hex(&content),
+                // One allocation per digest (a plan may hold 10,000 file steps).
+                sha256: inject::sha256_hex(&content),
                 content,
                 mode: meta.mode,
                 uid: meta.uid,

@@ -59,6 +59,16 @@ fn script_of(cmds: &[Command]) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// The input digest of a `write_files` entry: SHA-256 over its content then `tail` (mode,
+/// owner and `append`), the same digest as over the two joined, without joining them.
+fn write_file_input(content: &[u8], tail: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(content);
+    h.update(tail);
+    super::inject::hex_lower(&h.finalize())
+}
+
 impl Planner<'_> {
     pub(super) fn user_data(&mut self, instance: &Instance, policy: &UserPolicy) -> UserData {
         let (ud, report) = user_data(instance, policy);
@@ -80,10 +90,14 @@ impl Planner<'_> {
     /// are applied in order, so two for one path build on each other; an `append` whose text the
     /// file already holds (appended before, even by a run interrupted before its record) is not
     /// appended again.
-    pub(super) fn plan_write_files(&mut self, _instance: &Instance, ud: &UserData) {
-        // Content as earlier entries of this plan leave each path.
-        let mut planned: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (n, w) in ud.cloud_config.write_files.iter().enumerate() {
+    ///
+    /// Each entry's content is moved out of `ud` into its step (held once, not copied: an entry
+    /// may be tens of MiB), so the caller's `write_files` is left without contents.
+    pub(super) fn plan_write_files(&mut self, _instance: &Instance, ud: &mut UserData) {
+        // The step of this plan that last wrote each path (an index into `self.steps`): an
+        // `append` builds on the content that step writes, read from it rather than kept twice.
+        let mut planned: BTreeMap<String, usize> = BTreeMap::new();
+        for (n, w) in ud.cloud_config.write_files.iter_mut().enumerate() {
             let rel = match injected_path(&w.path) {
                 Ok(r) => r,
                 Err(e) => {
@@ -126,18 +140,23 @@ impl Planner<'_> {
             };
             // One id per entry: the same path may be listed twice.
             let id = format!("write-file:{n}:{rel}");
-            let mut input_bytes = w.content.clone();
-            input_bytes.extend_from_slice(format!("{meta:?}{}", w.append).as_bytes());
-            let input = Some(state::sha256_hex(&input_bytes));
-            let current = planned
-                .get(&rel)
-                .cloned()
-                .or_else(|| self.facts.files.get(&rel).map(|f| f.content.clone()));
+            // The digest of content then mode/owner/append, hashed in place (no joined copy).
+            let input = Some(write_file_input(
+                &w.content,
+                format!("{meta:?}{}", w.append).as_bytes(),
+            ));
             let content = if w.append {
+                let current: Option<&[u8]> = match planned.get(&rel) {
+                    Some(&i) => match self.steps.get(i).map(|s| &s.action) {
+                        Some(Action::WriteFile { content, .. }) => Some(content.as_slice()),
+                        _ => None,
+                    },
+                    None => self.facts.files.get(&rel).map(|f| f.content.as_slice()),
+                };
                 let done = input
                     .as_deref()
                     .is_some_and(|i| self.applied_before(&id, i))
-                    || current.as_deref().is_some_and(|c| {
+                    || current.is_some_and(|c| {
                         !w.content.is_empty()
                             && c.windows(w.content.len())
                                 .any(|x| x == w.content.as_slice())
@@ -152,13 +171,13 @@ impl Planner<'_> {
                     });
                     continue;
                 }
-                let mut c = current.unwrap_or_default();
+                let mut c = Vec::with_capacity(current.map_or(0, <[u8]>::len) + w.content.len());
+                c.extend_from_slice(current.unwrap_or_default());
                 c.extend_from_slice(&w.content);
                 c
             } else {
-                w.content.clone()
+                std::mem::take(&mut w.content)
             };
-            planned.insert(rel.clone(), content.clone());
             self.file_step(
                 &id,
                 &rel,
@@ -168,6 +187,7 @@ impl Planner<'_> {
                 &format!("write_files {}", w.path),
                 true,
             );
+            planned.insert(rel, self.steps.len() - 1);
         }
     }
 
@@ -215,7 +235,7 @@ impl Planner<'_> {
     pub(super) fn plan_scripts(
         &mut self,
         instance: &Instance,
-        ud: &UserData,
+        ud: &mut UserData,
         policy: &UserPolicy,
         defer: bool,
     ) {
@@ -228,12 +248,14 @@ impl Planner<'_> {
             all.push((BOOTCMD.into(), script_of(&cc.bootcmd), true));
         }
         for origin in [Origin::VendorData, Origin::UserData] {
-            for s in ud.scripts.iter().filter(|s| s.origin == origin) {
+            for s in ud.scripts.iter_mut().filter(|s| s.origin == origin) {
                 let prefix = match origin {
                     Origin::VendorData => "10-vendor-",
                     Origin::UserData => "20-user-",
                 };
-                all.push((format!("{prefix}{}", s.name), s.content.clone(), false));
+                // Moved into its step, not copied (user-data may be tens of MiB).
+                let content = std::mem::take(&mut s.content);
+                all.push((format!("{prefix}{}", s.name), content, false));
             }
         }
         if !cc.runcmd.is_empty() {
@@ -248,12 +270,6 @@ impl Planner<'_> {
         }
         for (name, content, every_boot) in all {
             let path = format!("{dir}/{name}");
-            let input = state::sha256_hex(&content);
-            let staged = self
-                .facts
-                .files
-                .get(&path)
-                .is_some_and(|f| state::sha256_hex(&f.content) == input);
             self.file_step(
                 &format!("script-file:{name}"),
                 &path,
@@ -266,6 +282,16 @@ impl Planner<'_> {
                 &format!("user-data script {name} (stored)"),
                 false,
             );
+            // Staged when the stored file already holds these very bytes (compared, not hashed
+            // again: the content may be tens of MiB).
+            let staged = match self.steps.last().map(|s| &s.action) {
+                Some(Action::WriteFile { content, .. }) => self
+                    .facts
+                    .files
+                    .get(&path)
+                    .is_some_and(|f| f.content == *content),
+                _ => false,
+            };
             let id = format!("script:{name}");
             let marker = format!("{ran_dir}/{name}");
             let ran = self.facts.files.contains_key(&marker);
@@ -316,6 +342,31 @@ impl Planner<'_> {
                 why,
                 input: None,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest hashed in place is the one recorded before (over content and tail joined):
+    /// records of earlier runs keep matching, so nothing is re-applied after an upgrade.
+    #[test]
+    fn write_file_input_is_the_joined_digest() {
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        };
+        let tail = format!("{meta:?}{}", true);
+        for content in [&b""[..], b"x", &[7u8; 100_000][..]] {
+            let mut joined = content.to_vec();
+            joined.extend_from_slice(tail.as_bytes());
+            assert_eq!(
+                write_file_input(content, tail.as_bytes()),
+                state::sha256_hex(&joined)
+            );
         }
     }
 }

@@ -34,8 +34,59 @@ impl Default for ProbeRoots {
     }
 }
 
-fn read_attr(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+/// One device's sysfs directory, opened once: its attributes are read relative to it
+/// (`openat`), so the kernel walks `/sys/class/block/NAME` and its link into `/sys/devices/…`
+/// once per device rather than once per attribute, and each attribute costs one open, one read
+/// into a stack buffer and one close (the probe's CPU over many loop devices was mostly these
+/// path walks and allocations).
+struct AttrDir(std::os::fd::OwnedFd);
+
+impl AttrDir {
+    fn open(dir: &Path) -> Option<AttrDir> {
+        use nix::fcntl::{open, OFlag};
+        open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+        .map(AttrDir)
+    }
+
+    /// The attribute `name` (relative to the device's directory), trimmed; `None` when absent,
+    /// unreadable, not UTF-8 or longer than a page (sysfs serves an attribute in one read of at
+    /// most a page).
+    fn read(&self, name: &str) -> Option<String> {
+        use nix::fcntl::{openat, OFlag};
+        let fd = openat(
+            &self.0,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        let mut buf = [0u8; 4097];
+        let mut n = 0;
+        while n < buf.len() {
+            match nix::unistd::read(&fd, &mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
+            }
+            // sysfs (and a small regular file) gives a whole attribute in one read: a short
+            // read is the end, which saves the read that would return 0.
+            if n < 4096 {
+                break;
+            }
+        }
+        if n == buf.len() {
+            return None;
+        }
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
 }
 
 /// One sysfs entry with what the probe needs beyond `BlockDevice`.
@@ -45,7 +96,15 @@ struct SysDev {
     devno: Option<String>,
     /// Kernel partition number (`partition` attribute).
     number: Option<u32>,
-    logical_block: u64,
+}
+
+/// A whole disk's logical block size (its partition table's sector size), read only for a
+/// disk that holds a table.
+fn logical_block(roots: &ProbeRoots, name: &str) -> u64 {
+    AttrDir::open(&roots.sys.join("class/block").join(name))
+        .and_then(|a| a.read("queue/logical_block_size"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512)
 }
 
 /// Lists the block devices in sysfs that could hold a filesystem, sorted by name.
@@ -67,16 +126,23 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
             continue;
         }
         let sys = class.join(&name);
-        let sectors: u64 = read_attr(&sys.join("size"))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let Some(attrs) = AttrDir::open(&sys) else {
+            continue;
+        };
+        let sectors: u64 = attrs.read("size").and_then(|s| s.parse().ok()).unwrap_or(0);
         if sectors == 0 {
             tracing::debug!(device = %name, "size 0 (no medium or detached): skipped");
             continue;
         }
-        let number: Option<u32> = read_attr(&sys.join("partition")).and_then(|s| s.parse().ok());
-        let is_partition = sys.join("partition").exists();
-        let backing_file = read_attr(&sys.join("loop/backing_file"));
+        let partition = attrs.read("partition");
+        let is_partition = partition.is_some();
+        let number: Option<u32> = partition.and_then(|s| s.parse().ok());
+        // Only a whole loop device has a backing file (no failing lookup for other devices).
+        let backing_file = if name.starts_with("loop") && !is_partition {
+            attrs.read("loop/backing_file")
+        } else {
+            None
+        };
         if name.starts_with("loop") && !is_partition && backing_file.is_none() {
             continue;
         }
@@ -106,17 +172,19 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
             // sysfs `size` is always in 512-byte units, whatever the logical sector size.
             sectors.saturating_mul(512),
         );
-        dev.read_only = read_attr(&sys.join("ro")).as_deref() == Some("1");
-        dev.removable = read_attr(&sys.join("removable")).as_deref() == Some("1");
+        dev.read_only = attrs.read("ro").as_deref() == Some("1");
+        dev.removable = attrs.read("removable").as_deref() == Some("1");
         dev.parent = parent;
         dev.backing_file = backing_file;
         out.push(SysDev {
             dev,
-            devno: read_attr(&sys.join("dev")),
+            // Only a partition's device number is compared (with the root's).
+            devno: if is_partition {
+                attrs.read("dev")
+            } else {
+                None
+            },
             number,
-            logical_block: read_attr(&sys.join("queue/logical_block_size"))
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(512),
         });
     }
     out.sort_by(|a, b| a.dev.name.cmp(&b.dev.name));
@@ -176,7 +244,7 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
         let found = read_device_signature(&s.dev);
         if found == Found::Table {
             let table = File::open(&s.dev.path).ok().and_then(|mut f| {
-                read_partition_table(&mut f, &s.dev.path, s.logical_block)
+                read_partition_table(&mut f, &s.dev.path, logical_block(roots, &s.dev.name))
                     .map_err(|e| tracing::debug!(device = %s.dev.path, "partition table: {e}"))
                     .ok()
                     .flatten()
@@ -423,6 +491,28 @@ mod tests {
     fn attr(dir: &Path, name: &str, value: &str) {
         fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
         fs::write(dir.join(name), value).unwrap();
+    }
+
+    #[test]
+    fn attributes_read_through_the_directory_handle() {
+        let t = tempfile::tempdir().unwrap();
+        attr(t.path(), "size", "72\n");
+        attr(t.path(), "loop/backing_file", " /images/a b.iso \n");
+        attr(t.path(), "long", &"x".repeat(4097));
+        attr(t.path(), "page", &"y".repeat(4096));
+        fs::write(t.path().join("binary"), [0xff, 0xfe]).unwrap();
+        let a = AttrDir::open(t.path()).unwrap();
+        assert_eq!(a.read("size").as_deref(), Some("72"));
+        assert_eq!(
+            a.read("loop/backing_file").as_deref(),
+            Some("/images/a b.iso")
+        );
+        assert_eq!(a.read("page").map(|s| s.len()), Some(4096));
+        // Longer than a sysfs page, missing, or not text: no value, never a panic.
+        assert_eq!(a.read("long"), None);
+        assert_eq!(a.read("missing"), None);
+        assert_eq!(a.read("binary"), None);
+        assert!(AttrDir::open(&t.path().join("size")).is_none());
     }
 
     #[test]

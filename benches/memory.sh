@@ -1,0 +1,118 @@
+#!/bin/sh
+# Memory and scaling of `primer run` on large drives (issue 15): peak RSS for 32 and 64 MiB of
+# user-data (a shell script, stored for later with --defer-scripts) and of a cloud-config
+# `write_files` entry, and CPU/wall time and peak RSS for 1,000 / 5,000 / 9,000 injected files
+# (OpenStack `files`; a drive holds at most 10,000 entries, media::Limits, so 20,000 is refused by
+# design). Each drive is a config-2 ISO image file (genisoimage -J -r, as nova builds it) read by
+# primer's user-space reader; each run goes into a fresh scratch root. Peak RSS comes from GNU
+# time (load-independent); times are medians and depend on the machine's load.
+#
+#   benches/memory.sh [--runs N] [BINARY]
+#
+#   BINARY  default target/x86_64-unknown-linux-gnu/release/primer, else target/release/primer
+#   --runs  runs per figure (default 3)
+#
+# Needs genisoimage, python3 and GNU time (/usr/bin/time); not root. Uses ~400 MiB in $TMPDIR.
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+runs=3
+bin=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --runs) runs=$2; shift 2 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) bin=$1; shift ;;
+    esac
+done
+if [ -z "$bin" ]; then
+    for b in target/x86_64-unknown-linux-gnu/release/primer target/release/primer; do
+        if [ -x "$here/$b" ]; then bin=$here/$b; break; fi
+    done
+fi
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "memory.sh: no primer binary (cargo build --release)" >&2; exit 1; }
+bin=$(readlink -f "$bin")
+for t in genisoimage python3 /usr/bin/time; do
+    command -v "$t" >/dev/null 2>&1 || { echo "memory.sh: $t is required" >&2; exit 1; }
+done
+work=$(mktemp -d "${TMPDIR:-/tmp}/primer-memory.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+
+# make_drive NAME KIND ARG: a config-2 tree then its ISO ($work/NAME.iso), tree removed.
+make_drive() {
+    python3 - "$work/$1" "$2" "$3" <<'PY'
+import json, os, sys
+d, kind, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(os.path.join(d, "openstack/latest"))
+md = {"uuid": "bench-" + os.path.basename(d), "hostname": "large"}
+line = "# " + "x" * 76 + "\n"
+ud = os.path.join(d, "openstack/latest/user_data")
+if kind == "userdata":  # ARG MiB of shell script, just under the 64 MiB file cap
+    with open(ud, "w") as f:
+        f.write("#!/bin/sh\n")
+        f.write(line * (((arg << 20) - 64) // len(line)))
+        f.write("true\n")
+elif kind == "writefiles":  # one write_files entry of ARG MiB (a YAML literal block)
+    with open(ud, "w") as f:
+        f.write("#cloud-config\nwrite_files:\n  - path: /srv/big\n    content: |\n")
+        body = "      " + "y" * 72 + "\n"
+        f.write(body * (((arg << 20) - 128) // len(body)))
+elif kind == "files":  # ARG injected files
+    os.makedirs(os.path.join(d, "openstack/content"))
+    files = []
+    for i in range(arg):
+        name = "%04x" % i
+        with open(os.path.join(d, "openstack/content", name), "w") as f:
+            f.write("injected file %d\n" % i)
+        files.append({"path": "/srv/injected/f%05d" % i, "content_path": "/content/" + name})
+    md["files"] = files
+json.dump(md, open(os.path.join(d, "openstack/latest/meta_data.json"), "w"))
+PY
+    genisoimage -quiet -J -r -V config-2 -o "$work/$1.iso" "$work/$1"
+    rm -rf "${work:?}/$1"
+}
+
+# measure NAME: RUNS first runs (fresh root each), then RUNS re-runs (same root); prints
+# "first: cpu_ms wall_ms rss_kib  re-run: cpu_ms wall_ms rss_kib" (medians, peak RSS max).
+measure() {
+    root=$work/root
+    for phase in first rerun; do
+        : >"$work/times"
+        i=0
+        while [ "$i" -lt "$runs" ]; do
+            if [ "$phase" = first ]; then
+                rm -rf "$root"
+                mkdir -p "$root/etc"
+                echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+            fi
+            /usr/bin/time -o "$work/t" -f "%U %S %e %M" "$bin" run --log-level error \
+                --defer-scripts --network-backend networkd --source "$work/$1.iso" \
+                --root "$root" >/dev/null 2>&1 || {
+                c=$?
+                # 10: already applied (a re-run that changes nothing).
+                [ "$c" = 10 ] || { echo "memory.sh: $1: primer exit $c" >&2; exit 1; }
+            }
+            tail -n1 "$work/t" >>"$work/times"
+            i=$((i + 1))
+        done
+        python3 - "$work/times" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+cpu = statistics.median((u + s) * 1000 for u, s, _, _ in rows)
+wall = statistics.median(e * 1000 for _, _, e, _ in rows)
+print(f"{cpu:8.0f} ms CPU {wall:8.0f} ms wall {max(r[3] for r in rows) / 1024:7.1f} MiB", end="  ")
+PY
+    done
+    echo
+}
+
+echo "primer: $bin"
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $runs runs each; first run | re-run"
+for spec in "ud32 userdata 32" "ud64 userdata 64" "wf32 writefiles 32" "wf64 writefiles 64" \
+    "files1000 files 1000" "files5000 files 5000" "files9000 files 9000"; do
+    # shellcheck disable=SC2086
+    set -- $spec
+    make_drive "$1" "$2" "$3"
+    printf '%-11s ' "$1"
+    measure "$1"
+    rm -f "$work/$1.iso"
+done
