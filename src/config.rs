@@ -953,7 +953,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         assert_eq!(Config::load(None, t.path()).unwrap(), Config::default());
         assert!(Config::load(Some(&t.path().join("nope.yaml")), t.path()).is_err());
-        std::fs::create_dir_all(config_path(t.path()).parent().unwrap().to_path_buf()).unwrap();
+        std::fs::create_dir_all(config_path(t.path()).parent().unwrap()).unwrap();
         std::fs::write(config_path(t.path()), "ssh_user: admin\n").unwrap();
         assert_eq!(Config::load(None, t.path()).unwrap().ssh_user, "admin");
     }
