@@ -71,8 +71,21 @@ use crate::plan::Policy;
 use crate::probe::trust::DuplicateRule;
 use crate::probe::Rules;
 
-/// Where the configuration lives, relative to the target root.
+/// Where the configuration lives, relative to the target root: `/etc/primer/primer.yaml`;
+/// on Windows `%ProgramData%\primer\primer.yaml`, beside primer's state under a directory
+/// only SYSTEM and Administrators may change (any user may create `C:\etc`).
+#[cfg(not(windows))]
 pub const CONFIG_PATH: &str = "etc/primer/primer.yaml";
+#[cfg(windows)]
+pub const CONFIG_PATH: &str = "ProgramData/primer/primer.yaml";
+
+/// The configuration file under `root` ([`CONFIG_PATH`], joined component by component so a
+/// Windows path carries no `/`).
+pub fn config_path(root: &Path) -> PathBuf {
+    CONFIG_PATH
+        .split('/')
+        .fold(root.to_path_buf(), |p, c| p.join(c))
+}
 /// Largest configuration file read.
 const MAX_CONFIG: u64 = 64 * 1024;
 /// Longest wait accepted (a boot must not stall on a typo).
@@ -90,6 +103,10 @@ pub enum ConfigError {
     TooLarge { path: String },
     #[error("{path}: {detail}")]
     Invalid { path: String, detail: String },
+    /// Windows: a file or directory of the configuration someone other than SYSTEM,
+    /// Administrators or TrustedInstaller owns or may change.
+    #[error("{path}: refused: {detail}")]
+    Untrusted { path: String, detail: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -563,6 +580,18 @@ fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// Refuses a configuration file or directory the platform cannot vouch for
+/// (`platform::config_untrusted`: Windows only), naming it and the offending trustee.
+fn trusted(path: &Path) -> Result<(), ConfigError> {
+    match crate::platform::config_untrusted(path) {
+        Some(detail) => Err(ConfigError::Untrusted {
+            path: path.display().to_string(),
+            detail,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Loads the configuration the way every command sees it: `explicit` (must exist) or
 /// `<root>/etc/primer/primer.yaml` (optional), then each `*.yaml` of the directory beside it
 /// named like it plus `.d` (`/etc/primer/primer.yaml.d/`), in name order. Maps merge key by
@@ -580,15 +609,33 @@ fn load_layered_keyed(
 ) -> Result<Layered, (ConfigError, Option<&'static str>)> {
     let (main, required): (PathBuf, bool) = match explicit {
         Some(p) => (p.to_path_buf(), true),
-        None => (root.join(CONFIG_PATH), false),
+        None => (config_path(root), false),
     };
     let mut layers = Vec::new();
+    // Windows: the directory holding the file, then the file, are vouched for before a byte
+    // is read (a no-op on Linux).
+    if main.exists() {
+        if let Some(dir) = main.parent().filter(|d| !d.as_os_str().is_empty()) {
+            trusted(dir).map_err(|e| (e, None))?;
+        }
+        trusted(&main).map_err(|e| (e, None))?;
+    }
     if let Some(l) = read_layer(&main, required).map_err(|e| (e, None))? {
         layers.push((main.display().to_string(), l));
     } else {
         tracing::debug!("{}: not present; using defaults", main.display());
     }
-    for f in dropins(&main).map_err(|e| (e, None))? {
+    let extra = dropins(&main).map_err(|e| (e, None))?;
+    if let Some(first) = extra.first() {
+        // The drop-in directory and the one holding it, as for the main file.
+        for dir in [main.parent(), first.parent()].into_iter().flatten() {
+            if !dir.as_os_str().is_empty() {
+                trusted(dir).map_err(|e| (e, None))?;
+            }
+        }
+    }
+    for f in extra {
+        trusted(&f).map_err(|e| (e, None))?;
         if let Some(l) = read_layer(&f, true).map_err(|e| (e, None))? {
             layers.push((f.display().to_string(), l));
         }
@@ -701,7 +748,7 @@ pub fn check(
 ) -> Result<(Vec<String>, Vec<ConfigIssue>), ConfigError> {
     let main = explicit
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.join(CONFIG_PATH));
+        .unwrap_or_else(|| config_path(root));
     let mut files = Vec::new();
     if explicit.is_some() || main.exists() {
         files.push(main.clone());
@@ -898,13 +945,16 @@ mod tests {
         assert!(Config::parse("probe:\n  mbr_types: [010]\n", "p").is_err());
     }
 
+    // Windows: files a test creates belong to the user running it, which the configuration
+    // check refuses (`a_configuration_the_user_owns_is_refused_on_windows`).
+    #[cfg(not(windows))]
     #[test]
     fn load_missing_default_is_defaults_but_explicit_must_exist() {
         let t = tempfile::tempdir().unwrap();
         assert_eq!(Config::load(None, t.path()).unwrap(), Config::default());
         assert!(Config::load(Some(&t.path().join("nope.yaml")), t.path()).is_err());
-        std::fs::create_dir_all(t.path().join("etc/primer")).unwrap();
-        std::fs::write(t.path().join(CONFIG_PATH), "ssh_user: admin\n").unwrap();
+        std::fs::create_dir_all(config_path(t.path()).parent().unwrap()).unwrap();
+        std::fs::write(config_path(t.path()), "ssh_user: admin\n").unwrap();
         assert_eq!(Config::load(None, t.path()).unwrap().ssh_user, "admin");
     }
 
@@ -944,10 +994,13 @@ mod tests {
         }
     }
 
+    // Windows: files a test creates belong to the user running it, which the configuration
+    // check refuses (`a_configuration_the_user_owns_is_refused_on_windows`).
+    #[cfg(not(windows))]
     #[test]
     fn drop_ins_merge_over_the_main_file_in_name_order() {
         let t = tempfile::tempdir().unwrap();
-        let etc = t.path().join("etc/primer");
+        let etc = config_path(t.path()).parent().unwrap().to_path_buf();
         std::fs::create_dir_all(etc.join("primer.yaml.d")).unwrap();
         std::fs::write(
             etc.join("primer.yaml"),
@@ -1022,6 +1075,9 @@ mod tests {
             .map(|n| n.to_string_lossy().into_owned())
     }
 
+    // Windows: files a test creates belong to the user running it, which the configuration
+    // check refuses (`a_configuration_the_user_owns_is_refused_on_windows`).
+    #[cfg(not(windows))]
     #[test]
     fn no_files_and_one_file_read_as_before() {
         let t = tempfile::tempdir().unwrap();
@@ -1083,5 +1139,48 @@ mod tests {
             let e = Config::parse(bad, "p.yaml").unwrap_err().to_string();
             assert!(e.contains("p.yaml"), "{bad}: {e}");
         }
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn a_configuration_the_user_owns_is_refused_on_windows() {
+        // A test's files belong to the user running it (under wine, every file does: wine keeps
+        // no owner or DACL on a Unix-backed drive): refused before a byte is read, naming the
+        // file or directory and the trustee. Where it passes (an elevated run on NTFS whose
+        // files are owned by Administrators), the settings are read.
+        let t = tempfile::tempdir().unwrap();
+        let main = config_path(t.path());
+        assert!(
+            main.ends_with(r"ProgramData\primer\primer.yaml"),
+            "{}",
+            main.display()
+        );
+        std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+        std::fs::write(&main, "ssh_user: attacker\n").unwrap();
+        match load_layered(None, t.path()) {
+            Err(ConfigError::Untrusted { path, detail }) => {
+                assert!(path.ends_with("primer"), "{path}");
+                assert!(
+                    detail.contains("owner") || detail.contains("DACL"),
+                    "{detail}"
+                );
+                assert!(detail.contains("S-1-"), "the trustee is named: {detail}");
+            }
+            Ok(l) => assert_eq!(l.config.ssh_user, "attacker"),
+            Err(e) => panic!("{e}"),
+        }
+        // An explicit --config is checked the same way.
+        let f = t.path().join("p.yaml");
+        std::fs::write(&f, "ssh_user: attacker\n").unwrap();
+        match load_layered(Some(&f), t.path()) {
+            Err(e @ ConfigError::Untrusted { .. }) => {
+                assert!(e.to_string().contains("refused"), "{e}")
+            }
+            Ok(l) => assert_eq!(l.config.ssh_user, "attacker"),
+            Err(e) => panic!("{e}"),
+        }
+        // Nothing there: the defaults, nothing to vouch for.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(Config::load(None, empty.path()).unwrap(), Config::default());
     }
 }

@@ -1,6 +1,6 @@
 # Removes the primer service and its event log source, then primer.exe from
-# %ProgramFiles%\primer. primer's state (%ProgramData%\primer) and configuration
-# (%SystemDrive%\etc\primer) stay unless -Purge is given. Run elevated.
+# %ProgramFiles%\primer. primer's state and configuration (%ProgramData%\primer) stay unless
+# -Purge is given (which also removes an older primer's %SystemDrive%\etc\primer). Run elevated.
 param([switch]$Purge)
 $ErrorActionPreference = 'Stop'
 $principal = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())

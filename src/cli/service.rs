@@ -64,37 +64,54 @@ fn exit_of(code: u8) -> Exit {
     Exit::of_run(code)
 }
 
-/// The service's run: `primer run --root <system drive>` with the service's log layer as this
-/// thread's subscriber (the binary's stderr logger reaches nobody under the SCM).
+/// The service's run: `primer run --root <system drive>` with the service's log layer as the
+/// process's global subscriber, so the threads the run starts (progress lines, script output
+/// readers) log to the event log and the file too. When the binary already installed a global
+/// logger (its stderr one, which reaches nobody under the SCM), the layer can only be this
+/// thread's default: said in the log, and the run goes on.
 fn pipeline() -> u8 {
-    let root = crate::platform::system_root();
-    let log = svc::ServiceLog::open(&svc::log_dir(), tracing::Level::INFO);
-    let subscriber = tracing_subscriber::registry().with(log);
-    tracing::subscriber::with_default(subscriber, || {
-        let args: Vec<OsString> = vec![
-            "primer".into(),
-            "run".into(),
-            "--root".into(),
-            root.into_os_string(),
-        ];
-        let cli = match super::Cli::try_parse_from(args) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("service: {e}");
-                return Exit::Error.code();
-            }
-        };
-        tracing::info!("service: primer run started");
-        let code = match super::execute(&cli, true) {
-            Ok(exit) => exit.code(),
-            Err(e) => {
-                tracing::error!("service: {e}");
-                Exit::Error.code()
-            }
-        };
-        tracing::info!("service: primer run ended with exit code {code}");
-        code
+    let open = || {
+        tracing_subscriber::registry()
+            .with(svc::ServiceLog::open(&svc::log_dir(), tracing::Level::INFO))
+    };
+    if tracing::subscriber::set_global_default(open()).is_ok() {
+        return run_service_pipeline();
+    }
+    tracing::subscriber::with_default(open(), || {
+        tracing::warn!(
+            "service: a global logger was already set: only the service thread's events \
+             reach this log"
+        );
+        run_service_pipeline()
     })
+}
+
+/// `primer run --root <system drive>`, logged at its start and end.
+fn run_service_pipeline() -> u8 {
+    let root = crate::platform::system_root();
+    let args: Vec<OsString> = vec![
+        "primer".into(),
+        "run".into(),
+        "--root".into(),
+        root.into_os_string(),
+    ];
+    let cli = match super::Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("service: {e}");
+            return Exit::Error.code();
+        }
+    };
+    tracing::info!("service: primer run started");
+    let code = match super::execute(&cli, true) {
+        Ok(exit) => exit.code(),
+        Err(e) => {
+            tracing::error!("service: {e}");
+            Exit::Error.code()
+        }
+    };
+    tracing::info!("service: primer run ended with exit code {code}");
+    code
 }
 
 #[cfg(test)]

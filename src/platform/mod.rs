@@ -14,6 +14,16 @@ pub use linux::*;
 
 #[cfg(windows)]
 pub mod windows;
+
+/// The SMBIOS table parser behind Windows' `system_uuid`: pure, so compiled and tested on every
+/// platform (Linux reads the kernel's own `product_uuid` instead).
+#[path = "windows/smbios.rs"]
+pub mod smbios;
+
+/// What a whole disk without a drive letter holds (Windows' `\\.\PhysicalDriveN`): pure over
+/// `Read + Seek`, so compiled and tested on every platform.
+#[path = "windows/physical.rs"]
+pub mod physical;
 #[cfg(windows)]
 pub use windows::*;
 
@@ -40,4 +50,27 @@ pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::F
 #[cfg(windows)]
 pub fn sync_filesystems(_dirs: &[&std::path::Path]) -> bool {
     false
+}
+
+/// Why the configuration file or directory `path` must not be read, or `None`. Linux: `None`
+/// (the file's mode and owner are the administrator's, as for every file under `/etc`).
+/// Windows: refused unless SYSTEM, Administrators or TrustedInstaller own it and no one else
+/// may change it (`windows::security::config_refusal`).
+#[cfg(not(windows))]
+pub fn config_untrusted(_path: &std::path::Path) -> Option<String> {
+    None
+}
+
+/// Opens the run lock file `path` for writing, creating it private when missing: Linux mode
+/// 0600 in `open(2)`; Windows the protected DACL in `CreateFileW`'s security attributes (a
+/// lock file created by `OpenOptions` would inherit its directory's ACL).
+#[cfg(not(windows))]
+pub fn open_lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    private_file(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )
+    .open(path)
 }

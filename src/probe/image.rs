@@ -4,6 +4,7 @@
 //! the media readers do the reading of the chosen volume.
 
 use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use super::sig::Found;
@@ -30,6 +31,24 @@ pub fn read_source_with(
     rules: &Rules,
     duplicates: DuplicateRule,
 ) -> Result<DriveFiles, MediaError> {
+    read_source_opened(path, limits, rules, duplicates, |p: &Path| File::open(p))
+}
+
+/// [`read_source_with`], opening a device or image with `open`: the caller passes
+/// `platform::open_device` (probe may not name the platform), which on Windows puts a raw
+/// `\\.\X:` or `\\.\PhysicalDriveN` behind a sector-aligned reader (a CD-ROM or a 4Kn disk
+/// refuses unaligned reads); `File::open` elsewhere.
+pub fn read_source_opened<R, F>(
+    path: &Path,
+    limits: &Limits,
+    rules: &Rules,
+    duplicates: DuplicateRule,
+    open: F,
+) -> Result<DriveFiles, MediaError>
+where
+    R: Read + Seek,
+    F: FnOnce(&Path) -> std::io::Result<R>,
+{
     let device = path.display().to_string();
     match source_kind(path)? {
         SourceKind::Directory => dir::read_dir_tree(path, limits),
@@ -43,7 +62,7 @@ pub fn read_source_with(
                 device: device.clone(),
                 source: e,
             };
-            let mut file = File::open(path).map_err(io)?;
+            let mut file = open(path).map_err(io)?;
             match super::sig::read_signature(&mut file, &device) {
                 Found::Fs(s) if s.fstype == "iso9660" || s.fstype == "vfat" => {
                     read_fs(file, &device, limits)
@@ -56,8 +75,8 @@ pub fn read_source_with(
 }
 
 /// Reads the config partition of a partitioned device or image (see `read_source_with`).
-fn read_from_table(
-    mut file: File,
+fn read_from_table<R: Read + Seek>(
+    mut file: R,
     device: &str,
     limits: &Limits,
     rules: &Rules,

@@ -12,8 +12,9 @@ use std::os::windows::io::AsRawHandle;
 use std::path::Path;
 
 use windows_sys::Win32::Foundation::HANDLE;
+use windows_sys::Win32::Storage::FileSystem::IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS;
 use windows_sys::Win32::System::Ioctl::{
-    PropertyStandardQuery, StorageAccessAlignmentProperty, DISK_GEOMETRY_EX,
+    PropertyStandardQuery, StorageAccessAlignmentProperty, DISK_EXTENT, DISK_GEOMETRY_EX,
     GET_LENGTH_INFORMATION, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_GET_LENGTH_INFO,
     IOCTL_STORAGE_QUERY_PROPERTY, STORAGE_ACCESS_ALIGNMENT_DESCRIPTOR, STORAGE_PROPERTY_QUERY,
 };
@@ -233,6 +234,29 @@ pub fn sector_size(f: &File) -> Option<u64> {
     (a.BytesPerLogicalSector != 0).then_some(u64::from(a.BytesPerLogicalSector))
 }
 
+/// The disk extents of an open raw volume (`IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS`): disk
+/// number and byte offset of each (one for a basic volume; at most 8 read). Empty when the
+/// driver does not answer (wine's file-backed drives).
+pub fn volume_extents(f: &File) -> Vec<(u32, u64)> {
+    /// `VOLUME_DISK_EXTENTS` with room for 8 extents.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Extents {
+        count: u32,
+        extents: [DISK_EXTENT; 8],
+    }
+    // SAFETY: plain data; all-zero is a valid value.
+    let mut x: Extents = unsafe { std::mem::zeroed() };
+    if ioctl_out(f, IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS, &[], &mut x).is_none() {
+        return Vec::new();
+    }
+    let n = (x.count as usize).min(x.extents.len());
+    x.extents[..n]
+        .iter()
+        .filter_map(|e| Some((e.DiskNumber, u64::try_from(e.StartingOffset).ok()?)))
+        .collect()
+}
+
 /// Whether `path` names a raw device (`\\.\X:`, `\\.\PhysicalDriveN`, `\\?\GLOBALROOT\…`)
 /// rather than a file.
 pub fn is_raw_device(path: &Path) -> bool {
@@ -431,6 +455,51 @@ mod tests {
         r.seek(SeekFrom::Start(16 * 2048)).unwrap();
         if r.read_exact(&mut pvd).is_ok() && &pvd[1..6] == b"CD001" {
             assert_eq!(len % 2048, 0);
+        }
+    }
+
+    #[test]
+    fn a_source_read_through_aligned_reads_equals_the_plain_file_read() {
+        use crate::media::Limits;
+        use crate::probe::image::{read_source_opened, read_source_with};
+        use crate::probe::trust::DuplicateRule;
+        use crate::probe::Rules;
+        let iso = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/sample/config-2.iso");
+        let data = std::fs::read(&iso).expect("the sample ISO");
+        let limits = Limits::default();
+        let plain = read_source_with(&iso, &limits, &Rules::default(), DuplicateRule::Refuse)
+            .expect("plain read");
+        // A CD-ROM as Windows serves it: 2048-byte sectors, every unaligned read refused.
+        let strict = |_: &Path| {
+            let len = data.len() as u64;
+            let dev = Strict {
+                data: data.clone(),
+                sector: 2048,
+                reads: 0,
+            };
+            Ok(AlignedReader::new(dev, 2048, len))
+        };
+        let aligned = read_source_opened(
+            &iso,
+            &limits,
+            &Rules::default(),
+            DuplicateRule::Refuse,
+            strict,
+        )
+        .expect("aligned read");
+        assert_eq!(aligned.files, plain.files);
+        assert_eq!((aligned.fstype, aligned.label), (plain.fstype, plain.label));
+        // And the raw volume itself, where scripts/test-windows maps D: to that ISO.
+        if File::open(r"\\.\D:").is_ok() {
+            let raw = read_source_opened(
+                Path::new(r"\\.\D:"),
+                &limits,
+                &Rules::default(),
+                DuplicateRule::Refuse,
+                open_device,
+            )
+            .expect(r"\\.\D: through open_device");
+            assert_eq!(raw.files, plain.files);
         }
     }
 }

@@ -2,14 +2,20 @@
 //! CD-ROM, fixed or removable volume (`GetDriveTypeW`), read raw through `\\.\X:`
 //! (sector-aligned, `device.rs`) by primer's own signature reader (labels included: Windows may
 //! not know the label of a volume it has no driver for), then ranked by the same pure policy as
-//! Linux (`probe::rank_scan`). Read-only: opens volumes for reading, never locks, mounts or writes them. `\\.\PhysicalDriveN`
-//! enumeration (whole disks without a letter) is not done yet.
+//! Linux (`probe::rank_scan`). Then the whole disks (`\\.\PhysicalDrive0..63`, stopping after a
+//! run of numbers that do not open): each disk's signature or GPT/MBR table, read by primer's
+//! own reader through the same aligned reader, and each partition that has no drive letter
+//! (`IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS` of the letters tells which have one), as Linux lists
+//! partitions the kernel does not show (`platform::physical`). Read-only: opens volumes and
+//! disks for reading, never locks, mounts or writes them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Storage::FileSystem::{GetDriveTypeW, GetLogicalDrives};
 
+use crate::platform::physical;
 use crate::probe::{rank_scan, sig, BlockDevice, DeviceClass, Probe, Rules, Scan};
 
 // GetDriveTypeW results (WinBase.h), kept here rather than pulling the large
@@ -86,9 +92,20 @@ pub fn scan(vols: &[Volume]) -> Scan {
     let system = system_letter();
     let mut scan = Scan::default();
     scan.root_disks.insert(SYSTEM_DISK.to_string());
+    // Where each lettered volume lies: disk number -> byte offsets.
+    let mut covered: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    let mut system_disks = BTreeSet::new();
     for v in vols {
         let path = format!(r"\\.\{}:", v.letter);
         let name = format!("{}:", v.letter);
+        if let Ok(f) = std::fs::File::open(&path) {
+            for (disk, start) in super::device::volume_extents(&f) {
+                covered.entry(disk).or_default().insert(start);
+                if v.letter == system {
+                    system_disks.insert(disk);
+                }
+            }
+        }
         // Through the aligned reader: Windows refuses unaligned raw reads, and the size is the
         // driver's (IOCTL_DISK_GET_LENGTH_INFO), not a seek to the end.
         let (size, found) = match super::device::open_device(Path::new(&path)) {
@@ -107,7 +124,39 @@ pub fn scan(vols: &[Volume]) -> Scan {
         }
         scan.devices.push((d, found));
     }
+    scan_physical(&mut scan, &covered, &system_disks);
     scan
+}
+
+/// Adds the whole disks and their partitions without a drive letter to `scan`; the disk the
+/// system volume lies on is a boot disk (its partitions rank last, as on Linux).
+fn scan_physical(
+    scan: &mut Scan,
+    covered: &BTreeMap<u32, BTreeSet<u64>>,
+    system_disks: &BTreeSet<u32>,
+) {
+    let none = BTreeSet::new();
+    let disks = physical::enumerate(|n| {
+        let path = physical::disk_name(n).1;
+        super::device::open_device(Path::new(&path))
+            .map_err(|e| tracing::trace!(device = %path, "cannot open: {e}"))
+            .ok()
+    });
+    for (n, r) in disks {
+        let path = physical::disk_name(n).1;
+        // The table's sector numbers are in logical sectors: the driver's size, else 512 (the
+        // aligned reader's own default is a multiple of every size, not a logical size).
+        let sector = std::fs::File::open(&path)
+            .ok()
+            .and_then(|f| super::device::sector_size(&f))
+            .unwrap_or(512);
+        let size = r.len();
+        let entries = physical::scan_disk(n, r, size, sector, covered.get(&n).unwrap_or(&none));
+        if system_disks.contains(&n) {
+            scan.root_disks.insert(physical::disk_name(n).0);
+        }
+        scan.devices.extend(entries);
+    }
 }
 
 /// Enumerates and ranks once.

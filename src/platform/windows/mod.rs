@@ -31,7 +31,7 @@ use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, TerminateJobObject,
 };
 use windows_sys::Win32::System::SystemInformation::{
-    ComputerNamePhysicalDnsHostname, SetComputerNameExW,
+    ComputerNamePhysicalDnsHostname, GetSystemFirmwareTable, SetComputerNameExW,
 };
 use windows_sys::Win32::System::IO::OVERLAPPED;
 
@@ -62,11 +62,50 @@ pub fn probe_devices(roots: &ProbeRoots, rules: &Rules, wait: Duration) -> Probe
     drives::probe_wait(roots, rules, wait)
 }
 
-/// The machine's SMBIOS system UUID. Not read on Windows yet (`GetSystemFirmwareTable`):
-/// `None`, which the trust policy treats as "no DMI identity to check" as on a Linux machine
-/// without DMI.
-pub fn system_uuid(_root: &Path) -> Option<String> {
-    None
+/// The machine's SMBIOS system UUID (`GetSystemFirmwareTable('RSMB')`, parsed by
+/// `platform::smbios`), as Linux's `product_uuid` shows it. Only for the running system's own
+/// root: under another `--root` (an image being prepared) the firmware is not that system's,
+/// and `None` is what Linux gives for a root without `sys/class/dmi`. `None` too when the
+/// firmware has no table or no UUID ("no DMI identity to check" for the trust policy).
+pub fn system_uuid(root: &Path) -> Option<String> {
+    let norm = |p: &Path| {
+        p.to_string_lossy()
+            .trim_end_matches(['\\', '/'])
+            .to_ascii_lowercase()
+    };
+    if norm(root) != norm(&system_root()) {
+        return None;
+    }
+    crate::platform::smbios::system_uuid(&raw_smbios()?)
+}
+
+/// The raw SMBIOS table (`RawSMBIOSData`) from the firmware table provider `RSMB`; `None`
+/// when the call fails or the table is larger than the parser accepts.
+pub fn raw_smbios() -> Option<Vec<u8>> {
+    let provider = u32::from_be_bytes(*b"RSMB");
+    // SAFETY: a null buffer of size 0 asks for the size only.
+    let need = unsafe { GetSystemFirmwareTable(provider, 0, std::ptr::null_mut(), 0) } as usize;
+    if need == 0 || need > crate::platform::smbios::MAX_TABLE + 8 {
+        return None;
+    }
+    let mut buf = vec![0u8; need];
+    // SAFETY: `buf` holds `need` bytes.
+    let got =
+        unsafe { GetSystemFirmwareTable(provider, 0, buf.as_mut_ptr(), u32::try_from(need).ok()?) }
+            as usize;
+    if got == 0 || got > need {
+        return None;
+    }
+    buf.truncate(got);
+    Some(buf)
+}
+
+/// Why the configuration file or directory `path` must not be read: an owner other than
+/// SYSTEM, Administrators or TrustedInstaller, or a DACL that lets anyone else change it (any
+/// authenticated user may create `C:\etc`, or a file in a directory that grants Users write).
+/// `None`: it may be read.
+pub fn config_untrusted(path: &Path) -> Option<String> {
+    security::config_untrusted(path)
 }
 
 /// 0 when this process runs elevated (an administrator's full token, or SYSTEM): the Windows
@@ -119,6 +158,12 @@ pub fn is_private(meta: Meta) -> bool {
 /// to wait on `LockFileEx`, which a share mode of 0 would turn into an open error.
 pub fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
     opts
+}
+
+/// Opens the run lock file `path` for writing, created private (the protected DACL in
+/// `CreateFileW`'s security attributes) when missing; an existing one gets the private DACL.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    security::open_private_lock(path)
 }
 
 /// Creates the new file `path` (it must not exist) for writing, private from its creation:
@@ -398,6 +443,31 @@ mod tests {
                 pd.display()
             );
         }
+    }
+    #[test]
+    fn the_firmware_table_parses_or_is_absent() {
+        // Recorded by scripts/test-windows: what GetSystemFirmwareTable('RSMB') gives here
+        // (wine builds a table from the host's /sys/class/dmi/id).
+        let raw = raw_smbios();
+        let uuid = raw
+            .as_deref()
+            .and_then(crate::platform::smbios::system_uuid);
+        eprintln!(
+            "RSMB: {} bytes, SMBIOS {:?}, {} structures, uuid {uuid:?}",
+            raw.as_ref().map_or(0, Vec::len),
+            raw.as_ref().and_then(|r| Some((*r.get(1)?, *r.get(2)?))),
+            raw.as_ref()
+                .map_or(0, |r| crate::platform::smbios::structures(
+                    r.get(8..).unwrap_or_default()
+                )
+                .count())
+        );
+        if let Some(u) = &uuid {
+            assert_eq!(u.len(), 36, "{u}");
+            assert_eq!(u, &u.to_ascii_lowercase());
+        }
+        assert_eq!(system_uuid(&system_root()), uuid);
+        assert_eq!(system_uuid(Path::new(r"Z:\some\image")), None);
     }
 }
 

@@ -51,8 +51,9 @@ const EVENT_ID_WARNING: u32 = 2;
 const EVENT_ID_INFO: u32 = 3;
 /// Longest message written to the event log (the limit is 31 839 characters per string).
 const MAX_EVENT_CHARS: usize = 8 * 1024;
-/// The service log file, under primer's state directory, and the size at which it is
-/// started afresh (the previous one kept as `.1`).
+/// The service log file, under primer's state directory, and the size it never passes: the
+/// write that would pass it first moves the file to `.1` (replacing the older one) and starts
+/// a new one, so the two files together hold at most twice this.
 pub const LOG_FILE: &str = "primer.log";
 const MAX_LOG_BYTES: u64 = 4 << 20;
 
@@ -294,8 +295,45 @@ fn serve() -> io::Result<u8> {
 /// control characters are escaped again here so one event is one line in the file.
 pub struct ServiceLog {
     source: Option<EventSource>,
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LogFile>>,
     level: Level,
+}
+
+/// The open service log file, its size, and the cap it rotates at.
+struct LogFile {
+    dir: PathBuf,
+    file: Option<File>,
+    size: u64,
+    cap: u64,
+}
+
+/// Whether a line of `next` bytes must go to a new file: it would take the file past `cap`.
+/// An empty file takes any line (a line is capped far below the file's cap).
+fn needs_rotation(size: u64, next: u64, cap: u64) -> bool {
+    size > 0 && size.saturating_add(next) > cap
+}
+
+impl LogFile {
+    /// Appends one line, first rotating when it would take the file past the cap. A rotation
+    /// that fails leaves the line unwritten rather than the cap broken.
+    fn write_line(&mut self, line: &str) {
+        let n = line.len() as u64;
+        if needs_rotation(self.size, n, self.cap) {
+            // Closed before it is renamed: no handle to the old file is left open.
+            self.file = None;
+            let path = self.dir.join(LOG_FILE);
+            let _ = fs::rename(&path, self.dir.join(format!("{LOG_FILE}.1")));
+            match open_log_file(&self.dir, self.cap) {
+                Ok(f) => *self = f,
+                Err(_) => return,
+            }
+        }
+        if let Some(f) = &mut self.file {
+            if f.write_all(line.as_bytes()).is_ok() {
+                self.size += n;
+            }
+        }
+    }
 }
 
 /// An open event log source handle.
@@ -321,7 +359,7 @@ impl ServiceLog {
         // SAFETY: `name` is NUL-terminated; a null server is the local machine.
         let h = unsafe { RegisterEventSourceW(std::ptr::null(), name.as_ptr()) };
         let source = (!h.is_null()).then_some(EventSource(h));
-        let file = open_log(dir).ok().map(Mutex::new);
+        let file = open_log_file(dir, MAX_LOG_BYTES).ok().map(Mutex::new);
         ServiceLog {
             source,
             file,
@@ -356,16 +394,18 @@ impl ServiceLog {
         }
         if let Some(f) = &self.file {
             if let Ok(mut f) = f.lock() {
-                let _ = writeln!(f, "{} {level} {text}", now_utc());
+                let short: String = text.chars().take(MAX_EVENT_CHARS).collect();
+                f.write_line(&format!("{} {level} {short}\n", now_utc()));
             }
         }
     }
 }
 
-/// Opens (appending) the service log, starting afresh when it grew past `MAX_LOG_BYTES`.
-fn open_log(dir: &Path) -> io::Result<File> {
+/// Opens (appending) the service log, starting afresh when it is already at `cap` (a file
+/// from an older primer may be larger).
+fn open_log_file(dir: &Path, cap: u64) -> io::Result<LogFile> {
     let path = dir.join(LOG_FILE);
-    if fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+    if fs::metadata(&path).is_ok_and(|m| m.len() >= cap) {
         let _ = fs::rename(&path, dir.join(format!("{LOG_FILE}.1")));
     }
     if !dir.exists() {
@@ -376,7 +416,14 @@ fn open_log(dir: &Path) -> io::Result<File> {
     if !path.exists() {
         drop(super::create_private_file(&path)?);
     }
-    OpenOptions::new().append(true).open(&path)
+    let file = OpenOptions::new().append(true).open(&path)?;
+    let size = file.metadata()?.len();
+    Ok(LogFile {
+        dir: dir.to_path_buf(),
+        file: Some(file),
+        size,
+        cap,
+    })
 }
 
 /// Seconds since the Unix epoch, for the log file's lines (no calendar arithmetic here).
@@ -462,7 +509,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let log = ServiceLog {
             source: None,
-            file: open_log(t.path()).ok().map(Mutex::new),
+            file: open_log_file(t.path(), MAX_LOG_BYTES).ok().map(Mutex::new),
             level: Level::INFO,
         };
         log.report(Level::WARN, "first");
@@ -478,9 +525,71 @@ mod tests {
             vec![b'x'; MAX_LOG_BYTES as usize + 1],
         )
         .unwrap();
-        drop(open_log(t.path()).unwrap());
+        drop(open_log_file(t.path(), MAX_LOG_BYTES).unwrap());
         assert_eq!(fs::metadata(t.path().join(LOG_FILE)).unwrap().len(), 0);
         assert!(t.path().join(format!("{LOG_FILE}.1")).exists());
+    }
+
+    #[test]
+    fn the_size_rule_rotates_before_a_write_would_pass_the_cap() {
+        assert!(!needs_rotation(0, 10, 100), "an empty file takes any line");
+        assert!(
+            !needs_rotation(0, 1000, 100),
+            "even one longer than the cap"
+        );
+        assert!(
+            !needs_rotation(90, 10, 100),
+            "exactly at the cap is allowed"
+        );
+        assert!(needs_rotation(91, 10, 100));
+        assert!(needs_rotation(u64::MAX, 1, 100), "no overflow");
+        assert!(!needs_rotation(MAX_LOG_BYTES - 100, 100, MAX_LOG_BYTES));
+        assert!(needs_rotation(MAX_LOG_BYTES - 100, 101, MAX_LOG_BYTES));
+    }
+
+    #[test]
+    fn every_write_keeps_the_log_file_under_its_cap() {
+        let t = tempfile::tempdir().unwrap();
+        let log = ServiceLog {
+            source: None,
+            file: open_log_file(t.path(), 200).ok().map(Mutex::new),
+            level: Level::INFO,
+        };
+        let (cur, old) = (
+            t.path().join(LOG_FILE),
+            t.path().join(format!("{LOG_FILE}.1")),
+        );
+        for i in 0..40 {
+            log.report(Level::INFO, &format!("line {i:02} of the service log"));
+            let n = fs::metadata(&cur).unwrap().len();
+            assert!(n <= 200, "after line {i}: {n} bytes");
+        }
+        drop(log);
+        // Rotated during the writes, not only at an open: the newest line is in the current
+        // file, the one before the last rotation in `.1`, each whole.
+        let (c, o) = (
+            fs::read_to_string(&cur).unwrap(),
+            fs::read_to_string(&old).unwrap(),
+        );
+        assert!(
+            c.lines()
+                .last()
+                .unwrap()
+                .ends_with("line 39 of the service log"),
+            "{c}"
+        );
+        assert!(!o.is_empty() && o.len() <= 200, "{o}");
+        let count = c.lines().count() + o.lines().count();
+        assert!(
+            count < 40,
+            "older lines dropped with the older file: {count}"
+        );
+        for l in c.lines().chain(o.lines()) {
+            assert!(
+                l.contains(" INFO line ") && l.ends_with(" of the service log"),
+                "{l}"
+            );
+        }
     }
 
     #[test]
