@@ -274,7 +274,13 @@ pub fn load_with(
             let drive = if mount {
                 read_source_mounted(p, &limits)?
             } else {
-                crate::probe::image::read_source_with(p, &limits, &rules, config.probe.duplicates)?
+                crate::probe::image::read_source_opened(
+                    p,
+                    &limits,
+                    &rules,
+                    config.probe.duplicates,
+                    platform::open_device,
+                )?
             };
             (drive, origin.clone(), None)
         }

@@ -53,6 +53,18 @@ pub struct Cli {
     pub log_level: LogLevel,
 }
 
+impl Cli {
+    /// The command installs its own logger (the Windows service: the event log and a file, as
+    /// the global default so every thread's events reach them): the binary sets up none.
+    pub fn logs_itself(&self) -> bool {
+        #[cfg(windows)]
+        if matches!(self.command, Command::Service(service::ServiceCommand::Run)) {
+            return true;
+        }
+        false
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogLevel {
     Error,
@@ -226,7 +238,8 @@ pub struct ScriptsArgs {
     /// The instance whose scripts to run [default: the one the last `run` applied].
     #[arg(long, value_name = "ID")]
     pub instance: Option<String>,
-    /// Configuration file [default: /etc/primer/primer.yaml under --root] (script time-out).
+    /// Configuration file [default: /etc/primer/primer.yaml under --root; Windows:
+    /// %ProgramData%\primer\primer.yaml] (script time-out).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print JSON: `instance_id`, `steps` (id, outcome, detail), `outcome`.
@@ -281,13 +294,18 @@ pub enum ConfigCommand {
     /// Reads /etc/primer/primer.yaml (or `--config FILE`), then every `*.yaml` in the
     /// directory beside it named like it plus `.d` (/etc/primer/primer.yaml.d/), in name order:
     /// maps merge key by key, a list or a value replaces the earlier one. An invalid file is an
-    /// error naming it (exit 1). Changes nothing.
+    /// error naming it (exit 1). Changes nothing. On Windows the file is
+    /// %ProgramData%\primer\primer.yaml, and it and its drop-ins are refused (exit 1, naming
+    /// the trustee) unless SYSTEM, Administrators or TrustedInstaller own them and no one else
+    /// may change them.
     Show(ConfigShowArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ConfigShowArgs {
-    /// The main configuration file [default: /etc/primer/primer.yaml under --root]; its
+    /// The main configuration file [default: /etc/primer/primer.yaml under --root; Windows:
+    /// %ProgramData%\primer\primer.yaml, read only when SYSTEM or Administrators own it and no
+    /// one else may change it]; its
     /// drop-ins are FILE.d/*.yaml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -339,7 +357,9 @@ pub struct ProbeArgs {
 /// Where the operator's settings come from, and how long to wait for a late drive.
 #[derive(Debug, Args, Clone)]
 pub struct PolicyArgs {
-    /// Configuration file [default: <root>/etc/primer/primer.yaml when present].
+    /// Configuration file [default: <root>/etc/primer/primer.yaml when present; Windows:
+    /// %ProgramData%\primer\primer.yaml, read only when SYSTEM or Administrators own it and no
+    /// one else may change it].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Wait up to SECONDS for a config drive to appear when none is found at once
@@ -980,7 +1000,8 @@ pub struct ReclaimArgs {
     /// The system whose state (the applied drive's record) and configuration to use.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
-    /// Configuration file [default: /etc/primer/primer.yaml under --root].
+    /// Configuration file [default: /etc/primer/primer.yaml under --root; Windows:
+    /// %ProgramData%\primer\primer.yaml].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

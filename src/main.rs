@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     // Under systemd (stderr is the journal stream): native journal entries, so journald keeps
     // each event's priority (`journalctl -p warning -u primer`) and primer's fields
     // (PRIMER_STEP, PRIMER_DEVICE, PRIMER_INSTANCE). Plain text otherwise.
-    let journal = primer::platform::journal_stream(2)
+    // The Windows service logs to the event log and its file itself (`Cli::logs_itself`).
+    let own = cli.logs_itself();
+    let journal = !own
+        && primer::platform::journal_stream(2)
         && tracing_journald::layer()
             .map(|layer| {
                 use tracing_subscriber::layer::SubscriberExt;
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
                     .init();
             })
             .is_ok();
-    if !journal {
+    if !journal && !own {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_max_level(level)

@@ -288,14 +288,8 @@ impl RunLock {
         ensure_state_parents(&mut w, LOCK_PATH)?;
         let dir = w.create_dirs(STATE_DIR, crate::plan::private_dir_meta())?;
         let path = dir.join("lock");
-        let mut file = crate::platform::private_file(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true),
-        )
-        .open(&path)
-        .map_err(|e| fs::at(&path, e))?;
+        // Private from its creation (Windows: a protected DACL, not the directory's).
+        let mut file = crate::platform::open_lock_file(&path).map_err(|e| fs::at(&path, e))?;
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         let lock = loop {

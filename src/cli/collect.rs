@@ -222,7 +222,7 @@ fn collect_config(a: &CollectArgs, m: &mut Members) {
             let main = a
                 .config
                 .clone()
-                .unwrap_or_else(|| a.root.join(crate::config::CONFIG_PATH));
+                .unwrap_or_else(|| crate::config::config_path(&a.root));
             vec![main.display().to_string()]
         }
     };
