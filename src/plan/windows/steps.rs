@@ -413,3 +413,293 @@ fn with_extension(name: &str, kind: &ScriptKind) -> String {
         format!("{name}{ext}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{FileFact, HostFacts, TargetOs};
+    use crate::model::{Blob, Format, Secret};
+    use crate::plan::{plan, Plan};
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
+
+    fn inputs(live: bool) -> (Instance, DriveFiles, HostFacts) {
+        let mut i = Instance::new(Format::OpenStack, "latest", "id-w");
+        i.hostname = Some("my-very-long-windows-name.example".into());
+        i.ssh_keys = vec![ED.into(), "ssh-rsa AAAA\nbroken".into()];
+        i.admin_pass = Some(Secret::new(b"Passw0rd!".to_vec()));
+        i.user_data = Some(Blob(b"#ps1_sysnative\r\nWrite-Host hi\r\n".to_vec()));
+        i.network = vec![crate::model::NetworkConfig::OpenStack {
+            file: "openstack/latest/network_data.json".into(),
+            data: serde_json::json!({
+                "links": [{"id": "tap0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+                "networks": [{"id": "n0", "link": "tap0", "type": "ipv4",
+                              "ip_address": "192.0.2.10", "netmask": "255.255.255.0",
+                              "gateway": "192.0.2.1"}],
+                "services": []
+            }),
+        }];
+        let mut d = DriveFiles::new("/dev/x", "iso9660");
+        d.files
+            .insert("openstack/latest/meta_data.json".into(), b"{}".to_vec());
+        let f = HostFacts {
+            os: TargetOs::Windows,
+            live,
+            kernel_hostname: Some("WIN-BUILD01".into()),
+            ..Default::default()
+        };
+        (i, d, f)
+    }
+
+    fn step<'a>(p: &'a Plan, id: &str) -> &'a Step {
+        p.steps
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no step {id}: {:#?}", p.steps))
+    }
+
+    /// Facts after `p` applied (files written, record kept, the computer name set).
+    fn applied(p: &Plan, mut f: HostFacts) -> HostFacts {
+        for s in p.steps.iter().filter(|s| s.change.acts()) {
+            match &s.action {
+                Action::WriteFile {
+                    path,
+                    content,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                } => {
+                    f.files.insert(
+                        path.clone(),
+                        FileFact {
+                            content: content.clone(),
+                            meta: Meta {
+                                mode: *mode,
+                                uid: *uid,
+                                gid: *gid,
+                            },
+                        },
+                    );
+                }
+                Action::WriteRecord { path, record } => {
+                    f.files.insert(
+                        path.clone(),
+                        FileFact {
+                            content: record.to_json(),
+                            meta: PRIVATE_FILE,
+                        },
+                    );
+                    f.record = Some(record.clone());
+                }
+                Action::SetComputerName { dns_host, .. } => {
+                    f.kernel_hostname = Some(dns_host.to_ascii_uppercase())
+                }
+                Action::RunScript {
+                    marker: Some(m), ..
+                } => {
+                    f.files.insert(
+                        m.clone(),
+                        FileFact {
+                            content: b"started\n".to_vec(),
+                            meta: PRIVATE_FILE,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn a_windows_plan_writes_no_linux_file() {
+        let (i, d, f) = inputs(true);
+        let p = plan(&i, &d, &f, &Policy::default());
+        for s in &p.steps {
+            let path = match &s.action {
+                Action::WriteFile { path, .. }
+                | Action::EnsureDir { path, .. }
+                | Action::RemoveFile { path }
+                | Action::WriteRecord { path, .. }
+                | Action::WritePin { path, .. }
+                | Action::RunScript { path, .. }
+                | Action::Symlink { path, .. } => Some(path),
+                _ => None,
+            };
+            if let Some(path) = path {
+                // primer's state base is the build's (`state::STATE_DIR`, a constant): the
+                // Windows build's is ProgramData/primer.
+                assert!(
+                    path.starts_with("ProgramData/") || path.starts_with(state::STATE_DIR),
+                    "{} writes /{path}",
+                    s.id
+                );
+            }
+            assert!(!matches!(
+                s.action,
+                Action::EditAccounts { .. } | Action::SetHostname { .. }
+            ));
+        }
+        // Linux facts, same inputs: the Linux plan, untouched.
+        let linux = plan(
+            &i,
+            &d,
+            &HostFacts {
+                os: TargetOs::Linux,
+                ..f.clone()
+            },
+            &Policy::default(),
+        );
+        assert!(linux.steps.iter().all(|s| s.id != "computer-name"));
+    }
+
+    #[test]
+    fn live_first_run_then_idempotent() {
+        let (i, d, f) = inputs(true);
+        let p1 = plan(&i, &d, &f, &Policy::default());
+        let cn = step(&p1, "computer-name");
+        assert_eq!(cn.change, Change::Update);
+        assert_eq!(
+            cn.action,
+            Action::SetComputerName {
+                dns_host: "my-very-long-wi".into(),
+                netbios: "MY-VERY-LONG-WI".into(),
+                reboot: false
+            }
+        );
+        assert!(cn.why.contains("reboot required"), "{}", cn.why);
+        assert!(p1
+            .warnings
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("cut to 15")));
+        let keys = step(&p1, "ssh-keys");
+        match &keys.action {
+            Action::WriteFile {
+                path,
+                mode,
+                content,
+                ..
+            } => {
+                assert_eq!(path, super::ADMINS_KEYS);
+                assert_eq!(*mode, 0o600, "private: the SYSTEM + Administrators DACL");
+                let text = String::from_utf8_lossy(content);
+                assert!(text.contains(ED));
+                assert!(!text.contains("broken"), "{text}");
+            }
+            a => panic!("{a:?}"),
+        }
+        let user = step(&p1, "windows-user");
+        assert_eq!(user.change, Change::Update);
+        assert!(matches!(
+            &user.action,
+            Action::EnsureWindowsUser { name, password: Some(_), admin: true } if name == "Admin"
+        ));
+        // The recorded input is a keyed digest: no plain hash of the password.
+        let pw_sha = state::sha256_hex(b"Passw0rd!");
+        assert_ne!(user.input.as_deref(), Some(pw_sha.as_str()));
+        assert_eq!(step(&p1, "network-script").change, Change::Update);
+        assert!(matches!(
+            &step(&p1, "network-script").action,
+            Action::RunScript { path, marker: None, .. } if path == powershell::PATH
+        ));
+        let script = step(&p1, "script:20-user-user-data.ps1");
+        assert_eq!(script.change, Change::Update);
+        // The plan's JSON carries no secret.
+        let json = serde_json::to_string(&p1).unwrap();
+        assert!(!json.contains("Passw0rd"), "{json}");
+
+        let mut f2 = applied(&p1, f);
+        // The state key written by run 1 is read by run 2.
+        f2.state_key.stored = true;
+        let p1b = plan(&i, &d, &f2, &Policy::default());
+        for s in &p1b.steps {
+            assert!(
+                !s.change.acts(),
+                "second run changes {}: {} ({:?})",
+                s.id,
+                s.why,
+                s.change
+            );
+        }
+    }
+
+    #[test]
+    fn not_live_skips_the_system_steps_and_stages_files() {
+        let (i, d, f) = inputs(false);
+        let p = plan(&i, &d, &f, &Policy::default());
+        for id in ["computer-name", "windows-user", "network-script"] {
+            let s = step(&p, id);
+            assert_eq!(s.change, Change::Skip, "{id}");
+            assert!(s.why.contains("not the running system"), "{}", s.why);
+        }
+        assert_eq!(step(&p, "ssh-keys").change, Change::Create);
+        assert_eq!(
+            step(&p, &format!("net:{}", powershell::PATH)).change,
+            Change::Create
+        );
+    }
+
+    #[test]
+    fn reboot_and_extend_volume_follow_the_policy() {
+        let (i, d, f) = inputs(true);
+        let policy = Policy {
+            windows: WindowsPolicy {
+                reboot: super::super::Reboot::WhenRequired,
+                extend_volume: true,
+                create_admin: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = plan(&i, &d, &f, &policy);
+        assert!(matches!(
+            step(&p, "computer-name").action,
+            Action::SetComputerName { reboot: true, .. }
+        ));
+        assert!(p.steps.iter().all(|s| s.id != "windows-user"));
+        assert_eq!(
+            step(&p, "extend-volume").action,
+            Action::ExtendVolume { drive: 'C' }
+        );
+    }
+
+    #[test]
+    fn a_named_non_admin_ssh_user_gets_its_profile_keys() {
+        let (i, d, f) = inputs(true);
+        let policy = Policy {
+            ssh_user: "deploy".into(),
+            ssh_user_from_default: false,
+            ..Default::default()
+        };
+        let p = plan(&i, &d, &f, &policy);
+        assert!(matches!(
+            &step(&p, "ssh-keys").action,
+            Action::WriteFile { path, .. } if path == "Users/deploy/.ssh/authorized_keys"
+        ));
+        let bad = Policy {
+            ssh_user: "../x".into(),
+            ssh_user_from_default: false,
+            ..Default::default()
+        };
+        let p = plan(&i, &d, &f, &bad);
+        assert_eq!(step(&p, "ssh-keys").change, Change::Error);
+    }
+
+    #[test]
+    fn hostile_admin_names_and_scripts_are_refused() {
+        let (mut i, d, f) = inputs(true);
+        i.admin_username = Some("a\\..\\b\nc".into());
+        i.user_data = Some(Blob(b"#!c:\\evil path\\x.exe \"&calc\"\n".to_vec()));
+        let p = plan(&i, &d, &f, &Policy::default());
+        assert!(p.steps.iter().all(|s| s.id != "windows-user"));
+        assert!(p.steps.iter().all(|s| !s.id.starts_with("script:")));
+        assert!(p
+            .warnings
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains('\n')));
+    }
+}
