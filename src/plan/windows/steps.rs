@@ -113,10 +113,7 @@ impl Planner<'_> {
             } else {
                 "reboot required: takes effect at the next boot (windows.reboot: never)"
             };
-            (
-                Change::Update,
-                format!("{what}: was {:?}; {then}", Esc(now).to_string()),
-            )
+            (Change::Update, format!("{what}: was {}; {then}", Esc(now)))
         };
         self.steps.push(Step {
             id: "computer-name".into(),
@@ -364,6 +361,11 @@ impl Planner<'_> {
                     origin: Origin::UserData,
                     content: raw.to_vec(),
                 });
+                // The parser, the same on every OS, warned that it ignores this Windows
+                // script: on Windows it runs.
+                self.warnings
+                    .warnings
+                    .retain(|w| !w.message.starts_with(WINDOWS_SCRIPT_IGNORED));
             }
         }
         let win_ud = UserData {
@@ -395,6 +397,9 @@ impl Planner<'_> {
         });
     }
 }
+
+/// How the user-data parser's warning about a Windows script it does not run begins.
+const WINDOWS_SCRIPT_IGNORED: &str = "Windows script (";
 
 /// Longest run of the network script.
 pub const NETWORK_TIMEOUT_SECS: u64 = 300;
