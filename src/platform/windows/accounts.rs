@@ -263,3 +263,28 @@ mod tests {
         assert!(r.0[..24].iter().all(|&c| c > 32 && c < 127));
     }
 }
+
+/// API smoke tests of what wine implements (scripts/test-windows runs the library's tests under
+/// wine64; on a real Windows they need an elevated shell and change the machine).
+#[cfg(test)]
+mod smoke {
+    /// `SetComputerNameExW(ComputerNamePhysicalDnsHostname)` is accepted (wine stores it in its
+    /// registry; Windows applies it at the next boot).
+    #[test]
+    fn set_computer_name_is_accepted() {
+        let r = super::super::set_hostname("primer-smoke");
+        assert!(r.is_ok(), "SetComputerNameExW: {r:?}");
+    }
+
+    /// `ensure_user` end to end: create, set the password again, add to the group of
+    /// S-1-5-32-544 twice (already a member is fine).
+    #[test]
+    fn ensure_user_creates_and_is_idempotent() {
+        let name = "primersmoke";
+        let r1 = super::ensure_user(name, Some(b"Sm0ke-Test-Pw!"), true);
+        assert!(r1.is_ok(), "first: {r1:?}");
+        assert!(super::user_exists(name).unwrap());
+        let r2 = super::ensure_user(name, Some(b"Sm0ke-Test-Pw!"), true);
+        assert!(r2.is_ok(), "second: {r2:?}");
+    }
+}
