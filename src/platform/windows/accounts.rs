@@ -276,15 +276,18 @@ mod smoke {
         assert!(r.is_ok(), "SetComputerNameExW: {r:?}");
     }
 
-    /// `ensure_user` end to end: create, set the password again, add to the group of
-    /// S-1-5-32-544 twice (already a member is fine).
+    /// `ensure_user` for a missing account: `NetUserAdd` with the drive's password, then the
+    /// group of S-1-5-32-544, twice (already a member is fine). Not the password change of an
+    /// existing account: wine 8 does not implement `NetUserSetInfo` (its stub raises an
+    /// unhandled exception that ends the test process); that is manual test 3.
     #[test]
-    fn ensure_user_creates_and_is_idempotent() {
+    fn ensure_user_creates_and_group_add_is_idempotent() {
         let name = "primersmoke";
         let r1 = super::ensure_user(name, Some(b"Sm0ke-Test-Pw!"), true);
         assert!(r1.is_ok(), "first: {r1:?}");
         assert!(super::user_exists(name).unwrap());
-        let r2 = super::ensure_user(name, Some(b"Sm0ke-Test-Pw!"), true);
+        // No password: only the existence check and the group membership again.
+        let r2 = super::ensure_user(name, None, true);
         assert!(r2.is_ok(), "second: {r2:?}");
     }
 }
