@@ -504,7 +504,13 @@ pub fn show(locate: &Locate, digests: bool) -> Result<Option<Shown>, Error> {
 /// Whether `root` is the running system (`/`): live actions (host name, entropy, scripts)
 /// apply only there.
 pub fn is_live(root: &Path) -> bool {
-    std::fs::canonicalize(root).is_ok_and(|p| p == Path::new("/"))
+    // Linux: `/`. Windows: the system drive's root (`%SystemDrive%\`, what the service passes);
+    // both sides canonicalised, as `\\?\C:\`.
+    #[cfg(windows)]
+    let system = std::fs::canonicalize(platform::system_root()).ok();
+    #[cfg(not(windows))]
+    let system = Some(std::path::PathBuf::from("/"));
+    std::fs::canonicalize(root).is_ok_and(|p| Some(p) == system)
 }
 
 /// Reads the host facts and plans `loaded` for `req.root`; the pin, when there is one to

@@ -56,6 +56,11 @@
 //!   delete_config_partition: true  # delete the config partition (once its data is applied)
 //!   grow_root: true         # grow root to the end of the disk (also into plain free space)
 //!   wipe_config: true       # zero the old config range (it held the clear admin password)
+//! windows:                  # Windows only (windows/README.md)
+//!   reboot: never           # never | when-required (after a run that set the computer name)
+//!   create_admin: true      # create the drive's admin user when missing, set its password
+//!   admin_user: Admin       # the admin user's name when the drive gives none
+//!   extend_volume: false    # grow C: into the free space after it, every boot
 //! ```
 
 use std::collections::BTreeMap;
@@ -137,6 +142,8 @@ pub struct Config {
     pub disable_root_opts: Option<String>,
     pub reclaim: ReclaimConfig,
     pub ssh_host_keys: crate::plan::hostkeys::HostKeyPolicy,
+    /// `windows:`: the Windows steps' choices (ignored on Linux).
+    pub windows: crate::plan::windows::WindowsPolicy,
 }
 
 /// `reclaim:`: what `primer reclaim --apply` may do (nothing unless `enabled`).
@@ -282,6 +289,7 @@ impl Default for Config {
             disable_root_opts: None,
             reclaim: ReclaimConfig::default(),
             ssh_host_keys: Default::default(),
+            windows: Default::default(),
         }
     }
 }
@@ -382,6 +390,7 @@ impl Config {
                 scratch_root: host_keys_scratch_root(),
                 ..self.ssh_host_keys.clone()
             },
+            windows: self.windows.clone(),
         }
     }
 

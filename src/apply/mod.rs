@@ -258,7 +258,43 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
             detail,
         });
     }
+    reboot_when_required(plan, &mut report);
     report
+}
+
+/// Seconds between the reboot request and the reboot: the run finishes recording meanwhile.
+const REBOOT_DELAY_SECS: u32 = 30;
+
+/// `windows.reboot: when-required`: a computer name set by this run takes effect only after a
+/// reboot, which is asked for once every step landed (the record is written by then). The
+/// outcome is added to the step's detail.
+fn reboot_when_required(plan: &Plan, report: &mut ApplyReport) {
+    let wanted = plan.steps.iter().position(|s| {
+        matches!(s.action, Action::SetComputerName { reboot: true, .. }) && s.change.acts()
+    });
+    let Some(i) = wanted else { return };
+    let Some(step) = report.steps.get_mut(i) else {
+        return;
+    };
+    if step.outcome != Outcome::Changed {
+        return;
+    }
+    #[cfg(windows)]
+    let r = crate::platform::reboot("primer: the computer name changed", REBOOT_DELAY_SECS);
+    #[cfg(not(windows))]
+    let r: std::io::Result<()> = Err(std::io::Error::other("not Windows"));
+    match r {
+        Ok(()) => {
+            step.detail
+                .push_str(&format!("; reboot requested in {REBOOT_DELAY_SECS} s"));
+            tracing::warn!("rebooting in {REBOOT_DELAY_SECS} s: the computer name changed");
+        }
+        Err(e) => {
+            step.detail
+                .push_str(&format!("; reboot not requested: {e}"));
+            tracing::error!(step = %step.id, "reboot not requested: {e}");
+        }
+    }
 }
 
 /// Path of the run lock, relative to the root.
@@ -499,6 +535,28 @@ fn apply_action(
             delete,
             types,
         } => hostkeys::apply_host_keys(target, keygen, *delete, types),
+        Action::SetComputerName { dns_host, .. } => {
+            if !target.live {
+                return Err(std::io::Error::other("not a live system"));
+            }
+            system::set_computer_name(dns_host)
+        }
+        Action::EnsureWindowsUser {
+            name,
+            password,
+            admin,
+        } => {
+            if !target.live {
+                return Err(std::io::Error::other("not a live system"));
+            }
+            system::ensure_windows_user(name, password.as_ref(), *admin)
+        }
+        Action::ExtendVolume { drive } => {
+            if !target.live {
+                return Err(std::io::Error::other("not a live system"));
+            }
+            system::extend_volume(*drive)
+        }
         Action::Symlink { path, target } => system::symlink(w, path, target),
         Action::MakeDirs { paths } => system::make_dirs(w, paths),
         // Written or run by apply_plan after everything else.

@@ -35,7 +35,10 @@ pub fn run_script(
         return (false, Err(std::io::Error::other("not a live system")));
     }
     let full = target.root.join(path);
-    let mut cmd = crate::platform::script_command(&full);
+    let mut cmd = match command_for(&full) {
+        Ok(c) => c,
+        Err(e) => return (false, Err(e)),
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -523,4 +526,47 @@ mod tests {
         );
         assert_eq!(visudo_diagnostics(&[b"a", b"b"], b""), "a; b");
     }
+}
+
+/// The command that runs the script `full`. Linux: the file itself (its `#!` line). Windows:
+/// the interpreter its header or extension names (`plan::windows::script_argv`: PowerShell for
+/// `#ps1*` and `.ps1`, `cmd.exe /c` for `rem cmd` and `.cmd`, the named program for `#!`).
+#[cfg(not(windows))]
+fn command_for(full: &std::path::Path) -> std::io::Result<Command> {
+    Ok(crate::platform::script_command(full))
+}
+
+#[cfg(windows)]
+fn command_for(full: &std::path::Path) -> std::io::Result<Command> {
+    use crate::plan::windows::{script_argv, script_kind};
+    let mut head = Vec::with_capacity(256);
+    std::fs::File::open(full)
+        .and_then(|f| f.take(256).read_to_end(&mut head))
+        .map_err(|e| super::fs::at(full, e))?;
+    let windir = std::env::var("windir")
+        .or_else(|_| std::env::var("SystemRoot"))
+        .unwrap_or_else(|_| r"C:\Windows".into());
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let argv = script_argv(
+        script_kind(&head).as_ref(),
+        &name,
+        &windir,
+        &full.to_string_lossy(),
+    )
+    .ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{}: no Windows script header (#ps1, #ps1_sysnative, #ps1_x86, rem cmd, #!) and no .ps1/.cmd extension: not run",
+                full.display()
+            ),
+        )
+    })?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd.current_dir(crate::platform::system_root());
+    Ok(cmd)
 }

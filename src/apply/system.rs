@@ -1,6 +1,8 @@
 //! Applies the system steps of `plan::system` that are not plain file writes: the
 //! `/etc/localtime` link (replaced atomically), mount point directories, and the target's
-//! `update-ca-certificates`. Never decides what to do; every path is resolved inside the root.
+//! `update-ca-certificates`; on Windows the computer name, the admin account and the volume
+//! extension through the platform seam (refused, typed, on any other OS). Never decides what
+//! to do; every path is resolved inside the root.
 
 use std::fs;
 use std::io;
@@ -103,4 +105,45 @@ fn run_bounded(program: &Path) -> io::Result<()> {
             )))
         }
     }
+}
+
+/// A Windows step planned for a target that is not this OS (a Windows plan applied by a Linux
+/// build): refused, never half-done.
+#[cfg(not(windows))]
+fn not_windows(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what}: a Windows step; this primer is not running on Windows"),
+    )
+}
+
+/// `SetComputerNameExW` (takes effect at the next boot).
+pub fn set_computer_name(dns_host: &str) -> io::Result<()> {
+    #[cfg(windows)]
+    return crate::platform::set_hostname(dns_host);
+    #[cfg(not(windows))]
+    Err(not_windows(&format!("computer name {dns_host}")))
+}
+
+/// The local account `name`: created when missing, its password set, in Administrators.
+pub fn ensure_windows_user(
+    name: &str,
+    password: Option<&crate::model::Secret>,
+    admin: bool,
+) -> io::Result<()> {
+    #[cfg(windows)]
+    return crate::platform::accounts::ensure_user(name, password.map(|p| p.expose()), admin);
+    #[cfg(not(windows))]
+    {
+        let _ = (password, admin);
+        Err(not_windows(&format!("account {name}")))
+    }
+}
+
+/// Grows the volume of `drive` into the free space after it.
+pub fn extend_volume(drive: char) -> io::Result<()> {
+    #[cfg(windows)]
+    return crate::platform::volume::extend(drive);
+    #[cfg(not(windows))]
+    Err(not_windows(&format!("extend volume {drive}:")))
 }

@@ -54,9 +54,33 @@ impl std::fmt::Debug for StateKey {
     }
 }
 
+/// The operating system of the target: planning branches on it as data (Windows gets computer
+/// name, Windows accounts and `administrators_authorized_keys` instead of `/etc` files), so a
+/// Windows plan is computed and tested on Linux too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetOs {
+    /// The default: every plan made before the target OS was data is a Linux plan.
+    #[default]
+    Linux,
+    Windows,
+}
+
+impl TargetOs {
+    /// The OS primer was built for: the target of a run on this machine (an image mounted
+    /// under `--root` is of the same kind: a Linux primer does not plan Windows images).
+    pub const HOST: TargetOs = if cfg!(windows) {
+        TargetOs::Windows
+    } else {
+        TargetOs::Linux
+    };
+}
+
 /// What the planner knows about the target, read once before planning (`read_host_facts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
+    /// The target's operating system (`TargetOs::HOST` for a real run).
+    pub os: TargetOs,
     /// The target root is the running system (`/`): live changes (sethostname) apply.
     pub live: bool,
     pub kernel_hostname: Option<String>,

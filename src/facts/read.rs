@@ -23,6 +23,7 @@ const MAX_COPY_DEPTH: usize = 32;
 pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
     let mut facts = HostFacts {
         live,
+        os: super::TargetOs::HOST,
         ..Default::default()
     };
     if live {

@@ -44,6 +44,8 @@ pub struct Policy {
     pub defer_scripts: bool,
     /// SSH host keys per instance (configuration `ssh_host_keys`).
     pub host_keys: hostkeys::HostKeyPolicy,
+    /// Windows targets only (configuration `windows:`).
+    pub windows: windows::WindowsPolicy,
 }
 
 impl Default for Policy {
@@ -55,6 +57,7 @@ impl Default for Policy {
             users: Default::default(),
             defer_scripts: false,
             host_keys: Default::default(),
+            windows: Default::default(),
         }
     }
 }
@@ -142,6 +145,25 @@ pub enum Action {
     /// Run the target's `update-ca-certificates` (live system only), after every file of the
     /// plan is in place.
     UpdateCaCertificates { tool: String },
+    /// Windows: set the computer's DNS host name (`SetComputerNameExW`; Windows derives the
+    /// NetBIOS name `netbios` from it). Takes effect at the next boot; `reboot`: primer reboots
+    /// once the run is recorded (`windows.reboot: when-required`).
+    SetComputerName {
+        dns_host: String,
+        netbios: String,
+        reboot: bool,
+    },
+    /// Windows: make sure the local account `name` exists (`NetUserAdd`), set its password
+    /// when the drive gives one (`NetUserSetInfo` level 1003) and, when `admin`, make it a
+    /// member of the group whose SID is S-1-5-32-544 (Administrators, by whatever name).
+    EnsureWindowsUser {
+        name: String,
+        #[serde(skip)]
+        password: Option<crate::model::Secret>,
+        admin: bool,
+    },
+    /// Windows: grow the volume of drive letter `drive` into the free space after it.
+    ExtendVolume { drive: char },
     /// Nothing can be done (see the step's why).
     Nothing,
 }
@@ -296,16 +318,21 @@ fn plan_inner(
         }
         _ => p.user_data(instance, &policy.users),
     };
-    p.plan_accounts(instance, &ud, &policy.users);
-    p.plan_hostname(instance, &ud);
-    p.plan_ssh_keys(instance, &ud, policy);
-    p.plan_host_keys(&ud, &policy.host_keys);
-    p.plan_system(id, &ud);
-    p.plan_network(instance, drive, &policy.network);
-    p.plan_injected_files(instance, policy.users.files_mode);
-    p.plan_write_files(instance, &mut ud);
-    p.plan_entropy(instance);
-    p.plan_scripts(instance, &mut ud, &policy.users, policy.defer_scripts);
+    if facts.os == crate::facts::TargetOs::Windows {
+        // No /etc, no Linux accounts: the Windows steps (`windows::steps`).
+        p.plan_windows(instance, drive, &ud, policy);
+    } else {
+        p.plan_accounts(instance, &ud, &policy.users);
+        p.plan_hostname(instance, &ud);
+        p.plan_ssh_keys(instance, &ud, policy);
+        p.plan_host_keys(&ud, &policy.host_keys);
+        p.plan_system(id, &ud);
+        p.plan_network(instance, drive, &policy.network);
+        p.plan_injected_files(instance, policy.users.files_mode);
+        p.plan_write_files(instance, &mut ud);
+        p.plan_entropy(instance);
+        p.plan_scripts(instance, &mut ud, &policy.users, policy.defer_scripts);
+    }
     // The copy and the drive hash leave out every password the drive carries, in user-data the
     // configuration ignores too.
     let ignored;
@@ -408,6 +435,16 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
                 })
                 .map(|u| (u.name.clone(), u.homedir.clone())),
         );
+    }
+    if crate::facts::TargetOs::HOST == crate::facts::TargetOs::Windows {
+        // The Windows steps compare these (`windows::steps`).
+        w.files.push(windows::ADMINS_KEYS.to_string());
+        w.files
+            .push(crate::net::render::powershell::PATH.to_string());
+        if !policy.ssh_user_from_default && windows::check_windows_user(&policy.ssh_user).is_ok() {
+            w.files
+                .push(format!("Users/{}/.ssh/authorized_keys", policy.ssh_user));
+        }
     }
     w.files.extend(hostkeys::wanted_files(&policy.host_keys));
     // System keys of user data (README "Cloud-config keys").

@@ -1,7 +1,7 @@
-//! Windows computer name planning: the instance's host name into the DNS host name and the
-//! NetBIOS name Windows gets (cloudbase-init's SetHostNamePlugin rules). Pure; not wired into
-//! apply yet (the Windows platform work calls it and `SetComputerNameExW` later), never an OS
-//! call here.
+//! Windows planning rules: the instance's host name into the DNS host name and the NetBIOS
+//! name Windows gets (cloudbase-init's SetHostNamePlugin rules), Windows account names, user-data
+//! script headers and their interpreters, the `windows:` policy. Pure; never an OS call here
+//! (the steps are planned in `steps`, applied through the platform seam).
 //!
 //! Rules, as cloudbase-init applies them with its default `netbios_host_name_compatibility`
 //! (`utils/hostname.py`; `../shared/notes/windows.md` §4): the first label of the host name;
@@ -9,6 +9,8 @@
 //! leaves at the end becomes `0`; only letters, digits and `-` (the name is sanitised as on
 //! Linux first: [`super::hostname::sanitize_hostname`]); a name made only of digits is refused,
 //! as Windows refuses it.
+
+pub mod steps;
 
 use super::hostname::sanitize_hostname;
 use crate::model::grammar::Esc;
@@ -184,6 +186,234 @@ mod tests {
                 assert!(c.notes.iter().all(|n| !n.chars().any(char::is_control)));
             }
             Err(e) => assert!(!e.to_string().chars().any(char::is_control)),
+        }
+    }
+}
+
+/// Where Win32-OpenSSH's default `sshd_config` (`Match Group administrators`) reads the keys
+/// of every member of Administrators, relative to the system drive's root.
+pub const ADMINS_KEYS: &str = "ProgramData/ssh/administrators_authorized_keys";
+
+/// Whether primer reboots Windows after a run that set the computer name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reboot {
+    /// Never: the step says "reboot required" and the name takes effect at the next boot.
+    #[default]
+    Never,
+    /// Reboot once the run is recorded, when a step requires it (the computer name changed).
+    WhenRequired,
+}
+
+/// The `windows:` section of the configuration (ignored on Linux).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowsPolicy {
+    pub reboot: Reboot,
+    /// Create the drive's admin user when missing and set its password.
+    pub create_admin: bool,
+    /// The admin user's name when the drive names none (cloudbase-init's default "Admin").
+    pub admin_user: String,
+    /// Grow the system volume into the free space after it, every boot (off by default, like
+    /// reclaim on Linux).
+    pub extend_volume: bool,
+}
+
+impl Default for WindowsPolicy {
+    fn default() -> Self {
+        WindowsPolicy {
+            reboot: Reboot::Never,
+            create_admin: true,
+            admin_user: "Admin".into(),
+            extend_volume: false,
+        }
+    }
+}
+
+/// Longest local account name Windows accepts (`NetUserAdd`: 20 characters).
+pub const MAX_USER_NAME: usize = 20;
+
+/// Why a name cannot be a Windows local account (the rules of `NetUserAdd`'s documentation:
+/// at most 20 characters, none of `"/\[]:;|=,+*?<>@`, no control character, not only dots and
+/// spaces).
+pub fn check_windows_user(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty account name".into());
+    }
+    if name.chars().count() > MAX_USER_NAME {
+        return Err(format!(
+            "account name longer than {MAX_USER_NAME} characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || "\"/\\[]:;|=,+*?<>@%".contains(*c))
+    {
+        return Err(format!(
+            "account name has the character {:?}, which Windows (or a path) cannot carry",
+            c
+        ));
+    }
+    if name.chars().all(|c| c == '.' || c == ' ') {
+        return Err("account name made only of dots and spaces".into());
+    }
+    Ok(())
+}
+
+/// How a user-data script is run on Windows, from its first line (cloudbase-init's headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptKind {
+    /// `#ps1`, `#ps1_sysnative` (the 64-bit PowerShell), `#ps1_x86` (the 32-bit one).
+    PowerShell { x86: bool },
+    /// `rem cmd`: `cmd.exe /c`.
+    Cmd,
+    /// `#!interpreter [one argument]`: the named program (its file name, found on `PATH`),
+    /// `#!/usr/bin/env NAME` giving NAME.
+    Shebang(Vec<String>),
+}
+
+/// Longest first line looked at.
+const MAX_HEADER: usize = 256;
+
+/// The kind of the script `content`, or `None` when its first line is no Windows header.
+pub fn script_kind(content: &[u8]) -> Option<ScriptKind> {
+    let head = &content[..content.len().min(MAX_HEADER)];
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    let line = line.trim_start_matches('\u{feff}');
+    let lower = line.to_ascii_lowercase();
+    let word = lower.split_whitespace().next().unwrap_or_default();
+    match word {
+        "#ps1" | "#ps1_sysnative" => return Some(ScriptKind::PowerShell { x86: false }),
+        "#ps1_x86" => return Some(ScriptKind::PowerShell { x86: true }),
+        _ => {}
+    }
+    if lower.split_whitespace().take(2).eq(["rem", "cmd"]) {
+        return Some(ScriptKind::Cmd);
+    }
+    let rest = line.strip_prefix("#!")?;
+    let mut words = rest.split_whitespace();
+    let program = words.next()?;
+    let base = |p: &str| p.rsplit(['/', '\\']).next().unwrap_or(p).to_string();
+    let mut argv = vec![base(program)];
+    argv.extend(words.map(str::to_string));
+    if argv[0] == "env" {
+        argv.remove(0);
+    }
+    // The interpreter is looked up by name: a plain token, not a path or an option.
+    let token = |w: &String| {
+        !w.is_empty()
+            && w.len() <= 64
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+    };
+    if argv.is_empty() || argv.len() > 2 || !argv.iter().all(token) || argv[0].starts_with('-') {
+        return None;
+    }
+    Some(ScriptKind::Shebang(argv))
+}
+
+/// The command line that runs the script at `script` (Windows path text): `windir` is
+/// `%windir%`. A `.ps1` without a header is PowerShell, a `.cmd`/`.bat` without one is cmd.
+pub fn script_argv(
+    kind: Option<&ScriptKind>,
+    file_name: &str,
+    windir: &str,
+    script: &str,
+) -> Option<Vec<String>> {
+    let lower = file_name.to_ascii_lowercase();
+    let kind = match kind {
+        Some(k) => k.clone(),
+        None if lower.ends_with(".ps1") => ScriptKind::PowerShell { x86: false },
+        None if lower.ends_with(".cmd") || lower.ends_with(".bat") => ScriptKind::Cmd,
+        None => return None,
+    };
+    let mut argv = match kind {
+        ScriptKind::PowerShell { x86 } => vec![
+            format!(
+                "{windir}\\{}\\WindowsPowerShell\\v1.0\\powershell.exe",
+                if x86 { "SysWOW64" } else { "System32" }
+            ),
+            "-NoProfile".into(),
+            "-NonInteractive".into(),
+            "-ExecutionPolicy".into(),
+            "Bypass".into(),
+            "-File".into(),
+        ],
+        ScriptKind::Cmd => vec![format!("{windir}\\System32\\cmd.exe"), "/c".into()],
+        ScriptKind::Shebang(v) => v,
+    };
+    argv.push(script.to_string());
+    Some(argv)
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn script_headers_as_cloudbase_init_reads_them() {
+        assert_eq!(
+            script_kind(b"#ps1\nWrite-Host hi"),
+            Some(ScriptKind::PowerShell { x86: false })
+        );
+        assert_eq!(
+            script_kind(b"#PS1_SYSNATIVE\r\n"),
+            Some(ScriptKind::PowerShell { x86: false })
+        );
+        assert_eq!(
+            script_kind(b"#ps1_x86\n"),
+            Some(ScriptKind::PowerShell { x86: true })
+        );
+        assert_eq!(script_kind(b"rem cmd\r\necho hi"), Some(ScriptKind::Cmd));
+        assert_eq!(script_kind(b"REM CMD\n"), Some(ScriptKind::Cmd));
+        assert_eq!(
+            script_kind(b"#!/usr/bin/env python3\nprint(1)"),
+            Some(ScriptKind::Shebang(vec!["python3".into()]))
+        );
+        assert_eq!(
+            script_kind(b"#!/bin/bash -e\n"),
+            Some(ScriptKind::Shebang(vec!["bash".into(), "-e".into()]))
+        );
+        assert_eq!(script_kind(b"echo hi\n"), None);
+        assert_eq!(script_kind(b"#cloud-config\n"), None);
+        assert_eq!(script_kind(b"#!\n"), None);
+        // A hostile interpreter: quotes, options, paths with spaces are refused.
+        assert_eq!(script_kind(b"#!/bin/sh \"-c\" x y\n"), None);
+        assert_eq!(script_kind(b"#!-x\n"), None);
+        assert_eq!(script_kind(b"#!c:\\a b\\x.exe \"&calc\"\n"), None);
+        assert_eq!(script_kind(&[0xff, 0xfe, b'#']), None);
+    }
+
+    #[test]
+    fn command_lines() {
+        let ps = script_argv(
+            script_kind(b"#ps1_x86\n").as_ref(),
+            "20-user-user-data.ps1",
+            "C:\\Windows",
+            "C:\\s.ps1",
+        )
+        .unwrap();
+        assert_eq!(
+            ps.join(" "),
+            "C:\\Windows\\SysWOW64\\WindowsPowerShell\\v1.0\\powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File C:\\s.ps1"
+        );
+        // The network script has no header: its extension decides.
+        let net = script_argv(None, "network.ps1", "C:\\Windows", "n.ps1").unwrap();
+        assert!(net[0].ends_with("System32\\WindowsPowerShell\\v1.0\\powershell.exe"));
+        let cmd = script_argv(Some(&ScriptKind::Cmd), "x.cmd", "C:\\W", "x.cmd").unwrap();
+        assert_eq!(cmd, ["C:\\W\\System32\\cmd.exe", "/c", "x.cmd"]);
+        assert_eq!(script_argv(None, "x", "C:\\W", "x"), None);
+    }
+
+    #[test]
+    fn account_names() {
+        assert!(check_windows_user("Admin").is_ok());
+        assert!(check_windows_user("cloud admin").is_ok());
+        assert!(check_windows_user("").is_err());
+        assert!(check_windows_user("a234567890123456789012").is_err());
+        for bad in ["a/b", "a\\b", "..", "a\nb", "a:b", "x@y", "%USERPROFILE%"] {
+            assert!(check_windows_user(bad).is_err(), "{bad:?}");
         }
     }
 }
