@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use common::{check_golden, make_iso, sample_meta, write_drive_tree, IsoTool};
-use primer::facts::{FileFact, HostFacts, Meta, TargetOs};
+use primer::facts::{HostFacts, TargetOs};
 use primer::media::{read_fs, DriveFiles, Limits};
 use primer::model::Instance;
 use primer::plan::{plan, Action, Change, Plan, Policy};
@@ -112,68 +112,6 @@ fn sample_drive_windows_plan_offline_root() {
     check("sample-offline.json", &p);
 }
 
-/// Facts after `p` applied.
-fn applied(p: &Plan, mut f: HostFacts) -> HostFacts {
-    for s in p.steps.iter().filter(|s| s.change.acts()) {
-        match &s.action {
-            Action::WriteFile {
-                path,
-                content,
-                mode,
-                uid,
-                gid,
-                ..
-            } => {
-                f.files.insert(
-                    path.clone(),
-                    FileFact {
-                        content: content.clone(),
-                        meta: Meta {
-                            mode: *mode,
-                            uid: *uid,
-                            gid: *gid,
-                        },
-                    },
-                );
-            }
-            Action::WriteRecord { path, record } => {
-                f.files.insert(
-                    path.clone(),
-                    FileFact {
-                        content: record.to_json(),
-                        meta: Meta {
-                            mode: 0o600,
-                            uid: 0,
-                            gid: 0,
-                        },
-                    },
-                );
-                f.record = Some(record.clone());
-            }
-            Action::SetComputerName { dns_host, .. } => {
-                f.kernel_hostname = Some(dns_host.to_ascii_uppercase())
-            }
-            Action::RunScript {
-                marker: Some(m), ..
-            } => {
-                f.files.insert(
-                    m.clone(),
-                    FileFact {
-                        content: b"started\n".to_vec(),
-                        meta: Meta {
-                            mode: 0o600,
-                            uid: 0,
-                            gid: 0,
-                        },
-                    },
-                );
-            }
-            _ => {}
-        }
-    }
-    f.state_key.stored = true;
-    f
-}
 
 #[test]
 fn iso_drive_windows_plan_live_then_unchanged() {
@@ -225,7 +163,7 @@ fn iso_drive_windows_plan_live_then_unchanged() {
     assert!(!text.contains("Sup3r-Secret"), "password in the plan");
     check("iso-live.json", &p);
 
-    let p2 = plan(&inst, &drive, &applied(&p, f), &Policy::default());
+    let p2 = plan(&inst, &drive, &after(&p, f), &Policy::default());
     let acting: Vec<_> = p2
         .steps
         .iter()
@@ -233,4 +171,11 @@ fn iso_drive_windows_plan_live_then_unchanged() {
         .map(|s| format!("{}: {}", s.id, s.why))
         .collect();
     assert!(acting.is_empty(), "second run acts: {acting:#?}");
+}
+
+/// Facts after `p` applied; the state key is stored by then too.
+fn after(p: &Plan, f: HostFacts) -> HostFacts {
+    let mut f = primer::plan::facts_after(p, f);
+    f.state_key.stored = true;
+    f
 }

@@ -1158,6 +1158,83 @@ fn unique_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
     keys.filter(|k| seen.insert(k.as_str())).cloned().collect()
 }
 
+/// The host facts a run of `plan` leaves when every acting step lands: files and the record
+/// written, directories made, the computer name set, per-instance script markers written.
+/// Pure; what the idempotence tests plan against the second time (a second plan over these
+/// facts must change nothing), here once for the unit tests and `tests/windows_plan.rs`.
+#[doc(hidden)]
+pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
+    for s in plan.steps.iter().filter(|s| s.change.acts()) {
+        match &s.action {
+            Action::WriteFile {
+                path,
+                content,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let meta = Meta {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                f.files.insert(
+                    path.clone(),
+                    FileFact {
+                        content: content.clone(),
+                        meta,
+                    },
+                );
+                if path.contains("/drive/") {
+                    f.copy_files.insert(path.clone());
+                }
+            }
+            Action::EnsureDir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
+                f.dirs.insert(
+                    path.clone(),
+                    Meta {
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    },
+                );
+            }
+            Action::WriteRecord { path, record } => {
+                f.files.insert(
+                    path.clone(),
+                    FileFact {
+                        content: record.to_json(),
+                        meta: PRIVATE_FILE,
+                    },
+                );
+                f.record = Some(record.clone());
+            }
+            Action::SetComputerName { dns_host, .. } => {
+                f.kernel_hostname = Some(dns_host.to_ascii_uppercase())
+            }
+            Action::RunScript {
+                marker: Some(m), ..
+            } => {
+                f.files.insert(
+                    m.clone(),
+                    FileFact {
+                        content: b"started\n".to_vec(),
+                        meta: PRIVATE_FILE,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
 /// Copy of the private directory meta for apply (state directories).
 pub fn private_dir_meta() -> Meta {
     PRIVATE_DIR
@@ -1198,63 +1275,6 @@ mod tests {
             .unwrap()
     }
 
-    /// Facts as they would be after applying `p` (every write landed).
-    fn applied(p: &Plan, mut f: HostFacts) -> HostFacts {
-        for s in &p.steps {
-            match &s.action {
-                Action::WriteFile {
-                    path,
-                    content,
-                    mode,
-                    uid,
-                    gid,
-                    ..
-                } => {
-                    f.files.insert(
-                        path.clone(),
-                        FileFact {
-                            content: content.clone(),
-                            meta: Meta {
-                                mode: *mode,
-                                uid: *uid,
-                                gid: *gid,
-                            },
-                        },
-                    );
-                    if path.contains("/drive/") {
-                        f.copy_files.insert(path.clone());
-                    }
-                }
-                Action::EnsureDir {
-                    path,
-                    mode,
-                    uid,
-                    gid,
-                } => {
-                    f.dirs.insert(
-                        path.clone(),
-                        Meta {
-                            mode: *mode,
-                            uid: *uid,
-                            gid: *gid,
-                        },
-                    );
-                }
-                Action::WriteRecord { path, record } => {
-                    f.files.insert(
-                        path.clone(),
-                        FileFact {
-                            content: record.to_json(),
-                            meta: PRIVATE_FILE,
-                        },
-                    );
-                    f.record = Some(record.clone());
-                }
-                _ => {}
-            }
-        }
-        f
-    }
 
     #[test]
     fn first_run_then_idempotent() {
@@ -1264,7 +1284,7 @@ mod tests {
         assert_eq!(change(&p1, "hostname"), Change::Create);
         assert_eq!(change(&p1, "ssh-keys"), Change::Create);
         assert_eq!(p1.warnings.warnings.len(), 1, "the broken key is refused");
-        let f2 = applied(&p1, f);
+        let f2 = facts_after(&p1, f);
         let p2 = plan(&i, &d, &f2, &Policy::default());
         assert!(
             p2.steps.iter().all(|s| s.change == Change::Unchanged),
@@ -1277,7 +1297,7 @@ mod tests {
     fn local_edit_kept_until_drive_changes() {
         let (mut i, d, f) = inputs();
         let p1 = plan(&i, &d, &f, &Policy::default());
-        let mut f2 = applied(&p1, f);
+        let mut f2 = facts_after(&p1, f);
         f2.files.get_mut("etc/hostname").unwrap().content = b"mine\n".to_vec();
         let p2 = plan(&i, &d, &f2, &Policy::default());
         assert_eq!(change(&p2, "hostname"), Change::Skip);

@@ -422,7 +422,7 @@ fn with_extension(name: &str, kind: &ScriptKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::{FileFact, HostFacts, TargetOs};
+    use crate::facts::{HostFacts, TargetOs};
     use crate::model::{Blob, Format, Secret};
     use crate::plan::{plan, Plan};
 
@@ -464,59 +464,6 @@ mod tests {
             .unwrap_or_else(|| panic!("no step {id}: {:#?}", p.steps))
     }
 
-    /// Facts after `p` applied (files written, record kept, the computer name set).
-    fn applied(p: &Plan, mut f: HostFacts) -> HostFacts {
-        for s in p.steps.iter().filter(|s| s.change.acts()) {
-            match &s.action {
-                Action::WriteFile {
-                    path,
-                    content,
-                    mode,
-                    uid,
-                    gid,
-                    ..
-                } => {
-                    f.files.insert(
-                        path.clone(),
-                        FileFact {
-                            content: content.clone(),
-                            meta: Meta {
-                                mode: *mode,
-                                uid: *uid,
-                                gid: *gid,
-                            },
-                        },
-                    );
-                }
-                Action::WriteRecord { path, record } => {
-                    f.files.insert(
-                        path.clone(),
-                        FileFact {
-                            content: record.to_json(),
-                            meta: PRIVATE_FILE,
-                        },
-                    );
-                    f.record = Some(record.clone());
-                }
-                Action::SetComputerName { dns_host, .. } => {
-                    f.kernel_hostname = Some(dns_host.to_ascii_uppercase())
-                }
-                Action::RunScript {
-                    marker: Some(m), ..
-                } => {
-                    f.files.insert(
-                        m.clone(),
-                        FileFact {
-                            content: b"started\n".to_vec(),
-                            meta: PRIVATE_FILE,
-                        },
-                    );
-                }
-                _ => {}
-            }
-        }
-        f
-    }
 
     #[test]
     fn a_windows_plan_writes_no_linux_file() {
@@ -616,7 +563,7 @@ mod tests {
         let json = serde_json::to_string(&p1).unwrap();
         assert!(!json.contains("Passw0rd"), "{json}");
 
-        let mut f2 = applied(&p1, f);
+        let mut f2 = crate::plan::facts_after(&p1, f);
         // The state key written by run 1 is read by run 2.
         f2.state_key.stored = true;
         let p1b = plan(&i, &d, &f2, &Policy::default());
