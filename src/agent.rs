@@ -721,6 +721,9 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     })
 }
 
+/// Longest error message a status records.
+const MAX_STOP_MESSAGE: usize = 4096;
+
 /// Records the status of a run that stopped before planning (`error`: the configuration or
 /// the drive could not be read; `refused`: the trust policy refused the drive), so that
 /// `status --wait` and `status` report this boot's outcome. Best effort: the run fails with
@@ -745,13 +748,18 @@ fn record_stop(root: &Path, started: (SystemTime, Instant), e: &Error) {
         None => None,
     };
     let previous = previous_status(root);
-    let s = status::failed_status(
-        started.0,
-        elapsed_ms(started.1),
-        exit,
-        e.to_string(),
-        previous,
-    );
+    // Bounded: an error quotes at most a few escaped drive strings, but the status must not
+    // grow with a hostile drive.
+    let mut msg = e.to_string();
+    if msg.len() > MAX_STOP_MESSAGE {
+        let mut cut = MAX_STOP_MESSAGE;
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        msg.truncate(cut);
+        msg.push_str(" [...]");
+    }
+    let s = status::failed_status(started.0, elapsed_ms(started.1), exit, msg, previous);
     let _ = record_status(root, &s);
     drop(lock);
 }

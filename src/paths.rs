@@ -96,11 +96,10 @@ pub(crate) fn resolve_found(
                 let target = fs::read_link(&candidate).map_err(|e| {
                     io::Error::new(e.kind(), format!("{}: {e}", candidate.display()))
                 })?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
+                let (absolute, mut more) = link_target(&target)?;
+                if absolute {
                     resolved.clear();
                 }
-                let mut more = split(&target);
                 more.reverse();
                 pending.extend(more);
             }
@@ -119,6 +118,58 @@ pub(crate) fn resolve_found(
         }
     }
     Ok((join(root, &resolved), found))
+}
+
+/// A link's target as components to resolve, and whether it starts at the root (then it is
+/// re-rooted under the target root). Linux: `/`-separated, absolute when it starts with `/`.
+/// Windows: `\\` separates too, and a drive (`C:`), a `\\?\` or `\\??\` prefix or a leading
+/// `\\` makes it absolute: a junction to `C:\ProgramData` inside an image resolves to the
+/// image's `ProgramData`, never to the host's.
+fn link_target(target: &Path) -> io::Result<(bool, Vec<String>)> {
+    let t = target.to_string_lossy();
+    if cfg!(windows) {
+        windows_link_target(&t).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("link target {t:?} names a drive or stream inside the path"),
+            )
+        })
+    } else {
+        Ok((t.starts_with('/'), split(&t)))
+    }
+}
+
+/// [`link_target`]'s Windows reading of `t` (pure, tested everywhere); `None` when a component
+/// past the prefix still holds a `:` (a drive or an alternate stream `PathBuf::push` would
+/// jump to).
+fn windows_link_target(t: &str) -> Option<(bool, Vec<String>)> {
+    let mut comps: Vec<String> = t
+        .split(['/', '\\'])
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut absolute = t.starts_with(['/', '\\']);
+    // `\\?\C:\x`, `\\??\C:\x` (junctions), `C:\x`, `C:x`: drop the prefix and the drive.
+    if comps.first().is_some_and(|c| c == "?" || c == "??") {
+        comps.remove(0);
+        absolute = true;
+    }
+    if let Some(first) = comps.first_mut() {
+        let b = first.as_bytes();
+        if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+            absolute = true;
+            let rest = first[2..].to_string();
+            if rest.is_empty() {
+                comps.remove(0);
+            } else {
+                *first = rest;
+            }
+        }
+    }
+    if comps.iter().any(|c| c.contains(':')) {
+        return None;
+    }
+    Some((absolute, comps))
 }
 
 fn split(p: &str) -> Vec<String> {
@@ -184,5 +235,25 @@ mod tests {
             resolve_in_root(root, "no/such/../abs").unwrap(),
             root.join("no/abs")
         );
+    }
+
+    #[test]
+    fn windows_link_targets_are_re_rooted() {
+        let w = |t: &str| windows_link_target(t);
+        let v = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(w(r"C:\ProgramData"), Some((true, v(&["ProgramData"]))));
+        assert_eq!(
+            w(r"\??\C:\ProgramData\x"),
+            Some((true, v(&["ProgramData", "x"])))
+        );
+        assert_eq!(w(r"\\?\D:\a"), Some((true, v(&["a"]))));
+        assert_eq!(w(r"\Windows"), Some((true, v(&["Windows"]))));
+        assert_eq!(
+            w(r"..\..\Windows"),
+            Some((false, v(&["..", "..", "Windows"])))
+        );
+        assert_eq!(w("a/b"), Some((false, v(&["a", "b"]))));
+        assert_eq!(w(r"a\x:stream"), None);
+        assert_eq!(w(r"\??\UNC\host\C:"), None);
     }
 }

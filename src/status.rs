@@ -434,14 +434,11 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<Record>, StatusError>
         .transpose()
 }
 
-/// Writes `status.json` (0600, root) atomically in primer's private state directory (0700),
-/// through the one writer, as `apply` writes the record, but without a flush of its own: it is
-/// a report of the run (rewritten by every run: it holds the boot id and the times), not state
-/// any decision depends on. A crash before the kernel writes it back leaves the previous
-/// status, none, or (on a filesystem without ext4's replace-by-rename ordering) an unreadable
-/// one, which `read_status` reports and the next run replaces; `status --wait` then waits for
-/// this boot's run as it does when none has finished. The run's state (the record) was made
-/// durable before this write.
+/// Writes `status.json` (0600, root) atomically and durably in primer's private state
+/// directory (0700), through the one writer, after the record. Durable because decisions read
+/// it: its `last_applied` names the current instance for `primer scripts` (the deferred
+/// scripts), `query` and reclaim, and a boot without a drive carries it forward; a status lost
+/// or torn in a crash after the record landed would leave those on the previous instance.
 pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
     let mut w = Writer::new(root);
     if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
@@ -458,7 +455,7 @@ pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
         },
         private,
     )?;
-    match w.commit_unsynced().into_iter().next() {
+    match w.commit().into_iter().next() {
         Some((_, e)) => Err(e),
         None => Ok(()),
     }

@@ -112,7 +112,6 @@ fn sample_drive_windows_plan_offline_root() {
     check("sample-offline.json", &p);
 }
 
-
 #[test]
 fn iso_drive_windows_plan_live_then_unchanged() {
     let t = tempfile::tempdir().unwrap();

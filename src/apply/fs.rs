@@ -262,9 +262,9 @@ impl Writer {
         self.finished(errors)
     }
 
-    /// Renames every staged file into place without any flush or fsync: for a report whose
-    /// loss in a crash is harmless (`status.json`: the next run rewrites it, and a reader takes
-    /// a torn or missing one for "no status"). The kernel writes it back in its own time.
+    /// Renames every staged file into place without any flush or fsync: for a file whose loss
+    /// or tearing in a crash is harmless (a reader takes a torn or missing one for "none", and
+    /// no later decision reads it). The kernel writes it back in its own time.
     pub fn commit_unsynced(&mut self) -> Vec<(usize, io::Error)> {
         let errors = self.commit_with(false, true);
         // Nothing was made durable: the directories stay as they are (no fsync).
@@ -300,13 +300,22 @@ impl Writer {
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
         };
+        let mut broken = false;
         if flushed && !unsynced {
             // The filesystem flush made every earlier directory change durable too (directories
             // created before staging, renames a `commit_deferred` left): only the renames below
             // still need their directories fsynced.
             self.dirty_dirs.clear();
+        } else if !unsynced {
+            // No filesystem flush (Windows; a failed syncfs): the earlier changes become durable
+            // by their directories' fsyncs, and they must be before this batch's renames (the
+            // record may claim nothing that could still vanish in a crash). If that fails, a
+            // chained batch (the record, the pin) is not renamed at all.
+            if let Err(e) = self.finish() {
+                errors.push((usize::MAX, e));
+                broken = chained;
+            }
         }
-        let mut broken = false;
         for (tag, tmp, target) in pending {
             let r = if broken {
                 Err(at(

@@ -273,10 +273,24 @@ fn reboot_when_required(plan: &Plan, report: &mut ApplyReport) {
         matches!(s.action, Action::SetComputerName { reboot: true, .. }) && s.change.acts()
     });
     let Some(i) = wanted else { return };
+    // Every other step landed (the record included): a reboot after a failed step would come
+    // back to a machine the next run must still finish, under a new name.
+    let failed = report
+        .steps
+        .iter()
+        .enumerate()
+        .find(|(j, s)| *j != i && s.outcome == Outcome::Failed)
+        .map(|(_, s)| s.id.clone());
     let Some(step) = report.steps.get_mut(i) else {
         return;
     };
     if step.outcome != Outcome::Changed {
+        return;
+    }
+    if let Some(id) = failed {
+        step.detail
+            .push_str(&format!("; reboot not requested: step {id} failed"));
+        tracing::warn!(step = %step.id, "reboot not requested: step {id} failed");
         return;
     }
     #[cfg(windows)]

@@ -1275,7 +1275,6 @@ mod tests {
             .unwrap()
     }
 
-
     #[test]
     fn first_run_then_idempotent() {
         let (i, d, f) = inputs();

@@ -77,7 +77,26 @@ fn check(path: &str, what: Use) -> Result<String, String> {
     if !crate::paths::is_clean_relative(rel) {
         return Err("is not a clean path".into());
     }
-    if let Some(d) = NEVER.iter().find(|d| inside(rel, d)) {
+    // NTFS reads a path more loosely than the text says: case-blind, `\\` a separator, a
+    // trailing `.` or space dropped, `PROGRA~3` an alias, `x:y` a stream, `NUL` a device. On
+    // Windows every such path is refused, so the prefix checks below see what NTFS will open.
+    if cfg!(windows) {
+        if let Some(why) = windows_refusal(rel) {
+            return Err(why);
+        }
+    }
+    let folded = rel.to_ascii_lowercase();
+    let rel_cmp = if cfg!(windows) { folded.as_str() } else { rel };
+    if let Some(d) = NEVER.iter().find(|d| {
+        inside(
+            rel_cmp,
+            &if cfg!(windows) {
+                d.to_ascii_lowercase()
+            } else {
+                d.to_string()
+            },
+        )
+    }) {
         return Err(format!("is inside /{d}"));
     }
     match what {
@@ -111,9 +130,65 @@ fn check(path: &str, what: Use) -> Result<String, String> {
     Ok(rel.to_string())
 }
 
+/// Reserved DOS device names: a file of that name (any extension) opens the device.
+const DOS_DEVICES: &[&str] = &[
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9", "conin$",
+    "conout$",
+];
+
+/// Why NTFS would not open `rel` (a clean `/`-separated relative path) as written, or `None`:
+/// a `\\` (a second separator the checks above do not see), `:` (a drive or an alternate data
+/// stream), `~` (an 8.3 alias such as `PROGRA~3` of `ProgramData`), a component ending in `.`
+/// or a space (Windows drops them), or a DOS device name. Pure, tested on every platform;
+/// applied on Windows.
+pub fn windows_refusal(rel: &str) -> Option<String> {
+    if let Some(c) = rel.chars().find(|c| matches!(c, '\\' | ':' | '~')) {
+        return Some(format!(
+            "holds {c:?}, which Windows reads as a separator, a drive or stream, or a short-name alias"
+        ));
+    }
+    for comp in rel.split('/') {
+        if comp.ends_with('.') || comp.ends_with(' ') {
+            return Some(format!(
+                "has the component {:?} ending in '.' or ' ', which Windows drops",
+                Esc(comp)
+            ));
+        }
+        let stem = comp.split('.').next().unwrap_or(comp).to_ascii_lowercase();
+        if DOS_DEVICES.contains(&stem.as_str()) {
+            return Some(format!("names the Windows device {}", Esc(comp)));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_aliases_of_a_path_are_refused() {
+        for bad in [
+            "ProgramData\\primer\\pin",
+            "PROGRA~3/primer/pin",
+            "ProgramData/primer./key",
+            "ProgramData/primer /key",
+            "x/file.txt:stream",
+            "C:/Windows/x",
+            "tmp/NUL",
+            "tmp/com1.txt",
+        ] {
+            assert!(windows_refusal(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "ProgramData/app/x.conf",
+            "Users/a/.ssh/authorized_keys",
+            "etc/x.d/y",
+        ] {
+            assert_eq!(windows_refusal(good), None, "{good}");
+        }
+    }
 
     #[test]
     fn homes() {

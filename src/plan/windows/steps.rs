@@ -464,7 +464,6 @@ mod tests {
             .unwrap_or_else(|| panic!("no step {id}: {:#?}", p.steps))
     }
 
-
     #[test]
     fn a_windows_plan_writes_no_linux_file() {
         let (i, d, f) = inputs(true);

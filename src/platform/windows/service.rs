@@ -322,7 +322,12 @@ impl LogFile {
             // Closed before it is renamed: no handle to the old file is left open.
             self.file = None;
             let path = self.dir.join(LOG_FILE);
-            let _ = fs::rename(&path, self.dir.join(format!("{LOG_FILE}.1")));
+            // A reader holding the file without delete sharing makes the rename fail: then
+            // this line is dropped (the file stays closed until a rotation succeeds), rather
+            // than the file growing past its cap.
+            if fs::rename(&path, self.dir.join(format!("{LOG_FILE}.1"))).is_err() {
+                return;
+            }
             match open_log_file(&self.dir, self.cap) {
                 Ok(f) => *self = f,
                 Err(_) => return,
