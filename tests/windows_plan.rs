@@ -156,7 +156,7 @@ fn iso_drive_windows_plan_live_then_unchanged() {
         &step(&p, "windows-user").action,
         Action::EnsureWindowsUser { name, password: Some(_), admin: true } if name == "cloudadmin"
     ));
-    let script = step(&p, "script:20-user-user-data.ps1");
+    let script = step(&p, "script:20-user-part-001.ps1");
     assert_eq!(script.change, Change::Update);
     let text = plan_json(&p);
     assert!(!text.contains("Sup3r-Secret"), "password in the plan");

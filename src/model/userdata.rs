@@ -23,6 +23,12 @@ pub struct UserData {
     pub cloud_config: CloudConfig,
     /// `#cloud-boothook` parts: recognised and reported unsupported (primer does not run them).
     pub boothooks: Vec<Script>,
+    /// Parts with a Windows header (`#ps1`, `#ps1_sysnative`, `#ps1_x86`, `rem cmd`,
+    /// `<powershell>`, `<script>`), whole user-data or MIME parts, gzip'd or not, in the same
+    /// order as `scripts`: the Windows plan runs those its interpreters know; Linux ignores them
+    /// (the parser warns).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows_scripts: Vec<Script>,
 }
 
 impl UserData {

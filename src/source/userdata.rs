@@ -167,8 +167,10 @@ pub fn parse_user_data_inputs(
     let mut vendor = run.origin(Origin::VendorData, vendor);
 
     if user.config.vendor_data_enabled == Some(Some(false)) {
-        let had =
-            !vendor.scripts.is_empty() || !vendor.boothooks.is_empty() || vendor.config_parts > 0;
+        let had = !vendor.scripts.is_empty()
+            || !vendor.boothooks.is_empty()
+            || !vendor.windows_scripts.is_empty()
+            || vendor.config_parts > 0;
         if had {
             run.report.warn(
                 USER_DATA_FILE,
@@ -188,10 +190,13 @@ pub fn parse_user_data_inputs(
     scripts.extend(user.scripts);
     let mut boothooks = vendor.boothooks;
     boothooks.extend(user.boothooks);
+    let mut windows_scripts = vendor.windows_scripts;
+    windows_scripts.extend(user.windows_scripts);
     let ud = UserData {
         scripts,
         cloud_config: Partial::user_over_vendor(vendor.config, user.config).finish(),
         boothooks,
+        windows_scripts,
     };
     tracing::debug!(
         "user data: {} script(s), {} boothook(s), {} warning(s)",
@@ -393,6 +398,7 @@ fn sanitize(name: &str) -> String {
 struct Collected {
     scripts: Vec<Script>,
     boothooks: Vec<Script>,
+    windows_scripts: Vec<Script>,
     config: Partial,
     config_parts: usize,
 }
@@ -655,7 +661,18 @@ impl Run<'_> {
                     out.config.overlay(p);
                 }
             }
-            Kind::Unsupported(what) => self.report.warn(file, &locator, what),
+            Kind::Unsupported(what) => {
+                self.report.warn(file, &locator, what);
+                if what == WINDOWS {
+                    // Kept for a Windows target (its plan runs it; the warning is Linux's).
+                    let name = self.name(filename.as_deref(), n);
+                    out.windows_scripts.push(Script {
+                        name,
+                        origin,
+                        content: body.into_owned(),
+                    });
+                }
+            }
             Kind::Unknown(t) => self.report.warn(
                 file,
                 &locator,

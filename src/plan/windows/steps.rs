@@ -339,7 +339,9 @@ impl Planner<'_> {
             );
         }
         let mut scripts: Vec<Script> = Vec::new();
-        for s in &ud.scripts {
+        // `#!` parts (the parser's scripts) and the Windows-headed parts it kept aside (whole
+        // user-data, MIME parts, gzip'd ones), each origin in document order.
+        for s in ud.scripts.iter().chain(&ud.windows_scripts) {
             match script_kind(&s.content) {
                 Some(k) => scripts.push(Script {
                     name: with_extension(&s.name, &k),
@@ -353,20 +355,14 @@ impl Planner<'_> {
                 ),
             }
         }
-        // A whole user-data that is one Windows script: the parser knows `#!` only.
-        if let Some(raw) = instance.user_data.as_ref().map(|b| b.0.as_slice()) {
-            if let Some(k) = script_kind(raw).filter(|k| !matches!(k, ScriptKind::Shebang(_))) {
-                scripts.push(Script {
-                    name: with_extension("user-data", &k),
-                    origin: Origin::UserData,
-                    content: raw.to_vec(),
-                });
-                // The parser, the same on every OS, warned that it ignores this Windows
-                // script: on Windows it runs.
-                self.warnings
-                    .warnings
-                    .retain(|w| !w.message.starts_with(WINDOWS_SCRIPT_IGNORED));
-            }
+        // Vendor scripts first, as on Linux (the sort is stable: document order within each).
+        scripts.sort_by_key(|s| s.origin != Origin::VendorData);
+        if !ud.windows_scripts.is_empty() {
+            // The parser, the same on every OS, warned that it ignores these Windows scripts:
+            // on Windows they run (or get the warning above).
+            self.warnings
+                .warnings
+                .retain(|w| !w.message.starts_with(WINDOWS_SCRIPT_IGNORED));
         }
         let mut win_ud = UserData {
             scripts,
@@ -455,6 +451,46 @@ mod tests {
             ..Default::default()
         };
         (i, d, f)
+    }
+
+    /// cloudbase-init runs Windows scripts from MIME parts and gzip'd user-data too: a
+    /// multipart with a `#ps1` part, a `rem cmd` part gzip'd, and a `#cloud-config` part.
+    #[test]
+    fn windows_scripts_in_mime_parts_and_gzip_run() {
+        use std::io::Write;
+        let (mut i, d, f) = inputs(true);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"rem cmd\r\necho from-cmd\r\n").unwrap();
+        let gz = gz.finish().unwrap();
+        let mut mime = b"Content-Type: multipart/mixed; boundary=\"b\"\nMIME-Version: 1.0\n\n--b\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"first.ps1\"\n\n#ps1\nWrite-Host first\n--b\nContent-Type: application/x-gzip\nContent-Disposition: attachment; filename=\"second\"\nContent-Transfer-Encoding: base64\n\n".to_vec();
+        mime.extend(
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &gz).as_bytes(),
+        );
+        mime.extend(
+            b"\n--b\nContent-Type: text/cloud-config\n\n#cloud-config\nhostname: x\n--b--\n",
+        );
+        i.user_data = Some(Blob(mime));
+        let p = plan(&i, &d, &f, &Policy::default());
+        assert_eq!(
+            step(&p, "script:20-user-first.ps1").change,
+            Change::Update,
+            "{:#?}",
+            p.steps
+        );
+        assert_eq!(
+            step(&p, "script:20-user-second.cmd").change,
+            Change::Update,
+            "{:#?}",
+            p.steps
+        );
+        assert!(
+            !p.warnings
+                .warnings
+                .iter()
+                .any(|w| w.message.starts_with(WINDOWS_SCRIPT_IGNORED)),
+            "{:?}",
+            p.warnings
+        );
     }
 
     fn step<'a>(p: &'a Plan, id: &str) -> &'a Step {
@@ -556,7 +592,7 @@ mod tests {
             &step(&p1, "network-script").action,
             Action::RunScript { path, marker: None, .. } if path == powershell::PATH
         ));
-        let script = step(&p1, "script:20-user-user-data.ps1");
+        let script = step(&p1, "script:20-user-part-001.ps1");
         assert_eq!(script.change, Change::Update);
         // The plan's JSON carries no secret.
         let json = serde_json::to_string(&p1).unwrap();
