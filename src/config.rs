@@ -1077,6 +1077,7 @@ mod tests {
         );
     }
 
+    #[cfg(not(windows))]
     fn from_of(l: &Layered, k: &str) -> Option<String> {
         l.origins
             .get(k)

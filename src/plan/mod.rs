@@ -444,6 +444,8 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
         if !policy.ssh_user_from_default && windows::check_windows_user(&policy.ssh_user).is_ok() {
             w.files
                 .push(format!("Users/{}/.ssh/authorized_keys", policy.ssh_user));
+            // Whether Windows made the user's profile yet (`windows::steps`).
+            w.present.push(windows::profile_marker(&policy.ssh_user));
         }
     }
     w.files.extend(hostkeys::wanted_files(&policy.host_keys));

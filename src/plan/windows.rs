@@ -194,6 +194,14 @@ mod tests {
 /// of every member of Administrators, relative to the system drive's root.
 pub const ADMINS_KEYS: &str = "ProgramData/ssh/administrators_authorized_keys";
 
+/// The file every loaded Windows profile has (the user's registry hive), relative to the root:
+/// its presence says `Users\NAME` is that user's profile. Windows creates the profile at the
+/// first logon, and under another name (`NAME.COMPUTER`) when `Users\NAME` already exists, so
+/// primer never creates it: keys for a user without a profile are not written.
+pub fn profile_marker(user: &str) -> String {
+    format!("Users/{user}/NTUSER.DAT")
+}
+
 /// Whether primer reboots Windows after a run that set the computer name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -5,7 +5,8 @@
 //! Linux account file.
 
 use super::{
-    check_windows_user, computer_name, script_kind, ScriptKind, WindowsPolicy, ADMINS_KEYS,
+    check_windows_user, computer_name, profile_marker, script_kind, ScriptKind, WindowsPolicy,
+    ADMINS_KEYS,
 };
 use crate::media::DriveFiles;
 use crate::model::grammar::Esc;
@@ -231,6 +232,19 @@ impl Planner<'_> {
                         change: Change::Error,
                         action: Action::Nothing,
                         why: format!("SSH user {}: {e}", Esc(u)),
+                        input: None,
+                    });
+                    return;
+                }
+                if !self.facts.present.contains(&profile_marker(u)) {
+                    self.steps.push(Step {
+                        id: "ssh-keys".into(),
+                        change: Change::Skip,
+                        action: Action::Nothing,
+                        why: format!(
+                            "SSH user {u}: no profile C:\\Users\\{u} yet (Windows makes it at the first logon, under another name if primer made the folder first): keys not written; log on once, or use the admin user ({})",
+                            ADMINS_KEYS
+                        ),
                         input: None,
                     });
                     return;
@@ -655,12 +669,26 @@ mod tests {
 
     #[test]
     fn a_named_non_admin_ssh_user_gets_its_profile_keys() {
-        let (i, d, f) = inputs(true);
+        let (i, d, mut f) = inputs(true);
         let policy = Policy {
             ssh_user: "deploy".into(),
             ssh_user_from_default: false,
             ..Default::default()
         };
+        // No profile yet: primer makes none (Windows would then put the real one elsewhere).
+        let p = plan(&i, &d, &f, &policy);
+        assert_eq!(step(&p, "ssh-keys").change, Change::Skip);
+        assert!(
+            step(&p, "ssh-keys").why.contains("first logon"),
+            "{:?}",
+            step(&p, "ssh-keys")
+        );
+        assert!(!p.steps.iter().any(|s| matches!(
+            &s.action,
+            Action::WriteFile { path, .. } | Action::EnsureDir { path, .. } if path.starts_with("Users/")
+        )));
+        // The profile exists: its keys file.
+        f.present.insert(profile_marker("deploy"));
         let p = plan(&i, &d, &f, &policy);
         assert!(matches!(
             &step(&p, "ssh-keys").action,
