@@ -85,18 +85,16 @@ fn check(path: &str, what: Use) -> Result<String, String> {
             return Err(why);
         }
     }
-    let folded = rel.to_ascii_lowercase();
-    let rel_cmp = if cfg!(windows) { folded.as_str() } else { rel };
-    if let Some(d) = NEVER.iter().find(|d| {
-        inside(
-            rel_cmp,
-            &if cfg!(windows) {
-                d.to_ascii_lowercase()
-            } else {
-                d.to_string()
-            },
-        )
-    }) {
+    // NTFS compares names case-blind: so does the check on Windows.
+    let fold = |t: &str| {
+        if cfg!(windows) {
+            t.to_ascii_lowercase()
+        } else {
+            t.to_string()
+        }
+    };
+    let rel_cmp = fold(rel);
+    if let Some(d) = NEVER.iter().find(|d| inside(&rel_cmp, &fold(d))) {
         return Err(format!("is inside /{d}"));
     }
     match what {
