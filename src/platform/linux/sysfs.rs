@@ -335,6 +335,24 @@ fn udev_state(dir: &Path) -> Udev {
     }
 }
 
+/// The re-probe interval after a change, and its ceiling while nothing changes under a running
+/// udevd: every device event passes through udev's queue, which inotify reports, so a quiet
+/// udev means nothing to probe for; polling less leaves the CPU to udev's own coldplug (on a
+/// one-vCPU guest a 100 ms re-probe competed with it).
+const POLL_MIN: Duration = Duration::from_millis(100);
+const POLL_MAX: Duration = Duration::from_millis(800);
+
+/// The next re-probe interval: back to [`POLL_MIN`] when inotify reported a change or where no
+/// udevd runs (sysfs does not report every change, e.g. a CD-ROM's medium: polling is then the
+/// only way to see it); otherwise doubled up to [`POLL_MAX`].
+fn next_interval(prev: Duration, woke: bool, state: Udev) -> Duration {
+    if woke || state == Udev::Absent {
+        POLL_MIN
+    } else {
+        (prev * 2).min(POLL_MAX)
+    }
+}
+
 /// How long a wait saw udev in each state (sampled at each re-probe).
 #[derive(Debug, Default)]
 struct UdevTimes {
@@ -399,7 +417,13 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
             | AddWatchFlags::IN_DELETE
             | AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_MOVED_TO;
-        for dir in [roots.sys.join("class/block"), roots.dev.clone()] {
+        // udev's run directory too: every device event creates `queue` there (and its removal
+        // says the events are done), so a change wakes the wait even between the polls below.
+        for dir in [
+            roots.sys.join("class/block"),
+            roots.dev.clone(),
+            udev_dir(roots),
+        ] {
             if let Err(e) = i.add_watch(&dir, mask) {
                 tracing::debug!("inotify on {}: {e}; polling only", dir.display());
             }
@@ -407,6 +431,8 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
     }
     let _progress = crate::progress::Progress::start("waiting for a config drive");
     let udev = udev_dir(roots);
+    let mut interval = POLL_MIN;
+    let mut woke = false;
     let mut idle_since: Option<Instant> = None;
     let mut last = first;
     let mut rounds = 0u32;
@@ -425,16 +451,24 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
             );
             return last;
         }
-        let wait = left.min(Duration::from_millis(100));
+        // The early end is due exactly UDEV_SETTLED_FOR after udev went idle: wake for it.
+        let settle_left = idle_since.filter(|_| rules.early_end).map(|t| {
+            UDEV_SETTLED_FOR
+                .saturating_sub(t.elapsed())
+                .max(POLL_MIN / 10)
+        });
+        let wait = left.min(interval).min(settle_left.unwrap_or(Duration::MAX));
         let ms = u16::try_from(wait.as_millis()).unwrap_or(100).max(1);
         if let Some(i) = &inotify {
             let mut fds = [PollFd::new(i.as_fd(), PollFlags::POLLIN)];
             let _ = poll(&mut fds, PollTimeout::from(ms));
             // Drain: what changed does not matter, only that something did.
+            woke = false;
             while let Ok(ev) = i.read_events() {
                 if ev.is_empty() {
                     break;
                 }
+                woke = true;
             }
         } else {
             std::thread::sleep(wait);
@@ -451,6 +485,7 @@ pub fn probe_wait(roots: &ProbeRoots, rules: &Rules, deadline: Duration) -> Prob
         let state = udev_state(&udev);
         in_state.add(state, checked.elapsed());
         checked = Instant::now();
+        interval = next_interval(interval, woke || inotify.is_none(), state);
         match state {
             Udev::Idle if rules.early_end => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
@@ -636,6 +671,18 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn re_probes_back_off_only_under_a_quiet_udev() {
+        let mut i = POLL_MIN;
+        for _ in 0..10 {
+            i = next_interval(i, false, Udev::Busy);
+        }
+        assert_eq!(i, POLL_MAX);
+        assert_eq!(next_interval(i, true, Udev::Idle), POLL_MIN);
+        assert_eq!(next_interval(POLL_MAX, false, Udev::Absent), POLL_MIN);
+        assert_eq!(next_interval(POLL_MIN, false, Udev::Idle), POLL_MIN * 2);
     }
 
     #[test]
