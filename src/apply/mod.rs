@@ -425,35 +425,29 @@ impl RunLock {
     }
 }
 
+/// A file of primer's private state: 0600, root, in the 0700 tree.
+fn state_file_meta() -> Meta {
+    Meta {
+        mode: 0o600,
+        ..crate::plan::private_dir_meta()
+    }
+}
+
 /// Writes one file of primer's private state (0600, root) and commits it.
 pub(crate) fn write_state(w: &mut fs::Writer, path: &str, content: &[u8]) -> std::io::Result<()> {
     ensure_state_parents(w, path)?;
-    let private = crate::plan::private_dir_meta();
-    w.write_atomic(
-        path,
-        content,
-        Meta {
-            mode: 0o600,
-            ..private
-        },
-        parents_for(path),
-    )
+    w.write_atomic(path, content, state_file_meta(), parents_for(path))
 }
 
 /// Stages one file of primer's private state (0600, root) for the writer's next commit.
-fn stage_state(w: &mut fs::Writer, tag: usize, path: &str, content: &[u8]) -> std::io::Result<()> {
+pub(crate) fn stage_state(
+    w: &mut fs::Writer,
+    tag: usize,
+    path: &str,
+    content: &[u8],
+) -> std::io::Result<()> {
     ensure_state_parents(w, path)?;
-    let private = crate::plan::private_dir_meta();
-    w.stage(
-        tag,
-        path,
-        content,
-        Meta {
-            mode: 0o600,
-            ..private
-        },
-        parents_for(path),
-    )
+    w.stage(tag, path, content, state_file_meta(), parents_for(path))
 }
 
 /// `var/lib` is public; only primer's own tree below it is private.

@@ -1,46 +1,14 @@
-//! Pinning record: writes the identity of the drive used at first boot to primer's state
+//! Pinning record: stages the identity of the drive used at first boot to primer's state
 //! (`var/lib/primer/pinned.json`, 0600 in a 0700 tree) through the one `fs::Writer`, as the
 //! plan's `pin` step, after every other step landed. Decides nothing (that is
 //! `probe::trust::check_pin`, and `plan::add_pin` makes the step) and writes nothing else.
 
 use super::fs::Writer;
-use crate::facts::Meta;
-use crate::state::STATE_DIR;
 
-/// Writes the pinning record `content` atomically at `path` (relative to the writer's root).
-pub fn write_pin(w: &mut Writer, path: &str, content: &[u8]) -> std::io::Result<()> {
-    if let Some((public, _)) = STATE_DIR.rsplit_once('/') {
-        w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
-    }
-    let private = crate::plan::private_dir_meta();
-    w.write_atomic(
-        path,
-        content,
-        Meta {
-            mode: 0o600,
-            ..private
-        },
-        private,
-    )
-}
-
-/// Stages the pinning record like `write_pin`, for the writer's next commit (`apply_plan`
-/// commits it with the record, in one flush).
+/// Stages the pinning record `content` at `path` (relative to the writer's root) for the
+/// writer's next commit: `apply_plan` commits it after the record, in the same flush.
 pub fn stage_pin(w: &mut Writer, tag: usize, path: &str, content: &[u8]) -> std::io::Result<()> {
-    if let Some((public, _)) = STATE_DIR.rsplit_once('/') {
-        w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
-    }
-    let private = crate::plan::private_dir_meta();
-    w.stage(
-        tag,
-        path,
-        content,
-        Meta {
-            mode: 0o600,
-            ..private
-        },
-        private,
-    )
+    super::stage_state(w, tag, path, content)
 }
 
 // POSIX modes: these tests run where they exist.
@@ -49,7 +17,7 @@ mod tests {
     use super::*;
     use crate::probe::trust::Pin;
     use crate::probe::DriveKind;
-    use crate::state::pin_path;
+    use crate::state::{pin_path, STATE_DIR};
 
     #[test]
     fn writes_a_private_record() {
@@ -65,7 +33,9 @@ mod tests {
         };
         let mut content = serde_json::to_vec_pretty(&pin).unwrap();
         content.push(b'\n');
-        write_pin(&mut Writer::new(t.path()), &pin_path(), &content).unwrap();
+        let mut w = Writer::new(t.path());
+        stage_pin(&mut w, 0, &pin_path(), &content).unwrap();
+        assert!(w.commit().is_empty());
         let p = t.path().join(pin_path());
         let back: Pin = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         assert_eq!(back, pin);
