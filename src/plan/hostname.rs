@@ -111,6 +111,27 @@ pub fn meta_names(instance: &crate::model::Instance) -> MetaNames {
     }
 }
 
+/// The host name the instance asks for and where it came from (file, field): `#cloud-config`
+/// `fqdn`, else its `hostname`, else the drive's metadata. The same choice on Linux (the host
+/// name) and Windows (the computer name).
+pub fn requested<'a>(
+    instance: &'a crate::model::Instance,
+    ud: &'a crate::model::userdata::UserData,
+) -> Option<(&'a str, &'static str, &'static str)> {
+    let cc = &ud.cloud_config;
+    match (cc.fqdn.as_deref(), cc.hostname.as_deref()) {
+        (Some(f), _) => Some((f, "user-data", "fqdn")),
+        (None, Some(h)) => Some((h, "user-data", "hostname")),
+        (None, None) => {
+            let md = meta_names(instance);
+            instance
+                .hostname
+                .as_deref()
+                .map(|h| (h, md.file, md.hostname))
+        }
+    }
+}
+
 /// Marker that identifies the line primer owns in `/etc/hosts`.
 pub const HOSTS_MARKER: &str = "# managed by primer";
 

@@ -628,14 +628,8 @@ impl Planner<'_> {
     /// The host name: `#cloud-config` `fqdn`, else its `hostname`, else the drive's metadata.
     fn plan_hostname(&mut self, instance: &Instance, ud: &UserData) {
         let cc = &ud.cloud_config;
-        let md = hostname::meta_names(instance);
-        let (raw, file, field) = match (cc.fqdn.as_deref(), cc.hostname.as_deref()) {
-            (Some(f), _) => (f, "user-data", "fqdn"),
-            (None, Some(h)) => (h, "user-data", "hostname"),
-            (None, None) => match instance.hostname.as_deref() {
-                Some(h) => (h, md.file, md.hostname),
-                None => return,
-            },
+        let Some((raw, file, field)) = hostname::requested(instance, ud) else {
+            return;
         };
         let shown = Esc(raw);
         let Some(mut name) = hostname::sanitize_hostname(raw) else {

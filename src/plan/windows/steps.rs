@@ -56,14 +56,8 @@ impl Planner<'_> {
     /// host name, through the NetBIOS rules of [`computer_name`].
     fn plan_computer_name(&mut self, instance: &Instance, ud: &UserData, win: &WindowsPolicy) {
         let cc = &ud.cloud_config;
-        let md = hostname::meta_names(instance);
-        let (raw, file, field) = match (cc.fqdn.as_deref(), cc.hostname.as_deref()) {
-            (Some(f), _) => (f, "user-data", "fqdn"),
-            (None, Some(h)) => (h, "user-data", "hostname"),
-            (None, None) => match instance.hostname.as_deref() {
-                Some(h) => (h, md.file, md.hostname),
-                None => return,
-            },
+        let Some((raw, file, field)) = hostname::requested(instance, ud) else {
+            return;
         };
         let name = match computer_name(raw) {
             Ok(n) => n,
