@@ -122,7 +122,10 @@ impl Planner<'_> {
             }
         };
         let names = assign_names_with_drivers(&config, &facts.interfaces, &facts.drivers);
-        for id in &names.missing_macs {
+        // Windows' facts list no adapters: the PowerShell script finds each link by MAC when it
+        // runs (and says which it did not find), so there is nothing to warn about here.
+        let adapters_known = self.facts.os != crate::facts::TargetOs::Windows;
+        for id in names.missing_macs.iter().filter(|_| adapters_known) {
             let mac = config
                 .link(id)
                 .and_then(|l| l.mac.clone())
