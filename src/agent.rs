@@ -721,8 +721,8 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     })
 }
 
-/// Longest error message a status records.
-const MAX_STOP_MESSAGE: usize = 4096;
+/// Longest error message a status records, in characters.
+const MAX_STOP_MESSAGE: usize = 1024;
 
 /// Records the status of a run that stopped before planning (`error`: the configuration or
 /// the drive could not be read; `refused`: the trust policy refused the drive), so that
@@ -748,17 +748,9 @@ fn record_stop(root: &Path, started: (SystemTime, Instant), e: &Error) {
         None => None,
     };
     let previous = previous_status(root);
-    // Bounded: an error quotes at most a few escaped drive strings, but the status must not
-    // grow with a hostile drive.
-    let mut msg = e.to_string();
-    if msg.len() > MAX_STOP_MESSAGE {
-        let mut cut = MAX_STOP_MESSAGE;
-        while !msg.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        msg.truncate(cut);
-        msg.push_str(" [...]");
-    }
+    // One line, bounded (`grammar::log_safe`): an error quotes drive strings and paths, and
+    // `status` prints it on its `error:` line.
+    let msg = crate::model::grammar::log_safe(&e.to_string(), MAX_STOP_MESSAGE).into_owned();
     let s = status::failed_status(started.0, elapsed_ms(started.1), exit, msg, previous);
     let _ = record_status(root, &s);
     drop(lock);

@@ -429,4 +429,22 @@ fn an_unreadable_drive_is_recorded_as_this_runs_error() {
         "{}",
         text(&o)
     );
+    // A source whose name holds a terminal escape and a newline, below a long directory path:
+    // the recorded message is one line, escaped, and bounded.
+    let deep = (0..40).fold(t.path().to_path_buf(), |p, _| p.join("d".repeat(60)));
+    std::fs::create_dir_all(&deep).unwrap();
+    let hostile = deep.join("bad\u{1b}[31m\nimg");
+    std::fs::write(&hostile, vec![0x5a; 64 * 1024]).unwrap();
+    let o = primer(&["run", "--source", s(&hostile), "--root", s(r)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.join(RUN_STATUS)).unwrap()).unwrap();
+    let e = st["error"].as_str().unwrap();
+    assert!(!e.chars().any(char::is_control), "{e:?}");
+    assert!(e.chars().count() <= 1100, "{} chars", e.chars().count());
+    let o = primer(&["status", "--root", s(r)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(!out.lines().any(|l| l.starts_with("img")), "{out}");
 }
