@@ -41,6 +41,15 @@ const NOT_HOME_ITSELF: &[&str] = &["var/lib", "var", "home", "tmp", "srv", "opt"
 /// their backups and lock files: never a drive file's destination.
 const ACCOUNT_FILES: &[&str] = &["passwd", "shadow", "group", "gshadow", "subuid", "subgid"];
 
+/// `t` as NTFS compares it on Windows (ASCII case folded); as it is elsewhere, uncopied.
+fn fold(t: &str) -> std::borrow::Cow<'_, str> {
+    if cfg!(windows) {
+        t.to_ascii_lowercase().into()
+    } else {
+        t.into()
+    }
+}
+
 fn inside(rel: &str, dir: &str) -> bool {
     rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
@@ -85,14 +94,8 @@ fn check(path: &str, what: Use) -> Result<String, String> {
             return Err(why);
         }
     }
-    // NTFS compares names case-blind: so does the check on Windows.
-    let fold = |t: &str| {
-        if cfg!(windows) {
-            t.to_ascii_lowercase()
-        } else {
-            t.to_string()
-        }
-    };
+    // NTFS compares names case-blind: so does the check on Windows (no copies elsewhere: this
+    // runs for every injected file).
     let rel_cmp = fold(rel);
     if let Some(d) = NEVER.iter().find(|d| inside(&rel_cmp, &fold(d))) {
         return Err(format!("is inside /{d}"));
