@@ -735,3 +735,34 @@ fn non_utf8_scripts_are_kept_as_bytes() {
     assert_eq!(ud.scripts[0].content, body);
     assert!(r.warnings.is_empty());
 }
+
+/// Windows-headed parts kept aside for a Windows target obey the same part budget as scripts
+/// (a drive with a million `#ps1` parts keeps `max_total_parts`), keep their names sanitised
+/// (a newline or `..` in a MIME filename never reaches a stored file name), and still warn.
+#[test]
+fn windows_parts_are_bounded_and_named_safely() {
+    let limits = UserDataLimits {
+        max_total_parts: 4,
+        ..UserDataLimits::default()
+    };
+    let vendor: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| (format!("v{i}"), b"#ps1\nWrite-Host x\n".to_vec()))
+        .collect();
+    let (ud, r) = parse_user_data(Some(b"rem cmd\r\necho x\r\n"), &vendor, &limits);
+    assert_eq!(ud.windows_scripts.len(), 4);
+    assert!(ud.scripts.is_empty());
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("more than 4 parts")));
+    let mime = b"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"../x\\u{1b}\\nevil.ps1\"\n\n#ps1\nWrite-Host y\n--b--\n";
+    let (ud, _) = user(mime);
+    assert_eq!(ud.windows_scripts.len(), 1, "{ud:?}");
+    let name = &ud.windows_scripts[0].name;
+    assert!(
+        name.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && !name.starts_with('.'),
+        "{name:?}"
+    );
+}
