@@ -11,7 +11,7 @@ use super::users::{group_gid, GROUP};
 use super::{Action, Change, Meta, Planner, Step, PRIVATE_FILE};
 use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{Command, Origin, UserData};
-use crate::model::Instance;
+use crate::model::{Bytes, Instance};
 use crate::plan::users::{UserDataMode, UserPolicy};
 use crate::source::userdata::{parse_instance_user_data, UserDataLimits};
 use crate::state;
@@ -243,9 +243,9 @@ impl Planner<'_> {
         let ran_dir = ran_dir(&instance.instance_id);
         let timeout = policy.script_timeout.as_secs().max(1);
         let cc = &ud.cloud_config;
-        let mut all: Vec<(String, Vec<u8>, bool)> = Vec::new();
+        let mut all: Vec<(String, Bytes, bool)> = Vec::new();
         if !cc.bootcmd.is_empty() {
-            all.push((BOOTCMD.into(), script_of(&cc.bootcmd), true));
+            all.push((BOOTCMD.into(), script_of(&cc.bootcmd).into(), true));
         }
         for origin in [Origin::VendorData, Origin::UserData] {
             for s in ud.scripts.iter_mut().filter(|s| s.origin == origin) {
@@ -259,7 +259,7 @@ impl Planner<'_> {
             }
         }
         if !cc.runcmd.is_empty() {
-            all.push(("30-runcmd".into(), script_of(&cc.runcmd), false));
+            all.push(("30-runcmd".into(), script_of(&cc.runcmd).into(), false));
         }
         for b in &ud.boothooks {
             self.warnings.warn(
