@@ -350,6 +350,52 @@ impl Planner<'_> {
 mod tests {
     use super::*;
 
+    /// A user-data script is one buffer from the parse to the write: the instance, the stored
+    /// script's step and the local copy's step share it (issue 15: a 64 MiB script was held
+    /// four times), and a MIME part undecoded shares it too.
+    #[test]
+    fn a_script_drive_file_is_held_once() {
+        use crate::media::DriveFiles;
+        let boundary = "==b==";
+        let mime = format!(
+            "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"a.sh\"\n\n#!/bin/sh\necho a\n--{boundary}--\n"
+        );
+        for (ud, whole) in [(b"#!/bin/sh\ntrue\n".to_vec(), true), (mime.into_bytes(), false)] {
+            let mut d = DriveFiles::new("/dev/x", "iso9660");
+            d.files.insert(
+                "openstack/latest/meta_data.json".into(),
+                br#"{"uuid": "i-1"}"#.to_vec(),
+            );
+            d.files.insert("openstack/latest/user_data".into(), ud);
+            let (inst, _) = crate::source::parse_drive(&d).unwrap();
+            let held = inst.held["openstack/latest/user_data"].clone();
+            assert!(held.same(&inst.user_data.as_ref().unwrap().0));
+            let facts = crate::facts::HostFacts::default();
+            let p = super::super::plan(&inst, &d, &facts, &super::super::Policy::default());
+            let content = |prefix: &str| {
+                p.steps
+                    .iter()
+                    .find_map(|s| match &s.action {
+                        Action::WriteFile { content, .. } if s.id.starts_with(prefix) => {
+                            Some(content.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("no {prefix} step"))
+            };
+            let copy = content("copy:openstack/latest/user_data");
+            assert!(copy.same(&held), "the local copy shares the drive file's buffer");
+            let script = content("script-file:20-user-");
+            if whole {
+                assert!(script.same(&held), "the script is the whole buffer");
+            } else {
+                // The line break before the boundary belongs to the boundary.
+                assert_eq!(script, b"#!/bin/sh\necho a");
+                assert!(held.slice_ref(&script).is_some(), "the part is a slice of it");
+            }
+        }
+    }
+
     /// The digest hashed in place is the one recorded before (over content and tail joined):
     /// records of earlier runs keep matching, so nothing is re-applied after an upgrade.
     #[test]
