@@ -618,7 +618,7 @@ impl Run<'_> {
             let leaf = Leaf {
                 ctype: mimetype,
                 filename: headers.filename.clone(),
-                body: body.into(),
+                body,
                 locator,
             };
             self.leaf(origin, file, leaf, out, *leaf_no);
