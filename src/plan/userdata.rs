@@ -360,7 +360,10 @@ mod tests {
         let mime = format!(
             "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"a.sh\"\n\n#!/bin/sh\necho a\n--{boundary}--\n"
         );
-        for (ud, whole) in [(b"#!/bin/sh\ntrue\n".to_vec(), true), (mime.into_bytes(), false)] {
+        for (ud, whole) in [
+            (b"#!/bin/sh\ntrue\n".to_vec(), true),
+            (mime.into_bytes(), false),
+        ] {
             let mut d = DriveFiles::new("/dev/x", "iso9660");
             d.files.insert(
                 "openstack/latest/meta_data.json".into(),
@@ -384,14 +387,20 @@ mod tests {
                     .unwrap_or_else(|| panic!("no {prefix} step"))
             };
             let copy = content("copy:openstack/latest/user_data");
-            assert!(copy.same(&held), "the local copy shares the drive file's buffer");
+            assert!(
+                copy.same(&held),
+                "the local copy shares the drive file's buffer"
+            );
             let script = content("script-file:20-user-");
             if whole {
                 assert!(script.same(&held), "the script is the whole buffer");
             } else {
                 // The line break before the boundary belongs to the boundary.
                 assert_eq!(script, b"#!/bin/sh\necho a");
-                assert!(held.slice_ref(&script).is_some(), "the part is a slice of it");
+                assert!(
+                    held.slice_ref(&script).is_some(),
+                    "the part is a slice of it"
+                );
             }
         }
     }

@@ -118,10 +118,9 @@ pub(crate) fn decode_body<'b>(
     // The content type only matters for charset decoding, which is not done here.
     let ctype = ParsedContentType::default();
     match Body::new(body, &ctype, &headers.transfer_encoding) {
-        Body::Base64(b) | Body::QuotedPrintable(b) => b
-            .get_decoded()
-            .map(Cow::Owned)
-            .map_err(|e| e.to_string()),
+        Body::Base64(b) | Body::QuotedPrintable(b) => {
+            b.get_decoded().map(Cow::Owned).map_err(|e| e.to_string())
+        }
         Body::SevenBit(b) | Body::EightBit(b) => Ok(Cow::Owned(b.get_raw().to_vec())),
         Body::Binary(b) => Ok(Cow::Owned(b.get_raw().to_vec())),
     }

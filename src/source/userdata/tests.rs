@@ -428,7 +428,9 @@ fn typed_vendor_parts() {
     assert_eq!(ud.cloud_config.hostname.as_deref(), Some("typed"));
     assert!(r.warnings.is_empty(), "{r:?}");
     let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
-    inst.user_data = Some(crate::model::Blob::new(b"#cloud-config\nfqdn: a.b\n".to_vec()));
+    inst.user_data = Some(crate::model::Blob::new(
+        b"#cloud-config\nfqdn: a.b\n".to_vec(),
+    ));
     inst.vendor_user_data.push(crate::model::VendorPart {
         file: "vendor-data".into(),
         content_type: None,
