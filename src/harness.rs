@@ -232,14 +232,14 @@ pub fn plan_user_data(data: &[u8]) -> usize {
 
     let chunks = split_at_separator(data, VENDOR_SEPARATOR);
     let mut inst = Instance::new(Format::OpenStack, "latest", "fuzz-instance");
-    inst.user_data = chunks.first().map(|c| Blob(c.to_vec()));
+    inst.user_data = chunks.first().map(|c| Blob::new(c.to_vec()));
     inst.vendor_user_data = chunks
         .iter()
         .skip(1)
         .map(|c| VendorPart {
             file: "vendor_data.json".into(),
             content_type: None,
-            data: Blob(c.to_vec()),
+            data: Blob::new(c.to_vec()),
         })
         .collect();
     inst.admin_pass = Some(Secret::new(PLAN_SECRET.as_bytes().to_vec()));

@@ -1,6 +1,7 @@
 //! Model: the one typed description of an instance that every source format produces, and the
 //! report of warnings. Pure data: no I/O, no parsing of drive formats (that is `source/`).
 
+pub mod bytes;
 pub mod grammar;
 pub mod network;
 pub mod userdata;
@@ -9,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
+
+pub use bytes::Bytes;
 
 /// Bytes that must never reach a log, the terminal or a world-readable file.
 /// `Debug`, `Display` and `Serialize` all print `<redacted N bytes>`.
@@ -49,9 +52,16 @@ impl Serialize for Secret {
     }
 }
 
-/// Raw bytes kept for later stages; serialised as a size and a short text preview only.
+/// Raw bytes kept for later stages; serialised as a size and a short text preview only. Shared
+/// ([`Bytes`]): a drive file is held once, whoever uses it.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Blob(pub Vec<u8>);
+pub struct Blob(pub Bytes);
+
+impl Blob {
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        Blob(bytes.into())
+    }
+}
 
 impl fmt::Debug for Blob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -241,6 +251,11 @@ pub struct Instance {
     pub cloudstack: Option<CloudStackInfo>,
     /// Keys of the metadata primer does not interpret, kept verbatim.
     pub unknown: BTreeMap<String, serde_json::Value>,
+    /// The drive files this instance holds whole (user-data, vendor-data, injected files), by
+    /// their stored drive path: the local copy writes these very buffers, so a file of tens of
+    /// MiB is not held once more for it.
+    #[serde(skip)]
+    pub held: BTreeMap<String, Bytes>,
 }
 
 impl Instance {
@@ -269,6 +284,7 @@ impl Instance {
             seedfrom: None,
             cloudstack: None,
             unknown: BTreeMap::new(),
+            held: BTreeMap::new(),
         }
     }
 

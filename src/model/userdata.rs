@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use super::Secret;
+use super::{Bytes, Secret};
 
 /// Everything primer took from user data and vendor data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -53,9 +53,10 @@ pub struct Script {
     /// (the part's number within its origin's data, from 001).
     pub name: String,
     pub origin: Origin,
-    /// The bytes as given (after gzip and transfer decoding), not necessarily UTF-8.
+    /// The bytes as given (after gzip and transfer decoding), not necessarily UTF-8: a slice of
+    /// the drive file's buffer when they were not decoded (held once, not copied).
     #[serde(serialize_with = "bytes_summary")]
-    pub content: Vec<u8>,
+    pub content: Bytes,
 }
 
 impl fmt::Debug for Script {
@@ -363,8 +364,8 @@ impl fmt::Debug for Summary<'_> {
     }
 }
 
-fn bytes_summary<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&Summary(b))
+fn bytes_summary<B: AsRef<[u8]>, S: Serializer>(b: &B, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Summary(b.as_ref()))
 }
 
 #[cfg(test)]
@@ -378,7 +379,7 @@ mod tests {
         ud.scripts.push(Script {
             name: "part-001".into(),
             origin: Origin::VendorData,
-            content: b"#!/bin/sh\necho token-xyz\n".to_vec(),
+            content: b"#!/bin/sh\necho token-xyz\n".to_vec().into(),
         });
         ud.cloud_config.password = Some(Secret::new("pw-abc"));
         ud.cloud_config.write_files.push(WriteFile {

@@ -307,7 +307,7 @@ mod tests {
 
     fn instance(user_data: Option<&str>) -> (Instance, DriveFiles) {
         let mut i = Instance::new(Format::NoCloud, "", "id-1");
-        i.user_data = user_data.map(|u| crate::model::Blob(u.as_bytes().to_vec()));
+        i.user_data = user_data.map(crate::model::Blob::new);
         (i, DriveFiles::new("/dev/x", "iso9660"))
     }
 

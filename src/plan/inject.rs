@@ -46,7 +46,9 @@ impl Planner<'_> {
                 // Already reported by the source as a missing content file.
                 continue;
             };
-            let input = Some(sha256_hex(&content.0));
+            // The buffer's digest, computed once: the step's own digest and the local copy's
+            // (the same shared buffer) reuse it.
+            let input = Some(hex_lower(&content.0.sha256()));
             self.file_step(
                 &format!("file:{rel}"),
                 &rel,

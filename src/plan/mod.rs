@@ -69,8 +69,9 @@ pub enum Action {
     /// Write a whole file atomically.
     WriteFile {
         path: String,
+        /// Shared with the instance when the bytes are a drive file's (`model::Bytes`).
         #[serde(skip)]
-        content: Vec<u8>,
+        content: crate::model::Bytes,
         bytes: usize,
         sha256: String,
         #[serde(serialize_with = "octal")]
@@ -569,12 +570,13 @@ impl Planner<'_> {
         &mut self,
         id: &str,
         path: &str,
-        content: Vec<u8>,
+        content: impl Into<crate::model::Bytes>,
         meta: Meta,
         input: Option<String>,
         what: &str,
         respect_local: bool,
     ) {
+        let content: crate::model::Bytes = content.into();
         let existing = self.facts.files.get(path);
         let (change, why) = match existing {
             Some(f) if f.content == content && f.meta == meta => {
@@ -613,8 +615,9 @@ impl Planner<'_> {
             action: Action::WriteFile {
                 path: path.to_string(),
                 bytes: content.len(),
-                // One allocation per digest (a plan may hold 10,000 file steps).
-                sha256: inject::sha256_hex(&content),
+                // One allocation per digest (a plan may hold 10,000 file steps); a drive file
+                // written twice (a script and its local copy) is hashed once.
+                sha256: inject::hex_lower(&content.sha256()),
                 content,
                 mode: meta.mode,
                 uid: meta.uid,
@@ -970,10 +973,16 @@ impl Planner<'_> {
         for (path, data) in kept {
             let dest = format!("{dir}/{path}");
             wanted.insert(dest.clone());
+            // A file kept as the drive has it and that the instance holds (user-data, an
+            // injected file) is written from the instance's buffer: held once, hashed once.
+            let content = match (data, instance.held.get(path)) {
+                (std::borrow::Cow::Borrowed(d), Some(b)) if b.len() == d.len() => b.clone(),
+                (data, _) => data.into_owned().into(),
+            };
             self.file_step(
                 &format!("copy:{path}"),
                 &dest,
-                data.into_owned(),
+                content,
                 PRIVATE_FILE,
                 None,
                 "local copy of the drive",
@@ -1178,7 +1187,7 @@ pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
                 f.files.insert(
                     path.clone(),
                     FileFact {
-                        content: content.clone(),
+                        content: content.to_vec(),
                         meta,
                     },
                 );

@@ -331,7 +331,7 @@ mod tests {
         i.vendor_user_data.push(VendorPart {
             file: "openstack/latest/vendor_data.json".into(),
             content_type: None,
-            data: Blob(inner),
+            data: Blob::new(inner),
         });
         let (ud, _) =
             crate::source::userdata::parse_instance_user_data(&i, &UserDataLimits::default());

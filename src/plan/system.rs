@@ -694,7 +694,7 @@ mod tests {
     fn plan_with(ud: &str, facts: &crate::facts::HostFacts) -> super::super::Plan {
         use crate::model::{Blob, Format, Instance};
         let mut i = Instance::new(Format::NoCloud, "seed", "iid-1");
-        i.user_data = Some(Blob(ud.as_bytes().to_vec()));
+        i.user_data = Some(Blob::new(ud));
         let d = crate::media::DriveFiles::new("/dev/x", "iso9660");
         super::super::plan(&i, &d, facts, &super::super::Policy::default())
     }
@@ -728,7 +728,7 @@ mod tests {
         facts.files.insert(
             ca_path(0),
             crate::facts::FileFact {
-                content: content.clone(),
+                content: content.to_vec(),
                 meta: FILE_META,
             },
         );

@@ -11,7 +11,7 @@ use super::users::{group_gid, GROUP};
 use super::{Action, Change, Meta, Planner, Step, PRIVATE_FILE};
 use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{Command, Origin, UserData};
-use crate::model::Instance;
+use crate::model::{Bytes, Instance};
 use crate::plan::users::{UserDataMode, UserPolicy};
 use crate::source::userdata::{parse_instance_user_data, UserDataLimits};
 use crate::state;
@@ -243,9 +243,9 @@ impl Planner<'_> {
         let ran_dir = ran_dir(&instance.instance_id);
         let timeout = policy.script_timeout.as_secs().max(1);
         let cc = &ud.cloud_config;
-        let mut all: Vec<(String, Vec<u8>, bool)> = Vec::new();
+        let mut all: Vec<(String, Bytes, bool)> = Vec::new();
         if !cc.bootcmd.is_empty() {
-            all.push((BOOTCMD.into(), script_of(&cc.bootcmd), true));
+            all.push((BOOTCMD.into(), script_of(&cc.bootcmd).into(), true));
         }
         for origin in [Origin::VendorData, Origin::UserData] {
             for s in ud.scripts.iter_mut().filter(|s| s.origin == origin) {
@@ -259,7 +259,7 @@ impl Planner<'_> {
             }
         }
         if !cc.runcmd.is_empty() {
-            all.push(("30-runcmd".into(), script_of(&cc.runcmd), false));
+            all.push(("30-runcmd".into(), script_of(&cc.runcmd).into(), false));
         }
         for b in &ud.boothooks {
             self.warnings.warn(
@@ -349,6 +349,61 @@ impl Planner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user-data script is one buffer from the parse to the write: the instance, the stored
+    /// script's step and the local copy's step share it (issue 15: a 64 MiB script was held
+    /// four times), and a MIME part undecoded shares it too.
+    #[test]
+    fn a_script_drive_file_is_held_once() {
+        use crate::media::DriveFiles;
+        let boundary = "==b==";
+        let mime = format!(
+            "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"a.sh\"\n\n#!/bin/sh\necho a\n--{boundary}--\n"
+        );
+        for (ud, whole) in [
+            (b"#!/bin/sh\ntrue\n".to_vec(), true),
+            (mime.into_bytes(), false),
+        ] {
+            let mut d = DriveFiles::new("/dev/x", "iso9660");
+            d.files.insert(
+                "openstack/latest/meta_data.json".into(),
+                br#"{"uuid": "i-1"}"#.to_vec(),
+            );
+            d.files.insert("openstack/latest/user_data".into(), ud);
+            let (inst, _) = crate::source::parse_drive(&d).unwrap();
+            let held = inst.held["openstack/latest/user_data"].clone();
+            assert!(held.same(&inst.user_data.as_ref().unwrap().0));
+            let facts = crate::facts::HostFacts::default();
+            let p = super::super::plan(&inst, &d, &facts, &super::super::Policy::default());
+            let content = |prefix: &str| {
+                p.steps
+                    .iter()
+                    .find_map(|s| match &s.action {
+                        Action::WriteFile { content, .. } if s.id.starts_with(prefix) => {
+                            Some(content.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("no {prefix} step"))
+            };
+            let copy = content("copy:openstack/latest/user_data");
+            assert!(
+                copy.same(&held),
+                "the local copy shares the drive file's buffer"
+            );
+            let script = content("script-file:20-user-");
+            if whole {
+                assert!(script.same(&held), "the script is the whole buffer");
+            } else {
+                // The line break before the boundary belongs to the boundary.
+                assert_eq!(script, b"#!/bin/sh\necho a");
+                assert!(
+                    held.slice_ref(&script).is_some(),
+                    "the part is a slice of it"
+                );
+            }
+        }
+    }
 
     /// The digest hashed in place is the one recorded before (over content and tail joined):
     /// records of earlier runs keep matching, so nothing is re-applied after an upgrade.

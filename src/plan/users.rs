@@ -1024,7 +1024,7 @@ impl Planner<'_> {
                     path: dest.clone(),
                     bytes: f.content.len(),
                     sha256: state::sha256_hex(&f.content),
-                    content: f.content.clone(),
+                    content: f.content.clone().into(),
                     mode: f.meta.mode,
                     uid,
                     gid,
@@ -1194,7 +1194,7 @@ impl Planner<'_> {
                     bytes: key.key.len(),
                     // Not the SHA-256 of the key: nothing unkeyed about a secret is printed.
                     sha256: password::keyed_hex(&key, &[b"state-key"]),
-                    content: key.key.to_vec(),
+                    content: key.key.to_vec().into(),
                     mode: 0o600,
                     uid: 0,
                     gid: 0,

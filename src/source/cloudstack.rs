@@ -19,7 +19,7 @@ use super::openstack;
 use super::value::{check_size, text_value, MAX_DOC_BYTES, MAX_USER_DATA_BYTES};
 use super::SourceError;
 use crate::media::{strip_version, DriveFiles};
-use crate::model::{Blob, Format, Instance, Report, Secret};
+use crate::model::{Format, Instance, Report, Secret};
 
 /// Metadata files CloudStack writes, by their current (hyphenated) name.
 const METADATA: &[&str] = &[
@@ -212,7 +212,7 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
             break;
         }
         if let Some(os) = &inst.user_data {
-            if os.0 != bytes {
+            if *os.0 != *bytes {
                 report.warn(
                     &stored,
                     "",
@@ -220,7 +220,7 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
                 );
             }
         }
-        inst.user_data = Some(Blob(bytes.to_vec()));
+        inst.user_data = super::hold(&mut inst, drive, &stored);
         break;
     }
 

@@ -277,6 +277,26 @@ pub(crate) fn push_keys(inst: &mut Instance, text: &str) {
     );
 }
 
+/// The drive file at logical `path` as a [`Blob`](crate::model::Blob), registered in
+/// [`Instance::held`] under its stored path: copied from the drive once, however many fields of
+/// the instance (and the plan's local copy) hold it.
+pub(crate) fn hold(
+    inst: &mut Instance,
+    drive: &DriveFiles,
+    path: &str,
+) -> Option<crate::model::Blob> {
+    let stored = match drive.files.get_key_value(path) {
+        Some((k, _)) => k.as_str(),
+        None => drive.resolve(path)?,
+    };
+    if let Some(b) = inst.held.get(stored) {
+        return Some(crate::model::Blob(b.clone()));
+    }
+    let bytes = crate::model::Bytes::from(drive.files.get(stored)?.as_slice());
+    inst.held.insert(stored.to_string(), bytes.clone());
+    Some(crate::model::Blob(bytes))
+}
+
 /// Drops repeated key lines, keeping the first of each in order. O(n log n).
 pub(crate) fn dedup_keys(keys: &mut Vec<String>) {
     let mut seen = std::collections::BTreeSet::new();

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::value::{check_size, kind, parse_yaml, scalar_text, YamlProfile, MAX_USER_DATA_BYTES};
 use super::{collect_keys, SourceError};
 use crate::media::DriveFiles;
-use crate::model::{Blob, Format, Instance, NetworkConfig, Report, VendorPart};
+use crate::model::{Format, Instance, NetworkConfig, Report, VendorPart};
 
 /// cloud-init's instance id for a seed whose meta-data names none.
 pub const DEFAULT_INSTANCE_ID: &str = "nocloud";
@@ -127,19 +127,20 @@ pub fn parse_nocloud(drive: &DriveFiles) -> Result<(Instance, Report), SourceErr
         check_size(&device, &f, "", b.len(), MAX_USER_DATA_BYTES)?;
         // An empty user-data file is how seeds say "none".
         if !b.is_empty() {
-            inst.user_data = Some(Blob(b.to_vec()));
+            inst.user_data = super::hold(&mut inst, drive, "user-data");
         }
     }
     if let Some(b) = drive.get("vendor-data") {
         let f = stored("vendor-data");
         check_size(&device, &f, "", b.len(), MAX_USER_DATA_BYTES)?;
-        inst.vendor_data
-            .insert("vendor-data".into(), Blob(b.to_vec()));
+        // `hold` finds what `get` found: the same lookup.
+        let blob = super::hold(&mut inst, drive, "vendor-data").unwrap_or_default();
+        inst.vendor_data.insert("vendor-data".into(), blob.clone());
         if !b.is_empty() {
             inst.vendor_user_data.push(VendorPart {
                 file: f,
                 content_type: None,
-                data: Blob(b.to_vec()),
+                data: blob,
             });
         }
     }

@@ -289,7 +289,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
                 };
                 let field = format!("files[{i}].content_path");
                 let content = content_file(drive, cp, &md_file, &field, &mut report)
-                    .map(|(_, b)| Blob(b.to_vec()));
+                    .and_then(|(rel, _)| super::hold(&mut inst, drive, &rel));
                 inst.files.push(InjectedFile {
                     path: path.to_string(),
                     content_path: cp.to_string(),
@@ -561,13 +561,15 @@ fn read_version_files(
     let user_data = format!("{dir}/user_data");
     if let Some(b) = drive.get(&user_data) {
         check_size(device, &user_data, "", b.len(), MAX_USER_DATA_BYTES)?;
-        inst.user_data = Some(Blob(b.to_vec()));
+        inst.user_data = super::hold(inst, drive, &user_data);
     }
     for name in ["vendor_data.json", "vendor_data2.json"] {
         let file = format!("{dir}/{name}");
         let Some(b) = drive.get(&file) else { continue };
         check_size(device, &file, "", b.len(), MAX_USER_DATA_BYTES)?;
-        inst.vendor_data.insert(name.to_string(), Blob(b.to_vec()));
+        if let Some(blob) = super::hold(inst, drive, &file) {
+            inst.vendor_data.insert(name.to_string(), blob);
+        }
         match parse_json(device, &file, b) {
             Ok(v) => inst
                 .vendor_user_data
@@ -630,7 +632,7 @@ pub(crate) fn vendor_parts(v: &Value, file: &str, report: &mut Report) -> Vec<Ve
     let part = |data: &str, content_type: Option<String>| VendorPart {
         file: file.to_string(),
         content_type,
-        data: Blob(data.as_bytes().to_vec()),
+        data: Blob::new(data),
     };
     match v {
         Value::Null => {}
@@ -807,7 +809,7 @@ pub fn parse_ec2(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> 
     let ud = format!("{dir}/user-data");
     if let Some(b) = drive.get(&ud) {
         check_size(&device, &ud, "", b.len(), MAX_USER_DATA_BYTES)?;
-        inst.user_data = Some(Blob(b.to_vec()));
+        inst.user_data = super::hold(&mut inst, drive, &ud);
     }
     super::dedup_keys(&mut inst.ssh_keys);
     Ok((inst, report))

@@ -128,7 +128,7 @@ pub fn parse_ovf_env(
     }
     if let Some(ud) = get("user-data") {
         // Base64 by convention; cloud-init falls back to the raw value, and so does primer.
-        inst.user_data = Some(Blob(match decode_base64(ud) {
+        inst.user_data = Some(Blob::new(match decode_base64(ud) {
             Some(b) => b,
             None => ud.as_bytes().to_vec(),
         }));

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use crate::model::userdata::{Origin, Script, UserData};
-use crate::model::{Instance, Report};
+use crate::model::{Bytes, Instance, Report};
 
 use self::cloud_config::{Ctx, Partial};
 use super::value::{MAX_DEPTH, MAX_USER_DATA_BYTES};
@@ -124,6 +124,13 @@ pub fn parse_user_data(
 /// [`parse_user_data`] over an instance's `user_data` and `vendor_user_data` (with the MIME
 /// types producers gave).
 pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (UserData, Report) {
+    // The instance's buffers: a script that is (a part of) one of them shares it.
+    let owners: Vec<&Bytes> = inst
+        .user_data
+        .iter()
+        .map(|b| &b.0)
+        .chain(inst.vendor_user_data.iter().map(|p| &p.data.0))
+        .collect();
     let inputs: Vec<VendorInput> = inst
         .vendor_user_data
         .iter()
@@ -133,10 +140,11 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
             data: &p.data.0,
         })
         .collect();
-    parse_user_data_inputs(
+    parse_inputs(
         inst.user_data.as_ref().map(|b| b.0.as_slice()),
         &inputs,
         limits,
+        &owners,
     )
 }
 
@@ -146,7 +154,20 @@ pub fn parse_user_data_inputs(
     vendor: &[VendorInput],
     limits: &UserDataLimits,
 ) -> (UserData, Report) {
+    parse_inputs(user, vendor, limits, &[])
+}
+
+/// [`parse_user_data_inputs`], with the shared buffers the inputs lie in (`owners`): a script
+/// whose bytes are a slice of one of them (not decoded or decompressed) shares that buffer
+/// instead of being copied.
+fn parse_inputs(
+    user: Option<&[u8]>,
+    vendor: &[VendorInput],
+    limits: &UserDataLimits,
+    owners: &[&Bytes],
+) -> (UserData, Report) {
     let mut run = Run {
+        owners,
         limits,
         report: Report::default(),
         budget: Budget::new(limits.max_total_bytes),
@@ -414,6 +435,8 @@ struct Leaf<'b> {
 
 /// State of one parse.
 struct Run<'l> {
+    /// Buffers the inputs lie in (see [`parse_inputs`]).
+    owners: &'l [&'l Bytes],
     limits: &'l UserDataLimits,
     report: Report,
     budget: Budget,
@@ -427,6 +450,19 @@ struct Run<'l> {
 }
 
 impl Run<'_> {
+    /// A part's bytes as kept: a slice of an input's buffer when they lie in one (no copy),
+    /// else the decoded bytes themselves.
+    fn share(&self, body: std::borrow::Cow<'_, [u8]>) -> Bytes {
+        match body {
+            std::borrow::Cow::Borrowed(b) => self
+                .owners
+                .iter()
+                .find_map(|o| o.slice_ref(b))
+                .unwrap_or_else(|| Bytes::from(b)),
+            std::borrow::Cow::Owned(v) => Bytes::from(v),
+        }
+    }
+
     fn origin(&mut self, origin: Origin, inputs: &[VendorInput]) -> Collected {
         let mut out = Collected::default();
         // Leaf parts numbered over the origin's blobs, from 1 (script names `part-NNN`).
@@ -582,7 +618,7 @@ impl Run<'_> {
             let leaf = Leaf {
                 ctype: mimetype,
                 filename: headers.filename.clone(),
-                body: body.into(),
+                body,
                 locator,
             };
             self.leaf(origin, file, leaf, out, *leaf_no);
@@ -637,7 +673,7 @@ impl Run<'_> {
                 out.scripts.push(Script {
                     name,
                     origin,
-                    content: body.into_owned(),
+                    content: self.share(body),
                 });
             }
             Kind::Boothook => {
@@ -652,7 +688,7 @@ impl Run<'_> {
                 out.boothooks.push(Script {
                     name,
                     origin,
-                    content: body.into_owned(),
+                    content: self.share(body),
                 });
             }
             Kind::CloudConfig => {
@@ -669,7 +705,7 @@ impl Run<'_> {
                     out.windows_scripts.push(Script {
                         name,
                         origin,
-                        content: body.into_owned(),
+                        content: self.share(body),
                     });
                 }
             }

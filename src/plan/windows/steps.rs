@@ -438,7 +438,7 @@ mod tests {
         i.hostname = Some("my-very-long-windows-name.example".into());
         i.ssh_keys = vec![ED.into(), "ssh-rsa AAAA\nbroken".into()];
         i.admin_pass = Some(Secret::new(b"Passw0rd!".to_vec()));
-        i.user_data = Some(Blob(b"#ps1_sysnative\r\nWrite-Host hi\r\n".to_vec()));
+        i.user_data = Some(Blob::new(b"#ps1_sysnative\r\nWrite-Host hi\r\n".to_vec()));
         i.network = vec![crate::model::NetworkConfig::OpenStack {
             file: "openstack/latest/network_data.json".into(),
             data: serde_json::json!({
@@ -477,7 +477,7 @@ mod tests {
         mime.extend(
             b"\n--b\nContent-Type: text/cloud-config\n\n#cloud-config\nhostname: x\n--b--\n",
         );
-        i.user_data = Some(Blob(mime));
+        i.user_data = Some(Blob::new(mime));
         let p = plan(&i, &d, &f, &Policy::default());
         assert_eq!(
             step(&p, "script:20-user-first.ps1").change,
@@ -701,7 +701,7 @@ mod tests {
     fn hostile_admin_names_and_scripts_are_refused() {
         let (mut i, d, f) = inputs(true);
         i.admin_username = Some("a\\..\\b\nc".into());
-        i.user_data = Some(Blob(b"#!c:\\evil path\\x.exe \"&calc\"\n".to_vec()));
+        i.user_data = Some(Blob::new(b"#!c:\\evil path\\x.exe \"&calc\"\n".to_vec()));
         let p = plan(&i, &d, &f, &Policy::default());
         assert!(p.steps.iter().all(|s| s.id != "windows-user"));
         assert!(p.steps.iter().all(|s| !s.id.starts_with("script:")));

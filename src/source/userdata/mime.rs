@@ -101,19 +101,28 @@ pub(crate) fn parse_headers(block: &[u8]) -> Headers {
 
 /// Undoes the transfer encoding: base64 (mailparse, whitespace ignored), quoted-printable (as
 /// Python's `quopri`, which cloud-init uses: line breaks stay `\n`); others are identity.
-pub(crate) fn decode_body(body: &[u8], headers: &Headers) -> Result<Vec<u8>, String> {
+///
+/// A body that needs no decoding is borrowed, not copied: a script part of tens of MiB then
+/// stays a slice of the drive file's buffer (`model::Bytes::slice_ref`).
+pub(crate) fn decode_body<'b>(
+    body: &'b [u8],
+    headers: &Headers,
+) -> Result<std::borrow::Cow<'b, [u8]>, String> {
     use mailparse::body::Body;
+    use std::borrow::Cow;
     match headers.transfer_encoding.as_deref() {
-        Some("quoted-printable") => return Ok(decode_quoted_printable(body)),
+        Some("quoted-printable") => return Ok(Cow::Owned(decode_quoted_printable(body))),
         Some("base64") => {}
-        _ => return Ok(body.to_vec()),
+        _ => return Ok(Cow::Borrowed(body)),
     }
     // The content type only matters for charset decoding, which is not done here.
     let ctype = ParsedContentType::default();
     match Body::new(body, &ctype, &headers.transfer_encoding) {
-        Body::Base64(b) | Body::QuotedPrintable(b) => b.get_decoded().map_err(|e| e.to_string()),
-        Body::SevenBit(b) | Body::EightBit(b) => Ok(b.get_raw().to_vec()),
-        Body::Binary(b) => Ok(b.get_raw().to_vec()),
+        Body::Base64(b) | Body::QuotedPrintable(b) => {
+            b.get_decoded().map(Cow::Owned).map_err(|e| e.to_string())
+        }
+        Body::SevenBit(b) | Body::EightBit(b) => Ok(Cow::Owned(b.get_raw().to_vec())),
+        Body::Binary(b) => Ok(Cow::Owned(b.get_raw().to_vec())),
     }
 }
 
@@ -284,17 +293,17 @@ mod tests {
     #[test]
     fn transfer_decoding() {
         let h = parse_headers(b"Content-Transfer-Encoding: base64\n");
-        assert_eq!(decode_body(b"aGVs\r\nbG8=\r\n", &h).unwrap(), b"hello");
+        assert_eq!(&*decode_body(b"aGVs\r\nbG8=\r\n", &h).unwrap(), b"hello");
         assert!(decode_body(b"%%%", &h).is_err());
         let h = parse_headers(b"Content-Transfer-Encoding: quoted-printable\n");
-        assert_eq!(decode_body(b"a=3Db=\r\nc", &h).unwrap(), b"a=bc");
+        assert_eq!(&*decode_body(b"a=3Db=\r\nc", &h).unwrap(), b"a=bc");
         assert_eq!(
-            decode_body(b"#!/bin/sh\necho =E9 =zz=\n  \t\nx=4", &h).unwrap(),
+            &*decode_body(b"#!/bin/sh\necho =E9 =zz=\n  \t\nx=4", &h).unwrap(),
             b"#!/bin/sh\necho \xe9 =zz\nx=4"
         );
-        assert_eq!(decode_body(b"crlf \r\nend=", &h).unwrap(), b"crlf\nend");
+        assert_eq!(&*decode_body(b"crlf \r\nend=", &h).unwrap(), b"crlf\nend");
         let h = parse_headers(b"");
-        assert_eq!(decode_body(b"\xff raw", &h).unwrap(), b"\xff raw");
+        assert_eq!(&*decode_body(b"\xff raw", &h).unwrap(), b"\xff raw");
     }
 
     #[test]

@@ -116,6 +116,7 @@ fn names_are_safe_unique_deterministic() {
     assert_eq!(sanitize(&"a".repeat(200)).len(), 56);
     let limits = UserDataLimits::default();
     let mut run = Run {
+        owners: &[],
         limits: &limits,
         report: Report::default(),
         budget: Budget::new(1),
@@ -427,11 +428,13 @@ fn typed_vendor_parts() {
     assert_eq!(ud.cloud_config.hostname.as_deref(), Some("typed"));
     assert!(r.warnings.is_empty(), "{r:?}");
     let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
-    inst.user_data = Some(crate::model::Blob(b"#cloud-config\nfqdn: a.b\n".to_vec()));
+    inst.user_data = Some(crate::model::Blob::new(
+        b"#cloud-config\nfqdn: a.b\n".to_vec(),
+    ));
     inst.vendor_user_data.push(crate::model::VendorPart {
         file: "vendor-data".into(),
         content_type: None,
-        data: crate::model::Blob(b"#cloud-config\nhostname: v\n".to_vec()),
+        data: crate::model::Blob::new(b"#cloud-config\nhostname: v\n".to_vec()),
     });
     let (ud, _) = parse_instance_user_data(&inst, &UserDataLimits::default());
     assert_eq!(ud.cloud_config.fqdn.as_deref(), Some("a.b"));
