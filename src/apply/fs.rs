@@ -2,14 +2,15 @@
 //! `..`, absolute paths or symlinks) and write files atomically with explicit mode and owner.
 //! The write helpers are the only code in primer that creates, replaces or removes files.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use crate::facts::Meta;
-use crate::paths::{is_temp_name, resolve_cached, resolve_found, Found};
+use crate::paths::{is_temp_name, Found, Kind, Resolver};
 
 /// The one writer under a target root. Every file is written atomically: a temporary file in
 /// the same directory, written and given its mode and owner (`stage`), made durable, then renamed
@@ -18,8 +19,9 @@ use crate::paths::{is_temp_name, resolve_cached, resolve_found, Found};
 /// file; a crash still leaves each file old or new, never partial.
 pub struct Writer {
     root: PathBuf,
-    /// Directories inside the root known to exist as real directories.
-    known_dirs: HashSet<PathBuf>,
+    /// Resolution inside the root with a memo of what each lookup found, kept true by every
+    /// change the writer makes (directories created, files renamed into place or removed).
+    res: Resolver,
     /// Directories with a created, renamed or removed entry, not yet fsynced.
     dirty_dirs: BTreeSet<PathBuf>,
     /// Staged files: (tag, temporary file, target), renamed by `commit`.
@@ -31,7 +33,7 @@ impl Writer {
     pub fn new(root: &Path) -> Writer {
         Writer {
             root: root.to_path_buf(),
-            known_dirs: HashSet::new(),
+            res: Resolver::new(root),
             dirty_dirs: BTreeSet::new(),
             pending: Vec::new(),
             seq: 0,
@@ -39,11 +41,24 @@ impl Writer {
     }
 
     pub fn resolve(&self, rel: &str) -> io::Result<PathBuf> {
-        resolve_cached(&self.root, rel, &self.known_dirs)
+        self.res.resolve(rel)
+    }
+
+    /// Forgets what the writer learnt of `host` (a path inside the root that something other
+    /// than the writer just changed: the `/etc/localtime` link).
+    pub fn forget(&mut self, host: &Path) {
+        self.res.forget(host);
+    }
+
+    /// Forgets everything the writer learnt of the tree: anything may have changed (a script
+    /// ran). Only lookups are repeated afterwards.
+    pub fn forget_all(&mut self) {
+        self.res.forget_all();
     }
 
     fn touched(&mut self, path: &Path) {
-        if let Some(p) = path.parent() {
+        // Looked up before it is copied: a batch of files in one directory copies it once.
+        if let Some(p) = path.parent().filter(|p| !self.dirty_dirs.contains(*p)) {
             self.dirty_dirs.insert(p.to_path_buf());
         }
     }
@@ -60,26 +75,27 @@ impl Writer {
             .map_err(io::Error::other)?
             .to_path_buf();
         let mut cur = self.root.clone();
+        let mut parent_setgid = self.res.kind(&cur).is_none_or(|k| k.setgid());
         for comp in rel.components() {
             cur.push(comp);
-            if self.known_dirs.contains(&cur) {
-                continue;
-            }
-            match fs::symlink_metadata(&cur) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(io::Error::other(format!(
-                        "{}: exists and is not a directory",
-                        cur.display()
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.make_dir(&cur, meta)?;
+            match self.res.kind(&cur) {
+                Some(Kind::Dir { setgid }) => parent_setgid = setgid,
+                Some(Kind::Missing) => {
+                    let setgid = self.make_dir(&cur, meta, parent_setgid)?;
                     self.touched(&cur);
+                    parent_setgid = setgid;
                 }
-                Err(e) => return Err(at(&cur, e)),
+                Some(Kind::Other) | None => {
+                    // A symlink here, or a failed lookup: look again for the error's sake.
+                    return Err(match fs::symlink_metadata(&cur) {
+                        Err(e) => at(&cur, e),
+                        Ok(_) => io::Error::other(format!(
+                            "{}: exists and is not a directory",
+                            cur.display()
+                        )),
+                    });
+                }
             }
-            self.known_dirs.insert(cur.clone());
         }
         Ok(host)
     }
@@ -88,21 +104,30 @@ impl Writer {
     /// it appears: made under a temporary name beside it, given its owner and mode, then renamed
     /// (never over an existing entry). A crash leaves either no directory or the finished one;
     /// the empty temporary directory it may leave is swept by the next run (`sweep_temps`).
-    fn make_dir(&mut self, dir: &Path, meta: Meta) -> io::Result<()> {
+    /// `parent_setgid`: its parent gives new entries its group. Returns whether the new
+    /// directory is setgid in turn.
+    fn make_dir(&mut self, dir: &Path, meta: Meta, parent_setgid: bool) -> io::Result<bool> {
         let tmp = self.temp_name(dir);
-        crate::platform::private_dir(&mut fs::DirBuilder::new())
-            .create(&tmp)
-            .map_err(|e| at(&tmp, e))?;
-        let r = set_meta(&tmp, meta).and_then(|()| {
-            crate::apply::fault::point("mkdir");
-            rename_noreplace(&tmp, dir)
-        });
+        // Made with its final mode and owner when the kernel gives them (no chown or chmod).
+        let r = crate::platform::create_staged_dir(&tmp, meta, parent_setgid)
+            .map_err(|e| at(&tmp, e))
+            .and_then(|()| {
+                crate::apply::fault::point("mkdir");
+                rename_noreplace(&tmp, dir)
+            });
+        // Its mode is exactly `meta.mode`: under a setgid parent (which it would inherit the
+        // bit from) `create_staged_dir` always sets the mode.
+        let setgid = meta.mode & 0o2000 != 0;
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.res.set(dir, Kind::Dir { setgid });
+                Ok(setgid)
+            }
             // Created meanwhile by someone else: an existing directory is left as it is.
             Err(_) if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) => {
                 let _ = fs::remove_dir(&tmp);
-                Ok(())
+                self.res.forget(dir);
+                Ok(self.res.kind(dir).is_none_or(|k| k.setgid()))
             }
             Err(e) => {
                 let _ = fs::remove_dir(&tmp);
@@ -118,7 +143,7 @@ impl Writer {
             .unwrap_or(OsStr::new("file"))
             .to_string_lossy();
         self.seq += 1;
-        let tmp = crate::paths::temp_name(&name, std::process::id(), self.seq);
+        let tmp = crate::paths::temp_name(&name, pid(), self.seq);
         match target.parent() {
             Some(d) => d.join(tmp),
             None => PathBuf::from(tmp),
@@ -194,13 +219,21 @@ impl Writer {
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
-        let (target, found) = resolve_found(&self.root, rel, &self.known_dirs)?;
-        // Parents of the resolved target (a symlinked last component may point elsewhere).
-        if let Some(parent) = target
-            .parent()
-            .and_then(|p| p.strip_prefix(&self.root).ok())
-        {
-            self.create_dirs(&parent.to_string_lossy(), parents)?;
+        let (target, found) = self.res.resolve_found(rel)?;
+        // Parents of the resolved target (a symlinked last component may point elsewhere),
+        // unless resolution just saw the parent as a directory (the memo says so).
+        let parent = target.parent().filter(|p| p.starts_with(&self.root));
+        let mut parent_setgid = true;
+        if let Some(p) = parent {
+            match self.res.kind(p) {
+                Some(Kind::Dir { setgid }) => parent_setgid = setgid,
+                _ => {
+                    if let Ok(rel_parent) = p.strip_prefix(&self.root) {
+                        self.create_dirs(&rel_parent.to_string_lossy(), parents)?;
+                    }
+                    parent_setgid = self.res.kind(p).is_none_or(|k| k.setgid());
+                }
+            }
         }
         // Resolution looked the target up already: a second lookup only when it could not say
         // (a new file costs no failing lookup beyond the one resolution made).
@@ -217,10 +250,12 @@ impl Writer {
         }
         let tmp = self.temp_name(&target);
         let result = (|| {
-            // Created private; the final mode is set below, before the file is visible.
-            let mut f = crate::platform::create_private_file(&tmp)?;
+            // Created with its final mode and owner when the kernel gives them at creation
+            // (primer's own ids, no setgid parent, a mode the umask keeps); otherwise private,
+            // and the owner and mode are set below, before the file is renamed into view.
+            let (mut f, fix) = crate::platform::create_staged_file(&tmp, meta, parent_setgid)?;
             f.write_all(content)?;
-            set_meta_file(&f, meta)
+            crate::platform::finish_staged_file(&f, meta, fix)
         })()
         .map_err(|e| at(&tmp, e));
         match result {
@@ -336,6 +371,7 @@ impl Writer {
                 broken = chained;
             } else {
                 self.touched(&target);
+                self.res.set(&target, Kind::Other);
             }
             crate::apply::fault::point("rename");
         }
@@ -348,6 +384,7 @@ impl Writer {
         match fs::remove_file(&target) {
             Ok(()) => {
                 self.touched(&target);
+                self.res.set(&target, Kind::Missing);
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -427,8 +464,10 @@ fn set_meta(path: &Path, meta: Meta) -> io::Result<()> {
     crate::platform::set_owner_mode(path, meta).map_err(|e| at(path, e))
 }
 
-fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
-    crate::platform::set_owner_mode_file(f, meta)
+/// primer's process id, asked of the kernel once (every temporary name carries it).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
