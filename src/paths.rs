@@ -41,8 +41,10 @@ pub(crate) enum Found {
 /// link that appears or changes is always seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A real directory; `setgid`: new entries in it take its group, not the creator's.
-    Dir { setgid: bool },
+    /// A real directory; `setgid`: new entries in it take its group, not the creator's;
+    /// `fresh`: the memo's owner made it (empty) in this run and put every entry it holds,
+    /// so a name it does not know there is missing without a lookup (see `forget`).
+    Dir { setgid: bool, fresh: bool },
     /// Something other than a directory or a symlink (a regular file, a device...).
     Other,
     /// Nothing there.
@@ -53,7 +55,7 @@ impl Kind {
     /// Whether new entries here take the directory's group (unknown counts as yes: the
     /// caller then sets the owner explicitly).
     pub(crate) fn setgid(self) -> bool {
-        matches!(self, Kind::Dir { setgid: true })
+        matches!(self, Kind::Dir { setgid: true, .. })
     }
 }
 
@@ -99,8 +101,8 @@ impl Resolver {
     /// What is at `host` (a resolved path inside the root), not following a final symlink:
     /// `None` for a symlink or a failed lookup. From the memo when it knows.
     pub(crate) fn kind(&self, host: &Path) -> Option<Kind> {
-        if let Some(k) = self.memo.borrow().get(host) {
-            return Some(*k);
+        if let Some(k) = self.known(host) {
+            return Some(k);
         }
         match self.look(host) {
             Ok(Entry::Kind(k)) => Some(k),
@@ -117,9 +119,26 @@ impl Resolver {
         memo.insert(host.to_path_buf(), kind);
     }
 
-    /// Forgets what was learnt of `host` (changed outside the memo's knowledge).
+    /// Forgets what was learnt of `host` (changed outside the memo's knowledge); its
+    /// directory is no longer one whose every entry the memo knows.
     pub(crate) fn forget(&self, host: &Path) {
-        self.memo.borrow_mut().remove(host);
+        let mut memo = self.memo.borrow_mut();
+        memo.remove(host);
+        if let Some(Kind::Dir { fresh, .. }) = host.parent().and_then(|p| memo.get_mut(p)) {
+            *fresh = false;
+        }
+    }
+
+    /// What is known of `host` without a lookup: its memo entry, or missing when its
+    /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`).
+    fn known(&self, host: &Path) -> Option<Kind> {
+        let memo = self.memo.borrow();
+        memo.get(host)
+            .copied()
+            .or_else(|| match host.parent().and_then(|p| memo.get(p)) {
+                Some(Kind::Dir { fresh: true, .. }) => Some(Kind::Missing),
+                _ => None,
+            })
     }
 
     /// Forgets everything (the tree may have changed anywhere: a script ran).
@@ -134,6 +153,7 @@ impl Resolver {
             Ok(m) if m.file_type().is_symlink() => return Ok(Entry::Symlink),
             Ok(m) if m.is_dir() => Kind::Dir {
                 setgid: setgid(&m),
+                fresh: false,
             },
             Ok(_) => Kind::Other,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Kind::Missing,
@@ -183,8 +203,7 @@ impl Resolver {
                 resolved.push(comp);
                 continue;
             }
-            let cached = self.memo.borrow().get(cur.as_path()).copied();
-            let entry = match cached {
+            let entry = match self.known(&cur) {
                 Some(k) => Ok(Entry::Kind(k)),
                 None => self.look(&cur),
             };
@@ -198,9 +217,8 @@ impl Resolver {
                             cur.display()
                         )));
                     }
-                    let target = fs::read_link(&cur).map_err(|e| {
-                        io::Error::new(e.kind(), format!("{}: {e}", cur.display()))
-                    })?;
+                    let target = fs::read_link(&cur)
+                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", cur.display())))?;
                     let (absolute, more) = link_target(&target)?;
                     if absolute {
                         resolved.clear();
@@ -354,6 +372,51 @@ mod tests {
         assert_eq!(
             resolve_in_root(root, "no/such/../abs").unwrap(),
             root.join("no/abs")
+        );
+    }
+
+    /// The memo remembers directories and missing entries (one lookup for a missing top-level
+    /// directory, none below it), never symlinks: a link changed between two resolutions is
+    /// followed to its new target, still re-rooted; what the caller changes it forgets.
+    #[test]
+    fn the_memo_never_holds_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        fs::create_dir(root.join("srv")).unwrap();
+        symlink("/etc", root.join("l")).unwrap();
+        let r = Resolver::new(root);
+        assert_eq!(r.resolve("l/ssh/x").unwrap(), root.join("etc/ssh/x"));
+        assert_eq!(
+            r.kind(&root.join("etc")),
+            Some(Kind::Dir {
+                setgid: false,
+                fresh: false
+            })
+        );
+        assert!(!r.memo.borrow().contains_key(&root.join("l")));
+        fs::remove_file(root.join("l")).unwrap();
+        symlink("../../srv", root.join("l")).unwrap();
+        assert_eq!(r.resolve("l/x").unwrap(), root.join("srv/x"));
+        // A missing directory: looked up once, nothing below it.
+        assert_eq!(
+            r.resolve_found("usr/sbin/netplan").unwrap(),
+            (root.join("usr/sbin/netplan"), Found::Missing)
+        );
+        assert_eq!(r.memo.borrow().get(&root.join("usr")), Some(&Kind::Missing));
+        assert!(!r.memo.borrow().contains_key(&root.join("usr/sbin")));
+        // Created (or replaced by a link) behind the memo's back: seen once forgotten.
+        symlink("/srv", root.join("usr")).unwrap();
+        assert_eq!(r.resolve("usr/x").unwrap(), root.join("usr/x"));
+        r.forget(&root.join("usr"));
+        assert_eq!(r.resolve("usr/x").unwrap(), root.join("srv/x"));
+        r.forget_all();
+        assert!(r.memo.borrow().is_empty());
+        // `..` and absolute links clamp at the root through the memo too.
+        assert_eq!(r.resolve("etc/../../../l/y").unwrap(), root.join("srv/y"));
+        assert_eq!(
+            r.resolve_found("etc/ssh").unwrap(),
+            (root.join("etc/ssh"), Found::Dir)
         );
     }
 

@@ -79,7 +79,7 @@ impl Writer {
         for comp in rel.components() {
             cur.push(comp);
             match self.res.kind(&cur) {
-                Some(Kind::Dir { setgid }) => parent_setgid = setgid,
+                Some(Kind::Dir { setgid, .. }) => parent_setgid = setgid,
                 Some(Kind::Missing) => {
                     let setgid = self.make_dir(&cur, meta, parent_setgid)?;
                     self.touched(&cur);
@@ -120,7 +120,14 @@ impl Writer {
         let setgid = meta.mode & 0o2000 != 0;
         match r {
             Ok(()) => {
-                self.res.set(dir, Kind::Dir { setgid });
+                // Empty and made by this writer: its entries are the ones the writer adds.
+                self.res.set(
+                    dir,
+                    Kind::Dir {
+                        setgid,
+                        fresh: true,
+                    },
+                );
                 Ok(setgid)
             }
             // Created meanwhile by someone else: an existing directory is left as it is.
@@ -154,11 +161,17 @@ impl Writer {
     /// created with `parents`.
     pub fn ensure_dir(&mut self, rel_dir: &str, meta: Meta, parents: Meta) -> io::Result<()> {
         let host = self.resolve(rel_dir)?;
+        // A directory made now gets `meta` as it is made: set again only on an existing one.
+        let existed = self.res.kind(&host) != Some(Kind::Missing);
         if let Some(parent) = host.parent().and_then(|p| p.strip_prefix(&self.root).ok()) {
             self.create_dirs(&parent.to_string_lossy(), parents)?;
         }
         let host = self.create_dirs(rel_dir, meta)?;
-        set_meta(&host, meta)
+        if existed {
+            set_meta(&host, meta)
+        } else {
+            Ok(())
+        }
     }
 
     /// `stage`, then `check` on the staged temporary file (its final bytes, mode and owner,
@@ -226,7 +239,7 @@ impl Writer {
         let mut parent_setgid = true;
         if let Some(p) = parent {
             match self.res.kind(p) {
-                Some(Kind::Dir { setgid }) => parent_setgid = setgid,
+                Some(Kind::Dir { setgid, .. }) => parent_setgid = setgid,
                 _ => {
                     if let Ok(rel_parent) = p.strip_prefix(&self.root) {
                         self.create_dirs(&rel_parent.to_string_lossy(), parents)?;
@@ -715,6 +728,48 @@ mod tests {
         assert!(root.join("a/b/f").exists());
         let e = w.create_dirs("a/b/f/g", me).unwrap_err().to_string();
         assert!(e.contains(&root.join("a/b/f").display().to_string()), "{e}");
+    }
+
+    /// What the writer learnt stays true for its own changes (a directory it made, a file it
+    /// renamed over a link is a file now), and a link put in place by someone else is followed
+    /// once the writer is told (`forget`), as `system::symlink` does.
+    #[test]
+    fn the_writer_memo_follows_its_own_changes_and_forgets_others() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = Meta {
+            mode: 0o644,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.write_atomic("etc/lt", b"file", m, m).unwrap();
+        assert_eq!(fs::read(root.join("etc/lt")).unwrap(), b"file");
+        // Replaced by a link outside the writer, which is told.
+        fs::create_dir_all(root.join("usr/zone")).unwrap();
+        fs::remove_file(root.join("etc/lt")).unwrap();
+        symlink("/usr/zone/UTC", root.join("etc/lt")).unwrap();
+        w.forget(&root.join("etc/lt"));
+        w.write_atomic("etc/lt", b"through", m, m).unwrap();
+        assert_eq!(fs::read(root.join("usr/zone/UTC")).unwrap(), b"through");
+        assert!(fs::symlink_metadata(root.join("etc/lt"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A directory the writer made is used at once; a file it removed is missing.
+        w.write_atomic("a/b/c", b"1", m, m).unwrap();
+        w.write_atomic("a/b/d", b"2", m, m).unwrap();
+        w.remove_file("a/b/c").unwrap();
+        assert!(!root.join("a/b/c").exists());
+        w.write_atomic("a/b/c", b"3", m, m).unwrap();
+        assert_eq!(fs::read(root.join("a/b/c")).unwrap(), b"3");
+        // A new file gets its mode at creation (primer's own ids): nothing else to set.
+        let mode = fs::metadata(root.join("a/b/d"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]

@@ -140,12 +140,16 @@ pub(crate) fn read_net_facts_in(
                 ))
             });
             std::thread::sleep(Duration::from_millis(50));
+            // sysfs and udev's database change while NICs appear and are renamed: what the
+            // memo learnt of them (an interface missing) must not outlive the round.
+            root.forget_all();
             facts.interfaces = interfaces_in(root);
         }
     }
     facts.drivers = drivers_in(root, &facts.interfaces);
     facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
-    facts.resolv_conf_symlink = root.resolve("etc")
+    facts.resolv_conf_symlink = root
+        .resolve("etc")
         .ok()
         .and_then(|etc| fs::symlink_metadata(etc.join("resolv.conf")).ok())
         .is_some_and(|m| m.file_type().is_symlink());
@@ -298,7 +302,8 @@ fn udev_settled(root: &Resolver, ifaces: &BTreeMap<String, String>, wanted: &[St
 /// Predictable interface names are switched off (`net.ifnames=0`, or the default `.link` or
 /// the udev rule masked): udev keeps the kernel's `ethN` names.
 fn kernel_names_kept(root: &Resolver) -> bool {
-    let cmdline = root.resolve("proc/cmdline")
+    let cmdline = root
+        .resolve("proc/cmdline")
         .ok()
         .and_then(|p| fs::read_to_string(p).ok())
         .unwrap_or_default();
@@ -388,20 +393,36 @@ mod tests {
         let mac = "52:54:00:aa:00:01".to_string();
         let ifaces: BTreeMap<String, String> = [(mac.clone(), "eth0".to_string())].into();
         // eth0 was read, then renamed: it is gone from sysfs.
-        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(!udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
         // Present with the kernel's enumerated name: not final yet.
         let dev = r.join("sys/class/net/eth0");
         fs::create_dir_all(&dev).unwrap();
         fs::write(dev.join("ifindex"), "2\n").unwrap();
         fs::write(dev.join("name_assign_type"), "1\n").unwrap();
         fs::write(r.join("run/udev/data/n2"), "").unwrap();
-        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(!udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
         // Renamed by udev (name_assign_type 4) and in udev's database: final.
         fs::write(dev.join("name_assign_type"), "4\n").unwrap();
-        assert!(udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
         // Not yet in udev's database: not final.
         fs::remove_file(r.join("run/udev/data/n2")).unwrap();
-        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(!udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
             }
             if let Some((m, true)) = read_meta(root, &rel) {
                 facts.dirs.insert(rel.clone(), m);
-                let entries: Vec<String> = root.resolve(&rel)
+                let entries: Vec<String> = root
+                    .resolve(&rel)
                     .ok()
                     .and_then(|p| fs::read_dir(p).ok())
                     .map(|rd| {

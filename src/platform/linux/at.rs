@@ -52,11 +52,7 @@ fn fix_for(meta: Meta, parent_setgid: bool) -> Fix {
 
 /// Creates the new file `path` (it must not exist) for writing: with `meta`'s mode in `open`
 /// when nothing else is to be set, else private (0600) until `finish_staged_file`.
-pub fn create_staged_file(
-    path: &Path,
-    meta: Meta,
-    parent_setgid: bool,
-) -> io::Result<(File, Fix)> {
+pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::Result<(File, Fix)> {
     let fix = fix_for(meta, parent_setgid);
     let mode = if fix.chmod { 0o600 } else { meta.mode & 0o777 };
     let f = OpenOptions::new()
@@ -119,7 +115,11 @@ mod tests {
             let m = me(mode);
             let fix = fix_for(m, false);
             assert!(!fix.chown);
-            assert_eq!(fix.chmod, mode & !0o777 != 0 || mode & umask != 0, "{mode:o}");
+            assert_eq!(
+                fix.chmod,
+                mode & !0o777 != 0 || mode & umask != 0,
+                "{mode:o}"
+            );
             let p = t.path().join(format!("f{i}"));
             let (f, fix) = create_staged_file(&p, m, false).unwrap();
             finish_staged_file(&f, m, fix).unwrap();
@@ -128,7 +128,11 @@ mod tests {
             assert_eq!((md.uid(), md.gid()), (m.uid, m.gid));
             let d = t.path().join(format!("d{i}"));
             create_staged_dir(&d, m, false).unwrap();
-            assert_eq!(fs::metadata(&d).unwrap().mode() & 0o7777, mode, "dir {mode:o}");
+            assert_eq!(
+                fs::metadata(&d).unwrap().mode() & 0o7777,
+                mode,
+                "dir {mode:o}"
+            );
             // Under a setgid parent the owner is always set explicitly.
             assert!(fix_for(m, true).chown && fix_for(m, true).chmod);
         }
