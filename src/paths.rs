@@ -412,6 +412,21 @@ mod tests {
         assert_eq!(r.resolve("usr/x").unwrap(), root.join("srv/x"));
         r.forget_all();
         assert!(r.memo.borrow().is_empty());
+        // A directory the memo's owner made knows its entries: a name it does not know there
+        // is missing without a lookup, until something else is said to have changed in it.
+        fs::create_dir(root.join("new")).unwrap();
+        r.set(
+            &root.join("new"),
+            Kind::Dir {
+                setgid: false,
+                fresh: true,
+            },
+        );
+        symlink("/srv", root.join("new/l")).unwrap();
+        assert_eq!(r.kind(&root.join("new/l")), Some(Kind::Missing));
+        r.forget(&root.join("new/l"));
+        assert_eq!(r.kind(&root.join("new/l")), None);
+        assert_eq!(r.resolve("new/l/z").unwrap(), root.join("srv/z"));
         // `..` and absolute links clamp at the root through the memo too.
         assert_eq!(r.resolve("etc/../../../l/y").unwrap(), root.join("srv/y"));
         assert_eq!(
