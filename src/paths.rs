@@ -3,7 +3,9 @@
 //! temporary files. A leaf: it reads link targets and metadata but never writes, and imports
 //! nothing of primer.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -17,17 +19,7 @@ const MAX_SYMLINKS: usize = 40;
 /// The last component may be missing (it is about to be created); missing middle components
 /// are kept as they are.
 pub fn resolve_in_root(root: &Path, rel: &str) -> io::Result<PathBuf> {
-    resolve_cached(root, rel, &HashSet::new())
-}
-
-/// `resolve_in_root`, skipping the `lstat` of directories already known to be real directories
-/// (not symlinks) inside the root: a `Writer` resolves many paths below the same parents.
-pub(crate) fn resolve_cached(
-    root: &Path,
-    rel: &str,
-    known_dirs: &HashSet<PathBuf>,
-) -> io::Result<PathBuf> {
-    resolve_found(root, rel, known_dirs).map(|(p, _)| p)
+    Resolver::new(root).resolve(rel)
 }
 
 /// What resolution learnt of the resolved path's last component, so a caller need not look
@@ -44,80 +36,226 @@ pub(crate) enum Found {
     Unknown,
 }
 
-/// `resolve_cached`, also saying what the last component is.
-pub(crate) fn resolve_found(
-    root: &Path,
-    rel: &str,
-    known_dirs: &HashSet<PathBuf>,
-) -> io::Result<(PathBuf, Found)> {
-    let mut found = Found::Unknown;
-    let mut pending: Vec<String> = split(rel);
-    pending.reverse();
-    let mut resolved: Vec<String> = Vec::new();
-    let mut hops = 0;
-    // Where a component was missing: nothing below it exists, so what follows is joined as it
-    // is without a failing `lstat` per component, until a `..` climbs back above it (from there
-    // on, components are looked at again: one may be a symlink).
-    let mut missing_at: Option<usize> = None;
-    while let Some(comp) = pending.pop() {
-        match comp.as_str() {
-            "" | "." => continue,
-            ".." => {
-                found = Found::Unknown;
-                resolved.pop();
-                if missing_at.is_some_and(|at| resolved.len() <= at) {
-                    missing_at = None;
-                }
-                continue;
-            }
-            _ => {}
-        }
-        if missing_at.is_some() {
-            found = Found::Missing;
-            resolved.push(comp);
-            continue;
-        }
-        let candidate = join(root, &resolved).join(&comp);
-        if known_dirs.contains(&candidate) {
-            found = Found::Dir;
-            resolved.push(comp);
-            continue;
-        }
-        match fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() => {
-                found = Found::Unknown;
-                hops += 1;
-                if hops > MAX_SYMLINKS {
-                    return Err(io::Error::other(format!(
-                        "{}: too many levels of symbolic links",
-                        candidate.display()
-                    )));
-                }
-                let target = fs::read_link(&candidate).map_err(|e| {
-                    io::Error::new(e.kind(), format!("{}: {e}", candidate.display()))
-                })?;
-                let (absolute, mut more) = link_target(&target)?;
-                if absolute {
-                    resolved.clear();
-                }
-                more.reverse();
-                pending.extend(more);
-            }
-            Ok(m) => {
-                found = if m.is_dir() { Found::Dir } else { Found::Other };
-                resolved.push(comp);
-            }
-            Err(e) => {
-                found = Found::Unknown;
-                if e.kind() == io::ErrorKind::NotFound {
-                    found = Found::Missing;
-                    missing_at = Some(resolved.len());
-                }
-                resolved.push(comp);
-            }
+/// What one lookup (`lstat`) inside the root found at a host path: a memo entry of a
+/// [`Resolver`]. Symlinks are never entries: a path through one is read again every time, so a
+/// link that appears or changes is always seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A real directory; `setgid`: new entries in it take its group, not the creator's;
+    /// `fresh`: the memo's owner made it (empty) in this run and put every entry it holds,
+    /// so a name it does not know there is missing without a lookup (see `forget`).
+    Dir { setgid: bool, fresh: bool },
+    /// Something other than a directory or a symlink (a regular file, a device...).
+    Other,
+    /// Nothing there.
+    Missing,
+}
+
+impl Kind {
+    /// Whether new entries here take the directory's group (unknown counts as yes: the
+    /// caller then sets the owner explicitly).
+    pub(crate) fn setgid(self) -> bool {
+        matches!(self, Kind::Dir { setgid: true, .. })
+    }
+}
+
+/// What an uncached lookup found: a memo entry, or a symlink (never memoised).
+enum Entry {
+    Kind(Kind),
+    Symlink,
+}
+
+/// Most memo entries a resolver keeps; past it the memo starts again empty (memory stays
+/// bounded whatever the drive; only lookups are repeated).
+const MAX_MEMO: usize = 1 << 16;
+
+/// Resolution inside one root with a memo of what each component's lookup found, so a run
+/// that resolves many paths below the same directories (`etc` alone about twenty times, the
+/// missing `usr` or `sys` of a bare image again and again) looks each one up once. Only
+/// directories, missing entries and other non-links are remembered, never symlinks (see
+/// [`Kind`]); a caller that changes the tree keeps the memo true (`set`, `forget`): the writer
+/// records the directories it creates, the files it renames into place and removes. The
+/// read-only host facts share one resolver for their whole pass.
+pub struct Resolver {
+    root: PathBuf,
+    memo: RefCell<HashMap<PathBuf, Kind>>,
+}
+
+impl Resolver {
+    pub fn new(root: &Path) -> Resolver {
+        Resolver {
+            root: root.to_path_buf(),
+            memo: RefCell::new(HashMap::new()),
         }
     }
-    Ok((join(root, &resolved), found))
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// [`resolve_in_root`] through the memo.
+    pub fn resolve(&self, rel: &str) -> io::Result<PathBuf> {
+        self.resolve_found(rel).map(|(p, _)| p)
+    }
+
+    /// What is at `host` (a resolved path inside the root), not following a final symlink:
+    /// `None` for a symlink or a failed lookup. From the memo when it knows.
+    pub(crate) fn kind(&self, host: &Path) -> Option<Kind> {
+        if let Some(k) = self.known(host) {
+            return Some(k);
+        }
+        match self.look(host) {
+            Ok(Entry::Kind(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Records what is now at `host` (the caller just made it so).
+    pub(crate) fn set(&self, host: &Path, kind: Kind) {
+        let mut memo = self.memo.borrow_mut();
+        if memo.len() >= MAX_MEMO {
+            memo.clear();
+        }
+        memo.insert(host.to_path_buf(), kind);
+    }
+
+    /// Forgets what was learnt of `host` (changed outside the memo's knowledge); its
+    /// directory is no longer one whose every entry the memo knows.
+    pub(crate) fn forget(&self, host: &Path) {
+        let mut memo = self.memo.borrow_mut();
+        memo.remove(host);
+        if let Some(Kind::Dir { fresh, .. }) = host.parent().and_then(|p| memo.get_mut(p)) {
+            *fresh = false;
+        }
+    }
+
+    /// What is known of `host` without a lookup: its memo entry, or missing when its
+    /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`).
+    fn known(&self, host: &Path) -> Option<Kind> {
+        let memo = self.memo.borrow();
+        memo.get(host)
+            .copied()
+            .or_else(|| match host.parent().and_then(|p| memo.get(p)) {
+                Some(Kind::Dir { fresh: true, .. }) => Some(Kind::Missing),
+                _ => None,
+            })
+    }
+
+    /// Forgets everything (the tree may have changed anywhere: a script ran).
+    pub(crate) fn forget_all(&self) {
+        self.memo.borrow_mut().clear();
+    }
+
+    /// One uncached `lstat` of `host`, memoised unless a symlink or a failure other than
+    /// "not found".
+    fn look(&self, host: &Path) -> io::Result<Entry> {
+        let kind = match fs::symlink_metadata(host) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(Entry::Symlink),
+            Ok(m) if m.is_dir() => Kind::Dir {
+                setgid: setgid(&m),
+                fresh: false,
+            },
+            Ok(_) => Kind::Other,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Kind::Missing,
+            Err(e) => return Err(e),
+        };
+        self.set(host, kind);
+        Ok(Entry::Kind(kind))
+    }
+
+    /// `resolve`, also saying what the last component is.
+    pub(crate) fn resolve_found(&self, rel: &str) -> io::Result<(PathBuf, Found)> {
+        let root = &self.root;
+        let mut found = Found::Unknown;
+        // Components still to resolve, last first (link targets are pushed as owned strings).
+        let mut pending: Vec<Cow<str>> = rel
+            .split('/')
+            .rev()
+            .filter(|c| !c.is_empty())
+            .map(Cow::Borrowed)
+            .collect();
+        let mut resolved: Vec<Cow<str>> = Vec::new();
+        // `root` joined with `resolved`, kept in step (rebuilt only after a `..` or a link).
+        let mut cur = root.to_path_buf();
+        let mut hops = 0;
+        // Where a component was missing: nothing below it exists, so what follows is joined as
+        // it is without a failing lookup per component, until a `..` climbs back above it (from
+        // there on, components are looked at again: one may be a symlink).
+        let mut missing_at: Option<usize> = None;
+        while let Some(comp) = pending.pop() {
+            match &*comp {
+                "." => continue,
+                ".." => {
+                    found = Found::Unknown;
+                    if resolved.pop().is_some() {
+                        cur = join(root, &resolved);
+                    }
+                    if missing_at.is_some_and(|at| resolved.len() <= at) {
+                        missing_at = None;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(&*comp);
+            if missing_at.is_some() {
+                found = Found::Missing;
+                resolved.push(comp);
+                continue;
+            }
+            let entry = match self.known(&cur) {
+                Some(k) => Ok(Entry::Kind(k)),
+                None => self.look(&cur),
+            };
+            match entry {
+                Ok(Entry::Symlink) => {
+                    found = Found::Unknown;
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Err(io::Error::other(format!(
+                            "{}: too many levels of symbolic links",
+                            cur.display()
+                        )));
+                    }
+                    let target = fs::read_link(&cur)
+                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", cur.display())))?;
+                    let (absolute, more) = link_target(&target)?;
+                    if absolute {
+                        resolved.clear();
+                    }
+                    cur = join(root, &resolved);
+                    pending.extend(more.into_iter().rev().map(Cow::Owned));
+                }
+                Ok(Entry::Kind(k)) => {
+                    found = match k {
+                        Kind::Dir { .. } => Found::Dir,
+                        Kind::Other => Found::Other,
+                        Kind::Missing => {
+                            missing_at = Some(resolved.len());
+                            Found::Missing
+                        }
+                    };
+                    resolved.push(comp);
+                }
+                Err(_) => {
+                    found = Found::Unknown;
+                    resolved.push(comp);
+                }
+            }
+        }
+        Ok((cur, found))
+    }
+}
+
+#[cfg(unix)]
+fn setgid(m: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.mode() & 0o2000 != 0
+}
+
+#[cfg(not(unix))]
+fn setgid(_m: &fs::Metadata) -> bool {
+    false
 }
 
 /// A link's target as components to resolve, and whether it starts at the root (then it is
@@ -179,10 +317,10 @@ fn split(p: &str) -> Vec<String> {
         .collect()
 }
 
-fn join(root: &Path, comps: &[String]) -> PathBuf {
+fn join(root: &Path, comps: &[Cow<str>]) -> PathBuf {
     let mut p = root.to_path_buf();
     for c in comps {
-        p.push(c);
+        p.push(&**c);
     }
     p
 }
@@ -234,6 +372,66 @@ mod tests {
         assert_eq!(
             resolve_in_root(root, "no/such/../abs").unwrap(),
             root.join("no/abs")
+        );
+    }
+
+    /// The memo remembers directories and missing entries (one lookup for a missing top-level
+    /// directory, none below it), never symlinks: a link changed between two resolutions is
+    /// followed to its new target, still re-rooted; what the caller changes it forgets.
+    #[test]
+    fn the_memo_never_holds_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        fs::create_dir(root.join("srv")).unwrap();
+        symlink("/etc", root.join("l")).unwrap();
+        let r = Resolver::new(root);
+        assert_eq!(r.resolve("l/ssh/x").unwrap(), root.join("etc/ssh/x"));
+        assert_eq!(
+            r.kind(&root.join("etc")),
+            Some(Kind::Dir {
+                setgid: false,
+                fresh: false
+            })
+        );
+        assert!(!r.memo.borrow().contains_key(&root.join("l")));
+        fs::remove_file(root.join("l")).unwrap();
+        symlink("../../srv", root.join("l")).unwrap();
+        assert_eq!(r.resolve("l/x").unwrap(), root.join("srv/x"));
+        // A missing directory: looked up once, nothing below it.
+        assert_eq!(
+            r.resolve_found("usr/sbin/netplan").unwrap(),
+            (root.join("usr/sbin/netplan"), Found::Missing)
+        );
+        assert_eq!(r.memo.borrow().get(&root.join("usr")), Some(&Kind::Missing));
+        assert!(!r.memo.borrow().contains_key(&root.join("usr/sbin")));
+        // Created (or replaced by a link) behind the memo's back: seen once forgotten.
+        symlink("/srv", root.join("usr")).unwrap();
+        assert_eq!(r.resolve("usr/x").unwrap(), root.join("usr/x"));
+        r.forget(&root.join("usr"));
+        assert_eq!(r.resolve("usr/x").unwrap(), root.join("srv/x"));
+        r.forget_all();
+        assert!(r.memo.borrow().is_empty());
+        // A directory the memo's owner made knows its entries: a name it does not know there
+        // is missing without a lookup, until something else is said to have changed in it.
+        fs::create_dir(root.join("new")).unwrap();
+        r.set(
+            &root.join("new"),
+            Kind::Dir {
+                setgid: false,
+                fresh: true,
+            },
+        );
+        symlink("/srv", root.join("new/l")).unwrap();
+        assert_eq!(r.kind(&root.join("new/l")), Some(Kind::Missing));
+        r.forget(&root.join("new/l"));
+        assert_eq!(r.kind(&root.join("new/l")), None);
+        assert_eq!(r.resolve("new/l/z").unwrap(), root.join("srv/z"));
+        // `..` and absolute links clamp at the root through the memo too.
+        assert_eq!(r.resolve("etc/../../../l/y").unwrap(), root.join("srv/y"));
+        assert_eq!(
+            r.resolve_found("etc/ssh").unwrap(),
+            (root.join("etc/ssh"), Found::Dir)
         );
     }
 

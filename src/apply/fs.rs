@@ -2,14 +2,15 @@
 //! `..`, absolute paths or symlinks) and write files atomically with explicit mode and owner.
 //! The write helpers are the only code in primer that creates, replaces or removes files.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use crate::facts::Meta;
-use crate::paths::{is_temp_name, resolve_cached, resolve_found, Found};
+use crate::paths::{is_temp_name, Found, Kind, Resolver};
 
 /// The one writer under a target root. Every file is written atomically: a temporary file in
 /// the same directory, written and given its mode and owner (`stage`), made durable, then renamed
@@ -18,8 +19,9 @@ use crate::paths::{is_temp_name, resolve_cached, resolve_found, Found};
 /// file; a crash still leaves each file old or new, never partial.
 pub struct Writer {
     root: PathBuf,
-    /// Directories inside the root known to exist as real directories.
-    known_dirs: HashSet<PathBuf>,
+    /// Resolution inside the root with a memo of what each lookup found, kept true by every
+    /// change the writer makes (directories created, files renamed into place or removed).
+    res: Resolver,
     /// Directories with a created, renamed or removed entry, not yet fsynced.
     dirty_dirs: BTreeSet<PathBuf>,
     /// Staged files: (tag, temporary file, target), renamed by `commit`.
@@ -31,7 +33,7 @@ impl Writer {
     pub fn new(root: &Path) -> Writer {
         Writer {
             root: root.to_path_buf(),
-            known_dirs: HashSet::new(),
+            res: Resolver::new(root),
             dirty_dirs: BTreeSet::new(),
             pending: Vec::new(),
             seq: 0,
@@ -39,11 +41,24 @@ impl Writer {
     }
 
     pub fn resolve(&self, rel: &str) -> io::Result<PathBuf> {
-        resolve_cached(&self.root, rel, &self.known_dirs)
+        self.res.resolve(rel)
+    }
+
+    /// Forgets what the writer learnt of `host` (a path inside the root that something other
+    /// than the writer just changed: the `/etc/localtime` link).
+    pub fn forget(&mut self, host: &Path) {
+        self.res.forget(host);
+    }
+
+    /// Forgets everything the writer learnt of the tree: anything may have changed (a script
+    /// ran). Only lookups are repeated afterwards.
+    pub fn forget_all(&mut self) {
+        self.res.forget_all();
     }
 
     fn touched(&mut self, path: &Path) {
-        if let Some(p) = path.parent() {
+        // Looked up before it is copied: a batch of files in one directory copies it once.
+        if let Some(p) = path.parent().filter(|p| !self.dirty_dirs.contains(*p)) {
             self.dirty_dirs.insert(p.to_path_buf());
         }
     }
@@ -60,26 +75,27 @@ impl Writer {
             .map_err(io::Error::other)?
             .to_path_buf();
         let mut cur = self.root.clone();
+        let mut parent_setgid = self.res.kind(&cur).is_none_or(|k| k.setgid());
         for comp in rel.components() {
             cur.push(comp);
-            if self.known_dirs.contains(&cur) {
-                continue;
-            }
-            match fs::symlink_metadata(&cur) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(io::Error::other(format!(
-                        "{}: exists and is not a directory",
-                        cur.display()
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.make_dir(&cur, meta)?;
+            match self.res.kind(&cur) {
+                Some(Kind::Dir { setgid, .. }) => parent_setgid = setgid,
+                Some(Kind::Missing) => {
+                    let setgid = self.make_dir(&cur, meta, parent_setgid)?;
                     self.touched(&cur);
+                    parent_setgid = setgid;
                 }
-                Err(e) => return Err(at(&cur, e)),
+                Some(Kind::Other) | None => {
+                    // A symlink here, or a failed lookup: look again for the error's sake.
+                    return Err(match fs::symlink_metadata(&cur) {
+                        Err(e) => at(&cur, e),
+                        Ok(_) => io::Error::other(format!(
+                            "{}: exists and is not a directory",
+                            cur.display()
+                        )),
+                    });
+                }
             }
-            self.known_dirs.insert(cur.clone());
         }
         Ok(host)
     }
@@ -88,21 +104,37 @@ impl Writer {
     /// it appears: made under a temporary name beside it, given its owner and mode, then renamed
     /// (never over an existing entry). A crash leaves either no directory or the finished one;
     /// the empty temporary directory it may leave is swept by the next run (`sweep_temps`).
-    fn make_dir(&mut self, dir: &Path, meta: Meta) -> io::Result<()> {
+    /// `parent_setgid`: its parent gives new entries its group. Returns whether the new
+    /// directory is setgid in turn.
+    fn make_dir(&mut self, dir: &Path, meta: Meta, parent_setgid: bool) -> io::Result<bool> {
         let tmp = self.temp_name(dir);
-        crate::platform::private_dir(&mut fs::DirBuilder::new())
-            .create(&tmp)
-            .map_err(|e| at(&tmp, e))?;
-        let r = set_meta(&tmp, meta).and_then(|()| {
-            crate::apply::fault::point("mkdir");
-            rename_noreplace(&tmp, dir)
-        });
+        // Made with its final mode and owner when the kernel gives them (no chown or chmod).
+        let r = crate::platform::create_staged_dir(&tmp, meta, parent_setgid)
+            .map_err(|e| at(&tmp, e))
+            .and_then(|()| {
+                crate::apply::fault::point("mkdir");
+                rename_noreplace(&tmp, dir)
+            });
+        // Its mode is exactly `meta.mode`: under a setgid parent (which it would inherit the
+        // bit from) `create_staged_dir` always sets the mode.
+        let setgid = meta.mode & 0o2000 != 0;
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Empty and made by this writer: its entries are the ones the writer adds.
+                self.res.set(
+                    dir,
+                    Kind::Dir {
+                        setgid,
+                        fresh: true,
+                    },
+                );
+                Ok(setgid)
+            }
             // Created meanwhile by someone else: an existing directory is left as it is.
             Err(_) if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) => {
                 let _ = fs::remove_dir(&tmp);
-                Ok(())
+                self.res.forget(dir);
+                Ok(self.res.kind(dir).is_none_or(|k| k.setgid()))
             }
             Err(e) => {
                 let _ = fs::remove_dir(&tmp);
@@ -118,7 +150,7 @@ impl Writer {
             .unwrap_or(OsStr::new("file"))
             .to_string_lossy();
         self.seq += 1;
-        let tmp = crate::paths::temp_name(&name, std::process::id(), self.seq);
+        let tmp = crate::paths::temp_name(&name, pid(), self.seq);
         match target.parent() {
             Some(d) => d.join(tmp),
             None => PathBuf::from(tmp),
@@ -129,11 +161,17 @@ impl Writer {
     /// created with `parents`.
     pub fn ensure_dir(&mut self, rel_dir: &str, meta: Meta, parents: Meta) -> io::Result<()> {
         let host = self.resolve(rel_dir)?;
+        // A directory made now gets `meta` as it is made: set again only on an existing one.
+        let existed = self.res.kind(&host) != Some(Kind::Missing);
         if let Some(parent) = host.parent().and_then(|p| p.strip_prefix(&self.root).ok()) {
             self.create_dirs(&parent.to_string_lossy(), parents)?;
         }
         let host = self.create_dirs(rel_dir, meta)?;
-        set_meta(&host, meta)
+        if existed {
+            set_meta(&host, meta)
+        } else {
+            Ok(())
+        }
     }
 
     /// `stage`, then `check` on the staged temporary file (its final bytes, mode and owner,
@@ -194,13 +232,21 @@ impl Writer {
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
-        let (target, found) = resolve_found(&self.root, rel, &self.known_dirs)?;
-        // Parents of the resolved target (a symlinked last component may point elsewhere).
-        if let Some(parent) = target
-            .parent()
-            .and_then(|p| p.strip_prefix(&self.root).ok())
-        {
-            self.create_dirs(&parent.to_string_lossy(), parents)?;
+        let (target, found) = self.res.resolve_found(rel)?;
+        // Parents of the resolved target (a symlinked last component may point elsewhere),
+        // unless resolution just saw the parent as a directory (the memo says so).
+        let parent = target.parent().filter(|p| p.starts_with(&self.root));
+        let mut parent_setgid = true;
+        if let Some(p) = parent {
+            match self.res.kind(p) {
+                Some(Kind::Dir { setgid, .. }) => parent_setgid = setgid,
+                _ => {
+                    if let Ok(rel_parent) = p.strip_prefix(&self.root) {
+                        self.create_dirs(&rel_parent.to_string_lossy(), parents)?;
+                    }
+                    parent_setgid = self.res.kind(p).is_none_or(|k| k.setgid());
+                }
+            }
         }
         // Resolution looked the target up already: a second lookup only when it could not say
         // (a new file costs no failing lookup beyond the one resolution made).
@@ -217,10 +263,12 @@ impl Writer {
         }
         let tmp = self.temp_name(&target);
         let result = (|| {
-            // Created private; the final mode is set below, before the file is visible.
-            let mut f = crate::platform::create_private_file(&tmp)?;
+            // Created with its final mode and owner when the kernel gives them at creation
+            // (primer's own ids, no setgid parent, a mode the umask keeps); otherwise private,
+            // and the owner and mode are set below, before the file is renamed into view.
+            let (mut f, fix) = crate::platform::create_staged_file(&tmp, meta, parent_setgid)?;
             f.write_all(content)?;
-            set_meta_file(&f, meta)
+            crate::platform::finish_staged_file(&f, meta, fix)
         })()
         .map_err(|e| at(&tmp, e));
         match result {
@@ -336,6 +384,7 @@ impl Writer {
                 broken = chained;
             } else {
                 self.touched(&target);
+                self.res.set(&target, Kind::Other);
             }
             crate::apply::fault::point("rename");
         }
@@ -348,6 +397,7 @@ impl Writer {
         match fs::remove_file(&target) {
             Ok(()) => {
                 self.touched(&target);
+                self.res.set(&target, Kind::Missing);
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -427,8 +477,10 @@ fn set_meta(path: &Path, meta: Meta) -> io::Result<()> {
     crate::platform::set_owner_mode(path, meta).map_err(|e| at(path, e))
 }
 
-fn set_meta_file(f: &File, meta: Meta) -> io::Result<()> {
-    crate::platform::set_owner_mode_file(f, meta)
+/// primer's process id, asked of the kernel once (every temporary name carries it).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -676,6 +728,48 @@ mod tests {
         assert!(root.join("a/b/f").exists());
         let e = w.create_dirs("a/b/f/g", me).unwrap_err().to_string();
         assert!(e.contains(&root.join("a/b/f").display().to_string()), "{e}");
+    }
+
+    /// What the writer learnt stays true for its own changes (a directory it made, a file it
+    /// renamed over a link is a file now), and a link put in place by someone else is followed
+    /// once the writer is told (`forget`), as `system::symlink` does.
+    #[test]
+    fn the_writer_memo_follows_its_own_changes_and_forgets_others() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = Meta {
+            mode: 0o644,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let mut w = Writer::new(root);
+        w.write_atomic("etc/lt", b"file", m, m).unwrap();
+        assert_eq!(fs::read(root.join("etc/lt")).unwrap(), b"file");
+        // Replaced by a link outside the writer, which is told.
+        fs::create_dir_all(root.join("usr/zone")).unwrap();
+        fs::remove_file(root.join("etc/lt")).unwrap();
+        symlink("/usr/zone/UTC", root.join("etc/lt")).unwrap();
+        w.forget(&root.join("etc/lt"));
+        w.write_atomic("etc/lt", b"through", m, m).unwrap();
+        assert_eq!(fs::read(root.join("usr/zone/UTC")).unwrap(), b"through");
+        assert!(fs::symlink_metadata(root.join("etc/lt"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A directory the writer made is used at once; a file it removed is missing.
+        w.write_atomic("a/b/c", b"1", m, m).unwrap();
+        w.write_atomic("a/b/d", b"2", m, m).unwrap();
+        w.remove_file("a/b/c").unwrap();
+        assert!(!root.join("a/b/c").exists());
+        w.write_atomic("a/b/c", b"3", m, m).unwrap();
+        assert_eq!(fs::read(root.join("a/b/c")).unwrap(), b"3");
+        // A new file gets its mode at creation (primer's own ids): nothing else to set.
+        let mode = fs::metadata(root.join("a/b/d"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
             fault::point(&plan.steps[i].id);
         }
     }
+    // Tools and scripts may have changed anything under the root: the writer looks again.
+    writer.forget_all();
     if let Some(i) = record_step {
         let failed: Vec<&str> = plan
             .steps

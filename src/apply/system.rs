@@ -28,6 +28,8 @@ pub fn symlink(w: &mut Writer, rel: &str, target: &str) -> io::Result<()> {
     let _ = fs::remove_file(&tmp);
     crate::platform::symlink(target, &tmp).map_err(|e| at(&tmp, e))?;
     let dest = dir.join(name);
+    // A link now stands where the writer may have seen a file or nothing.
+    w.forget(&dest);
     if let Err(e) = fs::rename(&tmp, &dest) {
         let _ = fs::remove_file(&tmp);
         return Err(at(&dest, e));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::FileFact;
 use crate::net::render::{owned, HEADER};
 use crate::net::Backend;
-use crate::paths::resolve_in_root;
+use crate::paths::{Found, Resolver};
 
 /// What network planning knows about the target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,15 +58,27 @@ pub fn read_net_facts(
     live: bool,
     wait: Duration,
 ) -> (NetFacts, BTreeMap<String, FileFact>) {
+    read_net_facts_in(&Resolver::new(root), wanted_macs, live, wait)
+}
+
+/// `read_net_facts` through the host facts' resolver (its memo shared with the other facts).
+pub(crate) fn read_net_facts_in(
+    root: &Resolver,
+    wanted_macs: &[String],
+    live: bool,
+    wait: Duration,
+) -> (NetFacts, BTreeMap<String, FileFact>) {
     let mut facts = NetFacts {
-        interfaces: read_interfaces(root),
+        interfaces: interfaces_in(root),
         ..Default::default()
     };
     let wants = |svc: &str| enabled(root, svc);
-    let exists = |p: &str| {
-        resolve_in_root(root, p)
-            .ok()
-            .is_some_and(|h| fs::symlink_metadata(h).is_ok())
+    // Resolution already looked at the last component: a second lookup only for a symlink
+    // (which `Found::Unknown` stands for) or a failed lookup.
+    let exists = |p: &str| match root.resolve_found(p) {
+        Ok((_, Found::Dir | Found::Other)) => true,
+        Ok((h, Found::Unknown)) => fs::symlink_metadata(h).is_ok(),
+        Ok((_, Found::Missing)) | Err(_) => false,
     };
     facts.nm_enabled = wants("NetworkManager.service");
     facts.detected = if exists("usr/sbin/netplan") || exists("sbin/netplan") {
@@ -128,12 +140,16 @@ pub fn read_net_facts(
                 ))
             });
             std::thread::sleep(Duration::from_millis(50));
-            facts.interfaces = read_interfaces(root);
+            // sysfs and udev's database change while NICs appear and are renamed: what the
+            // memo learnt of them (an interface missing) must not outlive the round.
+            root.forget_all();
+            facts.interfaces = interfaces_in(root);
         }
     }
-    facts.drivers = read_drivers(root, &facts.interfaces);
+    facts.drivers = drivers_in(root, &facts.interfaces);
     facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
-    facts.resolv_conf_symlink = resolve_in_root(root, "etc")
+    facts.resolv_conf_symlink = root
+        .resolve("etc")
         .ok()
         .and_then(|etc| fs::symlink_metadata(etc.join("resolv.conf")).ok())
         .is_some_and(|m| m.file_type().is_symlink());
@@ -143,7 +159,7 @@ pub fn read_net_facts(
         let o = owned(b);
         let mut mine = Vec::new();
         let mut candidates: Vec<String> = o.extra.iter().map(|s| s.to_string()).collect();
-        if let Ok(dir) = resolve_in_root(root, o.dir) {
+        if let Ok(dir) = root.resolve(o.dir) {
             if let Ok(rd) = fs::read_dir(dir) {
                 for e in rd.flatten().take(10_000) {
                     let n = e.file_name().to_string_lossy().into_owned();
@@ -173,8 +189,12 @@ pub fn read_net_facts(
 /// Interfaces under `<root>/sys/class/net`: lower-case MAC -> name (loopback and interfaces
 /// without an Ethernet address are left out; a MAC seen twice keeps the first name in order).
 pub fn read_interfaces(root: &Path) -> BTreeMap<String, String> {
+    interfaces_in(&Resolver::new(root))
+}
+
+fn interfaces_in(root: &Resolver) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(dir) = resolve_in_root(root, "sys/class/net") else {
+    let Ok(dir) = root.resolve("sys/class/net") else {
         return out;
     };
     let Ok(rd) = fs::read_dir(&dir) else {
@@ -224,8 +244,12 @@ pub fn read_drivers(
     root: &Path,
     interfaces: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
+    drivers_in(&Resolver::new(root), interfaces)
+}
+
+fn drivers_in(root: &Resolver, interfaces: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(dir) = resolve_in_root(root, "sys/class/net") else {
+    let Ok(dir) = root.resolve("sys/class/net") else {
         return out;
     };
     for name in interfaces.values() {
@@ -245,8 +269,8 @@ pub fn read_drivers(
 /// On a live system with udevd running, an interface name is final once udev has written its
 /// database entry and, unless predictable names are switched off, the kernel's `ethN` name
 /// (`name_assign_type` 1, "enumerated") has been replaced.
-fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String]) -> bool {
-    let Ok(run) = resolve_in_root(root, "run/udev") else {
+fn udev_settled(root: &Resolver, ifaces: &BTreeMap<String, String>, wanted: &[String]) -> bool {
+    let Ok(run) = root.resolve("run/udev") else {
         return true;
     };
     if !run.join("control").exists() {
@@ -258,7 +282,7 @@ fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String
             return true;
         };
         let attr = |a: &str| {
-            resolve_in_root(root, &format!("sys/class/net/{name}/{a}"))
+            root.resolve(&format!("sys/class/net/{name}/{a}"))
                 .ok()
                 .and_then(|p| fs::read_to_string(p).ok())
                 .map(|s| s.trim().to_string())
@@ -277,14 +301,15 @@ fn udev_settled(root: &Path, ifaces: &BTreeMap<String, String>, wanted: &[String
 
 /// Predictable interface names are switched off (`net.ifnames=0`, or the default `.link` or
 /// the udev rule masked): udev keeps the kernel's `ethN` names.
-fn kernel_names_kept(root: &Path) -> bool {
-    let cmdline = resolve_in_root(root, "proc/cmdline")
+fn kernel_names_kept(root: &Resolver) -> bool {
+    let cmdline = root
+        .resolve("proc/cmdline")
         .ok()
         .and_then(|p| fs::read_to_string(p).ok())
         .unwrap_or_default();
     // The link itself is read, not followed: resolve its directory only.
     let masked = |dir: &str, file: &str| {
-        resolve_in_root(root, dir)
+        root.resolve(dir)
             .ok()
             .and_then(|h| fs::read_link(h.join(file)).ok())
             .is_some_and(|t| t == Path::new("/dev/null"))
@@ -296,8 +321,8 @@ fn kernel_names_kept(root: &Path) -> bool {
 
 /// Whether a unit is enabled: a link named `unit` in some `*.wants` directory under
 /// `etc/systemd/system`, and the unit not masked (linked to /dev/null).
-fn enabled(root: &Path, unit: &str) -> bool {
-    let Ok(dir) = resolve_in_root(root, "etc/systemd/system") else {
+fn enabled(root: &Resolver, unit: &str) -> bool {
+    let Ok(dir) = root.resolve("etc/systemd/system") else {
         return false;
     };
     if fs::read_link(dir.join(unit)).is_ok_and(|t| t == Path::new("/dev/null")) {
@@ -312,7 +337,7 @@ fn enabled(root: &Path, unit: &str) -> bool {
     })
 }
 
-fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
+fn read_file(root: &Resolver, rel: &str) -> Option<FileFact> {
     super::read_file_capped(root, rel, MAX_FILE)
 }
 
@@ -368,20 +393,36 @@ mod tests {
         let mac = "52:54:00:aa:00:01".to_string();
         let ifaces: BTreeMap<String, String> = [(mac.clone(), "eth0".to_string())].into();
         // eth0 was read, then renamed: it is gone from sysfs.
-        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(!udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
         // Present with the kernel's enumerated name: not final yet.
         let dev = r.join("sys/class/net/eth0");
         fs::create_dir_all(&dev).unwrap();
         fs::write(dev.join("ifindex"), "2\n").unwrap();
         fs::write(dev.join("name_assign_type"), "1\n").unwrap();
         fs::write(r.join("run/udev/data/n2"), "").unwrap();
-        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(!udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
         // Renamed by udev (name_assign_type 4) and in udev's database: final.
         fs::write(dev.join("name_assign_type"), "4\n").unwrap();
-        assert!(udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
         // Not yet in udev's database: not final.
         fs::remove_file(r.join("run/udev/data/n2")).unwrap();
-        assert!(!udev_settled(r, &ifaces, std::slice::from_ref(&mac)));
+        assert!(!udev_settled(
+            &Resolver::new(r),
+            &ifaces,
+            std::slice::from_ref(&mac)
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::{net, parse_passwd, FileFact, HostFacts, Meta, StateKey, Wanted};
-use crate::paths::resolve_in_root;
+use crate::paths::{Found, Resolver};
 use crate::state::{self, Record};
 
 /// Largest host file read for comparison; larger ones are treated as different (rewritten).
@@ -21,6 +21,9 @@ const MAX_COPY_DEPTH: usize = 32;
 /// Reads the host facts the planner asked for (`wanted`) under `root`; `live`: the root is the
 /// running system.
 pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
+    // One resolver for the whole read-only pass: each directory on the way (`etc`, the state
+    // tree) is looked up once, and a missing one (`usr` of a bare image) once, not per file.
+    let root = &Resolver::new(root);
     let mut facts = HostFacts {
         live,
         os: super::TargetOs::HOST,
@@ -54,16 +57,19 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
         }
         read_file_fact(root, &format!("{ssh_dir}/authorized_keys"), &mut facts);
     }
-    let (net, net_files) = net::read_net_facts(root, &wanted.macs, live, wanted.net_wait);
+    let (net, net_files) = net::read_net_facts_in(root, &wanted.macs, live, wanted.net_wait);
     facts.files.extend(net_files);
     facts.network = net;
     for rel in &wanted.files {
         read_file_fact(root, rel, &mut facts);
     }
     for rel in &wanted.present {
-        let is_file = resolve_in_root(root, rel)
+        // A missing file (or a missing directory above it) is known without a lookup.
+        let is_file = root
+            .resolve_found(rel)
             .ok()
-            .and_then(|p| fs::metadata(p).ok())
+            .filter(|(_, found)| !matches!(found, Found::Missing | Found::Dir))
+            .and_then(|(p, _)| fs::metadata(p).ok())
             .is_some_and(|m| m.is_file());
         if is_file {
             facts.present.insert(rel.clone());
@@ -89,7 +95,8 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
             }
             if let Some((m, true)) = read_meta(root, &rel) {
                 facts.dirs.insert(rel.clone(), m);
-                let entries: Vec<String> = resolve_in_root(root, &rel)
+                let entries: Vec<String> = root
+                    .resolve(&rel)
                     .ok()
                     .and_then(|p| fs::read_dir(p).ok())
                     .map(|rd| {
@@ -150,7 +157,7 @@ pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
 /// primer's per-machine key (`/var/lib/primer/secret`, 32 bytes), for keyed digests of secrets.
 /// Missing or not 32 bytes: fresh random bytes, which the plan writes there when it uses them.
 /// Reading it here keeps planning pure.
-fn read_state_key(root: &Path) -> StateKey {
+fn read_state_key(root: &Resolver) -> StateKey {
     let mut key = StateKey::default();
     if let Some(f) = read_file_capped(root, state::KEY_PATH, 64) {
         if let Ok(k) = <[u8; 32]>::try_from(f.content.as_slice()) {
@@ -171,7 +178,7 @@ const MAX_SKEL_FILES: usize = 200;
 const MAX_SKEL_DEPTH: usize = 4;
 
 /// Regular files under /etc/skel (path below it), for new homes. Bounded; symlinks skipped.
-fn read_skel(root: &Path, skel: &str) -> Vec<(String, FileFact)> {
+fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
     let mut out = Vec::new();
     let mut stack = vec![(String::new(), 0usize)];
     while let Some((sub, depth)) = stack.pop() {
@@ -180,7 +187,7 @@ fn read_skel(root: &Path, skel: &str) -> Vec<(String, FileFact)> {
         } else {
             format!("{skel}/{sub}")
         };
-        let Ok(dir) = resolve_in_root(root, &rel) else {
+        let Ok(dir) = root.resolve(&rel) else {
             continue;
         };
         let Ok(rd) = fs::read_dir(dir) else { continue };
@@ -207,8 +214,11 @@ fn read_skel(root: &Path, skel: &str) -> Vec<(String, FileFact)> {
     out
 }
 
-fn read_meta(root: &Path, rel: &str) -> Option<(Meta, bool)> {
-    let host = resolve_in_root(root, rel).ok()?;
+fn read_meta(root: &Resolver, rel: &str) -> Option<(Meta, bool)> {
+    let (host, found) = root.resolve_found(rel).ok()?;
+    if found == Found::Missing {
+        return None;
+    }
     let m = fs::metadata(&host).ok()?;
     Some((meta_of(&host, &m), m.is_dir()))
 }
@@ -221,14 +231,18 @@ pub fn meta_of(path: &Path, m: &fs::Metadata) -> Meta {
     os::meta_of(path, m)
 }
 
-fn read_file(root: &Path, rel: &str) -> Option<FileFact> {
+fn read_file(root: &Resolver, rel: &str) -> Option<FileFact> {
     read_file_capped(root, rel, MAX_FACT_FILE)
 }
 
 /// Reads a regular file under the root (resolved inside it) with its mode and owner, at most
 /// `max` bytes; `None` when it is missing, unreadable or not a regular file.
-pub(crate) fn read_file_capped(root: &Path, rel: &str, max: u64) -> Option<FileFact> {
-    let host = resolve_in_root(root, rel).ok()?;
+pub(crate) fn read_file_capped(root: &Resolver, rel: &str, max: u64) -> Option<FileFact> {
+    let (host, found) = root.resolve_found(rel).ok()?;
+    // Resolution saw it missing (or a directory): no failing `open` to learn it again.
+    if matches!(found, Found::Missing | Found::Dir) {
+        return None;
+    }
     let f = fs::File::open(&host).ok()?;
     let m = f.metadata().ok()?;
     if !m.is_file() {
@@ -242,16 +256,16 @@ pub(crate) fn read_file_capped(root: &Path, rel: &str, max: u64) -> Option<FileF
     })
 }
 
-fn read_file_fact(root: &Path, rel: &str, facts: &mut HostFacts) {
+fn read_file_fact(root: &Resolver, rel: &str, facts: &mut HostFacts) {
     if let Some(f) = read_file(root, rel) {
         facts.files.insert(rel.to_string(), f);
     }
 }
 
 /// Every regular file below `rel_dir` (relative to the root), bounded, not following symlinks.
-fn walk_files(root: &Path, rel_dir: &str) -> BTreeSet<String> {
+fn walk_files(root: &Resolver, rel_dir: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Ok(start) = resolve_in_root(root, rel_dir) else {
+    let Ok(start) = root.resolve(rel_dir) else {
         return out;
     };
     let mut stack = vec![(start, rel_dir.to_string(), 0usize)];

@@ -74,3 +74,47 @@ pub fn open_lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> 
     )
     .open(path)
 }
+
+/// What the writer still sets on a file or directory it just created for a wanted mode and
+/// owner (`create_staged_file`, `create_staged_dir`): the kernel gives the mode in `open` and
+/// `mkdir`, and primer's own ids, unless told otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fix {
+    pub chown: bool,
+    pub chmod: bool,
+}
+
+/// Windows: created private (a protected DACL from the first instant), then given `meta`'s
+/// ACL model by `finish_staged_file`.
+#[cfg(windows)]
+pub fn create_staged_file(
+    path: &std::path::Path,
+    _meta: crate::facts::Meta,
+    _parent_setgid: bool,
+) -> std::io::Result<(std::fs::File, Fix)> {
+    let fix = Fix {
+        chown: true,
+        chmod: true,
+    };
+    Ok((create_private_file(path)?, fix))
+}
+
+#[cfg(windows)]
+pub fn finish_staged_file(
+    f: &std::fs::File,
+    meta: crate::facts::Meta,
+    _fix: Fix,
+) -> std::io::Result<()> {
+    set_owner_mode_file(f, meta)
+}
+
+/// Windows: a private directory, then `meta`'s ACL model.
+#[cfg(windows)]
+pub fn create_staged_dir(
+    path: &std::path::Path,
+    meta: crate::facts::Meta,
+    _parent_setgid: bool,
+) -> std::io::Result<()> {
+    private_dir(&mut std::fs::DirBuilder::new()).create(path)?;
+    set_owner_mode(path, meta)
+}

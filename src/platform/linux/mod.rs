@@ -3,6 +3,7 @@
 //! does one system-level thing and decides nothing: when to call it is the agent's or the
 //! writer's choice.
 
+mod at;
 pub mod sysfs;
 
 use std::fs::{self, File};
@@ -14,6 +15,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 pub use crate::probe::Probe;
+pub use at::{create_staged_dir, create_staged_file, finish_staged_file};
 pub use sysfs::ProbeRoots;
 
 use crate::facts::Meta;

@@ -1,0 +1,143 @@
+//! Creating the writer's staged files and directories with their final mode and owner in the
+//! creating call itself where the kernel gives them (primer's own ids, no setgid parent, a mode
+//! the umask keeps), so a first boot makes no `fchown`/`fchmod`/`lchown`/`chmod` per file; the
+//! explicit calls remain for everything else. Creates only what the writer asks for, at the
+//! path it names; never resolves paths and never changes an existing entry.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use super::{set_owner_mode, set_owner_mode_file};
+use crate::facts::Meta;
+use crate::platform::Fix;
+
+/// The process's effective ids and umask, asked of the kernel once.
+struct Ids {
+    uid: u32,
+    gid: u32,
+    umask: u32,
+}
+
+fn ids() -> &'static Ids {
+    static IDS: OnceLock<Ids> = OnceLock::new();
+    IDS.get_or_init(|| {
+        use nix::sys::stat::{umask, Mode};
+        // umask(2) has no read-only form: set a strict value and put the old one back at once.
+        // Read on the writer's first use, before it creates anything; no other thread of
+        // primer creates files.
+        let old = umask(Mode::from_bits_truncate(0o077));
+        umask(old);
+        Ids {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            umask: old.bits(),
+        }
+    })
+}
+
+/// What is still to be set on a new entry created for `meta` in a directory (`parent_setgid`:
+/// new entries there take its group): the owner when it is not primer's own (or the group may
+/// be the parent's), the mode when it holds more than permission bits (setuid, setgid, sticky:
+/// `open` and `mkdir` do not reliably carry them, and a `chown` clears them) or bits the umask
+/// takes away.
+fn fix_for(meta: Meta, parent_setgid: bool) -> Fix {
+    let ids = ids();
+    let chown = parent_setgid || meta.uid != ids.uid || meta.gid != ids.gid;
+    let chmod = chown || meta.mode & !0o777 != 0 || meta.mode & ids.umask != 0;
+    Fix { chown, chmod }
+}
+
+/// Creates the new file `path` (it must not exist) for writing: with `meta`'s mode in `open`
+/// when nothing else is to be set, else private (0600) until `finish_staged_file`.
+pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::Result<(File, Fix)> {
+    let fix = fix_for(meta, parent_setgid);
+    let mode = if fix.chmod { 0o600 } else { meta.mode & 0o777 };
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    Ok((f, fix))
+}
+
+/// Sets on a staged file what `create_staged_file` could not: owner first (a `chown` clears
+/// setuid and setgid), then the mode.
+pub fn finish_staged_file(f: &File, meta: Meta, fix: Fix) -> io::Result<()> {
+    if fix.chown {
+        set_owner_mode_file(f, meta)
+    } else if fix.chmod {
+        f.set_permissions(fs::Permissions::from_mode(meta.mode))
+    } else {
+        Ok(())
+    }
+}
+
+/// Creates the new directory `path` with `meta`: its mode in `mkdir` when nothing else is to
+/// be set, else private (0700), then owner and mode.
+pub fn create_staged_dir(path: &Path, meta: Meta, parent_setgid: bool) -> io::Result<()> {
+    let fix = fix_for(meta, parent_setgid);
+    let mode = if fix.chmod { 0o700 } else { meta.mode & 0o777 };
+    fs::DirBuilder::new().mode(mode).create(path)?;
+    if fix.chown {
+        set_owner_mode(path, meta)
+    } else if fix.chmod {
+        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn me(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
+    /// Whatever is left to set, the result is exactly the wanted mode and owner.
+    #[test]
+    fn staged_entries_get_exactly_their_meta() {
+        let t = tempfile::tempdir().unwrap();
+        let umask = ids().umask;
+        for (i, mode) in [0o644, 0o600, 0o755, 0o4755, 0o1777, 0o666, 0o640]
+            .into_iter()
+            .enumerate()
+        {
+            let m = me(mode);
+            let fix = fix_for(m, false);
+            assert!(!fix.chown);
+            assert_eq!(
+                fix.chmod,
+                mode & !0o777 != 0 || mode & umask != 0,
+                "{mode:o}"
+            );
+            let p = t.path().join(format!("f{i}"));
+            let (f, fix) = create_staged_file(&p, m, false).unwrap();
+            finish_staged_file(&f, m, fix).unwrap();
+            let md = fs::metadata(&p).unwrap();
+            assert_eq!(md.mode() & 0o7777, mode, "file {mode:o}");
+            assert_eq!((md.uid(), md.gid()), (m.uid, m.gid));
+            let d = t.path().join(format!("d{i}"));
+            create_staged_dir(&d, m, false).unwrap();
+            assert_eq!(
+                fs::metadata(&d).unwrap().mode() & 0o7777,
+                mode,
+                "dir {mode:o}"
+            );
+            // Under a setgid parent the owner is always set explicitly.
+            assert!(fix_for(m, true).chown && fix_for(m, true).chmod);
+        }
+        // An existing entry is never reused.
+        assert!(create_staged_file(&t.path().join("f0"), me(0o644), false).is_err());
+        assert!(create_staged_dir(&t.path().join("d0"), me(0o755), false).is_err());
+    }
+}
