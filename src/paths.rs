@@ -41,7 +41,9 @@ pub(crate) enum Found {
 /// link that appears or changes is always seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A real directory; `setgid`: new entries in it take its group, not the creator's;
+    /// A real directory; `setgid`: new entries in it may not get primer's own group without a
+    /// `chown` — the directory is setgid, or its group is not primer's (a filesystem mounted
+    /// with `grpid`/`bsdgroups` gives new entries their directory's group, setgid or not);
     /// `fresh`: the memo's owner made it (empty) in this run and put every entry it holds,
     /// so a name it does not know there is missing without a lookup (see `forget`).
     Dir { setgid: bool, fresh: bool },
@@ -247,10 +249,13 @@ impl Resolver {
     }
 }
 
+/// See `Kind::Dir::setgid`: setgid, or a group other than primer's effective one.
 #[cfg(unix)]
 fn setgid(m: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    m.mode() & 0o2000 != 0
+    static EGID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let egid = *EGID.get_or_init(|| nix::unistd::getegid().as_raw());
+    m.mode() & 0o2000 != 0 || m.gid() != egid
 }
 
 #[cfg(not(unix))]

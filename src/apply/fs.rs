@@ -116,8 +116,9 @@ impl Writer {
                 rename_noreplace(&tmp, dir)
             });
         // Its mode is exactly `meta.mode`: under a setgid parent (which it would inherit the
-        // bit from) `create_staged_dir` always sets the mode.
-        let setgid = meta.mode & 0o2000 != 0;
+        // bit from) `create_staged_dir` always sets the mode. Its group is `meta.gid`: one
+        // other than primer's own hands itself down on a `grpid` mount (`Kind::Dir::setgid`).
+        let setgid = meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(meta.gid);
         match r {
             Ok(()) => {
                 // Empty and made by this writer: its entries are the ones the writer adds.

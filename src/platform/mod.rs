@@ -108,6 +108,12 @@ pub fn finish_staged_file(
     set_owner_mode_file(f, meta)
 }
 
+/// Windows has no group handed down by a directory: always true.
+#[cfg(windows)]
+pub fn is_own_group(_gid: u32) -> bool {
+    true
+}
+
 /// Windows: a private directory, then `meta`'s ACL model.
 #[cfg(windows)]
 pub fn create_staged_dir(

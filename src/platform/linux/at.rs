@@ -38,6 +38,12 @@ fn ids() -> &'static Ids {
     })
 }
 
+/// Whether `gid` is primer's effective group (a directory with another group hands it to new
+/// entries on a `grpid` mount).
+pub fn is_own_group(gid: u32) -> bool {
+    gid == ids().gid
+}
+
 /// What is still to be set on a new entry created for `meta` in a directory (`parent_setgid`:
 /// new entries there take its group): the owner when it is not primer's own (or the group may
 /// be the parent's), the mode when it holds more than permission bits (setuid, setgid, sticky:
