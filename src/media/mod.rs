@@ -13,6 +13,7 @@ pub mod mount;
 pub mod mount;
 pub mod packed;
 pub mod part;
+pub mod pread;
 
 use std::collections::BTreeMap;
 
