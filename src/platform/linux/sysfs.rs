@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
+use std::io::Seek as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -292,15 +293,135 @@ fn open_for_probe(path: &str) -> std::io::Result<PosFile> {
     Ok(PosFile::new(f))
 }
 
+/// Bytes of a whole device read at once when it is opened for the probe: the first 4 KiB and
+/// the ISO9660 volume descriptor at 32 KiB, rounded to whole 4 KiB blocks (any logical block
+/// size divides it, as direct I/O requires).
+const PROBE_HEAD: usize = 36 * 1024;
+
+/// A whole device as the probe reads it: its first [`PROBE_HEAD`] bytes, read once with direct
+/// I/O (`O_DIRECT`: straight into this buffer, no page cache to fill and, at the last close,
+/// to drop, no copy), and for anything further (a candidate's root directory) the node opened
+/// again for ordinary reads (`open_for_probe`). The head alone decides for every device that
+/// is not an ISO9660 or FAT volume.
+struct ProbeReader<'a> {
+    path: &'a str,
+    head: Vec<u8>,
+    /// Where `head` starts in the allocation (aligned for direct I/O) and how much was read.
+    at: usize,
+    len: usize,
+    pos: u64,
+    rest: Option<PosFile>,
+}
+
+impl<'a> ProbeReader<'a> {
+    /// `None` when direct I/O is refused (a filesystem without it, an unaligned device): the
+    /// caller then reads the ordinary way.
+    fn open(path: &'a str) -> Option<std::io::Result<ProbeReader<'a>>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut head = vec![0u8; PROBE_HEAD + 4096];
+        let at = head.as_ptr().align_offset(4096);
+        let buf = head.get_mut(at..at + PROBE_HEAD)?;
+        let mut len = 0;
+        while len < PROBE_HEAD {
+            // A short read is the end of the device; direct reads continue at aligned offsets.
+            match std::os::unix::fs::FileExt::read_at(&f, &mut buf[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) if n % 512 == 0 => len += n,
+                Ok(n) => {
+                    len += n;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(ProbeReader {
+            path,
+            head,
+            at,
+            len,
+            pos: 0,
+            rest: None,
+        }))
+    }
+}
+
+impl std::io::Read for ProbeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(off) = usize::try_from(self.pos).ok().filter(|&p| p < self.len) {
+            let n = buf.len().min(self.len - off);
+            buf[..n].copy_from_slice(&self.head[self.at + off..self.at + off + n]);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        if self.len < PROBE_HEAD {
+            // The device ended inside the head.
+            return Ok(0);
+        }
+        let rest = match &mut self.rest {
+            Some(r) => r,
+            None => self.rest.insert(open_for_probe(self.path)?),
+        };
+        rest.seek(std::io::SeekFrom::Start(self.pos))?;
+        let n = rest.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ProbeReader<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let new = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => {
+                let end = if self.len < PROBE_HEAD {
+                    self.len as u64
+                } else {
+                    let rest = match &mut self.rest {
+                        Some(r) => r,
+                        None => self.rest.insert(open_for_probe(self.path)?),
+                    };
+                    rest.seek(SeekFrom::End(0))?
+                };
+                end.checked_add_signed(d)
+            }
+        };
+        self.pos = new.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
 /// Reads a device's (or a table-only partition's) signature. `None`: cannot be opened, or
 /// nothing there; logged at debug level.
 pub fn read_device_signature(dev: &BlockDevice) -> Found {
+    let skipped = |e: std::io::Error| {
+        tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
+        Found::Nothing
+    };
+    if dev.byte_range().is_none() {
+        match ProbeReader::open(&dev.path) {
+            Some(Ok(mut r)) => return read_signature(&mut r, &dev.path),
+            Some(Err(e)) => return skipped(e),
+            None => {}
+        }
+    }
     let mut f = match open_for_probe(&dev.path) {
         Ok(f) => f,
-        Err(e) => {
-            tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
-            return Found::Nothing;
-        }
+        Err(e) => return skipped(e),
     };
     match dev.byte_range() {
         Some((start, len)) => read_signature(&mut OffsetReader::new(f, start, len), &dev.display()),
