@@ -764,6 +764,41 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_reader_serves_the_head_and_reads_on_past_it() {
+        use std::io::{Read, Seek, SeekFrom};
+        let t = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let long = t.path().join("long");
+        fs::write(&long, &data).unwrap();
+        let short = t.path().join("short");
+        fs::write(&short, &data[..1000]).unwrap();
+        let (long, short) = (long.display().to_string(), short.display().to_string());
+        // A filesystem without direct I/O gives `None`: the probe then reads the ordinary way.
+        let Some(r) = ProbeReader::open(&long) else {
+            return;
+        };
+        let mut r = r.unwrap();
+        assert_eq!(r.len, PROBE_HEAD);
+        let mut b = vec![0u8; 8192];
+        // Across the end of the head: served in two reads, the second from the device.
+        r.seek(SeekFrom::Start(PROBE_HEAD as u64 - 100)).unwrap();
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(b, data[PROBE_HEAD - 100..PROBE_HEAD - 100 + 8192]);
+        assert_eq!(r.seek(SeekFrom::End(-10)).unwrap(), 49_990);
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, data[49_990..]);
+        let mut r = ProbeReader::open(&short).unwrap().unwrap();
+        assert_eq!(r.len, 1000);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data[..1000]);
+        assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 1000);
+        assert!(r.rest.is_none(), "a device shorter than the head is read once");
+        assert!(ProbeReader::open("/nonexistent/dev/x").unwrap().is_err());
+    }
+
+    #[test]
     fn partition_names() {
         assert_eq!(partition_name("vda", 2), "vda2");
         assert_eq!(partition_name("loop3", 2), "loop3p2");
