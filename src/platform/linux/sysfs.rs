@@ -794,7 +794,10 @@ mod tests {
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all, data[..1000]);
         assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 1000);
-        assert!(r.rest.is_none(), "a device shorter than the head is read once");
+        assert!(
+            r.rest.is_none(),
+            "a device shorter than the head is read once"
+        );
         assert!(ProbeReader::open("/nonexistent/dev/x").unwrap().is_err());
     }
 
