@@ -27,6 +27,10 @@ const SECTOR: usize = 2048;
 const DESCRIPTOR_START: u64 = 16;
 /// Descriptors read before giving up on finding the set terminator.
 const MAX_DESCRIPTORS: u64 = 64;
+/// Sectors of a directory read at once (64 KiB).
+const DIR_WINDOW: u64 = 32;
+/// Descriptors read at once: the primary, a Joliet one and the terminator fit, with room.
+const DESCRIPTOR_WINDOW: u64 = 8;
 /// Continuation areas followed for one record (Linux isofs follows at most 32).
 const MAX_CE_PER_RECORD: usize = 32;
 /// Longest Rock Ridge name assembled; longer names are reported as unsafe, not used.
@@ -49,6 +53,20 @@ pub fn read_iso9660_label<R: Read + Seek>(reader: &mut R) -> io::Result<Option<S
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Where the primary volume descriptor ends: a read of the first `PVD_END` bytes of a device
+/// answers both "FAT boot sector?" and "ISO9660?".
+pub const PVD_END: usize = (DESCRIPTOR_START as usize + 1) * SECTOR;
+
+/// Whether `first`, the first bytes of a device (at least [`PVD_END`] of them for a yes), holds
+/// an ISO9660 primary volume descriptor at 32 KiB: what [`read_iso9660_label`] reads, without
+/// a read of its own.
+pub fn is_primary_at_32k(first: &[u8]) -> bool {
+    first
+        .get(DESCRIPTOR_START as usize * SECTOR..PVD_END)
+        .and_then(primary_label)
+        .is_some()
 }
 
 /// Whether `sector` is a volume descriptor of `kind` (`CD001`, version 1).
@@ -533,24 +551,38 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
 
     /// Reads every record of one directory.
     fn read_dir(&mut self, dir: DirJob, stack: &mut Vec<DirJob>) -> Result<(), MediaError> {
-        let mut sector = [0u8; SECTOR];
-        let mut loaded: Option<u64> = None;
+        // The directory is read in windows of up to DIR_WINDOW sectors (one read for any
+        // ordinary directory), not a read per sector; `window` holds sectors from `first` on.
+        let mut window: Vec<u8> = Vec::new();
+        let mut first: Option<u64> = None;
         let mut pos = 0u64;
         let mut pending: Option<Pending> = None;
         while pos < dir.size {
             let index = pos / SECTOR as u64;
             let within = (pos % SECTOR as u64) as usize;
             let avail = (dir.size - index * SECTOR as u64).min(SECTOR as u64) as usize;
-            if loaded != Some(index) {
-                let buf = sector.get_mut(..avail).unwrap_or_default();
-                self.read_at(
-                    dir.start + index * SECTOR as u64,
-                    buf,
-                    &dir.path,
-                    "directory",
-                )?;
-                loaded = Some(index);
-            }
+            let held = first.and_then(|f| {
+                let at = usize::try_from(index.checked_sub(f)?).ok()? * SECTOR;
+                (at + avail <= window.len()).then_some(at)
+            });
+            let at = match held {
+                Some(at) => at,
+                None => {
+                    let start = dir.start + index * SECTOR as u64;
+                    let rest = dir.size - index * SECTOR as u64;
+                    let mut want = rest.min(DIR_WINDOW * SECTOR as u64);
+                    // Past the device's end, read only the sector needed now: a truncated
+                    // image fails at the sector it lacks, with that sector's offset.
+                    if start.saturating_add(want) > self.len {
+                        want = avail as u64;
+                    }
+                    window.resize(want as usize, 0);
+                    self.read_at(start, &mut window, &dir.path, "directory")?;
+                    first = Some(index);
+                    0
+                }
+            };
+            let sector = window.get(at..at + avail).unwrap_or_default();
             let len = usize::from(sector.get(within).copied().unwrap_or(0));
             if len == 0 {
                 if within == 0 {
@@ -793,6 +825,19 @@ pub fn read_iso9660<R: Read + Seek>(
     let mut primary: Option<Record> = None;
     let mut joliet: Option<Record> = None;
     let mut sector = [0u8; SECTOR];
+    // The usual set (primary, Joliet, terminator) in one read; descriptors past the window,
+    // on an unusual volume, one read each.
+    let held = (len.saturating_sub(DESCRIPTOR_START * SECTOR as u64) / SECTOR as u64)
+        .min(DESCRIPTOR_WINDOW);
+    let mut window = vec![0u8; held as usize * SECTOR];
+    if held > 0 {
+        r.read_at(
+            DESCRIPTOR_START * SECTOR as u64,
+            &mut window,
+            "",
+            "volume descriptor",
+        )?;
+    }
     for index in 0..MAX_DESCRIPTORS {
         let offset = (DESCRIPTOR_START + index) * SECTOR as u64;
         if offset + SECTOR as u64 > len {
@@ -803,7 +848,10 @@ pub fn read_iso9660<R: Read + Seek>(
             }
             break;
         }
-        r.read_at(offset, &mut sector, "", "volume descriptor")?;
+        match window.get(index as usize * SECTOR..(index as usize + 1) * SECTOR) {
+            Some(w) => sector.copy_from_slice(w),
+            None => r.read_at(offset, &mut sector, "", "volume descriptor")?,
+        }
         if sector.get(1..6) != Some(b"CD001") {
             if index == 0 {
                 return Err(MediaError::NotIso9660 {

@@ -13,6 +13,7 @@ pub mod mount;
 pub mod mount;
 pub mod packed;
 pub mod part;
+pub mod pread;
 
 use std::collections::BTreeMap;
 
@@ -338,20 +339,22 @@ pub fn read_fs<R: Read + Seek>(
         device: device.to_string(),
         source: e,
     };
-    let mut head = [0u8; 512];
-    reader.seek(SeekFrom::Start(0)).map_err(io)?;
-    let n = read_up_to(&mut reader, &mut head).map_err(io)?;
-    let is_iso = iso9660::read_iso9660_label(&mut reader)
-        .map_err(io)?
-        .is_some();
+    // One read for both questions: the boot sector (first 512 bytes) and the ISO9660 primary
+    // volume descriptor (2 KiB at 32 KiB). Each read of a device is a request to its driver.
+    let mut first = vec![0u8; iso9660::PVD_END];
+    let got = read_at(&mut reader, 0, &mut first).map_err(io)?;
+    first.truncate(got);
+    let n = got.min(512);
+    let head = &first[..n];
+    let is_iso = iso9660::is_primary_at_32k(&first);
     reader.seek(SeekFrom::Start(0)).map_err(io)?;
     if is_iso {
         iso9660::read_iso9660(reader, device, limits)
-    } else if n == 512 && (fat::is_fat_boot_sector(&head) || fat::looks_like_fat(&head)) {
+    } else if n == 512 && (fat::is_fat_boot_sector(head) || fat::looks_like_fat(head)) {
         // A damaged FAT boot sector still names its filesystem: fatfs says what is wrong,
         // rather than the ISO9660 reader saying it is not ISO9660.
         fat::read_fat(reader, device, limits)
-    } else if n == 512 && part::looks_like_table(&head) {
+    } else if n == 512 && part::looks_like_table(head) {
         Err(MediaError::Unrecognised {
             device: device.to_string(),
         })

@@ -31,7 +31,9 @@ pub fn read_source_with(
     rules: &Rules,
     duplicates: DuplicateRule,
 ) -> Result<DriveFiles, MediaError> {
-    read_source_opened(path, limits, rules, duplicates, |p: &Path| File::open(p))
+    read_source_opened(path, limits, rules, duplicates, |p: &Path| {
+        File::open(p).map(crate::media::pread::PosFile::new)
+    })
 }
 
 /// [`read_source_with`], opening a device or image with `open`: the caller passes
@@ -63,9 +65,14 @@ where
                 source: e,
             };
             let mut file = open(path).map_err(io)?;
+            // The signature names the filesystem: its reader is called directly, without
+            // `read_fs` reading the same first sectors again to tell.
             match super::sig::read_signature(&mut file, &device) {
-                Found::Fs(s) if s.fstype == "iso9660" || s.fstype == "vfat" => {
-                    read_fs(file, &device, limits)
+                Found::Fs(s) if s.fstype == "iso9660" => {
+                    crate::media::iso9660::read_iso9660(file, &device, limits)
+                }
+                Found::Fs(s) if s.fstype == "vfat" => {
+                    crate::media::fat::read_fat(file, &device, limits)
                 }
                 Found::Table => read_from_table(file, &device, limits, rules, duplicates),
                 _ => read_fs(file, &device, limits),

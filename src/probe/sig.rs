@@ -1,6 +1,7 @@
 //! Signature reading: what is on one device or partition, from as few small reads as possible.
-//! Two reads decide for any device: the first 4 KiB (FAT boot sector, MBR/GPT, ext and XFS
-//! superblocks) and the 2 KiB ISO9660 primary volume descriptor at 32 KiB. Only a recognised
+//! One read decides for any device: its first 34 KiB, which hold the first 4 KiB (FAT boot
+//! sector, MBR/GPT, ext and XFS superblocks) and the 2 KiB ISO9660 primary volume descriptor
+//! at 32 KiB. Only a recognised
 //! ISO9660 or FAT filesystem costs more: its root directory is listed (bounded) so the kind can
 //! be told from the contents. Read-only; never an error: unreadable means "nothing here".
 
@@ -52,16 +53,17 @@ pub fn read_signature<R: Read + Seek>(r: &mut R, device: &str) -> Found {
 }
 
 fn try_read_signature<R: Read + Seek>(r: &mut R, device: &str) -> io::Result<Found> {
-    let mut head = vec![0u8; HEAD];
-    let n = read_at(r, 0, &mut head)?;
-    head.truncate(n);
-    let mut pvd = vec![0u8; PVD];
-    let n = read_at(r, PVD_AT, &mut pvd)?;
-    pvd.truncate(n);
+    // One read from 0 to the end of the volume descriptor rather than two: each read of a
+    // device is a request to its driver (and a wait), which costs more than the 28 KiB between.
+    let mut buf = vec![0u8; PVD_AT as usize + PVD];
+    let n = read_at(r, 0, &mut buf)?;
+    buf.truncate(n);
+    let head = &buf[..n.min(HEAD)];
+    let pvd = buf.get(PVD_AT as usize..).unwrap_or_default();
 
     if pvd.len() == PVD && pvd[0] == 1 && &pvd[1..6] == b"CD001" && pvd[6] == 1 {
         let label = padded(&pvd[40..72]);
-        let root_names = iso_root_names(r, &pvd).unwrap_or_else(|e| {
+        let root_names = iso_root_names(r, pvd).unwrap_or_else(|e| {
             tracing::debug!(device, "ISO9660 root directory unreadable: {e}");
             Vec::new()
         });
@@ -71,21 +73,21 @@ fn try_read_signature<R: Read + Seek>(r: &mut R, device: &str) -> io::Result<Fou
             root_names,
         }));
     }
-    if fat::is_fat_boot_sector(&head) {
+    if fat::is_fat_boot_sector(head) {
         r.seek(SeekFrom::Start(0))?;
         let summary = fat::read_fat_summary(&mut *r, device).unwrap_or_else(|e| {
             tracing::debug!(device, "FAT root directory unreadable: {e}");
             None
         });
         let (label, root_names) =
-            summary.unwrap_or_else(|| (fat::boot_sector_label(&head), Vec::new()));
+            summary.unwrap_or_else(|| (fat::boot_sector_label(head), Vec::new()));
         return Ok(Found::Fs(Signature {
             fstype: "vfat".into(),
             label,
             root_names,
         }));
     }
-    if looks_like_table(&head) {
+    if looks_like_table(head) {
         return Ok(Found::Table);
     }
     // ext2/3/4: superblock at 1024, magic 0xEF53 at +56, volume name at +120 (16 bytes).

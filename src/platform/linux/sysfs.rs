@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
+use std::io::Seek as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::media::part::{read_partition_table, OffsetReader};
+use crate::media::pread::PosFile;
 use crate::probe::sig::{read_signature, Found};
 use crate::probe::{rank_scan, BlockDevice, DeviceClass, Probe, Rules, Scan};
 
@@ -34,26 +36,40 @@ impl Default for ProbeRoots {
     }
 }
 
-/// One device's sysfs directory, opened once: its attributes are read relative to it
-/// (`openat`), so the kernel walks `/sys/class/block/NAME` and its link into `/sys/devices/…`
-/// once per device rather than once per attribute, and each attribute costs one open, one read
-/// into a stack buffer and one close (the probe's CPU over many loop devices was mostly these
-/// path walks and allocations).
+/// A sysfs directory (the block class, or one device's), opened once: attributes are read
+/// relative to it (`openat`), so the kernel walks `/sys/class/block/NAME` and its link into
+/// `/sys/devices/…` once per device rather than once per attribute, and each attribute costs
+/// one open, one read into a stack buffer and one close (the probe's CPU over many loop devices
+/// was mostly these path walks and allocations).
 struct AttrDir(std::os::fd::OwnedFd);
 
 impl AttrDir {
     fn open(dir: &Path) -> Option<AttrDir> {
-        use nix::fcntl::{open, OFlag};
-        open(
+        Self::open_at(nix::fcntl::AT_FDCWD, dir)
+    }
+
+    /// The directory `name` relative to `dir` (`O_PATH`: only ever a base for `openat`, so the
+    /// kernel does not open the directory itself).
+    fn open_at<Fd: std::os::fd::AsFd, P: ?Sized + nix::NixPath>(
+        dir: Fd,
+        name: &P,
+    ) -> Option<AttrDir> {
+        use nix::fcntl::{openat, OFlag};
+        openat(
             dir,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .ok()
         .map(AttrDir)
     }
 
-    /// The attribute `name` (relative to the device's directory), trimmed; `None` when absent,
+    fn sub(&self, name: &str) -> Option<AttrDir> {
+        Self::open_at(&self.0, name)
+    }
+
+    /// The attribute `name` (relative to the directory), trimmed; `None` when absent,
     /// unreadable, not UTF-8 or longer than a page (sysfs serves an attribute in one read of at
     /// most a page).
     fn read(&self, name: &str) -> Option<String> {
@@ -87,6 +103,19 @@ impl AttrDir {
             .ok()
             .map(|s| s.trim().to_string())
     }
+
+    /// The parent directory's name in the target of the symbolic link `name` (sysfs links
+    /// `class/block/vda1` to `…/block/vda/vda1`); `None` when `name` is no link (a test's
+    /// sysfs of plain directories).
+    fn link_parent(&self, name: &str) -> Option<String> {
+        let target = nix::fcntl::readlinkat(&self.0, name).ok()?;
+        let target = Path::new(&target);
+        target
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+    }
 }
 
 /// One sysfs entry with what the probe needs beyond `BlockDevice`.
@@ -113,20 +142,72 @@ pub fn list_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
     list_sysfs(roots).into_iter().map(|s| s.dev).collect()
 }
 
+/// `loop7`, `sr0`: the loop driver's and the CD-ROM driver's whole devices (a name the kernel
+/// gives a partition of such a device has a `p`: `loop7p1`).
+fn is_numbered(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `name` is a partition, and of which disk. On a real sysfs, from where its class
+/// link points: a partition's directory sits in its disk's (`…/block/vda/vda1`), a whole
+/// disk's in a directory that is no block device (`…/block/vda`, `…/nvme/nvme0/nvme0n1`); one
+/// `readlink`, no failing lookup. On a test's sysfs of plain directories, from the `partition`
+/// attribute and the directory above.
+fn partition_of(
+    class: &AttrDir,
+    class_path: &Path,
+    names: &BTreeSet<String>,
+    name: &str,
+    attrs: &AttrDir,
+) -> (bool, Option<String>) {
+    if let Some(parent) = class.link_parent(name) {
+        return if names.contains(&parent) {
+            (true, Some(parent))
+        } else {
+            (false, None)
+        };
+    }
+    if attrs.read("partition").is_none() {
+        return (false, None);
+    }
+    let parent = fs::canonicalize(class_path.join(name)).ok().and_then(|p| {
+        p.parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    });
+    (true, parent)
+}
+
 fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
-    let class = roots.sys.join("class/block");
-    let Ok(rd) = fs::read_dir(&class) else {
-        tracing::debug!("{}: cannot list block devices", class.display());
+    let class_path = roots.sys.join("class/block");
+    let (Ok(rd), Some(class)) = (fs::read_dir(&class_path), AttrDir::open(&class_path)) else {
+        tracing::debug!("{}: cannot list block devices", class_path.display());
         return Vec::new();
     };
+    // Kernel names are ASCII: a name that is not UTF-8 is no device of the kernel's.
+    let names: BTreeSet<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     let mut out = Vec::new();
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    // In name order already: `names` is sorted.
+    for name in &names {
         if name.starts_with("ram") || name.starts_with("zram") {
             continue;
         }
-        let sys = class.join(&name);
-        let Some(attrs) = AttrDir::open(&sys) else {
+        let whole_loop = is_numbered(name, "loop");
+        // A whole loop device has `loop/` only while it is bound to a backing file: reading
+        // the backing file first tells a detached one (most of them on a machine that keeps
+        // many loop devices) in one lookup, without opening its directory.
+        let mut backing_file = None;
+        if whole_loop {
+            backing_file = class.read(&format!("{name}/loop/backing_file"));
+            if backing_file.is_none() {
+                continue;
+            }
+        }
+        let Some(attrs) = class.sub(name) else {
             continue;
         };
         let sectors: u64 = attrs.read("size").and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -134,15 +215,20 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
             tracing::debug!(device = %name, "size 0 (no medium or detached): skipped");
             continue;
         }
-        let partition = attrs.read("partition");
-        let is_partition = partition.is_some();
-        let number: Option<u32> = partition.and_then(|s| s.parse().ok());
-        // Only a whole loop device has a backing file (no failing lookup for other devices).
-        let backing_file = if name.starts_with("loop") && !is_partition {
-            attrs.read("loop/backing_file")
+        let (is_partition, parent) = if whole_loop || is_numbered(name, "sr") {
+            (false, None)
+        } else {
+            partition_of(&class, &class_path, &names, name, &attrs)
+        };
+        let number: Option<u32> = if is_partition {
+            attrs.read("partition").and_then(|s| s.parse().ok())
         } else {
             None
         };
+        // Only a whole loop device has a backing file (no failing lookup for other devices).
+        if name.starts_with("loop") && !is_partition && !whole_loop {
+            backing_file = attrs.read("loop/backing_file");
+        }
         if name.starts_with("loop") && !is_partition && backing_file.is_none() {
             continue;
         }
@@ -155,25 +241,18 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
         } else {
             DeviceClass::Disk
         };
-        // The parent of a partition is the directory above it in the resolved sysfs path.
-        let parent = if is_partition {
-            fs::canonicalize(&sys).ok().and_then(|p| {
-                p.parent()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-        } else {
-            None
-        };
         let mut dev = BlockDevice::whole(
-            &name,
-            &roots.dev.join(&name).display().to_string(),
+            name,
+            &roots.dev.join(name).display().to_string(),
             class,
             // sysfs `size` is always in 512-byte units, whatever the logical sector size.
             sectors.saturating_mul(512),
         );
         dev.read_only = attrs.read("ro").as_deref() == Some("1");
-        dev.removable = attrs.read("removable").as_deref() == Some("1");
+        // `removable` is a disk's attribute (a partition has none), and the loop driver never
+        // sets it: read only where it can say yes.
+        dev.removable =
+            !is_partition && !whole_loop && attrs.read("removable").as_deref() == Some("1");
         dev.parent = parent;
         dev.backing_file = backing_file;
         out.push(SysDev {
@@ -187,7 +266,6 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
             number,
         });
     }
-    out.sort_by(|a, b| a.dev.name.cmp(&b.dev.name));
     out
 }
 
@@ -200,19 +278,154 @@ fn partition_name(disk: &str, n: u32) -> String {
     }
 }
 
+/// Opens a device node for the probe's few small reads: positioned reads (`media::PosFile`,
+/// no `lseek` before each), and no read-ahead. A block device's page cache is dropped when its
+/// last opener closes it, so every probe reads each device afresh; the kernel's default
+/// read-ahead turned each 4 KiB read into 128 KiB read through the loop driver (most of the
+/// probe's CPU over 64 loop devices). `POSIX_FADV_RANDOM` makes it read what is asked.
+fn open_for_probe(path: &str) -> std::io::Result<PosFile> {
+    let f = File::open(path)?;
+    if let Err(e) =
+        nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM)
+    {
+        tracing::debug!(device = %path, "fadvise: {e}");
+    }
+    Ok(PosFile::new(f))
+}
+
+/// Bytes of a whole device read at once when it is opened for the probe: the first 4 KiB and
+/// the ISO9660 volume descriptor at 32 KiB, rounded to whole 4 KiB blocks (any logical block
+/// size divides it, as direct I/O requires).
+const PROBE_HEAD: usize = 36 * 1024;
+
+/// A whole device as the probe reads it: its first [`PROBE_HEAD`] bytes, read once with direct
+/// I/O (`O_DIRECT`: straight into this buffer, no page cache to fill and, at the last close,
+/// to drop, no copy), and for anything further (a candidate's root directory) the node opened
+/// again for ordinary reads (`open_for_probe`). The head alone decides for every device that
+/// is not an ISO9660 or FAT volume.
+struct ProbeReader<'a> {
+    path: &'a str,
+    head: Vec<u8>,
+    /// Where `head` starts in the allocation (aligned for direct I/O) and how much was read.
+    at: usize,
+    len: usize,
+    pos: u64,
+    rest: Option<PosFile>,
+}
+
+impl<'a> ProbeReader<'a> {
+    /// `None` when direct I/O is refused (a filesystem without it, an unaligned device): the
+    /// caller then reads the ordinary way.
+    fn open(path: &'a str) -> Option<std::io::Result<ProbeReader<'a>>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut head = vec![0u8; PROBE_HEAD + 4096];
+        let at = head.as_ptr().align_offset(4096);
+        let buf = head.get_mut(at..at + PROBE_HEAD)?;
+        let mut len = 0;
+        while len < PROBE_HEAD {
+            // A short read is the end of the device; direct reads continue at aligned offsets.
+            match std::os::unix::fs::FileExt::read_at(&f, &mut buf[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) if n % 512 == 0 => len += n,
+                Ok(n) => {
+                    len += n;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(ProbeReader {
+            path,
+            head,
+            at,
+            len,
+            pos: 0,
+            rest: None,
+        }))
+    }
+}
+
+impl std::io::Read for ProbeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(off) = usize::try_from(self.pos).ok().filter(|&p| p < self.len) {
+            let n = buf.len().min(self.len - off);
+            buf[..n].copy_from_slice(&self.head[self.at + off..self.at + off + n]);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        if self.len < PROBE_HEAD {
+            // The device ended inside the head.
+            return Ok(0);
+        }
+        let rest = match &mut self.rest {
+            Some(r) => r,
+            None => self.rest.insert(open_for_probe(self.path)?),
+        };
+        rest.seek(std::io::SeekFrom::Start(self.pos))?;
+        let n = rest.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ProbeReader<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let new = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => {
+                let end = if self.len < PROBE_HEAD {
+                    self.len as u64
+                } else {
+                    let rest = match &mut self.rest {
+                        Some(r) => r,
+                        None => self.rest.insert(open_for_probe(self.path)?),
+                    };
+                    rest.seek(SeekFrom::End(0))?
+                };
+                end.checked_add_signed(d)
+            }
+        };
+        self.pos = new.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
 /// Reads a device's (or a table-only partition's) signature. `None`: cannot be opened, or
 /// nothing there; logged at debug level.
 pub fn read_device_signature(dev: &BlockDevice) -> Found {
-    let f = match File::open(&dev.path) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
-            return Found::Nothing;
+    let skipped = |e: std::io::Error| {
+        tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
+        Found::Nothing
+    };
+    if dev.byte_range().is_none() {
+        match ProbeReader::open(&dev.path) {
+            Some(Ok(mut r)) => return read_signature(&mut r, &dev.path),
+            Some(Err(e)) => return skipped(e),
+            None => {}
         }
+    }
+    let mut f = match open_for_probe(&dev.path) {
+        Ok(f) => f,
+        Err(e) => return skipped(e),
     };
     match dev.byte_range() {
         Some((start, len)) => read_signature(&mut OffsetReader::new(f, start, len), &dev.display()),
-        None => read_signature(&mut { f }, &dev.path),
+        None => read_signature(&mut f, &dev.path),
     }
 }
 
@@ -243,7 +456,7 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
     for s in sys.iter().filter(|s| s.dev.class != DeviceClass::Partition) {
         let found = read_device_signature(&s.dev);
         if found == Found::Table {
-            let table = File::open(&s.dev.path).ok().and_then(|mut f| {
+            let table = open_for_probe(&s.dev.path).ok().and_then(|mut f| {
                 read_partition_table(&mut f, &s.dev.path, logical_block(roots, &s.dev.name))
                     .map_err(|e| tracing::debug!(device = %s.dev.path, "partition table: {e}"))
                     .ok()
@@ -548,6 +761,44 @@ mod tests {
         assert_eq!(a.read("missing"), None);
         assert_eq!(a.read("binary"), None);
         assert!(AttrDir::open(&t.path().join("size")).is_none());
+    }
+
+    #[test]
+    fn the_probe_reader_serves_the_head_and_reads_on_past_it() {
+        use std::io::{Read, Seek, SeekFrom};
+        let t = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let long = t.path().join("long");
+        fs::write(&long, &data).unwrap();
+        let short = t.path().join("short");
+        fs::write(&short, &data[..1000]).unwrap();
+        let (long, short) = (long.display().to_string(), short.display().to_string());
+        // A filesystem without direct I/O gives `None`: the probe then reads the ordinary way.
+        let Some(r) = ProbeReader::open(&long) else {
+            return;
+        };
+        let mut r = r.unwrap();
+        assert_eq!(r.len, PROBE_HEAD);
+        let mut b = vec![0u8; 8192];
+        // Across the end of the head: served in two reads, the second from the device.
+        r.seek(SeekFrom::Start(PROBE_HEAD as u64 - 100)).unwrap();
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(b, data[PROBE_HEAD - 100..PROBE_HEAD - 100 + 8192]);
+        assert_eq!(r.seek(SeekFrom::End(-10)).unwrap(), 49_990);
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, data[49_990..]);
+        let mut r = ProbeReader::open(&short).unwrap().unwrap();
+        assert_eq!(r.len, 1000);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data[..1000]);
+        assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 1000);
+        assert!(
+            r.rest.is_none(),
+            "a device shorter than the head is read once"
+        );
+        assert!(ProbeReader::open("/nonexistent/dev/x").unwrap().is_err());
     }
 
     #[test]
