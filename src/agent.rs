@@ -217,7 +217,10 @@ fn cmdline_drive(k: &KernelArgs) -> DriveFiles {
     let mut d = DriveFiles::new("kernel command line", "cmdline");
     d.files.insert(
         "meta-data".into(),
-        serde_json::Value::Object(md).to_string().into_bytes(),
+        serde_json::Value::Object(md)
+            .to_string()
+            .into_bytes()
+            .into(),
     );
     d
 }

@@ -38,7 +38,7 @@ fn split_into(data: &[u8], names: &[&str]) -> DriveFiles {
     let mut d = DriveFiles::new(DEVICE, "fuzz");
     for (chunk, name) in data.split(|b| *b == 0).zip(names) {
         if !chunk.is_empty() {
-            d.files.insert(name.to_string(), chunk.to_vec());
+            d.files.insert(name.to_string(), chunk.to_vec().into());
         }
     }
     d
@@ -68,10 +68,14 @@ pub fn check(result: &Result<(Instance, Report), SourceError>) {
 /// `openstack/latest/meta_data.json` = the input.
 pub fn openstack_meta_data(data: &[u8]) -> Result<(Instance, Report), SourceError> {
     let mut d = DriveFiles::new(DEVICE, "fuzz");
-    d.files
-        .insert("openstack/latest/meta_data.json".into(), data.to_vec());
-    d.files
-        .insert("openstack/content/0000".into(), b"auto lo\n".to_vec());
+    d.files.insert(
+        "openstack/latest/meta_data.json".into(),
+        data.to_vec().into(),
+    );
+    d.files.insert(
+        "openstack/content/0000".into(),
+        b"auto lo\n".to_vec().into(),
+    );
     let r = parse_drive(&d);
     check(&r);
     r
@@ -83,7 +87,7 @@ pub fn cloudstack(data: &[u8]) -> Result<(Instance, Report), SourceError> {
     // Detection needs the cloudstack/ tree even when the input dropped every file of it.
     d.files
         .entry("cloudstack/metadata/cloud-name.txt".into())
-        .or_insert_with(|| b"fuzz".to_vec());
+        .or_insert_with(|| b"fuzz".to_vec().into());
     let r = parse_drive(&d);
     check(&r);
     r
@@ -92,7 +96,7 @@ pub fn cloudstack(data: &[u8]) -> Result<(Instance, Report), SourceError> {
 /// `ovf-env.xml` = the input.
 pub fn ovf_env(data: &[u8]) -> Result<(Instance, Report), SourceError> {
     let mut d = DriveFiles::new(DEVICE, "fuzz");
-    d.files.insert("ovf-env.xml".into(), data.to_vec());
+    d.files.insert("ovf-env.xml".into(), data.to_vec().into());
     let r = parse_drive(&d);
     check(&r);
     r

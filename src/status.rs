@@ -915,7 +915,7 @@ mod tests {
         inst.admin_pass = Some(Secret::new(b"hunter2-secret".to_vec()));
         let mut drive = DriveFiles::new("/dev/sr0", "iso9660");
         drive.label = Some("config-2".into());
-        drive.files.insert("a".into(), b"x".to_vec());
+        drive.files.insert("a".into(), b"x".to_vec().into());
         let t0 = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let t1 = t0 + std::time::Duration::from_secs(1);
         let s = run_status(RunFacts {

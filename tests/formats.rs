@@ -316,7 +316,7 @@ type Files<'a> = Vec<(&'a str, Vec<u8>)>;
 fn mem_drive(files: &[(&str, Vec<u8>)]) -> DriveFiles {
     let mut d = DriveFiles::new("/dev/hostile", "iso9660");
     for (p, c) in files {
-        d.files.insert(p.to_string(), c.clone());
+        d.files.insert(p.to_string(), c.clone().into());
     }
     d
 }

@@ -161,7 +161,7 @@ fn assert_files(drive: &DriveFiles, expected: &BTreeMap<String, Vec<u8>>, by_loo
         let got = if by_lookup {
             drive.get(path)
         } else {
-            drive.files.get(path).map(Vec::as_slice)
+            drive.files.get(path).map(|b| b.as_slice())
         };
         let got =
             got.unwrap_or_else(|| panic!("{path} missing; drive has {:?}", drive.files.keys()));

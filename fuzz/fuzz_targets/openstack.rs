@@ -11,10 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let mut drive = DriveFiles::new("fuzz", "iso9660");
     drive
         .files
-        .insert("openstack/latest/meta_data.json".into(), data.to_vec());
+        .insert("openstack/latest/meta_data.json".into(), data.to_vec().into());
     drive
         .files
-        .insert("openstack/content/0000".into(), b"x".to_vec());
+        .insert("openstack/content/0000".into(), b"x".to_vec().into());
     match parse_drive(&drive) {
         Ok((instance, _)) => {
             let facts = HostFacts {

@@ -321,7 +321,7 @@ pub fn read_back(tree: &Tree, desc: &Description, format: DriveFormat) -> Result
                     !r.starts_with("content/") && !r.starts_with(&format!("{newest}/"))
                 }));
         if !other_version {
-            drive.files.insert(p.clone(), c.load()?);
+            drive.files.insert(p.clone(), c.load()?.into());
         }
     }
     let (inst, report) = crate::source::parse_drive(&drive).map_err(|e| err(e.to_string()))?;

@@ -79,7 +79,7 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
                 // The file may have grown since stat: check what was actually read.
                 check_size(&device, &path, data.len() as u64, total, limits)?;
                 total += data.len() as u64;
-                out.files.insert(path, data);
+                out.files.insert(path, data.into());
             } else {
                 out.skipped.push(Skipped::new(
                     &path,

@@ -416,7 +416,7 @@ pub fn read_fat_counting_writes<R: Read + Seek>(
                     });
                 }
                 total += len;
-                out.files.insert(path, data);
+                out.files.insert(path, data.into());
             }
         }
     }

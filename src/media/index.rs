@@ -51,7 +51,7 @@ fn pick<'a, V>(
 }
 
 impl Index {
-    fn build(files: &BTreeMap<String, Vec<u8>>) -> Index {
+    fn build(files: &BTreeMap<String, crate::model::Bytes>) -> Index {
         let mut nodes = vec![Dir::default()];
         for path in files.keys() {
             let mut parts: Vec<&str> = path.split('/').collect();
@@ -96,7 +96,7 @@ impl Index {
         }
     }
 
-    fn fits(&self, files: &BTreeMap<String, Vec<u8>>) -> bool {
+    fn fits(&self, files: &BTreeMap<String, crate::model::Bytes>) -> bool {
         self.len == files.len()
             && self.first.as_ref() == files.keys().next()
             && self.last.as_ref() == files.keys().next_back()
@@ -137,7 +137,7 @@ impl Index {
 pub(super) struct Cache(Mutex<Option<Arc<Index>>>);
 
 impl Cache {
-    pub(super) fn get(&self, files: &BTreeMap<String, Vec<u8>>) -> Arc<Index> {
+    pub(super) fn get(&self, files: &BTreeMap<String, crate::model::Bytes>) -> Arc<Index> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match &*slot {
             Some(i) if i.fits(files) => i.clone(),

@@ -788,7 +788,7 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
             at += len;
         }
         self.total += p.size;
-        self.out.files.insert(path, data);
+        self.out.files.insert(path, data.into());
         Ok(())
     }
 }
@@ -1094,10 +1094,10 @@ mod tests {
         assert_eq!(d.label.as_deref(), Some("config-2"));
         assert_eq!(d.fstype, "iso9660");
         assert_eq!(
-            d.files.get("USER_DAT").map(Vec::as_slice),
+            d.files.get("USER_DAT").map(|b| b.as_slice()),
             Some(&b"hello"[..])
         );
-        assert_eq!(d.files.get("A.B").map(Vec::as_slice), Some(&b"he"[..]));
+        assert_eq!(d.files.get("A.B").map(|b| b.as_slice()), Some(&b"he"[..]));
     }
 
     #[test]

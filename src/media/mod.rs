@@ -157,7 +157,7 @@ pub struct DriveFiles {
     pub label: Option<String>,
     /// Regular files: path -> content.
     #[serde(skip)]
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: BTreeMap<String, crate::model::Bytes>,
     /// Symbolic links: path -> target. Reported, never followed.
     pub symlinks: BTreeMap<String, String>,
     /// Entries that were not usable (unsafe names) with the reason.
@@ -401,7 +401,7 @@ mod tests {
     fn drive(paths: &[&str]) -> DriveFiles {
         let mut d = DriveFiles::new("test", "dir");
         for p in paths {
-            d.files.insert(p.to_string(), p.as_bytes().to_vec());
+            d.files.insert(p.to_string(), p.as_bytes().to_vec().into());
         }
         d
     }
@@ -451,7 +451,7 @@ mod tests {
         assert!(d.get("OPENSTACK/LATEST/META_DATA.JSON").is_some());
         assert!(d.get("openstack/content/0000").is_none());
         d.files
-            .insert("openstack/CONTENT/0000;1".into(), b"x".to_vec());
+            .insert("openstack/CONTENT/0000;1".into(), b"x".to_vec().into());
         assert_eq!(
             d.resolve("openstack/content/0000"),
             Some("openstack/CONTENT/0000;1"),

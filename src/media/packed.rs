@@ -137,7 +137,7 @@ pub fn read_special_file(
     }
     if packing == Packing::Xml {
         let mut d = DriveFiles::new(device, "file");
-        d.files.insert("ovf-env.xml".into(), data);
+        d.files.insert("ovf-env.xml".into(), data.into());
         return Ok(Some(d));
     }
     let image = unpack(&data, packing, device, limits)?;

@@ -1258,8 +1258,10 @@ mod tests {
         i.hostname = Some("web.example".into());
         i.ssh_keys = vec![ED.into(), "ssh-rsa broken".into()];
         let mut d = DriveFiles::new("/dev/x", "iso9660");
-        d.files
-            .insert("openstack/latest/meta_data.json".into(), b"{}".to_vec());
+        d.files.insert(
+            "openstack/latest/meta_data.json".into(),
+            b"{}".to_vec().into(),
+        );
         let facts = HostFacts {
             passwd: vec![PasswdEntry {
                 name: "root".into(),

@@ -380,8 +380,10 @@ mod tests {
         let drive = |pass: &[u8], host: &str, dev: &str| {
             let mut d = DriveFiles::new(dev, "iso9660");
             d.label = Some("config-2".into());
-            d.files
-                .insert("cloudstack/password/vm_password.txt".into(), pass.to_vec());
+            d.files.insert(
+                "cloudstack/password/vm_password.txt".into(),
+                pass.to_vec().into(),
+            );
             d.files
                 .insert("cloudstack/metadata/local-hostname.txt".into(), host.into());
             d

@@ -367,9 +367,10 @@ mod tests {
             let mut d = DriveFiles::new("/dev/x", "iso9660");
             d.files.insert(
                 "openstack/latest/meta_data.json".into(),
-                br#"{"uuid": "i-1"}"#.to_vec(),
+                br#"{"uuid": "i-1"}"#.to_vec().into(),
             );
-            d.files.insert("openstack/latest/user_data".into(), ud);
+            d.files
+                .insert("openstack/latest/user_data".into(), ud.into());
             let (inst, _) = crate::source::parse_drive(&d).unwrap();
             let held = inst.held["openstack/latest/user_data"].clone();
             assert!(held.same(&inst.user_data.as_ref().unwrap().0));

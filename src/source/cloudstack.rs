@@ -363,7 +363,7 @@ mod tests {
     fn drive(files: &[(&str, &str)]) -> DriveFiles {
         let mut d = DriveFiles::new("/dev/cs", "iso9660");
         for (p, c) in files {
-            d.files.insert(p.to_string(), c.as_bytes().to_vec());
+            d.files.insert(p.to_string(), c.as_bytes().to_vec().into());
         }
         d
     }

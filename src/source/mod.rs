@@ -292,7 +292,7 @@ pub(crate) fn hold(
     if let Some(b) = inst.held.get(stored) {
         return Some(crate::model::Blob(b.clone()));
     }
-    let bytes = crate::model::Bytes::from(drive.files.get(stored)?.as_slice());
+    let bytes = drive.files.get(stored)?.clone();
     inst.held.insert(stored.to_string(), bytes.clone());
     Some(crate::model::Blob(bytes))
 }
@@ -311,7 +311,7 @@ mod tests {
     fn drive(paths: &[&str]) -> DriveFiles {
         let mut d = DriveFiles::new("/dev/t", "dir");
         for p in paths {
-            d.files.insert(p.to_string(), b"x".to_vec());
+            d.files.insert(p.to_string(), b"x".to_vec().into());
         }
         d
     }

@@ -450,8 +450,10 @@ mod tests {
             }),
         }];
         let mut d = DriveFiles::new("/dev/x", "iso9660");
-        d.files
-            .insert("openstack/latest/meta_data.json".into(), b"{}".to_vec());
+        d.files.insert(
+            "openstack/latest/meta_data.json".into(),
+            b"{}".to_vec().into(),
+        );
         let f = HostFacts {
             os: TargetOs::Windows,
             live,
