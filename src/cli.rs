@@ -446,10 +446,17 @@ pub struct RunArgs {
 /// Runs one command. `brief`: stdout is the journal (primer under systemd), where `run`'s
 /// warnings are logged as warning-priority events rather than printed as plain lines.
 pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
-    let mut out = ClosedPipeQuiet {
-        inner: std::io::stdout().lock(),
-        closed: false,
-    };
+    // Every command computes first and prints its report at the end (nothing is printed while a
+    // child process or a long step runs), so the report is buffered: one `write` per 64 KiB
+    // instead of one per line (std's stdout is line-buffered). Flushed before the outcome is
+    // returned or a refusal is printed on stderr, so the two streams keep their order.
+    let mut out = std::io::BufWriter::with_capacity(
+        64 * 1024,
+        ClosedPipeQuiet {
+            inner: std::io::stdout().lock(),
+            closed: false,
+        },
+    );
     let r = match &cli.command {
         Command::Probe(a) => cmd_probe(a, &mut out),
         Command::Show(a) => cmd_show(a, &mut out),
@@ -467,6 +474,14 @@ pub fn execute(cli: &Cli, brief: bool) -> Result<Exit, Error> {
         Command::CollectLogs(a) => collect::run(a, &mut out),
         #[cfg(windows)]
         Command::Service(c) => service::execute(c, &mut out),
+    };
+    // A closed pipe is already quiet (`ClosedPipeQuiet`); any other failure to print the
+    // report (a full disk behind a redirection) is the command's error, as an unbuffered
+    // `writeln!` failure was.
+    let flushed = out.flush();
+    let r = match (r, flushed) {
+        (Ok(_), Err(e)) => Err(Error::from(e)),
+        (r, _) => r,
     };
     match r {
         // A refusal is its own outcome (exit 12), already logged with the rule that fired.

@@ -584,10 +584,12 @@ impl<W: Write> Out<W> {
         Ok(())
     }
     fn pad_to(&mut self, at: u64) -> Result<(), MakeError> {
-        static ZERO: [u8; 65536] = [0; 65536];
+        // Zeroes from the allocator (calloc'd pages), not a 64 KiB static that every copy of
+        // the binary would carry in its read-only data.
+        let zero = vec![0u8; ((at.saturating_sub(self.pos)) as usize).min(65536)];
         while self.pos < at {
-            let n = ((at - self.pos) as usize).min(ZERO.len());
-            self.put(&ZERO[..n])?;
+            let n = ((at - self.pos) as usize).min(zero.len());
+            self.put(&zero[..n])?;
         }
         Ok(())
     }
