@@ -2,6 +2,7 @@
 //! (relative path -> bytes, bounded). Read-only: nothing here writes, mounts or follows a
 //! symlink, and no name read from a drive can address anything outside the drive tree.
 
+pub mod aligned;
 pub mod dir;
 pub mod fat;
 mod index;

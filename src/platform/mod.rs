@@ -27,16 +27,6 @@ pub mod physical;
 #[cfg(windows)]
 pub use windows::*;
 
-/// Opens a `--source` or candidate device for reading. Linux: the node itself (the kernel
-/// serves byte-granular reads of a block device), read with positioned reads
-/// (`media::pread`: no `lseek` before every read). Windows: a raw `\\.\X:` or
-/// `\\.\PhysicalDriveN` behind a sector-aligned reader sized by the driver
-/// (`windows::device`); an image file is opened as it is.
-#[cfg(not(windows))]
-pub fn open_device(path: &std::path::Path) -> std::io::Result<crate::media::pread::PosFile> {
-    std::fs::File::open(path).map(crate::media::pread::PosFile::new)
-}
-
 /// Creates the new file `path` (it must not exist) for writing, private from its first
 /// instant: Linux mode 0600 in `open(2)` (`private_file`); Windows a protected DACL in
 /// `CreateFileW`'s security attributes (`windows::security`).

@@ -1,0 +1,283 @@
+//! A byte-granular `Read + Seek` over a device that takes only sector-aligned reads
+//! ([`AlignedReader`]): Windows raw volumes and disks (which refuse unaligned reads) and, on
+//! Linux, a config drive opened with direct I/O (`O_DIRECT`: read straight into primer's buffer,
+//! no page cache filled at the read and dropped at the last close). Pure logic over a
+//! [`SectorDevice`]: it opens nothing and parses nothing.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// Sector size assumed when the device does not report one: a multiple of every common sector
+/// size (512, 2048 for CD-ROMs, 4096), so an aligned read on it is aligned on any of them.
+pub const DEFAULT_SECTOR: u64 = 4096;
+/// Largest sector size believed: anything larger (or not a power of two) is a driver's noise.
+const MAX_SECTOR: u64 = 64 * 1024;
+/// Bytes read from the device at once (a multiple of every accepted sector size): small
+/// reads by the filesystem readers are served from this window.
+pub const CHUNK: usize = 256 * 1024;
+
+/// What a raw device needs from a reader: reads at `offset` into `buf`, where offset, length
+/// and buffer address are multiples of the sector size. May return fewer bytes (end of medium).
+pub trait SectorDevice {
+    fn read_sectors(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// Any `Read + Seek` as a sector device (a raw handle is one: `File` seeks and reads it).
+impl<T: Read + Seek> SectorDevice for T {
+    fn read_sectors(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.seek(SeekFrom::Start(offset))?;
+        let mut got = 0;
+        while got < buf.len() {
+            match self.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(got)
+    }
+}
+
+/// A byte-granular `Read + Seek` over a device that only takes sector-aligned reads: every
+/// device read starts on a sector boundary, is a whole number of sectors (clamped to the
+/// device's end, rounded up to a sector) and lands in a buffer aligned to the sector size.
+/// Reads are served from one cached window, so the readers' many small reads cost one device
+/// read per `CHUNK`. Seeks past the end are allowed (reads there return 0), as for a file.
+pub struct AlignedReader<D> {
+    dev: D,
+    sector: u64,
+    len: u64,
+    pos: u64,
+    /// Backing store, `CHUNK + sector` bytes: the window starts at `off`, aligned to `sector`.
+    buf: Vec<u8>,
+    off: usize,
+    /// Device offset of the window and how many bytes of it are valid.
+    win_start: u64,
+    win_len: usize,
+}
+
+impl<D: SectorDevice> AlignedReader<D> {
+    /// `sector`: the device's sector size (a power of two, 512..=64 KiB; anything else falls
+    /// back to [`DEFAULT_SECTOR`]); `len`: the device's size in bytes.
+    pub fn new(dev: D, sector: u64, len: u64) -> Self {
+        let sector = if sector.is_power_of_two() && (512..=MAX_SECTOR).contains(&sector) {
+            sector
+        } else {
+            DEFAULT_SECTOR
+        };
+        // `sector` <= 64 KiB: fits usize; the window plus slack to align its start.
+        let s = sector as usize;
+        let buf = vec![0u8; CHUNK.max(s) + s];
+        let off = buf.as_ptr().align_offset(s).min(s);
+        AlignedReader {
+            dev,
+            sector,
+            len,
+            pos: 0,
+            buf,
+            off,
+            win_start: 0,
+            win_len: 0,
+        }
+    }
+
+    /// The device size this reader was given.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the device is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sector size in use.
+    pub fn sector(&self) -> u64 {
+        self.sector
+    }
+
+    /// Loads the window holding `pos` (`pos < len`): starts at `pos` rounded down to a sector,
+    /// at most `CHUNK` bytes, and not past the last sector the device has.
+    fn fill(&mut self, pos: u64) -> io::Result<()> {
+        let start = pos - pos % self.sector;
+        let window = (self.buf.len() - self.off) as u64;
+        let window = window - window % self.sector;
+        let left = self.len - start;
+        let want = window.min(left.div_ceil(self.sector).saturating_mul(self.sector));
+        // `want` <= window <= buf.len(): fits usize.
+        let want = want as usize;
+        self.win_len = 0;
+        let got = self
+            .dev
+            .read_sectors(start, &mut self.buf[self.off..self.off + want])?;
+        self.win_start = start;
+        self.win_len = got.min(want);
+        Ok(())
+    }
+}
+
+impl<D: SectorDevice> Read for AlignedReader<D> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || self.pos >= self.len {
+            return Ok(0);
+        }
+        let in_window = self.pos >= self.win_start
+            && self.pos < self.win_start.saturating_add(self.win_len as u64);
+        if !in_window {
+            self.fill(self.pos)?;
+            if self.pos >= self.win_start.saturating_add(self.win_len as u64) {
+                // The device ended before its reported size: end of data.
+                return Ok(0);
+            }
+        }
+        // Both differences are bounded by the window (<= CHUNK + sector): fit usize.
+        let at = (self.pos - self.win_start) as usize;
+        let avail = (self.win_len - at).min((self.len - self.pos).min(usize::MAX as u64) as usize);
+        let n = avail.min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.off + at..self.off + at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<D: SectorDevice> Seek for AlignedReader<D> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let new = new.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the device",
+            )
+        })?;
+        self.pos = new;
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An in-memory device that refuses what Windows refuses: an offset, length or buffer
+    /// address that is not a multiple of its sector size, and a read crossing its end. Counts
+    /// device reads.
+    pub(crate) struct Strict {
+        pub(crate) data: Vec<u8>,
+        pub(crate) sector: usize,
+        pub(crate) reads: usize,
+    }
+
+    impl SectorDevice for Strict {
+        fn read_sectors(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let s = self.sector;
+            assert_eq!(offset % s as u64, 0, "unaligned offset {offset}");
+            assert_eq!(buf.len() % s, 0, "unaligned length {}", buf.len());
+            assert_eq!(buf.as_ptr() as usize % s, 0, "unaligned buffer");
+            let o = offset as usize;
+            assert!(o + buf.len() <= self.data.len(), "read past the end");
+            buf.copy_from_slice(&self.data[o..o + buf.len()]);
+            Ok(buf.len())
+        }
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    fn reader(n: usize, sector: usize) -> AlignedReader<Strict> {
+        let dev = Strict {
+            data: pattern(n),
+            sector,
+            reads: 0,
+        };
+        AlignedReader::new(dev, sector as u64, n as u64)
+    }
+
+    #[test]
+    fn byte_reads_anywhere_become_aligned_sector_reads() {
+        for sector in [512usize, 2048, 4096] {
+            let n = sector * 700; // larger than one window, not a multiple of it
+            let want = pattern(n);
+            let mut r = reader(n, sector);
+            for (at, len) in [
+                (0usize, 1usize),
+                (1, 3),
+                (sector - 1, 2),
+                (16 * 2048 + 1, 5),
+                (CHUNK - 3, 10),
+                (n - 7, 7),
+                (n - 1, 1),
+                (12345, 70000),
+            ] {
+                r.seek(SeekFrom::Start(at as u64)).unwrap();
+                let mut got = vec![0u8; len];
+                r.read_exact(&mut got).unwrap();
+                assert_eq!(got, want[at..at + len], "sector {sector} at {at} len {len}");
+            }
+            // The whole device in odd-sized pieces.
+            r.seek(SeekFrom::Start(0)).unwrap();
+            let mut all = Vec::new();
+            let mut piece = vec![0u8; 1000];
+            loop {
+                let k = r.read(&mut piece).unwrap();
+                if k == 0 {
+                    break;
+                }
+                all.extend_from_slice(&piece[..k]);
+            }
+            assert_eq!(all, want);
+        }
+    }
+
+    #[test]
+    fn the_end_is_the_reported_size_and_reads_never_cross_it() {
+        let mut r = reader(2048 * 3, 2048);
+        assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 6144);
+        assert_eq!(r.read(&mut [0u8; 10]).unwrap(), 0);
+        assert_eq!(r.seek(SeekFrom::End(-3)).unwrap(), 6141);
+        let mut b = [0u8; 10];
+        assert_eq!(r.read(&mut b).unwrap(), 3);
+        assert_eq!(b[..3], pattern(6144)[6141..]);
+        // Past the end: allowed, reads nothing; before the start: refused.
+        assert_eq!(r.seek(SeekFrom::Start(1 << 40)).unwrap(), 1 << 40);
+        assert_eq!(r.read(&mut b).unwrap(), 0);
+        assert!(r.seek(SeekFrom::End(-6145)).is_err());
+        assert!(r.seek(SeekFrom::Current(i64::MIN)).is_err());
+    }
+
+    #[test]
+    fn small_reads_are_served_from_one_window() {
+        let mut r = reader(4096 * 16, 4096);
+        let mut b = [0u8; 16];
+        for i in 0..1000 {
+            r.seek(SeekFrom::Start(i * 37)).unwrap();
+            r.read_exact(&mut b).unwrap();
+        }
+        assert_eq!(
+            r.dev.reads, 1,
+            "one device read for reads inside one window"
+        );
+    }
+
+    #[test]
+    fn an_implausible_sector_size_falls_back_to_the_default() {
+        for bad in [0u64, 100, 3000, 1 << 20] {
+            let r = AlignedReader::new(std::io::Cursor::new(vec![0u8; 16]), bad, 16);
+            assert_eq!(r.sector(), DEFAULT_SECTOR, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_device_shorter_than_reported_ends_early() {
+        // The driver said 8 KiB; the medium holds 4 KiB (a `Read + Seek` short read).
+        let mut r = AlignedReader::new(std::io::Cursor::new(pattern(4096)), 512, 8192);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, pattern(4096));
+    }
+}
