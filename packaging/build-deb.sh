@@ -43,6 +43,13 @@ if [ "$(stat -c %s "$bin")" -gt "$size_limit" ]; then
     echo "build-deb.sh: $bin is $(stat -c %s "$bin") bytes, over the 4.5 MiB guard" >&2
     exit 1
 fi
+# The binary starts: its relative relocations are packed (DT_RELR, .cargo/config.toml), which
+# only the start code of glibc >= 2.36 applies; one linked against an older libc6-dev would
+# crash at start on every guest, and nothing else here runs it.
+if ! "$bin" --version >/dev/null 2>&1; then
+    echo "build-deb.sh: $bin does not start (built against glibc < 2.36? packed relocations need 2.36)" >&2
+    exit 1
+fi
 # The C library linked into the binary, for Built-Using (its source is part of what ships).
 libc_source=$(dpkg-query -W -f '${source:Package} (= ${source:Version})' libc6-dev)
 stage=$(mktemp -d)

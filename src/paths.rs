@@ -143,6 +143,12 @@ impl Resolver {
             })
     }
 
+    /// What the memo holds of `host`, without any lookup (`None`: it does not know). For
+    /// decisions that must not rest on a lookup through a path resolution did not check.
+    pub(crate) fn cached(&self, host: &Path) -> Option<Kind> {
+        self.known(host)
+    }
+
     /// Forgets everything (the tree may have changed anywhere: a script ran).
     pub(crate) fn forget_all(&self) {
         self.memo.borrow_mut().clear();

@@ -31,7 +31,11 @@ pub(crate) fn run_marked(
             );
         }
     }
-    script::run_script(target, step, path, timeout_secs)
+    let r = script::run_script(target, step, path, timeout_secs);
+    // The script may have changed the tree anywhere (a root script can replace /var/lib): the
+    // next marker is written from fresh lookups.
+    w.forget_all();
+    r
 }
 
 /// Most scripts taken from one instance's directory.

@@ -168,11 +168,21 @@ impl Writer {
             self.create_dirs(&parent.to_string_lossy(), parents)?;
         }
         let host = self.create_dirs(rel_dir, meta)?;
-        if existed {
-            set_meta(&host, meta)
-        } else {
-            Ok(())
+        // Made by this call only if the memo says this writer made it (someone else may have
+        // created it meanwhile: `make_dir` then forgets it).
+        let made_here = matches!(self.res.cached(&host), Some(Kind::Dir { fresh: true, .. }));
+        if existed || !made_here {
+            set_meta(&host, meta)?;
+            // Its mode and group may have changed: what it hands down to new entries too.
+            self.res.set(
+                &host,
+                Kind::Dir {
+                    setgid: meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(meta.gid),
+                    fresh: false,
+                },
+            );
         }
+        Ok(())
     }
 
     /// `stage`, then `check` on the staged temporary file (its final bytes, mode and owner,
@@ -239,7 +249,10 @@ impl Writer {
         let parent = target.parent().filter(|p| p.starts_with(&self.root));
         let mut parent_setgid = true;
         if let Some(p) = parent {
-            match self.res.kind(p) {
+            // Only what the memo holds from the resolution: a fresh `lstat` of `p` would
+            // follow a link below a component remembered as missing; `create_dirs` checks
+            // every component.
+            match self.res.cached(p) {
                 Some(Kind::Dir { setgid, .. }) => parent_setgid = setgid,
                 _ => {
                     if let Ok(rel_parent) = p.strip_prefix(&self.root) {

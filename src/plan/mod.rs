@@ -976,7 +976,11 @@ impl Planner<'_> {
             // A file kept as the drive has it and that the instance holds (user-data, an
             // injected file) is written from the instance's buffer: held once, hashed once.
             let content = match (data, instance.held.get(path)) {
-                (std::borrow::Cow::Borrowed(d), Some(b)) if b.len() == d.len() => b.clone(),
+                (std::borrow::Cow::Borrowed(d), Some(b))
+                    if b.as_ptr() == d.as_ptr() && b.len() == d.len() =>
+                {
+                    b.clone()
+                }
                 (data, _) => data.into_owned().into(),
             };
             self.file_step(

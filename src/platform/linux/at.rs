@@ -66,7 +66,25 @@ pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::R
         .create_new(true)
         .mode(mode)
         .open(path)?;
+    // What the kernel gave may still differ (a default ACL on the parent replaces the umask;
+    // NFS root squash, FUSE or vfat keep their own owner): one `fstat` says, and the explicit
+    // calls then set it, or fail loudly as before.
+    if !fix.chown && !fix.chmod && !has_meta(&f.metadata()?, meta) {
+        return Ok((
+            f,
+            Fix {
+                chown: true,
+                chmod: true,
+            },
+        ));
+    }
     Ok((f, fix))
+}
+
+/// Whether `m` has exactly `meta`'s mode bits and owner.
+fn has_meta(m: &fs::Metadata, meta: Meta) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.mode() & 0o7777 == meta.mode && m.uid() == meta.uid && m.gid() == meta.gid
 }
 
 /// Sets on a staged file what `create_staged_file` could not: owner first (a `chown` clears
@@ -87,6 +105,15 @@ pub fn create_staged_dir(path: &Path, meta: Meta, parent_setgid: bool) -> io::Re
     let fix = fix_for(meta, parent_setgid);
     let mode = if fix.chmod { 0o700 } else { meta.mode & 0o777 };
     fs::DirBuilder::new().mode(mode).create(path)?;
+    // As for files: what the kernel gave is checked (a default ACL, a filesystem's own owner).
+    let fix = if !fix.chown && !fix.chmod && !has_meta(&fs::symlink_metadata(path)?, meta) {
+        Fix {
+            chown: true,
+            chmod: true,
+        }
+    } else {
+        fix
+    };
     if fix.chown {
         set_owner_mode(path, meta)
     } else if fix.chmod {
@@ -145,5 +172,29 @@ mod tests {
         // An existing entry is never reused.
         assert!(create_staged_file(&t.path().join("f0"), me(0o644), false).is_err());
         assert!(create_staged_dir(&t.path().join("d0"), me(0o755), false).is_err());
+    }
+
+    /// A default ACL on the parent replaces the umask (`d:o::---` makes `open(0644)` give
+    /// 0640): the created entry is checked and given its mode explicitly.
+    #[test]
+    fn a_default_acl_does_not_change_the_wanted_mode() {
+        // On the repository's filesystem (the test machine's /tmp may lack ACLs).
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        fs::create_dir_all(&base).unwrap();
+        let t = tempfile::tempdir_in(&base).unwrap();
+        let ok = std::process::Command::new("setfacl")
+            .args(["-d", "-m", "o::---"])
+            .arg(t.path())
+            .status()
+            .expect("setfacl (package acl; scripts/test installs it)");
+        assert!(ok.success(), "setfacl -d on {}", t.path().display());
+        let (f, fix) = create_staged_file(&t.path().join("f"), me(0o644), false).unwrap();
+        finish_staged_file(&f, me(0o644), fix).unwrap();
+        assert_eq!(f.metadata().unwrap().mode() & 0o7777, 0o644);
+        create_staged_dir(&t.path().join("d"), me(0o755), false).unwrap();
+        assert_eq!(
+            fs::metadata(t.path().join("d")).unwrap().mode() & 0o7777,
+            0o755
+        );
     }
 }

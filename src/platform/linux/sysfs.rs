@@ -162,7 +162,10 @@ fn partition_of(
     attrs: &AttrDir,
 ) -> (bool, Option<String>) {
     if let Some(parent) = class.link_parent(name) {
-        return if names.contains(&parent) {
+        // An eMMC's boot areas (`…/block/mmcblk0/mmcblk0boot0`) sit where partitions do but
+        // are whole devices without a `partition` attribute: the attribute decides (read only
+        // for devices below another, so no failing read for whole disks).
+        return if names.contains(&parent) && attrs.read("partition").is_some() {
             (true, Some(parent))
         } else {
             (false, None)
