@@ -546,15 +546,20 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::os::unix::fs::PermissionsExt;
 
+    /// `mode` with the test process's own owner.
+    fn own(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
     #[test]
     fn write_atomic_leaves_other_staged_files_pending() {
         let t = tempfile::tempdir().unwrap();
         let mut w = Writer::new(t.path());
-        let m = Meta {
-            mode: 0o644,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let m = own(0o644);
         w.stage(7, "a", b"staged", m, m).unwrap();
         w.write_atomic("b", b"now", m, m).unwrap();
         assert_eq!(fs::read(t.path().join("b")).unwrap(), b"now");
@@ -572,11 +577,7 @@ mod tests {
     fn chained_commit_stops_at_the_first_failure() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        let m = Meta {
-            mode: 0o600,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let m = own(0o600);
         let mut w = Writer::new(root);
         w.stage(1, "first", b"1", m, m).unwrap();
         w.stage(2, "record", b"2", m, m).unwrap();
@@ -607,11 +608,7 @@ mod tests {
     fn deferred_and_unsynced_commits_rename() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        let m = Meta {
-            mode: 0o644,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let m = own(0o644);
         let mut w = Writer::new(root);
         w.stage(0, "a/f", b"a", m, m).unwrap();
         assert!(w.commit_deferred().is_empty());
@@ -709,11 +706,7 @@ mod tests {
     fn new_directories_appear_finished_and_temporaries_are_swept() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        let me = Meta {
-            mode: 0o710,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let me = own(0o710);
         let mut w = Writer::new(root);
         w.create_dirs("a/b", me).unwrap();
         for d in ["a", "a/b"] {
@@ -751,11 +744,7 @@ mod tests {
     fn the_writer_memo_follows_its_own_changes_and_forgets_others() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        let m = Meta {
-            mode: 0o644,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let m = own(0o644);
         let mut w = Writer::new(root);
         w.write_atomic("etc/lt", b"file", m, m).unwrap();
         assert_eq!(fs::read(root.join("etc/lt")).unwrap(), b"file");
@@ -794,11 +783,7 @@ mod tests {
         for d in ["", "x", "x/y"] {
             fs::set_permissions(top.join(d), fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let me = Meta {
-            mode: 0o700,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let me = own(0o700);
         assert_eq!(repair_tree(&top, me, 100).unwrap().len(), 3);
         assert_eq!(
             fs::metadata(top.join("x/y")).unwrap().permissions().mode() & 0o777,
