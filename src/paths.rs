@@ -81,13 +81,25 @@ const MAX_MEMO: usize = 1 << 16;
 pub struct Resolver {
     root: PathBuf,
     memo: RefCell<HashMap<PathBuf, Kind>>,
+    /// Whether a directory hands its group down to new entries (`Kind::Dir::setgid`): the
+    /// platform's rule (mode bits and owner are OS API, which this leaf does not use).
+    hands_group: fn(&fs::Metadata) -> bool,
 }
 
 impl Resolver {
+    /// A resolver whose directories all count as handing their group down (the safe answer
+    /// for a caller that does not create entries).
     pub fn new(root: &Path) -> Resolver {
+        Resolver::with_group_rule(root, |_| true)
+    }
+
+    /// A resolver that tells directories handing their group down by `hands_group` (the
+    /// writer passes the platform's rule, so it can skip `chown` where the result is right).
+    pub fn with_group_rule(root: &Path, hands_group: fn(&fs::Metadata) -> bool) -> Resolver {
         Resolver {
             root: root.to_path_buf(),
             memo: RefCell::new(HashMap::new()),
+            hands_group,
         }
     }
 
@@ -160,7 +172,7 @@ impl Resolver {
         let kind = match fs::symlink_metadata(host) {
             Ok(m) if m.file_type().is_symlink() => return Ok(Entry::Symlink),
             Ok(m) if m.is_dir() => Kind::Dir {
-                setgid: setgid(&m),
+                setgid: (self.hands_group)(&m),
                 fresh: false,
             },
             Ok(_) => Kind::Other,
@@ -253,20 +265,6 @@ impl Resolver {
         }
         Ok((cur, found))
     }
-}
-
-/// See `Kind::Dir::setgid`: setgid, or a group other than primer's effective one.
-#[cfg(unix)]
-fn setgid(m: &fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    static EGID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let egid = *EGID.get_or_init(|| nix::unistd::getegid().as_raw());
-    m.mode() & 0o2000 != 0 || m.gid() != egid
-}
-
-#[cfg(not(unix))]
-fn setgid(_m: &fs::Metadata) -> bool {
-    false
 }
 
 /// A link's target as components to resolve, and whether it starts at the root (then it is
@@ -396,7 +394,15 @@ mod tests {
         fs::create_dir_all(root.join("etc/ssh")).unwrap();
         fs::create_dir(root.join("srv")).unwrap();
         symlink("/etc", root.join("l")).unwrap();
-        let r = Resolver::new(root);
+        // (`new` counts every directory as handing its group down; a rule says otherwise.)
+        assert_eq!(
+            Resolver::new(root).kind(&root.join("etc")),
+            Some(Kind::Dir {
+                setgid: true,
+                fresh: false
+            })
+        );
+        let r = Resolver::with_group_rule(root, |_| false);
         assert_eq!(r.resolve("l/ssh/x").unwrap(), root.join("etc/ssh/x"));
         assert_eq!(
             r.kind(&root.join("etc")),

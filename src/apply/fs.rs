@@ -33,7 +33,7 @@ impl Writer {
     pub fn new(root: &Path) -> Writer {
         Writer {
             root: root.to_path_buf(),
-            res: Resolver::new(root),
+            res: Resolver::with_group_rule(root, crate::platform::hands_group_down),
             dirty_dirs: BTreeSet::new(),
             pending: Vec::new(),
             seq: 0,

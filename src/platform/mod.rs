@@ -99,6 +99,12 @@ pub fn finish_staged_file(
     set_owner_mode_file(f, meta)
 }
 
+/// Windows: no POSIX group; the staged-file seam sets every entry's ACL model anyway.
+#[cfg(windows)]
+pub fn hands_group_down(_m: &std::fs::Metadata) -> bool {
+    false
+}
+
 /// Windows has no group handed down by a directory: always true.
 #[cfg(windows)]
 pub fn is_own_group(_gid: u32) -> bool {

@@ -38,6 +38,14 @@ fn ids() -> &'static Ids {
     })
 }
 
+/// Whether a directory with metadata `m` gives new entries a group other than primer's: it is
+/// setgid, or its group is not primer's (a `grpid`/`bsdgroups` mount hands it down, setgid or
+/// not). `paths::Resolver`'s rule for the writer.
+pub fn hands_group_down(m: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.mode() & 0o2000 != 0 || m.gid() != ids().gid
+}
+
 /// Whether `gid` is primer's effective group (a directory with another group hands it to new
 /// entries on a `grpid` mount).
 pub fn is_own_group(gid: u32) -> bool {

@@ -15,7 +15,9 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 pub use crate::probe::Probe;
-pub use at::{create_staged_dir, create_staged_file, finish_staged_file, is_own_group};
+pub use at::{
+    create_staged_dir, create_staged_file, finish_staged_file, hands_group_down, is_own_group,
+};
 pub use sysfs::ProbeRoots;
 
 use crate::facts::Meta;
