@@ -77,7 +77,7 @@ pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::R
     // What the kernel gave may still differ (a default ACL on the parent replaces the umask;
     // NFS root squash, FUSE or vfat keep their own owner): one `fstat` says, and the explicit
     // calls then set it, or fail loudly as before.
-    if !fix.chown && !fix.chmod && !has_meta(&f.metadata()?, meta) {
+    if !fix.chown && !fix.chmod && !has_meta(path, &f.metadata()?, meta) {
         return Ok((
             f,
             Fix {
@@ -89,10 +89,10 @@ pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::R
     Ok((f, fix))
 }
 
-/// Whether `m` has exactly `meta`'s mode bits and owner.
-fn has_meta(m: &fs::Metadata, meta: Meta) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    m.mode() & 0o7777 == meta.mode && m.uid() == meta.uid && m.gid() == meta.gid
+/// Whether the entry at `path` (metadata `m`) has exactly `meta`, read back as the host facts
+/// read it.
+fn has_meta(path: &Path, m: &fs::Metadata, meta: Meta) -> bool {
+    crate::facts::meta_of(path, m) == meta
 }
 
 /// Sets on a staged file what `create_staged_file` could not: owner first (a `chown` clears
@@ -114,7 +114,7 @@ pub fn create_staged_dir(path: &Path, meta: Meta, parent_setgid: bool) -> io::Re
     let mode = if fix.chmod { 0o700 } else { meta.mode & 0o777 };
     fs::DirBuilder::new().mode(mode).create(path)?;
     // As for files: what the kernel gave is checked (a default ACL, a filesystem's own owner).
-    let fix = if !fix.chown && !fix.chmod && !has_meta(&fs::symlink_metadata(path)?, meta) {
+    let fix = if !fix.chown && !fix.chmod && !has_meta(path, &fs::symlink_metadata(path)?, meta) {
         Fix {
             chown: true,
             chmod: true,
