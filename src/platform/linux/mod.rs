@@ -319,3 +319,43 @@ pub fn boot_id() -> Option<String> {
     (id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
         .then(|| id.to_ascii_lowercase())
 }
+
+#[cfg(test)]
+mod direct_read_tests {
+    use super::open_device;
+    use std::io::{Read, Seek, SeekFrom};
+    use std::path::Path;
+
+    /// An image whose size is no multiple of any sector, on a filesystem with direct I/O (the
+    /// repository's) and on one without it (tmpfs: `O_DIRECT` refused at the open, read through
+    /// the page cache): byte-granular reads anywhere, across windows, at and past the end, give
+    /// the file's bytes, and nothing past it.
+    #[test]
+    fn direct_and_fallback_reads_equal_the_file() {
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 7 + i / 4093) as u8).collect();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&repo).unwrap();
+        for dir in [repo.as_path(), Path::new("/dev/shm")] {
+            let t = tempfile::tempdir_in(dir).unwrap();
+            let p = t.path().join("drive.img");
+            std::fs::write(&p, &data).unwrap();
+            let mut r = open_device(&p).unwrap();
+            for (at, len) in [
+                (0usize, 1usize),
+                (4095, 2),
+                (262_143, 10),
+                (100_000, 200_001),
+                (299_990, 50),
+            ] {
+                r.seek(SeekFrom::Start(at as u64)).unwrap();
+                let mut got = Vec::new();
+                (&mut r).take(len as u64).read_to_end(&mut got).unwrap();
+                let end = (at + len).min(data.len());
+                assert_eq!(got, data[at..end], "{} at {at}+{len}", dir.display());
+            }
+            r.seek(SeekFrom::Start(400_000)).unwrap();
+            assert_eq!(r.read(&mut [0u8; 8]).unwrap(), 0, "past the end");
+            assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), data.len() as u64);
+        }
+    }
+}
