@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -80,7 +81,10 @@ const MAX_MEMO: usize = 1 << 16;
 /// read-only host facts share one resolver for their whole pass.
 pub struct Resolver {
     root: PathBuf,
-    memo: RefCell<HashMap<PathBuf, Kind>>,
+    /// Keyed by the path's bytes, not by `Path`: `Path`'s hash and equality walk components
+    /// (a quarter of a first run's hashing time went there), and every key here is built the
+    /// same way from `root` (components pushed one by one), so equal paths are equal bytes.
+    memo: RefCell<HashMap<OsString, Kind>>,
     /// Whether a directory hands its group down to new entries (`Kind::Dir::setgid`): the
     /// platform's rule (mode bits and owner are OS API, which this leaf does not use).
     hands_group: fn(&fs::Metadata) -> bool,
@@ -130,15 +134,17 @@ impl Resolver {
         if memo.len() >= MAX_MEMO {
             memo.clear();
         }
-        memo.insert(host.to_path_buf(), kind);
+        memo.insert(host.as_os_str().to_os_string(), kind);
     }
 
     /// Forgets what was learnt of `host` (changed outside the memo's knowledge); its
     /// directory is no longer one whose every entry the memo knows.
     pub(crate) fn forget(&self, host: &Path) {
         let mut memo = self.memo.borrow_mut();
-        memo.remove(host);
-        if let Some(Kind::Dir { fresh, .. }) = host.parent().and_then(|p| memo.get_mut(p)) {
+        memo.remove(host.as_os_str());
+        if let Some(Kind::Dir { fresh, .. }) =
+            host.parent().and_then(|p| memo.get_mut(p.as_os_str()))
+        {
             *fresh = false;
         }
     }
@@ -147,12 +153,12 @@ impl Resolver {
     /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`).
     fn known(&self, host: &Path) -> Option<Kind> {
         let memo = self.memo.borrow();
-        memo.get(host)
-            .copied()
-            .or_else(|| match host.parent().and_then(|p| memo.get(p)) {
+        memo.get(host.as_os_str()).copied().or_else(|| {
+            match host.parent().and_then(|p| memo.get(p.as_os_str())) {
                 Some(Kind::Dir { fresh: true, .. }) => Some(Kind::Missing),
                 _ => None,
-            })
+            }
+        })
     }
 
     /// What the memo holds of `host`, without any lookup (`None`: it does not know). For
@@ -411,7 +417,7 @@ mod tests {
                 fresh: false
             })
         );
-        assert!(!r.memo.borrow().contains_key(&root.join("l")));
+        assert!(!r.memo.borrow().contains_key(root.join("l").as_os_str()));
         fs::remove_file(root.join("l")).unwrap();
         symlink("../../srv", root.join("l")).unwrap();
         assert_eq!(r.resolve("l/x").unwrap(), root.join("srv/x"));
@@ -420,8 +426,14 @@ mod tests {
             r.resolve_found("usr/sbin/netplan").unwrap(),
             (root.join("usr/sbin/netplan"), Found::Missing)
         );
-        assert_eq!(r.memo.borrow().get(&root.join("usr")), Some(&Kind::Missing));
-        assert!(!r.memo.borrow().contains_key(&root.join("usr/sbin")));
+        assert_eq!(
+            r.memo.borrow().get(root.join("usr").as_os_str()),
+            Some(&Kind::Missing)
+        );
+        assert!(!r
+            .memo
+            .borrow()
+            .contains_key(root.join("usr/sbin").as_os_str()));
         // Created (or replaced by a link) behind the memo's back: seen once forgotten.
         symlink("/srv", root.join("usr")).unwrap();
         assert_eq!(r.resolve("usr/x").unwrap(), root.join("usr/x"));

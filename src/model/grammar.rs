@@ -38,6 +38,11 @@ pub fn is_line_breaking(c: char) -> bool {
 
 /// `s` fits on one line of a text file: no control character of any kind, no line separator.
 pub fn line_safe(s: &str) -> Result<(), GrammarError> {
+    // Nearly every string checked is printable ASCII: one byte test per byte (which the
+    // compiler vectorises) settles it without decoding characters.
+    if s.bytes().all(|b| matches!(b, 0x20..=0x7e)) {
+        return Ok(());
+    }
     match s.char_indices().find(|(_, c)| is_line_breaking(*c)) {
         Some((at, c)) => Err(GrammarError::Control { code: c as u32, at }),
         None => Ok(()),
@@ -51,6 +56,12 @@ pub fn line_safe_without(
     why: &'static str,
 ) -> Result<(), GrammarError> {
     line_safe(s)?;
+    if forbidden.iter().all(char::is_ascii)
+        && s.is_ascii()
+        && !s.bytes().any(|b| forbidden.contains(&char::from(b)))
+    {
+        return Ok(());
+    }
     match s.char_indices().find(|(_, c)| forbidden.contains(c)) {
         Some((at, ch)) => Err(GrammarError::Forbidden { ch, at, why }),
         None => Ok(()),
@@ -473,6 +484,11 @@ mod tests {
         );
         assert!(line_safe_without("a#b", &['#', ';'], "starts a comment").is_err());
         assert!(line_safe_without("a.b", &['#', ';'], "starts a comment").is_ok());
+        // Past the ASCII fast paths: a non-ASCII string, a non-ASCII forbidden character.
+        assert!(line_safe_without("ü#", &['#'], "starts a comment").is_err());
+        assert!(line_safe_without("aüb", &['ü'], "is refused").is_err());
+        assert!(line_safe_without("aüb", &['#'], "starts a comment").is_ok());
+        assert!(line_safe("tab\there").is_err());
     }
 
     #[test]
