@@ -519,12 +519,23 @@ pub fn is_live(root: &Path) -> bool {
 /// Reads the host facts and plans `loaded` for `req.root`; the pin, when there is one to
 /// record, is the plan's last step. A run that will apply takes the run lock before this.
 pub fn make_plan(req: &PlanRequest, loaded: &Loaded) -> Plan {
-    make_plan_live(req, loaded, is_live(&req.root))
+    make_plan_live(
+        req,
+        loaded,
+        is_live(&req.root),
+        &crate::paths::Resolver::new(&req.root),
+    )
 }
 
 /// [`make_plan`] for a root already known to be the running system (`live`) or not: `run`
-/// resolves the root once (canonicalising it costs a lookup per path component).
-fn make_plan_live(req: &PlanRequest, loaded: &Loaded, live: bool) -> Plan {
+/// resolves the root once (canonicalising it costs a lookup per path component). The host facts
+/// are read through `lookups` (rooted at `req.root`), which `run` hands on to its writers.
+fn make_plan_live(
+    req: &PlanRequest,
+    loaded: &Loaded,
+    live: bool,
+    lookups: &crate::paths::Resolver,
+) -> Plan {
     let mut policy = loaded.config.policy();
     if let Some(u) = &req.user {
         policy.ssh_user = u.clone();
@@ -536,8 +547,8 @@ fn make_plan_live(req: &PlanRequest, loaded: &Loaded, live: bool) -> Plan {
     policy.defer_scripts = req.defer_scripts;
     // User-data is parsed once per run: the facts it names and the plan share the parse.
     let parsed = plan::parse_user_data(&loaded.instance, &policy);
-    let facts = crate::facts::read_host_facts(
-        &req.root,
+    let facts = crate::facts::read_host_facts_in(
+        lookups,
         &plan::wanted_parsed(&loaded.instance, &policy, &parsed.0),
         live,
     );
@@ -654,8 +665,13 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         take_lock(root)?
     };
     let live = is_live(root);
-    let plan = make_plan_live(req, &loaded, live);
-    lock.sweep(
+    // One resolver for the run: the host facts fill its memo, the sweep and the writer use it
+    // (no path the facts looked up is looked up again; nothing changes the tree in between
+    // but primer, which holds the lock). The writer's group rule is the platform's.
+    let lookups = crate::paths::Resolver::with_group_rule(root, platform::hands_group_down);
+    let plan = make_plan_live(req, &loaded, live, &lookups);
+    lock.sweep_in(
+        &lookups,
         plan.steps
             .iter()
             .filter_map(|s| apply::action_path(&s.action)),
@@ -665,7 +681,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         live,
     };
     let applied_at = SystemTime::now();
-    let mut report = apply::apply_plan(&plan, &target, &lock);
+    let mut report = apply::apply_plan_in(&plan, &target, &lock, lookups);
     let plan_steps = report.steps.len();
     let mut exit = if refused {
         // The drive is refused whole (its plan is that one error step): nothing was applied.

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 /// Most symlinks followed while resolving one path (as the kernel's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
@@ -78,13 +79,16 @@ const MAX_MEMO: usize = 1 << 16;
 /// directories, missing entries and other non-links are remembered, never symlinks (see
 /// [`Kind`]); a caller that changes the tree keeps the memo true (`set`, `forget`): the writer
 /// records the directories it creates, the files it renames into place and removes. The
-/// read-only host facts share one resolver for their whole pass.
+/// read-only host facts share one resolver for their whole pass, and a run hands that resolver
+/// on to its writers (a clone shares the memo): the writer then makes no lookup the facts
+/// already made.
+#[derive(Clone)]
 pub struct Resolver {
     root: PathBuf,
     /// Keyed by the path's bytes, not by `Path`: `Path`'s hash and equality walk components
     /// (a quarter of a first run's hashing time went there), and every key here is built the
     /// same way from `root` (components pushed one by one), so equal paths are equal bytes.
-    memo: RefCell<HashMap<OsString, Kind>>,
+    memo: Rc<RefCell<HashMap<OsString, Kind>>>,
     /// Whether a directory hands its group down to new entries (`Kind::Dir::setgid`): the
     /// platform's rule (mode bits and owner are OS API, which this leaf does not use).
     hands_group: fn(&fs::Metadata) -> bool,
@@ -102,7 +106,7 @@ impl Resolver {
     pub fn with_group_rule(root: &Path, hands_group: fn(&fs::Metadata) -> bool) -> Resolver {
         Resolver {
             root: root.to_path_buf(),
-            memo: RefCell::new(HashMap::new()),
+            memo: Rc::new(RefCell::new(HashMap::new())),
             hands_group,
         }
     }
@@ -388,6 +392,32 @@ mod tests {
             resolve_in_root(root, "no/such/../abs").unwrap(),
             root.join("no/abs")
         );
+    }
+
+    /// A clone shares the memo (the run hands the facts' resolver on to its writer): what one
+    /// looked up or learnt, the other knows without a lookup; forgetting is shared too.
+    #[test]
+    fn clones_share_what_was_looked_up() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("etc")).unwrap();
+        let facts = Resolver::new(root);
+        let writer = facts.clone();
+        assert_eq!(writer.cached(&root.join("etc")), None);
+        assert_eq!(
+            facts.resolve_found("etc/hostname").unwrap().1,
+            Found::Missing
+        );
+        assert!(matches!(
+            writer.cached(&root.join("etc")),
+            Some(Kind::Dir { .. })
+        ));
+        assert_eq!(
+            writer.cached(&root.join("etc/hostname")),
+            Some(Kind::Missing)
+        );
+        writer.forget_all();
+        assert_eq!(facts.cached(&root.join("etc")), None);
     }
 
     /// The memo remembers directories and missing entries (one lookup for a missing top-level

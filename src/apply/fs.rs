@@ -31,9 +31,19 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(root: &Path) -> Writer {
+        Writer::with_resolver(Resolver::with_group_rule(
+            root,
+            crate::platform::hands_group_down,
+        ))
+    }
+
+    /// A writer resolving through `res` and sharing its memo (the run's host facts looked the
+    /// same paths up: the writer repeats none of those lookups). `res` must tell directories
+    /// handing their group down by the platform's rule (`platform::hands_group_down`).
+    pub fn with_resolver(res: Resolver) -> Writer {
         Writer {
-            root: root.to_path_buf(),
-            res: Resolver::with_group_rule(root, crate::platform::hands_group_down),
+            root: res.root().to_path_buf(),
+            res,
             dirty_dirs: BTreeSet::new(),
             pending: Vec::new(),
             seq: 0,
@@ -452,6 +462,10 @@ impl Writer {
         }
         let mut n = 0;
         for d in dirs {
+            // A directory resolution found missing holds nothing to sweep: no failing open.
+            if self.res.cached(&d) == Some(crate::paths::Kind::Missing) {
+                continue;
+            }
             let Ok(rd) = fs::read_dir(&d) else { continue };
             for e in rd.flatten() {
                 if !is_temp_name(&e.file_name().to_string_lossy()) {

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::facts::Meta;
+use crate::paths::Resolver;
 use crate::plan::{Action, Change, Plan, PUBLIC_DIR};
 use crate::state::STATE_DIR;
 
@@ -70,7 +71,23 @@ fn parents_for(path: &str) -> Meta {
 /// writes are staged and committed together (one flush), then the record is written last with
 /// the steps that really landed.
 pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
-    let mut writer = fs::Writer::new(&target.root);
+    apply_plan_in(
+        plan,
+        target,
+        lock,
+        Resolver::with_group_rule(&target.root, crate::platform::hands_group_down),
+    )
+}
+
+/// [`apply_plan`] resolving through `lookups` (the run's resolver, whose memo the host facts
+/// filled: see [`fs::Writer::with_resolver`]); its root must be `target.root`.
+pub fn apply_plan_in(
+    plan: &Plan,
+    target: &Target,
+    lock: &RunLock,
+    lookups: Resolver,
+) -> ApplyReport {
+    let mut writer = fs::Writer::with_resolver(lookups);
     if lock.lock.is_none() && plan.steps.iter().any(|s| s.change.acts()) {
         // Only a plan that changes nothing may go without the lock.
         let mut report = ApplyReport::default();
@@ -411,12 +428,25 @@ impl RunLock {
     /// of `rels` (and in primer's state directory: `status.json`, the pin). Only with the lock
     /// held: another run's temporary files are never swept.
     pub fn sweep<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
+        self.sweep_in(
+            &Resolver::with_group_rule(&self.root, crate::platform::hands_group_down),
+            rels,
+        )
+    }
+
+    /// [`RunLock::sweep`] through the run's resolver (`lookups`, rooted at the lock's root):
+    /// the paths the host facts looked up are not looked up again.
+    pub fn sweep_in<'a>(
+        &self,
+        lookups: &Resolver,
+        rels: impl IntoIterator<Item = &'a str>,
+    ) -> usize {
         if self.lock.is_none() {
             return 0;
         }
         let status = crate::state::status_path();
         let pin = crate::state::pin_path();
-        let w = fs::Writer::new(&self.root);
+        let w = fs::Writer::with_resolver(lookups.clone());
         let mut all: Vec<&str> = rels.into_iter().collect();
         all.extend([status.as_str(), pin.as_str(), LOCK_PATH]);
         let swept = w.sweep_temps(all);

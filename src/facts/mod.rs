@@ -8,7 +8,7 @@ pub mod net;
 mod read;
 
 pub(crate) use read::read_file_capped;
-pub use read::{meta_of, read_host_facts};
+pub use read::{meta_of, read_host_facts, read_host_facts_in};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -21,9 +21,14 @@ const MAX_COPY_DEPTH: usize = 32;
 /// Reads the host facts the planner asked for (`wanted`) under `root`; `live`: the root is the
 /// running system.
 pub fn read_host_facts(root: &Path, wanted: &Wanted, live: bool) -> HostFacts {
+    read_host_facts_in(&Resolver::new(root), wanted, live)
+}
+
+/// [`read_host_facts`] through `root`, a resolver the caller may hand on to the run's writer
+/// afterwards (its memo then spares the writer the same lookups).
+pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostFacts {
     // One resolver for the whole read-only pass: each directory on the way (`etc`, the state
     // tree) is looked up once, and a missing one (`usr` of a bare image) once, not per file.
-    let root = &Resolver::new(root);
     let mut facts = HostFacts {
         live,
         os: super::TargetOs::HOST,
