@@ -111,19 +111,32 @@ impl Writer {
     }
 
     /// Creates the missing directory `dir` (its parent exists) with `meta` already in place when
-    /// it appears: made under a temporary name beside it, given its owner and mode, then renamed
-    /// (never over an existing entry). A crash leaves either no directory or the finished one;
-    /// the empty temporary directory it may leave is swept by the next run (`sweep_temps`).
+    /// it appears. When `mkdir` itself gives the mode and owner (primer's own ids, a mode the
+    /// umask keeps, no group handed down: `platform::creates_final`) it is made under its name
+    /// directly — `mkdir` is atomic, and that spares a rename per directory. Otherwise it is
+    /// made under a temporary name beside it, given its owner and mode, then renamed (never
+    /// over an existing entry). A crash leaves either no directory or the finished one; the
+    /// empty temporary directory it may leave is swept by the next run (`sweep_temps`).
+    /// (A default ACL on the parent can still change what `mkdir` gives: the direct directory
+    /// is then corrected in place, as the parent's ACL made it for that instant.)
     /// `parent_setgid`: its parent gives new entries its group. Returns whether the new
     /// directory is setgid in turn.
     fn make_dir(&mut self, dir: &Path, meta: Meta, parent_setgid: bool) -> io::Result<bool> {
-        let tmp = self.temp_name(dir);
-        // Made with its final mode and owner when the kernel gives them (no chown or chmod).
+        let direct = crate::platform::creates_final(meta, parent_setgid);
+        let tmp = if direct {
+            dir.to_path_buf()
+        } else {
+            self.temp_name(dir)
+        };
         let r = crate::platform::create_staged_dir(&tmp, meta, parent_setgid)
             .map_err(|e| at(&tmp, e))
             .and_then(|()| {
                 crate::apply::fault::point("mkdir");
-                rename_noreplace(&tmp, dir)
+                if direct {
+                    Ok(())
+                } else {
+                    rename_noreplace(&tmp, dir)
+                }
             });
         // Its mode is exactly `meta.mode`: under a setgid parent (which it would inherit the
         // bit from) `create_staged_dir` always sets the mode. Its group is `meta.gid`: one
@@ -141,14 +154,23 @@ impl Writer {
                 );
                 Ok(setgid)
             }
-            // Created meanwhile by someone else: an existing directory is left as it is.
-            Err(_) if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) => {
-                let _ = fs::remove_dir(&tmp);
+            // Created meanwhile by someone else: an existing directory is left as it is. (Made
+            // directly, only `mkdir`'s own "exists" says so: a directory this writer made whose
+            // mode could not be corrected is an error, not someone else's.)
+            Err(e)
+                if (!direct || e.kind() == io::ErrorKind::AlreadyExists)
+                    && fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) =>
+            {
+                if !direct {
+                    let _ = fs::remove_dir(&tmp);
+                }
                 self.res.forget(dir);
                 Ok(self.res.kind(dir).is_none_or(|k| k.setgid()))
             }
             Err(e) => {
-                let _ = fs::remove_dir(&tmp);
+                if !direct {
+                    let _ = fs::remove_dir(&tmp);
+                }
                 Err(e)
             }
         }
@@ -566,6 +588,45 @@ mod tests {
             mode,
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
+    /// Directories whose mode and owner `mkdir` gives are made under their own name (no
+    /// temporary name, no rename); under a default ACL that changes what `mkdir` gives, and with
+    /// a mode the umask would cut (made under a temporary name), each still ends up exactly as
+    /// asked, and nothing temporary is left.
+    #[test]
+    fn created_directories_get_exactly_their_meta() {
+        use std::os::unix::fs::MetadataExt;
+        // On the repository's filesystem (the test machine's /tmp may lack ACLs).
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        fs::create_dir_all(&base).unwrap();
+        let t = tempfile::tempdir_in(&base).unwrap();
+        fs::create_dir(t.path().join("acl")).unwrap();
+        let ok = std::process::Command::new("setfacl")
+            .args(["-d", "-m", "o::---"])
+            .arg(t.path().join("acl"))
+            .status()
+            .expect("setfacl (package acl; scripts/test installs it)");
+        assert!(ok.success());
+        let mut w = Writer::new(t.path());
+        for (rel, mode) in [("plain/a/b", 0o755), ("acl/c/d", 0o755), ("odd/e", 0o777)] {
+            w.create_dirs(rel, own(mode)).unwrap();
+            let mut p = t.path().to_path_buf();
+            for c in rel.split('/') {
+                p.push(c);
+                if c == "acl" {
+                    continue;
+                }
+                let m = fs::symlink_metadata(&p).unwrap();
+                assert_eq!(m.mode() & 0o7777, mode, "{}", p.display());
+                let left: Vec<_> = fs::read_dir(p.parent().unwrap())
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
+                    .collect();
+                assert!(left.is_empty(), "{left:?}");
+            }
         }
     }
 

@@ -69,7 +69,7 @@ pub fn open_lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> 
 /// What the writer still sets on a file or directory it just created for a wanted mode and
 /// owner (`create_staged_file`, `create_staged_dir`): the kernel gives the mode in `open` and
 /// `mkdir`, and primer's own ids, unless told otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fix {
     pub chown: bool,
     pub chmod: bool,
@@ -109,6 +109,13 @@ pub fn hands_group_down(_m: &std::fs::Metadata) -> bool {
 #[cfg(windows)]
 pub fn is_own_group(_gid: u32) -> bool {
     true
+}
+
+/// Windows: an entry is always created private and then given its ACL model, so a directory
+/// is never made directly under its final name.
+#[cfg(windows)]
+pub fn creates_final(_meta: crate::facts::Meta, _parent_setgid: bool) -> bool {
+    false
 }
 
 /// Windows: a private directory, then `meta`'s ACL model.

@@ -64,6 +64,13 @@ fn fix_for(meta: Meta, parent_setgid: bool) -> Fix {
     Fix { chown, chmod }
 }
 
+/// Whether an entry created for `meta` in such a directory gets all of `meta` from the creating
+/// call itself (no owner or mode to set afterwards): the writer then makes a directory under
+/// its final name instead of a temporary one renamed into place.
+pub fn creates_final(meta: Meta, parent_setgid: bool) -> bool {
+    fix_for(meta, parent_setgid) == Fix::default()
+}
+
 /// Creates the new file `path` (it must not exist) for writing: with `meta`'s mode in `open`
 /// when nothing else is to be set, else private (0600) until `finish_staged_file`.
 pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::Result<(File, Fix)> {

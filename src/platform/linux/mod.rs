@@ -16,7 +16,8 @@ use std::time::Duration;
 
 pub use crate::probe::Probe;
 pub use at::{
-    create_staged_dir, create_staged_file, finish_staged_file, hands_group_down, is_own_group,
+    create_staged_dir, create_staged_file, creates_final, finish_staged_file, hands_group_down,
+    is_own_group,
 };
 pub use sysfs::ProbeRoots;
 
