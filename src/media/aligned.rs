@@ -71,6 +71,13 @@ impl<D: SectorDevice> AlignedReader<D> {
     /// (`window` bytes from 0) in one device read and holds no larger buffer than that, and a
     /// later read (a candidate's root directory) costs one more window where it falls.
     pub fn with_window(dev: D, sector: u64, len: u64, window: usize) -> Self {
+        Self::with_buffer(dev, sector, len, window, Vec::new())
+    }
+
+    /// As [`AlignedReader::with_window`], in `buf`: a previous reader's
+    /// ([`AlignedReader::into_buffer`]), so a probe over many devices allocates and zeroes one
+    /// buffer, not one per device. Its old bytes are never served: only what this device read.
+    pub fn with_buffer(dev: D, sector: u64, len: u64, window: usize, mut buf: Vec<u8>) -> Self {
         let sector = if sector.is_power_of_two() && (512..=MAX_SECTOR).contains(&sector) {
             sector
         } else {
@@ -79,7 +86,9 @@ impl<D: SectorDevice> AlignedReader<D> {
         // `sector` <= 64 KiB: fits usize; the window plus slack to align its start.
         let s = sector as usize;
         let window = window.clamp(1, CHUNK.max(s)).next_multiple_of(s);
-        let buf = vec![0u8; window + s];
+        if buf.len() < window + s {
+            buf.resize(window + s, 0);
+        }
         let off = buf.as_ptr().align_offset(s).min(s);
         AlignedReader {
             dev,
@@ -107,6 +116,11 @@ impl<D: SectorDevice> AlignedReader<D> {
     /// The sector size in use.
     pub fn sector(&self) -> u64 {
         self.sector
+    }
+
+    /// The buffer, for the next reader ([`AlignedReader::with_buffer`]).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// The device read (for a question the reader cannot answer, such as an `ioctl`).
@@ -309,6 +323,17 @@ pub(crate) mod tests {
         r.read_to_end(&mut tail).unwrap();
         assert_eq!(tail, want[n - 5..]);
         assert_eq!(r.get_ref().reads, 3);
+        // The next device in the same buffer: only its own bytes are served.
+        let buf = r.into_buffer();
+        let dev = Strict {
+            data: vec![0xa5; 4096 * 2],
+            sector: 4096,
+            reads: 0,
+        };
+        let mut r = AlignedReader::with_buffer(dev, 4096, 4096 * 2, 36 * 1024, buf);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, vec![0xa5; 4096 * 2]);
         // A window that is no whole number of sectors is rounded up to one; none is larger
         // than `CHUNK`.
         let r = AlignedReader::with_window(std::io::Cursor::new(vec![0u8; 16]), 4096, 16, 1000);

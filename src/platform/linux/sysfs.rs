@@ -243,27 +243,40 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
                 continue;
             }
         }
-        let Some(attrs) = class.sub(name) else {
-            continue;
+        // A whole loop device needs only its size besides, read through the class directory
+        // like its backing file: no directory handle to open and close for it.
+        let attrs = if whole_loop {
+            None
+        } else {
+            let Some(a) = class.sub(name) else {
+                continue;
+            };
+            Some(a)
         };
-        let sectors: u64 = attrs.read("size").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let attr = |n: &str| attrs.as_ref().and_then(|a| a.read(n));
+        let size = match &attrs {
+            Some(a) => a.read("size"),
+            None => class.read(&format!("{name}/size")),
+        };
+        let sectors: u64 = size.and_then(|s| s.parse().ok()).unwrap_or(0);
         if sectors == 0 {
             tracing::debug!(device = %name, "size 0 (no medium or detached): skipped");
             continue;
         }
-        let (is_partition, parent) = if whole_loop || is_numbered(name, "sr") {
-            (false, None)
-        } else {
-            partition_of(&class, &class_path, &names, name, &attrs)
+        let (is_partition, parent) = match &attrs {
+            Some(a) if !is_numbered(name, "sr") => {
+                partition_of(&class, &class_path, &names, name, a)
+            }
+            _ => (false, None),
         };
         let number: Option<u32> = if is_partition {
-            attrs.read("partition").and_then(|s| s.parse().ok())
+            attr("partition").and_then(|s| s.parse().ok())
         } else {
             None
         };
         // Only a whole loop device has a backing file (no failing lookup for other devices).
         if name.starts_with("loop") && !is_partition && !whole_loop {
-            backing_file = attrs.read("loop/backing_file");
+            backing_file = attr("loop/backing_file");
         }
         if name.starts_with("loop") && !is_partition && backing_file.is_none() {
             continue;
@@ -288,18 +301,13 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
         // attribute's open, read and close), and of sysfs only where that cannot answer.
         // `removable` is a disk's attribute (a partition has none), and the loop driver never
         // sets it: read only where it can say yes.
-        dev.removable =
-            !is_partition && !whole_loop && attrs.read("removable").as_deref() == Some("1");
+        dev.removable = !is_partition && !whole_loop && attr("removable").as_deref() == Some("1");
         dev.parent = parent;
         dev.backing_file = backing_file;
         out.push(SysDev {
             dev,
             // Only a partition's device number is compared (with the root's).
-            devno: if is_partition {
-                attrs.read("dev")
-            } else {
-                None
-            },
+            devno: if is_partition { attr("dev") } else { None },
             number,
         });
     }
@@ -334,7 +342,8 @@ type HeadReader = AlignedReader<DirectFile>;
 /// last opener closes it, so each probe reads afresh, and the kernel's default read-ahead
 /// turned each 4 KiB read into 128 KiB through the loop driver. `POSIX_FADV_RANDOM` makes it
 /// read what is asked.
-fn open_for_probe(path: &str, len: u64) -> std::io::Result<HeadReader> {
+/// `buf`: the previous device's reader's buffer (or an empty one).
+fn open_for_probe(path: &str, len: u64, buf: Vec<u8>) -> std::io::Result<HeadReader> {
     let dev = DirectFile::open(Path::new(path))?;
     if !dev.direct {
         if let Err(e) = nix::fcntl::posix_fadvise(
@@ -346,11 +355,12 @@ fn open_for_probe(path: &str, len: u64) -> std::io::Result<HeadReader> {
             tracing::debug!(device = %path, "fadvise: {e}");
         }
     }
-    Ok(AlignedReader::with_window(
+    Ok(AlignedReader::with_buffer(
         dev,
         DEFAULT_SECTOR,
         len,
         PROBE_HEAD,
+        buf,
     ))
 }
 
@@ -358,8 +368,13 @@ fn open_for_probe(path: &str, len: u64) -> std::io::Result<HeadReader> {
 /// when it holds a partition table (read from the same reader: usually within the head).
 /// `Found::Nothing` when it cannot be opened or holds nothing; logged at debug level.
 /// Sets `dev.read_only` too: from the open node, else from sysfs (`class` is `class/block`).
-fn read_device_signature(dev: &mut BlockDevice, class: &Path) -> (Found, Option<HeadReader>) {
-    let mut r = match open_for_probe(&dev.path, dev.size_bytes) {
+/// `spare`: the buffer the reader takes, and gets back when no table keeps the reader.
+fn read_device_signature(
+    dev: &mut BlockDevice,
+    class: &Path,
+    spare: &mut Vec<u8>,
+) -> (Found, Option<HeadReader>) {
+    let mut r = match open_for_probe(&dev.path, dev.size_bytes, std::mem::take(spare)) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
@@ -370,8 +385,11 @@ fn read_device_signature(dev: &mut BlockDevice, class: &Path) -> (Found, Option<
     dev.read_only =
         open_read_only(&r.get_ref().file).unwrap_or_else(|| sysfs_read_only(class, &dev.name));
     let found = read_signature(&mut r, &dev.path);
-    let keep = (found == Found::Table).then_some(r);
-    (found, keep)
+    if found == Found::Table {
+        return (found, Some(r));
+    }
+    *spare = r.into_buffer();
+    (found, None)
 }
 
 /// `major:minor` of the filesystem holding `root`.
@@ -399,9 +417,11 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
     // Disks holding the running root, by device number.
     let mut boot_disks: BTreeSet<String> = BTreeSet::new();
     let class = roots.sys.join("class/block");
+    // One read buffer for every device in turn.
+    let mut spare = Vec::new();
     for s in sys.iter().filter(|s| s.dev.class != DeviceClass::Partition) {
         let mut disk = s.dev.clone();
-        let (found, reader) = read_device_signature(&mut disk, &class);
+        let (found, reader) = read_device_signature(&mut disk, &class, &mut spare);
         if let Some(mut r) = reader {
             let table = read_partition_table(&mut r, &disk.path, logical_block(roots, &disk.name))
                 .map_err(|e| tracing::debug!(device = %disk.path, "partition table: {e}"))
@@ -433,6 +453,7 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
                 }
                 tables.insert(disk.name.clone(), t);
             }
+            spare = r.into_buffer();
         }
         devices.push((disk, found));
     }
@@ -445,7 +466,10 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
         if root_dev.is_some() && s.devno == root_dev {
             boot_disks.extend(d.parent.clone());
         }
-        let (found, _) = read_device_signature(&mut d, &class);
+        let (found, reader) = read_device_signature(&mut d, &class, &mut spare);
+        if let Some(r) = reader {
+            spare = r.into_buffer();
+        }
         devices.push((d, found));
     }
     Scan {
@@ -727,7 +751,7 @@ mod tests {
             let short = t.path().join("short");
             fs::write(&short, &data[..1000]).unwrap();
             let (long, short) = (long.display().to_string(), short.display().to_string());
-            let mut r = open_for_probe(&long, data.len() as u64).unwrap();
+            let mut r = open_for_probe(&long, data.len() as u64, Vec::new()).unwrap();
             let mut b = vec![0u8; 8192];
             // Across the end of the head: the rest from the next window.
             r.seek(SeekFrom::Start(PROBE_HEAD as u64 - 100)).unwrap();
@@ -738,17 +762,17 @@ mod tests {
             r.read_to_end(&mut rest).unwrap();
             assert_eq!(rest, data[49_990..]);
             // The size sysfs gave is the end, even where the node holds more.
-            let mut r = open_for_probe(&long, 1000).unwrap();
+            let mut r = open_for_probe(&long, 1000, r.into_buffer()).unwrap();
             let mut all = Vec::new();
             r.read_to_end(&mut all).unwrap();
             assert_eq!(all, data[..1000]);
             // A node shorter than sysfs said ends where it ends.
-            let mut r = open_for_probe(&short, 4096).unwrap();
+            let mut r = open_for_probe(&short, 4096, r.into_buffer()).unwrap();
             let mut all = Vec::new();
             r.read_to_end(&mut all).unwrap();
             assert_eq!(all, data[..1000], "{}", dir.display());
         }
-        assert!(open_for_probe("/nonexistent/dev/x", 4096).is_err());
+        assert!(open_for_probe("/nonexistent/dev/x", 4096, Vec::new()).is_err());
     }
 
     #[test]
