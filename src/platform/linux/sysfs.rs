@@ -73,35 +73,7 @@ impl AttrDir {
     /// unreadable, not UTF-8 or longer than a page (sysfs serves an attribute in one read of at
     /// most a page).
     fn read(&self, name: &str) -> Option<String> {
-        use nix::fcntl::{openat, OFlag};
-        let fd = openat(
-            &self.0,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ok()?;
-        let mut buf = [0u8; 4097];
-        let mut n = 0;
-        while n < buf.len() {
-            match nix::unistd::read(&fd, &mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return None,
-            }
-            // sysfs (and a small regular file) gives a whole attribute in one read: a short
-            // read is the end, which saves the read that would return 0.
-            if n < 4096 {
-                break;
-            }
-        }
-        if n == buf.len() {
-            return None;
-        }
-        std::str::from_utf8(&buf[..n])
-            .ok()
-            .map(|s| s.trim().to_string())
+        read_attr(&self.0, name)
     }
 
     /// The parent directory's name in the target of the symbolic link `name` (sysfs links
@@ -116,6 +88,40 @@ impl AttrDir {
             .and_then(|n| n.to_str())
             .map(str::to_string)
     }
+}
+
+/// An attribute file `name` relative to `dir` (a directory handle, or `AT_FDCWD` for a path):
+/// see [`AttrDir::read`].
+fn read_attr<Fd: std::os::fd::AsFd, P: ?Sized + nix::NixPath>(dir: Fd, name: &P) -> Option<String> {
+    use nix::fcntl::{openat, OFlag};
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 4097];
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+        // sysfs (and a small regular file) gives a whole attribute in one read: a short
+        // read is the end, which saves the read that would return 0.
+        if n < 4096 {
+            break;
+        }
+    }
+    if n == buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// One sysfs entry with what the probe needs beyond `BlockDevice`.
@@ -151,10 +157,7 @@ pub fn list_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
 
 /// The sysfs `ro` attribute of device `name` (`class` is `class/block`).
 fn sysfs_read_only(class: &Path, name: &str) -> bool {
-    AttrDir::open(&class.join(name))
-        .and_then(|a| a.read("ro"))
-        .as_deref()
-        == Some("1")
+    read_attr(nix::fcntl::AT_FDCWD, &class.join(name).join("ro")).as_deref() == Some("1")
 }
 
 // `BLKROGET`: whether the kernel refuses writes to the device (`_IO(0x12, 94)`).
