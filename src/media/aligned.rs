@@ -12,7 +12,8 @@ pub const DEFAULT_SECTOR: u64 = 4096;
 /// Largest sector size believed: anything larger (or not a power of two) is a driver's noise.
 const MAX_SECTOR: u64 = 64 * 1024;
 /// Bytes read from the device at once (a multiple of every accepted sector size): small
-/// reads by the filesystem readers are served from this window.
+/// reads by the filesystem readers are served from this window. [`AlignedReader::with_window`]
+/// takes a smaller one (the probe's: only a device's head decides).
 pub const CHUNK: usize = 256 * 1024;
 
 /// What a raw device needs from a reader: reads at `offset` into `buf`, where offset, length
@@ -48,9 +49,11 @@ pub struct AlignedReader<D> {
     sector: u64,
     len: u64,
     pos: u64,
-    /// Backing store, `CHUNK + sector` bytes: the window starts at `off`, aligned to `sector`.
+    /// Backing store, `window + sector` bytes: the window starts at `off`, aligned to `sector`.
     buf: Vec<u8>,
     off: usize,
+    /// Bytes read from the device at once: a multiple of `sector`, at most [`CHUNK`].
+    window: usize,
     /// Device offset of the window and how many bytes of it are valid.
     win_start: u64,
     win_len: usize,
@@ -60,6 +63,21 @@ impl<D: SectorDevice> AlignedReader<D> {
     /// `sector`: the device's sector size (a power of two, 512..=64 KiB; anything else falls
     /// back to [`DEFAULT_SECTOR`]); `len`: the device's size in bytes.
     pub fn new(dev: D, sector: u64, len: u64) -> Self {
+        Self::with_window(dev, sector, len, CHUNK)
+    }
+
+    /// As [`AlignedReader::new`], reading `window` bytes at once (rounded up to a whole number
+    /// of sectors, at most [`CHUNK`]) instead of [`CHUNK`]: the probe reads each device's head
+    /// (`window` bytes from 0) in one device read and holds no larger buffer than that, and a
+    /// later read (a candidate's root directory) costs one more window where it falls.
+    pub fn with_window(dev: D, sector: u64, len: u64, window: usize) -> Self {
+        Self::with_buffer(dev, sector, len, window, Vec::new())
+    }
+
+    /// As [`AlignedReader::with_window`], in `buf`: a previous reader's
+    /// ([`AlignedReader::into_buffer`]), so a probe over many devices allocates and zeroes one
+    /// buffer, not one per device. Its old bytes are never served: only what this device read.
+    pub fn with_buffer(dev: D, sector: u64, len: u64, window: usize, mut buf: Vec<u8>) -> Self {
         let sector = if sector.is_power_of_two() && (512..=MAX_SECTOR).contains(&sector) {
             sector
         } else {
@@ -67,7 +85,10 @@ impl<D: SectorDevice> AlignedReader<D> {
         };
         // `sector` <= 64 KiB: fits usize; the window plus slack to align its start.
         let s = sector as usize;
-        let buf = vec![0u8; CHUNK.max(s) + s];
+        let window = window.clamp(1, CHUNK.max(s)).next_multiple_of(s);
+        if buf.len() < window + s {
+            buf.resize(window + s, 0);
+        }
         let off = buf.as_ptr().align_offset(s).min(s);
         AlignedReader {
             dev,
@@ -76,6 +97,7 @@ impl<D: SectorDevice> AlignedReader<D> {
             pos: 0,
             buf,
             off,
+            window,
             win_start: 0,
             win_len: 0,
         }
@@ -96,12 +118,21 @@ impl<D: SectorDevice> AlignedReader<D> {
         self.sector
     }
 
+    /// The buffer, for the next reader ([`AlignedReader::with_buffer`]).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// The device read (for a question the reader cannot answer, such as an `ioctl`).
+    pub fn get_ref(&self) -> &D {
+        &self.dev
+    }
+
     /// Loads the window holding `pos` (`pos < len`): starts at `pos` rounded down to a sector,
-    /// at most `CHUNK` bytes, and not past the last sector the device has.
+    /// at most `window` bytes, and not past the last sector the device has.
     fn fill(&mut self, pos: u64) -> io::Result<()> {
         let start = pos - pos % self.sector;
-        let window = (self.buf.len() - self.off) as u64;
-        let window = window - window % self.sector;
+        let window = self.window as u64;
         let left = self.len - start;
         let want = window.min(left.div_ceil(self.sector).saturating_mul(self.sector));
         // `want` <= window <= buf.len(): fits usize.
@@ -262,6 +293,53 @@ pub(crate) mod tests {
             r.dev.reads, 1,
             "one device read for reads inside one window"
         );
+    }
+
+    #[test]
+    fn a_small_window_reads_the_head_once_then_one_window_where_a_read_falls() {
+        let n = 4096 * 25;
+        let want = pattern(n);
+        let dev = Strict {
+            data: want.clone(),
+            sector: 4096,
+            reads: 0,
+        };
+        let mut r = AlignedReader::with_window(dev, 4096, n as u64, 36 * 1024);
+        // The probe's first read (34 KiB from 0) and any read inside the head: one device read.
+        let mut head = vec![0u8; 34 * 1024];
+        r.read_exact(&mut head).unwrap();
+        assert_eq!(head, want[..34 * 1024]);
+        r.seek(SeekFrom::Start(100)).unwrap();
+        r.read_exact(&mut [0u8; 4000]).unwrap();
+        assert_eq!(r.get_ref().reads, 1);
+        // Past the head: one window where the read falls, clamped to the device's end.
+        let mut b = vec![0u8; 2048];
+        r.seek(SeekFrom::Start(57_344 + 10)).unwrap();
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(b, want[57_354..57_354 + 2048]);
+        assert_eq!(r.get_ref().reads, 2);
+        r.seek(SeekFrom::End(-5)).unwrap();
+        let mut tail = Vec::new();
+        r.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, want[n - 5..]);
+        assert_eq!(r.get_ref().reads, 3);
+        // The next device in the same buffer: only its own bytes are served.
+        let buf = r.into_buffer();
+        let dev = Strict {
+            data: vec![0xa5; 4096 * 2],
+            sector: 4096,
+            reads: 0,
+        };
+        let mut r = AlignedReader::with_buffer(dev, 4096, 4096 * 2, 36 * 1024, buf);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, vec![0xa5; 4096 * 2]);
+        // A window that is no whole number of sectors is rounded up to one; none is larger
+        // than `CHUNK`.
+        let r = AlignedReader::with_window(std::io::Cursor::new(vec![0u8; 16]), 4096, 16, 1000);
+        assert_eq!(r.window, 4096);
+        let r = AlignedReader::with_window(std::io::Cursor::new(vec![0u8; 16]), 512, 16, 1 << 30);
+        assert_eq!(r.window, CHUNK);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Signature reading: what is on one device or partition, from as few small reads as possible.
-//! One read decides for any device: its first 34 KiB, which hold the first 4 KiB (FAT boot
-//! sector, MBR/GPT, ext and XFS superblocks) and the 2 KiB ISO9660 primary volume descriptor
-//! at 32 KiB. Only a recognised
+//! Two small reads decide for any device (one device read behind the probe's reader): its first
+//! 4 KiB (FAT boot sector, MBR/GPT, ext and XFS superblocks) and the 2 KiB ISO9660 primary
+//! volume descriptor at 32 KiB. Only a recognised
 //! ISO9660 or FAT filesystem costs more: its root directory is listed (bounded) so the kind can
 //! be told from the contents. Read-only; never an error: unreadable means "nothing here".
 
@@ -53,13 +53,19 @@ pub fn read_signature<R: Read + Seek>(r: &mut R, device: &str) -> Found {
 }
 
 fn try_read_signature<R: Read + Seek>(r: &mut R, device: &str) -> io::Result<Found> {
-    // One read from 0 to the end of the volume descriptor rather than two: each read of a
-    // device is a request to its driver (and a wait), which costs more than the 28 KiB between.
-    let mut buf = vec![0u8; PVD_AT as usize + PVD];
-    let n = read_at(r, 0, &mut buf)?;
-    buf.truncate(n);
-    let head = &buf[..n.min(HEAD)];
-    let pvd = buf.get(PVD_AT as usize..).unwrap_or_default();
+    // Two small reads into the stack, not one of 34 KiB into a fresh buffer: every reader the
+    // probe uses serves both from one device read (`media::aligned`'s window, 36 KiB for the
+    // probe), so the 28 KiB between are neither zeroed nor copied (for each of many devices).
+    let mut head = [0u8; HEAD];
+    let n = read_at(r, 0, &mut head)?;
+    let head = &head[..n];
+    let mut pvd = [0u8; PVD];
+    let n = if head.len() == HEAD {
+        read_at(r, PVD_AT, &mut pvd)?
+    } else {
+        0
+    };
+    let pvd = &pvd[..n];
 
     if pvd.len() == PVD && pvd[0] == 1 && &pvd[1..6] == b"CD001" && pvd[6] == 1 {
         let label = padded(&pvd[40..72]);

@@ -33,19 +33,11 @@ use crate::probe::Rules;
 /// reader reads through the page cache.
 pub fn open_device(path: &Path) -> io::Result<crate::media::aligned::AlignedReader<DirectFile>> {
     use std::io::Seek;
-    let (mut file, direct) = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECT)
-        .open(path)
-    {
-        Ok(f) => (f, true),
-        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => (File::open(path)?, false),
-        Err(e) => return Err(e),
-    };
+    let mut dev = DirectFile::open(path)?;
     // A block device's metadata says 0 bytes: its end is where `lseek` puts it.
-    let len = file.seek(io::SeekFrom::End(0))?;
+    let len = dev.file.seek(io::SeekFrom::End(0))?;
     Ok(crate::media::aligned::AlignedReader::new(
-        DirectFile { file, direct },
+        dev,
         crate::media::aligned::DEFAULT_SECTOR,
         len,
     ))
@@ -56,6 +48,26 @@ pub fn open_device(path: &Path) -> io::Result<crate::media::aligned::AlignedRead
 pub struct DirectFile {
     file: File,
     direct: bool,
+}
+
+impl DirectFile {
+    /// Opens `path` read-only with direct I/O, or through the page cache where the kernel
+    /// refuses direct I/O at the open (`EINVAL`). The probe (`sysfs`) puts it behind an
+    /// `AlignedReader` with its own window and the size sysfs gave.
+    fn open(path: &Path) -> io::Result<DirectFile> {
+        match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => Ok(DirectFile { file, direct: true }),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Ok(DirectFile {
+                file: File::open(path)?,
+                direct: false,
+            }),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl crate::media::aligned::SectorDevice for DirectFile {

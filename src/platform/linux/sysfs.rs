@@ -6,14 +6,14 @@
 //! deadline. Both roots (sysfs and /dev) can be redirected for tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::Seek as _;
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::DirectFile;
+use crate::media::aligned::{AlignedReader, DEFAULT_SECTOR};
 use crate::media::part::{read_partition_table, OffsetReader};
-use crate::media::pread::PosFile;
 use crate::probe::sig::{read_signature, Found};
 use crate::probe::{rank_scan, BlockDevice, DeviceClass, Probe, Rules, Scan};
 
@@ -73,35 +73,7 @@ impl AttrDir {
     /// unreadable, not UTF-8 or longer than a page (sysfs serves an attribute in one read of at
     /// most a page).
     fn read(&self, name: &str) -> Option<String> {
-        use nix::fcntl::{openat, OFlag};
-        let fd = openat(
-            &self.0,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ok()?;
-        let mut buf = [0u8; 4097];
-        let mut n = 0;
-        while n < buf.len() {
-            match nix::unistd::read(&fd, &mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return None,
-            }
-            // sysfs (and a small regular file) gives a whole attribute in one read: a short
-            // read is the end, which saves the read that would return 0.
-            if n < 4096 {
-                break;
-            }
-        }
-        if n == buf.len() {
-            return None;
-        }
-        std::str::from_utf8(&buf[..n])
-            .ok()
-            .map(|s| s.trim().to_string())
+        read_attr(&self.0, name)
     }
 
     /// The parent directory's name in the target of the symbolic link `name` (sysfs links
@@ -116,6 +88,40 @@ impl AttrDir {
             .and_then(|n| n.to_str())
             .map(str::to_string)
     }
+}
+
+/// An attribute file `name` relative to `dir` (a directory handle, or `AT_FDCWD` for a path):
+/// see [`AttrDir::read`].
+fn read_attr<Fd: std::os::fd::AsFd, P: ?Sized + nix::NixPath>(dir: Fd, name: &P) -> Option<String> {
+    use nix::fcntl::{openat, OFlag};
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 4097];
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+        // sysfs (and a small regular file) gives a whole attribute in one read: a short
+        // read is the end, which saves the read that would return 0.
+        if n < 4096 {
+            break;
+        }
+    }
+    if n == buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// One sysfs entry with what the probe needs beyond `BlockDevice`.
@@ -139,7 +145,37 @@ fn logical_block(roots: &ProbeRoots, name: &str) -> u64 {
 /// Lists the block devices in sysfs that could hold a filesystem, sorted by name.
 /// Skipped: devices of size 0 (empty CD-ROM drives, detached loops), ram and zram devices.
 pub fn list_devices(roots: &ProbeRoots) -> Vec<BlockDevice> {
-    list_sysfs(roots).into_iter().map(|s| s.dev).collect()
+    let class = roots.sys.join("class/block");
+    list_sysfs(roots)
+        .into_iter()
+        .map(|mut s| {
+            s.dev.read_only = sysfs_read_only(&class, &s.dev.name);
+            s.dev
+        })
+        .collect()
+}
+
+/// The sysfs `ro` attribute of device `name` (`class` is `class/block`).
+fn sysfs_read_only(class: &Path, name: &str) -> bool {
+    read_attr(nix::fcntl::AT_FDCWD, &class.join(name).join("ro")).as_deref() == Some("1")
+}
+
+// `BLKROGET`: whether the kernel refuses writes to the device (`_IO(0x12, 94)`).
+nix::ioctl_read_bad!(
+    blkroget,
+    nix::request_code_none!(0x12, 94),
+    nix::libc::c_int
+);
+
+/// Whether the open device is read-only, as the kernel enforces it: the disk's or partition's
+/// read-only flag (what sysfs `ro` shows) or one set on the node (`blockdev --setro`). `None`
+/// for a node that is no block device (a test's regular file).
+fn open_read_only(f: &fs::File) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let mut ro: nix::libc::c_int = 0;
+    // SAFETY: BLKROGET writes one int through the pointer, which points at `ro`.
+    unsafe { blkroget(f.as_raw_fd(), &mut ro) }.ok()?;
+    Some(ro != 0)
 }
 
 /// `loop7`, `sr0`: the loop driver's and the CD-ROM driver's whole devices (a name the kernel
@@ -210,27 +246,40 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
                 continue;
             }
         }
-        let Some(attrs) = class.sub(name) else {
-            continue;
+        // A whole loop device needs only its size besides, read through the class directory
+        // like its backing file: no directory handle to open and close for it.
+        let attrs = if whole_loop {
+            None
+        } else {
+            let Some(a) = class.sub(name) else {
+                continue;
+            };
+            Some(a)
         };
-        let sectors: u64 = attrs.read("size").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let attr = |n: &str| attrs.as_ref().and_then(|a| a.read(n));
+        let size = match &attrs {
+            Some(a) => a.read("size"),
+            None => class.read(&format!("{name}/size")),
+        };
+        let sectors: u64 = size.and_then(|s| s.parse().ok()).unwrap_or(0);
         if sectors == 0 {
             tracing::debug!(device = %name, "size 0 (no medium or detached): skipped");
             continue;
         }
-        let (is_partition, parent) = if whole_loop || is_numbered(name, "sr") {
-            (false, None)
-        } else {
-            partition_of(&class, &class_path, &names, name, &attrs)
+        let (is_partition, parent) = match &attrs {
+            Some(a) if !is_numbered(name, "sr") => {
+                partition_of(&class, &class_path, &names, name, a)
+            }
+            _ => (false, None),
         };
         let number: Option<u32> = if is_partition {
-            attrs.read("partition").and_then(|s| s.parse().ok())
+            attr("partition").and_then(|s| s.parse().ok())
         } else {
             None
         };
         // Only a whole loop device has a backing file (no failing lookup for other devices).
         if name.starts_with("loop") && !is_partition && !whole_loop {
-            backing_file = attrs.read("loop/backing_file");
+            backing_file = attr("loop/backing_file");
         }
         if name.starts_with("loop") && !is_partition && backing_file.is_none() {
             continue;
@@ -251,21 +300,17 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
             // sysfs `size` is always in 512-byte units, whatever the logical sector size.
             sectors.saturating_mul(512),
         );
-        dev.read_only = attrs.read("ro").as_deref() == Some("1");
+        // `read_only` is asked of the open node in `scan` (one `ioctl` instead of an
+        // attribute's open, read and close), and of sysfs only where that cannot answer.
         // `removable` is a disk's attribute (a partition has none), and the loop driver never
         // sets it: read only where it can say yes.
-        dev.removable =
-            !is_partition && !whole_loop && attrs.read("removable").as_deref() == Some("1");
+        dev.removable = !is_partition && !whole_loop && attr("removable").as_deref() == Some("1");
         dev.parent = parent;
         dev.backing_file = backing_file;
         out.push(SysDev {
             dev,
             // Only a partition's device number is compared (with the root's).
-            devno: if is_partition {
-                attrs.read("dev")
-            } else {
-                None
-            },
+            devno: if is_partition { attr("dev") } else { None },
             number,
         });
     }
@@ -281,155 +326,73 @@ fn partition_name(disk: &str, n: u32) -> String {
     }
 }
 
-/// Opens a device node for the probe's few small reads: positioned reads (`media::PosFile`,
-/// no `lseek` before each), and no read-ahead. A block device's page cache is dropped when its
-/// last opener closes it, so every probe reads each device afresh; the kernel's default
-/// read-ahead turned each 4 KiB read into 128 KiB read through the loop driver (most of the
-/// probe's CPU over 64 loop devices). `POSIX_FADV_RANDOM` makes it read what is asked.
-fn open_for_probe(path: &str) -> std::io::Result<PosFile> {
-    let f = File::open(path)?;
-    if let Err(e) =
-        nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM)
-    {
-        tracing::debug!(device = %path, "fadvise: {e}");
-    }
-    Ok(PosFile::new(f))
-}
-
 /// Bytes of a whole device read at once when it is opened for the probe: the first 4 KiB and
 /// the ISO9660 volume descriptor at 32 KiB, rounded to whole 4 KiB blocks (any logical block
-/// size divides it, as direct I/O requires).
+/// size divides it, as direct I/O requires). Also the window of every later read.
 const PROBE_HEAD: usize = 36 * 1024;
 
-/// A whole device as the probe reads it: its first [`PROBE_HEAD`] bytes, read once with direct
-/// I/O (`O_DIRECT`: straight into this buffer, no page cache to fill and, at the last close,
-/// to drop, no copy), and for anything further (a candidate's root directory) the node opened
-/// again for ordinary reads (`open_for_probe`). The head alone decides for every device that
-/// is not an ISO9660 or FAT volume.
-struct ProbeReader<'a> {
-    path: &'a str,
-    head: Vec<u8>,
-    /// Where `head` starts in the allocation (aligned for direct I/O) and how much was read.
-    at: usize,
-    len: usize,
-    pos: u64,
-    rest: Option<PosFile>,
-}
+/// A device as the probe reads it: the one sector-aligned reader (`media::aligned`) over direct
+/// reads (`O_DIRECT`: straight into the reader's buffer, no page cache filled at the read and
+/// dropped at the last close), its window the head ([`PROBE_HEAD`]): the signature's first read
+/// takes the whole head in one device read, which decides for every device that is not an
+/// ISO9660 or FAT volume or a partitioned disk; a volume's root directory, a table's entries
+/// past the head or a partition found in it cost one more window where they lie.
+type HeadReader = AlignedReader<DirectFile>;
 
-impl<'a> ProbeReader<'a> {
-    /// `None` when direct I/O is refused (a filesystem without it, an unaligned device): the
-    /// caller then reads the ordinary way.
-    fn open(path: &'a str) -> Option<std::io::Result<ProbeReader<'a>>> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return None,
-            Err(e) => return Some(Err(e)),
-        };
-        let mut head = vec![0u8; PROBE_HEAD + 4096];
-        let at = head.as_ptr().align_offset(4096);
-        let buf = head.get_mut(at..at + PROBE_HEAD)?;
-        let mut len = 0;
-        while len < PROBE_HEAD {
-            // A short read is the end of the device; direct reads continue at aligned offsets.
-            match std::os::unix::fs::FileExt::read_at(&f, &mut buf[len..], len as u64) {
-                Ok(0) => break,
-                Ok(n) if n % 512 == 0 => len += n,
-                Ok(n) => {
-                    len += n;
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return None,
-                Err(e) => return Some(Err(e)),
-            }
+/// Opens a device node for the probe (see [`HeadReader`]); `len` is the size sysfs gave (no
+/// `lseek`). Where direct I/O is refused (a test's node on tmpfs) the same reader reads
+/// through the page cache, without read-ahead: a block device's page cache is dropped when its
+/// last opener closes it, so each probe reads afresh, and the kernel's default read-ahead
+/// turned each 4 KiB read into 128 KiB through the loop driver. `POSIX_FADV_RANDOM` makes it
+/// read what is asked.
+/// `buf`: the previous device's reader's buffer (or an empty one).
+fn open_for_probe(path: &str, len: u64, buf: Vec<u8>) -> std::io::Result<HeadReader> {
+    let dev = DirectFile::open(Path::new(path))?;
+    if !dev.direct {
+        if let Err(e) = nix::fcntl::posix_fadvise(
+            &dev.file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
+        ) {
+            tracing::debug!(device = %path, "fadvise: {e}");
         }
-        Some(Ok(ProbeReader {
-            path,
-            head,
-            at,
-            len,
-            pos: 0,
-            rest: None,
-        }))
     }
+    Ok(AlignedReader::with_buffer(
+        dev,
+        DEFAULT_SECTOR,
+        len,
+        PROBE_HEAD,
+        buf,
+    ))
 }
 
-impl std::io::Read for ProbeReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let Some(off) = usize::try_from(self.pos).ok().filter(|&p| p < self.len) {
-            let n = buf.len().min(self.len - off);
-            buf[..n].copy_from_slice(&self.head[self.at + off..self.at + off + n]);
-            self.pos += n as u64;
-            return Ok(n);
+/// Reads a whole device's (or kernel partition's) signature, and gives back the open reader
+/// when it holds a partition table (read from the same reader: usually within the head).
+/// `Found::Nothing` when it cannot be opened or holds nothing; logged at debug level.
+/// Sets `dev.read_only` too: from the open node, else from sysfs (`class` is `class/block`).
+/// `spare`: the buffer the reader takes, and gets back when no table keeps the reader.
+fn read_device_signature(
+    dev: &mut BlockDevice,
+    class: &Path,
+    spare: &mut Vec<u8>,
+) -> (Found, Option<HeadReader>) {
+    let mut r = match open_for_probe(&dev.path, dev.size_bytes, std::mem::take(spare)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
+            dev.read_only = sysfs_read_only(class, &dev.name);
+            return (Found::Nothing, None);
         }
-        if self.len < PROBE_HEAD {
-            // The device ended inside the head.
-            return Ok(0);
-        }
-        let rest = match &mut self.rest {
-            Some(r) => r,
-            None => self.rest.insert(open_for_probe(self.path)?),
-        };
-        rest.seek(std::io::SeekFrom::Start(self.pos))?;
-        let n = rest.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl std::io::Seek for ProbeReader<'_> {
-    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
-        use std::io::SeekFrom;
-        let new = match pos {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-            SeekFrom::End(d) => {
-                let end = if self.len < PROBE_HEAD {
-                    self.len as u64
-                } else {
-                    let rest = match &mut self.rest {
-                        Some(r) => r,
-                        None => self.rest.insert(open_for_probe(self.path)?),
-                    };
-                    rest.seek(SeekFrom::End(0))?
-                };
-                end.checked_add_signed(d)
-            }
-        };
-        self.pos = new.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
-        Ok(self.pos)
-    }
-}
-
-/// Reads a device's (or a table-only partition's) signature. `None`: cannot be opened, or
-/// nothing there; logged at debug level.
-pub fn read_device_signature(dev: &BlockDevice) -> Found {
-    let skipped = |e: std::io::Error| {
-        tracing::debug!(device = %dev.path, "cannot open: {e}; skipped");
-        Found::Nothing
     };
-    if dev.byte_range().is_none() {
-        match ProbeReader::open(&dev.path) {
-            Some(Ok(mut r)) => return read_signature(&mut r, &dev.path),
-            Some(Err(e)) => return skipped(e),
-            None => {}
-        }
+    dev.read_only =
+        open_read_only(&r.get_ref().file).unwrap_or_else(|| sysfs_read_only(class, &dev.name));
+    let found = read_signature(&mut r, &dev.path);
+    if found == Found::Table {
+        return (found, Some(r));
     }
-    let mut f = match open_for_probe(&dev.path) {
-        Ok(f) => f,
-        Err(e) => return skipped(e),
-    };
-    match dev.byte_range() {
-        Some((start, len)) => read_signature(&mut OffsetReader::new(f, start, len), &dev.display()),
-        None => read_signature(&mut f, &dev.path),
-    }
+    *spare = r.into_buffer();
+    (found, None)
 }
 
 /// `major:minor` of the filesystem holding `root`.
@@ -456,39 +419,46 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
     let mut tables = BTreeMap::new();
     // Disks holding the running root, by device number.
     let mut boot_disks: BTreeSet<String> = BTreeSet::new();
+    let class = roots.sys.join("class/block");
+    // One read buffer for every device in turn.
+    let mut spare = Vec::new();
     for s in sys.iter().filter(|s| s.dev.class != DeviceClass::Partition) {
-        let found = read_device_signature(&s.dev);
-        if found == Found::Table {
-            let table = open_for_probe(&s.dev.path).ok().and_then(|mut f| {
-                read_partition_table(&mut f, &s.dev.path, logical_block(roots, &s.dev.name))
-                    .map_err(|e| tracing::debug!(device = %s.dev.path, "partition table: {e}"))
-                    .ok()
-                    .flatten()
-            });
+        let mut disk = s.dev.clone();
+        let (found, reader) = read_device_signature(&mut disk, &class, &mut spare);
+        if let Some(mut r) = reader {
+            let table = read_partition_table(&mut r, &disk.path, logical_block(roots, &disk.name))
+                .map_err(|e| tracing::debug!(device = %disk.path, "partition table: {e}"))
+                .ok()
+                .flatten();
             if let Some(t) = table {
                 let trailing = t.trailing().map(|p| p.number);
-                if !with_kernel_parts.contains(&s.dev.name) {
+                if !with_kernel_parts.contains(&disk.name) {
                     // The kernel shows no partitions: reach each through an offset reader.
                     for p in &t.partitions {
                         let mut d = BlockDevice::whole(
-                            &partition_name(&s.dev.name, p.number),
-                            &s.dev.path,
+                            &partition_name(&disk.name, p.number),
+                            &disk.path,
                             DeviceClass::Partition,
                             p.size,
                         );
-                        d.read_only = s.dev.read_only;
-                        d.parent = Some(s.dev.name.clone());
+                        d.read_only = disk.read_only;
+                        d.parent = Some(disk.name.clone());
                         d.partition = Some(p.clone());
                         d.table_only = true;
                         d.trailing = trailing == Some(p.number);
-                        let f = read_device_signature(&d);
+                        // Through the disk's open reader: no open per partition.
+                        let f = read_signature(
+                            &mut OffsetReader::new(&mut r, p.start, p.size),
+                            &d.display(),
+                        );
                         devices.push((d, f));
                     }
                 }
-                tables.insert(s.dev.name.clone(), t);
+                tables.insert(disk.name.clone(), t);
             }
+            spare = r.into_buffer();
         }
-        devices.push((s.dev.clone(), found));
+        devices.push((disk, found));
     }
     for s in sys.iter().filter(|s| s.dev.class == DeviceClass::Partition) {
         let mut d = s.dev.clone();
@@ -499,7 +469,10 @@ pub fn scan(roots: &ProbeRoots) -> Scan {
         if root_dev.is_some() && s.devno == root_dev {
             boot_disks.extend(d.parent.clone());
         }
-        let found = read_device_signature(&d);
+        let (found, reader) = read_device_signature(&mut d, &class, &mut spare);
+        if let Some(r) = reader {
+            spare = r.into_buffer();
+        }
         devices.push((d, found));
     }
     Scan {
@@ -769,39 +742,40 @@ mod tests {
     #[test]
     fn the_probe_reader_serves_the_head_and_reads_on_past_it() {
         use std::io::{Read, Seek, SeekFrom};
-        let t = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-        let long = t.path().join("long");
-        fs::write(&long, &data).unwrap();
-        let short = t.path().join("short");
-        fs::write(&short, &data[..1000]).unwrap();
-        let (long, short) = (long.display().to_string(), short.display().to_string());
-        // A filesystem without direct I/O gives `None`: the probe then reads the ordinary way.
-        let Some(r) = ProbeReader::open(&long) else {
-            return;
-        };
-        let mut r = r.unwrap();
-        assert_eq!(r.len, PROBE_HEAD);
-        let mut b = vec![0u8; 8192];
-        // Across the end of the head: served in two reads, the second from the device.
-        r.seek(SeekFrom::Start(PROBE_HEAD as u64 - 100)).unwrap();
-        r.read_exact(&mut b).unwrap();
-        assert_eq!(b, data[PROBE_HEAD - 100..PROBE_HEAD - 100 + 8192]);
-        assert_eq!(r.seek(SeekFrom::End(-10)).unwrap(), 49_990);
-        let mut rest = Vec::new();
-        r.read_to_end(&mut rest).unwrap();
-        assert_eq!(rest, data[49_990..]);
-        let mut r = ProbeReader::open(&short).unwrap().unwrap();
-        assert_eq!(r.len, 1000);
-        let mut all = Vec::new();
-        r.read_to_end(&mut all).unwrap();
-        assert_eq!(all, data[..1000]);
-        assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 1000);
-        assert!(
-            r.rest.is_none(),
-            "a device shorter than the head is read once"
-        );
-        assert!(ProbeReader::open("/nonexistent/dev/x").unwrap().is_err());
+        // The repository's filesystem (direct I/O) and tmpfs (refused at the open: read through
+        // the page cache): the same bytes.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        fs::create_dir_all(&repo).unwrap();
+        for dir in [repo.as_path(), Path::new("/dev/shm")] {
+            let t = tempfile::tempdir_in(dir).unwrap();
+            let long = t.path().join("long");
+            fs::write(&long, &data).unwrap();
+            let short = t.path().join("short");
+            fs::write(&short, &data[..1000]).unwrap();
+            let (long, short) = (long.display().to_string(), short.display().to_string());
+            let mut r = open_for_probe(&long, data.len() as u64, Vec::new()).unwrap();
+            let mut b = vec![0u8; 8192];
+            // Across the end of the head: the rest from the next window.
+            r.seek(SeekFrom::Start(PROBE_HEAD as u64 - 100)).unwrap();
+            r.read_exact(&mut b).unwrap();
+            assert_eq!(b, data[PROBE_HEAD - 100..PROBE_HEAD - 100 + 8192]);
+            assert_eq!(r.seek(SeekFrom::End(-10)).unwrap(), 49_990);
+            let mut rest = Vec::new();
+            r.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, data[49_990..]);
+            // The size sysfs gave is the end, even where the node holds more.
+            let mut r = open_for_probe(&long, 1000, r.into_buffer()).unwrap();
+            let mut all = Vec::new();
+            r.read_to_end(&mut all).unwrap();
+            assert_eq!(all, data[..1000]);
+            // A node shorter than sysfs said ends where it ends.
+            let mut r = open_for_probe(&short, 4096, r.into_buffer()).unwrap();
+            let mut all = Vec::new();
+            r.read_to_end(&mut all).unwrap();
+            assert_eq!(all, data[..1000], "{}", dir.display());
+        }
+        assert!(open_for_probe("/nonexistent/dev/x", 4096, Vec::new()).is_err());
     }
 
     #[test]
