@@ -7,20 +7,23 @@
 # primer's user-space reader; each run goes into a fresh scratch root. Peak RSS comes from GNU
 # time (load-independent); times are medians and depend on the machine's load.
 #
-#   benches/memory.sh [--runs N] [BINARY]
+#   benches/memory.sh [--runs N] [--only NAMES] [BINARY]
 #
 #   BINARY  default target/x86_64-unknown-linux-gnu/release/primer, else target/release/primer
 #   --runs  runs per figure (default 3)
+#   --only  comma-separated figures to measure (ud32,ud64,wf32,wf64,files1000,files5000,files9000)
 #
 # Needs genisoimage, python3 and GNU time (/usr/bin/time); not root. Uses ~400 MiB in $TMPDIR.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=3
+only=
 bin=
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) only=$2; shift 2 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bin=$1; shift ;;
     esac
 done
@@ -111,6 +114,7 @@ for spec in "ud32 userdata 32" "ud64 userdata 64" "wf32 writefiles 32" "wf64 wri
     "files1000 files 1000" "files5000 files 5000" "files9000 files 9000"; do
     # shellcheck disable=SC2086
     set -- $spec
+    case ",${only:-$1}," in *",$1,"*) ;; *) continue ;; esac
     make_drive "$1" "$2" "$3"
     printf '%-11s ' "$1"
     measure "$1"

@@ -255,6 +255,7 @@ pub fn plan_user_data(data: &[u8]) -> usize {
             uid: 0,
             gid: 0,
         },
+        measured: None,
     };
     for (p, c, m) in [
         ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644),

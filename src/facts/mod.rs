@@ -26,8 +26,42 @@ pub struct Meta {
 /// An existing file under the target root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFact {
+    /// The bytes, for a file the planner parses or compares in memory; empty when the file was
+    /// only measured (`measured` is then set).
     pub content: Vec<u8>,
     pub meta: Meta,
+    /// Set for a file the planner only compares with drive bytes (a stored script, an injected
+    /// file, the local copy, `Wanted::measured`): its length and SHA-256, computed while reading
+    /// it in fixed chunks, so a 64 MiB script is compared without being held.
+    pub measured: Option<Measured>,
+}
+
+/// Length and SHA-256 of a file read in chunks and not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    pub len: u64,
+    pub sha256: [u8; 32],
+}
+
+impl FileFact {
+    /// A file held in memory.
+    pub fn held(content: Vec<u8>, meta: Meta) -> FileFact {
+        FileFact {
+            content,
+            meta,
+            measured: None,
+        }
+    }
+
+    /// Whether the file holds exactly `bytes`: compared in memory when held; when measured, by
+    /// length then digest (`Bytes::sha256` is computed once per buffer, so comparing a script
+    /// and its local copy hashes the drive file once).
+    pub fn holds(&self, bytes: &crate::model::Bytes) -> bool {
+        match &self.measured {
+            None => self.content == bytes.as_slice(),
+            Some(m) => m.len == bytes.len() as u64 && m.sha256 == bytes.sha256(),
+        }
+    }
 }
 
 /// One `/etc/passwd` entry.
@@ -114,6 +148,10 @@ pub struct HostFacts {
 pub struct Wanted {
     /// Files under the root (injected files, `write_files`, the account files).
     pub files: Vec<String>,
+    /// Files the planner only compares with drive bytes (injected files): measured (length and
+    /// digest, `FileFact::measured`), not held. A path also in `files` (or read for another
+    /// reason) is held.
+    pub measured: Vec<String>,
     /// Files whose existence alone matters (a tool such as `ssh-keygen`): looked up, not read.
     pub present: Vec<String>,
     /// Users whose `~/.ssh` matters: the SSH user and every account asked for.
@@ -137,9 +175,11 @@ pub struct WantedState {
     pub record: String,
     /// Other single files compared by the plan.
     pub files: Vec<String>,
-    /// Directories whose every file is read (scripts, markers).
+    /// Directories whose every file is read (markers).
     pub dirs: Vec<String>,
-    /// The local copy of the drive (its files also listed in `HostFacts::copy_files`).
+    /// Directories whose every file is measured, not held (stored scripts).
+    pub measured_dirs: Vec<String>,
+    /// The local copy of the drive (its files also listed in `HostFacts::copy_files`), measured.
     pub copy_dir: String,
 }
 

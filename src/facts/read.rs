@@ -151,10 +151,19 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
                 read_file_fact(root, &rel, &mut facts);
             }
         }
+        for dir in &st.measured_dirs {
+            for rel in walk_files(root, dir) {
+                measure_file_fact(root, &rel, &mut facts);
+            }
+        }
         for rel in walk_files(root, &st.copy_dir) {
-            read_file_fact(root, &rel, &mut facts);
+            measure_file_fact(root, &rel, &mut facts);
             facts.copy_files.insert(rel);
         }
+    }
+    // Last: a path some parser wanted is already held, and stays so.
+    for rel in &wanted.measured {
+        measure_file_fact(root, rel, &mut facts);
     }
     facts
 }
@@ -255,10 +264,61 @@ pub(crate) fn read_file_capped(root: &Resolver, rel: &str, max: u64) -> Option<F
     }
     let mut content = Vec::new();
     f.take(max).read_to_end(&mut content).ok()?;
+    Some(FileFact::held(content, meta_of(&host, &m)))
+}
+
+/// Chunk of a measured file read at a time: the only memory a measured file costs.
+const MEASURE_CHUNK: usize = 64 << 10;
+
+/// Measures a regular file under the root: its length and SHA-256 computed while reading it in
+/// `MEASURE_CHUNK` pieces, nothing kept (`FileFact::measured`); `None` as `read_file_capped`.
+/// A file larger than `MAX_FACT_FILE` is not read: treated as different, as when held.
+pub(crate) fn measure_file(root: &Resolver, rel: &str) -> Option<FileFact> {
+    use sha2::{Digest, Sha256};
+    let (host, found) = root.resolve_found(rel).ok()?;
+    if matches!(found, Found::Missing | Found::Dir) {
+        return None;
+    }
+    let f = fs::File::open(&host).ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    let mut len = 0u64;
+    let mut buf = vec![0u8; MEASURE_CHUNK];
+    let mut r = f.take(MAX_FACT_FILE + 1);
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
     Some(FileFact {
-        content,
+        content: Vec::new(),
         meta: meta_of(&host, &m),
+        measured: Some(super::Measured {
+            // Past the cap (only its start was read): a length no buffer has, so it compares
+            // different, never equal on a shared prefix.
+            len: if len > MAX_FACT_FILE { u64::MAX } else { len },
+            sha256: h.finalize().into(),
+        }),
     })
+}
+
+/// Measures `rel` into the facts unless it is already there (held: read for a parser).
+fn measure_file_fact(root: &Resolver, rel: &str, facts: &mut HostFacts) {
+    if facts.files.contains_key(rel) {
+        return;
+    }
+    if let Some(f) = measure_file(root, rel) {
+        facts.files.insert(rel.to_string(), f);
+    }
 }
 
 fn read_file_fact(root: &Resolver, rel: &str, facts: &mut HostFacts) {
@@ -570,5 +630,65 @@ mod os {
         fn private_acl_null() -> bool {
             sd_is_private(std::ptr::null_mut())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::WantedState;
+    use crate::model::Bytes;
+
+    #[test]
+    fn compared_files_are_measured_and_parsed_ones_held() {
+        let t = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for (p, c) in [
+            ("st/copy/user_data", &big[..]),
+            ("st/scripts/20-user-x", &big[..]),
+            ("st/ran/20-user-x", b"started\n"),
+            ("etc/injected", b"inj\n"),
+            ("etc/both", b"parsed\n"),
+        ] {
+            let p = t.path().join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, c).unwrap();
+        }
+        let wanted = Wanted {
+            files: vec!["etc/both".into()],
+            measured: vec!["etc/injected".into(), "etc/both".into(), "etc/none".into()],
+            state: Some(WantedState {
+                record: "st/applied.json".into(),
+                dirs: vec!["st/ran".into()],
+                measured_dirs: vec!["st/scripts".into()],
+                copy_dir: "st/copy".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let facts = read_host_facts(t.path(), &wanted, false);
+        let f = |p: &str| facts.files.get(p).unwrap();
+        let big = Bytes::from(big);
+        for p in ["st/copy/user_data", "st/scripts/20-user-x"] {
+            assert!(f(p).content.is_empty(), "{p} held");
+            assert_eq!(f(p).measured.unwrap().len, 200_000);
+            assert!(f(p).holds(&big), "{p}");
+            let mut other = big.to_vec();
+            other[199_999] ^= 1;
+            assert!(
+                !f(p).holds(&Bytes::from(other)),
+                "{p}: same length, other bytes"
+            );
+            assert!(!f(p).holds(&Bytes::from(&big[1..])), "{p}: other length");
+        }
+        assert!(facts.copy_files.contains("st/copy/user_data"));
+        assert!(f("etc/injected").measured.is_some());
+        assert!(f("etc/injected").holds(&Bytes::from("inj\n")));
+        // Wanted by a parser too: held, and compared in memory the same way.
+        assert_eq!(f("etc/both").content, b"parsed\n");
+        assert!(f("etc/both").measured.is_none());
+        assert!(f("etc/both").holds(&Bytes::from("parsed\n")));
+        assert_eq!(f("st/ran/20-user-x").content, b"started\n");
+        assert!(!facts.files.contains_key("etc/none"));
     }
 }

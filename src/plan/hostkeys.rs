@@ -285,6 +285,7 @@ mod tests {
                 uid: 0,
                 gid: 0,
             },
+            measured: None,
         }
     }
 

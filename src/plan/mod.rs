@@ -371,7 +371,8 @@ pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
 /// [`wanted`] with the user-data [`parse_user_data`] gave (not parsed again).
 pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wanted {
     let mut w = Wanted {
-        files: instance
+        // Only compared with the drive's bytes: measured, not held.
+        measured: instance
             .files
             .iter()
             .filter_map(|f| inject::injected_path(&f.path).ok())
@@ -393,10 +394,8 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
                     state::instance_json_path(&instance.instance_id),
                     state::intent_path(&instance.instance_id),
                 ],
-                dirs: vec![
-                    userdata::scripts_dir(&instance.instance_id),
-                    userdata::ran_dir(&instance.instance_id),
-                ],
+                dirs: vec![userdata::ran_dir(&instance.instance_id)],
+                measured_dirs: vec![userdata::scripts_dir(&instance.instance_id)],
                 copy_dir: state::drive_copy_dir(&instance.instance_id),
             }),
         ..Default::default()
@@ -579,7 +578,7 @@ impl Planner<'_> {
         let content: crate::model::Bytes = content.into();
         let existing = self.facts.files.get(path);
         let (change, why) = match existing {
-            Some(f) if f.content == content && f.meta == meta => {
+            Some(f) if f.holds(&content) && f.meta == meta => {
                 (Change::Unchanged, format!("{what}: /{path} is already up to date"))
             }
             Some(_)
@@ -599,7 +598,7 @@ impl Planner<'_> {
                     format!("{what}: already applied for this instance and /{path} was removed since; not re-created"),
                 )
             }
-            Some(f) if f.content == content => (
+            Some(f) if f.holds(&content) => (
                 Change::Update,
                 format!(
                     "{what}: /{path} mode/owner {:04o} {}:{} -> {:04o} {}:{}",
@@ -1193,6 +1192,7 @@ pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
                     FileFact {
                         content: content.to_vec(),
                         meta,
+                        measured: None,
                     },
                 );
                 if path.contains("/drive/") {
@@ -1220,6 +1220,7 @@ pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
                     FileFact {
                         content: record.to_json(),
                         meta: PRIVATE_FILE,
+                        measured: None,
                     },
                 );
                 f.record = Some(record.clone());
@@ -1235,6 +1236,7 @@ pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
                     FileFact {
                         content: b"started\n".to_vec(),
                         meta: PRIVATE_FILE,
+                        measured: None,
                     },
                 );
             }

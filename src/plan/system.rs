@@ -730,6 +730,7 @@ mod tests {
             crate::facts::FileFact {
                 content: content.to_vec(),
                 meta: FILE_META,
+                measured: None,
             },
         );
         let mut steps = std::collections::BTreeMap::new();

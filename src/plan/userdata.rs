@@ -289,7 +289,7 @@ impl Planner<'_> {
                     .facts
                     .files
                     .get(&path)
-                    .is_some_and(|f| f.content == *content),
+                    .is_some_and(|f| f.holds(content)),
                 _ => false,
             };
             let id = format!("script:{name}");

@@ -1605,6 +1605,7 @@ mod tests {
                 uid: 0,
                 gid: 0,
             },
+            measured: None,
         }
     }
 

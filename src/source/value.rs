@@ -247,6 +247,28 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// [`decode_base64`] of bytes the caller gives up: the whitespace is removed in place rather
+/// than into a second copy (a `write_files` content may be tens of MiB). Text that is not ASCII
+/// goes through `decode_base64` (its Unicode whitespace rule), with the same result.
+pub fn decode_base64_owned(mut raw: Vec<u8>) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    if !raw.is_ascii() {
+        return std::str::from_utf8(&raw).ok().and_then(decode_base64);
+    }
+    // ASCII whitespace as `char::is_whitespace` has it (with vertical tab, unlike
+    // `u8::is_ascii_whitespace`).
+    raw.retain(|b| !matches!(b, b' ' | b'\t'..=b'\r'));
+    if raw.is_empty() {
+        return None;
+    }
+    let cfg = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(&base64::alphabet::STANDARD, cfg)
+        .decode(&raw)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(&raw))
+        .ok()
+}
+
 /// A value as a message shows it: scalars as short JSON text, containers by kind.
 pub fn describe(v: &Value) -> String {
     match v {
@@ -294,6 +316,31 @@ pub fn text_value(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_decoded_in_place_as_from_text() {
+        for t in [
+            "aGk=",
+            "aGk",
+            " aG\nk=\r\n",
+            "a\x0bGk=",
+            "_-8=",
+            "+/8=",
+            "",
+            " \n",
+            "not base64!",
+            "aG\u{a0}k=",
+            "\u{e9}",
+        ] {
+            assert_eq!(
+                decode_base64_owned(t.as_bytes().to_vec()),
+                decode_base64(t),
+                "{t:?}"
+            );
+        }
+        assert_eq!(decode_base64_owned(b"aGk=".to_vec()).unwrap(), b"hi");
+        assert_eq!(decode_base64_owned(vec![0xff, b'a']), None);
+    }
 
     #[test]
     fn json_duplicates_and_depth() {

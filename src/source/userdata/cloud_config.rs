@@ -16,7 +16,7 @@ use crate::model::userdata::{
     PasswordValue, WriteFile,
 };
 use crate::model::{Report, Secret};
-use crate::source::value::decode_base64;
+use crate::source::value::decode_base64_owned;
 
 /// Where a part's warnings go and what they say about the part.
 pub(crate) struct Ctx<'a> {
@@ -717,9 +717,11 @@ fn write_file(
             }
         },
     };
+    // Moved out of the node, never copied: the content may be tens of MiB.
     let raw: Vec<u8> = match m.remove("content") {
         None | Some(Node::Null) => Vec::new(),
         Some(Node::Bytes(b)) => b,
+        Some(Node::Str(s)) => s.into_bytes(),
         Some(c) => match text(&c) {
             Some(s) => s.into_bytes(),
             None => {
@@ -763,8 +765,10 @@ fn decode_content(ctx: &mut Ctx, field: &str, raw: Vec<u8>, enc: Encoding) -> Op
         return None;
     }
     let b64 = |ctx: &mut Ctx, raw: Vec<u8>| -> Option<Vec<u8>> {
-        let decoded = std::str::from_utf8(&raw).ok().and_then(decode_base64);
-        if decoded.is_none() && !raw.iter().all(u8::is_ascii_whitespace) {
+        let blank = raw.iter().all(u8::is_ascii_whitespace);
+        // Decoded from the content itself, not from a copy of it.
+        let decoded = decode_base64_owned(raw);
+        if decoded.is_none() && !blank {
             ctx.warn(field, "not valid base64; file ignored");
             return None;
         }

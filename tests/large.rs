@@ -1,0 +1,117 @@
+//! Large drive files (issue 15, bounded memory): a multi-MiB user-data script and injected file
+//! on a real ISO (genisoimage, as nova builds it) are written as the drive holds them, a re-run
+//! compares them without rewriting (the host facts measure them: length and digest), and a drive
+//! whose large files changed (same length, other bytes) rewrites them. Peak RSS itself is a
+//! benchmark figure (`benches/memory.sh`), not a test.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+const ID: &str = "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9";
+
+/// A script of `len` bytes whose last comment byte is `tail`.
+fn script(len: usize, tail: u8) -> Vec<u8> {
+    let mut s = b"#!/bin/sh\n".to_vec();
+    let line = format!("# {}\n", "x".repeat(76));
+    while s.len() + line.len() + 8 < len {
+        s.extend_from_slice(line.as_bytes());
+    }
+    s.extend_from_slice(b"# ");
+    s.push(tail);
+    s.extend_from_slice(b"\ntrue\n");
+    s
+}
+
+/// Injected content of `len` bytes (binary, every byte value) seeded by `seed`.
+fn blob(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn build(dir: &Path, iso: &Path, ud: &[u8], injected: &[u8]) {
+    let tree = dir.join("tree");
+    let _ = fs::remove_dir_all(&tree);
+    write_drive_tree(&tree, &sample_meta("large", &[]));
+    for v in ["latest", "2018-08-27"] {
+        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
+    }
+    fs::write(tree.join("openstack/content/0000"), injected).unwrap();
+    let _ = fs::remove_file(iso);
+    make_iso(&tree, iso, IsoTool::Nova);
+}
+
+fn run(iso: &Path, root: &Path) -> std::process::Output {
+    primer(&[
+        "run",
+        "--log-level",
+        "error",
+        "--defer-scripts",
+        "--network-backend",
+        "networkd",
+        "--source",
+        iso.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ])
+}
+
+fn written(root: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let inst = root.join("var/lib/primer/instance").join(ID);
+    (
+        fs::read(inst.join("scripts/20-user-part-001")).unwrap(),
+        fs::read(inst.join("drive/openstack/latest/user_data")).unwrap(),
+        fs::read(root.join("etc/injected")).unwrap(),
+        fs::read(inst.join("drive/openstack/content/0000")).unwrap(),
+    )
+}
+
+#[test]
+fn large_script_and_injected_file_first_run_rerun_and_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("drive.iso");
+    let (ud, inj) = (script(3 << 20, b'a'), blob((2 << 20) + 123, 1));
+    build(dir.path(), &iso, &ud, &inj);
+    let root = scratch_root();
+
+    // First run: every copy equals the drive's bytes.
+    let o = run(&iso, root.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        written(root.path()),
+        (ud.clone(), ud.clone(), inj.clone(), inj.clone())
+    );
+
+    // Re-run, drive unchanged: nothing written (the stored files were measured and equal).
+    let before = snapshot(root.path());
+    let o = run(&iso, root.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    let mut after = snapshot(root.path());
+    let mut before = before;
+    before.remove(Path::new(RUN_STATUS));
+    after.remove(Path::new(RUN_STATUS));
+    assert_eq!(
+        before, after,
+        "a re-run of an unchanged drive changed the root"
+    );
+
+    // The drive changes its large files keeping their lengths: the digests differ, so the
+    // script, the injected file and their local copies are rewritten.
+    let (ud2, inj2) = (script(3 << 20, b'b'), blob((2 << 20) + 123, 2));
+    assert_eq!((ud2.len(), inj2.len()), (ud.len(), inj.len()));
+    build(dir.path(), &iso, &ud2, &inj2);
+    let o = run(&iso, root.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let (s, c, i, ic) = written(root.path());
+    assert!(s == ud2 && c == ud2, "the changed script was not rewritten");
+    // An injected file changed by the drive is rewritten only where it was not edited locally:
+    // here it was not, so both copies follow the drive.
+    assert!(
+        i == inj2 && ic == inj2,
+        "the changed injected file was not rewritten"
+    );
+}
