@@ -220,12 +220,16 @@ impl Status {
     }
 }
 
-/// A step outcome's name, as `ApplyReport` serialises it.
+/// A step outcome's name, as `ApplyReport` serialises it (`rename_all = "lowercase"`; a unit
+/// test holds the two together), without a `serde_json::Value` per step.
 fn outcome_name(o: Outcome) -> String {
-    serde_json::to_value(o)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{o:?}").to_lowercase())
+    match o {
+        Outcome::Changed => "changed",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "failed",
+    }
+    .to_string()
 }
 
 /// Everything `run` knows when it records a run that applied a drive.
@@ -908,6 +912,21 @@ mod tests {
     use crate::apply::StepReport;
     use crate::model::{Format, Secret};
     use serde_json::json;
+
+    #[test]
+    fn outcome_names_are_the_serialised_ones() {
+        for o in [
+            Outcome::Changed,
+            Outcome::Unchanged,
+            Outcome::Skipped,
+            Outcome::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::String(outcome_name(o))
+            );
+        }
+    }
 
     #[test]
     fn rfc3339() {

@@ -354,7 +354,9 @@ impl Writer {
     ///   record does not hold.
     /// - the renames become durable with the filesystem's next journal commit (seconds), not
     ///   before this returns: a later durable write on the same filesystem (a script's marker,
-    ///   `primer scripts`) commits them first.
+    ///   `primer scripts`) commits them first. Reclaim, the one later step that relies on
+    ///   them (it deletes the config partition once the record names it), writes its intent
+    ///   record durably on the state filesystem before its first table write.
     ///
     /// Run's files on another filesystem than the tail (a separate `/var`): their directories
     /// are fsynced before the tail is renamed, as journal order holds only within one
@@ -751,6 +753,63 @@ mod tests {
             .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    /// The run's one commit renames the run's files, then the tail in order; a run's file
+    /// that fails to land drops the whole tail unrenamed (the record must not claim it), and
+    /// leaves no temporary file.
+    #[test]
+    fn run_commit_renames_the_tail_only_after_every_file_of_the_run() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = own(0o600);
+        let mut w = Writer::new(root);
+        w.stage(1, "etc/a", b"a", m, m).unwrap();
+        w.stage(2, "etc/b", b"b", m, m).unwrap();
+        let tail = w.staged();
+        w.stage(3, "record", b"r", m, m).unwrap();
+        w.stage(4, "status", b"s", m, m).unwrap();
+        assert!(w.commit_run(tail).is_empty());
+        for (f, want) in [
+            ("etc/a", "a"),
+            ("etc/b", "b"),
+            ("record", "r"),
+            ("status", "s"),
+        ] {
+            assert_eq!(fs::read_to_string(root.join(f)).unwrap(), want);
+        }
+
+        let mut w = Writer::new(root);
+        w.stage(1, "etc/a", b"a2", m, m).unwrap();
+        w.stage(2, "etc/c", b"c", m, m).unwrap();
+        let tail = w.staged();
+        w.stage(3, "record", b"r2", m, m).unwrap();
+        w.stage(4, "status", b"s2", m, m).unwrap();
+        // A run's file whose target became a non-empty directory: its rename fails.
+        fs::create_dir_all(root.join("etc/c/x")).unwrap();
+        let errors = w.commit_run(tail);
+        let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [2, 3, 4]);
+        assert!(
+            errors[1].1.to_string().contains("an earlier file"),
+            "{}",
+            errors[1].1
+        );
+        assert_eq!(fs::read_to_string(root.join("etc/a")).unwrap(), "a2");
+        assert_eq!(fs::read_to_string(root.join("record")).unwrap(), "r");
+        assert_eq!(fs::read_to_string(root.join("status")).unwrap(), "s");
+        for d in [root.to_path_buf(), root.join("etc")] {
+            let left: Vec<_> = fs::read_dir(&d)
+                .unwrap()
+                .flatten()
+                .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
+                .collect();
+            assert!(left.is_empty(), "temporary files left: {left:?}");
+        }
+        // The corrected record goes in a commit of its own, which still works.
+        w.stage(3, "record", b"r3", m, m).unwrap();
+        assert!(w.commit_chained().is_empty());
+        assert_eq!(fs::read_to_string(root.join("record")).unwrap(), "r3");
     }
 
     /// `commit_deferred` renames without fsyncing the directories; the next `commit` (or
