@@ -643,7 +643,11 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         if let Some(lock) = &lock {
             lock.sweep([]);
         }
-        let exit = match record_status(root, &status::no_drive_status(started.0, ms, previous)) {
+        let exit = match record_status(
+            root,
+            status::no_drive_status(started.0, ms, previous),
+            false,
+        ) {
             Ok(()) => Exit::NoDrive,
             // Logged (naming the file) by record_status: the run is partial.
             Err(_) => Exit::Partial,
@@ -681,45 +685,64 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         live,
     };
     let applied_at = SystemTime::now();
-    let mut report = apply::apply_plan_in(&plan, &target, &lock, lookups);
-    let plan_steps = report.steps.len();
+    let warnings: Vec<String> = loaded
+        .report
+        .warnings
+        .iter()
+        .chain(&plan.warnings.warnings)
+        .map(|w| w.to_string())
+        .collect();
+    let status_of = |report: &ApplyReport, exit: Exit, previous: Option<Status>| {
+        status::run_status(status::RunFacts {
+            started: started.0,
+            applied: applied_at,
+            finished: SystemTime::now(),
+            duration_ms: elapsed_ms(started.1),
+            exit,
+            origin: &loaded.origin,
+            drive: &loaded.drive,
+            drive_sha256: plan.drive_sha256.as_deref().unwrap_or_default(),
+            instance: &loaded.instance,
+            // Every step of the report came from the plan (the status step comes later).
+            plan_steps: report.steps.len(),
+            report,
+            warnings: warnings.clone(),
+            previous,
+        })
+    };
+    let (mut report, status_written) = if refused {
+        apply::apply_plan_recorded(&plan, &target, &lock, None, lookups)
+    } else {
+        // The status goes into the flush of the run's files (see `apply_plan_recorded`).
+        let boot_id = platform::boot_id();
+        let mut doc = |r: &ApplyReport| {
+            Status {
+                boot_id: boot_id.clone(),
+                ..status_of(r, run_exit(r), None)
+            }
+            .to_json()
+        };
+        apply::apply_plan_recorded(&plan, &target, &lock, Some(&mut doc), lookups)
+    };
     let mut exit = if refused {
         // The drive is refused whole (its plan is that one error step): nothing was applied.
         Exit::Error
     } else {
         run_exit(&report)
     };
-    let previous = if refused { previous_status(root) } else { None };
-    let status = status::run_status(status::RunFacts {
-        started: started.0,
-        applied: applied_at,
-        finished: SystemTime::now(),
-        duration_ms: elapsed_ms(started.1),
-        exit,
-        origin: &loaded.origin,
-        drive: &loaded.drive,
-        drive_sha256: plan.drive_sha256.as_deref().unwrap_or_default(),
-        instance: &loaded.instance,
-        plan_steps,
-        report: &report,
-        warnings: loaded
-            .report
-            .warnings
-            .iter()
-            .chain(&plan.warnings.warnings)
-            .map(|w| w.to_string())
-            .collect(),
-        previous,
-    });
-    if let Err(e) = record_status(root, &status) {
-        // The status is part of the run: a run whose status was not written is partial.
-        report.steps.push(apply::StepReport {
-            id: "status".into(),
-            outcome: Outcome::Failed,
-            detail: e,
-        });
-        if !matches!(exit, Exit::Error) {
-            exit = run_exit(&report);
+    if !status_written {
+        let previous = if refused { previous_status(root) } else { None };
+        let changed = report.count(Outcome::Changed) > 0;
+        if let Err(e) = record_status(root, status_of(&report, exit, previous), changed) {
+            // The status is part of the run: a run whose status was not written is partial.
+            report.steps.push(apply::StepReport {
+                id: "status".into(),
+                outcome: Outcome::Failed,
+                detail: e,
+            });
+            if !matches!(exit, Exit::Error) {
+                exit = run_exit(&report);
+            }
         }
     }
     drop(lock);
@@ -771,7 +794,7 @@ fn record_stop(root: &Path, started: (SystemTime, Instant), e: &Error) {
     // `status` prints it on its `error:` line.
     let msg = crate::model::grammar::log_safe(&e.to_string(), MAX_STOP_MESSAGE).into_owned();
     let s = status::failed_status(started.0, elapsed_ms(started.1), exit, msg, previous);
-    let _ = record_status(root, &s);
+    let _ = record_status(root, s, false);
     drop(lock);
 }
 
@@ -788,14 +811,21 @@ fn previous_status(root: &Path) -> Option<Status> {
 }
 
 /// Writes `status.json`; a failure is logged and returned (the message names the file): the
-/// caller counts it as a failed step.
-fn record_status(root: &Path, s: &Status) -> Result<(), String> {
+/// caller counts it as a failed step. `changed`: the run wrote something. A run that did not,
+/// whose status names the instance the status on disk already names, replaces it without a
+/// flush (`status::write_status_unsynced`: a report then, not a decision): a re-run that
+/// changes nothing makes no flush.
+fn record_status(root: &Path, mut s: Status, changed: bool) -> Result<(), String> {
     // The boot it belongs to: `status --wait` tells this boot's run from the last boot's.
-    let s = &Status {
-        boot_id: platform::boot_id(),
-        ..s.clone()
+    s.boot_id = platform::boot_id();
+    let quiet =
+        !changed && s.current_instance().map(str::to_string) == status::recorded_instance(root);
+    let r = if quiet {
+        status::write_status_unsynced(root, &s)
+    } else {
+        status::write_status(root, &s)
     };
-    match status::write_status(root, s) {
+    match r {
         Ok(()) => {
             tracing::debug!("{}: {}", state::status_path(), s.outcome);
             Ok(())

@@ -220,12 +220,16 @@ impl Status {
     }
 }
 
-/// A step outcome's name, as `ApplyReport` serialises it.
+/// A step outcome's name, as `ApplyReport` serialises it (`rename_all = "lowercase"`; a unit
+/// test holds the two together), without a `serde_json::Value` per step.
 fn outcome_name(o: Outcome) -> String {
-    serde_json::to_value(o)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{o:?}").to_lowercase())
+    match o {
+        Outcome::Changed => "changed",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "failed",
+    }
+    .to_string()
 }
 
 /// Everything `run` knows when it records a run that applied a drive.
@@ -399,7 +403,9 @@ fn read_state_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusErro
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    let mut v = Vec::new();
+    // Sized from the file (one read, not a doubling series), within the cap.
+    let hint = f.metadata().map_or(0, |m| m.len().min(MAX_STATE_FILE));
+    let mut v = Vec::with_capacity(usize::try_from(hint).unwrap_or(0) + 1);
     f.take(MAX_STATE_FILE + 1).read_to_end(&mut v).map_err(io)?;
     if v.len() as u64 > MAX_STATE_FILE {
         return Err(StatusError::Invalid {
@@ -411,10 +417,46 @@ fn read_state_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusErro
 }
 
 fn parse_state<T: serde::de::DeserializeOwned>(rel: &str, bytes: &[u8]) -> Result<T, StatusError> {
+    // A report replaced without a flush (`write_status_unsynced`) may be found empty or cut
+    // short after a power loss: said so, and what puts it right.
+    const AGAIN: &str = "a crash while it was replaced? the next `primer run` writes it again";
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(StatusError::Invalid {
+            path: shown(rel),
+            detail: format!("empty ({AGAIN})"),
+        });
+    }
     serde_json::from_slice(bytes).map_err(|e| StatusError::Invalid {
         path: shown(rel),
-        detail: format!("not a valid primer state file: {e}"),
+        detail: if e.is_eof() {
+            format!("torn: it ends early ({AGAIN}): {e}")
+        } else {
+            format!("not a valid primer state file: {e}")
+        },
     })
+}
+
+/// The current instance (`last_applied`) the status under `root` names, parsing only that
+/// field: `None` when there is no status, or it is unreadable, empty or torn.
+pub fn recorded_instance(root: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    #[derive(Deserialize)]
+    struct Applied {
+        instance: Id,
+    }
+    #[derive(Deserialize)]
+    struct Top {
+        #[serde(default)]
+        last_applied: Option<Applied>,
+    }
+    let bytes = read_state_file(root, &state::status_path()).ok()??;
+    let top: Top = serde_json::from_slice(&bytes).ok()?;
+    top.last_applied
+        .map(|a| a.instance.id)
+        .filter(|id| state::invalid_instance_id(id).is_none())
 }
 
 /// The status of the last run under `root`; `Ok(None)` when there is none.
@@ -439,7 +481,23 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<Record>, StatusError>
 /// it: its `last_applied` names the current instance for `primer scripts` (the deferred
 /// scripts), `query` and reclaim, and a boot without a drive carries it forward; a status lost
 /// or torn in a crash after the record landed would leave those on the previous instance.
+/// (A run that writes other files stages its status in their flush: `apply_plan_recorded`.)
 pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
+    write_status_as(root, status, true)
+}
+
+/// `write_status` without a flush or a directory fsync: only for a run that wrote nothing else
+/// and whose status names the same current instance as the status it replaces (the caller
+/// checks both). Then the file is a report, not state: a power loss may leave the previous
+/// report, the new one, or (on a filesystem that does not flush a replaced file's data before
+/// the rename) an empty or torn one, which readers report as such and treat as no status
+/// (`query`, `primer scripts` and reclaim fall back to the only recorded instance, the next run
+/// writes it again). No decision is lost: the one it carried is the previous one's.
+pub fn write_status_unsynced(root: &Path, status: &Status) -> io::Result<()> {
+    write_status_as(root, status, false)
+}
+
+fn write_status_as(root: &Path, status: &Status, durable: bool) -> io::Result<()> {
     let mut w = Writer::new(root);
     if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
         w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
@@ -455,7 +513,12 @@ pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
         },
         private,
     )?;
-    match w.commit().into_iter().next() {
+    let errors = if durable {
+        w.commit()
+    } else {
+        w.commit_unsynced()
+    };
+    match errors.into_iter().next() {
         Some((_, e)) => Err(e),
         None => Ok(()),
     }
@@ -849,6 +912,21 @@ mod tests {
     use crate::apply::StepReport;
     use crate::model::{Format, Secret};
     use serde_json::json;
+
+    #[test]
+    fn outcome_names_are_the_serialised_ones() {
+        for o in [
+            Outcome::Changed,
+            Outcome::Unchanged,
+            Outcome::Skipped,
+            Outcome::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::String(outcome_name(o))
+            );
+        }
+    }
 
     #[test]
     fn rfc3339() {

@@ -514,3 +514,153 @@ fn help_teaches_with_examples() {
         assert!(stdout(&o).contains(want), "{cmd}: {}", text(&o));
     }
 }
+
+/// Inode and content of every file under primer's state directory but `status.json` and the
+/// lock: a file replaced (even with the same bytes) gets a new inode.
+fn state_files(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u64, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.join("var/lib/primer")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if !p.ends_with("status.json") && !p.ends_with("lock") {
+                out.insert(p.clone(), (m.ino(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// How often each of `calls` appears in an strace log of `primer args`.
+fn traced_calls(args: &[&str], calls: &[&str]) -> std::collections::BTreeMap<String, usize> {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(log.path())
+        .arg("-e")
+        .arg(format!("trace={}", calls.join(",")))
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(10)),
+        "{}",
+        text(&o)
+    );
+    let trace = fs::read_to_string(log.path()).unwrap();
+    let mut n = std::collections::BTreeMap::new();
+    for c in calls {
+        n.insert(c.to_string(), 0);
+    }
+    for l in trace.lines() {
+        let name = l
+            .split_whitespace()
+            .nth(1)
+            .and_then(|r| r.split('(').next())
+            .unwrap_or("");
+        if let Some(c) = n.get_mut(name) {
+            *c += 1;
+        }
+    }
+    n
+}
+
+/// Issue 15: a first run makes one filesystem flush (no directory fsync: the journal orders the
+/// renames on one filesystem), and a re-run that changes nothing makes none and rewrites no
+/// state document: only the report `status.json` is replaced.
+#[test]
+fn one_flush_on_a_first_run_and_none_on_a_rerun_that_changes_nothing() {
+    require_tool("strace");
+    let d = drive("flush-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let args = ["run", "--source", s(d.path()), "--root", s(r)];
+    let calls = ["syncfs", "fsync", "fdatasync"];
+    let first = traced_calls(&args, &calls);
+    assert_eq!(first["syncfs"], 1, "first run: {first:?}");
+    assert_eq!(
+        first["fsync"] + first["fdatasync"],
+        0,
+        "first run: {first:?}"
+    );
+    assert_eq!(status_json(r)["outcome"], "changed");
+    let before = state_files(r);
+    for f in ["instance.json", "applied.json"] {
+        let p = r.join(format!("var/lib/primer/instance/{UUID}/{f}"));
+        assert!(
+            before.contains_key(&p),
+            "{} missing: {before:?}",
+            p.display()
+        );
+    }
+    assert!(before.contains_key(&r.join("var/lib/primer/secret")));
+    assert!(
+        before
+            .keys()
+            .any(|p| p.to_string_lossy().contains("/drive/")),
+        "no drive copy: {:?}",
+        before.keys()
+    );
+    let status_before = fs::read(r.join("var/lib/primer/status.json")).unwrap();
+
+    let again = traced_calls(&args, &calls);
+    assert_eq!(again.values().sum::<usize>(), 0, "re-run: {again:?}");
+    assert_eq!(state_files(r), before, "a state document was rewritten");
+    let v = status_json(r);
+    assert_eq!(v["outcome"], "unchanged");
+    assert_eq!(v["last_applied"]["instance"]["id"], UUID);
+    assert_ne!(
+        fs::read(r.join("var/lib/primer/status.json")).unwrap(),
+        status_before,
+        "the re-run's report was not written"
+    );
+}
+
+/// `status.json` replaced without a flush may be found empty or torn after a power loss:
+/// `status` says so and what puts it right, `query` falls back to the only recorded instance,
+/// and the next run writes it again (durably: it names the instance again).
+#[test]
+fn an_empty_or_torn_status_is_reported_and_written_again() {
+    let d = drive("torn-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let file = r.join("var/lib/primer/status.json");
+    let whole = fs::read(&file).unwrap();
+    for (name, bytes) in [("empty", &whole[..0]), ("torn", &whole[..whole.len() / 2])] {
+        fs::write(&file, bytes).unwrap();
+        let o = primer(&["status", "--root", s(r)]);
+        assert_ne!(o.status.code(), Some(0), "{name}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("/var/lib/primer/status.json") && err.contains(name),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains("the next `primer run` writes it again"),
+            "{err}"
+        );
+        let q = query(r, &["hostname"]);
+        assert_eq!(q.status.code(), Some(0), "{name}: {}", text(&q));
+        assert_eq!(stdout(&q).trim(), "torn-1.example.org");
+        // The next run replaces it: a run that changes nothing, but the status on disk named
+        // no instance, so the new one is written durably.
+        let o = run(d.path(), r, &[]);
+        assert_eq!(o.status.code(), Some(10), "{name}: {}", text(&o));
+        let v = status_json(r);
+        assert_eq!(v["outcome"], "unchanged", "{name}");
+        assert_eq!(v["last_applied"]["instance"]["id"], UUID, "{name}");
+    }
+    // A missing one: no run recorded yet, said so; query still finds the instance.
+    fs::remove_file(&file).unwrap();
+    let o = primer(&["status", "--root", s(r)]);
+    assert!(text(&o).contains("no run recorded"), "{}", text(&o));
+    let q = query(r, &["hostname"]);
+    assert_eq!(q.status.code(), Some(0), "{}", text(&q));
+}

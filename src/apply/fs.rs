@@ -366,6 +366,159 @@ impl Writer {
         errors
     }
 
+    /// How many files are staged: where a `commit_run` tail starts.
+    pub fn staged(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The run's one flush. Every staged file — the run's files, then from index `tail_from`
+    /// on the tail (the record, the pin, the status) — is made durable by one flush per
+    /// filesystem (`syncfs`), then renamed in staging order; the tail only when every file
+    /// before it was renamed (otherwise its files are removed unrenamed and reported failed:
+    /// the caller stages a corrected record and commits again). No directory is fsynced when
+    /// the run's files and the tail share one filesystem:
+    ///
+    /// - a journaled filesystem (ext4, XFS, btrfs) commits metadata changes in the order they
+    ///   were made, so a power loss at any instant keeps a prefix of the renames: every file
+    ///   old or new (its data was flushed before any rename), and the record never without the
+    ///   files it says were applied. Those are the states a crash between two renames already
+    ///   left with a flush per batch; the next run sweeps the temporaries and applies what the
+    ///   record does not hold.
+    /// - the renames become durable with the filesystem's next journal commit (seconds), not
+    ///   before this returns: a later durable write on the same filesystem (a script's marker,
+    ///   `primer scripts`) commits them first. Reclaim, the one later step that relies on
+    ///   them (it deletes the config partition once the record names it), writes its intent
+    ///   record durably on the state filesystem before its first table write.
+    ///
+    /// Run's files on another filesystem than the tail (a separate `/var`): their directories
+    /// are fsynced before the tail is renamed, as journal order holds only within one
+    /// filesystem. Where the flush fails (or on Windows, which has none), this is a
+    /// `commit_deferred` of the run's files, their directories fsynced, then a `commit_chained`
+    /// of the tail: the two-batch commit.
+    pub fn commit_run(&mut self, tail_from: usize) -> Vec<(usize, io::Error)> {
+        let mut head = std::mem::take(&mut self.pending);
+        let tail = head.split_off(tail_from.min(head.len()));
+        if head.is_empty() && tail.is_empty() {
+            return Vec::new();
+        }
+        let flushed = {
+            let dirs: BTreeSet<&Path> = head
+                .iter()
+                .chain(&tail)
+                .filter_map(|(_, t, _)| t.parent())
+                .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
+                .collect();
+            crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
+        };
+        if !flushed {
+            self.pending = head;
+            let mut errors = self.commit_with(false, false);
+            if let Err(e) = self.finish() {
+                errors.push((usize::MAX, e));
+            }
+            return self.commit_tail(tail, errors, false);
+        }
+        // The flush made every earlier directory change (directories created while staging)
+        // durable: only this batch's renames are left.
+        self.dirty_dirs.clear();
+        let mut errors = Vec::new();
+        for (tag, tmp, target) in head {
+            match fs::rename(&tmp, &target) {
+                Ok(()) => {
+                    self.touched(&target);
+                    self.res.set(&target, Kind::Other);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    errors.push((tag, at(&target, e)));
+                }
+            }
+            crate::apply::fault::point("rename");
+        }
+        let head_ok = errors.is_empty();
+        if head_ok && !tail.is_empty() {
+            // Journal order holds within one filesystem only: the run's files elsewhere are
+            // made durable before the record that says they were applied is renamed.
+            let keep: Vec<&Path> = tail.iter().filter_map(|(_, t, _)| t.parent()).collect();
+            let dirs: Vec<PathBuf> = std::mem::take(&mut self.dirty_dirs)
+                .into_iter()
+                .rev()
+                .collect();
+            let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+            #[cfg(not(windows))]
+            let r = crate::platform::sync_dirs_apart(&dirs, &keep);
+            // Not reached: Windows has no filesystem flush (see above).
+            #[cfg(windows)]
+            let r = {
+                let _ = keep;
+                dirs.iter().try_for_each(|d| sync_dir(d))
+            };
+            if let Err(e) = r {
+                errors.push((usize::MAX, io::Error::new(e.kind(), format!("fsync: {e}"))));
+            }
+        }
+        let errors = self.commit_tail(tail, errors, true);
+        if head_ok {
+            // Nothing left to fsync: the journal orders the renames (see above). After a
+            // failed rename the directories stay listed: the caller's next commit (a corrected
+            // record) makes them durable before its own renames.
+            self.dirty_dirs.clear();
+        }
+        errors
+    }
+
+    /// Renames the tail of `commit_run` in order, unless `errors` already holds one (then its
+    /// files are removed unrenamed and reported failed). `flushed`: their data is durable.
+    fn commit_tail(
+        &mut self,
+        tail: Vec<(usize, PathBuf, PathBuf)>,
+        mut errors: Vec<(usize, io::Error)>,
+        flushed: bool,
+    ) -> Vec<(usize, io::Error)> {
+        if !errors.is_empty() {
+            for (tag, tmp, target) in tail {
+                let _ = fs::remove_file(&tmp);
+                errors.push((
+                    tag,
+                    at(
+                        &target,
+                        io::Error::other("not written: an earlier file of its batch failed"),
+                    ),
+                ));
+            }
+            return errors;
+        }
+        if flushed {
+            let mut broken = false;
+            for (tag, tmp, target) in tail {
+                let r = if broken {
+                    Err(at(
+                        &target,
+                        io::Error::other("not written: an earlier file of its batch failed"),
+                    ))
+                } else {
+                    fs::rename(&tmp, &target).map_err(|e| at(&target, e))
+                };
+                match r {
+                    Ok(()) => {
+                        self.touched(&target);
+                        self.res.set(&target, Kind::Other);
+                    }
+                    Err(e) => {
+                        let _ = fs::remove_file(&tmp);
+                        errors.push((tag, e));
+                        broken = true;
+                    }
+                }
+                crate::apply::fault::point("rename");
+            }
+            return errors;
+        }
+        self.pending = tail;
+        let e = self.commit_with(true, false);
+        self.finished(e)
+    }
+
     /// Fsyncs the directories `commit_deferred` left (a no-op when a later `commit` flushed).
     pub fn sync_dirs(&mut self) -> io::Result<()> {
         self.finish()
@@ -675,6 +828,63 @@ mod tests {
             .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    /// The run's one commit renames the run's files, then the tail in order; a run's file
+    /// that fails to land drops the whole tail unrenamed (the record must not claim it), and
+    /// leaves no temporary file.
+    #[test]
+    fn run_commit_renames_the_tail_only_after_every_file_of_the_run() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let m = own(0o600);
+        let mut w = Writer::new(root);
+        w.stage(1, "etc/a", b"a", m, m).unwrap();
+        w.stage(2, "etc/b", b"b", m, m).unwrap();
+        let tail = w.staged();
+        w.stage(3, "record", b"r", m, m).unwrap();
+        w.stage(4, "status", b"s", m, m).unwrap();
+        assert!(w.commit_run(tail).is_empty());
+        for (f, want) in [
+            ("etc/a", "a"),
+            ("etc/b", "b"),
+            ("record", "r"),
+            ("status", "s"),
+        ] {
+            assert_eq!(fs::read_to_string(root.join(f)).unwrap(), want);
+        }
+
+        let mut w = Writer::new(root);
+        w.stage(1, "etc/a", b"a2", m, m).unwrap();
+        w.stage(2, "etc/c", b"c", m, m).unwrap();
+        let tail = w.staged();
+        w.stage(3, "record", b"r2", m, m).unwrap();
+        w.stage(4, "status", b"s2", m, m).unwrap();
+        // A run's file whose target became a non-empty directory: its rename fails.
+        fs::create_dir_all(root.join("etc/c/x")).unwrap();
+        let errors = w.commit_run(tail);
+        let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [2, 3, 4]);
+        assert!(
+            errors[1].1.to_string().contains("an earlier file"),
+            "{}",
+            errors[1].1
+        );
+        assert_eq!(fs::read_to_string(root.join("etc/a")).unwrap(), "a2");
+        assert_eq!(fs::read_to_string(root.join("record")).unwrap(), "r");
+        assert_eq!(fs::read_to_string(root.join("status")).unwrap(), "s");
+        for d in [root.to_path_buf(), root.join("etc")] {
+            let left: Vec<_> = fs::read_dir(&d)
+                .unwrap()
+                .flatten()
+                .filter(|e| is_temp_name(&e.file_name().to_string_lossy()))
+                .collect();
+            assert!(left.is_empty(), "temporary files left: {left:?}");
+        }
+        // The corrected record goes in a commit of its own, which still works.
+        w.stage(3, "record", b"r3", m, m).unwrap();
+        assert!(w.commit_chained().is_empty());
+        assert_eq!(fs::read_to_string(root.join("record")).unwrap(), "r3");
     }
 
     /// `commit_deferred` renames without fsyncing the directories; the next `commit` (or

@@ -68,25 +68,42 @@ fn parents_for(path: &str) -> Meta {
 
 /// Applies every step of `plan` in order, with the run lock held (taken before the host facts
 /// were read, so the plan is still true). Directories and removals happen at once; file
-/// writes are staged and committed together (one flush), then the record is written last with
-/// the steps that really landed.
+/// writes are staged and committed together, then the record is written last with the steps
+/// that really landed.
 pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
-    apply_plan_in(
+    apply_plan_recorded(
         plan,
         target,
         lock,
+        None,
         Resolver::with_group_rule(&target.root, crate::platform::hands_group_down),
     )
+    .0
 }
 
-/// [`apply_plan`] resolving through `lookups` (the run's resolver, whose memo the host facts
-/// filled: see [`fs::Writer::with_resolver`]); its root must be `target.root`.
-pub fn apply_plan_in(
+/// Builds the bytes of the run's `status.json` from the run's report (see `status::run_status`).
+pub type StatusDoc<'a> = &'a mut dyn FnMut(&ApplyReport) -> Vec<u8>;
+
+/// The tag of the status file in the writer's batch (never a step's index).
+const STATUS_TAG: usize = usize::MAX - 1;
+
+/// `apply_plan`, writing the run's status (built by `status` from the report) in the same
+/// flush as everything else: a run whose steps need nothing between their files and the record
+/// (no script, no certificate tool, no reboot request) stages every file — the run's files,
+/// then the record, the pin and the status — and commits them with one flush
+/// (`fs::Writer::commit_run`, which gives the crash argument). The status is built from the
+/// report as it will be when every rename succeeds; when one fails, the record is staged again
+/// without the failed steps and committed with a second flush, and the status is left to the
+/// caller. Returns the report and whether the status was written. Paths are resolved through
+/// `lookups` (the run's resolver, whose memo the host facts filled: see
+/// [`fs::Writer::with_resolver`]); its root must be `target.root`.
+pub fn apply_plan_recorded(
     plan: &Plan,
     target: &Target,
     lock: &RunLock,
+    mut status: Option<StatusDoc<'_>>,
     lookups: Resolver,
-) -> ApplyReport {
+) -> (ApplyReport, bool) {
     let mut writer = fs::Writer::with_resolver(lookups);
     if lock.lock.is_none() && plan.steps.iter().any(|s| s.change.acts()) {
         // Only a plan that changes nothing may go without the lock.
@@ -105,7 +122,7 @@ pub fn apply_plan_in(
                 ),
             });
         }
-        return report;
+        return (report, false);
     }
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
@@ -142,97 +159,127 @@ pub fn apply_plan_in(
             fault::point(&step.id);
         }
     }
-    // The run's files: durable data, renamed; their directories become durable with the
-    // record's flush below (or `sync_dirs` at the end): one flush fewer per run.
-    for (i, e) in writer.commit_deferred() {
-        match results.get_mut(i) {
-            Some(r) => *r = Err(e),
-            None => results.push(Err(e)),
-        }
-    }
-    for i in tools {
-        if let Action::UpdateCaCertificates { tool } = &plan.steps[i].action {
-            results[i] = system::update_ca_certificates(target, tool);
-            fault::point(&plan.steps[i].id);
-        }
-    }
+    // Scripts and tools must see the run's files in place, and the record holds their
+    // outcome; a reboot request waits for the record: those runs commit in two batches.
+    let one_batch = scripts.is_empty()
+        && tools.is_empty()
+        && !plan.steps.iter().any(|s| {
+            s.change.acts() && matches!(s.action, Action::SetComputerName { reboot: true, .. })
+        });
     // Scripts that were started: recorded as run even when they fail (they run once per
     // instance; a script that half-worked must not run again on the next boot).
     let mut started = Vec::new();
-    for i in scripts {
-        if let Action::RunScript {
-            path,
-            timeout_secs,
-            marker,
-        } = &plan.steps[i].action
-        {
-            let (ran, r) = deferred::run_marked(
-                &mut writer,
-                target,
-                &plan.steps[i].id,
-                path,
-                marker.as_deref(),
-                *timeout_secs,
-            );
-            if ran {
-                started.push(i);
+    if !one_batch {
+        // The run's files: durable data, renamed; their directories become durable with the
+        // record's flush below (or `sync_dirs` at the end).
+        for (i, e) in writer.commit_deferred() {
+            set_error(&mut results, i, e);
+        }
+        for &i in &tools {
+            if let Action::UpdateCaCertificates { tool } = &plan.steps[i].action {
+                results[i] = system::update_ca_certificates(target, tool);
+                fault::point(&plan.steps[i].id);
             }
-            results[i] = r;
-            fault::point(&plan.steps[i].id);
+        }
+        for &i in &scripts {
+            if let Action::RunScript {
+                path,
+                timeout_secs,
+                marker,
+            } = &plan.steps[i].action
+            {
+                let (ran, r) = deferred::run_marked(
+                    &mut writer,
+                    target,
+                    &plan.steps[i].id,
+                    path,
+                    marker.as_deref(),
+                    *timeout_secs,
+                );
+                if ran {
+                    started.push(i);
+                }
+                results[i] = r;
+                fault::point(&plan.steps[i].id);
+            }
+        }
+        // Tools and scripts may have changed anything under the root: the writer looks again.
+        writer.forget_all();
+    }
+    let tail_from = writer.staged();
+    let mut tail = stage_tail(
+        &mut writer,
+        plan,
+        &mut results,
+        record_step,
+        pin_step,
+        &started,
+    );
+    let mut status_written = false;
+    if one_batch {
+        // The status as the report will be when every rename succeeds.
+        // Only with other files: alone, the caller writes it (without a flush when the run
+        // changed nothing).
+        let status_staged = match status.as_mut() {
+            Some(f) if writer.staged() > 0 => {
+                let bytes = f(&build_report(plan, &results, tail.not_pinned));
+                stage_state(
+                    &mut writer,
+                    STATUS_TAG,
+                    &crate::state::status_path(),
+                    &bytes,
+                )
+                .map_err(|e| tracing::debug!("status not staged: {e}"))
+                .is_ok()
+            }
+            _ => false,
+        };
+        let errors = writer.commit_run(tail_from);
+        let in_tail = |t: usize| t == STATUS_TAG || Some(t) == record_step || Some(t) == pin_step;
+        let tail_dropped = errors.iter().any(|(t, _)| !in_tail(*t));
+        let mut status_failed = !status_staged;
+        for (i, e) in errors {
+            if i == STATUS_TAG {
+                status_failed = true;
+            } else if !(tail_dropped && in_tail(i)) {
+                set_error(&mut results, i, e);
+            }
+        }
+        if tail_dropped {
+            // A file of the run did not land: the record and pin staged for the run as planned
+            // were dropped unrenamed; the record is staged again without the failed steps and
+            // committed in its own flush, which makes the renames that did land durable first.
+            for i in [record_step, pin_step].into_iter().flatten() {
+                results[i] = Ok(());
+            }
+            tail = stage_tail(
+                &mut writer,
+                plan,
+                &mut results,
+                record_step,
+                pin_step,
+                &started,
+            );
+            for (i, e) in writer.commit_chained() {
+                set_error(&mut results, i, e);
+            }
+            status_failed = true;
+        }
+        status_written = !status_failed;
+    } else {
+        // The record and the pin in one batch, the run's second (and last) flush: it also
+        // makes the renames of the run's files durable before the record's own rename, so the
+        // record never says more than landed. In staging order or not at all: a record that
+        // failed leaves the drive unpinned.
+        for (i, e) in writer.commit_chained() {
+            set_error(&mut results, i, e);
         }
     }
-    // Tools and scripts may have changed anything under the root: the writer looks again.
-    writer.forget_all();
-    if let Some(i) = record_step {
-        let failed: Vec<&str> = plan
-            .steps
-            .iter()
-            .enumerate()
-            .zip(&results)
-            .filter(|((n, s), r)| (r.is_err() && !started.contains(n)) || s.change == Change::Error)
-            .map(|((_, s), _)| s.id.as_str())
-            .collect();
-        if let Action::WriteRecord { path, record } = &plan.steps[i].action {
-            // A failed step did not apply its input: leave it out so the next run retries it.
-            let mut record = record.clone();
-            record.steps.retain(|id, _| !failed.contains(&id.as_str()));
-            results[i] = stage_state(&mut writer, i, path, &record.to_json());
-        }
-    }
-    // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
-    let mut not_pinned = None;
-    let mut pin_staged = None;
-    if let Some(i) = pin_step {
-        let failed = plan
-            .steps
-            .iter()
-            .zip(&results)
-            .enumerate()
-            .any(|(n, (s, r))| n != i && (r.is_err() || s.change == Change::Error))
-            || results.len() > plan.steps.len();
-        if failed {
-            not_pinned = Some(i);
-        } else if let Action::WritePin { path, content } = &plan.steps[i].action {
-            results[i] = pin::stage_pin(&mut writer, i, path, content);
-            pin_staged = Some(i);
-        }
-    }
-    // The record and the pin in one batch, the run's second (and last) flush: it also makes
-    // the renames of the run's files durable before the record's own rename, so the record
-    // never says more than landed. Two flushes, not one, because the record's content depends
-    // on the results of the first batch and of the scripts. In staging order or not at all: a
-    // record that failed leaves the drive unpinned.
-    for (i, e) in writer.commit_chained() {
-        match results.get_mut(i) {
-            Some(r) => *r = Err(e),
-            None => results.push(Err(e)),
-        }
-    }
-    if let Some(i) = pin_staged {
+    if let Some(i) = tail.pin_staged {
         let record_failed = record_step.is_some_and(|r| results[r].is_err());
         if record_failed {
             results[i] = Ok(());
-            not_pinned = Some(i);
+            tail.not_pinned = Some(i);
         } else {
             fault::point(&plan.steps[i].id);
         }
@@ -241,9 +288,99 @@ pub fn apply_plan_in(
     if let Err(e) = writer.sync_dirs() {
         results.push(Err(e));
     }
+    let mut report = build_report(plan, &results, tail.not_pinned);
+    for s in &report.steps {
+        match s.outcome {
+            Outcome::Failed => tracing::error!(step = %s.id, "{}", s.detail),
+            // One line per copied file would drown the boot log: those are debug.
+            Outcome::Changed if !s.id.starts_with("copy") => {
+                tracing::info!(step = %s.id, "{}", s.detail)
+            }
+            _ => tracing::debug!(step = %s.id, "{}", s.detail),
+        }
+    }
+    reboot_when_required(plan, &mut report);
+    (report, status_written)
+}
 
+/// `e` as the result of step `i` (or an extra result: a directory fsync of no step).
+fn set_error(results: &mut Vec<std::io::Result<()>>, i: usize, e: std::io::Error) {
+    match results.get_mut(i) {
+        Some(r) => *r = Err(e),
+        None => results.push(Err(e)),
+    }
+}
+
+/// What `stage_tail` staged of the pin.
+struct Tail {
+    /// The pin step, when it was left out because a step failed.
+    not_pinned: Option<usize>,
+    /// The pin step, when it was staged.
+    pin_staged: Option<usize>,
+}
+
+/// Stages the record (without the steps that failed: the next run retries them) and, when
+/// every other step landed, the pin.
+fn stage_tail(
+    writer: &mut fs::Writer,
+    plan: &Plan,
+    results: &mut [std::io::Result<()>],
+    record_step: Option<usize>,
+    pin_step: Option<usize>,
+    started: &[usize],
+) -> Tail {
+    if let Some(i) = record_step {
+        let failed: Vec<&str> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .zip(results.iter())
+            .filter(|((n, s), r)| (r.is_err() && !started.contains(n)) || s.change == Change::Error)
+            .map(|((_, s), _)| s.id.as_str())
+            .collect();
+        if let Action::WriteRecord { path, record } = &plan.steps[i].action {
+            // A failed step did not apply its input: leave it out so the next run retries it.
+            let json = if failed.is_empty() {
+                record.to_json()
+            } else {
+                let mut record = record.clone();
+                record.steps.retain(|id, _| !failed.contains(&id.as_str()));
+                record.to_json()
+            };
+            results[i] = stage_state(writer, i, path, &json);
+        }
+    }
+    // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
+    let mut tail = Tail {
+        not_pinned: None,
+        pin_staged: None,
+    };
+    if let Some(i) = pin_step {
+        let failed = plan
+            .steps
+            .iter()
+            .zip(results.iter())
+            .enumerate()
+            .any(|(n, (s, r))| n != i && (r.is_err() || s.change == Change::Error))
+            || results.len() > plan.steps.len();
+        if failed {
+            tail.not_pinned = Some(i);
+        } else if let Action::WritePin { path, content } = &plan.steps[i].action {
+            results[i] = pin::stage_pin(writer, i, path, content);
+            tail.pin_staged = Some(i);
+        }
+    }
+    tail
+}
+
+/// The report of the run from each step's result.
+fn build_report(
+    plan: &Plan,
+    results: &[std::io::Result<()>],
+    not_pinned: Option<usize>,
+) -> ApplyReport {
     let mut report = ApplyReport::default();
-    for (i, r) in results.into_iter().enumerate() {
+    for (i, r) in results.iter().enumerate() {
         let (id, why, change) = match plan.steps.get(i) {
             Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
             None => ("sync", "making the changes durable", Change::Update),
@@ -265,19 +402,12 @@ pub fn apply_plan_in(
                 (Outcome::Failed, format!("{why}: {e}"))
             }
         };
-        match outcome {
-            Outcome::Failed => tracing::error!(step = %id, "{detail}"),
-            // One line per copied file would drown the boot log: those are debug.
-            Outcome::Changed if !id.starts_with("copy") => tracing::info!(step = %id, "{detail}"),
-            _ => tracing::debug!(step = %id, "{detail}"),
-        }
         report.steps.push(StepReport {
             id: id.to_string(),
             outcome,
             detail,
         });
     }
-    reboot_when_required(plan, &mut report);
     report
 }
 

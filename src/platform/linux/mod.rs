@@ -175,6 +175,26 @@ pub fn sync_filesystems(dirs: &[&Path]) -> bool {
     true
 }
 
+/// Fsyncs each of `dirs` (in the order given) that sits on a filesystem holding none of `keep`:
+/// renames made on one filesystem reach its journal in order, but nothing orders them against
+/// another filesystem's journal (a separate `/var`). Used between the run's files and its
+/// record when they are on different filesystems. A directory whose filesystem cannot be told
+/// is fsynced.
+pub fn sync_dirs_apart(dirs: &[&Path], keep: &[&Path]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let kept: Vec<u64> = keep
+        .iter()
+        .filter_map(|d| fs::metadata(d).ok().map(|m| m.dev()))
+        .collect();
+    for d in dirs {
+        let same = fs::metadata(d).is_ok_and(|m| kept.contains(&m.dev()));
+        if !same {
+            sync_dir(d)?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes a written file durable (`fsync`).
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
