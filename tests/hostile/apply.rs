@@ -430,13 +430,37 @@ fn new_directories_appear_with_their_final_mode_and_owner() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let trace = fs::read_to_string(&log).unwrap();
     let _ = fs::remove_file(&log);
-    // Every mkdir under the root makes a temporary name; the real name only comes by rename.
+    // A directory appears finished: either `mkdir` itself gives its final mode and owner (it
+    // is made under its name with exactly the mode it keeps, primer's own ids), or it is made
+    // under a temporary name, finished, and only then renamed to its real name.
     let mut mkdirs = 0;
+    let mut in_place = 0;
     for l in trace.lines().filter(|l| l.contains("mkdir")) {
         mkdirs += 1;
-        assert!(l.contains(".primer-tmp."), "a directory made in place: {l}");
+        if l.contains(".primer-tmp.") {
+            continue;
+        }
+        in_place += 1;
+        // `PID mkdir("PATH", 0755) = 0` (or mkdirat(AT_FDCWD, "PATH", 0755)).
+        let path = l.split('"').nth(1).unwrap_or_else(|| panic!("{l}"));
+        let asked = l
+            .rsplit_once(", 0")
+            .and_then(|(_, m)| m.split(')').next())
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or_else(|| panic!("no mode in {l}"));
+        let p = std::path::Path::new(path);
+        assert_eq!(mode(p), asked, "made in place with another mode: {l}");
+        assert_eq!(owner(p), (0, 0), "made in place for another owner: {l}");
     }
     assert!(mkdirs >= 5, "{trace}");
+    assert!(in_place >= 1, "{trace}");
+    // alice's home is hers: made under a temporary name, given her, then renamed.
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("mkdir") && l.contains("/.alice.primer-tmp.")),
+        "{trace}"
+    );
     let home = root.path().join("home/alice");
     assert_ne!(owner(&home), (0, 0));
     assert_eq!(mode(&root.path().join("var/lib/primer")), 0o700);
