@@ -69,9 +69,9 @@ const LABELS: &[(&str, Variant)] = &[
 
 /// windows-1252's bytes 0x80..=0x9F (the rest is Latin-1).
 const W1252_HIGH: [u16; 32] = [
-    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
-    0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
-    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+    0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
 ];
 
 impl Charset {
@@ -96,7 +96,14 @@ impl Charset {
     /// The encoding named by a byte order mark at the start of `buffer`, and the mark's length.
     pub fn for_bom(buffer: &[u8]) -> Option<(Charset, usize)> {
         let variant = match buffer {
-            [0xEF, 0xBB, 0xBF, ..] => return Some((Charset { variant: Variant::Utf8 }, 3)),
+            [0xEF, 0xBB, 0xBF, ..] => {
+                return Some((
+                    Charset {
+                        variant: Variant::Utf8,
+                    },
+                    3,
+                ))
+            }
             [0xFF, 0xFE, ..] => Variant::Utf16Le,
             [0xFE, 0xFF, ..] => Variant::Utf16Be,
             _ => return None,
@@ -190,7 +197,13 @@ pub fn decode_ascii(bytes: &[u8]) -> Cow<'_, str> {
         _ => Cow::Owned(
             bytes
                 .iter()
-                .map(|&b| if b.is_ascii() { char::from(b) } else { '\u{FFFD}' })
+                .map(|&b| {
+                    if b.is_ascii() {
+                        char::from(b)
+                    } else {
+                        '\u{FFFD}'
+                    }
+                })
                 .collect(),
         ),
     }
@@ -203,7 +216,10 @@ mod tests {
     #[test]
     fn labels_as_the_encoding_standard() {
         assert!(Charset::for_label(b" UTF-8\t").is_some());
-        assert_eq!(Charset::for_label(b"us-ascii"), Charset::for_label(b"windows-1252"));
+        assert_eq!(
+            Charset::for_label(b"us-ascii"),
+            Charset::for_label(b"windows-1252")
+        );
         assert!(Charset::for_label(b"shift_jis").is_none());
         assert!(Charset::for_label(b"").is_none());
     }
@@ -211,11 +227,20 @@ mod tests {
     #[test]
     fn decodes_as_encoding_rs() {
         let w = Charset::for_label(b"iso-8859-1").unwrap();
-        assert_eq!(w.decode_without_bom_handling(b"\x80\xe9a").0, "\u{20ac}\u{e9}a");
+        assert_eq!(
+            w.decode_without_bom_handling(b"\x80\xe9a").0,
+            "\u{20ac}\u{e9}a"
+        );
         let u = Charset::for_label(b"utf8").unwrap();
-        assert_eq!(u.decode_without_bom_handling(b"a\xffb"), ("a\u{fffd}b".into(), true));
+        assert_eq!(
+            u.decode_without_bom_handling(b"a\xffb"),
+            ("a\u{fffd}b".into(), true)
+        );
         let le = Charset::for_label(b"utf-16le").unwrap();
-        assert_eq!(le.decode_without_bom_handling(b"a\0\0\xd8b"), ("a\u{fffd}".into(), true));
+        assert_eq!(
+            le.decode_without_bom_handling(b"a\0\0\xd8b"),
+            ("a\u{fffd}".into(), true)
+        );
         assert_eq!(decode_latin1(b"\x80"), "\u{80}");
         assert_eq!(decode_ascii(b"a\x80"), "a\u{fffd}");
     }
