@@ -34,13 +34,14 @@ if LC_ALL=C readelf -lW "$bin" | grep -q 'INTERP' || LC_ALL=C readelf -dW "$bin"
     echo "build-deb.sh: $bin is not static (an interpreter or a shared library dependency)" >&2
     exit 1
 fi
-# Size guard. Issue 15's goal is 4 MiB; the static-pie binary is 4,470,864 bytes (packed
-# relocations, no unwind tables, identical functions folded: .cargo/config.toml; static glibc
-# alone is ~0.8 MB of it), so this guard stops a jump past 4.5 MiB while the last gap is worked
+# Size guard. Issue 15's goal is 4 MiB; the static-pie binary is 4,383,024 bytes (packed
+# relocations, no unwind tables, identical functions folded: .cargo/config.toml; mailparse's
+# header words decoded without encoding_rs: vendor/charset; static glibc alone is ~0.7 MB of
+# it), so this guard (4.3 MiB, the size plus ~3 %) stops a jump while the last 189 KB are worked
 # on (README "The shipped binary: static glibc").
-size_limit=$((9 * 512 * 1024))
+size_limit=$((43 * 1024 * 1024 / 10))
 if [ "$(stat -c %s "$bin")" -gt "$size_limit" ]; then
-    echo "build-deb.sh: $bin is $(stat -c %s "$bin") bytes, over the 4.5 MiB guard" >&2
+    echo "build-deb.sh: $bin is $(stat -c %s "$bin") bytes, over the 4.3 MiB guard" >&2
     exit 1
 fi
 # The binary starts: its relative relocations are packed (DT_RELR, .cargo/config.toml), which
@@ -90,9 +91,10 @@ chmod 0644 "$root/usr/share/lintian/overrides/primer"
     cat packaging/copyright
     echo
     echo "Comment: statically linked Rust crates (name, version, license expression), from"
-    echo " Cargo.lock; each crate's copyright belongs to its authors."
+    echo " Cargo.lock; each crate's copyright belongs to its authors. charset is primer's subset"
+    echo " of the charset crate (vendor/charset)."
     cargo tree -e normal --prefix none --format '{p} {l}' --locked |
-        sed 's/ (\*)$//; s/ (proc-macro)//; s|^| |' | LC_ALL=C sort -u | grep -v '^ primer v'
+        sed 's/ (\*)$//; s/ (proc-macro)//; s| (/[^)]*)||; s|^| |' | LC_ALL=C sort -u | grep -v '^ primer v'
 } >"$stage/copyright"
 install -D -m 0644 "$stage/copyright" "$root/usr/share/doc/primer/copyright"
 gzip -9n <packaging/changelog >"$root/usr/share/doc/primer/changelog.gz"
