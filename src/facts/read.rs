@@ -252,6 +252,18 @@ fn read_file(root: &Resolver, rel: &str) -> Option<FileFact> {
 /// Reads a regular file under the root (resolved inside it) with its mode and owner, at most
 /// `max` bytes; `None` when it is missing, unreadable or not a regular file.
 pub(crate) fn read_file_capped(root: &Resolver, rel: &str, max: u64) -> Option<FileFact> {
+    let (host, f, m) = open_regular(root, rel)?;
+    let mut content = Vec::new();
+    f.take(max).read_to_end(&mut content).ok()?;
+    Some(FileFact::held(content, meta_of(&host, &m)))
+}
+
+/// Opens the regular file `rel` under the root (resolved inside it) with its metadata; `None`
+/// when it is missing, unreadable or not a regular file.
+fn open_regular(
+    root: &Resolver,
+    rel: &str,
+) -> Option<(std::path::PathBuf, fs::File, fs::Metadata)> {
     let (host, found) = root.resolve_found(rel).ok()?;
     // Resolution saw it missing (or a directory): no failing `open` to learn it again.
     if matches!(found, Found::Missing | Found::Dir) {
@@ -259,12 +271,7 @@ pub(crate) fn read_file_capped(root: &Resolver, rel: &str, max: u64) -> Option<F
     }
     let f = fs::File::open(&host).ok()?;
     let m = f.metadata().ok()?;
-    if !m.is_file() {
-        return None;
-    }
-    let mut content = Vec::new();
-    f.take(max).read_to_end(&mut content).ok()?;
-    Some(FileFact::held(content, meta_of(&host, &m)))
+    m.is_file().then_some((host, f, m))
 }
 
 /// Chunk of a measured file read at a time: the only memory a measured file costs.
@@ -275,15 +282,7 @@ const MEASURE_CHUNK: usize = 64 << 10;
 /// A file larger than `MAX_FACT_FILE` is not read: treated as different, as when held.
 pub(crate) fn measure_file(root: &Resolver, rel: &str) -> Option<FileFact> {
     use sha2::{Digest, Sha256};
-    let (host, found) = root.resolve_found(rel).ok()?;
-    if matches!(found, Found::Missing | Found::Dir) {
-        return None;
-    }
-    let f = fs::File::open(&host).ok()?;
-    let m = f.metadata().ok()?;
-    if !m.is_file() {
-        return None;
-    }
+    let (host, f, m) = open_regular(root, rel)?;
     let mut h = Sha256::new();
     let mut len = 0u64;
     let mut buf = vec![0u8; MEASURE_CHUNK];
