@@ -436,6 +436,7 @@ impl Writer {
             crate::apply::fault::point("rename");
         }
         let head_ok = errors.is_empty();
+        let mut dirs_failed = false;
         if head_ok && !tail.is_empty() {
             // Journal order holds within one filesystem only: the run's files elsewhere are
             // made durable before the record that says they were applied is renamed.
@@ -455,10 +456,14 @@ impl Writer {
             };
             if let Err(e) = r {
                 errors.push((usize::MAX, io::Error::new(e.kind(), format!("fsync: {e}"))));
+                // Listed again: the caller's next commit (the record staged again) must make
+                // them durable before it renames anything that says they were applied.
+                self.dirty_dirs.extend(dirs.iter().map(|d| d.to_path_buf()));
+                dirs_failed = true;
             }
         }
         let errors = self.commit_tail(tail, errors, true);
-        if head_ok {
+        if head_ok && !dirs_failed {
             // Nothing left to fsync: the journal orders the renames (see above). After a
             // failed rename the directories stay listed: the caller's next commit (a corrected
             // record) makes them durable before its own renames.
