@@ -769,3 +769,49 @@ fn windows_parts_are_bounded_and_named_safely() {
         "{name:?}"
     );
 }
+
+/// MIME filenames in RFC 2047 / RFC 2231 encoded words go through primer's `charset` stand-in
+/// (vendor/charset): whatever they decode to — a path climbing out with `..`, a newline, an
+/// escape sequence, a lone UTF-16 surrogate, an unknown charset left encoded, a 100,000-byte
+/// word — the script name is one safe, bounded file name.
+#[test]
+fn encoded_word_filenames_decode_to_safe_names() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let huge = b64(&vec![b'a'; 100_000]);
+    let headers: Vec<String> = vec![
+        format!(
+            "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"=?utf-8?B?{}?=\"",
+            b64(b"../../etc/\n\x1b[31mx.sh")
+        ),
+        "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"=?iso-8859-1?Q?a=0Ab=00=1B=2F..=2Fc?=\"".into(),
+        format!(
+            "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"=?utf-16le?B?{}?=\"",
+            b64(b"a\0\0\xd8/\0")
+        ),
+        "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"=?shift_jis?B?gqA=?=\"".into(),
+        "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename*=utf-8''%2E%2E%2F%0A%1Bevil".into(),
+        format!(
+            "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"=?utf-8?B?{huge}?=\""
+        ),
+    ];
+    let parts: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|h| (h.as_str(), "#!/bin/sh\ntrue"))
+        .collect();
+    let (ud, _) = user(&multipart("b", &parts));
+    assert_eq!(ud.scripts.len(), headers.len(), "{ud:?}");
+    let mut names = std::collections::BTreeSet::new();
+    for s in &ud.scripts {
+        let n = &s.name;
+        assert!(
+            !n.is_empty()
+                && n.len() <= 64
+                && !n.starts_with('.')
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "{n:?}"
+        );
+        assert!(names.insert(n.clone()), "two scripts named {n:?}");
+    }
+}

@@ -244,4 +244,21 @@ mod tests {
         assert_eq!(decode_latin1(b"\x80"), "\u{80}");
         assert_eq!(decode_ascii(b"a\x80"), "a\u{fffd}");
     }
+
+    /// Hostile header words: control characters pass through as characters (the caller
+    /// sanitises names), and a million bytes of garbage decode in one linear pass to one
+    /// replacement character per bad unit, never more.
+    #[test]
+    fn control_bytes_and_huge_garbage() {
+        let u = Charset::for_label(b"utf-8").unwrap();
+        assert_eq!(u.decode_without_bom_handling(b"a\n\x1b\0").0, "a\n\u{1b}\0");
+        let junk = vec![0xffu8; 1_000_000];
+        let (d, bad) = u.decode_without_bom_handling(&junk);
+        assert!(bad);
+        assert_eq!(d.chars().count(), 1_000_000);
+        let le = Charset::for_label(b"utf-16le").unwrap();
+        let zeros = vec![0u8; 1_000_001];
+        let (d, _) = le.decode_without_bom_handling(&zeros);
+        assert_eq!(d.chars().count(), 500_001);
+    }
 }
