@@ -285,7 +285,10 @@ pub(crate) fn measure_file(root: &Resolver, rel: &str) -> Option<FileFact> {
     let (host, f, m) = open_regular(root, rel)?;
     let mut h = Sha256::new();
     let mut len = 0u64;
-    let mut buf = vec![0u8; MEASURE_CHUNK];
+    // Sized to the file when it is smaller than a chunk: a re-run measures thousands of small
+    // injected files, and zeroing 64 KiB for each would cost more than reading them.
+    let size = usize::try_from(m.len()).unwrap_or(MEASURE_CHUNK);
+    let mut buf = vec![0u8; size.saturating_add(1).min(MEASURE_CHUNK)];
     let mut r = f.take(MAX_FACT_FILE + 1);
     loop {
         match r.read(&mut buf) {
