@@ -234,16 +234,22 @@ fn one_line(s: &str) -> String {
 /// Decodes base64 leniently: whitespace ignored, padding optional, standard or URL-safe
 /// alphabet. `None` when it is not base64.
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let compact: String = text.split_whitespace().collect();
+    decode_compact(compact.as_bytes())
+}
+
+/// Base64 without whitespace, padding optional, standard then URL-safe alphabet; `None` when
+/// empty or not base64.
+fn decode_compact(compact: &[u8]) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
-    let compact: String = text.split_whitespace().collect();
     if compact.is_empty() {
         return None;
     }
     let cfg = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     GeneralPurpose::new(&base64::alphabet::STANDARD, cfg)
-        .decode(&compact)
-        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(&compact))
+        .decode(compact)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(compact))
         .ok()
 }
 
@@ -251,22 +257,13 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 /// than into a second copy (a `write_files` content may be tens of MiB). Text that is not ASCII
 /// goes through `decode_base64` (its Unicode whitespace rule), with the same result.
 pub fn decode_base64_owned(mut raw: Vec<u8>) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-    use base64::engine::DecodePaddingMode;
     if !raw.is_ascii() {
         return std::str::from_utf8(&raw).ok().and_then(decode_base64);
     }
     // ASCII whitespace as `char::is_whitespace` has it (with vertical tab, unlike
     // `u8::is_ascii_whitespace`).
     raw.retain(|b| !matches!(b, b' ' | b'\t'..=b'\r'));
-    if raw.is_empty() {
-        return None;
-    }
-    let cfg = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    GeneralPurpose::new(&base64::alphabet::STANDARD, cfg)
-        .decode(&raw)
-        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(&raw))
-        .ok()
+    decode_compact(&raw)
 }
 
 /// A value as a message shows it: scalars as short JSON text, containers by kind.
