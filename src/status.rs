@@ -420,10 +420,18 @@ fn parse_state<T: serde::de::DeserializeOwned>(rel: &str, bytes: &[u8]) -> Resul
     // A report replaced without a flush (`write_status_unsynced`) may be found empty or cut
     // short after a power loss: said so, and what puts it right.
     const AGAIN: &str = "a crash while it was replaced? the next `primer run` writes it again";
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // XFS (and ext4 with `data=writeback`) may show a file whose size landed before its data
+    // as NUL bytes: that is a torn file too, not a malformed one.
+    if bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
         return Err(StatusError::Invalid {
             path: shown(rel),
             detail: format!("empty ({AGAIN})"),
+        });
+    }
+    if bytes.contains(&0) {
+        return Err(StatusError::Invalid {
+            path: shown(rel),
+            detail: format!("torn: NUL bytes where its content should be ({AGAIN})"),
         });
     }
     serde_json::from_slice(bytes).map_err(|e| StatusError::Invalid {
@@ -594,19 +602,68 @@ pub fn current_instance(root: &Path, status: Option<&Status>) -> Result<String, 
     }
 }
 
-/// The instance named by `--instance` (validated), or the current one.
+/// The instance named by `--instance` (validated), or the current one (`query`, `primer
+/// scripts`: they only read or run what that instance recorded).
+///
+/// An unreadable status is no reason to refuse: the status is a report replaced without a
+/// flush when nothing changed, so a power loss can leave it empty or torn, and the next boot
+/// without a drive then writes one that names no instance. With several instances recorded,
+/// the current one is then the one whose record (`applied.json`) was written last: a new
+/// instance's first run writes its record, and so does every run that changes something for it.
+/// (A drive switched back to an older instance with nothing to change writes none: that one
+/// case still finds the other instance. `clean` does not guess: it removes state, so it asks
+/// for `--instance`.)
 pub fn chosen_instance(root: &Path, instance: Option<&str>) -> Result<String, StatusError> {
     match instance {
         Some(id) => valid_id(id).map(|()| id.to_string()),
         None => {
-            // An unreadable status is no reason to refuse: fall back to the instance list.
             let status = read_status(root).unwrap_or_else(|e| {
                 tracing::warn!("{e}");
                 None
             });
-            current_instance(root, status.as_ref())
+            match current_instance(root, status.as_ref()) {
+                Err(StatusError::Ambiguous {
+                    root: shown_root,
+                    ids,
+                }) => newest_record(root).ok_or(StatusError::Ambiguous {
+                    root: shown_root,
+                    ids,
+                }),
+                other => other,
+            }
         }
     }
+}
+
+/// The instance whose record was modified last, when exactly one was (a tie, or a record that
+/// cannot be read, decides nothing).
+fn newest_record(root: &Path) -> Option<String> {
+    let mut newest: Option<(SystemTime, String)> = None;
+    let mut tie = false;
+    for id in list_instances(root).ok()? {
+        let rel = state::record_path(&id);
+        let Ok(host) = real_path(root, &rel) else {
+            continue;
+        };
+        let Ok(modified) = fs::symlink_metadata(&host).and_then(|m| m.modified()) else {
+            continue;
+        };
+        match &newest {
+            Some((t, _)) if modified < *t => {}
+            Some((t, _)) if modified == *t => tie = true,
+            _ => {
+                tie = false;
+                newest = Some((modified, id));
+            }
+        }
+    }
+    let (time, id) = newest.filter(|_| !tie)?;
+    tracing::info!(
+        "no status names the current instance; using {id}, whose record {} was written last ({})",
+        shown(&state::record_path(&id)),
+        rfc3339_utc(epoch_secs(time))
+    );
+    Some(id)
 }
 
 /// A value found by `query`, and the file it came from.

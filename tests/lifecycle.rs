@@ -664,3 +664,75 @@ fn an_empty_or_torn_status_is_reported_and_written_again() {
     let q = query(r, &["hostname"]);
     assert_eq!(q.status.code(), Some(0), "{}", text(&q));
 }
+
+/// A status found NUL-filled (XFS after a power loss) is torn, not malformed; with two instances
+/// recorded and a boot without a drive after it (its status names no instance), `query` and the
+/// deferred scripts take the instance whose record was written last, while `clean`, which
+/// removes state, still asks which one.
+#[test]
+fn a_nul_filled_status_is_torn_and_query_takes_the_newest_record() {
+    const OTHER: &str = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
+    let root = scratch_root();
+    let r = root.path();
+    let old = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("old-1.example.org", &[ED]);
+    meta["uuid"] = serde_json::Value::String(OTHER.to_string());
+    write_drive_tree(old.path(), &meta);
+    let o = run(old.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // A later instance on the same root: its record is the newer one (mtime resolution is
+    // the filesystem's: make sure the two differ).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let d = drive("new-1.example.org");
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let file = r.join("var/lib/primer/status.json");
+    let len = fs::metadata(&file).unwrap().len() as usize;
+    fs::write(&file, vec![0u8; len]).unwrap();
+    let o = primer(&["status", "--root", s(r)]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/var/lib/primer/status.json") && err.contains("empty"),
+        "{err}"
+    );
+    let mut half = b"{\"outcome\": \"unch".to_vec();
+    half.resize(len, 0);
+    fs::write(&file, &half).unwrap();
+    let o = primer(&["status", "--root", s(r)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("torn: NUL bytes"), "{err}");
+
+    // The next boot has no drive: it replaces the unreadable status with one naming no
+    // instance.
+    let o = run_without_drive(r);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o));
+    let v = status_json(r);
+    assert!(v["last_applied"].is_null(), "{v}");
+
+    let q = query(r, &["hostname"]);
+    assert_eq!(q.status.code(), Some(0), "{}", text(&q));
+    assert_eq!(stdout(&q).trim(), "new-1.example.org");
+    assert!(
+        text(&q).contains(&format!("using {UUID}, whose record")),
+        "{}",
+        text(&q)
+    );
+    // The older record touched last: it is then the newest.
+    let rec = r.join(format!("var/lib/primer/instance/{OTHER}/applied.json"));
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    fs::File::options()
+        .write(true)
+        .open(&rec)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let q = query(r, &["hostname"]);
+    assert_eq!(stdout(&q).trim(), "old-1.example.org", "{}", text(&q));
+
+    let c = primer(&["clean", "--root", s(r)]);
+    assert_ne!(c.status.code(), Some(0), "{}", text(&c));
+    assert!(text(&c).contains("--instance"), "{}", text(&c));
+    assert!(rec.exists() && r.join(format!("var/lib/primer/instance/{UUID}")).exists());
+}
