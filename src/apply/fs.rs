@@ -2,7 +2,7 @@
 //! `..`, absolute paths or symlinks) and write files atomically with explicit mode and owner.
 //! The write helpers are the only code in primer that creates, replaces or removes files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
@@ -26,7 +26,34 @@ pub struct Writer {
     dirty_dirs: BTreeSet<PathBuf>,
     /// Staged files: (tag, temporary file, target), renamed by `commit`.
     pending: Vec<(usize, PathBuf, PathBuf)>,
+    /// Staged trees (the local copy of the drive), published by `commit` before the files.
+    trees: Vec<Tree>,
+    /// Directory -> the modes a new file there was read back with and found exactly as asked:
+    /// the kernel gives the next file with that mode there the same (see `stage`).
+    verified: HashMap<PathBuf, Vec<u32>>,
+    /// Directory -> whether it has a default ACL, asked once (see `make_dir`).
+    default_acl: HashMap<PathBuf, bool>,
     seq: u64,
+}
+
+/// A directory tree built whole under a temporary name beside its target and published by one
+/// rename (`Writer::stage_tree_file`): its files and subdirectories are created under their own
+/// names inside it — nothing in it is visible until the rename, so none needs a temporary name
+/// of its own.
+struct Tree {
+    /// The target relative to the root, as the caller names it.
+    rel: String,
+    tmp: PathBuf,
+    target: PathBuf,
+    /// The steps whose files it holds (each reported with the tree's outcome).
+    tags: Vec<usize>,
+    /// Directories made inside it (relative), and every entry in creation order (the no-flush
+    /// fallback fsyncs them).
+    dirs: BTreeSet<PathBuf>,
+    entries: Vec<PathBuf>,
+    dir_meta: Meta,
+    /// New entries in the tree's directories take a group other than primer's.
+    setgid: bool,
 }
 
 impl Writer {
@@ -46,6 +73,9 @@ impl Writer {
             res,
             dirty_dirs: BTreeSet::new(),
             pending: Vec::new(),
+            trees: Vec::new(),
+            verified: HashMap::new(),
+            default_acl: HashMap::new(),
             seq: 0,
         }
     }
@@ -112,68 +142,91 @@ impl Writer {
 
     /// Creates the missing directory `dir` (its parent exists) with `meta` already in place when
     /// it appears. When `mkdir` itself gives the mode and owner (primer's own ids, a mode the
-    /// umask keeps, no group handed down: `platform::creates_final`) it is made under its name
-    /// directly — `mkdir` is atomic, and that spares a rename per directory. Otherwise it is
-    /// made under a temporary name beside it, given its owner and mode, then renamed (never
-    /// over an existing entry). A crash leaves either no directory or the finished one; the
-    /// empty temporary directory it may leave is swept by the next run (`sweep_temps`).
-    /// (A default ACL on the parent can still change what `mkdir` gives: the direct directory
-    /// is then corrected in place, as the parent's ACL made it for that instant.)
+    /// umask keeps, no group handed down: `platform::creates_final`, and no default ACL on the
+    /// parent, which would replace the umask) it is made under its name directly — `mkdir` is
+    /// atomic, and that spares a rename per directory. Otherwise it is made under a temporary
+    /// name beside it, given its owner and mode, then renamed (never over an existing entry). A
+    /// crash leaves either no directory or the finished one; the empty temporary directory it
+    /// may leave is swept by the next run (`sweep_temps`). A directory made directly whose
+    /// metadata still came out different (a filesystem's own owner rules) is removed at once
+    /// and made the other way: never corrected in place, where a failed correction or a crash
+    /// before it would leave it under its final name, taken as it is by the next run.
     /// `parent_setgid`: its parent gives new entries its group. Returns whether the new
     /// directory is setgid in turn.
     fn make_dir(&mut self, dir: &Path, meta: Meta, parent_setgid: bool) -> io::Result<bool> {
-        let direct = crate::platform::creates_final(meta, parent_setgid);
-        let tmp = if direct {
-            dir.to_path_buf()
-        } else {
-            self.temp_name(dir)
-        };
-        let r = crate::platform::create_staged_dir(&tmp, meta, parent_setgid)
-            .map_err(|e| at(&tmp, e))
-            .and_then(|()| {
-                crate::apply::fault::point("mkdir");
-                if direct {
-                    Ok(())
-                } else {
-                    rename_noreplace(&tmp, dir)
-                }
-            });
         // Its mode is exactly `meta.mode`: under a setgid parent (which it would inherit the
         // bit from) `create_staged_dir` always sets the mode. Its group is `meta.gid`: one
         // other than primer's own hands itself down on a `grpid` mount (`Kind::Dir::setgid`).
         let setgid = meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(meta.gid);
-        match r {
-            Ok(()) => {
-                // Empty and made by this writer: its entries are the ones the writer adds.
-                self.res.set(
-                    dir,
-                    Kind::Dir {
-                        setgid,
-                        fresh: true,
-                    },
-                );
-                Ok(setgid)
+        let made = |w: &mut Writer, direct: bool| {
+            // Empty and made by this writer: its entries are the ones the writer adds.
+            w.res.set(
+                dir,
+                Kind::Dir {
+                    setgid,
+                    fresh: true,
+                },
+            );
+            // `mkdir` gives a new directory its parent's default ACL, and a direct one's
+            // parent had none.
+            if direct {
+                w.default_acl.insert(dir.to_path_buf(), false);
             }
-            // Created meanwhile by someone else: an existing directory is left as it is. (Made
-            // directly, only `mkdir`'s own "exists" says so: a directory this writer made whose
-            // mode could not be corrected is an error, not someone else's.)
-            Err(e)
-                if (!direct || e.kind() == io::ErrorKind::AlreadyExists)
-                    && fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) =>
-            {
-                if !direct {
-                    let _ = fs::remove_dir(&tmp);
+            Ok(setgid)
+        };
+        if crate::platform::creates_final(meta, parent_setgid) && !self.has_default_acl(dir) {
+            match crate::platform::create_final_dir(dir, meta) {
+                Ok(true) => {
+                    crate::apply::fault::point("mkdir");
+                    return made(self, true);
                 }
+                // Removed again: made under a temporary name below.
+                Ok(false) => {}
+                // Created meanwhile by someone else: an existing directory is left as it is.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) =>
+                {
+                    self.res.forget(dir);
+                    return Ok(self.res.kind(dir).is_none_or(|k| k.setgid()));
+                }
+                Err(e) => return Err(at(dir, e)),
+            }
+        }
+        let tmp = self.temp_name(dir);
+        let r = crate::platform::create_staged_dir(&tmp, meta, parent_setgid)
+            .map_err(|e| at(&tmp, e))
+            .and_then(|()| {
+                crate::apply::fault::point("mkdir");
+                rename_noreplace(&tmp, dir)
+            });
+        match r {
+            Ok(()) => made(self, false),
+            // Created meanwhile by someone else: an existing directory is left as it is.
+            Err(_) if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) => {
+                let _ = fs::remove_dir(&tmp);
                 self.res.forget(dir);
                 Ok(self.res.kind(dir).is_none_or(|k| k.setgid()))
             }
             Err(e) => {
-                if !direct {
-                    let _ = fs::remove_dir(&tmp);
-                }
+                let _ = fs::remove_dir(&tmp);
                 Err(e)
             }
         }
+    }
+
+    /// Whether the parent of `dir` has a default ACL: asked of the kernel once per directory
+    /// (a directory this writer made directly has none).
+    fn has_default_acl(&mut self, dir: &Path) -> bool {
+        let Some(parent) = dir.parent() else {
+            return true;
+        };
+        if let Some(&known) = self.default_acl.get(parent) {
+            return known;
+        }
+        let acl = crate::platform::has_default_acl(parent);
+        self.default_acl.insert(parent.to_path_buf(), acl);
+        acl
     }
 
     /// A fresh temporary name beside `target`: `.NAME.primer-tmp.PID.SEQ` (see `is_temp_name`).
@@ -254,6 +307,7 @@ impl Writer {
         // Only this file: files other steps staged stay pending for their own commit (and
         // their errors stay theirs).
         let others = std::mem::take(&mut self.pending);
+        let trees = std::mem::take(&mut self.trees);
         let r = self.stage(0, rel, content, meta, parents).and_then(|()| {
             match self.commit().into_iter().next() {
                 Some((_, e)) => Err(e),
@@ -261,6 +315,7 @@ impl Writer {
             }
         });
         self.pending = others;
+        self.trees = trees;
         r
     }
 
@@ -312,7 +367,7 @@ impl Writer {
             // Created with its final mode and owner when the kernel gives them at creation
             // (primer's own ids, no setgid parent, a mode the umask keeps); otherwise private,
             // and the owner and mode are set below, before the file is renamed into view.
-            let (mut f, fix) = crate::platform::create_staged_file(&tmp, meta, parent_setgid)?;
+            let (mut f, fix) = self.create_file(&tmp, meta, parent_setgid)?;
             f.write_all(content)?;
             crate::platform::finish_staged_file(&f, meta, fix)
         })()
@@ -327,6 +382,200 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Creates the new file `path` for `meta` (`platform::create_staged_file`), reading back
+    /// what the kernel gave only for the first file of each mode in each directory: the same
+    /// request in the same directory gets the same answer (its default ACL, its filesystem's
+    /// owner rules), so 5,000 files in one directory cost one check, not 5,000.
+    fn create_file(
+        &mut self,
+        path: &Path,
+        meta: Meta,
+        parent_setgid: bool,
+    ) -> io::Result<(fs::File, crate::platform::Fix)> {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let verify = !self
+            .verified
+            .get(dir)
+            .is_some_and(|modes| modes.contains(&meta.mode));
+        let (f, fix) = crate::platform::create_staged_file(path, meta, parent_setgid, verify)?;
+        if verify && fix == crate::platform::Fix::default() {
+            self.verified
+                .entry(dir.to_path_buf())
+                .or_default()
+                .push(meta.mode);
+        }
+        Ok((f, fix))
+    }
+
+    /// Writes `content` as `rel_in` (a clean relative path) of the tree `tree_rel`, which is
+    /// built whole under a temporary name beside its target (made on the first call, its
+    /// missing parents with `dir_meta`) and published by `commit` with one rename: the local
+    /// copy of the drive, thousands of files that would otherwise each need a temporary name
+    /// and a rename of their own. Directories inside the tree get `dir_meta`. Every file of
+    /// the tree must be staged (unchanged ones too): the tree replaces the whole target
+    /// directory. `tag` identifies the caller's step in `commit`'s errors.
+    pub fn stage_tree_file(
+        &mut self,
+        tag: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &[u8],
+        meta: Meta,
+        dir_meta: Meta,
+    ) -> io::Result<()> {
+        if !crate::paths::is_clean_relative(rel_in) {
+            return Err(io::Error::other(format!(
+                "{tree_rel}/{rel_in}: not a clean relative path"
+            )));
+        }
+        let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
+            Some(t) => t,
+            None => {
+                self.begin_tree(tree_rel, dir_meta)?;
+                self.trees.len() - 1
+            }
+        };
+        self.trees[t].tags.push(tag);
+        // Its directories, made under their own names inside the unpublished tree.
+        let rel_in = Path::new(rel_in);
+        let mut sub = PathBuf::new();
+        let comps: Vec<_> = rel_in.components().collect();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            sub.push(c);
+            if self.trees[t].dirs.contains(&sub) {
+                continue;
+            }
+            let tree = &self.trees[t];
+            let host = tree.tmp.join(&sub);
+            crate::platform::create_staged_dir(&host, tree.dir_meta, tree.setgid)
+                .map_err(|e| at(&host, e))?;
+            let tree = &mut self.trees[t];
+            tree.dirs.insert(sub.clone());
+            tree.entries.push(host);
+        }
+        let host = self.trees[t].tmp.join(rel_in);
+        let setgid = self.trees[t].setgid;
+        let r = (|| {
+            let (mut f, fix) = self.create_file(&host, meta, setgid)?;
+            f.write_all(content)?;
+            crate::platform::finish_staged_file(&f, meta, fix)
+        })()
+        .map_err(|e| at(&host, e));
+        match r {
+            Ok(()) => {
+                self.trees[t].entries.push(host);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&host);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the temporary directory of a new tree beside `tree_rel`'s target.
+    fn begin_tree(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<()> {
+        let target = self.resolve(tree_rel)?;
+        let parent = target
+            .parent()
+            .filter(|p| p.starts_with(&self.root))
+            .ok_or_else(|| io::Error::other(format!("{tree_rel}: no parent inside the root")))?;
+        let rel_parent = parent
+            .strip_prefix(&self.root)
+            .map_err(io::Error::other)?
+            .to_string_lossy()
+            .into_owned();
+        self.create_dirs(&rel_parent, dir_meta)?;
+        let parent_setgid = self.res.kind(parent).is_none_or(|k| k.setgid());
+        let tmp = self.temp_name(&target);
+        crate::platform::create_staged_dir(&tmp, dir_meta, parent_setgid)
+            .map_err(|e| at(&tmp, e))?;
+        crate::apply::fault::point("mkdir");
+        self.trees.push(Tree {
+            rel: tree_rel.to_string(),
+            tmp,
+            target,
+            tags: Vec::new(),
+            dirs: BTreeSet::new(),
+            entries: Vec::new(),
+            dir_meta,
+            setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
+        });
+        Ok(())
+    }
+
+    /// Publishes every staged tree (`flushed`: its data is durable already; otherwise each of
+    /// its entries is fsynced first). A missing target gets the tree by one rename (never over
+    /// an entry made meanwhile); an existing one is swapped with it atomically
+    /// (`renameat2(RENAME_EXCHANGE)`: a non-empty directory cannot be renamed over) and the
+    /// old tree, now under the temporary name, removed. A crash leaves the old tree or the new
+    /// one under the target's name, and at most a temporary tree beside it, which the next
+    /// run's sweep removes. The swap is one metadata change like a file's rename, so the run's
+    /// one-flush argument (`commit_run`) holds for it as for the files. Where the filesystem
+    /// has no exchange (Windows; `EINVAL`) the old tree is first renamed aside: a crash between
+    /// the two renames leaves no copy at all, which the next run writes again.
+    fn commit_trees(&mut self, flushed: bool) -> Vec<(usize, io::Error)> {
+        let mut errors = Vec::new();
+        for tree in std::mem::take(&mut self.trees) {
+            let r = (|| {
+                if !flushed {
+                    for e in tree.entries.iter().rev() {
+                        crate::platform::sync_file(e).map_err(|err| at(e, err))?;
+                    }
+                    sync_dir(&tree.tmp).map_err(|e| at(&tree.tmp, e))?;
+                }
+                self.publish_tree(&tree.tmp, &tree.target)
+            })();
+            crate::apply::fault::point("rename");
+            match r {
+                Ok(()) => {
+                    self.touched(&tree.target);
+                    // What the memo knew below the old tree is gone with it.
+                    self.res.forget_all();
+                }
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&tree.tmp);
+                    for tag in &tree.tags {
+                        errors.push((*tag, io::Error::new(e.kind(), e.to_string())));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    fn publish_tree(&mut self, tmp: &Path, target: &Path) -> io::Result<()> {
+        match crate::platform::rename_noreplace(tmp, target) {
+            Ok(()) => return Ok(()),
+            Err(_) if fs::symlink_metadata(target).is_err() => {
+                return rename_noreplace(tmp, target)
+            }
+            Err(_) => {}
+        }
+        // The target exists: swapped with the new tree, then the old one removed.
+        let old = match crate::platform::rename_exchange(tmp, target) {
+            Ok(()) => tmp.to_path_buf(),
+            Err(_) => {
+                let aside = self.temp_name(target);
+                fs::rename(target, &aside).map_err(|e| at(target, e))?;
+                crate::apply::fault::point("rename");
+                rename_noreplace(tmp, target)?;
+                aside
+            }
+        };
+        crate::apply::fault::point("rename");
+        let removed = match fs::symlink_metadata(&old) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&old),
+            Ok(_) => fs::remove_file(&old),
+            Err(e) => Err(e),
+        };
+        // The new tree is in place: an old one left behind is swept by the next run.
+        if let Err(e) = removed {
+            tracing::debug!("{}: not removed: {e}", old.display());
+        }
+        Ok(())
     }
 
     /// Makes every staged file durable with one filesystem flush (`syncfs`; per-file `fsync`
@@ -398,7 +647,7 @@ impl Writer {
     pub fn commit_run(&mut self, tail_from: usize) -> Vec<(usize, io::Error)> {
         let mut head = std::mem::take(&mut self.pending);
         let tail = head.split_off(tail_from.min(head.len()));
-        if head.is_empty() && tail.is_empty() {
+        if head.is_empty() && tail.is_empty() && self.trees.is_empty() {
             return Vec::new();
         }
         let flushed = {
@@ -406,6 +655,7 @@ impl Writer {
                 .iter()
                 .chain(&tail)
                 .filter_map(|(_, t, _)| t.parent())
+                .chain(self.trees.iter().map(|t| t.tmp.as_path()))
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
@@ -421,7 +671,18 @@ impl Writer {
         // The flush made every earlier directory change (directories created while staging)
         // durable: only this batch's renames are left.
         self.dirty_dirs.clear();
-        let mut errors = Vec::new();
+        // Where the renames land, for a second flush on a filesystem that does not keep them
+        // in order (below).
+        let landing: Vec<PathBuf> = {
+            let dirs: BTreeSet<&Path> = head
+                .iter()
+                .chain(&tail)
+                .filter_map(|(_, _, t)| t.parent())
+                .chain(self.trees.iter().filter_map(|t| t.target.parent()))
+                .collect();
+            dirs.into_iter().map(Path::to_path_buf).collect()
+        };
+        let mut errors = self.commit_trees(true);
         for (tag, tmp, target) in head {
             match fs::rename(&tmp, &target) {
                 Ok(()) => {
@@ -462,7 +723,15 @@ impl Writer {
                 dirs_failed = true;
             }
         }
-        let errors = self.commit_tail(tail, errors, true);
+        let mut errors = self.commit_tail(tail, errors, true);
+        // The crash argument above needs a filesystem that commits metadata in order (a
+        // journal). Elsewhere (ext2, ext4 without a journal, vfat) a power loss may keep a
+        // later rename (the record) without an earlier one (a file it names): there the
+        // renames are flushed again before the run ends, as each batch was before.
+        let dirs: Vec<&Path> = landing.iter().map(PathBuf::as_path).collect();
+        if let Err(e) = crate::platform::sync_unordered(&dirs) {
+            errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
+        }
         if head_ok && !dirs_failed {
             // Nothing left to fsync: the journal orders the renames (see above). After a
             // failed rename the directories stay listed: the caller's next commit (a corrected
@@ -539,7 +808,7 @@ impl Writer {
     fn commit_with(&mut self, chained: bool, unsynced: bool) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
+        if pending.is_empty() && self.trees.is_empty() {
             return errors;
         }
         // Every filesystem the staged files are on (a separate /var, say), each flushed once,
@@ -548,6 +817,7 @@ impl Writer {
             let dirs: BTreeSet<&Path> = pending
                 .iter()
                 .filter_map(|(_, t, _)| t.parent())
+                .chain(self.trees.iter().map(|t| t.tmp.as_path()))
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
@@ -567,6 +837,10 @@ impl Writer {
                 errors.push((usize::MAX, e));
                 broken = chained;
             }
+        }
+        // Trees first (the local copy: never part of a chained batch).
+        if !broken {
+            errors.extend(self.commit_trees(flushed || unsynced));
         }
         for (tag, tmp, target) in pending {
             let r = if broken {
@@ -640,6 +914,7 @@ impl Writer {
                 d = dir.parent();
             }
         }
+        let state = self.resolve(crate::state::STATE_DIR).ok();
         let mut n = 0;
         for d in dirs {
             // A directory resolution found missing holds nothing to sweep: no failing open.
@@ -656,8 +931,15 @@ impl Writer {
                     // is removed as a link: never followed.
                     Ok(t) if t.is_file() || t.is_symlink() => fs::remove_file(e.path()).is_ok(),
                     // Nothing is put in a temporary directory before its rename: only an empty
-                    // one is primer's (remove_dir refuses anything else).
-                    Ok(t) if t.is_dir() => fs::remove_dir(e.path()).is_ok(),
+                    // one is primer's (remove_dir refuses anything else) — except in primer's
+                    // own private state directory, where a temporary tree (the local copy being
+                    // built, or the old copy it replaced) is removed whole; `remove_dir_all`
+                    // never follows a link inside it.
+                    Ok(t) if t.is_dir() => {
+                        fs::remove_dir(e.path()).is_ok()
+                            || (state.as_deref().is_some_and(|s| d.starts_with(s))
+                                && fs::remove_dir_all(e.path()).is_ok())
+                    }
                     _ => false,
                 };
                 if removed {
@@ -785,6 +1067,108 @@ mod tests {
                     .collect();
                 assert!(left.is_empty(), "{left:?}");
             }
+        }
+    }
+
+    /// A tree (the local copy) is built under a temporary name and published by one rename;
+    /// a rebuilt tree replaces a non-empty one whole (a file no longer staged is gone); no
+    /// temporary entry is left, and each file and directory has exactly its meta.
+    #[test]
+    fn a_tree_is_published_whole_and_replaces_the_old_one() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o600), own(0o700));
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "a/x", b"1", f, d).unwrap();
+        w.stage_tree_file(2, "s/copy", "a/y", b"2", f, d).unwrap();
+        w.stage_tree_file(3, "s/copy", "top", b"3", f, d).unwrap();
+        assert!(!root.join("s/copy").exists(), "visible before the commit");
+        w.stage(4, "s/record", b"r", f, d).unwrap();
+        let tail = w.staged() - 1;
+        assert!(w.commit_run(tail).is_empty());
+        assert_eq!(fs::read(root.join("s/copy/a/x")).unwrap(), b"1");
+        assert_eq!(fs::read(root.join("s/copy/top")).unwrap(), b"3");
+        for (p, mode) in [
+            ("s/copy", 0o700),
+            ("s/copy/a", 0o700),
+            ("s/copy/a/y", 0o600),
+        ] {
+            assert_eq!(
+                fs::symlink_metadata(root.join(p)).unwrap().mode() & 0o7777,
+                mode,
+                "{p}"
+            );
+        }
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "a/x", b"one", f, d).unwrap();
+        w.stage_tree_file(3, "s/copy", "b/new", b"n", f, d).unwrap();
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert_eq!(fs::read(root.join("s/copy/a/x")).unwrap(), b"one");
+        assert_eq!(fs::read(root.join("s/copy/b/new")).unwrap(), b"n");
+        assert!(!root.join("s/copy/a/y").exists());
+        assert!(!root.join("s/copy/top").exists());
+        let names: Vec<_> = fs::read_dir(root.join("s"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // A path that could leave the tree is refused.
+        let mut w = Writer::new(root);
+        assert!(w.stage_tree_file(1, "s/copy", "../x", b"", f, d).is_err());
+        assert!(w.stage_tree_file(1, "s/copy", "/x", b"", f, d).is_err());
+    }
+
+    /// A temporary tree a crash left in primer's state directory (the copy being built, or
+    /// the old copy being removed) is swept whole; elsewhere only an empty temporary
+    /// directory is primer's.
+    #[test]
+    fn a_temporary_tree_in_the_state_directory_is_swept_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let inst = root.join(crate::state::instance_dir("i-1"));
+        fs::create_dir_all(inst.join(".drive.primer-tmp.9.9/openstack/latest")).unwrap();
+        fs::write(inst.join(".drive.primer-tmp.9.9/openstack/latest/x"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", inst.join(".drive.primer-tmp.9.9/l")).unwrap();
+        fs::create_dir_all(root.join("etc/.d.primer-tmp.1.3/keep")).unwrap();
+        let copy = crate::state::drive_copy_dir("i-1") + "/f";
+        let w = Writer::new(root);
+        assert_eq!(w.sweep_temps([copy.as_str(), "etc/f"]), 1);
+        assert!(!inst.join(".drive.primer-tmp.9.9").exists());
+        assert!(Path::new("/etc/passwd").exists());
+        assert!(root.join("etc/.d.primer-tmp.1.3/keep").exists());
+    }
+
+    /// Review finding: a directory is made under its final name only where `mkdir` gives
+    /// exactly the wanted meta; under a parent with a default ACL it is made under a temporary
+    /// name (so a failed correction or a crash never leaves it under its final name with the
+    /// ACL's mode), and `create_final_dir` removes a directory whose meta came out different.
+    #[test]
+    fn no_directory_is_made_in_place_under_a_default_acl() {
+        use std::os::unix::fs::MetadataExt;
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        fs::create_dir_all(&base).unwrap();
+        let t = tempfile::tempdir_in(&base).unwrap();
+        let acl = t.path().join("acl");
+        fs::create_dir(&acl).unwrap();
+        let ok = std::process::Command::new("setfacl")
+            .args(["-d", "-m", "o::---"])
+            .arg(&acl)
+            .status()
+            .expect("setfacl (package acl; scripts/test installs it)");
+        assert!(ok.success());
+        assert!(crate::platform::has_default_acl(&acl));
+        assert!(!crate::platform::has_default_acl(t.path()));
+        // Made in place, the ACL's mode (0750) is found and the directory removed again.
+        assert!(!crate::platform::create_final_dir(&acl.join("d"), own(0o755)).unwrap());
+        assert!(!acl.join("d").exists());
+        let mut w = Writer::new(t.path());
+        assert!(w.has_default_acl(&acl.join("d")));
+        w.create_dirs("acl/d/e", own(0o755)).unwrap();
+        for p in ["acl/d", "acl/d/e"] {
+            let m = fs::symlink_metadata(t.path().join(p)).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o755, "{p}");
         }
     }
 

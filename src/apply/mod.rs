@@ -124,6 +124,7 @@ pub fn apply_plan_recorded(
         }
         return (report, false);
     }
+    let copy = copy_rebuild(plan);
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
     let mut pin_step = None;
@@ -131,6 +132,44 @@ pub fn apply_plan_recorded(
     let mut tools = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let r = match (&step.change, &step.action) {
+            // The local copy, when any of it changes: rebuilt whole, every file (unchanged
+            // ones too) into a fresh tree published by one rename (`fs::Writer::
+            // stage_tree_file`); a file no longer on the drive is simply not in it.
+            (
+                _,
+                Action::WriteFile {
+                    content,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                },
+            ) if copy
+                .as_ref()
+                .is_some_and(|_| step.id.starts_with(COPY_STEP)) =>
+            {
+                let dir = copy.as_deref().unwrap_or_default();
+                let meta = Meta {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                ensure_state_parents(&mut writer, dir).and_then(|()| {
+                    writer.stage_tree_file(
+                        i,
+                        dir,
+                        &step.id[COPY_STEP.len()..],
+                        content,
+                        meta,
+                        parents_for(dir),
+                    )
+                })
+            }
+            (c, Action::RemoveFile { .. })
+                if c.acts() && copy.is_some() && step.id.starts_with(COPY_REMOVE_STEP) =>
+            {
+                Ok(())
+            }
             (c, _) if !c.acts() => Ok(()),
             (_, Action::WriteRecord { .. }) => {
                 record_step = Some(i);
@@ -301,6 +340,39 @@ pub fn apply_plan_recorded(
     }
     reboot_when_required(plan, &mut report);
     (report, status_written)
+}
+
+/// The plan's step ids for a file of the local copy (`copy:PATH`, PATH relative to the copy's
+/// directory) and for one no longer on the drive (`copy-remove:PATH`).
+const COPY_STEP: &str = "copy:";
+const COPY_REMOVE_STEP: &str = "copy-remove:";
+
+/// The local copy's directory (relative to the root) when any of its steps acts: the copy is
+/// then written whole as one new tree (thousands of files, none with a temporary name and a
+/// rename of its own). `None` when nothing in it changes, or when its steps do not name one
+/// directory (then each file is written on its own, as any file).
+fn copy_rebuild(plan: &Plan) -> Option<String> {
+    let mut dir: Option<&str> = None;
+    let mut acts = false;
+    for s in &plan.steps {
+        if s.id.starts_with(COPY_REMOVE_STEP) {
+            acts |= s.change.acts();
+            continue;
+        }
+        let Some(rel) = s.id.strip_prefix(COPY_STEP) else {
+            continue;
+        };
+        let Action::WriteFile { path, .. } = &s.action else {
+            return None;
+        };
+        let d = path.strip_suffix(rel)?.strip_suffix('/')?;
+        if dir.is_some_and(|known| known != d) {
+            return None;
+        }
+        dir = Some(d);
+        acts |= s.change.acts();
+    }
+    dir.filter(|_| acts).map(str::to_string)
 }
 
 /// `e` as the result of step `i` (or an extra result: a directory fsync of no step).

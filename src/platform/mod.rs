@@ -82,6 +82,7 @@ pub fn create_staged_file(
     path: &std::path::Path,
     _meta: crate::facts::Meta,
     _parent_setgid: bool,
+    _verify: bool,
 ) -> std::io::Result<(std::fs::File, Fix)> {
     let fix = Fix {
         chown: true,
@@ -127,4 +128,32 @@ pub fn create_staged_dir(
 ) -> std::io::Result<()> {
     private_dir(&mut std::fs::DirBuilder::new()).create(path)?;
     set_owner_mode(path, meta)
+}
+
+/// Windows: never called (`creates_final` is false); a directory is made private, then given
+/// its ACL model, under a temporary name.
+#[cfg(windows)]
+pub fn create_final_dir(
+    _path: &std::path::Path,
+    _meta: crate::facts::Meta,
+) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+/// Windows: no POSIX default ACL; every entry is given its ACL model explicitly anyway.
+#[cfg(windows)]
+pub fn has_default_acl(_dir: &std::path::Path) -> bool {
+    true
+}
+
+/// Windows has no atomic exchange of two names: the writer moves the old entry aside first.
+#[cfg(windows)]
+pub fn rename_exchange(_a: &std::path::Path, _b: &std::path::Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Windows: not reached (no filesystem flush, so every file and directory is flushed alone).
+#[cfg(windows)]
+pub fn sync_unordered(_dirs: &[&std::path::Path]) -> std::io::Result<usize> {
+    Ok(0)
 }

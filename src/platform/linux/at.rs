@@ -72,8 +72,16 @@ pub fn creates_final(meta: Meta, parent_setgid: bool) -> bool {
 }
 
 /// Creates the new file `path` (it must not exist) for writing: with `meta`'s mode in `open`
-/// when nothing else is to be set, else private (0600) until `finish_staged_file`.
-pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::Result<(File, Fix)> {
+/// when nothing else is to be set, else private (0600) until `finish_staged_file`. `verify`:
+/// read back what the kernel gave (one `fstat`); the writer asks once per directory and mode,
+/// as a directory's default ACL and its filesystem's owner rules give every new file there the
+/// same result for the same request (5,000 files in a few directories: a few checks, not 5,000).
+pub fn create_staged_file(
+    path: &Path,
+    meta: Meta,
+    parent_setgid: bool,
+    verify: bool,
+) -> io::Result<(File, Fix)> {
     let fix = fix_for(meta, parent_setgid);
     let mode = if fix.chmod { 0o600 } else { meta.mode & 0o777 };
     let f = OpenOptions::new()
@@ -84,7 +92,7 @@ pub fn create_staged_file(path: &Path, meta: Meta, parent_setgid: bool) -> io::R
     // What the kernel gave may still differ (a default ACL on the parent replaces the umask;
     // NFS root squash, FUSE or vfat keep their own owner): one `fstat` says, and the explicit
     // calls then set it, or fail loudly as before.
-    if !fix.chown && !fix.chmod && !has_meta(path, &f.metadata()?, meta) {
+    if verify && !fix.chown && !fix.chmod && !has_meta(path, &f.metadata()?, meta) {
         return Ok((
             f,
             Fix {
@@ -114,8 +122,52 @@ pub fn finish_staged_file(f: &File, meta: Meta, fix: Fix) -> io::Result<()> {
     }
 }
 
+/// Whether the directory `dir` has a default ACL (`system.posix_acl_default`): new entries
+/// there get their permissions from it instead of the umask, so `creates_final` cannot promise
+/// what `mkdir` gives. A filesystem without ACLs has none; any other failure counts as one
+/// (the safe answer: the directory is then made under a temporary name).
+pub fn has_default_acl(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: both strings are NUL-terminated and outlive the call; a zero-sized buffer only
+    // asks for the value's size.
+    let n = unsafe {
+        nix::libc::lgetxattr(
+            c.as_ptr(),
+            c"system.posix_acl_default".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if n >= 0 {
+        return true;
+    }
+    let e = io::Error::last_os_error().raw_os_error();
+    !matches!(e, Some(nix::libc::ENODATA) | Some(nix::libc::EOPNOTSUPP))
+}
+
+/// Makes the new directory `path` under its final name with `meta`, for an entry
+/// `creates_final` says `mkdir` gives exactly (the parent checked for a default ACL by the
+/// caller). `Ok(false)`: the kernel gave something else after all (a filesystem's own owner:
+/// NFS root squash, FUSE, vfat); the directory is removed again at once, never corrected in
+/// place (a correction that fails, or a crash before it, would leave a directory under its
+/// final name that the next run takes as it is), and the caller makes it under a temporary
+/// name instead.
+pub fn create_final_dir(path: &Path, meta: Meta) -> io::Result<bool> {
+    fs::DirBuilder::new().mode(meta.mode & 0o777).create(path)?;
+    if has_meta(path, &fs::symlink_metadata(path)?, meta) {
+        return Ok(true);
+    }
+    fs::remove_dir(path)?;
+    Ok(false)
+}
+
 /// Creates the new directory `path` with `meta`: its mode in `mkdir` when nothing else is to
-/// be set, else private (0700), then owner and mode.
+/// be set, else private (0700), then owner and mode. When the owner or mode cannot be set (a
+/// default ACL and `EPERM`), the directory is removed again: it never stays with other
+/// metadata than asked.
 pub fn create_staged_dir(path: &Path, meta: Meta, parent_setgid: bool) -> io::Result<()> {
     let fix = fix_for(meta, parent_setgid);
     let mode = if fix.chmod { 0o700 } else { meta.mode & 0o777 };
@@ -129,13 +181,17 @@ pub fn create_staged_dir(path: &Path, meta: Meta, parent_setgid: bool) -> io::Re
     } else {
         fix
     };
-    if fix.chown {
+    let r = if fix.chown {
         set_owner_mode(path, meta)
     } else if fix.chmod {
         fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
     } else {
         Ok(())
+    };
+    if r.is_err() {
+        let _ = fs::remove_dir(path);
     }
+    r
 }
 
 #[cfg(test)]
@@ -169,7 +225,7 @@ mod tests {
                 "{mode:o}"
             );
             let p = t.path().join(format!("f{i}"));
-            let (f, fix) = create_staged_file(&p, m, false).unwrap();
+            let (f, fix) = create_staged_file(&p, m, false, true).unwrap();
             finish_staged_file(&f, m, fix).unwrap();
             let md = fs::metadata(&p).unwrap();
             assert_eq!(md.mode() & 0o7777, mode, "file {mode:o}");
@@ -185,7 +241,7 @@ mod tests {
             assert!(fix_for(m, true).chown && fix_for(m, true).chmod);
         }
         // An existing entry is never reused.
-        assert!(create_staged_file(&t.path().join("f0"), me(0o644), false).is_err());
+        assert!(create_staged_file(&t.path().join("f0"), me(0o644), false, true).is_err());
         assert!(create_staged_dir(&t.path().join("d0"), me(0o755), false).is_err());
     }
 
@@ -203,7 +259,7 @@ mod tests {
             .status()
             .expect("setfacl (package acl; scripts/test installs it)");
         assert!(ok.success(), "setfacl -d on {}", t.path().display());
-        let (f, fix) = create_staged_file(&t.path().join("f"), me(0o644), false).unwrap();
+        let (f, fix) = create_staged_file(&t.path().join("f"), me(0o644), false, true).unwrap();
         finish_staged_file(&f, me(0o644), fix).unwrap();
         assert_eq!(f.metadata().unwrap().mode() & 0o7777, 0o644);
         create_staged_dir(&t.path().join("d"), me(0o755), false).unwrap();

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub use crate::probe::Probe;
 pub use at::{
-    create_staged_dir, create_staged_file, creates_final, finish_staged_file, hands_group_down,
-    is_own_group,
+    create_final_dir, create_staged_dir, create_staged_file, creates_final, finish_staged_file,
+    hands_group_down, has_default_acl, is_own_group,
 };
 pub use sysfs::ProbeRoots;
 
@@ -218,6 +218,76 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         }
         Err(e) => Err(io::Error::from(e)),
     }
+}
+
+/// Swaps `a` and `b` atomically (`renameat2(RENAME_EXCHANGE)`): both must exist. How a
+/// finished directory replaces a non-empty one, which no rename can overwrite.
+pub fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(io::Error::from)
+}
+
+/// Flushes again (`syncfs`) each filesystem holding one of `dirs` that does not commit
+/// metadata changes in the order they were made, so that renames made after the run's one
+/// flush are durable before primer exits there. Ordered: XFS, btrfs, ext4 with a journal
+/// (its `jbd2` entry under `/proc/fs/jbd2`), and tmpfs/ramfs (never durable anyway). Everything
+/// else — ext2, ext4 without a journal, vfat, a filesystem that cannot be told — is flushed.
+/// Returns how many filesystems were flushed.
+pub fn sync_unordered(dirs: &[&Path]) -> io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = Vec::new();
+    let mut flushed = 0;
+    for d in dirs {
+        let Ok(m) = fs::metadata(d) else { continue };
+        if seen.contains(&m.dev()) {
+            continue;
+        }
+        seen.push(m.dev());
+        if orders_metadata(d, m.dev()) {
+            continue;
+        }
+        nix::unistd::syncfs(&File::open(d)?).map_err(io::Error::from)?;
+        flushed += 1;
+    }
+    Ok(flushed)
+}
+
+/// Whether the filesystem holding `dir` (device `dev`) keeps a crash to a prefix of its
+/// metadata changes (see `sync_unordered`).
+fn orders_metadata(dir: &Path, dev: u64) -> bool {
+    const EXT_MAGIC: i64 = 0xEF53; // ext2, ext3 and ext4 alike
+    const ORDERED: [i64; 4] = [
+        0x5846_5342, // XFS
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58f6, // ramfs
+    ];
+    let Ok(st) = nix::sys::statfs::statfs(dir) else {
+        return false;
+    };
+    #[allow(clippy::unnecessary_cast)] // the type of `f_type` differs between libcs
+    let t = st.filesystem_type().0 as i64;
+    if ORDERED.contains(&t) {
+        return true;
+    }
+    if t != EXT_MAGIC {
+        return false;
+    }
+    // ext2/3/4 share the magic; a mount with a journal has `/proc/fs/jbd2/NAME-8` (NAME the
+    // block device's, from sysfs; an external journal is named after its own device, which
+    // `NAME-` still prefixes for the common internal one only: such a mount is flushed again).
+    let link = format!(
+        "/sys/dev/block/{}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    let Some(name) = fs::read_link(link)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return false;
+    };
+    fs::symlink_metadata(format!("/proc/fs/jbd2/{name}-8")).is_ok()
 }
 
 /// Makes a symbolic link `link` pointing to `target`.
