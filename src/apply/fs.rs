@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -271,7 +271,7 @@ impl Writer {
         &mut self,
         tag: usize,
         rel: &str,
-        content: &[u8],
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
@@ -313,7 +313,8 @@ impl Writer {
             // (primer's own ids, no setgid parent, a mode the umask keeps); otherwise private,
             // and the owner and mode are set below, before the file is renamed into view.
             let (mut f, fix) = crate::platform::create_staged_file(&tmp, meta, parent_setgid)?;
-            f.write_all(content)?;
+            // A drive file on the device streams in, its digest checked (model::Bytes).
+            content.write_out(&mut f)?;
             crate::platform::finish_staged_file(&f, meta, fix)
         })()
         .map_err(|e| at(&tmp, e));
