@@ -440,6 +440,53 @@ mod tests {
         assert_eq!(format!("{part:?}"), "<8 bytes>");
     }
 
+    /// A device in memory whose bytes a test can change under the files kept on it.
+    struct Mem(std::sync::Mutex<Vec<u8>>);
+
+    impl ReadAt for Mem {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+            let d = self.0.lock().unwrap();
+            let at = at as usize;
+            let src = d
+                .get(at..at + buf.len())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_on_the_device_streams_checks_its_digest_and_is_never_held() {
+        use sha2::{Digest, Sha256};
+        // Two extents, the second before the first on the device, crossing chunk boundaries.
+        let dev_bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(dev_bytes.clone())));
+        let extents = vec![(200_000u64, 70_000u64), (1_000, 100_000)];
+        let mut want = dev_bytes[200_000..270_000].to_vec();
+        want.extend_from_slice(&dev_bytes[1_000..101_000]);
+        let b =
+            Bytes::on_device(dev.clone(), extents.clone(), want.len(), "dev: f".into()).unwrap();
+        assert!(b.is_on_device());
+        assert_eq!(b.len(), want.len());
+        assert_eq!(b.sha256(), <[u8; 32]>::from(Sha256::digest(&want)));
+        assert_eq!(&*b.head(10).unwrap(), &want[..10]);
+        assert_eq!(&*b.head(80_000).unwrap(), &want[..80_000]);
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert!(out == want);
+        assert_eq!(b, Bytes::from(want.clone()), "compares by digest");
+        if let Data::Device(d) = &b.buf.data {
+            assert!(d.loaded.get().is_none(), "streaming held nothing whole");
+        }
+        // Same length, one byte changed on the device: the write fails naming the file.
+        dev.0.lock().unwrap()[250_000] ^= 1;
+        let e = b.write_to(&mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("dev: f") && e.to_string().contains("changed"));
+        // A length that lies (past the device) fails at once.
+        let e = Bytes::on_device(dev, vec![(290_000, 20_000)], 20_000, "dev: g".into());
+        assert!(e.is_err());
+    }
+
     #[test]
     fn the_digest_is_computed_once_and_right() {
         use sha2::{Digest, Sha256};

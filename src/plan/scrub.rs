@@ -272,28 +272,51 @@ fn stream_find(
     found: &dyn Fn(&[u8]) -> bool,
     overlap: usize,
 ) -> std::io::Result<bool> {
-    let mut hit = false;
-    let mut carry: Vec<u8> = Vec::new();
+    let mut seams = Seams::default();
     let r = data.for_each_chunk(&mut |c| {
-        let at_seam = &c[..c.len().min(overlap)];
-        let mut seam = std::mem::take(&mut carry);
-        seam.extend_from_slice(at_seam);
-        if found(&seam) || found(c) {
-            hit = true;
+        if seams.feed(c, found, overlap) {
             // Not an error: the rest need not be read.
             return Err(std::io::Error::other("found"));
+        }
+        Ok(())
+    });
+    match r {
+        _ if seams.hit => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The search state of [`stream_find`]: the last `overlap` bytes seen.
+#[derive(Default)]
+struct Seams {
+    carry: Vec<u8>,
+    hit: bool,
+}
+
+impl Seams {
+    /// Looks at one chunk (and the seam with the one before); whether `found` held.
+    fn feed(&mut self, c: &[u8], found: &dyn Fn(&[u8]) -> bool, overlap: usize) -> bool {
+        let at_seam = &c[..c.len().min(overlap)];
+        let mut seam = std::mem::take(&mut self.carry);
+        seam.extend_from_slice(at_seam);
+        if found(&seam) || found(c) {
+            self.hit = true;
+            return true;
         }
         // The carry: the last `overlap` bytes seen, across short chunks too.
         seam.extend_from_slice(&c[at_seam.len()..]);
         let keep = seam.len().saturating_sub(overlap);
-        carry = seam.split_off(keep);
-        Ok(())
-    });
-    match r {
-        _ if hit => Ok(true),
-        Ok(()) => Ok(false),
-        Err(e) => Err(e),
+        self.carry = seam.split_off(keep);
+        false
     }
+}
+
+/// [`stream_find`] over chunks given (tests: every seam a device stream could cut).
+#[cfg(test)]
+fn chunked_find(chunks: &[&[u8]], found: &dyn Fn(&[u8]) -> bool, overlap: usize) -> bool {
+    let mut seams = Seams::default();
+    chunks.iter().any(|c| seams.feed(c, found, overlap))
 }
 
 /// The drive hash ([`drive_hash`]) of the kept files. A file on the device is hashed while
@@ -510,6 +533,35 @@ mod tests {
 
     /// 30,000 passwords and an 8 MiB file of near-misses: one linear pass, not passwords x
     /// bytes (the naive search took hours on such a drive), and the password is still found.
+    #[test]
+    fn a_streamed_search_sees_a_match_across_chunk_seams() {
+        // A buffer in memory is searched whole; the chunked search must agree on every seam a
+        // device stream could cut (chunks of 64 KiB: a needle straddling each boundary).
+        use crate::model::bytes::STREAM_CHUNK;
+        let needle = b"s3cret-pa55";
+        let finder = aho_corasick::AhoCorasick::new([needle]).unwrap();
+        for cut in [1usize, 5, needle.len() - 1] {
+            let mut data = vec![b'x'; 3 * STREAM_CHUNK];
+            let at = STREAM_CHUNK - cut;
+            data[at..at + needle.len()].copy_from_slice(needle);
+            let overlap = finder.max_pattern_len() - 1;
+            let chunks: Vec<&[u8]> = data.chunks(STREAM_CHUNK).collect();
+            assert!(
+                chunked_find(&chunks, &|d| finder.is_match(d), overlap),
+                "cut {cut}"
+            );
+            let mut none = data.clone();
+            none[at] = b'y';
+            let chunks: Vec<&[u8]> = none.chunks(STREAM_CHUNK).collect();
+            assert!(!chunked_find(&chunks, &|d| finder.is_match(d), overlap));
+        }
+        // `passw` over a seam, in any case.
+        let mut data = vec![b'x'; 2 * STREAM_CHUNK];
+        data[STREAM_CHUNK - 2..STREAM_CHUNK + 3].copy_from_slice(b"PaSsW");
+        let chunks: Vec<&[u8]> = data.chunks(STREAM_CHUNK).collect();
+        assert!(chunked_find(&chunks, &mentions_password, 4));
+    }
+
     #[test]
     fn many_passwords_and_a_large_file_stay_linear() {
         let i = inst(None);
