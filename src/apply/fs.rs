@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -326,7 +326,7 @@ impl Writer {
         &mut self,
         tag: usize,
         rel: &str,
-        content: &[u8],
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
         meta: Meta,
         parents: Meta,
     ) -> io::Result<()> {
@@ -368,7 +368,8 @@ impl Writer {
             // (primer's own ids, no setgid parent, a mode the umask keeps); otherwise private,
             // and the owner and mode are set below, before the file is renamed into view.
             let (mut f, fix) = self.create_file(&tmp, meta, parent_setgid)?;
-            f.write_all(content)?;
+            // A drive file on the device streams in, its digest checked (model::Bytes).
+            content.write_out(&mut f)?;
             crate::platform::finish_staged_file(&f, meta, fix)
         })()
         .map_err(|e| at(&tmp, e));
@@ -421,7 +422,7 @@ impl Writer {
         tag: usize,
         tree_rel: &str,
         rel_in: &str,
-        content: &[u8],
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
         meta: Meta,
         dir_meta: Meta,
     ) -> io::Result<()> {
@@ -459,7 +460,8 @@ impl Writer {
         let setgid = self.trees[t].setgid;
         let r = (|| {
             let (mut f, fix) = self.create_file(&host, meta, setgid)?;
-            f.write_all(content)?;
+            // A drive file on the device streams in, its digest checked (model::Bytes).
+            content.write_out(&mut f)?;
             crate::platform::finish_staged_file(&f, meta, fix)
         })()
         .map_err(|e| at(&host, e));

@@ -277,6 +277,9 @@ fn join(parent: &str, name: &str) -> String {
     }
 }
 
+/// A file left on the device: its path, extents (offset, length) and size.
+type Streamed = (String, Vec<(u64, u64)>, u64);
+
 struct Reader<'a, R> {
     inner: R,
     len: u64,
@@ -290,6 +293,11 @@ struct Reader<'a, R> {
     continuations: usize,
     visited: HashSet<u64>,
     out: DriveFiles,
+    /// Files above [`super::STREAM_THRESHOLD`], left on the device: path, extents, size. Their
+    /// place in `out.files` holds an empty buffer until the walk ends.
+    streamed: Vec<Streamed>,
+    /// Whether large files go to `streamed` (the reader is kept) or are read now.
+    stream: bool,
 }
 
 impl<'a, R: Read + Seek> Reader<'a, R> {
@@ -774,6 +782,21 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
                 ));
             }
         }
+        let extent_sum = p
+            .extents
+            .iter()
+            .try_fold(0u64, |a, &(_, l)| a.checked_add(l));
+        if extent_sum != Some(p.size) {
+            return Err(self.corrupt(&path, "file extents do not add up"));
+        }
+        if self.stream && p.size > super::STREAM_THRESHOLD {
+            // Not read now: streamed (and hashed) from the device once the walk is done, when
+            // the reader can be shared with the files left on it.
+            self.total += p.size;
+            self.out.files.insert(path.clone(), Default::default());
+            self.streamed.push((path, p.extents, p.size));
+            return Ok(());
+        }
         // Bounded by `max_file_size` (checked above) and by the device size.
         let mut data = vec![0u8; p.size as usize];
         let mut at = 0usize;
@@ -799,10 +822,45 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
 /// ISO 9660 names without their `;N` version. Symlinks (Rock Ridge `SL`) are listed, never
 /// followed; names that cannot be used as a path component are listed in `skipped`.
 pub fn read_iso9660<R: Read + Seek>(
-    mut reader: R,
+    reader: R,
     device: &str,
     limits: &Limits,
 ) -> Result<DriveFiles, MediaError> {
+    walk(reader, device, limits, false).map(|(d, _, _)| d)
+}
+
+/// [`read_iso9660`] for a reader the drive can keep: files above
+/// [`STREAM_THRESHOLD`](super::STREAM_THRESHOLD) are not read into memory but left on the device
+/// (their extents, through the shared reader), hashed here by streaming them once.
+pub fn read_iso9660_shared<R: Read + Seek + Send + 'static>(
+    reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    let (mut out, inner, streamed) = walk(reader, device, limits, true)?;
+    if !streamed.is_empty() {
+        let dev: std::sync::Arc<dyn crate::model::bytes::ReadAt> =
+            std::sync::Arc::new(super::SharedDevice::new(inner));
+        for (path, extents, size) in streamed {
+            let name = format!("{device}: {}", Esc(&path));
+            let bytes = crate::model::Bytes::on_device(dev.clone(), extents, size as usize, name)
+                .map_err(|e| MediaError::Io {
+                device: device.to_string(),
+                source: e,
+            })?;
+            out.files.insert(path, bytes);
+        }
+    }
+    Ok(out)
+}
+
+/// The walk of both: the files read, the reader back, and (when `stream`) the files left on it.
+fn walk<R: Read + Seek>(
+    mut reader: R,
+    device: &str,
+    limits: &Limits,
+    stream: bool,
+) -> Result<(DriveFiles, R, Vec<Streamed>), MediaError> {
     let len = reader.seek(SeekFrom::End(0)).map_err(|e| MediaError::Io {
         device: device.to_string(),
         source: e,
@@ -819,6 +877,8 @@ pub fn read_iso9660<R: Read + Seek>(
         continuations: 0,
         visited: HashSet::new(),
         out: DriveFiles::new(device, "iso9660"),
+        streamed: Vec::new(),
+        stream,
     };
 
     // Volume descriptor set.
@@ -927,7 +987,7 @@ pub fn read_iso9660<R: Read + Seek>(
     while let Some(dir) = stack.pop() {
         r.read_dir(dir, &mut stack)?;
     }
-    Ok(r.out)
+    Ok((r.out, r.inner, r.streamed))
 }
 
 #[cfg(test)]

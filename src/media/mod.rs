@@ -23,6 +23,34 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+/// Files larger than this are not read into memory: they stay on the device as their extents
+/// and are streamed (hashed once here, re-checked when written). 1 MiB: every metadata document
+/// a parser reads whole is far smaller (meta_data.json, network_data.json, vendor data of real
+/// drives are kilobytes), so only user-data scripts and injected files of real size stream,
+/// and a held file never costs more than the 8 MiB memory goal allows.
+pub const STREAM_THRESHOLD: u64 = 1 << 20;
+
+/// The device a drive was read from, shared by the files left on it ([`crate::model::Bytes`]
+/// on the device): each read seeks and reads under a lock.
+pub(crate) struct SharedDevice<R>(std::sync::Mutex<R>);
+
+impl<R> SharedDevice<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        SharedDevice(std::sync::Mutex::new(reader))
+    }
+}
+
+impl<R: Read + Seek + Send> crate::model::bytes::ReadAt for SharedDevice<R> {
+    fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let mut r = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("device reader poisoned"))?;
+        r.seek(SeekFrom::Start(at))?;
+        r.read_exact(buf)
+    }
+}
+
 /// Bounds applied while reading untrusted media, so a hostile image cannot exhaust memory or loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -247,6 +275,15 @@ impl DriveFiles {
         self.files.values().map(|v| v.len() as u64).sum()
     }
 
+    /// [`get`](DriveFiles::get) as the shared buffer: its length, digest and head without
+    /// reading a file kept on the device.
+    pub fn file(&self, path: &str) -> Option<&crate::model::Bytes> {
+        if let Some(v) = self.files.get(path) {
+            return Some(v);
+        }
+        self.resolve(path).and_then(|p| self.files.get(p))
+    }
+
     /// Finds a file by its logical path (`openstack/latest/meta_data.json`). Exact match first;
     /// then component by component case-insensitively, ignoring `;N`, accepting level-1 names.
     pub fn get(&self, path: &str) -> Option<&[u8]> {
@@ -332,9 +369,28 @@ fn is_block_device(_ft: &std::fs::FileType) -> bool {
 
 /// Reads whatever filesystem `reader` holds from its start: ISO9660 or FAT.
 pub fn read_fs<R: Read + Seek>(
+    reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    read_fs_with(reader, device, limits, iso9660::read_iso9660)
+}
+
+/// [`read_fs`] for a reader the drive can keep: large ISO9660 files stay on the device
+/// ([`iso9660::read_iso9660_shared`]).
+pub fn read_fs_shared<R: Read + Seek + Send + 'static>(
+    reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    read_fs_with(reader, device, limits, iso9660::read_iso9660_shared)
+}
+
+fn read_fs_with<R: Read + Seek>(
     mut reader: R,
     device: &str,
     limits: &Limits,
+    iso: fn(R, &str, &Limits) -> Result<DriveFiles, MediaError>,
 ) -> Result<DriveFiles, MediaError> {
     let io = |e| MediaError::Io {
         device: device.to_string(),
@@ -350,7 +406,7 @@ pub fn read_fs<R: Read + Seek>(
     let is_iso = iso9660::is_primary_at_32k(&first);
     reader.seek(SeekFrom::Start(0)).map_err(io)?;
     if is_iso {
-        iso9660::read_iso9660(reader, device, limits)
+        iso(reader, device, limits)
     } else if n == 512 && (fat::is_fat_boot_sector(head) || fat::looks_like_fat(head)) {
         // A damaged FAT boot sector still names its filesystem: fatfs says what is wrong,
         // rather than the ISO9660 reader saying it is not ISO9660.
@@ -361,7 +417,7 @@ pub fn read_fs<R: Read + Seek>(
         })
     } else {
         // Neither: keep the ISO9660 reader's precise error (most drives are ISO9660).
-        iso9660::read_iso9660(reader, device, limits)
+        iso(reader, device, limits)
     }
 }
 

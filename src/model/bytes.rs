@@ -1,18 +1,130 @@
 //! `Bytes`: an immutable byte buffer shared by reference count, and slices of it, so one drive
-//! file (a user-data script of tens of MiB) is held once from the parse to the write: the
-//! instance, the script or injected-file step and the local copy all point into one buffer.
-//! Pure data: no I/O. It must not expose a way to change bytes others share.
+//! file is held at most once from the parse to the write: the instance, the script or
+//! injected-file step and the local copy all point into one buffer. A large drive file is not
+//! held at all: it stays on the device (its extents, its length and the SHA-256 the reader
+//! computed while streaming it once) and is streamed again, its digest re-checked, wherever its
+//! bytes are needed whole (the writer, the drive hash, the secret scrub). The only I/O here is
+//! that read-only streaming through the reader's [`ReadAt`]; it must not expose a way to change
+//! bytes others share.
 
 use std::fmt;
+use std::io;
 use std::ops::{Deref, Range};
 use std::sync::{Arc, OnceLock};
 
+/// Bytes read from the device at a time when a file on the device is streamed.
+pub const STREAM_CHUNK: usize = 64 << 10;
+
+/// Positioned, read-only access to the device a drive was read from, shared by every file kept
+/// on it (a loop device, a partition behind an offset reader, an image file).
+pub trait ReadAt: Send + Sync {
+    /// Fills `buf` from byte `at` of the filesystem; a short device is an error.
+    fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// A drive file left on its device: where its bytes are, not the bytes.
+struct OnDevice {
+    dev: Arc<dyn ReadAt>,
+    /// `(byte offset, length)` of each extent, in file order; lengths add up to `len`.
+    extents: Vec<(u64, u64)>,
+    len: usize,
+    /// `device: path`, for errors (a drive path, never content).
+    name: String,
+    /// The whole content, read only when a caller needs it as one slice (a parser that cannot
+    /// stream); checked against the digest, so what it holds is what was hashed.
+    loaded: OnceLock<Vec<u8>>,
+}
+
+enum Data {
+    Mem(Vec<u8>),
+    Device(OnDevice),
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data::Mem(Vec::new())
+    }
+}
+
 /// The shared buffer, with its SHA-256 computed at most once (a 64 MiB script is written to two
-/// places and compared: hashing it for each would cost more than reading it).
+/// places and compared: hashing it for each would cost more than reading it). A file on the
+/// device has its digest from the start (the reader hashed it while streaming it).
 #[derive(Default)]
 struct Shared {
-    data: Vec<u8>,
+    data: Data,
     sha256: OnceLock<[u8; 32]>,
+}
+
+impl Shared {
+    fn len(&self) -> usize {
+        match &self.data {
+            Data::Mem(v) => v.len(),
+            Data::Device(d) => d.len,
+        }
+    }
+
+    /// The bytes as one slice: a file on the device is read whole here (once), the fallback
+    /// for callers that cannot stream. A device that fails or changed gives an empty slice
+    /// (logged, naming the file); the writer streams and checks again, so it fails the step.
+    fn slice(&self) -> &[u8] {
+        match &self.data {
+            Data::Mem(v) => v,
+            Data::Device(d) => d.loaded.get_or_init(|| {
+                tracing::debug!("{}: read whole into memory", d.name);
+                let mut all = Vec::with_capacity(d.len);
+                let digest = self.sha256.get().copied();
+                match stream_device(d, digest, &mut |c| {
+                    all.extend_from_slice(c);
+                    Ok(())
+                }) {
+                    Ok(_) => all,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        Vec::new()
+                    }
+                }
+            }),
+        }
+    }
+}
+
+/// Streams a file on the device in [`STREAM_CHUNK`] pieces to `f`, then checks the digest
+/// (when one is given): an error names the file when the device fails or changed under it.
+/// `f` has seen the bytes by then: a caller that keeps them must drop them on an error.
+fn stream_device(
+    d: &OnDevice,
+    want: Option<[u8; 32]>,
+    f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; STREAM_CHUNK.min(d.len.max(1))];
+    let mut total = 0usize;
+    for &(start, len) in &d.extents {
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            let chunk = &mut buf[..n];
+            d.dev
+                .read_exact_at(start + done, chunk)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name)))?;
+            h.update(&*chunk);
+            f(chunk)?;
+            done += n as u64;
+            total += n;
+        }
+    }
+    let got: [u8; 32] = h.finalize().into();
+    if total != d.len || want.is_some_and(|w| w != got) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: changed on the device since it was read (its SHA-256 differs); not used",
+                d.name
+            ),
+        ));
+    }
+    Ok(got)
 }
 
 /// Cheap to clone (a reference count); compares, hashes and derefs as its bytes.
@@ -28,9 +140,99 @@ impl Bytes {
         Bytes::default()
     }
 
+    /// A drive file kept on its device: `extents` (offset, length) adding up to `len`, read
+    /// through `dev`; streams it once to compute its SHA-256 (the reader's error when it cannot
+    /// be read). `name` (`device: path`) is what errors show.
+    pub fn on_device(
+        dev: Arc<dyn ReadAt>,
+        extents: Vec<(u64, u64)>,
+        len: usize,
+        name: String,
+    ) -> io::Result<Bytes> {
+        let d = OnDevice {
+            dev,
+            extents,
+            len,
+            name,
+            loaded: OnceLock::new(),
+        };
+        let digest = stream_device(&d, None, &mut |_| Ok(()))?;
+        let shared = Shared {
+            data: Data::Device(d),
+            sha256: OnceLock::new(),
+        };
+        let _ = shared.sha256.set(digest);
+        Ok(Bytes {
+            buf: Arc::new(shared),
+            range: 0..len,
+        })
+    }
+
+    /// Whether the bytes stay on the device (not held in memory unless a caller asks for
+    /// them as one slice).
+    pub fn is_on_device(&self) -> bool {
+        matches!(self.buf.data, Data::Device(_)) && self.is_whole()
+    }
+
+    fn is_whole(&self) -> bool {
+        self.range == (0..self.buf.len())
+    }
+
+    /// Length, without reading a file on the device.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
     pub fn as_slice(&self) -> &[u8] {
-        // The range is only ever built inside `buf.data`'s bounds (see `slice_ref`).
-        self.buf.data.get(self.range.clone()).unwrap_or_default()
+        // The range is only ever built inside the buffer's bounds (see `slice_ref`).
+        self.buf.slice().get(self.range.clone()).unwrap_or_default()
+    }
+
+    /// At most the first `n` bytes, without reading the rest of a file on the device (what a
+    /// parser looks at to tell a script from a cloud-config). A device that fails gives the
+    /// error; the bytes are checked again when the whole file is used.
+    pub fn head(&self, n: usize) -> io::Result<std::borrow::Cow<'_, [u8]>> {
+        match (&self.buf.data, self.is_whole()) {
+            (Data::Device(d), true) if d.loaded.get().is_none() => {
+                let mut out = Vec::with_capacity(n.min(d.len));
+                for &(start, len) in &d.extents {
+                    let want = (n - out.len()).min(len as usize);
+                    if want == 0 {
+                        break;
+                    }
+                    let at = out.len();
+                    out.resize(at + want, 0);
+                    d.dev.read_exact_at(start, &mut out[at..]).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name))
+                    })?;
+                }
+                Ok(out.into())
+            }
+            _ => Ok(self.as_slice().get(..n).unwrap_or(self.as_slice()).into()),
+        }
+    }
+
+    /// Hands the bytes to `f` in order: a file on the device streamed in [`STREAM_CHUNK`]
+    /// pieces with its digest checked at the end (an error naming the file when the device
+    /// changed or failed; `f` has seen bytes by then, so a caller drops what it kept), else one
+    /// slice.
+    pub fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        match &self.buf.data {
+            Data::Device(d) if self.is_whole() && d.loaded.get().is_none() => {
+                stream_device(d, self.buf.sha256.get().copied(), f).map(|_| ())
+            }
+            _ => f(self.as_slice()),
+        }
+    }
+
+    /// Writes the bytes to `out` (see [`for_each_chunk`](Bytes::for_each_chunk)): a file on
+    /// the device never held whole, its digest re-checked while streaming.
+    pub fn write_to(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        self.for_each_chunk(&mut |c| out.write_all(c))
     }
 
     /// `sub` as a `Bytes` sharing this buffer, when `sub` lies inside it (a MIME part of a
@@ -52,14 +254,15 @@ impl Bytes {
     }
 
     /// SHA-256 of the bytes. For a whole buffer it is computed once, whoever asks (every clone
-    /// shares it); a part of a buffer is hashed on each call.
+    /// shares it; a file on the device has it from its read); a part of a buffer is hashed on
+    /// each call.
     pub fn sha256(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
-        if self.range == (0..self.buf.data.len()) {
+        if self.is_whole() {
             *self
                 .buf
                 .sha256
-                .get_or_init(|| Sha256::digest(&self.buf.data).into())
+                .get_or_init(|| Sha256::digest(self.buf.slice()).into())
         } else {
             Sha256::digest(self.as_slice()).into()
         }
@@ -71,13 +274,55 @@ impl Bytes {
     }
 }
 
+/// Content the writer puts into a staged file: a slice written at once, a [`Bytes`] on the
+/// device streamed (never held whole) with its digest re-checked.
+pub trait WriteOut {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()>;
+}
+
+impl WriteOut for [u8] {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(self)
+    }
+}
+
+impl<const N: usize> WriteOut for [u8; N] {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(self)
+    }
+}
+
+impl WriteOut for str {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(self.as_bytes())
+    }
+}
+
+impl WriteOut for String {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(self.as_bytes())
+    }
+}
+
+impl WriteOut for Vec<u8> {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(self)
+    }
+}
+
+impl WriteOut for Bytes {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        self.write_to(out)
+    }
+}
+
 impl From<Vec<u8>> for Bytes {
     /// Takes the vector as the buffer: no copy.
     fn from(data: Vec<u8>) -> Self {
         let range = 0..data.len();
         Bytes {
             buf: Arc::new(Shared {
-                data,
+                data: Data::Mem(data),
                 sha256: OnceLock::new(),
             }),
             range,
@@ -118,7 +363,14 @@ impl AsRef<[u8]> for Bytes {
 
 impl PartialEq for Bytes {
     fn eq(&self, other: &Bytes) -> bool {
-        self.same(other) || self.as_slice() == other.as_slice()
+        // Two whole buffers with digests compare by digest: a file on the device is not read.
+        self.same(other)
+            || (self.len() == other.len()
+                && if self.is_on_device() || other.is_on_device() {
+                    self.sha256() == other.sha256()
+                } else {
+                    self.as_slice() == other.as_slice()
+                })
     }
 }
 
@@ -186,6 +438,53 @@ mod tests {
         assert!(part.slice_ref(&whole[..4]).is_none());
         assert_eq!(part, Bytes::from("echo hi\n"));
         assert_eq!(format!("{part:?}"), "<8 bytes>");
+    }
+
+    /// A device in memory whose bytes a test can change under the files kept on it.
+    struct Mem(std::sync::Mutex<Vec<u8>>);
+
+    impl ReadAt for Mem {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+            let d = self.0.lock().unwrap();
+            let at = at as usize;
+            let src = d
+                .get(at..at + buf.len())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_on_the_device_streams_checks_its_digest_and_is_never_held() {
+        use sha2::{Digest, Sha256};
+        // Two extents, the second before the first on the device, crossing chunk boundaries.
+        let dev_bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(dev_bytes.clone())));
+        let extents = vec![(200_000u64, 70_000u64), (1_000, 100_000)];
+        let mut want = dev_bytes[200_000..270_000].to_vec();
+        want.extend_from_slice(&dev_bytes[1_000..101_000]);
+        let b =
+            Bytes::on_device(dev.clone(), extents.clone(), want.len(), "dev: f".into()).unwrap();
+        assert!(b.is_on_device());
+        assert_eq!(b.len(), want.len());
+        assert_eq!(b.sha256(), <[u8; 32]>::from(Sha256::digest(&want)));
+        assert_eq!(&*b.head(10).unwrap(), &want[..10]);
+        assert_eq!(&*b.head(80_000).unwrap(), &want[..80_000]);
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert!(out == want);
+        assert_eq!(b, Bytes::from(want.clone()), "compares by digest");
+        if let Data::Device(d) = &b.buf.data {
+            assert!(d.loaded.get().is_none(), "streaming held nothing whole");
+        }
+        // Same length, one byte changed on the device: the write fails naming the file.
+        dev.0.lock().unwrap()[250_000] ^= 1;
+        let e = b.write_to(&mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("dev: f") && e.to_string().contains("changed"));
+        // A length that lies (past the device) fails at once.
+        let e = Bytes::on_device(dev, vec![(290_000, 20_000)], 20_000, "dev: g".into());
+        assert!(e.is_err());
     }
 
     #[test]

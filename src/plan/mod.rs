@@ -964,7 +964,7 @@ impl Planner<'_> {
         &mut self,
         instance: &Instance,
         drive: &DriveFiles,
-        kept: Vec<(&str, std::borrow::Cow<'_, [u8]>)>,
+        kept: Vec<(&str, scrub::Kept<'_>)>,
         drive_sha256: &str,
     ) {
         let dir = state::drive_copy_dir(&instance.instance_id);
@@ -972,15 +972,11 @@ impl Planner<'_> {
         for (path, data) in kept {
             let dest = format!("{dir}/{path}");
             wanted.insert(dest.clone());
-            // A file kept as the drive has it and that the instance holds (user-data, an
-            // injected file) is written from the instance's buffer: held once, hashed once.
-            let content = match (data, instance.held.get(path)) {
-                (std::borrow::Cow::Borrowed(d), Some(b))
-                    if b.as_ptr() == d.as_ptr() && b.len() == d.len() =>
-                {
-                    b.clone()
-                }
-                (data, _) => data.into_owned().into(),
+            // A file kept as the drive has it is written from the drive's buffer (the one the
+            // instance holds too): held once, hashed once, streamed when it is on the device.
+            let content = match data {
+                scrub::Kept::Drive(b) => b.clone(),
+                scrub::Kept::Other(v) => v.into(),
             };
             self.file_step(
                 &format!("copy:{path}"),

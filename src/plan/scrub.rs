@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use crate::media::DriveFiles;
 use crate::model::userdata::{PasswordValue, UserData};
-use crate::model::Instance;
+use crate::model::{Bytes, Instance};
 
 /// The password values the drive carries, clear and hashed (drive password, `#cloud-config`
 /// `password`, `chpasswd` entries, `users:` `plain_text_passwd`, `passwd`, `hashed_passwd`).
@@ -159,10 +159,7 @@ impl<'a> Scrub<'a> {
                 }
             }
         }
-        let carries = name.starts_with("vm_password")
-            || name.starts_with("vm-password")
-            || lower.contains("/password/")
-            || (name.ends_with(".xml") && self.instance.admin_pass.is_some())
+        let carries = self.carries_by_name(&lower, name)
             || (is_user_or_vendor_data(name) && (self.sets || mentions_password(data)))
             || self.holds_one(data);
         if carries {
@@ -172,13 +169,52 @@ impl<'a> Scrub<'a> {
         }
     }
 
+    /// The rules of [`kept`](Scrub::kept) that look at the name only.
+    fn carries_by_name(&self, lower: &str, name: &str) -> bool {
+        name.starts_with("vm_password")
+            || name.starts_with("vm-password")
+            || lower.contains("/password/")
+            || (name.ends_with(".xml") && self.instance.admin_pass.is_some())
+    }
+
+    /// [`kept`](Scrub::kept) of a drive buffer: the buffer itself when kept as the drive has it
+    /// (shared, not copied), else the stand-in. A file kept on the device is searched while
+    /// streaming (never held); one that cannot be read again is replaced by the stand-in, so
+    /// whatever it holds cannot reach the copy.
+    pub fn kept_bytes<'d>(&self, path: &str, data: &'d Bytes) -> Kept<'d> {
+        let lower = path.to_ascii_lowercase();
+        let name = lower.rsplit('/').next().unwrap_or(&lower);
+        if !data.is_on_device() || matches!(name, "meta_data.json" | "meta-data.json") {
+            return match self.kept(path, data.as_slice()) {
+                Cow::Borrowed(_) => Kept::Drive(data),
+                Cow::Owned(v) => Kept::Other(v),
+            };
+        }
+        let streamed = |found: &dyn Fn(&[u8]) -> bool, overlap: usize| {
+            stream_find(data, found, overlap).unwrap_or_else(|e| {
+                tracing::warn!("{e}; the local copy keeps a stand-in");
+                true
+            })
+        };
+        let carries = self.carries_by_name(&lower, name)
+            || (is_user_or_vendor_data(name) && (self.sets || streamed(&mentions_password, 4)))
+            || self.finder.as_ref().is_some_and(|f| {
+                streamed(&|d| f.is_match(d), f.max_pattern_len().saturating_sub(1))
+            });
+        if carries {
+            Kept::Other(note(path))
+        } else {
+            Kept::Drive(data)
+        }
+    }
+
     /// Every drive file as the local copy keeps it, with the drive hash over them: each file is
     /// scrubbed once for both (the plan writes the copy from these bytes).
     pub fn kept_drive<'d>(&self, drive: &'d DriveFiles) -> KeptDrive<'d> {
-        let files: Vec<(&'d str, Cow<'d, [u8]>)> = drive
+        let files: Vec<(&'d str, Kept<'d>)> = drive
             .files
             .iter()
-            .map(|(path, data)| (path.as_str(), self.kept(path, data)))
+            .map(|(path, data)| (path.as_str(), self.kept_bytes(path, data)))
             .collect();
         KeptDrive {
             sha256: hash_kept(drive.label.as_deref(), &files),
@@ -201,14 +237,91 @@ impl<'a> Scrub<'a> {
     }
 }
 
+/// What the local copy keeps of one drive file.
+pub enum Kept<'d> {
+    /// The drive's bytes as they are: the drive's buffer (on the device when large).
+    Drive(&'d Bytes),
+    /// A stand-in (or a scrubbed document) in place of the drive's bytes.
+    Other(Vec<u8>),
+}
+
+impl Kept<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Kept::Drive(b) => b.len(),
+            Kept::Other(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The drive's files as the local copy keeps them (path order) and the drive hash over them.
 pub struct KeptDrive<'d> {
     pub sha256: String,
-    pub files: Vec<(&'d str, Cow<'d, [u8]>)>,
+    pub files: Vec<(&'d str, Kept<'d>)>,
 }
 
-/// The drive hash ([`drive_hash`]) of the kept files.
-fn hash_kept(label: Option<&str>, files: &[(&str, Cow<'_, [u8]>)]) -> String {
+/// Whether `found` holds for some window of `data`, seen chunk by chunk with the last
+/// `overlap` bytes of each chunk carried into the next, so a match across a chunk boundary (a
+/// needle of at most `overlap + 1` bytes) is seen as it is in the whole. Stops at the first.
+fn stream_find(
+    data: &Bytes,
+    found: &dyn Fn(&[u8]) -> bool,
+    overlap: usize,
+) -> std::io::Result<bool> {
+    let mut seams = Seams::default();
+    let r = data.for_each_chunk(&mut |c| {
+        if seams.feed(c, found, overlap) {
+            // Not an error: the rest need not be read.
+            return Err(std::io::Error::other("found"));
+        }
+        Ok(())
+    });
+    match r {
+        _ if seams.hit => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The search state of [`stream_find`]: the last `overlap` bytes seen.
+#[derive(Default)]
+struct Seams {
+    carry: Vec<u8>,
+    hit: bool,
+}
+
+impl Seams {
+    /// Looks at one chunk (and the seam with the one before); whether `found` held.
+    fn feed(&mut self, c: &[u8], found: &dyn Fn(&[u8]) -> bool, overlap: usize) -> bool {
+        let at_seam = &c[..c.len().min(overlap)];
+        let mut seam = std::mem::take(&mut self.carry);
+        seam.extend_from_slice(at_seam);
+        if found(&seam) || found(c) {
+            self.hit = true;
+            return true;
+        }
+        // The carry: the last `overlap` bytes seen, across short chunks too.
+        seam.extend_from_slice(&c[at_seam.len()..]);
+        let keep = seam.len().saturating_sub(overlap);
+        self.carry = seam.split_off(keep);
+        false
+    }
+}
+
+/// [`stream_find`] over chunks given (tests: every seam a device stream could cut).
+#[cfg(test)]
+fn chunked_find(chunks: &[&[u8]], found: &dyn Fn(&[u8]) -> bool, overlap: usize) -> bool {
+    let mut seams = Seams::default();
+    chunks.iter().any(|c| seams.feed(c, found, overlap))
+}
+
+/// The drive hash ([`drive_hash`]) of the kept files. A file on the device is hashed while
+/// streaming; one that cannot be read again (or changed) gives a hash that cannot match.
+fn hash_kept(label: Option<&str>, files: &[(&str, Kept<'_>)]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(label.unwrap_or("").as_bytes());
@@ -217,7 +330,18 @@ fn hash_kept(label: Option<&str>, files: &[(&str, Cow<'_, [u8]>)]) -> String {
         h.update((path.len() as u64).to_le_bytes());
         h.update(path.as_bytes());
         h.update((kept.len() as u64).to_le_bytes());
-        h.update(kept);
+        match kept {
+            Kept::Drive(b) => {
+                if let Err(e) = b.for_each_chunk(&mut |c| {
+                    h.update(c);
+                    Ok(())
+                }) {
+                    tracing::warn!("{e}");
+                    h.update(b"\xffunreadable");
+                }
+            }
+            Kept::Other(v) => h.update(v),
+        }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -409,6 +533,35 @@ mod tests {
 
     /// 30,000 passwords and an 8 MiB file of near-misses: one linear pass, not passwords x
     /// bytes (the naive search took hours on such a drive), and the password is still found.
+    #[test]
+    fn a_streamed_search_sees_a_match_across_chunk_seams() {
+        // A buffer in memory is searched whole; the chunked search must agree on every seam a
+        // device stream could cut (chunks of 64 KiB: a needle straddling each boundary).
+        use crate::model::bytes::STREAM_CHUNK;
+        let needle = b"s3cret-pa55";
+        let finder = aho_corasick::AhoCorasick::new([needle]).unwrap();
+        for cut in [1usize, 5, needle.len() - 1] {
+            let mut data = vec![b'x'; 3 * STREAM_CHUNK];
+            let at = STREAM_CHUNK - cut;
+            data[at..at + needle.len()].copy_from_slice(needle);
+            let overlap = finder.max_pattern_len() - 1;
+            let chunks: Vec<&[u8]> = data.chunks(STREAM_CHUNK).collect();
+            assert!(
+                chunked_find(&chunks, &|d| finder.is_match(d), overlap),
+                "cut {cut}"
+            );
+            let mut none = data.clone();
+            none[at] = b'y';
+            let chunks: Vec<&[u8]> = none.chunks(STREAM_CHUNK).collect();
+            assert!(!chunked_find(&chunks, &|d| finder.is_match(d), overlap));
+        }
+        // `passw` over a seam, in any case.
+        let mut data = vec![b'x'; 2 * STREAM_CHUNK];
+        data[STREAM_CHUNK - 2..STREAM_CHUNK + 3].copy_from_slice(b"PaSsW");
+        let chunks: Vec<&[u8]> = data.chunks(STREAM_CHUNK).collect();
+        assert!(chunked_find(&chunks, &mentions_password, 4));
+    }
+
     #[test]
     fn many_passwords_and_a_large_file_stay_linear() {
         let i = inst(None);

@@ -11,7 +11,7 @@ use super::sig::Found;
 use super::trust::DuplicateRule;
 use super::Rules;
 use crate::media::{
-    dir, packed, part, read_fs, source_kind, DriveFiles, Limits, MediaError, SourceKind,
+    dir, packed, part, read_fs_shared, source_kind, DriveFiles, Limits, MediaError, SourceKind,
 };
 
 /// Reads a source given on the command line: a directory tree, or a block device / image file
@@ -48,7 +48,7 @@ pub fn read_source_opened<R, F>(
     open: F,
 ) -> Result<DriveFiles, MediaError>
 where
-    R: Read + Seek,
+    R: Read + Seek + Send + 'static,
     F: FnOnce(&Path) -> std::io::Result<R>,
 {
     let device = path.display().to_string();
@@ -69,20 +69,20 @@ where
             // `read_fs` reading the same first sectors again to tell.
             match super::sig::read_signature(&mut file, &device) {
                 Found::Fs(s) if s.fstype == "iso9660" => {
-                    crate::media::iso9660::read_iso9660(file, &device, limits)
+                    crate::media::iso9660::read_iso9660_shared(file, &device, limits)
                 }
                 Found::Fs(s) if s.fstype == "vfat" => {
                     crate::media::fat::read_fat(file, &device, limits)
                 }
                 Found::Table => read_from_table(file, &device, limits, rules, duplicates),
-                _ => read_fs(file, &device, limits),
+                _ => read_fs_shared(file, &device, limits),
             }
         }
     }
 }
 
 /// Reads the config partition of a partitioned device or image (see `read_source_with`).
-fn read_from_table<R: Read + Seek>(
+fn read_from_table<R: Read + Seek + Send + 'static>(
     mut file: R,
     device: &str,
     limits: &Limits,
@@ -151,7 +151,7 @@ fn read_from_table<R: Read + Seek>(
         })?;
     tracing::info!("{device}: using {}", best.reason);
     let name = best.device.display();
-    read_fs(
+    read_fs_shared(
         part::OffsetReader::new(file, p.start, p.size),
         &name,
         limits,

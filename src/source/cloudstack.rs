@@ -206,13 +206,16 @@ pub fn parse_cloudstack(drive: &DriveFiles) -> Result<(Instance, Report), Source
         let Some(stored) = drive.resolve(path).map(str::to_string) else {
             continue;
         };
-        let bytes = drive.get(&stored).unwrap_or_default();
+        let Some(bytes) = drive.file(&stored) else {
+            continue;
+        };
         check_size(&device, &stored, "", bytes.len(), MAX_USER_DATA_BYTES)?;
         if bytes.is_empty() {
             break;
         }
         if let Some(os) = &inst.user_data {
-            if *os.0 != *bytes {
+            // Compared as buffers: by digest when either stays on the device.
+            if os.0 != *bytes {
                 report.warn(
                     &stored,
                     "",

@@ -122,7 +122,7 @@ pub fn parse_nocloud(drive: &DriveFiles) -> Result<(Instance, Report), SourceErr
         }
     }
 
-    if let Some(b) = drive.get("user-data") {
+    if let Some(b) = drive.file("user-data") {
         let f = stored("user-data");
         check_size(&device, &f, "", b.len(), MAX_USER_DATA_BYTES)?;
         // An empty user-data file is how seeds say "none".

@@ -313,6 +313,7 @@ pub fn parse_openstack(drive: &DriveFiles) -> Result<(Instance, Report), SourceE
             Some(cp) => {
                 let field = "network_config.content_path";
                 if let Some((rel, b)) = content_file(drive, cp, &md_file, field, &mut report) {
+                    let b = b.as_slice();
                     if std::str::from_utf8(b).is_err() {
                         report.warn(
                             &rel,
@@ -438,7 +439,7 @@ fn content_file<'d>(
     file: &str,
     field: &str,
     report: &mut Report,
-) -> Option<(String, &'d [u8])> {
+) -> Option<(String, &'d crate::model::Bytes)> {
     if content_path.split('/').any(|c| c == "..") {
         report.warn(
             file,
@@ -448,7 +449,8 @@ fn content_file<'d>(
         return None;
     }
     let rel = format!("openstack/{}", content_path.trim_start_matches('/'));
-    match drive.get(&rel) {
+    // The buffer, not its bytes: an injected file kept on the device is not read here.
+    match drive.file(&rel) {
         Some(b) => Some((rel, b)),
         None => {
             report.warn(file, field, format!("{rel} is not on the drive"));
@@ -559,7 +561,7 @@ fn read_version_files(
 ) -> Result<(), SourceError> {
     let device = &drive.device;
     let user_data = format!("{dir}/user_data");
-    if let Some(b) = drive.get(&user_data) {
+    if let Some(b) = drive.file(&user_data) {
         check_size(device, &user_data, "", b.len(), MAX_USER_DATA_BYTES)?;
         inst.user_data = super::hold(inst, drive, &user_data);
     }
@@ -807,7 +809,7 @@ pub fn parse_ec2(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> 
         inst.unknown.insert(k.clone(), v.clone());
     }
     let ud = format!("{dir}/user-data");
-    if let Some(b) = drive.get(&ud) {
+    if let Some(b) = drive.file(&ud) {
         check_size(&device, &ud, "", b.len(), MAX_USER_DATA_BYTES)?;
         inst.user_data = super::hold(&mut inst, drive, &ud);
     }

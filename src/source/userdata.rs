@@ -140,12 +140,52 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
             data: &p.data.0,
         })
         .collect();
-    parse_inputs(
-        inst.user_data.as_ref().map(|b| b.0.as_slice()),
-        &inputs,
-        limits,
-        &owners,
-    )
+    // A script kept on the device is taken whole, never read into memory: its head says what
+    // it is (see `streamed_script`).
+    let streamed = inst
+        .user_data
+        .as_ref()
+        .map(|b| &b.0)
+        .filter(|b| streamed_script(b));
+    let user = match streamed {
+        Some(_) => None,
+        None => inst.user_data.as_ref().map(|b| b.0.as_slice()),
+    };
+    let mut run = Run::new(&owners, limits);
+    run.streamed = streamed;
+    run.parse(user, &inputs)
+}
+
+/// Bytes of a blob kept on the device that are read to tell what it is.
+const STREAM_HEAD: usize = 4096;
+
+/// Whether `blob`, a whole user-data file kept on the device, is a plain `#!` script, decided
+/// from its head exactly as the whole would be: not gzip, not MIME (its first line, complete in
+/// the head, is no header field), and the starts-with rules, whose 32-byte window lies inside
+/// the head, say script. Anything else (or a head that cannot be read) is parsed from the
+/// whole buffer as before.
+fn streamed_script(blob: &Bytes) -> bool {
+    if !blob.is_on_device() {
+        return false;
+    }
+    let Ok(head) = blob.head(STREAM_HEAD) else {
+        return false;
+    };
+    let whole = head.len() == blob.len();
+    let Some(nl) = head.iter().position(|&c| c == b'\n') else {
+        return false;
+    };
+    let Some(first) = head.get(..nl) else {
+        return false;
+    };
+    if is_gzip(&head) || mime::is_field_line(first) {
+        return false;
+    }
+    let b = strip_bom(&head);
+    let Some(start) = b.iter().position(|c| !c.is_ascii_whitespace()) else {
+        return false;
+    };
+    (whole || start + 32 <= b.len()) && sniff(b) == Some(Kind::Script)
 }
 
 /// [`parse_user_data`] with vendor parts that may carry a MIME type.
@@ -166,34 +206,44 @@ fn parse_inputs(
     limits: &UserDataLimits,
     owners: &[&Bytes],
 ) -> (UserData, Report) {
-    let mut run = Run {
-        owners,
-        limits,
-        report: Report::default(),
-        budget: Budget::new(limits.max_total_bytes),
-        names: BTreeSet::new(),
-        next_suffix: BTreeMap::new(),
-        leaves: 0,
-        leaves_capped: false,
-    };
-    let user_inputs: Vec<VendorInput> = user
-        .map(|data| VendorInput {
-            file: USER_DATA_FILE,
-            content_type: None,
-            data,
-        })
-        .into_iter()
-        .collect();
-    let user = run.origin(Origin::UserData, &user_inputs);
-    let mut vendor = run.origin(Origin::VendorData, vendor);
+    Run::new(owners, limits).parse(user, vendor)
+}
 
-    if user.config.vendor_data_enabled == Some(Some(false)) {
-        let had = !vendor.scripts.is_empty()
-            || !vendor.boothooks.is_empty()
-            || !vendor.windows_scripts.is_empty()
-            || vendor.config_parts > 0;
-        if had {
-            run.report.warn(
+impl<'l> Run<'l> {
+    fn new(owners: &'l [&'l Bytes], limits: &'l UserDataLimits) -> Run<'l> {
+        Run {
+            owners,
+            streamed: None,
+            limits,
+            report: Report::default(),
+            budget: Budget::new(limits.max_total_bytes),
+            names: BTreeSet::new(),
+            next_suffix: BTreeMap::new(),
+            leaves: 0,
+            leaves_capped: false,
+        }
+    }
+
+    fn parse(mut self, user: Option<&[u8]>, vendor: &[VendorInput]) -> (UserData, Report) {
+        let run = &mut self;
+        let user_inputs: Vec<VendorInput> = user
+            .map(|data| VendorInput {
+                file: USER_DATA_FILE,
+                content_type: None,
+                data,
+            })
+            .into_iter()
+            .collect();
+        let user = run.origin(Origin::UserData, &user_inputs);
+        let mut vendor = run.origin(Origin::VendorData, vendor);
+
+        if user.config.vendor_data_enabled == Some(Some(false)) {
+            let had = !vendor.scripts.is_empty()
+                || !vendor.boothooks.is_empty()
+                || !vendor.windows_scripts.is_empty()
+                || vendor.config_parts > 0;
+            if had {
+                run.report.warn(
                 USER_DATA_FILE,
                 "vendor_data.enabled",
                 format!(
@@ -203,29 +253,30 @@ fn parse_inputs(
                     vendor.config_parts
                 ),
             );
+            }
+            vendor = Collected::default();
         }
-        vendor = Collected::default();
-    }
 
-    let mut scripts = vendor.scripts;
-    scripts.extend(user.scripts);
-    let mut boothooks = vendor.boothooks;
-    boothooks.extend(user.boothooks);
-    let mut windows_scripts = vendor.windows_scripts;
-    windows_scripts.extend(user.windows_scripts);
-    let ud = UserData {
-        scripts,
-        cloud_config: Partial::user_over_vendor(vendor.config, user.config).finish(),
-        boothooks,
-        windows_scripts,
-    };
-    tracing::debug!(
-        "user data: {} script(s), {} boothook(s), {} warning(s)",
-        ud.scripts.len(),
-        ud.boothooks.len(),
-        run.report.warnings.len()
-    );
-    (ud, run.report)
+        let mut scripts = vendor.scripts;
+        scripts.extend(user.scripts);
+        let mut boothooks = vendor.boothooks;
+        boothooks.extend(user.boothooks);
+        let mut windows_scripts = vendor.windows_scripts;
+        windows_scripts.extend(user.windows_scripts);
+        let ud = UserData {
+            scripts,
+            cloud_config: Partial::user_over_vendor(vendor.config, user.config).finish(),
+            boothooks,
+            windows_scripts,
+        };
+        tracing::debug!(
+            "user data: {} script(s), {} boothook(s), {} warning(s)",
+            ud.scripts.len(),
+            ud.boothooks.len(),
+            run.report.warnings.len()
+        );
+        (ud, self.report)
+    }
 }
 
 /// Bytes that decompression and decoding may still produce in this parse.
@@ -437,6 +488,9 @@ struct Leaf<'b> {
 struct Run<'l> {
     /// Buffers the inputs lie in (see [`parse_inputs`]).
     owners: &'l [&'l Bytes],
+    /// User data kept on the device and known to be a whole `#!` script (`streamed_script`):
+    /// taken as the user-data origin's one part, never read here.
+    streamed: Option<&'l Bytes>,
     limits: &'l UserDataLimits,
     report: Report,
     budget: Budget,
@@ -467,10 +521,55 @@ impl Run<'_> {
         let mut out = Collected::default();
         // Leaf parts numbered over the origin's blobs, from 1 (script names `part-NNN`).
         let mut leaf_no = 0usize;
+        if origin == Origin::UserData {
+            if let Some(b) = self.streamed.take() {
+                self.streamed_leaf(b, &mut out, &mut leaf_no);
+            }
+        }
         for input in inputs {
             self.blob(origin, input, &mut out, &mut leaf_no);
         }
         out
+    }
+
+    /// What `blob` then `leaf` do for a whole-blob `#!` script without a MIME type, on a
+    /// buffer that is not read: the size check, the part count, the name, the shared bytes.
+    fn streamed_leaf(&mut self, b: &Bytes, out: &mut Collected, leaf_no: &mut usize) {
+        let file = USER_DATA_FILE;
+        if b.len() > self.limits.max_blob_bytes {
+            self.report.warn(
+                file,
+                "",
+                format!(
+                    "too large ({} bytes > limit {}); ignored",
+                    b.len(),
+                    self.limits.max_blob_bytes
+                ),
+            );
+            return;
+        }
+        *leaf_no += 1;
+        if self.leaves >= self.limits.max_total_parts {
+            if !self.leaves_capped {
+                self.leaves_capped = true;
+                self.report.warn(
+                    file,
+                    "",
+                    format!(
+                        "more than {} parts in user and vendor data together; the rest are ignored",
+                        self.limits.max_total_parts
+                    ),
+                );
+            }
+            return;
+        }
+        self.leaves += 1;
+        let name = self.name(None, *leaf_no);
+        out.scripts.push(Script {
+            name,
+            origin: Origin::UserData,
+            content: b.clone(),
+        });
     }
 
     fn blob(

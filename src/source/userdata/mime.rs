@@ -22,7 +22,7 @@ pub(crate) struct Headers {
 }
 
 /// Whether a line opens a header field (`Name:` with a printable, colon-free name).
-fn is_field_line(line: &[u8]) -> bool {
+pub(crate) fn is_field_line(line: &[u8]) -> bool {
     match line.iter().position(|&b| b == b':') {
         Some(0) | None => false,
         Some(i) => line[..i].iter().all(|&b| (33..=126).contains(&b)),

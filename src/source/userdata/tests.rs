@@ -117,6 +117,7 @@ fn names_are_safe_unique_deterministic() {
     let limits = UserDataLimits::default();
     let mut run = Run {
         owners: &[],
+        streamed: None,
         limits: &limits,
         report: Report::default(),
         budget: Budget::new(1),
