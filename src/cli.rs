@@ -54,6 +54,53 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The command line of this process, parsed. `primer run ...` (what every boot runs) is
+    /// parsed against the `run` subcommand alone: building clap's whole command tree (every
+    /// subcommand's arguments and help) cost a measurable share of a boot's CPU. The same
+    /// argument definitions (`RunArgs` and `--log-level`) give the same values; anything else —
+    /// another command, a global option before `run`, help, version, a parse error — goes
+    /// through the whole tree, so its output (help text, error messages) is clap's as before.
+    pub fn from_env() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        Cli::parse_run(&args).unwrap_or_else(|| Cli::parse_from(args))
+    }
+
+    /// The `run` command line `args` (program name first) parsed by the `run` subcommand
+    /// alone; `None` when it is not one it may parse (see [`Cli::from_env`]).
+    pub fn parse_run(args: &[std::ffi::OsString]) -> Option<Cli> {
+        use clap::FromArgMatches;
+        if args.get(1).map(|a| a.as_os_str()) != Some("run".as_ref()) {
+            return None;
+        }
+        // Help and version print from the whole tree (`primer run --help` names `primer run`).
+        if args[2..].iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == "--"
+                || a.starts_with("-h")
+                || a.starts_with("--help")
+                || a.starts_with("-V")
+                || a.starts_with("--version")
+        }) {
+            return None;
+        }
+        // `--log-level` as `Cli` defines it (global there, an argument of `run` here; a test
+        // compares the two parses).
+        let log_level = clap::Arg::new("log_level")
+            .long("log-level")
+            .default_value("info")
+            .value_name("LEVEL")
+            .value_parser(clap::value_parser!(LogLevel));
+        let cmd =
+            RunArgs::augment_args(clap::Command::new("run").no_binary_name(true)).arg(log_level);
+        let mut m = cmd.try_get_matches_from(&args[2..]).ok()?;
+        let log_level = m.remove_one::<LogLevel>("log_level")?;
+        let run = RunArgs::from_arg_matches_mut(&mut m).ok()?;
+        Some(Cli {
+            command: Command::Run(run),
+            log_level,
+        })
+    }
+
     /// The command installs its own logger (the Windows service: the event log and a file, as
     /// the global default so every thread's events reach them): the binary sets up none.
     pub fn logs_itself(&self) -> bool {
@@ -1045,4 +1092,87 @@ fn cmd_reclaim(a: &ReclaimArgs, out: &mut impl Write) -> Result<Exit, Error> {
         print::reclaim(out, &report)?;
     }
     Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<std::ffi::OsString> {
+        std::iter::once("primer")
+            .chain(a.iter().copied())
+            .map(Into::into)
+            .collect()
+    }
+
+    #[test]
+    fn a_run_command_line_parses_alone_as_the_whole_tree_parses_it() {
+        for a in [
+            &["run"][..],
+            &[
+                "run",
+                "--log-level",
+                "error",
+                "--source",
+                "/dev/sr0",
+                "--root",
+                "/mnt",
+            ],
+            &[
+                "run",
+                "--log-level=debug",
+                "--network-backend",
+                "networkd",
+                "--dry-run",
+            ],
+            &[
+                "run",
+                "--json",
+                "--mount",
+                "--user",
+                "debian",
+                "--defer-scripts",
+            ],
+            &[
+                "run",
+                "--config",
+                "/c.yaml",
+                "--wait",
+                "2.5",
+                "--sys-root",
+                "/s",
+            ],
+            &[
+                "run",
+                "--dev-root=/d",
+                "--network-backend=eni",
+                "--log-level",
+                "trace",
+            ],
+        ] {
+            let fast = Cli::parse_run(&argv(a)).unwrap_or_else(|| panic!("{a:?}: not parsed"));
+            let full = Cli::try_parse_from(argv(a)).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn help_version_errors_and_other_commands_go_through_the_whole_tree() {
+        for a in [
+            &["run", "--help"][..],
+            &["run", "-h"],
+            &["run", "--version"],
+            &["run", "-V"],
+            &["run", "--bogus"],
+            &["run", "--network-backend", "nope"],
+            &["run", "extra"],
+            &["run", "--", "x"],
+            &["--log-level", "debug", "run"],
+            &["plan"],
+            &["status"],
+            &[],
+        ] {
+            assert!(Cli::parse_run(&argv(a)).is_none(), "{a:?}");
+        }
+    }
 }
