@@ -96,7 +96,7 @@ impl Table {
         }
         s.push_str(&format!("sector-size: {}\n\n", self.sector));
         let mut parts: Vec<&Part> = self.parts.iter().collect();
-        parts.sort_by_key(|p| p.number);
+        crate::sort::sort_by_key(&mut parts, |p| p.number);
         // sfdisk's partition names: `vda1`, `loop0p1`, `nvme0n1p1`.
         let sep = if device.ends_with(|c: char| c.is_ascii_digit()) {
             "p"

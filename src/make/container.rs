@@ -183,7 +183,7 @@ pub fn plan_partition(disk: &Path, size: u64, deterministic: bool) -> Result<Pla
         / 512;
     // MBR cannot address past 2 TiB: the partition ends there at the latest (as Ironic's does).
     positions.push(len_sectors.min(u32::MAX as u64));
-    positions.sort_unstable();
+    crate::sort::sort(&mut positions);
     let block = positions
         .chunks(2)
         .filter(|c| c.len() == 2 && c[1] > c[0] + 1)
