@@ -1228,7 +1228,7 @@ pub fn query_keys(root: &Path, instance: Option<&str>) -> Result<(String, Vec<St
         }
         json_keys(&v, prefix, 0, &mut keys, &mut bytes);
     }
-    keys.sort();
+    crate::sort::sort(&mut keys);
     keys.dedup();
     Ok((id, keys))
 }

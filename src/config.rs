@@ -585,7 +585,7 @@ fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             });
         }
     }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    crate::sort::sort_by(&mut files, |a, b| a.file_name().cmp(&b.file_name()));
     Ok(files)
 }
 

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod platform;
 pub mod probe;
 pub mod progress;
+pub mod sort;
 pub mod source;
 pub mod state;
 pub mod status;

@@ -580,7 +580,7 @@ pub fn list_instances(root: &Path) -> Result<Vec<String>, StatusError> {
             Some(why) => tracing::warn!("{}/{name}: not an instance ({why}); skipped", shown(&rel)),
         }
     }
-    ids.sort();
+    crate::sort::sort(&mut ids);
     Ok(ids)
 }
 
@@ -904,7 +904,7 @@ fn remove_instance_dir(root: &Path, rel: &str) -> Result<Vec<String>, StatusErro
     let mut top: Vec<fs::DirEntry> = fs::read_dir(&host)
         .and_then(|d| d.collect::<Result<_, _>>())
         .map_err(|e| io(&host, e))?;
-    top.sort_by_key(|e| e.file_name());
+    crate::sort::sort_by_key(&mut top, |e| e.file_name());
     let mut lines = Vec::new();
     for e in top {
         let name = e.file_name().to_string_lossy().into_owned();

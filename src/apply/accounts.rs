@@ -142,7 +142,7 @@ fn write_accounts(
         })?;
     }
     let mut ordered: Vec<&AccountWrite> = edits.iter().collect();
-    ordered.sort_by_key(|e| write_rank(&e.path));
+    crate::sort::sort_by_key(&mut ordered, |e| write_rank(&e.path));
     for e in ordered {
         let rel = e.path.trim_start_matches('/');
         w.write_atomic(rel, &e.content, e.meta, PUBLIC_DIR)

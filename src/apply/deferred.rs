@@ -54,7 +54,7 @@ pub fn run_pending_scripts(target: &Target, instance_id: &str, timeout_secs: u64
                 .filter(|n| n != BOOTCMD && !n.starts_with('.') && !is_temp_name(n))
                 .take(MAX_SCRIPTS)
                 .collect();
-            v.sort();
+            crate::sort::sort(&mut v);
             v
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

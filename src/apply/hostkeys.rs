@@ -181,7 +181,7 @@ fn image_keys(dir: &Path) -> io::Result<Vec<String>> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("ssh_host_") && n["ssh_host_".len()..].contains("key"))
         .collect();
-    v.sort();
+    crate::sort::sort(&mut v);
     Ok(v)
 }
 
@@ -215,7 +215,7 @@ pub fn fingerprint_block(keygen: &Path, dir: &Path) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    pubs.sort();
+    crate::sort::sort(&mut pubs);
     pubs.truncate(MAX_PRINTED);
     let mut fps = Vec::new();
     let mut keys = Vec::new();

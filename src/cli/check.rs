@@ -268,7 +268,7 @@ fn check_user_data(path: &Path) -> Vec<Problem> {
             problems.push(Problem::new(Severity::Error, &file, Some(*p), "", m));
         }
     }
-    problems.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
+    crate::sort::sort_by_key(&mut problems, |p| (p.line.is_none(), p.line, p.column));
     problems
 }
 

@@ -197,7 +197,7 @@ pub fn sys_children(disk: &str) -> Vec<SysPart> {
             size,
         });
     }
-    out.sort_by_key(|p| p.number);
+    crate::sort::sort_by_key(&mut out, |p| p.number);
     out
 }
 

@@ -3,11 +3,11 @@
 //! entry deleted, root's end moved) as a list of sector writes in crash-safe order. Computes
 //! bytes only: nothing here writes to a disk (see `disk::linux::write_at`).
 
-use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::part::guid_string;
+use crate::media::part::{chs_field, guid_string, MbrEntry, MbrHeader};
 
 /// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ impl Table {
         }
         s.push_str(&format!("sector-size: {}\n\n", self.sector));
         let mut parts: Vec<&Part> = self.parts.iter().collect();
-        parts.sort_by_key(|p| p.number);
+        crate::sort::sort_by_key(&mut parts, |p| p.number);
         // sfdisk's partition names: `vda1`, `loop0p1`, `nvme0n1p1`.
         let sep = if device.ends_with(|c: char| c.is_ascii_digit()) {
             "p"
@@ -148,7 +148,7 @@ pub enum Raw {
     Mbr {
         sector: u64,
         disk_sectors: u64,
-        header: Box<mbrman::MBRHeader>,
+        header: MbrHeader,
     },
 }
 
@@ -250,15 +250,14 @@ pub fn read_raw<R: Read + Seek + ?Sized>(
         ));
     }
     let ss = sector.unwrap_or(512);
-    let header =
-        mbrman::MBRHeader::read_from(&mut Cursor::new(&s0[..])).map_err(|e| format!("MBR: {e}"))?;
+    let header = MbrHeader::parse(&s0).map_err(|e| format!("MBR: {e}"))?;
     if !header.iter().any(|(_, e)| e.is_used()) {
         return Ok(None);
     }
     Ok(Some(Raw::Mbr {
         sector: ss,
         disk_sectors: len / ss,
-        header: Box::new(header),
+        header,
     }))
 }
 
@@ -304,7 +303,7 @@ pub fn gpt_table(copy: &GptCopy, sector: u64, disk_sectors: u64) -> Table {
 }
 
 /// The table an MBR describes; extended/logical layouts are refused.
-pub fn mbr_table(h: &mbrman::MBRHeader, sector: u64, disk_sectors: u64) -> Result<Table, Refusal> {
+pub fn mbr_table(h: &MbrHeader, sector: u64, disk_sectors: u64) -> Result<Table, Refusal> {
     let mut parts = Vec::new();
     for (i, e) in h.iter() {
         if e.is_unused() {
@@ -359,7 +358,7 @@ pub struct SectorWrite {
 }
 
 /// A `Write + Seek` over one byte range of the disk, starting from its current bytes: gptman
-/// and mbrman write into it, primer decides which sectors are written and when.
+/// writes into it, primer decides which sectors are written and when.
 struct Patch {
     base: u64,
     buf: Vec<u8>,
@@ -582,21 +581,21 @@ pub fn gpt_primary_from_backup<R: Read + Seek + ?Sized>(
 
 /// CHS of `lba` in the usual 255-head, 63-sector geometry; past cylinder 1023 the maximum
 /// (what fdisk and parted write).
-fn chs(lba: u64) -> mbrman::CHS {
+fn chs(lba: u64) -> [u8; 3] {
     let c = lba / (255 * 63);
     if c > 1023 {
-        return mbrman::CHS::new(1023, 254, 63);
+        return chs_field(1023, 254, 63);
     }
     let h = (lba / 63) % 255;
     let s = lba % 63 + 1;
-    mbrman::CHS::new(c as u16, h as u8, s as u8)
+    chs_field(c as u16, h as u8, s as u8)
 }
 
 /// The MBR write: sector 0 with the config entry cleared and root's size changed; boot code,
 /// disk signature and the other entries byte for byte.
 pub fn mbr_write(
     sector0: &[u8; 512],
-    header: &mbrman::MBRHeader,
+    header: &MbrHeader,
     config: Option<u32>,
     root: u32,
     root_last: u64,
@@ -604,7 +603,7 @@ pub fn mbr_write(
     let mut h = header.clone();
     if let Some(c) = config {
         if let Some(e) = h.get_mut(c as usize) {
-            *e = mbrman::MBRPartitionEntry::empty();
+            *e = MbrEntry::default();
         }
     }
     let e = h
@@ -613,12 +612,10 @@ pub fn mbr_write(
     let sectors = root_last + 1 - u64::from(e.starting_lba);
     e.sectors = u32::try_from(sectors).map_err(|_| io::Error::other("MBR root past 2 TiB"))?;
     e.last_chs = chs(root_last);
-    let mut buf = Cursor::new(sector0.to_vec());
-    h.write_into(&mut buf).map_err(io::Error::other)?;
-    let mut bytes = buf.into_inner();
-    bytes.truncate(512);
-    // Bytes mbrman does not model stay as they were (only the entries may differ).
-    bytes[..446].copy_from_slice(&sector0[..446]);
+    // Boot code and disk signature stay as they were (only the entries may differ).
+    let mut bytes = *sector0;
+    h.encode_into(&mut bytes);
+    let bytes = bytes.to_vec();
     Ok(SectorWrite {
         what: "MBR",
         offset: 0,
@@ -633,8 +630,8 @@ mod tests {
 
     #[test]
     fn chs_caps() {
-        assert_eq!(chs(2048), mbrman::CHS::new(0, 32, 33));
-        assert_eq!(chs(1 << 30), mbrman::CHS::new(1023, 254, 63));
+        assert_eq!(chs(2048), chs_field(0, 32, 33));
+        assert_eq!(chs(1 << 30), chs_field(1023, 254, 63));
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub(crate) fn read_net_facts_in(
                 }
             }
         }
-        candidates.sort();
+        crate::sort::sort(&mut candidates);
         for rel in candidates {
             if let Some(f) = read_file(root, &rel) {
                 if f.content.starts_with(HEADER.as_bytes()) {
@@ -205,7 +205,7 @@ fn interfaces_in(root: &Resolver) -> BTreeMap<String, String> {
         .take(4096)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    names.sort();
+    crate::sort::sort(&mut names);
     for n in names {
         if n == "lo" {
             continue;

@@ -206,7 +206,7 @@ fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
         };
         let Ok(rd) = fs::read_dir(dir) else { continue };
         let mut entries: Vec<_> = rd.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
+        crate::sort::sort_by_key(&mut entries, |e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let child = if sub.is_empty() {
@@ -224,7 +224,7 @@ fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
             }
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::sort::sort_by(&mut out, |a, b| a.0.cmp(&b.0));
     out
 }
 

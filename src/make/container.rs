@@ -6,6 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::MakeError;
+use crate::media::part::{mbr_logical_used, MbrEntry, MbrHeader};
 
 /// gzip (no file name, time 0: reproducible) then base64 (standard alphabet, no line breaks, as
 /// Ironic's `base64.b64encode`), streamed from `input` to `out`.
@@ -67,7 +68,8 @@ pub struct Placement {
 
 enum Table {
     Gpt(Box<gptman::GPT>, gptman::GPTPartitionEntry, u32),
-    Mbr(Box<mbrman::MBR>, usize, mbrman::MBRPartitionEntry),
+    /// The primary slot (1 to 4) and its new entry: only those 16 bytes of sector 0 change.
+    Mbr(usize, MbrEntry),
 }
 
 fn disk_err(disk: &Path, message: impl Into<String>) -> MakeError {
@@ -149,26 +151,29 @@ pub fn plan_partition(disk: &Path, size: u64, deterministic: bool) -> Result<Pla
             table: Table::Gpt(Box::new(gpt), entry, number),
         });
     }
-    let mut mbr = mbrman::MBR::read_from(&mut f, 512).map_err(|e| {
-        disk_err(
-            disk,
-            format!("neither a GPT nor an MBR partition table: {e}"),
-        )
-    })?;
-    if mbr.header.boot_signature != [0x55, 0xAA] {
-        return Err(disk_err(disk, "no partition table (no 55AA signature)"));
-    }
-    let used = mbr.iter().filter(|(_, p)| p.is_used()).count();
-    let Some(slot) = (1..=4).find(|i| mbr.get(*i).is_some_and(|p| p.is_unused())) else {
+    let mut s0 = [0u8; 512];
+    let header = f
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| f.read_exact(&mut s0))
+        .map_err(|e| e.to_string())
+        .and_then(|_| MbrHeader::parse(&s0).map_err(str::to_string))
+        .map_err(|e| {
+            disk_err(
+                disk,
+                format!("neither a GPT nor an MBR partition table: {e}"),
+            )
+        })?;
+    let Some(slot) = (1..=4).find(|i| header.get(*i).is_some_and(|p| p.is_unused())) else {
+        // Logical partitions counted too (the message says how full the table is).
+        let used = 4 + mbr_logical_used(&mut f, &header, 512);
         return Err(disk_err(
             disk,
             format!("all four MBR primary partitions are in use ({used}); Ironic refuses this too"),
         ));
     };
-    mbr.align = (ALIGN_BYTES / 512) as u32;
     // Free blocks between primaries only (not inside an extended partition).
     let mut positions = vec![0u64];
-    for (_, p) in mbr.header.iter().filter(|(_, p)| p.is_used()) {
+    for (_, p) in header.iter().filter(|(_, p)| p.is_used()) {
         positions.push(p.starting_lba as u64);
         positions.push(p.starting_lba as u64 + p.sectors as u64 - 1);
     }
@@ -178,7 +183,7 @@ pub fn plan_partition(disk: &Path, size: u64, deterministic: bool) -> Result<Pla
         / 512;
     // MBR cannot address past 2 TiB: the partition ends there at the latest (as Ironic's does).
     positions.push(len_sectors.min(u32::MAX as u64));
-    positions.sort_unstable();
+    crate::sort::sort(&mut positions);
     let block = positions
         .chunks(2)
         .filter(|c| c.len() == 2 && c[1] > c[0] + 1)
@@ -189,7 +194,7 @@ pub fn plan_partition(disk: &Path, size: u64, deterministic: bool) -> Result<Pla
     };
     let want = size.div_ceil(512);
     let end = bstart + blen - 1;
-    let align = mbr.align as u64;
+    let align = ALIGN_BYTES / 512;
     let start = (end + 1)
         .checked_sub(want)
         .map(|s| s / align * align)
@@ -203,20 +208,19 @@ pub fn plan_partition(disk: &Path, size: u64, deterministic: bool) -> Result<Pla
             ),
         ));
     };
-    let entry = mbrman::MBRPartitionEntry {
-        boot: mbrman::BOOT_INACTIVE,
-        first_chs: mbrman::CHS::empty(),
+    // Inactive, no CHS (LBA only), as Ironic's partition gets.
+    let entry = MbrEntry {
         sys: MBR_TYPE,
-        last_chs: mbrman::CHS::empty(),
         starting_lba: start as u32,
         sectors: (end + 1 - start) as u32,
+        ..MbrEntry::default()
     };
     Ok(Placement {
         start: start * 512,
         len: (end + 1 - start) * 512,
         number: slot as u32,
         kind: "mbr",
-        table: Table::Mbr(Box::new(mbr), slot, entry),
+        table: Table::Mbr(slot, entry),
     })
 }
 
@@ -266,9 +270,11 @@ pub fn write_partition(
                     .map_err(|e| disk_err(disk, format!("writing the protective MBR: {e}")))?;
             }
         }
-        Table::Mbr(mut mbr, slot, entry) => {
-            mbr[slot] = entry;
-            mbr.write_into(&mut f)
+        Table::Mbr(slot, entry) => {
+            // The one entry that changes: boot code, disk signature, the other entries and
+            // any EBR stay byte for byte.
+            f.seek(SeekFrom::Start(446 + 16 * (slot as u64 - 1)))
+                .and_then(|_| f.write_all(&entry.to_bytes()))
                 .map_err(|e| disk_err(disk, format!("writing the MBR: {e}")))?;
         }
     }

@@ -395,7 +395,7 @@ fn nodes_of(tree: &Tree) -> Result<Vec<Node>, MakeError> {
             continue;
         }
         let mut kids = nodes[d].children.clone();
-        kids.sort_by(|a, b| nodes[*a].name.cmp(&nodes[*b].name));
+        crate::sort::sort_by(&mut kids, |a, b| nodes[*a].name.cmp(&nodes[*b].name));
         let mut taken = std::collections::BTreeSet::new();
         taken.insert(*b".          ");
         taken.insert(*b"..         ");
@@ -504,7 +504,7 @@ fn layout(tree: &Tree, sector: u32, size: Option<u64>) -> Result<Layout, MakeErr
             }
         }
     }
-    files.sort_by(|a, b| nodes[*a].path.cmp(&nodes[*b].path));
+    crate::sort::sort_by(&mut files, |a, b| nodes[*a].path.cmp(&nodes[*b].path));
     order.extend(files);
     let cb = g.cluster_bytes();
     let mut next = 2u32;

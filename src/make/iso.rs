@@ -259,7 +259,7 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
                         .map(|&f| (files[f].name.clone(), None, Some(f))),
                 )
                 .collect();
-            kids.sort();
+            crate::sort::sort(&mut kids);
             for (name, dir, file) in kids {
                 let id = match ns {
                     Ns::Primary => {
@@ -271,7 +271,7 @@ fn build_layout(tree: &Tree) -> Result<Layout<'_>, MakeError> {
                 };
                 list.push(Entry { id, dir, file });
             }
-            list.sort_by(|a, b| a.id.cmp(&b.id));
+            crate::sort::sort_by(&mut list, |a, b| a.id.cmp(&b.id));
             entries[ns_i(ns)].push(list);
         }
     }

@@ -56,7 +56,9 @@ fn meta_data(d: &Description, with_files: bool) -> Value {
     }
     let keys = d.named_keys();
     if !keys.is_empty() {
-        let pk: Map<String, Value> = keys.iter().map(|(n, k)| (n.clone(), json!(k))).collect();
+        // Maps built by insertion, not `collect` (its own copy of the sort: src/sort.rs).
+        let mut pk = Map::new();
+        pk.extend(keys.iter().map(|(n, k)| (n.clone(), json!(k))));
         m.insert("public_keys".into(), Value::Object(pk));
         let list: Vec<Value> = keys
             .iter()
@@ -64,7 +66,8 @@ fn meta_data(d: &Description, with_files: bool) -> Value {
             .collect();
         m.insert("keys".into(), Value::Array(list));
     }
-    let mut meta: Map<String, Value> = d.meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut meta = Map::new();
+    meta.extend(d.meta.iter().map(|(k, v)| (k.clone(), json!(v))));
     if let Some(u) = &d.admin_username {
         meta.insert("admin_username".into(), json!(u));
     }
@@ -172,16 +175,13 @@ fn openstack(d: &Description, opts: &TreeOptions) -> Result<Tree, MakeError> {
         }
         let keys = d.named_keys();
         if !keys.is_empty() {
-            let pk: Map<String, Value> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, (n, k))| {
-                    (
-                        i.to_string(),
-                        json!({"openssh-key": k, "_name": format!("{i}={n}")}),
-                    )
-                })
-                .collect();
+            let mut pk = Map::new();
+            pk.extend(keys.iter().enumerate().map(|(i, (n, k))| {
+                (
+                    i.to_string(),
+                    json!({"openssh-key": k, "_name": format!("{i}={n}")}),
+                )
+            }));
             m.insert("public-keys".into(), Value::Object(pk));
         }
         let ec2 = pretty(&Value::Object(m));

@@ -26,7 +26,7 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
                 device: device.clone(),
                 source: e,
             })?;
-        names.sort_by_key(|e| e.file_name());
+        crate::sort::sort_by_key(&mut names, |e| e.file_name());
         for entry in names {
             entries += 1;
             if entries > limits.max_entries {

@@ -313,7 +313,7 @@ impl DriveFiles {
     pub fn subdirs(&self, dir: &str) -> Vec<String> {
         let want: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
         let mut out = self.index.get(&self.files).subdirs(&want);
-        out.sort();
+        crate::sort::sort(&mut out);
         out.dedup();
         out
     }

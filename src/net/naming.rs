@@ -53,7 +53,7 @@ pub fn host_nics(
             driver: drivers.get(name).cloned(),
         })
         .collect();
-    v.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::sort::sort_by(&mut v, |a, b| a.name.cmp(&b.name));
     v
 }
 
@@ -82,7 +82,7 @@ pub fn assign_names_with_drivers(
         host: host_nics(host, drivers),
         ..Names::default()
     };
-    let mut used: BTreeSet<String> = host.values().cloned().collect();
+    let mut used: BTreeSet<String> = crate::sort::set(host.values().cloned());
     // Physical links first: their names are given, not chosen.
     for l in &c.links {
         if !matches!(l.kind, LinkKind::Physical) {
@@ -167,14 +167,12 @@ pub fn assign_names_with_drivers(
 
 /// [`assign_names_with_drivers`] against an interface list (as [`Names::host`] holds it).
 pub fn assign_names_host(c: &NetworkConfig, host: &[HostNic]) -> Names {
-    let macs: BTreeMap<String, String> = host
-        .iter()
-        .map(|h| (h.mac.clone(), h.name.clone()))
-        .collect();
-    let drivers: BTreeMap<String, String> = host
-        .iter()
-        .filter_map(|h| Some((h.name.clone(), h.driver.clone()?)))
-        .collect();
+    let macs: BTreeMap<String, String> =
+        crate::sort::map(host.iter().map(|h| (h.mac.clone(), h.name.clone())));
+    let drivers: BTreeMap<String, String> = crate::sort::map(
+        host.iter()
+            .filter_map(|h| Some((h.name.clone(), h.driver.clone()?))),
+    );
     assign_names_with_drivers(c, &macs, &drivers)
 }
 

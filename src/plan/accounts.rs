@@ -481,7 +481,7 @@ fn claim_sub_range(table: &mut Table, ids: SubIds) -> Option<u64> {
     let mut keyed: Vec<(Option<Range>, String)> =
         table.lines.iter().map(|l| (range(l), l.clone())).collect();
     // Ranges first (by start, count, owner), then the other lines in their order.
-    keyed.sort_by(|(a, _), (b, _)| match (a, b) {
+    crate::sort::sort_by(&mut keyed, |(a, _), (b, _)| match (a, b) {
         (Some(a), Some(b)) => a.cmp(b),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
@@ -574,9 +574,7 @@ impl Table {
 
     /// Numeric values of field `idx` over all lines (used ids).
     fn ids(&self, idx: usize) -> BTreeSet<u32> {
-        (0..self.lines.len())
-            .filter_map(|i| self.field(i, idx)?.parse().ok())
-            .collect()
+        crate::sort::set((0..self.lines.len()).filter_map(|i| self.field(i, idx)?.parse().ok()))
     }
 }
 
@@ -783,10 +781,10 @@ impl Planner<'_> {
             .subgid
             .as_ref()
             .and_then(|t| changed(t, files.subgid.as_deref().unwrap_or("")));
-        let created: BTreeSet<&str> = out.created.iter().map(|c| c.name.as_str()).collect();
+        let created: BTreeSet<&str> = crate::sort::set(out.created.iter().map(|c| c.name.as_str()));
         let mut changed: Vec<String> = out.passwords_changed.clone();
         changed.retain(|n| !created.contains(n.as_str()));
-        changed.sort();
+        crate::sort::sort(&mut changed);
         changed.dedup();
         out.passwords_changed = changed;
         out

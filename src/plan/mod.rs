@@ -456,7 +456,7 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
         .extend(hostkeys::wanted_present(&policy.host_keys));
     w.key_users
         .extend(w.homes.iter().map(|(name, _)| name.clone()));
-    w.key_users.sort();
+    crate::sort::sort(&mut w.key_users);
     w.key_users.dedup();
     w
 }
@@ -1086,12 +1086,12 @@ impl Planner<'_> {
     }
 
     fn plan_record(&mut self, instance: &Instance, drive_sha256: &str) {
-        let steps: BTreeMap<String, String> = self
-            .steps
-            .iter()
-            .filter(|s| s.change != Change::Error)
-            .filter_map(|s| s.input.clone().map(|i| (s.id.clone(), i)))
-            .collect();
+        let steps: BTreeMap<String, String> = crate::sort::map(
+            self.steps
+                .iter()
+                .filter(|s| s.change != Change::Error)
+                .filter_map(|s| s.input.clone().map(|i| (s.id.clone(), i))),
+        );
         let record = Record {
             instance_id: instance.instance_id.clone(),
             format: instance.format.to_string(),

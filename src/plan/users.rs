@@ -943,13 +943,13 @@ impl Planner<'_> {
                 return;
             }
         };
-        let skel_tops: BTreeSet<&str> = self
-            .facts
-            .skel
-            .iter()
-            .map(|(sub, _)| sub.split('/').next().unwrap_or(sub))
-            .chain([".ssh"])
-            .collect();
+        let skel_tops: BTreeSet<&str> = crate::sort::set(
+            self.facts
+                .skel
+                .iter()
+                .map(|(sub, _)| sub.split('/').next().unwrap_or(sub))
+                .chain([".ssh"]),
+        );
         match self.facts.dirs.get(&rel) {
             None => self.steps.push(Step {
                 id: format!("home:{rel}"),

@@ -350,7 +350,7 @@ pub fn rank_candidates(mut found: Vec<Candidate>) -> Vec<Candidate> {
             c.device.name.clone(),
         )
     };
-    found.sort_by_key(key);
+    crate::sort::sort_by_key(&mut found, key);
     found
 }
 
@@ -396,7 +396,7 @@ pub fn rank_scan(scan: Scan, rules: &Rules) -> Probe {
         }
         out.push(d);
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::sort::sort_by(&mut out, |a, b| a.name.cmp(&b.name));
     Probe {
         devices: out,
         candidates: rank_candidates(found),

@@ -72,7 +72,7 @@ pub fn choose_version(drive: &DriveFiles) -> Option<String> {
         .into_iter()
         .filter(|d| is_date_dir(d) && has(d))
         .collect();
-    dated.sort();
+    crate::sort::sort(&mut dated);
     dated.pop()
 }
 
@@ -706,7 +706,7 @@ pub fn parse_ec2(drive: &DriveFiles) -> Result<(Instance, Report), SourceError> 
         .into_iter()
         .filter(|d| has(d))
         .collect();
-    dirs.sort();
+    crate::sort::sort(&mut dirs);
     let version = if has("latest") {
         "latest".to_string()
     } else {

@@ -593,7 +593,7 @@ pub(crate) fn ordered(c: &NetworkConfig) -> Vec<(usize, &Link)> {
         LinkKind::Vlan { .. } => 2,
     };
     let mut v: Vec<(usize, &Link)> = c.links.iter().enumerate().collect();
-    v.sort_by_key(|(i, l)| (rank(l), vlan_depth(c, l), *i));
+    crate::sort::sort_by_key(&mut v, |(i, l)| (rank(l), vlan_depth(c, l), *i));
     v
 }
 

@@ -364,7 +364,7 @@ impl Planner<'_> {
             }
         }
         // Vendor scripts first, as on Linux (the sort is stable: document order within each).
-        scripts.sort_by_key(|s| s.origin != Origin::VendorData);
+        crate::sort::sort_by_key(&mut scripts, |s| s.origin != Origin::VendorData);
         if !ud.windows_scripts.is_empty() {
             // The parser, the same on every OS, warned that it ignores these Windows scripts:
             // on Windows they run (or get the warning above).

@@ -225,10 +225,10 @@ fn list_sysfs(roots: &ProbeRoots) -> Vec<SysDev> {
         return Vec::new();
     };
     // Kernel names are ASCII: a name that is not UTF-8 is no device of the kernel's.
-    let names: BTreeSet<String> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let names: BTreeSet<String> = crate::sort::set(
+        rd.flatten()
+            .filter_map(|e| e.file_name().into_string().ok()),
+    );
     let mut out = Vec::new();
     // In name order already: `names` is sorted.
     for name in &names {
@@ -412,7 +412,7 @@ fn root_devno(root: &Path) -> Option<String> {
 pub fn scan(roots: &ProbeRoots) -> Scan {
     let sys = list_sysfs(roots);
     let with_kernel_parts: BTreeSet<String> =
-        sys.iter().filter_map(|s| s.dev.parent.clone()).collect();
+        crate::sort::set(sys.iter().filter_map(|s| s.dev.parent.clone()));
     let root_dev = root_devno(&roots.root);
     let mut devices: Vec<(BlockDevice, Found)> = Vec::new();
     // Tables of whole disks, by disk name, to annotate kernel partitions.

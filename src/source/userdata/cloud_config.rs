@@ -254,7 +254,7 @@ fn flush_unsupported(ctx: &mut Ctx) {
         return;
     }
     let mut keys = std::mem::take(&mut ctx.unsupported);
-    keys.sort();
+    crate::sort::sort(&mut keys);
     keys.dedup();
     let n = keys.len();
     ctx.warn(

@@ -107,7 +107,7 @@ pub(crate) fn parse(text: &str, limits: &YamlLimits) -> Result<Parsed, String> {
         .deserialize(d)
     })
     .map_err(|e| one_line(&e.to_string()))?;
-    duplicates.sort();
+    crate::sort::sort(&mut duplicates);
     duplicates.dedup();
     Ok(Parsed { node, duplicates })
 }
