@@ -1213,7 +1213,7 @@ const MAX_QUERY_KEYS: usize = 100_000;
 pub fn query_keys(root: &Path, instance: Option<&str>) -> Result<(String, Vec<String>), Error> {
     // `instance` and `drive` are the document's top-level keys: asking for each returns the
     // part `query` itself looks in, so the list matches what `query` finds.
-    let id = status::chosen_instance(root, instance)?;
+    let id = status::chosen_instance_to_read(root, instance)?;
     let mut keys = Vec::new();
     let mut bytes = 0usize;
     for top in ["instance", "drive"] {

@@ -602,52 +602,57 @@ pub fn current_instance(root: &Path, status: Option<&Status>) -> Result<String, 
     }
 }
 
-/// The instance named by `--instance` (validated), or the current one (`query`, `primer
-/// scripts`: they only read or run what that instance recorded).
-///
-/// An unreadable status is no reason to refuse: the status is a report replaced without a
-/// flush when nothing changed, so a power loss can leave it empty or torn, and the next boot
-/// without a drive then writes one that names no instance. With several instances recorded,
-/// the current one is then the one whose record (`applied.json`) was written last: a new
-/// instance's first run writes its record, and so does every run that changes something for it.
-/// (A drive switched back to an older instance with nothing to change writes none: that one
-/// case still finds the other instance. `clean` does not guess: it removes state, so it asks
-/// for `--instance`.)
+/// The instance named by `--instance` (validated), or the current one: the one the status
+/// names, or the only one recorded. `primer scripts` (which runs code) and `clean` (which
+/// removes state) use it: with several instances and no status naming one, they ask for
+/// `--instance` rather than guess.
 pub fn chosen_instance(root: &Path, instance: Option<&str>) -> Result<String, StatusError> {
     match instance {
         Some(id) => valid_id(id).map(|()| id.to_string()),
         None => {
+            // An unreadable status is no reason to refuse: fall back to the instance list.
             let status = read_status(root).unwrap_or_else(|e| {
                 tracing::warn!("{e}");
                 None
             });
-            match current_instance(root, status.as_ref()) {
-                Err(StatusError::Ambiguous {
-                    root: shown_root,
-                    ids,
-                }) => newest_record(root).ok_or(StatusError::Ambiguous {
-                    root: shown_root,
-                    ids,
-                }),
-                other => other,
-            }
+            current_instance(root, status.as_ref())
         }
     }
 }
 
-/// The instance whose record was modified last, when exactly one was (a tie, or a record that
-/// cannot be read, decides nothing).
+/// As [`chosen_instance`], for `query`, which only reads: where several instances are recorded
+/// and no status names one, the one whose record (`applied.json`) was written last.
+///
+/// The status is a report replaced without a flush when nothing changed, so a power loss can
+/// leave it empty or torn, and the next boot without a drive then writes one that names no
+/// instance. A new instance's first run writes its record, and so does every run that changes
+/// something for it, so the newest record is the current instance's, except after a drive
+/// switched back to an older instance with nothing to change, or a clock set back between the
+/// two: a guess good enough to read a value, not to run scripts or remove state by.
+pub fn chosen_instance_to_read(root: &Path, instance: Option<&str>) -> Result<String, StatusError> {
+    match chosen_instance(root, instance) {
+        Err(StatusError::Ambiguous {
+            root: shown_root,
+            ids,
+        }) => newest_record(root).ok_or(StatusError::Ambiguous {
+            root: shown_root,
+            ids,
+        }),
+        other => other,
+    }
+}
+
+/// The instance whose record was modified last, when exactly one was (a tie, or any record
+/// that cannot be looked at, decides nothing).
 fn newest_record(root: &Path) -> Option<String> {
     let mut newest: Option<(SystemTime, String)> = None;
     let mut tie = false;
     for id in list_instances(root).ok()? {
         let rel = state::record_path(&id);
-        let Ok(host) = real_path(root, &rel) else {
-            continue;
-        };
-        let Ok(modified) = fs::symlink_metadata(&host).and_then(|m| m.modified()) else {
-            continue;
-        };
+        let host = real_path(root, &rel).ok()?;
+        let modified = fs::symlink_metadata(&host)
+            .and_then(|m| m.modified())
+            .ok()?;
         match &newest {
             Some((t, _)) if modified < *t => {}
             Some((t, _)) if modified == *t => tie = true,
@@ -659,7 +664,7 @@ fn newest_record(root: &Path) -> Option<String> {
     }
     let (time, id) = newest.filter(|_| !tie)?;
     tracing::info!(
-        "no status names the current instance; using {id}, whose record {} was written last ({})",
+        "no status names the current instance; reading {id}, whose record {} was written last ({})",
         shown(&state::record_path(&id)),
         rfc3339_utc(epoch_secs(time))
     );
@@ -694,7 +699,7 @@ pub fn query(
     if sensitive && euid != 0 {
         return Err(StatusError::NotRoot { euid }.into());
     }
-    let id = chosen_instance(root, instance)?;
+    let id = chosen_instance_to_read(root, instance)?;
     let rel = state::instance_json_path(&id);
     let mut doc: serde_json::Value = match read_state_file(root, &rel)? {
         Some(b) => parse_state(&rel, &b)?,

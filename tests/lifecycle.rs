@@ -720,9 +720,9 @@ fn an_empty_or_torn_status_is_reported_and_written_again() {
 }
 
 /// A status found NUL-filled (XFS after a power loss) is torn, not malformed; with two instances
-/// recorded and a boot without a drive after it (its status names no instance), `query` and the
-/// deferred scripts take the instance whose record was written last, while `clean`, which
-/// removes state, still asks which one.
+/// recorded and a boot without a drive after it (its status names no instance), `query` reads
+/// the instance whose record was written last, while `clean` (removes state) and `primer
+/// scripts` (runs code) still ask which one.
 #[test]
 fn a_nul_filled_status_is_torn_and_query_takes_the_newest_record() {
     const OTHER: &str = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
@@ -769,7 +769,7 @@ fn a_nul_filled_status_is_torn_and_query_takes_the_newest_record() {
     assert_eq!(q.status.code(), Some(0), "{}", text(&q));
     assert_eq!(stdout(&q).trim(), "new-1.example.org");
     assert!(
-        text(&q).contains(&format!("using {UUID}, whose record")),
+        text(&q).contains(&format!("reading {UUID}, whose record")),
         "{}",
         text(&q)
     );
