@@ -612,6 +612,25 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         tracing::info!("primer=off on the kernel command line: nothing done this boot");
         return Ok(RunOutcome::Off);
     }
+    // A root that is not there is the caller's mistake: said so, naming the option, instead of
+    // the first temporary file primer fails to create inside it.
+    if !dry_run {
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Unsupported(format!(
+                    "--root {}: not a directory",
+                    root.display()
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Unsupported(format!(
+                    "--root {}: {e}",
+                    root.display()
+                )))
+            }
+        }
+    }
     let kernel = if req.locate.source.is_none() {
         kernel
     } else {

@@ -48,11 +48,32 @@ fn main() -> ExitCode {
     }
     // Warnings go to the journal as events with their priority, not as plain stdout lines.
     let brief = journal && primer::platform::journal_stream(1);
-    match primer::cli::execute(&cli, brief).map_err(anyhow::Error::from) {
+    match primer::cli::execute(&cli, brief) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("primer: error: {e:#}");
+            eprintln!("primer: error: {}", chain(&e));
             ExitCode::from(Exit::Error.code())
         }
     }
+}
+
+/// The error and its causes on one line, `error: cause: cause`, a cause left out when the text
+/// before it already says it (primer's errors often name their source's message themselves).
+///
+/// Not through `anyhow`: converting into `anyhow::Error` captures a backtrace when
+/// `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` is set, and the shipped binary has no unwind tables
+/// (packaging/discard-unwind-tables.ld): the unwinder then aborts the process before the
+/// message is printed.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -136,3 +136,32 @@ fn config_show_layers_drop_ins_and_names_each_origin() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("60-bad.yaml"), "{}", text(&o));
 }
+
+/// A `--root` that is not there is named as such (not as the first temporary file primer could
+/// not create in it), once, and with `RUST_BACKTRACE` set the error is printed, not turned into
+/// an abort (the shipped binary has no unwind tables to capture a backtrace with).
+#[test]
+fn a_missing_root_is_named_and_backtraces_do_not_abort() {
+    let d = tempfile::tempdir().unwrap();
+    let src = drive(d.path());
+    let missing = d.path().join("no-such-root");
+    let file = d.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for (root, why) in [
+        (&missing, "No such file or directory"),
+        (&file, "not a directory"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+            .args(["run", "--source", &src, "--root"])
+            .arg(root)
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let want = format!("primer: error: --root {}: {why}", root.display());
+        assert!(err.contains(&want), "{want:?} not in {err}");
+        assert_eq!(err.matches(why).count(), 1, "{err}");
+    }
+}
