@@ -15,6 +15,10 @@ use std::sync::{Arc, OnceLock};
 /// Bytes read from the device at a time when a file on the device is streamed.
 pub const STREAM_CHUNK: usize = 64 << 10;
 
+/// The first bytes of a file on the device kept while it is hashed: what [`Bytes::head`]
+/// serves (a parser telling a script from a cloud-config looks at no more).
+pub const HEAD_BYTES: usize = 4096;
+
 /// Positioned, read-only access to the device a drive was read from, shared by every file kept
 /// on it (a loop device, a partition behind an offset reader, an image file).
 pub trait ReadAt: Send + Sync {
@@ -30,6 +34,9 @@ struct OnDevice {
     len: usize,
     /// `device: path`, for errors (a drive path, never content).
     name: String,
+    /// The first [`HEAD_BYTES`] (fewer when the file is shorter), captured while the file was
+    /// hashed: a head read from the device later could differ from what the digest covers.
+    head: Vec<u8>,
     /// The whole content, read only when a caller needs it as one slice (a parser that cannot
     /// stream); checked against the digest, so what it holds is what was hashed. A load that
     /// failed (read error, bytes changed since hashing) keeps its error, never an empty buffer:
@@ -147,22 +154,30 @@ impl Bytes {
     }
 
     /// A drive file kept on its device: `extents` (offset, length) adding up to `len`, read
-    /// through `dev`; streams it once to compute its SHA-256 (the reader's error when it cannot
-    /// be read). `name` (`device: path`) is what errors show.
+    /// through `dev`; streams it once to compute its SHA-256 and keep its first [`HEAD_BYTES`]
+    /// (the reader's error when it cannot be read). `name` (`device: path`) is what errors
+    /// show.
     pub fn on_device(
         dev: Arc<dyn ReadAt>,
         extents: Vec<(u64, u64)>,
         len: usize,
         name: String,
     ) -> io::Result<Bytes> {
-        let d = OnDevice {
+        let mut d = OnDevice {
             dev,
             extents,
             len,
             name,
+            head: Vec::new(),
             loaded: OnceLock::new(),
         };
-        let digest = stream_device(&d, None, &mut |_| Ok(()))?;
+        let mut head = Vec::with_capacity(HEAD_BYTES.min(len));
+        let digest = stream_device(&d, None, &mut |c| {
+            let take = (HEAD_BYTES - head.len()).min(c.len());
+            head.extend_from_slice(&c[..take]);
+            Ok(())
+        })?;
+        d.head = head;
         let shared = Shared {
             data: Data::Device(d),
             sha256: OnceLock::new(),
@@ -211,25 +226,18 @@ impl Bytes {
             .unwrap_or_default())
     }
 
-    /// At most the first `n` bytes, without reading the rest of a file on the device (what a
-    /// parser looks at to tell a script from a cloud-config). A device that fails gives the
-    /// error; the bytes are checked again when the whole file is used.
+    /// At most the first `n` bytes (what a parser looks at to tell a script from a
+    /// cloud-config). A file on the device gives at most its first [`HEAD_BYTES`], kept while
+    /// it was hashed: no read, and what the caller classifies is what the digest covers (a
+    /// device returning other bytes on a later read cannot make a hashed cloud-config look like
+    /// a script). The error of a failed whole load (see [`try_slice`](Bytes::try_slice)).
     pub fn head(&self, n: usize) -> io::Result<std::borrow::Cow<'_, [u8]>> {
         match (&self.buf.data, self.is_whole()) {
-            (Data::Device(d), true) if d.loaded.get().is_none() => {
-                let mut out = Vec::with_capacity(n.min(d.len));
-                for &(start, len) in &d.extents {
-                    let want = (n - out.len()).min(len as usize);
-                    if want == 0 {
-                        break;
-                    }
-                    let at = out.len();
-                    out.resize(at + want, 0);
-                    d.dev.read_exact_at(start, &mut out[at..]).map_err(|e| {
-                        io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name))
-                    })?;
+            (Data::Device(d), true) => {
+                if let Some(Err(e)) = d.loaded.get() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
                 }
-                Ok(out.into())
+                Ok(d.head.get(..n).unwrap_or(&d.head).into())
             }
             _ => {
                 let all = self.try_slice()?;
@@ -493,7 +501,8 @@ mod tests {
         assert_eq!(b.len(), want.len());
         assert_eq!(b.sha256(), <[u8; 32]>::from(Sha256::digest(&want)));
         assert_eq!(&*b.head(10).unwrap(), &want[..10]);
-        assert_eq!(&*b.head(80_000).unwrap(), &want[..80_000]);
+        // No more than the head kept while hashing.
+        assert_eq!(&*b.head(80_000).unwrap(), &want[..HEAD_BYTES]);
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert!(out == want);
@@ -575,6 +584,28 @@ mod tests {
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert!(out == data);
+    }
+
+    #[test]
+    fn the_head_is_what_was_hashed_across_empty_extents() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        // Zero-length extents (which the reader allows) before and between the data: the head
+        // is not cut short at them.
+        let extents = vec![(0u64, 0u64), (100, 1_000), (5_000, 0), (2_000, 5_000)];
+        let mut want = data[100..1_100].to_vec();
+        want.extend_from_slice(&data[2_000..7_000]);
+        let b = Bytes::on_device(dev.clone(), extents, want.len(), "dev: h".into()).unwrap();
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &want[..HEAD_BYTES]);
+        assert_eq!(&*b.head(10).unwrap(), &want[..10]);
+        // The device now returns other bytes: the head is still the hashed one (no read), and
+        // the whole file, read again, is refused.
+        dev.0.lock().unwrap()[100..110].copy_from_slice(b"#!/bin/sh\n");
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &want[..HEAD_BYTES]);
+        assert!(b.write_to(&mut Vec::new()).is_err());
+        // A file shorter than the head is kept whole.
+        let b = Bytes::on_device(dev, vec![(0, 0), (7, 30)], 30, "dev: s".into()).unwrap();
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &data[7..37]);
     }
 
     #[test]

@@ -183,8 +183,9 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
         .find_map(|b| b.try_slice().err())
 }
 
-/// Bytes of a blob kept on the device that are read to tell what it is.
-const STREAM_HEAD: usize = 4096;
+/// Bytes of a blob kept on the device that are looked at to tell what it is: the head kept
+/// while the reader hashed it (`Bytes::head`), never bytes read again later.
+const STREAM_HEAD: usize = crate::model::bytes::HEAD_BYTES;
 
 /// Whether `blob`, a whole user-data file kept on the device, is a plain `#!` script, decided
 /// from its head exactly as the whole would be: not gzip, not MIME (its first line, complete in

@@ -877,3 +877,26 @@ fn user_data_that_changed_on_the_device_is_an_error_not_empty_input() {
     assert!(matches!(e, crate::source::SourceError::Reread { .. }));
     assert!(e.to_string().contains("/dev/sr0: user-data"), "{e}");
 }
+
+#[test]
+fn user_data_is_classified_from_the_bytes_that_were_hashed() {
+    // Hashed as a cloud-config; the device later returns a script head. The parse goes by the
+    // hashed head (a cloud-config, read whole) and the whole read is refused: no script.
+    let doc = format!("#cloud-config\nhostname: h\n#{}\n", "x".repeat(5000)).into_bytes();
+    let dev = std::sync::Arc::new(Changing(std::sync::Mutex::new(doc.clone())));
+    let b = Bytes::on_device(dev.clone(), vec![(0, doc.len() as u64)], doc.len(), {
+        "/dev/sr0: user-data".into()
+    })
+    .unwrap();
+    dev.0.lock().unwrap()[..13].copy_from_slice(b"#!/bin/sh\nech");
+    assert_eq!(&b.head(STREAM_HEAD).unwrap()[..13], b"#cloud-config");
+    assert!(!streamed_script(&b));
+    let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+    inst.user_data = Some(crate::model::Blob(b));
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert!(ud.scripts.is_empty());
+    assert!(
+        r.warnings.iter().any(|w| w.message.contains("changed")),
+        "{r:?}"
+    );
+}
