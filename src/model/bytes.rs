@@ -15,6 +15,10 @@ use std::sync::{Arc, OnceLock};
 /// Bytes read from the device at a time when a file on the device is streamed.
 pub const STREAM_CHUNK: usize = 64 << 10;
 
+/// The first bytes of a file on the device kept while it is hashed: what [`Bytes::head`]
+/// serves (a parser telling a script from a cloud-config looks at no more).
+pub const HEAD_BYTES: usize = 4096;
+
 /// Positioned, read-only access to the device a drive was read from, shared by every file kept
 /// on it (a loop device, a partition behind an offset reader, an image file).
 pub trait ReadAt: Send + Sync {
@@ -30,9 +34,14 @@ struct OnDevice {
     len: usize,
     /// `device: path`, for errors (a drive path, never content).
     name: String,
+    /// The first [`HEAD_BYTES`] (fewer when the file is shorter), captured while the file was
+    /// hashed: a head read from the device later could differ from what the digest covers.
+    head: Vec<u8>,
     /// The whole content, read only when a caller needs it as one slice (a parser that cannot
-    /// stream); checked against the digest, so what it holds is what was hashed.
-    loaded: OnceLock<Vec<u8>>,
+    /// stream); checked against the digest, so what it holds is what was hashed. A load that
+    /// failed (read error, bytes changed since hashing) keeps its error, never an empty buffer:
+    /// every later use of the bytes gets that error, so nothing takes the file as empty.
+    loaded: OnceLock<Result<Vec<u8>, String>>,
 }
 
 enum Data {
@@ -64,26 +73,30 @@ impl Shared {
     }
 
     /// The bytes as one slice: a file on the device is read whole here (once), the fallback
-    /// for callers that cannot stream. A device that fails or changed gives an empty slice
-    /// (logged, naming the file); the writer streams and checks again, so it fails the step.
-    fn slice(&self) -> &[u8] {
+    /// for callers that cannot stream. A device that fails or changed gives the error (naming
+    /// the file), the same one on every later call: the load is not retried, so every user of
+    /// the file sees one outcome.
+    fn try_slice(&self) -> io::Result<&[u8]> {
         match &self.data {
-            Data::Mem(v) => v,
-            Data::Device(d) => d.loaded.get_or_init(|| {
-                tracing::debug!("{}: read whole into memory", d.name);
-                let mut all = Vec::with_capacity(d.len);
-                let digest = self.sha256.get().copied();
-                match stream_device(d, digest, &mut |c| {
-                    all.extend_from_slice(c);
-                    Ok(())
-                }) {
-                    Ok(_) => all,
-                    Err(e) => {
+            Data::Mem(v) => Ok(v),
+            Data::Device(d) => d
+                .loaded
+                .get_or_init(|| {
+                    tracing::debug!("{}: read whole into memory", d.name);
+                    let mut all = Vec::with_capacity(d.len);
+                    let digest = self.sha256.get().copied();
+                    stream_device(d, digest, &mut |c| {
+                        all.extend_from_slice(c);
+                        Ok(())
+                    })
+                    .map(|_| all)
+                    .map_err(|e| {
                         tracing::error!("{e}");
-                        Vec::new()
-                    }
-                }
-            }),
+                        e.to_string()
+                    })
+                })
+                .as_deref()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone())),
         }
     }
 }
@@ -141,22 +154,30 @@ impl Bytes {
     }
 
     /// A drive file kept on its device: `extents` (offset, length) adding up to `len`, read
-    /// through `dev`; streams it once to compute its SHA-256 (the reader's error when it cannot
-    /// be read). `name` (`device: path`) is what errors show.
+    /// through `dev`; streams it once to compute its SHA-256 and keep its first [`HEAD_BYTES`]
+    /// (the reader's error when it cannot be read). `name` (`device: path`) is what errors
+    /// show.
     pub fn on_device(
         dev: Arc<dyn ReadAt>,
         extents: Vec<(u64, u64)>,
         len: usize,
         name: String,
     ) -> io::Result<Bytes> {
-        let d = OnDevice {
+        let mut d = OnDevice {
             dev,
             extents,
             len,
             name,
+            head: Vec::new(),
             loaded: OnceLock::new(),
         };
-        let digest = stream_device(&d, None, &mut |_| Ok(()))?;
+        let mut head = Vec::with_capacity(HEAD_BYTES.min(len));
+        let digest = stream_device(&d, None, &mut |c| {
+            let take = (HEAD_BYTES - head.len()).min(c.len());
+            head.extend_from_slice(&c[..take]);
+            Ok(())
+        })?;
+        d.head = head;
         let shared = Shared {
             data: Data::Device(d),
             sha256: OnceLock::new(),
@@ -187,45 +208,55 @@ impl Bytes {
         self.range.is_empty()
     }
 
+    /// The bytes as one slice; empty when a file on the device cannot be read again or changed
+    /// since it was hashed (logged, naming the file). A caller that must not take such a file as
+    /// empty uses [`try_slice`](Bytes::try_slice); streaming and writing return the error.
     pub fn as_slice(&self) -> &[u8] {
-        // The range is only ever built inside the buffer's bounds (see `slice_ref`).
-        self.buf.slice().get(self.range.clone()).unwrap_or_default()
+        self.try_slice().unwrap_or_default()
     }
 
-    /// At most the first `n` bytes, without reading the rest of a file on the device (what a
-    /// parser looks at to tell a script from a cloud-config). A device that fails gives the
-    /// error; the bytes are checked again when the whole file is used.
+    /// The bytes as one slice, or the error (naming the file) when a file on the device cannot
+    /// be read again or changed since it was hashed (see [`as_slice`](Bytes::as_slice)).
+    pub fn try_slice(&self) -> io::Result<&[u8]> {
+        // The range is only ever built inside the buffer's bounds (see `slice_ref`).
+        Ok(self
+            .buf
+            .try_slice()?
+            .get(self.range.clone())
+            .unwrap_or_default())
+    }
+
+    /// At most the first `n` bytes (what a parser looks at to tell a script from a
+    /// cloud-config). A file on the device gives at most its first [`HEAD_BYTES`], kept while
+    /// it was hashed: no read, and what the caller classifies is what the digest covers (a
+    /// device returning other bytes on a later read cannot make a hashed cloud-config look like
+    /// a script). The error of a failed whole load (see [`try_slice`](Bytes::try_slice)).
     pub fn head(&self, n: usize) -> io::Result<std::borrow::Cow<'_, [u8]>> {
         match (&self.buf.data, self.is_whole()) {
-            (Data::Device(d), true) if d.loaded.get().is_none() => {
-                let mut out = Vec::with_capacity(n.min(d.len));
-                for &(start, len) in &d.extents {
-                    let want = (n - out.len()).min(len as usize);
-                    if want == 0 {
-                        break;
-                    }
-                    let at = out.len();
-                    out.resize(at + want, 0);
-                    d.dev.read_exact_at(start, &mut out[at..]).map_err(|e| {
-                        io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name))
-                    })?;
+            (Data::Device(d), true) => {
+                if let Some(Err(e)) = d.loaded.get() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
                 }
-                Ok(out.into())
+                Ok(d.head.get(..n).unwrap_or(&d.head).into())
             }
-            _ => Ok(self.as_slice().get(..n).unwrap_or(self.as_slice()).into()),
+            _ => {
+                let all = self.try_slice()?;
+                Ok(all.get(..n).unwrap_or(all).into())
+            }
         }
     }
 
     /// Hands the bytes to `f` in order: a file on the device streamed in [`STREAM_CHUNK`]
     /// pieces with its digest checked at the end (an error naming the file when the device
     /// changed or failed; `f` has seen bytes by then, so a caller drops what it kept), else one
-    /// slice.
+    /// slice (the load's error when the file was read whole and that failed).
     pub fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         match &self.buf.data {
+            // Once loaded whole (or failed to), the load's outcome is used: one outcome for all.
             Data::Device(d) if self.is_whole() && d.loaded.get().is_none() => {
                 stream_device(d, self.buf.sha256.get().copied(), f).map(|_| ())
             }
-            _ => f(self.as_slice()),
+            _ => f(self.try_slice()?),
         }
     }
 
@@ -262,7 +293,7 @@ impl Bytes {
             *self
                 .buf
                 .sha256
-                .get_or_init(|| Sha256::digest(self.buf.slice()).into())
+                .get_or_init(|| Sha256::digest(self.as_slice()).into())
         } else {
             Sha256::digest(self.as_slice()).into()
         }
@@ -470,7 +501,8 @@ mod tests {
         assert_eq!(b.len(), want.len());
         assert_eq!(b.sha256(), <[u8; 32]>::from(Sha256::digest(&want)));
         assert_eq!(&*b.head(10).unwrap(), &want[..10]);
-        assert_eq!(&*b.head(80_000).unwrap(), &want[..80_000]);
+        // No more than the head kept while hashing.
+        assert_eq!(&*b.head(80_000).unwrap(), &want[..HEAD_BYTES]);
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert!(out == want);
@@ -485,6 +517,95 @@ mod tests {
         // A length that lies (past the device) fails at once.
         let e = Bytes::on_device(dev, vec![(290_000, 20_000)], 20_000, "dev: g".into());
         assert!(e.is_err());
+    }
+
+    /// A device whose reads fail once `fail` is set (a transient read error).
+    struct Flaky {
+        mem: Mem,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl ReadAt for Flaky {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::other("medium error"));
+            }
+            self.mem.read_exact_at(at, buf)
+        }
+    }
+
+    #[test]
+    fn a_failed_whole_load_is_an_error_everywhere_never_empty_bytes() {
+        // Changed on the device after hashing: loading it whole fails, naming the file.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        let b =
+            Bytes::on_device(dev.clone(), vec![(0, 100_000)], 100_000, "dev: ud".into()).unwrap();
+        dev.0.lock().unwrap()[70_000] ^= 1;
+        let e = b.try_slice().unwrap_err();
+        assert!(e.to_string().contains("dev: ud") && e.to_string().contains("changed"));
+        assert!(b.as_slice().is_empty());
+        // The device back as it was: the failed load stays the outcome (one for every user),
+        // and streaming, writing and the head give its error, never empty bytes.
+        dev.0.lock().unwrap()[70_000] ^= 1;
+        let mut out = Vec::new();
+        let e = b.write_to(&mut out).unwrap_err();
+        assert!(e.to_string().contains("dev: ud"), "{e}");
+        assert!(out.is_empty());
+        let e = b.write_out(&mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("dev: ud"), "{e}");
+        assert!(b.for_each_chunk(&mut |_| Ok(())).is_err());
+        assert!(b.head(10).unwrap_err().to_string().contains("dev: ud"));
+
+        // A read error on the second read (the first one hashed it).
+        let dev = Arc::new(Flaky {
+            mem: Mem(std::sync::Mutex::new(data.clone())),
+            fail: false.into(),
+        });
+        let b =
+            Bytes::on_device(dev.clone(), vec![(0, 100_000)], 100_000, "dev: ud2".into()).unwrap();
+        dev.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = b.try_slice().unwrap_err();
+        assert!(e.to_string().contains("dev: ud2") && e.to_string().contains("medium error"));
+        dev.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let e = b.write_to(&mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("dev: ud2"), "{e}");
+        // A part of the buffer (a MIME part) fails too.
+        let part = Bytes {
+            buf: Arc::clone(&b.buf),
+            range: 10..20,
+        };
+        assert!(part.try_slice().is_err());
+        assert!(part.write_to(&mut Vec::new()).is_err());
+
+        // A load that worked is used by every later caller, as loaded.
+        let b = Bytes::on_device(dev, vec![(0, 100_000)], 100_000, "dev: ud3".into()).unwrap();
+        assert!(b.try_slice().unwrap() == &data[..]);
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert!(out == data);
+    }
+
+    #[test]
+    fn the_head_is_what_was_hashed_across_empty_extents() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        // Zero-length extents (which the reader allows) before and between the data: the head
+        // is not cut short at them.
+        let extents = vec![(0u64, 0u64), (100, 1_000), (5_000, 0), (2_000, 5_000)];
+        let mut want = data[100..1_100].to_vec();
+        want.extend_from_slice(&data[2_000..7_000]);
+        let b = Bytes::on_device(dev.clone(), extents, want.len(), "dev: h".into()).unwrap();
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &want[..HEAD_BYTES]);
+        assert_eq!(&*b.head(10).unwrap(), &want[..10]);
+        // The device now returns other bytes: the head is still the hashed one (no read), and
+        // the whole file, read again, is refused.
+        dev.0.lock().unwrap()[100..110].copy_from_slice(b"#!/bin/sh\n");
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &want[..HEAD_BYTES]);
+        assert!(b.write_to(&mut Vec::new()).is_err());
+        // A file shorter than the head is kept whole.
+        let b = Bytes::on_device(dev, vec![(0, 0), (7, 30)], 30, "dev: s".into()).unwrap();
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &data[7..37]);
     }
 
     #[test]

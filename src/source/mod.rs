@@ -75,6 +75,10 @@ pub enum SourceError {
         size: u64,
         limit: u64,
     },
+    /// A drive file the parse needs (user-data kept on the device) could not be read again,
+    /// or changed since it was read: `detail` names the device and the file.
+    #[error("{}; the drive is not used", safe(detail))]
+    Reread { detail: String },
     #[error("{device}: no known format found ({fstype} volume holding {files} file(s); expected an openstack/, cloudstack/ or ec2/ tree, an ovf-env.xml, or NoCloud meta-data/user-data at the top)")]
     UnknownFormat {
         device: String,
@@ -109,7 +113,7 @@ impl SourceError {
             | SourceError::Xml { file, .. }
             | SourceError::Field { file, .. }
             | SourceError::TooLarge { file, .. } => Some(file),
-            SourceError::UnknownFormat { .. } => None,
+            SourceError::UnknownFormat { .. } | SourceError::Reread { .. } => None,
         }
     }
 
@@ -139,7 +143,7 @@ impl SourceError {
                     format!("{field}: ")
                 }
             ),
-            SourceError::UnknownFormat { .. } => self.to_string(),
+            SourceError::UnknownFormat { .. } | SourceError::Reread { .. } => self.to_string(),
         }
     }
 }
@@ -187,6 +191,17 @@ pub fn parse_drive(drive: &DriveFiles) -> Result<(Instance, Report), SourceError
         log_safe_report(&mut r);
         (i, r)
     });
+    // User-data kept on the device is read whole again here, once: a read that fails now must
+    // not become an empty user-data later (the cloud-config silently not applied).
+    if let Some(e) = parsed
+        .as_ref()
+        .ok()
+        .and_then(|(i, _)| userdata::reread_error(i))
+    {
+        return Err(SourceError::Reread {
+            detail: e.to_string(),
+        });
+    }
     if let Ok((i, r)) = &parsed {
         tracing::debug!(
             "{}: {} {} instance {} ({} warning(s))",

@@ -122,8 +122,19 @@ pub fn parse_user_data(
 }
 
 /// [`parse_user_data`] over an instance's `user_data` and `vendor_user_data` (with the MIME
-/// types producers gave).
+/// types producers gave). User-data or vendor-data kept on the device that cannot be read
+/// whole again (see [`reread_error`]) is not parsed as empty: nothing is parsed, and the
+/// report says why (`parse_drive` refuses such a drive before this runs).
 pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (UserData, Report) {
+    if let Some(e) = reread_error(inst) {
+        let mut report = Report::default();
+        report.warn(
+            USER_DATA_FILE,
+            "",
+            format!("{e}; user-data and vendor-data not applied"),
+        );
+        return (UserData::default(), report);
+    }
     // The instance's buffers: a script that is (a part of) one of them shares it.
     let owners: Vec<&Bytes> = inst
         .user_data
@@ -156,8 +167,25 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
     run.parse(user, &inputs)
 }
 
-/// Bytes of a blob kept on the device that are read to tell what it is.
-const STREAM_HEAD: usize = 4096;
+/// The error of the first user-data or vendor-data file kept on the device that the parse
+/// needs whole and that cannot be read again or changed since it was hashed (the message names
+/// the device and the file). The whole file is loaded here (once: the parse then uses that
+/// load), so a failed read is an error, never an empty blob; a `#!` script kept on the device
+/// is not loaded (it is streamed, its digest re-checked, where it is written).
+pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
+    let user = inst
+        .user_data
+        .iter()
+        .map(|b| &b.0)
+        .filter(|b| !streamed_script(b));
+    user.chain(inst.vendor_user_data.iter().map(|p| &p.data.0))
+        .filter(|b| b.is_on_device())
+        .find_map(|b| b.try_slice().err())
+}
+
+/// Bytes of a blob kept on the device that are looked at to tell what it is: the head kept
+/// while the reader hashed it (`Bytes::head`), never bytes read again later.
+const STREAM_HEAD: usize = crate::model::bytes::HEAD_BYTES;
 
 /// Whether `blob`, a whole user-data file kept on the device, is a plain `#!` script, decided
 /// from its head exactly as the whole would be: not gzip, not MIME (its first line, complete in

@@ -816,3 +816,87 @@ fn encoded_word_filenames_decode_to_safe_names() {
         assert!(names.insert(n.clone()), "two scripts named {n:?}");
     }
 }
+
+/// A device in memory whose bytes a test changes after the reader hashed a file on it.
+struct Changing(std::sync::Mutex<Vec<u8>>);
+
+impl crate::model::bytes::ReadAt for Changing {
+    fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let d = self.0.lock().unwrap();
+        let src = d
+            .get(at as usize..at as usize + buf.len())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+#[test]
+fn user_data_that_changed_on_the_device_is_an_error_not_empty_input() {
+    let doc = format!("#cloud-config\nhostname: kept\n#{}\n", "x".repeat(5000)).into_bytes();
+    let on_device = || {
+        let dev = std::sync::Arc::new(Changing(std::sync::Mutex::new(doc.clone())));
+        let b = Bytes::on_device(dev.clone(), vec![(0, doc.len() as u64)], doc.len(), {
+            "/dev/sr0: user-data".into()
+        })
+        .unwrap();
+        (dev, b)
+    };
+    // Read whole again fine: parsed as usual.
+    let (_dev, b) = on_device();
+    let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+    inst.user_data = Some(crate::model::Blob(b));
+    assert!(reread_error(&inst).is_none());
+    let (ud, _) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert_eq!(ud.cloud_config.hostname.as_deref(), Some("kept"));
+
+    // Changed after hashing: the parse reports the error (naming the file), it does not go on
+    // with empty user-data; the drive's parse refuses it.
+    let (dev, b) = on_device();
+    dev.0.lock().unwrap()[20] ^= 1;
+    inst.user_data = Some(crate::model::Blob(b.clone()));
+    let e = reread_error(&inst).unwrap().to_string();
+    assert!(
+        e.contains("/dev/sr0: user-data") && e.contains("changed"),
+        "{e}"
+    );
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert_eq!(ud.cloud_config.hostname, None);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("/dev/sr0: user-data") && w.message.contains("not applied")),
+        "{r:?}"
+    );
+    let mut drive = crate::media::DriveFiles::new("/dev/sr0", "iso9660");
+    drive
+        .files
+        .insert("meta-data".into(), Bytes::from("instance-id: i-1\n"));
+    drive.files.insert("user-data".into(), b);
+    let e = crate::source::parse_drive(&drive).unwrap_err();
+    assert!(matches!(e, crate::source::SourceError::Reread { .. }));
+    assert!(e.to_string().contains("/dev/sr0: user-data"), "{e}");
+}
+
+#[test]
+fn user_data_is_classified_from_the_bytes_that_were_hashed() {
+    // Hashed as a cloud-config; the device later returns a script head. The parse goes by the
+    // hashed head (a cloud-config, read whole) and the whole read is refused: no script.
+    let doc = format!("#cloud-config\nhostname: h\n#{}\n", "x".repeat(5000)).into_bytes();
+    let dev = std::sync::Arc::new(Changing(std::sync::Mutex::new(doc.clone())));
+    let b = Bytes::on_device(dev.clone(), vec![(0, doc.len() as u64)], doc.len(), {
+        "/dev/sr0: user-data".into()
+    })
+    .unwrap();
+    dev.0.lock().unwrap()[..13].copy_from_slice(b"#!/bin/sh\nech");
+    assert_eq!(&b.head(STREAM_HEAD).unwrap()[..13], b"#cloud-config");
+    assert!(!streamed_script(&b));
+    let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+    inst.user_data = Some(crate::model::Blob(b));
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert!(ud.scripts.is_empty());
+    assert!(
+        r.warnings.iter().any(|w| w.message.contains("changed")),
+        "{r:?}"
+    );
+}
