@@ -47,6 +47,9 @@ struct Tree {
     target: PathBuf,
     /// The steps whose files it holds (each reported with the tree's outcome).
     tags: Vec<usize>,
+    /// The steps whose file could not be staged (each already given its own error): a tree
+    /// missing any file is never published — the old copy stays whole (`commit_trees`).
+    failed: Vec<usize>,
     /// Directories made inside it (relative), and every entry in creation order (the no-flush
     /// fallback fsyncs them).
     dirs: BTreeSet<PathBuf>,
@@ -426,19 +429,50 @@ impl Writer {
         meta: Meta,
         dir_meta: Meta,
     ) -> io::Result<()> {
-        if !crate::paths::is_clean_relative(rel_in) {
+        let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
+            Some(t) => t,
+            None => {
+                let r = self.begin_tree(tree_rel, dir_meta);
+                let t = self.trees.len() - 1;
+                if let Err(e) = r {
+                    self.trees[t].tags.push(tag);
+                    self.trees[t].failed.push(tag);
+                    return Err(e);
+                }
+                t
+            }
+        };
+        self.trees[t].tags.push(tag);
+        let r = self.stage_in_tree(t, tree_rel, rel_in, content, meta);
+        if r.is_err() {
+            self.trees[t].failed.push(tag);
+        }
+        r
+    }
+
+    /// `stage_tree_file` into the begun tree `t`.
+    fn stage_in_tree(
+        &mut self,
+        t: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+    ) -> io::Result<()> {
+        // Relative, and nothing but plain names: `tmp.join` of an absolute path would drop
+        // the tree's prefix and write outside it.
+        if Path::new(rel_in).is_absolute() || !crate::paths::is_clean_relative(rel_in) {
             return Err(io::Error::other(format!(
                 "{tree_rel}/{rel_in}: not a clean relative path"
             )));
         }
-        let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
-            Some(t) => t,
-            None => {
-                self.begin_tree(tree_rel, dir_meta)?;
-                self.trees.len() - 1
-            }
-        };
-        self.trees[t].tags.push(tag);
+        if !self.trees[t].failed.is_empty() {
+            // The tree will not be published: no point filling the disk with the rest.
+            return Err(io::Error::other(format!(
+                "{tree_rel}/{rel_in}: not written: another file of the copy failed; \
+                 the old copy is kept"
+            )));
+        }
         // Its directories, made under their own names inside the unpublished tree.
         let rel_in = Path::new(rel_in);
         let mut sub = PathBuf::new();
@@ -477,8 +511,31 @@ impl Writer {
         }
     }
 
-    /// Makes the temporary directory of a new tree beside `tree_rel`'s target.
+    /// Makes the temporary directory of a new tree beside `tree_rel`'s target. The tree is
+    /// listed even when that fails (with no temporary directory): its later files are then
+    /// refused, and it is never published.
     fn begin_tree(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<()> {
+        self.trees.push(Tree {
+            rel: tree_rel.to_string(),
+            tmp: PathBuf::new(),
+            target: PathBuf::new(),
+            tags: Vec::new(),
+            failed: Vec::new(),
+            dirs: BTreeSet::new(),
+            entries: Vec::new(),
+            dir_meta,
+            setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
+        });
+        let (tmp, target) = self.make_tree_dir(tree_rel, dir_meta)?;
+        if let Some(tree) = self.trees.last_mut() {
+            tree.tmp = tmp;
+            tree.target = target;
+        }
+        Ok(())
+    }
+
+    /// The temporary directory of a new tree and its target (see `begin_tree`).
+    fn make_tree_dir(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<(PathBuf, PathBuf)> {
         let target = self.resolve(tree_rel)?;
         let parent = target
             .parent()
@@ -495,17 +552,7 @@ impl Writer {
         crate::platform::create_staged_dir(&tmp, dir_meta, parent_setgid)
             .map_err(|e| at(&tmp, e))?;
         crate::apply::fault::point("mkdir");
-        self.trees.push(Tree {
-            rel: tree_rel.to_string(),
-            tmp,
-            target,
-            tags: Vec::new(),
-            dirs: BTreeSet::new(),
-            entries: Vec::new(),
-            dir_meta,
-            setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
-        });
-        Ok(())
+        Ok((tmp, target))
     }
 
     /// Publishes every staged tree (`flushed`: its data is durable already; otherwise each of
@@ -521,6 +568,28 @@ impl Writer {
     fn commit_trees(&mut self, flushed: bool) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         for tree in std::mem::take(&mut self.trees) {
+            if !tree.failed.is_empty() {
+                // A file of it is missing: publishing it would replace the whole old copy
+                // with an incomplete one (and a file left unchanged on the drive would vanish
+                // without a word). Thrown away; the old copy stays, and every step of the tree
+                // fails (the failed ones kept their own error), so the record leaves them out
+                // and the next run builds the tree again.
+                if !tree.tmp.as_os_str().is_empty() {
+                    let _ = fs::remove_dir_all(&tree.tmp);
+                }
+                for tag in tree.tags.iter().filter(|t| !tree.failed.contains(t)) {
+                    errors.push((
+                        *tag,
+                        at(
+                            &tree.target,
+                            io::Error::other(
+                                "not written: another file of the copy failed; the old copy is kept",
+                            ),
+                        ),
+                    ));
+                }
+                continue;
+            }
             let r = (|| {
                 if !flushed {
                     for e in tree.entries.iter().rev() {
@@ -657,7 +726,12 @@ impl Writer {
                 .iter()
                 .chain(&tail)
                 .filter_map(|(_, t, _)| t.parent())
-                .chain(self.trees.iter().map(|t| t.tmp.as_path()))
+                .chain(
+                    self.trees
+                        .iter()
+                        .filter(|t| t.failed.is_empty())
+                        .map(|t| t.tmp.as_path()),
+                )
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
@@ -680,7 +754,12 @@ impl Writer {
                 .iter()
                 .chain(&tail)
                 .filter_map(|(_, _, t)| t.parent())
-                .chain(self.trees.iter().filter_map(|t| t.target.parent()))
+                .chain(
+                    self.trees
+                        .iter()
+                        .filter(|t| t.failed.is_empty())
+                        .filter_map(|t| t.target.parent()),
+                )
                 .collect();
             dirs.into_iter().map(Path::to_path_buf).collect()
         };
@@ -819,7 +898,12 @@ impl Writer {
             let dirs: BTreeSet<&Path> = pending
                 .iter()
                 .filter_map(|(_, t, _)| t.parent())
-                .chain(self.trees.iter().map(|t| t.tmp.as_path()))
+                .chain(
+                    self.trees
+                        .iter()
+                        .filter(|t| t.failed.is_empty())
+                        .map(|t| t.tmp.as_path()),
+                )
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
@@ -1116,10 +1200,75 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        // A path that could leave the tree is refused.
+        // A path that could leave the tree is refused (an absolute one would drop the
+        // tree's prefix in `join`), and the tree missing it is not published.
         let mut w = Writer::new(root);
-        assert!(w.stage_tree_file(1, "s/copy", "../x", b"", f, d).is_err());
-        assert!(w.stage_tree_file(1, "s/copy", "/x", b"", f, d).is_err());
+        for bad in ["../x", "/x", "/etc/x"] {
+            let e = w.stage_tree_file(1, "s/copy", bad, b"", f, d).unwrap_err();
+            assert!(
+                e.to_string().contains("not a clean relative path"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert!(!root.join("x").exists() && !root.join("etc/x").exists());
+        assert_eq!(fs::read(root.join("s/copy/a/x")).unwrap(), b"one");
+    }
+
+    /// Content whose writing fails (a device read error, a digest that no longer matches).
+    struct Failing;
+
+    impl crate::model::bytes::WriteOut for Failing {
+        fn write_out(&self, _: &mut dyn io::Write) -> io::Result<()> {
+            Err(io::Error::other("the device changed"))
+        }
+    }
+
+    /// Review finding 1: a tree missing a file is never published. The old copy stays whole,
+    /// the file that failed keeps its own error, every other file of the tree (an unchanged
+    /// one too) is reported failed, and no temporary tree is left.
+    #[test]
+    fn a_tree_with_a_failed_file_is_thrown_away_and_the_old_one_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o600), own(0o700));
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "meta", b"old", f, d)
+            .unwrap();
+        w.stage_tree_file(2, "s/copy", "big/user_data", b"u", f, d)
+            .unwrap();
+        assert!(w.commit_run(w.staged()).is_empty());
+
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "meta", b"new", f, d)
+            .unwrap();
+        let e = w
+            .stage_tree_file(2, "s/copy", "big/user_data", &Failing, f, d)
+            .unwrap_err();
+        assert!(e.to_string().contains("the device changed"), "{e}");
+        // Later files are refused: the tree will not be published.
+        let e = w
+            .stage_tree_file(3, "s/copy", "later", b"l", f, d)
+            .unwrap_err();
+        assert!(e.to_string().contains("old copy is kept"), "{e}");
+        w.stage(4, "s/record", b"r", f, d).unwrap();
+        let tail = w.staged() - 1;
+        let errors = w.commit_run(tail);
+        let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
+        // Step 1 fails too; the record (tail) is dropped after a failed file of the run.
+        assert!(
+            tags.contains(&1) && !tags.contains(&2) && !tags.contains(&3),
+            "{errors:?}"
+        );
+        assert_eq!(fs::read(root.join("s/copy/meta")).unwrap(), b"old");
+        assert_eq!(fs::read(root.join("s/copy/big/user_data")).unwrap(), b"u");
+        assert!(!root.join("s/copy/later").exists());
+        let names: Vec<_> = fs::read_dir(root.join("s"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["copy"], "temporary tree left");
     }
 
     /// A temporary tree a crash left in primer's state directory (the copy being built, or
