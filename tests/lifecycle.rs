@@ -811,3 +811,62 @@ fn an_unjournaled_root_is_flushed_again_after_the_renames() {
     assert_eq!(again.values().sum::<usize>(), 0, "re-run: {again:?}");
     assert_eq!(status_json(r)["outcome"], "unchanged");
 }
+
+/// Review finding 1: a local copy that cannot be rebuilt whole (here the filesystem is full;
+/// a device read error or a changed digest does the same) is never published incomplete. Only
+/// `meta_data.json` changed on the drive, yet the unchanged large file that failed is reported
+/// failed, the run fails, the old copy stays whole, no temporary tree is left, and once there
+/// is room again the next run rebuilds it.
+#[test]
+fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
+    use std::io::Write;
+    let d = drive("copy-1.example.org");
+    let big = vec![0x5a_u8; 8 << 20];
+    fs::create_dir_all(d.path().join("openstack/content")).unwrap();
+    fs::write(d.path().join("openstack/content/0001"), &big).unwrap();
+    let root = FsRoot::new("mkfs.ext4");
+    let r = &root.path();
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let inst = r.join(format!("var/lib/primer/instance/{UUID}"));
+    let kept = inst.join("drive/openstack/content/0001");
+    let meta = inst.join("drive/openstack/latest/meta_data.json");
+    assert_eq!(fs::read(&kept).unwrap(), big);
+    let old_meta = fs::read(&meta).unwrap();
+
+    // Full, but for 2 MiB: room for the run's small files, not for the copy again.
+    let fill = r.join("fill");
+    let mut f = fs::File::create(&fill).unwrap();
+    let chunk = vec![0_u8; 1 << 20];
+    while f.write_all(&chunk).is_ok() {}
+    f.sync_all().ok();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(2 << 20)).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    write_drive_tree(d.path(), &sample_meta("copy-2.example.org", &[ED]));
+    let o = run(d.path(), r, &["--json"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let failed = step_ids(&json(&o)["steps"], "failed");
+    assert!(
+        failed.iter().any(|id| id == "copy:openstack/content/0001"),
+        "{failed:?}\n{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(&kept).unwrap(), big, "old copy damaged");
+    assert_eq!(fs::read(&meta).unwrap(), old_meta);
+    let temps: Vec<_> = fs::read_dir(&inst)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(".primer-tmp."))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+
+    fs::remove_file(&fill).unwrap();
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(fs::read(&kept).unwrap(), big);
+    assert_ne!(fs::read(&meta).unwrap(), old_meta, "copy not rebuilt");
+}
