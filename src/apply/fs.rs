@@ -804,12 +804,19 @@ impl Writer {
                 dirs_failed = true;
             }
         }
-        let mut errors = self.commit_tail(tail, errors, true);
         // The crash argument above needs a filesystem that commits metadata in order (a
         // journal). Elsewhere (ext2, ext4 without a journal, vfat) a power loss may keep a
-        // later rename (the record) without an earlier one (a file it names): there the
-        // renames are flushed again before the run ends, as each batch was before.
+        // later rename (the record) without an earlier one (a file it names), and writeback
+        // may even persist the record's rename first: there the run's renames are flushed
+        // before the tail's (a failed flush keeps the tail unrenamed, as a failed directory
+        // fsync does), and everything once more before the run ends, as each batch was before.
         let dirs: Vec<&Path> = landing.iter().map(PathBuf::as_path).collect();
+        if errors.is_empty() && !tail.is_empty() {
+            if let Err(e) = crate::platform::sync_unordered(&dirs) {
+                errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
+            }
+        }
+        let mut errors = self.commit_tail(tail, errors, true);
         if let Err(e) = crate::platform::sync_unordered(&dirs) {
             errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
         }
