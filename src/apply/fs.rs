@@ -1007,11 +1007,31 @@ impl Writer {
                 d = dir.parent();
             }
         }
-        let state = self.resolve(crate::state::STATE_DIR).ok();
+        let instances = self.resolve(&crate::state::instances_dir()).ok();
+        // The name of the local copy's directory in each instance directory (`drive`).
+        let copy_name = crate::state::drive_copy_dir("i");
+        let copy_name = copy_name.rsplit('/').next().unwrap_or_default();
+        // `Some(true)`: an instance directory (where a temporary tree is swept whole);
+        // `Some(false)`: inside a local copy (built as one tree: nothing in it has a temporary
+        // name of primer's, and a name looking like one is the drive's own: never swept).
+        let place = |d: &Path| {
+            let below = d.strip_prefix(instances.as_deref()?).ok()?;
+            match below.components().count() {
+                1 => Some(true),
+                n if n >= 2 => Some(false).filter(|_| {
+                    below.components().nth(1).map(|c| c.as_os_str()) == Some(OsStr::new(copy_name))
+                }),
+                _ => None,
+            }
+        };
         let mut n = 0;
         for d in dirs {
             // A directory resolution found missing holds nothing to sweep: no failing open.
             if self.res.cached(&d) == Some(crate::paths::Kind::Missing) {
+                continue;
+            }
+            let place = place(&d);
+            if place == Some(false) {
                 continue;
             }
             let Ok(rd) = fs::read_dir(&d) else { continue };
@@ -1024,13 +1044,17 @@ impl Writer {
                     // is removed as a link: never followed.
                     Ok(t) if t.is_file() || t.is_symlink() => fs::remove_file(e.path()).is_ok(),
                     // Nothing is put in a temporary directory before its rename: only an empty
-                    // one is primer's (remove_dir refuses anything else) — except in primer's
-                    // own private state directory, where a temporary tree (the local copy being
-                    // built, or the old copy it replaced) is removed whole; `remove_dir_all`
-                    // never follows a link inside it.
+                    // one is primer's (remove_dir refuses anything else) — except a temporary
+                    // tree of the local copy (being built, or the old copy it replaced) right
+                    // in an instance directory, named exactly as `begin_tree` names it: removed
+                    // whole; `remove_dir_all` never follows a link inside it.
                     Ok(t) if t.is_dir() => {
                         fs::remove_dir(e.path()).is_ok()
-                            || (state.as_deref().is_some_and(|s| d.starts_with(s))
+                            || (place == Some(true)
+                                && crate::paths::is_temp_name_of(
+                                    &e.file_name().to_string_lossy(),
+                                    copy_name,
+                                )
                                 && fs::remove_dir_all(e.path()).is_ok())
                     }
                     _ => false,
@@ -1296,6 +1320,37 @@ mod tests {
         assert!(!inst.join(".drive.primer-tmp.9.9").exists());
         assert!(Path::new("/etc/passwd").exists());
         assert!(root.join("etc/.d.primer-tmp.1.3/keep").exists());
+    }
+
+    /// Review finding 4: names inside the local copy are the drive's, even when they look
+    /// like primer's temporary names: never swept. Beside the copy only a tree named exactly
+    /// as the copy's temporary tree is removed whole.
+    #[test]
+    fn names_inside_the_copy_are_never_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let inst = root.join(crate::state::instance_dir("i-1"));
+        let content = inst.join("drive/openstack/content");
+        fs::create_dir_all(content.join(".x.primer-tmp.a")).unwrap();
+        fs::write(content.join(".x.primer-tmp.a/f"), b"f").unwrap();
+        fs::create_dir_all(content.join(".e.primer-tmp.1.2")).unwrap();
+        fs::write(content.join(".y.primer-tmp.1.2"), b"y").unwrap();
+        fs::create_dir_all(inst.join(".other.primer-tmp.1.2/keep")).unwrap();
+        fs::create_dir_all(inst.join(".drive.primer-tmp.1.x/keep")).unwrap();
+        fs::create_dir_all(inst.join(".drive.primer-tmp.3.4/a")).unwrap();
+        let copy = crate::state::drive_copy_dir("i-1") + "/openstack/content/.x.primer-tmp.a/f";
+        let w = Writer::new(root);
+        assert_eq!(w.sweep_temps([copy.as_str()]), 1);
+        assert!(!inst.join(".drive.primer-tmp.3.4").exists());
+        for kept in [
+            content.join(".x.primer-tmp.a/f"),
+            content.join(".e.primer-tmp.1.2"),
+            content.join(".y.primer-tmp.1.2"),
+            inst.join(".other.primer-tmp.1.2/keep"),
+            inst.join(".drive.primer-tmp.1.x/keep"),
+        ] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
     }
 
     /// Review finding: a directory is made under its final name only where `mkdir` gives
@@ -1622,6 +1677,24 @@ mod tests {
             0o700
         );
         assert!(repair_tree(&top, me, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn temp_names_of_a_target() {
+        assert!(crate::paths::is_temp_name_of(
+            ".drive.primer-tmp.12.3",
+            "drive"
+        ));
+        for not in [
+            ".drive.primer-tmp.12",
+            ".drive.primer-tmp.1.x",
+            ".drive.primer-tmp..3",
+            ".drivex.primer-tmp.1.2",
+            "drive.primer-tmp.1.2",
+            ".drive.primer-tmp.1.2.3",
+        ] {
+            assert!(!crate::paths::is_temp_name_of(not, "drive"), "{not}");
+        }
     }
 
     #[test]
