@@ -858,6 +858,7 @@ fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
     let big = vec![0x5a_u8; 8 << 20];
     fs::create_dir_all(d.path().join("openstack/content")).unwrap();
     fs::write(d.path().join("openstack/content/0001"), &big).unwrap();
+    fs::write(d.path().join("openstack/content/0002"), b"gone next").unwrap();
     let root = FsRoot::new("mkfs.ext4");
     let r = &root.path();
     let o = run(d.path(), r, &[]);
@@ -880,6 +881,9 @@ fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
     drop(f);
 
     write_drive_tree(d.path(), &sample_meta("copy-2.example.org", &[ED]));
+    fs::remove_file(d.path().join("openstack/content/0002")).unwrap();
+    let gone = inst.join("drive/openstack/content/0002");
+    assert!(gone.exists());
     let o = run(d.path(), r, &["--json"]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     let failed = step_ids(&json(&o)["steps"], "failed");
@@ -888,6 +892,14 @@ fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
         "{failed:?}\n{}",
         text(&o)
     );
+    // The removal the unpublished tree stood for did not happen either (review finding 8).
+    assert!(
+        failed
+            .iter()
+            .any(|id| id == "copy-remove:openstack/content/0002"),
+        "{failed:?}"
+    );
+    assert!(gone.exists());
     assert_eq!(fs::read(&kept).unwrap(), big, "old copy damaged");
     assert_eq!(fs::read(&meta).unwrap(), old_meta);
     let temps: Vec<_> = fs::read_dir(&inst)
@@ -903,4 +915,5 @@ fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(fs::read(&kept).unwrap(), big);
     assert_ne!(fs::read(&meta).unwrap(), old_meta, "copy not rebuilt");
+    assert!(!gone.exists());
 }

@@ -94,9 +94,12 @@ impl Writer {
     }
 
     /// Forgets everything the writer learnt of the tree: anything may have changed (a script
-    /// ran). Only lookups are repeated afterwards.
+    /// ran: a directory may have a default ACL now, or another owner rule). Only lookups and
+    /// the one-per-directory checks are repeated afterwards.
     pub fn forget_all(&mut self) {
         self.res.forget_all();
+        self.verified.clear();
+        self.default_acl.clear();
     }
 
     fn touched(&mut self, path: &Path) {
@@ -1383,6 +1386,23 @@ mod tests {
             let m = fs::symlink_metadata(t.path().join(p)).unwrap();
             assert_eq!(m.mode() & 0o7777, 0o755, "{p}");
         }
+        // Review finding 8: what the writer learnt of a directory goes with `forget_all` (a
+        // script may have given it a default ACL meanwhile).
+        fs::create_dir(t.path().join("plain")).unwrap();
+        assert!(!w.has_default_acl(&t.path().join("plain/x")));
+        w.stage(1, "plain/f", b"f", own(0o644), own(0o755)).unwrap();
+        assert!(w.commit().is_empty());
+        assert!(!w.verified.is_empty());
+        let ok = std::process::Command::new("setfacl")
+            .args(["-d", "-m", "o::---"])
+            .arg(t.path().join("plain"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert!(!w.has_default_acl(&t.path().join("plain/x")), "asked again");
+        w.forget_all();
+        assert!(w.verified.is_empty());
+        assert!(w.has_default_acl(&t.path().join("plain/x")));
     }
 
     #[test]
