@@ -469,13 +469,6 @@ impl Writer {
                 "{tree_rel}/{rel_in}: not a clean relative path"
             )));
         }
-        if !self.trees[t].failed.is_empty() {
-            // The tree will not be published: no point filling the disk with the rest.
-            return Err(io::Error::other(format!(
-                "{tree_rel}/{rel_in}: not written: another file of the copy failed; \
-                 the old copy is kept"
-            )));
-        }
         // Its directories, made under their own names inside the unpublished tree.
         let rel_in = Path::new(rel_in);
         let mut sub = PathBuf::new();
@@ -1280,18 +1273,22 @@ mod tests {
             .stage_tree_file(2, "s/copy", "big/user_data", &Failing, f, d)
             .unwrap_err();
         assert!(e.to_string().contains("the device changed"), "{e}");
-        // Later files are refused: the tree will not be published.
-        let e = w
-            .stage_tree_file(3, "s/copy", "later", b"l", f, d)
-            .unwrap_err();
-        assert!(e.to_string().contains("old copy is kept"), "{e}");
+        // Later files are still staged (each one that fails with its own error, which a
+        // refusal would hide), but the tree will not be published.
+        w.stage_tree_file(3, "s/copy", "later", b"l", f, d).unwrap();
         w.stage(4, "s/record", b"r", f, d).unwrap();
         let tail = w.staged() - 1;
         let errors = w.commit_run(tail);
         let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
-        // Step 1 fails too; the record (tail) is dropped after a failed file of the run.
+        // Steps 1 and 3 fail too; the record (tail) is dropped after a failed file of the run.
         assert!(
-            tags.contains(&1) && !tags.contains(&2) && !tags.contains(&3),
+            errors
+                .iter()
+                .any(|(t, e)| *t == 1 && e.to_string().contains("old copy is kept")),
+            "{errors:?}"
+        );
+        assert!(
+            tags.contains(&1) && !tags.contains(&2) && tags.contains(&3),
             "{errors:?}"
         );
         assert_eq!(fs::read(root.join("s/copy/meta")).unwrap(), b"old");
