@@ -357,6 +357,18 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".primer-tmp.")
 }
 
+/// Whether `name` is exactly a temporary name primer gives beside `target`
+/// (`.TARGET.primer-tmp.PID.SEQ`, digits only): the one pattern a whole temporary tree (the
+/// local copy being built, or the old one it replaced) is removed by.
+pub fn is_temp_name_of(name: &str, target: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_prefix(target))
+        .and_then(|n| n.strip_prefix(".primer-tmp."))
+        .and_then(|n| n.split_once('.'))
+        .is_some_and(|(pid, seq)| digits(pid) && digits(seq))
+}
+
 /// The temporary name primer writes beside `name` before renaming it in place (see
 /// `is_temp_name`): `.NAME.primer-tmp.PID.SEQ`.
 pub fn temp_name(name: &str, pid: u32, seq: u64) -> String {

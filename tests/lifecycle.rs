@@ -537,6 +537,29 @@ fn state_files(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u
 
 /// How often each of `calls` appears in an strace log of `primer args`.
 fn traced_calls(args: &[&str], calls: &[&str]) -> std::collections::BTreeMap<String, usize> {
+    let trace = trace_log(args, calls);
+    let mut n = std::collections::BTreeMap::new();
+    for c in calls {
+        n.insert(c.to_string(), 0);
+    }
+    for l in trace.lines() {
+        if let Some(c) = n.get_mut(call_name(l)) {
+            *c += 1;
+        }
+    }
+    n
+}
+
+/// The system call a line of an `strace -f -qq` log is about.
+fn call_name(l: &str) -> &str {
+    l.split_whitespace()
+        .nth(1)
+        .and_then(|r| r.split('(').next())
+        .unwrap_or("")
+}
+
+/// The strace log (`calls` only) of `primer args`.
+fn trace_log(args: &[&str], calls: &[&str]) -> String {
     let log = tempfile::NamedTempFile::new().unwrap();
     let o = std::process::Command::new("strace")
         .args(["-f", "-qq", "-o"])
@@ -552,22 +575,7 @@ fn traced_calls(args: &[&str], calls: &[&str]) -> std::collections::BTreeMap<Str
         "{}",
         text(&o)
     );
-    let trace = fs::read_to_string(log.path()).unwrap();
-    let mut n = std::collections::BTreeMap::new();
-    for c in calls {
-        n.insert(c.to_string(), 0);
-    }
-    for l in trace.lines() {
-        let name = l
-            .split_whitespace()
-            .nth(1)
-            .and_then(|r| r.split('(').next())
-            .unwrap_or("");
-        if let Some(c) = n.get_mut(name) {
-            *c += 1;
-        }
-    }
-    n
+    fs::read_to_string(log.path()).unwrap()
 }
 
 /// A scratch root (what `scratch_root` holds) on a fresh filesystem made by `mkfs` on a loop
@@ -792,9 +800,10 @@ fn a_nul_filled_status_is_torn_and_query_takes_the_newest_record() {
 }
 
 /// Review finding (issue 15): on a filesystem that does not commit metadata in order (ext2: no
-/// journal), the run's one flush is followed by a second one after the renames, so a power
-/// loss cannot keep the record without a file it names; on a journaled ext4 (above) it is not.
-/// A re-run that changes nothing still makes none.
+/// journal), the run's one flush is followed by another after the run's renames and before the
+/// record's (writeback could otherwise persist the record before a file it names), and one
+/// more at the end; on a journaled ext4 (above) neither is made. A re-run that changes nothing
+/// still makes none.
 #[test]
 fn an_unjournaled_root_is_flushed_again_after_the_renames() {
     require_tool("strace");
@@ -802,12 +811,109 @@ fn an_unjournaled_root_is_flushed_again_after_the_renames() {
     let root = FsRoot::new("mkfs.ext2");
     let r = &root.path();
     let args = ["run", "--source", s(d.path()), "--root", s(r)];
-    let calls = ["syncfs", "fsync", "fdatasync"];
-    let first = traced_calls(&args, &calls);
-    assert_eq!(first["syncfs"], 2, "first run: {first:?}");
-    assert_eq!(first["fsync"] + first["fdatasync"], 0, "{first:?}");
+    let calls = [
+        "syncfs",
+        "fsync",
+        "fdatasync",
+        "rename",
+        "renameat",
+        "renameat2",
+    ];
+    let log = trace_log(&args, &calls);
+    let seq: Vec<&str> = log.lines().collect();
+    let count = |c: &str| seq.iter().filter(|l| call_name(l) == c).count();
+    assert_eq!(count("syncfs"), 3, "first run:\n{log}");
+    assert_eq!(count("fsync") + count("fdatasync"), 0, "{log}");
+    // Between the last rename of the run's files and the record's rename: a flush.
+    let record = seq
+        .iter()
+        .position(|l| call_name(l).starts_with("rename") && l.contains("applied.json"))
+        .unwrap_or_else(|| panic!("no record rename:\n{log}"));
+    let last_head = seq[..record]
+        .iter()
+        .rposition(|l| call_name(l).starts_with("rename"))
+        .unwrap_or_else(|| panic!("no file renamed before the record:\n{log}"));
+    assert!(
+        seq[last_head..record]
+            .iter()
+            .any(|l| call_name(l) == "syncfs"),
+        "no flush between the run's renames and the record's:\n{log}"
+    );
+    assert_eq!(call_name(seq[seq.len() - 1]), "syncfs", "{log}");
     assert_eq!(status_json(r)["outcome"], "changed");
-    let again = traced_calls(&args, &calls);
+    let again = traced_calls(&args, &calls[..3]);
     assert_eq!(again.values().sum::<usize>(), 0, "re-run: {again:?}");
     assert_eq!(status_json(r)["outcome"], "unchanged");
+}
+
+/// Review finding 1: a local copy that cannot be rebuilt whole (here the filesystem is full;
+/// a device read error or a changed digest does the same) is never published incomplete. Only
+/// `meta_data.json` changed on the drive, yet the unchanged large file that failed is reported
+/// failed, the run fails, the old copy stays whole, no temporary tree is left, and once there
+/// is room again the next run rebuilds it.
+#[test]
+fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
+    use std::io::Write;
+    let d = drive("copy-1.example.org");
+    let big = vec![0x5a_u8; 8 << 20];
+    fs::create_dir_all(d.path().join("openstack/content")).unwrap();
+    fs::write(d.path().join("openstack/content/0001"), &big).unwrap();
+    fs::write(d.path().join("openstack/content/0002"), b"gone next").unwrap();
+    let root = FsRoot::new("mkfs.ext4");
+    let r = &root.path();
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let inst = r.join(format!("var/lib/primer/instance/{UUID}"));
+    let kept = inst.join("drive/openstack/content/0001");
+    let meta = inst.join("drive/openstack/latest/meta_data.json");
+    assert_eq!(fs::read(&kept).unwrap(), big);
+    let old_meta = fs::read(&meta).unwrap();
+
+    // Full, but for 2 MiB: room for the run's small files, not for the copy again.
+    let fill = r.join("fill");
+    let mut f = fs::File::create(&fill).unwrap();
+    let chunk = vec![0_u8; 1 << 20];
+    while f.write_all(&chunk).is_ok() {}
+    f.sync_all().ok();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(2 << 20)).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    write_drive_tree(d.path(), &sample_meta("copy-2.example.org", &[ED]));
+    fs::remove_file(d.path().join("openstack/content/0002")).unwrap();
+    let gone = inst.join("drive/openstack/content/0002");
+    assert!(gone.exists());
+    let o = run(d.path(), r, &["--json"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let failed = step_ids(&json(&o)["steps"], "failed");
+    assert!(
+        failed.iter().any(|id| id == "copy:openstack/content/0001"),
+        "{failed:?}\n{}",
+        text(&o)
+    );
+    // The removal the unpublished tree stood for did not happen either (review finding 8).
+    assert!(
+        failed
+            .iter()
+            .any(|id| id == "copy-remove:openstack/content/0002"),
+        "{failed:?}"
+    );
+    assert!(gone.exists());
+    assert_eq!(fs::read(&kept).unwrap(), big, "old copy damaged");
+    assert_eq!(fs::read(&meta).unwrap(), old_meta);
+    let temps: Vec<_> = fs::read_dir(&inst)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(".primer-tmp."))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+
+    fs::remove_file(&fill).unwrap();
+    let o = run(d.path(), r, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(fs::read(&kept).unwrap(), big);
+    assert_ne!(fs::read(&meta).unwrap(), old_meta, "copy not rebuilt");
+    assert!(!gone.exists());
 }

@@ -47,6 +47,9 @@ struct Tree {
     target: PathBuf,
     /// The steps whose files it holds (each reported with the tree's outcome).
     tags: Vec<usize>,
+    /// The steps whose file could not be staged (each already given its own error): a tree
+    /// missing any file is never published — the old copy stays whole (`commit_trees`).
+    failed: Vec<usize>,
     /// Directories made inside it (relative), and every entry in creation order (the no-flush
     /// fallback fsyncs them).
     dirs: BTreeSet<PathBuf>,
@@ -91,9 +94,12 @@ impl Writer {
     }
 
     /// Forgets everything the writer learnt of the tree: anything may have changed (a script
-    /// ran). Only lookups are repeated afterwards.
+    /// ran: a directory may have a default ACL now, or another owner rule). Only lookups and
+    /// the one-per-directory checks are repeated afterwards.
     pub fn forget_all(&mut self) {
         self.res.forget_all();
+        self.verified.clear();
+        self.default_acl.clear();
     }
 
     fn touched(&mut self, path: &Path) {
@@ -426,19 +432,43 @@ impl Writer {
         meta: Meta,
         dir_meta: Meta,
     ) -> io::Result<()> {
-        if !crate::paths::is_clean_relative(rel_in) {
+        let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
+            Some(t) => t,
+            None => {
+                let r = self.begin_tree(tree_rel, dir_meta);
+                let t = self.trees.len() - 1;
+                if let Err(e) = r {
+                    self.trees[t].tags.push(tag);
+                    self.trees[t].failed.push(tag);
+                    return Err(e);
+                }
+                t
+            }
+        };
+        self.trees[t].tags.push(tag);
+        let r = self.stage_in_tree(t, tree_rel, rel_in, content, meta);
+        if r.is_err() {
+            self.trees[t].failed.push(tag);
+        }
+        r
+    }
+
+    /// `stage_tree_file` into the begun tree `t`.
+    fn stage_in_tree(
+        &mut self,
+        t: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+    ) -> io::Result<()> {
+        // Relative, and nothing but plain names: `tmp.join` of an absolute path would drop
+        // the tree's prefix and write outside it.
+        if Path::new(rel_in).is_absolute() || !crate::paths::is_clean_relative(rel_in) {
             return Err(io::Error::other(format!(
                 "{tree_rel}/{rel_in}: not a clean relative path"
             )));
         }
-        let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
-            Some(t) => t,
-            None => {
-                self.begin_tree(tree_rel, dir_meta)?;
-                self.trees.len() - 1
-            }
-        };
-        self.trees[t].tags.push(tag);
         // Its directories, made under their own names inside the unpublished tree.
         let rel_in = Path::new(rel_in);
         let mut sub = PathBuf::new();
@@ -477,8 +507,31 @@ impl Writer {
         }
     }
 
-    /// Makes the temporary directory of a new tree beside `tree_rel`'s target.
+    /// Makes the temporary directory of a new tree beside `tree_rel`'s target. The tree is
+    /// listed even when that fails (with no temporary directory): its later files are then
+    /// refused, and it is never published.
     fn begin_tree(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<()> {
+        self.trees.push(Tree {
+            rel: tree_rel.to_string(),
+            tmp: PathBuf::new(),
+            target: PathBuf::new(),
+            tags: Vec::new(),
+            failed: Vec::new(),
+            dirs: BTreeSet::new(),
+            entries: Vec::new(),
+            dir_meta,
+            setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
+        });
+        let (tmp, target) = self.make_tree_dir(tree_rel, dir_meta)?;
+        if let Some(tree) = self.trees.last_mut() {
+            tree.tmp = tmp;
+            tree.target = target;
+        }
+        Ok(())
+    }
+
+    /// The temporary directory of a new tree and its target (see `begin_tree`).
+    fn make_tree_dir(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<(PathBuf, PathBuf)> {
         let target = self.resolve(tree_rel)?;
         let parent = target
             .parent()
@@ -495,17 +548,7 @@ impl Writer {
         crate::platform::create_staged_dir(&tmp, dir_meta, parent_setgid)
             .map_err(|e| at(&tmp, e))?;
         crate::apply::fault::point("mkdir");
-        self.trees.push(Tree {
-            rel: tree_rel.to_string(),
-            tmp,
-            target,
-            tags: Vec::new(),
-            dirs: BTreeSet::new(),
-            entries: Vec::new(),
-            dir_meta,
-            setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
-        });
-        Ok(())
+        Ok((tmp, target))
     }
 
     /// Publishes every staged tree (`flushed`: its data is durable already; otherwise each of
@@ -521,6 +564,28 @@ impl Writer {
     fn commit_trees(&mut self, flushed: bool) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         for tree in std::mem::take(&mut self.trees) {
+            if !tree.failed.is_empty() {
+                // A file of it is missing: publishing it would replace the whole old copy
+                // with an incomplete one (and a file left unchanged on the drive would vanish
+                // without a word). Thrown away; the old copy stays, and every step of the tree
+                // fails (the failed ones kept their own error), so the record leaves them out
+                // and the next run builds the tree again.
+                if !tree.tmp.as_os_str().is_empty() {
+                    let _ = fs::remove_dir_all(&tree.tmp);
+                }
+                for tag in tree.tags.iter().filter(|t| !tree.failed.contains(t)) {
+                    errors.push((
+                        *tag,
+                        at(
+                            &tree.target,
+                            io::Error::other(
+                                "not written: another file of the copy failed; the old copy is kept",
+                            ),
+                        ),
+                    ));
+                }
+                continue;
+            }
             let r = (|| {
                 if !flushed {
                     for e in tree.entries.iter().rev() {
@@ -657,7 +722,12 @@ impl Writer {
                 .iter()
                 .chain(&tail)
                 .filter_map(|(_, t, _)| t.parent())
-                .chain(self.trees.iter().map(|t| t.tmp.as_path()))
+                .chain(
+                    self.trees
+                        .iter()
+                        .filter(|t| t.failed.is_empty())
+                        .map(|t| t.tmp.as_path()),
+                )
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
@@ -680,7 +750,12 @@ impl Writer {
                 .iter()
                 .chain(&tail)
                 .filter_map(|(_, _, t)| t.parent())
-                .chain(self.trees.iter().filter_map(|t| t.target.parent()))
+                .chain(
+                    self.trees
+                        .iter()
+                        .filter(|t| t.failed.is_empty())
+                        .filter_map(|t| t.target.parent()),
+                )
                 .collect();
             dirs.into_iter().map(Path::to_path_buf).collect()
         };
@@ -725,12 +800,19 @@ impl Writer {
                 dirs_failed = true;
             }
         }
-        let mut errors = self.commit_tail(tail, errors, true);
         // The crash argument above needs a filesystem that commits metadata in order (a
         // journal). Elsewhere (ext2, ext4 without a journal, vfat) a power loss may keep a
-        // later rename (the record) without an earlier one (a file it names): there the
-        // renames are flushed again before the run ends, as each batch was before.
+        // later rename (the record) without an earlier one (a file it names), and writeback
+        // may even persist the record's rename first: there the run's renames are flushed
+        // before the tail's (a failed flush keeps the tail unrenamed, as a failed directory
+        // fsync does), and everything once more before the run ends, as each batch was before.
         let dirs: Vec<&Path> = landing.iter().map(PathBuf::as_path).collect();
+        if errors.is_empty() && !tail.is_empty() {
+            if let Err(e) = crate::platform::sync_unordered(&dirs) {
+                errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
+            }
+        }
+        let mut errors = self.commit_tail(tail, errors, true);
         if let Err(e) = crate::platform::sync_unordered(&dirs) {
             errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
         }
@@ -819,7 +901,12 @@ impl Writer {
             let dirs: BTreeSet<&Path> = pending
                 .iter()
                 .filter_map(|(_, t, _)| t.parent())
-                .chain(self.trees.iter().map(|t| t.tmp.as_path()))
+                .chain(
+                    self.trees
+                        .iter()
+                        .filter(|t| t.failed.is_empty())
+                        .map(|t| t.tmp.as_path()),
+                )
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
                 .collect();
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
@@ -916,11 +1003,31 @@ impl Writer {
                 d = dir.parent();
             }
         }
-        let state = self.resolve(crate::state::STATE_DIR).ok();
+        let instances = self.resolve(&crate::state::instances_dir()).ok();
+        // The name of the local copy's directory in each instance directory (`drive`).
+        let copy_name = crate::state::drive_copy_dir("i");
+        let copy_name = copy_name.rsplit('/').next().unwrap_or_default();
+        // `Some(true)`: an instance directory (where a temporary tree is swept whole);
+        // `Some(false)`: inside a local copy (built as one tree: nothing in it has a temporary
+        // name of primer's, and a name looking like one is the drive's own: never swept).
+        let place = |d: &Path| {
+            let below = d.strip_prefix(instances.as_deref()?).ok()?;
+            match below.components().count() {
+                1 => Some(true),
+                n if n >= 2 => Some(false).filter(|_| {
+                    below.components().nth(1).map(|c| c.as_os_str()) == Some(OsStr::new(copy_name))
+                }),
+                _ => None,
+            }
+        };
         let mut n = 0;
         for d in dirs {
             // A directory resolution found missing holds nothing to sweep: no failing open.
             if self.res.cached(&d) == Some(crate::paths::Kind::Missing) {
+                continue;
+            }
+            let place = place(&d);
+            if place == Some(false) {
                 continue;
             }
             let Ok(rd) = fs::read_dir(&d) else { continue };
@@ -933,13 +1040,17 @@ impl Writer {
                     // is removed as a link: never followed.
                     Ok(t) if t.is_file() || t.is_symlink() => fs::remove_file(e.path()).is_ok(),
                     // Nothing is put in a temporary directory before its rename: only an empty
-                    // one is primer's (remove_dir refuses anything else) — except in primer's
-                    // own private state directory, where a temporary tree (the local copy being
-                    // built, or the old copy it replaced) is removed whole; `remove_dir_all`
-                    // never follows a link inside it.
+                    // one is primer's (remove_dir refuses anything else) — except a temporary
+                    // tree of the local copy (being built, or the old copy it replaced) right
+                    // in an instance directory, named exactly as `begin_tree` names it: removed
+                    // whole; `remove_dir_all` never follows a link inside it.
                     Ok(t) if t.is_dir() => {
                         fs::remove_dir(e.path()).is_ok()
-                            || (state.as_deref().is_some_and(|s| d.starts_with(s))
+                            || (place == Some(true)
+                                && crate::paths::is_temp_name_of(
+                                    &e.file_name().to_string_lossy(),
+                                    copy_name,
+                                )
                                 && fs::remove_dir_all(e.path()).is_ok())
                     }
                     _ => false,
@@ -1116,10 +1227,79 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        // A path that could leave the tree is refused.
+        // A path that could leave the tree is refused (an absolute one would drop the
+        // tree's prefix in `join`), and the tree missing it is not published.
         let mut w = Writer::new(root);
-        assert!(w.stage_tree_file(1, "s/copy", "../x", b"", f, d).is_err());
-        assert!(w.stage_tree_file(1, "s/copy", "/x", b"", f, d).is_err());
+        for bad in ["../x", "/x", "/etc/x"] {
+            let e = w.stage_tree_file(1, "s/copy", bad, b"", f, d).unwrap_err();
+            assert!(
+                e.to_string().contains("not a clean relative path"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert!(!root.join("x").exists() && !root.join("etc/x").exists());
+        assert_eq!(fs::read(root.join("s/copy/a/x")).unwrap(), b"one");
+    }
+
+    /// Content whose writing fails (a device read error, a digest that no longer matches).
+    struct Failing;
+
+    impl crate::model::bytes::WriteOut for Failing {
+        fn write_out(&self, _: &mut dyn io::Write) -> io::Result<()> {
+            Err(io::Error::other("the device changed"))
+        }
+    }
+
+    /// Review finding 1: a tree missing a file is never published. The old copy stays whole,
+    /// the file that failed keeps its own error, every other file of the tree (an unchanged
+    /// one too) is reported failed, and no temporary tree is left.
+    #[test]
+    fn a_tree_with_a_failed_file_is_thrown_away_and_the_old_one_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o600), own(0o700));
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "meta", b"old", f, d)
+            .unwrap();
+        w.stage_tree_file(2, "s/copy", "big/user_data", b"u", f, d)
+            .unwrap();
+        assert!(w.commit_run(w.staged()).is_empty());
+
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "meta", b"new", f, d)
+            .unwrap();
+        let e = w
+            .stage_tree_file(2, "s/copy", "big/user_data", &Failing, f, d)
+            .unwrap_err();
+        assert!(e.to_string().contains("the device changed"), "{e}");
+        // Later files are still staged (each one that fails with its own error, which a
+        // refusal would hide), but the tree will not be published.
+        w.stage_tree_file(3, "s/copy", "later", b"l", f, d).unwrap();
+        w.stage(4, "s/record", b"r", f, d).unwrap();
+        let tail = w.staged() - 1;
+        let errors = w.commit_run(tail);
+        let tags: Vec<usize> = errors.iter().map(|(t, _)| *t).collect();
+        // Steps 1 and 3 fail too; the record (tail) is dropped after a failed file of the run.
+        assert!(
+            errors
+                .iter()
+                .any(|(t, e)| *t == 1 && e.to_string().contains("old copy is kept")),
+            "{errors:?}"
+        );
+        assert!(
+            tags.contains(&1) && !tags.contains(&2) && tags.contains(&3),
+            "{errors:?}"
+        );
+        assert_eq!(fs::read(root.join("s/copy/meta")).unwrap(), b"old");
+        assert_eq!(fs::read(root.join("s/copy/big/user_data")).unwrap(), b"u");
+        assert!(!root.join("s/copy/later").exists());
+        let names: Vec<_> = fs::read_dir(root.join("s"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["copy"], "temporary tree left");
     }
 
     /// A temporary tree a crash left in primer's state directory (the copy being built, or
@@ -1140,6 +1320,37 @@ mod tests {
         assert!(!inst.join(".drive.primer-tmp.9.9").exists());
         assert!(Path::new("/etc/passwd").exists());
         assert!(root.join("etc/.d.primer-tmp.1.3/keep").exists());
+    }
+
+    /// Review finding 4: names inside the local copy are the drive's, even when they look
+    /// like primer's temporary names: never swept. Beside the copy only a tree named exactly
+    /// as the copy's temporary tree is removed whole.
+    #[test]
+    fn names_inside_the_copy_are_never_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let inst = root.join(crate::state::instance_dir("i-1"));
+        let content = inst.join("drive/openstack/content");
+        fs::create_dir_all(content.join(".x.primer-tmp.a")).unwrap();
+        fs::write(content.join(".x.primer-tmp.a/f"), b"f").unwrap();
+        fs::create_dir_all(content.join(".e.primer-tmp.1.2")).unwrap();
+        fs::write(content.join(".y.primer-tmp.1.2"), b"y").unwrap();
+        fs::create_dir_all(inst.join(".other.primer-tmp.1.2/keep")).unwrap();
+        fs::create_dir_all(inst.join(".drive.primer-tmp.1.x/keep")).unwrap();
+        fs::create_dir_all(inst.join(".drive.primer-tmp.3.4/a")).unwrap();
+        let copy = crate::state::drive_copy_dir("i-1") + "/openstack/content/.x.primer-tmp.a/f";
+        let w = Writer::new(root);
+        assert_eq!(w.sweep_temps([copy.as_str()]), 1);
+        assert!(!inst.join(".drive.primer-tmp.3.4").exists());
+        for kept in [
+            content.join(".x.primer-tmp.a/f"),
+            content.join(".e.primer-tmp.1.2"),
+            content.join(".y.primer-tmp.1.2"),
+            inst.join(".other.primer-tmp.1.2/keep"),
+            inst.join(".drive.primer-tmp.1.x/keep"),
+        ] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
     }
 
     /// Review finding: a directory is made under its final name only where `mkdir` gives
@@ -1172,6 +1383,23 @@ mod tests {
             let m = fs::symlink_metadata(t.path().join(p)).unwrap();
             assert_eq!(m.mode() & 0o7777, 0o755, "{p}");
         }
+        // Review finding 8: what the writer learnt of a directory goes with `forget_all` (a
+        // script may have given it a default ACL meanwhile).
+        fs::create_dir(t.path().join("plain")).unwrap();
+        assert!(!w.has_default_acl(&t.path().join("plain/x")));
+        w.stage(1, "plain/f", b"f", own(0o644), own(0o755)).unwrap();
+        assert!(w.commit().is_empty());
+        assert!(!w.verified.is_empty());
+        let ok = std::process::Command::new("setfacl")
+            .args(["-d", "-m", "o::---"])
+            .arg(t.path().join("plain"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert!(!w.has_default_acl(&t.path().join("plain/x")), "asked again");
+        w.forget_all();
+        assert!(w.verified.is_empty());
+        assert!(w.has_default_acl(&t.path().join("plain/x")));
     }
 
     #[test]
@@ -1466,6 +1694,24 @@ mod tests {
             0o700
         );
         assert!(repair_tree(&top, me, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn temp_names_of_a_target() {
+        assert!(crate::paths::is_temp_name_of(
+            ".drive.primer-tmp.12.3",
+            "drive"
+        ));
+        for not in [
+            ".drive.primer-tmp.12",
+            ".drive.primer-tmp.1.x",
+            ".drive.primer-tmp..3",
+            ".drivex.primer-tmp.1.2",
+            "drive.primer-tmp.1.2",
+            ".drive.primer-tmp.1.2.3",
+        ] {
+            assert!(!crate::paths::is_temp_name_of(not, "drive"), "{not}");
+        }
     }
 
     #[test]

@@ -245,6 +245,7 @@ pub fn apply_plan_recorded(
         // Tools and scripts may have changed anything under the root: the writer looks again.
         writer.forget_all();
     }
+    fail_copy_removes(plan, &mut results, copy.as_deref());
     let tail_from = writer.staged();
     let mut tail = stage_tail(
         &mut writer,
@@ -284,6 +285,7 @@ pub fn apply_plan_recorded(
                 set_error(&mut results, i, e);
             }
         }
+        fail_copy_removes(plan, &mut results, copy.as_deref());
         if tail_dropped {
             // A file of the run did not land: the record and pin staged for the run as planned
             // were dropped unrenamed; the record is staged again without the failed steps and
@@ -327,6 +329,7 @@ pub fn apply_plan_recorded(
     if let Err(e) = writer.sync_dirs() {
         results.push(Err(e));
     }
+    fail_copy_removes(plan, &mut results, copy.as_deref());
     let mut report = build_report(plan, &results, tail.not_pinned);
     for s in &report.steps {
         match s.outcome {
@@ -373,6 +376,29 @@ fn copy_rebuild(plan: &Plan) -> Option<String> {
         acts |= s.change.acts();
     }
     dir.filter(|_| acts).map(str::to_string)
+}
+
+/// When a file of the rebuilt local copy failed, its tree was not published (the old copy is
+/// kept): the removals it stood for (`copy-remove:PATH`) did not happen either.
+fn fail_copy_removes(plan: &Plan, results: &mut [std::io::Result<()>], copy: Option<&str>) {
+    if copy.is_none() {
+        return;
+    }
+    let copy_failed = plan
+        .steps
+        .iter()
+        .zip(results.iter())
+        .any(|(s, r)| r.is_err() && s.id.starts_with(COPY_STEP));
+    if !copy_failed {
+        return;
+    }
+    for (s, r) in plan.steps.iter().zip(results.iter_mut()) {
+        if s.id.starts_with(COPY_REMOVE_STEP) && s.change.acts() && r.is_ok() {
+            *r = Err(std::io::Error::other(
+                "not removed: another file of the copy failed; the old copy is kept",
+            ));
+        }
+    }
 }
 
 /// `e` as the result of step `i` (or an extra result: a directory fsync of no step).
@@ -462,10 +488,9 @@ fn build_report(
                 Outcome::Skipped,
                 "not pinned: a step of this run failed; the next boot retries unpinned".to_string(),
             ),
-            (Change::Unchanged, _) => (Outcome::Unchanged, why.to_string()),
-            (Change::Skip, _) => (Outcome::Skipped, why.to_string()),
             (Change::Error, _) => (Outcome::Failed, why.to_string()),
-            (_, Ok(())) => (Outcome::Changed, why.to_string()),
+            // Before the planned change: a step planned unchanged may still fail (a file of
+            // the local copy, rewritten with the rest of it).
             (_, Err(e)) => {
                 let e = match plan.steps.get(i).and_then(|s| action_path(&s.action)) {
                     Some(p) if !e.to_string().contains(p) => format!("/{p}: {e}"),
@@ -473,6 +498,9 @@ fn build_report(
                 };
                 (Outcome::Failed, format!("{why}: {e}"))
             }
+            (Change::Unchanged, _) => (Outcome::Unchanged, why.to_string()),
+            (Change::Skip, _) => (Outcome::Skipped, why.to_string()),
+            (_, Ok(())) => (Outcome::Changed, why.to_string()),
         };
         report.steps.push(StepReport {
             id: id.to_string(),
