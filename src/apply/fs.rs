@@ -369,16 +369,7 @@ impl Writer {
             )));
         }
         let tmp = self.temp_name(&target);
-        let result = (|| {
-            // Created with its final mode and owner when the kernel gives them at creation
-            // (primer's own ids, no setgid parent, a mode the umask keeps); otherwise private,
-            // and the owner and mode are set below, before the file is renamed into view.
-            let (mut f, fix) = self.create_file(&tmp, meta, parent_setgid)?;
-            // A drive file on the device streams in, its digest checked (model::Bytes).
-            content.write_out(&mut f)?;
-            crate::platform::finish_staged_file(&f, meta, fix)
-        })()
-        .map_err(|e| at(&tmp, e));
+        let result = self.write_staged(&tmp, content, meta, parent_setgid);
         match result {
             Ok(()) => {
                 self.pending.push((tag, tmp, target));
@@ -488,13 +479,7 @@ impl Writer {
         }
         let host = self.trees[t].tmp.join(rel_in);
         let setgid = self.trees[t].setgid;
-        let r = (|| {
-            let (mut f, fix) = self.create_file(&host, meta, setgid)?;
-            // A drive file on the device streams in, its digest checked (model::Bytes).
-            content.write_out(&mut f)?;
-            crate::platform::finish_staged_file(&f, meta, fix)
-        })()
-        .map_err(|e| at(&host, e));
+        let r = self.write_staged(&host, content, meta, setgid);
         match r {
             Ok(()) => {
                 self.trees[t].entries.push(host);
@@ -505,6 +490,26 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Creates the not-yet-visible file `path` and writes `content` into it, mode and owner
+    /// final: created with them when the kernel gives them at creation (primer's own ids, no
+    /// setgid parent, a mode the umask keeps); otherwise private, and the owner and mode are
+    /// set after the write, before anything renames it into view. Errors name `path`.
+    fn write_staged(
+        &mut self,
+        path: &Path,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+        setgid: bool,
+    ) -> io::Result<()> {
+        (|| {
+            let (mut f, fix) = self.create_file(path, meta, setgid)?;
+            // A drive file on the device streams in, its digest checked (model::Bytes).
+            content.write_out(&mut f)?;
+            crate::platform::finish_staged_file(&f, meta, fix)
+        })()
+        .map_err(|e| at(path, e))
     }
 
     /// Makes the temporary directory of a new tree beside `tree_rel`'s target. The tree is
