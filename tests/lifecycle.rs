@@ -847,10 +847,11 @@ fn an_unjournaled_root_is_flushed_again_after_the_renames() {
 }
 
 /// Review finding 1: a local copy that cannot be rebuilt whole (here the filesystem is full;
-/// a device read error or a changed digest does the same) is never published incomplete. Only
-/// `meta_data.json` changed on the drive, yet the unchanged large file that failed is reported
-/// failed, the run fails, the old copy stays whole, no temporary tree is left, and once there
-/// is room again the next run rebuilds it.
+/// a device read error or a changed digest does the same) is never published incomplete: the
+/// large file that changed cannot be written, so it is reported failed, the run fails, the old
+/// copy stays whole (the files that did not change are linked into the new tree, not written,
+/// so they need no room), no temporary tree is left, and once there is room again the next run
+/// rebuilds it.
 #[test]
 fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
     use std::io::Write;
@@ -881,6 +882,8 @@ fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
     drop(f);
 
     write_drive_tree(d.path(), &sample_meta("copy-2.example.org", &[ED]));
+    let big2 = vec![0xa5_u8; 8 << 20];
+    fs::write(d.path().join("openstack/content/0001"), &big2).unwrap();
     fs::remove_file(d.path().join("openstack/content/0002")).unwrap();
     let gone = inst.join("drive/openstack/content/0002");
     assert!(gone.exists());
@@ -913,7 +916,7 @@ fn a_copy_that_cannot_be_rebuilt_whole_keeps_the_old_one_and_the_run_fails() {
     fs::remove_file(&fill).unwrap();
     let o = run(d.path(), r, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(fs::read(&kept).unwrap(), big);
+    assert_eq!(fs::read(&kept).unwrap(), big2);
     assert_ne!(fs::read(&meta).unwrap(), old_meta, "copy not rebuilt");
     assert!(!gone.exists());
 }

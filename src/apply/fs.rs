@@ -59,6 +59,20 @@ struct Tree {
     setgid: bool,
 }
 
+/// Links the current file `old` (inside primer's private state, under the run lock) as `new`
+/// when it is a regular file with exactly `meta`: an unchanged file of a rebuilt tree. `false`
+/// (and nothing made) otherwise, or when the link fails (another filesystem, a link count at
+/// its limit): the caller then writes it. `hard_link` does not follow a symbolic link.
+fn link_kept(old: &Path, new: &Path, meta: Meta) -> bool {
+    let Ok(m) = fs::symlink_metadata(old) else {
+        return false;
+    };
+    if !m.is_file() || crate::facts::meta_of(old, &m) != meta {
+        return false;
+    }
+    fs::hard_link(old, new).is_ok()
+}
+
 impl Writer {
     pub fn new(root: &Path) -> Writer {
         Writer::with_resolver(Resolver::with_group_rule(
@@ -423,6 +437,36 @@ impl Writer {
         meta: Meta,
         dir_meta: Meta,
     ) -> io::Result<()> {
+        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, false)
+    }
+
+    /// As [`Writer::stage_tree_file`], for a file the plan found unchanged in the current
+    /// target (same bytes, mode and owner): the new tree gets a hard link to the current file
+    /// instead of a copy (no bytes read from the drive or written again, its inode and times
+    /// kept), when that file is still a regular file with `meta`; else it is written.
+    pub fn keep_tree_file(
+        &mut self,
+        tag: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+        dir_meta: Meta,
+    ) -> io::Result<()> {
+        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tree_file(
+        &mut self,
+        tag: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+        dir_meta: Meta,
+        keep: bool,
+    ) -> io::Result<()> {
         let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
             Some(t) => t,
             None => {
@@ -437,7 +481,7 @@ impl Writer {
             }
         };
         self.trees[t].tags.push(tag);
-        let r = self.stage_in_tree(t, tree_rel, rel_in, content, meta);
+        let r = self.stage_in_tree(t, tree_rel, rel_in, content, meta, keep);
         if r.is_err() {
             self.trees[t].failed.push(tag);
         }
@@ -452,6 +496,7 @@ impl Writer {
         rel_in: &str,
         content: &(impl crate::model::bytes::WriteOut + ?Sized),
         meta: Meta,
+        keep: bool,
     ) -> io::Result<()> {
         // Relative, and nothing but plain names: `tmp.join` of an absolute path would drop
         // the tree's prefix and write outside it.
@@ -478,6 +523,10 @@ impl Writer {
             tree.entries.push(host);
         }
         let host = self.trees[t].tmp.join(rel_in);
+        if keep && link_kept(&self.trees[t].target.join(rel_in), &host, meta) {
+            self.trees[t].entries.push(host);
+            return Ok(());
+        }
         let setgid = self.trees[t].setgid;
         let r = self.write_staged(&host, content, meta, setgid);
         match r {
@@ -1191,6 +1240,53 @@ mod tests {
     /// A tree (the local copy) is built under a temporary name and published by one rename;
     /// a rebuilt tree replaces a non-empty one whole (a file no longer staged is gone); no
     /// temporary entry is left, and each file and directory has exactly its meta.
+    #[test]
+    fn an_unchanged_file_of_a_rebuilt_tree_is_linked_not_written() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o600), own(0o700));
+        let mut w = Writer::new(root);
+        w.stage_tree_file(1, "s/copy", "a/kept", b"same", f, d)
+            .unwrap();
+        w.stage_tree_file(2, "s/copy", "a/meta", b"m", f, d)
+            .unwrap();
+        w.stage_tree_file(3, "s/copy", "top", b"old", f, d).unwrap();
+        assert!(w.commit_run(w.staged()).is_empty());
+        let ino = |p: &str| fs::symlink_metadata(root.join(p)).unwrap().ino();
+        let (kept, meta) = (ino("s/copy/a/kept"), ino("s/copy/a/meta"));
+        // The current file of `a/meta` no longer has the planned mode: written, not linked.
+        fs::set_permissions(
+            root.join("s/copy/a/meta"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let mut w = Writer::new(root);
+        w.keep_tree_file(1, "s/copy", "a/kept", b"same", f, d)
+            .unwrap();
+        w.keep_tree_file(2, "s/copy", "a/meta", b"m", f, d).unwrap();
+        w.stage_tree_file(3, "s/copy", "top", b"new", f, d).unwrap();
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert_eq!(
+            ino("s/copy/a/kept"),
+            kept,
+            "an unchanged file was written again"
+        );
+        assert_ne!(ino("s/copy/a/meta"), meta);
+        let m = fs::symlink_metadata(root.join("s/copy/a/meta")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o600);
+        assert_eq!(m.nlink(), 1);
+        // The old tree is gone: the kept file has one name again.
+        assert_eq!(
+            fs::symlink_metadata(root.join("s/copy/a/kept"))
+                .unwrap()
+                .nlink(),
+            1
+        );
+        assert_eq!(fs::read(root.join("s/copy/a/kept")).unwrap(), b"same");
+        assert_eq!(fs::read(root.join("s/copy/top")).unwrap(), b"new");
+    }
+
     #[test]
     fn a_tree_is_published_whole_and_replaces_the_old_one() {
         use std::os::unix::fs::MetadataExt;

@@ -132,11 +132,12 @@ pub fn apply_plan_recorded(
     let mut tools = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let r = match (&step.change, &step.action) {
-            // The local copy, when any of it changes: rebuilt whole, every file (unchanged
-            // ones too) into a fresh tree published by one rename (`fs::Writer::
-            // stage_tree_file`); a file no longer on the drive is simply not in it.
+            // The local copy, when any of it changes: rebuilt whole, every file into a fresh
+            // tree published by one rename (`fs::Writer::stage_tree_file`; an unchanged file
+            // linked from the current copy, `keep_tree_file`); a file no longer on the drive
+            // is simply not in it.
             (
-                _,
+                c,
                 Action::WriteFile {
                     content,
                     mode,
@@ -154,15 +155,14 @@ pub fn apply_plan_recorded(
                     uid: *uid,
                     gid: *gid,
                 };
+                let rel = &step.id[COPY_STEP.len()..];
                 ensure_state_parents(&mut writer, dir).and_then(|()| {
-                    writer.stage_tree_file(
-                        i,
-                        dir,
-                        &step.id[COPY_STEP.len()..],
-                        content,
-                        meta,
-                        parents_for(dir),
-                    )
+                    if c.acts() {
+                        writer.stage_tree_file(i, dir, rel, content, meta, parents_for(dir))
+                    } else {
+                        // Unchanged: linked from the current copy (no device read, no write).
+                        writer.keep_tree_file(i, dir, rel, content, meta, parents_for(dir))
+                    }
                 })
             }
             (c, Action::RemoveFile { .. })
