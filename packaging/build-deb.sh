@@ -34,7 +34,7 @@ if LC_ALL=C readelf -lW "$bin" | grep -q 'INTERP' || LC_ALL=C readelf -dW "$bin"
     echo "build-deb.sh: $bin is not static (an interpreter or a shared library dependency)" >&2
     exit 1
 fi
-# Size guard. Issue 15's ceiling is 4 MiB (4,194,304 bytes): the size helper's branch fitted
+# Size guard. Issue 15's ceiling is 4 MiB (4,194,304 bytes): the size cuts alone fitted
 # under it (4,188,000 bytes) with packed relocations, no unwind tables and identical functions
 # folded (.cargo/config.toml), mailparse's header words decoded without encoding_rs
 # (vendor/charset), MBRs read without mbrman (src/media/part.rs) and one shared sort
