@@ -140,9 +140,10 @@ pub fn create_final_dir(
     Ok(false)
 }
 
-/// Windows: no POSIX default ACL; every entry is given its ACL model explicitly anyway.
+/// Windows: every directory is made under a temporary name and given its ACL model
+/// explicitly (see the Linux `mkdir_may_differ`).
 #[cfg(windows)]
-pub fn has_default_acl(_dir: &std::path::Path) -> bool {
+pub fn mkdir_may_differ(_dir: &std::path::Path) -> bool {
     true
 }
 

@@ -122,11 +122,35 @@ pub fn finish_staged_file(f: &File, meta: Meta, fix: Fix) -> io::Result<()> {
     }
 }
 
-/// Whether the directory `dir` has a default ACL (`system.posix_acl_default`): new entries
-/// there get their permissions from it instead of the umask, so `creates_final` cannot promise
-/// what `mkdir` gives. A filesystem without ACLs has none; any other failure counts as one
-/// (the safe answer: the directory is then made under a temporary name).
-pub fn has_default_acl(dir: &Path) -> bool {
+/// Whether `mkdir` in the directory `dir` may give other than `creates_final` promises, so a
+/// new directory there is made under a temporary name instead of its final one: `dir` is on a
+/// filesystem not known to give exactly the mode asked and the creator's ids (only ext2/3/4,
+/// XFS, btrfs, tmpfs and ramfs are: NFS squashes root, FUSE and vfat choose their own owner or
+/// mode, and a crash between `create_final_dir`'s `mkdir` and `rmdir` would leave such a
+/// directory under its final name), or it has a default ACL (`system.posix_acl_default`: new
+/// entries get their permissions from it instead of the umask). Any failure to tell counts as
+/// "may" (the safe answer).
+pub fn mkdir_may_differ(dir: &Path) -> bool {
+    const EXACT: [i64; 5] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // XFS
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58f6, // ramfs
+    ];
+    let Ok(st) = nix::sys::statfs::statfs(dir) else {
+        return true;
+    };
+    #[allow(clippy::unnecessary_cast)] // the type of `f_type` differs between libcs
+    if !EXACT.contains(&(st.filesystem_type().0 as i64)) {
+        return true;
+    }
+    has_default_acl(dir)
+}
+
+/// Whether the directory `dir` has a default ACL. A filesystem without ACLs has none; any other
+/// failure counts as one.
+fn has_default_acl(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return true;

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use crate::probe::Probe;
 pub use at::{
     create_final_dir, create_staged_dir, create_staged_file, creates_final, finish_staged_file,
-    hands_group_down, has_default_acl, is_own_group,
+    hands_group_down, is_own_group, mkdir_may_differ,
 };
 pub use sysfs::ProbeRoots;
 
