@@ -131,21 +131,7 @@ pub fn finish_staged_file(f: &File, meta: Meta, fix: Fix) -> io::Result<()> {
 /// entries get their permissions from it instead of the umask). Any failure to tell counts as
 /// "may" (the safe answer).
 pub fn mkdir_may_differ(dir: &Path) -> bool {
-    const EXACT: [i64; 5] = [
-        0xEF53,      // ext2, ext3, ext4
-        0x5846_5342, // XFS
-        0x9123_683E, // btrfs
-        0x0102_1994, // tmpfs
-        0x8584_58f6, // ramfs
-    ];
-    let Ok(st) = nix::sys::statfs::statfs(dir) else {
-        return true;
-    };
-    #[allow(clippy::unnecessary_cast)] // the type of `f_type` differs between libcs
-    if !EXACT.contains(&(st.filesystem_type().0 as i64)) {
-        return true;
-    }
-    has_default_acl(dir)
+    !super::fs_type(dir).is_some_and(|t| super::LOCAL_FS.contains(&t)) || has_default_acl(dir)
 }
 
 /// Whether the directory `dir` has a default ACL. A filesystem without ACLs has none; any other

@@ -252,22 +252,35 @@ pub fn sync_unordered(dirs: &[&Path]) -> io::Result<usize> {
     Ok(flushed)
 }
 
+/// `statfs`'s magic of ext2, ext3 and ext4 alike.
+const EXT_MAGIC: i64 = 0xEF53;
+
+/// The local filesystems primer knows the behaviour of: ext2/3/4, then XFS, btrfs, tmpfs and
+/// ramfs (each of the last four orders its metadata: `orders_metadata`; all five give `mkdir`
+/// exactly the mode asked and the creator's ids: `at::mkdir_may_differ`).
+const LOCAL_FS: [i64; 5] = [
+    EXT_MAGIC,
+    0x5846_5342, // XFS
+    0x9123_683E, // btrfs
+    0x0102_1994, // tmpfs
+    0x8584_58f6, // ramfs
+];
+
+/// The `statfs` magic of the filesystem holding `dir`; `None` when it cannot be asked.
+fn fs_type(dir: &Path) -> Option<i64> {
+    #[allow(clippy::unnecessary_cast)] // the type of `f_type` differs between libcs
+    nix::sys::statfs::statfs(dir)
+        .ok()
+        .map(|st| st.filesystem_type().0 as i64)
+}
+
 /// Whether the filesystem holding `dir` (device `dev`) keeps a crash to a prefix of its
 /// metadata changes (see `sync_unordered`).
 fn orders_metadata(dir: &Path, dev: u64) -> bool {
-    const EXT_MAGIC: i64 = 0xEF53; // ext2, ext3 and ext4 alike
-    const ORDERED: [i64; 4] = [
-        0x5846_5342, // XFS
-        0x9123_683E, // btrfs
-        0x0102_1994, // tmpfs
-        0x8584_58f6, // ramfs
-    ];
-    let Ok(st) = nix::sys::statfs::statfs(dir) else {
+    let Some(t) = fs_type(dir) else {
         return false;
     };
-    #[allow(clippy::unnecessary_cast)] // the type of `f_type` differs between libcs
-    let t = st.filesystem_type().0 as i64;
-    if ORDERED.contains(&t) {
+    if LOCAL_FS[1..].contains(&t) {
         return true;
     }
     if t != EXT_MAGIC {
