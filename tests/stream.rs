@@ -196,3 +196,61 @@ fn a_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() 
         }
     }
 }
+
+/// Hostile image: a large file whose extent runs past the end of the image (the image cut
+/// short after it was built: the directory still says 2 MiB) is refused while reading, naming
+/// the file; nothing is applied and no state is written. A control character in the script
+/// (a streamed file is never parsed as text) reaches the stored copy byte for byte.
+#[test]
+fn a_large_file_past_the_end_of_the_image_is_refused_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ud = script(2 << 20, "cut");
+    ud.extend_from_slice(b"# \x1b[2J\r\x07\n");
+    let iso = build(d.path(), &ud);
+    let whole = fs::metadata(&iso).unwrap().len();
+    let root = d.path().join("root");
+    fs::create_dir(&root).unwrap();
+
+    // Whole, the bytes with their control characters are stored as they are.
+    let o = primer(&[
+        "run",
+        "--defer-scripts",
+        "--source",
+        iso.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let copy = root.join(format!(
+        "var/lib/primer/instance/{ID}/drive/openstack/latest/user_data"
+    ));
+    assert_eq!(fs::read(&copy).unwrap(), ud);
+
+    // Cut 1 MiB short: the user_data extents (the largest files, at the end) no longer fit.
+    let fresh = d.path().join("fresh");
+    fs::create_dir(&fresh).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&iso)
+        .unwrap()
+        .set_len(whole - (1 << 20))
+        .unwrap();
+    let o = primer(&[
+        "run",
+        "--defer-scripts",
+        "--source",
+        iso.to_str().unwrap(),
+        "--root",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ne!(o.status.code(), Some(134), "aborted: {}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("user_data"), "the file is not named: {err}");
+    assert!(
+        !fresh
+            .join(format!("var/lib/primer/instance/{ID}/applied.json"))
+            .exists(),
+        "a record was written for a drive that could not be read"
+    );
+}
