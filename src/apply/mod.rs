@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::facts::Meta;
 use crate::paths::Resolver;
-use crate::plan::{Action, Change, Plan, PUBLIC_DIR};
+use crate::plan::{Action, Change, Plan, COPY_REMOVE_STEP, COPY_STEP, PUBLIC_DIR};
 use crate::state::STATE_DIR;
 
 /// Where apply writes.
@@ -344,11 +344,6 @@ pub fn apply_plan_recorded(
     reboot_when_required(plan, &mut report);
     (report, status_written)
 }
-
-/// The plan's step ids for a file of the local copy (`copy:PATH`, PATH relative to the copy's
-/// directory) and for one no longer on the drive (`copy-remove:PATH`).
-const COPY_STEP: &str = "copy:";
-const COPY_REMOVE_STEP: &str = "copy-remove:";
 
 /// The local copy's directory (relative to the root) when any of its steps acts: the copy is
 /// then written whole as one new tree (thousands of files, none with a temporary name and a

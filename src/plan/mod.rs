@@ -211,6 +211,12 @@ pub struct Step {
     pub input: Option<String>,
 }
 
+/// The step ids of the local copy: `copy:PATH` writes a file of it (PATH relative to the copy's
+/// directory), `copy-remove:PATH` removes one no longer on the drive (apply rebuilds the copy
+/// as one tree from these; the status printer groups them).
+pub const COPY_STEP: &str = "copy:";
+pub const COPY_REMOVE_STEP: &str = "copy-remove:";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub instance_id: String,
@@ -979,7 +985,7 @@ impl Planner<'_> {
                 scrub::Kept::Other(v) => v.into(),
             };
             self.file_step(
-                &format!("copy:{path}"),
+                &format!("{COPY_STEP}{path}"),
                 &dest,
                 content,
                 PRIVATE_FILE,
@@ -991,7 +997,7 @@ impl Planner<'_> {
         for stale in self.facts.copy_files.difference(&wanted) {
             let rel = stale.strip_prefix(&format!("{dir}/")).unwrap_or(stale);
             self.steps.push(Step {
-                id: format!("copy-remove:{rel}"),
+                id: format!("{COPY_REMOVE_STEP}{rel}"),
                 change: Change::Remove,
                 action: Action::RemoveFile {
                     path: stale.clone(),
