@@ -1,5 +1,6 @@
-//! Fuzz target: GPT/MBR partition table reading (gptman, mbrman behind primer's guards), the
-//! probe's signature reader, and reading each partition found through the offset reader.
+//! Fuzz target: GPT/MBR partition table reading (gptman and primer's own MBR reader, behind
+//! primer's guards), the probe's signature reader, and reading each partition found through the
+//! offset reader.
 #![no_main]
 
 use std::io::Cursor;
