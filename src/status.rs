@@ -746,7 +746,7 @@ pub fn query(
 fn reparse_copy(root: &Path, id: &str) -> Result<(Instance, String), Error> {
     let copy = state::drive_copy_dir(id);
     let host = real_path(root, &copy)?;
-    let drive = crate::media::dir::read_dir_tree(&host, &Limits::default())?;
+    let drive = crate::media::dir::read_dir_tree_shared(&host, &Limits::default())?;
     let (inst, _report) = crate::source::parse_drive(&drive)?;
     if inst.instance_id != id {
         tracing::warn!(

@@ -53,7 +53,7 @@ where
 {
     let device = path.display().to_string();
     match source_kind(path)? {
-        SourceKind::Directory => dir::read_dir_tree(path, limits),
+        SourceKind::Directory => dir::read_dir_tree_shared(path, limits),
         SourceKind::BlockDevice | SourceKind::ImageFile => {
             // Ironic packed drives (gzip, gzip + base64) and a lone ovf-env.xml are files that
             // hold no filesystem: unpack or wrap them (media::packed); anything else is an image.
