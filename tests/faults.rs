@@ -29,10 +29,19 @@ fn drive_with(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     let mut meta = sample_meta("crash-1.example.org", &[ED, ED2]);
     edit(&mut meta);
-    meta["files"] = serde_json::json!([
-        {"path": "/etc/injected", "content_path": "/content/0000"},
-        {"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}
-    ]);
+    // Nine files into `/opt`, which the run creates: built as one tree renamed in once
+    // (`fs::Writer::stage_new_dir_file`), so a kill while it is built or published is covered.
+    let mut files = vec![
+        serde_json::json!({"path": "/etc/injected", "content_path": "/content/0000"}),
+        serde_json::json!({"path": "/opt/app/conf.d/site.conf", "content_path": "/content/0000"}),
+    ];
+    for i in 0..8 {
+        files.push(serde_json::json!({
+            "path": format!("/opt/app/conf.d/{i:02}.conf"),
+            "content_path": "/content/0000"
+        }));
+    }
+    meta["files"] = serde_json::Value::Array(files);
     write_drive_tree(t.path(), &meta);
     // User-data: a user with a home, keys, a sudo rule, an append, a script (staged: --root),
     // and the system keys (a symlink, a mount point, fstab and locale edits).

@@ -115,3 +115,105 @@ fn large_script_and_injected_file_first_run_rerun_and_update() {
         "the changed injected file was not rewritten"
     );
 }
+
+/// 5,000 injected files into a directory the run creates (`benches/memory.sh --only
+/// files5000`'s drive): that directory is built whole under a temporary name and renamed in
+/// once — a handful of renames for the whole run, not one per file — every file with its
+/// bytes, mode and owner; a re-run changes nothing; a drive update of one file rewrites it
+/// (the directory exists now: that file alone, by its own rename).
+#[test]
+fn five_thousand_injected_files_land_by_one_directory_rename() {
+    require_tool("strace");
+    const N: usize = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("drive.iso");
+    let make = |changed: &str| {
+        let tree = dir.path().join("tree");
+        let _ = fs::remove_dir_all(&tree);
+        let mut meta = sample_meta("large", &[]);
+        let files: Vec<_> = (0..N)
+            .map(|i| {
+                serde_json::json!({
+                    "path": format!("/srv/injected/f{i:05}"),
+                    "content_path": format!("/content/{i:04x}")
+                })
+            })
+            .collect();
+        meta["files"] = serde_json::Value::Array(files);
+        write_drive_tree(&tree, &meta);
+        for i in 0..N {
+            let body = if i == 7 {
+                changed.to_string()
+            } else {
+                format!("injected file {i}\n")
+            };
+            fs::write(tree.join(format!("openstack/content/{i:04x}")), body).unwrap();
+        }
+        let _ = fs::remove_file(&iso);
+        make_iso(&tree, &iso, IsoTool::Nova);
+    };
+    make("injected file 7\n");
+    let root = scratch_root();
+    let log = dir.path().join("strace.log");
+    let o = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "--seccomp-bpf",
+            "-e",
+            "trace=rename,renameat,renameat2",
+        ])
+        .arg("-o")
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--log-level", "error", "--defer-scripts"])
+        .args(["--network-backend", "networkd", "--source"])
+        .arg(&iso)
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let renames = fs::read_to_string(&log).unwrap().lines().count();
+    assert!(renames < 30, "{renames} renames for {N} files");
+    let inj = root.path().join("srv/injected");
+    let names: Vec<_> = fs::read_dir(&inj).unwrap().flatten().collect();
+    assert_eq!(names.len(), N);
+    for i in [0, 7, N - 1] {
+        let p = inj.join(format!("f{i:05}"));
+        assert_eq!(
+            fs::read(&p).unwrap(),
+            format!("injected file {i}\n").as_bytes()
+        );
+    }
+    let snap = snapshot(root.path());
+    assert!(
+        snap.keys()
+            .all(|p| !p.to_string_lossy().contains(".primer-tmp.")),
+        "a temporary name was left"
+    );
+    let (mode, uid, gid, ..) = snap[Path::new("srv/injected/f04999")];
+    assert_eq!((mode & 0o7777, uid, gid), (0o644, 0, 0));
+    let (mode, ..) = snap[Path::new("srv/injected")];
+    assert_eq!(mode & 0o7777, 0o755);
+
+    // Re-run, drive unchanged: nothing written.
+    let o = run(&iso, root.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    let mut after = snapshot(root.path());
+    let mut before = snap;
+    before.remove(Path::new(RUN_STATUS));
+    after.remove(Path::new(RUN_STATUS));
+    assert!(
+        before == after,
+        "a re-run of an unchanged drive changed the root"
+    );
+
+    // One file changed on the drive: rewritten in the existing directory.
+    make("changed\n");
+    let o = run(&iso, root.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(fs::read(inj.join("f00007")).unwrap(), b"changed\n");
+    assert_eq!(fs::read(inj.join("f00008")).unwrap(), b"injected file 8\n");
+    assert_eq!(fs::read_dir(&inj).unwrap().count(), N);
+}

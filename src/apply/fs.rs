@@ -57,6 +57,21 @@ struct Tree {
     dir_meta: Meta,
     /// New entries in the tree's directories take a group other than primer's.
     setgid: bool,
+    /// The tree replaces its whole target (the local copy): published only with every file.
+    /// Otherwise a directory the run creates (`Writer::stage_new_dir_file`): published with the
+    /// files that could be written, never over an existing entry.
+    whole: bool,
+    /// (tag, path inside the tree) of each file written into it, in order: a new directory
+    /// that appeared meanwhile gets them one by one (`merge_tree`).
+    files: Vec<(usize, PathBuf)>,
+}
+
+impl Tree {
+    /// Whether `commit_trees` publishes it: its temporary directory was made, and it is
+    /// complete or need not be.
+    fn publishable(&self) -> bool {
+        !self.tmp.as_os_str().is_empty() && (self.failed.is_empty() || !self.whole)
+    }
 }
 
 /// Links the current file `old` (inside primer's private state, under the run lock) as `new`
@@ -439,7 +454,51 @@ impl Writer {
         meta: Meta,
         dir_meta: Meta,
     ) -> io::Result<()> {
-        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, false)
+        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, false, true)
+    }
+
+    /// Where the file `rel` would go into a directory this run creates: the first missing
+    /// directory on its resolved path (relative to the root) and the file's path inside it, or
+    /// `None` when its parent exists (or resolution fails: `stage` reports that). Such a
+    /// directory can be built whole under a temporary name and renamed in once
+    /// ([`Writer::stage_new_dir_file`]) instead of one temporary name and rename per file.
+    pub fn new_dir_of(&mut self, rel: &str) -> Option<(String, String)> {
+        let host = self.resolve(rel).ok()?;
+        let inside = host.strip_prefix(&self.root).ok()?.to_path_buf();
+        let comps: Vec<_> = inside.components().collect();
+        let mut cur = self.root.clone();
+        for (n, c) in comps[..comps.len().saturating_sub(1)].iter().enumerate() {
+            cur.push(c);
+            match self.res.kind(&cur) {
+                Some(Kind::Dir { .. }) => continue,
+                Some(Kind::Missing) => {
+                    let dir: PathBuf = comps[..=n].iter().collect();
+                    let rest: PathBuf = comps[n + 1..].iter().collect();
+                    return Some((dir.to_str()?.to_string(), rest.to_str()?.to_string()));
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Writes `content` as `rel_in` of the directory `tree_rel`, which does not exist yet
+    /// (`new_dir_of`): the directory is built under a temporary name beside it with every file
+    /// the run puts there (their own names, no rename each; its directories with `dir_meta`)
+    /// and renamed in once by `commit`, after the flush that makes their data durable. Nothing
+    /// in it is visible under a target name before that rename, so a crash leaves no partial
+    /// file; a file that cannot be written is left out (its step fails), the others are
+    /// published. If the directory appeared meanwhile, each file is renamed into it on its own.
+    pub fn stage_new_dir_file(
+        &mut self,
+        tag: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+        dir_meta: Meta,
+    ) -> io::Result<()> {
+        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, false, false)
     }
 
     /// As [`Writer::stage_tree_file`], for a file the plan found unchanged in the current
@@ -455,7 +514,7 @@ impl Writer {
         meta: Meta,
         dir_meta: Meta,
     ) -> io::Result<()> {
-        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, true)
+        self.tree_file(tag, tree_rel, rel_in, content, meta, dir_meta, true, true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -468,11 +527,12 @@ impl Writer {
         meta: Meta,
         dir_meta: Meta,
         keep: bool,
+        whole: bool,
     ) -> io::Result<()> {
         let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
             Some(t) => t,
             None => {
-                let r = self.begin_tree(tree_rel, dir_meta);
+                let r = self.begin_tree(tree_rel, dir_meta, whole);
                 let t = self.trees.len() - 1;
                 if let Err(e) = r {
                     self.trees[t].tags.push(tag);
@@ -484,8 +544,9 @@ impl Writer {
         };
         self.trees[t].tags.push(tag);
         let r = self.stage_in_tree(t, tree_rel, rel_in, content, meta, keep);
-        if r.is_err() {
-            self.trees[t].failed.push(tag);
+        match &r {
+            Ok(()) => self.trees[t].files.push((tag, PathBuf::from(rel_in))),
+            Err(_) => self.trees[t].failed.push(tag),
         }
         r
     }
@@ -505,6 +566,13 @@ impl Writer {
         if Path::new(rel_in).is_absolute() || !crate::paths::is_clean_relative(rel_in) {
             return Err(io::Error::other(format!(
                 "{tree_rel}/{rel_in}: not a clean relative path"
+            )));
+        }
+        // Its temporary directory could not be made: refused (an empty `tmp` would make the
+        // paths below relative to the working directory).
+        if self.trees[t].tmp.as_os_str().is_empty() {
+            return Err(io::Error::other(format!(
+                "{tree_rel}/{rel_in}: not written: its directory could not be made"
             )));
         }
         // Its directories, made under their own names inside the unpublished tree.
@@ -566,7 +634,7 @@ impl Writer {
     /// Makes the temporary directory of a new tree beside `tree_rel`'s target. The tree is
     /// listed even when that fails (with no temporary directory): its later files are then
     /// refused, and it is never published.
-    fn begin_tree(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<()> {
+    fn begin_tree(&mut self, tree_rel: &str, dir_meta: Meta, whole: bool) -> io::Result<()> {
         self.trees.push(Tree {
             rel: tree_rel.to_string(),
             tmp: PathBuf::new(),
@@ -577,6 +645,8 @@ impl Writer {
             entries: Vec::new(),
             dir_meta,
             setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
+            whole,
+            files: Vec::new(),
         });
         let (tmp, target) = self.make_tree_dir(tree_rel, dir_meta)?;
         if let Some(tree) = self.trees.last_mut() {
@@ -620,7 +690,7 @@ impl Writer {
     fn commit_trees(&mut self, flushed: bool) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         for tree in std::mem::take(&mut self.trees) {
-            if !tree.failed.is_empty() {
+            if !tree.publishable() {
                 // A file of it is missing: publishing it would replace the whole old copy
                 // with an incomplete one (and a file left unchanged on the drive would vanish
                 // without a word). Thrown away; the old copy stays, and every step of the tree
@@ -649,7 +719,17 @@ impl Writer {
                     }
                     sync_dir(&tree.tmp).map_err(|e| at(&tree.tmp, e))?;
                 }
-                self.publish_tree(&tree.tmp, &tree.target)
+                if tree.whole {
+                    return self.publish_tree(&tree.tmp, &tree.target);
+                }
+                match crate::platform::rename_noreplace(&tree.tmp, &tree.target) {
+                    Err(_) if fs::symlink_metadata(&tree.target).is_ok() => {
+                        self.res.forget_all();
+                        errors.extend(self.merge_tree(&tree));
+                        Ok(())
+                    }
+                    r => r.map_err(|e| at(&tree.target, e)),
+                }
             })();
             crate::apply::fault::point("rename");
             match r {
@@ -665,6 +745,38 @@ impl Writer {
                     }
                 }
             }
+        }
+        errors
+    }
+
+    /// The files of the new-directory tree `tree` renamed one by one into its target, which
+    /// appeared since the run looked (another step made it): each file's data is durable (the
+    /// run's flush), so each lands whole, as a file staged beside its target would; missing
+    /// directories are made as `create_dirs` makes them. The rest of the temporary tree is
+    /// removed. Returns the errors by tag.
+    fn merge_tree(&mut self, tree: &Tree) -> Vec<(usize, io::Error)> {
+        let mut errors = Vec::new();
+        for (tag, rel_in) in &tree.files {
+            let dest = tree.target.join(rel_in);
+            let r = (|| {
+                if let Some(rel_parent) =
+                    dest.parent().and_then(|p| p.strip_prefix(&self.root).ok())
+                {
+                    self.create_dirs(&rel_parent.to_string_lossy(), tree.dir_meta)?;
+                }
+                fs::rename(tree.tmp.join(rel_in), &dest).map_err(|e| at(&dest, e))
+            })();
+            match r {
+                Ok(()) => {
+                    self.touched(&dest);
+                    self.res.set(&dest, Kind::Other);
+                }
+                Err(e) => errors.push((*tag, e)),
+            }
+            crate::apply::fault::point("rename");
+        }
+        if let Err(e) = fs::remove_dir_all(&tree.tmp) {
+            tracing::debug!("{}: not removed: {e}", tree.tmp.display());
         }
         errors
     }
@@ -781,7 +893,7 @@ impl Writer {
                 .chain(
                     self.trees
                         .iter()
-                        .filter(|t| t.failed.is_empty())
+                        .filter(|t| t.publishable())
                         .map(|t| t.tmp.as_path()),
                 )
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
@@ -809,7 +921,7 @@ impl Writer {
                 .chain(
                     self.trees
                         .iter()
-                        .filter(|t| t.failed.is_empty())
+                        .filter(|t| t.publishable())
                         .filter_map(|t| t.target.parent()),
                 )
                 .collect();
@@ -960,7 +1072,7 @@ impl Writer {
                 .chain(
                     self.trees
                         .iter()
-                        .filter(|t| t.failed.is_empty())
+                        .filter(|t| t.publishable())
                         .map(|t| t.tmp.as_path()),
                 )
                 .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
@@ -1049,13 +1161,26 @@ impl Writer {
     /// removed. Call with the run lock held: another run's temporary files are not stale.
     pub fn sweep_temps<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
         let mut dirs = BTreeSet::new();
+        // Directory -> the names on the way from it to a swept path: a temporary directory
+        // named after one of them is a directory the run was building (`stage_new_dir_file`).
+        let mut toward: HashMap<PathBuf, BTreeSet<std::ffi::OsString>> = HashMap::new();
         for rel in rels {
             let Ok(p) = self.resolve(rel) else { continue };
+            // Only directories name a way (a tree is a directory, never the path itself).
+            let mut child: Option<&Path> = None;
             let mut d = p.parent();
             while let Some(dir) = d.filter(|d| d.starts_with(&self.root)) {
-                if !dirs.insert(dir.to_path_buf()) {
-                    break; // its ancestors are in already
+                let new_dir = dirs.insert(dir.to_path_buf());
+                let name_new = child.and_then(Path::file_name).is_some_and(|n| {
+                    toward
+                        .entry(dir.to_path_buf())
+                        .or_default()
+                        .insert(n.to_os_string())
+                });
+                if !new_dir && !name_new {
+                    break; // its ancestors are in already, with this way to them
                 }
+                child = Some(dir);
                 d = dir.parent();
             }
         }
@@ -1100,14 +1225,23 @@ impl Writer {
                     // tree of the local copy (being built, or the old copy it replaced) right
                     // in an instance directory, named exactly as `begin_tree` names it: removed
                     // whole; `remove_dir_all` never follows a link inside it.
+                    // Or a directory a run was building whole (`stage_new_dir_file`), named
+                    // exactly after the next component on the way to a planned path.
                     Ok(t) if t.is_dir() => {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let of_new_dir = || {
+                            place.is_none()
+                                && toward.get(&d).is_some_and(|names| {
+                                    names.iter().any(|n| {
+                                        crate::paths::is_temp_name_of(&name, &n.to_string_lossy())
+                                    })
+                                })
+                        };
                         fs::remove_dir(e.path()).is_ok()
-                            || (place == Some(true)
-                                && crate::paths::is_temp_name_of(
-                                    &e.file_name().to_string_lossy(),
-                                    copy_name,
-                                )
-                                && fs::remove_dir_all(e.path()).is_ok())
+                            || ((place == Some(true)
+                                && crate::paths::is_temp_name_of(&name, copy_name))
+                                || of_new_dir())
+                                && fs::remove_dir_all(e.path()).is_ok()
                     }
                     _ => false,
                 };
@@ -1428,6 +1562,90 @@ mod tests {
     /// Review finding 4: names inside the local copy are the drive's, even when they look
     /// like primer's temporary names: never swept. Beside the copy only a tree named exactly
     /// as the copy's temporary tree is removed whole.
+    #[test]
+    fn a_new_directory_is_built_whole_and_renamed_in_once() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("srv")).unwrap();
+        let (f, d) = (own(0o640), own(0o751));
+        let mut w = Writer::new(root);
+        assert_eq!(w.new_dir_of("srv/x"), None);
+        assert_eq!(
+            w.new_dir_of("srv/new/a/b"),
+            Some(("srv/new".to_string(), "a/b".to_string()))
+        );
+        for (i, rel) in ["a/b", "a/c", "top"].into_iter().enumerate() {
+            w.stage_new_dir_file(i, "srv/new", rel, rel.as_bytes(), f, d)
+                .unwrap();
+        }
+        // Nothing under the target name before the commit, and no temporary file per file.
+        assert!(!root.join("srv/new").exists());
+        assert!(w.commit_run(w.staged()).is_empty());
+        for rel in ["a/b", "a/c", "top"] {
+            let p = root.join("srv/new").join(rel);
+            assert_eq!(fs::read(&p).unwrap(), rel.as_bytes());
+            assert_eq!(fs::symlink_metadata(&p).unwrap().mode() & 0o7777, 0o640);
+        }
+        for dir in ["srv/new", "srv/new/a"] {
+            let m = fs::symlink_metadata(root.join(dir)).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o751, "{dir}");
+        }
+        let left: Vec<_> = fs::read_dir(root.join("srv")).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "a temporary directory was left");
+    }
+
+    #[test]
+    fn a_new_directory_made_meanwhile_gets_the_files_one_by_one() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o644), own(0o755));
+        let mut w = Writer::new(root);
+        w.stage_new_dir_file(1, "new", "a/b", b"1", f, d).unwrap();
+        w.stage_new_dir_file(2, "new", "c", b"2", f, d).unwrap();
+        // Another step (a mount point, a home) made it before the commit: its entries stay.
+        fs::create_dir_all(root.join("new/a")).unwrap();
+        fs::write(root.join("new/theirs"), b"t").unwrap();
+        fs::write(root.join("new/c"), b"old").unwrap();
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert_eq!(fs::read(root.join("new/a/b")).unwrap(), b"1");
+        assert_eq!(fs::read(root.join("new/c")).unwrap(), b"2");
+        assert_eq!(fs::read(root.join("new/theirs")).unwrap(), b"t");
+        let names: Vec<_> = fs::read_dir(root).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "the temporary tree was left");
+    }
+
+    #[test]
+    fn a_new_directory_with_a_failed_file_is_published_without_it() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o644), own(0o755));
+        let mut w = Writer::new(root);
+        w.stage_new_dir_file(1, "new", "ok", b"1", f, d).unwrap();
+        assert!(w.stage_new_dir_file(2, "new", "../x", b"2", f, d).is_err());
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert_eq!(fs::read(root.join("new/ok")).unwrap(), b"1");
+        assert!(!root.join("x").exists());
+    }
+
+    #[test]
+    fn a_new_directory_left_by_a_crash_is_swept_whole_only_on_the_way() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join(".srv.primer-tmp.9.9/injected")).unwrap();
+        fs::write(root.join(".srv.primer-tmp.9.9/injected/f1"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join(".srv.primer-tmp.9.9/l")).unwrap();
+        // Named after no directory on the way to a planned path: not primer's to remove.
+        fs::create_dir_all(root.join(".opt.primer-tmp.1.2/keep")).unwrap();
+        fs::create_dir_all(root.join("etc/.f1.primer-tmp.1.2/keep")).unwrap();
+        let w = Writer::new(root);
+        assert_eq!(w.sweep_temps(["srv/injected/f1", "etc/f1"]), 1);
+        assert!(!root.join(".srv.primer-tmp.9.9").exists());
+        assert!(Path::new("/etc/passwd").exists());
+        assert!(root.join(".opt.primer-tmp.1.2/keep").exists());
+        assert!(root.join("etc/.f1.primer-tmp.1.2/keep").exists());
+    }
+
     #[test]
     fn names_inside_the_copy_are_never_swept() {
         let t = tempfile::tempdir().unwrap();

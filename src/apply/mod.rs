@@ -125,6 +125,7 @@ pub fn apply_plan_recorded(
         return (report, false);
     }
     let copy = copy_rebuild(plan);
+    let new_dirs = new_dir_trees(plan, &mut writer);
     let mut results: Vec<Result<(), std::io::Error>> = Vec::with_capacity(plan.steps.len());
     let mut record_step = None;
     let mut pin_step = None;
@@ -164,6 +165,27 @@ pub fn apply_plan_recorded(
                         writer.keep_tree_file(i, dir, rel, content, meta, parents_for(dir))
                     }
                 })
+            }
+            // A file into a directory this run creates with many files: that directory built
+            // whole and renamed in once (`fs::Writer::stage_new_dir_file`).
+            (
+                c,
+                Action::WriteFile {
+                    path,
+                    content,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                },
+            ) if c.acts() && new_dirs.contains_key(&i) => {
+                let (dir, rel_in) = &new_dirs[&i];
+                let meta = Meta {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                writer.stage_new_dir_file(i, dir, rel_in, content, meta, parents_for(path))
             }
             (c, Action::RemoveFile { .. })
                 if c.acts() && copy.is_some() && step.id.starts_with(COPY_REMOVE_STEP) =>
@@ -378,6 +400,46 @@ fn copy_rebuild(plan: &Plan) -> Option<String> {
         acts |= s.change.acts();
     }
     dir.filter(|_| acts).map(str::to_string)
+}
+
+/// How many files a directory the run creates must receive to be built as one tree: below
+/// it, a file's own temporary name and rename cost no more than the tree's, and small runs
+/// keep the plain path.
+const NEW_DIR_TREE_MIN: usize = 8;
+
+/// Step index -> (the missing directory, the path inside it) for the run's file writes that go
+/// into a directory the run creates, grouped by that directory, where it receives at least
+/// `NEW_DIR_TREE_MIN` files (5,000 injected files into `/srv/injected`: one rename instead of
+/// 5,000). Not primer's state (the local copy has its own tree; the rest are few files), not the
+/// sudoers drop-ins (checked in place beside their target), and not on Windows (as
+/// `copy_rebuild`: a tree's subdirectories under the root's protected ACL).
+fn new_dir_trees(
+    plan: &Plan,
+    writer: &mut fs::Writer,
+) -> std::collections::HashMap<usize, (String, String)> {
+    let mut found = std::collections::HashMap::new();
+    if cfg!(windows) {
+        return found;
+    }
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        let Action::WriteFile { path, .. } = &s.action else {
+            continue;
+        };
+        if !s.change.acts()
+            || path.starts_with(STATE_DIR)
+            || path.starts_with("etc/sudoers.d/")
+            || s.id.starts_with(COPY_STEP)
+        {
+            continue;
+        }
+        if let Some((dir, rel_in)) = writer.new_dir_of(path) {
+            *count.entry(dir.clone()).or_default() += 1;
+            found.insert(i, (dir, rel_in));
+        }
+    }
+    found.retain(|_, (dir, _)| count.get(dir).is_some_and(|&n| n >= NEW_DIR_TREE_MIN));
+    found
 }
 
 /// When a file of the rebuilt local copy failed, its tree was not published (the old copy is
