@@ -324,3 +324,50 @@ fn a_fat_drive_cut_short_under_a_large_file_is_refused_naming_it() {
         "a record was written for a drive that could not be read"
     );
 }
+
+/// Hostile image: the large file's cluster chain made to loop (its second cluster pointing back
+/// to its first) in a real FAT16 image: refused while reading, naming the file, not followed.
+#[test]
+fn a_large_file_whose_chain_loops_is_refused_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let ud = script(2 << 20, "loop");
+    let img = fat_image(d.path(), 16, 4, 16, &ud, false);
+    require_tool_from("mshowfat", "mtools");
+    let o = Command::new("mshowfat")
+        .arg("-i")
+        .arg(&img)
+        .arg(format!("::/{UD}"))
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    // `::/openstack/latest/user_data <1234-2257>`: its first cluster.
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    let first: u64 = shown
+        .split('<')
+        .nth(1)
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("mshowfat: {shown}"));
+    let mut b = fs::read(&img).unwrap();
+    let reserved = u64::from(u16::from_le_bytes([b[14], b[15]]));
+    let bps = u64::from(u16::from_le_bytes([b[11], b[12]]));
+    let entry = (reserved * bps + (first + 1) * 2) as usize;
+    b[entry..entry + 2].copy_from_slice(&(first as u16).to_le_bytes());
+    fs::write(&img, &b).unwrap();
+    let root = d.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let o = primer(&[
+        "run",
+        "--defer-scripts",
+        "--source",
+        img.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("user_data") && err.contains("loops"),
+        "the loop or the file is not named: {err}"
+    );
+}
