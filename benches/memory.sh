@@ -4,16 +4,18 @@
 # `write_files` entry, and CPU/wall time and peak RSS for 1,000 / 5,000 / 9,000 injected files
 # (OpenStack `files`; a drive holds at most 10,000 entries, media::Limits, so 20,000 is refused by
 # design). Each drive is a config-2 ISO image file (genisoimage -J -r, as nova builds it) read by
-# primer's user-space reader; each run goes into a fresh scratch root. Peak RSS comes from GNU
+# primer's user-space reader, except fat64: the 64 MiB script on a 72 MiB VFAT image (mkfs.vfat
+# then mcopy, as nova's config_drive_format=vfat builds it); each run goes into a fresh root. Peak RSS comes from GNU
 # time (load-independent); times are medians and depend on the machine's load.
 #
 #   benches/memory.sh [--runs N] [--only NAMES] [BINARY]
 #
 #   BINARY  default target/x86_64-unknown-linux-gnu/release/primer, else target/release/primer
 #   --runs  runs per figure (default 3)
-#   --only  comma-separated figures to measure (ud32,ud64,wf32,wf64,files1000,files5000,files9000)
+#   --only  comma-separated figures (ud32,ud64,wf32,wf64,files1000,files5000,files9000,fat64)
 #
-# Needs genisoimage, python3 and GNU time (/usr/bin/time); not root. Uses ~400 MiB in $TMPDIR.
+# Needs genisoimage, python3 and GNU time (/usr/bin/time); fat64 also mkfs.vfat and mcopy
+# (dosfstools, mtools); not root. Uses ~400 MiB in $TMPDIR.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=3
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bin=$1; shift ;;
     esac
 done
@@ -40,7 +42,8 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/primer-memory.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
-# make_drive NAME KIND ARG: a config-2 tree then its ISO ($work/NAME.iso), tree removed.
+# make_drive NAME KIND ARG [FS]: a config-2 tree then its image ($work/NAME.iso: ISO9660, or
+# with FS vfat a FAT image of ARG + 8 MiB), tree removed.
 make_drive() {
     python3 - "$work/$1" "$2" "$3" <<'PY'
 import json, os, sys
@@ -70,7 +73,16 @@ elif kind == "files":  # ARG injected files
     md["files"] = files
 json.dump(md, open(os.path.join(d, "openstack/latest/meta_data.json"), "w"))
 PY
-    genisoimage -quiet -J -r -V config-2 -o "$work/$1.iso" "$work/$1"
+    if [ "${4:-}" = vfat ]; then
+        for t in mkfs.vfat mcopy; do
+            command -v "$t" >/dev/null 2>&1 || { echo "memory.sh: $t is required" >&2; exit 1; }
+        done
+        truncate -s "$(($3 + 8))M" "$work/$1.iso"
+        mkfs.vfat -n config-2 "$work/$1.iso" >/dev/null 2>&1
+        MTOOLS_SKIP_CHECK=1 mcopy -s -i "$work/$1.iso" "$work/$1/openstack" ::/
+    else
+        genisoimage -quiet -J -r -V config-2 -o "$work/$1.iso" "$work/$1"
+    fi
     rm -rf "${work:?}/$1"
 }
 
@@ -111,11 +123,12 @@ PY
 echo "primer: $bin"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $runs runs each; first run | re-run"
 for spec in "ud32 userdata 32" "ud64 userdata 64" "wf32 writefiles 32" "wf64 writefiles 64" \
-    "files1000 files 1000" "files5000 files 5000" "files9000 files 9000"; do
+    "files1000 files 1000" "files5000 files 5000" "files9000 files 9000" \
+    "fat64 userdata 64 vfat"; do
     # shellcheck disable=SC2086
     set -- $spec
     case ",${only:-$1}," in *",$1,"*) ;; *) continue ;; esac
-    make_drive "$1" "$2" "$3"
+    make_drive "$1" "$2" "$3" "${4:-}"
     printf '%-11s ' "$1"
     measure "$1"
     rm -f "$work/$1.iso"

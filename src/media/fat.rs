@@ -3,15 +3,20 @@
 //! counts the attempts), so nothing on the drive can change. Bounded like the ISO9660 reader:
 //! file size, total bytes, depth and entry count from `Limits`, plus a cap on the bytes fatfs
 //! may pull from the device, which is what stops cyclic cluster chains. Unsafe names are
-//! reported in `skipped`, never used.
+//! reported in `skipped`, never used. With a shared device ([`read_fat_shared`]) a file above
+//! [`STREAM_THRESHOLD`](super::STREAM_THRESHOLD) is not read into memory: its cluster chain is
+//! walked here (bounded, every hostile chain refused) and it stays on the device as extents.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::dir::check_size;
 use super::{unsafe_component, DriveFiles, LimitKind, Limits, MediaError, Skipped};
+use crate::model::bytes::ReadAt;
+use crate::model::grammar::Esc;
 
 /// Bytes of the device cached at once: fatfs reads directory entries 32 bytes at a time.
 const BLOCK: usize = 64 * 1024;
@@ -108,11 +113,18 @@ struct Watch {
     data_start: u64,
     cluster: u64,
     seen: HashSet<u64>,
+    /// Cluster runs `start..end` of the files left on the device: their clusters are never
+    /// read through fatfs, so they are claimed here instead (see [`chain_extents`]).
+    runs: BTreeMap<u64, u64>,
+    /// Where the last read started (noted whether or not `on`): how a file's first cluster is
+    /// learnt, fatfs keeping it private.
+    last: Option<u64>,
 }
 
 impl Watch {
     /// Notes a read at byte `pos`: an error when it starts a cluster read before.
     fn note(&mut self, pos: u64) -> io::Result<()> {
+        self.last = Some(pos);
         if !self.on || self.cluster == 0 || pos < self.data_start {
             return Ok(());
         }
@@ -121,7 +133,7 @@ impl Watch {
             return Ok(());
         }
         let n = off / self.cluster + 2;
-        if self.seen.insert(n) {
+        if !self.in_runs(n) && self.seen.insert(n) {
             Ok(())
         } else {
             Err(io::Error::new(
@@ -132,6 +144,225 @@ impl Watch {
                 ),
             ))
         }
+    }
+
+    /// Whether cluster `n` lies in a run claimed by a file left on the device.
+    fn in_runs(&self, n: u64) -> bool {
+        self.runs
+            .range(..=n)
+            .next_back()
+            .is_some_and(|(_, &end)| n < end)
+    }
+
+    /// Whether cluster `n` was read or claimed already.
+    fn taken(&self, n: u64) -> bool {
+        self.seen.contains(&n) || self.in_runs(n)
+    }
+}
+
+/// Most cluster runs (extents) of all the files left on one device. A file written once to a
+/// fresh image (mkfs.vfat + mcopy, as OpenStack builds a drive) is one run; each run costs an
+/// extent and an entry in [`Watch::runs`] (some 50 bytes), so a hostile chain made of single
+/// clusters (128 MiB of 512-byte clusters: 262,144 runs) would otherwise cost over 10 MiB.
+const MAX_RUNS: usize = 16_384;
+
+/// Where a FAT volume's allocation table lies and how many data clusters it has, from its boot
+/// sector, the way fatfs reads it (the active table of a FAT32 volume whose mirroring is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Table {
+    /// Byte offset and length of the table chains are read from.
+    start: u64,
+    bytes: u64,
+    /// Data clusters on the volume: valid cluster numbers are `2..clusters + 2`.
+    clusters: u64,
+}
+
+fn table_of(boot: &[u8]) -> Option<Table> {
+    if boot.len() < 512 {
+        return None;
+    }
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([boot[i], boot[i + 1]]));
+    let u32_at = |i: usize| {
+        u64::from(u32::from_le_bytes([
+            boot[i],
+            boot[i + 1],
+            boot[i + 2],
+            boot[i + 3],
+        ]))
+    };
+    let (data_start, cluster) = geometry(boot)?;
+    let bps = u16_at(11);
+    let fat32 = u16_at(22) == 0;
+    let fat_size = if fat32 { u32_at(36) } else { u16_at(22) };
+    let ext_flags = u16_at(40);
+    // fatfs: FAT32 with bit 7 of the extended flags set uses only the table bits 0-3 name.
+    let active = if fat32 && ext_flags & 0x80 != 0 {
+        ext_flags & 0x0f
+    } else {
+        0
+    };
+    let total_sectors = match u16_at(19) {
+        0 => u32_at(32),
+        n => n,
+    };
+    Some(Table {
+        start: (u16_at(14) + active * fat_size) * bps,
+        bytes: fat_size * bps,
+        clusters: (total_sectors * bps).saturating_sub(data_start) / cluster,
+    })
+}
+
+/// FAT entries read from the device, one aligned block cached (a chain of contiguous clusters
+/// reads consecutive entries).
+struct FatReader<'a> {
+    dev: &'a dyn ReadAt,
+    table: Table,
+    /// Bits per entry: 12, 16 or 32 (of which 28 are used).
+    bits: u64,
+    block: Vec<u8>,
+    block_at: Option<u64>,
+}
+
+impl FatReader<'_> {
+    const BLOCK: u64 = 4096;
+
+    fn byte(&mut self, off: u64) -> io::Result<u8> {
+        let at = off - off % Self::BLOCK;
+        if self.block_at != Some(at) {
+            let n = (self.table.bytes - at).min(Self::BLOCK) as usize;
+            self.block.resize(n, 0);
+            self.block_at = None;
+            self.dev
+                .read_exact_at(self.table.start + at, &mut self.block)?;
+            self.block_at = Some(at);
+        }
+        Ok(self.block[(off - at) as usize])
+    }
+
+    /// The entry of cluster `n` (which the caller checked is a data cluster). An entry past
+    /// the table's end is an error: the table is shorter than the volume says.
+    fn entry(&mut self, n: u64) -> Result<u64, String> {
+        let off = n * self.bits / 8;
+        if off + self.bits.div_ceil(8) > self.table.bytes {
+            return Err(format!("cluster {n} has no entry in the allocation table"));
+        }
+        let io = |e: io::Error| format!("allocation table: {e}");
+        Ok(match self.bits {
+            12 => {
+                let v = u64::from(self.byte(off).map_err(io)?)
+                    | u64::from(self.byte(off + 1).map_err(io)?) << 8;
+                if n % 2 == 1 {
+                    v >> 4
+                } else {
+                    v & 0xfff
+                }
+            }
+            16 => {
+                u64::from(self.byte(off).map_err(io)?)
+                    | u64::from(self.byte(off + 1).map_err(io)?) << 8
+            }
+            _ => {
+                let mut v = 0u64;
+                for i in 0..4 {
+                    v |= u64::from(self.byte(off + i).map_err(io)?) << (8 * i);
+                }
+                v & 0x0fff_ffff
+            }
+        })
+    }
+
+    /// Whether an entry value ends a chain (the end-of-chain marks of each FAT width).
+    fn is_end(&self, v: u64) -> bool {
+        v >= match self.bits {
+            12 => 0xff8,
+            16 => 0xfff8,
+            _ => 0x0fff_fff8,
+        }
+    }
+}
+
+/// The extents (`(byte offset, length)`, in file order) of a `len`-byte file whose chain starts
+/// at cluster `first`, its clusters claimed in `watch`. Reading the chain here rather than
+/// recording the reads fatfs makes while the file is read: the file's data is then read once
+/// (hashed by [`crate::model::Bytes::on_device`]), not once through fatfs and again to hash,
+/// and every way a chain can lie is caught before a byte of it is used. Refused (the detail
+/// says why): a cluster outside the data area, a free or bad cluster in the chain, a chain
+/// that ends before `len` bytes or goes on after them, a cluster met twice (a loop, or one
+/// shared with another file or directory), data past the device's end, more than
+/// [`MAX_RUNS`] runs on the drive. At most `len / cluster + 1` entries are read: no loop can
+/// keep it going.
+fn chain_extents(
+    fat: &mut FatReader<'_>,
+    watch: &mut Watch,
+    first: u64,
+    len: u64,
+    dev_len: u64,
+) -> Result<Vec<(u64, u64)>, String> {
+    let cluster = watch.cluster;
+    let need = len.div_ceil(cluster);
+    let last_valid = fat.table.clusters + 1;
+    let mut extents: Vec<(u64, u64)> = Vec::new();
+    let mut run_start = first;
+    let mut c = first;
+    let mut i = 0u64;
+    loop {
+        if !(2..=last_valid).contains(&c) {
+            return Err(format!(
+                "cluster {c} of its chain lies outside the data area (clusters 2 to {last_valid})"
+            ));
+        }
+        // The open run (`run_start..c`) only grows by the next cluster: a chain coming back
+        // into it has jumped, which closed the run into `watch.runs`.
+        if watch.taken(c) {
+            return Err(format!(
+                "cluster {c} is met a second time: its cluster chain loops (or is shared with \
+                 another file or directory)"
+            ));
+        }
+        i += 1;
+        let next = fat.entry(c)?;
+        let ended = fat.is_end(next);
+        if i == need && !ended {
+            return Err(format!(
+                "file is {len} bytes but its cluster chain goes on past them (cluster {c} is \
+                 followed by {next})"
+            ));
+        }
+        if ended && i < need {
+            return Err(format!(
+                "file is {len} bytes but its cluster chain holds {}",
+                i * cluster
+            ));
+        }
+        // The run ends here when the chain does or jumps.
+        if ended || next != c + 1 {
+            if watch.runs.len() >= MAX_RUNS {
+                return Err(format!(
+                    "more than {MAX_RUNS} cluster runs in the files left on the device \
+                     (fragmented beyond any written drive)"
+                ));
+            }
+            watch.runs.insert(run_start, c + 1);
+            let at = watch.data_start + (run_start - 2) * cluster;
+            let run_len =
+                ((c + 1 - run_start) * cluster).min(len - (i - (c + 1 - run_start)) * cluster);
+            if at.checked_add(run_len).is_none_or(|end| end > dev_len) {
+                return Err(format!(
+                    "file data at byte {at} lies beyond the end of the device ({dev_len} bytes)"
+                ));
+            }
+            extents.push((at, run_len));
+            run_start = next;
+        }
+        if ended {
+            return Ok(extents);
+        }
+        if next < 2 {
+            return Err(format!(
+                "cluster {c} is followed by {next}: a free or reserved cluster in the chain"
+            ));
+        }
+        c = next;
     }
 }
 
@@ -250,8 +481,9 @@ impl<R> Write for ReadOnly<R> {
 }
 
 type Fs<R> = fatfs::FileSystem<ReadOnly<R>>;
-/// An opened volume, its count of refused writes and its cluster-loop watch.
-type Opened<R> = (Fs<R>, Rc<Cell<u64>>, Rc<RefCell<Watch>>);
+/// An opened volume, its count of refused writes, its cluster-loop watch and where its
+/// allocation table lies (`None` when the boot sector makes no sense of it).
+type Opened<R> = (Fs<R>, Rc<Cell<u64>>, Rc<RefCell<Watch>>, Option<Table>);
 
 /// What went wrong reading `what` (`directory`, `file data`), in words: fatfs reports a cyclic
 /// cluster chain only as the exhausted read budget, and a cluster past the device's end as
@@ -275,6 +507,7 @@ fn open<R: Read + Seek>(mut reader: R, device: &str, budget: u64) -> Result<Open
         w.data_start = data_start;
         w.cluster = cluster;
     }
+    let table = table_of(&boot[..n]);
     let fs = fatfs::FileSystem::new(stream, fatfs::FsOptions::new()).map_err(|e| {
         MediaError::Corrupt {
             device: device.to_string(),
@@ -282,7 +515,39 @@ fn open<R: Read + Seek>(mut reader: R, device: &str, budget: u64) -> Result<Open
             detail: format!("FAT boot sector: {e}"),
         }
     })?;
-    Ok((fs, writes, watch))
+    Ok((fs, writes, watch, table))
+}
+
+/// The first cluster of a file's chain, which fatfs keeps private: learnt from where fatfs
+/// reads the file's first byte (a read the cluster watch does not count: the chain walk claims
+/// the cluster).
+fn first_cluster<R: Read + Seek>(
+    entry: &fatfs::DirEntry<'_, ReadOnly<R>>,
+    watch: &Rc<RefCell<Watch>>,
+) -> Result<u64, String> {
+    {
+        let mut w = watch.borrow_mut();
+        w.on = false;
+        w.last = None;
+    }
+    let got = entry.to_file().read(&mut [0u8; 1]);
+    let mut w = watch.borrow_mut();
+    w.on = true;
+    match got {
+        Err(e) => Err(detail("file data", &e)),
+        Ok(0) => Err(format!(
+            "file is {} bytes but has no cluster chain",
+            entry.len()
+        )),
+        Ok(_) => {
+            let pos = w.last.unwrap_or(0);
+            let off = pos
+                .checked_sub(w.data_start)
+                .filter(|o| w.cluster > 0 && o % w.cluster == 0);
+            off.map(|o| o / w.cluster + 2)
+                .ok_or_else(|| format!("file data at byte {pos} is not the start of a cluster"))
+        }
+    }
 }
 
 /// The label: the root directory's volume-label entry, else the boot sector's.
@@ -302,7 +567,7 @@ pub fn read_fat_summary<R: Read + Seek>(
     reader: R,
     device: &str,
 ) -> Result<Option<FatSummary>, MediaError> {
-    let (fs, _, _) = match open(reader, device, 1 << 20) {
+    let (fs, _, _, _) = match open(reader, device, 1 << 20) {
         Ok(x) => x,
         Err(MediaError::Corrupt { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -327,18 +592,99 @@ pub fn read_fat<R: Read + Seek>(
     read_fat_counting_writes(reader, device, limits).map(|(d, _)| d)
 }
 
+/// [`read_fat`] for a reader the drive can keep: files above
+/// [`STREAM_THRESHOLD`](super::STREAM_THRESHOLD) are not read into memory but left on the
+/// device (the extents of their cluster chains, through the shared reader), hashed here by
+/// streaming them once, as [`read_iso9660_shared`](super::iso9660::read_iso9660_shared) does.
+pub fn read_fat_shared<R: Read + Seek + Send + 'static>(
+    mut reader: R,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    let len = reader.seek(SeekFrom::End(0)).map_err(|e| MediaError::Io {
+        device: device.to_string(),
+        source: e,
+    })?;
+    // fatfs owns its stream and never gives it back: it reads through a view of the shared
+    // device, which the files left on the device read too (each read under its lock).
+    let dev: Arc<dyn ReadAt> = Arc::new(super::SharedDevice::new(reader));
+    let view = DeviceView {
+        dev: dev.clone(),
+        len,
+        pos: 0,
+    };
+    walk(view, device, limits, Some((dev, len))).map(|(d, _)| d)
+}
+
+/// A `Read + Seek` cursor over a shared device, for fatfs.
+struct DeviceView {
+    dev: Arc<dyn ReadAt>,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for DeviceView {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = usize::try_from(self.len.saturating_sub(self.pos))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        self.dev.read_exact_at(self.pos, &mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for DeviceView {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let new = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad seek"))?;
+        Ok(self.pos)
+    }
+}
+
 /// `read_fat`, also returning how many writes fatfs attempted (always refused; tests assert 0).
 pub fn read_fat_counting_writes<R: Read + Seek>(
     reader: R,
     device: &str,
     limits: &Limits,
 ) -> Result<(DriveFiles, u64), MediaError> {
+    walk(reader, device, limits, None)
+}
+
+/// The walk of both readers: every file read into memory, or (with the shared device and its
+/// length) those above the threshold left on it.
+fn walk<R: Read + Seek>(
+    reader: R,
+    device: &str,
+    limits: &Limits,
+    shared: Option<(Arc<dyn ReadAt>, u64)>,
+) -> Result<(DriveFiles, u64), MediaError> {
     // Directory entries and FAT sectors come on top of the file data.
     let budget = limits
         .max_total_bytes
         .saturating_mul(2)
         .saturating_add(64 << 20);
-    let (fs, writes, watch) = open(reader, device, budget)?;
+    let (fs, writes, watch, table) = open(reader, device, budget)?;
+    let bits = match fs.fat_type() {
+        fatfs::FatType::Fat12 => 12,
+        fatfs::FatType::Fat16 => 16,
+        fatfs::FatType::Fat32 => 32,
+    };
+    // The chain reader of the files left on the device; `None` reads every file whole.
+    let mut chains = match (&shared, table) {
+        (Some((dev, _)), Some(table)) => Some(FatReader {
+            dev: &**dev,
+            table,
+            bits,
+            block: Vec::new(),
+            block_at: None,
+        }),
+        _ => None,
+    };
     let mut out = DriveFiles::new(device, "vfat");
     out.label = label_of(&fs);
     // From here on every directory and file is read once: watch for clusters read twice.
@@ -399,6 +745,35 @@ pub fn read_fat_counting_writes<R: Read + Seek>(
             } else {
                 let len = entry.len();
                 check_size(device, &path, len, total, limits)?;
+                if let (Some(fat), Some((dev, dev_len))) = (
+                    chains.as_mut().filter(|_| len > super::STREAM_THRESHOLD),
+                    &shared,
+                ) {
+                    let extents = first_cluster(&entry, &watch)
+                        .and_then(|first| {
+                            chain_extents(fat, &mut watch.borrow_mut(), first, len, *dev_len)
+                        })
+                        .map_err(|detail| MediaError::Corrupt {
+                            device: device.to_string(),
+                            path: path.clone(),
+                            detail,
+                        })?;
+                    let name = format!("{device}: {}", Esc(&path));
+                    // Hashed now, by streaming it once; its head kept (as an ISO9660 file).
+                    let bytes = crate::model::Bytes::on_device(
+                        dev.clone(),
+                        extents,
+                        usize::try_from(len).unwrap_or(usize::MAX),
+                        name,
+                    )
+                    .map_err(|e| MediaError::Io {
+                        device: device.to_string(),
+                        source: e,
+                    })?;
+                    total += len;
+                    out.files.insert(path, bytes);
+                    continue;
+                }
                 let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
                 entry
                     .to_file()
@@ -534,6 +909,170 @@ mod tests {
             geometry(&boot(b"CONFIG-2   ")),
             Some(((1 + 2 * 9 + 14) * 512, 512))
         );
+    }
+
+    /// A device in memory for the chain walk: a FAT16 table of `entries` at byte 0, then
+    /// 512-byte clusters from byte 4096 (cluster 2), `clusters` of them.
+    struct Mem(Vec<u8>);
+
+    impl ReadAt for Mem {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+            let at = at as usize;
+            let src = self
+                .0
+                .get(at..at + buf.len())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    fn fat16(entries: &[(u64, u16)]) -> Mem {
+        let mut d = vec![0u8; 4096 + 100 * 512];
+        for &(n, v) in entries {
+            d[n as usize * 2..n as usize * 2 + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        Mem(d)
+    }
+
+    fn walk_chain(
+        dev: &Mem,
+        watch: &mut Watch,
+        first: u64,
+        len: u64,
+    ) -> Result<Vec<(u64, u64)>, String> {
+        let mut fat = FatReader {
+            dev,
+            table: Table {
+                start: 0,
+                bytes: 4096,
+                clusters: 100,
+            },
+            bits: 16,
+            block: Vec::new(),
+            block_at: None,
+        };
+        chain_extents(&mut fat, watch, first, len, dev.0.len() as u64)
+    }
+
+    fn watch() -> Watch {
+        Watch {
+            on: true,
+            data_start: 4096,
+            cluster: 512,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_chain_becomes_extents_of_its_runs() {
+        // 2 -> 3 -> 4 -> 10 -> 11 -> 5 (end): three runs, the last one cut to the size.
+        let dev = fat16(&[(2, 3), (3, 4), (4, 10), (10, 11), (11, 5), (5, 0xffff)]);
+        let mut w = watch();
+        let e = walk_chain(&dev, &mut w, 2, 5 * 512 + 100).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                (4096, 3 * 512),
+                (4096 + 8 * 512, 2 * 512),
+                (4096 + 3 * 512, 100)
+            ]
+        );
+        // Its clusters are claimed: a directory read from one of them later is refused.
+        assert!(w.note(4096 + 9 * 512).is_err());
+        assert!(w.note(4096 + 20 * 512).is_ok());
+        // A file sharing a claimed cluster is refused.
+        let dev = fat16(&[(20, 21), (21, 3), (3, 0xfff8)]);
+        let err = walk_chain(&dev, &mut w, 20, 3 * 512).unwrap_err();
+        assert!(err.contains("cluster 3 is met a second time"), "{err}");
+        // So is one starting on a cluster a directory was read from.
+        let mut w = watch();
+        w.note(4096 + 40 * 512).unwrap();
+        let dev = fat16(&[(42, 0xffff)]);
+        assert!(walk_chain(&dev, &mut w, 42, 512).is_err());
+    }
+
+    #[test]
+    fn hostile_chains_are_refused_and_bounded() {
+        // FAT entries, first cluster, file size, the refusal wanted.
+        type Case<'a> = (&'a [(u64, u16)], u64, u64, &'a str);
+        let cases: &[Case] = &[
+            // A loop: 2 -> 3 -> 4 -> 2 for a file longer than the three.
+            (&[(2, 3), (3, 4), (4, 2)], 2, 10 * 512, "met a second time"),
+            // A loop on itself.
+            (&[(7, 7)], 7, 2 * 512, "met a second time"),
+            // Shorter than the size.
+            (&[(2, 3), (3, 0xffff)], 2, 3 * 512, "holds 1024"),
+            // Longer than the size.
+            (
+                &[(2, 3), (3, 4), (4, 0xffff)],
+                2,
+                2 * 512,
+                "goes on past them",
+            ),
+            // A free cluster in the chain.
+            (&[(2, 3), (3, 0)], 2, 3 * 512, "free or reserved"),
+            // A bad-cluster mark, a cluster past the volume, a first cluster below 2.
+            (&[(2, 0xfff7)], 2, 2 * 512, "outside the data area"),
+            (&[(2, 500)], 2, 2 * 512, "outside the data area"),
+            (&[], 1, 512, "outside the data area"),
+        ];
+        for (entries, first, len, want) in cases {
+            let dev = fat16(entries);
+            let err = walk_chain(&dev, &mut watch(), *first, *len).unwrap_err();
+            assert!(err.contains(want), "{entries:?}: {err}");
+        }
+        // Data past the device's end (the volume says more clusters than the device holds).
+        let dev = Mem(fat16(&[(2, 0xffff)]).0[..4096 + 100].to_vec());
+        let err = walk_chain(&dev, &mut watch(), 2, 512).unwrap_err();
+        assert!(err.contains("beyond the end of the device"), "{err}");
+        // More runs than the drive may have: refused, not held.
+        let mut w = watch();
+        w.runs = (0..MAX_RUNS as u64)
+            .map(|i| (1000 + 2 * i, 1001 + 2 * i))
+            .collect();
+        let dev = fat16(&[(2, 0xffff)]);
+        let err = walk_chain(&dev, &mut w, 2, 512).unwrap_err();
+        assert!(err.contains("cluster runs"), "{err}");
+    }
+
+    #[test]
+    fn fat12_and_fat32_entries() {
+        // FAT12: cluster 2 -> 3 -> end, packed 12 bits each (entries 2 and 3 share 3 bytes).
+        let mut d = vec![0u8; 4096 + 100 * 512];
+        d[3] = 0x03; // entry 2 = 0x003 (low byte at 3, low nibble of 4)
+        d[4] = 0xf0; // entry 3 = 0xfff (high nibble of 4, byte 5)
+        d[5] = 0xff;
+        let dev = Mem(d);
+        let mut fat = FatReader {
+            dev: &dev,
+            table: Table {
+                start: 0,
+                bytes: 4096,
+                clusters: 100,
+            },
+            bits: 12,
+            block: Vec::new(),
+            block_at: None,
+        };
+        assert_eq!(fat.entry(2).unwrap(), 3);
+        let end = fat.entry(3).unwrap();
+        assert!(fat.is_end(end));
+        let e = chain_extents(&mut fat, &mut watch(), 2, 1000, dev.0.len() as u64).unwrap();
+        assert_eq!(e, vec![(4096, 1000)]);
+        // FAT32: the top four bits are not part of the entry.
+        let mut d = vec![0u8; 4096 + 100 * 512];
+        d[8..12].copy_from_slice(&0xf000_0003u32.to_le_bytes());
+        d[12..16].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
+        let dev = Mem(d);
+        fat.dev = &dev;
+        fat.bits = 32;
+        fat.block_at = None;
+        assert_eq!(fat.entry(2).unwrap(), 3);
+        let end = fat.entry(3).unwrap();
+        assert!(fat.is_end(end));
+        // An entry past the table's end.
+        assert!(fat.entry(5000).unwrap_err().contains("no entry"));
     }
 
     #[test]

@@ -373,24 +373,34 @@ pub fn read_fs<R: Read + Seek>(
     device: &str,
     limits: &Limits,
 ) -> Result<DriveFiles, MediaError> {
-    read_fs_with(reader, device, limits, iso9660::read_iso9660)
+    read_fs_with(reader, device, limits, iso9660::read_iso9660, fat::read_fat)
 }
 
-/// [`read_fs`] for a reader the drive can keep: large ISO9660 files stay on the device
-/// ([`iso9660::read_iso9660_shared`]).
+/// [`read_fs`] for a reader the drive can keep: large ISO9660 and FAT files stay on the device
+/// ([`iso9660::read_iso9660_shared`], [`fat::read_fat_shared`]).
 pub fn read_fs_shared<R: Read + Seek + Send + 'static>(
     reader: R,
     device: &str,
     limits: &Limits,
 ) -> Result<DriveFiles, MediaError> {
-    read_fs_with(reader, device, limits, iso9660::read_iso9660_shared)
+    read_fs_with(
+        reader,
+        device,
+        limits,
+        iso9660::read_iso9660_shared,
+        fat::read_fat_shared,
+    )
 }
+
+/// A filesystem reader: ISO9660 or FAT, holding every file or leaving large ones on the device.
+type FsReader<R> = fn(R, &str, &Limits) -> Result<DriveFiles, MediaError>;
 
 fn read_fs_with<R: Read + Seek>(
     mut reader: R,
     device: &str,
     limits: &Limits,
-    iso: fn(R, &str, &Limits) -> Result<DriveFiles, MediaError>,
+    iso: FsReader<R>,
+    fat: FsReader<R>,
 ) -> Result<DriveFiles, MediaError> {
     let io = |e| MediaError::Io {
         device: device.to_string(),
@@ -410,7 +420,7 @@ fn read_fs_with<R: Read + Seek>(
     } else if n == 512 && (fat::is_fat_boot_sector(head) || fat::looks_like_fat(head)) {
         // A damaged FAT boot sector still names its filesystem: fatfs says what is wrong,
         // rather than the ISO9660 reader saying it is not ISO9660.
-        fat::read_fat(reader, device, limits)
+        fat(reader, device, limits)
     } else if n == 512 && part::looks_like_table(head) {
         Err(MediaError::Unrecognised {
             device: device.to_string(),

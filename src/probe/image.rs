@@ -72,7 +72,7 @@ where
                     crate::media::iso9660::read_iso9660_shared(file, &device, limits)
                 }
                 Found::Fs(s) if s.fstype == "vfat" => {
-                    crate::media::fat::read_fat(file, &device, limits)
+                    crate::media::fat::read_fat_shared(file, &device, limits)
                 }
                 Found::Table => read_from_table(file, &device, limits, rules, duplicates),
                 _ => read_fs_shared(file, &device, limits),
