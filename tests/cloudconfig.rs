@@ -466,3 +466,26 @@ fn large_literal_blocks_are_written_as_the_yaml_says_without_holding_the_documen
         "peak RSS {rss} KiB with a 7 MiB cloud-config, {base} KiB with a small one"
     );
 }
+
+#[test]
+fn a_large_document_the_line_pass_misreads_is_parsed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // A repeated key: the parser drops the first block's placeholder, so the carve is not
+    // confirmed and the document is parsed whole (the last value wins, as cloud-init does).
+    let first = "a\n".repeat(600_000);
+    let second = "b\n".repeat(100_000);
+    let mut doc = String::from("#cloud-config\nwrite_files:\n  - path: /srv/dup\n    content: |\n");
+    for l in first.lines() {
+        doc.push_str(&format!("      {l}\n"));
+    }
+    doc.push_str("    content: |\n");
+    for l in second.lines() {
+        doc.push_str(&format!("      {l}\n"));
+    }
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+    let root = target_root();
+    let (o, _) = run_image(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read(root.path().join("srv/dup")).unwrap() == second.as_bytes());
+    assert!(text(&o).contains("repeated key"), "{}", text(&o));
+}
