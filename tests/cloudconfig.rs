@@ -331,3 +331,161 @@ fn manage_etc_hosts_and_preserve_hostname() {
         "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\tcc-host.example.org cc-host\t# managed by primer\n"
     );
 }
+
+/// Standard base64 with `=` padding, in lines of 76 characters.
+fn b64_lines(data: &[u8]) -> Vec<String> {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s.as_bytes()
+        .chunks(76)
+        .map(|l| String::from_utf8(l.to_vec()).unwrap())
+        .collect()
+}
+
+/// `primer run` from an image file into `root` under GNU time: its output and peak RSS (KiB).
+fn run_image(iso: &Path, root: &Path, dir: &Path) -> (Output, u64) {
+    require_tool("/usr/bin/time");
+    let t = dir.join("time");
+    let o = Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(&t)
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--log-level", "error", "--defer-scripts"])
+        .args(["--network-backend", "networkd", "--source"])
+        .arg(iso)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    let rss = fs::read_to_string(&t)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("GNU time's %M");
+    (o, rss)
+}
+
+/// A config-2 image file whose user_data is `ud` (kept on the device when above 1 MiB).
+fn config2_iso(dir: &Path, ud: &[u8]) -> std::path::PathBuf {
+    let tree = dir.join("tree");
+    write_drive_tree(&tree, &sample_meta("large", &[]));
+    for v in ["latest", "2018-08-27"] {
+        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
+    }
+    let iso = dir.join("drive.iso");
+    make_iso(&tree, &iso, IsoTool::Nova);
+    fs::remove_dir_all(&tree).unwrap();
+    iso
+}
+
+fn target_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    fs::write(
+        root.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
+    root
+}
+
+#[test]
+fn large_literal_blocks_are_written_as_the_yaml_says_without_holding_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    // Plain `|`: 6 MiB of varied lines, empty and more-indented ones among them.
+    let mut plain = String::new();
+    let mut i = 0u32;
+    while plain.len() < 6 << 20 {
+        match i % 7 {
+            0 => plain.push('\n'),
+            3 => plain.push_str(&format!("    more indented {i} # not a comment\n")),
+            _ => plain.push_str(&format!("line {i}: {}\n", "z".repeat((i % 61) as usize))),
+        }
+        i += 1;
+    }
+    plain.push_str("last\n");
+    let binary: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 256) as u8).collect();
+    let kept = "kept\n".repeat(20_000);
+    let mut doc =
+        String::from("#cloud-config\nwrite_files:\n  - path: /srv/plain\n    content: |\n");
+    for l in plain.lines() {
+        if !l.is_empty() {
+            doc.push_str("      ");
+        }
+        doc.push_str(l);
+        doc.push('\n');
+    }
+    doc.push_str("\n  - path: /srv/binary\n    encoding: b64\n    content: |-\n");
+    for l in b64_lines(&binary) {
+        doc.push_str(&format!("      {l}\n"));
+    }
+    doc.push_str("    permissions: '0600'\n  - path: /srv/kept\n    content: |+ # keep\n");
+    for l in kept.lines() {
+        doc.push_str(&format!("        {l}\n"));
+    }
+    doc.push_str("\n    \n  # trailing comment\nruncmd:\n  - echo done\n");
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+
+    let small_dir = dir.path().join("small");
+    fs::create_dir(&small_dir).unwrap();
+    let small = config2_iso(
+        &small_dir,
+        b"#cloud-config\nwrite_files:\n  - path: /srv/plain\n    content: |\n      x\n",
+    );
+    let root = target_root();
+    let (o, base) = run_image(&small, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let root = target_root();
+    let (o, rss) = run_image(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let srv = root.path().join("srv");
+    assert!(fs::read(srv.join("plain")).unwrap() == plain.as_bytes());
+    assert!(fs::read(srv.join("binary")).unwrap() == binary);
+    // `|+`: the trailing empty lines are kept (the second has fewer spaces than the content).
+    assert!(fs::read(srv.join("kept")).unwrap() == format!("{kept}\n\n").as_bytes());
+    // Parsed whole, the 7 MiB document was held as its text, the parser's growing buffer and
+    // its scalar (over 20 MiB more); carved, only the 6 MiB value.
+    assert!(
+        rss < base + 10 * 1024,
+        "peak RSS {rss} KiB with a 7 MiB cloud-config, {base} KiB with a small one"
+    );
+}
+
+#[test]
+fn a_large_document_the_line_pass_misreads_is_parsed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // A repeated key: the parser drops the first block's placeholder, so the carve is not
+    // confirmed and the document is parsed whole (the last value wins, as cloud-init does).
+    let first = "a\n".repeat(600_000);
+    let second = "b\n".repeat(100_000);
+    let mut doc = String::from("#cloud-config\nwrite_files:\n  - path: /srv/dup\n    content: |\n");
+    for l in first.lines() {
+        doc.push_str(&format!("      {l}\n"));
+    }
+    doc.push_str("    content: |\n");
+    for l in second.lines() {
+        doc.push_str(&format!("      {l}\n"));
+    }
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+    let root = target_root();
+    let (o, _) = run_image(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read(root.path().join("srv/dup")).unwrap() == second.as_bytes());
+    assert!(text(&o).contains("repeated key"), "{}", text(&o));
+}

@@ -30,6 +30,7 @@
 //!   `scripts-user`); both are kept. Names are unique over scripts and boothooks; user data is
 //!   named first, so vendor data never renames a user script.
 
+mod carve;
 mod cloud_config;
 mod mime;
 mod yaml;
@@ -158,12 +159,31 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         .as_ref()
         .map(|b| &b.0)
         .filter(|b| streamed_script(b));
-    let user = match streamed {
-        Some(_) => None,
-        None => inst.user_data.as_ref().map(|b| b.0.as_slice()),
+    // A large cloud-config kept on the device: its large literal blocks are carved out of the
+    // parse (see `carve`), so the document is never held whole.
+    let carvable = inst.user_data.as_ref().map(|b| &b.0).filter(|b| {
+        carve_candidate(b) && b.len() <= limits.max_blob_bytes.min(limits.max_yaml_bytes)
+    });
+    let carved = match carvable.map(|b| (b, carve::carve_blob(b))) {
+        Some((b, Ok(Some(c)))) => Some((b, c)),
+        Some((_, Err(e))) => {
+            let mut report = Report::default();
+            report.warn(
+                USER_DATA_FILE,
+                "",
+                format!("{e}; user-data and vendor-data not applied"),
+            );
+            return (UserData::default(), report);
+        }
+        _ => None,
+    };
+    let user = match (streamed, &carved) {
+        (None, None) => inst.user_data.as_ref().map(|b| b.0.as_slice()),
+        _ => None,
     };
     let mut run = Run::new(&owners, limits);
     run.streamed = streamed;
+    run.carved = carved;
     run.parse(user, &inputs)
 }
 
@@ -180,7 +200,39 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
         .filter(|b| !streamed_script(b));
     user.chain(inst.vendor_user_data.iter().map(|p| &p.data.0))
         .filter(|b| b.is_on_device())
-        .find_map(|b| b.try_slice().err())
+        .find_map(|b| {
+            if carve_candidate(b) {
+                // Checked by streaming, not loaded: the parse carves it without holding it.
+                b.for_each_chunk(&mut |_| Ok(())).err()
+            } else {
+                b.try_slice().err()
+            }
+        })
+}
+
+/// Whether `blob`, a whole user-data file kept on the device, is a cloud-config (not gzip, not
+/// MIME, no byte-order mark), decided from its head as [`streamed_script`] does: its large
+/// literal blocks may be carved out of the parse (`carve`).
+fn carve_candidate(blob: &Bytes) -> bool {
+    if !blob.is_on_device() {
+        return false;
+    }
+    let Ok(head) = blob.head(STREAM_HEAD) else {
+        return false;
+    };
+    let Some(nl) = head.iter().position(|&c| c == b'\n') else {
+        return false;
+    };
+    let Some(first) = head.get(..nl) else {
+        return false;
+    };
+    if is_gzip(&head) || mime::is_field_line(first) || head.starts_with(b"\xef\xbb\xbf") {
+        return false;
+    }
+    let Some(start) = head.iter().position(|c| !c.is_ascii_whitespace()) else {
+        return false;
+    };
+    start + 32 <= head.len() && sniff(&head) == Some(Kind::CloudConfig)
 }
 
 /// Bytes of a blob kept on the device that are looked at to tell what it is: the head kept
@@ -242,6 +294,7 @@ impl<'l> Run<'l> {
         Run {
             owners,
             streamed: None,
+            carved: None,
             limits,
             report: Report::default(),
             budget: Budget::new(limits.max_total_bytes),
@@ -519,6 +572,9 @@ struct Run<'l> {
     /// User data kept on the device and known to be a whole `#!` script (`streamed_script`):
     /// taken as the user-data origin's one part, never read here.
     streamed: Option<&'l Bytes>,
+    /// User data kept on the device, a cloud-config whose large literal blocks were carved
+    /// out (`carve`): taken as the user-data origin's one part, parsed from its carved text.
+    carved: Option<(&'l Bytes, carve::Carved)>,
     limits: &'l UserDataLimits,
     report: Report,
     budget: Budget,
@@ -552,6 +608,9 @@ impl Run<'_> {
         if origin == Origin::UserData {
             if let Some(b) = self.streamed.take() {
                 self.streamed_leaf(b, &mut out, &mut leaf_no);
+            }
+            if let Some((b, c)) = self.carved.take() {
+                self.carved_leaf(b, c, &mut out, &mut leaf_no);
             }
         }
         for input in inputs {
@@ -598,6 +657,64 @@ impl Run<'_> {
             origin: Origin::UserData,
             content: b.clone(),
         });
+    }
+
+    /// What `blob` then `leaf` do for a whole-blob cloud-config kept on the device whose large
+    /// literal blocks were carved out: the part count, then the parse of the carved text with
+    /// each value put back in its place. When a placeholder does not come back exactly once as
+    /// a whole string (the line pass misread the document) or the carved text does not parse,
+    /// the document is read and parsed whole, as any other: the carve never decides an outcome.
+    fn carved_leaf(
+        &mut self,
+        b: &Bytes,
+        c: carve::Carved,
+        out: &mut Collected,
+        leaf_no: &mut usize,
+    ) {
+        let file = USER_DATA_FILE;
+        *leaf_no += 1;
+        if self.leaves >= self.limits.max_total_parts {
+            if !self.leaves_capped {
+                self.leaves_capped = true;
+                self.report.warn(
+                    file,
+                    "",
+                    format!(
+                        "more than {} parts in user and vendor data together; the rest are ignored",
+                        self.limits.max_total_parts
+                    ),
+                );
+            }
+            return;
+        }
+        self.leaves += 1;
+        out.config_parts += 1;
+        let base = carve::token_base(&b.sha256());
+        let mut values: Vec<(String, Option<String>)> =
+            c.values.into_iter().map(|(t, v)| (t, Some(v))).collect();
+        let restored = yaml::parse(&c.text, &self.yaml_limits())
+            .ok()
+            .and_then(|mut p| carve::restore(&mut p.node, &base, &mut values).then_some(p));
+        drop(values);
+        let partial = match restored {
+            Some(parsed) => {
+                tracing::debug!("{file}: large literal blocks carved out of the YAML parse");
+                Some(self.convert(file, String::new(), parsed))
+            }
+            None => {
+                tracing::debug!("{file}: carved parse not confirmed; parsed whole");
+                match b.try_slice() {
+                    Ok(whole) => self.cloud_config(file, "", String::new(), whole),
+                    Err(e) => {
+                        self.report.warn(file, "", format!("{e}; part ignored"));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(p) = partial {
+            out.config.overlay(p);
+        }
     }
 
     fn blob(
@@ -873,14 +990,7 @@ impl Run<'_> {
                 return None;
             }
         };
-        let limits = yaml::YamlLimits {
-            max_bytes: self.limits.max_yaml_bytes,
-            max_depth: self.limits.max_yaml_depth,
-            max_nodes: self.limits.max_yaml_nodes,
-            max_aliases: self.limits.max_yaml_aliases,
-            max_replayed_events: self.limits.max_yaml_alias_replay,
-        };
-        let parsed = match yaml::parse(text, &limits) {
+        let parsed = match yaml::parse(text, &self.yaml_limits()) {
             Ok(p) => p,
             Err(e) => {
                 self.report.warn(
@@ -891,6 +1001,21 @@ impl Run<'_> {
                 return None;
             }
         };
+        Some(self.convert(file, at, parsed))
+    }
+
+    fn yaml_limits(&self) -> yaml::YamlLimits {
+        yaml::YamlLimits {
+            max_bytes: self.limits.max_yaml_bytes,
+            max_depth: self.limits.max_yaml_depth,
+            max_nodes: self.limits.max_yaml_nodes,
+            max_aliases: self.limits.max_yaml_aliases,
+            max_replayed_events: self.limits.max_yaml_alias_replay,
+        }
+    }
+
+    /// A parsed cloud-config into its settings, repeated keys reported.
+    fn convert(&mut self, file: &str, at: String, parsed: yaml::Parsed) -> Partial {
         if !parsed.duplicates.is_empty() {
             self.report.warn(
                 file,
@@ -905,7 +1030,7 @@ impl Run<'_> {
             &mut self.budget,
             self.limits.max_file_bytes,
         );
-        Some(cloud_config::convert(parsed.node, &mut ctx))
+        cloud_config::convert(parsed.node, &mut ctx)
     }
 
     /// A unique, safe, deterministic name: the sanitised MIME filename, else `part-NNN`; a name

@@ -118,6 +118,7 @@ fn names_are_safe_unique_deterministic() {
     let mut run = Run {
         owners: &[],
         streamed: None,
+        carved: None,
         limits: &limits,
         report: Report::default(),
         budget: Budget::new(1),
