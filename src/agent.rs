@@ -693,6 +693,8 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     // but primer, which holds the lock). The writer's group rule is the platform's.
     let lookups = crate::paths::Resolver::with_group_rule(root, platform::hands_group_down);
     let plan = make_plan_live(req, &loaded, live, &lookups);
+    // This boot's id, read once for the status whichever way it is written.
+    let boot_id = if refused { None } else { platform::boot_id() };
     lock.sweep_in(
         &lookups,
         plan.steps
@@ -730,10 +732,9 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         })
     };
     let (mut report, status_written) = if refused {
-        apply::apply_plan_recorded(&plan, &target, &lock, None, lookups)
+        apply::apply_plan_recorded(&plan, &target, &lock, None, lookups.clone())
     } else {
         // The status goes into the flush of the run's files (see `apply_plan_recorded`).
-        let boot_id = platform::boot_id();
         let mut doc = |r: &ApplyReport| {
             Status {
                 boot_id: boot_id.clone(),
@@ -741,7 +742,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             }
             .to_json()
         };
-        apply::apply_plan_recorded(&plan, &target, &lock, Some(&mut doc), lookups)
+        apply::apply_plan_recorded(&plan, &target, &lock, Some(&mut doc), lookups.clone())
     };
     let mut exit = if refused {
         // The drive is refused whole (its plan is that one error step): nothing was applied.
@@ -752,7 +753,20 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     if !status_written {
         let previous = if refused { previous_status(root) } else { None };
         let changed = report.count(Outcome::Changed) > 0;
-        if let Err(e) = record_status(root, status_of(&report, exit, previous), changed) {
+        let boot = if refused {
+            platform::boot_id()
+        } else {
+            boot_id
+        };
+        // Through the run's resolver (its memo kept true by the writer): the state directories
+        // are not looked up again.
+        if let Err(e) = record_status_in(
+            root,
+            status_of(&report, exit, previous),
+            changed,
+            boot,
+            Some(&lookups),
+        ) {
             // The status is part of the run: a run whose status was not written is partial.
             report.steps.push(apply::StepReport {
                 id: "status".into(),
@@ -834,15 +848,30 @@ fn previous_status(root: &Path) -> Option<Status> {
 /// whose status names the instance the status on disk already names, replaces it without a
 /// flush (`status::write_status_unsynced`: a report then, not a decision): a re-run that
 /// changes nothing makes no flush.
-fn record_status(root: &Path, mut s: Status, changed: bool) -> Result<(), String> {
+fn record_status(root: &Path, s: Status, changed: bool) -> Result<(), String> {
+    record_status_in(root, s, changed, platform::boot_id(), None)
+}
+
+/// [`record_status`] with this boot's id already read (`boot_id`) and, for a run, its
+/// resolver (`lookups`, rooted at `root`).
+fn record_status_in(
+    root: &Path,
+    mut s: Status,
+    changed: bool,
+    boot_id: Option<String>,
+    lookups: Option<&crate::paths::Resolver>,
+) -> Result<(), String> {
     // The boot it belongs to: `status --wait` tells this boot's run from the last boot's.
-    s.boot_id = platform::boot_id();
-    let quiet =
-        !changed && s.current_instance().map(str::to_string) == status::recorded_instance(root);
-    let r = if quiet {
-        status::write_status_unsynced(root, &s)
-    } else {
-        status::write_status(root, &s)
+    s.boot_id = boot_id;
+    let recorded = match lookups {
+        Some(l) => status::recorded_instance_in(l),
+        None => status::recorded_instance(root),
+    };
+    let quiet = !changed && s.current_instance().map(str::to_string) == recorded;
+    let r = match lookups {
+        Some(l) => status::write_status_in(l, &s, !quiet),
+        None if quiet => status::write_status_unsynced(root, &s),
+        None => status::write_status(root, &s),
     };
     match r {
         Ok(()) => {

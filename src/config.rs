@@ -623,13 +623,21 @@ fn load_layered_keyed(
     let mut layers = Vec::new();
     // Windows: the directory holding the file, then the file, are vouched for before a byte
     // is read (a no-op on Linux).
-    if main.exists() {
+    let probe = std::fs::metadata(&main);
+    if probe.is_ok() {
         if let Some(dir) = main.parent().filter(|d| !d.as_os_str().is_empty()) {
             trusted(dir).map_err(|e| (e, None))?;
         }
         trusted(&main).map_err(|e| (e, None))?;
     }
-    if let Some(l) = read_layer(&main, required).map_err(|e| (e, None))? {
+    // An optional file already known missing is not looked up a second time by `read_layer`.
+    let absent = !required && matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let layer = if absent {
+        None
+    } else {
+        read_layer(&main, required).map_err(|e| (e, None))?
+    };
+    if let Some(l) = layer {
         layers.push((main.display().to_string(), l));
     } else {
         tracing::debug!("{}: not present; using defaults", main.display());

@@ -16,7 +16,7 @@ use crate::apply::{ApplyReport, Outcome};
 use crate::facts::Meta;
 use crate::media::{DriveFiles, Limits};
 use crate::model::Instance;
-use crate::paths::resolve_in_root;
+use crate::paths::{resolve_in_root, Found, Resolver};
 use crate::state::{self, Record};
 use crate::{Error, Exit};
 
@@ -393,12 +393,35 @@ fn shown(rel: &str) -> String {
 /// Reads one of primer's state files under `root` (resolved inside it), at most
 /// `MAX_STATE_FILE` bytes. `Ok(None)` when it does not exist.
 fn read_state_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
+    let host = resolve_in_root(root, rel).map_err(|source| StatusError::Io {
+        path: shown(rel),
+        source,
+    })?;
+    read_state_host(&host, rel)
+}
+
+/// [`read_state_file`] through the run's resolver (`lookups`): the directories on the way,
+/// which the host facts and the writer already looked up, are not looked up again.
+fn read_state_file_in(lookups: &Resolver, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
+    let (host, found) = lookups
+        .resolve_found(rel)
+        .map_err(|source| StatusError::Io {
+            path: shown(rel),
+            source,
+        })?;
+    if found == Found::Missing {
+        return Ok(None);
+    }
+    read_state_host(&host, rel)
+}
+
+/// Reads the state file `rel`, already resolved to `host`, bounded as `read_state_file` says.
+fn read_state_host(host: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
     let io = |source| StatusError::Io {
         path: shown(rel),
         source,
     };
-    let host = resolve_in_root(root, rel).map_err(io)?;
-    let f = match fs::File::open(&host) {
+    let f = match fs::File::open(host) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
@@ -447,6 +470,16 @@ fn parse_state<T: serde::de::DeserializeOwned>(rel: &str, bytes: &[u8]) -> Resul
 /// The current instance (`last_applied`) the status under `root` names, parsing only that
 /// field: `None` when there is no status, or it is unreadable, empty or torn.
 pub fn recorded_instance(root: &Path) -> Option<String> {
+    instance_of_status(read_state_file(root, &state::status_path()).ok()??)
+}
+
+/// [`recorded_instance`] through the run's resolver (`lookups`, rooted at the target root).
+pub fn recorded_instance_in(lookups: &Resolver) -> Option<String> {
+    instance_of_status(read_state_file_in(lookups, &state::status_path()).ok()??)
+}
+
+/// The current instance a status document (`bytes`) names, parsing only that field.
+fn instance_of_status(bytes: Vec<u8>) -> Option<String> {
     #[derive(Deserialize)]
     struct Id {
         id: String,
@@ -460,7 +493,6 @@ pub fn recorded_instance(root: &Path) -> Option<String> {
         #[serde(default)]
         last_applied: Option<Applied>,
     }
-    let bytes = read_state_file(root, &state::status_path()).ok()??;
     let top: Top = serde_json::from_slice(&bytes).ok()?;
     top.last_applied
         .map(|a| a.instance.id)
@@ -491,7 +523,7 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<Record>, StatusError>
 /// or torn in a crash after the record landed would leave those on the previous instance.
 /// (A run that writes other files stages its status in their flush: `apply_plan_recorded`.)
 pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
-    write_status_as(root, status, true)
+    write_status_as(Writer::new(root), status, true)
 }
 
 /// `write_status` without a flush or a directory fsync: only for a run that wrote nothing else
@@ -502,11 +534,17 @@ pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
 /// (`query`, `primer scripts` and reclaim fall back to the only recorded instance, the next run
 /// writes it again). No decision is lost: the one it carried is the previous one's.
 pub fn write_status_unsynced(root: &Path, status: &Status) -> io::Result<()> {
-    write_status_as(root, status, false)
+    write_status_as(Writer::new(root), status, false)
 }
 
-fn write_status_as(root: &Path, status: &Status, durable: bool) -> io::Result<()> {
-    let mut w = Writer::new(root);
+/// [`write_status`] (`durable`) or [`write_status_unsynced`] through the run's resolver
+/// (`lookups`, sharing its memo): the state directories the run already looked up or made are
+/// not looked up again.
+pub fn write_status_in(lookups: &Resolver, status: &Status, durable: bool) -> io::Result<()> {
+    write_status_as(Writer::with_resolver(lookups.clone()), status, durable)
+}
+
+fn write_status_as(mut w: Writer, status: &Status, durable: bool) -> io::Result<()> {
     if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
         w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
     }

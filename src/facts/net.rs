@@ -148,24 +148,27 @@ pub(crate) fn read_net_facts_in(
     }
     facts.drivers = drivers_in(root, &facts.interfaces);
     facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
+    // Through the memo (which never holds a symlink): a missing or regular resolv.conf is
+    // remembered, so reading it below costs no second lookup.
     facts.resolv_conf_symlink = root
         .resolve("etc")
         .ok()
-        .and_then(|etc| fs::symlink_metadata(etc.join("resolv.conf")).ok())
-        .is_some_and(|m| m.file_type().is_symlink());
+        .map(|etc| etc.join("resolv.conf"))
+        .is_some_and(|h| {
+            root.kind(&h).is_none()
+                && fs::symlink_metadata(&h).is_ok_and(|m| m.file_type().is_symlink())
+        });
 
     let mut files = BTreeMap::new();
     for b in Backend::ALL {
         let o = owned(b);
         let mut mine = Vec::new();
         let mut candidates: Vec<String> = o.extra.iter().map(|s| s.to_string()).collect();
-        if let Ok(dir) = root.resolve(o.dir) {
-            if let Ok(rd) = fs::read_dir(dir) {
-                for e in rd.flatten().take(10_000) {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if n.starts_with(o.prefix) {
-                        candidates.push(format!("{}/{n}", o.dir));
-                    }
+        if let Some((_, rd)) = super::read::list_dir(root, o.dir) {
+            for e in rd.flatten().take(10_000) {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(o.prefix) {
+                    candidates.push(format!("{}/{n}", o.dir));
                 }
             }
         }
@@ -194,10 +197,7 @@ pub fn read_interfaces(root: &Path) -> BTreeMap<String, String> {
 
 fn interfaces_in(root: &Resolver) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(dir) = root.resolve("sys/class/net") else {
-        return out;
-    };
-    let Ok(rd) = fs::read_dir(&dir) else {
+    let Some((dir, rd)) = super::read::list_dir(root, "sys/class/net") else {
         return out;
     };
     let mut names: Vec<String> = rd
@@ -322,7 +322,8 @@ fn kernel_names_kept(root: &Resolver) -> bool {
 /// Whether a unit is enabled: a link named `unit` in some `*.wants` directory under
 /// `etc/systemd/system`, and the unit not masked (linked to /dev/null).
 fn enabled(root: &Resolver, unit: &str) -> bool {
-    let Ok(dir) = root.resolve("etc/systemd/system") else {
+    // Missing (a bare image): no link to read, nothing to list.
+    let Ok((dir, Found::Dir | Found::Unknown)) = root.resolve_found("etc/systemd/system") else {
         return false;
     };
     if fs::read_link(dir.join(unit)).is_ok_and(|t| t == Path::new("/dev/null")) {

@@ -100,11 +100,8 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
             }
             if let Some((m, true)) = read_meta(root, &rel) {
                 facts.dirs.insert(rel.clone(), m);
-                let entries: Vec<String> = root
-                    .resolve(&rel)
-                    .ok()
-                    .and_then(|p| fs::read_dir(p).ok())
-                    .map(|rd| {
+                let entries: Vec<String> = list_dir(root, &rel)
+                    .map(|(_, rd)| {
                         rd.flatten()
                             .take(MAX_SKEL_FILES + 1)
                             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -201,10 +198,9 @@ fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
         } else {
             format!("{skel}/{sub}")
         };
-        let Ok(dir) = root.resolve(&rel) else {
+        let Some((_, rd)) = list_dir(root, &rel) else {
             continue;
         };
-        let Ok(rd) = fs::read_dir(dir) else { continue };
         let mut entries: Vec<_> = rd.flatten().collect();
         crate::sort::sort_by_key(&mut entries, |e| e.file_name());
         for e in entries {
@@ -253,7 +249,11 @@ fn read_file(root: &Resolver, rel: &str) -> Option<FileFact> {
 /// `max` bytes; `None` when it is missing, unreadable or not a regular file.
 pub(crate) fn read_file_capped(root: &Resolver, rel: &str, max: u64) -> Option<FileFact> {
     let (host, f, m) = open_regular(root, rel)?;
-    let mut content = Vec::new();
+    // Sized from the file's length (within the cap): one read and the read that sees its end,
+    // not a doubling series from 32 bytes (about six reads for a 300-byte network file). The
+    // length is only a hint: a file that grew meanwhile is still read to the cap.
+    let hint = usize::try_from(m.len().min(max)).unwrap_or(0);
+    let mut content = Vec::with_capacity(hint.saturating_add(1));
     f.take(max).read_to_end(&mut content).ok()?;
     Some(FileFact::held(content, meta_of(&host, &m)))
 }
@@ -264,6 +264,9 @@ fn open_regular(
     root: &Resolver,
     rel: &str,
 ) -> Option<(std::path::PathBuf, fs::File, fs::Metadata)> {
+    if let Some(opened) = os::open_leaf(root, rel) {
+        return opened;
+    }
     let (host, found) = root.resolve_found(rel).ok()?;
     // Resolution saw it missing (or a directory): no failing `open` to learn it again.
     if matches!(found, Found::Missing | Found::Dir) {
@@ -329,10 +332,23 @@ fn read_file_fact(root: &Resolver, rel: &str, facts: &mut HostFacts) {
     }
 }
 
+/// The directory `rel` under the root (resolved inside it) and its listing; `None` when it
+/// cannot be listed. A directory resolution saw missing (or not a directory) is not opened:
+/// the failing `open` would only say so again (a bare image lacks most of those the facts
+/// list: `etc/systemd/system`, `etc/netplan`, `sys/class/net`, `etc/skel`...).
+pub(crate) fn list_dir(root: &Resolver, rel: &str) -> Option<(std::path::PathBuf, fs::ReadDir)> {
+    let (host, found) = root.resolve_found(rel).ok()?;
+    if matches!(found, Found::Missing | Found::Other) {
+        return None;
+    }
+    let rd = fs::read_dir(&host).ok()?;
+    Some((host, rd))
+}
+
 /// Every regular file below `rel_dir` (relative to the root), bounded, not following symlinks.
 fn walk_files(root: &Resolver, rel_dir: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Ok(start) = root.resolve(rel_dir) else {
+    let Ok((start, Found::Dir | Found::Unknown)) = root.resolve_found(rel_dir) else {
         return out;
     };
     let mut stack = vec![(start, rel_dir.to_string(), 0usize)];
@@ -364,10 +380,72 @@ fn walk_files(root: &Resolver, rel_dir: &str) -> BTreeSet<String> {
 mod os {
     use std::fs;
     use std::io::{self, Read};
-    use std::os::unix::fs::MetadataExt;
-    use std::path::Path;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::path::{Path, PathBuf};
 
     use super::Meta;
+    use crate::paths::{Found, Kind, Resolver};
+
+    /// Opens `rel`'s last component without looking it up first: its directory is resolved
+    /// through the memo (usually known), then the file is opened with `O_NOFOLLOW` and its
+    /// metadata read from the open file, which is what a lookup (`lstat`) before the open
+    /// would have told, minus one system call per file. `None`: this way cannot tell (the last
+    /// component is a symlink, which `ELOOP` reports, or `.`/`..`, or the open failed
+    /// otherwise): the caller resolves the whole path as before, so a link is still followed
+    /// re-rooted. `Some(None)`: missing, a directory or not a regular file (a FIFO or device
+    /// is opened non-blocking and without becoming a controlling terminal, then closed).
+    /// What the open found is recorded in the memo, as the lookup would have.
+    #[allow(clippy::type_complexity)]
+    pub fn open_leaf(
+        root: &Resolver,
+        rel: &str,
+    ) -> Option<Option<(PathBuf, fs::File, fs::Metadata)>> {
+        let rel = rel.trim_end_matches('/');
+        let (dir, leaf) = match rel.rsplit_once('/') {
+            Some((d, l)) => (Some(d), l),
+            None => (None, rel),
+        };
+        if leaf.is_empty() || leaf == "." || leaf == ".." {
+            return None;
+        }
+        let mut host = match dir {
+            Some(d) => match root.resolve_found(d).ok()? {
+                (_, Found::Missing) => return Some(None),
+                (p, Found::Dir) => p,
+                // Not a directory, or not known to be one (after `..` or a link): the whole
+                // path's resolution decides.
+                _ => return None,
+            },
+            None => root.root().to_path_buf(),
+        };
+        host.push(leaf);
+        if let Some(Kind::Missing | Kind::Dir { .. }) = root.cached(&host) {
+            return Some(None);
+        }
+        let f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(&host)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                root.set(&host, Kind::Missing);
+                return Some(None);
+            }
+            // ELOOP (a symlink) or anything else: resolved the long way.
+            Err(_) => return None,
+        };
+        let m = f.metadata().ok()?;
+        if m.is_dir() {
+            // Its group rule is not known here: left for a lookup to record.
+            return Some(None);
+        }
+        root.set(&host, Kind::Other);
+        if !m.is_file() {
+            return Some(None);
+        }
+        Some(Some((host, f, m)))
+    }
 
     pub fn meta_of(_path: &Path, m: &fs::Metadata) -> Meta {
         Meta {
@@ -417,6 +495,16 @@ mod os {
     };
 
     use super::Meta;
+    use crate::paths::Resolver;
+
+    /// Windows resolves every path the long way (`open_regular`): no `O_NOFOLLOW` there.
+    #[allow(clippy::type_complexity)]
+    pub fn open_leaf(
+        _root: &Resolver,
+        _rel: &str,
+    ) -> Option<Option<(std::path::PathBuf, fs::File, fs::Metadata)>> {
+        None
+    }
 
     /// `ACCESS_ALLOWED_ACE_TYPE` (winnt.h), kept here rather than pulling the large
     /// `Win32_System_SystemServices` feature for one number.
@@ -692,5 +780,50 @@ mod tests {
         assert!(f("etc/both").holds(&Bytes::from("parsed\n")));
         assert_eq!(f("st/ran/20-user-x").content, b"started\n");
         assert!(!facts.files.contains_key("etc/none"));
+    }
+
+    /// The leaf opened without a lookup before it (`open_leaf`) reads what a lookup would:
+    /// a symlink is still followed re-rooted inside the root, a directory, FIFO or missing
+    /// file is no file (and a FIFO does not block the read), a missing directory above stops
+    /// there, and a read sized from the file's length still reads a file to its end.
+    #[cfg(unix)]
+    #[test]
+    fn files_opened_without_a_lookup_read_as_before() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("etc/dir")).unwrap();
+        fs::create_dir_all(r.join("real")).unwrap();
+        fs::write(r.join("etc/plain"), "plain\n").unwrap();
+        fs::write(r.join("real/target"), "inside\n").unwrap();
+        // Absolute: re-rooted under `r`, never the host's /real/target.
+        symlink("/real/target", r.join("etc/link")).unwrap();
+        symlink("/real", r.join("linkdir")).unwrap();
+        nix::unistd::mkfifo(&r.join("etc/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let res = Resolver::new(r);
+        let read = |rel: &str| read_file_capped(&res, rel, MAX_FACT_FILE).map(|f| f.content);
+        assert_eq!(read("etc/plain").unwrap(), b"plain\n");
+        assert_eq!(read("etc/link").unwrap(), b"inside\n");
+        assert_eq!(read("linkdir/target").unwrap(), b"inside\n");
+        assert_eq!(read("etc/dir"), None);
+        assert_eq!(read("etc/fifo"), None);
+        assert_eq!(read("etc/none"), None);
+        assert_eq!(read("none/below/file"), None);
+        assert_eq!(read("etc/../etc/plain").unwrap(), b"plain\n");
+        // Read again through the memo the first pass filled: the same answers.
+        assert_eq!(read("etc/plain").unwrap(), b"plain\n");
+        assert_eq!(read("etc/link").unwrap(), b"inside\n");
+        assert_eq!(read("etc/none"), None);
+        // The cap still holds with a length hint.
+        assert_eq!(
+            read_file_capped(&res, "etc/plain", 3).unwrap().content,
+            b"pla"
+        );
+        // A file that changes under the memo is read as it is now.
+        fs::write(r.join("etc/plain"), "longer than before\n").unwrap();
+        assert_eq!(read("etc/plain").unwrap(), b"longer than before\n");
+        // Measured the same way.
+        let m = measure_file(&res, "etc/link").unwrap();
+        assert_eq!(m.measured.unwrap().len, 7);
     }
 }
