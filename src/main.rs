@@ -1,13 +1,44 @@
 //! The `primer` binary: parse the command line, set up logging to stderr, call the library, map
 //! the outcome to an exit code. No logic lives here.
+//!
+//! On Linux the process starts at a C `main` (`no_main`): the standard library's runtime start
+//! (a `/proc/self/maps` read, a signal stack, `sched_getaffinity`...) is skipped and
+//! `platform::start` does the part of it primer's behaviour depends on (issue 15).
+
+#![cfg_attr(target_os = "linux", no_main)]
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 
 use primer::cli::{Cli, LogLevel};
 use primer::Exit;
 
-fn main() -> ExitCode {
+/// The process's entry point on Linux, called by glibc's start code (`std::env::args` still
+/// works: the standard library takes argv from glibc's `.init_array` call).
+#[cfg(target_os = "linux")]
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    primer::platform::start::init();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        primer::platform::start::prefault_heap();
+    }
+    // A panic in a test build (which unwinds) ends with std's code 101, not an abort across
+    // the C frame; the shipped build aborts at the panic either way.
+    let code = std::panic::catch_unwind(run).unwrap_or(101);
+    // std's runtime flushes stdout at exit; without it, this does.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::ffi::c_int::from(code)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(run())
+}
+
+/// The command line parsed, logging set up, the command run: its exit code.
+fn run() -> u8 {
     let cli = Cli::from_env();
     let level = match cli.log_level {
         LogLevel::Error => tracing::Level::ERROR,
@@ -49,10 +80,10 @@ fn main() -> ExitCode {
     // Warnings go to the journal as events with their priority, not as plain stdout lines.
     let brief = journal && primer::platform::journal_stream(1);
     match primer::cli::execute(&cli, brief) {
-        Ok(exit) => ExitCode::from(exit.code()),
+        Ok(exit) => exit.code(),
         Err(e) => {
             eprintln!("primer: error: {}", chain(&e));
-            ExitCode::from(Exit::Error.code())
+            Exit::Error.code()
         }
     }
 }

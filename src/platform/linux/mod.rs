@@ -4,6 +4,7 @@
 //! writer's choice.
 
 mod at;
+pub mod start;
 pub mod sysfs;
 
 use std::fs::{self, File};
