@@ -98,6 +98,9 @@ measure() {
                 rm -rf "$root"
                 mkdir -p "$root/etc"
                 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+                # The group too: a write_files entry owned by root:root is refused (a warning,
+                # nothing written) on a root whose group file does not name root.
+                echo 'root:x:0:' >"$root/etc/group"
             fi
             /usr/bin/time -o "$work/t" -f "%U %S %e %M" "$bin" run --log-level error \
                 --defer-scripts --network-backend networkd --source "$work/$1.iso" \
