@@ -8,26 +8,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
 const ID: &str = "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9";
-
-/// A shell script of about `len` bytes holding `marker` near its middle.
-fn script(len: usize, marker: &str) -> Vec<u8> {
-    let mut s = b"#!/bin/sh\n".to_vec();
-    let line = format!("# {}\n", "x".repeat(76));
-    while s.len() + line.len() < len / 2 {
-        s.extend_from_slice(line.as_bytes());
-    }
-    s.extend_from_slice(format!("# {marker}\n").as_bytes());
-    while s.len() + line.len() + 5 < len {
-        s.extend_from_slice(line.as_bytes());
-    }
-    s.extend_from_slice(b"true\n");
-    s
-}
 
 fn build(dir: &Path, ud: &[u8]) -> std::path::PathBuf {
     let tree = dir.join("tree");
@@ -40,38 +24,6 @@ fn build(dir: &Path, ud: &[u8]) -> std::path::PathBuf {
     make_iso(&tree, &iso, IsoTool::Nova);
     fs::remove_dir_all(&tree).unwrap();
     iso
-}
-
-/// `primer run` from `source` into `root` under GNU time: its output and peak RSS in KiB.
-fn run_measured(source: &str, root: &Path, dir: &Path) -> (std::process::Output, u64) {
-    require_tool("/usr/bin/time");
-    let t = dir.join("time");
-    let o = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&t)
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_primer"))
-        .args([
-            "run",
-            "--log-level",
-            "error",
-            "--defer-scripts",
-            "--network-backend",
-            "networkd",
-            "--source",
-            source,
-            "--root",
-        ])
-        .arg(root)
-        .output()
-        .unwrap();
-    let rss = fs::read_to_string(&t)
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("GNU time's %M");
-    (o, rss)
 }
 
 #[test]
@@ -88,7 +40,7 @@ fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
     let (o, base) = run_measured(&small_dev.dev, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
 
-    let ud = script(32 << 20, "middle");
+    let ud = large_script(32 << 20, "middle");
     let big = build(dir.path(), &ud);
     let dev = Loop::attach(&big);
     let root = scratch_root();
@@ -120,13 +72,52 @@ fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
     );
 }
 
+/// A directory source (a seed directory, `--source DIR`) keeps its large files in their files
+/// too: the same bounded peak, the stored script byte for byte.
+#[test]
+fn a_large_script_in_a_directory_source_is_streamed_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = |name: &str, ud: &[u8]| {
+        let t = dir.path().join(name);
+        write_drive_tree(&t, &sample_meta("large", &[]));
+        for v in ["latest", "2018-08-27"] {
+            fs::write(t.join("openstack").join(v).join("user_data"), ud).unwrap();
+        }
+        t
+    };
+    let small = tree("small", b"#!/bin/sh\ntrue\n");
+    let root = scratch_root();
+    let (o, base) = run_measured(&small, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let ud = large_script(32 << 20, "middle");
+    let big = tree("big", &ud);
+    let root = scratch_root();
+    let (o, rss) = run_measured(&big, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let inst = root.path().join("var/lib/primer/instance").join(ID);
+    for f in [
+        "scripts/20-user-part-001",
+        "drive/openstack/latest/user_data",
+    ] {
+        assert!(
+            fs::read(inst.join(f)).unwrap() == ud,
+            "{f} differs from the drive's"
+        );
+    }
+    assert!(
+        rss < base + 4096,
+        "peak RSS {rss} KiB with a 32 MiB script, {base} KiB with a one-line script"
+    );
+}
+
 #[test]
 fn a_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() {
     use primer::agent::{Locate, PlanRequest};
     use primer::apply::{apply_plan, Outcome, RunLock, Target};
 
     let dir = tempfile::tempdir().unwrap();
-    let ud = script(4 << 20, "MARKER-a");
+    let ud = large_script(4 << 20, "MARKER-a");
     let iso = build(dir.path(), &ud);
     let root = scratch_root();
     let req = PlanRequest {
@@ -204,7 +195,7 @@ fn a_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() 
 #[test]
 fn a_large_file_past_the_end_of_the_image_is_refused_naming_it() {
     let d = tempfile::tempdir().unwrap();
-    let mut ud = script(2 << 20, "cut");
+    let mut ud = large_script(2 << 20, "cut");
     ud.extend_from_slice(b"# \x1b[2J\r\x07\n");
     let iso = build(d.path(), &ud);
     let whole = fs::metadata(&iso).unwrap().len();

@@ -17,21 +17,6 @@ use primer::media::Limits;
 const ID: &str = "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9";
 const UD: &str = "openstack/latest/user_data";
 
-/// A shell script of about `len` bytes holding `marker` near its middle.
-fn script(len: usize, marker: &str) -> Vec<u8> {
-    let mut s = b"#!/bin/sh\n".to_vec();
-    let line = format!("# {}\n", "x".repeat(76));
-    while s.len() + line.len() < len / 2 {
-        s.extend_from_slice(line.as_bytes());
-    }
-    s.extend_from_slice(format!("# {marker}\n").as_bytes());
-    while s.len() + line.len() + 5 < len {
-        s.extend_from_slice(line.as_bytes());
-    }
-    s.extend_from_slice(b"true\n");
-    s
-}
-
 fn run(prog: &str, args: &[&std::ffi::OsStr]) {
     let o = Command::new(prog)
         .args(args)
@@ -123,38 +108,6 @@ fn chain_runs(img: &Path, path: &str) -> usize {
     String::from_utf8_lossy(&o.stdout).matches('<').count()
 }
 
-/// `primer run` from `source` into `root` under GNU time: its output and peak RSS in KiB.
-fn run_measured(source: &Path, root: &Path, dir: &Path) -> (std::process::Output, u64) {
-    require_tool("/usr/bin/time");
-    let t = dir.join("time");
-    let o = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&t)
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_primer"))
-        .args([
-            "run",
-            "--log-level",
-            "error",
-            "--defer-scripts",
-            "--network-backend",
-            "networkd",
-            "--source",
-        ])
-        .arg(source)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap();
-    let rss = fs::read_to_string(&t)
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("GNU time's %M");
-    (o, rss)
-}
-
 /// Each FAT width, its large file fragmented: read through the library, user_data stays on the
 /// device and streams byte for byte; the small files are held; the filler files between the
 /// runs (read through fatfs, cluster by cluster) do not collide with the chain's claim.
@@ -162,7 +115,7 @@ fn run_measured(source: &Path, root: &Path, dir: &Path) -> (std::process::Output
 fn fat12_fat16_fat32_leave_a_fragmented_large_file_on_the_device() {
     for (fat, spc, mib) in [(12u8, 16u8, 16u64), (16, 4, 32), (32, 1, 48)] {
         let d = tempfile::tempdir().unwrap();
-        let ud = script(3 << 20, &format!("fat{fat}"));
+        let ud = large_script(3 << 20, &format!("fat{fat}"));
         let img = fat_image(d.path(), fat, spc, mib, &ud, true);
         let runs = chain_runs(&img, UD);
         assert!(runs > 1, "FAT{fat}: user_data is one run: not fragmented");
@@ -195,7 +148,7 @@ fn a_64_mib_script_on_a_fat_drive_is_streamed_with_bounded_memory() {
     let (o, base) = run_measured(&small, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
 
-    let ud = script((64 << 20) - 64, "middle");
+    let ud = large_script((64 << 20) - 64, "middle");
     let big = fat_image(dir.path(), 16, 4, 72, &ud, false);
     let dev = Loop::attach(&big);
     for source in [Path::new(&dev.dev), &big] {
@@ -227,7 +180,7 @@ fn a_fat_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_fil
     use primer::apply::{apply_plan, Outcome, RunLock, Target};
 
     let dir = tempfile::tempdir().unwrap();
-    let ud = script(4 << 20, "MARKER-a");
+    let ud = large_script(4 << 20, "MARKER-a");
     let img = fat_image(dir.path(), 16, 4, 16, &ud, true);
     let root = scratch_root();
     let req = PlanRequest {
@@ -287,7 +240,7 @@ fn a_fat_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_fil
 #[test]
 fn a_fat_drive_cut_short_under_a_large_file_is_refused_naming_it() {
     let d = tempfile::tempdir().unwrap();
-    let ud = script(2 << 20, "cut-here");
+    let ud = large_script(2 << 20, "cut-here");
     let img = fat_image(d.path(), 16, 4, 16, &ud, false);
     let image = fs::read(&img).unwrap();
     let at = image
@@ -330,7 +283,7 @@ fn a_fat_drive_cut_short_under_a_large_file_is_refused_naming_it() {
 #[test]
 fn a_large_file_whose_chain_loops_is_refused_naming_it() {
     let d = tempfile::tempdir().unwrap();
-    let ud = script(2 << 20, "loop");
+    let ud = large_script(2 << 20, "loop");
     let img = fat_image(d.path(), 16, 4, 16, &ud, false);
     require_tool_from("mshowfat", "mtools");
     let o = Command::new("mshowfat")

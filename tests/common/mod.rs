@@ -348,3 +348,45 @@ fn make_drive_with(tree: &Path, fs: DriveFs, label: &str, output: &[&std::ffi::O
         .expect("run primer make-drive");
     assert!(o.status.success(), "primer make-drive: {}", text(&o));
 }
+
+/// A shell script of about `len` bytes holding `marker` near its middle (the large user-data of
+/// the streaming tests).
+pub fn large_script(len: usize, marker: &str) -> Vec<u8> {
+    let mut s = b"#!/bin/sh\n".to_vec();
+    let line = format!("# {}\n", "x".repeat(76));
+    while s.len() + line.len() < len / 2 {
+        s.extend_from_slice(line.as_bytes());
+    }
+    s.extend_from_slice(format!("# {marker}\n").as_bytes());
+    while s.len() + line.len() + 5 < len {
+        s.extend_from_slice(line.as_bytes());
+    }
+    s.extend_from_slice(b"true\n");
+    s
+}
+
+/// `primer run --defer-scripts` from `source` into `root` under GNU time (its report in `dir`):
+/// the output and the peak RSS in KiB.
+pub fn run_measured(source: impl AsRef<std::ffi::OsStr>, root: &Path, dir: &Path) -> (Output, u64) {
+    require_tool("/usr/bin/time");
+    let t = dir.join("time");
+    let o = Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(&t)
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--log-level", "error", "--defer-scripts"])
+        .args(["--network-backend", "networkd", "--source"])
+        .arg(source)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    let rss = fs::read_to_string(&t)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("GNU time's %M");
+    (o, rss)
+}
