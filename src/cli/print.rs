@@ -498,11 +498,12 @@ pub(super) fn show_json(out: &mut impl Write, shown: &agent::Shown) -> Result<()
             fstype: &l.drive.fstype,
             label: l.drive.label.as_deref(),
             files: l.drive.files.keys().map(String::as_str).collect(),
-            file_sha256: shown
-                .file_sha256
-                .iter()
-                .map(|(p, d)| (p.as_str(), d.clone()))
-                .collect(),
+            file_sha256: crate::sort::map(
+                shown
+                    .file_sha256
+                    .iter()
+                    .map(|(p, d)| (p.as_str(), d.clone())),
+            ),
             symlinks: &l.drive.symlinks,
             skipped: &l.drive.skipped,
             instance: &l.instance,
