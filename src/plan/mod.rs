@@ -410,12 +410,20 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
         w.skel = Some(users::SKEL);
         w.files
             .extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
+        // A `write_files` target is only compared with the entry's content (length, then
+        // digest): measured, not held, as injected files are, so a re-run of a 64 MiB entry
+        // does not hold the file it wrote. An `append` entry builds on the current content:
+        // held (capped).
         let cc = &ud.cloud_config;
-        w.files.extend(
-            cc.write_files
-                .iter()
-                .filter_map(|f| inject::injected_path(&f.path).ok()),
-        );
+        for f in &cc.write_files {
+            if let Ok(path) = inject::injected_path(&f.path) {
+                if f.append {
+                    w.files.push(path);
+                } else {
+                    w.measured.push(path);
+                }
+            }
+        }
         // The drive's admin user, when primer may create it (a refused name is never looked
         // up: its home would be a path the name chose).
         w.homes.extend(
