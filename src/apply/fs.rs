@@ -1333,21 +1333,27 @@ impl Writer {
                                         crate::paths::is_temp_name_of(&name, &n.to_string_lossy())
                                     })
                                 });
-                            let ours = named && only_root_writes(&e.path());
-                            if named && !ours {
-                                tracing::info!(
-                                    "{}: left: named as a directory an interrupted run was \
-                                     building, but others may write it",
-                                    e.path().display()
-                                );
-                            }
-                            ours
+                            // Left otherwise (and named below).
+                            named && only_root_writes(&e.path())
                         };
-                        fs::remove_dir(e.path()).is_ok()
+                        let gone = fs::remove_dir(e.path()).is_ok()
                             || ((place == Some(true)
                                 && crate::paths::is_temp_name_of(&name, copy_name))
                                 || of_new_dir())
-                                && fs::remove_dir_all(e.path()).is_ok()
+                                && fs::remove_dir_all(e.path()).is_ok();
+                        // Kept, not empty: it may be a new directory a run killed before its
+                        // rename was building (its files, secrets among them, under their
+                        // final names), named after a directory no planned path goes through
+                        // now. Not removed (nothing tells it from a user's own), but named,
+                        // so an administrator can.
+                        if !gone && crate::paths::is_temp_name_of(&name, name_of(&name)) {
+                            tracing::info!(
+                                "{}: left: a directory an interrupted run may have been \
+                                 building; remove it if it is not yours",
+                                e.path().display()
+                            );
+                        }
+                        gone
                     }
                     _ => false,
                 };
@@ -1359,6 +1365,13 @@ impl Writer {
         }
         n
     }
+}
+
+/// The target a temporary name `.NAME.primer-tmp.PID.SEQ` stands for (`NAME`), or `""`.
+fn name_of(temp: &str) -> &str {
+    temp.strip_prefix('.')
+        .and_then(|n| n.rsplit_once(".primer-tmp."))
+        .map_or("", |(name, _)| name)
 }
 
 /// `e` with the path it is about (every I/O error names its path).

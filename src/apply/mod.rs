@@ -443,10 +443,22 @@ fn new_dir_trees(
     let mut seen = std::collections::HashSet::new();
     let mut repeated = std::collections::HashSet::new();
     let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Directories inside it by their lower-case name -> their spelling: `A/x` and `a/y` are
+    // one directory there too.
+    let mut subdirs: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for (dir, rel_in) in found.values() {
         *count.entry(dir.as_str()).or_default() += 1;
         if !seen.insert(format!("{dir}/{rel_in}").to_lowercase()) {
             repeated.insert(dir.as_str());
+        }
+        let ends = rel_in.match_indices('/').map(|(n, _)| n);
+        for sub in ends.map(|n| &rel_in[..n]) {
+            let spelt = subdirs
+                .entry(format!("{dir}/{sub}").to_lowercase())
+                .or_insert(sub);
+            if *spelt != sub {
+                repeated.insert(dir.as_str());
+            }
         }
     }
     let big: std::collections::HashSet<String> = count
