@@ -682,9 +682,12 @@ impl Writer {
         meta: Meta,
         setgid: bool,
     ) -> Result<(), (io::Error, bool)> {
-        let (mut f, fix) = self
-            .create_file(path, meta, setgid)
-            .map_err(|e| (at(path, e), false))?;
+        // Created exclusively: "exists" means another's file, untouched; any other error may
+        // come after the creation (reading back what the kernel gave), so the file is ours.
+        let (mut f, fix) = self.create_file(path, meta, setgid).map_err(|e| {
+            let created = e.kind() != io::ErrorKind::AlreadyExists;
+            (at(path, e), created)
+        })?;
         // A drive file on the device streams in, its digest checked (model::Bytes).
         content
             .write_out(&mut f)
