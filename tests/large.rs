@@ -217,3 +217,87 @@ fn five_thousand_injected_files_land_by_one_directory_rename() {
     assert_eq!(fs::read(inj.join("f00008")).unwrap(), b"injected file 8\n");
     assert_eq!(fs::read_dir(&inj).unwrap().count(), N);
 }
+
+/// A drive of `user_data` (and the sample meta-data) as an ISO at `iso`.
+fn build_ud(dir: &Path, iso: &Path, ud: &str) {
+    let tree = dir.join("tree");
+    let _ = fs::remove_dir_all(&tree);
+    write_drive_tree(&tree, &sample_meta("large", &[]));
+    for v in ["latest", "2018-08-27"] {
+        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
+    }
+    let _ = fs::remove_file(iso);
+    make_iso(&tree, iso, IsoTool::Nova);
+}
+
+/// A first run then a re-run of `iso` on a fresh root: the re-run changes nothing (the record
+/// holds exactly what is on the disk). Returns the root.
+fn converges(iso: &Path) -> tempfile::TempDir {
+    let root = scratch_root();
+    // `write_files` entries are owned by root:root: the group must exist in the target.
+    fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
+    // `/srv` exists: the directory the run creates is the one named in the test.
+    fs::create_dir(root.path().join("srv")).unwrap();
+    let o = run(iso, root.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let mut before = snapshot(root.path());
+    assert!(
+        before
+            .keys()
+            .all(|p| !p.to_string_lossy().contains(".primer-tmp.")),
+        "a temporary name was left"
+    );
+    let o = run(iso, root.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    let mut after = snapshot(root.path());
+    before.remove(Path::new(RUN_STATUS));
+    after.remove(Path::new(RUN_STATUS));
+    assert!(before == after, "a re-run changed the root");
+    root
+}
+
+/// Review of 4356b289, finding 1: a new directory with many files, one path written twice
+/// and one appended to: each lands as the per-file way gives it (the last write wins, the
+/// append builds on the earlier content), and a re-run changes nothing — the record claims
+/// no file the disk lacks.
+#[test]
+fn a_new_directory_with_a_path_written_twice_and_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("drive.iso");
+    let mut ud = String::from("#cloud-config\nwrite_files:\n");
+    for i in 0..10 {
+        ud.push_str(&format!(
+            "  - {{path: /srv/many/f{i:02}, content: \"{i}\\n\"}}\n"
+        ));
+    }
+    ud.push_str("  - {path: /srv/many/f03, content: \"second\\n\"}\n");
+    ud.push_str("  - {path: /srv/many/log, content: \"a\\n\"}\n");
+    ud.push_str("  - {path: /srv/many/log, content: \"b\\n\", append: true}\n");
+    build_ud(dir.path(), &iso, &ud);
+    let root = converges(&iso);
+    let many = root.path().join("srv/many");
+    assert_eq!(fs::read(many.join("f03")).unwrap(), b"second\n");
+    assert_eq!(fs::read(many.join("f04")).unwrap(), b"4\n");
+    assert_eq!(fs::read(many.join("log")).unwrap(), b"a\nb\n");
+    assert_eq!(fs::read_dir(&many).unwrap().count(), 11);
+}
+
+/// Finding 3: a new directory whose name leaves no room for its temporary name
+/// (`.NAME.primer-tmp.PID.SEQ` over 255 bytes) gets its files one by one: the run converges.
+#[test]
+fn a_new_directory_with_a_long_name_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("drive.iso");
+    let name = "n".repeat(240);
+    let mut ud = String::from("#cloud-config\nwrite_files:\n");
+    for i in 0..9 {
+        ud.push_str(&format!(
+            "  - {{path: /srv/{name}/f{i}, content: \"{i}\\n\"}}\n"
+        ));
+    }
+    build_ud(dir.path(), &iso, &ud);
+    let root = converges(&iso);
+    let long = root.path().join("srv").join(&name);
+    assert_eq!(fs::read(long.join("f8")).unwrap(), b"8\n");
+    assert_eq!(fs::read_dir(&long).unwrap().count(), 9);
+}

@@ -33,6 +33,9 @@ pub struct Writer {
     verified: HashMap<PathBuf, Vec<u32>>,
     /// Directory -> whether it has a default ACL, asked once (see `make_dir`).
     default_acl: HashMap<PathBuf, bool>,
+    /// New directories (`stage_new_dir_file`) whose tree could not be begun (a name too long
+    /// for its temporary name, a parent others may write): their files go the per-file way.
+    per_file_dirs: BTreeSet<String>,
     seq: u64,
 }
 
@@ -108,6 +111,7 @@ impl Writer {
             trees: Vec::new(),
             verified: HashMap::new(),
             default_acl: HashMap::new(),
+            per_file_dirs: BTreeSet::new(),
             seq: 0,
         }
     }
@@ -529,11 +533,25 @@ impl Writer {
         keep: bool,
         whole: bool,
     ) -> io::Result<()> {
+        if !whole && self.per_file_dirs.contains(tree_rel) {
+            return self.stage_in_new_dir(tag, tree_rel, rel_in, content, meta, dir_meta);
+        }
         let t = match self.trees.iter().position(|t| t.rel == tree_rel) {
             Some(t) => t,
             None => {
                 let r = self.begin_tree(tree_rel, dir_meta, whole);
                 let t = self.trees.len() - 1;
+                if let (Err(e), false) = (&r, whole) {
+                    // A new directory is only a faster way to the same files: where its tree
+                    // cannot be made (`.NAME.primer-tmp.PID.SEQ` longer than a name may be, a
+                    // parent others may write) its files are staged one by one, as they would
+                    // be without it — never failed for the tree's sake (the run would never
+                    // converge). No temporary directory was made: nothing to remove.
+                    tracing::debug!("{tree_rel}: not built whole ({e}): file by file");
+                    self.trees.pop();
+                    self.per_file_dirs.insert(tree_rel.to_string());
+                    return self.stage_in_new_dir(tag, tree_rel, rel_in, content, meta, dir_meta);
+                }
                 if let Err(e) = r {
                     self.trees[t].tags.push(tag);
                     self.trees[t].failed.push(tag);
@@ -549,6 +567,31 @@ impl Writer {
             Err(_) => self.trees[t].failed.push(tag),
         }
         r
+    }
+
+    /// A file of the new directory `tree_rel` staged beside its target on its own (`stage`),
+    /// its missing directories made with `dir_meta`: where that directory is not built whole.
+    fn stage_in_new_dir(
+        &mut self,
+        tag: usize,
+        tree_rel: &str,
+        rel_in: &str,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+        dir_meta: Meta,
+    ) -> io::Result<()> {
+        if Path::new(rel_in).is_absolute() || !crate::paths::is_clean_relative(rel_in) {
+            return Err(io::Error::other(format!(
+                "{tree_rel}/{rel_in}: not a clean relative path"
+            )));
+        }
+        self.stage(
+            tag,
+            &format!("{tree_rel}/{rel_in}"),
+            content,
+            meta,
+            dir_meta,
+        )
     }
 
     /// `stage_tree_file` into the begun tree `t`.
@@ -598,14 +641,18 @@ impl Writer {
             return Ok(());
         }
         let setgid = self.trees[t].setgid;
-        let r = self.write_staged(&host, content, meta, setgid);
-        match r {
+        match self.write_new(&host, content, meta, setgid) {
             Ok(()) => {
                 self.trees[t].entries.push(host);
                 Ok(())
             }
-            Err(e) => {
-                let _ = fs::remove_file(&host);
+            Err((e, created)) => {
+                // Only a file this call created is removed: one already there (the same path
+                // staged twice, or `A` and `a` in a case-insensitive directory) belongs to an
+                // earlier step, whose success the record keeps.
+                if created {
+                    let _ = fs::remove_file(&host);
+                }
                 Err(e)
             }
         }
@@ -622,13 +669,30 @@ impl Writer {
         meta: Meta,
         setgid: bool,
     ) -> io::Result<()> {
-        (|| {
-            let (mut f, fix) = self.create_file(path, meta, setgid)?;
-            // A drive file on the device streams in, its digest checked (model::Bytes).
-            content.write_out(&mut f)?;
-            crate::platform::finish_staged_file(&f, meta, fix)
-        })()
-        .map_err(|e| at(path, e))
+        self.write_new(path, content, meta, setgid)
+            .map_err(|(e, _)| e)
+    }
+
+    /// `write_staged`, telling with an error whether `path` was created by this call (so the
+    /// caller removes only its own file).
+    fn write_new(
+        &mut self,
+        path: &Path,
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
+        meta: Meta,
+        setgid: bool,
+    ) -> Result<(), (io::Error, bool)> {
+        // Created exclusively: "exists" means another's file, untouched; any other error may
+        // come after the creation (reading back what the kernel gave), so the file is ours.
+        let (mut f, fix) = self.create_file(path, meta, setgid).map_err(|e| {
+            let created = e.kind() != io::ErrorKind::AlreadyExists;
+            (at(path, e), created)
+        })?;
+        // A drive file on the device streams in, its digest checked (model::Bytes).
+        content
+            .write_out(&mut f)
+            .and_then(|()| crate::platform::finish_staged_file(&f, meta, fix))
+            .map_err(|e| (at(path, e), true))
     }
 
     /// Makes the temporary directory of a new tree beside `tree_rel`'s target. The tree is
@@ -648,7 +712,7 @@ impl Writer {
             whole,
             files: Vec::new(),
         });
-        let (tmp, target) = self.make_tree_dir(tree_rel, dir_meta)?;
+        let (tmp, target) = self.make_tree_dir(tree_rel, dir_meta, whole)?;
         if let Some(tree) = self.trees.last_mut() {
             tree.tmp = tmp;
             tree.target = target;
@@ -657,7 +721,13 @@ impl Writer {
     }
 
     /// The temporary directory of a new tree and its target (see `begin_tree`).
-    fn make_tree_dir(&mut self, tree_rel: &str, dir_meta: Meta) -> io::Result<(PathBuf, PathBuf)> {
+    /// A new directory (`!whole`) is refused where others than root may write its parent.
+    fn make_tree_dir(
+        &mut self,
+        tree_rel: &str,
+        dir_meta: Meta,
+        whole: bool,
+    ) -> io::Result<(PathBuf, PathBuf)> {
         let target = self.resolve(tree_rel)?;
         let parent = target
             .parent()
@@ -669,6 +739,18 @@ impl Writer {
             .to_string_lossy()
             .into_owned();
         self.create_dirs(&rel_parent, dir_meta)?;
+        // A new directory's name stays free from now to the commit (a file staged on its own
+        // makes its directory at once): in a parent others may write (`/tmp`, `/var/tmp`, a
+        // shared directory) a user could take the name meanwhile — a symbolic link to
+        // `/etc/cron.d` — and have root's files land there. Only a parent no one but root (or
+        // primer's own user) may write gets a tree; elsewhere its files go one by one
+        // (`tree_file`), each directory made at once as before.
+        if !whole && !only_root_writes(parent) {
+            return Err(io::Error::other(format!(
+                "{}: others may write it",
+                parent.display()
+            )));
+        }
         let parent_setgid = self.res.kind(parent).is_none_or(|k| k.setgid());
         let tmp = self.temp_name(&target);
         crate::platform::create_staged_dir(&tmp, dir_meta, parent_setgid)
@@ -740,7 +822,8 @@ impl Writer {
                 }
                 Err(e) => {
                     let _ = fs::remove_dir_all(&tree.tmp);
-                    for tag in &tree.tags {
+                    // A file that failed to stage keeps its own error.
+                    for tag in tree.tags.iter().filter(|t| !tree.failed.contains(t)) {
                         errors.push((*tag, io::Error::new(e.kind(), e.to_string())));
                     }
                 }
@@ -754,20 +837,34 @@ impl Writer {
     /// run's flush), so each lands whole, as a file staged beside its target would; missing
     /// directories are made as `create_dirs` makes them. The rest of the temporary tree is
     /// removed. Returns the errors by tag.
+    ///
+    /// Only into a real directory: whatever else took the name (a symbolic link planted there,
+    /// a file) fails every file of the tree, and nothing is renamed through it. Each file goes
+    /// to its path resolved inside the root (`create_dirs`), never to the kernel's reading of
+    /// `target/rel`: with `--root` a link below the target is re-rooted, not followed out.
     fn merge_tree(&mut self, tree: &Tree) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
+        let is_dir = fs::symlink_metadata(&tree.target).is_ok_and(|m| m.is_dir());
         for (tag, rel_in) in &tree.files {
-            let dest = tree.target.join(rel_in);
             let r = (|| {
-                if let Some(rel_parent) =
-                    dest.parent().and_then(|p| p.strip_prefix(&self.root).ok())
-                {
-                    self.create_dirs(&rel_parent.to_string_lossy(), tree.dir_meta)?;
+                if !is_dir {
+                    return Err(io::Error::other(format!(
+                        "{}: appeared meanwhile and is not a directory",
+                        tree.target.display()
+                    )));
                 }
-                fs::rename(tree.tmp.join(rel_in), &dest).map_err(|e| at(&dest, e))
+                let rel = Path::new(&tree.rel).join(rel_in);
+                let (Some(rel_parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                    return Err(io::Error::other(format!("{}: no file name", rel.display())));
+                };
+                let dest = self
+                    .create_dirs(&rel_parent.to_string_lossy(), tree.dir_meta)?
+                    .join(name);
+                fs::rename(tree.tmp.join(rel_in), &dest).map_err(|e| at(&dest, e))?;
+                Ok(dest)
             })();
             match r {
-                Ok(()) => {
+                Ok(dest) => {
                     self.touched(&dest);
                     self.res.set(&dest, Kind::Other);
                 }
@@ -1229,19 +1326,37 @@ impl Writer {
                     // exactly after the next component on the way to a planned path.
                     Ok(t) if t.is_dir() => {
                         let name = e.file_name().to_string_lossy().into_owned();
+                        // Only one no one but root (or primer's user) owns or may write:
+                        // a directory a user made under such a name (`~/.ssh.primer-tmp.1.1`)
+                        // is theirs, whatever it is called.
                         let of_new_dir = || {
-                            place.is_none()
+                            let named = place.is_none()
                                 && toward.get(&d).is_some_and(|names| {
                                     names.iter().any(|n| {
                                         crate::paths::is_temp_name_of(&name, &n.to_string_lossy())
                                     })
-                                })
+                                });
+                            // Left otherwise (and named below).
+                            named && only_root_writes(&e.path())
                         };
-                        fs::remove_dir(e.path()).is_ok()
+                        let gone = fs::remove_dir(e.path()).is_ok()
                             || ((place == Some(true)
                                 && crate::paths::is_temp_name_of(&name, copy_name))
                                 || of_new_dir())
-                                && fs::remove_dir_all(e.path()).is_ok()
+                                && fs::remove_dir_all(e.path()).is_ok();
+                        // Kept, not empty: it may be a new directory a run killed before its
+                        // rename was building (its files, secrets among them, under their
+                        // final names), named after a directory no planned path goes through
+                        // now. Not removed (nothing tells it from a user's own), but named,
+                        // so an administrator can.
+                        if !gone && crate::paths::is_temp_name_of(&name, name_of(&name)) {
+                            tracing::info!(
+                                "{}: left: a directory an interrupted run may have been \
+                                 building; remove it if it is not yours",
+                                e.path().display()
+                            );
+                        }
+                        gone
                     }
                     _ => false,
                 };
@@ -1253,6 +1368,13 @@ impl Writer {
         }
         n
     }
+}
+
+/// The target a temporary name `.NAME.primer-tmp.PID.SEQ` stands for (`NAME`), or `""`.
+fn name_of(temp: &str) -> &str {
+    temp.strip_prefix('.')
+        .and_then(|n| n.rsplit_once(".primer-tmp."))
+        .map_or("", |(name, _)| name)
 }
 
 /// `e` with the path it is about (every I/O error names its path).
@@ -1278,6 +1400,29 @@ fn pid() -> u32 {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     crate::platform::sync_dir(dir)
+}
+
+/// Whether `dir` (not followed if a link: a link is never trusted) is a directory owned by
+/// root or primer's own user that no one else may write: neither world-writable nor writable
+/// by a group other than root's. `false` when it cannot be looked at.
+#[cfg(unix)]
+fn only_root_writes(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = fs::symlink_metadata(dir) else {
+        return false;
+    };
+    let own = nix::unistd::geteuid().as_raw();
+    m.is_dir()
+        && (m.uid() == 0 || m.uid() == own)
+        && m.mode() & 0o002 == 0
+        && (m.mode() & 0o020 == 0 || m.gid() == 0)
+}
+
+/// No new directory is built whole on Windows (`apply::new_dir_trees`), and none is swept
+/// whole there.
+#[cfg(not(unix))]
+fn only_root_writes(_dir: &Path) -> bool {
+    false
 }
 
 /// Gives `dir` and every directory below it (not following symlinks; at most `max_dirs`) `meta`
@@ -1644,6 +1789,141 @@ mod tests {
         assert!(Path::new("/etc/passwd").exists());
         assert!(root.join(".opt.primer-tmp.1.2/keep").exists());
         assert!(root.join("etc/.f1.primer-tmp.1.2/keep").exists());
+    }
+
+    /// Review finding 1 (of 4356b289): a second file at a path already in a new directory's
+    /// tree fails on its own; the first step's file, which it reported written, stays.
+    #[test]
+    fn a_path_staged_twice_in_a_new_directory_keeps_the_first_file() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o644), own(0o755));
+        let mut w = Writer::new(root);
+        w.stage_new_dir_file(0, "new", "c", b"A".as_slice(), f, d)
+            .unwrap();
+        assert!(w
+            .stage_new_dir_file(1, "new", "c", b"AB".as_slice(), f, d)
+            .is_err());
+        let errs = w.commit_run(w.staged());
+        assert!(errs.iter().all(|(t, _)| *t == 1), "{errs:?}");
+        assert_eq!(fs::read(root.join("new/c")).unwrap(), b"A");
+    }
+
+    /// Review finding 2: a symbolic link planted at a new directory's name between staging
+    /// and commit: nothing is renamed through it (out of the root), and its files fail.
+    #[test]
+    fn a_link_planted_at_a_new_directory_gets_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("tmp")).unwrap();
+        let (f, d) = (own(0o644), own(0o755));
+        let mut w = Writer::new(&root);
+        w.stage_new_dir_file(0, "tmp/x", "a", b"1".as_slice(), f, d)
+            .unwrap();
+        w.stage_new_dir_file(1, "tmp/x", "sub/b", b"2".as_slice(), f, d)
+            .unwrap();
+        symlink(outside.path(), root.join("tmp/x")).unwrap();
+        let errs = w.commit_run(w.staged());
+        let mut tags: Vec<_> = errs.iter().map(|(t, _)| *t).collect();
+        tags.sort();
+        assert_eq!(tags, [0, 1], "{errs:?}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // The temporary tree is gone; the link is left as it is.
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 1);
+        assert!(fs::symlink_metadata(root.join("tmp/x"))
+            .unwrap()
+            .is_symlink());
+    }
+
+    /// Review finding 2: in a parent others may write (sticky `/tmp`), a new directory is not
+    /// built under a temporary name (its name would stay free to take until the commit): it is
+    /// made at once, as a file staged on its own makes it.
+    #[test]
+    fn a_new_directory_in_a_parent_others_may_write_is_made_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("tmp")).unwrap();
+        fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        let (f, d) = (own(0o644), own(0o755));
+        let mut w = Writer::new(root);
+        for (i, rel) in ["a", "s/b"].into_iter().enumerate() {
+            w.stage_new_dir_file(i, "tmp/x", rel, rel.as_bytes(), f, d)
+                .unwrap();
+        }
+        assert!(fs::symlink_metadata(root.join("tmp/x")).unwrap().is_dir());
+        assert!(w.commit_run(w.staged()).is_empty());
+        assert_eq!(fs::read(root.join("tmp/x/s/b")).unwrap(), b"s/b");
+        let names: Vec<_> = fs::read_dir(root.join("tmp")).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "a temporary entry was left");
+    }
+
+    /// Review finding 3: a directory name too long for its temporary name
+    /// (`.NAME.primer-tmp.PID.SEQ` over `NAME_MAX`) gets its files one by one.
+    #[test]
+    fn a_new_directory_with_a_long_name_gets_its_files_one_by_one() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o644), own(0o755));
+        let name = "n".repeat(240);
+        let mut w = Writer::new(root);
+        for (i, rel) in ["a", "s/b", "c"].into_iter().enumerate() {
+            w.stage_new_dir_file(i, &name, rel, rel.as_bytes(), f, d)
+                .unwrap();
+        }
+        assert!(w.commit_run(w.staged()).is_empty());
+        for rel in ["a", "s/b", "c"] {
+            assert_eq!(
+                fs::read(root.join(&name).join(rel)).unwrap(),
+                rel.as_bytes()
+            );
+        }
+        assert_eq!(fs::read_dir(root).unwrap().count(), 1);
+    }
+
+    /// Review finding 5: a directory named as a new directory's temporary tree but owned by a
+    /// user, or writable by others, is not removed whole by the sweep.
+    #[test]
+    fn a_user_directory_named_as_a_new_directory_tree_is_not_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let user = root.join("home/alice/.ssh.primer-tmp.1.1");
+        let open = root.join("home/alice/.cfg.primer-tmp.1.1");
+        for d in [&user, &open] {
+            fs::create_dir_all(d).unwrap();
+            fs::write(d.join("id"), b"k").unwrap();
+        }
+        nix::unistd::chown(&user, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let w = Writer::new(root);
+        assert_eq!(
+            w.sweep_temps(["home/alice/.ssh/authorized_keys", "home/alice/.cfg/x"]),
+            0
+        );
+        assert!(user.join("id").exists());
+        assert!(open.join("id").exists());
+    }
+
+    /// Review finding 6: when a new directory's rename fails, a file that failed to stage
+    /// keeps its own error (reported once).
+    #[test]
+    fn a_failed_file_keeps_its_own_error_when_the_tree_fails() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let (f, d) = (own(0o644), own(0o755));
+        let mut w = Writer::new(root);
+        w.stage_new_dir_file(0, "p/new", "ok", b"1".as_slice(), f, d)
+            .unwrap();
+        assert!(w
+            .stage_new_dir_file(1, "p/new", "../x", b"2".as_slice(), f, d)
+            .is_err());
+        // The rename fails with other than "exists": its parent is gone.
+        let tmp = w.trees[0].tmp.clone();
+        fs::rename(root.join("p"), root.join("q")).unwrap();
+        let errs = w.commit_run(w.staged());
+        let tags: Vec<_> = errs.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [0], "{errs:?}");
+        assert!(!tmp.exists());
     }
 
     #[test]

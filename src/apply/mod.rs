@@ -421,7 +421,6 @@ fn new_dir_trees(
     if cfg!(windows) {
         return found;
     }
-    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, s) in plan.steps.iter().enumerate() {
         let Action::WriteFile { path, .. } = &s.action else {
             continue;
@@ -434,11 +433,40 @@ fn new_dir_trees(
             continue;
         }
         if let Some((dir, rel_in)) = writer.new_dir_of(path) {
-            *count.entry(dir.clone()).or_default() += 1;
             found.insert(i, (dir, rel_in));
         }
     }
-    found.retain(|_, (dir, _)| count.get(dir).is_some_and(|&n| n >= NEW_DIR_TREE_MIN));
+    // A path written twice (two `write_files` entries, an `append:` on a written file), or
+    // twice up to case (`A` and `a` are one file in a case-insensitive directory): its whole
+    // directory goes the per-file way, where each write lands in plan order (the last wins, an
+    // append builds on the earlier content); a tree holds one file per name.
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = std::collections::HashSet::new();
+    let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Directories inside it by their lower-case name -> their spelling: `A/x` and `a/y` are
+    // one directory there too.
+    let mut subdirs: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for (dir, rel_in) in found.values() {
+        *count.entry(dir.as_str()).or_default() += 1;
+        if !seen.insert(format!("{dir}/{rel_in}").to_lowercase()) {
+            repeated.insert(dir.as_str());
+        }
+        let ends = rel_in.match_indices('/').map(|(n, _)| n);
+        for sub in ends.map(|n| &rel_in[..n]) {
+            let spelt = subdirs
+                .entry(format!("{dir}/{sub}").to_lowercase())
+                .or_insert(sub);
+            if *spelt != sub {
+                repeated.insert(dir.as_str());
+            }
+        }
+    }
+    let big: std::collections::HashSet<String> = count
+        .into_iter()
+        .filter(|&(d, n)| n >= NEW_DIR_TREE_MIN && !repeated.contains(d))
+        .map(|(d, _)| d.to_string())
+        .collect();
+    found.retain(|_, (dir, _)| big.contains(dir));
     found
 }
 
