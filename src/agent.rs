@@ -513,6 +513,17 @@ pub fn is_live(root: &Path) -> bool {
     let system = std::fs::canonicalize(platform::system_root()).ok();
     #[cfg(not(windows))]
     let system = Some(std::path::PathBuf::from("/"));
+    // A root that is not the same directory as `/` (device and inode) is not `/`: two lookups
+    // instead of one per component of its canonical path. The same one (or a bind mount of
+    // it) is told apart by canonicalising, as before.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        if root != Path::new("/") && id(root) != id(Path::new("/")) {
+            return false;
+        }
+    }
     std::fs::canonicalize(root).is_ok_and(|p| Some(p) == system)
 }
 
@@ -700,6 +711,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         plan.steps
             .iter()
             .filter_map(|s| apply::action_path(&s.action)),
+        plan.steps.iter().any(|s| s.change.acts()),
     );
     let target = Target {
         root: root.clone(),
@@ -778,7 +790,9 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             }
         }
     }
-    drop(lock);
+    // A run with a failed step (its status included) may have left something: the marker
+    // stays as it is (`RunLock`).
+    lock.finish(report.count(Outcome::Failed) == 0);
     // The run's one summary line (stdout under the journal does not repeat it).
     tracing::info!(
         outcome = exit.name(),

@@ -846,6 +846,74 @@ fn an_unjournaled_root_is_flushed_again_after_the_renames() {
     assert_eq!(status_json(r)["outcome"], "unchanged");
 }
 
+/// Issue 15: a re-run after a clean re-run lists no directory for temporary files but primer's
+/// state directory, and checks only its top for modes (the run lock's clean marker: the lock
+/// file's access time, `apply::RunLock`). A run that changes something resets the marker first, so
+/// one killed on the way leaves the next run sweeping in full, and the marker is set again
+/// only by a re-run that changes nothing and finds nothing left.
+#[test]
+fn a_rerun_after_a_clean_one_sweeps_only_the_state_directory() {
+    require_tool("strace");
+    let d = drive("marker-1.example.org");
+    let root = scratch_root();
+    let r = root.path();
+    let args = ["run", "--source", s(d.path()), "--root", s(r)];
+    let lock = r.join("var/lib/primer/lock");
+    let clean = std::time::UNIX_EPOCH + std::time::Duration::new(1, 271_828_182);
+    let is_clean = || fs::metadata(&lock).unwrap().accessed().unwrap() == clean;
+    // The directories a run opens (listed: for the sweep, the repair or the facts).
+    let listed = |args: &[&str]| -> Vec<String> {
+        trace_log(args, &["openat"])
+            .lines()
+            .filter(|l| l.contains("O_DIRECTORY"))
+            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
+    };
+    let etc = format!("{}/etc", r.display());
+    let instances = format!("{}/var/lib/primer/instance", r.display());
+    let o = primer(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!is_clean(), "a run that changed something set the marker");
+    // Changes nothing, sweeps (and repairs) in full, finds nothing: sets it.
+    let full = listed(&args);
+    assert!(full.contains(&etc), "{full:?}");
+    assert!(full.contains(&instances), "{full:?}");
+    assert!(is_clean());
+    // Lists neither /etc (the sweep) nor the instance directories (the repair).
+    let fast = listed(&args);
+    assert!(!fast.contains(&etc), "{fast:?}");
+    assert!(!fast.contains(&instances), "{fast:?}");
+    assert!(is_clean());
+    assert_eq!(status_json(r)["outcome"], "unchanged");
+    // An interrupted status write (or `primer scripts`', which takes no lock) is still swept.
+    let stale = r.join("var/lib/primer/.status.json.primer-tmp.4242.1");
+    fs::write(&stale, b"half").unwrap();
+    let o = primer(&args);
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    assert!(!stale.exists());
+    // The marker stays: every run sweeps that directory.
+    assert!(is_clean());
+    // A changed drive, its run killed after its first step: the marker was reset before
+    // anything was written, so the next run sweeps in full and converges.
+    let d2 = drive("marker-2.example.org");
+    let args2 = ["run", "--source", s(d2.path()), "--root", s(r)];
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(args2)
+        .env("PRIMER_FAULT_AFTER", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), None, "{}", text(&o));
+    assert!(!is_clean());
+    let left = r.join("etc/.hosts.primer-tmp.4242.2");
+    fs::write(&left, b"half").unwrap();
+    let o = primer(&args2);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!left.exists());
+    let host = fs::read_to_string(r.join("etc/hostname")).unwrap();
+    assert!(host.starts_with("marker-2"), "{host}");
+    assert!(!is_clean());
+}
+
 /// Review finding 1: a local copy that cannot be rebuilt whole (here the filesystem is full;
 /// a device read error or a changed digest does the same) is never published incomplete: the
 /// large file that changed cannot be written, so it is reported failed, the run fails, the old

@@ -1257,6 +1257,16 @@ impl Writer {
     /// and renaming leaves them; the targets themselves are untouched). Returns how many were
     /// removed. Call with the run lock held: another run's temporary files are not stale.
     pub fn sweep_temps<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
+        self.sweep_temps_below(&self.root, rels)
+    }
+
+    /// [`Writer::sweep_temps`] in the directories from `top` (a resolved directory inside the
+    /// root) down to each of `rels` only: its ancestors are not listed.
+    pub fn sweep_temps_below<'a>(
+        &self,
+        top: &Path,
+        rels: impl IntoIterator<Item = &'a str>,
+    ) -> usize {
         let mut dirs = BTreeSet::new();
         // Directory -> the names on the way from it to a swept path: a temporary directory
         // named after one of them is a directory the run was building (`stage_new_dir_file`).
@@ -1266,7 +1276,7 @@ impl Writer {
             // Only directories name a way (a tree is a directory, never the path itself).
             let mut child: Option<&Path> = None;
             let mut d = p.parent();
-            while let Some(dir) = d.filter(|d| d.starts_with(&self.root)) {
+            while let Some(dir) = d.filter(|d| d.starts_with(top)) {
                 let new_dir = dirs.insert(dir.to_path_buf());
                 let name_new = child.and_then(Path::file_name).is_some_and(|n| {
                     toward

@@ -661,13 +661,44 @@ const MAX_STATE_DIRS: usize = 20_000;
 /// Longest wait for another run holding the lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The lock file's access time when the run lock's clean marker is set (see [`RunLock`]): this
+/// exact instant, 1970-01-01T00:00:01.271828182Z, which no access gives and a filesystem with
+/// coarser timestamps cannot keep (there the marker is never set). Any other time is not set: a
+/// new lock file, a reset marker, an older primer's, one read since (`relatime` updates an
+/// access time older than the modification time). The access time: `futimens` alone, a
+/// metadata change with no data block to write; the lock file's bytes and modification time
+/// (which tests compare across re-runs) stay as they are, and nothing else reads or writes it.
+#[cfg(unix)]
+fn clean_atime() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::new(1, 271_828_182)
+}
+
 /// The exclusive run lock (`flock` on [`LOCK_PATH`] inside the root), held from before the host
 /// facts are read until the run's status is written: a second run waits, then plans against
 /// the finished state. Released when dropped (or when the process dies).
+///
+/// It also carries the clean marker, which lets a re-run skip listing every directory its plan
+/// touches for temporary files (`sweep_in`) and primer's whole state tree for modes (`take`).
+/// Set, it says: no run since the last full sweep (which found nothing) has written anything
+/// outside primer's state directory. How it stays true against a crash at any point:
+/// - only a run whose plan changes nothing sets it (`finish`), after a full sweep that removed
+///   nothing, with no step failed and its status written: such a run wrote nothing but its
+///   status, in the state directory;
+/// - a run whose plan changes something resets it (the lock file's access time set to now)
+///   and makes that durable (`fsync`) before it writes anything (`sweep_in`): killed or cut by
+///   a power loss at any later point, on any filesystem, it leaves the marker reset, and the
+///   next run sweeps and repairs everything as before;
+/// - primer's state directory, where a run's status and the writers that take no lock
+///   (`primer scripts`' status, the reclaim record) stage their files, is swept by every run.
 pub struct RunLock {
     /// `None`: no lock (`RunLock::none`), for a plan that changes nothing.
     lock: Option<crate::platform::FileLock>,
     root: PathBuf,
+    /// The marker was set when the lock was taken.
+    clean: bool,
+    /// `finish` may set the marker: the state tree was checked whole, the full sweep removed
+    /// nothing and the plan changes nothing (cleared by `sweep_in` otherwise).
+    may_mark: std::cell::Cell<bool>,
 }
 
 impl RunLock {
@@ -720,20 +751,56 @@ impl RunLock {
                 path.display()
             );
         }
+        let clean = marker_set(&lock);
         // An older version's crash could leave the state directory 0755: primer's state is
-        // private whatever happened before.
-        match fs::repair_tree(&dir, crate::plan::private_dir_meta(), MAX_STATE_DIRS) {
+        // private whatever happened before. With the marker set only the top is checked: the
+        // run that set it checked the whole tree, primer makes its directories with their mode
+        // from the start, and the top's 0700 alone keeps the tree private.
+        let repaired = if clean {
+            fs::repair_dir(&dir, crate::plan::private_dir_meta()).map(|c| {
+                if c {
+                    vec![dir.clone()]
+                } else {
+                    Vec::new()
+                }
+            })
+        } else {
+            fs::repair_tree(&dir, crate::plan::private_dir_meta(), MAX_STATE_DIRS)
+        };
+        let repaired = match repaired {
             Ok(fixed) => {
                 for d in fixed {
                     tracing::warn!("{}: mode and owner repaired (0700, root)", d.display());
                 }
+                true
             }
-            Err(e) => tracing::warn!("{e}"),
-        }
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
+        };
         Ok(RunLock {
             lock: Some(lock),
             root: root.to_path_buf(),
+            clean,
+            may_mark: std::cell::Cell::new(repaired && !clean),
         })
+    }
+
+    /// Releases the lock; with `ok` (no step failed, the status was written) it first sets the
+    /// clean marker when the run may (see [`RunLock`]), so the next run skips the full sweep.
+    pub fn finish(self, ok: bool) {
+        #[cfg(unix)]
+        if let (true, true, Some(lock)) = (ok, self.may_mark.get(), &self.lock) {
+            let f: &std::fs::File = lock;
+            let t = std::fs::FileTimes::new().set_accessed(clean_atime());
+            if let Err(e) = f.set_times(t) {
+                // Left reset: the next run sweeps in full, as now.
+                tracing::debug!("{LOCK_PATH}: {e}");
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ok;
     }
 
     /// No lock, and nothing written to take it: for a run whose plan cannot change anything
@@ -743,41 +810,93 @@ impl RunLock {
         RunLock {
             lock: None,
             root: root.to_path_buf(),
+            clean: false,
+            may_mark: std::cell::Cell::new(false),
         }
     }
 
     /// Removes the temporary files and directories an interrupted run left on the way to each
     /// of `rels` (and in primer's state directory: `status.json`, the pin). Only with the lock
-    /// held: another run's temporary files are never swept.
+    /// held: another run's temporary files are never swept. For a run that writes nothing but
+    /// its status (never sets the clean marker).
     pub fn sweep<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> usize {
+        self.may_mark.set(false);
         self.sweep_in(
             &Resolver::with_group_rule(&self.root, crate::platform::hands_group_down),
             rels,
+            false,
         )
     }
 
     /// [`RunLock::sweep`] through the run's resolver (`lookups`, rooted at the lock's root):
-    /// the paths the host facts looked up are not looked up again.
+    /// the paths the host facts looked up are not looked up again. `acts`: the plan changes
+    /// something; called before it writes anything. With the clean marker set only primer's
+    /// state directory is swept, and a plan that acts resets the marker durably first.
     pub fn sweep_in<'a>(
         &self,
         lookups: &Resolver,
         rels: impl IntoIterator<Item = &'a str>,
+        acts: bool,
     ) -> usize {
-        if self.lock.is_none() {
+        let Some(lock) = &self.lock else {
             return 0;
+        };
+        if acts {
+            self.may_mark.set(false);
+            if self.clean {
+                reset_marker(lock);
+            }
         }
         let status = crate::state::status_path();
         let pin = crate::state::pin_path();
         let w = fs::Writer::with_resolver(lookups.clone());
-        let mut all: Vec<&str> = rels.into_iter().collect();
-        all.extend([status.as_str(), pin.as_str(), LOCK_PATH]);
-        let swept = w.sweep_temps(all);
+        let state = [status.as_str(), pin.as_str(), LOCK_PATH];
+        let swept = match w.resolve(STATE_DIR) {
+            Ok(top) if self.clean => w.sweep_temps_below(&top, state),
+            _ => {
+                let mut all: Vec<&str> = rels.into_iter().collect();
+                all.extend(state);
+                w.sweep_temps(all)
+            }
+        };
         if swept > 0 {
+            // Removals are not flushed: the marker waits for a run that finds nothing.
+            self.may_mark.set(false);
             tracing::info!("removed {swept} temporary file(s) left by an interrupted run");
         }
         swept
     }
 }
+
+/// Whether the clean marker of the lock file just locked is set.
+#[cfg(unix)]
+fn marker_set(lock: &crate::platform::FileLock) -> bool {
+    let f: &std::fs::File = lock;
+    f.metadata()
+        .and_then(|m| m.accessed())
+        .is_ok_and(|t| t == clean_atime())
+}
+
+/// Windows: no marker (every run sweeps and checks the whole state tree).
+#[cfg(not(unix))]
+fn marker_set(_lock: &crate::platform::FileLock) -> bool {
+    false
+}
+
+/// Resets the clean marker durably, before a run that acts writes anything. A reset that fails
+/// (the state's filesystem failing) is logged: the run goes on, and its writes fail there too.
+#[cfg(unix)]
+fn reset_marker(lock: &crate::platform::FileLock) {
+    let f: &std::fs::File = lock;
+    let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
+    // `fsync`, not `fdatasync`: a time is not data.
+    if let Err(e) = f.set_times(now).and_then(|()| f.sync_all()) {
+        tracing::warn!("{LOCK_PATH}: clean marker not reset: {e}");
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_marker(_lock: &crate::platform::FileLock) {}
 
 /// A file of primer's private state: 0600, root, in the 0700 tree.
 fn state_file_meta() -> Meta {

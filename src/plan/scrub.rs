@@ -97,7 +97,11 @@ const MAX_SEARCHED_LEN: usize = 4096;
 pub struct Scrub<'a> {
     instance: &'a Instance,
     sets: bool,
-    finder: Option<aho_corasick::AhoCorasick>,
+    /// The needles, until the first search builds the automaton from them.
+    needles: std::collections::BTreeSet<Vec<u8>>,
+    /// Built on the first search only: a run whose files are all decided by name never pays
+    /// for it.
+    finder: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 impl<'a> Scrub<'a> {
@@ -121,14 +125,32 @@ impl<'a> Scrub<'a> {
         Scrub {
             instance,
             sets: sets_passwords(ud),
-            finder: (!needles.is_empty())
-                .then(|| aho_corasick::AhoCorasick::new(&needles).ok())
-                .flatten(),
+            needles,
+            finder: std::sync::OnceLock::new(),
         }
     }
 
+    /// The automaton over every needle; `None` without needles. A noncontiguous NFA: a drive
+    /// has a few passwords and small files, where building a DFA (the crate's choice for few
+    /// needles) costs more than every search it would speed up; its prefilter does the
+    /// scanning either way. Still linear in the bytes searched.
+    fn finder(&self) -> Option<&aho_corasick::AhoCorasick> {
+        self.finder
+            .get_or_init(|| {
+                (!self.needles.is_empty())
+                    .then(|| {
+                        aho_corasick::AhoCorasick::builder()
+                            .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+                            .build(&self.needles)
+                            .ok()
+                    })
+                    .flatten()
+            })
+            .as_ref()
+    }
+
     fn holds_one(&self, d: &[u8]) -> bool {
-        self.finder.as_ref().is_some_and(|f| f.is_match(d))
+        self.finder().is_some_and(|f| f.is_match(d))
     }
 
     /// The bytes the local copy keeps for drive file `path`.
@@ -198,7 +220,7 @@ impl<'a> Scrub<'a> {
         };
         let carries = self.carries_by_name(&lower, name)
             || (is_user_or_vendor_data(name) && (self.sets || streamed(&mentions_password, 4)))
-            || self.finder.as_ref().is_some_and(|f| {
+            || self.finder().is_some_and(|f| {
                 streamed(&|d| f.is_match(d), f.max_pattern_len().saturating_sub(1))
             });
         if carries {

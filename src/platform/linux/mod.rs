@@ -408,8 +408,26 @@ pub fn journal_stream(fd: i32) -> bool {
 /// Reads a small text file whole, at most `max` bytes (longer: the first `max`), lossily.
 fn read_bounded(path: &Path, max: u64) -> Option<String> {
     use std::io::Read;
-    let mut v = Vec::new();
-    File::open(path).ok()?.take(max).read_to_end(&mut v).ok()?;
+    /// The first read's size: a command line or a boot id fits.
+    const FIRST: u64 = 4096;
+    let mut f = File::open(path).ok()?;
+    let first = usize::try_from(max.min(FIRST)).ok()?;
+    let mut v = vec![0; first];
+    let n = loop {
+        match f.read(&mut v) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    };
+    v.truncate(n);
+    // The kernel's files (`/proc/cmdline`, `boot_id`) are one line given whole by one read: a
+    // short read ending the line is all there is (one read, not a series of doubling ones).
+    // Anything else is read on to the end, bounded.
+    if n == 0 || (n < first && v.ends_with(b"\n")) {
+        return Some(String::from_utf8_lossy(&v).into_owned());
+    }
+    f.take(max - n as u64).read_to_end(&mut v).ok()?;
     Some(String::from_utf8_lossy(&v).into_owned())
 }
 
@@ -435,6 +453,37 @@ pub fn boot_id() -> Option<String> {
     // A UUID: anything else is not a boot id (and never reaches the status file).
     (id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
         .then(|| id.to_ascii_lowercase())
+}
+
+/// `read_bounded`: one read for a kernel line, the whole of anything else, never over `max`.
+#[cfg(test)]
+mod read_bounded_tests {
+    use super::read_bounded;
+
+    #[test]
+    fn whole_lines_short_reads_and_the_bound() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        let cases: [(Vec<u8>, u64, usize); 5] = [
+            (b"a line\n".to_vec(), 64, 7),
+            (b"no newline".to_vec(), 64, 10),
+            (Vec::new(), 64, 0),
+            // Longer than the first read: read on to the end.
+            (
+                [b'x'; 9000].iter().chain(b"\n").copied().collect(),
+                64 << 10,
+                9001,
+            ),
+            // Longer than the bound: the first `max` bytes.
+            (vec![b'y'; 9000], 5000, 5000),
+        ];
+        for (content, max, want) in cases {
+            std::fs::write(&p, &content).unwrap();
+            let got = read_bounded(&p, max).unwrap();
+            assert_eq!(got.len(), want);
+            assert_eq!(got.as_bytes(), &content[..want]);
+        }
+    }
 }
 
 #[cfg(test)]
