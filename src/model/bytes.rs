@@ -64,6 +64,8 @@ struct Derived {
     name: String,
     /// The first [`HEAD_BYTES`], captured while the content was hashed.
     head: Vec<u8>,
+    /// The SHA-256 state after the content (see [`Bytes::sha256_then`]).
+    state: Option<sha2::Sha256>,
     /// As for [`OnDevice`]: the whole content, read at most once, or the load's error.
     loaded: OnceLock<Result<Vec<u8>, String>>,
 }
@@ -153,7 +155,7 @@ fn stream_derived(
     want: Option<(usize, [u8; 32])>,
     max: usize,
     f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-) -> io::Result<(usize, [u8; 32])> {
+) -> io::Result<(usize, [u8; 32], sha2::Sha256)> {
     use sha2::{Digest, Sha256};
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name));
     let src = d.src.range_reader(d.range.clone()).map_err(named)?;
@@ -179,6 +181,7 @@ fn stream_derived(
         h.update(chunk);
         f(chunk)?;
     }
+    let state = h.clone();
     let got: [u8; 32] = h.finalize().into();
     if want.is_some_and(|w| w != (total, got)) {
         return Err(io::Error::new(
@@ -189,7 +192,7 @@ fn stream_derived(
             ),
         ));
     }
-    Ok((total, got))
+    Ok((total, got, state))
 }
 
 /// Reads a byte range of a file on the device, extent by extent (no digest: a reader of it
@@ -336,16 +339,18 @@ impl Bytes {
             len: 0,
             name: format!("{} ({what})", src.name()),
             head: Vec::new(),
+            state: None,
             loaded: OnceLock::new(),
         };
         let mut head = Vec::new();
-        let (len, digest) = stream_derived(&d, None, max, &mut |c| {
+        let (len, digest, state) = stream_derived(&d, None, max, &mut |c| {
             let take = (HEAD_BYTES - head.len()).min(c.len());
             head.extend_from_slice(c.get(..take).unwrap_or_default());
             Ok(())
         })?;
         d.len = len;
         d.head = head;
+        d.state = Some(state);
         let shared = Shared {
             data: Data::Derived(d),
             sha256: OnceLock::new(),
@@ -500,6 +505,27 @@ impl Bytes {
         } else {
             Sha256::digest(self.as_slice()).into()
         }
+    }
+
+    /// SHA-256 of the bytes followed by `tail` (a record's input digest). Derived content uses
+    /// the hash state kept when it was measured (not read again: what is written is checked
+    /// against that same digest); other bytes are streamed into the hasher, never joined.
+    pub fn sha256_then(&self, tail: &[u8]) -> io::Result<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        if let (Data::Derived(d), true) = (&self.buf.data, self.is_whole()) {
+            if let Some(s) = &d.state {
+                let mut h = s.clone();
+                h.update(tail);
+                return Ok(h.finalize().into());
+            }
+        }
+        let mut h = Sha256::new();
+        self.for_each_chunk(&mut |c| {
+            h.update(c);
+            Ok(())
+        })?;
+        h.update(tail);
+        Ok(h.finalize().into())
     }
 
     /// Whether `self` and `other` are the same bytes of the same buffer (no byte read).
@@ -856,6 +882,11 @@ mod tests {
             assert!(d.loaded.get().is_none(), "streaming held nothing whole");
         }
         assert!(b.try_slice().unwrap() == &want[..]);
+        let mut joined = want.clone();
+        joined.extend_from_slice(b"tail");
+        let d: [u8; 32] = Sha256::digest(&joined).into();
+        assert_eq!(b.sha256_then(b"tail").unwrap(), d);
+        assert_eq!(Bytes::from(want.clone()).sha256_then(b"tail").unwrap(), d);
         // More than `max`: refused at once.
         assert!(Bytes::derived(&src, 0..1000, Box::new(Upper), "block", 999).is_err());
         // A byte of the range changed on the device: the stream fails, naming file and block.

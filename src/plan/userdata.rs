@@ -62,17 +62,10 @@ fn script_of(cmds: &[Command]) -> Vec<u8> {
 /// The input digest of a `write_files` entry: SHA-256 over its content then `tail` (mode,
 /// owner and `append`), the same digest as over the two joined, without joining them.
 ///
-/// The content is streamed into the hasher (a content kept on the device is read again, its
-/// digest re-checked, never held): the error names the drive file when it changed or failed.
+/// The content is streamed into the hasher, never joined (a content kept on the device is not
+/// even read again: `Bytes::sha256_then`); an error names the drive file.
 fn write_file_input(content: &crate::model::Bytes, tail: &[u8]) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    content.for_each_chunk(&mut |c| {
-        h.update(c);
-        Ok(())
-    })?;
-    h.update(tail);
-    Ok(super::inject::hex_lower(&h.finalize()))
+    Ok(super::inject::hex_lower(&content.sha256_then(tail)?))
 }
 
 impl Planner<'_> {
