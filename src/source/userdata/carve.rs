@@ -664,13 +664,14 @@ struct Unfold<R> {
 }
 
 impl<R: BufRead> Read for Unfold<R> {
+    /// Fills `buf` from as many lines as it takes (one line per call would hand a caller
+    /// writing a file one short write per line).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.out.len() {
-            if self.done {
-                return Ok(0);
-            }
-            self.out.clear();
+        if self.at > 0 {
+            self.out.drain(..self.at);
             self.at = 0;
+        }
+        while self.out.len() < buf.len() && !self.done {
             self.line.clear();
             let n = (&mut self.src)
                 .take(MAX_LINE as u64 + 1)
@@ -680,7 +681,7 @@ impl<R: BufRead> Read for Unfold<R> {
                 self.lines
                     .end(self.chomp, &mut self.out)
                     .map_err(|()| invalid("block without text"))?;
-                continue;
+                break;
             }
             // Every body line ends with a line break (the line pass saw it so).
             if self.line.pop() != Some(b'\n') {
@@ -690,9 +691,9 @@ impl<R: BufRead> Read for Unfold<R> {
                 .line(&self.line, &mut self.out)
                 .map_err(|()| invalid("block lines"))?;
         }
-        let n = buf.len().min(self.out.len() - self.at);
-        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
-        self.at += n;
+        let n = buf.len().min(self.out.len());
+        buf[..n].copy_from_slice(&self.out[..n]);
+        self.at = n;
         Ok(n)
     }
 }
