@@ -489,3 +489,43 @@ fn a_large_document_the_line_pass_misreads_is_parsed_whole() {
     assert!(fs::read(root.path().join("srv/dup")).unwrap() == second.as_bytes());
     assert!(text(&o).contains("repeated key"), "{}", text(&o));
 }
+
+#[test]
+fn a_32_mib_write_files_entry_is_streamed_from_the_device_into_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // 24 MiB of bytes as base64: a 32 MiB block, decoded while streamed into the file.
+    let binary: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut doc = String::from(
+        "#cloud-config\nwrite_files:\n  - path: /srv/big\n    encoding: b64\n    content: |\n",
+    );
+    for l in b64_lines(&binary) {
+        doc.push_str("      ");
+        doc.push_str(&l);
+        doc.push('\n');
+    }
+    doc.push_str("    permissions: '0600'\n");
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+    drop(doc);
+
+    let small_dir = dir.path().join("small");
+    fs::create_dir(&small_dir).unwrap();
+    let small = config2_iso(
+        &small_dir,
+        b"#cloud-config\nwrite_files:\n  - path: /srv/big\n    encoding: b64\n    content: |\n      eA==\n",
+    );
+    let root = target_root();
+    let (o, base) = run_image(&small, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let root = target_root();
+    let (o, rss) = run_image(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read(root.path().join("srv/big")).unwrap() == binary);
+    // The decoded content is never held: not the document, not the block, not the file.
+    assert!(
+        rss < base + 4096,
+        "peak RSS {rss} KiB with a 32 MiB write_files entry, {base} KiB with a small one"
+    );
+}

@@ -3,9 +3,11 @@
 //! injected-file step and the local copy all point into one buffer. A large drive file is not
 //! held at all: it stays on the device (its extents, its length and the SHA-256 the reader
 //! computed while streaming it once) and is streamed again, its digest re-checked, wherever its
-//! bytes are needed whole (the writer, the drive hash, the secret scrub). The only I/O here is
-//! that read-only streaming through the reader's [`ReadAt`]; it must not expose a way to change
-//! bytes others share.
+//! bytes are needed whole (the writer, the drive hash, the secret scrub). Content derived from a
+//! byte range of such a file (a `write_files` block unindented and decoded, see [`Derive`]) is
+//! kept the same way: its recipe, its length and its SHA-256, streamed again when needed. The
+//! only I/O here is that read-only streaming through the reader's [`ReadAt`]; it must not expose
+//! a way to change bytes others share.
 
 use std::fmt;
 use std::io;
@@ -44,9 +46,34 @@ struct OnDevice {
     loaded: OnceLock<Result<Vec<u8>, String>>,
 }
 
+/// Makes content from a reader over a byte range of another buffer (a cloud-config block
+/// unindented, chomped and decoded): the same source bytes must always give the same bytes, and
+/// a source it cannot transform is a read error.
+pub trait Derive: Send + Sync {
+    fn open<'a>(&'a self, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a>;
+}
+
+/// Content derived from a byte range of a buffer (usually a file kept on the device): the
+/// recipe, never the bytes, unless a caller needs them as one slice.
+struct Derived {
+    src: Bytes,
+    range: Range<usize>,
+    derive: Box<dyn Derive>,
+    len: usize,
+    /// `device: path (what)`, for errors.
+    name: String,
+    /// The first [`HEAD_BYTES`], captured while the content was hashed.
+    head: Vec<u8>,
+    /// The SHA-256 state after the content (see [`Bytes::sha256_then`]).
+    state: Option<sha2::Sha256>,
+    /// As for [`OnDevice`]: the whole content, read at most once, or the load's error.
+    loaded: OnceLock<Result<Vec<u8>, String>>,
+}
+
 enum Data {
     Mem(Vec<u8>),
     Device(OnDevice),
+    Derived(Derived),
 }
 
 impl Default for Data {
@@ -69,6 +96,7 @@ impl Shared {
         match &self.data {
             Data::Mem(v) => v.len(),
             Data::Device(d) => d.len,
+            Data::Derived(d) => d.len,
         }
     }
 
@@ -97,7 +125,104 @@ impl Shared {
                 })
                 .as_deref()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone())),
+            Data::Derived(d) => d
+                .loaded
+                .get_or_init(|| {
+                    tracing::debug!("{}: read whole into memory", d.name);
+                    let mut all = Vec::with_capacity(d.len);
+                    let want = self.sha256.get().map(|s| (d.len, *s));
+                    stream_derived(d, want, d.len, &mut |c| {
+                        all.extend_from_slice(c);
+                        Ok(())
+                    })
+                    .map(|_| all)
+                    .map_err(|e| {
+                        tracing::error!("{e}");
+                        e.to_string()
+                    })
+                })
+                .as_deref()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone())),
         }
+    }
+}
+
+/// Streams derived content to `f` in [`STREAM_CHUNK`] pieces: the source range read again (the
+/// recipe re-applied), at most `max` bytes, then checked against `want` (length and SHA-256)
+/// when given. Errors name the content's file.
+fn stream_derived(
+    d: &Derived,
+    want: Option<(usize, [u8; 32])>,
+    max: usize,
+    f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(usize, [u8; 32], sha2::Sha256)> {
+    use sha2::{Digest, Sha256};
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name));
+    let src = d.src.range_reader(d.range.clone()).map_err(named)?;
+    let mut r = d.derive.open(src);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut total = 0usize;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(named(e)),
+        };
+        total += n;
+        if total > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: larger than {max} bytes", d.name),
+            ));
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        h.update(chunk);
+        f(chunk)?;
+    }
+    let state = h.clone();
+    let got: [u8; 32] = h.finalize().into();
+    if want.is_some_and(|w| w != (total, got)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: changed on the device since it was read (its SHA-256 differs); not used",
+                d.name
+            ),
+        ));
+    }
+    Ok((total, got, state))
+}
+
+/// Reads a byte range of a file on the device, extent by extent (no digest: a reader of it
+/// checks what it derives).
+struct DeviceRange<'a> {
+    d: &'a OnDevice,
+    pos: u64,
+    end: u64,
+}
+
+impl io::Read for DeviceRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.end || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut file_at = 0u64;
+        for &(start, len) in &self.d.extents {
+            if self.pos < file_at + len {
+                let off = self.pos - file_at;
+                let n = (len - off)
+                    .min(self.end - self.pos)
+                    .min(buf.len().min(STREAM_CHUNK) as u64) as usize;
+                let chunk = buf.get_mut(..n).unwrap_or_default();
+                self.d.dev.read_exact_at(start + off, chunk)?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            file_at += len;
+        }
+        Err(io::ErrorKind::UnexpectedEof.into())
     }
 }
 
@@ -189,10 +314,83 @@ impl Bytes {
         })
     }
 
+    /// Content derived from `range` of `src` by `derive` (a `write_files` block of a
+    /// cloud-config kept on the device, unindented and decoded), never held: streamed once here
+    /// for its length, SHA-256 and head (an error when it cannot be read or derived, or gives
+    /// more than `max` bytes), and again, the recipe re-applied and the digest re-checked,
+    /// wherever it is needed whole. `what` is added to the source's name in errors.
+    pub fn derived(
+        src: &Bytes,
+        range: Range<usize>,
+        derive: Box<dyn Derive>,
+        what: &str,
+        max: usize,
+    ) -> io::Result<Bytes> {
+        if range.start > range.end || range.end > src.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "derived range outside its source",
+            ));
+        }
+        let mut d = Derived {
+            src: src.clone(),
+            range,
+            derive,
+            len: 0,
+            name: format!("{} ({what})", src.name()),
+            head: Vec::new(),
+            state: None,
+            loaded: OnceLock::new(),
+        };
+        let mut head = Vec::new();
+        let (len, digest, state) = stream_derived(&d, None, max, &mut |c| {
+            let take = (HEAD_BYTES - head.len()).min(c.len());
+            head.extend_from_slice(c.get(..take).unwrap_or_default());
+            Ok(())
+        })?;
+        d.len = len;
+        d.head = head;
+        d.state = Some(state);
+        let shared = Shared {
+            data: Data::Derived(d),
+            sha256: OnceLock::new(),
+        };
+        let _ = shared.sha256.set(digest);
+        Ok(Bytes {
+            buf: Arc::new(shared),
+            range: 0..len,
+        })
+    }
+
+    /// What errors call the buffer: the drive file's `device: path`.
+    fn name(&self) -> &str {
+        match &self.buf.data {
+            Data::Mem(_) => "in memory",
+            Data::Device(d) => &d.name,
+            Data::Derived(d) => &d.name,
+        }
+    }
+
+    /// A reader over `range` of the bytes: a file on the device read extent by extent (not
+    /// loaded), anything else from its slice.
+    fn range_reader(&self, range: Range<usize>) -> io::Result<Box<dyn io::Read + '_>> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        match &self.buf.data {
+            Data::Device(d) if d.loaded.get().is_none() => Ok(Box::new(DeviceRange {
+                d,
+                pos: (self.range.start + range.start) as u64,
+                end: (self.range.start + range.end) as u64,
+            })),
+            _ => Ok(Box::new(self.try_slice()?.get(range).unwrap_or_default())),
+        }
+    }
+
     /// Whether the bytes stay on the device (not held in memory unless a caller asks for
-    /// them as one slice).
+    /// them as one slice): a file kept there, or content derived from one.
     pub fn is_on_device(&self) -> bool {
-        matches!(self.buf.data, Data::Device(_)) && self.is_whole()
+        matches!(self.buf.data, Data::Device(_) | Data::Derived(_)) && self.is_whole()
     }
 
     fn is_whole(&self) -> bool {
@@ -239,6 +437,12 @@ impl Bytes {
                 }
                 Ok(d.head.get(..n).unwrap_or(&d.head).into())
             }
+            (Data::Derived(d), true) => {
+                if let Some(Err(e)) = d.loaded.get() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
+                }
+                Ok(d.head.get(..n).unwrap_or(&d.head).into())
+            }
             _ => {
                 let all = self.try_slice()?;
                 Ok(all.get(..n).unwrap_or(all).into())
@@ -255,6 +459,10 @@ impl Bytes {
             // Once loaded whole (or failed to), the load's outcome is used: one outcome for all.
             Data::Device(d) if self.is_whole() && d.loaded.get().is_none() => {
                 stream_device(d, self.buf.sha256.get().copied(), f).map(|_| ())
+            }
+            Data::Derived(d) if self.is_whole() && d.loaded.get().is_none() => {
+                let want = self.buf.sha256.get().map(|s| (d.len, *s));
+                stream_derived(d, want, d.len, f).map(|_| ())
             }
             _ => f(self.try_slice()?),
         }
@@ -297,6 +505,27 @@ impl Bytes {
         } else {
             Sha256::digest(self.as_slice()).into()
         }
+    }
+
+    /// SHA-256 of the bytes followed by `tail` (a record's input digest). Derived content uses
+    /// the hash state kept when it was measured (not read again: what is written is checked
+    /// against that same digest); other bytes are streamed into the hasher, never joined.
+    pub fn sha256_then(&self, tail: &[u8]) -> io::Result<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        if let (Data::Derived(d), true) = (&self.buf.data, self.is_whole()) {
+            if let Some(s) = &d.state {
+                let mut h = s.clone();
+                h.update(tail);
+                return Ok(h.finalize().into());
+            }
+        }
+        let mut h = Sha256::new();
+        self.for_each_chunk(&mut |c| {
+            h.update(c);
+            Ok(())
+        })?;
+        h.update(tail);
+        Ok(h.finalize().into())
     }
 
     /// Whether `self` and `other` are the same bytes of the same buffer (no byte read).
@@ -606,6 +835,68 @@ mod tests {
         // A file shorter than the head is kept whole.
         let b = Bytes::on_device(dev, vec![(0, 0), (7, 30)], 30, "dev: s".into()).unwrap();
         assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &data[7..37]);
+    }
+
+    /// Upper-cases its source: the smallest recipe.
+    struct Upper;
+
+    impl Derive for Upper {
+        fn open<'a>(&'a self, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a> {
+            struct R<'a>(Box<dyn io::Read + 'a>);
+            impl io::Read for R<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                    let n = self.0.read(buf)?;
+                    buf[..n].make_ascii_uppercase();
+                    Ok(n)
+                }
+            }
+            Box::new(R(src))
+        }
+    }
+
+    #[test]
+    fn derived_content_is_measured_once_streamed_again_and_never_held() {
+        use sha2::{Digest, Sha256};
+        let data: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        // The source in two extents; the range crosses them.
+        let src = Bytes::on_device(
+            dev.clone(),
+            vec![(150_000, 150_000), (0, 150_000)],
+            300_000,
+            "dev: ud".into(),
+        )
+        .unwrap();
+        let mut want = data[150_000..].to_vec();
+        want.extend_from_slice(&data[..150_000]);
+        let want = want[100_000..250_000].to_ascii_uppercase();
+        let b = Bytes::derived(&src, 100_000..250_000, Box::new(Upper), "block", 1 << 20).unwrap();
+        assert!(b.is_on_device());
+        assert_eq!(b.len(), want.len());
+        assert_eq!(b.sha256(), <[u8; 32]>::from(Sha256::digest(&want)));
+        assert_eq!(&*b.head(10).unwrap(), &want[..10]);
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert!(out == want);
+        if let Data::Derived(d) = &b.buf.data {
+            assert!(d.loaded.get().is_none(), "streaming held nothing whole");
+        }
+        assert!(b.try_slice().unwrap() == &want[..]);
+        let mut joined = want.clone();
+        joined.extend_from_slice(b"tail");
+        let d: [u8; 32] = Sha256::digest(&joined).into();
+        assert_eq!(b.sha256_then(b"tail").unwrap(), d);
+        assert_eq!(Bytes::from(want.clone()).sha256_then(b"tail").unwrap(), d);
+        // More than `max`: refused at once.
+        assert!(Bytes::derived(&src, 0..1000, Box::new(Upper), "block", 999).is_err());
+        // A byte of the range changed on the device: the stream fails, naming file and block.
+        let b = Bytes::derived(&src, 100_000..250_000, Box::new(Upper), "block", 1 << 20).unwrap();
+        dev.0.lock().unwrap()[10_000] ^= 1;
+        let e = b.write_to(&mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("dev: ud (block)") && e.contains("changed"),
+            "{e}"
+        );
     }
 
     #[test]

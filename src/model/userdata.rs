@@ -281,8 +281,9 @@ impl CcUser {
 pub struct WriteFile {
     pub path: String,
     /// Decoded content (`encoding` applied).
-    #[serde(serialize_with = "bytes_summary")]
-    pub content: Vec<u8>,
+    /// A large content of a cloud-config kept on the device stays there (`Bytes::derived`).
+    #[serde(serialize_with = "digest_summary")]
+    pub content: Bytes,
     /// Mode bits (`0644` and `'0644'` are 420); `None` when not given (cloud-init uses 0644).
     pub permissions: Option<u32>,
     /// `user:group` (or `user`), as given; `None` when not given (cloud-init uses root:root).
@@ -296,7 +297,7 @@ impl fmt::Debug for WriteFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteFile")
             .field("path", &self.path)
-            .field("content", &Summary(&self.content))
+            .field("content", &DigestSummary(&self.content))
             .field("permissions", &self.permissions.map(Octal))
             .field("owner", &self.owner)
             .field("append", &self.append)
@@ -364,6 +365,30 @@ impl fmt::Debug for Summary<'_> {
     }
 }
 
+/// [`Summary`] of a [`Bytes`] from its digest: content kept on the device is not read whole.
+struct DigestSummary<'a>(&'a Bytes);
+
+impl fmt::Display for DigestSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digest = self.0.sha256();
+        write!(f, "<{} bytes, sha256 ", self.0.len())?;
+        for b in &digest[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+impl fmt::Debug for DigestSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn digest_summary<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&DigestSummary(b))
+}
+
 fn bytes_summary<B: AsRef<[u8]>, S: Serializer>(b: &B, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&Summary(b.as_ref()))
 }
@@ -384,7 +409,7 @@ mod tests {
         ud.cloud_config.password = Some(Secret::new("pw-abc"));
         ud.cloud_config.write_files.push(WriteFile {
             path: "/etc/x".into(),
-            content: b"file-body".to_vec(),
+            content: b"file-body".to_vec().into(),
             permissions: Some(0o644),
             owner: None,
             append: false,

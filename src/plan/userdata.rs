@@ -61,12 +61,11 @@ fn script_of(cmds: &[Command]) -> Vec<u8> {
 
 /// The input digest of a `write_files` entry: SHA-256 over its content then `tail` (mode,
 /// owner and `append`), the same digest as over the two joined, without joining them.
-fn write_file_input(content: &[u8], tail: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(content);
-    h.update(tail);
-    super::inject::hex_lower(&h.finalize())
+///
+/// The content is streamed into the hasher, never joined (a content kept on the device is not
+/// even read again: `Bytes::sha256_then`); an error names the drive file.
+fn write_file_input(content: &crate::model::Bytes, tail: &[u8]) -> std::io::Result<String> {
+    Ok(super::inject::hex_lower(&content.sha256_then(tail)?))
 }
 
 impl Planner<'_> {
@@ -141,11 +140,31 @@ impl Planner<'_> {
             // One id per entry: the same path may be listed twice.
             let id = format!("write-file:{n}:{rel}");
             // The digest of content then mode/owner/append, hashed in place (no joined copy).
-            let input = Some(write_file_input(
-                &w.content,
-                format!("{meta:?}{}", w.append).as_bytes(),
-            ));
+            let input =
+                match write_file_input(&w.content, format!("{meta:?}{}", w.append).as_bytes()) {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        self.warnings.warn(
+                            "user-data",
+                            &format!("write_files[{n}].content"),
+                            format!("{e}; {} not written", Esc(&w.path)),
+                        );
+                        continue;
+                    }
+                };
             let content = if w.append {
+                // An append is rare: its content is loaded whole (bounded by the parse's cap).
+                let new = match w.content.try_slice() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.warnings.warn(
+                            "user-data",
+                            &format!("write_files[{n}].content"),
+                            format!("{e}; {} not written", Esc(&w.path)),
+                        );
+                        continue;
+                    }
+                };
                 let current: Option<&[u8]> = match planned.get(&rel) {
                     Some(&i) => match self.steps.get(i).map(|s| &s.action) {
                         Some(Action::WriteFile { content, .. }) => Some(content.as_slice()),
@@ -156,11 +175,8 @@ impl Planner<'_> {
                 let done = input
                     .as_deref()
                     .is_some_and(|i| self.applied_before(&id, i))
-                    || current.is_some_and(|c| {
-                        !w.content.is_empty()
-                            && c.windows(w.content.len())
-                                .any(|x| x == w.content.as_slice())
-                    });
+                    || current
+                        .is_some_and(|c| !new.is_empty() && c.windows(new.len()).any(|x| x == new));
                 if done {
                     self.steps.push(Step {
                         id,
@@ -171,10 +187,10 @@ impl Planner<'_> {
                     });
                     continue;
                 }
-                let mut c = Vec::with_capacity(current.map_or(0, <[u8]>::len) + w.content.len());
+                let mut c = Vec::with_capacity(current.map_or(0, <[u8]>::len) + new.len());
                 c.extend_from_slice(current.unwrap_or_default());
-                c.extend_from_slice(&w.content);
-                c
+                c.extend_from_slice(new);
+                crate::model::Bytes::from(c)
             } else {
                 std::mem::take(&mut w.content)
             };
@@ -420,7 +436,7 @@ mod tests {
             let mut joined = content.to_vec();
             joined.extend_from_slice(tail.as_bytes());
             assert_eq!(
-                write_file_input(content, tail.as_bytes()),
+                write_file_input(&content.into(), tail.as_bytes()).unwrap(),
                 state::sha256_hex(&joined)
             );
         }

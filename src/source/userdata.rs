@@ -690,16 +690,25 @@ impl Run<'_> {
         self.leaves += 1;
         out.config_parts += 1;
         let base = carve::token_base(&b.sha256());
-        let mut values: Vec<(String, Option<String>)> =
-            c.values.into_iter().map(|(t, v)| (t, Some(v))).collect();
+        let tokens: Vec<String> = c.values.iter().map(|(t, _)| t.clone()).collect();
+        // `write_files` contents stay placeholders (streamed from the device when converted);
+        // any other carved value is read back as its string.
         let restored = yaml::parse(&c.text, &self.yaml_limits())
             .ok()
-            .and_then(|mut p| carve::restore(&mut p.node, &base, &mut values).then_some(p));
-        drop(values);
+            .and_then(|mut p| {
+                carve::restore(&mut p.node, &base, &tokens, true, &mut |i| {
+                    c.values.get(i).and_then(|(_, l)| carve::value(b, l).ok())
+                })
+                .map(|deferred| (p, deferred))
+            });
         let partial = match restored {
-            Some(parsed) => {
+            Some((parsed, deferred)) => {
                 tracing::debug!("{file}: large literal blocks carved out of the YAML parse");
-                Some(self.convert(file, String::new(), parsed))
+                let kept: Vec<(String, carve::Literal)> = deferred
+                    .into_iter()
+                    .filter_map(|i| c.values.get(i).cloned())
+                    .collect();
+                Some(self.convert_with(file, String::new(), parsed, Some((b.clone(), kept))))
             }
             None => {
                 tracing::debug!("{file}: carved parse not confirmed; parsed whole");
@@ -1016,6 +1025,18 @@ impl Run<'_> {
 
     /// A parsed cloud-config into its settings, repeated keys reported.
     fn convert(&mut self, file: &str, at: String, parsed: yaml::Parsed) -> Partial {
+        self.convert_with(file, at, parsed, None)
+    }
+
+    /// [`convert`](Run::convert), with the `write_files` contents carved out of the parse (the
+    /// document and each content's placeholder and block).
+    fn convert_with(
+        &mut self,
+        file: &str,
+        at: String,
+        parsed: yaml::Parsed,
+        carved: Option<(Bytes, Vec<(String, carve::Literal)>)>,
+    ) -> Partial {
         if !parsed.duplicates.is_empty() {
             self.report.warn(
                 file,
@@ -1030,6 +1051,7 @@ impl Run<'_> {
             &mut self.budget,
             self.limits.max_file_bytes,
         );
+        ctx.carved = carved;
         cloud_config::convert(parsed.node, &mut ctx)
     }
 

@@ -1,13 +1,19 @@
 //! Large literal block scalars carved out of a cloud-config before the YAML parse: a streaming
 //! line pass over the document finds `key: |` blocks whose body exceeds a threshold, gives the
-//! parser a short placeholder in their place and builds each value (unindented, chomped) once,
-//! so a 64 MiB `write_files` entry is never held as the document text, the parser's buffer and
-//! its scalar at once. It must not guess: any line it cannot classify (tabs, CR, quotes or
+//! parser a short placeholder in their place and keeps each block's byte range, not its value.
+//! A block that is a `write_files` content stays on the device: its content is a
+//! [`Bytes::derived`] (unindented, chomped and decoded as the parse would, see [`BlockContent`])
+//! streamed where it is written; any other block's value is read back as a string. So a 64 MiB
+//! `write_files` entry is never held. It must not guess: any line it cannot classify (tabs, CR, quotes or
 //! brackets it cannot balance on one line, anchors, tags, directives, explicit indentation
 //! indicators, non-ASCII in a carved body) gives `None`, and the caller parses the document whole.
 //! The caller also checks that every placeholder comes back exactly once as a whole string.
 
 use super::yaml::Node;
+use crate::model::bytes::Derive;
+use crate::model::Bytes;
+use std::io::{self, BufRead, Read};
+use std::ops::Range;
 
 /// Longest line looked at (a longer one is not classified: the document is parsed whole).
 const MAX_LINE: usize = 1 << 20;
@@ -17,8 +23,18 @@ const MAX_LINE: usize = 1 << 20;
 pub(crate) struct Carved {
     /// The document given to the parser.
     pub text: String,
-    /// `(placeholder, value)` in document order.
-    pub values: Vec<(String, String)>,
+    /// `(placeholder, block)` in document order.
+    pub values: Vec<(String, Literal)>,
+}
+
+/// A carved block: where its body lies in the document and how its value is made from it.
+#[derive(Clone, Debug)]
+pub(crate) struct Literal {
+    /// The body's lines (each with its line break) in the document.
+    pub range: Range<usize>,
+    chomp: Chomp,
+    /// Length of the value.
+    pub len: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -38,6 +54,21 @@ struct Block {
     /// The header line up to the indicator (kept when carved) and the whole line.
     prefix: String,
     header: String,
+    /// The value's line rules, applied while reading (only for a candidate).
+    lines: Lines,
+    /// Body bytes as in the document, kept until the block is known to be large.
+    verbatim: Option<String>,
+    body_bytes: usize,
+    /// Where the body starts in the document, and the value's length so far.
+    start: usize,
+    value_len: usize,
+}
+
+/// A literal block's value made line by line (YAML 1.2 §8.1.2: the content indentation
+/// removed, empty lines as line breaks), the same at carve time (measured) and where the
+/// value is streamed.
+#[derive(Default)]
+struct Lines {
     /// Content indentation, from the first line with text.
     m: Option<usize>,
     /// Most spaces on a leading empty line (more than `m` is an error YAML reports).
@@ -46,11 +77,60 @@ struct Block {
     /// Empty lines since the last text line.
     pending: usize,
     any_text: bool,
-    /// Body bytes as in the document, kept until the block is known to be large.
-    verbatim: Option<String>,
-    body_bytes: usize,
-    /// The value, built while reading (only for a candidate).
-    value: String,
+}
+
+impl Lines {
+    /// The value bytes body line `raw` (without its line break) adds, pushed to `out`.
+    fn line(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+        let spaces = raw.iter().take_while(|&&c| c == b' ').count();
+        let blank = spaces == raw.len();
+        let m = match self.m {
+            None if blank => {
+                self.leading += 1;
+                self.leading_max = self.leading_max.max(spaces);
+                return Ok(());
+            }
+            None => {
+                if self.leading_max > spaces {
+                    return Err(());
+                }
+                self.m = Some(spaces);
+                spaces
+            }
+            Some(m) => m,
+        };
+        if blank && raw.len() <= m {
+            self.pending += 1;
+            return Ok(());
+        }
+        let text = raw.get(m..).ok_or(())?;
+        if self.any_text {
+            out.push(b'\n');
+            push_breaks(out, self.pending);
+        } else {
+            push_breaks(out, self.leading);
+        }
+        self.pending = 0;
+        self.any_text = true;
+        out.extend_from_slice(text);
+        Ok(())
+    }
+
+    /// The value's end as `chomp` has it; an error for a block without text (not carved).
+    fn end(&self, chomp: Chomp, out: &mut Vec<u8>) -> Result<(), ()> {
+        if !self.any_text {
+            return Err(());
+        }
+        match chomp {
+            Chomp::Strip => {}
+            Chomp::Clip => out.push(b'\n'),
+            Chomp::Keep => {
+                out.push(b'\n');
+                push_breaks(out, self.pending);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The line pass, fed in chunks.
@@ -59,9 +139,13 @@ pub(crate) struct Carver {
     max_text: usize,
     token_base: String,
     line: Vec<u8>,
+    /// Where the line being read starts in the document.
+    pos: usize,
     block: Option<Block>,
     out: Carved,
     failed: bool,
+    /// Scratch for a line's value bytes (measured, then dropped).
+    scratch: Vec<u8>,
 }
 
 impl Carver {
@@ -73,12 +157,14 @@ impl Carver {
             max_text,
             token_base,
             line: Vec::new(),
+            pos: 0,
             block: None,
             out: Carved {
                 text: String::new(),
                 values: Vec::new(),
             },
             failed: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -89,6 +175,7 @@ impl Carver {
                     self.push_line_bytes(&chunk[..i]);
                     let line = std::mem::take(&mut self.line);
                     self.on_line(&line);
+                    self.pos += line.len() + 1;
                     self.line = line;
                     self.line.clear();
                     chunk = &chunk[i + 1..];
@@ -162,14 +249,11 @@ impl Carver {
                     chomp: h.chomp,
                     prefix: line[..h.at].to_string(),
                     header: line.to_string(),
-                    m: None,
-                    leading_max: 0,
-                    leading: 0,
-                    pending: 0,
-                    any_text: false,
+                    lines: Lines::default(),
                     verbatim: Some(String::new()),
                     body_bytes: 0,
-                    value: String::new(),
+                    start: self.pos + raw.len() + 1,
+                    value_len: 0,
                 })
             }
         }
@@ -200,7 +284,9 @@ impl Carver {
             {
                 b.candidate = false;
             } else {
-                add_value_line(b, raw)?;
+                self.scratch.clear();
+                b.lines.line(raw, &mut self.scratch)?;
+                b.value_len += self.scratch.len();
             }
         }
         if b.body_bytes > self.threshold && b.verbatim.is_some() {
@@ -223,29 +309,26 @@ impl Carver {
                 self.out.text.push_str(&v);
             }
             None => {
-                if !b.any_text {
+                self.scratch.clear();
+                if b.lines.end(b.chomp, &mut self.scratch).is_err() {
                     return self.fail();
-                }
-                match b.chomp {
-                    Chomp::Strip => {}
-                    Chomp::Clip => b.value.push('\n'),
-                    Chomp::Keep => {
-                        b.value.push('\n');
-                        push_breaks(&mut b.value, b.pending);
-                    }
                 }
                 let token = format!("{}x{}", self.token_base, self.out.values.len());
                 let line = format!("{}{}", b.prefix, token);
                 self.text_line(&line);
-                b.value.shrink_to_fit();
-                self.out.values.push((token, b.value));
+                let lit = Literal {
+                    range: b.start..b.start + b.body_bytes,
+                    chomp: b.chomp,
+                    len: b.value_len + self.scratch.len(),
+                };
+                self.out.values.push((token, lit));
             }
         }
     }
 }
 
-fn push_breaks(s: &mut String, n: usize) {
-    s.extend(std::iter::repeat_n('\n', n));
+fn push_breaks(s: &mut Vec<u8>, n: usize) {
+    s.extend(std::iter::repeat_n(b'\n', n));
 }
 
 /// Whether `raw` belongs to the body of `b` (YAML 1.2 §8.1.1.1: the content indentation is
@@ -255,48 +338,12 @@ fn body_line(b: &Block, raw: &[u8]) -> Result<bool, ()> {
     match raw.get(spaces) {
         None => Ok(true),
         // A tab where indentation could be: not read here.
-        Some(b'\t') if b.m.is_none_or(|m| spaces < m) => Err(()),
-        Some(_) => Ok(match b.m {
+        Some(b'\t') if b.lines.m.is_none_or(|m| spaces < m) => Err(()),
+        Some(_) => Ok(match b.lines.m {
             None => spaces > b.n,
             Some(m) => spaces >= m,
         }),
     }
-}
-
-fn add_value_line(b: &mut Block, raw: &[u8]) -> Result<(), ()> {
-    let spaces = raw.iter().take_while(|&&c| c == b' ').count();
-    let blank = spaces == raw.len();
-    let m = match b.m {
-        None if blank => {
-            b.leading += 1;
-            b.leading_max = b.leading_max.max(spaces);
-            return Ok(());
-        }
-        None => {
-            if b.leading_max > spaces {
-                return Err(());
-            }
-            b.m = Some(spaces);
-            spaces
-        }
-        Some(m) => m,
-    };
-    if blank && raw.len() <= m {
-        b.pending += 1;
-        return Ok(());
-    }
-    // The line's content: ASCII checked by the caller.
-    let text = std::str::from_utf8(raw.get(m..).ok_or(())?).map_err(|_| ())?;
-    if b.any_text {
-        b.value.push('\n');
-        push_breaks(&mut b.value, b.pending);
-    } else {
-        push_breaks(&mut b.value, b.leading);
-    }
-    b.pending = 0;
-    b.any_text = true;
-    b.value.push_str(text);
-    Ok(())
 }
 
 /// A block scalar header: where its indicator starts, its node's indentation, its style.
@@ -416,34 +463,371 @@ fn value_kind(value: &str) -> Result<Option<(bool, Chomp)>, ()> {
     }
 }
 
+/// Where a node lies, as far as [`restore`] cares: a `write_files[i].content` is left as its
+/// placeholder when deferring.
+#[derive(Clone, Copy, PartialEq)]
+enum At {
+    Top,
+    WriteFiles,
+    WriteFile,
+    Content,
+    Other,
+}
+
 /// Puts each carved value back in place of its placeholder: every placeholder must be found
 /// exactly once, as a whole string, and the token base nowhere else (not in a key, not inside a
-/// longer string). `false` when that fails: the document was misread; it is parsed whole.
+/// longer string). With `defer`, a placeholder that is a top-level `write_files[i].content` is
+/// left in place (that entry's content is streamed from the device, [`content`]); every other is
+/// replaced by `value(i)` (the block read back). `None` when that fails: the document was
+/// misread, or a value could not be read; it is parsed whole. Else the deferred placeholders'
+/// indices.
 pub(crate) fn restore(
     node: &mut Node,
     base: &str,
-    values: &mut [(String, Option<String>)],
-) -> bool {
-    fn walk(node: &mut Node, base: &str, values: &mut [(String, Option<String>)]) -> bool {
-        match node {
-            Node::Str(s) if s.contains(base) => match values.iter_mut().find(|(t, _)| t == s) {
-                Some((_, v)) => match v.take() {
-                    Some(v) => {
-                        *s = v;
-                        true
+    tokens: &[String],
+    defer: bool,
+    value: &mut dyn FnMut(usize) -> Option<String>,
+) -> Option<Vec<usize>> {
+    struct Walk<'a> {
+        base: &'a str,
+        tokens: &'a [String],
+        defer: bool,
+        found: Vec<bool>,
+        deferred: Vec<usize>,
+        value: &'a mut dyn FnMut(usize) -> Option<String>,
+    }
+    impl Walk<'_> {
+        fn walk(&mut self, node: &mut Node, at: At) -> bool {
+            match node {
+                Node::Str(s) if s.contains(self.base) => {
+                    let Some(i) = self.tokens.iter().position(|t| t == s) else {
+                        return false;
+                    };
+                    if self.found.get(i).copied().unwrap_or(true) {
+                        return false;
                     }
-                    None => false,
-                },
-                None => false,
-            },
-            Node::Seq(items) => items.iter_mut().all(|n| walk(n, base, values)),
-            Node::Map(m) => {
-                m.keys().all(|k| !k.contains(base)) && m.values_mut().all(|n| walk(n, base, values))
+                    self.found[i] = true;
+                    if self.defer && at == At::Content {
+                        self.deferred.push(i);
+                        return true;
+                    }
+                    match (self.value)(i) {
+                        Some(v) => {
+                            *s = v;
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                Node::Seq(items) => {
+                    let next = if at == At::WriteFiles {
+                        At::WriteFile
+                    } else {
+                        At::Other
+                    };
+                    items.iter_mut().all(|n| self.walk(n, next))
+                }
+                Node::Map(m) => {
+                    m.keys().all(|k| !k.contains(self.base))
+                        && m.iter_mut().all(|(k, n)| {
+                            let next = match (at, k.as_str()) {
+                                (At::Top, "write_files") => At::WriteFiles,
+                                (At::WriteFile, "content") => At::Content,
+                                _ => At::Other,
+                            };
+                            self.walk(n, next)
+                        })
+                }
+                _ => true,
             }
-            _ => true,
         }
     }
-    walk(node, base, values) && values.iter().all(|(_, v)| v.is_none())
+    let mut w = Walk {
+        base,
+        tokens,
+        defer,
+        found: vec![false; tokens.len()],
+        deferred: Vec::new(),
+        value,
+    };
+    (w.walk(node, At::Top) && w.found.iter().all(|&f| f)).then_some(w.deferred)
+}
+
+/// A carved block's value read back from the document as a string (a block that is not a
+/// streamed `write_files` content): its bytes are ASCII (checked by the line pass) and checked
+/// against the digest taken when it was first measured.
+pub(crate) fn value(doc: &Bytes, lit: &Literal) -> io::Result<String> {
+    let b = Bytes::derived(
+        doc,
+        lit.range.clone(),
+        Box::new(BlockContent {
+            chomp: lit.chomp,
+            decode: Decode::Plain,
+        }),
+        "a literal block",
+        lit.len,
+    )?;
+    let mut v = Vec::with_capacity(b.len());
+    b.for_each_chunk(&mut |c| {
+        v.extend_from_slice(c);
+        Ok(())
+    })?;
+    String::from_utf8(v).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// How a `write_files` content is decoded (`encoding`), as far as it is streamed.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum Decode {
+    Plain,
+    Base64,
+    GzipBase64,
+}
+
+/// A `write_files` content kept on the device: the block's value decoded as `decode`, at most
+/// `max` bytes, as a [`Bytes::derived`] (length and digest from one streaming pass). An error
+/// when it cannot be made identically to the in-memory path (a rare base64 form, bad gzip, too
+/// large, a read error): the caller then reads the value and decodes it as any other.
+pub(crate) fn content(
+    doc: &Bytes,
+    lit: &Literal,
+    decode: Decode,
+    what: &str,
+    max: usize,
+) -> io::Result<Bytes> {
+    Bytes::derived(
+        doc,
+        lit.range.clone(),
+        Box::new(BlockContent {
+            chomp: lit.chomp,
+            decode,
+        }),
+        what,
+        max,
+    )
+}
+
+/// The recipe of a carved block's value: its body lines unindented and chomped, then decoded.
+struct BlockContent {
+    chomp: Chomp,
+    decode: Decode,
+}
+
+impl Derive for BlockContent {
+    fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        let text = Unfold {
+            src: io::BufReader::with_capacity(crate::model::bytes::STREAM_CHUNK, src),
+            lines: Lines::default(),
+            chomp: self.chomp,
+            line: Vec::new(),
+            out: Vec::new(),
+            at: 0,
+            done: false,
+        };
+        match self.decode {
+            Decode::Plain => Box::new(text),
+            Decode::Base64 => Box::new(B64::new(text)),
+            // The decoder the in-memory path uses (`gunzip`), so the same bytes are accepted.
+            Decode::GzipBase64 => {
+                Box::new(GzThenEnd(flate2::read::MultiGzDecoder::new(B64::new(text))))
+            }
+        }
+    }
+}
+
+/// The gzip decoder, then its input checked to be at its end (so the base64's own end rules
+/// always run): input left after the last member is an error, never ignored.
+struct GzThenEnd<R: Read>(flate2::read::MultiGzDecoder<R>);
+
+impl<R: Read> Read for GzThenEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.0.get_mut().read(&mut [0u8; 1])? != 0 {
+            return Err(invalid("data after the gzip stream"));
+        }
+        Ok(n)
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// A block's body lines read as its value ([`Lines`]), one line at a time.
+struct Unfold<R> {
+    src: R,
+    lines: Lines,
+    chomp: Chomp,
+    line: Vec<u8>,
+    out: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Unfold<R> {
+    /// Fills `buf` from as many lines as it takes (one line per call would hand a caller
+    /// writing a file one short write per line).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at > 0 {
+            self.out.drain(..self.at);
+            self.at = 0;
+        }
+        while self.out.len() < buf.len() && !self.done {
+            self.line.clear();
+            let n = (&mut self.src)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut self.line)?;
+            if n == 0 {
+                self.done = true;
+                self.lines
+                    .end(self.chomp, &mut self.out)
+                    .map_err(|()| invalid("block without text"))?;
+                break;
+            }
+            // Every body line ends with a line break (the line pass saw it so).
+            if self.line.pop() != Some(b'\n') {
+                return Err(invalid("block line without a line break"));
+            }
+            self.lines
+                .line(&self.line, &mut self.out)
+                .map_err(|()| invalid("block lines"))?;
+        }
+        let n = buf.len().min(self.out.len());
+        buf[..n].copy_from_slice(&self.out[..n]);
+        self.at = n;
+        Ok(n)
+    }
+}
+
+/// Base64 decoded while streamed, accepting only what `value::decode_base64_owned` surely
+/// decodes to the same bytes: ASCII whitespace skipped, one alphabet (standard or URL-safe, not
+/// both), canonical or no padding at the very end, no leftover bits, not empty. Anything else
+/// is an error (the caller then decodes the value in memory, with its exact rules and warnings).
+struct B64<R> {
+    src: R,
+    inbuf: Vec<u8>,
+    /// Sextets of the group being read.
+    acc: u32,
+    n: usize,
+    chars: usize,
+    pad: usize,
+    standard: bool,
+    url: bool,
+    out: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl<R: Read> B64<R> {
+    fn new(src: R) -> Self {
+        B64 {
+            src,
+            inbuf: vec![0; 16 << 10],
+            acc: 0,
+            n: 0,
+            chars: 0,
+            pad: 0,
+            standard: false,
+            url: false,
+            out: Vec::new(),
+            at: 0,
+            done: false,
+        }
+    }
+
+    fn char(&mut self, c: u8) -> io::Result<()> {
+        if matches!(c, b' ' | b'\t'..=b'\r') {
+            return Ok(());
+        }
+        if c == b'=' {
+            self.pad += 1;
+            return Ok(());
+        }
+        if self.pad > 0 {
+            return Err(invalid("base64 padding before the end"));
+        }
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'/' => {
+                self.standard = true;
+                if c == b'+' {
+                    62
+                } else {
+                    63
+                }
+            }
+            b'-' | b'_' => {
+                self.url = true;
+                if c == b'-' {
+                    62
+                } else {
+                    63
+                }
+            }
+            _ => return Err(invalid("not base64")),
+        };
+        if self.standard && self.url {
+            return Err(invalid("two base64 alphabets"));
+        }
+        self.chars += 1;
+        self.acc = (self.acc << 6) | u32::from(v);
+        self.n += 1;
+        if self.n == 4 {
+            self.out.extend_from_slice(&[
+                (self.acc >> 16) as u8,
+                (self.acc >> 8) as u8,
+                self.acc as u8,
+            ]);
+            self.acc = 0;
+            self.n = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let canonical_pad = (4 - self.n) % 4;
+        if self.chars == 0 || self.n == 1 || (self.pad != 0 && self.pad != canonical_pad) {
+            return Err(invalid("base64 end"));
+        }
+        match self.n {
+            2 if self.acc & 0xf == 0 => self.out.push((self.acc >> 4) as u8),
+            3 if self.acc & 0x3 == 0 => self
+                .out
+                .extend_from_slice(&[(self.acc >> 10) as u8, (self.acc >> 2) as u8]),
+            0 => {}
+            _ => return Err(invalid("base64 leftover bits")),
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for B64<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.out.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.at = 0;
+            let mut inbuf = std::mem::take(&mut self.inbuf);
+            let n = self.src.read(&mut inbuf);
+            let r = match n {
+                Ok(0) => {
+                    self.done = true;
+                    self.finish()
+                }
+                Ok(n) => inbuf[..n].iter().try_for_each(|&c| self.char(c)),
+                Err(e) => Err(e),
+            };
+            self.inbuf = inbuf;
+            r?;
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Bodies larger than this are carved.
@@ -497,13 +881,11 @@ mod tests {
             c.feed(part);
         }
         if let Some(carved) = c.finish() {
-            let mut values: Vec<(String, Option<String>)> = carved
-                .values
-                .into_iter()
-                .map(|(t, v)| (t, Some(v)))
-                .collect();
+            let src = Bytes::from(doc.as_bytes().to_vec());
+            let tokens: Vec<String> = carved.values.iter().map(|(t, _)| t.clone()).collect();
             if let Ok(mut p) = parse(&carved.text, &LIMITS) {
-                if restore(&mut p.node, &base, &mut values) {
+                let mut read = |i: usize| value(&src, &carved.values[i].1).ok();
+                if restore(&mut p.node, &base, &tokens, false, &mut read).is_some() {
                     return (Ok(p.node), true);
                 }
             }
@@ -685,23 +1067,278 @@ mod tests {
         assert!(base.starts_with("primercarved") && base.len() == 44);
         assert!(base.bytes().all(|c| c.is_ascii_alphanumeric()));
         // The placeholder found elsewhere too (a key, inside a string, twice): not restored.
+        let tokens = vec![format!("{base}x0")];
+        let mut v = |_: usize| Some("v".to_string());
         let mut n = parse(&format!("a: {base}x0\nb: {base}x0\n"), &LIMITS)
             .unwrap()
             .node;
-        let mut v = vec![(format!("{base}x0"), Some("v".to_string()))];
-        assert!(!restore(&mut n, &base, &mut v));
+        assert!(restore(&mut n, &base, &tokens, false, &mut v).is_none());
         let mut n = parse(&format!("a: {base}x0\n{base}: 1\n"), &LIMITS)
             .unwrap()
             .node;
-        let mut v = vec![(format!("{base}x0"), Some("v".to_string()))];
-        assert!(!restore(&mut n, &base, &mut v));
+        assert!(restore(&mut n, &base, &tokens, false, &mut v).is_none());
         let mut n = parse(&format!("a: {base}x0\nb: x {base}x1\n"), &LIMITS)
             .unwrap()
             .node;
-        let mut v = vec![(format!("{base}x0"), Some("v".to_string()))];
-        assert!(!restore(&mut n, &base, &mut v));
+        assert!(restore(&mut n, &base, &tokens, false, &mut v).is_none());
         let mut n = parse(&format!("a: {base}x0\n"), &LIMITS).unwrap().node;
-        let mut v = vec![(format!("{base}x0"), Some("v".to_string()))];
-        assert!(restore(&mut n, &base, &mut v));
+        assert_eq!(restore(&mut n, &base, &tokens, false, &mut v), Some(vec![]));
+        // Deferred: only a top-level `write_files[i].content` stays a placeholder.
+        let tokens = vec![
+            format!("{base}x0"),
+            format!("{base}x1"),
+            format!("{base}x2"),
+        ];
+        let doc = format!(
+            "write_files:\n  - path: /a\n    content: {base}x0\nruncmd:\n  - {base}x1\nx:\n  write_files:\n    - content: {base}x2\n"
+        );
+        let mut n = parse(&doc, &LIMITS).unwrap().node;
+        assert_eq!(restore(&mut n, &base, &tokens, true, &mut v), Some(vec![0]));
+        let want = parse(
+            &format!("write_files:\n  - path: /a\n    content: {base}x0\nruncmd:\n  - v\nx:\n  write_files:\n    - content: v\n"),
+            &LIMITS,
+        )
+        .unwrap()
+        .node;
+        assert_eq!(n, want);
+    }
+
+    /// The whole parse's `write_files[0].content`, decoded as `decode_content` does (`None`:
+    /// refused).
+    fn whole_content(doc: &str, decode: Decode) -> Option<Vec<u8>> {
+        let node = parse(doc, &LIMITS).ok()?.node;
+        let Node::Map(mut top) = node else {
+            return None;
+        };
+        let Some(Node::Seq(mut files)) = top.remove("write_files") else {
+            return None;
+        };
+        let Node::Map(mut f) = files.swap_remove(0) else {
+            return None;
+        };
+        let Some(Node::Str(raw)) = f.remove("content") else {
+            return None;
+        };
+        let raw = raw.into_bytes();
+        match decode {
+            Decode::Plain => Some(raw),
+            Decode::Base64 => crate::source::value::decode_base64_owned(raw),
+            Decode::GzipBase64 => {
+                let inner = crate::source::value::decode_base64_owned(raw)?;
+                let mut budget = super::super::Budget::new(1 << 30);
+                super::super::gunzip(&inner, 1 << 20, &mut budget).ok()
+            }
+        }
+    }
+
+    /// The streamed content of the document's one carved block (`None`: not streamed).
+    fn streamed_content(doc: &str, decode: Decode) -> Option<Vec<u8>> {
+        let base = token_base(&[3; 32]);
+        let mut c = Carver::new(0, 1 << 20, base.clone());
+        c.feed(doc.as_bytes());
+        let carved = c.finish()?;
+        let src = Bytes::from(doc.as_bytes().to_vec());
+        // As the parse confirms a carve: the carved text parses and the block is the content.
+        let tokens: Vec<String> = carved.values.iter().map(|(t, _)| t.clone()).collect();
+        let mut p = parse(&carved.text, &LIMITS).ok()?;
+        let deferred = restore(&mut p.node, &base, &tokens, true, &mut |i| {
+            value(&src, &carved.values[i].1).ok()
+        })?;
+        if deferred != [0] {
+            return None;
+        }
+        let b = content(&src, &carved.values[0].1, decode, "t", 1 << 20).ok()?;
+        let mut out = Vec::new();
+        b.for_each_chunk(&mut |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out.len(), b.len());
+        Some(out)
+    }
+
+    fn doc_with(header: &str, lines: &[String], tail: &str) -> String {
+        let mut doc = String::from("#cloud-config\nwrite_files:\n  - path: /srv/a\n");
+        doc.push_str(header);
+        doc.push('\n');
+        for l in lines {
+            doc.push_str(l);
+            doc.push('\n');
+        }
+        doc.push_str(tail);
+        doc
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn streamed_contents_equal_the_whole_decode() {
+        use base64::Engine;
+        let std = base64::engine::general_purpose::STANDARD;
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut streamed = 0;
+        let mut total = 0;
+        for round in 0..400 {
+            let len = (next() % 300) as usize;
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let gz = gzip(&data);
+            let mut two = gz.clone();
+            two.extend_from_slice(&gzip(b"second member"));
+            let encoded = [
+                (
+                    Decode::Plain,
+                    String::from_utf8_lossy(&data).replace(['\r', '\n'], "x"),
+                ),
+                (Decode::Base64, std.encode(&data)),
+                (Decode::Base64, url.encode(&data)),
+                (Decode::GzipBase64, std.encode(&gz)),
+                (Decode::GzipBase64, std.encode(&two)),
+                (Decode::GzipBase64, format!("{}AAAA", std.encode(&gz))),
+                (Decode::GzipBase64, std.encode(&data)),
+            ];
+            for (decode, text) in encoded {
+                // Plain text that is not one printable ASCII line is not carved: keep it so.
+                let text: String = text
+                    .chars()
+                    .map(|c| if (' '..='~').contains(&c) { c } else { 'q' })
+                    .collect();
+                let width = [76usize, 60, 7, 1000][round % 4];
+                let mut lines: Vec<String> = text
+                    .as_bytes()
+                    .chunks(width)
+                    .map(|c| format!("      {}", std::str::from_utf8(c).unwrap()))
+                    .collect();
+                if round % 5 == 1 {
+                    lines.insert(0, String::new());
+                    lines.push("  ".into());
+                }
+                if round % 7 == 2 && lines.len() > 1 {
+                    lines.insert(1, "       ".into());
+                }
+                let header = ["    content: |", "    content: |-", "    content: |+"][round % 3];
+                let tail = ["", "    permissions: '0644'\n", "runcmd:\n  - x\n"][round % 3];
+                let doc = doc_with(header, &lines, tail);
+                total += 1;
+                let whole = whole_content(&doc, decode);
+                if let Some(got) = streamed_content(&doc, decode) {
+                    streamed += 1;
+                    assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
+                }
+            }
+        }
+        // Two of the seven encodings are not gzip+base64 the whole decode accepts.
+        assert!(streamed * 2 > total, "{streamed} of {total} streamed");
+    }
+
+    #[test]
+    fn base64_streamed_only_as_the_whole_decode_reads_it() {
+        // Characters and forms around the acceptance rules: whatever is streamed decodes to the
+        // whole decode's bytes; what the whole decode refuses is never streamed.
+        let alphabet = b"AQgw+/-_=  \tz09";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut streamed = 0;
+        for _ in 0..20_000 {
+            let n = (next() % 12) as usize;
+            let text: String = (0..n)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                .collect();
+            let text = format!("A{}", text.trim_end());
+            let doc = doc_with("    content: |", &[format!("      {text}")], "");
+            let whole = whole_content(&doc, Decode::Base64);
+            if let Some(got) = streamed_content(&doc, Decode::Base64) {
+                streamed += 1;
+                assert!(whole.as_deref() == Some(&got[..]), "{text:?}");
+            }
+        }
+        assert!(streamed > 1000, "{streamed}");
+    }
+
+    /// A device in memory whose bytes a test changes under what was measured.
+    struct Dev(std::sync::Mutex<Vec<u8>>);
+
+    impl crate::model::bytes::ReadAt for Dev {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+            let d = self.0.lock().unwrap();
+            let src = d
+                .get(at as usize..at as usize + buf.len())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_device_changed_after_the_read_fails_the_stream_naming_the_file() {
+        use base64::Engine;
+        // Bytes gzip cannot shrink much: the block is larger than the carve threshold.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text = base64::engine::general_purpose::STANDARD.encode(gzip(&data));
+        let lines: Vec<String> = text
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("      {}", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let doc = doc_with("    content: |", &lines, "");
+        let dev = std::sync::Arc::new(Dev(std::sync::Mutex::new(doc.clone().into_bytes())));
+        // Two extents, split inside the block.
+        let split = 1000u64;
+        let blob = Bytes::on_device(
+            dev.clone(),
+            vec![(0, split), (split, doc.len() as u64 - split)],
+            doc.len(),
+            "dev: user-data".into(),
+        )
+        .unwrap();
+        let carved = carve_blob(&blob).unwrap().unwrap();
+        let lit = &carved.values[0].1;
+        let b = content(
+            &blob,
+            lit,
+            Decode::GzipBase64,
+            "write_files[0].content",
+            1 << 20,
+        )
+        .unwrap();
+        assert!(b.is_on_device());
+        assert_eq!(b.len(), data.len());
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert!(out == data);
+        // A base64 character inside the block changed on the device: the write fails, naming
+        // the drive file and the entry.
+        let at = lit.range.start + 5000;
+        {
+            let mut d = dev.0.lock().unwrap();
+            d[at] = if d[at] == b'A' { b'B' } else { b'A' };
+        }
+        let e = b.write_to(&mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("dev: user-data (write_files[0].content)"), "{e}");
     }
 }

@@ -8,6 +8,7 @@
 //! (`users[0].expiredate`), goes into ONE warning per part, sorted. Messages name kinds, never
 //! values: a value may be a password.
 
+use super::carve::{self, Decode, Literal};
 use super::yaml::Node;
 use super::{gunzip, Budget};
 use crate::model::grammar;
@@ -15,6 +16,7 @@ use crate::model::userdata::{
     CaCerts, CcUser, Chpasswd, CloudConfig, Command, ManageEtcHosts, MountEntry, Ntp,
     PasswordValue, WriteFile,
 };
+use crate::model::Bytes;
 use crate::model::{Report, Secret};
 use crate::source::value::decode_base64_owned;
 
@@ -27,6 +29,9 @@ pub(crate) struct Ctx<'a> {
     pub budget: &'a mut Budget,
     /// Largest decoded `write_files` content.
     pub max_file_bytes: usize,
+    /// A cloud-config kept on the device whose `write_files` contents were carved out of the
+    /// parse: the document and each content's placeholder and block (streamed, never held).
+    pub carved: Option<(Bytes, Vec<(String, Literal)>)>,
     unsupported: Vec<String>,
 }
 
@@ -44,8 +49,16 @@ impl<'a> Ctx<'a> {
             report,
             budget,
             max_file_bytes,
+            carved: None,
             unsupported: Vec::new(),
         }
+    }
+
+    /// The carved block whose placeholder is `s`, taken (each is used once).
+    fn take_carved(&mut self, s: &str) -> Option<(Bytes, Literal)> {
+        let (doc, list) = self.carved.as_mut()?;
+        let i = list.iter().position(|(t, _)| t == s)?;
+        Some((doc.clone(), list.swap_remove(i).1))
     }
 
     fn warn(&mut self, field: &str, message: impl std::fmt::Display) {
@@ -717,20 +730,32 @@ fn write_file(
             }
         },
     };
-    // Moved out of the node, never copied: the content may be tens of MiB.
-    let raw: Vec<u8> = match m.remove("content") {
-        None | Some(Node::Null) => Vec::new(),
-        Some(Node::Bytes(b)) => b,
-        Some(Node::Str(s)) => s.into_bytes(),
-        Some(c) => match text(&c) {
-            Some(s) => s.into_bytes(),
-            None => {
-                ctx.wrong(&field("content"), "a string or binary; file", &c);
-                return None;
-            }
-        },
+    let carved = match m.get("content") {
+        Some(Node::Str(s)) => ctx.take_carved(s),
+        _ => None,
     };
-    let content = decode_content(ctx, &field("content"), raw, encoding)?;
+    let content: Bytes = match carved {
+        Some((doc, lit)) => {
+            m.remove("content");
+            carved_content(ctx, &field("content"), &doc, &lit, encoding)?
+        }
+        None => {
+            // Moved out of the node, never copied: the content may be tens of MiB.
+            let raw: Vec<u8> = match m.remove("content") {
+                None | Some(Node::Null) => Vec::new(),
+                Some(Node::Bytes(b)) => b,
+                Some(Node::Str(s)) => s.into_bytes(),
+                Some(c) => match text(&c) {
+                    Some(s) => s.into_bytes(),
+                    None => {
+                        ctx.wrong(&field("content"), "a string or binary; file", &c);
+                        return None;
+                    }
+                },
+            };
+            decode_content(ctx, &field("content"), raw, encoding)?.into()
+        }
+    };
     let mut f = WriteFile {
         path,
         content,
@@ -750,6 +775,60 @@ fn write_file(
         }
     }
     Some(f)
+}
+
+/// A content carved out of the parse (a large literal block of a cloud-config kept on the
+/// device): decoded while streamed, never held ([`carve::content`]), when that gives exactly
+/// what [`decode_content`] would; else (a rare base64 form, bad gzip, `gz` without base64, a
+/// read error) the value is read back and decoded in memory, with that path's warnings.
+fn carved_content(
+    ctx: &mut Ctx,
+    field: &str,
+    doc: &Bytes,
+    lit: &Literal,
+    enc: Encoding,
+) -> Option<Bytes> {
+    if lit.len > ctx.max_file_bytes {
+        ctx.warn(
+            field,
+            format!(
+                "too large ({} bytes > limit {}); file ignored",
+                lit.len, ctx.max_file_bytes
+            ),
+        );
+        return None;
+    }
+    let decode = match enc {
+        Encoding::Plain => Some(Decode::Plain),
+        Encoding::Base64 => Some(Decode::Base64),
+        Encoding::GzipBase64 => Some(Decode::GzipBase64),
+        Encoding::Gzip => None,
+    };
+    if let Some(d) = decode {
+        // `gunzip`'s limit: the cap and what the parse's budget has left.
+        let gz = d == Decode::GzipBase64;
+        let max = if gz {
+            ctx.max_file_bytes.min(ctx.budget.left)
+        } else {
+            ctx.max_file_bytes
+        };
+        match carve::content(doc, lit, d, field, max) {
+            Ok(b) => {
+                if gz {
+                    ctx.budget.charge(b.len());
+                }
+                return Some(b);
+            }
+            Err(e) => tracing::debug!("{field}: not streamed ({e}); decoded in memory"),
+        }
+    }
+    match carve::value(doc, lit) {
+        Ok(v) => decode_content(ctx, field, v.into_bytes(), enc).map(Bytes::from),
+        Err(e) => {
+            ctx.warn(field, format!("{e}; file ignored"));
+            None
+        }
+    }
 }
 
 fn decode_content(ctx: &mut Ctx, field: &str, raw: Vec<u8>, enc: Encoding) -> Option<Vec<u8>> {
