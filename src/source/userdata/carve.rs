@@ -289,6 +289,12 @@ impl Carver {
                 b.value_len += self.scratch.len();
             }
         }
+        if !b.candidate && b.verbatim.is_none() {
+            // Past the threshold the value is the lines the pass took: a line it cannot take
+            // as it is would be lost from it (or make it disagree with its recorded length),
+            // so the document goes to the whole parse.
+            return Err(());
+        }
         if b.body_bytes > self.threshold && b.verbatim.is_some() {
             if !b.candidate {
                 return Err(());
@@ -1004,6 +1010,11 @@ mod tests {
             // Non-ASCII or control bytes in the body.
             "a: |\n  caf\u{e9}\n",
             "a: |\n  bell\u{7}\n",
+            // ... also after the value was committed to (past the threshold): the line would
+            // be lost from the value.
+            "a: |\n  x\n  caf\u{e9}\n  y\n",
+            "a: |\n  x\n  b\u{7}\n",
+            "a: |\n  x\n  \u{7f}\n  y\nb: 1\n",
             // An empty block (no text) and a block less indented than its key.
             "a: |\n\n\nb: 1\n",
             "  a: |\n  b\n",
@@ -1175,6 +1186,22 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    /// A line the pass cannot take as it is (non-ASCII, a control byte), after the block was
+    /// already committed to (past the threshold), sends the document to the whole parse: the
+    /// streamed value never loses it.
+    #[test]
+    fn a_line_not_taken_past_the_threshold_leaves_the_document_whole() {
+        for bad in ["      caf\u{e9}", "      bell\u{7}", "      \u{7f}"] {
+            let lines: Vec<String> = ["      x", bad, "      y"]
+                .iter()
+                .map(|l| l.to_string())
+                .collect();
+            let doc = doc_with("    content: |", &lines, "    permissions: '0644'\n");
+            let got = streamed_content(&doc, Decode::Plain);
+            assert!(got.is_none(), "streamed {got:?} for:\n{doc}");
+        }
     }
 
     #[test]
