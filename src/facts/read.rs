@@ -462,14 +462,17 @@ mod os {
             .map(|h| h.to_string_lossy().into_owned())
     }
 
-    /// Fills `buf` from the kernel's random pool as `/dev/urandom` gives it (never blocking):
-    /// one `getrandom(GRND_INSECURE)` call (Linux 5.6 and later; a short or refused call falls
-    /// back to reading `/dev/urandom`, three calls).
+    /// Fills `buf` from the kernel's random pool, never blocking: one `getrandom(GRND_NONBLOCK)`
+    /// call once the pool is initialised (nearly always by the time primer runs). Before that
+    /// (`EAGAIN`), on a kernel without the call, or on a short read, `/dev/urandom` is read
+    /// instead (three calls), as before: since Linux 5.18 that read first tries to seed the pool
+    /// from CPU timing jitter, which `GRND_INSECURE` would skip — these bytes become the
+    /// machine's lifelong state key and password salts.
     pub fn random(buf: &mut [u8]) -> io::Result<()> {
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is borrowed
         // mutably for the call.
         let n = unsafe {
-            nix::libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), nix::libc::GRND_INSECURE)
+            nix::libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), nix::libc::GRND_NONBLOCK)
         };
         if usize::try_from(n).is_ok_and(|n| n == buf.len()) {
             return Ok(());
