@@ -492,12 +492,13 @@ pub fn show(locate: &Locate, digests: bool) -> Result<Option<Shown>, Error> {
         &source::userdata::UserDataLimits::default(),
     );
     let scrubber = plan::scrub::Scrub::new(&loaded.instance, &ud);
-    let file_sha256 = loaded
-        .drive
-        .files
-        .iter()
-        .map(|(p, d)| (p.clone(), scrubber.shown_sha256(p, d)))
-        .collect();
+    let file_sha256 = crate::sort::map(
+        loaded
+            .drive
+            .files
+            .iter()
+            .map(|(p, d)| (p.clone(), scrubber.shown_sha256(p, d))),
+    );
     Ok(Some(Shown {
         loaded,
         file_sha256,

@@ -983,18 +983,18 @@ impl Writer {
             return Vec::new();
         }
         let flushed = {
-            let dirs: BTreeSet<&Path> = head
-                .iter()
-                .chain(&tail)
-                .filter_map(|(_, t, _)| t.parent())
-                .chain(
-                    self.trees
-                        .iter()
-                        .filter(|t| t.publishable())
-                        .map(|t| t.tmp.as_path()),
-                )
-                .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
-                .collect();
+            let dirs: BTreeSet<&Path> = crate::sort::set(
+                head.iter()
+                    .chain(&tail)
+                    .filter_map(|(_, t, _)| t.parent())
+                    .chain(
+                        self.trees
+                            .iter()
+                            .filter(|t| t.publishable())
+                            .map(|t| t.tmp.as_path()),
+                    )
+                    .chain(self.dirty_dirs.iter().map(PathBuf::as_path)),
+            );
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
         };
         if !flushed {
@@ -1011,17 +1011,17 @@ impl Writer {
         // Where the renames land, for a second flush on a filesystem that does not keep them
         // in order (below).
         let landing: Vec<PathBuf> = {
-            let dirs: BTreeSet<&Path> = head
-                .iter()
-                .chain(&tail)
-                .filter_map(|(_, _, t)| t.parent())
-                .chain(
-                    self.trees
-                        .iter()
-                        .filter(|t| t.publishable())
-                        .filter_map(|t| t.target.parent()),
-                )
-                .collect();
+            let dirs: BTreeSet<&Path> = crate::sort::set(
+                head.iter()
+                    .chain(&tail)
+                    .filter_map(|(_, _, t)| t.parent())
+                    .chain(
+                        self.trees
+                            .iter()
+                            .filter(|t| t.publishable())
+                            .filter_map(|t| t.target.parent()),
+                    ),
+            );
             dirs.into_iter().map(Path::to_path_buf).collect()
         };
         let mut errors = self.commit_trees(true);
@@ -1163,17 +1163,18 @@ impl Writer {
         // Every filesystem the staged files are on (a separate /var, say), each flushed once,
         // and those of the directories changed earlier (so the flush covers them, below).
         let flushed = unsynced || {
-            let dirs: BTreeSet<&Path> = pending
-                .iter()
-                .filter_map(|(_, t, _)| t.parent())
-                .chain(
-                    self.trees
-                        .iter()
-                        .filter(|t| t.publishable())
-                        .map(|t| t.tmp.as_path()),
-                )
-                .chain(self.dirty_dirs.iter().map(PathBuf::as_path))
-                .collect();
+            let dirs: BTreeSet<&Path> = crate::sort::set(
+                pending
+                    .iter()
+                    .filter_map(|(_, t, _)| t.parent())
+                    .chain(
+                        self.trees
+                            .iter()
+                            .filter(|t| t.publishable())
+                            .map(|t| t.tmp.as_path()),
+                    )
+                    .chain(self.dirty_dirs.iter().map(PathBuf::as_path)),
+            );
             crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
         };
         let mut broken = false;
