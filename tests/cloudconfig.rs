@@ -354,31 +354,6 @@ fn b64_lines(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// `primer run` from an image file into `root` under GNU time: its output and peak RSS (KiB).
-fn run_image(iso: &Path, root: &Path, dir: &Path) -> (Output, u64) {
-    require_tool("/usr/bin/time");
-    let t = dir.join("time");
-    let o = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&t)
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_primer"))
-        .args(["run", "--log-level", "error", "--defer-scripts"])
-        .args(["--network-backend", "networkd", "--source"])
-        .arg(iso)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap();
-    let rss = fs::read_to_string(&t)
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("GNU time's %M");
-    (o, rss)
-}
-
 /// A config-2 image file whose user_data is `ud` (kept on the device when above 1 MiB).
 fn config2_iso(dir: &Path, ud: &[u8]) -> std::path::PathBuf {
     let tree = dir.join("tree");
@@ -448,11 +423,11 @@ fn large_literal_blocks_are_written_as_the_yaml_says_without_holding_the_documen
         b"#cloud-config\nwrite_files:\n  - path: /srv/plain\n    content: |\n      x\n",
     );
     let root = target_root();
-    let (o, base) = run_image(&small, root.path(), dir.path());
+    let (o, base) = run_measured(&small, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
 
     let root = target_root();
-    let (o, rss) = run_image(&iso, root.path(), dir.path());
+    let (o, rss) = run_measured(&iso, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
     let srv = root.path().join("srv");
     assert!(fs::read(srv.join("plain")).unwrap() == plain.as_bytes());
@@ -484,7 +459,7 @@ fn a_large_document_the_line_pass_misreads_is_parsed_whole() {
     }
     let iso = config2_iso(dir.path(), doc.as_bytes());
     let root = target_root();
-    let (o, _) = run_image(&iso, root.path(), dir.path());
+    let (o, _) = run_measured(&iso, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
     assert!(fs::read(root.path().join("srv/dup")).unwrap() == second.as_bytes());
     assert!(text(&o).contains("repeated key"), "{}", text(&o));
@@ -516,11 +491,11 @@ fn a_32_mib_write_files_entry_is_streamed_from_the_device_into_the_file() {
         b"#cloud-config\nwrite_files:\n  - path: /srv/big\n    encoding: b64\n    content: |\n      eA==\n",
     );
     let root = target_root();
-    let (o, base) = run_image(&small, root.path(), dir.path());
+    let (o, base) = run_measured(&small, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
 
     let root = target_root();
-    let (o, rss) = run_image(&iso, root.path(), dir.path());
+    let (o, rss) = run_measured(&iso, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
     assert!(fs::read(root.path().join("srv/big")).unwrap() == binary);
     // The decoded content is never held: not the document, not the block, not the file.

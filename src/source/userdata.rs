@@ -636,21 +636,9 @@ impl Run<'_> {
             return;
         }
         *leaf_no += 1;
-        if self.leaves >= self.limits.max_total_parts {
-            if !self.leaves_capped {
-                self.leaves_capped = true;
-                self.report.warn(
-                    file,
-                    "",
-                    format!(
-                        "more than {} parts in user and vendor data together; the rest are ignored",
-                        self.limits.max_total_parts
-                    ),
-                );
-            }
+        if !self.admit_leaf(file, "") {
             return;
         }
-        self.leaves += 1;
         let name = self.name(None, *leaf_no);
         out.scripts.push(Script {
             name,
@@ -673,21 +661,9 @@ impl Run<'_> {
     ) {
         let file = USER_DATA_FILE;
         *leaf_no += 1;
-        if self.leaves >= self.limits.max_total_parts {
-            if !self.leaves_capped {
-                self.leaves_capped = true;
-                self.report.warn(
-                    file,
-                    "",
-                    format!(
-                        "more than {} parts in user and vendor data together; the rest are ignored",
-                        self.limits.max_total_parts
-                    ),
-                );
-            }
+        if !self.admit_leaf(file, "") {
             return;
         }
-        self.leaves += 1;
         out.config_parts += 1;
         let base = carve::token_base(&b.sha256());
         let tokens: Vec<String> = c.values.iter().map(|(t, _)| t.clone()).collect();
@@ -878,22 +854,31 @@ impl Run<'_> {
         }
     }
 
-    fn leaf(&mut self, origin: Origin, file: &str, leaf: Leaf, out: &mut Collected, n: usize) {
+    /// Counts one more part against the cap on parts in user and vendor data together: false
+    /// when the cap is reached (warned once, naming where the first part over it is).
+    fn admit_leaf(&mut self, file: &str, locator: &str) -> bool {
         if self.leaves >= self.limits.max_total_parts {
             if !self.leaves_capped {
                 self.leaves_capped = true;
                 self.report.warn(
                     file,
-                    &leaf.locator,
+                    locator,
                     format!(
                         "more than {} parts in user and vendor data together; the rest are ignored",
                         self.limits.max_total_parts
                     ),
                 );
             }
-            return;
+            return false;
         }
         self.leaves += 1;
+        true
+    }
+
+    fn leaf(&mut self, origin: Origin, file: &str, leaf: Leaf, out: &mut Collected, n: usize) {
+        if !self.admit_leaf(file, &leaf.locator) {
+            return;
+        }
         let Leaf {
             mut ctype,
             filename,
