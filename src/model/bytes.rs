@@ -107,44 +107,41 @@ impl Shared {
     fn try_slice(&self) -> io::Result<&[u8]> {
         match &self.data {
             Data::Mem(v) => Ok(v),
-            Data::Device(d) => d
-                .loaded
-                .get_or_init(|| {
-                    tracing::debug!("{}: read whole into memory", d.name);
-                    let mut all = Vec::with_capacity(d.len);
-                    let digest = self.sha256.get().copied();
-                    stream_device(d, digest, &mut |c| {
-                        all.extend_from_slice(c);
-                        Ok(())
-                    })
-                    .map(|_| all)
-                    .map_err(|e| {
-                        tracing::error!("{e}");
-                        e.to_string()
-                    })
-                })
-                .as_deref()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone())),
-            Data::Derived(d) => d
-                .loaded
-                .get_or_init(|| {
-                    tracing::debug!("{}: read whole into memory", d.name);
-                    let mut all = Vec::with_capacity(d.len);
-                    let want = self.sha256.get().map(|s| (d.len, *s));
-                    stream_derived(d, want, d.len, &mut |c| {
-                        all.extend_from_slice(c);
-                        Ok(())
-                    })
-                    .map(|_| all)
-                    .map_err(|e| {
-                        tracing::error!("{e}");
-                        e.to_string()
-                    })
-                })
-                .as_deref()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone())),
+            Data::Device(d) => load_once(&d.loaded, &d.name, d.len, |f| {
+                stream_device(d, self.sha256.get().copied(), f).map(|_| ())
+            }),
+            Data::Derived(d) => load_once(&d.loaded, &d.name, d.len, |f| {
+                let want = self.sha256.get().map(|s| (d.len, *s));
+                stream_derived(d, want, d.len, f).map(|_| ())
+            }),
         }
     }
+}
+
+/// A kept file read whole once (see `Shared::try_slice`): what `stream` gives, or its error
+/// kept as text, so every later caller gets the same outcome.
+fn load_once<'a>(
+    loaded: &'a OnceLock<Result<Vec<u8>, String>>,
+    name: &str,
+    len: usize,
+    stream: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+) -> io::Result<&'a [u8]> {
+    loaded
+        .get_or_init(|| {
+            tracing::debug!("{name}: read whole into memory");
+            let mut all = Vec::with_capacity(len);
+            stream(&mut |c| {
+                all.extend_from_slice(c);
+                Ok(())
+            })
+            .map(|()| all)
+            .map_err(|e| {
+                tracing::error!("{e}");
+                e.to_string()
+            })
+        })
+        .as_deref()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone()))
 }
 
 /// Streams derived content to `f` in [`STREAM_CHUNK`] pieces: the source range read again (the
