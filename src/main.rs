@@ -5,7 +5,8 @@
 //! (a `/proc/self/maps` read, a signal stack, `sched_getaffinity`...) is skipped and
 //! `platform::start` does the part of it primer's behaviour depends on (issue 15).
 
-#![cfg_attr(target_os = "linux", no_main)]
+// Not in the bin's own test build: the test harness brings its main there.
+#![cfg_attr(all(target_os = "linux", not(test)), no_main)]
 
 use std::io::IsTerminal;
 
@@ -14,7 +15,7 @@ use primer::Exit;
 
 /// The process's entry point on Linux, called by glibc's start code (`std::env::args` still
 /// works: the standard library takes argv from glibc's `.init_array` call).
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(test)))]
 #[no_mangle]
 pub extern "C" fn main(
     _argc: std::ffi::c_int,
@@ -38,6 +39,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The command line parsed, logging set up, the command run: its exit code.
+#[cfg_attr(all(target_os = "linux", test), allow(dead_code))]
 fn run() -> u8 {
     let cli = Cli::from_env();
     let level = match cli.log_level {
