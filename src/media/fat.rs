@@ -386,8 +386,13 @@ fn geometry(boot: &[u8]) -> Option<(u64, u64)> {
         return None;
     }
     let root_sectors = (root_entries * 32).div_ceil(bps);
-    let data = (reserved + fats * fat_size + root_sectors) * bps;
-    Some((data, bps * spc))
+    let sectors = reserved + fats * fat_size + root_sectors;
+    // fatfs computes this sector number in wrapping u32 arithmetic: past it, fatfs and primer
+    // would place the data area differently (and primer's cluster watch would see nothing).
+    if sectors > u64::from(u32::MAX) {
+        return None;
+    }
+    Some((sectors * bps, bps * spc))
 }
 
 impl<R: Read + Seek> ReadOnly<R> {
@@ -502,10 +507,23 @@ fn open<R: Read + Seek>(mut reader: R, device: &str, budget: u64) -> Result<Open
     let stream = ReadOnly::new(reader, budget).map_err(io)?;
     let writes = stream.writes.clone();
     let watch = stream.watch.clone();
-    if let Some((data_start, cluster)) = geometry(&boot[..n]) {
-        let mut w = watch.borrow_mut();
-        w.data_start = data_start;
-        w.cluster = cluster;
+    match geometry(&boot[..n]) {
+        Some((data_start, cluster)) => {
+            let mut w = watch.borrow_mut();
+            w.data_start = data_start;
+            w.cluster = cluster;
+        }
+        // A zero sector or cluster size, or a short device: fatfs refuses it below, naming the
+        // field. Anything else without a data area has its tables past sector 2^32, which
+        // fatfs would wrap: not read at all, so no file is read without the cluster watch.
+        None if n >= 512 && boot[11..13] != [0, 0] && boot[13] != 0 => {
+            return Err(MediaError::Corrupt {
+                device: device.to_string(),
+                path: String::new(),
+                detail: "FAT boot sector: the tables end past sector 2^32".into(),
+            });
+        }
+        None => {}
     }
     let table = table_of(&boot[..n]);
     let fs = fatfs::FileSystem::new(stream, fatfs::FsOptions::new()).map_err(|e| {
@@ -909,6 +927,22 @@ mod tests {
             geometry(&boot(b"CONFIG-2   ")),
             Some(((1 + 2 * 9 + 14) * 512, 512))
         );
+    }
+
+    /// Tables ending past sector 2^32 (fatfs wraps that sum in u32): no data area, and the
+    /// volume is refused before fatfs reads a file without primer's cluster watch.
+    #[test]
+    fn tables_past_sector_2_32_are_refused() {
+        let mut b = boot(b"CONFIG-2   ");
+        b[22..24].copy_from_slice(&0u16.to_le_bytes());
+        b[36..40].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+        assert_eq!(geometry(&b), None);
+        let mut dev = b.clone();
+        dev.resize(1 << 20, 0);
+        match open(Cursor::new(dev), "fat.img", 1 << 30) {
+            Err(e) => assert!(e.to_string().contains("past sector 2^32"), "{e}"),
+            Ok(_) => panic!("opened"),
+        }
     }
 
     /// A device in memory for the chain walk: a FAT16 table of `entries` at byte 0, then
