@@ -354,19 +354,6 @@ fn b64_lines(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// A config-2 image file whose user_data is `ud` (kept on the device when above 1 MiB).
-fn config2_iso(dir: &Path, ud: &[u8]) -> std::path::PathBuf {
-    let tree = dir.join("tree");
-    write_drive_tree(&tree, &sample_meta("large", &[]));
-    for v in ["latest", "2018-08-27"] {
-        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
-    }
-    let iso = dir.join("drive.iso");
-    make_iso(&tree, &iso, IsoTool::Nova);
-    fs::remove_dir_all(&tree).unwrap();
-    iso
-}
-
 fn target_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     fs::create_dir_all(root.path().join("etc")).unwrap();

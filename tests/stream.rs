@@ -7,24 +7,10 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
 use common::*;
 
 const ID: &str = "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9";
-
-fn build(dir: &Path, ud: &[u8]) -> std::path::PathBuf {
-    let tree = dir.join("tree");
-    write_drive_tree(&tree, &sample_meta("large", &[]));
-    // Every version the tree has (the reader takes the newest dated one).
-    for v in ["latest", "2018-08-27"] {
-        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
-    }
-    let iso = dir.join("drive.iso");
-    make_iso(&tree, &iso, IsoTool::Nova);
-    fs::remove_dir_all(&tree).unwrap();
-    iso
-}
 
 #[test]
 fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
@@ -34,14 +20,14 @@ fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
     // The same run with a one-line script: what the process costs without a large file.
     let small_dir = dir.path().join("small");
     fs::create_dir(&small_dir).unwrap();
-    let small = build(&small_dir, b"#!/bin/sh\ntrue\n");
+    let small = config2_iso(&small_dir, b"#!/bin/sh\ntrue\n");
     let small_dev = Loop::attach(&small);
     let root = scratch_root();
     let (o, base) = run_measured(&small_dev.dev, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
 
     let ud = large_script(32 << 20, "middle");
-    let big = build(dir.path(), &ud);
+    let big = config2_iso(dir.path(), &ud);
     let dev = Loop::attach(&big);
     let root = scratch_root();
     let (o, rss) = run_measured(&dev.dev, root.path(), dir.path());
@@ -77,21 +63,13 @@ fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
 #[test]
 fn a_large_script_in_a_directory_source_is_streamed_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let tree = |name: &str, ud: &[u8]| {
-        let t = dir.path().join(name);
-        write_drive_tree(&t, &sample_meta("large", &[]));
-        for v in ["latest", "2018-08-27"] {
-            fs::write(t.join("openstack").join(v).join("user_data"), ud).unwrap();
-        }
-        t
-    };
-    let small = tree("small", b"#!/bin/sh\ntrue\n");
+    let small = config2_tree(dir.path(), "small", b"#!/bin/sh\ntrue\n");
     let root = scratch_root();
     let (o, base) = run_measured(&small, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
 
     let ud = large_script(32 << 20, "middle");
-    let big = tree("big", &ud);
+    let big = config2_tree(dir.path(), "big", &ud);
     let root = scratch_root();
     let (o, rss) = run_measured(&big, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
@@ -118,7 +96,7 @@ fn a_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() 
 
     let dir = tempfile::tempdir().unwrap();
     let ud = large_script(4 << 20, "MARKER-a");
-    let iso = build(dir.path(), &ud);
+    let iso = config2_iso(dir.path(), &ud);
     let root = scratch_root();
     let req = PlanRequest {
         locate: Locate {
@@ -197,7 +175,7 @@ fn a_large_file_past_the_end_of_the_image_is_refused_naming_it() {
     let d = tempfile::tempdir().unwrap();
     let mut ud = large_script(2 << 20, "cut");
     ud.extend_from_slice(b"# \x1b[2J\r\x07\n");
-    let iso = build(d.path(), &ud);
+    let iso = config2_iso(d.path(), &ud);
     let whole = fs::metadata(&iso).unwrap().len();
     let root = d.path().join("root");
     fs::create_dir(&root).unwrap();

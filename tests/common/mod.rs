@@ -390,3 +390,24 @@ pub fn run_measured(source: impl AsRef<std::ffi::OsStr>, root: &Path, dir: &Path
         .expect("GNU time's %M");
     (o, rss)
 }
+
+/// A config-2 tree at `dir/name` (the sample meta data, host name "large") whose user_data, in
+/// every version it has (the reader takes the newest dated one), is `ud`.
+pub fn config2_tree(dir: &Path, name: &str, ud: &[u8]) -> PathBuf {
+    let tree = dir.join(name);
+    write_drive_tree(&tree, &sample_meta("large", &[]));
+    for v in ["latest", "2018-08-27"] {
+        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
+    }
+    tree
+}
+
+/// [`config2_tree`] as an image file `dir/drive.iso` (nova's genisoimage flags), the tree
+/// removed.
+pub fn config2_iso(dir: &Path, ud: &[u8]) -> PathBuf {
+    let tree = config2_tree(dir, "tree", ud);
+    let iso = dir.join("drive.iso");
+    make_iso(&tree, &iso, IsoTool::Nova);
+    fs::remove_dir_all(&tree).unwrap();
+    iso
+}
