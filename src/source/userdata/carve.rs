@@ -870,13 +870,7 @@ mod tests {
     use super::super::yaml::{parse, YamlLimits};
     use super::*;
 
-    const LIMITS: YamlLimits = YamlLimits {
-        max_bytes: 1 << 20,
-        max_depth: 16,
-        max_nodes: 10_000,
-        max_aliases: 100,
-        max_replayed_events: 10_000,
-    };
+    const LIMITS: YamlLimits = super::super::yaml::TEST_LIMITS;
 
     /// What the parse gives with carving (`threshold` small so every candidate is carved),
     /// falling back to the whole parse as `carved_leaf` does; and whether it carved.

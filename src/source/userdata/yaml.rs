@@ -278,17 +278,21 @@ impl<'de> Visitor<'de> for Any<'_> {
     }
 }
 
+/// Limits for tests of the YAML reader and of what parses through it.
+#[cfg(test)]
+pub(super) const TEST_LIMITS: YamlLimits = YamlLimits {
+    max_bytes: 1 << 20,
+    max_depth: 16,
+    max_nodes: 10_000,
+    max_aliases: 100,
+    max_replayed_events: 10_000,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIMITS: YamlLimits = YamlLimits {
-        max_bytes: 1 << 20,
-        max_depth: 16,
-        max_nodes: 10_000,
-        max_aliases: 100,
-        max_replayed_events: 10_000,
-    };
+    const LIMITS: YamlLimits = TEST_LIMITS;
 
     fn map(text: &str) -> BTreeMap<String, Node> {
         match parse(text, &LIMITS).unwrap().node {
