@@ -12,6 +12,29 @@ use common::*;
 
 const ID: &str = "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9";
 
+/// A first run from `source` into a fresh root under GNU time: it succeeds and stores the
+/// drive's script `ud` byte for byte (the script and its local copy). The root and the peak RSS.
+fn first_run_storing(
+    source: impl AsRef<std::ffi::OsStr>,
+    ud: &[u8],
+    dir: &std::path::Path,
+) -> (tempfile::TempDir, u64) {
+    let root = scratch_root();
+    let (o, rss) = run_measured(source, root.path(), dir);
+    assert!(o.status.success(), "{}", text(&o));
+    let inst = root.path().join("var/lib/primer/instance").join(ID);
+    for f in [
+        "scripts/20-user-part-001",
+        "drive/openstack/latest/user_data",
+    ] {
+        assert!(
+            fs::read(inst.join(f)).unwrap() == ud,
+            "{f} differs from the drive's"
+        );
+    }
+    (root, rss)
+}
+
 #[test]
 fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
     require_root();
@@ -29,19 +52,7 @@ fn a_large_script_on_a_loop_device_is_streamed_with_bounded_memory() {
     let ud = large_script(32 << 20, "middle");
     let big = config2_iso(dir.path(), &ud);
     let dev = Loop::attach(&big);
-    let root = scratch_root();
-    let (o, rss) = run_measured(&dev.dev, root.path(), dir.path());
-    assert!(o.status.success(), "{}", text(&o));
-    let inst = root.path().join("var/lib/primer/instance").join(ID);
-    for f in [
-        "scripts/20-user-part-001",
-        "drive/openstack/latest/user_data",
-    ] {
-        assert!(
-            fs::read(inst.join(f)).unwrap() == ud,
-            "{f} differs from the drive's"
-        );
-    }
+    let (root, rss) = first_run_storing(&dev.dev, &ud, dir.path());
     // Held whole, the script alone would add 32 MiB; streamed, only its chunks (64 KiB).
     assert!(
         rss < base + 4096,
@@ -70,19 +81,7 @@ fn a_large_script_in_a_directory_source_is_streamed_with_bounded_memory() {
 
     let ud = large_script(32 << 20, "middle");
     let big = config2_tree(dir.path(), "big", &ud);
-    let root = scratch_root();
-    let (o, rss) = run_measured(&big, root.path(), dir.path());
-    assert!(o.status.success(), "{}", text(&o));
-    let inst = root.path().join("var/lib/primer/instance").join(ID);
-    for f in [
-        "scripts/20-user-part-001",
-        "drive/openstack/latest/user_data",
-    ] {
-        assert!(
-            fs::read(inst.join(f)).unwrap() == ud,
-            "{f} differs from the drive's"
-        );
-    }
+    let (_root, rss) = first_run_storing(&big, &ud, dir.path());
     assert!(
         rss < base + 4096,
         "peak RSS {rss} KiB with a 32 MiB script, {base} KiB with a one-line script"
