@@ -251,6 +251,28 @@ mod tests {
         }
     }
 
+    /// A link in the tree (to a large file outside it, or `..`-ward) is listed with its target,
+    /// never opened or streamed; a name with a newline is skipped, never a path.
+    #[cfg(unix)]
+    #[test]
+    fn links_are_listed_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let big = content((super::super::STREAM_THRESHOLD + 1) as usize);
+        std::fs::write(outside.path().join("secret"), &big).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), tree.join("user_data")).unwrap();
+        std::os::unix::fs::symlink("../../etc", tree.join("up")).unwrap();
+        std::fs::write(tree.join("line\nbreak"), b"x").unwrap();
+        let files = read_dir_tree_shared(&tree, &Limits::default()).unwrap();
+        assert!(!files.files.contains_key("user_data"));
+        assert_eq!(files.symlinks.len(), 2);
+        assert_eq!(files.symlinks["up"], "../../etc");
+        assert!(files.files.keys().all(|k| !k.contains('\n')));
+        assert_eq!(files.skipped.len(), 1);
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_fifo_is_skipped_not_read() {

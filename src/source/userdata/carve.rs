@@ -1182,6 +1182,30 @@ mod tests {
         e.finish().unwrap()
     }
 
+    /// Hostile sizes: a line longer than [`MAX_LINE`] (no newline for over a MiB), a carved
+    /// text over the parser's cap, and thousands of small blocks each under the threshold are
+    /// never carved (the document goes to the whole parse, within its own caps); the pass holds
+    /// at most one line.
+    #[test]
+    fn over_long_lines_and_texts_are_not_carved() {
+        let base = token_base(&[5; 32]);
+        let carve = |doc: &str, threshold: usize, max_text: usize| {
+            let mut c = Carver::new(threshold, max_text, base.clone());
+            for chunk in doc.as_bytes().chunks(4096) {
+                c.feed(chunk);
+            }
+            c.finish()
+        };
+        let long = format!("a: |\n  {}\n", "x".repeat(MAX_LINE + 1));
+        assert!(carve(&long, 0, 1 << 20).is_none());
+        let no_newline = format!("a: |\n  x\n{}", "y".repeat(MAX_LINE + 1));
+        assert!(carve(&no_newline, 0, 1 << 20).is_none());
+        let big_text = format!("b: {}\na: |\n  x\n", "y".repeat(4096));
+        assert!(carve(&big_text, 0, 1024).is_none());
+        let many: String = (0..20_000).map(|i| format!("k{i}: |\n  v\n")).collect();
+        assert!(carve(&many, 64 << 10, 1 << 20).is_none());
+    }
+
     /// A line the pass cannot take as it is (non-ASCII, a control byte), after the block was
     /// already committed to (past the threshold), sends the document to the whole parse: the
     /// streamed value never loses it.
