@@ -5,17 +5,23 @@
 # (OpenStack `files`; a drive holds at most 10,000 entries, media::Limits, so 20,000 is refused by
 # design). Each drive is a config-2 ISO image file (genisoimage -J -r, as nova builds it) read by
 # primer's user-space reader, except fat64: the 64 MiB script on a 72 MiB VFAT image (mkfs.vfat
-# then mcopy, as nova's config_drive_format=vfat builds it); each run goes into a fresh root. Peak RSS comes from GNU
-# time (load-independent); times are medians and depend on the machine's load.
+# then mcopy, as nova's config_drive_format=vfat builds it), and packed64: that ISO gzip'd and
+# base64'd (Ironic's packed form) given as the source file. The user-data forms: udgz64 a gzip'd
+# script, mime64 a MIME multipart (a cloud-config part and a base64 script part), wfjson64 one
+# write_files entry as a JSON string (`\n` escapes, as Terraform's jsonencode writes it),
+# wfmany64 2,000 write_files entries of 32 KiB literal blocks, append64 a 32 MiB `append` entry
+# onto a 32 MiB existing file. Each run goes into a fresh root. Peak RSS comes from GNU time
+# (load-independent); times are medians and depend on the machine's load.
 #
 #   benches/memory.sh [--runs N] [--only NAMES] [BINARY]
 #
 #   BINARY  default target/x86_64-unknown-linux-gnu/release/primer, else target/release/primer
 #   --runs  runs per figure (default 3)
-#   --only  comma-separated figures (ud32,ud64,wf32,wf64,files1000,files5000,files9000,fat64)
+#   --only  comma-separated figures (ud32,ud64,wf32,wf64,files1000,files5000,files9000,fat64,
+#           packed64,udgz64,mime64,wfjson64,wfmany64,append64)
 #
-# Needs genisoimage, python3 and GNU time (/usr/bin/time); fat64 also mkfs.vfat and mcopy
-# (dosfstools, mtools); not root. Uses ~400 MiB in $TMPDIR.
+# Needs genisoimage, python3, gzip, base64 and GNU time (/usr/bin/time); fat64 also mkfs.vfat and
+# mcopy (dosfstools, mtools); not root. Uses ~400 MiB in $TMPDIR.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=3
@@ -25,7 +31,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bin=$1; shift ;;
     esac
 done
@@ -46,7 +52,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 # with FS vfat a FAT image of ARG + 8 MiB), tree removed.
 make_drive() {
     python3 - "$work/$1" "$2" "$3" <<'PY'
-import json, os, sys
+import base64, gzip, json, os, sys
 d, kind, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
 os.makedirs(os.path.join(d, "openstack/latest"))
 md = {"uuid": "bench-" + os.path.basename(d), "hostname": "large"}
@@ -62,6 +68,41 @@ elif kind == "writefiles":  # one write_files entry of ARG MiB (a YAML literal b
         f.write("#cloud-config\nwrite_files:\n  - path: /srv/big\n    content: |\n")
         body = "      " + "y" * 72 + "\n"
         f.write(body * (((arg << 20) - 128) // len(body)))
+elif kind == "gzscript":  # ARG MiB of shell script, gzip'd
+    body = b"#!/bin/sh\n" + (line * (((arg << 20) - 64) // len(line))).encode() + b"true\n"
+    with open(ud, "wb") as f:
+        f.write(gzip.compress(body, 6))
+elif kind == "mime":  # a cloud-config part and a base64 script part of ~ARG MiB in all
+    script = b"#!/bin/sh\n" + (line * ((((arg << 20) * 72 // 100) - 4096) // len(line))).encode()
+    b64 = base64.encodebytes(script).decode()
+    with open(ud, "w") as f:
+        f.write('Content-Type: multipart/mixed; boundary="==BOUNDARY=="\nMIME-Version: 1.0\n\n')
+        f.write('--==BOUNDARY==\nContent-Type: text/cloud-config; charset="us-ascii"\n\n')
+        f.write("#cloud-config\nruncmd:\n  - [true]\n\n")
+        f.write('--==BOUNDARY==\nContent-Type: text/x-shellscript; charset="us-ascii"\n')
+        f.write("Content-Transfer-Encoding: base64\n\n")
+        f.write(b64)
+        f.write("\n--==BOUNDARY==--\n")
+elif kind == "jsonwf":  # one write_files entry of ARG MiB as a JSON string
+    content = ("z" * 72 + "\n") * (((arg << 20) - 256) // 74)
+    doc = {"write_files": [{"path": "/srv/big", "content": content}]}
+    with open(ud, "w") as f:
+        f.write("#cloud-config\n")
+        json.dump(doc, f)
+elif kind == "manywf":  # ARG MiB of write_files entries, 32 KiB literal blocks each
+    with open(ud, "w") as f:
+        f.write("#cloud-config\nwrite_files:\n")
+        body = "      " + "w" * 72 + "\n"
+        for i in range((arg << 20) // (32 << 10) - 1):
+            f.write("  - path: /srv/many/f%05d\n    content: |\n" % i)
+            f.write(body * ((32 << 10) // len(body)))
+elif kind == "append":  # an append entry of ARG/2 MiB onto an existing ARG/2 MiB file
+    with open(ud, "w") as f:
+        f.write("#cloud-config\nwrite_files:\n  - path: /srv/big\n    append: true\n    content: |\n")
+        body = "      " + "a" * 72 + "\n"
+        f.write(body * (((arg << 19) - 128) // len(body)))
+    with open(d + ".target", "w") as f:
+        f.write(("t" * 79 + "\n") * ((arg << 19) // 80))
 elif kind == "files":  # ARG injected files
     os.makedirs(os.path.join(d, "openstack/content"))
     files = []
@@ -83,6 +124,10 @@ PY
     else
         genisoimage -quiet -J -r -V config-2 -o "$work/$1.iso" "$work/$1"
     fi
+    if [ "${4:-}" = packed ]; then
+        gzip -c "$work/$1.iso" | base64 >"$work/$1.packed"
+        mv "$work/$1.packed" "$work/$1.iso"
+    fi
     rm -rf "${work:?}/$1"
 }
 
@@ -101,6 +146,10 @@ measure() {
                 # The group too: a write_files entry owned by root:root is refused (a warning,
                 # nothing written) on a root whose group file does not name root.
                 echo 'root:x:0:' >"$root/etc/group"
+                if [ -f "$work/$1.target" ]; then
+                    mkdir -p "$root/srv"
+                    cp "$work/$1.target" "$root/srv/big"
+                fi
             fi
             /usr/bin/time -o "$work/t" -f "%U %S %e %M" "$bin" run --log-level error \
                 --defer-scripts --network-backend networkd --source "$work/$1.iso" \
@@ -127,12 +176,13 @@ echo "primer: $bin"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $runs runs each; first run | re-run"
 for spec in "ud32 userdata 32" "ud64 userdata 64" "wf32 writefiles 32" "wf64 writefiles 64" \
     "files1000 files 1000" "files5000 files 5000" "files9000 files 9000" \
-    "fat64 userdata 64 vfat"; do
+    "fat64 userdata 64 vfat" "packed64 userdata 64 packed" "udgz64 gzscript 64" \
+    "mime64 mime 64" "wfjson64 jsonwf 64" "wfmany64 manywf 64" "append64 append 64"; do
     # shellcheck disable=SC2086
     set -- $spec
     case ",${only:-$1}," in *",$1,"*) ;; *) continue ;; esac
     make_drive "$1" "$2" "$3" "${4:-}"
     printf '%-11s ' "$1"
     measure "$1"
-    rm -f "$work/$1.iso"
+    rm -f "$work/$1.iso" "$work/$1.target"
 done
