@@ -279,6 +279,16 @@ impl FatReader<'_> {
             _ => 0x0fff_fff8,
         }
     }
+
+    /// Whether an entry value is the bad-cluster mark of its FAT width (a chain never leads
+    /// into a cluster the formatter marked unusable).
+    fn is_bad(&self, v: u64) -> bool {
+        v == match self.bits {
+            12 => 0xff7,
+            16 => 0xfff7,
+            _ => 0x0fff_fff7,
+        }
+    }
 }
 
 /// The extents (`(byte offset, length)`, in file order) of a `len`-byte file whose chain starts
@@ -360,6 +370,12 @@ fn chain_extents(
         if next < 2 {
             return Err(format!(
                 "cluster {c} is followed by {next}: a free or reserved cluster in the chain"
+            ));
+        }
+        if fat.is_bad(next) {
+            return Err(format!(
+                "cluster {c} is followed by the bad-cluster mark {next:#x}: its chain leads \
+                 into a cluster marked unusable"
             ));
         }
         c = next;
@@ -1046,8 +1062,9 @@ mod tests {
             ),
             // A free cluster in the chain.
             (&[(2, 3), (3, 0)], 2, 3 * 512, "free or reserved"),
-            // A bad-cluster mark, a cluster past the volume, a first cluster below 2.
-            (&[(2, 0xfff7)], 2, 2 * 512, "outside the data area"),
+            // A bad-cluster mark (named as such), a cluster past the volume, a first cluster
+            // below 2.
+            (&[(2, 0xfff7)], 2, 2 * 512, "bad-cluster mark 0xfff7"),
             (&[(2, 500)], 2, 2 * 512, "outside the data area"),
             (&[], 1, 512, "outside the data area"),
         ];
@@ -1105,6 +1122,14 @@ mod tests {
         assert_eq!(fat.entry(2).unwrap(), 3);
         let end = fat.entry(3).unwrap();
         assert!(fat.is_end(end));
+        // FAT32's bad-cluster mark (its top four bits ignored) is refused by name.
+        fat.block_at = None;
+        let mut d = dev.0.clone();
+        d[8..12].copy_from_slice(&0xffff_fff7u32.to_le_bytes());
+        let bad = Mem(d);
+        fat.dev = &bad;
+        let err = chain_extents(&mut fat, &mut watch(), 2, 1000, bad.0.len() as u64).unwrap_err();
+        assert!(err.contains("bad-cluster mark 0xffffff7"), "{err}");
         // An entry past the table's end.
         assert!(fat.entry(5000).unwrap_err().contains("no entry"));
     }
