@@ -13,7 +13,7 @@ use crate::model::grammar::Esc;
 /// Reads every regular file below `root` into `DriveFiles`, each held in memory (a tree that is
 /// unmounted once read: mount mode).
 pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaError> {
-    walk(root, limits, false)
+    walk(root, &root.display().to_string(), limits, false)
 }
 
 /// [`read_dir_tree`] for a tree that stays in place while the drive is used: a file above
@@ -22,11 +22,27 @@ pub fn read_dir_tree(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaEr
 /// streamed again with its digest re-checked where it is written), as an ISO9660 drive's large
 /// files are left on the device. Peak memory then stays small whatever the tree's files weigh.
 pub fn read_dir_tree_shared(root: &Path, limits: &Limits) -> Result<DriveFiles, MediaError> {
-    walk(root, limits, true)
+    walk(root, &root.display().to_string(), limits, true)
 }
 
-fn walk(root: &Path, limits: &Limits, stream: bool) -> Result<DriveFiles, MediaError> {
-    let device = root.display().to_string();
+/// [`read_dir_tree_shared`] naming `device` (not `root`) in the result, its errors and its
+/// large files: a mounted drive, whose mount point is gone once it is read (the large files are
+/// kept by open descriptor, never by path, so they stay readable after a lazy unmount).
+pub fn read_dir_tree_shared_as(
+    root: &Path,
+    device: &str,
+    limits: &Limits,
+) -> Result<DriveFiles, MediaError> {
+    walk(root, device, limits, true)
+}
+
+fn walk(
+    root: &Path,
+    device: &str,
+    limits: &Limits,
+    stream: bool,
+) -> Result<DriveFiles, MediaError> {
+    let device = device.to_string();
     let mut out = DriveFiles::new(device.clone(), "dir");
     let mut entries = 0usize;
     let mut total = 0u64;

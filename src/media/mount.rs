@@ -1,8 +1,11 @@
 //! Mount mode (`--mount`): the comparison path to the user-space readers. Mounts a device
 //! read-only with `nosuid,nodev,noexec` on a private temporary mount point (a fresh 0700
-//! directory, propagation private), reads it through the directory reader, then unmounts and
-//! removes the mount point — on every path, errors included (a guard does it on drop). Never
-//! mounts anything writable, never leaves a mount behind, never follows a symlink out of it.
+//! directory, propagation private), reads it through the directory reader (files above the
+//! streaming threshold kept open, not read), then detaches the mount (`MNT_DETACH`) and removes
+//! the mount point — on every path, errors included (a guard does it on drop). The kernel keeps
+//! the detached filesystem only while those open files hold it, and frees it with the last.
+//! Never mounts anything writable, never leaves a visible mount behind, never follows a symlink
+//! out of it.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +23,7 @@ pub fn default_base() -> PathBuf {
     }
 }
 
-/// A mount point that unmounts itself and is removed when dropped.
+/// A mount point that detaches its mount and is removed when dropped.
 struct MountPoint {
     dir: PathBuf,
     mounted: bool,
@@ -54,14 +57,14 @@ impl MountPoint {
 
 impl Drop for MountPoint {
     fn drop(&mut self) {
+        // Detached, not unmounted: the large files read are still open on it (a plain unmount
+        // would be refused as busy). Nothing open (an error path, a drive of small files): the
+        // filesystem goes at once, as with a plain unmount. Either way no one can reach it by a
+        // path from here on, and the mount point is free to remove.
         if self.mounted {
-            if let Err(e) = umount2(&self.dir, MntFlags::empty()) {
-                // Busy (someone looked inside): detach it so it goes away when released.
-                tracing::warn!("{}: unmount failed ({e}); detaching", self.dir.display());
-                if let Err(e) = umount2(&self.dir, MntFlags::MNT_DETACH) {
-                    tracing::error!("{}: cannot detach: {e}", self.dir.display());
-                    return;
-                }
+            if let Err(e) = umount2(&self.dir, MntFlags::MNT_DETACH) {
+                tracing::error!("{}: cannot detach: {e}", self.dir.display());
+                return;
             }
         }
         if let Err(e) = std::fs::remove_dir(&self.dir) {
@@ -71,7 +74,8 @@ impl Drop for MountPoint {
 }
 
 /// Mounts `device` (filesystem type `fstype`) read-only under `base`, reads every file with
-/// `limits`, unmounts and removes the mount point. The result carries `device` as its name,
+/// `limits` (a large file kept open, left in place: [`dir::read_dir_tree_shared_as`]), detaches
+/// the mount and removes the mount point. The result carries `device` as its name,
 /// `fstype` and `label` (the kernel does not report the label; the probe's is used).
 pub fn read_mounted(
     device: &Path,
@@ -101,21 +105,10 @@ pub fn read_mounted(
         tracing::debug!("{}: cannot make private: {e}", mp.dir.display());
     }
     tracing::debug!(device = %name, fstype, mount_point = %mp.dir.display(), "mounted read-only");
-    let mut files = dir::read_dir_tree(&mp.dir, limits).map_err(|e| match e {
-        // Name the device, not the temporary directory.
-        MediaError::Limit {
-            path,
-            kind,
-            value,
-            limit,
-            ..
-        } => MediaError::Limit {
-            device: name.clone(),
-            path,
-            kind,
-            value,
-            limit,
-        },
+    // Named for the device, not the temporary directory (errors, and the large files' reads
+    // at write time, when the directory is gone).
+    let mut files = dir::read_dir_tree_shared_as(&mp.dir, &name, limits).map_err(|e| match e {
+        e @ MediaError::Limit { .. } => e,
         other => fail("reading the mounted tree", &other),
     })?;
     drop(mp);

@@ -56,7 +56,8 @@ where
         SourceKind::Directory => dir::read_dir_tree_shared(path, limits),
         SourceKind::BlockDevice | SourceKind::ImageFile => {
             // Ironic packed drives (gzip, gzip + base64) and a lone ovf-env.xml are files that
-            // hold no filesystem: unpack or wrap them (media::packed); anything else is an image.
+            // hold no filesystem: unpack them into a temporary file read as an image, or wrap
+            // the XML (media::packed); anything else is an image.
             if let Some(d) = packed::read_special_file(path, &device, limits)? {
                 return Ok(d);
             }
