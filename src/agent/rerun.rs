@@ -263,8 +263,9 @@ fn read_cache(lookups: &Resolver) -> Result<Cache, String> {
 /// `inputs`: the facts'; `plan` and `report`: the run's; `started`: when the run began, before
 /// it read anything. Not recorded (and `false`) when the run is not one the fast path may stand
 /// for: a step changed, failed or acted (`bootcmd`, every boot: the run is then "changed"), a
-/// NIC the drive names was missing (a later boot would wait for it), or an input changed at or
-/// after `started` (the plan may rest on what it was before). Written without a flush: a lost
+/// NIC the drive names was missing on the running system (`live`: a later boot would wait for
+/// it; an image root waits for nothing), or an input changed at or after `started` (the plan
+/// may rest on what it was before). Written without a flush: a lost
 /// or torn cache only means the full path next time.
 pub fn save(
     res: &Resolver,
@@ -273,9 +274,10 @@ pub fn save(
     plan: &Plan,
     report: &ApplyReport,
     started: SystemTime,
+    live: bool,
 ) -> Result<bool, String> {
     let v = &inputs.volatile;
-    if v.macs.iter().any(|m| !v.interfaces.contains_key(m))
+    if (live && v.macs.iter().any(|m| !v.interfaces.contains_key(m)))
         || report
             .steps
             .iter()
@@ -437,4 +439,32 @@ fn seen(m: &std::fs::Metadata, how: How) -> Option<[i64; 10]> {
 #[cfg(not(unix))]
 fn seen(_m: &std::fs::Metadata, _how: How) -> Option<[i64; 10]> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: i64, nanos: i64) -> [i64; 10] {
+        [0, 0, 0, secs, nanos, secs, nanos, 0, 0, 0]
+    }
+
+    /// An input changed at or after the run began, or within two coarse-clock ticks before it,
+    /// is not vouched for; one older than that is.
+    #[test]
+    fn racy_inputs_are_those_changed_since_just_before_the_run() {
+        let started = UNIX_EPOCH + Duration::new(1_000, 500_000_000);
+        assert!(racy(&at(1_000, 500_000_000), started));
+        assert!(racy(&at(1_001, 0), started));
+        assert!(racy(&at(1_000, 490_000_000), started));
+        assert!(racy(&at(1_000, 480_000_000), started));
+        assert!(!racy(&at(1_000, 479_999_999), started));
+        assert!(!racy(&at(999, 0), started));
+        // The change time alone (a chmod keeps the modification time) counts too.
+        let mut v = at(999, 0);
+        v[5] = 1_000;
+        v[6] = 499_000_000;
+        assert!(racy(&v, started));
+    }
 }
