@@ -23,6 +23,8 @@ use crate::state;
 use crate::status::{self, Status};
 use crate::{Error, Exit};
 
+mod rerun;
+
 /// Where the drive comes from and which settings apply: the part of every command that
 /// locates and reads a drive.
 #[derive(Debug, Clone)]
@@ -548,6 +550,16 @@ fn make_plan_live(
     live: bool,
     lookups: &crate::paths::Resolver,
 ) -> Plan {
+    make_plan_inputs(req, loaded, live, lookups).0
+}
+
+/// [`make_plan_live`], also giving what the host facts rested on (for the re-run fast path).
+fn make_plan_inputs(
+    req: &PlanRequest,
+    loaded: &Loaded,
+    live: bool,
+    lookups: &crate::paths::Resolver,
+) -> (Plan, crate::facts::Inputs) {
     let mut policy = loaded.config.policy();
     if let Some(u) = &req.user {
         policy.ssh_user = u.clone();
@@ -573,7 +585,7 @@ fn make_plan_live(
     {
         plan::add_pin(&mut plan, pin);
     }
-    plan
+    (plan, facts.inputs)
 }
 
 /// `plan`: the drive and its plan (`Ok(None)`: no drive). Changes nothing.
@@ -704,16 +716,33 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     // (no path the facts looked up is looked up again; nothing changes the tree in between
     // but primer, which holds the lock). The writer's group rule is the platform's.
     let lookups = crate::paths::Resolver::with_group_rule(root, platform::hands_group_down);
-    let plan = make_plan_live(req, &loaded, live, &lookups);
+    // The re-run fast path (`rerun`): after a run that changed nothing, with every input as
+    // that run left it (files by their metadata, the kernel's host name and NICs read again),
+    // its report stands for this run's (checked under the lock, so no other run changes the
+    // state in between). Any doubt: the full path.
+    let key = (!refused)
+        .then(|| rerun::key(req, &kernel, &loaded, started.0))
+        .flatten();
+    let fast = key.as_deref().and_then(|k| rerun::check(&lookups, k, live));
+    let (plan, inputs, fast_report) = match fast {
+        Some(f) => {
+            lock.sweep_in(&lookups, f.sweep.iter().map(String::as_str), false);
+            (f.plan, None, Some(f.report))
+        }
+        None => {
+            let (plan, inputs) = make_plan_inputs(req, &loaded, live, &lookups);
+            lock.sweep_in(
+                &lookups,
+                plan.steps
+                    .iter()
+                    .filter_map(|s| apply::action_path(&s.action)),
+                plan.steps.iter().any(|s| s.change.acts()),
+            );
+            (plan, Some(inputs), None)
+        }
+    };
     // This boot's id, read once for the status whichever way it is written.
     let boot_id = if refused { None } else { platform::boot_id() };
-    lock.sweep_in(
-        &lookups,
-        plan.steps
-            .iter()
-            .filter_map(|s| apply::action_path(&s.action)),
-        plan.steps.iter().any(|s| s.change.acts()),
-    );
     let target = Target {
         root: root.clone(),
         live,
@@ -744,7 +773,13 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             previous,
         })
     };
-    let (mut report, status_written) = if refused {
+    let (mut report, status_written) = if let Some(report) = fast_report {
+        // What apply logs of a plan that changes nothing: a debug line per step.
+        for s in &report.steps {
+            tracing::debug!(step = %s.id, "{}", s.detail);
+        }
+        (report, false)
+    } else if refused {
         apply::apply_plan_recorded(&plan, &target, &lock, None, lookups.clone())
     } else {
         // The status goes into the flush of the run's files (see `apply_plan_recorded`).
@@ -789,6 +824,14 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             if !matches!(exit, Exit::Error) {
                 exit = run_exit(&report);
             }
+        }
+    }
+    // A full run that changed nothing: what the next one needs to take the fast path.
+    if let (Some(k), Some(inputs), Exit::Unchanged) = (&key, &inputs, exit) {
+        match rerun::save(&lookups, k, inputs, &plan, &report, started.0, live) {
+            Ok(saved) => tracing::debug!("re-run fast path recorded: {saved}"),
+            // Only the next run's speed depends on it.
+            Err(e) => tracing::debug!("re-run fast path not recorded: {e}"),
         }
     }
     // A run with a failed step (its status included) may have left something: the marker

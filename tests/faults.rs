@@ -88,6 +88,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
     snapshot(root)
         .into_iter()
         .filter(|(p, _)| !p.ends_with("var/lib/primer/status.json"))
+        .filter(|(p, _)| !p.ends_with(RERUN_CACHE))
         .map(|(p, (mode, uid, gid, _, _, content))| {
             let content = unsalted(&p, content);
             (p, (mode, uid, gid, content))

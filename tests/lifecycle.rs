@@ -527,7 +527,10 @@ fn state_files(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u
             let m = fs::symlink_metadata(&p).unwrap();
             if m.is_dir() {
                 stack.push(p);
-            } else if !p.ends_with("status.json") && !p.ends_with("lock") {
+            } else if !p.ends_with("status.json")
+                && !p.ends_with("lock")
+                && !p.ends_with("rerun.json")
+            {
                 out.insert(p.clone(), (m.ino(), fs::read(&p).unwrap()));
             }
         }

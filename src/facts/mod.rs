@@ -140,6 +140,62 @@ pub struct HostFacts {
     pub state_key: StateKey,
     /// Which of `Wanted::present` exist as regular files (tools looked for, never read).
     pub present: BTreeSet<String>,
+    /// Every path (relative to the root) these facts were read from or found missing at, for a
+    /// later run to tell by metadata alone whether they could read differently (the re-run fast
+    /// path in `agent`).
+    pub inputs: Inputs,
+}
+
+/// What the facts rest on, path by path: files and directories looked at, directories whose
+/// entries were listed, links read as links; and what no file metadata vouches for (the
+/// kernel's host name, the NICs in sysfs), kept as the values the facts read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// Paths looked up (read, measured, checked for existence): their content and metadata.
+    pub paths: BTreeSet<String>,
+    /// Directories whose entries were read: their entry list matters too (mtime tracks it).
+    pub listed: BTreeSet<String>,
+    /// Paths whose final symlink itself was looked at (`lstat`, never followed).
+    pub links: BTreeSet<String>,
+    /// The facts read from the kernel rather than from files: compared by value, read again.
+    pub volatile: Volatile,
+}
+
+/// What the facts read from the running kernel, not from files whose metadata could vouch for
+/// them: the host name (a live root) and the NICs under `sys/class/net` (sysfs: its inodes and
+/// times say nothing across boots). The re-run fast path reads these again ([`read_volatile`])
+/// and compares them by value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Volatile {
+    /// The kernel's host name (a live root only).
+    pub hostname: Option<String>,
+    /// Lower-case MAC -> interface name.
+    pub interfaces: BTreeMap<String, String>,
+    /// Interface name -> kernel driver.
+    pub drivers: BTreeMap<String, String>,
+    /// The MACs the drive names (a live run waits for them and for udev to name them).
+    pub macs: Vec<String>,
+}
+
+/// [`Volatile`] as it reads now under `root` (`live`: the kernel's host name too), and whether
+/// the NICs `macs` names are present and named for good (`net`'s udev rule, as a live run's
+/// wait decides it; always true off a live root). Reads sysfs and one system call; no waiting.
+pub fn read_volatile(
+    root: &crate::paths::Resolver,
+    live: bool,
+    macs: &[String],
+) -> (Volatile, bool) {
+    let interfaces = net::interfaces_now(root);
+    let settled = !live
+        || (macs.iter().all(|m| interfaces.contains_key(m))
+            && net::names_settled(root, &interfaces, macs));
+    let v = Volatile {
+        hostname: if live { read::kernel_hostname() } else { None },
+        drivers: net::drivers_now(root, &interfaces),
+        interfaces,
+        macs: macs.to_vec(),
+    };
+    (v, settled)
 }
 
 /// What the planner asks to be read (made by `plan::wanted`): the facts layer knows how to

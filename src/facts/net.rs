@@ -58,7 +58,13 @@ pub fn read_net_facts(
     live: bool,
     wait: Duration,
 ) -> (NetFacts, BTreeMap<String, FileFact>) {
-    read_net_facts_in(&Resolver::new(root), wanted_macs, live, wait)
+    read_net_facts_in(
+        &Resolver::new(root),
+        wanted_macs,
+        live,
+        wait,
+        &mut super::Inputs::default(),
+    )
 }
 
 /// `read_net_facts` through the host facts' resolver (its memo shared with the other facts).
@@ -67,11 +73,36 @@ pub(crate) fn read_net_facts_in(
     wanted_macs: &[String],
     live: bool,
     wait: Duration,
+    inp: &mut super::Inputs,
 ) -> (NetFacts, BTreeMap<String, FileFact>) {
     let mut facts = NetFacts {
         interfaces: interfaces_in(root),
         ..Default::default()
     };
+    // What detection and the owned files rest on (`HostFacts::inputs`): the unit directories'
+    // entries, the tools looked for, `etc` (whether resolv.conf is a link), each backend's
+    // directory. NICs are sysfs attributes, which no file metadata vouches for (sysfs inodes
+    // are made anew each boot): kept by value below (`Inputs::volatile`).
+    for p in TOOLS {
+        inp.paths.insert(p.to_string());
+    }
+    for d in ["etc", "etc/systemd/system"] {
+        inp.paths.insert(d.into());
+        inp.listed.insert(d.into());
+    }
+    inp.links.insert("etc/resolv.conf".into());
+    if let Ok(dir) = root.resolve("etc/systemd/system") {
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten().take(1000) {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".wants") {
+                    let d = format!("etc/systemd/system/{n}");
+                    inp.paths.insert(d.clone());
+                    inp.listed.insert(d);
+                }
+            }
+        }
+    }
     let wants = |svc: &str| enabled(root, svc);
     // Resolution already looked at the last component: a second lookup only for a symlink
     // (which `Found::Unknown` stands for) or a failed lookup.
@@ -147,6 +178,9 @@ pub(crate) fn read_net_facts_in(
         }
     }
     facts.drivers = drivers_in(root, &facts.interfaces);
+    inp.volatile.interfaces = facts.interfaces.clone();
+    inp.volatile.drivers = facts.drivers.clone();
+    inp.volatile.macs = wanted_macs.to_vec();
     facts.resolvconf = exists("sbin/resolvconf") || exists("usr/sbin/resolvconf");
     // Through the memo (which never holds a symlink): a missing or regular resolv.conf is
     // remembered, so reading it below costs no second lookup.
@@ -164,6 +198,8 @@ pub(crate) fn read_net_facts_in(
         let o = owned(b);
         let mut mine = Vec::new();
         let mut candidates: Vec<String> = o.extra.iter().map(|s| s.to_string()).collect();
+        inp.paths.insert(o.dir.to_string());
+        inp.listed.insert(o.dir.to_string());
         if let Some((_, rd)) = super::read::list_dir(root, o.dir) {
             for e in rd.flatten().take(10_000) {
                 let n = e.file_name().to_string_lossy().into_owned();
@@ -173,6 +209,7 @@ pub(crate) fn read_net_facts_in(
             }
         }
         crate::sort::sort(&mut candidates);
+        inp.paths.extend(candidates.iter().cloned());
         for rel in candidates {
             if let Some(f) = read_file(root, &rel) {
                 if f.content.starts_with(HEADER.as_bytes()) {
@@ -183,16 +220,53 @@ pub(crate) fn read_net_facts_in(
         }
         facts.owned.insert(b, mine);
     }
+    inp.paths.insert("etc/network/interfaces".into());
     if let Some(f) = read_file(root, "etc/network/interfaces") {
         files.insert("etc/network/interfaces".into(), f);
     }
     (facts, files)
 }
 
+/// The tools whose presence decides the detected backend and resolvconf.
+const TOOLS: [&str; 9] = [
+    "usr/sbin/netplan",
+    "sbin/netplan",
+    "sbin/ifup",
+    "usr/sbin/ifup",
+    "usr/sbin/NetworkManager",
+    "lib/systemd/systemd-networkd",
+    "usr/lib/systemd/systemd-networkd",
+    "sbin/resolvconf",
+    "usr/sbin/resolvconf",
+];
+
 /// Interfaces under `<root>/sys/class/net`: lower-case MAC -> name (loopback and interfaces
 /// without an Ethernet address are left out; a MAC seen twice keeps the first name in order).
 pub fn read_interfaces(root: &Path) -> BTreeMap<String, String> {
     interfaces_in(&Resolver::new(root))
+}
+
+/// The interfaces as [`read_net_facts_in`] reads them (for `facts::read_volatile`).
+pub(crate) fn interfaces_now(root: &Resolver) -> BTreeMap<String, String> {
+    interfaces_in(root)
+}
+
+/// The drivers as [`read_net_facts_in`] reads them (for `facts::read_volatile`).
+pub(crate) fn drivers_now(
+    root: &Resolver,
+    interfaces: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    drivers_in(root, interfaces)
+}
+
+/// Whether udev has given the NICs `wanted` names their final names: the condition that ends a
+/// live run's wait (for `facts::read_volatile`).
+pub(crate) fn names_settled(
+    root: &Resolver,
+    ifaces: &BTreeMap<String, String>,
+    wanted: &[String],
+) -> bool {
+    udev_settled(root, ifaces, wanted)
 }
 
 fn interfaces_in(root: &Resolver) -> BTreeMap<String, String> {

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use super::{net, parse_passwd, FileFact, HostFacts, Meta, StateKey, Wanted};
+use super::{net, parse_passwd, FileFact, HostFacts, Inputs, Meta, StateKey, Wanted};
 use crate::paths::{Found, Resolver};
 use crate::state::{self, Record};
 
@@ -34,9 +34,14 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
         os: super::TargetOs::HOST,
         ..Default::default()
     };
+    // Every path looked at, found or not, for the re-run fast path (`HostFacts::inputs`).
+    let mut inp = Inputs::default();
     if live {
         facts.kernel_hostname = os::hostname();
+        inp.volatile.hostname = facts.kernel_hostname.clone();
     }
+    inp.paths
+        .extend(["etc/hostname", "etc/hosts", "etc/passwd"].map(String::from));
     for p in ["etc/hostname", "etc/hosts"] {
         read_file_fact(root, p, &mut facts);
     }
@@ -60,14 +65,21 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
         if let Some(m) = read_meta(root, &ssh_dir).filter(|(_, is_dir)| *is_dir) {
             facts.dirs.insert(ssh_dir.clone(), m.0);
         }
-        read_file_fact(root, &format!("{ssh_dir}/authorized_keys"), &mut facts);
+        let keys = format!("{ssh_dir}/authorized_keys");
+        read_file_fact(root, &keys, &mut facts);
+        inp.paths.insert(ssh_dir);
+        inp.paths.insert(keys);
     }
-    let (net, net_files) = net::read_net_facts_in(root, &wanted.macs, live, wanted.net_wait);
+    let (net, net_files) =
+        net::read_net_facts_in(root, &wanted.macs, live, wanted.net_wait, &mut inp);
     facts.files.extend(net_files);
     facts.network = net;
     for rel in &wanted.files {
         read_file_fact(root, rel, &mut facts);
     }
+    inp.paths.extend(wanted.files.iter().cloned());
+    inp.paths.extend(wanted.present.iter().cloned());
+    inp.paths.extend(wanted.measured.iter().cloned());
     for rel in &wanted.present {
         // A missing file (or a missing directory above it) is known without a lookup.
         let is_file = root
@@ -81,7 +93,7 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
         }
     }
     if let Some(skel) = wanted.skel {
-        facts.skel = read_skel(root, skel);
+        facts.skel = read_skel(root, skel, &mut inp);
         // Homes: whether each exists, its owner, and whether it is empty.
         for (name, homedir) in &wanted.homes {
             let home = homedir
@@ -98,6 +110,8 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
             if rel.is_empty() {
                 continue;
             }
+            inp.paths.insert(rel.clone());
+            inp.listed.insert(rel.clone());
             if let Some((m, true)) = read_meta(root, &rel) {
                 facts.dirs.insert(rel.clone(), m);
                 let entries: Vec<String> = list_dir(root, &rel)
@@ -117,12 +131,15 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
                     let mut d = sub.as_str();
                     while let Some((parent, _)) = d.rsplit_once('/') {
                         let dir = format!("{rel}/{parent}");
+                        inp.paths.insert(dir.clone());
                         if let Some((m, true)) = read_meta(root, &dir) {
                             facts.dirs.insert(dir, m);
                         }
                         d = parent;
                     }
-                    read_file_fact(root, &format!("{rel}/{sub}"), &mut facts);
+                    let file = format!("{rel}/{sub}");
+                    read_file_fact(root, &file, &mut facts);
+                    inp.paths.insert(file);
                 }
                 facts.home_entries.insert(rel, entries);
             }
@@ -134,7 +151,10 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
         }
     }
     facts.state_key = read_state_key(root);
+    inp.paths.insert(state::KEY_PATH.to_string());
     if let Some(st) = &wanted.state {
+        inp.paths.insert(st.record.clone());
+        inp.paths.extend(st.files.iter().cloned());
         read_file_fact(root, &st.record, &mut facts);
         facts.record = facts
             .files
@@ -144,16 +164,16 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
             read_file_fact(root, rel, &mut facts);
         }
         for dir in &st.dirs {
-            for rel in walk_files(root, dir) {
+            for rel in walk_files(root, dir, &mut inp) {
                 read_file_fact(root, &rel, &mut facts);
             }
         }
         for dir in &st.measured_dirs {
-            for rel in walk_files(root, dir) {
+            for rel in walk_files(root, dir, &mut inp) {
                 measure_file_fact(root, &rel, &mut facts);
             }
         }
-        for rel in walk_files(root, &st.copy_dir) {
+        for rel in walk_files(root, &st.copy_dir, &mut inp) {
             measure_file_fact(root, &rel, &mut facts);
             facts.copy_files.insert(rel);
         }
@@ -162,6 +182,11 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     for rel in &wanted.measured {
         measure_file_fact(root, rel, &mut facts);
     }
+    // Whatever was found is an input too (walked files, files a parser asked for).
+    inp.paths.extend(facts.files.keys().cloned());
+    inp.paths.extend(facts.dirs.keys().cloned());
+    inp.paths.extend(inp.listed.iter().cloned());
+    facts.inputs = inp;
     facts
 }
 
@@ -189,7 +214,7 @@ const MAX_SKEL_FILES: usize = 200;
 const MAX_SKEL_DEPTH: usize = 4;
 
 /// Regular files under /etc/skel (path below it), for new homes. Bounded; symlinks skipped.
-fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
+fn read_skel(root: &Resolver, skel: &str, inp: &mut Inputs) -> Vec<(String, FileFact)> {
     let mut out = Vec::new();
     let mut stack = vec![(String::new(), 0usize)];
     while let Some((sub, depth)) = stack.pop() {
@@ -198,6 +223,7 @@ fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
         } else {
             format!("{skel}/{sub}")
         };
+        inp.listed.insert(rel.clone());
         let Some((_, rd)) = list_dir(root, &rel) else {
             continue;
         };
@@ -214,7 +240,9 @@ fn read_skel(root: &Resolver, skel: &str) -> Vec<(String, FileFact)> {
             if t.is_dir() && depth + 1 < MAX_SKEL_DEPTH {
                 stack.push((child, depth + 1));
             } else if t.is_file() && out.len() < MAX_SKEL_FILES {
-                if let Some(f) = read_file(root, &format!("{skel}/{child}")) {
+                let file = format!("{skel}/{child}");
+                inp.paths.insert(file.clone());
+                if let Some(f) = read_file(root, &file) {
                     out.push((child, f));
                 }
             }
@@ -239,6 +267,11 @@ fn read_meta(root: &Resolver, rel: &str) -> Option<(Meta, bool)> {
 /// exactly what the writer's `set_owner_mode` can produce, so a second run compares equal.
 pub fn meta_of(path: &Path, m: &fs::Metadata) -> Meta {
     os::meta_of(path, m)
+}
+
+/// The kernel's host name, as the facts of a live root read it.
+pub(crate) fn kernel_hostname() -> Option<String> {
+    os::hostname()
 }
 
 fn read_file(root: &Resolver, rel: &str) -> Option<FileFact> {
@@ -345,9 +378,11 @@ pub(crate) fn list_dir(root: &Resolver, rel: &str) -> Option<(std::path::PathBuf
     Some((host, rd))
 }
 
-/// Every regular file below `rel_dir` (relative to the root), bounded, not following symlinks.
-fn walk_files(root: &Resolver, rel_dir: &str) -> BTreeSet<String> {
+/// Every regular file below `rel_dir` (relative to the root), bounded, not following symlinks;
+/// each directory walked is noted in `inp` as listed.
+fn walk_files(root: &Resolver, rel_dir: &str, inp: &mut Inputs) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
+    inp.listed.insert(rel_dir.to_string());
     let Ok((start, Found::Dir | Found::Unknown)) = root.resolve_found(rel_dir) else {
         return out;
     };
@@ -364,6 +399,7 @@ fn walk_files(root: &Resolver, rel_dir: &str) -> BTreeSet<String> {
             let child = format!("{rel}/{name}");
             match e.file_type() {
                 Ok(t) if t.is_dir() && depth < MAX_COPY_DEPTH => {
+                    inp.listed.insert(child.clone());
                     stack.push((e.path(), child, depth + 1))
                 }
                 Ok(t) if t.is_file() || t.is_symlink() => {

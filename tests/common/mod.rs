@@ -213,6 +213,10 @@ pub type EntryState = (u32, u32, u32, i64, i64, Vec<u8>);
 /// by design, so the snapshot leaves it out (tests/lifecycle.rs checks it).
 pub const RUN_STATUS: &str = "var/lib/primer/status.json";
 
+/// The re-run fast path's cache: written by a run that changed nothing (a cache, not state:
+/// tests/rerun.rs checks it), so the snapshot leaves it out too.
+pub const RERUN_CACHE: &str = "var/lib/primer/rerun.json";
+
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, EntryState> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -244,6 +248,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, EntryState> {
     // Without the run status, its directories are left out when they hold nothing else (a run
     // that found no drive creates them on a fresh root); their mtimes are not compared.
     out.remove(Path::new(RUN_STATUS));
+    out.remove(Path::new(RERUN_CACHE));
     for dir in ["var/lib/primer", "var/lib", "var"].map(Path::new) {
         if out.keys().any(|k| k != dir && k.starts_with(dir)) {
             if let Some(e) = out.get_mut(dir) {

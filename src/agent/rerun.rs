@@ -1,0 +1,470 @@
+//! The re-run fast path: after a run that changed nothing, remembers what its outcome rested on
+//! (a digest of the binary, the request, the configuration, the kernel command line and the
+//! drive; the metadata of every path the host facts read, listed or found missing, and of every
+//! path the plan acts on; the kernel's host name and the NICs by value) and the report it made;
+//! a later run whose inputs all compare equal reports the same without reading the facts,
+//! planning or applying — on an image root and on the running system after a reboot alike.
+//! Reads metadata, sysfs and its own cache file only; the cache is written through `apply`'s
+//! writer. Never decides anything the full path would decide differently: any doubt (a
+//! missing, unreadable, oversized or mismatching cache, an input that changed after the run
+//! that recorded it began, a NIC the drive names not yet named by udev) means the full path.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Loaded, PlanRequest};
+use crate::apply::{ApplyReport, Outcome, StepReport};
+use crate::facts::{Inputs, Volatile};
+use crate::model::{Report, Warning};
+use crate::paths::{Found, Resolver};
+use crate::plan::Plan;
+use crate::probe::cmdline::KernelArgs;
+use crate::state;
+
+/// The cache, relative to the root: beside `status.json` in primer's private state directory.
+pub fn cache_path() -> String {
+    format!("{}/rerun.json", state::STATE_DIR)
+}
+
+/// Largest cache read: it is primer's own file, but a file is bounded whoever wrote it.
+const MAX_CACHE: u64 = 8 << 20;
+/// Most paths one cache holds (the facts walk at most 20,000 entries per directory kind).
+const MAX_INPUTS: usize = 100_000;
+/// How recent a change may be and still be trusted to show in the timestamps (two ticks of the
+/// coarsest kernel clock, HZ=100).
+const RACY_NS: i128 = 20_000_000;
+/// Bumped whenever the cache's meaning changes.
+const FORMAT: u32 = 2;
+
+/// How a path is compared: its metadata (a file: content and metadata; a directory primer only
+/// makes or reads the mode of: identity, mode and owner), a listed directory (its entries too:
+/// every metadata field), or a link read as a link (`lstat`, never followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum How {
+    Path,
+    Listed,
+    Link,
+}
+
+/// One input path and what `statx` gave right after the run: `None` when it was missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Input {
+    path: String,
+    how: How,
+    seen: Option<[i64; 10]>,
+}
+
+/// A warning of the plan, kept as its three strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CachedWarning {
+    file: String,
+    field: String,
+    message: String,
+}
+
+/// A step of the report (only unchanged and skipped steps: a run that changed or failed
+/// anything is never cached).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CachedStep {
+    id: String,
+    skipped: bool,
+    detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cache {
+    format: u32,
+    key: String,
+    inputs: Vec<Input>,
+    /// What the facts read from the kernel (host name, NICs), compared by value.
+    volatile: Volatile,
+    /// The paths the plan acts on: the run's sweep of temporary files looks beside them.
+    sweep: Vec<String>,
+    instance_id: String,
+    drive_sha256: Option<String>,
+    warnings: Vec<CachedWarning>,
+    steps: Vec<CachedStep>,
+}
+
+/// What a run that takes the fast path reports: the plan's warnings and drive hash (no steps:
+/// nothing is planned), the report, and the paths its sweep looks beside.
+pub struct Fast {
+    pub plan: Plan,
+    pub report: ApplyReport,
+    pub sweep: Vec<String>,
+}
+
+/// The digest of everything but the host files the outcome of a run rests on: this binary
+/// (version and file identity: a replaced binary is a different one), the request, the kernel
+/// command line, the configuration, the drive (every file's digest, its metadata, the origin)
+/// and the pin to record. `None` where no fast path is possible (not a Unix system, the binary
+/// unknown, or replaced so recently — at or after `started`, the run's start — that the process
+/// may be an older binary than the file: its report must not stand for the new one's).
+pub fn key(
+    req: &PlanRequest,
+    kernel: &KernelArgs,
+    loaded: &Loaded,
+    started: SystemTime,
+) -> Option<String> {
+    if !cfg!(unix) {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let exe_seen = seen(&std::fs::metadata(&exe).ok()?, How::Listed)?;
+    if racy(&exe_seen, started) {
+        return None;
+    }
+    let mut h = Sha256::new();
+    let mut part = |b: &[u8]| {
+        // Length-prefixed: no two sequences of parts hash alike.
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    part(b"primer rerun");
+    part(env!("CARGO_PKG_VERSION").as_bytes());
+    part(exe.as_os_str().as_encoded_bytes());
+    for v in exe_seen {
+        part(&v.to_le_bytes());
+    }
+    part(format!("{req:?}").as_bytes());
+    part(format!("{kernel:?}").as_bytes());
+    part(&serde_json::to_vec(&loaded.config).ok()?);
+    part(&serde_json::to_vec(&loaded.drive).ok()?);
+    part(loaded.origin.as_bytes());
+    part(format!("{:?}", loaded.pin).as_bytes());
+    part(loaded.instance.instance_id.as_bytes());
+    for (p, b) in &loaded.drive.files {
+        part(p.as_bytes());
+        part(&b.sha256());
+    }
+    Some(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Whether a change at or after `since` could hide behind the recorded times `v` (a `seen`
+/// array): file times come from the kernel's coarse clock (a tick, up to 10 ms, behind), so a
+/// change within two ticks before `since` is counted too (as git does for its index).
+fn racy(v: &[i64; 10], since: SystemTime) -> bool {
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+    let ctime = i128::from(v[5]) * 1_000_000_000 + i128::from(v[6]);
+    let mtime = i128::from(v[3]) * 1_000_000_000 + i128::from(v[4]);
+    ctime.max(mtime) + RACY_NS >= since
+}
+
+/// The fast path's outcome when the cache under the root matches `key`, the kernel's host name
+/// (`live`) and the NICs read as they did (and the NICs the drive names are named for good, as
+/// a live run's wait requires), and every input path reads as it did; `None` (logged at debug
+/// level, with the first difference) otherwise.
+pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
+    let cache = match read_cache(lookups) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::debug!("re-run fast path not taken: {why}");
+            return None;
+        }
+    };
+    if cache.format != FORMAT || cache.key != key {
+        tracing::debug!(
+            "re-run fast path not taken: the binary, request, configuration, kernel command line \
+             or drive changed"
+        );
+        return None;
+    }
+    let (now, settled) = crate::facts::read_volatile(lookups, live, &cache.volatile.macs);
+    if !settled {
+        tracing::debug!("re-run fast path not taken: a NIC the drive names is not named yet");
+        return None;
+    }
+    if now != cache.volatile {
+        tracing::debug!("re-run fast path not taken: the host name or the NICs changed");
+        return None;
+    }
+    for i in &cache.inputs {
+        if observe(lookups, &i.path, i.how) != i.seen {
+            tracing::debug!(
+                "re-run fast path not taken: /{} changed since the last run",
+                crate::model::grammar::Esc(&i.path)
+            );
+            return None;
+        }
+    }
+    tracing::debug!(
+        "re-run fast path: {} inputs as the last run left them; facts, planning and apply skipped",
+        cache.inputs.len()
+    );
+    let report = ApplyReport {
+        steps: cache
+            .steps
+            .into_iter()
+            .map(|s| StepReport {
+                id: s.id,
+                outcome: if s.skipped {
+                    Outcome::Skipped
+                } else {
+                    Outcome::Unchanged
+                },
+                detail: s.detail,
+            })
+            .collect(),
+    };
+    let plan = Plan {
+        instance_id: cache.instance_id,
+        steps: Vec::new(),
+        warnings: Report {
+            warnings: cache
+                .warnings
+                .into_iter()
+                .map(|w| Warning {
+                    file: w.file,
+                    field: w.field,
+                    message: w.message,
+                })
+                .collect(),
+        },
+        drive_sha256: cache.drive_sha256,
+    };
+    Some(Fast {
+        plan,
+        report,
+        sweep: cache.sweep,
+    })
+}
+
+fn read_cache(lookups: &Resolver) -> Result<Cache, String> {
+    use std::io::Read;
+    let rel = cache_path();
+    let (host, found) = lookups.resolve_found(&rel).map_err(|e| e.to_string())?;
+    if found == Found::Missing {
+        return Err("no cache".into());
+    }
+    let mut v = Vec::new();
+    std::fs::File::open(host)
+        .and_then(|f| f.take(MAX_CACHE + 1).read_to_end(&mut v))
+        .map_err(|e| format!("/{rel}: {e}"))?;
+    if v.len() as u64 > MAX_CACHE {
+        return Err(format!("/{rel}: larger than {MAX_CACHE} bytes"));
+    }
+    let c: Cache = serde_json::from_slice(&v).map_err(|e| format!("/{rel}: {e}"))?;
+    if c.inputs.len() > MAX_INPUTS {
+        return Err(format!("/{rel}: more than {MAX_INPUTS} inputs"));
+    }
+    Ok(c)
+}
+
+/// Records, after a run that changed nothing, what a later run needs to take the fast path.
+/// `inputs`: the facts'; `plan` and `report`: the run's; `started`: when the run began, before
+/// it read anything. Not recorded (and `false`) when the run is not one the fast path may stand
+/// for: a step changed, failed or acted (`bootcmd`, every boot: the run is then "changed"), a
+/// NIC the drive names was missing on the running system (`live`: a later boot would wait for
+/// it; an image root waits for nothing), or an input changed at or after `started` (the plan
+/// may rest on what it was before). Written without a flush: a lost
+/// or torn cache only means the full path next time.
+pub fn save(
+    res: &Resolver,
+    key: &str,
+    inputs: &Inputs,
+    plan: &Plan,
+    report: &ApplyReport,
+    started: SystemTime,
+    live: bool,
+) -> Result<bool, String> {
+    let v = &inputs.volatile;
+    if (live && v.macs.iter().any(|m| !v.interfaces.contains_key(m)))
+        || report
+            .steps
+            .iter()
+            .any(|s| !matches!(s.outcome, Outcome::Unchanged | Outcome::Skipped))
+        || report.steps.len() != plan.steps.len()
+    {
+        return Ok(false);
+    }
+    let mut all: std::collections::BTreeMap<&str, How> = std::collections::BTreeMap::new();
+    for p in &inputs.paths {
+        all.insert(p, How::Path);
+    }
+    let sweep: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| crate::apply::action_path(&s.action))
+        .map(str::to_string)
+        .collect();
+    for s in &plan.steps {
+        match &s.action {
+            // A link is compared as a link: a dangling one retargeted still differs.
+            crate::plan::Action::Symlink { path, .. } => {
+                all.insert(path, How::Link);
+            }
+            a => {
+                if let Some(p) = crate::apply::action_path(a) {
+                    all.entry(p).or_insert(How::Path);
+                }
+            }
+        }
+    }
+    for p in &inputs.listed {
+        all.insert(p, How::Listed);
+    }
+    for p in &inputs.links {
+        all.insert(p, How::Link);
+    }
+    if all.len() > MAX_INPUTS {
+        return Ok(false);
+    }
+    // The snapshot is taken now, after the facts were read: an input changed in between (by
+    // anyone) would be recorded as it is now, with a report made from what it was. So every
+    // input must be older than the run (`racy`, which also covers the coarse clock: a file
+    // changed within a tick of the snapshot could change again in that tick and read alike).
+    // Such an input is not vouched for: no cache this time (the next run records one).
+    let mut inputs = Vec::with_capacity(all.len());
+    for (p, how) in all {
+        let seen = observe(res, p, how);
+        if let Some(v) = &seen {
+            if racy(v, started) {
+                tracing::debug!(
+                    "re-run fast path not recorded: /{} changed since the run began",
+                    crate::model::grammar::Esc(p)
+                );
+                return Ok(false);
+            }
+        }
+        inputs.push(Input {
+            path: p.to_string(),
+            how,
+            seen,
+        });
+    }
+    let cache = Cache {
+        format: FORMAT,
+        key: key.to_string(),
+        inputs,
+        volatile: v.clone(),
+        sweep,
+        instance_id: plan.instance_id.clone(),
+        drive_sha256: plan.drive_sha256.clone(),
+        warnings: plan
+            .warnings
+            .warnings
+            .iter()
+            .map(|w| CachedWarning {
+                file: w.file.clone(),
+                field: w.field.clone(),
+                message: w.message.clone(),
+            })
+            .collect(),
+        steps: report
+            .steps
+            .iter()
+            .map(|s| CachedStep {
+                id: s.id.clone(),
+                skipped: s.outcome == Outcome::Skipped,
+                detail: s.detail.clone(),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec(&cache).map_err(|e| e.to_string())?;
+    let mut w = crate::apply::fs::Writer::with_resolver(res.clone());
+    let private = crate::plan::private_dir_meta();
+    w.stage(
+        0,
+        &cache_path(),
+        &json,
+        crate::facts::Meta {
+            mode: 0o600,
+            ..private
+        },
+        private,
+    )
+    .map_err(|e| format!("/{}: {e}", cache_path()))?;
+    match w.commit_unsynced().into_iter().next() {
+        None => Ok(true),
+        Some((_, e)) => Err(format!("/{}: {e}", cache_path())),
+    }
+}
+
+/// What `path` is now, as `save` records it: resolved inside the root as the facts resolve it
+/// (`How::Link`: its directory only), `None` when missing or unreadable.
+fn observe(res: &Resolver, path: &str, how: How) -> Option<[i64; 10]> {
+    let m = if how == How::Link {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let host = if dir.is_empty() {
+            res.root().to_path_buf()
+        } else {
+            match res.resolve_found(dir).ok()? {
+                (_, Found::Missing) => return None,
+                (h, _) => h,
+            }
+        };
+        std::fs::symlink_metadata(host.join(name)).ok()?
+    } else {
+        match res.resolve_found(path).ok()? {
+            (_, Found::Missing) => return None,
+            (h, _) => std::fs::symlink_metadata(h).ok()?,
+        }
+    };
+    seen(&m, how)
+}
+
+/// dev, ino, size, mtime (s, ns), ctime (s, ns), mode, uid, gid: ctime moves on every write,
+/// chmod, chown and rename. A directory compared as a plain path keeps identity, type, mode and
+/// owner only (its entries are not an input; primer's own files landing in it are not a change).
+#[cfg(unix)]
+fn seen(m: &std::fs::Metadata, how: How) -> Option<[i64; 10]> {
+    use std::os::unix::fs::MetadataExt;
+    let bits = |v: u64| i64::from_ne_bytes(v.to_ne_bytes());
+    let times = !(m.is_dir() && how == How::Path);
+    let t = |v: i64| if times { v } else { 0 };
+    Some([
+        bits(m.dev()),
+        bits(m.ino()),
+        t(bits(m.size())),
+        t(m.mtime()),
+        t(m.mtime_nsec()),
+        t(m.ctime()),
+        t(m.ctime_nsec()),
+        i64::from(m.mode()),
+        i64::from(m.uid()),
+        i64::from(m.gid()),
+    ])
+}
+
+/// No file identity that ctime-grade metadata vouches for: no fast path.
+#[cfg(not(unix))]
+fn seen(_m: &std::fs::Metadata, _how: How) -> Option<[i64; 10]> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: i64, nanos: i64) -> [i64; 10] {
+        [0, 0, 0, secs, nanos, secs, nanos, 0, 0, 0]
+    }
+
+    /// An input changed at or after the run began, or within two coarse-clock ticks before it,
+    /// is not vouched for; one older than that is.
+    #[test]
+    fn racy_inputs_are_those_changed_since_just_before_the_run() {
+        let started = UNIX_EPOCH + Duration::new(1_000, 500_000_000);
+        assert!(racy(&at(1_000, 500_000_000), started));
+        assert!(racy(&at(1_001, 0), started));
+        assert!(racy(&at(1_000, 490_000_000), started));
+        assert!(racy(&at(1_000, 480_000_000), started));
+        assert!(!racy(&at(1_000, 479_999_999), started));
+        assert!(!racy(&at(999, 0), started));
+        // The change time alone (a chmod keeps the modification time) counts too.
+        let mut v = at(999, 0);
+        v[5] = 1_000;
+        v[6] = 499_000_000;
+        assert!(racy(&v, started));
+    }
+}
