@@ -111,8 +111,10 @@ impl<R: Read> Base64Reader<R> {
                 if b.is_ascii_whitespace() {
                     continue;
                 }
-                if self.padded && b != b'=' {
-                    // Text after the padding: today's whole-text decode called it an invalid byte.
+                // Text after the padding, or padding past its group (a `=` opening a new group
+                // of four): the whole-text decode called either an invalid byte. Refused here, so
+                // a flood of `=` is never gathered (it would grow without bound until the end).
+                if self.padded && (b != b'=' || self.pending.len() % 4 == 0) {
                     let at = self.decoded_chars + self.pending.len();
                     return Err(self.fail(DecodeError::InvalidByte(at, b)));
                 }
@@ -247,13 +249,20 @@ pub fn unpack(
     Ok(out)
 }
 
-/// Where the unpacked image goes: the temporary directory (`$TMPDIR`, else `/tmp`). It comes
+/// Where the unpacked image goes: the temporary directory (`$TMPDIR`, else `/var/tmp`, else
+/// the system's temporary directory). It comes
 /// from primer's environment, which the operator or init sets, never from the drive; it is
 /// meant for scratch files of this size and may be on disk (`/run`, a small tmpfs sized from
 /// memory, may not hold a 64 MiB image). Sharing a world-writable `/tmp` is safe: the file has
 /// no name there ([`anonymous_file`]).
 pub fn unpack_dir() -> std::path::PathBuf {
-    std::env::temp_dir()
+    // `/var/tmp` before `/tmp` when `$TMPDIR` is not set: `/tmp` is a tmpfs on many systems
+    // (Debian 13, Fedora), where the image would sit in memory, only not counted as primer's.
+    match std::env::var_os("TMPDIR") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
+        _ if cfg!(unix) && Path::new("/var/tmp").is_dir() => std::path::PathBuf::from("/var/tmp"),
+        _ => std::env::temp_dir(),
+    }
 }
 
 /// A new file in `dir` that no one else can open: `O_TMPFILE` (never has a name, mode 0600),
@@ -398,7 +407,19 @@ pub fn read_special_file(
         inner: Cursor::new(head).chain(input),
         count: count.clone(),
     };
-    let len = unpack_into(counted, packing, device, limits, &mut &tmp)?;
+    let len = unpack_into(counted, packing, device, limits, &mut &tmp).map_err(|e| match e {
+        // A write that failed (a full or read-only temporary directory) names where it wrote
+        // and says what to change, rather than blaming the drive.
+        MediaError::Io { source, .. } => MediaError::Refused {
+            device: device.to_string(),
+            detail: format!(
+                "cannot write the unpacked image to a temporary file in {}: {source} (set \
+                 TMPDIR to a directory with room)",
+                dir.display()
+            ),
+        },
+        other => other,
+    })?;
     if count.get() > cap {
         return Err(too_big(count.get()));
     }
@@ -494,6 +515,10 @@ mod tests {
             unpack(wrapped.as_bytes(), Packing::Base64Gzip, "d", &l).unwrap(),
             data
         );
+        assert!(
+            b64.ends_with('='),
+            "the unpadded case needs padding to strip"
+        );
         let unpadded = b64.trim_end_matches('=');
         assert_eq!(
             unpack(unpadded.as_bytes(), Packing::Base64Gzip, "d", &l).unwrap(),
@@ -519,6 +544,18 @@ mod tests {
         assert!(
             e.contains("not valid base64") && e.contains("100001"),
             "{e}"
+        );
+        // A flood of `=` after the padding is refused at the first one past its group, not
+        // gathered to the end of the text: the decoder's buffer stays bounded.
+        let flood = format!("{small}{}", "=".repeat(1 << 20));
+        let mut r = Base64Reader::new(flood.as_bytes(), Rc::default());
+        let e = std::io::copy(&mut r, &mut std::io::sink()).unwrap_err();
+        let at = format!("offset {}", small.len());
+        assert!(e.to_string().contains(&at), "{e}");
+        assert!(
+            r.pending.len() <= small.len(),
+            "{} pending",
+            r.pending.len()
         );
     }
 
