@@ -169,13 +169,18 @@ fn stream_derived(
         };
         total += n;
         if total > max {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                TooLarge {
-                    name: d.name.clone(),
-                    max,
-                },
-            ));
+            // Longer than its measured length: the source changed (a gzip stream whose byte
+            // changed can decompress to more); longer than a first measure allows: too large.
+            return Err(match want {
+                Some(_) => changed(&d.name),
+                None => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    TooLarge {
+                        name: d.name.clone(),
+                        max,
+                    },
+                ),
+            });
         }
         let chunk = buf.get(..n).unwrap_or_default();
         h.update(chunk);
@@ -184,15 +189,17 @@ fn stream_derived(
     let state = h.clone();
     let got: [u8; 32] = h.finalize().into();
     if want.is_some_and(|w| w != (total, got)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: changed on the device since it was read (its SHA-256 differs); not used",
-                d.name
-            ),
-        ));
+        return Err(changed(&d.name));
     }
     Ok((total, got, state))
+}
+
+/// The error of kept content whose bytes differ from those hashed when it was read.
+fn changed(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{name}: changed on the device since it was read (its SHA-256 differs); not used"),
+    )
 }
 
 /// Derived content that gave more than its cap (see [`Bytes::derived`]): a caller can tell it
@@ -226,13 +233,7 @@ struct DerivedRange<'a> {
 
 impl DerivedRange<'_> {
     fn changed(&self) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: changed on the device since it was read (its SHA-256 differs); not used",
-                self.name
-            ),
-        )
+        changed(self.name)
     }
 
     /// Reads up to `n` bytes of the content into the scratch buffer, hashed and counted
