@@ -10,7 +10,7 @@
 //! a way to change bytes others share.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::ops::{Deref, Range};
 use std::sync::{Arc, OnceLock};
 
@@ -169,10 +169,18 @@ fn stream_derived(
         };
         total += n;
         if total > max {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: larger than {max} bytes", d.name),
-            ));
+            // Longer than its measured length: the source changed (a gzip stream whose byte
+            // changed can decompress to more); longer than a first measure allows: too large.
+            return Err(match want {
+                Some(_) => changed(&d.name),
+                None => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    TooLarge {
+                        name: d.name.clone(),
+                        max,
+                    },
+                ),
+            });
         }
         let chunk = buf.get(..n).unwrap_or_default();
         h.update(chunk);
@@ -181,15 +189,120 @@ fn stream_derived(
     let state = h.clone();
     let got: [u8; 32] = h.finalize().into();
     if want.is_some_and(|w| w != (total, got)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: changed on the device since it was read (its SHA-256 differs); not used",
-                d.name
-            ),
-        ));
+        return Err(changed(&d.name));
     }
     Ok((total, got, state))
+}
+
+/// The error of kept content whose bytes differ from those hashed when it was read.
+fn changed(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{name}: changed on the device since it was read (its SHA-256 differs); not used"),
+    )
+}
+
+/// Derived content that gave more than its cap (see [`Bytes::derived`]): a caller can tell it
+/// from a read error (a gzip bomb is a warning of its own, a corrupt stream another).
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: larger than {max} bytes")]
+pub struct TooLarge {
+    pub name: String,
+    pub max: usize,
+}
+
+/// Reads a byte range of derived content: a recipe cannot seek, so the content is derived
+/// again from its start and the bytes before the range are skipped; past the range the rest
+/// is drained too, so the whole content is checked against its length and SHA-256 before the
+/// reader says it is done (a changed device byte anywhere is an error naming the file, as for
+/// a whole read). One full pass of the recipe per reader: linear per read, bounded by the
+/// content's cap.
+struct DerivedRange<'a> {
+    inner: Box<dyn io::Read + 'a>,
+    name: &'a str,
+    h: sha2::Sha256,
+    want: Option<(usize, [u8; 32])>,
+    /// Bytes of the content read so far, and the range handed out.
+    pos: usize,
+    start: usize,
+    end: usize,
+    /// Where skipped and drained bytes go (allocated at the first skip or drain).
+    scratch: Vec<u8>,
+    done: bool,
+}
+
+impl DerivedRange<'_> {
+    fn changed(&self) -> io::Error {
+        changed(self.name)
+    }
+
+    /// Reads up to `n` bytes of the content into the scratch buffer, hashed and counted
+    /// (skipping or draining); 0 at the end.
+    fn discard(&mut self, n: usize) -> io::Result<usize> {
+        use sha2::Digest;
+        if self.scratch.is_empty() {
+            self.scratch = vec![0u8; STREAM_CHUNK];
+        }
+        let n = n.min(self.scratch.len());
+        let buf = self.scratch.get_mut(..n).unwrap_or_default();
+        let got = read_named(&mut self.inner, buf, self.name)?;
+        self.h.update(buf.get(..got).unwrap_or_default());
+        self.pos += got;
+        Ok(got)
+    }
+}
+
+/// One read, retried when interrupted.
+fn read_retry(r: &mut dyn io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One read of a recipe's output ([`read_retry`]); errors name the content's file.
+fn read_named(r: &mut dyn io::Read, buf: &mut [u8], name: &str) -> io::Result<usize> {
+    read_retry(r, buf).map_err(|e| io::Error::new(e.kind(), format!("{name}: cannot read: {e}")))
+}
+
+impl io::Read for DerivedRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        while self.pos < self.start {
+            if self.discard(self.start - self.pos)? == 0 {
+                return Err(self.changed());
+            }
+        }
+        if self.pos < self.end {
+            let n = buf.len().min(self.end - self.pos);
+            let out = buf.get_mut(..n).unwrap_or_default();
+            let got = read_named(&mut self.inner, out, self.name)?;
+            if got == 0 {
+                return Err(self.changed());
+            }
+            self.h.update(out.get(..got).unwrap_or_default());
+            self.pos += got;
+            return Ok(got);
+        }
+        // The range is out: the rest drained (bounded by the length the digest covers) and
+        // the whole checked before the end is reported.
+        while self.discard(STREAM_CHUNK)? > 0 {
+            if self.want.is_some_and(|(len, _)| self.pos > len) {
+                return Err(self.changed());
+            }
+        }
+        let got: [u8; 32] = self.h.clone().finalize().into();
+        if self.want.is_some_and(|w| w != (self.pos, got)) {
+            return Err(self.changed());
+        }
+        self.done = true;
+        Ok(0)
+    }
 }
 
 /// Reads a byte range of a file on the device, extent by extent (no digest: a reader of it
@@ -369,7 +482,9 @@ impl Bytes {
     }
 
     /// A reader over `range` of the bytes: a file on the device read extent by extent (not
-    /// loaded), anything else from its slice.
+    /// loaded), derived content derived again and skipped to the range (not loaded, its
+    /// digest checked: see [`DerivedRange`]), anything else from its slice. Once loaded whole
+    /// (or failed to), the load's outcome is used: one outcome for every user.
     fn range_reader(&self, range: Range<usize>) -> io::Result<Box<dyn io::Read + '_>> {
         if range.start > range.end || range.end > self.len() {
             return Err(io::ErrorKind::InvalidInput.into());
@@ -380,6 +495,25 @@ impl Bytes {
                 pos: (self.range.start + range.start) as u64,
                 end: (self.range.start + range.end) as u64,
             })),
+            Data::Derived(d) if d.loaded.get().is_none() => {
+                use sha2::Digest;
+                let name = d.name.as_str();
+                let src = d
+                    .src
+                    .range_reader(d.range.clone())
+                    .map_err(|e| io::Error::new(e.kind(), format!("{name}: cannot read: {e}")))?;
+                Ok(Box::new(DerivedRange {
+                    inner: d.derive.open(src),
+                    name,
+                    h: sha2::Sha256::new(),
+                    want: self.buf.sha256.get().map(|s| (d.len, *s)),
+                    pos: 0,
+                    start: self.range.start + range.start,
+                    end: self.range.start + range.end,
+                    scratch: Vec::new(),
+                    done: false,
+                }))
+            }
             _ => Ok(Box::new(self.try_slice()?.get(range).unwrap_or_default())),
         }
     }
@@ -440,6 +574,18 @@ impl Bytes {
                 }
                 Ok(d.head.get(..n).unwrap_or(&d.head).into())
             }
+            (Data::Derived(d), false) if d.loaded.get().is_none() => {
+                let want = self.range.start..self.range.start + n.min(self.len());
+                // Inside the head kept while hashing: no read.
+                if let Some(h) = d.head.get(want.clone()) {
+                    return Ok(h.to_vec().into());
+                }
+                // Else derived again up to the head's end (and checked to the content's end).
+                let mut out = Vec::with_capacity(want.len());
+                let mut r = self.range_reader(0..want.len())?;
+                r.read_to_end(&mut out)?;
+                Ok(out.into())
+            }
             _ => {
                 let all = self.try_slice()?;
                 Ok(all.get(..n).unwrap_or(all).into())
@@ -460,6 +606,18 @@ impl Bytes {
             Data::Derived(d) if self.is_whole() && d.loaded.get().is_none() => {
                 let want = self.buf.sha256.get().map(|s| (d.len, *s));
                 stream_derived(d, want, d.len, f).map(|_| ())
+            }
+            // A part of derived content: derived again, skipped to the part, never loaded.
+            Data::Derived(d) if d.loaded.get().is_none() => {
+                let mut r = self.range_reader(0..self.len())?;
+                let mut buf = vec![0u8; STREAM_CHUNK.min(d.len.max(1))];
+                loop {
+                    // The reader's errors name the file already.
+                    match read_retry(&mut r, &mut buf)? {
+                        0 => return Ok(()),
+                        n => f(buf.get(..n).unwrap_or_default())?,
+                    }
+                }
             }
             _ => f(self.try_slice()?),
         }
@@ -894,6 +1052,85 @@ mod tests {
             e.contains("dev: ud (block)") && e.contains("changed"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn parts_of_derived_content_stream_as_slices_of_the_whole_never_loaded() {
+        let data: Vec<u8> = (0..400_000u32).map(|i| b'a' + (i % 23) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        let src =
+            Bytes::on_device(dev.clone(), vec![(0, 400_000)], 400_000, "dev: ud".into()).unwrap();
+        let b = Bytes::derived(&src, 1_000..391_000, Box::new(Upper), "gunzip", 1 << 20).unwrap();
+        let whole = data[1_000..391_000].to_ascii_uppercase();
+        let part = |r: Range<usize>| Bytes {
+            buf: Arc::clone(&b.buf),
+            range: r,
+        };
+        let not_loaded = || match &b.buf.data {
+            Data::Derived(d) => d.loaded.get().is_none(),
+            _ => false,
+        };
+        // Empty, inside the head, across it, across chunks, to the end.
+        for r in [
+            0..0,
+            0..10,
+            100..HEAD_BYTES,
+            4_000..5_000,
+            70_000..200_001,
+            300_000..390_000,
+            389_999..390_000,
+        ] {
+            let p = part(r.clone());
+            let mut out = Vec::new();
+            p.for_each_chunk(&mut |c| {
+                out.extend_from_slice(c);
+                Ok(())
+            })
+            .unwrap();
+            assert!(out == whole[r.clone()], "for_each_chunk {r:?}");
+            let mut out = Vec::new();
+            p.write_to(&mut out).unwrap();
+            assert!(out == whole[r.clone()], "write_to {r:?}");
+            let mut out = Vec::new();
+            b.range_reader(r.clone())
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert!(out == whole[r.clone()], "range_reader {r:?}");
+            let h = p.head(100).unwrap();
+            assert_eq!(&*h, &whole[r.start..r.end.min(r.start + 100)], "head {r:?}");
+            assert!(not_loaded(), "{r:?} loaded the whole");
+        }
+        // Content derived from a part of derived content (a carved block of a gzip'd
+        // cloud-config): the slice of the slice, streamed, measured, never loaded.
+        let inner = Bytes::derived(&b, 50_000..250_000, Box::new(Upper), "block", 1 << 20).unwrap();
+        let mut out = Vec::new();
+        inner.write_to(&mut out).unwrap();
+        assert!(out == whole[50_000..250_000]);
+        assert!(not_loaded());
+        // Out of bounds: refused.
+        assert!(b.range_reader(10..390_001).is_err());
+        // A byte changed on the device, outside the part: the part's read still fails, naming
+        // the file (the whole content is checked against its digest), and so does the block.
+        dev.0.lock().unwrap()[380_000] ^= 1;
+        let e = part(0..10)
+            .write_to(&mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dev: ud (gunzip)") && e.contains("changed"),
+            "{e}"
+        );
+        let e = inner.write_to(&mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("dev: ud (gunzip)") && e.contains("changed"),
+            "{e}"
+        );
+        // Inside the kept head: no read, so the head is what was hashed.
+        assert_eq!(&*part(5..15).head(10).unwrap(), &whole[5..15]);
+        // A device shorter now: an error, never short bytes.
+        dev.0.lock().unwrap().truncate(200_000);
+        assert!(part(300_000..300_010).write_to(&mut Vec::new()).is_err());
     }
 
     #[test]

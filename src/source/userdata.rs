@@ -38,6 +38,7 @@ mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
+use crate::model::bytes::{Derive, TooLarge};
 use crate::model::userdata::{Origin, Script, UserData};
 use crate::model::{Bytes, Instance, Report};
 
@@ -152,20 +153,32 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
             data: &p.data.0,
         })
         .collect();
+    let raw = inst.user_data.as_ref().map(|b| &b.0);
+    // Gzip'd user data kept on the device: decompressed as a recipe, never held (see
+    // `gunzipped`); the decompressed content then goes the ways a plain blob does below.
+    let (unzipped, refused) = match raw.and_then(|b| gunzipped(b, limits)) {
+        Some(Gunzipped::Content(d)) => (Some(d), None),
+        Some(Gunzipped::Refused(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let plain = unzipped.as_ref().or(raw);
     // A script kept on the device is taken whole, never read into memory: its head says what
     // it is (see `streamed_script`).
-    let streamed = inst
-        .user_data
-        .as_ref()
-        .map(|b| &b.0)
-        .filter(|b| streamed_script(b));
+    let streamed = plain.filter(|b| streamed_script(b));
     // A large cloud-config kept on the device: its large literal blocks are carved out of the
     // parse (see `carve`), so the document is never held whole.
-    let carvable = inst.user_data.as_ref().map(|b| &b.0).filter(|b| {
+    let carvable = plain.filter(|b| {
         carve_candidate(b) && b.len() <= limits.max_blob_bytes.min(limits.max_yaml_bytes)
     });
     let carved = match carvable.map(|b| (b, carve::carve_blob(b))) {
-        Some((b, Ok(Some(c)))) => Some((b, c)),
+        // Each carved block of decompressed content is derived again from the start: too many
+        // for its size and it is parsed in memory, as before (see `MAX_REDERIVED_BYTES`).
+        Some((b, Ok(Some(c))))
+            if unzipped.is_none()
+                || c.values.len().saturating_mul(b.len()) <= MAX_REDERIVED_BYTES =>
+        {
+            Some((b, c))
+        }
         Some((_, Err(e))) => {
             let mut report = Report::default();
             report.warn(
@@ -177,14 +190,93 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         }
         _ => None,
     };
-    let user = match (streamed, &carved) {
-        (None, None) => inst.user_data.as_ref().map(|b| b.0.as_slice()),
+    let user = match (streamed, &carved, &refused) {
+        (None, None, None) => match raw.map(Bytes::try_slice).transpose() {
+            Ok(u) => u,
+            // Read whole only now (a gzip'd blob was checked by streaming): a failed read is
+            // an error, never an empty user-data.
+            Err(e) => {
+                let mut report = Report::default();
+                report.warn(
+                    USER_DATA_FILE,
+                    "",
+                    format!("{e}; user-data and vendor-data not applied"),
+                );
+                return (UserData::default(), report);
+            }
+        },
         _ => None,
     };
     let mut run = Run::new(&owners, limits);
+    if let Some(e) = &refused {
+        // What `blob` reports for the same bytes.
+        run.report.warn(USER_DATA_FILE, "", format!("gzip: {e}"));
+    }
+    if let Some(d) = unzipped.as_ref().filter(|_| user.is_none()) {
+        // What `gunzip` charges for the same bytes.
+        run.budget.charge(d.len());
+    }
     run.streamed = streamed;
     run.carved = carved;
     run.parse(user, &inputs)
+}
+
+/// The outcome of decompressing gzip'd user data kept on the device (see [`gunzipped`]).
+enum Gunzipped {
+    /// The decompressed content, a [`Bytes::derived`] of the blob: never held.
+    Content(Bytes),
+    /// More than the cap: the warning the in-memory path gives (a gzip bomb).
+    Refused(GunzipError),
+}
+
+/// The recipe of a gzip'd blob kept on the device: the decoder [`gunzip`] uses, over the blob
+/// streamed, so the same streams are accepted and the same bytes come out.
+struct GunzipRecipe;
+
+impl Derive for GunzipRecipe {
+    fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        tracing::debug!("{USER_DATA_FILE}: gzip stream decompressed (one pass)");
+        Box::new(flate2::read::MultiGzDecoder::new(src))
+    }
+}
+
+/// Most bytes of decompressed user data derived again for its carved blocks (each block read
+/// derives the content again from its start, see `Bytes::derived`): blocks times the content's
+/// length. Past it the document is decompressed and parsed in memory, as before.
+const MAX_REDERIVED_BYTES: usize = 128 << 20;
+
+/// Gzip'd user data (magic `1f 8b` in the head the reader kept, within the blob cap), kept on
+/// the device or small enough to be held (a few KiB of gzip can be a 64 MiB script or a bomb),
+/// decompressed as a recipe in one streaming pass that measures it (length, digest, head) and
+/// holds at most a chunk: the same decoder, cap and budget as [`gunzip`] at the start of a
+/// parse (user data is the first blob), so a bomb is the same warning. `None` (the blob goes
+/// the in-memory path, which decides as before) for anything else: not gzip, a corrupt stream
+/// or a read error (whose warning or error that path gives), content over the blob cap.
+fn gunzipped(blob: &Bytes, limits: &UserDataLimits) -> Option<Gunzipped> {
+    if blob.len() > limits.max_blob_bytes {
+        return None;
+    }
+    if !is_gzip(&blob.head(2).ok()?) {
+        return None;
+    }
+    let cap = limits.max_decompressed_bytes;
+    let left = limits.max_total_bytes;
+    let limit = cap.min(left);
+    match Bytes::derived(blob, 0..blob.len(), Box::new(GunzipRecipe), "gunzip", limit) {
+        Ok(d) if d.len() <= limits.max_blob_bytes => Some(Gunzipped::Content(d)),
+        Ok(_) => None,
+        Err(e) if e.get_ref().is_some_and(|i| i.is::<TooLarge>()) => {
+            Some(Gunzipped::Refused(if limit < cap {
+                GunzipError::Budget(left)
+            } else {
+                GunzipError::TooLarge(cap)
+            }))
+        }
+        Err(e) => {
+            tracing::debug!("{e}; decompressed in memory");
+            None
+        }
+    }
 }
 
 /// The error of the first user-data or vendor-data file kept on the device that the parse
@@ -196,13 +288,15 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
     let user = inst
         .user_data
         .iter()
-        .map(|b| &b.0)
-        .filter(|b| !streamed_script(b));
-    user.chain(inst.vendor_user_data.iter().map(|p| &p.data.0))
-        .filter(|b| b.is_on_device())
-        .find_map(|b| {
-            if carve_candidate(b) {
-                // Checked by streaming, not loaded: the parse carves it without holding it.
+        .map(|b| (&b.0, true))
+        .filter(|(b, _)| !streamed_script(b));
+    user.chain(inst.vendor_user_data.iter().map(|p| (&p.data.0, false)))
+        .filter(|(b, _)| b.is_on_device())
+        .find_map(|(b, is_user)| {
+            // Checked by streaming, not loaded: the parse carves it, or decompresses it while
+            // streaming it (gzip'd user data, see `gunzipped`), without holding it; when it
+            // then needs it whole after all, a failed read is an error there too.
+            if carve_candidate(b) || (is_user && b.head(2).is_ok_and(|h| is_gzip(&h))) {
                 b.for_each_chunk(&mut |_| Ok(())).err()
             } else {
                 b.try_slice().err()

@@ -901,3 +901,109 @@ fn user_data_is_classified_from_the_bytes_that_were_hashed() {
         "{r:?}"
     );
 }
+
+/// `data` as user data kept on a device in memory (the device, to change it, and the instance).
+fn gz_instance(data: &[u8]) -> (std::sync::Arc<Changing>, crate::model::Instance) {
+    let dev = std::sync::Arc::new(Changing(std::sync::Mutex::new(data.to_vec())));
+    let b = Bytes::on_device(dev.clone(), vec![(0, data.len() as u64)], data.len(), {
+        "/dev/sr0: user-data".into()
+    })
+    .unwrap();
+    let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+    inst.user_data = Some(crate::model::Blob(b));
+    (dev, inst)
+}
+
+/// Gzip'd user data kept on the device (or held: a small blob) gives what the in-memory path
+/// gives for the same bytes: scripts, cloud-config with carved `write_files`, MIME, a bomb, a
+/// corrupt stream, a spent budget; the decompressed content is never held.
+#[test]
+fn gzip_user_data_streams_and_agrees_with_the_in_memory_path() {
+    let big_line = format!("# {}\n", "y".repeat(70));
+    let script = format!("#!/bin/sh\n{}echo end\n", big_line.repeat(4000)).into_bytes();
+    let block: String = (0..3000)
+        .map(|i| format!("      line {i} of the file\n"))
+        .collect();
+    let config = format!(
+        "#cloud-config\nhostname: zipped\nwrite_files:\n  - path: /etc/big\n    content: |\n{block}  - path: /etc/small\n    content: hi\n"
+    )
+    .into_bytes();
+    let mime = b"Content-Type: multipart/mixed; boundary=XX\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho m\n--XX--\n".to_vec();
+    let mut corrupt = gz(&script);
+    corrupt.truncate(corrupt.len() - 6);
+    let small = UserDataLimits {
+        max_decompressed_bytes: 100_000,
+        ..UserDataLimits::default()
+    };
+    let budget = UserDataLimits {
+        max_total_bytes: 100_000,
+        ..UserDataLimits::default()
+    };
+    let d = UserDataLimits::default();
+    let cases: [(&str, Vec<u8>, &UserDataLimits); 7] = [
+        ("script", gz(&script), &d),
+        ("cloud-config", gz(&config), &d),
+        ("mime", gz(&mime), &d),
+        ("bomb", gz(&script), &small),
+        ("budget", gz(&script), &budget),
+        ("corrupt", corrupt, &d),
+        ("small", gz(b"#cloud-config\nhostname: tiny\n"), &d),
+    ];
+    for (what, data, limits) in cases {
+        let want = parse_user_data(Some(&data), &[], limits);
+        let (_dev, inst) = gz_instance(&data);
+        assert!(reread_error(&inst).is_none(), "{what}");
+        let got = parse_instance_user_data(&inst, limits);
+        assert_eq!(got, want, "{what}");
+        // Held (a small blob): the same.
+        let mut held = inst.clone();
+        held.user_data = Some(crate::model::Blob(Bytes::from(data.clone())));
+        assert_eq!(parse_instance_user_data(&held, limits), want, "{what} held");
+        match what {
+            "script" => {
+                let s = &got.0.scripts[0].content;
+                assert!(s.is_on_device(), "the script is derived, not held");
+                let mut out = Vec::new();
+                s.write_to(&mut out).unwrap();
+                assert!(out == script);
+            }
+            "cloud-config" => {
+                let f = &got.0.cloud_config.write_files[0];
+                assert!(f.content.is_on_device(), "the block is carved, not held");
+                assert_eq!(got.0.cloud_config.hostname.as_deref(), Some("zipped"));
+            }
+            "bomb" => assert!(got.1.warnings[0].message.contains("gzip bomb"), "{got:?}"),
+            "budget" => assert!(got.1.warnings[0].message.contains("budget"), "{got:?}"),
+            "corrupt" => assert!(
+                got.1.warnings[0]
+                    .message
+                    .starts_with("gzip: not valid gzip"),
+                "{got:?}"
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// A device byte of gzip'd user data changed after the read: the stored script's write and a
+/// carved block's write fail naming the file; the parse never goes on with other bytes.
+#[test]
+fn gzip_user_data_changed_on_the_device_fails_naming_the_file() {
+    let script = format!("#!/bin/sh\n{}", "# zz\n".repeat(100_000)).into_bytes();
+    let data = gz(&script);
+    let (dev, inst) = gz_instance(&data);
+    let (ud, _) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    let last = data.len() - 1;
+    dev.0.lock().unwrap()[last] ^= 1;
+    let e = ud.scripts[0]
+        .content
+        .write_to(&mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/dev/sr0: user-data (gunzip)"), "{e}");
+    // Before the parse: the drive's parse refuses it (streamed, not loaded).
+    let e = reread_error(&inst).unwrap().to_string();
+    assert!(e.contains("/dev/sr0: user-data"), "{e}");
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert!(ud.scripts.is_empty(), "{r:?}");
+}
