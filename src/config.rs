@@ -476,7 +476,9 @@ impl Config {
     /// Loads `explicit` (must exist), else `<root>/etc/primer/primer.yaml` when present, else
     /// the defaults; then the drop-ins beside it (see [`load_layered`]).
     pub fn load(explicit: Option<&Path>, root: &Path) -> Result<Config, ConfigError> {
-        Ok(load_layered(explicit, root)?.config)
+        load_layered_keyed(explicit, root, false)
+            .map(|l| l.config)
+            .map_err(|(e, _)| e)
     }
 }
 
@@ -608,13 +610,18 @@ fn trusted(path: &Path) -> Result<(), ConfigError> {
 /// checked on its own first, so an error names the file that holds it; the merged result is
 /// checked again.
 pub fn load_layered(explicit: Option<&Path>, root: &Path) -> Result<Layered, ConfigError> {
-    load_layered_keyed(explicit, root).map_err(|(e, _)| e)
+    load_layered_keyed(explicit, root, true).map_err(|(e, _)| e)
 }
 
 /// [`load_layered`], and the key a failed check names (`check --config` shows its line).
+/// Without `merge` (every run: [`Config::load`] wants the settings alone), no file or one file
+/// gives the settings without the merged document and the keys' origins, which are then
+/// empty: with fewer than two files there is nothing to merge, and the check of the settings
+/// names the same file either way.
 fn load_layered_keyed(
     explicit: Option<&Path>,
     root: &Path,
+    merge: bool,
 ) -> Result<Layered, (ConfigError, Option<&'static str>)> {
     let (main, required): (PathBuf, bool) = match explicit {
         Some(p) => (p.to_path_buf(), true),
@@ -656,6 +663,27 @@ fn load_layered_keyed(
         if let Some(l) = read_layer(&f, true).map_err(|e| (e, None))? {
             layers.push((f.display().to_string(), l));
         }
+    }
+    if !merge && layers.len() < 2 {
+        // What the merge below gives for these: the one file's own reading (checked, an
+        // error naming that file, the only one that set a key), or the defaults (which pass
+        // the check) without writing them out as a document and reading them back.
+        let (config, files) = match layers.pop() {
+            Some((file, (config, _))) => {
+                config.validate().map_err(|b| {
+                    let key = b.key;
+                    (b.at(&file), Some(key))
+                })?;
+                (config, vec![file])
+            }
+            None => (Config::default(), Vec::new()),
+        };
+        return Ok(Layered {
+            config,
+            files,
+            origins: BTreeMap::new(),
+            merged: serde_json::Value::Null,
+        });
     }
     let to_value = |c: &Config| {
         serde_json::to_value(c).map_err(|e| ConfigError::Invalid {
@@ -827,7 +855,7 @@ pub fn check(
         }
     }
     if issues.is_empty() {
-        if let Err((e, key)) = load_layered_keyed(explicit, root) {
+        if let Err((e, key)) = load_layered_keyed(explicit, root, true) {
             let (file, message) = match &e {
                 ConfigError::Invalid { path, detail } => (path.clone(), detail.clone()),
                 other => (main.display().to_string(), other.to_string()),
@@ -1112,6 +1140,32 @@ mod tests {
         std::fs::write(&f, "script_timeout_seconds: 0\n").unwrap();
         let e = load_layered(Some(&f), t.path()).unwrap_err().to_string();
         assert!(e.contains("script_timeout_seconds"), "{e}");
+    }
+
+    /// `Config::load` skips the merge with fewer than two files: the same settings and the
+    /// same errors as the merged reading, for no file, one file (good or refused) and two.
+    #[cfg(not(windows))]
+    #[test]
+    fn load_without_merge_is_the_merged_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let same = |t: &Path| match (Config::load(None, t), load_layered(None, t)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b.config),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("{a:?} / {:?}", b.map(|l| l.config)),
+        };
+        same(t.path());
+        let main = config_path(t.path());
+        std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+        std::fs::write(&main, "ssh_user: admin\nfiles_mode: 0o600\n").unwrap();
+        same(t.path());
+        std::fs::write(&main, "script_timeout_seconds: 0\n").unwrap();
+        same(t.path());
+        std::fs::write(&main, "ssh_user: admin\n").unwrap();
+        let d = t.path().join("etc/primer/primer.yaml.d");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("10-x.yaml"), "files_mode: 0o640\n").unwrap();
+        same(t.path());
+        assert_eq!(Config::load(None, t.path()).unwrap().files_mode, 0o640);
     }
 
     #[test]

@@ -65,14 +65,87 @@ pub fn parse_network_data(bytes: &[u8], file: &str) -> Result<(NetworkConfig, Re
             ),
         )
     })?;
-    if super::json_depth(&v) > super::MAX_DEPTH {
+    parse_network_data_doc(&v, Some(bytes.len()), file)
+}
+
+/// Parses a `network_data.json` document a source already decoded, with the checks
+/// [`parse_network_data`] makes of bytes: the size of its JSON text (the document as
+/// `serde_json` writes it: `len` when the caller wrote it) is bounded like bytes are, and its
+/// nesting is bounded. The same result as serialising it and parsing the text, without the
+/// second JSON reading.
+pub fn parse_network_data_doc(
+    v: &Value,
+    len: Option<usize>,
+    file: &str,
+) -> Result<(NetworkConfig, Report), NetError> {
+    // Not written yet: measured only when a cheap upper bound does not already settle it.
+    let len = len.unwrap_or_else(|| match text_len_bound(v) {
+        b if b <= super::MAX_INPUT => b,
+        _ => text_len(v),
+    });
+    if len > super::MAX_INPUT {
+        return Err(NetError::new(
+            file,
+            "",
+            format!("{len} bytes, more than the {} accepted", super::MAX_INPUT),
+        ));
+    }
+    if super::json_depth(v) > super::MAX_DEPTH {
         return Err(NetError::new(
             file,
             "",
             format!("nesting deeper than {}", super::MAX_DEPTH),
         ));
     }
-    parse_network_data_value(&v, file)
+    parse_network_data_value(v, file)
+}
+
+/// The size of `v`'s JSON text as `serde_json` writes it, without holding the text.
+fn text_len(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Counter(0);
+    // Writing a JSON value into a counter cannot fail; if it did, the text would be unusable.
+    match serde_json::to_writer(&mut n, v) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// An upper bound of [`text_len`] from the shape of `v` alone (no formatting): every string
+/// byte as a six-byte escape, every number as 24 bytes (the longest `serde_json` writes:
+/// `-2.2250738585072014e-308`), every separator counted. Iterative: the input is untrusted.
+fn text_len_bound(v: &Value) -> usize {
+    let str_bound = |s: &str| s.len().saturating_mul(6).saturating_add(2);
+    let mut total: usize = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        let here = match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 24,
+            Value::String(s) => str_bound(s),
+            Value::Array(a) => {
+                stack.extend(a.iter());
+                a.len().saturating_add(2)
+            }
+            Value::Object(o) => {
+                stack.extend(o.values());
+                o.keys()
+                    .map(|k| str_bound(k).saturating_add(2))
+                    .fold(2usize, usize::saturating_add)
+            }
+        };
+        total = total.saturating_add(here);
+    }
+    total
 }
 
 /// Parses an already decoded `network_data.json` document.
@@ -696,6 +769,44 @@ mod tests {
 
     fn parse(s: &str) -> Result<(NetworkConfig, Report), NetError> {
         parse_network_data(s.as_bytes(), "network_data.json")
+    }
+
+    /// A decoded document parses as its text does (the plan no longer writes it out and reads
+    /// it back), the size bound holds, and an oversized one is refused with the same error.
+    #[test]
+    fn a_document_parses_as_its_text() {
+        let doc = serde_json::json!({
+            "links": [
+                {"id": "tap1", "type": "phy", "ethernet_mac_address": "BC:76:4E:01:62:86",
+                 "mtu": 1500, "vif_id": "x"},
+                {"id": "bond0", "type": "bond", "bond_links": ["tap1"], "bond_mode": "802.3ad",
+                 "bond_miimon": 100.5, "ethernet_mac_address": "bc:76:4e:01:62:86"},
+                {"id": "v\u{1}", "type": "vlan", "vlan_link": "bond0", "vlan_id": 7}
+            ],
+            "networks": [{"id": "n0", "link": "bond0", "type": "ipv4",
+                          "ip_address": "10.0.0.5", "netmask": "255.255.255.0",
+                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                      "gateway": "10.0.0.1"}]}],
+            "services": [{"type": "dns", "address": "8.8.8.8"}, null, -1e300, true]
+        });
+        let text = serde_json::to_vec(&doc).unwrap();
+        assert!(text_len_bound(&doc) >= text.len());
+        assert_eq!(text_len(&doc), text.len());
+        let by_text = parse_network_data(&text, "f").unwrap();
+        assert_eq!(parse_network_data_doc(&doc, None, "f").unwrap(), by_text);
+        assert_eq!(
+            parse_network_data_doc(&doc, Some(text.len()), "f").unwrap(),
+            by_text
+        );
+        // Over the limit: numbers written long (a bound cannot settle it, the count does).
+        let big = Value::Array(vec![Value::from(1e15); super::super::MAX_INPUT / 10]);
+        let text = serde_json::to_vec(&serde_json::json!({ "links": big })).unwrap();
+        assert!(text.len() > super::super::MAX_INPUT);
+        let doc: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(
+            parse_network_data_doc(&doc, None, "f").unwrap_err(),
+            parse_network_data(&text, "f").unwrap_err()
+        );
     }
 
     #[test]

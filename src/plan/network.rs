@@ -15,7 +15,6 @@ use crate::net::naming::assign_names_with_drivers;
 use crate::net::render::{self, eni, RenderOptions, HEADER};
 use crate::net::{self, Backend, InputFormat, NetworkConfig};
 use crate::plan::Meta;
-use crate::state;
 
 /// The operator's network choices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,19 +43,34 @@ pub fn network_input(
     instance: &Instance,
     drive: &DriveFiles,
 ) -> Option<(Vec<u8>, String, InputFormat)> {
+    let (input, file) = input_of(instance, drive)?;
+    let (bytes, fmt) = match input {
+        Input::OpenStack(data) => (serde_json::to_vec(data).ok()?, InputFormat::NetworkData),
+        Input::Bytes(b, fmt) => (b, fmt),
+    };
+    Some((bytes, file, fmt))
+}
+
+/// An instance's network input as [`network_input`] finds it, before any serialising.
+enum Input<'a> {
+    /// `network_data.json` as the source decoded it: parsed from that document (the text
+    /// `serde_json` writes of it is only hashed and measured, never read back).
+    OpenStack(&'a serde_json::Value),
+    /// Text of a known format: network config v1/v2 serialised from the source's document
+    /// (read again by the network config reader, YAML typing and all), or the legacy
+    /// `network_info.json` the source did not take.
+    Bytes(Vec<u8>, InputFormat),
+}
+
+fn input_of<'a>(instance: &'a Instance, drive: &DriveFiles) -> Option<(Input<'a>, String)> {
     use crate::model::NetworkConfig as Doc;
     for doc in &instance.network {
-        // The documents were parsed once by the source; the network parsers read JSON too.
         match doc {
-            Doc::OpenStack { file, data } => {
-                return serde_json::to_vec(data)
-                    .ok()
-                    .map(|b| (b, file.clone(), InputFormat::NetworkData))
-            }
+            Doc::OpenStack { file, data } => return Some((Input::OpenStack(data), file.clone())),
             Doc::V1 { file, config } | Doc::V2 { file, config } => {
                 return serde_json::to_vec(config)
                     .ok()
-                    .map(|b| (b, file.clone(), InputFormat::NetworkConfig))
+                    .map(|b| (Input::Bytes(b, InputFormat::NetworkConfig), file.clone()))
             }
             Doc::Disabled { .. } => return None,
             Doc::Eni { .. } => {}
@@ -65,7 +79,22 @@ pub fn network_input(
     let legacy = format!("openstack/{}/network_info.json", instance.version);
     drive
         .get(&legacy)
-        .map(|b| (b.to_vec(), legacy, InputFormat::NetworkData))
+        .map(|b| (Input::Bytes(b.to_vec(), InputFormat::NetworkData), legacy))
+}
+
+/// Parses an input. `text`: the input's text when the caller has it already (the plan hashes
+/// it); an OpenStack document is otherwise only measured.
+fn parse_input(
+    input: &Input<'_>,
+    text: Option<&[u8]>,
+    file: &str,
+) -> Result<(NetworkConfig, crate::model::Report), net::NetError> {
+    match input {
+        Input::OpenStack(data) => {
+            net::network_data::parse_network_data_doc(data, text.map(<[u8]>::len), file)
+        }
+        Input::Bytes(b, fmt) => net::parse_network(b, *fmt, file),
+    }
 }
 
 /// Parses an instance's network input; `Ok(None)` when there is none.
@@ -73,10 +102,10 @@ pub fn instance_network(
     instance: &Instance,
     drive: &DriveFiles,
 ) -> Result<Option<(NetworkConfig, crate::model::Report, String)>, net::NetError> {
-    let Some((bytes, file, fmt)) = network_input(instance, drive) else {
+    let Some((input, file)) = input_of(instance, drive) else {
         return Ok(None);
     };
-    let (c, r) = net::parse_network(&bytes, fmt, &file)?;
+    let (c, r) = parse_input(&input, None, &file)?;
     Ok(Some((c, r, file)))
 }
 
@@ -87,10 +116,24 @@ impl Planner<'_> {
         drive: &DriveFiles,
         policy: &NetPolicy,
     ) {
-        let Some((bytes, file, fmt)) = network_input(instance, drive) else {
+        let Some((input, file)) = input_of(instance, drive) else {
             return;
         };
-        let (config, report) = match net::parse_network(&bytes, fmt, &file) {
+        // The text the step's input hash covers (as it always has): a decoded document is
+        // written once for it, and parsed from the document itself.
+        let owned;
+        let bytes: &[u8] = match &input {
+            // A JSON value always serialises (as before: no text, no network step).
+            Input::OpenStack(data) => match serde_json::to_vec(data) {
+                Ok(b) => {
+                    owned = b;
+                    &owned
+                }
+                Err(_) => return,
+            },
+            Input::Bytes(b, _) => b,
+        };
+        let (config, report) = match parse_input(&input, Some(bytes), &file) {
             Ok(x) => x,
             Err(e) => {
                 self.steps.push(Step {
@@ -159,9 +202,7 @@ impl Planner<'_> {
             self.warnings
                 .warn(&file, "links", format!("{backend}: {w}"));
         }
-        let mut hasher_input = bytes.to_vec();
-        hasher_input.extend_from_slice(backend.as_str().as_bytes());
-        let input = Some(state::sha256_hex(&hasher_input));
+        let input = Some(input_hash(bytes, backend));
         let what = format!("network ({backend}: {why})");
         let mut wanted = Vec::new();
         for f in rendered.files {
@@ -246,12 +287,30 @@ impl Planner<'_> {
     }
 }
 
+/// The record's hash of a network step's input: the input's text, then the backend's name
+/// (`state::sha256_hex` of the two joined, without joining them).
+fn input_hash(text: &[u8], backend: Backend) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::new()
+        .chain_update(text)
+        .chain_update(backend.as_str().as_bytes())
+        .finalize();
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// MACs of the NICs the instance's network data names (best effort: unparsable data names none).
 pub fn wanted_macs(i: &Instance) -> Vec<String> {
-    let Some((bytes, file, format)) = network_input(i, &crate::media::DriveFiles::default()) else {
+    let Some((input, file)) = input_of(i, &crate::media::DriveFiles::default()) else {
         return Vec::new();
     };
-    match crate::net::parse_network(&bytes, format, &file) {
+    match parse_input(&input, None, &file) {
         Ok((c, _)) => c
             .links
             .iter()
@@ -259,5 +318,22 @@ pub fn wanted_macs(i: &Instance) -> Vec<String> {
             .filter_map(|l| l.mac.clone())
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The step's input hash is the one the record always held: the text and the backend
+    /// joined, hashed (a change would make every re-run after an upgrade see new input).
+    #[test]
+    fn input_hash_is_the_joined_texts_hash() {
+        for b in Backend::ALL {
+            let text = br#"{"links":[]}"#;
+            let mut joined = text.to_vec();
+            joined.extend_from_slice(b.as_str().as_bytes());
+            assert_eq!(input_hash(text, b), crate::state::sha256_hex(&joined));
+        }
     }
 }

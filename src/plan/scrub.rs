@@ -91,9 +91,40 @@ fn json_escaped(p: &[u8]) -> Option<Vec<u8>> {
 const MAX_SEARCHED: usize = 4096;
 const MAX_SEARCHED_LEN: usize = 4096;
 
-/// The drive's passwords, found in any file by one linear pass (Aho-Corasick over every
-/// password and its JSON-escaped form, built once per drive): a drive with thousands of
-/// passwords and large files must not cost passwords × bytes.
+/// Up to this many needles are searched for one by one (a linear substring search each); more
+/// get one Aho-Corasick automaton. A first boot has one password or two (and their escaped
+/// forms): building the automaton cost more instructions than every search of the drive's
+/// small files (about 250,000 for one needle against 6,500 for a substring finder, callgrind),
+/// and a search for one needle is what the automaton's prefilter does anyway.
+const FEW_NEEDLES: usize = 4;
+
+/// The searcher over the drive's passwords.
+enum Finder {
+    /// At most [`FEW_NEEDLES`]: one substring finder each (memchr's `memmem`: linear time).
+    Few(Vec<memchr::memmem::Finder<'static>>),
+    /// More: one automaton (one linear pass over the bytes whatever the number of needles).
+    Many(aho_corasick::AhoCorasick),
+}
+
+impl Finder {
+    fn is_match(&self, d: &[u8]) -> bool {
+        match self {
+            Finder::Few(fs) => fs.iter().any(|f| f.find(d).is_some()),
+            Finder::Many(ac) => ac.is_match(d),
+        }
+    }
+
+    fn max_pattern_len(&self) -> usize {
+        match self {
+            Finder::Few(fs) => fs.iter().map(|f| f.needle().len()).max().unwrap_or(0),
+            Finder::Many(ac) => ac.max_pattern_len(),
+        }
+    }
+}
+
+/// The drive's passwords, found in any file by a linear search (substring finders for a few,
+/// else Aho-Corasick over every password and its JSON-escaped form, built once per drive): a
+/// drive with thousands of passwords and large files must not cost passwords × bytes.
 pub struct Scrub<'a> {
     instance: &'a Instance,
     sets: bool,
@@ -101,7 +132,7 @@ pub struct Scrub<'a> {
     needles: std::collections::BTreeSet<Vec<u8>>,
     /// Built on the first search only: a run whose files are all decided by name never pays
     /// for it.
-    finder: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
+    finder: std::sync::OnceLock<Option<Finder>>,
 }
 
 impl<'a> Scrub<'a> {
@@ -130,21 +161,29 @@ impl<'a> Scrub<'a> {
         }
     }
 
-    /// The automaton over every needle; `None` without needles. A noncontiguous NFA: a drive
-    /// has a few passwords and small files, where building a DFA (the crate's choice for few
-    /// needles) costs more than every search it would speed up; its prefilter does the
-    /// scanning either way. Still linear in the bytes searched.
-    fn finder(&self) -> Option<&aho_corasick::AhoCorasick> {
+    /// The searcher over every needle; `None` without needles. Few needles: a substring
+    /// finder each. More: a noncontiguous NFA (a drive has small files, where building a DFA,
+    /// the crate's choice for few needles, costs more than every search it would speed up;
+    /// its prefilter does the scanning either way). Linear in the bytes searched either way.
+    fn finder(&self) -> Option<&Finder> {
         self.finder
             .get_or_init(|| {
-                (!self.needles.is_empty())
-                    .then(|| {
-                        aho_corasick::AhoCorasick::builder()
-                            .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
-                            .build(&self.needles)
-                            .ok()
-                    })
-                    .flatten()
+                if self.needles.is_empty() {
+                    None
+                } else if self.needles.len() <= FEW_NEEDLES {
+                    Some(Finder::Few(
+                        self.needles
+                            .iter()
+                            .map(|n| memchr::memmem::Finder::new(n).into_owned())
+                            .collect(),
+                    ))
+                } else {
+                    aho_corasick::AhoCorasick::builder()
+                        .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+                        .build(&self.needles)
+                        .ok()
+                        .map(Finder::Many)
+                }
             })
             .as_ref()
     }
@@ -551,6 +590,39 @@ mod tests {
         h.update(b"pw-one-1");
         let plain: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         assert_ne!(base, plain);
+    }
+
+    /// The substring finders for a few needles and the automaton for many agree on every
+    /// haystack: a needle anywhere, at either end, across needles, or none.
+    #[test]
+    fn few_needles_search_as_the_automaton_does() {
+        let needles: Vec<&[u8]> = vec![b"pw-1", b"p\\w\"2", b"xyz", b"pw-1x"];
+        let few = Finder::Few(
+            needles
+                .iter()
+                .map(|n| memchr::memmem::Finder::new(n).into_owned())
+                .collect(),
+        );
+        let many = Finder::Many(
+            aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+                .build(&needles)
+                .unwrap(),
+        );
+        assert_eq!(few.max_pattern_len(), many.max_pattern_len());
+        for hay in [
+            &b""[..],
+            b"pw-",
+            b"pw-1",
+            b"..pw-1",
+            b"xy",
+            b"zzxyz",
+            b"p\\w\"2 at the start",
+            b"nothing here at all",
+            b"pw-pw-1x",
+        ] {
+            assert_eq!(few.is_match(hay), many.is_match(hay), "{hay:?}");
+        }
     }
 
     /// 30,000 passwords and an 8 MiB file of near-misses: one linear pass, not passwords x
