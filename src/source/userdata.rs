@@ -9,7 +9,9 @@
 //!    stack, depth and part-count limits); a part's `Content-Type` decides what it is, with
 //!    `text/plain`, `text/x-not-multipart` or no type falling back to the starts-with rules (as
 //!    cloud-init's `find_ctype`, which `text/x-shellscript` also goes through); a part with a gzip
-//!    type or gzip magic is decompressed and then goes by the starts-with rules;
+//!    type or gzip magic is decompressed and then goes by the starts-with rules. A MIME user data
+//!    kept on the device is walked the same way without being held (`kept_mime`): each level
+//!    split by one streaming pass, each part a recipe over its byte range;
 //! 3. starts-with rules (case-insensitive, after leading whitespace, longest prefix first):
 //!    `#!` script, `#cloud-config` cloud-config, `#cloud-boothook` boothook; `#include`,
 //!    `#include-once`, `#part-handler`, `## template: jinja`, `#cloud-config-archive`,
@@ -1612,6 +1614,8 @@ struct Base64Reader<'a> {
     out: Vec<u8>,
     at: usize,
     eof: bool,
+    /// The read buffer (one chunk).
+    chunk: Vec<u8>,
 }
 
 impl<'a> Base64Reader<'a> {
@@ -1622,6 +1626,7 @@ impl<'a> Base64Reader<'a> {
             out: Vec::new(),
             at: 0,
             eof: false,
+            chunk: vec![0u8; crate::model::bytes::STREAM_CHUNK],
         }
     }
 
@@ -1648,9 +1653,8 @@ impl Read for Base64Reader<'_> {
             if self.eof {
                 return Ok(0);
             }
-            let mut chunk = vec![0u8; crate::model::bytes::STREAM_CHUNK];
             let n = loop {
-                match self.src.read(&mut chunk) {
+                match self.src.read(&mut self.chunk) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     r => break r?,
                 }
@@ -1663,7 +1667,7 @@ impl Read for Base64Reader<'_> {
                 continue;
             }
             self.pending.extend(
-                chunk
+                self.chunk
                     .get(..n)
                     .unwrap_or_default()
                     .iter()

@@ -3,8 +3,11 @@
 //!
 //! mailparse's own `parse_mail` is not used to split: it builds the whole tree eagerly (up to
 //! 100 levels) with no bound on the number of parts, so a 64 MiB body of boundary lines would be
-//! millions of parsed parts in memory. Here one level is split at a time, into borrowed slices,
-//! at most `max` parts, and the caller walks the levels with an explicit stack and a depth limit.
+//! millions of parsed parts in memory. Here one level is split at a time, into byte ranges, at
+//! most `max` parts, and the caller walks the levels with an explicit stack and a depth limit.
+//! The [`Splitter`] takes the body in pieces of any size (a message kept on the device is
+//! streamed through it, keeping only each part's first bytes); no I/O here, and nothing grows
+//! with the body but the bounded list of parts.
 
 use mailparse::{MailHeaderMap, ParsedContentType};
 
