@@ -9,7 +9,9 @@
 //!    stack, depth and part-count limits); a part's `Content-Type` decides what it is, with
 //!    `text/plain`, `text/x-not-multipart` or no type falling back to the starts-with rules (as
 //!    cloud-init's `find_ctype`, which `text/x-shellscript` also goes through); a part with a gzip
-//!    type or gzip magic is decompressed and then goes by the starts-with rules;
+//!    type or gzip magic is decompressed and then goes by the starts-with rules. A MIME user data
+//!    kept on the device is walked the same way without being held (`kept_mime`): each level
+//!    split by one streaming pass, each part a recipe over its byte range;
 //! 3. starts-with rules (case-insensitive, after leading whitespace, longest prefix first):
 //!    `#!` script, `#cloud-config` cloud-config, `#cloud-boothook` boothook; `#include`,
 //!    `#include-once`, `#part-handler`, `## template: jinja`, `#cloud-config-archive`,
@@ -190,8 +192,12 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         }
         _ => None,
     };
-    let user = match (streamed, &carved, &refused) {
-        (None, None, None) => match raw.map(Bytes::try_slice).transpose() {
+    // A MIME user data kept on the device: split and decoded by streaming (see `kept_mime`);
+    // a gzip'd one goes the in-memory way, as before (each part would be decompressed again
+    // from the start).
+    let kept_mime = raw.filter(|b| unzipped.is_none() && mime_candidate(b));
+    let user = match (streamed, &carved, &refused, kept_mime) {
+        (None, None, None, None) => match raw.map(Bytes::try_slice).transpose() {
             Ok(u) => u,
             // Read whole only now (a gzip'd blob was checked by streaming): a failed read is
             // an error, never an empty user-data.
@@ -218,6 +224,7 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
     }
     run.streamed = streamed;
     run.carved = carved;
+    run.kept_mime = kept_mime;
     run.parse(user, &inputs)
 }
 
@@ -293,10 +300,14 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
     user.chain(inst.vendor_user_data.iter().map(|p| (&p.data.0, false)))
         .filter(|(b, _)| b.is_on_device())
         .find_map(|(b, is_user)| {
-            // Checked by streaming, not loaded: the parse carves it, or decompresses it while
-            // streaming it (gzip'd user data, see `gunzipped`), without holding it; when it
-            // then needs it whole after all, a failed read is an error there too.
-            if carve_candidate(b) || (is_user && b.head(2).is_ok_and(|h| is_gzip(&h))) {
+            // Checked by streaming, not loaded: the parse carves it, splits it (MIME), or
+            // decompresses it while streaming it (gzip'd user data, see `gunzipped`), without
+            // holding it; when it then needs it whole after all, a failed read is an error
+            // there too.
+            if carve_candidate(b)
+                || mime_candidate(b)
+                || (is_user && b.head(2).is_ok_and(|h| is_gzip(&h)))
+            {
                 b.for_each_chunk(&mut |_| Ok(())).err()
             } else {
                 b.try_slice().err()
@@ -388,6 +399,7 @@ impl<'l> Run<'l> {
         Run {
             owners,
             streamed: None,
+            kept_mime: None,
             carved: None,
             limits,
             report: Report::default(),
@@ -669,6 +681,9 @@ struct Run<'l> {
     /// User data kept on the device, a cloud-config whose large literal blocks were carved
     /// out (`carve`): taken as the user-data origin's one part, parsed from its carved text.
     carved: Option<(&'l Bytes, carve::Carved)>,
+    /// User data kept on the device, a MIME message (`mime_candidate`): split and decoded by
+    /// streaming (`kept_mime`), taken as the user-data origin's parts.
+    kept_mime: Option<&'l Bytes>,
     limits: &'l UserDataLimits,
     report: Report,
     budget: Budget,
@@ -705,6 +720,9 @@ impl Run<'_> {
             }
             if let Some((b, c)) = self.carved.take() {
                 self.carved_leaf(b, c, &mut out, &mut leaf_no);
+            }
+            if let Some(b) = self.kept_mime.take() {
+                self.kept_mime(b, &mut out, &mut leaf_no);
             }
         }
         for input in inputs {
@@ -848,8 +866,8 @@ impl Run<'_> {
         }
     }
 
-    /// Walks a MIME message: an explicit stack of entities (slices of `data`), each level split
-    /// once, depth and part count bounded.
+    /// Walks a MIME message held in memory: its structure from [`mime_steps`] (the walk the
+    /// streamed path shares), each leaf decoded here.
     fn mime(
         &mut self,
         origin: Origin,
@@ -858,67 +876,20 @@ impl Run<'_> {
         out: &mut Collected,
         leaf_no: &mut usize,
     ) {
-        let limits = self.limits;
-        let mut stack: Vec<(&[u8], usize)> = vec![(data, 0)];
-        let mut parts = 0usize;
-        let mut capped = false;
-        while let Some((entity, depth)) = stack.pop() {
-            let (block, body) = mime::split_entity(entity);
-            let headers = mime::parse_headers(block);
-            let mimetype = headers.content_type.as_ref().map(|c| c.mimetype.clone());
-            if let Some(mt) = mimetype.as_deref().filter(|m| m.starts_with("multipart/")) {
-                let boundary = headers
-                    .content_type
-                    .as_ref()
-                    .and_then(|c| c.params.get("boundary"))
-                    .filter(|b| !b.is_empty());
-                let Some(boundary) = boundary else {
-                    self.report.warn(
-                        file,
-                        "",
-                        format!("{mt} without a boundary (at MIME depth {depth}); ignored"),
-                    );
-                    continue;
-                };
-                if depth >= limits.max_mime_depth {
-                    self.report.warn(
-                        file,
-                        "",
-                        format!(
-                            "multipart nested deeper than {} levels; the nested parts are ignored",
-                            limits.max_mime_depth
-                        ),
-                    );
+        let Some(steps) = mime_steps(&mut MemSource(data), self.limits) else {
+            return;
+        };
+        for step in steps {
+            let (headers, range) = match step {
+                Step::Warn(w) => {
+                    self.report.warn(file, "", w);
                     continue;
                 }
-                let room = limits.max_mime_parts.saturating_sub(parts);
-                let (children, more) = mime::split_multipart(body, boundary, room);
-                parts += children.len();
-                if more && !capped {
-                    capped = true;
-                    self.report.warn(
-                        file,
-                        "",
-                        format!(
-                            "more than {} MIME parts; the rest are ignored",
-                            limits.max_mime_parts
-                        ),
-                    );
-                }
-                for child in children.into_iter().rev() {
-                    stack.push((child, depth + 1));
-                }
-                continue;
-            }
-            *leaf_no += 1;
-            let locator = match &headers.filename {
-                Some(f) => format!(
-                    "part {} {:?}",
-                    leaf_no,
-                    f.chars().take(64).collect::<String>()
-                ),
-                None => format!("part {leaf_no}"),
+                Step::Leaf { headers, body } => (headers, body),
             };
+            *leaf_no += 1;
+            let locator = part_locator(&headers, *leaf_no);
+            let body = data.get(range).unwrap_or_default();
             let body = match mime::decode_body(body, &headers) {
                 Ok(b) => b,
                 Err(e) => {
@@ -939,12 +910,155 @@ impl Run<'_> {
                 continue;
             }
             let leaf = Leaf {
-                ctype: mimetype,
-                filename: headers.filename.clone(),
+                ctype: headers.content_type.map(|c| c.mimetype),
+                filename: headers.filename,
                 body,
                 locator,
             };
             self.leaf(origin, file, leaf, out, *leaf_no);
+        }
+    }
+
+    /// What `blob` then `mime` do for a MIME user data kept on the device, without holding it:
+    /// the structure found by streaming it ([`KeptSource`]: each level one pass, the parts'
+    /// header blocks from their heads), each leaf a recipe over its byte range ([`PartRecipe`]:
+    /// the range as it is, or base64-decoded, then maybe gunzipped), measured once and streamed
+    /// again where written. A header block the heads do not hold sends the whole blob the
+    /// in-memory way; a quoted-printable part, or a part the streamed decoders refuse, is
+    /// decoded in memory (that part alone held), so every outcome and warning is the in-memory
+    /// path's.
+    fn kept_mime(&mut self, b: &Bytes, out: &mut Collected, leaf_no: &mut usize) {
+        let (origin, file) = (Origin::UserData, USER_DATA_FILE);
+        if b.len() > self.limits.max_blob_bytes {
+            self.report.warn(
+                file,
+                "",
+                format!(
+                    "too large ({} bytes > limit {}); ignored",
+                    b.len(),
+                    self.limits.max_blob_bytes
+                ),
+            );
+            return;
+        }
+        let Some(steps) = mime_steps(&mut KeptSource::new(b), self.limits) else {
+            tracing::debug!("{file}: MIME structure not found by streaming; read whole");
+            match b.try_slice() {
+                Ok(data) => self.mime(origin, file, data, out, leaf_no),
+                Err(e) => self.report.warn(file, "", format!("{e}; ignored")),
+            }
+            return;
+        };
+        for step in steps {
+            let (headers, range) = match step {
+                Step::Warn(w) => {
+                    self.report.warn(file, "", w);
+                    continue;
+                }
+                Step::Leaf { headers, body } => (headers, body),
+            };
+            *leaf_no += 1;
+            let locator = part_locator(&headers, *leaf_no);
+            let Some(content) = self.kept_part(b, range.clone(), &headers, file, &locator) else {
+                continue;
+            };
+            let len = match &content {
+                PartContent::Mem(v) => v.len(),
+                PartContent::Kept(k) => k.len(),
+            };
+            if !self.budget.charge(len) {
+                self.report.warn(
+                    file,
+                    &locator,
+                    "the parse's decoding budget is spent; part ignored",
+                );
+                continue;
+            }
+            let ctype = headers.content_type.map(|c| c.mimetype);
+            match content {
+                PartContent::Mem(v) => {
+                    let leaf = Leaf {
+                        ctype,
+                        filename: headers.filename,
+                        body: v.into(),
+                        locator,
+                    };
+                    self.leaf(origin, file, leaf, out, *leaf_no);
+                }
+                PartContent::Kept(bytes) => {
+                    let base64 = headers.transfer_encoding.as_deref() == Some("base64");
+                    let part = KeptPart {
+                        src: b,
+                        range,
+                        base64,
+                        bytes,
+                    };
+                    let leaf = Part {
+                        ctype,
+                        filename: headers.filename,
+                        locator,
+                        content: Content::Mem(Default::default()),
+                    };
+                    self.kept_leaf(origin, file, leaf, part, out, *leaf_no);
+                }
+            }
+        }
+    }
+
+    /// A leaf of a MIME user data kept on the device, transfer-decoded: a recipe over its range
+    /// when the streamed decoder gives it, else decoded in memory exactly as [`Run::mime`] does
+    /// (same bytes, same warning). `None`: warned, part ignored.
+    fn kept_part(
+        &mut self,
+        b: &Bytes,
+        range: std::ops::Range<usize>,
+        headers: &mime::Headers,
+        file: &str,
+        locator: &str,
+    ) -> Option<PartContent> {
+        let enc = headers.transfer_encoding.as_deref();
+        let max = range.len();
+        let recipe = match enc {
+            Some("quoted-printable") => None,
+            Some("base64") => Some(PartRecipe {
+                base64: true,
+                gunzip: false,
+            }),
+            _ => Some(PartRecipe::default()),
+        };
+        if let Some(r) = recipe {
+            match Bytes::derived(b, range.clone(), Box::new(r), locator, max) {
+                Ok(k) => return Some(PartContent::Kept(k)),
+                Err(e) if !r.base64 => {
+                    self.report
+                        .warn(file, locator, format!("{e}; part ignored"));
+                    return None;
+                }
+                Err(_) => {}
+            }
+        }
+        // Quoted-printable, or base64 the streamed decoder refused: the raw part in memory.
+        let raw = Bytes::derived(b, range, Box::new(PartRecipe::default()), locator, max).and_then(
+            |raw| {
+                raw.try_slice()
+                    .map(|r| mime::decode_body(r, headers).map(|d| d.into_owned()))
+            },
+        );
+        match raw {
+            Ok(Ok(v)) => Some(PartContent::Mem(v)),
+            Ok(Err(e)) => {
+                self.report.warn(
+                    file,
+                    locator,
+                    format!("transfer encoding cannot be decoded ({e}); part ignored"),
+                );
+                None
+            }
+            Err(e) => {
+                self.report
+                    .warn(file, locator, format!("{e}; part ignored"));
+                None
+            }
         }
     }
 
@@ -993,19 +1107,133 @@ impl Run<'_> {
                 }
             }
         }
+        let part = Part {
+            ctype,
+            filename,
+            locator,
+            content: Content::Mem(body),
+        };
+        self.classified(origin, file, part, out, n);
+    }
+
+    /// [`leaf`](Run::leaf) for a part kept on the device (`part.bytes`, its transfer-decoded
+    /// content): a gzip part becomes a recipe that also gunzips (the decompressed bytes never
+    /// held), or, when that recipe fails, is decompressed in memory as `leaf` does (the same
+    /// warning).
+    fn kept_leaf(
+        &mut self,
+        origin: Origin,
+        file: &str,
+        mut leaf: Part,
+        part: KeptPart,
+        out: &mut Collected,
+        n: usize,
+    ) {
+        if !self.admit_leaf(file, &leaf.locator) {
+            return;
+        }
+        let KeptPart {
+            src,
+            range,
+            base64,
+            bytes,
+        } = part;
+        let head = match bytes.head(2) {
+            Ok(h) => h.into_owned(),
+            Err(e) => {
+                self.report
+                    .warn(file, &leaf.locator, format!("{e}; part ignored"));
+                return;
+            }
+        };
+        let gzip_type = leaf
+            .ctype
+            .as_deref()
+            .is_some_and(|t| GZIP_TYPES.contains(&t));
+        if !(gzip_type || is_gzip(&head)) {
+            leaf.content = Content::Kept(bytes);
+            return self.classified(origin, file, leaf, out, n);
+        }
+        let cap = self.limits.max_decompressed_bytes;
+        let limit = cap.min(self.budget.left);
+        let recipe = PartRecipe {
+            base64,
+            gunzip: true,
+        };
+        let what = format!("{} gzip", leaf.locator);
+        leaf.ctype = None;
+        match Bytes::derived(src, range, Box::new(recipe), &what, limit) {
+            Ok(g) => {
+                self.budget.charge(g.len());
+                leaf.content = Content::Kept(g);
+            }
+            Err(_) => {
+                // The error in the in-memory path's words: decompressed there.
+                let data = match bytes.try_slice() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.report
+                            .warn(file, &leaf.locator, format!("{e}; part ignored"));
+                        return;
+                    }
+                };
+                match gunzip(data, cap, &mut self.budget) {
+                    Ok(v) => leaf.content = Content::Mem(v.into()),
+                    Err(e) => {
+                        self.report.warn(file, &leaf.locator, format!("gzip: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+        self.classified(origin, file, leaf, out, n)
+    }
+
+    /// A leaf, admitted and decompressed: classified, then kept as what it is. A part kept on
+    /// the device is classified from its head when the head decides it (as `streamed_script`),
+    /// else read whole; a script stays on the device; a cloud-config is read (that part alone).
+    fn classified(
+        &mut self,
+        origin: Origin,
+        file: &str,
+        part: Part,
+        out: &mut Collected,
+        n: usize,
+    ) {
+        let Part {
+            ctype,
+            filename,
+            locator,
+            content,
+        } = part;
         let at = if locator.is_empty() {
             String::new()
         } else {
             format!(" ({locator})")
         };
-        match classify(ctype.as_deref(), &body) {
+        let kind = match &content {
+            Content::Mem(body) => classify(ctype.as_deref(), body),
+            Content::Kept(b) => match kept_kind(ctype.as_deref(), b) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.report
+                        .warn(file, &locator, format!("{e}; part ignored"));
+                    return;
+                }
+            },
+        };
+        let share = |run: &Self, content: Content| match content {
+            Content::Mem(body) => run.share(body),
+            Content::Kept(b) => b,
+        };
+        match kind {
             Kind::Empty => {}
             Kind::Script => {
                 let name = self.name(filename.as_deref(), n);
                 out.scripts.push(Script {
                     name,
                     origin,
-                    content: self.share(body),
+                    content: share(self, content),
                 });
             }
             Kind::Boothook => {
@@ -1020,12 +1248,23 @@ impl Run<'_> {
                 out.boothooks.push(Script {
                     name,
                     origin,
-                    content: self.share(body),
+                    content: share(self, content),
                 });
             }
             Kind::CloudConfig => {
                 out.config_parts += 1;
-                if let Some(p) = self.cloud_config(file, &locator, at, &body) {
+                let p = match &content {
+                    Content::Mem(body) => self.cloud_config(file, &locator, at, body),
+                    Content::Kept(b) => match b.try_slice() {
+                        Ok(body) => self.cloud_config(file, &locator, at, body),
+                        Err(e) => {
+                            self.report
+                                .warn(file, &locator, format!("{e}; part ignored"));
+                            None
+                        }
+                    },
+                };
+                if let Some(p) = p {
                     out.config.overlay(p);
                 }
             }
@@ -1037,7 +1276,7 @@ impl Run<'_> {
                     out.windows_scripts.push(Script {
                         name,
                         origin,
-                        content: self.share(body),
+                        content: share(self, content),
                     });
                 }
             }
@@ -1152,6 +1391,395 @@ impl Run<'_> {
             if self.names.insert(name.clone()) {
                 return name;
             }
+        }
+    }
+}
+
+/// `part N` or `part N "file.sh"`: how warnings and derived bytes name a MIME leaf.
+fn part_locator(headers: &mime::Headers, n: usize) -> String {
+    match &headers.filename {
+        Some(f) => format!("part {} {:?}", n, f.chars().take(64).collect::<String>()),
+        None => format!("part {n}"),
+    }
+}
+
+/// One step of a MIME walk, in document order: a warning about the structure (no locator), or
+/// a leaf entity (its headers, its body's byte range).
+enum Step {
+    Warn(String),
+    Leaf {
+        headers: mime::Headers,
+        body: std::ops::Range<usize>,
+    },
+}
+
+/// Where a MIME walk reads its entities: a message in memory, or one kept on the device.
+/// Ranges are offsets in the whole message.
+trait MimeSource {
+    fn len(&self) -> usize;
+    /// The header block of the entity at `at`, and its body's range; `None` when this source
+    /// cannot find the block (the walk gives up; the caller takes the in-memory way).
+    fn entity(
+        &mut self,
+        at: std::ops::Range<usize>,
+    ) -> Option<(Cow<'_, [u8]>, std::ops::Range<usize>)>;
+    /// The parts of the multipart body at `body` (at most `max`; the flag says more were there).
+    fn split(
+        &mut self,
+        body: std::ops::Range<usize>,
+        boundary: &str,
+        max: usize,
+    ) -> Option<(Vec<std::ops::Range<usize>>, bool)>;
+}
+
+/// The MIME walk, one for both sources: an explicit stack of entities, each multipart level
+/// split once, depth and part count bounded. Pure: what it finds comes back as steps, so a
+/// source that gives up (`None`) has changed nothing.
+fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut stack = vec![(0..src.len(), 0usize)];
+    let mut parts = 0usize;
+    let mut capped = false;
+    while let Some((at, depth)) = stack.pop() {
+        let (headers, body) = {
+            let (block, body) = src.entity(at)?;
+            (mime::parse_headers(&block), body)
+        };
+        let mimetype = headers.content_type.as_ref().map(|c| c.mimetype.as_str());
+        if let Some(mt) = mimetype.filter(|m| m.starts_with("multipart/")) {
+            let boundary = headers
+                .content_type
+                .as_ref()
+                .and_then(|c| c.params.get("boundary"))
+                .filter(|b| !b.is_empty());
+            let Some(boundary) = boundary else {
+                steps.push(Step::Warn(format!(
+                    "{mt} without a boundary (at MIME depth {depth}); ignored"
+                )));
+                continue;
+            };
+            if depth >= limits.max_mime_depth {
+                steps.push(Step::Warn(format!(
+                    "multipart nested deeper than {} levels; the nested parts are ignored",
+                    limits.max_mime_depth
+                )));
+                continue;
+            }
+            let room = limits.max_mime_parts.saturating_sub(parts);
+            let (children, more) = src.split(body, boundary, room)?;
+            parts += children.len();
+            if more && !capped {
+                capped = true;
+                steps.push(Step::Warn(format!(
+                    "more than {} MIME parts; the rest are ignored",
+                    limits.max_mime_parts
+                )));
+            }
+            for child in children.into_iter().rev() {
+                stack.push((child, depth + 1));
+            }
+            continue;
+        }
+        steps.push(Step::Leaf { headers, body });
+    }
+    Some(steps)
+}
+
+use std::borrow::Cow;
+
+/// A MIME message in memory.
+struct MemSource<'a>(&'a [u8]);
+
+impl MimeSource for MemSource<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn entity(
+        &mut self,
+        at: std::ops::Range<usize>,
+    ) -> Option<(Cow<'_, [u8]>, std::ops::Range<usize>)> {
+        let data = self.0.get(at.clone())?;
+        let (end, body) = mime::entity_bounds(data).unwrap_or((data.len(), data.len()));
+        Some((data.get(..end)?.into(), at.start + body..at.end))
+    }
+
+    fn split(
+        &mut self,
+        body: std::ops::Range<usize>,
+        boundary: &str,
+        max: usize,
+    ) -> Option<(Vec<std::ops::Range<usize>>, bool)> {
+        let mut s = mime::Splitter::new(boundary, max, 0, body.start);
+        s.feed(self.0.get(body)?);
+        let (parts, more) = s.finish();
+        Some((parts.into_iter().map(|p| p.range).collect(), more))
+    }
+}
+
+/// A MIME message kept on the device, never held: each multipart level is one streaming pass
+/// (the [`mime::Splitter`]), which keeps each part's first [`mime::PART_HEAD`] bytes, where
+/// its header block must end (the message's own block must end in its kept head).
+struct KeptSource<'a> {
+    blob: &'a Bytes,
+    /// Heads of the parts found and not yet walked, by start offset (at most
+    /// `max_mime_parts` of them, each at most `PART_HEAD` bytes).
+    heads: BTreeMap<usize, Vec<u8>>,
+}
+
+impl<'a> KeptSource<'a> {
+    fn new(blob: &'a Bytes) -> Self {
+        KeptSource {
+            blob,
+            heads: BTreeMap::new(),
+        }
+    }
+}
+
+impl MimeSource for KeptSource<'_> {
+    fn len(&self) -> usize {
+        self.blob.len()
+    }
+
+    fn entity(
+        &mut self,
+        at: std::ops::Range<usize>,
+    ) -> Option<(Cow<'_, [u8]>, std::ops::Range<usize>)> {
+        let head: Vec<u8> = if at.start == 0 {
+            self.blob.head(STREAM_HEAD).ok()?.into_owned()
+        } else {
+            self.heads.remove(&at.start)?
+        };
+        let (end, body) = mime::head_bounds(&head, at.len())?;
+        let mut block = head;
+        block.truncate(end);
+        Some((block.into(), at.start + body..at.end))
+    }
+
+    fn split(
+        &mut self,
+        body: std::ops::Range<usize>,
+        boundary: &str,
+        max: usize,
+    ) -> Option<(Vec<std::ops::Range<usize>>, bool)> {
+        let mut s = mime::Splitter::new(boundary, max, mime::PART_HEAD, body.start);
+        let fed = if body.end == self.blob.len() {
+            // The message's tail: the file streamed, the bytes before `body` skipped.
+            let mut at = 0usize;
+            self.blob.for_each_chunk(&mut |c| {
+                let skip = body.start.saturating_sub(at).min(c.len());
+                at += c.len();
+                s.feed(c.get(skip..).unwrap_or_default());
+                Ok(())
+            })
+        } else {
+            // A nested multipart: its range alone, read from the device.
+            Bytes::derived(
+                self.blob,
+                body.clone(),
+                Box::new(PartRecipe::default()),
+                "multipart",
+                body.len(),
+            )
+            .and_then(|b| {
+                b.for_each_chunk(&mut |c| {
+                    s.feed(c);
+                    Ok(())
+                })
+            })
+        };
+        if let Err(e) = fed {
+            tracing::debug!("{e}");
+            return None;
+        }
+        let (parts, more) = s.finish();
+        let mut ranges = Vec::with_capacity(parts.len());
+        for p in parts {
+            self.heads.insert(p.range.start, p.head);
+            ranges.push(p.range);
+        }
+        Some((ranges, more))
+    }
+}
+
+/// Whether `blob`, a whole user-data file kept on the device, is a MIME message, decided from
+/// its head as `blob` decides with `looks_like_mime` (not gzip; its first line, complete in the
+/// head, a header field; its header block ending in the head with a `Content-Type` or
+/// `MIME-Version`): it is then split and decoded by streaming (`kept_mime`).
+fn mime_candidate(blob: &Bytes) -> bool {
+    if !blob.is_on_device() {
+        return false;
+    }
+    let Ok(head) = blob.head(STREAM_HEAD) else {
+        return false;
+    };
+    let Some(first) = head
+        .iter()
+        .position(|&c| c == b'\n')
+        .and_then(|nl| head.get(..nl))
+    else {
+        return false;
+    };
+    if is_gzip(&head) || !mime::is_field_line(first) {
+        return false;
+    }
+    let Some((end, _)) = mime::head_bounds(&head, blob.len()) else {
+        return false;
+    };
+    let h = mime::parse_headers(head.get(..end).unwrap_or_default());
+    h.content_type.is_some() || h.mime_version
+}
+
+/// What a part kept on the device is, from its head when the head decides it (the whole part,
+/// or a head whose 32-byte starts-with window lies inside it), else from the whole part.
+fn kept_kind(ctype: Option<&str>, b: &Bytes) -> std::io::Result<Kind> {
+    let head = b.head(STREAM_HEAD)?;
+    let h = strip_bom(&head);
+    let decided = head.len() == b.len()
+        || h.iter()
+            .position(|c| !c.is_ascii_whitespace())
+            .is_some_and(|s| s + 32 <= h.len());
+    if decided {
+        Ok(classify(ctype, &head))
+    } else {
+        Ok(classify(ctype, b.try_slice()?))
+    }
+}
+
+/// A leaf's content: bytes in memory, or kept on the device.
+enum Content<'b> {
+    Mem(Cow<'b, [u8]>),
+    Kept(Bytes),
+}
+
+/// A leaf, ready to classify (see [`Run::classified`]).
+struct Part<'b> {
+    ctype: Option<String>,
+    filename: Option<String>,
+    locator: String,
+    content: Content<'b>,
+}
+
+/// A transfer-decoded part of a MIME message kept on the device: the message, the part's
+/// body range, whether it is base64, and its content (a recipe over that range).
+struct KeptPart<'a> {
+    src: &'a Bytes,
+    range: std::ops::Range<usize>,
+    base64: bool,
+    bytes: Bytes,
+}
+
+/// A part's content after transfer decoding: kept on the device, or decoded in memory.
+enum PartContent {
+    Kept(Bytes),
+    Mem(Vec<u8>),
+}
+
+/// The recipe of a MIME part kept on the device: its body range, base64-decoded when
+/// `base64`, then gunzipped when `gunzip` (several members, as `gunzip`).
+#[derive(Debug, Clone, Copy, Default)]
+struct PartRecipe {
+    base64: bool,
+    gunzip: bool,
+}
+
+impl crate::model::bytes::Derive for PartRecipe {
+    fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        let src: Box<dyn Read + 'a> = if self.base64 {
+            Box::new(Base64Reader::new(src))
+        } else {
+            src
+        };
+        if self.gunzip {
+            Box::new(flate2::read::MultiGzDecoder::new(src))
+        } else {
+            src
+        }
+    }
+}
+
+/// Streamed base64 that gives exactly what `mime::decode_body` gives (mailparse: ASCII
+/// whitespace dropped, then `BASE64_MIME_PERMISSIVE`): whole 4-symbol groups are decoded by the
+/// same decoder as they come, the last group held back to the end (padding is only valid
+/// there). Anything else it cannot decode the same way (padding before the end) is an error:
+/// the caller then decodes in memory, where the outcome is decided.
+struct Base64Reader<'a> {
+    src: Box<dyn Read + 'a>,
+    /// Symbols read and not yet decoded (fewer than a chunk, plus one group).
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    at: usize,
+    eof: bool,
+    /// The read buffer (one chunk).
+    chunk: Vec<u8>,
+}
+
+impl<'a> Base64Reader<'a> {
+    fn new(src: Box<dyn Read + 'a>) -> Self {
+        Base64Reader {
+            src,
+            pending: Vec::new(),
+            out: Vec::new(),
+            at: 0,
+            eof: false,
+            chunk: vec![0u8; crate::model::bytes::STREAM_CHUNK],
+        }
+    }
+
+    fn decode(symbols: &[u8]) -> std::io::Result<Vec<u8>> {
+        let h = mime::Headers {
+            transfer_encoding: Some("base64".into()),
+            ..Default::default()
+        };
+        mime::decode_body(symbols, &h)
+            .map(Cow::into_owned)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl Read for Base64Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.at < self.out.len() {
+                let n = buf.len().min(self.out.len() - self.at);
+                buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if self.eof {
+                return Ok(0);
+            }
+            let n = loop {
+                match self.src.read(&mut self.chunk) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            self.at = 0;
+            if n == 0 {
+                self.eof = true;
+                self.out = Self::decode(&self.pending)?;
+                self.pending.clear();
+                continue;
+            }
+            self.pending.extend(
+                self.chunk
+                    .get(..n)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|c| !c.is_ascii_whitespace()),
+            );
+            // Whole groups, the last one (maybe padded) held back.
+            let ready = self.pending.len().saturating_sub(1) / 4 * 4;
+            let groups = self.pending.get(..ready).unwrap_or_default();
+            if groups.contains(&b'=') {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "base64 padding before the end",
+                ));
+            }
+            self.out = Self::decode(groups)?;
+            self.pending.drain(..ready);
         }
     }
 }

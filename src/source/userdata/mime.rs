@@ -3,8 +3,11 @@
 //!
 //! mailparse's own `parse_mail` is not used to split: it builds the whole tree eagerly (up to
 //! 100 levels) with no bound on the number of parts, so a 64 MiB body of boundary lines would be
-//! millions of parsed parts in memory. Here one level is split at a time, into borrowed slices,
-//! at most `max` parts, and the caller walks the levels with an explicit stack and a depth limit.
+//! millions of parsed parts in memory. Here one level is split at a time, into byte ranges, at
+//! most `max` parts, and the caller walks the levels with an explicit stack and a depth limit.
+//! The [`Splitter`] takes the body in pieces of any size (a message kept on the device is
+//! streamed through it, keeping only each part's first bytes); no I/O here, and nothing grows
+//! with the body but the bounded list of parts.
 
 use mailparse::{MailHeaderMap, ParsedContentType};
 
@@ -33,6 +36,20 @@ pub(crate) fn is_field_line(line: &[u8]) -> bool {
 /// line; a line that is neither a field nor a folded continuation ends it too, and starts the
 /// body (as Python's email parser, which cloud-init uses, does).
 pub(crate) fn split_entity(data: &[u8]) -> (&[u8], &[u8]) {
+    match entity_bounds(data) {
+        Some((end, body)) => (
+            data.get(..end).unwrap_or_default(),
+            data.get(body..).unwrap_or_default(),
+        ),
+        None => (data, &[]),
+    }
+}
+
+/// Where [`split_entity`] ends the header block and starts the body, as offsets; `None` when no
+/// line ends the block (the whole data is header block). Decided line by line, each line
+/// complete: over a head of an entity cut after a line break, a `Some` is the whole entity's
+/// answer (what a streamed part's kept head is read with).
+pub(crate) fn entity_bounds(data: &[u8]) -> Option<(usize, usize)> {
     let mut pos = 0;
     while pos < data.len() {
         let end = data[pos..]
@@ -43,15 +60,27 @@ pub(crate) fn split_entity(data: &[u8]) -> (&[u8], &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let next = (end + 1).min(data.len());
         if line.is_empty() {
-            return (&data[..pos], &data[next..]);
+            return Some((pos, next));
         }
         let continuation = pos > 0 && matches!(line[0], b' ' | b'\t');
         if !continuation && !is_field_line(line) {
-            return (&data[..pos], &data[pos..]);
+            return Some((pos, pos));
         }
         pos = next;
     }
-    (data, &[])
+    None
+}
+
+/// [`entity_bounds`] over the first bytes of an entity of `len` bytes: `head` is the whole
+/// entity, or only lines that end inside it count. `None` when the header block does not end
+/// inside the head (a caller holding only the head cannot split it).
+pub(crate) fn head_bounds(head: &[u8], len: usize) -> Option<(usize, usize)> {
+    if head.len() >= len {
+        let whole = head.get(..len).unwrap_or(head);
+        return Some(entity_bounds(whole).unwrap_or((whole.len(), whole.len())));
+    }
+    let cut = head.iter().rposition(|&b| b == b'\n')? + 1;
+    entity_bounds(head.get(..cut)?)
 }
 
 /// Whether a blob is a MIME message: it opens with a header field, and its header block has a
@@ -176,71 +205,232 @@ fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
 /// The parts of a multipart body (RFC 2046): the text between delimiter lines `--boundary`, up
 /// to the close delimiter `--boundary--` (or the end when it is missing, as Python's parser
 /// accepts). The preamble and epilogue are dropped; the line break before a delimiter belongs to
-/// the delimiter. At most `max` parts; the flag says that more were there.
+/// the delimiter. At most `max` parts; the flag says that more were there. (The [`Splitter`]
+/// fed the whole body at once: one set of rules for a body in memory and a streamed one.)
+#[cfg(test)]
 pub(crate) fn split_multipart<'a>(
     body: &'a [u8],
     boundary: &str,
     max: usize,
 ) -> (Vec<&'a [u8]>, bool) {
-    let delim = format!("--{boundary}");
-    let delim = delim.as_bytes();
-    let mut parts = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut pos = 0;
-    let finish = |s: usize, line_start: usize, parts: &mut Vec<&'a [u8]>| {
-        let mut end = line_start.max(s);
-        if end > s && body[end - 1] == b'\n' {
-            end -= 1;
-            if end > s && body[end - 1] == b'\r' {
-                end -= 1;
-            }
-        }
-        parts.push(&body[s..end]);
-    };
-    while pos < body.len() {
-        let end = body[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(body.len(), |i| pos + i);
-        let next = (end + 1).min(body.len());
-        let line = &body[pos..end];
-        if let Some(rest) = line.strip_prefix(delim) {
-            let rest = trim_end(rest);
-            let close = rest == b"--";
-            if rest.is_empty() || close {
-                if let Some(s) = start {
-                    if parts.len() == max {
-                        return (parts, true);
-                    }
-                    finish(s, pos, &mut parts);
-                }
-                if close {
-                    return (parts, false);
-                }
-                start = Some(next);
-            }
-        }
-        pos = next;
-    }
-    if let Some(s) = start {
-        if parts.len() == max {
-            return (parts, true);
-        }
-        if s < body.len() {
-            parts.push(&body[s..]);
-        } else {
-            parts.push(&[]);
-        }
-    }
-    (parts, false)
+    let mut s = Splitter::new(boundary, max, 0, 0);
+    s.feed(body);
+    let (parts, more) = s.finish();
+    let parts = parts
+        .into_iter()
+        .map(|p| body.get(p.range).unwrap_or_default())
+        .collect();
+    (parts, more)
 }
 
-fn trim_end(b: &[u8]) -> &[u8] {
-    let n = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\r'))
-        .map_or(0, |i| i + 1);
-    &b[..n]
+/// Largest part head a [`Splitter`] keeps (where a streamed part's header block must end).
+pub(crate) const PART_HEAD: usize = 4096;
+
+/// One part a [`Splitter`] found: its byte range (offsets of the whole stream) and its first
+/// bytes (at most the splitter's head cap; empty when it keeps none).
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub range: std::ops::Range<usize>,
+    pub head: Vec<u8>,
+}
+
+/// Where the current line stands against the delimiter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Line {
+    /// This many bytes of `--boundary` matched so far.
+    Prefix(usize),
+    /// The delimiter matched; then nothing, `-`, or `--`.
+    Dashes(u8),
+    /// The delimiter (a close one when true), then transport padding only.
+    Padding(bool),
+    /// Not a delimiter line.
+    Other,
+}
+
+/// The multipart splitter, fed a body in pieces of any size (a chunk of a file on the device,
+/// or the whole body at once): one pass, line by line, holding only the line's match state,
+/// the parts' ranges and each part's first `head_cap` bytes (bounded: at most `max` parts).
+pub(crate) struct Splitter {
+    delim: Vec<u8>,
+    max: usize,
+    head_cap: usize,
+    parts: Vec<Part>,
+    /// Start of the part being read (after a delimiter line), and its head so far.
+    start: Option<usize>,
+    head: Vec<u8>,
+    more: bool,
+    /// A close delimiter or the cap ended the split: later bytes are not looked at.
+    done: bool,
+    /// Offset of the next byte fed, and of the current line's start.
+    pos: usize,
+    line_start: usize,
+    line: Line,
+    /// The current line's last byte so far (for the `\r` before its `\n`), and the previous
+    /// line's: whether it ended in `\r`.
+    last: Option<u8>,
+    prev_cr: bool,
+}
+
+impl Splitter {
+    /// A splitter on `boundary` whose first byte is at offset `base`.
+    pub(crate) fn new(boundary: &str, max: usize, head_cap: usize, base: usize) -> Splitter {
+        Splitter {
+            delim: format!("--{boundary}").into_bytes(),
+            max,
+            head_cap,
+            parts: Vec::new(),
+            start: None,
+            head: Vec::new(),
+            more: false,
+            done: false,
+            pos: base,
+            line_start: base,
+            line: Line::Prefix(0),
+            last: None,
+            prev_cr: false,
+        }
+    }
+
+    /// The next bytes of the body.
+    pub(crate) fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() && !self.done {
+            let nl = chunk.iter().position(|&b| b == b'\n');
+            let seg_len = nl.map_or(chunk.len(), |i| i + 1);
+            let (seg, rest) = chunk.split_at(seg_len);
+            self.keep_head(seg);
+            let text = if nl.is_some() {
+                seg.get(..seg.len() - 1).unwrap_or_default()
+            } else {
+                seg
+            };
+            self.scan(text);
+            self.pos += seg.len();
+            if nl.is_some() {
+                self.end_line(self.pos);
+            }
+            chunk = rest;
+        }
+    }
+
+    /// The parts, and whether more than `max` were there.
+    pub(crate) fn finish(mut self) -> (Vec<Part>, bool) {
+        let len = self.pos;
+        if !self.done && self.line_start < len {
+            // The last line, without a line break.
+            self.end_line(len);
+        }
+        if !self.done {
+            if let Some(s) = self.start {
+                if self.parts.len() == self.max {
+                    self.more = true;
+                } else {
+                    let head = std::mem::take(&mut self.head);
+                    self.parts.push(Part {
+                        range: s..len.max(s),
+                        head,
+                    });
+                }
+            }
+        }
+        (self.parts, self.more)
+    }
+
+    fn keep_head(&mut self, seg: &[u8]) {
+        let Some(s) = self.start else { return };
+        let room = self.head_cap.saturating_sub(self.head.len());
+        if room == 0 || self.pos < s {
+            return;
+        }
+        let take = room.min(seg.len());
+        self.head
+            .extend_from_slice(seg.get(..take).unwrap_or_default());
+    }
+
+    /// Moves the line's match state over `text` (line bytes, no `\n`).
+    fn scan(&mut self, text: &[u8]) {
+        if let Some(&b) = text.last() {
+            self.last = Some(b);
+        }
+        let mut i = 0;
+        while i < text.len() {
+            match self.line {
+                Line::Other => return,
+                Line::Prefix(m) => {
+                    let want = self.delim.get(m..).unwrap_or_default();
+                    let n = want.len().min(text.len() - i);
+                    if text.get(i..i + n) == want.get(..n) {
+                        self.line = if m + n == self.delim.len() {
+                            Line::Dashes(0)
+                        } else {
+                            Line::Prefix(m + n)
+                        };
+                        i += n;
+                    } else {
+                        self.line = Line::Other;
+                    }
+                }
+                Line::Dashes(d) => {
+                    let c = text[i];
+                    self.line = match (d, c) {
+                        (0 | 1, b'-') => Line::Dashes(d + 1),
+                        (0, b' ' | b'\t' | b'\r') => Line::Padding(false),
+                        (2, b' ' | b'\t' | b'\r') => Line::Padding(true),
+                        _ => Line::Other,
+                    };
+                    i += 1;
+                }
+                Line::Padding(_) => {
+                    if !matches!(text[i], b' ' | b'\t' | b'\r') {
+                        self.line = Line::Other;
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// The current line ended; the next one starts at `next`.
+    fn end_line(&mut self, next: usize) {
+        let line_start = self.line_start;
+        let ended_cr = self.last == Some(b'\r');
+        let kind = match self.line {
+            Line::Dashes(0) | Line::Padding(false) => Some(false),
+            Line::Dashes(2) | Line::Padding(true) => Some(true),
+            _ => None,
+        };
+        self.line_start = next;
+        self.line = Line::Prefix(0);
+        self.last = None;
+        let prev_cr = std::mem::replace(&mut self.prev_cr, ended_cr);
+        let Some(close) = kind else { return };
+        if let Some(s) = self.start {
+            if self.parts.len() == self.max {
+                self.more = true;
+                self.done = true;
+                return;
+            }
+            // The line break before the delimiter belongs to it.
+            let mut end = line_start.max(s);
+            if end > s {
+                end -= 1;
+                if end > s && prev_cr {
+                    end -= 1;
+                }
+            }
+            let mut head = std::mem::take(&mut self.head);
+            head.truncate(end - s);
+            self.parts.push(Part {
+                range: s..end,
+                head,
+            });
+        }
+        if close {
+            self.done = true;
+            return;
+        }
+        self.start = Some(next);
+        self.head.clear();
+    }
 }
 
 #[cfg(test)]
@@ -324,5 +514,424 @@ mod tests {
         assert!(more);
         assert_eq!(split_multipart(b"no parts", "b", 10), (vec![], false));
         assert_eq!(split_multipart(b"--b", "b", 10), (vec![&b""[..]], false));
+    }
+}
+
+/// The streamed MIME path (`Run::kept_mime`) against the in-memory one, over generated
+/// messages: the same user data and the same warnings, whatever the chunking.
+#[cfg(test)]
+mod stream_tests {
+    use super::super::*;
+    use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    /// The splitter as it was before it streamed (the reference the chunked one must match).
+    fn reference_split<'a>(body: &'a [u8], boundary: &str, max: usize) -> (Vec<&'a [u8]>, bool) {
+        fn trim_end(b: &[u8]) -> &[u8] {
+            let n = b
+                .iter()
+                .rposition(|c| !matches!(c, b' ' | b'\t' | b'\r'))
+                .map_or(0, |i| i + 1);
+            &b[..n]
+        }
+        let delim = format!("--{boundary}");
+        let delim = delim.as_bytes();
+        let mut parts = Vec::new();
+        let mut start: Option<usize> = None;
+        let mut pos = 0;
+        let finish = |s: usize, line_start: usize, parts: &mut Vec<&'a [u8]>| {
+            let mut end = line_start.max(s);
+            if end > s && body[end - 1] == b'\n' {
+                end -= 1;
+                if end > s && body[end - 1] == b'\r' {
+                    end -= 1;
+                }
+            }
+            parts.push(&body[s..end]);
+        };
+        while pos < body.len() {
+            let end = body[pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(body.len(), |i| pos + i);
+            let next = (end + 1).min(body.len());
+            let line = &body[pos..end];
+            if let Some(rest) = line.strip_prefix(delim) {
+                let rest = trim_end(rest);
+                let close = rest == b"--";
+                if rest.is_empty() || close {
+                    if let Some(s) = start {
+                        if parts.len() == max {
+                            return (parts, true);
+                        }
+                        finish(s, pos, &mut parts);
+                    }
+                    if close {
+                        return (parts, false);
+                    }
+                    start = Some(next);
+                }
+            }
+            pos = next;
+        }
+        if let Some(s) = start {
+            if parts.len() == max {
+                return (parts, true);
+            }
+            parts.push(&body[s..]);
+        }
+        (parts, false)
+    }
+
+    /// xorshift: deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+            &from[self.below(from.len())]
+        }
+    }
+
+    #[test]
+    fn the_chunked_splitter_matches_the_reference_whatever_the_chunks() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let pieces: &[&[u8]] = &[
+            b"--b",
+            b"--b--",
+            b"--bc",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b" ",
+            b"\t",
+            b"-",
+            b"--",
+            b"x",
+            b"text",
+            b"--b  \r",
+            b"--b--\t ",
+        ];
+        for _ in 0..3000 {
+            let mut body = Vec::new();
+            for _ in 0..rng.below(40) {
+                let piece = pieces[rng.below(pieces.len())];
+                body.extend_from_slice(piece);
+            }
+            let max = rng.below(6);
+            let (want, want_more) = reference_split(&body, "b", max);
+            let mut s = Splitter::new("b", max, 3, 100);
+            let mut rest = &body[..];
+            while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len().min(7));
+                s.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+            let (got, more) = s.finish();
+            let got_parts: Vec<&[u8]> = got
+                .iter()
+                .map(|p| &body[p.range.start - 100..p.range.end - 100])
+                .collect();
+            assert_eq!(got_parts, want, "{:?}", String::from_utf8_lossy(&body));
+            assert_eq!(more, want_more);
+            for (p, w) in got.iter().zip(&want) {
+                assert_eq!(p.head, &w[..w.len().min(3)]);
+            }
+            assert_eq!(split_multipart(&body, "b", max), (want, want_more));
+        }
+    }
+
+    struct Mem(Vec<u8>);
+
+    impl crate::model::bytes::ReadAt for Mem {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            let at = at as usize;
+            let src = self
+                .0
+                .get(at..at + buf.len())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    /// A message as a file kept on a device.
+    pub(crate) fn on_device(doc: &[u8]) -> Bytes {
+        Bytes::on_device(
+            Arc::new(Mem(doc.to_vec())),
+            vec![(0, doc.len() as u64)],
+            doc.len(),
+            "dev: user_data".into(),
+        )
+        .unwrap()
+    }
+
+    std::thread_local! {
+        /// Documents `both` found were no streaming candidates.
+        static CANDIDATES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Both paths over `doc`: (in memory, streamed).
+    pub(crate) fn both(
+        doc: &[u8],
+        limits: &UserDataLimits,
+    ) -> ((UserData, Report), (UserData, Report)) {
+        let mem = parse_user_data(Some(doc), &[], limits);
+        let b = on_device(doc);
+        // A header block longer than the head is no candidate; streamed anyway, the walk
+        // gives up at once and reads it whole.
+        if !mime_candidate(&b) {
+            CANDIDATES.with(|c| c.set(c.get() + 1));
+        }
+        let owners: [&Bytes; 0] = [];
+        let mut run = Run::new(&owners, limits);
+        run.kept_mime = Some(&b);
+        let kept = run.parse(None, &[]);
+        (mem, kept)
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn b64(data: &[u8], width: usize, nl: &str) -> Vec<u8> {
+        use base64::Engine;
+        let s = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut out = Vec::new();
+        for (i, c) in s.as_bytes().chunks(width.max(4)).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(nl.as_bytes());
+            }
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    fn body(rng: &mut Rng, n: usize) -> Vec<u8> {
+        let kinds: &[&[u8]] = &[
+            b"#!/bin/sh\necho hi\n",
+            b"#cloud-config\nhostname: gen\nruncmd:\n - [ls]\n",
+            b"#cloud-config\nhostname: [unclosed\n",
+            b"#cloud-boothook\necho\n",
+            b"#include http://x\n",
+            b"",
+            b"  \n",
+            b"plain words\n",
+            b"\xef\xbb\xbf#!/bin/bash\n",
+        ];
+        let mut b = rng.pick(kinds).to_vec();
+        if !b.is_empty() && b.starts_with(b"#!") {
+            // Long enough, sometimes, to cross heads and chunks.
+            let lines = *rng.pick(&[0usize, 10, 200, 3000]);
+            for i in 0..lines {
+                b.extend_from_slice(format!("echo line {i} {n}\n").as_bytes());
+            }
+        }
+        b
+    }
+
+    fn message(rng: &mut Rng, depth: usize, n: &mut usize) -> Vec<u8> {
+        let nl = *rng.pick(&["\n", "\r\n"]);
+        let boundary = format!("==b{depth}x{}==", rng.below(3));
+        let mut m = format!(
+            "Content-Type: multipart/mixed; boundary=\"{boundary}\"{nl}MIME-Version: 1.0{nl}"
+        )
+        .into_bytes();
+        if rng.below(8) == 0 {
+            // A header block longer than a kept head: the streamed path reads it whole.
+            m.extend_from_slice(format!("X-Pad: {}{nl}", "p".repeat(5000)).as_bytes());
+        }
+        m.extend_from_slice(nl.as_bytes());
+        if rng.below(2) == 0 {
+            m.extend_from_slice(format!("preamble{nl}").as_bytes());
+        }
+        for _ in 0..rng.below(6) {
+            *n += 1;
+            let pad = *rng.pick(&["", "  ", "\t"]);
+            m.extend_from_slice(format!("--{boundary}{pad}{nl}").as_bytes());
+            if depth < 3 && rng.below(6) == 0 {
+                m.extend_from_slice(&message(rng, depth + 1, n));
+                m.extend_from_slice(nl.as_bytes());
+                continue;
+            }
+            let ctype = *rng.pick(&[
+                "text/x-shellscript",
+                "text/cloud-config",
+                "text/plain",
+                "application/x-gzip",
+                "text/x-unknown",
+                "multipart/mixed",
+            ]);
+            let mut content = body(rng, *n);
+            if ctype == "application/x-gzip" || rng.below(8) == 0 {
+                content = gz(&content);
+            }
+            let enc = *rng.pick(&["", "base64", "quoted-printable", "7bit", "base64-bad"]);
+            let (enc_header, encoded) = match enc {
+                "base64" => ("base64", b64(&content, *rng.pick(&[4, 76, 1 << 30]), nl)),
+                "base64-bad" => {
+                    let mut e = b64(&content, 76, nl);
+                    let at = rng.below(e.len() + 1);
+                    e.insert(at, *rng.pick(b"=%A"));
+                    ("base64", e)
+                }
+                "quoted-printable" => ("quoted-printable", content.clone()),
+                other => (other, content.clone()),
+            };
+            m.extend_from_slice(format!("Content-Type: {ctype}{nl}").as_bytes());
+            if !enc_header.is_empty() {
+                m.extend_from_slice(
+                    format!("Content-Transfer-Encoding: {enc_header}{nl}").as_bytes(),
+                );
+            }
+            if rng.below(3) == 0 {
+                m.extend_from_slice(
+                    format!(
+                        "Content-Disposition: attachment; filename=\"f{}.sh\"{nl}",
+                        rng.below(3)
+                    )
+                    .as_bytes(),
+                );
+            }
+            if rng.below(10) == 0 {
+                m.extend_from_slice(format!("X-Long: {}{nl}", "h".repeat(5000)).as_bytes());
+            }
+            m.extend_from_slice(nl.as_bytes());
+            m.extend_from_slice(&encoded);
+            m.extend_from_slice(nl.as_bytes());
+        }
+        if rng.below(5) != 0 {
+            m.extend_from_slice(format!("--{boundary}--{nl}epilogue{nl}").as_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn streamed_and_in_memory_mime_give_the_same_user_data_and_warnings() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let small = UserDataLimits {
+            max_mime_parts: 5,
+            max_mime_depth: 2,
+            max_total_bytes: 200_000,
+            ..UserDataLimits::default()
+        };
+        for i in 0..400 {
+            let mut n = 0;
+            let doc = message(&mut rng, 0, &mut n);
+            for limits in [UserDataLimits::default(), small] {
+                let ((mu, mr), (ku, kr)) = both(&doc, &limits);
+                assert_eq!(mr, kr, "doc {i}: warnings differ");
+                assert_eq!(mu, ku, "doc {i}: user data differs");
+            }
+        }
+        // Most are streamed; a header block longer than the head (about one in eight) is not.
+        let refused = CANDIDATES.with(|c| c.get());
+        assert!(
+            (20..200).contains(&refused),
+            "{refused} of 800 not streamed"
+        );
+    }
+
+    #[test]
+    fn a_kept_script_part_stays_on_the_device() {
+        let script = {
+            let mut s = b"#!/bin/sh\n".to_vec();
+            while s.len() < 300_000 {
+                s.extend_from_slice(b"echo streamed\n");
+            }
+            s
+        };
+        for enc in ["", "base64", "gzip"] {
+            let (h, body) = match enc {
+                "base64" => (
+                    "Content-Transfer-Encoding: base64\n",
+                    b64(&script, 76, "\n"),
+                ),
+                "gzip" => (
+                    "Content-Transfer-Encoding: base64\n",
+                    b64(&gz(&script), 76, "\n"),
+                ),
+                _ => ("", script.clone()),
+            };
+            let mut doc = b"Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n--B\nContent-Type: text/cloud-config\n\n#cloud-config\nhostname: kept\n--B\nContent-Type: text/x-shellscript\n".to_vec();
+            doc.extend_from_slice(h.as_bytes());
+            doc.extend_from_slice(b"\n");
+            doc.extend_from_slice(&body);
+            doc.extend_from_slice(b"\n--B--\n");
+            let ((mu, mr), (ku, kr)) = both(&doc, &UserDataLimits::default());
+            assert_eq!((&mu, &mr), (&ku, &kr), "{enc}");
+            assert_eq!(ku.scripts.len(), 1);
+            assert!(
+                ku.scripts[0].content.is_on_device(),
+                "{enc}: the script is kept"
+            );
+            assert!(ku.scripts[0].content == script, "{enc}");
+        }
+    }
+
+    #[test]
+    fn hostile_multiparts_streamed_give_the_in_memory_outcome() {
+        let pad = "#".repeat(300_000);
+        let mut many = b"Content-Type: multipart/mixed; boundary=b\n\n".to_vec();
+        for _ in 0..10_000 {
+            many.extend_from_slice(b"--b\nContent-Type: text/x-shellscript\n\n#!/bin/sh\n");
+        }
+        let mut deep = Vec::new();
+        for d in 0..12 {
+            deep.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{d}\n\n--b{d}\n").as_bytes(),
+            );
+        }
+        deep.extend_from_slice(
+            format!("Content-Type: text/x-shellscript\n\n#!/bin/sh\n{pad}").as_bytes(),
+        );
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                format!("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/x-shellscript\n\n#!/bin/sh\n{pad}\n").into_bytes(),
+                "",
+            ),
+            (many, "more than 1000 MIME parts"),
+            (
+                format!("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/x-shellscript\nX-Long: {pad}\n\n#!/bin/sh\ntrue\n--b--\n").into_bytes(),
+                "",
+            ),
+            (deep, "nested deeper than 8 levels"),
+            (
+                format!(
+                    "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/x-shellscript\nContent-Transfer-Encoding: base64\n\nIyEvYmluL3NoCg==\n--b\n{}\n--b--\n",
+                    "QUFB\n".repeat(60_000)
+                )
+                .into_bytes(),
+                "content not recognised",
+            ),
+            (
+                format!(
+                    "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: base64\n\n{}IyEv\n--b--\n",
+                    "QUFB==\n".repeat(60_000)
+                )
+                .into_bytes(),
+                "transfer encoding cannot be decoded",
+            ),
+        ];
+        for (i, (doc, warning)) in cases.into_iter().enumerate() {
+            let ((mu, mr), (ku, kr)) = both(&doc, &UserDataLimits::default());
+            assert_eq!(mr, kr, "case {i}");
+            assert_eq!(mu, ku, "case {i}");
+            assert!(
+                warning.is_empty() || kr.warnings.iter().any(|w| w.message.contains(warning)),
+                "case {i}: {kr:?}"
+            );
+        }
     }
 }

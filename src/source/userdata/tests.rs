@@ -119,6 +119,7 @@ fn names_are_safe_unique_deterministic() {
         owners: &[],
         streamed: None,
         carved: None,
+        kept_mime: None,
         limits: &limits,
         report: Report::default(),
         budget: Budget::new(1),
