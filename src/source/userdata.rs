@@ -177,11 +177,17 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         }
         _ => None,
     };
-    let user = match (streamed, &carved) {
-        (None, None) => inst.user_data.as_ref().map(|b| b.0.as_slice()),
+    // Not carved and too large to parse whole within the memory bound: not applied.
+    let refused = carvable.filter(|b| carved.is_none() && b.len() > carve::MAX_CARVED_TEXT);
+    let user = match (streamed, &carved, refused) {
+        (None, None, None) => inst.user_data.as_ref().map(|b| b.0.as_slice()),
         _ => None,
     };
     let mut run = Run::new(&owners, limits);
+    if let Some(b) = refused {
+        run.report
+            .warn(USER_DATA_FILE, "", carve::residue_warning(b.len()));
+    }
     run.streamed = streamed;
     run.carved = carved;
     run.parse(user, &inputs)
@@ -685,6 +691,10 @@ impl Run<'_> {
                     .filter_map(|i| c.values.get(i).cloned())
                     .collect();
                 Some(self.convert_with(file, String::new(), parsed, Some((b.clone(), kept))))
+            }
+            None if b.len() > carve::MAX_CARVED_TEXT => {
+                self.report.warn(file, "", carve::residue_warning(b.len()));
+                None
             }
             None => {
                 tracing::debug!("{file}: carved parse not confirmed; parsed whole");
