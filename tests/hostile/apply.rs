@@ -703,7 +703,12 @@ mod cloud_config_keys {
             "{:?}",
             t.elapsed()
         );
-        assert!(w.contains("ca_certs"), "{w}");
+        // 32 MiB of double-quoted strings in block style are not carved: the document is then
+        // over the 1 MiB parsed whole and not applied (or, parsed, capped with a warning).
+        assert!(
+            w.contains("ca_certs") || w.contains("too large to parse"),
+            "{w}"
+        );
         let dir = r.path().join("usr/local/share/ca-certificates");
         let kept = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         assert!(kept <= 32, "{kept} certificates written");

@@ -1,13 +1,20 @@
 //! Large literal block scalars carved out of a cloud-config before the YAML parse: a streaming
 //! line pass over the document finds `key: |` blocks whose body exceeds a threshold, gives the
 //! parser a short placeholder in their place and keeps each block's byte range, not its value.
-//! A block that is a `write_files` content stays on the device: its content is a
-//! [`Bytes::derived`] (unindented, chomped and decoded as the parse would, see [`BlockContent`])
-//! streamed where it is written; any other block's value is read back as a string. So a 64 MiB
-//! `write_files` entry is never held. It must not guess: any line it cannot classify (tabs, CR, quotes or
-//! brackets it cannot balance on one line, anchors, tags, directives, explicit indentation
-//! indicators, non-ASCII in a carved body) gives `None`, and the caller parses the document whole.
-//! The caller also checks that every placeholder comes back exactly once as a whole string.
+//! A document that is one flow collection (a JSON cloud-config, `jsonencode`) is read byte by
+//! byte instead, and its large one-line double-quoted strings are carved the same way (their
+//! escapes decoded as the parse decodes them, see [`Escapes`]). Once the text left for the
+//! parser is long, smaller blocks and strings are carved too, so many files each below the
+//! threshold leave a small text. A block that is a `write_files` content stays on the device:
+//! its content is a [`Bytes::derived`] (unindented, chomped or unescaped, and decoded as the
+//! parse would, see [`BlockContent`]) streamed where it is written; any other block's value is
+//! read back as a string. So a 64 MiB `write_files` entry is never held. It must not guess: any
+//! line it cannot classify (tabs, CR, quotes or brackets it cannot balance on one line, anchors,
+//! tags, directives, explicit indentation indicators, non-ASCII in a carved body, folded
+//! blocks, an escape it does not know) leaves that value or the document uncarved, and the
+//! caller parses the document whole only up to [`MAX_CARVED_TEXT`] (a larger one is not
+//! applied). The caller also checks that every placeholder comes back exactly once as a whole
+//! string, never as a key.
 
 use super::yaml::Node;
 use crate::model::bytes::Derive;
@@ -32,9 +39,17 @@ pub(crate) struct Carved {
 pub(crate) struct Literal {
     /// The body's lines (each with its line break) in the document.
     pub range: Range<usize>,
-    chomp: Chomp,
+    style: Style,
     /// Length of the value.
     pub len: usize,
+}
+
+/// How a carved value is made from its range: a literal block's body lines, or a one-line
+/// double-quoted scalar's text between its quotes (escapes decoded, [`Escapes`]).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Style {
+    Block(Chomp),
+    Double,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -133,10 +148,165 @@ impl Lines {
     }
 }
 
+/// A document that is one flow collection, being read byte by byte ([`Carver::flow_feed`]).
+#[derive(Default)]
+struct Flow {
+    /// The last byte outside strings that was not a space or line break.
+    prev: Option<u8>,
+    /// The double-quoted scalar being read.
+    s: Option<Str>,
+    /// Open brackets (`{` or `[`): a string after `{` or `,` in a mapping is a key, never
+    /// carved (the parse confirms no placeholder is a key; a key carved would only make the
+    /// document parsed whole).
+    open: Vec<u8>,
+}
+
+/// Deepest flow nesting the pass follows (the parser's own limit is far lower).
+const MAX_FLOW_DEPTH: usize = 1024;
+
+/// A double-quoted scalar being read: its text (between the quotes) kept while small, its
+/// value measured while every byte is one the pass decodes (`ok`).
+struct Str {
+    start: usize,
+    esc: Escapes,
+    verbatim: Option<Vec<u8>>,
+    raw: usize,
+    value_len: usize,
+    ok: bool,
+    key: bool,
+}
+
+/// The escapes of a double-quoted scalar decoded byte by byte as the YAML parser decodes them
+/// (YAML 1.2 §5.7, and JSON's surrogate pairs as serde-saphyr's scanner joins them), the same
+/// at carve time (measured) and where the value is streamed. An escape it does not know (or a
+/// lone surrogate) is an error: the scalar is then not carved.
+#[derive(Default, Clone, Copy, PartialEq)]
+enum Escapes {
+    #[default]
+    Idle,
+    /// After `\`.
+    Backslash,
+    /// Reading `len` hex digits (`n` so far); `high`: the high surrogate this completes.
+    Hex {
+        len: u8,
+        n: u8,
+        v: u32,
+        high: Option<u32>,
+    },
+    /// After a high surrogate: `\` then `u` must follow.
+    Low(u32),
+    LowU(u32),
+}
+
+impl Escapes {
+    fn idle(&self) -> bool {
+        *self == Escapes::Idle
+    }
+
+    /// The value bytes text byte `c` adds (a byte of the scalar's text, never its closing
+    /// quote), pushed to `out`.
+    fn byte(&mut self, c: u8, out: &mut Vec<u8>) -> Result<(), ()> {
+        *self = match *self {
+            Escapes::Idle if c == b'\\' => Escapes::Backslash,
+            Escapes::Idle => {
+                out.push(c);
+                Escapes::Idle
+            }
+            Escapes::Backslash => {
+                let ch = match c {
+                    b'0' => '\0',
+                    b'a' => '\x07',
+                    b'b' => '\x08',
+                    b't' => '\t',
+                    b'n' => '\n',
+                    b'v' => '\x0b',
+                    b'f' => '\x0c',
+                    b'r' => '\r',
+                    b'e' => '\x1b',
+                    b' ' => ' ',
+                    b'"' => '"',
+                    b'/' => '/',
+                    b'\\' => '\\',
+                    b'N' => '\u{85}',
+                    b'_' => '\u{a0}',
+                    b'L' => '\u{2028}',
+                    b'P' => '\u{2029}',
+                    b'x' | b'u' | b'U' => {
+                        let len = match c {
+                            b'x' => 2,
+                            b'u' => 4,
+                            _ => 8,
+                        };
+                        *self = Escapes::Hex {
+                            len,
+                            n: 0,
+                            v: 0,
+                            high: None,
+                        };
+                        return Ok(());
+                    }
+                    _ => return Err(()),
+                };
+                push_char(out, ch);
+                Escapes::Idle
+            }
+            Escapes::Hex { len, n, v, high } => {
+                let d = char::from(c).to_digit(16).ok_or(())?;
+                let v = (v << 4) | d;
+                if n + 1 < len {
+                    Escapes::Hex {
+                        len,
+                        n: n + 1,
+                        v,
+                        high,
+                    }
+                } else {
+                    match (high, len, v) {
+                        (Some(h), _, 0xdc00..=0xdfff) => {
+                            let v = 0x10000 + (((h - 0xd800) << 10) | (v - 0xdc00));
+                            push_char(out, char::from_u32(v).ok_or(())?);
+                            Escapes::Idle
+                        }
+                        (Some(_), _, _) => return Err(()),
+                        (None, 4, 0xd800..=0xdbff) => Escapes::Low(v),
+                        (None, 4, 0xdc00..=0xdfff) => return Err(()),
+                        (None, _, v) => {
+                            push_char(out, char::from_u32(v).ok_or(())?);
+                            Escapes::Idle
+                        }
+                    }
+                }
+            }
+            Escapes::Low(h) if c == b'\\' => Escapes::LowU(h),
+            Escapes::LowU(h) if c == b'u' => Escapes::Hex {
+                len: 4,
+                n: 0,
+                v: 0,
+                high: Some(h),
+            },
+            Escapes::Low(_) | Escapes::LowU(_) => return Err(()),
+        };
+        Ok(())
+    }
+}
+
+fn push_char(out: &mut Vec<u8>, ch: char) {
+    out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+}
+
 /// The line pass, fed in chunks.
 pub(crate) struct Carver {
     threshold: usize,
     max_text: usize,
+    /// Once the text left for the parser is longer than `soft`, a candidate longer than
+    /// `small` is carved too (below `threshold`): many blocks or strings each below the
+    /// threshold (2,000 files of 30 KiB) then leave a small text, not a whole document.
+    soft: usize,
+    small: usize,
+    /// Only blank and comment lines so far: a line starting with `{` or `[` makes the document
+    /// one flow collection (JSON), read by [`Flow`] rather than line by line.
+    header_only: bool,
+    flow: Option<Flow>,
     token_base: String,
     line: Vec<u8>,
     /// Where the line being read starts in the document.
@@ -155,6 +325,10 @@ impl Carver {
         Carver {
             threshold,
             max_text,
+            soft: max_text / 4,
+            small: threshold.min(SMALL),
+            header_only: true,
+            flow: None,
             token_base,
             line: Vec::new(),
             pos: 0,
@@ -170,7 +344,22 @@ impl Carver {
 
     pub(crate) fn feed(&mut self, mut chunk: &[u8]) {
         while !self.failed && !chunk.is_empty() {
-            match chunk.iter().position(|&b| b == b'\n') {
+            if self.flow.is_some() {
+                return self.flow_feed(chunk);
+            }
+            let nl = chunk.iter().position(|&b| b == b'\n');
+            if self.header_only && self.block.is_none() {
+                let part = &chunk[..nl.unwrap_or(chunk.len())];
+                let first = self.line.iter().chain(part).find(|&&c| c != b' ');
+                if matches!(first, Some(b'{' | b'[')) {
+                    // The line so far (spaces) and the rest: one flow collection.
+                    let line = std::mem::take(&mut self.line);
+                    self.flow = Some(Flow::default());
+                    self.flow_feed(&line);
+                    return self.flow_feed(chunk);
+                }
+            }
+            match nl {
                 Some(i) => {
                     self.push_line_bytes(&chunk[..i]);
                     let line = std::mem::take(&mut self.line);
@@ -201,6 +390,10 @@ impl Carver {
     pub(crate) fn finish(mut self) -> Option<Carved> {
         // A last line without a line break: carving it would need YAML's end-of-input rules.
         if self.failed || !self.line.is_empty() {
+            return None;
+        }
+        // A double-quoted scalar left open: the parse reports it, not carved.
+        if self.flow.as_ref().is_some_and(|f| f.s.is_some()) {
             return None;
         }
         if let Some(b) = self.block.take() {
@@ -239,6 +432,10 @@ impl Carver {
         let Ok(line) = std::str::from_utf8(raw) else {
             return self.fail();
         };
+        let t = line.trim_start_matches(' ');
+        if !(t.is_empty() || t.starts_with('#')) {
+            self.header_only = false;
+        }
         match classify(line) {
             Err(()) => self.fail(),
             Ok(None) => self.text_line(line),
@@ -304,9 +501,17 @@ impl Carver {
         Ok(())
     }
 
+    /// Whether a candidate of `raw` bytes, below the threshold, is carved: only once the
+    /// text left for the parser is long (a small document stays as it is).
+    fn carve_small(&self, raw: usize) -> bool {
+        raw > self.small && self.out.text.len() > self.soft
+    }
+
     fn end_block(&mut self, mut b: Block) {
+        self.scratch.clear();
+        let end = b.lines.end(b.chomp, &mut self.scratch);
         match b.verbatim.take() {
-            Some(v) => {
+            Some(v) if !(b.candidate && end.is_ok() && self.carve_small(b.body_bytes)) => {
                 let header = std::mem::take(&mut b.header);
                 self.text_line(&header);
                 if self.out.text.len() + v.len() > self.max_text {
@@ -314,22 +519,145 @@ impl Carver {
                 }
                 self.out.text.push_str(&v);
             }
-            None => {
-                self.scratch.clear();
-                if b.lines.end(b.chomp, &mut self.scratch).is_err() {
+            _ => {
+                if end.is_err() {
                     return self.fail();
                 }
-                let token = format!("{}x{}", self.token_base, self.out.values.len());
+                let token = self.token();
                 let line = format!("{}{}", b.prefix, token);
                 self.text_line(&line);
                 let lit = Literal {
                     range: b.start..b.start + b.body_bytes,
-                    chomp: b.chomp,
+                    style: Style::Block(b.chomp),
                     len: b.value_len + self.scratch.len(),
                 };
                 self.out.values.push((token, lit));
             }
         }
+    }
+
+    fn token(&self) -> String {
+        format!("{}x{}", self.token_base, self.out.values.len())
+    }
+
+    /// Bytes of a document that is one flow collection (JSON): passed to the text as they
+    /// are, except a double-quoted scalar on one line that is large (as for blocks: past the
+    /// threshold, or past `small` once the text is long), whose text between the quotes is
+    /// carved when every byte is printable ASCII and every escape one [`Escapes`] decodes.
+    /// Outside strings only what JSON has (brackets, commas, colons, numbers, words, spaces,
+    /// line breaks) is taken: a quote anywhere else (inside a plain scalar, a comment, a
+    /// single-quoted scalar) could be read otherwise by the parser, so the pass gives up.
+    fn flow_feed(&mut self, bytes: &[u8]) {
+        let Some(mut f) = self.flow.take() else {
+            return self.fail();
+        };
+        for &c in bytes {
+            if self.failed {
+                break;
+            }
+            let at = self.pos;
+            self.pos += 1;
+            match f.s.take() {
+                None => match c {
+                    b'"' if matches!(f.prev, None | Some(b'{' | b'[' | b',' | b':')) => {
+                        let key =
+                            matches!(f.prev, Some(b'{' | b',')) && f.open.last() == Some(&b'{');
+                        f.s = Some(Str {
+                            key,
+                            start: at + 1,
+                            esc: Escapes::default(),
+                            verbatim: Some(Vec::new()),
+                            raw: 0,
+                            value_len: 0,
+                            ok: true,
+                        });
+                    }
+                    b' ' | b'\n' => self.push_text(c),
+                    b'{' | b'[' if f.open.len() < MAX_FLOW_DEPTH => {
+                        f.open.push(c);
+                        f.prev = Some(c);
+                        self.push_text(c);
+                    }
+                    b'}' | b']' => {
+                        f.open.pop();
+                        f.prev = Some(c);
+                        self.push_text(c);
+                    }
+                    b',' | b':' | b'-' | b'+' | b'.' | b'_' => {
+                        f.prev = Some(c);
+                        self.push_text(c);
+                    }
+                    c if c.is_ascii_alphanumeric() => {
+                        f.prev = Some(c);
+                        self.push_text(c);
+                    }
+                    _ => self.fail(),
+                },
+                Some(s) if s.esc.idle() && c == b'"' => {
+                    f.prev = Some(b'"');
+                    self.end_str(s);
+                }
+                Some(mut s) => {
+                    s.raw += 1;
+                    if let Some(v) = &mut s.verbatim {
+                        v.push(c);
+                    }
+                    if s.ok {
+                        self.scratch.clear();
+                        s.ok =
+                            (0x20..0x7f).contains(&c) && s.esc.byte(c, &mut self.scratch).is_ok();
+                        s.value_len += self.scratch.len();
+                    }
+                    if s.key && s.raw > MAX_LINE {
+                        // A key that large: not carved, not held here.
+                        self.fail();
+                    } else if s.raw > self.threshold && !s.key {
+                        s.verbatim = None;
+                    }
+                    if !s.ok && s.verbatim.is_none() {
+                        // Past the threshold the value is what the pass decoded: a byte it
+                        // cannot take would be lost from it.
+                        self.fail();
+                    }
+                    f.s = Some(s);
+                }
+            }
+        }
+        self.flow = Some(f);
+    }
+
+    fn push_text(&mut self, c: u8) {
+        if self.out.text.len() >= self.max_text {
+            return self.fail();
+        }
+        self.out.text.push(char::from(c));
+    }
+
+    fn end_str(&mut self, s: Str) {
+        let carve =
+            s.ok && !s.key && s.esc.idle() && (s.verbatim.is_none() || self.carve_small(s.raw));
+        let text = match s.verbatim {
+            Some(v) if !carve => match String::from_utf8(v) {
+                Ok(v) => v,
+                Err(_) => return self.fail(),
+            },
+            _ => {
+                let token = self.token();
+                let lit = Literal {
+                    range: s.start..s.start + s.raw,
+                    style: Style::Double,
+                    len: s.value_len,
+                };
+                self.out.values.push((token.clone(), lit));
+                token
+            }
+        };
+        if self.out.text.len() + text.len() + 2 > self.max_text {
+            return self.fail();
+        }
+        self.out.text.push('"');
+        self.out.text.push_str(&text);
+        self.out.text.push('"');
     }
 }
 
@@ -567,7 +895,7 @@ pub(crate) fn value(doc: &Bytes, lit: &Literal) -> io::Result<String> {
         doc,
         lit.range.clone(),
         Box::new(BlockContent {
-            chomp: lit.chomp,
+            style: lit.style,
             decode: Decode::Plain,
         }),
         "a literal block",
@@ -604,7 +932,7 @@ pub(crate) fn content(
         doc,
         lit.range.clone(),
         Box::new(BlockContent {
-            chomp: lit.chomp,
+            style: lit.style,
             decode,
         }),
         what,
@@ -614,20 +942,30 @@ pub(crate) fn content(
 
 /// The recipe of a carved block's value: its body lines unindented and chomped, then decoded.
 struct BlockContent {
-    chomp: Chomp,
+    style: Style,
     decode: Decode,
 }
 
 impl Derive for BlockContent {
     fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
-        let text = Unfold {
-            src: io::BufReader::with_capacity(crate::model::bytes::STREAM_CHUNK, src),
-            lines: Lines::default(),
-            chomp: self.chomp,
-            line: Vec::new(),
-            out: Vec::new(),
-            at: 0,
-            done: false,
+        let src = io::BufReader::with_capacity(crate::model::bytes::STREAM_CHUNK, src);
+        let text: Box<dyn Read + 'a> = match self.style {
+            Style::Block(chomp) => Box::new(Unfold {
+                src,
+                lines: Lines::default(),
+                chomp,
+                line: Vec::new(),
+                out: Vec::new(),
+                at: 0,
+                done: false,
+            }),
+            Style::Double => Box::new(Unescape {
+                src,
+                esc: Escapes::default(),
+                out: Vec::new(),
+                at: 0,
+                done: false,
+            }),
         };
         match self.decode {
             Decode::Plain => Box::new(text),
@@ -696,6 +1034,50 @@ impl<R: BufRead> Read for Unfold<R> {
             self.lines
                 .line(&self.line, &mut self.out)
                 .map_err(|()| invalid("block lines"))?;
+        }
+        let n = buf.len().min(self.out.len());
+        buf[..n].copy_from_slice(&self.out[..n]);
+        self.at = n;
+        Ok(n)
+    }
+}
+
+/// A double-quoted scalar's text read as its value ([`Escapes`]).
+struct Unescape<R> {
+    src: R,
+    esc: Escapes,
+    out: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Unescape<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at > 0 {
+            self.out.drain(..self.at);
+            self.at = 0;
+        }
+        while self.out.len() < buf.len() && !self.done {
+            let chunk = self.src.fill_buf()?;
+            if chunk.is_empty() {
+                self.done = true;
+                if !self.esc.idle() {
+                    return Err(invalid("escape cut short"));
+                }
+                break;
+            }
+            let n = chunk.len();
+            for &c in chunk {
+                // The line pass took only printable ASCII (checked again: the device may have
+                // changed, though the digest would also tell).
+                if !(0x20..0x7f).contains(&c) {
+                    return Err(invalid("quoted scalar byte"));
+                }
+                self.esc
+                    .byte(c, &mut self.out)
+                    .map_err(|()| invalid("quoted scalar escape"))?;
+            }
+            self.src.consume(n);
         }
         let n = buf.len().min(self.out.len());
         buf[..n].copy_from_slice(&self.out[..n]);
@@ -839,8 +1221,25 @@ impl<R: Read> Read for B64<R> {
 /// Bodies larger than this are carved.
 pub(crate) const CARVE_THRESHOLD: usize = 64 << 10;
 
-/// Largest document left for the parser once carved (else it is parsed whole).
+/// Once the text left for the parser is long, bodies larger than this are carved too (a
+/// placeholder line is about 60 bytes: carving less would not shrink the text much).
+const SMALL: usize = 256;
+
+/// Largest document left for the parser once carved, and largest cloud-config kept on the
+/// device that is parsed whole (the residue): the parse adds about four times its text to the
+/// peak (measured: a 1 MiB cloud-config parsed whole peaks at 8.5 MiB, a small one at 4.2
+/// MiB), so 1 MiB keeps it near the 8 MiB goal. A larger one is not applied
+/// ([`residue_warning`]).
 pub(crate) const MAX_CARVED_TEXT: usize = 1 << 20;
+
+/// The warning for a cloud-config kept on the device whose residue (what is left after the
+/// carve) is larger than [`MAX_CARVED_TEXT`]: it is not applied.
+pub(crate) fn residue_warning(len: usize) -> String {
+    format!(
+        "cloud-config too large to parse: {len} bytes left after large blocks and strings were \
+         carved out (limit {MAX_CARVED_TEXT}); not applied"
+    )
+}
 
 /// The placeholders' prefix: derived from the file's SHA-256, so a document cannot contain it
 /// (it would have to contain a digest of itself) and the parse stays deterministic.
@@ -973,6 +1372,154 @@ mod tests {
             }
         }
         assert!(carved * 2 > total, "{carved} of {total} carved");
+    }
+
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
+    /// JSON (and JSON-like flow) documents with double-quoted strings of every escape YAML
+    /// has, raw bytes the pass refuses, and forms around strings that could be misread
+    /// (quotes in plain scalars, comments, single quotes, tags, anchors, keys): carved or not,
+    /// the parse gives the whole parse's nodes (or both fail).
+    #[test]
+    fn flow_documents_agree_with_the_whole_parse() {
+        let pieces = [
+            "abc",
+            "x y",
+            "\\n",
+            "\\t",
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\r\\n",
+            "\\b\\f",
+            "\\u00e9",
+            "\\u0041",
+            "\\u0000",
+            "\\ud83d\\ude00",
+            "\\ud83d",
+            "\\ud83dx",
+            "\\udc00",
+            "\\ud83d\\u0041",
+            "\\x41",
+            "\\xe9",
+            "\\U0001F600",
+            "\\U00110000",
+            "\\u12",
+            "\\xZZ",
+            "\\q",
+            "\\0\\a\\v\\e",
+            "\\N\\_\\L\\P",
+            "\\ ",
+            "\\\t",
+            "caf\u{e9}",
+            "\t",
+            "'",
+            " # no comment",
+            "\n  ",
+            "{[,:]}",
+            "  ",
+        ];
+        let seps = [
+            "", " ", "\n", "\n  ", " \n", "\t", " # c\n", ",", "x", "!!str ", "&a ", "a",
+        ];
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut carved = 0;
+        for round in 0..3000 {
+            let string = |next: &mut dyn FnMut() -> u64| {
+                let n = (next() % 6) as usize;
+                let body: String = (0..n)
+                    .map(|_| {
+                        // Mostly strings the pass takes.
+                        let k = if next() % 10 == 0 { pieces.len() } else { 13 };
+                        pieces[(next() % k as u64) as usize]
+                    })
+                    .collect();
+                format!("\"{body}\"")
+            };
+            let sep = |next: &mut dyn FnMut() -> u64| {
+                if next() % 16 == 0 {
+                    seps[(next() % seps.len() as u64) as usize]
+                } else {
+                    ["", " ", "\n  "][(next() % 3) as usize]
+                }
+            };
+            let a = string(&mut next);
+            let b = string(&mut next);
+            let c = string(&mut next);
+            let k = string(&mut next);
+            let doc = format!(
+                "#cloud-config\n{}{{{}\"a\":{}{a},{}{k}: [1,{}{b}{}, true, null, -1.5e3],\"write_files\": [{{\"path\": \"/x\", \"content\":{}{c}{}}}]}}\n",
+                ["", "  ", "# c\n", "\n"][round % 4],
+                sep(&mut next),
+                sep(&mut next),
+                sep(&mut next),
+                sep(&mut next),
+                sep(&mut next),
+                sep(&mut next),
+                sep(&mut next),
+            );
+            carved += usize::from(check(&doc));
+        }
+        assert!(carved > 1000, "{carved} carved");
+    }
+
+    /// Many blocks and strings each below the threshold in a long document: once the text
+    /// left for the parser is long, they are carved too, and the parse still agrees.
+    #[test]
+    fn small_blocks_are_carved_once_the_text_is_long() {
+        let base = token_base(&[9; 32]);
+        let carve = |doc: &str| {
+            let mut c = Carver::new(CARVE_THRESHOLD, MAX_CARVED_TEXT, base.clone());
+            for chunk in doc.as_bytes().chunks(4096) {
+                c.feed(chunk);
+            }
+            c.finish()
+        };
+        let body = "      0123456789 abcdefghij\n".repeat(1200);
+        let mut doc = String::from("#cloud-config\nwrite_files:\n");
+        for i in 0..200 {
+            doc.push_str(&format!("  - path: /srv/f{i}\n    content: |\n{body}"));
+        }
+        let c = carve(&doc).expect("carved");
+        assert!(c.text.len() < MAX_CARVED_TEXT / 2, "{}", c.text.len());
+        assert!(c.values.len() > 180, "{}", c.values.len());
+        // A small document is left as it is.
+        let small: String = doc.chars().take(100_000).collect();
+        let small = &small[..small.rfind('\n').unwrap() + 1];
+        assert!(carve(small).is_none());
+        // The same in JSON.
+        let s = "0123456789 abcdefghij\\n".repeat(1200);
+        let files: Vec<String> = (0..200)
+            .map(|i| format!("{{\"path\": \"/srv/f{i}\", \"content\": \"{s}\"}}"))
+            .collect();
+        let json = format!(
+            "#cloud-config\n{{\"write_files\": [{}]}}\n",
+            files.join(",")
+        );
+        let c = carve(&json).expect("carved");
+        assert!(c.text.len() < MAX_CARVED_TEXT / 2, "{}", c.text.len());
+        assert!(c.values.len() > 180, "{}", c.values.len());
+        // Node for node as the whole parse (limits large enough for the whole document).
+        let limits = YamlLimits {
+            max_bytes: 64 << 20,
+            ..LIMITS
+        };
+        for d in [&doc, &json] {
+            let c = carve(d).unwrap();
+            let src = Bytes::from(d.as_bytes().to_vec());
+            let tokens: Vec<String> = c.values.iter().map(|(t, _)| t.clone()).collect();
+            let mut p = parse(&c.text, &limits).unwrap();
+            let mut read = |i: usize| value(&src, &c.values[i].1).ok();
+            assert!(restore(&mut p.node, &base, &tokens, false, &mut read).is_some());
+            assert_eq!(p.node, parse(d, &limits).unwrap().node);
+        }
     }
 
     #[test]
@@ -1149,10 +1696,10 @@ mod tests {
         let deferred = restore(&mut p.node, &base, &tokens, true, &mut |i| {
             value(&src, &carved.values[i].1).ok()
         })?;
-        if deferred != [0] {
+        let [d] = deferred[..] else {
             return None;
-        }
-        let b = content(&src, &carved.values[0].1, decode, "t", 1 << 20).ok()?;
+        };
+        let b = content(&src, &carved.values[d].1, decode, "t", 1 << 20).ok()?;
         let mut out = Vec::new();
         b.for_each_chunk(&mut |c| {
             out.extend_from_slice(c);
@@ -1286,6 +1833,47 @@ mod tests {
         }
         // Two of the seven encodings are not gzip+base64 the whole decode accepts.
         assert!(streamed * 2 > total, "{streamed} of {total} streamed");
+    }
+
+    /// A JSON cloud-config's `write_files` content (as `jsonencode` writes it: control
+    /// characters, quotes and backslashes escaped), streamed: the whole decode's bytes.
+    #[test]
+    fn streamed_json_contents_equal_the_whole_decode() {
+        use base64::Engine;
+        let std = base64::engine::general_purpose::STANDARD;
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut streamed = 0;
+        for round in 0..600 {
+            let len = (next() % 300) as usize;
+            // ASCII with control characters, quotes, backslashes and slashes among it.
+            let data: Vec<u8> = (0..len)
+                .map(|_| match next() % 8 {
+                    0 => b"\n\t\"\\/\r\x01\x7f"[(next() % 8) as usize],
+                    _ => 0x20 + (next() % 95) as u8,
+                })
+                .collect();
+            let (decode, text) = match round % 3 {
+                0 => (Decode::Plain, String::from_utf8(data.clone()).unwrap()),
+                1 => (Decode::Base64, std.encode(&data)),
+                _ => (Decode::GzipBase64, std.encode(gzip(&data))),
+            };
+            let mut quoted = serde_json::to_string(&text).unwrap();
+            if round % 5 == 0 {
+                // `\/` and `\u` escapes of plain characters, as some encoders write them.
+                quoted = quoted.replace('/', "\\/").replace('A', "\\u0041");
+            }
+            let enc = ["", "\"encoding\": \"b64\", ", "\"encoding\": \"gz+b64\", "][round % 3];
+            let doc = format!(
+                "#cloud-config\n{{\"write_files\": [{{\"path\": \"/srv/a\", {enc}\"content\": {quoted}}}]}}\n"
+            );
+            let whole = whole_content(&doc, decode);
+            if let Some(got) = streamed_content(&doc, decode) {
+                streamed += 1;
+                assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
+            }
+        }
+        // Only contents with a DEL byte (not printable) are left to the whole parse.
+        assert!(streamed > 300, "{streamed} streamed");
     }
 
     #[test]
