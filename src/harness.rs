@@ -298,6 +298,7 @@ pub fn plan_user_data(data: &[u8]) -> usize {
     for s in &p.steps {
         let paths: Vec<&String> = match &s.action {
             Action::WriteFile { path, .. }
+            | Action::AppendFile { path, .. }
             | Action::EnsureDir { path, .. }
             | Action::RemoveFile { path }
             | Action::Symlink { path, .. }

@@ -77,6 +77,60 @@ impl Tree {
     }
 }
 
+/// What an append stages: the current file (copied, its length and SHA-256 re-checked when
+/// the planner measured it), then the text (streamed, its digest re-checked by `Bytes`).
+/// The planned length and SHA-256 of a file (`None`: this run's own staged file).
+type Planned = Option<(u64, [u8; 32])>;
+
+/// A check of a staged file before it is kept (`Writer::stage_checked`).
+pub type StagedCheck<'a> = &'a dyn Fn(&Path) -> io::Result<()>;
+
+struct Appended<'a> {
+    from: Option<(fs::File, Planned)>,
+    text: &'a crate::model::Bytes,
+}
+
+impl crate::model::bytes::WriteOut for Appended<'_> {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        if let Some((f, want)) = &self.from {
+            let mut h = Sha256::new();
+            let mut total = 0u64;
+            let mut buf = vec![0u8; crate::model::bytes::STREAM_CHUNK];
+            let mut r = f;
+            loop {
+                let n = match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                let chunk = buf.get(..n).unwrap_or_default();
+                total += n as u64;
+                // Past the planned length: changed, and not copied on without bound.
+                if want.is_some_and(|(len, _)| total > len) {
+                    break;
+                }
+                if want.is_some() {
+                    h.update(chunk);
+                }
+                out.write_all(chunk)?;
+            }
+            if let Some((len, sha256)) = want {
+                let got: [u8; 32] = h.finalize().into();
+                if total != *len || got != *sha256 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "changed since planning (its length or SHA-256 differs); not appended",
+                    ));
+                }
+            }
+        }
+        self.text.write_out(out)
+    }
+}
+
 /// Links the current file `old` (inside primer's private state, under the run lock) as `new`
 /// when it is a regular file with exactly `meta`: an unchanged file of a rebuilt tree. `false`
 /// (and nothing made) otherwise, or when the link fails (another filesystem, a link count at
@@ -318,7 +372,7 @@ impl Writer {
         &mut self,
         tag: usize,
         rel: &str,
-        content: &[u8],
+        content: &(impl crate::model::bytes::WriteOut + ?Sized),
         meta: Meta,
         parents: Meta,
         check: impl FnOnce(&Path) -> io::Result<()>,
@@ -334,6 +388,82 @@ impl Writer {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Stages `rel` as what it holds followed by `text` (a `write_files` `append`), neither
+    /// held: the current file (`base`: as the planner measured it, re-checked by length and
+    /// SHA-256 while it is copied, so a file changed since planning is not silently merged; or
+    /// what step N of this run staged there) is copied into the staged file, then `text`
+    /// streams in; `commit` renames it over the file as any staged write. `check`, when given,
+    /// is run on the staged file as `stage_checked` does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stage_append(
+        &mut self,
+        tag: usize,
+        rel: &str,
+        base: &crate::plan::AppendBase,
+        text: &crate::model::Bytes,
+        meta: Meta,
+        parents: Meta,
+        check: Option<StagedCheck<'_>>,
+    ) -> io::Result<()> {
+        use crate::plan::AppendBase;
+        let from = match base {
+            AppendBase::Step(k) => {
+                let tmp = self
+                    .pending
+                    .iter()
+                    .rev()
+                    .find(|(t, _, _)| t == k)
+                    .map(|(_, tmp, _)| tmp.clone())
+                    .ok_or_else(|| {
+                        io::Error::other(format!(
+                            "{rel}: not appended: the write it builds on did not land"
+                        ))
+                    })?;
+                Some((fs::File::open(&tmp).map_err(|e| at(&tmp, e))?, None))
+            }
+            AppendBase::Target(want) => {
+                let (host, found) = self.res.resolve_found(rel)?;
+                let now = match found {
+                    Found::Missing => None,
+                    _ => match fs::File::open(&host) {
+                        Ok(f) => Some(f),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(at(&host, e)),
+                    },
+                };
+                match (now, want) {
+                    (None, None) => None,
+                    (Some(f), Some(w)) => {
+                        if !f.metadata().map_err(|e| at(&host, e))?.is_file() {
+                            return Err(io::Error::other(format!(
+                                "{}: not a regular file; not appended",
+                                host.display()
+                            )));
+                        }
+                        Some((f, Some(*w)))
+                    }
+                    (Some(_), None) => {
+                        return Err(io::Error::other(format!(
+                            "{}: created since planning; not appended",
+                            host.display()
+                        )))
+                    }
+                    (None, Some(_)) => {
+                        return Err(io::Error::other(format!(
+                            "{}: removed since planning; not appended",
+                            host.display()
+                        )))
+                    }
+                }
+            }
+        };
+        let content = Appended { from, text };
+        match check {
+            Some(check) => self.stage_checked(tag, rel, &content, meta, parents, check),
+            None => self.stage(tag, rel, &content, meta, parents),
+        }
     }
 
     /// Writes `content` to `rel` atomically with `meta` (missing parents get `parents`) and
@@ -1480,6 +1610,131 @@ mod tests {
     use crate::paths::{is_clean_relative, resolve_in_root};
     use std::os::unix::fs::symlink;
     use std::os::unix::fs::PermissionsExt;
+
+    /// An append copies the file (re-checked against what was planned) then the text into a
+    /// staged file; a file changed, created or removed since planning is refused with nothing
+    /// staged and the file untouched; a chained append copies this run's staged write.
+    #[test]
+    fn an_append_copies_the_checked_file_then_the_text() {
+        use crate::model::Bytes;
+        use crate::plan::AppendBase;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("srv")).unwrap();
+        fs::write(root.join("srv/log"), b"old\n").unwrap();
+        let planned =
+            |c: &[u8]| AppendBase::Target(Some((c.len() as u64, Bytes::from(c).sha256())));
+        let text = Bytes::from(&b"new\n"[..]);
+        let mut w = Writer::new(root);
+        w.stage_append(
+            1,
+            "srv/log",
+            &planned(b"old\n"),
+            &text,
+            own(0o640),
+            own(0o755),
+            None,
+        )
+        .unwrap();
+        // A later append builds on the staged write, not on the file.
+        let more = Bytes::from(&b"more\n"[..]);
+        w.stage_append(
+            2,
+            "srv/log",
+            &AppendBase::Step(1),
+            &more,
+            own(0o640),
+            own(0o755),
+            None,
+        )
+        .unwrap();
+        assert!(w
+            .stage_append(
+                3,
+                "srv/log",
+                &AppendBase::Step(9),
+                &more,
+                own(0o640),
+                own(0o755),
+                None
+            )
+            .is_err());
+        assert!(w.commit().is_empty());
+        assert_eq!(fs::read(root.join("srv/log")).unwrap(), b"old\nnew\nmore\n");
+        assert_eq!(
+            fs::metadata(root.join("srv/log"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o640
+        );
+
+        // Changed since planning (same length, other bytes; longer): refused, untouched.
+        for now in [&b"0ld\nnew\nmore\n"[..], b"old\nnew\nmore\nx\n"] {
+            fs::write(root.join("srv/log"), now).unwrap();
+            let mut w = Writer::new(root);
+            let e = w
+                .stage_append(
+                    1,
+                    "srv/log",
+                    &planned(b"old\nnew\nmore\n"),
+                    &text,
+                    own(0o640),
+                    own(0o755),
+                    None,
+                )
+                .unwrap_err();
+            assert!(e.to_string().contains("changed since planning"), "{e}");
+            assert!(w.commit().is_empty());
+            assert_eq!(fs::read(root.join("srv/log")).unwrap(), now);
+        }
+        // Created or removed since planning.
+        let mut w = Writer::new(root);
+        let e = w
+            .stage_append(
+                1,
+                "srv/log",
+                &AppendBase::Target(None),
+                &text,
+                own(0o640),
+                own(0o755),
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("created since planning"), "{e}");
+        let e = w
+            .stage_append(
+                1,
+                "srv/gone",
+                &planned(b"x"),
+                &text,
+                own(0o640),
+                own(0o755),
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("removed since planning"), "{e}");
+        // Missing as planned: the text alone.
+        w.stage_append(
+            1,
+            "srv/new",
+            &AppendBase::Target(None),
+            &text,
+            own(0o640),
+            own(0o755),
+            None,
+        )
+        .unwrap();
+        assert!(w.commit().is_empty());
+        assert_eq!(fs::read(root.join("srv/new")).unwrap(), b"new\n");
+        let left: Vec<_> = fs::read_dir(root.join("srv"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
 
     /// `mode` with the test process's own owner.
     fn own(mode: u32) -> Meta {

@@ -421,9 +421,17 @@ fn new_dir_trees(
     if cfg!(windows) {
         return found;
     }
+    // An `append` copies what an earlier step staged at its path (`Writer::stage_append`),
+    // which a tree would hold under another name: its directory goes the per-file way.
+    let mut appended = std::collections::HashSet::new();
     for (i, s) in plan.steps.iter().enumerate() {
-        let Action::WriteFile { path, .. } = &s.action else {
-            continue;
+        let path = match &s.action {
+            Action::WriteFile { path, .. } => path,
+            Action::AppendFile { path, .. } => {
+                appended.insert(i);
+                path
+            }
+            _ => continue,
         };
         if !s.change.acts()
             || path.starts_with(STATE_DIR)
@@ -446,7 +454,10 @@ fn new_dir_trees(
     // Directories inside it by their lower-case name -> their spelling: `A/x` and `a/y` are
     // one directory there too.
     let mut subdirs: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
-    for (dir, rel_in) in found.values() {
+    for (i, (dir, rel_in)) in &found {
+        if appended.contains(i) {
+            repeated.insert(dir.as_str());
+        }
         *count.entry(dir.as_str()).or_default() += 1;
         if !seen.insert(format!("{dir}/{rel_in}").to_lowercase()) {
             repeated.insert(dir.as_str());
@@ -937,6 +948,7 @@ fn ensure_state_parents(w: &mut fs::Writer, path: &str) -> std::io::Result<()> {
 pub fn action_path(action: &Action) -> Option<&str> {
     match action {
         Action::WriteFile { path, .. }
+        | Action::AppendFile { path, .. }
         | Action::EnsureDir { path, .. }
         | Action::RemoveFile { path }
         | Action::WriteRecord { path, .. }
@@ -977,6 +989,32 @@ fn apply_action(
                 });
             }
             w.stage(tag, path, content, meta, parents_for(path))
+        }
+        Action::AppendFile {
+            path,
+            base,
+            content,
+            mode,
+            uid,
+            gid,
+            ..
+        } => {
+            let meta = Meta {
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            };
+            // A sudoers drop-in is checked as a whole write is (its text passed so visudo's
+            // echo of it stays out of the log; a drop-in is small, loaded here only).
+            let sudoers = |tmp: &std::path::Path| {
+                script::check_sudoers(tmp, content.try_slice().unwrap_or_default())
+            };
+            let check: Option<fs::StagedCheck<'_>> = if path.starts_with("etc/sudoers.d/") {
+                Some(&sudoers)
+            } else {
+                None
+            };
+            w.stage_append(tag, path, base, content, meta, parents_for(path), check)
         }
         Action::EnsureDir {
             path,

@@ -144,6 +144,9 @@ pub struct HostFacts {
     /// later run to tell by metadata alone whether they could read differently (the re-run fast
     /// path in `agent`).
     pub inputs: Inputs,
+    /// `(path, SHA-256 of a text)` for each `Wanted::appends` text the file already holds
+    /// somewhere (searched while the file streams, neither held): an `append` appended before.
+    pub appended: BTreeSet<(String, [u8; 32])>,
 }
 
 /// What the facts rest on, path by path: files and directories looked at, directories whose
@@ -222,6 +225,9 @@ pub struct Wanted {
     /// MACs of the NICs the drive names, and how long a live run waits for them.
     pub macs: Vec<String>,
     pub net_wait: std::time::Duration,
+    /// `write_files` `append` targets (also in `measured`) and the text each appends: the
+    /// file is searched for the text (`HostFacts::appended`), the text streamed, never held.
+    pub appends: Vec<(String, crate::model::Bytes)>,
 }
 
 /// primer's own files for one instance, relative to the root.

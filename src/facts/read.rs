@@ -182,12 +182,212 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     for rel in &wanted.measured {
         measure_file_fact(root, rel, &mut facts);
     }
+    for (rel, text) in &wanted.appends {
+        if file_holds_text(root, rel, text) {
+            facts.appended.insert((rel.clone(), text.sha256()));
+        }
+    }
+    // An append target's content was read (searched) too.
+    inp.paths
+        .extend(wanted.appends.iter().map(|(rel, _)| rel.clone()));
     // Whatever was found is an input too (walked files, files a parser asked for).
     inp.paths.extend(facts.files.keys().cloned());
     inp.paths.extend(facts.dirs.keys().cloned());
     inp.paths.extend(inp.listed.iter().cloned());
     facts.inputs = inp;
     facts
+}
+
+/// Rabin-Karp over the Mersenne prime 2^61 - 1: two different windows of `m` bytes share a
+/// fingerprint for at most `m - 1` of the ~2^61 bases, and the base is random per run.
+const RK_PRIME: u64 = (1 << 61) - 1;
+
+/// Fingerprint collisions checked (each costs re-reading and hashing one window) before the
+/// search gives up (the text is then taken as not there, as a file past the cap is): with a
+/// random base this is only reached by chance, at odds of about `m / 2^61` per window.
+const MAX_FALSE_MATCHES: u32 = 8;
+
+fn rk_mul(a: u64, b: u64) -> u64 {
+    let x = u128::from(a) * u128::from(b);
+    // 2^61 is 1 modulo the prime: the high part folds onto the low one.
+    let r = (x as u64 & RK_PRIME) + (x >> 61) as u64;
+    let r = (r & RK_PRIME) + (r >> 61);
+    if r >= RK_PRIME {
+        r - RK_PRIME
+    } else {
+        r
+    }
+}
+
+fn rk_add(a: u64, b: u64) -> u64 {
+    let r = a + b;
+    if r >= RK_PRIME {
+        r - RK_PRIME
+    } else {
+        r
+    }
+}
+
+/// Reads from byte `at` of `f` until `buf` is full or the file ends; the bytes read.
+fn read_at(f: &fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileExt;
+    #[cfg(windows)]
+    use std::os::windows::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        #[cfg(unix)]
+        let r = f.read_at(rest, at + done as u64);
+        #[cfg(windows)]
+        let r = f.seek_read(rest, at + done as u64);
+        match r {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// A forward reader of one file by positioned reads (two of them walk one file apart).
+struct Cursor<'a> {
+    f: &'a fs::File,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`, bytes valid in `buf`, and the next byte's offset.
+    start: u64,
+    len: usize,
+    pos: u64,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(f: &'a fs::File, at: u64) -> Cursor<'a> {
+        Cursor {
+            f,
+            buf: vec![0; MEASURE_CHUNK],
+            start: at,
+            len: 0,
+            pos: at,
+        }
+    }
+
+    /// The next byte; `None` at the end of the file.
+    fn next(&mut self) -> std::io::Result<Option<u8>> {
+        let mut i = usize::try_from(self.pos - self.start).unwrap_or(usize::MAX);
+        if i >= self.len {
+            self.start = self.pos;
+            self.len = read_at(self.f, &mut self.buf, self.pos)?;
+            i = 0;
+        }
+        // Only what the last read gave: at the end of the file `len` is 0 and the buffer stale.
+        let b = self.buf.get(..self.len).and_then(|v| v.get(i)).copied();
+        if b.is_some() {
+            self.pos += 1;
+        }
+        Ok(b)
+    }
+}
+
+/// SHA-256 of the `len` bytes of `f` from `at`; `None` when the file is shorter.
+fn window_sha256(f: &fs::File, at: u64, len: u64, buf: &mut [u8]) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let chunk = buf.get_mut(..want)?;
+        let n = read_at(f, chunk, at + done).ok()?;
+        if n < want {
+            return None;
+        }
+        h.update(&*chunk);
+        done += want as u64;
+    }
+    Some(h.finalize().into())
+}
+
+/// Whether the regular file `rel` under the root holds `text` (not empty) anywhere: an
+/// `append` whose text is there was appended before, even by a run stopped before its record.
+/// Neither is held: the end of the file (where an append lands) is checked by digest first,
+/// then every window by a rolling fingerprint, a match confirmed by the window's SHA-256. Both
+/// within `MAX_FACT_FILE`; a text that cannot be read again is taken as not there (the write
+/// reads it too, and fails there naming it).
+fn file_holds_text(root: &Resolver, rel: &str, text: &crate::model::Bytes) -> bool {
+    let m = text.len() as u64;
+    let Some((_, f, meta)) = open_regular(root, rel) else {
+        return false;
+    };
+    let n = meta.len();
+    if m == 0 || m > n || n > MAX_FACT_FILE {
+        return false;
+    }
+    let want = text.sha256();
+    let mut buf = vec![0u8; MEASURE_CHUNK];
+    // Where an append lands: one digest, and the whole answer when the text fills the file.
+    if window_sha256(&f, n - m, m, &mut buf) == Some(want) {
+        return true;
+    }
+    if n == m {
+        return false;
+    }
+    let mut seed = [0u8; 8];
+    if os::random(&mut seed).is_err() {
+        seed = *b"primerRK";
+    }
+    let base = (u64::from_le_bytes(seed) % RK_PRIME).max(257);
+    let mut goal = 0u64;
+    let mut pow = 1u64;
+    let read = text.for_each_chunk(&mut |c| {
+        for &b in c {
+            goal = rk_add(rk_mul(goal, base), u64::from(b));
+        }
+        Ok(())
+    });
+    if let Err(e) = read {
+        tracing::debug!("{rel}: not searched for an appended text: {e}");
+        return false;
+    }
+    for _ in 1..m {
+        pow = rk_mul(pow, base);
+    }
+    let mut search = || -> std::io::Result<bool> {
+        let mut lead = Cursor::new(&f, 0);
+        let mut trail = Cursor::new(&f, 0);
+        let mut h = 0u64;
+        for _ in 0..m {
+            let Some(b) = lead.next()? else {
+                return Ok(false);
+            };
+            h = rk_add(rk_mul(h, base), u64::from(b));
+        }
+        let mut at = 0u64;
+        let mut false_matches = 0;
+        loop {
+            if h == goal {
+                if window_sha256(&f, at, m, &mut buf) == Some(want) {
+                    return Ok(true);
+                }
+                false_matches += 1;
+                if false_matches > MAX_FALSE_MATCHES {
+                    tracing::debug!("{rel}: search for an appended text given up");
+                    return Ok(false);
+                }
+            }
+            let (Some(b), Some(out)) = (lead.next()?, trail.next()?) else {
+                return Ok(false);
+            };
+            if lead.pos > MAX_FACT_FILE {
+                return Ok(false);
+            }
+            let gone = RK_PRIME - rk_mul(u64::from(out), pow);
+            h = rk_add(rk_mul(rk_add(h, gone), base), u64::from(b));
+            at += 1;
+        }
+    };
+    search().unwrap_or(false)
 }
 
 /// primer's per-machine key (`/var/lib/primer/secret`, 32 bytes), for keyed digests of secrets.
@@ -874,5 +1074,56 @@ mod tests {
         // Measured the same way.
         let m = measure_file(&res, "etc/link").unwrap();
         assert_eq!(m.measured.unwrap().len, 7);
+    }
+
+    /// An `append`'s text is found wherever the file holds it (the end by digest, elsewhere by
+    /// the rolling fingerprint), across chunk boundaries, and not when one byte differs.
+    #[test]
+    fn an_appended_text_is_found_anywhere_in_the_file_neither_held() {
+        let t = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = (0..150_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let other: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 241) as u8).collect();
+        let join = |parts: &[&[u8]]| parts.concat();
+        let mut near = text.clone();
+        near[100_000] ^= 1;
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("end", join(&[&other, &text]), true),
+            ("whole", text.clone(), true),
+            ("start", join(&[&text, &other]), true),
+            (
+                "middle",
+                join(&[&other[..70_001], &text, &other[..3]]),
+                true,
+            ),
+            ("absent", other.clone(), false),
+            ("near", join(&[&other, &near, &other]), false),
+            ("shorter", text[1..].to_vec(), false),
+        ];
+        let mut wanted = Wanted::default();
+        for (name, content, _) in &cases {
+            fs::write(t.path().join(name), content).unwrap();
+            wanted.measured.push(name.to_string());
+            wanted
+                .appends
+                .push((name.to_string(), Bytes::from(text.clone())));
+        }
+        // An empty text is never "there"; a missing file holds nothing.
+        wanted.appends.push(("end".into(), Bytes::new()));
+        wanted
+            .appends
+            .push(("missing".into(), Bytes::from(text.clone())));
+        let facts = read_host_facts(t.path(), &wanted, false);
+        let sha = Bytes::from(text.clone()).sha256();
+        for (name, content, found) in &cases {
+            assert_eq!(
+                facts.appended.contains(&(name.to_string(), sha)),
+                *found,
+                "{name}"
+            );
+            let f = &facts.files[*name];
+            assert!(f.content.is_empty(), "{name} held");
+            assert!(f.holds(&Bytes::from(content.clone())));
+        }
+        assert_eq!(facts.appended.len(), 4);
     }
 }

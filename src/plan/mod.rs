@@ -79,6 +79,22 @@ pub enum Action {
         uid: u32,
         gid: u32,
     },
+    /// Append `content` to `path` (a `write_files` `append`): the writer copies what the file
+    /// holds (`base`, re-checked as it is copied) then `content` into a staged file, renamed
+    /// over it as any write; neither is held. `bytes` and `sha256` are the appended text's.
+    AppendFile {
+        path: String,
+        #[serde(skip)]
+        base: AppendBase,
+        #[serde(skip)]
+        content: crate::model::Bytes,
+        bytes: usize,
+        sha256: String,
+        #[serde(serialize_with = "octal")]
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// Make sure a directory exists with this mode and owner.
     EnsureDir {
         path: String,
@@ -167,6 +183,18 @@ pub enum Action {
     ExtendVolume { drive: char },
     /// Nothing can be done (see the step's why).
     Nothing,
+}
+
+/// What an [`Action::AppendFile`] builds on: what the planner saw there, so a file changed
+/// between planning and the write is not silently merged (the writer re-checks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendBase {
+    /// The file as the facts measured it: missing (it must still be), or of this length and
+    /// SHA-256.
+    Target(Option<(u64, [u8; 32])>),
+    /// What step N of this plan staged at the same path (this run's own write, not yet
+    /// renamed in): a `write_files` entry appended to by a later one.
+    Step(usize),
 }
 
 fn account_paths<S: Serializer>(w: &[accounts::AccountWrite], s: S) -> Result<S::Ok, S::Error> {
@@ -412,16 +440,15 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
             .extend(users::ACCOUNT_FACTS.iter().map(|s| s.to_string()));
         // A `write_files` target is only compared with the entry's content (length, then
         // digest): measured, not held, as injected files are, so a re-run of a 64 MiB entry
-        // does not hold the file it wrote. An `append` entry builds on the current content:
-        // held (capped).
+        // does not hold the file it wrote. An `append` target too (the writer copies it), and
+        // searched for the entry's text (appended before?), neither held.
         let cc = &ud.cloud_config;
         for f in &cc.write_files {
             if let Ok(path) = inject::injected_path(&f.path) {
                 if f.append {
-                    w.files.push(path);
-                } else {
-                    w.measured.push(path);
+                    w.appends.push((path.clone(), f.content.clone()));
                 }
+                w.measured.push(path);
             }
         }
         // The drive's admin user, when primer may create it (a refused name is never looked
@@ -1046,6 +1073,7 @@ impl Planner<'_> {
         fn paths(a: &Action) -> Vec<String> {
             match a {
                 Action::WriteFile { path, .. }
+                | Action::AppendFile { path, .. }
                 | Action::EnsureDir { path, .. }
                 | Action::RemoveFile { path }
                 | Action::WriteRecord { path, .. }
@@ -1208,6 +1236,30 @@ pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
                 if path.contains("/drive/") {
                     f.copy_files.insert(path.clone());
                 }
+            }
+            Action::AppendFile {
+                path,
+                content,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                // The file as held plus the text (a measured file's bytes are not known here:
+                // only the text, which the next plan finds there).
+                let mut all = f
+                    .files
+                    .get(path)
+                    .map(|x| x.content.clone())
+                    .unwrap_or_default();
+                all.extend_from_slice(content);
+                let meta = Meta {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                f.files.insert(path.clone(), FileFact::held(all, meta));
+                f.appended.insert((path.clone(), content.sha256()));
             }
             Action::EnsureDir {
                 path,

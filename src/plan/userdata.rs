@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::inject::injected_path;
 use super::users::{group_gid, GROUP};
-use super::{Action, Change, Meta, Planner, Step, PRIVATE_FILE};
+use super::{Action, AppendBase, Change, Meta, Planner, Step, PRIVATE_FILE};
 use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{Command, Origin, UserData};
 use crate::model::{Bytes, Instance};
@@ -68,6 +68,31 @@ fn write_file_input(content: &crate::model::Bytes, tail: &[u8]) -> std::io::Resu
     Ok(super::inject::hex_lower(&content.sha256_then(tail)?))
 }
 
+/// What a path holds after this plan's earlier acting `write_files` steps on it.
+struct Chain {
+    /// The last of those steps (an index into the plan's steps): an `append` copies what it
+    /// staged.
+    step: usize,
+    /// The steps build on the file as the facts saw it (appends only); otherwise the first
+    /// step replaced it.
+    on_target: bool,
+    /// What those steps write, in order (a whole content, then appended texts).
+    parts: Vec<Bytes>,
+}
+
+/// Whether `part` holds `text` (not empty): compared in memory when both are there, as
+/// before; a content kept on the device only when it is the very text (by digest): it is not
+/// loaded to be searched.
+fn part_holds(part: &Bytes, text: &Bytes) -> bool {
+    if text.is_empty() || text.len() > part.len() {
+        return false;
+    }
+    if part.is_on_device() || text.is_on_device() {
+        return part.len() == text.len() && part == text;
+    }
+    part.windows(text.len()).any(|x| x == text.as_slice())
+}
+
 impl Planner<'_> {
     pub(super) fn user_data(&mut self, instance: &Instance, policy: &UserPolicy) -> UserData {
         let (ud, report) = user_data(instance, policy);
@@ -84,18 +109,18 @@ impl Planner<'_> {
         ud
     }
 
-    /// `write_files`: inside the root only, owner and mode as given, `append` once per instance.
-    /// `write_files`: inside the root only, owner and mode as given, once per instance. Entries
-    /// are applied in order, so two for one path build on each other; an `append` whose text the
-    /// file already holds (appended before, even by a run interrupted before its record) is not
-    /// appended again.
+    /// `write_files`: inside the root only, owner and mode as given, once per instance (an
+    /// `append` too). Entries are applied in order, so two for one path build on each other; an
+    /// `append` whose text the file already holds (appended before, even by a run interrupted
+    /// before its record) is not appended again.
     ///
     /// Each entry's content is moved out of `ud` into its step (held once, not copied: an entry
-    /// may be tens of MiB), so the caller's `write_files` is left without contents.
+    /// may be tens of MiB), so the caller's `write_files` is left without contents. An
+    /// `append` is not built here: the writer copies the file, then the text (`AppendFile`).
     pub(super) fn plan_write_files(&mut self, _instance: &Instance, ud: &mut UserData) {
-        // The step of this plan that last wrote each path (an index into `self.steps`): an
-        // `append` builds on the content that step writes, read from it rather than kept twice.
-        let mut planned: BTreeMap<String, usize> = BTreeMap::new();
+        // What each path holds after this plan's earlier acting steps on it: an `append`
+        // builds on what that step stages.
+        let mut planned: BTreeMap<String, Chain> = BTreeMap::new();
         for (n, w) in ud.cloud_config.write_files.iter_mut().enumerate() {
             let rel = match injected_path(&w.path) {
                 Ok(r) => r,
@@ -152,48 +177,11 @@ impl Planner<'_> {
                         continue;
                     }
                 };
-            let content = if w.append {
-                // An append is rare: its content is loaded whole (bounded by the parse's cap).
-                let new = match w.content.try_slice() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.warnings.warn(
-                            "user-data",
-                            &format!("write_files[{n}].content"),
-                            format!("{e}; {} not written", Esc(&w.path)),
-                        );
-                        continue;
-                    }
-                };
-                let current: Option<&[u8]> = match planned.get(&rel) {
-                    Some(&i) => match self.steps.get(i).map(|s| &s.action) {
-                        Some(Action::WriteFile { content, .. }) => Some(content.as_slice()),
-                        _ => None,
-                    },
-                    None => self.facts.files.get(&rel).map(|f| f.content.as_slice()),
-                };
-                let done = input
-                    .as_deref()
-                    .is_some_and(|i| self.applied_before(&id, i))
-                    || current
-                        .is_some_and(|c| !new.is_empty() && c.windows(new.len()).any(|x| x == new));
-                if done {
-                    self.steps.push(Step {
-                        id,
-                        change: Change::Unchanged,
-                        action: Action::Nothing,
-                        why: format!("write_files {}: appended before for this instance", w.path),
-                        input,
-                    });
-                    continue;
-                }
-                let mut c = Vec::with_capacity(current.map_or(0, <[u8]>::len) + new.len());
-                c.extend_from_slice(current.unwrap_or_default());
-                c.extend_from_slice(new);
-                crate::model::Bytes::from(c)
-            } else {
-                std::mem::take(&mut w.content)
-            };
+            if w.append {
+                self.append_step(id, rel, w, meta, input, &mut planned);
+                continue;
+            }
+            let content = std::mem::take(&mut w.content);
             self.file_step(
                 &id,
                 &rel,
@@ -203,7 +191,141 @@ impl Planner<'_> {
                 &format!("write_files {}", w.path),
                 true,
             );
-            planned.insert(rel, self.steps.len() - 1);
+            // A step that writes nothing (already there, local edits kept) leaves the file as
+            // the facts saw it: a later `append` builds on that.
+            match self.steps.last() {
+                Some(Step {
+                    change,
+                    action: Action::WriteFile { content, .. },
+                    ..
+                }) if change.acts() => {
+                    let chain = Chain {
+                        step: self.steps.len() - 1,
+                        on_target: false,
+                        parts: vec![content.clone()],
+                    };
+                    planned.insert(rel, chain);
+                }
+                _ => {
+                    planned.remove(&rel);
+                }
+            }
+        }
+    }
+
+    /// The step of an `append` entry `w` (its `id`, target `rel`, `meta` and `input`): nothing
+    /// when its text was appended before (the record says so, or what the file will hold before
+    /// it already holds the text); otherwise `AppendFile`, which copies the file (re-checked
+    /// against what the facts measured, or what an earlier step of this plan stages) then the
+    /// text. Neither is held: the facts searched the file for the text (`HostFacts::appended`).
+    fn append_step(
+        &mut self,
+        id: String,
+        rel: String,
+        w: &mut crate::model::userdata::WriteFile,
+        meta: Meta,
+        input: Option<String>,
+        planned: &mut BTreeMap<String, Chain>,
+    ) {
+        let text = std::mem::take(&mut w.content);
+        let fact = self.facts.files.get(&rel);
+        // The file as it is now holds the text: searched by the facts, or in memory when a
+        // test's facts hold it.
+        let target_holds = || {
+            self.facts.appended.contains(&(rel.clone(), text.sha256()))
+                || fact.is_some_and(|f| {
+                    f.measured.is_none() && part_holds(&Bytes::from(f.content.as_slice()), &text)
+                })
+        };
+        let chain = planned.get(&rel);
+        let holds = match chain {
+            Some(c) => {
+                (c.on_target && target_holds()) || c.parts.iter().any(|p| part_holds(p, &text))
+            }
+            None => target_holds(),
+        };
+        let done = input
+            .as_deref()
+            .is_some_and(|i| self.applied_before(&id, i))
+            || holds;
+        let shown = &w.path;
+        if done {
+            self.steps.push(Step {
+                id,
+                change: Change::Unchanged,
+                action: Action::Nothing,
+                why: format!("write_files {shown}: appended before for this instance"),
+                input,
+            });
+            return;
+        }
+        let base = match chain {
+            Some(c) => AppendBase::Step(c.step),
+            None => match fact {
+                None => AppendBase::Target(None),
+                Some(f) => match f.measured {
+                    Some(m) => AppendBase::Target(Some((m.len, m.sha256))),
+                    None => AppendBase::Target(Some((
+                        f.content.len() as u64,
+                        Bytes::from(f.content.as_slice()).sha256(),
+                    ))),
+                },
+            },
+        };
+        let (change, why) = match (&base, fact) {
+            // Past the facts' cap (measured as `u64::MAX`): not read, so not copied either.
+            (AppendBase::Target(Some((u64::MAX, _))), _) => (
+                Change::Error,
+                format!("write_files {shown}: /{rel} is too large to append to; not appended"),
+            ),
+            (AppendBase::Target(None), _) => (
+                Change::Create,
+                format!("write_files {shown}: /{rel} does not exist"),
+            ),
+            // Nothing to append, and the mode and owner already as asked.
+            (AppendBase::Target(Some(_)), Some(f)) if text.is_empty() && f.meta == meta => (
+                Change::Unchanged,
+                format!("write_files {shown}: /{rel} is already up to date"),
+            ),
+            _ => (
+                Change::Update,
+                format!(
+                    "write_files {shown}: {} bytes appended to /{rel}",
+                    text.len()
+                ),
+            ),
+        };
+        let action = if change.acts() {
+            Action::AppendFile {
+                path: rel.clone(),
+                base,
+                bytes: text.len(),
+                sha256: super::inject::hex_lower(&text.sha256()),
+                content: text.clone(),
+                mode: meta.mode,
+                uid: meta.uid,
+                gid: meta.gid,
+            }
+        } else {
+            Action::Nothing
+        };
+        let acts = change.acts();
+        self.steps.push(Step {
+            id,
+            change,
+            action,
+            why,
+            input,
+        });
+        if acts {
+            let mut c = planned.remove(&rel).unwrap_or(Chain {
+                step: 0,
+                on_target: true,
+                parts: Vec::new(),
+            });
+            c.step = self.steps.len() - 1;
+            c.parts.push(text);
+            planned.insert(rel, c);
         }
     }
 
@@ -420,6 +542,126 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// An `append` is planned as a copy of the file then the text (`AppendFile`), never the
+    /// two joined: onto the file as the facts measured it, onto an earlier step's write of the
+    /// same path, and not at all when the file (or what this plan writes before it) already
+    /// holds the text.
+    #[test]
+    fn an_append_builds_on_what_the_file_or_an_earlier_step_holds() {
+        use crate::facts::{FileFact, PasswdEntry};
+        use crate::media::DriveFiles;
+        let plan_for = |ud: &str, facts: &crate::facts::HostFacts| {
+            let mut d = DriveFiles::new("/dev/x", "iso9660");
+            d.files.insert(
+                "openstack/latest/meta_data.json".into(),
+                br#"{"uuid": "i-1"}"#.to_vec().into(),
+            );
+            d.files.insert(
+                "openstack/latest/user_data".into(),
+                ud.as_bytes().to_vec().into(),
+            );
+            let (inst, _) = crate::source::parse_drive(&d).unwrap();
+            let p = super::super::plan(&inst, &d, facts, &super::super::Policy::default());
+            p.steps
+                .into_iter()
+                .filter(|s| s.id.starts_with("write-file:"))
+                .map(|s| (s.change, s.action))
+                .collect::<Vec<_>>()
+        };
+        let mut facts = crate::facts::HostFacts {
+            passwd: vec![PasswdEntry {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }],
+            ..Default::default()
+        };
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        };
+        facts
+            .files
+            .insert(GROUP.into(), FileFact::held(b"root:x:0:\n".to_vec(), meta));
+        let cc =
+            "#cloud-config\nwrite_files:\n  - {path: /srv/log, content: \"b\\n\", append: true}\n";
+        // Missing: created with the text.
+        let steps = plan_for(cc, &facts);
+        assert!(
+            matches!(
+                &steps[..],
+                [(
+                    Change::Create,
+                    Action::AppendFile {
+                        base: AppendBase::Target(None),
+                        bytes: 2,
+                        ..
+                    }
+                )]
+            ),
+            "{steps:?}"
+        );
+        // Measured: appended onto exactly that file.
+        let m = crate::facts::Measured {
+            len: 2,
+            sha256: Bytes::from("a\n").sha256(),
+        };
+        facts.files.insert(
+            "srv/log".into(),
+            FileFact {
+                content: Vec::new(),
+                meta,
+                measured: Some(m),
+            },
+        );
+        let steps = plan_for(cc, &facts);
+        assert!(
+            matches!(
+                &steps[..],
+                [(Change::Update, Action::AppendFile { base: AppendBase::Target(Some((2, d))), .. })]
+                    if *d == m.sha256
+            ),
+            "{steps:?}"
+        );
+        // The facts found the text there: nothing.
+        facts
+            .appended
+            .insert(("srv/log".into(), Bytes::from("b\n").sha256()));
+        let steps = plan_for(cc, &facts);
+        assert!(
+            matches!(&steps[..], [(Change::Unchanged, Action::Nothing)]),
+            "{steps:?}"
+        );
+        // After a write of the same path: onto that step's write; a text that write holds is
+        // not appended; two appends chain.
+        let cc = "#cloud-config\nwrite_files:\n  - {path: /srv/log, content: \"x\\nb\\n\"}\n  - {path: /srv/log, content: \"b\\n\", append: true}\n  - {path: /srv/log, content: \"c\\n\", append: true}\n  - {path: /srv/log, content: \"d\\n\", append: true}\n";
+        let p = plan_for(cc, &facts);
+        assert!(
+            matches!(p[0], (Change::Update, Action::WriteFile { .. })),
+            "{p:?}"
+        );
+        assert!(
+            matches!(p[1], (Change::Unchanged, Action::Nothing)),
+            "{p:?}"
+        );
+        let (
+            Action::AppendFile {
+                base: AppendBase::Step(a),
+                ..
+            },
+            Action::AppendFile {
+                base: AppendBase::Step(b),
+                ..
+            },
+        ) = (&p[2].1, &p[3].1)
+        else {
+            panic!("{p:?}");
+        };
+        assert!(a < b, "{p:?}");
     }
 
     /// The digest hashed in place is the one recorded before (over content and tail joined):

@@ -1,0 +1,158 @@
+//! `write_files` `append` with bounded memory (issue 15): a 32 MiB appended text (a literal
+//! block the carve leaves on the device) onto a 32 MiB file is written by streaming the file
+//! then the text into the staged file, neither held, with a peak RSS within a few MiB of a
+//! small drive's; a re-run appends nothing, an updated drive appends its new text, and a file
+//! changed after the first run is left as it is (applied before for this instance).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// A target root with the account files `write_files` owners are looked up in.
+fn target_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    fs::create_dir_all(root.path().join("srv")).unwrap();
+    fs::write(
+        root.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
+    root
+}
+
+/// About `size` bytes of varied lines starting with `tag`.
+fn lines(tag: &str, size: usize) -> String {
+    let mut s = String::with_capacity(size + 100);
+    let mut i = 0u32;
+    while s.len() < size {
+        s.push_str(&format!("{tag} {i}: {}\n", "z".repeat((i % 61) as usize)));
+        i += 1;
+    }
+    s
+}
+
+/// A cloud-config appending `text` to /srv/log as a `|` literal block.
+fn append_doc(text: &str) -> Vec<u8> {
+    let mut doc = String::with_capacity(text.len() * 2);
+    doc.push_str(
+        "#cloud-config\nwrite_files:\n  - path: /srv/log\n    append: true\n    content: |\n",
+    );
+    for l in text.lines() {
+        doc.push_str("      ");
+        doc.push_str(l);
+        doc.push('\n');
+    }
+    doc.into_bytes()
+}
+
+/// The drive `ud` as an ISO in a fresh directory below `dir` (named `name`).
+fn iso(dir: &Path, name: &str, ud: &[u8]) -> std::path::PathBuf {
+    let d = dir.join(name);
+    fs::create_dir(&d).unwrap();
+    config2_iso(&d, ud)
+}
+
+#[test]
+fn a_32_mib_append_onto_a_32_mib_file_streams_both_and_appends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Together within the facts' 64 MiB cap (a file past it is not appended to).
+    let existing = lines("existing", (32 << 20) - 4096);
+    let text = lines("appended", (32 << 20) - 4096);
+
+    // The baseline: a small append onto a small file.
+    let small = iso(dir.path(), "small", &append_doc("x"));
+    let root = target_root();
+    fs::write(root.path().join("srv/log"), "a\n").unwrap();
+    let (o, base) = run_measured(&small, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert_eq!(fs::read(root.path().join("srv/log")).unwrap(), b"a\nx\n");
+
+    let big = iso(dir.path(), "big", &append_doc(&text));
+    let root = target_root();
+    let log = root.path().join("srv/log");
+    fs::write(&log, &existing).unwrap();
+    let (o, rss) = run_measured(&big, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text_of(&o));
+    let want = [existing.as_bytes(), text.as_bytes()].concat();
+    assert!(
+        fs::read(&log).unwrap() == want,
+        "the file is not the two joined"
+    );
+    // Held, the file and the text joined were over 100 MiB (a 64 MiB buffer, the file read
+    // whole, the text loaded); streamed, a chunk of each.
+    assert!(
+        rss < base + 4 * 1024,
+        "peak RSS {rss} KiB appending 32 MiB to 32 MiB, {base} KiB for a small append"
+    );
+
+    // The same drive again: nothing appended (the record), memory still bounded.
+    let (o, rss) = run_measured(&big, root.path(), dir.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == want, "appended twice");
+    assert!(rss < base + 4 * 1024, "re-run: peak RSS {rss} KiB");
+
+    // An updated drive (another text): appended once, after what the file holds (searched
+    // for the text first: not there).
+    let other = lines("updated", 2048);
+    let updated = iso(dir.path(), "updated", &append_doc(&other));
+    let (o, _) = run_measured(&updated, root.path(), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    let want2 = [want.as_slice(), other.as_bytes()].concat();
+    assert!(
+        fs::read(&log).unwrap() == want2,
+        "the new text not appended once"
+    );
+    let (o, _) = run_measured(&updated, root.path(), dir.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == want2);
+}
+
+#[test]
+fn a_file_changed_after_the_append_is_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = lines("appended", 2 << 20);
+    let drive = iso(dir.path(), "d", &append_doc(&text));
+    let root = target_root();
+    let log = root.path().join("srv/log");
+    fs::write(&log, "first\n").unwrap();
+    let (o, _) = run_measured(&drive, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == format!("first\n{text}").as_bytes());
+    // Rotated by its owner: the text was appended for this instance, so it is not again.
+    fs::write(&log, "rotated\n").unwrap();
+    let (o, _) = run_measured(&drive, root.path(), dir.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text_of(&o));
+    assert_eq!(fs::read(&log).unwrap(), b"rotated\n");
+}
+
+#[test]
+fn a_text_the_file_holds_from_a_run_stopped_before_its_record_is_not_appended_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = lines("appended", 1 << 20);
+    let drive = iso(dir.path(), "d", &append_doc(&text));
+    let root = target_root();
+    let log = root.path().join("srv/log");
+    // The text in the middle of the file (a later line appended after it), no record.
+    let held = format!("head\n{text}tail\n");
+    fs::write(&log, &held).unwrap();
+    let (o, _) = run_measured(&drive, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == held.as_bytes(), "appended again");
+    // One byte of it different: appended.
+    let near = held.replacen("appended 7:", "appended 7;", 1);
+    fs::write(&log, &near).unwrap();
+    let root2 = target_root();
+    fs::write(root2.path().join("srv/log"), &near).unwrap();
+    let (o, _) = run_measured(&drive, root2.path(), dir.path());
+    assert!(o.status.success(), "{}", text_of(&o));
+    assert!(fs::read(root2.path().join("srv/log")).unwrap() == format!("{near}{text}").as_bytes());
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    text(o)
+}
