@@ -160,6 +160,9 @@ pub struct Inputs {
     pub listed: BTreeSet<String>,
     /// Paths whose final symlink itself was looked at (`lstat`, never followed).
     pub links: BTreeSet<String>,
+    /// Of `paths`, those found when read: one missing later was removed since (a snapshot
+    /// taken then would record it missing beside a plan made from its content).
+    pub found: BTreeSet<String>,
     /// The facts read from the kernel rather than from files: compared by value, read again.
     pub volatile: Volatile,
 }

@@ -194,6 +194,9 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     inp.paths.extend(facts.files.keys().cloned());
     inp.paths.extend(facts.dirs.keys().cloned());
     inp.paths.extend(inp.listed.iter().cloned());
+    inp.found.extend(facts.files.keys().cloned());
+    inp.found.extend(facts.dirs.keys().cloned());
+    inp.found.extend(facts.present.iter().cloned());
     facts.inputs = inp;
     facts
 }

@@ -51,6 +51,14 @@ struct OnDevice {
 /// a source it cannot transform is a read error.
 pub trait Derive: Send + Sync {
     fn open<'a>(&'a self, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a>;
+
+    /// How much of the content to keep as its head while it is measured: what a classifier
+    /// looks at without a read ([`HEAD_BYTES`]). Content no one classifies (a `write_files`
+    /// block: a document may carve thousands) keeps none; [`Bytes::head`] then derives what
+    /// it is asked for again.
+    fn head_bytes(&self) -> usize {
+        HEAD_BYTES
+    }
 }
 
 /// Content derived from a byte range of a buffer (usually a file kept on the device): the
@@ -453,8 +461,9 @@ impl Bytes {
             loaded: OnceLock::new(),
         };
         let mut head = Vec::new();
+        let keep = d.derive.head_bytes().min(HEAD_BYTES);
         let (len, digest, state) = stream_derived(&d, None, max, &mut |c| {
-            let take = (HEAD_BYTES - head.len()).min(c.len());
+            let take = (keep - head.len()).min(c.len());
             head.extend_from_slice(c.get(..take).unwrap_or_default());
             Ok(())
         })?;
@@ -572,7 +581,14 @@ impl Bytes {
                 if let Some(Err(e)) = d.loaded.get() {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
                 }
-                Ok(d.head.get(..n).unwrap_or(&d.head).into())
+                if n <= d.head.len() || d.head.len() == d.len {
+                    return Ok(d.head.get(..n).unwrap_or(&d.head).into());
+                }
+                // More than the recipe kept (see `Derive::head_bytes`): derived again up to
+                // there (and checked to the content's end).
+                let mut out = Vec::with_capacity(n.min(d.len));
+                self.range_reader(0..n.min(d.len))?.read_to_end(&mut out)?;
+                Ok(out.into())
             }
             (Data::Derived(d), false) if d.loaded.get().is_none() => {
                 let want = self.range.start..self.range.start + n.min(self.len());
@@ -1007,6 +1023,39 @@ mod tests {
             }
             Box::new(R(src))
         }
+    }
+
+    /// [`Upper`] keeping no head, as a carved `write_files` value does.
+    struct UpperNoHead;
+
+    impl Derive for UpperNoHead {
+        fn open<'a>(&'a self, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a> {
+            Upper.open(src)
+        }
+
+        fn head_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn a_recipe_keeping_no_head_derives_the_head_asked_for() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        let src =
+            Bytes::on_device(dev.clone(), vec![(0, 20_000)], 20_000, "dev: f".into()).unwrap();
+        let b = Bytes::derived(&src, 10..15_010, Box::new(UpperNoHead), "v", 1 << 20).unwrap();
+        if let Data::Derived(d) = &b.buf.data {
+            assert!(d.head.is_empty(), "no head kept");
+        }
+        let want = data[10..15_010].to_ascii_uppercase();
+        assert_eq!(&*b.head(0).unwrap(), b"");
+        assert_eq!(&*b.head(100).unwrap(), &want[..100]);
+        assert_eq!(&*b.head(HEAD_BYTES).unwrap(), &want[..HEAD_BYTES]);
+        assert_eq!(&*b.head(1 << 20).unwrap(), &want[..]);
+        // A changed source byte past the head is still caught (the pass reads to the end).
+        dev.0.lock().unwrap()[14_000] ^= 1;
+        assert!(b.head(100).is_err());
     }
 
     #[test]
