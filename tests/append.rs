@@ -156,3 +156,41 @@ fn a_text_the_file_holds_from_a_run_stopped_before_its_record_is_not_appended_ag
 fn text_of(o: &std::process::Output) -> String {
     text(o)
 }
+
+#[test]
+fn an_append_onto_a_fifo_fails_without_blocking_the_run() {
+    // A FIFO planted where an append lands: the facts skip it (not a regular file, opened
+    // without blocking) and the writer must not block opening it either (no writer would ever
+    // come): the step fails naming it, the run ends, the FIFO is left.
+    let dir = tempfile::tempdir().unwrap();
+    let drive = iso(dir.path(), "d", &append_doc("text"));
+    let root = target_root();
+    let fifo = root.path().join("srv/log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--log-level", "error", "--defer-scripts"])
+        .args(["--network-backend", "networkd", "--source"])
+        .arg(&drive)
+        .arg("--root")
+        .arg(root.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("primer blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        text_of(&o).contains("not a regular file"),
+        "{}",
+        text_of(&o)
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}

@@ -430,11 +430,10 @@ fn large_literal_blocks_are_written_as_the_yaml_says_without_holding_the_documen
 }
 
 #[test]
-fn a_large_document_the_line_pass_misreads_is_not_parsed_whole() {
+fn a_large_document_the_line_pass_misreads_is_parsed_whole() {
     let dir = tempfile::tempdir().unwrap();
     // A repeated key: the parser drops the first block's placeholder, so the carve is not
-    // confirmed; parsed whole, the 5.6 MiB document would take about five times its size, so
-    // the cloud-config is not applied, with a warning naming the file, its size and the limit.
+    // confirmed and the document is parsed whole (the last value wins, as cloud-init does).
     let first = "a\n".repeat(600_000);
     let second = "b\n".repeat(100_000);
     let mut doc = String::from("#cloud-config\nwrite_files:\n  - path: /srv/dup\n    content: |\n");
@@ -449,12 +448,30 @@ fn a_large_document_the_line_pass_misreads_is_not_parsed_whole() {
     let root = target_root();
     let (o, _) = run_measured(&iso, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
-    assert!(!root.path().join("srv/dup").exists());
-    let want = format!(
-        "user-data: cloud-config too large to parse: {} bytes left after large blocks and strings were carved out (limit 1048576); not applied",
-        doc.len()
+    assert!(fs::read(root.path().join("srv/dup")).unwrap() == second.as_bytes());
+    assert!(text(&o).contains("repeated key"), "{}", text(&o));
+}
+
+#[test]
+fn a_large_cloud_config_the_carve_cannot_read_is_applied_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // cloud-init's documented form of a binary file: one plain base64 line (2.5 MiB here) with
+    // `encoding: b64`, beside an account. The carve does not take plain scalars: the document
+    // is parsed whole, as before, never dropped for memory's sake (its user and key applied).
+    let binary: Vec<u8> = (0..(2u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&binary);
+    let doc = format!(
+        "#cloud-config\nusers:\n  - name: alice\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0ZXN0a2V5IGZvciBwcmltZXIgdGVzdHMgb25seQ alice\nwrite_files:\n  - path: /srv/blob\n    encoding: b64\n    content: {b64}\n"
     );
-    assert!(text(&o).contains(&want), "{}", text(&o));
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+    let root = target_root();
+    let (o, _) = run_measured(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read(root.path().join("srv/blob")).unwrap() == binary);
+    assert!(!text(&o).contains("too large"), "{}", text(&o));
 }
 
 /// `s` as the text of a JSON string (what `jsonencode` writes for it), quotes included.

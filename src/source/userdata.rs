@@ -172,7 +172,6 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
     let carvable = plain.filter(|b| {
         carve_candidate(b) && b.len() <= limits.max_blob_bytes.min(limits.max_yaml_bytes)
     });
-    let mut rederive_heavy = false;
     let carved = match carvable.map(|b| (b, carve::carve_blob(b))) {
         // Each carved block of decompressed content is derived again from the start: too many
         // for its size and it is parsed in memory, as before (see `MAX_REDERIVED_BYTES`).
@@ -181,10 +180,6 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
                 || c.values.len().saturating_mul(b.len()) <= MAX_REDERIVED_BYTES =>
         {
             Some((b, c))
-        }
-        Some((_, Ok(Some(_)))) => {
-            rederive_heavy = true;
-            None
         }
         Some((_, Err(e))) => {
             let mut report = Report::default();
@@ -197,16 +192,12 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         }
         _ => None,
     };
-    // Not carved and too large to parse whole within the memory bound: not applied (a gzip'd
-    // document whose carve would decompress too often is parsed in memory instead, above).
-    let too_large = carvable
-        .filter(|b| carved.is_none() && !rederive_heavy && b.len() > carve::MAX_CARVED_TEXT);
     // A MIME user data kept on the device: split and decoded by streaming (see `kept_mime`);
     // a gzip'd one goes the in-memory way, as before (each part would be decompressed again
     // from the start).
     let kept_mime = raw.filter(|b| unzipped.is_none() && mime_candidate(b));
-    let user = match (streamed, &carved, &refused, kept_mime, too_large) {
-        (None, None, None, None, None) => match raw.map(Bytes::try_slice).transpose() {
+    let user = match (streamed, &carved, &refused, kept_mime) {
+        (None, None, None, None) => match raw.map(Bytes::try_slice).transpose() {
             Ok(u) => u,
             // Read whole only now (a gzip'd blob was checked by streaming): a failed read is
             // an error, never an empty user-data.
@@ -223,10 +214,6 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         _ => None,
     };
     let mut run = Run::new(&owners, limits);
-    if let Some(b) = too_large {
-        run.report
-            .warn(USER_DATA_FILE, "", carve::residue_warning(b.len()));
-    }
     if let Some(e) = &refused {
         // What `blob` reports for the same bytes.
         run.report.warn(USER_DATA_FILE, "", format!("gzip: {e}"));
@@ -810,10 +797,6 @@ impl Run<'_> {
                     .filter_map(|i| c.values.get(i).cloned())
                     .collect();
                 Some(self.convert_with(file, String::new(), parsed, Some((b.clone(), kept))))
-            }
-            None if b.len() > carve::MAX_CARVED_TEXT => {
-                self.report.warn(file, "", carve::residue_warning(b.len()));
-                None
             }
             None => {
                 tracing::debug!("{file}: carved parse not confirmed; parsed whole");

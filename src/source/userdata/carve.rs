@@ -12,8 +12,9 @@
 //! line it cannot classify (tabs, CR, quotes or brackets it cannot balance on one line, anchors,
 //! tags, directives, explicit indentation indicators, non-ASCII in a carved body, folded
 //! blocks, an escape it does not know) leaves that value or the document uncarved, and the
-//! caller parses the document whole only up to [`MAX_CARVED_TEXT`] (a larger one is not
-//! applied). The caller also checks that every placeholder comes back exactly once as a whole
+//! caller parses the document whole as before (a carve that would leave more than
+//! [`MAX_CARVED_TEXT`] is not used either: nothing a user wrote is dropped for memory's sake;
+//! such a document is held, within the user-data cap). The caller also checks that every placeholder comes back exactly once as a whole
 //! string, never as a key.
 
 use super::yaml::Node;
@@ -1231,21 +1232,11 @@ pub(crate) const CARVE_THRESHOLD: usize = 64 << 10;
 /// placeholder line is about 60 bytes: carving less would not shrink the text much).
 const SMALL: usize = 256;
 
-/// Largest document left for the parser once carved, and largest cloud-config kept on the
-/// device that is parsed whole (the residue): the parse adds about four times its text to the
-/// peak (measured: a 1 MiB cloud-config parsed whole peaks at 8.5 MiB, a small one at 4.2
-/// MiB), so 1 MiB keeps it near the 8 MiB goal. A larger one is not applied
-/// ([`residue_warning`]).
+/// Largest document left for the parser once carved: the parse adds about four times its
+/// text to the peak (measured: a 1 MiB cloud-config parsed whole peaks at 8.5 MiB, a small one
+/// at 4.2 MiB), so 1 MiB keeps a carved parse near the 8 MiB goal. A carve that would leave
+/// more is not used: the document is parsed whole, as one the carve cannot read.
 pub(crate) const MAX_CARVED_TEXT: usize = 1 << 20;
-
-/// The warning for a cloud-config kept on the device whose residue (what is left after the
-/// carve) is larger than [`MAX_CARVED_TEXT`]: it is not applied.
-pub(crate) fn residue_warning(len: usize) -> String {
-    format!(
-        "cloud-config too large to parse: {len} bytes left after large blocks and strings were \
-         carved out (limit {MAX_CARVED_TEXT}); not applied"
-    )
-}
 
 /// The placeholders' prefix: derived from the file's SHA-256, so a document cannot contain it
 /// (it would have to contain a digest of itself) and the parse stays deterministic.
