@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use base64::Engine;
 use common::*;
@@ -31,41 +31,6 @@ fn base64_lines(data: &[u8]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-/// `primer run --defer-scripts [extra] --source SOURCE --root ROOT` under GNU time, with
-/// `TMPDIR` set to `tmp`: the output and the peak RSS in KiB.
-fn run_measured_with(
-    source: impl AsRef<std::ffi::OsStr>,
-    root: &Path,
-    dir: &Path,
-    extra: &[&str],
-    tmp: &Path,
-) -> (Output, u64) {
-    require_tool("/usr/bin/time");
-    let t = dir.join("time");
-    let o = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&t)
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_primer"))
-        .args(["run", "--log-level", "error", "--defer-scripts"])
-        .args(["--network-backend", "networkd"])
-        .args(extra)
-        .arg("--source")
-        .arg(source)
-        .arg("--root")
-        .arg(root)
-        .env("TMPDIR", tmp)
-        .output()
-        .unwrap();
-    let rss = fs::read_to_string(&t)
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("GNU time's %M");
-    (o, rss)
 }
 
 /// The script and the local copy a first run stored under `root` are `ud`, byte for byte.
@@ -110,12 +75,12 @@ fn a_large_script_in_a_packed_drive_is_unpacked_to_a_temporary_file_in_bounded_m
         let form = if base64 { "gzip+base64" } else { "gzip" };
         let small = packed_drive(&dir.path().join("small"), b"#!/bin/sh\ntrue\n", base64);
         let root = scratch_root();
-        let (o, base) = run_measured_with(&small, root.path(), dir.path(), &[], &tmp);
+        let (o, base) = run_measured_with(&small, root.path(), dir.path(), &[], Some(&tmp));
         assert!(o.status.success(), "{form}: {}", text(&o));
 
         let big = packed_drive(&dir.path().join("big"), &ud, base64);
         let root = scratch_root();
-        let (o, rss) = run_measured_with(&big, root.path(), dir.path(), &[], &tmp);
+        let (o, rss) = run_measured_with(&big, root.path(), dir.path(), &[], Some(&tmp));
         assert!(o.status.success(), "{form}: {}", text(&o));
         assert_stored(root.path(), &ud);
         eprintln!("{form}: peak RSS {rss} KiB (32 MiB script), {base} KiB (one-line script)");
@@ -182,14 +147,20 @@ fn a_large_script_through_mount_mode_is_streamed_and_no_mount_is_left() {
     let small = config2_ext4(dir.path(), "small", b"#!/bin/sh\ntrue\n");
     let small_dev = Loop::attach(&small);
     let root = scratch_root();
-    let (o, base) = run_measured_with(&small_dev.dev, root.path(), dir.path(), &["--mount"], &tmp);
+    let (o, base) = run_measured_with(
+        &small_dev.dev,
+        root.path(),
+        dir.path(),
+        &["--mount"],
+        Some(&tmp),
+    );
     assert!(o.status.success(), "{}", text(&o));
 
     let ud = large_script(32 << 20, "middle");
     let big = config2_ext4(dir.path(), "big", &ud);
     let dev = Loop::attach(&big);
     let root = scratch_root();
-    let (o, rss) = run_measured_with(&dev.dev, root.path(), dir.path(), &["--mount"], &tmp);
+    let (o, rss) = run_measured_with(&dev.dev, root.path(), dir.path(), &["--mount"], Some(&tmp));
     assert!(o.status.success(), "{}", text(&o));
     assert_stored(root.path(), &ud);
     eprintln!("--mount: peak RSS {rss} KiB (32 MiB script), {base} KiB (one-line script)");

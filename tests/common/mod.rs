@@ -373,20 +373,35 @@ pub fn large_script(len: usize, marker: &str) -> Vec<u8> {
 /// `primer run --defer-scripts` from `source` into `root` under GNU time (its report in `dir`):
 /// the output and the peak RSS in KiB.
 pub fn run_measured(source: impl AsRef<std::ffi::OsStr>, root: &Path, dir: &Path) -> (Output, u64) {
+    run_measured_with(source, root, dir, &[], None)
+}
+
+/// [`run_measured`] with `extra` arguments before `--source` and, when given, `TMPDIR` set.
+pub fn run_measured_with(
+    source: impl AsRef<std::ffi::OsStr>,
+    root: &Path,
+    dir: &Path,
+    extra: &[&str],
+    tmp: Option<&Path>,
+) -> (Output, u64) {
     require_tool("/usr/bin/time");
     let t = dir.join("time");
-    let o = Command::new("/usr/bin/time")
-        .arg("-o")
+    let mut c = Command::new("/usr/bin/time");
+    c.arg("-o")
         .arg(&t)
         .args(["-f", "%M"])
         .arg(env!("CARGO_BIN_EXE_primer"))
         .args(["run", "--log-level", "error", "--defer-scripts"])
-        .args(["--network-backend", "networkd", "--source"])
+        .args(["--network-backend", "networkd"])
+        .args(extra)
+        .arg("--source")
         .arg(source)
         .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap();
+        .arg(root);
+    if let Some(tmp) = tmp {
+        c.env("TMPDIR", tmp);
+    }
+    let o = c.output().unwrap();
     let rss = fs::read_to_string(&t)
         .unwrap()
         .lines()
