@@ -455,23 +455,85 @@ fn a_large_document_the_line_pass_misreads_is_parsed_whole() {
 #[test]
 fn a_large_cloud_config_the_carve_cannot_read_is_applied_whole() {
     let dir = tempfile::tempdir().unwrap();
-    // cloud-init's documented form of a binary file: one plain base64 line (2.5 MiB here) with
-    // `encoding: b64`, beside an account. The carve does not take plain scalars: the document
-    // is parsed whole, as before, never dropped for memory's sake (its user and key applied).
+    // A folded block (2.5 MiB of base64 lines, joined by spaces the decode skips) beside an
+    // account: the carve does not take folded blocks, so the document is parsed whole, as
+    // before, never dropped for memory's sake (its user and file applied).
     let binary: Vec<u8> = (0..(2u32 << 20))
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&binary);
-    let doc = format!(
-        "#cloud-config\nusers:\n  - name: alice\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0ZXN0a2V5IGZvciBwcmltZXIgdGVzdHMgb25seQ alice\nwrite_files:\n  - path: /srv/blob\n    encoding: b64\n    content: {b64}\n"
+    let mut doc = String::from(
+        "#cloud-config\nusers:\n  - name: alice\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0ZXN0a2V5IGZvciBwcmltZXIgdGVzdHMgb25seQ alice\nwrite_files:\n  - path: /srv/blob\n    encoding: b64\n    content: >\n",
     );
+    for l in b64_lines(&binary) {
+        doc.push_str("      ");
+        doc.push_str(&l);
+        doc.push('\n');
+    }
     let iso = config2_iso(dir.path(), doc.as_bytes());
     let root = target_root();
     let (o, _) = run_measured(&iso, root.path(), dir.path());
     assert!(o.status.success(), "{}", text(&o));
     assert!(fs::read(root.path().join("srv/blob")).unwrap() == binary);
     assert!(!text(&o).contains("too large"), "{}", text(&o));
+}
+
+#[test]
+fn a_one_line_plain_base64_content_is_streamed_from_the_device_into_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // cloud-init's documented form of a binary file (and Terraform's `filebase64()` through
+    // `yamlencode`): one plain base64 line, 2.7 MiB here, with `encoding: b64`. Carved and
+    // streamed: the file exact, the document never held.
+    let binary: Vec<u8> = (0..(2u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&binary);
+    let doc = format!(
+        "#cloud-config\nwrite_files:\n  - path: /srv/blob\n    encoding: b64\n    content: {b64}\n    permissions: '0600'\n"
+    );
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+    let base = base_rss(
+        dir.path(),
+        b"#cloud-config\nwrite_files:\n  - path: /srv/blob\n    encoding: b64\n    content: eHh4eHh4\n",
+    );
+    let root = target_root();
+    let (o, rss) = run_measured(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read(root.path().join("srv/blob")).unwrap() == binary);
+    assert!(
+        rss < base + 4096,
+        "peak RSS {rss} KiB with a 2.7 MiB plain base64 line, {base} KiB with a small one"
+    );
+}
+
+#[test]
+fn a_json_cloud_config_with_raw_utf8_is_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    // `ensure_ascii=False` / Go's `jsonencode`: non-ASCII written as itself, and an escaped
+    // quote after it (once misread as the string's end).
+    let mut content = String::new();
+    let mut i = 0u32;
+    while content.len() < 3 << 20 {
+        content.push_str(&format!("caf\u{e9} \"q\" \u{a9} {i} \u{1f600}\n"));
+        i += 1;
+    }
+    let doc = format!(
+        "#cloud-config\n{{\"write_files\": [{{\"path\": \"/srv/utf8\", \"content\": {}}}]}}\n",
+        json_string(&content)
+    );
+    let iso = config2_iso(dir.path(), doc.as_bytes());
+    let base = base_rss(
+        dir.path(),
+        "#cloud-config\n{\"write_files\": [{\"path\": \"/srv/utf8\", \"content\": \"caf\u{e9}\"}]}\n".as_bytes(),
+    );
+    let root = target_root();
+    let (o, rss) = run_measured(&iso, root.path(), dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read(root.path().join("srv/utf8")).unwrap() == content.as_bytes());
+    assert!(
+        rss < base + 4096,
+        "peak RSS {rss} KiB with a 3 MiB UTF-8 JSON string, {base} KiB with a small one"
+    );
 }
 
 /// `s` as the text of a JSON string (what `jsonencode` writes for it), quotes included.

@@ -3,14 +3,17 @@
 //! parser a short placeholder in their place and keeps each block's byte range, not its value.
 //! A document that is one flow collection (a JSON cloud-config, `jsonencode`) is read byte by
 //! byte instead, and its large one-line double-quoted strings are carved the same way (their
-//! escapes decoded as the parse decodes them, see [`Escapes`]). Once the text left for the
+//! escapes decoded as the parse decodes them, see [`Escapes`]). A long one-line plain value
+//! (`content: <base64>`, cloud-init's documented binary form) is read without holding its line
+//! and carved too: its text is its value ([`Plain`]). Once the text left for the
 //! parser is long, smaller blocks and strings are carved too, so many files each below the
 //! threshold leave a small text. A block that is a `write_files` content stays on the device:
 //! its content is a [`Bytes::derived`] (unindented, chomped or unescaped, and decoded as the
 //! parse would, see [`BlockContent`]) streamed where it is written; any other block's value is
 //! read back as a string. So a 64 MiB `write_files` entry is never held. It must not guess: any
 //! line it cannot classify (tabs, CR, quotes or brackets it cannot balance on one line, anchors,
-//! tags, directives, explicit indentation indicators, non-ASCII in a carved body, folded
+//! tags, directives, explicit indentation indicators, control characters or invalid UTF-8 in
+//! a carved body (valid UTF-8 passes through unchanged and is taken), folded
 //! blocks, an escape it does not know) leaves that value or the document uncarved, and the
 //! caller parses the document whole as before (a carve that would leave more than
 //! [`MAX_CARVED_TEXT`] is not used either: nothing a user wrote is dropped for memory's sake;
@@ -51,6 +54,8 @@ pub(crate) struct Literal {
 enum Style {
     Block(Chomp),
     Double,
+    /// A one-line plain scalar: its text is its value.
+    Plain,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -170,6 +175,10 @@ const MAX_FLOW_DEPTH: usize = 1024;
 struct Str {
     start: usize,
     esc: Escapes,
+    /// After a `\\` that escapes the next byte: tracked whatever `ok` is, so an escaped quote
+    /// never ends the scalar.
+    escaped: bool,
+    utf8: Utf8,
     verbatim: Option<Vec<u8>>,
     raw: usize,
     value_len: usize,
@@ -295,6 +304,65 @@ fn push_char(out: &mut Vec<u8>, ch: char) {
     out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
 }
 
+/// Whether the parse takes `ch` inside a scalar as itself: printable ASCII, a tab, or a
+/// non-ASCII character YAML calls printable that no YAML version reads as a line break or a
+/// byte-order mark (NEL, U+2028, U+2029 and U+FEFF are left to the whole parse). UTF-8 passes
+/// through a literal block and a double-quoted scalar unchanged, so the streamed value stays
+/// byte-identical.
+fn printable(ch: char) -> bool {
+    matches!(ch, '\t' | ' '..='~')
+        || (ch >= '\u{a0}'
+            && !matches!(
+                ch,
+                '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            ))
+}
+
+/// A line's bytes all [`printable`] (and valid UTF-8).
+fn printable_line(raw: &[u8]) -> bool {
+    std::str::from_utf8(raw).is_ok_and(|s| s.chars().all(printable))
+}
+
+/// UTF-8 checked byte by byte (a double-quoted scalar is read a byte at a time): each
+/// character complete and [`printable`], tabs excepted.
+#[derive(Default, Clone, Copy)]
+struct Utf8 {
+    buf: [u8; 4],
+    n: u8,
+    need: u8,
+}
+
+impl Utf8 {
+    fn idle(&self) -> bool {
+        self.n == 0
+    }
+
+    fn byte(&mut self, c: u8) -> bool {
+        if self.n == 0 {
+            if c < 0x80 {
+                return (0x20..0x7f).contains(&c);
+            }
+            self.need = match c {
+                0xc2..=0xdf => 2,
+                0xe0..=0xef => 3,
+                0xf0..=0xf4 => 4,
+                _ => return false,
+            };
+        }
+        self.buf[usize::from(self.n)] = c;
+        self.n += 1;
+        if self.n < self.need {
+            return true;
+        }
+        let ok = std::str::from_utf8(&self.buf[..usize::from(self.n)])
+            .ok()
+            .and_then(|s| s.chars().next())
+            .is_some_and(printable);
+        self.n = 0;
+        ok
+    }
+}
+
 /// The line pass, fed in chunks.
 pub(crate) struct Carver {
     threshold: usize,
@@ -313,6 +381,10 @@ pub(crate) struct Carver {
     /// Where the line being read starts in the document.
     pos: usize,
     block: Option<Block>,
+    /// A long line's one-line plain value being read without holding the line ([`Plain`]).
+    plain: Option<Plain>,
+    /// The line being read was looked at for a plain value (and is not one).
+    probed: bool,
     out: Carved,
     failed: bool,
     /// Scratch for a line's value bytes (measured, then dropped).
@@ -334,6 +406,8 @@ impl Carver {
             line: Vec::new(),
             pos: 0,
             block: None,
+            plain: None,
+            probed: false,
             out: Carved {
                 text: String::new(),
                 values: Vec::new(),
@@ -349,7 +423,7 @@ impl Carver {
                 return self.flow_feed(chunk);
             }
             let nl = chunk.iter().position(|&b| b == b'\n');
-            if self.header_only && self.block.is_none() {
+            if self.header_only && self.block.is_none() && self.plain.is_none() {
                 let part = &chunk[..nl.unwrap_or(chunk.len())];
                 let first = self.line.iter().chain(part).find(|&&c| c != b' ');
                 if matches!(first, Some(b'{' | b'[')) {
@@ -360,20 +434,122 @@ impl Carver {
                     return self.flow_feed(chunk);
                 }
             }
+            let part = &chunk[..nl.unwrap_or(chunk.len())];
+            if self.plain.is_some() {
+                self.plain_bytes(part);
+            } else {
+                self.push_line_bytes(part);
+                self.probe_plain();
+            }
             match nl {
                 Some(i) => {
-                    self.push_line_bytes(&chunk[..i]);
-                    let line = std::mem::take(&mut self.line);
-                    self.on_line(&line);
-                    self.pos += line.len() + 1;
-                    self.line = line;
-                    self.line.clear();
+                    if let Some(p) = self.plain.take() {
+                        let len = p.prefix.len() + p.len;
+                        self.end_plain(p);
+                        self.pos += len + 1;
+                    } else {
+                        let line = std::mem::take(&mut self.line);
+                        self.on_line(&line);
+                        self.pos += line.len() + 1;
+                        self.line = line;
+                        self.line.clear();
+                    }
+                    self.probed = false;
                     chunk = &chunk[i + 1..];
                 }
-                None => {
-                    self.push_line_bytes(chunk);
-                    chunk = &[];
-                }
+                None => chunk = &[],
+            }
+        }
+    }
+
+    /// A line outside a block longer than `small` whose value is a plain scalar: its value is
+    /// read from here on without holding it (a base64 `content` on one line of 32 MiB), kept
+    /// only while it is small enough to be given back to the line pass whole.
+    fn probe_plain(&mut self) {
+        if self.failed || self.probed || self.block.is_some() || self.line.len() <= self.small {
+            return;
+        }
+        match plain_at(&self.line) {
+            None => {}
+            Some(None) => self.probed = true,
+            Some(Some(v)) => {
+                self.probed = true;
+                let line = std::mem::take(&mut self.line);
+                let Ok(prefix) = std::str::from_utf8(&line[..v]) else {
+                    return self.fail();
+                };
+                self.plain = Some(Plain {
+                    prefix: prefix.to_string(),
+                    start: self.pos + v,
+                    len: 0,
+                    verbatim: Some(Vec::new()),
+                    ok: true,
+                    prev: b' ',
+                    number: true,
+                });
+                self.plain_bytes(&line[v..]);
+                self.line = line;
+                self.line.clear();
+            }
+        }
+    }
+
+    /// Bytes of a plain value being read ([`Plain`]).
+    fn plain_bytes(&mut self, bytes: &[u8]) {
+        let Some(p) = &mut self.plain else {
+            return self.fail();
+        };
+        for &c in bytes {
+            p.len += 1;
+            if let Some(v) = &mut p.verbatim {
+                v.push(c);
+            }
+            // Printable ASCII without quotes or brackets, no comment (` #`), no `: ` (a key):
+            // the value is then the text itself (YAML 1.2 §7.3.3, one line).
+            let taken = (0x20..0x7f).contains(&c)
+                && !matches!(c, b'"' | b'\'' | b'[' | b']' | b'{' | b'}')
+                && !matches!((p.prev, c), (b' ', b'#') | (b':', b' '));
+            p.ok &= taken;
+            // Only what a number (of any base, with signs, dots, exponents) is made of: the
+            // parse could read it as one, not as a string.
+            p.number &= c.is_ascii_hexdigit() || b"xXoO+-._: ".contains(&c);
+            p.prev = c;
+        }
+        if p.len > self.threshold {
+            p.verbatim = None;
+        }
+        if !p.ok && p.verbatim.is_none() {
+            // Past the threshold the value is the text the pass took: a byte it cannot take
+            // would make it differ from the parse's.
+            self.fail();
+        }
+    }
+
+    /// The end of a plain value's line: carved when large (as a block), else given back to
+    /// the line pass as the line it is.
+    fn end_plain(&mut self, p: Plain) {
+        // Longer than any word the parse reads as a boolean, null, infinity or NaN (`false`,
+        // `-.inf`), and not made only of what a number is: the value is a string.
+        let ok = p.ok && p.len > 5 && !matches!(p.prev, b' ' | b':') && !p.number;
+        let carve = ok && (p.verbatim.is_none() || self.carve_small(p.len));
+        match p.verbatim {
+            Some(v) if !carve => {
+                let mut line = p.prefix.into_bytes();
+                line.extend_from_slice(&v);
+                self.on_line(&line);
+            }
+            None if !carve => self.fail(),
+            _ => {
+                let token = self.token();
+                let line = format!("{}{}", p.prefix, token);
+                self.header_only = false;
+                self.text_line(&line);
+                let lit = Literal {
+                    range: p.start..p.start + p.len,
+                    style: Style::Plain,
+                    len: p.len,
+                };
+                self.out.values.push((token, lit));
             }
         }
     }
@@ -390,7 +566,7 @@ impl Carver {
     /// read with certainty (then it is parsed whole).
     pub(crate) fn finish(mut self) -> Option<Carved> {
         // A last line without a line break: carving it would need YAML's end-of-input rules.
-        if self.failed || !self.line.is_empty() {
+        if self.failed || !self.line.is_empty() || self.plain.is_some() {
             return None;
         }
         // A double-quoted scalar left open: the parse reports it, not carved.
@@ -474,12 +650,9 @@ impl Carver {
             v.push('\n');
         }
         if b.candidate {
-            // The value is built from the body's own bytes: only printable ASCII and tabs
-            // inside the content are taken without the parser's checks.
-            if raw
-                .iter()
-                .any(|&c| !(c == b'\t' || (0x20..0x7f).contains(&c)))
-            {
+            // The value is built from the body's own bytes: only printable characters and
+            // tabs inside the content are taken without the parser's checks.
+            if !printable_line(raw) {
                 b.candidate = false;
             } else {
                 self.scratch.clear();
@@ -567,6 +740,8 @@ impl Carver {
                             key,
                             start: at + 1,
                             esc: Escapes::default(),
+                            escaped: false,
+                            utf8: Utf8::default(),
                             verbatim: Some(Vec::new()),
                             raw: 0,
                             value_len: 0,
@@ -594,19 +769,19 @@ impl Carver {
                     }
                     _ => self.fail(),
                 },
-                Some(s) if s.esc.idle() && c == b'"' => {
+                Some(s) if !s.escaped && c == b'"' => {
                     f.prev = Some(b'"');
                     self.end_str(s);
                 }
                 Some(mut s) => {
                     s.raw += 1;
+                    s.escaped = !s.escaped && c == b'\\';
                     if let Some(v) = &mut s.verbatim {
                         v.push(c);
                     }
                     if s.ok {
                         self.scratch.clear();
-                        s.ok =
-                            (0x20..0x7f).contains(&c) && s.esc.byte(c, &mut self.scratch).is_ok();
+                        s.ok = s.utf8.byte(c) && s.esc.byte(c, &mut self.scratch).is_ok();
                         s.value_len += self.scratch.len();
                     }
                     if s.key && s.raw > MAX_LINE {
@@ -635,13 +810,18 @@ impl Carver {
     }
 
     fn end_str(&mut self, s: Str) {
-        let carve =
-            s.ok && !s.key && s.esc.idle() && (s.verbatim.is_none() || self.carve_small(s.raw));
+        let carve = s.ok
+            && !s.key
+            && s.esc.idle()
+            && s.utf8.idle()
+            && (s.verbatim.is_none() || self.carve_small(s.raw));
         let text = match s.verbatim {
             Some(v) if !carve => match String::from_utf8(v) {
                 Ok(v) => v,
                 Err(_) => return self.fail(),
             },
+            // Past the threshold and not taken (an escape left open): the value is not known.
+            None if !carve => return self.fail(),
             _ => {
                 let token = self.token();
                 let lit = Literal {
@@ -679,6 +859,70 @@ fn body_line(b: &Block, raw: &[u8]) -> Result<bool, ()> {
             Some(m) => spaces >= m,
         }),
     }
+}
+
+/// Where a line's one-line value starts when it is a plain scalar that is a mapping value
+/// (`key: VALUE`, after any `- `) or a sequence entry (`- VALUE`): `None` while the line so far
+/// does not tell, `Some(None)` when it is not one.
+fn plain_at(b: &[u8]) -> Option<Option<usize>> {
+    let mut i = b.iter().take_while(|&&c| c == b' ').count();
+    if i == b.len() {
+        return None;
+    }
+    let mut dash = false;
+    while b[i] == b'-' {
+        match b.get(i + 1) {
+            None => return None,
+            Some(b' ') => {}
+            Some(_) => break,
+        }
+        dash = true;
+        i += 1;
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if i == b.len() {
+            return None;
+        }
+    }
+    let k = key_len(&b[i..]);
+    if k > 0 && i + k == b.len() {
+        return None;
+    }
+    let mut v = i;
+    if k > 0 && b[i + k] == b':' {
+        match b.get(i + k + 1) {
+            None => return None,
+            Some(b' ') => {
+                v = i + k + 1;
+                while b.get(v) == Some(&b' ') {
+                    v += 1;
+                }
+            }
+            Some(_) if dash => {}
+            Some(_) => return Some(None),
+        }
+    } else if !dash {
+        return Some(None);
+    }
+    let first = *b.get(v)?;
+    Some((!b"-?:,[]{}#&*!|>'\"%@`".contains(&first) && (0x21..0x7f).contains(&first)).then_some(v))
+}
+
+/// A plain value read without holding its line ([`Carver::probe_plain`]).
+struct Plain {
+    /// The line up to the value (kept when carved).
+    prefix: String,
+    /// Where the value starts in the document, its length so far.
+    start: usize,
+    len: usize,
+    /// The value as in the document, kept until it is known to be large.
+    verbatim: Option<Vec<u8>>,
+    /// Every byte one the value is taken verbatim with.
+    ok: bool,
+    prev: u8,
+    /// Every byte one a number could have.
+    number: bool,
 }
 
 /// A block scalar header: where its indicator starts, its node's indentation, its style.
@@ -966,9 +1210,11 @@ impl Derive for BlockContent {
                 at: 0,
                 done: false,
             }),
+            Style::Plain => Box::new(src),
             Style::Double => Box::new(Unescape {
                 src,
                 esc: Escapes::default(),
+                utf8: Utf8::default(),
                 out: Vec::new(),
                 at: 0,
                 done: false,
@@ -1053,6 +1299,7 @@ impl<R: BufRead> Read for Unfold<R> {
 struct Unescape<R> {
     src: R,
     esc: Escapes,
+    utf8: Utf8,
     out: Vec<u8>,
     at: usize,
     done: bool,
@@ -1075,9 +1322,9 @@ impl<R: BufRead> Read for Unescape<R> {
             }
             let n = chunk.len();
             for &c in chunk {
-                // The line pass took only printable ASCII (checked again: the device may have
+                // The line pass took only printable UTF-8 (checked again: the device may have
                 // changed, though the digest would also tell).
-                if !(0x20..0x7f).contains(&c) {
+                if !self.utf8.byte(c) {
                     return Err(invalid("quoted scalar byte"));
                 }
                 self.esc
@@ -1416,6 +1663,10 @@ mod tests {
             "\\ ",
             "\\\t",
             "caf\u{e9}",
+            "caf\u{e9} \\\"q\\\" x",
+            "\u{a9}\u{1f600}",
+            "\u{85}",
+            "\u{2028}",
             "\t",
             "'",
             " # no comment",
@@ -1610,6 +1861,50 @@ mod tests {
         assert!(carved > 100, "{carved} carved");
     }
 
+    /// One-line plain values among blocks, comments and forms the pass must not misread (a
+    /// comment, `: `, trailing spaces, numbers and booleans, a continuation line): carved or
+    /// not, the whole parse's nodes.
+    #[test]
+    fn plain_values_agree_with_the_whole_parse() {
+        let pieces = [
+            "a: |\n",
+            "  body\n",
+            "# c\n",
+            "d: 1\n",
+            "- f\n",
+            "h:\n",
+            "m: aGVsbG8gd29ybGQ=\n",
+            "- a+/b=\n",
+            "  - n: x:y\n",
+            "  o: a: b\n",
+            "p: a # b\n",
+            "q: 12345\n",
+            "r: 0x1f\n",
+            "s: abc \n",
+            "t: abc:\n",
+            "u: a b%c@d`e!f&g*h|i>j\n",
+            "v: -a\n",
+            "w: ?a\n",
+            "  more\n",
+            "x: true\n",
+            "x: false\n",
+            "x: -.inf\n",
+            "x: 1_000.5e+3\n",
+            "x: 12:30:45.5\n",
+            "y: a#b\n",
+        ];
+        let mut next = xorshift(0x1234_5678_9abc_def1);
+        let mut carved = 0;
+        for _ in 0..3000 {
+            let n = 1 + (next() % 5) as usize;
+            let doc: String = (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            carved += usize::from(check(&doc));
+        }
+        assert!(carved > 50, "{carved} carved");
+    }
+
     #[test]
     fn the_token_is_never_in_a_document_by_chance() {
         let base = token_base(&[1; 32]);
@@ -1744,18 +2039,33 @@ mod tests {
         assert!(carve(&long, 0, 1 << 20).is_none());
         let no_newline = format!("a: |\n  x\n{}", "y".repeat(MAX_LINE + 1));
         assert!(carve(&no_newline, 0, 1 << 20).is_none());
-        let big_text = format!("b: {}\na: |\n  x\n", "y".repeat(4096));
+        let big_text = format!("b: '{}'\na: |\n  x\n", "y".repeat(4096));
         assert!(carve(&big_text, 0, 1024).is_none());
         let many: String = (0..20_000).map(|i| format!("k{i}: |\n  v\n")).collect();
         assert!(carve(&many, 64 << 10, 1 << 20).is_none());
     }
 
-    /// A line the pass cannot take as it is (non-ASCII, a control byte), after the block was
-    /// already committed to (past the threshold), sends the document to the whole parse: the
-    /// streamed value never loses it.
+    /// A line the pass cannot take as it is (a control byte, a character some YAML reads as a
+    /// line break), after the block was already committed to (past the threshold), sends the
+    /// document to the whole parse: the streamed value never loses it. UTF-8 text is taken.
     #[test]
     fn a_line_not_taken_past_the_threshold_leaves_the_document_whole() {
-        for bad in ["      caf\u{e9}", "      bell\u{7}", "      \u{7f}"] {
+        let lines: Vec<String> = ["      x", "      caf\u{e9} \u{a9} \u{1f600}", "      y"]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let doc = doc_with("    content: |", &lines, "    permissions: '0644'\n");
+        assert_eq!(
+            streamed_content(&doc, Decode::Plain),
+            Some("x\ncaf\u{e9} \u{a9} \u{1f600}\ny\n".as_bytes().to_vec())
+        );
+        for bad in [
+            "      bell\u{7}",
+            "      \u{7f}",
+            "      \u{85}",
+            "      a\u{2028}b",
+            "      \u{feff}",
+        ] {
             let lines: Vec<String> = ["      x", bad, "      y"]
                 .iter()
                 .map(|l| l.to_string())
@@ -1779,6 +2089,7 @@ mod tests {
             seed
         };
         let mut streamed = 0;
+        let mut plain = 0;
         let mut total = 0;
         for round in 0..400 {
             let len = (next() % 300) as usize;
@@ -1826,10 +2137,22 @@ mod tests {
                     streamed += 1;
                     assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
                 }
+                // The same text as a one-line plain scalar (`filebase64()` + `yamlencode`).
+                let key = ["    content: ", "    content:   "][round % 2];
+                let doc = doc_with(&format!("{key}{text}"), &[], tail);
+                let whole = whole_content(&doc, decode);
+                if let Some(got) = streamed_content(&doc, decode) {
+                    plain += 1;
+                    assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
+                }
             }
         }
         // Two of the seven encodings are not gzip+base64 the whole decode accepts.
         assert!(streamed * 2 > total, "{streamed} of {total} streamed");
+        assert!(
+            plain * 2 > total,
+            "{plain} of {total} plain values streamed"
+        );
     }
 
     /// A JSON cloud-config's `write_files` content (as `jsonencode` writes it: control
