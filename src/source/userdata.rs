@@ -40,7 +40,7 @@ mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use crate::model::bytes::{Derive, TooLarge};
+use crate::model::bytes::{Derive, SourceCheck, TooLarge};
 use crate::model::userdata::{Origin, Script, UserData};
 use crate::model::{Bytes, Instance, Report};
 
@@ -885,7 +885,7 @@ impl Run<'_> {
                     self.report.warn(file, "", w);
                     continue;
                 }
-                Step::Leaf { headers, body } => (headers, body),
+                Step::Leaf { headers, body, .. } => (headers, body),
             };
             *leaf_no += 1;
             let locator = part_locator(&headers, *leaf_no);
@@ -941,7 +941,8 @@ impl Run<'_> {
             );
             return;
         }
-        let Some(steps) = mime_steps(&mut KeptSource::new(b), self.limits) else {
+        let mut source = KeptSource::new(b);
+        let Some(steps) = mime_steps(&mut source, self.limits) else {
             tracing::debug!("{file}: MIME structure not found by streaming; read whole");
             match b.try_slice() {
                 Ok(data) => self.mime(origin, file, data, out, leaf_no),
@@ -950,16 +951,22 @@ impl Run<'_> {
             return;
         };
         for step in steps {
-            let (headers, range) = match step {
+            let (headers, range, check) = match step {
                 Step::Warn(w) => {
                     self.report.warn(file, "", w);
                     continue;
                 }
-                Step::Leaf { headers, body } => (headers, body),
+                Step::Leaf {
+                    headers,
+                    body,
+                    part,
+                } => (headers, body, source.check(&part)),
             };
             *leaf_no += 1;
             let locator = part_locator(&headers, *leaf_no);
-            let Some(content) = self.kept_part(b, range.clone(), &headers, file, &locator) else {
+            let Some(content) =
+                self.kept_part(b, range.clone(), check.clone(), &headers, file, &locator)
+            else {
                 continue;
             };
             let len = match &content {
@@ -990,6 +997,7 @@ impl Run<'_> {
                     let part = KeptPart {
                         src: b,
                         range,
+                        check,
                         base64,
                         bytes,
                     };
@@ -1012,6 +1020,7 @@ impl Run<'_> {
         &mut self,
         b: &Bytes,
         range: std::ops::Range<usize>,
+        check: Option<SourceCheck>,
         headers: &mime::Headers,
         file: &str,
         locator: &str,
@@ -1027,7 +1036,8 @@ impl Run<'_> {
             _ => Some(PartRecipe::default()),
         };
         if let Some(r) = recipe {
-            match Bytes::derived(b, range.clone(), Box::new(r), locator, max) {
+            match Bytes::derived_checked(b, range.clone(), check.clone(), Box::new(r), locator, max)
+            {
                 Ok(k) => return Some(PartContent::Kept(k)),
                 Err(e) if !r.base64 => {
                     self.report
@@ -1038,12 +1048,18 @@ impl Run<'_> {
             }
         }
         // Quoted-printable, or base64 the streamed decoder refused: the raw part in memory.
-        let raw = Bytes::derived(b, range, Box::new(PartRecipe::default()), locator, max).and_then(
-            |raw| {
-                raw.try_slice()
-                    .map(|r| mime::decode_body(r, headers).map(|d| d.into_owned()))
-            },
-        );
+        let raw = Bytes::derived_checked(
+            b,
+            range,
+            check,
+            Box::new(PartRecipe::default()),
+            locator,
+            max,
+        )
+        .and_then(|raw| {
+            raw.try_slice()
+                .map(|r| mime::decode_body(r, headers).map(|d| d.into_owned()))
+        });
         match raw {
             Ok(Ok(v)) => Some(PartContent::Mem(v)),
             Ok(Err(e)) => {
@@ -1135,6 +1151,7 @@ impl Run<'_> {
         let KeptPart {
             src,
             range,
+            check,
             base64,
             bytes,
         } = part;
@@ -1162,7 +1179,7 @@ impl Run<'_> {
         };
         let what = format!("{} gzip", leaf.locator);
         leaf.ctype = None;
-        match Bytes::derived(src, range, Box::new(recipe), &what, limit) {
+        match Bytes::derived_checked(src, range, check, Box::new(recipe), &what, limit) {
             Ok(g) => {
                 self.budget.charge(g.len());
                 leaf.content = Content::Kept(g);
@@ -1410,6 +1427,8 @@ enum Step {
     Leaf {
         headers: mime::Headers,
         body: std::ops::Range<usize>,
+        /// The whole entity (header block and body).
+        part: std::ops::Range<usize>,
     },
 }
 
@@ -1426,6 +1445,7 @@ trait MimeSource {
     /// The parts of the multipart body at `body` (at most `max`; the flag says more were there).
     fn split(
         &mut self,
+        at: std::ops::Range<usize>,
         body: std::ops::Range<usize>,
         boundary: &str,
         max: usize,
@@ -1442,7 +1462,7 @@ fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<S
     let mut capped = false;
     while let Some((at, depth)) = stack.pop() {
         let (headers, body) = {
-            let (block, body) = src.entity(at)?;
+            let (block, body) = src.entity(at.clone())?;
             (mime::parse_headers(&block), body)
         };
         let mimetype = headers.content_type.as_ref().map(|c| c.mimetype.as_str());
@@ -1466,7 +1486,7 @@ fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<S
                 continue;
             }
             let room = limits.max_mime_parts.saturating_sub(parts);
-            let (children, more) = src.split(body, boundary, room)?;
+            let (children, more) = src.split(at, body, boundary, room)?;
             parts += children.len();
             if more && !capped {
                 capped = true;
@@ -1480,7 +1500,11 @@ fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<S
             }
             continue;
         }
-        steps.push(Step::Leaf { headers, body });
+        steps.push(Step::Leaf {
+            headers,
+            body,
+            part: at,
+        });
     }
     Some(steps)
 }
@@ -1506,6 +1530,7 @@ impl MimeSource for MemSource<'_> {
 
     fn split(
         &mut self,
+        _at: std::ops::Range<usize>,
         body: std::ops::Range<usize>,
         boundary: &str,
         max: usize,
@@ -1525,6 +1550,10 @@ struct KeptSource<'a> {
     /// Heads of the parts found and not yet walked, by start offset (at most
     /// `max_mime_parts` of them, each at most `PART_HEAD` bytes).
     heads: BTreeMap<usize, Vec<u8>>,
+    /// The end and SHA-256 of each part found, by start offset, hashed by the split's pass,
+    /// which was checked against the file's digest (or a part's): what a part read again from
+    /// the device must be (see [`SourceCheck`]).
+    sums: BTreeMap<usize, (usize, [u8; 32])>,
 }
 
 impl<'a> KeptSource<'a> {
@@ -1532,7 +1561,24 @@ impl<'a> KeptSource<'a> {
         KeptSource {
             blob,
             heads: BTreeMap::new(),
+            sums: BTreeMap::new(),
         }
+    }
+
+    /// What the bytes of entity `at` must be when read again: the file's digest for the whole
+    /// message, a part's from the split that found it.
+    fn check(&self, at: &std::ops::Range<usize>) -> Option<SourceCheck> {
+        if *at == (0..self.blob.len()) {
+            return Some(SourceCheck {
+                range: at.clone(),
+                sha256: self.blob.sha256(),
+            });
+        }
+        let &(end, sha256) = self.sums.get(&at.start)?;
+        (end == at.end).then(|| SourceCheck {
+            range: at.clone(),
+            sha256,
+        })
     }
 }
 
@@ -1558,11 +1604,12 @@ impl MimeSource for KeptSource<'_> {
 
     fn split(
         &mut self,
+        at: std::ops::Range<usize>,
         body: std::ops::Range<usize>,
         boundary: &str,
         max: usize,
     ) -> Option<(Vec<std::ops::Range<usize>>, bool)> {
-        let mut s = mime::Splitter::new(boundary, max, mime::PART_HEAD, body.start);
+        let mut s = mime::Splitter::new(boundary, max, mime::PART_HEAD, body.start).hashing();
         let fed = if body.end == self.blob.len() {
             // The message's tail: the file streamed, the bytes before `body` skipped.
             let mut at = 0usize;
@@ -1574,9 +1621,10 @@ impl MimeSource for KeptSource<'_> {
             })
         } else {
             // A nested multipart: its range alone, read from the device.
-            Bytes::derived(
+            Bytes::derived_checked(
                 self.blob,
                 body.clone(),
+                self.check(&at),
                 Box::new(PartRecipe::default()),
                 "multipart",
                 body.len(),
@@ -1596,6 +1644,9 @@ impl MimeSource for KeptSource<'_> {
         let mut ranges = Vec::with_capacity(parts.len());
         for p in parts {
             self.heads.insert(p.range.start, p.head);
+            if let Some(sum) = p.sha256 {
+                self.sums.insert(p.range.start, (p.range.end, sum));
+            }
             ranges.push(p.range);
         }
         Some((ranges, more))
@@ -1665,6 +1716,8 @@ struct Part<'b> {
 struct KeptPart<'a> {
     src: &'a Bytes,
     range: std::ops::Range<usize>,
+    /// The digest of the part around `range`, from the checked split (see `KeptSource`).
+    check: Option<SourceCheck>,
     base64: bool,
     bytes: Bytes,
 }
