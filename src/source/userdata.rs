@@ -146,15 +146,27 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         .map(|b| &b.0)
         .chain(inst.vendor_user_data.iter().map(|p| &p.data.0))
         .collect();
-    let inputs: Vec<VendorInput> = inst
-        .vendor_user_data
-        .iter()
-        .map(|p| VendorInput {
-            file: &p.file,
-            content_type: p.content_type.as_deref(),
-            data: &p.data.0,
-        })
-        .collect();
+    // Vendor data is parsed in memory: its load's outcome (made by `reread_error`, kept for
+    // every later user) is used, never an empty blob for a failed read.
+    let mut inputs: Vec<VendorInput> = Vec::with_capacity(inst.vendor_user_data.len());
+    for p in &inst.vendor_user_data {
+        match p.data.0.try_slice() {
+            Ok(data) => inputs.push(VendorInput {
+                file: &p.file,
+                content_type: p.content_type.as_deref(),
+                data,
+            }),
+            Err(e) => {
+                let mut report = Report::default();
+                report.warn(
+                    USER_DATA_FILE,
+                    "",
+                    format!("{e}; user-data and vendor-data not applied"),
+                );
+                return (UserData::default(), report);
+            }
+        }
+    }
     let raw = inst.user_data.as_ref().map(|b| &b.0);
     // Gzip'd user data kept on the device: decompressed as a recipe, never held (see
     // `gunzipped`); the decompressed content then goes the ways a plain blob does below.
@@ -215,8 +227,10 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
     };
     let mut run = Run::new(&owners, limits);
     if let Some(e) = &refused {
-        // What `blob` reports for the same bytes.
+        // What `blob` reports for the same bytes, and what `gunzip` charges.
         run.report.warn(USER_DATA_FILE, "", format!("gzip: {e}"));
+        let limit = limits.max_decompressed_bytes.min(limits.max_total_bytes);
+        run.budget.charge_refused(limit);
     }
     if let Some(d) = unzipped.as_ref().filter(|_| user.is_none()) {
         // What `gunzip` charges for the same bytes.
@@ -300,13 +314,13 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
     user.chain(inst.vendor_user_data.iter().map(|p| (&p.data.0, false)))
         .filter(|(b, _)| b.is_on_device())
         .find_map(|(b, is_user)| {
-            // Checked by streaming, not loaded: the parse carves it, splits it (MIME), or
-            // decompresses it while streaming it (gzip'd user data, see `gunzipped`), without
-            // holding it; when it then needs it whole after all, a failed read is an error
-            // there too.
-            if carve_candidate(b)
-                || mime_candidate(b)
-                || (is_user && b.head(2).is_ok_and(|h| is_gzip(&h)))
+            // User data is checked by streaming, not loaded: the parse carves it, splits it
+            // (MIME), or decompresses it while streaming it (gzip'd user data, see
+            // `gunzipped`), without holding it; when it then needs it whole after all, a
+            // failed read is an error there too. Vendor data is always parsed in memory: loaded
+            // here, so the parse uses this load (a later failed read cannot make it empty).
+            if is_user
+                && (carve_candidate(b) || mime_candidate(b) || b.head(2).is_ok_and(|h| is_gzip(&h)))
             {
                 b.for_each_chunk(&mut |_| Ok(())).err()
             } else {
@@ -477,6 +491,24 @@ impl Budget {
         Budget { left: total }
     }
 
+    /// Charges a refused decompression what it produced before it was stopped (`limit + 1`
+    /// bytes, see [`gunzip`]): its work counts, so a flood of gzip bombs spends the budget
+    /// after a few and the rest are refused at once.
+    fn charge_refused(&mut self, limit: usize) {
+        self.left = self.left.saturating_sub(limit.saturating_add(1));
+    }
+
+    /// The error of a decompression over `limit` (`cap` or what is left), charged.
+    fn refuse(&mut self, limit: usize, cap: usize) -> GunzipError {
+        let e = if limit < cap {
+            GunzipError::Budget(self.left)
+        } else {
+            GunzipError::TooLarge(cap)
+        };
+        self.charge_refused(limit);
+        e
+    }
+
     fn charge(&mut self, n: usize) -> bool {
         match self.left.checked_sub(n) {
             Some(l) => {
@@ -507,11 +539,7 @@ pub(crate) fn gunzip(data: &[u8], cap: usize, budget: &mut Budget) -> Result<Vec
         return Err(GunzipError::Corrupt(e.to_string()));
     }
     if out.len() > limit {
-        return Err(if limit < cap {
-            GunzipError::Budget(budget.left)
-        } else {
-            GunzipError::TooLarge(cap)
-        });
+        return Err(budget.refuse(limit, cap));
     }
     budget.charge(out.len());
     Ok(out)
@@ -1183,6 +1211,13 @@ impl Run<'_> {
             Ok(g) => {
                 self.budget.charge(g.len());
                 leaf.content = Content::Kept(g);
+            }
+            // A bomb: `gunzip`'s warning and charge at once, never decompressed again in
+            // memory (a flood of bombs would cost two decompressions each).
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<TooLarge>()) => {
+                let e = self.budget.refuse(limit, cap);
+                self.report.warn(file, &leaf.locator, format!("gzip: {e}"));
+                return;
             }
             Err(_) => {
                 // The error in the in-memory path's words: decompressed there.

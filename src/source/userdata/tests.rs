@@ -1126,3 +1126,76 @@ fn a_mime_part_changed_after_the_split_is_refused() {
         "{texts:?}"
     );
 }
+
+#[test]
+fn refused_gzip_bombs_spend_the_budget_in_memory_and_streamed() {
+    use base64::Engine;
+    let bomb = base64::engine::general_purpose::STANDARD.encode(gz(&vec![0u8; 200_000]));
+    let mut doc = b"Content-Type: multipart/mixed; boundary=XX\nMIME-Version: 1.0\n\n".to_vec();
+    for _ in 0..10 {
+        doc.extend_from_slice(
+            format!("--XX\nContent-Type: application/x-gzip\nContent-Transfer-Encoding: base64\n\n{bomb}\n").as_bytes(),
+        );
+    }
+    doc.extend_from_slice(b"--XX--\n");
+    let limits = UserDataLimits {
+        max_decompressed_bytes: 100_000,
+        max_total_bytes: 350_000,
+        ..UserDataLimits::default()
+    };
+    let count = |r: &Report, what: &str| {
+        r.warnings
+            .iter()
+            .filter(|w| w.message.contains(what))
+            .count()
+    };
+    let mem = parse_user_data(Some(&doc), &[], &limits);
+    let (_dev, inst) = gz_instance(&doc);
+    let kept = parse_instance_user_data(&inst, &limits);
+    assert_eq!(kept, mem);
+    // Three bombs refused at the cap (each charged 100,001 bytes), then the budget is spent:
+    // the rest refused at once.
+    assert_eq!(count(&mem.1, "gzip bomb"), 3, "{:?}", mem.1);
+    assert_eq!(count(&mem.1, "budget is spent"), 7, "{:?}", mem.1);
+}
+
+#[test]
+fn vendor_data_is_parsed_from_the_load_it_was_checked_with() {
+    // A MIME vendor data on a device turning other after two whole reads (the reader's hash,
+    // the check before the parse): the parse uses the checked load, never an empty blob.
+    let pad = "# padding\n".repeat(3000);
+    let doc = |word: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=XX\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho {word}\n{pad}--XX--\n"
+        )
+        .into_bytes()
+    };
+    let (good, evil) = (doc("GOOD"), doc("EVIL"));
+    let mut inst = switching_instance(&good, &evil, 2);
+    let vendor = inst.user_data.take().unwrap();
+    inst.vendor_user_data.push(crate::model::VendorPart {
+        file: "vendor-data".into(),
+        content_type: None,
+        data: vendor,
+    });
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    let texts = script_texts(&ud);
+    assert_eq!(texts.len(), 1, "{texts:?} {r:?}");
+    assert!(texts[0].contains("GOOD"), "{texts:?}");
+    // Read once more now: the other bytes, refused (the load kept is the checked one).
+    let mut inst = switching_instance(&good, &evil, 1);
+    let vendor = inst.user_data.take().unwrap();
+    inst.vendor_user_data.push(crate::model::VendorPart {
+        file: "vendor-data".into(),
+        content_type: None,
+        data: vendor,
+    });
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert!(ud.scripts.is_empty());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("changed") && w.message.contains("not applied")),
+        "{r:?}"
+    );
+}
