@@ -61,6 +61,18 @@ pub trait Derive: Send + Sync {
     }
 }
 
+/// What the source bytes of derived content must be when it is first measured: the SHA-256 of
+/// `range` of the source (a range holding the derived range, e.g. a whole MIME part around its
+/// body), taken by a pass that was itself checked against the drive file's digest (the MIME
+/// splitter's, the carve's). The measure reads that range, hashes it and refuses a mismatch:
+/// a device that changed between the file's hash and the measure cannot make the content (its
+/// digest, then written and executed) differ from what the file's digest covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceCheck {
+    pub range: Range<usize>,
+    pub sha256: [u8; 32],
+}
+
 /// Content derived from a byte range of a buffer (usually a file kept on the device): the
 /// recipe, never the bytes, unless a caller needs them as one slice.
 struct Derived {
@@ -161,9 +173,40 @@ fn stream_derived(
     max: usize,
     f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<(usize, [u8; 32], sha2::Sha256)> {
+    stream_derived_checked(d, None, want, max, f)
+}
+
+/// [`stream_derived`], the source read through `check` when given: its range read and hashed
+/// whole (the derived range handed to the recipe, the rest skipped and drained), the digest
+/// compared at the end (an error naming the file on a mismatch).
+fn stream_derived_checked(
+    d: &Derived,
+    check: Option<&SourceCheck>,
+    want: Option<(usize, [u8; 32])>,
+    max: usize,
+    f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(usize, [u8; 32], sha2::Sha256)> {
     use sha2::{Digest, Sha256};
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name));
-    let src = d.src.range_reader(d.range.clone()).map_err(named)?;
+    let cell = match check {
+        Some(c) => {
+            let inner = d.src.range_reader(c.range.clone()).map_err(named)?;
+            Some(std::cell::RefCell::new(Hashed {
+                inner,
+                h: Sha256::new(),
+                pos: 0,
+            }))
+        }
+        None => None,
+    };
+    let src: Box<dyn io::Read + '_> = match (&cell, check) {
+        (Some(cell), Some(c)) => Box::new(Window {
+            src: cell,
+            start: d.range.start - c.range.start,
+            end: d.range.end - c.range.start,
+        }),
+        _ => d.src.range_reader(d.range.clone()).map_err(named)?,
+    };
     let mut r = d.derive.open(src);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; STREAM_CHUNK];
@@ -194,12 +237,69 @@ fn stream_derived(
         h.update(chunk);
         f(chunk)?;
     }
+    drop(r);
+    if let (Some(cell), Some(c)) = (&cell, check) {
+        // The rest of the checked range (past the derived range, or what the recipe left
+        // unread) drained into the hash, then the whole compared.
+        let mut src = cell.borrow_mut();
+        while src.read_hashed(&mut buf).map_err(named)? > 0 {}
+        let sum: [u8; 32] = src.h.clone().finalize().into();
+        if src.pos != c.range.len() || sum != c.sha256 {
+            return Err(changed(&d.name));
+        }
+    }
     let state = h.clone();
     let got: [u8; 32] = h.finalize().into();
     if want.is_some_and(|w| w != (total, got)) {
         return Err(changed(&d.name));
     }
     Ok((total, got, state))
+}
+
+/// The source of a checked measure (see [`SourceCheck`]): every byte read is hashed and
+/// counted.
+struct Hashed<'a> {
+    inner: Box<dyn io::Read + 'a>,
+    h: sha2::Sha256,
+    /// Bytes of the checked range read so far.
+    pos: usize,
+}
+
+impl Hashed<'_> {
+    fn read_hashed(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = read_retry(&mut self.inner, buf)?;
+        self.h.update(buf.get(..n).unwrap_or_default());
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The derived range inside a checked range: the bytes before it read (hashed) and skipped,
+/// reading stops at its end; the rest is drained by the measure once the recipe is done.
+struct Window<'c, 'a> {
+    src: &'c std::cell::RefCell<Hashed<'a>>,
+    /// The derived range, relative to the checked range's start.
+    start: usize,
+    end: usize,
+}
+
+impl io::Read for Window<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut src = self.src.borrow_mut();
+        let mut skip = [0u8; 4096];
+        while src.pos < self.start {
+            let n = (self.start - src.pos).min(skip.len());
+            if src.read_hashed(skip.get_mut(..n).unwrap_or_default())? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let n = buf.len().min(self.end.saturating_sub(src.pos));
+        if n == 0 {
+            return Ok(0);
+        }
+        src.read_hashed(buf.get_mut(..n).unwrap_or_default())
+    }
 }
 
 /// The error of kept content whose bytes differ from those hashed when it was read.
@@ -437,6 +537,10 @@ impl Bytes {
     /// for its length, SHA-256 and head (an error when it cannot be read or derived, or gives
     /// more than `max` bytes), and again, the recipe re-applied and the digest re-checked,
     /// wherever it is needed whole. `what` is added to the source's name in errors.
+    ///
+    /// A source that is a whole file kept on the device, derived whole (gzip'd user data), is
+    /// checked against the file's digest while measured (see [`SourceCheck`]); for a part of
+    /// such a file, [`derived_checked`](Bytes::derived_checked) takes the part's digest.
     pub fn derived(
         src: &Bytes,
         range: Range<usize>,
@@ -444,7 +548,36 @@ impl Bytes {
         what: &str,
         max: usize,
     ) -> io::Result<Bytes> {
-        if range.start > range.end || range.end > src.len() {
+        let whole = matches!(src.buf.data, Data::Device(_)) && range == (0..src.len());
+        let check = match src.buf.sha256.get() {
+            Some(s) if whole && src.is_whole() => Some(SourceCheck {
+                range: range.clone(),
+                sha256: *s,
+            }),
+            _ => None,
+        };
+        Bytes::derived_checked(src, range, check, derive, what, max)
+    }
+
+    /// [`derived`](Bytes::derived) whose measure reads `check.range` of `src` (which must hold
+    /// `range`) and refuses it unless its SHA-256 is `check.sha256`: an error naming the file.
+    /// Derivations after the measure are checked against the digest measured (the same bytes
+    /// as the checked source gave), so the check is made once. A source in memory or derived
+    /// (checked by its own reader to its end) needs none.
+    pub fn derived_checked(
+        src: &Bytes,
+        range: Range<usize>,
+        check: Option<SourceCheck>,
+        derive: Box<dyn Derive>,
+        what: &str,
+        max: usize,
+    ) -> io::Result<Bytes> {
+        let outside = |r: &Range<usize>| r.start > r.end || r.end > src.len();
+        if outside(&range)
+            || check.as_ref().is_some_and(|c| {
+                outside(&c.range) || c.range.start > range.start || c.range.end < range.end
+            })
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "derived range outside its source",
@@ -462,11 +595,12 @@ impl Bytes {
         };
         let mut head = Vec::new();
         let keep = d.derive.head_bytes().min(HEAD_BYTES);
-        let (len, digest, state) = stream_derived(&d, None, max, &mut |c| {
-            let take = (keep - head.len()).min(c.len());
-            head.extend_from_slice(c.get(..take).unwrap_or_default());
-            Ok(())
-        })?;
+        let (len, digest, state) =
+            stream_derived_checked(&d, check.as_ref(), None, max, &mut |c| {
+                let take = (keep - head.len()).min(c.len());
+                head.extend_from_slice(c.get(..take).unwrap_or_default());
+                Ok(())
+            })?;
         d.len = len;
         d.head = head;
         d.state = Some(state);
@@ -647,8 +781,18 @@ impl Bytes {
 
     /// `sub` as a `Bytes` sharing this buffer, when `sub` lies inside it (a MIME part of a
     /// user-data blob, a script that is the whole blob); `None` when it is memory elsewhere.
-    /// Compares addresses only: no bytes are read.
+    /// Compares addresses only: no bytes are read. A buffer on the device or derived that is
+    /// not loaded cannot hold `sub` (memory it never had), so it is not loaded to find out
+    /// (a 30 MiB kept user data would be read whole for every shared script).
     pub fn slice_ref(&self, sub: &[u8]) -> Option<Bytes> {
+        let loaded = match &self.buf.data {
+            Data::Mem(_) => true,
+            Data::Device(d) => matches!(d.loaded.get(), Some(Ok(_))),
+            Data::Derived(d) => matches!(d.loaded.get(), Some(Ok(_))),
+        };
+        if !loaded {
+            return None;
+        }
         let whole = self.as_slice();
         let base = whole.as_ptr() as usize;
         let at = (sub.as_ptr() as usize).checked_sub(base)?;
@@ -1180,6 +1324,75 @@ mod tests {
         // A device shorter now: an error, never short bytes.
         dev.0.lock().unwrap().truncate(200_000);
         assert!(part(300_000..300_010).write_to(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn the_measure_checks_its_source_against_the_digest_taken_when_it_was_read() {
+        use sha2::{Digest, Sha256};
+        let data: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        let src =
+            Bytes::on_device(dev.clone(), vec![(0, 100_000)], 100_000, "dev: ud".into()).unwrap();
+        // The file derived whole: checked against the file's digest, as it was.
+        let whole = Bytes::derived(&src, 0..100_000, Box::new(Upper), "gunzip", 1 << 20).unwrap();
+        assert_eq!(whole.len(), 100_000);
+        // A part inside a checked range (a MIME body inside its part).
+        let check = SourceCheck {
+            range: 1_000..60_000,
+            sha256: Sha256::digest(&data[1_000..60_000]).into(),
+        };
+        let part = |c: Option<SourceCheck>| {
+            Bytes::derived_checked(&src, 2_000..50_000, c, Box::new(Upper), "part 1", 1 << 20)
+        };
+        let p = part(Some(check.clone())).unwrap();
+        assert!(p.try_slice().unwrap() == &data[2_000..50_000].to_ascii_uppercase()[..]);
+        // A check range not holding the derived range: refused.
+        let bad = SourceCheck {
+            range: 3_000..60_000,
+            ..check.clone()
+        };
+        assert!(part(Some(bad)).is_err());
+        // The device changed after the file was hashed, inside the range, before it, after
+        // it: the measure fails naming the file; the whole file too.
+        for at in [10_000, 1_500, 55_000] {
+            dev.0.lock().unwrap()[at] ^= 1;
+            let e = part(Some(check.clone())).unwrap_err().to_string();
+            assert!(
+                e.contains("dev: ud (part 1)") && e.contains("changed"),
+                "{e}"
+            );
+            let e = Bytes::derived(&src, 0..100_000, Box::new(Upper), "gunzip", 1 << 20)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("dev: ud (gunzip)") && e.contains("changed"),
+                "{e}"
+            );
+            dev.0.lock().unwrap()[at] ^= 1;
+        }
+        // Unchecked, a part measures whatever the device returns (what the check is for).
+        dev.0.lock().unwrap()[10_000] ^= 1;
+        assert!(part(None).is_ok());
+    }
+
+    #[test]
+    fn slice_ref_never_loads_a_kept_buffer() {
+        let data = vec![b'x'; 100_000];
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        let src = Bytes::on_device(dev, vec![(0, 100_000)], 100_000, "dev: ud".into()).unwrap();
+        let d = Bytes::derived(&src, 0..100_000, Box::new(Upper), "gunzip", 1 << 20).unwrap();
+        let other = vec![b'x'; 10];
+        assert!(src.slice_ref(&other).is_none());
+        assert!(d.slice_ref(&other).is_none());
+        if let Data::Device(d) = &src.buf.data {
+            assert!(d.loaded.get().is_none(), "slice_ref loaded the file");
+        }
+        if let Data::Derived(d) = &d.buf.data {
+            assert!(d.loaded.get().is_none(), "slice_ref loaded the content");
+        }
+        // Once loaded, a slice of the load is a slice of the buffer.
+        let all = src.try_slice().unwrap();
+        assert!(src.slice_ref(&all[10..20]).is_some());
     }
 
     #[test]

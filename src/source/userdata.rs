@@ -40,7 +40,7 @@ mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use crate::model::bytes::{Derive, TooLarge};
+use crate::model::bytes::{Derive, SourceCheck, TooLarge};
 use crate::model::userdata::{Origin, Script, UserData};
 use crate::model::{Bytes, Instance, Report};
 
@@ -146,15 +146,27 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         .map(|b| &b.0)
         .chain(inst.vendor_user_data.iter().map(|p| &p.data.0))
         .collect();
-    let inputs: Vec<VendorInput> = inst
-        .vendor_user_data
-        .iter()
-        .map(|p| VendorInput {
-            file: &p.file,
-            content_type: p.content_type.as_deref(),
-            data: &p.data.0,
-        })
-        .collect();
+    // Vendor data is parsed in memory: its load's outcome (made by `reread_error`, kept for
+    // every later user) is used, never an empty blob for a failed read.
+    let mut inputs: Vec<VendorInput> = Vec::with_capacity(inst.vendor_user_data.len());
+    for p in &inst.vendor_user_data {
+        match p.data.0.try_slice() {
+            Ok(data) => inputs.push(VendorInput {
+                file: &p.file,
+                content_type: p.content_type.as_deref(),
+                data,
+            }),
+            Err(e) => {
+                let mut report = Report::default();
+                report.warn(
+                    USER_DATA_FILE,
+                    "",
+                    format!("{e}; user-data and vendor-data not applied"),
+                );
+                return (UserData::default(), report);
+            }
+        }
+    }
     let raw = inst.user_data.as_ref().map(|b| &b.0);
     // Gzip'd user data kept on the device: decompressed as a recipe, never held (see
     // `gunzipped`); the decompressed content then goes the ways a plain blob does below.
@@ -215,8 +227,10 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
     };
     let mut run = Run::new(&owners, limits);
     if let Some(e) = &refused {
-        // What `blob` reports for the same bytes.
+        // What `blob` reports for the same bytes, and what `gunzip` charges.
         run.report.warn(USER_DATA_FILE, "", format!("gzip: {e}"));
+        let limit = limits.max_decompressed_bytes.min(limits.max_total_bytes);
+        run.budget.charge_refused(limit);
     }
     if let Some(d) = unzipped.as_ref().filter(|_| user.is_none()) {
         // What `gunzip` charges for the same bytes.
@@ -300,13 +314,13 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
     user.chain(inst.vendor_user_data.iter().map(|p| (&p.data.0, false)))
         .filter(|(b, _)| b.is_on_device())
         .find_map(|(b, is_user)| {
-            // Checked by streaming, not loaded: the parse carves it, splits it (MIME), or
-            // decompresses it while streaming it (gzip'd user data, see `gunzipped`), without
-            // holding it; when it then needs it whole after all, a failed read is an error
-            // there too.
-            if carve_candidate(b)
-                || mime_candidate(b)
-                || (is_user && b.head(2).is_ok_and(|h| is_gzip(&h)))
+            // User data is checked by streaming, not loaded: the parse carves it, splits it
+            // (MIME), or decompresses it while streaming it (gzip'd user data, see
+            // `gunzipped`), without holding it; when it then needs it whole after all, a
+            // failed read is an error there too. Vendor data is always parsed in memory: loaded
+            // here, so the parse uses this load (a later failed read cannot make it empty).
+            if is_user
+                && (carve_candidate(b) || mime_candidate(b) || b.head(2).is_ok_and(|h| is_gzip(&h)))
             {
                 b.for_each_chunk(&mut |_| Ok(())).err()
             } else {
@@ -477,6 +491,24 @@ impl Budget {
         Budget { left: total }
     }
 
+    /// Charges a refused decompression what it produced before it was stopped (`limit + 1`
+    /// bytes, see [`gunzip`]): its work counts, so a flood of gzip bombs spends the budget
+    /// after a few and the rest are refused at once.
+    fn charge_refused(&mut self, limit: usize) {
+        self.left = self.left.saturating_sub(limit.saturating_add(1));
+    }
+
+    /// The error of a decompression over `limit` (`cap` or what is left), charged.
+    fn refuse(&mut self, limit: usize, cap: usize) -> GunzipError {
+        let e = if limit < cap {
+            GunzipError::Budget(self.left)
+        } else {
+            GunzipError::TooLarge(cap)
+        };
+        self.charge_refused(limit);
+        e
+    }
+
     fn charge(&mut self, n: usize) -> bool {
         match self.left.checked_sub(n) {
             Some(l) => {
@@ -507,11 +539,7 @@ pub(crate) fn gunzip(data: &[u8], cap: usize, budget: &mut Budget) -> Result<Vec
         return Err(GunzipError::Corrupt(e.to_string()));
     }
     if out.len() > limit {
-        return Err(if limit < cap {
-            GunzipError::Budget(budget.left)
-        } else {
-            GunzipError::TooLarge(cap)
-        });
+        return Err(budget.refuse(limit, cap));
     }
     budget.charge(out.len());
     Ok(out)
@@ -885,7 +913,7 @@ impl Run<'_> {
                     self.report.warn(file, "", w);
                     continue;
                 }
-                Step::Leaf { headers, body } => (headers, body),
+                Step::Leaf { headers, body, .. } => (headers, body),
             };
             *leaf_no += 1;
             let locator = part_locator(&headers, *leaf_no);
@@ -941,7 +969,8 @@ impl Run<'_> {
             );
             return;
         }
-        let Some(steps) = mime_steps(&mut KeptSource::new(b), self.limits) else {
+        let mut source = KeptSource::new(b);
+        let Some(steps) = mime_steps(&mut source, self.limits) else {
             tracing::debug!("{file}: MIME structure not found by streaming; read whole");
             match b.try_slice() {
                 Ok(data) => self.mime(origin, file, data, out, leaf_no),
@@ -950,16 +979,22 @@ impl Run<'_> {
             return;
         };
         for step in steps {
-            let (headers, range) = match step {
+            let (headers, range, check) = match step {
                 Step::Warn(w) => {
                     self.report.warn(file, "", w);
                     continue;
                 }
-                Step::Leaf { headers, body } => (headers, body),
+                Step::Leaf {
+                    headers,
+                    body,
+                    part,
+                } => (headers, body, source.check(&part)),
             };
             *leaf_no += 1;
             let locator = part_locator(&headers, *leaf_no);
-            let Some(content) = self.kept_part(b, range.clone(), &headers, file, &locator) else {
+            let Some(content) =
+                self.kept_part(b, range.clone(), check.clone(), &headers, file, &locator)
+            else {
                 continue;
             };
             let len = match &content {
@@ -990,6 +1025,7 @@ impl Run<'_> {
                     let part = KeptPart {
                         src: b,
                         range,
+                        check,
                         base64,
                         bytes,
                     };
@@ -1012,6 +1048,7 @@ impl Run<'_> {
         &mut self,
         b: &Bytes,
         range: std::ops::Range<usize>,
+        check: Option<SourceCheck>,
         headers: &mime::Headers,
         file: &str,
         locator: &str,
@@ -1027,7 +1064,8 @@ impl Run<'_> {
             _ => Some(PartRecipe::default()),
         };
         if let Some(r) = recipe {
-            match Bytes::derived(b, range.clone(), Box::new(r), locator, max) {
+            match Bytes::derived_checked(b, range.clone(), check.clone(), Box::new(r), locator, max)
+            {
                 Ok(k) => return Some(PartContent::Kept(k)),
                 Err(e) if !r.base64 => {
                     self.report
@@ -1038,12 +1076,18 @@ impl Run<'_> {
             }
         }
         // Quoted-printable, or base64 the streamed decoder refused: the raw part in memory.
-        let raw = Bytes::derived(b, range, Box::new(PartRecipe::default()), locator, max).and_then(
-            |raw| {
-                raw.try_slice()
-                    .map(|r| mime::decode_body(r, headers).map(|d| d.into_owned()))
-            },
-        );
+        let raw = Bytes::derived_checked(
+            b,
+            range,
+            check,
+            Box::new(PartRecipe::default()),
+            locator,
+            max,
+        )
+        .and_then(|raw| {
+            raw.try_slice()
+                .map(|r| mime::decode_body(r, headers).map(|d| d.into_owned()))
+        });
         match raw {
             Ok(Ok(v)) => Some(PartContent::Mem(v)),
             Ok(Err(e)) => {
@@ -1135,6 +1179,7 @@ impl Run<'_> {
         let KeptPart {
             src,
             range,
+            check,
             base64,
             bytes,
         } = part;
@@ -1162,10 +1207,17 @@ impl Run<'_> {
         };
         let what = format!("{} gzip", leaf.locator);
         leaf.ctype = None;
-        match Bytes::derived(src, range, Box::new(recipe), &what, limit) {
+        match Bytes::derived_checked(src, range, check, Box::new(recipe), &what, limit) {
             Ok(g) => {
                 self.budget.charge(g.len());
                 leaf.content = Content::Kept(g);
+            }
+            // A bomb: `gunzip`'s warning and charge at once, never decompressed again in
+            // memory (a flood of bombs would cost two decompressions each).
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<TooLarge>()) => {
+                let e = self.budget.refuse(limit, cap);
+                self.report.warn(file, &leaf.locator, format!("gzip: {e}"));
+                return;
             }
             Err(_) => {
                 // The error in the in-memory path's words: decompressed there.
@@ -1410,6 +1462,8 @@ enum Step {
     Leaf {
         headers: mime::Headers,
         body: std::ops::Range<usize>,
+        /// The whole entity (header block and body).
+        part: std::ops::Range<usize>,
     },
 }
 
@@ -1426,6 +1480,7 @@ trait MimeSource {
     /// The parts of the multipart body at `body` (at most `max`; the flag says more were there).
     fn split(
         &mut self,
+        at: std::ops::Range<usize>,
         body: std::ops::Range<usize>,
         boundary: &str,
         max: usize,
@@ -1442,7 +1497,7 @@ fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<S
     let mut capped = false;
     while let Some((at, depth)) = stack.pop() {
         let (headers, body) = {
-            let (block, body) = src.entity(at)?;
+            let (block, body) = src.entity(at.clone())?;
             (mime::parse_headers(&block), body)
         };
         let mimetype = headers.content_type.as_ref().map(|c| c.mimetype.as_str());
@@ -1466,7 +1521,7 @@ fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<S
                 continue;
             }
             let room = limits.max_mime_parts.saturating_sub(parts);
-            let (children, more) = src.split(body, boundary, room)?;
+            let (children, more) = src.split(at, body, boundary, room)?;
             parts += children.len();
             if more && !capped {
                 capped = true;
@@ -1480,7 +1535,11 @@ fn mime_steps(src: &mut dyn MimeSource, limits: &UserDataLimits) -> Option<Vec<S
             }
             continue;
         }
-        steps.push(Step::Leaf { headers, body });
+        steps.push(Step::Leaf {
+            headers,
+            body,
+            part: at,
+        });
     }
     Some(steps)
 }
@@ -1506,6 +1565,7 @@ impl MimeSource for MemSource<'_> {
 
     fn split(
         &mut self,
+        _at: std::ops::Range<usize>,
         body: std::ops::Range<usize>,
         boundary: &str,
         max: usize,
@@ -1525,6 +1585,10 @@ struct KeptSource<'a> {
     /// Heads of the parts found and not yet walked, by start offset (at most
     /// `max_mime_parts` of them, each at most `PART_HEAD` bytes).
     heads: BTreeMap<usize, Vec<u8>>,
+    /// The end and SHA-256 of each part found, by start offset, hashed by the split's pass,
+    /// which was checked against the file's digest (or a part's): what a part read again from
+    /// the device must be (see [`SourceCheck`]).
+    sums: BTreeMap<usize, (usize, [u8; 32])>,
 }
 
 impl<'a> KeptSource<'a> {
@@ -1532,7 +1596,24 @@ impl<'a> KeptSource<'a> {
         KeptSource {
             blob,
             heads: BTreeMap::new(),
+            sums: BTreeMap::new(),
         }
+    }
+
+    /// What the bytes of entity `at` must be when read again: the file's digest for the whole
+    /// message, a part's from the split that found it.
+    fn check(&self, at: &std::ops::Range<usize>) -> Option<SourceCheck> {
+        if *at == (0..self.blob.len()) {
+            return Some(SourceCheck {
+                range: at.clone(),
+                sha256: self.blob.sha256(),
+            });
+        }
+        let &(end, sha256) = self.sums.get(&at.start)?;
+        (end == at.end).then(|| SourceCheck {
+            range: at.clone(),
+            sha256,
+        })
     }
 }
 
@@ -1558,11 +1639,12 @@ impl MimeSource for KeptSource<'_> {
 
     fn split(
         &mut self,
+        at: std::ops::Range<usize>,
         body: std::ops::Range<usize>,
         boundary: &str,
         max: usize,
     ) -> Option<(Vec<std::ops::Range<usize>>, bool)> {
-        let mut s = mime::Splitter::new(boundary, max, mime::PART_HEAD, body.start);
+        let mut s = mime::Splitter::new(boundary, max, mime::PART_HEAD, body.start).hashing();
         let fed = if body.end == self.blob.len() {
             // The message's tail: the file streamed, the bytes before `body` skipped.
             let mut at = 0usize;
@@ -1574,9 +1656,10 @@ impl MimeSource for KeptSource<'_> {
             })
         } else {
             // A nested multipart: its range alone, read from the device.
-            Bytes::derived(
+            Bytes::derived_checked(
                 self.blob,
                 body.clone(),
+                self.check(&at),
                 Box::new(PartRecipe::default()),
                 "multipart",
                 body.len(),
@@ -1596,6 +1679,9 @@ impl MimeSource for KeptSource<'_> {
         let mut ranges = Vec::with_capacity(parts.len());
         for p in parts {
             self.heads.insert(p.range.start, p.head);
+            if let Some(sum) = p.sha256 {
+                self.sums.insert(p.range.start, (p.range.end, sum));
+            }
             ranges.push(p.range);
         }
         Some((ranges, more))
@@ -1665,6 +1751,8 @@ struct Part<'b> {
 struct KeptPart<'a> {
     src: &'a Bytes,
     range: std::ops::Range<usize>,
+    /// The digest of the part around `range`, from the checked split (see `KeptSource`).
+    check: Option<SourceCheck>,
     base64: bool,
     bytes: Bytes,
 }

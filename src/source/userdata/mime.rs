@@ -232,6 +232,8 @@ pub(crate) const PART_HEAD: usize = 4096;
 pub(crate) struct Part {
     pub range: std::ops::Range<usize>,
     pub head: Vec<u8>,
+    /// The SHA-256 of the part's bytes, when the splitter hashes (see [`Splitter::hashing`]).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// Where the current line stands against the delimiter.
@@ -269,6 +271,62 @@ pub(crate) struct Splitter {
     /// line's: whether it ended in `\r`.
     last: Option<u8>,
     prev_cr: bool,
+    /// Hashing the parts (see [`Splitter::hashing`]): the part's bytes so far, all but the
+    /// last two (`tail`: the line break before a delimiter is not the part's, known only when
+    /// the delimiter line ends), and that state at the current line's start.
+    hash: Option<PartHash>,
+}
+
+/// The running digest of the part being split (see [`Splitter::hashing`]).
+#[derive(Clone, Default)]
+struct PartHash {
+    h: sha2::Sha256,
+    tail: Vec<u8>,
+    at_line: Option<(sha2::Sha256, Vec<u8>)>,
+}
+
+impl PartHash {
+    fn update(&mut self, seg: &[u8]) {
+        use sha2::Digest;
+        if seg.len() >= 2 {
+            self.h.update(&self.tail);
+            let (body, last) = seg.split_at(seg.len() - 2);
+            self.h.update(body);
+            self.tail.clear();
+            self.tail.extend_from_slice(last);
+        } else {
+            self.tail.extend_from_slice(seg);
+            if self.tail.len() > 2 {
+                let extra = self.tail.len() - 2;
+                self.h.update(self.tail.get(..extra).unwrap_or_default());
+                self.tail.drain(..extra);
+            }
+        }
+    }
+
+    /// The state now is the state at a line's start.
+    fn mark_line(&mut self) {
+        self.at_line = Some((self.h.clone(), self.tail.clone()));
+    }
+
+    /// The digest of the part's bytes up to `cut` bytes before the current line's start.
+    fn at_line_minus(&self, cut: usize) -> [u8; 32] {
+        use sha2::Digest;
+        let (mut h, tail) = self.at_line.clone().unwrap_or_default();
+        h.update(
+            tail.get(..tail.len().saturating_sub(cut))
+                .unwrap_or_default(),
+        );
+        h.finalize().into()
+    }
+
+    /// The digest of every byte fed.
+    fn all(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = self.h.clone();
+        h.update(&self.tail);
+        h.finalize().into()
+    }
 }
 
 impl Splitter {
@@ -288,7 +346,16 @@ impl Splitter {
             line: Line::Prefix(0),
             last: None,
             prev_cr: false,
+            hash: None,
         }
+    }
+
+    /// Also hashes each part's bytes ([`Part::sha256`]): a streamed pass whose bytes are then
+    /// checked against the drive file's digest gives each part's digest, against which a part
+    /// read again from the device is checked (`model::bytes::SourceCheck`).
+    pub(crate) fn hashing(mut self) -> Splitter {
+        self.hash = Some(PartHash::default());
+        self
     }
 
     /// The next bytes of the body.
@@ -298,6 +365,11 @@ impl Splitter {
             let seg_len = nl.map_or(chunk.len(), |i| i + 1);
             let (seg, rest) = chunk.split_at(seg_len);
             self.keep_head(seg);
+            if let (Some(s), Some(h)) = (self.start, self.hash.as_mut()) {
+                if self.pos >= s {
+                    h.update(seg);
+                }
+            }
             let text = if nl.is_some() {
                 seg.get(..seg.len() - 1).unwrap_or_default()
             } else {
@@ -328,6 +400,7 @@ impl Splitter {
                     self.parts.push(Part {
                         range: s..len.max(s),
                         head,
+                        sha256: self.hash.as_ref().map(PartHash::all),
                     });
                 }
             }
@@ -402,7 +475,12 @@ impl Splitter {
         self.line = Line::Prefix(0);
         self.last = None;
         let prev_cr = std::mem::replace(&mut self.prev_cr, ended_cr);
-        let Some(close) = kind else { return };
+        let Some(close) = kind else {
+            if let Some(h) = self.hash.as_mut() {
+                h.mark_line();
+            }
+            return;
+        };
         if let Some(s) = self.start {
             if self.parts.len() == self.max {
                 self.more = true;
@@ -419,9 +497,14 @@ impl Splitter {
             }
             let mut head = std::mem::take(&mut self.head);
             head.truncate(end - s);
+            let sha256 = self
+                .hash
+                .as_ref()
+                .map(|h| h.at_line_minus(line_start - end));
             self.parts.push(Part {
                 range: s..end,
                 head,
+                sha256,
             });
         }
         if close {
@@ -430,6 +513,10 @@ impl Splitter {
         }
         self.start = Some(next);
         self.head.clear();
+        if let Some(h) = self.hash.as_mut() {
+            *h = PartHash::default();
+            h.mark_line();
+        }
     }
 }
 
@@ -629,7 +716,7 @@ mod stream_tests {
             }
             let max = rng.below(6);
             let (want, want_more) = reference_split(&body, "b", max);
-            let mut s = Splitter::new("b", max, 3, 100);
+            let mut s = Splitter::new("b", max, 3, 100).hashing();
             let mut rest = &body[..];
             while !rest.is_empty() {
                 let n = 1 + rng.below(rest.len().min(7));
@@ -645,6 +732,11 @@ mod stream_tests {
             assert_eq!(more, want_more);
             for (p, w) in got.iter().zip(&want) {
                 assert_eq!(p.head, &w[..w.len().min(3)]);
+                // Each part's digest is its bytes', whatever the chunks and line breaks.
+                let d: [u8; 32] =
+                    sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(w))
+                        .into();
+                assert_eq!(p.sha256, Some(d), "{:?}", String::from_utf8_lossy(&body));
             }
             assert_eq!(split_multipart(&body, "b", max), (want, want_more));
         }

@@ -1008,3 +1008,194 @@ fn gzip_user_data_changed_on_the_device_fails_naming_the_file() {
     let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
     assert!(ud.scripts.is_empty(), "{r:?}");
 }
+
+/// A device whose bytes become `evil` once `after` bytes were read from it (the reader's hash
+/// and the passes before the one under test): a drive changing between the file's hash and a
+/// later pass that derives content from it.
+struct Switching {
+    good: Vec<u8>,
+    evil: Vec<u8>,
+    after: usize,
+    read: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::model::bytes::ReadAt for Switching {
+    fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let before = self.read.fetch_add(buf.len(), Ordering::SeqCst);
+        let d = if before >= self.after {
+            &self.evil
+        } else {
+            &self.good
+        };
+        let src = d
+            .get(at as usize..at as usize + buf.len())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// `good` as user data on a [`Switching`] device turning `evil` after `passes` whole reads.
+fn switching_instance(good: &[u8], evil: &[u8], passes: usize) -> crate::model::Instance {
+    assert_eq!(good.len(), evil.len());
+    let dev = std::sync::Arc::new(Switching {
+        good: good.to_vec(),
+        evil: evil.to_vec(),
+        after: good.len() * passes,
+        read: 0.into(),
+    });
+    let b = Bytes::on_device(dev, vec![(0, good.len() as u64)], good.len(), {
+        "/dev/sr0: user-data".into()
+    })
+    .unwrap();
+    let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+    inst.user_data = Some(crate::model::Blob(b));
+    inst
+}
+
+/// What the parsed scripts would write (their first 64 bytes, or the write's error): none may
+/// be the bytes the drive's digest does not cover.
+fn script_texts(ud: &UserData) -> Vec<String> {
+    ud.scripts
+        .iter()
+        .map(|s| {
+            let mut out = Vec::new();
+            match s.content.write_to(&mut out) {
+                Ok(()) => String::from_utf8_lossy(&out[..out.len().min(64)]).into_owned(),
+                Err(e) => format!("error: {e}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn gzip_user_data_changed_before_it_is_first_decompressed_is_refused() {
+    // Stored gzip: the same length for the same-length script, so a changed drive can serve
+    // a valid stream of other content (its CRC right) after the file was hashed.
+    let gz0 = |s: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        e.write_all(s).unwrap();
+        e.finish().unwrap()
+    };
+    let pad = "# padding\n".repeat(3000);
+    let good = gz0(format!("#!/bin/sh\necho GOOD\n{pad}").as_bytes());
+    let evil = gz0(format!("#!/bin/sh\necho EVIL\n{pad}").as_bytes());
+    // Hashed once by the reader, streamed once by `reread_error`: then it changes.
+    let inst = switching_instance(&good, &evil, 2);
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    let texts = script_texts(&ud);
+    assert!(!texts.iter().any(|t| t.contains("EVIL")), "{texts:?}");
+    assert!(ud.scripts.is_empty(), "{texts:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("/dev/sr0: user-data") && w.message.contains("changed")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_mime_part_changed_after_the_split_is_refused() {
+    let pad = "# padding\n".repeat(3000);
+    let doc = |word: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=XX\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho {word}\n{pad}--XX\nContent-Type: text/x-shellscript\nContent-Transfer-Encoding: base64\n\nIyEvYmluL3NoCmVjaG8gT0sK\n--XX--\n"
+        )
+        .into_bytes()
+    };
+    let (good, evil) = (doc("GOOD"), doc("EVIL"));
+    // Hashed by the reader, streamed by `reread_error`, split by streaming: then it changes.
+    let inst = switching_instance(&good, &evil, 3);
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    let texts = script_texts(&ud);
+    assert!(!texts.iter().any(|t| t.contains("EVIL")), "{texts:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.field == "part 1" && w.message.contains("changed")),
+        "{r:?}"
+    );
+    // Unchanged, both parts are kept.
+    let inst = switching_instance(&good, &good, 3);
+    let (ud, _) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    let texts = script_texts(&ud);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("GOOD") && texts[1].contains("OK"),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn refused_gzip_bombs_spend_the_budget_in_memory_and_streamed() {
+    use base64::Engine;
+    let bomb = base64::engine::general_purpose::STANDARD.encode(gz(&vec![0u8; 200_000]));
+    let mut doc = b"Content-Type: multipart/mixed; boundary=XX\nMIME-Version: 1.0\n\n".to_vec();
+    for _ in 0..10 {
+        doc.extend_from_slice(
+            format!("--XX\nContent-Type: application/x-gzip\nContent-Transfer-Encoding: base64\n\n{bomb}\n").as_bytes(),
+        );
+    }
+    doc.extend_from_slice(b"--XX--\n");
+    let limits = UserDataLimits {
+        max_decompressed_bytes: 100_000,
+        max_total_bytes: 350_000,
+        ..UserDataLimits::default()
+    };
+    let count = |r: &Report, what: &str| {
+        r.warnings
+            .iter()
+            .filter(|w| w.message.contains(what))
+            .count()
+    };
+    let mem = parse_user_data(Some(&doc), &[], &limits);
+    let (_dev, inst) = gz_instance(&doc);
+    let kept = parse_instance_user_data(&inst, &limits);
+    assert_eq!(kept, mem);
+    // Three bombs refused at the cap (each charged 100,001 bytes), then the budget is spent:
+    // the rest refused at once.
+    assert_eq!(count(&mem.1, "gzip bomb"), 3, "{:?}", mem.1);
+    assert_eq!(count(&mem.1, "budget is spent"), 7, "{:?}", mem.1);
+}
+
+#[test]
+fn vendor_data_is_parsed_from_the_load_it_was_checked_with() {
+    // A MIME vendor data on a device turning other after two whole reads (the reader's hash,
+    // the check before the parse): the parse uses the checked load, never an empty blob.
+    let pad = "# padding\n".repeat(3000);
+    let doc = |word: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=XX\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho {word}\n{pad}--XX--\n"
+        )
+        .into_bytes()
+    };
+    let (good, evil) = (doc("GOOD"), doc("EVIL"));
+    let mut inst = switching_instance(&good, &evil, 2);
+    let vendor = inst.user_data.take().unwrap();
+    inst.vendor_user_data.push(crate::model::VendorPart {
+        file: "vendor-data".into(),
+        content_type: None,
+        data: vendor,
+    });
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    let texts = script_texts(&ud);
+    assert_eq!(texts.len(), 1, "{texts:?} {r:?}");
+    assert!(texts[0].contains("GOOD"), "{texts:?}");
+    // Read once more now: the other bytes, refused (the load kept is the checked one).
+    let mut inst = switching_instance(&good, &evil, 1);
+    let vendor = inst.user_data.take().unwrap();
+    inst.vendor_user_data.push(crate::model::VendorPart {
+        file: "vendor-data".into(),
+        content_type: None,
+        data: vendor,
+    });
+    let (ud, r) = parse_instance_user_data(&inst, &UserDataLimits::default());
+    assert!(ud.scripts.is_empty());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("changed") && w.message.contains("not applied")),
+        "{r:?}"
+    );
+}
