@@ -759,20 +759,26 @@ impl Run<'_> {
         out
     }
 
+    /// Whether a blob of `len` bytes is over the blob cap: then warned about, naming `file`
+    /// (the same words on every path that takes a whole blob).
+    fn too_large(&mut self, file: &str, len: usize) -> bool {
+        let over = len > self.limits.max_blob_bytes;
+        if over {
+            let limit = self.limits.max_blob_bytes;
+            self.report.warn(
+                file,
+                "",
+                format!("too large ({len} bytes > limit {limit}); ignored"),
+            );
+        }
+        over
+    }
+
     /// What `blob` then `leaf` do for a whole-blob `#!` script without a MIME type, on a
     /// buffer that is not read: the size check, the part count, the name, the shared bytes.
     fn streamed_leaf(&mut self, b: &Bytes, out: &mut Collected, leaf_no: &mut usize) {
         let file = USER_DATA_FILE;
-        if b.len() > self.limits.max_blob_bytes {
-            self.report.warn(
-                file,
-                "",
-                format!(
-                    "too large ({} bytes > limit {}); ignored",
-                    b.len(),
-                    self.limits.max_blob_bytes
-                ),
-            );
+        if self.too_large(file, b.len()) {
             return;
         }
         *leaf_no += 1;
@@ -850,16 +856,7 @@ impl Run<'_> {
         leaf_no: &mut usize,
     ) {
         let file = input.file;
-        if input.data.len() > self.limits.max_blob_bytes {
-            self.report.warn(
-                file,
-                "",
-                format!(
-                    "too large ({} bytes > limit {}); ignored",
-                    input.data.len(),
-                    self.limits.max_blob_bytes
-                ),
-            );
+        if self.too_large(file, input.data.len()) {
             return;
         }
         let data: std::borrow::Cow<[u8]> = if is_gzip(input.data) {
@@ -957,16 +954,7 @@ impl Run<'_> {
     /// path's.
     fn kept_mime(&mut self, b: &Bytes, out: &mut Collected, leaf_no: &mut usize) {
         let (origin, file) = (Origin::UserData, USER_DATA_FILE);
-        if b.len() > self.limits.max_blob_bytes {
-            self.report.warn(
-                file,
-                "",
-                format!(
-                    "too large ({} bytes > limit {}); ignored",
-                    b.len(),
-                    self.limits.max_blob_bytes
-                ),
-            );
+        if self.too_large(file, b.len()) {
             return;
         }
         let mut source = KeptSource::new(b);
