@@ -222,9 +222,10 @@ const RK_PRIME: u64 = (1 << 61) - 1;
 /// random base this is only reached by chance, at odds of about `m / 2^61` per window.
 const MAX_FALSE_MATCHES: u32 = 8;
 /// File bytes the run's `append` searches may scan in all (texts not found at their file's
-/// end): 16 scans of a file at `MAX_FACT_FILE`, about a second each (release). A text left
-/// unsearched is not appended unless the record vouches for it.
-const MAX_APPEND_SCAN_BYTES: u64 = 16 * MAX_FACT_FILE;
+/// end): 64 scans of a file at `MAX_FACT_FILE` (a first run of 40 appends to a 60 MiB file
+/// scans it 40 times: no text is there yet). A text left unsearched is not appended unless
+/// the record vouches for it.
+const MAX_APPEND_SCAN_BYTES: u64 = 64 * MAX_FACT_FILE;
 
 fn rk_mul(a: u64, b: u64) -> u64 {
     let x = u128::from(a) * u128::from(b);
