@@ -194,3 +194,129 @@ fn an_append_onto_a_fifo_fails_without_blocking_the_run() {
     use std::os::unix::fs::FileTypeExt;
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }
+
+/// A cloud-config of one `append` entry to /srv/log per text, in order.
+fn chain_doc(texts: &[String]) -> Vec<u8> {
+    let mut doc = String::from("#cloud-config\nwrite_files:\n");
+    for t in texts {
+        doc.push_str(&format!(
+            "  - {{path: /srv/log, append: true, content: \"{}\\n\"}}\n",
+            t.trim_end()
+        ));
+    }
+    doc.into_bytes()
+}
+
+/// `primer run` of `drive` onto `root` under `strace -f -e trace=<calls>`: its output and the
+/// bytes those calls returned in all (what was written, or read).
+fn traced_bytes(drive: &Path, root: &Path, dir: &Path, calls: &str) -> (std::process::Output, u64) {
+    require_tool("strace");
+    let log = dir.join("strace.log");
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", &format!("trace={calls}"), "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["run", "--log-level", "error", "--defer-scripts"])
+        .args(["--network-backend", "networkd", "--source"])
+        .arg(drive)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    let total = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once(" = ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    fs::remove_file(&log).unwrap();
+    (o, total)
+}
+
+#[test]
+fn a_chain_of_40_appends_copies_the_file_once_and_a_rerun_does_not_scan_it() {
+    // 40 small appends to a 16 MiB file: each copied the file into a staged file of its own
+    // (640 MiB written, every copy kept until the commit); now the chain extends one. A re-run
+    // after the fast path is lost (etc/passwd touched) scanned the file for 39 of the texts
+    // (only the last sits at its end); now each is found where the chain puts it.
+    let dir = tempfile::tempdir().unwrap();
+    let existing = lines("existing", 16 << 20);
+    let texts: Vec<String> = (0..40).map(|i| format!("appended line {i}\n")).collect();
+    let drive = iso(dir.path(), "d", &chain_doc(&texts));
+    let root = target_root();
+    let log = root.path().join("srv/log");
+    fs::write(&log, &existing).unwrap();
+    let (o, written) = traced_bytes(&drive, root.path(), dir.path(), "write,pwrite64");
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    let want = [existing.clone(), texts.concat()].concat();
+    assert!(
+        fs::read(&log).unwrap() == want.as_bytes(),
+        "not the file then the 40 texts"
+    );
+    assert!(
+        written < 2 * existing.len() as u64,
+        "{written} bytes written appending 40 texts to a {} byte file",
+        existing.len()
+    );
+    let left: Vec<_> = fs::read_dir(root.path().join("srv"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+
+    // Again: nothing appended.
+    let (o, _) = run_measured(&drive, root.path(), dir.path());
+    assert_eq!(o.status.code(), Some(10), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == want.as_bytes(), "appended again");
+
+    // The fast path lost: the file is measured once, never scanned for the texts.
+    let passwd = root.path().join("etc/passwd");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    fs::File::options()
+        .append(true)
+        .open(&passwd)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let (o, read) = traced_bytes(&drive, root.path(), dir.path(), "read,pread64");
+    assert_eq!(o.status.code(), Some(10), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == want.as_bytes(), "appended again");
+    assert!(
+        read < 2 * existing.len() as u64,
+        "{read} bytes read re-running 40 appends to a {} byte file",
+        existing.len()
+    );
+
+    // An updated drive with one more entry: only its text appended.
+    let mut more = texts.clone();
+    more.push("appended line 40\n".into());
+    let updated = iso(dir.path(), "u", &chain_doc(&more));
+    let (o, _) = run_measured(&updated, root.path(), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    assert!(fs::read(&log).unwrap() == [want, more[40].clone()].concat().as_bytes());
+}
+
+#[test]
+fn append_entries_past_the_cap_are_refused_with_a_warning_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts: Vec<String> = (0..1002).map(|i| format!("x{i}\n")).collect();
+    let drive = iso(dir.path(), "d", &chain_doc(&texts));
+    let root = target_root();
+    let (o, _) = run_measured(&drive, root.path(), dir.path());
+    let out = text_of(&o);
+    assert!(
+        out.contains("write_files[1000]") && out.contains("more than 1000 append entries"),
+        "{out}"
+    );
+    assert!(out.contains("write_files[1001]"), "{out}");
+    assert_eq!(
+        fs::read_to_string(root.path().join("srv/log")).unwrap(),
+        texts[..1000].concat()
+    );
+}

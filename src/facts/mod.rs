@@ -147,6 +147,10 @@ pub struct HostFacts {
     /// `(path, SHA-256 of a text)` for each `Wanted::appends` text the file already holds
     /// somewhere (searched while the file streams, neither held): an `append` appended before.
     pub appended: BTreeSet<(String, [u8; 32])>,
+    /// `(path, SHA-256 of a text)` for each `Wanted::appends` text not searched for: not at
+    /// the end of its file, and the run's scan budget (`MAX_APPEND_SCAN_BYTES`) spent. Whether
+    /// it is there is not known (the planner does not append it unless the record vouches).
+    pub append_unsearched: BTreeSet<(String, [u8; 32])>,
 }
 
 /// What the facts rest on, path by path: files and directories looked at, directories whose

@@ -3,7 +3,7 @@
 //! bytes from the system RNG). Reads only, inside the root; what to read
 //! comes from the planner's `Wanted`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -182,9 +182,21 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     for rel in &wanted.measured {
         measure_file_fact(root, rel, &mut facts);
     }
+    // Each target opened once for all of its texts, in the entries' order.
+    let mut by_path: BTreeMap<&str, Vec<&crate::model::Bytes>> = BTreeMap::new();
     for (rel, text) in &wanted.appends {
-        if file_holds_text(root, rel, text) {
-            facts.appended.insert((rel.clone(), text.sha256()));
+        by_path.entry(rel.as_str()).or_default().push(text);
+    }
+    let mut budget = MAX_APPEND_SCAN_BYTES;
+    for (rel, texts) in by_path {
+        let (found, unsearched) = file_holds_texts(root, rel, &texts, &mut budget);
+        for text in found {
+            facts.appended.insert((rel.to_string(), text.sha256()));
+        }
+        for text in unsearched {
+            facts
+                .append_unsearched
+                .insert((rel.to_string(), text.sha256()));
         }
     }
     // An append target's content was read (searched) too.
@@ -209,6 +221,11 @@ const RK_PRIME: u64 = (1 << 61) - 1;
 /// search gives up (the text is then taken as not there, as a file past the cap is): with a
 /// random base this is only reached by chance, at odds of about `m / 2^61` per window.
 const MAX_FALSE_MATCHES: u32 = 8;
+/// File bytes the run's `append` searches may scan in all (texts not found at their file's
+/// end): 64 scans of a file at `MAX_FACT_FILE` (a first run of 40 appends to a 60 MiB file
+/// scans it 40 times: no text is there yet). A text left unsearched is not appended unless
+/// the record vouches for it.
+const MAX_APPEND_SCAN_BYTES: u64 = 64 * MAX_FACT_FILE;
 
 fn rk_mul(a: u64, b: u64) -> u64 {
     let x = u128::from(a) * u128::from(b);
@@ -312,25 +329,86 @@ fn window_sha256(f: &fs::File, at: u64, len: u64, buf: &mut [u8]) -> Option<[u8;
     Some(h.finalize().into())
 }
 
-/// Whether the regular file `rel` under the root holds `text` (not empty) anywhere: an
+/// Texts of `append` entries, as `file_holds_texts` sorts them.
+type Texts<'t> = Vec<&'t crate::model::Bytes>;
+
+/// Which of `texts` (not empty) the regular file `rel` under the root holds anywhere: an
 /// `append` whose text is there was appended before, even by a run stopped before its record.
 /// Neither is held: the end of the file (where an append lands) is checked by digest first,
 /// then every window by a rolling fingerprint, a match confirmed by the window's SHA-256. Both
 /// within `MAX_FACT_FILE`; a text that cannot be read again is taken as not there (the write
 /// reads it too, and fails there naming it).
-fn file_holds_text(root: &Resolver, rel: &str, text: &crate::model::Bytes) -> bool {
-    let m = text.len() as u64;
+///
+/// `texts` are a path's `append` entries in order: a chain of appends lies at the file's end
+/// in that order, so each text is first looked for where the texts after it end (one digest
+/// of the text's length, walking back from the end); only a text not found there costs a scan
+/// of the file (a re-run of 40 appends to a file whose time changed scanned it 39 times).
+/// Scans are paid from `budget` (file bytes; the run's is `MAX_APPEND_SCAN_BYTES`): a text
+/// not at the end once it is spent is not searched. Returns the texts found and those not
+/// searched.
+fn file_holds_texts<'t>(
+    root: &Resolver,
+    rel: &str,
+    texts: &[&'t crate::model::Bytes],
+    budget: &mut u64,
+) -> (Texts<'t>, Texts<'t>) {
     let Some((_, f, meta)) = open_regular(root, rel) else {
-        return false;
+        return Default::default();
     };
     let n = meta.len();
-    if m == 0 || m > n || n > MAX_FACT_FILE {
-        return false;
+    if n > MAX_FACT_FILE {
+        return Default::default();
     }
-    let want = text.sha256();
     let mut buf = vec![0u8; MEASURE_CHUNK];
+    let mut found = Vec::new();
+    let mut rest = Vec::new();
+    // Where the texts after this one begin (the chain so far).
+    let mut end = n;
+    for &text in texts.iter().rev() {
+        let m = text.len() as u64;
+        if m == 0 || m > n {
+            continue;
+        }
+        if m <= end && window_sha256(&f, end - m, m, &mut buf) == Some(text.sha256()) {
+            end -= m;
+            found.push(text);
+        } else {
+            rest.push(text);
+        }
+    }
+    let mut unsearched = Vec::new();
+    for text in rest {
+        if *budget < n {
+            tracing::warn!(
+                "{rel}: an appended text of {} bytes not searched for (scan budget of {} MiB \
+                 spent)",
+                text.len(),
+                MAX_APPEND_SCAN_BYTES >> 20
+            );
+            unsearched.push(text);
+            continue;
+        }
+        *budget -= n;
+        if file_holds_text(&f, n, rel, text, &mut buf) {
+            found.push(text);
+        }
+    }
+    (found, unsearched)
+}
+
+/// [`file_holds_texts`] for one `text` (not empty, not longer than the file's `n` bytes) in
+/// the open file `f`: its end by digest, then every window.
+fn file_holds_text(
+    f: &fs::File,
+    n: u64,
+    rel: &str,
+    text: &crate::model::Bytes,
+    buf: &mut [u8],
+) -> bool {
+    let m = text.len() as u64;
+    let want = text.sha256();
     // Where an append lands: one digest, and the whole answer when the text fills the file.
-    if window_sha256(&f, n - m, m, &mut buf) == Some(want) {
+    if window_sha256(f, n - m, m, buf) == Some(want) {
         return true;
     }
     if n == m {
@@ -357,8 +435,8 @@ fn file_holds_text(root: &Resolver, rel: &str, text: &crate::model::Bytes) -> bo
         pow = rk_mul(pow, base);
     }
     let mut search = || -> std::io::Result<bool> {
-        let mut lead = Cursor::new(&f, 0);
-        let mut trail = Cursor::new(&f, 0);
+        let mut lead = Cursor::new(f, 0);
+        let mut trail = Cursor::new(f, 0);
         let mut h = 0u64;
         for _ in 0..m {
             let Some(b) = lead.next()? else {
@@ -370,7 +448,7 @@ fn file_holds_text(root: &Resolver, rel: &str, text: &crate::model::Bytes) -> bo
         let mut false_matches = 0;
         loop {
             if h == goal {
-                if window_sha256(&f, at, m, &mut buf) == Some(want) {
+                if window_sha256(f, at, m, buf) == Some(want) {
                     return Ok(true);
                 }
                 false_matches += 1;

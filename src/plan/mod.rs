@@ -442,11 +442,16 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
         // digest): measured, not held, as injected files are, so a re-run of a 64 MiB entry
         // does not hold the file it wrote. An `append` target too (the writer copies it), and
         // searched for the entry's text (appended before?), neither held.
+        // The planner refuses appends past `MAX_APPENDS` (counted alike): not searched.
         let cc = &ud.cloud_config;
+        let mut appends = 0;
         for f in &cc.write_files {
             if let Ok(path) = inject::injected_path(&f.path) {
                 if f.append {
-                    w.appends.push((path.clone(), f.content.clone()));
+                    appends += 1;
+                    if appends <= userdata::MAX_APPENDS {
+                        w.appends.push((path.clone(), f.content.clone()));
+                    }
                 }
                 w.measured.push(path);
             }

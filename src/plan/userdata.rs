@@ -68,6 +68,24 @@ fn write_file_input(content: &crate::model::Bytes, tail: &[u8]) -> std::io::Resu
     Ok(super::inject::hex_lower(&content.sha256_then(tail)?))
 }
 
+/// `write_files` `append` entries per run: the later ones are refused with a warning naming
+/// each (the facts search no more either). Each costs the facts a digest (a scan when its
+/// text is not at its file's end) and the writer a streamed text.
+pub const MAX_APPENDS: usize = 1_000;
+
+/// File bytes the run's appends may copy in all (an append copies the current file, then
+/// streams its text; a chain of appends to one path with one mode and owner copies it once):
+/// an append past it is refused with a warning naming it. Four copies of a file at the facts'
+/// cap (64 MiB).
+pub const MAX_APPEND_COPY_BYTES: u64 = 256 << 20;
+
+/// What the run's appends have cost so far (against `MAX_APPENDS`, `MAX_APPEND_COPY_BYTES`).
+#[derive(Default)]
+struct AppendBudget {
+    entries: usize,
+    copied: u64,
+}
+
 /// What a path holds after this plan's earlier acting `write_files` steps on it.
 struct Chain {
     /// The last of those steps (an index into the plan's steps): an `append` copies what it
@@ -78,6 +96,11 @@ struct Chain {
     on_target: bool,
     /// What those steps write, in order (a whole content, then appended texts).
     parts: Vec<Bytes>,
+    /// The bytes the file holds after those steps (`u64::MAX`: not known).
+    len: u64,
+    /// The mode and owner of the last step when it is an append: a next append with the same
+    /// extends its staged file, copying nothing (`apply::fs::Writer::stage_append`).
+    append_meta: Option<Meta>,
 }
 
 /// Whether `part` holds `text` (not empty): compared in memory when both are there, as
@@ -121,6 +144,7 @@ impl Planner<'_> {
         // What each path holds after this plan's earlier acting steps on it: an `append`
         // builds on what that step stages.
         let mut planned: BTreeMap<String, Chain> = BTreeMap::new();
+        let mut budget = AppendBudget::default();
         for (n, w) in ud.cloud_config.write_files.iter_mut().enumerate() {
             let rel = match injected_path(&w.path) {
                 Ok(r) => r,
@@ -130,6 +154,22 @@ impl Planner<'_> {
                     continue;
                 }
             };
+            // Counted as `plan::wanted` counts them (the facts searched the first ones only).
+            if w.append {
+                budget.entries += 1;
+                if budget.entries > MAX_APPENDS {
+                    self.warnings.warn(
+                        "user-data",
+                        &format!("write_files[{n}]"),
+                        format!(
+                            "{}: more than {MAX_APPENDS} append entries; not appended",
+                            Esc(&w.path)
+                        ),
+                    );
+                    w.content = Bytes::new();
+                    continue;
+                }
+            }
             let owner = w.owner.as_deref().unwrap_or("root:root");
             // `user[:group]`, each a name or a number: one field of the account files each.
             if let Err(e) = owner
@@ -178,7 +218,7 @@ impl Planner<'_> {
                     }
                 };
             if w.append {
-                self.append_step(id, rel, w, meta, input, &mut planned);
+                self.append_step(id, rel, w, meta, input, &mut planned, &mut budget);
                 continue;
             }
             let content = std::mem::take(&mut w.content);
@@ -202,7 +242,9 @@ impl Planner<'_> {
                     let chain = Chain {
                         step: self.steps.len() - 1,
                         on_target: false,
+                        len: content.len() as u64,
                         parts: vec![content.clone()],
+                        append_meta: None,
                     };
                     planned.insert(rel, chain);
                 }
@@ -218,6 +260,7 @@ impl Planner<'_> {
     /// it already holds the text); otherwise `AppendFile`, which copies the file (re-checked
     /// against what the facts measured, or what an earlier step of this plan stages) then the
     /// text. Neither is held: the facts searched the file for the text (`HostFacts::appended`).
+    #[allow(clippy::too_many_arguments)]
     fn append_step(
         &mut self,
         id: String,
@@ -226,6 +269,7 @@ impl Planner<'_> {
         meta: Meta,
         input: Option<String>,
         planned: &mut BTreeMap<String, Chain>,
+        budget: &mut AppendBudget,
     ) {
         let text = std::mem::take(&mut w.content);
         let fact = self.facts.files.get(&rel);
@@ -244,11 +288,38 @@ impl Planner<'_> {
             }
             None => target_holds(),
         };
-        let done = input
+        let vouched = input
             .as_deref()
-            .is_some_and(|i| self.applied_before(&id, i))
-            || holds;
+            .is_some_and(|i| self.applied_before(&id, i));
+        let done = vouched || holds;
         let shown = &w.path;
+        // Not searched (the facts' scan budget spent) and the record does not vouch: whether
+        // the file holds it is not known, so it is not appended (twice, maybe).
+        let unknown = !done
+            && chain.is_none_or(|c| c.on_target)
+            && self
+                .facts
+                .append_unsearched
+                .contains(&(rel.clone(), text.sha256()));
+        if unknown {
+            self.warnings.warn(
+                "user-data",
+                &id,
+                format!(
+                    "{}: /{rel} not searched for the text (too many texts to search); not \
+                     appended",
+                    Esc(shown)
+                ),
+            );
+            self.steps.push(Step {
+                id,
+                change: Change::Error,
+                action: Action::Nothing,
+                why: format!("write_files {shown}: /{rel} not searched for the text; not appended"),
+                input,
+            });
+            return;
+        }
         if done {
             self.steps.push(Step {
                 id,
@@ -272,7 +343,36 @@ impl Planner<'_> {
                 },
             },
         };
+        // What the writer copies: nothing onto its own append with this mode and owner,
+        // otherwise the file as it is before this step.
+        let copies = match (chain, &base) {
+            (Some(c), _) if c.append_meta == Some(meta) => 0,
+            (Some(c), _) => c.len,
+            (None, AppendBase::Target(Some((len, _)))) => *len,
+            (None, _) => 0,
+        };
+        let over = budget.copied.saturating_add(copies) > MAX_APPEND_COPY_BYTES;
+        let start = match &base {
+            AppendBase::Target(Some((len, _))) => *len,
+            _ => 0,
+        };
         let (change, why) = match (&base, fact) {
+            _ if over && copies != u64::MAX => {
+                self.warnings.warn(
+                    "user-data",
+                    &id,
+                    format!(
+                        "{}: appending would copy /{rel} ({copies} bytes) past the run's \
+                         {} MiB of copies; not appended",
+                        Esc(shown),
+                        MAX_APPEND_COPY_BYTES >> 20
+                    ),
+                );
+                (
+                    Change::Error,
+                    format!("write_files {shown}: the run's appends copy too much; not appended"),
+                )
+            }
             // Past the facts' cap (measured as `u64::MAX`): not read, so not copied either.
             (AppendBase::Target(Some((u64::MAX, _))), _) => (
                 Change::Error,
@@ -318,12 +418,17 @@ impl Planner<'_> {
             input,
         });
         if acts {
+            budget.copied += copies;
             let mut c = planned.remove(&rel).unwrap_or(Chain {
                 step: 0,
                 on_target: true,
                 parts: Vec::new(),
+                len: start,
+                append_meta: None,
             });
             c.step = self.steps.len() - 1;
+            c.len = c.len.saturating_add(text.len() as u64);
+            c.append_meta = Some(meta);
             c.parts.push(text);
             planned.insert(rel, c);
         }
@@ -662,6 +767,114 @@ mod tests {
             panic!("{p:?}");
         };
         assert!(a < b, "{p:?}");
+
+        // Bounded: a text the facts did not search (their budget spent) is not appended; past
+        // `MAX_APPEND_COPY_BYTES` of copies an append is refused, naming it; a chain with one
+        // mode and owner copies its file once.
+        facts.appended.clear();
+        let mut unsearched = facts.clone();
+        unsearched
+            .append_unsearched
+            .insert(("srv/log".into(), Bytes::from("b\n").sha256()));
+        let one =
+            "#cloud-config\nwrite_files:\n  - {path: /srv/log, content: \"b\\n\", append: true}\n";
+        let steps = plan_for(one, &unsearched);
+        assert!(
+            matches!(&steps[..], [(Change::Error, Action::Nothing)]),
+            "{steps:?}"
+        );
+        let big = crate::facts::Measured {
+            len: MAX_APPEND_COPY_BYTES / 2 + 1,
+            sha256: [0; 32],
+        };
+        for f in ["srv/a", "srv/b"] {
+            facts.files.insert(
+                f.into(),
+                FileFact {
+                    content: Vec::new(),
+                    meta,
+                    measured: Some(big),
+                },
+            );
+        }
+        let cc = "#cloud-config\nwrite_files:\n  - {path: /srv/a, content: \"1\", append: true}\n  - {path: /srv/a, content: \"2\", append: true}\n  - {path: /srv/b, content: \"3\", append: true}\n";
+        let steps = plan_for(cc, &facts);
+        assert!(
+            matches!(
+                &steps[..],
+                [
+                    (Change::Update, Action::AppendFile { .. }),
+                    (
+                        Change::Update,
+                        Action::AppendFile {
+                            base: AppendBase::Step(_),
+                            ..
+                        }
+                    ),
+                    (Change::Error, Action::Nothing),
+                ]
+            ),
+            "{steps:?}"
+        );
+    }
+
+    /// Past `MAX_APPENDS` append entries, each later one is refused with a warning naming it.
+    #[test]
+    fn append_entries_past_the_cap_are_refused_by_name() {
+        use crate::media::DriveFiles;
+        let mut cc = String::from("#cloud-config\nwrite_files:\n");
+        for i in 0..MAX_APPENDS + 2 {
+            cc.push_str(&format!(
+                "  - {{path: /srv/log, content: \"{i}\\n\", append: true}}\n"
+            ));
+        }
+        let mut d = DriveFiles::new("/dev/x", "iso9660");
+        d.files.insert(
+            "openstack/latest/meta_data.json".into(),
+            br#"{"uuid": "i-1"}"#.to_vec().into(),
+        );
+        d.files
+            .insert("openstack/latest/user_data".into(), cc.into_bytes().into());
+        let (inst, _) = crate::source::parse_drive(&d).unwrap();
+        let policy = super::super::Policy::default();
+        let meta = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        };
+        let mut facts = crate::facts::HostFacts {
+            passwd: vec![crate::facts::PasswdEntry {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }],
+            ..Default::default()
+        };
+        facts.files.insert(
+            GROUP.into(),
+            crate::facts::FileFact::held(b"root:x:0:\n".to_vec(), meta),
+        );
+        let p = super::super::plan(&inst, &d, &facts, &policy);
+        let appends = p
+            .steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::AppendFile { .. }))
+            .count();
+        assert_eq!(appends, MAX_APPENDS);
+        let refused: Vec<_> = p
+            .warnings
+            .warnings
+            .iter()
+            .filter(|w| w.to_string().contains("append entries; not appended"))
+            .collect();
+        assert_eq!(refused.len(), 2, "{:?}", p.warnings);
+        assert!(
+            refused[0]
+                .to_string()
+                .contains(&format!("write_files[{MAX_APPENDS}]")),
+            "{refused:?}"
+        );
     }
 
     /// The digest hashed in place is the one recorded before (over content and tail joined):
