@@ -320,3 +320,23 @@ fn append_entries_past_the_cap_are_refused_with_a_warning_naming_each() {
         texts[..1000].concat()
     );
 }
+
+#[test]
+fn an_append_to_a_file_an_earlier_entry_wrote_under_another_name_is_refused_not_lost() {
+    // `/srv/link -> log`: a write to /srv/log then an append to /srv/link. Staged from the file
+    // as it was, the append's rename would drop the write (the review's case): the append is
+    // refused naming the file, the write lands.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = "#cloud-config\nwrite_files:\n  - path: /srv/log\n    content: X\n  - path: /srv/link\n    append: true\n    content: L\n";
+    let drive = iso(dir.path(), "d", doc.as_bytes());
+    let root = target_root();
+    fs::write(root.path().join("srv/log"), "old\n").unwrap();
+    std::os::unix::fs::symlink("log", root.path().join("srv/link")).unwrap();
+    let (o, _) = run_measured(&drive, root.path(), dir.path());
+    assert!(
+        text_of(&o).contains("under another name"),
+        "{}",
+        text_of(&o)
+    );
+    assert_eq!(fs::read(root.path().join("srv/log")).unwrap(), b"X");
+}

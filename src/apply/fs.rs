@@ -439,6 +439,16 @@ impl Writer {
             }
             AppendBase::Target(want) => {
                 let (host, found) = self.res.resolve_found(rel)?;
+                // The same file staged by an earlier step of this run under another name (a
+                // link to it, or it through a link): copying the file as it is now would drop
+                // that step's content at the renames. Refused, naming it, never lost silently.
+                if self.pending.iter().any(|(_, _, t)| *t == host) {
+                    return Err(io::Error::other(format!(
+                        "{}: written by an earlier step of this run under another name (a \
+                         link); not appended",
+                        host.display()
+                    )));
+                }
                 let now = match found {
                     Found::Missing => None,
                     // Opened without blocking, following no final link, taking no terminal:
