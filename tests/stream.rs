@@ -90,24 +90,13 @@ fn a_large_script_in_a_directory_source_is_streamed_with_bounded_memory() {
 
 #[test]
 fn a_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() {
-    use primer::agent::{Locate, PlanRequest};
-    use primer::apply::{apply_plan, Outcome, RunLock, Target};
+    use primer::apply::Outcome;
 
     let dir = tempfile::tempdir().unwrap();
     let ud = large_script(4 << 20, "MARKER-a");
     let iso = config2_iso(dir.path(), &ud);
     let root = scratch_root();
-    let req = PlanRequest {
-        locate: Locate {
-            source: Some(iso.clone()),
-            ..Locate::default()
-        },
-        root: root.path().to_path_buf(),
-        user: None,
-        network_backend: None,
-        defer_scripts: true,
-    };
-    let (_loaded, plan) = primer::agent::plan(&req).unwrap().expect("a drive");
+    let (_loaded, plan) = plan_deferred(&iso, root.path());
 
     // The image changes under the open reader: same length, one byte of the script differs
     // (in each version's copy of it).
@@ -124,15 +113,7 @@ fn a_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() 
     }
     fs::write(&iso, &image).unwrap();
 
-    let lock = RunLock::take(root.path(), std::time::Duration::from_secs(5)).unwrap();
-    let report = apply_plan(
-        &plan,
-        &Target {
-            root: root.path().to_path_buf(),
-            live: false,
-        },
-        &lock,
-    );
+    let report = apply_locked(&plan, root.path());
     let inst = root.path().join("var/lib/primer/instance").join(ID);
     for (id, rel) in [
         (

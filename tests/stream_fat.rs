@@ -176,24 +176,13 @@ fn a_64_mib_script_on_a_fat_drive_is_streamed_with_bounded_memory() {
 
 #[test]
 fn a_fat_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_file() {
-    use primer::agent::{Locate, PlanRequest};
-    use primer::apply::{apply_plan, Outcome, RunLock, Target};
+    use primer::apply::Outcome;
 
     let dir = tempfile::tempdir().unwrap();
     let ud = large_script(4 << 20, "MARKER-a");
     let img = fat_image(dir.path(), 16, 4, 16, &ud, true);
     let root = scratch_root();
-    let req = PlanRequest {
-        locate: Locate {
-            source: Some(img.clone()),
-            ..Locate::default()
-        },
-        root: root.path().to_path_buf(),
-        user: None,
-        network_backend: None,
-        defer_scripts: true,
-    };
-    let (_loaded, plan) = primer::agent::plan(&req).unwrap().expect("a drive");
+    let (_loaded, plan) = plan_deferred(&img, root.path());
 
     // The image changes under the open reader: same length, one byte of the script differs.
     let mut image = fs::read(&img).unwrap();
@@ -204,15 +193,7 @@ fn a_fat_drive_that_changes_between_plan_and_apply_fails_the_step_naming_the_fil
     image[at + 7] = b'b';
     fs::write(&img, &image).unwrap();
 
-    let lock = RunLock::take(root.path(), std::time::Duration::from_secs(5)).unwrap();
-    let report = apply_plan(
-        &plan,
-        &Target {
-            root: root.path().to_path_buf(),
-            live: false,
-        },
-        &lock,
-    );
+    let report = apply_locked(&plan, root.path());
     let inst = root.path().join("var/lib/primer/instance").join(ID);
     for (id, rel) in [
         (

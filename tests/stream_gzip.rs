@@ -132,8 +132,7 @@ fn a_gzip_bomb_is_the_same_warning_and_never_held() {
 
 #[test]
 fn a_gzipped_script_changed_on_the_device_after_the_read_fails_naming_the_file() {
-    use primer::agent::{Locate, PlanRequest};
-    use primer::apply::{apply_plan, Outcome, RunLock, Target};
+    use primer::apply::Outcome;
 
     let dir = tempfile::tempdir().unwrap();
     let mut script = lines("#!/bin/sh\n", 4 << 20, "");
@@ -145,17 +144,7 @@ fn a_gzipped_script_changed_on_the_device_after_the_read_fails_naming_the_file()
     );
     let iso = config2_iso(dir.path(), &ud);
     let root = scratch_root();
-    let req = PlanRequest {
-        locate: Locate {
-            source: Some(iso.clone()),
-            ..Locate::default()
-        },
-        root: root.path().to_path_buf(),
-        user: None,
-        network_backend: None,
-        defer_scripts: true,
-    };
-    let (_loaded, plan) = primer::agent::plan(&req).unwrap().expect("a drive");
+    let (_loaded, plan) = plan_deferred(&iso, root.path());
 
     // One byte of the gzip'd file changed in the image (each version's copy of it).
     let mut image = fs::read(&iso).unwrap();
@@ -172,15 +161,7 @@ fn a_gzipped_script_changed_on_the_device_after_the_read_fails_naming_the_file()
     }
     fs::write(&iso, &image).unwrap();
 
-    let lock = RunLock::take(root.path(), std::time::Duration::from_secs(5)).unwrap();
-    let report = apply_plan(
-        &plan,
-        &Target {
-            root: root.path().to_path_buf(),
-            live: false,
-        },
-        &lock,
-    );
+    let report = apply_locked(&plan, root.path());
     let step = report
         .steps
         .iter()

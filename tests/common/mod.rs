@@ -431,3 +431,34 @@ pub fn config2_iso(dir: &Path, ud: &[u8]) -> PathBuf {
     fs::remove_dir_all(&tree).unwrap();
     iso
 }
+
+/// `primer::agent::plan` of `source` into the image root `root`, scripts deferred: the drive as
+/// loaded (kept open while the plan's streamed files are used) and the plan.
+pub fn plan_deferred(source: &Path, root: &Path) -> (primer::agent::Loaded, primer::plan::Plan) {
+    use primer::agent::{Locate, PlanRequest};
+    let req = PlanRequest {
+        locate: Locate {
+            source: Some(source.to_path_buf()),
+            ..Locate::default()
+        },
+        root: root.to_path_buf(),
+        user: None,
+        network_backend: None,
+        defer_scripts: true,
+    };
+    primer::agent::plan(&req).unwrap().expect("a drive")
+}
+
+/// `plan` applied to the image root `root` under the run lock, as `primer run` applies it.
+pub fn apply_locked(plan: &primer::plan::Plan, root: &Path) -> primer::apply::ApplyReport {
+    use primer::apply::{apply_plan, RunLock, Target};
+    let lock = RunLock::take(root, std::time::Duration::from_secs(5)).unwrap();
+    apply_plan(
+        plan,
+        &Target {
+            root: root.to_path_buf(),
+            live: false,
+        },
+        &lock,
+    )
+}
