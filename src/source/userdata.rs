@@ -108,6 +108,18 @@ pub struct VendorInput<'a> {
     pub data: &'a [u8],
 }
 
+/// Nothing parsed: user data or vendor data kept on the device could not be read as it was
+/// hashed (`e` names the file), so neither is applied, and the report says why.
+fn not_applied(e: impl std::fmt::Display) -> (UserData, Report) {
+    let mut report = Report::default();
+    report.warn(
+        USER_DATA_FILE,
+        "",
+        format!("{e}; user-data and vendor-data not applied"),
+    );
+    (UserData::default(), report)
+}
+
 /// Parses user data and vendor data (`(file, bytes)` in order) into [`UserData`] and warnings.
 pub fn parse_user_data(
     user: Option<&[u8]>,
@@ -131,13 +143,7 @@ pub fn parse_user_data(
 /// report says why (`parse_drive` refuses such a drive before this runs).
 pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (UserData, Report) {
     if let Some(e) = reread_error(inst) {
-        let mut report = Report::default();
-        report.warn(
-            USER_DATA_FILE,
-            "",
-            format!("{e}; user-data and vendor-data not applied"),
-        );
-        return (UserData::default(), report);
+        return not_applied(e);
     }
     // The instance's buffers: a script that is (a part of) one of them shares it.
     let owners: Vec<&Bytes> = inst
@@ -157,13 +163,7 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
                 data,
             }),
             Err(e) => {
-                let mut report = Report::default();
-                report.warn(
-                    USER_DATA_FILE,
-                    "",
-                    format!("{e}; user-data and vendor-data not applied"),
-                );
-                return (UserData::default(), report);
+                return not_applied(e);
             }
         }
     }
@@ -194,13 +194,7 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
             Some((b, c))
         }
         Some((_, Err(e))) => {
-            let mut report = Report::default();
-            report.warn(
-                USER_DATA_FILE,
-                "",
-                format!("{e}; user-data and vendor-data not applied"),
-            );
-            return (UserData::default(), report);
+            return not_applied(e);
         }
         _ => None,
     };
@@ -214,13 +208,7 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
             // Read whole only now (a gzip'd blob was checked by streaming): a failed read is
             // an error, never an empty user-data.
             Err(e) => {
-                let mut report = Report::default();
-                report.warn(
-                    USER_DATA_FILE,
-                    "",
-                    format!("{e}; user-data and vendor-data not applied"),
-                );
-                return (UserData::default(), report);
+                return not_applied(e);
             }
         },
         _ => None,
