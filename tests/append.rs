@@ -340,3 +340,51 @@ fn an_append_to_a_file_an_earlier_entry_wrote_under_another_name_is_refused_not_
     );
     assert_eq!(fs::read(root.path().join("srv/log")).unwrap(), b"X");
 }
+
+#[test]
+fn a_run_killed_at_any_write_or_rename_of_an_append_chain_converges_appending_once() {
+    // Three appends to one file (one staged copy) killed at system calls of the run (strace
+    // injects SIGKILL at the Nth `write` / `rename`): the next run completes the file with each
+    // text exactly once, and the one after changes nothing.
+    require_tool("strace");
+    let dir = tempfile::tempdir().unwrap();
+    let doc = "#cloud-config\nwrite_files:\n  - path: /srv/log\n    append: true\n    content: |\n      A\n  - path: /srv/log\n    append: true\n    content: |\n      B\n  - path: /srv/log\n    append: true\n    content: |\n      C\n";
+    let drive = iso(dir.path(), "d", doc.as_bytes());
+    let mut kills = 0;
+    for call in ["write", "rename"] {
+        for n in [1, 2, 3, 5, 8, 13, 21] {
+            let root = target_root();
+            let log = root.path().join("srv/log");
+            fs::write(&log, "old\n").unwrap();
+            let o = std::process::Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+                .arg(format!("inject={call}:signal=KILL:when={n}"))
+                .arg(env!("CARGO_BIN_EXE_primer"))
+                .args(["run", "--log-level", "error", "--defer-scripts"])
+                .args(["--network-backend", "networkd", "--source"])
+                .arg(&drive)
+                .arg("--root")
+                .arg(root.path())
+                .output()
+                .unwrap();
+            if o.status.code().is_none() || o.status.code() == Some(137) {
+                kills += 1;
+            }
+            let (o, _) = run_measured(&drive, root.path(), dir.path());
+            assert!(
+                matches!(o.status.code(), Some(0) | Some(10)),
+                "{call} #{n}: {}",
+                text_of(&o)
+            );
+            assert_eq!(
+                fs::read_to_string(&log).unwrap(),
+                "old\nA\nB\nC\n",
+                "{call} #{n}"
+            );
+            let (o, _) = run_measured(&drive, root.path(), dir.path());
+            assert_eq!(o.status.code(), Some(10), "{call} #{n}: {}", text_of(&o));
+            assert_eq!(fs::read_to_string(&log).unwrap(), "old\nA\nB\nC\n");
+        }
+    }
+    assert!(kills > 0, "strace killed no run");
+}

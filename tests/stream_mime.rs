@@ -166,6 +166,19 @@ fn hostile_large_multiparts_are_bounded() {
             "more than 1000 MIME parts",
         ),
         (
+            // A count in the millions: 1,000,000 empty parts (4 MiB of delimiter lines).
+            "million-parts",
+            {
+                let mut m = b"Content-Type: multipart/mixed; boundary=b\n\n".to_vec();
+                for _ in 0..1_000_000 {
+                    m.extend_from_slice(b"--b\n");
+                }
+                m.extend_from_slice(b"--b--\n");
+                m
+            },
+            "more than 1000 MIME parts",
+        ),
+        (
             "huge-header",
             format!(
                 "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/x-shellscript\nX-Long: {pad}\n\n#!/bin/sh\ntrue\n--b--\n"
