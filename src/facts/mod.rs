@@ -145,7 +145,8 @@ pub struct HostFacts {
     /// path in `agent`).
     pub inputs: Inputs,
     /// `(path, SHA-256 of a text)` for each `Wanted::appends` text the file already holds
-    /// somewhere (searched while the file streams, neither held): an `append` appended before.
+    /// somewhere (searched while the file streams, neither held), or that the record vouches
+    /// was appended for this instance (`WantedAppend::step`): an `append` appended before.
     pub appended: BTreeSet<(String, [u8; 32])>,
     /// `(path, SHA-256 of a text)` for each `Wanted::appends` text not searched for: not at
     /// the end of its file, and the run's scan budget (`MAX_APPEND_SCAN_BYTES`) spent. Whether
@@ -234,7 +235,34 @@ pub struct Wanted {
     pub net_wait: std::time::Duration,
     /// `write_files` `append` targets (also in `measured`) and the text each appends: the
     /// file is searched for the text (`HostFacts::appended`), the text streamed, never held.
-    pub appends: Vec<(String, crate::model::Bytes)>,
+    pub appends: Vec<WantedAppend>,
+}
+
+/// One `write_files` `append` entry the facts look for in its target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WantedAppend {
+    /// The target, relative to the root.
+    pub path: String,
+    /// The text the entry appends.
+    pub text: crate::model::Bytes,
+    /// The entry's step id in the record: a record whose input for it names this text
+    /// (`append_input`) vouches that it was appended for this instance, and the file is not
+    /// searched (a re-run after the file grew would otherwise scan it per entry).
+    pub step: String,
+}
+
+/// Whether the record `input` of an `append` step names the text whose SHA-256 is `text`:
+/// the input is the text's digest in lower-case hex, `:`, then the digest of the rest of the
+/// entry (`plan::userdata::append_input`), so that the facts can see that the record vouches
+/// for the text before the plan resolves the entry's owner.
+pub fn append_input_names(input: &str, text: &[u8; 32]) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let b = input.as_bytes();
+    b.len() > 64
+        && b[64] == b':'
+        && text.iter().enumerate().all(|(i, x)| {
+            b[2 * i] == DIGITS[usize::from(x >> 4)] && b[2 * i + 1] == DIGITS[usize::from(x & 0xf)]
+        })
 }
 
 /// primer's own files for one instance, relative to the root.

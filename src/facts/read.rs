@@ -182,10 +182,21 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     for rel in &wanted.measured {
         measure_file_fact(root, rel, &mut facts);
     }
-    // Each target opened once for all of its texts, in the entries' order.
+    // Each target opened once for all of its texts, in the entries' order. A text the record
+    // vouches for (appended for this instance) is not looked for: a file grown since (a line
+    // added by hand) would otherwise be scanned once per entry.
     let mut by_path: BTreeMap<&str, Vec<&crate::model::Bytes>> = BTreeMap::new();
-    for (rel, text) in &wanted.appends {
-        by_path.entry(rel.as_str()).or_default().push(text);
+    for a in &wanted.appends {
+        let vouched = facts.record.as_ref().is_some_and(|r| {
+            r.steps
+                .get(&a.step)
+                .is_some_and(|i| super::append_input_names(i, &a.text.sha256()))
+        });
+        if vouched {
+            facts.appended.insert((a.path.clone(), a.text.sha256()));
+        } else {
+            by_path.entry(a.path.as_str()).or_default().push(&a.text);
+        }
     }
     let mut budget = MAX_APPEND_SCAN_BYTES;
     for (rel, texts) in by_path {
@@ -201,7 +212,7 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     }
     // An append target's content was read (searched) too.
     inp.paths
-        .extend(wanted.appends.iter().map(|(rel, _)| rel.clone()));
+        .extend(wanted.appends.iter().map(|a| a.path.clone()));
     // Whatever was found is an input too (walked files, files a parser asked for).
     inp.paths.extend(facts.files.keys().cloned());
     inp.paths.extend(facts.dirs.keys().cloned());
@@ -1184,15 +1195,11 @@ mod tests {
         for (name, content, _) in &cases {
             fs::write(t.path().join(name), content).unwrap();
             wanted.measured.push(name.to_string());
-            wanted
-                .appends
-                .push((name.to_string(), Bytes::from(text.clone())));
+            wanted.appends.push(append(name, &text));
         }
         // An empty text is never "there"; a missing file holds nothing.
-        wanted.appends.push(("end".into(), Bytes::new()));
-        wanted
-            .appends
-            .push(("missing".into(), Bytes::from(text.clone())));
+        wanted.appends.push(append("end", b""));
+        wanted.appends.push(append("missing", &text));
         let facts = read_host_facts(t.path(), &wanted, false);
         let sha = Bytes::from(text.clone()).sha256();
         for (name, content, found) in &cases {
@@ -1206,5 +1213,62 @@ mod tests {
             assert!(f.holds(&Bytes::from(content.clone())));
         }
         assert_eq!(facts.appended.len(), 4);
+    }
+
+    fn append(path: &str, text: &[u8]) -> crate::facts::WantedAppend {
+        crate::facts::WantedAppend {
+            path: path.into(),
+            text: Bytes::from(text.to_vec()),
+            step: format!("write-file:0:{path}"),
+        }
+    }
+
+    /// A text the record vouches for (its step's input names the text) is taken as appended
+    /// without a look at the file; a step whose input names another text (or an input from
+    /// before the text's part stood alone) leaves the file searched.
+    #[test]
+    fn a_text_the_record_vouches_for_is_not_searched() {
+        let t = tempfile::tempdir().unwrap();
+        let text = b"line the record vouches for\n".to_vec();
+        let sha = Bytes::from(text.clone()).sha256();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let names = format!("{}:{}", hex(&sha), hex(&[7; 32]));
+        let other = format!("{}:{}", hex(&[1; 32]), hex(&[7; 32]));
+        let old_form = hex(&sha);
+        let record = Record {
+            steps: [
+                ("write-file:0:vouched".to_string(), names.clone()),
+                ("write-file:0:other".to_string(), other),
+                ("write-file:0:old".to_string(), old_form),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        fs::create_dir_all(t.path().join("st")).unwrap();
+        fs::write(t.path().join("st/applied.json"), record.to_json()).unwrap();
+        // "vouched" does not hold the text (edited since): the record is believed, unread.
+        for name in ["vouched", "other", "old"] {
+            fs::write(t.path().join(name), b"something else\n").unwrap();
+        }
+        let mut wanted = Wanted {
+            state: Some(WantedState {
+                record: "st/applied.json".into(),
+                copy_dir: "st/copy".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for name in ["vouched", "other", "old"] {
+            wanted.measured.push(name.into());
+            wanted.appends.push(append(name, &text));
+        }
+        let facts = read_host_facts(t.path(), &wanted, false);
+        assert!(facts.appended.contains(&("vouched".to_string(), sha)));
+        assert!(!facts.appended.contains(&("other".to_string(), sha)));
+        assert!(!facts.appended.contains(&("old".to_string(), sha)));
+        assert!(crate::facts::append_input_names(&names, &sha));
+        assert!(!crate::facts::append_input_names(&hex(&sha), &sha));
+        assert!(!crate::facts::append_input_names("", &sha));
     }
 }

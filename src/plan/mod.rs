@@ -445,12 +445,16 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
         // The planner refuses appends past `MAX_APPENDS` (counted alike): not searched.
         let cc = &ud.cloud_config;
         let mut appends = 0;
-        for f in &cc.write_files {
+        for (n, f) in cc.write_files.iter().enumerate() {
             if let Ok(path) = inject::injected_path(&f.path) {
                 if f.append {
                     appends += 1;
                     if appends <= userdata::MAX_APPENDS {
-                        w.appends.push((path.clone(), f.content.clone()));
+                        w.appends.push(crate::facts::WantedAppend {
+                            step: userdata::write_file_step_id(n, &path),
+                            path: path.clone(),
+                            text: f.content.clone(),
+                        });
                     }
                 }
                 w.measured.push(path);

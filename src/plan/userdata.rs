@@ -68,6 +68,25 @@ fn write_file_input(content: &crate::model::Bytes, tail: &[u8]) -> std::io::Resu
     Ok(super::inject::hex_lower(&content.sha256_then(tail)?))
 }
 
+/// The step id of `write_files[n]` (target `rel`): one per entry, as the same path may be
+/// listed twice.
+pub(super) fn write_file_step_id(n: usize, rel: &str) -> String {
+    format!("write-file:{n}:{rel}")
+}
+
+/// The record input of an `append` entry: its text's SHA-256, `:`, the digest of the rest
+/// (`tail`: mode, owner). The text's part stands alone so that the facts see the record vouch
+/// for a text (`facts::append_input_names`) and do not search a grown file for it.
+fn append_input(text: &crate::model::Bytes, tail: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let rest: [u8; 32] = Sha256::digest(tail).into();
+    format!(
+        "{}:{}",
+        super::inject::hex_lower(&text.sha256()),
+        super::inject::hex_lower(&rest)
+    )
+}
+
 /// `write_files` `append` entries per run: the later ones are refused with a warning naming
 /// each (the facts search no more either). Each costs the facts a digest (a scan when its
 /// text is not at its file's end) and the writer a streamed text.
@@ -203,24 +222,25 @@ impl Planner<'_> {
                 gid,
             };
             // One id per entry: the same path may be listed twice.
-            let id = format!("write-file:{n}:{rel}");
+            let id = write_file_step_id(n, &rel);
             // The digest of content then mode/owner/append, hashed in place (no joined copy).
-            let input =
-                match write_file_input(&w.content, format!("{meta:?}{}", w.append).as_bytes()) {
-                    Ok(i) => Some(i),
-                    Err(e) => {
-                        self.warnings.warn(
-                            "user-data",
-                            &format!("write_files[{n}].content"),
-                            format!("{e}; {} not written", Esc(&w.path)),
-                        );
-                        continue;
-                    }
-                };
+            let tail = format!("{meta:?}{}", w.append);
             if w.append {
+                let input = Some(append_input(&w.content, tail.as_bytes()));
                 self.append_step(id, rel, w, meta, input, &mut planned, &mut budget);
                 continue;
             }
+            let input = match write_file_input(&w.content, tail.as_bytes()) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    self.warnings.warn(
+                        "user-data",
+                        &format!("write_files[{n}].content"),
+                        format!("{e}; {} not written", Esc(&w.path)),
+                    );
+                    continue;
+                }
+            };
             let content = std::mem::take(&mut w.content);
             self.file_step(
                 &id,
@@ -879,6 +899,17 @@ mod tests {
 
     /// The digest hashed in place is the one recorded before (over content and tail joined):
     /// records of earlier runs keep matching, so nothing is re-applied after an upgrade.
+    #[test]
+    fn an_append_input_names_its_text_for_the_facts() {
+        let text = Bytes::from(b"appended\n".to_vec());
+        let input = append_input(&text, b"mode");
+        assert!(crate::facts::append_input_names(&input, &text.sha256()));
+        let other = Bytes::from(b"other\n".to_vec());
+        assert!(!crate::facts::append_input_names(&input, &other.sha256()));
+        // The rest (mode, owner) changes the input, not what it names.
+        assert_ne!(input, append_input(&text, b"other mode"));
+    }
+
     #[test]
     fn write_file_input_is_the_joined_digest() {
         let meta = Meta {
