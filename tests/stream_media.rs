@@ -256,3 +256,28 @@ fn hostile_packed_drives_fail_naming_the_device() {
         "{err}"
     );
 }
+
+#[test]
+fn a_packed_drive_without_a_writable_temporary_directory_is_read_in_memory() {
+    // TMPDIR names a directory that does not exist (as /var/tmp on a read-only root, or a
+    // user who may not write it): the image is unpacked into memory, with a warning naming the
+    // directory, rather than the drive refused.
+    let dir = tempfile::tempdir().unwrap();
+    let packed = packed_drive(&dir.path().join("d"), b"#!/bin/sh\necho packed\n", true);
+    let missing = dir.path().join("no-such-dir");
+    let o = Command::new(env!("CARGO_BIN_EXE_primer"))
+        .args(["show", "--source"])
+        .arg(&packed)
+        .env("TMPDIR", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(ID), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("held in memory"),
+        "{err}"
+    );
+    assert!(!missing.exists());
+}

@@ -346,6 +346,20 @@ pub fn anonymous_file(dir: &Path) -> std::io::Result<File> {
     Err(std::io::Error::other("no free temporary file name"))
 }
 
+/// An anonymous file in memory (`memfd_create`), for when no temporary directory takes one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn memory_file() -> std::io::Result<File> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create("primer-unpack", MFdFlags::MFD_CLOEXEC).map_err(std::io::Error::from)?;
+    Ok(File::from(fd))
+}
+
+/// No anonymous memory file here: the temporary directory's error stands.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn memory_file() -> std::io::Result<File> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
 /// Reads `path` when it is a packed drive or an XML file; `Ok(None)` when it is something else
 /// (a filesystem image, a block device) for the caller to read as usual. A packed drive is
 /// unpacked into an [`anonymous_file`] in [`unpack_dir`] and read there like an image file
@@ -398,10 +412,28 @@ pub fn read_special_file(
         return Ok(Some(d));
     }
     let dir = unpack_dir();
-    let tmp = anonymous_file(&dir).map_err(|e| MediaError::Io {
-        device: format!("{device} (a temporary file in {})", dir.display()),
-        source: e,
-    })?;
+    let tmp = match anonymous_file(&dir) {
+        Ok(f) => f,
+        // No temporary file there (a read-only root early in boot, `primer show` as a user
+        // who may not write /var/tmp): the image in memory instead, named in the log, rather
+        // than the drive refused. Bounded as the file is (the unpacked cap).
+        Err(e) => match memory_file() {
+            Ok(f) => {
+                tracing::warn!(
+                    "{device}: no temporary file in {}: {e}; the unpacked image is held in \
+                     memory (set TMPDIR to a writable directory to avoid it)",
+                    dir.display()
+                );
+                f
+            }
+            Err(_) => {
+                return Err(MediaError::Io {
+                    device: format!("{device} (a temporary file in {})", dir.display()),
+                    source: e,
+                })
+            }
+        },
+    };
     let count = Rc::new(Cell::new(0u64));
     let counted = Counted {
         inner: Cursor::new(head).chain(input),
