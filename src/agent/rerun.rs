@@ -589,6 +589,56 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
+    /// The observer's shortcut (directories opened once, the entry by `fstatat`) answers as
+    /// resolution does, path by path: plain entries, links followed (relative, absolute and
+    /// so re-rooted, climbing above the root) or read as links, directories through links,
+    /// missing entries and directories, a file used as a directory, a path that is not clean.
+    #[cfg(unix)]
+    #[test]
+    fn the_observer_sees_what_resolution_sees() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("etc/sub")).unwrap();
+        std::fs::write(r.join("etc/file"), "x").unwrap();
+        std::fs::write(r.join("plain"), "y").unwrap();
+        symlink("file", r.join("etc/link")).unwrap();
+        symlink("/etc/file", r.join("etc/abslink")).unwrap();
+        symlink("/etc", r.join("dirlink")).unwrap();
+        symlink("/nowhere", r.join("etc/dangling")).unwrap();
+        symlink("../../..", r.join("etc/up")).unwrap();
+        let paths = [
+            "etc",
+            "etc/file",
+            "etc/link",
+            "etc/abslink",
+            "etc/dangling",
+            "etc/missing",
+            "etc/sub",
+            "dirlink",
+            "dirlink/file",
+            "dirlink/link",
+            "dirlink/sub",
+            "etc/up/etc/file",
+            "etc/up/plain",
+            "missing/x",
+            "missing/x/y",
+            "plain/x",
+            "plain",
+            "etc/sub/../file",
+        ];
+        for how in [How::Path, How::Listed, How::Link] {
+            let res = Resolver::new(r);
+            let mut obs = Observer::new(&res);
+            for p in paths {
+                let want = observe(&Resolver::new(r), p, how);
+                assert_eq!(obs.observe(p, how), want, "{p} {how:?}");
+            }
+            assert!(obs.observe("etc/file", how).is_some());
+            assert!(obs.observe("dirlink/link", how).is_some());
+        }
+    }
+
     fn at(secs: i64, nanos: i64) -> [i64; 10] {
         [0, 0, 0, secs, nanos, secs, nanos, 0, 0, 0]
     }
