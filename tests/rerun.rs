@@ -23,6 +23,11 @@ fn s(p: &Path) -> &str {
 }
 
 fn run_with(bin: &Path, src: &Path, root: &Path) -> Output {
+    run_env(bin, src, root, &[])
+}
+
+/// A run with `env` set in its environment (and nothing else changed).
+fn run_env(bin: &Path, src: &Path, root: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(bin)
         .args([
             "run",
@@ -35,6 +40,7 @@ fn run_with(bin: &Path, src: &Path, root: &Path) -> Output {
             "--root",
             s(root),
         ])
+        .envs(env.iter().copied())
         .output()
         .expect("run primer")
 }
@@ -130,6 +136,11 @@ fn settle() {
 /// its cache, removed anyway, cannot match) through the full path; asserts both outcomes are
 /// the same, and returns whether `a` took the fast path.
 fn same_as_full(bin: &Path, src: &Path, t: &Path) -> bool {
+    same_as_full_env(bin, src, t, &[])
+}
+
+/// [`same_as_full`] with `env` set for both runs.
+fn same_as_full_env(bin: &Path, src: &Path, t: &Path, env: &[(&str, &str)]) -> bool {
     let a = t.join("a");
     let b = t.join("b");
     let _ = fs::remove_dir_all(&b);
@@ -140,8 +151,8 @@ fn same_as_full(bin: &Path, src: &Path, t: &Path) -> bool {
     assert!(cp.success());
     let _ = fs::remove_file(b.join(CACHE));
     settle();
-    let oa = run_with(bin, src, &a);
-    let ob = run(src, &b);
+    let oa = run_env(bin, src, &a, env);
+    let ob = run_env(&self::bin(), src, &b, env);
     assert!(!fast(&ob), "{}", text(&ob));
     assert_eq!(
         oa.status.code(),
@@ -195,12 +206,19 @@ fn a_touched_target_takes_the_full_path() {
     assert!(same_as_full(&bin(), src.path(), t.path()));
 }
 
+/// `/etc/hosts` edited after the run that recorded the fast path: the full path decides, and
+/// (the file is written once per instance) keeps the local edit; that run records the fast
+/// path again, with the edited file as its input.
 #[test]
-fn a_modified_target_takes_the_full_path_and_is_repaired() {
+fn a_modified_target_takes_the_full_path_and_keeps_the_local_edit() {
     let (src, t) = settled();
     let hosts = t.path().join("a/etc/hosts");
-    fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let edit = "127.0.0.1 localhost\n";
+    fs::write(&hosts, edit).unwrap();
     assert!(!same_as_full(&bin(), src.path(), t.path()));
+    assert_eq!(fs::read_to_string(&hosts).unwrap(), edit);
+    assert!(same_as_full(&bin(), src.path(), t.path()));
+    assert_eq!(fs::read_to_string(&hosts).unwrap(), edit);
 }
 
 #[test]
@@ -258,6 +276,21 @@ fn another_binary_takes_the_full_path() {
     let other = t.path().join("primer-other");
     fs::copy(bin(), &other).unwrap();
     assert!(!same_as_full(&other, src.path(), t.path()));
+}
+
+/// A test build's `PRIMER_TEST_HOSTKEYS_ROOT` changes the policy (host keys handled as on a
+/// running system: here the run changes the record, "no ssh-keygen in the target"): part of the
+/// key, so the fast path recorded without it is not taken with it (its "unchanged" would not
+/// be the full path's "changed"), nor the one recorded with it without it.
+#[test]
+fn a_test_environment_that_changes_the_policy_takes_the_full_path() {
+    let (src, t) = settled();
+    let env = [("PRIMER_TEST_HOSTKEYS_ROOT", "1")];
+    // Changed (not recorded), then unchanged (recorded), then the fast path.
+    assert!(!same_as_full_env(&bin(), src.path(), t.path(), &env));
+    assert!(!same_as_full_env(&bin(), src.path(), t.path(), &env));
+    assert!(same_as_full_env(&bin(), src.path(), t.path(), &env));
+    assert!(!same_as_full(&bin(), src.path(), t.path()));
 }
 
 #[test]
@@ -399,7 +432,8 @@ fn a_new_boot_takes_the_fast_path_and_a_changed_command_line_does_not() {
 }
 
 /// Two runs at once on a root the fast path holds for: the lock orders them, both report
-/// "unchanged", nothing changes.
+/// "unchanged" through the fast path (the first leaves every input as it was, so the second's
+/// check, made under the lock after the first finished, holds too), nothing changes.
 #[test]
 fn two_runs_at_once() {
     let (src, t) = settled();
@@ -424,6 +458,7 @@ fn two_runs_at_once() {
     let (x, y) = (spawn(), spawn());
     for o in [x.wait_with_output().unwrap(), y.wait_with_output().unwrap()] {
         assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+        assert!(fast(&o), "{}", text(&o));
     }
     assert_eq!(tree(&root), before);
 }

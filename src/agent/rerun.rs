@@ -36,7 +36,7 @@ const MAX_INPUTS: usize = 100_000;
 /// coarsest kernel clock, HZ=100).
 const RACY_NS: i128 = 20_000_000;
 /// Bumped whenever the cache's meaning changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// How a path is compared: its metadata (a file: content and metadata; a directory primer only
 /// makes or reads the mode of: identity, mode and owner), a listed directory (its entries too:
@@ -112,7 +112,13 @@ pub fn key(
     if !cfg!(unix) {
         return None;
     }
-    let exe = std::env::current_exe().ok()?;
+    // The running image itself on Linux (`/proc/self/exe` followed: its inode, even once the
+    // file was replaced by another), without reading its path: the identity is the key's part.
+    let exe = if cfg!(target_os = "linux") {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().ok()?
+    };
     let exe_seen = seen(&std::fs::metadata(&exe).ok()?, How::Listed)?;
     if racy(&exe_seen, started) {
         return None;
@@ -125,13 +131,15 @@ pub fn key(
     };
     part(b"primer rerun");
     part(env!("CARGO_PKG_VERSION").as_bytes());
-    part(exe.as_os_str().as_encoded_bytes());
     for v in exe_seen {
         part(&v.to_le_bytes());
     }
     part(format!("{req:?}").as_bytes());
     part(format!("{kernel:?}").as_bytes());
     part(&serde_json::to_vec(&loaded.config).ok()?);
+    // The policy as planning gets it, not only the file it comes from: it also holds what the
+    // environment decides (a test build's `PRIMER_TEST_HOSTKEYS_ROOT`).
+    part(format!("{:?}", loaded.config.policy()).as_bytes());
     part(&serde_json::to_vec(&loaded.drive).ok()?);
     part(loaded.origin.as_bytes());
     part(format!("{:?}", loaded.pin).as_bytes());
@@ -194,8 +202,9 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
         tracing::debug!("re-run fast path not taken: the host name or the NICs changed");
         return None;
     }
+    let mut obs = Observer::new(lookups);
     for i in &cache.inputs {
-        if observe(lookups, &i.path, i.how) != i.seen {
+        if obs.observe(&i.path, i.how) != i.seen {
             tracing::debug!(
                 "re-run fast path not taken: /{} changed since the last run",
                 crate::model::grammar::Esc(&i.path)
@@ -254,7 +263,12 @@ fn read_cache(lookups: &Resolver) -> Result<Cache, String> {
     }
     let mut v = Vec::new();
     std::fs::File::open(host)
-        .and_then(|f| f.take(MAX_CACHE + 1).read_to_end(&mut v))
+        .and_then(|f| {
+            // Sized from the file (bounded): one read, not a dozen doubling ones.
+            let len = f.metadata().map_or(0, |m| m.len()).min(MAX_CACHE + 1);
+            v.reserve_exact(usize::try_from(len).unwrap_or(0) + 1);
+            f.take(MAX_CACHE + 1).read_to_end(&mut v)
+        })
         .map_err(|e| format!("/{rel}: {e}"))?;
     if v.len() as u64 > MAX_CACHE {
         return Err(format!("/{rel}: larger than {MAX_CACHE} bytes"));
@@ -334,8 +348,9 @@ pub fn save(
     // Such an input is not vouched for: no cache this time (the next run records one).
     let found = &inputs.found;
     let mut inputs = Vec::with_capacity(all.len());
+    let mut obs = Observer::new(res);
     for (p, how) in all {
-        let seen = observe(res, p, how);
+        let seen = obs.observe(p, how);
         if seen.is_none() && found.contains(p) {
             tracing::debug!(
                 "re-run fast path not recorded: /{} was removed since the run read it",
@@ -407,7 +422,8 @@ pub fn save(
 }
 
 /// What `path` is now, as `save` records it: resolved inside the root as the facts resolve it
-/// (`How::Link`: its directory only), `None` when missing or unreadable.
+/// (`How::Link`: its directory only), `None` when missing or unreadable. The path is resolved
+/// component by component (`Resolver`): the reference that [`Observer`] takes a shortcut to.
 fn observe(res: &Resolver, path: &str, how: How) -> Option<[i64; 10]> {
     let m = if how == How::Link {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -427,6 +443,116 @@ fn observe(res: &Resolver, path: &str, how: How) -> Option<[i64; 10]> {
         }
     };
     seen(&m, how)
+}
+
+/// Most directory descriptors an [`Observer`] keeps open (the inputs are sorted, so a
+/// directory's entries come together, interleaved with a few subdirectories' at most).
+#[cfg(unix)]
+const OPEN_DIRS: usize = 8;
+
+/// [`observe`] for a run of paths, with one lookup per path: each path's directory is resolved
+/// (through the resolver) and opened once while it is among the last [`OPEN_DIRS`] used, and
+/// the last component is looked up in it (`fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`), instead
+/// of a lookup for the resolution's last step and another for the metadata, each walking the
+/// whole path again. The same answer as [`observe`]: a last component that is not a symlink is
+/// what resolution would stop at; one that is (followed unless `How::Link`), or a path that is
+/// not clean, takes [`observe`] itself.
+struct Observer<'a> {
+    res: &'a Resolver,
+    /// Directories recently used, the last used last, with their descriptor (`None`: missing
+    /// or unreadable, so every entry in it is too).
+    #[cfg(unix)]
+    dirs: Vec<(String, Option<std::os::fd::OwnedFd>)>,
+}
+
+impl<'a> Observer<'a> {
+    fn new(res: &'a Resolver) -> Self {
+        Observer {
+            res,
+            #[cfg(unix)]
+            dirs: Vec::new(),
+        }
+    }
+
+    #[cfg(unix)]
+    fn observe(&mut self, path: &str, how: How) -> Option<[i64; 10]> {
+        use nix::sys::stat::{fstatat, SFlag};
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if !crate::paths::is_clean_relative(path) || name.is_empty() {
+            return observe(self.res, path, how);
+        }
+        if let Some(at) = self.dirs.iter().position(|(d, _)| d == dir) {
+            let used = self.dirs.remove(at);
+            self.dirs.push(used);
+        } else {
+            let fd = self.open_dir(dir);
+            if self.dirs.len() == OPEN_DIRS {
+                self.dirs.remove(0);
+            }
+            self.dirs.push((dir.to_string(), fd));
+        }
+        let fd = self.dirs.last()?.1.as_ref()?;
+        let st = fstatat(fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if kind == SFlag::S_IFLNK && how != How::Link {
+            return observe(self.res, path, how);
+        }
+        let bits = |v: u64| i64::from_ne_bytes(v.to_ne_bytes());
+        let times = !(kind == SFlag::S_IFDIR && how == How::Path);
+        let t = |v: i64| if times { v } else { 0 };
+        // As `seen` reads a `Metadata`: the same fields, the same encoding.
+        Some([
+            bits(st.st_dev),
+            bits(st.st_ino),
+            t(st.st_size),
+            t(st.st_mtime),
+            t(st.st_mtime_nsec),
+            t(st.st_ctime),
+            t(st.st_ctime_nsec),
+            i64::from(st.st_mode),
+            i64::from(st.st_uid),
+            i64::from(st.st_gid),
+        ])
+    }
+
+    /// `dir` (a clean relative path, or empty: the root) opened (`O_PATH`), resolved inside the
+    /// root; `None` when it is missing or not a directory. A directory whose parent is open
+    /// is opened in it (`openat`, not following a symlink: a missing name is missing, and
+    /// anything else but a directory — a symlink, a file — is left to the resolver); any other
+    /// through the resolver's memo.
+    #[cfg(unix)]
+    fn open_dir(&self, dir: &str) -> Option<std::os::fd::OwnedFd> {
+        use nix::errno::Errno;
+        use nix::fcntl::{open, openat, OFlag};
+        use nix::sys::stat::Mode;
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let (parent, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        if let Some(Some(pfd)) = (!dir.is_empty())
+            .then(|| self.dirs.iter().find(|(d, _)| d == parent))
+            .flatten()
+            .map(|(_, fd)| fd.as_ref())
+        {
+            match openat(pfd, name, flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+                Ok(fd) => return Some(fd),
+                Err(Errno::ENOENT) => return None,
+                Err(_) => {}
+            }
+        }
+        let host = if dir.is_empty() {
+            self.res.root().to_path_buf()
+        } else {
+            match self.res.resolve_found(dir) {
+                Ok((_, Found::Missing)) | Err(_) => return None,
+                Ok((h, _)) => h,
+            }
+        };
+        open(&host, flags, Mode::empty()).ok()
+    }
+
+    #[cfg(not(unix))]
+    fn observe(&mut self, path: &str, how: How) -> Option<[i64; 10]> {
+        observe(self.res, path, how)
+    }
 }
 
 /// dev, ino, size, mtime (s, ns), ctime (s, ns), mode, uid, gid: ctime moves on every write,
@@ -462,6 +588,56 @@ fn seen(_m: &std::fs::Metadata, _how: How) -> Option<[i64; 10]> {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    /// The observer's shortcut (directories opened once, the entry by `fstatat`) answers as
+    /// resolution does, path by path: plain entries, links followed (relative, absolute and
+    /// so re-rooted, climbing above the root) or read as links, directories through links,
+    /// missing entries and directories, a file used as a directory, a path that is not clean.
+    #[cfg(unix)]
+    #[test]
+    fn the_observer_sees_what_resolution_sees() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("etc/sub")).unwrap();
+        std::fs::write(r.join("etc/file"), "x").unwrap();
+        std::fs::write(r.join("plain"), "y").unwrap();
+        symlink("file", r.join("etc/link")).unwrap();
+        symlink("/etc/file", r.join("etc/abslink")).unwrap();
+        symlink("/etc", r.join("dirlink")).unwrap();
+        symlink("/nowhere", r.join("etc/dangling")).unwrap();
+        symlink("../../..", r.join("etc/up")).unwrap();
+        let paths = [
+            "etc",
+            "etc/file",
+            "etc/link",
+            "etc/abslink",
+            "etc/dangling",
+            "etc/missing",
+            "etc/sub",
+            "dirlink",
+            "dirlink/file",
+            "dirlink/link",
+            "dirlink/sub",
+            "etc/up/etc/file",
+            "etc/up/plain",
+            "missing/x",
+            "missing/x/y",
+            "plain/x",
+            "plain",
+            "etc/sub/../file",
+        ];
+        for how in [How::Path, How::Listed, How::Link] {
+            let res = Resolver::new(r);
+            let mut obs = Observer::new(&res);
+            for p in paths {
+                let want = observe(&Resolver::new(r), p, how);
+                assert_eq!(obs.observe(p, how), want, "{p} {how:?}");
+            }
+            assert!(obs.observe("etc/file", how).is_some());
+            assert!(obs.observe("dirlink/link", how).is_some());
+        }
+    }
 
     fn at(secs: i64, nanos: i64) -> [i64; 10] {
         [0, 0, 0, secs, nanos, secs, nanos, 0, 0, 0]
