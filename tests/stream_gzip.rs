@@ -179,3 +179,52 @@ fn a_gzipped_script_changed_on_the_device_after_the_read_fails_naming_the_file()
         .join("scripts/20-user-part-001");
     assert!(!script_file.exists(), "the script was written");
 }
+
+/// A gzip'd MIME message of 48 MiB (a cloud-config part with a 24 MiB `write_files` block, a
+/// 24 MiB script part) is split, its parts kept as recipes and the block carved, all from the
+/// decompressing recipe: the file and the script are written exactly with a peak RSS within
+/// 4 MiB of a small gzip'd message (decompressed in memory it was about three times the
+/// message). Each part is decompressed again from the message's start when measured and where
+/// used: the parts and blocks are few, within the bound on re-derivations.
+#[test]
+fn a_gzipped_mime_message_is_split_and_carved_with_bounded_memory() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let message = |block: &[u8], script: &[u8]| {
+        let mut m = b"Content-Type: multipart/mixed; boundary=\"==B==\"\nMIME-Version: 1.0\n\n\
+--==B==\nContent-Type: text/cloud-config\n\n\
+#cloud-config\nwrite_files:\n  - path: /srv/big\n    content: |\n"
+            .to_vec();
+        m.extend_from_slice(block);
+        m.extend_from_slice(b"\n--==B==\nContent-Type: text/x-shellscript\n\n");
+        m.extend_from_slice(script);
+        m.extend_from_slice(b"\n--==B==--\n");
+        m
+    };
+    let unindent = |block: &[u8]| -> Vec<u8> {
+        block
+            .split_inclusive(|&c| c == b'\n')
+            .flat_map(|l| l.get(6..).unwrap_or_default().iter().copied())
+            .collect()
+    };
+    let small_block = b"      x\n";
+    let (_, base, _) = first_run(
+        dir.path(),
+        "small",
+        &gz(&message(small_block, b"#!/bin/sh\ntrue\n")),
+    );
+
+    let block = lines("", 24 << 20, "      ");
+    let mut script = lines("#!/bin/sh\n", 24 << 20, "");
+    script.extend_from_slice(b"true\n");
+    let ud = gz(&message(&block, &script));
+    assert!(ud.len() > 2 << 20, "the gzip'd file stays on the device");
+    let (root, rss, _) = first_run(dir.path(), "big", &ud);
+    assert!(fs::read(root.path().join("srv/big")).unwrap() == unindent(&block));
+    let inst = root.path().join("var/lib/primer/instance").join(ID);
+    assert!(fs::read(inst.join("scripts/20-user-part-002")).unwrap() == script);
+    assert!(
+        rss < base + 4096,
+        "peak RSS {rss} KiB with a gzip'd 48 MiB MIME message, {base} KiB with a small one"
+    );
+}

@@ -59,6 +59,12 @@ pub trait Derive: Send + Sync {
     fn head_bytes(&self) -> usize {
         HEAD_BYTES
     }
+
+    /// Whether the recipe gives its source bytes unchanged (a MIME part's body as it is): its
+    /// content is then a plain range of the source, which [`Bytes::device_view`] can expose.
+    fn identity(&self) -> bool {
+        false
+    }
 }
 
 /// What the source bytes of derived content must be when it is first measured: the SHA-256 of
@@ -612,6 +618,60 @@ impl Bytes {
         Ok(Bytes {
             buf: Arc::new(shared),
             range: 0..len,
+        })
+    }
+
+    /// Content derived whole by an identity recipe (see [`Derive::identity`]) from a range of a
+    /// whole file kept on the device, as a file kept on the device of its own: its extents
+    /// those of the range, its length, head and SHA-256 the ones the measure took (checked
+    /// there, see [`SourceCheck`]). A range of it then reads the device at once, where a range
+    /// of the derived content derives it again from its start (a MIME part's `write_files`
+    /// block would cost a pass over the whole part). `None` for anything else. No read.
+    pub fn device_view(&self) -> Option<Bytes> {
+        let Data::Derived(d) = &self.buf.data else {
+            return None;
+        };
+        let Data::Device(f) = &d.src.buf.data else {
+            return None;
+        };
+        if !self.is_whole()
+            || !d.derive.identity()
+            || d.len != d.range.len()
+            || d.head.len() != d.len.min(HEAD_BYTES)
+        {
+            return None;
+        }
+        let sha256 = *self.buf.sha256.get()?;
+        // The range in the file, then clipped to each extent, in file order.
+        let start = (d.src.range.start + d.range.start) as u64;
+        let end = start + d.len as u64;
+        let mut extents = Vec::new();
+        let mut at = 0u64;
+        for &(off, len) in &f.extents {
+            let (lo, hi) = (start.max(at), end.min(at + len));
+            if lo < hi {
+                extents.push((off + (lo - at), hi - lo));
+            }
+            at += len;
+        }
+        if extents.iter().map(|&(_, l)| l).sum::<u64>() != d.len as u64 {
+            return None;
+        }
+        let shared = Shared {
+            data: Data::Device(OnDevice {
+                dev: Arc::clone(&f.dev),
+                extents,
+                len: d.len,
+                name: d.name.clone(),
+                head: d.head.clone(),
+                loaded: OnceLock::new(),
+            }),
+            sha256: OnceLock::new(),
+        };
+        let _ = shared.sha256.set(sha256);
+        Some(Bytes {
+            buf: Arc::new(shared),
+            range: 0..d.len,
         })
     }
 

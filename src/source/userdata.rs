@@ -10,8 +10,9 @@
 //!    `text/plain`, `text/x-not-multipart` or no type falling back to the starts-with rules (as
 //!    cloud-init's `find_ctype`, which `text/x-shellscript` also goes through); a part with a gzip
 //!    type or gzip magic is decompressed and then goes by the starts-with rules. A MIME user data
-//!    kept on the device is walked the same way without being held (`kept_mime`): each level
-//!    split by one streaming pass, each part a recipe over its byte range;
+//!    kept on the device (gzip'd too, within a bound on re-decompressions) is walked the same
+//!    way without being held (`kept_mime`): each level split by one streaming pass, each part a
+//!    recipe over its byte range, a large cloud-config part carved as a whole one is;
 //! 3. starts-with rules (case-insensitive, after leading whitespace, longest prefix first):
 //!    `#!` script, `#cloud-config` cloud-config, `#cloud-boothook` boothook; `#include`,
 //!    `#include-once`, `#part-handler`, `## template: jinja`, `#cloud-config-archive`,
@@ -142,7 +143,9 @@ pub fn parse_user_data(
 /// whole again (see [`reread_error`]) is not parsed as empty: nothing is parsed, and the
 /// report says why (`parse_drive` refuses such a drive before this runs).
 pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (UserData, Report) {
-    if let Some(e) = reread_error(inst) {
+    // User data the parse streams is not streamed a second time here (`parse_drive` checked
+    // it): the parse's own passes turn a failed read into this same outcome (`not_applied`).
+    if let Some(e) = reread(inst, false) {
         return not_applied(e);
     }
     // The instance's buffers: a script that is (a part of) one of them shares it.
@@ -199,9 +202,9 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         _ => None,
     };
     // A MIME user data kept on the device: split and decoded by streaming (see `kept_mime`);
-    // a gzip'd one goes the in-memory way, as before (each part would be decompressed again
-    // from the start).
-    let kept_mime = raw.filter(|b| unzipped.is_none() && mime_candidate(b));
+    // a gzip'd one too, its decompressed content the message (each part is decompressed again
+    // from the start: bounded there, else it goes the in-memory way, as before).
+    let kept_mime = plain.filter(|b| mime_candidate(b));
     let user = match (streamed, &carved, &refused, kept_mime) {
         (None, None, None, None) => match raw.map(Bytes::try_slice).transpose() {
             Ok(u) => u,
@@ -214,6 +217,11 @@ pub fn parse_instance_user_data(inst: &Instance, limits: &UserDataLimits) -> (Us
         _ => None,
     };
     let mut run = Run::new(&owners, limits);
+    if kept_mime.is_some() {
+        if let Some(d) = &unzipped {
+            run.kept_len = d.len();
+        }
+    }
     if let Some(e) = &refused {
         // What `blob` reports for the same bytes, and what `gunzip` charges.
         run.report.warn(USER_DATA_FILE, "", format!("gzip: {e}"));
@@ -294,6 +302,13 @@ fn gunzipped(blob: &Bytes, limits: &UserDataLimits) -> Option<Gunzipped> {
 /// load), so a failed read is an error, never an empty blob; a `#!` script kept on the device
 /// is not loaded (it is streamed, its digest re-checked, where it is written).
 pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
+    reread(inst, true)
+}
+
+/// [`reread_error`]; `stream_user` false skips the streamed check of user data the parse
+/// streams itself (each of its passes is checked, a failed one is `not_applied`): the check
+/// `parse_drive` made is not made twice (a 64 MiB user data was streamed once more for it).
+fn reread(inst: &Instance, stream_user: bool) -> Option<std::io::Error> {
     let user = inst
         .user_data
         .iter()
@@ -310,6 +325,9 @@ pub fn reread_error(inst: &Instance) -> Option<std::io::Error> {
             if is_user
                 && (carve_candidate(b) || mime_candidate(b) || b.head(2).is_ok_and(|h| is_gzip(&h)))
             {
+                if !stream_user {
+                    return None;
+                }
                 b.for_each_chunk(&mut |_| Ok(())).err()
             } else {
                 b.try_slice().err()
@@ -402,6 +420,8 @@ impl<'l> Run<'l> {
             owners,
             streamed: None,
             kept_mime: None,
+            kept_len: 0,
+            unread: None,
             carved: None,
             limits,
             report: Report::default(),
@@ -424,6 +444,9 @@ impl<'l> Run<'l> {
             .into_iter()
             .collect();
         let user = run.origin(Origin::UserData, &user_inputs);
+        if let Some(e) = run.unread.take() {
+            return not_applied(e);
+        }
         let mut vendor = run.origin(Origin::VendorData, vendor);
 
         if user.config.vendor_data_enabled == Some(Some(false)) {
@@ -700,6 +723,13 @@ struct Run<'l> {
     /// User data kept on the device, a MIME message (`mime_candidate`): split and decoded by
     /// streaming (`kept_mime`), taken as the user-data origin's parts.
     kept_mime: Option<&'l Bytes>,
+    /// When that message is itself derived (gzip'd user data decompressed as a recipe), its
+    /// length: what deriving one of its parts again costs (the whole message decompressed
+    /// again from its start); 0 for a message on the device.
+    kept_len: usize,
+    /// The error of a MIME user data kept on the device that could be neither split nor read
+    /// whole: the parse is then not applied (see [`not_applied`]).
+    unread: Option<std::io::Error>,
     limits: &'l UserDataLimits,
     report: Report,
     budget: Budget,
@@ -799,6 +829,24 @@ impl Run<'_> {
             return;
         }
         out.config_parts += 1;
+        if let Some(p) = self.carved_config(file, "", String::new(), b, c) {
+            out.config.overlay(p);
+        }
+    }
+
+    /// The parse of a cloud-config kept on the device from its carved text (`c`), each carved
+    /// value put back in its place (`write_files` contents stay on the device). When a
+    /// placeholder does not come back exactly once as a whole string (the line pass misread
+    /// the document) or the carved text does not parse, the document is read and parsed whole,
+    /// as any other: the carve never decides an outcome.
+    fn carved_config(
+        &mut self,
+        file: &str,
+        locator: &str,
+        at: String,
+        b: &Bytes,
+        c: carve::Carved,
+    ) -> Option<Partial> {
         let base = carve::token_base(&b.sha256());
         let tokens: Vec<String> = c.values.iter().map(|(t, _)| t.clone()).collect();
         // `write_files` contents stay placeholders (streamed from the device when converted);
@@ -811,28 +859,94 @@ impl Run<'_> {
                 })
                 .map(|deferred| (p, deferred))
             });
-        let partial = match restored {
+        match restored {
             Some((parsed, deferred)) => {
-                tracing::debug!("{file}: large literal blocks carved out of the YAML parse");
+                tracing::debug!("{file}{at}: large literal blocks carved out of the YAML parse");
                 let kept: Vec<(String, carve::Literal)> = deferred
                     .into_iter()
                     .filter_map(|i| c.values.get(i).cloned())
                     .collect();
-                Some(self.convert_with(file, String::new(), parsed, Some((b.clone(), kept))))
+                Some(self.convert_with(file, at, parsed, Some((b.clone(), kept))))
             }
             None => {
-                tracing::debug!("{file}: carved parse not confirmed; parsed whole");
+                tracing::debug!("{file}{at}: carved parse not confirmed; parsed whole");
                 match b.try_slice() {
-                    Ok(whole) => self.cloud_config(file, "", String::new(), whole),
+                    Ok(whole) => self.cloud_config(file, locator, at, whole),
                     Err(e) => {
-                        self.report.warn(file, "", format!("{e}; part ignored"));
+                        self.report
+                            .warn(file, locator, format!("{e}; part ignored"));
                         None
                     }
                 }
             }
-        };
-        if let Some(p) = partial {
-            out.config.overlay(p);
+        }
+    }
+
+    /// A cloud-config part of a MIME user data kept on the device (`b`, its decoded content):
+    /// carved as a whole cloud-config kept on the device is (see [`Run::carved_config`]) when
+    /// it is large, else read (that part alone) and parsed whole.
+    ///
+    /// The carve reads ranges of the document. A part as it is on the device is carved as a
+    /// file of its own ([`Bytes::device_view`]): a block is one read of its range. A decoded
+    /// part (base64, gzip, a part of a gzip'd message) cannot seek: each carved block is
+    /// derived again from the start of what `b` is made from (`rederive` bytes a pass), when
+    /// measured and where written; past [`MAX_REDERIVED_BYTES`] (blocks times a pass) the part
+    /// is parsed in memory, as before.
+    fn kept_cloud_config(
+        &mut self,
+        file: &str,
+        locator: &str,
+        at: String,
+        b: &Bytes,
+        rederive: usize,
+    ) -> Option<Partial> {
+        if let Some((doc, c)) = self.carve_part(b, rederive) {
+            return self.carved_config(file, locator, at, &doc, c);
+        }
+        match b.try_slice() {
+            Ok(body) => self.cloud_config(file, locator, at, body),
+            Err(e) => {
+                self.report
+                    .warn(file, locator, format!("{e}; part ignored"));
+                None
+            }
+        }
+    }
+
+    /// The carve of a large cloud-config part kept on the device (see
+    /// [`Run::kept_cloud_config`]) and the document its blocks are read from; `None` (parsed
+    /// whole) when small, over the caps a whole parse applies, with a byte-order mark (the
+    /// carve reads none), nothing carved, too costly to re-derive, or not read (the whole read
+    /// then gives the error).
+    fn carve_part(&self, b: &Bytes, rederive: usize) -> Option<(Bytes, carve::Carved)> {
+        let cap = self.limits.max_blob_bytes.min(self.limits.max_yaml_bytes);
+        if b.len() <= carve::CARVE_THRESHOLD || b.len() > cap {
+            return None;
+        }
+        if b.head(3).ok()?.starts_with(b"\xef\xbb\xbf") {
+            return None;
+        }
+        let view = b.device_view();
+        let doc = view.clone().unwrap_or_else(|| b.clone());
+        match carve::carve_blob(&doc) {
+            Ok(Some(c))
+                if view.is_some()
+                    || c.values.len().saturating_mul(rederive) <= MAX_REDERIVED_BYTES =>
+            {
+                Some((doc, c))
+            }
+            Ok(Some(c)) => {
+                tracing::debug!(
+                    "{} carved blocks of a decoded part: parsed whole",
+                    c.values.len()
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!("{e}");
+                None
+            }
         }
     }
 
@@ -946,11 +1060,22 @@ impl Run<'_> {
             return;
         }
         let mut source = KeptSource::new(b);
-        let Some(steps) = mime_steps(&mut source, self.limits) else {
-            tracing::debug!("{file}: MIME structure not found by streaming; read whole");
+        let steps = mime_steps(&mut source, self.limits).filter(|steps| {
+            // A decompressed message: each leaf is derived again from the message's start when
+            // measured and where used (about two passes a leaf), so few leaves stream.
+            let leaves = steps
+                .iter()
+                .filter(|s| matches!(s, Step::Leaf { .. }))
+                .count();
+            self.kept_len == 0 || leaves.saturating_mul(self.kept_len) <= MAX_REDERIVED_BYTES
+        });
+        let Some(steps) = steps else {
+            tracing::debug!("{file}: MIME structure not found by streaming, or too many parts to derive again; read whole");
+            self.kept_len = 0;
             match b.try_slice() {
                 Ok(data) => self.mime(origin, file, data, out, leaf_no),
-                Err(e) => self.report.warn(file, "", format!("{e}; ignored")),
+                // Neither the split nor the whole read: no user data, never an empty one.
+                Err(e) => self.unread = Some(e),
             }
             return;
         };
@@ -1283,14 +1408,10 @@ impl Run<'_> {
                 out.config_parts += 1;
                 let p = match &content {
                     Content::Mem(body) => self.cloud_config(file, &locator, at, body),
-                    Content::Kept(b) => match b.try_slice() {
-                        Ok(body) => self.cloud_config(file, &locator, at, body),
-                        Err(e) => {
-                            self.report
-                                .warn(file, &locator, format!("{e}; part ignored"));
-                            None
-                        }
-                    },
+                    Content::Kept(b) => {
+                        let rederive = self.kept_len.max(b.len());
+                        self.kept_cloud_config(file, &locator, at, b, rederive)
+                    }
                 };
                 if let Some(p) = p {
                     out.config.overlay(p);
@@ -1748,6 +1869,10 @@ struct PartRecipe {
 }
 
 impl crate::model::bytes::Derive for PartRecipe {
+    fn identity(&self) -> bool {
+        !self.base64 && !self.gunzip
+    }
+
     fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
         let src: Box<dyn Read + 'a> = if self.base64 {
             Box::new(Base64Reader::new(src))

@@ -1026,4 +1026,142 @@ mod stream_tests {
             );
         }
     }
+
+    /// A message with a cloud-config part (`enc`: as it is, base64, gzip'd then base64)
+    /// whose `write_files` has a large literal block, a small one and a large non-file block.
+    fn config_message(enc: &str, lines: usize) -> Vec<u8> {
+        let block: String = (0..lines)
+            .map(|i| format!("      line {i} of the big file\n"))
+            .collect();
+        let config = format!(
+            "#cloud-config\nhostname: carved-part\nbootcmd:\n  - |\n{block}write_files:\n  - path: /etc/big\n    content: |\n{block}  - path: /etc/small\n    content: |\n      small\n"
+        )
+        .into_bytes();
+        let (h, body) = match enc {
+            "base64" => (
+                "Content-Transfer-Encoding: base64\n",
+                b64(&config, 76, "\n"),
+            ),
+            "gzip" => (
+                "Content-Transfer-Encoding: base64\n",
+                b64(&gz(&config), 76, "\n"),
+            ),
+            _ => ("", config),
+        };
+        let mut doc = b"Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n--B\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho first\n--B\nContent-Type: text/cloud-config\n".to_vec();
+        doc.extend_from_slice(h.as_bytes());
+        doc.extend_from_slice(b"\n");
+        doc.extend_from_slice(&body);
+        doc.extend_from_slice(b"\n--B--\n");
+        doc
+    }
+
+    /// A large cloud-config part of a MIME user data kept on the device is carved (its
+    /// `write_files` block stays on the device) and gives exactly the whole parse: as it is,
+    /// base64, gzip'd; and inside a gzip'd message, decompressed as a recipe.
+    #[test]
+    fn a_large_cloud_config_part_is_carved_and_agrees_with_the_whole_parse() {
+        let limits = UserDataLimits::default();
+        for enc in ["", "base64", "gzip"] {
+            let doc = config_message(enc, 5000);
+            let ((mu, mr), (ku, kr)) = both(&doc, &limits);
+            assert_eq!((&mu, &mr), (&ku, &kr), "{enc}");
+            let files = &ku.cloud_config.write_files;
+            assert_eq!(files.len(), 2, "{enc}");
+            assert!(
+                files[0].content.is_on_device(),
+                "{enc}: the block is carved"
+            );
+            assert!(files[0].content.len() > 100_000, "{enc}");
+            assert_eq!(ku.cloud_config.hostname.as_deref(), Some("carved-part"));
+            assert_eq!(ku.scripts.len(), 1);
+        }
+        // A small part is parsed whole, as before.
+        let doc = config_message("", 10);
+        let ((mu, mr), (ku, kr)) = both(&doc, &limits);
+        assert_eq!((&mu, &mr), (&ku, &kr));
+        assert!(!ku.cloud_config.write_files[0].content.is_on_device());
+        // The whole message gzip'd, kept on the device: split and carved from the recipe.
+        for enc in ["", "base64"] {
+            let data = gz(&config_message(enc, 5000));
+            let want = parse_user_data(Some(&data), &[], &limits);
+            let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+            inst.user_data = Some(crate::model::Blob(on_device(&data)));
+            let got = parse_instance_user_data(&inst, &limits);
+            assert_eq!(got, want, "gzip'd message, part {enc:?}");
+            let files = &got.0.cloud_config.write_files;
+            assert!(files[0].content.is_on_device(), "{enc}: carved");
+            assert!(got.0.scripts[0].content.is_on_device(), "{enc}: kept");
+        }
+    }
+
+    /// A gzip'd message of many parts: each would be decompressed again from the message's
+    /// start (leaves times its length over `MAX_REDERIVED_BYTES`), so it is decompressed and
+    /// split in memory, as before: the same outcome, the parts held.
+    #[test]
+    fn a_gzipped_message_of_many_parts_goes_the_in_memory_way() {
+        let limits = UserDataLimits::default();
+        let mut m = b"Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n".to_vec();
+        for i in 0..900 {
+            m.extend_from_slice(
+                format!(
+                    "--B\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho {i}\n{}\n",
+                    "#".repeat(200)
+                )
+                .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"--B--\n");
+        assert!(900 * m.len() > super::super::MAX_REDERIVED_BYTES);
+        let data = gz(&m);
+        let want = parse_user_data(Some(&data), &[], &limits);
+        let mut inst = crate::model::Instance::new(crate::model::Format::NoCloud, "seed", "i");
+        inst.user_data = Some(crate::model::Blob(on_device(&data)));
+        let got = parse_instance_user_data(&inst, &limits);
+        assert_eq!(got, want);
+        assert_eq!(got.0.scripts.len(), 900);
+        assert!(!got.0.scripts[0].content.is_on_device(), "held");
+    }
+
+    /// An identity part's view on the device is its range of the file: same bytes, digest and
+    /// head, its ranges read at once.
+    #[test]
+    fn an_identity_part_is_viewed_as_its_range_of_the_file() {
+        let doc = config_message("", 3000);
+        let b = on_device(&doc);
+        let start = doc
+            .windows(14)
+            .position(|w| w == b"#cloud-config\n")
+            .unwrap();
+        let end = doc.len() - "\n--B--\n".len();
+        let part = Bytes::derived(
+            &b,
+            start..end,
+            Box::new(PartRecipe::default()),
+            "part 2",
+            end - start,
+        )
+        .unwrap();
+        let view = part.device_view().expect("an identity part has a view");
+        assert!(view.is_on_device());
+        assert_eq!(view.sha256(), part.sha256());
+        assert_eq!(view.head(64).unwrap(), &doc[start..start + 64]);
+        assert!(view == doc[start..end]);
+        // A decoded part has none: its ranges are not the file's.
+        let b64 = PartRecipe {
+            base64: true,
+            gunzip: false,
+        };
+        let d = on_device(b"aGVsbG8K");
+        let decoded = Bytes::derived(&d, 0..8, Box::new(b64), "x", 8).unwrap();
+        assert!(decoded == b"hello\n"[..]);
+        assert!(decoded.device_view().is_none());
+        // Nor does a part of a part.
+        assert!(
+            Bytes::derived(&part, 0..10, Box::new(PartRecipe::default()), "y", 10)
+                .unwrap()
+                .device_view()
+                .is_none()
+        );
+    }
 }
