@@ -140,20 +140,21 @@ impl NetworkInput {
 }
 
 /// Reads and parses an instance's network input (`None`: there is none). A decoded document
-/// is written once, into the hash (never held as text), and parsed from the document itself.
+/// is written once, into the hash (never held whole as text), and parsed from the document
+/// itself.
 pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<NetworkInput> {
     use sha2::Digest;
     let (input, file) = input_of(instance, drive)?;
     let mut text_hash = sha2::Sha256::new();
     let len = match &input {
-        // A JSON value always serialises (as before: no text, no network step).
+        // Written by primer's own writer (`serde_json`'s text, byte for byte).
         Input::OpenStack(data) => {
-            let mut w = HashWriter {
-                hash: &mut text_hash,
-                len: 0,
-            };
-            serde_json::to_writer(&mut w, data).ok()?;
-            w.len
+            let mut len = 0usize;
+            crate::state::compact_json(data, &mut |b| {
+                text_hash.update(b);
+                len = len.saturating_add(b.len());
+            });
+            len
         }
         Input::Bytes(b, _) => {
             text_hash.update(b);
@@ -172,25 +173,6 @@ pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<Ne
         text_hash,
         parsed,
     })
-}
-
-/// Writes into a hash, counting the bytes: a document's JSON text hashed and measured without
-/// being held.
-struct HashWriter<'a> {
-    hash: &'a mut sha2::Sha256,
-    len: usize,
-}
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        use sha2::Digest;
-        self.hash.update(b);
-        self.len = self.len.saturating_add(b.len());
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 impl Planner<'_> {
