@@ -571,12 +571,21 @@ fn make_plan_inputs(
     policy.defer_scripts = req.defer_scripts;
     // User-data is parsed once per run: the facts it names and the plan share the parse.
     let parsed = plan::parse_user_data(&loaded.instance, &policy);
+    // The network input too: its MACs name facts, its configuration the plan's steps.
+    let net = plan::network::parse_network_input(&loaded.instance, &loaded.drive);
     let facts = crate::facts::read_host_facts_in(
         lookups,
-        &plan::wanted_parsed(&loaded.instance, &policy, &parsed.0),
+        &plan::wanted_parsed(&loaded.instance, &policy, &parsed.0, net.as_ref()),
         live,
     );
-    let mut plan = plan::plan_parsed(&loaded.instance, &loaded.drive, &facts, &policy, parsed);
+    let mut plan = plan::plan_parsed(
+        &loaded.instance,
+        &loaded.drive,
+        &facts,
+        &policy,
+        parsed,
+        net,
+    );
     // A drive refused whole (its instance id cannot name primer's state) is never pinned.
     if let Some(pin) = loaded
         .pin

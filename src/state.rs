@@ -101,12 +101,19 @@ pub fn invalid_instance_id(id: &str) -> Option<&'static str> {
     }
 }
 
-/// Hex SHA-256.
+/// Hex SHA-256 (lower case), in one allocation: formatting byte by byte cost ~30 allocations
+/// per digest, and every step's input and every written file is digested.
 pub fn sha256_hex(data: &[u8]) -> String {
-    let d = Sha256::digest(data);
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push_str(&format!("{b:02x}"));
+    hex_lower(&Sha256::digest(data))
+}
+
+/// `bytes` as lower-case hex, in one allocation.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -124,16 +131,359 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as `serde_json::to_vec_pretty` writes it, and a newline (byte for byte: a
+    /// unit test holds the two together), written directly: a run writes it each time.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
-        v.push(b'\n');
-        v
+        let mut j = PrettyJson::with_capacity(256 + self.steps.len() * 112);
+        j.open(b'{');
+        j.key("instance_id");
+        j.string(&self.instance_id);
+        j.key("format");
+        j.string(&self.format);
+        j.key("version");
+        j.string(&self.version);
+        j.key("drive_sha256");
+        j.string(&self.drive_sha256);
+        j.key("steps");
+        j.open(b'{');
+        for (k, v) in &self.steps {
+            j.key(k);
+            j.string(v);
+        }
+        j.close(b'}');
+        j.close(b'}');
+        j.finish()
+    }
+}
+
+/// Appends `s` JSON-escaped (without the quotes) as `serde_json` escapes it: `"` and `\\`,
+/// the control characters as `\b \f \n \r \t` or `\u00xx`, everything else (DEL and
+/// non-ASCII included) as it is. Eight bytes at a time while none needs an escape.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `w` is zero (exact as a yes/no).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let b = s.as_bytes();
+    let (mut i, mut start) = (0, 0);
+    while i < b.len() {
+        if let Some(chunk) = b.get(i..i + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(a);
+            // A byte below 0x20 (bytes of 0x80 and above never match), `"` or `\\`.
+            let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+            if !control && !has_zero(w ^ (ONES * 0x22)) && !has_zero(w ^ (ONES * 0x5c)) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        let short: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&b[start..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
+/// Hands `v`'s JSON text, as `serde_json::to_writer` writes it (compact), to `sink` in pieces
+/// of up to 8 KiB: for hashing a decoded document's text without holding it. Recursive like
+/// `serde_json`'s writer; the sources' JSON reader bounds the nesting.
+pub(crate) fn compact_json(v: &serde_json::Value, sink: &mut dyn FnMut(&[u8])) {
+    fn go(v: &serde_json::Value, out: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8])) {
+        use serde_json::Value;
+        if out.len() >= 8192 {
+            sink(out);
+            out.clear();
+        }
+        match v {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            // Numbers as serde_json writes them (integers and floats alike): never fails.
+            Value::Number(n) => {
+                let _ = serde_json::to_writer(&mut *out, n);
+            }
+            Value::String(s) => {
+                out.push(b'"');
+                escape_into(out, s);
+                out.push(b'"');
+            }
+            Value::Array(a) => {
+                out.push(b'[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    go(x, out, sink);
+                }
+                out.push(b']');
+            }
+            Value::Object(o) => {
+                out.push(b'{');
+                for (i, (k, x)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'"');
+                    escape_into(out, k);
+                    out.extend_from_slice(b"\":");
+                    go(x, out, sink);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(8192 + 256);
+    go(v, &mut out, sink);
+    if !out.is_empty() {
+        sink(&out);
+    }
+}
+
+/// A JSON document written as `serde_json`'s pretty printer writes it (two-space indent,
+/// `"key": value`, `[]`/`{}` when empty, the same string escapes), for primer's own state
+/// documents, which a run writes every time: the generic serializer, built for size, spends
+/// ~36 instructions per string byte; this one a few. Only what those documents hold: objects,
+/// arrays, strings, unsigned numbers and `null`. The caller keeps the nesting balanced.
+pub(crate) struct PrettyJson {
+    out: Vec<u8>,
+    depth: usize,
+    /// The innermost open object or array has no element yet.
+    empty: bool,
+}
+
+impl PrettyJson {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        PrettyJson {
+            out: Vec::with_capacity(n),
+            depth: 0,
+            empty: false,
+        }
+    }
+
+    /// Opens an object (`{`) or an array (`[`).
+    pub(crate) fn open(&mut self, b: u8) {
+        self.out.push(b);
+        self.depth += 1;
+        self.empty = true;
+    }
+
+    /// Closes the innermost object (`}`) or array (`]`).
+    pub(crate) fn close(&mut self, b: u8) {
+        self.depth = self.depth.saturating_sub(1);
+        if !self.empty {
+            self.newline();
+        }
+        self.out.push(b);
+        self.empty = false;
+    }
+
+    /// Starts the next element of the innermost array.
+    pub(crate) fn item(&mut self) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.newline();
+        self.empty = false;
+    }
+
+    /// Starts the next member of the innermost object: its key, then the value's place.
+    pub(crate) fn key(&mut self, k: &str) {
+        self.item();
+        self.string(k);
+        self.out.extend_from_slice(b": ");
+    }
+
+    fn newline(&mut self) {
+        const SPACES: &[u8; 32] = b"                                ";
+        self.out.push(b'\n');
+        let mut n = self.depth * 2;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            self.out.extend_from_slice(&SPACES[..k]);
+            n -= k;
+        }
+    }
+
+    pub(crate) fn null(&mut self) {
+        self.out.extend_from_slice(b"null");
+    }
+
+    pub(crate) fn number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            // A digit: always below 10.
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.out.extend_from_slice(&digits[i..]);
+    }
+
+    pub(crate) fn opt_string(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.string(s),
+            None => self.null(),
+        }
+    }
+
+    /// A JSON string: `"` and `\\` escaped, the control characters as `\b \f \n \r \t` or
+    /// `\u00xx`, everything else (DEL and non-ASCII included) as it is, as `serde_json` does.
+    pub(crate) fn string(&mut self, s: &str) {
+        self.out.reserve(s.len() + 2);
+        self.out.push(b'"');
+        escape_into(&mut self.out, s);
+        self.out.push(b'"');
+    }
+
+    /// The document and its final newline.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.out.push(b'\n');
+        self.out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digests() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(hex_lower(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let d = Sha256::digest(b"abc");
+        let formatted: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(sha256_hex(b"abc"), formatted);
+    }
+
+    /// The hand-written record is the one `serde_json` writes, escapes and all.
+    #[test]
+    fn record_json_is_serde_jsons() {
+        let odd = "q\"b\\n\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{2028}😀 /";
+        let mut steps = BTreeMap::new();
+        for r in [Record::default(), {
+            steps.insert("hostname".to_string(), "ab".repeat(32));
+            steps.insert(odd.to_string(), odd.to_string());
+            steps.insert(String::new(), String::new());
+            Record {
+                instance_id: odd.into(),
+                format: "openstack".into(),
+                version: "latest".into(),
+                drive_sha256: "00ff".into(),
+                steps,
+            }
+        }] {
+            let mut want = serde_json::to_vec_pretty(&r).unwrap();
+            want.push(b'\n');
+            assert_eq!(
+                String::from_utf8(r.to_json()).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+        let mut j = PrettyJson::with_capacity(0);
+        j.open(b'[');
+        for n in [0, 7, 10, 99, 1234567890, u64::MAX] {
+            j.item();
+            j.number(n);
+        }
+        j.item();
+        j.open(b'[');
+        j.close(b']');
+        j.item();
+        j.opt_string(None);
+        j.close(b']');
+        let mut want = serde_json::to_vec_pretty(&serde_json::json!([
+            0,
+            7,
+            10,
+            99,
+            1234567890u64,
+            u64::MAX,
+            [],
+            null
+        ]))
+        .unwrap();
+        want.push(b'\n');
+        assert_eq!(j.finish(), want);
+    }
+
+    /// The compact writer gives `serde_json`'s text, numbers and escapes included, whatever
+    /// the pieces.
+    #[test]
+    fn compact_json_is_serde_jsons() {
+        let odd = "q\"b\\n\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{2028}😀 /0123456789abcdef\"";
+        let big: Vec<serde_json::Value> = (0..2000)
+            .map(|i| serde_json::json!({"i": i, "s": odd, "f": f64::from(i) / 7.0}))
+            .collect();
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!({odd: [odd, 1, -2, 1.5, 1e300, -0.0, true, false, null, [], {}],
+                "u": u64::MAX, "i": i64::MIN, "nested": {"a": {"b": [[1], [2, 3]]}}}),
+            serde_json::Value::Array(big),
+        ] {
+            let mut got = Vec::new();
+            let mut pieces = 0;
+            compact_json(&v, &mut |b| {
+                pieces += 1;
+                got.extend_from_slice(b)
+            });
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+            assert!(pieces >= 1);
+        }
+        for n in 0..40 {
+            for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é'] {
+                let s: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"[..n]
+                    .chars()
+                    .chain(std::iter::once(c))
+                    .chain("xyz".chars())
+                    .collect();
+                let mut got = Vec::new();
+                escape_into(&mut got, &s);
+                let want = serde_json::to_string(&s).unwrap();
+                assert_eq!(
+                    format!("\"{}\"", String::from_utf8(got).unwrap()),
+                    want,
+                    "{s:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn instance_ids() {

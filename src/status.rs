@@ -17,7 +17,7 @@ use crate::facts::Meta;
 use crate::media::{DriveFiles, Limits};
 use crate::model::Instance;
 use crate::paths::{resolve_in_root, Found, Resolver};
-use crate::state::{self, Record};
+use crate::state::{self, PrettyJson, Record};
 use crate::{Error, Exit};
 
 /// Version of the `status.json` layout; bumped when a field changes meaning.
@@ -213,11 +213,132 @@ impl Status {
                 .is_some_and(|l| l.instance.id == id)
     }
 
+    /// The status as `serde_json::to_vec_pretty` writes it, and a newline (byte for byte: a
+    /// unit test holds the two together), written directly: every run writes it, and the
+    /// generic serializer cost more than the rest of recording the run.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
-        v.push(b'\n');
-        v
+        let text: usize = self
+            .steps
+            .iter()
+            .map(|s| s.id.len() + s.detail.len() + 160)
+            .chain(self.warnings.iter().map(|w| w.len() + 8))
+            .sum();
+        let mut j = PrettyJson::with_capacity(text + 1024);
+        j.open(b'{');
+        j.key("schema");
+        j.number(u64::from(self.schema));
+        j.key("time");
+        j.string(&self.time);
+        j.key("duration_ms");
+        j.number(self.duration_ms);
+        j.key("primer_version");
+        j.string(&self.primer_version);
+        j.key("outcome");
+        j.string(&self.outcome);
+        j.key("exit_code");
+        j.number(u64::from(self.exit_code));
+        j.key("summary");
+        j.open(b'{');
+        for (k, n) in [
+            ("changed", self.summary.changed),
+            ("unchanged", self.summary.unchanged),
+            ("skipped", self.summary.skipped),
+            ("failed", self.summary.failed),
+        ] {
+            j.key(k);
+            j.number(n as u64);
+        }
+        j.close(b'}');
+        j.key("drive");
+        match &self.drive {
+            Some(d) => {
+                j.open(b'{');
+                for (k, v) in [
+                    ("origin", &d.origin),
+                    ("device", &d.device),
+                    ("fstype", &d.fstype),
+                ] {
+                    j.key(k);
+                    j.string(v);
+                }
+                j.key("label");
+                j.opt_string(d.label.as_deref());
+                j.key("sha256");
+                j.string(&d.sha256);
+                j.key("files");
+                j.number(d.files as u64);
+                j.close(b'}');
+            }
+            None => j.null(),
+        }
+        j.key("instance");
+        match &self.instance {
+            Some(i) => instance_ref_json(&mut j, i),
+            None => j.null(),
+        }
+        j.key("steps");
+        j.open(b'[');
+        for st in &self.steps {
+            j.item();
+            j.open(b'{');
+            for (k, v) in [
+                ("id", &st.id),
+                ("outcome", &st.outcome),
+                ("detail", &st.detail),
+                ("time", &st.time),
+            ] {
+                j.key(k);
+                j.string(v);
+            }
+            j.close(b'}');
+        }
+        j.close(b']');
+        j.key("warnings");
+        j.open(b'[');
+        for w in &self.warnings {
+            j.item();
+            j.string(w);
+        }
+        j.close(b']');
+        j.key("last_applied");
+        match &self.last_applied {
+            Some(l) => {
+                j.open(b'{');
+                j.key("time");
+                j.string(&l.time);
+                j.key("outcome");
+                j.string(&l.outcome);
+                j.key("instance");
+                instance_ref_json(&mut j, &l.instance);
+                j.close(b'}');
+            }
+            None => j.null(),
+        }
+        if let Some(b) = &self.boot_id {
+            j.key("boot_id");
+            j.string(b);
+        }
+        if let Some(e) = &self.error {
+            j.key("error");
+            j.string(e);
+        }
+        j.close(b'}');
+        j.finish()
     }
+}
+
+/// An [`InstanceRef`] as `serde_json` writes it.
+fn instance_ref_json(j: &mut PrettyJson, i: &InstanceRef) {
+    j.open(b'{');
+    for (k, v) in [
+        ("id", &i.id),
+        ("format", &i.format),
+        ("version", &i.version),
+    ] {
+        j.key(k);
+        j.string(v);
+    }
+    j.close(b'}');
 }
 
 /// A step outcome's name, as `ApplyReport` serialises it (`rename_all = "lowercase"`; a unit
@@ -1132,6 +1253,7 @@ mod tests {
         assert_eq!(s.current_instance(), Some("i-1"));
         let back: Status = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
+        assert_same_json(&s);
 
         // No drive: nothing changed, the last applied instance carried over.
         let n = no_drive_status(t1, 3, Some(s.clone()));
@@ -1159,6 +1281,87 @@ mod tests {
             previous: Some(s),
         });
         assert_eq!(b.current_instance(), Some("i-1"));
+        assert_same_json(&b);
+        assert_same_json(&n);
+    }
+
+    /// `Status::to_json` writes what `serde_json` writes of it.
+    fn assert_same_json(s: &Status) {
+        let mut want = serde_json::to_vec_pretty(s).unwrap();
+        want.push(b'\n');
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
+
+    /// Byte for byte as `serde_json` writes it, with every optional part absent or present and
+    /// strings that need escapes.
+    #[test]
+    fn status_json_is_serde_jsons() {
+        let odd = "q\"b\\n\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{2028}😀 /";
+        let inst = InstanceRef {
+            id: odd.into(),
+            format: "openstack".into(),
+            version: "latest".into(),
+        };
+        let full = Status {
+            schema: STATUS_SCHEMA,
+            time: "2023-11-14T22:13:20Z".into(),
+            duration_ms: u64::MAX,
+            primer_version: "0.1.0".into(),
+            outcome: "partial".into(),
+            exit_code: 255,
+            summary: Summary {
+                changed: 1,
+                unchanged: 20,
+                skipped: 300,
+                failed: 0,
+            },
+            drive: Some(DriveStatus {
+                origin: odd.into(),
+                device: "/dev/sr0".into(),
+                fstype: "iso9660".into(),
+                label: Some(odd.into()),
+                sha256: "ab".repeat(32),
+                files: 3,
+            }),
+            instance: Some(inst.clone()),
+            steps: vec![
+                StepStatus {
+                    id: "a".into(),
+                    outcome: "changed".into(),
+                    detail: odd.into(),
+                    time: String::new(),
+                },
+                StepStatus {
+                    id: String::new(),
+                    outcome: "failed".into(),
+                    detail: "x".into(),
+                    time: "t".into(),
+                },
+            ],
+            warnings: vec![odd.into(), String::new()],
+            last_applied: Some(LastApplied {
+                time: "t".into(),
+                outcome: "changed".into(),
+                instance: inst,
+            }),
+            boot_id: Some(odd.into()),
+            error: Some(odd.into()),
+        };
+        assert_same_json(&full);
+        let mut bare = full.clone();
+        bare.drive.as_mut().unwrap().label = None;
+        bare.steps.clear();
+        bare.warnings.clear();
+        bare.boot_id = None;
+        assert_same_json(&bare);
+        bare.drive = None;
+        bare.instance = None;
+        bare.last_applied = None;
+        bare.error = None;
+        assert_same_json(&bare);
     }
 
     #[test]

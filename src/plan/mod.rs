@@ -297,18 +297,20 @@ pub fn parse_user_data(instance: &Instance, policy: &Policy) -> (UserData, Repor
 
 /// Builds the plan. `drive` is the drive the instance was parsed from (its files are copied).
 pub fn plan(instance: &Instance, drive: &DriveFiles, facts: &HostFacts, policy: &Policy) -> Plan {
-    plan_inner(instance, drive, facts, policy, None)
+    plan_inner(instance, drive, facts, policy, None, None)
 }
 
-/// [`plan`] with the user-data [`parse_user_data`] gave (not parsed again).
+/// [`plan`] with the user-data [`parse_user_data`] gave and the network input
+/// [`network::parse_network_input`] gave (neither parsed again).
 pub fn plan_parsed(
     instance: &Instance,
     drive: &DriveFiles,
     facts: &HostFacts,
     policy: &Policy,
     parsed: (UserData, Report),
+    net: Option<network::NetworkInput>,
 ) -> Plan {
-    plan_inner(instance, drive, facts, policy, Some(parsed))
+    plan_inner(instance, drive, facts, policy, Some(parsed), Some(net))
 }
 
 fn plan_inner(
@@ -317,8 +319,10 @@ fn plan_inner(
     facts: &HostFacts,
     policy: &Policy,
     parsed: Option<(UserData, Report)>,
+    network: Option<Option<network::NetworkInput>>,
 ) -> Plan {
     let mut p = Planner {
+        network,
         facts,
         steps: Vec::new(),
         warnings: Report::default(),
@@ -399,11 +403,23 @@ fn mixed_salt(facts: &HostFacts, instance: &Instance) -> [u8; 32] {
 }
 
 pub fn wanted(instance: &Instance, policy: &Policy) -> Wanted {
-    wanted_parsed(instance, policy, &parse_user_data(instance, policy).0)
+    let net = network::parse_network_input(instance, &DriveFiles::default());
+    wanted_parsed(
+        instance,
+        policy,
+        &parse_user_data(instance, policy).0,
+        net.as_ref(),
+    )
 }
 
-/// [`wanted`] with the user-data [`parse_user_data`] gave (not parsed again).
-pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wanted {
+/// [`wanted`] with the user-data [`parse_user_data`] gave and the network input
+/// [`network::parse_network_input`] gave (not parsed again).
+pub fn wanted_parsed(
+    instance: &Instance,
+    policy: &Policy,
+    ud: &UserData,
+    net: Option<&network::NetworkInput>,
+) -> Wanted {
     let mut w = Wanted {
         // Only compared with the drive's bytes: measured, not held.
         measured: instance
@@ -418,7 +434,9 @@ pub fn wanted_parsed(instance: &Instance, policy: &Policy, ud: &UserData) -> Wan
             .iter()
             .map(|d| (d.name.clone(), None))
             .collect(),
-        macs: network::wanted_macs(instance),
+        macs: net
+            .map(network::NetworkInput::wanted_macs)
+            .unwrap_or_default(),
         net_wait: policy.network.wait,
         state: state::invalid_instance_id(&instance.instance_id)
             .is_none()
@@ -566,6 +584,9 @@ struct Planner<'a> {
     /// Random bytes for password salts: the facts' mixed with the drive's random seed.
     salt: [u8; 32],
     drive_sha256: Option<String>,
+    /// The network input as the caller parsed it (`Some(None)`: there is none); `None`: not
+    /// parsed yet (`plan_network` parses it).
+    network: Option<Option<network::NetworkInput>>,
 }
 
 impl Planner<'_> {

@@ -109,31 +109,95 @@ pub fn instance_network(
     Ok(Some((c, r, file)))
 }
 
+/// An instance's network input, read and parsed once per run: the host facts need the MACs
+/// it names (`plan::wanted`) and the planner the whole configuration ([`parse_network_input`]
+/// before both, instead of a parse for each).
+pub struct NetworkInput {
+    /// The drive file it came from (names it in warnings and errors).
+    file: String,
+    /// The drive's legacy `network_info.json`, which the source did not take: planned, but
+    /// its NICs are not waited for (the facts only ever asked for the source's documents').
+    legacy: bool,
+    /// SHA-256 state over the input's text, the text the step's input hash has always covered
+    /// (a decoded document as `serde_json` writes it); [`input_hash`] adds the backend's name.
+    text_hash: sha2::Sha256,
+    parsed: Result<(NetworkConfig, crate::model::Report), net::NetError>,
+}
+
+impl NetworkInput {
+    /// MACs of the NICs the input names (best effort: unparsable data names none).
+    pub fn wanted_macs(&self) -> Vec<String> {
+        match &self.parsed {
+            Ok((c, _)) if !self.legacy => c
+                .links
+                .iter()
+                .filter(|l| matches!(l.kind, crate::model::network::LinkKind::Physical))
+                .filter_map(|l| l.mac.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Reads and parses an instance's network input (`None`: there is none). A decoded document
+/// is written once, into the hash (never held whole as text), and parsed from the document
+/// itself.
+pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<NetworkInput> {
+    use sha2::Digest;
+    let (input, file) = input_of(instance, drive)?;
+    let mut text_hash = sha2::Sha256::new();
+    let len = match &input {
+        // Written by primer's own writer (`serde_json`'s text, byte for byte).
+        Input::OpenStack(data) => {
+            let mut len = 0usize;
+            crate::state::compact_json(data, &mut |b| {
+                text_hash.update(b);
+                len = len.saturating_add(b.len());
+            });
+            len
+        }
+        Input::Bytes(b, _) => {
+            text_hash.update(b);
+            b.len()
+        }
+    };
+    // The only input read as bytes in `network_data.json` form is the legacy file.
+    let legacy = matches!(input, Input::Bytes(_, InputFormat::NetworkData));
+    let parsed = match &input {
+        Input::OpenStack(data) => net::network_data::parse_network_data_doc(data, Some(len), &file),
+        Input::Bytes(b, fmt) => net::parse_network(b, *fmt, &file),
+    };
+    Some(NetworkInput {
+        file,
+        legacy,
+        text_hash,
+        parsed,
+    })
+}
+
 impl Planner<'_> {
+    /// Plans the network from the input the caller parsed ([`parse_network_input`], handed to
+    /// the planner by `plan::plan_parsed`), else parses it here.
     pub(super) fn plan_network(
         &mut self,
         instance: &Instance,
         drive: &DriveFiles,
         policy: &NetPolicy,
     ) {
-        let Some((input, file)) = input_of(instance, drive) else {
+        let parsed = match self.network.take() {
+            Some(given) => given,
+            None => parse_network_input(instance, drive),
+        };
+        let Some(NetworkInput {
+            file,
+            text_hash,
+            parsed,
+            ..
+        }) = parsed
+        else {
             return;
         };
-        // The text the step's input hash covers (as it always has): a decoded document is
-        // written once for it, and parsed from the document itself.
-        let owned;
-        let bytes: &[u8] = match &input {
-            // A JSON value always serialises (as before: no text, no network step).
-            Input::OpenStack(data) => match serde_json::to_vec(data) {
-                Ok(b) => {
-                    owned = b;
-                    &owned
-                }
-                Err(_) => return,
-            },
-            Input::Bytes(b, _) => b,
-        };
-        let (config, report) = match parse_input(&input, Some(bytes), &file) {
+        let (config, report) = match parsed {
             Ok(x) => x,
             Err(e) => {
                 self.steps.push(Step {
@@ -202,7 +266,7 @@ impl Planner<'_> {
             self.warnings
                 .warn(&file, "links", format!("{backend}: {w}"));
         }
-        let input = Some(input_hash(bytes, backend));
+        let input = Some(input_hash(text_hash, backend));
         let what = format!("network ({backend}: {why})");
         let mut wanted = Vec::new();
         for f in rendered.files {
@@ -287,38 +351,11 @@ impl Planner<'_> {
     }
 }
 
-/// The record's hash of a network step's input: the input's text, then the backend's name
-/// (`state::sha256_hex` of the two joined, without joining them).
-fn input_hash(text: &[u8], backend: Backend) -> String {
+/// The record's hash of a network step's input: the input's text (hashed into `text`), then
+/// the backend's name (`state::sha256_hex` of the two joined, without joining them).
+fn input_hash(text: sha2::Sha256, backend: Backend) -> String {
     use sha2::Digest;
-    let d = sha2::Sha256::new()
-        .chain_update(text)
-        .chain_update(backend.as_str().as_bytes())
-        .finalize();
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// MACs of the NICs the instance's network data names (best effort: unparsable data names none).
-pub fn wanted_macs(i: &Instance) -> Vec<String> {
-    let Some((input, file)) = input_of(i, &crate::media::DriveFiles::default()) else {
-        return Vec::new();
-    };
-    match parse_input(&input, None, &file) {
-        Ok((c, _)) => c
-            .links
-            .iter()
-            .filter(|l| matches!(l.kind, crate::model::network::LinkKind::Physical))
-            .filter_map(|l| l.mac.clone())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    crate::state::hex_lower(&text.chain_update(backend.as_str().as_bytes()).finalize())
 }
 
 #[cfg(test)]
@@ -333,7 +370,9 @@ mod tests {
             let text = br#"{"links":[]}"#;
             let mut joined = text.to_vec();
             joined.extend_from_slice(b.as_str().as_bytes());
-            assert_eq!(input_hash(text, b), crate::state::sha256_hex(&joined));
+            use sha2::Digest;
+            let h = sha2::Sha256::new().chain_update(text);
+            assert_eq!(input_hash(h, b), crate::state::sha256_hex(&joined));
         }
     }
 }

@@ -174,9 +174,10 @@ pub fn check_lines(path: &str, content: &str) -> Result<(), RenderError> {
 }
 
 fn is_key(s: &str, extra: &[char]) -> bool {
+    // Byte by byte (no decoding): a non-ASCII byte is never a key's, as no `extra` is.
     !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || (b.is_ascii() && extra.contains(&char::from(b))))
 }
 
 fn line_shape(syntax: Syntax, line: &str) -> bool {
@@ -209,8 +210,8 @@ fn line_shape(syntax: Syntax, line: &str) -> bool {
                     is_key(k, extra)
                         && !v.is_empty()
                         && !v.starts_with(' ')
-                        && !v.contains(['"', '\'', '\\'])
-                        && (syntax == Syntax::Networkd || !v.contains(' '))
+                        && !v.bytes().any(|b| matches!(b, b'"' | b'\'' | b'\\'))
+                        && (syntax == Syntax::Networkd || !v.as_bytes().contains(&b' '))
                 }
                 None => false,
             }
