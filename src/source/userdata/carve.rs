@@ -1118,7 +1118,14 @@ pub(crate) fn restore(
         fn walk(&mut self, node: &mut Node, at: At) -> bool {
             match node {
                 Node::Str(s) if s.contains(self.base) => {
-                    let Some(i) = self.tokens.iter().position(|t| t == s) else {
+                    // A placeholder is `{base}x{index}` ([`Carver::token`]): its index read
+                    // from it, then confirmed (no search over thousands of tokens per string).
+                    let Some(i) = s
+                        .strip_prefix(self.base)
+                        .and_then(|r| r.strip_prefix('x'))
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&i| self.tokens.get(i).is_some_and(|t| t == s))
+                    else {
                         return false;
                     };
                     if self.found.get(i).copied().unwrap_or(true) {

@@ -33,6 +33,8 @@ pub(crate) struct Ctx<'a> {
     /// A cloud-config kept on the device whose `write_files` contents were carved out of the
     /// parse: the document and each content's placeholder and block (streamed, never held).
     pub carved: Option<(Bytes, Vec<(String, Literal)>)>,
+    /// Where [`take_carved`](Ctx::take_carved) looks first.
+    next_carved: usize,
     unsupported: Vec<String>,
 }
 
@@ -51,15 +53,26 @@ impl<'a> Ctx<'a> {
             budget,
             max_file_bytes,
             carved: None,
+            next_carved: 0,
             unsupported: Vec::new(),
         }
     }
 
-    /// The carved block whose placeholder is `s`, taken (each is used once).
+    /// The carved block whose placeholder is `s`, taken (each is used once: its placeholder is
+    /// cleared, and no placeholder is empty). The blocks come in document order, as the entries
+    /// asking for them: the one after the last taken is looked at first, so 10,000 entries cost
+    /// 10,000 comparisons, not 50 million.
     fn take_carved(&mut self, s: &str) -> Option<(Bytes, Literal)> {
         let (doc, list) = self.carved.as_mut()?;
-        let i = list.iter().position(|(t, _)| t == s)?;
-        Some((doc.clone(), list.swap_remove(i).1))
+        let next = self.next_carved;
+        let i = match list.get(next) {
+            Some((t, _)) if t == s => next,
+            _ => list.iter().position(|(t, _)| t == s)?,
+        };
+        let (t, lit) = list.get_mut(i)?;
+        std::mem::take(t);
+        self.next_carved = i + 1;
+        Some((doc.clone(), lit.clone()))
     }
 
     fn warn(&mut self, field: &str, message: impl std::fmt::Display) {
@@ -653,7 +666,8 @@ fn write_files(ctx: &mut Ctx, v: Node) -> Option<Vec<WriteFile>> {
     match v {
         Node::Null => Some(Vec::new()),
         Node::Seq(items) => {
-            let mut out = Vec::new();
+            // Sized once (the parse's node cap bounds it): no doubling slack per entry.
+            let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 let field = format!("write_files[{i}]");
                 match item {
