@@ -418,7 +418,9 @@ impl Carver {
         Carver {
             threshold,
             max_text,
-            soft: max_text / 4,
+            // An eighth: 10,000 entries' placeholder lines (about 70 bytes each) then fit
+            // the rest of `max_text`.
+            soft: max_text / 8,
             small: threshold.min(SMALL),
             header_only: true,
             flow: None,
@@ -1536,15 +1538,18 @@ const SMALL: usize = 256;
 pub(crate) const MAX_CARVED_TEXT: usize = 1 << 20;
 
 /// The placeholders' prefix: derived from the file's SHA-256, so a document cannot contain it
-/// (it would have to contain a digest of itself) and the parse stays deterministic.
+/// (it would have to contain a digest of itself) and the parse stays deterministic. 64 bits of
+/// it: a document that held it anyway would only be parsed whole (`restore` refuses a base
+/// found anywhere but in its placeholders), and a short placeholder keeps the carved text of
+/// 10,000 entries (a line each) under [`MAX_CARVED_TEXT`].
 pub(crate) fn token_base(digest: &[u8; 32]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"primer carved block scalar\0");
     h.update(digest);
     let d: [u8; 32] = h.finalize().into();
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("primercarved{hex}")
+    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("primer{hex}")
 }
 
 /// The line pass over a blob kept on the device, streamed (its digest re-checked: an error
@@ -1958,7 +1963,7 @@ mod tests {
     #[test]
     fn the_token_is_never_in_a_document_by_chance() {
         let base = token_base(&[1; 32]);
-        assert!(base.starts_with("primercarved") && base.len() == 44);
+        assert!(base.starts_with("primer") && base.len() == 22);
         assert!(base.bytes().all(|c| c.is_ascii_alphanumeric()));
         // The placeholder found elsewhere too (a key, inside a string, twice): not restored.
         let tokens = vec![format!("{base}x0")];
