@@ -1960,6 +1960,27 @@ mod tests {
         assert!(carved > 50, "{carved} carved");
     }
 
+    /// 10,000 `write_files` entries (what a 64 MiB document of 6 KiB files holds): every
+    /// block past the first eighth of the text cap carved, the placeholders' lines within the
+    /// cap (with the 44-byte base of before they were not: the document was parsed whole).
+    #[test]
+    fn ten_thousand_entries_are_carved_within_the_text_cap() {
+        let body = format!("      {}\n", "w".repeat(72)).repeat(8);
+        let mut doc = String::from("#cloud-config\nwrite_files:\n");
+        for i in 0..10_000 {
+            doc.push_str(&format!(
+                "  - path: /srv/many/f{i:05}\n    content: |\n{body}"
+            ));
+        }
+        let mut c = Carver::new(CARVE_THRESHOLD, MAX_CARVED_TEXT, token_base(&[5; 32]));
+        for chunk in doc.as_bytes().chunks(64 << 10) {
+            c.feed(chunk);
+        }
+        let c = c.finish().expect("carved");
+        assert!(c.values.len() > 9_500, "{}", c.values.len());
+        assert!(c.text.len() < MAX_CARVED_TEXT, "{}", c.text.len());
+    }
+
     #[test]
     fn the_token_is_never_in_a_document_by_chance() {
         let base = token_base(&[1; 32]);
