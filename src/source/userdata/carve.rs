@@ -21,8 +21,9 @@
 //! string, never as a key.
 
 use super::yaml::Node;
-use crate::model::bytes::Derive;
+use crate::model::bytes::{Derive, SourceCheck};
 use crate::model::Bytes;
+use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Read};
 use std::ops::Range;
 
@@ -46,6 +47,21 @@ pub(crate) struct Literal {
     style: Style,
     /// Length of the value.
     pub len: usize,
+    /// SHA-256 of `range` as the line pass read it (a pass checked against the file's digest):
+    /// the first measure of the value reads the range again and must find these bytes
+    /// ([`SourceCheck`]), so a device changed between the pass and the measure is refused.
+    sha256: [u8; 32],
+}
+
+impl Literal {
+    /// What the first measure of the value must find in its range: the bytes the line pass
+    /// read there (the pass itself checked against the file's digest by `carve_blob`).
+    fn check(&self) -> SourceCheck {
+        SourceCheck {
+            range: self.range.clone(),
+            sha256: self.sha256,
+        }
+    }
 }
 
 /// How a carved value is made from its range: a literal block's body lines, or a one-line
@@ -83,6 +99,8 @@ struct Block {
     /// Where the body starts in the document, and the value's length so far.
     start: usize,
     value_len: usize,
+    /// The body's bytes hashed as read (while a candidate: only a candidate is carved).
+    hash: Sha256,
 }
 
 /// A literal block's value made line by line (YAML 1.2 §8.1.2: the content indentation
@@ -184,6 +202,8 @@ struct Str {
     value_len: usize,
     ok: bool,
     key: bool,
+    /// The text's bytes hashed as read ([`Carver::flow_feed`] hashes them a run at a time).
+    hash: Sha256,
 }
 
 /// The escapes of a double-quoted scalar decoded byte by byte as the YAML parser decodes them
@@ -398,7 +418,9 @@ impl Carver {
         Carver {
             threshold,
             max_text,
-            soft: max_text / 4,
+            // An eighth: 10,000 entries' placeholder lines (about 70 bytes each) then fit
+            // the rest of `max_text`.
+            soft: max_text / 8,
             small: threshold.min(SMALL),
             header_only: true,
             flow: None,
@@ -486,6 +508,7 @@ impl Carver {
                     ok: true,
                     prev: b' ',
                     number: true,
+                    hash: Sha256::new(),
                 });
                 self.plain_bytes(&line[v..]);
                 self.line = line;
@@ -499,6 +522,7 @@ impl Carver {
         let Some(p) = &mut self.plain else {
             return self.fail();
         };
+        p.hash.update(bytes);
         for &c in bytes {
             p.len += 1;
             if let Some(v) = &mut p.verbatim {
@@ -548,6 +572,7 @@ impl Carver {
                     range: p.start..p.start + p.len,
                     style: Style::Plain,
                     len: p.len,
+                    sha256: p.hash.finalize().into(),
                 };
                 self.out.values.push((token, lit));
             }
@@ -628,6 +653,7 @@ impl Carver {
                     body_bytes: 0,
                     start: self.pos + raw.len() + 1,
                     value_len: 0,
+                    hash: Sha256::new(),
                 })
             }
         }
@@ -655,6 +681,8 @@ impl Carver {
             if !printable_line(raw) {
                 b.candidate = false;
             } else {
+                b.hash.update(raw);
+                b.hash.update(b"\n");
                 self.scratch.clear();
                 b.lines.line(raw, &mut self.scratch)?;
                 b.value_len += self.scratch.len();
@@ -704,6 +732,7 @@ impl Carver {
                     range: b.start..b.start + b.body_bytes,
                     style: Style::Block(b.chomp),
                     len: b.value_len + self.scratch.len(),
+                    sha256: b.hash.finalize().into(),
                 };
                 self.out.values.push((token, lit));
             }
@@ -725,7 +754,10 @@ impl Carver {
         let Some(mut f) = self.flow.take() else {
             return self.fail();
         };
-        for &c in bytes {
+        // Where the open string's text starts in `bytes`: its bytes are hashed a run at a time
+        // (at its closing quote, or at the end of `bytes`), not byte by byte.
+        let mut run = 0;
+        for (i, &c) in bytes.iter().enumerate() {
             if self.failed {
                 break;
             }
@@ -736,6 +768,7 @@ impl Carver {
                     b'"' if matches!(f.prev, None | Some(b'{' | b'[' | b',' | b':')) => {
                         let key =
                             matches!(f.prev, Some(b'{' | b',')) && f.open.last() == Some(&b'{');
+                        run = i + 1;
                         f.s = Some(Str {
                             key,
                             start: at + 1,
@@ -746,6 +779,7 @@ impl Carver {
                             raw: 0,
                             value_len: 0,
                             ok: true,
+                            hash: Sha256::new(),
                         });
                     }
                     b' ' | b'\n' => self.push_text(c),
@@ -769,8 +803,9 @@ impl Carver {
                     }
                     _ => self.fail(),
                 },
-                Some(s) if !s.escaped && c == b'"' => {
+                Some(mut s) if !s.escaped && c == b'"' => {
                     f.prev = Some(b'"');
+                    s.hash.update(bytes.get(run..i).unwrap_or_default());
                     self.end_str(s);
                 }
                 Some(mut s) => {
@@ -798,6 +833,9 @@ impl Carver {
                     f.s = Some(s);
                 }
             }
+        }
+        if let Some(s) = &mut f.s {
+            s.hash.update(bytes.get(run..).unwrap_or_default());
         }
         self.flow = Some(f);
     }
@@ -828,6 +866,7 @@ impl Carver {
                     range: s.start..s.start + s.raw,
                     style: Style::Double,
                     len: s.value_len,
+                    sha256: s.hash.finalize().into(),
                 };
                 self.out.values.push((token.clone(), lit));
                 token
@@ -923,6 +962,8 @@ struct Plain {
     prev: u8,
     /// Every byte one a number could have.
     number: bool,
+    /// The value's bytes hashed as read.
+    hash: Sha256,
 }
 
 /// A block scalar header: where its indicator starts, its node's indentation, its style.
@@ -1079,7 +1120,14 @@ pub(crate) fn restore(
         fn walk(&mut self, node: &mut Node, at: At) -> bool {
             match node {
                 Node::Str(s) if s.contains(self.base) => {
-                    let Some(i) = self.tokens.iter().position(|t| t == s) else {
+                    // A placeholder is `{base}x{index}` ([`Carver::token`]): its index read
+                    // from it, then confirmed (no search over thousands of tokens per string).
+                    let Some(i) = s
+                        .strip_prefix(self.base)
+                        .and_then(|r| r.strip_prefix('x'))
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&i| self.tokens.get(i).is_some_and(|t| t == s))
+                    else {
                         return false;
                     };
                     if self.found.get(i).copied().unwrap_or(true) {
@@ -1133,12 +1181,13 @@ pub(crate) fn restore(
 }
 
 /// A carved block's value read back from the document as a string (a block that is not a
-/// streamed `write_files` content): its bytes are ASCII (checked by the line pass) and checked
-/// against the digest taken when it was first measured.
+/// streamed `write_files` content): its bytes are ASCII (checked by the line pass), the range
+/// read again checked against the digest the line pass took ([`Literal::check`]).
 pub(crate) fn value(doc: &Bytes, lit: &Literal) -> io::Result<String> {
-    let b = Bytes::derived(
+    let b = Bytes::derived_checked(
         doc,
         lit.range.clone(),
+        Some(lit.check()),
         Box::new(BlockContent {
             style: lit.style,
             decode: Decode::Plain,
@@ -1163,7 +1212,9 @@ pub(crate) enum Decode {
 }
 
 /// A `write_files` content kept on the device: the block's value decoded as `decode`, at most
-/// `max` bytes, as a [`Bytes::derived`] (length and digest from one streaming pass). An error
+/// `max` bytes, as a [`Bytes::derived_checked`] (length and digest from one streaming pass that
+/// also checks the range against the digest the line pass took: a device changed since is an
+/// error naming the file, [`Literal::check`]). An error
 /// when it cannot be made identically to the in-memory path (a rare base64 form, bad gzip, too
 /// large, a read error): the caller then reads the value and decodes it as any other.
 pub(crate) fn content(
@@ -1173,9 +1224,10 @@ pub(crate) fn content(
     what: &str,
     max: usize,
 ) -> io::Result<Bytes> {
-    Bytes::derived(
+    Bytes::derived_checked(
         doc,
         lit.range.clone(),
+        Some(lit.check()),
         Box::new(BlockContent {
             style: lit.style,
             decode,
@@ -1486,15 +1538,18 @@ const SMALL: usize = 256;
 pub(crate) const MAX_CARVED_TEXT: usize = 1 << 20;
 
 /// The placeholders' prefix: derived from the file's SHA-256, so a document cannot contain it
-/// (it would have to contain a digest of itself) and the parse stays deterministic.
+/// (it would have to contain a digest of itself) and the parse stays deterministic. 64 bits of
+/// it: a document that held it anyway would only be parsed whole (`restore` refuses a base
+/// found anywhere but in its placeholders), and a short placeholder keeps the carved text of
+/// 10,000 entries (a line each) under [`MAX_CARVED_TEXT`].
 pub(crate) fn token_base(digest: &[u8; 32]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"primer carved block scalar\0");
     h.update(digest);
     let d: [u8; 32] = h.finalize().into();
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("primercarved{hex}")
+    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("primer{hex}")
 }
 
 /// The line pass over a blob kept on the device, streamed (its digest re-checked: an error
@@ -1905,10 +1960,31 @@ mod tests {
         assert!(carved > 50, "{carved} carved");
     }
 
+    /// 10,000 `write_files` entries (what a 64 MiB document of 6 KiB files holds): every
+    /// block past the first eighth of the text cap carved, the placeholders' lines within the
+    /// cap (with the 44-byte base of before they were not: the document was parsed whole).
+    #[test]
+    fn ten_thousand_entries_are_carved_within_the_text_cap() {
+        let body = format!("      {}\n", "w".repeat(72)).repeat(8);
+        let mut doc = String::from("#cloud-config\nwrite_files:\n");
+        for i in 0..10_000 {
+            doc.push_str(&format!(
+                "  - path: /srv/many/f{i:05}\n    content: |\n{body}"
+            ));
+        }
+        let mut c = Carver::new(CARVE_THRESHOLD, MAX_CARVED_TEXT, token_base(&[5; 32]));
+        for chunk in doc.as_bytes().chunks(64 << 10) {
+            c.feed(chunk);
+        }
+        let c = c.finish().expect("carved");
+        assert!(c.values.len() > 9_500, "{}", c.values.len());
+        assert!(c.text.len() < MAX_CARVED_TEXT, "{}", c.text.len());
+    }
+
     #[test]
     fn the_token_is_never_in_a_document_by_chance() {
         let base = token_base(&[1; 32]);
-        assert!(base.starts_with("primercarved") && base.len() == 44);
+        assert!(base.starts_with("primer") && base.len() == 22);
         assert!(base.bytes().all(|c| c.is_ascii_alphanumeric()));
         // The placeholder found elsewhere too (a key, inside a string, twice): not restored.
         let tokens = vec![format!("{base}x0")];
@@ -2293,5 +2369,67 @@ mod tests {
         }
         let e = b.write_to(&mut Vec::new()).unwrap_err().to_string();
         assert!(e.contains("dev: user-data (write_files[0].content)"), "{e}");
+    }
+    /// The first measure of a carved value checks its range against the digest the line pass
+    /// took: a device changed between the pass (checked against the file's digest) and the
+    /// measure is refused naming the file, for each style of carved value, whichever byte of
+    /// the range changed; unchanged, the value is what the pass saw.
+    #[test]
+    fn a_device_changed_between_the_pass_and_the_measure_is_refused_naming_the_file() {
+        let body = "q".repeat(72);
+        let block: Vec<String> = (0..2_000).map(|_| format!("      {body}")).collect();
+        let block = doc_with("    content: |", &block, "    permissions: '0644'\n");
+        let plain = format!(
+            "#cloud-config\nwrite_files:\n  - path: /srv/a\n    content: {}\n    owner: root\n",
+            "QUFB".repeat(40_000)
+        );
+        let json = format!(
+            "{{\"write_files\": [{{\"path\": \"/srv/a\", \"content\": \"{}\"}}]}}\n",
+            "a\\nb\\u00e9".repeat(20_000)
+        );
+        for doc in [block, plain, json] {
+            let dev = std::sync::Arc::new(Dev(std::sync::Mutex::new(doc.clone().into_bytes())));
+            let blob = Bytes::on_device(
+                dev.clone(),
+                vec![(0, 777), (777, doc.len() as u64 - 777)],
+                doc.len(),
+                "dev: user-data".into(),
+            )
+            .unwrap();
+            let carved = carve_blob(&blob).unwrap().unwrap();
+            let [(_, lit)] = &carved.values[..] else {
+                panic!("{:?}", carved.values);
+            };
+            let want = value(&blob, lit).unwrap();
+            let what = "write_files[0].content";
+            let got = content(&blob, lit, Decode::Plain, what, 1 << 20).unwrap();
+            assert!(got.try_slice().unwrap() == want.as_bytes());
+            // A letter of the value (not an escape's, not a line break or indentation), near
+            // the range's start, middle and end: a byte still one the value could have, so
+            // unchecked the measure would take it.
+            let letter = |i: &usize| {
+                let d = dev.0.lock().unwrap();
+                b"qQUFBab".contains(&d[*i]) && d[*i - 1] != b'\\'
+            };
+            let r = lit.range.clone();
+            let first = r.clone().find(letter).unwrap();
+            let middle = (r.start + 5_000..r.end).find(letter).unwrap();
+            let last = r.clone().rev().find(letter).unwrap();
+            for at in [first, middle, last] {
+                let old = dev.0.lock().unwrap()[at];
+                let new = if old == b'q' { b'r' } else { b'q' };
+                dev.0.lock().unwrap()[at] = new;
+                let e = content(&blob, lit, Decode::Plain, what, 1 << 20)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains("dev: user-data (write_files[0].content)") && e.contains("changed"),
+                    "{e}"
+                );
+                let e = value(&blob, lit).unwrap_err().to_string();
+                assert!(e.contains("dev: user-data") && e.contains("changed"), "{e}");
+                dev.0.lock().unwrap()[at] = old;
+            }
+        }
     }
 }
