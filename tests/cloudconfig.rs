@@ -685,3 +685,34 @@ fn a_32_mib_write_files_entry_is_streamed_from_the_device_into_the_file() {
         "peak RSS {rss} KiB with a 32 MiB write_files entry, {base} KiB with a small one"
     );
 }
+
+#[test]
+fn an_empty_content_after_a_carved_block_stays_empty() {
+    // A carved document (over 1 MiB) whose later entry has an empty content (`''`, `""`, an
+    // empty block): an empty string never names a carved block. It took the block already
+    // taken — a 0600 secret written again as the 0644 empty file (review of h8-carve).
+    let body: String = (0..60_000)
+        .map(|i| format!("      secret line {i:05}\n"))
+        .collect();
+    let user_data = format!(
+        "#cloud-config\nwrite_files:\n  - path: /srv/secret\n    permissions: '0600'\n    \
+         content: |\n{body}  - path: /srv/empty1\n    content: ''\n  - path: /srv/empty2\n    \
+         content: \"\"\n  - path: /srv/empty3\n    content: |\n  - path: /srv/after\n    \
+         content: x\n"
+    );
+    assert!(user_data.len() > 1 << 20);
+    let src = seed(&user_data);
+    let r = target_root();
+    let (o, _) = run(src.path(), r.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let secret = fs::read(r.path().join("srv/secret")).unwrap();
+    assert_eq!(secret.len(), 60_000 * 18);
+    for f in ["srv/empty1", "srv/empty2", "srv/empty3"] {
+        assert_eq!(
+            fs::read(r.path().join(f)).unwrap().len(),
+            0,
+            "{f} holds another entry's content"
+        );
+    }
+    assert_eq!(fs::read(r.path().join("srv/after")).unwrap(), b"x");
+}

@@ -59,10 +59,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// The carved block whose placeholder is `s`, taken (each is used once: its placeholder is
-    /// cleared, and no placeholder is empty). The blocks come in document order, as the entries
-    /// asking for them: the one after the last taken is looked at first, so 10,000 entries cost
-    /// 10,000 comparisons, not 50 million.
+    /// cleared). The blocks come in document order, as the entries asking for them: the one
+    /// after the last taken is looked at first, so 10,000 entries cost 10,000 comparisons, not
+    /// 50 million.
     fn take_carved(&mut self, s: &str) -> Option<(Bytes, Literal)> {
+        // A cleared slot is empty, and so is the document's own empty value (`content: ''`):
+        // an empty string never names a block (it would take one already taken).
+        if s.is_empty() {
+            return None;
+        }
         let (doc, list) = self.carved.as_mut()?;
         let next = self.next_carved;
         let i = match list.get(next) {
