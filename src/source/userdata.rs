@@ -1059,15 +1059,18 @@ impl Run<'_> {
         if self.too_large(file, b.len()) {
             return;
         }
-        let mut source = KeptSource::new(b);
-        let steps = mime_steps(&mut source, self.limits).filter(|steps| {
+        let mut source = KeptSource::new(b, self.kept_len);
+        let steps = mime_steps(&mut source, self.limits);
+        let left = source.rederive_left;
+        let steps = steps.filter(|steps| {
             // A decompressed message: each leaf is derived again from the message's start when
-            // measured and where used (about two passes a leaf), so few leaves stream.
+            // measured and where used (about two passes a leaf), so few leaves stream; what the
+            // nested splits derived is charged to the same bound.
             let leaves = steps
                 .iter()
                 .filter(|s| matches!(s, Step::Leaf { .. }))
                 .count();
-            self.kept_len == 0 || leaves.saturating_mul(self.kept_len) <= MAX_REDERIVED_BYTES
+            left.is_none_or(|left| leaves.saturating_mul(self.kept_len) <= left)
         });
         let Some(steps) = steps else {
             tracing::debug!("{file}: MIME structure not found by streaming, or too many parts to derive again; read whole");
@@ -1686,14 +1689,22 @@ struct KeptSource<'a> {
     /// which was checked against the file's digest (or a part's): what a part read again from
     /// the device must be (see [`SourceCheck`]).
     sums: BTreeMap<usize, (usize, [u8; 32])>,
+    /// For a message derived from the device (decompressed), the bytes it may still be
+    /// derived again in all (`MAX_REDERIVED_BYTES`): each nested multipart's split derives it
+    /// twice from the start to the nested part's end, and the leaves are charged after the walk. A
+    /// hostile message of 900 empty nested multiparts behind 60 MiB of preamble cost 900 passes
+    /// (223 s) before this bound. `None` for bytes read straight from the device (a nested
+    /// range is one read).
+    rederive_left: Option<usize>,
 }
 
 impl<'a> KeptSource<'a> {
-    fn new(blob: &'a Bytes) -> Self {
+    fn new(blob: &'a Bytes, derived_len: usize) -> Self {
         KeptSource {
             blob,
             heads: BTreeMap::new(),
             sums: BTreeMap::new(),
+            rederive_left: (derived_len > 0).then_some(MAX_REDERIVED_BYTES),
         }
     }
 
@@ -1752,7 +1763,21 @@ impl MimeSource for KeptSource<'_> {
                 Ok(())
             })
         } else {
-            // A nested multipart: its range alone, read from the device.
+            // A nested multipart: its range alone, read from the device (or, for a derived
+            // message, derived again from its start to the range's end: charged, bounded).
+            // Two passes: the checked measure, then the split's.
+            if let Some(left) = self.rederive_left.as_mut() {
+                let cost = body.end.saturating_mul(2);
+                if cost > *left {
+                    tracing::debug!(
+                        "MIME: nested multiparts would derive the message again past {} MiB; \
+                         read whole",
+                        MAX_REDERIVED_BYTES >> 20
+                    );
+                    return None;
+                }
+                *left -= cost;
+            }
             Bytes::derived_checked(
                 self.blob,
                 body.clone(),
