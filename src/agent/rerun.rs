@@ -346,7 +346,7 @@ pub fn save(
     // input must be older than the run (`racy`, which also covers the coarse clock: a file
     // changed within a tick of the snapshot could change again in that tick and read alike).
     // Such an input is not vouched for: no cache this time (the next run records one).
-    let found = &inputs.found;
+    let (found, looked) = (&inputs.found, &inputs.paths);
     let mut inputs = Vec::with_capacity(all.len());
     let mut obs = Observer::new(res);
     for (p, how) in all {
@@ -354,6 +354,15 @@ pub fn save(
         if seen.is_none() && found.contains(p) {
             tracing::debug!(
                 "re-run fast path not recorded: /{} was removed since the run read it",
+                crate::model::grammar::Esc(p)
+            );
+            return Ok(false);
+        }
+        // The mirror: found missing by the facts, there now (a directory's times are not
+        // compared, so `racy` cannot tell): the plan was made without it.
+        if seen.is_some() && looked.contains(p) && !found.contains(p) {
+            tracing::debug!(
+                "re-run fast path not recorded: /{} was created since the run looked for it",
                 crate::model::grammar::Esc(p)
             );
             return Ok(false);
@@ -637,6 +646,39 @@ mod tests {
             assert!(obs.observe("etc/file", how).is_some());
             assert!(obs.observe("dirlink/link", how).is_some());
         }
+    }
+
+    /// A path the facts looked for and found missing, there by the time the run records (a
+    /// directory: its times are not compared, so `racy` cannot tell), is not vouched for: no
+    /// cache (review of h8-rerun: the observer no longer asks the resolver's memo).
+    #[cfg(unix)]
+    #[test]
+    fn an_input_created_since_the_facts_found_it_missing_is_not_recorded() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        let inputs = Inputs {
+            paths: ["etc/d".to_string()].into_iter().collect(),
+            ..Default::default()
+        };
+        let started = SystemTime::now() - Duration::from_secs(60);
+        let plan = Plan::default();
+        let report = ApplyReport::default();
+        // Still missing: recorded.
+        let res = Resolver::new(r);
+        let _ = res.resolve_found("etc/d");
+        assert_eq!(
+            save(&res, "k", &inputs, &plan, &report, started, false),
+            Ok(true)
+        );
+        // Created after the facts looked: not recorded.
+        let res = Resolver::new(r);
+        let _ = res.resolve_found("etc/d");
+        std::fs::create_dir(r.join("etc/d")).unwrap();
+        assert_eq!(
+            save(&res, "k", &inputs, &plan, &report, started, false),
+            Ok(false)
+        );
     }
 
     fn at(secs: i64, nanos: i64) -> [i64; 10] {
