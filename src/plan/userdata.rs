@@ -226,8 +226,30 @@ impl Planner<'_> {
             // The digest of content then mode/owner/append, hashed in place (no joined copy).
             let tail = format!("{meta:?}{}", w.append);
             if w.append {
-                let input = Some(append_input(&w.content, tail.as_bytes()));
-                self.append_step(id, rel, w, meta, input, &mut planned, &mut budget);
+                let input = append_input(&w.content, tail.as_bytes());
+                // A record written before the text's digest stood alone in the input holds
+                // the joined digest (`write_file_input`): it vouches as well (an upgrade must
+                // not append again a text the user removed), and the record takes the new form.
+                let legacy = self
+                    .facts
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.steps.get(&id))
+                    .is_some_and(|i| {
+                        !i.contains(':')
+                            && write_file_input(&w.content, tail.as_bytes()).is_ok_and(|j| *i == j)
+                    });
+                let vouched = legacy || self.applied_before(&id, &input);
+                self.append_step(
+                    id,
+                    rel,
+                    w,
+                    meta,
+                    Some(input),
+                    vouched,
+                    &mut planned,
+                    &mut budget,
+                );
                 continue;
             }
             let input = match write_file_input(&w.content, tail.as_bytes()) {
@@ -275,8 +297,8 @@ impl Planner<'_> {
         }
     }
 
-    /// The step of an `append` entry `w` (its `id`, target `rel`, `meta` and `input`): nothing
-    /// when its text was appended before (the record says so, or what the file will hold before
+    /// The step of an `append` entry `w` (its `id`, target `rel`, `meta` and `input`; `vouched`
+    /// when the record holds it): nothing when its text was appended before (the record says so, or what the file will hold before
     /// it already holds the text); otherwise `AppendFile`, which copies the file (re-checked
     /// against what the facts measured, or what an earlier step of this plan stages) then the
     /// text. Neither is held: the facts searched the file for the text (`HostFacts::appended`).
@@ -288,6 +310,7 @@ impl Planner<'_> {
         w: &mut crate::model::userdata::WriteFile,
         meta: Meta,
         input: Option<String>,
+        vouched: bool,
         planned: &mut BTreeMap<String, Chain>,
         budget: &mut AppendBudget,
     ) {
@@ -308,9 +331,6 @@ impl Planner<'_> {
             }
             None => target_holds(),
         };
-        let vouched = input
-            .as_deref()
-            .is_some_and(|i| self.applied_before(&id, i));
         let done = vouched || holds;
         let shown = &w.path;
         // Not searched (the facts' scan budget spent) and the record does not vouch: whether
@@ -761,6 +781,30 @@ mod tests {
             matches!(&steps[..], [(Change::Unchanged, Action::Nothing)]),
             "{steps:?}"
         );
+        // Not there (the user removed it), but a record from before the text's digest stood
+        // alone in the input (one joined digest) vouches for it: not appended again after an
+        // upgrade; another text's joined digest does not.
+        facts.appended.clear();
+        let tail = format!("{meta:?}true");
+        for (text, unchanged) in [("b\n", true), ("z\n", false)] {
+            let old = write_file_input(&Bytes::from(text), tail.as_bytes()).unwrap();
+            facts.record = Some(crate::state::Record {
+                steps: [("write-file:0:srv/log".to_string(), old)]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            });
+            let steps = plan_for(cc, &facts);
+            assert_eq!(
+                matches!(&steps[..], [(Change::Unchanged, Action::Nothing)]),
+                unchanged,
+                "{text:?}: {steps:?}"
+            );
+        }
+        facts.record = None;
+        facts
+            .appended
+            .insert(("srv/log".into(), Bytes::from("b\n").sha256()));
         // After a write of the same path: onto that step's write; a text that write holds is
         // not appended; two appends chain.
         let cc = "#cloud-config\nwrite_files:\n  - {path: /srv/log, content: \"x\\nb\\n\"}\n  - {path: /srv/log, content: \"b\\n\", append: true}\n  - {path: /srv/log, content: \"c\\n\", append: true}\n  - {path: /srv/log, content: \"d\\n\", append: true}\n";
