@@ -1172,9 +1172,9 @@ impl Planner<'_> {
             steps,
         };
         let path = state::record_path(&instance.instance_id);
-        let content = record.to_json();
         let (change, why) = match self.facts.files.get(&path) {
-            Some(f) if f.content == content && f.meta == PRIVATE_FILE => (
+            // Compared as it is made: no copy of a document of thousands of steps.
+            Some(f) if f.meta == PRIVATE_FILE && record.json_equals(&f.content) => (
                 Change::Unchanged,
                 "record of this drive is up to date".to_string(),
             ),
