@@ -578,7 +578,10 @@ fn build_report(
     results: &[std::io::Result<()>],
     not_pinned: Option<usize>,
 ) -> ApplyReport {
-    let mut report = ApplyReport::default();
+    // Sized once: pushed one by one, 2,047 steps would get room for 4,096.
+    let mut report = ApplyReport {
+        steps: Vec::with_capacity(results.len()),
+    };
     for (i, r) in results.iter().enumerate() {
         let (id, why, change) = match plan.steps.get(i) {
             Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
