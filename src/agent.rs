@@ -792,12 +792,12 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         apply::apply_plan_recorded(&plan, &target, &lock, None, lookups.clone())
     } else {
         // The status goes into the flush of the run's files (see `apply_plan_recorded`).
-        let mut doc = |r: &ApplyReport| {
-            Status {
+        // Streamed into its staged file by the writer (never one buffer).
+        let mut doc = |r: &ApplyReport| -> Box<dyn crate::model::bytes::WriteOut> {
+            Box::new(Status {
                 boot_id: boot_id.clone(),
                 ..status_of(r, run_exit(r), None)
-            }
-            .to_json()
+            })
         };
         apply::apply_plan_recorded(&plan, &target, &lock, Some(&mut doc), lookups.clone())
     };

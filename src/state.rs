@@ -3,6 +3,7 @@
 //! are written by `apply` (the only writer) from steps that `plan` chose.
 
 use std::collections::BTreeMap;
+use std::io;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -135,6 +136,29 @@ impl Record {
     /// unit test holds the two together), written directly: a run writes it each time.
     pub fn to_json(&self) -> Vec<u8> {
         let mut j = PrettyJson::with_capacity(256 + self.steps.len() * 112);
+        self.json_into(&mut j);
+        j.finish()
+    }
+
+    /// [`to_json`](Record::to_json)'s bytes written to `out` as they are made, never held
+    /// whole (thousands of steps: a few hundred KiB).
+    pub fn write_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut j = PrettyJson::streaming(out);
+        self.json_into(&mut j);
+        j.finish_to()
+    }
+
+    /// Whether [`to_json`](Record::to_json) would give exactly `bytes`, compared as it is
+    /// made (the planner's up-to-date check, without a copy of the document).
+    pub fn json_equals(&self, bytes: &[u8]) -> bool {
+        let mut cmp = SameAs {
+            rest: bytes,
+            same: true,
+        };
+        self.write_json(&mut cmp).is_ok() && cmp.same && cmp.rest.is_empty()
+    }
+
+    fn json_into(&self, j: &mut PrettyJson<'_>) {
         j.open(b'{');
         j.key("instance_id");
         j.string(&self.instance_id);
@@ -149,10 +173,37 @@ impl Record {
         for (k, v) in &self.steps {
             j.key(k);
             j.string(v);
+            j.spill();
         }
         j.close(b'}');
         j.close(b'}');
-        j.finish()
+    }
+}
+
+impl crate::model::bytes::WriteOut for Record {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        self.write_json(out)
+    }
+}
+
+/// A sink that compares what is written with `rest` (the bytes already there) instead of
+/// keeping it.
+struct SameAs<'b> {
+    rest: &'b [u8],
+    same: bool,
+}
+
+impl io::Write for SameAs<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.rest.strip_prefix(buf) {
+            Some(r) if self.same => self.rest = r,
+            _ => self.same = false,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -268,19 +319,71 @@ pub(crate) fn compact_json(v: &serde_json::Value, sink: &mut dyn FnMut(&[u8])) {
 /// documents, which a run writes every time: the generic serializer, built for size, spends
 /// ~36 instructions per string byte; this one a few. Only what those documents hold: objects,
 /// arrays, strings, unsigned numbers and `null`. The caller keeps the nesting balanced.
-pub(crate) struct PrettyJson {
+///
+/// Either into one buffer (`with_capacity`, `finish`) or streamed (`streaming`, `finish_to`):
+/// the buffer is then handed to the sink in [`STREAM_CHUNK`] pieces, so a document with
+/// thousands of steps is never held whole (issue 15: 2,000 `write_files` entries).
+pub(crate) struct PrettyJson<'a> {
     out: Vec<u8>,
     depth: usize,
     /// The innermost open object or array has no element yet.
     empty: bool,
+    /// Where a streamed document goes, and the first error it gave (later writes are dropped).
+    sink: Option<&'a mut dyn io::Write>,
+    error: Option<io::Error>,
 }
 
-impl PrettyJson {
+/// How much of a streamed document is buffered before it is written (one `write` each).
+const STREAM_CHUNK: usize = 16 << 10;
+
+impl<'a> PrettyJson<'a> {
     pub(crate) fn with_capacity(n: usize) -> Self {
         PrettyJson {
             out: Vec::with_capacity(n),
             depth: 0,
             empty: false,
+            sink: None,
+            error: None,
+        }
+    }
+
+    /// A document written to `sink` as it is built, [`STREAM_CHUNK`] bytes at a time.
+    pub(crate) fn streaming(sink: &'a mut dyn io::Write) -> Self {
+        PrettyJson {
+            out: Vec::with_capacity(STREAM_CHUNK + 512),
+            depth: 0,
+            empty: false,
+            sink: Some(sink),
+            error: None,
+        }
+    }
+
+    /// Hands what is buffered to the sink once it holds a chunk (streamed documents only):
+    /// called between elements, so a chunk may run over by one element.
+    pub(crate) fn spill(&mut self) {
+        if self.out.len() >= STREAM_CHUNK {
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            if self.error.is_none() {
+                if let Err(e) = sink.write_all(&self.out) {
+                    self.error = Some(e);
+                }
+            }
+            self.out.clear();
+        }
+    }
+
+    /// A streamed document's end: its final newline written, or the sink's first error.
+    pub(crate) fn finish_to(mut self) -> io::Result<()> {
+        self.out.push(b'\n');
+        self.drain();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -375,6 +478,32 @@ impl PrettyJson {
 mod tests {
     use super::*;
 
+    /// A record of thousands of steps streams (many chunks) as it buffers, and compares
+    /// equal only to exactly its bytes.
+    #[test]
+    fn record_streams_and_compares() {
+        let r = Record {
+            instance_id: "i-1".into(),
+            steps: (0..3000)
+                .map(|i| (format!("write-file:/srv/many/f{i:05}"), "ab".repeat(32)))
+                .collect(),
+            ..Record::default()
+        };
+        let want = r.to_json();
+        let mut streamed = Vec::new();
+        r.write_json(&mut streamed).unwrap();
+        assert_eq!(streamed, want);
+        assert!(r.json_equals(&want));
+        assert!(!r.json_equals(&want[..want.len() - 1]));
+        let mut longer = want.clone();
+        longer.push(b'\n');
+        assert!(!r.json_equals(&longer));
+        let mut other = want.clone();
+        other[want.len() / 2] ^= 1;
+        assert!(!r.json_equals(&other));
+        assert!(!r.json_equals(b""));
+    }
+
     #[test]
     fn hex_digests() {
         assert_eq!(
@@ -408,8 +537,12 @@ mod tests {
             want.push(b'\n');
             assert_eq!(
                 String::from_utf8(r.to_json()).unwrap(),
-                String::from_utf8(want).unwrap()
+                String::from_utf8(want.clone()).unwrap()
             );
+            let mut streamed = Vec::new();
+            r.write_json(&mut streamed).unwrap();
+            assert_eq!(streamed, want);
+            assert!(r.json_equals(&want));
         }
         let mut j = PrettyJson::with_capacity(0);
         j.open(b'[');

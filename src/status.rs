@@ -224,6 +224,19 @@ impl Status {
             .chain(self.warnings.iter().map(|w| w.len() + 8))
             .sum();
         let mut j = PrettyJson::with_capacity(text + 1024);
+        self.json_into(&mut j);
+        j.finish()
+    }
+
+    /// [`to_json`](Status::to_json)'s bytes written to `out` as they are made, never held
+    /// whole (2,000 steps: half a MiB).
+    pub fn write_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut j = PrettyJson::streaming(out);
+        self.json_into(&mut j);
+        j.finish_to()
+    }
+
+    fn json_into(&self, j: &mut PrettyJson<'_>) {
         j.open(b'{');
         j.key("schema");
         j.number(u64::from(self.schema));
@@ -273,7 +286,7 @@ impl Status {
         }
         j.key("instance");
         match &self.instance {
-            Some(i) => instance_ref_json(&mut j, i),
+            Some(i) => instance_ref_json(j, i),
             None => j.null(),
         }
         j.key("steps");
@@ -291,6 +304,7 @@ impl Status {
                 j.string(v);
             }
             j.close(b'}');
+            j.spill();
         }
         j.close(b']');
         j.key("warnings");
@@ -298,6 +312,7 @@ impl Status {
         for w in &self.warnings {
             j.item();
             j.string(w);
+            j.spill();
         }
         j.close(b']');
         j.key("last_applied");
@@ -309,7 +324,7 @@ impl Status {
                 j.key("outcome");
                 j.string(&l.outcome);
                 j.key("instance");
-                instance_ref_json(&mut j, &l.instance);
+                instance_ref_json(j, &l.instance);
                 j.close(b'}');
             }
             None => j.null(),
@@ -323,12 +338,17 @@ impl Status {
             j.string(e);
         }
         j.close(b'}');
-        j.finish()
+    }
+}
+
+impl crate::model::bytes::WriteOut for Status {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        self.write_json(out)
     }
 }
 
 /// An [`InstanceRef`] as `serde_json` writes it.
-fn instance_ref_json(j: &mut PrettyJson, i: &InstanceRef) {
+fn instance_ref_json(j: &mut PrettyJson<'_>, i: &InstanceRef) {
     j.open(b'{');
     for (k, v) in [
         ("id", &i.id),
@@ -673,7 +693,7 @@ fn write_status_as(mut w: Writer, status: &Status, durable: bool) -> io::Result<
     w.stage(
         0,
         &state::status_path(),
-        &status.to_json(),
+        status,
         Meta {
             mode: 0o600,
             ..private
@@ -1291,8 +1311,28 @@ mod tests {
         want.push(b'\n');
         assert_eq!(
             String::from_utf8(s.to_json()).unwrap(),
-            String::from_utf8(want).unwrap()
+            String::from_utf8(want.clone()).unwrap()
         );
+        // Streamed, the same bytes (`write_json`, what the writer stages).
+        let mut streamed = Vec::new();
+        s.write_json(&mut streamed).unwrap();
+        assert_eq!(streamed, want);
+    }
+
+    /// Thousands of steps streamed across many chunks: the same bytes as the buffered form.
+    #[test]
+    fn status_streams_as_it_buffers() {
+        let mut s = no_drive_status(UNIX_EPOCH, 1, None);
+        s.steps = (0..3000)
+            .map(|i| StepStatus {
+                id: format!("write-file:/srv/many/f{i:05}"),
+                outcome: "changed".into(),
+                detail: format!("write /srv/many/f{i:05} (32 KiB) \"q\""),
+                time: "2023-11-14T22:13:20Z".into(),
+            })
+            .collect();
+        s.warnings = vec!["w".repeat(40_000)];
+        assert_same_json(&s);
     }
 
     /// Byte for byte as `serde_json` writes it, with every optional part absent or present and

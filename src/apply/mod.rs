@@ -81,8 +81,11 @@ pub fn apply_plan(plan: &Plan, target: &Target, lock: &RunLock) -> ApplyReport {
     .0
 }
 
-/// Builds the bytes of the run's `status.json` from the run's report (see `status::run_status`).
-pub type StatusDoc<'a> = &'a mut dyn FnMut(&ApplyReport) -> Vec<u8>;
+/// Builds the run's `status.json` from the run's report (see `status::run_status`); the
+/// writer streams it into its staged file (never held as one buffer).
+/// (A trait object: apply does not import `status`, which writes through apply.)
+pub type StatusDoc<'a> =
+    &'a mut dyn FnMut(&ApplyReport) -> Box<dyn crate::model::bytes::WriteOut + 'a>;
 
 /// The tag of the status file in the writer's batch (never a step's index).
 const STATUS_TAG: usize = usize::MAX - 1;
@@ -284,15 +287,10 @@ pub fn apply_plan_recorded(
         // changed nothing).
         let status_staged = match status.as_mut() {
             Some(f) if writer.staged() > 0 => {
-                let bytes = f(&build_report(plan, &results, tail.not_pinned));
-                stage_state(
-                    &mut writer,
-                    STATUS_TAG,
-                    &crate::state::status_path(),
-                    &bytes,
-                )
-                .map_err(|e| tracing::debug!("status not staged: {e}"))
-                .is_ok()
+                let doc = f(&build_report(plan, &results, tail.not_pinned));
+                stage_state(&mut writer, STATUS_TAG, &crate::state::status_path(), &*doc)
+                    .map_err(|e| tracing::debug!("status not staged: {e}"))
+                    .is_ok()
             }
             _ => false,
         };
@@ -541,14 +539,14 @@ fn stage_tail(
             .collect();
         if let Action::WriteRecord { path, record } = &plan.steps[i].action {
             // A failed step did not apply its input: leave it out so the next run retries it.
-            let json = if failed.is_empty() {
-                record.to_json()
+            // Streamed into the staged file (thousands of steps: never held as one buffer).
+            results[i] = if failed.is_empty() {
+                stage_state(writer, i, path, record)
             } else {
                 let mut record = record.clone();
                 record.steps.retain(|id, _| !failed.contains(&id.as_str()));
-                record.to_json()
+                stage_state(writer, i, path, &record)
             };
-            results[i] = stage_state(writer, i, path, &json);
         }
     }
     // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.
@@ -580,7 +578,10 @@ fn build_report(
     results: &[std::io::Result<()>],
     not_pinned: Option<usize>,
 ) -> ApplyReport {
-    let mut report = ApplyReport::default();
+    // Sized once: pushed one by one, 2,047 steps would get room for 4,096.
+    let mut report = ApplyReport {
+        steps: Vec::with_capacity(results.len()),
+    };
     for (i, r) in results.iter().enumerate() {
         let (id, why, change) = match plan.steps.get(i) {
             Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
@@ -928,7 +929,7 @@ pub(crate) fn stage_state(
     w: &mut fs::Writer,
     tag: usize,
     path: &str,
-    content: &[u8],
+    content: &(impl crate::model::bytes::WriteOut + ?Sized),
 ) -> std::io::Result<()> {
     ensure_state_parents(w, path)?;
     w.stage(tag, path, content, state_file_meta(), parents_for(path))
