@@ -131,24 +131,44 @@ pub struct Record {
     pub steps: BTreeMap<String, String>,
 }
 
-impl Record {
-    /// The record as `serde_json::to_vec_pretty` writes it, and a newline (byte for byte: a
-    /// unit test holds the two together), written directly: a run writes it each time.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut j = PrettyJson::with_capacity(256 + self.steps.len() * 112);
+/// A document primer writes as `serde_json::to_vec_pretty` would, and a newline (byte for byte:
+/// unit tests hold the two together), by [`PrettyJson`] directly (every run writes its record
+/// and status; the generic serializer cost more than the rest of recording the run): buffered,
+/// or streamed into its staged file, never held whole (thousands of steps: hundreds of KiB).
+pub(crate) trait PrettyDoc {
+    /// The document, field by field, into `j`.
+    fn json_into(&self, j: &mut PrettyJson<'_>);
+
+    /// About how many bytes the document takes (the buffer's first size).
+    fn json_size(&self) -> usize;
+
+    /// The whole document.
+    fn to_json(&self) -> Vec<u8> {
+        let mut j = PrettyJson::with_capacity(self.json_size());
         self.json_into(&mut j);
         j.finish()
     }
 
-    /// [`to_json`](Record::to_json)'s bytes written to `out` as they are made, never held
-    /// whole (thousands of steps: a few hundred KiB).
-    pub fn write_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
+    /// [`to_json`](PrettyDoc::to_json)'s bytes written to `out` as they are made.
+    fn write_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
         let mut j = PrettyJson::streaming(out);
         self.json_into(&mut j);
         j.finish_to()
     }
+}
 
-    /// Whether [`to_json`](Record::to_json) would give exactly `bytes`, compared as it is
+impl PrettyDoc for Record {
+    fn json_into(&self, j: &mut PrettyJson<'_>) {
+        self.fields_into(j)
+    }
+
+    fn json_size(&self) -> usize {
+        256 + self.steps.len() * 112
+    }
+}
+
+impl Record {
+    /// Whether [`to_json`](PrettyDoc::to_json) would give exactly `bytes`, compared as it is
     /// made (the planner's up-to-date check, without a copy of the document).
     pub fn json_equals(&self, bytes: &[u8]) -> bool {
         let mut cmp = SameAs {
@@ -158,7 +178,7 @@ impl Record {
         self.write_json(&mut cmp).is_ok() && cmp.same && cmp.rest.is_empty()
     }
 
-    fn json_into(&self, j: &mut PrettyJson<'_>) {
+    fn fields_into(&self, j: &mut PrettyJson<'_>) {
         j.open(b'{');
         j.key("instance_id");
         j.string(&self.instance_id);

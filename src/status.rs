@@ -17,7 +17,7 @@ use crate::facts::Meta;
 use crate::media::{DriveFiles, Limits};
 use crate::model::Instance;
 use crate::paths::{resolve_in_root, Found, Resolver};
-use crate::state::{self, PrettyJson, Record};
+use crate::state::{self, PrettyDoc, PrettyJson, Record};
 use crate::{Error, Exit};
 
 /// Version of the `status.json` layout; bumped when a field changes meaning.
@@ -213,30 +213,7 @@ impl Status {
                 .is_some_and(|l| l.instance.id == id)
     }
 
-    /// The status as `serde_json::to_vec_pretty` writes it, and a newline (byte for byte: a
-    /// unit test holds the two together), written directly: every run writes it, and the
-    /// generic serializer cost more than the rest of recording the run.
-    pub fn to_json(&self) -> Vec<u8> {
-        let text: usize = self
-            .steps
-            .iter()
-            .map(|s| s.id.len() + s.detail.len() + 160)
-            .chain(self.warnings.iter().map(|w| w.len() + 8))
-            .sum();
-        let mut j = PrettyJson::with_capacity(text + 1024);
-        self.json_into(&mut j);
-        j.finish()
-    }
-
-    /// [`to_json`](Status::to_json)'s bytes written to `out` as they are made, never held
-    /// whole (2,000 steps: half a MiB).
-    pub fn write_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
-        let mut j = PrettyJson::streaming(out);
-        self.json_into(&mut j);
-        j.finish_to()
-    }
-
-    fn json_into(&self, j: &mut PrettyJson<'_>) {
+    fn fields_into(&self, j: &mut PrettyJson<'_>) {
         j.open(b'{');
         j.key("schema");
         j.number(u64::from(self.schema));
@@ -338,6 +315,22 @@ impl Status {
             j.string(e);
         }
         j.close(b'}');
+    }
+}
+
+impl PrettyDoc for Status {
+    fn json_into(&self, j: &mut PrettyJson<'_>) {
+        self.fields_into(j)
+    }
+
+    fn json_size(&self) -> usize {
+        let text: usize = self
+            .steps
+            .iter()
+            .map(|s| s.id.len() + s.detail.len() + 160)
+            .chain(self.warnings.iter().map(|w| w.len() + 8))
+            .sum();
+        text + 1024
     }
 }
 

@@ -37,32 +37,17 @@ fn lines(first: &str, len: usize, indent: &str) -> Vec<u8> {
     s
 }
 
-/// A first run from the loop device of an ISO holding `ud` under GNU time: the root and the
-/// peak RSS (KiB). It succeeds.
-fn first_run(dir: &std::path::Path, name: &str, ud: &[u8]) -> (tempfile::TempDir, u64, String) {
-    let sub = dir.join(name);
-    fs::create_dir(&sub).unwrap();
-    let iso = config2_iso(&sub, ud);
-    let dev = Loop::attach(&iso);
-    let root = scratch_root();
-    // `root:root`, the owner `write_files` gives by default, is a group of the target too.
-    fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
-    let (o, rss) = run_measured(&dev.dev, root.path(), dir);
-    assert!(o.status.success(), "{}", text(&o));
-    (root, rss, text(&o))
-}
-
 #[test]
 fn a_gzipped_32_mib_script_on_a_loop_device_is_streamed_with_bounded_memory() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let (_, base, _) = first_run(dir.path(), "small", &gz(b"#!/bin/sh\ntrue\n"));
+    let (_, base, _) = iso_first_run(dir.path(), "small", &gz(b"#!/bin/sh\ntrue\n"));
 
     let mut script = lines("#!/bin/sh\n", 32 << 20, "");
     script.extend_from_slice(b"true\n");
     let ud = gz(&script);
     assert!(ud.len() > 2 << 20, "the gzip'd file stays on the device");
-    let (root, rss, _) = first_run(dir.path(), "big", &ud);
+    let (root, rss, _) = iso_first_run(dir.path(), "big", &ud);
     let inst = root.path().join("var/lib/primer/instance").join(ID);
     assert!(fs::read(inst.join("scripts/20-user-part-001")).unwrap() == script);
     assert!(fs::read(inst.join("drive/openstack/latest/user_data")).unwrap() == ud);
@@ -77,7 +62,7 @@ fn a_gzipped_32_mib_script_on_a_loop_device_is_streamed_with_bounded_memory() {
 fn a_gzipped_cloud_config_with_a_32_mib_write_files_block_is_carved_with_bounded_memory() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let (_, base, _) = first_run(
+    let (_, base, _) = iso_first_run(
         dir.path(),
         "small",
         &gz(b"#cloud-config\nwrite_files:\n  - path: /srv/big\n    content: |\n      x\n"),
@@ -95,7 +80,7 @@ fn a_gzipped_cloud_config_with_a_32_mib_write_files_block_is_carved_with_bounded
         .collect();
     let ud = gz(&doc);
     drop(doc);
-    let (root, rss, _) = first_run(dir.path(), "big", &ud);
+    let (root, rss, _) = iso_first_run(dir.path(), "big", &ud);
     assert!(fs::read(root.path().join("srv/big")).unwrap() == want);
     assert!(
         rss < base + 4096,
@@ -107,13 +92,13 @@ fn a_gzipped_cloud_config_with_a_32_mib_write_files_block_is_carved_with_bounded
 fn a_gzip_bomb_is_the_same_warning_and_never_held() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let (_, base, _) = first_run(dir.path(), "small", &gz(b"#!/bin/sh\ntrue\n"));
+    let (_, base, _) = iso_first_run(dir.path(), "small", &gz(b"#!/bin/sh\ntrue\n"));
     // One byte over the 64 MiB cap, in about 64 KiB.
     let mut bomb = b"#!/bin/sh\n".to_vec();
     bomb.resize((64 << 20) + 1, b'#');
     let ud = gz(&bomb);
     drop(bomb);
-    let (root, rss, out) = first_run(dir.path(), "bomb", &ud);
+    let (root, rss, out) = iso_first_run(dir.path(), "bomb", &ud);
     assert!(
         out.contains("gzip: decompresses to more than 67108864 bytes (limit); ignored as a possible gzip bomb"),
         "{out}"
@@ -208,7 +193,7 @@ fn a_gzipped_mime_message_is_split_and_carved_with_bounded_memory() {
             .collect()
     };
     let small_block = b"      x\n";
-    let (_, base, _) = first_run(
+    let (_, base, _) = iso_first_run(
         dir.path(),
         "small",
         &gz(&message(small_block, b"#!/bin/sh\ntrue\n")),
@@ -219,7 +204,7 @@ fn a_gzipped_mime_message_is_split_and_carved_with_bounded_memory() {
     script.extend_from_slice(b"true\n");
     let ud = gz(&message(&block, &script));
     assert!(ud.len() > 2 << 20, "the gzip'd file stays on the device");
-    let (root, rss, _) = first_run(dir.path(), "big", &ud);
+    let (root, rss, _) = iso_first_run(dir.path(), "big", &ud);
     assert!(fs::read(root.path().join("srv/big")).unwrap() == unindent(&block));
     let inst = root.path().join("var/lib/primer/instance").join(ID);
     assert!(fs::read(inst.join("scripts/20-user-part-002")).unwrap() == script);

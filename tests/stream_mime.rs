@@ -192,14 +192,7 @@ fn config_part_message(file: &[u8], encoding: &str) -> Vec<u8> {
 /// A first run from the loop device of an ISO holding `ud`: it succeeds and writes `file` to
 /// `/srv/big` byte for byte, and the marker; the peak RSS (KiB).
 fn config_part_run(dir: &std::path::Path, name: &str, ud: &[u8], file: &[u8]) -> u64 {
-    let sub = dir.join(name);
-    fs::create_dir(&sub).unwrap();
-    let iso = config2_iso(&sub, ud);
-    let dev = Loop::attach(&iso);
-    let root = scratch_root();
-    fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
-    let (o, rss) = run_measured(&dev.dev, root.path(), dir);
-    assert!(o.status.success(), "{name}: {}", text(&o));
+    let (root, rss, _) = iso_first_run(dir, name, ud);
     assert!(
         fs::read(root.path().join("srv/big")).unwrap() == file,
         "{name}: /srv/big differs from the block"
@@ -209,8 +202,7 @@ fn config_part_run(dir: &std::path::Path, name: &str, ud: &[u8], file: &[u8]) ->
         "from the cloud-config part\n",
         "{name}"
     );
-    drop(dev);
-    fs::remove_dir_all(&sub).unwrap();
+    fs::remove_dir_all(dir.join(name)).unwrap();
     rss
 }
 

@@ -1246,7 +1246,8 @@ mod tests {
             ..Default::default()
         };
         fs::create_dir_all(t.path().join("st")).unwrap();
-        fs::write(t.path().join("st/applied.json"), record.to_json()).unwrap();
+        let json = crate::state::PrettyDoc::to_json(&record);
+        fs::write(t.path().join("st/applied.json"), json).unwrap();
         // "vouched" does not hold the text (edited since): the record is believed, unread.
         for name in ["vouched", "other", "old"] {
             fs::write(t.path().join(name), b"something else\n").unwrap();

@@ -26,7 +26,7 @@ use crate::model::grammar::{self, Esc};
 use crate::model::userdata::{CcUser, ManageEtcHosts, UserData};
 use crate::model::{Instance, Report};
 use crate::plan::users::UserDataMode;
-use crate::state::{self, Record};
+use crate::state::{self, PrettyDoc, Record};
 
 /// Choices that are the operator's, not the drive's.
 #[derive(Debug, Clone, PartialEq, Eq)]

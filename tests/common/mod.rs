@@ -462,3 +462,23 @@ pub fn apply_locked(plan: &primer::plan::Plan, root: &Path) -> primer::apply::Ap
         &lock,
     )
 }
+
+/// A first run from the loop device of a config-2 ISO holding `ud` (made in `dir/name`), under
+/// GNU time, into a scratch root with a `root` group: the root, the peak RSS (KiB) and the
+/// output's text. It succeeds.
+pub fn iso_first_run(
+    dir: &std::path::Path,
+    name: &str,
+    ud: &[u8],
+) -> (tempfile::TempDir, u64, String) {
+    let sub = dir.join(name);
+    fs::create_dir(&sub).unwrap();
+    let iso = config2_iso(&sub, ud);
+    let dev = Loop::attach(&iso);
+    let root = scratch_root();
+    // `root:root`, the owner `write_files` gives by default, is a group of the target too.
+    fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
+    let (o, rss) = run_measured(&dev.dev, root.path(), dir);
+    assert!(o.status.success(), "{}", text(&o));
+    (root, rss, text(&o))
+}
