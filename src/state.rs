@@ -167,6 +167,22 @@ impl PrettyDoc for Record {
     }
 }
 
+/// The record input of a `write_files` `append` step: its text's SHA-256, `:`, the SHA-256 of
+/// the rest of the entry (`rest`: mode, owner). The text's half stands alone so that the facts
+/// can see, before the plan resolves the entry's owner, that the record vouches for the text
+/// ([`append_input_names`]) and need not search a grown file for it.
+pub fn append_input(text: &[u8; 32], rest: &[u8]) -> String {
+    format!("{}:{}", hex_lower(text), sha256_hex(rest))
+}
+
+/// Whether the record `input` of an `append` step names the text whose SHA-256 is `text`
+/// (an [`append_input`]; a record from before the form holds one joined digest: no).
+pub fn append_input_names(input: &str, text: &[u8; 32]) -> bool {
+    input
+        .split_once(':')
+        .is_some_and(|(t, _)| t.len() == 64 && t == hex_lower(text))
+}
+
 impl Record {
     /// Whether [`to_json`](PrettyDoc::to_json) would give exactly `bytes`, compared as it is
     /// made (the planner's up-to-date check, without a copy of the document).

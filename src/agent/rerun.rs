@@ -346,7 +346,7 @@ pub fn save(
     // input must be older than the run (`racy`, which also covers the coarse clock: a file
     // changed within a tick of the snapshot could change again in that tick and read alike).
     // Such an input is not vouched for: no cache this time (the next run records one).
-    let found = &inputs.found;
+    let (found, looked) = (&inputs.found, &inputs.paths);
     let mut inputs = Vec::with_capacity(all.len());
     let mut obs = Observer::new(res);
     for (p, how) in all {
@@ -361,7 +361,11 @@ pub fn save(
         // The mirror: missing when the facts looked (the resolver remembers each lookup;
         // `Observer` asks the filesystem afresh), there now — a directory's times are not
         // compared, so `racy` cannot tell: the plan was made without it.
-        if seen.is_some() && matches!(res.resolve_found(p), Ok((_, Found::Missing))) {
+        // Only paths the facts looked up: their answer is in the memo (no lookup again).
+        if seen.is_some()
+            && looked.contains(p)
+            && matches!(res.resolve_found(p), Ok((_, Found::Missing)))
+        {
             tracing::debug!(
                 "re-run fast path not recorded: /{} was created since the run looked for it",
                 crate::model::grammar::Esc(p)

@@ -246,23 +246,9 @@ pub struct WantedAppend {
     /// The text the entry appends.
     pub text: crate::model::Bytes,
     /// The entry's step id in the record: a record whose input for it names this text
-    /// (`append_input`) vouches that it was appended for this instance, and the file is not
+    /// (`state::append_input`) vouches that it was appended for this instance, and the file is not
     /// searched (a re-run after the file grew would otherwise scan it per entry).
     pub step: String,
-}
-
-/// Whether the record `input` of an `append` step names the text whose SHA-256 is `text`:
-/// the input is the text's digest in lower-case hex, `:`, then the digest of the rest of the
-/// entry (`plan::userdata::append_input`), so that the facts can see that the record vouches
-/// for the text before the plan resolves the entry's owner.
-pub fn append_input_names(input: &str, text: &[u8; 32]) -> bool {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let b = input.as_bytes();
-    b.len() > 64
-        && b[64] == b':'
-        && text.iter().enumerate().all(|(i, x)| {
-            b[2 * i] == DIGITS[usize::from(x >> 4)] && b[2 * i + 1] == DIGITS[usize::from(x & 0xf)]
-        })
 }
 
 /// primer's own files for one instance, relative to the root.

@@ -187,13 +187,14 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     // added by hand) would otherwise be scanned once per entry.
     let mut by_path: BTreeMap<&str, Vec<&crate::model::Bytes>> = BTreeMap::new();
     for a in &wanted.appends {
+        let sha = a.text.sha256();
         let vouched = facts.record.as_ref().is_some_and(|r| {
             r.steps
                 .get(&a.step)
-                .is_some_and(|i| super::append_input_names(i, &a.text.sha256()))
+                .is_some_and(|i| state::append_input_names(i, &sha))
         });
         if vouched {
-            facts.appended.insert((a.path.clone(), a.text.sha256()));
+            facts.appended.insert((a.path.clone(), sha));
         } else {
             by_path.entry(a.path.as_str()).or_default().push(&a.text);
         }
@@ -1268,8 +1269,8 @@ mod tests {
         assert!(facts.appended.contains(&("vouched".to_string(), sha)));
         assert!(!facts.appended.contains(&("other".to_string(), sha)));
         assert!(!facts.appended.contains(&("old".to_string(), sha)));
-        assert!(crate::facts::append_input_names(&names, &sha));
-        assert!(!crate::facts::append_input_names(&hex(&sha), &sha));
-        assert!(!crate::facts::append_input_names("", &sha));
+        assert!(state::append_input_names(&names, &sha));
+        assert!(!state::append_input_names(&hex(&sha), &sha));
+        assert!(!state::append_input_names("", &sha));
     }
 }

@@ -74,19 +74,6 @@ pub(super) fn write_file_step_id(n: usize, rel: &str) -> String {
     format!("write-file:{n}:{rel}")
 }
 
-/// The record input of an `append` entry: its text's SHA-256, `:`, the digest of the rest
-/// (`tail`: mode, owner). The text's part stands alone so that the facts see the record vouch
-/// for a text (`facts::append_input_names`) and do not search a grown file for it.
-fn append_input(text: &crate::model::Bytes, tail: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let rest: [u8; 32] = Sha256::digest(tail).into();
-    format!(
-        "{}:{}",
-        super::inject::hex_lower(&text.sha256()),
-        super::inject::hex_lower(&rest)
-    )
-}
-
 /// `write_files` `append` entries per run: the later ones are refused with a warning naming
 /// each (the facts search no more either). Each costs the facts a digest (a scan when its
 /// text is not at its file's end) and the writer a streamed text.
@@ -226,7 +213,7 @@ impl Planner<'_> {
             // The digest of content then mode/owner/append, hashed in place (no joined copy).
             let tail = format!("{meta:?}{}", w.append);
             if w.append {
-                let input = append_input(&w.content, tail.as_bytes());
+                let input = state::append_input(&w.content.sha256(), tail.as_bytes());
                 // A record written before the text's digest stood alone in the input holds
                 // the joined digest (`write_file_input`): it vouches as well (an upgrade must
                 // not append again a text the user removed), and the record takes the new form.
@@ -946,12 +933,12 @@ mod tests {
     #[test]
     fn an_append_input_names_its_text_for_the_facts() {
         let text = Bytes::from(b"appended\n".to_vec());
-        let input = append_input(&text, b"mode");
-        assert!(crate::facts::append_input_names(&input, &text.sha256()));
+        let input = state::append_input(&text.sha256(), b"mode");
+        assert!(state::append_input_names(&input, &text.sha256()));
         let other = Bytes::from(b"other\n".to_vec());
-        assert!(!crate::facts::append_input_names(&input, &other.sha256()));
+        assert!(!state::append_input_names(&input, &other.sha256()));
         // The rest (mode, owner) changes the input, not what it names.
-        assert_ne!(input, append_input(&text, b"other mode"));
+        assert_ne!(input, state::append_input(&text.sha256(), b"other mode"));
     }
 
     #[test]
