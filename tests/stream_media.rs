@@ -281,3 +281,44 @@ fn a_packed_drive_without_a_writable_temporary_directory_is_read_in_memory() {
     );
     assert!(!missing.exists());
 }
+
+#[test]
+fn a_packed_bomb_unpacked_into_memory_is_refused_by_the_same_cap() {
+    // The memory fallback (no writable temporary directory) keeps the unpacked cap: 200 MiB
+    // of zeros gzip'd is refused naming the file, and the process's own memory (the memfd's
+    // pages are the kernel's, not in its RSS) stays below the cap.
+    let dir = tempfile::tempdir().unwrap();
+    let zeros = vec![0u8; 200 << 20];
+    let bomb = gzip(&zeros);
+    drop(zeros);
+    let p = dir.path().join("bomb.gz");
+    fs::write(&p, bomb).unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let report = dir.path().join("time.txt");
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_primer"))
+        .args(["show", "--source"])
+        .arg(&p)
+        .env("TMPDIR", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&p.display().to_string()) && err.contains("total bytes limit"),
+        "{err}"
+    );
+    // GNU time's last line (a failed command's status line comes first).
+    let rss: u64 = fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The cap (128 MiB) in memory at most, plus the process.
+    assert!(rss < 150 << 10, "peak RSS {rss} KiB");
+}
