@@ -616,8 +616,9 @@ fn network_scenario(variant: &str) {
 fn check_network(r: &Report, variant: &str, first: bool) {
     let ctx = || {
         format!(
-            "[{variant}] files: {}\nprimer journal:\n{}\nbackend log:\n{}\naddr: {}\nroute: {}\n{}",
+            "[{variant}] files: {}\nNetworkManager devices after the wait: {}\nprimer journal:\n{}\nbackend log:\n{}\naddr: {}\nroute: {}\n{}",
             r.get("net_files"),
+            r.get("nm_devices"),
             r.journal(),
             r.all("netlog").join("\n"),
             r.get("ip_addr"),
