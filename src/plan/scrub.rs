@@ -75,7 +75,20 @@ fn is_user_or_vendor_data(name: &str) -> bool {
 /// Whether `hay` mentions a password key, in any case (`password`, `passwd`, `chpasswd`,
 /// `hashed_passwd`, `plain_text_passwd` all contain `passw`).
 fn mentions_password(hay: &[u8]) -> bool {
-    hay.windows(5).any(|w| w.eq_ignore_ascii_case(b"passw"))
+    // Only where a `p` or `P` is (found a vector at a time) is the rest compared: a window
+    // compared at every byte cost ~35 instructions per byte of vendor-data (callgrind).
+    let mut at = 0;
+    while let Some(i) = hay.get(at..).and_then(|h| memchr::memchr2(b'p', b'P', h)) {
+        let start = at + i;
+        if hay
+            .get(start..start + 5)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"passw"))
+        {
+            return true;
+        }
+        at = start + 1;
+    }
+    false
 }
 
 /// A password as it appears inside a JSON string (escaped), when that differs.
@@ -654,6 +667,36 @@ mod tests {
         data[STREAM_CHUNK - 2..STREAM_CHUNK + 3].copy_from_slice(b"PaSsW");
         let chunks: Vec<&[u8]> = data.chunks(STREAM_CHUNK).collect();
         assert!(chunked_find(&chunks, &mentions_password, 4));
+    }
+
+    /// The search for `passw` finds exactly what a window at every byte finds: any case,
+    /// at the start, at the end, after a lone `p`, overlapping candidates.
+    #[test]
+    fn mentions_password_is_the_window_search() {
+        let window = |h: &[u8]| h.windows(5).any(|w| w.eq_ignore_ascii_case(b"passw"));
+        for h in [
+            &b""[..],
+            b"p",
+            b"pass",
+            b"passw",
+            b"PASSW",
+            b"xpAsSwd",
+            b"ppassw",
+            b"pPpassW",
+            b"p a s s w",
+            b"password: x",
+            b"the end: pass",
+            b"x passw",
+            b"\xffPaSsWoRd",
+            b"upasswpasxw",
+        ] {
+            assert_eq!(
+                mentions_password(h),
+                window(h),
+                "{}",
+                String::from_utf8_lossy(h)
+            );
+        }
     }
 
     #[test]

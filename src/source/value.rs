@@ -124,12 +124,17 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let depth = self.enter()?;
         let mut out = Map::new();
         while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
-                // serde_json keeps the last silently; a drive that says two things is suspect.
-                return Err(de::Error::custom(format!("duplicate key {k:?}")));
+            // One search of the map per key: its place is kept while the value is read.
+            match out.entry(k) {
+                serde_json::map::Entry::Occupied(o) => {
+                    // serde_json keeps the last silently; a drive that says two things is
+                    // suspect. Refused at the key, before its value is read.
+                    return Err(de::Error::custom(format!("duplicate key {:?}", o.key())));
+                }
+                serde_json::map::Entry::Vacant(e) => {
+                    e.insert(map.next_value_seed(ValueSeed { depth })?);
+                }
             }
-            let v = map.next_value_seed(ValueSeed { depth })?;
-            out.insert(k, v);
         }
         Ok(Value::Object(out))
     }
