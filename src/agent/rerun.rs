@@ -629,6 +629,7 @@ fn observe(res: &Resolver, path: &str, how: How) -> Option<[i64; 10]> {
 /// `path`'s directory and last component (`""` and `path` when it has no `/`): as
 /// `rsplit_once('/')`, by a byte search (the generic pattern search costs more than the lookup
 /// it prepares on the fast path).
+#[cfg(unix)]
 fn split_last(path: &str) -> (&str, &str) {
     match path.as_bytes().iter().rposition(|&c| c == b'/') {
         // An ASCII byte's position: a character boundary on both sides.
