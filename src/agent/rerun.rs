@@ -9,9 +9,9 @@
 //! missing, unreadable, oversized or mismatching cache, an input that changed after the run
 //! that recorded it began, a NIC the drive names not yet named by udev) means the full path.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Loaded, PlanRequest};
@@ -36,58 +36,218 @@ const MAX_INPUTS: usize = 100_000;
 /// coarsest kernel clock, HZ=100).
 const RACY_NS: i128 = 20_000_000;
 /// Bumped whenever the cache's meaning changes.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// How a path is compared: its metadata (a file: content and metadata; a directory primer only
 /// makes or reads the mode of: identity, mode and owner), a listed directory (its entries too:
 /// every metadata field), or a link read as a link (`lstat`, never followed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum How {
     Path,
     Listed,
     Link,
 }
 
+impl How {
+    /// Its letter in the cache's input lines.
+    fn letter(self) -> char {
+        match self {
+            How::Path => 'p',
+            How::Listed => 'd',
+            How::Link => 'l',
+        }
+    }
+}
+
 /// One input path and what `statx` gave right after the run: `None` when it was missing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Input {
-    path: String,
+/// Borrows the path from the run's facts and plan: a cache of thousands of inputs is written
+/// without a copy of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Input<'a> {
+    path: &'a str,
     how: How,
     seen: Option<[i64; 10]>,
 }
 
-/// A warning of the plan, kept as its three strings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CachedWarning {
-    file: String,
-    field: String,
-    message: String,
+/// One input as the cache holds it: one string, `HOW SEEN PATH`, where HOW is a letter
+/// ([`How::letter`]) and SEEN the ten numbers of `seen` or `-` (missing), separated by single
+/// spaces; the path last (it may hold spaces). One string per input instead of an object of
+/// three members and an array of ten numbers: the fast path's parse of the cache is a few
+/// hundred JSON tokens, not thousands (issue 15).
+fn input_line(i: &Input<'_>, line: &mut String) {
+    use std::fmt::Write;
+    line.clear();
+    line.push(i.how.letter());
+    match &i.seen {
+        None => line.push_str(" -"),
+        Some(v) => {
+            for x in v {
+                // Writing into a String cannot fail.
+                let _ = write!(line, " {x}");
+            }
+        }
+    }
+    line.push(' ');
+    line.push_str(i.path);
 }
 
-/// A step of the report (only unchanged and skipped steps: a run that changed or failed
-/// anything is never cached).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CachedStep {
-    id: String,
-    skipped: bool,
-    detail: String,
+/// [`input_line`] read back; `None` when it is not one (a damaged cache: the full path).
+/// Scanned by bytes (every separator is an ASCII space, so the path starts on a character
+/// boundary): the fast path reads one line per input.
+fn parse_input_line(line: &str) -> Option<Input<'_>> {
+    let b = line.as_bytes();
+    let how = match b.get(..2)? {
+        b"p " => How::Path,
+        b"d " => How::Listed,
+        b"l " => How::Link,
+        _ => return None,
+    };
+    if b.get(2..4) == Some(b"- ") {
+        return Some(Input {
+            path: line.get(4..)?,
+            how,
+            seen: None,
+        });
+    }
+    let mut at = 2;
+    let mut v = [0i64; 10];
+    for x in &mut v {
+        let neg = b.get(at) == Some(&b'-');
+        at += usize::from(neg);
+        let start = at;
+        let mut n: i64 = 0;
+        while let Some(d) = b.get(at).filter(|c| c.is_ascii_digit()) {
+            let d = i64::from(d - b'0');
+            // Built on the number's own side of zero: i64::MIN reads back too.
+            n = n.checked_mul(10).and_then(|n| {
+                if neg {
+                    n.checked_sub(d)
+                } else {
+                    n.checked_add(d)
+                }
+            })?;
+            at += 1;
+        }
+        if at == start || b.get(at) != Some(&b' ') {
+            return None;
+        }
+        at += 1;
+        *x = n;
+    }
+    Some(Input {
+        path: line.get(at..)?,
+        how,
+        seen: Some(v),
+    })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Cache {
+/// The cache as it is read: strings borrowed from the file's bytes where they need no
+/// unescaping. Steps and warnings are arrays of strings (`[id, "skipped" or "unchanged",
+/// detail]`, `[file, field, message]`), not objects: fewer tokens to parse.
+#[derive(Debug, serde::Deserialize)]
+struct Cache<'a> {
     format: u32,
-    key: String,
-    inputs: Vec<Input>,
-    /// What the facts read from the kernel (host name, NICs), compared by value.
-    volatile: Volatile,
-    /// The paths the plan acts on: the run's sweep of temporary files looks beside them.
-    sweep: Vec<String>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
     instance_id: String,
     drive_sha256: Option<String>,
-    warnings: Vec<CachedWarning>,
-    steps: Vec<CachedStep>,
+    /// What the facts read from the kernel (host name, NICs), compared by value: the JSON of
+    /// [`Volatile`], as a string.
+    #[serde(borrow)]
+    volatile: Cow<'a, str>,
+    #[serde(borrow)]
+    inputs: Vec<Cow<'a, str>>,
+    /// The paths the plan acts on: the run's sweep of temporary files looks beside them.
+    sweep: Vec<String>,
+    warnings: Vec<(String, String, String)>,
+    steps: Vec<(String, Cow<'a, str>, String)>,
 }
+
+/// The cache as a run records it (the same document as [`Cache`] reads), written streamed
+/// through `state`'s JSON writer: never held whole in memory (2,000 `write_files` entries make
+/// a cache of ~0.5 MB).
+struct CacheDoc<'a> {
+    key: &'a str,
+    inputs: &'a [Input<'a>],
+    volatile: String,
+    sweep: &'a [String],
+    plan: &'a Plan,
+    report: &'a ApplyReport,
+}
+
+impl crate::model::bytes::WriteOut for CacheDoc<'_> {
+    fn write_out(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut j = crate::state::PrettyJson::streaming(out);
+        j.open(b'{');
+        j.key("format");
+        j.number(u64::from(FORMAT));
+        j.key("key");
+        j.string(self.key);
+        j.key("instance_id");
+        j.string(&self.plan.instance_id);
+        j.key("drive_sha256");
+        j.opt_string(self.plan.drive_sha256.as_deref());
+        j.key("volatile");
+        j.string(&self.volatile);
+        j.key("inputs");
+        j.open(b'[');
+        let mut line = String::new();
+        for i in self.inputs {
+            input_line(i, &mut line);
+            j.item();
+            j.string(&line);
+            j.spill();
+        }
+        j.close(b']');
+        j.key("sweep");
+        j.open(b'[');
+        for p in self.sweep {
+            j.item();
+            j.string(p);
+            j.spill();
+        }
+        j.close(b']');
+        j.key("warnings");
+        j.open(b'[');
+        for w in &self.plan.warnings.warnings {
+            j.item();
+            j.open(b'[');
+            for s in [&w.file, &w.field, &w.message] {
+                j.item();
+                j.string(s);
+            }
+            j.close(b']');
+            j.spill();
+        }
+        j.close(b']');
+        j.key("steps");
+        j.open(b'[');
+        for s in &self.report.steps {
+            j.item();
+            j.open(b'[');
+            j.item();
+            j.string(&s.id);
+            j.item();
+            j.string(if s.outcome == Outcome::Skipped {
+                SKIPPED
+            } else {
+                UNCHANGED
+            });
+            j.item();
+            j.string(&s.detail);
+            j.close(b']');
+            j.spill();
+        }
+        j.close(b']');
+        j.close(b'}');
+        j.finish_to()
+    }
+}
+
+/// A cached step's outcome (only unchanged and skipped steps: a run that changed or failed
+/// anything is never cached).
+const SKIPPED: &str = "skipped";
+const UNCHANGED: &str = "unchanged";
 
 /// What a run that takes the fast path reports: the plan's warnings and drive hash (no steps:
 /// nothing is planned), the report, and the paths its sweep looks beside.
@@ -179,10 +339,17 @@ fn racy(v: &[i64; 10], since: SystemTime) -> bool {
 /// a live run's wait requires), and every input path reads as it did; `None` (logged at debug
 /// level, with the first difference) otherwise.
 pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
-    let cache = match read_cache(lookups) {
-        Ok(c) => c,
+    let bytes = match read_cache(lookups) {
+        Ok(b) => b,
         Err(why) => {
             tracing::debug!("re-run fast path not taken: {why}");
+            return None;
+        }
+    };
+    let cache = match parse_cache(&bytes) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::debug!("re-run fast path not taken: /{}: {why}", cache_path());
             return None;
         }
     };
@@ -193,44 +360,62 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
         );
         return None;
     }
-    let (now, settled) = crate::facts::read_volatile(lookups, live, &cache.volatile.macs);
+    let Ok(volatile) = serde_json::from_str::<Volatile>(&cache.volatile) else {
+        tracing::debug!(
+            "re-run fast path not taken: /{}: unreadable NICs",
+            cache_path()
+        );
+        return None;
+    };
+    let (now, settled) = crate::facts::read_volatile(lookups, live, &volatile.macs);
     if !settled {
         tracing::debug!("re-run fast path not taken: a NIC the drive names is not named yet");
         return None;
     }
-    if now != cache.volatile {
+    if now != volatile {
         tracing::debug!("re-run fast path not taken: the host name or the NICs changed");
         return None;
     }
     let mut obs = Observer::new(lookups);
-    for i in &cache.inputs {
-        if obs.observe(&i.path, i.how) != i.seen {
+    for line in &cache.inputs {
+        let Some(i) = parse_input_line(line) else {
+            tracing::debug!(
+                "re-run fast path not taken: /{}: a damaged input",
+                cache_path()
+            );
+            return None;
+        };
+        if obs.observe(i.path, i.how) != i.seen {
             tracing::debug!(
                 "re-run fast path not taken: /{} changed since the last run",
-                crate::model::grammar::Esc(&i.path)
+                crate::model::grammar::Esc(i.path)
             );
             return None;
         }
+    }
+    let mut steps = Vec::with_capacity(cache.steps.len());
+    for (id, outcome, detail) in cache.steps {
+        let outcome = match &*outcome {
+            SKIPPED => Outcome::Skipped,
+            UNCHANGED => Outcome::Unchanged,
+            _ => {
+                tracing::debug!(
+                    "re-run fast path not taken: /{}: a damaged step",
+                    cache_path()
+                );
+                return None;
+            }
+        };
+        steps.push(StepReport {
+            id,
+            outcome,
+            detail,
+        });
     }
     tracing::debug!(
         "re-run fast path: {} inputs as the last run left them; facts, planning and apply skipped",
         cache.inputs.len()
     );
-    let report = ApplyReport {
-        steps: cache
-            .steps
-            .into_iter()
-            .map(|s| StepReport {
-                id: s.id,
-                outcome: if s.skipped {
-                    Outcome::Skipped
-                } else {
-                    Outcome::Unchanged
-                },
-                detail: s.detail,
-            })
-            .collect(),
-    };
     let plan = Plan {
         instance_id: cache.instance_id,
         steps: Vec::new(),
@@ -238,10 +423,10 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
             warnings: cache
                 .warnings
                 .into_iter()
-                .map(|w| Warning {
-                    file: w.file,
-                    field: w.field,
-                    message: w.message,
+                .map(|(file, field, message)| Warning {
+                    file,
+                    field,
+                    message,
                 })
                 .collect(),
         },
@@ -249,12 +434,13 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
     };
     Some(Fast {
         plan,
-        report,
+        report: ApplyReport { steps },
         sweep: cache.sweep,
     })
 }
 
-fn read_cache(lookups: &Resolver) -> Result<Cache, String> {
+/// The cache file's bytes (bounded).
+fn read_cache(lookups: &Resolver) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let rel = cache_path();
     let (host, found) = lookups.resolve_found(&rel).map_err(|e| e.to_string())?;
@@ -273,9 +459,15 @@ fn read_cache(lookups: &Resolver) -> Result<Cache, String> {
     if v.len() as u64 > MAX_CACHE {
         return Err(format!("/{rel}: larger than {MAX_CACHE} bytes"));
     }
-    let c: Cache = serde_json::from_slice(&v).map_err(|e| format!("/{rel}: {e}"))?;
+    Ok(v)
+}
+
+/// The cache document parsed (its text checked as UTF-8 once, its strings borrowed from it).
+fn parse_cache(bytes: &[u8]) -> Result<Cache<'_>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let c: Cache = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if c.inputs.len() > MAX_INPUTS {
-        return Err(format!("/{rel}: more than {MAX_INPUTS} inputs"));
+        return Err(format!("more than {MAX_INPUTS} inputs"));
     }
     Ok(c)
 }
@@ -381,47 +573,22 @@ pub fn save(
                 return Ok(false);
             }
         }
-        inputs.push(Input {
-            path: p.to_string(),
-            how,
-            seen,
-        });
+        inputs.push(Input { path: p, how, seen });
     }
-    let cache = Cache {
-        format: FORMAT,
-        key: key.to_string(),
-        inputs,
-        volatile: v.clone(),
-        sweep,
-        instance_id: plan.instance_id.clone(),
-        drive_sha256: plan.drive_sha256.clone(),
-        warnings: plan
-            .warnings
-            .warnings
-            .iter()
-            .map(|w| CachedWarning {
-                file: w.file.clone(),
-                field: w.field.clone(),
-                message: w.message.clone(),
-            })
-            .collect(),
-        steps: report
-            .steps
-            .iter()
-            .map(|s| CachedStep {
-                id: s.id.clone(),
-                skipped: s.outcome == Outcome::Skipped,
-                detail: s.detail.clone(),
-            })
-            .collect(),
+    let doc = CacheDoc {
+        key,
+        inputs: &inputs,
+        volatile: serde_json::to_string(v).map_err(|e| e.to_string())?,
+        sweep: &sweep,
+        plan,
+        report,
     };
-    let json = serde_json::to_vec(&cache).map_err(|e| e.to_string())?;
     let mut w = crate::apply::fs::Writer::with_resolver(res.clone());
     let private = crate::plan::private_dir_meta();
     w.stage(
         0,
         &cache_path(),
-        &json,
+        &doc,
         crate::facts::Meta {
             mode: 0o600,
             ..private
@@ -459,6 +626,18 @@ fn observe(res: &Resolver, path: &str, how: How) -> Option<[i64; 10]> {
     seen(&m, how)
 }
 
+/// `path`'s directory and last component (`""` and `path` when it has no `/`): as
+/// `rsplit_once('/')`, by a byte search (the generic pattern search costs more than the lookup
+/// it prepares on the fast path).
+#[cfg(unix)]
+fn split_last(path: &str) -> (&str, &str) {
+    match path.as_bytes().iter().rposition(|&c| c == b'/') {
+        // An ASCII byte's position: a character boundary on both sides.
+        Some(at) => (&path[..at], &path[at + 1..]),
+        None => ("", path),
+    }
+}
+
 /// Most directory descriptors an [`Observer`] keeps open (the inputs are sorted, so a
 /// directory's entries come together, interleaved with a few subdirectories' at most).
 #[cfg(unix)]
@@ -491,7 +670,7 @@ impl<'a> Observer<'a> {
     #[cfg(unix)]
     fn observe(&mut self, path: &str, how: How) -> Option<[i64; 10]> {
         use nix::sys::stat::{fstatat, SFlag};
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let (dir, name) = split_last(path);
         if !crate::paths::is_clean_relative(path) || name.is_empty() {
             return observe(self.res, path, how);
         }
@@ -540,7 +719,7 @@ impl<'a> Observer<'a> {
         use nix::fcntl::{open, openat, OFlag};
         use nix::sys::stat::Mode;
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let (parent, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        let (parent, name) = split_last(dir);
         if let Some(Some(pfd)) = (!dir.is_empty())
             .then(|| self.dirs.iter().find(|(d, _)| d == parent))
             .flatten()
@@ -684,6 +863,45 @@ mod tests {
             save(&res, "k", &inputs, &plan, &report, started, false),
             Ok(false)
         );
+    }
+
+    /// An input line reads back as it was written (missing, extreme numbers, a path with
+    /// spaces); a damaged one does not read.
+    #[test]
+    fn input_lines_read_back() {
+        let mut line = String::new();
+        for i in [
+            Input {
+                path: "etc/hostname",
+                how: How::Path,
+                seen: Some([1793, 32777, 24, -5, 0, i64::MAX, i64::MIN, 33188, 0, 0]),
+            },
+            Input {
+                path: "etc/my dir/a b ",
+                how: How::Listed,
+                seen: None,
+            },
+            Input {
+                path: "etc/resolv.conf",
+                how: How::Link,
+                seen: Some([0; 10]),
+            },
+        ] {
+            input_line(&i, &mut line);
+            assert_eq!(parse_input_line(&line), Some(i));
+        }
+        for bad in [
+            "",
+            "p",
+            "x - a",
+            "p 1 2 3 a",
+            "p 1 2 3 4 5 6 7 8 9 10",
+            "p 1 2 3 4 5 6 7 8 9 99999999999999999999 a",
+            "p 1 2 3 4 5 6 7 8 9 -x a",
+            "p 1  2 3 4 5 6 7 8 9 10 a",
+        ] {
+            assert_eq!(parse_input_line(bad), None, "{bad:?}");
+        }
     }
 
     fn at(secs: i64, nanos: i64) -> [i64; 10] {

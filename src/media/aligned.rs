@@ -15,6 +15,11 @@ const MAX_SECTOR: u64 = 64 * 1024;
 /// reads by the filesystem readers are served from this window. [`AlignedReader::with_window`]
 /// takes a smaller one (the probe's: only a device's head decides).
 pub const CHUNK: usize = 256 * 1024;
+/// A [`CHUNK`] reader's first window: a config drive's metadata and small files lie within its
+/// first 128 KiB (a config-2 ISO's directories and JSON files end near 80 KiB), so a re-run
+/// reads and zeroes half as much; each window read right after the last doubles it, up to
+/// [`CHUNK`], so a drive of large files is read in [`CHUNK`]s as before.
+const FIRST_WINDOW: usize = 128 * 1024;
 
 /// What a raw device needs from a reader: reads at `offset` into `buf`, where offset, length
 /// and buffer address are multiples of the sector size. May return fewer bytes (end of medium).
@@ -52,8 +57,10 @@ pub struct AlignedReader<D> {
     /// Backing store, `window + sector` bytes: the window starts at `off`, aligned to `sector`.
     buf: Vec<u8>,
     off: usize,
-    /// Bytes read from the device at once: a multiple of `sector`, at most [`CHUNK`].
+    /// Bytes read from the device at once: a multiple of `sector`, at most [`CHUNK`]; grows
+    /// (doubling) up to `max_window` while reads go on where the last window ended.
     window: usize,
+    max_window: usize,
     /// Device offset of the window and how many bytes of it are valid.
     win_start: u64,
     win_len: usize,
@@ -85,7 +92,12 @@ impl<D: SectorDevice> AlignedReader<D> {
         };
         // `sector` <= 64 KiB: fits usize; the window plus slack to align its start.
         let s = sector as usize;
-        let window = window.clamp(1, CHUNK.max(s)).next_multiple_of(s);
+        let max_window = window.clamp(1, CHUNK.max(s)).next_multiple_of(s);
+        let window = if buf.is_empty() {
+            max_window.min(FIRST_WINDOW.next_multiple_of(s))
+        } else {
+            max_window
+        };
         if buf.is_empty() {
             // Zeroed by the allocator (`calloc`: a buffer this size is fresh pages from `mmap`,
             // already zero), not by a `memset` over 256 KiB that faults every page in before
@@ -103,6 +115,7 @@ impl<D: SectorDevice> AlignedReader<D> {
             buf,
             off,
             window,
+            max_window,
             win_start: 0,
             win_len: 0,
         }
@@ -137,6 +150,19 @@ impl<D: SectorDevice> AlignedReader<D> {
     /// at most `window` bytes, and not past the last sector the device has.
     fn fill(&mut self, pos: u64) -> io::Result<()> {
         let start = pos - pos % self.sector;
+        if self.window < self.max_window
+            && self.win_len > 0
+            && start == self.win_start.saturating_add(self.win_len as u64)
+        {
+            // A read going on where the last window ended: a larger file; read more at once.
+            self.window = (self.window * 2).min(self.max_window);
+            // `sector` <= 64 KiB: fits usize.
+            let s = self.sector as usize;
+            if self.buf.len() < self.window + s {
+                self.buf.resize(self.window + s, 0);
+                self.off = self.buf.as_ptr().align_offset(s).min(s);
+            }
+        }
         let window = self.window as u64;
         let left = self.len - start;
         let want = window.min(left.div_ceil(self.sector).saturating_mul(self.sector));
@@ -286,6 +312,28 @@ pub(crate) mod tests {
         assert!(r.seek(SeekFrom::Current(i64::MIN)).is_err());
     }
 
+    /// A whole-drive reader starts with [`FIRST_WINDOW`] and doubles it while the reads go
+    /// on where the last window ended, up to [`CHUNK`]; a read elsewhere keeps the window.
+    #[test]
+    fn the_window_grows_while_reads_go_on() {
+        let n = CHUNK * 6 + 4096 * 3;
+        let want = pattern(n);
+        let mut r = reader(n, 4096);
+        assert_eq!(r.window, FIRST_WINDOW);
+        let mut b = vec![0u8; FIRST_WINDOW];
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(b, want[..FIRST_WINDOW]);
+        assert_eq!(r.dev.reads, 1);
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(b, want[FIRST_WINDOW..2 * FIRST_WINDOW]);
+        assert_eq!(r.window, CHUNK);
+        let mut all = Vec::new();
+        r.seek(SeekFrom::Start(0)).unwrap();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, want);
+        assert!(r.window <= CHUNK && r.buf.len() <= CHUNK + 4096);
+    }
+
     #[test]
     fn small_reads_are_served_from_one_window() {
         let mut r = reader(4096 * 16, 4096);
@@ -344,7 +392,7 @@ pub(crate) mod tests {
         let r = AlignedReader::with_window(std::io::Cursor::new(vec![0u8; 16]), 4096, 16, 1000);
         assert_eq!(r.window, 4096);
         let r = AlignedReader::with_window(std::io::Cursor::new(vec![0u8; 16]), 512, 16, 1 << 30);
-        assert_eq!(r.window, CHUNK);
+        assert_eq!((r.window, r.max_window), (FIRST_WINDOW, CHUNK));
     }
 
     #[test]

@@ -44,33 +44,36 @@ impl KernelArgs {
 
 /// Splits a command line into words as the kernel and systemd do: separated by white space,
 /// double quotes group (and are removed), no other escapes.
-fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in s.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_ascii_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
+///
+/// Scanned by bytes (both separators are ASCII, so a word's ends are character boundaries);
+/// a word without quotes is borrowed, not copied character by character: every run parses
+/// the whole line (issue 15).
+fn words(s: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
         }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
+        if i == b.len() {
+            return None;
+        }
+        let start = i;
+        let (mut quoted, mut quotes) = (false, false);
+        while i < b.len() && (quoted || !b[i].is_ascii_whitespace()) {
+            if b[i] == b'"' {
+                quoted = !quoted;
+                quotes = true;
+            }
+            i += 1;
+        }
+        let w = &s[start..i];
+        Some(if quotes {
+            std::borrow::Cow::Owned(w.replace('"', ""))
+        } else {
+            std::borrow::Cow::Borrowed(w)
+        })
+    })
 }
 
 /// A local path from the command line: absolute, one line, no `..` component, bounded.
@@ -286,6 +289,51 @@ mod tests {
             assert_eq!(a.warnings.len(), 1, "{url}");
             assert!(a.warnings[0].contains(url), "{:?}", a.warnings);
             assert!(a.warnings[0].contains("network"), "{:?}", a.warnings);
+        }
+    }
+
+    /// The byte scan splits as the character-by-character reference does (quotes anywhere,
+    /// empty quoted words, unterminated quotes, non-ASCII text and white space).
+    #[test]
+    fn words_split_as_the_reference_does() {
+        fn reference(s: &str) -> Vec<String> {
+            let (mut out, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+            for c in s.chars() {
+                match c {
+                    '"' => {
+                        quoted = !quoted;
+                        any = true;
+                    }
+                    c if c.is_ascii_whitespace() && !quoted => {
+                        if any {
+                            out.push(std::mem::take(&mut cur));
+                            any = false;
+                        }
+                    }
+                    c => {
+                        cur.push(c);
+                        any = true;
+                    }
+                }
+            }
+            if any {
+                out.push(cur);
+            }
+            out
+        }
+        for line in [
+            "",
+            "   ",
+            "a b\tc\n d",
+            r#"a "b c" d"#,
+            r#""" x "" "#,
+            r#"a"b c"d e"#,
+            r#"x "unterminated y z"#,
+            "ü\u{a0}é \u{2003}ß  \"ö ä\"",
+            "\u{c}a\u{b}b\rc",
+        ] {
+            let got: Vec<String> = words(line).map(|w| w.into_owned()).collect();
+            assert_eq!(got, reference(line), "{line:?}");
         }
     }
 
