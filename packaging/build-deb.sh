@@ -96,8 +96,8 @@ chmod 0644 "$root/usr/share/lintian/overrides/primer"
     echo
     echo "Comment: statically linked Rust crates (name, version, license expression), from"
     echo " Cargo.lock; each crate's copyright belongs to its authors. charset is primer's subset"
-    echo " of the charset crate (vendor/charset); annotate-snippets, gptman and mailparse are the"
-    echo " published crates with their sorts changed (vendor/*/Cargo.toml says how)."
+    echo " of the charset crate (vendor/charset); aho-corasick, annotate-snippets, gptman and"
+    echo " mailparse are the published crates with their sorts changed (vendor/*/Cargo.toml)."
     cargo tree -e normal --prefix none --format '{p} {l}' --locked |
         sed 's/ (\*)$//; s/ (proc-macro)//; s| (/[^)]*)||; s|^| |' | LC_ALL=C sort -u | grep -v '^ primer v'
 } >"$stage/copyright"
