@@ -709,10 +709,16 @@ fn load_layered_keyed(
     let config = match only {
         // One file: its own reading, as before drop-ins existed.
         Some(c) => c,
-        None => serde_json::from_value(merged.clone())
-            .map_err(|e| ConfigError::Invalid {
+        // The merged document read back by the YAML reader each file went through (its JSON
+        // text is YAML): `serde_json::from_value` would compile a second copy of every
+        // settings type's deserializer (~50 KB of the static binary, issue 15's 4 MiB) for a
+        // document made of values those types wrote themselves.
+        None => serde_json::to_string_pretty(&merged)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_saphyr::from_str(&text).map_err(|e| e.to_string()))
+            .map_err(|detail| ConfigError::Invalid {
                 path: what.clone(),
-                detail: e.to_string(),
+                detail,
             })
             .map_err(|e| (e, None))?,
     };
