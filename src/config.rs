@@ -1049,6 +1049,20 @@ mod tests {
     // check refuses (`a_configuration_the_user_owns_is_refused_on_windows`).
     #[cfg(not(windows))]
     #[test]
+    fn a_merged_document_reads_back_as_the_settings_it_was_written_from() {
+        // The merge writes settings out as JSON and reads them back through the YAML reader:
+        // strings YAML would otherwise take as other types or syntax keep their value.
+        let text = "probe:\n  wait_seconds: 2.5\n  mbr_types: [0x0c]\n  duplicates: best\n\
+                    default_user:\n  name: \"yes\"\n  groups: [\"0755\", \"a: b\", \"#x\", \"~\", \"\\u0001\\\\ \\\"q\\\"\", \"null\", \"1e3\"]\n\
+                    files_mode: 0600\n";
+        let c = Config::parse_unchecked(text, "t.yaml").unwrap();
+        let json = serde_json::to_string_pretty(&serde_json::to_value(&c).unwrap()).unwrap();
+        let back: Config = serde_saphyr::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(c.default_user.as_ref().unwrap().groups.len(), 7);
+    }
+
+    #[test]
     fn drop_ins_merge_over_the_main_file_in_name_order() {
         let t = tempfile::tempdir().unwrap();
         let etc = config_path(t.path()).parent().unwrap().to_path_buf();
