@@ -709,10 +709,16 @@ fn load_layered_keyed(
     let config = match only {
         // One file: its own reading, as before drop-ins existed.
         Some(c) => c,
-        None => serde_json::from_value(merged.clone())
-            .map_err(|e| ConfigError::Invalid {
+        // The merged document read back by the YAML reader each file went through (its JSON
+        // text is YAML): `serde_json::from_value` would compile a second copy of every
+        // settings type's deserializer (~50 KB of the static binary, issue 15's 4 MiB) for a
+        // document made of values those types wrote themselves.
+        None => serde_json::to_string_pretty(&merged)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_saphyr::from_str(&text).map_err(|e| e.to_string()))
+            .map_err(|detail| ConfigError::Invalid {
                 path: what.clone(),
-                detail: e.to_string(),
+                detail,
             })
             .map_err(|e| (e, None))?,
     };
@@ -1042,6 +1048,20 @@ mod tests {
     // Windows: files a test creates belong to the user running it, which the configuration
     // check refuses (`a_configuration_the_user_owns_is_refused_on_windows`).
     #[cfg(not(windows))]
+    #[test]
+    fn a_merged_document_reads_back_as_the_settings_it_was_written_from() {
+        // The merge writes settings out as JSON and reads them back through the YAML reader:
+        // strings YAML would otherwise take as other types or syntax keep their value.
+        let text = "probe:\n  wait_seconds: 2.5\n  mbr_types: [0x0c]\n  duplicates: best\n\
+                    default_user:\n  name: \"yes\"\n  groups: [\"0755\", \"a: b\", \"#x\", \"~\", \"\\u0001\\\\ \\\"q\\\"\", \"null\", \"1e3\"]\n\
+                    files_mode: 0600\n";
+        let c = Config::parse_unchecked(text, "t.yaml").unwrap();
+        let json = serde_json::to_string_pretty(&serde_json::to_value(&c).unwrap()).unwrap();
+        let back: Config = serde_saphyr::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(c.default_user.as_ref().unwrap().groups.len(), 7);
+    }
+
     #[test]
     fn drop_ins_merge_over_the_main_file_in_name_order() {
         let t = tempfile::tempdir().unwrap();

@@ -598,9 +598,11 @@ pub type FatSummary = (Option<String>, Vec<String>);
 /// Reads only what the probe needs: the label and the names in the root directory (at most
 /// 512). `Ok(None)` when the stream is not FAT.
 pub fn read_fat_summary<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     device: &str,
 ) -> Result<Option<FatSummary>, MediaError> {
+    // Through `dyn` as the walk: one copy of fatfs for every reader type.
+    let reader: &mut dyn super::ReadSeek = &mut reader;
     let (fs, _, _, _) = match open(reader, device, 1 << 20) {
         Ok(x) => x,
         Err(MediaError::Corrupt { .. }) => return Ok(None),
@@ -642,12 +644,12 @@ pub fn read_fat_shared<R: Read + Seek + Send + 'static>(
     // fatfs owns its stream and never gives it back: it reads through a view of the shared
     // device, which the files left on the device read too (each read under its lock).
     let dev: Arc<dyn ReadAt> = Arc::new(super::SharedDevice::new(reader));
-    let view = DeviceView {
+    let mut view = DeviceView {
         dev: dev.clone(),
         len,
         pos: 0,
     };
-    walk(view, device, limits, Some((dev, len))).map(|(d, _)| d)
+    walk(&mut view, device, limits, Some((dev, len))).map(|(d, _)| d)
 }
 
 /// A `Read + Seek` cursor over a shared device, for fatfs.
@@ -682,17 +684,21 @@ impl Seek for DeviceView {
 
 /// `read_fat`, also returning how many writes fatfs attempted (always refused; tests assert 0).
 pub fn read_fat_counting_writes<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     device: &str,
     limits: &Limits,
 ) -> Result<(DriveFiles, u64), MediaError> {
-    walk(reader, device, limits, None)
+    walk(&mut reader, device, limits, None)
 }
 
 /// The walk of both readers: every file read into memory, or (with the shared device and its
 /// length) those above the threshold left on it.
-fn walk<R: Read + Seek>(
-    reader: R,
+///
+/// Through `dyn`, not generic over the reader: fatfs and this walk compiled once for every
+/// reader type (each generic copy was ~20 KB of the static binary, issue 15's 4 MiB); a
+/// virtual call per sector-sized read is nothing beside the read.
+fn walk(
+    reader: &mut dyn super::ReadSeek,
     device: &str,
     limits: &Limits,
     shared: Option<(Arc<dyn ReadAt>, u64)>,

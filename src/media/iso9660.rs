@@ -822,25 +822,25 @@ impl<'a, R: Read + Seek> Reader<'a, R> {
 /// ISO 9660 names without their `;N` version. Symlinks (Rock Ridge `SL`) are listed, never
 /// followed; names that cannot be used as a path component are listed in `skipped`.
 pub fn read_iso9660<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     device: &str,
     limits: &Limits,
 ) -> Result<DriveFiles, MediaError> {
-    walk(reader, device, limits, false).map(|(d, _, _)| d)
+    walk(&mut reader, device, limits, false).map(|(d, _)| d)
 }
 
 /// [`read_iso9660`] for a reader the drive can keep: files above
 /// [`STREAM_THRESHOLD`](super::STREAM_THRESHOLD) are not read into memory but left on the device
 /// (their extents, through the shared reader), hashed here by streaming them once.
 pub fn read_iso9660_shared<R: Read + Seek + Send + 'static>(
-    reader: R,
+    mut reader: R,
     device: &str,
     limits: &Limits,
 ) -> Result<DriveFiles, MediaError> {
-    let (mut out, inner, streamed) = walk(reader, device, limits, true)?;
+    let (mut out, streamed) = walk(&mut reader, device, limits, true)?;
     if !streamed.is_empty() {
         let dev: std::sync::Arc<dyn crate::model::bytes::ReadAt> =
-            std::sync::Arc::new(super::SharedDevice::new(inner));
+            std::sync::Arc::new(super::SharedDevice::new(reader));
         for (path, extents, size) in streamed {
             let name = format!("{device}: {}", Esc(&path));
             let bytes = crate::model::Bytes::on_device(dev.clone(), extents, size as usize, name)
@@ -854,13 +854,17 @@ pub fn read_iso9660_shared<R: Read + Seek + Send + 'static>(
     Ok(out)
 }
 
-/// The walk of both: the files read, the reader back, and (when `stream`) the files left on it.
-fn walk<R: Read + Seek>(
-    mut reader: R,
+/// The walk of both: the files read and (when `stream`) the files left on the reader.
+///
+/// Through `dyn`, not generic over the reader: one copy of the walk and its `Reader` for every
+/// reader type (each copy was ~10 KB of the static binary, issue 15's 4 MiB); a virtual call
+/// per sector-sized read is nothing beside the read.
+fn walk(
+    reader: &mut dyn super::ReadSeek,
     device: &str,
     limits: &Limits,
     stream: bool,
-) -> Result<(DriveFiles, R, Vec<Streamed>), MediaError> {
+) -> Result<(DriveFiles, Vec<Streamed>), MediaError> {
     let len = reader.seek(SeekFrom::End(0)).map_err(|e| MediaError::Io {
         device: device.to_string(),
         source: e,
@@ -987,7 +991,7 @@ fn walk<R: Read + Seek>(
     while let Some(dir) = stack.pop() {
         r.read_dir(dir, &mut stack)?;
     }
-    Ok((r.out, r.inner, r.streamed))
+    Ok((r.out, r.streamed))
 }
 
 #[cfg(test)]

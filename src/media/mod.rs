@@ -30,6 +30,12 @@ use serde::Serialize;
 /// and a held file never costs more than the 8 MiB memory goal allows.
 pub const STREAM_THRESHOLD: u64 = 1 << 20;
 
+/// A reader the walks take as `&mut dyn ReadSeek`: one copy of each walk whatever the
+/// reader's type (each generic copy cost kilobytes of the static binary, issue 15's 4 MiB).
+pub(crate) trait ReadSeek: Read + Seek {}
+
+impl<T: Read + Seek + ?Sized> ReadSeek for T {}
+
 /// The device a drive was read from, shared by the files left on it ([`crate::model::Bytes`]
 /// on the device): each read seeks and reads under a lock.
 pub(crate) struct SharedDevice<R>(std::sync::Mutex<R>);
