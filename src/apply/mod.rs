@@ -537,16 +537,20 @@ fn stage_tail(
             .filter(|((n, s), r)| (r.is_err() && !started.contains(n)) || s.change == Change::Error)
             .map(|((_, s), _)| s.id.as_str())
             .collect();
-        if let Action::WriteRecord { path, record } = &plan.steps[i].action {
+        if let Action::WriteRecord {
+            path,
+            record,
+            order,
+        } = &plan.steps[i].action
+        {
             // A failed step did not apply its input: leave it out so the next run retries it.
-            // Streamed into the staged file (thousands of steps: never held as one buffer).
-            results[i] = if failed.is_empty() {
-                stage_state(writer, i, path, record)
-            } else {
-                let mut record = record.clone();
-                record.steps.retain(|id, _| !failed.contains(&id.as_str()));
-                stage_state(writer, i, path, &record)
-            };
+            // Streamed into the staged file (thousands of steps: never held as one buffer),
+            // from the plan's own ids and inputs.
+            let mut view = crate::plan::record_view(&plan.steps, record, order);
+            if !failed.is_empty() {
+                view.steps.retain(|(id, _)| !failed.contains(id));
+            }
+            results[i] = stage_state(writer, i, path, &view);
         }
     }
     // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.

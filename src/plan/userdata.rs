@@ -425,9 +425,9 @@ impl Planner<'_> {
         let action = if change.acts() {
             Action::AppendFile {
                 path: rel.clone(),
-                base,
+                base: Box::new(base),
                 bytes: text.len(),
-                sha256: super::inject::hex_lower(&text.sha256()),
+                sha256: text.sha256(),
                 content: text.clone(),
                 mode: meta.mode,
                 uid: meta.uid,
@@ -729,11 +729,11 @@ mod tests {
                 [(
                     Change::Create,
                     Action::AppendFile {
-                        base: AppendBase::Target(None),
+                        base,
                         bytes: 2,
                         ..
                     }
-                )]
+                )] if **base == AppendBase::Target(None)
             ),
             "{steps:?}"
         );
@@ -754,8 +754,8 @@ mod tests {
         assert!(
             matches!(
                 &steps[..],
-                [(Change::Update, Action::AppendFile { base: AppendBase::Target(Some((2, d))), .. })]
-                    if *d == m.sha256
+                [(Change::Update, Action::AppendFile { base, .. })]
+                    if **base == AppendBase::Target(Some((2, m.sha256)))
             ),
             "{steps:?}"
         );
@@ -804,17 +804,12 @@ mod tests {
             matches!(p[1], (Change::Unchanged, Action::Nothing)),
             "{p:?}"
         );
-        let (
-            Action::AppendFile {
-                base: AppendBase::Step(a),
-                ..
-            },
-            Action::AppendFile {
-                base: AppendBase::Step(b),
-                ..
-            },
-        ) = (&p[2].1, &p[3].1)
+        let (Action::AppendFile { base: a, .. }, Action::AppendFile { base: b, .. }) =
+            (&p[2].1, &p[3].1)
         else {
+            panic!("{p:?}");
+        };
+        let (AppendBase::Step(a), AppendBase::Step(b)) = (&**a, &**b) else {
             panic!("{p:?}");
         };
         assert!(a < b, "{p:?}");
@@ -855,15 +850,9 @@ mod tests {
                 &steps[..],
                 [
                     (Change::Update, Action::AppendFile { .. }),
-                    (
-                        Change::Update,
-                        Action::AppendFile {
-                            base: AppendBase::Step(_),
-                            ..
-                        }
-                    ),
+                    (Change::Update, Action::AppendFile { base: second, .. }),
                     (Change::Error, Action::Nothing),
-                ]
+                ] if matches!(**second, AppendBase::Step(_))
             ),
             "{steps:?}"
         );
