@@ -150,6 +150,15 @@ impl Planner<'_> {
         // What each path holds after this plan's earlier acting steps on it: an `append`
         // builds on what that step stages.
         let mut planned: BTreeMap<String, Chain> = BTreeMap::new();
+        // Only a path an `append` names is looked up there: no chain is kept for the others
+        // (2,000 whole-file entries: no map of 2,000 paths and contents).
+        let append_paths: std::collections::BTreeSet<String> = ud
+            .cloud_config
+            .write_files
+            .iter()
+            .filter(|w| w.append)
+            .filter_map(|w| injected_path(&w.path).ok())
+            .collect();
         let mut budget = AppendBudget::default();
         for (n, w) in ud.cloud_config.write_files.iter_mut().enumerate() {
             let rel = match injected_path(&w.path) {
@@ -262,6 +271,9 @@ impl Planner<'_> {
             );
             // A step that writes nothing (already there, local edits kept) leaves the file as
             // the facts saw it: a later `append` builds on that.
+            if !append_paths.contains(&rel) {
+                continue;
+            }
             match self.steps.last() {
                 Some(Step {
                     change,
