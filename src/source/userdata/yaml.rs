@@ -76,6 +76,14 @@ impl NodeMap {
     }
 }
 
+#[cfg(test)]
+impl std::ops::Index<&str> for NodeMap {
+    type Output = Node;
+    fn index(&self, k: &str) -> &Node {
+        self.get(k).expect("key in the map")
+    }
+}
+
 impl IntoIterator for NodeMap {
     type Item = (String, Node);
     type IntoIter = std::vec::IntoIter<(String, Node)>;
