@@ -179,12 +179,79 @@ pub struct InstanceRef {
 pub struct StepStatus {
     pub id: String,
     /// `changed`, `unchanged`, `skipped` or `failed`.
-    pub outcome: String,
+    pub outcome: SharedText,
     /// The plan's why, or the error.
     pub detail: String,
     /// When the step ran, RFC 3339 UTC: the time apply started for the plan's steps (apply does
     /// not time steps one by one), the time of the pinning for the `pin` step.
-    pub time: String,
+    pub time: SharedText,
+}
+
+/// A text many steps of a status hold alike (an outcome name, the run's time): one allocation
+/// shared by all of them, not one per step (a run may record 10,000 steps). Written and read
+/// as a plain JSON string.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedText(std::sync::Arc<str>);
+
+impl SharedText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SharedText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SharedText {
+    fn from(s: &str) -> Self {
+        SharedText(s.into())
+    }
+}
+
+impl From<String> for SharedText {
+    fn from(s: String) -> Self {
+        SharedText(s.into())
+    }
+}
+
+impl PartialEq<str> for SharedText {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SharedText {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl std::fmt::Debug for SharedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for SharedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SharedText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SharedText::from)
+    }
 }
 
 /// The last run that applied a drive.
@@ -272,10 +339,10 @@ impl Status {
             j.item();
             j.open(b'{');
             for (k, v) in [
-                ("id", &st.id),
-                ("outcome", &st.outcome),
-                ("detail", &st.detail),
-                ("time", &st.time),
+                ("id", st.id.as_str()),
+                ("outcome", st.outcome.as_str()),
+                ("detail", st.detail.as_str()),
+                ("time", st.time.as_str()),
             ] {
                 j.key(k);
                 j.string(v);
@@ -393,8 +460,16 @@ pub struct RunFacts<'a> {
 /// The status of a run that applied a drive. Any step detail or warning that would contain the
 /// drive's password is redacted (none does: details are the plan's whys and I/O errors).
 pub fn run_status(f: RunFacts<'_>) -> Status {
-    let applied = rfc3339_utc(epoch_secs(f.applied));
-    let finished = rfc3339_utc(epoch_secs(f.finished));
+    // Shared by the steps (one allocation each, not one per step).
+    let applied = SharedText::from(rfc3339_utc(epoch_secs(f.applied)));
+    let finished = SharedText::from(rfc3339_utc(epoch_secs(f.finished)));
+    let names = [
+        Outcome::Changed,
+        Outcome::Unchanged,
+        Outcome::Skipped,
+        Outcome::Failed,
+    ]
+    .map(|o| (o, SharedText::from(outcome_name(o))));
     let secrets = secret_texts(f.instance);
     let steps = f
         .report
@@ -403,7 +478,11 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
         .enumerate()
         .map(|(i, s)| StepStatus {
             id: s.id.clone(),
-            outcome: outcome_name(s.outcome),
+            outcome: names
+                .iter()
+                .find(|(o, _)| *o == s.outcome)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| outcome_name(s.outcome).into()),
             detail: scrub(&s.detail, &secrets),
             time: if i < f.plan_steps {
                 applied.clone()
@@ -1365,7 +1444,7 @@ mod tests {
                     id: "a".into(),
                     outcome: "changed".into(),
                     detail: odd.into(),
-                    time: String::new(),
+                    time: SharedText::default(),
                 },
                 StepStatus {
                     id: String::new(),

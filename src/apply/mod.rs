@@ -181,8 +181,8 @@ pub fn apply_plan_recorded(
                     gid,
                     ..
                 },
-            ) if c.acts() && new_dirs.contains_key(&i) => {
-                let (dir, rel_in) = &new_dirs[&i];
+            ) if c.acts() && new_dirs.get(i).is_some() => {
+                let (dir, rel_in) = new_dirs.get(i).unwrap_or_default();
                 let meta = Meta {
                     mode: *mode,
                     uid: *uid,
@@ -411,13 +411,10 @@ const NEW_DIR_TREE_MIN: usize = 8;
 /// 5,000). Not primer's state (the local copy has its own tree; the rest are few files), not the
 /// sudoers drop-ins (checked in place beside their target), and not on Windows (as
 /// `copy_rebuild`: a tree's subdirectories under the root's protected ACL).
-fn new_dir_trees(
-    plan: &Plan,
-    writer: &mut fs::Writer,
-) -> std::collections::HashMap<usize, (String, String)> {
-    let mut found = std::collections::HashMap::new();
+fn new_dir_trees(plan: &Plan, writer: &mut fs::Writer) -> NewDirs {
+    let mut found = Vec::new();
     if cfg!(windows) {
-        return found;
+        return NewDirs::default();
     }
     // An `append` copies what an earlier step staged at its path (`Writer::stage_append`),
     // which a tree would hold under another name: its directory goes the per-file way.
@@ -439,7 +436,7 @@ fn new_dir_trees(
             continue;
         }
         if let Some((dir, rel_in)) = writer.new_dir_of(path) {
-            found.insert(i, (dir, rel_in));
+            found.push((i, dir, rel_in));
         }
     }
     // A path written twice (two `write_files` entries, an `append:` on a written file), or
@@ -452,7 +449,7 @@ fn new_dir_trees(
     // Directories inside it by their lower-case name -> their spelling: `A/x` and `a/y` are
     // one directory there too.
     let mut subdirs: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
-    for (i, (dir, rel_in)) in &found {
+    for (i, dir, rel_in) in &found {
         if appended.contains(i) {
             repeated.insert(dir.as_str());
         }
@@ -475,8 +472,36 @@ fn new_dir_trees(
         .filter(|&(d, n)| n >= NEW_DIR_TREE_MIN && !repeated.contains(d))
         .map(|(d, _)| d.to_string())
         .collect();
-    found.retain(|_, (dir, _)| big.contains(dir));
-    found
+    // Each directory's name once, each file's index into them: the map lives through apply,
+    // one entry per file (10,000 `write_files` entries into one new directory).
+    let mut out = NewDirs::default();
+    let mut ids: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, dir, rel_in) in &found {
+        let Some(d) = big.get(dir) else { continue };
+        let n = *ids.entry(d.as_str()).or_insert_with(|| {
+            out.dirs.push(d.clone());
+            out.dirs.len() - 1
+        });
+        out.files.push((*i, n, rel_in.as_str().into()));
+    }
+    out
+}
+
+/// The files [`new_dir_trees`] builds into new directories: `(step, directory, path inside
+/// it)`, in step order.
+#[derive(Default)]
+struct NewDirs {
+    dirs: Vec<String>,
+    files: Vec<(usize, usize, Box<str>)>,
+}
+
+impl NewDirs {
+    /// Step `i`'s new directory and its path inside it, if it goes into one.
+    fn get(&self, i: usize) -> Option<(&str, &str)> {
+        let n = self.files.binary_search_by_key(&i, |f| f.0).ok()?;
+        let (_, d, rel_in) = self.files.get(n)?;
+        Some((self.dirs.get(*d)?.as_str(), rel_in))
+    }
 }
 
 /// When a file of the rebuilt local copy failed, its tree was not published (the old copy is
@@ -537,16 +562,20 @@ fn stage_tail(
             .filter(|((n, s), r)| (r.is_err() && !started.contains(n)) || s.change == Change::Error)
             .map(|((_, s), _)| s.id.as_str())
             .collect();
-        if let Action::WriteRecord { path, record } = &plan.steps[i].action {
+        if let Action::WriteRecord {
+            path,
+            record,
+            order,
+        } = &plan.steps[i].action
+        {
             // A failed step did not apply its input: leave it out so the next run retries it.
-            // Streamed into the staged file (thousands of steps: never held as one buffer).
-            results[i] = if failed.is_empty() {
-                stage_state(writer, i, path, record)
-            } else {
-                let mut record = record.clone();
-                record.steps.retain(|id, _| !failed.contains(&id.as_str()));
-                stage_state(writer, i, path, &record)
-            };
+            // Streamed into the staged file (thousands of steps: never held as one buffer),
+            // from the plan's own ids and inputs.
+            let mut view = crate::plan::record_view(&plan.steps, record, order);
+            if !failed.is_empty() {
+                view.steps.retain(|(id, _)| !failed.contains(id));
+            }
+            results[i] = stage_state(writer, i, path, &view);
         }
     }
     // Pin only a drive whose steps all landed: a failed first boot is retried unpinned.

@@ -86,14 +86,23 @@ struct Derived {
     range: Range<usize>,
     derive: Box<dyn Derive>,
     len: usize,
-    /// `device: path (what)`, for errors.
-    name: String,
+    /// What the content is (`write_files[3].content`): its name for errors is its source's
+    /// and this (`device: path (what)`, [`Derived::name`]), made when an error needs it, not
+    /// held (a document may carve thousands of contents).
+    what: Box<str>,
     /// The first [`HEAD_BYTES`], captured while the content was hashed.
     head: Vec<u8>,
     /// The SHA-256 state after the content (see [`Bytes::sha256_then`]).
     state: Option<sha2::Sha256>,
     /// As for [`OnDevice`]: the whole content, read at most once, or the load's error.
     loaded: OnceLock<Result<Vec<u8>, String>>,
+}
+
+impl Derived {
+    /// `device: path (what)`, for errors and logs.
+    fn name(&self) -> String {
+        format!("{} ({})", self.src.name(), self.what)
+    }
 }
 
 enum Data {
@@ -136,7 +145,7 @@ impl Shared {
             Data::Device(d) => load_once(&d.loaded, &d.name, d.len, |f| {
                 stream_device(d, self.sha256.get().copied(), f).map(|_| ())
             }),
-            Data::Derived(d) => load_once(&d.loaded, &d.name, d.len, |f| {
+            Data::Derived(d) => load_once(&d.loaded, &d.name(), d.len, |f| {
                 let want = self.sha256.get().map(|s| (d.len, *s));
                 stream_derived(d, want, d.len, f).map(|_| ())
             }),
@@ -193,7 +202,8 @@ fn stream_derived_checked(
     f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<(usize, [u8; 32], sha2::Sha256)> {
     use sha2::{Digest, Sha256};
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: cannot read: {e}", d.name));
+    let name = d.name();
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{name}: cannot read: {e}"));
     let cell = match check {
         Some(c) => {
             let inner = d.src.range_reader(c.range.clone()).map_err(named)?;
@@ -229,11 +239,11 @@ fn stream_derived_checked(
             // Longer than its measured length: the source changed (a gzip stream whose byte
             // changed can decompress to more); longer than a first measure allows: too large.
             return Err(match want {
-                Some(_) => changed(&d.name),
+                Some(_) => changed(&name),
                 None => io::Error::new(
                     io::ErrorKind::InvalidData,
                     TooLarge {
-                        name: d.name.clone(),
+                        name: name.clone(),
                         max,
                     },
                 ),
@@ -251,13 +261,13 @@ fn stream_derived_checked(
         while src.read_hashed(&mut buf).map_err(named)? > 0 {}
         let sum: [u8; 32] = src.h.clone().finalize().into();
         if src.pos != c.range.len() || sum != c.sha256 {
-            return Err(changed(&d.name));
+            return Err(changed(&name));
         }
     }
     let state = h.clone();
     let got: [u8; 32] = h.finalize().into();
     if want.is_some_and(|w| w != (total, got)) {
-        return Err(changed(&d.name));
+        return Err(changed(&name));
     }
     Ok((total, got, state))
 }
@@ -333,7 +343,7 @@ pub struct TooLarge {
 /// content's cap.
 struct DerivedRange<'a> {
     inner: Box<dyn io::Read + 'a>,
-    name: &'a str,
+    name: String,
     h: sha2::Sha256,
     want: Option<(usize, [u8; 32])>,
     /// Bytes of the content read so far, and the range handed out.
@@ -347,7 +357,7 @@ struct DerivedRange<'a> {
 
 impl DerivedRange<'_> {
     fn changed(&self) -> io::Error {
-        changed(self.name)
+        changed(&self.name)
     }
 
     /// Reads up to `n` bytes of the content into the scratch buffer, hashed and counted
@@ -359,7 +369,7 @@ impl DerivedRange<'_> {
         }
         let n = n.min(self.scratch.len());
         let buf = self.scratch.get_mut(..n).unwrap_or_default();
-        let got = read_named(&mut self.inner, buf, self.name)?;
+        let got = read_named(&mut self.inner, buf, &self.name)?;
         self.h.update(buf.get(..got).unwrap_or_default());
         self.pos += got;
         Ok(got)
@@ -395,7 +405,7 @@ impl io::Read for DerivedRange<'_> {
         if self.pos < self.end {
             let n = buf.len().min(self.end - self.pos);
             let out = buf.get_mut(..n).unwrap_or_default();
-            let got = read_named(&mut self.inner, out, self.name)?;
+            let got = read_named(&mut self.inner, out, &self.name)?;
             if got == 0 {
                 return Err(self.changed());
             }
@@ -490,10 +500,23 @@ fn stream_device(
 }
 
 /// Cheap to clone (a reference count); compares, hashes and derefs as its bytes.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Bytes {
     buf: Arc<Shared>,
     range: Range<usize>,
+}
+
+impl Default for Bytes {
+    /// The empty buffer, one for the process: a content moved out of its place
+    /// (`std::mem::take`, thousands of `write_files` entries) leaves an empty `Bytes` behind,
+    /// which must not cost a buffer of its own each.
+    fn default() -> Self {
+        static EMPTY: OnceLock<Arc<Shared>> = OnceLock::new();
+        Bytes {
+            buf: Arc::clone(EMPTY.get_or_init(|| Arc::new(Shared::default()))),
+            range: 0..0,
+        }
+    }
 }
 
 impl Bytes {
@@ -594,7 +617,7 @@ impl Bytes {
             range,
             derive,
             len: 0,
-            name: format!("{} ({what})", src.name()),
+            what: what.into(),
             head: Vec::new(),
             state: None,
             loaded: OnceLock::new(),
@@ -662,7 +685,7 @@ impl Bytes {
                 dev: Arc::clone(&f.dev),
                 extents,
                 len: d.len,
-                name: d.name.clone(),
+                name: d.name(),
                 head: d.head.clone(),
                 loaded: OnceLock::new(),
             }),
@@ -676,11 +699,11 @@ impl Bytes {
     }
 
     /// What errors call the buffer: the drive file's `device: path`.
-    fn name(&self) -> &str {
+    fn name(&self) -> std::borrow::Cow<'_, str> {
         match &self.buf.data {
-            Data::Mem(_) => "in memory",
-            Data::Device(d) => &d.name,
-            Data::Derived(d) => &d.name,
+            Data::Mem(_) => "in memory".into(),
+            Data::Device(d) => d.name.as_str().into(),
+            Data::Derived(d) => d.name().into(),
         }
     }
 
@@ -700,7 +723,7 @@ impl Bytes {
             })),
             Data::Derived(d) if d.loaded.get().is_none() => {
                 use sha2::Digest;
-                let name = d.name.as_str();
+                let name = d.name();
                 let src = d
                     .src
                     .range_reader(d.range.clone())

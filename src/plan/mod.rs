@@ -73,7 +73,9 @@ pub enum Action {
         #[serde(skip)]
         content: crate::model::Bytes,
         bytes: usize,
-        sha256: String,
+        /// Printed as hex (`--json`); held as the digest: a plan may hold 10,000 of them.
+        #[serde(serialize_with = "hex")]
+        sha256: [u8; 32],
         #[serde(serialize_with = "octal")]
         mode: u32,
         uid: u32,
@@ -84,12 +86,15 @@ pub enum Action {
     /// over it as any write; neither is held. `bytes` and `sha256` are the appended text's.
     AppendFile {
         path: String,
+        /// Boxed: appends are rare, and every step of a plan has the size of its largest action.
         #[serde(skip)]
-        base: AppendBase,
+        base: Box<AppendBase>,
         #[serde(skip)]
         content: crate::model::Bytes,
         bytes: usize,
-        sha256: String,
+        /// Printed as hex (`--json`); held as the digest: a plan may hold 10,000 of them.
+        #[serde(serialize_with = "hex")]
+        sha256: [u8; 32],
         #[serde(serialize_with = "octal")]
         mode: u32,
         uid: u32,
@@ -125,8 +130,16 @@ pub enum Action {
     /// Write the per-instance record (content settled by apply: failed steps are left out).
     WriteRecord {
         path: String,
+        /// Instance, format, version and drive digest; its `steps` map is left empty: the
+        /// record's steps are the plan's own ids and inputs, borrowed when it is written
+        /// ([`record_view`]), not a second copy of each (a plan may hold 10,000 steps). Boxed,
+        /// as `AppendFile`'s base.
         #[serde(skip)]
-        record: Record,
+        record: Box<Record>,
+        /// The plan's steps the record keeps (an input, not an error), as indices in id order;
+        /// of a repeated id, its last step (as a map built in plan order keeps it).
+        #[serde(skip)]
+        order: Vec<usize>,
     },
     /// Write account files (passwd, shadow, group, gshadow) under the shadow suite's lock,
     /// refusing if one changed since planning.
@@ -201,6 +214,10 @@ fn account_paths<S: Serializer>(w: &[accounts::AccountWrite], s: S) -> Result<S:
     s.collect_seq(w.iter().map(|w| &w.path))
 }
 
+fn hex<S: Serializer>(digest: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&state::hex_lower(digest))
+}
+
 fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{mode:04o}"))
 }
@@ -237,6 +254,23 @@ pub struct Step {
     /// printed: for a password it is the crypt hash set.
     #[serde(skip)]
     pub input: Option<String>,
+}
+
+/// The record a [`Action::WriteRecord`] of `steps` writes: `record`'s head, and the ids and
+/// inputs of the steps `order` names, borrowed from `steps`.
+pub fn record_view<'a>(
+    steps: &'a [Step],
+    record: &'a Record,
+    order: &[usize],
+) -> state::RecordView<'a> {
+    state::RecordView {
+        head: record,
+        steps: order
+            .iter()
+            .filter_map(|&i| steps.get(i))
+            .filter_map(|s| Some((s.id.as_str(), s.input.as_deref()?)))
+            .collect(),
+    }
 }
 
 /// The step ids of the local copy: `copy:PATH` writes a file of it (PATH relative to the copy's
@@ -690,7 +724,7 @@ impl Planner<'_> {
                 bytes: content.len(),
                 // One allocation per digest (a plan may hold 10,000 file steps); a drive file
                 // written twice (a script and its local copy) is hashed once.
-                sha256: inject::hex_lower(&content.sha256()),
+                sha256: content.sha256(),
                 content,
                 mode: meta.mode,
                 uid: meta.uid,
@@ -1161,26 +1195,32 @@ impl Planner<'_> {
     }
 
     fn plan_record(&mut self, instance: &Instance, drive_sha256: &str) {
-        let steps: BTreeMap<String, String> = crate::sort::map(
-            self.steps
-                .iter()
-                .filter(|s| s.change != Change::Error)
-                .filter_map(|s| s.input.clone().map(|i| (s.id.clone(), i))),
-        );
+        // Indices, not copies of the ids and inputs: by id, of a repeated id the last step.
+        let steps = &self.steps;
+        let mut order: Vec<usize> = (0..steps.len())
+            .filter(|&i| steps[i].change != Change::Error && steps[i].input.is_some())
+            .collect();
+        order.sort_unstable_by(|&a, &b| steps[a].id.cmp(&steps[b].id).then(b.cmp(&a)));
+        order.dedup_by(|later, kept| steps[*later].id == steps[*kept].id);
         let record = Record {
             instance_id: instance.instance_id.clone(),
             format: instance.format.to_string(),
             version: instance.version.clone(),
             drive_sha256: drive_sha256.to_string(),
-            steps,
+            steps: BTreeMap::new(),
         };
         let path = state::record_path(&instance.instance_id);
         let (change, why) = match self.facts.files.get(&path) {
             // Compared as it is made: no copy of a document of thousands of steps.
-            Some(f) if f.meta == PRIVATE_FILE && record.json_equals(&f.content) => (
-                Change::Unchanged,
-                "record of this drive is up to date".to_string(),
-            ),
+            Some(f)
+                if f.meta == PRIVATE_FILE
+                    && record_view(steps, &record, &order).json_equals(&f.content) =>
+            {
+                (
+                    Change::Unchanged,
+                    "record of this drive is up to date".to_string(),
+                )
+            }
             Some(_) => (
                 Change::Update,
                 "record: drive or applied steps changed".to_string(),
@@ -1193,7 +1233,11 @@ impl Planner<'_> {
         self.steps.push(Step {
             id: "record".into(),
             change,
-            action: Action::WriteRecord { path, record },
+            action: Action::WriteRecord {
+                path,
+                record: Box::new(record),
+                order,
+            },
             why,
             input: None,
         });
@@ -1309,16 +1353,21 @@ pub fn facts_after(plan: &Plan, mut f: HostFacts) -> HostFacts {
                     },
                 );
             }
-            Action::WriteRecord { path, record } => {
+            Action::WriteRecord {
+                path,
+                record,
+                order,
+            } => {
+                let view = record_view(&plan.steps, record, order);
                 f.files.insert(
                     path.clone(),
                     FileFact {
-                        content: record.to_json(),
+                        content: view.to_json(),
                         meta: PRIVATE_FILE,
                         measured: None,
                     },
                 );
-                f.record = Some(record.clone());
+                f.record = Some(view.to_record());
             }
             Action::SetComputerName { dns_host, .. } => {
                 f.kernel_hostname = Some(dns_host.to_ascii_uppercase())

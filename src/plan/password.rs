@@ -77,19 +77,26 @@ pub use crate::state::KEY_PATH;
 /// in hex. What primer records about a secret: without the machine's key it tells nothing,
 /// and comparing two of them costs microseconds, unlike a crypt hash.
 pub fn keyed_hex(key: &StateKey, parts: &[&[u8]]) -> String {
+    match keyed_mac(key, parts) {
+        Some(d) => crate::state::hex_lower(&d),
+        None => String::new(),
+    }
+}
+
+/// [`keyed_hex`] as the digest itself (what a plan holds; all zero in the fallback that is
+/// never taken).
+pub fn keyed_digest(key: &StateKey, parts: &[&[u8]]) -> [u8; 32] {
+    keyed_mac(key, parts).unwrap_or_default()
+}
+
+fn keyed_mac(key: &StateKey, parts: &[&[u8]]) -> Option<[u8; 32]> {
     // new_from_slice accepts any key length for HMAC; the fallback is never taken.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key.key) else {
-        return String::new();
-    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.key).ok()?;
     for p in parts {
         mac.update(&(p.len() as u64).to_le_bytes());
         mac.update(p);
     }
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Some(mac.finalize().into_bytes().into())
 }
 
 /// The digest of what a source asks `user`'s password to be.

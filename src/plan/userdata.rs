@@ -150,6 +150,15 @@ impl Planner<'_> {
         // What each path holds after this plan's earlier acting steps on it: an `append`
         // builds on what that step stages.
         let mut planned: BTreeMap<String, Chain> = BTreeMap::new();
+        // Only a path an `append` names is looked up there: no chain is kept for the others
+        // (2,000 whole-file entries: no map of 2,000 paths and contents).
+        let append_paths: std::collections::BTreeSet<String> = ud
+            .cloud_config
+            .write_files
+            .iter()
+            .filter(|w| w.append)
+            .filter_map(|w| injected_path(&w.path).ok())
+            .collect();
         let mut budget = AppendBudget::default();
         for (n, w) in ud.cloud_config.write_files.iter_mut().enumerate() {
             let rel = match injected_path(&w.path) {
@@ -262,6 +271,9 @@ impl Planner<'_> {
             );
             // A step that writes nothing (already there, local edits kept) leaves the file as
             // the facts saw it: a later `append` builds on that.
+            if !append_paths.contains(&rel) {
+                continue;
+            }
             match self.steps.last() {
                 Some(Step {
                     change,
@@ -425,9 +437,9 @@ impl Planner<'_> {
         let action = if change.acts() {
             Action::AppendFile {
                 path: rel.clone(),
-                base,
+                base: Box::new(base),
                 bytes: text.len(),
-                sha256: super::inject::hex_lower(&text.sha256()),
+                sha256: text.sha256(),
                 content: text.clone(),
                 mode: meta.mode,
                 uid: meta.uid,
@@ -729,11 +741,11 @@ mod tests {
                 [(
                     Change::Create,
                     Action::AppendFile {
-                        base: AppendBase::Target(None),
+                        base,
                         bytes: 2,
                         ..
                     }
-                )]
+                )] if **base == AppendBase::Target(None)
             ),
             "{steps:?}"
         );
@@ -754,8 +766,8 @@ mod tests {
         assert!(
             matches!(
                 &steps[..],
-                [(Change::Update, Action::AppendFile { base: AppendBase::Target(Some((2, d))), .. })]
-                    if *d == m.sha256
+                [(Change::Update, Action::AppendFile { base, .. })]
+                    if **base == AppendBase::Target(Some((2, m.sha256)))
             ),
             "{steps:?}"
         );
@@ -804,17 +816,12 @@ mod tests {
             matches!(p[1], (Change::Unchanged, Action::Nothing)),
             "{p:?}"
         );
-        let (
-            Action::AppendFile {
-                base: AppendBase::Step(a),
-                ..
-            },
-            Action::AppendFile {
-                base: AppendBase::Step(b),
-                ..
-            },
-        ) = (&p[2].1, &p[3].1)
+        let (Action::AppendFile { base: a, .. }, Action::AppendFile { base: b, .. }) =
+            (&p[2].1, &p[3].1)
         else {
+            panic!("{p:?}");
+        };
+        let (AppendBase::Step(a), AppendBase::Step(b)) = (&**a, &**b) else {
             panic!("{p:?}");
         };
         assert!(a < b, "{p:?}");
@@ -855,15 +862,9 @@ mod tests {
                 &steps[..],
                 [
                     (Change::Update, Action::AppendFile { .. }),
-                    (
-                        Change::Update,
-                        Action::AppendFile {
-                            base: AppendBase::Step(_),
-                            ..
-                        }
-                    ),
+                    (Change::Update, Action::AppendFile { base: second, .. }),
                     (Change::Error, Action::Nothing),
-                ]
+                ] if matches!(**second, AppendBase::Step(_))
             ),
             "{steps:?}"
         );

@@ -1023,7 +1023,7 @@ impl Planner<'_> {
                 action: Action::WriteFile {
                     path: dest.clone(),
                     bytes: f.content.len(),
-                    sha256: state::sha256_hex(&f.content),
+                    sha256: <sha2::Sha256 as sha2::Digest>::digest(&f.content).into(),
                     content: f.content.clone().into(),
                     mode: f.meta.mode,
                     uid,
@@ -1193,7 +1193,7 @@ impl Planner<'_> {
                     path: path.clone(),
                     bytes: key.key.len(),
                     // Not the SHA-256 of the key: nothing unkeyed about a secret is printed.
-                    sha256: password::keyed_hex(&key, &[b"state-key"]),
+                    sha256: password::keyed_digest(&key, &[b"state-key"]),
                     content: key.key.to_vec().into(),
                     mode: 0o600,
                     uid: 0,

@@ -550,7 +550,7 @@ fn users(ctx: &mut Ctx, v: Node) -> Option<Vec<CcUser>> {
 fn user_from_map(
     ctx: &mut Ctx,
     path: &str,
-    mut m: std::collections::BTreeMap<String, Node>,
+    mut m: super::yaml::NodeMap,
     name: Option<String>,
     is_default_user_key: bool,
 ) -> Option<CcUser> {
@@ -702,11 +702,7 @@ enum Encoding {
     GzipBase64,
 }
 
-fn write_file(
-    ctx: &mut Ctx,
-    path_field: &str,
-    mut m: std::collections::BTreeMap<String, Node>,
-) -> Option<WriteFile> {
+fn write_file(ctx: &mut Ctx, path_field: &str, mut m: super::yaml::NodeMap) -> Option<WriteFile> {
     let field = |k: &str| format!("{path_field}.{k}");
     let path = match m.remove("path") {
         None | Some(Node::Null) => {
@@ -1139,7 +1135,7 @@ fn chpasswd(ctx: &mut Ctx, v: Node) -> Option<PartialChpasswd> {
 fn chpasswd_user(
     ctx: &mut Ctx,
     at: &str,
-    mut e: std::collections::BTreeMap<String, Node>,
+    mut e: super::yaml::NodeMap,
     out: &mut Vec<(String, PasswordValue)>,
 ) {
     let name = e.remove("name").as_ref().and_then(text);
