@@ -1503,10 +1503,11 @@ impl Writer {
         // The directory of the path before: a path beside it adds nothing (its first step
         // names no way, and that directory and its ancestors are in already).
         let mut last: Option<PathBuf> = None;
-        // The directory part of the path before, as given, while the directory it resolved
-        // to is known missing: a name beside it resolves into that same directory (nothing
-        // below a missing directory can be a link), so it is not resolved again (a first
-        // run's network files all go into one directory that does not exist yet).
+        // The directory part of the path before, as given, while that very directory is known
+        // missing: a name beside it resolves into it too (nothing below a missing directory
+        // can be a link), so it is not resolved again (a first run's network files all go
+        // into one directory that does not exist yet). Only when the path resolved where it
+        // reads: a link's target directory is not its siblings' directory.
         let mut last_missing: Option<&str> = None;
         for rel in rels {
             let (dir_rel, name) = rel.rsplit_once('/').unwrap_or(("", rel));
@@ -1516,8 +1517,9 @@ impl Writer {
             let Ok(p) = self.resolve(rel) else { continue };
             let parent = p.parent();
             last_missing = parent
-                .is_some_and(|d| self.known_missing(d))
-                .then_some(dir_rel);
+                .filter(|d| self.known_missing(d))
+                .filter(|d| d.as_os_str() == self.root.join(dir_rel).as_os_str())
+                .map(|_| dir_rel);
             if let (Some(a), Some(b)) = (parent, last.as_deref()) {
                 if a.as_os_str() == b.as_os_str() {
                     continue;
@@ -2788,9 +2790,15 @@ mod tests {
         fs::write(root.join("run/real/.r.primer-tmp.1.3"), b"x").unwrap();
         fs::write(root.join(".top.primer-tmp.1.4"), b"x").unwrap();
         std::os::unix::fs::symlink("../../run/real/r", root.join("etc/net/link")).unwrap();
+        // A link into a missing directory, then a name beside the link (review of h10-first:
+        // the link's target directory was taken for its siblings', and `opt/app` never swept).
+        fs::create_dir_all(root.join("opt/app")).unwrap();
+        std::os::unix::fs::symlink("../../missing/x", root.join("opt/app/link")).unwrap();
+        fs::write(root.join("opt/app/.conf.primer-tmp.1.5"), b"x").unwrap();
         let res = Resolver::new(root);
-        // The memo learns `etc/systemd` is missing.
+        // The memo learns `etc/systemd` and `missing` are missing.
         res.resolve("etc/systemd/network/x").unwrap();
+        res.resolve("opt/app/link").unwrap();
         let w = Writer::with_resolver(res);
         let rels = [
             "etc/systemd/network/a",
@@ -2799,13 +2807,16 @@ mod tests {
             "etc/net/link",
             "etc/systemd/network/c",
             "etc/hostname",
+            "opt/app/link",
+            "opt/app/conf",
         ];
-        assert_eq!(w.sweep_temps(rels), 4);
+        assert_eq!(w.sweep_temps(rels), 5);
         for gone in [
             "etc/.hostname.primer-tmp.1.1",
             "etc/net/.a.primer-tmp.1.2",
             "run/real/.r.primer-tmp.1.3",
             ".top.primer-tmp.1.4",
+            "opt/app/.conf.primer-tmp.1.5",
         ] {
             assert!(fs::symlink_metadata(root.join(gone)).is_err(), "{gone}");
         }
