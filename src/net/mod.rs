@@ -409,10 +409,22 @@ pub fn validate(c: &NetworkConfig, file: &str) -> Result<(), NetError> {
     if let Err((field, e)) = c.check_grammar() {
         return Err(NetError::new(file, &field, e.to_string()));
     }
+    // One index for every reference (a scan per reference was quadratic in links, a parent
+    // chain walked per VLAN cubic: issue 15).
+    let index = crate::model::network::LinkIndex::new(c);
+    let chains = index.vlan_chains();
     let mut owner: std::collections::BTreeMap<&str, &str> = Default::default();
-    for l in &c.links {
+    for (i, l) in c.links.iter().enumerate() {
+        // The parsers drop a second link of an id with a warning; every lookup takes the first.
+        if index.position(&l.id) != Some(i) {
+            return Err(NetError::new(
+                file,
+                &format!("links (id {})", l.id),
+                format!("a second link with id {:?}", l.id),
+            ));
+        }
         for m in l.kind.members() {
-            if c.link(m).is_none() {
+            if index.link(m).is_none() {
                 return Err(NetError::new(
                     file,
                     &format!("links (id {})", l.id),
@@ -439,7 +451,7 @@ pub fn validate(c: &NetworkConfig, file: &str) -> Result<(), NetError> {
             }
         }
         if let LinkKind::Vlan { parent, .. } = &l.kind {
-            if c.link(parent).is_none() {
+            if index.link(parent).is_none() {
                 return Err(NetError::new(
                     file,
                     &format!("links (id {})", l.id),
@@ -449,20 +461,13 @@ pub fn validate(c: &NetworkConfig, file: &str) -> Result<(), NetError> {
                     ),
                 ));
             }
-            // Follow the parent chain: a loop would make every renderer recurse forever.
-            let mut cur = parent.as_str();
-            for _ in 0..=c.links.len() {
-                match c.link(cur).map(|x| &x.kind) {
-                    Some(LinkKind::Vlan { parent, .. }) => cur = parent,
-                    _ => break,
-                }
-                if cur == l.id {
-                    return Err(NetError::new(
-                        file,
-                        &format!("links (id {})", l.id),
-                        format!("vlan {:?} is its own ancestor", l.id),
-                    ));
-                }
+            // A loop in the parent chain would make every renderer recurse forever.
+            if chains.on_cycle[i] {
+                return Err(NetError::new(
+                    file,
+                    &format!("links (id {})", l.id),
+                    format!("vlan {:?} is its own ancestor", l.id),
+                ));
             }
         }
     }

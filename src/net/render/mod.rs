@@ -593,24 +593,11 @@ pub(crate) fn ordered(c: &NetworkConfig) -> Vec<(usize, &Link)> {
         LinkKind::Bond { .. } | LinkKind::Bridge { .. } => 1,
         LinkKind::Vlan { .. } => 2,
     };
+    // Every chain measured once (walked per link it was cubic in chained VLANs, issue 15).
+    let depth = crate::model::network::LinkIndex::new(c).vlan_chains().depth;
     let mut v: Vec<(usize, &Link)> = c.links.iter().enumerate().collect();
-    crate::sort::sort_by_key(&mut v, |(i, l)| (rank(l), vlan_depth(c, l), *i));
+    crate::sort::sort_by_key(&mut v, |(i, l)| (rank(l), depth[*i], *i));
     v
-}
-
-fn vlan_depth(c: &NetworkConfig, l: &Link) -> usize {
-    let mut d = 0;
-    let mut cur = l;
-    while let LinkKind::Vlan { parent, .. } = &cur.kind {
-        match c.link(parent) {
-            Some(p) if d <= c.links.len() => {
-                d += 1;
-                cur = p;
-            }
-            _ => break,
-        }
-    }
-    d
 }
 
 #[cfg(test)]
