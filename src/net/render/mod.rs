@@ -505,14 +505,26 @@ pub fn safe_id(id: &str) -> String {
 /// File-name parts for every link, unique even when two ids map to the same safe form.
 pub(crate) fn file_ids(c: &NetworkConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(c.links.len());
+    // Taken names in a set, and per base the suffix to try next: a scan of `out` per
+    // candidate, from suffix 1 each time, was quadratic in links (ids that differ only in
+    // characters `safe_id` replaces share a base; issue 15). Names are only added, so every
+    // suffix below the last one a base took is still taken: the names are the same.
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut next: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for l in &c.links {
         let base = safe_id(&l.id);
         let mut cand = base.clone();
-        let mut i = 1;
-        while out.contains(&cand) {
-            cand = format!("{base}-{i}");
-            i += 1;
+        if taken.contains(&cand) {
+            let i = next.entry(base.clone()).or_insert(1);
+            loop {
+                cand = format!("{base}-{i}");
+                *i += 1;
+                if !taken.contains(&cand) {
+                    break;
+                }
+            }
         }
+        taken.insert(cand.clone());
         out.push(cand);
     }
     out
@@ -603,6 +615,33 @@ pub(crate) fn ordered(c: &NetworkConfig) -> Vec<(usize, &Link)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// File-name parts as the scan from suffix 1 gave them, on ids that collide in their safe
+    /// form and ids that look like a generated suffix.
+    #[test]
+    fn file_ids_are_unique_and_as_before() {
+        let ids = [
+            "a!", "a@", "a_", "a_-1", "a#", "b", "a_-2", "a$", "b", "a_-1", "a%", "b-1", "b",
+        ];
+        let mut c = NetworkConfig::default();
+        for id in ids {
+            c.links.push(Link::new(id, LinkKind::Physical));
+        }
+        let mut old: Vec<String> = Vec::new();
+        for l in &c.links {
+            let base = safe_id(&l.id);
+            let mut cand = base.clone();
+            let mut i = 1;
+            while old.contains(&cand) {
+                cand = format!("{base}-{i}");
+                i += 1;
+            }
+            old.push(cand);
+        }
+        assert_eq!(file_ids(&c), old);
+        let set: std::collections::HashSet<_> = old.iter().collect();
+        assert_eq!(set.len(), old.len());
+    }
 
     #[test]
     fn uuids_are_stable_and_well_formed() {
