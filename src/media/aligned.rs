@@ -99,10 +99,11 @@ impl<D: SectorDevice> AlignedReader<D> {
             max_window
         };
         if buf.is_empty() {
-            // Zeroed by the allocator (`calloc`: a buffer this size is fresh pages from `mmap`,
-            // already zero), not by a `memset` over 256 KiB that faults every page in before
-            // the first read: a first boot's drive reader paid ~0.15 ms for that.
-            buf = vec![0; window + s];
+            // Zeroed by the allocator (`calloc`: fresh pages are known zero), not by a `memset`
+            // that faults every page in before the first read: a first boot's drive reader paid
+            // ~0.15 ms for that. Sized for the largest window at once: growing it later zeroed
+            // the new half by hand just before a read overwrote it (review of h10-rerun).
+            buf = vec![0; max_window + s];
         } else if buf.len() < window + s {
             buf.resize(window + s, 0);
         }
@@ -154,7 +155,8 @@ impl<D: SectorDevice> AlignedReader<D> {
             && self.win_len > 0
             && start == self.win_start.saturating_add(self.win_len as u64)
         {
-            // A read going on where the last window ended: a larger file; read more at once.
+            // A read going on where the last window ended: a larger file; read more at once
+            // (the buffer was sized for the largest window when it was made).
             self.window = (self.window * 2).min(self.max_window);
             // `sector` <= 64 KiB: fits usize.
             let s = self.sector as usize;
