@@ -156,12 +156,19 @@ struct Cache<'a> {
     #[serde(borrow)]
     volatile: Cow<'a, str>,
     #[serde(borrow)]
-    inputs: Vec<Cow<'a, str>>,
+    inputs: Vec<Text<'a>>,
     /// The paths the plan acts on: the run's sweep of temporary files looks beside them.
     sweep: Vec<String>,
     warnings: Vec<(String, String, String)>,
-    steps: Vec<(String, Cow<'a, str>, String)>,
+    #[serde(borrow)]
+    steps: Vec<(String, Text<'a>, String)>,
 }
+
+/// A string borrowed from the cache's bytes when it needs no unescaping. `#[serde(borrow)]`
+/// borrows only a field that is a `Cow` itself: inside a `Vec` or a tuple serde's generic
+/// `Cow` impl copies every string (review of h10-rerun).
+#[derive(Debug, serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// The cache as a run records it (the same document as [`Cache`] reads), written streamed
 /// through `state`'s JSON writer: never held whole in memory (2,000 `write_files` entries make
@@ -377,7 +384,7 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
         return None;
     }
     let mut obs = Observer::new(lookups);
-    for line in &cache.inputs {
+    for Text(line) in &cache.inputs {
         let Some(i) = parse_input_line(line) else {
             tracing::debug!(
                 "re-run fast path not taken: /{}: a damaged input",
@@ -394,7 +401,7 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
         }
     }
     let mut steps = Vec::with_capacity(cache.steps.len());
-    for (id, outcome, detail) in cache.steps {
+    for (id, Text(outcome), detail) in cache.steps {
         let outcome = match &*outcome {
             SKIPPED => Outcome::Skipped,
             UNCHANGED => Outcome::Unchanged,
@@ -780,6 +787,15 @@ fn seen(_m: &std::fs::Metadata, _how: How) -> Option<[i64; 10]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache's input lines and step outcomes are read as borrowed strings, not copies.
+    #[test]
+    fn cache_strings_are_borrowed() {
+        let doc = r#"{"format":4,"key":"k","instance_id":"i","drive_sha256":null,"volatile":"v","inputs":["p - a b"],"sweep":[],"warnings":[],"steps":[["id","unchanged","d"]]}"#;
+        let c: Cache = serde_json::from_str(doc).unwrap();
+        assert!(matches!(c.inputs[0].0, Cow::Borrowed("p - a b")));
+        assert!(matches!(c.steps[0].1 .0, Cow::Borrowed("unchanged")));
+    }
     use std::time::{Duration, UNIX_EPOCH};
 
     /// The observer's shortcut (directories opened once, the entry by `fstatat`) answers as
