@@ -22,6 +22,7 @@ pub fn render_eni(
     names: &Names,
     o: &RenderOptions,
 ) -> Result<Rendered, RenderError> {
+    let c = &super::Net::new(c);
     let mut out = Rendered::default();
     let mut s = format!("{HEADER}\n");
     // Every drive-derived value is one safe word (ifupdown hands `up` lines to the shell), or

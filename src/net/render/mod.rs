@@ -481,6 +481,39 @@ pub fn render(backend: Backend, c: &NetworkConfig, names: &Names, o: &RenderOpti
     })
 }
 
+/// A configuration with its links indexed, as every renderer reads it: renderers ask per link
+/// which bond or bridge holds it and what its parent or members are, and `NetworkConfig`'s own
+/// `link` / `controller_of` scan every link (quadratic in links, issue 15). Derefs to the
+/// configuration; these two answer from the index, equal to the scans.
+pub(crate) struct Net<'a> {
+    config: &'a NetworkConfig,
+    index: crate::model::network::LinkIndex<'a>,
+}
+
+impl<'a> Net<'a> {
+    pub(crate) fn new(config: &'a NetworkConfig) -> Net<'a> {
+        Net {
+            config,
+            index: crate::model::network::LinkIndex::new(config),
+        }
+    }
+
+    pub(crate) fn link(&self, id: &str) -> Option<&'a Link> {
+        self.index.link(id)
+    }
+
+    pub(crate) fn controller_of(&self, id: &str) -> Option<&'a Link> {
+        self.index.controller_of(id)
+    }
+}
+
+impl std::ops::Deref for Net<'_> {
+    type Target = NetworkConfig;
+    fn deref(&self) -> &NetworkConfig {
+        self.config
+    }
+}
+
 /// A link id as a file name part: `[A-Za-z0-9_.-]`, others as `_`; never empty, never a dot
 /// name.
 pub fn safe_id(id: &str) -> String {
@@ -532,7 +565,7 @@ pub(crate) fn file_ids(c: &NetworkConfig) -> Vec<String> {
 
 /// DNS a link's configuration carries: its own, then the machine-wide servers. Only links with
 /// layer-3 configuration carry DNS (a bond member or a bare VLAN parent cannot use it).
-pub(crate) fn link_dns(c: &NetworkConfig, l: &Link) -> Dns {
+pub(crate) fn link_dns(c: &Net, l: &Link) -> Dns {
     if !l.l3.is_configured() || c.controller_of(&l.id).is_some() {
         return Dns::default();
     }
@@ -561,12 +594,12 @@ pub(crate) fn needs_onlink(l3: &L3, r: &Route) -> bool {
 }
 
 /// Whether a link is enslaved to a bond or bridge (it carries no layer-3 configuration).
-pub(crate) fn is_member(c: &NetworkConfig, id: &str) -> bool {
+pub(crate) fn is_member(c: &Net, id: &str) -> bool {
     c.controller_of(id).is_some()
 }
 
 /// A warning for layer-3 configuration on a member link, which is ignored.
-pub(crate) fn member_l3_warning(c: &NetworkConfig, l: &Link) -> Option<String> {
+pub(crate) fn member_l3_warning(c: &Net, l: &Link) -> Option<String> {
     let ctl = c.controller_of(&l.id)?;
     l.l3.is_configured().then(|| {
         format!(

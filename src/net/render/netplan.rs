@@ -30,7 +30,7 @@ fn q(s: &str) -> String {
 }
 
 /// A bond's or bridge's members as a netplan flow list of their quoted keys.
-fn member_keys(c: &NetworkConfig, names: &Names, members: &[String]) -> String {
+fn member_keys(c: &super::Net, names: &Names, members: &[String]) -> String {
     members
         .iter()
         .filter_map(|m| c.link(m))
@@ -41,7 +41,7 @@ fn member_keys(c: &NetworkConfig, names: &Names, members: &[String]) -> String {
 
 /// The netplan id of a link: its interface name when known (required for virtual links),
 /// else a safe form of its id (a NIC matched by MAC).
-fn key(c: &NetworkConfig, names: &Names, l: &Link) -> String {
+fn key(c: &super::Net, names: &Names, l: &Link) -> String {
     match names.name(&l.id) {
         Some(n) if !matches!(l.kind, LinkKind::Physical) || !names.rename(&l.id) => n.to_string(),
         _ => {
@@ -64,6 +64,7 @@ pub fn render_netplan(
     names: &Names,
     o: &RenderOptions,
 ) -> Result<Rendered, RenderError> {
+    let c = &super::Net::new(c);
     let mut out = Rendered::default();
     // Values are quoted (`q`), and still each drive-derived one must be one safe word: a YAML
     // escape is no excuse for a newline in an interface name or a search domain.

@@ -16,6 +16,7 @@ use crate::net::naming::Names;
 const DIR: &str = "etc/systemd/network";
 
 pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, RenderError> {
+    let c = &super::Net::new(c);
     let mut out = Rendered::default();
     let ids = file_ids(c);
     for (i, l) in ordered(c) {

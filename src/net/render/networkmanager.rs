@@ -19,6 +19,7 @@ const DIR: &str = "etc/NetworkManager/system-connections";
 pub const NO_AUTO_DEFAULT: &str = "etc/NetworkManager/conf.d/90-primer.conf";
 
 pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendered, RenderError> {
+    let c = &super::Net::new(c);
     let mut out = Rendered::default();
     let ids = file_ids(c);
     for (i, l) in ordered(c) {
@@ -186,7 +187,7 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
 
 fn ip_sections(
     s: &mut String,
-    c: &NetworkConfig,
+    c: &super::Net,
     l: &crate::model::network::Link,
     ck: &Check,
     i: usize,

@@ -380,6 +380,7 @@ enum Plan<'c> {
 }
 
 pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, RenderError> {
+    let c = &super::Net::new(c);
     let mut out = Rendered::default();
     let ck = PsCheck;
     let mut s = String::new();
@@ -604,11 +605,7 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
 }
 
 /// Decides what one link becomes, warning (naming the link) when Windows cannot express it.
-fn plan_link<'c>(
-    c: &'c NetworkConfig,
-    l: &'c Link,
-    warnings: &mut Vec<String>,
-) -> Option<Plan<'c>> {
+fn plan_link<'c>(c: &super::Net<'c>, l: &'c Link, warnings: &mut Vec<String>) -> Option<Plan<'c>> {
     match &l.kind {
         LinkKind::Physical => {
             let Some(mac) = &l.mac else {
@@ -736,7 +733,7 @@ fn standby<'c>(
 fn write_l3(
     s: &mut String,
     ck: &PsCheck,
-    c: &NetworkConfig,
+    c: &super::Net,
     i: usize,
     l: &Link,
     warnings: &mut Vec<String>,
