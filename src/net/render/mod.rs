@@ -632,15 +632,15 @@ pub fn stable_uuid(id: &str) -> String {
 
 /// Links in dependency order: physical, then bonds and bridges, then VLANs (a VLAN on a VLAN
 /// after its parent), keeping source order within each group.
-pub(crate) fn ordered(c: &NetworkConfig) -> Vec<(usize, &Link)> {
+pub(crate) fn ordered<'a>(c: &Net<'a>) -> Vec<(usize, &'a Link)> {
     let rank = |l: &Link| match l.kind {
         LinkKind::Physical => 0,
         LinkKind::Bond { .. } | LinkKind::Bridge { .. } => 1,
         LinkKind::Vlan { .. } => 2,
     };
     // Every chain measured once (walked per link it was cubic in chained VLANs, issue 15).
-    let depth = crate::model::network::LinkIndex::new(c).vlan_chains().depth;
-    let mut v: Vec<(usize, &Link)> = c.links.iter().enumerate().collect();
+    let depth = c.index.vlan_chains().depth;
+    let mut v: Vec<(usize, &Link)> = c.config.links.iter().enumerate().collect();
     crate::sort::sort_by_key(&mut v, |(i, l)| (rank(l), depth[*i], *i));
     v
 }
