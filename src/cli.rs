@@ -55,11 +55,12 @@ pub struct Cli {
 
 impl Cli {
     /// The command line of this process, parsed. `primer run ...` (what every boot runs) is
-    /// parsed against the `run` subcommand alone: building clap's whole command tree (every
-    /// subcommand's arguments and help) cost a measurable share of a boot's CPU. The same
-    /// argument definitions (`RunArgs` and `--log-level`) give the same values; anything else —
-    /// another command, a global option before `run`, help, version, a parse error — goes
-    /// through the whole tree, so its output (help text, error messages) is clap's as before.
+    /// read without clap when it is plain ([`Cli::parse_run_plain`]), else against the `run`
+    /// subcommand alone ([`Cli::parse_run`]): building clap's whole command tree (every
+    /// subcommand's arguments and help) cost a measurable share of a boot's CPU. Both give the
+    /// values the whole tree gives (tests compare them); anything else — another command, a
+    /// global option before `run`, help, version, a parse error — goes through the whole tree,
+    /// so its output (help text, error messages) is clap's as before.
     pub fn from_env() -> Cli {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         Cli::parse_run_plain(&args)

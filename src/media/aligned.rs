@@ -155,15 +155,10 @@ impl<D: SectorDevice> AlignedReader<D> {
             && self.win_len > 0
             && start == self.win_start.saturating_add(self.win_len as u64)
         {
-            // A read going on where the last window ended: a larger file; read more at once
-            // (the buffer was sized for the largest window when it was made).
+            // A read going on where the last window ended: a larger file; read more at once.
+            // Only a reader made without a buffer grows, and its buffer was sized for the
+            // largest window when it was made.
             self.window = (self.window * 2).min(self.max_window);
-            // `sector` <= 64 KiB: fits usize.
-            let s = self.sector as usize;
-            if self.buf.len() < self.window + s {
-                self.buf.resize(self.window + s, 0);
-                self.off = self.buf.as_ptr().align_offset(s).min(s);
-            }
         }
         let window = self.window as u64;
         let left = self.len - start;
