@@ -154,12 +154,13 @@ impl Resolver {
     }
 
     /// What is known of `host` without a lookup: its memo entry, or missing when its
-    /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`).
+    /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`) or is missing
+    /// itself (nothing is below a missing directory, as `resolve_found` takes it).
     fn known(&self, host: &Path) -> Option<Kind> {
         let memo = self.memo.borrow();
         memo.get(host.as_os_str()).copied().or_else(|| {
             match host.parent().and_then(|p| memo.get(p.as_os_str())) {
-                Some(Kind::Dir { fresh: true, .. }) => Some(Kind::Missing),
+                Some(Kind::Dir { fresh: true, .. } | Kind::Missing) => Some(Kind::Missing),
                 _ => None,
             }
         })
