@@ -512,6 +512,8 @@ mod tests {
             .memo
             .borrow()
             .contains_key(root.join("usr/sbin").as_os_str()));
+        // Below it, an entry is missing without a lookup too.
+        assert_eq!(r.cached(&root.join("usr/sbin")), Some(Kind::Missing));
         // Created (or replaced by a link) behind the memo's back: seen once forgotten.
         symlink("/srv", root.join("usr")).unwrap();
         assert_eq!(r.resolve("usr/x").unwrap(), root.join("usr/x"));

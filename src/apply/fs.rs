@@ -2072,6 +2072,42 @@ mod tests {
         }
     }
 
+    /// The run lock's file in a state directory this run made is created locked under a
+    /// temporary name and renamed into place; never over an existing file (nothing left
+    /// behind then), and never outside a directory the writer made. A directory the run made
+    /// is not swept.
+    #[test]
+    fn a_lock_file_is_made_locked_and_fresh_directories_are_not_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let mut w = Writer::new(root);
+        let dir = w.create_dirs("var/lib/p", own(0o700)).unwrap();
+        assert!(w.made_here(&dir) && w.made_here(&root.join("var")));
+        assert!(!w.made_here(root));
+        let path = dir.join("lock");
+        let locked = w.create_locked(&path, |f| crate::platform::try_lock(f).ok());
+        assert!(locked.is_some());
+        assert!(path.is_file());
+        // Held: another open of the same file cannot take it.
+        let other = fs::File::options().write(true).open(&path).unwrap();
+        assert!(crate::platform::try_lock(other).is_err());
+        // Never over an existing one; the temporary is removed.
+        assert!(w
+            .create_locked(&path, |f| crate::platform::try_lock(f).ok())
+            .is_none());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        // The memo knows the lock file; the directory still knows all its entries.
+        assert_eq!(w.res.cached(&path), Some(Kind::Other));
+        assert!(w.made_here(&dir));
+        // Swept: only directories this run did not make (the root); a stale-looking name in
+        // a made one cannot be an interrupted run's.
+        fs::write(dir.join(".x.primer-tmp.1.1"), b"").unwrap();
+        fs::write(root.join(".y.primer-tmp.1.1"), b"").unwrap();
+        assert_eq!(w.sweep_temps(["var/lib/p/x"]), 1);
+        assert!(dir.join(".x.primer-tmp.1.1").exists());
+        drop(locked);
+    }
+
     /// Directories whose mode and owner `mkdir` gives are made under their own name (no
     /// temporary name, no rename); under a default ACL that changes what `mkdir` gives, and with
     /// a mode the umask would cut (made under a temporary name), each still ends up exactly as

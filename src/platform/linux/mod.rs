@@ -564,6 +564,40 @@ mod read_bounded_tests {
     }
 }
 
+/// `Filesystems`: each directory's device and each device's order asked once per run.
+#[cfg(test)]
+mod filesystems_tests {
+    use super::Filesystems;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn devices_are_asked_once_and_made_directories_take_their_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let dev = std::fs::metadata(t.path()).unwrap().dev();
+        let mut f = Filesystems::default();
+        // Made by the writer (as far as `f` knows): its device is its parent's, no lookup of
+        // its own (it does not even exist here).
+        let made = t.path().join("a/b");
+        f.made(&t.path().join("a"));
+        f.made(&made);
+        assert_eq!(f.dev(&made).unwrap(), dev);
+        assert_eq!(f.devs.get(t.path()), Some(&Some(dev)));
+        assert_eq!(f.devs.get(&made), Some(&Some(dev)));
+        // Asked once per device: the answer is kept for every directory on it.
+        assert!(f.sync_unordered(&[t.path(), &made]).is_ok());
+        assert_eq!(f.ordered.len(), 1);
+        // A directory that cannot be looked at is skipped, as before.
+        let gone = t.path().join("gone");
+        let mut g = Filesystems::default();
+        assert_eq!(g.sync_unordered(&[&gone]).unwrap(), 0);
+        assert!(g.ordered.is_empty());
+        // Everything learnt goes with `forget_all` (a script may have mounted something).
+        f.forget_all();
+        assert!(f.devs.is_empty() && f.ordered.is_empty());
+        assert!(f.sync_filesystems(&[t.path()]));
+    }
+}
+
 #[cfg(test)]
 mod direct_read_tests {
     use super::open_device;
