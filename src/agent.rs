@@ -713,18 +713,19 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     // A drive whose instance id cannot name primer's state changes nothing (the planner refuses
     // every step): it takes no lock, so it writes nothing. Decided once.
     let refused = state::invalid_instance_id(&loaded.instance.instance_id).is_some();
+    // One resolver for the run: the lock, the host facts, the sweep and the writer share its
+    // memo (no path looked up once is looked up again; nothing changes the tree in between
+    // but primer, which holds the lock). The writer's group rule is the platform's.
+    let lookups = crate::paths::Resolver::with_group_rule(root, platform::hands_group_down);
     // The lock before the facts: a second run waits for the first, then plans against the
     // finished state (a plan made before the other run wrote would be stale).
     let lock = if refused {
         apply::RunLock::none(root)
     } else {
-        take_lock(root)?
+        // The error names the lock file (or the directory that could not be made).
+        apply::RunLock::take_in(&lookups, apply::LOCK_WAIT)?
     };
     let live = is_live(root);
-    // One resolver for the run: the host facts fill its memo, the sweep and the writer use it
-    // (no path the facts looked up is looked up again; nothing changes the tree in between
-    // but primer, which holds the lock). The writer's group rule is the platform's.
-    let lookups = crate::paths::Resolver::with_group_rule(root, platform::hands_group_down);
     // The re-run fast path (`rerun`): after a run that changed nothing, with every input as
     // that run left it (files by their metadata, the kernel's host name and NICs read again),
     // its report stands for this run's (checked under the lock, so no other run changes the

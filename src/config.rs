@@ -519,24 +519,31 @@ fn read_layer(
     path: &Path,
     required: bool,
 ) -> Result<Option<(Config, serde_json::Value)>, ConfigError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ConfigError::Io {
-                path: name,
-                source: e,
-            })
-        }
-    };
-    if meta.len() > MAX_CONFIG {
-        return Err(ConfigError::TooLarge { path: name });
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+    let io = |e| ConfigError::Io {
         path: name.clone(),
         source: e,
-    })?;
+    };
+    // Opened once: its size from the open file, its text read from it (not a lookup for the
+    // size, another for the open and a third in `read_to_string`).
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let len = f.metadata().map_err(io)?.len();
+    if len > MAX_CONFIG {
+        return Err(ConfigError::TooLarge { path: name });
+    }
+    let mut text = String::with_capacity(usize::try_from(len).unwrap_or(0));
+    // Bounded even if it grew since: one byte over says so.
+    f.take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(ConfigError::TooLarge { path: name });
+    }
     // Typed (types, key names and syntax checked, errors at this file's line) but not
     // validated: a drop-in may set part of a section whose other keys another file holds.
     let config = Config::parse_unchecked(&text, &name)?;
@@ -629,16 +636,19 @@ fn load_layered_keyed(
     };
     let mut layers = Vec::new();
     // Windows: the directory holding the file, then the file, are vouched for before a byte
-    // is read (a no-op on Linux).
-    let probe = std::fs::metadata(&main);
-    if probe.is_ok() {
-        if let Some(dir) = main.parent().filter(|d| !d.as_os_str().is_empty()) {
-            trusted(dir).map_err(|e| (e, None))?;
+    // is read. Linux vouches for nothing (`platform::config_untrusted`): `read_layer`'s own
+    // open tells whether the file is there, without a lookup before it.
+    let absent = cfg!(windows) && {
+        let probe = std::fs::metadata(&main);
+        if probe.is_ok() {
+            if let Some(dir) = main.parent().filter(|d| !d.as_os_str().is_empty()) {
+                trusted(dir).map_err(|e| (e, None))?;
+            }
+            trusted(&main).map_err(|e| (e, None))?;
         }
-        trusted(&main).map_err(|e| (e, None))?;
-    }
-    // An optional file already known missing is not looked up a second time by `read_layer`.
-    let absent = !required && matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        // An optional file already known missing is not looked up a second time.
+        !required && matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    };
     let layer = if absent {
         None
     } else {

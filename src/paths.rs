@@ -154,12 +154,13 @@ impl Resolver {
     }
 
     /// What is known of `host` without a lookup: its memo entry, or missing when its
-    /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`).
+    /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`) or is missing
+    /// itself (nothing is below a missing directory, as `resolve_found` takes it).
     fn known(&self, host: &Path) -> Option<Kind> {
         let memo = self.memo.borrow();
         memo.get(host.as_os_str()).copied().or_else(|| {
             match host.parent().and_then(|p| memo.get(p.as_os_str())) {
-                Some(Kind::Dir { fresh: true, .. }) => Some(Kind::Missing),
+                Some(Kind::Dir { fresh: true, .. } | Kind::Missing) => Some(Kind::Missing),
                 _ => None,
             }
         })
@@ -511,6 +512,8 @@ mod tests {
             .memo
             .borrow()
             .contains_key(root.join("usr/sbin").as_os_str()));
+        // Below it, an entry is missing without a lookup too.
+        assert_eq!(r.cached(&root.join("usr/sbin")), Some(Kind::Missing));
         // Created (or replaced by a link) behind the memo's back: seen once forgotten.
         symlink("/srv", root.join("usr")).unwrap();
         assert_eq!(r.resolve("usr/x").unwrap(), root.join("usr/x"));

@@ -33,6 +33,11 @@ pub struct Writer {
     verified: HashMap<PathBuf, Vec<u32>>,
     /// Directory -> whether it has a default ACL, asked once (see `make_dir`).
     default_acl: HashMap<PathBuf, bool>,
+    /// Directories this writer made directly under their own names (`make_dir`): on a
+    /// filesystem known to give `mkdir` and `open` exactly the mode asked and the creator's
+    /// ids, with no default ACL (their parent had none), their group primer's. What a new entry
+    /// there gets is not read back (`create_final_dir`, `create_file`).
+    direct: HashSet<PathBuf>,
     /// New directories (`stage_new_dir_file`) whose tree could not be begun (a name too long
     /// for its temporary name, a parent others may write): their files go the per-file way.
     per_file_dirs: BTreeSet<String>,
@@ -43,6 +48,9 @@ pub struct Writer {
     /// Tag -> the earlier tags whose staged file it took over (`stage_append` in place): a
     /// failed rename of that file fails them too (`spread`).
     folded: HashMap<usize, Vec<usize>>,
+    /// The devices of the directories it flushes and whether their filesystems order their
+    /// metadata, each asked of the kernel once per run (`platform::Filesystems`).
+    fss: crate::platform::Filesystems,
     seq: u64,
 }
 
@@ -172,9 +180,11 @@ impl Writer {
             trees: Vec::new(),
             verified: HashMap::new(),
             default_acl: HashMap::new(),
+            direct: HashSet::new(),
             per_file_dirs: BTreeSet::new(),
             appends: HashMap::new(),
             folded: HashMap::new(),
+            fss: crate::platform::Filesystems::default(),
             seq: 0,
         }
     }
@@ -196,6 +206,55 @@ impl Writer {
         self.res.forget_all();
         self.verified.clear();
         self.default_acl.clear();
+        self.direct.clear();
+        self.fss.forget_all();
+    }
+
+    /// Whether this writer (or another sharing its resolver) made the directory `host` in
+    /// this run, empty, with its mode and owner from the start: it holds only what the run put
+    /// there. No lookup.
+    pub fn made_here(&self, host: &Path) -> bool {
+        matches!(self.res.cached(host), Some(Kind::Dir { fresh: true, .. }))
+    }
+
+    /// Creates the new file `path` (the run lock's, in the state directory this run made:
+    /// `made_here` of its parent) locked before anyone else can open it: private (0600) under a
+    /// temporary name, handed to `lock`, then renamed into place, never over an existing
+    /// entry. `Some`: in place and locked; no other process can have held a lock on it, so
+    /// nothing this run learnt before is stale. `None`: nothing made (another run created it
+    /// meanwhile, or it could not be made; the temporary is removed, and an interruption
+    /// leaves it for the state directory's sweep): the caller opens it as usual. Unix only (a
+    /// file open on Windows cannot be renamed unless shared for deletion).
+    pub fn create_locked<L>(
+        &mut self,
+        path: &Path,
+        lock: impl FnOnce(fs::File) -> Option<L>,
+    ) -> Option<L> {
+        #[cfg(not(unix))]
+        {
+            let _ = (path, lock);
+            None
+        }
+        #[cfg(unix)]
+        {
+            let tmp = self.temp_name(path);
+            let f = crate::platform::create_private_file(&tmp).ok()?;
+            let locked = lock(f).and_then(|l| {
+                crate::platform::rename_noreplace(&tmp, path)
+                    .ok()
+                    .map(|()| l)
+            });
+            match locked {
+                Some(l) => {
+                    self.res.set(path, Kind::Other);
+                    Some(l)
+                }
+                None => {
+                    let _ = fs::remove_file(&tmp);
+                    None
+                }
+            }
+        }
     }
 
     fn touched(&mut self, path: &Path) {
@@ -261,6 +320,7 @@ impl Writer {
         // other than primer's own hands itself down on a `grpid` mount (`Kind::Dir::setgid`).
         let setgid = meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(meta.gid);
         let made = |w: &mut Writer, direct: bool| {
+            w.fss.made(dir);
             // Empty and made by this writer: its entries are the ones the writer adds.
             w.res.set(
                 dir,
@@ -273,11 +333,14 @@ impl Writer {
             // parent had none.
             if direct {
                 w.default_acl.insert(dir.to_path_buf(), false);
+                w.direct.insert(dir.to_path_buf());
             }
             Ok(setgid)
         };
         if crate::platform::creates_final(meta, parent_setgid) && !self.mkdir_may_differ(dir) {
-            match crate::platform::create_final_dir(dir, meta) {
+            // Read back unless its parent is one this writer made directly (see `direct`).
+            let verify = !dir.parent().is_some_and(|p| self.direct.contains(p));
+            match crate::platform::create_final_dir(dir, meta, verify) {
                 Ok(true) => {
                     crate::apply::fault::point("mkdir");
                     return made(self, true);
@@ -627,10 +690,12 @@ impl Writer {
         parent_setgid: bool,
     ) -> io::Result<(fs::File, crate::platform::Fix)> {
         let dir = path.parent().unwrap_or(Path::new(""));
-        let verify = !self
-            .verified
-            .get(dir)
-            .is_some_and(|modes| modes.contains(&meta.mode));
+        // Not in a directory this writer made directly (see `direct`).
+        let verify = !self.direct.contains(dir)
+            && !self
+                .verified
+                .get(dir)
+                .is_some_and(|modes| modes.contains(&meta.mode));
         let (f, fix) = crate::platform::create_staged_file(path, meta, parent_setgid, verify)?;
         if verify && fix == crate::platform::Fix::default() {
             self.verified
@@ -830,6 +895,7 @@ impl Writer {
             let host = tree.tmp.join(&sub);
             crate::platform::create_staged_dir(&host, tree.dir_meta, tree.setgid)
                 .map_err(|e| at(&host, e))?;
+            self.fss.made(&host);
             let tree = &mut self.trees[t];
             tree.dirs.insert(sub.clone());
             tree.entries.push(host);
@@ -954,6 +1020,7 @@ impl Writer {
         let tmp = self.temp_name(&target);
         crate::platform::create_staged_dir(&tmp, dir_meta, parent_setgid)
             .map_err(|e| at(&tmp, e))?;
+        self.fss.made(&tmp);
         crate::apply::fault::point("mkdir");
         Ok((tmp, target))
     }
@@ -1001,7 +1068,10 @@ impl Writer {
                     sync_dir(&tree.tmp).map_err(|e| at(&tree.tmp, e))?;
                 }
                 if tree.whole {
-                    return self.publish_tree(&tree.tmp, &tree.target);
+                    self.publish_tree(&tree.tmp, &tree.target)?;
+                    // The tree made in the target's parent is there now.
+                    self.fss.made(&tree.target);
+                    return Ok(());
                 }
                 match crate::platform::rename_noreplace(&tree.tmp, &tree.target) {
                     Err(_) if fs::symlink_metadata(&tree.target).is_ok() => {
@@ -1009,7 +1079,11 @@ impl Writer {
                         errors.extend(self.merge_tree(&tree));
                         Ok(())
                     }
-                    r => r.map_err(|e| at(&tree.target, e)),
+                    Ok(()) => {
+                        self.fss.made(&tree.target);
+                        Ok(())
+                    }
+                    Err(e) => Err(at(&tree.target, e)),
                 }
             })();
             crate::apply::fault::point("rename");
@@ -1218,7 +1292,8 @@ impl Writer {
                     )
                     .chain(self.dirty_dirs.iter().map(PathBuf::as_path)),
             );
-            crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
+            self.fss
+                .sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
         };
         if !flushed {
             self.pending = head;
@@ -1272,14 +1347,7 @@ impl Writer {
                 .rev()
                 .collect();
             let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-            #[cfg(not(windows))]
-            let r = crate::platform::sync_dirs_apart(&dirs, &keep);
-            // Not reached: Windows has no filesystem flush (see above).
-            #[cfg(windows)]
-            let r = {
-                let _ = keep;
-                dirs.iter().try_for_each(|d| sync_dir(d))
-            };
+            let r = self.fss.sync_dirs_apart(&dirs, &keep);
             if let Err(e) = r {
                 errors.push((usize::MAX, io::Error::new(e.kind(), format!("fsync: {e}"))));
                 // Listed again: the caller's next commit (the record staged again) must make
@@ -1296,12 +1364,12 @@ impl Writer {
         // fsync does), and everything once more before the run ends, as each batch was before.
         let dirs: Vec<&Path> = landing.iter().map(PathBuf::as_path).collect();
         if errors.is_empty() && !tail.is_empty() {
-            if let Err(e) = crate::platform::sync_unordered(&dirs) {
+            if let Err(e) = self.fss.sync_unordered(&dirs) {
                 errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
             }
         }
         let mut errors = self.commit_tail(tail, errors, true);
-        if let Err(e) = crate::platform::sync_unordered(&dirs) {
+        if let Err(e) = self.fss.sync_unordered(&dirs) {
             errors.push((usize::MAX, io::Error::new(e.kind(), format!("syncfs: {e}"))));
         }
         if head_ok && !dirs_failed {
@@ -1398,7 +1466,8 @@ impl Writer {
                     )
                     .chain(self.dirty_dirs.iter().map(PathBuf::as_path)),
             );
-            crate::platform::sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
+            self.fss
+                .sync_filesystems(&dirs.into_iter().collect::<Vec<_>>())
         };
         let mut broken = false;
         if flushed && !unsynced {
@@ -1571,8 +1640,9 @@ impl Writer {
         let mut n = 0;
         for d in dirs {
             // A directory resolution found missing (or one inside it) holds nothing to sweep:
-            // no failing open.
-            if self.known_missing(&d) {
+            // no failing open. Nor does one this run made (the run lock's state directory on a
+            // first run): no interrupted run ever wrote there.
+            if self.known_missing(&d) || self.made_here(&d) {
                 continue;
             }
             let place = place(&d);
@@ -2000,6 +2070,42 @@ mod tests {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
         }
+    }
+
+    /// The run lock's file in a state directory this run made is created locked under a
+    /// temporary name and renamed into place; never over an existing file (nothing left
+    /// behind then), and never outside a directory the writer made. A directory the run made
+    /// is not swept.
+    #[test]
+    fn a_lock_file_is_made_locked_and_fresh_directories_are_not_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let mut w = Writer::new(root);
+        let dir = w.create_dirs("var/lib/p", own(0o700)).unwrap();
+        assert!(w.made_here(&dir) && w.made_here(&root.join("var")));
+        assert!(!w.made_here(root));
+        let path = dir.join("lock");
+        let locked = w.create_locked(&path, |f| crate::platform::try_lock(f).ok());
+        assert!(locked.is_some());
+        assert!(path.is_file());
+        // Held: another open of the same file cannot take it.
+        let other = fs::File::options().write(true).open(&path).unwrap();
+        assert!(crate::platform::try_lock(other).is_err());
+        // Never over an existing one; the temporary is removed.
+        assert!(w
+            .create_locked(&path, |f| crate::platform::try_lock(f).ok())
+            .is_none());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        // The memo knows the lock file; the directory still knows all its entries.
+        assert_eq!(w.res.cached(&path), Some(Kind::Other));
+        assert!(w.made_here(&dir));
+        // Swept: only directories this run did not make (the root); a stale-looking name in
+        // a made one cannot be an interrupted run's.
+        fs::write(dir.join(".x.primer-tmp.1.1"), b"").unwrap();
+        fs::write(root.join(".y.primer-tmp.1.1"), b"").unwrap();
+        assert_eq!(w.sweep_temps(["var/lib/p/x"]), 1);
+        assert!(dir.join(".x.primer-tmp.1.1").exists());
+        drop(locked);
     }
 
     /// Directories whose mode and owner `mkdir` gives are made under their own name (no
@@ -2502,7 +2608,7 @@ mod tests {
         assert!(crate::platform::mkdir_may_differ(Path::new("/proc")));
         assert!(crate::platform::mkdir_may_differ(Path::new("/sys")));
         // Made in place, the ACL's mode (0750) is found and the directory removed again.
-        assert!(!crate::platform::create_final_dir(&acl.join("d"), own(0o755)).unwrap());
+        assert!(!crate::platform::create_final_dir(&acl.join("d"), own(0o755), true).unwrap());
         assert!(!acl.join("d").exists());
         let mut w = Writer::new(t.path());
         assert!(w.mkdir_may_differ(&acl.join("d")));

@@ -751,12 +751,84 @@ impl RunLock {
     /// the holder's pid when the kernel tells it). Creates primer's state directory (0700) when
     /// missing and repairs its mode and owner when they differ.
     pub fn take(root: &std::path::Path, wait: std::time::Duration) -> std::io::Result<RunLock> {
-        let mut w = fs::Writer::new(root);
+        let lookups = Resolver::with_group_rule(root, crate::platform::hands_group_down);
+        RunLock::take_in(&lookups, wait)
+    }
+
+    /// [`RunLock::take`] through the run's resolver (`lookups`, the platform's group rule):
+    /// what it looks up and makes (the state directory) the run's facts, sweep and writer
+    /// know without a lookup, and a state directory it made this run is neither listed for
+    /// repair nor swept.
+    pub fn take_in(lookups: &Resolver, wait: std::time::Duration) -> std::io::Result<RunLock> {
+        let mut w = fs::Writer::with_resolver(lookups.clone());
         ensure_state_parents(&mut w, LOCK_PATH)?;
         let dir = w.create_dirs(STATE_DIR, crate::plan::private_dir_meta())?;
         let path = dir.join("lock");
+        // In a state directory made just now (empty, private from its creation) the lock file
+        // is made locked and then renamed into place (`Writer::create_locked`): no other run
+        // can ever have held it, so what this run learnt before taking it is still true.
+        let made = if w.made_here(&dir) {
+            w.create_locked(&path, |f| crate::platform::try_lock(f).ok())
+        } else {
+            None
+        };
+        let fresh = made.is_some();
+        let lock = match made {
+            Some(l) => l,
+            None => {
+                // Another run may have held it meanwhile and changed the tree.
+                lookups.forget_all();
+                RunLock::wait_for(&path, wait)?
+            }
+        };
+        // A lock file made just now carries no marker.
+        let clean = !fresh && marker_set(&lock);
+        // An older version's crash could leave the state directory 0755: primer's state is
+        // private whatever happened before. With the marker set only the top is checked: the
+        // run that set it checked the whole tree, primer makes its directories with their mode
+        // from the start, and the top's 0700 alone keeps the tree private.
+        // A state directory made just now needs no repair.
+        let repaired = if fresh {
+            Ok(Vec::new())
+        } else if clean {
+            fs::repair_dir(&dir, crate::plan::private_dir_meta()).map(|c| {
+                if c {
+                    vec![dir.clone()]
+                } else {
+                    Vec::new()
+                }
+            })
+        } else {
+            fs::repair_tree(&dir, crate::plan::private_dir_meta(), MAX_STATE_DIRS)
+        };
+        let repaired = match repaired {
+            Ok(fixed) => {
+                for d in fixed {
+                    tracing::warn!("{}: mode and owner repaired (0700, root)", d.display());
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
+        };
+        Ok(RunLock {
+            lock: Some(lock),
+            root: lookups.root().to_path_buf(),
+            clean,
+            may_mark: std::cell::Cell::new(repaired && !clean),
+        })
+    }
+
+    /// Opens (creating it when missing) the lock file `path` and locks it, waiting up to `wait`
+    /// for another run (logged once, naming the holder's pid when the kernel tells it).
+    fn wait_for(
+        path: &std::path::Path,
+        wait: std::time::Duration,
+    ) -> std::io::Result<crate::platform::FileLock> {
         // Private from its creation (Windows: a protected DACL, not the directory's).
-        let mut file = crate::platform::open_lock_file(&path).map_err(|e| fs::at(&path, e))?;
+        let mut file = crate::platform::open_lock_file(path).map_err(|e| fs::at(path, e))?;
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         let lock = loop {
@@ -796,40 +868,7 @@ impl RunLock {
                 path.display()
             );
         }
-        let clean = marker_set(&lock);
-        // An older version's crash could leave the state directory 0755: primer's state is
-        // private whatever happened before. With the marker set only the top is checked: the
-        // run that set it checked the whole tree, primer makes its directories with their mode
-        // from the start, and the top's 0700 alone keeps the tree private.
-        let repaired = if clean {
-            fs::repair_dir(&dir, crate::plan::private_dir_meta()).map(|c| {
-                if c {
-                    vec![dir.clone()]
-                } else {
-                    Vec::new()
-                }
-            })
-        } else {
-            fs::repair_tree(&dir, crate::plan::private_dir_meta(), MAX_STATE_DIRS)
-        };
-        let repaired = match repaired {
-            Ok(fixed) => {
-                for d in fixed {
-                    tracing::warn!("{}: mode and owner repaired (0700, root)", d.display());
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!("{e}");
-                false
-            }
-        };
-        Ok(RunLock {
-            lock: Some(lock),
-            root: root.to_path_buf(),
-            clean,
-            may_mark: std::cell::Cell::new(repaired && !clean),
-        })
+        Ok(lock)
     }
 
     /// Releases the lock; with `ok` (no step failed, the status was written) it first sets the

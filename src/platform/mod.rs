@@ -35,12 +35,38 @@ pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::F
     private_file(std::fs::OpenOptions::new().write(true).create_new(true)).open(path)
 }
 
-/// Flushes every filesystem holding one of `dirs`, each once; `false` when the caller must
-/// flush each file instead. Windows has no per-volume flush primer uses: always `false`, as
-/// `sync_filesystem` there (each file and directory is flushed on its own).
+/// Windows has no per-volume flush primer uses: the writer flushes each file and directory on
+/// its own (see the Linux `Filesystems`, whose names this mirrors).
 #[cfg(windows)]
-pub fn sync_filesystems(_dirs: &[&std::path::Path]) -> bool {
-    false
+#[derive(Default)]
+pub struct Filesystems {
+    _nothing: (),
+}
+
+#[cfg(windows)]
+impl Filesystems {
+    pub fn made(&mut self, _dir: &std::path::Path) {}
+
+    pub fn forget_all(&mut self) {}
+
+    /// Always `false`: the caller flushes each file.
+    pub fn sync_filesystems(&mut self, _dirs: &[&std::path::Path]) -> bool {
+        false
+    }
+
+    /// Not reached (no filesystem flush): each of `dirs` is fsynced.
+    pub fn sync_dirs_apart(
+        &mut self,
+        dirs: &[&std::path::Path],
+        _keep: &[&std::path::Path],
+    ) -> std::io::Result<()> {
+        dirs.iter().try_for_each(|d| sync_dir(d))
+    }
+
+    /// Not reached (no filesystem flush, so every file and directory is flushed alone).
+    pub fn sync_unordered(&mut self, _dirs: &[&std::path::Path]) -> std::io::Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Why the configuration file or directory `path` must not be read, or `None`. Linux: `None`
@@ -136,6 +162,7 @@ pub fn create_staged_dir(
 pub fn create_final_dir(
     _path: &std::path::Path,
     _meta: crate::facts::Meta,
+    _verify: bool,
 ) -> std::io::Result<bool> {
     Ok(false)
 }
@@ -151,10 +178,4 @@ pub fn mkdir_may_differ(_dir: &std::path::Path) -> bool {
 #[cfg(windows)]
 pub fn rename_exchange(_a: &std::path::Path, _b: &std::path::Path) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-}
-
-/// Windows: not reached (no filesystem flush, so every file and directory is flushed alone).
-#[cfg(windows)]
-pub fn sync_unordered(_dirs: &[&std::path::Path]) -> std::io::Result<usize> {
-    Ok(0)
 }

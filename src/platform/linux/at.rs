@@ -160,14 +160,17 @@ fn has_default_acl(dir: &Path) -> bool {
 
 /// Makes the new directory `path` under its final name with `meta`, for an entry
 /// `creates_final` says `mkdir` gives exactly (the parent checked for a default ACL by the
-/// caller). `Ok(false)`: the kernel gave something else after all (a filesystem's own owner:
-/// NFS root squash, FUSE, vfat); the directory is removed again at once, never corrected in
-/// place (a correction that fails, or a crash before it, would leave a directory under its
-/// final name that the next run takes as it is), and the caller makes it under a temporary
-/// name instead.
-pub fn create_final_dir(path: &Path, meta: Meta) -> io::Result<bool> {
+/// caller). `verify`: read back what the kernel gave (one `lstat`); the writer asks for the
+/// first directory in each directory it did not make itself (one it made directly is on the
+/// same known filesystem, with no default ACL, its group primer's: `mkdir` there gives what
+/// it gave in its parent). `Ok(false)`: the kernel gave something else after all (a
+/// filesystem's own owner: NFS root squash, FUSE, vfat); the directory is removed again at
+/// once, never corrected in place (a correction that fails, or a crash before it, would leave
+/// a directory under its final name that the next run takes as it is), and the caller makes
+/// it under a temporary name instead.
+pub fn create_final_dir(path: &Path, meta: Meta, verify: bool) -> io::Result<bool> {
     fs::DirBuilder::new().mode(meta.mode & 0o777).create(path)?;
-    if has_meta(path, &fs::symlink_metadata(path)?, meta) {
+    if !verify || has_meta(path, &fs::symlink_metadata(path)?, meta) {
         return Ok(true);
     }
     fs::remove_dir(path)?;

@@ -156,46 +156,6 @@ pub fn private_dir(b: &mut fs::DirBuilder) -> &mut fs::DirBuilder {
     b.mode(0o700)
 }
 
-/// Flushes each filesystem holding one of `dirs` once (`syncfs` on the first directory seen on
-/// each device): files staged under a target root may sit on several filesystems (a separate
-/// `/var`), and `syncfs` flushes only the one its descriptor is on. `false` when any flush
-/// failed and the caller must flush each file.
-pub fn sync_filesystems(dirs: &[&Path]) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let mut devices = Vec::new();
-    for d in dirs {
-        let Ok(m) = fs::metadata(d) else { return false };
-        if devices.contains(&m.dev()) {
-            continue;
-        }
-        if !File::open(d).is_ok_and(|f| nix::unistd::syncfs(&f).is_ok()) {
-            return false;
-        }
-        devices.push(m.dev());
-    }
-    true
-}
-
-/// Fsyncs each of `dirs` (in the order given) that sits on a filesystem holding none of `keep`:
-/// renames made on one filesystem reach its journal in order, but nothing orders them against
-/// another filesystem's journal (a separate `/var`). Used between the run's files and its
-/// record when they are on different filesystems. A directory whose filesystem cannot be told
-/// is fsynced.
-pub fn sync_dirs_apart(dirs: &[&Path], keep: &[&Path]) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let kept: Vec<u64> = keep
-        .iter()
-        .filter_map(|d| fs::metadata(d).ok().map(|m| m.dev()))
-        .collect();
-    for d in dirs {
-        let same = fs::metadata(d).is_ok_and(|m| kept.contains(&m.dev()));
-        if !same {
-            sync_dir(d)?;
-        }
-    }
-    Ok(())
-}
-
 /// Makes a written file durable (`fsync`).
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
@@ -228,29 +188,150 @@ pub fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
     renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(io::Error::from)
 }
 
-/// Flushes again (`syncfs`) each filesystem holding one of `dirs` that does not commit
-/// metadata changes in the order they were made, so that renames made after the run's one
-/// flush are durable before primer exits there. Ordered: XFS, btrfs, ext4 with a journal
-/// (its `jbd2` entry under `/proc/fs/jbd2`), and tmpfs/ramfs (never durable anyway). Everything
-/// else — ext2, ext4 without a journal, vfat, a filesystem that cannot be told — is flushed.
-/// Returns how many filesystems were flushed.
-pub fn sync_unordered(dirs: &[&Path]) -> io::Result<usize> {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = Vec::new();
-    let mut flushed = 0;
-    for d in dirs {
-        let Ok(m) = fs::metadata(d) else { continue };
-        if seen.contains(&m.dev()) {
-            continue;
+/// Most directories a [`Filesystems`] remembers; past it it starts again empty (memory stays
+/// bounded whatever the plan; only `stat` calls are repeated).
+const MAX_DEVS: usize = 1 << 16;
+
+/// What the writer learns of the filesystems under its root in one run, so that each question
+/// is put to the kernel once: the device of each directory it flushes (a directory the writer
+/// made is on its parent's device: `mkdir` never makes a mount point, and a rename never moves
+/// a directory to another filesystem), and whether each device's filesystem commits metadata
+/// in order. A first run asked both of the same directories in up to four rounds (the flush,
+/// the record's order check twice, the check of other filesystems). Decides nothing: which
+/// directories to flush, and when, is the writer's choice.
+#[derive(Default)]
+pub struct Filesystems {
+    /// Directory -> its device (`st_dev`), or `None`: the writer made it, its parent's.
+    devs: std::collections::HashMap<std::path::PathBuf, Option<u64>>,
+    /// Device -> whether its filesystem keeps a crash to a prefix of its metadata changes.
+    ordered: Vec<(u64, bool)>,
+}
+
+impl Filesystems {
+    /// Records that the writer made the directory `dir` in its parent (or renamed one it made
+    /// there into place): on the parent's device. No system call.
+    pub fn made(&mut self, dir: &Path) {
+        if self.devs.len() >= MAX_DEVS {
+            self.devs.clear();
         }
-        seen.push(m.dev());
-        if orders_metadata(d, m.dev()) {
-            continue;
-        }
-        nix::unistd::syncfs(&File::open(d)?).map_err(io::Error::from)?;
-        flushed += 1;
+        self.devs.insert(dir.to_path_buf(), None);
     }
-    Ok(flushed)
+
+    /// Forgets everything learnt (anything may have changed: a script ran, and could have
+    /// mounted something).
+    pub fn forget_all(&mut self) {
+        self.devs.clear();
+        self.ordered.clear();
+    }
+
+    /// The device of the directory `dir`: known, its parent's for a directory the writer made,
+    /// or asked (`stat`, following a link as the flush's `open` does) and remembered.
+    fn dev(&mut self, dir: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let mut d = dir;
+        let mut made = Vec::new();
+        let dev = loop {
+            match (self.devs.get(d), d.parent()) {
+                (Some(Some(dev)), _) => break *dev,
+                (Some(None), Some(parent)) => {
+                    made.push(d);
+                    d = parent;
+                }
+                _ => {
+                    let dev = fs::metadata(d)?.dev();
+                    made.push(d);
+                    break dev;
+                }
+            }
+        };
+        if self.devs.len() + made.len() >= MAX_DEVS {
+            self.devs.clear();
+        }
+        for m in made {
+            self.devs.insert(m.to_path_buf(), Some(dev));
+        }
+        Ok(dev)
+    }
+
+    /// Whether the filesystem holding `dir` (device `dev`) orders its metadata: asked once per
+    /// device (`orders_metadata`). `None`: not known, and `dir` cannot be asked (it is gone).
+    fn orders(&mut self, dir: &Path, dev: u64) -> Option<bool> {
+        if let Some(&(_, o)) = self.ordered.iter().find(|(d, _)| *d == dev) {
+            return Some(o);
+        }
+        let o = orders_metadata(fs_type(dir)?, dev);
+        self.ordered.push((dev, o));
+        Some(o)
+    }
+
+    /// Flushes each filesystem holding one of `dirs` once (`syncfs` on the first directory
+    /// seen on each device): files staged under a target root may sit on several filesystems
+    /// (a separate `/var`), and `syncfs` flushes only the one its descriptor is on. `false`
+    /// when any flush failed and the caller must flush each file.
+    pub fn sync_filesystems(&mut self, dirs: &[&Path]) -> bool {
+        let mut devices = Vec::new();
+        for d in dirs {
+            let Ok(dev) = self.dev(d) else { return false };
+            if devices.contains(&dev) {
+                continue;
+            }
+            if !File::open(d).is_ok_and(|f| nix::unistd::syncfs(&f).is_ok()) {
+                return false;
+            }
+            devices.push(dev);
+        }
+        true
+    }
+
+    /// Fsyncs each of `dirs` (in the order given) that sits on a filesystem holding none of
+    /// `keep`: renames made on one filesystem reach its journal in order, but nothing orders
+    /// them against another filesystem's journal (a separate `/var`). Used between the run's
+    /// files and its record when they are on different filesystems. A directory whose
+    /// filesystem cannot be told is fsynced.
+    pub fn sync_dirs_apart(&mut self, dirs: &[&Path], keep: &[&Path]) -> io::Result<()> {
+        let kept: Vec<u64> = keep.iter().filter_map(|d| self.dev(d).ok()).collect();
+        for d in dirs {
+            let same = self.dev(d).is_ok_and(|dev| kept.contains(&dev));
+            if !same {
+                sync_dir(d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes again (`syncfs`) each filesystem holding one of `dirs` that does not commit
+    /// metadata changes in the order they were made, so that renames made after the run's
+    /// one flush are durable before primer exits there. Ordered: XFS, btrfs, ext4 with a
+    /// journal (its `jbd2` entry under `/proc/fs/jbd2`), and tmpfs/ramfs (never durable
+    /// anyway). Everything else — ext2, ext4 without a journal, vfat, a filesystem that cannot
+    /// be told — is flushed. Returns how many filesystems were flushed.
+    pub fn sync_unordered(&mut self, dirs: &[&Path]) -> io::Result<usize> {
+        let mut seen = Vec::new();
+        let mut flushed = 0;
+        for d in dirs {
+            let Ok(dev) = self.dev(d) else { continue };
+            if seen.contains(&dev) {
+                continue;
+            }
+            // A directory gone since it was staged into (its device remembered) is skipped,
+            // as one that cannot be looked at: another on its filesystem flushes it.
+            let f = match self.orders(d, dev) {
+                None => continue,
+                Some(true) => None,
+                Some(false) => match File::open(d) {
+                    Ok(f) => Some(f),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            seen.push(dev);
+            if let Some(f) = f {
+                nix::unistd::syncfs(&f).map_err(io::Error::from)?;
+                flushed += 1;
+            }
+        }
+        Ok(flushed)
+    }
 }
 
 /// `statfs`'s magic of ext2, ext3 and ext4 alike.
@@ -275,12 +356,9 @@ fn fs_type(dir: &Path) -> Option<i64> {
         .map(|st| st.filesystem_type().0 as i64)
 }
 
-/// Whether the filesystem holding `dir` (device `dev`) keeps a crash to a prefix of its
-/// metadata changes (see `sync_unordered`).
-fn orders_metadata(dir: &Path, dev: u64) -> bool {
-    let Some(t) = fs_type(dir) else {
-        return false;
-    };
+/// Whether the filesystem of type `t` (its `statfs` magic) on device `dev` keeps a crash to a
+/// prefix of its metadata changes (see `Filesystems::sync_unordered`).
+fn orders_metadata(t: i64, dev: u64) -> bool {
     if LOCAL_FS[1..].contains(&t) {
         return true;
     }
@@ -483,6 +561,40 @@ mod read_bounded_tests {
             assert_eq!(got.len(), want);
             assert_eq!(got.as_bytes(), &content[..want]);
         }
+    }
+}
+
+/// `Filesystems`: each directory's device and each device's order asked once per run.
+#[cfg(test)]
+mod filesystems_tests {
+    use super::Filesystems;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn devices_are_asked_once_and_made_directories_take_their_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let dev = std::fs::metadata(t.path()).unwrap().dev();
+        let mut f = Filesystems::default();
+        // Made by the writer (as far as `f` knows): its device is its parent's, no lookup of
+        // its own (it does not even exist here).
+        let made = t.path().join("a/b");
+        f.made(&t.path().join("a"));
+        f.made(&made);
+        assert_eq!(f.dev(&made).unwrap(), dev);
+        assert_eq!(f.devs.get(t.path()), Some(&Some(dev)));
+        assert_eq!(f.devs.get(&made), Some(&Some(dev)));
+        // Asked once per device: the answer is kept for every directory on it.
+        assert!(f.sync_unordered(&[t.path(), &made]).is_ok());
+        assert_eq!(f.ordered.len(), 1);
+        // A directory that cannot be looked at is skipped, as before.
+        let gone = t.path().join("gone");
+        let mut g = Filesystems::default();
+        assert_eq!(g.sync_unordered(&[&gone]).unwrap(), 0);
+        assert!(g.ordered.is_empty());
+        // Everything learnt goes with `forget_all` (a script may have mounted something).
+        f.forget_all();
+        assert!(f.devs.is_empty() && f.ordered.is_empty());
+        assert!(f.sync_filesystems(&[t.path()]));
     }
 }
 
