@@ -92,6 +92,24 @@ pub fn prefault_heap_for_full_run() {
     }
 }
 
+/// [`prefault_heap_for_full_run`] unless `cache` (the re-run cache under the root) exists: a
+/// run without one takes the full path for sure. Asked with `access(2)`, not `statx`: the
+/// standard library answers a process's first failing `statx` with a second one that probes
+/// whether the call exists (a first run's cache is missing).
+pub fn prefault_heap_unless_cached(cache: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if !WANTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let Ok(c) = std::ffi::CString::new(cache.as_os_str().as_bytes()) else {
+        return prefault_heap_for_full_run();
+    };
+    // SAFETY: a NUL-terminated path; F_OK only asks whether it exists.
+    if unsafe { libc::access(c.as_ptr(), libc::F_OK) } != 0 {
+        prefault_heap_for_full_run();
+    }
+}
+
 /// The heap's top kept this far above what is in use, and faulted in now: what a first run
 /// allocates beyond the heap glibc starts with (measured: its heap faults stop between 384 and
 /// 512 KiB). One `madvise` instead of ~70 page faults; a run's peak RSS grows by at most this.
