@@ -23,7 +23,7 @@ use crate::state;
 use crate::status::{self, Status};
 use crate::{Error, Exit};
 
-mod rerun;
+pub(crate) mod rerun;
 
 /// Where the drive comes from and which settings apply: the part of every command that
 /// locates and reads a drive.
@@ -740,6 +740,9 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             (f.plan, None, Some(f.report))
         }
         None => {
+            // The full path allocates enough for the heap pre-fault to pay (`main`).
+            #[cfg(target_os = "linux")]
+            platform::start::prefault_heap_for_full_run();
             let (plan, inputs) = make_plan_inputs(req, &loaded, live, &lookups);
             lock.sweep_in(
                 &lookups,

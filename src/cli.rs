@@ -775,6 +775,18 @@ fn cmd_plan(a: &PlanArgs, out: &mut impl Write) -> Result<Exit, Error> {
 
 fn cmd_run(a: &RunArgs, brief: bool, out: &mut impl Write) -> Result<Exit, Error> {
     let json = a.plan.source.json;
+    // The heap pre-fault (`main`) at once for a run that takes the full path anyway (a first
+    // run, a dry run: the drive is read into the pre-faulted heap); a root with a re-run cache
+    // (a later boot: the fast path allocates little) leaves it to the run, which pre-faults
+    // when it takes the full path. A hint only (the cache is not read here).
+    #[cfg(target_os = "linux")]
+    if a.dry_run {
+        crate::platform::start::prefault_heap_for_full_run();
+    } else {
+        crate::platform::start::prefault_heap_unless_cached(
+            &a.plan.root.join(agent::rerun::cache_path()),
+        );
+    }
     match agent::run(&a.plan.request(), a.dry_run)? {
         // The status could not be written (logged, naming the file): nothing more to print.
         agent::RunOutcome::NoDrive {

@@ -23,7 +23,8 @@ pub extern "C" fn main(
 ) -> std::ffi::c_int {
     primer::platform::start::init();
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
-        primer::platform::start::prefault_heap();
+        // The pre-fault itself waits until the run knows it takes the full path (`cli`).
+        primer::platform::start::want_heap_prefault();
     }
     // A panic in a test build (which unwinds) ends with std's code 101, not an abort across
     // the C frame; the shipped build aborts at the panic either way.

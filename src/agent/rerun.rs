@@ -448,20 +448,14 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
 
 /// The cache file's bytes (bounded).
 fn read_cache(lookups: &Resolver) -> Result<Vec<u8>, String> {
-    use std::io::Read;
     let rel = cache_path();
     let (host, found) = lookups.resolve_found(&rel).map_err(|e| e.to_string())?;
     if found == Found::Missing {
         return Err("no cache".into());
     }
-    let mut v = Vec::new();
-    std::fs::File::open(host)
-        .and_then(|f| {
-            // Sized from the file (bounded): one read, not a dozen doubling ones.
-            let len = f.metadata().map_or(0, |m| m.len()).min(MAX_CACHE + 1);
-            v.reserve_exact(usize::try_from(len).unwrap_or(0) + 1);
-            f.take(MAX_CACHE + 1).read_to_end(&mut v)
-        })
+    // Sized from the file (bounded): one read of the whole, one that finds its end.
+    let v = std::fs::File::open(host)
+        .and_then(|f| crate::status::read_bounded(f, MAX_CACHE))
         .map_err(|e| format!("/{rel}: {e}"))?;
     if v.len() as u64 > MAX_CACHE {
         return Err(format!("/{rel}: larger than {MAX_CACHE} bytes"));

@@ -54,12 +54,15 @@ where
     let device = path.display().to_string();
     match source_kind(path)? {
         SourceKind::Directory => dir::read_dir_tree_shared(path, limits),
-        SourceKind::BlockDevice | SourceKind::ImageFile => {
+        kind @ (SourceKind::BlockDevice | SourceKind::ImageFile) => {
             // Ironic packed drives (gzip, gzip + base64) and a lone ovf-env.xml are files that
             // hold no filesystem: unpack them into a temporary file read as an image, or wrap
-            // the XML (media::packed); anything else is an image.
-            if let Some(d) = packed::read_special_file(path, &device, limits)? {
-                return Ok(d);
+            // the XML (media::packed); anything else is an image. A block device is never one
+            // (`read_special_file` reads regular files only): not asked, not stat'ed again.
+            if kind == SourceKind::ImageFile {
+                if let Some(d) = packed::read_special_file(path, &device, limits)? {
+                    return Ok(d);
+                }
             }
             let io = |e| MediaError::Io {
                 device: device.clone(),

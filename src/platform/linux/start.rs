@@ -1,9 +1,10 @@
 //! Process start on Linux without the standard library's runtime set-up (`src/main.rs` is
 //! `#![no_main]` there): keeps the two parts of it that change behaviour (SIGPIPE ignored, file
-//! descriptors 0-2 always open) at one system call each, and (for `primer run`) faults in the
-//! heap a run is about to use in one call instead of one page fault per page. It runs before anything else in the
-//! process: it must not start threads, log, or read the command line, the environment or the
-//! drive, and allocates nothing but the heap pre-fault's two blocks, freed at once.
+//! descriptors 0-2 always open) at one system call each, and (for a `primer run` that takes the
+//! full path) faults in the heap the run is about to use in one call instead of one page fault
+//! per page. `init` runs before anything else in the process: it must not start threads, log,
+//! or read the command line, the environment or the drive; the heap pre-fault allocates
+//! nothing but its two blocks, freed at once.
 
 use nix::libc;
 
@@ -67,6 +68,48 @@ fn open_standard_fds() {
     }
 }
 
+/// Whether this process is one the heap pre-fault is worth for (`primer run`): set by `main`,
+/// acted on by the run once it knows it takes the full path ([`prefault_heap_for_full_run`]).
+static WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this process as a run: the full path pre-faults its heap ([`prefault_heap`]). Only
+/// the heap's padding is set now (so glibc's mmap threshold stops sliding from the first
+/// allocation on, as before); the pre-fault itself waits: a re-run that takes the fast path
+/// (`agent::rerun`) allocates little, and faulting in 520 KiB it never touches cost it ~10 %
+/// of its CPU time (issue 15).
+pub fn want_heap_prefault() {
+    // SAFETY: glibc's mallopt, before anything else allocates.
+    unsafe { libc::mallopt(libc::M_TOP_PAD, HEAP_PAD as libc::c_int) };
+    WANTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`prefault_heap`] once, when `main` asked for it ([`want_heap_prefault`]): called before
+/// the run when it will take the full path for sure (no re-run cache: `cli`), else by the run
+/// when the fast path is not taken. A no-op in the library's own tests (nothing asks).
+pub fn prefault_heap_for_full_run() {
+    if WANTED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        prefault_heap();
+    }
+}
+
+/// [`prefault_heap_for_full_run`] unless `cache` (the re-run cache under the root) exists: a
+/// run without one takes the full path for sure. Asked with `access(2)`, not `statx`: the
+/// standard library answers a process's first failing `statx` with a second one that probes
+/// whether the call exists (a first run's cache is missing).
+pub fn prefault_heap_unless_cached(cache: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if !WANTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let Ok(c) = std::ffi::CString::new(cache.as_os_str().as_bytes()) else {
+        return prefault_heap_for_full_run();
+    };
+    // SAFETY: a NUL-terminated path; F_OK only asks whether it exists.
+    if unsafe { libc::access(c.as_ptr(), libc::F_OK) } != 0 {
+        prefault_heap_for_full_run();
+    }
+}
+
 /// The heap's top kept this far above what is in use, and faulted in now: what a first run
 /// allocates beyond the heap glibc starts with (measured: its heap faults stop between 384 and
 /// 512 KiB). One `madvise` instead of ~70 page faults; a run's peak RSS grows by at most this.
@@ -86,9 +129,9 @@ const PAGE: usize = 4096;
 /// they are used, as before. Setting `M_TOP_PAD` also turns off glibc's sliding mmap threshold
 /// (blocks of 128 KiB and more are then always mapped on their own): a 64 MiB `write_files`
 /// run kept its CPU time and peak RSS (`benches/memory.sh --only wf64`).
-pub fn prefault_heap() {
+fn prefault_heap() {
     // SAFETY: glibc's mallopt, malloc, free, sbrk(0) (which only reads the break) and
-    // mallinfo2; both blocks are freed before anything else runs.
+    // mallinfo2; both blocks are freed at once (single-threaded: nothing else allocates).
     unsafe {
         libc::mallopt(libc::M_TOP_PAD, HEAP_PAD as libc::c_int);
         // Through black_box: LLVM removes a malloc whose block is only freed.
