@@ -615,12 +615,10 @@ impl Planner<'_> {
             instance_id: &'a str,
             grow_root: bool,
         }
-        let mut content = serde_json::to_vec_pretty(&Doc {
+        let content = crate::state::pretty_json(&Doc {
             instance_id,
             grow_root: false,
-        })
-        .unwrap_or_default();
-        content.push(b'\n');
+        });
         self.file_step(
             "grow-root",
             GROW_FILE,

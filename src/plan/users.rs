@@ -911,8 +911,7 @@ impl Planner<'_> {
                 // The input and the ids the account gets: `Planner::intent_ids`.
                 let value = format!("{i} {}:{}", c.uid, c.gid);
                 let doc = BTreeMap::from([(id, value.as_str())]);
-                let mut json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-                json.push(b'\n');
+                let json = state::pretty_json(&doc);
                 *intent = Some((state::intent_path(&instance.instance_id), json));
             }
         }
