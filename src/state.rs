@@ -1343,6 +1343,18 @@ mod tests {
             );
             assert_eq!(got, v.pretty());
         }
+        // The pin record (strings and a unit variant), whole, as serde_json writes it.
+        for guid in [None, Some(odd.to_string())] {
+            let pin = crate::probe::trust::Pin {
+                kind: crate::probe::DriveKind::CloudStack,
+                device: "sr0".into(),
+                partition_guid: guid.clone(),
+                fstype: "iso9660".into(),
+                label: guid,
+                instance_id: odd.into(),
+            };
+            assert_eq!(pretty_json_fast(&pin), Some(want(&pin)));
+        }
         // Refused here, written by serde_json: the same bytes.
         for v in [
             &serde_json::json!({"f": 1.5, "g": [1e300, -0.0]}) as &dyn erased::Ser,

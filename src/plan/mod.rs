@@ -568,7 +568,9 @@ pub fn wanted_parsed(
 pub fn add_pin(plan: &mut Plan, pin: &crate::probe::trust::Pin) {
     // A plain struct of strings: serialising it cannot fail, but an empty record would only
     // be rejected as unreadable on the next boot, never trusted.
-    let content = state::pretty_json(pin);
+    // Strings and a unit variant only: written whole by the pretty writer (a unit test holds
+    // it to serde_json's bytes), with no generic fallback linked in for it.
+    let content = state::pretty_json_fast(pin).unwrap_or_default();
     // A step that cannot be done fails the run, and a failed run is never pinned: say so now.
     let refused = plan.steps.iter().find(|s| s.change == Change::Error);
     let (change, why) = match refused {
