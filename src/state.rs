@@ -43,35 +43,46 @@ pub const KEY_PATH: &str = state_path!("secret");
 
 /// The directory holding one directory per instance (relative to the target root).
 pub fn instances_dir() -> String {
-    format!("{STATE_DIR}/instance")
+    state_path!("instance").to_string()
 }
 
 /// The per-instance directory (relative to the target root).
 pub fn instance_dir(instance_id: &str) -> String {
-    format!("{}/{instance_id}", instances_dir())
+    in_instance(instance_id, "")
+}
+
+/// `<instances_dir>/<instance_id><rest>` in one allocation: every run builds a dozen of these
+/// paths, and each `format!` of them (two for a nested one) cost ~1,000 instructions.
+fn in_instance(instance_id: &str, rest: &str) -> String {
+    const BASE: &str = state_path!("instance/");
+    let mut p = String::with_capacity(BASE.len() + instance_id.len() + rest.len());
+    p.push_str(BASE);
+    p.push_str(instance_id);
+    p.push_str(rest);
+    p
 }
 
 /// The pinning record (the drive used at first boot), relative to the target root.
 pub fn pin_path() -> String {
-    format!("{STATE_DIR}/pinned.json")
+    state_path!("pinned.json").to_string()
 }
 
 /// What the last `primer run` did (see `status::Status`); relative to the target root.
 pub fn status_path() -> String {
-    format!("{STATE_DIR}/status.json")
+    state_path!("status.json").to_string()
 }
 
 /// Where the drive's files are copied.
 pub fn drive_copy_dir(instance_id: &str) -> String {
-    format!("{}/drive", instance_dir(instance_id))
+    in_instance(instance_id, "/drive")
 }
 
 pub fn instance_json_path(instance_id: &str) -> String {
-    format!("{}/instance.json", instance_dir(instance_id))
+    in_instance(instance_id, "/instance.json")
 }
 
 pub fn record_path(instance_id: &str) -> String {
-    format!("{}/applied.json", instance_dir(instance_id))
+    in_instance(instance_id, "/applied.json")
 }
 
 /// What this instance set out to create, written durably before it is created (JSON object:
@@ -80,7 +91,7 @@ pub fn record_path(instance_id: &str) -> String {
 /// next run takes for the image's (no home completed, no sudo rule). Only ever read as "this
 /// instance's own, if it exists": an intent never makes anything count as done.
 pub fn intent_path(instance_id: &str) -> String {
-    format!("{}/intent.json", instance_dir(instance_id))
+    in_instance(instance_id, "/intent.json")
 }
 
 /// An instance id is used as a directory name: it must be a single safe path component.
@@ -151,7 +162,9 @@ pub(crate) trait PrettyDoc {
 
     /// [`to_json`](PrettyDoc::to_json)'s bytes written to `out` as they are made.
     fn write_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
-        let mut j = PrettyJson::streaming(out);
+        // A small document's buffer no larger than the document (a first run's status: a few
+        // KiB, not a whole chunk of heap).
+        let mut j = PrettyJson::streaming_sized(out, self.json_size());
         self.json_into(&mut j);
         j.finish_to()
     }
@@ -455,6 +468,25 @@ impl<'a> PrettyJson<'a> {
         }
     }
 
+    /// As [`streaming`](PrettyJson::streaming), for a document of about `size` bytes: its
+    /// buffer is first sized for it (at most a chunk), and grows if it was a low guess.
+    pub(crate) fn streaming_sized(sink: &'a mut dyn io::Write, size: usize) -> Self {
+        PrettyJson {
+            out: Vec::with_capacity(size.min(STREAM_CHUNK) + 512),
+            ..PrettyJson::streaming_empty(sink)
+        }
+    }
+
+    fn streaming_empty(sink: &'a mut dyn io::Write) -> Self {
+        PrettyJson {
+            out: Vec::new(),
+            depth: 0,
+            empty: false,
+            sink: Some(sink),
+            error: None,
+        }
+    }
+
     /// Hands what is buffered to the sink once it holds a chunk (streamed documents only):
     /// called between elements, so a chunk may run over by one element.
     pub(crate) fn spill(&mut self) {
@@ -571,6 +603,514 @@ impl<'a> PrettyJson<'a> {
     }
 }
 
+/// `v` as `serde_json::to_vec_pretty(v)` writes it, and a newline, byte for byte, through
+/// [`PrettyJson`] (the generic pretty printer spent ~330,000 instructions on a first run's
+/// `instance.json`, ~36 per string byte). What [`PrettySer`] does not write as `serde_json`
+/// does (floats, non-string map keys other than integers, raw bytes, 128-bit integers) it
+/// refuses, and the document is then made by `serde_json` itself: the same bytes either way.
+pub(crate) fn pretty_json<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    pretty_json_fast(v).unwrap_or_else(|| {
+        let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+        out.push(b'\n');
+        out
+    })
+}
+
+/// [`pretty_json`] when [`PrettySer`] writes all of `v` itself; `None` when it refused a part.
+pub(crate) fn pretty_json_fast<T: Serialize + ?Sized>(v: &T) -> Option<Vec<u8>> {
+    let mut j = PrettyJson::with_capacity(4096);
+    v.serialize(PrettySer { j: &mut j }).ok()?;
+    // Held by the plan until the run ends: its slack given back (in place, no copy).
+    let mut out = j.finish();
+    out.shrink_to_fit();
+    Some(out)
+}
+
+/// Why [`PrettySer`] refused a value (the caller falls back to `serde_json`); never shown.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct PrettyRefused(String);
+
+impl serde::ser::Error for PrettyRefused {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        PrettyRefused(msg.to_string())
+    }
+}
+
+fn refused<T>(what: &str) -> Result<T, PrettyRefused> {
+    Err(PrettyRefused(what.to_string()))
+}
+
+/// serde's data model written as `serde_json`'s pretty printer writes it, into a
+/// [`PrettyJson`] (see [`pretty_json`]). The nesting follows the value's own (primer's types
+/// and the drive's documents, whose depth the sources' JSON reader bounds).
+pub(crate) struct PrettySer<'j, 'a> {
+    j: &'j mut PrettyJson<'a>,
+}
+
+impl PrettyJson<'_> {
+    fn signed(&mut self, n: i64) {
+        if n < 0 {
+            self.out.push(b'-');
+        }
+        self.number(n.unsigned_abs());
+    }
+
+    fn boolean(&mut self, b: bool) {
+        self.out
+            .extend_from_slice(if b { b"true" } else { b"false" });
+    }
+}
+
+/// An open object or array of [`PrettySer`]; `variant`: it sits inside a `{"Variant": ...}`
+/// object that closes with it.
+pub(crate) struct PrettyCompound<'j, 'a> {
+    j: &'j mut PrettyJson<'a>,
+    close: u8,
+    variant: bool,
+}
+
+impl<'j, 'a> PrettyCompound<'j, 'a> {
+    fn end(self) -> Result<(), PrettyRefused> {
+        self.j.close(self.close);
+        if self.variant {
+            self.j.close(b'}');
+        }
+        Ok(())
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PrettyRefused> {
+        self.j.item();
+        v.serialize(PrettySer { j: &mut *self.j })
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) -> Result<(), PrettyRefused> {
+        self.j.key(k);
+        v.serialize(PrettySer { j: &mut *self.j })
+    }
+}
+
+impl<'j, 'a> serde::Serializer for PrettySer<'j, 'a> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    type SerializeSeq = PrettyCompound<'j, 'a>;
+    type SerializeTuple = PrettyCompound<'j, 'a>;
+    type SerializeTupleStruct = PrettyCompound<'j, 'a>;
+    type SerializeTupleVariant = PrettyCompound<'j, 'a>;
+    type SerializeMap = PrettyCompound<'j, 'a>;
+    type SerializeStruct = PrettyCompound<'j, 'a>;
+    type SerializeStructVariant = PrettyCompound<'j, 'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), PrettyRefused> {
+        self.j.boolean(v);
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), PrettyRefused> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), PrettyRefused> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), PrettyRefused> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), PrettyRefused> {
+        self.j.signed(v);
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), PrettyRefused> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), PrettyRefused> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), PrettyRefused> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), PrettyRefused> {
+        self.j.number(v);
+        Ok(())
+    }
+    // Floats: serde_json's shortest round-trip form (ryu) is not reproduced here.
+    fn serialize_f32(self, _v: f32) -> Result<(), PrettyRefused> {
+        refused("float")
+    }
+    fn serialize_f64(self, _v: f64) -> Result<(), PrettyRefused> {
+        refused("float")
+    }
+    fn serialize_char(self, v: char) -> Result<(), PrettyRefused> {
+        self.j.string(v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), PrettyRefused> {
+        self.j.string(v);
+        Ok(())
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<(), PrettyRefused> {
+        refused("bytes")
+    }
+    fn serialize_none(self) -> Result<(), PrettyRefused> {
+        self.j.null();
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), PrettyRefused> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), PrettyRefused> {
+        self.j.null();
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), PrettyRefused> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), PrettyRefused> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<(), PrettyRefused> {
+        // serde_json's private tokens (raw values, arbitrary-precision numbers): its own.
+        if name.starts_with("$serde_json") {
+            return refused(name);
+        }
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> Result<(), PrettyRefused> {
+        self.j.open(b'{');
+        self.j.key(variant);
+        v.serialize(PrettySer { j: &mut *self.j })?;
+        self.j.close(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        self.j.open(b'[');
+        Ok(PrettyCompound {
+            j: self.j,
+            close: b']',
+            variant: false,
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        self.j.open(b'{');
+        self.j.key(variant);
+        self.j.open(b'[');
+        Ok(PrettyCompound {
+            j: self.j,
+            close: b']',
+            variant: true,
+        })
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        self.j.open(b'{');
+        Ok(PrettyCompound {
+            j: self.j,
+            close: b'}',
+            variant: false,
+        })
+    }
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        if name.starts_with("$serde_json") {
+            return refused(name);
+        }
+        self.serialize_map(Some(len))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<PrettyCompound<'j, 'a>, PrettyRefused> {
+        self.j.open(b'{');
+        self.j.key(variant);
+        self.j.open(b'{');
+        Ok(PrettyCompound {
+            j: self.j,
+            close: b'}',
+            variant: true,
+        })
+    }
+}
+
+impl serde::ser::SerializeSeq for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PrettyRefused> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+impl serde::ser::SerializeTuple for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PrettyRefused> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+impl serde::ser::SerializeTupleStruct for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PrettyRefused> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+impl serde::ser::SerializeTupleVariant for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PrettyRefused> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+impl serde::ser::SerializeMap for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), PrettyRefused> {
+        k.serialize(PrettyKey { j: &mut *self.j })
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PrettyRefused> {
+        v.serialize(PrettySer { j: &mut *self.j })
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+impl serde::ser::SerializeStruct for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        k: &'static str,
+        v: &T,
+    ) -> Result<(), PrettyRefused> {
+        self.field(k, v)
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+impl serde::ser::SerializeStructVariant for PrettyCompound<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        k: &'static str,
+        v: &T,
+    ) -> Result<(), PrettyRefused> {
+        self.field(k, v)
+    }
+    fn end(self) -> Result<(), PrettyRefused> {
+        PrettyCompound::end(self)
+    }
+}
+
+/// A map key, as `serde_json` writes one: a string (a unit variant's name, a newtype's
+/// string) or an integer in quotes; anything else refused (the `serde_json` fallback decides).
+struct PrettyKey<'j, 'a> {
+    j: &'j mut PrettyJson<'a>,
+}
+
+impl PrettyKey<'_, '_> {
+    fn quoted(self, n: i128) -> Result<(), PrettyRefused> {
+        self.j.item();
+        self.j.out.push(b'"');
+        if n < 0 {
+            self.j.out.push(b'-');
+        }
+        match u64::try_from(n.unsigned_abs()) {
+            Ok(u) => self.j.number(u),
+            Err(_) => return refused("128-bit key"),
+        }
+        self.j.out.extend_from_slice(b"\": ");
+        Ok(())
+    }
+}
+
+impl serde::Serializer for PrettyKey<'_, '_> {
+    type Ok = ();
+    type Error = PrettyRefused;
+    type SerializeSeq = serde::ser::Impossible<(), PrettyRefused>;
+    type SerializeTuple = serde::ser::Impossible<(), PrettyRefused>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), PrettyRefused>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), PrettyRefused>;
+    type SerializeMap = serde::ser::Impossible<(), PrettyRefused>;
+    type SerializeStruct = serde::ser::Impossible<(), PrettyRefused>;
+    type SerializeStructVariant = serde::ser::Impossible<(), PrettyRefused>;
+
+    fn serialize_str(self, v: &str) -> Result<(), PrettyRefused> {
+        self.j.key(v);
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), PrettyRefused> {
+        self.serialize_str(v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), PrettyRefused> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<(), PrettyRefused> {
+        if name.starts_with("$serde_json") {
+            return refused(name);
+        }
+        v.serialize(self)
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), PrettyRefused> {
+        self.quoted(v.into())
+    }
+    fn serialize_bool(self, _v: bool) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_f32(self, _v: f32) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_f64(self, _v: f64) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_none(self) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _v: &T) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_unit(self) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _v: &T,
+    ) -> Result<(), PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, PrettyRefused> {
+        refused("key")
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, PrettyRefused> {
+        refused("key")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,6 +1206,188 @@ mod tests {
         .unwrap();
         want.push(b'\n');
         assert_eq!(j.finish(), want);
+    }
+
+    /// The serializer gives `serde_json::to_vec_pretty`'s bytes for every shape of serde's
+    /// data model primer's documents use, escapes and empty containers included, without
+    /// falling back; what it does not write itself (floats, bool keys) still comes out as
+    /// `serde_json`'s.
+    #[test]
+    fn pretty_json_is_serde_jsons() {
+        use serde::Serialize;
+        let odd = "q\"b\\n\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{2028}😀 /";
+        #[derive(Serialize)]
+        struct Unit;
+        #[derive(Serialize)]
+        struct Newtype<'a>(&'a str);
+        #[derive(Serialize)]
+        struct Tuple(u8, i64, ());
+        #[derive(Serialize)]
+        enum Plain {
+            A,
+            B(u32),
+            C(i8, String),
+            D { x: Option<u16>, y: Vec<u8> },
+            E(),
+            F {},
+        }
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename_all = "lowercase")]
+        enum Tagged {
+            One { a: String },
+            Two(BTreeMap<String, u64>),
+            Three,
+        }
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Untagged {
+            S(String),
+            N(i32),
+            L(Vec<Untagged>),
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            s: &'a str,
+            c: char,
+            t: bool,
+            f: bool,
+            none: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            skipped: Option<u8>,
+            unit: (),
+            unit_struct: Unit,
+            newtype: Newtype<'a>,
+            tuple: Tuple,
+            min: i64,
+            max: u64,
+            plain: Vec<Plain>,
+            tagged: Vec<Tagged>,
+            untagged: Vec<Untagged>,
+            int_keys: BTreeMap<i32, &'a str>,
+            variant_keys: BTreeMap<u8, Vec<()>>,
+            empty_map: BTreeMap<String, String>,
+            empty_seq: Vec<u8>,
+            nested_empty: Vec<Vec<BTreeMap<String, u8>>>,
+            value: serde_json::Value,
+            #[serde(flatten)]
+            flat: BTreeMap<String, Option<i16>>,
+        }
+        let doc = Doc {
+            s: odd,
+            c: '"',
+            t: true,
+            f: false,
+            none: None,
+            skipped: None,
+            unit: (),
+            unit_struct: Unit,
+            newtype: Newtype(odd),
+            tuple: Tuple(255, -1, ()),
+            min: i64::MIN,
+            max: u64::MAX,
+            plain: vec![
+                Plain::A,
+                Plain::B(7),
+                Plain::C(-128, odd.into()),
+                Plain::D {
+                    x: Some(0),
+                    y: vec![],
+                },
+                Plain::D {
+                    x: None,
+                    y: vec![1, 2],
+                },
+                Plain::E(),
+                Plain::F {},
+            ],
+            tagged: vec![
+                Tagged::One { a: odd.into() },
+                Tagged::Two(BTreeMap::from([(odd.to_string(), 3)])),
+                Tagged::Two(BTreeMap::new()),
+                Tagged::Three,
+            ],
+            untagged: vec![
+                Untagged::S(String::new()),
+                Untagged::N(-5),
+                Untagged::L(vec![]),
+                Untagged::L(vec![
+                    Untagged::N(0),
+                    Untagged::L(vec![Untagged::S("x".into())]),
+                ]),
+            ],
+            int_keys: BTreeMap::from([(-3, "a"), (0, ""), (i32::MAX, odd)]),
+            variant_keys: BTreeMap::from([(1, vec![]), (2, vec![(), ()])]),
+            empty_map: BTreeMap::new(),
+            empty_seq: Vec::new(),
+            nested_empty: vec![vec![], vec![BTreeMap::new()]],
+            value: serde_json::json!({odd: [odd, 1, -2, true, false, null, [], {}],
+                "u": u64::MAX, "i": i64::MIN, "nested": {"a": {"b": [[1], [2, 3]]}}}),
+            flat: BTreeMap::from([("flat".to_string(), Some(-1)), (odd.to_string(), None)]),
+        };
+        let want = |v: &dyn erased::Ser| v.serde_pretty();
+        for v in [
+            &doc as &dyn erased::Ser,
+            &serde_json::json!({}),
+            &serde_json::json!([]),
+            &serde_json::json!(null),
+            &serde_json::json!("x"),
+            &Plain::A,
+            &Plain::F {},
+        ] {
+            let mut j = PrettyJson::with_capacity(0);
+            assert!(v.fast(&mut j), "no fallback");
+            let got = j.finish();
+            assert_eq!(
+                String::from_utf8(got.clone()).unwrap(),
+                String::from_utf8(want(v)).unwrap()
+            );
+            assert_eq!(got, v.pretty());
+        }
+        // The pin record (strings and a unit variant), whole, as serde_json writes it.
+        for guid in [None, Some(odd.to_string())] {
+            let pin = crate::probe::trust::Pin {
+                kind: crate::probe::DriveKind::CloudStack,
+                device: "sr0".into(),
+                partition_guid: guid.clone(),
+                fstype: "iso9660".into(),
+                label: guid,
+                instance_id: odd.into(),
+            };
+            assert_eq!(pretty_json_fast(&pin), Some(want(&pin)));
+        }
+        // Refused here, written by serde_json: the same bytes.
+        for v in [
+            &serde_json::json!({"f": 1.5, "g": [1e300, -0.0]}) as &dyn erased::Ser,
+            &BTreeMap::from([(true, 1)]),
+        ] {
+            let mut j = PrettyJson::with_capacity(0);
+            assert!(!v.fast(&mut j));
+            assert_eq!(v.pretty(), want(v));
+        }
+    }
+
+    /// The test's view of a value of any type: serde_json's bytes, ours, and whether ours
+    /// needed no fallback.
+    mod erased {
+        use super::super::{pretty_json, PrettyJson, PrettySer};
+        pub trait Ser {
+            fn serde_pretty(&self) -> Vec<u8>;
+            fn pretty(&self) -> Vec<u8>;
+            fn fast(&self, j: &mut PrettyJson<'_>) -> bool;
+        }
+        impl<T: serde::Serialize> Ser for T {
+            fn serde_pretty(&self) -> Vec<u8> {
+                let mut v = serde_json::to_vec_pretty(self).unwrap();
+                v.push(b'\n');
+                v
+            }
+            fn pretty(&self) -> Vec<u8> {
+                pretty_json(self)
+            }
+            fn fast(&self, j: &mut PrettyJson<'_>) -> bool {
+                self.serialize(PrettySer { j }).is_ok()
+            }
+        }
     }
 
     /// The compact writer gives `serde_json`'s text, numbers and escapes included, whatever

@@ -54,7 +54,7 @@ pub struct AlignedReader<D> {
     sector: u64,
     len: u64,
     pos: u64,
-    /// Backing store, `window + sector` bytes: the window starts at `off`, aligned to `sector`.
+    /// Backing store, at least `window + sector` bytes: the window starts at `off`, aligned to `sector`.
     buf: Vec<u8>,
     off: usize,
     /// Bytes read from the device at once: a multiple of `sector`, at most [`CHUNK`]; grows
@@ -101,9 +101,12 @@ impl<D: SectorDevice> AlignedReader<D> {
         if buf.is_empty() {
             // Zeroed by the allocator (`calloc`: fresh pages are known zero), not by a `memset`
             // that faults every page in before the first read: a first boot's drive reader paid
-            // ~0.15 ms for that. Sized for the largest window at once: growing it later zeroed
-            // the new half by hand just before a read overwrote it (review of h10-rerun).
-            buf = vec![0; max_window + s];
+            // ~0.15 ms for that. Sized for the first window only: a config drive's reads fit
+            // in it, and the buffer was the largest block of a first run's heap (sized for the
+            // largest window, 264 KiB of which a small drive used half: the heap's high-water
+            // mark, 392 KiB, was set while it was held). A drive that grows the window gets a
+            // buffer for the largest one then, once (`fill`).
+            buf = vec![0; window + s];
         } else if buf.len() < window + s {
             buf.resize(window + s, 0);
         }
@@ -156,9 +159,16 @@ impl<D: SectorDevice> AlignedReader<D> {
             && start == self.win_start.saturating_add(self.win_len as u64)
         {
             // A read going on where the last window ended: a larger file; read more at once.
-            // Only a reader made without a buffer grows, and its buffer was sized for the
-            // largest window when it was made.
+            // Only a reader made without a buffer grows; its buffer is replaced by one for the
+            // largest window the first time (a fresh zeroed block, never a copy: the window's
+            // bytes are read again below), so it grows once, not at every doubling.
             self.window = (self.window * 2).min(self.max_window);
+            let s = self.sector as usize;
+            if self.buf.len() < self.window + s {
+                self.buf = Vec::new();
+                self.buf = vec![0; self.max_window + s];
+                self.off = self.buf.as_ptr().align_offset(s).min(s);
+            }
         }
         let window = self.window as u64;
         let left = self.len - start;
@@ -317,6 +327,8 @@ pub(crate) mod tests {
         let want = pattern(n);
         let mut r = reader(n, 4096);
         assert_eq!(r.window, FIRST_WINDOW);
+        // The buffer holds the first window until the window grows (then the largest, once).
+        assert_eq!(r.buf.len(), FIRST_WINDOW + 4096);
         let mut b = vec![0u8; FIRST_WINDOW];
         r.read_exact(&mut b).unwrap();
         assert_eq!(b, want[..FIRST_WINDOW]);
@@ -324,6 +336,7 @@ pub(crate) mod tests {
         r.read_exact(&mut b).unwrap();
         assert_eq!(b, want[FIRST_WINDOW..2 * FIRST_WINDOW]);
         assert_eq!(r.window, CHUNK);
+        assert_eq!(r.buf.len(), CHUNK + 4096);
         let mut all = Vec::new();
         r.seek(SeekFrom::Start(0)).unwrap();
         r.read_to_end(&mut all).unwrap();

@@ -568,8 +568,9 @@ pub fn wanted_parsed(
 pub fn add_pin(plan: &mut Plan, pin: &crate::probe::trust::Pin) {
     // A plain struct of strings: serialising it cannot fail, but an empty record would only
     // be rejected as unreadable on the next boot, never trusted.
-    let mut content = serde_json::to_vec_pretty(pin).unwrap_or_default();
-    content.push(b'\n');
+    // Strings and a unit variant only: written whole by the pretty writer (a unit test holds
+    // it to serde_json's bytes), with no generic fallback linked in for it.
+    let content = state::pretty_json_fast(pin).unwrap_or_default();
     // A step that cannot be done fails the run, and a failed run is never pinned: say so now.
     let refused = plan.steps.iter().find(|s| s.change == Change::Error);
     let (change, why) = match refused {
@@ -1246,21 +1247,32 @@ impl Planner<'_> {
 
 /// The normalised `instance.json`: the model (secrets redacted), where it came from and the
 /// drive's content hash. Deterministic (no device name, no time), so a re-run is byte-identical.
+/// `serde_json`'s pretty bytes, written by [`state::pretty_json`].
 pub fn instance_json(instance: &Instance, drive: &DriveFiles, drive_sha256: &str) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Doc<'a> {
-        instance: &'a Instance,
-        drive: DriveDoc<'a>,
-    }
-    #[derive(Serialize)]
-    struct DriveDoc<'a> {
-        fstype: &'a str,
-        label: Option<&'a str>,
-        sha256: &'a str,
-        files: usize,
-        symlinks: &'a BTreeMap<String, String>,
-    }
-    let doc = Doc {
+    state::pretty_json(&instance_doc(instance, drive, drive_sha256))
+}
+
+#[derive(Serialize)]
+struct InstanceDoc<'a> {
+    instance: &'a Instance,
+    drive: DriveDoc<'a>,
+}
+
+#[derive(Serialize)]
+struct DriveDoc<'a> {
+    fstype: &'a str,
+    label: Option<&'a str>,
+    sha256: &'a str,
+    files: usize,
+    symlinks: &'a BTreeMap<String, String>,
+}
+
+fn instance_doc<'a>(
+    instance: &'a Instance,
+    drive: &'a DriveFiles,
+    drive_sha256: &'a str,
+) -> InstanceDoc<'a> {
+    InstanceDoc {
         instance,
         drive: DriveDoc {
             fstype: &drive.fstype,
@@ -1269,10 +1281,7 @@ pub fn instance_json(instance: &Instance, drive: &DriveFiles, drive_sha256: &str
             files: drive.files.len(),
             symlinks: &drive.symlinks,
         },
-    };
-    let mut v = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    v.push(b'\n');
-    v
+    }
 }
 
 /// The key lines in order, each once: one ordered-set pass, O(n log n) for a drive's 64k keys.
@@ -1399,6 +1408,43 @@ pub fn private_dir_meta() -> Meta {
 mod tests {
     use super::*;
     use crate::model::Format;
+
+    /// Every project fixture's `instance.json` is written by primer's pretty writer (no
+    /// fallback to `serde_json`), byte for byte as `serde_json::to_vec_pretty` writes it.
+    #[test]
+    fn instance_json_is_serde_jsons_for_every_fixture() {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut seen = 0;
+        for format in ["openstack", "cloudstack", "nocloud", "ovf", "userdata"] {
+            let Ok(dirs) = std::fs::read_dir(base.join(format)) else {
+                continue;
+            };
+            for d in dirs.flatten() {
+                let root = d.path();
+                let Ok(drive) =
+                    crate::media::dir::read_dir_tree(&root, &crate::media::Limits::default())
+                else {
+                    continue;
+                };
+                let Ok((instance, _)) = crate::source::parse_drive(&drive) else {
+                    continue;
+                };
+                let doc = instance_doc(&instance, &drive, "00ff");
+                let fast = state::pretty_json_fast(&doc)
+                    .unwrap_or_else(|| panic!("{}: fell back to serde_json", root.display()));
+                let mut want = serde_json::to_vec_pretty(&doc).unwrap();
+                want.push(b'\n');
+                assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&want),
+                    "{}",
+                    root.display()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 20, "only {seen} fixtures parsed");
+    }
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";

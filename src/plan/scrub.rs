@@ -222,8 +222,7 @@ impl<'a> Scrub<'a> {
                     changed |= meta.remove("admin_pass").is_some();
                 }
                 if changed {
-                    let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
-                    out.push(b'\n');
+                    let out = crate::state::pretty_json(&m);
                     // Another key may still hold the password (a drive is free to repeat it).
                     return Cow::Owned(if self.holds_one(&out) {
                         note(path)
@@ -417,7 +416,7 @@ fn hash_kept(label: Option<&str>, files: &[(&str, Kept<'_>)]) -> String {
             Kept::Other(v) => h.update(v),
         }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::state::hex_lower(&h.finalize())
 }
 
 /// The bytes the local copy keeps for drive file `path` (one file; [`Scrub`] for many).

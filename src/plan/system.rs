@@ -615,12 +615,12 @@ impl Planner<'_> {
             instance_id: &'a str,
             grow_root: bool,
         }
-        let mut content = serde_json::to_vec_pretty(&Doc {
+        // A string and a bool: written whole by the pretty writer (no fallback linked in).
+        let content = crate::state::pretty_json_fast(&Doc {
             instance_id,
             grow_root: false,
         })
         .unwrap_or_default();
-        content.push(b'\n');
         self.file_step(
             "grow-root",
             GROW_FILE,

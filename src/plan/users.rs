@@ -911,8 +911,8 @@ impl Planner<'_> {
                 // The input and the ids the account gets: `Planner::intent_ids`.
                 let value = format!("{i} {}:{}", c.uid, c.gid);
                 let doc = BTreeMap::from([(id, value.as_str())]);
-                let mut json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-                json.push(b'\n');
+                // Strings only: written whole by the pretty writer (no fallback linked in).
+                let json = state::pretty_json_fast(&doc).unwrap_or_default();
                 *intent = Some((state::intent_path(&instance.instance_id), json));
             }
         }

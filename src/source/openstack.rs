@@ -61,7 +61,18 @@ const DEVICE_TYPES: &[&str] = &["nic", "disk", "share"];
 /// newest date-named directory. `None` when the drive has no usable `meta_data.json`.
 pub fn choose_version(drive: &DriveFiles) -> Option<String> {
     let has = |v: &str| meta_data_file(drive, v).is_some();
-    if let Some(v) = KNOWN_VERSIONS.iter().rev().find(|v| has(v)) {
+    // Only a version whose directory is there can hold the file: the directory names, listed
+    // once, are matched as a path lookup matches a directory (exact, case-insensitive, 8.3
+    // level-1 form), so the lookups (two formatted paths and two resolutions per known
+    // version, ~110,000 instructions a run) are made for the directories present only.
+    let present = drive.subdirs("openstack");
+    let listed = |v: &str| {
+        let level1 = crate::media::level1_name(v, true);
+        present
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(v) || d.eq_ignore_ascii_case(&level1))
+    };
+    if let Some(v) = KNOWN_VERSIONS.iter().rev().find(|v| listed(v) && has(v)) {
         return Some(v.to_string());
     }
     if has("latest") {
