@@ -10,7 +10,9 @@
 # script, mime64 a MIME multipart (a cloud-config part and a base64 script part), wfjson64 one
 # write_files entry as a JSON string (`\n` escapes, as Terraform's jsonencode writes it),
 # wfmany64 2,000 write_files entries of 32 KiB literal blocks, append64 a 32 MiB `append` entry
-# onto a 32 MiB existing file. Each run goes into a fresh root. Peak RSS comes from GNU time
+# onto a 32 MiB existing file, manywf10k 10,000 write_files entries of ~6.5 KiB, vlans14k a
+# `network_data.json` of a NIC and 13,999 chained VLANs (897 KB, under its 1 MiB cap; 28,000
+# networkd files). Each run goes into a fresh root. Peak RSS comes from GNU time
 # (load-independent); times are medians and depend on the machine's load.
 #
 #   benches/memory.sh [--runs N] [--only NAMES] [BINARY]
@@ -18,7 +20,7 @@
 #   BINARY  default target/x86_64-unknown-linux-gnu/release/primer, else target/release/primer
 #   --runs  runs per figure (default 3)
 #   --only  comma-separated figures (ud32,ud64,wf32,wf64,files1000,files5000,files9000,fat64,
-#           packed64,udgz64,mime64,wfjson64,wfmany64,append64)
+#           packed64,udgz64,mime64,wfjson64,wfmany64,append64,manywf10k,vlans14k)
 #
 # Needs genisoimage, python3, gzip, base64 and GNU time (/usr/bin/time); fat64 also mkfs.vfat and
 # mcopy (dosfstools, mtools); not root. Uses ~400 MiB in $TMPDIR.
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bin=$1; shift ;;
     esac
 done
@@ -96,6 +98,20 @@ elif kind == "manywf":  # ARG MiB of write_files entries, 32 KiB literal blocks 
         for i in range((arg << 20) // (32 << 10) - 1):
             f.write("  - path: /srv/many/f%05d\n    content: |\n" % i)
             f.write(body * ((32 << 10) // len(body)))
+elif kind == "manywfn":  # ARG write_files entries sharing ~64 MiB (10,000: ~6.5 KiB each)
+    with open(ud, "w") as f:
+        f.write("#cloud-config\nwrite_files:\n")
+        body = "      " + "w" * 72 + "\n"
+        for i in range(arg):
+            f.write("  - path: /srv/many/f%05d\n    content: |\n" % i)
+            f.write(body * (((64 << 20) // arg - 48) // len(body)))
+elif kind == "vlans":  # a NIC and a chain of ARG - 1 VLANs, each on the one before (network_data.json)
+    links = [{"id": "t", "type": "phy", "ethernet_mac_address": "52:54:00:aa:00:01"}]
+    for i in range(1, arg):
+        parent = "t" if i == 1 else "v%d" % (i - 1)
+        links.append({"id": "v%d" % i, "type": "vlan", "vlan_link": parent, "vlan_id": i % 4000 + 1})
+    with open(os.path.join(d, "openstack/latest/network_data.json"), "w") as f:
+        json.dump({"links": links, "networks": [], "services": []}, f, separators=(",", ":"))
 elif kind == "append":  # an append entry of ARG/2 MiB onto an existing ARG/2 MiB file
     with open(ud, "w") as f:
         f.write("#cloud-config\nwrite_files:\n  - path: /srv/big\n    append: true\n    content: |\n")
@@ -177,7 +193,7 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $runs runs
 for spec in "ud32 userdata 32" "ud64 userdata 64" "wf32 writefiles 32" "wf64 writefiles 64" \
     "files1000 files 1000" "files5000 files 5000" "files9000 files 9000" \
     "fat64 userdata 64 vfat" "packed64 userdata 64 packed" "udgz64 gzscript 64" \
-    "mime64 mime 64" "wfjson64 jsonwf 64" "wfmany64 manywf 64" "append64 append 64"; do
+    "mime64 mime 64" "wfjson64 jsonwf 64" "wfmany64 manywf 64" "append64 append 64" "manywf10k manywfn 10000" "vlans14k vlans 14000"; do
     # shellcheck disable=SC2086
     set -- $spec
     case ",${only:-$1}," in *",$1,"*) ;; *) continue ;; esac

@@ -247,7 +247,12 @@ impl Planner<'_> {
             netplan_renderer: facts.nm_enabled.then(|| "NetworkManager".to_string()),
             eni_resolv_conf: !facts.resolvconf && !facts.resolv_conf_symlink,
         };
-        let rendered = match render::try_render(backend, &config, &names, &opts) {
+        let rendered = render::try_render(backend, &config, &names, &opts);
+        // The model and the names are not read again: freed before the steps are made, which
+        // then reuse their memory (14,000 chained VLANs: ~7 MB of links and names).
+        drop(names);
+        drop(config);
+        let rendered = match rendered {
             Ok(r) => r,
             Err(e) => {
                 // The renderers' last check refused a value: nothing of this backend is
@@ -268,9 +273,8 @@ impl Planner<'_> {
         }
         let input = Some(input_hash(text_hash, backend));
         let what = format!("network ({backend}: {why})");
-        let mut wanted = Vec::new();
+        let first = self.steps.len();
         for f in rendered.files {
-            wanted.push(f.path.clone());
             self.file_step(
                 &format!("net:{}", f.path),
                 &f.path,
@@ -285,16 +289,32 @@ impl Planner<'_> {
                 true,
             );
         }
-        if let Some(stale) = facts.owned.get(&backend) {
-            for path in stale.iter().filter(|p| !wanted.contains(p)) {
-                self.steps.push(Step {
-                    id: format!("net-remove:{path}"),
-                    change: Change::Remove,
-                    action: Action::RemoveFile { path: path.clone() },
-                    why: format!("{what}: /{path} is primer's and no longer rendered"),
-                    input: None,
-                });
-            }
+        // The rendered paths, borrowed from their steps (not a copy of each); a set, as
+        // primer's existing files are looked up in it one by one (a list was quadratic: 28,000
+        // files of 14,000 VLANs re-rendered, 784 million comparisons).
+        let wanted: std::collections::HashSet<&str> = self.steps[first..]
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::WriteFile { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        let stale: Vec<&String> = facts
+            .owned
+            .get(&backend)
+            .into_iter()
+            .flatten()
+            .filter(|p| !wanted.contains(p.as_str()))
+            .collect();
+        drop(wanted);
+        for path in stale {
+            self.steps.push(Step {
+                id: format!("net-remove:{path}"),
+                change: Change::Remove,
+                action: Action::RemoveFile { path: path.clone() },
+                why: format!("{what}: /{path} is primer's and no longer rendered"),
+                input: None,
+            });
         }
         if backend == Backend::Eni {
             self.plan_eni_source(input);
