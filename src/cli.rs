@@ -55,27 +55,24 @@ pub struct Cli {
 
 impl Cli {
     /// The command line of this process, parsed. `primer run ...` (what every boot runs) is
-    /// read without clap when it is plain ([`Cli::parse_run_plain`]), else against the `run`
-    /// subcommand alone ([`Cli::parse_run`]): building clap's whole command tree (every
-    /// subcommand's arguments and help) cost a measurable share of a boot's CPU. Both give the
-    /// values the whole tree gives (tests compare them); anything else — another command, a
-    /// global option before `run`, help, version, a parse error — goes through the whole tree,
-    /// so its output (help text, error messages) is clap's as before.
+    /// read without clap when it is plain ([`Cli::parse_run_plain`]): building clap's command
+    /// tree (every subcommand's arguments and help) cost a measurable share of a boot's CPU.
+    /// It gives the values clap gives (tests compare them); anything else — another command, a
+    /// global option before `run`, help, version, a parse error — goes through clap's whole
+    /// tree, so its output (help text, error messages) is clap's as before.
     pub fn from_env() -> Cli {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        Cli::parse_run_plain(&args)
-            .or_else(|| Cli::parse_run(&args))
-            .unwrap_or_else(|| Cli::parse_from(args))
+        Cli::parse_run_plain(&args).unwrap_or_else(|| Cli::parse_from(args))
     }
 
     /// The plainest `run` command lines (every boot's: `run --log-level error --source DEV
     /// --root DIR`) read without clap: each argument once, as `--name VALUE`, `--name=VALUE` or
     /// a bare flag, every value UTF-8, non-empty and not starting with `-`, parsed by the same
     /// parsers clap uses (`ValueEnum`, `f64`). Anything else — a repeated, unknown or
-    /// abbreviated argument, help, version, a positional — is `None`: [`Cli::parse_run`] and
-    /// then the whole tree decide it, so no message or error changes. Even clap's `run`
-    /// subcommand alone cost ~0.2 M instructions of the ~3 M of an unchanged re-run
-    /// (issue 15); a test compares the two parses.
+    /// abbreviated argument, help, version, a positional — is `None`: clap's whole tree then
+    /// decides it, so no message or error changes. Even clap's `run` subcommand alone cost
+    /// ~0.2 M instructions of the ~3 M of an unchanged re-run (issue 15); a test compares the
+    /// two parses.
     pub fn parse_run_plain(args: &[std::ffi::OsString]) -> Option<Cli> {
         use clap::ValueEnum;
         if args.get(1).map(|a| a.as_os_str()) != Some("run".as_ref()) {
@@ -165,42 +162,6 @@ impl Cli {
                 _ => log_level = LogLevel::from_str(v, false).ok()?,
             }
         }
-        Some(Cli {
-            command: Command::Run(run),
-            log_level,
-        })
-    }
-
-    /// The `run` command line `args` (program name first) parsed by the `run` subcommand
-    /// alone; `None` when it is not one it may parse (see [`Cli::from_env`]).
-    pub fn parse_run(args: &[std::ffi::OsString]) -> Option<Cli> {
-        use clap::FromArgMatches;
-        if args.get(1).map(|a| a.as_os_str()) != Some("run".as_ref()) {
-            return None;
-        }
-        // Help and version print from the whole tree (`primer run --help` names `primer run`).
-        if args[2..].iter().any(|a| {
-            let a = a.to_string_lossy();
-            a == "--"
-                || a.starts_with("-h")
-                || a.starts_with("--help")
-                || a.starts_with("-V")
-                || a.starts_with("--version")
-        }) {
-            return None;
-        }
-        // `--log-level` as `Cli` defines it (global there, an argument of `run` here; a test
-        // compares the two parses).
-        let log_level = clap::Arg::new("log_level")
-            .long("log-level")
-            .default_value("info")
-            .value_name("LEVEL")
-            .value_parser(clap::value_parser!(LogLevel));
-        let cmd =
-            RunArgs::augment_args(clap::Command::new("run").no_binary_name(true)).arg(log_level);
-        let mut m = cmd.try_get_matches_from(&args[2..]).ok()?;
-        let log_level = m.remove_one::<LogLevel>("log_level")?;
-        let run = RunArgs::from_arg_matches_mut(&mut m).ok()?;
         Some(Cli {
             command: Command::Run(run),
             log_level,
@@ -1274,9 +1235,7 @@ mod tests {
                 "trace",
             ],
         ] {
-            let fast = Cli::parse_run(&argv(a)).unwrap_or_else(|| panic!("{a:?}: not parsed"));
             let full = Cli::try_parse_from(argv(a)).unwrap();
-            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{a:?}");
             let plain =
                 Cli::parse_run_plain(&argv(a)).unwrap_or_else(|| panic!("{a:?}: not plain"));
             assert_eq!(format!("{plain:?}"), format!("{full:?}"), "{a:?}");
@@ -1344,7 +1303,7 @@ mod tests {
             &["status"],
             &[],
         ] {
-            assert!(Cli::parse_run(&argv(a)).is_none(), "{a:?}");
+            assert!(Cli::parse_run_plain(&argv(a)).is_none(), "{a:?}");
         }
     }
 }
