@@ -239,8 +239,11 @@ impl Writer {
         {
             let tmp = self.temp_name(path);
             let f = crate::platform::create_private_file(&tmp).ok()?;
+            // Atomic or not at all: where the filesystem cannot rename without replacing
+            // (NFS), another run may create the lock between a look and a plain rename, which
+            // would then replace the file it holds locked; the caller's open-and-lock follows.
             let locked = lock(f).and_then(|l| {
-                crate::platform::rename_noreplace(&tmp, path)
+                crate::platform::rename_noreplace_atomic(&tmp, path)
                     .ok()
                     .map(|()| l)
             });

@@ -156,6 +156,27 @@ pub fn private_dir(b: &mut fs::DirBuilder) -> &mut fs::DirBuilder {
     b.mode(0o700)
 }
 
+/// Opens the state or configuration file `path` for reading, refusing what is not a file's
+/// bytes: `O_NONBLOCK` so that a FIFO planted in its place cannot hang the run in `open` (it
+/// changes nothing for a regular file), then a FIFO, socket or device refused
+/// (`InvalidInput`); the caller names the path. A directory opens, and fails at its read as
+/// before.
+pub fn open_for_read(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let t = f.metadata()?.file_type();
+    if t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
 /// Makes a written file durable (`fsync`).
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
@@ -164,6 +185,15 @@ pub fn sync_file(path: &Path) -> io::Result<()> {
 /// Makes a directory's entries durable (`fsync` on the directory).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Renames `from` to `to` unless `to` exists, atomically (`renameat2(RENAME_NOREPLACE)`) or not
+/// at all: an error where the filesystem does not support the flag (NFS, 9p: `EINVAL`), never
+/// the look-then-rename of [`rename_noreplace`], which another process can slip between. For
+/// what must not replace another run's entry (the run lock).
+pub fn rename_noreplace_atomic(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
 }
 
 /// Renames `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`; a plain rename
@@ -254,14 +284,18 @@ impl Filesystems {
     }
 
     /// Whether the filesystem holding `dir` (device `dev`) orders its metadata: asked once per
-    /// device (`orders_metadata`). `None`: not known, and `dir` cannot be asked (it is gone).
-    fn orders(&mut self, dir: &Path, dev: u64) -> Option<bool> {
+    /// device (`orders_metadata`). A filesystem that cannot be told (`statfs` fails) counts as
+    /// unordered, and that answer is not kept: the next directory on it asks again.
+    fn orders(&mut self, dir: &Path, dev: u64) -> bool {
         if let Some(&(_, o)) = self.ordered.iter().find(|(d, _)| *d == dev) {
-            return Some(o);
+            return o;
         }
-        let o = orders_metadata(fs_type(dir)?, dev);
+        let Some(t) = fs_type(dir) else {
+            return false;
+        };
+        let o = orders_metadata(t, dev);
         self.ordered.push((dev, o));
-        Some(o)
+        o
     }
 
     /// Flushes each filesystem holding one of `dirs` once (`syncfs` on the first directory
@@ -313,16 +347,16 @@ impl Filesystems {
             if seen.contains(&dev) {
                 continue;
             }
-            // A directory gone since it was staged into (its device remembered) is skipped,
-            // as one that cannot be looked at: another on its filesystem flushes it.
-            let f = match self.orders(d, dev) {
-                None => continue,
-                Some(true) => None,
-                Some(false) => match File::open(d) {
+            // A directory gone since it was staged into (its device remembered) is skipped:
+            // another on its filesystem flushes it.
+            let f = if self.orders(d, dev) {
+                None
+            } else {
+                match File::open(d) {
                     Ok(f) => Some(f),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
-                },
+                }
             };
             seen.push(dev);
             if let Some(f) = f {
