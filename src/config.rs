@@ -527,7 +527,7 @@ fn read_layer(
     };
     // Opened once: its size from the open file, its text read from it (not a lookup for the
     // size, another for the open and a third in `read_to_string`).
-    let f = match std::fs::File::open(path) {
+    let f = match crate::platform::open_for_read(path) {
         Ok(f) => f,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
@@ -893,6 +893,29 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO in place of the configuration file is refused at once, naming it (a plain open
+    /// would wait for a writer and hang the boot).
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_configuration_file_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("primer.yaml");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_layer(&p, true).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO configuration hung");
+        let e = got.expect_err("a FIFO read as configuration");
+        assert!(
+            e.contains("primer.yaml") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn defaults() {

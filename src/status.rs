@@ -634,7 +634,7 @@ fn read_state_host(host: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusErro
         path: shown(rel),
         source,
     };
-    let f = match fs::File::open(host) {
+    let f = match crate::platform::open_for_read(host) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
@@ -1254,6 +1254,31 @@ mod tests {
     use crate::apply::StepReport;
     use crate::model::{Format, Secret};
     use serde_json::json;
+
+    /// A FIFO planted where a state file belongs is refused at once, naming the file: opened
+    /// plainly, `open` would wait for a writer forever and hang every later run.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_place_of_a_state_file_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let rel = state::status_path();
+        let host = root.join(&rel);
+        fs::create_dir_all(host.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&host, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_state_file(&root, &rel).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO state file hung");
+        let e = got.expect_err("a FIFO read as a state file");
+        assert!(
+            e.contains("status.json") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn outcome_names_are_the_serialised_ones() {

@@ -454,7 +454,7 @@ fn read_cache(lookups: &Resolver) -> Result<Vec<u8>, String> {
         return Err("no cache".into());
     }
     // Sized from the file (bounded): one read of the whole, one that finds its end.
-    let v = std::fs::File::open(host)
+    let v = crate::platform::open_for_read(&host)
         .and_then(|f| crate::status::read_bounded(f, MAX_CACHE))
         .map_err(|e| format!("/{rel}: {e}"))?;
     if v.len() as u64 > MAX_CACHE {

@@ -185,6 +185,12 @@ pub fn sync_filesystem(_root: &Path) -> bool {
     false
 }
 
+/// Opens the state or configuration file `path` for reading (see the Linux side: Windows has
+/// no FIFO a path could name).
+pub fn open_for_read(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// Makes a written file durable: `FlushFileBuffers` needs a handle with write access.
 pub fn sync_file(path: &Path) -> io::Result<()> {
     OpenOptions::new().write(true).open(path)?.sync_all()
