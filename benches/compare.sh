@@ -150,12 +150,14 @@ sh -c "$fresh"
 rerun=$(measure "$runs" "" 0,10 $run)
 show "primer re-run (nothing changes)" "$rerun"
 # Load-independent: system calls of one run (strace -f -c), total and failed: a first run into a
-# fresh root, the run right after it (it takes the full path and records the re-run cache), and
-# an unchanged re-run two seconds later (the fast path, as the re-run figure above measures).
+# fresh root, the next run (it takes the full path and records the re-run cache), and an
+# unchanged re-run (the fast path, as the re-run figure above measures). Two seconds apart: a
+# run refuses to record the cache while the target's files are as new as its own start (a
+# timestamp cannot tell a change made in the same tick).
 if command -v strace >/dev/null 2>&1; then
     sh -c "$fresh"
     for which in first recording re-run; do
-        [ "$which" = re-run ] && sleep 2
+        [ "$which" = first ] || sleep 2
         # shellcheck disable=SC2086
         strace -f -c -o "$work/strace.txt" $run >/dev/null 2>&1 || true
         awk -v w="$which" '$NF == "total" { printf "primer %-9s system calls: %d (%d failed)\n", w, $4, (NF == 6 ? $5 : 0) }' "$work/strace.txt"
