@@ -125,7 +125,7 @@ const PAGE: usize = 4096;
 /// blocks of 100 KiB (each below the 128 KiB at which glibc maps a block of its own) outgrow
 /// the initial heap, so the growth happens here; freed, they return to the top of the heap,
 /// which the trim keeps at [`HEAP_PAD`]. Then `MADV_POPULATE_WRITE` (Linux 5.14) faults in
-/// the whole heap in one call; an older kernel refuses it (`EINVAL`) and the pages fault as
+/// the heap's first [`HEAP_PAD`] bytes in one call; an older kernel refuses it (`EINVAL`) and the pages fault as
 /// they are used, as before. Setting `M_TOP_PAD` also turns off glibc's sliding mmap threshold
 /// (blocks of 128 KiB and more are then always mapped on their own): a 64 MiB `write_files`
 /// run kept its CPU time and peak RSS (`benches/memory.sh --only wf64`).
@@ -143,7 +143,12 @@ fn prefault_heap() {
         // The main arena is one contiguous range from the heap's start to the break.
         let arena = libc::mallinfo2().arena;
         let start = end.saturating_sub(arena) & !(PAGE - 1);
-        let end = (end + PAGE - 1) & !(PAGE - 1);
+        // Only the heap's first HEAP_PAD bytes, however much the run allocated before it
+        // asked (a later pre-fault, once the fast path was not taken, finds a heap in use):
+        // the pad above what is in use may never be touched (a run reuses what it freed), and
+        // faulting it in then only grows the run's peak RSS (+0.3 MiB measured on
+        // `benches/memory.sh --only wfmany64`'s re-run, +140 KiB on a first run).
+        let end = ((end + PAGE - 1) & !(PAGE - 1)).min(start + HEAP_PAD);
         if end > start && end - start <= 2 * HEAP_PAD {
             // SAFETY: MADV_POPULATE_WRITE only faults the heap's pages in (as a write of
             // their current bytes would); it changes neither their contents nor the mapping.
