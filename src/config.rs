@@ -527,12 +527,11 @@ fn read_layer(
     };
     // Opened once: its size from the open file, its text read from it (not a lookup for the
     // size, another for the open and a third in `read_to_string`).
-    let f = match crate::platform::open_for_read(path) {
+    let (f, len) = match crate::platform::open_for_read(path) {
         Ok(f) => f,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    let len = f.metadata().map_err(io)?.len();
     if len > MAX_CONFIG {
         return Err(ConfigError::TooLarge { path: name });
     }

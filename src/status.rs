@@ -634,12 +634,12 @@ fn read_state_host(host: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusErro
         path: shown(rel),
         source,
     };
-    let f = match crate::platform::open_for_read(host) {
+    let (f, len) = match crate::platform::open_for_read(host) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    let v = read_bounded(f, MAX_STATE_FILE).map_err(io)?;
+    let v = read_bounded(f, len, MAX_STATE_FILE).map_err(io)?;
     if v.len() as u64 > MAX_STATE_FILE {
         return Err(StatusError::Invalid {
             path: shown(rel),
@@ -653,8 +653,10 @@ fn read_state_host(host: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusErro
 /// Sized from the file's length: one read of the whole file and one that finds its end, where
 /// `read_to_end` through `Take` read in 8 KiB steps (a 12 KiB status or an 18 KiB re-run
 /// cache took three reads, on every boot).
-pub(crate) fn read_bounded(mut f: fs::File, max: u64) -> io::Result<Vec<u8>> {
-    let hint = f.metadata().map_or(0, |m| m.len()).min(max);
+/// `len`: the file's length from the `fstat` of its open (`platform::open_for_read`), not asked
+/// again.
+pub(crate) fn read_bounded(mut f: fs::File, len: u64, max: u64) -> io::Result<Vec<u8>> {
+    let hint = len.min(max);
     // One byte more than the file: a read that returns 0 there is its end.
     let mut v = vec![0u8; usize::try_from(hint).unwrap_or(0) + 1];
     let mut n = 0;
@@ -1340,15 +1342,18 @@ mod tests {
         for len in [0usize, 1, 4095, 4096, 12_050] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             fs::write(&p, &data).unwrap();
-            let f = || fs::File::open(&p).unwrap();
-            assert_eq!(read_bounded(f(), 1 << 20).unwrap(), data, "{len}");
-            assert_eq!(read_bounded(f(), len as u64).unwrap(), data, "{len}");
+            let read = |max| {
+                let (f, n) = crate::platform::open_for_read(&p).unwrap();
+                read_bounded(f, n, max).unwrap()
+            };
+            assert_eq!(read(1 << 20), data, "{len}");
+            assert_eq!(read(len as u64), data, "{len}");
             if len > 0 {
-                let cut = read_bounded(f(), len as u64 - 1).unwrap();
+                let cut = read(len as u64 - 1);
                 assert_eq!(cut, data, "{len}: one past the bound");
             }
             if len > 2 {
-                assert_eq!(read_bounded(f(), 1).unwrap(), data[..2], "{len}");
+                assert_eq!(read(1), data[..2], "{len}");
             }
         }
     }

@@ -455,7 +455,7 @@ fn read_cache(lookups: &Resolver) -> Result<Vec<u8>, String> {
     }
     // Sized from the file (bounded): one read of the whole, one that finds its end.
     let v = crate::platform::open_for_read(&host)
-        .and_then(|f| crate::status::read_bounded(f, MAX_CACHE))
+        .and_then(|(f, len)| crate::status::read_bounded(f, len, MAX_CACHE))
         .map_err(|e| format!("/{rel}: {e}"))?;
     if v.len() as u64 > MAX_CACHE {
         return Err(format!("/{rel}: larger than {MAX_CACHE} bytes"));

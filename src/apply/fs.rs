@@ -520,7 +520,7 @@ impl Writer {
                     // Opened without blocking, following no final link, taking no terminal:
                     // whatever sits there now (a FIFO would block the run until a writer
                     // came); a file that is not regular is refused below.
-                    _ => match open_current(&host) {
+                    _ => match crate::platform::open_nonblocking(&host, false) {
                         Ok(f) => Some(f),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                         Err(e) => return Err(at(&host, e)),
@@ -1817,19 +1817,6 @@ pub fn repair_dir(dir: &Path, meta: Meta) -> io::Result<bool> {
     }
     set_meta(dir, meta)?;
     Ok(true)
-}
-
-/// The current file at `host` for an append's copy, opened read-only without blocking (a FIFO
-/// or device planted there), without following a final link and without taking a terminal.
-fn open_current(host: &Path) -> io::Result<fs::File> {
-    let mut o = fs::OpenOptions::new();
-    o.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY);
-    }
-    o.open(host)
 }
 
 // POSIX modes, owners and symlinks: these tests run where they exist.

@@ -751,6 +751,8 @@ mod os {
         if let Some(Kind::Missing | Kind::Dir { .. }) = root.cached(&host) {
             return Some(None);
         }
+        // Opened as `platform::open_nonblocking(host, false)` opens (facts sit below the
+        // platform seam and may not call it).
         let f = match fs::OpenOptions::new()
             .read(true)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)

@@ -156,25 +156,35 @@ pub fn private_dir(b: &mut fs::DirBuilder) -> &mut fs::DirBuilder {
     b.mode(0o700)
 }
 
-/// Opens the state or configuration file `path` for reading, refusing what is not a file's
-/// bytes: `O_NONBLOCK` so that a FIFO planted in its place cannot hang the run in `open` (it
-/// changes nothing for a regular file), then a FIFO, socket or device refused
-/// (`InvalidInput`); the caller names the path. A directory opens, and fails at its read as
-/// before.
-pub fn open_for_read(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let f = fs::OpenOptions::new()
+/// Opens `path` read-only without blocking (`O_NONBLOCK`: a FIFO or device planted there cannot
+/// hang the run in `open`; it changes nothing for a regular file) and without taking a
+/// terminal; `follow`: whether a final symbolic link is followed (`O_NOFOLLOW` otherwise, for a
+/// path already resolved inside the root).
+pub fn open_nonblocking(path: &Path, follow: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = if follow { 0 } else { nix::libc::O_NOFOLLOW };
+    fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)?;
-    let t = f.metadata()?.file_type();
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nofollow)
+        .open(path)
+}
+
+/// Opens the state or configuration file `path` for reading ([`open_nonblocking`], following
+/// links as before), refusing what is not a file's bytes: a FIFO, socket or device
+/// (`InvalidInput`; the caller names the path). With the file's length from the same `fstat`.
+/// A directory opens, and fails at its read as before.
+pub fn open_for_read(path: &Path) -> io::Result<(File, u64)> {
+    use std::os::unix::fs::FileTypeExt;
+    let f = open_nonblocking(path, true)?;
+    let m = f.metadata()?;
+    let t = m.file_type();
     if t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
     }
-    Ok(f)
+    Ok((f, m.len()))
 }
 
 /// Makes a written file durable (`fsync`).

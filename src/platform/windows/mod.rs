@@ -185,10 +185,17 @@ pub fn sync_filesystem(_root: &Path) -> bool {
     false
 }
 
-/// Opens the state or configuration file `path` for reading (see the Linux side: Windows has
-/// no FIFO a path could name).
-pub fn open_for_read(path: &Path) -> io::Result<File> {
+/// Opens `path` read-only (see the Linux side: Windows has no FIFO a path could name, and a
+/// final link is followed either way).
+pub fn open_nonblocking(path: &Path, _follow: bool) -> io::Result<File> {
     File::open(path)
+}
+
+/// Opens the state or configuration file `path` for reading, with its length.
+pub fn open_for_read(path: &Path) -> io::Result<(File, u64)> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    Ok((f, len))
 }
 
 /// Makes a written file durable: `FlushFileBuffers` needs a handle with write access.
