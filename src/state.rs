@@ -1208,6 +1208,39 @@ mod tests {
         assert_eq!(j.finish(), want);
     }
 
+    /// Drive values at their extremes through the fast serializer: a 1 MiB string of every
+    /// control character and escape, a map with 100,000 keys, nesting 64 deep (the readers'
+    /// cap), a key holding `..` and `/` — byte for byte what serde_json writes, without falling
+    /// back.
+    #[test]
+    fn pretty_json_is_serde_jsons_for_huge_and_deep_values() {
+        let controls: String = (0u8..0x20)
+            .map(char::from)
+            .chain("\"\\\u{7f}\u{2028}".chars())
+            .collect();
+        let huge = controls.repeat((1 << 20) / controls.len());
+        let mut map = serde_json::Map::new();
+        for i in 0..100_000 {
+            map.insert(format!("k{i}"), serde_json::Value::from(i));
+        }
+        map.insert("../../etc/passwd".into(), serde_json::Value::String(huge));
+        let mut deep = serde_json::Value::Object(map);
+        for i in 0..64 {
+            deep = if i % 2 == 0 {
+                serde_json::json!([deep])
+            } else {
+                serde_json::json!({ "a\nb": deep })
+            };
+        }
+        let fast =
+            pretty_json_fast(&deep).expect("no fallback for strings, integers, maps, arrays");
+        // A document ends with a newline (`PrettyJson::finish`); serde_json's does not.
+        let mut want = serde_json::to_vec_pretty(&deep).unwrap();
+        want.push(b'\n');
+        assert_eq!(fast.len(), want.len());
+        assert!(fast == want, "differs from serde_json's bytes");
+    }
+
     /// The serializer gives `serde_json::to_vec_pretty`'s bytes for every shape of serde's
     /// data model primer's documents use, escapes and empty containers included, without
     /// falling back; what it does not write itself (floats, bool keys) still comes out as
