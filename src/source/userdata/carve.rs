@@ -1,5 +1,6 @@
-//! Large literal block scalars carved out of a cloud-config before the YAML parse: a streaming
-//! line pass over the document finds `key: |` blocks whose body exceeds a threshold, gives the
+//! Large block scalars carved out of a cloud-config before the YAML parse: a streaming line
+//! pass over the document finds `key: |` and `key: >` blocks whose body exceeds a threshold,
+//! gives the
 //! parser a short placeholder in their place and keeps each block's byte range, not its value.
 //! A document that is one flow collection (a JSON cloud-config, `jsonencode`) is read byte by
 //! byte instead, and its large one-line double-quoted strings are carved the same way (their
@@ -8,13 +9,13 @@
 //! and carved too: its text is its value ([`Plain`]). Once the text left for the
 //! parser is long, smaller blocks and strings are carved too, so many files each below the
 //! threshold leave a small text. A block that is a `write_files` content stays on the device:
-//! its content is a [`Bytes::derived`] (unindented, chomped or unescaped, and decoded as the
+//! its content is a [`Bytes::derived`] (unindented, folded, chomped or unescaped, and decoded as the
 //! parse would, see [`BlockContent`]) streamed where it is written; any other block's value is
 //! read back as a string. So a 64 MiB `write_files` entry is never held. It must not guess: any
 //! line it cannot classify (tabs, CR, quotes or brackets it cannot balance on one line, anchors,
 //! tags, directives, explicit indentation indicators, control characters or invalid UTF-8 in
-//! a carved body (valid UTF-8 passes through unchanged and is taken), folded
-//! blocks, an escape it does not know) leaves that value or the document uncarved, and the
+//! a carved body (valid UTF-8 passes through unchanged and is taken), a folded block whose
+//! first line is not its least indented, an escape it does not know) leaves that value or the document uncarved, and the
 //! caller parses the document whole as before (a carve that would leave more than
 //! [`MAX_CARVED_TEXT`] is not used either: nothing a user wrote is dropped for memory's sake;
 //! such a document is held, within the user-data cap). The caller also checks that every placeholder comes back exactly once as a whole
@@ -69,6 +70,9 @@ impl Literal {
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Style {
     Block(Chomp),
+    /// A folded block (`>`): its lines as a literal's, the break between two lines that are
+    /// not more indented read as a space ([`Lines::folded`]).
+    Folded(Chomp),
     Double,
     /// A one-line plain scalar: its text is its value.
     Plain,
@@ -85,9 +89,10 @@ enum Chomp {
 struct Block {
     /// Indentation of the node the block is the value of (its content is indented more).
     n: usize,
-    /// Literal without an indentation indicator: may be carved.
+    /// A block without an indentation indicator: may be carved.
     candidate: bool,
     chomp: Chomp,
+    folded: bool,
     /// The header line up to the indicator (kept when carved) and the whole line.
     prefix: String,
     header: String,
@@ -103,11 +108,18 @@ struct Block {
     hash: Sha256,
 }
 
-/// A literal block's value made line by line (YAML 1.2 §8.1.2: the content indentation
-/// removed, empty lines as line breaks), the same at carve time (measured) and where the
-/// value is streamed.
+/// A block's value made line by line (YAML 1.2 §8.1.2: the content indentation removed, empty
+/// lines as line breaks; §8.1.3 for a folded block), the same at carve time (measured) and
+/// where the value is streamed.
 #[derive(Default)]
 struct Lines {
+    /// A folded block: the break between two text lines that do not start with a space or tab
+    /// (after the indentation) is a space when no empty line lies between them, and dropped
+    /// when some do (each empty line is a line break); around a more-indented ("spaced") line
+    /// the breaks are kept as in a literal.
+    folded: bool,
+    /// The last text line was more indented (a folded block's "spaced" line).
+    spaced: bool,
     /// Content indentation, from the first line with text.
     m: Option<usize>,
     /// Most spaces on a leading empty line (more than `m` is an error YAML reports).
@@ -143,14 +155,22 @@ impl Lines {
             return Ok(());
         }
         let text = raw.get(m..).ok_or(())?;
+        let spaced = self.folded && matches!(text.first(), Some(b' ' | b'\t'));
         if self.any_text {
-            out.push(b'\n');
+            if self.folded && !spaced && !self.spaced {
+                if self.pending == 0 {
+                    out.push(b' ');
+                }
+            } else {
+                out.push(b'\n');
+            }
             push_breaks(out, self.pending);
         } else {
             push_breaks(out, self.leading);
         }
         self.pending = 0;
         self.any_text = true;
+        self.spaced = spaced;
         out.extend_from_slice(text);
         Ok(())
     }
@@ -644,11 +664,15 @@ impl Carver {
             Ok(Some(h)) => {
                 self.block = Some(Block {
                     n: h.n,
-                    candidate: h.literal,
+                    candidate: true,
                     chomp: h.chomp,
+                    folded: h.folded,
                     prefix: line[..h.at].to_string(),
                     header: line.to_string(),
-                    lines: Lines::default(),
+                    lines: Lines {
+                        folded: h.folded,
+                        ..Lines::default()
+                    },
                     verbatim: Some(String::new()),
                     body_bytes: 0,
                     start: self.pos + raw.len() + 1,
@@ -730,7 +754,11 @@ impl Carver {
                 self.text_line(&line);
                 let lit = Literal {
                     range: b.start..b.start + b.body_bytes,
-                    style: Style::Block(b.chomp),
+                    style: if b.folded {
+                        Style::Folded(b.chomp)
+                    } else {
+                        Style::Block(b.chomp)
+                    },
                     len: b.value_len + self.scratch.len(),
                     sha256: b.hash.finalize().into(),
                 };
@@ -970,7 +998,8 @@ struct Plain {
 struct Header {
     at: usize,
     n: usize,
-    literal: bool,
+    /// `>` rather than `|`.
+    folded: bool,
     chomp: Chomp,
 }
 
@@ -1014,10 +1043,10 @@ fn classify(line: &str) -> Result<Option<Header>, ()> {
     };
     let value = &line[v..];
     value_kind(value).map(|h| {
-        h.map(|(literal, chomp)| Header {
+        h.map(|(folded, chomp)| Header {
             at: v,
             n,
-            literal,
+            folded,
             chomp,
         })
     })
@@ -1039,7 +1068,7 @@ fn rest_ok(r: &str) -> bool {
     t.is_empty() || (t.starts_with('#') && t.len() < r.len())
 }
 
-/// `Ok(Some((literal, chomp)))` for a block header, `Ok(None)` for a one-line value.
+/// `Ok(Some((folded, chomp)))` for a block header, `Ok(None)` for a one-line value.
 fn value_kind(value: &str) -> Result<Option<(bool, Chomp)>, ()> {
     let Some(first) = value.chars().next() else {
         return Ok(None);
@@ -1053,7 +1082,7 @@ fn value_kind(value: &str) -> Result<Option<(bool, Chomp)>, ()> {
                 _ => (Chomp::Clip, &value[1..]),
             };
             if rest_ok(rest) {
-                Ok(Some((first == '|', chomp)))
+                Ok(Some((first == '>', chomp)))
             } else {
                 Err(())
             }
@@ -1253,9 +1282,12 @@ impl Derive for BlockContent {
     fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
         let src = io::BufReader::with_capacity(crate::model::bytes::STREAM_CHUNK, src);
         let text: Box<dyn Read + 'a> = match self.style {
-            Style::Block(chomp) => Box::new(Unfold {
+            Style::Block(chomp) | Style::Folded(chomp) => Box::new(Unfold {
                 src,
-                lines: Lines::default(),
+                lines: Lines {
+                    folded: matches!(self.style, Style::Folded(_)),
+                    ..Lines::default()
+                },
                 chomp,
                 line: Vec::new(),
                 out: Vec::new(),
@@ -1914,6 +1946,62 @@ mod tests {
             carved += usize::from(check(&doc));
         }
         assert!(carved > 100, "{carved} carved");
+    }
+
+    /// Folded blocks (`>`, `>-`, `>+`) of text lines, more-indented lines (spaces or a tab
+    /// after the indentation), empty lines and lines of spaces shorter or longer than the
+    /// indentation, in every order: each is carved and its value is the whole parse's (the
+    /// folding of YAML 1.2 §8.1.3 as the parser applies it).
+    #[test]
+    fn folded_blocks_are_carved_and_equal_the_whole_parse() {
+        let lines = [
+            "      text one",
+            "      text two words",
+            "        more indented",
+            "      \tafter a tab",
+            "",
+            "    ",
+            "      ",
+            "         ",
+            "      # not a comment",
+            "      end.",
+        ];
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let (mut carved, mut total) = (0, 0);
+        for i in 0..4000 {
+            let header = ["    content: >", "    content: >-", "    content: >+"][i % 3];
+            let mut doc = format!("#cloud-config\nwrite_files:\n  - path: /srv/a\n{header}\n");
+            // The first line sets the indentation (a deeper first line, or a longer line of
+            // spaces before it, is another document: not carved, checked by the test above).
+            if i % 5 != 0 {
+                doc.push_str("      first\n");
+            }
+            let n = 1 + (next() % 9) as usize;
+            let mut text = i % 5 != 0;
+            for _ in 0..n {
+                let l = lines[(next() % lines.len() as u64) as usize];
+                text |= !l.trim_start().is_empty();
+                doc.push_str(l);
+                doc.push('\n');
+            }
+            if i % 2 == 0 {
+                doc.push_str("    permissions: '0644'\n");
+            }
+            if !text {
+                continue;
+            }
+            let c = check(&doc);
+            if i % 5 != 0 {
+                // A block whose first line sets the indentation is always carved.
+                assert!(c, "not carved:\n{doc}");
+                total += 1;
+                carved += usize::from(c);
+            }
+        }
+        assert!(
+            total > 3000 && carved == total,
+            "{carved} of {total} carved"
+        );
     }
 
     /// One-line plain values among blocks, comments and forms the pass must not misread (a
