@@ -12,7 +12,7 @@
 //! its content is a [`Bytes::derived`] (unindented, folded, chomped or unescaped, and decoded as the
 //! parse would, see [`BlockContent`]) streamed where it is written; any other block's value is
 //! read back as a string. So a 64 MiB `write_files` entry is never held. It must not guess: any
-//! line it cannot classify (tabs, CR, quotes or brackets it cannot balance on one line, anchors,
+//! line it cannot classify (tabs, a CR other than a CRLF line break's, quotes or brackets it cannot balance on one line, anchors,
 //! tags, directives, explicit indentation indicators, control characters or invalid UTF-8 in
 //! a carved body (valid UTF-8 passes through unchanged and is taken), a folded block whose
 //! first line is not its least indented, an escape it does not know) leaves that value or the document uncarved, and the
@@ -101,6 +101,9 @@ struct Block {
     /// Body bytes as in the document, kept until the block is known to be large.
     verbatim: Option<String>,
     body_bytes: usize,
+    /// The CRs of the body's CRLF line breaks: not counted against the thresholds, so a CRLF
+    /// document is carved as its LF form is.
+    body_crs: usize,
     /// Where the body starts in the document, and the value's length so far.
     start: usize,
     value_len: usize,
@@ -486,7 +489,7 @@ impl Carver {
             match nl {
                 Some(i) => {
                     if let Some(p) = self.plain.take() {
-                        let len = p.prefix.len() + p.len;
+                        let len = p.prefix.len() + p.len + usize::from(p.cr);
                         self.end_plain(p);
                         self.pos += len + 1;
                     } else {
@@ -529,6 +532,7 @@ impl Carver {
                     prev: b' ',
                     number: true,
                     hash: Sha256::new(),
+                    cr: false,
                 });
                 self.plain_bytes(&line[v..]);
                 self.line = line;
@@ -542,8 +546,25 @@ impl Carver {
         let Some(p) = &mut self.plain else {
             return self.fail();
         };
+        // A CR is held back while it is the line's last byte: before the line feed it is the
+        // CRLF line break ([`Carver::on_line`]), not the value's; anywhere else it is a byte
+        // the value cannot take.
+        if bytes.is_empty() {
+            return;
+        }
+        let held: &[u8] = if std::mem::take(&mut p.cr) {
+            b"\r"
+        } else {
+            b""
+        };
+        let (bytes, cr) = match bytes.split_last() {
+            Some((b'\r', rest)) => (rest, true),
+            _ => (bytes, false),
+        };
+        p.hash.update(held);
         p.hash.update(bytes);
-        for &c in bytes {
+        p.cr = cr;
+        for &c in held.iter().chain(bytes) {
             p.len += 1;
             if let Some(v) = &mut p.verbatim {
                 v.push(c);
@@ -631,7 +652,15 @@ impl Carver {
         self.failed = true;
     }
 
-    fn on_line(&mut self, raw: &[u8]) {
+    /// One line of the document (`doc_line`, without its line feed). A CR before the line feed
+    /// is a line break as the feed alone is (YAML 1.2 §5.4: a CRLF document, as Windows tools
+    /// write it, reads as its LF form): the line is read without it, while ranges and digests
+    /// cover the document's bytes. A CR anywhere else is not read here.
+    fn on_line(&mut self, doc_line: &[u8]) {
+        let (raw, cr) = match doc_line.split_last() {
+            Some((b'\r', rest)) => (rest, true),
+            _ => (doc_line, false),
+        };
         if raw.contains(&b'\r') {
             return self.fail();
         }
@@ -639,7 +668,7 @@ impl Carver {
             match body_line(&b, raw) {
                 Err(()) => return self.fail(),
                 Ok(true) => {
-                    if self.body(&mut b, raw).is_err() {
+                    if self.body(&mut b, raw, cr).is_err() {
                         return self.fail();
                     }
                     self.block = Some(b);
@@ -675,7 +704,8 @@ impl Carver {
                     },
                     verbatim: Some(String::new()),
                     body_bytes: 0,
-                    start: self.pos + raw.len() + 1,
+                    body_crs: 0,
+                    start: self.pos + doc_line.len() + 1,
                     value_len: 0,
                     hash: Sha256::new(),
                 })
@@ -691,10 +721,11 @@ impl Carver {
         self.out.text.push('\n');
     }
 
-    /// One line of a block's body: kept verbatim while small, added to the value when a
-    /// candidate.
-    fn body(&mut self, b: &mut Block, raw: &[u8]) -> Result<(), ()> {
-        b.body_bytes += raw.len() + 1;
+    /// One line of a block's body (`raw`, without its line break; `cr`: the break is CRLF):
+    /// kept verbatim while small, added to the value when a candidate.
+    fn body(&mut self, b: &mut Block, raw: &[u8], cr: bool) -> Result<(), ()> {
+        b.body_bytes += raw.len() + 1 + usize::from(cr);
+        b.body_crs += usize::from(cr);
         if let Some(v) = &mut b.verbatim {
             v.push_str(std::str::from_utf8(raw).map_err(|_| ())?);
             v.push('\n');
@@ -706,7 +737,7 @@ impl Carver {
                 b.candidate = false;
             } else {
                 b.hash.update(raw);
-                b.hash.update(b"\n");
+                b.hash.update(if cr { &b"\r\n"[..] } else { b"\n" });
                 self.scratch.clear();
                 b.lines.line(raw, &mut self.scratch)?;
                 b.value_len += self.scratch.len();
@@ -718,7 +749,7 @@ impl Carver {
             // so the document goes to the whole parse.
             return Err(());
         }
-        if b.body_bytes > self.threshold && b.verbatim.is_some() {
+        if b.body_bytes - b.body_crs > self.threshold && b.verbatim.is_some() {
             if !b.candidate {
                 return Err(());
             }
@@ -737,7 +768,9 @@ impl Carver {
         self.scratch.clear();
         let end = b.lines.end(b.chomp, &mut self.scratch);
         match b.verbatim.take() {
-            Some(v) if !(b.candidate && end.is_ok() && self.carve_small(b.body_bytes)) => {
+            Some(v)
+                if !(b.candidate && end.is_ok() && self.carve_small(b.body_bytes - b.body_crs)) =>
+            {
                 let header = std::mem::take(&mut b.header);
                 self.text_line(&header);
                 if self.out.text.len() + v.len() > self.max_text {
@@ -810,7 +843,9 @@ impl Carver {
                             hash: Sha256::new(),
                         });
                     }
-                    b' ' | b'\n' => self.push_text(c),
+                    // A CR is passed on as it is: the parser reads it as the line break (CRLF)
+                    // or space it is in the whole document.
+                    b' ' | b'\n' | b'\r' => self.push_text(c),
                     b'{' | b'[' if f.open.len() < MAX_FLOW_DEPTH => {
                         f.open.push(c);
                         f.prev = Some(c);
@@ -837,7 +872,9 @@ impl Carver {
                     self.end_str(s);
                 }
                 Some(mut s) => {
-                    s.raw += 1;
+                    // A CR is not counted against the thresholds (a CRLF document is carved as
+                    // its LF form is); it is never taken into a carved value.
+                    s.raw += usize::from(c != b'\r');
                     s.escaped = !s.escaped && c == b'\\';
                     if let Some(v) = &mut s.verbatim {
                         v.push(c);
@@ -932,6 +969,8 @@ fn body_line(b: &Block, raw: &[u8]) -> Result<bool, ()> {
 /// (`key: VALUE`, after any `- `) or a sequence entry (`- VALUE`): `None` while the line so far
 /// does not tell, `Some(None)` when it is not one.
 fn plain_at(b: &[u8]) -> Option<Option<usize>> {
+    // A CR last may be a CRLF's ([`Carver::on_line`]): the line so far is read without it.
+    let b = b.strip_suffix(b"\r").unwrap_or(b);
     let mut i = b.iter().take_while(|&&c| c == b' ').count();
     if i == b.len() {
         return None;
@@ -992,6 +1031,8 @@ struct Plain {
     number: bool,
     /// The value's bytes hashed as read.
     hash: Sha256,
+    /// A CR read last, held back ([`Carver::plain_bytes`]).
+    cr: bool,
 }
 
 /// A block scalar header: where its indicator starts, its node's indentation, its style.
@@ -1364,9 +1405,13 @@ impl<R: BufRead> Read for Unfold<R> {
                     .map_err(|()| invalid("block without text"))?;
                 break;
             }
-            // Every body line ends with a line break (the line pass saw it so).
+            // Every body line ends with a line break (the line pass saw it so), LF or CRLF
+            // (the pass read the line without its CR: [`Carver::on_line`]).
             if self.line.pop() != Some(b'\n') {
                 return Err(invalid("block line without a line break"));
+            }
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
             }
             self.lines
                 .line(&self.line, &mut self.out)
@@ -1623,7 +1668,18 @@ mod tests {
         (parse(doc, &LIMITS).map(|p| p.node), false)
     }
 
+    /// `check_form` of the document and of its CRLF form (a CRLF document carves as its LF
+    /// form does, except a carved one-line plain value, whose line is not read with its CR).
     fn check(doc: &str) -> bool {
+        let lf = check_form(doc);
+        let crlf = check_form(&doc.replace('\n', "\r\n"));
+        if !doc.contains('\r') {
+            assert_eq!(lf, crlf, "LF / CRLF carved differently: {doc:?}");
+        }
+        lf
+    }
+
+    fn check_form(doc: &str) -> bool {
         let whole = parse(doc, &LIMITS).map(|p| p.node);
         let mut carved_any = false;
         for (threshold, chunk) in [(0, 1), (0, 7), (3, 4096), (40, 13)] {
@@ -2296,19 +2352,25 @@ mod tests {
                 let tail = ["", "    permissions: '0644'\n", "runcmd:\n  - x\n"][round % 3];
                 let doc = doc_with(header, &lines, tail);
                 total += 1;
-                let whole = whole_content(&doc, decode);
-                if let Some(got) = streamed_content(&doc, decode) {
-                    streamed += 1;
-                    assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
-                }
+                // The document and its CRLF form (as a Windows editor saves it): the same
+                // content, streamed in both or in neither.
+                let stream = |doc: &str| {
+                    let whole = whole_content(doc, decode);
+                    let crlf = doc.replace('\n', "\r\n");
+                    assert_eq!(whole, whole_content(&crlf, decode), "CRLF doc:\n{doc}");
+                    let got = streamed_content(doc, decode);
+                    let got_crlf = streamed_content(&crlf, decode);
+                    assert_eq!(got, got_crlf, "{decode:?} LF / CRLF, doc:\n{doc}");
+                    if let Some(got) = got {
+                        assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
+                    }
+                    got_crlf.is_some()
+                };
+                streamed += usize::from(stream(&doc));
                 // The same text as a one-line plain scalar (`filebase64()` + `yamlencode`).
                 let key = ["    content: ", "    content:   "][round % 2];
                 let doc = doc_with(&format!("{key}{text}"), &[], tail);
-                let whole = whole_content(&doc, decode);
-                if let Some(got) = streamed_content(&doc, decode) {
-                    plain += 1;
-                    assert!(whole.as_deref() == Some(&got[..]), "{decode:?} doc:\n{doc}");
-                }
+                plain += usize::from(stream(&doc));
             }
         }
         // Two of the seven encodings are not gzip+base64 the whole decode accepts.
@@ -2350,6 +2412,12 @@ mod tests {
             let doc = format!(
                 "#cloud-config\n{{\"write_files\": [{{\"path\": \"/srv/a\", {enc}\"content\": {quoted}}}]}}\n"
             );
+            // Every other document in its CRLF form: streamed as its LF form.
+            let doc = if round % 2 == 1 {
+                doc.replace('\n', "\r\n")
+            } else {
+                doc
+            };
             let whole = whole_content(&doc, decode);
             if let Some(got) = streamed_content(&doc, decode) {
                 streamed += 1;
