@@ -514,13 +514,15 @@ pub struct Layered {
 }
 
 /// Reads one configuration file: its typed settings (checked on their own, so an error names
-/// this file) and the keys it sets (the shape of its YAML, values not used).
+/// this file) and the keys it sets (the shape of its YAML, values not used). `path` is what is
+/// opened (resolved inside the target root: [`ConfigFile`]), `name` what messages call it.
 fn read_layer(
     path: &Path,
+    name: &Path,
     required: bool,
 ) -> Result<Option<(Config, serde_json::Value)>, ConfigError> {
     use std::io::Read;
-    let name = path.display().to_string();
+    let name = name.display().to_string();
     let io = |e| ConfigError::Io {
         path: name.clone(),
         source: e,
@@ -558,42 +560,147 @@ fn read_layer(
     Ok(Some((config, shape)))
 }
 
+/// One configuration file: `name`, the path messages and `config show` give (the target root
+/// joined with [`CONFIG_PATH`], as before), and `open`, the host path read: `name` resolved
+/// inside the root by [`crate::paths::Resolver`] (DESIGN.md rule 5), so a `primer.yaml` or a
+/// drop-in that is a symlink to `/etc/hostname` under `--root /mnt/image` reads the image's
+/// `/etc/hostname`, never the host's. `None`: resolution found it missing (a missing middle
+/// directory: nothing is opened).
+#[derive(Debug, Clone)]
+struct ConfigFile {
+    name: PathBuf,
+    open: Option<PathBuf>,
+}
+
+/// The resolver confining the configuration's paths to `root`, none where the kernel's own
+/// resolution already is confined to it: the root `/` (a boot's own configuration: no lookup
+/// more than before) on Unix.
+fn confinement(root: &Path) -> Option<crate::paths::Resolver> {
+    let host_root = cfg!(unix) && root == Path::new("/");
+    (!host_root).then(|| crate::paths::Resolver::new(root))
+}
+
+/// Resolves `rel` (below the root) through `res`, or joins it to `root` when there is no
+/// resolver (see [`confinement`]).
+fn confined(
+    res: Option<&crate::paths::Resolver>,
+    root: &Path,
+    rel: &str,
+    name: PathBuf,
+) -> Result<ConfigFile, ConfigError> {
+    use crate::paths::Found;
+    let Some(res) = res else {
+        let open = rel.split('/').fold(root.to_path_buf(), |p, c| p.join(c));
+        return Ok(ConfigFile {
+            name,
+            open: Some(open),
+        });
+    };
+    match res.resolve_found(rel) {
+        Ok((_, Found::Missing)) => Ok(ConfigFile { name, open: None }),
+        Ok((open, _)) => Ok(ConfigFile {
+            name,
+            open: Some(open),
+        }),
+        Err(source) => Err(ConfigError::Io {
+            path: name.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The main configuration file: `explicit` (the caller's own path, read as given) or
+/// [`CONFIG_PATH`] under `root`, resolved inside it; and the resolver its drop-ins go through.
+fn main_file(
+    explicit: Option<&Path>,
+    root: &Path,
+) -> Result<(ConfigFile, Option<crate::paths::Resolver>), ConfigError> {
+    match explicit {
+        Some(p) => Ok((
+            ConfigFile {
+                name: p.to_path_buf(),
+                open: Some(p.to_path_buf()),
+            },
+            None,
+        )),
+        None => {
+            let res = confinement(root);
+            let main = confined(res.as_ref(), root, CONFIG_PATH, config_path(root))?;
+            Ok((main, res))
+        }
+    }
+}
+
 /// The drop-in files of `main`: `<main>.d/*.yaml` (regular files, hidden ones skipped), in
-/// byte order of their names, at most [`MAX_DROPINS`]. A missing directory is none.
-fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let mut dir = main.as_os_str().to_owned();
-    dir.push(".d");
-    let dir = PathBuf::from(dir);
+/// byte order of their names, at most [`MAX_DROPINS`]. A missing directory is none. Under a
+/// target root (`res`) the directory and each entry that is a symlink are resolved inside it.
+fn dropins(
+    main: &ConfigFile,
+    res: Option<&crate::paths::Resolver>,
+) -> Result<Vec<ConfigFile>, ConfigError> {
+    let with_d = |p: &Path| {
+        let mut d = p.as_os_str().to_owned();
+        d.push(".d");
+        PathBuf::from(d)
+    };
+    let name_dir = with_d(&main.name);
+    let rel_dir = format!("{CONFIG_PATH}.d");
+    let dir = match res {
+        Some(r) => match confined(Some(r), r.root(), &rel_dir, name_dir.clone())?.open {
+            Some(d) => d,
+            None => return Ok(Vec::new()),
+        },
+        // `main.open` is `main.name` here (an explicit file, or the root `/`).
+        None => with_d(&main.name),
+    };
+    let listing = |source| ConfigError::Io {
+        path: name_dir.display().to_string(),
+        source,
+    };
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(ConfigError::Io {
-                path: dir.display().to_string(),
-                source: e,
-            })
-        }
+        Err(e) => return Err(listing(e)),
     };
     let mut files = Vec::new();
     for e in entries {
-        let e = e.map_err(|source| ConfigError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n.starts_with('.') || !n.ends_with(".yaml") || !e.path().is_file() {
+        let e = e.map_err(listing)?;
+        let file = e.file_name();
+        let n = file.to_string_lossy();
+        if n.starts_with('.') || !n.ends_with(".yaml") {
             continue;
         }
-        files.push(e.path());
+        let name = name_dir.join(&file);
+        let open = match res {
+            // A link is followed inside the root; anything else is the entry itself.
+            Some(r) if e.file_type().is_ok_and(|t| t.is_symlink()) => {
+                // A name that is not UTF-8 cannot be resolved by name: not read.
+                let Some(n) = file.to_str() else { continue };
+                let rel = format!("{rel_dir}/{n}");
+                match confined(Some(r), r.root(), &rel, name.clone())?.open {
+                    Some(p) => p,
+                    None => continue,
+                }
+            }
+            _ => e.path(),
+        };
+        if !open.is_file() {
+            continue;
+        }
+        files.push(ConfigFile {
+            name,
+            open: Some(open),
+        });
         if files.len() > MAX_DROPINS {
             return Err(ConfigError::Invalid {
-                path: dir.display().to_string(),
+                path: name_dir.display().to_string(),
                 detail: format!("more than {MAX_DROPINS} drop-in files"),
             });
         }
     }
-    crate::sort::sort_by(&mut files, |a, b| a.file_name().cmp(&b.file_name()));
+    crate::sort::sort_by(&mut files, |a, b| {
+        a.name.file_name().cmp(&b.name.file_name())
+    });
     Ok(files)
 }
 
@@ -629,48 +736,55 @@ fn load_layered_keyed(
     root: &Path,
     merge: bool,
 ) -> Result<Layered, (ConfigError, Option<&'static str>)> {
-    let (main, required): (PathBuf, bool) = match explicit {
-        Some(p) => (p.to_path_buf(), true),
-        None => (config_path(root), false),
-    };
+    let required = explicit.is_some();
+    let (main, res) = main_file(explicit, root).map_err(|e| (e, None))?;
     let mut layers = Vec::new();
     // Windows: the directory holding the file, then the file, are vouched for before a byte
     // is read. Linux vouches for nothing (`platform::config_untrusted`): `read_layer`'s own
     // open tells whether the file is there, without a lookup before it.
-    let absent = cfg!(windows) && {
-        let probe = std::fs::metadata(&main);
-        if probe.is_ok() {
-            if let Some(dir) = main.parent().filter(|d| !d.as_os_str().is_empty()) {
-                trusted(dir).map_err(|e| (e, None))?;
+    let absent = match &main.open {
+        // Resolution found it missing: no open to fail.
+        None => true,
+        Some(open) => {
+            cfg!(windows) && {
+                let probe = std::fs::metadata(open);
+                if probe.is_ok() {
+                    if let Some(dir) = open.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        trusted(dir).map_err(|e| (e, None))?;
+                    }
+                    trusted(open).map_err(|e| (e, None))?;
+                }
+                // An optional file already known missing is not looked up a second time.
+                !required && matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound)
             }
-            trusted(&main).map_err(|e| (e, None))?;
         }
-        // An optional file already known missing is not looked up a second time.
-        !required && matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound)
     };
-    let layer = if absent {
-        None
-    } else {
-        read_layer(&main, required).map_err(|e| (e, None))?
+    let layer = match &main.open {
+        Some(open) if !absent => read_layer(open, &main.name, required).map_err(|e| (e, None))?,
+        _ => None,
     };
     if let Some(l) = layer {
-        layers.push((main.display().to_string(), l));
+        layers.push((main.name.display().to_string(), l));
     } else {
-        tracing::debug!("{}: not present; using defaults", main.display());
+        tracing::debug!("{}: not present; using defaults", main.name.display());
     }
-    let extra = dropins(&main).map_err(|e| (e, None))?;
-    if let Some(first) = extra.first() {
+    let extra = dropins(&main, res.as_ref()).map_err(|e| (e, None))?;
+    if let Some(first) = extra.first().and_then(|f| f.open.as_deref()) {
         // The drop-in directory and the one holding it, as for the main file.
-        for dir in [main.parent(), first.parent()].into_iter().flatten() {
+        for dir in [first.parent().and_then(Path::parent), first.parent()]
+            .into_iter()
+            .flatten()
+        {
             if !dir.as_os_str().is_empty() {
                 trusted(dir).map_err(|e| (e, None))?;
             }
         }
     }
     for f in extra {
-        trusted(&f).map_err(|e| (e, None))?;
-        if let Some(l) = read_layer(&f, true).map_err(|e| (e, None))? {
-            layers.push((f.display().to_string(), l));
+        let Some(open) = &f.open else { continue };
+        trusted(open).map_err(|e| (e, None))?;
+        if let Some(l) = read_layer(open, &f.name, true).map_err(|e| (e, None))? {
+            layers.push((f.name.display().to_string(), l));
         }
     }
     if !merge && layers.len() < 2 {
@@ -696,7 +810,7 @@ fn load_layered_keyed(
     }
     let to_value = |c: &Config| {
         serde_json::to_value(c).map_err(|e| ConfigError::Invalid {
-            path: main.display().to_string(),
+            path: main.name.display().to_string(),
             detail: format!("cannot merge: {e}"),
         })
     };
@@ -806,14 +920,12 @@ pub fn check(
     explicit: Option<&Path>,
     root: &Path,
 ) -> Result<(Vec<String>, Vec<ConfigIssue>), ConfigError> {
-    let main = explicit
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| config_path(root));
+    let (main, res) = main_file(explicit, root)?;
     let mut files = Vec::new();
-    if explicit.is_some() || main.exists() {
+    if explicit.is_some() || main.open.as_deref().is_some_and(Path::exists) {
         files.push(main.clone());
     }
-    files.extend(dropins(&main)?);
+    files.extend(dropins(&main, res.as_ref())?);
     let mut issues = Vec::new();
     let issue = |file: &str, position, message: String| ConfigIssue {
         file: file.to_string(),
@@ -821,8 +933,10 @@ pub fn check(
         key: None,
         message,
     };
-    for f in &files {
-        let name = f.display().to_string();
+    for file in &files {
+        let name = file.name.display().to_string();
+        // Every listed file has a path to open (`main_file` and `dropins` keep no other).
+        let f = file.open.as_deref().unwrap_or(&file.name);
         let text = match std::fs::metadata(f) {
             Ok(m) if m.len() > MAX_CONFIG => {
                 issues.push(issue(
@@ -873,7 +987,7 @@ pub fn check(
         if let Err((e, key)) = load_layered_keyed(explicit, root, true) {
             let (file, message) = match &e {
                 ConfigError::Invalid { path, detail } => (path.clone(), detail.clone()),
-                other => (main.display().to_string(), other.to_string()),
+                other => (main.name.display().to_string(), other.to_string()),
             };
             issues.push(ConfigIssue {
                 file,
@@ -884,7 +998,7 @@ pub fn check(
         }
     }
     Ok((
-        files.iter().map(|f| f.display().to_string()).collect(),
+        files.iter().map(|f| f.name.display().to_string()).collect(),
         issues,
     ))
 }
@@ -904,7 +1018,11 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let p = path.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(read_layer(&p, true).map(|_| ()).map_err(|e| e.to_string()));
+            let _ = tx.send(
+                read_layer(&p, &p, true)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            );
         });
         let got = rx
             .recv_timeout(std::time::Duration::from_secs(10))
@@ -1192,6 +1310,63 @@ mod tests {
         std::fs::write(&f, "script_timeout_seconds: 0\n").unwrap();
         let e = load_layered(Some(&f), t.path()).unwrap_err().to_string();
         assert!(e.contains("script_timeout_seconds"), "{e}");
+    }
+
+    /// DESIGN.md rule 5: under a target root, `primer.yaml` and its drop-ins are read through
+    /// the root's resolver. A link to an absolute path reads that path inside the root (the
+    /// image's file), never the host's; a link climbing out with `..` stops at the root.
+    #[cfg(unix)]
+    #[test]
+    fn configuration_links_resolve_inside_the_root() {
+        use std::os::unix::fs::symlink;
+        let host = tempfile::tempdir().unwrap();
+        let host_file = host.path().join("host.yaml");
+        std::fs::write(&host_file, "ssh_user: fromhost\n").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path().join("etc/primer");
+        std::fs::create_dir_all(etc.join("primer.yaml.d")).unwrap();
+        symlink(&host_file, etc.join("primer.yaml")).unwrap();
+        // The host's file is not read: inside the root the link names nothing.
+        assert_eq!(Config::load(None, t.path()).unwrap(), Config::default());
+        let (files, issues) = check(None, t.path()).unwrap();
+        assert!(
+            files.is_empty() && issues.is_empty(),
+            "{files:?} {issues:?}"
+        );
+        // The same path inside the root is the one read.
+        let inside = t.path().join(host_file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::write(&inside, "ssh_user: fromimage\n").unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        assert_eq!(l.config.ssh_user, "fromimage");
+        // Named as the configuration file, not as where its link led.
+        assert_eq!(l.files, vec![config_path(t.path()).display().to_string()]);
+        // A drop-in linking to the host's file (absolute, or climbing out with `..`) reads
+        // the image's file too, or nothing.
+        std::fs::remove_file(&inside).unwrap();
+        symlink(&host_file, etc.join("primer.yaml.d/10-abs.yaml")).unwrap();
+        let up = format!("../../../..{}", host_file.display());
+        symlink(&up, etc.join("primer.yaml.d/20-up.yaml")).unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        assert_eq!(
+            l.config.ssh_user,
+            Config::default().ssh_user,
+            "{:?}",
+            l.files
+        );
+        assert!(l.files.is_empty(), "{:?}", l.files);
+        std::fs::write(&inside, "ssh_user: dropin\n").unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        assert_eq!(l.config.ssh_user, "dropin");
+        assert_eq!(l.files.len(), 3, "{:?}", l.files);
+        assert!(
+            l.files[1].ends_with("primer.yaml.d/10-abs.yaml"),
+            "{:?}",
+            l.files
+        );
+        // An explicit `--config` is the caller's own path, read as given.
+        let c = Config::load(Some(&host_file), t.path()).unwrap();
+        assert_eq!(c.ssh_user, "fromhost");
     }
 
     /// `Config::load` skips the merge with fewer than two files: the same settings and the

@@ -305,3 +305,50 @@ fn a_large_file_whose_chain_loops_is_refused_naming_it() {
         "the loop or the file is not named: {err}"
     );
 }
+
+/// A file below the streaming threshold is read through fatfs, one cluster at a time, each
+/// after its allocation-table entry: the table's block and the data's are both kept, so the
+/// device is read about once (a 0.9 MiB file in 2 KiB clusters read 57 MiB from the device
+/// when one block was cached: the table's and the data's evicted each other per cluster).
+#[test]
+fn a_file_read_through_fatfs_reads_each_block_of_the_device_once() {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// The image file, counting the bytes and reads asked of it.
+    struct Counting(fs::File, Arc<AtomicU64>, Arc<AtomicU64>);
+    impl Read for Counting {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(b)?;
+            self.1.fetch_add(n as u64, Ordering::Relaxed);
+            self.2.fetch_add(1, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+    impl Seek for Counting {
+        fn seek(&mut self, p: SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(p)
+        }
+    }
+
+    for (fat, spc, mib) in [(12u8, 4u8, 8u64), (16, 4, 16), (32, 1, 40)] {
+        let d = tempfile::tempdir().unwrap();
+        let ud = large_script(900 << 10, &format!("fat{fat}"));
+        let img = fat_image(d.path(), fat, spc, mib, &ud, false);
+        let (bytes, reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let r = Counting(fs::File::open(&img).unwrap(), bytes.clone(), reads.clone());
+        let drive = primer::media::fat::read_fat_shared(r, "fat.img", &Limits::default())
+            .unwrap_or_else(|e| panic!("FAT{fat}: {e}"));
+        let f = drive.file(UD).expect("user_data");
+        assert!(!f.is_on_device(), "FAT{fat}: below the threshold, held");
+        assert!(f.as_slice() == ud.as_slice(), "FAT{fat}: user_data differs");
+        let (bytes, reads) = (bytes.load(Ordering::Relaxed), reads.load(Ordering::Relaxed));
+        // The file, the tables, the directories and the small files, block by block.
+        assert!(
+            bytes < 3 << 20 && reads < 64,
+            "FAT{fat}: {bytes} bytes in {reads} reads for a {} byte file",
+            ud.len()
+        );
+    }
+}

@@ -20,6 +20,21 @@ use crate::model::grammar::Esc;
 
 /// Bytes of the device cached at once: fatfs reads directory entries 32 bytes at a time.
 const BLOCK: usize = 64 * 1024;
+/// Blocks cached at once (least recently used replaced). fatfs follows a chain one cluster at
+/// a time, reading the cluster's allocation-table entry, then the cluster: two places on the
+/// device in turn. With one block cached, each cluster of a file read through fatfs cost two
+/// device reads of a block (the table's, then the data's, each evicting the other): a 0.9 MiB
+/// `user_data` in 2 KiB clusters made 1,200 reads of 256 KiB (300 MiB) from a loop device.
+/// With two, the table's block stays while the data's moves on: each block is read once.
+const BLOCKS: usize = 2;
+
+/// One cached block of the device.
+#[derive(Debug, Default)]
+struct Cached {
+    /// Device offset of `data`; `None` while it holds nothing valid.
+    at: Option<u64>,
+    data: Vec<u8>,
+}
 /// Root entries looked at when the probe lists the root directory.
 const MAX_ROOT_NAMES: usize = 512;
 
@@ -92,8 +107,8 @@ pub struct ReadOnly<R> {
     inner: R,
     len: u64,
     pos: u64,
-    block: Vec<u8>,
-    block_at: Option<u64>,
+    /// The cached blocks, most recently used first (see [`BLOCKS`]).
+    blocks: [Cached; BLOCKS],
     budget: u64,
     /// Write attempts seen (and refused); shared so tests can check it after fatfs drops us.
     pub writes: Rc<Cell<u64>>,
@@ -419,23 +434,30 @@ impl<R: Read + Seek> ReadOnly<R> {
             inner,
             len,
             pos: 0,
-            block: Vec::new(),
-            block_at: None,
+            blocks: Default::default(),
             budget,
             writes: Rc::new(Cell::new(0)),
             watch: Rc::default(),
         })
     }
 
+    /// Makes the block at `at` the first of `blocks`: from the cache, else read into the
+    /// least recently used slot.
     fn fill(&mut self, at: u64) -> io::Result<()> {
-        if self.block_at == Some(at) {
-            return Ok(());
+        match self.blocks.iter().position(|b| b.at == Some(at)) {
+            Some(i) => self.blocks[..=i].rotate_right(1),
+            None => {
+                self.blocks.rotate_right(1);
+                let b = &mut self.blocks[0];
+                // Invalid until the read succeeds: a failed read leaves no stale block.
+                b.at = None;
+                let n = usize::try_from((self.len - at).min(BLOCK as u64)).unwrap_or(BLOCK);
+                b.data.resize(n, 0);
+                self.inner.seek(SeekFrom::Start(at))?;
+                self.inner.read_exact(&mut b.data)?;
+                b.at = Some(at);
+            }
         }
-        let n = usize::try_from((self.len - at).min(BLOCK as u64)).unwrap_or(BLOCK);
-        self.block.resize(n, 0);
-        self.inner.seek(SeekFrom::Start(at))?;
-        self.inner.read_exact(&mut self.block)?;
-        self.block_at = Some(at);
         Ok(())
     }
 }
@@ -464,11 +486,12 @@ impl<R: Read + Seek> Read for ReadOnly<R> {
         let at = self.pos - self.pos % BLOCK as u64;
         self.fill(at)?;
         let off = (self.pos - at) as usize;
+        let block = &self.blocks[0].data;
         let n = buf
             .len()
-            .min(self.block.len() - off)
+            .min(block.len() - off)
             .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
-        buf[..n].copy_from_slice(&self.block[off..off + n]);
+        buf[..n].copy_from_slice(&block[off..off + n]);
         self.pos += n as u64;
         self.budget -= n as u64;
         Ok(n)

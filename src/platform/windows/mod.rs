@@ -376,6 +376,96 @@ pub(crate) fn from_wide(buf: &[u16]) -> PathBuf {
     PathBuf::from(OsString::from_wide(&buf[..end]))
 }
 
+/// No kernel command line on Windows.
+pub fn kernel_cmdline() -> Option<String> {
+    None
+}
+
+/// No boot id on Windows: `status --wait` compares nothing and waits for the last run.
+pub fn boot_id() -> Option<String> {
+    None
+}
+
+/// Asks Windows to reboot in `delay_secs` (`InitiateSystemShutdownExW` after enabling
+/// `SeShutdownPrivilege` on primer's token), reason "operating system: reconfiguration,
+/// planned". The delay lets the run finish recording.
+pub fn reboot(message: &str, delay_secs: u32) -> io::Result<()> {
+    use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, ERROR_SUCCESS, LUID};
+    use windows_sys::Win32::Security::{
+        AdjustTokenPrivileges, LookupPrivilegeValueW, LUID_AND_ATTRIBUTES, SE_PRIVILEGE_ENABLED,
+        TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
+    };
+    use windows_sys::Win32::System::Shutdown::{
+        InitiateSystemShutdownExW, SHTDN_REASON_FLAG_PLANNED, SHTDN_REASON_MAJOR_OPERATINGSYSTEM,
+        SHTDN_REASON_MINOR_RECONFIG,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the pseudo handle of this process; `token` receives a handle closed below.
+    if unsafe {
+        OpenProcessToken(
+            GetCurrentProcess(),
+            TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY,
+            &mut token,
+        )
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let name = wide(OsStr::new("SeShutdownPrivilege"));
+    let mut luid = LUID {
+        LowPart: 0,
+        HighPart: 0,
+    };
+    // SAFETY: NUL-terminated name; `luid` is writable.
+    let found = unsafe { LookupPrivilegeValueW(std::ptr::null(), name.as_ptr(), &mut luid) } != 0;
+    let adjusted = found && {
+        let tp = TOKEN_PRIVILEGES {
+            PrivilegeCount: 1,
+            Privileges: [LUID_AND_ATTRIBUTES {
+                Luid: luid,
+                Attributes: SE_PRIVILEGE_ENABLED,
+            }],
+        };
+        // SAFETY: `token` is open; `tp` is one privilege.
+        unsafe {
+            AdjustTokenPrivileges(token, 0, &tp, 0, std::ptr::null_mut(), std::ptr::null_mut()) != 0
+                && GetLastError() == ERROR_SUCCESS
+        }
+    };
+    let e = io::Error::last_os_error();
+    // SAFETY: opened above.
+    unsafe { CloseHandle(token) };
+    if !adjusted {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("SeShutdownPrivilege not held: {e}"),
+        ));
+    }
+    let msg = wide(OsStr::new(message));
+    // SAFETY: NUL-terminated message; the local machine.
+    if unsafe {
+        InitiateSystemShutdownExW(
+            std::ptr::null(),
+            msg.as_ptr(),
+            delay_secs,
+            0,
+            1,
+            SHTDN_REASON_MAJOR_OPERATINGSYSTEM
+                | SHTDN_REASON_MINOR_RECONFIG
+                | SHTDN_REASON_FLAG_PLANNED,
+        )
+    } == 0
+    {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("InitiateSystemShutdownExW: {e}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,94 +574,4 @@ mod tests {
         assert_eq!(system_uuid(&system_root()), uuid);
         assert_eq!(system_uuid(Path::new(r"Z:\some\image")), None);
     }
-}
-
-/// No kernel command line on Windows.
-pub fn kernel_cmdline() -> Option<String> {
-    None
-}
-
-/// No boot id on Windows: `status --wait` compares nothing and waits for the last run.
-pub fn boot_id() -> Option<String> {
-    None
-}
-
-/// Asks Windows to reboot in `delay_secs` (`InitiateSystemShutdownExW` after enabling
-/// `SeShutdownPrivilege` on primer's token), reason "operating system: reconfiguration,
-/// planned". The delay lets the run finish recording.
-pub fn reboot(message: &str, delay_secs: u32) -> io::Result<()> {
-    use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, ERROR_SUCCESS, LUID};
-    use windows_sys::Win32::Security::{
-        AdjustTokenPrivileges, LookupPrivilegeValueW, LUID_AND_ATTRIBUTES, SE_PRIVILEGE_ENABLED,
-        TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
-    };
-    use windows_sys::Win32::System::Shutdown::{
-        InitiateSystemShutdownExW, SHTDN_REASON_FLAG_PLANNED, SHTDN_REASON_MAJOR_OPERATINGSYSTEM,
-        SHTDN_REASON_MINOR_RECONFIG,
-    };
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: the pseudo handle of this process; `token` receives a handle closed below.
-    if unsafe {
-        OpenProcessToken(
-            GetCurrentProcess(),
-            TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY,
-            &mut token,
-        )
-    } == 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    let name = wide(OsStr::new("SeShutdownPrivilege"));
-    let mut luid = LUID {
-        LowPart: 0,
-        HighPart: 0,
-    };
-    // SAFETY: NUL-terminated name; `luid` is writable.
-    let found = unsafe { LookupPrivilegeValueW(std::ptr::null(), name.as_ptr(), &mut luid) } != 0;
-    let adjusted = found && {
-        let tp = TOKEN_PRIVILEGES {
-            PrivilegeCount: 1,
-            Privileges: [LUID_AND_ATTRIBUTES {
-                Luid: luid,
-                Attributes: SE_PRIVILEGE_ENABLED,
-            }],
-        };
-        // SAFETY: `token` is open; `tp` is one privilege.
-        unsafe {
-            AdjustTokenPrivileges(token, 0, &tp, 0, std::ptr::null_mut(), std::ptr::null_mut()) != 0
-                && GetLastError() == ERROR_SUCCESS
-        }
-    };
-    let e = io::Error::last_os_error();
-    // SAFETY: opened above.
-    unsafe { CloseHandle(token) };
-    if !adjusted {
-        return Err(io::Error::new(
-            e.kind(),
-            format!("SeShutdownPrivilege not held: {e}"),
-        ));
-    }
-    let msg = wide(OsStr::new(message));
-    // SAFETY: NUL-terminated message; the local machine.
-    if unsafe {
-        InitiateSystemShutdownExW(
-            std::ptr::null(),
-            msg.as_ptr(),
-            delay_secs,
-            0,
-            1,
-            SHTDN_REASON_MAJOR_OPERATINGSYSTEM
-                | SHTDN_REASON_MINOR_RECONFIG
-                | SHTDN_REASON_FLAG_PLANNED,
-        )
-    } == 0
-    {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("InitiateSystemShutdownExW: {e}"),
-        ));
-    }
-    Ok(())
 }

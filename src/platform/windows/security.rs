@@ -666,10 +666,11 @@ mod tests {
             config_refusal(owner.as_deref(), &dacl)
         );
         if let DaclView::Entries(aces) = &dacl {
-            if aces.iter().any(|a| a.sid.as_deref() == Some(SY)) && aces.len() == 2 {
-                if owner.as_deref().is_some_and(|o| TRUSTED_SIDS.contains(&o)) {
-                    assert_eq!(config_untrusted(&p), None);
-                }
+            if aces.iter().any(|a| a.sid.as_deref() == Some(SY))
+                && aces.len() == 2
+                && owner.as_deref().is_some_and(|o| TRUSTED_SIDS.contains(&o))
+            {
+                assert_eq!(config_untrusted(&p), None);
             }
         }
         assert!(config_untrusted(&t.path().join("missing")).is_some());
