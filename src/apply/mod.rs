@@ -100,7 +100,8 @@ impl StepSource for ReportView<'_> {
         self.results.len()
     }
     fn outcome_of(&self, i: usize) -> Outcome {
-        step_outcome(self.plan, self.results, self.not_pinned, i)
+        // The one account of a step's outcome (its detail is borrowed but for an error).
+        report_step(self.plan, self.results, self.not_pinned, i).1
     }
     fn step_at(&self, i: usize) -> (&str, Outcome, std::borrow::Cow<'_, str>) {
         report_step(self.plan, self.results, self.not_pinned, i)
@@ -699,23 +700,6 @@ fn planned(plan: &Plan, i: usize) -> (&str, &str, Change) {
     match plan.steps.get(i) {
         Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
         None => ("sync", "making the changes durable", Change::Update),
-    }
-}
-
-/// The outcome of step `i` in the report (what [`report_step`] gives, without its detail).
-fn step_outcome(
-    plan: &Plan,
-    results: &[std::io::Result<()>],
-    not_pinned: Option<usize>,
-    i: usize,
-) -> Outcome {
-    let (_, _, change) = planned(plan, i);
-    match (change, &results[i]) {
-        _ if not_pinned == Some(i) => Outcome::Skipped,
-        (Change::Error, _) | (_, Err(_)) => Outcome::Failed,
-        (Change::Unchanged, _) => Outcome::Unchanged,
-        (Change::Skip, _) => Outcome::Skipped,
-        (_, Ok(())) => Outcome::Changed,
     }
 }
 
