@@ -691,13 +691,13 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             .is_dir()
             .then(|| take_lock(root))
             .transpose()?;
-        let previous = previous_status(root);
+        let previous = previous_applied(root);
         if let Some(lock) = &lock {
             lock.sweep([]);
         }
         let exit = match record_status(
             root,
-            status::no_drive_status(started.0, ms, previous),
+            status::no_drive_status(started.0, ms, previous).into(),
             false,
         ) {
             Ok(()) => Exit::NoDrive,
@@ -768,23 +768,12 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         .chain(&plan.warnings.warnings)
         .map(|w| w.to_string())
         .collect();
-    let status_of = |report: &ApplyReport, exit: Exit, previous: Option<Status>| {
-        status::run_status(status::RunFacts {
-            started: started.0,
-            applied: applied_at,
-            finished: SystemTime::now(),
-            duration_ms: elapsed_ms(started.1),
-            exit,
-            origin: &loaded.origin,
-            drive: &loaded.drive,
-            drive_sha256: plan.drive_sha256.as_deref().unwrap_or_default(),
-            instance: &loaded.instance,
-            // Every step of the report came from the plan (the status step comes later).
-            plan_steps: report.steps.len(),
-            report,
-            warnings: warnings.clone(),
-            previous,
-        })
+    let facts = StatusFacts {
+        started,
+        applied: applied_at,
+        loaded: &loaded,
+        drive_sha256: plan.drive_sha256.as_deref().unwrap_or_default(),
+        warnings: &warnings,
     };
     let (mut report, status_written) = if let Some(report) = fast_report {
         // What apply logs of a plan that changes nothing: a debug line per step.
@@ -796,14 +785,14 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         apply::apply_plan_recorded(&plan, &target, &lock, None, lookups.clone())
     } else {
         // The status goes into the flush of the run's files (see `apply_plan_recorded`).
-        // Streamed into its staged file by the writer (never one buffer).
-        let mut doc = |r: &ApplyReport| -> Box<dyn crate::model::bytes::WriteOut> {
-            Box::new(Status {
-                boot_id: boot_id.clone(),
-                ..status_of(r, run_exit(r), None)
-            })
+        // Streamed into its staged file by the writer (never one buffer), its steps read
+        // from the plan and the results as it is written (never copied).
+        let doc = |steps: &dyn apply::StepSource, out: &mut dyn std::io::Write| {
+            let mut s = facts.status(steps, run_exit(steps), None);
+            s.status.boot_id = boot_id.clone();
+            crate::model::bytes::WriteOut::write_out(&s, out)
         };
-        apply::apply_plan_recorded(&plan, &target, &lock, Some(&mut doc), lookups.clone())
+        apply::apply_plan_recorded(&plan, &target, &lock, Some(&doc), lookups.clone())
     };
     let mut exit = if refused {
         // The drive is refused whole (its plan is that one error step): nothing was applied.
@@ -812,7 +801,11 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         run_exit(&report)
     };
     if !status_written {
-        let previous = if refused { previous_status(root) } else { None };
+        let previous = if refused {
+            previous_applied(root)
+        } else {
+            None
+        };
         let changed = report.count(Outcome::Changed) > 0;
         let boot = if refused {
             platform::boot_id()
@@ -823,7 +816,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         // are not looked up again.
         if let Err(e) = record_status_in(
             root,
-            status_of(&report, exit, previous),
+            facts.status(&report, exit, previous),
             changed,
             boot,
             Some(&lookups),
@@ -893,12 +886,12 @@ fn record_stop(root: &Path, started: (SystemTime, Instant), e: &Error) {
         }
         None => None,
     };
-    let previous = previous_status(root);
+    let previous = previous_applied(root);
     // One line, bounded (`grammar::log_safe`): an error quotes drive strings and paths, and
     // `status` prints it on its `error:` line.
     let msg = crate::model::grammar::log_safe(&e.to_string(), MAX_STOP_MESSAGE).into_owned();
     let s = status::failed_status(started.0, elapsed_ms(started.1), exit, msg, previous);
-    let _ = record_status(root, s, false);
+    let _ = record_status(root, s.into(), false);
     drop(lock);
 }
 
@@ -906,12 +899,50 @@ fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The status before this run, when it is readable (a broken one is replaced, with a warning).
-fn previous_status(root: &Path) -> Option<Status> {
-    status::read_status(root).unwrap_or_else(|e| {
+/// The last applied run the status before this run names, when it is readable (a broken one
+/// is replaced, with a warning). Only that field is kept of it (`status::read_last_applied`).
+fn previous_applied(root: &Path) -> Option<status::LastApplied> {
+    status::read_last_applied(root).unwrap_or_else(|e| {
         tracing::warn!("{e}; replacing it");
         None
     })
+}
+
+/// What a run's status is made of besides its report's steps.
+struct StatusFacts<'a> {
+    started: (SystemTime, Instant),
+    /// When apply started (the time of every plan step).
+    applied: SystemTime,
+    loaded: &'a Loaded,
+    drive_sha256: &'a str,
+    warnings: &'a [String],
+}
+
+impl StatusFacts<'_> {
+    /// The run's status, its steps read from `report` as it is written.
+    fn status<'r>(
+        &'r self,
+        report: &'r dyn apply::StepSource,
+        exit: Exit,
+        previous: Option<status::LastApplied>,
+    ) -> status::RunStatus<'r> {
+        status::run_status(status::RunFacts {
+            started: self.started.0,
+            applied: self.applied,
+            finished: SystemTime::now(),
+            duration_ms: elapsed_ms(self.started.1),
+            exit,
+            origin: &self.loaded.origin,
+            drive: &self.loaded.drive,
+            drive_sha256: self.drive_sha256,
+            instance: &self.loaded.instance,
+            // Every step of the report came from the plan (the status step comes later).
+            plan_steps: report.step_count(),
+            report,
+            warnings: self.warnings,
+            previous,
+        })
+    }
 }
 
 /// Writes `status.json`; a failure is logged and returned (the message names the file): the
@@ -919,7 +950,7 @@ fn previous_status(root: &Path) -> Option<Status> {
 /// whose status names the instance the status on disk already names, replaces it without a
 /// flush (`status::write_status_unsynced`: a report then, not a decision): a re-run that
 /// changes nothing makes no flush.
-fn record_status(root: &Path, s: Status, changed: bool) -> Result<(), String> {
+fn record_status(root: &Path, s: status::RunStatus<'_>, changed: bool) -> Result<(), String> {
     record_status_in(root, s, changed, platform::boot_id(), None)
 }
 
@@ -927,18 +958,18 @@ fn record_status(root: &Path, s: Status, changed: bool) -> Result<(), String> {
 /// resolver (`lookups`, rooted at `root`).
 fn record_status_in(
     root: &Path,
-    mut s: Status,
+    mut s: status::RunStatus<'_>,
     changed: bool,
     boot_id: Option<String>,
     lookups: Option<&crate::paths::Resolver>,
 ) -> Result<(), String> {
     // The boot it belongs to: `status --wait` tells this boot's run from the last boot's.
-    s.boot_id = boot_id;
+    s.status.boot_id = boot_id;
     let recorded = match lookups {
         Some(l) => status::recorded_instance_in(l),
         None => status::recorded_instance(root),
     };
-    let quiet = !changed && s.current_instance().map(str::to_string) == recorded;
+    let quiet = !changed && s.status.current_instance().map(str::to_string) == recorded;
     let r = match lookups {
         Some(l) => status::write_status_in(l, &s, !quiet),
         None if quiet => status::write_status_unsynced(root, &s),
@@ -946,7 +977,7 @@ fn record_status_in(
     };
     match r {
         Ok(()) => {
-            tracing::debug!("{}: {}", state::status_path(), s.outcome);
+            tracing::debug!("{}: {}", state::status_path(), s.status.outcome);
             Ok(())
         }
         Err(e) => {
@@ -958,10 +989,10 @@ fn record_status_in(
 }
 
 /// The exit code of a run from its steps: failed > changed > unchanged.
-fn run_exit(report: &ApplyReport) -> Exit {
-    if report.count(Outcome::Failed) > 0 {
+fn run_exit(report: &dyn apply::StepSource) -> Exit {
+    if report.count_of(Outcome::Failed) > 0 {
         Exit::Partial
-    } else if report.count(Outcome::Changed) == 0 {
+    } else if report.count_of(Outcome::Changed) == 0 {
         Exit::Unchanged
     } else {
         Exit::Changed

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::fs::Writer;
-use crate::apply::{ApplyReport, Outcome};
+use crate::apply::{ApplyReport, Outcome, StepSource};
 use crate::facts::Meta;
 use crate::media::{DriveFiles, Limits};
 use crate::model::Instance;
@@ -280,7 +280,8 @@ impl Status {
                 .is_some_and(|l| l.instance.id == id)
     }
 
-    fn fields_into(&self, j: &mut PrettyJson<'_>) {
+    /// The document, its steps from `self.steps` or, for a run's status, from `run`.
+    fn fields_into(&self, j: &mut PrettyJson<'_>, run: Option<&RunSteps<'_>>) {
         j.open(b'{');
         j.key("schema");
         j.number(u64::from(self.schema));
@@ -335,20 +336,43 @@ impl Status {
         }
         j.key("steps");
         j.open(b'[');
-        for st in &self.steps {
+        let step = |j: &mut PrettyJson<'_>, fields: [(&str, &str); 4]| {
             j.item();
             j.open(b'{');
-            for (k, v) in [
-                ("id", st.id.as_str()),
-                ("outcome", st.outcome.as_str()),
-                ("detail", st.detail.as_str()),
-                ("time", st.time.as_str()),
-            ] {
+            for (k, v) in fields {
                 j.key(k);
                 j.string(v);
             }
             j.close(b'}');
             j.spill();
+        };
+        for st in &self.steps {
+            step(
+                j,
+                [
+                    ("id", st.id.as_str()),
+                    ("outcome", st.outcome.as_str()),
+                    ("detail", st.detail.as_str()),
+                    ("time", st.time.as_str()),
+                ],
+            );
+        }
+        if let Some(run) = run {
+            // Each step's texts borrowed from the report (scrubbed here, copied only when a
+            // secret is in them).
+            for i in 0..run.source.step_count() {
+                let (id, outcome, detail) = run.source.step_at(i);
+                let detail = scrub_cow(detail, &run.secrets);
+                step(
+                    j,
+                    [
+                        ("id", id),
+                        ("outcome", outcome_str(outcome)),
+                        ("detail", &detail),
+                        ("time", run.time_of(i)),
+                    ],
+                );
+            }
         }
         j.close(b']');
         j.key("warnings");
@@ -387,7 +411,7 @@ impl Status {
 
 impl PrettyDoc for Status {
     fn json_into(&self, j: &mut PrettyJson<'_>) {
-        self.fields_into(j)
+        self.fields_into(j, None)
     }
 
     fn json_size(&self) -> usize {
@@ -423,14 +447,111 @@ fn instance_ref_json(j: &mut PrettyJson<'_>, i: &InstanceRef) {
 
 /// A step outcome's name, as `ApplyReport` serialises it (`rename_all = "lowercase"`; a unit
 /// test holds the two together), without a `serde_json::Value` per step.
-fn outcome_name(o: Outcome) -> String {
+fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Changed => "changed",
         Outcome::Unchanged => "unchanged",
         Outcome::Skipped => "skipped",
         Outcome::Failed => "failed",
     }
-    .to_string()
+}
+
+/// A run's status as it is written: [`Status`] without its steps, which are read from the
+/// run's report as the document is written (a report of 28,000 steps copied into
+/// `StepStatus` values cost ~6 MiB more). A status without a report (no drive, a run that
+/// stopped) is a plain [`Status`].
+pub struct RunStatus<'a> {
+    /// Everything but the report's steps (`steps` empty for a run's status).
+    pub status: Status,
+    run: Option<RunSteps<'a>>,
+}
+
+/// The steps of a run's status: the report's, with their times and the texts to scrub.
+struct RunSteps<'a> {
+    source: &'a dyn StepSource,
+    /// Steps before this index came from the plan: time `applied`; later ones `finished`.
+    plan_steps: usize,
+    applied: String,
+    finished: String,
+    secrets: Vec<String>,
+}
+
+impl RunSteps<'_> {
+    fn time_of(&self, i: usize) -> &str {
+        if i < self.plan_steps {
+            &self.applied
+        } else {
+            &self.finished
+        }
+    }
+}
+
+impl From<Status> for RunStatus<'_> {
+    fn from(status: Status) -> Self {
+        RunStatus { status, run: None }
+    }
+}
+
+impl RunStatus<'_> {
+    /// The whole status, its steps copied out of the report (what `status` reads back).
+    pub fn to_status(&self) -> Status {
+        let mut s = self.status.clone();
+        if let Some(run) = &self.run {
+            let names = [
+                Outcome::Changed,
+                Outcome::Unchanged,
+                Outcome::Skipped,
+                Outcome::Failed,
+            ]
+            .map(|o| (o, SharedText::from(outcome_str(o))));
+            let (applied, finished) = (
+                SharedText::from(run.applied.as_str()),
+                SharedText::from(run.finished.as_str()),
+            );
+            s.steps.extend((0..run.source.step_count()).map(|i| {
+                let (id, o, detail) = run.source.step_at(i);
+                StepStatus {
+                    id: id.to_string(),
+                    outcome: names
+                        .iter()
+                        .find(|(n, _)| *n == o)
+                        .map(|(_, t)| t.clone())
+                        .unwrap_or_default(),
+                    detail: scrub_cow(detail, &run.secrets).into_owned(),
+                    time: if i < run.plan_steps {
+                        applied.clone()
+                    } else {
+                        finished.clone()
+                    },
+                }
+            }));
+        }
+        s
+    }
+}
+
+impl PrettyDoc for RunStatus<'_> {
+    fn json_into(&self, j: &mut PrettyJson<'_>) {
+        self.status.fields_into(j, self.run.as_ref())
+    }
+
+    fn json_size(&self) -> usize {
+        let run: usize = self.run.as_ref().map_or(0, |r| {
+            (0..r.source.step_count())
+                .map(|i| {
+                    let (id, _, detail) = r.source.step_at(i);
+                    id.len() + detail.len() + 160
+                })
+                .sum()
+        });
+        self.status.json_size() + run
+    }
+}
+
+impl crate::model::bytes::WriteOut for RunStatus<'_> {
+    fn write_out(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        self.write_json(out)
+    }
 }
 
 /// Everything `run` knows when it records a run that applied a drive.
@@ -451,46 +572,16 @@ pub struct RunFacts<'a> {
     /// How many steps came from the plan (the pin included); a later one (the status record)
     /// ran after apply.
     pub plan_steps: usize,
-    pub report: &'a ApplyReport,
-    pub warnings: Vec<String>,
-    /// The status before this run (carries `last_applied` when this instance id is unusable).
-    pub previous: Option<Status>,
+    pub report: &'a dyn StepSource,
+    pub warnings: &'a [String],
+    /// The last applied run before this one (carried over when this instance id is unusable).
+    pub previous: Option<LastApplied>,
 }
 
 /// The status of a run that applied a drive. Any step detail or warning that would contain the
 /// drive's password is redacted (none does: details are the plan's whys and I/O errors).
-pub fn run_status(f: RunFacts<'_>) -> Status {
-    // Shared by the steps (one allocation each, not one per step).
-    let applied = SharedText::from(rfc3339_utc(epoch_secs(f.applied)));
-    let finished = SharedText::from(rfc3339_utc(epoch_secs(f.finished)));
-    let names = [
-        Outcome::Changed,
-        Outcome::Unchanged,
-        Outcome::Skipped,
-        Outcome::Failed,
-    ]
-    .map(|o| (o, SharedText::from(outcome_name(o))));
+pub fn run_status(f: RunFacts<'_>) -> RunStatus<'_> {
     let secrets = secret_texts(f.instance);
-    let steps = f
-        .report
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| StepStatus {
-            id: s.id.clone(),
-            outcome: names
-                .iter()
-                .find(|(o, _)| *o == s.outcome)
-                .map(|(_, n)| n.clone())
-                .unwrap_or_else(|| outcome_name(s.outcome).into()),
-            detail: scrub(&s.detail, &secrets),
-            time: if i < f.plan_steps {
-                applied.clone()
-            } else {
-                finished.clone()
-            },
-        })
-        .collect();
     let instance = InstanceRef {
         id: f.instance.instance_id.clone(),
         format: f.instance.format.to_string(),
@@ -505,9 +596,9 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
         })
     } else {
         // No record was kept for this id: the current instance stays the previous one.
-        f.previous.and_then(|p| p.last_applied)
+        f.previous
     };
-    Status {
+    let status = Status {
         schema: STATUS_SCHEMA,
         time,
         duration_ms: f.duration_ms,
@@ -515,10 +606,10 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
         outcome: f.exit.name().to_string(),
         exit_code: f.exit.code(),
         summary: Summary {
-            changed: f.report.count(Outcome::Changed),
-            unchanged: f.report.count(Outcome::Unchanged),
-            skipped: f.report.count(Outcome::Skipped),
-            failed: f.report.count(Outcome::Failed),
+            changed: f.report.count_of(Outcome::Changed),
+            unchanged: f.report.count_of(Outcome::Unchanged),
+            skipped: f.report.count_of(Outcome::Skipped),
+            failed: f.report.count_of(Outcome::Failed),
         },
         drive: Some(DriveStatus {
             origin: f.origin.to_string(),
@@ -529,17 +620,32 @@ pub fn run_status(f: RunFacts<'_>) -> Status {
             files: f.drive.files.len(),
         }),
         instance: Some(instance),
-        steps,
+        // Written from the report (`RunStatus`).
+        steps: Vec::new(),
         warnings: f.warnings.iter().map(|w| scrub(w, &secrets)).collect(),
         last_applied,
         boot_id: None,
         error: None,
+    };
+    RunStatus {
+        status,
+        run: Some(RunSteps {
+            source: f.report,
+            plan_steps: f.plan_steps,
+            applied: rfc3339_utc(epoch_secs(f.applied)),
+            finished: rfc3339_utc(epoch_secs(f.finished)),
+            secrets,
+        }),
     }
 }
 
 /// The status of a run that found no drive: nothing changed; the last applied instance is
 /// carried over from `previous`.
-pub fn no_drive_status(started: SystemTime, duration_ms: u64, previous: Option<Status>) -> Status {
+pub fn no_drive_status(
+    started: SystemTime,
+    duration_ms: u64,
+    previous: Option<LastApplied>,
+) -> Status {
     Status {
         schema: STATUS_SCHEMA,
         time: rfc3339_utc(epoch_secs(started)),
@@ -552,7 +658,7 @@ pub fn no_drive_status(started: SystemTime, duration_ms: u64, previous: Option<S
         instance: None,
         steps: Vec::new(),
         warnings: Vec::new(),
-        last_applied: previous.and_then(|p| p.last_applied),
+        last_applied: previous,
         boot_id: None,
         error: None,
     }
@@ -567,7 +673,7 @@ pub fn failed_status(
     duration_ms: u64,
     exit: Exit,
     error: String,
-    previous: Option<Status>,
+    previous: Option<LastApplied>,
 ) -> Status {
     Status {
         outcome: exit.name().to_string(),
@@ -589,10 +695,18 @@ fn secret_texts(i: &Instance) -> Vec<String> {
 }
 
 fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut t = text.to_string();
+    scrub_cow(std::borrow::Cow::Borrowed(text), secrets).into_owned()
+}
+
+/// [`scrub`], copying `text` only when a secret is in it (the status writes each step's
+/// detail as it is, borrowed from the report).
+fn scrub_cow<'t>(text: std::borrow::Cow<'t, str>, secrets: &[String]) -> std::borrow::Cow<'t, str> {
+    let mut t = text;
     for s in secrets {
         if t.contains(s.as_str()) {
-            t = t.replace(s.as_str(), &format!("<redacted {} bytes>", s.len()));
+            t = t
+                .replace(s.as_str(), &format!("<redacted {} bytes>", s.len()))
+                .into();
         }
     }
     t
@@ -606,16 +720,28 @@ fn shown(rel: &str) -> String {
 /// Reads one of primer's state files under `root` (resolved inside it), at most
 /// `MAX_STATE_FILE` bytes. `Ok(None)` when it does not exist.
 fn read_state_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
+    open_state_file(root, rel)?
+        .map(|(f, len)| read_opened(rel, f, len))
+        .transpose()
+}
+
+/// One of primer's state files under `root` (resolved inside it), opened, with its length
+/// from the open's `fstat`; refused when that is over `MAX_STATE_FILE`. `Ok(None)` when it
+/// does not exist.
+fn open_state_file(root: &Path, rel: &str) -> Result<Option<(fs::File, u64)>, StatusError> {
     let host = resolve_in_root(root, rel).map_err(|source| StatusError::Io {
         path: shown(rel),
         source,
     })?;
-    read_state_host(&host, rel)
+    open_state_host(&host, rel)
 }
 
-/// [`read_state_file`] through the run's resolver (`lookups`): the directories on the way,
+/// [`open_state_file`] through the run's resolver (`lookups`): the directories on the way,
 /// which the host facts and the writer already looked up, are not looked up again.
-fn read_state_file_in(lookups: &Resolver, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
+fn open_state_file_in(
+    lookups: &Resolver,
+    rel: &str,
+) -> Result<Option<(fs::File, u64)>, StatusError> {
     let (host, found) = lookups
         .resolve_found(rel)
         .map_err(|source| StatusError::Io {
@@ -625,28 +751,115 @@ fn read_state_file_in(lookups: &Resolver, rel: &str) -> Result<Option<Vec<u8>>, 
     if found == Found::Missing {
         return Ok(None);
     }
-    read_state_host(&host, rel)
+    open_state_host(&host, rel)
 }
 
-/// Reads the state file `rel`, already resolved to `host`, bounded as `read_state_file` says.
-fn read_state_host(host: &Path, rel: &str) -> Result<Option<Vec<u8>>, StatusError> {
-    let io = |source| StatusError::Io {
-        path: shown(rel),
-        source,
-    };
+/// Opens the state file `rel`, already resolved to `host`. A file longer than
+/// `MAX_STATE_FILE` is refused from the length its open's `fstat` gave, before a byte is read
+/// (a sparse 64 GiB file was read up to the bound, 64 MiB, before it was refused).
+fn open_state_host(host: &Path, rel: &str) -> Result<Option<(fs::File, u64)>, StatusError> {
     let (f, len) = match crate::platform::open_for_read(host) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
+        Err(source) => {
+            return Err(StatusError::Io {
+                path: shown(rel),
+                source,
+            })
+        }
     };
-    let v = read_bounded(f, len, MAX_STATE_FILE).map_err(io)?;
-    if v.len() as u64 > MAX_STATE_FILE {
-        return Err(StatusError::Invalid {
-            path: shown(rel),
-            detail: format!("larger than {MAX_STATE_FILE} bytes"),
-        });
+    if len > MAX_STATE_FILE {
+        return Err(too_large(rel));
     }
-    Ok(Some(v))
+    Ok(Some((f, len)))
+}
+
+fn too_large(rel: &str) -> StatusError {
+    StatusError::Invalid {
+        path: shown(rel),
+        detail: format!("larger than {MAX_STATE_FILE} bytes"),
+    }
+}
+
+/// The whole of the opened state file `rel` (`len`: its length from the open), bounded as
+/// `read_state_file` says (a file grown past the bound since its open is refused too).
+fn read_opened(rel: &str, f: fs::File, len: u64) -> Result<Vec<u8>, StatusError> {
+    let v = read_bounded(f, len, MAX_STATE_FILE).map_err(|source| StatusError::Io {
+        path: shown(rel),
+        source,
+    })?;
+    if v.len() as u64 > MAX_STATE_FILE {
+        return Err(too_large(rel));
+    }
+    Ok(v)
+}
+
+/// State files up to this length are read whole and parsed from the buffer (the usual status
+/// is a few KiB: the re-run fast path reads it); longer ones are parsed as they are read,
+/// through a small buffer, when only part of them is kept (a status of 28,000 steps is 7 MiB,
+/// of which a re-run needs one instance id).
+const PARSE_WHOLE_MAX: u64 = 256 << 10;
+
+/// The opened state file `rel` (`len` from its open) parsed as `T`, with
+/// [`parse_state`]'s errors; a long one parsed as it is read (see [`PARSE_WHOLE_MAX`]): `T`
+/// should keep little of it.
+fn parse_opened<T: serde::de::DeserializeOwned>(
+    rel: &str,
+    f: fs::File,
+    len: u64,
+) -> Result<T, StatusError> {
+    if len <= PARSE_WHOLE_MAX {
+        return parse_state(rel, &read_opened(rel, f, len)?);
+    }
+    let mut r = io::BufReader::with_capacity(
+        64 << 10,
+        Watch {
+            inner: f.take(MAX_STATE_FILE + 1),
+            read: 0,
+            nul: false,
+            blank: true,
+        },
+    );
+    let parsed: Result<T, serde_json::Error> = serde_json::from_reader(&mut r);
+    let e = match parsed {
+        Ok(v) if r.get_ref().read <= MAX_STATE_FILE => return Ok(v),
+        Ok(_) => return Err(too_large(rel)),
+        Err(e) => e,
+    };
+    let io_error = |source| StatusError::Io {
+        path: shown(rel),
+        source,
+    };
+    if e.is_io() {
+        return Err(io_error(e.into()));
+    }
+    // What `parse_state` looks at before parsing, known once the whole file went by.
+    io::copy(&mut r, &mut io::sink()).map_err(io_error)?;
+    let w = r.get_ref();
+    if w.read > MAX_STATE_FILE {
+        return Err(too_large(rel));
+    }
+    Err(state_error(rel, w.blank, w.nul, Some(e)))
+}
+
+/// A reader noting what [`parse_state`] checks of the whole file: its length, whether it
+/// holds a NUL byte, whether it is all white space and NUL bytes.
+struct Watch<R> {
+    inner: R,
+    read: u64,
+    nul: bool,
+    blank: bool,
+}
+
+impl<R: Read> Read for Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = &buf[..n];
+        self.read += n as u64;
+        self.nul = self.nul || got.contains(&0);
+        self.blank = self.blank && got.iter().all(|b| b.is_ascii_whitespace() || *b == 0);
+        Ok(n)
+    }
 }
 
 /// The whole of `f`, or its first `max + 1` bytes when it is longer (the caller refuses it).
@@ -684,46 +897,55 @@ pub(crate) fn read_bounded(mut f: fs::File, len: u64, max: u64) -> io::Result<Ve
 }
 
 fn parse_state<T: serde::de::DeserializeOwned>(rel: &str, bytes: &[u8]) -> Result<T, StatusError> {
+    // XFS (and ext4 with `data=writeback`) may show a file whose size landed before its data
+    // as NUL bytes: that is a torn file too, not a malformed one.
+    let blank = bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0);
+    if blank || bytes.contains(&0) {
+        // Either is refused before parsing: the parser's error would not say why.
+        return Err(state_error(rel, blank, true, None));
+    }
+    serde_json::from_slice(bytes).map_err(|e| state_error(rel, false, false, Some(e)))
+}
+
+/// Why the state file `rel` could not be parsed: it is `blank` (white space and NUL bytes), it
+/// holds a `nul` byte, or the parser's error `e`.
+fn state_error(rel: &str, blank: bool, nul: bool, e: Option<serde_json::Error>) -> StatusError {
     // A report replaced without a flush (`write_status_unsynced`) may be found empty or cut
     // short after a power loss: said so, and what puts it right.
     const AGAIN: &str = "a crash while it was replaced? the next `primer run` writes it again";
-    // XFS (and ext4 with `data=writeback`) may show a file whose size landed before its data
-    // as NUL bytes: that is a torn file too, not a malformed one.
-    if bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
-        return Err(StatusError::Invalid {
-            path: shown(rel),
-            detail: format!("empty ({AGAIN})"),
-        });
-    }
-    if bytes.contains(&0) {
-        return Err(StatusError::Invalid {
-            path: shown(rel),
-            detail: format!("torn: NUL bytes where its content should be ({AGAIN})"),
-        });
-    }
-    serde_json::from_slice(bytes).map_err(|e| StatusError::Invalid {
+    let detail = if blank {
+        format!("empty ({AGAIN})")
+    } else if nul {
+        format!("torn: NUL bytes where its content should be ({AGAIN})")
+    } else {
+        match e {
+            Some(e) if e.is_eof() => format!("torn: it ends early ({AGAIN}): {e}"),
+            Some(e) => format!("not a valid primer state file: {e}"),
+            None => "not a valid primer state file".to_string(),
+        }
+    };
+    StatusError::Invalid {
         path: shown(rel),
-        detail: if e.is_eof() {
-            format!("torn: it ends early ({AGAIN}): {e}")
-        } else {
-            format!("not a valid primer state file: {e}")
-        },
-    })
+        detail,
+    }
 }
 
 /// The current instance (`last_applied`) the status under `root` names, parsing only that
 /// field: `None` when there is no status, or it is unreadable, empty or torn.
 pub fn recorded_instance(root: &Path) -> Option<String> {
-    instance_of_status(read_state_file(root, &state::status_path()).ok()??)
+    let rel = state::status_path();
+    instance_of_status(&rel, open_state_file(root, &rel).ok()??)
 }
 
 /// [`recorded_instance`] through the run's resolver (`lookups`, rooted at the target root).
 pub fn recorded_instance_in(lookups: &Resolver) -> Option<String> {
-    instance_of_status(read_state_file_in(lookups, &state::status_path()).ok()??)
+    let rel = state::status_path();
+    instance_of_status(&rel, open_state_file_in(lookups, &rel).ok()??)
 }
 
-/// The current instance a status document (`bytes`) names, parsing only that field.
-fn instance_of_status(bytes: Vec<u8>) -> Option<String> {
+/// The current instance the opened status `rel` names, parsing only that field (a long status
+/// as it is read: not held whole).
+fn instance_of_status(rel: &str, (f, len): (fs::File, u64)) -> Option<String> {
     #[derive(Deserialize)]
     struct Id {
         id: String,
@@ -737,7 +959,12 @@ fn instance_of_status(bytes: Vec<u8>) -> Option<String> {
         #[serde(default)]
         last_applied: Option<Applied>,
     }
-    let top: Top = serde_json::from_slice(&bytes).ok()?;
+    let top: Top = if len <= PARSE_WHOLE_MAX {
+        // The usual few KiB (the fast path's): no check beyond the parse.
+        serde_json::from_slice(&read_opened(rel, f, len).ok()?).ok()?
+    } else {
+        parse_opened(rel, f, len).ok()?
+    };
     top.last_applied
         .map(|a| a.instance.id)
         .filter(|id| state::invalid_instance_id(id).is_none())
@@ -749,6 +976,82 @@ pub fn read_status(root: &Path) -> Result<Option<Status>, StatusError> {
     read_state_file(root, &rel)?
         .map(|b| parse_state(&rel, &b))
         .transpose()
+}
+
+/// The last applied run (`last_applied`) of the status under `root`: `Ok(None)` when there is
+/// no status or it names none. The status is checked as [`read_status`] checks it (a status
+/// it refuses is refused here with the same error), but only that field is kept: a status of
+/// 28,000 steps, read whole and parsed into `Status`, cost ~15 MiB on a boot without a drive.
+pub fn read_last_applied(root: &Path) -> Result<Option<LastApplied>, StatusError> {
+    let rel = state::status_path();
+    let Some((f, len)) = open_state_file(root, &rel)? else {
+        return Ok(None);
+    };
+    let s: StatusChecked = parse_opened(&rel, f, len)?;
+    Ok(s.last_applied)
+}
+
+/// A [`Status`] parsed field by field as it is, keeping only `last_applied`: every other field
+/// is checked against its type and dropped (the steps one by one).
+#[derive(Deserialize)]
+struct StatusChecked {
+    #[serde(rename = "schema")]
+    _schema: u32,
+    #[serde(rename = "time")]
+    _time: String,
+    #[serde(default, rename = "duration_ms")]
+    _duration_ms: u64,
+    #[serde(rename = "primer_version")]
+    _primer_version: String,
+    #[serde(rename = "outcome")]
+    _outcome: String,
+    #[serde(rename = "exit_code")]
+    _exit_code: u8,
+    #[serde(default, rename = "summary")]
+    _summary: Summary,
+    #[serde(default, rename = "drive")]
+    _drive: Option<DriveStatus>,
+    #[serde(default, rename = "instance")]
+    _instance: Option<InstanceRef>,
+    #[serde(default, rename = "steps")]
+    _steps: EachChecked<StepStatus>,
+    #[serde(default, rename = "warnings")]
+    _warnings: EachChecked<String>,
+    #[serde(default)]
+    last_applied: Option<LastApplied>,
+    #[serde(default, rename = "boot_id")]
+    _boot_id: Option<String>,
+    #[serde(default, rename = "error")]
+    _error: Option<String>,
+}
+
+/// A JSON array whose elements are each parsed as `T` and dropped.
+struct EachChecked<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for EachChecked<T> {
+    fn default() -> Self {
+        EachChecked(std::marker::PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for EachChecked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Each<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Each<T> {
+            type Value = EachChecked<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<T>()?.is_some() {}
+                Ok(EachChecked::default())
+            }
+        }
+        d.deserialize_seq(Each(std::marker::PhantomData))
+    }
 }
 
 /// The record (`applied.json`) of one instance; `Ok(None)` when there is none.
@@ -766,7 +1069,7 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<Record>, StatusError>
 /// scripts), `query` and reclaim, and a boot without a drive carries it forward; a status lost
 /// or torn in a crash after the record landed would leave those on the previous instance.
 /// (A run that writes other files stages its status in their flush: `apply_plan_recorded`.)
-pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
+pub fn write_status(root: &Path, status: &RunStatus<'_>) -> io::Result<()> {
     write_status_as(Writer::new(root), status, true)
 }
 
@@ -777,18 +1080,22 @@ pub fn write_status(root: &Path, status: &Status) -> io::Result<()> {
 /// the rename) an empty or torn one, which readers report as such and treat as no status
 /// (`query`, `primer scripts` and reclaim fall back to the only recorded instance, the next run
 /// writes it again). No decision is lost: the one it carried is the previous one's.
-pub fn write_status_unsynced(root: &Path, status: &Status) -> io::Result<()> {
+pub fn write_status_unsynced(root: &Path, status: &RunStatus<'_>) -> io::Result<()> {
     write_status_as(Writer::new(root), status, false)
 }
 
 /// [`write_status`] (`durable`) or [`write_status_unsynced`] through the run's resolver
 /// (`lookups`, sharing its memo): the state directories the run already looked up or made are
 /// not looked up again.
-pub fn write_status_in(lookups: &Resolver, status: &Status, durable: bool) -> io::Result<()> {
+pub fn write_status_in(
+    lookups: &Resolver,
+    status: &RunStatus<'_>,
+    durable: bool,
+) -> io::Result<()> {
     write_status_as(Writer::with_resolver(lookups.clone()), status, durable)
 }
 
-fn write_status_as(mut w: Writer, status: &Status, durable: bool) -> io::Result<()> {
+fn write_status_as(mut w: Writer, status: &RunStatus<'_>, durable: bool) -> io::Result<()> {
     if let Some((public, _)) = state::STATE_DIR.rsplit_once('/') {
         w.create_dirs(public, crate::plan::PUBLIC_DIR)?;
     }
@@ -1292,7 +1599,7 @@ mod tests {
         ] {
             assert_eq!(
                 serde_json::to_value(o).unwrap(),
-                serde_json::Value::String(outcome_name(o))
+                serde_json::Value::String(outcome_str(o).to_string())
             );
         }
     }
@@ -1332,6 +1639,113 @@ mod tests {
         assert_eq!(q("hostname.x"), None);
         assert_eq!(q("nope"), None);
         assert_eq!(q("meta"), Some(v["meta"].clone()));
+    }
+
+    /// A state file longer than the bound is refused from its length (the open's `fstat`),
+    /// before a byte of it is read: a sparse file of 64 MiB + 1 costs no 64 MiB read.
+    #[test]
+    fn a_state_file_past_the_bound_is_refused_before_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let rel = state::status_path();
+        let host = t.path().join(&rel);
+        fs::create_dir_all(host.parent().unwrap()).unwrap();
+        let f = fs::File::create(&host).unwrap();
+        f.set_len(MAX_STATE_FILE + 1).unwrap();
+        drop(f);
+        let started = std::time::Instant::now();
+        for e in [
+            read_status(t.path()).unwrap_err(),
+            read_last_applied(t.path()).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("larger than"), "{e}");
+        }
+        assert_eq!(recorded_instance(t.path()), None);
+        // Refused from its length: nothing read, so nothing to wait for either.
+        let (f, len) = crate::platform::open_for_read(&host).unwrap();
+        assert_eq!(len, MAX_STATE_FILE + 1);
+        drop(f);
+        assert!(open_state_host(&host, &rel).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // At the bound: opened (and read).
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&host)
+            .unwrap()
+            .set_len(MAX_STATE_FILE)
+            .unwrap();
+        assert!(open_state_host(&host, &rel).unwrap().is_some());
+    }
+
+    /// A status too long to be read whole (`PARSE_WHOLE_MAX`) is parsed as it is read: the
+    /// same `last_applied` and current instance as the whole status gives, and the same errors
+    /// for one that is torn, holds NUL bytes, is blank or is malformed.
+    #[test]
+    fn a_long_status_parsed_as_read_is_the_whole_one() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let rel = state::status_path();
+        let host = root.join(&rel);
+        fs::create_dir_all(host.parent().unwrap()).unwrap();
+        let mut s = no_drive_status(UNIX_EPOCH, 1, None);
+        s.last_applied = Some(LastApplied {
+            time: "t".into(),
+            outcome: "changed".into(),
+            instance: InstanceRef {
+                id: "i-1".into(),
+                format: "openstack".into(),
+                version: "latest".into(),
+            },
+        });
+        s.steps = (0..4000)
+            .map(|i| StepStatus {
+                id: format!("write-file:/srv/many/f{i:05}"),
+                outcome: "changed".into(),
+                detail: format!("write /srv/many/f{i:05} (32 KiB) \"q\""),
+                time: "2023-11-14T22:13:20Z".into(),
+            })
+            .collect();
+        let json = s.to_json();
+        assert!(json.len() as u64 > PARSE_WHOLE_MAX);
+        fs::write(&host, &json).unwrap();
+        assert_eq!(read_status(root).unwrap().unwrap(), s);
+        assert_eq!(read_last_applied(root).unwrap(), s.last_applied);
+        assert_eq!(recorded_instance(root).as_deref(), Some("i-1"));
+        // Broken ways: the error the whole file parsed gives.
+        let mut nul = json.clone();
+        nul[json.len() / 2] = 0;
+        let mut bad_step = json.clone();
+        let at = json.len() / 2;
+        let q = at + bad_step[at..].iter().position(|b| *b == b'"').unwrap();
+        bad_step[q] = b'7';
+        let blank = vec![b' '; json.len()];
+        let mut nul_blank = blank.clone();
+        nul_blank[10] = 0;
+        // A step of the wrong type: parsed field by field, it is refused too.
+        let wrong = String::from_utf8(json.clone())
+            .unwrap()
+            .replacen("\"id\": \"write-file", "\"id\": 7, \"x\": \"write-file", 1)
+            .into_bytes();
+        for (name, bytes) in [
+            ("cut", json[..json.len() - 100].to_vec()),
+            ("nul", nul),
+            ("bad", bad_step),
+            ("blank", blank),
+            ("nul-blank", nul_blank),
+            ("wrong", wrong),
+        ] {
+            fs::write(&host, &bytes).unwrap();
+            // serde_json's reader may place a type error one column on from where its slice
+            // parser does: the column left out.
+            let line = |e: StatusError| {
+                let e = e.to_string();
+                e.split(" column ").next().unwrap_or_default().to_string()
+            };
+            let want = line(parse_state::<Status>(&rel, &bytes).unwrap_err());
+            assert_eq!(line(read_last_applied(root).unwrap_err()), want, "{name}");
+            // Only `last_applied` is looked at there (a step of the wrong type is no matter).
+            let id = (name == "wrong").then(|| "i-1".to_string());
+            assert_eq!(recorded_instance(root), id, "{name}");
+        }
     }
 
     /// A state file is read whole, or cut one byte past the bound (which the caller refuses).
@@ -1389,7 +1803,9 @@ mod tests {
         drive.files.insert("a".into(), b"x".to_vec().into());
         let t0 = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let t1 = t0 + std::time::Duration::from_secs(1);
-        let s = run_status(RunFacts {
+        let report = report();
+        let warnings = ["meta_data.json: x: odd hunter2-secret".to_string()];
+        let rs = run_status(RunFacts {
             started: t0,
             applied: t0,
             finished: t1,
@@ -1400,10 +1816,16 @@ mod tests {
             drive_sha256: "abc123",
             instance: &inst,
             plan_steps: 2,
-            report: &report(),
-            warnings: vec!["meta_data.json: x: odd".into()],
+            report: &report,
+            warnings: &warnings,
             previous: None,
         });
+        let s = rs.to_status();
+        // Written from the report as it is: what the whole status would be.
+        assert_eq!(rs.to_json(), s.to_json());
+        let mut streamed = Vec::new();
+        rs.write_json(&mut streamed).unwrap();
+        assert_eq!(streamed, s.to_json());
         assert_eq!(s.time, "2023-11-14T22:13:20Z");
         assert_eq!(s.outcome, "partial");
         assert_eq!(s.exit_code, 3);
@@ -1422,13 +1844,14 @@ mod tests {
         let json = String::from_utf8(s.to_json()).unwrap();
         assert!(!json.contains("hunter2-secret"), "{json}");
         assert!(json.contains("<redacted 14 bytes>"));
+        assert!(json.contains("odd <redacted 14 bytes>"), "{json}");
         assert_eq!(s.current_instance(), Some("i-1"));
         let back: Status = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
         assert_same_json(&s);
 
         // No drive: nothing changed, the last applied instance carried over.
-        let n = no_drive_status(t1, 3, Some(s.clone()));
+        let n = no_drive_status(t1, 3, s.last_applied.clone());
         assert_eq!(n.outcome, "no-drive");
         assert_eq!(n.exit_code, 11);
         assert!(n.drive.is_none() && n.steps.is_empty());
@@ -1448,10 +1871,12 @@ mod tests {
             drive_sha256: "",
             instance: &bad,
             plan_steps: 3,
-            report: &report(),
-            warnings: vec![],
-            previous: Some(s),
+            report: &report,
+            warnings: &[],
+            previous: s.last_applied.clone(),
         });
+        assert_eq!(b.to_json(), b.to_status().to_json());
+        let b = b.to_status();
         assert_eq!(b.current_instance(), Some("i-1"));
         assert_same_json(&b);
         assert_same_json(&n);
