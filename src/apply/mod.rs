@@ -121,7 +121,7 @@ pub fn apply_plan_recorded(
                 },
                 detail: format!(
                     "{}: not applied: the run lock /{LOCK_PATH} is not held",
-                    s.why
+                    s.why()
                 ),
             });
         }
@@ -617,8 +617,8 @@ fn build_report(
     };
     for (i, r) in results.iter().enumerate() {
         let (id, why, change) = match plan.steps.get(i) {
-            Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
-            None => ("sync", "making the changes durable", Change::Update),
+            Some(s) => (s.id.as_str(), s.why(), s.change),
+            None => ("sync", "making the changes durable".into(), Change::Update),
         };
         let (outcome, detail) = match (change, r) {
             _ if not_pinned == Some(i) => (
