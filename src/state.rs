@@ -130,6 +130,90 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     s
 }
 
+/// A step's recorded input (a value of [`Record::steps`]): nearly always a SHA-256 as
+/// lower-case hex, held as its 32 bytes (a plan may hold 28,000 inputs: as text each is 64
+/// bytes and a heap block), else the text as it is (a crypt hash, an `append`'s two digests).
+/// Compares and prints as its text: a digest is only made from the exact text it prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Digest([u8; 32]),
+    Text(Box<str>),
+}
+
+impl Input {
+    /// The input as its text, written into `buf` when it is a digest.
+    pub fn text<'b>(&'b self, buf: &'b mut [u8; 64]) -> &'b str {
+        match self {
+            Input::Text(t) => t,
+            Input::Digest(d) => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for (pair, b) in buf.chunks_exact_mut(2).zip(d) {
+                    pair[0] = DIGITS[usize::from(b >> 4)];
+                    pair[1] = DIGITS[usize::from(b & 0xf)];
+                }
+                std::str::from_utf8(buf).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Whether the input's text is `s`.
+    pub fn is(&self, s: &str) -> bool {
+        self.text(&mut [0; 64]) == s
+    }
+}
+
+impl From<String> for Input {
+    /// A digest when `s` is 64 lower-case hex digits (what `sha256_hex` gives), else the text.
+    fn from(s: String) -> Input {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        if s.len() == 64 {
+            let mut d = [0u8; 32];
+            let ok = s
+                .as_bytes()
+                .chunks_exact(2)
+                .zip(d.iter_mut())
+                .all(|(p, o)| match (nibble(p[0]), nibble(p[1])) {
+                    (Some(h), Some(l)) => {
+                        *o = h << 4 | l;
+                        true
+                    }
+                    _ => false,
+                });
+            if ok {
+                return Input::Digest(d);
+            }
+        }
+        Input::Text(s.into_boxed_str())
+    }
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text(&mut [0; 64]))
+    }
+}
+
+/// A record value as text: an owned record's `String`, or a plan step's [`Input`].
+pub trait InputText {
+    fn input_text<'b>(&'b self, buf: &'b mut [u8; 64]) -> &'b str;
+}
+
+impl InputText for String {
+    fn input_text<'b>(&'b self, _: &'b mut [u8; 64]) -> &'b str {
+        self
+    }
+}
+
+impl InputText for Input {
+    fn input_text<'b>(&'b self, buf: &'b mut [u8; 64]) -> &'b str {
+        self.text(buf)
+    }
+}
+
 /// What was applied for one instance: read by the next run's planner (and `primer status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -208,13 +292,13 @@ impl Record {
     }
 
     fn fields_into(&self, j: &mut PrettyJson<'_>) {
-        self.fields_with(self.steps.iter().map(|(k, v)| (k.as_str(), v.as_str())), j)
+        self.fields_with(self.steps.iter().map(|(k, v)| (k.as_str(), v)), j)
     }
 
     /// The document with `steps` (in id order, each id once) in place of `self.steps`.
-    fn fields_with<'s>(
+    fn fields_with<'s, V: InputText + ?Sized + 's>(
         &self,
-        steps: impl Iterator<Item = (&'s str, &'s str)>,
+        steps: impl Iterator<Item = (&'s str, &'s V)>,
         j: &mut PrettyJson<'_>,
     ) {
         j.open(b'{');
@@ -228,9 +312,10 @@ impl Record {
         j.string(&self.drive_sha256);
         j.key("steps");
         j.open(b'{');
+        let mut buf = [0; 64];
         for (k, v) in steps {
             j.key(k);
-            j.string(v);
+            j.string(v.input_text(&mut buf));
             j.spill();
         }
         j.close(b'}');
@@ -251,7 +336,7 @@ pub struct RecordView<'a> {
     /// Instance, format, version and drive digest (its `steps` are not used).
     pub head: &'a Record,
     /// `(step id, input)` in id order, each id once.
-    pub steps: Vec<(&'a str, &'a str)>,
+    pub steps: Vec<(&'a str, &'a Input)>,
 }
 
 impl RecordView<'_> {

@@ -92,7 +92,7 @@ fn sample_drive_windows_plan_offline_root() {
     // Not the running system: computer name, account and network run are skipped, named.
     for id in ["computer-name", "windows-user", "network-script"] {
         let s = step(&p, id);
-        assert_eq!(s.change, Change::Skip, "{id}: {}", s.why);
+        assert_eq!(s.change, Change::Skip, "{id}: {}", s.why());
     }
     assert!(matches!(
         &step(&p, "computer-name").action,
@@ -146,7 +146,7 @@ fn iso_drive_windows_plan_live_then_unchanged() {
         Action::SetComputerName { dns_host, netbios, reboot: false }
             if dns_host == "web-server-with" && netbios == "WEB-SERVER-WITH"
     ));
-    assert!(cn.why.contains("reboot required"), "{}", cn.why);
+    assert!(cn.why().contains("reboot required"), "{}", cn.why());
     assert!(p
         .warnings
         .warnings
@@ -167,7 +167,7 @@ fn iso_drive_windows_plan_live_then_unchanged() {
         .steps
         .iter()
         .filter(|s| s.change.acts())
-        .map(|s| format!("{}: {}", s.id, s.why))
+        .map(|s| format!("{}: {}", s.id, s.why()))
         .collect();
     assert!(acting.is_empty(), "second run acts: {acting:#?}");
 }

@@ -68,10 +68,14 @@ struct Tree {
     /// The steps whose file could not be staged (each already given its own error): a tree
     /// missing any file is never published — the old copy stays whole (`commit_trees`).
     failed: Vec<usize>,
-    /// Directories made inside it (relative), and every entry in creation order (the no-flush
-    /// fallback fsyncs them).
+    /// Directories made inside it (relative).
     dirs: BTreeSet<PathBuf>,
-    entries: Vec<PathBuf>,
+    /// Every entry made in it, in creation order (the no-flush fallback fsyncs them), relative
+    /// to `tmp`, with the tag of the step whose file it is ([`DIR_ENTRY`] for a directory): a
+    /// new directory that appeared meanwhile gets the files one by one (`merge_tree`). One
+    /// relative path per file (28,000 rendered network files), not its full temporary path
+    /// and a second copy of its name.
+    entries: Vec<(usize, Box<Path>)>,
     dir_meta: Meta,
     /// New entries in the tree's directories take a group other than primer's.
     setgid: bool,
@@ -79,10 +83,10 @@ struct Tree {
     /// Otherwise a directory the run creates (`Writer::stage_new_dir_file`): published with the
     /// files that could be written, never over an existing entry.
     whole: bool,
-    /// (tag, path inside the tree) of each file written into it, in order: a new directory
-    /// that appeared meanwhile gets them one by one (`merge_tree`).
-    files: Vec<(usize, PathBuf)>,
 }
+
+/// The tag of a directory among a [`Tree`]'s entries (never a step's index).
+const DIR_ENTRY: usize = usize::MAX;
 
 impl Tree {
     /// Whether `commit_trees` publishes it: its temporary directory was made, and it is
@@ -828,10 +832,9 @@ impl Writer {
             }
         };
         self.trees[t].tags.push(tag);
-        let r = self.stage_in_tree(t, tree_rel, rel_in, content, meta, keep);
-        match &r {
-            Ok(()) => self.trees[t].files.push((tag, PathBuf::from(rel_in))),
-            Err(_) => self.trees[t].failed.push(tag),
+        let r = self.stage_in_tree(t, tag, tree_rel, rel_in, content, meta, keep);
+        if r.is_err() {
+            self.trees[t].failed.push(tag);
         }
         r
     }
@@ -862,9 +865,11 @@ impl Writer {
     }
 
     /// `stage_tree_file` into the begun tree `t`.
+    #[allow(clippy::too_many_arguments)]
     fn stage_in_tree(
         &mut self,
         t: usize,
+        tag: usize,
         tree_rel: &str,
         rel_in: &str,
         content: &(impl crate::model::bytes::WriteOut + ?Sized),
@@ -901,17 +906,17 @@ impl Writer {
             self.fss.made(&host);
             let tree = &mut self.trees[t];
             tree.dirs.insert(sub.clone());
-            tree.entries.push(host);
+            tree.entries.push((DIR_ENTRY, sub.as_path().into()));
         }
         let host = self.trees[t].tmp.join(rel_in);
         if keep && link_kept(&self.trees[t].target.join(rel_in), &host, meta) {
-            self.trees[t].entries.push(host);
+            self.trees[t].entries.push((tag, rel_in.into()));
             return Ok(());
         }
         let setgid = self.trees[t].setgid;
         match self.write_new(&host, content, meta, setgid) {
             Ok(()) => {
-                self.trees[t].entries.push(host);
+                self.trees[t].entries.push((tag, rel_in.into()));
                 Ok(())
             }
             Err((e, created)) => {
@@ -978,7 +983,6 @@ impl Writer {
             dir_meta,
             setgid: dir_meta.mode & 0o2000 != 0 || !crate::platform::is_own_group(dir_meta.gid),
             whole,
-            files: Vec::new(),
         });
         let (tmp, target) = self.make_tree_dir(tree_rel, dir_meta, whole)?;
         if let Some(tree) = self.trees.last_mut() {
@@ -1065,8 +1069,9 @@ impl Writer {
             }
             let r = (|| {
                 if !flushed {
-                    for e in tree.entries.iter().rev() {
-                        crate::platform::sync_file(e).map_err(|err| at(e, err))?;
+                    for (_, rel) in tree.entries.iter().rev() {
+                        let e = tree.tmp.join(rel);
+                        crate::platform::sync_file(&e).map_err(|err| at(&e, err))?;
                     }
                     sync_dir(&tree.tmp).map_err(|e| at(&tree.tmp, e))?;
                 }
@@ -1121,7 +1126,7 @@ impl Writer {
     fn merge_tree(&mut self, tree: &Tree) -> Vec<(usize, io::Error)> {
         let mut errors = Vec::new();
         let is_dir = fs::symlink_metadata(&tree.target).is_ok_and(|m| m.is_dir());
-        for (tag, rel_in) in &tree.files {
+        for (tag, rel_in) in tree.entries.iter().filter(|(t, _)| *t != DIR_ENTRY) {
             let r = (|| {
                 if !is_dir {
                     return Err(io::Error::other(format!(

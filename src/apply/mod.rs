@@ -184,7 +184,7 @@ pub fn apply_plan_recorded(
                 },
                 detail: format!(
                     "{}: not applied: the run lock /{LOCK_PATH} is not held",
-                    s.why
+                    s.why()
                 ),
             });
         }
@@ -696,10 +696,10 @@ fn build_report(
 }
 
 /// Step `i`'s id, why and planned change (a result past the plan's steps: the final sync).
-fn planned(plan: &Plan, i: usize) -> (&str, &str, Change) {
+fn planned(plan: &Plan, i: usize) -> (&str, std::borrow::Cow<'_, str>, Change) {
     match plan.steps.get(i) {
-        Some(s) => (s.id.as_str(), s.why.as_str(), s.change),
-        None => ("sync", "making the changes durable", Change::Update),
+        Some(s) => (s.id.as_str(), s.why(), s.change),
+        None => ("sync", "making the changes durable".into(), Change::Update),
     }
 }
 
@@ -717,7 +717,7 @@ fn report_step<'p>(
             Outcome::Skipped,
             Cow::Borrowed("not pinned: a step of this run failed; the next boot retries unpinned"),
         ),
-        (Change::Error, _) => (Outcome::Failed, Cow::Borrowed(why)),
+        (Change::Error, _) => (Outcome::Failed, why),
         // Before the planned change: a step planned unchanged may still fail (a file of
         // the local copy, rewritten with the rest of it).
         (_, Err(e)) => {
@@ -727,9 +727,9 @@ fn report_step<'p>(
             };
             (Outcome::Failed, Cow::Owned(format!("{why}: {e}")))
         }
-        (Change::Unchanged, _) => (Outcome::Unchanged, Cow::Borrowed(why)),
-        (Change::Skip, _) => (Outcome::Skipped, Cow::Borrowed(why)),
-        (_, Ok(())) => (Outcome::Changed, Cow::Borrowed(why)),
+        (Change::Unchanged, _) => (Outcome::Unchanged, why),
+        (Change::Skip, _) => (Outcome::Skipped, why),
+        (_, Ok(())) => (Outcome::Changed, why),
     };
     (id, outcome, detail)
 }

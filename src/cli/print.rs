@@ -206,7 +206,7 @@ pub(super) fn print_warnings(out: &mut impl Write, r: &Report) -> std::io::Resul
 pub(super) fn print_steps<'a>(
     out: &mut impl Write,
     l: &agent::Loaded,
-    rows: impl Iterator<Item = (String, &'a str, &'a str)>,
+    rows: impl Iterator<Item = (String, &'a str, impl std::fmt::Display)>,
 ) -> std::io::Result<()> {
     writeln!(
         out,
@@ -248,7 +248,7 @@ pub(super) fn print_plan(
         (
             format!("{:?}", s.change).to_lowercase(),
             s.id.as_str(),
-            s.why.as_str(),
+            s.why(),
         )
     });
     print_steps(out, l, rows)?;

@@ -43,7 +43,7 @@ struct OnDevice {
     /// stream); checked against the digest, so what it holds is what was hashed. A load that
     /// failed (read error, bytes changed since hashing) keeps its error, never an empty buffer:
     /// every later use of the bytes gets that error, so nothing takes the file as empty.
-    loaded: OnceLock<Result<Vec<u8>, String>>,
+    loaded: OnceLock<Loaded>,
 }
 
 /// Makes content from a reader over a byte range of another buffer (a cloud-config block
@@ -90,12 +90,14 @@ struct Derived {
     /// and this (`device: path (what)`, [`Derived::name`]), made when an error needs it, not
     /// held (a document may carve thousands of contents).
     what: Box<str>,
-    /// The first [`HEAD_BYTES`], captured while the content was hashed.
-    head: Vec<u8>,
-    /// The SHA-256 state after the content (see [`Bytes::sha256_then`]).
-    state: Option<sha2::Sha256>,
+    /// The first [`HEAD_BYTES`], captured while the content was hashed (a boxed slice: a
+    /// document may carve thousands of contents, each keeping none).
+    head: Box<[u8]>,
+    /// The SHA-256 state after the content (see [`Bytes::sha256_then`]); a fresh state only
+    /// while the content is first measured.
+    state: sha2::Sha256,
     /// As for [`OnDevice`]: the whole content, read at most once, or the load's error.
-    loaded: OnceLock<Result<Vec<u8>, String>>,
+    loaded: OnceLock<Loaded>,
 }
 
 impl Derived {
@@ -105,30 +107,72 @@ impl Derived {
     }
 }
 
-enum Data {
-    Mem(Vec<u8>),
-    Device(OnDevice),
-    Derived(Derived),
+/// What a buffer is, borrowed from its [`Buf`].
+#[derive(Clone, Copy)]
+enum Data<'a> {
+    Mem(&'a [u8]),
+    Device(&'a OnDevice),
+    Derived(&'a Derived),
 }
 
-impl Default for Data {
-    fn default() -> Self {
-        Data::Mem(Vec::new())
-    }
-}
-
-/// The shared buffer, with its SHA-256 computed at most once (a 64 MiB script is written to two
-/// places and compared: hashing it for each would cost more than reading it). A file on the
-/// device has its digest from the start (the reader hashed it while streaming it).
-#[derive(Default)]
-struct Shared {
-    data: Data,
+/// One kind of buffer with its SHA-256 computed at most once (a 64 MiB script is written to
+/// two places and compared: hashing it for each would cost more than reading it). A file on
+/// the device has its digest from the start (the reader hashed it while streaming it).
+struct Shared<T> {
+    data: T,
     sha256: OnceLock<[u8; 32]>,
 }
 
-impl Shared {
+impl<T> Shared<T> {
+    fn new(data: T) -> Arc<Self> {
+        Arc::new(Shared {
+            data,
+            sha256: OnceLock::new(),
+        })
+    }
+}
+
+/// The shared buffer: one reference-counted allocation per kind, each of its own size. A
+/// buffer in memory (each rendered network file: 28,000 for 14,000 VLANs) costs its bytes and
+/// a small header, not the size of the largest kind (a derived content's recipe, ~250 B), and a
+/// derived content is still one allocation (not a box inside a box: 10,000 `write_files`
+/// entries).
+#[derive(Clone)]
+enum Buf {
+    /// The bytes themselves, at their length (no spare capacity kept for the buffer's life).
+    Mem(Arc<Shared<Box<[u8]>>>),
+    Device(Arc<Shared<OnDevice>>),
+    Derived(Arc<Shared<Derived>>),
+}
+
+impl Buf {
+    fn data(&self) -> Data<'_> {
+        match self {
+            Buf::Mem(s) => Data::Mem(&s.data),
+            Buf::Device(s) => Data::Device(&s.data),
+            Buf::Derived(s) => Data::Derived(&s.data),
+        }
+    }
+
+    fn sha256(&self) -> &OnceLock<[u8; 32]> {
+        match self {
+            Buf::Mem(s) => &s.sha256,
+            Buf::Device(s) => &s.sha256,
+            Buf::Derived(s) => &s.sha256,
+        }
+    }
+
+    fn ptr_eq(&self, other: &Buf) -> bool {
+        match (self, other) {
+            (Buf::Mem(a), Buf::Mem(b)) => Arc::ptr_eq(a, b),
+            (Buf::Device(a), Buf::Device(b)) => Arc::ptr_eq(a, b),
+            (Buf::Derived(a), Buf::Derived(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     fn len(&self) -> usize {
-        match &self.data {
+        match self.data() {
             Data::Mem(v) => v.len(),
             Data::Device(d) => d.len,
             Data::Derived(d) => d.len,
@@ -140,23 +184,28 @@ impl Shared {
     /// the file), the same one on every later call: the load is not retried, so every user of
     /// the file sees one outcome.
     fn try_slice(&self) -> io::Result<&[u8]> {
-        match &self.data {
+        let sha256 = self.sha256();
+        match self.data() {
             Data::Mem(v) => Ok(v),
             Data::Device(d) => load_once(&d.loaded, &d.name, d.len, |f| {
-                stream_device(d, self.sha256.get().copied(), f).map(|_| ())
+                stream_device(d, sha256.get().copied(), f).map(|_| ())
             }),
             Data::Derived(d) => load_once(&d.loaded, &d.name(), d.len, |f| {
-                let want = self.sha256.get().map(|s| (d.len, *s));
+                let want = sha256.get().map(|s| (d.len, *s));
                 stream_derived(d, want, d.len, f).map(|_| ())
             }),
         }
     }
 }
 
-/// A kept file read whole once (see `Shared::try_slice`): what `stream` gives, or its error
+/// A kept file read whole, or the load's error: boxed, as few files are ever loaded and the
+/// empty cell then costs a pointer in each of thousands (a carved `write_files` content).
+type Loaded = Box<Result<Vec<u8>, String>>;
+
+/// A kept file read whole once (see `Buf::try_slice`): what `stream` gives, or its error
 /// kept as text, so every later caller gets the same outcome.
 fn load_once<'a>(
-    loaded: &'a OnceLock<Result<Vec<u8>, String>>,
+    loaded: &'a OnceLock<Loaded>,
     name: &str,
     len: usize,
     stream: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
@@ -174,9 +223,10 @@ fn load_once<'a>(
                 tracing::error!("{e}");
                 e.to_string()
             })
+            .into()
         })
         .as_deref()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone()))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
 /// Streams derived content to `f` in [`STREAM_CHUNK`] pieces: the source range read again (the
@@ -502,7 +552,7 @@ fn stream_device(
 /// Cheap to clone (a reference count); compares, hashes and derefs as its bytes.
 #[derive(Clone)]
 pub struct Bytes {
-    buf: Arc<Shared>,
+    buf: Buf,
     range: Range<usize>,
 }
 
@@ -511,9 +561,11 @@ impl Default for Bytes {
     /// (`std::mem::take`, thousands of `write_files` entries) leaves an empty `Bytes` behind,
     /// which must not cost a buffer of its own each.
     fn default() -> Self {
-        static EMPTY: OnceLock<Arc<Shared>> = OnceLock::new();
+        static EMPTY: OnceLock<Arc<Shared<Box<[u8]>>>> = OnceLock::new();
         Bytes {
-            buf: Arc::clone(EMPTY.get_or_init(|| Arc::new(Shared::default()))),
+            buf: Buf::Mem(Arc::clone(
+                EMPTY.get_or_init(|| Shared::new(Box::default())),
+            )),
             range: 0..0,
         }
     }
@@ -550,13 +602,10 @@ impl Bytes {
             Ok(())
         })?;
         d.head = head;
-        let shared = Shared {
-            data: Data::Device(d),
-            sha256: OnceLock::new(),
-        };
+        let shared = Shared::new(d);
         let _ = shared.sha256.set(digest);
         Ok(Bytes {
-            buf: Arc::new(shared),
+            buf: Buf::Device(shared),
             range: 0..len,
         })
     }
@@ -577,8 +626,8 @@ impl Bytes {
         what: &str,
         max: usize,
     ) -> io::Result<Bytes> {
-        let whole = matches!(src.buf.data, Data::Device(_)) && range == (0..src.len());
-        let check = match src.buf.sha256.get() {
+        let whole = matches!(src.buf.data(), Data::Device(_)) && range == (0..src.len());
+        let check = match src.buf.sha256().get() {
             Some(s) if whole && src.is_whole() => Some(SourceCheck {
                 range: range.clone(),
                 sha256: *s,
@@ -618,8 +667,8 @@ impl Bytes {
             derive,
             len: 0,
             what: what.into(),
-            head: Vec::new(),
-            state: None,
+            head: Box::default(),
+            state: sha2::Sha256::default(),
             loaded: OnceLock::new(),
         };
         let mut head = Vec::new();
@@ -631,15 +680,12 @@ impl Bytes {
                 Ok(())
             })?;
         d.len = len;
-        d.head = head;
-        d.state = Some(state);
-        let shared = Shared {
-            data: Data::Derived(d),
-            sha256: OnceLock::new(),
-        };
+        d.head = head.into_boxed_slice();
+        d.state = state;
+        let shared = Shared::new(d);
         let _ = shared.sha256.set(digest);
         Ok(Bytes {
-            buf: Arc::new(shared),
+            buf: Buf::Derived(shared),
             range: 0..len,
         })
     }
@@ -651,10 +697,10 @@ impl Bytes {
     /// of the derived content derives it again from its start (a MIME part's `write_files`
     /// block would cost a pass over the whole part). `None` for anything else. No read.
     pub fn device_view(&self) -> Option<Bytes> {
-        let Data::Derived(d) = &self.buf.data else {
+        let Data::Derived(d) = self.buf.data() else {
             return None;
         };
-        let Data::Device(f) = &d.src.buf.data else {
+        let Data::Device(f) = d.src.buf.data() else {
             return None;
         };
         if !self.is_whole()
@@ -664,7 +710,7 @@ impl Bytes {
         {
             return None;
         }
-        let sha256 = *self.buf.sha256.get()?;
+        let sha256 = *self.buf.sha256().get()?;
         // The range in the file, then clipped to each extent, in file order.
         let start = (d.src.range.start + d.range.start) as u64;
         let end = start + d.len as u64;
@@ -680,27 +726,24 @@ impl Bytes {
         if extents.iter().map(|&(_, l)| l).sum::<u64>() != d.len as u64 {
             return None;
         }
-        let shared = Shared {
-            data: Data::Device(OnDevice {
-                dev: Arc::clone(&f.dev),
-                extents,
-                len: d.len,
-                name: d.name(),
-                head: d.head.clone(),
-                loaded: OnceLock::new(),
-            }),
-            sha256: OnceLock::new(),
-        };
+        let shared = Shared::new(OnDevice {
+            dev: Arc::clone(&f.dev),
+            extents,
+            len: d.len,
+            name: d.name(),
+            head: d.head.to_vec(),
+            loaded: OnceLock::new(),
+        });
         let _ = shared.sha256.set(sha256);
         Some(Bytes {
-            buf: Arc::new(shared),
+            buf: Buf::Device(shared),
             range: 0..d.len,
         })
     }
 
     /// What errors call the buffer: the drive file's `device: path`.
     fn name(&self) -> std::borrow::Cow<'_, str> {
-        match &self.buf.data {
+        match self.buf.data() {
             Data::Mem(_) => "in memory".into(),
             Data::Device(d) => d.name.as_str().into(),
             Data::Derived(d) => d.name().into(),
@@ -715,7 +758,7 @@ impl Bytes {
         if range.start > range.end || range.end > self.len() {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        match &self.buf.data {
+        match self.buf.data() {
             Data::Device(d) if d.loaded.get().is_none() => Ok(Box::new(DeviceRange {
                 d,
                 pos: (self.range.start + range.start) as u64,
@@ -732,7 +775,7 @@ impl Bytes {
                     inner: d.derive.open(src),
                     name,
                     h: sha2::Sha256::new(),
-                    want: self.buf.sha256.get().map(|s| (d.len, *s)),
+                    want: self.buf.sha256().get().map(|s| (d.len, *s)),
                     pos: 0,
                     start: self.range.start + range.start,
                     end: self.range.start + range.end,
@@ -747,7 +790,7 @@ impl Bytes {
     /// Whether the bytes stay on the device (not held in memory unless a caller asks for
     /// them as one slice): a file kept there, or content derived from one.
     pub fn is_on_device(&self) -> bool {
-        matches!(self.buf.data, Data::Device(_) | Data::Derived(_)) && self.is_whole()
+        matches!(self.buf.data(), Data::Device(_) | Data::Derived(_)) && self.is_whole()
     }
 
     fn is_whole(&self) -> bool {
@@ -787,15 +830,15 @@ impl Bytes {
     /// device returning other bytes on a later read cannot make a hashed cloud-config look like
     /// a script). The error of a failed whole load (see [`try_slice`](Bytes::try_slice)).
     pub fn head(&self, n: usize) -> io::Result<std::borrow::Cow<'_, [u8]>> {
-        match (&self.buf.data, self.is_whole()) {
+        match (self.buf.data(), self.is_whole()) {
             (Data::Device(d), true) => {
-                if let Some(Err(e)) = d.loaded.get() {
+                if let Some(Err(e)) = d.loaded.get().map(|l| &**l) {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
                 }
                 Ok(d.head.get(..n).unwrap_or(&d.head).into())
             }
             (Data::Derived(d), true) => {
-                if let Some(Err(e)) = d.loaded.get() {
+                if let Some(Err(e)) = d.loaded.get().map(|l| &**l) {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
                 }
                 if n <= d.head.len() || d.head.len() == d.len {
@@ -831,13 +874,13 @@ impl Bytes {
     /// changed or failed; `f` has seen bytes by then, so a caller drops what it kept), else one
     /// slice (the load's error when the file was read whole and that failed).
     pub fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-        match &self.buf.data {
+        match self.buf.data() {
             // Once loaded whole (or failed to), the load's outcome is used: one outcome for all.
             Data::Device(d) if self.is_whole() && d.loaded.get().is_none() => {
-                stream_device(d, self.buf.sha256.get().copied(), f).map(|_| ())
+                stream_device(d, self.buf.sha256().get().copied(), f).map(|_| ())
             }
             Data::Derived(d) if self.is_whole() && d.loaded.get().is_none() => {
-                let want = self.buf.sha256.get().map(|s| (d.len, *s));
+                let want = self.buf.sha256().get().map(|s| (d.len, *s));
                 stream_derived(d, want, d.len, f).map(|_| ())
             }
             // A part of derived content: derived again, skipped to the part, never loaded.
@@ -868,10 +911,10 @@ impl Bytes {
     /// not loaded cannot hold `sub` (memory it never had), so it is not loaded to find out
     /// (a 30 MiB kept user data would be read whole for every shared script).
     pub fn slice_ref(&self, sub: &[u8]) -> Option<Bytes> {
-        let loaded = match &self.buf.data {
+        let loaded = match self.buf.data() {
             Data::Mem(_) => true,
-            Data::Device(d) => matches!(d.loaded.get(), Some(Ok(_))),
-            Data::Derived(d) => matches!(d.loaded.get(), Some(Ok(_))),
+            Data::Device(d) => d.loaded.get().is_some_and(|l| l.is_ok()),
+            Data::Derived(d) => d.loaded.get().is_some_and(|l| l.is_ok()),
         };
         if !loaded {
             return None;
@@ -885,7 +928,7 @@ impl Bytes {
         }
         let start = self.range.start + at;
         Some(Bytes {
-            buf: Arc::clone(&self.buf),
+            buf: self.buf.clone(),
             range: start..start + sub.len(),
         })
     }
@@ -898,7 +941,7 @@ impl Bytes {
         if self.is_whole() {
             *self
                 .buf
-                .sha256
+                .sha256()
                 .get_or_init(|| Sha256::digest(self.as_slice()).into())
         } else {
             Sha256::digest(self.as_slice()).into()
@@ -910,12 +953,10 @@ impl Bytes {
     /// against that same digest); other bytes are streamed into the hasher, never joined.
     pub fn sha256_then(&self, tail: &[u8]) -> io::Result<[u8; 32]> {
         use sha2::{Digest, Sha256};
-        if let (Data::Derived(d), true) = (&self.buf.data, self.is_whole()) {
-            if let Some(s) = &d.state {
-                let mut h = s.clone();
-                h.update(tail);
-                return Ok(h.finalize().into());
-            }
+        if let (Data::Derived(d), true) = (self.buf.data(), self.is_whole()) {
+            let mut h = d.state.clone();
+            h.update(tail);
+            return Ok(h.finalize().into());
         }
         let mut h = Sha256::new();
         self.for_each_chunk(&mut |c| {
@@ -928,7 +969,7 @@ impl Bytes {
 
     /// Whether `self` and `other` are the same bytes of the same buffer (no byte read).
     pub fn same(&self, other: &Bytes) -> bool {
-        Arc::ptr_eq(&self.buf, &other.buf) && self.range == other.range
+        self.buf.ptr_eq(&other.buf) && self.range == other.range
     }
 }
 
@@ -979,10 +1020,7 @@ impl From<Vec<u8>> for Bytes {
     fn from(data: Vec<u8>) -> Self {
         let range = 0..data.len();
         Bytes {
-            buf: Arc::new(Shared {
-                data: Data::Mem(data),
-                sha256: OnceLock::new(),
-            }),
+            buf: Buf::Mem(Shared::new(data.into_boxed_slice())),
             range,
         }
     }
@@ -1086,7 +1124,7 @@ mod tests {
         let whole = Bytes::from(b"#!/bin/sh\necho hi\n".to_vec());
         let part = whole.slice_ref(&whole[10..]).unwrap();
         assert_eq!(part.as_slice(), b"echo hi\n");
-        assert!(Arc::ptr_eq(&whole.buf, &part.buf));
+        assert!(whole.buf.ptr_eq(&part.buf));
         // A slice of a slice stays inside the buffer.
         let word = part.slice_ref(&part[5..7]).unwrap();
         assert_eq!(word.as_slice(), b"hi");
@@ -1134,7 +1172,7 @@ mod tests {
         b.write_to(&mut out).unwrap();
         assert!(out == want);
         assert_eq!(b, Bytes::from(want.clone()), "compares by digest");
-        if let Data::Device(d) = &b.buf.data {
+        if let Data::Device(d) = b.buf.data() {
             assert!(d.loaded.get().is_none(), "streaming held nothing whole");
         }
         // Same length, one byte changed on the device: the write fails naming the file.
@@ -1199,7 +1237,7 @@ mod tests {
         assert!(e.to_string().contains("dev: ud2"), "{e}");
         // A part of the buffer (a MIME part) fails too.
         let part = Bytes {
-            buf: Arc::clone(&b.buf),
+            buf: b.buf.clone(),
             range: 10..20,
         };
         assert!(part.try_slice().is_err());
@@ -1272,7 +1310,7 @@ mod tests {
         let src =
             Bytes::on_device(dev.clone(), vec![(0, 20_000)], 20_000, "dev: f".into()).unwrap();
         let b = Bytes::derived(&src, 10..15_010, Box::new(UpperNoHead), "v", 1 << 20).unwrap();
-        if let Data::Derived(d) = &b.buf.data {
+        if let Data::Derived(d) = b.buf.data() {
             assert!(d.head.is_empty(), "no head kept");
         }
         let want = data[10..15_010].to_ascii_uppercase();
@@ -1309,7 +1347,7 @@ mod tests {
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert!(out == want);
-        if let Data::Derived(d) = &b.buf.data {
+        if let Data::Derived(d) = b.buf.data() {
             assert!(d.loaded.get().is_none(), "streaming held nothing whole");
         }
         assert!(b.try_slice().unwrap() == &want[..]);
@@ -1339,10 +1377,10 @@ mod tests {
         let b = Bytes::derived(&src, 1_000..391_000, Box::new(Upper), "gunzip", 1 << 20).unwrap();
         let whole = data[1_000..391_000].to_ascii_uppercase();
         let part = |r: Range<usize>| Bytes {
-            buf: Arc::clone(&b.buf),
+            buf: b.buf.clone(),
             range: r,
         };
-        let not_loaded = || match &b.buf.data {
+        let not_loaded = || match b.buf.data() {
             Data::Derived(d) => d.loaded.get().is_none(),
             _ => false,
         };
@@ -1467,10 +1505,10 @@ mod tests {
         let other = vec![b'x'; 10];
         assert!(src.slice_ref(&other).is_none());
         assert!(d.slice_ref(&other).is_none());
-        if let Data::Device(d) = &src.buf.data {
+        if let Data::Device(d) = src.buf.data() {
             assert!(d.loaded.get().is_none(), "slice_ref loaded the file");
         }
-        if let Data::Derived(d) = &d.buf.data {
+        if let Data::Derived(d) = d.buf.data() {
             assert!(d.loaded.get().is_none(), "slice_ref loaded the content");
         }
         // Once loaded, a slice of the load is a slice of the buffer.
@@ -1484,7 +1522,7 @@ mod tests {
         let b = Bytes::from(vec![7u8; 100_000]);
         let want: [u8; 32] = Sha256::digest(vec![7u8; 100_000]).into();
         assert_eq!(b.sha256(), want);
-        assert!(b.clone().buf.sha256.get().is_some());
+        assert!(b.clone().buf.sha256().get().is_some());
         let part = b.slice_ref(&b[1..]).unwrap();
         assert_eq!(part.sha256(), <[u8; 32]>::from(Sha256::digest(&b[1..])));
     }

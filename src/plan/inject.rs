@@ -93,8 +93,8 @@ impl Planner<'_> {
                 bytes: seed.len(),
                 data: Secret::new(seed.expose().to_vec()),
             },
-            why,
-            input,
+            why: why.into(),
+            input: input.map(Into::into),
         });
     }
 }

@@ -243,17 +243,117 @@ impl Change {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// Stable identifier (`hostname`, `hosts`, `ssh-keys`, `copy:openstack/latest/...`).
     pub id: String,
     pub change: Change,
     pub action: Action,
-    pub why: String,
+    /// Why the step is planned: read it with [`Step::why`] (a whole-file step's reason is
+    /// rendered from its parts and the step's path).
+    pub why: Why,
     /// Hash of the input this step applies, kept in the record (see `state::Record`). Not
     /// printed: for a password it is the crypt hash set.
-    #[serde(skip)]
-    pub input: Option<String>,
+    pub input: Option<state::Input>,
+}
+
+impl Step {
+    /// The step's one-line reason, as printed (`--dry-run`, the report, the status).
+    pub fn why(&self) -> std::borrow::Cow<'_, str> {
+        match (&self.why, &self.action) {
+            (Why::Text(t), _) => t.as_str().into(),
+            (
+                Why::File { what, found },
+                Action::WriteFile {
+                    path,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                },
+            ) => found
+                .render(
+                    what,
+                    path,
+                    Meta {
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    },
+                )
+                .into(),
+            // Only whole-file steps hold their reason in parts.
+            (Why::File { what, .. }, _) => what.as_ref().into(),
+        }
+    }
+}
+
+impl Serialize for Step {
+    /// As the fields were always printed (`--json`): the reason as its text.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Step", 4)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("change", &self.change)?;
+        st.serialize_field("action", &self.action)?;
+        st.serialize_field("why", &*self.why())?;
+        st.end()
+    }
+}
+
+/// Why a step is planned. A whole-file step (28,000 for 14,000 chained VLANs, 10,000 for as
+/// many `write_files` entries) keeps what the file is (one shared text for all the steps of a
+/// kind) and what the planner found there, not a text of its own: [`Step::why`] renders it
+/// with the step's path, the same text the planner once formatted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    Text(String),
+    File {
+        what: std::sync::Arc<str>,
+        found: Found,
+    },
+}
+
+impl From<String> for Why {
+    fn from(t: String) -> Why {
+        Why::Text(t)
+    }
+}
+
+impl From<&str> for Why {
+    fn from(t: &str) -> Why {
+        Why::Text(t.to_string())
+    }
+}
+
+/// What a whole-file step found at its path (see [`Planner::file_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    UpToDate,
+    /// Applied before for this instance and changed since: local edits kept.
+    ChangedSince,
+    /// Applied before for this instance and removed since: not re-created.
+    RemovedSince,
+    /// The content is right; mode and owner were these.
+    Meta(Meta),
+    Differs,
+    Missing,
+}
+
+impl Found {
+    fn render(self, what: &str, path: &str, meta: Meta) -> String {
+        match self {
+            Found::UpToDate => format!("{what}: /{path} is already up to date"),
+            Found::ChangedSince => format!("{what}: already applied for this instance and /{path} was changed since; local edits kept"),
+            Found::RemovedSince => format!("{what}: already applied for this instance and /{path} was removed since; not re-created"),
+            Found::Meta(m) => format!(
+                "{what}: /{path} mode/owner {:04o} {}:{} -> {:04o} {}:{}",
+                m.mode, m.uid, m.gid, meta.mode, meta.uid, meta.gid
+            ),
+            Found::Differs => format!("{what}: /{path} differs"),
+            Found::Missing => format!("{what}: /{path} does not exist"),
+        }
+    }
 }
 
 /// The record a [`Action::WriteRecord`] of `steps` writes: `record`'s head, and the ids and
@@ -268,7 +368,7 @@ pub fn record_view<'a>(
         steps: order
             .iter()
             .filter_map(|&i| steps.get(i))
-            .filter_map(|s| Some((s.id.as_str(), s.input.as_deref()?)))
+            .filter_map(|s| Some((s.id.as_str(), s.input.as_ref()?)))
             .collect(),
     }
 }
@@ -367,6 +467,7 @@ fn plan_inner(
         default_user: None,
         salt: mixed_salt(facts, instance),
         drive_sha256: None,
+        last_what: None,
     };
     let id = &instance.instance_id;
     if let Some(reason) = state::invalid_instance_id(id) {
@@ -377,7 +478,8 @@ fn plan_inner(
             why: format!(
                 "instance id {} is not usable as a directory name: {reason}",
                 Esc(id)
-            ),
+            )
+            .into(),
             input: None,
         });
         return p.finish(id);
@@ -597,7 +699,7 @@ pub fn add_pin(plan: &mut Plan, pin: &crate::probe::trust::Pin) {
             path: state::pin_path(),
             content,
         },
-        why,
+        why: why.into(),
         input: None,
     });
 }
@@ -622,6 +724,9 @@ struct Planner<'a> {
     /// The network input as the caller parsed it (`Some(None)`: there is none); `None`: not
     /// parsed yet (`plan_network` parses it).
     network: Option<Option<network::NetworkInput>>,
+    /// The `what` of the last whole-file step's reason, shared by the next ones that have the
+    /// same (every network file, every file of the local copy).
+    last_what: Option<std::sync::Arc<str>>,
 }
 
 impl Planner<'_> {
@@ -644,8 +749,11 @@ impl Planner<'_> {
     fn log_safe_texts(&mut self) {
         crate::source::log_safe_report(&mut self.warnings);
         for s in &mut self.steps {
-            if let std::borrow::Cow::Owned(safe) = grammar::log_safe(&s.why, 2000) {
-                s.why = safe;
+            // A reason in parts was checked when it was made (`file_step`).
+            if let Why::Text(t) = &s.why {
+                if let std::borrow::Cow::Owned(safe) = grammar::log_safe(t, 2000) {
+                    s.why = Why::Text(safe);
+                }
             }
         }
     }
@@ -686,37 +794,16 @@ impl Planner<'_> {
     ) {
         let content: crate::model::Bytes = content.into();
         let existing = self.facts.files.get(path);
-        let (change, why) = match existing {
-            Some(f) if f.holds(&content) && f.meta == meta => {
-                (Change::Unchanged, format!("{what}: /{path} is already up to date"))
-            }
-            Some(_)
-                if respect_local
-                    && input.as_deref().is_some_and(|i| self.applied_before(id, i)) =>
-            {
-                (
-                    Change::Skip,
-                    format!("{what}: already applied for this instance and /{path} was changed since; local edits kept"),
-                )
-            }
-            None if respect_local
-                && input.as_deref().is_some_and(|i| self.applied_before(id, i)) =>
-            {
-                (
-                    Change::Skip,
-                    format!("{what}: already applied for this instance and /{path} was removed since; not re-created"),
-                )
-            }
-            Some(f) if f.holds(&content) => (
-                Change::Update,
-                format!(
-                    "{what}: /{path} mode/owner {:04o} {}:{} -> {:04o} {}:{}",
-                    f.meta.mode, f.meta.uid, f.meta.gid, meta.mode, meta.uid, meta.gid
-                ),
-            ),
-            Some(_) => (Change::Update, format!("{what}: /{path} differs")),
-            None => (Change::Create, format!("{what}: /{path} does not exist")),
+        let applied = || input.as_deref().is_some_and(|i| self.applied_before(id, i));
+        let (change, found) = match existing {
+            Some(f) if f.holds(&content) && f.meta == meta => (Change::Unchanged, Found::UpToDate),
+            Some(_) if respect_local && applied() => (Change::Skip, Found::ChangedSince),
+            None if respect_local && applied() => (Change::Skip, Found::RemovedSince),
+            Some(f) if f.holds(&content) => (Change::Update, Found::Meta(f.meta)),
+            Some(_) => (Change::Update, Found::Differs),
+            None => (Change::Create, Found::Missing),
         };
+        let why = self.file_why(what, path, found, meta);
         self.steps.push(Step {
             id: id.to_string(),
             change,
@@ -732,8 +819,32 @@ impl Planner<'_> {
                 gid: meta.gid,
             },
             why,
-            input,
+            input: input.map(Into::into),
         });
+    }
+
+    /// A whole-file step's reason: in parts when its text is log-safe as it is (what
+    /// `log_safe_texts` would leave alone: one line, short), the `what` shared with the steps
+    /// before that had the same; else the text made safe now.
+    fn file_why(&mut self, what: &str, path: &str, found: Found, meta: Meta) -> Why {
+        // The longest fixed text of a reason is under 100 bytes.
+        let short = what.len() + path.len() + 200 <= 2000;
+        if short && grammar::line_safe(what).is_ok() && grammar::line_safe(path).is_ok() {
+            let what = match &self.last_what {
+                Some(w) if **w == *what => std::sync::Arc::clone(w),
+                _ => {
+                    let w: std::sync::Arc<str> = what.into();
+                    self.last_what = Some(std::sync::Arc::clone(&w));
+                    w
+                }
+            };
+            return Why::File { what, found };
+        }
+        let text = found.render(what, path, meta);
+        match grammar::log_safe(&text, 2000) {
+            std::borrow::Cow::Owned(safe) => Why::Text(safe),
+            std::borrow::Cow::Borrowed(_) => Why::Text(text),
+        }
     }
 
     /// The host name: `#cloud-config` `fqdn`, else its `hostname`, else the drive's metadata.
@@ -791,7 +902,7 @@ impl Planner<'_> {
             id: id.to_string(),
             change: Change::Skip,
             action: Action::Nothing,
-            why,
+            why: why.into(),
             input: None,
         };
         if preserve {
@@ -903,8 +1014,8 @@ impl Planner<'_> {
                 id: "hostname-live".into(),
                 change,
                 action: Action::SetHostname { name: short },
-                why,
-                input,
+                why: why.into(),
+                input: input.map(Into::into),
             });
         }
     }
@@ -954,7 +1065,7 @@ impl Planner<'_> {
                 id: "ssh-keys".into(),
                 change: Change::Skip,
                 action: Action::Nothing,
-                why,
+                why: why.into(),
                 input: None,
             });
         } else {
@@ -994,7 +1105,8 @@ impl Planner<'_> {
                     why: format!(
                         "{} SSH key(s) for user {user:?}, but /etc/passwd has no such user",
                         keys.len()
-                    ),
+                    )
+                    .into(),
                     input: None,
                 });
             }
@@ -1045,7 +1157,7 @@ impl Planner<'_> {
                 uid: pw.uid,
                 gid: pw.gid,
             },
-            why,
+            why: why.into(),
             input: None,
         });
         let text = existing
@@ -1105,7 +1217,7 @@ impl Planner<'_> {
                 action: Action::RemoveFile {
                     path: stale.clone(),
                 },
-                why: format!("local copy: {rel} is no longer on the drive"),
+                why: format!("local copy: {rel} is no longer on the drive").into(),
                 input: None,
             });
         }
@@ -1189,7 +1301,7 @@ impl Planner<'_> {
             );
             self.warnings.warn(file, field, msg.clone());
             s.change = Change::Skip;
-            s.why = msg;
+            s.why = msg.into();
             // Not applied, so not recorded as applied either.
             s.input = None;
         }
@@ -1239,7 +1351,7 @@ impl Planner<'_> {
                 record: Box::new(record),
                 order,
             },
-            why,
+            why: why.into(),
             input: None,
         });
     }

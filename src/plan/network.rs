@@ -204,7 +204,7 @@ impl Planner<'_> {
                     id: "network".into(),
                     change: Change::Error,
                     action: Action::Nothing,
-                    why: format!("network configuration not applied: {e}"),
+                    why: format!("network configuration not applied: {e}").into(),
                     input: None,
                 });
                 return;
@@ -261,7 +261,7 @@ impl Planner<'_> {
                     id: "network".into(),
                     change: Change::Error,
                     action: Action::Nothing,
-                    why: format!("network configuration not applied ({backend}): {e}"),
+                    why: format!("network configuration not applied ({backend}): {e}").into(),
                     input: None,
                 });
                 return;
@@ -312,7 +312,7 @@ impl Planner<'_> {
                 id: format!("net-remove:{path}"),
                 change: Change::Remove,
                 action: Action::RemoveFile { path: path.clone() },
-                why: format!("{what}: /{path} is primer's and no longer rendered"),
+                why: format!("{what}: /{path} is primer's and no longer rendered").into(),
                 input: None,
             });
         }

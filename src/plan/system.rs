@@ -250,7 +250,7 @@ impl Planner<'_> {
             id: id.into(),
             change: Change::Skip,
             action: Action::Nothing,
-            why,
+            why: why.into(),
             input: None,
         });
     }
@@ -329,8 +329,8 @@ impl Planner<'_> {
                 path: LOCALTIME.into(),
                 target: link,
             },
-            why,
-            input,
+            why: why.into(),
+            input: input.map(Into::into),
         });
     }
 
@@ -367,7 +367,7 @@ impl Planner<'_> {
                 id: id.into(),
                 change: Change::Remove,
                 action: Action::RemoveFile { path: path.into() },
-                why: format!("{why}: /{path} removed"),
+                why: format!("{why}: /{path} removed").into(),
                 input: None,
             });
         }
@@ -474,7 +474,7 @@ impl Planner<'_> {
                 change: Change::Unchanged,
                 action: Action::Nothing,
                 why: "system certificate store already holds user-data ca_certs".into(),
-                input: Some(input),
+                input: Some(input.into()),
             });
             return;
         }
@@ -498,8 +498,9 @@ impl Planner<'_> {
             action: Action::UpdateCaCertificates {
                 tool: UPDATE_CA.into(),
             },
-            why: format!("{count} user-data ca_certs certificate(s): update-ca-certificates"),
-            input: Some(input),
+            why: format!("{count} user-data ca_certs certificate(s): update-ca-certificates")
+                .into(),
+            input: Some(input.into()),
         });
     }
 
@@ -594,8 +595,8 @@ impl Planner<'_> {
             id: "mount-points".into(),
             change,
             action: Action::MakeDirs { paths: dirs },
-            why,
-            input: Some(input),
+            why: why.into(),
+            input: Some(input.into()),
         });
     }
 
@@ -734,7 +735,10 @@ mod tests {
             },
         );
         let mut steps = std::collections::BTreeMap::new();
-        steps.insert("ca-certs-update".to_string(), s.input.clone().unwrap());
+        steps.insert(
+            "ca-certs-update".to_string(),
+            s.input.clone().unwrap().to_string(),
+        );
         facts.record = Some(crate::state::Record {
             instance_id: "iid-1".into(),
             format: String::new(),

@@ -357,8 +357,9 @@ impl Planner<'_> {
                 id,
                 change: Change::Error,
                 action: Action::Nothing,
-                why: format!("write_files {shown}: /{rel} not searched for the text; not appended"),
-                input,
+                why: format!("write_files {shown}: /{rel} not searched for the text; not appended")
+                    .into(),
+                input: input.map(Into::into),
             });
             return;
         }
@@ -367,8 +368,8 @@ impl Planner<'_> {
                 id,
                 change: Change::Unchanged,
                 action: Action::Nothing,
-                why: format!("write_files {shown}: appended before for this instance"),
-                input,
+                why: format!("write_files {shown}: appended before for this instance").into(),
+                input: input.map(Into::into),
             });
             return;
         }
@@ -456,8 +457,8 @@ impl Planner<'_> {
             id,
             change,
             action,
-            why,
-            input,
+            why: why.into(),
+            input: input.map(Into::into),
         });
         if acts {
             budget.copied += copies;
@@ -624,7 +625,7 @@ impl Planner<'_> {
                     timeout_secs: timeout,
                     marker: (!every_boot).then_some(marker),
                 },
-                why,
+                why: why.into(),
                 input: None,
             });
         }

@@ -371,8 +371,8 @@ impl Planner<'_> {
                 writes,
                 intent: None,
             },
-            why,
-            input,
+            why: why.into(),
+            input: input.map(Into::into),
         });
     }
 
@@ -574,8 +574,9 @@ impl Planner<'_> {
                     why: format!(
                         "users {} already created for this instance and changed since; kept",
                         names.join(", ")
-                    ),
-                    input,
+                    )
+                    .into(),
+                    input: input.map(Into::into),
                 });
             } else {
                 let refused = if edit.warnings.is_empty() {
@@ -755,7 +756,7 @@ impl Planner<'_> {
             id: id.into(),
             change: Change::Skip,
             action: Action::Nothing,
-            why,
+            why: why.into(),
             input: None,
         };
         if let Err(e) = accounts::check_name(name) {
@@ -813,8 +814,8 @@ impl Planner<'_> {
                 id: id.into(),
                 change: Change::Unchanged,
                 action: Action::Nothing,
-                why,
-                input: input.clone(),
+                why: why.into(),
+                input: input.clone().map(Into::into),
             });
             if intended && !ours {
                 // The home an interrupted creation left unfinished is completed (`plan_home`
@@ -863,7 +864,7 @@ impl Planner<'_> {
         }
         if ours {
             self.steps.push(Step {
-                input,
+                input: input.map(Into::into),
                 ..skip(format!(
                     "admin user {name} ({field}): created for this instance and removed since; kept"
                 ))
@@ -960,7 +961,7 @@ impl Planner<'_> {
                     uid,
                     gid,
                 },
-                why: format!("home directory /{rel}"),
+                why: format!("home directory /{rel}").into(),
                 input: None,
             }),
             Some(m)
@@ -1008,7 +1009,7 @@ impl Planner<'_> {
                     uid,
                     gid,
                 },
-                why: format!("/{SKEL}/{d} into the new home"),
+                why: format!("/{SKEL}/{d} into the new home").into(),
                 input: None,
             });
         }
@@ -1029,7 +1030,7 @@ impl Planner<'_> {
                     uid,
                     gid,
                 },
-                why: format!("/{SKEL}/{sub} into the new home"),
+                why: format!("/{SKEL}/{sub} into the new home").into(),
                 input: None,
             });
         }
@@ -1199,7 +1200,7 @@ impl Planner<'_> {
                     uid: 0,
                     gid: 0,
                 },
-                why,
+                why: why.into(),
                 input: None,
             });
         }
@@ -1295,7 +1296,7 @@ impl Planner<'_> {
                         "{} for user {} ({file} {field}): no such user (see the admin-user step); not set",
                         w.from,
                         Esc(&w.user)
-                    ),
+                    ).into(),
                     input: None,
                 });
                 continue;
@@ -1309,7 +1310,8 @@ impl Planner<'_> {
                         "{} for user {}, but there is no such user",
                         w.from,
                         Esc(&w.user)
-                    ),
+                    )
+                    .into(),
                     input: None,
                 });
                 continue;
@@ -1376,8 +1378,8 @@ impl Planner<'_> {
                         Change::Unchanged
                     },
                     action: Action::Nothing,
-                    why,
-                    input: recorded,
+                    why: why.into(),
+                    input: recorded.map(Into::into),
                 });
                 continue;
             }
@@ -1440,8 +1442,8 @@ impl Planner<'_> {
                     id,
                     change,
                     action: Action::Nothing,
-                    why,
-                    input,
+                    why: why.into(),
+                    input: input.map(Into::into),
                 });
                 continue;
             }
@@ -1655,7 +1657,7 @@ mod tests {
         let mut record = state::Record::default();
         for s in &first.steps {
             if let Some(input) = &s.input {
-                record.steps.insert(s.id.clone(), input.clone());
+                record.steps.insert(s.id.clone(), input.to_string());
             }
         }
         // The record holds keyed digests only: no crypt hash, no plain digest of the password.
@@ -1672,7 +1674,7 @@ mod tests {
             .find(|s| s.id == "password:root")
             .unwrap();
         assert_eq!(step.change, Change::Unchanged, "{step:?}");
-        assert!(step.why.contains("no hash computed"), "{}", step.why);
+        assert!(step.why().contains("no hash computed"), "{}", step.why());
         let t = Instant::now();
         let hash = shadow_field(&shadow, "root").unwrap();
         assert!(accounts::verify_password(pw.as_bytes(), hash));
@@ -1720,7 +1722,7 @@ mod tests {
         };
         let (path, content) = intent.clone().unwrap();
         assert_eq!(path, state::intent_path("id-admin"));
-        let input = admin.input.clone().unwrap();
+        let input = admin.input.clone().unwrap().to_string();
         assert!(String::from_utf8_lossy(&content).contains(&format!("{input} 1000:1000")));
         assert!(step(&first, "home:home/ops").is_some());
 
@@ -1746,7 +1748,7 @@ mod tests {
         let image = plan(&i, &drive, &made, &policy);
         let a = step(&image, "admin-user").unwrap();
         assert!(
-            a.input.is_none() && a.why.contains("exists in the image"),
+            a.input.is_none() && a.why().contains("exists in the image"),
             "{a:?}"
         );
         assert!(step(&image, "home:home/ops").is_none());
@@ -1755,8 +1757,11 @@ mod tests {
         let ours = plan(&i, &drive, &made, &policy);
         let a = step(&ours, "admin-user").unwrap();
         assert_eq!(a.change, Change::Unchanged);
-        assert_eq!(a.input.as_deref(), Some(input.as_str()));
-        assert!(a.why.contains("created for this instance"), "{a:?}");
+        assert_eq!(
+            a.input.as_ref().map(ToString::to_string).as_deref(),
+            Some(input.as_str())
+        );
+        assert!(a.why().contains("created for this instance"), "{a:?}");
         assert_eq!(step(&ours, "home:home/ops").unwrap().change, Change::Create);
 
         // The intent names the ids it planned: an account of that name with other ids (another
@@ -1767,7 +1772,7 @@ mod tests {
         }
         let a = step(&plan(&i, &drive, &other, &policy), "admin-user").unwrap();
         assert!(
-            a.input.is_none() && a.why.contains("exists in the image"),
+            a.input.is_none() && a.why().contains("exists in the image"),
             "{a:?}"
         );
 
@@ -1778,7 +1783,10 @@ mod tests {
         recorded.record = Some(record);
         let later = plan(&i, &drive, &recorded, &policy);
         let a = step(&later, "admin-user").unwrap();
-        assert_eq!(a.input.as_deref(), Some(input.as_str()));
+        assert_eq!(
+            a.input.as_ref().map(ToString::to_string).as_deref(),
+            Some(input.as_str())
+        );
         assert!(step(&later, "home:home/ops").is_none());
     }
 }

@@ -47,7 +47,8 @@ impl Planner<'_> {
             id: id.into(),
             change: Change::Skip,
             action,
-            why: format!("{what}: not the running system (--root is another tree); not applied"),
+            why: format!("{what}: not the running system (--root is another tree); not applied")
+                .into(),
             input: None,
         });
     }
@@ -82,7 +83,7 @@ impl Planner<'_> {
                 id: "computer-name".into(),
                 change: Change::Skip,
                 action,
-                why: format!("user-data preserve_hostname: true: {what} not set"),
+                why: format!("user-data preserve_hostname: true: {what} not set").into(),
                 input: None,
             });
             return;
@@ -114,8 +115,8 @@ impl Planner<'_> {
             id: "computer-name".into(),
             change,
             action,
-            why,
-            input,
+            why: why.into(),
+            input: input.map(Into::into),
         });
     }
 
@@ -186,8 +187,8 @@ impl Planner<'_> {
             id: "windows-user".into(),
             change,
             action,
-            why,
-            input: Some(input),
+            why: why.into(),
+            input: Some(input.into()),
         });
     }
 
@@ -225,7 +226,7 @@ impl Planner<'_> {
                         id: "ssh-keys".into(),
                         change: Change::Error,
                         action: Action::Nothing,
-                        why: format!("SSH user {}: {e}", Esc(u)),
+                        why: format!("SSH user {}: {e}", Esc(u)).into(),
                         input: None,
                     });
                     return;
@@ -238,7 +239,7 @@ impl Planner<'_> {
                         why: format!(
                             "SSH user {u}: no profile C:\\Users\\{u} yet (Windows makes it at the first logon, under another name if primer made the folder first): keys not written; log on once, or use the admin user ({})",
                             ADMINS_KEYS
-                        ),
+                        ).into(),
                         input: None,
                     });
                     return;
@@ -313,7 +314,7 @@ impl Planner<'_> {
             return self.live_skip("network-script", action, &what);
         }
         let (change, why) = match &input {
-            Some(i) if self.applied_before("network-script", i) => (
+            Some(i) if self.applied_before("network-script", i.text(&mut [0; 64])) => (
                 Change::Unchanged,
                 format!("{what}: ran for this network configuration"),
             ),
@@ -328,7 +329,7 @@ impl Planner<'_> {
             id: "network-script".into(),
             change,
             action,
-            why,
+            why: why.into(),
             input,
         });
     }
@@ -396,7 +397,7 @@ impl Planner<'_> {
             action,
             why: format!(
                 "{what} (windows.extend_volume: true; every boot; unchanged when already at its largest size)"
-            ),
+            ).into(),
             input: None,
         });
     }
@@ -566,7 +567,7 @@ mod tests {
                 reboot: false
             }
         );
-        assert!(cn.why.contains("reboot required"), "{}", cn.why);
+        assert!(cn.why().contains("reboot required"), "{}", cn.why());
         assert!(p1
             .warnings
             .warnings
@@ -596,7 +597,10 @@ mod tests {
         ));
         // The recorded input is a keyed digest: no plain hash of the password.
         let pw_sha = state::sha256_hex(b"Passw0rd!");
-        assert_ne!(user.input.as_deref(), Some(pw_sha.as_str()));
+        assert_ne!(
+            user.input.as_ref().map(ToString::to_string).as_deref(),
+            Some(pw_sha.as_str())
+        );
         assert_eq!(step(&p1, "network-script").change, Change::Update);
         assert!(matches!(
             &step(&p1, "network-script").action,
@@ -617,7 +621,7 @@ mod tests {
                 !s.change.acts(),
                 "second run changes {}: {} ({:?})",
                 s.id,
-                s.why,
+                s.why(),
                 s.change
             );
         }
@@ -630,7 +634,7 @@ mod tests {
         for id in ["computer-name", "windows-user", "network-script"] {
             let s = step(&p, id);
             assert_eq!(s.change, Change::Skip, "{id}");
-            assert!(s.why.contains("not the running system"), "{}", s.why);
+            assert!(s.why().contains("not the running system"), "{}", s.why());
         }
         assert_eq!(step(&p, "ssh-keys").change, Change::Create);
         assert_eq!(
@@ -675,7 +679,7 @@ mod tests {
         let p = plan(&i, &d, &f, &policy);
         assert_eq!(step(&p, "ssh-keys").change, Change::Skip);
         assert!(
-            step(&p, "ssh-keys").why.contains("first logon"),
+            step(&p, "ssh-keys").why().contains("first logon"),
             "{:?}",
             step(&p, "ssh-keys")
         );
