@@ -1,5 +1,5 @@
 //! A JSON document kept as the drive's text ([`JsonText`]) instead of a `serde_json::Value`
-//! tree: the source checks it once (well-formed, nesting bounded, no duplicate key) and the
+//! tree (unless small): the source checks it once (well-formed, nesting bounded, no duplicate key) and the
 //! stages that need it read it again from the text. Pure; never panics on its text, never
 //! recurses deeper than the document's own nesting (which the source bounded).
 //!
@@ -15,54 +15,77 @@ use serde_json::Value;
 
 use super::Bytes;
 
-/// A JSON document's text, checked by the source that made it: it parses as JSON with no
-/// duplicate key, its nesting within the source's bound. Serialises exactly as the
-/// `serde_json::Value` parsed from it does (keys sorted, numbers and strings re-written as
-/// `serde_json` writes them), without building that value.
+/// A JSON document the source checked (it parses as JSON with no duplicate key, its nesting
+/// within the source's bound): a small one as its `serde_json::Value` (reading a few KiB twice
+/// would cost more CPU than its tree costs memory), a larger one as the drive's text, read
+/// again by the stage that needs the tree. Either serialises exactly as the value does (keys
+/// sorted, numbers and strings re-written as `serde_json` writes them): the text without
+/// building the tree.
 #[derive(Clone, PartialEq, Eq)]
-pub struct JsonText(Bytes);
+pub struct JsonText(Held);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Held {
+    Tree(Value),
+    Text(Bytes),
+}
 
 impl JsonText {
+    /// Largest text a source keeps as its tree (~10 bytes of heap per byte of text: at most
+    /// ~160 KiB). Real `network_data.json` files are a few KiB.
+    pub const TREE_MAX: usize = 16 << 10;
+
     /// Text the caller checked (`source::value::check_json` accepted it, or `serde_json` wrote
     /// it).
     pub fn checked(text: Bytes) -> JsonText {
-        JsonText(text)
+        JsonText(Held::Text(text))
     }
 
-    /// The text as the drive gave it.
-    pub fn as_bytes(&self) -> std::io::Result<&[u8]> {
-        self.0.try_slice()
+    /// A document already read (a small one, see [`JsonText::TREE_MAX`]).
+    pub fn tree(v: Value) -> JsonText {
+        JsonText(Held::Tree(v))
     }
 
     /// The document as a `serde_json::Value`, the very value the source's reader makes of it
     /// (for text without duplicate keys and within its nesting bound, `serde_json`'s own
-    /// `Value` reading gives the same tree). For the stage that reads it, briefly.
-    pub fn to_value(&self) -> Result<Value, String> {
-        let text = self.as_bytes().map_err(|e| e.to_string())?;
-        serde_json::from_slice(text).map_err(|e| e.to_string())
+    /// `Value` reading gives the same tree): the one held, or one read from the text for the
+    /// stage that reads it, briefly.
+    pub fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
+        match &self.0 {
+            Held::Tree(v) => Ok(std::borrow::Cow::Borrowed(v)),
+            Held::Text(t) => {
+                let text = t.try_slice().map_err(|e| e.to_string())?;
+                serde_json::from_slice(text)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 }
 
 impl From<Value> for JsonText {
-    /// A document built in code (tests, `make-drive`): its `serde_json` text.
+    /// A document built in code (tests, `make-drive`).
     fn from(v: Value) -> JsonText {
-        JsonText(serde_json::to_vec(&v).unwrap_or_default().into())
+        JsonText::tree(v)
     }
 }
 
 impl fmt::Debug for JsonText {
     /// As the value reads (what `Debug` of the tree showed).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_value() {
-            Ok(v) => fmt::Debug::fmt(&v, f),
-            Err(_) => write!(f, "<{} bytes of JSON>", self.0.len()),
+        match self.value() {
+            Ok(v) => fmt::Debug::fmt(&*v, f),
+            Err(_) => f.write_str("<unreadable JSON>"),
         }
     }
 }
 
 impl Serialize for JsonText {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = self.as_bytes().map_err(S::Error::custom)?;
+        let text = match &self.0 {
+            Held::Tree(v) => return v.serialize(s),
+            Held::Text(t) => t.try_slice().map_err(S::Error::custom)?,
+        };
         let doc = Scanned::new(text).ok_or_else(|| S::Error::custom("JSON text out of shape"))?;
         let at = skip_ws(text, 0);
         Node { doc: &doc, at }.serialize(s)
@@ -261,7 +284,12 @@ mod tests {
             serde_json::to_vec_pretty(&v).unwrap(),
             "{text}"
         );
-        assert_eq!(t.to_value().unwrap(), v);
+        assert_eq!(*t.value().unwrap(), v);
+        let tree = JsonText::tree(v.clone());
+        assert_eq!(
+            serde_json::to_vec_pretty(&tree).unwrap(),
+            serde_json::to_vec_pretty(&t).unwrap()
+        );
         assert_eq!(format!("{t:?}"), format!("{v:?}"));
     }
 

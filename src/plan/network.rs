@@ -178,8 +178,11 @@ pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<Ne
 
 /// The tree of a checked `network_data.json` text. Never fails for text the source checked
 /// (the drive's buffer is read once and kept); if it did, the network is refused by name.
-fn open_doc(data: &crate::model::JsonText, file: &str) -> Result<serde_json::Value, net::NetError> {
-    data.to_value().map_err(|e| net::NetError::new(file, "", e))
+fn open_doc<'d>(
+    data: &'d crate::model::JsonText,
+    file: &str,
+) -> Result<std::borrow::Cow<'d, serde_json::Value>, net::NetError> {
+    data.value().map_err(|e| net::NetError::new(file, "", e))
 }
 
 impl Planner<'_> {
