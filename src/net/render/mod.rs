@@ -502,6 +502,11 @@ impl<'a> Net<'a> {
         self.index.link(id)
     }
 
+    /// Where the first link of this id is (`links.iter().position`, from the index).
+    pub(crate) fn position(&self, id: &str) -> Option<usize> {
+        self.index.position(id)
+    }
+
     pub(crate) fn controller_of(&self, id: &str) -> Option<&'a Link> {
         self.index.controller_of(id)
     }
@@ -759,12 +764,7 @@ mod tests {
             .depth;
         assert_eq!(depth[n - 1], n - 1);
         let names = assign_names(&c, &Default::default());
-        for b in [
-            Backend::Networkd,
-            Backend::NetworkManager,
-            Backend::Eni,
-            Backend::Netplan,
-        ] {
+        for b in Backend::ALL {
             let r = try_render(b, &c, &names, &opts()).unwrap();
             assert!(!r.files.is_empty(), "{b:?}");
         }

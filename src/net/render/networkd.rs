@@ -19,6 +19,18 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
     let c = &super::Net::new(c);
     let mut out = Rendered::default();
     let ids = file_ids(c);
+    // The VLANs of each parent id, in link order, gathered once: a scan of every link for each
+    // link was quadratic (14,000 chained VLANs: 196 million comparisons).
+    let mut vlans: Vec<(&str, usize)> = c
+        .links
+        .iter()
+        .enumerate()
+        .filter_map(|(j, v)| match &v.kind {
+            LinkKind::Vlan { parent, .. } => Some((parent.as_str(), j)),
+            _ => None,
+        })
+        .collect();
+    vlans.sort_unstable();
     for (i, l) in ordered(c) {
         let base = format!("{DIR}/10-primer-{}", ids[i]);
         let network_path = format!("{base}.network");
@@ -209,14 +221,11 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
             }
         }
         // VLANs on this link.
-        for v in &c.links {
-            if let LinkKind::Vlan { parent, .. } = &v.kind {
-                if parent == &l.id {
-                    if let Some(vn) = names.name(&v.id) {
-                        let vn = ck.token(&lf(i, "vlans"), vn)?;
-                        let _ = writeln!(s, "VLAN={vn}");
-                    }
-                }
+        let from = vlans.partition_point(|&(p, _)| p < l.id.as_str());
+        for &(_, j) in vlans[from..].iter().take_while(|&&(p, _)| p == l.id) {
+            if let Some(vn) = names.name(&c.links[j].id) {
+                let vn = ck.token(&lf(i, "vlans"), vn)?;
+                let _ = writeln!(s, "VLAN={vn}");
             }
         }
         if !member {

@@ -409,12 +409,13 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
         }
     }
     // One VLAN per physical adapter (without Hyper-V, Windows tags the adapter itself).
-    let mut tagged: Vec<&str> = Vec::new();
+    // A set: a list searched per VLAN was quadratic in tagged adapters.
+    let mut tagged: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, l) in c.links.iter().enumerate() {
         let LinkKind::Vlan { parent, .. } = &l.kind else {
             continue;
         };
-        let Some(pi) = c.links.iter().position(|p| &p.id == parent) else {
+        let Some(pi) = c.position(parent) else {
             plans[i] = None;
             continue;
         };
@@ -427,7 +428,7 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
                     ));
                     false
                 } else {
-                    tagged.push(parent);
+                    tagged.insert(parent);
                     true
                 }
             }
@@ -452,6 +453,18 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
         );
     }
 
+    // The VLANs of each parent id, in link order, gathered once (a scan of every link for each
+    // adapter was quadratic in links).
+    let mut vlans: Vec<(&str, usize)> = c
+        .links
+        .iter()
+        .enumerate()
+        .filter_map(|(j, v)| match &v.kind {
+            LinkKind::Vlan { parent, .. } => Some((parent.as_str(), j)),
+            _ => None,
+        })
+        .collect();
+    vlans.sort_unstable();
     let mut search: Vec<String> = Vec::new();
     for (i, l) in ordered(c) {
         let Some(plan) = &plans[i] else { continue };
@@ -498,11 +511,13 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
                     ));
                 }
                 // A physical adapter that carries a VLAN is configured by the VLAN's block.
-                let vlan = c.links.iter().enumerate().find(|(j, v)| {
-                    matches!(&v.kind, LinkKind::Vlan { parent, .. } if parent == &l.id)
-                        && plans[*j].is_some()
-                });
-                if let Some((_, v)) = vlan {
+                let from = vlans.partition_point(|&(p, _)| p < l.id.as_str());
+                let vlan = vlans[from..]
+                    .iter()
+                    .take_while(|&&(p, _)| p == l.id)
+                    .find(|&&(_, j)| plans[j].is_some())
+                    .map(|&(_, j)| &c.links[j]);
+                if let Some(v) = vlan {
                     if l3 && l.l3.is_configured() {
                         out.warnings.push(format!(
                             "link {:?}: carries VLAN {:?}, which Windows sets on the adapter itself; the link's own (untagged) addresses are ignored",
