@@ -53,10 +53,9 @@ pub fn network_input(
 
 /// An instance's network input as [`network_input`] finds it, before any serialising.
 enum Input<'a> {
-    /// `network_data.json` as the source checked it: parsed from the drive's text into a
-    /// transient tree (the text `serde_json` writes of that tree is only hashed and measured,
-    /// never held).
-    OpenStack(&'a crate::model::JsonText),
+    /// `network_data.json` as the source decoded it: parsed from that document (the text
+    /// `serde_json` writes of it is only hashed and measured, never read back).
+    OpenStack(&'a serde_json::Value),
     /// Text of a known format: network config v1/v2 serialised from the source's document
     /// (read again by the network config reader, YAML typing and all), or the legacy
     /// `network_info.json` the source did not take.
@@ -92,8 +91,7 @@ fn parse_input(
 ) -> Result<(NetworkConfig, crate::model::Report), net::NetError> {
     match input {
         Input::OpenStack(data) => {
-            let doc = open_doc(data, file)?;
-            net::network_data::parse_network_data_doc(&doc, text.map(<[u8]>::len), file)
+            net::network_data::parse_network_data_doc(data, text.map(<[u8]>::len), file)
         }
         Input::Bytes(b, fmt) => net::parse_network(b, *fmt, file),
     }
@@ -148,25 +146,26 @@ pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<Ne
     use sha2::Digest;
     let (input, file) = input_of(instance, drive)?;
     let mut text_hash = sha2::Sha256::new();
-    // The only input read as bytes in `network_data.json` form is the legacy file.
-    let legacy = matches!(input, Input::Bytes(_, InputFormat::NetworkData));
-    let parsed = match &input {
-        // The drive's text read into a tree that lives only while it is hashed and the typed
-        // model is built from it (held for the whole run, 14,000 links cost 8.4 MiB).
-        Input::OpenStack(data) => open_doc(data, &file).and_then(|doc| {
-            // Written by primer's own writer (`serde_json`'s text, byte for byte): the text
-            // the hash has always covered.
+    let len = match &input {
+        // Written by primer's own writer (`serde_json`'s text, byte for byte).
+        Input::OpenStack(data) => {
             let mut len = 0usize;
-            crate::state::compact_json(&doc, &mut |b| {
+            crate::state::compact_json(data, &mut |b| {
                 text_hash.update(b);
                 len = len.saturating_add(b.len());
             });
-            net::network_data::parse_network_data_doc(&doc, Some(len), &file)
-        }),
-        Input::Bytes(b, fmt) => {
-            text_hash.update(b);
-            net::parse_network(b, *fmt, &file)
+            len
         }
+        Input::Bytes(b, _) => {
+            text_hash.update(b);
+            b.len()
+        }
+    };
+    // The only input read as bytes in `network_data.json` form is the legacy file.
+    let legacy = matches!(input, Input::Bytes(_, InputFormat::NetworkData));
+    let parsed = match &input {
+        Input::OpenStack(data) => net::network_data::parse_network_data_doc(data, Some(len), &file),
+        Input::Bytes(b, fmt) => net::parse_network(b, *fmt, &file),
     };
     Some(NetworkInput {
         file,
@@ -174,15 +173,6 @@ pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<Ne
         text_hash,
         parsed,
     })
-}
-
-/// The tree of a checked `network_data.json` text. Never fails for text the source checked
-/// (the drive's buffer is read once and kept); if it did, the network is refused by name.
-fn open_doc<'d>(
-    data: &'d crate::model::JsonText,
-    file: &str,
-) -> Result<std::borrow::Cow<'d, serde_json::Value>, net::NetError> {
-    data.value().map_err(|e| net::NetError::new(file, "", e))
 }
 
 impl Planner<'_> {

@@ -8,12 +8,10 @@
 use serde_json::{Map, Value};
 
 use super::value::{
-    check_json, check_size, decode_base64, describe, kind, parse_json, scalar_text,
-    MAX_USER_DATA_BYTES,
+    check_size, decode_base64, describe, kind, parse_json, scalar_text, MAX_USER_DATA_BYTES,
 };
 use super::{collect_keys, SourceError};
 use crate::media::DriveFiles;
-use crate::model::JsonText;
 use crate::model::{
     Blob, CloudStackInfo, Device, Format, InjectedFile, Instance, NetworkConfig, Report, Secret,
     VendorPart,
@@ -612,28 +610,19 @@ fn read_version_files(
                 "legacy name network_info.json used (nova writes network_data.json)",
             );
         }
-        // A large document is checked as `parse_json` reads it (the same errors) but kept as
-        // the drive's text, which the drive holds anyway: the `net` stage reads it when planning
-        // (a tree of 14,000 links held for the whole run was 8.4 MiB; its text 0.9 MiB). A small
-        // one is kept as its tree (read once, as before).
         let b = drive.get(&file).unwrap_or_default();
-        let checked = if b.len() <= JsonText::TREE_MAX {
-            parse_json(device, &file, b).map(|v| (kind(&v), Some(v)))
-        } else {
-            check_json(device, &file, b).map(|k| (k, None))
-        };
-        match checked {
-            Ok(("an object", tree)) => inst.network.push(NetworkConfig::OpenStack {
+        match parse_json(device, &file, b) {
+            Ok(data @ Value::Object(_)) => inst.network.push(NetworkConfig::OpenStack {
                 file: file.clone(),
-                data: match tree {
-                    Some(v) => JsonText::tree(v),
-                    None => JsonText::checked(drive.file(&file).cloned().unwrap_or_default()),
-                },
+                data,
             }),
-            Ok((other, _)) => report.warn(
+            Ok(other) => report.warn(
                 &file,
                 "",
-                format!("expected an object, found {other}; network data ignored"),
+                format!(
+                    "expected an object, found {}; network data ignored",
+                    kind(&other)
+                ),
             ),
             Err(e) => report.warn(&file, "", format!("{}; network data ignored", e.reason())),
         }
@@ -995,51 +984,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("instance-id"));
-    }
-
-    /// A network document above the tree size is kept as its text, written as its tree would
-    /// be; a malformed one is refused with the warning a small one gets.
-    #[test]
-    fn a_large_network_document_is_kept_as_text() {
-        let md = ("openstack/latest/meta_data.json", r#"{"uuid":"u"}"#);
-        let links: Vec<String> = (0..400)
-            .map(|i| format!(r#"{{"type":"phy","id":"tap{i}","ethernet_mac_address":"52:54:00:00:01:{:02x}"}}"#, i % 256))
-            .collect();
-        let text = format!(
-            r#"{{ "services": [], "links": [{}], "networks": [] }}"#,
-            links.join(",")
-        );
-        assert!(text.len() > JsonText::TREE_MAX);
-        let (i, r) =
-            parse_openstack(&drive(&[md, ("openstack/latest/network_data.json", &text)])).unwrap();
-        assert!(r.warnings.is_empty(), "{r:?}");
-        let NetworkConfig::OpenStack { data, .. } = &i.network[0] else {
-            panic!("{:?}", i.network)
-        };
-        let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            serde_json::to_vec_pretty(data).unwrap(),
-            serde_json::to_vec_pretty(&v).unwrap()
-        );
-        for bad in [
-            format!("{text} x"),
-            text.replacen(r#""id":"tap3""#, r#""id":"tap3","id":"x""#, 1),
-        ] {
-            let (i, r) =
-                parse_openstack(&drive(&[md, ("openstack/latest/network_data.json", &bad)]))
-                    .unwrap();
-            assert!(i.network.is_empty());
-            let want = parse_json(
-                "/dev/test",
-                "openstack/latest/network_data.json",
-                bad.as_bytes(),
-            )
-            .unwrap_err();
-            assert_eq!(
-                r.warnings[0].message,
-                format!("{}; network data ignored", want.reason())
-            );
-        }
     }
 
     #[test]

@@ -145,111 +145,22 @@ impl<'de> Visitor<'de> for ValueVisitor {
 pub fn parse_json(device: &str, file: &str, bytes: &[u8]) -> Result<Value, SourceError> {
     check_size(device, file, "", bytes.len(), MAX_DOC_BYTES)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    ValueSeed { depth: 0 }
+    let v = ValueSeed { depth: 0 }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| json_error(device, file, &e))
-}
-
-/// What [`parse_json`] would say of `bytes` without building the value: the kind of the
-/// document ([`kind`]'s words), or the very error `parse_json` gives (the same reading, the
-/// same checks at the same places, so the same first error). For a document a later stage
-/// reads again from its text ([`crate::model::JsonText`]): a tree of it is never held.
-pub fn check_json(device: &str, file: &str, bytes: &[u8]) -> Result<&'static str, SourceError> {
-    check_size(device, file, "", bytes.len(), MAX_DOC_BYTES)?;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    CheckSeed { depth: 0 }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| json_error(device, file, &e))
-}
-
-fn json_error(device: &str, file: &str, e: &serde_json::Error) -> SourceError {
-    // serde_json appends the position to its message; the error shows it already.
-    let msg = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    SourceError::Json {
-        device: device.to_string(),
-        file: file.to_string(),
-        line: e.line(),
-        column: e.column(),
-        detail: msg.strip_suffix(&suffix).unwrap_or(&msg).to_string(),
-    }
-}
-
-/// [`ValueSeed`]'s reading and checks (nesting, duplicate keys) with nothing kept but the
-/// keys of the objects open at the moment: gives the kind of the value read.
-struct CheckSeed {
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for CheckSeed {
-    type Value = &'static str;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
-        d.deserialize_any(CheckVisitor { depth: self.depth })
-    }
-}
-
-struct CheckVisitor {
-    depth: usize,
-}
-
-impl<'de> Visitor<'de> for CheckVisitor {
-    type Value = &'static str;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON/YAML value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<&'static str, E> {
-        Ok("a boolean")
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<&'static str, E> {
-        Ok("a number")
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<&'static str, E> {
-        Ok("a number")
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<&'static str, E> {
-        Ok("a string")
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<&'static str, E> {
-        Ok("a string")
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<&'static str, E> {
-        Ok(if v.is_finite() { "a number" } else { "null" })
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<&'static str, E> {
-        Ok("a string")
-    }
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<&'static str, E> {
-        Ok("a string")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<&'static str, E> {
-        Ok("null")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<&'static str, E> {
-        Ok("null")
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
-        CheckSeed { depth: self.depth }.deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<&'static str, A::Error> {
-        let depth = ValueVisitor { depth: self.depth }.enter()?;
-        while seq.next_element_seed(CheckSeed { depth })?.is_some() {}
-        Ok("a list")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<&'static str, A::Error> {
-        let depth = ValueVisitor { depth: self.depth }.enter()?;
-        let mut keys = std::collections::BTreeSet::new();
-        while let Some(k) = map.next_key::<String>()? {
-            if keys.contains(&k) {
-                return Err(de::Error::custom(format!("duplicate key {k:?}")));
+        .map_err(|e| {
+            // serde_json appends the position to its message; the error shows it already.
+            let msg = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            SourceError::Json {
+                device: device.to_string(),
+                file: file.to_string(),
+                line: e.line(),
+                column: e.column(),
+                detail: msg.strip_suffix(&suffix).unwrap_or(&msg).to_string(),
             }
-            map.next_value_seed(CheckSeed { depth })?;
-            keys.insert(k);
-        }
-        Ok("an object")
-    }
+        })?;
+    Ok(v)
 }
 
 /// How YAML scalars are typed.
@@ -452,58 +363,6 @@ mod tests {
         // Nested duplicates too, and trailing garbage.
         assert!(parse_json("d", "f", br#"{"a":{"b":1,"b":1}}"#).is_err());
         assert!(parse_json("d", "f", br#"{} x"#).is_err());
-    }
-
-    /// The check without a tree says what the parse says: the kind, or the same error.
-    #[test]
-    fn json_check_is_the_parse_without_the_tree() {
-        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        let deep_obj = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
-        let cases: Vec<Vec<u8>> = [
-            "{}",
-            "[]",
-            "null",
-            "true",
-            "1",
-            "-1.5",
-            "\"s\"",
-            "1e400",
-            "{\"a\":1,\"a\":2}",
-            r#"{"a":{"b":1,"c":[1,{"b":2,"b":3}]}}"#,
-            r#"{"a":1,"b":{"a":1},"c":2}"#,
-            "{} x",
-            "{\"a\":}",
-            "[1,]",
-            "{\"a\" 1}",
-            "",
-            "  ",
-            "\"\\q\"",
-            r#"["\u00zz"]"#,
-            "{\"links\":[{\"id\":\"a\"},{\"id\":\"a\",\"id\":1}]}",
-            "123456789012345678901234567890",
-        ]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .chain([
-            deep(64).into_bytes(),
-            deep(65).into_bytes(),
-            deep_obj(64).into_bytes(),
-            deep_obj(65).into_bytes(),
-            b"[\"\xff\"]".to_vec(),
-            b"{\"\xc3\":1}".to_vec(),
-            vec![b' '; MAX_DOC_BYTES + 1],
-        ])
-        .collect();
-        for c in cases {
-            let want = parse_json("d", "f.json", &c).map(|v| kind(&v));
-            let got = check_json("d", "f.json", &c);
-            assert_eq!(
-                got.as_ref().map_err(|e| e.to_string()),
-                want.as_ref().map_err(|e| e.to_string()),
-                "{:?}",
-                String::from_utf8_lossy(&c[..c.len().min(80)])
-            );
-        }
     }
 
     #[test]
