@@ -19,18 +19,7 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
     let c = &super::Net::new(c);
     let mut out = Rendered::default();
     let ids = file_ids(c);
-    // The VLANs of each parent id, in link order, gathered once: a scan of every link for each
-    // link was quadratic (14,000 chained VLANs: 196 million comparisons).
-    let mut vlans: Vec<(&str, usize)> = c
-        .links
-        .iter()
-        .enumerate()
-        .filter_map(|(j, v)| match &v.kind {
-            LinkKind::Vlan { parent, .. } => Some((parent.as_str(), j)),
-            _ => None,
-        })
-        .collect();
-    vlans.sort_unstable();
+    let vlans = super::vlans_by_parent(c);
     for (i, l) in ordered(c) {
         let base = format!("{DIR}/10-primer-{}", ids[i]);
         let network_path = format!("{base}.network");

@@ -453,18 +453,7 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
         );
     }
 
-    // The VLANs of each parent id, in link order, gathered once (a scan of every link for each
-    // adapter was quadratic in links).
-    let mut vlans: Vec<(&str, usize)> = c
-        .links
-        .iter()
-        .enumerate()
-        .filter_map(|(j, v)| match &v.kind {
-            LinkKind::Vlan { parent, .. } => Some((parent.as_str(), j)),
-            _ => None,
-        })
-        .collect();
-    vlans.sort_unstable();
+    let vlans = super::vlans_by_parent(c);
     let mut search: Vec<String> = Vec::new();
     for (i, l) in ordered(c) {
         let Some(plan) = &plans[i] else { continue };
