@@ -677,9 +677,11 @@ fn dropins(
                 // A name that is not UTF-8 cannot be resolved by name: not read.
                 let Some(n) = file.to_str() else { continue };
                 let rel = format!("{rel_dir}/{n}");
-                match confined(Some(r), r.root(), &rel, name.clone())?.open {
-                    Some(p) => p,
-                    None => continue,
+                // A link that is dangling, loops or cannot be followed is skipped, as an entry
+                // that is not a file is (and as at root `/`, where the kernel follows it).
+                match confined(Some(r), r.root(), &rel, name.clone()) {
+                    Ok(ConfigFile { open: Some(p), .. }) => p,
+                    _ => continue,
                 }
             }
             _ => e.path(),
@@ -1367,6 +1369,14 @@ mod tests {
         // An explicit `--config` is the caller's own path, read as given.
         let c = Config::load(Some(&host_file), t.path()).unwrap();
         assert_eq!(c.ssh_user, "fromhost");
+        // A drop-in link that loops (alone, or two into each other) is skipped as a non-file
+        // entry is, as at root `/`: the rest of the configuration is read.
+        symlink("30-loop.yaml", etc.join("primer.yaml.d/30-loop.yaml")).unwrap();
+        symlink("41-b.yaml", etc.join("primer.yaml.d/40-a.yaml")).unwrap();
+        symlink("40-a.yaml", etc.join("primer.yaml.d/41-b.yaml")).unwrap();
+        let l = load_layered(None, t.path()).unwrap();
+        assert_eq!(l.config.ssh_user, "dropin");
+        assert_eq!(l.files.len(), 3, "{:?}", l.files);
     }
 
     /// `Config::load` skips the merge with fewer than two files: the same settings and the
