@@ -157,19 +157,9 @@ impl Resolver {
     /// directory is one the memo's owner made in this run (`Kind::Dir::fresh`) or is missing
     /// itself (nothing is below a missing directory, as `resolve_found` takes it).
     fn known(&self, host: &Path) -> Option<Kind> {
-        self.known_below(host, None)
-    }
-
-    /// [`known`](Self::known), told what the memo holds of `host`'s directory when the caller
-    /// has it at hand (`resolve_found`, walking down: the component it just looked at), so a
-    /// name the memo lacks costs one map search, not a second one (hashing the whole parent
-    /// path again) for its directory (~1 % of a first run's instructions, callgrind).
-    fn known_below(&self, host: &Path, parent: Option<Kind>) -> Option<Kind> {
         let memo = self.memo.borrow();
         memo.get(host.as_os_str()).copied().or_else(|| {
-            let parent =
-                parent.or_else(|| host.parent().and_then(|p| memo.get(p.as_os_str()).copied()));
-            match parent {
+            match host.parent().and_then(|p| memo.get(p.as_os_str())) {
                 Some(Kind::Dir { fresh: true, .. } | Kind::Missing) => Some(Kind::Missing),
                 _ => None,
             }
@@ -223,16 +213,11 @@ impl Resolver {
         // it is without a failing lookup per component, until a `..` climbs back above it (from
         // there on, components are looked at again: one may be a symlink).
         let mut missing_at: Option<usize> = None;
-        // What the memo holds of `cur`'s directory, when known without a search: the last
-        // component looked at. `None` at the root and after a `..` or a link (then `known`
-        // searches for it, as before).
-        let mut parent: Option<Kind> = None;
         while let Some(comp) = pending.pop() {
             match &*comp {
                 "." => continue,
                 ".." => {
                     found = Found::Unknown;
-                    parent = None;
                     if resolved.pop().is_some() {
                         cur = join(root, &resolved);
                     }
@@ -249,7 +234,7 @@ impl Resolver {
                 resolved.push(comp);
                 continue;
             }
-            let entry = match self.known_below(&cur, parent.take()) {
+            let entry = match self.known(&cur) {
                 Some(k) => Ok(Entry::Kind(k)),
                 None => self.look(&cur),
             };
@@ -273,7 +258,6 @@ impl Resolver {
                     pending.extend(more.into_iter().rev().map(Cow::Owned));
                 }
                 Ok(Entry::Kind(k)) => {
-                    parent = Some(k);
                     found = match k {
                         Kind::Dir { .. } => Found::Dir,
                         Kind::Other => Found::Other,
