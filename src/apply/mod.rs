@@ -100,11 +100,12 @@ impl StepSource for ReportView<'_> {
         self.results.len()
     }
     fn outcome_of(&self, i: usize) -> Outcome {
-        // The one account of a step's outcome (its detail is borrowed but for an error).
-        report_step(self.plan, self.results, self.not_pinned, i).1
+        // The one account of a step's outcome, without its detail (a whole-file step's why is
+        // rendered when asked for: the status counts outcomes six times per step).
+        report_step(self.plan, self.results, self.not_pinned, i, false).1
     }
     fn step_at(&self, i: usize) -> (&str, Outcome, std::borrow::Cow<'_, str>) {
-        report_step(self.plan, self.results, self.not_pinned, i)
+        report_step(self.plan, self.results, self.not_pinned, i, true)
     }
 }
 
@@ -685,7 +686,7 @@ fn build_report(
         steps: Vec::with_capacity(results.len()),
     };
     for i in 0..results.len() {
-        let (id, outcome, detail) = report_step(plan, results, not_pinned, i);
+        let (id, outcome, detail) = report_step(plan, results, not_pinned, i, true);
         report.steps.push(StepReport {
             id: id.to_string(),
             outcome,
@@ -695,23 +696,23 @@ fn build_report(
     report
 }
 
-/// Step `i`'s id, why and planned change (a result past the plan's steps: the final sync).
-fn planned(plan: &Plan, i: usize) -> (&str, std::borrow::Cow<'_, str>, Change) {
-    match plan.steps.get(i) {
-        Some(s) => (s.id.as_str(), s.why(), s.change),
-        None => ("sync", "making the changes durable".into(), Change::Update),
-    }
-}
-
-/// Step `i` of the report: its id, outcome and detail (the plan's why, borrowed, or the error).
+/// Step `i` of the report: its id, outcome and detail (the plan's why, or the error; empty
+/// without `detail`). A result past the plan's steps is the final sync.
 fn report_step<'p>(
     plan: &'p Plan,
     results: &[std::io::Result<()>],
     not_pinned: Option<usize>,
     i: usize,
+    detail: bool,
 ) -> (&'p str, Outcome, std::borrow::Cow<'p, str>) {
     use std::borrow::Cow;
-    let (id, why, change) = planned(plan, i);
+    let step = plan.steps.get(i);
+    let (id, change) = step.map_or(("sync", Change::Update), |s| (s.id.as_str(), s.change));
+    let why = match step {
+        _ if !detail => Cow::Borrowed(""),
+        Some(s) => s.why(),
+        None => Cow::Borrowed("making the changes durable"),
+    };
     let (outcome, detail) = match (change, &results[i]) {
         _ if not_pinned == Some(i) => (
             Outcome::Skipped,
@@ -720,8 +721,9 @@ fn report_step<'p>(
         (Change::Error, _) => (Outcome::Failed, why),
         // Before the planned change: a step planned unchanged may still fail (a file of
         // the local copy, rewritten with the rest of it).
+        (_, Err(_)) if !detail => (Outcome::Failed, why),
         (_, Err(e)) => {
-            let e = match plan.steps.get(i).and_then(|s| action_path(&s.action)) {
+            let e = match step.and_then(|s| action_path(&s.action)) {
                 Some(p) if !e.to_string().contains(p) => format!("/{p}: {e}"),
                 _ => e.to_string(),
             };
