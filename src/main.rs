@@ -8,7 +8,6 @@
 // Not in the bin's own test build: the test harness brings its main there.
 #![cfg_attr(all(target_os = "linux", not(test)), no_main)]
 
-
 use primer::cli::{Cli, LogLevel};
 use primer::Exit;
 

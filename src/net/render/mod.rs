@@ -638,7 +638,7 @@ pub fn stable_uuid(id: &str) -> String {
 /// Each VLAN as `(parent id, link index)`, sorted: the VLANs of a parent, in link order, are one
 /// run found by binary search (a scan of every link for each link was quadratic: 14,000
 /// chained VLANs, 196 million comparisons). Sorted by the crate's one sort ([`crate::sort`]).
-pub(crate) fn vlans_by_parent<'a>(c: &'a crate::model::network::NetworkConfig) -> Vec<(&'a str, usize)> {
+pub(crate) fn vlans_by_parent(c: &crate::model::network::NetworkConfig) -> Vec<(&str, usize)> {
     let mut vlans: Vec<(&str, usize)> = c
         .links
         .iter()
