@@ -1576,14 +1576,7 @@ mod tests {
                 version: "latest".into(),
             },
         });
-        s.steps = (0..4000)
-            .map(|i| StepStatus {
-                id: format!("write-file:/srv/many/f{i:05}"),
-                outcome: "changed".into(),
-                detail: format!("write /srv/many/f{i:05} (32 KiB) \"q\""),
-                time: "2023-11-14T22:13:20Z".into(),
-            })
-            .collect();
+        s.steps = write_file_steps(4000);
         let json = s.to_json();
         assert!(json.len() > 256 << 10);
         fs::write(&host, &json).unwrap();
@@ -1775,18 +1768,23 @@ mod tests {
         assert_eq!(streamed, want);
     }
 
-    /// Thousands of steps streamed across many chunks: the same bytes as the buffered form.
-    #[test]
-    fn status_streams_as_it_buffers() {
-        let mut s = no_drive_status(UNIX_EPOCH, 1, None);
-        s.steps = (0..3000)
+    /// `n` steps of a large `write_files` run, as a status holds them.
+    fn write_file_steps(n: usize) -> Vec<StepStatus> {
+        (0..n)
             .map(|i| StepStatus {
                 id: format!("write-file:/srv/many/f{i:05}"),
                 outcome: "changed".into(),
                 detail: format!("write /srv/many/f{i:05} (32 KiB) \"q\""),
                 time: "2023-11-14T22:13:20Z".into(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Thousands of steps streamed across many chunks: the same bytes as the buffered form.
+    #[test]
+    fn status_streams_as_it_buffers() {
+        let mut s = no_drive_status(UNIX_EPOCH, 1, None);
+        s.steps = write_file_steps(3000);
         s.warnings = vec!["w".repeat(40_000)];
         assert_same_json(&s);
     }
