@@ -92,7 +92,6 @@ struct Block {
     /// A block without an indentation indicator: may be carved.
     candidate: bool,
     chomp: Chomp,
-    folded: bool,
     /// The header line up to the indicator (kept when carved) and the whole line.
     prefix: String,
     header: String,
@@ -695,7 +694,6 @@ impl Carver {
                     n: h.n,
                     candidate: true,
                     chomp: h.chomp,
-                    folded: h.folded,
                     prefix: line[..h.at].to_string(),
                     header: line.to_string(),
                     lines: Lines {
@@ -787,7 +785,7 @@ impl Carver {
                 self.text_line(&line);
                 let lit = Literal {
                     range: b.start..b.start + b.body_bytes,
-                    style: if b.folded {
+                    style: if b.lines.folded {
                         Style::Folded(b.chomp)
                     } else {
                         Style::Block(b.chomp)
@@ -2110,19 +2108,25 @@ mod tests {
     #[test]
     fn ten_thousand_entries_are_carved_within_the_text_cap() {
         let body = format!("      {}\n", "w".repeat(72)).repeat(8);
-        let mut doc = String::from("#cloud-config\nwrite_files:\n");
-        for i in 0..10_000 {
-            doc.push_str(&format!(
-                "  - path: /srv/many/f{i:05}\n    content: |\n{body}"
-            ));
+        // Literal blocks, folded blocks, and folded blocks with CRLF line ends.
+        for (style, crlf) in [("|", false), (">", false), (">", true)] {
+            let mut doc = String::from("#cloud-config\nwrite_files:\n");
+            for i in 0..10_000 {
+                doc.push_str(&format!(
+                    "  - path: /srv/many/f{i:05}\n    content: {style}\n{body}"
+                ));
+            }
+            if crlf {
+                doc = doc.replace('\n', "\r\n");
+            }
+            let mut c = Carver::new(CARVE_THRESHOLD, MAX_CARVED_TEXT, token_base(&[5; 32]));
+            for chunk in doc.as_bytes().chunks(64 << 10) {
+                c.feed(chunk);
+            }
+            let c = c.finish().expect("carved");
+            assert!(c.values.len() > 9_500, "{style} {crlf}: {}", c.values.len());
+            assert!(c.text.len() < MAX_CARVED_TEXT, "{}", c.text.len());
         }
-        let mut c = Carver::new(CARVE_THRESHOLD, MAX_CARVED_TEXT, token_base(&[5; 32]));
-        for chunk in doc.as_bytes().chunks(64 << 10) {
-            c.feed(chunk);
-        }
-        let c = c.finish().expect("carved");
-        assert!(c.values.len() > 9_500, "{}", c.values.len());
-        assert!(c.text.len() < MAX_CARVED_TEXT, "{}", c.text.len());
     }
 
     #[test]
