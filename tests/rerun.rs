@@ -518,3 +518,76 @@ fn a_run_killed_midway_then_the_old_drive_converges_as_the_full_path() {
     }
     assert!(kills > 0, "strace killed no run");
 }
+
+/// A path the drive writes twice (two injected files, two `write_files` entries, an injected
+/// file and a `write_files` entry) holds the last write after the first run and after every
+/// later one, and a re-run changes nothing. Two injected files share one step id, so the record
+/// vouched for the last only: each re-run wrote the first again over the file the plan had
+/// found up to date for the second, and the file flipped between the two contents run by run.
+#[test]
+fn a_path_written_twice_holds_the_last_write_and_converges() {
+    let src = tempfile::tempdir().unwrap();
+    let mut meta = sample_meta("web-1", &[ED]);
+    meta["files"] = serde_json::json!([
+        {"path": "/etc/twice", "content_path": "/content/0000"},
+        {"path": "/etc/both", "content_path": "/content/0000"},
+        {"path": "/etc/twice", "content_path": "/content/0001"}
+    ]);
+    write_drive_tree(src.path(), &meta);
+    fs::write(src.path().join("openstack/content/0001"), b"second\n").unwrap();
+    let ud = "#cloud-config\nwrite_files:\n  - {path: /srv/w, content: \"one\\n\"}\n  - {path: /srv/w, content: \"two\\n\"}\n  - {path: /srv/w, content: \"three\\n\", append: true}\n  - {path: /etc/both, content: \"from write_files\\n\"}\n";
+    for v in ["latest", "2018-08-27"] {
+        fs::write(src.path().join("openstack").join(v).join("user_data"), ud).unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("a");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n",
+    )
+    .unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\ndebian:x:1000:\n").unwrap();
+    let want = [
+        ("etc/twice", "second\n"),
+        ("etc/both", "from write_files\n"),
+        ("srv/w", "two\nthree\n"),
+    ];
+    for n in 0..4 {
+        let o = run(src.path(), &root);
+        assert_eq!(
+            o.status.code(),
+            Some(if n == 0 { 0 } else { 10 }),
+            "run {n}: {}",
+            text(&o)
+        );
+        for (path, content) in want {
+            assert_eq!(
+                fs::read_to_string(root.join(path)).unwrap(),
+                content,
+                "run {n}: /{path}\n{}",
+                text(&o)
+            );
+        }
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(
+                "\"/etc/twice\": written again by step \"file:etc/twice\" later in this run"
+            ),
+            "run {n}: {out}"
+        );
+        assert!(
+            out.contains(
+                "\"/srv/w\": written again by step \"write-file:1:srv/w\" later in this run"
+            ),
+            "run {n}: {out}"
+        );
+        assert!(
+            out.contains(
+                "\"/etc/both\": written again by step \"write-file:3:etc/both\" later in this run"
+            ),
+            "run {n}: {out}"
+        );
+        settle();
+    }
+}

@@ -210,6 +210,17 @@ pub enum AppendBase {
     Step(usize),
 }
 
+/// The drive's own steps, whose paths the drive chose: (file, field, what) for warnings.
+fn drive_chosen(id: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    if id.starts_with("file:") {
+        Some(("meta_data.json", "files", "injected file"))
+    } else if id.starts_with("write-file:") {
+        Some(("user-data", "write_files", "write_files entry"))
+    } else {
+        None
+    }
+}
+
 fn account_paths<S: Serializer>(w: &[accounts::AccountWrite], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(w.iter().map(|w| &w.path))
 }
@@ -520,6 +531,7 @@ fn plan_inner(
     // Each drive file is scrubbed once, for the drive hash and the local copy both.
     let kept = scrub::Scrub::new(instance, secrets).kept_drive(drive);
     p.plan_local_copy(instance, drive, kept.files, &kept.sha256);
+    p.supersede_rewrites();
     p.refuse_shared_paths();
     p.plan_record(instance, &kept.sha256);
     p.drive_sha256 = Some(kept.sha256);
@@ -1233,23 +1245,60 @@ impl Planner<'_> {
         );
     }
 
+    /// Of the drive's whole-file writes to one path (injected files, `write_files` entries, in
+    /// the order they apply), only the last is written: an earlier write, and an `append` onto
+    /// it, would be replaced by it anyway. Planned each on its own, they did not converge: two
+    /// injected files share one step id, so the record vouched only for the last, and a re-run
+    /// wrote the first again over a file the plan had just found up to date for the second
+    /// (each later run flipped the file between the two contents). The earlier steps are
+    /// skipped, naming the write that replaces them, and not recorded as applied (should the
+    /// drive drop the later entry, the earlier one is applied then). A later write that cannot
+    /// be done (`Change::Error`) replaces nothing. One pass from the end: O(n log n).
+    fn supersede_rewrites(&mut self) {
+        let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut replaced: Vec<(usize, usize)> = Vec::new();
+        for (i, s) in self.steps.iter().enumerate().rev() {
+            if drive_chosen(&s.id).is_none() {
+                continue;
+            }
+            let (path, whole) = match &s.action {
+                Action::WriteFile { path, .. } => (path.as_str(), true),
+                Action::AppendFile { path, .. } => (path.as_str(), false),
+                _ => continue,
+            };
+            if let Some(&later) = last.get(path) {
+                replaced.push((i, later));
+            } else if whole && s.change != Change::Error {
+                last.insert(path, i);
+            }
+        }
+        drop(last);
+        for (i, later) in replaced {
+            let path = match &self.steps[i].action {
+                Action::WriteFile { path, .. } | Action::AppendFile { path, .. } => path.as_str(),
+                _ => "",
+            };
+            let msg = format!(
+                "{}: written again by step {} later in this run (the last write of a path \
+                 wins); not written",
+                Esc(&format!("/{path}")),
+                Esc(&self.steps[later].id)
+            );
+            let s = &mut self.steps[i];
+            s.change = Change::Skip;
+            s.why = msg.into();
+            s.input = None;
+        }
+    }
+
     /// One pass over every path the plan writes, creates or removes: a path claimed by a step
     /// whose path the drive chose (an injected file, a `write_files` entry) and by one of
     /// primer's own steps (host name, hosts, SSH keys, network, accounts, homes, local copy...)
     /// stays primer's; the drive's step is skipped, with a warning naming both steps and the
     /// path. Whatever the order of the steps, primer's step wins, so a drive cannot override
-    /// what primer manages. Two drive steps on one path keep their order (cloud-init's rule).
+    /// what primer manages. Of two drive steps on one path the last write wins
+    /// (`supersede_rewrites`, cloud-init's order).
     fn refuse_shared_paths(&mut self) {
-        /// The drive's steps: their paths come from the drive.
-        fn drive_chosen(id: &str) -> Option<(&'static str, &'static str, &'static str)> {
-            if id.starts_with("file:") {
-                Some(("meta_data.json", "files", "injected file"))
-            } else if id.starts_with("write-file:") {
-                Some(("user-data", "write_files", "write_files entry"))
-            } else {
-                None
-            }
-        }
         fn paths(a: &Action) -> Vec<String> {
             match a {
                 Action::WriteFile { path, .. }
