@@ -726,6 +726,13 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         apply::RunLock::take_in(&lookups, apply::LOCK_WAIT)?
     };
     let live = is_live(root);
+    // The instance the status on disk names, for a run that ends up writing nothing else
+    // (`record_status_in`). Read now, before the facts and the plan, not once the run is
+    // done: the whole status is read for it (7 MiB for 28,000 steps), and at the end it was
+    // held on top of the plan and the report at their largest (issue 15: a re-run's peak RSS).
+    // The same answer: the lock is held, and nothing but this run's own status write replaces
+    // the file.
+    let recorded = (!refused).then(|| status::recorded_instance_in(&lookups));
     // The re-run fast path (`rerun`): after a run that changed nothing, with every input as
     // that run left it (files by their metadata, the kernel's host name and NICs read again),
     // its report stands for this run's (checked under the lock, so no other run changes the
@@ -820,6 +827,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
             changed,
             boot,
             Some(&lookups),
+            recorded,
         ) {
             // The status is part of the run: a run whose status was not written is partial.
             report.steps.push(apply::StepReport {
@@ -951,23 +959,26 @@ impl StatusFacts<'_> {
 /// flush (`status::write_status_unsynced`: a report then, not a decision): a re-run that
 /// changes nothing makes no flush.
 fn record_status(root: &Path, s: status::RunStatus<'_>, changed: bool) -> Result<(), String> {
-    record_status_in(root, s, changed, platform::boot_id(), None)
+    record_status_in(root, s, changed, platform::boot_id(), None, None)
 }
 
 /// [`record_status`] with this boot's id already read (`boot_id`) and, for a run, its
-/// resolver (`lookups`, rooted at `root`).
+/// resolver (`lookups`, rooted at `root`) and the instance the status on disk named when it
+/// took the lock (`recorded`: `status::recorded_instance_in`), read now when not given.
 fn record_status_in(
     root: &Path,
     mut s: status::RunStatus<'_>,
     changed: bool,
     boot_id: Option<String>,
     lookups: Option<&crate::paths::Resolver>,
+    recorded: Option<Option<String>>,
 ) -> Result<(), String> {
     // The boot it belongs to: `status --wait` tells this boot's run from the last boot's.
     s.status.boot_id = boot_id;
-    let recorded = match lookups {
-        Some(l) => status::recorded_instance_in(l),
-        None => status::recorded_instance(root),
+    let recorded = match (recorded, lookups) {
+        (Some(r), _) => r,
+        (None, Some(l)) => status::recorded_instance_in(l),
+        (None, None) => status::recorded_instance(root),
     };
     let quiet = !changed && s.status.current_instance().map(str::to_string) == recorded;
     let r = match lookups {

@@ -172,14 +172,58 @@ struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// The cache as a run records it (the same document as [`Cache`] reads), written streamed
 /// through `state`'s JSON writer: never held whole in memory (2,000 `write_files` entries make
-/// a cache of ~0.5 MB).
+/// a cache of ~0.5 MB). Each input is observed as its line is written ([`Snapshot::line`]), not
+/// gathered first: a list of tens of thousands of observations (112 bytes each) was held on top
+/// of the run's plan and report (issue 15: a re-run's peak).
 struct CacheDoc<'a> {
     key: &'a str,
-    inputs: &'a [Input<'a>],
+    snapshot: Snapshot<'a>,
     volatile: String,
-    sweep: &'a [String],
+    sweep: &'a [&'a str],
     plan: &'a Plan,
     report: &'a ApplyReport,
+}
+
+/// The run's inputs (path -> how it is compared, sorted) and what vouches for them, observed
+/// one by one while the cache is written; `refused` says why one was not vouched for (the
+/// cache is then not written).
+struct Snapshot<'a> {
+    res: &'a Resolver,
+    all: std::collections::BTreeMap<&'a str, How>,
+    inputs: &'a Inputs,
+    started: SystemTime,
+    refused: std::cell::Cell<Option<String>>,
+}
+
+impl Snapshot<'_> {
+    /// Observes `p` (`how`) now: its line, or `None` (and `refused` set) when the run cannot
+    /// vouch for it.
+    fn line(&self, obs: &mut Observer<'_>, p: &str, how: How, line: &mut String) -> Option<()> {
+        let seen = obs.observe(p, how);
+        let why = if seen.is_none() && self.inputs.found.contains(p) {
+            Some("was removed since the run read it")
+        } else if seen.is_some()
+            // The mirror: missing when the facts looked (the resolver remembers each lookup;
+            // `Observer` asks the filesystem afresh), there now — a directory's times are not
+            // compared, so `racy` cannot tell: the plan was made without it.
+            // Only paths the facts looked up: their answer is in the memo (no lookup again).
+            && self.inputs.paths.contains(p)
+            && matches!(self.res.resolve_found(p), Ok((_, Found::Missing)))
+        {
+            Some("was created since the run looked for it")
+        } else if seen.as_ref().is_some_and(|v| racy(v, self.started)) {
+            Some("changed since the run began")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.refused
+                .set(Some(format!("/{} {why}", crate::model::grammar::Esc(p))));
+            return None;
+        }
+        input_line(&Input { path: p, how, seen }, line);
+        Some(())
+    }
 }
 
 impl crate::model::bytes::WriteOut for CacheDoc<'_> {
@@ -199,8 +243,12 @@ impl crate::model::bytes::WriteOut for CacheDoc<'_> {
         j.key("inputs");
         j.open(b'[');
         let mut line = String::new();
-        for i in self.inputs {
-            input_line(i, &mut line);
+        let mut obs = Observer::new(self.snapshot.res);
+        for (&p, &how) in &self.snapshot.all {
+            if self.snapshot.line(&mut obs, p, how, &mut line).is_none() {
+                // Not vouched for: no cache (the staged file is removed).
+                return Err(std::io::Error::other("an input is not vouched for"));
+            }
             j.item();
             j.string(&line);
             j.spill();
@@ -453,12 +501,18 @@ fn read_cache(lookups: &Resolver) -> Result<Vec<u8>, String> {
     if found == Found::Missing {
         return Err("no cache".into());
     }
+    let too_large = || format!("/{rel}: larger than {MAX_CACHE} bytes");
+    let (f, len) = crate::platform::open_for_read(&host).map_err(|e| format!("/{rel}: {e}"))?;
+    // Refused from the length its open gave, before a byte is read: a cache of more inputs
+    // than fit (28,000 networkd files make 11 MB) was read up to the bound, 8 MiB, on every
+    // run, only to be refused.
+    if len > MAX_CACHE {
+        return Err(too_large());
+    }
     // Sized from the file (bounded): one read of the whole, one that finds its end.
-    let v = crate::platform::open_for_read(&host)
-        .and_then(|(f, len)| crate::status::read_bounded(f, len, MAX_CACHE))
-        .map_err(|e| format!("/{rel}: {e}"))?;
+    let v = crate::status::read_bounded(f, len, MAX_CACHE).map_err(|e| format!("/{rel}: {e}"))?;
     if v.len() as u64 > MAX_CACHE {
-        return Err(format!("/{rel}: larger than {MAX_CACHE} bytes"));
+        return Err(too_large());
     }
     Ok(v)
 }
@@ -504,11 +558,11 @@ pub fn save(
     for p in &inputs.paths {
         all.insert(p, How::Path);
     }
-    let sweep: Vec<String> = plan
+    // Borrowed from the plan: written as they are, never changed.
+    let sweep: Vec<&str> = plan
         .steps
         .iter()
         .filter_map(|s| crate::apply::action_path(&s.action))
-        .map(str::to_string)
         .collect();
     for s in &plan.steps {
         match &s.action {
@@ -539,46 +593,16 @@ pub fn save(
     // input must be older than the run (`racy`, which also covers the coarse clock: a file
     // changed within a tick of the snapshot could change again in that tick and read alike).
     // Such an input is not vouched for: no cache this time (the next run records one).
-    let (found, looked) = (&inputs.found, &inputs.paths);
-    let mut inputs = Vec::with_capacity(all.len());
-    let mut obs = Observer::new(res);
-    for (p, how) in all {
-        let seen = obs.observe(p, how);
-        if seen.is_none() && found.contains(p) {
-            tracing::debug!(
-                "re-run fast path not recorded: /{} was removed since the run read it",
-                crate::model::grammar::Esc(p)
-            );
-            return Ok(false);
-        }
-        // The mirror: missing when the facts looked (the resolver remembers each lookup;
-        // `Observer` asks the filesystem afresh), there now — a directory's times are not
-        // compared, so `racy` cannot tell: the plan was made without it.
-        // Only paths the facts looked up: their answer is in the memo (no lookup again).
-        if seen.is_some()
-            && looked.contains(p)
-            && matches!(res.resolve_found(p), Ok((_, Found::Missing)))
-        {
-            tracing::debug!(
-                "re-run fast path not recorded: /{} was created since the run looked for it",
-                crate::model::grammar::Esc(p)
-            );
-            return Ok(false);
-        }
-        if let Some(v) = &seen {
-            if racy(v, started) {
-                tracing::debug!(
-                    "re-run fast path not recorded: /{} changed since the run began",
-                    crate::model::grammar::Esc(p)
-                );
-                return Ok(false);
-            }
-        }
-        inputs.push(Input { path: p, how, seen });
-    }
+    // Each input is observed as the cache is written (`CacheDoc`), in the same order.
     let doc = CacheDoc {
         key,
-        inputs: &inputs,
+        snapshot: Snapshot {
+            res,
+            all,
+            inputs,
+            started,
+            refused: std::cell::Cell::new(None),
+        },
         volatile: serde_json::to_string(v).map_err(|e| e.to_string())?,
         sweep: &sweep,
         plan,
@@ -586,7 +610,7 @@ pub fn save(
     };
     let mut w = crate::apply::fs::Writer::with_resolver(res.clone());
     let private = crate::plan::private_dir_meta();
-    w.stage(
+    let staged = w.stage(
         0,
         &cache_path(),
         &doc,
@@ -595,8 +619,12 @@ pub fn save(
             ..private
         },
         private,
-    )
-    .map_err(|e| format!("/{}: {e}", cache_path()))?;
+    );
+    if let Some(why) = doc.snapshot.refused.take() {
+        tracing::debug!("re-run fast path not recorded: {why}");
+        return Ok(false);
+    }
+    staged.map_err(|e| format!("/{}: {e}", cache_path()))?;
     match w.commit_unsynced().into_iter().next() {
         None => Ok(true),
         Some((_, e)) => Err(format!("/{}: {e}", cache_path())),
@@ -865,7 +893,21 @@ mod tests {
             save(&res, "k", &inputs, &plan, &report, started, false),
             Ok(true)
         );
-        // Created after the facts looked: not recorded.
+        // As written: each input's line as it was observed.
+        let cache = r.join(cache_path());
+        let before = std::fs::read(&cache).unwrap();
+        let c = parse_cache(&before).unwrap();
+        let lines: Vec<_> = c.inputs.iter().map(|t| parse_input_line(&t.0)).collect();
+        assert_eq!(
+            lines,
+            [Some(Input {
+                path: "etc/d",
+                how: How::Path,
+                seen: None
+            })]
+        );
+        // Created after the facts looked: not recorded, the cache there left as it was and
+        // no staged file left beside it.
         let res = Resolver::new(r);
         let _ = res.resolve_found("etc/d");
         std::fs::create_dir(r.join("etc/d")).unwrap();
@@ -873,6 +915,42 @@ mod tests {
             save(&res, "k", &inputs, &plan, &report, started, false),
             Ok(false)
         );
+        assert_eq!(std::fs::read(&cache).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["rerun.json"]);
+    }
+
+    /// A cache longer than the bound is refused from its length, without a byte read (a cache
+    /// of more inputs than fit was read up to the bound, 8 MiB, on every run).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_oversized_cache_is_refused_unread() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = t.path().join(cache_path());
+        std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+        let f = std::fs::File::create(&cache).unwrap();
+        f.set_len(MAX_CACHE + 1).unwrap();
+        // What this thread read so far (the test harness runs others beside it).
+        let read = || {
+            let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let res = Resolver::new(t.path());
+        let before = read();
+        let e = read_cache(&res).unwrap_err();
+        let bytes = read() - before;
+        assert!(e.ends_with("larger than 8388608 bytes"), "{e}");
+        assert!(bytes < 4096, "{bytes} bytes read");
+        // At the bound: read.
+        f.set_len(MAX_CACHE).unwrap();
+        assert_eq!(read_cache(&res).unwrap().len() as u64, MAX_CACHE);
     }
 
     /// An input line reads back as it was written (missing, extreme numbers, a path with

@@ -62,6 +62,16 @@ impl FileFact {
             Some(m) => m.len == bytes.len() as u64 && m.sha256 == bytes.sha256(),
         }
     }
+
+    /// Whether the file holds exactly the record `view` writes: compared as it is made, with
+    /// the bytes when held, by length and digest when measured (the record of the previous run:
+    /// `read_host_facts_in`).
+    pub fn holds_record(&self, view: &crate::state::RecordView<'_>) -> bool {
+        match &self.measured {
+            None => view.json_equals(&self.content),
+            Some(m) => view.json_digest_is(m.len, &m.sha256),
+        }
+    }
 }
 
 /// One `/etc/passwd` entry.

@@ -156,10 +156,17 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
         inp.paths.insert(st.record.clone());
         inp.paths.extend(st.files.iter().cloned());
         read_file_fact(root, &st.record, &mut facts);
-        facts.record = facts
-            .files
-            .get(&st.record)
-            .and_then(|f| serde_json::from_slice::<Record>(&f.content).ok());
+        if let Some(f) = facts.files.get_mut(&st.record) {
+            facts.record = serde_json::from_slice::<Record>(&f.content).ok();
+            // Otherwise only compared with the run's new record as a whole (`plan_record`):
+            // kept as its length and digest, not held through planning beside its parse
+            // (28,000 steps: 3.4 MB; issue 15).
+            let content = std::mem::take(&mut f.content);
+            f.measured = Some(super::Measured {
+                len: content.len() as u64,
+                sha256: <sha2::Sha256 as sha2::Digest>::digest(&content).into(),
+            });
+        }
         for rel in &st.files {
             read_file_fact(root, rel, &mut facts);
         }
@@ -1223,6 +1230,54 @@ mod tests {
             path: path.into(),
             text: Bytes::from(text.to_vec()),
             step: format!("write-file:0:{path}"),
+        }
+    }
+
+    /// The previous run's record is parsed, then kept as its length and digest, not its bytes
+    /// (only compared as a whole with the run's new record); a malformed one parses to no
+    /// record and is still compared (never equal to a record primer writes).
+    #[test]
+    fn the_record_is_parsed_and_kept_as_its_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let record = Record {
+            instance_id: "i-1".into(),
+            steps: (0..100)
+                .map(|i| (format!("write-file:/srv/f{i:03}"), "ab".repeat(32)))
+                .collect(),
+            ..Default::default()
+        };
+        let json = crate::state::PrettyDoc::to_json(&record);
+        fs::create_dir_all(t.path().join("st")).unwrap();
+        let wanted = Wanted {
+            state: Some(WantedState {
+                record: "st/applied.json".into(),
+                copy_dir: "st/copy".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // The record as the plan's view of it (its steps' ids and inputs).
+        let inputs: Vec<(&str, crate::state::Input)> = record
+            .steps
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone().into()))
+            .collect();
+        let view = crate::state::RecordView {
+            head: &record,
+            steps: inputs.iter().map(|(k, v)| (*k, v)).collect(),
+        };
+        for (bytes, parsed) in [
+            (json.clone(), true),
+            (json[..json.len() - 10].to_vec(), false),
+            (b"\0\0\0".to_vec(), false),
+        ] {
+            fs::write(t.path().join("st/applied.json"), &bytes).unwrap();
+            let facts = read_host_facts(t.path(), &wanted, false);
+            let f = facts.files.get("st/applied.json").unwrap();
+            assert!(f.content.is_empty(), "the record's bytes held");
+            assert_eq!(f.measured.unwrap().len, bytes.len() as u64);
+            assert_eq!(facts.record.as_ref() == Some(&record), parsed);
+            assert_eq!(f.holds_record(&view), parsed);
         }
     }
 

@@ -1376,7 +1376,7 @@ impl Planner<'_> {
             // Compared as it is made: no copy of a document of thousands of steps.
             Some(f)
                 if f.meta == PRIVATE_FILE
-                    && record_view(steps, &record, &order).json_equals(&f.content) =>
+                    && f.holds_record(&record_view(steps, &record, &order)) =>
             {
                 (
                     Change::Unchanged,
