@@ -165,16 +165,21 @@ pub fn parse_network_data_value(
         report: Report::default(),
         config: NetworkConfig::default(),
         dropped: BTreeSet::new(),
+        ids: std::collections::HashMap::new(),
     };
     for (i, l) in list(top, "links", file, &mut p.report).iter().enumerate() {
         p.link(i, l);
     }
-    for (i, n) in list(top, "networks", file, &mut p.report)
-        .iter()
-        .enumerate()
-    {
+    let networks = list(top, "networks", file, &mut p.report);
+    if !networks.is_empty() {
+        for (i, l) in p.config.links.iter().enumerate() {
+            p.ids.entry(l.id.clone()).or_insert(i);
+        }
+    }
+    for (i, n) in networks.iter().enumerate() {
         p.network(i, n)?;
     }
+    p.ids = std::collections::HashMap::new();
     for (i, s) in list(top, "services", file, &mut p.report)
         .iter()
         .enumerate()
@@ -215,6 +220,9 @@ struct Parser<'a> {
     /// Ids of links dropped for an unusable value: a network on one is dropped too (with a
     /// warning) instead of failing the whole file.
     dropped: BTreeSet<String>,
+    /// Link id -> where its first link is, built once the links are read (networks name
+    /// their link by id: a scan of the links per network was quadratic; issue 15).
+    ids: std::collections::HashMap<String, usize>,
 }
 
 impl Parser<'_> {
@@ -536,14 +544,15 @@ impl Parser<'_> {
             );
             return Ok(());
         }
-        if self.dropped.contains(&link_id) && self.config.link(&link_id).is_none() {
+        let at = self.ids.get(&link_id).copied();
+        if self.dropped.contains(&link_id) && at.is_none() {
             self.warn(
                 &format!("{field}.link"),
                 format!("link {link_id:?} was dropped (see above); network ignored"),
             );
             return Ok(());
         }
-        let Some(li) = self.config.links.iter().position(|l| l.id == link_id) else {
+        let Some(li) = at else {
             return Err(NetError::new(
                 self.file,
                 &format!("{field}.link"),
@@ -764,6 +773,31 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// 20,000 links and a network on each: every network finds its link in the index (a
+    /// scan of the links per network: 200 million comparisons, minutes in a debug build).
+    #[test]
+    fn twenty_thousand_networks_find_their_links_in_linear_time() {
+        let n = 20_000;
+        let links: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"id": format!("t{i}"), "type": "phy",
+                    "ethernet_mac_address": format!("52:54:01:00:{:02x}:{:02x}", i >> 8, i & 255)})
+            })
+            .collect();
+        let networks: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"id": format!("n{i}"), "link": format!("t{}", n - 1 - i),
+                    "type": "ipv4", "ip_address": format!("10.{}.{}.1", i >> 8, i & 255),
+                    "netmask": "255.255.255.0"})
+            })
+            .collect();
+        let doc = serde_json::json!({"links": links, "networks": networks});
+        let (c, _) = parse_network_data_value(&doc, "network_data.json").unwrap();
+        assert_eq!(c.links.len(), n);
+        assert!(c.links.iter().all(|l| l.l3.addresses.len() == 1));
+        assert_eq!(c.links[0].l3.addresses[0].to_string(), "10.78.31.1/24");
+    }
+
     use super::*;
     use crate::model::network::Ipv6Auto;
 
