@@ -45,28 +45,31 @@ pub fn network_input(
 ) -> Option<(Vec<u8>, String, InputFormat)> {
     let (input, file) = input_of(instance, drive)?;
     let (bytes, fmt) = match input {
-        Input::OpenStack(data) => (serde_json::to_vec(data).ok()?, InputFormat::NetworkData),
+        Input::OpenStack(data) => (serde_json::to_vec(&data).ok()?, InputFormat::NetworkData),
         Input::Bytes(b, fmt) => (b, fmt),
     };
     Some((bytes, file, fmt))
 }
 
 /// An instance's network input as [`network_input`] finds it, before any serialising.
-enum Input<'a> {
+enum Input {
     /// `network_data.json` as the source decoded it: parsed from that document (the text
-    /// `serde_json` writes of it is only hashed and measured, never read back).
-    OpenStack(&'a serde_json::Value),
+    /// `serde_json` writes of it is only hashed and measured, never read back). Taken from
+    /// the instance, which holds it as text (`JsonDoc`): dropped with the input.
+    OpenStack(serde_json::Value),
     /// Text of a known format: network config v1/v2 serialised from the source's document
     /// (read again by the network config reader, YAML typing and all), or the legacy
     /// `network_info.json` the source did not take.
     Bytes(Vec<u8>, InputFormat),
 }
 
-fn input_of<'a>(instance: &'a Instance, drive: &DriveFiles) -> Option<(Input<'a>, String)> {
+fn input_of(instance: &Instance, drive: &DriveFiles) -> Option<(Input, String)> {
     use crate::model::NetworkConfig as Doc;
     for doc in &instance.network {
         match doc {
-            Doc::OpenStack { file, data } => return Some((Input::OpenStack(data), file.clone())),
+            Doc::OpenStack { file, data } => {
+                return Some((Input::OpenStack(data.value()), file.clone()))
+            }
             Doc::V1 { file, config } | Doc::V2 { file, config } => {
                 return serde_json::to_vec(config)
                     .ok()
@@ -85,7 +88,7 @@ fn input_of<'a>(instance: &'a Instance, drive: &DriveFiles) -> Option<(Input<'a>
 /// Parses an input. `text`: the input's text when the caller has it already (the plan hashes
 /// it); an OpenStack document is otherwise only measured.
 fn parse_input(
-    input: &Input<'_>,
+    input: &Input,
     text: Option<&[u8]>,
     file: &str,
 ) -> Result<(NetworkConfig, crate::model::Report), net::NetError> {
