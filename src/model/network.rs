@@ -16,45 +16,40 @@ use serde::Serialize;
 
 use super::grammar::{self, GrammarError};
 
-/// A JSON document of the drive (`network_data.json`) as the instance holds it: the drive
-/// file's text (shared with the drive, no copy) and the document parsed from it, until its
-/// first reader takes that. A parsed document is ~10 times its text (14,000 links: 8.4 MiB of
-/// `serde_json` maps for 0.9 MB of text) and was held all run, while the plan needs it once
-/// (its model, its hash) and `instance.json` once (issue 15). Every reader gets the same
-/// document: the text is what the source parsed, and parses to the same value again.
-pub struct JsonDoc {
-    text: super::Bytes,
-    value: std::sync::Mutex<Option<serde_json::Value>>,
+/// A JSON document of the drive (`network_data.json`) as the instance holds it: a small one
+/// parsed, a large one as the drive file's text (shared with the drive, no copy), parsed
+/// again by each reader. A parsed document is ~10 times its text (14,000 links: 8.4 MiB of
+/// `serde_json` maps for 0.9 MB of text) and was held all run, while the plan reads it once
+/// (its model, its hash) and `instance.json` once (issue 15); a small one is kept parsed, as
+/// parsing it again would cost more than it holds. Every reader gets the same document: the
+/// text is what the source parsed, and parses to the same value again.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JsonDoc {
+    Parsed(serde_json::Value),
+    Text(super::Bytes),
 }
 
 impl JsonDoc {
+    /// Largest text kept parsed.
+    pub const KEEP_PARSED: usize = 64 << 10;
+
     /// `value`: what `text` parsed to.
     pub fn new(text: super::Bytes, value: serde_json::Value) -> JsonDoc {
-        JsonDoc {
-            text,
-            value: std::sync::Mutex::new(Some(value)),
+        if text.len() <= JsonDoc::KEEP_PARSED {
+            JsonDoc::Parsed(value)
+        } else {
+            JsonDoc::Text(text)
         }
     }
 
-    /// The document: the parsed one the first time, else parsed from the text again (`Null`
-    /// only if the drive's file can no longer be read).
-    pub fn value(&self) -> serde_json::Value {
-        let held = match self.value.lock() {
-            Ok(mut v) => v.take(),
-            Err(_) => None,
-        };
-        held.unwrap_or_else(|| self.parse())
-    }
-
-    fn parse(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.text).unwrap_or_default()
-    }
-
-    /// The document, which stays for the first taker when it is still held.
-    fn peek(&self) -> serde_json::Value {
-        match self.value.lock().as_deref() {
-            Ok(Some(v)) => v.clone(),
-            _ => self.parse(),
+    /// The document, borrowed when it is held parsed (`Null` only if the drive's file can no
+    /// longer be read).
+    pub fn value(&self) -> std::borrow::Cow<'_, serde_json::Value> {
+        match self {
+            JsonDoc::Parsed(v) => std::borrow::Cow::Borrowed(v),
+            JsonDoc::Text(t) => {
+                std::borrow::Cow::Owned(serde_json::from_slice(t).unwrap_or_default())
+            }
         }
     }
 }
@@ -66,34 +61,16 @@ impl From<serde_json::Value> for JsonDoc {
     }
 }
 
-impl Clone for JsonDoc {
-    /// The same text; the copy parses it when read.
-    fn clone(&self) -> JsonDoc {
-        JsonDoc {
-            text: self.text.clone(),
-            value: std::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl PartialEq for JsonDoc {
-    fn eq(&self, other: &JsonDoc) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for JsonDoc {}
-
 impl fmt::Debug for JsonDoc {
-    /// As the document (what the instance showed when it held it).
+    /// As the document (what the instance showed when it held it parsed).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.peek().fmt(f)
+        self.value().fmt(f)
     }
 }
 
 impl Serialize for JsonDoc {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.peek().serialize(s)
+        self.value().serialize(s)
     }
 }
 
