@@ -134,10 +134,10 @@ pub struct Device {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum NetworkConfig {
-    /// OpenStack `network_data.json` (`links`, `networks`, `services`).
+    /// OpenStack `network_data.json` (`links`, `networks`, `services`), held as its text.
     OpenStack {
         file: String,
-        data: serde_json::Value,
+        data: network::JsonDoc,
     },
     /// Network config version 1 (a list of `physical`, `bond`, `vlan`, ... entries): `config`
     /// is the whole document, a top-level `network:` wrapper removed.

@@ -16,6 +16,64 @@ use serde::Serialize;
 
 use super::grammar::{self, GrammarError};
 
+/// A JSON document of the drive (`network_data.json`) as the instance holds it: a small one
+/// parsed, a large one as the drive file's text (shared with the drive, no copy), parsed
+/// again by each reader. A parsed document is ~10 times its text (14,000 links: 8.4 MiB of
+/// `serde_json` maps for 0.9 MB of text) and was held all run, while the plan reads it once
+/// (its model, its hash) and `instance.json` once (issue 15); a small one is kept parsed, as
+/// parsing it again would cost more than it holds. Every reader gets the same document: the
+/// text is what the source parsed, and parses to the same value again.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JsonDoc {
+    Parsed(serde_json::Value),
+    Text(super::Bytes),
+}
+
+impl JsonDoc {
+    /// Largest text kept parsed.
+    pub const KEEP_PARSED: usize = 64 << 10;
+
+    /// `value`: what `text` parsed to.
+    pub fn new(text: super::Bytes, value: serde_json::Value) -> JsonDoc {
+        if text.len() <= JsonDoc::KEEP_PARSED {
+            JsonDoc::Parsed(value)
+        } else {
+            JsonDoc::Text(text)
+        }
+    }
+
+    /// The document, borrowed when it is held parsed (`Null` only if the drive's file can no
+    /// longer be read).
+    pub fn value(&self) -> std::borrow::Cow<'_, serde_json::Value> {
+        match self {
+            JsonDoc::Parsed(v) => std::borrow::Cow::Borrowed(v),
+            JsonDoc::Text(t) => {
+                std::borrow::Cow::Owned(serde_json::from_slice(t).unwrap_or_default())
+            }
+        }
+    }
+}
+
+impl From<serde_json::Value> for JsonDoc {
+    /// A document made in code (tests, builders): its text is `serde_json`'s.
+    fn from(v: serde_json::Value) -> JsonDoc {
+        JsonDoc::new(serde_json::to_vec(&v).unwrap_or_default().into(), v)
+    }
+}
+
+impl fmt::Debug for JsonDoc {
+    /// As the document (what the instance showed when it held it parsed).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value().fmt(f)
+    }
+}
+
+impl Serialize for JsonDoc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
 /// The whole network description of one instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkConfig {

@@ -288,27 +288,75 @@ pub fn expand_matches(c: &NetworkConfig, host: &[HostNic]) -> (NetworkConfig, Ve
             LinkKind::Physical => {}
         }
     }
-    loop {
-        let gone: Vec<String> = out
-            .links
-            .iter()
-            .filter(|l| match &l.kind {
-                LinkKind::Vlan { parent, .. } => out.link(parent).is_none(),
-                _ => false,
-            })
-            .map(|l| l.id.clone())
-            .collect();
-        if gone.is_empty() {
-            break;
+    // A VLAN whose parent is left out goes too, and so on down its chain: warned round by
+    // round (the VLANs whose parent is missing, then the VLANs on those, ...), each round in
+    // link order. Each link's round from one walk up its chain (a round of scans per chain
+    // level was cubic in chained VLANs; issue 15).
+    let gone = vlans_left_out(&out);
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, &r) in gone.iter().enumerate() {
+        if r != STAYS {
+            if rounds.len() < r {
+                rounds.resize(r, Vec::new());
+            }
+            rounds[r - 1].push(i);
         }
-        for g in &gone {
-            warnings.push(format!(
-                "vlan {g:?}: its parent is not configured; left out"
-            ));
-        }
-        out.links.retain(|l| !gone.contains(&l.id));
     }
+    for &i in rounds.iter().flatten() {
+        warnings.push(format!(
+            "vlan {:?}: its parent is not configured; left out",
+            out.links[i].id
+        ));
+    }
+    let mut i = 0;
+    out.links.retain(|_| {
+        i += 1;
+        gone[i - 1] == STAYS
+    });
     (out, warnings)
+}
+
+/// [`vlans_left_out`]: a link that stays.
+const STAYS: usize = usize::MAX;
+
+/// For each link, the round in which it is left out for a missing parent (1: its parent is
+/// not among the links, k + 1: its parent goes in round k), or [`STAYS`]: not a VLAN, or
+/// its chain ends at a link that stays (or loops). Every link walked once.
+fn vlans_left_out(c: &NetworkConfig) -> Vec<usize> {
+    const UNSEEN: usize = usize::MAX - 1;
+    const WALKING: usize = usize::MAX - 2;
+    let index = crate::model::network::LinkIndex::new(c);
+    let mut round = vec![UNSEEN; c.links.len()];
+    let mut path = Vec::new();
+    for start in 0..c.links.len() {
+        path.clear();
+        let mut cur = start;
+        // The round of the parent of the path's last link (0: a missing parent).
+        let above = loop {
+            match round[cur] {
+                UNSEEN => {}
+                // A parent loop: every parent is there, none goes.
+                WALKING => break STAYS,
+                r => break r,
+            }
+            let LinkKind::Vlan { parent, .. } = &c.links[cur].kind else {
+                round[cur] = STAYS;
+                break STAYS;
+            };
+            round[cur] = WALKING;
+            path.push(cur);
+            match index.position(parent) {
+                Some(p) => cur = p,
+                None => break 0,
+            }
+        };
+        let mut r = above;
+        for &x in path.iter().rev() {
+            r = if r == STAYS { STAYS } else { r + 1 };
+            round[x] = r;
+        }
+    }
+    round
 }
 
 fn expand_refs(ids: &[String], became: &BTreeMap<&str, Vec<String>>) -> Vec<String> {
@@ -340,6 +388,99 @@ pub fn describe_match(l: &Link) -> String {
 mod tests {
     use super::*;
     use crate::model::network::{BondMode, BondParams, Link};
+
+    fn vlan(id: &str, parent: &str) -> Link {
+        Link::new(
+            id,
+            LinkKind::Vlan {
+                parent: parent.into(),
+                vlan_id: 7,
+            },
+        )
+    }
+
+    /// The VLANs left out, and their warnings, are the ones the round-by-round scan gave:
+    /// chains listed child first, a branch, a parent that never existed, a parent loop.
+    #[test]
+    fn vlans_left_out_as_the_rounds_of_scans_gave() {
+        let mut c = NetworkConfig::default();
+        for (id, parent) in [
+            ("c3", "c2"),
+            ("c2", "c1"),
+            ("b2", "c1"),
+            ("c1", "gone"),
+            ("k", "nic"),
+            ("k2", "k"),
+            ("x1", "x2"),
+            ("x2", "x1"),
+            ("e", ""),
+            ("e2", "e"),
+            ("c4", "c3"),
+        ] {
+            c.links.push(vlan(id, parent));
+        }
+        c.links.push(Link::new("nic", LinkKind::Physical));
+        let mut old = c.clone();
+        let mut want = Vec::new();
+        loop {
+            let gone: Vec<String> = old
+                .links
+                .iter()
+                .filter(|l| match &l.kind {
+                    LinkKind::Vlan { parent, .. } => old.link(parent).is_none(),
+                    _ => false,
+                })
+                .map(|l| l.id.clone())
+                .collect();
+            if gone.is_empty() {
+                break;
+            }
+            for g in &gone {
+                want.push(format!(
+                    "vlan {g:?}: its parent is not configured; left out"
+                ));
+            }
+            old.links.retain(|l| !gone.contains(&l.id));
+        }
+        // One link with a match rule, so that the expansion runs: it matches its one NIC.
+        let mut m = Link::new("m", LinkKind::Physical);
+        m.match_name = Some("en*".into());
+        c.links.push(m.clone());
+        old.links.push(m);
+        let host = [HostNic {
+            name: "en0".into(),
+            mac: "52:54:00:00:00:01".into(),
+            driver: None,
+        }];
+        old.links.last_mut().unwrap().match_name = None;
+        old.links.last_mut().unwrap().mac = Some("52:54:00:00:00:01".into());
+        let (got, w) = expand_matches(&c, &host);
+        assert_eq!(w, want);
+        assert_eq!(got, old);
+        assert_eq!(
+            got.links.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            ["k", "k2", "x1", "x2", "nic", "m"]
+        );
+    }
+
+    /// A chain of 20,000 VLANs on a NIC whose glob matches nothing: all left out, one
+    /// warning each, top down. A round of scans per chain level was cubic (never finished).
+    #[test]
+    fn twenty_thousand_chained_vlans_on_an_unmatched_nic_are_left_out_in_linear_time() {
+        let n = 20_000;
+        let mut c = NetworkConfig::default();
+        let mut m = Link::new("v0", LinkKind::Physical);
+        m.match_name = Some("nothing*".into());
+        c.links.push(m);
+        for i in 1..n {
+            c.links.push(vlan(&format!("v{i}"), &format!("v{}", i - 1)));
+        }
+        let (got, w) = expand_matches(&c, &[]);
+        assert!(got.links.is_empty());
+        assert_eq!(w.len(), n);
+        assert!(w[1].starts_with("vlan \"v1\""), "{}", w[1]);
+        assert!(w[n - 1].starts_with(&format!("vlan \"v{}\"", n - 1)));
+    }
 
     #[test]
     fn names_by_mac_name_and_generated() {

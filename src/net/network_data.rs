@@ -65,24 +65,19 @@ pub fn parse_network_data(bytes: &[u8], file: &str) -> Result<(NetworkConfig, Re
             ),
         )
     })?;
-    parse_network_data_doc(&v, Some(bytes.len()), file)
+    parse_network_data_doc(&v, bytes.len(), file)
 }
 
 /// Parses a `network_data.json` document a source already decoded, with the checks
-/// [`parse_network_data`] makes of bytes: the size of its JSON text (the document as
-/// `serde_json` writes it: `len` when the caller wrote it) is bounded like bytes are, and its
-/// nesting is bounded. The same result as serialising it and parsing the text, without the
-/// second JSON reading.
+/// [`parse_network_data`] makes of bytes: the size of its JSON text (`len`: the document as
+/// `serde_json` writes it, which the caller writes or measures) is bounded like bytes are,
+/// and its nesting is bounded. The same result as serialising it and parsing the text,
+/// without the second JSON reading.
 pub fn parse_network_data_doc(
     v: &Value,
-    len: Option<usize>,
+    len: usize,
     file: &str,
 ) -> Result<(NetworkConfig, Report), NetError> {
-    // Not written yet: measured only when a cheap upper bound does not already settle it.
-    let len = len.unwrap_or_else(|| match text_len_bound(v) {
-        b if b <= super::MAX_INPUT => b,
-        _ => text_len(v),
-    });
     if len > super::MAX_INPUT {
         return Err(NetError::new(
             file,
@@ -98,54 +93,6 @@ pub fn parse_network_data_doc(
         ));
     }
     parse_network_data_value(v, file)
-}
-
-/// The size of `v`'s JSON text as `serde_json` writes it, without holding the text.
-fn text_len(v: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut n = Counter(0);
-    // Writing a JSON value into a counter cannot fail; if it did, the text would be unusable.
-    match serde_json::to_writer(&mut n, v) {
-        Ok(()) => n.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// An upper bound of [`text_len`] from the shape of `v` alone (no formatting): every string
-/// byte as a six-byte escape, every number as 24 bytes (the longest `serde_json` writes:
-/// `-2.2250738585072014e-308`), every separator counted. Iterative: the input is untrusted.
-fn text_len_bound(v: &Value) -> usize {
-    let str_bound = |s: &str| s.len().saturating_mul(6).saturating_add(2);
-    let mut total: usize = 0;
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        let here = match v {
-            Value::Null | Value::Bool(_) => 5,
-            Value::Number(_) => 24,
-            Value::String(s) => str_bound(s),
-            Value::Array(a) => {
-                stack.extend(a.iter());
-                a.len().saturating_add(2)
-            }
-            Value::Object(o) => {
-                stack.extend(o.values());
-                o.keys()
-                    .map(|k| str_bound(k).saturating_add(2))
-                    .fold(2usize, usize::saturating_add)
-            }
-        };
-        total = total.saturating_add(here);
-    }
-    total
 }
 
 /// Parses an already decoded `network_data.json` document.
@@ -165,16 +112,21 @@ pub fn parse_network_data_value(
         report: Report::default(),
         config: NetworkConfig::default(),
         dropped: BTreeSet::new(),
+        ids: std::collections::HashMap::new(),
     };
     for (i, l) in list(top, "links", file, &mut p.report).iter().enumerate() {
         p.link(i, l);
     }
-    for (i, n) in list(top, "networks", file, &mut p.report)
-        .iter()
-        .enumerate()
-    {
+    let networks = list(top, "networks", file, &mut p.report);
+    if !networks.is_empty() {
+        for (i, l) in p.config.links.iter().enumerate() {
+            p.ids.entry(l.id.clone()).or_insert(i);
+        }
+    }
+    for (i, n) in networks.iter().enumerate() {
         p.network(i, n)?;
     }
+    p.ids = std::collections::HashMap::new();
     for (i, s) in list(top, "services", file, &mut p.report)
         .iter()
         .enumerate()
@@ -215,6 +167,9 @@ struct Parser<'a> {
     /// Ids of links dropped for an unusable value: a network on one is dropped too (with a
     /// warning) instead of failing the whole file.
     dropped: BTreeSet<String>,
+    /// Link id -> where its first link is, built once the links are read (networks name
+    /// their link by id: a scan of the links per network was quadratic; issue 15).
+    ids: std::collections::HashMap<String, usize>,
 }
 
 impl Parser<'_> {
@@ -536,14 +491,15 @@ impl Parser<'_> {
             );
             return Ok(());
         }
-        if self.dropped.contains(&link_id) && self.config.link(&link_id).is_none() {
+        let at = self.ids.get(&link_id).copied();
+        if self.dropped.contains(&link_id) && at.is_none() {
             self.warn(
                 &format!("{field}.link"),
                 format!("link {link_id:?} was dropped (see above); network ignored"),
             );
             return Ok(());
         }
-        let Some(li) = self.config.links.iter().position(|l| l.id == link_id) else {
+        let Some(li) = at else {
             return Err(NetError::new(
                 self.file,
                 &format!("{field}.link"),
@@ -764,6 +720,31 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// 20,000 links and a network on each: every network finds its link in the index (a
+    /// scan of the links per network: 200 million comparisons, minutes in a debug build).
+    #[test]
+    fn twenty_thousand_networks_find_their_links_in_linear_time() {
+        let n = 20_000;
+        let links: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"id": format!("t{i}"), "type": "phy",
+                    "ethernet_mac_address": format!("52:54:01:00:{:02x}:{:02x}", i >> 8, i & 255)})
+            })
+            .collect();
+        let networks: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"id": format!("n{i}"), "link": format!("t{}", n - 1 - i),
+                    "type": "ipv4", "ip_address": format!("10.{}.{}.1", i >> 8, i & 255),
+                    "netmask": "255.255.255.0"})
+            })
+            .collect();
+        let doc = serde_json::json!({"links": links, "networks": networks});
+        let (c, _) = parse_network_data_value(&doc, "network_data.json").unwrap();
+        assert_eq!(c.links.len(), n);
+        assert!(c.links.iter().all(|l| l.l3.addresses.len() == 1));
+        assert_eq!(c.links[0].l3.addresses[0].to_string(), "10.78.31.1/24");
+    }
+
     use super::*;
     use crate::model::network::Ipv6Auto;
 
@@ -790,12 +771,9 @@ mod tests {
             "services": [{"type": "dns", "address": "8.8.8.8"}, null, -1e300, true]
         });
         let text = serde_json::to_vec(&doc).unwrap();
-        assert!(text_len_bound(&doc) >= text.len());
-        assert_eq!(text_len(&doc), text.len());
         let by_text = parse_network_data(&text, "f").unwrap();
-        assert_eq!(parse_network_data_doc(&doc, None, "f").unwrap(), by_text);
         assert_eq!(
-            parse_network_data_doc(&doc, Some(text.len()), "f").unwrap(),
+            parse_network_data_doc(&doc, text.len(), "f").unwrap(),
             by_text
         );
         // Over the limit: numbers written long (a bound cannot settle it, the count does).
@@ -804,7 +782,7 @@ mod tests {
         assert!(text.len() > super::super::MAX_INPUT);
         let doc: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
-            parse_network_data_doc(&doc, None, "f").unwrap_err(),
+            parse_network_data_doc(&doc, text.len(), "f").unwrap_err(),
             parse_network_data(&text, "f").unwrap_err()
         );
     }

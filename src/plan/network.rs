@@ -45,7 +45,7 @@ pub fn network_input(
 ) -> Option<(Vec<u8>, String, InputFormat)> {
     let (input, file) = input_of(instance, drive)?;
     let (bytes, fmt) = match input {
-        Input::OpenStack(data) => (serde_json::to_vec(data).ok()?, InputFormat::NetworkData),
+        Input::OpenStack(data) => (serde_json::to_vec(&*data).ok()?, InputFormat::NetworkData),
         Input::Bytes(b, fmt) => (b, fmt),
     };
     Some((bytes, file, fmt))
@@ -54,8 +54,9 @@ pub fn network_input(
 /// An instance's network input as [`network_input`] finds it, before any serialising.
 enum Input<'a> {
     /// `network_data.json` as the source decoded it: parsed from that document (the text
-    /// `serde_json` writes of it is only hashed and measured, never read back).
-    OpenStack(&'a serde_json::Value),
+    /// `serde_json` writes of it is only hashed and measured, never read back). A large one
+    /// the instance holds as text (`JsonDoc`), parsed here and dropped with the input.
+    OpenStack(std::borrow::Cow<'a, serde_json::Value>),
     /// Text of a known format: network config v1/v2 serialised from the source's document
     /// (read again by the network config reader, YAML typing and all), or the legacy
     /// `network_info.json` the source did not take.
@@ -66,7 +67,9 @@ fn input_of<'a>(instance: &'a Instance, drive: &DriveFiles) -> Option<(Input<'a>
     use crate::model::NetworkConfig as Doc;
     for doc in &instance.network {
         match doc {
-            Doc::OpenStack { file, data } => return Some((Input::OpenStack(data), file.clone())),
+            Doc::OpenStack { file, data } => {
+                return Some((Input::OpenStack(data.value()), file.clone()))
+            }
             Doc::V1 { file, config } | Doc::V2 { file, config } => {
                 return serde_json::to_vec(config)
                     .ok()
@@ -82,16 +85,17 @@ fn input_of<'a>(instance: &'a Instance, drive: &DriveFiles) -> Option<(Input<'a>
         .map(|b| (Input::Bytes(b.to_vec(), InputFormat::NetworkData), legacy))
 }
 
-/// Parses an input. `text`: the input's text when the caller has it already (the plan hashes
-/// it); an OpenStack document is otherwise only measured.
+/// Parses an input. An OpenStack document is measured (its text as the plan hashes it, not
+/// held), for the size bound the parser applies to text.
 fn parse_input(
     input: &Input<'_>,
-    text: Option<&[u8]>,
     file: &str,
 ) -> Result<(NetworkConfig, crate::model::Report), net::NetError> {
     match input {
         Input::OpenStack(data) => {
-            net::network_data::parse_network_data_doc(data, text.map(<[u8]>::len), file)
+            let mut len = 0usize;
+            crate::state::compact_json(data, &mut |b| len = len.saturating_add(b.len()));
+            net::network_data::parse_network_data_doc(data, len, file)
         }
         Input::Bytes(b, fmt) => net::parse_network(b, *fmt, file),
     }
@@ -105,7 +109,7 @@ pub fn instance_network(
     let Some((input, file)) = input_of(instance, drive) else {
         return Ok(None);
     };
-    let (c, r) = parse_input(&input, None, &file)?;
+    let (c, r) = parse_input(&input, &file)?;
     Ok(Some((c, r, file)))
 }
 
@@ -164,7 +168,7 @@ pub fn parse_network_input(instance: &Instance, drive: &DriveFiles) -> Option<Ne
     // The only input read as bytes in `network_data.json` form is the legacy file.
     let legacy = matches!(input, Input::Bytes(_, InputFormat::NetworkData));
     let parsed = match &input {
-        Input::OpenStack(data) => net::network_data::parse_network_data_doc(data, Some(len), &file),
+        Input::OpenStack(data) => net::network_data::parse_network_data_doc(data, len, &file),
         Input::Bytes(b, fmt) => net::parse_network(b, *fmt, &file),
     };
     Some(NetworkInput {

@@ -610,11 +610,11 @@ fn read_version_files(
                 "legacy name network_info.json used (nova writes network_data.json)",
             );
         }
-        let b = drive.get(&file).unwrap_or_default();
-        match parse_json(device, &file, b) {
+        let text = drive.file(&file).cloned().unwrap_or_default();
+        match parse_json(device, &file, &text) {
             Ok(data @ Value::Object(_)) => inst.network.push(NetworkConfig::OpenStack {
                 file: file.clone(),
-                data,
+                data: crate::model::network::JsonDoc::new(text, data),
             }),
             Ok(other) => report.warn(
                 &file,
@@ -912,6 +912,78 @@ mod tests {
             .warnings
             .iter()
             .all(|w| w.file == "openstack/latest/meta_data.json"));
+    }
+
+    /// `network_data.json` is held as its text (`JsonDoc`) and read again from it: every
+    /// reader gets the document the source parsed (numbers in every form, escapes), and a
+    /// document the source refuses (duplicate keys, nesting, non-UTF-8, out-of-range numbers,
+    /// not an object) is refused as before, with its warning.
+    #[test]
+    fn network_data_is_held_as_text_and_read_back_the_same() {
+        let nd = "openstack/latest/network_data.json";
+        let md = ("openstack/latest/meta_data.json", r#"{"uuid":"u"}"#);
+        let nums = "0, -0, 1.0, -0.0, 1e2, 1E-2, 2.5e+3, 0.30000000000000004, 0.1, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308, 18446744073709551615, 18446744073709551616, -9223372036854775808, -9223372036854775809, 123456789012345678901234567890, 1.00000000000000000000000000001, 9007199254740993";
+        let doc = format!(
+            r#"{{"links":[{{"id":"t\u00e9\ud83d\ude00\u0000","type":"phy","mtu":1500.0000000000002,"n":[{nums}]}}],"services":[{{"type":"dns","address":"192.0.2.1"}}],"z":{{"b":1,"a":[true,false,null,{{}}]}},"pad":"{}"}}"#,
+            "p".repeat(crate::model::network::JsonDoc::KEEP_PARSED)
+        );
+        let (i, _) = parse_openstack(&drive(&[md, (nd, &doc)])).unwrap();
+        let NetworkConfig::OpenStack { data, file } = &i.network[0] else {
+            panic!("{:?}", i.network);
+        };
+        assert_eq!(file, nd);
+        assert!(matches!(data, crate::model::network::JsonDoc::Text(_)));
+        let (small, _) = parse_openstack(&drive(&[md, (nd, r#"{"links":[]}"#)])).unwrap();
+        assert!(matches!(
+            &small.network[0],
+            NetworkConfig::OpenStack {
+                data: crate::model::network::JsonDoc::Parsed(_),
+                ..
+            }
+        ));
+        let parsed = super::parse_json("/dev/test", nd, doc.as_bytes()).unwrap();
+        let text = |v: &Value| serde_json::to_string_pretty(v).unwrap();
+        // Shown, serialised and read as the parsed document, twice (a large one is parsed
+        // again each time).
+        for _ in 0..2 {
+            assert_eq!(format!("{data:?}"), format!("{parsed:?}"));
+            assert_eq!(
+                serde_json::to_string(data).unwrap(),
+                serde_json::to_string(&parsed).unwrap()
+            );
+            assert_eq!(*data.value(), parsed);
+            assert_eq!(text(&data.value()), text(&parsed));
+        }
+        let copy = data.clone();
+        assert_eq!(&copy, data);
+        assert_eq!(text(&copy.value()), text(&parsed));
+
+        let refused: [(&[u8], &str); 6] = [
+            (br#"{"links":[],"links":[]}"#, "duplicate key"),
+            (b"{\"links\":[{\"id\":\"a\xff\"}]}", "network data ignored"),
+            (br#"{"links":[{"mtu":1e400}]}"#, "network data ignored"),
+            (br#"[]"#, "expected an object, found"),
+            (br#"{"links":"#, "network data ignored"),
+            (b"", "network data ignored"),
+        ];
+        let deep = format!("{{\"links\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        for (bytes, why) in refused
+            .iter()
+            .copied()
+            .chain([(deep.as_bytes(), "nesting")])
+        {
+            let mut d = drive(&[md]);
+            d.files.insert(nd.into(), bytes.to_vec().into());
+            let (i, r) = parse_openstack(&d).unwrap();
+            assert!(i.network.is_empty(), "{:?}", String::from_utf8_lossy(bytes));
+            assert!(
+                r.warnings
+                    .iter()
+                    .any(|w| w.file == nd && w.message.contains(why)),
+                "{why}: {:?}",
+                r.warnings
+            );
+        }
     }
 
     #[test]

@@ -30,12 +30,17 @@ pub fn render_eni(
     let ck = Check { file: PATH };
     // A NIC configured through a MAC-mapped stanza: not on the target (unnamed, or absent and
     // to be renamed). Its real name is known only to ifupdown at boot.
+    // The NICs whose MAC is not on the target, as a set: the list searched per link, member
+    // and parent was quadratic in NICs (issue 15).
+    let mut missing: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for m in &names.missing_macs {
+        missing.insert(m);
+    }
     let mapped = |id: &str| {
         c.link(id).is_some_and(|l| {
             matches!(l.kind, LinkKind::Physical)
                 && l.mac.is_some()
-                && (names.name(id).is_none()
-                    || (names.rename(id) && names.missing_macs.iter().any(|m| m == id)))
+                && (names.name(id).is_none() || (names.rename(id) && missing.contains(&id)))
         })
     };
     // A real interface name by link id, checked (none for a MAC-mapped NIC).
@@ -325,9 +330,34 @@ pub fn render_eni(
         mode: 0o644,
     });
     if o.eni_resolv_conf {
+        // The machine-wide DNS followed by every link's, each once: what `Dns::merged` of
+        // each link's onto the sum so far gives, without copying and scanning the sum per
+        // link (quadratic in links with DNS of their own; issue 15). The resolver reads three
+        // servers, so no more are gathered; every search domain is, as each is checked.
         let mut dns = c.dns.clone();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for d in &dns.search {
+            seen.insert(d.clone());
+        }
         for l in &c.links {
-            dns = dns.merged(&link_dns(c, l));
+            let more = link_dns(c, l);
+            for a in &more.nameservers {
+                if dns.nameservers.len() >= 3 {
+                    break;
+                }
+                dns.add_server(*a);
+            }
+            for d in &more.search {
+                // `Dns::add_search`'s gate and form.
+                let d = d.trim();
+                if crate::model::network::check_search_domain(d).is_ok() {
+                    let d = d.trim_end_matches('.').to_string();
+                    if !seen.contains(&d) {
+                        seen.insert(d.clone());
+                        dns.search.push(d);
+                    }
+                }
+            }
         }
         if !dns.is_empty() {
             let mut r = format!("{HEADER}\n");

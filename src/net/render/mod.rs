@@ -787,6 +787,47 @@ mod tests {
         }
     }
 
+    /// 20,000 NICs, each renamed (its MAC not on the target yet: ifupdown's MAC-mapped
+    /// stanza), each with an address, a name server and a search domain of its own. ifupdown
+    /// searched the NICs not on the target per link and copied the growing resolver list per
+    /// link, PowerShell searched its growing suffix list per domain: 20,000 x 20,000 steps
+    /// (minutes in a debug build). Counts, not time: every NIC and domain is in the files.
+    #[test]
+    fn twenty_thousand_nics_with_their_own_dns_render_in_linear_time() {
+        let n = 20_000;
+        let mut c = NetworkConfig::default();
+        for i in 0..n {
+            let mut p = Link::new(format!("n{i}"), LinkKind::Physical);
+            p.mac = Some(format!("52:54:01:00:{:02x}:{:02x}", i >> 8, i & 255));
+            p.name = Some(format!("e{i}"));
+            p.l3.addresses
+                .push(format!("10.{}.{}.1/24", i >> 8, i & 255).parse().unwrap());
+            p.l3.dns
+                .nameservers
+                .push(format!("192.0.{}.{}", i >> 8, i & 255).parse().unwrap());
+            p.l3.dns.search.push(format!("d{i}.example"));
+            c.links.push(p);
+        }
+        let names = assign_names(&c, &Default::default());
+        assert_eq!(names.missing_macs.len(), n);
+        let r = try_render(Backend::Eni, &c, &names, &opts()).unwrap();
+        let eni = &r.files[0].content;
+        assert_eq!(eni.matches("\nauto mac/").count(), n);
+        assert_eq!(eni.matches("    address 10.").count(), n);
+        let resolv = &r.files[1].content;
+        assert!(resolv.ends_with(
+            "nameserver 192.0.0.0\nnameserver 192.0.0.1\nnameserver 192.0.0.2\nsearch d0.example d1.example d2.example d3.example d4.example d5.example\n"
+        ));
+        let r = try_render(Backend::PowerShell, &c, &names, &opts()).unwrap();
+        let ps = &r.files[0].content;
+        let list = ps
+            .lines()
+            .find(|l| l.contains("-SuffixSearchList"))
+            .unwrap();
+        assert_eq!(list.matches(".example'").count(), n);
+        assert!(list.contains("@('d0.example', 'd1.example', "));
+    }
+
     #[test]
     fn every_backend_renders_lines_of_its_syntax() {
         let c = model("ok.example");

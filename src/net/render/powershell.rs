@@ -302,6 +302,25 @@ function Set-PrimerDns([int]$Index, [string[]]$Servers, [string]$Suffix) {
 /// explicitly so the script can compare what is there with what is wanted.
 pub const DEFAULT_ROUTE_METRIC: u32 = 256;
 
+/// The global DNS suffix search list: every link's domains, then the machine-wide ones, each
+/// once in first-seen order. With a set of what it holds: the list searched per domain was
+/// quadratic in domains (thousands of links each with its own; issue 15).
+#[derive(Default)]
+struct Search {
+    list: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Search {
+    fn add(&mut self, d: &str) {
+        let d = d.to_string();
+        if !self.seen.contains(&d) {
+            self.seen.insert(d.clone());
+            self.list.push(d);
+        }
+    }
+}
+
 /// The smallest IPv6 MTU (RFC 8200 §5): Windows refuses a smaller `NlMtuBytes` for IPv6.
 const IPV6_MIN_MTU: u32 = 1280;
 
@@ -454,7 +473,7 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
     }
 
     let vlans = super::vlans_by_parent(c);
-    let mut search: Vec<String> = Vec::new();
+    let mut search = Search::default();
     for (i, l) in ordered(c) {
         let Some(plan) = &plans[i] else { continue };
         let label = match plan {
@@ -582,12 +601,11 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
         s.push_str("}\n");
     }
     for d in &c.dns.search {
-        if !search.contains(d) {
-            search.push(d.clone());
-        }
+        search.add(d);
     }
-    if !search.is_empty() {
+    if !search.list.is_empty() {
         let list = search
+            .list
             .iter()
             .enumerate()
             .map(|(j, d)| ck.domain(&format!("dns.search[{j}]"), d))
@@ -741,7 +759,7 @@ fn write_l3(
     i: usize,
     l: &Link,
     warnings: &mut Vec<String>,
-    search: &mut Vec<String>,
+    search: &mut Search,
 ) -> Result<(), RenderError> {
     let l3: &L3 = &l.l3;
     let v4: Vec<String> = l3
@@ -827,9 +845,7 @@ fn write_l3(
     for (j, d) in dns.search.iter().enumerate() {
         // Checked here too, so an error names the link's field, not the global list's.
         ck.domain(&lf(i, &format!("dns.search[{j}]")), d)?;
-        if !search.contains(d) {
-            search.push(d.clone());
-        }
+        search.add(d);
     }
     let _ = writeln!(
         s,

@@ -448,7 +448,8 @@ mod tests {
                               "ip_address": "192.0.2.10", "netmask": "255.255.255.0",
                               "gateway": "192.0.2.1"}],
                 "services": []
-            }),
+            })
+            .into(),
         }];
         let mut d = DriveFiles::new("/dev/x", "iso9660");
         d.files.insert(
