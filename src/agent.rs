@@ -842,7 +842,16 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     }
     // A full run that changed nothing: what the next one needs to take the fast path.
     if let (Some(k), Some(inputs), Exit::Unchanged) = (&key, &inputs, exit) {
-        match rerun::save(&lookups, k, inputs, &plan, &report, started.0, live) {
+        match rerun::save(
+            &lookups,
+            k,
+            inputs,
+            &plan,
+            &report,
+            started.0,
+            live,
+            rerun::MAX_CACHE,
+        ) {
             Ok(saved) => tracing::debug!("re-run fast path recorded: {saved}"),
             // Only the next run's speed depends on it.
             Err(e) => tracing::debug!("re-run fast path not recorded: {e}"),

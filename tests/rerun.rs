@@ -104,18 +104,24 @@ fn status(root: &Path) -> serde_json::Value {
     v
 }
 
-/// A root after a first run and a re-run (the one that records the fast path), and its drive.
-fn settled() -> (tempfile::TempDir, tempfile::TempDir) {
-    let src = tempfile::tempdir().unwrap();
-    write_drive_tree(src.path(), &sample_meta("web-1", &[ED]));
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().join("a");
+/// The target root `a` in `dir`: an `/etc/passwd` with root and the default user.
+fn target_root(dir: &Path) -> PathBuf {
+    let root = dir.join("a");
     fs::create_dir_all(root.join("etc")).unwrap();
     fs::write(
         root.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n",
     )
     .unwrap();
+    root
+}
+
+/// A root after a first run and a re-run (the one that records the fast path), and its drive.
+fn settled() -> (tempfile::TempDir, tempfile::TempDir) {
+    let src = tempfile::tempdir().unwrap();
+    write_drive_tree(src.path(), &sample_meta("web-1", &[ED]));
+    let t = tempfile::tempdir().unwrap();
+    let root = target_root(t.path());
     let first = run(src.path(), &root);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     settle();
@@ -540,13 +546,7 @@ fn a_path_written_twice_holds_the_last_write_and_converges() {
         fs::write(src.path().join("openstack").join(v).join("user_data"), ud).unwrap();
     }
     let t = tempfile::tempdir().unwrap();
-    let root = t.path().join("a");
-    fs::create_dir_all(root.join("etc")).unwrap();
-    fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n",
-    )
-    .unwrap();
+    let root = target_root(t.path());
     fs::write(root.join("etc/group"), "root:x:0:\ndebian:x:1000:\n").unwrap();
     let want = [
         ("etc/twice", "second\n"),

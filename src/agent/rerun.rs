@@ -29,7 +29,7 @@ pub fn cache_path() -> String {
 }
 
 /// Largest cache read: it is primer's own file, but a file is bounded whoever wrote it.
-const MAX_CACHE: u64 = 8 << 20;
+pub const MAX_CACHE: u64 = 8 << 20;
 /// Most paths one cache holds (the facts walk at most 20,000 entries per directory kind).
 const MAX_INPUTS: usize = 100_000;
 /// How recent a change may be and still be trusted to show in the timestamps (two ticks of the
@@ -199,9 +199,9 @@ impl std::io::Write for Capped<'_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         if b.len() as u64 > self.left {
             self.over.set(true);
-            return Err(std::io::Error::other(format!(
-                "larger than {MAX_CACHE} bytes, the most a run reads back"
-            )));
+            return Err(std::io::Error::other(
+                "larger than the most a run reads back",
+            ));
         }
         let n = self.out.write(b)?;
         self.left -= n as u64;
@@ -572,24 +572,11 @@ fn parse_cache(bytes: &[u8]) -> Result<Cache<'_>, String> {
 /// for: a step changed, failed or acted (`bootcmd`, every boot: the run is then "changed"), a
 /// NIC the drive names was missing on the running system (`live`: a later boot would wait for
 /// it; an image root waits for nothing), or an input changed at or after `started` (the plan
-/// may rest on what it was before). Written without a flush: a lost
-/// or torn cache only means the full path next time.
-pub fn save(
-    res: &Resolver,
-    key: &str,
-    inputs: &Inputs,
-    plan: &Plan,
-    report: &ApplyReport,
-    started: SystemTime,
-    live: bool,
-) -> Result<bool, String> {
-    save_within(res, key, inputs, plan, report, started, live, MAX_CACHE)
-}
-
-/// [`save`], the cache at most `cap` bytes: a longer one is not written (an error; the cache
-/// there is left as it was).
+/// may rest on what it was before). At most `cap` bytes ([`MAX_CACHE`], the most a run reads
+/// back): a longer cache is not written (an error; the one there is left as it was). Written
+/// without a flush: a lost or torn cache only means the full path next time.
 #[allow(clippy::too_many_arguments)]
-fn save_within(
+pub fn save(
     res: &Resolver,
     key: &str,
     inputs: &Inputs,
@@ -946,7 +933,7 @@ mod tests {
         let res = Resolver::new(r);
         let _ = res.resolve_found("etc/d");
         assert_eq!(
-            save(&res, "k", &inputs, &plan, &report, started, false),
+            save(&res, "k", &inputs, &plan, &report, started, false, MAX_CACHE),
             Ok(true)
         );
         // As written: each input's line as it was observed.
@@ -968,7 +955,7 @@ mod tests {
         let _ = res.resolve_found("etc/d");
         std::fs::create_dir(r.join("etc/d")).unwrap();
         assert_eq!(
-            save(&res, "k", &inputs, &plan, &report, started, false),
+            save(&res, "k", &inputs, &plan, &report, started, false, MAX_CACHE),
             Ok(false)
         );
         assert_eq!(std::fs::read(&cache).unwrap(), before);
@@ -995,14 +982,14 @@ mod tests {
         let (plan, report) = (Plan::default(), ApplyReport::default());
         let res = Resolver::new(r);
         assert_eq!(
-            save_within(&res, "k", &inputs, &plan, &report, started, false, 1 << 20),
+            save(&res, "k", &inputs, &plan, &report, started, false, 1 << 20),
             Ok(true)
         );
         let cache = r.join(cache_path());
         let before = std::fs::read(&cache).unwrap();
         assert!(before.len() > 4096, "{}", before.len());
         let res = Resolver::new(r);
-        let e = save_within(&res, "k", &inputs, &plan, &report, started, false, 4096).unwrap_err();
+        let e = save(&res, "k", &inputs, &plan, &report, started, false, 4096).unwrap_err();
         assert!(e.contains("the most a run reads back"), "{e}");
         assert_eq!(std::fs::read(&cache).unwrap(), before);
         let names: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
