@@ -590,4 +590,27 @@ fn a_path_written_twice_holds_the_last_write_and_converges() {
         );
         settle();
     }
+    // A local edit, then the drive drops the later write: the edit is kept (the earlier entry
+    // was recorded with the run, as when both were written), and the next run changes nothing.
+    fs::write(root.join("srv/w"), "local edit\n").unwrap();
+    let ud = "#cloud-config\nwrite_files:\n  - {path: /srv/w, content: \"one\\n\"}\n  - {path: /etc/both, content: \"from write_files\\n\"}\n";
+    for v in ["latest", "2018-08-27"] {
+        fs::write(src.path().join("openstack").join(v).join("user_data"), ud).unwrap();
+    }
+    for n in 0..2 {
+        let o = run(src.path(), &root);
+        assert_eq!(
+            o.status.code(),
+            Some(if n == 0 { 0 } else { 10 }),
+            "dropped, run {n}: {}",
+            text(&o)
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("srv/w")).unwrap(),
+            "local edit\n",
+            "dropped, run {n}: {}",
+            text(&o)
+        );
+        settle();
+    }
 }

@@ -1251,9 +1251,11 @@ impl Planner<'_> {
     /// injected files share one step id, so the record vouched only for the last, and a re-run
     /// wrote the first again over a file the plan had just found up to date for the second
     /// (each later run flipped the file between the two contents). The earlier steps are
-    /// skipped, naming the write that replaces them, and not recorded as applied (should the
-    /// drive drop the later entry, the earlier one is applied then). A later write that cannot
-    /// be done (`Change::Error`) replaces nothing. One pass from the end: O(n log n).
+    /// skipped, naming the write that replaces them, and keep their input: recorded as if
+    /// applied, so should the drive drop the later entry, the file is not overwritten with the
+    /// earlier one's content (it holds the later write or a local edit, which primer keeps, as
+    /// it did when both were written). A later write that cannot be done (`Change::Error`)
+    /// replaces nothing. One pass from the end: O(n log n).
     fn supersede_rewrites(&mut self) {
         let mut last: BTreeMap<&str, usize> = BTreeMap::new();
         let mut replaced: Vec<(usize, usize)> = Vec::new();
@@ -1287,7 +1289,6 @@ impl Planner<'_> {
             let s = &mut self.steps[i];
             s.change = Change::Skip;
             s.why = msg.into();
-            s.input = None;
         }
     }
 
