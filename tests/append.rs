@@ -404,3 +404,26 @@ fn a_run_killed_at_any_write_or_rename_of_an_append_chain_converges_appending_on
     }
     assert!(kills > 0, "strace killed no run");
 }
+
+/// An `append` onto a file the drive also injects (`meta_data.json` `files`, planned first)
+/// builds on the injected content on the first boot, and a re-run changes nothing. It was
+/// planned onto the file as the facts saw it (missing): the writer found the injected file
+/// there and refused the append, failing the first boot (adversarial review, session 17).
+#[test]
+fn an_append_onto_an_injected_file_applies_on_the_first_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = b"#cloud-config\nwrite_files:\n  - {path: /etc/injected, content: \"app\\n\", append: true}\n";
+    let tree = config2_tree(dir.path(), "d", doc);
+    let root = target_root();
+    let file = root.path().join("etc/injected");
+    for n in 0..3 {
+        let (o, _) = run_measured(&tree, root.path(), dir.path());
+        assert_eq!(
+            o.status.code(),
+            Some(if n == 0 { 0 } else { 10 }),
+            "run {n}: {}",
+            text_of(&o)
+        );
+        assert_eq!(fs::read(&file).unwrap(), b"injected\napp\n", "run {n}");
+    }
+}

@@ -161,6 +161,32 @@ impl Planner<'_> {
             .filter(|w| w.append)
             .filter_map(|w| injected_path(&w.path).ok())
             .collect();
+        // An injected file (planned before) is an earlier write of its path too: an `append`
+        // onto it builds on what that step stages, as onto a `write_files` write. Without
+        // this the append was planned onto the file as the facts saw it (missing), and the
+        // writer, finding the injected file there, refused it: a failed first boot.
+        if !append_paths.is_empty() {
+            for (i, s) in self.steps.iter().enumerate() {
+                let Action::WriteFile { path, content, .. } = &s.action else {
+                    continue;
+                };
+                if !s.id.starts_with("file:") || !append_paths.contains(path) {
+                    continue;
+                }
+                if s.change.acts() {
+                    let chain = Chain {
+                        step: i,
+                        on_target: false,
+                        len: content.len() as u64,
+                        parts: vec![content.clone()],
+                        append_meta: None,
+                    };
+                    planned.insert(path.clone(), chain);
+                } else {
+                    planned.remove(path);
+                }
+            }
+        }
         let mut budget = AppendBudget::default();
         for (n, w) in ud.cloud_config.write_files.iter_mut().enumerate() {
             let rel = match injected_path(&w.path) {
