@@ -959,6 +959,11 @@ mod tests {
             Ok(false)
         );
         assert_eq!(std::fs::read(&cache).unwrap(), before);
+        assert_only_the_cache_beside(&cache);
+    }
+
+    /// The cache's directory holds the cache alone: no staged file left beside it.
+    fn assert_only_the_cache_beside(cache: &std::path::Path) {
         let names: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -992,11 +997,7 @@ mod tests {
         let e = save(&res, "k", &inputs, &plan, &report, started, false, 4096).unwrap_err();
         assert!(e.contains("the most a run reads back"), "{e}");
         assert_eq!(std::fs::read(&cache).unwrap(), before);
-        let names: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["rerun.json"]);
+        assert_only_the_cache_beside(&cache);
     }
 
     /// A cache longer than the bound is refused from its length, without a byte read (a cache
