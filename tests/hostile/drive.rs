@@ -565,3 +565,46 @@ fn iso_content_path_lookup_is_case_insensitive_and_level1() {
         "content/0000 found through its level-1 name: {v}"
     );
 }
+
+/// Thousands of injected files naming one path (the drive chooses the count): the last write
+/// is the file's content, every earlier one is skipped naming it, and a re-run changes
+/// nothing (they shared one step id: the record vouched for the last only, and the file was
+/// rewritten and then kept with the wrong content). Entries whose path carries a newline, a
+/// control character or `..` are refused with a warning and never become the "last" write.
+#[test]
+fn thousands_of_writes_of_one_path_keep_the_last_and_converge() {
+    let n = 4000;
+    let mut meta = sample_meta("many", &[ED]);
+    let mut files: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({"path": "/srv/one", "content_path": format!("/content/000{}", i % 2)}))
+        .collect();
+    for bad in ["/srv/one\n", "/srv/one\u{7}", "/srv/../srv/one"] {
+        files.push(serde_json::json!({"path": bad, "content_path": "/content/0000"}));
+    }
+    meta["files"] = serde_json::Value::Array(files);
+    let src = drive_tree(&meta);
+    fs::write(src.path().join("openstack/content/0001"), b"last\n").unwrap();
+    let root = scratch_root();
+    for n_run in 0..2 {
+        let o = run(src.path(), root.path());
+        assert_eq!(
+            o.status.code(),
+            Some(if n_run == 0 { 0 } else { 10 }),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(fs::read(root.path().join("srv/one")).unwrap(), b"last\n");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let skipped = out
+            .matches("written again by step \"file:srv/one\" later in this run")
+            .count();
+        assert_eq!(skipped, n - 1, "run {n_run}");
+        let warned = text(&o);
+        assert!(warned.contains("files"), "{warned}");
+        assert_eq!(
+            warned.matches("warning: meta_data.json: files:").count(),
+            3,
+            "{warned}"
+        );
+    }
+}
