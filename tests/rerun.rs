@@ -542,9 +542,7 @@ fn a_path_written_twice_holds_the_last_write_and_converges() {
     write_drive_tree(src.path(), &meta);
     fs::write(src.path().join("openstack/content/0001"), b"second\n").unwrap();
     let ud = "#cloud-config\nwrite_files:\n  - {path: /srv/w, content: \"one\\n\"}\n  - {path: /srv/w, content: \"two\\n\"}\n  - {path: /srv/w, content: \"three\\n\", append: true}\n  - {path: /etc/both, content: \"from write_files\\n\"}\n";
-    for v in ["latest", "2018-08-27"] {
-        fs::write(src.path().join("openstack").join(v).join("user_data"), ud).unwrap();
-    }
+    write_user_data(src.path(), ud);
     let t = tempfile::tempdir().unwrap();
     let root = target_root(t.path());
     fs::write(root.join("etc/group"), "root:x:0:\ndebian:x:1000:\n").unwrap();
@@ -594,9 +592,7 @@ fn a_path_written_twice_holds_the_last_write_and_converges() {
     // was recorded with the run, as when both were written), and the next run changes nothing.
     fs::write(root.join("srv/w"), "local edit\n").unwrap();
     let ud = "#cloud-config\nwrite_files:\n  - {path: /srv/w, content: \"one\\n\"}\n  - {path: /etc/both, content: \"from write_files\\n\"}\n";
-    for v in ["latest", "2018-08-27"] {
-        fs::write(src.path().join("openstack").join(v).join("user_data"), ud).unwrap();
-    }
+    write_user_data(src.path(), ud);
     for n in 0..2 {
         let o = run(src.path(), &root);
         assert_eq!(

@@ -170,7 +170,7 @@ impl Planner<'_> {
                 let Action::WriteFile { path, content, .. } = &s.action else {
                     continue;
                 };
-                if !s.id.starts_with("file:") || !append_paths.contains(path) {
+                if super::drive_chosen(&s.id).is_none() || !append_paths.contains(path) {
                     continue;
                 }
                 if s.change.acts() {

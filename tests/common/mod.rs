@@ -416,10 +416,19 @@ pub fn run_measured_with(
 pub fn config2_tree(dir: &Path, name: &str, ud: &[u8]) -> PathBuf {
     let tree = dir.join(name);
     write_drive_tree(&tree, &sample_meta("large", &[]));
-    for v in ["latest", "2018-08-27"] {
-        fs::write(tree.join("openstack").join(v).join("user_data"), ud).unwrap();
-    }
+    write_user_data(&tree, ud);
     tree
+}
+
+/// Replaces the user data of both versions of a [`write_drive_tree`] drive.
+pub fn write_user_data(tree: &Path, ud: impl AsRef<[u8]>) {
+    for v in ["latest", "2018-08-27"] {
+        fs::write(
+            tree.join("openstack").join(v).join("user_data"),
+            ud.as_ref(),
+        )
+        .unwrap();
+    }
 }
 
 /// [`config2_tree`] as an image file `dir/drive.iso` (nova's genisoimage flags), the tree
