@@ -963,6 +963,7 @@ mod tests {
     }
 
     /// The cache's directory holds the cache alone: no staged file left beside it.
+    #[cfg(unix)]
     fn assert_only_the_cache_beside(cache: &std::path::Path) {
         let names: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
             .unwrap()
