@@ -133,9 +133,19 @@ pub(crate) struct Builder {
 impl Builder {
     /// Create a new builder for constructing the best possible prefilter.
     pub(crate) fn new(kind: MatchKind) -> Builder {
+        // primer's vendored copy: the packed (Teddy) prefilter only with `perf-literal`.
+        // Without it no packed builder exists and its searchers are not linked (55 KB of
+        // primer's static binary); primer builds with the default `Standard` match kind, for
+        // which `as_packed` is `None` and no packed prefilter was ever built.
+        #[cfg(feature = "perf-literal")]
         let pbuilder = kind
             .as_packed()
             .map(|kind| packed::Config::new().match_kind(kind).builder());
+        #[cfg(not(feature = "perf-literal"))]
+        let pbuilder: Option<packed::Builder> = {
+            let _ = kind;
+            None
+        };
         Builder {
             count: 0,
             ascii_case_insensitive: false,
@@ -183,6 +193,9 @@ impl Builder {
         } else {
             let patlen = self.packed.as_ref().map_or(usize::MAX, |p| p.len());
             let minlen = self.packed.as_ref().map_or(0, |p| p.minimum_len());
+            #[cfg(not(feature = "perf-literal"))]
+            let packed: Option<Prefilter> = None;
+            #[cfg(feature = "perf-literal")]
             let packed =
                 self.packed.as_ref().and_then(|b| b.build()).map(|s| {
                     let memory_usage = s.memory_usage();
