@@ -306,12 +306,11 @@ impl DriveFiles {
     /// filesystem resolves a path. Uses an index built once per drive: O(components × log n).
     pub fn resolve(&self, path: &str) -> Option<&str> {
         let wanted: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        let stored = self.index.get(&self.files).resolve(&wanted)?;
+        let index = self.index.get(&self.files);
+        let stored = index.resolve(&wanted)?;
         // The index is rebuilt when `files` changed; look the key up again all the same, so a
         // stale index can only miss, never hand out a path that is not there.
-        self.files
-            .get_key_value(stored.as_str())
-            .map(|(k, _)| k.as_str())
+        self.files.get_key_value(stored).map(|(k, _)| k.as_str())
     }
 
     /// Names of the immediate subdirectories of `dir` (logical, `;N` stripped), sorted: those
