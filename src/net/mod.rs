@@ -136,19 +136,25 @@ pub(crate) fn load_yaml(bytes: &[u8], file: &str) -> Result<serde_json::Value, N
     Ok(v)
 }
 
-/// Deepest nesting accepted in a network document.
-pub(crate) const MAX_DEPTH: usize = 32;
+/// Deepest nesting accepted in a network document: the sources' own bound, counted the same
+/// way (arrays and objects). A lower one here (32) refused, as a failed network step, a
+/// document the source had accepted (33 to 64 deep); one deeper than this the source refuses
+/// itself, naming the file, the position and the bound.
+pub(crate) const MAX_DEPTH: usize = crate::source::value::MAX_DEPTH;
 
+/// How deeply arrays and objects nest in `v` (a scalar: 0, `[]`: 1, `[[1]]`: 2).
 pub(crate) fn json_depth(v: &serde_json::Value) -> usize {
     // Iterative: the input is untrusted.
     let mut max = 0;
-    let mut stack = vec![(v, 1usize)];
+    let mut stack = vec![(v, 0usize)];
     while let Some((v, d)) = stack.pop() {
-        max = max.max(d);
         match v {
             serde_json::Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
             serde_json::Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
             _ => {}
+        }
+        if v.is_array() || v.is_object() {
+            max = max.max(d + 1);
         }
     }
     max
@@ -538,6 +544,39 @@ impl fmt::Display for Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A network document the source accepts is not refused for its depth here: both count
+    /// arrays and objects and stop at the same bound (a lower one here failed the network
+    /// step of documents 33 to 64 deep, exit 3). Each document's deepest value is `extra`
+    /// of its one link: the link is still read.
+    #[test]
+    fn the_depth_the_source_accepts_is_accepted() {
+        for depth in [1, 2, 32, 33, 62, 63, 64, 65] {
+            let inner = format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+            let wrapped = format!("[{inner}]");
+            let text = if depth >= 3 {
+                let inner = format!("{}1{}", "[".repeat(depth - 3), "]".repeat(depth - 3));
+                format!(
+                    r#"{{"links":[{{"id":"t","type":"phy","ethernet_mac_address":"52:54:00:aa:00:01","extra":{inner}}}]}}"#
+                )
+            } else {
+                wrapped
+            };
+            let source = crate::source::value::parse_json("d", "n.json", text.as_bytes());
+            assert_eq!(source.is_ok(), depth <= MAX_DEPTH, "{depth}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json_depth(&v), depth);
+            if depth >= 3 {
+                let parsed = network_data::parse_network_data_doc(&v, text.len(), "n.json");
+                assert_eq!(parsed.is_ok(), depth <= MAX_DEPTH, "{depth}");
+                if let Ok((c, _)) = parsed {
+                    assert_eq!(c.links.len(), 1, "{depth}");
+                }
+            }
+        }
+        assert_eq!(json_depth(&serde_json::json!(1)), 0);
+        assert_eq!(json_depth(&serde_json::json!({"a": [], "b": {"c": 1}})), 2);
+    }
 
     #[test]
     fn prefixes() {

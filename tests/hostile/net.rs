@@ -790,3 +790,52 @@ fn powershell_link_id_with_quotes_and_expansions_stays_out_of_the_script() {
         script
     );
 }
+
+/// A `network_data.json` nested as deep as the source accepts (64 arrays and objects) is
+/// rendered; one level deeper the source refuses it with a warning naming the file and the
+/// bound, and the run goes on without it. The network parser's own, lower bound (32) once
+/// failed the network step of documents 33 to 64 deep (exit 3, "nesting deeper than 32").
+#[test]
+fn network_data_nested_to_the_source_bound_is_rendered_deeper_refused_clearly() {
+    for depth in [33, 63, 64, 65] {
+        // The object, `links`, the link: three levels; the rest in an unknown key of the link.
+        let mut extra = serde_json::json!(1);
+        for _ in 0..depth - 3 {
+            extra = serde_json::json!([extra]);
+        }
+        let nd = serde_json::json!({"links": [{
+            "id": "t", "type": "phy", "ethernet_mac_address": "52:54:00:aa:00:01",
+            "extra": extra,
+        }], "networks": [{"id": "n", "link": "t", "type": "ipv4_dhcp"}]});
+        let dir = tempfile::tempdir().unwrap();
+        let src = build(&Input::NetworkData(nd), dir.path());
+        let root = target();
+        let o = primer(&[
+            "run",
+            "--source",
+            src.to_str().unwrap(),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--network-backend",
+            "networkd",
+        ]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{depth}: {out}");
+        let net = files(&root.path().join("etc/systemd/network"));
+        if depth <= 64 {
+            assert!(!out.contains("deeper than"), "{depth}: {out}");
+            assert!(
+                net.iter().any(|(_, c)| contains(c, "DHCP=ipv4")),
+                "{depth}: {net:?}: {out}"
+            );
+        } else {
+            assert!(
+                out.lines().any(|l| l.contains("network_data.json")
+                    && l.contains("nesting deeper than 64")
+                    && l.contains("network data ignored")),
+                "{depth}: {out}"
+            );
+            assert!(net.is_empty(), "{depth}: {net:?}");
+        }
+    }
+}
