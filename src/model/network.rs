@@ -69,9 +69,165 @@ impl fmt::Debug for JsonDoc {
 }
 
 impl Serialize for JsonDoc {
+    /// As the document: a text is written piece by piece ([`JsonText`]), never parsed whole
+    /// (`instance.json` holds the document; parsed whole it was the run's peak, issue 15).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value().serialize(s)
+        match self {
+            JsonDoc::Parsed(v) => v.serialize(s),
+            JsonDoc::Text(t) => JsonText(t).serialize(s),
+        }
     }
+}
+
+/// The text of one JSON value, serialised as the `serde_json::Value` it parses to (same calls,
+/// same order: an object's keys sorted, as `Value`'s map holds them) without holding that
+/// `Value` whole: a large array or object is split at its members and each member written in
+/// turn, a small one (or a scalar) parsed and written. The text is what `serde_json` parsed
+/// before (a `JsonDoc`'s), so it is valid JSON; text that is not is an error, never a panic.
+struct JsonText<'a>(&'a [u8]);
+
+impl JsonText<'_> {
+    /// Largest text parsed whole: a member of the document (a link, a network) is parsed at
+    /// once, a list of thousands of them is not.
+    const WHOLE: usize = 4 << 10;
+}
+
+impl Serialize for JsonText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        // Split outside this generic function: only the writing is compiled per serializer.
+        match json_split(self.0).ok_or_else(|| S::Error::custom("invalid JSON text"))? {
+            Split::Whole(v) => v.serialize(s),
+            Split::Seq(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&JsonText(v))?;
+                }
+                seq.end()
+            }
+            Split::Map(items) => {
+                let mut map = s.serialize_map(Some(items.len()))?;
+                for (k, v) in &items {
+                    map.serialize_entry(k, &JsonText(v))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// A JSON value's text as [`JsonText`] writes it.
+enum Split<'a> {
+    /// Small, or not an array or object: parsed.
+    Whole(serde_json::Value),
+    /// An array's members' texts.
+    Seq(Vec<&'a [u8]>),
+    /// An object's keys (decoded, sorted, each once) with their values' texts.
+    Map(Vec<(String, &'a [u8])>),
+}
+
+/// Splits `t` ([`Split`]); `None` when it is not valid JSON.
+fn json_split(t: &[u8]) -> Option<Split<'_>> {
+    let t = t.trim_ascii();
+    let open = t.first().copied().filter(|_| t.len() > JsonText::WHOLE);
+    if !matches!(open, Some(b'[' | b'{')) {
+        return serde_json::from_slice(t).ok().map(Split::Whole);
+    }
+    let members = json_members(t)?;
+    if open == Some(b'[') {
+        return Some(Split::Seq(members.into_iter().map(|(_, v)| v).collect()));
+    }
+    let mut keyed = Vec::with_capacity(members.len());
+    for (k, v) in members {
+        match serde_json::from_slice(k).ok()? {
+            serde_json::Value::String(k) => keyed.push((k, v)),
+            _ => return None,
+        }
+    }
+    // Sorted, as `Value`'s map holds its keys; a repeated key (never from a drive: the source
+    // refuses them) keeps its last value, as a parse into a map does (the sort is stable).
+    crate::sort::sort_by(&mut keyed, |a, b| a.0.cmp(&b.0));
+    let mut out: Vec<(String, &[u8])> = Vec::with_capacity(keyed.len());
+    for (k, v) in keyed {
+        if out.last().is_some_and(|l| l.0 == k) {
+            out.pop();
+        }
+        out.push((k, v));
+    }
+    Some(Split::Map(out))
+}
+
+/// The members of the JSON array or object `t` (its whole text, no surrounding white space):
+/// each value's text and, in an object, its key's (quoted) text. `None` when `t` is not one
+/// array or object (its brackets are checked here; what lies inside each member is checked
+/// by whoever reads the member).
+fn json_members(t: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let ws = |mut i: usize| {
+        while t.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    let (object, close) = match t.first()? {
+        b'{' => (true, b'}'),
+        _ => (false, b']'),
+    };
+    let mut out = Vec::new();
+    let mut i = ws(1);
+    if t.get(i) == Some(&close) {
+        return (i + 1 == t.len()).then_some(out);
+    }
+    loop {
+        let mut key: &[u8] = &[];
+        if object {
+            let end = json_value_end(t, i)?;
+            key = &t[i..end];
+            i = ws(end);
+            if t.get(i) != Some(&b':') {
+                return None;
+            }
+            i = ws(i + 1);
+        }
+        let end = json_value_end(t, i)?;
+        out.push((key, t.get(i..end).filter(|v| !v.is_empty())?));
+        i = ws(end);
+        match t.get(i)? {
+            b',' => i = ws(i + 1),
+            b if *b == close => return (i + 1 == t.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// Where the JSON value that starts at `i` of `t` ends: after its closing bracket or quote,
+/// or (a number, `true`...) at the first byte that cannot continue it.
+fn json_value_end(t: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    while let Some(&b) = t.get(i) {
+        if in_str {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_str = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_str = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' if depth == 0 => return Some(i),
+                b']' | b'}' => depth -= 1,
+                b',' | b':' if depth == 0 => return Some(i),
+                _ if depth == 0 && b.is_ascii_whitespace() => return Some(i),
+                _ => {}
+            }
+        }
+        i += 1;
+        if depth == 0 && !in_str && matches!(b, b'"' | b']' | b'}') {
+            return Some(i);
+        }
+    }
+    (depth == 0 && !in_str).then_some(i)
 }
 
 /// The whole network description of one instance.
@@ -805,7 +961,7 @@ impl L3 {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Route {
     /// Destination; `0.0.0.0/0` or `::/0` for a default route.
     pub to: IpNet,
@@ -838,27 +994,51 @@ impl Dns {
     /// name ([`check_search_domain`]): this is the gate every parser goes through, so no
     /// search list of the model can carry a newline, a comment character or a space.
     pub fn add_search(&mut self, s: &str) -> Result<(), GrammarError> {
-        // Input is trimmed here; what is stored is then checked as written (`check_grammar`).
-        let s = s.trim();
-        check_search_domain(s)?;
-        let s = s.trim_end_matches('.');
+        let s = Dns::search_form(s)?;
         if !self.search.iter().any(|x| x == s) {
             self.search.push(s.to_string());
         }
         Ok(())
     }
+    /// A search domain as [`add_search`](Dns::add_search) stores it, or why it is refused.
+    pub fn search_form(s: &str) -> Result<&str, GrammarError> {
+        // Input is trimmed here; what is stored is then checked as written (`check_grammar`).
+        let s = s.trim();
+        check_search_domain(s)?;
+        Ok(s.trim_end_matches('.'))
+    }
     /// This set followed by what `other` adds.
     pub fn merged(&self, other: &Dns) -> Dns {
         let mut d = self.clone();
-        for a in &other.nameservers {
-            d.add_server(*a);
+        d.extend(other);
+        d
+    }
+    /// Adds what `other` adds, in its order: as [`add_server`](Dns::add_server) and
+    /// [`add_search`](Dns::add_search) per item, with what is here looked up in a set built
+    /// once (a search of the list per item was quadratic: every link's DNS merged with
+    /// thousands of machine-wide servers, issue 15).
+    pub fn extend(&mut self, other: &Dns) {
+        if other.is_empty() {
+            return;
         }
+        let mut servers: std::collections::HashSet<IpAddr> =
+            self.nameservers.iter().copied().collect();
+        for a in &other.nameservers {
+            if servers.insert(*a) {
+                self.nameservers.push(*a);
+            }
+        }
+        let mut search: std::collections::HashSet<String> = self.search.iter().cloned().collect();
         for s in &other.search {
             // Both sets passed `add_search`; one invalid by direct construction is left out
             // here and refused by the renderers' own check of `self.search`.
-            let _ = d.add_search(s);
+            if let Ok(s) = Dns::search_form(s) {
+                if !search.contains(s) {
+                    search.insert(s.to_string());
+                    self.search.push(s.to_string());
+                }
+            }
         }
-        d
     }
 }
 
@@ -1294,6 +1474,59 @@ pub fn check_choice(s: &str, choices: &[&str]) -> Result<(), ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A large document held as text is written as the `Value` it parses to: same text from
+    /// `serde_json` (compact and pretty) and from `instance.json`'s writer, with members above
+    /// and below the size parsed whole, keys out of order and escaped, nested containers,
+    /// numbers, strings with brackets, quotes and escapes, empty containers, white space.
+    #[test]
+    fn a_text_document_serialises_as_its_value() {
+        let mut links = String::new();
+        for i in 0..400 {
+            let big = if i % 50 == 0 {
+                format!(
+                    ",\"blob\": [{}]",
+                    vec!["[1, {\"q\": \"]}\\\"{\"}]"; 300].join(",")
+                )
+            } else {
+                String::new()
+            };
+            links.push_str(&format!(
+                "{} {{\"type\":\"vlan\", \"id\":\"v{i}\",\"\\u00e9t\\n\":[],\"a\":{{}}, \"n\": [-1.5e3, 0, 12345678901234567890, true, null]{big}}}\n",
+                if i == 0 { "" } else { "," }
+            ));
+        }
+        let deep = format!("{}{}", "[".repeat(60), "]".repeat(60));
+        let docs = [
+            format!("  {{\"services\": [], \"links\": [{links}], \"networks\" : {{ \"x\": {deep}, \"b\": \"{}\" }} }}\n", "s".repeat(5000)),
+            format!("[{links}]"),
+            // A repeated key (the source refuses them; a map keeps the last).
+            format!("{{\"a\": 1, \"pad\": \"{}\", \"a\": [2], \"\\u0061\": 3, \"0\": 0}}", "p".repeat(5000)),
+        ];
+        for text in docs {
+            assert!(text.len() > JsonText::WHOLE);
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let doc = JsonDoc::Text(text.into_bytes().into());
+            assert_eq!(
+                serde_json::to_string(&doc).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+            assert_eq!(
+                serde_json::to_string_pretty(&doc).unwrap(),
+                serde_json::to_string_pretty(&v).unwrap()
+            );
+            assert_eq!(
+                crate::state::pretty_json(&doc),
+                crate::state::pretty_json(&v)
+            );
+        }
+        // Not JSON (never a `JsonDoc`'s text): an error, no panic.
+        for bad in ["[1}", "{\"a\" 1}", "[1,]", "{1:2}", "[\"a"] {
+            let text = format!("[{}{bad}]", "0,".repeat(3000));
+            let doc = JsonDoc::Text(text.into_bytes().into());
+            assert!(serde_json::to_string(&doc).is_err(), "{bad}");
+        }
+    }
 
     /// The index answers as the scans it replaces, on random link sets with missing parents,
     /// parent cycles, duplicate ids, and members named twice: `link`, `controller_of`, each

@@ -50,7 +50,19 @@ pub fn parse_v1_value(doc: &Value, file: &str) -> Result<(NetworkConfig, Report)
         config: NetworkConfig::default(),
     };
     let mut global_routes = Vec::new();
+    // The first link of each id, kept as links are added (a `nameserver` entry names a link
+    // before it), and the servers each entry adds, merged once after the loop: a scan of the
+    // links and a merge into the growing list per entry were quadratic (issue 15). Links are
+    // only appended, and only these entries change DNS: the same lists.
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    // Index 0: the machine's; link `li`'s at `li + 1`.
+    let mut dns_of: Vec<Dns> = Vec::new();
+    let mut indexed = 0;
     for (i, e) in entries.iter().enumerate() {
+        for (k, l) in c.config.links.iter().enumerate().skip(indexed) {
+            first.entry(l.id.clone()).or_insert(k);
+        }
+        indexed = c.config.links.len();
         let field = format!("config[{i}]");
         let Value::Object(o) = e else {
             c.warn(
@@ -66,10 +78,13 @@ pub fn parse_v1_value(doc: &Value, file: &str) -> Result<(NetworkConfig, Report)
                 let iface = o.get("interface").and_then(scalar);
                 let mut dns = Dns::default();
                 c.dns_lists(&field, o, "address", "search", &mut dns);
-                match iface.and_then(|n| c.config.links.iter().position(|l| l.id == n)) {
-                    Some(li) => c.config.links[li].l3.dns = c.config.links[li].l3.dns.merged(&dns),
-                    None => c.config.dns = c.config.dns.merged(&dns),
+                let at = iface.and_then(|n| first.get(&n)).map_or(0, |li| li + 1);
+                if dns_of.len() <= at {
+                    dns_of.resize_with(at + 1, Dns::default);
                 }
+                let to = &mut dns_of[at];
+                to.nameservers.append(&mut dns.nameservers);
+                to.search.append(&mut dns.search);
             }
             "route" => {
                 if let Some(r) = c.route(&field, o) {
@@ -83,28 +98,42 @@ pub fn parse_v1_value(doc: &Value, file: &str) -> Result<(NetworkConfig, Report)
             ),
         }
     }
+    for (at, dns) in dns_of.iter().enumerate() {
+        match at.checked_sub(1) {
+            Some(li) => c.config.links[li].l3.dns.extend(dns),
+            None => c.config.dns.extend(dns),
+        }
+    }
     // A top-level route belongs to the link whose subnet holds its gateway, else to the first
-    // link with a configuration of that family.
-    for (field, r) in global_routes {
-        let target = c
-            .config
+    // link with a configuration of that family: from an index of the subnets built once (a
+    // scan of every link's addresses per route was quadratic; routes change no address).
+    let subnets = Subnets::new(&c.config.links);
+    let first_of = |v6: bool| {
+        c.config
             .links
             .iter()
-            .position(|l| {
-                r.via
-                    .is_some_and(|g| l.l3.addresses.iter().any(|a| a.contains(&g)))
-            })
-            .or_else(|| {
-                c.config.links.iter().position(|l| {
-                    if r.to.addr().is_ipv6() {
-                        l.l3.has_v6()
-                    } else {
-                        l.l3.has_v4()
-                    }
-                })
-            });
+            .position(|l| if v6 { l.l3.has_v6() } else { l.l3.has_v4() })
+    };
+    let first_family = [first_of(false), first_of(true)];
+    // The routes each target link holds, as a set made at its first route: `add_route`'s
+    // search of the list per route was quadratic in top-level routes.
+    let mut held: std::collections::HashMap<usize, std::collections::HashSet<Route>> =
+        Default::default();
+    for (field, r) in global_routes {
+        let target = r
+            .via
+            .and_then(|g| subnets.first_holding(g))
+            .or(first_family[usize::from(r.to.addr().is_ipv6())]);
         match target {
-            Some(li) => c.config.links[li].l3.add_route(r),
+            Some(li) => {
+                let routes = &mut c.config.links[li].l3.routes;
+                let set = held
+                    .entry(li)
+                    .or_insert_with(|| routes.iter().cloned().collect());
+                if set.insert(r.clone()) {
+                    routes.push(r);
+                }
+            }
             None => c.warn(
                 &field,
                 format!("no link to carry the route to {}; ignored", r.to),
@@ -114,6 +143,44 @@ pub fn parse_v1_value(doc: &Value, file: &str) -> Result<(NetworkConfig, Report)
     super::validate(&c.config, file)?;
     super::normalize(&mut c.config, &mut c.report, file);
     Ok((c.config, c.report))
+}
+
+/// The static subnets of links, by network: which link first holds an address, found with a
+/// lookup per prefix length in use instead of a scan of every link's addresses.
+struct Subnets {
+    /// Each subnet (network address and prefix) with the first link that has it.
+    first: std::collections::HashMap<ipnet::IpNet, usize>,
+    /// The prefix lengths in use, per family (IPv4, IPv6), each once, in order.
+    lens: [Vec<u8>; 2],
+}
+
+impl Subnets {
+    fn new(links: &[Link]) -> Subnets {
+        let mut s = Subnets {
+            first: Default::default(),
+            lens: Default::default(),
+        };
+        for (li, l) in links.iter().enumerate() {
+            for a in &l.l3.addresses {
+                s.first.entry(a.trunc()).or_insert(li);
+                let lens = &mut s.lens[usize::from(a.addr().is_ipv6())];
+                if let Err(k) = lens.binary_search(&a.prefix_len()) {
+                    lens.insert(k, a.prefix_len());
+                }
+            }
+        }
+        s
+    }
+
+    /// The first link with an address whose subnet holds `ip` (`links.iter().position(|l|
+    /// l.l3.addresses.iter().any(|a| a.contains(&ip)))`).
+    fn first_holding(&self, ip: IpAddr) -> Option<usize> {
+        self.lens[usize::from(ip.is_ipv6())]
+            .iter()
+            .filter_map(|&len| ipnet::IpNet::new(ip, len).ok())
+            .filter_map(|n| self.first.get(&n.trunc()).copied())
+            .min()
+    }
 }
 
 pub(crate) struct Conv<'a> {
@@ -518,13 +585,19 @@ impl Conv<'_> {
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
+            // Checked one by one, added at once (`Dns::extend`: a search of the list per
+            // item was quadratic in a long list).
+            let mut add = Dns::default();
             for (f, s) in items {
                 if is_search {
-                    if let Err(e) = dns.add_search(&s) {
-                        self.warn(&f, format!("{}: not a DNS name; ignored", refused(&s, e)));
+                    match Dns::search_form(&s) {
+                        Ok(s) => add.search.push(s.to_string()),
+                        Err(e) => {
+                            self.warn(&f, format!("{}: not a DNS name; ignored", refused(&s, e)))
+                        }
                     }
                 } else if let Some(ip) = parse_ip(&s) {
-                    dns.add_server(ip);
+                    add.nameservers.push(ip);
                 } else {
                     self.warn(
                         &format!("{field}.{key}"),
@@ -532,6 +605,7 @@ impl Conv<'_> {
                     );
                 }
             }
+            dns.extend(&add);
         }
     }
 }
@@ -547,6 +621,59 @@ pub(crate) fn default_net(ip: IpAddr) -> ipnet::IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Top-level routes and nameservers at scale: each placed through an index, merged once.
+    /// 10,000 links, 100,000 routes whose gateway no subnet holds and 100,000 nameserver
+    /// entries: scanned per route and merged per entry that was about 10^10 comparisons
+    /// (minutes); now a few seconds at most. The placement is the scan's: the link whose subnet
+    /// holds the gateway (the first of two), else the first with IPv4; a repeated server, route
+    /// or search domain once, in first-seen order; a server for a link on that link.
+    #[test]
+    fn top_level_routes_and_nameservers_scale_linearly() {
+        use serde_json::json;
+        let links = 10_000;
+        let many = 100_000;
+        let mut config = Vec::new();
+        for i in 0..links {
+            let subnet = if i == 7777 || i == 8888 {
+                // Two links holding the same gateway: the first gets its route.
+                json!({"type": "static", "address": "198.18.0.1/15"})
+            } else {
+                json!({"type": "static", "address": format!("10.{}.{}.1/24", i >> 8, i & 255)})
+            };
+            config.push(json!({"type": "physical", "name": format!("l{i}"), "subnets": [subnet]}));
+        }
+        let ip = |k: usize| format!("100.{}.{}.{}", (k >> 16) & 63, (k >> 8) & 255, k & 255);
+        for k in 0..many {
+            // Every tenth repeats an earlier one.
+            let k2 = if k % 10 == 9 { k - 9 } else { k };
+            config.push(json!({"type": "route", "destination": format!("{}/32", ip(k2)), "gateway": "192.0.2.1"}));
+            config.push(json!({"type": "nameserver", "address": [ip(k2)], "search": [format!("d{}.example", k2 % 1000)]}));
+        }
+        config.push(
+            json!({"type": "route", "destination": "203.0.113.0/24", "gateway": "198.19.0.9"}),
+        );
+        config.push(json!({"type": "nameserver", "interface": "l5", "address": ["192.0.2.53", "192.0.2.53"]}));
+        config.push(json!({"type": "nameserver", "interface": "later", "address": ["192.0.2.54"]}));
+        config.push(json!({"type": "physical", "name": "later"}));
+        let doc = json!({"version": 1, "config": config});
+        let (c, _) = parse_v1_value(&doc, "network-config").unwrap();
+        let distinct = many - many / 10;
+        assert_eq!(c.links[0].l3.routes.len(), distinct);
+        assert_eq!(
+            c.links[0].l3.routes[2].to.to_string(),
+            format!("{}/32", ip(2))
+        );
+        assert_eq!(c.links[7777].l3.routes.len(), 1);
+        assert!(c.links[8888].l3.routes.is_empty());
+        assert_eq!(c.dns.nameservers.len(), distinct + 1);
+        assert_eq!(c.dns.nameservers[9].to_string(), ip(10));
+        assert_eq!(c.dns.nameservers.last().unwrap().to_string(), "192.0.2.54");
+        assert_eq!(c.dns.search.len(), 900);
+        assert_eq!(c.links[5].l3.dns.nameservers.len(), 1);
+        let later = c.links.iter().find(|l| l.id == "later").unwrap();
+        assert!(later.l3.dns.is_empty());
+    }
 
     #[test]
     fn v1_full() {
