@@ -101,18 +101,276 @@ struct Derived {
 }
 
 impl Derived {
-    /// `device: path (what)`, for errors and logs.
-    fn name(&self) -> String {
-        format!("{} ({})", self.src.name(), self.what)
+    /// The recipe as the streaming code reads it.
+    fn view(&self) -> View<'_> {
+        View {
+            src: &self.src,
+            range: self.range.clone(),
+            len: self.len,
+            head: &self.head,
+            loaded: &self.loaded,
+            kind: Kind::Dyn(self),
+        }
     }
 }
 
+/// Opens a reader of content made from a reader over its source range: `kind` is the
+/// member's own recipe (a block's style and decoding, see [`DerivedSet`]), the function shared
+/// by all members of a set.
+pub type OpenFn = for<'a> fn(u8, Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a>;
+
+/// The SHA-256 state after the whole 64-byte blocks hashed so far (40 bytes: the chaining
+/// value and the block count), the rest of a full state ([`sha2::Sha256`], 112 bytes) being
+/// the last partial block, kept apart in a member's set ([`Group`]).
+type Sha256Core = <sha2::Sha256 as sha2::digest::core_api::CoreProxy>::Core;
+
+/// Many contents derived from ranges of one source by one recipe function (a document's
+/// `write_files` blocks: 10,000 in a 64 MiB cloud-config), in one shared allocation: the
+/// source, the recipe and every member's compact recipe (range, length, a one-byte kind, the
+/// hash state), indexed by slot. A member costs no allocation of its own (a [`Derived`] with
+/// its boxed recipe and name cost ~350 B each).
+struct Group {
+    src: Bytes,
+    open: OpenFn,
+    /// One slot per content the caller may derive (the number of blocks carved), each set
+    /// once, when its content is measured.
+    members: Box<[OnceLock<Member>]>,
+    /// Per member, at its `at`: the bytes of its content's last partial SHA-256 block, then
+    /// its `what` (read only to name errors and to finish a digest: copied out).
+    arena: std::sync::Mutex<Vec<u8>>,
+}
+
+/// One member of a [`Group`]: what [`Derived`] holds, less what the group shares.
+struct Member {
+    range: Range<usize>,
+    len: usize,
+    /// The hash state after the content's whole blocks; the partial block is in the arena.
+    core: Sha256Core,
+    at: u32,
+    what_len: u16,
+    part_len: u8,
+    kind: u8,
+    /// As for [`Derived`]: the whole content, read at most once, or the load's error.
+    loaded: OnceLock<Loaded>,
+}
+
+impl Group {
+    fn member(&self, i: u32) -> Option<&Member> {
+        self.members.get(i as usize)?.get()
+    }
+
+    /// `len` bytes of the arena at `at`, copied out (empty when out of bounds: never, as a
+    /// member is set with its bytes).
+    fn arena_bytes(&self, at: u32, len: usize) -> Vec<u8> {
+        let a = self
+            .arena
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        a.get(at as usize..at as usize + len)
+            .unwrap_or_default()
+            .to_vec()
+    }
+
+    fn what(&self, m: &Member) -> String {
+        let b = self.arena_bytes(m.at + u32::from(m.part_len), usize::from(m.what_len));
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// The hash state after the member's content (see [`Bytes::sha256_then`]).
+    fn state(&self, m: &Member) -> sha2::Sha256 {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::from_core(m.core.clone());
+        h.update(self.arena_bytes(m.at, usize::from(m.part_len)));
+        h
+    }
+
+    fn digest(&self, m: &Member) -> [u8; 32] {
+        use sha2::Digest;
+        self.state(m).finalize().into()
+    }
+
+    fn view<'a>(&'a self, m: &'a Member) -> View<'a> {
+        View {
+            src: &self.src,
+            range: m.range.clone(),
+            len: m.len,
+            head: &[],
+            loaded: &m.loaded,
+            kind: Kind::Member(self, m),
+        }
+    }
+}
+
+/// A set of contents derived from one source by one recipe function, each a [`Bytes`] sharing
+/// the set's one allocation (see [`Group`]). Cheap to clone.
+#[derive(Clone)]
+pub struct DerivedSet(Arc<Group>);
+
+impl DerivedSet {
+    /// A set of at most `slots` contents of `src`, each made by `open` with its own kind.
+    pub fn new(src: &Bytes, open: OpenFn, slots: usize) -> DerivedSet {
+        DerivedSet(Arc::new(Group {
+            src: src.clone(),
+            open,
+            members: (0..slots).map(|_| OnceLock::new()).collect(),
+            arena: std::sync::Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// [`Bytes::derived_checked`] as slot `slot` of the set, made by the set's function with
+    /// `kind`; the content keeps no head ([`Derive::head_bytes`] 0: [`Bytes::head`] derives
+    /// what it is asked for). An error, as there, when it cannot be measured; also when the
+    /// slot is out of range or taken.
+    pub fn derive(
+        &self,
+        slot: usize,
+        range: Range<usize>,
+        check: Option<SourceCheck>,
+        kind: u8,
+        what: &str,
+        max: usize,
+    ) -> io::Result<Bytes> {
+        let g = &*self.0;
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
+        let index = u32::try_from(slot).map_err(|_| bad("derived slot out of range"))?;
+        let cell = g
+            .members
+            .get(slot)
+            .filter(|c| c.get().is_none())
+            .ok_or_else(|| bad("derived slot out of range or taken"))?;
+        check_ranges(&g.src, &range, check.as_ref())?;
+        let what_len = u16::try_from(what.len()).map_err(|_| bad("name too long"))?;
+        let empty = OnceLock::new();
+        let v = View {
+            src: &g.src,
+            range: range.clone(),
+            len: 0,
+            head: &[],
+            loaded: &empty,
+            kind: Kind::Measure(g.open, kind, what),
+        };
+        let (len, _, state) =
+            stream_derived_checked(&v, check.as_ref(), None, max, &mut |_| Ok(()))?;
+        let (core, part) = state.decompose();
+        let part = part.get_data();
+        let mut a = g
+            .arena
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = u32::try_from(a.len()).map_err(|_| bad("derived set too large"))?;
+        a.extend_from_slice(part);
+        a.extend_from_slice(what.as_bytes());
+        drop(a);
+        let m = Member {
+            range,
+            len,
+            core,
+            at,
+            what_len,
+            // A partial block is shorter than a block (64 bytes).
+            part_len: u8::try_from(part.len()).map_err(|_| bad("hash block"))?,
+            kind,
+            loaded: OnceLock::new(),
+        };
+        cell.set(m).map_err(|_| bad("derived slot taken"))?;
+        Ok(Bytes {
+            buf: Buf::Member(Arc::clone(&self.0), index),
+            range: 0..len,
+        })
+    }
+
+    /// Gives back the arena's spare capacity once every member is derived.
+    pub fn shrink(&self) {
+        self.0
+            .arena
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .shrink_to_fit();
+    }
+}
+
+/// Where a derived content's recipe is: its own [`Derived`], a member of a [`Group`], or a
+/// member being measured (not yet in its group).
+#[derive(Clone)]
+enum Kind<'a> {
+    Dyn(&'a Derived),
+    Member(&'a Group, &'a Member),
+    Measure(OpenFn, u8, &'a str),
+}
+
+/// Derived content as the streaming code reads it, whichever way it is held.
+#[derive(Clone)]
+struct View<'a> {
+    src: &'a Bytes,
+    range: Range<usize>,
+    len: usize,
+    head: &'a [u8],
+    loaded: &'a OnceLock<Loaded>,
+    kind: Kind<'a>,
+}
+
+impl<'a> View<'a> {
+    /// `device: path (what)`, for errors and logs.
+    fn name(&self) -> String {
+        let member;
+        let what = match self.kind {
+            Kind::Dyn(d) => &*d.what,
+            Kind::Member(g, m) => {
+                member = g.what(m);
+                &member
+            }
+            Kind::Measure(_, _, w) => w,
+        };
+        format!("{} ({what})", self.src.name())
+    }
+
+    fn open<'b>(&self, src: Box<dyn io::Read + 'b>) -> Box<dyn io::Read + 'b>
+    where
+        'a: 'b,
+    {
+        match self.kind {
+            Kind::Dyn(d) => d.derive.open(src),
+            Kind::Member(g, m) => (g.open)(m.kind, src),
+            Kind::Measure(f, k, _) => f(k, src),
+        }
+    }
+
+    fn identity(&self) -> bool {
+        matches!(self.kind, Kind::Dyn(d) if d.derive.identity())
+    }
+
+    /// The hash state after the content (see [`Bytes::sha256_then`]).
+    fn state(&self) -> sha2::Sha256 {
+        match self.kind {
+            Kind::Dyn(d) => d.state.clone(),
+            Kind::Member(g, m) => g.state(m),
+            Kind::Measure(..) => sha2::Sha256::default(),
+        }
+    }
+}
+
+/// Refuses a derived range (and a check range, which must hold it) outside its source.
+fn check_ranges(src: &Bytes, range: &Range<usize>, check: Option<&SourceCheck>) -> io::Result<()> {
+    let outside = |r: &Range<usize>| r.start > r.end || r.end > src.len();
+    if outside(range)
+        || check.is_some_and(|c| {
+            outside(&c.range) || c.range.start > range.start || c.range.end < range.end
+        })
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "derived range outside its source",
+        ));
+    }
+    Ok(())
+}
+
 /// What a buffer is, borrowed from its [`Buf`].
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Data<'a> {
     Mem(&'a [u8]),
     Device(&'a OnDevice),
-    Derived(&'a Derived),
+    Derived(View<'a>),
 }
 
 /// One kind of buffer with its SHA-256 computed at most once (a 64 MiB script is written to
@@ -143,6 +401,8 @@ enum Buf {
     Mem(Arc<Shared<Box<[u8]>>>),
     Device(Arc<Shared<OnDevice>>),
     Derived(Arc<Shared<Derived>>),
+    /// A member of a set of derived contents (see [`DerivedSet`]), by its slot.
+    Member(Arc<Group>, u32),
 }
 
 impl Buf {
@@ -150,15 +410,31 @@ impl Buf {
         match self {
             Buf::Mem(s) => Data::Mem(&s.data),
             Buf::Device(s) => Data::Device(&s.data),
-            Buf::Derived(s) => Data::Derived(&s.data),
+            Buf::Derived(s) => Data::Derived(s.data.view()),
+            Buf::Member(g, i) => match g.member(*i) {
+                Some(m) => Data::Derived(g.view(m)),
+                // Never: a member's `Bytes` is made once its slot is set.
+                None => Data::Mem(&[]),
+            },
         }
     }
 
-    fn sha256(&self) -> &OnceLock<[u8; 32]> {
+    /// The digest's cell, for a buffer that keeps one (a member's is made from its state).
+    fn cell(&self) -> Option<&OnceLock<[u8; 32]>> {
         match self {
-            Buf::Mem(s) => &s.sha256,
-            Buf::Device(s) => &s.sha256,
-            Buf::Derived(s) => &s.sha256,
+            Buf::Mem(s) => Some(&s.sha256),
+            Buf::Device(s) => Some(&s.sha256),
+            Buf::Derived(s) => Some(&s.sha256),
+            Buf::Member(..) => None,
+        }
+    }
+
+    /// The digest of the whole buffer when known (always, but for a buffer in memory not yet
+    /// hashed).
+    fn digest(&self) -> Option<[u8; 32]> {
+        match self {
+            Buf::Member(g, i) => g.member(*i).map(|m| g.digest(m)),
+            _ => self.cell()?.get().copied(),
         }
     }
 
@@ -167,15 +443,18 @@ impl Buf {
             (Buf::Mem(a), Buf::Mem(b)) => Arc::ptr_eq(a, b),
             (Buf::Device(a), Buf::Device(b)) => Arc::ptr_eq(a, b),
             (Buf::Derived(a), Buf::Derived(b)) => Arc::ptr_eq(a, b),
+            (Buf::Member(a, i), Buf::Member(b, j)) => Arc::ptr_eq(a, b) && i == j,
             _ => false,
         }
     }
 
     fn len(&self) -> usize {
-        match self.data() {
-            Data::Mem(v) => v.len(),
-            Data::Device(d) => d.len,
-            Data::Derived(d) => d.len,
+        // From the buffer itself (no view made: asked on every `is_whole`).
+        match self {
+            Buf::Mem(s) => s.data.len(),
+            Buf::Device(s) => s.data.len,
+            Buf::Derived(s) => s.data.len,
+            Buf::Member(g, i) => g.member(*i).map_or(0, |m| m.len),
         }
     }
 
@@ -184,15 +463,14 @@ impl Buf {
     /// the file), the same one on every later call: the load is not retried, so every user of
     /// the file sees one outcome.
     fn try_slice(&self) -> io::Result<&[u8]> {
-        let sha256 = self.sha256();
         match self.data() {
             Data::Mem(v) => Ok(v),
             Data::Device(d) => load_once(&d.loaded, &d.name, d.len, |f| {
-                stream_device(d, sha256.get().copied(), f).map(|_| ())
+                stream_device(d, self.digest(), f).map(|_| ())
             }),
-            Data::Derived(d) => load_once(&d.loaded, &d.name(), d.len, |f| {
-                let want = sha256.get().map(|s| (d.len, *s));
-                stream_derived(d, want, d.len, f).map(|_| ())
+            Data::Derived(d) => load_once(d.loaded, &d.name(), d.len, |f| {
+                let want = self.digest().map(|s| (d.len, s));
+                stream_derived(&d, want, d.len, f).map(|_| ())
             }),
         }
     }
@@ -233,7 +511,7 @@ fn load_once<'a>(
 /// recipe re-applied), at most `max` bytes, then checked against `want` (length and SHA-256)
 /// when given. Errors name the content's file.
 fn stream_derived(
-    d: &Derived,
+    d: &View,
     want: Option<(usize, [u8; 32])>,
     max: usize,
     f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
@@ -245,7 +523,7 @@ fn stream_derived(
 /// whole (the derived range handed to the recipe, the rest skipped and drained), the digest
 /// compared at the end (an error naming the file on a mismatch).
 fn stream_derived_checked(
-    d: &Derived,
+    d: &View,
     check: Option<&SourceCheck>,
     want: Option<(usize, [u8; 32])>,
     max: usize,
@@ -273,7 +551,7 @@ fn stream_derived_checked(
         }),
         _ => d.src.range_reader(d.range.clone()).map_err(named)?,
     };
-    let mut r = d.derive.open(src);
+    let mut r = d.open(src);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; STREAM_CHUNK];
     let mut total = 0usize;
@@ -627,10 +905,10 @@ impl Bytes {
         max: usize,
     ) -> io::Result<Bytes> {
         let whole = matches!(src.buf.data(), Data::Device(_)) && range == (0..src.len());
-        let check = match src.buf.sha256().get() {
+        let check = match src.buf.digest() {
             Some(s) if whole && src.is_whole() => Some(SourceCheck {
                 range: range.clone(),
-                sha256: *s,
+                sha256: s,
             }),
             _ => None,
         };
@@ -650,17 +928,7 @@ impl Bytes {
         what: &str,
         max: usize,
     ) -> io::Result<Bytes> {
-        let outside = |r: &Range<usize>| r.start > r.end || r.end > src.len();
-        if outside(&range)
-            || check.as_ref().is_some_and(|c| {
-                outside(&c.range) || c.range.start > range.start || c.range.end < range.end
-            })
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "derived range outside its source",
-            ));
-        }
+        check_ranges(src, &range, check.as_ref())?;
         let mut d = Derived {
             src: src.clone(),
             range,
@@ -674,7 +942,7 @@ impl Bytes {
         let mut head = Vec::new();
         let keep = d.derive.head_bytes().min(HEAD_BYTES);
         let (len, digest, state) =
-            stream_derived_checked(&d, check.as_ref(), None, max, &mut |c| {
+            stream_derived_checked(&d.view(), check.as_ref(), None, max, &mut |c| {
                 let take = (keep - head.len()).min(c.len());
                 head.extend_from_slice(c.get(..take).unwrap_or_default());
                 Ok(())
@@ -704,13 +972,13 @@ impl Bytes {
             return None;
         };
         if !self.is_whole()
-            || !d.derive.identity()
+            || !d.identity()
             || d.len != d.range.len()
             || d.head.len() != d.len.min(HEAD_BYTES)
         {
             return None;
         }
-        let sha256 = *self.buf.sha256().get()?;
+        let sha256 = self.buf.digest()?;
         // The range in the file, then clipped to each extent, in file order.
         let start = (d.src.range.start + d.range.start) as u64;
         let end = start + d.len as u64;
@@ -772,10 +1040,10 @@ impl Bytes {
                     .range_reader(d.range.clone())
                     .map_err(|e| io::Error::new(e.kind(), format!("{name}: cannot read: {e}")))?;
                 Ok(Box::new(DerivedRange {
-                    inner: d.derive.open(src),
+                    inner: d.open(src),
                     name,
                     h: sha2::Sha256::new(),
-                    want: self.buf.sha256().get().map(|s| (d.len, *s)),
+                    want: self.buf.digest().map(|s| (d.len, s)),
                     pos: 0,
                     start: self.range.start + range.start,
                     end: self.range.start + range.end,
@@ -790,7 +1058,7 @@ impl Bytes {
     /// Whether the bytes stay on the device (not held in memory unless a caller asks for
     /// them as one slice): a file kept there, or content derived from one.
     pub fn is_on_device(&self) -> bool {
-        matches!(self.buf.data(), Data::Device(_) | Data::Derived(_)) && self.is_whole()
+        !matches!(self.buf, Buf::Mem(_)) && self.is_whole()
     }
 
     fn is_whole(&self) -> bool {
@@ -877,11 +1145,11 @@ impl Bytes {
         match self.buf.data() {
             // Once loaded whole (or failed to), the load's outcome is used: one outcome for all.
             Data::Device(d) if self.is_whole() && d.loaded.get().is_none() => {
-                stream_device(d, self.buf.sha256().get().copied(), f).map(|_| ())
+                stream_device(d, self.buf.digest(), f).map(|_| ())
             }
             Data::Derived(d) if self.is_whole() && d.loaded.get().is_none() => {
-                let want = self.buf.sha256().get().map(|s| (d.len, *s));
-                stream_derived(d, want, d.len, f).map(|_| ())
+                let want = self.buf.digest().map(|s| (d.len, s));
+                stream_derived(&d, want, d.len, f).map(|_| ())
             }
             // A part of derived content: derived again, skipped to the part, never loaded.
             Data::Derived(d) if d.loaded.get().is_none() => {
@@ -911,10 +1179,13 @@ impl Bytes {
     /// not loaded cannot hold `sub` (memory it never had), so it is not loaded to find out
     /// (a 30 MiB kept user data would be read whole for every shared script).
     pub fn slice_ref(&self, sub: &[u8]) -> Option<Bytes> {
-        let loaded = match self.buf.data() {
-            Data::Mem(_) => true,
-            Data::Device(d) => d.loaded.get().is_some_and(|l| l.is_ok()),
-            Data::Derived(d) => d.loaded.get().is_some_and(|l| l.is_ok()),
+        let loaded = match &self.buf {
+            Buf::Mem(_) => true,
+            Buf::Device(s) => s.data.loaded.get().is_some_and(|l| l.is_ok()),
+            Buf::Derived(s) => s.data.loaded.get().is_some_and(|l| l.is_ok()),
+            Buf::Member(g, i) => g
+                .member(*i)
+                .is_some_and(|m| m.loaded.get().is_some_and(|l| l.is_ok())),
         };
         if !loaded {
             return None;
@@ -938,13 +1209,11 @@ impl Bytes {
     /// each call.
     pub fn sha256(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
-        if self.is_whole() {
-            *self
-                .buf
-                .sha256()
-                .get_or_init(|| Sha256::digest(self.as_slice()).into())
-        } else {
-            Sha256::digest(self.as_slice()).into()
+        match (self.buf.cell(), self.is_whole()) {
+            (Some(c), true) => *c.get_or_init(|| Sha256::digest(self.as_slice()).into()),
+            // A member's digest, made from the state it keeps.
+            (None, true) => self.buf.digest().unwrap_or_default(),
+            _ => Sha256::digest(self.as_slice()).into(),
         }
     }
 
@@ -954,7 +1223,7 @@ impl Bytes {
     pub fn sha256_then(&self, tail: &[u8]) -> io::Result<[u8; 32]> {
         use sha2::{Digest, Sha256};
         if let (Data::Derived(d), true) = (self.buf.data(), self.is_whole()) {
-            let mut h = d.state.clone();
+            let mut h = d.state();
             h.update(tail);
             return Ok(h.finalize().into());
         }
@@ -1323,6 +1592,155 @@ mod tests {
         assert!(b.head(100).is_err());
     }
 
+    /// A set's recipe function for the tests: kind 1 upper-cases, any other gives the source.
+    fn open_test<'a>(kind: u8, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a> {
+        match kind {
+            1 => Upper.open(src),
+            _ => src,
+        }
+    }
+
+    /// The source's bytes as a set's member does them.
+    struct Same;
+
+    impl Derive for Same {
+        fn open<'a>(&'a self, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a> {
+            src
+        }
+    }
+
+    #[test]
+    fn a_set_member_is_what_the_same_recipe_alone_gives_without_an_allocation_of_its_own() {
+        use sha2::{Digest, Sha256};
+        // What a member holds (range, length, hash state, arena place, kind, load cell): no
+        // boxed recipe, name or head of its own (a `Derived` in its `Arc` was ~290 B, plus
+        // its boxed recipe and name).
+        assert!(
+            std::mem::size_of::<OnceLock<Member>>() <= 96,
+            "{}",
+            std::mem::size_of::<OnceLock<Member>>()
+        );
+        assert_eq!(std::mem::size_of::<Bytes>(), 32);
+        let data: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data.clone())));
+        let src =
+            Bytes::on_device(dev.clone(), vec![(0, 300_000)], 300_000, "dev: ud".into()).unwrap();
+        let set = DerivedSet::new(&src, open_test, 9);
+        let ranges = [0..0, 5..69, 100..163, 1_000..151_001, 0..300_000];
+        for (i, r) in ranges.iter().enumerate() {
+            for kind in [0u8, 1] {
+                let slot = i * 2 + usize::from(kind);
+                if slot >= 8 {
+                    continue;
+                }
+                let what = format!("write_files[{slot}].content");
+                let alone: Box<dyn Derive> = if kind == 1 {
+                    Box::new(Upper)
+                } else {
+                    Box::new(Same)
+                };
+                let a = Bytes::derived(&src, r.clone(), alone, &what, 1 << 20).unwrap();
+                let m = set
+                    .derive(slot, r.clone(), None, kind, &what, 1 << 20)
+                    .unwrap();
+                assert!(m.is_on_device() && m.head(0).unwrap().is_empty());
+                assert_eq!(m.len(), a.len(), "{r:?}");
+                assert_eq!(m.sha256(), a.sha256(), "{r:?}");
+                assert_eq!(m, a);
+                assert_eq!(
+                    m.sha256_then(b"0644\n").unwrap(),
+                    a.sha256_then(b"0644\n").unwrap()
+                );
+                let mut out = Vec::new();
+                m.write_to(&mut out).unwrap();
+                let want = a.try_slice().unwrap();
+                assert!(out == want, "{r:?}");
+                assert_eq!(&*m.head(100).unwrap(), &want[..want.len().min(100)]);
+                if let Data::Derived(d) = m.buf.data() {
+                    assert!(d.loaded.get().is_none(), "streaming held nothing whole");
+                    assert_eq!(d.name(), format!("dev: ud ({what})"));
+                }
+                assert!(m.try_slice().unwrap() == want);
+                assert!(m.same(&m.clone()) && (m.is_empty() || !m.same(&a)));
+                // A slot is set once.
+                let e = set.derive(slot, r.clone(), None, kind, &what, 1 << 20);
+                assert!(e.is_err());
+            }
+        }
+        // Out of the set, out of the source, over `max`: refused.
+        assert!(set.derive(9, 0..1, None, 0, "x", 10).is_err());
+        assert!(set.derive(8, 0..300_001, None, 0, "x", 1 << 20).is_err());
+        assert!(set.derive(8, 0..1_000, None, 0, "x", 999).is_err());
+        // The measure's check: a source changed since the pass is refused, naming the entry.
+        let check = SourceCheck {
+            range: 10..2_000,
+            sha256: Sha256::digest(&data[10..2_000]).into(),
+        };
+        dev.0.lock().unwrap()[1_500] ^= 1;
+        let e = set
+            .derive(
+                8,
+                20..1_990,
+                Some(check.clone()),
+                1,
+                "write_files[8].content",
+                1 << 20,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dev: ud (write_files[8].content)") && e.contains("changed"),
+            "{e}"
+        );
+        dev.0.lock().unwrap()[1_500] ^= 1;
+        let m = set
+            .derive(
+                8,
+                20..1_990,
+                Some(check),
+                1,
+                "write_files[8].content",
+                1 << 20,
+            )
+            .unwrap();
+        // Changed after the measure: its write fails, naming the file and entry.
+        dev.0.lock().unwrap()[1_500] ^= 1;
+        let e = m.write_to(&mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("dev: ud (write_files[8].content)") && e.contains("changed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ten_thousand_members_share_one_allocation() {
+        let data = vec![b'q'; 700_000];
+        let dev = Arc::new(Mem(std::sync::Mutex::new(data)));
+        let src = Bytes::on_device(dev, vec![(0, 700_000)], 700_000, "dev: ud".into()).unwrap();
+        let set = DerivedSet::new(&src, open_test, 10_000);
+        let all: Vec<Bytes> = (0..10_000)
+            .map(|i| {
+                let what = format!("write_files[{i}].content");
+                set.derive(i, i * 70..i * 70 + 65, None, 1, &what, 100)
+                    .unwrap()
+            })
+            .collect();
+        set.shrink();
+        // One group, referenced by the set and each member: no allocation per member.
+        assert_eq!(Arc::strong_count(&set.0), 10_001);
+        let arena = set.0.arena.lock().unwrap().len();
+        // Each: its partial block (1 byte of 65) and its name, nothing more.
+        assert_eq!(
+            arena,
+            (0..10_000)
+                .map(|i| 1 + format!("write_files[{i}].content").len())
+                .sum::<usize>()
+        );
+        assert!(all
+            .iter()
+            .all(|b| b.len() == 65 && b.sha256() == all[0].sha256()));
+    }
+
     #[test]
     fn derived_content_is_measured_once_streamed_again_and_never_held() {
         use sha2::{Digest, Sha256};
@@ -1522,7 +1940,7 @@ mod tests {
         let b = Bytes::from(vec![7u8; 100_000]);
         let want: [u8; 32] = Sha256::digest(vec![7u8; 100_000]).into();
         assert_eq!(b.sha256(), want);
-        assert!(b.clone().buf.sha256().get().is_some());
+        assert!(b.clone().buf.digest().is_some());
         let part = b.slice_ref(&b[1..]).unwrap();
         assert_eq!(part.sha256(), <[u8; 32]>::from(Sha256::digest(&b[1..])));
     }

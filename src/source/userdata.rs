@@ -848,25 +848,31 @@ impl Run<'_> {
         c: carve::Carved,
     ) -> Option<Partial> {
         let base = carve::token_base(&b.sha256());
-        let tokens: Vec<String> = c.values.iter().map(|(t, _)| t.clone()).collect();
+        let carve::Carved { text, mut values } = c;
+        // The placeholders moved out for the walk and back (10,000 entries: not copied).
+        let tokens: Vec<String> = values.iter_mut().map(|(t, _)| std::mem::take(t)).collect();
         // `write_files` contents stay placeholders (streamed from the device when converted);
         // any other carved value is read back as its string.
-        let restored = yaml::parse(&c.text, &self.yaml_limits())
+        let restored = yaml::parse(&text, &self.yaml_limits())
             .ok()
             .and_then(|mut p| {
                 carve::restore(&mut p.node, &base, &tokens, true, &mut |i| {
-                    c.values.get(i).and_then(|(_, l)| carve::value(b, l).ok())
+                    values.get(i).and_then(|(_, l)| carve::value(b, l).ok())
                 })
                 .map(|deferred| (p, deferred))
             });
+        drop(text);
+        for ((t, _), token) in values.iter_mut().zip(tokens) {
+            *t = token;
+        }
         match restored {
             Some((parsed, deferred)) => {
                 tracing::debug!("{file}{at}: large literal blocks carved out of the YAML parse");
-                let kept: Vec<(String, carve::Literal)> = deferred
-                    .into_iter()
-                    .filter_map(|i| c.values.get(i).cloned())
-                    .collect();
-                Some(self.convert_with(file, at, parsed, Some((b.clone(), kept))))
+                // The list handed on whole, not a copy of the deferred blocks (10,000 of
+                // them): the placeholders of the others are no longer in the document (each
+                // was found once and replaced by its value), so no entry asks for them.
+                drop(deferred);
+                Some(self.convert_with(file, at, parsed, Some((b.clone(), values))))
             }
             None => {
                 tracing::debug!("{file}{at}: carved parse not confirmed; parsed whole");
@@ -1522,7 +1528,9 @@ impl Run<'_> {
             self.limits.max_file_bytes,
         );
         ctx.carved = carved;
-        cloud_config::convert(parsed.node, &mut ctx)
+        let p = cloud_config::convert(parsed.node, &mut ctx);
+        ctx.done();
+        p
     }
 
     /// A unique, safe, deterministic name: the sanitised MIME filename, else `part-NNN`; a name

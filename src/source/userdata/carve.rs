@@ -22,7 +22,7 @@
 //! string, never as a key.
 
 use super::yaml::Node;
-use crate::model::bytes::{Derive, SourceCheck};
+use crate::model::bytes::{DerivedSet, SourceCheck};
 use crate::model::Bytes;
 use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Read};
@@ -644,6 +644,9 @@ impl Carver {
         if self.failed || self.out.values.is_empty() {
             return None;
         }
+        // The list lives through the parse and the conversion (10,000 entries: up to 0.6 MB
+        // of spare capacity).
+        self.out.values.shrink_to_fit();
         Some(self.out)
     }
 
@@ -1252,17 +1255,7 @@ pub(crate) fn restore(
 /// streamed `write_files` content): its bytes are ASCII (checked by the line pass), the range
 /// read again checked against the digest the line pass took ([`Literal::check`]).
 pub(crate) fn value(doc: &Bytes, lit: &Literal) -> io::Result<String> {
-    let b = Bytes::derived_checked(
-        doc,
-        lit.range.clone(),
-        Some(lit.check()),
-        Box::new(BlockContent {
-            style: lit.style,
-            decode: Decode::Plain,
-        }),
-        "a literal block",
-        lit.len,
-    )?;
+    let b = content(doc, lit, Decode::Plain, "a literal block", lit.len, None)?;
     let mut v = Vec::with_capacity(b.len());
     b.for_each_chunk(&mut |c| {
         v.extend_from_slice(c);
@@ -1285,40 +1278,93 @@ pub(crate) enum Decode {
 /// error naming the file, [`Literal::check`]). An error
 /// when it cannot be made identically to the in-memory path (a rare base64 form, bad gzip, too
 /// large, a read error): the caller then reads the value and decodes it as any other.
+///
+/// With `slot`, the content is that slot of the set (made by [`set`]: one allocation for all
+/// of a document's contents, each a compact recipe, see [`DerivedSet`]); else the one slot of a
+/// set of its own.
 pub(crate) fn content(
     doc: &Bytes,
     lit: &Literal,
     decode: Decode,
     what: &str,
     max: usize,
+    slot: Option<(&DerivedSet, usize)>,
 ) -> io::Result<Bytes> {
-    Bytes::derived_checked(
-        doc,
+    let recipe = BlockContent {
+        style: lit.style,
+        decode,
+    };
+    let own;
+    let (members, i) = match slot {
+        Some(s) => s,
+        None => {
+            own = set(doc, 1);
+            (&own, 0)
+        }
+    };
+    members.derive(
+        i,
         lit.range.clone(),
         Some(lit.check()),
-        Box::new(BlockContent {
-            style: lit.style,
-            decode,
-        }),
+        recipe.kind(),
         what,
         max,
     )
 }
 
+/// A set for up to `slots` `write_files` contents of `doc` (see [`content`]).
+pub(crate) fn set(doc: &Bytes, slots: usize) -> DerivedSet {
+    DerivedSet::new(doc, open_kind, slots)
+}
+
 /// The recipe of a carved block's value: its body lines unindented and chomped, then decoded.
+/// It keeps no head ([`DerivedSet::derive`]): a carved value is never classified (a script's
+/// head is its document's), and a document may carve thousands (2,000 × 4 KiB was half a
+/// 59 MiB document's peak).
+#[derive(Clone, Copy)]
 struct BlockContent {
     style: Style,
     decode: Decode,
 }
 
-impl Derive for BlockContent {
-    /// A carved value is never classified (a script's head is its document's), and a document
-    /// may carve thousands: none kept (2,000 × 4 KiB was half a 59 MiB document's peak).
-    fn head_bytes(&self) -> usize {
-        0
+/// The styles and decodings, in the order of their codes (a member's kind, see
+/// [`BlockContent::kind`]).
+const STYLES: [Style; 8] = [
+    Style::Block(Chomp::Clip),
+    Style::Block(Chomp::Strip),
+    Style::Block(Chomp::Keep),
+    Style::Folded(Chomp::Clip),
+    Style::Folded(Chomp::Strip),
+    Style::Folded(Chomp::Keep),
+    Style::Double,
+    Style::Plain,
+];
+const DECODES: [Decode; 3] = [Decode::Plain, Decode::Base64, Decode::GzipBase64];
+
+impl BlockContent {
+    /// The recipe as one byte: the style's code, then the decoding's times 8.
+    fn kind(self) -> u8 {
+        let s = STYLES.iter().position(|&x| x == self.style).unwrap_or(0);
+        let d = DECODES.iter().position(|&x| x == self.decode).unwrap_or(0);
+        (s + 8 * d) as u8
     }
 
-    fn open<'a>(&'a self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+    fn from_kind(k: u8) -> BlockContent {
+        BlockContent {
+            style: STYLES[usize::from(k % 8)],
+            decode: DECODES[usize::from(k / 8) % DECODES.len()],
+        }
+    }
+}
+
+/// A member's reader ([`crate::model::bytes::OpenFn`]): the recipe its kind names (a kind is
+/// only ever made by [`BlockContent::kind`]).
+fn open_kind<'a>(kind: u8, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+    BlockContent::from_kind(kind).open_reader(src)
+}
+
+impl BlockContent {
+    fn open_reader<'a>(self, src: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
         let src = io::BufReader::with_capacity(crate::model::bytes::STREAM_CHUNK, src);
         let text: Box<dyn Read + 'a> = match self.style {
             Style::Block(chomp) | Style::Folded(chomp) => Box::new(Unfold {
@@ -2215,7 +2261,17 @@ mod tests {
         let [d] = deferred[..] else {
             return None;
         };
-        let b = content(&src, &carved.values[d].1, decode, "t", 1 << 20).ok()?;
+        // As a member of a set (what a carved document's entries are).
+        let members = set(&src, 1);
+        let b = content(
+            &src,
+            &carved.values[d].1,
+            decode,
+            "t",
+            1 << 20,
+            Some((&members, 0)),
+        )
+        .ok()?;
         let mut out = Vec::new();
         b.for_each_chunk(&mut |c| {
             out.extend_from_slice(c);
@@ -2507,12 +2563,14 @@ mod tests {
         .unwrap();
         let carved = carve_blob(&blob).unwrap().unwrap();
         let lit = &carved.values[0].1;
+        let members = set(&blob, 3);
         let b = content(
             &blob,
             lit,
             Decode::GzipBase64,
             "write_files[0].content",
             1 << 20,
+            Some((&members, 2)),
         )
         .unwrap();
         assert!(b.is_on_device());
@@ -2562,7 +2620,7 @@ mod tests {
             };
             let want = value(&blob, lit).unwrap();
             let what = "write_files[0].content";
-            let got = content(&blob, lit, Decode::Plain, what, 1 << 20).unwrap();
+            let got = content(&blob, lit, Decode::Plain, what, 1 << 20, None).unwrap();
             assert!(got.try_slice().unwrap() == want.as_bytes());
             // A letter of the value (not an escape's, not a line break or indentation), near
             // the range's start, middle and end: a byte still one the value could have, so
@@ -2579,9 +2637,25 @@ mod tests {
                 let old = dev.0.lock().unwrap()[at];
                 let new = if old == b'q' { b'r' } else { b'q' };
                 dev.0.lock().unwrap()[at] = new;
-                let e = content(&blob, lit, Decode::Plain, what, 1 << 20)
+                // Alone and as a member of a set: the same error.
+                let e = content(&blob, lit, Decode::Plain, what, 1 << 20, None)
                     .unwrap_err()
                     .to_string();
+                assert!(
+                    e.contains("dev: user-data (write_files[0].content)") && e.contains("changed"),
+                    "{e}"
+                );
+                let members = set(&blob, 1);
+                let e = content(
+                    &blob,
+                    lit,
+                    Decode::Plain,
+                    what,
+                    1 << 20,
+                    Some((&members, 0)),
+                )
+                .unwrap_err()
+                .to_string();
                 assert!(
                     e.contains("dev: user-data (write_files[0].content)") && e.contains("changed"),
                     "{e}"

@@ -33,6 +33,9 @@ pub(crate) struct Ctx<'a> {
     /// A cloud-config kept on the device whose `write_files` contents were carved out of the
     /// parse: the document and each content's placeholder and block (streamed, never held).
     pub carved: Option<(Bytes, Vec<(String, Literal)>)>,
+    /// The contents streamed from `carved`'s document, one slot per block (made at the first
+    /// taken: one allocation for all, see [`carve::set`]).
+    members: Option<crate::model::bytes::DerivedSet>,
     /// Where [`take_carved`](Ctx::take_carved) looks first.
     next_carved: usize,
     unsupported: Vec<String>,
@@ -53,6 +56,7 @@ impl<'a> Ctx<'a> {
             budget,
             max_file_bytes,
             carved: None,
+            members: None,
             next_carved: 0,
             unsupported: Vec::new(),
         }
@@ -62,7 +66,7 @@ impl<'a> Ctx<'a> {
     /// cleared). The blocks come in document order, as the entries asking for them: the one
     /// after the last taken is looked at first, so 10,000 entries cost 10,000 comparisons, not
     /// 50 million.
-    fn take_carved(&mut self, s: &str) -> Option<(Bytes, Literal)> {
+    fn take_carved(&mut self, s: &str) -> Option<(Bytes, Literal, usize)> {
         // A cleared slot is empty, and so is the document's own empty value (`content: ''`):
         // an empty string never names a block (it would take one already taken).
         if s.is_empty() {
@@ -70,14 +74,30 @@ impl<'a> Ctx<'a> {
         }
         let (doc, list) = self.carved.as_mut()?;
         let next = self.next_carved;
-        let i = match list.get(next) {
-            Some((t, _)) if t == s => next,
-            _ => list.iter().position(|(t, _)| t == s)?,
+        // Looked for from there on first: the list also holds blocks no entry asks for (a
+        // carved value of another key, already put back in the document), skipped in order.
+        let i = match list
+            .get(next..)
+            .and_then(|r| r.iter().position(|(t, _)| t == s))
+        {
+            Some(k) => next + k,
+            None => list.iter().position(|(t, _)| t == s)?,
         };
         let (t, lit) = list.get_mut(i)?;
         std::mem::take(t);
         self.next_carved = i + 1;
-        Some((doc.clone(), lit.clone()))
+        let lit = lit.clone();
+        if self.members.is_none() {
+            self.members = Some(carve::set(doc, list.len()));
+        }
+        Some((doc.clone(), lit, i))
+    }
+
+    /// Gives back what the contents' set no longer needs (once every entry is converted).
+    pub fn done(&self) {
+        if let Some(m) = &self.members {
+            m.shrink();
+        }
     }
 
     fn warn(&mut self, field: &str, message: impl std::fmt::Display) {
@@ -751,9 +771,9 @@ fn write_file(ctx: &mut Ctx, path_field: &str, mut m: super::yaml::NodeMap) -> O
         _ => None,
     };
     let content: Bytes = match carved {
-        Some((doc, lit)) => {
+        Some((doc, lit, slot)) => {
             m.remove("content");
-            carved_content(ctx, &field("content"), &doc, &lit, encoding)?
+            carved_content(ctx, &field("content"), &doc, &lit, encoding, Some(slot))?
         }
         None => {
             // Moved out of the node, never copied: the content may be tens of MiB.
@@ -803,6 +823,7 @@ fn carved_content(
     doc: &Bytes,
     lit: &Literal,
     enc: Encoding,
+    slot: Option<usize>,
 ) -> Option<Bytes> {
     if lit.len > ctx.max_file_bytes {
         ctx.warn(
@@ -828,7 +849,8 @@ fn carved_content(
         } else {
             ctx.max_file_bytes
         };
-        match carve::content(doc, lit, d, field, max) {
+        let slot = slot.and_then(|i| Some((ctx.members.as_ref()?, i)));
+        match carve::content(doc, lit, d, field, max, slot) {
             Ok(b) => {
                 if gz {
                     ctx.budget.charge(b.len());
@@ -1785,7 +1807,7 @@ mod tests {
             1 << 20,
         );
         let field = "write_files[0].content";
-        let got = carved_content(&mut ctx, field, &blob, lit, Encoding::GzipBase64);
+        let got = carved_content(&mut ctx, field, &blob, lit, Encoding::GzipBase64, None);
         assert!(got.is_none());
         let read = dev.1.load(std::sync::atomic::Ordering::Relaxed) - before;
         assert!(
