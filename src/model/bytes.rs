@@ -1110,7 +1110,7 @@ impl Bytes {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
                 }
                 if n <= d.head.len() || d.head.len() == d.len {
-                    return Ok(d.head.get(..n).unwrap_or(&d.head).into());
+                    return Ok(d.head.get(..n).unwrap_or(d.head).into());
                 }
                 // More than the recipe kept (see `Derive::head_bytes`): derived again up to
                 // there (and checked to the content's end).
