@@ -247,6 +247,10 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     facts
 }
 
+/// Maps smaller than this are left as they are: a few half-full leaves cost less than the
+/// rebuild (an 11-NIC re-run's maps hold tens of entries: +35,000 instructions rebuilt).
+const COMPACT_FROM: usize = 256;
+
 /// A map built in key order (a walk's sorted files, keys copied from another map) rebuilt into
 /// full nodes: such a map's leaves stay barely half full (a full leaf splits 6 + 5 and its left
 /// half is never filled again), 1.8 MB of nodes for a re-run's 10,000 measured files (issue 15).
@@ -255,6 +259,9 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
 /// by the map's own (of equal keys, `append` keeps the appended one). Not `pop_first`: its
 /// rebalancing code cost kilobytes of binary.
 fn compact_map<V>(map: &mut BTreeMap<String, V>, stand_in: V) {
+    if map.len() < COMPACT_FROM {
+        return;
+    }
     let Some(first) = map.keys().next().cloned() else {
         return;
     };
@@ -266,6 +273,9 @@ fn compact_map<V>(map: &mut BTreeMap<String, V>, stand_in: V) {
 
 /// [`compact_map`] for a set of paths.
 fn compact_paths(set: &mut BTreeSet<String>) {
+    if set.len() < COMPACT_FROM {
+        return;
+    }
     let Some(first) = set.first().cloned() else {
         return;
     };

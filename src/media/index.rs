@@ -34,6 +34,9 @@ struct Dir {
 pub(super) struct Index {
     /// Every file's stored full path, in `files` order.
     paths: Vec<Box<str>>,
+    /// Where each path's `;N`-stripped name lies in it (start, end): the lookup key, found once
+    /// rather than at every probe of a binary search.
+    keys: Vec<(u32, u32)>,
     nodes: Vec<Dir>,
     /// What it was built from (count, first and last path): a changed map is re-indexed.
     len: usize,
@@ -77,18 +80,29 @@ fn pick<'a>(
         .or_else(|| find(folded, key, cmp_folded, &level1_name(wanted, is_dir)))
 }
 
+/// File `f`'s lookup key: its name without `;N`.
+fn key_of<'a>(paths: &'a [Box<str>], keys: &[(u32, u32)], f: u32) -> &'a str {
+    let (start, end) = keys[f as usize];
+    paths[f as usize]
+        .get(start as usize..end as usize)
+        .unwrap_or_default()
+}
+
 /// The last component of a stored path.
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// `0..len` ordered by `key` exactly and case-folded (stable: equal keys keep their order).
-fn orders<'a>(len: usize, key: &dyn Fn(u32) -> &'a str) -> (Vec<u32>, Vec<u32>) {
+/// The positions of `keys` ordered by key exactly and case-folded (stable: equal keys keep their
+/// order). Each key is computed once, not per comparison.
+fn orders(keys: &[&str]) -> (Vec<u32>, Vec<u32>) {
     // A drive holds at most 10,000 entries (media::Limits): u32 numbers are ample.
-    let mut exact: Vec<u32> = (0..len as u32).collect();
+    let mut exact: Vec<u32> = (0..keys.len() as u32).collect();
     let mut folded = exact.clone();
-    crate::sort::sort_by(&mut exact, |&a, &b| key(a).cmp(key(b)));
-    crate::sort::sort_by(&mut folded, |&a, &b| cmp_folded(key(a), key(b)));
+    crate::sort::sort_by(&mut exact, |&a, &b| keys[a as usize].cmp(keys[b as usize]));
+    crate::sort::sort_by(&mut folded, |&a, &b| {
+        cmp_folded(keys[a as usize], keys[b as usize])
+    });
     (exact, folded)
 }
 
@@ -102,6 +116,7 @@ impl Index {
         let mut parent: Vec<usize> = vec![0];
         let mut files_of: Vec<Vec<u32>> = vec![Vec::new()];
         let mut paths = Vec::with_capacity(files.len());
+        let mut keys = Vec::with_capacity(files.len());
         for path in files.keys() {
             let mut at = 0;
             for (end, _) in path.match_indices('/') {
@@ -114,6 +129,10 @@ impl Index {
             }
             // A drive holds at most 10,000 entries (media::Limits): u32 numbers are ample.
             files_of[at].push(paths.len() as u32);
+            let key = strip_version(file_name(path));
+            // `key` is a slice of `path`: its offset and length (paths are far below 4 GiB).
+            let start = key.as_ptr() as usize - path.as_ptr() as usize;
+            keys.push((start as u32, (start + key.len()) as u32));
             paths.push(Box::<str>::from(path.as_str()));
         }
         let mut nodes: Vec<Dir> = (0..files_of.len()).map(|_| Dir::default()).collect();
@@ -124,16 +143,21 @@ impl Index {
         }
         for (node, files) in nodes.iter_mut().zip(files_of) {
             let subdirs = &node.dirs;
-            (node.dirs_exact, node.dirs_folded) =
-                orders(subdirs.len(), &|i| strip_version(&subdirs[i as usize].0));
+            (node.dirs_exact, node.dirs_folded) = orders(
+                &subdirs
+                    .iter()
+                    .map(|(n, _)| strip_version(n))
+                    .collect::<Vec<_>>(),
+            );
             // A directory's files are in stored-name order already (same prefix, sorted paths).
-            let key = |f: u32| strip_version(file_name(&paths[f as usize]));
-            let (exact, folded) = orders(files.len(), &|i| key(files[i as usize]));
+            let key = |f: u32| key_of(&paths, &keys, f);
+            let (exact, folded) = orders(&files.iter().map(|&f| key(f)).collect::<Vec<_>>());
             node.files_exact = exact.iter().map(|&i| files[i as usize]).collect();
             node.files_folded = folded.iter().map(|&i| files[i as usize]).collect();
         }
         Index {
             paths,
+            keys,
             nodes,
             len: files.len(),
             first: files.keys().next().cloned(),
@@ -163,7 +187,7 @@ impl Index {
     pub(super) fn resolve(&self, wanted: &[&str]) -> Option<&str> {
         let (name, dirs) = wanted.split_last()?;
         let d = &self.nodes[self.dir(dirs)?];
-        let key = |f: u32| strip_version(file_name(&self.paths[f as usize]));
+        let key = |f: u32| key_of(&self.paths, &self.keys, f);
         let f = pick(&d.files_exact, &d.files_folded, &key, name, false)?;
         Some(&self.paths[f as usize])
     }
