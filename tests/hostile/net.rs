@@ -96,6 +96,20 @@ fn build(input: &Input, dir: &Path) -> PathBuf {
     }
 }
 
+/// `primer run` of drive `src` into `root` with a network backend.
+fn run_backend(src: &Path, root: &Path, backend: &str) -> std::process::Output {
+    let (src, root) = (src.to_str().unwrap(), root.to_str().unwrap());
+    primer(&[
+        "run",
+        "--source",
+        src,
+        "--root",
+        root,
+        "--network-backend",
+        backend,
+    ])
+}
+
 /// A target whose NIC `52:54:00:aa:00:01` is `ens3` (a fake sysfs entry), so ifupdown gets a
 /// name for the MAC-matched link.
 fn target() -> tempfile::TempDir {
@@ -749,15 +763,7 @@ fn powershell_link_id_with_quotes_and_expansions_stays_out_of_the_script() {
     let dir = tempfile::tempdir().unwrap();
     let src = build(&Input::NetworkData(nd), dir.path());
     let root = target();
-    let o = primer(&[
-        "run",
-        "--source",
-        src.to_str().unwrap(),
-        "--root",
-        root.path().to_str().unwrap(),
-        "--network-backend",
-        "powershell",
-    ]);
+    let o = run_backend(&src, root.path(), "powershell");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     powershell_accepts("link id", root.path());
     let script =
@@ -773,15 +779,7 @@ fn powershell_link_id_with_quotes_and_expansions_stays_out_of_the_script() {
         "{script}"
     );
     // A second run changes nothing (the plan's own idempotence, same script).
-    let o = primer(&[
-        "run",
-        "--source",
-        src.to_str().unwrap(),
-        "--root",
-        root.path().to_str().unwrap(),
-        "--network-backend",
-        "powershell",
-    ]);
+    let o = run_backend(&src, root.path(), "powershell");
     // Exit 10: nothing to do.
     assert_eq!(o.status.code(), Some(10), "{}", text(&o));
     assert!(text(&o).contains("unchanged"), "{}", text(&o));
@@ -810,15 +808,7 @@ fn network_data_nested_to_the_source_bound_is_rendered_deeper_refused_clearly() 
         let dir = tempfile::tempdir().unwrap();
         let src = build(&Input::NetworkData(nd), dir.path());
         let root = target();
-        let o = primer(&[
-            "run",
-            "--source",
-            src.to_str().unwrap(),
-            "--root",
-            root.path().to_str().unwrap(),
-            "--network-backend",
-            "networkd",
-        ]);
+        let o = run_backend(&src, root.path(), "networkd");
         let out = text(&o);
         assert_eq!(o.status.code(), Some(0), "{depth}: {out}");
         let net = files(&root.path().join("etc/systemd/network"));
