@@ -74,7 +74,13 @@ impl Serialize for JsonDoc {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             JsonDoc::Parsed(v) => v.serialize(s),
-            JsonDoc::Text(t) => JsonText(t).serialize(s),
+            JsonDoc::Text(t) => match json_split(t) {
+                Some(split) => write_split(split, s),
+                // The drive's file can no longer be read whole (a changed device): `null`, as
+                // `value()` gives, inside a valid document; not an error that would leave the
+                // whole document unwritable.
+                None => serde_json::Value::Null.serialize(s),
+            },
         }
     }
 }
@@ -94,24 +100,33 @@ impl JsonText<'_> {
 
 impl Serialize for JsonText<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeMap, SerializeSeq};
-        // Split outside this generic function: only the writing is compiled per serializer.
-        match json_split(self.0).ok_or_else(|| S::Error::custom("invalid JSON text"))? {
-            Split::Whole(v) => v.serialize(s),
-            Split::Seq(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for v in items {
-                    seq.serialize_element(&JsonText(v))?;
-                }
-                seq.end()
+        use serde::ser::Error;
+        // Split outside the generic writer: only the writing is compiled per serializer.
+        write_split(
+            json_split(self.0).ok_or_else(|| S::Error::custom("invalid JSON text"))?,
+            s,
+        )
+    }
+}
+
+/// Writes one split JSON text ([`JsonText`]).
+fn write_split<S: serde::Serializer>(split: Split<'_>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    match split {
+        Split::Whole(v) => v.serialize(s),
+        Split::Seq(items) => {
+            let mut seq = s.serialize_seq(Some(items.len()))?;
+            for v in items {
+                seq.serialize_element(&JsonText(v))?;
             }
-            Split::Map(items) => {
-                let mut map = s.serialize_map(Some(items.len()))?;
-                for (k, v) in &items {
-                    map.serialize_entry(k, &JsonText(v))?;
-                }
-                map.end()
+            seq.end()
+        }
+        Split::Map(items) => {
+            let mut map = s.serialize_map(Some(items.len()))?;
+            for (k, v) in &items {
+                map.serialize_entry(k, &JsonText(v))?;
             }
+            map.end()
         }
     }
 }
@@ -1475,6 +1490,52 @@ pub fn check_choice(s: &str, choices: &[&str]) -> Result<(), ValueError> {
 mod tests {
     use super::*;
 
+    /// A drive device whose bytes the test can change after they were hashed.
+    struct Dev(std::sync::Mutex<Vec<u8>>);
+
+    impl crate::model::bytes::ReadAt for Dev {
+        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            let d = self.0.lock().unwrap();
+            let at = at as usize;
+            let s = d
+                .get(at..at + buf.len())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(s);
+            Ok(())
+        }
+    }
+
+    /// A document held as text whose file can no longer be read (the device changed under it)
+    /// is written as `null` inside a valid `instance.json`, as `value()` gives it: not an
+    /// error that left the whole document a bare newline (found by review).
+    #[test]
+    fn an_unreadable_text_document_serialises_as_null() {
+        let text = format!("{{\"links\": [], \"pad\": \"{}\"}}", "p".repeat(70_000));
+        let dev = std::sync::Arc::new(Dev(std::sync::Mutex::new(text.clone().into_bytes())));
+        let b = crate::model::Bytes::on_device(
+            dev.clone(),
+            vec![(0, text.len() as u64)],
+            text.len(),
+            "dev: nd".into(),
+        )
+        .unwrap();
+        let doc = JsonDoc::new(b, serde_json::from_str(&text).unwrap());
+        assert!(matches!(doc, JsonDoc::Text(_)));
+        dev.0.lock().unwrap()[30] ^= 1;
+        assert_eq!(doc.value().into_owned(), serde_json::Value::Null);
+        #[derive(serde::Serialize)]
+        struct W<'a> {
+            a: u32,
+            data: &'a JsonDoc,
+        }
+        let got = crate::state::pretty_json(&W { a: 1, data: &doc });
+        let want = crate::state::pretty_json(&serde_json::json!({"a": 1, "data": null}));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
     /// A large document held as text is written as the `Value` it parses to: same text from
     /// `serde_json` (compact and pretty) and from `instance.json`'s writer, with members above
     /// and below the size parsed whole, keys out of order and escaped, nested containers,
@@ -1520,11 +1581,22 @@ mod tests {
                 crate::state::pretty_json(&v)
             );
         }
-        // Not JSON (never a `JsonDoc`'s text): an error, no panic.
+        // Not JSON (never a `JsonDoc`'s text, unless its file can no longer be read): `null`
+        // as `value()` gives when the whole text does not split, an error when only a member
+        // is bad; never a panic.
         for bad in ["[1}", "{\"a\" 1}", "[1,]", "{1:2}", "[\"a"] {
             let text = format!("[{}{bad}]", "0,".repeat(3000));
             let doc = JsonDoc::Text(text.into_bytes().into());
-            assert!(serde_json::to_string(&doc).is_err(), "{bad}");
+            let out = serde_json::to_string(&doc);
+            assert!(
+                out.as_deref().map_or(true, |t| t == "null"),
+                "{bad}: {out:?}"
+            );
+            let inner = format!("[{}{bad}]", "0,".repeat(3000));
+            assert!(
+                serde_json::to_string(&JsonText(inner.as_bytes())).is_err(),
+                "{bad}"
+            );
         }
     }
 
