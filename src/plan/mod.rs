@@ -517,9 +517,15 @@ fn plan_inner(
         // The bulk of a large drive's steps (its injected files, `write_files` entries and the
         // local copy's files, 10,000 for 5,000 injected files) known now: room for them once,
         // not a doubling series whose last buffer is up to half unused (16,384 steps' room
-        // for 10,000: 1.4 MB more at a re-run's peak; issue 15). A few steps more are rare.
+        // for 10,000: 1.4 MB more at a re-run's peak; issue 15). A drive with fewer files than
+        // the previous copy removes at least the difference (the common shrink: exactly); past
+        // the room the vector would double it all.
         p.steps.reserve_exact(
-            instance.files.len() + ud.cloud_config.write_files.len() + drive.files.len() + 16,
+            instance.files.len()
+                + ud.cloud_config.write_files.len()
+                + drive.files.len()
+                + p.facts.copy_files.len().saturating_sub(drive.files.len())
+                + 16,
         );
         p.plan_injected_files(instance, policy.users.files_mode);
         p.plan_write_files(instance, &mut ud);
