@@ -28,6 +28,22 @@ pub trait ReadAt: Send + Sync {
     fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()>;
 }
 
+/// A device in memory whose bytes a test can change under what was measured (tests only).
+#[cfg(test)]
+pub(crate) struct MemDevice(pub std::sync::Mutex<Vec<u8>>);
+
+#[cfg(test)]
+impl ReadAt for MemDevice {
+    fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        let d = self.0.lock().unwrap();
+        let src = d
+            .get(at as usize..at as usize + buf.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
 /// A drive file left on its device: where its bytes are, not the bytes.
 struct OnDevice {
     dev: Arc<dyn ReadAt>,

@@ -1490,20 +1490,7 @@ pub fn check_choice(s: &str, choices: &[&str]) -> Result<(), ValueError> {
 mod tests {
     use super::*;
 
-    /// A drive device whose bytes the test can change after they were hashed.
-    struct Dev(std::sync::Mutex<Vec<u8>>);
-
-    impl crate::model::bytes::ReadAt for Dev {
-        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            let d = self.0.lock().unwrap();
-            let at = at as usize;
-            let s = d
-                .get(at..at + buf.len())
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(s);
-            Ok(())
-        }
-    }
+    use crate::model::bytes::MemDevice as Dev;
 
     /// A document held as text whose file can no longer be read (the device changed under it)
     /// is written as `null` inside a valid `instance.json`, as `value()` gives it: not an

@@ -2517,19 +2517,7 @@ mod tests {
         assert!(streamed > 1000, "{streamed}");
     }
 
-    /// A device in memory whose bytes a test changes under what was measured.
-    struct Dev(std::sync::Mutex<Vec<u8>>);
-
-    impl crate::model::bytes::ReadAt for Dev {
-        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
-            let d = self.0.lock().unwrap();
-            let src = d
-                .get(at as usize..at as usize + buf.len())
-                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
+    use crate::model::bytes::MemDevice as Dev;
 
     #[test]
     fn a_device_changed_after_the_read_fails_the_stream_naming_the_file() {
