@@ -1421,20 +1421,7 @@ mod tests {
         assert_eq!(format!("{part:?}"), "<8 bytes>");
     }
 
-    /// A device in memory whose bytes a test can change under the files kept on it.
-    struct Mem(std::sync::Mutex<Vec<u8>>);
-
-    impl ReadAt for Mem {
-        fn read_exact_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
-            let d = self.0.lock().unwrap();
-            let at = at as usize;
-            let src = d
-                .get(at..at + buf.len())
-                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
+    use super::MemDevice as Mem;
 
     #[test]
     fn a_file_on_the_device_streams_checks_its_digest_and_is_never_held() {
