@@ -145,23 +145,36 @@ pub(crate) fn read_net_facts_in(
                 .iter()
                 .filter(|m| !facts.interfaces.contains_key(*m))
                 .collect();
-            let settled = udev_settled(root, &facts.interfaces, wanted);
-            if missing.is_empty() && settled {
+            let pending = unsettled(root, &facts.interfaces, wanted);
+            if missing.is_empty() && pending.is_empty() {
                 tracing::debug!("network: NICs present after {:?}", start.elapsed());
                 break;
             }
             if start.elapsed() >= wait {
-                tracing::warn!(
-                    "network: after {:?}, {} NIC(s) named by the drive are not present \
-                     (their configuration is written anyway, matched by MAC): {}",
-                    wait,
-                    missing.len(),
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        "network: after {:?}, {} NIC(s) named by the drive are not present \
+                         (their configuration is written anyway, matched by MAC): {}",
+                        wait,
+                        missing.len(),
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                if !pending.is_empty() {
+                    // ifupdown names interfaces: a kernel name udev replaces later matches
+                    // nothing (the other backends match by MAC).
+                    tracing::warn!(
+                        "network: after {:?}, udev has not finished naming {} NIC(s) named by \
+                         the drive (their current names are used): {}",
+                        wait,
+                        pending.len(),
+                        pending.join(", ")
+                    );
+                }
                 break;
             }
             progress.get_or_insert_with(|| {
@@ -266,7 +279,7 @@ pub(crate) fn names_settled(
     ifaces: &BTreeMap<String, String>,
     wanted: &[String],
 ) -> bool {
-    udev_settled(root, ifaces, wanted)
+    unsettled(root, ifaces, wanted).is_empty()
 }
 
 fn interfaces_in(root: &Resolver) -> BTreeMap<String, String> {
@@ -340,37 +353,80 @@ fn drivers_in(root: &Resolver, interfaces: &BTreeMap<String, String>) -> BTreeMa
     out
 }
 
-/// On a live system with udevd running, an interface name is final once udev has written its
-/// database entry and, unless predictable names are switched off, the kernel's `ethN` name
-/// (`name_assign_type` 1, "enumerated") has been replaced.
-fn udev_settled(root: &Resolver, ifaces: &BTreeMap<String, String>, wanted: &[String]) -> bool {
+/// The names (of the NICs `wanted` names that are present) udev has not made final yet; empty
+/// off a live system with udevd running. On a live system an interface name is final once udev
+/// has written its database entry and, unless predictable names are switched off, the kernel's
+/// `ethN` name (`name_assign_type` 1, "enumerated") has been replaced ([`name_final`]).
+fn unsettled<'a>(
+    root: &Resolver,
+    ifaces: &'a BTreeMap<String, String>,
+    wanted: &[String],
+) -> Vec<&'a str> {
     let Ok(run) = root.resolve("run/udev") else {
-        return true;
+        return Vec::new();
     };
     if !run.join("control").exists() {
-        return true;
+        return Vec::new();
     }
     let keeps_kernel_names = kernel_names_kept(root);
-    wanted.iter().all(|m| {
-        let Some(name) = ifaces.get(m) else {
-            return true;
-        };
-        let attr = |a: &str| {
-            root.resolve(&format!("sys/class/net/{name}/{a}"))
-                .ok()
-                .and_then(|p| fs::read_to_string(p).ok())
-                .map(|s| s.trim().to_string())
-        };
-        // Gone since the interfaces were read: udev renamed it just now (seen in the ifupdown
-        // guest: eth0 read, renamed to enp0s1 before this check, and eth0 rendered). Not
-        // settled: the caller reads the names again.
-        let Some(i) = attr("ifindex") else {
-            return false;
-        };
-        // (name_assign_type reads as an error for devices whose naming is unknown: fine.)
-        run.join(format!("data/n{i}")).exists()
-            && (keeps_kernel_names || attr("name_assign_type").as_deref() != Some("1"))
-    })
+    wanted
+        .iter()
+        .filter_map(|m| ifaces.get(m))
+        .filter(|name| {
+            let attr = |a: &str| {
+                root.resolve(&format!("sys/class/net/{name}/{a}"))
+                    .ok()
+                    .and_then(|p| fs::read_to_string(p).ok())
+                    .map(|s| s.trim().to_string())
+            };
+            let entry = |ifindex: &str| {
+                super::read::read_file_capped(
+                    root,
+                    &format!("run/udev/data/n{ifindex}"),
+                    UDEV_DB_MAX,
+                )
+                .map(|f| f.content)
+            };
+            !name_final(attr, entry, keeps_kernel_names)
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// Largest udev database entry read (a NIC's is a few hundred bytes).
+const UDEV_DB_MAX: u64 = 64 << 10;
+
+/// Whether one NIC's name is final, from its sysfs attributes (`attr`, read now under the name)
+/// and udev's database entry for an ifindex (`entry`). udev renames NICs in parallel workers
+/// while this runs, so the reads are ordered for a rename between any two of them to show:
+/// 1. `name_assign_type` first: the kernel's enumerated `ethN` (1) is not final (unless
+///    predictable names are off). It reads as an error for devices whose naming is unknown
+///    (older kernels name Ethernet devices so): the checks below then decide alone.
+/// 2. The ifindex, then udev's entry for it: udev writes it once the event is processed, after
+///    the rename (systemd ≥ 255 also writes it just before renaming, marked `ID_RENAMING=1`).
+/// 3. The ifindex again, under the same name: a rename after step 1 has made the name vanish
+///    (or name another device). Without this re-read, a rename between reading the ifindex and
+///    reading `name_assign_type` made the vanished attribute look like "naming unknown" and
+///    the kernel name (eth0) final: seen in the ifupdown guest under TCG, where eth0 was
+///    rendered into the interfaces file and udev's enp0s1 matched nothing.
+fn name_final(
+    mut attr: impl FnMut(&str) -> Option<String>,
+    entry: impl Fn(&str) -> Option<Vec<u8>>,
+    keeps_kernel_names: bool,
+) -> bool {
+    if !keeps_kernel_names && attr("name_assign_type").as_deref() == Some("1") {
+        return false;
+    }
+    let Some(ifindex) = attr("ifindex") else {
+        return false;
+    };
+    let Some(db) = entry(&ifindex) else {
+        return false;
+    };
+    if db.split(|&b| b == b'\n').any(|l| l == b"E:ID_RENAMING=1") {
+        return false;
+    }
+    attr("ifindex").as_deref() == Some(ifindex.as_str())
 }
 
 /// Predictable interface names are switched off (`net.ifnames=0`, or the default `.link` or
@@ -468,7 +524,7 @@ mod tests {
         let mac = "52:54:00:aa:00:01".to_string();
         let ifaces: BTreeMap<String, String> = [(mac.clone(), "eth0".to_string())].into();
         // eth0 was read, then renamed: it is gone from sysfs.
-        assert!(!udev_settled(
+        assert!(!names_settled(
             &Resolver::new(r),
             &ifaces,
             std::slice::from_ref(&mac)
@@ -479,25 +535,92 @@ mod tests {
         fs::write(dev.join("ifindex"), "2\n").unwrap();
         fs::write(dev.join("name_assign_type"), "1\n").unwrap();
         fs::write(r.join("run/udev/data/n2"), "").unwrap();
-        assert!(!udev_settled(
+        assert!(!names_settled(
             &Resolver::new(r),
             &ifaces,
             std::slice::from_ref(&mac)
         ));
         // Renamed by udev (name_assign_type 4) and in udev's database: final.
         fs::write(dev.join("name_assign_type"), "4\n").unwrap();
-        assert!(udev_settled(
+        assert!(names_settled(
             &Resolver::new(r),
             &ifaces,
             std::slice::from_ref(&mac)
         ));
         // Not yet in udev's database: not final.
         fs::remove_file(r.join("run/udev/data/n2")).unwrap();
-        assert!(!udev_settled(
+        assert!(!names_settled(
             &Resolver::new(r),
             &ifaces,
             std::slice::from_ref(&mac)
         ));
+    }
+
+    /// udev renames a NIC while primer reads it: whichever read the rename falls before, the
+    /// name read is never taken as final. Before the rename: the kernel's name, no database
+    /// entry; after: the name is gone from sysfs, udev's entry exists. Both kinds of kernel:
+    /// `name_assign_type` 1 (enumerated) and unreadable (naming unknown, older kernels).
+    #[test]
+    fn a_rename_between_any_two_reads_never_looks_final() {
+        use std::cell::Cell;
+        for enumerated in [true, false] {
+            for rename_before in 0..=4 {
+                let reads = Cell::new(0);
+                let renamed = || {
+                    let n = reads.get();
+                    reads.set(n + 1);
+                    n >= rename_before
+                };
+                let attr = |a: &str| {
+                    if renamed() {
+                        return None;
+                    }
+                    match a {
+                        "ifindex" => Some("2".to_string()),
+                        "name_assign_type" if enumerated => Some("1".to_string()),
+                        _ => None,
+                    }
+                };
+                let entry = |i: &str| {
+                    assert_eq!(i, "2");
+                    renamed().then(|| b"I:1\nE:ID_NET_NAME=enp0s1\n".to_vec())
+                };
+                assert!(
+                    !name_final(attr, entry, false),
+                    "enumerated {enumerated}, renamed before read {rename_before}"
+                );
+            }
+        }
+        // The old order (ifindex, entry, then name_assign_type) took this for final: the
+        // ifindex read under eth0, the rename, the entry, name_assign_type gone.
+        let reads = Cell::new(0);
+        let attr = |a: &str| {
+            reads.set(reads.get() + 1);
+            (a == "ifindex" && reads.get() == 1).then(|| "2".to_string())
+        };
+        assert!(!name_final(attr, |_| Some(Vec::new()), false));
+    }
+
+    #[test]
+    fn a_name_is_final_once_renamed_and_recorded_not_while_renaming() {
+        let attr = |a: &str| match a {
+            "ifindex" => Some("3".to_string()),
+            "name_assign_type" => Some("4".to_string()),
+            _ => None,
+        };
+        let db = |t: &'static [u8]| move |_: &str| Some(t.to_vec());
+        assert!(name_final(attr, db(b"I:1\nE:ID_NET_NAME=enp0s2\n"), false));
+        // systemd >= 255 records the entry just before renaming, marked.
+        assert!(!name_final(attr, db(b"I:1\nE:ID_RENAMING=1\n"), false));
+        assert!(!name_final(attr, |_| None, false));
+        // Kernel names kept (net.ifnames=0): the enumerated name is final once recorded.
+        let kernel = |a: &str| match a {
+            "ifindex" => Some("3".to_string()),
+            "name_assign_type" => Some("1".to_string()),
+            _ => None,
+        };
+        assert!(name_final(kernel, db(b"I:1\n"), true));
+        assert!(!name_final(kernel, db(b"I:1\n"), false));
     }
 
     #[test]
