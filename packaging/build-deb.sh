@@ -27,9 +27,19 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 # cargo adds to them (and which build scripts and proc-macros, built for the host, never get).
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
 CARGO_TARGET_DIR=target/pkg \
-    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--remap-path-prefix=$(pwd)=/primer --remap-path-prefix=$cargo_home=/cargo" \
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--remap-path-prefix=$(pwd)=/primer --remap-path-prefix=$cargo_home=/cargo -C link-arg=-Wl,-Map=target/pkg/primer.map,--no-demangle" \
     cargo build-static --locked --quiet
 bin=target/pkg/x86_64-unknown-linux-gnu/release/primer
+# The link placed the functions a boot runs together (packaging/hot-functions.txt, by symbol
+# name): a list gone stale (renamed functions, another compiler) still builds the same binary,
+# only with its boot code spread over more pages (~1 MiB more memory per run). Say how much of
+# it this build still matched (the link map names every symbol laid out).
+hot_listed=$(grep -vc '^#' packaging/hot-functions.txt)
+hot_found=$(awk 'NR == FNR { if ($0 !~ /^#/) want[$0] = 1; next }
+    ($NF in want) && !seen[$NF]++ { n++ } END { print n + 0 }' packaging/hot-functions.txt target/pkg/primer.map)
+if [ $((hot_found * 10)) -lt $((hot_listed * 9)) ]; then
+    echo "build-deb.sh: warning: only $hot_found of the $hot_listed functions in packaging/hot-functions.txt exist in this build: regenerate it (packaging/hot-functions.sh)" >&2
+fi
 if LC_ALL=C readelf -lW "$bin" | grep -q 'INTERP' || LC_ALL=C readelf -dW "$bin" | grep -q 'NEEDED'; then
     echo "build-deb.sh: $bin is not static (an interpreter or a shared library dependency)" >&2
     exit 1
