@@ -417,8 +417,11 @@ struct HeadedSet {
     /// Where each member's body ends in `body` (it starts where the one before ends).
     ends: Box<[usize]>,
     /// Members made contiguous, made when the first one is asked for.
-    whole: OnceLock<Box<[OnceLock<Box<[u8]>>]>>,
+    whole: OnceLock<Box<[Joined]>>,
 }
+
+/// A [`HeadedSet`] member joined into one slice, once.
+type Joined = OnceLock<Box<[u8]>>;
 
 impl HeadedSet {
     fn body(&self, i: u32) -> &[u8] {
@@ -1218,17 +1221,9 @@ impl Bytes {
     /// slice (the load's error when the file was read whole and that failed).
     pub fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         if let (Buf::Headed(h, i), true) = (&self.buf, self.is_whole()) {
-            // One piece when small (one write of a staged file), never joined and kept.
-            let body = h.body(*i);
-            let mut one = [0u8; 4096];
-            if let Some(buf) = one.get_mut(..h.head.len() + body.len()) {
-                let (a, b) = buf.split_at_mut(h.head.len());
-                a.copy_from_slice(h.head);
-                b.copy_from_slice(body);
-                return f(buf);
-            }
+            // Its two pieces, never joined and kept.
             f(h.head)?;
-            return f(body);
+            return f(h.body(*i));
         }
         match self.buf.data() {
             // Once loaded whole (or failed to), the load's outcome is used: one outcome for all.
