@@ -859,7 +859,7 @@ fn cmd_net_render(a: &NetRenderArgs, out: &mut impl Write) -> Result<Exit, Error
                 serde_json::json!({
                     "path": format!("/{}", f.path),
                     "mode": format!("{:04o}", f.mode),
-                    "content": f.content,
+                    "content": f.content.as_str(),
                 })
             })
             .collect();

@@ -649,6 +649,11 @@ impl<'a> PrettyJson<'a> {
 
     /// Starts the next element of the innermost array.
     pub(crate) fn item(&mut self) {
+        // A streamed document never held whole, whatever writes it (a value serialised
+        // through `serde`, see [`value`](PrettyJson::value), does not call `spill`).
+        if self.sink.is_some() && self.out.len() >= STREAM_CHUNK {
+            self.drain();
+        }
         if !self.empty {
             self.out.push(b',');
         }
@@ -708,6 +713,12 @@ impl<'a> PrettyJson<'a> {
         self.out.push(b'"');
         escape_into(&mut self.out, s);
         self.out.push(b'"');
+    }
+
+    /// `v` written as `serde_json`'s pretty printer writes it ([`pretty_json`]); `false` when
+    /// a part of it is not one this writer takes (the caller then uses `serde_json`).
+    pub(crate) fn value<T: Serialize + ?Sized>(&mut self, v: &T) -> bool {
+        v.serialize(PrettySer { j: self }).is_ok()
     }
 
     /// The document and its final newline.
@@ -1368,6 +1379,41 @@ mod tests {
     /// control character and escape, a map with 100,000 keys, nesting 64 deep (the readers'
     /// cap), a key holding `..` and `/` — byte for byte what serde_json writes, without falling
     /// back.
+    /// A value written through `serde` into a streamed document reaches the sink in chunks
+    /// (`instance.json`'s counting pass): never held whole, the same bytes as `serde_json`'s.
+    #[test]
+    fn streamed_value_is_never_held_whole() {
+        struct Sink {
+            out: Vec<u8>,
+            largest: usize,
+        }
+        impl io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.largest = self.largest.max(b.len());
+                self.out.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let v: Vec<serde_json::Value> = (0..50_000)
+            .map(|k| serde_json::json!({"id": format!("l{k}"), "n": k}))
+            .collect();
+        let mut sink = Sink {
+            out: Vec::new(),
+            largest: 0,
+        };
+        let mut j = PrettyJson::streaming(&mut sink);
+        assert!(j.value(&v));
+        j.finish_to().unwrap();
+        let mut want = serde_json::to_vec_pretty(&v).unwrap();
+        want.push(b'\n');
+        assert!(sink.out == want);
+        assert!(want.len() > 2 << 20);
+        assert!(sink.largest < STREAM_CHUNK + 1024, "{}", sink.largest);
+    }
+
     #[test]
     fn pretty_json_is_serde_jsons_for_huge_and_deep_values() {
         let controls: String = (0u8..0x20)

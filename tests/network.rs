@@ -72,7 +72,7 @@ fn golden_tree(r: &Rendered) -> BTreeMap<String, String> {
     let mut t = BTreeMap::new();
     let mut summary = String::new();
     for f in &r.files {
-        t.insert(f.path.clone(), f.content.clone());
+        t.insert(f.path.clone(), f.content.to_string());
         summary.push_str(&format!("mode {:04o} {}\n", f.mode, f.path));
     }
     for w in &r.warnings {

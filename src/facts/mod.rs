@@ -58,7 +58,7 @@ impl FileFact {
     /// and its local copy hashes the drive file once).
     pub fn holds(&self, bytes: &crate::model::Bytes) -> bool {
         match &self.measured {
-            None => self.content == bytes.as_slice(),
+            None => bytes.equals(&self.content),
             Some(m) => m.len == bytes.len() as u64 && m.sha256 == bytes.sha256(),
         }
     }

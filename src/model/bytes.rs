@@ -406,6 +406,59 @@ impl<T> Shared<T> {
     }
 }
 
+/// Many small texts that each open with one fixed head, the rest of each a range of one shared
+/// body (rendered network files, each starting with primer's header line: 3.2 MB of the
+/// 5.2 MB of 14,000 VLANs' 28,000 files was that line again; issue 15). A member costs its
+/// body's bytes and its end; it is made contiguous only if a caller needs it as one slice
+/// (kept then: see [`Bytes::try_slice`]). See [`Bytes::headed`].
+struct HeadedSet {
+    head: &'static [u8],
+    body: Box<[u8]>,
+    /// Where each member's body ends in `body` (it starts where the one before ends).
+    ends: Box<[usize]>,
+    /// Members made contiguous, made when the first one is asked for.
+    whole: OnceLock<Box<[Joined]>>,
+}
+
+/// A [`HeadedSet`] member joined into one slice, once.
+type Joined = OnceLock<Box<[u8]>>;
+
+impl HeadedSet {
+    fn body(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(0),
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.body.get(start..end).unwrap_or_default()
+    }
+
+    fn len(&self, i: u32) -> usize {
+        self.head.len() + self.body(i).len()
+    }
+
+    /// The member as one slice, joined once.
+    fn whole(&self, i: u32) -> &[u8] {
+        let cells = self
+            .whole
+            .get_or_init(|| (0..self.ends.len()).map(|_| OnceLock::new()).collect());
+        match cells.get(i as usize) {
+            Some(c) => c.get_or_init(|| [self.head, self.body(i)].concat().into()),
+            None => &[],
+        }
+    }
+
+    fn digest(&self, i: u32) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::new()
+            .chain_update(self.head)
+            .chain_update(self.body(i))
+            .finalize()
+            .into()
+    }
+}
+
 /// The shared buffer: one reference-counted allocation per kind, each of its own size. A
 /// buffer in memory (each rendered network file: 28,000 for 14,000 VLANs) costs its bytes and
 /// a small header, not the size of the largest kind (a derived content's recipe, ~250 B), and a
@@ -419,6 +472,8 @@ enum Buf {
     Derived(Arc<Shared<Derived>>),
     /// A member of a set of derived contents (see [`DerivedSet`]), by its slot.
     Member(Arc<Group>, u32),
+    /// A member of a set of texts with one head (see [`HeadedSet`]), by its index.
+    Headed(Arc<HeadedSet>, u32),
 }
 
 impl Buf {
@@ -432,6 +487,9 @@ impl Buf {
                 // Never: a member's `Bytes` is made once its slot is set.
                 None => Data::Mem(&[]),
             },
+            // Joined here only for the callers that need one slice (not for writing,
+            // hashing or comparing it: `for_each_chunk`, `sha256`, `equals`).
+            Buf::Headed(h, i) => Data::Mem(h.whole(*i)),
         }
     }
 
@@ -441,7 +499,7 @@ impl Buf {
             Buf::Mem(s) => Some(&s.sha256),
             Buf::Device(s) => Some(&s.sha256),
             Buf::Derived(s) => Some(&s.sha256),
-            Buf::Member(..) => None,
+            Buf::Member(..) | Buf::Headed(..) => None,
         }
     }
 
@@ -450,6 +508,8 @@ impl Buf {
     fn digest(&self) -> Option<[u8; 32]> {
         match self {
             Buf::Member(g, i) => g.member(*i).map(|m| g.digest(m)),
+            // Small texts: hashed when asked (a plan asks once per file step).
+            Buf::Headed(h, i) => Some(h.digest(*i)),
             _ => self.cell()?.get().copied(),
         }
     }
@@ -460,6 +520,7 @@ impl Buf {
             (Buf::Device(a), Buf::Device(b)) => Arc::ptr_eq(a, b),
             (Buf::Derived(a), Buf::Derived(b)) => Arc::ptr_eq(a, b),
             (Buf::Member(a, i), Buf::Member(b, j)) => Arc::ptr_eq(a, b) && i == j,
+            (Buf::Headed(a, i), Buf::Headed(b, j)) => Arc::ptr_eq(a, b) && i == j,
             _ => false,
         }
     }
@@ -471,6 +532,7 @@ impl Buf {
             Buf::Device(s) => s.data.len,
             Buf::Derived(s) => s.data.len,
             Buf::Member(g, i) => g.member(*i).map_or(0, |m| m.len),
+            Buf::Headed(h, i) => h.len(*i),
         }
     }
 
@@ -1074,7 +1136,7 @@ impl Bytes {
     /// Whether the bytes stay on the device (not held in memory unless a caller asks for
     /// them as one slice): a file kept there, or content derived from one.
     pub fn is_on_device(&self) -> bool {
-        !matches!(self.buf, Buf::Mem(_)) && self.is_whole()
+        !matches!(self.buf, Buf::Mem(_) | Buf::Headed(..)) && self.is_whole()
     }
 
     fn is_whole(&self) -> bool {
@@ -1158,6 +1220,11 @@ impl Bytes {
     /// changed or failed; `f` has seen bytes by then, so a caller drops what it kept), else one
     /// slice (the load's error when the file was read whole and that failed).
     pub fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        if let (Buf::Headed(h, i), true) = (&self.buf, self.is_whole()) {
+            // Its two pieces, never joined and kept.
+            f(h.head)?;
+            return f(h.body(*i));
+        }
         match self.buf.data() {
             // Once loaded whole (or failed to), the load's outcome is used: one outcome for all.
             Data::Device(d) if self.is_whole() && d.loaded.get().is_none() => {
@@ -1202,6 +1269,8 @@ impl Bytes {
             Buf::Member(g, i) => g
                 .member(*i)
                 .is_some_and(|m| m.loaded.get().is_some_and(|l| l.is_ok())),
+            // Never joined for this: not memory a caller could hold a part of.
+            Buf::Headed(..) => false,
         };
         if !loaded {
             return None;
@@ -1238,10 +1307,13 @@ impl Bytes {
     /// against that same digest); other bytes are streamed into the hasher, never joined.
     pub fn sha256_then(&self, tail: &[u8]) -> io::Result<[u8; 32]> {
         use sha2::{Digest, Sha256};
-        if let (Data::Derived(d), true) = (self.buf.data(), self.is_whole()) {
-            let mut h = d.state();
-            h.update(tail);
-            return Ok(h.finalize().into());
+        // (A headed text is streamed below: `data` would join it.)
+        if !matches!(self.buf, Buf::Headed(..)) {
+            if let (Data::Derived(d), true) = (self.buf.data(), self.is_whole()) {
+                let mut h = d.state();
+                h.update(tail);
+                return Ok(h.finalize().into());
+            }
         }
         let mut h = Sha256::new();
         self.for_each_chunk(&mut |c| {
@@ -1250,6 +1322,58 @@ impl Bytes {
         })?;
         h.update(tail);
         Ok(h.finalize().into())
+    }
+
+    /// Texts that each start with `head`, the rest of text `i` the part of `body` from the end
+    /// of the one before (0 for the first) to `ends[i]`: one [`Bytes`] each, sharing one
+    /// allocation (see [`HeadedSet`]). An end past the body or before the one before gives
+    /// that text no body of its own.
+    pub fn headed(head: &'static [u8], body: Vec<u8>, ends: Vec<usize>) -> Vec<Bytes> {
+        let n = ends.len();
+        let mut last = 0;
+        let ends: Box<[usize]> = ends
+            .into_iter()
+            .map(|e| {
+                last = e.clamp(last, body.len());
+                last
+            })
+            .collect();
+        let set = Arc::new(HeadedSet {
+            head,
+            body: body.into_boxed_slice(),
+            ends,
+            whole: OnceLock::new(),
+        });
+        (0..n)
+            .filter_map(|i| u32::try_from(i).ok())
+            .map(|i| Bytes {
+                range: 0..set.len(i),
+                buf: Buf::Headed(Arc::clone(&set), i),
+            })
+            .collect()
+    }
+
+    /// Whether the bytes are `other`'s: a headed text compared piece by piece (not joined),
+    /// anything else as [`as_slice`](Bytes::as_slice) gives it.
+    pub fn equals(&self, other: &[u8]) -> bool {
+        match (&self.buf, self.is_whole()) {
+            (Buf::Headed(h, i), true) => {
+                let body = h.body(*i);
+                other.len() == h.head.len() + body.len()
+                    && other.starts_with(h.head)
+                    && other.ends_with(body)
+            }
+            _ => self.as_slice() == other,
+        }
+    }
+
+    /// Whether `self` and `other` are parts of one shared buffer (no byte read).
+    pub fn shares(&self, other: &Bytes) -> bool {
+        match (&self.buf, &other.buf) {
+            (Buf::Headed(a, _), Buf::Headed(b, _)) => Arc::ptr_eq(a, b),
+            (Buf::Member(a, _), Buf::Member(b, _)) => Arc::ptr_eq(a, b),
+            (a, b) => a.ptr_eq(b),
+        }
     }
 
     /// Whether `self` and `other` are the same bytes of the same buffer (no byte read).
@@ -1403,6 +1527,60 @@ impl fmt::Debug for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Texts with one head: each reads, hashes, writes and compares as its head and body
+    /// joined, and none is joined (held twice) for that; only `as_slice` joins, once.
+    #[test]
+    fn headed_texts_are_their_head_and_body() {
+        let head: &'static [u8] = b"# head\n";
+        let big = "z".repeat(10_000);
+        let bodies = ["a\n", "", "bc\n", big.as_str()];
+        let mut body = Vec::new();
+        let mut ends = Vec::new();
+        for b in bodies {
+            body.extend_from_slice(b.as_bytes());
+            ends.push(body.len());
+        }
+        let texts = Bytes::headed(head, body, ends);
+        assert_eq!(texts.len(), bodies.len());
+        for (t, b) in texts.iter().zip(bodies) {
+            let want = [head, b.as_bytes()].concat();
+            assert_eq!(t.len(), want.len());
+            assert!(t.equals(&want));
+            assert!(!t.equals(&want[1..]) && !t.equals(b"# head\nxx"));
+            assert_eq!(t.sha256(), Bytes::from(want.clone()).sha256());
+            assert_eq!(
+                t.sha256_then(b"t").unwrap(),
+                Bytes::from(want.clone()).sha256_then(b"t").unwrap()
+            );
+            let mut out = Vec::new();
+            t.write_to(&mut out).unwrap();
+            assert_eq!(out, want);
+            assert!(!t.is_on_device());
+            assert!(t.shares(&texts[0]) && t.same(&t.clone()));
+        }
+        let Buf::Headed(set, _) = &texts[0].buf else {
+            panic!("not headed")
+        };
+        assert!(
+            set.whole.get().is_none(),
+            "joined to write, hash or compare"
+        );
+        assert_eq!(texts[2].as_slice(), b"# head\nbc\n");
+        assert!(set.whole.get().is_some());
+        assert_eq!(texts[2], Bytes::from(&b"# head\nbc\n"[..]));
+        // Ends out of order or past the body: no body, never a panic.
+        let odd = Bytes::headed(head, b"xyz".to_vec(), vec![2, 1, 9]);
+        let got: Vec<Vec<u8>> = odd.iter().map(|t| t.as_slice().to_vec()).collect();
+        assert_eq!(
+            got,
+            [
+                b"# head\nxy".to_vec(),
+                b"# head\n".to_vec(),
+                b"# head\nz".to_vec()
+            ]
+        );
+    }
 
     #[test]
     fn slices_share_the_buffer_and_compare_as_bytes() {

@@ -1432,9 +1432,60 @@ impl Planner<'_> {
 
 /// The normalised `instance.json`: the model (secrets redacted), where it came from and the
 /// drive's content hash. Deterministic (no device name, no time), so a re-run is byte-identical.
-/// `serde_json`'s pretty bytes, written by [`state::pretty_json`].
+/// `serde_json`'s pretty bytes, written by [`state::pretty_json`]'s writer.
+///
+/// Sized before it is written: a first pass streams the document into a counter, keeping it
+/// when it is small (every ordinary drive: one pass); a larger one is written again into a
+/// buffer of its exact size. Grown by doubling, the buffer of 14,000 VLANs' document (2.2 MB)
+/// reached 4 MiB, with the 2 MiB it was copied from, at the run's peak (issue 15).
 pub fn instance_json(instance: &Instance, drive: &DriveFiles, drive_sha256: &str) -> Vec<u8> {
-    state::pretty_json(&instance_doc(instance, drive, drive_sha256))
+    let doc = instance_doc(instance, drive, drive_sha256);
+    let mut counted = Counted::default();
+    let mut j = state::PrettyJson::streaming_sized(&mut counted, 4096);
+    // The counter never fails; a refused part leaves the document to `serde_json`.
+    if j.value(&doc) && j.finish_to().is_ok() {
+        if counted.len <= Counted::KEEP {
+            // Held by the plan until the run ends: its slack given back (in place).
+            counted.kept.shrink_to_fit();
+            return counted.kept;
+        }
+        let mut j = state::PrettyJson::with_capacity(counted.len);
+        if j.value(&doc) {
+            return j.finish();
+        }
+    }
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// A document's length, and its bytes while it is small ([`instance_json`]'s first pass).
+#[derive(Default)]
+struct Counted {
+    kept: Vec<u8>,
+    len: usize,
+}
+
+impl Counted {
+    /// Largest document kept from the first pass (a buffer of this size, grown by doubling,
+    /// costs little; a larger one is written again at its size).
+    const KEEP: usize = 64 << 10;
+}
+
+impl std::io::Write for Counted {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.len = self.len.saturating_add(b.len());
+        if self.len <= Counted::KEEP {
+            self.kept.extend_from_slice(b);
+        } else if self.kept.capacity() > 0 {
+            self.kept = Vec::new();
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]

@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use super::{bond_option_warning, bond_value, Check, RenderError, RenderedFile, HEADER};
+use super::{bond_option_warning, bond_value, Check, RenderError, HEADER};
 use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, RenderOptions, Rendered};
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig, Route};
 use crate::net::naming::Names;
@@ -324,11 +324,7 @@ pub fn render_eni(
             );
         }
     }
-    out.files.push(RenderedFile {
-        path: PATH.to_string(),
-        content: s,
-        mode: 0o644,
-    });
+    out.push(PATH.to_string(), &s, 0o644);
     if o.eni_resolv_conf {
         // The machine-wide DNS followed by every link's, each once: what `Dns::merged` of
         // each link's onto the sum so far gives, without copying and scanning the sum per
@@ -370,14 +366,10 @@ pub fn render_eni(
                 let d = rc.tokens("search", &dns.search)?;
                 let _ = writeln!(r, "search {}", d[..d.len().min(6)].join(" "));
             }
-            out.files.push(RenderedFile {
-                path: RESOLV_CONF.to_string(),
-                content: r,
-                mode: 0o644,
-            });
+            out.push(RESOLV_CONF.to_string(), &r, 0o644);
         }
     }
-    Ok(out)
+    out.done()
 }
 
 /// ifupdown's variable holding the real interface name in a stanza's commands, quoted.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{bond_option_warning, bond_value, Check, RenderError, Rendered, RenderedFile, HEADER};
+use super::{bond_option_warning, bond_value, Check, RenderError, Rendered, HEADER};
 use super::{lf, link_dns, member_l3_warning, needs_onlink, ordered, safe_id, RenderOptions};
 use crate::model::network::{BondValue, Ipv6Auto, Link, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
@@ -296,12 +296,8 @@ pub fn render_netplan(
             let _ = write!(y, "  {name}:\n{body}");
         }
     }
-    out.files.push(RenderedFile {
-        path: PATH.to_string(),
-        content: y,
-        mode: 0o600,
-    });
-    Ok(out)
+    out.push(PATH.to_string(), &y, 0o600);
+    out.done()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{bond_option_warning, bond_value, Check, RenderError, RenderedFile, HEADER};
+use super::{bond_option_warning, bond_value, Check, RenderError, HEADER};
 use super::{
     file_ids, is_member, lf, link_dns, member_l3_warning, needs_onlink, ordered, Rendered,
 };
@@ -67,10 +67,11 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
                 let orig = name_glob
                     .map(|g| format!("OriginalName={g}\n"))
                     .unwrap_or_default();
-                out.files.push(file(
+                out.push(
                     link_path.clone(),
-                    format!("{HEADER}\n[Match]\n{rules}{orig}\n[Link]\nName={n}\n"),
-                ));
+                    &format!("{HEADER}\n[Match]\n{rules}{orig}\n[Link]\nName={n}\n"),
+                    0o644,
+                );
                 rules = format!("Name={n}\n");
             } else if let Some(g) = name_glob {
                 let _ = writeln!(rules, "Name={g}");
@@ -79,10 +80,11 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
         // Rename a NIC by its permanent MAC.
         if matches!(l.kind, LinkKind::Physical) && !l.has_match_rules() && names.rename(&l.id) {
             if let (Some(mac), Some(n)) = (mac, name) {
-                out.files.push(file(
+                out.push(
                     link_path,
-                    format!("{HEADER}\n[Match]\nPermanentMACAddress={mac}\n\n[Link]\nName={n}\n"),
-                ));
+                    &format!("{HEADER}\n[Match]\nPermanentMACAddress={mac}\n\n[Link]\nName={n}\n"),
+                    0o644,
+                );
             }
         }
         // Virtual devices.
@@ -133,7 +135,7 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
             LinkKind::Physical => {}
         }
         if !netdev.is_empty() {
-            out.files.push(file(netdev_path.clone(), netdev));
+            out.push(netdev_path.clone(), &netdev, 0o644);
         }
 
         let mut s = format!("{HEADER}\n[Match]\n");
@@ -237,9 +239,9 @@ pub fn render_networkd(c: &NetworkConfig, names: &Names) -> Result<Rendered, Ren
                 _ => {}
             }
         }
-        out.files.push(file(network_path, s));
+        out.push(network_path, &s, 0o644);
     }
-    Ok(out)
+    out.done()
 }
 
 fn netdev_head(
@@ -267,13 +269,5 @@ fn yes(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
-    }
-}
-
-fn file(path: String, content: String) -> RenderedFile {
-    RenderedFile {
-        path,
-        content,
-        mode: 0o644,
     }
 }

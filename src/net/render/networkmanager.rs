@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::{
     bond_option_warning, bond_value, file_ids, lf, link_dns, member_l3_warning, needs_onlink,
-    ordered, stable_uuid, Check, RenderError, Rendered, RenderedFile, HEADER,
+    ordered, stable_uuid, Check, RenderError, Rendered, HEADER,
 };
 use crate::model::network::{Ipv6Auto, LinkKind, NetworkConfig};
 use crate::net::naming::Names;
@@ -151,11 +151,7 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
         if ctl.is_none() {
             ip_sections(&mut s, c, l, &ck, i)?;
         }
-        out.files.push(RenderedFile {
-            path,
-            content: s,
-            mode: 0o600,
-        });
+        out.push(path, &s, 0o600);
     }
     // NetworkManager gives every ethernet device that no profile matches *when the device
     // appears* an in-memory DHCP profile ("Wired connection 1"). Seen in the guest: that
@@ -173,16 +169,16 @@ pub fn render_networkmanager(c: &NetworkConfig, names: &Names) -> Result<Rendere
         }
     }
     if !macs.is_empty() {
-        out.files.push(RenderedFile {
-            path: NO_AUTO_DEFAULT.to_string(),
-            content: format!(
+        out.push(
+            NO_AUTO_DEFAULT.to_string(),
+            &format!(
                 "{HEADER}\n# No automatic DHCP profile for the NICs of the drive's network data.\n[main]\nno-auto-default+={}\n",
                 macs.join(",")
             ),
-            mode: 0o644,
-        });
+            0o644,
+        );
     }
-    Ok(out)
+    out.done()
 }
 
 fn ip_sections(

@@ -27,7 +27,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::{bond_option_warning, lf, link_dns, member_l3_warning, ordered, safe_id};
-use super::{RenderError, Rendered, RenderedFile, HEADER};
+use super::{RenderError, Rendered, HEADER};
 use crate::model::grammar::{self, Esc, GrammarError};
 use crate::model::network::{
     check_ifname, check_mac, BondMode, Ipv6Auto, Link, LinkKind, NetworkConfig, L3,
@@ -617,13 +617,9 @@ pub fn render_powershell(c: &NetworkConfig, names: &Names) -> Result<Rendered, R
         );
     }
     s.push_str("\nexit 0\n");
-    out.files.push(RenderedFile {
-        path: PATH.to_string(),
-        content: s,
-        // Run by LocalSystem: nobody else may write it.
-        mode: 0o600,
-    });
-    Ok(out)
+    // Run by LocalSystem: nobody else may write it.
+    out.push(PATH.to_string(), &s, 0o600);
+    out.done()
 }
 
 /// Decides what one link becomes, warning (naming the link) when Windows cannot express it.
