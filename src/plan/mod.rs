@@ -603,16 +603,19 @@ pub fn wanted_parsed(
             .is_none()
             .then(|| WantedState {
                 record: state::record_path(&instance.instance_id),
-                files: vec![
-                    state::instance_json_path(&instance.instance_id),
-                    state::intent_path(&instance.instance_id),
-                ],
+                files: vec![state::intent_path(&instance.instance_id)],
                 dirs: vec![userdata::ran_dir(&instance.instance_id)],
                 measured_dirs: vec![userdata::scripts_dir(&instance.instance_id)],
                 copy_dir: state::drive_copy_dir(&instance.instance_id),
             }),
         ..Default::default()
     };
+    if w.state.is_some() {
+        // Only compared with the run's own (`plan_local_copy`): measured, not held beside it
+        // (5,000 injected files: 650 KB twice at a re-run's peak; issue 15).
+        w.measured
+            .push(state::instance_json_path(&instance.instance_id));
+    }
     if users::wants_accounts(instance, &policy.users) {
         w.skel = Some(users::SKEL);
         w.files
@@ -1678,6 +1681,33 @@ mod tests {
             "{:#?}",
             p2.steps
         );
+    }
+
+    /// The previous run's `instance.json` is read as its length and digest (never held: it is
+    /// only compared with the run's own), and a re-run still finds it up to date.
+    #[test]
+    fn instance_json_is_measured_not_held() {
+        let (i, d, f) = inputs();
+        let p1 = plan(&i, &d, &f, &Policy::default());
+        let rel = state::instance_json_path(&i.instance_id);
+        let Some(Action::WriteFile { content, .. }) = p1
+            .steps
+            .iter()
+            .find(|s| s.id == "instance-json")
+            .map(|s| &s.action)
+        else {
+            panic!("no instance-json step");
+        };
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join(&rel);
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        std::fs::write(&host, content.as_slice()).unwrap();
+        let w = wanted(&i, &Policy::default());
+        let facts = crate::facts::read_host_facts(t.path(), &w, false);
+        let fact = facts.files.get(&rel).expect("instance.json read");
+        assert!(fact.content.is_empty(), "instance.json held");
+        assert_eq!(fact.measured.map(|m| m.len), Some(content.len() as u64));
+        assert!(fact.holds(content));
     }
 
     #[test]
