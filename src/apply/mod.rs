@@ -1406,3 +1406,74 @@ fn apply_action(
         | Action::Nothing => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Step, Why};
+
+    fn plan(n: usize) -> Plan {
+        Plan {
+            steps: (0..n)
+                .map(|i| Step {
+                    id: format!("rm:{i}"),
+                    change: Change::Remove,
+                    action: Action::RemoveFile {
+                        path: format!("srv/f{i}"),
+                    },
+                    why: Why::Text(format!("file {i} is no longer wanted")),
+                    input: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A run's report holds no text of its own for steps that went as planned (20,000 steps:
+    /// none), reads each id and why from the plan, and owns only the errors, the pin left out
+    /// and a result past the plan's steps.
+    #[test]
+    fn report_reads_its_text_from_the_plan() {
+        let n = 20_000;
+        let p = plan(n);
+        let mut results: Vec<std::io::Result<()>> = (0..n).map(|_| Ok(())).collect();
+        let report = build_report(&p, &results, None);
+        assert_eq!(report.len(), n);
+        assert_eq!(
+            report.own.len(),
+            0,
+            "text copied for steps that went as planned"
+        );
+        assert_eq!(report.count(Outcome::Changed), n);
+        let (id, outcome, detail) = report.step(&p.steps, 7);
+        assert_eq!(
+            (id, outcome, &*detail),
+            ("rm:7", Outcome::Changed, "file 7 is no longer wanted")
+        );
+
+        results[3] = Err(std::io::Error::other("disk on fire"));
+        results.push(Err(std::io::Error::other("sync failed")));
+        let report = build_report(&p, &results, Some(5));
+        assert_eq!(report.own.len(), 3);
+        let (id, outcome, detail) = report.step(&p.steps, 3);
+        assert_eq!((id, outcome), ("rm:3", Outcome::Failed));
+        assert_eq!(detail, "file 3 is no longer wanted: /srv/f3: disk on fire");
+        assert_eq!(report.step(&p.steps, 5).1, Outcome::Skipped);
+        assert!(report.step(&p.steps, 5).2.starts_with("not pinned"));
+        let (id, outcome, detail) = report.step(&p.steps, n);
+        assert_eq!((id, outcome), ("sync", Outcome::Failed));
+        assert_eq!(detail, "making the changes durable: sync failed");
+        // As the view of the plan and results in place (the status staged in the flush) reads it.
+        let view = ReportView {
+            plan: &p,
+            results: &results,
+            not_pinned: Some(5),
+        };
+        for i in [0, 3, 5, n] {
+            assert_eq!(view.step_at(i), report.of(&p.steps).step_at(i), "{i}");
+        }
+        // Serialised as the owned steps were.
+        let owned = serde_json::to_string(&report.to_vec(&p.steps)).unwrap();
+        assert_eq!(serde_json::to_string(&report.of(&p.steps)).unwrap(), owned);
+    }
+}
