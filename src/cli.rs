@@ -913,7 +913,7 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     if a.json {
         print_json(
             out,
-            &serde_json::json!({"instance_id": id, "steps": report.of(&[]),
+            &serde_json::json!({"instance_id": id, "steps": report.of(&[]).list(),
                 "outcome": exit.name()}),
         )?;
         return Ok(exit);

@@ -203,11 +203,32 @@ impl StepSource for Of<'_> {
     }
 }
 
+impl<'a> Of<'a> {
+    /// The steps alone, serialised as a list (`Of` itself serialises as the report was, an
+    /// object with the list as its `steps`).
+    pub fn list(self) -> OfList<'a> {
+        OfList(self)
+    }
+}
+
 impl Serialize for Of<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ApplyReport", 1)?;
+        st.serialize_field("steps", &OfList(*self))?;
+        st.end()
+    }
+}
+
+/// See [`Of::list`].
+pub struct OfList<'a>(Of<'a>);
+
+impl Serialize for OfList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeSeq, SerializeStruct};
-        let mut seq = s.serialize_seq(Some(self.report.len()))?;
-        for (id, outcome, detail) in self.report.steps(self.plan) {
+        let Of { report, plan } = self.0;
+        let mut seq = s.serialize_seq(Some(report.len()))?;
+        for (id, outcome, detail) in report.steps(plan) {
             // As `StepReport` serialises.
             struct One<'x>(&'x str, Outcome, &'x str);
             impl Serialize for One<'_> {
@@ -1472,8 +1493,15 @@ mod tests {
         for i in [0, 3, 5, n] {
             assert_eq!(view.step_at(i), report.of(&p.steps).step_at(i), "{i}");
         }
-        // Serialised as the owned steps were.
+        // Serialised as the owned steps were: the list, and the report an object holding it.
         let owned = serde_json::to_string(&report.to_vec(&p.steps)).unwrap();
-        assert_eq!(serde_json::to_string(&report.of(&p.steps)).unwrap(), owned);
+        assert_eq!(
+            serde_json::to_string(&report.of(&p.steps).list()).unwrap(),
+            owned
+        );
+        assert_eq!(
+            serde_json::to_string(&report.of(&p.steps)).unwrap(),
+            format!("{{\"steps\":{owned}}}")
+        );
     }
 }
