@@ -784,8 +784,8 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
     };
     let (mut report, status_written) = if let Some(report) = fast_report {
         // What apply logs of a plan that changes nothing: a debug line per step.
-        for s in &report.steps {
-            tracing::debug!(step = %s.id, "{}", s.detail);
+        for (id, _, detail) in report.steps(&plan.steps) {
+            tracing::debug!(step = %id, "{}", detail);
         }
         (report, false)
     } else if refused {
@@ -805,7 +805,7 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         // The drive is refused whole (its plan is that one error step): nothing was applied.
         Exit::Error
     } else {
-        run_exit(&report)
+        run_exit(&report.of(&plan.steps))
     };
     if !status_written {
         let previous = if refused {
@@ -823,20 +823,20 @@ pub fn run(req: &PlanRequest, dry_run: bool) -> Result<RunOutcome, Error> {
         // are not looked up again.
         if let Err(e) = record_status_in(
             root,
-            facts.status(&report, exit, previous),
+            facts.status(&report.of(&plan.steps), exit, previous),
             changed,
             boot,
             Some(&lookups),
             recorded,
         ) {
             // The status is part of the run: a run whose status was not written is partial.
-            report.steps.push(apply::StepReport {
+            report.push(apply::StepReport {
                 id: "status".into(),
                 outcome: Outcome::Failed,
                 detail: e,
             });
             if !matches!(exit, Exit::Error) {
-                exit = run_exit(&report);
+                exit = run_exit(&report.of(&plan.steps));
             }
         }
     }

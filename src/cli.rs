@@ -806,20 +806,13 @@ fn print_run_brief(
 ) -> Result<(), Error> {
     use crate::apply::Outcome;
     let rows = r
-        .steps
-        .iter()
-        .filter(|s| match s.outcome {
+        .steps(&plan.steps)
+        .filter(|(id, outcome, _)| match outcome {
             Outcome::Failed => false,
-            Outcome::Changed => s.id.starts_with("copy"),
+            Outcome::Changed => id.starts_with("copy"),
             _ => true,
         })
-        .map(|s| {
-            (
-                format!("{:?}", s.outcome).to_lowercase(),
-                s.id.as_str(),
-                s.detail.as_str(),
-            )
-        });
+        .map(|(id, outcome, detail)| (format!("{outcome:?}").to_lowercase(), id, detail));
     print::print_steps(out, l, rows)?;
     for w in &plan.warnings.warnings {
         tracing::warn!("{w}");
@@ -920,18 +913,19 @@ fn cmd_scripts(a: &ScriptsArgs, out: &mut impl Write) -> Result<Exit, Error> {
     if a.json {
         print_json(
             out,
-            &serde_json::json!({"instance_id": id, "steps": report.steps,
+            &serde_json::json!({"instance_id": id, "steps": report.of(&[]).list(),
                 "outcome": exit.name()}),
         )?;
         return Ok(exit);
     }
-    for s in &report.steps {
+    // A `scripts` run's steps hold their own text (no plan).
+    for (id, outcome, detail) in report.steps(&[]) {
         writeln!(
             out,
             "  {:<9} {:<14} {}",
-            format!("{:?}", s.outcome).to_lowercase(),
-            s.id,
-            s.detail
+            format!("{outcome:?}").to_lowercase(),
+            id,
+            detail
         )?;
     }
     if exit == Exit::Unchanged {

@@ -1645,25 +1645,23 @@ mod tests {
     }
 
     fn report() -> ApplyReport {
-        ApplyReport {
-            steps: vec![
-                StepReport {
-                    id: "hostname".into(),
-                    outcome: Outcome::Changed,
-                    detail: "host name web (was: -) hunter2-secret".into(),
-                },
-                StepReport {
-                    id: "record".into(),
-                    outcome: Outcome::Unchanged,
-                    detail: "record of this drive is up to date".into(),
-                },
-                StepReport {
-                    id: "pin".into(),
-                    outcome: Outcome::Failed,
-                    detail: "cannot write".into(),
-                },
-            ],
-        }
+        ApplyReport::from(vec![
+            StepReport {
+                id: "hostname".into(),
+                outcome: Outcome::Changed,
+                detail: "host name web (was: -) hunter2-secret".into(),
+            },
+            StepReport {
+                id: "record".into(),
+                outcome: Outcome::Unchanged,
+                detail: "record of this drive is up to date".into(),
+            },
+            StepReport {
+                id: "pin".into(),
+                outcome: Outcome::Failed,
+                detail: "cannot write".into(),
+            },
+        ])
     }
 
     #[test]
@@ -1675,7 +1673,8 @@ mod tests {
         drive.files.insert("a".into(), b"x".to_vec().into());
         let t0 = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let t1 = t0 + std::time::Duration::from_secs(1);
-        let report = report();
+        let owned = report();
+        let report = owned.of(&[]);
         let warnings = ["meta_data.json: x: odd hunter2-secret".to_string()];
         let rs = run_status(RunFacts {
             started: t0,

@@ -316,19 +316,19 @@ impl crate::model::bytes::WriteOut for CacheDoc<'_> {
         j.close(b']');
         j.key("steps");
         j.open(b'[');
-        for s in &self.report.steps {
+        for (id, outcome, detail) in self.report.steps(&self.plan.steps) {
             j.item();
             j.open(b'[');
             j.item();
-            j.string(&s.id);
+            j.string(id);
             j.item();
-            j.string(if s.outcome == Outcome::Skipped {
+            j.string(if outcome == Outcome::Skipped {
                 SKIPPED
             } else {
                 UNCHANGED
             });
             j.item();
-            j.string(&s.detail);
+            j.string(&detail);
             j.close(b']');
             j.spill();
         }
@@ -487,7 +487,7 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
             return None;
         }
     }
-    let mut steps = Vec::with_capacity(cache.steps.len());
+    let mut report = ApplyReport::with_capacity(cache.steps.len());
     for (id, Text(outcome), detail) in cache.steps {
         let outcome = match &*outcome {
             SKIPPED => Outcome::Skipped,
@@ -500,7 +500,7 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
                 return None;
             }
         };
-        steps.push(StepReport {
+        report.push(StepReport {
             id,
             outcome,
             detail,
@@ -528,7 +528,7 @@ pub fn check(lookups: &Resolver, key: &str, live: bool) -> Option<Fast> {
     };
     Some(Fast {
         plan,
-        report: ApplyReport { steps },
+        report,
         sweep: cache.sweep,
     })
 }
@@ -588,11 +588,8 @@ pub fn save(
 ) -> Result<bool, String> {
     let v = &inputs.volatile;
     if (live && v.macs.iter().any(|m| !v.interfaces.contains_key(m)))
-        || report
-            .steps
-            .iter()
-            .any(|s| !matches!(s.outcome, Outcome::Unchanged | Outcome::Skipped))
-        || report.steps.len() != plan.steps.len()
+        || report.count(Outcome::Changed) + report.count(Outcome::Failed) > 0
+        || report.len() != plan.steps.len()
     {
         return Ok(false);
     }

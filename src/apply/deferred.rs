@@ -59,7 +59,7 @@ pub fn run_pending_scripts(target: &Target, instance_id: &str, timeout_secs: u64
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
-            report.steps.push(StepReport {
+            report.push(StepReport {
                 id: "scripts".into(),
                 outcome: Outcome::Failed,
                 detail: format!("/{dir}: {e}"),
@@ -73,7 +73,7 @@ pub fn run_pending_scripts(target: &Target, instance_id: &str, timeout_secs: u64
         let marker = format!("{}/{name}", ran_dir(instance_id));
         let ran = resolve_in_root(&target.root, &marker).is_ok_and(|p| p.exists());
         if ran {
-            report.steps.push(StepReport {
+            report.push(StepReport {
                 id,
                 outcome: Outcome::Unchanged,
                 detail: format!("script {name}: already ran for this instance"),
@@ -81,7 +81,7 @@ pub fn run_pending_scripts(target: &Target, instance_id: &str, timeout_secs: u64
             continue;
         }
         if !target.live {
-            report.steps.push(StepReport {
+            report.push(StepReport {
                 id,
                 outcome: Outcome::Skipped,
                 detail: format!("script {name}: not the running system; not run"),
@@ -107,7 +107,7 @@ pub fn run_pending_scripts(target: &Target, instance_id: &str, timeout_secs: u64
             Outcome::Failed => tracing::error!(step = %id, "{detail}"),
             _ => tracing::info!(step = %id, "{detail}"),
         }
-        report.steps.push(StepReport {
+        report.push(StepReport {
             id,
             outcome,
             detail,

@@ -38,6 +38,9 @@ pub enum Outcome {
     Failed,
 }
 
+/// One step of a report with its own text: a step whose id and detail are not a plan step's
+/// (a `scripts` run's, a re-run's cached step, the status), or a plan step's with its detail
+/// (an error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepReport {
     pub id: String,
@@ -46,14 +49,211 @@ pub struct StepReport {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The report of a run: each step's outcome, its id and detail read from the plan it reports
+/// on (the step's id and why, rendered when read) unless the step holds its own text (an
+/// error, a step past the plan's). Rendering every why into a report of owned strings cost
+/// ~1.7 MB at the end of a run of 5,000 injected files, held with the plan at its largest
+/// (issue 15: the first run's peak).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
-    pub steps: Vec<StepReport>,
+    outcomes: Vec<Outcome>,
+    /// The steps with their own text, by index (ascending): the index, the id (`None`: the
+    /// plan step's) and the detail.
+    own: Vec<(usize, Option<String>, String)>,
+}
+
+impl From<Vec<StepReport>> for ApplyReport {
+    fn from(steps: Vec<StepReport>) -> ApplyReport {
+        let mut r = ApplyReport::default();
+        for s in steps {
+            r.push(s);
+        }
+        r
+    }
 }
 
 impl ApplyReport {
     pub fn count(&self, o: Outcome) -> usize {
-        self.steps.iter().filter(|s| s.outcome == o).count()
+        self.outcomes.iter().filter(|&&x| x == o).count()
+    }
+
+    /// How many steps.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// Step `i`'s outcome (`i < len()`).
+    pub fn outcome(&self, i: usize) -> Outcome {
+        self.outcomes[i]
+    }
+
+    /// An empty report with room for `n` steps with their own text.
+    pub fn with_capacity(n: usize) -> ApplyReport {
+        ApplyReport {
+            outcomes: Vec::with_capacity(n),
+            own: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a step with its own text.
+    pub fn push(&mut self, s: StepReport) {
+        self.own.push((self.outcomes.len(), Some(s.id), s.detail));
+        self.outcomes.push(s.outcome);
+    }
+
+    /// Appends a step of the plan: its id from the plan, its detail `detail` or (`None`) the
+    /// plan step's why.
+    fn push_planned(&mut self, outcome: Outcome, id: Option<String>, detail: Option<String>) {
+        if let Some(d) = detail {
+            self.own.push((self.outcomes.len(), id, d));
+        }
+        self.outcomes.push(outcome);
+    }
+
+    /// Step `i`'s id, outcome and detail, its text read from `plan` (the steps this report is
+    /// of; none for a report whose steps all hold their own text). `i < len()`.
+    pub fn step<'a>(
+        &'a self,
+        plan: &'a [crate::plan::Step],
+        i: usize,
+    ) -> (&'a str, Outcome, std::borrow::Cow<'a, str>) {
+        use std::borrow::Cow;
+        let outcome = self.outcomes[i];
+        let planned = plan.get(i);
+        let id = |own: &'a Option<String>| match (own, planned) {
+            (Some(id), _) => id.as_str(),
+            (None, Some(s)) => s.id.as_str(),
+            (None, None) => "",
+        };
+        match self.own.binary_search_by_key(&i, |o| o.0) {
+            Ok(n) => {
+                let (_, own_id, detail) = &self.own[n];
+                (id(own_id), outcome, Cow::Borrowed(detail.as_str()))
+            }
+            Err(_) => (
+                id(&None),
+                outcome,
+                planned.map_or(Cow::Borrowed(""), crate::plan::Step::why),
+            ),
+        }
+    }
+
+    /// Step `i`'s id alone (its detail not rendered). `i < len()`.
+    pub fn id<'a>(&'a self, plan: &'a [crate::plan::Step], i: usize) -> &'a str {
+        match self.own.binary_search_by_key(&i, |o| o.0) {
+            Ok(n) => match &self.own[n].1 {
+                Some(id) => id,
+                None => plan.get(i).map_or("", |s| s.id.as_str()),
+            },
+            Err(_) => plan.get(i).map_or("", |s| s.id.as_str()),
+        }
+    }
+
+    /// Every step as [`step`](ApplyReport::step) reads it.
+    pub fn steps<'a>(
+        &'a self,
+        plan: &'a [crate::plan::Step],
+    ) -> impl Iterator<Item = (&'a str, Outcome, std::borrow::Cow<'a, str>)> + 'a {
+        (0..self.len()).map(move |i| self.step(plan, i))
+    }
+
+    /// Every step with its text owned (tests).
+    pub fn to_vec(&self, plan: &[crate::plan::Step]) -> Vec<StepReport> {
+        self.steps(plan)
+            .map(|(id, outcome, detail)| StepReport {
+                id: id.to_string(),
+                outcome,
+                detail: detail.into_owned(),
+            })
+            .collect()
+    }
+
+    /// The report read with the plan it reports on: a [`StepSource`], and serialised as the
+    /// list of its steps (`id`, `outcome`, `detail`).
+    pub fn of<'a>(&'a self, plan: &'a [crate::plan::Step]) -> Of<'a> {
+        Of { report: self, plan }
+    }
+
+    /// Step `i`'s detail, owned from here on, to add to (`i < len()`).
+    fn detail_mut(&mut self, plan: &[crate::plan::Step], i: usize) -> &mut String {
+        let n = match self.own.binary_search_by_key(&i, |o| o.0) {
+            Ok(n) => n,
+            Err(n) => {
+                let why = plan
+                    .get(i)
+                    .map(|s| s.why().into_owned())
+                    .unwrap_or_default();
+                self.own.insert(n, (i, None, why));
+                n
+            }
+        };
+        &mut self.own[n].2
+    }
+}
+
+/// An [`ApplyReport`] with the plan its steps' text is read from.
+#[derive(Clone, Copy)]
+pub struct Of<'a> {
+    report: &'a ApplyReport,
+    plan: &'a [crate::plan::Step],
+}
+
+impl StepSource for Of<'_> {
+    fn step_count(&self) -> usize {
+        self.report.len()
+    }
+    fn outcome_of(&self, i: usize) -> Outcome {
+        self.report.outcomes[i]
+    }
+    fn step_at(&self, i: usize) -> (&str, Outcome, std::borrow::Cow<'_, str>) {
+        self.report.step(self.plan, i)
+    }
+}
+
+impl<'a> Of<'a> {
+    /// The steps alone, serialised as a list (`Of` itself serialises as the report was, an
+    /// object with the list as its `steps`).
+    pub fn list(self) -> OfList<'a> {
+        OfList(self)
+    }
+}
+
+impl Serialize for Of<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ApplyReport", 1)?;
+        st.serialize_field("steps", &OfList(*self))?;
+        st.end()
+    }
+}
+
+/// See [`Of::list`].
+pub struct OfList<'a>(Of<'a>);
+
+impl Serialize for OfList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        let Of { report, plan } = self.0;
+        let mut seq = s.serialize_seq(Some(report.len()))?;
+        for (id, outcome, detail) in report.steps(plan) {
+            // As `StepReport` serialises.
+            struct One<'x>(&'x str, Outcome, &'x str);
+            impl Serialize for One<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    let mut st = s.serialize_struct("StepReport", 3)?;
+                    st.serialize_field("id", self.0)?;
+                    st.serialize_field("outcome", &self.1)?;
+                    st.serialize_field("detail", self.2)?;
+                    st.end()
+                }
+            }
+            seq.serialize_element(&One(id, outcome, &detail))?;
+        }
+        seq.end()
     }
 }
 
@@ -75,19 +275,6 @@ pub trait StepSource {
     }
 }
 
-impl StepSource for ApplyReport {
-    fn step_count(&self) -> usize {
-        self.steps.len()
-    }
-    fn outcome_of(&self, i: usize) -> Outcome {
-        self.steps[i].outcome
-    }
-    fn step_at(&self, i: usize) -> (&str, Outcome, std::borrow::Cow<'_, str>) {
-        let s = &self.steps[i];
-        (&s.id, s.outcome, std::borrow::Cow::Borrowed(&s.detail))
-    }
-}
-
 /// The report [`build_report`] would build, read in place from the plan and the results.
 struct ReportView<'a> {
     plan: &'a Plan,
@@ -102,10 +289,13 @@ impl StepSource for ReportView<'_> {
     fn outcome_of(&self, i: usize) -> Outcome {
         // The one account of a step's outcome, without its detail (a whole-file step's why is
         // rendered when asked for: the status counts outcomes six times per step).
-        report_step(self.plan, self.results, self.not_pinned, i, false).1
+        report_step(self.plan, self.results, self.not_pinned, i, false).0
     }
     fn step_at(&self, i: usize) -> (&str, Outcome, std::borrow::Cow<'_, str>) {
-        report_step(self.plan, self.results, self.not_pinned, i, true)
+        let (outcome, detail) = report_step(self.plan, self.results, self.not_pinned, i, true);
+        let step = self.plan.steps.get(i);
+        let detail = detail.unwrap_or_else(|| step.map_or(SYNC_WHY.into(), |s| s.why()));
+        (step.map_or(SYNC_ID, |s| s.id.as_str()), outcome, detail)
     }
 }
 
@@ -176,18 +366,18 @@ pub fn apply_plan_recorded(
         // Only a plan that changes nothing may go without the lock.
         let mut report = ApplyReport::default();
         for s in &plan.steps {
-            report.steps.push(StepReport {
-                id: s.id.clone(),
-                outcome: if s.change.acts() {
+            report.push_planned(
+                if s.change.acts() {
                     Outcome::Failed
                 } else {
                     Outcome::Unchanged
                 },
-                detail: format!(
+                None,
+                Some(format!(
                     "{}: not applied: the run lock /{LOCK_PATH} is not held",
                     s.why()
-                ),
-            });
+                )),
+            );
         }
         return (report, false);
     }
@@ -421,14 +611,17 @@ pub fn apply_plan_recorded(
     }
     fail_copy_removes(plan, &mut results, copy.as_deref());
     let mut report = build_report(plan, &results, tail.not_pinned);
-    for s in &report.steps {
-        match s.outcome {
-            Outcome::Failed => tracing::error!(step = %s.id, "{}", s.detail),
+    for i in 0..report.len() {
+        // The detail rendered only for a line that is logged (`step` inside the event).
+        let step = || report.step(&plan.steps, i);
+        let id = report.id(&plan.steps, i);
+        match report.outcome(i) {
+            Outcome::Failed => tracing::error!(step = %id, "{}", step().2),
             // One line per copied file would drown the boot log: those are debug.
-            Outcome::Changed if !s.id.starts_with("copy") => {
-                tracing::info!(step = %s.id, "{}", s.detail)
+            Outcome::Changed if !id.starts_with("copy") => {
+                tracing::info!(step = %id, "{}", step().2)
             }
-            _ => tracing::debug!(step = %s.id, "{}", s.detail),
+            _ => tracing::debug!(step = %id, "{}", step().2),
         }
     }
     reboot_when_required(plan, &mut report);
@@ -675,7 +868,15 @@ fn stage_tail(
     tail
 }
 
-/// The report of the run from each step's result.
+/// Most plan steps whose report holds each why as text (see [`build_report`]).
+const OWN_TEXT_UP_TO: usize = 256;
+
+/// The id and why of a result past the plan's steps: the final sync.
+const SYNC_ID: &str = "sync";
+const SYNC_WHY: &str = "making the changes durable";
+
+/// The report of the run from each step's result: outcomes, and the text of the steps whose
+/// detail is not their why (errors); the rest is read from the plan when printed.
 fn build_report(
     plan: &Plan,
     results: &[std::io::Result<()>],
@@ -683,57 +884,65 @@ fn build_report(
 ) -> ApplyReport {
     // Sized once: pushed one by one, 2,047 steps would get room for 4,096.
     let mut report = ApplyReport {
-        steps: Vec::with_capacity(results.len()),
+        outcomes: Vec::with_capacity(results.len()),
+        own: Vec::new(),
     };
+    // A small plan's whys rendered once here, as before: printed, recorded in the status and
+    // the re-run cache, each would otherwise be rendered three times (+7 % instructions on an
+    // 11-NIC re-run); a large plan's are read from it (memory, issue 15).
+    let own_all = plan.steps.len() <= OWN_TEXT_UP_TO;
     for i in 0..results.len() {
-        let (id, outcome, detail) = report_step(plan, results, not_pinned, i, true);
-        report.steps.push(StepReport {
-            id: id.to_string(),
-            outcome,
-            detail: detail.into_owned(),
+        let (outcome, detail) = report_step(plan, results, not_pinned, i, true);
+        let past = i >= plan.steps.len();
+        // A step past the plan's has no plan step to read its id and why from.
+        let detail = detail.map(std::borrow::Cow::into_owned).or_else(|| {
+            if past {
+                Some(SYNC_WHY.to_string())
+            } else {
+                own_all.then(|| plan.steps[i].why().into_owned())
+            }
         });
+        report.push_planned(outcome, past.then(|| SYNC_ID.to_string()), detail);
     }
     report
 }
 
-/// Step `i` of the report: its id, outcome and detail (the plan's why, or the error; empty
-/// without `detail`). A result past the plan's steps is the final sync.
+/// Step `i` of the report: its outcome, and its detail when that is not the plan step's why
+/// (`None`): the error, or why the pin was not written; with `detail` false an error is not
+/// rendered. A result past the plan's steps is the final sync.
 fn report_step<'p>(
     plan: &'p Plan,
     results: &[std::io::Result<()>],
     not_pinned: Option<usize>,
     i: usize,
     detail: bool,
-) -> (&'p str, Outcome, std::borrow::Cow<'p, str>) {
+) -> (Outcome, Option<std::borrow::Cow<'p, str>>) {
     use std::borrow::Cow;
     let step = plan.steps.get(i);
-    let (id, change) = step.map_or(("sync", Change::Update), |s| (s.id.as_str(), s.change));
-    let why = match step {
-        _ if !detail => Cow::Borrowed(""),
-        Some(s) => s.why(),
-        None => Cow::Borrowed("making the changes durable"),
-    };
-    let (outcome, detail) = match (change, &results[i]) {
+    let change = step.map_or(Change::Update, |s| s.change);
+    match (change, &results[i]) {
         _ if not_pinned == Some(i) => (
             Outcome::Skipped,
-            Cow::Borrowed("not pinned: a step of this run failed; the next boot retries unpinned"),
+            Some(Cow::Borrowed(
+                "not pinned: a step of this run failed; the next boot retries unpinned",
+            )),
         ),
-        (Change::Error, _) => (Outcome::Failed, why),
+        (Change::Error, _) => (Outcome::Failed, None),
         // Before the planned change: a step planned unchanged may still fail (a file of
         // the local copy, rewritten with the rest of it).
-        (_, Err(_)) if !detail => (Outcome::Failed, why),
+        (_, Err(_)) if !detail => (Outcome::Failed, None),
         (_, Err(e)) => {
+            let why = step.map_or(Cow::Borrowed(SYNC_WHY), |s| s.why());
             let e = match step.and_then(|s| action_path(&s.action)) {
                 Some(p) if !e.to_string().contains(p) => format!("/{p}: {e}"),
                 _ => e.to_string(),
             };
-            (Outcome::Failed, Cow::Owned(format!("{why}: {e}")))
+            (Outcome::Failed, Some(Cow::Owned(format!("{why}: {e}"))))
         }
-        (Change::Unchanged, _) => (Outcome::Unchanged, why),
-        (Change::Skip, _) => (Outcome::Skipped, why),
-        (_, Ok(())) => (Outcome::Changed, why),
-    };
-    (id, outcome, detail)
+        (Change::Unchanged, _) => (Outcome::Unchanged, None),
+        (Change::Skip, _) => (Outcome::Skipped, None),
+        (_, Ok(())) => (Outcome::Changed, None),
+    }
 }
 
 /// Seconds between the reboot request and the reboot: the run finishes recording meanwhile.
@@ -749,22 +958,17 @@ fn reboot_when_required(plan: &Plan, report: &mut ApplyReport) {
     let Some(i) = wanted else { return };
     // Every other step landed (the record included): a reboot after a failed step would come
     // back to a machine the next run must still finish, under a new name.
-    let failed = report
-        .steps
-        .iter()
-        .enumerate()
-        .find(|(j, s)| *j != i && s.outcome == Outcome::Failed)
-        .map(|(_, s)| s.id.clone());
-    let Some(step) = report.steps.get_mut(i) else {
-        return;
-    };
-    if step.outcome != Outcome::Changed {
+    let failed = (0..report.len())
+        .find(|&j| j != i && report.outcome(j) == Outcome::Failed)
+        .map(|j| report.step(&plan.steps, j).0.to_string());
+    if i >= report.len() || report.outcome(i) != Outcome::Changed {
         return;
     }
+    let step_id = plan.steps[i].id.as_str();
+    let detail = report.detail_mut(&plan.steps, i);
     if let Some(id) = failed {
-        step.detail
-            .push_str(&format!("; reboot not requested: step {id} failed"));
-        tracing::warn!(step = %step.id, "reboot not requested: step {id} failed");
+        detail.push_str(&format!("; reboot not requested: step {id} failed"));
+        tracing::warn!(step = %step_id, "reboot not requested: step {id} failed");
         return;
     }
     #[cfg(windows)]
@@ -773,14 +977,12 @@ fn reboot_when_required(plan: &Plan, report: &mut ApplyReport) {
     let r: std::io::Result<()> = Err(std::io::Error::other("not Windows"));
     match r {
         Ok(()) => {
-            step.detail
-                .push_str(&format!("; reboot requested in {REBOOT_DELAY_SECS} s"));
+            detail.push_str(&format!("; reboot requested in {REBOOT_DELAY_SECS} s"));
             tracing::warn!("rebooting in {REBOOT_DELAY_SECS} s: the computer name changed");
         }
         Err(e) => {
-            step.detail
-                .push_str(&format!("; reboot not requested: {e}"));
-            tracing::error!(step = %step.id, "reboot not requested: {e}");
+            detail.push_str(&format!("; reboot not requested: {e}"));
+            tracing::error!(step = %step_id, "reboot not requested: {e}");
         }
     }
 }
@@ -1245,5 +1447,83 @@ fn apply_action(
         | Action::WritePin { .. }
         | Action::RunScript { .. }
         | Action::Nothing => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Step, Why};
+
+    fn plan(n: usize) -> Plan {
+        Plan {
+            steps: (0..n)
+                .map(|i| Step {
+                    id: format!("rm:{i}"),
+                    change: Change::Remove,
+                    action: Action::RemoveFile {
+                        path: format!("srv/f{i}"),
+                    },
+                    why: Why::Text(format!("file {i} is no longer wanted")),
+                    input: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A run's report holds no text of its own for steps that went as planned (20,000 steps:
+    /// none), reads each id and why from the plan, and owns only the errors, the pin left out
+    /// and a result past the plan's steps.
+    #[test]
+    fn report_reads_its_text_from_the_plan() {
+        let n = 20_000;
+        let p = plan(n);
+        let mut results: Vec<std::io::Result<()>> = (0..n).map(|_| Ok(())).collect();
+        let report = build_report(&p, &results, None);
+        assert_eq!(report.len(), n);
+        assert_eq!(
+            report.own.len(),
+            0,
+            "text copied for steps that went as planned"
+        );
+        assert_eq!(report.count(Outcome::Changed), n);
+        let (id, outcome, detail) = report.step(&p.steps, 7);
+        assert_eq!(
+            (id, outcome, &*detail),
+            ("rm:7", Outcome::Changed, "file 7 is no longer wanted")
+        );
+
+        results[3] = Err(std::io::Error::other("disk on fire"));
+        results.push(Err(std::io::Error::other("sync failed")));
+        let report = build_report(&p, &results, Some(5));
+        assert_eq!(report.own.len(), 3);
+        let (id, outcome, detail) = report.step(&p.steps, 3);
+        assert_eq!((id, outcome), ("rm:3", Outcome::Failed));
+        assert_eq!(detail, "file 3 is no longer wanted: /srv/f3: disk on fire");
+        assert_eq!(report.step(&p.steps, 5).1, Outcome::Skipped);
+        assert!(report.step(&p.steps, 5).2.starts_with("not pinned"));
+        let (id, outcome, detail) = report.step(&p.steps, n);
+        assert_eq!((id, outcome), ("sync", Outcome::Failed));
+        assert_eq!(detail, "making the changes durable: sync failed");
+        // As the view of the plan and results in place (the status staged in the flush) reads it.
+        let view = ReportView {
+            plan: &p,
+            results: &results,
+            not_pinned: Some(5),
+        };
+        for i in [0, 3, 5, n] {
+            assert_eq!(view.step_at(i), report.of(&p.steps).step_at(i), "{i}");
+        }
+        // Serialised as the owned steps were: the list, and the report an object holding it.
+        let owned = serde_json::to_string(&report.to_vec(&p.steps)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&report.of(&p.steps).list()).unwrap(),
+            owned
+        );
+        assert_eq!(
+            serde_json::to_string(&report.of(&p.steps)).unwrap(),
+            format!("{{\"steps\":{owned}}}")
+        );
     }
 }

@@ -262,13 +262,9 @@ pub(super) fn print_run(
     r: &ApplyReport,
     brief: bool,
 ) -> std::io::Result<()> {
-    let rows = r.steps.iter().map(|s| {
-        (
-            format!("{:?}", s.outcome).to_lowercase(),
-            s.id.as_str(),
-            s.detail.as_str(),
-        )
-    });
+    let rows = r
+        .steps(&plan.steps)
+        .map(|(id, outcome, detail)| (format!("{outcome:?}").to_lowercase(), id, detail));
     print_steps(out, l, rows)?;
     if brief {
         // The journal gets the plan's warnings as warning-priority events instead of lines.
@@ -526,7 +522,7 @@ pub(super) fn run_json(
         origin: &'a str,
         instance_id: &'a str,
         outcome: &'static str,
-        steps: &'a ApplyReport,
+        steps: crate::apply::Of<'a>,
         warnings: Vec<&'a crate::model::Warning>,
     }
     let warnings = loaded
@@ -541,7 +537,7 @@ pub(super) fn run_json(
             origin: &loaded.origin,
             instance_id: &loaded.instance.instance_id,
             outcome: exit.name(),
-            steps: report,
+            steps: report.of(&plan.steps),
             warnings,
         },
     )?;

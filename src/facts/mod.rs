@@ -268,6 +268,10 @@ pub struct WantedState {
     pub record: String,
     /// Other single files compared by the plan.
     pub files: Vec<String>,
+    /// Single files only compared with the run's own as a whole: held when small (compared
+    /// byte for byte, nothing to hash), measured when larger than a read chunk (never held
+    /// beside the run's own copy: 5,000 injected files make a 650 KB instance.json).
+    pub compared: Vec<String>,
     /// Directories whose every file is read (markers).
     pub dirs: Vec<String>,
     /// Directories whose every file is measured, not held (stored scripts).

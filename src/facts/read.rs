@@ -174,6 +174,12 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
         for rel in &st.files {
             read_file_fact(root, rel, &mut facts);
         }
+        inp.paths.extend(st.compared.iter().cloned());
+        for rel in &st.compared {
+            if let Some(f) = read_or_measure(root, rel) {
+                facts.files.insert(rel.clone(), f);
+            }
+        }
         for dir in &st.dirs {
             for rel in walk_files(root, dir, &mut inp) {
                 read_file_fact(root, &rel, &mut facts);
@@ -670,8 +676,25 @@ const MEASURE_CHUNK: usize = 64 << 10;
 /// `MEASURE_CHUNK` pieces, nothing kept (`FileFact::measured`); `None` as `read_file_capped`.
 /// A file larger than `MAX_FACT_FILE` is not read: treated as different, as when held.
 pub(crate) fn measure_file(root: &Resolver, rel: &str) -> Option<FileFact> {
-    use sha2::{Digest, Sha256};
     let (host, f, m) = open_regular(root, rel)?;
+    measure_opened(&host, f, &m)
+}
+
+/// A file held when it fits one read chunk (compared byte for byte: no digest computed),
+/// else measured (`measure_file`); `None` as `read_file_capped`.
+fn read_or_measure(root: &Resolver, rel: &str) -> Option<FileFact> {
+    let (host, f, m) = open_regular(root, rel)?;
+    if m.len() > MEASURE_CHUNK as u64 {
+        return measure_opened(&host, f, &m);
+    }
+    let mut content = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0) + 1);
+    f.take(MAX_FACT_FILE).read_to_end(&mut content).ok()?;
+    Some(FileFact::held(content, meta_of(&host, &m)))
+}
+
+/// [`measure_file`] of a file opened.
+fn measure_opened(host: &std::path::Path, f: fs::File, m: &fs::Metadata) -> Option<FileFact> {
+    use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut len = 0u64;
     // Sized to the file when it is smaller than a chunk: a re-run measures thousands of small
@@ -692,7 +715,7 @@ pub(crate) fn measure_file(root: &Resolver, rel: &str) -> Option<FileFact> {
     }
     Some(FileFact {
         content: Vec::new(),
-        meta: meta_of(&host, &m),
+        meta: meta_of(host, m),
         measured: Some(super::Measured {
             // Past the cap (only its start was read): a length no buffer has, so it compares
             // different, never equal on a shared prefix.

@@ -603,10 +603,11 @@ pub fn wanted_parsed(
             .is_none()
             .then(|| WantedState {
                 record: state::record_path(&instance.instance_id),
-                files: vec![
-                    state::instance_json_path(&instance.instance_id),
-                    state::intent_path(&instance.instance_id),
-                ],
+                files: vec![state::intent_path(&instance.instance_id)],
+                // Only compared with the run's own (`plan_local_copy`): a large one measured,
+                // not held beside it (5,000 injected files: 650 KB twice at a re-run's peak;
+                // issue 15).
+                compared: vec![state::instance_json_path(&instance.instance_id)],
                 dirs: vec![userdata::ran_dir(&instance.instance_id)],
                 measured_dirs: vec![userdata::scripts_dir(&instance.instance_id)],
                 copy_dir: state::drive_copy_dir(&instance.instance_id),
@@ -1729,6 +1730,38 @@ mod tests {
             "{:#?}",
             p2.steps
         );
+    }
+
+    /// The previous run's `instance.json` is held when small (compared byte for byte) and read
+    /// as its length and digest when large (never held: it is only compared with the run's
+    /// own); either way a re-run finds it up to date.
+    #[test]
+    fn a_large_instance_json_is_measured_not_held() {
+        let (mut i, d, f) = inputs();
+        let rel = state::instance_json_path(&i.instance_id);
+        for (ssh_keys, held) in [(0, true), (2_000, false)] {
+            i.ssh_keys = (0..ssh_keys).map(|n| format!("{ED} key-{n}")).collect();
+            let p1 = plan(&i, &d, &f, &Policy::default());
+            let Some(Action::WriteFile { content, .. }) = p1
+                .steps
+                .iter()
+                .find(|s| s.id == "instance-json")
+                .map(|s| &s.action)
+            else {
+                panic!("no instance-json step");
+            };
+            assert_eq!(content.len() < 64 << 10, held, "{}", content.len());
+            let t = tempfile::tempdir().unwrap();
+            let host = t.path().join(&rel);
+            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+            std::fs::write(&host, content.as_slice()).unwrap();
+            let w = wanted(&i, &Policy::default());
+            let facts = crate::facts::read_host_facts(t.path(), &w, false);
+            let fact = facts.files.get(&rel).expect("instance.json read");
+            assert_eq!(fact.content.is_empty(), !held, "instance.json held");
+            assert_eq!(fact.measured.is_none(), held);
+            assert!(fact.holds(content));
+        }
     }
 
     #[test]

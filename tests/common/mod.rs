@@ -458,18 +458,26 @@ pub fn plan_deferred(source: &Path, root: &Path) -> (primer::agent::Loaded, prim
     primer::agent::plan(&req).unwrap().expect("a drive")
 }
 
+/// A run's report with each step's text owned (read from the plan the report is of).
+pub struct Applied {
+    pub steps: Vec<primer::apply::StepReport>,
+}
+
 /// `plan` applied to the image root `root` under the run lock, as `primer run` applies it.
-pub fn apply_locked(plan: &primer::plan::Plan, root: &Path) -> primer::apply::ApplyReport {
+pub fn apply_locked(plan: &primer::plan::Plan, root: &Path) -> Applied {
     use primer::apply::{apply_plan, RunLock, Target};
     let lock = RunLock::take(root, std::time::Duration::from_secs(5)).unwrap();
-    apply_plan(
+    let report = apply_plan(
         plan,
         &Target {
             root: root.to_path_buf(),
             live: false,
         },
         &lock,
-    )
+    );
+    Applied {
+        steps: report.to_vec(&plan.steps),
+    }
 }
 
 /// A first run from the loop device of a config-2 ISO holding `ud` (made in `dir/name`), under
