@@ -403,7 +403,11 @@ const UDEV_DB_MAX: u64 = 64 << 10;
 ///    predictable names are off). It reads as an error for devices whose naming is unknown
 ///    (older kernels name Ethernet devices so): the checks below then decide alone.
 /// 2. The ifindex, then udev's entry for it: udev writes it once the event is processed, after
-///    the rename (systemd ≥ 255 also writes it just before renaming, marked `ID_RENAMING=1`).
+///    the rename. Newer systemd also writes it earlier: just before renaming, marked
+///    `ID_RENAMING=1`, and while an event for a device that already has an entry (one left by
+///    the initramfs's udev, say) is processed, marked `ID_PROCESSING=1` (networkd waits for
+///    both to go too). An entry left by an earlier event on an older systemd, for a NIC whose
+///    naming the kernel does not report, cannot be told from a final one.
 /// 3. The ifindex again, under the same name: a rename after step 1 has made the name vanish
 ///    (or name another device). Without this re-read, a rename between reading the ifindex and
 ///    reading `name_assign_type` made the vanished attribute look like "naming unknown" and
@@ -423,7 +427,10 @@ fn name_final(
     let Some(db) = entry(&ifindex) else {
         return false;
     };
-    if db.split(|&b| b == b'\n').any(|l| l == b"E:ID_RENAMING=1") {
+    if db
+        .split(|&b| b == b'\n')
+        .any(|l| l == b"E:ID_RENAMING=1" || l == b"E:ID_PROCESSING=1")
+    {
         return false;
     }
     attr("ifindex").as_deref() == Some(ifindex.as_str())
@@ -610,8 +617,14 @@ mod tests {
         };
         let db = |t: &'static [u8]| move |_: &str| Some(t.to_vec());
         assert!(name_final(attr, db(b"I:1\nE:ID_NET_NAME=enp0s2\n"), false));
-        // systemd >= 255 records the entry just before renaming, marked.
+        // Newer systemd records the entry just before renaming, marked; and marks an entry
+        // being processed again (a NIC named by the initramfs's udev, renamed by the root's).
         assert!(!name_final(attr, db(b"I:1\nE:ID_RENAMING=1\n"), false));
+        assert!(!name_final(
+            attr,
+            db(b"I:1\nE:ID_PROCESSING=1\nE:ID_NET_NAME=enp0s1\n"),
+            false
+        ));
         assert!(!name_final(attr, |_| None, false));
         // Kernel names kept (net.ifnames=0): the enumerated name is final once recorded.
         let kernel = |a: &str| match a {
