@@ -1375,10 +1375,6 @@ mod tests {
         assert_eq!(j.finish(), want);
     }
 
-    /// Drive values at their extremes through the fast serializer: a 1 MiB string of every
-    /// control character and escape, a map with 100,000 keys, nesting 64 deep (the readers'
-    /// cap), a key holding `..` and `/` — byte for byte what serde_json writes, without falling
-    /// back.
     /// A value written through `serde` into a streamed document reaches the sink in chunks
     /// (`instance.json`'s counting pass): never held whole, the same bytes as `serde_json`'s.
     #[test]
@@ -1414,6 +1410,10 @@ mod tests {
         assert!(sink.largest < STREAM_CHUNK + 1024, "{}", sink.largest);
     }
 
+    /// Drive values at their extremes through the fast serializer: a 1 MiB string of every
+    /// control character and escape, a map with 100,000 keys, nesting 64 deep (the readers'
+    /// cap), a key holding `..` and `/` — byte for byte what serde_json writes, without falling
+    /// back.
     #[test]
     fn pretty_json_is_serde_jsons_for_huge_and_deep_values() {
         let controls: String = (0u8..0x20)

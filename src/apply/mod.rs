@@ -122,35 +122,24 @@ impl ApplyReport {
         i: usize,
     ) -> (&'a str, Outcome, std::borrow::Cow<'a, str>) {
         use std::borrow::Cow;
-        let outcome = self.outcomes[i];
-        let planned = plan.get(i);
-        let id = |own: &'a Option<String>| match (own, planned) {
-            (Some(id), _) => id.as_str(),
-            (None, Some(s)) => s.id.as_str(),
-            (None, None) => "",
+        let detail = match self.own_at(i) {
+            Ok(n) => Cow::Borrowed(self.own[n].2.as_str()),
+            Err(_) => plan
+                .get(i)
+                .map_or(Cow::Borrowed(""), crate::plan::Step::why),
         };
-        match self.own.binary_search_by_key(&i, |o| o.0) {
-            Ok(n) => {
-                let (_, own_id, detail) = &self.own[n];
-                (id(own_id), outcome, Cow::Borrowed(detail.as_str()))
-            }
-            Err(_) => (
-                id(&None),
-                outcome,
-                planned.map_or(Cow::Borrowed(""), crate::plan::Step::why),
-            ),
-        }
+        (self.id(plan, i), self.outcomes[i], detail)
     }
 
     /// Step `i`'s id alone (its detail not rendered). `i < len()`.
     pub fn id<'a>(&'a self, plan: &'a [crate::plan::Step], i: usize) -> &'a str {
-        match self.own.binary_search_by_key(&i, |o| o.0) {
-            Ok(n) => match &self.own[n].1 {
-                Some(id) => id,
-                None => plan.get(i).map_or("", |s| s.id.as_str()),
-            },
-            Err(_) => plan.get(i).map_or("", |s| s.id.as_str()),
-        }
+        let own = self.own_at(i).ok().and_then(|n| self.own[n].1.as_deref());
+        own.unwrap_or_else(|| plan.get(i).map_or("", |s| s.id.as_str()))
+    }
+
+    /// Where step `i`'s own text is in `own` (`Err`: where it would go).
+    fn own_at(&self, i: usize) -> Result<usize, usize> {
+        self.own.binary_search_by_key(&i, |o| o.0)
     }
 
     /// Every step as [`step`](ApplyReport::step) reads it.
@@ -180,7 +169,7 @@ impl ApplyReport {
 
     /// Step `i`'s detail, owned from here on, to add to (`i < len()`).
     fn detail_mut(&mut self, plan: &[crate::plan::Step], i: usize) -> &mut String {
-        let n = match self.own.binary_search_by_key(&i, |o| o.0) {
+        let n = match self.own_at(i) {
             Ok(n) => n,
             Err(n) => {
                 let why = plan
@@ -960,7 +949,7 @@ fn reboot_when_required(plan: &Plan, report: &mut ApplyReport) {
     // back to a machine the next run must still finish, under a new name.
     let failed = (0..report.len())
         .find(|&j| j != i && report.outcome(j) == Outcome::Failed)
-        .map(|j| report.step(&plan.steps, j).0.to_string());
+        .map(|j| report.id(&plan.steps, j).to_string());
     if i >= report.len() || report.outcome(i) != Outcome::Changed {
         return;
     }

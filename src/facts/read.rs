@@ -641,13 +641,23 @@ fn read_file(root: &Resolver, rel: &str) -> Option<FileFact> {
 /// `max` bytes; `None` when it is missing, unreadable or not a regular file.
 pub(crate) fn read_file_capped(root: &Resolver, rel: &str, max: u64) -> Option<FileFact> {
     let (host, f, m) = open_regular(root, rel)?;
+    hold_opened(&host, f, &m, max)
+}
+
+/// [`read_file_capped`] of a file opened.
+fn hold_opened(
+    host: &std::path::Path,
+    f: fs::File,
+    m: &fs::Metadata,
+    max: u64,
+) -> Option<FileFact> {
     // Sized from the file's length (within the cap): one read and the read that sees its end,
     // not a doubling series from 32 bytes (about six reads for a 300-byte network file). The
     // length is only a hint: a file that grew meanwhile is still read to the cap.
     let hint = usize::try_from(m.len().min(max)).unwrap_or(0);
     let mut content = Vec::with_capacity(hint.saturating_add(1));
     f.take(max).read_to_end(&mut content).ok()?;
-    Some(FileFact::held(content, meta_of(&host, &m)))
+    Some(FileFact::held(content, meta_of(host, m)))
 }
 
 /// Opens the regular file `rel` under the root (resolved inside it) with its metadata; `None`
@@ -687,9 +697,7 @@ fn read_or_measure(root: &Resolver, rel: &str) -> Option<FileFact> {
     if m.len() > MEASURE_CHUNK as u64 {
         return measure_opened(&host, f, &m);
     }
-    let mut content = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0) + 1);
-    f.take(MAX_FACT_FILE).read_to_end(&mut content).ok()?;
-    Some(FileFact::held(content, meta_of(&host, &m)))
+    hold_opened(&host, f, &m, MAX_FACT_FILE)
 }
 
 /// [`measure_file`] of a file opened.

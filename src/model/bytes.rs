@@ -1774,6 +1774,14 @@ mod tests {
     }
 
     /// A set's recipe function for the tests: kind 1 upper-cases, any other gives the source.
+    /// `e` says the device changed under the content named `what` of the file `dev: ud`.
+    fn assert_change_named(e: &str, what: &str) {
+        assert!(
+            e.contains(&format!("dev: ud ({what})")) && e.contains("changed"),
+            "{e}"
+        );
+    }
+
     fn open_test<'a>(kind: u8, src: Box<dyn io::Read + 'a>) -> Box<dyn io::Read + 'a> {
         match kind {
             1 => Upper.open(src),
@@ -1869,10 +1877,7 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("dev: ud (write_files[8].content)") && e.contains("changed"),
-            "{e}"
-        );
+        assert_change_named(&e, "write_files[8].content");
         dev.0.lock().unwrap()[1_500] ^= 1;
         let m = set
             .derive(
@@ -1887,10 +1892,7 @@ mod tests {
         // Changed after the measure: its write fails, naming the file and entry.
         dev.0.lock().unwrap()[1_500] ^= 1;
         let e = m.write_to(&mut Vec::new()).unwrap_err().to_string();
-        assert!(
-            e.contains("dev: ud (write_files[8].content)") && e.contains("changed"),
-            "{e}"
-        );
+        assert_change_named(&e, "write_files[8].content");
     }
 
     #[test]
@@ -1961,10 +1963,7 @@ mod tests {
         let b = Bytes::derived(&src, 100_000..250_000, Box::new(Upper), "block", 1 << 20).unwrap();
         dev.0.lock().unwrap()[10_000] ^= 1;
         let e = b.write_to(&mut Vec::new()).unwrap_err().to_string();
-        assert!(
-            e.contains("dev: ud (block)") && e.contains("changed"),
-            "{e}"
-        );
+        assert_change_named(&e, "block");
     }
 
     #[test]
@@ -2030,15 +2029,9 @@ mod tests {
             .write_to(&mut Vec::new())
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("dev: ud (gunzip)") && e.contains("changed"),
-            "{e}"
-        );
+        assert_change_named(&e, "gunzip");
         let e = inner.write_to(&mut Vec::new()).unwrap_err().to_string();
-        assert!(
-            e.contains("dev: ud (gunzip)") && e.contains("changed"),
-            "{e}"
-        );
+        assert_change_named(&e, "gunzip");
         // Inside the kept head: no read, so the head is what was hashed.
         assert_eq!(&*part(5..15).head(10).unwrap(), &whole[5..15]);
         // A device shorter now: an error, never short bytes.
@@ -2077,17 +2070,11 @@ mod tests {
         for at in [10_000, 1_500, 55_000] {
             dev.0.lock().unwrap()[at] ^= 1;
             let e = part(Some(check.clone())).unwrap_err().to_string();
-            assert!(
-                e.contains("dev: ud (part 1)") && e.contains("changed"),
-                "{e}"
-            );
+            assert_change_named(&e, "part 1");
             let e = Bytes::derived(&src, 0..100_000, Box::new(Upper), "gunzip", 1 << 20)
                 .unwrap_err()
                 .to_string();
-            assert!(
-                e.contains("dev: ud (gunzip)") && e.contains("changed"),
-                "{e}"
-            );
+            assert_change_named(&e, "gunzip");
             dev.0.lock().unwrap()[at] ^= 1;
         }
         // Unchecked, a part measures whatever the device returns (what the check is for).
