@@ -12,6 +12,7 @@ pub mod pin;
 pub mod script;
 pub mod system;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -121,7 +122,6 @@ impl ApplyReport {
         plan: &'a [crate::plan::Step],
         i: usize,
     ) -> (&'a str, Outcome, std::borrow::Cow<'a, str>) {
-        use std::borrow::Cow;
         let detail = match self.own_at(i) {
             Ok(n) => Cow::Borrowed(self.own[n].2.as_str()),
             Err(_) => plan
@@ -663,8 +663,8 @@ const NEW_DIR_TREE_MIN: usize = 8;
 /// 5,000). Not primer's state (the local copy has its own tree; the rest are few files), not the
 /// sudoers drop-ins (checked in place beside their target), and not on Windows (as
 /// `copy_rebuild`: a tree's subdirectories under the root's protected ACL).
-fn new_dir_trees(plan: &Plan, writer: &mut fs::Writer) -> NewDirs {
-    let mut found = Vec::new();
+fn new_dir_trees<'p>(plan: &'p Plan, writer: &mut fs::Writer) -> NewDirs<'p> {
+    let mut found: Vec<(usize, NewDirSplit<'p>)> = Vec::new();
     if cfg!(windows) {
         return NewDirs::default();
     }
@@ -688,66 +688,143 @@ fn new_dir_trees(plan: &Plan, writer: &mut fs::Writer) -> NewDirs {
             continue;
         }
         if let Some((dir, rel_in)) = writer.new_dir_of(path) {
-            found.push((i, dir, rel_in));
+            found.push((i, NewDirSplit::of(path, dir, rel_in)));
         }
     }
     // A path written twice (two `write_files` entries, an `append:` on a written file), or
     // twice up to case (`A` and `a` are one file in a case-insensitive directory): its whole
     // directory goes the per-file way, where each write lands in plan order (the last wins, an
     // append builds on the earlier content); a tree holds one file per name.
+    // Paths are borrowed from the plan, and lower-cased copies made only of those that change
+    // (10,000 `write_files` entries: ~1.5 MB of copies at the first run's peak; issue 15).
     let mut seen = std::collections::HashSet::new();
     let mut repeated = std::collections::HashSet::new();
     let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     // Directories inside it by their lower-case name -> their spelling: `A/x` and `a/y` are
     // one directory there too.
-    let mut subdirs: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
-    for (i, dir, rel_in) in &found {
+    let mut subdirs: std::collections::HashMap<Cow<'_, str>, &str> =
+        std::collections::HashMap::new();
+    for (i, split) in &found {
+        let (dir, rel_in) = split.parts();
         if appended.contains(i) {
-            repeated.insert(dir.as_str());
+            repeated.insert(dir);
         }
-        *count.entry(dir.as_str()).or_default() += 1;
-        if !seen.insert(format!("{dir}/{rel_in}").to_lowercase()) {
-            repeated.insert(dir.as_str());
+        *count.entry(dir).or_default() += 1;
+        if !seen.insert(lower(split.joined(rel_in.len()))) {
+            repeated.insert(dir);
         }
         let ends = rel_in.match_indices('/').map(|(n, _)| n);
         for sub in ends.map(|n| &rel_in[..n]) {
-            let spelt = subdirs
-                .entry(format!("{dir}/{sub}").to_lowercase())
-                .or_insert(sub);
+            let spelt = subdirs.entry(lower(split.joined(sub.len()))).or_insert(sub);
             if *spelt != sub {
-                repeated.insert(dir.as_str());
+                repeated.insert(dir);
             }
         }
     }
-    let big: std::collections::HashSet<String> = count
+    drop((seen, subdirs));
+    let big: std::collections::HashSet<&str> = count
         .into_iter()
         .filter(|&(d, n)| n >= NEW_DIR_TREE_MIN && !repeated.contains(d))
-        .map(|(d, _)| d.to_string())
+        .map(|(d, _)| d)
         .collect();
     // Each directory's name once, each file's index into them: the map lives through apply,
-    // one entry per file (10,000 `write_files` entries into one new directory).
+    // one entry per file (10,000 `write_files` entries into one new directory), its path
+    // inside the directory borrowed from the step's.
     let mut out = NewDirs::default();
+    // Sized once: grown by doubling, 5,000 files got room for 8,192 (~130 KB unused through
+    // the staging of the run's files, its peak).
+    let n = found
+        .iter()
+        .filter(|(_, s)| big.contains(s.parts().0))
+        .count();
+    out.files.reserve_exact(n);
     let mut ids: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (i, dir, rel_in) in &found {
-        let Some(d) = big.get(dir) else { continue };
-        let n = *ids.entry(d.as_str()).or_insert_with(|| {
-            out.dirs.push(d.clone());
+    for (i, split) in &found {
+        let (dir, _) = split.parts();
+        if !big.contains(dir) {
+            continue;
+        }
+        let n = *ids.entry(dir).or_insert_with(|| {
+            out.dirs.push(dir.to_string());
             out.dirs.len() - 1
         });
-        out.files.push((*i, n, rel_in.as_str().into()));
+        out.files.push((*i, n, split.rel_in()));
     }
     out
+}
+
+/// `s` lower-cased, copied only when that changes it (a name with no upper-case letter, the
+/// common case, is all ASCII lower-case or not: only the former is taken as it is).
+fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        s
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
+}
+
+/// Where a file of [`new_dir_trees`] goes, as `Writer::new_dir_of` found it: the missing
+/// directory and the path inside it. Almost always the two sides of a `/` of the step's own
+/// path (`At`: nothing copied); as the writer resolved them when they are not (a symbolic
+/// link on the way).
+enum NewDirSplit<'p> {
+    At(&'p str, usize),
+    Resolved(Box<(String, String)>),
+}
+
+impl<'p> NewDirSplit<'p> {
+    fn of(path: &'p str, dir: String, rel_in: String) -> NewDirSplit<'p> {
+        let at = dir.len();
+        if path.len() == at + 1 + rel_in.len()
+            && path.starts_with(dir.as_str())
+            && path.get(at..at + 1) == Some("/")
+            && path.ends_with(rel_in.as_str())
+        {
+            NewDirSplit::At(path, at)
+        } else {
+            NewDirSplit::Resolved(Box::new((dir, rel_in)))
+        }
+    }
+
+    /// The directory and the path inside it.
+    fn parts(&self) -> (&str, &str) {
+        match self {
+            NewDirSplit::At(path, at) => (
+                path.get(..*at).unwrap_or_default(),
+                path.get(at + 1..).unwrap_or_default(),
+            ),
+            NewDirSplit::Resolved(b) => (b.0.as_str(), b.1.as_str()),
+        }
+    }
+
+    /// `DIR/` and the first `len` bytes of the path inside it.
+    fn joined(&self, len: usize) -> Cow<'_, str> {
+        match self {
+            NewDirSplit::At(path, at) => Cow::Borrowed(path.get(..at + 1 + len).unwrap_or(path)),
+            NewDirSplit::Resolved(b) => {
+                Cow::Owned(format!("{}/{}", b.0, b.1.get(..len).unwrap_or(&b.1)))
+            }
+        }
+    }
+
+    /// The path inside the directory, borrowed from the plan when it is the step's.
+    fn rel_in(&self) -> Cow<'p, str> {
+        match self {
+            NewDirSplit::At(path, at) => Cow::Borrowed(path.get(at + 1..).unwrap_or_default()),
+            NewDirSplit::Resolved(b) => Cow::Owned(b.1.clone()),
+        }
+    }
 }
 
 /// The files [`new_dir_trees`] builds into new directories: `(step, directory, path inside
 /// it)`, in step order.
 #[derive(Default)]
-struct NewDirs {
+struct NewDirs<'p> {
     dirs: Vec<String>,
-    files: Vec<(usize, usize, Box<str>)>,
+    files: Vec<(usize, usize, Cow<'p, str>)>,
 }
 
-impl NewDirs {
+impl NewDirs<'_> {
     /// Step `i`'s new directory and its path inside it, if it goes into one.
     fn get(&self, i: usize) -> Option<(&str, &str)> {
         let n = self.files.binary_search_by_key(&i, |f| f.0).ok()?;
@@ -906,7 +983,6 @@ fn report_step<'p>(
     i: usize,
     detail: bool,
 ) -> (Outcome, Option<std::borrow::Cow<'p, str>>) {
-    use std::borrow::Cow;
     let step = plan.steps.get(i);
     let change = step.map_or(Change::Update, |s| s.change);
     match (change, &results[i]) {
@@ -1459,6 +1535,63 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// The files of the directories a run creates are grouped from the plan's own paths: each
+    /// path inside its directory borrowed from its step's (10,000 `write_files` entries were
+    /// each copied, and lower-cased once more, at the first run's peak; issue 15), with the
+    /// same decisions: a name repeated up to case, or too few files, leave a directory to the
+    /// per-file way.
+    #[test]
+    fn new_dir_trees_borrow_the_plans_paths() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("srv")).unwrap();
+        let write = |i: usize, path: String| Step {
+            id: format!("write-file:{i}:{path}"),
+            change: Change::Create,
+            action: Action::WriteFile {
+                path,
+                content: Default::default(),
+                bytes: 0,
+                sha256: [0; 32],
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            why: Why::Text(String::new()),
+            input: None,
+        };
+        let mut steps: Vec<Step> = (0..20)
+            .map(|i| write(i, format!("srv/new/d{}/f{i}", i % 3)))
+            .collect();
+        steps.extend((20..30).map(|i| write(i, format!("srv/case/F{i}"))));
+        steps.push(write(30, "srv/case/f25".into()));
+        steps.push(write(31, "srv/few/x".into()));
+        let plan = Plan {
+            steps,
+            ..Default::default()
+        };
+        let mut w = fs::Writer::new(t.path());
+        let dirs = new_dir_trees(&plan, &mut w);
+        for (i, s) in plan.steps.iter().enumerate() {
+            let Action::WriteFile { path, .. } = &s.action else {
+                unreachable!()
+            };
+            match dirs.get(i) {
+                Some((dir, rel_in)) => {
+                    assert!(i < 20, "{path} in a tree");
+                    assert_eq!(dir, "srv/new");
+                    assert_eq!(rel_in, &path["srv/new/".len()..]);
+                    assert_eq!(
+                        rel_in.as_ptr(),
+                        path["srv/new/".len()..].as_ptr(),
+                        "{path}: copied"
+                    );
+                }
+                None => assert!(i >= 20, "{path} not in a tree"),
+            }
+        }
+        assert_eq!(dirs.dirs, ["srv/new"]);
     }
 
     /// A run's report holds no text of its own for steps that went as planned (20,000 steps:

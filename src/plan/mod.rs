@@ -282,19 +282,20 @@ impl Step {
                     gid,
                     ..
                 },
-            ) => found
-                .render(
-                    what,
-                    path,
-                    Meta {
-                        mode: *mode,
-                        uid: *uid,
-                        gid: *gid,
-                    },
-                )
-                .into(),
+            ) => {
+                let meta = Meta {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                match what.strip_suffix(NAMED) {
+                    Some(w) => found.render(&format!("{w} /{path}"), path, meta),
+                    None => found.render(what, path, meta),
+                }
+                .into()
+            }
             // Only whole-file steps hold their reason in parts.
-            (Why::File { what, .. }, _) => what.as_ref().into(),
+            (Why::File { what, .. }, _) => what.trim_end_matches(NAMED).into(),
         }
     }
 }
@@ -320,10 +321,18 @@ impl Serialize for Step {
 pub enum Why {
     Text(String),
     File {
+        /// Ending in [`NAMED`], the reason's `what` is the text before it then ` /PATH` (the
+        /// step's path): a `write_files` entry's (`write_files /srv/x`), shared by every
+        /// entry, not a text of its own each (10,000 entries: ~0.5 MB at the first run's
+        /// peak; issue 15). A flag beside it would make every step 8 bytes larger.
         what: std::sync::Arc<str>,
         found: Found,
     },
 }
+
+/// The end of a shared [`Why::File`] `what` that the step's path follows: NUL, which no `what`
+/// held in parts has of its own (`line_safe` refuses control characters).
+const NAMED: char = '\0';
 
 impl From<String> for Why {
     fn from(t: String) -> Why {
@@ -856,6 +865,12 @@ impl Planner<'_> {
         // The longest fixed text of a reason is under 100 bytes.
         let short = what.len() + path.len() + 200 <= 2000;
         if short && grammar::line_safe(what).is_ok() && grammar::line_safe(path).is_ok() {
+            // `WHAT /PATH`: `WHAT` shared, the path read from the step when rendered.
+            let what: std::borrow::Cow<'_, str> =
+                match what.strip_suffix(path).and_then(|w| w.strip_suffix(" /")) {
+                    Some(w) => format!("{w}{NAMED}").into(),
+                    None => what.into(),
+                };
             let what = match &self.last_what {
                 Some(w) if **w == *what => std::sync::Arc::clone(w),
                 _ => {
@@ -1324,7 +1339,9 @@ impl Planner<'_> {
     /// what primer manages. Of two drive steps on one path the last write wins
     /// (`supersede_rewrites`, cloud-init's order).
     fn refuse_shared_paths(&mut self) {
-        fn paths(a: &Action) -> Vec<String> {
+        /// Each path `a` writes, creates or removes, borrowed from the action (or from
+        /// `host_keys`, the paths a host key step replaces).
+        fn each_path<'a>(a: &'a Action, host_keys: &'a [String], f: &mut dyn FnMut(&'a str)) {
             match a {
                 Action::WriteFile { path, .. }
                 | Action::AppendFile { path, .. }
@@ -1332,47 +1349,62 @@ impl Planner<'_> {
                 | Action::RemoveFile { path }
                 | Action::WriteRecord { path, .. }
                 | Action::WritePin { path, .. }
-                | Action::Symlink { path, .. } => vec![path.clone()],
-                Action::MakeDirs { paths } => paths.clone(),
-                Action::EditAccounts { writes, .. } => {
-                    writes.iter().map(|w| w.path.clone()).collect()
-                }
+                | Action::Symlink { path, .. } => f(path),
+                Action::MakeDirs { paths } => paths.iter().for_each(|p| f(p)),
+                Action::EditAccounts { writes, .. } => writes.iter().for_each(|w| f(&w.path)),
                 // Generating host keys replaces every `ssh_host_*` key: a drive file written
                 // there afterwards would silently replace the printed fingerprint's key.
-                Action::HostKeys { .. } => hostkeys::KeyType::ALL
-                    .iter()
-                    .flat_map(|t| [t.key_path(), format!("{}.pub", t.key_path())])
-                    .collect(),
-                _ => Vec::new(),
+                Action::HostKeys { .. } => host_keys.iter().for_each(|p| f(p)),
+                _ => {}
             }
         }
-        // Path -> the first of primer's steps claiming it (ordered map: deterministic, n log n).
-        let mut owned: BTreeMap<String, String> = BTreeMap::new();
+        let host_keys: Vec<String> = hostkeys::KeyType::ALL
+            .iter()
+            .flat_map(|t| [t.key_path(), format!("{}.pub", t.key_path())])
+            .collect();
+        // Path -> the first of primer's steps claiming it (ordered map: deterministic, n log n),
+        // both borrowed from the plan: a re-run's 5,000 local copy paths and their ids were
+        // each copied into it at the run's peak (~0.6 MB; issue 15).
+        let mut owned: BTreeMap<&str, &str> = BTreeMap::new();
         for s in &self.steps {
             if drive_chosen(&s.id).is_none() {
-                for p in paths(&s.action) {
-                    owned
-                        .entry(p.trim_end_matches('/').to_string())
-                        .or_insert_with(|| s.id.clone());
-                }
+                each_path(&s.action, &host_keys, &mut |p| {
+                    owned.entry(p.trim_end_matches('/')).or_insert(&s.id);
+                });
             }
         }
-        for s in &mut self.steps {
-            let Some((file, field, what)) = drive_chosen(&s.id) else {
+        // The drive's steps refused (step, message), found first: the map borrows the steps.
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let Some((_, _, what)) = drive_chosen(&s.id) else {
                 continue;
             };
-            let Some(owner) = paths(&s.action)
-                .iter()
-                .find_map(|p| owned.get(p.trim_end_matches('/')))
-            else {
+            let (mut first, mut owner) = (None, None);
+            each_path(&s.action, &host_keys, &mut |p| {
+                first = first.or(Some(p));
+                owner = owner.or_else(|| owned.get(p.trim_end_matches('/')).copied());
+            });
+            let Some(owner) = owner else {
                 continue;
             };
-            let path = paths(&s.action).into_iter().next().unwrap_or_default();
-            let msg = format!(
-                "/{path}: claimed by step {} ({what}) and by primer's step {owner}; \
-                 primer's step wins, the {what} is not written",
-                Esc(&s.id)
-            );
+            let path = first.unwrap_or_default();
+            refused.push((
+                i,
+                format!(
+                    "/{path}: claimed by step {} ({what}) and by primer's step {owner}; \
+                     primer's step wins, the {what} is not written",
+                    Esc(&s.id)
+                ),
+            ));
+        }
+        drop(owned);
+        for (i, msg) in refused {
+            let Some(s) = self.steps.get_mut(i) else {
+                continue;
+            };
+            let Some((file, field, _)) = drive_chosen(&s.id) else {
+                continue;
+            };
             self.warnings.warn(file, field, msg.clone());
             s.change = Change::Skip;
             s.why = msg.into();
@@ -1681,6 +1713,55 @@ mod tests {
             }
         }
         assert!(seen >= 20, "only {seen} fixtures parsed");
+    }
+
+    /// A `write_files` entry's reason (`write_files /PATH ...`) holds no text of its own: one
+    /// `what` shared by every entry, the path read from the step (10,000 entries held 10,000
+    /// texts), rendered as before; and the reason no larger for it.
+    #[test]
+    fn write_files_reasons_share_their_what() {
+        let facts = HostFacts::default();
+        let mut p = Planner {
+            network: None,
+            facts: &facts,
+            steps: Vec::new(),
+            warnings: Report::default(),
+            accounts_now: BTreeMap::new(),
+            created_users: Vec::new(),
+            ssh_user: None,
+            keys_for: BTreeMap::new(),
+            default_user: None,
+            salt: [0; 32],
+            drive_sha256: None,
+            last_what: None,
+        };
+        for path in ["srv/a", "srv/b/c"] {
+            let what = format!("write_files /{path}");
+            p.file_step(path, path, b"x".to_vec(), FILE_META, None, &what, true);
+        }
+        let whats: Vec<_> = p
+            .steps
+            .iter()
+            .map(|s| match &s.why {
+                Why::File { what, .. } => std::sync::Arc::clone(what),
+                w => panic!("{w:?}"),
+            })
+            .collect();
+        assert!(std::sync::Arc::ptr_eq(&whats[0], &whats[1]));
+        assert_eq!(&*whats[0], "write_files\0");
+        assert_eq!(
+            p.steps[0].why(),
+            "write_files /srv/a: /srv/a does not exist"
+        );
+        assert_eq!(
+            p.steps[1].why(),
+            "write_files /srv/b/c: /srv/b/c does not exist"
+        );
+        assert!(
+            std::mem::size_of::<Why>() <= 32,
+            "{}",
+            std::mem::size_of::<Why>()
+        );
     }
 
     const ED: &str =
