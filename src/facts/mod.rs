@@ -177,72 +177,9 @@ pub struct Inputs {
     pub links: BTreeSet<String>,
     /// Of `paths`, those found when read: one missing later was removed since (a snapshot
     /// taken then would record it missing beside a plan made from its content).
-    pub found: PathList,
+    pub found: BTreeSet<String>,
     /// The facts read from the kernel rather than from files: compared by value, read again.
     pub volatile: Volatile,
-}
-
-/// A set of paths, sorted, in one buffer: only asked whether it holds a path. Not a
-/// `BTreeSet<String>`: a re-run's facts found 10,000 files, and a second copy of each of their
-/// paths, with its node, stayed alive to the re-run's peak (~0.6 MB; issue 15).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct PathList {
-    /// The paths one after the other, in order.
-    text: String,
-    /// Where each path ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl PathList {
-    /// The set of `paths` (in any order, repeats allowed).
-    pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> PathList {
-        let mut v: Vec<&str> = paths.into_iter().collect();
-        crate::sort::sort(&mut v);
-        v.dedup();
-        let mut l = PathList {
-            text: String::with_capacity(v.iter().map(|p| p.len()).sum()),
-            ends: Vec::with_capacity(v.len()),
-        };
-        for p in v {
-            l.text.push_str(p);
-            l.ends.push(l.text.len());
-        }
-        l
-    }
-
-    /// Whether `p` is one of the paths.
-    pub fn contains(&self, p: &str) -> bool {
-        let (mut lo, mut hi) = (0, self.ends.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.at(mid).cmp(p) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
-            }
-        }
-        false
-    }
-
-    /// The paths, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.ends.len()).map(|i| self.at(i))
-    }
-
-    /// The `i`-th path (`i` below the count).
-    fn at(&self, i: usize) -> &str {
-        let start = match i.checked_sub(1) {
-            Some(j) => self.ends[j],
-            None => 0,
-        };
-        self.text.get(start..self.ends[i]).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Debug for PathList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
-    }
 }
 
 /// What the facts read from the running kernel, not from files whose metadata could vouch for
@@ -373,31 +310,5 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[1].uid, 1000);
         assert_eq!(p[1].home, "/home/debian");
-    }
-
-    /// A path list holds exactly the set of its paths (repeats, order, the empty path,
-    /// prefixes of one another), at scale too: 20,000 paths given out of order, each found.
-    #[test]
-    fn a_path_list_is_the_set_of_its_paths() {
-        let given = ["etc/b", "etc", "", "etc/b", "etc/bb", "a", "etc/a/b"];
-        let l = PathList::new(given);
-        let set: BTreeSet<&str> = given.into_iter().collect();
-        assert_eq!(
-            l.iter().collect::<Vec<_>>(),
-            set.iter().copied().collect::<Vec<_>>()
-        );
-        for p in given
-            .iter()
-            .chain(&["e", "etc/", "etc/a", "etc/bbb", "z", "A"])
-        {
-            assert_eq!(l.contains(p), set.contains(p), "{p:?}");
-        }
-        assert!(!PathList::default().contains(""));
-        let n = 20_000usize;
-        let paths: Vec<String> = (0..n).map(|i| format!("srv/f{}", (i * 7919) % n)).collect();
-        let l = PathList::new(paths.iter().map(String::as_str));
-        assert_eq!(l.iter().count(), n);
-        assert!(paths.iter().all(|p| l.contains(p)));
-        assert!(!l.contains("srv/f") && !l.contains(&format!("srv/f{n}")));
     }
 }

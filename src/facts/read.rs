@@ -231,14 +231,9 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     inp.paths.extend(facts.files.keys().cloned());
     inp.paths.extend(facts.dirs.keys().cloned());
     inp.paths.extend(inp.listed.iter().cloned());
-    inp.found = super::PathList::new(
-        facts
-            .files
-            .keys()
-            .chain(facts.dirs.keys())
-            .chain(&facts.present)
-            .map(String::as_str),
-    );
+    inp.found.extend(facts.files.keys().cloned());
+    inp.found.extend(facts.dirs.keys().cloned());
+    inp.found.extend(facts.present.iter().cloned());
     let stand_in = FileFact::held(
         Vec::new(),
         Meta {
@@ -249,6 +244,7 @@ pub fn read_host_facts_in(root: &Resolver, wanted: &Wanted, live: bool) -> HostF
     );
     compact_map(&mut facts.files, stand_in);
     compact_paths(&mut inp.paths);
+    compact_paths(&mut inp.found);
     facts.inputs = inp;
     facts
 }
