@@ -2,7 +2,6 @@
 //! was applied, and the content hash that identifies a drive. Layout and types only; the files
 //! are written by `apply` (the only writer) from steps that `plan` chose.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use serde::{Deserialize, Serialize};
@@ -208,6 +207,12 @@ impl InputText for String {
     }
 }
 
+impl InputText for str {
+    fn input_text<'b>(&'b self, _: &'b mut [u8; 64]) -> &'b str {
+        self
+    }
+}
+
 impl InputText for Input {
     fn input_text<'b>(&'b self, buf: &'b mut [u8; 64]) -> &'b str {
         self.text(buf)
@@ -223,7 +228,211 @@ pub struct Record {
     pub drive_sha256: String,
     /// Step id -> hash of the input the step applied (e.g. the hostname, the key list).
     /// A step whose input is unchanged since it was applied is not re-applied over local edits.
-    pub steps: BTreeMap<String, String>,
+    pub steps: Steps,
+}
+
+/// A record's steps, step id -> input, in id order: every id and input in one buffer, found by
+/// binary search over an index of their offsets. Not a `BTreeMap<String, String>`: a re-run
+/// holds the previous record through planning, and 10,000 steps in a map were two allocations
+/// each plus half-full nodes, 2 MB at the re-run's peak (issue 15); here 12 B per step beside
+/// the text itself. Read as a JSON map (of a repeated id the last input wins, as a map's did)
+/// and written as one, in id order.
+#[derive(Clone, Default)]
+pub struct Steps {
+    /// Each step's id then its input, one after the other.
+    text: String,
+    /// `[id start, input start, input end]` into `text`, in id order, each id once.
+    index: Vec<[u32; 3]>,
+}
+
+impl Steps {
+    /// The input recorded for step `id`.
+    pub fn get(&self, id: &str) -> Option<&str> {
+        self.index
+            .binary_search_by(|e| self.id(e).cmp(id))
+            .ok()
+            .map(|i| self.input(&self.index[i]))
+    }
+
+    /// How many steps.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// `(id, input)` in id order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.index.iter().map(|e| (self.id(e), self.input(e)))
+    }
+
+    /// The ids, in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.index.iter().map(|e| self.id(e))
+    }
+
+    /// Sets the input of step `id`, as a map's `insert` (tests and small records; a whole
+    /// record is collected, which orders it once).
+    pub fn insert(&mut self, id: String, input: String) {
+        if self.push(&id, &input) {
+            self.settle();
+        }
+    }
+
+    fn id(&self, e: &[u32; 3]) -> &str {
+        self.text
+            .get(e[0] as usize..e[1] as usize)
+            .unwrap_or_default()
+    }
+
+    fn input(&self, e: &[u32; 3]) -> &str {
+        self.text
+            .get(e[1] as usize..e[2] as usize)
+            .unwrap_or_default()
+    }
+
+    /// Appends one step, unordered; false (nothing kept) past 4 GiB of text, which no record
+    /// primer reads reaches (a fact file is capped far below).
+    fn push(&mut self, id: &str, input: &str) -> bool {
+        let start = self.text.len();
+        self.text.push_str(id);
+        self.text.push_str(input);
+        self.mark(start, start + id.len())
+    }
+
+    /// Indexes the step whose id starts at `start`, whose input starts at `mid` and ends at the
+    /// text's end; false (the text cut back to `start`) when an offset passes `u32`.
+    fn mark(&mut self, start: usize, mid: usize) -> bool {
+        match (
+            u32::try_from(start),
+            u32::try_from(mid),
+            u32::try_from(self.text.len()),
+        ) {
+            (Ok(a), Ok(b), Ok(c)) => {
+                self.index.push([a, b, c]);
+                true
+            }
+            _ => {
+                self.text.truncate(start);
+                false
+            }
+        }
+    }
+
+    /// Puts the index in id order, each id once, of a repeated id the last one pushed. A record
+    /// primer wrote is in order already: one pass checks it.
+    fn settle(&mut self) {
+        if self
+            .index
+            .windows(2)
+            .all(|w| self.id(&w[0]) < self.id(&w[1]))
+        {
+            return;
+        }
+        let mut index = std::mem::take(&mut self.index);
+        // Latest first, then a stable sort: of equal ids the one kept (the first) is the last.
+        index.reverse();
+        crate::sort::sort_by(&mut index, |a, b| self.id(a).cmp(self.id(b)));
+        index.dedup_by(|later, kept| self.id(later) == self.id(kept));
+        self.index = index;
+    }
+}
+
+impl FromIterator<(String, String)> for Steps {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(items: I) -> Steps {
+        let mut s = Steps::default();
+        for (id, input) in items {
+            s.push(&id, &input);
+        }
+        s.settle();
+        s
+    }
+}
+
+impl PartialEq for Steps {
+    fn eq(&self, other: &Steps) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Steps {}
+
+impl std::fmt::Debug for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Steps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Steps {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Steps, D::Error> {
+        d.deserialize_map(StepsVisitor)
+    }
+}
+
+/// Reads a JSON map of strings straight into a [`Steps`]' buffer: no string of its own per id
+/// or input. Accepts and refuses what a `BTreeMap<String, String>` did.
+struct StepsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StepsVisitor {
+    type Value = Steps;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Steps, A::Error> {
+        let mut s = Steps::default();
+        loop {
+            let start = s.text.len();
+            if m.next_key_seed(AppendStr(&mut s.text))?.is_none() {
+                break;
+            }
+            let mid = s.text.len();
+            m.next_value_seed(AppendStr(&mut s.text))?;
+            if !s.mark(start, mid) {
+                return Err(serde::de::Error::custom("record too large"));
+            }
+        }
+        s.settle();
+        // Grown by doubling: a large buffer's untouched tail is not resident, but a small
+        // one's spare capacity would stay on the heap through planning.
+        s.text.shrink_to_fit();
+        s.index.shrink_to_fit();
+        Ok(s)
+    }
+}
+
+/// A string appended to a buffer as it is read.
+struct AppendStr<'b>(&'b mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AppendStr<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_string(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for AppendStr<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
+    }
 }
 
 /// A document primer writes as `serde_json::to_vec_pretty` would, and a newline (byte for byte:
@@ -292,7 +501,7 @@ impl Record {
     }
 
     fn fields_into(&self, j: &mut PrettyJson<'_>) {
-        self.fields_with(self.steps.iter().map(|(k, v)| (k.as_str(), v)), j)
+        self.fields_with(self.steps.iter(), j)
     }
 
     /// The document with `steps` (in id order, each id once) in place of `self.steps`.
@@ -1239,6 +1448,7 @@ impl serde::Serializer for PrettyKey<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// A record of thousands of steps streams (many chunks) as it buffers, and compares
     /// equal only to exactly its bytes.
@@ -1281,7 +1491,7 @@ mod tests {
         let inputs: Vec<(&str, Input)> = r
             .steps
             .iter()
-            .map(|(k, v)| (k.as_str(), Input::from(v.clone())))
+            .map(|(k, v)| (k, Input::from(v.to_string())))
             .collect();
         let view = RecordView {
             head: &r,
@@ -1320,11 +1530,88 @@ mod tests {
         assert_eq!(sha256_hex(b"abc"), formatted);
     }
 
+    /// The record's steps read as a `BTreeMap<String, String>` read them: the same entries
+    /// and order, of a repeated id the last input, escapes decoded, and the same documents
+    /// refused (a value not a string, non-UTF-8, cut short, not a map).
+    #[test]
+    fn steps_read_as_a_map_did() {
+        let docs: [&[u8]; 12] = [
+            br#"{"b":"2","a":"1","c":"3"}"#,
+            br#"{"a":"1","b":"2","a":"3","b":"","a":"4"}"#,
+            br#"{"x\"y\u00e9":"\n\u2028","":""}"#,
+            br#"{}"#,
+            br#"{"a":1}"#,
+            br#"{"a":null}"#,
+            br#"{"a":["b"]}"#,
+            b"{\"a\":\"\xff\"}",
+            br#"{"a":"1""#,
+            br#"["a","b"]"#,
+            br#""a""#,
+            br#"{"a":"1",}"#,
+        ];
+        for doc in docs {
+            let want = serde_json::from_slice::<BTreeMap<String, String>>(doc).ok();
+            let got = serde_json::from_slice::<Steps>(doc).ok();
+            assert_eq!(
+                got.as_ref().map(|s| s
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>()),
+                want.as_ref()
+                    .map(|m| m.clone().into_iter().collect::<Vec<_>>()),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+            if let (Some(s), Some(m)) = (&got, &want) {
+                for (k, v) in m {
+                    assert_eq!(s.get(k), Some(v.as_str()));
+                }
+                assert_eq!(s.get("zz-missing"), None);
+                // Written back as the map would be.
+                assert_eq!(
+                    serde_json::to_string(s).unwrap(),
+                    serde_json::to_string(m).unwrap()
+                );
+            }
+        }
+    }
+
+    /// 20,000 steps out of order, half of them repeated: ordered once (a sort per step would
+    /// take minutes here), the last input of each id kept, each found.
+    #[test]
+    fn many_steps_unordered_and_repeated() {
+        let n = 20_000usize;
+        let mut doc = String::from("{");
+        for i in 0..n {
+            // A permutation of 0..n (7919 is prime to n), each id then again for odd i.
+            let k = (i * 7919) % n;
+            doc.push_str(&format!("\"s{k:05}\":\"first{k}\","));
+            if k % 2 == 1 {
+                doc.push_str(&format!("\"s{k:05}\":\"last{k}\","));
+            }
+        }
+        doc.pop();
+        doc.push('}');
+        let s: Steps = serde_json::from_str(&doc).unwrap();
+        assert_eq!(s.len(), n);
+        for k in 0..n {
+            let want = if k % 2 == 1 { "last" } else { "first" };
+            assert_eq!(
+                s.get(&format!("s{k:05}")),
+                Some(format!("{want}{k}").as_str())
+            );
+        }
+        assert!(s.keys().zip(s.keys().skip(1)).all(|(a, b)| a < b));
+        // A record in order (as primer writes it) is taken as it is, not sorted again.
+        let ordered: Steps = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(ordered, s);
+    }
+
     /// The hand-written record is the one `serde_json` writes, escapes and all.
     #[test]
     fn record_json_is_serde_jsons() {
         let odd = "q\"b\\n\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{2028}😀 /";
-        let mut steps = BTreeMap::new();
+        let mut steps = Steps::default();
         for r in [Record::default(), {
             steps.insert("hostname".to_string(), "ab".repeat(32));
             steps.insert(odd.to_string(), odd.to_string());

@@ -566,7 +566,7 @@ pub(super) fn status_json(
     let record = record.map(|r| RecordDoc {
         path: format!("/{}", state::record_path(&r.instance_id)),
         drive_sha256: &r.drive_sha256,
-        steps: r.steps.keys().map(String::as_str).collect(),
+        steps: r.steps.keys().collect(),
     });
     print_json(out, &Doc { status: s, record })?;
     Ok(())

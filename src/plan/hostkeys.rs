@@ -118,7 +118,7 @@ impl Planner<'_> {
             .facts
             .record
             .as_ref()
-            .map(|r| r.steps.get(STEP_ID).cloned());
+            .map(|r| r.steps.get(STEP_ID).map(str::to_string));
         let (change, action, why, input) = match recorded {
             Some(Some(v)) if v != DEFERRED || !live => {
                 let what = if v == DEFERRED {

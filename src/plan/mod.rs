@@ -1426,7 +1426,7 @@ impl Planner<'_> {
             format: instance.format.to_string(),
             version: instance.version.clone(),
             drive_sha256: drive_sha256.to_string(),
-            steps: BTreeMap::new(),
+            steps: state::Steps::default(),
         };
         let path = state::record_path(&instance.instance_id);
         let (change, why) = match self.facts.files.get(&path) {

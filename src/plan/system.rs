@@ -734,7 +734,7 @@ mod tests {
                 measured: None,
             },
         );
-        let mut steps = std::collections::BTreeMap::new();
+        let mut steps = crate::state::Steps::default();
         steps.insert(
             "ca-certs-update".to_string(),
             s.input.clone().unwrap().to_string(),

@@ -1340,7 +1340,7 @@ impl Planner<'_> {
                 .record
                 .as_ref()
                 .and_then(|r| r.steps.get(&id))
-                .cloned();
+                .map(str::to_string);
             let parsed = recorded.as_deref().and_then(password::Recorded::parse);
             let record = |kept: bool, field: String| {
                 Some(
@@ -1661,7 +1661,7 @@ mod tests {
             }
         }
         // The record holds keyed digests only: no crypt hash, no plain digest of the password.
-        let recorded = &record.steps["password:root"];
+        let recorded = record.steps.get("password:root").unwrap_or_default();
         assert!(password::Recorded::parse(recorded).is_some(), "{recorded}");
         assert!(!recorded.contains("$6$") && !recorded.contains(&state::sha256_hex(pw.as_bytes())));
         facts.record = Some(record);
