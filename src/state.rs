@@ -274,8 +274,9 @@ impl Steps {
         self.index.iter().map(|e| self.id(e))
     }
 
-    /// Sets the input of step `id`, as a map's `insert` (tests and small records; a whole
-    /// record is collected, which orders it once).
+    /// Sets the input of step `id`, as a map's `insert` (tests only: a record is read whole
+    /// by its deserialiser, which refuses one past 4 GiB rather than drop a step).
+    #[cfg(test)]
     pub fn insert(&mut self, id: String, input: String) {
         if self.push(&id, &input) {
             self.settle();
@@ -294,8 +295,9 @@ impl Steps {
             .unwrap_or_default()
     }
 
-    /// Appends one step, unordered; false (nothing kept) past 4 GiB of text, which no record
-    /// primer reads reaches (a fact file is capped far below).
+    /// Appends one step, unordered; false (nothing kept) past 4 GiB of text (tests only, as
+    /// `insert`).
+    #[cfg(test)]
     fn push(&mut self, id: &str, input: &str) -> bool {
         let start = self.text.len();
         self.text.push_str(id);
@@ -341,6 +343,8 @@ impl Steps {
     }
 }
 
+/// Tests only, as `insert`.
+#[cfg(test)]
 impl FromIterator<(String, String)> for Steps {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(items: I) -> Steps {
         let mut s = Steps::default();
@@ -391,6 +395,12 @@ impl<'de> serde::de::Visitor<'de> for StepsVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Steps, A::Error> {
         let mut s = Steps::default();
+        // The index's length after the last settle: settled again once it has doubled (and
+        // grown by at least `SETTLE_EVERY`), so a record that repeats a few ids millions of
+        // times (a hostile edit: `"":""` 11 million times in 64 MiB) holds an index of its
+        // distinct ids, not one entry per repeat (12 B each, plus the sort's scratch: 289 MB
+        // for 64 MiB). Doubling keeps the settles O(n log n) in all.
+        let mut settled = 0usize;
         loop {
             let start = s.text.len();
             if m.next_key_seed(AppendStr(&mut s.text))?.is_none() {
@@ -401,6 +411,12 @@ impl<'de> serde::de::Visitor<'de> for StepsVisitor {
             if !s.mark(start, mid) {
                 return Err(serde::de::Error::custom("record too large"));
             }
+            if s.index.len() >= settled.saturating_mul(2).max(SETTLE_EVERY) {
+                s.settle();
+                settled = s.index.len();
+            }
+            #[cfg(test)]
+            PEAK_INDEX.with(|p| p.set(p.get().max(s.index.len())));
         }
         s.settle();
         // Grown by doubling: a large buffer's untouched tail is not resident, but a small
@@ -409,6 +425,15 @@ impl<'de> serde::de::Visitor<'de> for StepsVisitor {
         s.index.shrink_to_fit();
         Ok(s)
     }
+}
+
+/// How many entries a record's index takes before it is first settled while being read.
+const SETTLE_EVERY: usize = 4096;
+
+#[cfg(test)]
+thread_local! {
+    /// The longest index a read of a record held on this thread (tests of the bound above).
+    static PEAK_INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A string appended to a buffer as it is read.
@@ -1574,6 +1599,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A record that repeats a few ids 200,000 times (a hostile edit of the file) is read with
+    /// an index of about its distinct ids, never one entry per repeat, and reads as the map did.
+    #[test]
+    fn repeated_ids_never_grow_the_index_past_a_settle() {
+        let mut doc = String::from("{");
+        for i in 0..200_000usize {
+            doc.push_str(&format!("\"{}\":\"v{i}\",", ["", "a", "b"][i % 3]));
+        }
+        doc.pop();
+        doc.push('}');
+        PEAK_INDEX.with(|p| p.set(0));
+        let s: Steps = serde_json::from_str(&doc).unwrap();
+        let peak = PEAK_INDEX.with(|p| p.get());
+        assert!(peak <= SETTLE_EVERY + 3, "index reached {peak} entries");
+        let m: BTreeMap<String, String> = serde_json::from_str(&doc).unwrap();
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            m.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(s.get("a"), Some("v199999"));
     }
 
     /// 20,000 steps out of order, half of them repeated: ordered once (a sort per step would
