@@ -316,3 +316,35 @@ pub fn plan_user_data(data: &[u8]) -> usize {
     }
     p.steps.len()
 }
+
+/// The previous run's record as the agent reads it (`facts::read`: a file on the target, so
+/// anyone root on the guest can edit it), checked: no panic; a record that parses has its steps
+/// in id order, each id once, each found by `get`; written and read back it is the same record,
+/// and its steps read as a `BTreeMap<String, String>` reads them.
+pub fn record(data: &[u8]) -> bool {
+    let Ok(r) = serde_json::from_slice::<crate::state::Record>(data) else {
+        return false;
+    };
+    let ids: Vec<&str> = r.steps.keys().collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "steps not in order");
+    for (id, input) in r.steps.iter() {
+        assert_eq!(r.steps.get(id), Some(input), "{id:?} not found");
+    }
+    let again: crate::state::Record =
+        serde_json::from_slice(&serde_json::to_vec(&r).expect("a record serialises"))
+            .expect("a written record reads back");
+    assert!(again == r, "not the same record read back");
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+        if let Some(steps) = v.get("steps") {
+            let map: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(steps.clone()).expect("steps read as a map too");
+            assert!(
+                map.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .eq(r.steps.iter()),
+                "steps differ from a map's"
+            );
+        }
+    }
+    true
+}

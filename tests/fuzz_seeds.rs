@@ -16,6 +16,7 @@ fn every_seed_runs_through_its_target_harness() {
         ("cloudstack", |d| harness::cloudstack(d).is_ok()),
         ("ovf", |d| harness::ovf_env(d).is_ok()),
         ("nocloud", |d| harness::nocloud(d).is_ok()),
+        ("record", harness::record),
         // User data never refuses: problems are warnings. A seed "parses" when it yields
         // something (a script, a boothook or cloud-config).
         ("userdata", |d| !harness::userdata(d).0.is_empty()),
