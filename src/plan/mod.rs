@@ -297,7 +297,10 @@ impl Step {
             // Only whole-file steps hold their reason in parts; a `what` ending in NAMED is
             // made only for a `WriteFile` step (`file_step`), whose path completes it.
             (Why::File { what, .. }, _) => {
-                debug_assert!(!what.ends_with(NAMED), "a named reason on a step with no path");
+                debug_assert!(
+                    !what.ends_with(NAMED),
+                    "a named reason on a step with no path"
+                );
                 what.trim_end_matches(NAMED).into()
             }
         }
