@@ -1600,6 +1600,51 @@ mod tests {
         assert_eq!(dirs.dirs, ["srv/new"]);
     }
 
+    /// A drive path that reaches its new directory through a symbolic link (`srv/l` ->
+    /// `real`) is grouped under the directory the writer resolved, as before the paths were
+    /// borrowed: the split is the writer's own, not a slice of the step's path; a path that
+    /// names the same place through the link and directly is one tree, never two.
+    #[test]
+    #[cfg(unix)]
+    fn new_dir_trees_group_a_linked_path_by_its_resolved_directory() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("srv/real")).unwrap();
+        std::os::unix::fs::symlink("real", t.path().join("srv/l")).unwrap();
+        let write = |i: usize, path: String| Step {
+            id: format!("write-file:{i}:{path}"),
+            change: Change::Create,
+            action: Action::WriteFile {
+                path,
+                content: Default::default(),
+                bytes: 0,
+                sha256: [0; 32],
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            why: Why::Text(String::new()),
+            input: None,
+        };
+        let mut steps: Vec<Step> = (0..10)
+            .map(|i| write(i, format!("srv/l/new/f{i}")))
+            .collect();
+        steps.extend((10..20).map(|i| write(i, format!("srv/real/new/g{i}"))));
+        let plan = Plan {
+            steps,
+            ..Default::default()
+        };
+        let mut w = fs::Writer::new(t.path());
+        let dirs = new_dir_trees(&plan, &mut w);
+        assert_eq!(dirs.dirs, ["srv/real/new"]);
+        for (i, s) in plan.steps.iter().enumerate() {
+            let Action::WriteFile { path, .. } = &s.action else {
+                unreachable!()
+            };
+            let name = path.rsplit('/').next().unwrap();
+            assert_eq!(dirs.get(i), Some(("srv/real/new", name)), "{path}");
+        }
+    }
+
     /// A run's report holds no text of its own for steps that went as planned (20,000 steps:
     /// none), reads each id and why from the plan, and owns only the errors, the pin left out
     /// and a result past the plan's steps.

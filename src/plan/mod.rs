@@ -1771,6 +1771,40 @@ mod tests {
         );
     }
 
+    /// A `write_files` path with a newline, a NUL, an escape or 2,100 bytes never gets a
+    /// shared reason (the NUL marker cannot be forged, nothing unsafe is deferred to printing):
+    /// its reason is made safe text at once, one line, no control character, bounded.
+    #[test]
+    fn hostile_write_files_paths_get_safe_text_not_a_shared_reason() {
+        let facts = HostFacts::default();
+        let mut p = Planner {
+            network: None,
+            facts: &facts,
+            steps: Vec::new(),
+            warnings: Report::default(),
+            accounts_now: BTreeMap::new(),
+            created_users: Vec::new(),
+            ssh_user: None,
+            keys_for: BTreeMap::new(),
+            default_user: None,
+            salt: [0; 32],
+            drive_sha256: None,
+            last_what: None,
+        };
+        let long = format!("srv/{}", "x".repeat(2_100));
+        let paths = ["srv/a\nb", "srv/a\0b", "srv/\x1b[31mred", long.as_str()];
+        for path in paths {
+            let what = format!("write_files /{path}");
+            p.file_step(path, path, b"x".to_vec(), FILE_META, None, &what, true);
+        }
+        for s in &p.steps {
+            assert!(matches!(s.why, Why::Text(_)), "{:?}", s.id);
+            let why = s.why();
+            assert!(!why.chars().any(char::is_control), "{why:?}");
+            assert!(why.len() <= 2_100, "{} bytes", why.len());
+        }
+    }
+
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
 
