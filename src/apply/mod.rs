@@ -1537,16 +1537,9 @@ mod tests {
         }
     }
 
-    /// The files of the directories a run creates are grouped from the plan's own paths: each
-    /// path inside its directory borrowed from its step's (10,000 `write_files` entries were
-    /// each copied, and lower-cased once more, at the first run's peak; issue 15), with the
-    /// same decisions: a name repeated up to case, or too few files, leave a directory to the
-    /// per-file way.
-    #[test]
-    fn new_dir_trees_borrow_the_plans_paths() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir(t.path().join("srv")).unwrap();
-        let write = |i: usize, path: String| Step {
+    /// Step `i`: an empty file created at `path`, as a `write_files` entry plans it.
+    fn empty_write(i: usize, path: String) -> Step {
+        Step {
             id: format!("write-file:{i}:{path}"),
             change: Change::Create,
             action: Action::WriteFile {
@@ -1560,7 +1553,19 @@ mod tests {
             },
             why: Why::Text(String::new()),
             input: None,
-        };
+        }
+    }
+
+    /// The files of the directories a run creates are grouped from the plan's own paths: each
+    /// path inside its directory borrowed from its step's (10,000 `write_files` entries were
+    /// each copied, and lower-cased once more, at the first run's peak; issue 15), with the
+    /// same decisions: a name repeated up to case, or too few files, leave a directory to the
+    /// per-file way.
+    #[test]
+    fn new_dir_trees_borrow_the_plans_paths() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("srv")).unwrap();
+        let write = empty_write;
         let mut steps: Vec<Step> = (0..20)
             .map(|i| write(i, format!("srv/new/d{}/f{i}", i % 3)))
             .collect();
@@ -1610,21 +1615,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("srv/real")).unwrap();
         std::os::unix::fs::symlink("real", t.path().join("srv/l")).unwrap();
-        let write = |i: usize, path: String| Step {
-            id: format!("write-file:{i}:{path}"),
-            change: Change::Create,
-            action: Action::WriteFile {
-                path,
-                content: Default::default(),
-                bytes: 0,
-                sha256: [0; 32],
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-            },
-            why: Why::Text(String::new()),
-            input: None,
-        };
+        let write = empty_write;
         let mut steps: Vec<Step> = (0..10)
             .map(|i| write(i, format!("srv/l/new/f{i}")))
             .collect();

@@ -1722,15 +1722,11 @@ mod tests {
         assert!(seen >= 20, "only {seen} fixtures parsed");
     }
 
-    /// A `write_files` entry's reason (`write_files /PATH ...`) holds no text of its own: one
-    /// `what` shared by every entry, the path read from the step (10,000 entries held 10,000
-    /// texts), rendered as before; and the reason no larger for it.
-    #[test]
-    fn write_files_reasons_share_their_what() {
-        let facts = HostFacts::default();
-        let mut p = Planner {
+    /// A planner with nothing planned yet, over `facts`.
+    fn bare_planner(facts: &HostFacts) -> Planner<'_> {
+        Planner {
             network: None,
-            facts: &facts,
+            facts,
             steps: Vec::new(),
             warnings: Report::default(),
             accounts_now: BTreeMap::new(),
@@ -1741,7 +1737,16 @@ mod tests {
             salt: [0; 32],
             drive_sha256: None,
             last_what: None,
-        };
+        }
+    }
+
+    /// A `write_files` entry's reason (`write_files /PATH ...`) holds no text of its own: one
+    /// `what` shared by every entry, the path read from the step (10,000 entries held 10,000
+    /// texts), rendered as before; and the reason no larger for it.
+    #[test]
+    fn write_files_reasons_share_their_what() {
+        let facts = HostFacts::default();
+        let mut p = bare_planner(&facts);
         for path in ["srv/a", "srv/b/c"] {
             let what = format!("write_files /{path}");
             p.file_step(path, path, b"x".to_vec(), FILE_META, None, &what, true);
@@ -1777,20 +1782,7 @@ mod tests {
     #[test]
     fn hostile_write_files_paths_get_safe_text_not_a_shared_reason() {
         let facts = HostFacts::default();
-        let mut p = Planner {
-            network: None,
-            facts: &facts,
-            steps: Vec::new(),
-            warnings: Report::default(),
-            accounts_now: BTreeMap::new(),
-            created_users: Vec::new(),
-            ssh_user: None,
-            keys_for: BTreeMap::new(),
-            default_user: None,
-            salt: [0; 32],
-            drive_sha256: None,
-            last_what: None,
-        };
+        let mut p = bare_planner(&facts);
         let long = format!("srv/{}", "x".repeat(2_100));
         let paths = ["srv/a\nb", "srv/a\0b", "srv/\x1b[31mred", long.as_str()];
         for path in paths {
